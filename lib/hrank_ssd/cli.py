@@ -1,0 +1,41 @@
+"""``python -m hrank_ssd <command>``: one sub-command per module in ``hrank_ssd.commands``.
+
+Each command module defines ``add_parser(subparsers)`` and the function it sets as ``func``.
+Commands only parse flags and call the library; user errors become one line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from . import __version__, commands
+from .errors import HRankError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hrank-ssd", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"hrank-ssd {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="command", required=True)
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{commands.__name__}.{info.name}").add_parser(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except HRankError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: checkpoints written so far are kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
