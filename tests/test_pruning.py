@@ -1,0 +1,124 @@
+"""Physical pruning: equivalence with the masked original, exact filter choice, the seed's shapes, files."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from hrank_ssd.cli import main
+from hrank_ssd.errors import HRankError
+from hrank_ssd.models import VGG_CONV_INDEXES, build_model, load_model, save_model
+from hrank_ssd.pruning import (
+    apply_kept,
+    kept_indices,
+    layer_names,
+    masked_copy,
+    prune_model,
+    round_keep,
+    select_filters,
+)
+from hrank_ssd.ranks import save_ranks
+
+SEED_RATE = "[0.1]*7+[0.5]*9"
+
+
+def randomize_batchnorm(model):
+    torch.manual_seed(1)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.5, 0.5)
+    return model
+
+
+def random_ranks(model, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.random(c).astype(np.float32) for c in model.plan.prunable]
+
+
+@pytest.mark.parametrize("net", ["vgg16-ssd", "mb1-ssd"])
+@pytest.mark.parametrize("criterion", ["hrank", "l1", "random"])
+def test_pruned_equals_masked_original(net, criterion, tmp_path):
+    torch.manual_seed(0)
+    model = randomize_batchnorm(build_model(net, 6, width=0.125)).eval()
+    save_ranks(random_ranks(model), tmp_path)
+    pruned, kept = prune_model(model, "[0.3]*4+[0.6]*10", criterion, rank_dir=tmp_path, seed=3)
+    masked = masked_copy(model, kept)
+    x = torch.randn(2, 3, 300, 300)
+    with torch.no_grad():
+        (c1, l1), (c2, l2) = pruned(x), masked(x)
+    assert (c1 - c2).abs().max() < 1e-5 and (l1 - l2).abs().max() < 1e-5
+    # and pruning really changed the function (the test can fail if masking did nothing)
+    with torch.no_grad():
+        assert (model(x)[0] - c1).abs().max() > 1e-3
+
+
+def test_kept_filters_are_exactly_the_top_ranked(tmp_path):
+    model = build_model("vgg16-ssd", 6, width=0.125)
+    ranks = random_ranks(model, seed=5)
+    save_ranks(ranks, tmp_path)
+    kept = kept_indices(model, "[0.5]*14", "hrank", rank_dir=tmp_path)
+    for name, r, c in zip(layer_names("vgg16-ssd"), ranks, model.plan.prunable):
+        keep = int(c * 0.5)
+        expected = sorted(np.argsort(-r)[:keep].tolist())  # ranks are distinct, so no ties here
+        assert kept[name] == expected
+    pruned = apply_kept(model, kept)
+    w = model.state_dict()["base_net.0.weight"]
+    assert torch.equal(pruned.state_dict()["base_net.0.weight"], w[kept["conv1_1"]])
+
+
+def test_ties_drop_the_lower_index_first():
+    assert select_filters(np.array([1.0, 1.0, 1.0, 0.0]), 2) == [1, 2]
+
+
+def test_seed_shapes_for_the_published_compress_rate():
+    model = build_model("vgg16-ssd", 21)
+    kept = kept_indices(model, SEED_RATE, "l1")
+    pruned = apply_kept(model, kept)
+    shapes = [list(pruned.base_net[i].weight.shape) for i in VGG_CONV_INDEXES]
+    assert shapes == [[57, 3, 3, 3], [57, 57, 3, 3], [115, 57, 3, 3], [115, 115, 3, 3], [230, 115, 3, 3],
+                      [230, 230, 3, 3], [230, 230, 3, 3], [256, 230, 3, 3]] + [[256, 256, 3, 3]] * 5 + [
+                      [512, 256, 3, 3], [1024, 512, 1, 1]]
+    sd = pruned.state_dict()
+    assert sd["source_layer_add_ons.0.running_mean"].shape == (256,)
+    assert sd["classification_headers.0.weight"].shape[1] == 256
+    assert sd["regression_headers.0.weight"].shape[1] == 256
+
+
+def test_round_to():
+    assert round_keep(57, 64, 8) == 64 and round_keep(115, 128, 8) == 120 and round_keep(5, 8, None) == 5
+    model = build_model("vgg16-ssd", 21)
+    kept = kept_indices(model, SEED_RATE, "random", round_to=8)
+    assert all(len(v) % 8 == 0 for v in kept.values())
+
+
+def test_bad_rank_folders(tmp_path):
+    model = build_model("vgg16-ssd", 6, width=0.125)
+    with pytest.raises(HRankError, match="rank folder not found"):
+        kept_indices(model, "[0.5]*14", "hrank", rank_dir=tmp_path / "nope")
+    save_ranks(random_ranks(build_model("vgg16-ssd", 6, width=0.25)), tmp_path)
+    with pytest.raises(HRankError, match="belong to another model"):
+        kept_indices(model, "[0.5]*14", "hrank", rank_dir=tmp_path)
+    save_ranks(random_ranks(model), tmp_path)
+    (tmp_path / "rank_conv3.npy").unlink()
+    with pytest.raises(HRankError, match="rank_conv3.npy is missing"):
+        kept_indices(model, "[0.5]*14", "hrank", rank_dir=tmp_path)
+
+
+def test_prune_cli_writes_loadable_model_and_json(tmp_path, capsys):
+    model = build_model("vgg16-ssd", 6, width=0.125)
+    base = tmp_path / "base.pth"
+    save_model(model, base)
+    save_ranks(random_ranks(model), tmp_path / "ranks")
+    out = tmp_path / "pruned.pth"
+    assert main(["prune", "--base_net", str(base), "--rank_dir", str(tmp_path / "ranks"),
+                 "--compress_rate", SEED_RATE, "--output", str(out)]) == 0
+    meta = json.loads((tmp_path / "pruned.pth.json").read_text())
+    assert meta["criterion"] == "hrank" and len(meta["kept_indices"]["conv1_1"]) == 7
+    loaded = load_model(out)  # shapes inferred, no compress rate needed
+    assert loaded.plan.prunable[0] == 7 and loaded.image_size == 300
+    assert main(["prune", "--base_net", str(base), "--compress_rate", "[0.1]*3", "--criterion", "l1",
+                 "--output", str(tmp_path / "x.pth")]) == 2
+    assert "gives 3 rates" in capsys.readouterr().err
