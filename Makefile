@@ -1,0 +1,38 @@
+# Two commands set everything up on a fresh machine:
+#   make course   create .venv, install, build the offline dataset and run the whole course offline
+#   make test     create .venv, install, run the test suite
+# FULL=1 make course runs the course on real VOC data and the published weights (network needed).
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Pinned for a fresh machine; a Python that already has torch (Colab) keeps its own.
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+RUNS ?= runs
+PROFILE := $(if $(FULL),full,offline)
+
+.PHONY: course test install lint clean bench
+
+$(VENV)/.installed: pyproject.toml requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -c "import torch, torchvision" 2>/dev/null || $(PY) -m pip install -q $(TORCH_SPEC)
+	$(PY) -m pip install -q -e ".[course,speed,dev]"
+	$(PY) -m ipykernel install --user --name python3 >/dev/null 2>&1 || true
+	touch $@
+
+install: $(VENV)/.installed
+
+course: install
+	$(PY) -m hrank_ssd course --profile $(PROFILE) --runs $(RUNS)
+
+test: install
+	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check lib tests data_scripts benchmarks
+
+bench: install
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(RUNS) work .pytest_cache
