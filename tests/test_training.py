@@ -1,0 +1,326 @@
+"""Training: loss goes down, checkpoints (names, contents, loadable), exact resume (epoch and mid-epoch,
+including a real SIGKILL), NaN stop, logs and curves, prune/distill/freeze options, DDP equivalence, CLI errors.
+
+Everything runs a width-0.125 VGG16-SSD at 300x300 on a tiny synthetic VOC set (8 train / 4 test images,
+batch 4: two steps per epoch).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from hrank_ssd.cli import main
+from hrank_ssd.errors import HRankError
+from hrank_ssd.models import build_model, load_model, read_state_dict
+from hrank_ssd.training import (
+    LOG_COLUMNS,
+    Hooks,
+    TrainConfig,
+    epoch_batches,
+    learning_rate,
+    load_base_net,
+    plot_curves,
+    read_checkpoint,
+    train,
+)
+
+EPOCHS = 3
+
+
+@pytest.fixture(scope="session")
+def tiny_voc(tmp_path_factory) -> Path:
+    from hrank_ssd.synthetic import make_synthetic_voc
+
+    return make_synthetic_voc(tmp_path_factory.mktemp("tiny_voc"), num_train=8, num_test=4, image_size=300, seed=1)
+
+
+def _config(root, folder, **kw) -> TrainConfig:
+    base = dict(datasets=[str(root)], validation_dataset=str(root), width=0.125, batch_size=4, lr=3e-3,
+                seed=3, validation_epochs=0, progress=False, num_epochs=EPOCHS, checkpoint_folder=str(folder),
+                device="cpu")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _max_diff(a: dict, b: dict) -> float:
+    assert a.keys() == b.keys()
+    return max((a[k].double() - b[k].double()).abs().max().item() for k in a if a[k].is_floating_point())
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_voc, tmp_path_factory):
+    """An uninterrupted run of EPOCHS epochs."""
+    folder = tmp_path_factory.mktemp("reference")
+    result = train(_config(tiny_voc, folder))
+    return result, folder
+
+
+# ---------------------------------------------------------------- pure helpers
+
+def test_learning_rate_schedules():
+    cfg = TrainConfig(lr=0.1, num_epochs=10, scheduler="cosine")
+    assert learning_rate(cfg, 0) == pytest.approx(0.1)
+    assert learning_rate(cfg, 5) == pytest.approx(0.05)
+    cfg = TrainConfig(lr=0.1, scheduler="multistep", milestones="2,4", gamma=0.1)
+    assert [round(learning_rate(cfg, e), 6) for e in range(6)] == [0.1, 0.1, 0.01, 0.01, 0.001, 0.001]
+
+
+def test_epoch_batches_shard_the_single_process_batches():
+    one = epoch_batches(10, 4, seed=1, epoch=2)
+    assert sorted(i for b in one for i, _ in b) == list(range(10))
+    assert one == epoch_batches(10, 4, seed=1, epoch=2)  # deterministic
+    assert one != epoch_batches(10, 4, seed=1, epoch=3)  # a new order each epoch
+    even = epoch_batches(8, 4, 1, 0)
+    r0, r1 = epoch_batches(8, 2, 1, 0, rank=0, world=2), epoch_batches(8, 2, 1, 0, rank=1, world=2)
+    assert [a + b for a, b in zip(r0, r1)] == even  # same samples and augmentation seeds
+
+
+# ---------------------------------------------------------------- training works
+
+def test_training_reduces_loss(synthetic_voc):
+    """The loss and SGD as train() uses them fit a few batches of the synthetic set (train-mode loss)."""
+    from hrank_ssd.data import TestTransform, VOCDataset, collate
+    from hrank_ssd.losses import MultiBoxLoss
+    from hrank_ssd.priors import MatchPrior
+
+    torch.manual_seed(0)
+    model = build_model("vgg16-ssd", 6, width=0.125)
+    ds = VOCDataset(synthetic_voc, "trainval", TestTransform(300, model.cfg.image_mean, model.cfg.image_std),
+                    MatchPrior(model.priors, model.cfg))
+    batches = [collate([ds[i] for i in range(k, k + 4)]) for k in (0, 4)]
+    opt = torch.optim.SGD(model.parameters(), lr=3e-4, momentum=0.9, weight_decay=5e-4)
+    crit = MultiBoxLoss()
+    model.train()
+    losses = []
+    for _ in range(8):
+        for images, locations, labels in batches:
+            reg, cls = crit(*model(images), labels, locations)
+            opt.zero_grad()
+            (reg + cls).backward()
+            opt.step()
+            losses.append(float((reg + cls).detach()))
+    # (in eval mode the conv4_3 BatchNorm's running statistics need far more steps to settle)
+    before, after = sum(losses[:2]) / 2, sum(losses[-2:]) / 2
+    assert after < 0.9 * before, (before, after)
+
+
+def test_checkpoints_named_kept_and_loadable(reference):
+    result, folder = reference
+    names = sorted(p.name for p in folder.iterdir())
+    tars = [n for n in names if n.endswith(".tar")]
+    assert f"model_best.pth-{EPOCHS - 1}.tar" in tars and 1 <= len(tars) <= 2  # last (+ best)
+    best_epoch = min(result.history, key=lambda r: r["val_loss"])["epoch"]
+    assert result.best_checkpoint.name == f"model_best.pth-{best_epoch}.tar"
+    final = [n for n in names if n.startswith(f"vgg16-ssd-Epoch-{EPOCHS - 1}-Loss-") and n.endswith(".pth")]
+    assert len(final) == 1 and result.final_model.name == final[0]
+    assert f"{final[0]}.json" in names
+    loss = float(final[0].split("-Loss-")[1].removesuffix(".pth"))
+    assert loss == pytest.approx(result.history[-1]["val_loss"], abs=1e-4)
+    for path in (folder / final[0], folder / tars[-1]):
+        model = load_model(path)
+        assert _max_diff(model.state_dict(), result.model.state_dict()) == 0 or path.suffix == ".tar"
+    state = read_checkpoint(result.last_checkpoint)
+    for key in ("model", "optimizer", "scheduler", "scaler", "epoch", "step", "best_val_loss", "compress_rate",
+                "kept_indices", "rng", "args", "history"):
+        assert key in state, key
+    assert state["epoch"] == EPOCHS - 1 and state["step"] is None
+    assert set(state["rng"]) >= {"torch", "numpy", "python"}
+    assert _max_diff(read_state_dict(result.last_checkpoint), result.model.state_dict()) == 0
+
+
+def test_logs_and_curves(reference, tmp_path):
+    _, folder = reference
+    log = pd.read_csv(folder / "log.csv")
+    assert list(log.columns) == LOG_COLUMNS
+    assert log["epoch"].tolist() == list(range(EPOCHS))
+    assert log[["train_loss", "val_loss", "lr", "time_s"]].notna().all().all()
+    assert log["mAP"].isna().all()  # validation_epochs=0
+    rows = json.loads((folder / "log.json").read_text())
+    assert [r["epoch"] for r in rows] == list(range(EPOCHS)) and rows[0]["mAP"] is None
+    assert (folder / "curves.png").stat().st_size > 1000
+    out = plot_curves(folder / "log.csv", tmp_path / "c.png")
+    assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+# ---------------------------------------------------------------- exact resume
+
+def test_resume_after_whole_epochs_is_exact(reference, tiny_voc, tmp_path):
+    ref, _ = reference
+    train(_config(tiny_voc, tmp_path, num_epochs=1))
+    resumed = train(_config(tiny_voc, tmp_path, resume="auto"))
+    diff = _max_diff(ref.model.state_dict(), resumed.model.state_dict())
+    print(f"resume after 1 epoch: max abs diff {diff:.3g}")
+    assert diff <= 1e-6
+    assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in ref.history]
+
+
+class _Crash(Hooks):
+    def __init__(self, epoch, step):
+        self.at = (epoch, step)
+
+    def after_step(self, epoch, step, state):
+        if (epoch, step) == self.at:
+            raise KeyboardInterrupt
+
+
+def test_resume_mid_epoch_is_exact(reference, tiny_voc, tmp_path):
+    ref, _ = reference
+    with pytest.raises(KeyboardInterrupt):
+        train(_config(tiny_voc, tmp_path, checkpoint_every_steps=1), hooks=_Crash(1, 1))
+    state = read_checkpoint(tmp_path / "model_best.pth-1.tar")
+    assert (state["epoch"], state["step"]) == (1, 1)
+    resumed = train(_config(tiny_voc, tmp_path, checkpoint_every_steps=1, resume=str(tmp_path / "model_best.pth-1.tar")))
+    diff = _max_diff(ref.model.state_dict(), resumed.model.state_dict())
+    print(f"resume mid-epoch: max abs diff {diff:.3g}")
+    assert diff <= 1e-6
+    assert [r["train_loss"] for r in resumed.history] == pytest.approx([r["train_loss"] for r in ref.history])
+
+
+def test_sigkill_mid_run_then_resume_is_exact(reference, tiny_voc, tmp_path):
+    ref, _ = reference
+    folder = tmp_path / "ck"
+    cmd = [sys.executable, "-m", "hrank_ssd", "train", "--datasets", str(tiny_voc), "--validation_dataset",
+           str(tiny_voc), "--width", "0.125", "--batch_size", "4", "--lr", "3e-3", "--seed", "3",
+           "--validation_epochs", "0", "--num_epochs", str(EPOCHS), "--checkpoint_folder", str(folder),
+           "--device", "cpu", "--checkpoint_every_steps", "1", "--no_progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    killed_at = None
+    deadline = time.time() + 120
+    while proc.poll() is None and time.time() < deadline:
+        for side in folder.glob("model_best.pth-*.tar.json"):
+            try:
+                meta = json.loads(side.read_text())
+            except (OSError, ValueError):
+                continue
+            if meta.get("step") is not None:
+                killed_at = (meta["epoch"], meta["step"])
+        if killed_at:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    proc.wait()
+    if proc.returncode != -signal.SIGKILL:
+        pytest.skip("the run finished before a mid-epoch checkpoint was seen")
+    resumed = train(_config(tiny_voc, folder, checkpoint_every_steps=1, resume="auto"))
+    diff = _max_diff(ref.model.state_dict(), resumed.model.state_dict())
+    print(f"SIGKILL after {killed_at}: max abs diff {diff:.3g}")
+    assert diff <= 1e-6
+
+
+# ---------------------------------------------------------------- failures
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_voc, tmp_path, capsys):
+    class Poison(Hooks):
+        def after_step(self, epoch, step, state):
+            if (epoch, step) == (1, 1):
+                with torch.no_grad():
+                    next(state["trainer"].model.parameters()).fill_(float("nan"))
+
+    with pytest.raises(HRankError) as err:
+        train(_config(tiny_voc, tmp_path, resume="auto", checkpoint_every_steps=1), hooks=Poison())
+    assert "starting fresh" in capsys.readouterr().err
+    msg = str(err.value)
+    assert "\n" not in msg and "nan" in msg and "model_best.pth-1.tar" in msg
+    model = load_model(tmp_path / "model_best.pth-1.tar")
+    assert all(torch.isfinite(t).all() for t in model.state_dict().values() if t.is_floating_point())
+    assert read_checkpoint(tmp_path / "model_best.pth-1.tar")["step"] == 1
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys, tiny_voc):
+    code = main(["train", "--datasets", str(tmp_path / "nope"), "--validation_dataset", str(tmp_path / "nope"),
+                 "--checkpoint_folder", str(tmp_path / "ck"), "--no_progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1 and "nope" in err
+    code = main(["train", "--datasets", str(tiny_voc), "--validation_dataset", str(tiny_voc), "--resume",
+                 str(tmp_path / "missing.tar"), "--checkpoint_folder", str(tmp_path / "ck"), "--no_progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "missing.tar" in err and err.count("\n") == 1
+    code = main(["train", "--datasets", str(tiny_voc), "--validation_dataset", str(tiny_voc), "--train_split", "x",
+                 "--checkpoint_folder", str(tmp_path / "ck"), "--no_progress", "--width", "0.125"])
+    err = capsys.readouterr().err
+    assert code == 2 and "x.txt" in err and err.count("\n") == 1
+
+
+# ---------------------------------------------------------------- options
+
+def test_base_net_loading(reference, tmp_path):
+    ref, _ = reference
+    full = load_base_net(ref.final_model, "vgg16-ssd", ref.model.num_classes, 1.0, None)
+    assert _max_diff(full.state_dict(), ref.model.state_dict()) == 0
+    with pytest.warns(UserWarning, match="classification headers"):
+        other = load_base_net(ref.final_model, "vgg16-ssd", 3, 1.0, None)
+    assert torch.equal(other.base_net[0].weight, ref.model.base_net[0].weight)
+    torch.save(ref.model.base_net.state_dict(), tmp_path / "backbone.pth")
+    bb = load_base_net(tmp_path / "backbone.pth", "vgg16-ssd", 4, 0.125, None)
+    assert torch.equal(bb.base_net[2].weight, ref.model.base_net[2].weight)
+    with pytest.raises(HRankError, match="backbone"):
+        load_base_net(tmp_path / "backbone.pth", "vgg16-ssd", 4, 0.25, None)
+
+
+def test_prune_distill_and_map(reference, tiny_voc, tmp_path):
+    ref, _ = reference
+    result = train(_config(tiny_voc, tmp_path, num_epochs=1, base_net=str(ref.final_model), compress_rate="[0.5]*14",
+                           criterion="l1", distill_from=str(ref.final_model), distill_alpha=0.5,
+                           validation_epochs=1))
+    n_ref = sum(p.numel() for p in ref.model.parameters())
+    n_new = sum(p.numel() for p in result.model.parameters())
+    assert n_new < 0.6 * n_ref
+    row = result.history[0]
+    assert row["train_distillation_loss"] > 0
+    assert 0 <= row["mAP"] <= 1
+    meta = json.loads(Path(str(result.final_model) + ".json").read_text())
+    assert meta["compress_rate"] == [0.5] * 14 and meta["criterion"] == "l1" and meta["kept_indices"]
+    state = read_checkpoint(result.last_checkpoint)
+    assert state["kept_indices"] == meta["kept_indices"]
+    assert _max_diff(load_model(result.final_model).state_dict(), result.model.state_dict()) == 0
+    assert (tmp_path / "eval" / "ap.csv").is_file()
+
+
+def test_freeze_base_net_grad_clip_bn_eval(reference, tiny_voc, tmp_path):
+    ref, _ = reference
+    with pytest.warns(UserWarning, match="--amp needs a CUDA device"):
+        result = train(_config(tiny_voc, tmp_path, num_epochs=1, base_net=str(ref.final_model), freeze_base_net=True,
+                               grad_clip=1.0, bn_eval=True, amp=True, scheduler="multistep"))
+    new, old = result.model.state_dict(), ref.model.state_dict()
+    assert all(torch.equal(new[k], old[k]) for k in new if k.startswith("base_net."))
+    assert torch.equal(new["source_layer_add_ons.0.running_mean"], old["source_layer_add_ons.0.running_mean"])
+    assert not torch.equal(new["extras.0.0.weight"], old["extras.0.0.weight"])
+    assert all(math.isfinite(v) for k, v in result.history[0].items() if k != "mAP")
+
+
+# ---------------------------------------------------------------- distributed
+
+def test_ddp_two_processes_match_one(reference, tiny_voc, tmp_path):
+    """torchrun, 2 CPU processes x batch 2 (gloo) == 1 process x batch 4.
+
+    Same samples and augmentation per global batch, loss normalised by the global number of
+    positives, BatchNorm statistics all-reduced: differences are float rounding only.
+    """
+    ref, _ = reference
+    folder = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "hrank_ssd",
+           "train", "--datasets", str(tiny_voc), "--validation_dataset", str(tiny_voc), "--width", "0.125",
+           "--batch_size", "2", "--lr", "3e-3", "--seed", "3", "--validation_epochs", "0", "--num_epochs",
+           str(EPOCHS), "--checkpoint_folder", str(folder), "--device", "cpu", "--no_progress"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    final = list(folder.glob("vgg16-ssd-Epoch-*.pth"))
+    assert len(final) == 1
+    diff = _max_diff(read_state_dict(final[0]), ref.model.state_dict())
+    print(f"DDP 2x2 vs 1x4 after {EPOCHS} epochs: max abs diff {diff:.3g}")
+    assert diff <= 1e-4
+    log = pd.read_csv(folder / "log.csv")
+    ref_log = pd.DataFrame(ref.history)
+    assert log["train_loss"].tolist() == pytest.approx(ref_log["train_loss"].tolist(), rel=1e-4)
+    assert log["val_loss"].tolist() == pytest.approx(ref_log["val_loss"].tolist(), rel=1e-4)
