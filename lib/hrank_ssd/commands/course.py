@@ -1,0 +1,235 @@
+"""``course``: run the whole notebook course (or its steps directly) into runs/<timestamp>/, then write the report."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from ..errors import HRankError
+
+NOTEBOOKS = ("00_setup", "01_rank_generation", "02_hrank_pruning", "03_finetune", "04_eval_map_fps",
+             "05_flops_table", "06_video_demo")
+STEPS = ("data", "train", "ranks", "prune", "finetune", "evaluate", "flops", "bench", "sensitivity", "criteria",
+         "video")
+SHARED_VIDEO = ("..", "shared", "data", "video", "vtest.mp4")  # relative to the repository root
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("course", help="run the notebook course end to end and write runs/<timestamp>/report.md",
+                       description=__doc__.splitlines()[0])
+    p.add_argument("--profile", default="offline", choices=("offline", "tiny", "full"),
+                   help="offline: synthetic data, small models trained here; tiny: seconds (CI); "
+                        "full: real VOC and the published weights (network needed)")
+    p.add_argument("--runs", default="runs", help="folder that receives runs/<timestamp>/ and the latest pointer")
+    p.add_argument("--work", default="work", help="reusable artifacts (datasets, models, ranks) per profile")
+    p.add_argument("--notebooks", default=None, help="notebook folder (default: the repository's notebooks/)")
+    p.add_argument("--no_notebooks", action="store_true",
+                   help="run the Course steps directly instead of executing the notebooks (same results files)")
+    p.add_argument("--steps", default=None,
+                   help=f"with --no_notebooks: comma-separated subset of {','.join(STEPS)} (default all)")
+    p.add_argument("--run_dir", default=None, help="write into this folder instead of runs/<timestamp>/")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--update_readme", action="store_true",
+                   help="also refresh README.md's <!-- results:start --> ... <!-- results:end --> block")
+    p.set_defaults(func=run)
+
+
+# ---------------------------------------------------------------- paths
+
+
+def repo_root() -> Path:
+    """The checkout holding notebooks/ and lib/hrank_ssd (found from this file, else the working folder)."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "pyproject.toml").is_file() and (parent / "lib" / "hrank_ssd").is_dir():
+            return parent
+    return Path.cwd()
+
+
+def new_run_dir(runs) -> Path:
+    """``runs/<YYYYmmdd-HHMMSS>`` (a suffix when that exists already), created."""
+    runs = Path(runs)
+    runs.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_dir, k = runs / stamp, 1
+    while run_dir.exists():
+        run_dir, k = runs / f"{stamp}-{k}", k + 1
+    run_dir.mkdir()
+    return run_dir
+
+
+def point_latest(runs, run_dir) -> Path:
+    """Make ``runs/latest`` a relative symlink to ``run_dir``; where links are impossible (or ``runs/latest`` is a
+    real folder from an interactive session) write ``runs/LATEST`` holding the run folder's name instead."""
+    runs, run_dir = Path(runs), Path(run_dir)
+    latest = runs / "latest"
+    (runs / "LATEST").write_text(run_dir.name + "\n")
+    if latest.is_symlink():
+        latest.unlink()
+    if not latest.exists():
+        try:
+            os.symlink(run_dir.name, latest, target_is_directory=True)
+            return latest
+        except OSError:
+            pass
+    return runs / "LATEST"
+
+
+def resolve_latest(runs) -> Path:
+    """The newest run folder of ``runs`` (through ``latest`` or ``LATEST``)."""
+    runs = Path(runs)
+    if (runs / "latest").is_symlink():
+        return (runs / "latest").resolve()
+    if (runs / "LATEST").is_file():
+        return runs / (runs / "LATEST").read_text().strip()
+    raise HRankError(f"no run in {runs}: run `python -m hrank_ssd course` first")
+
+
+# ---------------------------------------------------------------- notebooks
+
+
+def notebook_paths(folder) -> list:
+    folder = Path(folder)
+    paths = [folder / f"{name}.ipynb" for name in NOTEBOOKS]
+    missing = [p.name for p in paths if not p.is_file()]
+    if missing:
+        raise HRankError(f"notebooks missing in {folder}: {', '.join(missing)}; run "
+                         f"`python notebooks/make_notebooks.py` or pass --notebooks")
+    return paths
+
+
+def _first_line(text) -> str:
+    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
+    return lines[0][:300] if lines else ""
+
+
+def execute_notebooks(paths, run_dir, profile: str, work_dir, device=None, cwd=None, log=print,
+                      kernel_name: str = "python3") -> list:
+    """Execute ``paths`` in order with papermill into ``run_dir/notebooks``; stop at the first failure.
+
+    Parameters injected: PROFILE, RUN_DIR, WORK_DIR (absolute paths), DEVICE. A failing cell raises
+    :class:`HRankError` naming the notebook, the cell and its error, with the executed copy's path.
+    """
+    try:
+        import papermill as pm
+    except ImportError:
+        raise HRankError('papermill is not installed: pip install -e ".[course]" (or use --no_notebooks)') from None
+    run_dir, work_dir = Path(run_dir).resolve(), Path(work_dir).resolve()
+    out_dir = run_dir / "notebooks"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    params = {"PROFILE": profile, "RUN_DIR": str(run_dir), "WORK_DIR": str(work_dir), "DEVICE": device}
+    done = []
+    for path in paths:
+        path = Path(path)
+        out = out_dir / path.name
+        start = time.perf_counter()
+        log(f"[course] {path.name} ...")
+        try:
+            pm.execute_notebook(str(path), str(out), parameters=params, cwd=str(cwd or repo_root()),
+                                kernel_name=kernel_name, progress_bar=False, log_output=False)
+        except pm.PapermillExecutionError as e:
+            raise HRankError(f"notebook {path.name} failed in cell {e.exec_count}: {e.ename}: "
+                             f"{_first_line(e.evalue)} (executed copy: {out})") from None
+        except Exception as e:  # kernel died, kernel not found, ...
+            if isinstance(e, HRankError):
+                raise
+            raise HRankError(f"notebook {path.name} could not run: {type(e).__name__}: {_first_line(e)} "
+                             f"(install the kernel with `python -m ipykernel install --user --name python3`)") from None
+        log(f"[course] {path.name} done in {time.perf_counter() - start:.0f} s")
+        done.append(out)
+    return done
+
+
+# ---------------------------------------------------------------- steps without notebooks
+
+
+def video_demo(course, in_path=None, out_name: str = "demo_pruned.mp4") -> dict:
+    """Run the finetuned pruned detector on a clip and write ``run_dir/video/<out_name>`` (+ results/video.json).
+
+    The clip: ``in_path``, else ``../shared/data/video/vtest.mp4`` when present, else a synthetic pan
+    over the offline test images (written to ``run_dir/video/synthetic.mp4``).
+    """
+    from .. import video
+    from ..models import load_model
+    from ..predictor import Predictor
+
+    out_dir = course.run_dir / "video"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if in_path is None:
+        shared = repo_root().joinpath(*SHARED_VIDEO)
+        in_path = shared if shared.is_file() else None
+    source = "real clip" if in_path is not None else "synthetic clip"
+    if in_path is None:
+        in_path = video.make_synthetic_video(out_dir / "synthetic.mp4", course.test_root(), seconds=2, fps=10)
+    model = load_model(course.model_path("vgg16-ssd-pruned"))
+    predictor = Predictor(model, course.device or "cpu")
+    info = video.process_video(predictor, course.class_names(), in_path, out_dir / out_name,
+                               max_frames=course.profile.video_max_frames, progress=course.progress)
+    info = {"input": str(in_path), "source": source, **info}
+    course.save_json("video.json", info)
+    return info
+
+
+def run_steps(course, steps=STEPS, log=print) -> None:
+    """The notebooks' Course calls, in the same order, without notebooks."""
+    steps = list(steps)
+    unknown = [s for s in steps if s not in STEPS]
+    if unknown:
+        raise HRankError(f"unknown --steps {','.join(unknown)}: choose from {','.join(STEPS)}")
+    course.save_json("settings.json", course.settings())
+    actions = {
+        "data": course.dataset_root,
+        "train": lambda: (course.baseline("vgg16-ssd"), course.baseline("mb1-ssd")),
+        "ranks": course.rank_dir,
+        "prune": course.pruned,
+        "finetune": course.finetuned,
+        "evaluate": course.evaluate,
+        "flops": course.flops,
+        "bench": course.bench,
+        "sensitivity": course.sensitivity,
+        "criteria": course.criteria,
+        "video": lambda: video_demo(course),
+    }
+    for step in STEPS:
+        if step in steps:
+            start = time.perf_counter()
+            log(f"[course] {step} ...")
+            actions[step]()
+            log(f"[course] {step} done in {time.perf_counter() - start:.0f} s")
+
+
+# ---------------------------------------------------------------- command
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..course import Course, get_profile
+    from ..report import update_readme, write_report
+
+    get_profile(args.profile)  # a clear error for a bad name before anything is created
+    start = time.perf_counter()
+    if args.run_dir:
+        run_dir = Path(args.run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+    else:
+        run_dir = new_run_dir(args.runs)
+        point_latest(args.runs, run_dir)
+    print(f"[course] profile {args.profile}, run folder {run_dir}", flush=True)
+    log = lambda msg: print(msg, flush=True)  # noqa: E731
+    if args.no_notebooks:
+        steps = [s.strip() for s in args.steps.split(",") if s.strip()] if args.steps else STEPS
+        course = Course(args.profile, run_dir=run_dir, work_dir=args.work, device=args.device,
+                        progress=sys.stderr.isatty())
+        run_steps(course, steps, log=log)
+    else:
+        if args.steps:
+            raise HRankError("--steps works with --no_notebooks only (the notebooks run every step)")
+        folder = Path(args.notebooks) if args.notebooks else repo_root() / "notebooks"
+        execute_notebooks(notebook_paths(folder), run_dir, args.profile, args.work, args.device, log=log)
+    md, html = write_report(run_dir)
+    print(f"[course] report: {md} and {html} ({time.perf_counter() - start:.0f} s in all)")
+    if args.update_readme:
+        print(f"[course] updated {update_readme(repo_root() / 'README.md', run_dir)}")
+    return 0

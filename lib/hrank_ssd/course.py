@@ -1,0 +1,349 @@
+"""The course as data: profiles, and one function per step with files in between.
+
+``Course(profile, run_dir)`` knows where every artifact lives. Each step returns its output path or
+table, writes its results under ``run_dir/results``, and reuses what an earlier run already made
+(trained models, ranks), so any notebook can start from any step and a re-run is quick.
+
+Profiles:
+- ``offline``: synthetic VOC-format data and small models trained here, no network (local default).
+- ``full``: real VOC and the original project's weights and ranks via ``weights_manifest.json``.
+- ``tiny``: the offline pipeline shrunk to seconds, for CI.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Dict, Optional, Tuple
+
+import pandas as pd
+
+from .errors import HRankError
+
+SEED_COMPRESS_RATE = "[0.1]*7+[0.5]*9"
+MODEL_KEYS = ("vgg16-ssd", "vgg16-ssd-pruned", "mb1-ssd")
+MODEL_TITLES = {"vgg16-ssd": "VGG16-SSD", "vgg16-ssd-pruned": "VGG16-SSD pruned (HRank)",
+                "mb1-ssd": "MobileNetV1-SSD"}
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    synthetic: bool = True
+    num_train: int = 600
+    num_test: int = 150
+    image_size: int = 300
+    vgg_width: float = 0.125
+    mb1_width: float = 0.25
+    batch_size: int = 16
+    train_epochs: int = 12
+    lr: float = 0.01
+    mb1_epochs: int = 10
+    mb1_lr: float = 0.01
+    rank_limit: int = 4
+    rank_batch: int = 16
+    compress_rate: str = SEED_COMPRESS_RATE
+    finetune_epochs: int = 4
+    finetune_lr: float = 0.005
+    sensitivity_rates: Tuple[float, ...] = (0.3, 0.6, 0.9)
+    sensitivity_layers: Tuple[int, ...] = (1, 4, 7, 10, 13, 14)
+    sensitivity_images: int = 60
+    criteria_finetune_epochs: int = 1
+    bench_warmup: int = 5
+    bench_runs: int = 20
+    video_max_frames: Optional[int] = 60
+    seed: int = 0
+    notes: Dict[str, str] = field(default_factory=dict, compare=False)
+
+
+PROFILES: Dict[str, Profile] = {
+    "offline": Profile("offline"),
+    "tiny": Profile("tiny", num_train=16, num_test=8, batch_size=8, train_epochs=1, mb1_epochs=1, rank_limit=1,
+                    rank_batch=4, finetune_epochs=1, sensitivity_rates=(0.5,), sensitivity_layers=(1, 14),
+                    sensitivity_images=4, criteria_finetune_epochs=0, bench_warmup=1, bench_runs=2,
+                    video_max_frames=4),
+    "full": Profile("full", synthetic=False, vgg_width=1.0, mb1_width=1.0, batch_size=8, lr=1e-5,
+                    finetune_epochs=120, finetune_lr=1e-5, rank_limit=5, rank_batch=128, sensitivity_images=500,
+                    criteria_finetune_epochs=0, bench_warmup=10, bench_runs=50, video_max_frames=None),
+}
+
+
+def get_profile(name: str, **overrides) -> Profile:
+    if name not in PROFILES:
+        raise HRankError(f"unknown profile {name!r}: choose one of {', '.join(PROFILES)}")
+    return replace(PROFILES[name], **overrides)
+
+
+class Course:
+    """Paths and steps of one course run. ``work_dir`` holds reusable artifacts, ``run_dir`` this run's results."""
+
+    def __init__(self, profile="offline", run_dir="runs/latest", work_dir="work", device=None, progress=True):
+        self.profile = profile if isinstance(profile, Profile) else get_profile(profile)
+        self.work = Path(work_dir) / self.profile.name
+        self.run_dir = Path(run_dir)
+        self.results = self.run_dir / "results"
+        self.results.mkdir(parents=True, exist_ok=True)
+        self.device, self.progress = device, progress
+
+    # ------------------------------------------------------------ bookkeeping
+
+    def path(self, key: str) -> Path:
+        return self.work / "models" / f"{key}.pth"
+
+    def save_json(self, name: str, obj) -> Path:
+        from .models import atomic_write_text
+
+        path = self.results / name
+        atomic_write_text(path, json.dumps(obj, indent=1, default=float))
+        return path
+
+    def load_json(self, name: str):
+        path = self.results / name
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    @contextmanager
+    def timed(self, step: str):
+        start = time.perf_counter()
+        yield
+        times = self.load_json("timings.json") or {}
+        times[step] = round(time.perf_counter() - start, 1)
+        self.save_json("timings.json", times)
+
+    # ------------------------------------------------------------ data
+
+    def dataset_root(self) -> Path:
+        """The training (and, offline, test) VOC root: made here or downloaded."""
+        p = self.profile
+        if p.synthetic:
+            root = self.work / "data" / "VOCdevkit" / "VOC2007"
+            if not (root / "labels.txt").is_file():
+                from .synthetic import make_synthetic_voc
+
+                with self.timed("dataset"):
+                    make_synthetic_voc(self.work / "data", p.num_train, p.num_test, p.image_size, seed=p.seed)
+            return root
+        root = Path("data") / "VOCdevkit"
+        if not (root / "VOC2007" / "Annotations").is_dir():
+            from .downloads import download_voc
+
+            with self.timed("dataset"):
+                download_voc("data", progress=self.progress)
+        return root / "VOC2007"
+
+    def test_root(self) -> Path:
+        if self.profile.synthetic:
+            return self.dataset_root()
+        test = Path("data") / "VOCdevkit" / "VOC2007-test"
+        self.dataset_root()
+        return test
+
+    def label_file(self) -> Path:
+        if self.profile.synthetic:
+            return self.dataset_root() / "labels.txt"
+        from .downloads import fetch
+
+        return fetch("voc-labels", dest_dir=self.work.parent, progress=self.progress)
+
+    def class_names(self):
+        from .data import read_labels
+
+        return read_labels(self.label_file())
+
+    def test_dataset(self, limit: Optional[int] = None):
+        from .data import VOCDataset
+
+        split = "test"
+        ds = VOCDataset(self.test_root(), split=split, is_test=True, class_names=self.class_names())
+        if limit:
+            ds.ids = ds.ids[:limit]
+        return ds
+
+    # ------------------------------------------------------------ models
+
+    def _train(self, key: str, net: str, epochs: int, lr: float, width: float, **extra) -> Path:
+        from .models import save_model
+        from .training import TrainConfig, train
+
+        out = self.path(key)
+        folder = self.work / "checkpoints" / key
+        if out.is_file():
+            if (folder / "log.csv").is_file() and not (self.results / f"log_{key}.csv").is_file():
+                pd.read_csv(folder / "log.csv").to_csv(self.results / f"log_{key}.csv", index=False)
+            return out
+        p = self.profile
+        cfg = TrainConfig(datasets=[str(self.dataset_root())], validation_dataset=str(self.test_root()),
+                          label_file=str(self.label_file()), net=net, batch_size=p.batch_size, num_epochs=epochs,
+                          lr=lr, scheduler="cosine", checkpoint_folder=str(folder), width=width,
+                          image_size=p.image_size, seed=p.seed, device=self.device, resume="auto",
+                          validation_epochs=max(1, epochs // 3), progress=self.progress, **extra)
+        with self.timed(f"train {key}"):
+            result = train(cfg)
+        save_model(result.model, out)
+        if (folder / "log.csv").is_file():
+            pd.read_csv(folder / "log.csv").to_csv(self.results / f"log_{key}.csv", index=False)
+        return out
+
+    def baseline(self, net: str = "vgg16-ssd") -> Path:
+        """A trained detector: trained here (offline) or the published weights (full)."""
+        if self.profile.synthetic:
+            if net == "vgg16-ssd":
+                return self._train(net, net, self.profile.train_epochs, self.profile.lr, self.profile.vgg_width)
+            return self._train(net, net, self.profile.mb1_epochs, self.profile.mb1_lr, self.profile.mb1_width)
+        from .downloads import fetch
+
+        return fetch(net, dest_dir=self.work.parent, progress=self.progress)
+
+    def rank_dir(self, generate: bool = True) -> Path:
+        """HRank ranks of the baseline VGG16-SSD: generated here, or the original project's folder (full)."""
+        from .data import TestTransform, VOCDataset
+        from .models import load_model
+        from .ranks import compute_ranks, image_batches, save_ranks
+
+        out = self.work / "ranks"
+        if (out / "rank_conv14.npy").is_file():
+            return out
+        if not self.profile.synthetic and not generate:
+            from .downloads import fetch
+
+            return fetch("vgg16-ssd-ranks", dest_dir=self.work.parent, progress=self.progress)
+        p = self.profile
+        model = load_model(self.baseline("vgg16-ssd"))
+        ds = VOCDataset(self.dataset_root(), split="trainval",
+                        transform=TestTransform(model.image_size, model.cfg.image_mean, model.cfg.image_std),
+                        class_names=self.class_names())
+        with self.timed("ranks"):
+            ranks = compute_ranks(model, image_batches(ds, p.rank_batch, p.rank_limit), device=self.device or "cpu",
+                                  total=p.rank_limit, progress=self.progress)
+            save_ranks(ranks, out)
+        return out
+
+    def pruned(self, criterion: str = "hrank") -> Path:
+        """The baseline pruned with ``criterion`` at the profile's compress rate, before finetuning."""
+        from .models import load_model
+        from .pruning import prune_model, save_pruned
+
+        out = self.path(f"vgg16-ssd-{criterion}-init")
+        if out.is_file():
+            return out
+        model = load_model(self.baseline("vgg16-ssd"))
+        rank_dir = self.rank_dir() if criterion == "hrank" else None
+        pruned, kept = prune_model(model, self.profile.compress_rate, criterion, rank_dir, seed=self.profile.seed)
+        save_pruned(pruned, out, self.profile.compress_rate, criterion, kept)
+        return out
+
+    def finetuned(self, criterion: str = "hrank", epochs: Optional[int] = None, distill: bool = False) -> Path:
+        """Prune then finetune (the original train_ssd_prune_eval.py); key ``vgg16-ssd-pruned`` for hrank."""
+        p = self.profile
+        epochs = p.finetune_epochs if epochs is None else epochs
+        key = "vgg16-ssd-pruned" if (criterion == "hrank" and epochs == p.finetune_epochs and not distill) \
+            else f"vgg16-ssd-{criterion}-ft{epochs}{'-kd' if distill else ''}"
+        if epochs == 0:
+            return self.pruned(criterion)
+        extra = {"distill_from": str(self.baseline("vgg16-ssd"))} if distill else {}
+        return self._train(key, "vgg16-ssd", epochs, p.finetune_lr, 1.0, base_net=str(self.pruned(criterion)),
+                           **extra)
+
+    def model_path(self, key: str) -> Path:
+        return {"vgg16-ssd": lambda: self.baseline("vgg16-ssd"), "mb1-ssd": lambda: self.baseline("mb1-ssd"),
+                "vgg16-ssd-pruned": self.finetuned}[key]()
+
+    # ------------------------------------------------------------ measurements
+
+    def evaluate(self, keys=MODEL_KEYS) -> Tuple[pd.DataFrame, pd.DataFrame]:
+        """mAP and per-class AP of each model; returns (summary, per-class long table)."""
+        from .evaluation import evaluate_model, mean_ap
+        from .models import count_parameters, load_model
+
+        ds = self.test_dataset()
+        summary, per_class = [], []
+        for key in keys:
+            model = load_model(self.model_path(key))
+            with self.timed(f"eval {key}"):
+                table, avg = evaluate_model(model, ds, self.run_dir / "eval" / key, device=self.device or "cpu",
+                                            progress=self.progress)
+            summary.append({"model": key, "title": MODEL_TITLES[key], "mAP": mean_ap(table),
+                            "avg_predict_s": avg, "params": count_parameters(model)})
+            per_class.append(table.assign(model=key))
+        summary_df, per_class_df = pd.DataFrame(summary), pd.concat(per_class, ignore_index=True)
+        summary_df.to_csv(self.results / "map.csv", index=False)
+        per_class_df.to_csv(self.results / "per_class_ap.csv", index=False)
+        return summary_df, per_class_df
+
+    def flops(self) -> pd.DataFrame:
+        """Exact params/MACs of the three detectors at full size (21 classes, 300x300) + the seed figures."""
+        from .flops import flops_table
+
+        table = flops_table()
+        table.to_csv(self.results / "flops.csv", index=False)
+        return table
+
+    def bench(self, trained: bool = False) -> pd.DataFrame:
+        """CPU latency of the three full-size detectors (random weights: shapes decide speed)."""
+        from .bench import benchmark_models
+        from .models import build_model, load_model
+
+        p = self.profile
+        if trained:
+            models = {k: load_model(self.model_path(k)) for k in MODEL_KEYS}
+        else:
+            models = {"vgg16-ssd": build_model("vgg16-ssd", 21),
+                      "vgg16-ssd-pruned": build_model("vgg16-ssd", 21, compress_rate=p.compress_rate),
+                      "mb1-ssd": build_model("mb1-ssd", 21)}
+        with self.timed("bench"):
+            table = benchmark_models(models, device=self.device or "cpu", warmup=p.bench_warmup, runs=p.bench_runs)
+        table.to_csv(self.results / f"bench{'_trained' if trained else ''}.csv", index=False)
+        return table
+
+    def sensitivity(self) -> pd.DataFrame:
+        from .models import load_model
+        from .sensitivity import layer_sensitivity
+
+        out = self.results / "sensitivity.csv"
+        p = self.profile
+        model = load_model(self.baseline("vgg16-ssd"))
+        with self.timed("sensitivity"):
+            table = layer_sensitivity(model, self.test_dataset(p.sensitivity_images), "hrank", self.rank_dir(),
+                                      p.sensitivity_rates, p.sensitivity_layers, device=self.device or "cpu",
+                                      progress=self.progress)
+        table.to_csv(out, index=False)
+        return table
+
+    def criteria(self) -> pd.DataFrame:
+        """hrank vs l1 vs random at the same compress rate, right after pruning and after the same finetune."""
+        from .models import load_model
+        from .sensitivity import quick_map
+
+        p = self.profile
+        ds = self.test_dataset()
+        rows = []
+        with self.timed("criteria"):
+            for criterion in ("hrank", "l1", "random"):
+                row = {"criterion": criterion, "map_pruned": quick_map(load_model(self.pruned(criterion)), ds)}
+                if p.criteria_finetune_epochs:
+                    ft = self.finetuned(criterion, p.criteria_finetune_epochs)
+                    row["map_finetuned"] = quick_map(load_model(ft), ds)
+                rows.append(row)
+        table = pd.DataFrame(rows)
+        table.to_csv(self.results / "criteria.csv", index=False)
+        return table
+
+    def distillation(self) -> pd.DataFrame:
+        """The pruned model finetuned with and without distillation from the unpruned one, same budget."""
+        from .models import load_model
+        from .sensitivity import quick_map
+
+        epochs = self.profile.criteria_finetune_epochs or 1
+        ds = self.test_dataset()
+        with self.timed("distillation"):
+            rows = [{"finetune": name, "epochs": epochs,
+                     "mAP": quick_map(load_model(self.finetuned("hrank", epochs, distill=kd)), ds)}
+                    for name, kd in (("plain", False), ("distilled", True))]
+        table = pd.DataFrame(rows)
+        table.to_csv(self.results / "distillation.csv", index=False)
+        return table
+
+    def settings(self) -> dict:
+        return asdict(self.profile)

@@ -1,0 +1,99 @@
+"""The course notebooks: committed clean (no outputs), generated from make_notebooks.py, and all run on `tiny`."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+NB_DIR = REPO / "notebooks"
+
+
+def _names():
+    from hrank_ssd.commands.course import NOTEBOOKS
+
+    return NOTEBOOKS
+
+
+def _load_generator():
+    spec = importlib.util.spec_from_file_location("make_notebooks", NB_DIR / "make_notebooks.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("name", _names())
+def test_committed_notebook_is_clean(name):
+    path = NB_DIR / f"{name}.ipynb"
+    assert path.is_file(), f"{path} missing: run python notebooks/make_notebooks.py"
+    nb = nbformat.read(str(path), as_version=4)
+    nbformat.validate(nb)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code and all(c.outputs == [] and c.execution_count is None for c in code)
+    first = nb.cells[0]
+    assert first.cell_type == "markdown"
+    assert f"https://colab.research.google.com/github/hrank-ssd/hrank-ssd/blob/main/notebooks/{name}.ipynb" \
+        in first.source and "colab-badge.svg" in first.source
+    params = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(params) == 1
+    for var in ('PROFILE = "offline"', 'RUN_DIR = "runs/latest"', 'WORK_DIR = "work"', "DEVICE = None"):
+        assert var in params[0].source
+    setup = code[0].source
+    assert "'google.colab' in sys.modules" in setup.replace('"', "'")
+    assert '"git", "clone"' in setup and "https://github.com/hrank-ssd/hrank-ssd" in setup
+    assert '".[course]"' in setup and "keep-torch" in setup and "USE_DRIVE" in setup
+    assert code.index(params[0]) == 1  # setup, then parameters, then everything else
+
+
+def test_notebooks_match_their_generator(tmp_path):
+    """The committed .ipynb files are exactly what make_notebooks.py writes (edit the generator, not the JSON)."""
+    gen = _load_generator()
+    assert list(gen.NOTEBOOKS) == list(_names())
+    gen.main(tmp_path)
+    for name in _names():
+        fresh = json.loads((tmp_path / f"{name}.ipynb").read_text())
+        committed = json.loads((NB_DIR / f"{name}.ipynb").read_text())
+        assert fresh == committed, f"{name}.ipynb differs from make_notebooks.py: regenerate it"
+
+
+def _kernel_ok() -> bool:
+    try:
+        import papermill  # noqa: F401
+        from jupyter_client.kernelspec import KernelSpecManager
+
+        return "python3" in KernelSpecManager().find_kernel_specs()
+    except Exception:  # noqa: BLE001
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _kernel_ok(), reason="papermill or the python3 Jupyter kernel is not installed")
+def test_all_notebooks_run_on_tiny_profile_and_report(tmp_path):
+    from hrank_ssd.commands.course import execute_notebooks, notebook_paths
+    from hrank_ssd.report import write_report
+
+    run_dir, work = tmp_path / "run", tmp_path / "work"
+    done = execute_notebooks(notebook_paths(NB_DIR), run_dir, "tiny", work, device="cpu", log=lambda m: None)
+    assert [p.stem for p in done] == list(_names())
+    for path in done:
+        nb = nbformat.read(str(path), as_version=4)
+        injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+        assert injected and '"tiny"' in injected[0].source
+        assert not any(o.get("output_type") == "error" for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    results = run_dir / "results"
+    for name in ("map.csv", "per_class_ap.csv", "bench.csv", "flops.csv", "sensitivity.csv", "criteria.csv",
+                 "log_vgg16-ssd.csv", "log_vgg16-ssd-pruned.csv", "settings.json", "video.json"):
+        assert (results / name).is_file(), name
+    assert json.loads((results / "settings.json").read_text())["name"] == "tiny"
+    md, html = write_report(run_dir)
+    text = md.read_text()
+    for title in ("VGG16-SSD", "VGG16-SSD pruned (HRank)", "MobileNetV1-SSD"):
+        assert f"| {title} |" in text
+    assert "| model | mAP (ours) | mAP (theirs, published) |" in text
+    assert "_Not available" not in text
+    assert html.read_text().count("<table>") >= 5
+    assert (run_dir / "video" / "demo_pruned.mp4").is_file()
