@@ -1,0 +1,171 @@
+"""Inference options, each timed against the plain model, all interleaved in one run (CPU).
+
+Full-width VGG16-SSD (21 classes, 300x300, batch 1) unpruned and pruned at [0.1]*7+[0.5]*9, random weights:
+plain, channels_last, --round_to 8 widths, BatchNorm folded, torch.compile, ONNX Runtime, int8 (ONNX
+Runtime static quantisation); MobileNetV1-SSD plain vs BatchNorm folded. Then a per-layer timing of the
+plain pair (why latency falls less than MACs) and the int8 accuracy check.
+
+    python benchmarks/bench_inference_options.py [--threads 1] [--runs 15] [--trained SMALL.pth --dataset VOC]
+
+Prints markdown; ``--json OUT`` writes everything machine-readable (run_all.py uses it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from hrank_ssd import bench, speed
+from hrank_ssd.models import build_model
+
+RATE = bench.PRUNED_RATE
+
+
+def variants(tmp: Path, threads: int, calib_images: int, log):
+    """name -> (model, description); returns also the notes (skipped options, agreement checks)."""
+    torch.manual_seed(0)
+    full = build_model("vgg16-ssd", 21).eval()
+    pruned, _ = speed.prune_rounded(full, RATE, round_to=None, criterion="l1")
+    pruned8, _ = speed.prune_rounded(full, RATE, round_to=8, criterion="l1")
+    mb1 = build_model("mb1-ssd", 21).eval()
+    for m in mb1.modules():  # non-trivial BN statistics, so folding is a real test
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    for m in (full, pruned, pruned8):
+        bn = m.source_layer_add_ons[0]
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 2.0)
+    out, notes, checks = {}, [], {}
+    x = torch.randn(1, 3, 300, 300)
+    out["vgg16-ssd"] = full
+    out["vgg16-ssd-pruned"] = pruned
+    out["vgg16-ssd channels_last"] = speed.channels_last(full)
+    out["vgg16-ssd-pruned channels_last"] = speed.channels_last(pruned)
+    out["vgg16-ssd-pruned round_to=8"] = pruned8
+    out["vgg16-ssd-pruned round_to=8 channels_last"] = speed.channels_last(pruned8)
+    out["vgg16-ssd-pruned bn_folded"] = speed.fold_batchnorm(pruned)
+    checks["vgg16-ssd-pruned bn_folded (exact, bias map)"] = speed.output_agreement(pruned, out[
+        "vgg16-ssd-pruned bn_folded"], x)
+    checks["vgg16-ssd-pruned bn_folded (plain bias, approximate)"] = speed.output_agreement(
+        pruned, speed.fold_batchnorm(pruned, border_exact=False), x)
+    checks["vgg16-ssd-pruned channels_last"] = speed.output_agreement(pruned, out["vgg16-ssd-pruned channels_last"], x)
+    with bench.num_threads(threads):
+        for name, base in (("vgg16-ssd", full), ("vgg16-ssd-pruned", pruned)):
+            t0 = time.perf_counter()
+            compiled, why = speed.compile_model(base)
+            if compiled is None:
+                notes.append(f"torch.compile skipped for {name}: {why}")
+            else:
+                out[f"{name} torch.compile"] = compiled
+                log(f"compiled {name} in {time.perf_counter() - t0:.0f} s")
+        for name, base in (("vgg16-ssd", full), ("vgg16-ssd-pruned", pruned)):
+            try:
+                onnx = speed.OnnxModel(speed.export_onnx(base, tmp / f"{name}.onnx"), base, threads)
+                out[f"{name} onnxruntime"] = onnx
+                checks[f"{name} onnxruntime"] = speed.output_agreement(base, onnx, x)
+            except Exception as e:  # noqa: BLE001 - report and go on
+                notes.append(f"ONNX skipped for {name}: {type(e).__name__}: {str(e)[:160]}")
+        try:
+            calib = [torch.randn(1, 3, 300, 300) for _ in range(calib_images)]
+            for name, base in (("vgg16-ssd", full), ("vgg16-ssd-pruned", pruned)):
+                q = speed.quantize_int8(base, calib, tmp / f"{name}.int8.onnx", threads)
+                out[f"{name} onnxruntime int8"] = q
+                checks[f"{name} onnxruntime int8"] = speed.output_agreement(base, q, x)
+        except Exception as e:  # noqa: BLE001
+            notes.append(f"int8 skipped: {type(e).__name__}: {str(e)[:160]}")
+    out["mb1-ssd"] = mb1
+    out["mb1-ssd bn_folded"] = speed.fold_batchnorm(mb1)
+    checks["mb1-ssd bn_folded"] = speed.output_agreement(mb1, out["mb1-ssd bn_folded"], x)
+    return out, notes, checks
+
+
+def int8_map(trained: str, dataset: str, tmp: Path, threads: int, calib_images: int, prune: bool):
+    """fp32 vs int8 mAP of a trained (small) model on a VOC-layout test split."""
+    from hrank_ssd.data import TestTransform, VOCDataset
+    from hrank_ssd.evaluation import evaluate_model, mean_ap
+    from hrank_ssd.models import load_model
+
+    model = load_model(trained).eval()
+    if prune:
+        model, _ = speed.prune_rounded(model, RATE, round_to=None, criterion="l1")
+    cfg = model.cfg
+    calib_set = VOCDataset(dataset, split="trainval", transform=TestTransform(model.image_size, cfg.image_mean,
+                                                                              cfg.image_std))
+    calib = [calib_set[i][0][None] for i in range(min(calib_images, len(calib_set)))]
+    test = VOCDataset(dataset, split="test", is_test=True)
+    with bench.num_threads(threads):
+        q = speed.quantize_int8(model, calib, tmp / "trained.int8.onnx", threads)
+        rows = {}
+        for name, m in (("fp32", model), ("int8", q)):
+            table, sec = evaluate_model(m, test, tmp / f"eval_{name}", progress=False)
+            rows[name] = {"mAP": mean_ap(table), "avg_predict_s": sec}
+    return rows
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=15)
+    ap.add_argument("--calib_images", type=int, default=8)
+    ap.add_argument("--layer_runs", type=int, default=7)
+    ap.add_argument("--trained", default=None, help="a trained small checkpoint for the int8 mAP check")
+    ap.add_argument("--dataset", default=None, help="VOC folder (trainval: calibration, test: mAP)")
+    ap.add_argument("--prune_trained", action="store_true", help="prune --trained (l1, [0.1]*7+[0.5]*9) first")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args(argv)
+    log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+    result = {"environment": bench.environment("cpu", args.threads)}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        models, notes, checks = variants(tmp, args.threads, args.calib_images, log)
+        log(f"timing {len(models)} variants interleaved, {args.runs} runs each")
+        table = bench.benchmark_models(models, "cpu", 1, args.warmup, args.runs, args.threads, predict=True)
+        # speed-up of each pruned variant over the unpruned model in the same format
+        base = dict(zip(table["model"], table["forward_median_ms"]))
+        pbase = dict(zip(table["model"], table["predict_median_ms"]))
+        pairs = []
+        for name in table["model"]:
+            if not name.startswith("vgg16-ssd-pruned"):
+                continue
+            words = set(name.split()[1:]) - {"round_to=8", "bn_folded"}
+            ref = " ".join(["vgg16-ssd"] + [w for w in name.split()[1:] if w in words])
+            ref = ref if ref in base else "vgg16-ssd"
+            pairs.append({"pruned variant": name, "vs": ref, "forward_speedup": base[ref] / base[name],
+                          "predict_speedup": pbase[ref] / pbase[name],
+                          "vs_plain_unpruned_forward": base["vgg16-ssd"] / base[name]})
+        log("per-layer timing")
+        full, pruned = models["vgg16-ssd"], models["vgg16-ssd-pruned"]
+        layers = bench.layer_times({"full": full, "pruned": pruned, "round8": models["vgg16-ssd-pruned round_to=8"]},
+                                   runs=args.layer_runs, threads=args.threads)
+        from hrank_ssd.flops import count_exact
+
+        for key, m in (("full", full), ("pruned", pruned), ("round8", models["vgg16-ssd-pruned round_to=8"])):
+            macs = dict(zip(count_exact(m)["name"], count_exact(m)["MACs"]))
+            layers[f"{key}_MMACs"] = [macs.get(n, 0) / 1e6 for n in layers["name"]]
+        result.update(table=json.loads(table.to_json(orient="records")), pairs=pairs, notes=notes, checks=checks,
+                      layers=json.loads(layers.to_json(orient="records")))
+        if args.trained and args.dataset:
+            log("int8 mAP on the trained model")
+            result["int8_map"] = int8_map(args.trained, args.dataset, tmp, args.threads, args.calib_images,
+                                          args.prune_trained)
+    print(bench.markdown_table(table))
+    print()
+    import pandas as pd
+
+    print(bench.markdown_table(pd.DataFrame(pairs)))
+    for n in notes:
+        print("-", n)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""Rank generation: the original HRank procedure vs ours, on the same images, identical ranks required.
+
+* original: for each of the 14 prunable layers, one full forward pass of the whole detector with a hook
+  on that layer only, and one ``matrix_rank`` call per feature map (HRank's rank_generation.py);
+* truncated + per-map: one forward pass stopped after the last prunable layer, per-map ranks
+  (isolates the forward-pass saving);
+* per-layer forwards + batched: 14 full forwards, batched ranks (isolates the batching saving);
+* ours: :func:`hrank_ssd.ranks.compute_ranks`, one truncated pass with batched ranks.
+
+Full-width VGG16-SSD, 300x300, random weights, ``--images`` random images in one batch.
+
+    python benchmarks/bench_ranks.py [--images 2] [--threads 1] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from hrank_ssd import bench
+from hrank_ssd.models import NUM_PRUNABLE, build_model
+from hrank_ssd.pruning import activation_key
+from hrank_ssd.ranks import batched_ranks, compute_ranks, ranks_one_at_a_time
+
+
+def per_layer_forwards(model, images, rank_fn):
+    """The original procedure: one full forward per layer, a hook on that layer only."""
+    net = model.cfg.name
+    modules = dict(model.named_modules())
+    out = []
+    for i in range(NUM_PRUNABLE[net]):
+        acc = {}
+
+        def hook(_m, _inp, output, acc=acc):
+            acc["r"] = rank_fn(output).sum(0)
+        h = modules[activation_key(net, i)].register_forward_hook(hook)
+        try:
+            with torch.no_grad():
+                model(images)
+        finally:
+            h.remove()
+        out.append((acc["r"] / images.size(0)).numpy().astype(np.float32))
+    return out
+
+
+def forward_times(model, images):
+    """Seconds of one full forward and of the truncated one (for the attribution)."""
+    from hrank_ssd.ranks import RankAccumulator
+
+    with torch.no_grad():
+        full = bench.timing(lambda: model(images), warmup=1, runs=3)["median_ms"] / 1000
+    acc = RankAccumulator(model, rank_fn=lambda t: torch.zeros(t.shape[:2]))
+    try:
+        trunc = bench.timing(lambda: acc.add(images), warmup=1, runs=3)["median_ms"] / 1000
+    finally:
+        acc.close()
+    return full, trunc
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--images", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--width", type=float, default=1.0)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args(argv)
+    torch.manual_seed(0)
+    model = build_model("vgg16-ssd", 21, width=args.width).eval()
+    images = torch.randn(args.images, 3, 300, 300)
+    procedures = {
+        "original (14 full forwards, per-map ranks)": lambda: per_layer_forwards(model, images, ranks_one_at_a_time),
+        "14 full forwards, batched ranks": lambda: per_layer_forwards(model, images, batched_ranks),
+        "1 truncated forward, per-map ranks": lambda: compute_ranks(model, [images], progress=False,
+                                                                     rank_fn=ranks_one_at_a_time),
+        "ours: 1 truncated forward, batched ranks": lambda: compute_ranks(model, [images], progress=False),
+    }
+    rows, results = [], {}
+    with bench.num_threads(args.threads):
+        full_s, trunc_s = forward_times(model, images)
+        for name, fn in procedures.items():
+            start = time.perf_counter()
+            results[name] = fn()
+            rows.append({"procedure": name, "seconds": time.perf_counter() - start})
+            print(f"{name}: {rows[-1]['seconds']:.1f} s", file=sys.stderr, flush=True)
+    ref = results[next(iter(results))]
+    for row in rows:
+        row["identical_ranks"] = all(np.array_equal(a, b) for a, b in zip(ref, results[row["procedure"]]))
+        row["speedup_vs_original"] = rows[0]["seconds"] / row["seconds"]
+    table = pd.DataFrame(rows)
+    print(bench.markdown_table(table))
+    attribution = {"images": args.images, "threads": args.threads, "full_forward_s": full_s,
+                   "truncated_forward_s": trunc_s,
+                   "forward_share_of_original": 14 * full_s / rows[0]["seconds"],
+                   "rank_share_of_ours": (rows[3]["seconds"] - trunc_s) / rows[3]["seconds"]}
+    print(f"one full forward of {args.images} images: {full_s:.2f} s, truncated: {trunc_s:.2f} s; the original's "
+          f"14 forwards are {attribution['forward_share_of_original']:.0%} of its time; ranks are "
+          f"{attribution['rank_share_of_ours']:.0%} of ours")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"environment": bench.environment("cpu", args.threads),
+                                               "rows": json.loads(table.to_json(orient="records")),
+                                               "attribution": attribution}, indent=1))
+    if not table["identical_ranks"].all():
+        print("error: the procedures disagree", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""The benchmark harness: timing fields, the bench CLI's JSON, the post-processing baseline."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from hrank_ssd import bench
+from hrank_ssd.cli import main
+from hrank_ssd.models import build_model
+from hrank_ssd.predictor import postprocess
+
+
+def test_timing_fields_are_sane():
+    calls = []
+    t = bench.timing(lambda: calls.append(1), warmup=3, runs=7)
+    assert len(calls) == 10
+    assert set(bench.TIMING_KEYS) <= set(t)
+    assert t["runs"] == 7 and t["warmup"] == 3
+    assert 0 <= t["min_ms"] <= t["median_ms"] <= t["p90_ms"] <= t["max_ms"]
+    assert t["min_ms"] <= t["mean_ms"] <= t["max_ms"]
+
+
+def test_summarize_exact_numbers():
+    s = bench.summarize([0.001 * k for k in range(1, 11)])  # 1..10 ms
+    assert s["median_ms"] == pytest.approx(5.5)
+    assert s["p90_ms"] == pytest.approx(9.0)
+    assert s["min_ms"] == pytest.approx(1.0) and s["max_ms"] == pytest.approx(10.0)
+
+
+def test_interleaved_order_is_round_robin():
+    order = []
+    bench.timings_interleaved({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, warmup=1, runs=2)
+    assert order == ["a", "b"] * 3
+
+
+def test_num_threads_restores():
+    before = torch.get_num_threads()
+    with bench.num_threads(1) as n:
+        assert n == 1 == torch.get_num_threads()
+    assert torch.get_num_threads() == before
+
+
+def test_bench_cli_writes_json(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    rc = main(["bench", "--nets", "vgg16-ssd,vgg16-ssd-pruned,mb1-ssd", "--width", "0.05", "--num_classes", "3",
+               "--warmup", "1", "--runs", "2", "--threads", "1", "--json", str(out)])
+    assert rc == 0
+    data = json.loads(out.read_text())
+    for key in ("device", "device_name", "torch", "threads", "date", "batch_size", "warmup", "runs", "results"):
+        assert key in data
+    assert data["threads"] == 1 and data["runs"] == 2
+    assert [r["model"] for r in data["results"]] == ["vgg16-ssd", "vgg16-ssd-pruned", "mb1-ssd"]
+    for r in data["results"]:
+        for key in bench.TABLE_COLUMNS:
+            assert key in r
+        assert r["forward_median_ms"] > 0 and r["predict_fps"] > 0
+    full, pruned = data["results"][0], data["results"][1]
+    assert pruned["params"] < full["params"] and pruned["GMACs"] < full["GMACs"]
+    assert full["forward_speedup"] == 1.0 and full["mac_ratio"] == 1.0
+    assert "| vgg16-ssd-pruned |" in capsys.readouterr().out
+
+
+def test_bench_cli_errors(capsys):
+    assert main(["bench", "--nets", "resnet", "--runs", "1"]) == 2
+    assert "unknown net" in capsys.readouterr().err
+    assert main(["bench", "--nets", "mb1-ssd", "--amp", "--device", "cpu", "--width", "0.05"]) == 2
+    assert main(["bench", "--nets", "mb1-ssd", "--weights", "nonsense"]) == 2
+
+
+def test_macs_match_flops_module():
+    from hrank_ssd.flops import count_exact
+
+    m = build_model("mb1-ssd", 3, width=0.1)
+    assert bench.count_macs(m) == int(count_exact(m)["MACs"].sum())
+    assert bench.count_params(m) == sum(p.numel() for p in m.parameters())
+
+
+def test_markdown_table():
+    import pandas as pd
+
+    text = bench.markdown_table(pd.DataFrame({"a": ["x", "y"], "b": [1.234, 2.0], "n": [1000, 2]}))
+    assert text.splitlines() == ["| a | b | n |", "|---|---:|---:|", "| x | 1.23 | 1,000 |", "| y | 2.00 | 2 |"]
+
+
+def _random_outputs(seed, num_classes=5, priors=300, peaked=False):
+    g = torch.Generator().manual_seed(seed)
+    conf = torch.randn(2, priors, num_classes, generator=g) * (3 if peaked else 1)
+    loc = torch.randn(2, priors, 4, generator=g) * 0.5
+    return conf, loc
+
+
+@pytest.mark.parametrize("seed,peaked", [(0, False), (1, True), (2, False)])
+def test_reference_loop_equals_vectorised(seed, peaked):
+    from hrank_ssd.config import get_config
+    from hrank_ssd.priors import generate_priors
+
+    cfg = get_config("vgg16-ssd")
+    priors = generate_priors(cfg)
+    conf, loc = _random_outputs(seed, priors=priors.size(0), peaked=peaked)
+    for thr in (0.01, 0.3):
+        ref = bench.reference_postprocess(conf, loc, priors, cfg, thr)
+        vec = postprocess(conf, loc, priors, cfg, thr)
+        assert len(ref) == len(vec) == 2
+        for a, b in zip(ref, vec):
+            assert a[1].numel() > 0
+            assert bench.same_detections(a, b)
+
+
+def test_hard_nms_loop_exact():
+    boxes = torch.tensor([[0, 0, 10, 10], [1, 0, 11, 10], [20, 20, 30, 30], [0, 0, 10, 10.5]], dtype=torch.float32)
+    scores = torch.tensor([0.9, 0.8, 0.7, 0.95])
+    assert bench.hard_nms_loop(boxes, scores, 0.5).tolist() == [3, 2]
+    assert bench.hard_nms_loop(boxes, scores, 0.5, candidate_size=1).tolist() == [3]
+
+
+def test_same_detections_detects_difference():
+    d = (torch.tensor([[0.0, 0, 1, 1]]), torch.tensor([1]), torch.tensor([0.5]))
+    assert bench.same_detections(d, d)
+    assert not bench.same_detections(d, (d[0], torch.tensor([2]), d[2]))
+    assert not bench.same_detections(d, (d[0] + 0.1, d[1], d[2]))
