@@ -17,7 +17,6 @@ $(VENV)/.installed: pyproject.toml requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -c "import torch, torchvision" 2>/dev/null || $(PY) -m pip install -q $(TORCH_SPEC)
 	$(PY) -m pip install -q -e ".[course,speed,dev]"
-	$(PY) -m ipykernel install --user --name python3 >/dev/null 2>&1 || true
 	touch $@
 
 install: $(VENV)/.installed
@@ -32,7 +31,7 @@ lint: install
 	$(VENV)/bin/ruff check lib tests data_scripts benchmarks
 
 bench: install
-	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/run_all.py $(if $(wildcard work/offline/models/vgg16-ssd-pruned.pth),--trained work/offline/models/vgg16-ssd-pruned.pth --dataset work/offline/data/VOCdevkit/VOC2007)
 
 clean:
 	rm -rf $(RUNS) work .pytest_cache

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import torch
+
 from hrank_ssd import bench, speed
 from hrank_ssd.models import build_model
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+
 from hrank_ssd import bench
 from hrank_ssd.models import build_model
 from hrank_ssd.predictor import postprocess

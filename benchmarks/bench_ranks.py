@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+
 from hrank_ssd import bench
 from hrank_ssd.models import NUM_PRUNABLE, build_model
 from hrank_ssd.pruning import activation_key

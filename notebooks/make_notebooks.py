@@ -532,6 +532,17 @@ assert any(not torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.stat
 print(f"{count_parameters(b):,} parameters, plan {b.plan.prunable}")
 """),
     md("""
+## Beyond the original: distillation
+
+The unpruned model can teach the pruned one: its class scores, softened with a temperature, become
+extra soft targets in the MultiBox loss (`--distill_from`). Same finetuning budget, with and without
+the teacher; whichever wins on this data is what the table shows.
+"""),
+    code("""
+kd = course.distillation()
+kd
+"""),
+    md("""
 ## Disconnected? Resume
 
 Training writes a checkpoint `model_best.pth-<epoch>.tar` into its checkpoint folder after every epoch
@@ -563,7 +574,6 @@ ground-truth box with IoU > 0.5, draw the precision/recall curve and average the
 """) + [
     code("""
 import matplotlib.pyplot as plt
-import pandas as pd
 
 from hrank_ssd import report
 

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+
 from hrank_ssd import bench
 from hrank_ssd.cli import main
 from hrank_ssd.models import build_model

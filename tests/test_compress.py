@@ -1,4 +1,5 @@
 import pytest
+
 from hrank_ssd.compress import format_compress_rate, parse_compress_rate
 from hrank_ssd.errors import HRankError
 

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import ConcatDataset, DataLoader
+
 from hrank_ssd.config import VGG16_SSD
 from hrank_ssd.data import (
     VOC_CLASSES,
@@ -23,7 +25,6 @@ from hrank_ssd.data import (
 )
 from hrank_ssd.errors import HRankError
 from hrank_ssd.synthetic import SHAPES, class_names, make_synthetic_voc
-from torch.utils.data import ConcatDataset, DataLoader
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 VOC2007 = SHARED / "voc2007_sample" / "VOC2007"

@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
 from hrank_ssd import downloads
 from hrank_ssd.downloads import Manifest, download_voc, fetch, load_manifest, md5sum, sha256sum
 from hrank_ssd.errors import HRankError

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+
 from hrank_ssd import evaluation as ev
 from hrank_ssd.cli import main
 

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+
 from hrank_ssd.losses import MultiBoxLoss, hard_negative_mask
 
 

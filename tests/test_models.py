@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+
 from hrank_ssd.config import MB1_SSD, VGG16_SSD
 from hrank_ssd.errors import HRankError
 from hrank_ssd.models import build_model, count_parameters, load_model, save_model
@@ -138,3 +139,22 @@ def test_thop_buffers_and_ddp_prefix_are_ignored_on_load(tmp_path):
     path = tmp_path / "ddp.pth"
     torch.save(state, path)
     assert load_model(path).num_classes == 6
+
+
+def test_init_from_scratch_gives_unit_activations_and_background_prior():
+    from hrank_ssd.models import init_from_scratch
+
+    torch.manual_seed(0)
+    model = build_model("vgg16-ssd", 6, width=0.125)
+    images = torch.randn(2, 3, 300, 300) * 60  # mean-subtracted pixels, as VGG sees them
+    init_from_scratch(model, images)
+    seen = []
+    hooks = [model.base_net[i].register_forward_hook(lambda m, i, o: seen.append(float(o.std())))
+             for i in (0, 21, 33)]
+    with torch.no_grad():
+        conf, _ = model.eval()(images)
+    for h in hooks:
+        h.remove()
+    assert seen == pytest.approx([1.0, 1.0, 1.0], rel=1e-3)
+    background = torch.softmax(conf, 2)[..., 0]
+    assert float(background.mean()) == pytest.approx(0.99, abs=0.01)

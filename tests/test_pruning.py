@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+
 from hrank_ssd.cli import main
 from hrank_ssd.errors import HRankError
 from hrank_ssd.models import VGG_CONV_INDEXES, build_model, load_model, save_model

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+
 from hrank_ssd.cli import main
 from hrank_ssd.models import VGG_CONV_INDEXES, build_model, save_model
 from hrank_ssd.ranks import batched_ranks, compute_ranks, ranks_one_at_a_time

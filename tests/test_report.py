@@ -6,6 +6,7 @@ import json
 
 import pandas as pd
 import pytest
+
 from hrank_ssd import report
 from hrank_ssd.errors import HRankError
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from hrank_ssd import speed
 from hrank_ssd.models import build_model
 from hrank_ssd.predictor import Predictor

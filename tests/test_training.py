@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+
 from hrank_ssd.cli import main
 from hrank_ssd.errors import HRankError
 from hrank_ssd.models import build_model, load_model, read_state_dict

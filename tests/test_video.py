@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+
 from hrank_ssd import cli, models, video
 from hrank_ssd.errors import HRankError
 

@@ -373,20 +373,25 @@ def layer_times(models: Mapping[str, nn.Module], runs: int = 10, warmup: int = 2
 
 
 def _fmt(v, floatfmt: str) -> str:
+    if v is None:
+        return ""
     if isinstance(v, (bool, np.bool_)):
-        return str(v)
+        return str(bool(v))
     if isinstance(v, (int, np.integer)):
         return f"{int(v):,}"
     if isinstance(v, (float, np.floating)):
         return "n/a" if math.isnan(v) else format(float(v), floatfmt)
-    return str(v)
+    return str(v).replace("|", "\\|").replace("\n", " ")
 
 
-def markdown_table(df: pd.DataFrame, floatfmt: str = ".2f", index: bool = False) -> str:
-    """A GitHub markdown table from a DataFrame (no ``tabulate`` needed); numbers right-aligned."""
+def markdown_table(df: pd.DataFrame, floatfmt: str = ".2f", index: bool = False,
+                   formats: Optional[Dict[str, str]] = None) -> str:
+    """A GitHub markdown table from a DataFrame (no ``tabulate`` needed): ints with thousands separators,
+    numbers right-aligned; ``formats`` maps a column name to its float format (default ``floatfmt``)."""
+    formats = formats or {}
     frame = df.reset_index() if index else df
     cols = [str(c) for c in frame.columns]
-    body = [[_fmt(v, floatfmt) for v in row] for row in frame.itertuples(index=False)]
+    body = [[_fmt(v, formats.get(c, floatfmt)) for c, v in zip(cols, row)] for row in frame.itertuples(index=False)]
     numeric = [pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])
                for c in frame.columns]
     lines = ["| " + " | ".join(cols) + " |",

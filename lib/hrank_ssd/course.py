@@ -39,15 +39,17 @@ class Profile:
     vgg_width: float = 0.125
     mb1_width: float = 0.25
     batch_size: int = 16
-    train_epochs: int = 12
-    lr: float = 0.01
+    train_epochs: int = 9
+    lr: float = 2e-3
+    optimizer: str = "adam"  # small models from scratch learn much faster with Adam than SGD
+    augment: str = "light"  # photometric + flip: the synthetic shapes need no crop/expand to generalise
     mb1_epochs: int = 10
-    mb1_lr: float = 0.01
-    rank_limit: int = 4
+    mb1_lr: float = 4e-3
+    rank_limit: int = 2
     rank_batch: int = 16
     compress_rate: str = SEED_COMPRESS_RATE
     finetune_epochs: int = 4
-    finetune_lr: float = 0.005
+    finetune_lr: float = 2e-4
     sensitivity_rates: Tuple[float, ...] = (0.3, 0.6, 0.9)
     sensitivity_layers: Tuple[int, ...] = (1, 4, 7, 10, 13, 14)
     sensitivity_images: int = 60
@@ -55,6 +57,7 @@ class Profile:
     bench_warmup: int = 5
     bench_runs: int = 20
     video_max_frames: Optional[int] = 60
+    use_published_pruned: bool = False  # full: the original project's finetuned pruned weights (120 GPU epochs)
     seed: int = 0
     notes: Dict[str, str] = field(default_factory=dict, compare=False)
 
@@ -65,9 +68,11 @@ PROFILES: Dict[str, Profile] = {
                     rank_batch=4, finetune_epochs=1, sensitivity_rates=(0.5,), sensitivity_layers=(1, 14),
                     sensitivity_images=4, criteria_finetune_epochs=0, bench_warmup=1, bench_runs=2,
                     video_max_frames=4),
-    "full": Profile("full", synthetic=False, vgg_width=1.0, mb1_width=1.0, batch_size=8, lr=1e-5,
+    "full": Profile("full", synthetic=False, vgg_width=1.0, mb1_width=1.0, batch_size=8, lr=1e-5, optimizer="sgd",
+                    augment="ssd",
                     finetune_epochs=120, finetune_lr=1e-5, rank_limit=5, rank_batch=128, sensitivity_images=500,
-                    criteria_finetune_epochs=0, bench_warmup=10, bench_runs=50, video_max_frames=None),
+                    criteria_finetune_epochs=0, bench_warmup=10, bench_runs=50, video_max_frames=None,
+                    use_published_pruned=True),
 }
 
 
@@ -170,21 +175,25 @@ class Course:
         out = self.path(key)
         folder = self.work / "checkpoints" / key
         if out.is_file():
-            if (folder / "log.csv").is_file() and not (self.results / f"log_{key}.csv").is_file():
-                pd.read_csv(folder / "log.csv").to_csv(self.results / f"log_{key}.csv", index=False)
+            self._copy_log(folder, key)
             return out
         p = self.profile
         cfg = TrainConfig(datasets=[str(self.dataset_root())], validation_dataset=str(self.test_root()),
                           label_file=str(self.label_file()), net=net, batch_size=p.batch_size, num_epochs=epochs,
-                          lr=lr, scheduler="cosine", checkpoint_folder=str(folder), width=width,
+                          lr=lr, scheduler="cosine", optimizer=p.optimizer, augment=p.augment,
+                          checkpoint_folder=str(folder), width=width,
                           image_size=p.image_size, seed=p.seed, device=self.device, resume="auto",
                           validation_epochs=max(1, epochs // 3), progress=self.progress, **extra)
         with self.timed(f"train {key}"):
             result = train(cfg)
         save_model(result.model, out)
+        self._copy_log(folder, key)
+        return out
+
+    def _copy_log(self, folder: Path, key: str) -> None:
+        """Training logs belong to this run's results too (also when the model came from an earlier run)."""
         if (folder / "log.csv").is_file():
             pd.read_csv(folder / "log.csv").to_csv(self.results / f"log_{key}.csv", index=False)
-        return out
 
     def baseline(self, net: str = "vgg16-ssd") -> Path:
         """A trained detector: trained here (offline) or the published weights (full)."""
@@ -242,6 +251,10 @@ class Course:
             else f"vgg16-ssd-{criterion}-ft{epochs}{'-kd' if distill else ''}"
         if epochs == 0:
             return self.pruned(criterion)
+        if key == "vgg16-ssd-pruned" and not p.synthetic and p.use_published_pruned:
+            from .downloads import fetch
+
+            return fetch("vgg16-ssd-hrank", dest_dir=self.work.parent, progress=self.progress)
         extra = {"distill_from": str(self.baseline("vgg16-ssd"))} if distill else {}
         return self._train(key, "vgg16-ssd", epochs, p.finetune_lr, 1.0, base_net=str(self.pruned(criterion)),
                            **extra)

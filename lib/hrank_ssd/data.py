@@ -298,13 +298,16 @@ class TrainAugmentation:
     def __init__(self, size: int, mean: Sequence[float], std: float):
         self.size, self.mean, self.std = size, tuple(float(m) for m in mean), float(std)
 
+    geometric = True
+
     def __call__(self, image: np.ndarray, boxes, labels):
         boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
         labels = np.asarray(labels, dtype=np.int64).reshape(-1)
         img = photometric_distort(image)
-        if np.random.randint(2):
-            img, boxes = expand(img, boxes, self.mean)
-        img, boxes, labels = random_crop(img, boxes, labels)
+        if self.geometric:
+            if np.random.randint(2):
+                img, boxes = expand(img, boxes, self.mean)
+            img, boxes, labels = random_crop(img, boxes, labels)
         if np.random.randint(2):
             img, boxes = hflip(img, boxes)
         h, w = img.shape[:2]
@@ -313,6 +316,12 @@ class TrainAugmentation:
         x = cv2.resize(np.ascontiguousarray(img), (self.size, self.size)).astype(np.float32)
         x = (x - np.asarray(self.mean, dtype=np.float32)) / np.float32(self.std)
         return torch.from_numpy(x).permute(2, 0, 1).contiguous(), boxes, labels
+
+
+class LightAugmentation(TrainAugmentation):
+    """Photometric distortion and flip only: faster to learn from for small models on easy data."""
+
+    geometric = False
 
 
 class TestTransform:

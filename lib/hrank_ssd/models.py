@@ -214,6 +214,40 @@ def build_model(net: str, num_classes: int, compress_rate=None, width: float = 1
     return builder(num_classes, plan, image_size or cfg.image_size)
 
 
+@torch.no_grad()
+def init_from_scratch(model: SSD, images: torch.Tensor, background_prior: float = 0.99) -> SSD:
+    """Initialise a detector that has no pretrained weights so it trains fast (small course models).
+
+    VGG has no BatchNorm and sees mean-subtracted pixels of std ~60, so PyTorch's default init makes
+    activations explode or vanish across 15 layers. Each backbone/extra conv gets Kaiming weights,
+    then is rescaled so its output on ``images`` has unit std (LSUV, Mishkin & Matas 2016); headers
+    start small, with class biases that give BACKGROUND ``background_prior`` (Lin et al. 2017).
+    """
+    heads = set(model.classification_headers) | set(model.regression_headers)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m not in heads]
+    for conv in convs:
+        nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+        if conv.bias is not None:
+            nn.init.zeros_(conv.bias)
+    was_training = model.training
+    model.eval()
+    seen: List[torch.Tensor] = []
+    for conv in convs:
+        seen.clear()
+        handle = conv.register_forward_hook(lambda _m, _i, out: seen.append(out.std()))  # returns None
+        model(images)
+        handle.remove()
+        conv.weight.div_(seen[0].clamp(min=1e-6))
+    n = model.num_classes
+    for head in heads:
+        nn.init.normal_(head.weight, std=0.01)
+        nn.init.zeros_(head.bias)
+    bias = math.log(background_prior * (n - 1) / (1 - background_prior))
+    for head in model.classification_headers:
+        head.bias.view(-1, n)[:, 0] = bias
+    return model.train(was_training)
+
+
 # ---------------------------------------------------------------- checkpoints
 
 THOP_KEYS = ("total_ops", "total_params")

@@ -14,7 +14,6 @@ A missing file does not stop the report: its section says which step or command 
 from __future__ import annotations
 
 import json
-import math
 import re
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -47,6 +46,7 @@ PRODUCERS = {
     "flops.csv": ("Course.flops()", "05_flops_table.ipynb", "flops"),
     "sensitivity.csv": ("Course.sensitivity()", "02_hrank_pruning.ipynb", "sensitivity"),
     "criteria.csv": ("Course.criteria()", "02_hrank_pruning.ipynb", "criteria"),
+    "distillation.csv": ("Course.distillation()", "03_finetune.ipynb", "distillation"),
     "log_*.csv": ("Course.baseline() / Course.finetuned()", "00_setup.ipynb and 03_finetune.ipynb", "train"),
     "timings.json": ("any Course step", "any notebook", "all"),
     "video.json": ("the video demo", "06_video_demo.ipynb", "video"),
@@ -56,33 +56,11 @@ PRODUCERS = {
 # ---------------------------------------------------------------- formatting
 
 
-def _cell(v, fmt: str) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, (bool, np.bool_)):
-        return str(bool(v))
-    if isinstance(v, (int, np.integer)):
-        return f"{int(v):,}"
-    if isinstance(v, (float, np.floating)):
-        if math.isnan(float(v)):
-            return "n/a"
-        return format(float(v), fmt)
-    return str(v).replace("|", "\\|").replace("\n", " ")
-
-
 def markdown_table(df: pd.DataFrame, floatfmt: str = ".4f", formats: Optional[Dict[str, str]] = None) -> str:
-    """A GitHub-flavoured markdown table (no ``tabulate``): ints with thousands separators, numbers right-aligned.
+    """A GitHub-flavoured markdown table (the benchmarks' formatter, with the report's 4-digit default)."""
+    from .bench import markdown_table as table
 
-    ``formats`` maps a column name to a format spec for its floats (default ``floatfmt``).
-    """
-    formats = formats or {}
-    cols = list(df.columns)
-    numeric = [pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c]) for c in cols]
-    lines = ["| " + " | ".join(str(c) for c in cols) + " |",
-             "|" + "|".join("---:" if n else "---" for n in numeric) + "|"]
-    for row in df.itertuples(index=False):
-        lines.append("| " + " | ".join(_cell(v, formats.get(c, floatfmt)) for c, v in zip(cols, row)) + " |")
-    return "\n".join(lines)
+    return table(df, floatfmt, formats=formats)
 
 
 def missing_note(name: str) -> str:
@@ -127,7 +105,7 @@ def load_results(run_dir) -> Dict[str, object]:
                          f"`python -m hrank_ssd course`")
     out: Dict[str, object] = {name: _read_csv(results, name) for name in
                               ("map.csv", "per_class_ap.csv", "bench.csv", "flops.csv", "sensitivity.csv",
-                               "criteria.csv", "bench_trained.csv")}
+                               "criteria.csv", "distillation.csv", "bench_trained.csv")}
     for name in ("timings.json", "settings.json", "video.json"):
         out[name] = _read_json(results, name)
     logs = {p.stem[len("log_"):]: p for p in results.glob("log_*.csv")}
@@ -446,6 +424,10 @@ def build_report(run_dir) -> Tuple[str, List[Path]]:
         L += [""]
         _img(L, plots, run_dir, "criteria.png", "criteria")
 
+    L += ["", "### Finetuning with and without distillation from the unpruned model (same budget)", ""]
+    kd = res.get("distillation.csv")
+    L.append(missing_note("distillation.csv") if kd is None else markdown_table(kd))
+
     # 7. training
     L += ["", "## 7. Training and finetuning curves", ""]
     logs = res.get("logs") or {}
@@ -554,6 +536,19 @@ def readme_results_block(run_dir) -> str:
                          "params, MACs and latency are for the full-size detectors.")
     else:
         lines.append(missing_note("map.csv"))
+    timings = res.get("timings.json") or {}
+    mp = res.get("map.csv")
+    if "train vgg16-ssd" in timings and mp is not None and "vgg16-ssd" in set(mp["model"]):
+        vgg = float(mp[mp["model"] == "vgg16-ssd"]["mAP"].iloc[0])
+        lines += ["", f"The baseline VGG16-SSD (width {settings.get('vgg_width', '?')}) trained in "
+                      f"{timings['train vgg16-ssd']:.0f} s on this machine and reaches mAP {vgg:.4f}."]
+    for name, title in (("criteria.csv", "Criteria at the same compress rate"),
+                        ("distillation.csv", "Finetuning with and without distillation")):
+        table = res.get(name)
+        if table is not None:
+            lines += ["", f"{title}:", "", markdown_table(table)]
+    if timings:
+        lines += ["", f"The whole run's measured steps took {sum(timings.values()) / 60:.1f} min."]
     return "\n".join(lines)
 
 

@@ -43,6 +43,7 @@ from .models import (
     build_model,
     clean_state_dict,
     detect_net,
+    init_from_scratch,
     load_model,
     plan_from_state_dict,
     read_sidecar,
@@ -73,6 +74,8 @@ class TrainConfig:
     weight_decay: float = 5e-4
     gamma: float = 0.1
     scheduler: str = "cosine"
+    optimizer: str = "sgd"  # sgd (the original) or adam (small models trained from scratch)
+    augment: str = "ssd"  # ssd: full SSD augmentation; light: photometric + flip only
     milestones: str = "80,100"
     t_max: Optional[float] = None  # cosine period in epochs; default num_epochs
     checkpoint_folder: str = "models"
@@ -494,7 +497,7 @@ class _Trainer:
 
     # -- setup -------------------------------------------------------------
     def setup(self) -> None:
-        from .data import TestTransform, TrainAugmentation, VOCDataset, make_dataset
+        from .data import LightAugmentation, TestTransform, TrainAugmentation, VOCDataset, make_dataset
         from .priors import MatchPrior
 
         cfg = self.cfg
@@ -519,6 +522,7 @@ class _Trainer:
         self.class_names = _labels(cfg)
         num_classes = len(self.class_names)
         self.kept, self.rates = None, None
+        self.from_scratch = False
         if state is not None:
             net = detect_net(state["model"])
             if net != cfg.net:
@@ -541,6 +545,7 @@ class _Trainer:
                                  f"file has {num_classes}")
         else:
             model = build_model(cfg.net, num_classes, width=cfg.width, image_size=cfg.image_size)
+            self.from_scratch = True
         if cfg.compress_rate is not None and state is None:
             if not cfg.base_net:
                 raise HRankError("--compress_rate prunes a trained model: pass it with --base_net MODEL.pth")
@@ -574,8 +579,9 @@ class _Trainer:
 
         ncfg = model.cfg
         target = MatchPrior(model.priors.cpu(), ncfg)
+        augment = {"ssd": TrainAugmentation, "light": LightAugmentation}[cfg.augment]
         train_set = make_dataset(cfg.datasets, cfg.train_split,
-                                 TrainAugmentation(model.image_size, ncfg.image_mean, ncfg.image_std), target,
+                                 augment(model.image_size, ncfg.image_mean, ncfg.image_std), target,
                                  keep_difficult=cfg.keep_difficult, class_names=self.class_names)
         val_set = VOCDataset(cfg.validation_dataset, cfg.validation_split,
                              TestTransform(model.image_size, ncfg.image_mean, ncfg.image_std), target,
@@ -583,6 +589,12 @@ class _Trainer:
         if len(train_set) == 0 or len(val_set) == 0:
             raise HRankError("a dataset has no images: check the split files under ImageSets/Main")
         self.train_set, self.val_set = train_set, val_set
+        if self.from_scratch:  # same images on every rank, so every process starts identical
+            plain = VOCDataset(cfg.datasets[0], cfg.train_split,
+                               TestTransform(model.image_size, ncfg.image_mean, ncfg.image_std),
+                               class_names=self.class_names)
+            sample = torch.stack([plain[i][0] for i in range(min(16, len(plain)))])
+            init_from_scratch(self.model, sample.to(self.device))
         self.eval_set = VOCDataset(cfg.validation_dataset, cfg.validation_split, class_names=self.class_names,
                                    is_test=True)
 
@@ -602,7 +614,11 @@ class _Trainer:
             self.net = self.model
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.params = params
-        self.optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        if cfg.optimizer == "adam":
+            self.optimizer = torch.optim.Adam(params, lr=cfg.lr)
+        else:
+            self.optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                                             weight_decay=cfg.weight_decay)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.criterion = MultiBoxLoss(3.0, cfg.distill_T)
 
@@ -835,6 +851,10 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--milestones", default=d.milestones, help="multistep epochs, e.g. 80,100")
     p.add_argument("--t_max", type=float, default=None, help="cosine period in epochs (default --num_epochs)")
     p.add_argument("--checkpoint_folder", default=d.checkpoint_folder)
+    p.add_argument("--optimizer", choices=("sgd", "adam"), default=d.optimizer,
+                   help="sgd as the original; adam trains small from-scratch models faster")
+    p.add_argument("--augment", choices=("ssd", "light"), default=d.augment,
+                   help="ssd: photometric, expand, IoU crop, flip; light: photometric and flip only")
     p.add_argument("--num_workers", type=int, default=d.num_workers)
     p.add_argument("--width", type=float, default=d.width, help="channel multiplier for a model built from scratch")
     p.add_argument("--image_size", type=int, default=None)

@@ -13,7 +13,7 @@ from ..errors import HRankError
 NOTEBOOKS = ("00_setup", "01_rank_generation", "02_hrank_pruning", "03_finetune", "04_eval_map_fps",
              "05_flops_table", "06_video_demo")
 STEPS = ("data", "train", "ranks", "prune", "finetune", "evaluate", "flops", "bench", "sensitivity", "criteria",
-         "video")
+         "distillation", "video")
 SHARED_VIDEO = ("..", "shared", "data", "video", "vtest.mp4")  # relative to the repository root
 
 
@@ -191,6 +191,7 @@ def run_steps(course, steps=STEPS, log=print) -> None:
         "bench": course.bench,
         "sensitivity": course.sensitivity,
         "criteria": course.criteria,
+        "distillation": course.distillation,
         "video": lambda: video_demo(course),
     }
     for step in STEPS:
