@@ -329,3 +329,20 @@ def test_test_transform_is_to_input(synthetic_voc):
         assert torch.equal(x, to_input(image, size, MEAN, STD))
         np.testing.assert_allclose(b, boxes / 300, rtol=1e-6)
         assert lab.tolist() == labels.tolist()
+
+
+def test_light_augmentation_only_flips_boxes():
+    from hrank_ssd.data import LightAugmentation
+
+    image = np.zeros((200, 300, 3), np.uint8)
+    boxes = np.array([[10, 20, 110, 120]], np.float32)
+    aug = LightAugmentation(300, VGG16_SSD.image_mean, VGG16_SSD.image_std)
+    seen = set()
+    for seed in range(12):
+        np.random.seed(seed)
+        random.seed(seed)
+        x, b, labels = aug(image, boxes, np.array([1]))
+        assert x.shape == (3, 300, 300) and labels.tolist() == [1]
+        seen.add(tuple(round(float(v), 4) for v in b[0]))
+    # the box is either where it was or mirrored, never cropped or shrunk
+    assert seen == {(round(10 / 300, 4), 0.1, round(110 / 300, 4), 0.6), (round(190 / 300, 4), 0.1, round(290 / 300, 4), 0.6)}

@@ -223,8 +223,8 @@ def init_from_scratch(model: SSD, images: torch.Tensor, background_prior: float 
     then is rescaled so its output on ``images`` has unit std (LSUV, Mishkin & Matas 2016); headers
     start small, with class biases that give BACKGROUND ``background_prior`` (Lin et al. 2017).
     """
-    heads = set(model.classification_headers) | set(model.regression_headers)
-    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m not in heads]
+    heads = list(model.classification_headers) + list(model.regression_headers)  # a list: fixed RNG order
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d) and all(m is not h for h in heads)]
     for conv in convs:
         nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
         if conv.bias is not None:
