@@ -325,3 +325,16 @@ def test_ddp_two_processes_match_one(reference, tiny_voc, tmp_path):
     ref_log = pd.DataFrame(ref.history)
     assert log["train_loss"].tolist() == pytest.approx(ref_log["train_loss"].tolist(), rel=1e-4)
     assert log["val_loss"].tolist() == pytest.approx(ref_log["val_loss"].tolist(), rel=1e-4)
+
+
+def test_lsuv_init_only_when_asked_and_only_from_scratch(tiny_voc, tmp_path, monkeypatch):
+    import hrank_ssd.training as training
+
+    calls = []
+    monkeypatch.setattr(training, "init_from_scratch", lambda model, images: calls.append(tuple(images.shape)))
+    train(_config(tiny_voc, tmp_path / "a", num_epochs=1))
+    assert calls == []
+    result = train(_config(tiny_voc, tmp_path / "b", num_epochs=1, init="lsuv"))
+    assert calls == [(8, 3, 300, 300)]  # the 8 training images, test-transformed
+    train(_config(tiny_voc, tmp_path / "c", num_epochs=1, init="lsuv", base_net=str(result.final_model)))
+    assert len(calls) == 1  # a --base_net is never re-initialised

@@ -43,6 +43,7 @@ class Profile:
     lr: float = 2e-3
     optimizer: str = "adam"  # small models from scratch learn much faster with Adam than SGD
     augment: str = "light"  # photometric + flip: the synthetic shapes need no crop/expand to generalise
+    init: str = "lsuv"  # unit activations from the start (models.init_from_scratch)
     mb1_epochs: int = 10
     mb1_lr: float = 2e-3
     rank_limit: int = 2
@@ -69,7 +70,7 @@ PROFILES: Dict[str, Profile] = {
                     sensitivity_images=4, criteria_finetune_epochs=0, bench_warmup=1, bench_runs=2,
                     video_max_frames=4),
     "full": Profile("full", synthetic=False, vgg_width=1.0, mb1_width=1.0, batch_size=8, lr=1e-5, optimizer="sgd",
-                    augment="ssd",
+                    augment="ssd", init="default",
                     finetune_epochs=120, finetune_lr=1e-5, rank_limit=5, rank_batch=128, sensitivity_images=500,
                     criteria_finetune_epochs=0, bench_warmup=10, bench_runs=50, video_max_frames=None,
                     use_published_pruned=True),
@@ -180,7 +181,7 @@ class Course:
         p = self.profile
         cfg = TrainConfig(datasets=[str(self.dataset_root())], validation_dataset=str(self.test_root()),
                           label_file=str(self.label_file()), net=net, batch_size=p.batch_size, num_epochs=epochs,
-                          lr=lr, scheduler="cosine", optimizer=p.optimizer, augment=p.augment,
+                          lr=lr, scheduler="cosine", optimizer=p.optimizer, augment=p.augment, init=p.init,
                           checkpoint_folder=str(folder), width=width,
                           image_size=p.image_size, seed=p.seed, device=self.device, resume="auto",
                           validation_epochs=max(1, epochs // 3), progress=self.progress, **extra)

@@ -76,6 +76,7 @@ class TrainConfig:
     scheduler: str = "cosine"
     optimizer: str = "sgd"  # sgd (the original) or adam (small models trained from scratch)
     augment: str = "ssd"  # ssd: full SSD augmentation; light: photometric + flip only
+    init: str = "default"  # from scratch only: default (PyTorch's) or lsuv (see models.init_from_scratch)
     milestones: str = "80,100"
     t_max: Optional[float] = None  # cosine period in epochs; default num_epochs
     checkpoint_folder: str = "models"
@@ -589,7 +590,7 @@ class _Trainer:
         if len(train_set) == 0 or len(val_set) == 0:
             raise HRankError("a dataset has no images: check the split files under ImageSets/Main")
         self.train_set, self.val_set = train_set, val_set
-        if self.from_scratch:  # same images on every rank, so every process starts identical
+        if self.from_scratch and cfg.init == "lsuv":  # same images on every rank: every process starts identical
             plain = VOCDataset(cfg.datasets[0], cfg.train_split,
                                TestTransform(model.image_size, ncfg.image_mean, ncfg.image_std),
                                class_names=self.class_names)
@@ -855,6 +856,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="sgd as the original; adam trains small from-scratch models faster")
     p.add_argument("--augment", choices=("ssd", "light"), default=d.augment,
                    help="ssd: photometric, expand, IoU crop, flip; light: photometric and flip only")
+    p.add_argument("--init", choices=("default", "lsuv"), default=d.init,
+                   help="weights of a model trained from scratch: PyTorch's default, or LSUV with unit activations "
+                        "(trains small course models much faster, best with --optimizer adam)")
     p.add_argument("--num_workers", type=int, default=d.num_workers)
     p.add_argument("--width", type=float, default=d.width, help="channel multiplier for a model built from scratch")
     p.add_argument("--image_size", type=int, default=None)
