@@ -158,3 +158,11 @@ def test_init_from_scratch_gives_unit_activations_and_background_prior():
     assert seen == pytest.approx([1.0, 1.0, 1.0], rel=1e-3)
     background = torch.softmax(conf, 2)[..., 0]
     assert float(background.mean()) == pytest.approx(0.99, abs=0.01)
+
+
+def test_old_checkpoints_without_num_batches_tracked_load(tmp_path):
+    # pytorch-ssd's published weights predate BatchNorm's num_batches_tracked buffer
+    state = build_model("vgg16-ssd", 21, width=0.125).state_dict()
+    state.pop("source_layer_add_ons.0.num_batches_tracked")
+    torch.save(state, tmp_path / "old.pth")
+    assert load_model(tmp_path / "old.pth", net="vgg16-ssd", num_classes=21).num_classes == 21
