@@ -27,8 +27,12 @@ class _StopForward(Exception):
 def batched_ranks(maps: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
     """Matrix rank of every (H, W) map in a (B, C, H, W) tensor -> (B, C) float tensor."""
     flat = maps.detach().float().reshape(-1, *maps.shape[-2:])
-    out = [torch.linalg.matrix_rank(flat[i:i + chunk]) for i in range(0, flat.size(0), chunk)]
-    return torch.cat(out).reshape(maps.shape[:2]).float()
+    ranks = torch.zeros(flat.size(0), device=flat.device)
+    live = flat.flatten(1).ne(0).any(1).nonzero().flatten()  # an all-zero (dead) map has rank 0: no SVD
+    for i in range(0, live.numel(), chunk):
+        idx = live[i:i + chunk]
+        ranks[idx] = torch.linalg.matrix_rank(flat[idx]).float()
+    return ranks.reshape(maps.shape[:2])
 
 
 def ranks_one_at_a_time(maps: torch.Tensor) -> torch.Tensor:
