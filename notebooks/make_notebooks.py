@@ -497,11 +497,10 @@ learning rate) recovers most of the accuracy. The original project finetuned its
     code("""
 import pandas as pd
 
-from hrank_ssd import pruning
-from hrank_ssd.models import count_parameters, load_model
+from hrank_ssd.models import count_parameters, load_model, read_sidecar
 
 init = course.pruned()
-info = pruning.read_prune_info(init)
+info = read_sidecar(init)
 print(init, "| criterion", info.get("criterion"), "| rates", info.get("compress_rate"))
 """),
     md("""

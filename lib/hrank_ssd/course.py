@@ -328,19 +328,14 @@ class Course:
     def criteria(self) -> pd.DataFrame:
         """hrank vs l1 vs random at the same compress rate, right after pruning and after the same finetune."""
         from .models import load_model
-        from .sensitivity import quick_map
+        from .sensitivity import compare_criteria
 
         p = self.profile
-        ds = self.test_dataset()
-        rows = []
+        epochs = p.criteria_finetune_epochs
+        finetune = (lambda _pruned, criterion: load_model(self.finetuned(criterion, epochs))) if epochs else None
         with self.timed("criteria"):
-            for criterion in ("hrank", "l1", "random"):
-                row = {"criterion": criterion, "map_pruned": quick_map(load_model(self.pruned(criterion)), ds)}
-                if p.criteria_finetune_epochs:
-                    ft = self.finetuned(criterion, p.criteria_finetune_epochs)
-                    row["map_finetuned"] = quick_map(load_model(ft), ds)
-                rows.append(row)
-        table = pd.DataFrame(rows)
+            table = compare_criteria(load_model(self.baseline("vgg16-ssd")), self.test_dataset(), p.compress_rate,
+                                     self.rank_dir(), finetune=finetune, device=self.device or "cpu", seed=p.seed)
         table.to_csv(self.results / "criteria.csv", index=False)
         return table
 

@@ -20,6 +20,7 @@ from torch.utils.data import ConcatDataset, Dataset
 from torch.utils.data._utils.collate import default_collate
 
 from .errors import HRankError
+from .files import atomic_write_text
 
 VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -59,11 +60,7 @@ def write_labels(path: PathLike, names: Sequence[str]) -> None:
     names = list(names)
     if not names or names[0] != "BACKGROUND":
         names.insert(0, "BACKGROUND")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(names) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, "\n".join(names) + "\n")
 
 
 def find_label_file(root: PathLike) -> Optional[Path]:

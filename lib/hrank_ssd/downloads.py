@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 from .errors import HRankError
+from .files import atomic_write_text
 
 KINDS = ("weights", "labels", "ranks", "bundle")
 SOURCE_TYPES = ("gdrive", "gdrive_folder", "http", "bundle")
@@ -151,7 +152,7 @@ class Manifest:
         art = self.get(name)
         art["size"], art["sha256"] = int(size), sha256
         if self.path is not None:
-            _atomic_write_text(self.path, json.dumps(self.data, indent=2, ensure_ascii=False) + "\n")
+            atomic_write_text(self.path, json.dumps(self.data, indent=2, ensure_ascii=False) + "\n")
 
 
 def load_manifest(path=None) -> Manifest:
@@ -206,17 +207,6 @@ def _patterns(src: dict) -> List[str]:
 
 
 # ------------------------------------------------------------------------------------ atomic files
-
-
-def _atomic_write_text(path, text: str) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _remove(path: Path) -> None:

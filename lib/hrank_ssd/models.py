@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -20,6 +19,7 @@ from torch import nn
 from .compress import parse_compress_rate
 from .config import NetConfig, get_config
 from .errors import HRankError
+from .files import atomic_save, atomic_write_text  # noqa: F401  (re-exported: models.atomic_save)
 from .priors import generate_priors
 
 # Indices of the convs inside pytorch-ssd's VGG base_net (conv1_1 ... conv5_3, fc6, fc7).
@@ -360,27 +360,6 @@ class ModelMeta:
     compress_rate: Optional[List[float]] = None
     criterion: Optional[str] = None
     kept_indices: Optional[Dict[str, List[int]]] = None
-
-
-def atomic_save(obj, path) -> None:
-    """torch.save to a temporary file beside ``path``, then rename: a kill never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def atomic_write_text(path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def clean_state_dict(model: nn.Module) -> Dict[str, torch.Tensor]:

@@ -10,7 +10,6 @@ tensor of the original sliced by those rules. MobileNetV1-SSD is one more table,
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -236,11 +235,6 @@ def describe_surgery(original: SSD, pruned: SSD) -> List[dict]:
     return rows
 
 
-def read_prune_info(path) -> dict:
-    side = Path(str(path) + ".json")
-    return json.loads(side.read_text()) if side.is_file() else {}
-
-
 __all__ = ["CRITERIA", "apply_kept", "describe_surgery", "format_compress_rate", "kept_indices", "l1_scores",
            "layer_names", "load_ranks", "masked_copy", "prune_model", "producer_key", "activation_key",
-           "read_prune_info", "round_keep", "save_pruned", "select_filters", "slice_rules"]
+           "round_keep", "save_pruned", "select_filters", "slice_rules"]

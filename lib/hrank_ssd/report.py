@@ -205,13 +205,9 @@ def _plt():
 
 
 def _save(fig, path: Path) -> Path:
-    plt = _plt()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    from .files import atomic_savefig
+
+    return atomic_savefig(fig, path, dpi=100)
 
 
 def plot_per_class(per_class: pd.DataFrame, path=None):

@@ -34,6 +34,7 @@ import torch.distributed as dist
 from torch import nn
 
 from .errors import HRankError
+from .files import atomic_savefig
 from .losses import MultiBoxLoss
 from .models import (
     NUM_PRUNABLE,
@@ -369,12 +370,7 @@ def plot_curves(log_csv, out_png) -> Path:
     ax2.set_ylabel("mAP (VOC07 11-point)")
     ax2.grid(alpha=0.3)
     fig.tight_layout()
-    out_png = Path(out_png)
-    tmp = out_png.with_name(f".{out_png.stem}.tmp{os.getpid()}.png")
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    os.replace(tmp, out_png)
-    return out_png
+    return atomic_savefig(fig, out_png, dpi=80)
 
 
 @torch.no_grad()

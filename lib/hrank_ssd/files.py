@@ -1,0 +1,50 @@
+"""Atomic files: write beside the target, then rename, so a kill never leaves half a file behind.
+
+torch is imported only by :func:`atomic_save`, so the download code can use this module without it.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def _staged(path, suffix: str = ""):
+    """Yield a temporary path beside ``path``; on success it replaces ``path``, on failure it is removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_write_text(path, text: str) -> None:
+    with _staged(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def atomic_save(obj, path) -> None:
+    """``torch.save`` atomically."""
+    import torch
+
+    with _staged(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def atomic_savefig(fig, path, dpi: int = 100) -> Path:
+    """Save a matplotlib figure atomically (the temporary name keeps the suffix matplotlib reads) and close it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    try:
+        with _staged(path, path.suffix) as tmp:
+            fig.savefig(tmp, dpi=dpi)
+    finally:
+        plt.close(fig)
+    return path
