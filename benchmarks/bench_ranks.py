@@ -9,7 +9,10 @@
 
 Full-width VGG16-SSD, 300x300, random weights, ``--images`` random images in one batch.
 
-    python benchmarks/bench_ranks.py [--images 2] [--threads 1] [--json OUT]
+    python benchmarks/bench_ranks.py [--images 2] [--threads 1,2] [--json OUT]
+
+At each thread count all four procedures get the same threads; ``batched_ranks`` spreads its SVDs over
+them, the per-map loop cannot (one small LAPACK call at a time).
 """
 
 from __future__ import annotations
@@ -64,16 +67,8 @@ def forward_times(model, images):
     return full, trunc
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--images", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--width", type=float, default=1.0)
-    ap.add_argument("--json", default=None)
-    args = ap.parse_args(argv)
-    torch.manual_seed(0)
-    model = build_model("vgg16-ssd", 21, width=args.width).eval()
-    images = torch.randn(args.images, 3, 300, 300)
+def measure(model, images, threads: int):
+    """Rows (one per procedure) and the forward-time attribution at one thread count."""
     procedures = {
         "original (14 full forwards, per-map ranks)": lambda: per_layer_forwards(model, images, ranks_one_at_a_time),
         "14 full forwards, batched ranks": lambda: per_layer_forwards(model, images, batched_ranks),
@@ -82,28 +77,47 @@ def main(argv=None) -> int:
         "ours: 1 truncated forward, batched ranks": lambda: compute_ranks(model, [images], progress=False),
     }
     rows, results = [], {}
-    with bench.num_threads(args.threads):
+    with bench.num_threads(threads):
         full_s, trunc_s = forward_times(model, images)
         for name, fn in procedures.items():
             start = time.perf_counter()
             results[name] = fn()
-            rows.append({"procedure": name, "seconds": time.perf_counter() - start})
-            print(f"{name}: {rows[-1]['seconds']:.1f} s", file=sys.stderr, flush=True)
+            rows.append({"threads": threads, "procedure": name, "seconds": time.perf_counter() - start})
+            print(f"{threads} thread(s), {name}: {rows[-1]['seconds']:.1f} s", file=sys.stderr, flush=True)
     ref = results[next(iter(results))]
     for row in rows:
         row["identical_ranks"] = all(np.array_equal(a, b) for a, b in zip(ref, results[row["procedure"]]))
         row["speedup_vs_original"] = rows[0]["seconds"] / row["seconds"]
-    table = pd.DataFrame(rows)
-    print(bench.markdown_table(table))
-    attribution = {"images": args.images, "threads": args.threads, "full_forward_s": full_s,
+    attribution = {"threads": threads, "images": images.size(0), "full_forward_s": full_s,
                    "truncated_forward_s": trunc_s,
                    "forward_share_of_original": 14 * full_s / rows[0]["seconds"],
                    "rank_share_of_ours": (rows[3]["seconds"] - trunc_s) / rows[3]["seconds"]}
-    print(f"one full forward of {args.images} images: {full_s:.2f} s, truncated: {trunc_s:.2f} s; the original's "
-          f"14 forwards are {attribution['forward_share_of_original']:.0%} of its time; ranks are "
-          f"{attribution['rank_share_of_ours']:.0%} of ours")
+    return rows, attribution
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--images", type=int, default=2)
+    ap.add_argument("--threads", default="1", help="thread counts, comma-separated (e.g. 1,2)")
+    ap.add_argument("--width", type=float, default=1.0)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args(argv)
+    torch.manual_seed(0)
+    model = build_model("vgg16-ssd", 21, width=args.width).eval()
+    images = torch.randn(args.images, 3, 300, 300)
+    thread_counts = list(dict.fromkeys(int(t) for t in str(args.threads).split(",")))
+    rows, attribution = [], []
+    for threads in thread_counts:
+        r, a = measure(model, images, threads)
+        rows += r
+        attribution.append(a)
+        print(f"{threads} thread(s): one full forward of {a['images']} images: {a['full_forward_s']:.2f} s, "
+              f"truncated: {a['truncated_forward_s']:.2f} s; the original's 14 forwards are "
+              f"{a['forward_share_of_original']:.0%} of its time; ranks are {a['rank_share_of_ours']:.0%} of ours")
+    table = pd.DataFrame(rows)
+    print(bench.markdown_table(table))
     if args.json:
-        Path(args.json).write_text(json.dumps({"environment": bench.environment("cpu", args.threads),
+        Path(args.json).write_text(json.dumps({"environment": bench.environment("cpu", thread_counts[0]),
                                                "rows": json.loads(table.to_json(orient="records")),
                                                "attribution": attribution}, indent=1))
     if not table["identical_ranks"].all():

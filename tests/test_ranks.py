@@ -1,5 +1,7 @@
 """Rank generation: the right feature maps, batched ranks equal the per-map loop, files, CLI."""
 
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -16,11 +18,19 @@ def test_rank_of_known_matrices():
     assert batched_ranks(maps).tolist() == [[0.0, 1.0, 6.0]]
 
 
-def test_batched_equals_one_at_a_time():
+@pytest.mark.parametrize("workers", [1, 3])
+def test_batched_equals_one_at_a_time(workers):
     torch.manual_seed(0)
     maps = torch.relu(torch.randn(3, 5, 19, 19))
     maps[:, 2, 5:] = 0  # some rank-deficient maps
-    assert torch.equal(batched_ranks(maps, chunk=4), ranks_one_at_a_time(maps))
+    maps[1, 3] = 0  # a dead map
+    threads = torch.get_num_threads()
+    assert torch.equal(batched_ranks(maps, chunk=4, workers=workers), ranks_one_at_a_time(maps))
+    seen = []  # threads started later (data loaders, other pools) inherit torch's process-wide setting
+    worker = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    worker.start()
+    worker.join()
+    assert torch.get_num_threads() == threads and seen == [threads]  # the one-core workers leave it alone
 
 
 def test_ranks_are_those_of_every_prunable_relu_output():

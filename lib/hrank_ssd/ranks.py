@@ -2,12 +2,13 @@
 
 A filter whose maps have high rank carries more information (Lin et al., CVPR 2020), so HRank
 keeps the highest-ranked filters. Ranks of a whole batch are computed at once with a batched
-``torch.linalg.matrix_rank`` (one SVD call per layer and chunk), and the forward pass stops after
-the last prunable layer, since extras and headers do not matter here.
+``torch.linalg.matrix_rank`` (one SVD call per layer and chunk, chunks spread over the CPU cores), and
+the forward pass stops after the last prunable layer, since extras and headers do not matter here.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional
 
@@ -24,14 +25,41 @@ class _StopForward(Exception):
     """Raised by the last hook: nothing after the last prunable layer is needed."""
 
 
-def batched_ranks(maps: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
-    """Matrix rank of every (H, W) map in a (B, C, H, W) tensor -> (B, C) float tensor."""
+def _on_threads(fn, items, workers: int) -> list:
+    """``fn`` over ``items`` on ``workers`` threads of one core each (torch releases the GIL in the SVD)."""
+    main_threads = torch.get_num_threads()
+
+    def one_core(item):
+        torch.set_num_threads(1)  # else each worker starts its own OpenMP team and they fight for the cores
+        return fn(item)
+
+    try:
+        with ThreadPoolExecutor(min(workers, len(items))) as pool:
+            return list(pool.map(one_core, items))
+    finally:
+        torch.set_num_threads(main_threads)  # torch keeps the workers' setting as its process-wide default
+
+
+def batched_ranks(maps: torch.Tensor, chunk: int = 4096, workers: Optional[int] = None) -> torch.Tensor:
+    """Matrix rank of every (H, W) map in a (B, C, H, W) tensor -> (B, C) float tensor.
+
+    On CPU the maps are split over ``workers`` threads (default: ``torch.get_num_threads()``): one batched
+    SVD call runs its matrices one after another on one core, so batching is what lets the cores share
+    the work. On a GPU one call per chunk already fills the device.
+    """
     flat = maps.detach().float().reshape(-1, *maps.shape[-2:])
     ranks = torch.zeros(flat.size(0), device=flat.device)
     live = flat.flatten(1).ne(0).any(1).nonzero().flatten()  # an all-zero (dead) map has rank 0: no SVD
-    for i in range(0, live.numel(), chunk):
-        idx = live[i:i + chunk]
-        ranks[idx] = torch.linalg.matrix_rank(flat[idx]).float()
+    if workers is None:
+        workers = torch.get_num_threads() if flat.device.type == "cpu" else 1
+    step = max(1, min(chunk, -(-live.numel() // max(1, workers))))
+    pieces = [live[i:i + step] for i in range(0, live.numel(), step)]
+    if workers > 1 and len(pieces) > 1:
+        results = _on_threads(lambda idx: torch.linalg.matrix_rank(flat[idx]), pieces, workers)
+    else:
+        results = [torch.linalg.matrix_rank(flat[idx]) for idx in pieces]
+    for idx, r in zip(pieces, results):
+        ranks[idx] = r.float()
     return ranks.reshape(maps.shape[:2])
 
 
