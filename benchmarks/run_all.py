@@ -37,6 +37,26 @@ def group_of(name: str) -> str:
     return "fc7, BN add-on, extras, headers (unpruned)"
 
 
+def by_group(layers: pd.DataFrame, models) -> pd.DataFrame:
+    """Per pruning group: time and MACs of each model, their ratios, and the group's share of pruned time."""
+    layers = layers.assign(group=[group_of(n) for n in layers["name"]])
+    groups = layers.groupby("group", sort=False)[[f"{m}_{u}" for u in ("ms", "MMACs") for m in models]].sum()
+    groups["time ratio full/pruned"] = groups["full_ms"] / groups["pruned_ms"]
+    groups["MAC ratio full/pruned"] = groups["full_MMACs"] / groups["pruned_MMACs"]
+    groups["share of pruned time"] = groups["pruned_ms"] / groups["pruned_ms"].sum()
+    return groups
+
+
+def mac_bound(layers: pd.DataFrame, label: str) -> str:
+    """The speed-up the pruned model would reach if every group's time fell exactly with its MACs."""
+    g = by_group(layers, ("full", "pruned"))
+    ideal = (g["full_ms"] / g["MAC ratio full/pruned"]).sum()
+    return (f"If every group's time fell exactly in proportion to its MACs ({label}, same per-layer times), the "
+            f"pruned model's layers would take {ideal:.1f} ms instead of {g['pruned_ms'].sum():.1f} ms: a speed-up "
+            f"of {g['full_ms'].sum() / ideal:.2f}x over the unpruned layers' {g['full_ms'].sum():.1f} ms, against "
+            f"the {g['full_ms'].sum() / g['pruned_ms'].sum():.2f}x measured.")
+
+
 def run(script: str, args, out: Path) -> dict:
     cmd = [sys.executable, str(HERE / script), *map(str, args), "--json", str(out)]
     print("$", " ".join(cmd[1:]), file=sys.stderr, flush=True)
@@ -101,14 +121,20 @@ def main(argv=None) -> int:
                           "full_MMACs", "pruned_MMACs", "full/pruned time", "full/pruned MACs"]]), ""]
     by_type = layers.groupby("type")[["full_ms", "pruned_ms", "round8_ms"]].sum()
     lines += ["Time by layer type (ms):", "", bench.markdown_table(by_type, index=True), ""]
-    layers["group"] = [group_of(n) for n in layers["name"]]
-    groups = layers.groupby("group", sort=False)[["full_ms", "pruned_ms", "round8_ms", "full_MMACs", "pruned_MMACs",
-                                                   "round8_MMACs"]].sum()
-    groups["time ratio full/pruned"] = groups["full_ms"] / groups["pruned_ms"]
-    groups["MAC ratio full/pruned"] = groups["full_MMACs"] / groups["pruned_MMACs"]
-    groups["share of pruned time"] = groups["pruned_ms"] / groups["pruned_ms"].sum()
     lines += ["Time and MACs by pruning group (all layer types; the MACs include BatchNorm):", "",
-              bench.markdown_table(groups, index=True), ""]
+              bench.markdown_table(by_group(layers, ("full", "pruned", "round8")), index=True), "",
+              mac_bound(layers, "plain eager"), ""]
+    if "layers_channels_last" in opts:
+        cl = pd.DataFrame(opts["layers_channels_last"])
+        conv = cl[(cl["type"] == "Conv2d") & cl["name"].map(group_of).str.contains("0.1")].copy()
+        conv["full/pruned time"] = conv["full_ms"] / conv["pruned_ms"]
+        conv["full/pruned MACs"] = conv["full_MMACs"] / conv["pruned_MMACs"]
+        lines += ["## Per-layer time, channels_last (hooks, interleaved medians)", "",
+                  "The 10 %-pruned convolutions, then all layers by pruning group:", "",
+                  table(conv[["name", "full_shape", "pruned_shape", "full_ms", "pruned_ms", "full_MMACs",
+                              "pruned_MMACs", "full/pruned time", "full/pruned MACs"]]), "",
+                  bench.markdown_table(by_group(cl, ("full", "pruned")), index=True), "",
+                  mac_bound(cl, "channels_last"), ""]
     lines += ["## Post-processing: per-class Python loop vs vectorised", "", table(post["rows"]), ""]
     lines += ["## Rank generation (full-width VGG16-SSD, 300x300)", "",
               "At each thread count all four procedures get the same threads (the last count is all of this "
