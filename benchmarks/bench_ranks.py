@@ -9,7 +9,7 @@
 
 Full-width VGG16-SSD, 300x300, random weights, ``--images`` random images in one batch.
 
-    python benchmarks/bench_ranks.py [--images 2] [--threads 1,2] [--json OUT]
+    python benchmarks/bench_ranks.py [--images 2] [--threads 1,2] [--repeats 3] [--json OUT]
 
 At each thread count all four procedures get the same threads; ``batched_ranks`` spreads its SVDs over
 them, the per-map loop cannot (one small LAPACK call at a time).
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -67,8 +68,9 @@ def forward_times(model, images):
     return full, trunc
 
 
-def measure(model, images, threads: int):
-    """Rows (one per procedure) and the forward-time attribution at one thread count."""
+def measure(model, images, threads: int, repeats: int = 3):
+    """Rows (one per procedure, median seconds of ``repeats`` interleaved rounds) and the forward-time
+    attribution at one thread count."""
     procedures = {
         "original (14 full forwards, per-map ranks)": lambda: per_layer_forwards(model, images, ranks_one_at_a_time),
         "14 full forwards, batched ranks": lambda: per_layer_forwards(model, images, batched_ranks),
@@ -76,14 +78,17 @@ def measure(model, images, threads: int):
                                                                      rank_fn=ranks_one_at_a_time),
         "ours: 1 truncated forward, batched ranks": lambda: compute_ranks(model, [images], progress=False),
     }
-    rows, results = [], {}
+    seconds, results = {name: [] for name in procedures}, {}
     with bench.num_threads(threads):
         full_s, trunc_s = forward_times(model, images)
-        for name, fn in procedures.items():
-            start = time.perf_counter()
-            results[name] = fn()
-            rows.append({"threads": threads, "procedure": name, "seconds": time.perf_counter() - start})
-            print(f"{threads} thread(s), {name}: {rows[-1]['seconds']:.1f} s", file=sys.stderr, flush=True)
+        for _ in range(repeats):  # round-robin, so background load hits every procedure alike
+            for name, fn in procedures.items():
+                start = time.perf_counter()
+                results[name] = fn()
+                seconds[name].append(time.perf_counter() - start)
+                print(f"{threads} thread(s), {name}: {seconds[name][-1]:.1f} s", file=sys.stderr, flush=True)
+    rows = [{"threads": threads, "procedure": name, "seconds": statistics.median(t), "runs": len(t)}
+            for name, t in seconds.items()]
     ref = results[next(iter(results))]
     for row in rows:
         row["identical_ranks"] = all(np.array_equal(a, b) for a, b in zip(ref, results[row["procedure"]]))
@@ -99,6 +104,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=2)
     ap.add_argument("--threads", default="1", help="thread counts, comma-separated (e.g. 1,2)")
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved rounds; the table gives medians")
     ap.add_argument("--width", type=float, default=1.0)
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
@@ -108,7 +114,7 @@ def main(argv=None) -> int:
     thread_counts = list(dict.fromkeys(int(t) for t in str(args.threads).split(",")))
     rows, attribution = [], []
     for threads in thread_counts:
-        r, a = measure(model, images, threads)
+        r, a = measure(model, images, threads, args.repeats)
         rows += r
         attribution.append(a)
         print(f"{threads} thread(s): one full forward of {a['images']} images: {a['full_forward_s']:.2f} s, "

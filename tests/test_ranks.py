@@ -76,3 +76,18 @@ def test_rank_cli_errors(tmp_path, synthetic_voc, capsys, extra, msg):
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and msg in err[0]
+
+
+def test_rank_benchmark_procedures_agree(repo_root, tmp_path):
+    """benchmarks/bench_ranks.py: the original procedure, ours and the mixed ones give identical ranks,
+    at one thread and with the SVDs spread over worker threads (timings are not asserted)."""
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "ranks.json"
+    subprocess.run([sys.executable, str(repo_root / "benchmarks" / "bench_ranks.py"), "--width", "0.125",
+                    "--images", "1", "--threads", "1,2", "--repeats", "1", "--json", str(out)],
+                   check=True, capture_output=True, timeout=300)
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["threads"], r["identical_ranks"]) for r in rows] == [(1, True)] * 4 + [(2, True)] * 4
