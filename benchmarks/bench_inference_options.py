@@ -143,21 +143,13 @@ def main(argv=None) -> int:
                           "vs_plain_unpruned_forward": base["vgg16-ssd"] / base[name]})
         log("per-layer timing")
         full, pruned = models["vgg16-ssd"], models["vgg16-ssd-pruned"]
-        layers = bench.layer_times({"full": full, "pruned": pruned, "round8": models["vgg16-ssd-pruned round_to=8"]},
-                                   runs=args.layer_runs, threads=args.threads)
-        from hrank_ssd.flops import count_exact
-
-        for key, m in (("full", full), ("pruned", pruned), ("round8", models["vgg16-ssd-pruned round_to=8"])):
-            macs = dict(zip(count_exact(m)["name"], count_exact(m)["MACs"]))
-            layers[f"{key}_MMACs"] = [macs.get(n, 0) / 1e6 for n in layers["name"]]
+        layers = bench.layer_times_and_macs({"full": full, "pruned": pruned,
+                                             "round8": models["vgg16-ssd-pruned round_to=8"]},
+                                            runs=args.layer_runs, threads=args.threads)
         log("per-layer timing, channels_last")
-        layers_cl = bench.layer_times({"full": models["vgg16-ssd channels_last"],
-                                       "pruned": models["vgg16-ssd-pruned channels_last"]},
-                                      runs=args.layer_runs, threads=args.threads)
-        layers_cl["name"] = layers_cl["name"].str.removeprefix("model.")  # the ChannelsLast wrapper's prefix
-        by_name = layers.set_index("name")
-        for key in ("full", "pruned"):
-            layers_cl[f"{key}_MMACs"] = layers_cl["name"].map(by_name[f"{key}_MMACs"])
+        layers_cl = bench.layer_times_and_macs({"full": models["vgg16-ssd channels_last"],
+                                                "pruned": models["vgg16-ssd-pruned channels_last"]},
+                                               runs=args.layer_runs, threads=args.threads)
         result.update(table=json.loads(table.to_json(orient="records")), pairs=pairs, notes=notes, checks=checks,
                       layers=json.loads(layers.to_json(orient="records")),
                       layers_channels_last=json.loads(layers_cl.to_json(orient="records")))

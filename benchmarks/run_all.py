@@ -20,41 +20,19 @@ import pandas as pd
 from hrank_ssd import bench
 
 HERE = Path(__file__).resolve().parent
+GROUP = bench.vgg_pruning_groups(bench.PRUNED_RATE)
 GPU_COMMAND = ("python -m hrank_ssd bench --nets vgg16-ssd,vgg16-ssd-pruned,mb1-ssd --device cuda --batch_size 1 "
                "--image_size 300 --warmup 10 --runs 50 --json gpu_fp32.json && "
                "python -m hrank_ssd bench --nets vgg16-ssd,vgg16-ssd-pruned,mb1-ssd --device cuda --batch_size 1 "
                "--image_size 300 --warmup 10 --runs 50 --amp --json gpu_amp.json")
 
 
-def group_of(name: str) -> str:
-    """Which pruning group a VGG16-SSD module belongs to (by its position in the network)."""
-    if name.startswith("base_net."):
-        idx = int(name.split(".")[1])
-        if idx <= 16:
-            return "conv1_1..conv3_3 (rate 0.1)"
-        if idx <= 32:
-            return "conv4_1..fc6 (rate 0.5)"
-    return "fc7, BN add-on, extras, headers (unpruned)"
-
-
-def by_group(layers: pd.DataFrame, models) -> pd.DataFrame:
-    """Per pruning group: time and MACs of each model, their ratios, and the group's share of pruned time."""
-    layers = layers.assign(group=[group_of(n) for n in layers["name"]])
-    groups = layers.groupby("group", sort=False)[[f"{m}_{u}" for u in ("ms", "MMACs") for m in models]].sum()
-    groups["time ratio full/pruned"] = groups["full_ms"] / groups["pruned_ms"]
-    groups["MAC ratio full/pruned"] = groups["full_MMACs"] / groups["pruned_MMACs"]
-    groups["share of pruned time"] = groups["pruned_ms"] / groups["pruned_ms"].sum()
-    return groups
-
-
 def mac_bound(layers: pd.DataFrame, label: str) -> str:
-    """The speed-up the pruned model would reach if every group's time fell exactly with its MACs."""
-    g = by_group(layers, ("full", "pruned"))
-    ideal = (g["full_ms"] / g["MAC ratio full/pruned"]).sum()
+    c = bench.mac_ceiling(bench.group_speedups(layers, GROUP))
     return (f"If every group's time fell exactly in proportion to its MACs ({label}, same per-layer times), the "
-            f"pruned model's layers would take {ideal:.1f} ms instead of {g['pruned_ms'].sum():.1f} ms: a speed-up "
-            f"of {g['full_ms'].sum() / ideal:.2f}x over the unpruned layers' {g['full_ms'].sum():.1f} ms, against "
-            f"the {g['full_ms'].sum() / g['pruned_ms'].sum():.2f}x measured.")
+            f"pruned model's layers would take {c['mac_proportional_ms']:.1f} ms instead of {c['pruned_ms']:.1f} ms: "
+            f"a speed-up of {c['mac_proportional_speedup']:.2f}x over the unpruned layers' {c['full_ms']:.1f} ms, "
+            f"against the {c['measured_speedup']:.2f}x measured.")
 
 
 def run(script: str, args, out: Path) -> dict:
@@ -123,18 +101,18 @@ def main(argv=None) -> int:
     by_type = layers.groupby("type")[["full_ms", "pruned_ms", "round8_ms"]].sum()
     lines += ["Time by layer type (ms):", "", bench.markdown_table(by_type, index=True), ""]
     lines += ["Time and MACs by pruning group (all layer types; the MACs include BatchNorm):", "",
-              bench.markdown_table(by_group(layers, ("full", "pruned", "round8")), index=True), "",
+              bench.markdown_table(bench.group_speedups(layers, GROUP, ("full", "pruned", "round8")), index=True), "",
               mac_bound(layers, "plain eager"), ""]
     if "layers_channels_last" in opts:
         cl = pd.DataFrame(opts["layers_channels_last"])
-        conv = cl[(cl["type"] == "Conv2d") & cl["name"].map(group_of).str.contains("0.1")].copy()
+        conv = cl[(cl["type"] == "Conv2d") & cl["name"].map(GROUP).str.contains("rate 0.1")].copy()
         conv["full/pruned time"] = conv["full_ms"] / conv["pruned_ms"]
         conv["full/pruned MACs"] = conv["full_MMACs"] / conv["pruned_MMACs"]
         lines += ["## Per-layer time, channels_last (hooks, interleaved medians)", "",
                   "The 10 %-pruned convolutions, then all layers by pruning group:", "",
                   table(conv[["name", "full_shape", "pruned_shape", "full_ms", "pruned_ms", "full_MMACs",
                               "pruned_MMACs", "full/pruned time", "full/pruned MACs"]]), "",
-                  bench.markdown_table(by_group(cl, ("full", "pruned")), index=True), "",
+                  bench.markdown_table(bench.group_speedups(cl, GROUP), index=True), "",
                   mac_bound(cl, "channels_last"), ""]
     lines += ["## Post-processing: per-class Python loop vs vectorised", "", table(post["rows"]), ""]
     lines += ["## Rank generation (full-width VGG16-SSD, 300x300)", "",

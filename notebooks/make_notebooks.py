@@ -628,21 +628,56 @@ ax.set_yscale("log")
 ax.legend(fontsize=8)
 plt.show()
 """),
-    md("""
-## Why latency falls less than MACs
-
-Removing half the filters halves those layers' multiply-adds, but a forward pass costs more than
-multiply-adds: reading and writing every feature map (memory traffic does not shrink as fast as the
-arithmetic), a fixed overhead per layer call, the parts that were not pruned (fc7, extras, the detection
-heads), and the post-processing (decode + NMS), which does not depend on the backbone at all. Hardware
-is also most efficient on wide layers: a thinner conv uses the cores less well. MobileNetV1 shows the
-extreme case: depthwise convolutions do very few MACs per byte they move, so twenty times fewer MACs buy
-only a few times the speed.
-"""),
     code("""
 for _, r in bench.iloc[1:].iterrows():
     print(f"{r['model']}: {r['mac_ratio']:.2f}x fewer MACs, {r['forward_speedup']:.2f}x faster forward pass")
 assert bench["forward_speedup"].iloc[0] == 1.0
+"""),
+    md("""
+## Why latency falls less than MACs
+
+Removing filters removes multiply-adds, but a forward pass costs more than multiply-adds: reading and
+writing every feature map, the parts that were not pruned (fc7, extras, the detection heads) and the
+post-processing. MobileNetV1 shows the extreme case: depthwise convolutions do very few MACs per byte they
+move, so twenty times fewer MACs buy only a few times the speed.
+
+For the pruned VGG16-SSD there is a sharper reason, visible layer by layer. CPU (and GPU) convolution
+kernels process channels in fixed blocks - 16 floats per AVX-512 register - so a layer with 57 channels
+costs about as much as one with 64. HRank's `[0.1]*7+...` keeps 57, 115 and 230 of 64, 128 and 256
+filters in conv1_1 ... conv3_3: those layers lose a fifth of their MACs but hardly any time, and they run
+at the largest resolutions. Below, every layer of both full-size models is timed with hooks (CPU, random
+weights), next to its MACs.
+"""),
+    code("""
+layers, groups, ceiling = course.layer_speed()
+groups.round(2)
+"""),
+    code("""
+conv = layers[layers["type"] == "Conv2d"]
+conv = conv[conv["pruned_MMACs"] < conv["full_MMACs"]]  # the layers pruning touched
+x = range(len(conv))
+fig, ax = plt.subplots(figsize=(9, 3))
+ax.bar([i - 0.2 for i in x], conv["full_MMACs"] / conv["pruned_MMACs"], 0.4, label="MACs: full / pruned")
+ax.bar([i + 0.2 for i in x], conv["full_ms"] / conv["pruned_ms"], 0.4, label="time: full / pruned")
+ax.axhline(1, color="grey", lw=0.8)
+ax.set_xticks(list(x), conv["name"], rotation=60, fontsize=7)
+ax.set_ylabel("x less in the pruned model")
+ax.legend(fontsize=8)
+plt.show()
+print(f"Measured: the pruned model's layers take {ceiling['measured_speedup']:.2f}x less time than the full "
+      f"ones. If time fell exactly with MACs in every group it would be {ceiling['mac_proportional_speedup']:.2f}x.")
+"""),
+    md("""
+Check: the per-layer MACs add up to the whole model's count (notebook 5 explains the counter). The lesson
+for pruning: choose kept counts on the hardware's block boundaries (multiples of 16 here) or prune the
+early layers harder; `benchmarks/results.md` has the full analysis, including the channels_last layout.
+"""),
+    code("""
+from hrank_ssd.bench import count_macs
+from hrank_ssd.models import build_model
+
+full_macs = count_macs(build_model("vgg16-ssd", 21))
+assert abs(layers["full_MMACs"].sum() * 1e6 - full_macs) <= 1e-6 * full_macs
 """),
     md("""
 CLI equivalents:

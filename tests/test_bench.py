@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 import torch
 
@@ -121,3 +122,37 @@ def test_same_detections_detects_difference():
     assert bench.same_detections(d, d)
     assert not bench.same_detections(d, (d[0], torch.tensor([2]), d[2]))
     assert not bench.same_detections(d, (d[0] + 0.1, d[1], d[2]))
+
+
+def test_vgg_pruning_groups_follow_the_compress_rate():
+    group = bench.vgg_pruning_groups("[0.]*2+[0.3]+[0.5]*20")
+    assert [group(f"base_net.{i}") for i in (0, 4, 5, 7, 31, 32, 33)] == [
+        "conv1_1..conv1_2 (rate 0)", "conv1_1..conv1_2 (rate 0)", "conv2_1 (rate 0.3)",
+        "conv2_2..fc6 (rate 0.5)", "conv2_2..fc6 (rate 0.5)", "conv2_2..fc6 (rate 0.5)",
+        "fc7, BN add-on, extras, headers (unpruned)"]
+    assert group("classification_headers.0") == group("source_layer_add_ons.0") == group("base_net.33")
+
+
+def test_group_speedups_and_mac_ceiling_exact():
+    layers = pd.DataFrame({"name": ["a1", "a2", "b1"], "full_ms": [6.0, 4.0, 8.0], "pruned_ms": [5.0, 5.0, 2.0],
+                           "full_MMACs": [100.0, 0.0, 400.0], "pruned_MMACs": [50.0, 0.0, 100.0]})
+    groups = bench.group_speedups(layers, lambda n: n[0])
+    assert groups["time ratio full/pruned"].tolist() == [1.0, 4.0]
+    assert groups["MAC ratio full/pruned"].tolist() == [2.0, 4.0]
+    assert groups["share of pruned time"].tolist() == [10 / 12, 2 / 12]
+    c = bench.mac_ceiling(groups)
+    # group a: 10 ms / 2 = 5 ms, group b: 8 ms / 4 = 2 ms -> 18 ms / 7 ms
+    assert c == {"full_ms": 18.0, "pruned_ms": 12.0, "mac_proportional_ms": 7.0, "measured_speedup": 1.5,
+                 "mac_proportional_speedup": 18 / 7}
+
+
+def test_layer_times_and_macs_of_a_wrapped_model():
+    from hrank_ssd.speed import channels_last
+
+    full = build_model("vgg16-ssd", 21, width=0.125).eval()
+    pruned = build_model("vgg16-ssd", 21, width=0.125, compress_rate=bench.PRUNED_RATE).eval()
+    layers = bench.layer_times_and_macs({"full": channels_last(full), "pruned": pruned}, runs=1, warmup=0)
+    assert layers["name"].iloc[0] == "base_net.0"  # the wrapper's "model." prefix is gone
+    for key, model in (("full", full), ("pruned", pruned)):
+        assert layers[f"{key}_MMACs"].sum() * 1e6 == pytest.approx(bench.count_macs(model), rel=1e-9)
+    assert (layers.loc[layers["type"] == "ReLU", "full_MMACs"] == 0).all()

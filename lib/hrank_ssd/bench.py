@@ -23,6 +23,7 @@ import datetime as _dt
 import math
 import os
 import platform
+import re
 import statistics
 import time
 from typing import Callable, Dict, List, Mapping, Optional, Sequence
@@ -34,6 +35,7 @@ from torch import nn
 
 PRUNED_RATE = "[0.1]*7+[0.5]*9"
 TIMING_KEYS = ("median_ms", "p90_ms", "mean_ms", "min_ms", "max_ms", "std_ms", "warmup", "runs")
+WRAPPER_PREFIX = re.compile(r"^((model|_orig_mod)\.)+")  # speed.py wrappers, torch.compile
 TABLE_COLUMNS = ["model", "params", "GMACs", "forward_median_ms", "forward_p90_ms", "forward_fps",
                  "predict_median_ms", "predict_p90_ms", "predict_fps", "forward_speedup", "mac_ratio"]
 
@@ -331,6 +333,7 @@ def layer_times(models: Mapping[str, nn.Module], runs: int = 10, warmup: int = 2
         for lname, mod in model.named_modules():
             if not isinstance(mod, kinds):
                 continue
+            lname = WRAPPER_PREFIX.sub("", lname)  # match rows of wrapped (channels_last, compiled) and plain models
             if lname not in order:
                 order.append(lname)
 
@@ -358,7 +361,7 @@ def layer_times(models: Mapping[str, nn.Module], runs: int = 10, warmup: int = 2
         for h in handles:
             h.remove()
     rows = []
-    types = {ln: type(mod).__name__ for m in models.values() for ln, mod in m.named_modules() if ln in order}
+    types = {WRAPPER_PREFIX.sub("", ln): type(mod).__name__ for m in models.values() for ln, mod in m.named_modules()}
     for lname in order:
         row = {"name": lname, "type": types[lname]}
         for n in models:
@@ -367,6 +370,72 @@ def layer_times(models: Mapping[str, nn.Module], runs: int = 10, warmup: int = 2
             row[f"{n}_shape"] = shapes[n].get(lname, "")
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def vgg_pruning_groups(compress_rate=PRUNED_RATE) -> Callable[[str], str]:
+    """Module name -> its pruning group in VGG16-SSD, e.g. ``conv1_1..conv3_3 (rate 0.1)``.
+
+    A group is a run of consecutive prunable convs with the same rate, together with the ReLUs and pools
+    that follow them; fc7, conv4_3's BatchNorm add-on, the extras and the headers are "unpruned".
+    """
+    from .compress import parse_compress_rate
+    from .models import NUM_PRUNABLE, VGG_CONV_INDEXES, VGG_LAYER_NAMES
+
+    n = NUM_PRUNABLE["vgg16-ssd"]
+    rates = parse_compress_rate(compress_rate, n)
+    label, start = [""] * n, 0
+    for i in range(1, n + 1):
+        if i == n or rates[i] != rates[start]:
+            text = f"{VGG_LAYER_NAMES[start]}..{VGG_LAYER_NAMES[i - 1]}" if i - 1 > start else VGG_LAYER_NAMES[start]
+            label[start:i] = [f"{text} (rate {rates[start]:g})"] * (i - start)
+            start = i
+    unpruned = "fc7, BN add-on, extras, headers (unpruned)"
+
+    def group(name: str) -> str:
+        parts = name.split(".")
+        if parts[0] != "base_net" or int(parts[1]) >= VGG_CONV_INDEXES[n]:  # fc7 and after
+            return unpruned
+        return label[max(i for i in range(n) if VGG_CONV_INDEXES[i] <= int(parts[1]))]
+
+    return group
+
+
+def layer_times_and_macs(models: Mapping[str, nn.Module], runs: int = 10, warmup: int = 2,
+                         threads: Optional[int] = None) -> pd.DataFrame:
+    """:func:`layer_times` plus each model's MACs per layer (``<model>_MMACs``, 0 for ReLU and pooling).
+
+    Wrapped models (e.g. :class:`hrank_ssd.speed.ChannelsLast`) are timed as they run, under the plain
+    model's module names.
+    """
+    from .flops import count_exact
+
+    layers = layer_times(models, runs=runs, warmup=warmup, threads=threads)
+    for key, model in models.items():
+        macs = count_exact(_inner(model))
+        layers[f"{key}_MMACs"] = layers["name"].map(dict(zip(macs["name"], macs["MACs"] / 1e6))).fillna(0.0)
+    return layers
+
+
+def group_speedups(layers: pd.DataFrame, group: Callable[[str], str], models=("full", "pruned")) -> pd.DataFrame:
+    """Per group (``group(module name)``): time and MACs of each model, the full/pruned ratios of both, and
+    the group's share of the pruned model's time. ``layers`` comes from :func:`layer_times_and_macs` with
+    models named ``full`` and ``pruned`` (more, e.g. ``round8``, are summed alongside)."""
+    layers = layers.assign(group=[group(n) for n in layers["name"]])
+    cols = [f"{m}_{unit}" for unit in ("ms", "MMACs") for m in models]
+    groups = layers.groupby("group", sort=False)[cols].sum()
+    groups["time ratio full/pruned"] = groups["full_ms"] / groups["pruned_ms"]
+    groups["MAC ratio full/pruned"] = groups["full_MMACs"] / groups["pruned_MMACs"]
+    groups["share of pruned time"] = groups["pruned_ms"] / groups["pruned_ms"].sum()
+    return groups
+
+
+def mac_ceiling(groups: pd.DataFrame) -> Dict[str, float]:
+    """The pruned model's speed-up if every group's time fell exactly with its MACs, next to the measured one
+    (both over the layers that :func:`layer_times` sees)."""
+    ideal = float((groups["full_ms"] / groups["MAC ratio full/pruned"]).sum())
+    full, pruned = float(groups["full_ms"].sum()), float(groups["pruned_ms"].sum())
+    return {"full_ms": full, "pruned_ms": pruned, "mac_proportional_ms": ideal,
+            "measured_speedup": full / pruned, "mac_proportional_speedup": full / ideal}
 
 
 # ---------------------------------------------------------------- formatting

@@ -311,6 +311,22 @@ class Course:
         table.to_csv(self.results / f"bench{'_trained' if trained else ''}.csv", index=False)
         return table
 
+    def layer_speed(self) -> Tuple[pd.DataFrame, pd.DataFrame, Dict[str, float]]:
+        """Where the full-size pruned VGG16-SSD's CPU time goes: per-layer time and MACs of both models, the
+        same by pruning group, and the speed-up a MAC-proportional time would give (``bench.mac_ceiling``)."""
+        from .bench import group_speedups, layer_times_and_macs, mac_ceiling, vgg_pruning_groups
+        from .models import build_model
+
+        p = self.profile
+        models = {"full": build_model("vgg16-ssd", 21).eval(),
+                  "pruned": build_model("vgg16-ssd", 21, compress_rate=p.compress_rate).eval()}
+        with self.timed("layer_speed"):
+            layers = layer_times_and_macs(models, runs=max(1, p.bench_runs // 4), warmup=min(2, p.bench_warmup))
+        groups = group_speedups(layers, vgg_pruning_groups(p.compress_rate))
+        layers.to_csv(self.results / "layer_speed.csv", index=False)
+        groups.to_csv(self.results / "layer_speed_groups.csv")
+        return layers, groups, mac_ceiling(groups)
+
     def sensitivity(self) -> pd.DataFrame:
         from .models import load_model
         from .sensitivity import layer_sensitivity
