@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -65,6 +66,9 @@ def test_report_tables_hold_the_numbers_of_the_files(tmp_path):
     assert "| VGG16-SSD | 3 | 3.0000 | 4.0000 | 0.2000 | 7.5 |" in text  # training summary: last row, total time
     for png in ("map_vs_latency.png", "per_class_ap.png", "loss_vgg16-ssd.png"):
         assert (run / "plots" / png).is_file() and f"plots/{png}" in text
+    _, made = report.build_report(run)  # the list of plots is the files the report links
+    assert sorted(p.name for p in made) == ["loss_vgg16-ssd.png", "map_vs_latency.png", "per_class_ap.png"]
+    assert all(isinstance(p, Path) and p.is_file() for p in made)
     # no flops.csv -> no MACs scatter, and a note that says what writes it
     assert not (run / "plots" / "map_vs_macs.png").exists()
     h = html.read_text()

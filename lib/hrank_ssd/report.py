@@ -266,8 +266,12 @@ def _section_files(res, names: Sequence[str]) -> Optional[str]:
     return "\n\n".join(missing_note(n) for n in missing) if missing else None
 
 
-def _img(lines: List[str], plots: Path, run_dir: Path, name: str, alt: str) -> None:
-    lines.append(f"![{alt}]({(plots / name).relative_to(run_dir).as_posix()})")
+def _figure(lines: List[str], made: List[Path], run_dir: Path, path: Path, alt: str,
+            caption: Optional[str] = None) -> None:
+    """Record a saved plot and link it: a blank line (or a bold caption), then the image."""
+    made.append(path)
+    lines += ["", f"**{caption}**", ""] if caption else [""]
+    lines.append(f"![{alt}]({path.relative_to(run_dir).as_posix()})")
 
 
 def build_report(run_dir) -> Tuple[str, List[Path]]:
@@ -310,16 +314,13 @@ def build_report(run_dir) -> Tuple[str, List[Path]]:
         L += ["", note]
     if len(comp) and "mAP (ours)" in comp:
         if "GMACs (full size)" in comp:
-            made.append(plot_map_vs(comp, "GMACs (full size)", "GMACs (full-size detector, 300x300)",
-                                    plots / "map_vs_macs.png"))
-            L += [""]
-            _img(L, plots, run_dir, "map_vs_macs.png", "mAP vs MACs")
+            plot_map_vs(comp, "GMACs (full size)", "GMACs (full-size detector, 300x300)", plots / "map_vs_macs.png")
+            _figure(L, made, run_dir, plots / "map_vs_macs.png", "mAP vs MACs")
         lat = "bench forward ms" if "bench forward ms" in comp else (
             "eval predict ms/img" if "eval predict ms/img" in comp else None)
         if lat:
-            made.append(plot_map_vs(comp, lat, f"{lat} (lower is faster)", plots / "map_vs_latency.png"))
-            L += [""]
-            _img(L, plots, run_dir, "map_vs_latency.png", "mAP vs latency")
+            plot_map_vs(comp, lat, f"{lat} (lower is faster)", plots / "map_vs_latency.png")
+            _figure(L, made, run_dir, plots / "map_vs_latency.png", "mAP vs latency")
 
     # 2. per-class AP
     L += ["", "## 2. Per-class AP", ""]
@@ -328,9 +329,8 @@ def build_report(run_dir) -> Tuple[str, List[Path]]:
         L.append(missing_note("per_class_ap.csv"))
     else:
         L.append(markdown_table(per_class_pivot(pc)))
-        made.append(plot_per_class(pc, plots / "per_class_ap.png"))
-        L += [""]
-        _img(L, plots, run_dir, "per_class_ap.png", "per-class AP")
+        plot_per_class(pc, plots / "per_class_ap.png")
+        _figure(L, made, run_dir, plots / "per_class_ap.png", "per-class AP")
         cols = [c for c in ("class", "gts", "dets", "recall", "precision", "ap") if c in pc]
         for key in dict.fromkeys(pc["model"]):
             L += ["", f"### {_title(key)}: ground truths, detections, recall, precision", ""]
@@ -393,12 +393,7 @@ def build_report(run_dir) -> Tuple[str, List[Path]]:
 
         piv = sens.pivot_table(index="rate", columns="name", values="map", sort=False).reset_index()
         L.append(markdown_table(piv, formats={"rate": ".1f"}))
-        path = plots / "sensitivity.png"
-        plots.mkdir(parents=True, exist_ok=True)
-        _save(plot_sensitivity(sens), path)
-        made.append(path)
-        L += [""]
-        _img(L, plots, run_dir, "sensitivity.png", "sensitivity")
+        _figure(L, made, run_dir, _save(plot_sensitivity(sens), plots / "sensitivity.png"), "sensitivity")
 
     # 6. criteria
     L += ["", "## 6. Pruning criteria at the same compress rate", ""]
@@ -413,12 +408,7 @@ def build_report(run_dir) -> Tuple[str, List[Path]]:
         mp = res.get("map.csv")
         if mp is not None and "vgg16-ssd" in set(mp["model"]):
             base = float(mp[mp["model"] == "vgg16-ssd"]["mAP"].iloc[0])
-        path = plots / "criteria.png"
-        plots.mkdir(parents=True, exist_ok=True)
-        _save(plot_criteria(crit, baseline=base), path)
-        made.append(path)
-        L += [""]
-        _img(L, plots, run_dir, "criteria.png", "criteria")
+        _figure(L, made, run_dir, _save(plot_criteria(crit, baseline=base), plots / "criteria.png"), "criteria")
 
     L += ["", "### Finetuning with and without distillation from the unpruned model (same budget)", ""]
     kd = res.get("distillation.csv")
@@ -444,11 +434,8 @@ def build_report(run_dir) -> Tuple[str, List[Path]]:
             rows.append(row)
         L.append(markdown_table(pd.DataFrame(rows), formats={"time s": ".1f"}))
         for key in logs:
-            path = plots / f"loss_{key}.png"
-            plots.mkdir(parents=True, exist_ok=True)
-            made.append(plot_curves(run_dir / "results" / f"log_{key}.csv", path))
-            L += ["", f"**{_title(key)}**", ""]
-            _img(L, plots, run_dir, path.name, f"loss curves {key}")
+            _figure(L, made, run_dir, plot_curves(run_dir / "results" / f"log_{key}.csv", plots / f"loss_{key}.png"),
+                    f"loss curves {key}", caption=_title(key))
 
     # 8. video
     video = res.get("video.json")
