@@ -92,9 +92,7 @@ def main(argv=None) -> int:
         lines += ["int8 accuracy: no trained model was given (`--trained`), so the mAP of int8 vs fp32 was not "
                   "measured; the agreement rows above (random weights) are all that is reported.", ""]
     layers = pd.DataFrame(opts["layers"])
-    conv = layers[layers["type"] == "Conv2d"].copy()
-    conv["full/pruned time"] = conv["full_ms"] / conv["pruned_ms"]
-    conv["full/pruned MACs"] = conv["full_MMACs"] / conv["pruned_MMACs"].where(conv["pruned_MMACs"] > 0)
+    conv = bench.conv_speedups(layers)
     lines += ["## Per-layer time, plain PyTorch (hooks, interleaved medians)", "",
               table(conv[["name", "full_shape", "pruned_shape", "round8_shape", "full_ms", "pruned_ms", "round8_ms",
                           "full_MMACs", "pruned_MMACs", "full/pruned time", "full/pruned MACs"]]), ""]
@@ -105,9 +103,8 @@ def main(argv=None) -> int:
               mac_bound(layers, "plain eager"), ""]
     if "layers_channels_last" in opts:
         cl = pd.DataFrame(opts["layers_channels_last"])
-        conv = cl[(cl["type"] == "Conv2d") & cl["name"].map(GROUP).str.contains("rate 0.1")].copy()
-        conv["full/pruned time"] = conv["full_ms"] / conv["pruned_ms"]
-        conv["full/pruned MACs"] = conv["full_MMACs"] / conv["pruned_MMACs"]
+        conv = bench.conv_speedups(cl)
+        conv = conv[conv["name"].map(GROUP).str.contains("rate 0.1")]
         lines += ["## Per-layer time, channels_last (hooks, interleaved medians)", "",
                   "The 10 %-pruned convolutions, then all layers by pruning group:", "",
                   table(conv[["name", "full_shape", "pruned_shape", "full_ms", "pruned_ms", "full_MMACs",

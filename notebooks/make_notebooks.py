@@ -653,15 +653,16 @@ layers, groups, ceiling = course.layer_speed()
 groups.round(2)
 """),
     code("""
+from hrank_ssd.bench import conv_speedups
 from hrank_ssd.models import VGG_CONV_INDEXES, VGG_LAYER_NAMES
 
 readable = {f"base_net.{i}": n for i, n in zip(VGG_CONV_INDEXES, VGG_LAYER_NAMES)}
-conv = layers[layers["type"] == "Conv2d"]
-conv = conv[conv["pruned_MMACs"] < conv["full_MMACs"]]  # the layers pruning touched
+conv = conv_speedups(layers)
+conv = conv[conv["full/pruned MACs"] > 1]  # the layers pruning touched
 x = range(len(conv))
 fig, ax = plt.subplots(figsize=(9, 3))
-ax.bar([i - 0.2 for i in x], conv["full_MMACs"] / conv["pruned_MMACs"], 0.4, label="MACs: full / pruned")
-ax.bar([i + 0.2 for i in x], conv["full_ms"] / conv["pruned_ms"], 0.4, label="time: full / pruned")
+ax.bar([i - 0.2 for i in x], conv["full/pruned MACs"], 0.4, label="MACs: full / pruned")
+ax.bar([i + 0.2 for i in x], conv["full/pruned time"], 0.4, label="time: full / pruned")
 ax.axhline(1, color="grey", lw=0.8)
 ax.set_xticks(list(x), [readable.get(n, n) for n in conv["name"]], rotation=60, fontsize=7)
 ax.set_ylabel("x less in the pruned model")

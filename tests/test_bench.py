@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pandas as pd
 import pytest
@@ -156,3 +157,13 @@ def test_layer_times_and_macs_of_a_wrapped_model():
     for key, model in (("full", full), ("pruned", pruned)):
         assert layers[f"{key}_MMACs"].sum() * 1e6 == pytest.approx(bench.count_macs(model), rel=1e-9)
     assert (layers.loc[layers["type"] == "ReLU", "full_MMACs"] == 0).all()
+
+
+def test_conv_speedups_exact():
+    layers = pd.DataFrame({"name": ["c1", "r1", "c2"], "type": ["Conv2d", "ReLU", "Conv2d"],
+                           "full_ms": [6.0, 1.0, 3.0], "pruned_ms": [3.0, 1.0, 3.0],
+                           "full_MMACs": [8.0, 0.0, 5.0], "pruned_MMACs": [2.0, 0.0, 0.0]})
+    conv = bench.conv_speedups(layers)
+    assert conv["name"].tolist() == ["c1", "c2"]
+    assert conv["full/pruned time"].tolist() == [2.0, 1.0]
+    assert conv["full/pruned MACs"].iloc[0] == 4.0 and math.isnan(conv["full/pruned MACs"].iloc[1])

@@ -416,6 +416,15 @@ def layer_times_and_macs(models: Mapping[str, nn.Module], runs: int = 10, warmup
     return layers
 
 
+def conv_speedups(layers: pd.DataFrame) -> pd.DataFrame:
+    """The Conv2d rows of :func:`layer_times_and_macs` with ``full/pruned time`` and ``full/pruned MACs``
+    (NaN where the pruned layer has no MACs)."""
+    conv = layers[layers["type"] == "Conv2d"].copy()
+    conv["full/pruned time"] = conv["full_ms"] / conv["pruned_ms"]
+    conv["full/pruned MACs"] = conv["full_MMACs"] / conv["pruned_MMACs"].where(conv["pruned_MMACs"] > 0)
+    return conv
+
+
 def group_speedups(layers: pd.DataFrame, group: Callable[[str], str], models=("full", "pruned")) -> pd.DataFrame:
     """Per group (``group(module name)``): time and MACs of each model, the full/pruned ratios of both, and
     the group's share of the pruned model's time. ``layers`` comes from :func:`layer_times_and_macs` with
