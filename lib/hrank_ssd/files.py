@@ -37,6 +37,14 @@ def atomic_save(obj, path) -> None:
         torch.save(obj, tmp)
 
 
+def atomic_save_npy(array, path) -> None:
+    """``numpy.save`` atomically (through an open file, so numpy adds no second ``.npy`` suffix)."""
+    import numpy as np
+
+    with _staged(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, array)
+
+
 def atomic_savefig(fig, path, dpi: int = 100) -> Path:
     """Save a matplotlib figure atomically (the temporary name keeps the suffix matplotlib reads) and close it."""
     import matplotlib.pyplot as plt

@@ -17,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .errors import HRankError
+from .files import atomic_save_npy
 from .models import NUM_PRUNABLE, SSD
 from .pruning import activation_key, layer_names
 
@@ -139,16 +140,9 @@ def image_batches(dataset, batch_size: int, limit: int, shuffle: bool = False, s
 
 def save_ranks(ranks: List[np.ndarray], rank_dir) -> List[Path]:
     """Write ``rank_conv{i}.npy`` (1-based, float32), the file names of HRank."""
-    rank_dir = Path(rank_dir)
-    rank_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i, r in enumerate(ranks, start=1):
-        path = rank_dir / f"rank_conv{i}.npy"
-        tmp = rank_dir / f".rank_conv{i}.npy.tmp"
-        with open(tmp, "wb") as f:
-            np.save(f, np.asarray(r, dtype=np.float32))
-        tmp.replace(path)
-        paths.append(path)
+    paths = [Path(rank_dir) / f"rank_conv{i}.npy" for i in range(1, len(ranks) + 1)]
+    for path, r in zip(paths, ranks):
+        atomic_save_npy(np.asarray(r, dtype=np.float32), path)
     return paths
 
 
