@@ -18,7 +18,6 @@ NMS loop that dominated the end-to-end time. Here:
 from __future__ import annotations
 
 import contextlib
-import copy
 import datetime as _dt
 import math
 import os
@@ -33,7 +32,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-PRUNED_RATE = "[0.1]*7+[0.5]*9"
+from .compress import PRUNED_RATE
+
 TIMING_KEYS = ("median_ms", "p90_ms", "mean_ms", "min_ms", "max_ms", "std_ms", "warmup", "runs")
 WRAPPER_PREFIX = re.compile(r"^((model|_orig_mod)\.)+")  # speed.py wrappers, torch.compile
 TABLE_COLUMNS = ["model", "params", "GMACs", "forward_median_ms", "forward_p90_ms", "forward_fps",
@@ -126,25 +126,17 @@ def _inner(model):
 
 
 def count_params(model) -> int:
+    from .models import count_parameters
+
     inner = _inner(model)
-    return int(sum(p.numel() for p in inner.parameters())) if isinstance(inner, nn.Module) else 0
+    return int(count_parameters(inner)) if isinstance(inner, nn.Module) else 0
 
 
 def count_macs(model, image_size: Optional[int] = None) -> int:
-    """MACs of one image: :func:`hrank_ssd.flops.count_exact` when present, else ``thop.profile``."""
-    inner = _inner(model)
-    try:
-        from .flops import count_exact
-    except ImportError:  # pragma: no cover - flops.py is part of the package
-        count_exact = None
-    if count_exact is not None:
-        return int(count_exact(inner, image_size)["MACs"].sum())
-    import thop  # pragma: no cover
+    """MACs of one image (:func:`hrank_ssd.flops.count_exact`, which agrees with thop)."""
+    from .flops import count_exact
 
-    work = copy.deepcopy(inner).cpu().eval()  # pragma: no cover
-    size = image_size or inner.image_size  # pragma: no cover
-    macs, _ = thop.profile(work, inputs=(torch.zeros(1, 3, size, size),), verbose=False)  # pragma: no cover
-    return int(macs)  # pragma: no cover
+    return int(count_exact(_inner(model), image_size)["MACs"].sum())
 
 
 def device_name(device) -> str:

@@ -15,6 +15,7 @@ from .errors import HRankError
 _TERM = re.compile(r"^\[([^\[\]]*)\](?:\*(\d+))?$")
 
 RateSpec = Union[str, Sequence[float], None]
+PRUNED_RATE = "[0.1]*7+[0.5]*9"  # the original project's pruned VGG16-SSD
 
 
 def _fail(text: str, why: str) -> HRankError:

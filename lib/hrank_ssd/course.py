@@ -21,9 +21,9 @@ from typing import Dict, Optional, Tuple
 
 import pandas as pd
 
+from .compress import PRUNED_RATE
 from .errors import HRankError
 
-SEED_COMPRESS_RATE = "[0.1]*7+[0.5]*9"
 MODEL_KEYS = ("vgg16-ssd", "vgg16-ssd-pruned", "mb1-ssd")
 MODEL_TITLES = {"vgg16-ssd": "VGG16-SSD", "vgg16-ssd-pruned": "VGG16-SSD pruned (HRank)",
                 "mb1-ssd": "MobileNetV1-SSD"}
@@ -48,7 +48,7 @@ class Profile:
     mb1_lr: float = 2e-3
     rank_limit: int = 2
     rank_batch: int = 16
-    compress_rate: str = SEED_COMPRESS_RATE
+    compress_rate: str = PRUNED_RATE
     finetune_epochs: int = 4
     finetune_lr: float = 2e-4
     sensitivity_rates: Tuple[float, ...] = (0.3, 0.6, 0.9)

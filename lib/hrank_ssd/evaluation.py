@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .bench import sync
 from .errors import HRankError
 
 TABLE_COLUMNS = ["class", "gts", "dets", "recall", "precision", "ap"]
@@ -276,11 +277,6 @@ def mean_ap(table: pd.DataFrame) -> float:
 
 # ---------------------------------------------------------------- prediction and the whole run
 
-def _sync(device) -> None:
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def predict_dataset(predictor, dataset, progress: bool = True) -> Tuple[list, float]:
     """Predict every image; returns ``(results, mean seconds per image)``.
 
@@ -297,10 +293,10 @@ def predict_dataset(predictor, dataset, progress: bool = True) -> Tuple[list, fl
     results, seconds = [], []
     for i in tqdm(range(n), desc="predict", unit="img", disable=not progress):
         image = dataset.get_image(i)
-        _sync(device)
+        sync(device)
         start = time.perf_counter()
         out = predictor.predict(image)
-        _sync(device)
+        sync(device)
         seconds.append(time.perf_counter() - start)
         results.append(out)
     return results, sum(seconds) / len(seconds)

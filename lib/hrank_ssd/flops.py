@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .compress import format_compress_rate, parse_compress_rate
+from .compress import PRUNED_RATE, format_compress_rate, parse_compress_rate
 from .config import get_config
 from .models import NUM_PRUNABLE, THOP_KEYS, VGG_CONV_INDEXES, VGG_LAYER_NAMES, build_model
 
@@ -61,7 +61,6 @@ PUBLISHED = {
     ("vgg16-ssd", "[0.1]*7+[0.5]*9"): {"params": 3591598.0, "flops": 14224900401.0},
     ("mb1-ssd", "[0]*14"): {"params": 4231976.0, "flops": 755703808.0},
 }
-PRUNED_RATE = "[0.1]*7+[0.5]*9"  # the original project's pruned VGG16-SSD
 SEED_MB1_IMAGE_SIZE = 256  # the input size at which the published MobileNetV1 figure comes out exactly
 SEED_MB1_CLASSES = 1000  # ImageNet classifier head
 THOP_BN_OPS_PER_ELEMENT_NOTE = "thop counts an affine BatchNorm2d as 2 (normalise) x 2 (affine) ops per element"
@@ -89,13 +88,15 @@ def _image_size(model: nn.Module, image_size: Optional[int]) -> int:
     return int(image_size or getattr(model, "image_size", None) or 300)
 
 
-def build_for_counting(net: str, num_classes: int, compress_rate=None, image_size: Optional[int] = None) -> nn.Module:
+def build_for_counting(net: str, num_classes: int, compress_rate=None, image_size: Optional[int] = None,
+                       plan=None) -> nn.Module:
     """A model for counting only: built on the meta device (no weights allocated) when torch allows."""
+    kwargs = dict(compress_rate=compress_rate, image_size=image_size, plan=plan)
     try:
         with torch.device("meta"):
-            return build_model(net, num_classes, compress_rate=compress_rate, image_size=image_size)
+            return build_model(net, num_classes, **kwargs)
     except (AttributeError, TypeError, NotImplementedError, RuntimeError):  # torch < 2.0, or an op without meta
-        return build_model(net, num_classes, compress_rate=compress_rate, image_size=image_size)
+        return build_model(net, num_classes, **kwargs)
 
 
 def _run_hooked(model: nn.Module, size: int, install):

@@ -186,7 +186,7 @@ def apply_kept(model: SSD, kept: Dict[str, List[int]]) -> SSD:
             t = t.index_select(0, index[out_layer])
         if in_layer is not None and t.dim() >= 2:
             t = t.index_select(1, index[in_layer])
-        new_state[key] = t.clone()
+        new_state[key] = t  # load_state_dict copies into the new model
     pruned.load_state_dict(new_state, strict=True)
     return pruned.to(next(model.parameters()).device).train(model.training)
 

@@ -21,6 +21,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import pandas as pd
 
+from .compress import PRUNED_RATE
 from .errors import HRankError
 
 MODEL_KEYS = ("vgg16-ssd", "vgg16-ssd-pruned", "mb1-ssd")
@@ -32,7 +33,6 @@ FLOPS_LABELS = {"VGG16-SSD": "vgg16-ssd", "VGG16-SSD pruned": "vgg16-ssd-pruned"
 # The original HRank-SSD project's published mAP on VOC2007 test (quoted, never computed here).
 PUBLISHED_MAP = {"vgg16-ssd": 0.7731, "vgg16-ssd-pruned": 0.6953, "mb1-ssd": 0.6759}
 PUBLISHED_LABEL = "published by the original HRank-SSD project (theirs, VOC2007 test)"
-PUBLISHED_PRUNED_RATE = "[0.1]*7+[0.5]*9"
 
 README_START = "<!-- results:start -->"
 README_END = "<!-- results:end -->"
@@ -304,7 +304,7 @@ def build_report(run_dir) -> Tuple[str, List[Path]]:
         L.append(markdown_table(comp, formats=COMP_FORMATS))
         L.append("")
         L.append("*mAP (ours)*: this run's test set; *mAP (theirs, published)*: "
-                 f"{PUBLISHED_LABEL}, pruned with `{PUBLISHED_PRUNED_RATE}`. *eval predict ms/img*: average "
+                 f"{PUBLISHED_LABEL}, pruned with `{PRUNED_RATE}`. *eval predict ms/img*: average "
                  "predict time (resize, forward, decode, NMS) of the trained model during evaluation; *bench*: median "
                  "latency of the full-size detectors, batch 1 (`results/bench.csv`): *forward* is the network "
                  "alone, *predict* adds pre- and post-processing (with random weights NMS sees its worst case, "

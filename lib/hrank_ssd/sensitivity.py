@@ -18,8 +18,8 @@ from tqdm.auto import tqdm
 from .compress import format_compress_rate
 from .errors import HRankError
 from .evaluation import evaluate_model, mean_ap
-from .flops import count_exact
-from .models import NUM_PRUNABLE, SSD, build_model, plan_with_rates
+from .flops import build_for_counting, count_exact
+from .models import NUM_PRUNABLE, SSD, plan_with_rates
 from .pruning import layer_names, prune_model
 
 DEFAULT_RATES = tuple(round(0.1 * k, 1) for k in range(1, 10))
@@ -95,9 +95,15 @@ def suggest_compress_rate(table: pd.DataFrame, model: SSD, target_mac_reduction:
     base = table[table["rate"] == 0.0]["map"].max()
     full = int(count_exact(model)["MACs"].sum())
 
+    macs_of: Dict[tuple, int] = {}  # many tolerances give the same rates
+
     def plan_macs(rates):
-        return int(count_exact(build_model(net, model.num_classes, plan=plan_with_rates(model.plan, rates),
-                                           image_size=model.image_size))["MACs"].sum())
+        key = tuple(rates)
+        if key not in macs_of:
+            shapes_only = build_for_counting(net, model.num_classes, plan=plan_with_rates(model.plan, rates),
+                                             image_size=model.image_size)
+            macs_of[key] = int(count_exact(shapes_only)["MACs"].sum())
+        return macs_of[key]
 
     drops = np.unique(np.clip(base - table["map"].to_numpy(), 0, None))
     for tol in list(drops) + [np.inf]:
