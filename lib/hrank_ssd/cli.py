@@ -25,12 +25,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(error: HRankError) -> str:
+    """The message itself; an error raised in a DataLoader worker arrives wrapped in that worker's traceback,
+    whose last line is the original message."""
+    text = str(error)
+    if "Original Traceback" in text:
+        text = [ln for ln in text.splitlines() if ln.strip()][-1]
+        text = text.split("HRankError: ", 1)[-1]
+    return text
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except HRankError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
+        return 2
+    except OSError as e:  # unwritable output, a folder where a file is expected, a full disk...
+        path = e.filename2 or e.filename  # a failed rename of a staged file names the target second
+        where = f" ({path})" if path else ""
+        print(f"error: {e.strerror or e}{where}: check the path and its permissions", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: checkpoints written so far are kept", file=sys.stderr)

@@ -31,10 +31,18 @@ def device_arg(p: argparse.ArgumentParser) -> None:
 def resolve_device(name):
     import torch
 
-    if name:
-        if name.startswith("cuda") and not torch.cuda.is_available():
-            from ..errors import HRankError
+    from ..errors import HRankError
 
+    if not name:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise HRankError(f"unknown --device {name!r}: use cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
             raise HRankError("--device cuda asked for but no CUDA GPU is visible; use --device cpu")
-        return torch.device(name)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise HRankError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                             f"numbered from 0")
+    return device

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..compress import PRUNED_RATE
 from ..errors import HRankError
 
 
@@ -13,7 +14,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                        description=__doc__.splitlines()[0])
     p.add_argument("--nets", default="vgg16-ssd,vgg16-ssd-pruned,mb1-ssd",
                    help="comma-separated: vgg16-ssd, mb1-ssd, and either with -pruned (uses --compress_rate)")
-    p.add_argument("--compress_rate", default="[0.1]*7+[0.5]*9", help="rates of the -pruned entries")
+    p.add_argument("--compress_rate", default=PRUNED_RATE, help="rates of the -pruned entries")
     p.add_argument("--weights", nargs="*", default=[], metavar="NAME=PTH",
                    help="checkpoint for a --nets entry (default: random weights; shapes set the speed)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")

@@ -78,16 +78,6 @@ def point_latest(runs, run_dir) -> Path:
     return runs / "LATEST"
 
 
-def resolve_latest(runs) -> Path:
-    """The newest run folder of ``runs`` (through ``latest`` or ``LATEST``)."""
-    runs = Path(runs)
-    if (runs / "latest").is_symlink():
-        return (runs / "latest").resolve()
-    if (runs / "LATEST").is_file():
-        return runs / (runs / "LATEST").read_text().strip()
-    raise HRankError(f"no run in {runs}: run `python -m hrank_ssd course` first")
-
-
 # ---------------------------------------------------------------- notebooks
 
 
@@ -206,10 +196,16 @@ def run_steps(course, steps=STEPS, log=print) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..course import Course, get_profile
+    from ..course import Course
     from ..report import update_readme, write_report
+    from ._common import resolve_device
 
-    get_profile(args.profile)  # a clear error for a bad name before anything is created
+    if args.device:
+        resolve_device(args.device)  # a clear error for a bad --device before anything runs
+    try:
+        import markdown  # noqa: F401 - the report needs it; fail now, not after the whole course
+    except ImportError:
+        raise HRankError('markdown is not installed: pip install -e ".[course]"') from None
     start = time.perf_counter()
     if args.run_dir:
         run_dir = Path(args.run_dir)
