@@ -266,6 +266,22 @@ def test_base_net_loading(reference, tmp_path):
     assert torch.equal(bb.base_net[2].weight, ref.model.base_net[2].weight)
     with pytest.raises(HRankError, match="backbone"):
         load_base_net(tmp_path / "backbone.pth", "vgg16-ssd", 4, 0.25, None)
+    headless = {k: v for k, v in ref.model.state_dict().items() if "headers" not in k}
+    torch.save(headless, tmp_path / "headless.pth")
+    with pytest.raises(HRankError, match="no classification_headers.0.weight"):
+        load_base_net(tmp_path / "headless.pth", "vgg16-ssd", 4, 0.125, None)
+
+
+def test_resume_from_incomplete_or_mismatched_checkpoint(reference, tiny_voc, tmp_path):
+    result, _ = reference
+    state = read_checkpoint(result.last_checkpoint)
+    torch.save({k: v for k, v in state.items() if k not in ("optimizer", "rng")}, tmp_path / "partial.tar")
+    with pytest.raises(HRankError, match="no optimizer/rng"):
+        read_checkpoint(tmp_path / "partial.tar")
+    other = "adam" if state["args"]["optimizer"] != "adam" else "sgd"
+    with pytest.raises(HRankError, match="optimizer state does not fit"):
+        train(_config(tiny_voc, tmp_path / "ck", resume=str(result.last_checkpoint), optimizer=other,
+                      freeze_base_net=True))
 
 
 def test_prune_distill_and_map(reference, tiny_voc, tmp_path):

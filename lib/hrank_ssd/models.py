@@ -309,6 +309,14 @@ def read_sidecar(path) -> dict:
     return {}
 
 
+def num_classes_of(state: Dict[str, torch.Tensor], net: str, path="checkpoint") -> int:
+    """Classes (BACKGROUND included) a detector state dict predicts, read off its first header."""
+    header = state.get("classification_headers.0.weight")
+    if header is None:
+        raise HRankError(f"checkpoint {path} has no classification_headers.0.weight: not an SSD detector")
+    return header.shape[0] // get_config(net).specs[0].boxes_per_location
+
+
 def load_model(path, net: Optional[str] = None, num_classes: Optional[int] = None, compress_rate=None,
                image_size: Optional[int] = None) -> SSD:
     """Load a checkpoint, inferring net, class count and (pruned) channel widths from its shapes.
@@ -317,15 +325,17 @@ def load_model(path, net: Optional[str] = None, num_classes: Optional[int] = Non
     the first mismatching layer. The input size comes from ``image_size``, else the JSON sidecar
     written by :func:`save_model`, else the net's default (300).
     """
-    state = read_state_dict(path)
+    return model_from_state_dict(read_state_dict(path), path, net, num_classes, compress_rate, image_size)
+
+
+def model_from_state_dict(state: Dict[str, torch.Tensor], path="checkpoint", net: Optional[str] = None,
+                          num_classes: Optional[int] = None, compress_rate=None,
+                          image_size: Optional[int] = None) -> SSD:
+    """:func:`load_model` on a state dict already read from ``path`` (named in errors; its sidecar gives the size)."""
     found = detect_net(state)
     if net is not None and net != found:
         raise HRankError(f"{path} is a {found} checkpoint, not {net}: pass --net {found} or another checkpoint")
-    cfg = get_config(found)
-    header = state.get("classification_headers.0.weight")
-    if header is None:
-        raise HRankError(f"checkpoint {path} has no classification_headers.0.weight: not an SSD detector")
-    found_classes = header.shape[0] // cfg.specs[0].boxes_per_location
+    found_classes = num_classes_of(state, found, path)
     if num_classes is not None and num_classes != found_classes:
         raise HRankError(f"{path} predicts {found_classes} classes (BACKGROUND included) but the label file has "
                          f"{num_classes}: use the label file the model was trained with")

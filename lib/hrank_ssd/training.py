@@ -46,6 +46,8 @@ from .models import (
     detect_net,
     init_from_scratch,
     load_model,
+    model_from_state_dict,
+    num_classes_of,
     plan_from_state_dict,
     read_sidecar,
     save_model,
@@ -53,6 +55,7 @@ from .models import (
 )
 
 CHECKPOINT_RE = re.compile(r"^model_best\.pth-(\d+)\.tar$")
+CHECKPOINT_KEYS = ("model", "epoch", "optimizer", "sums", "rng", "args")  # what resuming reads
 LOG_COLUMNS = ["epoch", "train_loss", "train_regression_loss", "train_classification_loss",
                "train_distillation_loss", "val_loss", "val_regression_loss", "val_classification_loss",
                "mAP", "lr", "time_s"]
@@ -242,8 +245,10 @@ def read_checkpoint(path) -> dict:
     except Exception as e:
         raise HRankError(f"cannot read checkpoint {path}: {type(e).__name__}; the file is corrupt, "
                          "resume from another model_best.pth-N.tar") from None
-    if not isinstance(state, dict) or "model" not in state or "epoch" not in state:
-        raise HRankError(f"{path} is not a training checkpoint (no model/epoch): resume from a model_best.pth-N.tar")
+    missing = [k for k in CHECKPOINT_KEYS if k not in state] if isinstance(state, dict) else list(CHECKPOINT_KEYS)
+    if missing:
+        raise HRankError(f"{path} is not a training checkpoint (no {'/'.join(missing)}): resume from a "
+                         "model_best.pth-N.tar written by `train`")
     return state
 
 
@@ -265,10 +270,9 @@ def load_base_net(path, net: str, num_classes: int, width: float, image_size: Op
             raise HRankError(f"--base_net {path} is a {found} checkpoint, not {net}: pass --net {found}")
         side = read_sidecar(path)
         size = image_size or side.get("image_size")
-        cls_key = "classification_headers.0.weight"
-        classes = state[cls_key].shape[0] // (state["regression_headers.0.weight"].shape[0] // 4)
+        classes = num_classes_of(state, net, path)
         if classes == num_classes:
-            return load_model(path, net=net, image_size=size)
+            return model_from_state_dict(state, path, net=net, image_size=size)
         model = build_model(net, num_classes, plan=plan_from_state_dict(state, net), image_size=size)
         keep = {k: v for k, v in state.items() if not k.startswith("classification_headers.")}
         model.load_state_dict(keep, strict=False)
@@ -521,19 +525,10 @@ class _Trainer:
         self.kept, self.rates = None, None
         self.from_scratch = False
         if state is not None:
-            net = detect_net(state["model"])
-            if net != cfg.net:
-                raise HRankError(f"{self.resume_path} holds a {net} model, not {cfg.net}: pass --net {net}")
             size = state["args"].get("image_size") or read_sidecar(self.resume_path).get("image_size")
             cfg.image_size = cfg.image_size or size
-            model = build_model(net, num_classes, plan=plan_from_state_dict(state["model"], net),
-                                image_size=cfg.image_size)
-            try:
-                model.load_state_dict(state["model"], strict=True)
-            except RuntimeError as e:
-                first = str(e).split("\n\t", 1)[-1].splitlines()[0][:160]
-                raise HRankError(f"{self.resume_path} does not fit the label file ({num_classes} classes): "
-                                 f"{first}") from None
+            model = model_from_state_dict(state["model"], self.resume_path, net=cfg.net, num_classes=num_classes,
+                                          image_size=cfg.image_size)
             self.kept, self.rates = state.get("kept_indices"), state.get("compress_rate")
         elif cfg.base_net:
             model = load_base_net(cfg.base_net, cfg.net, num_classes, cfg.width, cfg.image_size)
@@ -625,7 +620,11 @@ class _Trainer:
         self.history: List[dict] = []
         self.last_path: Optional[Path] = None
         if state is not None:
-            self.optimizer.load_state_dict(state["optimizer"])
+            try:
+                self.optimizer.load_state_dict(state["optimizer"])
+            except (ValueError, KeyError) as e:
+                raise HRankError(f"{self.resume_path}: its optimizer state does not fit this run ({e}); resume "
+                                 f"with the --optimizer and --freeze_base_net it was trained with") from None
             if self.amp and state.get("scaler"):
                 self.scaler.load_state_dict(state["scaler"])
             self.best_val = float(state.get("best_val_loss", math.inf))
