@@ -88,6 +88,19 @@ def test_missing_files_say_which_command_makes_them(tmp_path):
         report.write_report(tmp_path / "nope")
 
 
+def test_damaged_results_files_are_one_line_errors(tmp_path):
+    from hrank_ssd.course import Course
+
+    run = tmp_path / "run"
+    (run / "results").mkdir(parents=True)
+    (run / "results" / "log_vgg16-ssd.csv").write_text("")  # e.g. a killed step
+    with pytest.raises(HRankError, match="log_vgg16-ssd.csv is not a readable CSV"):
+        report.write_report(run)
+    (run / "results" / "timings.json").write_text("{not json")
+    with pytest.raises(HRankError, match="timings.json is not valid JSON"):
+        Course("tiny", run, tmp_path / "work", progress=False).load_json("timings.json")
+
+
 def test_flops_section_puts_seed_beside_exact_and_quotes_theirs(tmp_path):
     run = tmp_path / "run"
     res = _results(run)

@@ -107,8 +107,9 @@ class Course:
         return path
 
     def load_json(self, name: str):
-        path = self.results / name
-        return json.loads(path.read_text()) if path.is_file() else None
+        from .report import read_json
+
+        return read_json(self.results, name)
 
     @contextmanager
     def timed(self, step: str):

@@ -22,11 +22,9 @@ import numpy as np
 import pandas as pd
 
 from .compress import PRUNED_RATE
+from .course import MODEL_KEYS, MODEL_TITLES
 from .errors import HRankError
 
-MODEL_KEYS = ("vgg16-ssd", "vgg16-ssd-pruned", "mb1-ssd")
-MODEL_TITLES = {"vgg16-ssd": "VGG16-SSD", "vgg16-ssd-pruned": "VGG16-SSD pruned (HRank)",
-                "mb1-ssd": "MobileNetV1-SSD"}
 # Labels used by flops.flops_table's default rows -> model keys.
 FLOPS_LABELS = {"VGG16-SSD": "vgg16-ssd", "VGG16-SSD pruned": "vgg16-ssd-pruned", "MobileNetV1-SSD": "mb1-ssd"}
 
@@ -74,7 +72,8 @@ def missing_note(name: str) -> str:
 # ---------------------------------------------------------------- loading
 
 
-def _read_csv(results: Path, name: str) -> Optional[pd.DataFrame]:
+def read_csv(results: Path, name: str) -> Optional[pd.DataFrame]:
+    """``results/name`` as a frame, None when absent, a one-line error when unreadable."""
     path = results / name
     if not path.is_file():
         return None
@@ -86,7 +85,8 @@ def _read_csv(results: Path, name: str) -> Optional[pd.DataFrame]:
     return df
 
 
-def _read_json(results: Path, name: str):
+def read_json(results: Path, name: str):
+    """``results/name`` parsed, None when absent, a one-line error when unreadable."""
     path = results / name
     if not path.is_file():
         return None
@@ -103,14 +103,14 @@ def load_results(run_dir) -> Dict[str, object]:
     if not run_dir.is_dir():
         raise HRankError(f"run folder {run_dir} not found: pass a runs/<timestamp> folder made by "
                          f"`python -m hrank_ssd course`")
-    out: Dict[str, object] = {name: _read_csv(results, name) for name in
+    out: Dict[str, object] = {name: read_csv(results, name) for name in
                               ("map.csv", "per_class_ap.csv", "bench.csv", "flops.csv", "sensitivity.csv",
                                "criteria.csv", "distillation.csv", "bench_trained.csv")}
     for name in ("timings.json", "settings.json", "video.json"):
-        out[name] = _read_json(results, name)
+        out[name] = read_json(results, name)
     logs = {p.stem[len("log_"):]: p for p in results.glob("log_*.csv")}
     order = [k for k in MODEL_KEYS if k in logs] + sorted(k for k in logs if k not in MODEL_KEYS)
-    out["logs"] = {k: pd.read_csv(logs[k]) for k in order}
+    out["logs"] = {k: read_csv(results, logs[k].name) for k in order}
     return out
 
 
