@@ -63,7 +63,6 @@ PUBLISHED = {
 }
 SEED_MB1_IMAGE_SIZE = 256  # the input size at which the published MobileNetV1 figure comes out exactly
 SEED_MB1_CLASSES = 1000  # ImageNet classifier head
-THOP_BN_OPS_PER_ELEMENT_NOTE = "thop counts an affine BatchNorm2d as 2 (normalise) x 2 (affine) ops per element"
 
 _COUNTED = (nn.Conv2d, nn.BatchNorm2d, nn.Linear)
 
@@ -480,11 +479,10 @@ def _pct(a: float, b: float) -> str:
     return f"{100.0 * a / b:.1f}%" if b else "n/a"
 
 
-def seed_explanation(res: SeedResult, num_classes: int = 21, exact: Optional[pd.DataFrame] = None) -> List[str]:
+def seed_explanation(res: SeedResult, num_classes: int = 21) -> List[str]:
     """Numbered reasons, with computed numbers, why the seed figures differ from the exact count."""
     rates = res.rates
-    ssd = build_for_counting(res.net, num_classes, compress_rate=rates)
-    df = exact if exact is not None else count_exact(ssd)
+    df = count_exact(build_for_counting(res.net, num_classes, compress_rate=rates))
     tot = totals(df)
     items: List[str] = []
     if res.net == "vgg16-ssd":
@@ -585,7 +583,7 @@ def flops_table(rows: Optional[Iterable[Tuple[str, str, Optional[str]]]] = None,
         t = totals(count_exact(model))
         seed = seed_count(net, rate)
         row = {"model": label, "net": net,
-               "compress_rate": format_compress_rate(parse_compress_rate(rate, NUM_PRUNABLE[net])),
+               "compress_rate": format_compress_rate(seed.rates),
                "params": t["params"], "MACs": t["MACs"], "GMACs": t["MACs"] / 1e9,
                "seed_params": seed.params, "seed_flops": seed.flops}
         if with_thop:

@@ -77,7 +77,6 @@ class RankAccumulator:
     def __init__(self, model: SSD, rank_fn: Callable[[torch.Tensor], torch.Tensor] = batched_ranks):
         self.model, self.rank_fn = model, rank_fn
         self.net = model.cfg.name
-        self.names = layer_names(self.net)
         self.sums: List[Optional[torch.Tensor]] = [None] * NUM_PRUNABLE[self.net]
         self.images = 0
         modules = dict(model.named_modules())

@@ -35,7 +35,6 @@ PUBLISHED_LABEL = "published by the original HRank-SSD project (theirs, VOC2007 
 README_START = "<!-- results:start -->"
 README_END = "<!-- results:end -->"
 
-RERUN = "python -m hrank_ssd course --profile offline --runs runs --no_notebooks"
 # results file -> (Course step, notebook, `course --no_notebooks --steps` name) that writes it
 PRODUCERS = {
     "map.csv": ("Course.evaluate()", "04_eval_map_fps.ipynb", "evaluate"),

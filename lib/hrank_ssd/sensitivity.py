@@ -56,8 +56,8 @@ def layer_sensitivity(model: SSD, dataset, criterion: str = "hrank", rank_dir=No
     return pd.DataFrame(rows).sort_values(["layer", "rate"]).reset_index(drop=True)
 
 
-def plot_sensitivity(table: pd.DataFrame, path=None, title: str = "Per-layer sensitivity (no finetuning)"):
-    """One subplot per layer: mAP against its pruning rate. Returns the figure; saves it if ``path``."""
+def plot_sensitivity(table: pd.DataFrame, title: str = "Per-layer sensitivity (no finetuning)"):
+    """One subplot per layer: mAP against its pruning rate (the figure; save it with files.atomic_savefig)."""
     import matplotlib.pyplot as plt
 
     layers = sorted(table["layer"].unique())
@@ -77,8 +77,6 @@ def plot_sensitivity(table: pd.DataFrame, path=None, title: str = "Per-layer sen
     axes[0, 0].set_ylabel("mAP")
     fig.suptitle(title)
     fig.tight_layout()
-    if path:
-        fig.savefig(path, dpi=110)
     return fig
 
 
@@ -133,7 +131,7 @@ def compare_criteria(model: SSD, val_dataset, compress_rate, rank_dir=None,
     return pd.DataFrame(rows)
 
 
-def plot_criteria(table: pd.DataFrame, path=None, baseline: Optional[float] = None):
+def plot_criteria(table: pd.DataFrame, baseline: Optional[float] = None):
     import matplotlib.pyplot as plt
 
     cols = [c for c in ("map_pruned", "map_finetuned") if c in table]
@@ -150,8 +148,6 @@ def plot_criteria(table: pd.DataFrame, path=None, baseline: Optional[float] = No
     ax.set_title("Pruning criteria at the same compress rate")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    if path:
-        fig.savefig(path, dpi=110)
     return fig
 
 

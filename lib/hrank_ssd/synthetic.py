@@ -109,14 +109,6 @@ def _draw(img: np.ndarray, kind: str, box: Tuple[float, float, float, float], co
     return tuple(int(np.clip(v, 0, size - 1)) for v in bx)
 
 
-def _box_iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def _overlap(a, b) -> float:
     """Intersection over the smaller box's area."""
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))

@@ -38,6 +38,7 @@ def _floats(text: str, what: str):
 def run(args) -> int:
     from ..data import VOCDataset, read_labels
     from ..errors import HRankError
+    from ..files import atomic_savefig
     from ..models import atomic_write_text, load_model
     from ..sensitivity import layer_sensitivity, plot_sensitivity, suggest_compress_rate
 
@@ -55,7 +56,7 @@ def run(args) -> int:
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "sensitivity.csv", table.to_csv(index=False))
-    plot_sensitivity(table, out / "sensitivity.png")
+    atomic_savefig(plot_sensitivity(table), out / "sensitivity.png", dpi=110)
     print(table.pivot(index="rate", columns="name", values="map").round(4).to_string())
     print(f"wrote {out / 'sensitivity.csv'} and {out / 'sensitivity.png'}")
     if args.target_mac_reduction:
