@@ -346,3 +346,22 @@ def test_light_augmentation_only_flips_boxes():
         seen.add(tuple(round(float(v), 4) for v in b[0]))
     # the box is either where it was or mirrored, never cropped or shrunk
     assert seen == {(round(10 / 300, 4), 0.1, round(110 / 300, 4), 0.6), (round(190 / 300, 4), 0.1, round(290 / 300, 4), 0.6)}
+
+
+def test_annotations_parsed_once_and_handed_out_as_copies(synthetic_voc, monkeypatch):
+    import hrank_ssd.data as data_module
+
+    ds = VOCDataset(synthetic_voc, "test")
+    calls = []
+    parse = data_module.ET.parse
+    monkeypatch.setattr(data_module.ET, "parse", lambda path: calls.append(path) or parse(path))
+    first = [ds.get_annotation(i) for i in range(len(ds))]
+    k = next(i for i, (_, (boxes, _, _)) in enumerate(first) if len(boxes))
+    first[k][1][0][:] = -1  # a transform changing boxes in place
+    again = [ds.get_annotation(i) for i in range(len(ds))]
+    _ = [ds[i] for i in range(len(ds))]
+    assert len(calls) == len(ds)  # one parse per file, however often the set is read
+    assert (again[k][1][0] >= 0).all()
+    fresh = VOCDataset(synthetic_voc, "test")
+    for (i_a, a), (i_b, b) in zip(again, (fresh.get_annotation(i) for i in range(len(fresh)))):
+        assert i_a == i_b and all(np.array_equal(x, y) for x, y in zip(a, b))

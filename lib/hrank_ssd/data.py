@@ -11,7 +11,7 @@ import os
 import random
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -106,6 +106,7 @@ class VOCDataset(Dataset):
             class_names = read_labels(label_file) if label_file else ("BACKGROUND",) + VOC_CLASSES
         self.class_names = tuple(class_names)
         self.class_dict = {name: i for i, name in enumerate(self.class_names)}
+        self._annotations: Dict[str, Tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -127,8 +128,17 @@ class VOCDataset(Dataset):
         return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
     def get_annotation(self, index: int) -> Tuple[str, Tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """``(image_id, (boxes, labels, is_difficult))`` with every object of a known class."""
+        """``(image_id, (boxes, labels, is_difficult))`` with every object of a known class.
+
+        Each XML file is parsed once per dataset (every evaluation and epoch reads them all again);
+        callers get copies, so transforms may change them in place.
+        """
         image_id = self.ids[index]
+        if image_id not in self._annotations:
+            self._annotations[image_id] = self._parse_annotation(image_id)
+        return image_id, tuple(a.copy() for a in self._annotations[image_id])
+
+    def _parse_annotation(self, image_id: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         path = self._path("Annotations", image_id, ".xml")
         try:
             tree = ET.parse(path)
@@ -147,9 +157,8 @@ class VOCDataset(Dataset):
             labels.append(label)
             d = (obj.findtext("difficult") or "0").strip()
             difficult.append(1 if d and int(float(d)) else 0)
-        return image_id, (np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
-                          np.asarray(labels, dtype=np.int64),
-                          np.asarray(difficult, dtype=np.uint8))
+        return (np.asarray(boxes, dtype=np.float32).reshape(-1, 4), np.asarray(labels, dtype=np.int64),
+                np.asarray(difficult, dtype=np.uint8))
 
     def __getitem__(self, index: int):
         _, (boxes, labels, difficult) = self.get_annotation(index)
