@@ -754,24 +754,10 @@ boxes); on the synthetic clip they find their shapes. In the **full** profile (t
 detector finds persons and cars on the street clip.
 """),
     code("""
-from pathlib import Path
-
 from hrank_ssd import video
-from hrank_ssd.models import load_model
-from hrank_ssd.predictor import Predictor
 
-clip = Path("../shared/data/video/vtest.mp4")
-out_dir = course.run_dir / "video"
-out_dir.mkdir(parents=True, exist_ok=True)
-if not clip.is_file():
-    clip = video.make_synthetic_video(out_dir / "synthetic.mp4", course.test_root(), seconds=2, fps=10)
-print("input:", clip, video.video_info(clip))
-"""),
-    code("""
-predictor = Predictor(load_model(course.finetuned()), DEVICE)
-info = video.process_video(predictor, course.class_names(), clip, out_dir / "demo_pruned.mp4",
-                           max_frames=course.profile.video_max_frames)
-course.save_json("video.json", {"input": str(clip), **info})
+info = course.video()  # the shared street clip when present, else the synthetic one; writes results/video.json
+print("input:", info["input"], video.video_info(info["input"]))
 info
 """),
     code("""

@@ -83,6 +83,19 @@ def get_profile(name: str, **overrides) -> Profile:
     return replace(PROFILES[name], **overrides)
 
 
+def repo_root() -> Path:
+    """The checkout holding notebooks/ and lib/hrank_ssd (found from this file, else the working folder)."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "pyproject.toml").is_file() and (parent / "lib" / "hrank_ssd").is_dir():
+            return parent
+    return Path.cwd()
+
+
+
+SHARED_VIDEO = ("..", "shared", "data", "video", "vtest.mp4")  # relative to the repository root
+
+
 class Course:
     """Paths and steps of one course run. ``work_dir`` holds reusable artifacts, ``run_dir`` this run's results."""
 
@@ -311,6 +324,31 @@ class Course:
             table = benchmark_models(models, device=self.device or "cpu", warmup=p.bench_warmup, runs=p.bench_runs)
         table.to_csv(self.results / f"bench{'_trained' if trained else ''}.csv", index=False)
         return table
+
+    def video(self, clip=None, out_name: str = "demo_pruned.mp4") -> dict:
+        """The finetuned pruned detector on a clip: ``run_dir/video/<out_name>`` and ``results/video.json``.
+
+        The clip: ``clip``, else ``../shared/data/video/vtest.mp4`` beside the checkout when present, else a
+        synthetic pan over the offline test images (written to ``run_dir/video/synthetic.mp4``).
+        """
+        from . import video
+        from .models import load_model
+        from .predictor import Predictor
+
+        out_dir = self.run_dir / "video"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if clip is None:
+            shared = repo_root().joinpath(*SHARED_VIDEO)
+            clip = shared if shared.is_file() else None
+        source = "real clip" if clip is not None else "synthetic clip"
+        if clip is None:
+            clip = video.make_synthetic_video(out_dir / "synthetic.mp4", self.test_root(), seconds=2, fps=10)
+        predictor = Predictor(load_model(self.finetuned()), self.device or "cpu")
+        info = video.process_video(predictor, self.class_names(), clip, out_dir / out_name,
+                                   max_frames=self.profile.video_max_frames, progress=self.progress)
+        info = {"input": str(clip), "source": source, **info}
+        self.save_json("video.json", info)
+        return info
 
     def layer_speed(self) -> Tuple[pd.DataFrame, pd.DataFrame, Dict[str, float]]:
         """Where the full-size pruned VGG16-SSD's CPU time goes: per-layer time and MACs of both models, the

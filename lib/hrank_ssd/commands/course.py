@@ -8,13 +8,13 @@ import sys
 import time
 from pathlib import Path
 
+from ..course import repo_root
 from ..errors import HRankError
 
 NOTEBOOKS = ("00_setup", "01_rank_generation", "02_hrank_pruning", "03_finetune", "04_eval_map_fps",
              "05_flops_table", "06_video_demo")
 STEPS = ("data", "train", "ranks", "prune", "finetune", "evaluate", "flops", "bench", "sensitivity", "criteria",
          "distillation", "video")
-SHARED_VIDEO = ("..", "shared", "data", "video", "vtest.mp4")  # relative to the repository root
 
 
 def add_parser(sub) -> None:
@@ -38,15 +38,6 @@ def add_parser(sub) -> None:
 
 
 # ---------------------------------------------------------------- paths
-
-
-def repo_root() -> Path:
-    """The checkout holding notebooks/ and lib/hrank_ssd (found from this file, else the working folder)."""
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        if (parent / "pyproject.toml").is_file() and (parent / "lib" / "hrank_ssd").is_dir():
-            return parent
-    return Path.cwd()
 
 
 def new_run_dir(runs) -> Path:
@@ -136,33 +127,6 @@ def execute_notebooks(paths, run_dir, profile: str, work_dir, device=None, cwd=N
 # ---------------------------------------------------------------- steps without notebooks
 
 
-def video_demo(course, in_path=None, out_name: str = "demo_pruned.mp4") -> dict:
-    """Run the finetuned pruned detector on a clip and write ``run_dir/video/<out_name>`` (+ results/video.json).
-
-    The clip: ``in_path``, else ``../shared/data/video/vtest.mp4`` when present, else a synthetic pan
-    over the offline test images (written to ``run_dir/video/synthetic.mp4``).
-    """
-    from .. import video
-    from ..models import load_model
-    from ..predictor import Predictor
-
-    out_dir = course.run_dir / "video"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if in_path is None:
-        shared = repo_root().joinpath(*SHARED_VIDEO)
-        in_path = shared if shared.is_file() else None
-    source = "real clip" if in_path is not None else "synthetic clip"
-    if in_path is None:
-        in_path = video.make_synthetic_video(out_dir / "synthetic.mp4", course.test_root(), seconds=2, fps=10)
-    model = load_model(course.model_path("vgg16-ssd-pruned"))
-    predictor = Predictor(model, course.device or "cpu")
-    info = video.process_video(predictor, course.class_names(), in_path, out_dir / out_name,
-                               max_frames=course.profile.video_max_frames, progress=course.progress)
-    info = {"input": str(in_path), "source": source, **info}
-    course.save_json("video.json", info)
-    return info
-
-
 def run_steps(course, steps=STEPS, log=print) -> None:
     """The notebooks' Course calls, in the same order, without notebooks."""
     steps = list(steps)
@@ -182,7 +146,7 @@ def run_steps(course, steps=STEPS, log=print) -> None:
         "sensitivity": course.sensitivity,
         "criteria": course.criteria,
         "distillation": course.distillation,
-        "video": lambda: video_demo(course),
+        "video": course.video,
     }
     for step in STEPS:
         if step in steps:
