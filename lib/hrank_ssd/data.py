@@ -319,9 +319,8 @@ class TrainAugmentation:
         h, w = img.shape[:2]
         boxes = boxes / np.array([w, h, w, h], dtype=np.float32)
         boxes = np.clip(boxes, 0, 1).astype(np.float32)
-        x = cv2.resize(np.ascontiguousarray(img), (self.size, self.size)).astype(np.float32)
-        x = (x - np.asarray(self.mean, dtype=np.float32)) / np.float32(self.std)
-        return torch.from_numpy(x).permute(2, 0, 1).contiguous(), boxes, labels
+        x = to_input(np.ascontiguousarray(img), self.size, self.mean, self.std)
+        return x.contiguous(), boxes, labels
 
 
 class LightAugmentation(TrainAugmentation):

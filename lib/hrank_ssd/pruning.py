@@ -138,8 +138,9 @@ def kept_indices(model: SSD, compress_rate, criterion: str = "hrank", rank_dir=N
     rates = parse_compress_rate(compress_rate, NUM_PRUNABLE[net])
     channels = model.plan.prunable
     if criterion == "hrank":
-        if rank_dir is None:
-            raise HRankError("--criterion hrank needs --rank_dir (make ranks with `python -m hrank_ssd rank`)")
+        if not rank_dir:
+            raise HRankError("--criterion hrank needs --rank_dir (make ranks with `python -m hrank_ssd rank`), "
+                             "or use --criterion l1")
         scores = load_ranks(rank_dir, net, channels)
     elif criterion == "l1":
         scores = l1_scores(model)

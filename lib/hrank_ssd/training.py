@@ -541,9 +541,6 @@ class _Trainer:
         if cfg.compress_rate is not None and state is None:
             if not cfg.base_net:
                 raise HRankError("--compress_rate prunes a trained model: pass it with --base_net MODEL.pth")
-            if cfg.criterion == "hrank" and not cfg.rank_dir:
-                raise HRankError("--criterion hrank needs --rank_dir (from `python -m hrank_ssd rank`), "
-                                 "or use --criterion l1")
             from .compress import parse_compress_rate
             from .pruning import prune_model
 
@@ -578,8 +575,6 @@ class _Trainer:
         val_set = VOCDataset(cfg.validation_dataset, cfg.validation_split,
                              TestTransform(model.image_size, ncfg.image_mean, ncfg.image_std), target,
                              class_names=self.class_names, is_test=True)
-        if len(train_set) == 0 or len(val_set) == 0:
-            raise HRankError("a dataset has no images: check the split files under ImageSets/Main")
         self.train_set, self.val_set = train_set, val_set
         if self.from_scratch and cfg.init == "lsuv":  # same images on every rank: every process starts identical
             plain = VOCDataset(cfg.datasets[0], cfg.train_split,

@@ -6,7 +6,6 @@ import argparse
 from pathlib import Path
 
 from ..config import NETS
-from ..errors import HRankError
 from ._common import add_compress_rate, device_arg, resolve_device, str2bool
 
 
@@ -40,17 +39,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def run(args) -> int:
     from .. import data, evaluation, models
 
-    root = Path(args.dataset)
-    if not root.is_dir():
-        raise HRankError(f"dataset folder not found: {root}; pass the VOC root that holds "
-                         f"Annotations/, JPEGImages/ and ImageSets/Main/<split>.txt")
-    class_names = None
-    if args.label_file:
-        if not Path(args.label_file).is_file():
-            raise HRankError(f"label file not found: {args.label_file}; pass the labels the model was trained "
-                             f"with (e.g. models/voc-model-labels.txt), BACKGROUND first")
-        class_names = data.read_labels(args.label_file)
-    dataset = data.VOCDataset(root, split=args.split, is_test=True, class_names=class_names)
+    class_names = data.read_labels(args.label_file) if args.label_file else None  # both raise clear errors
+    dataset = data.VOCDataset(args.dataset, split=args.split, is_test=True, class_names=class_names)
     class_names = list(dataset.class_names)
     eval_dir = Path(args.eval_dir)
     if args.detections:
