@@ -91,8 +91,8 @@ if IN_COLAB and not _injected:
     PROFILE = COLAB_PROFILE
     if USE_DRIVE:
         WORK_DIR, RUN_DIR = str(DRIVE_DIR / "work"), str(DRIVE_DIR / "runs" / "latest")
-DEVICE = DEVICE or ("cuda" if torch.cuda.is_available() else "cpu")
 course = Course(PROFILE, run_dir=RUN_DIR, work_dir=WORK_DIR, device=DEVICE, progress=not _injected)
+DEVICE = course.device  # None became cuda when a GPU is visible, else cpu
 print(f"profile {course.profile.name}, device {DEVICE}, results in {course.results}, artifacts in {course.work}")
 '''
 

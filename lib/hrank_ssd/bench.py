@@ -223,12 +223,11 @@ def benchmark_models(models: Mapping[str, nn.Module], device="cpu", batch_size: 
     ``amp`` runs the forward under fp16 autocast (CUDA only). ``raw``, when given, receives the full
     timing dicts.
     """
+    from .devices import resolve_device
     from .errors import HRankError
     from .predictor import Predictor
 
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise HRankError("--device cuda asked for but no CUDA GPU is visible; use --device cpu")
+    device = resolve_device(device)
     if amp and device.type != "cuda":
         raise HRankError("--amp is fp16 autocast on CUDA: use it with --device cuda")
     if not models:

@@ -22,6 +22,7 @@ from typing import Dict, Optional, Tuple
 import pandas as pd
 
 from .compress import PRUNED_RATE
+from .devices import resolve_device
 from .errors import HRankError
 
 MODEL_KEYS = ("vgg16-ssd", "vgg16-ssd-pruned", "mb1-ssd")
@@ -105,7 +106,7 @@ class Course:
         self.run_dir = Path(run_dir)
         self.results = self.run_dir / "results"
         self.results.mkdir(parents=True, exist_ok=True)
-        self.device, self.progress = device, progress
+        self.device, self.progress = str(resolve_device(device)), progress  # None: cuda when visible
 
     # ------------------------------------------------------------ bookkeeping
 
@@ -239,7 +240,7 @@ class Course:
                         transform=TestTransform(model.image_size, model.cfg.image_mean, model.cfg.image_std),
                         class_names=self.class_names())
         with self.timed("ranks"):
-            ranks = compute_ranks(model, image_batches(ds, p.rank_batch, p.rank_limit), device=self.device or "cpu",
+            ranks = compute_ranks(model, image_batches(ds, p.rank_batch, p.rank_limit), device=self.device,
                                   total=p.rank_limit, progress=self.progress)
             save_ranks(ranks, out)
         return out
@@ -290,7 +291,7 @@ class Course:
         for key in keys:
             model = load_model(self.model_path(key))
             with self.timed(f"eval {key}"):
-                table, avg = evaluate_model(model, ds, self.run_dir / "eval" / key, device=self.device or "cpu",
+                table, avg = evaluate_model(model, ds, self.run_dir / "eval" / key, device=self.device,
                                             progress=self.progress)
             summary.append({"model": key, "title": MODEL_TITLES[key], "mAP": mean_ap(table),
                             "avg_predict_s": avg, "params": count_parameters(model)})
@@ -321,7 +322,7 @@ class Course:
                       "vgg16-ssd-pruned": build_model("vgg16-ssd", 21, compress_rate=p.compress_rate),
                       "mb1-ssd": build_model("mb1-ssd", 21)}
         with self.timed("bench"):
-            table = benchmark_models(models, device=self.device or "cpu", warmup=p.bench_warmup, runs=p.bench_runs)
+            table = benchmark_models(models, device=self.device, warmup=p.bench_warmup, runs=p.bench_runs)
         table.to_csv(self.results / f"bench{'_trained' if trained else ''}.csv", index=False)
         return table
 
@@ -343,7 +344,7 @@ class Course:
         source = "real clip" if clip is not None else "synthetic clip"
         if clip is None:
             clip = video.make_synthetic_video(out_dir / "synthetic.mp4", self.test_root(), seconds=2, fps=10)
-        predictor = Predictor(load_model(self.finetuned()), self.device or "cpu")
+        predictor = Predictor(load_model(self.finetuned()), self.device)
         info = video.process_video(predictor, self.class_names(), clip, out_dir / out_name,
                                    max_frames=self.profile.video_max_frames, progress=self.progress)
         info = {"input": str(clip), "source": source, **info}
@@ -375,7 +376,7 @@ class Course:
         model = load_model(self.baseline("vgg16-ssd"))
         with self.timed("sensitivity"):
             table = layer_sensitivity(model, self.test_dataset(p.sensitivity_images), "hrank", self.rank_dir(),
-                                      p.sensitivity_rates, p.sensitivity_layers, device=self.device or "cpu",
+                                      p.sensitivity_rates, p.sensitivity_layers, device=self.device,
                                       progress=self.progress)
         table.to_csv(out, index=False)
         return table
@@ -390,7 +391,7 @@ class Course:
         finetune = (lambda _pruned, criterion: load_model(self.finetuned(criterion, epochs))) if epochs else None
         with self.timed("criteria"):
             table = compare_criteria(load_model(self.baseline("vgg16-ssd")), self.test_dataset(), p.compress_rate,
-                                     self.rank_dir(), finetune=finetune, device=self.device or "cpu", seed=p.seed)
+                                     self.rank_dir(), finetune=finetune, device=self.device, seed=p.seed)
         table.to_csv(self.results / "criteria.csv", index=False)
         return table
 

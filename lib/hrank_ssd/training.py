@@ -421,7 +421,7 @@ def _init_distributed(device_name: Optional[str]):
 
 
 def _resolve_device(name: Optional[str], world: int) -> torch.device:
-    from .commands._common import resolve_device
+    from .devices import resolve_device
 
     device = resolve_device(name)
     if device.type == "cuda" and world > 1 and device.index is None:

@@ -26,23 +26,3 @@ def str2bool(v: str) -> bool:
 
 def device_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-
-
-def resolve_device(name):
-    import torch
-
-    from ..errors import HRankError
-
-    if not name:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise HRankError(f"unknown --device {name!r}: use cpu, cuda or cuda:N") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise HRankError("--device cuda asked for but no CUDA GPU is visible; use --device cpu")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise HRankError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
-                             f"numbered from 0")
-    return device

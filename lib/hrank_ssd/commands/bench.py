@@ -35,7 +35,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     from .. import bench, models
-    from ._common import resolve_device
+    from ..devices import resolve_device
 
     if args.batch_size < 1 or args.runs < 1 or args.warmup < 0:
         raise HRankError("--batch_size and --runs must be at least 1, --warmup at least 0")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..course import repo_root
 from ..errors import HRankError
+from ._common import device_arg
 
 NOTEBOOKS = ("00_setup", "01_rank_generation", "02_hrank_pruning", "03_finetune", "04_eval_map_fps",
              "05_flops_table", "06_video_demo")
@@ -31,7 +32,7 @@ def add_parser(sub) -> None:
     p.add_argument("--steps", default=None,
                    help=f"with --no_notebooks: comma-separated subset of {','.join(STEPS)} (default all)")
     p.add_argument("--run_dir", default=None, help="write into this folder instead of runs/<timestamp>/")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    device_arg(p)
     p.add_argument("--update_readme", action="store_true",
                    help="also refresh README.md's <!-- results:start --> ... <!-- results:end --> block")
     p.set_defaults(func=run)
@@ -161,8 +162,8 @@ def run_steps(course, steps=STEPS, log=print) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..course import Course
+    from ..devices import resolve_device
     from ..report import update_readme, write_report
-    from ._common import resolve_device
 
     if args.device:
         resolve_device(args.device)  # a clear error for a bad --device before anything runs

@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 from ..config import NETS
-from ._common import add_compress_rate, device_arg, resolve_device, str2bool
+from ..devices import resolve_device
+from ._common import add_compress_rate, device_arg, str2bool
 
 
 def add_parser(sub) -> argparse.ArgumentParser:

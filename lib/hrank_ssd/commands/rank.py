@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ._common import add_net, device_arg, resolve_device
+from ..devices import resolve_device
+from ._common import add_net, device_arg
 
 
 def add_parser(sub) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._common import add_net, device_arg, resolve_device
+from ..devices import resolve_device
+from ._common import add_net, device_arg
 
 
 def add_parser(sub) -> None:

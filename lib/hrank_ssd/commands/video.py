@@ -6,8 +6,9 @@ import argparse
 import re
 
 from ..config import NETS
+from ..devices import resolve_device
 from ..errors import HRankError
-from ._common import device_arg, resolve_device
+from ._common import device_arg
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
