@@ -262,14 +262,33 @@ def detect_net(state: Dict[str, torch.Tensor]) -> str:
                      "pass a pytorch-ssd VGG16-SSD or MobileNetV1-SSD checkpoint")
 
 
+# ---------------------------------------------------------------- prunable layers by name
+
+
+def layer_names(net: str) -> List[str]:
+    if net == "vgg16-ssd":
+        return list(VGG_LAYER_NAMES[:14])
+    return ["conv0"] + [f"conv{b}_pw" for b in range(1, 14)]
+
+
+def producer_key(net: str, layer: int) -> str:
+    """State-dict prefix of prunable layer ``layer``'s conv (0-based)."""
+    if net == "vgg16-ssd":
+        return f"base_net.{VGG_CONV_INDEXES[layer]}"
+    return "base_net.0.0" if layer == 0 else f"base_net.{layer}.3"
+
+
+def activation_key(net: str, layer: int) -> str:
+    """Module whose output is the layer's feature map after ReLU (hooked by rank generation)."""
+    if net == "vgg16-ssd":
+        return f"base_net.{VGG_CONV_INDEXES[layer] + 1}"
+    return "base_net.0.2" if layer == 0 else f"base_net.{layer}.5"
+
+
 def plan_from_state_dict(state: Dict[str, torch.Tensor], net: str) -> ChannelPlan:
     """Channel widths read off the checkpoint's weight shapes (works for pruned checkpoints)."""
     try:
-        if net == "vgg16-ssd":
-            base = [state[f"base_net.{i}.weight"].shape[0] for i in VGG_CONV_INDEXES]
-        else:
-            base = [state["base_net.0.0.weight"].shape[0]] + [state[f"base_net.{k}.3.weight"].shape[0]
-                                                              for k in range(1, 14)]
+        base = [state[f"{producer_key(net, i)}.weight"].shape[0] for i in range(len(default_plan(net).base))]
         extras = [(state[f"extras.{k}.0.weight"].shape[0], state[f"extras.{k}.2.weight"].shape[0])
                   for k in range(4)]
     except KeyError as e:
@@ -355,7 +374,7 @@ def model_from_state_dict(state: Dict[str, torch.Tensor], path="checkpoint", net
 def check_plan(plan: ChannelPlan, net: str, compress_rate, path="checkpoint") -> None:
     rates = parse_compress_rate(compress_rate, NUM_PRUNABLE[net])
     expected = plan_with_rates(default_plan(net), rates)
-    names = VGG_LAYER_NAMES if net == "vgg16-ssd" else [f"block{k}" for k in range(14)]
+    names = layer_names(net)
     for i, (want, got) in enumerate(zip(expected.prunable, plan.prunable)):
         if want != got:
             raise HRankError(f"{path} does not match --compress_rate: layer {i + 1} ({names[i]}) should have "

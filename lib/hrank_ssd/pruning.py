@@ -24,35 +24,17 @@ from .models import (
     SSD,
     VGG_BN_SOURCE,
     VGG_CONV_INDEXES,
-    VGG_LAYER_NAMES,
     ChannelPlan,
+    activation_key,
     build_model,
     kept_channels,
+    layer_names,
+    producer_key,
     save_model,
 )
 
 CRITERIA = ("hrank", "l1", "random")
 Rule = Tuple[Optional[int], Optional[int]]  # (layer selecting dim 0, layer selecting dim 1), 0-based
-
-
-def layer_names(net: str) -> List[str]:
-    if net == "vgg16-ssd":
-        return list(VGG_LAYER_NAMES[:14])
-    return ["conv0"] + [f"conv{b}_pw" for b in range(1, 14)]
-
-
-def producer_key(net: str, layer: int) -> str:
-    """State-dict prefix of prunable layer ``layer``'s conv (0-based)."""
-    if net == "vgg16-ssd":
-        return f"base_net.{VGG_CONV_INDEXES[layer]}"
-    return "base_net.0.0" if layer == 0 else f"base_net.{layer}.3"
-
-
-def activation_key(net: str, layer: int) -> str:
-    """Module whose output is the layer's feature map after ReLU (hooked by rank generation)."""
-    if net == "vgg16-ssd":
-        return f"base_net.{VGG_CONV_INDEXES[layer] + 1}"
-    return "base_net.0.2" if layer == 0 else f"base_net.{layer}.5"
 
 
 def slice_rules(net: str) -> Dict[str, Rule]:
