@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from .compress import PRUNED_RATE
+from .speed import Wrapped, unwrap
 
 TIMING_KEYS = ("median_ms", "p90_ms", "mean_ms", "min_ms", "max_ms", "std_ms", "warmup", "runs")
 WRAPPER_PREFIX = re.compile(r"^((model|_orig_mod)\.)+")  # speed.py wrappers, torch.compile
@@ -111,24 +112,10 @@ def num_threads(threads: Optional[int]):
 # ---------------------------------------------------------------- model facts
 
 
-def _inner(model):
-    """The SSD under an inference wrapper (speed.py wrappers expose it as ``.model``)."""
-    from .models import SSD
-
-    while not isinstance(model, SSD):
-        if hasattr(model, "_orig_mod"):  # torch.compile
-            model = model._orig_mod
-        elif hasattr(model, "model"):  # speed.py wrappers, OnnxModel
-            model = model.model
-        else:
-            break
-    return model
-
-
 def count_params(model) -> int:
     from .models import count_parameters
 
-    inner = _inner(model)
+    inner = unwrap(model)
     return int(count_parameters(inner)) if isinstance(inner, nn.Module) else 0
 
 
@@ -136,7 +123,7 @@ def count_macs(model, image_size: Optional[int] = None) -> int:
     """MACs of one image (:func:`hrank_ssd.flops.count_exact`, which agrees with thop)."""
     from .flops import count_exact
 
-    return int(count_exact(_inner(model), image_size)["MACs"].sum())
+    return int(count_exact(unwrap(model), image_size)["MACs"].sum())
 
 
 def device_name(device) -> str:
@@ -236,13 +223,13 @@ def benchmark_models(models: Mapping[str, nn.Module], device="cpu", batch_size: 
     with num_threads(threads) as used_threads, torch.inference_mode():
         prepared, facts = {}, {}
         for name, model in models.items():
-            size = image_size or _inner(model).image_size
+            size = image_size or unwrap(model).image_size
             facts[name] = {"params": count_params(model), "MACs": count_macs(model, size)}
             model = model.to(device).eval()
             if channels_last and isinstance(model, nn.Module):
                 model = model.to(memory_format=torch.channels_last)
             prepared[name] = model
-        sizes = {name: image_size or _inner(m).image_size for name, m in prepared.items()}
+        sizes = {name: image_size or unwrap(m).image_size for name, m in prepared.items()}
         inputs = {name: torch.randn(batch_size, 3, s, s, generator=torch.Generator().manual_seed(0)).to(device)
                   .contiguous(memory_format=fmt) for name, s in sizes.items()}
 
@@ -284,17 +271,12 @@ def benchmark_models(models: Mapping[str, nn.Module], device="cpu", batch_size: 
     return table
 
 
-class _AmpModel(nn.Module):
+class _AmpModel(Wrapped):
     """Forward under fp16 autocast, outputs back to float32 (so post-processing is unchanged)."""
 
     def __init__(self, model, device):
-        super().__init__()
-        self.model, self.device_type = model, torch.device(device).type
-        self.cfg, self.image_size, self.num_classes = model.cfg, model.image_size, model.num_classes
-
-    @property
-    def priors(self):
-        return self.model.priors
+        super().__init__(model)
+        self.device_type = torch.device(device).type
 
     def forward(self, x):
         with _autocast(self.device_type, True):
@@ -402,7 +384,7 @@ def layer_times_and_macs(models: Mapping[str, nn.Module], runs: int = 10, warmup
 
     layers = layer_times(models, runs=runs, warmup=warmup, threads=threads)
     for key, model in models.items():
-        macs = count_exact(_inner(model))
+        macs = count_exact(unwrap(model))
         layers[f"{key}_MMACs"] = layers["name"].map(dict(zip(macs["name"], macs["MACs"] / 1e6))).fillna(0.0)
     return layers
 

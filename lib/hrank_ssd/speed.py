@@ -35,12 +35,28 @@ from torch import nn
 
 from .errors import HRankError
 
+SSD_FACTS = ("cfg", "image_size", "num_classes", "plan")  # what Predictor, bench and flops read off a model
+
 
 def unwrap(model):
     """The SSD inside wrappers (this module's, ``torch.compile``'s, :class:`OnnxModel`)."""
-    from .bench import _inner
+    from .models import SSD
 
-    return _inner(model)
+    while not isinstance(model, SSD):
+        if hasattr(model, "_orig_mod"):  # torch.compile
+            model = model._orig_mod
+        elif hasattr(model, "model"):  # this module's wrappers, OnnxModel
+            model = model.model
+        else:
+            break
+    return model
+
+
+def _take_facts(wrapper, model):
+    inner = unwrap(model)
+    for name in SSD_FACTS:
+        setattr(wrapper, name, getattr(inner, name))
+    return inner
 
 
 class Wrapped(nn.Module):
@@ -48,10 +64,8 @@ class Wrapped(nn.Module):
 
     def __init__(self, model):
         super().__init__()
-        inner = unwrap(model)
         self.model = model
-        self.cfg, self.image_size, self.num_classes, self.plan = (inner.cfg, inner.image_size, inner.num_classes,
-                                                                  inner.plan)
+        inner = _take_facts(self, model)
         self.register_buffer("priors", inner.priors.clone(), persistent=False)
 
     def forward(self, x):
@@ -225,11 +239,8 @@ class OnnxModel:
     def __init__(self, path, like, threads: Optional[int] = None):
         self.path = Path(path)
         self.session = _session(path, threads)
-        inner = unwrap(like)
-        self.model = inner  # for parameter/MAC counts
-        self.cfg, self.image_size, self.num_classes, self.plan = (inner.cfg, inner.image_size, inner.num_classes,
-                                                                  inner.plan)
-        self.priors = inner.priors.detach().cpu()
+        self.model = _take_facts(self, like)  # the SSD, for parameter/MAC counts
+        self.priors = self.model.priors.detach().cpu()
         self.input_name = self.session.get_inputs()[0].name
 
     def to(self, device=None, *args, **kwargs):
