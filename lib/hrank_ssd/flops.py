@@ -98,11 +98,11 @@ def build_for_counting(net: str, num_classes: int, compress_rate=None, image_siz
         return build_model(net, num_classes, **kwargs)
 
 
-def _run_hooked(model: nn.Module, size: int, install):
-    """Run ``install(copy)`` then one forward on a deep copy in eval mode; the caller's model is untouched.
+def _on_copy(model: nn.Module, run):
+    """``run(copy)`` on a deep copy of ``model`` in eval mode; the caller's model is untouched.
 
     The copy goes to the meta device (shapes only, no arithmetic: counting VGG16-SSD takes milliseconds);
-    a model whose forward has no meta kernels is run for real instead. Returns ``install``'s result.
+    a model whose forward has no meta kernels is run for real instead.
     """
     for meta in (True, False):
         work = copy.deepcopy(model).eval()
@@ -111,18 +111,27 @@ def _run_hooked(model: nn.Module, size: int, install):
                 work = work.to("meta")
             except (NotImplementedError, RuntimeError):
                 continue
+        try:
+            return run(work)
+        except (NotImplementedError, RuntimeError):
+            if not meta:
+                raise
+    raise RuntimeError("unreachable")
+
+
+def _run_hooked(model: nn.Module, size: int, install):
+    """``install(copy)`` (returns ``(state, hook handles)``), one forward of the copy, then ``state``."""
+    def run(work):
         state, handles = install(work)
         try:
             with torch.no_grad():
                 work(_dummy(work, size))
             return state
-        except (NotImplementedError, RuntimeError):
-            if not meta:
-                raise
         finally:
             for h in handles:
                 h.remove()
-    raise RuntimeError("unreachable")
+
+    return _on_copy(model, run)
 
 
 def _dummy(model: nn.Module, size: int) -> torch.Tensor:
@@ -221,23 +230,18 @@ def _thop_run(model: nn.Module, image_size: Optional[int]):
     import thop
 
     size = _image_size(model, image_size)
+
+    def run(work):
+        try:
+            macs, params, tree = thop.profile(work, inputs=(_dummy(work, size),), verbose=False, ret_layer_info=True)
+            return float(macs), float(params), tree
+        finally:
+            strip_thop_buffers(work)
+
     try:
-        for meta in (True, False):
-            work = copy.deepcopy(model)
-            try:
-                if meta:
-                    work = work.to("meta")  # shapes only: thop's rules need no values
-                macs, params, tree = thop.profile(work, inputs=(_dummy(work, size),), verbose=False,
-                                                  ret_layer_info=True)
-                return float(macs), float(params), tree
-            except (NotImplementedError, RuntimeError):
-                if not meta:
-                    raise
-            finally:
-                strip_thop_buffers(work)
+        return _on_copy(model, run)
     finally:
         strip_thop_buffers(model)  # never leave counters on the caller's model, whatever thop version runs
-    raise RuntimeError("unreachable")
 
 
 def profile_thop(model: nn.Module, image_size: Optional[int] = None) -> Tuple[int, int]:
