@@ -370,6 +370,10 @@ def _verify(path: Path, art: dict) -> Optional[str]:
             return bad
         if art.get("size") is not None and path.stat().st_size != art["size"]:
             return f"size {path.stat().st_size} bytes, expected {art['size']}"
+    if art.get("md5"):
+        got = md5sum(path)
+        if got != art["md5"]:
+            return f"md5 {got} does not match the expected {art['md5']}"
     if art.get("sha256"):
         got = sha256sum(path)
         if got != art["sha256"]:
@@ -691,22 +695,10 @@ def download_url(urls: Sequence[str], dest, *, md5: Optional[str] = None, sha256
     dest = Path(dest)
     what = what or dest.name
 
-    def problem(p: Path) -> Optional[str]:
-        if p.stat().st_size == 0:
-            return "empty file"
-        bad = html_problem(p)
-        if bad:
-            return bad
-        if size is not None and p.stat().st_size != size:
-            return f"size {p.stat().st_size} bytes, expected {size}"
-        if md5 and md5sum(p) != md5:
-            return f"md5 {md5sum(p)} does not match the expected {md5}"
-        if sha256 and sha256sum(p) != sha256:
-            return "sha256 does not match"
-        return None
+    expected = {"kind": "file", "size": size, "md5": md5, "sha256": sha256}  # checked like a manifest artifact
 
     if dest.is_file():
-        reason = problem(dest)
+        reason = _verify(dest, expected)
         if reason is None:
             _log(f"{what}: {dest} already present and verified, not downloading")
             return dest
@@ -722,7 +714,7 @@ def download_url(urls: Sequence[str], dest, *, md5: Optional[str] = None, sha256
             failures.append(f"{url}: {e}")
             _log(f"{what}: {url} failed: {e}{more}")
             continue
-        reason = problem(part)
+        reason = _verify(part, expected)
         if reason is not None:
             part.unlink()
             failures.append(f"{url}: {reason}")
