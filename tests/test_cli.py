@@ -45,11 +45,3 @@ def test_error_from_a_dataloader_worker_is_one_line():
     assert one_line(info.value) == "annotation img_1.xml is not valid XML: fix or remove it"
     assert one_line(HRankError("plain message")) == "plain message"
 
-
-def test_course_resolves_its_device_once(tmp_path):
-    from hrank_ssd.course import Course
-
-    expected = "cuda" if torch.cuda.is_available() else "cpu"
-    assert Course("tiny", tmp_path / "run", tmp_path / "work", progress=False).device == expected
-    with pytest.raises(HRankError, match="unknown --device 'gpu'"):
-        Course("tiny", tmp_path / "run", tmp_path / "work", device="gpu", progress=False)

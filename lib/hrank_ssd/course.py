@@ -107,6 +107,7 @@ class Course:
         self.results = self.run_dir / "results"
         self.results.mkdir(parents=True, exist_ok=True)
         self.device, self.progress = str(resolve_device(device)), progress  # None: cuda when visible
+        self._fetched: Dict[str, Path] = {}
 
     # ------------------------------------------------------------ bookkeeping
 
@@ -119,6 +120,15 @@ class Course:
         path = self.results / name
         atomic_write_text(path, json.dumps(obj, indent=1, default=float))
         return path
+
+    def fetch(self, name: str) -> Path:
+        """A published artifact (weights_manifest.json), downloaded and verified once per run: every later
+        call returns the same path instead of hashing a 100 MB checkpoint again."""
+        if name not in self._fetched:
+            from .downloads import fetch
+
+            self._fetched[name] = fetch(name, dest_dir=self.work.parent, progress=self.progress)
+        return self._fetched[name]
 
     def load_json(self, name: str):
         from .report import read_json
@@ -164,9 +174,7 @@ class Course:
     def label_file(self) -> Path:
         if self.profile.synthetic:
             return self.dataset_root() / "labels.txt"
-        from .downloads import fetch
-
-        return fetch("voc-labels", dest_dir=self.work.parent, progress=self.progress)
+        return self.fetch("voc-labels")
 
     def class_names(self):
         from .data import read_labels
@@ -217,9 +225,7 @@ class Course:
             if net == "vgg16-ssd":
                 return self._train(net, net, self.profile.train_epochs, self.profile.lr, self.profile.vgg_width)
             return self._train(net, net, self.profile.mb1_epochs, self.profile.mb1_lr, self.profile.mb1_width)
-        from .downloads import fetch
-
-        return fetch(net, dest_dir=self.work.parent, progress=self.progress)
+        return self.fetch(net)
 
     def rank_dir(self, generate: bool = True) -> Path:
         """HRank ranks of the baseline VGG16-SSD: generated here, or the original project's folder (full)."""
@@ -231,9 +237,7 @@ class Course:
         if (out / "rank_conv14.npy").is_file():
             return out
         if not self.profile.synthetic and not generate:
-            from .downloads import fetch
-
-            return fetch("vgg16-ssd-ranks", dest_dir=self.work.parent, progress=self.progress)
+            return self.fetch("vgg16-ssd-ranks")
         p = self.profile
         model = load_model(self.baseline("vgg16-ssd"))
         ds = VOCDataset(self.dataset_root(), split="trainval",
@@ -268,9 +272,7 @@ class Course:
         if epochs == 0:
             return self.pruned(criterion)
         if key == "vgg16-ssd-pruned" and not p.synthetic and p.use_published_pruned:
-            from .downloads import fetch
-
-            return fetch("vgg16-ssd-hrank", dest_dir=self.work.parent, progress=self.progress)
+            return self.fetch("vgg16-ssd-hrank")
         extra = {"distill_from": str(self.baseline("vgg16-ssd"))} if distill else {}
         return self._train(key, "vgg16-ssd", epochs, p.finetune_lr, 1.0, base_net=str(self.pruned(criterion)),
                            **extra)
