@@ -1,4 +1,8 @@
-"""Rank generation: the original HRank procedure vs ours, on the same images, identical ranks required.
+"""Rank generation: the original HRank procedure vs ours, on the same images, the same ranks required.
+
+"The same" is exact except where a map holds a singular value within ``ranks.BORDERLINE_FACTOR`` of
+``matrix_rank``'s tolerance (two correct SVDs may round it either way): the table counts those channels
+(``borderline``) and requires ``unexplained == 0`` (no difference anywhere else).
 
 * original: for each of the 14 prunable layers, one full forward pass of the whole detector with a hook
   on that layer only, and one ``matrix_rank`` call per feature map (HRank's rank_generation.py);
@@ -31,7 +35,7 @@ import torch
 from hrank_ssd import bench
 from hrank_ssd.models import NUM_PRUNABLE, build_model
 from hrank_ssd.pruning import activation_key
-from hrank_ssd.ranks import batched_ranks, compute_ranks, ranks_one_at_a_time
+from hrank_ssd.ranks import batched_ranks, compute_ranks, rank_agreement, rank_bounds, ranks_one_at_a_time
 
 
 def per_layer_forwards(model, images, rank_fn):
@@ -90,8 +94,10 @@ def measure(model, images, threads: int, repeats: int = 3):
     rows = [{"threads": threads, "procedure": name, "seconds": statistics.median(t), "runs": len(t)}
             for name, t in seconds.items()]
     ref = results[next(iter(results))]
+    lo = compute_ranks(model, [images], progress=False, rank_fn=lambda t: rank_bounds(t)[0])
+    hi = compute_ranks(model, [images], progress=False, rank_fn=lambda t: rank_bounds(t)[1])
     for row in rows:
-        row["identical_ranks"] = all(np.array_equal(a, b) for a, b in zip(ref, results[row["procedure"]]))
+        row.update(rank_agreement(ref, results[row["procedure"]], lo, hi))
         row["speedup_vs_original"] = rows[0]["seconds"] / row["seconds"]
     attribution = {"threads": threads, "images": images.size(0), "full_forward_s": full_s,
                    "truncated_forward_s": trunc_s,
@@ -126,8 +132,8 @@ def main(argv=None) -> int:
         Path(args.json).write_text(json.dumps({"environment": bench.environment("cpu", thread_counts[0]),
                                                "rows": json.loads(table.to_json(orient="records")),
                                                "attribution": attribution}, indent=1))
-    if not table["identical_ranks"].all():
-        print("error: the procedures disagree", file=sys.stderr)
+    if table["unexplained"].any():
+        print("error: the procedures disagree where no singular value is borderline", file=sys.stderr)
         return 1
     return 0
 

@@ -8,7 +8,24 @@ import torch
 
 from hrank_ssd.cli import main
 from hrank_ssd.models import VGG_CONV_INDEXES, build_model, save_model
-from hrank_ssd.ranks import batched_ranks, compute_ranks, ranks_one_at_a_time
+from hrank_ssd.ranks import (
+    BORDERLINE_FACTOR,
+    batched_ranks,
+    compute_ranks,
+    rank_agreement,
+    rank_bounds,
+    ranks_one_at_a_time,
+)
+
+
+def _assert_ranks_agree(got, want, lo, hi):
+    """Equal wherever no singular value is borderline; inside [lo, hi] everywhere (see ranks.rank_bounds)."""
+    got, want, lo, hi = (np.asarray(x, dtype=np.float64) for x in (got, want, lo, hi))
+    assert ((lo <= got) & (got <= hi) & (lo <= want) & (want <= hi)).all()
+    firm = lo == hi
+    np.testing.assert_array_equal(got[firm], want[firm])
+    print(f"{int((~firm).sum())} of {firm.size} maps hold a singular value within {BORDERLINE_FACTOR}x of the "
+          f"tolerance; {int((got != want).sum())} differ")
 
 
 def test_rank_of_known_matrices():
@@ -25,7 +42,7 @@ def test_batched_equals_one_at_a_time(workers):
     maps[:, 2, 5:] = 0  # some rank-deficient maps
     maps[1, 3] = 0  # a dead map
     threads = torch.get_num_threads()
-    assert torch.equal(batched_ranks(maps, chunk=4, workers=workers), ranks_one_at_a_time(maps))
+    _assert_ranks_agree(batched_ranks(maps, chunk=4, workers=workers), ranks_one_at_a_time(maps), *rank_bounds(maps))
     seen = []  # threads started later (data loaders, other pools) inherit torch's process-wide setting
     worker = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
     worker.start()
@@ -40,14 +57,40 @@ def test_ranks_are_those_of_every_prunable_relu_output():
     ranks = compute_ranks(model, [x[:1], x[1:]], progress=False)
     assert [r.size for r in ranks] == model.plan.prunable and all(r.dtype == np.float32 for r in ranks)
     # independent computation: run base_net by hand and take each conv's ReLU output
-    expected, h = [], x
+    expected, lows, highs, h = [], [], [], x
     with torch.no_grad():
         for i, layer in enumerate(model.base_net[: VGG_CONV_INDEXES[13] + 2]):
             h = layer(h)
             if i - 1 in VGG_CONV_INDEXES[:14]:
                 expected.append(ranks_one_at_a_time(h).mean(0).numpy())
-    for got, want in zip(ranks, expected):
-        np.testing.assert_array_equal(got, want)
+                lo, hi = rank_bounds(h)
+                lows.append(lo.mean(0).numpy())
+                highs.append(hi.mean(0).numpy())
+    agreement = rank_agreement(ranks, expected, lows, highs)
+    print(agreement)  # on some CPUs a map or two is borderline; the rest must agree exactly
+    assert agreement["unexplained"] == 0
+    assert agreement["equal"] >= agreement["channels"] - agreement["borderline"]
+
+
+def test_rank_bounds_bracket_the_tolerance():
+    """lo counts singular values above factor * tol, hi those above tol / factor (tol: matrix_rank's)."""
+    eps = torch.finfo(torch.float32).eps
+    tol = 8 * eps  # an 8x8 map whose largest singular value is 1
+    cases = {0.2 * tol: (1, 1), 0.8 * tol: (1, 2), 1.5 * tol: (1, 2), 5 * tol: (2, 2)}
+    for small, (lo, hi) in cases.items():
+        maps = torch.diag(torch.tensor([0, 1.0, 0, 0, small, 0, 0, 0])).reshape(1, 1, 8, 8)  # exact singular values
+        got = rank_bounds(maps)
+        assert (got[0].item(), got[1].item()) == (lo, hi), small / tol
+    dead = torch.zeros(1, 2, 5, 5)
+    assert [t.tolist() for t in rank_bounds(dead)] == [[[0.0, 0.0]], [[0.0, 0.0]]]
+
+
+def test_rank_agreement_counts():
+    lo, hi = [np.array([3.0, 2.0, 4.0])], [np.array([3.0, 2.5, 4.0])]
+    ok = rank_agreement([np.array([3.0, 2.0, 4.0])], [np.array([3.0, 2.5, 4.0])], lo, hi)
+    assert ok == {"channels": 3, "equal": 2, "borderline": 1, "unexplained": 0}
+    bad = rank_agreement([np.array([3.0, 2.0, 4.0])], [np.array([3.0, 2.0, 5.0])], lo, hi)
+    assert bad["unexplained"] == 1  # differs where nothing is borderline (and outside [lo, hi])
 
 
 def test_rank_cli_on_synthetic_voc(synthetic_voc, tmp_path):
@@ -79,8 +122,9 @@ def test_rank_cli_errors(tmp_path, synthetic_voc, capsys, extra, msg):
 
 
 def test_rank_benchmark_procedures_agree(repo_root, tmp_path):
-    """benchmarks/bench_ranks.py: the original procedure, ours and the mixed ones give identical ranks,
-    at one thread and with the SVDs spread over worker threads (timings are not asserted)."""
+    """benchmarks/bench_ranks.py: the original procedure, ours and the mixed ones give the same ranks (up to
+    borderline singular values), at one thread and with the SVDs spread over worker threads (timings are not
+    asserted)."""
     import json
     import subprocess
     import sys
@@ -88,6 +132,7 @@ def test_rank_benchmark_procedures_agree(repo_root, tmp_path):
     out = tmp_path / "ranks.json"
     subprocess.run([sys.executable, str(repo_root / "benchmarks" / "bench_ranks.py"), "--width", "0.125",
                     "--images", "1", "--threads", "1,2", "--repeats", "1", "--json", str(out)],
-                   check=True, capture_output=True, timeout=300)
+                   check=True, capture_output=True, timeout=3600)  # a hang guard: slow CI VMs take minutes
     rows = json.loads(out.read_text())["rows"]
-    assert [(r["threads"], r["identical_ranks"]) for r in rows] == [(1, True)] * 4 + [(2, True)] * 4
+    assert [(r["threads"], r["unexplained"]) for r in rows] == [(1, 0)] * 4 + [(2, 0)] * 4
+    assert all(r["equal"] >= r["channels"] - r["borderline"] for r in rows)
