@@ -45,6 +45,11 @@ def hard_negative_mask(background_loss: torch.Tensor, labels: torch.Tensor, neg_
     return pos | (rank < num_neg)
 
 
+def _full_precision(t: torch.Tensor) -> torch.Tensor:
+    """float16/bfloat16 (autocast) outputs in float32; float32 and float64 stay as they are."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
 class MultiBoxLoss(nn.Module):
     """``loss(confidence, locations, labels, gt_locations) -> (regression_loss, classification_loss)``.
 
@@ -70,7 +75,7 @@ class MultiBoxLoss(nn.Module):
               gt_locations: torch.Tensor, teacher_confidence: Optional[torch.Tensor] = None,
               num_pos: Optional[torch.Tensor | float] = None) -> LossParts:
         """All terms; ``distillation`` is zero without ``teacher_confidence``."""
-        confidence, locations = confidence.float(), locations.float()
+        confidence, locations = _full_precision(confidence), _full_precision(locations)  # AMP gives float16
         num_classes = confidence.size(2)
         with torch.no_grad():
             background_loss = -F.log_softmax(confidence, dim=2)[..., 0]
@@ -80,12 +85,12 @@ class MultiBoxLoss(nn.Module):
             num_pos = pos.sum()
         denom = torch.as_tensor(num_pos, dtype=confidence.dtype, device=confidence.device).clamp(min=1.0)
         cls = F.cross_entropy(confidence[mask].reshape(-1, num_classes), labels[mask], reduction="sum")
-        reg = F.smooth_l1_loss(locations[pos].reshape(-1, 4), gt_locations[pos].reshape(-1, 4).float(),
+        reg = F.smooth_l1_loss(locations[pos].reshape(-1, 4), gt_locations[pos].reshape(-1, 4).to(locations.dtype),
                                reduction="sum")
         if teacher_confidence is None:
             kd = confidence.new_zeros(())
         else:
-            kd = self.distillation(confidence[mask], teacher_confidence[mask].float())
+            kd = self.distillation(confidence[mask], teacher_confidence[mask].to(confidence.dtype))
         return LossParts(reg / denom, cls / denom, kd / denom)
 
     def distillation(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:

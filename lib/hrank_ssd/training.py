@@ -377,6 +377,11 @@ def plot_curves(log_csv, out_png) -> Path:
     return atomic_savefig(fig, out_png, dpi=80)
 
 
+def _param_dtype(model: nn.Module) -> torch.dtype:
+    """The batch follows the model's floating dtype (float32 normally; float64 in the DDP equivalence test)."""
+    return next(model.parameters()).dtype
+
+
 @torch.no_grad()
 def validation_loss(model: SSD, dataset, batch_size: int = 32, device="cpu", amp: bool = False,
                     num_workers: int = 0) -> Dict[str, float]:
@@ -395,7 +400,7 @@ def validation_loss(model: SSD, dataset, batch_size: int = 32, device="cpu", amp
     reg_sum = cls_sum = 0.0
     num_pos = 0
     for images, locations, labels in loader:
-        images, labels = images.to(device), labels.to(device)
+        images, labels = images.to(device, dtype=_param_dtype(model)), labels.to(device)
         with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
             conf, loc = model(images)
         parts = criterion.parts(conf, loc, labels, locations.to(device), num_pos=1.0)
@@ -721,7 +726,7 @@ class _Trainer:
                    disable=not (cfg.progress and self.main), dynamic_ncols=True)
         step = self.start_step
         for images, locations, labels in bar:
-            images = images.to(self.device, non_blocking=True)
+            images = images.to(self.device, dtype=_param_dtype(self.model), non_blocking=True)
             locations = locations.to(self.device, non_blocking=True)
             labels = labels.to(self.device, non_blocking=True)
             loss, parts = self.compute_loss(images, locations, labels)
