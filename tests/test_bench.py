@@ -111,6 +111,58 @@ def test_reference_loop_equals_vectorised(seed, peaked):
             assert bench.same_detections(a, b)
 
 
+def test_nms_keeps_what_pytorch_ssd_keeps_at_the_threshold():
+    """Plain IoU 0.4502 > 0.45: torchvision's nms drops the second box; pytorch-ssd's 1e-5 in the IoU
+    denominator brings it to 0.4499 <= 0.45, so it stays, and so it does here."""
+    from torchvision.ops import nms
+
+    from hrank_ssd.predictor import greedy_nms, pairwise_iou
+
+    x = 0.1 - 0.4502 * 0.02 / 1.4502 / 0.1
+    boxes = torch.tensor([[0, 0, 0.1, 0.1], [x, 0, 0.1 + x, 0.1]])
+    scores = torch.tensor([0.9, 0.8])
+    iou = pairwise_iou(boxes)
+    assert iou[0, 1] == iou[1, 0] and 0.4498 < iou[0, 1] < 0.45
+    assert nms(boxes, scores, 0.45).tolist() == [0]
+    assert bench.hard_nms_loop(boxes, scores, 0.45).tolist() == [0, 1]
+    assert greedy_nms(boxes[None], torch.tensor([[True, True]]), 0.45).tolist() == [[True, True]]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_greedy_nms_equals_the_loop_on_crowded_boxes(seed):
+    """Many boxes jittered around a few centres: long suppression chains and IoUs near the threshold."""
+    from hrank_ssd.predictor import greedy_nms
+
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.rand(3, 2, generator=g)[torch.randint(0, 3, (150,), generator=g)]
+    centres = centres + 0.03 * torch.randn(150, 2, generator=g)
+    sizes = 0.1 + 0.05 * torch.rand(150, 2, generator=g)
+    boxes = torch.cat([centres - sizes / 2, centres + sizes / 2], 1)
+    scores = torch.rand(150, generator=g)
+    for thr in (0.3, 0.45, 0.7):
+        for top_k in (-1, 3):
+            ref = bench.hard_nms_loop(boxes, scores, thr, candidate_size=120, top_k=top_k)
+            order = scores.argsort(descending=True)[:120]
+            keep = greedy_nms(boxes[order][None], torch.ones(1, 120, dtype=torch.bool), thr)[0]
+            if top_k > 0:
+                keep &= keep.cumsum(0) <= top_k
+            assert order[keep].tolist() == ref.tolist()
+            assert 1 < len(ref) < 120
+
+
+def test_postprocess_top_k_equals_the_loop():
+    from hrank_ssd.config import get_config
+    from hrank_ssd.priors import generate_priors
+
+    cfg = get_config("vgg16-ssd")
+    priors = generate_priors(cfg)
+    conf, loc = _random_outputs(5, priors=priors.size(0), peaked=True)
+    for ref, vec in zip(bench.reference_postprocess(conf, loc, priors, cfg, 0.01, top_k=2),
+                        postprocess(conf, loc, priors, cfg, 0.01, top_k=2)):
+        assert 0 < vec[1].numel() <= 2 * 4 and bench.same_detections(ref, vec)
+        assert vec[2].tolist() == sorted(vec[2].tolist(), reverse=True)
+
+
 def test_hard_nms_loop_exact():
     boxes = torch.tensor([[0, 0, 10, 10], [1, 0, 11, 10], [20, 20, 30, 30], [0, 0, 10, 10.5]], dtype=torch.float32)
     scores = torch.tensor([0.9, 0.8, 0.7, 0.95])

@@ -58,6 +58,18 @@ def test_label_file_round_trip(tmp_path):
     assert read_labels(tmp_path / "m.txt") == ["BACKGROUND", "x", "y"]
 
 
+def test_label_file_in_pytorch_ssd_dataset_layout(tmp_path):
+    """pytorch-ssd's VOCDataset reads a dataset root's labels.txt as comma-separated names on one line."""
+    from hrank_ssd.data import VOC_CLASSES
+
+    (tmp_path / "labels.txt").write_text(", ".join(VOC_CLASSES) + "\n")
+    assert read_labels(tmp_path / "labels.txt") == ["BACKGROUND", *VOC_CLASSES]
+    (tmp_path / "two.txt").write_text("cat,dog,\nbird, traffic light\n")
+    assert read_labels(tmp_path / "two.txt") == ["BACKGROUND", "cat", "dog", "bird", "trafficlight"]
+    (tmp_path / "lines.txt").write_text("BACKGROUND\ntraffic light\ncat\n")
+    assert read_labels(tmp_path / "lines.txt") == ["BACKGROUND", "traffic light", "cat"]
+
+
 def test_label_file_errors(tmp_path):
     with pytest.raises(HRankError, match="not found"):
         read_labels(tmp_path / "missing.txt")

@@ -195,6 +195,20 @@ def test_class_without_ground_truth_is_nan_and_left_out_of_map(tmp_path):
                                  f"Average Precision Across All Classes:{float(table['ap'][0])}"]
 
 
+def test_class_with_only_difficult_objects_is_zero_and_counted_like_the_devkit(tmp_path):
+    """Recall 0/0 = NaN reaches no 11-point threshold: AP 0, in the mean; the area metric stays NaN."""
+    anns = GT2 + [("b", [[60, 60, 80, 80]], [2], [1])]  # the only dog is difficult
+    write_dets(tmp_path, "cat", [("a", 0.9, [0, 0, 10, 10]), ("a", 0.8, [40, 40, 50, 50])])
+    write_dets(tmp_path, "dog", [("b", 0.9, [60, 60, 80, 80]), ("a", 0.5, [0, 0, 10, 10])])
+    write_dets(tmp_path, "bird", [])
+    table = ev.evaluate_detections(FakeDataset(anns), tmp_path, CLASSES)
+    cat_ap = 6 * 1.0 / 11
+    assert table["ap"][1] == 0.0 and table["gts"][1] == 0 and math.isnan(table["ap"][2])
+    assert ev.mean_ap(table) == pytest.approx(cat_ap / 2, abs=1e-12)
+    area = ev.evaluate_detections(FakeDataset(anns), tmp_path, CLASSES, use_2007_metric=False)
+    assert math.isnan(area["ap"][1]) and ev.mean_ap(area) == pytest.approx(float(area["ap"][0]), abs=1e-12)
+
+
 def test_missing_detection_file_is_a_clear_error(tmp_path):
     write_dets(tmp_path, "cat", [])
     with pytest.raises(ev.HRankError, match="det_test_dog.txt"):

@@ -472,20 +472,20 @@ def _iou_one(box: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     wh = (rb - lt).clamp(min=0)
     inter = wh[:, 0] * wh[:, 1]
     area = lambda b: (b[..., 2] - b[..., 0]).clamp(min=0) * (b[..., 3] - b[..., 1]).clamp(min=0)  # noqa: E731
-    return inter / (area(box) + area(boxes) - inter)
+    return inter / (area(boxes) + area(box) - inter + 1e-5)  # pytorch-ssd's iou_of, its eps included
 
 
-def hard_nms_loop(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float, candidate_size: int = 200
-                  ) -> torch.Tensor:
+def hard_nms_loop(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float, candidate_size: int = 200,
+                  top_k: int = -1) -> torch.Tensor:
     """pytorch-ssd's ``box_utils.hard_nms`` for one class: sort, keep the best ``candidate_size``, then pick
-    the best box and drop the rest overlapping it above ``iou_threshold``, one Python step per kept box.
-    (pytorch-ssd adds 1e-5 to the IoU denominator; plain IoU here, as torchvision's ``nms``.)"""
+    the best box and drop the rest overlapping it above ``iou_threshold`` (IoU with pytorch-ssd's 1e-5 added
+    to the denominator), one Python step per kept box, stopping at ``top_k`` boxes when ``top_k > 0``."""
     order = scores.argsort(descending=True)[:candidate_size]
     picked = []
     while order.numel() > 0:
         current = order[0]
         picked.append(int(current))
-        if order.numel() == 1:
+        if 0 < top_k == len(picked) or order.numel() == 1:
             break
         rest = order[1:]
         order = rest[_iou_one(boxes[current], boxes[rest]) <= iou_threshold]
@@ -494,7 +494,7 @@ def hard_nms_loop(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: floa
 
 def reference_postprocess(confidences: torch.Tensor, locations: torch.Tensor, priors: torch.Tensor, cfg,
                           score_threshold: float = 0.01, iou_threshold: Optional[float] = None,
-                          candidate_size: int = 200):
+                          candidate_size: int = 200, top_k: int = -1):
     """The per-class loop of pytorch-ssd's ``Predictor.predict`` (the seed's post-processing): for every
     class, threshold its scores, then :func:`hard_nms_loop`. Same outputs as
     :func:`hrank_ssd.predictor.postprocess` (boxes in [0, 1] xyxy, labels, scores), grouped by class."""
@@ -512,7 +512,7 @@ def reference_postprocess(confidences: torch.Tensor, locations: torch.Tensor, pr
             s, cb = s[mask], b[mask]
             if s.numel() == 0:
                 continue
-            keep = hard_nms_loop(cb, s, iou_threshold, candidate_size)
+            keep = hard_nms_loop(cb, s, iou_threshold, candidate_size, top_k)
             picked_boxes.append(cb[keep])
             picked_scores.append(s[keep])
             picked_labels.append(torch.full((keep.numel(),), c, dtype=torch.long))

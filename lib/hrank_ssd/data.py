@@ -43,11 +43,19 @@ def to_input(image: np.ndarray, image_size: int, mean: Sequence[float], std: flo
 
 
 def read_labels(path: PathLike) -> List[str]:
-    """Class names, one per line, ``BACKGROUND`` first (prepended when the file lacks it)."""
+    """Class names, ``BACKGROUND`` first (prepended when the file lacks it).
+
+    Reads both layouts pytorch-ssd uses: one name per line (``voc-model-labels.txt``) and a dataset
+    root's ``labels.txt`` with comma-separated names on one line (``VOCDataset``, which also drops spaces).
+    """
     path = Path(path)
     if not path.is_file():
         raise HRankError(f"label file {path} not found: pass a text file with one class name per line")
-    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    text = path.read_text(encoding="utf-8")
+    if "," in text:
+        names = [n.replace(" ", "") for n in "".join(text.splitlines()).split(",") if n.strip()]
+    else:
+        names = [line.strip() for line in text.splitlines() if line.strip()]
     if not names:
         raise HRankError(f"label file {path} is empty: write one class name per line (BACKGROUND first)")
     if names[0] != "BACKGROUND":

@@ -24,9 +24,14 @@ Here we follow the official devkit (MATLAB ``VOCevaldet``/``VOCap``) instead:
     so those precision entries are simply ignored here and AP stays finite. If *every* detection
     of a class hits a difficult object there is no precision value at all and AP is 0 (MATLAB's
     11-point code would give NaN in that one corner).
-(b) **A class without (non-difficult) ground truth.** pytorch-ssd raises ``KeyError``; the
-    devkit's recall is 0/0. Its AP is reported as NaN, printed as ``nan`` and **excluded from
-    the mAP** (mAP = mean over classes that have ground truth).
+(b) **A class whose every ground-truth object is difficult.** pytorch-ssd raises ``KeyError``.
+    The devkit's recall is 0/0 = NaN, so no recall threshold is ever reached and each of the
+    11 terms is 0: the 11-point AP is **0 and counts in the mAP**, as the devkit's. The area
+    metric is NaN in the devkit there; it is reported as NaN and left out of the mAP.
+(b') **A class with no ground truth at all** (a custom test set without that class; VOC2007
+    test has every class). pytorch-ssd raises ``KeyError``. Its AP is reported as NaN, printed
+    as ``nan`` and **excluded from the mAP** (mAP = mean over classes present in the test set),
+    so a small test set is not penalised for classes it does not contain.
 (c) **A class with ground truth but no detections** (empty detection file): AP 0, like the devkit.
 (d) **A detection on an image the dataset does not contain**: a false positive, like a detection
     on an image without gt of that class.
@@ -245,8 +250,10 @@ def evaluate_class(npos: int, gt_boxes: Dict[str, np.ndarray], difficult: Dict[s
         precision = ctp / (ctp + cfp)
     n_tp, n_fp = int(ctp[-1]) if len(ctp) else 0, int(cfp[-1]) if len(cfp) else 0
     final_precision = n_tp / (n_tp + n_fp) if n_tp + n_fp else math.nan
-    if npos == 0:  # edge case (b): no ground truth, AP undefined
-        return ClassResult(0, len(tp), n_tp, n_fp, math.nan, final_precision, math.nan)
+    if npos == 0:  # edge cases (b) and (b'): recall is 0/0
+        only_difficult = any(len(b) for b in gt_boxes.values())
+        ap = 0.0 if only_difficult and use_2007_metric else math.nan  # the devkit's 11 terms are all 0
+        return ClassResult(0, len(tp), n_tp, n_fp, math.nan, final_precision, ap)
     recall = ctp / npos
     ap = compute_ap(precision, recall, use_2007_metric) if len(tp) else 0.0  # (c): no detections
     return ClassResult(int(npos), len(tp), n_tp, n_fp, n_tp / npos, final_precision, ap)
