@@ -1,6 +1,7 @@
 # Two commands set everything up on a fresh machine:
 #   make course   create .venv, install, build the offline dataset and run the whole course offline
 #   make test     create .venv, install, run the test suite
+# make notebook opens the course in Jupyter in the browser.
 # FULL=1 make course runs the course on real VOC data and the published weights (network needed).
 
 PYTHON ?= python3
@@ -11,7 +12,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 RUNS ?= runs
 PROFILE := $(if $(FULL),full,offline)
 
-.PHONY: course test install lint clean bench
+.PHONY: course test install lint clean bench notebook
 
 $(VENV)/.installed: pyproject.toml requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +24,9 @@ install: $(VENV)/.installed
 
 course: install
 	$(PY) -m hrank_ssd course --profile $(PROFILE) --runs $(RUNS)
+
+notebook: install
+	$(VENV)/bin/jupyter lab notebooks/
 
 test: install
 	$(PY) -m pytest -q

@@ -16,8 +16,12 @@ import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 HERE = Path(__file__).resolve().parent
-COLAB = "https://colab.research.google.com/github/hrank-ssd/hrank-ssd/blob/main/notebooks/{name}.ipynb"
-REPO_URL = "https://github.com/hrank-ssd/hrank-ssd"
+# The one place that names the repository and branch (a fork changes these two lines and regenerates;
+# on Colab, HRANK_SSD_REPO_URL / HRANK_SSD_BRANCH override them without regenerating).
+GITHUB_REPO = "hrank-ssd/hrank-ssd"
+BRANCH = "main"
+REPO_URL = f"https://github.com/{GITHUB_REPO}"
+COLAB = f"https://colab.research.google.com/github/{GITHUB_REPO}/blob/{BRANCH}/notebooks/{{name}}.ipynb"
 
 
 def md(text: str):
@@ -47,12 +51,19 @@ USE_DRIVE = False  # Colab only: keep work/ (checkpoints, ranks) and runs/ on Go
 if IN_COLAB:
     REPO = Path("/content/hrank-ssd")
     if not REPO.is_dir():
-        subprocess.run(["git", "clone", "--depth", "1", "{REPO_URL}", str(REPO)], check=True)
+        url = os.environ.get("HRANK_SSD_REPO_URL", "{REPO_URL}")
+        branch = os.environ.get("HRANK_SSD_BRANCH", "{BRANCH}")
+        clone = subprocess.run(["git", "clone", "--depth", "1", "--branch", branch, url, str(REPO)],
+                               capture_output=True, text=True, env=dict(os.environ, GIT_TERMINAL_PROMPT="0"))
+        if clone.returncode != 0:  # never a password prompt: one line saying what to change
+            raise SystemExit(f"could not clone {{url}} (branch {{branch}}): set HRANK_SSD_REPO_URL / HRANK_SSD_BRANCH "
+                             f"to your fork, or fix the URL in notebooks/make_notebooks.py (git: {{' '.join(clone.stderr.split())[:200]}})")
     os.chdir(REPO)
-    # Pin the preinstalled torch/torchvision so pip never replaces them (our requirement is a loose range).
-    import torch, torchvision  # noqa: E401
-    Path("/tmp/keep-torch.txt").write_text(f"torch=={{torch.__version__}}\\ntorchvision=={{torchvision.__version__}}\\n")
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", ".[course]", "-c", "/tmp/keep-torch.txt"],
+    # Keep every preinstalled package (torch, torchvision, ipywidgets, matplotlib, pandas...) at Colab's version:
+    # pip then installs only what Colab lacks, and our loose ranges accept what it has.
+    frozen = subprocess.run([sys.executable, "-m", "pip", "freeze"], capture_output=True, text=True).stdout
+    Path("/tmp/keep-colab-packages.txt").write_text("\\n".join(x for x in frozen.splitlines() if "==" in x) + "\\n")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", ".[colab]", "-c", "/tmp/keep-colab-packages.txt"],
                    check=True)
     sys.path.insert(0, str(REPO / "lib"))  # the editable install is only seen by new processes
     if USE_DRIVE:

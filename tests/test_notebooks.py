@@ -45,8 +45,29 @@ def test_committed_notebook_is_clean(name):
     setup = code[0].source
     assert "'google.colab' in sys.modules" in setup.replace('"', "'")
     assert '"git", "clone"' in setup and "https://github.com/hrank-ssd/hrank-ssd" in setup
-    assert '".[course]"' in setup and "keep-torch" in setup and "USE_DRIVE" in setup
+    assert 'GIT_TERMINAL_PROMPT="0"' in setup and "HRANK_SSD_REPO_URL" in setup and '"--branch"' in setup
+    assert '".[colab]"' in setup and "keep-colab-packages" in setup and "USE_DRIVE" in setup
     assert code.index(params[0]) == 1  # setup, then parameters, then everything else
+
+
+def test_colab_setup_cell_with_a_missing_repo_fails_in_one_line_without_prompting(tmp_path):
+    """The setup cell as Colab runs it (google.colab present), cloning a repository that does not exist."""
+    import os
+    import subprocess
+    import sys
+
+    if Path("/content/hrank-ssd").exists():
+        pytest.skip("/content/hrank-ssd exists here: the setup cell would not clone")
+    setup = nbformat.read(str(NB_DIR / "00_setup.ipynb"), as_version=4).cells[1].source
+    run = ("import sys, types\nsys.modules['google.colab'] = types.ModuleType('google.colab')\n"
+           f"exec(compile({setup!r}, 'setup-cell', 'exec'))")
+    env = dict(os.environ, HRANK_SSD_REPO_URL=(tmp_path / "no-such-fork").as_uri(), HRANK_SSD_BRANCH="main")
+    out = subprocess.run([sys.executable, "-c", run], capture_output=True, text=True, timeout=120,
+                         stdin=subprocess.DEVNULL, env=env)
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"could not clone {env['HRANK_SSD_REPO_URL']} (branch main)")
+    assert "HRANK_SSD_REPO_URL" in lines[0] and not Path("/content/hrank-ssd").exists()
 
 
 def test_notebooks_match_their_generator(tmp_path):
