@@ -32,7 +32,7 @@ test: install
 	$(PY) -m pytest -q
 
 lint: install
-	$(VENV)/bin/ruff check lib tests data_scripts benchmarks
+	$(VENV)/bin/ruff check lib tests data_scripts benchmarks notebooks
 
 bench: install
 	$(PY) benchmarks/run_all.py $(if $(wildcard work/offline/models/vgg16-ssd-pruned.pth),--trained work/offline/models/vgg16-ssd-pruned.pth --dataset work/offline/data/VOCdevkit/VOC2007)

@@ -92,7 +92,7 @@ COLAB_PROFILE = "full"  # the profile used on Colab unless PROFILE was injected
 '''
 
 COURSE = '''
-import torch
+import torch  # noqa: F401  (later cells of most notebooks use it)
 
 from hrank_ssd.course import Course
 
@@ -310,8 +310,9 @@ plt.show()
 
 `Course.rank_dir()` averages every filter's rank over `rank_limit` batches of training images and
 writes `rank_conv{i}.npy` for the 14 prunable layers (conv1_1 ... conv5_3 and fc6; fc7 feeds the heads
-directly and is not pruned), the file names of the original HRank code. In the full profile these are
-the original project's ranks when present (or computed here from VOC).
+directly and is not pruned), the file names of the original HRank code. On the full profile
+`rank_dir()` gives the original project's published rank files (what its pruned model was made from);
+`rank_dir(generate=True)` computes your own, and the comparison below sets the two side by side.
 """),
     code("""
 import pandas as pd
@@ -338,6 +339,20 @@ for ax, name, r in zip(axes.flat, layer_names("vgg16-ssd"), ranks):
 fig.suptitle("Average rank of each filter, per layer")
 fig.tight_layout()
 plt.show()
+"""),
+    md("""
+## Your ranks against the published ones (full profile)
+
+Ranks depend on the images and on the machine: a filter whose singular value sits right at the rank
+tolerance counts on one CPU and not on another (float rounding differs between AVX2, AVX-512 and GPUs),
+and the published ranks came from other images on another machine. What matters is the kept set: per
+layer, how many of the filters kept at this compress rate both rank files keep.
+"""),
+    code("""
+if not course.profile.synthetic:
+    display(course.rank_comparison().round(3))
+else:
+    print("offline profile: no published ranks to compare with (run with PROFILE='full')")
 """),
     md("""
 CLI equivalent (the original `rank_generation.py`):
@@ -522,9 +537,22 @@ epoch: train and validation loss (regression + classification) and, every few ep
 the curves are redrawn after each epoch into `work/<profile>/checkpoints/vgg16-ssd-pruned/curves.png`:
 open that file to watch them live.
 """),
+    md("""
+On the **full** profile the original 120 GPU epochs are out of reach in a notebook: the published pruned
+model stands in for them (notebooks 04-06 evaluate it), and you finetune *your own* pruned model for a
+short, stated budget (`student_finetune_epochs`, 1 epoch of VOC2007 trainval: about 600 iterations,
+roughly half an hour on a T4, an estimate). Re-running the cell resumes it.
+"""),
     code("""
-finetuned = course.finetuned()
-log = pd.read_csv(course.results / "log_vgg16-ssd-pruned.csv")
+from hrank_ssd.report import PUBLISHED_MAP
+
+if course.profile.use_published_pruned and not course.profile.synthetic:
+    published = course.finetuned()
+    print(f"published pruned model: {published} ({read_sidecar(published).get('compress_rate', 'rate not recorded')}),"
+          f" published mAP {PUBLISHED_MAP['vgg16-ssd-pruned']} (theirs, VOC2007 test, 120 epochs)")
+finetuned = course.student_finetuned()
+print(f"your finetuned model: {finetuned} ({course.profile.student_finetune_epochs or course.profile.finetune_epochs} epochs)")
+log = pd.read_csv(course.log_file(finetuned))
 log
 """),
     code("""
@@ -533,8 +561,8 @@ from IPython.display import Image, display
 from hrank_ssd.training import plot_curves
 
 (course.run_dir / "plots").mkdir(parents=True, exist_ok=True)
-display(Image(filename=str(plot_curves(course.results / "log_vgg16-ssd-pruned.csv",
-                                       course.run_dir / "plots" / "loss_vgg16-ssd-pruned.png"))))
+display(Image(filename=str(plot_curves(course.log_file(finetuned),
+                                       course.run_dir / "plots" / f"loss_{finetuned.stem}.png"))))
 """),
     md("Check: finetuning changes the weights, never the shapes: the finetuned model has the pruned plan."),
     code("""

@@ -24,3 +24,28 @@ def test_course_fetches_each_artifact_once(tmp_path, monkeypatch):
     course = Course("full", tmp_path / "run", tmp_path / "work", progress=False)
     assert course.baseline("vgg16-ssd") == course.baseline("vgg16-ssd") == tmp_path / "vgg16-ssd.pth"
     assert calls == ["vgg16-ssd"]  # verified (sha256 of the whole file) once, not at every use
+
+
+def test_full_profile_uses_the_published_ranks_unless_asked_to_generate(tmp_path, monkeypatch):
+    from hrank_ssd import downloads
+    from hrank_ssd.course import Course
+
+    calls = []
+    monkeypatch.setattr(downloads, "fetch", lambda name, **kw: calls.append(name) or tmp_path / name)
+    course = Course("full", tmp_path / "run", tmp_path / "work", progress=False)
+    assert course.rank_dir() == tmp_path / "vgg16-ssd-ranks" and calls == ["vgg16-ssd-ranks"]
+    (course.work / "ranks").mkdir(parents=True)
+    (course.work / "ranks" / "rank_conv14.npy").write_bytes(b"")  # the student's, computed earlier
+    assert course.rank_dir(generate=True) == course.work / "ranks"
+    assert course.rank_dir() == tmp_path / "vgg16-ssd-ranks"  # the default stays the published folder
+
+
+def test_student_finetune_is_short_on_full_and_the_course_run_elsewhere(tmp_path, monkeypatch):
+    from hrank_ssd.course import Course
+
+    for name, expected in (("full", {"epochs": 1}), ("tiny", {})):
+        course = Course(name, tmp_path / name / "run", tmp_path / name / "work", progress=False)
+        seen = []
+        monkeypatch.setattr(course, "finetuned", lambda seen=seen, **kw: seen.append(kw) or tmp_path / "vgg16-ssd-hrank-ft1.pth")
+        assert course.student_finetuned().name == "vgg16-ssd-hrank-ft1.pth" and seen == [expected]
+        assert course.log_file(tmp_path / "x" / "vgg16-ssd-hrank-ft1.pth") == course.results / "log_vgg16-ssd-hrank-ft1.csv"

@@ -11,6 +11,7 @@ from hrank_ssd.errors import HRankError
 from hrank_ssd.models import VGG_CONV_INDEXES, build_model, load_model, save_model
 from hrank_ssd.pruning import (
     apply_kept,
+    kept_agreement,
     kept_indices,
     layer_names,
     masked_copy,
@@ -68,6 +69,23 @@ def test_kept_filters_are_exactly_the_top_ranked(tmp_path):
     pruned = apply_kept(model, kept)
     w = model.state_dict()["base_net.0.weight"]
     assert torch.equal(pruned.state_dict()["base_net.0.weight"], w[kept["conv1_1"]])
+
+
+def test_kept_agreement_counts_the_filters_both_rank_files_keep(tmp_path):
+    model = build_model("vgg16-ssd", 6, width=0.125)
+    ranks = random_ranks(model, seed=2)
+    save_ranks(ranks, tmp_path / "a")
+    swapped = [r.copy() for r in ranks]
+    r0 = swapped[0]  # conv1_1: swap the weakest kept filter with the strongest dropped one
+    order = np.argsort(-r0)
+    keep = int(r0.size * 0.5)
+    r0[order[keep - 1]], r0[order[keep]] = r0[order[keep]], r0[order[keep - 1]]
+    save_ranks(swapped, tmp_path / "b")
+    rows = kept_agreement(model, "[0.5]*14", tmp_path / "a", tmp_path / "b")
+    assert [r["layer"] for r in rows] == layer_names("vgg16-ssd")
+    assert (rows[0]["kept"], rows[0]["kept_by_both"]) == (keep, keep - 1)
+    assert rows[0]["agreement"] == (keep - 1) / keep
+    assert all(r["kept_by_both"] == r["kept"] and r["agreement"] == 1.0 for r in rows[1:])
 
 
 def test_ties_drop_the_lower_index_first():

@@ -60,6 +60,7 @@ class Profile:
     bench_runs: int = 20
     video_max_frames: Optional[int] = 60
     use_published_pruned: bool = False  # full: the original project's finetuned pruned weights (120 GPU epochs)
+    student_finetune_epochs: Optional[int] = None  # notebook 03's own run when the published model stands in
     seed: int = 0
     notes: Dict[str, str] = field(default_factory=dict, compare=False)
 
@@ -74,7 +75,7 @@ PROFILES: Dict[str, Profile] = {
                     augment="ssd", init="default",
                     finetune_epochs=120, finetune_lr=1e-5, rank_limit=5, rank_batch=128, sensitivity_images=500,
                     criteria_finetune_epochs=0, bench_warmup=10, bench_runs=50, video_max_frames=None,
-                    use_published_pruned=True),
+                    use_published_pruned=True, student_finetune_epochs=1),
 }
 
 
@@ -227,17 +228,20 @@ class Course:
             return self._train(net, net, self.profile.mb1_epochs, self.profile.mb1_lr, self.profile.mb1_width)
         return self.fetch(net)
 
-    def rank_dir(self, generate: bool = True) -> Path:
-        """HRank ranks of the baseline VGG16-SSD: generated here, or the original project's folder (full)."""
+    def rank_dir(self, generate: Optional[bool] = None) -> Path:
+        """HRank ranks of the baseline VGG16-SSD: by default the original project's published folder on the
+        full profile, generated here otherwise; ``generate=True`` computes the student's own (``work/ranks``)."""
         from .data import TestTransform, VOCDataset
         from .models import load_model
         from .ranks import compute_ranks, image_batches, save_ranks
 
+        if generate is None:
+            generate = self.profile.synthetic
+        if not generate and not self.profile.synthetic:
+            return self.fetch("vgg16-ssd-ranks")
         out = self.work / "ranks"
         if (out / "rank_conv14.npy").is_file():
             return out
-        if not self.profile.synthetic and not generate:
-            return self.fetch("vgg16-ssd-ranks")
         p = self.profile
         model = load_model(self.baseline("vgg16-ssd"))
         ds = VOCDataset(self.dataset_root(), split="trainval",
@@ -248,6 +252,17 @@ class Course:
                                   total=p.rank_limit, progress=self.progress)
             save_ranks(ranks, out)
         return out
+
+    def rank_comparison(self) -> pd.DataFrame:
+        """The student's ranks (computed here) against the published ones: per layer, how many of the kept
+        filters at the profile's compress rate both keep. Needs the published ranks (full profile)."""
+        from .models import load_model
+        from .pruning import kept_agreement
+
+        model = load_model(self.baseline("vgg16-ssd"))
+        rows = kept_agreement(model, self.profile.compress_rate, self.rank_dir(generate=True),
+                              self.rank_dir(generate=False))
+        return pd.DataFrame(rows)
 
     def pruned(self, criterion: str = "hrank") -> Path:
         """The baseline pruned with ``criterion`` at the profile's compress rate, before finetuning."""
@@ -276,6 +291,20 @@ class Course:
         extra = {"distill_from": str(self.baseline("vgg16-ssd"))} if distill else {}
         return self._train(key, "vgg16-ssd", epochs, p.finetune_lr, 1.0, base_net=str(self.pruned(criterion)),
                            **extra)
+
+    def student_finetuned(self) -> Path:
+        """Notebook 03's finetuning: the profile's own (``finetuned()``), or, where the published pruned model
+        stands in for the original 120 GPU epochs (full), a short run of ``student_finetune_epochs`` epochs
+        from the student's own pruned model (about 600 iterations on VOC2007 trainval at batch 8), resumable.
+        Its per-epoch log is :meth:`log_file` of the returned path."""
+        p = self.profile
+        if p.use_published_pruned and not p.synthetic and p.student_finetune_epochs:
+            return self.finetuned(epochs=p.student_finetune_epochs)
+        return self.finetuned()
+
+    def log_file(self, model: Path) -> Path:
+        """This run's copy of the training log of a model trained by the course (``log_<key>.csv``)."""
+        return self.results / f"log_{Path(model).stem}.csv"
 
     def model_path(self, key: str) -> Path:
         return {"vgg16-ssd": lambda: self.baseline("vgg16-ssd"), "mb1-ssd": lambda: self.baseline("mb1-ssd"),

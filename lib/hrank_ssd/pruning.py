@@ -135,6 +135,20 @@ def kept_indices(model: SSD, compress_rate, criterion: str = "hrank", rank_dir=N
     return kept
 
 
+def kept_agreement(model: SSD, compress_rate, rank_dir, other_rank_dir) -> List[Dict]:
+    """Per prunable layer: how many of the filters HRank keeps under ``rank_dir`` it also keeps under
+    ``other_rank_dir`` (e.g. the student's ranks against the published ones, computed on another machine
+    from other images: a few filters near the cut may swap, the bulk of the kept set should not)."""
+    a = kept_indices(model, compress_rate, "hrank", rank_dir)
+    b = kept_indices(model, compress_rate, "hrank", other_rank_dir)
+    rows = []
+    for name, c in zip(layer_names(model.cfg.name), model.plan.prunable):
+        same = len(set(a[name]) & set(b[name]))
+        rows.append({"layer": name, "filters": c, "kept": len(a[name]), "kept_by_both": same,
+                     "agreement": same / len(a[name])})
+    return rows
+
+
 # ---------------------------------------------------------------- surgery
 
 
