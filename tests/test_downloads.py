@@ -421,3 +421,25 @@ def test_cli_list_and_fetch(server, tmp_path, capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0].split() == ["name", "kind", "net", "file", "size", "verified", "present"]
     assert out[1].split() == ["voc-labels", "labels", "-", "models/voc-model-labels.txt", "21", "yes", "yes"]
+
+
+def test_manifest_env_var_redirects_every_fetch(server, tmp_path, capsys, monkeypatch):
+    """HRANK_SSD_MANIFEST points the CLI (and Course, which calls fetch without a manifest) at another manifest."""
+    from hrank_ssd.cli import main
+
+    (server.root / "labels.txt").write_text("BACKGROUND\ncat\n")
+    mirror = tmp_path / "mirror.json"
+    mirror.write_text(json.dumps({"artifacts": [
+        _art("voc-labels", "models/voc-model-labels.txt", [{"type": "http", "url": server.url + "/labels.txt"}],
+             kind="labels")]}))
+    monkeypatch.setenv("HRANK_SSD_MANIFEST", str(mirror))
+    assert load_manifest().path == mirror
+    assert main(["download", "voc-labels", "--dest", str(tmp_path), "--quiet"]) == 0
+    assert (tmp_path / "models" / "voc-model-labels.txt").read_text() == "BACKGROUND\ncat\n"
+    assert fetch("voc-labels", tmp_path / "other", progress=False).read_text() == "BACKGROUND\ncat\n"
+    assert len(server.requests) == 2
+    monkeypatch.setenv("HRANK_SSD_MANIFEST", str(tmp_path / "missing.json"))
+    capsys.readouterr()
+    assert main(["download", "voc-labels", "--dest", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "missing.json not found" in err[0] and "unset $HRANK_SSD_MANIFEST" in err[0]

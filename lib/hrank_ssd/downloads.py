@@ -38,6 +38,7 @@ from .files import atomic_write_text
 KINDS = ("weights", "labels", "ranks", "bundle")
 SOURCE_TYPES = ("gdrive", "gdrive_folder", "http", "bundle")
 DEFAULT_MANIFEST = Path(__file__).resolve().parents[2] / "weights_manifest.json"
+MANIFEST_ENV = "HRANK_SSD_MANIFEST"
 CHUNK = 1 << 20
 USER_AGENT = "hrank-ssd-downloader"
 UNPACKED_MARKER = ".hrank_ssd_unpacked"
@@ -156,10 +157,14 @@ class Manifest:
 
 
 def load_manifest(path=None) -> Manifest:
-    """Read ``weights_manifest.json`` (the repository's own when ``path`` is None)."""
-    path = Path(path) if path is not None else DEFAULT_MANIFEST
+    """Read a manifest: ``path``, else ``$HRANK_SSD_MANIFEST`` (a rehearsal's, a private mirror's, one for a user
+    behind a proxy: every command and notebook then uses it), else the repository's ``weights_manifest.json``."""
+    env = os.environ.get(MANIFEST_ENV)
+    path = Path(path) if path is not None else Path(env) if env else DEFAULT_MANIFEST
     if not path.is_file():
-        raise HRankError(f"manifest {path} not found; pass --manifest PATH to the repository's weights_manifest.json")
+        how = f"fix or unset ${MANIFEST_ENV}" if env and str(path) == env else \
+            "pass --manifest PATH to the repository's weights_manifest.json"
+        raise HRankError(f"manifest {path} not found; {how}")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as e:
