@@ -786,8 +786,10 @@ Every frame goes through the same predictor as evaluation (resize, forward, deco
 class names, scores and the running FPS are drawn on it and the frames are written to an mp4.
 """) + [
     md("""
-The clip: the street scene `../shared/data/video/vtest.mp4` when it is next to the checkout, else a
-synthetic clip panning over the offline test images. Honest warning: the **offline** models have only
+The clip: the street scene `../shared/data/video/vtest.mp4` when it is next to the checkout (the
+development setup); on the full profile (Colab) the same clip downloaded through the manifest
+(`street-clip`, checksum-verified); else a synthetic clip panning over the test images. `info["source"]`
+below says which one was used. Honest warning: the **offline** models have only
 ever seen coloured shapes, so on a real street they detect nothing meaningful (at most a few spurious
 boxes); on the synthetic clip they find their shapes. In the **full** profile (trained on VOC) the
 detector finds persons and cars on the street clip.
@@ -795,8 +797,8 @@ detector finds persons and cars on the street clip.
     code("""
 from hrank_ssd import video
 
-info = course.video()  # the shared street clip when present, else the synthetic one; writes results/video.json
-print("input:", info["input"], video.video_info(info["input"]))
+info = course.video()  # writes results/video.json
+print("input:", info["source"], info["input"], video.video_info(info["input"]))
 info
 """),
     code("""

@@ -49,3 +49,29 @@ def test_student_finetune_is_short_on_full_and_the_course_run_elsewhere(tmp_path
         monkeypatch.setattr(course, "finetuned", lambda seen=seen, **kw: seen.append(kw) or tmp_path / "vgg16-ssd-hrank-ft1.pth")
         assert course.student_finetuned().name == "vgg16-ssd-hrank-ft1.pth" and seen == [expected]
         assert course.log_file(tmp_path / "x" / "vgg16-ssd-hrank-ft1.pth") == course.results / "log_vgg16-ssd-hrank-ft1.csv"
+
+
+def test_street_clip_comes_from_the_manifest_on_full_and_falls_back(tmp_path, monkeypatch):
+    import hashlib
+    import json
+
+    from hrank_ssd import course as course_mod
+    from hrank_ssd.course import Course
+
+    clip = tmp_path / "served" / "vtest.mp4"
+    clip.parent.mkdir()
+    clip.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40)
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"artifacts": [{
+        "name": "street-clip", "file": "data/video/vtest.mp4", "kind": "video", "size": clip.stat().st_size,
+        "sha256": hashlib.sha256(clip.read_bytes()).hexdigest(),
+        "sources": [{"type": "http", "url": clip.as_uri()}]}]}))
+    monkeypatch.setenv("HRANK_SSD_MANIFEST", str(manifest))
+    monkeypatch.setattr(course_mod, "SHARED_VIDEO", ("no", "such", "clip.mp4"))
+    full = Course("full", tmp_path / "run", tmp_path / "work", progress=False)
+    got, source = full.street_clip()
+    assert source == "real clip (manifest: street-clip)" and got.read_bytes() == clip.read_bytes()
+    assert Course("tiny", tmp_path / "r2", tmp_path / "w2", progress=False).street_clip() == (None, None)
+    clip.write_bytes(b"corrupt")  # a download that fails its checksum is never used
+    fresh = Course("full", tmp_path / "run3", tmp_path / "work3", progress=False)
+    assert fresh.street_clip() == (None, None)

@@ -13,6 +13,7 @@ Profiles:
 from __future__ import annotations
 
 import json
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
@@ -357,11 +358,25 @@ class Course:
         table.to_csv(self.results / f"bench{'_trained' if trained else ''}.csv", index=False)
         return table
 
+    def street_clip(self) -> Tuple[Optional[Path], Optional[str]]:
+        """The real street clip and where it came from: ``../shared`` beside the checkout, else (full profile)
+        the manifest's ``street-clip``; ``(None, None)`` when neither is available (the reason is printed)."""
+        shared = repo_root().joinpath(*SHARED_VIDEO)
+        if shared.is_file():
+            return shared, "real clip (../shared)"
+        if not self.profile.synthetic:
+            try:
+                return self.fetch("street-clip"), "real clip (manifest: street-clip)"
+            except HRankError as e:
+                print(f"street clip unavailable ({e}); using a synthetic clip", file=sys.stderr)
+        return None, None
+
     def video(self, clip=None, out_name: str = "demo_pruned.mp4") -> dict:
         """The finetuned pruned detector on a clip: ``run_dir/video/<out_name>`` and ``results/video.json``.
 
-        The clip: ``clip``, else ``../shared/data/video/vtest.mp4`` beside the checkout when present, else a
-        synthetic pan over the offline test images (written to ``run_dir/video/synthetic.mp4``).
+        The clip: ``clip``, else ``../shared/data/video/vtest.mp4`` beside the checkout when present, else (full
+        profile: network allowed) the manifest's ``street-clip``, checksum-verified, else a synthetic pan over
+        the test images (written to ``run_dir/video/synthetic.mp4``). ``video.json`` says which was used.
         """
         from . import video
         from .models import load_model
@@ -369,11 +384,9 @@ class Course:
 
         out_dir = self.run_dir / "video"
         out_dir.mkdir(parents=True, exist_ok=True)
+        clip, source = (clip, "given clip") if clip is not None else self.street_clip()
         if clip is None:
-            shared = repo_root().joinpath(*SHARED_VIDEO)
-            clip = shared if shared.is_file() else None
-        source = "real clip" if clip is not None else "synthetic clip"
-        if clip is None:
+            source = "synthetic clip"
             clip = video.make_synthetic_video(out_dir / "synthetic.mp4", self.test_root(), seconds=2, fps=10)
         predictor = Predictor(load_model(self.finetuned()), self.device)
         info = video.process_video(predictor, self.class_names(), clip, out_dir / out_name,

@@ -35,7 +35,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Union
 from .errors import HRankError
 from .files import atomic_write_text
 
-KINDS = ("weights", "labels", "ranks", "bundle")
+KINDS = ("weights", "labels", "ranks", "bundle", "video")
 SOURCE_TYPES = ("gdrive", "gdrive_folder", "http", "bundle")
 DEFAULT_MANIFEST = Path(__file__).resolve().parents[2] / "weights_manifest.json"
 MANIFEST_ENV = "HRANK_SSD_MANIFEST"

@@ -89,7 +89,7 @@ def _first_line(text) -> str:
 
 
 def execute_notebooks(paths, run_dir, profile: str, work_dir, device=None, cwd=None, log=print,
-                      kernel_name: str = "python3") -> list:
+                      kernel_name: str = "python3", progress: bool = False) -> list:
     """Execute ``paths`` in order with papermill into ``run_dir/notebooks``; stop at the first failure.
 
     Parameters injected: PROFILE, RUN_DIR, WORK_DIR (absolute paths), DEVICE. A failing cell raises
@@ -111,7 +111,7 @@ def execute_notebooks(paths, run_dir, profile: str, work_dir, device=None, cwd=N
         log(f"[course] {path.name} ...")
         try:
             pm.execute_notebook(str(path), str(out), parameters=params, cwd=str(cwd or repo_root()),
-                                kernel_name=kernel_name, progress_bar=False, log_output=False)
+                                kernel_name=kernel_name, progress_bar=progress, log_output=False)
         except pm.PapermillExecutionError as e:
             raise HRankError(f"notebook {path.name} failed in cell {e.exec_count}: {e.ename}: "
                              f"{_first_line(e.evalue)} (executed copy: {out})") from None
@@ -189,7 +189,8 @@ def run(args: argparse.Namespace) -> int:
         if args.steps:
             raise HRankError("--steps works with --no_notebooks only (the notebooks run every step)")
         folder = Path(args.notebooks) if args.notebooks else repo_root() / "notebooks"
-        execute_notebooks(notebook_paths(folder), run_dir, args.profile, args.work, args.device, log=log)
+        execute_notebooks(notebook_paths(folder), run_dir, args.profile, args.work, args.device, log=log,
+                          progress=sys.stderr.isatty())  # a bar of cells per notebook in a terminal
     course = Course(args.profile, run_dir, args.work, progress=False)
     times = course.load_json("timings.json") or {}  # the total goes in before the report reads it
     times["course, all steps"] = round(time.perf_counter() - start, 1)
