@@ -75,3 +75,18 @@ def test_street_clip_comes_from_the_manifest_on_full_and_falls_back(tmp_path, mo
     clip.write_bytes(b"corrupt")  # a download that fails its checksum is never used
     fresh = Course("full", tmp_path / "run3", tmp_path / "work3", progress=False)
     assert fresh.street_clip() == (None, None)
+
+
+def test_full_profile_downloads_only_the_voc_set_it_uses_into_work(tmp_path, monkeypatch):
+    from hrank_ssd import downloads
+    from hrank_ssd.course import Course
+
+    calls = []
+    monkeypatch.setattr(downloads, "download_voc", lambda dest, sets, **kw: calls.append((dest, sets)))
+    course = Course("full", tmp_path / "run", tmp_path / "work", progress=False)
+    data = tmp_path / "work" / "full" / "data"
+    assert course.test_root() == data / "VOCdevkit" / "VOC2007-test"
+    assert calls == [(data, ("2007-test",))]
+    assert course.dataset_root() == course.dataset_root() == data / "VOCdevkit" / "VOC2007"
+    assert course.test_root() == data / "VOCdevkit" / "VOC2007-test"
+    assert calls == [(data, ("2007-test",)), (data, ("2007-trainval",))]  # once each per run; never VOC2012

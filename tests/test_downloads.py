@@ -310,11 +310,17 @@ def test_real_manifest_parses():
     text = (ROOT / "weights_manifest.json").read_text()
     assert "1g2KkOMTeZ7u_EM9Ke2HpomvHm049Iqit" in text and "1_qmJN0YcOlD7iuxoy7PXnUh3EH7LZwtj" in text
     urls = {s["url"] for a in man.artifacts.values() for s in a["sources"] if isinstance(s, dict) and s["type"] == "http"}
+    clip = man.get("street-clip")
     assert urls == {f"https://storage.googleapis.com/models-hao/{f}" for f in
-                    ("vgg16-ssd-mp-0_7726.pth", "mobilenet-v1-ssd-mp-0_675.pth", "voc-model-labels.txt")}
+                    ("vgg16-ssd-mp-0_7726.pth", "mobilenet-v1-ssd-mp-0_675.pth", "voc-model-labels.txt")} \
+        | {clip["sources"][0]["url"]}
+    assert clip["kind"] == "video" and clip["file"] == "data/video/vtest.mp4" and len(clip["sha256"]) == 64
+    shared = ROOT.parent / "shared" / "data" / "video" / "vtest.mp4"
+    if shared.is_file():  # the pinned URL serves these very bytes
+        assert (sha256sum(shared), shared.stat().st_size) == (clip["sha256"], clip["size"])
     for art in man.artifacts.values():
         assert {"name", "file", "kind", "net", "compress_rate", "size", "sha256", "sources"} <= set(art)
-        assert art["file"].startswith("models/")
+        assert art["file"].startswith("models/" if art["kind"] != "video" else "data/")
     assert man.get("vgg16-ssd-hrank")["compress_rate"] == "[0.1]*7+[0.5]*9"
     assert len(man.get("vgg16-ssd-ranks")["members"]) == 14
     assert man.names() == ["vgg16-ssd-hrank", "vgg16-ssd", "mb1-ssd", "voc-labels"]

@@ -110,6 +110,7 @@ class Course:
         self.results.mkdir(parents=True, exist_ok=True)
         self.device, self.progress = str(resolve_device(device)), progress  # None: cuda when visible
         self._fetched: Dict[str, Path] = {}
+        self._voc_sets: set = set()  # VOC sets checked (and downloaded if missing) in this run
 
     # ------------------------------------------------------------ bookkeeping
 
@@ -158,20 +159,25 @@ class Course:
                 with self.timed("dataset"):
                     make_synthetic_voc(self.work / "data", p.num_train, p.num_test, p.image_size, seed=p.seed)
             return root
-        root = Path("data") / "VOCdevkit"
-        if not (root / "VOC2007" / "Annotations").is_dir():
-            from .downloads import download_voc
-
-            with self.timed("dataset"):
-                download_voc("data", progress=self.progress)
-        return root / "VOC2007"
+        return self._voc("2007-trainval") / "VOC2007"
 
     def test_root(self) -> Path:
         if self.profile.synthetic:
             return self.dataset_root()
-        test = Path("data") / "VOCdevkit" / "VOC2007-test"
-        self.dataset_root()
-        return test
+        return self._voc("2007-test") / "VOC2007-test"
+
+    def _voc(self, voc_set: str) -> Path:
+        """``work/data/VOCdevkit`` (on Drive when the notebook mounted it) with ``voc_set`` downloaded once:
+        each notebook fetches only the sets it uses (the course trains and ranks on VOC2007 trainval and
+        tests on VOC2007 test; VOC2012 is never needed), and a second VM finds them already there."""
+        from .downloads import download_voc
+
+        devkit = self.work / "data" / "VOCdevkit"
+        if voc_set not in self._voc_sets:
+            with self.timed(f"dataset {voc_set}"):
+                download_voc(self.work / "data", sets=(voc_set,), keep_tars=False, progress=self.progress)
+            self._voc_sets.add(voc_set)
+        return devkit
 
     def label_file(self) -> Path:
         if self.profile.synthetic:

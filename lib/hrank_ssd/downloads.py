@@ -614,23 +614,30 @@ def _unpack(zip_path: Path, art: dict, ctx: _Ctx) -> Path:
     return out
 
 
-def extract_archive(archive, out) -> None:
-    """Unpack a zip or tar into ``out`` (members cannot escape ``out``)."""
+def extract_archive(archive, out, progress: bool = False) -> None:
+    """Unpack a zip or tar into ``out`` (members cannot escape ``out``), with a bar of files when ``progress``."""
+    from tqdm.auto import tqdm
+
     archive, out = Path(archive), Path(out)
+    bar = functools.partial(tqdm, desc=f"extract {archive.name}", unit="file", disable=not progress)
     try:
         if zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as z:
-                z.extractall(out)  # zipfile drops absolute paths and '..' itself
+                for m in bar(z.infolist()):
+                    z.extract(m, out)  # zipfile drops absolute paths and '..' itself
             return
         with tarfile.open(archive) as t:
-            if hasattr(tarfile, "data_filter"):
-                t.extractall(out, filter="data")
-            else:
-                root = out.resolve()
-                for m in t.getmembers():
-                    if not (root / m.name).resolve().is_relative_to(root) or m.issym() or m.islnk():
-                        raise HRankError(f"{archive} holds an unsafe member {m.name!r}; delete it and download again")
-                t.extractall(out)
+            members = t.getmembers()
+            safe = hasattr(tarfile, "data_filter")
+            root = out.resolve()
+            for m in members if not safe else ():
+                if not (root / m.name).resolve().is_relative_to(root) or m.issym() or m.islnk():
+                    raise HRankError(f"{archive} holds an unsafe member {m.name!r}; delete it and download again")
+            for m in bar(members):
+                if safe:
+                    t.extract(m, out, filter="data")
+                else:
+                    t.extract(m, out)
     except (zipfile.BadZipFile, tarfile.TarError, EOFError) as e:
         raise HRankError(f"{archive} is a damaged archive ({_one_line(e)}); delete it and download again") from None
 
@@ -789,7 +796,7 @@ def download_voc(dest="data", sets: Sequence[str] = ("2007-trainval", "2007-test
         _remove(tmp)
         tmp.mkdir(parents=True)
         try:
-            extract_archive(tar_path, tmp)
+            extract_archive(tar_path, tmp, progress=progress)
             found = sorted(p for p in tmp.rglob(f"VOC{year}") if p.is_dir())
             if not found:
                 raise HRankError(f"{tar_path} holds no VOC{year} folder; delete it and download again")
