@@ -546,10 +546,16 @@ roughly half an hour on a T4, an estimate). Re-running the cell resumes it.
     code("""
 from hrank_ssd.report import PUBLISHED_MAP
 
+from hrank_ssd.errors import HRankError
+
 if course.profile.use_published_pruned and not course.profile.synthetic:
-    published = course.finetuned()
-    print(f"published pruned model: {published} ({read_sidecar(published).get('compress_rate', 'rate not recorded')}),"
-          f" published mAP {PUBLISHED_MAP['vgg16-ssd-pruned']} (theirs, VOC2007 test, 120 epochs)")
+    try:
+        published = course.finetuned()
+        print(f"published pruned model: {published} ({read_sidecar(published).get('compress_rate', 'rate not recorded')}),"
+              f" published mAP {PUBLISHED_MAP['vgg16-ssd-pruned']} (theirs, VOC2007 test, 120 epochs)")
+    except HRankError as e:  # e.g. Drive over quota: the course goes on with your own finetuned model
+        print(f"published pruned model unavailable: {e}\\nnotebooks 04-06 will use yours (below); retry later with "
+              "`python -m hrank_ssd download vgg16-ssd-hrank`")
 finetuned = course.student_finetuned()
 print(f"your finetuned model: {finetuned} ({course.profile.student_finetune_epochs or course.profile.finetune_epochs} epochs)")
 log = pd.read_csv(course.log_file(finetuned))

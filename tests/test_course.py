@@ -90,3 +90,27 @@ def test_full_profile_downloads_only_the_voc_set_it_uses_into_work(tmp_path, mon
     assert course.dataset_root() == course.dataset_root() == data / "VOCdevkit" / "VOC2007"
     assert course.test_root() == data / "VOCdevkit" / "VOC2007-test"
     assert calls == [(data, ("2007-test",)), (data, ("2007-trainval",))]  # once each per run; never VOC2012
+
+
+def test_published_pruned_model_over_quota_falls_back_to_the_students(tmp_path, monkeypatch):
+    import json
+
+    from hrank_ssd import downloads
+    from hrank_ssd.course import Course
+
+    def fetch(name, **kw):
+        if name == "vgg16-ssd-hrank":
+            raise HRankError("vgg16-ssd-hrank: Google Drive says the file is over its download quota")
+        return tmp_path / f"{name}.pth"
+
+    monkeypatch.setattr(downloads, "fetch", fetch)
+    course = Course("full", tmp_path / "run", tmp_path / "work", progress=False)
+    monkeypatch.setattr(course, "student_finetuned", lambda: tmp_path / "vgg16-ssd-hrank-ft1.pth")
+    assert course.model_path("vgg16-ssd-pruned") == tmp_path / "vgg16-ssd-hrank-ft1.pth"
+    assert course.model_path("vgg16-ssd") == tmp_path / "vgg16-ssd.pth"
+    note = json.loads((course.results / "substitutes.json").read_text())["vgg16-ssd-pruned"]
+    assert "over its download quota" in note and "your own finetuned pruned model (1 epoch(s)" in note
+    tiny = Course("tiny", tmp_path / "r2", tmp_path / "w2", progress=False)
+    monkeypatch.setattr(tiny, "finetuned", lambda: (_ for _ in ()).throw(HRankError("broken")))
+    with pytest.raises(HRankError, match="broken"):  # only the published model has a stand-in
+        tiny.model_path("vgg16-ssd-pruned")
