@@ -107,7 +107,7 @@ def test_all_notebooks_run_on_tiny_profile_and_report(tmp_path):
         assert not any(o.get("output_type") == "error" for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     results = run_dir / "results"
     for name in ("map.csv", "per_class_ap.csv", "bench.csv", "flops.csv", "sensitivity.csv", "criteria.csv",
-                 "log_vgg16-ssd.csv", "log_vgg16-ssd-pruned.csv", "settings.json", "video.json"):
+                 "log_vgg16-ssd.csv", "log_vgg16-ssd-pruned.csv", "settings.json", "video.json", "machine.json"):
         assert (results / name).is_file(), name
     assert json.loads((results / "settings.json").read_text())["name"] == "tiny"
     md, html = write_report(run_dir)
@@ -115,6 +115,6 @@ def test_all_notebooks_run_on_tiny_profile_and_report(tmp_path):
     for title in ("VGG16-SSD", "VGG16-SSD pruned (HRank)", "MobileNetV1-SSD"):
         assert f"| {title} |" in text
     assert "| model | mAP (ours) | mAP (theirs, published) |" in text
-    assert "_Not available" not in text
+    assert "_Not available" not in text and "Latencies measured on " in text
     assert html.read_text().count("<table>") >= 5
     assert (run_dir / "video" / "demo_pruned.mp4").is_file()

@@ -73,6 +73,13 @@ def test_report_tables_hold_the_numbers_of_the_files(tmp_path):
     assert not (run / "plots" / "map_vs_macs.png").exists()
     h = html.read_text()
     assert "<table>" in h and "<td>0.6125</td>" in h.replace(' style="text-align: right;"', "")
+    assert "Latencies: the machine was not recorded" in text
+    (run / "results" / "machine.json").write_text(json.dumps({
+        "device": "cuda", "device_name": "Tesla T4", "cpu": "Intel Xeon", "threads": 2, "torch": "2.11.0+cu126",
+        "date": "2026-08-01T10:00:00+00:00"}))
+    text = report.write_report(run)[0].read_text()
+    assert ("Latencies measured on Tesla T4 (device `cuda`, CPU Intel Xeon, 2 threads), torch 2.11.0+cu126, "
+            "2026-08-01T10:00:00+00:00.") in text
 
 
 def test_missing_files_say_which_command_makes_them(tmp_path):

@@ -27,6 +27,7 @@ from .devices import resolve_device
 from .errors import HRankError
 
 MODEL_KEYS = ("vgg16-ssd", "vgg16-ssd-pruned", "mb1-ssd")
+MACHINE_KEYS = ("device", "device_name", "cpu", "cpu_count", "threads", "torch", "python", "date")  # beside latencies
 MODEL_TITLES = {"vgg16-ssd": "VGG16-SSD", "vgg16-ssd-pruned": "VGG16-SSD pruned (HRank)",
                 "mb1-ssd": "MobileNetV1-SSD"}
 
@@ -379,6 +380,7 @@ class Course:
                       "mb1-ssd": build_model("mb1-ssd", 21)}
         with self.timed("bench"):
             table = benchmark_models(models, device=self.device, warmup=p.bench_warmup, runs=p.bench_runs)
+        self.save_json("machine.json", {k: v for k, v in table.attrs.items() if k in MACHINE_KEYS})
         table.to_csv(self.results / f"bench{'_trained' if trained else ''}.csv", index=False)
         return table
 

@@ -47,6 +47,7 @@ PRODUCERS = {
     "log_*.csv": ("Course.baseline() / Course.finetuned()", "00_setup.ipynb and 03_finetune.ipynb", "train"),
     "timings.json": ("any Course step", "any notebook", "all"),
     "video.json": ("the video demo", "06_video_demo.ipynb", "video"),
+    "machine.json": ("Course.bench()", "04_eval_map_fps.ipynb", "bench"),
 }
 
 
@@ -105,7 +106,7 @@ def load_results(run_dir) -> Dict[str, object]:
     out: Dict[str, object] = {name: read_csv(results, name) for name in
                               ("map.csv", "per_class_ap.csv", "bench.csv", "flops.csv", "sensitivity.csv",
                                "criteria.csv", "distillation.csv", "bench_trained.csv")}
-    for name in ("timings.json", "settings.json", "video.json"):
+    for name in ("timings.json", "settings.json", "video.json", "machine.json"):
         out[name] = read_json(results, name)
     logs = {p.stem[len("log_"):]: p for p in results.glob("log_*.csv")}
     order = [k for k in MODEL_KEYS if k in logs] + sorted(k for k in logs if k not in MODEL_KEYS)
@@ -128,6 +129,15 @@ def _flops_by_key(flops: Optional[pd.DataFrame]) -> Dict[str, dict]:
             key = f"{row.get('net')}-pruned" if pruned else str(row.get("net"))
         out.setdefault(key, row)
     return out
+
+
+def machine_line(machine: Optional[dict]) -> str:
+    """Where the latencies were measured (they move with the machine), from ``results/machine.json``."""
+    if not machine:
+        return "Latencies: the machine was not recorded (`results/machine.json` is written by `Course.bench()`)."
+    return (f"Latencies measured on {machine.get('device_name', '?')} (device `{machine.get('device', '?')}`, CPU "
+            f"{machine.get('cpu', '?')}, {machine.get('threads', '?')} threads), torch {machine.get('torch', '?')}, "
+            f"{machine.get('date', '?')}.")
 
 
 def comparison_table(res: Dict[str, object]) -> pd.DataFrame:
@@ -309,6 +319,8 @@ def build_report(run_dir) -> Tuple[str, List[Path]]:
                  "alone, *predict* adds pre- and post-processing (with random weights NMS sees its worst case, "
                  "so compare models by *forward*). *params (trained)*: the model evaluated in this run; "
                  "*full size*: the detector at 300x300 with 21 classes (`results/flops.csv`).")
+        L.append("")
+        L.append(machine_line(res.get("machine.json")))
     if note:
         L += ["", note]
     if len(comp) and "mAP (ours)" in comp:
