@@ -27,7 +27,6 @@ from .devices import resolve_device
 from .errors import HRankError
 
 MODEL_KEYS = ("vgg16-ssd", "vgg16-ssd-pruned", "mb1-ssd")
-MACHINE_KEYS = ("device", "device_name", "cpu", "cpu_count", "threads", "torch", "python", "date")  # beside latencies
 MODEL_TITLES = {"vgg16-ssd": "VGG16-SSD", "vgg16-ssd-pruned": "VGG16-SSD pruned (HRank)",
                 "mb1-ssd": "MobileNetV1-SSD"}
 
@@ -368,7 +367,7 @@ class Course:
 
     def bench(self, trained: bool = False) -> pd.DataFrame:
         """CPU latency of the three full-size detectors (random weights: shapes decide speed)."""
-        from .bench import benchmark_models
+        from .bench import benchmark_models, results_json
         from .models import build_model, load_model
 
         p = self.profile
@@ -380,7 +379,7 @@ class Course:
                       "mb1-ssd": build_model("mb1-ssd", 21)}
         with self.timed("bench"):
             table = benchmark_models(models, device=self.device, warmup=p.bench_warmup, runs=p.bench_runs)
-        self.save_json("machine.json", {k: v for k, v in table.attrs.items() if k in MACHINE_KEYS})
+        self.save_json("machine.json", {k: v for k, v in results_json(table).items() if k != "results"})
         table.to_csv(self.results / f"bench{'_trained' if trained else ''}.csv", index=False)
         return table
 

@@ -628,16 +628,16 @@ def extract_archive(archive, out, progress: bool = False) -> None:
             return
         with tarfile.open(archive) as t:
             members = t.getmembers()
-            safe = hasattr(tarfile, "data_filter")
-            root = out.resolve()
-            for m in members if not safe else ():
-                if not (root / m.name).resolve().is_relative_to(root) or m.issym() or m.islnk():
-                    raise HRankError(f"{archive} holds an unsafe member {m.name!r}; delete it and download again")
+            if hasattr(tarfile, "data_filter"):
+                extract = functools.partial(t.extract, path=out, filter="data")
+            else:  # Pythons without extraction filters: refuse what the "data" filter would refuse
+                root = out.resolve()
+                for m in members:
+                    if not (root / m.name).resolve().is_relative_to(root) or m.issym() or m.islnk():
+                        raise HRankError(f"{archive} holds an unsafe member {m.name!r}; delete it and download again")
+                extract = functools.partial(t.extract, path=out)
             for m in bar(members):
-                if safe:
-                    t.extract(m, out, filter="data")
-                else:
-                    t.extract(m, out)
+                extract(m)
     except (zipfile.BadZipFile, tarfile.TarError, EOFError) as e:
         raise HRankError(f"{archive} is a damaged archive ({_one_line(e)}); delete it and download again") from None
 
