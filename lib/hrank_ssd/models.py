@@ -231,13 +231,19 @@ def init_from_scratch(model: SSD, images: torch.Tensor, background_prior: float 
             nn.init.zeros_(conv.bias)
     was_training = model.training
     model.eval()
-    seen: List[torch.Tensor] = []
-    for conv in convs:
-        seen.clear()
-        handle = conv.register_forward_hook(lambda _m, _i, out: seen.append(out.std()))  # returns None
-        model(images)
-        handle.remove()
-        conv.weight.div_(seen[0].clamp(min=1e-6))
+    # One pass along the backbone chain: each conv is rescaled as its input arrives, which is what a full
+    # forward per conv would see (the convs before it are already rescaled), at the cost of one forward.
+    to_init = {id(c) for c in convs}
+    x = images
+    for layer in _chain_layers(model):
+        x = layer(x)
+        if id(layer) in to_init:
+            std = x.std().clamp(min=1e-6)
+            layer.weight.div_(std)
+            x = x / std  # the bias is zero: the rescaled conv's output exactly
+            to_init.discard(id(layer))
+    if to_init:
+        raise HRankError(f"{len(to_init)} conv layers lie off the backbone chain: LSUV cannot reach them")
     n = model.num_classes
     for head in heads:
         nn.init.normal_(head.weight, std=0.01)
@@ -246,6 +252,21 @@ def init_from_scratch(model: SSD, images: torch.Tensor, background_prior: float 
     for head in model.classification_headers:
         head.bias.view(-1, n)[:, 0] = bias
     return model.train(was_training)
+
+
+def _chain_layers(model: SSD):
+    """The leaf layers the backbone runs in order (base net up to the last source, then the extras)."""
+    def leaves(module):
+        if isinstance(module, nn.Sequential):
+            for child in module:
+                yield from leaves(child)
+        else:
+            yield module
+
+    for i in range(model.source_layer_indexes[-1]):
+        yield from leaves(model.base_net[i])
+    for block in model.extras:
+        yield from leaves(block)
 
 
 # ---------------------------------------------------------------- checkpoints
