@@ -17,7 +17,7 @@ PROFILE := $(if $(FULL),full,offline)
 $(VENV)/.installed: pyproject.toml requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -c "import torch, torchvision" 2>/dev/null || $(PY) -m pip install -q $(TORCH_SPEC)
-	$(PY) -m pip install -q -e ".[course,speed,dev]"
+	$(PY) -m pip install -q -e ".[colab,speed,dev]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -26,10 +26,12 @@ course: install
 	$(PY) -m hrank_ssd course --profile $(PROFILE) --runs $(RUNS)
 
 notebook: install
+	test -x $(VENV)/bin/jupyter || $(PY) -m pip install -q -e ".[course]"
 	$(VENV)/bin/jupyter lab notebooks/
 
+# one worker per core (at most 4), whole files per worker so module fixtures are built once
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --maxprocesses 4 --dist loadfile
 
 lint: install
 	$(VENV)/bin/ruff check lib tests data_scripts benchmarks notebooks

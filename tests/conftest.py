@@ -2,12 +2,36 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+# Longest first, so that with pytest-xdist (`make test` runs `-n auto --dist loadfile`) the long files start
+# at once on different workers instead of one of them starting last.
+LONG_FILES = ("test_notebooks.py", "test_training.py", "test_bench.py", "test_course.py", "test_ranks.py")
+
+
+def pytest_configure(config):
+    """Under pytest-xdist each worker gets an equal share of the cores for torch (and its notebook kernels)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        name = item.path.name
+        return LONG_FILES.index(name) if name in LONG_FILES else len(LONG_FILES)
+
+    items.sort(key=rank)  # stable: the order inside each file is kept
 
 
 @pytest.fixture(scope="session")

@@ -62,7 +62,7 @@ def test_colab_setup_cell_with_a_missing_repo_fails_in_one_line_without_promptin
     run = ("import sys, types\nsys.modules['google.colab'] = types.ModuleType('google.colab')\n"
            f"exec(compile({setup!r}, 'setup-cell', 'exec'))")
     env = dict(os.environ, HRANK_SSD_REPO_URL=(tmp_path / "no-such-fork").as_uri(), HRANK_SSD_BRANCH="main")
-    out = subprocess.run([sys.executable, "-c", run], capture_output=True, text=True, timeout=120,
+    out = subprocess.run([sys.executable, "-c", run], capture_output=True, text=True, timeout=900,
                          stdin=subprocess.DEVNULL, env=env)
     assert out.returncode != 0 and "Traceback" not in out.stderr
     lines = out.stderr.strip().splitlines()
@@ -91,6 +91,29 @@ def _kernel_ok() -> bool:
         return False
 
 
+@pytest.mark.skipif(not _kernel_ok(), reason="papermill or the python3 Jupyter kernel is not installed")
+def test_one_kernel_resets_names_between_notebooks(tmp_path):
+    """The tests run the course in one kernel: the same process, yet no name survives into the next notebook."""
+    from hrank_ssd.commands.course import execute_notebooks
+    from hrank_ssd.errors import HRankError
+
+    pids = [tmp_path / "a.pid", tmp_path / "b.pid"]
+    paths = []
+    for k, body in enumerate(("leftover = 1", "leftover")):
+        nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "language": "python",
+                                                               "display_name": "Python 3"}})
+        nb.cells = [nbformat.v4.new_code_cell("PROFILE = RUN_DIR = WORK_DIR = DEVICE = None",
+                                              metadata={"tags": ["parameters"]}),
+                    nbformat.v4.new_code_cell(f"import os\nopen({str(pids[k])!r}, 'w').write(str(os.getpid()))"),
+                    nbformat.v4.new_code_cell(body)]
+        paths.append(tmp_path / f"{k}.ipynb")
+        nbformat.write(nb, str(paths[-1]))
+    with pytest.raises(HRankError, match=r"notebook 1.ipynb failed in cell \d+: NameError: name 'leftover'"):
+        execute_notebooks(paths, tmp_path / "run", "tiny", tmp_path / "work", log=lambda m: None, one_kernel=True)
+    assert pids[0].read_text() == pids[1].read_text()  # one kernel process ran both
+    assert not (tmp_path / "run" / "notebooks" / ".inputs").exists()
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not _kernel_ok(), reason="papermill or the python3 Jupyter kernel is not installed")
 def test_all_notebooks_run_on_tiny_profile_and_report(tmp_path):
@@ -98,7 +121,8 @@ def test_all_notebooks_run_on_tiny_profile_and_report(tmp_path):
     from hrank_ssd.report import write_report
 
     run_dir, work = tmp_path / "run", tmp_path / "work"
-    done = execute_notebooks(notebook_paths(NB_DIR), run_dir, "tiny", work, device="cpu", log=lambda m: None)
+    done = execute_notebooks(notebook_paths(NB_DIR), run_dir, "tiny", work, device="cpu", log=lambda m: None,
+                             one_kernel=True)  # each after %reset -f: see test_one_kernel_resets_names
     assert [p.stem for p in done] == list(_names())
     for path in done:
         nb = nbformat.read(str(path), as_version=4)
