@@ -263,7 +263,8 @@ def http_download(url: str, part, *, expected_size: Optional[int] = None, progre
     if have:
         headers["Range"] = f"bytes={have}-"
     try:
-        resp = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+        # a fresh opener reads the proxy variables now (urlopen's global one keeps those of its first call)
+        resp = urllib.request.build_opener().open(urllib.request.Request(url, headers=headers), timeout=timeout)
     except urllib.error.HTTPError as e:
         if e.code == 416 and have:  # our .part is at least as long as the file: start again
             part.unlink()
