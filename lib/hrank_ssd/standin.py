@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 import http.server
+import json
 import shutil
 import ssl
 import threading
@@ -129,6 +130,8 @@ class StandInWorld:
             return self._drive_download(handler, query)
         if parts.hostname == DRIVE and parts.path == "/embeddedfolderview" and "id" in query:
             return self._folder_view(handler, query["id"])
+        if parts.hostname == DRIVE and parts.path.startswith("/drive/folders/"):
+            return self._folder_page(handler, parts.path.rsplit("/", 1)[-1])
         path = self.urls.get(f"{parts.scheme}://{parts.hostname}{parts.path}")
         if path is None:
             return _page(handler, 404, "<html><body>Not Found (stand-in)</body></html>")
@@ -155,6 +158,19 @@ class StandInWorld:
                         for file_id, entry in self.drive.items() if file_id.startswith(folder_id + "_"))
         return _page(handler, 200, f"<html><head><title>{html.escape(folder.name)}</title></head>"
                                    f"<body>{links}</body></html>\n")
+
+
+    def _folder_page(self, handler, folder_id: str) -> None:
+        """The folder page gdown 5 (Colab's) reads: a script holding ``_DRIVE_ivd``, a JS string of the
+        JSON list of ``[id, [parent], name, mime type]``, and the title ``<name> - Google Drive``."""
+        folder = self.folders.get(folder_id)
+        if folder is None:
+            return _page(handler, 404, "<html><title>Google Drive - Page Not Found</title></html>")
+        entries = [[file_id, [folder_id], entry.path.name, "application/octet-stream"]
+                   for file_id, entry in self.drive.items() if file_id.startswith(folder_id + "_")]
+        data = "".join(f"\\x{ord(c):02x}" if c in "\"'<>\\" else c for c in json.dumps([entries, None]))
+        return _page(handler, 200, f"<html><head><title>{html.escape(folder.name)} - Google Drive</title></head>"
+                                   f"<body><script>window['_DRIVE_ivd'] = '{data}';</script></body></html>\n")
 
 
 def _confirm_form(file_id: str, path: Path) -> str:
