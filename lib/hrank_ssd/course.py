@@ -68,7 +68,7 @@ class Profile:
 
 PROFILES: Dict[str, Profile] = {
     "offline": Profile("offline"),
-    "tiny": Profile("tiny", num_train=16, num_test=8, batch_size=8, train_epochs=1, mb1_epochs=1, rank_limit=1,
+    "tiny": Profile("tiny", num_train=8, num_test=4, batch_size=4, train_epochs=1, mb1_epochs=1, rank_limit=1,
                     rank_batch=4, finetune_epochs=1, sensitivity_rates=(0.5,), sensitivity_layers=(1, 14),
                     sensitivity_images=4, criteria_finetune_epochs=0, bench_warmup=1, bench_runs=2,
                     video_max_frames=4),
