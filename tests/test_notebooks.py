@@ -122,7 +122,7 @@ def test_all_notebooks_run_on_tiny_profile_and_report(tmp_path):
 
     run_dir, work = tmp_path / "run", tmp_path / "work"
     done = execute_notebooks(notebook_paths(NB_DIR), run_dir, "tiny", work, device="cpu", log=lambda m: None,
-                             one_kernel=True)  # each after %reset -f: see test_one_kernel_resets_names
+                             one_kernel=True)  # each after %reset_selective -f .: see test_one_kernel_resets_names
     assert [p.stem for p in done] == list(_names())
     for path in done:
         nb = nbformat.read(str(path), as_version=4)

@@ -94,8 +94,9 @@ def execute_notebooks(paths, run_dir, profile: str, work_dir, device=None, cwd=N
 
     Parameters injected: PROFILE, RUN_DIR, WORK_DIR (absolute paths), DEVICE. A failing cell raises
     :class:`HRankError` naming the notebook, the cell and its error, with the executed copy's path.
-    ``one_kernel``: one kernel for all notebooks, each starting with ``%reset -f`` (no name can leak from
-    one notebook to the next; only imported modules stay loaded). The tests' shortcut on slow machines,
+    ``one_kernel``: one kernel for all notebooks, each starting with ``%reset_selective -f .`` (no user name can
+    leak from one notebook to the next; only imported modules stay loaded; unlike ``%reset -f`` it skips a
+    full garbage collection, which took minutes on slow CI machines). The tests' shortcut on slow machines,
     where starting torch in seven kernels costs minutes; Colab and ``course`` use a kernel per notebook.
     """
     try:
@@ -128,7 +129,8 @@ class _SharedKernel:
         import nbformat
 
         nb = nbformat.read(str(path), as_version=4)
-        nb.cells.insert(0, nbformat.v4.new_code_cell("%reset -f", metadata={"tags": ["shared-kernel-reset"]}))
+        reset = nbformat.v4.new_code_cell("%reset_selective -f .", metadata={"tags": ["shared-kernel-reset"]})
+        nb.cells.insert(0, reset)
         self.inputs.mkdir(exist_ok=True)
         copy = self.inputs / path.name
         nbformat.write(nb, str(copy))
