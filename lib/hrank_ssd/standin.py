@@ -27,6 +27,7 @@ DRIVE_CONTENT = "drive.usercontent.google.com"
 HOSTS = (DRIVE, DRIVE_CONTENT, "docs.google.com", "storage.googleapis.com", "raw.githubusercontent.com",
          "host.robots.ox.ac.uk", "pjreddie.com")
 DRIVE_MODES = ("direct", "confirm", "quota")
+NOT_FOUND_PAGE = "<html><title>Google Drive - Page Not Found</title></html>"
 QUOTA_PAGE = ("<html><head><title>Google Drive - Quota exceeded</title></head><body>\n"
               '<p class="uc-error-caption">Sorry, you can\'t view or download this file at this time.</p>\n'
               '<p class="uc-error-subcaption">Too many users have viewed or downloaded this file recently. '
@@ -140,34 +141,39 @@ class StandInWorld:
     def _drive_download(self, handler, query: Dict[str, str]) -> None:
         entry = self.drive.get(query["id"])
         if entry is None:
-            return _page(handler, 404, "<html><title>Google Drive - Page Not Found</title></html>")
+            return _page(handler, 404, NOT_FOUND_PAGE)
         if entry.mode == "quota":
             return _page(handler, 200, QUOTA_PAGE)
         if entry.mode == "confirm" and "confirm" not in query:
             return _page(handler, 200, _confirm_form(query["id"], entry.path))
         return _file(handler, entry.path)
 
+    def _folder_files(self, folder_id: str):
+        """``(folder, [(file id, DriveFile)])`` of a served folder, or None."""
+        folder = self.folders.get(folder_id)
+        if folder is None:
+            return None
+        return folder, [(i, e) for i, e in self.drive.items() if i.startswith(folder_id + "_")]
 
     def _folder_view(self, handler, folder_id: str) -> None:
         """The folder listing gdown 6 reads (its title is the folder's name, its links the files)."""
-        folder = self.folders.get(folder_id)
-        if folder is None:
-            return _page(handler, 404, "<html><title>Google Drive - Page Not Found</title></html>")
+        served = self._folder_files(folder_id)
+        if served is None:
+            return _page(handler, 404, NOT_FOUND_PAGE)
+        folder, files = served
         links = "".join(f'<a href="https://{DRIVE}/file/d/{file_id}/view?usp=drive_web">'
-                        f"{html.escape(entry.path.name)}</a>\n"
-                        for file_id, entry in self.drive.items() if file_id.startswith(folder_id + "_"))
+                        f"{html.escape(entry.path.name)}</a>\n" for file_id, entry in files)
         return _page(handler, 200, f"<html><head><title>{html.escape(folder.name)}</title></head>"
                                    f"<body>{links}</body></html>\n")
-
 
     def _folder_page(self, handler, folder_id: str) -> None:
         """The folder page gdown 5 (Colab's) reads: a script holding ``_DRIVE_ivd``, a JS string of the
         JSON list of ``[id, [parent], name, mime type]``, and the title ``<name> - Google Drive``."""
-        folder = self.folders.get(folder_id)
-        if folder is None:
-            return _page(handler, 404, "<html><title>Google Drive - Page Not Found</title></html>")
-        entries = [[file_id, [folder_id], entry.path.name, "application/octet-stream"]
-                   for file_id, entry in self.drive.items() if file_id.startswith(folder_id + "_")]
+        served = self._folder_files(folder_id)
+        if served is None:
+            return _page(handler, 404, NOT_FOUND_PAGE)
+        folder, files = served
+        entries = [[file_id, [folder_id], entry.path.name, "application/octet-stream"] for file_id, entry in files]
         data = "".join(f"\\x{ord(c):02x}" if c in "\"'<>\\" else c for c in json.dumps([entries, None]))
         return _page(handler, 200, f"<html><head><title>{html.escape(folder.name)} - Google Drive</title></head>"
                                    f"<body><script>window['_DRIVE_ivd'] = '{data}';</script></body></html>\n")
