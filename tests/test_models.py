@@ -159,7 +159,9 @@ def test_init_from_scratch_gives_unit_activations_and_background_prior(net, widt
     for h in hooks:
         h.remove()
     assert len(seen) == len(convs) > 15
-    assert seen == pytest.approx([1.0] * len(convs), rel=1e-4)  # float32 rounding of one rescale
+    # the one-pass rescale and this full forward differ only by float32 rounding, ~1e-6 per layer over <= 23
+    # layers (~2e-5): 1e-4 bounds that on any CPU, while a wrong scale is off by far more
+    assert seen == pytest.approx([1.0] * len(convs), rel=1e-4)
     background = torch.softmax(conf, 2)[..., 0]
     assert float(background.mean()) == pytest.approx(0.99, abs=0.01)
 
