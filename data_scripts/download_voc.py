@@ -26,8 +26,8 @@ def main(argv=None) -> int:
     p.add_argument("--sets", default="2007-trainval,2007-test,2012-trainval",
                    help=f"comma-separated, among {','.join(downloads.VOC_SETS)}")
     p.add_argument("--mirror", action="append", default=[],
-                   help="a mirror tried before the official host and pjreddie.com: a folder URL the tar "
-                        "name is appended to, or a template with {tar} and {year}; repeatable")
+                   help="a mirror tried before the manifest's (the official host, then pjreddie.com): a folder URL "
+                        "the tar name is appended to, or a template with {tar} and {year}; repeatable")
     p.add_argument("--test_dir", default="VOC2007-test",
                    help="VOCdevkit folder for the 2007 test set (VOC2007 merges it with trainval)")
     p.add_argument("--delete_tars", action="store_true", help="remove each tar once extracted")
@@ -35,7 +35,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     sets = [s.strip() for s in args.sets.split(",") if s.strip()]
     try:
-        devkit = downloads.download_voc(args.dest, sets=sets, mirrors=args.mirror + list(downloads.VOC_MIRRORS),
+        devkit = downloads.download_voc(args.dest, sets=sets, mirrors=args.mirror,
                                         test_dir=args.test_dir, keep_tars=not args.delete_tars,
                                         progress=not args.quiet)
     except HRankError as e:

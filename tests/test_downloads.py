@@ -119,6 +119,27 @@ def test_sha_mismatch_tries_next_source(server, tmp_path, capsys):
     assert "sha256" in err and "trying the next source" in err
 
 
+def test_damaged_zip_checkpoint_without_checksum_is_refused_and_provenance_recorded(server, tmp_path):
+    import torch
+
+    buf = io.BytesIO()
+    torch.save({"w": torch.arange(4096, dtype=torch.float32)}, buf)
+    good = buf.getvalue()
+    at = good.index(b"\x00\x00\x80\x3f")  # the bytes of 1.0 inside the tensor's member
+    bad = good[:at] + b"\x00\x00\x80\x40" + good[at + 4:]  # one float changed: same size, CRC no longer matches
+    (server.root / "bad.pth").write_bytes(bad)
+    (server.root / "good.pth").write_bytes(good)
+    man = _manifest(tmp_path, [_art(sources=[  # no sha256 recorded, as for the published weights
+        {"type": "http", "url": server.url + "/bad.pth"}, {"type": "http", "url": server.url + "/good.pth"}])])
+    out = fetch("w", tmp_path / "dest", man, progress=False)
+    assert out.read_bytes() == good
+    assert "CRC mismatch" in downloads._verify(server.root / "bad.pth", _art())
+    assert downloads._verify(server.root / "bad.pth", _art(kind="labels")) is None  # only checkpoints are opened
+    record = json.loads((tmp_path / "dest" / "downloads.json").read_text())
+    assert record["w"]["url"] == server.url + "/good.pth" and record["w"]["bytes"] == len(good)
+    assert record["w"]["file"] == str(Path("models") / "w.pth")
+
+
 def test_all_sources_fail_one_line_and_good_file_kept(server, tmp_path):
     (server.root / "bad.pth").write_bytes(b"y" * 50)
     good = tmp_path / "models" / "w.pth"
@@ -311,16 +332,21 @@ def test_real_manifest_parses():
     assert "1g2KkOMTeZ7u_EM9Ke2HpomvHm049Iqit" in text and "1_qmJN0YcOlD7iuxoy7PXnUh3EH7LZwtj" in text
     urls = {s["url"] for a in man.artifacts.values() for s in a["sources"] if isinstance(s, dict) and s["type"] == "http"}
     clip = man.get("street-clip")
+    tars = [downloads.VOC_SETS[v] for v in ("2007-trainval", "2007-test", "2012-trainval")]
     assert urls == {f"https://storage.googleapis.com/models-hao/{f}" for f in
                     ("vgg16-ssd-mp-0_7726.pth", "mobilenet-v1-ssd-mp-0_675.pth", "voc-model-labels.txt")} \
-        | {clip["sources"][0]["url"]}
+        | {clip["sources"][0]["url"]} | {f"http://host.robots.ox.ac.uk/pascal/VOC/voc{y}/{t}" for y, t, _ in tars} \
+        | {f"https://pjreddie.com/media/files/{t}" for _, t, _ in tars}
+    # torchvision's VOCDetection md5s
+    assert [man.get(f"voc-{v}")["md5"] for v in ("2007-trainval", "2007-test", "2012-trainval")] == \
+        ["c52e279531787c972589f7e41ab4ae64", "b6e924de25625d8de591ea690078ad9f", "6cd6e144f989b92b3379bac3b3de84fd"]
     assert clip["kind"] == "video" and clip["file"] == "data/video/vtest.mp4" and len(clip["sha256"]) == 64
     shared = ROOT.parent / "shared" / "data" / "video" / "vtest.mp4"
     if shared.is_file():  # the pinned URL serves these very bytes
         assert (sha256sum(shared), shared.stat().st_size) == (clip["sha256"], clip["size"])
     for art in man.artifacts.values():
         assert {"name", "file", "kind", "net", "compress_rate", "size", "sha256", "sources"} <= set(art)
-        assert art["file"].startswith("models/" if art["kind"] != "video" else "data/")
+        assert art["file"].startswith("data/" if art["kind"] in ("video", "voc") else "models/")
     assert man.get("vgg16-ssd-hrank")["compress_rate"] == "[0.1]*7+[0.5]*9"
     assert len(man.get("vgg16-ssd-ranks")["members"]) == 14
     assert man.names() == ["vgg16-ssd-hrank", "vgg16-ssd", "mb1-ssd", "voc-labels"]
@@ -346,6 +372,14 @@ def _tar_bytes(members: dict) -> bytes:
     return buf.getvalue()
 
 
+def _voc_manifest(md5s, mirror):
+    """A manifest whose voc-<set> entries have ``md5s`` and one mirror (a folder URL)."""
+    arts = [{"name": f"voc-{name}", "file": f"data/{downloads.VOC_SETS[name][1]}", "kind": "voc", "md5": md5,
+             "sources": [{"type": "http", "url": mirror.rstrip("/") + "/" + downloads.VOC_SETS[name][1]}]}
+            for name, md5 in md5s.items()]
+    return Manifest({"artifacts": arts})
+
+
 def test_download_voc_from_local_mirror(server, tmp_path):
     trainval = _tar_bytes({"VOCdevkit/VOC2007/Annotations/000005.xml": b"<annotation/>",
                            "VOCdevkit/VOC2007/ImageSets/Main/trainval.txt": b"000005\n"})
@@ -354,20 +388,21 @@ def test_download_voc_from_local_mirror(server, tmp_path):
     (server.root / "voc").mkdir()
     (server.root / "voc" / "VOCtrainval_06-Nov-2007.tar").write_bytes(trainval)
     (server.root / "voc" / "VOCtest_06-Nov-2007.tar").write_bytes(test)
-    md5s = {"VOCtrainval_06-Nov-2007.tar": hashlib.md5(trainval).hexdigest(),
-            "VOCtest_06-Nov-2007.tar": hashlib.md5(test).hexdigest()}
-    mirrors = [server.url + "/missing/{tar}", server.url + "/voc/"]
-    devkit = download_voc(tmp_path / "data", sets=["2007-trainval", "2007-test"], mirrors=mirrors, md5s=md5s,
+    md5s = {"2007-trainval": hashlib.md5(trainval).hexdigest(), "2007-test": hashlib.md5(test).hexdigest()}
+    mirrors = [server.url + "/missing/{tar}"]  # tried first, then the manifest's sources
+    man = _voc_manifest(md5s, server.url + "/voc/")
+    devkit = download_voc(tmp_path / "data", sets=["2007-trainval", "2007-test"], mirrors=mirrors, manifest=man,
                           progress=False)
     assert (devkit / "VOC2007" / "ImageSets" / "Main" / "trainval.txt").read_text() == "000005\n"
     assert (devkit / "VOC2007-test" / "ImageSets" / "Main" / "test.txt").read_text() == "000001\n"
     assert not (devkit / "VOC2007" / "ImageSets" / "Main" / "test.txt").exists()
-    assert md5sum(tmp_path / "data" / "VOCtest_06-Nov-2007.tar") == md5s["VOCtest_06-Nov-2007.tar"]
+    assert md5sum(tmp_path / "data" / "VOCtest_06-Nov-2007.tar") == md5s["2007-test"]
+    assert server.requests[0][0] == "/missing/VOCtrainval_06-Nov-2007.tar"  # the extra mirror came first
     n = len(server.requests)
-    download_voc(tmp_path / "data", sets=["2007-trainval", "2007-test"], mirrors=mirrors, md5s=md5s, progress=False)
+    download_voc(tmp_path / "data", sets=["2007-trainval", "2007-test"], manifest=man, progress=False)
     assert len(server.requests) == n  # already extracted: nothing fetched
     # torchvision layout: the test set merged into VOC2007
-    devkit2 = download_voc(tmp_path / "data2", sets=["2007-trainval", "2007-test"], mirrors=mirrors, md5s=md5s,
+    devkit2 = download_voc(tmp_path / "data2", sets=["2007-trainval", "2007-test"], manifest=man,
                            test_dir="VOC2007", keep_tars=False, progress=False)
     main = devkit2 / "VOC2007" / "ImageSets" / "Main"
     assert sorted(p.name for p in main.iterdir()) == ["test.txt", "trainval.txt"]
@@ -376,8 +411,10 @@ def test_download_voc_from_local_mirror(server, tmp_path):
 
 def test_download_voc_bad_md5_all_mirrors_fail(server, tmp_path):
     (server.root / "VOCtest_06-Nov-2007.tar").write_bytes(_tar_bytes({"VOCdevkit/VOC2007/a.txt": b"a"}))
+    real_md5 = downloads.voc_artifact("2007-test", downloads.DEFAULT_MANIFEST)["md5"]  # the repository's manifest
     with pytest.raises(HRankError) as e:
-        download_voc(tmp_path, sets=["2007-test"], mirrors=[server.url + "/"], progress=False)
+        download_voc(tmp_path, sets=["2007-test"], manifest=_voc_manifest({"2007-test": real_md5}, server.url + "/"),
+                     progress=False)
     msg = str(e.value)
     assert "\n" not in msg and "md5" in msg and "b6e924de25625d8de591ea690078ad9f" in msg
     assert not (tmp_path / "VOCtest_06-Nov-2007.tar").exists()
@@ -392,7 +429,9 @@ def test_download_voc_script_mirror_flag(server, tmp_path, monkeypatch):
         sys.path.pop(0)
     tar = _tar_bytes({"VOCdevkit/VOC2012/ImageSets/Main/trainval.txt": b"2008_000008\n"})
     (server.root / "VOCtrainval_11-May-2012.tar").write_bytes(tar)
-    monkeypatch.setitem(downloads.VOC_MD5, "VOCtrainval_11-May-2012.tar", hashlib.md5(tar).hexdigest())
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps(_voc_manifest({"2012-trainval": hashlib.md5(tar).hexdigest()}, "http://0.0.0.0:9/").data))
+    monkeypatch.setenv(downloads.MANIFEST_ENV, str(manifest))  # its md5; the --mirror flag's URL comes first
     assert script.main(["--dest", str(tmp_path), "--sets", "2012-trainval", "--mirror", server.url, "--quiet"]) == 0
     assert (tmp_path / "VOCdevkit" / "VOC2012" / "ImageSets" / "Main" / "trainval.txt").is_file()
     assert script.main(["--dest", str(tmp_path), "--sets", "2013-trainval"]) == 2

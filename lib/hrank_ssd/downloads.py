@@ -26,6 +26,7 @@ import re
 import shutil
 import sys
 import tarfile
+import time
 import urllib.error
 import urllib.request
 import zipfile
@@ -35,7 +36,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Union
 from .errors import HRankError
 from .files import atomic_write_text
 
-KINDS = ("weights", "labels", "ranks", "bundle", "video")
+KINDS = ("weights", "labels", "ranks", "bundle", "video", "voc")
 SOURCE_TYPES = ("gdrive", "gdrive_folder", "http", "bundle")
 DEFAULT_MANIFEST = Path(__file__).resolve().parents[2] / "weights_manifest.json"
 MANIFEST_ENV = "HRANK_SSD_MANIFEST"
@@ -386,7 +387,36 @@ def _verify(path: Path, art: dict) -> Optional[str]:
             return f"sha256 {got[:12]}... does not match the manifest's {art['sha256'][:12]}..."
     if art["kind"] == "bundle" and not (zipfile.is_zipfile(path) or tarfile.is_tarfile(path)):
         return "not a zip archive"
+    if art["kind"] == "weights":
+        return _checkpoint_problem(path)
     return None
+
+
+def _checkpoint_problem(path: Path) -> Optional[str]:
+    """A damaged PyTorch zip checkpoint (torch >= 1.6 format: each tensor a member with a CRC), or None.
+    Legacy pickle checkpoints (pytorch-ssd's, 2019) carry no checksum: only a recorded sha256 guards them."""
+    with open(path, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":
+            return None
+    try:
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:  # zlib errors surface as these too
+        return f"a damaged PyTorch checkpoint ({_one_line(e, 120)})"
+    return f"a damaged PyTorch checkpoint (CRC mismatch in {bad})" if bad else None
+
+
+def _note_source(root: Path, name: str, path: Path, source: str, url: str) -> None:
+    """Where each download came from, in ``root/downloads.json`` (read by the rehearsal's summary and
+    useful to anyone asking which mirror a checkpoint came from)."""
+    record = root / "downloads.json"
+    try:
+        known = json.loads(record.read_text(encoding="utf-8")) if record.is_file() else {}
+    except ValueError:
+        known = {}  # a damaged record is rebuilt, never an error
+    known[name] = {"file": os.path.relpath(path, root), "source": source, "url": url, "bytes": _size(path),
+                   "time": time.strftime("%Y-%m-%d %H:%M:%S")}
+    atomic_write_text(record, json.dumps(known, indent=1) + "\n")
 
 
 # ------------------------------------------------------------------------------------------ fetch
@@ -514,6 +544,7 @@ def _fetch_sources(art: dict, target: Path, ctx: _Ctx) -> Path:
             continue
         _install(staged, target)
         _log(f"{name}: saved {target} (from {label})")
+        _note_source(ctx.dest, name, target, label, source_link(src))
         ctx.maybe_record(art, target)
         if art["kind"] == "bundle":
             _unpack(target, art, ctx)
@@ -734,6 +765,7 @@ def download_url(urls: Sequence[str], dest, *, md5: Optional[str] = None, sha256
             _log(f"{what}: {url} gave a bad file ({reason}), deleted it{more}")
             continue
         os.replace(part, dest)
+        _note_source(dest.parent, dest.name, dest, f"http {url}", url)
         return dest
     check = f" (md5 {md5})" if md5 else ""
     raise HRankError(f"could not download {what}: tried {'; '.join(failures) or 'no mirrors'}; download it "
@@ -742,23 +774,14 @@ def download_url(urls: Sequence[str], dest, *, md5: Optional[str] = None, sha256
 
 # -------------------------------------------------------------------------------------------- VOC
 
-VOC_SETS = {  # name: (year, tar, folder inside VOCdevkit it becomes)
+VOC_SETS = {  # name: (year, tar, folder inside VOCdevkit it becomes); sources and md5 in the manifest (voc-<name>)
     "2007-trainval": ("2007", "VOCtrainval_06-Nov-2007.tar", "VOC2007"),
     "2007-test": ("2007", "VOCtest_06-Nov-2007.tar", "VOC2007-test"),
     "2012-trainval": ("2012", "VOCtrainval_11-May-2012.tar", "VOC2012"),
 }
-VOC_MD5 = {  # the md5s torchvision.datasets.VOCDetection checks
-    "VOCtrainval_06-Nov-2007.tar": "c52e279531787c972589f7e41ab4ae64",
-    "VOCtest_06-Nov-2007.tar": "b6e924de25625d8de591ea690078ad9f",
-    "VOCtrainval_11-May-2012.tar": "6cd6e144f989b92b3379bac3b3de84fd",
-}
-VOC_MIRRORS = (
-    "http://host.robots.ox.ac.uk/pascal/VOC/voc{year}/{tar}",
-    "https://pjreddie.com/media/files/{tar}",
-)
 
 
-def voc_urls(year: str, tar: str, mirrors: Sequence[str] = VOC_MIRRORS) -> List[str]:
+def voc_urls(year: str, tar: str, mirrors: Sequence[str]) -> List[str]:
     """Each mirror's URL for ``tar``; a mirror without ``{tar}`` is a folder URL the name is appended to."""
     out = []
     for m in mirrors:
@@ -766,14 +789,21 @@ def voc_urls(year: str, tar: str, mirrors: Sequence[str] = VOC_MIRRORS) -> List[
     return out
 
 
+def voc_artifact(voc_set: str, manifest=None) -> dict:
+    """The manifest entry ``voc-<set>``: the tar's mirrors (http sources, in order) and its md5."""
+    man = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
+    return man.get(f"voc-{voc_set}")
+
+
 def download_voc(dest="data", sets: Sequence[str] = ("2007-trainval", "2007-test", "2012-trainval"),
-                 mirrors: Optional[Sequence[str]] = None, md5s: Optional[Mapping[str, str]] = None,
-                 test_dir: str = "VOC2007-test", keep_tars: bool = True, progress: bool = True) -> Path:
+                 mirrors: Sequence[str] = (), manifest=None, test_dir: str = "VOC2007-test",
+                 keep_tars: bool = True, progress: bool = True) -> Path:
     """Download, md5-check and extract PASCAL VOC into ``dest/VOCdevkit``; return that folder.
 
-    The 2007 test tar unpacks to ``VOCdevkit/VOC2007`` like the trainval one; it is moved to
-    ``VOCdevkit/<test_dir>`` (the original project's ``VOC2007-test``); ``test_dir="VOC2007"``
-    merges both into one folder (torchvision's layout). ``md5s`` overrides the checksums (tests).
+    URLs and md5s come from the manifest's ``voc-<set>`` entries (``manifest``, else ``$HRANK_SSD_MANIFEST``,
+    else the repository's); ``mirrors`` are tried before them. The 2007 test tar unpacks to ``VOCdevkit/VOC2007``
+    like the trainval one; it is moved to ``VOCdevkit/<test_dir>`` (the original project's ``VOC2007-test``);
+    ``test_dir="VOC2007"`` merges both into one folder (torchvision's layout).
     """
     dest = Path(dest)
     devkit = dest / "VOCdevkit"
@@ -782,8 +812,7 @@ def download_voc(dest="data", sets: Sequence[str] = ("2007-trainval", "2007-test
         raise HRankError(f"unknown VOC set {', '.join(unknown)}; choose among {', '.join(VOC_SETS)}")
     if not test_dir or "/" in test_dir or test_dir in (".", ".."):
         raise HRankError(f"--test_dir {test_dir!r} must be a plain folder name such as VOC2007-test")
-    md5_table = {**VOC_MD5, **(md5s or {})}
-    mirrors = list(mirrors) if mirrors else list(VOC_MIRRORS)
+    man = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
     for name in sets:
         year, tar, folder = VOC_SETS[name]
         folder = test_dir if name == "2007-test" else folder
@@ -791,7 +820,9 @@ def download_voc(dest="data", sets: Sequence[str] = ("2007-trainval", "2007-test
         if marker.is_file() and (devkit / folder).is_dir():
             _log(f"VOC {name}: {devkit / folder} already extracted")
             continue
-        tar_path = download_url(voc_urls(year, tar, mirrors), dest / tar, md5=md5_table.get(tar),
+        art = voc_artifact(name, man)
+        urls = voc_urls(year, tar, mirrors) + [s["url"] for s in art["sources"] if s["type"] == "http"]
+        tar_path = download_url(urls, dest / tar, md5=art.get("md5"), sha256=art.get("sha256"), size=art.get("size"),
                                 progress=progress, what=f"VOC {name}")
         tmp = dest / f".extract-{name}"
         _remove(tmp)
@@ -805,7 +836,7 @@ def download_voc(dest="data", sets: Sequence[str] = ("2007-trainval", "2007-test
             _merge_tree(found[0], devkit / folder)
         finally:
             _remove(tmp)
-        marker.write_text(md5_table.get(tar, "") + "\n")
+        marker.write_text((art.get("md5") or "") + "\n")
         _log(f"VOC {name}: extracted into {devkit / folder}")
         if not keep_tars:
             tar_path.unlink()
@@ -837,4 +868,4 @@ def list_rows(manifest: Manifest, dest_dir=".") -> List[dict]:
 
 __all__ = ["Manifest", "load_manifest", "fetch", "fetch_many", "sha256sum", "md5sum", "http_download",
            "download_url", "download_voc", "extract_archive", "find_member", "html_problem", "list_rows",
-           "VOC_SETS", "VOC_MD5", "VOC_MIRRORS"]
+           "VOC_SETS", "voc_artifact"]
