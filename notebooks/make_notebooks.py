@@ -172,8 +172,9 @@ print(len(test), "test images; classes:", test.class_names)
 import matplotlib.patches as patches
 import matplotlib.pyplot as plt
 
-fig, axes = plt.subplots(1, 3, figsize=(12, 4))
-for ax, i in zip(axes, range(3)):
+shown = min(3, len(test))  # a small test set may hold fewer images
+fig, axes = plt.subplots(1, shown, figsize=(4 * shown, 4), squeeze=False)
+for ax, i in zip(axes[0], range(shown)):
     image_id, (boxes, labels, _) = test.get_annotation(i)
     ax.imshow(test.get_image(i))
     for (x1, y1, x2, y2), lab in zip(boxes, labels):
@@ -830,6 +831,20 @@ On Colab, download the video from the file browser (`runs/.../video/demo_pruned.
 python -m hrank_ssd video vgg16-ssd work/offline/models/vgg16-ssd-pruned.pth \\
     work/offline/data/VOCdevkit/VOC2007/labels.txt ../shared/data/video/vtest.mp4 demo_pruned.mp4 --max_frames 60
 ```
+"""),
+    md("""
+## The report
+
+The last step gathers every result of this run (notebooks 00-06) into `report.md` and `report.html` in the run
+folder: the comparison table with the machine beside every latency, per-class AP, FLOPs, and which model stood
+in for which. On Colab it is written too: download it from the file browser, or keep it on Drive
+(`USE_DRIVE = True`).
+"""),
+    code("""
+from hrank_ssd.report import write_report
+
+report_md, report_html = write_report(course.run_dir)
+print("report:", report_md, "and", report_html)
 """),
 ]
 

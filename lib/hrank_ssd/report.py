@@ -106,7 +106,7 @@ def load_results(run_dir) -> Dict[str, object]:
     out: Dict[str, object] = {name: read_csv(results, name) for name in
                               ("map.csv", "per_class_ap.csv", "bench.csv", "flops.csv", "sensitivity.csv",
                                "criteria.csv", "distillation.csv", "bench_trained.csv")}
-    for name in ("timings.json", "settings.json", "video.json", "machine.json"):
+    for name in ("timings.json", "settings.json", "video.json", "machine.json", "substitutes.json"):
         out[name] = read_json(results, name)
     logs = {p.stem[len("log_"):]: p for p in results.glob("log_*.csv")}
     order = [k for k in MODEL_KEYS if k in logs] + sorted(k for k in logs if k not in MODEL_KEYS)
@@ -304,6 +304,13 @@ def build_report(run_dir) -> Tuple[str, List[Path]]:
                  f"(VGG width {settings.get('vgg_width')}, MobileNetV1 width {settings.get('mb1_width')}): "
                  "our mAP is measured on synthetic shapes and is **not comparable** to the published VOC numbers. "
                  "Params, MACs and the benchmark are for the full-size detectors (300x300, 21 classes).")
+    if settings.get("name") == "full-rehearsal":
+        L += ["", "> A rehearsal of the full profile (`python -m hrank_ssd rehearse`): the downloads came from a local "
+                  "stand-in with seeded random weights and a few VOC images, so its mAP measures nothing; it proves "
+                  "the path. Latencies, params and MACs are real."]
+    for key, why in (res.get("substitutes.json") or {}).items():  # a published model that could not be had
+        L += ["", f"> **{_title(key)}: not the published model.** {why}. Retry later (Drive's quota resets "
+                  "within 24 hours), or download it by hand: `python -m hrank_ssd download --list`."]
 
     # 1. comparison
     L += ["", "## 1. VGG16-SSD vs HRank-pruned VGG16-SSD vs MobileNetV1-SSD", ""]
