@@ -2,6 +2,7 @@
 #   make course   create .venv, install, build the offline dataset and run the whole course offline
 #   make test     create .venv, install, run the test suite
 # make notebook opens the course in Jupyter in the browser.
+# make rehearse runs Colab's full-profile path offline (stand-in Drive/GCS/VOC, Colab's package versions).
 # FULL=1 make course runs the course on real VOC data and the published weights (network needed).
 
 PYTHON ?= python3
@@ -12,7 +13,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 RUNS ?= runs
 PROFILE := $(if $(FULL),full,offline)
 
-.PHONY: course test install lint clean bench notebook
+.PHONY: course test install lint clean bench notebook rehearse
 
 $(VENV)/.installed: pyproject.toml requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +30,11 @@ notebook: install
 	test -x $(VENV)/bin/jupyter || $(PY) -m pip install -q -e ".[course]"
 	$(VENV)/bin/jupyter lab notebooks/
 
+# every notebook on the full profile against a local stand-in of Drive, GCS and the VOC mirrors, in a venv
+# pinned to Colab's versions (.venv-colab, made once), normal + Drive quota + damaged downloads
+rehearse: install
+	$(PY) -m hrank_ssd rehearse --colab_env .venv-colab --runs $(RUNS)
+
 # one worker per core (at most 4), whole files per worker so module fixtures are built once
 test: install
 	$(PY) -m pytest -q -n auto --maxprocesses 4 --dist loadfile
@@ -40,4 +46,4 @@ bench: install
 	$(PY) benchmarks/run_all.py $(if $(wildcard work/offline/models/vgg16-ssd-pruned.pth),--trained work/offline/models/vgg16-ssd-pruned.pth --dataset work/offline/data/VOCdevkit/VOC2007)
 
 clean:
-	rm -rf $(RUNS) work .pytest_cache
+	rm -rf $(RUNS) work .pytest_cache .venv-colab

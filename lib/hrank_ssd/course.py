@@ -8,6 +8,7 @@ Profiles:
 - ``offline``: synthetic VOC-format data and small models trained here, no network (local default).
 - ``full``: real VOC and the original project's weights and ranks via ``weights_manifest.json``.
 - ``tiny``: the offline pipeline shrunk to seconds, for CI.
+- ``full-rehearsal``: ``full`` at CPU sizes, run by ``rehearse`` against a local stand-in of the outside world.
 """
 
 from __future__ import annotations
@@ -78,6 +79,10 @@ PROFILES: Dict[str, Profile] = {
                     criteria_finetune_epochs=0, bench_warmup=10, bench_runs=50, video_max_frames=None,
                     use_published_pruned=True, student_finetune_epochs=1),
 }
+# The full profile's code path at CPU sizes, for ``rehearse`` (the stand-in world's few VOC images): only the
+# images per step and the benchmark's runs differ from full.
+PROFILES["full-rehearsal"] = replace(PROFILES["full"], name="full-rehearsal", rank_limit=1, rank_batch=4,
+                                     sensitivity_images=4, bench_warmup=1, bench_runs=3, video_max_frames=8)
 
 
 def get_profile(name: str, **overrides) -> Profile:
