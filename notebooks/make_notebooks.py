@@ -535,8 +535,9 @@ print(init, "| criterion", info.get("criterion"), "| rates", info.get("compress_
     md("""
 `Course.finetuned()` trains the pruned model (the pruned weights are the starting point) and logs every
 epoch: train and validation loss (regression + classification) and, every few epochs, mAP. While it runs,
-the curves are redrawn after each epoch into `work/<profile>/checkpoints/vgg16-ssd-pruned/curves.png`:
-open that file to watch them live.
+the cell below redraws the training loss of every step in place (`LiveLossCurve`, a training hook), and the
+per-epoch curves are also written to `work/<profile>/checkpoints/<model>/curves.png`. When the model was
+already trained (a re-run), nothing is trained again and the curve stays empty: the logged curves follow.
 """),
     md("""
 On the **full** profile the original 120 GPU epochs are out of reach in a notebook: the published pruned
@@ -557,7 +558,9 @@ if course.profile.use_published_pruned and not course.profile.synthetic:
     except HRankError as e:  # e.g. Drive over quota: the course goes on with your own finetuned model
         print(f"published pruned model unavailable: {e}\\nnotebooks 04-06 will use yours (below); retry later with "
               "`python -m hrank_ssd download vgg16-ssd-hrank`")
-finetuned = course.student_finetuned()
+from hrank_ssd.live_plot import LiveLossCurve
+
+finetuned = course.student_finetuned(hooks=LiveLossCurve(every=5, title="your finetuning"))
 print(f"your finetuned model: {finetuned} ({course.profile.student_finetune_epochs or course.profile.finetune_epochs} epochs)")
 log = pd.read_csv(course.log_file(finetuned))
 log

@@ -134,6 +134,11 @@ def test_all_notebooks_run_on_tiny_profile_and_report(tmp_path):
                  "log_vgg16-ssd.csv", "log_vgg16-ssd-pruned.csv", "settings.json", "video.json", "machine.json"):
         assert (results / name).is_file(), name
     assert json.loads((results / "settings.json").read_text())["name"] == "tiny"
+    # notebook 03's loss curve was drawn inside the notebook while training ran (a PNG in the cell's output)
+    nb03 = nbformat.read(str(run_dir / "notebooks" / "03_finetune.ipynb"), as_version=4)
+    live = [c for c in nb03.cells if c.cell_type == "code" and "LiveLossCurve(" in c.source]
+    assert len(live) == 1 and any("image/png" in o.get("data", {}) for o in live[0].outputs)
+    assert (run_dir / "report.md").is_file()  # notebook 06 wrote the report itself, as on Colab
     md, html = write_report(run_dir)
     text = md.read_text()
     for title in ("VGG16-SSD", "VGG16-SSD pruned (HRank)", "MobileNetV1-SSD"):

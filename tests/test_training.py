@@ -165,6 +165,19 @@ def test_resume_after_whole_epochs_is_exact(reference, tiny_voc, tmp_path):
     assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in ref.history]
 
 
+def test_live_loss_curve_receives_every_step_loss(tiny_voc, tmp_path):
+    from hrank_ssd.live_plot import LiveLossCurve
+
+    curve = LiveLossCurve(every=1)
+    result = train(_config(tiny_voc, tmp_path, num_epochs=1), hooks=curve)
+    pts = curve.points
+    assert pts["step"] == list(range(1, len(pts["step"]) + 1)) and len(pts["step"]) >= 2
+    # the epoch's logged train loss is the mean of the per-step losses the hook saw (same floats, same order)
+    assert sum(pts["loss"]) / len(pts["loss"]) == pytest.approx(result.history[0]["train_loss"], rel=1e-12)
+    for total, reg, cls in zip(pts["loss"], pts["regression"], pts["classification"]):
+        assert total == pytest.approx(reg + cls, rel=1e-5)  # float32 sum of the two terms (no distillation)
+
+
 class _Crash(Hooks):
     def __init__(self, epoch, step):
         self.at = (epoch, step)

@@ -206,7 +206,7 @@ class Course:
 
     # ------------------------------------------------------------ models
 
-    def _train(self, key: str, net: str, epochs: int, lr: float, width: float, **extra) -> Path:
+    def _train(self, key: str, net: str, epochs: int, lr: float, width: float, hooks=None, **extra) -> Path:
         from .models import save_model
         from .training import TrainConfig, train
 
@@ -223,7 +223,7 @@ class Course:
                           image_size=p.image_size, seed=p.seed, device=self.device, resume="auto",
                           validation_epochs=max(1, epochs // 3), progress=self.progress, **extra)
         with self.timed(f"train {key}"):
-            result = train(cfg)
+            result = train(cfg, hooks)
         save_model(result.model, out)
         self._copy_log(folder, key)
         return out
@@ -291,8 +291,10 @@ class Course:
         save_pruned(pruned, out, self.profile.compress_rate, criterion, kept)
         return out
 
-    def finetuned(self, criterion: str = "hrank", epochs: Optional[int] = None, distill: bool = False) -> Path:
-        """Prune then finetune (the original train_ssd_prune_eval.py); key ``vgg16-ssd-pruned`` for hrank."""
+    def finetuned(self, criterion: str = "hrank", epochs: Optional[int] = None, distill: bool = False,
+                  hooks=None) -> Path:
+        """Prune then finetune (the original train_ssd_prune_eval.py); key ``vgg16-ssd-pruned`` for hrank.
+        ``hooks``: :class:`~hrank_ssd.training.Hooks` for the training run (e.g. a live loss curve)."""
         p = self.profile
         epochs = p.finetune_epochs if epochs is None else epochs
         key = "vgg16-ssd-pruned" if (criterion == "hrank" and epochs == p.finetune_epochs and not distill) \
@@ -302,18 +304,18 @@ class Course:
         if key == "vgg16-ssd-pruned" and not p.synthetic and p.use_published_pruned:
             return self.fetch("vgg16-ssd-hrank")
         extra = {"distill_from": str(self.baseline("vgg16-ssd"))} if distill else {}
-        return self._train(key, "vgg16-ssd", epochs, p.finetune_lr, 1.0, base_net=str(self.pruned(criterion)),
+        return self._train(key, "vgg16-ssd", epochs, p.finetune_lr, 1.0, hooks, base_net=str(self.pruned(criterion)),
                            **extra)
 
-    def student_finetuned(self) -> Path:
+    def student_finetuned(self, hooks=None) -> Path:
         """Notebook 03's finetuning: the profile's own (``finetuned()``), or, where the published pruned model
         stands in for the original 120 GPU epochs (full), a short run of ``student_finetune_epochs`` epochs
         from the student's own pruned model (about 600 iterations on VOC2007 trainval at batch 8), resumable.
         Its per-epoch log is :meth:`log_file` of the returned path."""
         p = self.profile
         if p.use_published_pruned and not p.synthetic and p.student_finetune_epochs:
-            return self.finetuned(epochs=p.student_finetune_epochs)
-        return self.finetuned()
+            return self.finetuned(epochs=p.student_finetune_epochs, hooks=hooks)
+        return self.finetuned(hooks=hooks)
 
     def log_file(self, model: Path) -> Path:
         """This run's copy of the training log of a model trained by the course (``log_<key>.csv``)."""

@@ -752,7 +752,9 @@ class _Trainer:
             bar.set_postfix(loss=f"{self.sums['loss'] / self.sums['steps']:.4f}", lr=f"{lr:.2g}")
             if cfg.checkpoint_every_steps and step % cfg.checkpoint_every_steps == 0 and step < steps:
                 self.save_checkpoint(epoch, step)
-            self.hooks.after_step(epoch, step, {"trainer": self, "loss": float(stats[0])})
+            loss_v, reg_v, cls_v, _ = stats.tolist()
+            self.hooks.after_step(epoch, step, {"trainer": self, "loss": loss_v, "regression": reg_v,
+                                                "classification": cls_v, "steps": steps})
         bar.close()
         self.start_step = 0
 
