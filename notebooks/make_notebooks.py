@@ -542,8 +542,9 @@ already trained (a re-run), nothing is trained again and the curve stays empty: 
     md("""
 On the **full** profile the original 120 GPU epochs are out of reach in a notebook: the published pruned
 model stands in for them (notebooks 04-06 evaluate it), and you finetune *your own* pruned model for a
-short, stated budget (`student_finetune_epochs`, 1 epoch of VOC2007 trainval: about 600 iterations,
-roughly half an hour on a T4, an estimate). Re-running the cell resumes it.
+short, stated budget (`student_finetune_epochs`, 1 epoch of VOC2007 trainval: about 600 iterations at
+batch 8; the README's "time on a Colab T4" table estimates this notebook's minutes). Re-running the cell
+resumes it.
 """),
     code("""
 from hrank_ssd.report import PUBLISHED_MAP

@@ -1,0 +1,61 @@
+"""Estimated minutes per notebook on a Colab T4 with the full profile (``hrank_ssd.estimates``): computed from
+the work each notebook does and stated rates, with the per-image data time measured here.
+
+    python benchmarks/colab_t4_estimate.py [--dataset VOC_ROOT] [--update_readme]
+
+Writes ``benchmarks/colab_t4_estimate.md``; ``--update_readme`` refreshes README.md's ``t4`` block.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from hrank_ssd import estimates
+from hrank_ssd.course import repo_root
+from hrank_ssd.report import markdown_table
+
+HERE = Path(__file__).resolve().parent
+SHARED_VOC = repo_root().parent / "shared" / "data" / "voc2012_sample" / "VOC2012"
+MARKERS = ("<!-- t4:start -->", "<!-- t4:end -->")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--dataset", default=None, help="a VOC folder of real JPEGs to time decoding on "
+                                                   "(default: ../shared's VOC2012 sample, else a synthetic set)")
+    p.add_argument("--update_readme", action="store_true")
+    args = p.parse_args(argv)
+    root = Path(args.dataset) if args.dataset else SHARED_VOC
+    if not root.is_dir():
+        from hrank_ssd.synthetic import make_synthetic_voc
+
+        root = make_synthetic_voc(HERE / ".t4-synthetic", 16, 0, image_size=500, seed=0)
+    load_ms = {train: estimates.cpu_ms_per_image(root, train, images=32) for train in (False, True)}
+    table = estimates.estimate_table(load_ms)
+    summary = estimates.per_notebook(table)
+    text = (f"Estimated, not measured (no GPU here): minutes per notebook on a Colab T4 with `PROFILE = \"full\"`, "
+            f"from `benchmarks/colab_t4_estimate.py`. GPU work at {estimates.INFER_EFFICIENCY:.0%} (predict) and "
+            f"{estimates.TRAIN_EFFICIENCY:.0%} (training) of the T4's {estimates.T4_FP32_TFLOPS} FP32 TFLOPS, rank "
+            f"SVDs at {estimates.SVD_TFLOPS} TFLOPS, downloads at {estimates.DOWNLOAD_MB_S:.0f} MB/s, decoding "
+            f"{load_ms[False]:.1f} ms (test) / {load_ms[True]:.1f} ms (training augmentation) per image as measured "
+            f"on {root.name} here, on 2 loader workers. Expect the real times within about a factor of 2.\n\n"
+            + markdown_table(summary, floatfmt=".1f") + "\n")
+    detail = markdown_table(table, floatfmt=".2f")
+    (HERE / "colab_t4_estimate.md").write_text("# Time on a Colab T4 (estimate)\n\n" + text
+                                               + "\nThe work behind each figure:\n\n" + detail + "\n")
+    print(text)
+    if args.update_readme:
+        readme = repo_root() / "README.md"
+        body = readme.read_text()
+        start, end = MARKERS
+        if start not in body:
+            raise SystemExit(f"{readme} has no {start} ... {end} block")
+        head, rest = body.split(start, 1)
+        readme.write_text(head + start + "\n" + text + end + rest.split(end, 1)[1])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
