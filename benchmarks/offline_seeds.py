@@ -1,0 +1,114 @@
+"""The offline course's conclusions across seeds: mAP of the three models for several seeds, and their spread.
+
+Each seed changes everything random in the offline profile: the synthetic images, the initialisation, the
+batch order, the random criterion. For each seed this runs the course's steps (data, train, ranks, prune,
+finetune, evaluate; the same calls as the notebooks, ``course --no_notebooks``) in its own work folder, then
+writes ``benchmarks/offline_seeds.md`` (and ``.csv``): per seed the three mAPs and whether the conclusions
+hold, then mean, standard deviation, min and max per model, with the machine they were measured on.
+
+    python benchmarks/offline_seeds.py [--seeds 0,1,2] [--work work/seeds] [--runs runs/seeds] [--update_readme]
+
+The conclusions checked (those the course teaches): the baseline VGG16-SSD is well trained (mAP >= 0.8 on the
+synthetic test set), pruning with HRank then finetuning keeps it close (within 0.05 mAP), and MobileNetV1-SSD
+stays below the pruned VGG16-SSD.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from hrank_ssd.commands.course import run_steps
+from hrank_ssd.course import MODEL_TITLES, Course, get_profile, repo_root
+from hrank_ssd.report import markdown_table
+
+HERE = Path(__file__).resolve().parent
+STEPS = ("data", "train", "ranks", "prune", "finetune", "evaluate")
+WELL_TRAINED, CLOSE = 0.8, 0.05
+README_MARKERS = ("<!-- seeds:start -->", "<!-- seeds:end -->")
+
+
+def run_seed(seed: int, work: Path, runs: Path) -> dict:
+    start = time.perf_counter()
+    course = Course(get_profile("offline", seed=seed), run_dir=runs / f"seed-{seed}", work_dir=work / f"seed-{seed}",
+                    device="cpu", progress=False)
+    run_steps(course, STEPS, log=lambda msg: print(f"[seed {seed}] {msg}", flush=True))
+    maps = pd.read_csv(course.results / "map.csv").set_index("model")["mAP"]
+    row = {"seed": seed, **{k: float(maps[k]) for k in ("vgg16-ssd", "vgg16-ssd-pruned", "mb1-ssd")},
+           "minutes": round((time.perf_counter() - start) / 60, 1)}
+    row["baseline well trained"] = row["vgg16-ssd"] >= WELL_TRAINED
+    row["pruned close to baseline"] = row["vgg16-ssd"] - row["vgg16-ssd-pruned"] <= CLOSE
+    row["MB1 below pruned"] = row["mb1-ssd"] < row["vgg16-ssd-pruned"]
+    return row
+
+
+def spread(table: pd.DataFrame) -> pd.DataFrame:
+    cols = ["vgg16-ssd", "vgg16-ssd-pruned", "mb1-ssd"]
+    out = table[cols].agg(["mean", "std", "min", "max"]).T
+    out.index = [MODEL_TITLES[k] for k in out.index]
+    return out.rename_axis("model").reset_index()
+
+
+def machine() -> str:
+    import torch
+
+    flags = ""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        flags = "AVX-512" if "avx512f" in text else "AVX2" if "avx2" in text else ""
+        name = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), "")
+    except OSError:
+        name = platform.processor()
+    return (f"{name or platform.machine()} ({flags or 'no AVX2'}), {torch.get_num_threads()} threads, "
+            f"torch {torch.__version__}, {time.strftime('%Y-%m-%d')}")
+
+
+def render(table: pd.DataFrame) -> str:
+    checks = ("baseline well trained", "pruned close to baseline", "MB1 below pruned")
+    shown = table.rename(columns=MODEL_TITLES)
+    lines = [f"Offline profile over {len(table)} seeds, measured on {machine()} by `benchmarks/offline_seeds.py`.",
+             "", markdown_table(shown, floatfmt=".4f"), "", "Spread per model:", "",
+             markdown_table(spread(table), floatfmt=".4f"), ""]
+    held = {c: int(table[c].sum()) for c in checks}
+    lines.append("Conclusions held: " + ", ".join(f"{c} in {n}/{len(table)} seeds" for c, n in held.items())
+                 + f" (well trained: mAP >= {WELL_TRAINED}; close: within {CLOSE} mAP).")
+    return "\n".join(lines) + "\n"
+
+
+def update_readme(readme: Path, block: str) -> None:
+    text = readme.read_text()
+    start, end = README_MARKERS
+    if start not in text or end not in text:
+        raise SystemExit(f"{readme} has no {start} ... {end} block")
+    head, rest = text.split(start, 1)
+    readme.write_text(head + start + "\n" + block + end + rest.split(end, 1)[1])
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--work", default=str(repo_root() / "work" / "seeds"))
+    p.add_argument("--runs", default=str(repo_root() / "runs" / "seeds"))
+    p.add_argument("--out", default=str(HERE / "offline_seeds"), help="writes OUT.md and OUT.csv")
+    p.add_argument("--update_readme", action="store_true", help="refresh README.md's seeds block")
+    args = p.parse_args(argv)
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    rows = [run_seed(s, Path(args.work), Path(args.runs)) for s in seeds]
+    table = pd.DataFrame(rows)
+    out = Path(args.out)
+    table.to_csv(out.with_suffix(".csv"), index=False)
+    text = render(table)
+    out.with_suffix(".md").write_text("# The offline course across seeds\n\n" + text)
+    print(text)
+    if args.update_readme:
+        update_readme(repo_root() / "README.md", text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
