@@ -45,10 +45,15 @@ def _results(run_dir):
     return res
 
 
+def _write_report(run):
+    pytest.importorskip("markdown", reason="report.html needs markdown (the colab extra)")
+    return report.write_report(run)
+
+
 def test_report_tables_hold_the_numbers_of_the_files(tmp_path):
     run = tmp_path / "20250101-000000"
     _results(run)
-    md, html = report.write_report(run)
+    md, html = _write_report(run)
     text = md.read_text()
     # comparison: our mAP, their published mAP, eval predict ms, bench forward ms and FPS
     assert "| VGG16-SSD | 0.6125 | 0.7731 | 42.1 | 400.0 | 2.50 | 500.0 | 2.00 | 1,000 |" in text
@@ -77,7 +82,7 @@ def test_report_tables_hold_the_numbers_of_the_files(tmp_path):
     (run / "results" / "machine.json").write_text(json.dumps({
         "device": "cuda", "device_name": "Tesla T4", "cpu": "Intel Xeon", "threads": 2, "torch": "2.11.0+cu126",
         "date": "2026-08-01T10:00:00+00:00"}))
-    text = report.write_report(run)[0].read_text()
+    text = _write_report(run)[0].read_text()
     assert ("Latencies measured on Tesla T4 (device `cuda`, CPU Intel Xeon, 2 threads), torch 2.11.0+cu126, "
             "2026-08-01T10:00:00+00:00.") in text
 
@@ -85,14 +90,14 @@ def test_report_tables_hold_the_numbers_of_the_files(tmp_path):
 def test_missing_files_say_which_command_makes_them(tmp_path):
     run = tmp_path / "run"
     (run / "results").mkdir(parents=True)
-    md, _ = report.write_report(run)
+    md, _ = _write_report(run)
     text = md.read_text()
     assert "`results/map.csv` is missing" in text and "--steps evaluate" in text
     assert "`results/flops.csv` is missing" in text and "Course.flops()" in text
     assert "`results/sensitivity.csv` is missing" in text and "02_hrank_pruning.ipynb" in text
     assert "python -m hrank_ssd course" in report.missing_note("bench.csv")
     with pytest.raises(HRankError):
-        report.write_report(tmp_path / "nope")
+        _write_report(tmp_path / "nope")
 
 
 def test_damaged_results_files_are_one_line_errors(tmp_path):
@@ -102,7 +107,7 @@ def test_damaged_results_files_are_one_line_errors(tmp_path):
     (run / "results").mkdir(parents=True)
     (run / "results" / "log_vgg16-ssd.csv").write_text("")  # e.g. a killed step
     with pytest.raises(HRankError, match="log_vgg16-ssd.csv is not a readable CSV"):
-        report.write_report(run)
+        _write_report(run)
     (run / "results" / "timings.json").write_text("{not json")
     with pytest.raises(HRankError, match="timings.json is not valid JSON"):
         Course("tiny", run, tmp_path / "work", progress=False).load_json("timings.json")
@@ -119,7 +124,7 @@ def test_flops_section_puts_seed_beside_exact_and_quotes_theirs(tmp_path):
          "MACs": 18336088810, "GMACs": 18.336, "seed_params": 3591598.0, "seed_flops": 14224900401.0,
          "params_ratio": 0.4625, "MACs_ratio": 0.5844},
     ]).to_csv(res / "flops.csv", index=False)
-    text = report.write_report(run)[0].read_text()
+    text = _write_report(run)[0].read_text()
     assert "| VGG16-SSD pruned | [0.1]*7+[0.5]*7 | 12,157,314 | 18,336,088,810 | 18.336 |" in text
     assert "| VGG16-SSD pruned | 3591598 | 14224900401 | 3591598 | 14224900401 |" in text
     assert (run / "plots" / "map_vs_macs.png").is_file()

@@ -500,7 +500,10 @@ HTML_HEAD = ("<!doctype html><html><head><meta charset='utf-8'><title>HRank-SSD 
 
 def write_report(run_dir) -> Tuple[Path, Path]:
     """Write ``run_dir/report.md`` and ``run_dir/report.html`` (+ ``run_dir/plots/*.png``); return both paths."""
-    import markdown
+    try:
+        import markdown
+    except ImportError:
+        raise HRankError('the HTML report needs markdown: pip install -e ".[colab]"') from None
 
     from .models import atomic_write_text
 

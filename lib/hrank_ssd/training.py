@@ -462,6 +462,10 @@ def _check(cfg: TrainConfig) -> None:
     parse_milestones(cfg.milestones)
     if cfg.criterion not in ("hrank", "l1", "random"):
         raise HRankError(f"unknown --criterion {cfg.criterion!r}: use hrank, l1 or random")
+    for flag, value, allowed in (("augment", cfg.augment, ("ssd", "light")), ("optimizer", cfg.optimizer, ("sgd", "adam")),
+                                 ("init", cfg.init, ("default", "lsuv"))):
+        if value not in allowed:
+            raise HRankError(f"unknown --{flag} {value!r}: use {' or '.join(allowed)}")
     if cfg.grad_clip is not None and cfg.grad_clip <= 0:
         raise HRankError(f"--grad_clip must be positive, got {cfg.grad_clip}")
 
