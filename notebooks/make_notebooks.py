@@ -49,7 +49,7 @@ IN_COLAB = "google.colab" in sys.modules
 USE_DRIVE = False  # Colab only: keep work/ (checkpoints, ranks) and runs/ on Google Drive, safe from disconnects
 
 if IN_COLAB:
-    REPO = Path("/content/hrank-ssd")
+    REPO = Path(os.environ.get("HRANK_SSD_COLAB_DIR", "/content/hrank-ssd"))
     if not REPO.is_dir():
         url = os.environ.get("HRANK_SSD_REPO_URL", "{REPO_URL}")
         branch = os.environ.get("HRANK_SSD_BRANCH", "{BRANCH}")

@@ -71,6 +71,65 @@ def test_colab_setup_cell_with_a_missing_repo_fails_in_one_line_without_promptin
     assert "HRANK_SSD_REPO_URL" in lines[0] and not Path("/content/hrank-ssd").exists()
 
 
+COLAB_RUNNER = r"""
+import json, os, subprocess, sys, types
+sys.modules['google.colab'] = types.ModuleType('google.colab')  # what IN_COLAB looks for
+calls, real_run = [], subprocess.run
+
+def run(args, *a, **kw):  # git runs for real; pip is recorded (Colab's packages are not reinstalled here)
+    if 'pip' in args:
+        calls.append(list(args))
+        out = 'torch==2.11.0+cu128\nipywidgets==7.7.1\n-e git+https://x/y.git#egg=z\n' if 'freeze' in args else ''
+        return subprocess.CompletedProcess(args, 0, stdout=out, stderr='')
+    calls.append(list(args))
+    return real_run(args, *a, **kw)
+
+subprocess.run = run
+cells = json.loads(sys.argv[1])
+In = cells['history']  # IPython's input history: where the course cell looks for papermill's injected cell
+for source in cells['run']:
+    exec(compile(source, 'cell', 'exec'))
+print(json.dumps({'calls': calls, 'cwd': os.getcwd(), 'profile': course.profile.name, 'path0': sys.path[0],
+                  'keep': open('/tmp/keep-colab-packages.txt').read()}))
+"""
+
+
+@pytest.mark.parametrize("injected", [None, 'PROFILE = "tiny"'])
+def test_colab_setup_cell_clones_installs_and_picks_the_profile(tmp_path, injected):
+    """The Colab branch with a stand-in google.colab: the clone and pip commands, then the profile: Colab's
+    default (full) unless papermill injected one, which is kept."""
+    import os
+    import subprocess
+    import sys
+
+    nb = nbformat.read(str(NB_DIR / "00_setup.ipynb"), as_version=4)
+    setup, params, course = nb.cells[1].source, nb.cells[2].source, nb.cells[3].source
+    run = [setup, params] + ([injected] if injected else []) + [course]
+    history = [setup, params] + (["# Parameters\n" + injected] if injected else []) + [course]
+    # a stand-in for GitHub: this checkout's HEAD (a detached CI checkout too) as branch colab-test of a local repo
+    origin, branch = tmp_path / "origin", "colab-test"
+    for cmd in (["git", "init", "-q", str(origin)], ["git", "-C", str(origin), "fetch", "-q", str(REPO), "HEAD"],
+                ["git", "-C", str(origin), "update-ref", f"refs/heads/{branch}", "FETCH_HEAD"]):
+        subprocess.run(cmd, check=True, capture_output=True)
+    clone = tmp_path / "content" / "hrank-ssd"
+    env = dict(os.environ, HRANK_SSD_REPO_URL=origin.as_uri(), HRANK_SSD_BRANCH=branch,
+               HRANK_SSD_COLAB_DIR=str(clone))
+    out = subprocess.run([sys.executable, "-c", COLAB_RUNNER, json.dumps({"run": run, "history": history})],
+                         capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL, env=env,
+                         cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    git, freeze, install = got["calls"]
+    assert git == ["git", "clone", "--depth", "1", "--branch", branch, origin.as_uri(), str(clone)]
+    assert freeze == [sys.executable, "-m", "pip", "freeze"]
+    assert install == [sys.executable, "-m", "pip", "install", "-q", "-e", ".[colab]", "-c",
+                       "/tmp/keep-colab-packages.txt"]
+    assert got["keep"] == "torch==2.11.0+cu128\nipywidgets==7.7.1\n"  # Colab's pins kept, editable lines not
+    assert got["cwd"] == str(clone) and got["path0"] == str(clone / "lib")
+    assert (clone / "notebooks" / "00_setup.ipynb").is_file()
+    assert got["profile"] == ("tiny" if injected else "full")
+
+
 def test_notebooks_match_their_generator(tmp_path):
     """The committed .ipynb files are exactly what make_notebooks.py writes (edit the generator, not the JSON)."""
     gen = _load_generator()
