@@ -57,18 +57,18 @@ def test_colab_setup_cell_with_a_missing_repo_fails_in_one_line_without_promptin
     import subprocess
     import sys
 
-    if Path("/content/hrank-ssd").exists():
-        pytest.skip("/content/hrank-ssd exists here: the setup cell would not clone")
     setup = nbformat.read(str(NB_DIR / "00_setup.ipynb"), as_version=4).cells[1].source
     run = ("import sys, types\nsys.modules['google.colab'] = types.ModuleType('google.colab')\n"
            f"exec(compile({setup!r}, 'setup-cell', 'exec'))")
-    env = dict(os.environ, HRANK_SSD_REPO_URL=(tmp_path / "no-such-fork").as_uri(), HRANK_SSD_BRANCH="main")
+    clone = tmp_path / "content" / "hrank-ssd"
+    env = dict(os.environ, HRANK_SSD_REPO_URL=(tmp_path / "no-such-fork").as_uri(), HRANK_SSD_BRANCH="main",
+               HRANK_SSD_COLAB_DIR=str(clone))
     out = subprocess.run([sys.executable, "-c", run], capture_output=True, text=True, timeout=900,
                          stdin=subprocess.DEVNULL, env=env)
     assert out.returncode != 0 and "Traceback" not in out.stderr
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"could not clone {env['HRANK_SSD_REPO_URL']} (branch main)")
-    assert "HRANK_SSD_REPO_URL" in lines[0] and not Path("/content/hrank-ssd").exists()
+    assert "HRANK_SSD_REPO_URL" in lines[0] and not clone.exists()
 
 
 COLAB_RUNNER = r"""
