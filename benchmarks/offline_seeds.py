@@ -7,6 +7,7 @@ writes ``benchmarks/offline_seeds.md`` (and ``.csv``): per seed the three mAPs a
 hold, then mean, standard deviation, min and max per model, with the machine they were measured on.
 
     python benchmarks/offline_seeds.py [--seeds 0,1,2] [--work work/seeds] [--runs runs/seeds] [--update_readme]
+    python benchmarks/offline_seeds.py --from_csv --update_readme   # re-render the last run's table
 
 The conclusions checked (those the course teaches): the baseline VGG16-SSD is well trained (mAP >= 0.8 on the
 synthetic test set), pruning with HRank then finetuning keeps it close (within 0.05 mAP), and MobileNetV1-SSD
@@ -96,12 +97,15 @@ def main(argv=None) -> int:
     p.add_argument("--runs", default=str(repo_root() / "runs" / "seeds"))
     p.add_argument("--out", default=str(HERE / "offline_seeds"), help="writes OUT.md and OUT.csv")
     p.add_argument("--update_readme", action="store_true", help="refresh README.md's seeds block")
+    p.add_argument("--from_csv", action="store_true", help="re-render OUT.csv of an earlier run, train nothing")
     args = p.parse_args(argv)
-    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    rows = [run_seed(s, Path(args.work), Path(args.runs)) for s in seeds]
-    table = pd.DataFrame(rows)
     out = Path(args.out)
-    table.to_csv(out.with_suffix(".csv"), index=False)
+    if args.from_csv:
+        table = pd.read_csv(out.with_suffix(".csv"))
+    else:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+        table = pd.DataFrame([run_seed(s, Path(args.work), Path(args.runs)) for s in seeds])
+        table.to_csv(out.with_suffix(".csv"), index=False)
     text = render(table)
     out.with_suffix(".md").write_text("# The offline course across seeds\n\n" + text)
     print(text)
