@@ -5,7 +5,7 @@ written into a copy of ``lib/`` in a temporary folder; the module's tests then r
 (``PYTHONPATH`` puts it before the installed package). A mutant is *killed* when a test fails, *survives*
 when all pass. Writes ``benchmarks/mutation_check.md``; the exit code is the number of survivors.
 
-    python benchmarks/mutation_check.py [--only evaluation,pruning] [--list]
+    python benchmarks/mutation_check.py [--only evaluation,pruning] [--match "l1 criterion"] [--list] [--out FILE]
 """
 
 from __future__ import annotations
@@ -125,11 +125,13 @@ def run_mutant(m: Mutant, timeout: int) -> tuple:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--only", default=None, help="comma-separated modules")
+    p.add_argument("--match", default=None, help="only mutants whose description contains this text")
     p.add_argument("--list", action="store_true")
     p.add_argument("--timeout", type=int, default=1200)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "mutation_check.md"))
     args = p.parse_args(argv)
-    chosen = [m for m in MUTANTS if not args.only or m.module in args.only.split(",")]
+    chosen = [m for m in MUTANTS if (not args.only or m.module in args.only.split(","))
+              and (not args.match or args.match in m.what)]
     if args.list:
         for m in chosen:
             print(f"{m.module}: {m.what}")

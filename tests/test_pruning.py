@@ -141,3 +141,16 @@ def test_prune_cli_writes_loadable_model_and_json(tmp_path, capsys):
     assert main(["prune", "--base_net", str(base), "--compress_rate", "[0.1]*3", "--criterion", "l1",
                  "--output", str(tmp_path / "x.pth")]) == 2
     assert "gives 3 rates" in capsys.readouterr().err
+
+
+def test_l1_criterion_ranks_filters_by_the_sum_of_absolute_weights():
+    from hrank_ssd.pruning import l1_scores, layer_names, producer_key
+
+    model = build_model("vgg16-ssd", 3, width=0.125)
+    weight = dict(model.named_parameters())[producer_key("vgg16-ssd", 0) + ".weight"]  # conv1_1
+    with torch.no_grad():
+        weight[0] = -1.0  # the largest L1 norm, and the smallest plain sum
+    scores = l1_scores(model)
+    np.testing.assert_allclose(scores[0], weight.detach().abs().flatten(1).sum(1).double().numpy(), rtol=1e-12)
+    kept = kept_indices(model, "[0.5]*14", "l1")[layer_names("vgg16-ssd")[0]]
+    assert 0 in kept and len(kept) == weight.shape[0] // 2
