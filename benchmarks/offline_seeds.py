@@ -71,8 +71,9 @@ def machine() -> str:
 
 def render(table: pd.DataFrame) -> str:
     checks = ("baseline well trained", "pruned close to baseline", "MB1 below pruned")
-    shown = table.rename(columns=MODEL_TITLES)
-    lines = [f"Offline profile over {len(table)} seeds, measured on {machine()} by `benchmarks/offline_seeds.py`.",
+    where = table["machine"].iloc[0] if "machine" in table else machine()  # as measured (older CSVs: this one)
+    shown = table.drop(columns=["minutes", "machine"], errors="ignore").rename(columns=MODEL_TITLES)
+    lines = [f"Offline profile over {len(table)} seeds, measured on {where} by `benchmarks/offline_seeds.py`.",
              "", markdown_table(shown, floatfmt=".4f"), "", "Spread per model:", "",
              markdown_table(spread(table), floatfmt=".4f"), ""]
     held = {c: int(table[c].sum()) for c in checks}
@@ -104,7 +105,7 @@ def main(argv=None) -> int:
         table = pd.read_csv(out.with_suffix(".csv"))
     else:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-        table = pd.DataFrame([run_seed(s, Path(args.work), Path(args.runs)) for s in seeds])
+        table = pd.DataFrame([run_seed(s, Path(args.work), Path(args.runs)) for s in seeds]).assign(machine=machine())
         table.to_csv(out.with_suffix(".csv"), index=False)
     text = render(table)
     out.with_suffix(".md").write_text("# The offline course across seeds\n\n" + text)
