@@ -43,7 +43,7 @@ def test_full_profile_uses_the_published_ranks_unless_asked_to_generate(tmp_path
 def test_student_finetune_is_short_on_full_and_the_course_run_elsewhere(tmp_path, monkeypatch):
     from hrank_ssd.course import Course
 
-    for name, expected in (("full", {"epochs": 1}), ("tiny", {})):
+    for name, expected in (("full", {"epochs": 1, "hooks": None}), ("tiny", {"hooks": None})):
         course = Course(name, tmp_path / name / "run", tmp_path / name / "work", progress=False)
         seen = []
         monkeypatch.setattr(course, "finetuned", lambda seen=seen, **kw: seen.append(kw) or tmp_path / "vgg16-ssd-hrank-ft1.pth")
