@@ -14,7 +14,7 @@ from pathlib import Path
 
 from hrank_ssd import estimates
 from hrank_ssd.course import repo_root
-from hrank_ssd.report import markdown_table
+from hrank_ssd.report import markdown_table, replace_marked_block
 
 HERE = Path(__file__).resolve().parent
 SHARED_VOC = repo_root().parent / "shared" / "data" / "voc2012_sample" / "VOC2012"
@@ -47,13 +47,7 @@ def main(argv=None) -> int:
                                                + "\nThe work behind each figure:\n\n" + detail + "\n")
     print(text)
     if args.update_readme:
-        readme = repo_root() / "README.md"
-        body = readme.read_text()
-        start, end = MARKERS
-        if start not in body:
-            raise SystemExit(f"{readme} has no {start} ... {end} block")
-        head, rest = body.split(start, 1)
-        readme.write_text(head + start + "\n" + text + end + rest.split(end, 1)[1])
+        replace_marked_block(repo_root() / "README.md", *MARKERS, text)
     return 0
 
 

@@ -17,7 +17,6 @@ stays below the pruned VGG16-SSD.
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ import pandas as pd
 
 from hrank_ssd.commands.course import run_steps
 from hrank_ssd.course import MODEL_TITLES, Course, get_profile, repo_root
-from hrank_ssd.report import markdown_table
+from hrank_ssd.report import markdown_table, replace_marked_block
 
 HERE = Path(__file__).resolve().parent
 STEPS = ("data", "train", "ranks", "prune", "finetune", "evaluate")
@@ -58,15 +57,15 @@ def spread(table: pd.DataFrame) -> pd.DataFrame:
 def machine() -> str:
     import torch
 
-    flags = ""
+    from hrank_ssd.bench import cpu_model
+
     try:
         text = Path("/proc/cpuinfo").read_text()
-        flags = "AVX-512" if "avx512f" in text else "AVX2" if "avx2" in text else ""
-        name = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), "")
     except OSError:
-        name = platform.processor()
-    return (f"{name or platform.machine()} ({flags or 'no AVX2'}), {torch.get_num_threads()} threads, "
-            f"torch {torch.__version__}, {time.strftime('%Y-%m-%d')}")
+        text = ""
+    flags = "AVX-512" if "avx512f" in text else "AVX2" if "avx2" in text else "no AVX2 seen"
+    return f"{cpu_model()} ({flags}), {torch.get_num_threads()} threads, torch {torch.__version__}, " \
+           f"{time.strftime('%Y-%m-%d')}"
 
 
 def render(table: pd.DataFrame) -> str:
@@ -80,15 +79,6 @@ def render(table: pd.DataFrame) -> str:
     lines.append("Conclusions held: " + ", ".join(f"{c} in {n}/{len(table)} seeds" for c, n in held.items())
                  + f" (well trained: mAP >= {WELL_TRAINED}; close: within {CLOSE} mAP).")
     return "\n".join(lines) + "\n"
-
-
-def update_readme(readme: Path, block: str) -> None:
-    text = readme.read_text()
-    start, end = README_MARKERS
-    if start not in text or end not in text:
-        raise SystemExit(f"{readme} has no {start} ... {end} block")
-    head, rest = text.split(start, 1)
-    readme.write_text(head + start + "\n" + block + end + rest.split(end, 1)[1])
 
 
 def main(argv=None) -> int:
@@ -111,7 +101,7 @@ def main(argv=None) -> int:
     out.with_suffix(".md").write_text("# The offline course across seeds\n\n" + text)
     print(text)
     if args.update_readme:
-        update_readme(repo_root() / "README.md", text)
+        replace_marked_block(repo_root() / "README.md", *README_MARKERS, text)
     return 0
 
 

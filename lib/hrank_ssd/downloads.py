@@ -173,6 +173,11 @@ def load_manifest(path=None) -> Manifest:
     return Manifest(data, path)
 
 
+def _as_manifest(manifest) -> Manifest:
+    """A :class:`Manifest` as given, else read from a path (None: ``$HRANK_SSD_MANIFEST`` or the repository's)."""
+    return manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
+
+
 def _normalise_source(src, name=None, where="manifest") -> dict:
     """Source dict from a manifest entry; ``"bundle:<bundle>/<glob>"`` strings are accepted too."""
     if isinstance(src, str) and src.startswith("bundle:"):
@@ -461,7 +466,7 @@ def fetch(name_or_artifact: Union[str, dict], dest_dir=".", manifest=None, recor
     callable(source, tmp_path)}`` replacing the real gdown/urllib transports (used by tests).
     Raises :class:`HRankError` (one line: every source tried and why it failed, what to do).
     """
-    man = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
+    man = _as_manifest(manifest)
     art = man.get(name_or_artifact) if isinstance(name_or_artifact, str) else name_or_artifact
     ctx = _Ctx(man, Path(dest_dir), record, transports or {}, progress)
     if _failed is not None:
@@ -476,7 +481,7 @@ def fetch(name_or_artifact: Union[str, dict], dest_dir=".", manifest=None, recor
 def fetch_many(names: Sequence[str] = (), dest_dir=".", manifest=None, record: bool = False,
                transports=None, progress: bool = True) -> List[Path]:
     """:func:`fetch` each name (default: every weights and labels artifact); one error line at the end."""
-    man = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
+    man = _as_manifest(manifest)
     names = list(names) or man.names()
     for n in names:
         man.get(n)  # unknown names fail before anything is downloaded
@@ -791,7 +796,7 @@ def voc_urls(year: str, tar: str, mirrors: Sequence[str]) -> List[str]:
 
 def voc_artifact(voc_set: str, manifest=None) -> dict:
     """The manifest entry ``voc-<set>``: the tar's mirrors (http sources, in order) and its md5."""
-    man = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
+    man = _as_manifest(manifest)
     return man.get(f"voc-{voc_set}")
 
 
@@ -812,7 +817,7 @@ def download_voc(dest="data", sets: Sequence[str] = ("2007-trainval", "2007-test
         raise HRankError(f"unknown VOC set {', '.join(unknown)}; choose among {', '.join(VOC_SETS)}")
     if not test_dir or "/" in test_dir or test_dir in (".", ".."):
         raise HRankError(f"--test_dir {test_dir!r} must be a plain folder name such as VOC2007-test")
-    man = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
+    man = _as_manifest(manifest)
     for name in sets:
         year, tar, folder = VOC_SETS[name]
         folder = test_dir if name == "2007-test" else folder

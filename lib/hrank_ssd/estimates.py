@@ -108,10 +108,11 @@ def workloads(p: Profile, gmacs: Dict[str, float], svd_gflop: float) -> List[Wor
 
 def cpu_ms_per_image(dataset_root, train: bool, images: int = 8) -> float:
     """Decode + transform time of one VOC image here (the data loader's share of each step), median."""
+    from .config import VGG16_SSD
     from .data import TestTransform, TrainAugmentation, VOCDataset, read_labels
 
-    mean, std = (123, 117, 104), 1.0  # VGG16-SSD's (pytorch-ssd's config)
-    tf = TrainAugmentation(300, mean, std) if train else TestTransform(300, mean, std)
+    cfg = VGG16_SSD
+    tf = (TrainAugmentation if train else TestTransform)(cfg.image_size, cfg.image_mean, cfg.image_std)
     root = Path(dataset_root)
     labels = root / "labels.txt"
     ds = VOCDataset(root, split="trainval", transform=tf, class_names=read_labels(labels) if labels.is_file() else None)

@@ -27,6 +27,12 @@ def _first_line(text) -> str:
     return lines[0][:300] if lines else ""
 
 
+def notebook_params(profile: str, run_dir, work_dir, device=None) -> dict:
+    """The values papermill injects into each notebook's parameters cell (absolute paths)."""
+    return {"PROFILE": profile, "RUN_DIR": str(Path(run_dir).resolve()), "WORK_DIR": str(Path(work_dir).resolve()),
+            "DEVICE": device}
+
+
 def execute_notebooks(paths, run_dir, profile: str, work_dir, device=None, cwd=None, log=print,
                       kernel_name: str = "python3", progress: bool = False, one_kernel: bool = False) -> list:
     """Execute ``paths`` in order with papermill into ``run_dir/notebooks``; stop at the first failure.
@@ -39,10 +45,9 @@ def execute_notebooks(paths, run_dir, profile: str, work_dir, device=None, cwd=N
     where starting torch in seven kernels costs minutes; Colab and ``course`` use a kernel per notebook.
     """
     _papermill()  # a missing papermill is one line before anything starts
-    run_dir, work_dir = Path(run_dir).resolve(), Path(work_dir).resolve()
-    out_dir = run_dir / "notebooks"
+    out_dir = Path(run_dir).resolve() / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
-    params = {"PROFILE": profile, "RUN_DIR": str(run_dir), "WORK_DIR": str(work_dir), "DEVICE": device}
+    params = notebook_params(profile, run_dir, work_dir, device)
     shared = _SharedKernel(kernel_name, out_dir) if one_kernel else None
     try:
         return [execute_one(Path(path), out_dir, params, cwd, kernel_name, progress, log, shared)

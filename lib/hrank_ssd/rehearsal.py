@@ -27,7 +27,7 @@ from .course import repo_root
 from .downloads import MANIFEST_ENV, sha256sum
 from .errors import HRankError
 from .files import atomic_write_text
-from .notebook_runner import NOTEBOOKS, execute_one
+from .notebook_runner import NOTEBOOKS, execute_one, notebook_params
 from .rehearsal_world import SCENARIOS, World, build_world, serve
 
 PROFILE = "full-rehearsal"
@@ -196,8 +196,7 @@ def run_scenario(scenario: str, world: World, checkout: Path, run_dir: Path, jup
     run_dir.mkdir(parents=True, exist_ok=True)
     out_dir = run_dir / "notebooks"
     out_dir.mkdir(exist_ok=True)
-    params = {"PROFILE": PROFILE, "RUN_DIR": str(run_dir.resolve()), "WORK_DIR": str((run_dir / "work").resolve()),
-              "DEVICE": "cpu"}
+    params = notebook_params(PROFILE, run_dir, run_dir / "work", "cpu")
     rows = []
     start = time.perf_counter()
     with StandInWorld(world.folder / f"standin-{scenario}") as standin:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from .downloads import DEFAULT_MANIFEST, VOC_SETS, md5sum, sha256sum
+from .downloads import DEFAULT_MANIFEST, VOC_SETS, extract_archive, md5sum, sha256sum
 from .errors import HRankError
 from .files import atomic_write_text
 
@@ -184,8 +184,7 @@ def build_world(folder, repo: Path, train_images: int = 16, test_images: int = 8
     folder.mkdir(parents=True, exist_ok=True)
     tars, voc_source = _voc_tars(folder, repo, train_images, test_images, seed)
     extract = folder / "voc" / "trainval-extracted"
-    with tarfile.open(tars["voc-2007-trainval"]) as t:
-        t.extractall(extract, filter="data") if hasattr(tarfile, "data_filter") else t.extractall(extract)
+    extract_archive(tars["voc-2007-trainval"], extract)
     files = {**tars, **_ranks_and_models(folder, extract / "VOCdevkit" / "VOC2007", seed)}
     files["street-clip"] = _street_clip(folder, repo, extract / "VOCdevkit" / "VOC2007")
     shutil.rmtree(extract)

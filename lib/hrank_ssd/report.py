@@ -556,24 +556,29 @@ def readme_results_block(run_dir) -> str:
     return "\n".join(lines)
 
 
-def update_readme(readme_path, run_dir) -> Path:
-    """Replace the text between the results markers of ``readme_path`` with :func:`readme_results_block`."""
+def replace_marked_block(path, start_marker: str, end_marker: str, block: str) -> Path:
+    """Replace the text between ``start_marker`` and ``end_marker`` of the file ``path`` with ``block`` (atomic);
+    the markers stay. A missing file or marker is a one-line error."""
     from .models import atomic_write_text
 
-    path = Path(readme_path)
+    path = Path(path)
     if not path.is_file():
-        raise HRankError(f"{path} not found: pass the README.md that holds the {README_START} markers")
+        raise HRankError(f"{path} not found: pass the README.md that holds the {start_marker} markers")
     text = path.read_text(encoding="utf-8")
-    start, end = text.find(README_START), text.find(README_END)
+    start, end = text.find(start_marker), text.find(end_marker)
     if start < 0 or end < 0 or end < start:
-        raise HRankError(f"{path} has no '{README_START}' ... '{README_END}' block: add both markers "
-                         f"where the results should go")
-    block = readme_results_block(run_dir)
-    new = text[:start + len(README_START)] + "\n" + block + "\n" + text[end:]
-    atomic_write_text(path, new)
+        raise HRankError(f"{path} has no '{start_marker}' ... '{end_marker}' block: add both markers "
+                         f"where the generated text should go")
+    atomic_write_text(path, text[:start + len(start_marker)] + "\n" + block.strip("\n") + "\n" + text[end:])
     return path
 
 
+def update_readme(readme_path, run_dir) -> Path:
+    """Replace the text between the results markers of ``readme_path`` with :func:`readme_results_block`."""
+    return replace_marked_block(readme_path, README_START, README_END, readme_results_block(run_dir))
+
+
 __all__ = ["PUBLISHED_MAP", "build_report", "comparison_table", "load_results", "markdown_table", "missing_note",
-           "per_class_pivot", "plot_map_vs", "plot_per_class", "readme_results_block", "update_readme",
+           "per_class_pivot", "plot_map_vs", "plot_per_class", "readme_results_block", "replace_marked_block",
+           "update_readme",
            "write_report"]
