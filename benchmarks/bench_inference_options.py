@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-from hrank_ssd import bench, speed
-from hrank_ssd.models import build_model
+from hrank_ssd.measure import bench, speed
+from hrank_ssd.nets.models import build_model
 
 RATE = bench.PRUNED_RATE
 
@@ -88,9 +88,9 @@ def variants(tmp: Path, threads: int, calib_images: int, log):
 
 def int8_map(trained: str, dataset: str, tmp: Path, threads: int, calib_images: int, prune: bool):
     """fp32 vs int8 mAP of a trained (small) model on a VOC-layout test split."""
-    from hrank_ssd.data import TestTransform, VOCDataset
-    from hrank_ssd.evaluation import evaluate_model, mean_ap
-    from hrank_ssd.models import load_model
+    from hrank_ssd.data.voc import TestTransform, VOCDataset
+    from hrank_ssd.measure.evaluation import evaluate_model, mean_ap
+    from hrank_ssd.nets.models import load_model
 
     model = load_model(trained).eval()
     if prune:

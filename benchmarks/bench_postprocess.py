@@ -17,9 +17,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from hrank_ssd import bench
-from hrank_ssd.models import build_model
-from hrank_ssd.predictor import postprocess
+from hrank_ssd.measure import bench
+from hrank_ssd.nets.models import build_model
+from hrank_ssd.nets.predictor import postprocess
 
 
 def cases(batch: int = 1):

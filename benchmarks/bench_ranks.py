@@ -9,7 +9,7 @@
 * truncated + per-map: one forward pass stopped after the last prunable layer, per-map ranks
   (isolates the forward-pass saving);
 * per-layer forwards + batched: 14 full forwards, batched ranks (isolates the batching saving);
-* ours: :func:`hrank_ssd.ranks.compute_ranks`, one truncated pass with batched ranks.
+* ours: :func:`hrank_ssd.hrank.ranks.compute_ranks`, one truncated pass with batched ranks.
 
 Full-width VGG16-SSD, 300x300, random weights, ``--images`` random images in one batch.
 
@@ -32,10 +32,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from hrank_ssd import bench
-from hrank_ssd.models import NUM_PRUNABLE, build_model
-from hrank_ssd.pruning import activation_key
-from hrank_ssd.ranks import batched_ranks, compute_ranks, rank_agreement, rank_bounds, ranks_one_at_a_time
+from hrank_ssd.hrank.pruning import activation_key
+from hrank_ssd.hrank.ranks import (
+    batched_ranks,
+    compute_ranks,
+    rank_agreement,
+    rank_bounds,
+    ranks_one_at_a_time,
+)
+from hrank_ssd.measure import bench
+from hrank_ssd.nets.models import NUM_PRUNABLE, build_model
 
 
 def per_layer_forwards(model, images, rank_fn):
@@ -60,7 +66,7 @@ def per_layer_forwards(model, images, rank_fn):
 
 def forward_times(model, images):
     """Seconds of one full forward and of the truncated one (for the attribution)."""
-    from hrank_ssd.ranks import RankAccumulator
+    from hrank_ssd.hrank.ranks import RankAccumulator
 
     with torch.no_grad():
         full = bench.timing(lambda: model(images), warmup=1, runs=3)["median_ms"] / 1000

@@ -1,4 +1,4 @@
-"""Estimated minutes per notebook on a Colab T4 with the full profile (``hrank_ssd.estimates``): computed from
+"""Estimated minutes per notebook on a Colab T4 with the full profile (``hrank_ssd.course.estimates``): computed from
 the work each notebook does and stated rates, with the per-image data time measured here.
 
     python benchmarks/colab_t4_estimate.py [--dataset VOC_ROOT] [--update_readme]
@@ -12,9 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from hrank_ssd import estimates
-from hrank_ssd.course import repo_root
-from hrank_ssd.report import markdown_table, replace_marked_block
+from hrank_ssd.course import estimates
+from hrank_ssd.course.report import markdown_table, replace_marked_block
+from hrank_ssd.course.steps import repo_root
 
 HERE = Path(__file__).resolve().parent
 SHARED_VOC = repo_root().parent / "shared" / "data" / "voc2012_sample" / "VOC2012"
@@ -29,7 +29,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     root = Path(args.dataset) if args.dataset else SHARED_VOC
     if not root.is_dir():
-        from hrank_ssd.synthetic import make_synthetic_voc
+        from hrank_ssd.data.synthetic import make_synthetic_voc
 
         root = make_synthetic_voc(HERE / ".t4-synthetic", 16, 0, image_size=500, seed=0)
     load_ms = {train: estimates.cpu_ms_per_image(root, train, images=32) for train in (False, True)}

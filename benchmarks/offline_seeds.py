@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from hrank_ssd.commands.course import run_steps
-from hrank_ssd.course import MODEL_TITLES, Course, get_profile, repo_root
-from hrank_ssd.report import markdown_table, replace_marked_block
+from hrank_ssd.cli.course import run_steps
+from hrank_ssd.course.report import markdown_table, replace_marked_block
+from hrank_ssd.course.steps import MODEL_TITLES, Course, get_profile, repo_root
 
 HERE = Path(__file__).resolve().parent
 STEPS = ("data", "train", "ranks", "prune", "finetune", "evaluate")
@@ -57,7 +57,7 @@ def spread(table: pd.DataFrame) -> pd.DataFrame:
 def machine() -> str:
     import torch
 
-    from hrank_ssd.bench import cpu_model
+    from hrank_ssd.measure.bench import cpu_model
 
     try:
         text = Path("/proc/cpuinfo").read_text()

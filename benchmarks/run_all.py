@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from hrank_ssd import bench
+from hrank_ssd.measure import bench
 
 HERE = Path(__file__).resolve().parent
 GROUP = bench.vgg_pruning_groups(bench.PRUNED_RATE)

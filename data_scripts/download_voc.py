@@ -12,12 +12,12 @@ import sys
 from pathlib import Path
 
 try:
-    from hrank_ssd import downloads
     from hrank_ssd.errors import HRankError
+    from hrank_ssd.io import downloads
 except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
-    from hrank_ssd import downloads
     from hrank_ssd.errors import HRankError
+    from hrank_ssd.io import downloads
 
 
 def main(argv=None) -> int:

@@ -10,8 +10,8 @@ import argparse
 import sys
 import time
 
+from hrank_ssd.data.synthetic import make_synthetic_voc
 from hrank_ssd.errors import HRankError
-from hrank_ssd.synthetic import make_synthetic_voc
 
 
 def main(argv=None) -> int:

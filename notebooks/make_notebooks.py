@@ -4,7 +4,7 @@ The notebooks are generated so that their text stays reviewable in diffs: edit t
 ``python notebooks/make_notebooks.py`` and commit both. Every notebook starts with an Open-in-Colab
 badge, a setup cell (Colab: clone + install without touching Colab's torch; locally: go to the repo
 root), a papermill ``parameters`` cell (PROFILE, RUN_DIR, WORK_DIR, DEVICE) and a cell that builds
-the :class:`hrank_ssd.course.Course`. After that the notebook only calls the library.
+the :class:`hrank_ssd.course.steps.Course`. After that the notebook only calls the library.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ COLAB_PROFILE = "full"  # the profile used on Colab unless PROFILE was injected
 COURSE = '''
 import torch  # noqa: F401  (later cells of most notebooks use it)
 
-from hrank_ssd.course import Course
+from hrank_ssd.course.steps import Course
 
 # On Colab the default is the real thing; values injected by papermill (a "# Parameters" cell) win.
 _injected = any(str(src).lstrip().startswith("# Parameters") for src in globals().get("In", [])[:-1])
@@ -136,7 +136,7 @@ MobileNetV1-SSD, in mAP, per-class AP, speed, FLOPs and parameters.
 of coloured shapes and trains small (narrow) models on it, so every step runs on a laptop CPU.
 `full` (the Colab default) downloads VOC2007/2012 and the original project's published weights and
 ranks (Google Drive, via `gdown`, listed in `weights_manifest.json`). `tiny` is `offline` shrunk to
-seconds, for tests. All work goes through `hrank_ssd.course.Course`: each step writes files and reuses
+seconds, for tests. All work goes through `hrank_ssd.course.steps.Course`: each step writes files and reuses
 what an earlier run made, so you can open any notebook at any time.
 """) + [
     md("""
@@ -202,7 +202,7 @@ checkpoints after each epoch, resumable), in the full profile it downloads the o
 weights (VGG16-SSD 0.7726 mAP, MobileNetV1-SSD 0.675 mAP on VOC2007 test, as published by them).
 """),
     code("""
-from hrank_ssd.models import count_parameters, load_model
+from hrank_ssd.nets.models import count_parameters, load_model
 
 vgg_path = course.baseline("vgg16-ssd")
 mb1_path = course.baseline("mb1-ssd")
@@ -214,7 +214,7 @@ for path in (vgg_path, mb1_path):
     code("""
 from IPython.display import Image, display
 
-from hrank_ssd.training import plot_curves
+from hrank_ssd.train.training import plot_curves
 
 (course.run_dir / "plots").mkdir(parents=True, exist_ok=True)
 for key in ("vgg16-ssd", "mb1-ssd"):
@@ -254,7 +254,7 @@ product (every row a multiple of one row) has rank 1; random noise has full rank
     code("""
 import numpy as np
 
-from hrank_ssd import ranks as R
+from hrank_ssd.hrank import ranks as R
 
 outer = torch.outer(torch.arange(1.0, 9.0), torch.linspace(-1, 1, 8))  # 8x8, every row a multiple of one
 noise = torch.randn(8, 8, generator=torch.Generator().manual_seed(0))
@@ -280,9 +280,9 @@ with the highest rank, right: the lowest. Low-rank maps are flat, blank or strip
     code("""
 import matplotlib.pyplot as plt
 
-from hrank_ssd.data import TestTransform
-from hrank_ssd.models import load_model
-from hrank_ssd.pruning import activation_key, layer_names
+from hrank_ssd.data.voc import TestTransform
+from hrank_ssd.nets.models import load_model
+from hrank_ssd.hrank.pruning import activation_key, layer_names
 
 model = load_model(course.baseline("vgg16-ssd")).eval()
 LAYER = 4  # 0-based prunable layer: conv3_1
@@ -386,9 +386,9 @@ notebook) the table below is for the rates in `STAGE_RATES`: edit them and re-ru
     code("""
 import pandas as pd
 
-from hrank_ssd import flops
-from hrank_ssd.models import build_model, count_parameters
-from hrank_ssd.pruning import layer_names
+from hrank_ssd.measure import flops
+from hrank_ssd.nets.models import build_model, count_parameters
+from hrank_ssd.hrank.pruning import layer_names
 
 STAGES = {"conv1": 2, "conv2": 2, "conv3": 3, "conv4": 3, "conv5": 3, "fc6": 1}  # prunable layers per stage
 STAGE_RATES = {"conv1": 0.1, "conv2": 0.1, "conv3": 0.1, "conv4": 0.5, "conv5": 0.5, "fc6": 0.5}  # = [0.1]*7+[0.5]*9
@@ -449,8 +449,8 @@ parameter whose shape changes is listed: convs lose output filters, the next con
 biases and the conv4_3 BatchNorm follow, and the detection heads reading conv4_3 and fc7 lose inputs.
 """),
     code("""
-from hrank_ssd import pruning
-from hrank_ssd.models import load_model
+from hrank_ssd.hrank import pruning
+from hrank_ssd.nets.models import load_model
 
 baseline = load_model(course.baseline("vgg16-ssd")).eval()
 pruned, kept = pruning.prune_model(baseline, course.profile.compress_rate, "hrank", course.rank_dir())
@@ -481,7 +481,7 @@ set and models are small, so the curves are noisy; the method is the point.)
     code("""
 import matplotlib.pyplot as plt
 
-from hrank_ssd import sensitivity
+from hrank_ssd.measure import sensitivity
 
 sens = course.sensitivity()
 sensitivity.plot_sensitivity(sens)
@@ -526,7 +526,7 @@ learning rate) recovers most of the accuracy. The original project finetuned its
     code("""
 import pandas as pd
 
-from hrank_ssd.models import count_parameters, load_model, read_sidecar
+from hrank_ssd.nets.models import count_parameters, load_model, read_sidecar
 
 init = course.pruned()
 info = read_sidecar(init)
@@ -547,7 +547,7 @@ batch 8; the README's "time on a Colab T4" table estimates this notebook's minut
 resumes it.
 """),
     code("""
-from hrank_ssd.report import PUBLISHED_MAP
+from hrank_ssd.course.report import PUBLISHED_MAP
 
 from hrank_ssd.errors import HRankError
 
@@ -559,7 +559,7 @@ if course.profile.use_published_pruned and not course.profile.synthetic:
     except HRankError as e:  # e.g. Drive over quota: the course goes on with your own finetuned model
         print(f"published pruned model unavailable: {e}\\nnotebooks 04-06 will use yours (below); retry later with "
               "`python -m hrank_ssd download vgg16-ssd-hrank`")
-from hrank_ssd.live_plot import LiveLossCurve
+from hrank_ssd.train.live_plot import LiveLossCurve
 
 finetuned = course.student_finetuned(hooks=LiveLossCurve(every=5, title="your finetuning"))
 print(f"your finetuned model: {finetuned} ({course.profile.student_finetune_epochs or course.profile.finetune_epochs} epochs)")
@@ -569,7 +569,7 @@ log
     code("""
 from IPython.display import Image, display
 
-from hrank_ssd.training import plot_curves
+from hrank_ssd.train.training import plot_curves
 
 (course.run_dir / "plots").mkdir(parents=True, exist_ok=True)
 display(Image(filename=str(plot_curves(course.log_file(finetuned),
@@ -626,7 +626,7 @@ ground-truth box with IoU > 0.5, draw the precision/recall curve and average the
     code("""
 import matplotlib.pyplot as plt
 
-from hrank_ssd import report
+from hrank_ssd.course import report
 
 summary, per_class = course.evaluate()
 summary.assign(published_mAP_theirs=summary["model"].map(report.PUBLISHED_MAP))
@@ -704,8 +704,8 @@ layers, groups, ceiling = course.layer_speed()
 groups.round(2)
 """),
     code("""
-from hrank_ssd.bench import conv_speedups
-from hrank_ssd.models import VGG_CONV_INDEXES, VGG_LAYER_NAMES
+from hrank_ssd.measure.bench import conv_speedups
+from hrank_ssd.nets.models import VGG_CONV_INDEXES, VGG_LAYER_NAMES
 
 readable = {f"base_net.{i}": n for i, n in zip(VGG_CONV_INDEXES, VGG_LAYER_NAMES)}
 conv = conv_speedups(layers)
@@ -728,8 +728,8 @@ for pruning: choose kept counts on the hardware's block boundaries (multiples of
 early layers harder; `benchmarks/results.md` has the full analysis, including the channels_last layout.
 """),
     code("""
-from hrank_ssd.bench import count_macs
-from hrank_ssd.models import build_model
+from hrank_ssd.measure.bench import count_macs
+from hrank_ssd.nets.models import build_model
 
 full_macs = count_macs(build_model("vgg16-ssd", 21))
 assert abs(layers["full_MMACs"].sum() * 1e6 - full_macs) <= 1e-6 * full_macs
@@ -749,7 +749,7 @@ python -m hrank_ssd bench --nets vgg16-ssd,vgg16-ssd-pruned,mb1-ssd --compress_r
 # ------------------------------------------------------------------ 05 flops
 
 NB05 = head("05_flops_table", "5. Parameters and MACs, exactly", """
-`hrank_ssd.flops.count_exact` runs one 300x300 image through a detector with a hook on every Conv2d,
+`hrank_ssd.measure.flops.count_exact` runs one 300x300 image through a detector with a hook on every Conv2d,
 BatchNorm2d and Linear and counts the multiply-accumulates (MACs) each one does; the sum is the whole
 detector (backbone, extras, heads), checked against `thop`. FLOPs are about 2 x MACs.
 
@@ -757,7 +757,7 @@ The original HRank-SSD project printed smaller numbers. `flops.print_seed_table`
 digit for digit with its counting rules, then lists every reason it differs from the exact count.
 """) + [
     code("""
-from hrank_ssd import flops
+from hrank_ssd.measure import flops
 
 table = course.flops()
 print(flops.MAC_NOTE)
@@ -765,7 +765,7 @@ table
 """),
     md("Check: the totals are the sums of the per-layer rows, and the parameter count is every weight of the model."),
     code("""
-from hrank_ssd.models import count_parameters
+from hrank_ssd.nets.models import count_parameters
 
 model = flops.build_for_counting("vgg16-ssd", 21, compress_rate=flops.PRUNED_RATE)
 rows = flops.count_exact(model)
@@ -807,7 +807,7 @@ boxes); on the synthetic clip they find their shapes. In the **full** profile (t
 detector finds persons and cars on the street clip.
 """),
     code("""
-from hrank_ssd import video
+from hrank_ssd.course import video
 
 info = course.video()  # writes results/video.json
 print("input:", info["source"], info["input"], video.video_info(info["input"]))
@@ -846,7 +846,7 @@ in for which. On Colab it is written too: download it from the file browser, or 
 (`USE_DRIVE = True`).
 """),
     code("""
-from hrank_ssd.report import write_report
+from hrank_ssd.course.report import write_report
 
 report_md, report_html = write_report(course.run_dir)
 print("report:", report_md, "and", report_html)

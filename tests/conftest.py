@@ -51,6 +51,6 @@ def synthetic_voc(tmp_path_factory) -> Path:
 
     Shared by the whole session: treat it as read-only.
     """
-    from hrank_ssd.synthetic import make_synthetic_voc
+    from hrank_ssd.data.synthetic import make_synthetic_voc
 
     return make_synthetic_voc(tmp_path_factory.mktemp("synthetic"), num_train=24, num_test=12, image_size=300, seed=0)

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
-from hrank_ssd import bench
 from hrank_ssd.cli import main
-from hrank_ssd.models import build_model
-from hrank_ssd.predictor import postprocess
+from hrank_ssd.measure import bench
+from hrank_ssd.nets.models import build_model
+from hrank_ssd.nets.predictor import postprocess
 
 
 def test_timing_fields_are_sane():
@@ -60,8 +60,8 @@ def test_bench_cli_writes_json(tmp_path, capsys):
             assert key in r
         assert r["forward_median_ms"] > 0 and r["predict_fps"] > 0
     # the flags reached the models: each row counts the model --width/--num_classes/--compress_rate describe
-    from hrank_ssd.compress import PRUNED_RATE
-    from hrank_ssd.flops import count_exact
+    from hrank_ssd.measure.flops import count_exact
+    from hrank_ssd.nets.compress import PRUNED_RATE
 
     built = {"vgg16-ssd": build_model("vgg16-ssd", 3, width=0.05),
              "vgg16-ssd-pruned": build_model("vgg16-ssd", 3, width=0.05, compress_rate=PRUNED_RATE),
@@ -101,8 +101,8 @@ def _random_outputs(seed, num_classes=5, priors=300, peaked=False):
 
 @pytest.mark.parametrize("seed,peaked", [(0, False), (1, True), (2, False)])
 def test_reference_loop_equals_vectorised(seed, peaked):
-    from hrank_ssd.config import get_config
-    from hrank_ssd.priors import generate_priors
+    from hrank_ssd.nets.config import get_config
+    from hrank_ssd.nets.priors import generate_priors
 
     cfg = get_config("vgg16-ssd")
     priors = generate_priors(cfg)
@@ -121,7 +121,7 @@ def test_nms_keeps_what_pytorch_ssd_keeps_at_the_threshold():
     denominator brings it to 0.4499 <= 0.45, so it stays, and so it does here."""
     from torchvision.ops import nms
 
-    from hrank_ssd.predictor import greedy_nms, pairwise_iou
+    from hrank_ssd.nets.predictor import greedy_nms, pairwise_iou
 
     x = 0.1 - 0.4502 * 0.02 / 1.4502 / 0.1
     boxes = torch.tensor([[0, 0, 0.1, 0.1], [x, 0, 0.1 + x, 0.1]])
@@ -136,7 +136,7 @@ def test_nms_keeps_what_pytorch_ssd_keeps_at_the_threshold():
 @pytest.mark.parametrize("seed", range(4))
 def test_greedy_nms_equals_the_loop_on_crowded_boxes(seed):
     """Many boxes jittered around a few centres: long suppression chains and IoUs near the threshold."""
-    from hrank_ssd.predictor import greedy_nms
+    from hrank_ssd.nets.predictor import greedy_nms
 
     g = torch.Generator().manual_seed(seed)
     centres = torch.rand(3, 2, generator=g)[torch.randint(0, 3, (150,), generator=g)]
@@ -156,8 +156,8 @@ def test_greedy_nms_equals_the_loop_on_crowded_boxes(seed):
 
 
 def test_postprocess_top_k_equals_the_loop():
-    from hrank_ssd.config import get_config
-    from hrank_ssd.priors import generate_priors
+    from hrank_ssd.nets.config import get_config
+    from hrank_ssd.nets.priors import generate_priors
 
     cfg = get_config("vgg16-ssd")
     priors = generate_priors(cfg)
@@ -205,7 +205,7 @@ def test_group_speedups_and_mac_ceiling_exact():
 
 
 def test_layer_times_and_macs_of_a_wrapped_model():
-    from hrank_ssd.speed import channels_last
+    from hrank_ssd.measure.speed import channels_last
 
     full = build_model("vgg16-ssd", 21, width=0.125).eval()
     pruned = build_model("vgg16-ssd", 21, width=0.125, compress_rate=bench.PRUNED_RATE).eval()

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from hrank_ssd.cli import main, one_line
+from hrank_ssd.cli.main import main, one_line
 from hrank_ssd.errors import HRankError
 
 

@@ -1,7 +1,7 @@
 import pytest
 
-from hrank_ssd.compress import format_compress_rate, parse_compress_rate
 from hrank_ssd.errors import HRankError
+from hrank_ssd.nets.compress import format_compress_rate, parse_compress_rate
 
 
 def test_original_syntax():

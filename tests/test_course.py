@@ -7,7 +7,7 @@ from hrank_ssd.errors import HRankError
 
 
 def test_course_resolves_its_device_once(tmp_path):
-    from hrank_ssd.course import Course
+    from hrank_ssd.course.steps import Course
 
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert Course("tiny", tmp_path / "run", tmp_path / "work", progress=False).device == expected
@@ -16,8 +16,8 @@ def test_course_resolves_its_device_once(tmp_path):
 
 
 def test_course_fetches_each_artifact_once(tmp_path, monkeypatch):
-    from hrank_ssd import downloads
-    from hrank_ssd.course import Course
+    from hrank_ssd.course.steps import Course
+    from hrank_ssd.io import downloads
 
     calls = []
     monkeypatch.setattr(downloads, "fetch", lambda name, **kw: calls.append(name) or tmp_path / f"{name}.pth")
@@ -27,8 +27,8 @@ def test_course_fetches_each_artifact_once(tmp_path, monkeypatch):
 
 
 def test_full_profile_uses_the_published_ranks_unless_asked_to_generate(tmp_path, monkeypatch):
-    from hrank_ssd import downloads
-    from hrank_ssd.course import Course
+    from hrank_ssd.course.steps import Course
+    from hrank_ssd.io import downloads
 
     calls = []
     monkeypatch.setattr(downloads, "fetch", lambda name, **kw: calls.append(name) or tmp_path / name)
@@ -41,7 +41,7 @@ def test_full_profile_uses_the_published_ranks_unless_asked_to_generate(tmp_path
 
 
 def test_student_finetune_is_short_on_full_and_the_course_run_elsewhere(tmp_path, monkeypatch):
-    from hrank_ssd.course import Course
+    from hrank_ssd.course.steps import Course
 
     for name, expected in (("full", {"epochs": 1, "hooks": None}), ("tiny", {"hooks": None})):
         course = Course(name, tmp_path / name / "run", tmp_path / name / "work", progress=False)
@@ -55,8 +55,8 @@ def test_street_clip_comes_from_the_manifest_on_full_and_falls_back(tmp_path, mo
     import hashlib
     import json
 
-    from hrank_ssd import course as course_mod
-    from hrank_ssd.course import Course
+    from hrank_ssd.course import steps as course_mod
+    from hrank_ssd.course.steps import Course
 
     clip = tmp_path / "served" / "vtest.mp4"
     clip.parent.mkdir()
@@ -78,8 +78,8 @@ def test_street_clip_comes_from_the_manifest_on_full_and_falls_back(tmp_path, mo
 
 
 def test_full_profile_downloads_only_the_voc_set_it_uses_into_work(tmp_path, monkeypatch):
-    from hrank_ssd import downloads
-    from hrank_ssd.course import Course
+    from hrank_ssd.course.steps import Course
+    from hrank_ssd.io import downloads
 
     calls = []
     monkeypatch.setattr(downloads, "download_voc", lambda dest, sets, **kw: calls.append((dest, sets)))
@@ -95,8 +95,8 @@ def test_full_profile_downloads_only_the_voc_set_it_uses_into_work(tmp_path, mon
 def test_published_pruned_model_over_quota_falls_back_to_the_students(tmp_path, monkeypatch):
     import json
 
-    from hrank_ssd import downloads
-    from hrank_ssd.course import Course
+    from hrank_ssd.course.steps import Course
+    from hrank_ssd.io import downloads
 
     def fetch(name, **kw):
         if name == "vgg16-ssd-hrank":

@@ -8,8 +8,8 @@ import json
 import pandas as pd
 import pytest
 
+from hrank_ssd.cli import course as course_cmd
 from hrank_ssd.cli import main
-from hrank_ssd.commands import course as course_cmd
 
 
 def test_course_without_notebooks_then_one_step(tmp_path, monkeypatch, capsys):

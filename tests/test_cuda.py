@@ -9,15 +9,15 @@ import pytest
 import torch
 
 from hrank_ssd.cli import main
-from hrank_ssd.models import build_model
-from hrank_ssd.training import TrainConfig, read_checkpoint, train
+from hrank_ssd.nets.models import build_model
+from hrank_ssd.train.training import TrainConfig, read_checkpoint, train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
 
 
 @pytest.fixture(scope="module")
 def voc(tmp_path_factory):
-    from hrank_ssd.synthetic import make_synthetic_voc
+    from hrank_ssd.data.synthetic import make_synthetic_voc
 
     return make_synthetic_voc(tmp_path_factory.mktemp("voc"), num_train=8, num_test=4, image_size=300, seed=1)
 
@@ -61,8 +61,8 @@ def test_bench_cuda_amp(tmp_path):
 
 
 def test_cuda_evaluation_matches_cpu(voc, tmp_path):
-    from hrank_ssd.data import VOCDataset
-    from hrank_ssd.evaluation import evaluate_model, mean_ap
+    from hrank_ssd.data.voc import VOCDataset
+    from hrank_ssd.measure.evaluation import evaluate_model, mean_ap
 
     torch.manual_seed(0)
     model = build_model("mb1-ssd", 6, width=0.25).eval()

@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch.utils.data import ConcatDataset, DataLoader
 
-from hrank_ssd.config import VGG16_SSD
-from hrank_ssd.data import (
+from hrank_ssd.data.synthetic import SHAPES, class_names, make_synthetic_voc
+from hrank_ssd.data.voc import (
     VOC_CLASSES,
     TestTransform,
     TrainAugmentation,
@@ -24,7 +24,7 @@ from hrank_ssd.data import (
     write_labels,
 )
 from hrank_ssd.errors import HRankError
-from hrank_ssd.synthetic import SHAPES, class_names, make_synthetic_voc
+from hrank_ssd.nets.config import VGG16_SSD
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 VOC2007 = SHARED / "voc2007_sample" / "VOC2007"
@@ -60,7 +60,7 @@ def test_label_file_round_trip(tmp_path):
 
 def test_label_file_in_pytorch_ssd_dataset_layout(tmp_path):
     """pytorch-ssd's VOCDataset reads a dataset root's labels.txt as comma-separated names on one line."""
-    from hrank_ssd.data import VOC_CLASSES
+    from hrank_ssd.data.voc import VOC_CLASSES
 
     (tmp_path / "labels.txt").write_text(", ".join(VOC_CLASSES) + "\n")
     assert read_labels(tmp_path / "labels.txt") == ["BACKGROUND", *VOC_CLASSES]
@@ -184,8 +184,8 @@ def test_unknown_classes_skipped(synthetic_voc):
 
 
 def test_transforms_and_loader(synthetic_voc):
-    from hrank_ssd.config import VGG16_SSD as cfg
-    from hrank_ssd.priors import MatchPrior, generate_priors
+    from hrank_ssd.nets.config import VGG16_SSD as cfg
+    from hrank_ssd.nets.priors import MatchPrior, generate_priors
 
     priors = generate_priors(cfg)
     ds = make_dataset([synthetic_voc], "trainval", TrainAugmentation(300, MEAN, STD), MatchPrior(priors, cfg))
@@ -344,7 +344,7 @@ def test_test_transform_is_to_input(synthetic_voc):
 
 
 def test_light_augmentation_only_flips_boxes():
-    from hrank_ssd.data import LightAugmentation
+    from hrank_ssd.data.voc import LightAugmentation
 
     image = np.zeros((200, 300, 3), np.uint8)
     boxes = np.array([[10, 20, 110, 120]], np.float32)
@@ -361,7 +361,7 @@ def test_light_augmentation_only_flips_boxes():
 
 
 def test_annotations_parsed_once_and_handed_out_as_copies(synthetic_voc, monkeypatch):
-    import hrank_ssd.data as data_module
+    import hrank_ssd.data.voc as data_module
 
     ds = VOCDataset(synthetic_voc, "test")
     calls = []

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from hrank_ssd import downloads
-from hrank_ssd.downloads import Manifest, download_voc, fetch, load_manifest, md5sum, sha256sum
 from hrank_ssd.errors import HRankError
+from hrank_ssd.io import downloads
+from hrank_ssd.io.downloads import Manifest, download_voc, fetch, load_manifest, md5sum, sha256sum
 
 ROOT = Path(__file__).resolve().parents[1]
 QUOTA_PAGE = (b"<!DOCTYPE html><html><head><title>Google Drive - Quota exceeded</title></head><body>"

@@ -12,10 +12,10 @@ import torch
 from torch import nn
 from torchvision.ops import box_iou
 
-from hrank_ssd.data import VOCDataset, to_input
-from hrank_ssd.evaluation import evaluate_model, mean_ap
-from hrank_ssd.models import build_model
-from hrank_ssd.priors import center_to_corner, corner_to_center, encode
+from hrank_ssd.data.voc import VOCDataset, to_input
+from hrank_ssd.measure.evaluation import evaluate_model, mean_ap
+from hrank_ssd.nets.models import build_model
+from hrank_ssd.nets.priors import center_to_corner, corner_to_center, encode
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 VOC2007 = SHARED / "voc2007_sample" / "VOC2007"
@@ -79,7 +79,7 @@ PERFECT = pytest.approx(1.0, abs=1e-12)  # the 11-point AP sums eleven p/11 term
 
 
 def test_oracle_detector_scores_map_one_on_the_synthetic_set(tmp_path):
-    from hrank_ssd.synthetic import make_synthetic_voc
+    from hrank_ssd.data.synthetic import make_synthetic_voc
 
     root = make_synthetic_voc(tmp_path / "syn", num_train=1, num_test=24, image_size=300, seed=5)
     ds = VOCDataset(root, split="test", is_test=True)
@@ -101,7 +101,7 @@ def test_oracle_detector_scores_map_one_on_real_voc(tmp_path):
 
 def test_a_wrong_prediction_costs_ap(tmp_path):
     """The oracle's 1.0 is earned: shifting every box by half its width misses them all."""
-    from hrank_ssd.synthetic import make_synthetic_voc
+    from hrank_ssd.data.synthetic import make_synthetic_voc
 
     ds = VOCDataset(make_synthetic_voc(tmp_path / "syn", 1, 8, 300, seed=5), split="test", is_test=True)
     oracle = Oracle(ds, len(ds.class_names))
@@ -116,9 +116,9 @@ def test_a_wrong_prediction_costs_ap(tmp_path):
 def test_video_draws_exactly_what_predict_finds_on_the_rgb_frame(tmp_path, monkeypatch):
     import cv2
 
-    from hrank_ssd import video
-    from hrank_ssd.predictor import Predictor
-    from hrank_ssd.synthetic import make_synthetic_voc
+    from hrank_ssd.course import video
+    from hrank_ssd.data.synthetic import make_synthetic_voc
+    from hrank_ssd.nets.predictor import Predictor
 
     root = make_synthetic_voc(tmp_path / "syn", 1, 6, 300, seed=2)
     clip = video.make_synthetic_video(tmp_path / "clip.mp4", root, seconds=1, fps=5)

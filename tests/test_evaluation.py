@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import torch
 
-from hrank_ssd import evaluation as ev
 from hrank_ssd.cli import main
+from hrank_ssd.measure import evaluation as ev
 
 CLASSES = ["BACKGROUND", "cat", "dog", "bird"]
 
@@ -451,7 +451,7 @@ def test_cli_model_and_detections_are_exclusive(tmp_path):
 
 
 def test_cli_evaluates_existing_detections(tmp_path, capsys, monkeypatch):
-    from hrank_ssd import data
+    from hrank_ssd.data import voc as data
 
     ds = FakeDataset(GT2)
     monkeypatch.setattr(data, "VOCDataset", lambda root, split=None, is_test=True, class_names=None: ds,
@@ -477,7 +477,8 @@ def test_cli_evaluates_existing_detections(tmp_path, capsys, monkeypatch):
 # ---------------------------------------------------------------- end to end, on VOC folders
 
 def test_cli_end_to_end_on_synthetic_voc(synthetic_voc, tmp_path, capsys):
-    from hrank_ssd import data, models
+    from hrank_ssd.data import voc as data
+    from hrank_ssd.nets import models
 
     names = data.read_labels(synthetic_voc / "labels.txt")
     torch.manual_seed(0)
@@ -517,7 +518,7 @@ def test_ground_truth_as_detections_on_real_voc_sample(shared_data, tmp_path):
     root = shared_data / "voc2007_sample" / "VOC2007" if shared_data else None
     if root is None or not (root / "ImageSets" / "Main" / "test.txt").is_file():
         pytest.skip("no ../shared/data/voc2007_sample")
-    from hrank_ssd import data
+    from hrank_ssd.data import voc as data
 
     ds = data.VOCDataset(root, split="test", is_test=True)
     results = []

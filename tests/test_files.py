@@ -2,7 +2,7 @@
 
 import pytest
 
-from hrank_ssd.files import atomic_save, atomic_savefig, atomic_write_text
+from hrank_ssd.io.files import atomic_save, atomic_savefig, atomic_write_text
 
 
 def test_failed_save_keeps_the_old_file(tmp_path):

@@ -11,9 +11,9 @@ import pytest
 import torch
 from torch import nn
 
-from hrank_ssd import flops
 from hrank_ssd.cli import main
-from hrank_ssd.models import THOP_KEYS, build_model
+from hrank_ssd.measure import flops
+from hrank_ssd.nets.models import THOP_KEYS, build_model
 
 PRUNED = flops.PRUNED_RATE
 NETS = [("vgg16-ssd", None), ("vgg16-ssd", PRUNED), ("mb1-ssd", None)]

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hrank_ssd.losses import MultiBoxLoss, hard_negative_mask
+from hrank_ssd.train.losses import MultiBoxLoss, hard_negative_mask
 
 
 def _case():

@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from hrank_ssd.cli import main
-from hrank_ssd.models import NUM_PRUNABLE, build_model, count_parameters, load_model, read_sidecar
-from hrank_ssd.pruning import masked_copy
+from hrank_ssd.hrank.pruning import masked_copy
+from hrank_ssd.nets.models import NUM_PRUNABLE, build_model, count_parameters, load_model, read_sidecar
 
 
 @pytest.fixture(scope="module")
 def voc(tmp_path_factory):
-    from hrank_ssd.synthetic import make_synthetic_voc
+    from hrank_ssd.data.synthetic import make_synthetic_voc
 
     return make_synthetic_voc(tmp_path_factory.mktemp("voc"), num_train=8, num_test=4, image_size=300, seed=4)
 

@@ -5,10 +5,10 @@ import math
 import pytest
 import torch
 
-from hrank_ssd.config import MB1_SSD, VGG16_SSD
 from hrank_ssd.errors import HRankError
-from hrank_ssd.models import build_model, count_parameters, load_model, save_model
-from hrank_ssd.priors import center_to_corner, corner_to_center, decode, encode, generate_priors
+from hrank_ssd.nets.config import MB1_SSD, VGG16_SSD
+from hrank_ssd.nets.models import build_model, count_parameters, load_model, save_model
+from hrank_ssd.nets.priors import center_to_corner, corner_to_center, decode, encode, generate_priors
 
 
 def vgg_reference_shapes(num_classes=21):
@@ -144,7 +144,7 @@ def test_thop_buffers_and_ddp_prefix_are_ignored_on_load(tmp_path):
 @pytest.mark.parametrize("net, width", [("vgg16-ssd", 0.125), ("mb1-ssd", 0.25)])
 def test_init_from_scratch_gives_unit_activations_and_background_prior(net, width):
     """LSUV's definition: every backbone/extra conv outputs unit std on the images, in the full forward."""
-    from hrank_ssd.models import init_from_scratch
+    from hrank_ssd.nets.models import init_from_scratch
 
     torch.manual_seed(0)
     model = build_model(net, 6, width=width)

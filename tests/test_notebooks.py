@@ -15,7 +15,7 @@ NB_DIR = REPO / "notebooks"
 
 
 def _names():
-    from hrank_ssd.commands.course import NOTEBOOKS
+    from hrank_ssd.course.notebooks import NOTEBOOKS
 
     return NOTEBOOKS
 
@@ -158,7 +158,7 @@ KERNEL_MISSING = _kernel_missing()
 @pytest.mark.skipif(bool(KERNEL_MISSING), reason=KERNEL_MISSING)
 def test_one_kernel_resets_names_between_notebooks(tmp_path):
     """The tests run the course in one kernel: the same process, yet no name survives into the next notebook."""
-    from hrank_ssd.commands.course import execute_notebooks
+    from hrank_ssd.course.notebooks import execute_notebooks
     from hrank_ssd.errors import HRankError
 
     pids = [tmp_path / "a.pid", tmp_path / "b.pid"]
@@ -181,8 +181,8 @@ def test_one_kernel_resets_names_between_notebooks(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(bool(KERNEL_MISSING), reason=KERNEL_MISSING)
 def test_all_notebooks_run_on_tiny_profile_and_report(tmp_path):
-    from hrank_ssd.commands.course import execute_notebooks, notebook_paths
-    from hrank_ssd.report import write_report
+    from hrank_ssd.course.notebooks import execute_notebooks, notebook_paths
+    from hrank_ssd.course.report import write_report
 
     run_dir, work = tmp_path / "run", tmp_path / "work"
     done = execute_notebooks(notebook_paths(NB_DIR), run_dir, "tiny", work, device="cpu", log=lambda m: None,

@@ -8,8 +8,7 @@ import torch
 
 from hrank_ssd.cli import main
 from hrank_ssd.errors import HRankError
-from hrank_ssd.models import VGG_CONV_INDEXES, build_model, load_model, save_model
-from hrank_ssd.pruning import (
+from hrank_ssd.hrank.pruning import (
     apply_kept,
     kept_agreement,
     kept_indices,
@@ -19,7 +18,8 @@ from hrank_ssd.pruning import (
     round_keep,
     select_filters,
 )
-from hrank_ssd.ranks import save_ranks
+from hrank_ssd.hrank.ranks import save_ranks
+from hrank_ssd.nets.models import VGG_CONV_INDEXES, build_model, load_model, save_model
 
 SEED_RATE = "[0.1]*7+[0.5]*9"
 
@@ -144,7 +144,7 @@ def test_prune_cli_writes_loadable_model_and_json(tmp_path, capsys):
 
 
 def test_l1_criterion_ranks_filters_by_the_sum_of_absolute_weights():
-    from hrank_ssd.pruning import l1_scores, layer_names, producer_key
+    from hrank_ssd.hrank.pruning import l1_scores, layer_names, producer_key
 
     model = build_model("vgg16-ssd", 3, width=0.125)
     weight = dict(model.named_parameters())[producer_key("vgg16-ssd", 0) + ".weight"]  # conv1_1

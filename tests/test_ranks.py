@@ -7,8 +7,7 @@ import pytest
 import torch
 
 from hrank_ssd.cli import main
-from hrank_ssd.models import VGG_CONV_INDEXES, build_model, save_model
-from hrank_ssd.ranks import (
+from hrank_ssd.hrank.ranks import (
     BORDERLINE_FACTOR,
     batched_ranks,
     compute_ranks,
@@ -16,6 +15,7 @@ from hrank_ssd.ranks import (
     rank_bounds,
     ranks_one_at_a_time,
 )
+from hrank_ssd.nets.models import VGG_CONV_INDEXES, build_model, save_model
 
 
 def _assert_ranks_agree(got, want, lo, hi):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from hrank_ssd import report
+from hrank_ssd.course import report
 from hrank_ssd.errors import HRankError
 
 
@@ -101,7 +101,7 @@ def test_missing_files_say_which_command_makes_them(tmp_path):
 
 
 def test_damaged_results_files_are_one_line_errors(tmp_path):
-    from hrank_ssd.course import Course
+    from hrank_ssd.course.steps import Course
 
     run = tmp_path / "run"
     (run / "results").mkdir(parents=True)

@@ -5,9 +5,9 @@ import pytest
 
 from hrank_ssd.cli import main
 from hrank_ssd.errors import HRankError
-from hrank_ssd.flops import count_exact
-from hrank_ssd.models import build_model, save_model
-from hrank_ssd.sensitivity import compare_criteria, suggest_compress_rate
+from hrank_ssd.measure.flops import count_exact
+from hrank_ssd.measure.sensitivity import compare_criteria, suggest_compress_rate
+from hrank_ssd.nets.models import build_model, save_model
 
 
 def handmade_scan(n=14, robust=(14,)):
@@ -49,7 +49,7 @@ def test_sensitivity_cli_writes_table_and_plot(synthetic_voc, tmp_path, capsys):
 
 
 def test_compare_criteria_table(synthetic_voc):
-    from hrank_ssd.data import VOCDataset
+    from hrank_ssd.data.voc import VOCDataset
 
     ds = VOCDataset(synthetic_voc, split="test", is_test=True)
     ds.ids = ds.ids[:2]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hrank_ssd import speed
-from hrank_ssd.models import build_model
-from hrank_ssd.predictor import Predictor
+from hrank_ssd.measure import speed
+from hrank_ssd.nets.models import build_model
+from hrank_ssd.nets.predictor import Predictor
 
 
 def _randomise_bn(model, seed=0):

@@ -6,9 +6,9 @@ import zipfile
 
 import pytest
 
-from hrank_ssd import downloads
 from hrank_ssd.errors import HRankError
-from hrank_ssd.standin import StandInWorld
+from hrank_ssd.io import downloads
+from hrank_ssd.io.standin import StandInWorld
 
 BUNDLE_ID = "1g2KkOMTeZ7u_EM9Ke2HpomvHm049Iqit"  # weights_manifest.json: hrank-ssd-bundle
 GCS_VGG = "https://storage.googleapis.com/models-hao/vgg16-ssd-mp-0_7726.pth"

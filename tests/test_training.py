@@ -22,8 +22,8 @@ import torch
 
 from hrank_ssd.cli import main
 from hrank_ssd.errors import HRankError
-from hrank_ssd.models import load_model, read_state_dict
-from hrank_ssd.training import (
+from hrank_ssd.nets.models import load_model, read_state_dict
+from hrank_ssd.train.training import (
     LOG_COLUMNS,
     Hooks,
     TrainConfig,
@@ -40,7 +40,7 @@ EPOCHS = 3
 
 @pytest.fixture(scope="session")
 def tiny_voc(tmp_path_factory) -> Path:
-    from hrank_ssd.synthetic import make_synthetic_voc
+    from hrank_ssd.data.synthetic import make_synthetic_voc
 
     return make_synthetic_voc(tmp_path_factory.mktemp("tiny_voc"), num_train=8, num_test=4, image_size=300, seed=1)
 
@@ -150,7 +150,7 @@ def test_resume_after_whole_epochs_is_exact(reference, tiny_voc, tmp_path):
 
 
 def test_live_loss_curve_receives_every_step_loss(tiny_voc, tmp_path):
-    from hrank_ssd.live_plot import LiveLossCurve
+    from hrank_ssd.train.live_plot import LiveLossCurve
 
     curve = LiveLossCurve(every=1)
     result = train(_config(tiny_voc, tmp_path, num_epochs=1), hooks=curve)
@@ -375,7 +375,7 @@ def test_ddp_two_processes_match_one(tiny_voc, tmp_path):
 
 
 def test_lsuv_init_only_when_asked_and_only_from_scratch(tiny_voc, tmp_path, monkeypatch):
-    import hrank_ssd.training as training
+    import hrank_ssd.train.training as training
 
     calls = []
     monkeypatch.setattr(training, "init_from_scratch", lambda model, images: calls.append(tuple(images.shape)))

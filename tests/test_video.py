@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from hrank_ssd import cli, models, video
+from hrank_ssd import cli
+from hrank_ssd.course import video
 from hrank_ssd.errors import HRankError
+from hrank_ssd.nets import models
 
 SIZE = (160, 120)  # small frames keep the test fast
 FPS = 5
@@ -86,8 +88,8 @@ def test_max_frames_gives_exactly_that_many(run_cli, clip, tmp_path):
 
 
 def test_process_video_api(tiny_model, synthetic_voc, clip, tmp_path):
-    from hrank_ssd.data import read_labels
-    from hrank_ssd.predictor import Predictor
+    from hrank_ssd.data.voc import read_labels
+    from hrank_ssd.nets.predictor import Predictor
 
     names = read_labels(synthetic_voc / "labels.txt")
     pred = Predictor(models.load_model(tiny_model), "cpu")

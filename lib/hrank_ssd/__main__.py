@@ -1,5 +1,5 @@
 import sys
 
-from .cli import main
+from hrank_ssd.cli.main import main
 
 sys.exit(main())

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import HRankError
+from hrank_ssd.errors import HRankError
 
 
 def resolve_device(name=None) -> torch.device:

@@ -1,0 +1,28 @@
+"""Flags shared by several commands, with the original scripts' names."""
+
+from __future__ import annotations
+
+import argparse
+
+from hrank_ssd.nets.config import NETS
+
+
+def add_net(p: argparse.ArgumentParser, default: str = "vgg16-ssd") -> None:
+    p.add_argument("--net", default=default, choices=NETS, help="network architecture")
+
+
+def add_compress_rate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--compress_rate", default=None,
+                   help='per-layer pruning rates, e.g. "[0.1]*7+[0.5]*9" (original HRank syntax)')
+
+
+def str2bool(v: str) -> bool:
+    if v.lower() in ("1", "true", "yes", "y"):
+        return True
+    if v.lower() in ("0", "false", "no", "n"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {v!r}")
+
+
+def device_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")

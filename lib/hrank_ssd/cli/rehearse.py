@@ -1,0 +1,46 @@
+"""``rehearse``: run the notebooks on the full profile against a local stand-in of Drive, GCS and the VOC mirrors."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from hrank_ssd.errors import HRankError
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("rehearse", help="rehearse Colab's full-profile path offline: stand-in Drive/GCS/VOC on "
+                                        "127.0.0.1, every notebook in its own kernel, quota and corruption cases",
+                       description=__doc__.splitlines()[0])
+    p.add_argument("--out", default=None, help="output folder (default: runs/rehearsal-<timestamp>)")
+    p.add_argument("--runs", default="runs", help="folder that receives rehearsal-<timestamp>/")
+    p.add_argument("--scenarios", default="normal,quota,corrupt",
+                   help="comma-separated among normal (every source works), quota (Drive over quota for the "
+                        "bundle), corrupt (damaged downloads)")
+    p.add_argument("--colab_env", default=None,
+                   help="a venv made (once) with Colab's package versions (colab/colab-gpu-2026-08.txt) that runs "
+                        "the notebooks; default: this Python")
+    p.add_argument("--notebooks", default=None, help="comma-separated subset of the notebooks (default all)")
+    p.add_argument("--train_images", type=int, default=16, help="images in the stand-in VOC2007 trainval tar")
+    p.add_argument("--test_images", type=int, default=8, help="images in the stand-in VOC2007 test tar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from hrank_ssd.course.notebooks import NOTEBOOKS
+    from hrank_ssd.course.rehearsal import colab_env, rehearse, summary_lines
+    from hrank_ssd.course.steps import repo_root
+
+    scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    notebooks = [n.strip() for n in args.notebooks.split(",") if n.strip()] if args.notebooks else list(NOTEBOOKS)
+    unknown = [n for n in notebooks if n not in NOTEBOOKS]
+    if unknown:
+        raise HRankError(f"unknown notebook {', '.join(unknown)}: choose among {', '.join(NOTEBOOKS)}")
+    out = Path(args.out) if args.out else Path(args.runs) / f"rehearsal-{time.strftime('%Y%m%d-%H%M%S')}"
+    log = lambda msg: print(msg, flush=True)  # noqa: E731
+    python = colab_env(Path(args.colab_env).resolve(), repo_root(), log) if args.colab_env else None
+    summary = rehearse(out, scenarios, python, notebooks, args.train_images, args.test_images, log)
+    print("\n".join(summary_lines(summary)))
+    print(f"details: {Path(out).resolve() / 'rehearsal.json'}")
+    return 0 if summary["ok"] else 1

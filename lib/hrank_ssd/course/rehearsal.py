@@ -1,0 +1,276 @@
+"""``rehearse``: the Colab user's path (``PROFILE = "full"``, *Run all*) run end to end without network.
+
+For each scenario (``normal``, ``quota``, ``corrupt``: see :func:`hrank_ssd.course.rehearsal_world.serve`) it serves the
+stand-in world on 127.0.0.1 (:mod:`hrank_ssd.io.standin`), points ``HRANK_SSD_MANIFEST`` at the world's manifest,
+and executes every notebook in order, each in a kernel of its own, from a fresh copy of the checkout (as
+Colab's clone: no ``../shared`` beside it), with the ``full-rehearsal`` profile. The kernel's Python can be a
+Colab-like environment (:func:`colab_env`). Then it checks what a user would look at: every notebook ran with
+no error output, each artifact came from the source the scenario leaves working, the substitutes and the clip
+are reported, and the report exists. Output: ``<out>/`` (normal), ``<out>/quota/``, ``<out>/corrupt/``, each
+with ``notebooks/``, ``results/``, ``report.md``, ``report.html``; and ``<out>/rehearsal.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+from hrank_ssd.course.notebooks import NOTEBOOKS, execute_one, notebook_params
+from hrank_ssd.course.rehearsal_world import SCENARIOS, World, build_world, serve
+from hrank_ssd.course.steps import repo_root
+from hrank_ssd.errors import HRankError
+from hrank_ssd.io.downloads import MANIFEST_ENV, sha256sum
+from hrank_ssd.io.files import atomic_write_text
+
+PROFILE = "full-rehearsal"
+COLAB_PINS = Path("colab") / "colab-gpu-2026-08.txt"
+KERNEL = "hrank-ssd-rehearsal"
+REPORTED_PACKAGES = ("torch", "torchvision", "numpy", "pandas", "matplotlib", "ipywidgets", "ipykernel", "gdown",
+                     "opencv-python", "opencv-python-headless", "papermill", "ultralytics-thop")
+
+
+# ------------------------------------------------------------------------------ environment
+
+
+def copy_checkout(repo: Path, dest: Path) -> Path:
+    """The files a ``git clone`` of this working tree would hold (tracked and new, never ignored ones)."""
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=repo, capture_output=True)
+    if listed.returncode != 0:
+        raise HRankError(f"{repo} is not a git checkout (git ls-files failed): rehearse from a clone of the project")
+    for rel in filter(None, listed.stdout.decode().split("\0")):
+        src = repo / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    return dest
+
+
+def _pins(repo: Path) -> List[str]:
+    return [ln.split("#")[0].strip() for ln in (repo / COLAB_PINS).read_text().splitlines() if ln.split("#")[0].strip()]
+
+
+def colab_env(venv: Path, repo: Path, log: Callable[[str], None] = print) -> Path:
+    """A venv like Colab's GPU runtime: every package of ``colab/colab-gpu-2026-08.txt`` at Colab's version
+    (torch and torchvision as installed here: Colab's CUDA wheels are not available), then the notebooks'
+    own install step (``pip install -e .[colab]`` constrained to what is installed, as the setup cell does on
+    Colab). Made once; its Python path is returned."""
+    python = venv / "bin" / "python"
+    marker = venv / ".colab-installed"
+    stamp = "\n".join(_pins(repo) + [(repo / "pyproject.toml").read_text()])
+    if marker.is_file() and marker.read_text() == stamp:
+        return python
+    from importlib.metadata import version
+
+    def pip(*args: str) -> None:
+        log(f"[rehearse] {venv}: pip install {' '.join(args)[:120]}")
+        done = subprocess.run([str(python), "-m", "pip", "install", "-q", *args], capture_output=True, text=True)
+        if done.returncode != 0:
+            tail = " ".join(done.stderr.split())[-300:]
+            raise HRankError(f"could not build the Colab-like environment {venv}: pip install {args[0]} failed "
+                             f"({tail}); delete {venv} and rerun, or rehearse without --colab_env")
+
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip(f"torch=={version('torch')}", f"torchvision=={version('torchvision')}")
+    pip(*[p for p in _pins(repo) if not p.startswith(("torch==", "torchvision=="))])
+    frozen = subprocess.run([str(python), "-m", "pip", "freeze"], capture_output=True, text=True).stdout
+    keep = venv / "keep-colab-packages.txt"
+    keep.write_text("\n".join(x for x in frozen.splitlines() if "==" in x) + "\n")
+    pip("-e", f"{repo}[colab]", "-c", str(keep))  # the setup cell's own command
+    marker.write_text(stamp)
+    return python
+
+
+def _kernel_spec(folder: Path, python: Path) -> Path:
+    """A kernelspec running ``python`` (found through ``JUPYTER_PATH=folder``)."""
+    spec = folder / "kernels" / KERNEL
+    spec.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(spec / "kernel.json", json.dumps({
+        # -Xfrozen_modules=off: ipykernel 6.17's debugger (Colab's) warns about frozen modules at every start
+        "argv": [str(python), "-Xfrozen_modules=off", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "hrank-ssd rehearsal", "language": "python"}, indent=1))
+    return folder
+
+
+def _packages(python: Path) -> Dict[str, Optional[str]]:
+    code = ("import json, sys, importlib.metadata as m\n"
+            "def v(n):\n    try: return m.version(n)\n    except m.PackageNotFoundError: return None\n"
+            "print(json.dumps({n: v(n) for n in sys.argv[1:]}))")
+    done = subprocess.run([str(python), "-c", code, *REPORTED_PACKAGES], capture_output=True, text=True)
+    return json.loads(done.stdout) if done.returncode == 0 else {}
+
+
+@contextmanager
+def _environ(values: Dict[str, str]):
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+# ------------------------------------------------------------------------------ one scenario
+
+
+def _error_outputs(notebook: Path) -> List[str]:
+    """The error outputs (and tracebacks printed to stderr) an executed notebook shows."""
+    if not notebook.is_file():
+        return []
+    found = []
+    for cell in json.loads(notebook.read_text()).get("cells", []):
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                found.append(f"{out.get('ename')}: {out.get('evalue', '')[:200]}")
+            elif out.get("name") == "stderr" and "Traceback (most recent call last)" in "".join(out.get("text", "")):
+                found.append("traceback printed to stderr")
+    return found
+
+
+def _downloads(work: Path) -> Dict[str, dict]:
+    """Every ``downloads.json`` under ``work`` (the manifest artifacts' records, and the VOC tars', which are
+    recorded under their file names), keyed by manifest name."""
+    from hrank_ssd.io.downloads import VOC_SETS
+
+    by_tar = {tar: f"voc-{name}" for name, (_, tar, _) in VOC_SETS.items()}
+    got = {}
+    for record in sorted(work.rglob("downloads.json")):
+        for name, info in json.loads(record.read_text()).items():
+            got[by_tar.get(name, name)] = info
+    return got
+
+
+def _checks(run_dir: Path, world: World, expected: Dict[str, str], notebooks: List[dict],
+            got: Dict[str, dict]) -> List[dict]:
+    checks = []
+
+    def check(what: str, ok: bool, detail: str = "") -> None:
+        checks.append({"check": what, "ok": bool(ok), "detail": detail})
+
+    for nb in notebooks:
+        check(f"{nb['notebook']} ran", nb["status"] == "ok", nb.get("error", ""))
+        check(f"{nb['notebook']} shows no error output", not nb["error_outputs"], "; ".join(nb["error_outputs"]))
+    results = run_dir / "results"
+    substitutes = json.loads((results / "substitutes.json").read_text()) if (results / "substitutes.json").is_file() \
+        else {}
+    ran = {nb["notebook"] for nb in notebooks}
+    last = "06_video_demo" in ran  # the clip and the report are notebook 06's; the pruned model 03-06's
+    uses_pruned = bool(ran & {"03_finetune", "04_eval_map_fps", "06_video_demo"})
+    for name, source in expected.items():
+        if name == "street-clip" and last:
+            video = json.loads((results / "video.json").read_text()) if (results / "video.json").is_file() else {}
+            check("video clip source", video.get("source") == source, f"{video.get('source')} (expected {source})")
+        elif source == "unavailable" and uses_pruned:
+            check(f"{name} unavailable and reported", name not in got and "vgg16-ssd-pruned" in substitutes,
+                  substitutes.get("vgg16-ssd-pruned", "no substitute recorded")[:200])
+        elif name in got:
+            check(f"{name} from {source}", got[name]["source"].startswith(source), got[name]["source"])
+    served_good = {sha256sum(p) for n, p in world.files.items() if p.is_file() and n != "hrank-ssd-bundle"}
+    bad_dir = world.folder / "served-bad"
+    bad = {sha256sum(p) for p in bad_dir.iterdir()} if bad_dir.is_dir() else set()
+    installed = [p for p in (run_dir / "work").rglob("*") if p.is_file() and p.suffix in (".pth", ".txt", ".mp4")]
+    kept_bad = [str(p) for p in installed if p.stat().st_size > 0 and sha256sum(p) in bad - served_good]
+    check("no damaged download kept", not kept_bad, ", ".join(kept_bad))
+    for name in ("report.md", "report.html") if last else ():
+        check(f"{name} written by the notebooks", (run_dir / name).is_file(), str(run_dir / name))
+    return checks
+
+
+def run_scenario(scenario: str, world: World, checkout: Path, run_dir: Path, jupyter: Path,
+                 notebooks: Sequence[str] = NOTEBOOKS, log: Callable[[str], None] = print) -> dict:
+    """Serve ``world`` as ``scenario`` says and run ``notebooks`` from ``checkout`` into ``run_dir``."""
+    from hrank_ssd.io.standin import StandInWorld
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = run_dir / "notebooks"
+    out_dir.mkdir(exist_ok=True)
+    params = notebook_params(PROFILE, run_dir, run_dir / "work", "cpu")
+    rows = []
+    start = time.perf_counter()
+    with StandInWorld(world.folder / f"standin-{scenario}") as standin:
+        expected = serve(world, standin, scenario)
+        env = {**standin.environ(), MANIFEST_ENV: str(world.manifest.resolve()), "JUPYTER_PATH": str(jupyter),
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(checkout / "lib"), os.environ.get("PYTHONPATH")]))}
+        with _environ(env):
+            for name in notebooks:
+                t0 = time.perf_counter()
+                row = {"notebook": name, "status": "ok", "error": ""}
+                try:
+                    execute_one(checkout / "notebooks" / f"{name}.ipynb", out_dir, params, cwd=checkout,
+                                kernel_name=KERNEL, log=lambda msg: log(msg.replace("[course]", f"[{scenario}]")))
+                except HRankError as e:
+                    row.update(status="failed", error=str(e))
+                    log(f"[{scenario}] {e}")
+                row["seconds"] = round(time.perf_counter() - t0, 1)
+                row["error_outputs"] = _error_outputs(out_dir / f"{name}.ipynb")
+                rows.append(row)
+        requests = list(standin.requests)
+    got = _downloads(run_dir / "work")
+    checks = _checks(run_dir, world, expected, rows, got)
+    return {"scenario": scenario, "run_dir": str(run_dir), "seconds": round(time.perf_counter() - start, 1),
+            "notebooks": rows, "expected_sources": expected, "downloads": got,
+            "requests": requests, "checks": checks, "ok": all(c["ok"] for c in checks)}
+
+
+# ------------------------------------------------------------------------------ the whole rehearsal
+
+
+def rehearse(out: Path, scenarios: Sequence[str] = SCENARIOS, python: Optional[Path] = None,
+             notebooks: Sequence[str] = NOTEBOOKS, train_images: int = 16, test_images: int = 8,
+             log: Callable[[str], None] = print) -> dict:
+    """Build the world, copy the checkout, run each scenario; write ``out/rehearsal.json``; return it."""
+    unknown = [s for s in scenarios if s not in SCENARIOS]
+    if unknown:
+        raise HRankError(f"unknown scenario {', '.join(unknown)}: choose among {', '.join(SCENARIOS)}")
+    if train_images < 2 or test_images < 1:
+        raise HRankError("--train_images must be at least 2 and --test_images at least 1")
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    repo = repo_root()
+    start = time.perf_counter()
+    log(f"[rehearse] building the stand-in world in {out / 'world'}")
+    world = build_world(out / "world", repo, train_images, test_images)
+    checkout = copy_checkout(repo, out / "hrank-ssd")
+    python = Path(python) if python else Path(sys.executable)
+    jupyter = _kernel_spec(out / "jupyter", python)
+    summary = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "profile": PROFILE, "machine": platform.platform(),
+               "processor": platform.processor() or platform.machine(), "kernel_python": str(python),
+               "packages": _packages(python), "world": {"folder": str(world.folder), "voc_images": world.voc_source,
+                                                        "train_images": train_images, "test_images": test_images},
+               "scenarios": {}}
+    for scenario in scenarios:
+        run_dir = out if scenario == "normal" else out / scenario
+        log(f"[rehearse] scenario {scenario}: notebooks into {run_dir / 'notebooks'}")
+        summary["scenarios"][scenario] = run_scenario(scenario, world, checkout, run_dir, jupyter, notebooks, log)
+    summary["seconds"] = round(time.perf_counter() - start, 1)
+    summary["ok"] = all(s["ok"] for s in summary["scenarios"].values())
+    atomic_write_text(out / "rehearsal.json", json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
+def summary_lines(summary: dict) -> List[str]:
+    """The printed summary: a line per notebook and per failed check, then the verdict."""
+    lines = [f"rehearsal of the full profile ({summary['profile']}) on {summary['processor']}, kernel "
+             f"{summary['kernel_python']} (torch {summary['packages'].get('torch')}, numpy "
+             f"{summary['packages'].get('numpy')}, ipywidgets {summary['packages'].get('ipywidgets')})"]
+    for name, sc in summary["scenarios"].items():
+        lines.append(f"{name}: {'ok' if sc['ok'] else 'FAILED'} in {sc['seconds']:.0f} s ({sc['run_dir']})")
+        for nb in sc["notebooks"]:
+            lines.append(f"  {nb['notebook']:<20} {nb['status']:<7} {nb['seconds']:7.1f} s")
+        for name_, info in sorted(sc["downloads"].items()):
+            lines.append(f"  downloaded {name_:<20} from {info['source']}")
+        lines += [f"  check failed: {c['check']} ({c['detail'][:200]})" for c in sc["checks"] if not c["ok"]]
+    lines.append(f"rehearsal {'passed' if summary['ok'] else 'FAILED'} in {summary['seconds']:.0f} s")
+    return lines

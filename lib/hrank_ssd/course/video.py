@@ -1,0 +1,336 @@
+"""Video in, annotated video out (pytorch-ssd's ``run_ssd_video_demo.py``), plus a synthetic demo clip.
+
+Frames are read with ``cv2.VideoCapture`` (BGR), turned into RGB for the :class:`~hrank_ssd.nets.predictor.Predictor`,
+annotated (boxes, class names, scores, running FPS) and written with ``cv2.VideoWriter`` (``mp4v``) to a
+temporary file beside the output, renamed into place only when every frame is written: a failure or a
+Ctrl-C never leaves half a video. The output keeps the input's frame rate and frame count (or exactly
+``max_frames`` frames when that is given and the input is longer).
+"""
+
+from __future__ import annotations
+
+import colorsys
+import contextlib
+import math
+import os
+import time
+from collections import deque
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import cv2
+import numpy as np
+
+from hrank_ssd.errors import HRankError
+
+PathLike = Union[str, os.PathLike]
+FOURCC = "mp4v"
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv")
+DEFAULT_FPS = 25.0  # used when a container reports no (or a nonsense) frame rate
+FPS_WINDOW = 10  # the on-frame FPS averages the predict time of this many latest frames
+
+
+@contextlib.contextmanager
+def _quiet_opencv():
+    """Silence OpenCV's own WARN lines (we raise one clear HRankError instead)."""
+    log = getattr(getattr(cv2, "utils", None), "logging", None)
+    if log is None:
+        yield
+        return
+    old = log.getLogLevel()
+    log.setLogLevel(log.LOG_LEVEL_ERROR)
+    try:
+        yield
+    finally:
+        log.setLogLevel(old)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# drawing
+
+
+def class_colour(label: int) -> Tuple[int, int, int]:
+    """A distinct, saturated BGR colour per class index (golden-ratio hue steps, stable across runs)."""
+    hue = (int(label) * 0.618033988749895) % 1.0
+    r, g, b = colorsys.hsv_to_rgb(hue, 0.85, 1.0)
+    return int(b * 255), int(g * 255), int(r * 255)
+
+
+def _as_numpy(x) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def _text_with_background(img: np.ndarray, text: str, org: Tuple[int, int], colour, scale: float,
+                          thickness: int) -> None:
+    """``text`` with its bottom-left corner at ``org``, on a filled box of ``colour``, kept inside the frame."""
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    (tw, th), base = cv2.getTextSize(text, font, scale, thickness)
+    h, w = img.shape[:2]
+    x = int(min(max(org[0], 0), max(w - tw - 2, 0)))
+    y = int(min(max(org[1], th + base + 2), h - base - 1))
+    cv2.rectangle(img, (x, y - th - base - 2), (x + tw + 2, y + base), colour, cv2.FILLED)
+    lum = 0.114 * colour[0] + 0.587 * colour[1] + 0.299 * colour[2]
+    ink = (0, 0, 0) if lum > 128 else (255, 255, 255)
+    cv2.putText(img, text, (x + 1, y - 1), font, scale, ink, thickness, cv2.LINE_AA)
+
+
+def annotate_frame(frame_bgr: np.ndarray, boxes, labels, scores, class_names: Sequence[str],
+                   fps: Optional[float] = None) -> np.ndarray:
+    """A copy of ``frame_bgr`` with each box (pixels, xyxy), ``"name: score"`` and, when given, ``FPS: x``.
+
+    ``boxes``/``labels``/``scores`` may be tensors or arrays (as :meth:`Predictor.predict` returns them).
+    Each class gets its own colour (:func:`class_colour`).
+    """
+    if frame_bgr is None or np.asarray(frame_bgr).ndim != 3:
+        raise HRankError("annotate_frame needs an HxWx3 BGR image (as cv2.VideoCapture.read returns)")
+    img = np.ascontiguousarray(frame_bgr).copy()
+    h, w = img.shape[:2]
+    boxes = _as_numpy(boxes).reshape(-1, 4).astype(np.float64)
+    labels = _as_numpy(labels).reshape(-1).astype(np.int64)
+    scores = _as_numpy(scores).reshape(-1).astype(np.float64)
+    scale = max(0.4, min(h, w) / 600.0)
+    thick = max(1, int(round(min(h, w) / 300.0)))
+    for (x1, y1, x2, y2), label, score in zip(boxes, labels, scores):
+        x1, x2 = int(round(np.clip(x1, 0, w - 1))), int(round(np.clip(x2, 0, w - 1)))
+        y1, y2 = int(round(np.clip(y1, 0, h - 1))), int(round(np.clip(y2, 0, h - 1)))
+        colour = class_colour(label)
+        cv2.rectangle(img, (x1, y1), (x2, y2), colour, thick + 1)
+        name = class_names[label] if 0 <= label < len(class_names) else f"class {label}"
+        _text_with_background(img, f"{name}: {score:.2f}", (x1, y1 - 1), colour, scale * 0.6, thick)
+    if fps is not None:
+        _text_with_background(img, f"FPS: {fps:.1f}", (4, int(30 * scale)), (32, 32, 32), scale * 0.8, thick)
+    return img
+
+
+# ----------------------------------------------------------------------------------------------------------
+# reading and writing
+
+
+def open_video(in_path: PathLike):
+    """``(capture, fps, frame_count_or_0, first_frame)``; a clear HRankError when it is not a readable video."""
+    in_path = Path(in_path)
+    if not in_path.is_file():
+        raise HRankError(f"input video not found: {in_path}; check the path (e.g. make one with "
+                         f"hrank_ssd.course.video.make_synthetic_video)")
+    if in_path.stat().st_size == 0:
+        raise HRankError(f"input video {in_path} is empty (0 bytes): re-copy or re-download it")
+    with _quiet_opencv():
+        cap = cv2.VideoCapture(str(in_path))
+        ok = cap.isOpened()
+        first = None
+        if ok:
+            ok, first = cap.read()
+    if not cap.isOpened():
+        raise HRankError(f"cannot open {in_path} as a video: pass an .mp4/.avi file OpenCV can decode "
+                         f"(re-encode it with ffmpeg if needed)")
+    if not ok or first is None or first.ndim != 3:
+        cap.release()
+        raise HRankError(f"{in_path} has no readable frames: it is empty, corrupt or not a video; "
+                         f"pass a video file with at least one frame")
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    if not fps or not math.isfinite(fps) or fps <= 0 or fps > 1000:
+        fps = DEFAULT_FPS
+    count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+    count = int(count) if count and math.isfinite(count) and count > 0 else 0
+    return cap, float(fps), count, first
+
+
+def _temp_path(out_path: Path) -> Path:
+    return out_path.with_name(f".{out_path.stem}.tmp{os.getpid()}{out_path.suffix}")
+
+
+def check_output_path(out_path: PathLike) -> Path:
+    """The output path, after checking its folder exists and is writable and its suffix is a video one."""
+    out_path = Path(out_path)
+    parent = out_path.parent
+    if out_path.is_dir():
+        raise HRankError(f"output {out_path} is a folder: pass a file name such as {out_path / 'out.mp4'}")
+    if out_path.suffix.lower() not in VIDEO_SUFFIXES:
+        raise HRankError(f"output {out_path} needs a video suffix ({', '.join(VIDEO_SUFFIXES)}); e.g. "
+                         f"{out_path.with_suffix('.mp4')}")
+    if not parent.is_dir():
+        raise HRankError(f"output folder {parent} does not exist: create it (mkdir -p {parent}) "
+                         f"or pick another output path")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise HRankError(f"output folder {parent} is not writable: pick a folder you can write to")
+    return out_path
+
+
+class _AtomicVideoWriter:
+    """``cv2.VideoWriter`` to a temp file in the output folder; :meth:`commit` renames it, else it is deleted."""
+
+    def __init__(self, out_path: PathLike, fps: float, size: Tuple[int, int]):
+        self.out_path = check_output_path(out_path)
+        self.tmp = _temp_path(self.out_path)
+        with _quiet_opencv():
+            self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*FOURCC), float(fps), size)
+        if not self.writer.isOpened():
+            self.discard()
+            raise HRankError(f"cannot write video {self.out_path} (OpenCV's VideoWriter with {FOURCC} did not "
+                             f"open): use an .mp4 or .avi name in a writable folder")
+        self.size = size
+
+    def write(self, frame: np.ndarray) -> None:
+        if (frame.shape[1], frame.shape[0]) != self.size:
+            frame = cv2.resize(frame, self.size)
+        self.writer.write(frame)
+
+    def commit(self) -> None:
+        self.writer.release()
+        if not self.tmp.is_file() or self.tmp.stat().st_size == 0:
+            self.discard()
+            raise HRankError(f"writing {self.out_path} failed (no data written): check free disk space")
+        os.replace(self.tmp, self.out_path)
+
+    def discard(self) -> None:
+        with contextlib.suppress(Exception):
+            self.writer.release()
+        with contextlib.suppress(FileNotFoundError):
+            self.tmp.unlink()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.commit()
+        else:
+            self.discard()
+        return False
+
+
+def process_video(predictor, class_names: Sequence[str], in_path: PathLike, out_path: PathLike,
+                  threshold: float = 0.4, top_k: int = 10, max_frames: Optional[int] = None,
+                  progress: bool = True) -> Dict[str, object]:
+    """Detect on every frame of ``in_path`` and write the annotated video to ``out_path``.
+
+    ``predictor`` is a :class:`~hrank_ssd.nets.predictor.Predictor`; ``top_k`` and ``threshold`` go to its
+    ``predict`` (``top_k`` boxes per class, scores above ``threshold``), as in the original demo.
+    The FPS drawn on a frame is measured from the predict time (preprocess, forward, NMS) of the last
+    few frames. Returns ``{"frames", "fps_in", "avg_fps", "out_path"}`` (``avg_fps``: frames per second
+    of predict time over the whole run).
+    """
+    from tqdm.auto import tqdm
+
+    if max_frames is not None and max_frames < 1:
+        raise HRankError(f"--max_frames must be at least 1, got {max_frames}")
+    if not 0.0 <= threshold <= 1.0:
+        raise HRankError(f"--threshold must be in [0, 1], got {threshold}")
+    cap, fps_in, count, frame = open_video(in_path)
+    total = min(count, max_frames) if count and max_frames else (count or max_frames or None)
+    recent: deque = deque(maxlen=FPS_WINDOW)
+    predict_time, frames = 0.0, 0
+    bar = None
+    try:
+        with _AtomicVideoWriter(out_path, fps_in, (frame.shape[1], frame.shape[0])) as writer:
+            bar = tqdm(total=total, unit="frame", desc="video", disable=not progress, leave=False)
+            while frame is not None:
+                rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+                t0 = time.perf_counter()
+                boxes, labels, scores = predictor.predict(rgb, top_k, threshold)
+                dt = time.perf_counter() - t0
+                predict_time += dt
+                recent.append(dt)
+                running = len(recent) / max(sum(recent), 1e-9)
+                writer.write(annotate_frame(frame, boxes, labels, scores, class_names, fps=running))
+                frames += 1
+                bar.update(1)
+                if max_frames is not None and frames >= max_frames:
+                    break
+                ok, frame = cap.read()
+                if not ok:
+                    frame = None
+    finally:
+        if bar is not None:
+            bar.close()
+        cap.release()
+    return {"frames": frames, "fps_in": fps_in, "avg_fps": frames / max(predict_time, 1e-9),
+            "out_path": str(writer.out_path)}
+
+
+def video_info(path: PathLike) -> Dict[str, float]:
+    """``{"frames", "fps", "width", "height"}`` of a video, frames counted by decoding every frame."""
+    cap, fps, _, frame = open_video(path)
+    n = 1
+    try:
+        while cap.grab():
+            n += 1
+    finally:
+        cap.release()
+    return {"frames": n, "fps": fps, "width": frame.shape[1], "height": frame.shape[0]}
+
+
+def sample_frames(out_path: PathLike, n: int = 3) -> List[np.ndarray]:
+    """``n`` evenly spaced frames (first and last included) of a video, as RGB arrays (for notebooks).
+
+    Example: ``plt.imshow(np.hstack(video.sample_frames("out.mp4")))``.
+    """
+    if n < 1:
+        raise HRankError(f"sample_frames needs n >= 1, got {n}")
+    total = video_info(out_path)["frames"]  # counted by decoding: CAP_PROP_FRAME_COUNT can be wrong
+    wanted = set(np.linspace(0, total - 1, num=min(n, total)).round().astype(int).tolist())
+    cap, _, _, frame = open_video(out_path)
+    frames = [frame] if 0 in wanted else []
+    try:
+        for i in range(1, total):
+            if not cap.grab():
+                break
+            if i in wanted:
+                ok, f = cap.retrieve()
+                if ok:
+                    frames.append(f)
+    finally:
+        cap.release()
+    return [cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in frames]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# synthetic clip
+
+
+def make_synthetic_video(out_path: PathLike, dataset_root: PathLike, seconds: float = 3, fps: float = 10,
+                         size: Tuple[int, int] = (480, 360), split: Optional[str] = None,
+                         speed: float = 0.5) -> Path:
+    """A short clip that slowly pans across a strip of the synthetic VOC images (no download needed).
+
+    The images of ``dataset_root`` (a VOC folder, e.g. from :func:`hrank_ssd.data.synthetic.make_synthetic_voc`;
+    ``split`` defaults to test, else trainval) are resized to the frame height and laid side by side;
+    a ``size`` (width, height) window moves across them at ``speed`` frame heights per second.
+    Deterministic. Written atomically; returns ``out_path``.
+    """
+    from hrank_ssd.data.voc import VOCDataset
+
+    n_frames = int(round(seconds * fps))
+    if n_frames < 1 or fps <= 0:
+        raise HRankError(f"seconds * fps must give at least one frame (seconds={seconds}, fps={fps})")
+    w, h = int(size[0]), int(size[1])
+    if w < 16 or h < 16:
+        raise HRankError(f"video size {w}x{h} is too small: use at least 16x16 (e.g. 480x360)")
+    root = Path(dataset_root)
+    if split is None:
+        split = "test" if (root / "ImageSets" / "Main" / "test.txt").is_file() else "trainval"
+    ds = VOCDataset(root, split=split)
+    step = speed * h / fps  # pixels per frame
+    strip_w = int(math.ceil(w + step * (n_frames - 1))) + 1
+    tiles, width = [], 0
+    i = 0
+    while width < strip_w:
+        img = cv2.cvtColor(ds.get_image(i % len(ds)), cv2.COLOR_RGB2BGR)
+        tile = cv2.resize(img, (max(1, int(round(img.shape[1] * h / img.shape[0]))), h),
+                          interpolation=cv2.INTER_AREA if img.shape[0] > h else cv2.INTER_LINEAR)
+        tiles.append(tile)
+        width += tile.shape[1]
+        i += 1
+    strip = np.hstack(tiles)
+    with _AtomicVideoWriter(out_path, fps, (w, h)) as writer:
+        for k in range(n_frames):
+            x = step * k
+            x0 = int(math.floor(x))
+            # sub-pixel shift keeps a slow pan smooth
+            m = np.float32([[1, 0, -(x - x0)], [0, 1, 0]])
+            window = strip[:, x0:x0 + w + 1]
+            frame = cv2.warpAffine(window, m, (w, h), borderMode=cv2.BORDER_REPLICATE)
+            writer.write(frame)
+    return Path(out_path)

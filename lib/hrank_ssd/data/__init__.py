@@ -1,0 +1,1 @@
+"""Images and boxes: the VOC reader, labels, transforms, and the synthetic VOC-format data set."""

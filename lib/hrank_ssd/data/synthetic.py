@@ -1,0 +1,207 @@
+"""A small, easy, VOC-format detection dataset of coloured shapes on textured backgrounds.
+
+It lets the whole pipeline (train, rank, prune, fine-tune, evaluate) run in minutes on a CPU
+with no download: the shapes are big and high-contrast, and their colour is random so that only
+the shape decides the class. Generation is deterministic: the same seed gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import List, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+from hrank_ssd.data.voc import write_labels
+from hrank_ssd.errors import HRankError
+
+SHAPES = ("circle", "square", "triangle", "cross", "ring")
+DIFFICULT_RATE = 0.05  # about this share of images get one extra tiny object marked difficult
+
+
+def class_names(classes: Sequence[str] = SHAPES) -> Tuple[str, ...]:
+    """The label list of a synthetic set: ``BACKGROUND`` then the shape names."""
+    return ("BACKGROUND",) + tuple(classes)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# drawing
+
+
+def _background(rng: np.random.Generator, size: int, dark: bool) -> np.ndarray:
+    lo, hi = (0, 100) if dark else (150, 255)
+    kind = rng.integers(3)
+    if kind == 0:  # blocky noise
+        cells = int(rng.integers(4, 30))
+        small = rng.uniform(lo, hi, (cells, cells, 3)).astype(np.float32)
+        img = cv2.resize(small, (size, size), interpolation=cv2.INTER_LINEAR)
+    elif kind == 1:  # linear gradient between two colours
+        a, b = rng.uniform(lo, hi, 3), rng.uniform(lo, hi, 3)
+        angle = rng.uniform(0, 2 * math.pi)
+        yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+        t = (xx * math.cos(angle) + yy * math.sin(angle))
+        t = (t - t.min()) / max(float(t.max() - t.min()), 1e-6)
+        img = a[None, None, :] * (1 - t[..., None]) + b[None, None, :] * t[..., None]
+    else:  # stripes
+        a, b = rng.uniform(lo, hi, 3), rng.uniform(lo, hi, 3)
+        angle = rng.uniform(0, math.pi)
+        period = rng.uniform(8, 40)
+        yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+        t = 0.5 + 0.5 * np.sin((xx * math.cos(angle) + yy * math.sin(angle)) * 2 * math.pi / period)
+        img = a[None, None, :] * (1 - t[..., None]) + b[None, None, :] * t[..., None]
+    img = img + rng.normal(0, 6, (size, size, 1)).astype(np.float32)
+    return np.clip(img, 0, 255)
+
+
+def _colour(rng: np.random.Generator, dark_background: bool) -> Tuple[int, int, int]:
+    """A saturated random hue, bright on dark backgrounds and dark on light ones (BGR order)."""
+    hue = int(rng.integers(0, 180))
+    sat = int(rng.integers(120, 256))
+    val = int(rng.integers(190, 256)) if dark_background else int(rng.integers(20, 80))
+    hsv = np.array([[[hue, sat, val]]], dtype=np.uint8)
+    b, g, r = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0]
+    return int(b), int(g), int(r)
+
+
+def _rotate(points: np.ndarray, angle: float, center: Tuple[float, float]) -> np.ndarray:
+    c, s = math.cos(angle), math.sin(angle)
+    p = points - center
+    return np.stack([p[:, 0] * c - p[:, 1] * s, p[:, 0] * s + p[:, 1] * c], 1) + center
+
+
+def _shape_polygon(kind: str, cx: float, cy: float, w: float, h: float, angle: float) -> np.ndarray:
+    if kind == "square":
+        pts = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], dtype=np.float64)
+    elif kind == "triangle":
+        pts = np.array([[0, -1], [1, 1], [-1, 1]], dtype=np.float64)
+    elif kind == "cross":
+        a = 0.33
+        pts = np.array([[-a, -1], [a, -1], [a, -a], [1, -a], [1, a], [a, a], [a, 1], [-a, 1], [-a, a], [-1, a],
+                        [-1, -a], [-a, -a]], dtype=np.float64)
+    else:
+        raise ValueError(kind)
+    pts = pts * (w / 2, h / 2) + (cx, cy)
+    return _rotate(pts, angle, (cx, cy))
+
+
+def _draw(img: np.ndarray, kind: str, box: Tuple[float, float, float, float], colour, rng) -> Tuple[int, ...]:
+    """Draw ``kind`` filling ``box`` (x1, y1, x2, y2 floats); returns its tight integer pixel box."""
+    x1, y1, x2, y2 = box
+    cx, cy, w, h = (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1
+    size = img.shape[0]
+    if kind in ("circle", "ring"):
+        center, axes = (int(round(cx)), int(round(cy))), (max(int(round(w / 2)), 1), max(int(round(h / 2)), 1))
+        if kind == "circle":
+            cv2.ellipse(img, center, axes, 0, 0, 360, colour, -1, cv2.LINE_AA)
+        else:
+            thick = max(int(round(min(axes) * rng.uniform(0.25, 0.4))), 2)
+            inner = (max(axes[0] - thick // 2, 1), max(axes[1] - thick // 2, 1))
+            cv2.ellipse(img, center, inner, 0, 0, 360, colour, thick, cv2.LINE_AA)
+        bx = (center[0] - axes[0], center[1] - axes[1], center[0] + axes[0], center[1] + axes[1])
+    else:
+        angle = rng.uniform(-0.35, 0.35) if kind != "square" else rng.uniform(-0.2, 0.2)
+        pts = _shape_polygon(kind, cx, cy, w, h, angle)
+        ipts = np.round(pts).astype(np.int32)
+        cv2.fillPoly(img, [ipts], colour, cv2.LINE_AA)
+        bx = (ipts[:, 0].min(), ipts[:, 1].min(), ipts[:, 0].max(), ipts[:, 1].max())
+    return tuple(int(np.clip(v, 0, size - 1)) for v in bx)
+
+
+def _overlap(a, b) -> float:
+    """Intersection over the smaller box's area."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    small = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return ix * iy / small if small > 0 else 0.0
+
+
+def make_scene(rng: np.random.Generator, size: int, classes: Sequence[str] = SHAPES):
+    """One image (HxWx3 BGR uint8) and its objects ``[(class_name, (x1, y1, x2, y2) 0-based), difficult]``."""
+    dark = bool(rng.integers(2))
+    img = _background(rng, size, dark).astype(np.uint8)
+    wanted = int(rng.integers(1, 5))
+    placed: List[Tuple[float, float, float, float]] = []
+    objects = []
+    for _ in range(wanted * 15):
+        if len(placed) == wanted:
+            break
+        side = rng.uniform(0.2, 0.7) * size
+        aspect = math.exp(rng.uniform(-0.3, 0.3))
+        w, h = min(side * aspect, 0.95 * size), min(side / aspect, 0.95 * size)
+        x1, y1 = rng.uniform(1, size - 1 - w), rng.uniform(1, size - 1 - h)
+        box = (x1, y1, x1 + w, y1 + h)
+        if any(_overlap(box, p) > 0.15 for p in placed):
+            continue
+        placed.append(box)
+        kind = classes[int(rng.integers(len(classes)))]
+        objects.append([kind, box, 0])
+    if rng.random() < DIFFICULT_RATE * 2:  # a tiny object: hard to see, marked difficult
+        for _ in range(20):
+            side = rng.uniform(0.05, 0.09) * size
+            x1, y1 = rng.uniform(1, size - 1 - side), rng.uniform(1, size - 1 - side)
+            box = (x1, y1, x1 + side, y1 + side)
+            if all(_overlap(box, p) == 0 for p in placed):
+                objects.append([classes[int(rng.integers(len(classes)))], box, 1])
+                break
+    out = []
+    for kind, box, difficult in objects:
+        tight = _draw(img, kind, box, _colour(rng, dark), rng)
+        out.append((kind, tight, difficult))
+    return img, out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# VOC writing
+
+
+def annotation_xml(image_id: str, size: int, objects, folder: str = "VOC2007") -> str:
+    """VOC XML text; boxes are written 1-based (0-based pixel + 1) like the real annotations."""
+    lines = ["<annotation>", f"\t<folder>{folder}</folder>", f"\t<filename>{image_id}.jpg</filename>",
+             "\t<source>", "\t\t<database>hrank-ssd synthetic shapes</database>", "\t</source>",
+             "\t<size>", f"\t\t<width>{size}</width>", f"\t\t<height>{size}</height>", "\t\t<depth>3</depth>",
+             "\t</size>", "\t<segmented>0</segmented>"]
+    for name, (x1, y1, x2, y2), difficult in objects:
+        lines += ["\t<object>", f"\t\t<name>{name}</name>", "\t\t<pose>Unspecified</pose>",
+                  "\t\t<truncated>0</truncated>", f"\t\t<difficult>{difficult}</difficult>", "\t\t<bndbox>",
+                  f"\t\t\t<xmin>{x1 + 1}</xmin>", f"\t\t\t<ymin>{y1 + 1}</ymin>",
+                  f"\t\t\t<xmax>{x2 + 1}</xmax>", f"\t\t\t<ymax>{y2 + 1}</ymax>", "\t\t</bndbox>", "\t</object>"]
+    lines.append("</annotation>")
+    return "\n".join(lines) + "\n"
+
+
+def make_synthetic_voc(out_dir, num_train: int = 600, num_test: int = 150, image_size: int = 300, seed: int = 0,
+                       classes: Sequence[str] = SHAPES, jpeg_quality: int = 92) -> Path:
+    """Write ``out_dir/VOCdevkit/VOC2007`` (Annotations, JPEGImages, ImageSets/Main/{trainval,test}.txt,
+    labels.txt) and return that folder. Image ids are ``000000``...; trainval first, then test.
+
+    Each image is drawn from its own random stream ``(seed, index)``, so the same seed always gives
+    the same files, and a bigger ``num_train`` keeps the first images unchanged.
+    """
+    if num_train < 1 or num_test < 1:
+        raise HRankError("--num_train and --num_test must be at least 1")
+    if image_size < 64:
+        raise HRankError(f"--image_size {image_size} is too small: use 64 or more (300 for VGG16-SSD)")
+    classes = tuple(classes)
+    if not classes or len(set(classes)) != len(classes) or not set(classes) <= set(SHAPES):
+        raise HRankError(f"classes must be distinct names among {', '.join(SHAPES)}")
+    root = Path(out_dir) / "VOCdevkit" / "VOC2007"
+    for sub in ("Annotations", "JPEGImages", "ImageSets/Main"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    ids = [f"{i:06d}" for i in range(num_train + num_test)]
+    for i, image_id in enumerate(ids):
+        # the test images use their own stream family so they never repeat training images
+        stream = (seed, 0 if i < num_train else 1, i if i < num_train else i - num_train)
+        rng = np.random.default_rng(stream)
+        img, objects = make_scene(rng, image_size, classes)
+        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+        if not ok:
+            raise HRankError(f"could not encode image {image_id}: check the OpenCV install")
+        (root / "JPEGImages" / f"{image_id}.jpg").write_bytes(buf.tobytes())
+        (root / "Annotations" / f"{image_id}.xml").write_text(annotation_xml(image_id, image_size, objects),
+                                                              encoding="utf-8")
+    (root / "ImageSets" / "Main" / "trainval.txt").write_text("\n".join(ids[:num_train]) + "\n", encoding="utf-8")
+    (root / "ImageSets" / "Main" / "test.txt").write_text("\n".join(ids[num_train:]) + "\n", encoding="utf-8")
+    write_labels(root / "labels.txt", class_names(classes))
+    return root

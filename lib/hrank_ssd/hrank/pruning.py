@@ -1,0 +1,237 @@
+"""Filter pruning: choose the filters each prunable conv keeps, then rebuild a physically smaller model.
+
+Pruning is described as data. For every parameter of a net, :func:`slice_rules` names the prunable
+layer whose kept filters select its output dimension (the conv itself, its BatchNorm, a depthwise
+conv that follows it) and the one that selects its input dimension (the consuming conv, the
+headers). A pruned model is then: a smaller channel plan, a fresh model built from it, and every
+tensor of the original sliced by those rules. MobileNetV1-SSD is one more table, not more code.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from hrank_ssd.errors import HRankError
+from hrank_ssd.nets.compress import format_compress_rate, parse_compress_rate
+from hrank_ssd.nets.models import (
+    MB1_SOURCES,
+    NUM_PRUNABLE,
+    SSD,
+    VGG_BN_SOURCE,
+    VGG_CONV_INDEXES,
+    ChannelPlan,
+    activation_key,
+    build_model,
+    kept_channels,
+    layer_names,
+    producer_key,
+    save_model,
+)
+
+CRITERIA = ("hrank", "l1", "random")
+Rule = Tuple[Optional[int], Optional[int]]  # (layer selecting dim 0, layer selecting dim 1), 0-based
+
+
+def slice_rules(net: str) -> Dict[str, Rule]:
+    """Module prefix -> (layer whose kept filters index dim 0, layer whose kept filters index dim 1)."""
+    rules: Dict[str, Rule] = {}
+    if net == "vgg16-ssd":
+        for k in range(15):
+            rules[f"base_net.{VGG_CONV_INDEXES[k]}"] = (k if k < 14 else None, k - 1 if k > 0 else None)
+        conv4_3 = VGG_CONV_INDEXES.index(VGG_BN_SOURCE - 2)
+        rules["source_layer_add_ons.0"] = (conv4_3, None)
+        sources = {conv4_3: 0}
+    else:
+        rules["base_net.0.0"], rules["base_net.0.1"] = (0, None), (0, None)
+        for b in range(1, 14):
+            rules[f"base_net.{b}.0"] = (b - 1, None)  # depthwise: its channels are the producer's
+            rules[f"base_net.{b}.1"] = (b - 1, None)
+            rules[f"base_net.{b}.3"] = (b, b - 1)
+            rules[f"base_net.{b}.4"] = (b, None)
+        sources = {MB1_SOURCES[0] - 1: 0, MB1_SOURCES[1] - 1: 1}
+        rules["extras.0.0"] = (None, 13)
+    for layer, header in sources.items():
+        rules[f"classification_headers.{header}"] = (None, layer)
+        rules[f"regression_headers.{header}"] = (None, layer)
+    return rules
+
+
+def _rule_for(key: str, rules: Dict[str, Rule]) -> Rule:
+    return rules.get(key.rsplit(".", 1)[0], (None, None))
+
+
+# ---------------------------------------------------------------- criteria
+
+
+def load_ranks(rank_dir, net: str, channels: Sequence[int]) -> List[np.ndarray]:
+    """``rank_dir/rank_conv{i}.npy`` for every prunable layer (1-based, HRank's naming)."""
+    rank_dir = Path(rank_dir)
+    if not rank_dir.is_dir():
+        raise HRankError(f"rank folder not found: {rank_dir}; make it with `python -m hrank_ssd rank ...` "
+                         f"or download the original one with `python -m hrank_ssd download vgg16-ssd-ranks`")
+    ranks = []
+    for i, c in enumerate(channels, start=1):
+        path = rank_dir / f"rank_conv{i}.npy"
+        if not path.is_file():
+            raise HRankError(f"{path} is missing: the rank folder needs rank_conv1.npy ... "
+                             f"rank_conv{len(channels)}.npy; regenerate it with `python -m hrank_ssd rank`")
+        try:
+            r = np.load(path).astype(np.float64).reshape(-1)
+        except Exception:
+            raise HRankError(f"{path} is not a readable .npy file; regenerate the ranks") from None
+        if r.size != c:
+            raise HRankError(f"{path} has {r.size} values but layer {i} ({layer_names(net)[i - 1]}) has {c} "
+                             f"filters: these ranks belong to another model")
+        ranks.append(r)
+    return ranks
+
+
+def l1_scores(model: SSD) -> List[np.ndarray]:
+    """Filter L1 norms (Li et al. 2017), one array per prunable layer."""
+    net, state = model.cfg.name, model.state_dict()
+    return [state[producer_key(net, i) + ".weight"].abs().flatten(1).sum(1).double().numpy()
+            for i in range(NUM_PRUNABLE[net])]
+
+
+def select_filters(scores: np.ndarray, keep: int) -> List[int]:
+    """Indices of the ``keep`` highest scores, ascending. Ties drop the lower index first (stable sort)."""
+    order = np.argsort(scores, kind="stable")
+    return sorted(int(i) for i in order[len(scores) - keep:])
+
+
+def round_keep(keep: int, channels: int, round_to: Optional[int]) -> int:
+    """Round a kept count up to a multiple of ``round_to`` (fast kernels like multiples of 8)."""
+    if not round_to or round_to <= 1:
+        return keep
+    return min(channels, -(-keep // round_to) * round_to)
+
+
+def kept_indices(model: SSD, compress_rate, criterion: str = "hrank", rank_dir=None, seed: int = 0,
+                 round_to: Optional[int] = None) -> Dict[str, List[int]]:
+    """Filters each prunable layer keeps, by layer name, under ``criterion``."""
+    net = model.cfg.name
+    if criterion not in CRITERIA:
+        raise HRankError(f"unknown --criterion {criterion!r}: choose one of {', '.join(CRITERIA)}")
+    rates = parse_compress_rate(compress_rate, NUM_PRUNABLE[net])
+    channels = model.plan.prunable
+    if criterion == "hrank":
+        if not rank_dir:
+            raise HRankError("--criterion hrank needs --rank_dir (make ranks with `python -m hrank_ssd rank`), "
+                             "or use --criterion l1")
+        scores = load_ranks(rank_dir, net, channels)
+    elif criterion == "l1":
+        scores = l1_scores(model)
+    else:
+        rng = np.random.default_rng(seed)
+        scores = [rng.permutation(c).astype(np.float64) for c in channels]
+    kept = {}
+    for name, s, c, rate in zip(layer_names(net), scores, channels, rates):
+        kept[name] = select_filters(s, round_keep(kept_channels(c, rate), c, round_to))
+    return kept
+
+
+def kept_agreement(model: SSD, compress_rate, rank_dir, other_rank_dir) -> List[Dict]:
+    """Per prunable layer: how many of the filters HRank keeps under ``rank_dir`` it also keeps under
+    ``other_rank_dir`` (e.g. the student's ranks against the published ones, computed on another machine
+    from other images: a few filters near the cut may swap, the bulk of the kept set should not)."""
+    a = kept_indices(model, compress_rate, "hrank", rank_dir)
+    b = kept_indices(model, compress_rate, "hrank", other_rank_dir)
+    rows = []
+    for name, c in zip(layer_names(model.cfg.name), model.plan.prunable):
+        same = len(set(a[name]) & set(b[name]))
+        rows.append({"layer": name, "filters": c, "kept": len(a[name]), "kept_by_both": same,
+                     "agreement": same / len(a[name])})
+    return rows
+
+
+# ---------------------------------------------------------------- surgery
+
+
+def _index_lists(model: SSD, kept: Dict[str, List[int]]) -> List[torch.Tensor]:
+    names = layer_names(model.cfg.name)
+    missing = [n for n in names if n not in kept]
+    if missing:
+        raise HRankError(f"kept indices miss layers {missing}; pass one index list per prunable layer")
+    out = []
+    for name, c in zip(names, model.plan.prunable):
+        idx = torch.as_tensor(kept[name], dtype=torch.long)
+        if idx.numel() == 0 or int(idx.min()) < 0 or int(idx.max()) >= c or idx.unique().numel() != idx.numel():
+            raise HRankError(f"kept indices of {name} must be distinct filters in [0, {c}); got {idx.tolist()[:8]}...")
+        out.append(idx.sort().values)
+    return out
+
+
+def apply_kept(model: SSD, kept: Dict[str, List[int]]) -> SSD:
+    """A new, physically smaller model holding exactly the kept filters of ``model``."""
+    net = model.cfg.name
+    index = _index_lists(model, kept)
+    plan = ChannelPlan(list(model.plan.base), list(model.plan.extras))
+    for i, idx in enumerate(index):
+        plan.base[i] = idx.numel()
+    pruned = build_model(net, model.num_classes, plan=plan, image_size=model.image_size)
+    rules = slice_rules(net)
+    new_state = {}
+    for key, tensor in model.state_dict().items():
+        out_layer, in_layer = _rule_for(key, rules)
+        t = tensor
+        if out_layer is not None and t.dim() >= 1:
+            t = t.index_select(0, index[out_layer])
+        if in_layer is not None and t.dim() >= 2:
+            t = t.index_select(1, index[in_layer])
+        new_state[key] = t  # load_state_dict copies into the new model
+    pruned.load_state_dict(new_state, strict=True)
+    return pruned.to(next(model.parameters()).device).train(model.training)
+
+
+def masked_copy(model: SSD, kept: Dict[str, List[int]]) -> SSD:
+    """The original model with every removed filter's outputs forced to zero (same shapes).
+
+    A removed filter's conv weight and bias are zeroed, and so are the weight and bias of any
+    BatchNorm on that channel (including conv4_3's add-on), so the channel carries exactly 0.
+    Its outputs must equal the pruned model's: that is what the equivalence test checks.
+    """
+    net = model.cfg.name
+    index = _index_lists(model, kept)
+    masked = copy.deepcopy(model)
+    rules = slice_rules(net)
+    with torch.no_grad():
+        for key, p in masked.named_parameters():
+            out_layer, _ = _rule_for(key, rules)
+            if out_layer is None:
+                continue
+            keep = torch.zeros(p.shape[0], dtype=torch.bool)
+            keep[index[out_layer]] = True
+            p[~keep] = 0
+    return masked
+
+
+def prune_model(model: SSD, compress_rate, criterion: str = "hrank", rank_dir=None, seed: int = 0,
+                round_to: Optional[int] = None) -> Tuple[SSD, Dict[str, List[int]]]:
+    """Choose filters with ``criterion`` and rebuild: returns (pruned model, kept indices by layer)."""
+    kept = kept_indices(model, compress_rate, criterion, rank_dir, seed, round_to)
+    return apply_kept(model, kept), kept
+
+
+def save_pruned(model: SSD, path, compress_rate, criterion: str, kept: Dict[str, List[int]]) -> None:
+    rates = parse_compress_rate(compress_rate, NUM_PRUNABLE[model.cfg.name])
+    save_model(model, path, compress_rate=rates, criterion=criterion, kept_indices=kept)
+
+
+def describe_surgery(original: SSD, pruned: SSD) -> List[dict]:
+    """Per parameter that changed shape: name, shape before, shape after (for the course's tables)."""
+    before = original.state_dict()
+    rows = []
+    for key, t in pruned.state_dict().items():
+        if tuple(t.shape) != tuple(before[key].shape):
+            rows.append({"parameter": key, "before": list(before[key].shape), "after": list(t.shape)})
+    return rows
+
+
+__all__ = ["CRITERIA", "apply_kept", "describe_surgery", "format_compress_rate", "kept_indices", "l1_scores",
+           "layer_names", "load_ranks", "masked_copy", "prune_model", "producer_key", "activation_key",
+           "round_keep", "save_pruned", "select_filters", "slice_rules"]

@@ -1,0 +1,193 @@
+"""HRank feature-map ranks: the average matrix rank of each filter's (post-ReLU) output map.
+
+A filter whose maps have high rank carries more information (Lin et al., CVPR 2020), so HRank
+keeps the highest-ranked filters. Ranks of a whole batch are computed at once with a batched
+``torch.linalg.matrix_rank`` (one SVD call per layer and chunk, chunks spread over the CPU cores), and
+the forward pass stops after the last prunable layer, since extras and headers do not matter here.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from hrank_ssd.errors import HRankError
+from hrank_ssd.hrank.pruning import activation_key, layer_names
+from hrank_ssd.io.files import atomic_save_npy
+from hrank_ssd.nets.models import NUM_PRUNABLE, SSD
+
+
+class _StopForward(Exception):
+    """Raised by the last hook: nothing after the last prunable layer is needed."""
+
+
+def _on_threads(fn, items, workers: int) -> list:
+    """``fn`` over ``items`` on ``workers`` threads of one core each (torch releases the GIL in the SVD)."""
+    main_threads = torch.get_num_threads()
+
+    def one_core(item):
+        torch.set_num_threads(1)  # else each worker starts its own OpenMP team and they fight for the cores
+        return fn(item)
+
+    try:
+        with ThreadPoolExecutor(min(workers, len(items))) as pool:
+            return list(pool.map(one_core, items))
+    finally:
+        torch.set_num_threads(main_threads)  # torch keeps the workers' setting as its process-wide default
+
+
+def batched_ranks(maps: torch.Tensor, chunk: int = 4096, workers: Optional[int] = None) -> torch.Tensor:
+    """Matrix rank of every (H, W) map in a (B, C, H, W) tensor -> (B, C) float tensor.
+
+    On CPU the maps are split over ``workers`` threads (default: ``torch.get_num_threads()``): one batched
+    SVD call runs its matrices one after another on one core, so batching is what lets the cores share
+    the work. On a GPU one call per chunk already fills the device.
+    """
+    flat = maps.detach().float().reshape(-1, *maps.shape[-2:])
+    ranks = torch.zeros(flat.size(0), device=flat.device)
+    live = flat.flatten(1).ne(0).any(1).nonzero().flatten()  # an all-zero (dead) map has rank 0: no SVD
+    if workers is None:
+        workers = torch.get_num_threads() if flat.device.type == "cpu" else 1
+    step = max(1, min(chunk, -(-live.numel() // max(1, workers))))
+    pieces = [live[i:i + step] for i in range(0, live.numel(), step)]
+    if workers > 1 and len(pieces) > 1:
+        results = _on_threads(lambda idx: torch.linalg.matrix_rank(flat[idx]), pieces, workers)
+    else:
+        results = [torch.linalg.matrix_rank(flat[idx]) for idx in pieces]
+    for idx, r in zip(pieces, results):
+        ranks[idx] = r.float()
+    return ranks.reshape(maps.shape[:2])
+
+
+# A singular value within this factor of ``matrix_rank``'s tolerance is "borderline": see rank_bounds.
+BORDERLINE_FACTOR = 2.0
+
+
+def rank_bounds(maps: torch.Tensor, factor: float = BORDERLINE_FACTOR) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The lowest and highest rank a correct SVD can give each (H, W) map of a (B, C, H, W) tensor.
+
+    ``matrix_rank`` counts the singular values above ``tol = max(H, W) * eps * s_max``. Every SVD
+    (batched or one map at a time, AVX2 or AVX-512 kernels, CPU or CUDA) computes each singular value
+    only to within about ``max(H, W) * eps * s_max`` (LAPACK's backward-stable bound), i.e. about ``tol``
+    itself, so a value near ``tol`` may land on either side. ``lo`` counts the values above
+    ``factor * tol`` and ``hi`` those above ``tol / factor``: any two correct computations give ranks in
+    ``[lo, hi]``, and the same rank wherever ``lo == hi`` (no borderline value). Returns float tensors (B, C).
+    """
+    flat = maps.detach().float().reshape(-1, *maps.shape[-2:])
+    s = torch.linalg.svdvals(flat)  # descending
+    tol = max(flat.shape[-2:]) * torch.finfo(flat.dtype).eps * s[:, :1]
+    lo = (s > factor * tol).sum(1).float()
+    hi = (s > tol / factor).sum(1).float()
+    return lo.reshape(maps.shape[:2]), hi.reshape(maps.shape[:2])
+
+
+def rank_agreement(ranks: Sequence[np.ndarray], other: Sequence[np.ndarray], lo: Sequence[np.ndarray],
+                   hi: Sequence[np.ndarray]) -> Dict[str, int]:
+    """How two rank lists (one array per layer, e.g. averaged over images) agree, given the average
+    :func:`rank_bounds` of the same maps: ``channels``; ``equal``; ``borderline`` (channels whose maps
+    hold a borderline singular value); ``unexplained``: channels that differ although no value is
+    borderline, or lie outside ``[lo, hi]``. Two correct computations have ``unexplained == 0``."""
+    counts = {"channels": 0, "equal": 0, "borderline": 0, "unexplained": 0}
+    for a, b, low, high in zip(ranks, other, lo, hi):
+        a, b, low, high = (np.asarray(x, dtype=np.float64) for x in (a, b, low, high))
+        slack = 1e-4 * np.maximum(1.0, high)  # averages of integers, written as float32
+        border = high > low
+        inside = (a >= low - slack) & (a <= high + slack) & (b >= low - slack) & (b <= high + slack)
+        same = np.abs(a - b) <= slack
+        counts["channels"] += a.size
+        counts["equal"] += int(same.sum())
+        counts["borderline"] += int(border.sum())
+        counts["unexplained"] += int((~inside | (~same & ~border)).sum())
+    return counts
+
+
+def ranks_one_at_a_time(maps: torch.Tensor) -> torch.Tensor:
+    """The original HRank loop: one ``matrix_rank`` call per image and channel (the slow baseline)."""
+    b, c = maps.shape[:2]
+    return torch.tensor([[torch.linalg.matrix_rank(maps[i, j].float()).item() for j in range(c)]
+                         for i in range(b)], dtype=torch.float32)
+
+
+class RankAccumulator:
+    """Forward hooks on every prunable layer's ReLU, summing per-channel ranks over images."""
+
+    def __init__(self, model: SSD, rank_fn: Callable[[torch.Tensor], torch.Tensor] = batched_ranks):
+        self.model, self.rank_fn = model, rank_fn
+        self.net = model.cfg.name
+        self.sums: List[Optional[torch.Tensor]] = [None] * NUM_PRUNABLE[self.net]
+        self.images = 0
+        modules = dict(model.named_modules())
+        self.handles = [modules[activation_key(self.net, i)].register_forward_hook(self._hook(i))
+                        for i in range(NUM_PRUNABLE[self.net])]
+
+    def _hook(self, i: int):
+        last = i == NUM_PRUNABLE[self.net] - 1
+
+        def hook(_module, _inputs, output):
+            r = self.rank_fn(output).sum(0).cpu()
+            self.sums[i] = r if self.sums[i] is None else self.sums[i] + r
+            if last:
+                raise _StopForward
+
+        return hook
+
+    @torch.no_grad()
+    def add(self, images: torch.Tensor) -> None:
+        try:
+            self.model(images)
+        except _StopForward:
+            pass
+        self.images += images.size(0)
+
+    def result(self) -> List[np.ndarray]:
+        if self.images == 0:
+            raise HRankError("no images went through the model: the dataset or --limit is empty")
+        return [(s / self.images).numpy().astype(np.float32) for s in self.sums]
+
+    def close(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+def compute_ranks(model: SSD, batches: Iterable[torch.Tensor], device="cpu", total: Optional[int] = None,
+                  progress: bool = True, rank_fn=batched_ranks) -> List[np.ndarray]:
+    """Average rank per output channel of each prunable layer over all images in ``batches``."""
+    model = model.to(device).eval()
+    acc = RankAccumulator(model, rank_fn)
+    try:
+        for images in tqdm(batches, total=total, desc="ranks", unit="batch", disable=not progress):
+            acc.add(images.to(device))
+    finally:
+        acc.close()
+    return acc.result()
+
+
+def image_batches(dataset, batch_size: int, limit: int, shuffle: bool = False, seed: int = 0):
+    """``limit`` batches of test-transformed images, in listed order unless ``shuffle``."""
+    if len(dataset) == 0:
+        raise HRankError("the dataset is empty: check --dataset and its ImageSets split file")
+    order = list(range(len(dataset)))
+    if shuffle:
+        order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed)).tolist()
+    order = order[: batch_size * limit]
+    for start in range(0, len(order), batch_size):
+        yield torch.stack([dataset[i][0] for i in order[start:start + batch_size]])
+
+
+def save_ranks(ranks: List[np.ndarray], rank_dir) -> List[Path]:
+    """Write ``rank_conv{i}.npy`` (1-based, float32), the file names of HRank."""
+    paths = [Path(rank_dir) / f"rank_conv{i}.npy" for i in range(1, len(ranks) + 1)]
+    for path, r in zip(paths, ranks):
+        atomic_save_npy(np.asarray(r, dtype=np.float32), path)
+    return paths
+
+
+def rank_summary(ranks: List[np.ndarray], net: str) -> List[Dict]:
+    """Per layer: name, filters, min/mean/max rank (for tables and the course's histograms)."""
+    return [{"layer": i + 1, "name": n, "filters": int(r.size), "min": float(r.min()), "mean": float(r.mean()),
+             "max": float(r.max())} for i, (n, r) in enumerate(zip(layer_names(net), ranks))]

@@ -1,0 +1,342 @@
+"""PASCAL VOC detection metric: detection files in and out, per-class AP and the mAP report.
+
+The numbers follow pytorch-ssd's ``eval_ssd.py`` (and so the seed repository's reported mAP):
+
+* ground truth is grouped per class and image; ``npos`` counts the *non-difficult* objects;
+* detection files ``det_test_<class>.txt`` hold ``image_id score x1 y1 x2 y2`` with 1-based boxes
+  (predicted pixel box + 1), written as float32 reprs; reading subtracts 1 again (in float32);
+* detections are ranked with ``np.argsort(-scores)`` (the same default sort, so ties rank identically);
+* a detection is matched to the gt of its class in its image with the largest IoU, computed in
+  float32 without the ``+1`` pixel convention, ``iou = inter / (area_a + area_b - inter + 1e-5)``;
+  it is a true positive when ``iou > iou_threshold`` (strictly) and that gt is neither difficult
+  (then the detection is ignored: neither TP nor FP) nor already matched (then it is a FP);
+* precision = cumsum(tp) / (cumsum(tp) + cumsum(fp)); recall = cumsum(tp) / npos;
+* AP is the VOC2007 11-point interpolation (default) or the area under the monotone
+  precision envelope (VOC2010+, ``use_2007_metric=False``).
+
+Edge cases: where pytorch-ssd crashes or returns NaN
+-----------------------------------------------------
+Here we follow the official devkit (MATLAB ``VOCevaldet``/``VOCap``) instead:
+
+(a) **Difficult matches ranked first.** When the top-ranked detections only hit difficult
+    objects, precision starts with ``0/0 = NaN``. pytorch-ssd's ``np.max`` (and ``np.maximum``)
+    propagate that NaN, so the class AP (and the mAP) become NaN. MATLAB's ``max`` ignores NaN,
+    so those precision entries are simply ignored here and AP stays finite. If *every* detection
+    of a class hits a difficult object there is no precision value at all and AP is 0 (MATLAB's
+    11-point code would give NaN in that one corner).
+(b) **A class whose every ground-truth object is difficult.** pytorch-ssd raises ``KeyError``.
+    The devkit's recall is 0/0 = NaN, so no recall threshold is ever reached and each of the
+    11 terms is 0: the 11-point AP is **0 and counts in the mAP**, as the devkit's. The area
+    metric is NaN in the devkit there; it is reported as NaN and left out of the mAP.
+(b') **A class with no ground truth at all** (a custom test set without that class; VOC2007
+    test has every class). pytorch-ssd raises ``KeyError``. Its AP is reported as NaN, printed
+    as ``nan`` and **excluded from the mAP** (mAP = mean over classes present in the test set),
+    so a small test set is not penalised for classes it does not contain.
+(c) **A class with ground truth but no detections** (empty detection file): AP 0, like the devkit.
+(d) **A detection on an image the dataset does not contain**: a false positive, like a detection
+    on an image without gt of that class.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import pandas as pd
+import torch
+
+from hrank_ssd.errors import HRankError
+from hrank_ssd.measure.bench import sync
+
+TABLE_COLUMNS = ["class", "gts", "dets", "recall", "precision", "ap"]
+_EPS = np.float32(1e-5)
+_ONE = np.float32(1.0)
+
+
+# ---------------------------------------------------------------- AP from a precision/recall curve
+
+def compute_ap(precision, recall, use_2007_metric: bool = True) -> float:
+    """AP of a ranked list given its cumulative precision and recall arrays.
+
+    NaN precision entries (0/0: only ignored detections so far) are skipped, as MATLAB's ``max`` does.
+    """
+    precision = np.asarray(precision, dtype=np.float64)
+    recall = np.asarray(recall, dtype=np.float64)
+    valid = ~np.isnan(precision)
+    precision, recall = precision[valid], recall[valid]
+    if use_2007_metric:
+        ap = 0.0
+        for t in np.arange(0.0, 1.1, 0.1):
+            above = recall >= t
+            p = np.max(precision[above]) if np.sum(above) > 0 else 0
+            ap = ap + p / 11.0
+        return float(ap)
+    precision = np.concatenate([[0.0], precision, [0.0]])
+    recall = np.concatenate([[0.0], recall, [1.0]])
+    for i in range(len(precision) - 1, 0, -1):
+        precision[i - 1] = np.maximum(precision[i - 1], precision[i])
+    changes = np.where(recall[1:] != recall[:-1])[0]
+    return float(((recall[changes + 1] - recall[changes]) * precision[changes + 1]).sum())
+
+
+# ---------------------------------------------------------------- ground truth
+
+GroundTruth = Tuple[Dict[int, int], Dict[int, Dict[str, np.ndarray]], Dict[int, Dict[str, np.ndarray]]]
+
+
+def group_annotations(dataset) -> GroundTruth:
+    """``(npos, gt_boxes, difficult)`` keyed by class index, then (for boxes/flags) by image id.
+
+    ``npos[c]`` counts non-difficult objects (absent when a class has none); ``gt_boxes[c][id]`` is a
+    float32 Nx4 pixel array and ``difficult[c][id]`` the matching boolean flags.
+    """
+    npos: Dict[int, int] = {}
+    boxes: Dict[int, Dict[str, list]] = {}
+    difficult: Dict[int, Dict[str, list]] = {}
+    for i in range(len(dataset)):
+        image_id, (gt, labels, is_difficult) = dataset.get_annotation(i)
+        gt = np.asarray(gt, dtype=np.float32).reshape(-1, 4)
+        for box, label, diff in zip(gt, np.asarray(labels).reshape(-1), np.asarray(is_difficult).reshape(-1)):
+            c = int(label)
+            if not diff:
+                npos[c] = npos.get(c, 0) + 1
+            boxes.setdefault(c, {}).setdefault(image_id, []).append(box)
+            difficult.setdefault(c, {}).setdefault(image_id, []).append(bool(diff))
+    gt_boxes = {c: {k: np.stack(v).astype(np.float32) for k, v in per.items()} for c, per in boxes.items()}
+    flags = {c: {k: np.asarray(v, dtype=bool) for k, v in per.items()} for c, per in difficult.items()}
+    return npos, gt_boxes, flags
+
+
+# ---------------------------------------------------------------- detection files
+
+def detection_path(eval_dir, class_name: str) -> Path:
+    return Path(eval_dir) / f"det_test_{class_name}.txt"
+
+
+def _numpy(x) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def write_detection_files(results: Sequence, dataset_ids: Sequence[str], class_names: Sequence[str],
+                          eval_dir) -> List[Path]:
+    """Write ``det_test_<class>.txt`` for every class but BACKGROUND (index 0); returns the paths.
+
+    ``results[i]`` is ``(boxes in pixels xyxy, labels, scores)`` for image ``dataset_ids[i]``. Lines keep
+    image order, then the predictor's order; values are float32 reprs, boxes 1-based (``box + 1``).
+    """
+    from hrank_ssd.nets.models import atomic_write_text
+
+    if len(results) != len(dataset_ids):
+        raise HRankError(f"{len(results)} prediction results for {len(dataset_ids)} images: "
+                         f"predict every image of the dataset before writing detection files")
+    lines: Dict[int, List[str]] = {c: [] for c in range(1, len(class_names))}
+    for image_id, (boxes, labels, scores) in zip(dataset_ids, results):
+        boxes = _numpy(boxes).astype(np.float32).reshape(-1, 4) + _ONE  # matlab's indexes start from 1
+        labels = _numpy(labels).reshape(-1)
+        scores = _numpy(scores).astype(np.float32).reshape(-1)
+        for box, label, score in zip(boxes, labels, scores):
+            c = int(label)
+            if c in lines:
+                lines[c].append(" ".join([str(image_id), str(score)] + [str(v) for v in box]))  # float32 reprs
+    paths = []
+    for c, rows in lines.items():
+        path = detection_path(eval_dir, class_names[c])
+        atomic_write_text(path, "".join(row + "\n" for row in rows))
+        paths.append(path)
+    return paths
+
+
+def read_detection_file(path) -> Tuple[List[str], np.ndarray, np.ndarray]:
+    """``(image_ids, scores float64, boxes float32 Nx4 0-based)`` from one detection file."""
+    path = Path(path)
+    if not path.is_file():
+        raise HRankError(f"detection file not found: {path}; point --detections at the folder holding "
+                         f"det_test_<class>.txt for every class of the label file")
+    ids, scores, boxes = [], [], []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 6:
+            raise HRankError(f"{path}:{n} should read 'image_id score x1 y1 x2 y2', got {line[:80]!r}")
+        try:
+            values = [float(v) for v in parts[1:]]
+        except ValueError:
+            raise HRankError(f"{path}:{n} has a non-numeric value: {line[:80]!r}") from None
+        ids.append(parts[0])
+        scores.append(values[0])
+        boxes.append(values[1:])
+    box_array = np.asarray(boxes, dtype=np.float32).reshape(-1, 4) - _ONE  # back to 0-based pixels
+    return ids, np.asarray(scores, dtype=np.float64), box_array
+
+
+# ---------------------------------------------------------------- per-class evaluation
+
+@dataclass
+class ClassResult:
+    """One class: ``gts`` non-difficult objects, ``dets`` detections, TP/FP totals, final recall and
+    precision (NaN when undefined) and the AP (NaN when the class has no ground truth)."""
+
+    gts: int
+    dets: int
+    tp: int
+    fp: int
+    recall: float
+    precision: float
+    ap: float
+
+
+def _iou(box: np.ndarray, gts: np.ndarray) -> np.ndarray:
+    """float32 IoU of one box with many, pytorch-ssd's ``iou_of`` arithmetic."""
+    lt = np.maximum(box[:2], gts[:, :2])
+    rb = np.minimum(box[2:], gts[:, 2:])
+    wh = np.clip(rb - lt, np.float32(0), None)
+    inter = wh[:, 0] * wh[:, 1]
+    wh_a = np.clip(box[2:] - box[:2], np.float32(0), None)
+    wh_b = np.clip(gts[:, 2:] - gts[:, :2], np.float32(0), None)
+    area_a = wh_a[0] * wh_a[1]
+    area_b = wh_b[:, 0] * wh_b[:, 1]
+    return inter / (area_a + area_b - inter + _EPS)
+
+
+def match_detections(image_ids: Sequence[str], scores, boxes, gt_boxes: Dict[str, np.ndarray],
+                     difficult: Dict[str, np.ndarray], iou_threshold: float = 0.5):
+    """Rank detections by score and mark each TP / FP (both 0 = ignored: matched a difficult gt).
+
+    Returns ``(tp, fp)`` float arrays in ranked order.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    order = np.argsort(-scores)
+    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    tp = np.zeros(len(order))
+    fp = np.zeros(len(order))
+    matched = set()
+    for rank, k in enumerate(order):
+        image_id = image_ids[k]
+        gts = gt_boxes.get(image_id)
+        if gts is None or len(gts) == 0:
+            fp[rank] = 1
+            continue
+        ious = _iou(boxes[k], gts)
+        best = int(np.argmax(ious))
+        if float(ious[best]) > iou_threshold:
+            if difficult[image_id][best]:
+                continue  # neither TP nor FP
+            if (image_id, best) in matched:
+                fp[rank] = 1
+            else:
+                tp[rank] = 1
+                matched.add((image_id, best))
+        else:
+            fp[rank] = 1
+    return tp, fp
+
+
+def evaluate_class(npos: int, gt_boxes: Dict[str, np.ndarray], difficult: Dict[str, np.ndarray],
+                   detections, iou_threshold: float = 0.5, use_2007_metric: bool = True) -> ClassResult:
+    """AP of one class. ``detections`` is a det file path or ``(image_ids, scores, 0-based boxes)``."""
+    if isinstance(detections, (str, Path)):
+        detections = read_detection_file(detections)
+    image_ids, scores, boxes = detections
+    tp, fp = match_detections(image_ids, scores, boxes, gt_boxes, difficult, iou_threshold)
+    ctp, cfp = np.cumsum(tp), np.cumsum(fp)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = ctp / (ctp + cfp)
+    n_tp, n_fp = int(ctp[-1]) if len(ctp) else 0, int(cfp[-1]) if len(cfp) else 0
+    final_precision = n_tp / (n_tp + n_fp) if n_tp + n_fp else math.nan
+    if npos == 0:  # edge cases (b) and (b'): recall is 0/0
+        only_difficult = any(len(b) for b in gt_boxes.values())
+        ap = 0.0 if only_difficult and use_2007_metric else math.nan  # the devkit's 11 terms are all 0
+        return ClassResult(0, len(tp), n_tp, n_fp, math.nan, final_precision, ap)
+    recall = ctp / npos
+    ap = compute_ap(precision, recall, use_2007_metric) if len(tp) else 0.0  # (c): no detections
+    return ClassResult(int(npos), len(tp), n_tp, n_fp, n_tp / npos, final_precision, ap)
+
+
+def evaluate_detections(dataset, det_dir, class_names: Optional[Sequence[str]] = None,
+                        iou_threshold: float = 0.5, use_2007_metric: bool = True,
+                        ground_truth: Optional[GroundTruth] = None) -> pd.DataFrame:
+    """Per-class table (class, gts, dets, recall, precision, ap) from ``det_test_<class>.txt`` files."""
+    class_names = list(class_names if class_names is not None else dataset.class_names)
+    npos, gt_boxes, difficult = ground_truth if ground_truth is not None else group_annotations(dataset)
+    rows = []
+    for c, name in enumerate(class_names):
+        if c == 0:
+            continue  # BACKGROUND
+        r = evaluate_class(npos.get(c, 0), gt_boxes.get(c, {}), difficult.get(c, {}),
+                           detection_path(det_dir, name), iou_threshold, use_2007_metric)
+        rows.append({"class": name, "gts": r.gts, "dets": r.dets, "recall": r.recall,
+                     "precision": r.precision, "ap": r.ap})
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+
+
+def mean_ap(table: pd.DataFrame) -> float:
+    """mAP over the classes that have ground truth (NaN APs left out), summed in class order."""
+    aps = [float(a) for a in table["ap"] if not math.isnan(float(a))]
+    return sum(aps) / len(aps) if aps else math.nan
+
+
+# ---------------------------------------------------------------- prediction and the whole run
+
+def predict_dataset(predictor, dataset, progress: bool = True) -> Tuple[list, float]:
+    """Predict every image; returns ``(results, mean seconds per image)``.
+
+    One warm-up prediction on the first image is not timed; each timed prediction is bracketed by
+    ``torch.cuda.synchronize()`` on CUDA and read with ``time.perf_counter``.
+    """
+    from tqdm.auto import tqdm
+
+    n = len(dataset)
+    if n == 0:
+        raise HRankError("the dataset has no images: check --dataset and --split")
+    device = getattr(predictor, "device", "cpu")
+    predictor.predict(dataset.get_image(0))  # warm-up, not counted
+    results, seconds = [], []
+    for i in tqdm(range(n), desc="predict", unit="img", disable=not progress):
+        image = dataset.get_image(i)
+        sync(device)
+        start = time.perf_counter()
+        out = predictor.predict(image)
+        sync(device)
+        seconds.append(time.perf_counter() - start)
+        results.append(out)
+    return results, sum(seconds) / len(seconds)
+
+
+def evaluate_model(model, dataset, eval_dir, device="cpu", class_names: Optional[Sequence[str]] = None,
+                   iou_threshold: float = 0.5, use_2007_metric: bool = True, progress: bool = True,
+                   **predictor_kwargs) -> Tuple[pd.DataFrame, float]:
+    """Predict the dataset, write det files and ``ap.csv`` into ``eval_dir``; returns (table, avg seconds)."""
+    from hrank_ssd.nets.predictor import Predictor
+
+    class_names = list(class_names if class_names is not None else dataset.class_names)
+    predictor = Predictor(model, device, **predictor_kwargs)
+    results, avg_time = predict_dataset(predictor, dataset, progress)
+    write_detection_files(results, list(dataset.ids), class_names, eval_dir)
+    table = evaluate_detections(dataset, eval_dir, class_names, iou_threshold, use_2007_metric)
+    save_table(table, Path(eval_dir) / "ap.csv")
+    return table, avg_time
+
+
+def format_report(table: pd.DataFrame, avg_time: Optional[float] = None) -> str:
+    """The seed's eval_ssd.py printout (``Avg predictime`` omitted when ``avg_time`` is None)."""
+    lines = [f"Avg predictime : {avg_time}", "", ""] if avg_time is not None else []
+    lines.append("Average Precision Per-class:")
+    lines += [f"{name}: {float(ap)}" for name, ap in zip(table["class"], table["ap"])]
+    lines += ["", f"Average Precision Across All Classes:{mean_ap(table)}"]
+    return "\n".join(lines)
+
+
+def save_table(table: pd.DataFrame, path) -> Path:
+    """Write the per-class table as CSV (atomically); returns the path."""
+    from hrank_ssd.nets.models import atomic_write_text
+
+    path = Path(path)
+    atomic_write_text(path, table[TABLE_COLUMNS].to_csv(index=False))
+    return path

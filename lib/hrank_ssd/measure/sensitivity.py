@@ -1,0 +1,155 @@
+"""Which layers can lose filters? Per-layer sensitivity scans, compress-rate suggestions, criteria comparison.
+
+Sensitivity (as in MIT efficientml.ai Lab 1): prune ONE layer at a time at rates 0.1 ... 0.9, evaluate
+without finetuning, and plot mAP against rate per layer. Flat curves mark layers that can be pruned
+hard; steep ones should be spared. :func:`suggest_compress_rate` turns a scan into a compress rate
+that reaches a MAC-reduction target while losing as little scan-mAP as possible.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from hrank_ssd.errors import HRankError
+from hrank_ssd.hrank.pruning import layer_names, prune_model
+from hrank_ssd.measure.evaluation import evaluate_model, mean_ap
+from hrank_ssd.measure.flops import build_for_counting, count_exact
+from hrank_ssd.nets.compress import format_compress_rate
+from hrank_ssd.nets.models import NUM_PRUNABLE, SSD, plan_with_rates
+
+DEFAULT_RATES = tuple(round(0.1 * k, 1) for k in range(1, 10))
+
+
+def quick_map(model: SSD, dataset, device="cpu") -> float:
+    """mAP of ``model`` on ``dataset`` (det files go to a throw-away folder)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        table, _ = evaluate_model(model, dataset, tmp, device=device, progress=False)
+    return mean_ap(table)
+
+
+def layer_sensitivity(model: SSD, dataset, criterion: str = "hrank", rank_dir=None,
+                      rates: Sequence[float] = DEFAULT_RATES, layers: Optional[Sequence[int]] = None,
+                      device="cpu", progress: bool = True) -> pd.DataFrame:
+    """mAP after pruning one layer (1-based index) at each rate, others untouched, no finetuning.
+
+    Returns rows (layer, name, rate, map) plus the unpruned baseline as rate 0.0 for every layer.
+    """
+    n = NUM_PRUNABLE[model.cfg.name]
+    layers = list(layers or range(1, n + 1))
+    if any(not 1 <= i <= n for i in layers):
+        raise HRankError(f"layers must be in 1..{n}, got {layers}")
+    names = layer_names(model.cfg.name)
+    base = quick_map(model, dataset, device)
+    rows = []
+    jobs = [(i, r) for i in layers for r in rates]
+    for i, rate in tqdm(jobs, desc="sensitivity", unit="eval", disable=not progress):
+        rates_i = [0.0] * n
+        rates_i[i - 1] = rate
+        pruned, _ = prune_model(model, rates_i, criterion, rank_dir)
+        rows.append({"layer": i, "name": names[i - 1], "rate": rate, "map": quick_map(pruned, dataset, device)})
+    rows += [{"layer": i, "name": names[i - 1], "rate": 0.0, "map": base} for i in layers]
+    return pd.DataFrame(rows).sort_values(["layer", "rate"]).reset_index(drop=True)
+
+
+def plot_sensitivity(table: pd.DataFrame, title: str = "Per-layer sensitivity (no finetuning)"):
+    """One subplot per layer: mAP against its pruning rate (the figure; save it with files.atomic_savefig)."""
+    import matplotlib.pyplot as plt
+
+    layers = sorted(table["layer"].unique())
+    cols = min(7, len(layers))
+    rows = -(-len(layers) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.2 * rows), sharey=True, squeeze=False)
+    base = table[table["rate"] == 0.0]["map"].max()
+    for ax, layer in zip(axes.flat, layers):
+        part = table[table["layer"] == layer]
+        ax.plot(part["rate"], part["map"], "o-", ms=3)
+        ax.axhline(base, color="grey", lw=0.8, ls="--")
+        ax.set_title(f"{layer}: {part['name'].iloc[0]}", fontsize=9)
+        ax.set_xlabel("rate", fontsize=8)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(layers):]:
+        ax.axis("off")
+    axes[0, 0].set_ylabel("mAP")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def suggest_compress_rate(table: pd.DataFrame, model: SSD, target_mac_reduction: float,
+                          candidate_rates: Sequence[float] = DEFAULT_RATES) -> Dict:
+    """Per-layer rates that cut at least ``target_mac_reduction`` (e.g. 0.5 = half) of the MACs.
+
+    Greedy: allow a growing mAP drop ``tol``; each layer takes the largest scanned rate whose drop is
+    within ``tol``. The smallest ``tol`` that reaches the target wins. Layers not scanned stay at 0.
+    """
+    if not 0 < target_mac_reduction < 1:
+        raise HRankError("--target_mac_reduction must be between 0 and 1, e.g. 0.5 for half the MACs")
+    net, n = model.cfg.name, NUM_PRUNABLE[model.cfg.name]
+    base = table[table["rate"] == 0.0]["map"].max()
+    full = int(count_exact(model)["MACs"].sum())
+
+    macs_of: Dict[tuple, int] = {}  # many tolerances give the same rates
+
+    def plan_macs(rates):
+        key = tuple(rates)
+        if key not in macs_of:
+            shapes_only = build_for_counting(net, model.num_classes, plan=plan_with_rates(model.plan, rates),
+                                             image_size=model.image_size)
+            macs_of[key] = int(count_exact(shapes_only)["MACs"].sum())
+        return macs_of[key]
+
+    drops = np.unique(np.clip(base - table["map"].to_numpy(), 0, None))
+    for tol in list(drops) + [np.inf]:
+        rates = [0.0] * n
+        for layer, part in table.groupby("layer"):
+            ok = part[(base - part["map"] <= tol) & part["rate"].isin(candidate_rates)]
+            rates[int(layer) - 1] = float(ok["rate"].max()) if len(ok) else 0.0
+        macs = plan_macs(rates)
+        if 1 - macs / full >= target_mac_reduction:
+            return {"compress_rate": format_compress_rate(rates), "rates": rates, "mac_reduction": 1 - macs / full,
+                    "tolerated_drop": float(tol), "macs": macs, "full_macs": full}
+    raise HRankError(f"even the largest scanned rates cannot remove {target_mac_reduction:.0%} of the MACs; "
+                     f"scan more layers or higher rates")
+
+
+def compare_criteria(model: SSD, val_dataset, compress_rate, rank_dir=None,
+                     criteria: Sequence[str] = ("hrank", "l1", "random"), finetune=None, device="cpu",
+                     seed: int = 0) -> pd.DataFrame:
+    """mAP right after pruning with each criterion, and after the same ``finetune(model) -> model``."""
+    rows: List[dict] = []
+    for criterion in criteria:
+        pruned, _ = prune_model(model, compress_rate, criterion, rank_dir, seed=seed)
+        row = {"criterion": criterion, "map_pruned": quick_map(pruned, val_dataset, device)}
+        if finetune is not None:
+            row["map_finetuned"] = quick_map(finetune(pruned, criterion), val_dataset, device)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def plot_criteria(table: pd.DataFrame, baseline: Optional[float] = None):
+    import matplotlib.pyplot as plt
+
+    cols = [c for c in ("map_pruned", "map_finetuned") if c in table]
+    x = np.arange(len(table))
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for k, col in enumerate(cols):
+        bars = ax.bar(x + (k - (len(cols) - 1) / 2) * 0.38, table[col], 0.36,
+                      label={"map_pruned": "right after pruning", "map_finetuned": "after finetuning"}[col])
+        ax.bar_label(bars, fmt="%.3f", fontsize=8)
+    if baseline is not None:
+        ax.axhline(baseline, color="grey", ls="--", lw=1, label="unpruned")
+    ax.set_xticks(x, table["criterion"])
+    ax.set_ylabel("mAP")
+    ax.set_title("Pruning criteria at the same compress rate")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+__all__ = ["DEFAULT_RATES", "compare_criteria", "layer_sensitivity", "plot_criteria", "plot_sensitivity",
+           "quick_map", "suggest_compress_rate"]

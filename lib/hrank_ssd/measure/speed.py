@@ -1,0 +1,326 @@
+"""Inference options for a (pruned) detector, each a function returning a model the Predictor accepts.
+
+* :func:`fold_batchnorm` - BatchNorm folded into convolutions. MobileNetV1-SSD: every conv+BN pair, exact.
+  VGG16-SSD: conv4_3's BatchNorm add-on sits after the ReLU on the header branch, so it cannot fold into
+  conv4_3; it folds into the two first headers (BN then conv). That is *not* exact with a plain bias: the
+  headers zero-pad the BN output, but BN(0) != 0, so border pixels differ. Here the headers get a
+  precomputed *bias map* (the header applied to the zero-padded constant BN shift), which is exact for the
+  model's input size; ``border_exact=False`` gives the plain-bias version (approximate at the borders).
+* :func:`channels_last` - NHWC memory format (oneDNN's preferred layout on CPU, tensor cores on GPU).
+* :func:`prune_rounded` - pruned widths rounded up to a multiple of 8 (SIMD-friendly channel counts).
+* :func:`compile_model` - ``torch.compile``, guarded: returns ``(None, reason)`` where it cannot run.
+* :func:`export_onnx` / :class:`OnnxModel` - ONNX export and an onnxruntime CPU session.
+* :func:`quantize_int8` - post-training static int8 quantisation with onnxruntime (QDQ, per-channel
+  weights, calibrated on real images), returned as an :class:`OnnxModel`.
+
+Every wrapper keeps ``cfg``, ``image_size``, ``num_classes``, ``priors`` and ``plan`` of the SSD it wraps,
+so :class:`hrank_ssd.nets.predictor.Predictor`, :mod:`hrank_ssd.measure.bench` and :func:`evaluation.evaluate_model`
+accept it unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import logging
+import tempfile
+from pathlib import Path
+from typing import Iterable, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hrank_ssd.errors import HRankError
+
+SSD_FACTS = ("cfg", "image_size", "num_classes", "plan")  # what Predictor, bench and flops read off a model
+
+
+def unwrap(model):
+    """The SSD inside wrappers (this module's, ``torch.compile``'s, :class:`OnnxModel`)."""
+    from hrank_ssd.nets.models import SSD
+
+    while not isinstance(model, SSD):
+        if hasattr(model, "_orig_mod"):  # torch.compile
+            model = model._orig_mod
+        elif hasattr(model, "model"):  # this module's wrappers, OnnxModel
+            model = model.model
+        else:
+            break
+    return model
+
+
+def _take_facts(wrapper, model):
+    inner = unwrap(model)
+    for name in SSD_FACTS:
+        setattr(wrapper, name, getattr(inner, name))
+    return inner
+
+
+class Wrapped(nn.Module):
+    """Base of the inference wrappers: forwards the SSD's attributes (``cfg``, ``priors``...)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        inner = _take_facts(self, model)
+        self.register_buffer("priors", inner.priors.clone(), persistent=False)
+
+    def forward(self, x):
+        return self.model(x)
+
+
+# ---------------------------------------------------------------- BatchNorm folding
+
+
+def _bn_affine(bn: nn.BatchNorm2d) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Inference BN as ``y = x * scale + shift`` per channel."""
+    scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps) if bn.affine else 1 / torch.sqrt(
+        bn.running_var + bn.eps)
+    shift = (bn.bias.detach() if bn.affine else 0) - bn.running_mean * scale
+    return scale, shift
+
+
+def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """Conv followed by BN -> one conv with bias (exact: BN acts on the conv's output)."""
+    scale, shift = _bn_affine(bn)
+    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                      conv.dilation, conv.groups, bias=True, padding_mode=conv.padding_mode)
+    with torch.no_grad():
+        fused.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
+        bias = conv.bias.detach() if conv.bias is not None else torch.zeros_like(shift)
+        fused.bias.copy_(bias * scale + shift)
+    return fused.to(conv.weight.device)
+
+
+class BiasMapConv(nn.Module):
+    """``conv(x) + bias_map``: a conv whose bias varies over the (fixed-size) output plane."""
+
+    def __init__(self, conv: nn.Conv2d, bias_map: torch.Tensor):
+        super().__init__()
+        self.conv = conv
+        self.register_buffer("bias_map", bias_map)
+
+    def forward(self, x):
+        y = self.conv(x)
+        if y.shape[-2:] != self.bias_map.shape[-2:]:
+            raise HRankError(f"this folded model was built for {tuple(self.bias_map.shape[-2:])} feature maps, got "
+                             f"{tuple(y.shape[-2:])}: fold again at the new --image_size")
+        return y + self.bias_map
+
+
+def fold_bn_into_conv(bn: nn.BatchNorm2d, conv: nn.Conv2d, size: Tuple[int, int], border_exact: bool = True):
+    """BN then a (zero-padded) conv -> one conv. With ``border_exact`` a :class:`BiasMapConv` whose bias map
+    is the conv of the zero-padded constant shift (exact); else a plain conv whose bias assumes no padding
+    (wrong near the borders, where the conv sees padded zeros instead of BN's shift)."""
+    scale, shift = _bn_affine(bn)
+    w = conv.weight.detach()
+    folded = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                       conv.dilation, conv.groups, bias=not border_exact).to(w.device)
+    with torch.no_grad():
+        folded.weight.copy_(w * scale.reshape(1, -1, 1, 1))
+        bias = conv.bias.detach() if conv.bias is not None else torch.zeros(conv.out_channels, device=w.device)
+        if not border_exact:
+            folded.bias.copy_(bias + (w * shift.reshape(1, -1, 1, 1)).sum((1, 2, 3)))
+            return folded
+        plane = shift.reshape(1, -1, 1, 1).expand(1, -1, *size).contiguous()
+        bias_map = F.conv2d(plane, w, bias, conv.stride, conv.padding, conv.dilation, conv.groups)[0]
+    return BiasMapConv(folded, bias_map)
+
+
+def fold_batchnorm(model, border_exact: bool = True):
+    """A copy of ``model`` with its BatchNorms folded away (see the module doc); the original is untouched."""
+    model = copy.deepcopy(model).eval()
+    net = model.cfg.name
+    if net == "mb1-ssd":
+        for block in model.base_net:
+            for i in range(len(block) - 1):
+                if isinstance(block[i], nn.Conv2d) and isinstance(block[i + 1], nn.BatchNorm2d):
+                    block[i] = fold_conv_bn(block[i], block[i + 1])
+                    block[i + 1] = nn.Identity()
+        return model
+    if net == "vgg16-ssd":
+        bn = model.source_layer_add_ons[0]
+        size = (model.feature_map_sizes(model.image_size)[0],) * 2
+        for headers in (model.classification_headers, model.regression_headers):
+            headers[0] = fold_bn_into_conv(bn, headers[0], size, border_exact)
+        model.source_layer_add_ons[0] = nn.Identity()
+        return model
+    raise HRankError(f"fold_batchnorm does not know {net}")
+
+
+# ---------------------------------------------------------------- memory format, widths, compile
+
+
+class ChannelsLast(Wrapped):
+    """The model in channels_last (NHWC) memory format; inputs are converted on the way in."""
+
+    def __init__(self, model):
+        super().__init__(copy.deepcopy(model).eval().to(memory_format=torch.channels_last))
+
+    def forward(self, x):
+        return self.model(x.contiguous(memory_format=torch.channels_last))
+
+
+def channels_last(model) -> ChannelsLast:
+    return ChannelsLast(model)
+
+
+def prune_rounded(model, compress_rate, round_to: int = 8, criterion: str = "l1", rank_dir=None, seed: int = 0):
+    """Prune ``model`` at ``compress_rate`` with every kept width rounded up to a multiple of ``round_to``
+    (:func:`pruning.prune_model`); returns ``(pruned model, kept indices)``."""
+    from hrank_ssd.hrank.pruning import prune_model
+
+    return prune_model(model, compress_rate, criterion, rank_dir, seed, round_to)
+
+
+def compile_model(model, example: Optional[torch.Tensor] = None, **kwargs):
+    """``torch.compile(model)``, run once on ``example``; ``(compiled, None)`` or ``(None, reason)``."""
+    if not hasattr(torch, "compile"):
+        return None, f"torch {torch.__version__} has no torch.compile"
+    size = model.image_size
+    example = torch.randn(1, 3, size, size) if example is None else example
+    try:
+        compiled = torch.compile(copy.deepcopy(model).eval(), **kwargs)
+        with torch.inference_mode():
+            compiled(example)
+    except Exception as e:  # no C compiler, unsupported platform, inductor bugs...
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        return None, f"torch.compile failed here: {type(e).__name__}: {first}"
+    return Wrapped(compiled), None
+
+
+# ---------------------------------------------------------------- ONNX
+
+
+def export_onnx(model, path, batch_size: int = 1, image_size: Optional[int] = None, opset: int = 18) -> Path:
+    """Export ``model`` (float32, CPU copy) to ONNX with inputs ``images`` and outputs ``confidences`` and
+    ``locations``; the batch dimension is dynamic. Uses torch's dynamo exporter, else the TorchScript one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    work = copy.deepcopy(model).float().cpu().eval()
+    size = image_size or model.image_size
+    x = torch.randn(batch_size, 3, size, size)
+    kw = dict(input_names=["images"], output_names=["confidences", "locations"], opset_version=opset)
+    errors = []
+    for dynamo in (True, False):
+        extra = ({"dynamic_shapes": ({0: torch.export.Dim("batch")},)} if dynamo else
+                 {"dynamic_axes": {"images": {0: "batch"}, "confidences": {0: "batch"}, "locations": {0: "batch"}}})
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
+                torch.onnx.export(work, (x,), str(path), dynamo=dynamo, **kw, **extra)
+            return path
+        except Exception as e:  # fall back to the other exporter
+            errors.append(f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:160]}")
+    raise HRankError(f"ONNX export failed ({'; '.join(errors)}); check the onnx/onnxscript install")
+
+
+def _session(path, threads: Optional[int]):
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise HRankError("onnxruntime is not installed: pip install onnxruntime") from None
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = int(threads or torch.get_num_threads())
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+class OnnxModel:
+    """An onnxruntime CPU session behaving like the SSD: ``model(x) -> (confidences, locations)`` tensors.
+
+    ``like`` is the SSD it was exported from (for ``cfg``, ``priors``, ``image_size``...). ``to``/``eval``
+    accept only the CPU (onnxruntime runs on the CPU here).
+    """
+
+    def __init__(self, path, like, threads: Optional[int] = None):
+        self.path = Path(path)
+        self.session = _session(path, threads)
+        self.model = _take_facts(self, like)  # the SSD, for parameter/MAC counts
+        self.priors = self.model.priors.detach().cpu()
+        self.input_name = self.session.get_inputs()[0].name
+
+    def to(self, device=None, *args, **kwargs):
+        if device is not None and not isinstance(device, torch.dtype) and torch.device(device).type != "cpu":
+            raise HRankError("an ONNX model runs on the CPU with onnxruntime here: use --device cpu")
+        return self
+
+    def eval(self):
+        return self
+
+    def __call__(self, x: torch.Tensor):
+        conf, loc = self.session.run(None, {self.input_name: x.detach().cpu().float().contiguous().numpy()})
+        return torch.from_numpy(conf), torch.from_numpy(loc)
+
+
+# ---------------------------------------------------------------- int8
+
+
+class _Calibration:
+    """onnxruntime CalibrationDataReader over an iterable of (B, 3, H, W) batches."""
+
+    def __init__(self, batches: Iterable[torch.Tensor], input_name: str):
+        self.items = iter([{input_name: b.detach().cpu().float().numpy()} for b in batches])
+
+    def get_next(self):
+        return next(self.items, None)
+
+
+def quantize_int8(model, calibration: Iterable[torch.Tensor], path, threads: Optional[int] = None,
+                  per_channel: bool = True) -> OnnxModel:
+    """Post-training static int8 quantisation with onnxruntime: export to ONNX, calibrate activation ranges
+    (MinMax) on ``calibration`` batches, write QDQ int8 weights/activations (weights per channel) to ``path``.
+
+    Why onnxruntime: torch's eager/FX ``torch.ao.quantization`` flows are deprecated in favour of torchao,
+    and the int8 kernels of onnxruntime (MLAS, VNNI where the CPU has it) run this graph unchanged.
+    """
+    try:
+        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+    except ImportError:
+        raise HRankError("onnxruntime (with its quantization tools) is needed for int8: pip install onnxruntime") \
+            from None
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    batches = list(calibration)
+    if not batches:
+        raise HRankError("int8 calibration needs at least one batch of images")
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:  # fp32 export and its external data
+        fp32, pre = Path(tmp) / "fp32.onnx", Path(tmp) / "pre.onnx"
+        export_onnx(model, fp32)
+        try:
+            quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+            source = pre
+        except Exception:  # pre-processing is an optimisation only
+            source = fp32
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # onnxruntime's advice messages go to the root logger
+        try:
+            quantize_static(str(source), str(path), _Calibration(batches, "images"), quant_format=QuantFormat.QDQ,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=per_channel,
+                            calibrate_method=CalibrationMethod.MinMax)
+        finally:
+            root.setLevel(level)
+    return OnnxModel(path, model, threads)
+
+
+def output_agreement(a, b, x: torch.Tensor) -> dict:
+    """How close two models' raw outputs are on ``x``: max abs difference and correlation of confidences
+    and locations, and the share of priors whose arg-max class agrees."""
+    with torch.inference_mode():
+        ca, la = a(x)
+        cb, lb = b(x)
+    ca, la, cb, lb = (t.float().cpu() for t in (ca, la, cb, lb))
+    corr = lambda u, v: float(np.corrcoef(u.flatten().numpy(), v.flatten().numpy())[0, 1])  # noqa: E731
+    return {"conf_max_abs_diff": float((ca - cb).abs().max()), "loc_max_abs_diff": float((la - lb).abs().max()),
+            "conf_corr": corr(ca, cb), "loc_corr": corr(la, lb),
+            "argmax_agreement": float((ca.argmax(-1) == cb.argmax(-1)).float().mean())}
+
+
+__all__ = ["BiasMapConv", "ChannelsLast", "OnnxModel", "Wrapped", "channels_last", "compile_model", "export_onnx",
+           "fold_batchnorm", "fold_bn_into_conv", "fold_conv_bn", "output_agreement", "prune_rounded",
+           "quantize_int8"]

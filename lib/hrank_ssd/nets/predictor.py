@@ -1,0 +1,112 @@
+"""Image(s) in, detections out: resize, normalise, forward, decode, per-class NMS, top-k.
+
+Post-processing is vectorised but gives exactly pytorch-ssd's ``hard_nms`` detections: one ``topk``
+picks every class's candidates, the IoU uses pytorch-ssd's formula (``1e-5`` added to the denominator,
+which ``torchvision.ops.nms`` lacks, so boxes whose IoU sits at the threshold are kept alike), and the
+greedy suppression of all classes is solved at once as a fixed point instead of a Python loop.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from hrank_ssd.data.voc import to_input
+from hrank_ssd.nets.priors import center_to_corner, decode
+
+Detections = Tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # boxes (pixels, xyxy), labels, scores
+
+IOU_EPS = 1e-5  # pytorch-ssd's box_utils.iou_of
+
+
+def pairwise_iou(boxes: torch.Tensor, eps: float = IOU_EPS) -> torch.Tensor:
+    """(..., n, 4) xyxy boxes -> (..., n, n) IoU, in pytorch-ssd's ``iou_of`` operation order."""
+    lt = torch.maximum(boxes[..., :, None, :2], boxes[..., None, :, :2])
+    rb = torch.minimum(boxes[..., :, None, 2:], boxes[..., None, :, 2:])
+    overlap = (rb - lt).clamp(min=0).prod(-1)
+    area = (boxes[..., 2:] - boxes[..., :2]).clamp(min=0).prod(-1)
+    return overlap / (area[..., :, None] + area[..., None, :] - overlap + eps)
+
+
+def greedy_nms(boxes: torch.Tensor, valid: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+    """Greedy NMS of score-sorted candidates, for a batch of independent sets (one per class).
+
+    ``boxes`` (C, k, 4) sorted by decreasing score, ``valid`` (C, k) -> kept mask (C, k). Box j is kept
+    when valid and no kept box before it overlaps it with IoU > ``iou_threshold`` (pytorch-ssd keeps
+    ``iou <= threshold``). That recursion has exactly one solution; iterating it from "all kept" settles
+    one more position per round, so the loop ends after at most k rounds (usually a handful).
+    """
+    k = boxes.size(-2)
+    earlier = torch.ones(k, k, dtype=torch.bool, device=boxes.device).triu(1)
+    suppresses = ((pairwise_iou(boxes) > iou_threshold) & earlier & valid[..., :, None]).float()
+    keep = valid
+    for _ in range(k + 1):
+        hit = torch.matmul(keep.float().unsqueeze(-2), suppresses).squeeze(-2) > 0
+        new = valid & ~hit
+        if torch.equal(new, keep):
+            break
+        keep = new
+    return keep
+
+
+def postprocess(confidences: torch.Tensor, locations: torch.Tensor, priors: torch.Tensor, cfg,
+                score_threshold: float = 0.01, iou_threshold: Optional[float] = None,
+                candidate_size: int = 200, top_k: int = -1) -> List[Detections]:
+    """Raw head outputs of a batch -> per image (boxes in [0,1] xyxy, labels >= 1, scores), best first.
+
+    Per class, at most ``candidate_size`` highest-scoring priors above ``score_threshold`` enter
+    NMS (pytorch-ssd's ``candidate_size``); ``top_k > 0`` keeps that many boxes per class after NMS.
+    Same detections as pytorch-ssd's ``Predictor.predict`` (up to exactly tied scores).
+    """
+    iou_threshold = cfg.iou_threshold if iou_threshold is None else iou_threshold
+    probs = torch.softmax(confidences.float(), dim=2)[:, :, 1:]
+    boxes = center_to_corner(decode(locations.float(), priors, cfg.center_variance, cfg.size_variance))
+    out = []
+    k = min(candidate_size, probs.size(1))
+    for p, b in zip(probs, boxes):
+        scores, idx = p.topk(k, dim=0)  # (k, classes) best priors per class, sorted
+        cand = b[idx]  # (k, classes, 4)
+        keep = greedy_nms(cand.transpose(0, 1), (scores > score_threshold).t(), iou_threshold)
+        if top_k > 0:
+            keep &= keep.cumsum(1) <= top_k
+        keep = keep.t()
+        labels = torch.arange(1, p.size(1) + 1, device=p.device).expand_as(idx)
+        kept_scores = scores[keep]
+        order = kept_scores.argsort(descending=True, stable=True)
+        out.append((cand[keep][order], labels[keep][order], kept_scores[order]))
+    return out
+
+
+class Predictor:
+    """``predict(image)`` -> (boxes in image pixels, labels, scores) for an HxWx3 RGB uint8 array."""
+
+    def __init__(self, model, device="cpu", score_threshold: float = 0.01, iou_threshold: Optional[float] = None,
+                 candidate_size: int = 200, channels_last: bool = False):
+        self.model = model.to(device).eval()
+        self.device = torch.device(device)
+        self.cfg = model.cfg
+        self.score_threshold, self.iou_threshold, self.candidate_size = score_threshold, iou_threshold, candidate_size
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+
+    def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        size = self.model.image_size
+        batch = torch.stack([to_input(im, size, self.cfg.image_mean, self.cfg.image_std) for im in images])
+        return batch.to(self.device).contiguous(memory_format=self.memory_format)
+
+    @torch.no_grad()
+    def predict_batch(self, images: Sequence[np.ndarray], top_k: int = -1,
+                      prob_threshold: Optional[float] = None) -> List[Detections]:
+        conf, loc = self.model(self.preprocess(images))
+        thr = self.score_threshold if prob_threshold is None else prob_threshold
+        dets = postprocess(conf.cpu(), loc.cpu(), self.model.priors.cpu(), self.cfg, thr, self.iou_threshold,
+                           self.candidate_size, top_k)
+        out = []
+        for (boxes, labels, scores), im in zip(dets, images):
+            h, w = im.shape[:2]
+            out.append((boxes * torch.tensor([w, h, w, h], dtype=boxes.dtype), labels, scores))
+        return out
+
+    def predict(self, image: np.ndarray, top_k: int = -1, prob_threshold: Optional[float] = None) -> Detections:
+        return self.predict_batch([image], top_k, prob_threshold)[0]

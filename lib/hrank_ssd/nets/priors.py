@@ -1,0 +1,112 @@
+"""SSD prior (default) boxes and box coding, in center form ``(cx, cy, w, h)`` relative to the image.
+
+Priors are generated from the feature-map sizes the model really produces, so a model with
+another input size or a width multiplier still gets one prior per header output.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Sequence, Tuple
+
+import torch
+from torchvision.ops import box_convert, box_iou
+
+from hrank_ssd.nets.config import NetConfig
+
+
+def generate_priors(cfg: NetConfig, feature_map_sizes: Sequence[int] | None = None,
+                    image_size: int | None = None, clamp: bool = True) -> torch.Tensor:
+    """Priors for ``cfg`` with the given feature-map sizes (default: the config's own, at 300x300).
+
+    With the reference sizes the result is identical to pytorch-ssd's ``generate_ssd_priors``
+    (same order: per scale, rows then columns, then boxes per location). For other sizes the
+    stride becomes ``image_size / fm`` and box sizes keep their fraction of the image.
+    """
+    image_size = image_size or cfg.image_size
+    sizes = list(feature_map_sizes) if feature_map_sizes is not None else [s.feature_map_size for s in cfg.specs]
+    if len(sizes) != len(cfg.specs):
+        raise ValueError(f"{cfg.name} has {len(cfg.specs)} detection scales, got {len(sizes)} feature maps")
+    ratio = image_size / cfg.image_size
+    priors = []
+    for spec, fm in zip(cfg.specs, sizes):
+        reference = fm == spec.feature_map_size and image_size == cfg.image_size
+        scale = cfg.image_size / spec.shrinkage if reference else fm
+        small = spec.min_size * ratio / image_size
+        big = math.sqrt(spec.min_size * spec.max_size) * ratio / image_size
+        for j, i in itertools.product(range(fm), repeat=2):
+            cx, cy = (i + 0.5) / scale, (j + 0.5) / scale
+            priors.append([cx, cy, small, small])
+            priors.append([cx, cy, big, big])
+            for r in spec.aspect_ratios:
+                r = math.sqrt(r)
+                priors.append([cx, cy, small * r, small / r])
+                priors.append([cx, cy, small / r, small * r])
+    priors = torch.tensor(priors, dtype=torch.float32)
+    return priors.clamp_(0.0, 1.0) if clamp else priors
+
+
+def center_to_corner(boxes: torch.Tensor) -> torch.Tensor:
+    return box_convert(boxes, "cxcywh", "xyxy")
+
+
+def corner_to_center(boxes: torch.Tensor) -> torch.Tensor:
+    return box_convert(boxes, "xyxy", "cxcywh")
+
+
+def decode(locations: torch.Tensor, priors: torch.Tensor, center_variance: float,
+           size_variance: float) -> torch.Tensor:
+    """Regression outputs -> center-form boxes (any leading batch dims)."""
+    return torch.cat([
+        locations[..., :2] * center_variance * priors[..., 2:] + priors[..., :2],
+        torch.exp(locations[..., 2:] * size_variance) * priors[..., 2:],
+    ], dim=-1)
+
+
+def encode(center_boxes: torch.Tensor, priors: torch.Tensor, center_variance: float,
+           size_variance: float) -> torch.Tensor:
+    """Center-form boxes -> regression targets; the exact inverse of :func:`decode`."""
+    return torch.cat([
+        (center_boxes[..., :2] - priors[..., :2]) / priors[..., 2:] / center_variance,
+        torch.log(center_boxes[..., 2:] / priors[..., 2:]) / size_variance,
+    ], dim=-1)
+
+
+def assign_priors(gt_boxes: torch.Tensor, gt_labels: torch.Tensor, corner_priors: torch.Tensor,
+                  iou_threshold: float) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Match every prior to a ground-truth box (SSD matching).
+
+    Each prior takes its best-overlapping box; each box also claims its best prior, so no
+    object is left without one. Priors below ``iou_threshold`` become background (label 0).
+    """
+    if gt_boxes.numel() == 0:
+        n = corner_priors.size(0)
+        return corner_priors.new_zeros((n, 4)), torch.zeros(n, dtype=torch.long)
+    ious = box_iou(corner_priors, gt_boxes)  # (priors, targets)
+    best_target_iou, best_target = ious.max(1)
+    best_prior = ious.argmax(0)
+    best_target[best_prior] = torch.arange(gt_boxes.size(0))
+    best_target_iou[best_prior] = 2.0
+    labels = gt_labels[best_target].clone()
+    labels[best_target_iou < iou_threshold] = 0
+    return gt_boxes[best_target], labels
+
+
+class MatchPrior:
+    """Target transform: corner boxes in [0, 1] and labels -> per-prior regression targets and labels."""
+
+    def __init__(self, priors: torch.Tensor, cfg: NetConfig):
+        self.center_priors = priors
+        self.corner_priors = center_to_corner(priors)
+        self.cfg = cfg
+
+    def __call__(self, gt_boxes, gt_labels):
+        gt_boxes = torch.as_tensor(gt_boxes, dtype=torch.float32).reshape(-1, 4)
+        gt_labels = torch.as_tensor(gt_labels, dtype=torch.long).reshape(-1)
+        boxes, labels = assign_priors(gt_boxes, gt_labels, self.corner_priors, self.cfg.match_threshold)
+        locations = encode(corner_to_center(boxes), self.center_priors,
+                           self.cfg.center_variance, self.cfg.size_variance)
+        if gt_boxes.numel() == 0:
+            locations = torch.zeros_like(locations)
+        return locations, labels

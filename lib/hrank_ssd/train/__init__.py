@@ -1,0 +1,1 @@
+"""Training and finetuning: the loop, losses, checkpoints that resume, logs and curves."""

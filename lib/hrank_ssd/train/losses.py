@@ -1,0 +1,101 @@
+"""SSD MultiBox loss: smooth L1 on matched priors + cross entropy with 3:1 hard-negative mining.
+
+Written from the SSD paper's definition (Liu et al., 2016, eq. 1-3):
+
+* positives are priors whose target label is not background (0);
+* negatives are ranked, per image, by their background loss ``-log softmax(conf)[..., 0]``
+  (computed without gradient); the ``neg_pos_ratio * num_pos`` highest are kept;
+* ``classification = sum CE(positives + mined negatives)``,
+  ``regression = sum SmoothL1(positives)``, both divided by the number of positives.
+
+An optional distillation term (Hinton et al., 2015) compares student and teacher class scores
+at temperature ``T`` on the *same* priors the cross entropy uses (positives + mined negatives),
+``T^2``-scaled and divided by the number of positives, so its size is comparable to the
+classification term. Using the mined priors keeps the ~8700 easy background priors from
+dominating the soft targets.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class LossParts(NamedTuple):
+    regression: torch.Tensor
+    classification: torch.Tensor
+    distillation: torch.Tensor
+
+
+def hard_negative_mask(background_loss: torch.Tensor, labels: torch.Tensor, neg_pos_ratio: float) -> torch.Tensor:
+    """Boolean mask (batch, priors) of positives plus, per image, the hardest ``ratio * num_pos`` negatives.
+
+    ``background_loss`` is ``-log p(background)`` per prior; positives never count as negatives.
+    Ties are broken by prior index (a stable sort), so the result is deterministic.
+    """
+    pos = labels > 0
+    num_neg = (pos.sum(dim=1, keepdim=True) * neg_pos_ratio).long()
+    loss = background_loss.masked_fill(pos, float("-inf"))
+    order = torch.sort(loss, dim=1, descending=True, stable=True).indices
+    rank = torch.empty_like(order)
+    rank.scatter_(1, order, torch.arange(order.size(1), device=order.device).expand_as(order))
+    return pos | (rank < num_neg)
+
+
+def _full_precision(t: torch.Tensor) -> torch.Tensor:
+    """float16/bfloat16 (autocast) outputs in float32; float32 and float64 stay as they are."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
+class MultiBoxLoss(nn.Module):
+    """``loss(confidence, locations, labels, gt_locations) -> (regression_loss, classification_loss)``.
+
+    Shapes: confidence ``(B, P, C)`` raw scores, locations and gt_locations ``(B, P, 4)`` in the
+    priors' encoded form (see :class:`hrank_ssd.nets.priors.MatchPrior`), labels ``(B, P)``.
+
+    ``num_pos`` (optional, in :meth:`parts`) overrides the normaliser; distributed training passes
+    the global positive count divided by the world size so that averaging the per-process
+    gradients equals the single-process gradient of the whole batch.
+    """
+
+    def __init__(self, neg_pos_ratio: float = 3.0, distill_T: float = 1.0):
+        super().__init__()
+        self.neg_pos_ratio = neg_pos_ratio
+        self.distill_T = distill_T
+
+    def forward(self, confidence: torch.Tensor, locations: torch.Tensor, labels: torch.Tensor,
+                gt_locations: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        parts = self.parts(confidence, locations, labels, gt_locations)
+        return parts.regression, parts.classification
+
+    def parts(self, confidence: torch.Tensor, locations: torch.Tensor, labels: torch.Tensor,
+              gt_locations: torch.Tensor, teacher_confidence: Optional[torch.Tensor] = None,
+              num_pos: Optional[torch.Tensor | float] = None) -> LossParts:
+        """All terms; ``distillation`` is zero without ``teacher_confidence``."""
+        confidence, locations = _full_precision(confidence), _full_precision(locations)  # AMP gives float16
+        num_classes = confidence.size(2)
+        with torch.no_grad():
+            background_loss = -F.log_softmax(confidence, dim=2)[..., 0]
+            mask = hard_negative_mask(background_loss, labels, self.neg_pos_ratio)
+        pos = labels > 0
+        if num_pos is None:
+            num_pos = pos.sum()
+        denom = torch.as_tensor(num_pos, dtype=confidence.dtype, device=confidence.device).clamp(min=1.0)
+        cls = F.cross_entropy(confidence[mask].reshape(-1, num_classes), labels[mask], reduction="sum")
+        reg = F.smooth_l1_loss(locations[pos].reshape(-1, 4), gt_locations[pos].reshape(-1, 4).to(locations.dtype),
+                               reduction="sum")
+        if teacher_confidence is None:
+            kd = confidence.new_zeros(())
+        else:
+            kd = self.distillation(confidence[mask], teacher_confidence[mask].to(confidence.dtype))
+        return LossParts(reg / denom, cls / denom, kd / denom)
+
+    def distillation(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        """Summed ``T^2 * KL(softmax(teacher/T) || softmax(student/T))`` over the given priors."""
+        T = self.distill_T
+        log_p = F.log_softmax(student / T, dim=-1)
+        log_q = F.log_softmax(teacher.detach() / T, dim=-1)
+        return (log_q.exp() * (log_q - log_p)).sum() * T * T
