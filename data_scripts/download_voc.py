@@ -13,18 +13,18 @@ from pathlib import Path
 
 try:
     from hrank_ssd.errors import HRankError
-    from hrank_ssd.io import downloads
+    from hrank_ssd.io import voc_download
 except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
     from hrank_ssd.errors import HRankError
-    from hrank_ssd.io import downloads
+    from hrank_ssd.io import voc_download
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dest", default="data", help="folder that receives the tars and VOCdevkit/ (default: data)")
     p.add_argument("--sets", default="2007-trainval,2007-test,2012-trainval",
-                   help=f"comma-separated, among {','.join(downloads.VOC_SETS)}")
+                   help=f"comma-separated, among {','.join(voc_download.VOC_SETS)}")
     p.add_argument("--mirror", action="append", default=[],
                    help="a mirror tried before the manifest's (the official host, then pjreddie.com): a folder URL "
                         "the tar name is appended to, or a template with {tar} and {year}; repeatable")
@@ -35,9 +35,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     sets = [s.strip() for s in args.sets.split(",") if s.strip()]
     try:
-        devkit = downloads.download_voc(args.dest, sets=sets, mirrors=args.mirror,
-                                        test_dir=args.test_dir, keep_tars=not args.delete_tars,
-                                        progress=not args.quiet)
+        devkit = voc_download.download_voc(args.dest, sets=sets, mirrors=args.mirror,
+                                           test_dir=args.test_dir, keep_tars=not args.delete_tars,
+                                           progress=not args.quiet)
     except HRankError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

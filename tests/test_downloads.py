@@ -16,8 +16,10 @@ from pathlib import Path
 import pytest
 
 from hrank_ssd.errors import HRankError
-from hrank_ssd.io import downloads
-from hrank_ssd.io.downloads import Manifest, download_voc, fetch, load_manifest, md5sum, sha256sum
+from hrank_ssd.io.downloads import fetch
+from hrank_ssd.io.manifest import DEFAULT_MANIFEST, MANIFEST_ENV, Manifest, load_manifest
+from hrank_ssd.io.verify import file_problem, md5sum, sha256sum
+from hrank_ssd.io.voc_download import VOC_SETS, download_voc, voc_artifact
 
 ROOT = Path(__file__).resolve().parents[1]
 QUOTA_PAGE = (b"<!DOCTYPE html><html><head><title>Google Drive - Quota exceeded</title></head><body>"
@@ -133,8 +135,8 @@ def test_damaged_zip_checkpoint_without_checksum_is_refused_and_provenance_recor
         {"type": "http", "url": server.url + "/bad.pth"}, {"type": "http", "url": server.url + "/good.pth"}])])
     out = fetch("w", tmp_path / "dest", man, progress=False)
     assert out.read_bytes() == good
-    assert "CRC mismatch" in downloads._verify(server.root / "bad.pth", _art())
-    assert downloads._verify(server.root / "bad.pth", _art(kind="labels")) is None  # only checkpoints are opened
+    assert "CRC mismatch" in file_problem(server.root / "bad.pth", _art())
+    assert file_problem(server.root / "bad.pth", _art(kind="labels")) is None  # only checkpoints are opened
     record = json.loads((tmp_path / "dest" / "downloads.json").read_text())
     assert record["w"]["url"] == server.url + "/good.pth" and record["w"]["bytes"] == len(good)
     assert record["w"]["file"] == str(Path("models") / "w.pth")
@@ -332,7 +334,7 @@ def test_real_manifest_parses():
     assert "1g2KkOMTeZ7u_EM9Ke2HpomvHm049Iqit" in text and "1_qmJN0YcOlD7iuxoy7PXnUh3EH7LZwtj" in text
     urls = {s["url"] for a in man.artifacts.values() for s in a["sources"] if isinstance(s, dict) and s["type"] == "http"}
     clip = man.get("street-clip")
-    tars = [downloads.VOC_SETS[v] for v in ("2007-trainval", "2007-test", "2012-trainval")]
+    tars = [VOC_SETS[v] for v in ("2007-trainval", "2007-test", "2012-trainval")]
     assert urls == {f"https://storage.googleapis.com/models-hao/{f}" for f in
                     ("vgg16-ssd-mp-0_7726.pth", "mobilenet-v1-ssd-mp-0_675.pth", "voc-model-labels.txt")} \
         | {clip["sources"][0]["url"]} | {f"http://host.robots.ox.ac.uk/pascal/VOC/voc{y}/{t}" for y, t, _ in tars} \
@@ -374,8 +376,8 @@ def _tar_bytes(members: dict) -> bytes:
 
 def _voc_manifest(md5s, mirror):
     """A manifest whose voc-<set> entries have ``md5s`` and one mirror (a folder URL)."""
-    arts = [{"name": f"voc-{name}", "file": f"data/{downloads.VOC_SETS[name][1]}", "kind": "voc", "md5": md5,
-             "sources": [{"type": "http", "url": mirror.rstrip("/") + "/" + downloads.VOC_SETS[name][1]}]}
+    arts = [{"name": f"voc-{name}", "file": f"data/{VOC_SETS[name][1]}", "kind": "voc", "md5": md5,
+             "sources": [{"type": "http", "url": mirror.rstrip("/") + "/" + VOC_SETS[name][1]}]}
             for name, md5 in md5s.items()]
     return Manifest({"artifacts": arts})
 
@@ -411,7 +413,7 @@ def test_download_voc_from_local_mirror(server, tmp_path):
 
 def test_download_voc_bad_md5_all_mirrors_fail(server, tmp_path):
     (server.root / "VOCtest_06-Nov-2007.tar").write_bytes(_tar_bytes({"VOCdevkit/VOC2007/a.txt": b"a"}))
-    real_md5 = downloads.voc_artifact("2007-test", downloads.DEFAULT_MANIFEST)["md5"]  # the repository's manifest
+    real_md5 = voc_artifact("2007-test", DEFAULT_MANIFEST)["md5"]  # the repository's manifest
     with pytest.raises(HRankError) as e:
         download_voc(tmp_path, sets=["2007-test"], manifest=_voc_manifest({"2007-test": real_md5}, server.url + "/"),
                      progress=False)
@@ -431,7 +433,7 @@ def test_download_voc_script_mirror_flag(server, tmp_path, monkeypatch):
     (server.root / "VOCtrainval_11-May-2012.tar").write_bytes(tar)
     manifest = tmp_path / "manifest.json"
     manifest.write_text(json.dumps(_voc_manifest({"2012-trainval": hashlib.md5(tar).hexdigest()}, "http://0.0.0.0:9/").data))
-    monkeypatch.setenv(downloads.MANIFEST_ENV, str(manifest))  # its md5; the --mirror flag's URL comes first
+    monkeypatch.setenv(MANIFEST_ENV, str(manifest))  # its md5; the --mirror flag's URL comes first
     assert script.main(["--dest", str(tmp_path), "--sets", "2012-trainval", "--mirror", server.url, "--quiet"]) == 0
     assert (tmp_path / "VOCdevkit" / "VOC2012" / "ImageSets" / "Main" / "trainval.txt").is_file()
     assert script.main(["--dest", str(tmp_path), "--sets", "2013-trainval"]) == 2

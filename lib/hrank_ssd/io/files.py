@@ -1,11 +1,13 @@
 """Atomic files: write beside the target, then rename, so a kill never leaves half a file behind.
 
-torch is imported only by :func:`atomic_save`, so the download code can use this module without it.
+torch, numpy and matplotlib are imported only by the function that writes their objects, so the download
+code can use this module without loading them.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -25,6 +27,7 @@ def _staged(path, suffix: str = ""):
 
 
 def atomic_write_text(path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
     with _staged(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
@@ -56,3 +59,30 @@ def atomic_savefig(fig, path, dpi: int = 100) -> Path:
     finally:
         plt.close(fig)
     return path
+
+
+def remove_path(path: Path) -> None:
+    """Remove a file, a link or a whole folder; nothing there is fine."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def install_staged(staged: Path, target: Path) -> None:
+    """Put ``staged`` (a file or a folder) at ``target`` by renames only; the old ``target`` goes only once the
+    new one is in."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if staged.is_dir():
+        old = target.with_name(f".{target.name}.old{os.getpid()}")
+        if target.exists():
+            os.replace(target, old)
+        try:
+            os.replace(staged, target)
+        except OSError:
+            if old.exists():
+                os.replace(old, target)
+            raise
+        remove_path(old)
+    else:
+        os.replace(staged, target)

@@ -39,6 +39,8 @@ QUOTA_PAGE = ("<html><head><title>Google Drive - Quota exceeded</title></head><b
 
 @dataclass
 class DriveFile:
+    """A file served under a Drive id, and how Drive answers for it."""
+
     path: Path
     mode: str = "direct"  # direct; confirm: Drive's "can't scan for viruses" form first; quota: the quota page
 
@@ -62,6 +64,7 @@ class StandInWorld:
     # ------------------------------------------------------------ what is served
 
     def serve_drive(self, file_id: str, path, mode: str = "direct") -> None:
+        """Serve ``path`` as the Drive file ``file_id``; ``mode`` among :data:`DRIVE_MODES`."""
         if mode not in DRIVE_MODES:
             raise ValueError(f"mode {mode!r}: one of {DRIVE_MODES}")
         self.drive[file_id] = DriveFile(Path(path), mode)
@@ -74,6 +77,7 @@ class StandInWorld:
             self.serve_drive(f"{folder_id}_{k:03d}", path)
 
     def serve_url(self, url: str, path) -> None:
+        """Serve ``path`` at ``url`` (any query ignored); the host must be one of :data:`HOSTS`."""
         parts = urllib.parse.urlsplit(url)
         if parts.hostname not in HOSTS:
             raise ValueError(f"{parts.hostname} is not a stood-in host ({', '.join(HOSTS)})")
@@ -82,7 +86,8 @@ class StandInWorld:
     # ------------------------------------------------------------ life cycle
 
     def start(self) -> StandInWorld:
-        import trustme
+        """Make the run's certificate authority and start the proxy on a free port of 127.0.0.1."""
+        import trustme  # a dev dependency (pyproject's dev extra): only the tests and ``rehearse`` start a world
 
         self.folder.mkdir(parents=True, exist_ok=True)
         ca = trustme.CA()
@@ -95,6 +100,7 @@ class StandInWorld:
         return self
 
     def stop(self) -> None:
+        """Shut the proxy down (a stopped world can be started again)."""
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -108,6 +114,7 @@ class StandInWorld:
 
     @property
     def proxy(self) -> str:
+        """The proxy's URL, ``http://127.0.0.1:<port>``."""
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def environ(self) -> Dict[str, str]:
@@ -121,6 +128,7 @@ class StandInWorld:
     # ------------------------------------------------------------ answers
 
     def answer(self, handler: http.server.BaseHTTPRequestHandler, url: str) -> None:
+        """Answer one request for ``url`` as the real host would: Drive's redirects, forms and pages, or a file."""
         self.requests.append(f"{handler.command} {url}")
         parts = urllib.parse.urlsplit(url)
         query = dict(urllib.parse.parse_qsl(parts.query))

@@ -1,0 +1,99 @@
+"""Zip and tar archives: safe extraction, bundles unpacked once into a cache folder, members found by glob."""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import os
+import re
+import tarfile
+import zipfile
+from pathlib import Path
+from typing import Optional, Sequence
+
+from tqdm.auto import tqdm
+
+from hrank_ssd.errors import HRankError
+from hrank_ssd.io.files import install_staged, remove_path
+from hrank_ssd.io.messages import SourceFailed, log, one_line
+from hrank_ssd.io.verify import UNPACKED_MARKER, sha256sum, tree_files
+
+
+def extract_archive(archive, out, progress: bool = False) -> None:
+    """Unpack a zip or tar into ``out`` (members cannot escape ``out``), with a bar of files when ``progress``."""
+    archive, out = Path(archive), Path(out)
+    bar = functools.partial(tqdm, desc=f"extract {archive.name}", unit="file", disable=not progress)
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as z:
+                for m in bar(z.infolist()):
+                    z.extract(m, out)  # zipfile drops absolute paths and '..' itself
+            return
+        with tarfile.open(archive) as t:
+            members = t.getmembers()
+            if hasattr(tarfile, "data_filter"):
+                extract = functools.partial(t.extract, path=out, filter="data")
+            else:  # Pythons without extraction filters: refuse what the "data" filter would refuse
+                root = out.resolve()
+                for m in members:
+                    if not (root / m.name).resolve().is_relative_to(root) or m.issym() or m.islnk():
+                        raise HRankError(f"{archive} holds an unsafe member {m.name!r}; delete it and download again")
+                extract = functools.partial(t.extract, path=out)
+            for m in bar(members):
+                extract(m)
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError) as e:
+        raise HRankError(f"{archive} is a damaged archive ({one_line(e)}); delete it and download again") from None
+
+
+def unpacked_dir(zip_path: Path, art: dict, dest: Path) -> Path:
+    """Where the bundle ``art`` (downloaded to ``zip_path``) is unpacked: ``dest/<unpack_to>``, else beside it."""
+    return dest / art["unpack_to"] if art.get("unpack_to") else zip_path.with_suffix("")
+
+
+def unpack_bundle(zip_path: Path, art: dict, dest: Path) -> Path:
+    """Unpack the bundle ``art`` once: a marker with the zip's size and sha256 says the folder is up to date."""
+    out = unpacked_dir(zip_path, art, dest)
+    stamp = f"{zip_path.stat().st_size} {sha256sum(zip_path)}"
+    marker = out / UNPACKED_MARKER
+    if marker.is_file() and marker.read_text().strip() == stamp:
+        return out
+    tmp = out.with_name(f".{out.name}.unpack{os.getpid()}")
+    remove_path(tmp)
+    tmp.mkdir(parents=True)
+    try:
+        extract_archive(zip_path, tmp)
+        (tmp / UNPACKED_MARKER).write_text(stamp + "\n")
+        install_staged(tmp, out)
+    finally:
+        remove_path(tmp)
+    log(f"{art['name']}: unpacked {zip_path.name} into {out}")
+    return out
+
+
+def find_member(root: Path, patterns: Sequence[str], choose: Optional[str] = None) -> Path:
+    """The one file under ``root`` matching the first pattern that matches anything.
+
+    A pattern is matched (case-insensitively) against the relative path and the file name.
+    ``choose="lowest-loss"`` picks, among several matches, the ``...-Loss-<x>.pth`` with the lowest x.
+    """
+    files = [f for f in tree_files(root)
+             if not f.startswith("__MACOSX/") and not Path(f).name.startswith("._")]
+    for pat in patterns:
+        p = pat.lower()
+        hits = [f for f in files if fnmatch.fnmatchcase(f.lower(), p) or fnmatch.fnmatchcase(Path(f).name.lower(), p)]
+        if len(hits) == 1:
+            return root / hits[0]
+        if hits and choose == "lowest-loss":
+            return root / min(hits, key=_loss)
+        if hits:
+            raise SourceFailed(f"pattern {pat!r} matches several members ({', '.join(hits[:6])}); "
+                               "set the source's member to one of them in the manifest")
+    listing = ", ".join(files[:12]) + (", ..." if len(files) > 12 else "")
+    raise SourceFailed(f"no member matches {' or '.join(map(repr, patterns))} (it holds: {listing or 'nothing'}); "
+                       "set the source's member glob in the manifest")
+
+
+def _loss(name: str) -> float:
+    """The x of a ``...-Loss-<x>.pth`` checkpoint name; infinity for other names."""
+    m = re.search(r"loss-([0-9]+(?:\.[0-9]+)?)", Path(name).name.lower())
+    return float(m.group(1)) if m else float("inf")

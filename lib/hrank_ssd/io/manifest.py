@@ -1,0 +1,122 @@
+"""``weights_manifest.json``: where it is ($HRANK_SSD_MANIFEST overrides), its artifacts and their sources."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+from hrank_ssd.errors import HRankError
+from hrank_ssd.io.files import atomic_write_text
+from hrank_ssd.io.messages import one_line
+
+KINDS = ("weights", "labels", "ranks", "bundle", "video", "voc")
+SOURCE_TYPES = ("gdrive", "gdrive_folder", "http", "bundle")
+DEFAULT_MANIFEST = Path(__file__).resolve().parents[3] / "weights_manifest.json"
+MANIFEST_ENV = "HRANK_SSD_MANIFEST"
+
+
+class Manifest:
+    """The parsed ``weights_manifest.json``; ``path`` is where :meth:`record` writes checksums back."""
+
+    def __init__(self, data: dict, path: Optional[Path] = None):
+        self.data, self.path = data, path
+        self.artifacts: Dict[str, dict] = {}
+        where = path or "manifest"
+        arts = data.get("artifacts") if isinstance(data, dict) else None
+        if not isinstance(arts, list):
+            raise HRankError(f"{where}: expected a JSON object with an 'artifacts' list; see docs/downloads.md")
+        for art in arts:
+            name = art.get("name") if isinstance(art, dict) else None
+            missing = [k for k in ("name", "file", "kind", "sources") if not isinstance(art, dict) or k not in art]
+            if missing:
+                raise HRankError(f"{where}: artifact {name or art!r} lacks {', '.join(missing)}; see docs/downloads.md")
+            if art["kind"] not in KINDS:
+                raise HRankError(f"{where}: artifact {name!r} has kind {art['kind']!r}; use one of {', '.join(KINDS)}")
+            if name in self.artifacts:
+                raise HRankError(f"{where}: artifact name {name!r} appears twice; names must be unique")
+            for src in art["sources"]:
+                normalise_source(src, name, where)
+            self.artifacts[name] = art
+
+    def get(self, name: str) -> dict:
+        """The artifact called ``name``; an unknown name is an :class:`HRankError` listing the known ones."""
+        if name not in self.artifacts:
+            raise HRankError(f"unknown artifact {name!r}; known: {', '.join(self.artifacts)} "
+                             "(see `python -m hrank_ssd download --list`)")
+        return self.artifacts[name]
+
+    def names(self, kinds: Sequence[str] = ("weights", "labels")) -> List[str]:
+        """The names of the artifacts of ``kinds``, in manifest order (what ``download`` fetches by default)."""
+        return [n for n, a in self.artifacts.items() if a["kind"] in kinds]
+
+    def record(self, name: str, size: int, sha256: str) -> None:
+        """Write ``size`` and ``sha256`` of ``name`` into the manifest file (atomically)."""
+        art = self.get(name)
+        art["size"], art["sha256"] = int(size), sha256
+        if self.path is not None:
+            atomic_write_text(self.path, json.dumps(self.data, indent=2, ensure_ascii=False) + "\n")
+
+
+def load_manifest(path=None) -> Manifest:
+    """Read a manifest: ``path``, else ``$HRANK_SSD_MANIFEST`` (a rehearsal's, a private mirror's, one for a user
+    behind a proxy: every command and notebook then uses it), else the repository's ``weights_manifest.json``."""
+    env = os.environ.get(MANIFEST_ENV)
+    path = Path(path) if path is not None else Path(env) if env else DEFAULT_MANIFEST
+    if not path.is_file():
+        how = f"fix or unset ${MANIFEST_ENV}" if env and str(path) == env else \
+            "pass --manifest PATH to the repository's weights_manifest.json"
+        raise HRankError(f"manifest {path} not found; {how}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise HRankError(f"manifest {path} is not valid JSON ({one_line(e)}); fix it or restore it from git") from None
+    return Manifest(data, path)
+
+
+def as_manifest(manifest) -> Manifest:
+    """A :class:`Manifest` as given, else read from a path (None: ``$HRANK_SSD_MANIFEST`` or the repository's)."""
+    return manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
+
+
+def normalise_source(src, name=None, where="manifest") -> dict:
+    """Source dict from a manifest entry; ``"bundle:<bundle>/<glob>"`` strings are accepted too."""
+    if isinstance(src, str) and src.startswith("bundle:"):
+        bundle, _, member = src[len("bundle:"):].partition("/")
+        src = {"type": "bundle", "bundle": bundle, "member": member or "*"}
+    if not isinstance(src, dict) or src.get("type") not in SOURCE_TYPES:
+        raise HRankError(f"{where}: artifact {name!r} has source {src!r}; each source needs a type among "
+                         f"{', '.join(SOURCE_TYPES)}")
+    need = {"gdrive": "id", "gdrive_folder": "id", "http": "url", "bundle": "bundle"}[src["type"]]
+    if not src.get(need):
+        raise HRankError(f"{where}: artifact {name!r} has a {src['type']} source without {need!r}")
+    return src
+
+
+def describe_source(src: dict) -> str:
+    """A source in a few words for progress and error lines (``http <url>``, ``gdrive file <id>``...)."""
+    t = src["type"]
+    if t == "http":
+        return f"http {src['url']}"
+    if t == "gdrive":
+        return f"gdrive file {src['id']}"
+    if t == "gdrive_folder":
+        return f"gdrive folder {src['id']}"
+    patterns = member_patterns(src)
+    return f"bundle {src['bundle']}/{patterns[0] if len(patterns) == 1 else patterns}"
+
+
+def source_link(src: dict) -> str:
+    """A link a person can open in a browser to download the source by hand."""
+    if src["type"] == "gdrive":
+        return f"https://drive.google.com/file/d/{src['id']}/view"
+    if src["type"] == "gdrive_folder":
+        return f"https://drive.google.com/drive/folders/{src['id']}"
+    return src.get("url", "")
+
+
+def member_patterns(src: dict) -> List[str]:
+    """A bundle source's member globs, in order (``member`` is one glob or a list; default ``*``)."""
+    m = src.get("member", "*")
+    return [m] if isinstance(m, str) else list(m)

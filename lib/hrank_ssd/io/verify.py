@@ -1,0 +1,124 @@
+"""Is a downloaded file the right one: size, sha256/md5, not an HTML page, an intact PyTorch checkpoint."""
+
+from __future__ import annotations
+
+import hashlib
+import tarfile
+import zipfile
+from pathlib import Path
+from typing import List, Optional
+
+from hrank_ssd.io.messages import one_line
+
+CHUNK = 1 << 20
+UNPACKED_MARKER = ".hrank_ssd_unpacked"  # stamps an unpacked bundle folder (archives.py); not part of its content
+QUOTA_MARKERS = (b"Quota exceeded", b"Too many users have viewed or downloaded")
+
+
+def _hash(path, algo: str) -> str:
+    h = hashlib.new(algo)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256sum(path) -> str:
+    """Hex sha256 of a file, or of a folder (sorted ``<relative path> <sha256>`` lines of its files)."""
+    path = Path(path)
+    if path.is_dir():
+        lines = "".join(f"{rel} {_hash(path / rel, 'sha256')}\n" for rel in tree_files(path))
+        return hashlib.sha256(lines.encode()).hexdigest()
+    return _hash(path, "sha256")
+
+
+def md5sum(path) -> str:
+    """Hex md5 of a file (the VOC tars are published with md5s)."""
+    return _hash(path, "md5")
+
+
+def tree_files(root: Path) -> List[str]:
+    """The files under ``root`` as sorted relative POSIX paths, without the unpacked-bundle marker."""
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
+                  if p.is_file() and p.name != UNPACKED_MARKER)
+
+
+def tree_size(path: Path) -> int:
+    """Bytes of a file, or of the files of a folder (as :func:`tree_files` lists them)."""
+    return sum((path / rel).stat().st_size for rel in tree_files(path)) if path.is_dir() else path.stat().st_size
+
+
+def html_problem(path) -> Optional[str]:
+    """Why ``path`` looks like an HTML page served instead of the file (Drive quota...), or None."""
+    with open(path, "rb") as f:
+        head = f.read(65536)
+    start = head.lstrip()[:64].lower()
+    quota = any(m in head for m in QUOTA_MARKERS)
+    if quota:
+        return ("Google Drive served its 'quota exceeded / too many users have downloaded this file' page "
+                "instead of the file (the file's daily download quota is spent)")
+    if start.startswith(b"<!doctype html") or start.startswith(b"<html"):
+        return "the server sent an HTML page instead of the file (a login, virus-scan or error page)"
+    return None
+
+
+def checkpoint_problem(path: Path) -> Optional[str]:
+    """A damaged PyTorch zip checkpoint (torch >= 1.6 format: each tensor a member with a CRC), or None.
+    Legacy pickle checkpoints (pytorch-ssd's, 2019) carry no checksum: only a recorded sha256 guards them."""
+    with open(path, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":
+            return None
+    try:
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:  # zlib errors surface as these too
+        return f"a damaged PyTorch checkpoint ({one_line(e, 120)})"
+    return f"a damaged PyTorch checkpoint (CRC mismatch in {bad})" if bad else None
+
+
+def _shape_problem(path: Path, art: dict) -> Optional[str]:
+    """A folder artifact lacking a member, or a file that is empty, an HTML page or of the wrong size."""
+    members = art.get("members")
+    if members:
+        if not path.is_dir():
+            return "not a folder"
+        for m in members:
+            p = path / m
+            if not p.is_file():
+                return f"{m} is missing"
+            if p.stat().st_size == 0:
+                return f"{m} is empty"
+            bad = html_problem(p)
+            if bad:
+                return f"{m}: {bad}"
+        return None
+    if not path.is_file():
+        return "not a file"
+    if path.stat().st_size == 0:
+        return "empty file"
+    bad = html_problem(path)
+    if bad:
+        return bad
+    if art.get("size") is not None and path.stat().st_size != art["size"]:
+        return f"size {path.stat().st_size} bytes, expected {art['size']}"
+    return None
+
+
+def file_problem(path: Path, art: dict) -> Optional[str]:
+    """None when ``path`` is a usable copy of the manifest entry ``art``, else why not (one line)."""
+    bad = _shape_problem(path, art)
+    if bad:
+        return bad
+    if art.get("md5"):
+        got = md5sum(path)
+        if got != art["md5"]:
+            return f"md5 {got} does not match the expected {art['md5']}"
+    if art.get("sha256"):
+        got = sha256sum(path)
+        if got != art["sha256"]:
+            return f"sha256 {got[:12]}... does not match the manifest's {art['sha256'][:12]}..."
+    if art["kind"] == "bundle" and not (zipfile.is_zipfile(path) or tarfile.is_tarfile(path)):
+        return "not a zip archive"
+    if art["kind"] == "weights":
+        return checkpoint_problem(path)
+    return None
