@@ -24,7 +24,7 @@ from hrank_ssd.data.voc import (
     write_labels,
 )
 from hrank_ssd.errors import HRankError
-from hrank_ssd.nets.config import VGG16_SSD
+from hrank_ssd.nets.vgg16_ssd import CONFIG as VGG16_SSD
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 VOC2007 = SHARED / "voc2007_sample" / "VOC2007"
@@ -184,8 +184,8 @@ def test_unknown_classes_skipped(synthetic_voc):
 
 
 def test_transforms_and_loader(synthetic_voc):
-    from hrank_ssd.nets.config import VGG16_SSD as cfg
     from hrank_ssd.nets.priors import MatchPrior, generate_priors
+    from hrank_ssd.nets.vgg16_ssd import CONFIG as cfg
 
     priors = generate_priors(cfg)
     ds = make_dataset([synthetic_voc], "trainval", TrainAugmentation(300, MEAN, STD), MatchPrior(priors, cfg))

@@ -8,7 +8,8 @@ import torch
 
 from hrank_ssd.cli import main
 from hrank_ssd.hrank.pruning import masked_copy
-from hrank_ssd.nets.models import NUM_PRUNABLE, build_model, count_parameters, load_model, read_sidecar
+from hrank_ssd.nets.models import build_model, count_parameters, load_model, read_sidecar
+from hrank_ssd.nets.registry import num_prunable
 
 
 @pytest.fixture(scope="module")
@@ -33,14 +34,14 @@ def test_mb1_ssd_train_rank_prune_finetune_eval(voc, tmp_path, capsys):
     assert main(["rank", "--net", "mb1-ssd", "--base_net", str(base), *common, "--limit", "1", "--batch_size", "2",
                  "--rank_dir", str(tmp_path / "ranks"), "--device", "cpu"]) == 0
     files = sorted((tmp_path / "ranks").glob("rank_conv*.npy"))
-    assert len(files) == NUM_PRUNABLE["mb1-ssd"]
+    assert len(files) == num_prunable("mb1-ssd")
 
     rate = "[0.5]*14"
     assert main(["prune", "--net", "mb1-ssd", "--base_net", str(base), "--rank_dir", str(tmp_path / "ranks"),
                  "--compress_rate", rate, "--output", str(tmp_path / "pruned.pth")]) == 0
     original, pruned = load_model(base).eval(), load_model(tmp_path / "pruned.pth").eval()
     # exactly the shapes of an MB1-SSD built at that rate (a rebuilt smaller net, not a masked one)
-    assert count_parameters(pruned) == count_parameters(build_model("mb1-ssd", 6, width=0.25, compress_rate=rate))
+    assert count_parameters(pruned) == count_parameters(build_model("mb1-ssd", 6, width=0.25, compress_rate=[0.5] * 14))
     assert count_parameters(pruned) < count_parameters(original)
     kept = read_sidecar(tmp_path / "pruned.pth")["kept_indices"]
     x = torch.randn(2, 3, 300, 300, generator=torch.Generator().manual_seed(0))

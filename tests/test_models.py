@@ -6,9 +6,11 @@ import pytest
 import torch
 
 from hrank_ssd.errors import HRankError
-from hrank_ssd.nets.config import MB1_SSD, VGG16_SSD
+from hrank_ssd.nets.compress import PRUNED_RATE
+from hrank_ssd.nets.mb1_ssd import CONFIG as MB1_SSD
 from hrank_ssd.nets.models import build_model, count_parameters, load_model, save_model
 from hrank_ssd.nets.priors import center_to_corner, corner_to_center, decode, encode, generate_priors
+from hrank_ssd.nets.vgg16_ssd import CONFIG as VGG16_SSD
 
 
 def vgg_reference_shapes(num_classes=21):
@@ -100,7 +102,7 @@ def test_box_coding_round_trip():
 
 
 def test_save_and_load_round_trip(tmp_path):
-    model = build_model("vgg16-ssd", 6, width=0.125, compress_rate="[0.3]*14")
+    model = build_model("vgg16-ssd", 6, width=0.125, compress_rate=[0.3] * 14)
     path = tmp_path / "m.pth"
     save_model(model, path)
     loaded = load_model(path)  # widths inferred from shapes, no compress rate given
@@ -126,10 +128,10 @@ def test_load_model_errors(tmp_path):
 
 def test_compress_rate_mismatch_names_the_layer(tmp_path):
     path = tmp_path / "pruned.pth"
-    torch.save(build_model("vgg16-ssd", 21, compress_rate="[0.1]*7+[0.5]*9").state_dict(), path)
-    assert load_model(path, compress_rate="[0.1]*7+[0.5]*9").plan.prunable[0] == 57
+    torch.save(build_model("vgg16-ssd", 21, compress_rate=PRUNED_RATE).state_dict(), path)
+    assert load_model(path, compress_rate=PRUNED_RATE).plan.prunable[0] == 57
     with pytest.raises(HRankError, match=r"layer 8 \(conv4_1\) should have 358 filters but has 256"):
-        load_model(path, compress_rate="[0.1]*7+[0.3]*9")
+        load_model(path, compress_rate=[0.1] * 7 + [0.3] * 9)
 
 
 def test_thop_buffers_and_ddp_prefix_are_ignored_on_load(tmp_path):

@@ -12,14 +12,15 @@ from hrank_ssd.hrank.pruning import (
     apply_kept,
     kept_agreement,
     kept_indices,
-    layer_names,
     masked_copy,
     prune_model,
     round_keep,
     select_filters,
 )
 from hrank_ssd.hrank.ranks import save_ranks
-from hrank_ssd.nets.models import VGG_CONV_INDEXES, build_model, load_model, save_model
+from hrank_ssd.nets.compress import parse_compress_rate
+from hrank_ssd.nets.models import build_model, layer_names, load_model, save_model
+from hrank_ssd.nets.vgg16_ssd import CONV_INDEXES as VGG_CONV_INDEXES
 
 SEED_RATE = "[0.1]*7+[0.5]*9"
 
@@ -46,7 +47,7 @@ def test_pruned_equals_masked_original(net, criterion, tmp_path):
     torch.manual_seed(0)
     model = randomize_batchnorm(build_model(net, 6, width=0.125)).eval()
     save_ranks(random_ranks(model), tmp_path)
-    pruned, kept = prune_model(model, "[0.3]*4+[0.6]*10", criterion, rank_dir=tmp_path, seed=3)
+    pruned, kept = prune_model(model, [0.3] * 4 + [0.6] * 10, criterion, rank_dir=tmp_path, seed=3)
     masked = masked_copy(model, kept)
     x = torch.randn(2, 3, 300, 300)
     with torch.no_grad():
@@ -61,7 +62,7 @@ def test_kept_filters_are_exactly_the_top_ranked(tmp_path):
     model = build_model("vgg16-ssd", 6, width=0.125)
     ranks = random_ranks(model, seed=5)
     save_ranks(ranks, tmp_path)
-    kept = kept_indices(model, "[0.5]*14", "hrank", rank_dir=tmp_path)
+    kept = kept_indices(model, [0.5] * 14, "hrank", rank_dir=tmp_path)
     for name, r, c in zip(layer_names("vgg16-ssd"), ranks, model.plan.prunable):
         keep = int(c * 0.5)
         expected = sorted(np.argsort(-r)[:keep].tolist())  # ranks are distinct, so no ties here
@@ -81,7 +82,7 @@ def test_kept_agreement_counts_the_filters_both_rank_files_keep(tmp_path):
     keep = int(r0.size * 0.5)
     r0[order[keep - 1]], r0[order[keep]] = r0[order[keep]], r0[order[keep - 1]]
     save_ranks(swapped, tmp_path / "b")
-    rows = kept_agreement(model, "[0.5]*14", tmp_path / "a", tmp_path / "b")
+    rows = kept_agreement(model, [0.5] * 14, tmp_path / "a", tmp_path / "b")
     assert [r["layer"] for r in rows] == layer_names("vgg16-ssd")
     assert (rows[0]["kept"], rows[0]["kept_by_both"]) == (keep, keep - 1)
     assert rows[0]["agreement"] == (keep - 1) / keep
@@ -94,7 +95,7 @@ def test_ties_drop_the_lower_index_first():
 
 def test_seed_shapes_for_the_published_compress_rate():
     model = build_model("vgg16-ssd", 21)
-    kept = kept_indices(model, SEED_RATE, "l1")
+    kept = kept_indices(model, parse_compress_rate(SEED_RATE), "l1")
     pruned = apply_kept(model, kept)
     shapes = [list(pruned.base_net[i].weight.shape) for i in VGG_CONV_INDEXES]
     assert shapes == [[57, 3, 3, 3], [57, 57, 3, 3], [115, 57, 3, 3], [115, 115, 3, 3], [230, 115, 3, 3],
@@ -109,21 +110,21 @@ def test_seed_shapes_for_the_published_compress_rate():
 def test_round_to():
     assert round_keep(57, 64, 8) == 64 and round_keep(115, 128, 8) == 120 and round_keep(5, 8, None) == 5
     model = build_model("vgg16-ssd", 21)
-    kept = kept_indices(model, SEED_RATE, "random", round_to=8)
+    kept = kept_indices(model, parse_compress_rate(SEED_RATE), "random", round_to=8)
     assert all(len(v) % 8 == 0 for v in kept.values())
 
 
 def test_bad_rank_folders(tmp_path):
     model = build_model("vgg16-ssd", 6, width=0.125)
     with pytest.raises(HRankError, match="rank folder not found"):
-        kept_indices(model, "[0.5]*14", "hrank", rank_dir=tmp_path / "nope")
+        kept_indices(model, [0.5] * 14, "hrank", rank_dir=tmp_path / "nope")
     save_ranks(random_ranks(build_model("vgg16-ssd", 6, width=0.25)), tmp_path)
     with pytest.raises(HRankError, match="belong to another model"):
-        kept_indices(model, "[0.5]*14", "hrank", rank_dir=tmp_path)
+        kept_indices(model, [0.5] * 14, "hrank", rank_dir=tmp_path)
     save_ranks(random_ranks(model), tmp_path)
     (tmp_path / "rank_conv3.npy").unlink()
     with pytest.raises(HRankError, match="rank_conv3.npy is missing"):
-        kept_indices(model, "[0.5]*14", "hrank", rank_dir=tmp_path)
+        kept_indices(model, [0.5] * 14, "hrank", rank_dir=tmp_path)
 
 
 def test_prune_cli_writes_loadable_model_and_json(tmp_path, capsys):
@@ -144,7 +145,8 @@ def test_prune_cli_writes_loadable_model_and_json(tmp_path, capsys):
 
 
 def test_l1_criterion_ranks_filters_by_the_sum_of_absolute_weights():
-    from hrank_ssd.hrank.pruning import l1_scores, layer_names, producer_key
+    from hrank_ssd.hrank.pruning import l1_scores
+    from hrank_ssd.nets.models import layer_names, producer_key
 
     model = build_model("vgg16-ssd", 3, width=0.125)
     weight = dict(model.named_parameters())[producer_key("vgg16-ssd", 0) + ".weight"]  # conv1_1
@@ -152,5 +154,5 @@ def test_l1_criterion_ranks_filters_by_the_sum_of_absolute_weights():
         weight[0] = -1.0  # the largest L1 norm, and the smallest plain sum
     scores = l1_scores(model)
     np.testing.assert_allclose(scores[0], weight.detach().abs().flatten(1).sum(1).double().numpy(), rtol=1e-12)
-    kept = kept_indices(model, "[0.5]*14", "l1")[layer_names("vgg16-ssd")[0]]
+    kept = kept_indices(model, [0.5] * 14, "l1")[layer_names("vgg16-ssd")[0]]
     assert 0 in kept and len(kept) == weight.shape[0] // 2

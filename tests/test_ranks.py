@@ -15,7 +15,8 @@ from hrank_ssd.hrank.ranks import (
     rank_bounds,
     ranks_one_at_a_time,
 )
-from hrank_ssd.nets.models import VGG_CONV_INDEXES, build_model, save_model
+from hrank_ssd.nets.models import build_model, save_model
+from hrank_ssd.nets.vgg16_ssd import CONV_INDEXES as VGG_CONV_INDEXES
 
 
 def _assert_ranks_agree(got, want, lo, hi):

@@ -1,4 +1,4 @@
-"""Which torch device to run on: ``None`` means CUDA when a GPU is visible, else the CPU; a bad name is a
+"""Which torch device to run on, and waiting for it: ``None`` means CUDA when a GPU is visible, else the CPU; a bad name is a
 one-line :class:`~hrank_ssd.errors.HRankError` instead of torch's RuntimeError later on."""
 
 from __future__ import annotations
@@ -24,4 +24,10 @@ def resolve_device(name=None) -> torch.device:
     return device
 
 
-__all__ = ["resolve_device"]
+def sync(device) -> None:
+    """Wait for queued CUDA work on ``device`` (no-op on CPU): timings must not stop before the GPU does."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+__all__ = ["resolve_device", "sync"]

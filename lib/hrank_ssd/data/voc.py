@@ -8,7 +8,6 @@ corners relative to the image, in ``[0, 1]``.
 from __future__ import annotations
 
 import os
-import random
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -354,10 +353,3 @@ class TestTransform:
         if labels is not None:
             labels = np.asarray(labels, dtype=np.int64).reshape(-1)
         return x, boxes, labels
-
-
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch so augmentation and training are repeatable."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)

@@ -10,55 +10,25 @@ tensor of the original sliced by those rules. MobileNetV1-SSD is one more table,
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from hrank_ssd.errors import HRankError
-from hrank_ssd.nets.compress import format_compress_rate, parse_compress_rate
-from hrank_ssd.nets.models import (
-    MB1_SOURCES,
-    NUM_PRUNABLE,
-    SSD,
-    VGG_BN_SOURCE,
-    VGG_CONV_INDEXES,
-    ChannelPlan,
-    activation_key,
-    build_model,
-    kept_channels,
-    layer_names,
-    producer_key,
-    save_model,
-)
+from hrank_ssd.hrank.ranks import load_ranks
+from hrank_ssd.nets.compress import layer_rates
+from hrank_ssd.nets.models import build_model, layer_names, producer_key, save_model
+from hrank_ssd.nets.registry import get_net, num_prunable
+from hrank_ssd.nets.spec import Rule
+from hrank_ssd.nets.ssd import SSD, ChannelPlan, kept_channels
 
 CRITERIA = ("hrank", "l1", "random")
-Rule = Tuple[Optional[int], Optional[int]]  # (layer selecting dim 0, layer selecting dim 1), 0-based
 
 
 def slice_rules(net: str) -> Dict[str, Rule]:
-    """Module prefix -> (layer whose kept filters index dim 0, layer whose kept filters index dim 1)."""
-    rules: Dict[str, Rule] = {}
-    if net == "vgg16-ssd":
-        for k in range(15):
-            rules[f"base_net.{VGG_CONV_INDEXES[k]}"] = (k if k < 14 else None, k - 1 if k > 0 else None)
-        conv4_3 = VGG_CONV_INDEXES.index(VGG_BN_SOURCE - 2)
-        rules["source_layer_add_ons.0"] = (conv4_3, None)
-        sources = {conv4_3: 0}
-    else:
-        rules["base_net.0.0"], rules["base_net.0.1"] = (0, None), (0, None)
-        for b in range(1, 14):
-            rules[f"base_net.{b}.0"] = (b - 1, None)  # depthwise: its channels are the producer's
-            rules[f"base_net.{b}.1"] = (b - 1, None)
-            rules[f"base_net.{b}.3"] = (b, b - 1)
-            rules[f"base_net.{b}.4"] = (b, None)
-        sources = {MB1_SOURCES[0] - 1: 0, MB1_SOURCES[1] - 1: 1}
-        rules["extras.0.0"] = (None, 13)
-    for layer, header in sources.items():
-        rules[f"classification_headers.{header}"] = (None, layer)
-        rules[f"regression_headers.{header}"] = (None, layer)
-    return rules
+    """Module prefix -> (layer whose kept filters index dim 0, layer whose kept filters index dim 1): the net's table."""
+    return get_net(net).slice_rules()
 
 
 def _rule_for(key: str, rules: Dict[str, Rule]) -> Rule:
@@ -68,34 +38,11 @@ def _rule_for(key: str, rules: Dict[str, Rule]) -> Rule:
 # ---------------------------------------------------------------- criteria
 
 
-def load_ranks(rank_dir, net: str, channels: Sequence[int]) -> List[np.ndarray]:
-    """``rank_dir/rank_conv{i}.npy`` for every prunable layer (1-based, HRank's naming)."""
-    rank_dir = Path(rank_dir)
-    if not rank_dir.is_dir():
-        raise HRankError(f"rank folder not found: {rank_dir}; make it with `python -m hrank_ssd rank ...` "
-                         f"or download the original one with `python -m hrank_ssd download vgg16-ssd-ranks`")
-    ranks = []
-    for i, c in enumerate(channels, start=1):
-        path = rank_dir / f"rank_conv{i}.npy"
-        if not path.is_file():
-            raise HRankError(f"{path} is missing: the rank folder needs rank_conv1.npy ... "
-                             f"rank_conv{len(channels)}.npy; regenerate it with `python -m hrank_ssd rank`")
-        try:
-            r = np.load(path).astype(np.float64).reshape(-1)
-        except Exception:
-            raise HRankError(f"{path} is not a readable .npy file; regenerate the ranks") from None
-        if r.size != c:
-            raise HRankError(f"{path} has {r.size} values but layer {i} ({layer_names(net)[i - 1]}) has {c} "
-                             f"filters: these ranks belong to another model")
-        ranks.append(r)
-    return ranks
-
-
 def l1_scores(model: SSD) -> List[np.ndarray]:
     """Filter L1 norms (Li et al. 2017), one array per prunable layer."""
     net, state = model.cfg.name, model.state_dict()
     return [state[producer_key(net, i) + ".weight"].abs().flatten(1).sum(1).double().numpy()
-            for i in range(NUM_PRUNABLE[net])]
+            for i in range(num_prunable(net))]
 
 
 def select_filters(scores: np.ndarray, keep: int) -> List[int]:
@@ -111,13 +58,13 @@ def round_keep(keep: int, channels: int, round_to: Optional[int]) -> int:
     return min(channels, -(-keep // round_to) * round_to)
 
 
-def kept_indices(model: SSD, compress_rate, criterion: str = "hrank", rank_dir=None, seed: int = 0,
+def kept_indices(model: SSD, compress_rate: Sequence[float], criterion: str = "hrank", rank_dir=None, seed: int = 0,
                  round_to: Optional[int] = None) -> Dict[str, List[int]]:
     """Filters each prunable layer keeps, by layer name, under ``criterion``."""
     net = model.cfg.name
     if criterion not in CRITERIA:
         raise HRankError(f"unknown --criterion {criterion!r}: choose one of {', '.join(CRITERIA)}")
-    rates = parse_compress_rate(compress_rate, NUM_PRUNABLE[net])
+    rates = layer_rates(compress_rate, num_prunable(net))
     channels = model.plan.prunable
     if criterion == "hrank":
         if not rank_dir:
@@ -135,7 +82,7 @@ def kept_indices(model: SSD, compress_rate, criterion: str = "hrank", rank_dir=N
     return kept
 
 
-def kept_agreement(model: SSD, compress_rate, rank_dir, other_rank_dir) -> List[Dict]:
+def kept_agreement(model: SSD, compress_rate: Sequence[float], rank_dir, other_rank_dir) -> List[Dict]:
     """Per prunable layer: how many of the filters HRank keeps under ``rank_dir`` it also keeps under
     ``other_rank_dir`` (e.g. the student's ranks against the published ones, computed on another machine
     from other images: a few filters near the cut may swap, the bulk of the kept set should not)."""
@@ -170,7 +117,7 @@ def apply_kept(model: SSD, kept: Dict[str, List[int]]) -> SSD:
     """A new, physically smaller model holding exactly the kept filters of ``model``."""
     net = model.cfg.name
     index = _index_lists(model, kept)
-    plan = ChannelPlan(list(model.plan.base), list(model.plan.extras))
+    plan = ChannelPlan(list(model.plan.base), list(model.plan.extras), model.plan.num_prunable)
     for i, idx in enumerate(index):
         plan.base[i] = idx.numel()
     pruned = build_model(net, model.num_classes, plan=plan, image_size=model.image_size)
@@ -210,15 +157,16 @@ def masked_copy(model: SSD, kept: Dict[str, List[int]]) -> SSD:
     return masked
 
 
-def prune_model(model: SSD, compress_rate, criterion: str = "hrank", rank_dir=None, seed: int = 0,
+def prune_model(model: SSD, compress_rate: Sequence[float], criterion: str = "hrank", rank_dir=None, seed: int = 0,
                 round_to: Optional[int] = None) -> Tuple[SSD, Dict[str, List[int]]]:
     """Choose filters with ``criterion`` and rebuild: returns (pruned model, kept indices by layer)."""
     kept = kept_indices(model, compress_rate, criterion, rank_dir, seed, round_to)
     return apply_kept(model, kept), kept
 
 
-def save_pruned(model: SSD, path, compress_rate, criterion: str, kept: Dict[str, List[int]]) -> None:
-    rates = parse_compress_rate(compress_rate, NUM_PRUNABLE[model.cfg.name])
+def save_pruned(model: SSD, path, compress_rate: Sequence[float], criterion: str, kept: Dict[str, List[int]]) -> None:
+    """The pruned model as a plain state dict plus its sidecar (rates, criterion, kept filters)."""
+    rates = layer_rates(compress_rate, num_prunable(model.cfg.name))
     save_model(model, path, compress_rate=rates, criterion=criterion, kept_indices=kept)
 
 
@@ -232,6 +180,5 @@ def describe_surgery(original: SSD, pruned: SSD) -> List[dict]:
     return rows
 
 
-__all__ = ["CRITERIA", "apply_kept", "describe_surgery", "format_compress_rate", "kept_indices", "l1_scores",
-           "layer_names", "load_ranks", "masked_copy", "prune_model", "producer_key", "activation_key",
+__all__ = ["CRITERIA", "apply_kept", "describe_surgery", "kept_indices", "l1_scores", "masked_copy", "prune_model",
            "round_keep", "save_pruned", "select_filters", "slice_rules"]

@@ -17,9 +17,10 @@ import torch
 from tqdm.auto import tqdm
 
 from hrank_ssd.errors import HRankError
-from hrank_ssd.hrank.pruning import activation_key, layer_names
 from hrank_ssd.io.files import atomic_save_npy
-from hrank_ssd.nets.models import NUM_PRUNABLE, SSD
+from hrank_ssd.nets.models import activation_key, layer_names
+from hrank_ssd.nets.registry import num_prunable
+from hrank_ssd.nets.ssd import SSD
 
 
 class _StopForward(Exception):
@@ -119,14 +120,14 @@ class RankAccumulator:
     def __init__(self, model: SSD, rank_fn: Callable[[torch.Tensor], torch.Tensor] = batched_ranks):
         self.model, self.rank_fn = model, rank_fn
         self.net = model.cfg.name
-        self.sums: List[Optional[torch.Tensor]] = [None] * NUM_PRUNABLE[self.net]
+        self.sums: List[Optional[torch.Tensor]] = [None] * num_prunable(self.net)
         self.images = 0
         modules = dict(model.named_modules())
         self.handles = [modules[activation_key(self.net, i)].register_forward_hook(self._hook(i))
-                        for i in range(NUM_PRUNABLE[self.net])]
+                        for i in range(num_prunable(self.net))]
 
     def _hook(self, i: int):
-        last = i == NUM_PRUNABLE[self.net] - 1
+        last = i == num_prunable(self.net) - 1
 
         def hook(_module, _inputs, output):
             r = self.rank_fn(output).sum(0).cpu()
@@ -179,9 +180,19 @@ def image_batches(dataset, batch_size: int, limit: int, shuffle: bool = False, s
         yield torch.stack([dataset[i][0] for i in order[start:start + batch_size]])
 
 
+def rank_file(rank_dir, layer: int) -> Path:
+    """``rank_dir/rank_conv{layer}.npy``: HRank's name for the ranks of prunable layer ``layer`` (1-based)."""
+    return Path(rank_dir) / f"rank_conv{layer}.npy"
+
+
+def has_ranks(rank_dir, net: str) -> bool:
+    """Whether ``rank_dir`` holds a rank file for every prunable layer of ``net``."""
+    return all(rank_file(rank_dir, i).is_file() for i in range(1, num_prunable(net) + 1))
+
+
 def save_ranks(ranks: List[np.ndarray], rank_dir) -> List[Path]:
     """Write ``rank_conv{i}.npy`` (1-based, float32), the file names of HRank."""
-    paths = [Path(rank_dir) / f"rank_conv{i}.npy" for i in range(1, len(ranks) + 1)]
+    paths = [rank_file(rank_dir, i) for i in range(1, len(ranks) + 1)]
     for path, r in zip(paths, ranks):
         atomic_save_npy(np.asarray(r, dtype=np.float32), path)
     return paths
@@ -191,3 +202,26 @@ def rank_summary(ranks: List[np.ndarray], net: str) -> List[Dict]:
     """Per layer: name, filters, min/mean/max rank (for tables and the course's histograms)."""
     return [{"layer": i + 1, "name": n, "filters": int(r.size), "min": float(r.min()), "mean": float(r.mean()),
              "max": float(r.max())} for i, (n, r) in enumerate(zip(layer_names(net), ranks))]
+
+
+def load_ranks(rank_dir, net: str, channels: Sequence[int]) -> List[np.ndarray]:
+    """``rank_dir/rank_conv{i}.npy`` for every prunable layer (1-based, HRank's naming)."""
+    rank_dir = Path(rank_dir)
+    if not rank_dir.is_dir():
+        raise HRankError(f"rank folder not found: {rank_dir}; make it with `python -m hrank_ssd rank ...` "
+                         f"or download the original one with `python -m hrank_ssd download vgg16-ssd-ranks`")
+    ranks = []
+    for i, c in enumerate(channels, start=1):
+        path = rank_file(rank_dir, i)
+        if not path.is_file():
+            raise HRankError(f"{path} is missing: the rank folder needs rank_conv1.npy ... "
+                             f"rank_conv{len(channels)}.npy; regenerate it with `python -m hrank_ssd rank`")
+        try:
+            r = np.load(path).astype(np.float64).reshape(-1)
+        except Exception:
+            raise HRankError(f"{path} is not a readable .npy file; regenerate the ranks") from None
+        if r.size != c:
+            raise HRankError(f"{path} has {r.size} values but layer {i} ({layer_names(net)[i - 1]}) has {c} "
+                             f"filters: these ranks belong to another model")
+        ranks.append(r)
+    return ranks

@@ -8,14 +8,14 @@ original project passes 16 for VGG16-SSD's 14 layers, and ``[0.]*100`` for "no p
 from __future__ import annotations
 
 import re
-from typing import List, Sequence, Union
+from typing import List, Optional, Sequence
 
 from hrank_ssd.errors import HRankError
 
 _TERM = re.compile(r"^\[([^\[\]]*)\](?:\*(\d+))?$")
 
-RateSpec = Union[str, Sequence[float], None]
-PRUNED_RATE = "[0.1]*7+[0.5]*9"  # the original project's pruned VGG16-SSD
+PRUNED_RATE_TEXT = "[0.1]*7+[0.5]*9"  # the original project's pruned VGG16-SSD, as its users write it
+PRUNED_RATE: List[float] = [0.1] * 7 + [0.5] * 9
 
 
 def _fail(text: str, why: str) -> HRankError:
@@ -23,38 +23,47 @@ def _fail(text: str, why: str) -> HRankError:
                       f"(terms [rates...]*count joined by +, each rate in [0, 1))")
 
 
-def parse_compress_rate(spec: RateSpec, num_layers: int) -> List[float]:
-    """Per-layer rates for ``num_layers`` prunable layers from a string or a list."""
-    if spec is None:
-        return [0.0] * num_layers
-    text = spec if isinstance(spec, str) else repr(list(spec))
-    if isinstance(spec, str):
-        rates: List[float] = []
-        compact = re.sub(r"\s+", "", spec)
-        if not compact:
-            raise _fail(text, "it is empty")
-        for term in compact.split("+"):
-            m = _TERM.match(term)
-            if not m:
-                raise _fail(text, f"cannot read the term {term!r}")
-            try:
-                values = [float(v) for v in m.group(1).split(",") if v != ""]
-            except ValueError:
-                raise _fail(text, f"{term!r} holds something that is not a number") from None
-            if not values:
-                raise _fail(text, f"{term!r} is an empty list")
-            rates += values * int(m.group(2) or 1)
-    else:
+def parse_compress_rate(text: str) -> List[float]:
+    """Every rate written in ``text`` (HRank's syntax). Only the edges call this (CLI flags, profiles, widgets,
+    files); the library takes the list and checks it against a net with :func:`layer_rates`."""
+    if not isinstance(text, str):
+        raise TypeError(f"parse_compress_rate takes the string a user wrote, not {type(text).__name__}")
+    rates: List[float] = []
+    compact = re.sub(r"\s+", "", text)
+    if not compact:
+        raise _fail(text, "it is empty")
+    for term in compact.split("+"):
+        m = _TERM.match(term)
+        if not m:
+            raise _fail(text, f"cannot read the term {term!r}")
         try:
-            rates = [float(r) for r in spec]
-        except (TypeError, ValueError):
-            raise _fail(text, "it is not a list of numbers") from None
-    if len(rates) < num_layers:
-        raise _fail(text, f"it gives {len(rates)} rates but this net has {num_layers} prunable layers")
-    for i, r in enumerate(rates[:num_layers]):
+            values = [float(v) for v in m.group(1).split(",") if v != ""]
+        except ValueError:
+            raise _fail(text, f"{term!r} holds something that is not a number") from None
+        if not values:
+            raise _fail(text, f"{term!r} is an empty list")
+        rates += values * int(m.group(2) or 1)
+    return rates
+
+
+def layer_rates(rates: Optional[Sequence[float]], num_layers: int) -> List[float]:
+    """The first ``num_layers`` rates of a parsed list (``None``: no pruning), checked: entries past the net's
+    prunable count are ignored as in the original project, too few or out of range is a one-line error."""
+    if rates is None:
+        return [0.0] * num_layers
+    if isinstance(rates, str):
+        raise TypeError("the library takes a list of rates: parse the user's text once with parse_compress_rate")
+    try:
+        values = [float(r) for r in rates]
+    except (TypeError, ValueError):
+        raise _fail(repr(rates), "it is not a list of numbers") from None
+    text = format_compress_rate(values)
+    if len(values) < num_layers:
+        raise _fail(text, f"it gives {len(values)} rates but this net has {num_layers} prunable layers")
+    for i, r in enumerate(values[:num_layers]):
         if not 0.0 <= r < 1.0:
             raise _fail(text, f"rate {r} for layer {i + 1} is outside [0, 1)")
-    return rates[:num_layers]
+    return values[:num_layers]
 
 
 def format_compress_rate(rates: Sequence[float]) -> str:

@@ -1,8 +1,9 @@
-"""SSD detectors with pytorch-ssd's exact module layout, so its published checkpoints load with strict=True.
+"""Turn a net name or a checkpoint into a model, and a model into a checkpoint.
 
-A model is described by its *channel plan*: the output channels of every backbone conv and extra
-layer. Width multipliers, compress rates and pruned checkpoints all become a plan, so one builder
-serves the full model, a tiny course model and any pruned variant.
+``build_model`` makes a net from its registry entry (random weights, any width or compress rate);
+``load_model`` reads pytorch-ssd checkpoints (and training checkpoints, and pruned ones) with
+``strict=True``, inferring net, classes and widths from the tensors; ``save_model`` writes a plain
+state dict plus a JSON sidecar. ``init_from_scratch`` starts small course models that train fast.
 """
 
 from __future__ import annotations
@@ -11,207 +12,41 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 import torch
 from torch import nn
 
 from hrank_ssd.errors import HRankError
-from hrank_ssd.io.files import atomic_save, atomic_write_text  # noqa: F401  (re-exported: models.atomic_save)
-from hrank_ssd.nets.compress import parse_compress_rate
-from hrank_ssd.nets.config import NetConfig, get_config
-from hrank_ssd.nets.priors import generate_priors
-
-# Indices of the convs inside pytorch-ssd's VGG base_net (conv1_1 ... conv5_3, fc6, fc7).
-VGG_CONV_INDEXES = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28, 31, 33)
-VGG_CHANNELS = (64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512, 1024, 1024)
-VGG_LAYER_NAMES = ("conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3",
-                   "conv4_1", "conv4_2", "conv4_3", "conv5_1", "conv5_2", "conv5_3", "fc6", "fc7")
-VGG_POOL_AFTER = {1: "M", 3: "M", 6: "C", 9: "M"}  # after conv k (0-based): pool kind
-VGG_BN_SOURCE = 23  # base_net[:23] ends with conv4_3's ReLU; the BatchNorm add-on feeds header 0
-# MobileNetV1: block 0 is conv_bn(3, 32, stride 2); blocks 1..13 are depthwise-separable.
-MB1_CHANNELS = (32, 64, 128, 128, 256, 256, 512, 512, 512, 512, 512, 512, 1024, 1024)
-MB1_STRIDES = (2, 1, 2, 1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 1)
-MB1_SOURCES = (12, 14)
-EXTRA_CHANNELS = ((256, 512), (128, 256), (128, 256), (128, 256))
-NUM_PRUNABLE = {"vgg16-ssd": 14, "mb1-ssd": 14}
-
-
-@dataclass
-class ChannelPlan:
-    """Output channels of the backbone convs and of the extras ((1x1, 3x3) per block)."""
-
-    base: List[int]
-    extras: List[Tuple[int, int]]
-
-    @property
-    def prunable(self) -> List[int]:
-        return self.base[:14]
+from hrank_ssd.io.files import atomic_save, atomic_write_text
+from hrank_ssd.nets.compress import layer_rates
+from hrank_ssd.nets.registry import get_net, net_names
+from hrank_ssd.nets.ssd import SSD, ChannelPlan, plan_with_rates
 
 
 def default_plan(net: str, width: float = 1.0) -> ChannelPlan:
-    get_config(net)
-    base = VGG_CHANNELS if net == "vgg16-ssd" else MB1_CHANNELS
+    """The net's widths, each scaled by ``width`` (at least one channel)."""
+    spec = get_net(net)
     scale = lambda c: max(1, int(round(c * width)))  # noqa: E731
-    return ChannelPlan([scale(c) for c in base], [(scale(a), scale(b)) for a, b in EXTRA_CHANNELS])
+    return ChannelPlan([scale(c) for c in spec.channels], [(scale(a), scale(b)) for a, b in spec.extras],
+                       spec.num_prunable)
 
 
-def kept_channels(channels: int, rate: float) -> int:
-    """Filters a layer keeps at ``rate``: ``int(c * (1 - rate))`` as in HRank, never fewer than 1."""
-    return max(1, int(channels * (1 - rate)))
-
-
-def plan_with_rates(plan: ChannelPlan, rates: Sequence[float]) -> ChannelPlan:
-    base = list(plan.base)
-    for i, rate in enumerate(rates):
-        base[i] = kept_channels(base[i], rate)
-    return ChannelPlan(base, list(plan.extras))
-
-
-class SSD(nn.Module):
-    """Backbone + extras + per-scale headers. ``forward`` returns raw (confidences, locations)."""
-
-    def __init__(self, cfg: NetConfig, num_classes: int, base_net: nn.Sequential,
-                 source_layer_indexes: Sequence[int], source_layer_add_ons: Dict[int, nn.Module],
-                 extras: nn.ModuleList, classification_headers: nn.ModuleList,
-                 regression_headers: nn.ModuleList, plan: ChannelPlan, image_size: int):
-        super().__init__()
-        self.cfg, self.num_classes, self.plan, self.image_size = cfg, num_classes, plan, image_size
-        self.base_net = base_net
-        self.source_layer_indexes = list(source_layer_indexes)
-        self._add_on_at = {idx: k for k, idx in enumerate(source_layer_add_ons)}
-        self.source_layer_add_ons = nn.ModuleList(source_layer_add_ons.values())
-        self.extras = extras
-        self.classification_headers = classification_headers
-        self.regression_headers = regression_headers
-        sizes = self.feature_map_sizes(image_size)
-        if min(sizes) < 1:
-            raise HRankError(f"--image_size {image_size} is too small for {cfg.name}: its last feature "
-                             f"maps would be {sizes}; use at least 300 for vgg16-ssd")
-        self.register_buffer("priors", generate_priors(cfg, sizes, image_size), persistent=False)
-
-    def sources(self, x: torch.Tensor) -> List[torch.Tensor]:
-        """The feature maps the headers see, in header order."""
-        feats, start = [], 0
-        for end in self.source_layer_indexes:
-            for i in range(start, end):
-                x = self.base_net[i](x)
-            add_on = self._add_on_at.get(end)
-            feats.append(self.source_layer_add_ons[add_on](x) if add_on is not None else x)
-            start = end
-        for block in self.extras:
-            x = block(x)
-            feats.append(x)
-        return feats
-
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        confs, locs = [], []
-        n = x.size(0)
-        for feat, cls, reg in zip(self.sources(x), self.classification_headers, self.regression_headers):
-            confs.append(cls(feat).permute(0, 2, 3, 1).reshape(n, -1, self.num_classes))
-            locs.append(reg(feat).permute(0, 2, 3, 1).reshape(n, -1, 4))
-        return torch.cat(confs, 1), torch.cat(locs, 1)
-
-    def feature_map_sizes(self, image_size: int) -> List[int]:
-        """Spatial size of each source feature map, computed from the layers' own arithmetic."""
-        sizes, size, start = [], image_size, 0
-        for end in self.source_layer_indexes:
-            for i in range(start, end):
-                size = _out_size(self.base_net[i], size)
-            sizes.append(size)
-            start = end
-        for block in self.extras:
-            for layer in block:
-                size = _out_size(layer, size)
-            sizes.append(size)
-        return sizes
-
-
-def _out_size(module: nn.Module, size: int) -> int:
-    if isinstance(module, nn.Sequential):
-        for m in module:
-            size = _out_size(m, size)
-        return size
-    if isinstance(module, (nn.Conv2d, nn.MaxPool2d)):
-        k, s, p, d = (module.kernel_size, module.stride, module.padding, module.dilation)
-        k, s, p, d = (v if isinstance(v, int) else v[0] for v in (k, s, p, d))
-        span = size + 2 * p - d * (k - 1) - 1
-        ceil = getattr(module, "ceil_mode", False)
-        out = (math.ceil(span / s) if ceil else span // s) + 1
-        return out if span >= 0 else 0
-    return size
-
-
-def _extras(in_channels: int, plan: ChannelPlan, net: str) -> nn.ModuleList:
-    blocks = []
-    for k, (mid, out) in enumerate(plan.extras):
-        stride, pad = (2, 1) if (net == "mb1-ssd" or k < 2) else (1, 0)
-        blocks.append(nn.Sequential(nn.Conv2d(in_channels, mid, 1), nn.ReLU(),
-                                    nn.Conv2d(mid, out, 3, stride=stride, padding=pad), nn.ReLU()))
-        in_channels = out
-    return nn.ModuleList(blocks)
-
-
-def _headers(source_channels: Sequence[int], cfg: NetConfig, num_classes: int):
-    boxes = [s.boxes_per_location for s in cfg.specs]
-    cls = nn.ModuleList(nn.Conv2d(c, b * num_classes, 3, padding=1) for c, b in zip(source_channels, boxes))
-    reg = nn.ModuleList(nn.Conv2d(c, b * 4, 3, padding=1) for c, b in zip(source_channels, boxes))
-    return cls, reg
-
-
-def _vgg_ssd(num_classes: int, plan: ChannelPlan, image_size: int) -> SSD:
-    cfg = get_config("vgg16-ssd")
-    layers: List[nn.Module] = []
-    in_c = 3
-    for k, out in enumerate(plan.base[:13]):
-        layers += [nn.Conv2d(in_c, out, 3, padding=1), nn.ReLU(inplace=True)]
-        pool = VGG_POOL_AFTER.get(k)
-        if pool:
-            layers.append(nn.MaxPool2d(2, 2, ceil_mode=pool == "C"))
-        in_c = out
-    fc6, fc7 = plan.base[13], plan.base[14]
-    layers += [nn.MaxPool2d(3, 1, 1), nn.Conv2d(in_c, fc6, 3, padding=6, dilation=6), nn.ReLU(inplace=True),
-               nn.Conv2d(fc6, fc7, 1), nn.ReLU(inplace=True)]
-    base = nn.Sequential(*layers)
-    conv4_3 = plan.base[9]
-    sources = [conv4_3, fc7] + [out for _, out in plan.extras]
-    cls, reg = _headers(sources, cfg, num_classes)
-    return SSD(cfg, num_classes, base, [VGG_BN_SOURCE, len(base)], {VGG_BN_SOURCE: nn.BatchNorm2d(conv4_3)},
-               _extras(fc7, plan, "vgg16-ssd"), cls, reg, plan, image_size)
-
-
-def _mb1_ssd(num_classes: int, plan: ChannelPlan, image_size: int) -> SSD:
-    cfg = get_config("mb1-ssd")
-    first = plan.base[0]
-    blocks = [nn.Sequential(nn.Conv2d(3, first, 3, 2, 1, bias=False), nn.BatchNorm2d(first), nn.ReLU(inplace=True))]
-    in_c = first
-    for out, stride in zip(plan.base[1:], MB1_STRIDES[1:]):
-        blocks.append(nn.Sequential(
-            nn.Conv2d(in_c, in_c, 3, stride, 1, groups=in_c, bias=False), nn.BatchNorm2d(in_c), nn.ReLU(inplace=True),
-            nn.Conv2d(in_c, out, 1, 1, 0, bias=False), nn.BatchNorm2d(out), nn.ReLU(inplace=True)))
-        in_c = out
-    sources = [plan.base[11], plan.base[13]] + [out for _, out in plan.extras]
-    cls, reg = _headers(sources, cfg, num_classes)
-    return SSD(cfg, num_classes, nn.Sequential(*blocks), MB1_SOURCES, {}, _extras(plan.base[13], plan, "mb1-ssd"),
-               cls, reg, plan, image_size)
-
-
-def build_model(net: str, num_classes: int, compress_rate=None, width: float = 1.0,
+def build_model(net: str, num_classes: int, compress_rate: Optional[Sequence[float]] = None, width: float = 1.0,
                 image_size: Optional[int] = None, plan: Optional[ChannelPlan] = None) -> SSD:
-    """Build ``vgg16-ssd`` or ``mb1-ssd`` with random weights.
+    """Build a registered net (``vgg16-ssd``, ``mb1-ssd``, ...) with random weights.
 
-    ``compress_rate`` (a list or the original string syntax) shrinks the prunable layers to
+    ``compress_rate`` (a list of per-layer rates) shrinks the prunable layers to
     ``int(c * (1 - rate))`` filters; ``width`` scales every layer first (small course models).
     """
-    cfg = get_config(net)
+    spec = get_net(net)
     if num_classes < 2:
         raise HRankError(f"num_classes must be at least 2 (BACKGROUND + one class), got {num_classes}")
     if plan is None:
         plan = default_plan(net, width)
         if compress_rate is not None:
-            plan = plan_with_rates(plan, parse_compress_rate(compress_rate, NUM_PRUNABLE[net]))
-    builder = _vgg_ssd if net == "vgg16-ssd" else _mb1_ssd
-    return builder(num_classes, plan, image_size or cfg.image_size)
+            plan = plan_with_rates(plan, layer_rates(compress_rate, spec.num_prunable))
+    return spec.build(num_classes, plan, image_size or spec.config.image_size)
 
 
 @torch.no_grad()
@@ -275,46 +110,44 @@ THOP_KEYS = ("total_ops", "total_params")
 
 
 def detect_net(state: Dict[str, torch.Tensor]) -> str:
-    if "base_net.0.0.weight" in state:
-        return "mb1-ssd"
-    if "base_net.0.weight" in state:
-        return "vgg16-ssd"
-    raise HRankError("this checkpoint holds no SSD backbone (no base_net.0 weights): "
-                     "pass a pytorch-ssd VGG16-SSD or MobileNetV1-SSD checkpoint")
+    """The registered net whose backbone convs sit exactly where this state dict has base_net weights."""
+    have = {k.split(".")[1] for k in state if k.startswith("base_net.") and k.endswith("weight")}
+    for name in net_names():
+        spec = get_net(name)
+        if have == {spec.producer_key(i).split(".")[1] for i in range(len(spec.channels))}:
+            return name
+    raise HRankError("this checkpoint's backbone matches none of " + ", ".join(net_names()) +
+                     ": pass a pytorch-ssd VGG16-SSD or MobileNetV1-SSD checkpoint")
 
 
 # ---------------------------------------------------------------- prunable layers by name
 
 
 def layer_names(net: str) -> List[str]:
-    if net == "vgg16-ssd":
-        return list(VGG_LAYER_NAMES[:14])
-    return ["conv0"] + [f"conv{b}_pw" for b in range(1, 14)]
+    """Names of the net's prunable layers, in HRank's order (``rank_conv1.npy`` is the first)."""
+    return list(get_net(net).layer_names)
 
 
 def producer_key(net: str, layer: int) -> str:
-    """State-dict prefix of prunable layer ``layer``'s conv (0-based)."""
-    if net == "vgg16-ssd":
-        return f"base_net.{VGG_CONV_INDEXES[layer]}"
-    return "base_net.0.0" if layer == 0 else f"base_net.{layer}.3"
+    """State-dict prefix of backbone conv ``layer`` (0-based)."""
+    return get_net(net).producer_key(layer)
 
 
 def activation_key(net: str, layer: int) -> str:
     """Module whose output is the layer's feature map after ReLU (hooked by rank generation)."""
-    if net == "vgg16-ssd":
-        return f"base_net.{VGG_CONV_INDEXES[layer] + 1}"
-    return "base_net.0.2" if layer == 0 else f"base_net.{layer}.5"
+    return get_net(net).activation_key(layer)
 
 
 def plan_from_state_dict(state: Dict[str, torch.Tensor], net: str) -> ChannelPlan:
     """Channel widths read off the checkpoint's weight shapes (works for pruned checkpoints)."""
+    spec = get_net(net)
     try:
-        base = [state[f"{producer_key(net, i)}.weight"].shape[0] for i in range(len(default_plan(net).base))]
+        base = [state[f"{spec.producer_key(i)}.weight"].shape[0] for i in range(len(spec.channels))]
         extras = [(state[f"extras.{k}.0.weight"].shape[0], state[f"extras.{k}.2.weight"].shape[0])
-                  for k in range(4)]
+                  for k in range(len(spec.extras))]
     except KeyError as e:
         raise HRankError(f"checkpoint is missing {e.args[0]}: it is not a complete {net} state dict") from None
-    return ChannelPlan([int(c) for c in base], [(int(a), int(b)) for a, b in extras])
+    return ChannelPlan([int(c) for c in base], [(int(a), int(b)) for a, b in extras], spec.num_prunable)
 
 
 def read_state_dict(path) -> Dict[str, torch.Tensor]:
@@ -336,10 +169,12 @@ def read_state_dict(path) -> Dict[str, torch.Tensor]:
 
 
 def sidecar_path(path) -> Path:
+    """``model.pth`` -> ``model.pth.json``."""
     return Path(str(path) + ".json") if not str(path).endswith(".json") else Path(path)
 
 
 def read_sidecar(path) -> dict:
+    """The JSON written beside a checkpoint by :func:`save_model` (net, classes, size, rates, kept filters), or {}."""
     side = sidecar_path(path)
     if side.is_file():
         try:
@@ -354,10 +189,11 @@ def num_classes_of(state: Dict[str, torch.Tensor], net: str, path="checkpoint") 
     header = state.get("classification_headers.0.weight")
     if header is None:
         raise HRankError(f"checkpoint {path} has no classification_headers.0.weight: not an SSD detector")
-    return header.shape[0] // get_config(net).specs[0].boxes_per_location
+    return header.shape[0] // get_net(net).config.specs[0].boxes_per_location
 
 
-def load_model(path, net: Optional[str] = None, num_classes: Optional[int] = None, compress_rate=None,
+def load_model(path, net: Optional[str] = None, num_classes: Optional[int] = None,
+               compress_rate: Optional[Sequence[float]] = None,
                image_size: Optional[int] = None) -> SSD:
     """Load a checkpoint, inferring net, class count and (pruned) channel widths from its shapes.
 
@@ -369,7 +205,7 @@ def load_model(path, net: Optional[str] = None, num_classes: Optional[int] = Non
 
 
 def model_from_state_dict(state: Dict[str, torch.Tensor], path="checkpoint", net: Optional[str] = None,
-                          num_classes: Optional[int] = None, compress_rate=None,
+                          num_classes: Optional[int] = None, compress_rate: Optional[Sequence[float]] = None,
                           image_size: Optional[int] = None) -> SSD:
     """:func:`load_model` on a state dict already read from ``path`` (named in errors; its sidecar gives the size)."""
     found = detect_net(state)
@@ -392,8 +228,9 @@ def model_from_state_dict(state: Dict[str, torch.Tensor], path="checkpoint", net
     return model
 
 
-def check_plan(plan: ChannelPlan, net: str, compress_rate, path="checkpoint") -> None:
-    rates = parse_compress_rate(compress_rate, NUM_PRUNABLE[net])
+def check_plan(plan: ChannelPlan, net: str, compress_rate: Sequence[float], path="checkpoint") -> None:
+    """A one-line error naming the first layer whose width ``plan`` does not share with ``compress_rate``."""
+    rates = layer_rates(compress_rate, get_net(net).num_prunable)
     expected = plan_with_rates(default_plan(net), rates)
     names = layer_names(net)
     for i, (want, got) in enumerate(zip(expected.prunable, plan.prunable)):
@@ -427,4 +264,5 @@ def save_model(model: SSD, path, **extra) -> None:
 
 
 def count_parameters(model: nn.Module) -> int:
+    """Number of parameters (weights, biases, BatchNorm scales and shifts; not BatchNorm's running statistics)."""
     return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,54 @@
+"""What the library needs to know about one detector, in one record: a net file fills it, the registry holds it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Dict, Optional, Sequence, Tuple
+
+from hrank_ssd.nets.config import NetConfig
+
+Rule = Tuple[Optional[int], Optional[int]]  # (prunable layer selecting dim 0, the one selecting dim 1), 0-based
+
+
+@dataclass(frozen=True)
+class NetSpec:
+    """One detector. Layers are numbered as HRank numbers them: prunable layer ``i`` (0-based here,
+    ``rank_conv{i+1}.npy`` on disk) is the ``i``-th backbone conv; the backbone's later convs are not pruned."""
+
+    name: str  # the --net value
+    title: str  # for tables and plots
+    config: NetConfig  # input size, normalisation, priors
+    channels: Tuple[int, ...]  # output channels of every backbone conv, the prunable ones first
+    extras: Tuple[Tuple[int, int], ...]  # (1x1, 3x3) output channels of each extra block
+    layer_names: Tuple[str, ...]  # the prunable layers, in order
+    build: Callable  # (num_classes, plan, image_size) -> SSD
+    producer_key: Callable[[int], str]  # state-dict prefix of backbone conv i
+    activation_key: Callable[[int], str]  # module whose output is prunable layer i's map after ReLU
+    slice_rules: Callable[[], Dict[str, Rule]]  # module prefix -> layers whose kept filters slice dims 0 and 1
+    layer_of_module: Callable[[str], Optional[int]]  # prunable layer owning a base_net module; None past them
+    stages: Tuple[Tuple[str, int], ...]  # consecutive prunable layers grouped for sliders: (name, count)
+    module_label: Callable[[str], Optional[str]] = lambda name: None  # readable name of a module (FLOPs tables)
+    default_compress_rate: Optional[Tuple[float, ...]] = None  # the published pruning, if any
+
+    @property
+    def num_prunable(self) -> int:
+        return len(self.layer_names)
+
+    def stage_rates(self, rates_by_stage: Dict[str, float]) -> list:
+        """Per-layer rates from one rate per stage (missing stages are not pruned)."""
+        return [rates_by_stage.get(stage, 0.0) for stage, count in self.stages for _ in range(count)]
+
+
+def header_rules(sources: Dict[int, int]) -> Dict[str, Rule]:
+    """Headers read a source map's channels: their input dim follows the prunable layer that makes it."""
+    rules: Dict[str, Rule] = {}
+    for layer, header in sources.items():
+        rules[f"classification_headers.{header}"] = (None, layer)
+        rules[f"regression_headers.{header}"] = (None, layer)
+    return rules
+
+
+def chain_rules(prefixes: Sequence[str], num_prunable: int) -> Dict[str, Rule]:
+    """A plain chain of convs: conv k's filters are layer k (if prunable), its inputs layer k-1's filters."""
+    return {prefix: (k if k < num_prunable else None, k - 1 if 0 < k <= num_prunable else None)
+            for k, prefix in enumerate(prefixes)}
