@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from hrank_ssd.measure import bench, speed
+from hrank_ssd.measure import bench, layer_times, speed, tables
 from hrank_ssd.nets.models import build_model
 
 RATE = bench.PRUNED_RATE
@@ -143,11 +143,11 @@ def main(argv=None) -> int:
                           "vs_plain_unpruned_forward": base["vgg16-ssd"] / base[name]})
         log("per-layer timing")
         full, pruned = models["vgg16-ssd"], models["vgg16-ssd-pruned"]
-        layers = bench.layer_times_and_macs({"full": full, "pruned": pruned,
+        layers = layer_times.layer_times_and_macs({"full": full, "pruned": pruned,
                                              "round8": models["vgg16-ssd-pruned round_to=8"]},
                                             runs=args.layer_runs, threads=args.threads)
         log("per-layer timing, channels_last")
-        layers_cl = bench.layer_times_and_macs({"full": models["vgg16-ssd channels_last"],
+        layers_cl = layer_times.layer_times_and_macs({"full": models["vgg16-ssd channels_last"],
                                                 "pruned": models["vgg16-ssd-pruned channels_last"]},
                                                runs=args.layer_runs, threads=args.threads)
         result.update(table=json.loads(table.to_json(orient="records")), pairs=pairs, notes=notes, checks=checks,
@@ -157,11 +157,11 @@ def main(argv=None) -> int:
             log("int8 mAP on the trained model")
             result["int8_map"] = int8_map(args.trained, args.dataset, tmp, args.threads, args.calib_images,
                                           args.prune_trained)
-    print(bench.markdown_table(table))
+    print(tables.markdown_table(table))
     print()
     import pandas as pd
 
-    print(bench.markdown_table(pd.DataFrame(pairs)))
+    print(tables.markdown_table(pd.DataFrame(pairs)))
     for n in notes:
         print("-", n)
     if args.json:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from hrank_ssd.measure import bench
+from hrank_ssd.measure import bench, reference_nms, tables
 from hrank_ssd.nets.models import build_model
 from hrank_ssd.nets.predictor import postprocess
 
@@ -48,11 +48,11 @@ def main(argv=None) -> int:
     rows = []
     with bench.num_threads(args.threads):
         for name, (conf, loc, priors, cfg) in cases().items():
-            ref = bench.reference_postprocess(conf, loc, priors, cfg)
+            ref = reference_nms.reference_postprocess(conf, loc, priors, cfg)
             vec = postprocess(conf, loc, priors, cfg)
-            same = all(bench.same_detections(a, b) for a, b in zip(ref, vec))
+            same = all(reference_nms.same_detections(a, b) for a, b in zip(ref, vec))
             args_ = (conf, loc, priors, cfg)
-            t = bench.timings_interleaved({"loop": lambda a=args_: bench.reference_postprocess(*a),
+            t = bench.timings_interleaved({"loop": lambda a=args_: reference_nms.reference_postprocess(*a),
                                            "vectorised": lambda a=args_: postprocess(*a)},
                                           args.warmup, args.runs)
             rows.append({"case": name, "detections": int(vec[0][1].numel()), "identical": same,
@@ -61,7 +61,7 @@ def main(argv=None) -> int:
                          "vectorised_p90_ms": t["vectorised"]["p90_ms"],
                          "speedup": t["loop"]["median_ms"] / t["vectorised"]["median_ms"]})
     table = pd.DataFrame(rows)
-    print(bench.markdown_table(table))
+    print(tables.markdown_table(table))
     if args.json:
         Path(args.json).write_text(json.dumps({"environment": bench.environment("cpu", args.threads),
                                                "rows": json.loads(table.to_json(orient="records"))}, indent=1))

@@ -32,7 +32,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from hrank_ssd.hrank.pruning import activation_key
 from hrank_ssd.hrank.ranks import (
     batched_ranks,
     compute_ranks,
@@ -40,8 +39,9 @@ from hrank_ssd.hrank.ranks import (
     rank_bounds,
     ranks_one_at_a_time,
 )
-from hrank_ssd.measure import bench
-from hrank_ssd.nets.models import NUM_PRUNABLE, build_model
+from hrank_ssd.measure import bench, tables
+from hrank_ssd.nets.models import activation_key, build_model
+from hrank_ssd.nets.registry import num_prunable
 
 
 def per_layer_forwards(model, images, rank_fn):
@@ -49,7 +49,7 @@ def per_layer_forwards(model, images, rank_fn):
     net = model.cfg.name
     modules = dict(model.named_modules())
     out = []
-    for i in range(NUM_PRUNABLE[net]):
+    for i in range(num_prunable(net)):
         acc = {}
 
         def hook(_m, _inp, output, acc=acc):
@@ -133,7 +133,7 @@ def main(argv=None) -> int:
               f"truncated: {a['truncated_forward_s']:.2f} s; the original's 14 forwards are "
               f"{a['forward_share_of_original']:.0%} of its time; ranks are {a['rank_share_of_ours']:.0%} of ours")
     table = pd.DataFrame(rows)
-    print(bench.markdown_table(table))
+    print(tables.markdown_table(table))
     if args.json:
         Path(args.json).write_text(json.dumps({"environment": bench.environment("cpu", thread_counts[0]),
                                                "rows": json.loads(table.to_json(orient="records")),

@@ -13,8 +13,9 @@ import sys
 from pathlib import Path
 
 from hrank_ssd.course import estimates
-from hrank_ssd.course.report import markdown_table, replace_marked_block
-from hrank_ssd.course.steps import repo_root
+from hrank_ssd.course.folders import repo_root
+from hrank_ssd.course.report import replace_marked_block
+from hrank_ssd.measure.tables import markdown_table
 
 HERE = Path(__file__).resolve().parent
 SHARED_VOC = repo_root().parent / "shared" / "data" / "voc2012_sample" / "VOC2012"

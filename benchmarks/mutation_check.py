@@ -27,6 +27,8 @@ TESTS = {  # the tests that guard each module (a mutant is run against these onl
     "ranks": ["tests/test_ranks.py"],
     "compress": ["tests/test_compress.py"],
 }
+MODULE_FILES = {"evaluation": "measure/evaluation.py", "pruning": "hrank/pruning.py", "ranks": "hrank/ranks.py",
+                "compress": "nets/compress.py"}
 
 
 @dataclass
@@ -87,11 +89,11 @@ MUTANTS = [
            "r = self.rank_fn(output).sum(0).cpu()", "r = self.rank_fn(output).sum(1, keepdim=True).expand(-1, output.size(1))[0].cpu()"),
     # compress
     Mutant("compress", "a compress rate with fewer rates than layers is padded instead of refused",
-           "    if len(rates) < num_layers:\n        raise", "    if len(rates) < 0:\n        raise"),
+           "    if len(values) < num_layers:\n        raise", "    if len(values) < 0:\n        raise"),
     Mutant("compress", "a rate of 1.0 (remove every filter) accepted",
            "if not 0.0 <= r < 1.0:", "if not 0.0 <= r <= 1.0:"),
     Mutant("compress", "the spec's extra rates are kept instead of cut to the net's layers",
-           "    return rates[:num_layers]", "    return rates"),
+           "    return values[:num_layers]", "    return values"),
     Mutant("compress", "format_compress_rate writes runs of equal rates as single entries",
            'parts.append(f"[{rates[i]:g}]*{j - i}" if j - i > 1 else f"[{rates[i]:g}]")',
            'parts.append(f"[{rates[i]:g}]")'),
@@ -102,7 +104,7 @@ def run_mutant(m: Mutant, timeout: int) -> tuple:
     with tempfile.TemporaryDirectory(prefix="mutant-") as tmp:
         lib = Path(tmp) / "lib"
         shutil.copytree(ROOT / "lib", lib, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        path = lib / "hrank_ssd" / f"{m.module}.py"
+        path = lib / "hrank_ssd" / MODULE_FILES[m.module]
         text = path.read_text()
         if text.count(m.old) != 1:
             return "stale", 0.0, f"the mutated text occurs {text.count(m.old)} times in {m.module}.py"

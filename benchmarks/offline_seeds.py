@@ -23,9 +23,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from hrank_ssd.cli.course import run_steps
-from hrank_ssd.course.report import markdown_table, replace_marked_block
-from hrank_ssd.course.steps import MODEL_TITLES, Course, get_profile, repo_root
+from hrank_ssd.course.folders import repo_root
+from hrank_ssd.course.profiles import get_profile
+from hrank_ssd.course.report import replace_marked_block
+from hrank_ssd.course.results import MODEL_KEYS, MODEL_TITLES
+from hrank_ssd.course.runner import run_steps
+from hrank_ssd.course.steps import Course
+from hrank_ssd.measure.tables import markdown_table
 
 HERE = Path(__file__).resolve().parent
 STEPS = ("data", "train", "ranks", "prune", "finetune", "evaluate")
@@ -38,8 +42,8 @@ def run_seed(seed: int, work: Path, runs: Path) -> dict:
     course = Course(get_profile("offline", seed=seed), run_dir=runs / f"seed-{seed}", work_dir=work / f"seed-{seed}",
                     device="cpu", progress=False)
     run_steps(course, STEPS, log=lambda msg: print(f"[seed {seed}] {msg}", flush=True))
-    maps = pd.read_csv(course.results / "map.csv").set_index("model")["mAP"]
-    row = {"seed": seed, **{k: float(maps[k]) for k in ("vgg16-ssd", "vgg16-ssd-pruned", "mb1-ssd")},
+    maps = pd.read_csv(course.result("map.csv")).set_index("model")["mAP"]
+    row = {"seed": seed, **{k: float(maps[k]) for k in MODEL_KEYS},
            "minutes": round((time.perf_counter() - start) / 60, 1)}
     row["baseline well trained"] = row["vgg16-ssd"] >= WELL_TRAINED
     row["pruned close to baseline"] = row["vgg16-ssd"] - row["vgg16-ssd-pruned"] <= CLOSE
@@ -48,7 +52,7 @@ def run_seed(seed: int, work: Path, runs: Path) -> dict:
 
 
 def spread(table: pd.DataFrame) -> pd.DataFrame:
-    cols = ["vgg16-ssd", "vgg16-ssd-pruned", "mb1-ssd"]
+    cols = list(MODEL_KEYS)
     out = table[cols].agg(["mean", "std", "min", "max"]).T
     out.index = [MODEL_TITLES[k] for k in out.index]
     return out.rename_axis("model").reset_index()

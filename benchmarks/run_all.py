@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from hrank_ssd.measure import bench
+from hrank_ssd.measure import bench, layer_times, tables
 
 HERE = Path(__file__).resolve().parent
-GROUP = bench.vgg_pruning_groups(bench.PRUNED_RATE)
+GROUP = layer_times.pruning_groups(bench.PRUNED_RATE)
 GPU_COMMAND = ("python -m hrank_ssd bench --nets vgg16-ssd,vgg16-ssd-pruned,mb1-ssd --device cuda --batch_size 1 "
                "--image_size 300 --warmup 10 --runs 50 --json gpu_fp32.json && "
                "python -m hrank_ssd bench --nets vgg16-ssd,vgg16-ssd-pruned,mb1-ssd --device cuda --batch_size 1 "
@@ -28,7 +28,7 @@ GPU_COMMAND = ("python -m hrank_ssd bench --nets vgg16-ssd,vgg16-ssd-pruned,mb1-
 
 
 def mac_bound(layers: pd.DataFrame, label: str) -> str:
-    c = bench.mac_ceiling(bench.group_speedups(layers, GROUP))
+    c = layer_times.mac_ceiling(layer_times.group_speedups(layers, GROUP))
     return (f"If every group's time fell exactly in proportion to its MACs ({label}, same per-layer times), the "
             f"pruned model's layers would take {c['mac_proportional_ms']:.1f} ms instead of {c['pruned_ms']:.1f} ms: "
             f"a speed-up of {c['mac_proportional_speedup']:.2f}x over the unpruned layers' {c['full_ms']:.1f} ms, "
@@ -44,7 +44,7 @@ def run(script: str, args, out: Path) -> dict:
 
 def table(rows, cols=None, fmt=".2f") -> str:
     df = pd.DataFrame(rows)
-    return bench.markdown_table(df[cols] if cols else df, fmt)
+    return tables.markdown_table(df[cols] if cols else df, fmt)
 
 
 def main(argv=None) -> int:
@@ -92,24 +92,24 @@ def main(argv=None) -> int:
         lines += ["int8 accuracy: no trained model was given (`--trained`), so the mAP of int8 vs fp32 was not "
                   "measured; the agreement rows above (random weights) are all that is reported.", ""]
     layers = pd.DataFrame(opts["layers"])
-    conv = bench.conv_speedups(layers)
+    conv = layer_times.conv_speedups(layers)
     lines += ["## Per-layer time, plain PyTorch (hooks, interleaved medians)", "",
               table(conv[["name", "full_shape", "pruned_shape", "round8_shape", "full_ms", "pruned_ms", "round8_ms",
                           "full_MMACs", "pruned_MMACs", "full/pruned time", "full/pruned MACs"]]), ""]
     by_type = layers.groupby("type")[["full_ms", "pruned_ms", "round8_ms"]].sum()
-    lines += ["Time by layer type (ms):", "", bench.markdown_table(by_type, index=True), ""]
+    lines += ["Time by layer type (ms):", "", tables.markdown_table(by_type, index=True), ""]
     lines += ["Time and MACs by pruning group (all layer types; the MACs include BatchNorm):", "",
-              bench.markdown_table(bench.group_speedups(layers, GROUP, ("full", "pruned", "round8")), index=True), "",
+              tables.markdown_table(layer_times.group_speedups(layers, GROUP, ("full", "pruned", "round8")), index=True), "",
               mac_bound(layers, "plain eager"), ""]
     if "layers_channels_last" in opts:
         cl = pd.DataFrame(opts["layers_channels_last"])
-        conv = bench.conv_speedups(cl)
+        conv = layer_times.conv_speedups(cl)
         conv = conv[conv["name"].map(GROUP).str.contains("rate 0.1")]
         lines += ["## Per-layer time, channels_last (hooks, interleaved medians)", "",
                   "The 10 %-pruned convolutions, then all layers by pruning group:", "",
                   table(conv[["name", "full_shape", "pruned_shape", "full_ms", "pruned_ms", "full_MMACs",
                               "pruned_MMACs", "full/pruned time", "full/pruned MACs"]]), "",
-                  bench.markdown_table(bench.group_speedups(cl, GROUP), index=True), "",
+                  tables.markdown_table(layer_times.group_speedups(cl, GROUP), index=True), "",
                   mac_bound(cl, "channels_last"), ""]
     lines += ["## Post-processing: per-class Python loop vs vectorised", "", table(post["rows"]), ""]
     lines += ["## Rank generation (full-width VGG16-SSD, 300x300)", "",

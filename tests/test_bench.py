@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from hrank_ssd.cli import main
-from hrank_ssd.measure import bench
+from hrank_ssd.measure import bench, layer_times, reference_nms, tables
 from hrank_ssd.nets.models import build_model
 from hrank_ssd.nets.predictor import postprocess
 
@@ -88,7 +88,7 @@ def test_bench_cli_errors(capsys):
 def test_markdown_table():
     import pandas as pd
 
-    text = bench.markdown_table(pd.DataFrame({"a": ["x", "y"], "b": [1.234, 2.0], "n": [1000, 2]}))
+    text = tables.markdown_table(pd.DataFrame({"a": ["x", "y"], "b": [1.234, 2.0], "n": [1000, 2]}))
     assert text.splitlines() == ["| a | b | n |", "|---|---:|---:|", "| x | 1.23 | 1,000 |", "| y | 2.00 | 2 |"]
 
 
@@ -101,19 +101,19 @@ def _random_outputs(seed, num_classes=5, priors=300, peaked=False):
 
 @pytest.mark.parametrize("seed,peaked", [(0, False), (1, True), (2, False)])
 def test_reference_loop_equals_vectorised(seed, peaked):
-    from hrank_ssd.nets.config import get_config
     from hrank_ssd.nets.priors import generate_priors
+    from hrank_ssd.nets.registry import get_config
 
     cfg = get_config("vgg16-ssd")
     priors = generate_priors(cfg)
     conf, loc = _random_outputs(seed, priors=priors.size(0), peaked=peaked)
     for thr in (0.01, 0.3):
-        ref = bench.reference_postprocess(conf, loc, priors, cfg, thr)
+        ref = reference_nms.reference_postprocess(conf, loc, priors, cfg, thr)
         vec = postprocess(conf, loc, priors, cfg, thr)
         assert len(ref) == len(vec) == 2
         for a, b in zip(ref, vec):
             assert a[1].numel() > 0
-            assert bench.same_detections(a, b)
+            assert reference_nms.same_detections(a, b)
 
 
 def test_nms_keeps_what_pytorch_ssd_keeps_at_the_threshold():
@@ -129,7 +129,7 @@ def test_nms_keeps_what_pytorch_ssd_keeps_at_the_threshold():
     iou = pairwise_iou(boxes)
     assert iou[0, 1] == iou[1, 0] and 0.4498 < iou[0, 1] < 0.45
     assert nms(boxes, scores, 0.45).tolist() == [0]
-    assert bench.hard_nms_loop(boxes, scores, 0.45).tolist() == [0, 1]
+    assert reference_nms.hard_nms_loop(boxes, scores, 0.45).tolist() == [0, 1]
     assert greedy_nms(boxes[None], torch.tensor([[True, True]]), 0.45).tolist() == [[True, True]]
 
 
@@ -146,7 +146,7 @@ def test_greedy_nms_equals_the_loop_on_crowded_boxes(seed):
     scores = torch.rand(150, generator=g)
     for thr in (0.3, 0.45, 0.7):
         for top_k in (-1, 3):
-            ref = bench.hard_nms_loop(boxes, scores, thr, candidate_size=120, top_k=top_k)
+            ref = reference_nms.hard_nms_loop(boxes, scores, thr, candidate_size=120, top_k=top_k)
             order = scores.argsort(descending=True)[:120]
             keep = greedy_nms(boxes[order][None], torch.ones(1, 120, dtype=torch.bool), thr)[0]
             if top_k > 0:
@@ -156,34 +156,34 @@ def test_greedy_nms_equals_the_loop_on_crowded_boxes(seed):
 
 
 def test_postprocess_top_k_equals_the_loop():
-    from hrank_ssd.nets.config import get_config
     from hrank_ssd.nets.priors import generate_priors
+    from hrank_ssd.nets.registry import get_config
 
     cfg = get_config("vgg16-ssd")
     priors = generate_priors(cfg)
     conf, loc = _random_outputs(5, priors=priors.size(0), peaked=True)
-    for ref, vec in zip(bench.reference_postprocess(conf, loc, priors, cfg, 0.01, top_k=2),
+    for ref, vec in zip(reference_nms.reference_postprocess(conf, loc, priors, cfg, 0.01, top_k=2),
                         postprocess(conf, loc, priors, cfg, 0.01, top_k=2)):
-        assert 0 < vec[1].numel() <= 2 * 4 and bench.same_detections(ref, vec)
+        assert 0 < vec[1].numel() <= 2 * 4 and reference_nms.same_detections(ref, vec)
         assert vec[2].tolist() == sorted(vec[2].tolist(), reverse=True)
 
 
 def test_hard_nms_loop_exact():
     boxes = torch.tensor([[0, 0, 10, 10], [1, 0, 11, 10], [20, 20, 30, 30], [0, 0, 10, 10.5]], dtype=torch.float32)
     scores = torch.tensor([0.9, 0.8, 0.7, 0.95])
-    assert bench.hard_nms_loop(boxes, scores, 0.5).tolist() == [3, 2]
-    assert bench.hard_nms_loop(boxes, scores, 0.5, candidate_size=1).tolist() == [3]
+    assert reference_nms.hard_nms_loop(boxes, scores, 0.5).tolist() == [3, 2]
+    assert reference_nms.hard_nms_loop(boxes, scores, 0.5, candidate_size=1).tolist() == [3]
 
 
 def test_same_detections_detects_difference():
     d = (torch.tensor([[0.0, 0, 1, 1]]), torch.tensor([1]), torch.tensor([0.5]))
-    assert bench.same_detections(d, d)
-    assert not bench.same_detections(d, (d[0], torch.tensor([2]), d[2]))
-    assert not bench.same_detections(d, (d[0] + 0.1, d[1], d[2]))
+    assert reference_nms.same_detections(d, d)
+    assert not reference_nms.same_detections(d, (d[0], torch.tensor([2]), d[2]))
+    assert not reference_nms.same_detections(d, (d[0] + 0.1, d[1], d[2]))
 
 
 def test_vgg_pruning_groups_follow_the_compress_rate():
-    group = bench.vgg_pruning_groups("[0.]*2+[0.3]+[0.5]*20")
+    group = layer_times.pruning_groups([0.0] * 2 + [0.3] + [0.5] * 20)
     assert [group(f"base_net.{i}") for i in (0, 4, 5, 7, 31, 32, 33)] == [
         "conv1_1..conv1_2 (rate 0)", "conv1_1..conv1_2 (rate 0)", "conv2_1 (rate 0.3)",
         "conv2_2..fc6 (rate 0.5)", "conv2_2..fc6 (rate 0.5)", "conv2_2..fc6 (rate 0.5)",
@@ -194,11 +194,11 @@ def test_vgg_pruning_groups_follow_the_compress_rate():
 def test_group_speedups_and_mac_ceiling_exact():
     layers = pd.DataFrame({"name": ["a1", "a2", "b1"], "full_ms": [6.0, 4.0, 8.0], "pruned_ms": [5.0, 5.0, 2.0],
                            "full_MMACs": [100.0, 0.0, 400.0], "pruned_MMACs": [50.0, 0.0, 100.0]})
-    groups = bench.group_speedups(layers, lambda n: n[0])
+    groups = layer_times.group_speedups(layers, lambda n: n[0])
     assert groups["time ratio full/pruned"].tolist() == [1.0, 4.0]
     assert groups["MAC ratio full/pruned"].tolist() == [2.0, 4.0]
     assert groups["share of pruned time"].tolist() == [10 / 12, 2 / 12]
-    c = bench.mac_ceiling(groups)
+    c = layer_times.mac_ceiling(groups)
     # group a: 10 ms / 2 = 5 ms, group b: 8 ms / 4 = 2 ms -> 18 ms / 7 ms
     assert c == {"full_ms": 18.0, "pruned_ms": 12.0, "mac_proportional_ms": 7.0, "measured_speedup": 1.5,
                  "mac_proportional_speedup": 18 / 7}
@@ -209,7 +209,7 @@ def test_layer_times_and_macs_of_a_wrapped_model():
 
     full = build_model("vgg16-ssd", 21, width=0.125).eval()
     pruned = build_model("vgg16-ssd", 21, width=0.125, compress_rate=bench.PRUNED_RATE).eval()
-    layers = bench.layer_times_and_macs({"full": channels_last(full), "pruned": pruned}, runs=1, warmup=0)
+    layers = layer_times.layer_times_and_macs({"full": channels_last(full), "pruned": pruned}, runs=1, warmup=0)
     assert layers["name"].iloc[0] == "base_net.0"  # the wrapper's "model." prefix is gone
     for key, model in (("full", full), ("pruned", pruned)):
         assert layers[f"{key}_MMACs"].sum() * 1e6 == pytest.approx(bench.count_macs(model), rel=1e-9)
@@ -220,7 +220,7 @@ def test_conv_speedups_exact():
     layers = pd.DataFrame({"name": ["c1", "r1", "c2"], "type": ["Conv2d", "ReLU", "Conv2d"],
                            "full_ms": [6.0, 1.0, 3.0], "pruned_ms": [3.0, 1.0, 3.0],
                            "full_MMACs": [8.0, 0.0, 5.0], "pruned_MMACs": [2.0, 0.0, 0.0]})
-    conv = bench.conv_speedups(layers)
+    conv = layer_times.conv_speedups(layers)
     assert conv["name"].tolist() == ["c1", "c2"]
     assert conv["full/pruned time"].tolist() == [2.0, 1.0]
     assert conv["full/pruned MACs"].iloc[0] == 4.0 and math.isnan(conv["full/pruned MACs"].iloc[1])

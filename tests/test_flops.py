@@ -12,10 +12,11 @@ import torch
 from torch import nn
 
 from hrank_ssd.cli import main
-from hrank_ssd.measure import flops
+from hrank_ssd.measure import flops, seed_flops
+from hrank_ssd.nets.compress import PRUNED_RATE_TEXT
 from hrank_ssd.nets.models import THOP_KEYS, build_model
 
-PRUNED = flops.PRUNED_RATE
+PRUNED = seed_flops.PRUNED_RATE
 NETS = [("vgg16-ssd", None), ("vgg16-ssd", PRUNED), ("mb1-ssd", None)]
 
 
@@ -112,7 +113,7 @@ def test_no_thop_buffers_left_and_model_untouched():
 # ------------------------------------------------------------------ seed: the original's published digits
 
 def test_seed_vgg16_unpruned_published():
-    res = flops.seed_count("vgg16-ssd")
+    res = seed_flops.seed_count("vgg16-ssd")
     assert f"{res.params:.2f}" == "19434304.00"
     assert f"{res.flops:.2f}" == "31784832000.00"
     text = res.text().splitlines()
@@ -123,7 +124,7 @@ def test_seed_vgg16_unpruned_published():
 
 
 def test_seed_vgg16_pruned_published():
-    res = flops.seed_count("vgg16-ssd", PRUNED)
+    res = seed_flops.seed_count("vgg16-ssd", PRUNED)
     assert f"{res.params:.2f}" == "3591598.00"
     assert f"{res.flops:.2f}" == "14224900401.00"
     lines = res.text().splitlines()
@@ -133,7 +134,7 @@ def test_seed_vgg16_pruned_published():
 
 
 def test_seed_mobilenet_published():
-    res = flops.seed_count("mb1-ssd")
+    res = seed_flops.seed_count("mb1-ssd")
     assert f"{res.params:.2f}" == "4231976.00"
     assert f"{res.flops:.2f}" == "755703808.00"
     assert res.text() == "Params: 4231976.00\nFlops: 755703808.00"
@@ -142,7 +143,7 @@ def test_seed_mobilenet_published():
 @pytest.mark.parametrize("net,rate", NETS)
 def test_print_seed_table_explains_with_computed_numbers(net, rate):
     buf = io.StringIO()
-    res = flops.print_seed_table(net, rate, file=buf)
+    res = seed_flops.print_seed_table(net, rate, file=buf)
     out = buf.getvalue()
     assert out.startswith(res.text())
     assert "1. " in out and "reproduced to the digit" in out
@@ -151,7 +152,7 @@ def test_print_seed_table_explains_with_computed_numbers(net, rate):
 
 
 def test_flops_table():
-    df = flops.flops_table()
+    df = seed_flops.flops_table()
     assert list(df["model"]) == ["VGG16-SSD", "VGG16-SSD pruned", "MobileNetV1-SSD"]
     assert list(df["seed_params"]) == [19434304.0, 3591598.0, 4231976.0]
     assert df["params_ratio"].iloc[0] == 1.0 and df["MACs_ratio"].iloc[1] < 1.0
@@ -162,7 +163,7 @@ def test_flops_table():
 
 @pytest.mark.parametrize("argv", [
     ["flops"],
-    ["flops", "--net", "vgg16-ssd", "--compress_rate", PRUNED, "--style", "seed"],
+    ["flops", "--net", "vgg16-ssd", "--compress_rate", PRUNED_RATE_TEXT, "--style", "seed"],
     ["flops", "--net", "mb1-ssd", "--style", "exact"],
     ["flops", "--net", "mb1-ssd", "--style", "seed"],
 ])
@@ -206,4 +207,4 @@ Conv2dNo cp rate
 
 def test_seed_vgg16_pruned_whole_table_matches_published():
     # the first line ("compress rate:  [...]") lists the 14 rates used, the original listed the 16 it was given
-    assert "\n".join(flops.seed_count("vgg16-ssd", PRUNED).text().splitlines()[1:]) == PUBLISHED_PRUNED_LINES
+    assert "\n".join(seed_flops.seed_count("vgg16-ssd", PRUNED).text().splitlines()[1:]) == PUBLISHED_PRUNED_LINES

@@ -55,7 +55,7 @@ def test_compare_criteria_table(synthetic_voc):
     ds.ids = ds.ids[:2]
     model = build_model("vgg16-ssd", len(ds.class_names), width=0.125)
     calls = []
-    table = compare_criteria(model, ds, "[0.5]*14", criteria=("l1", "random"),
+    table = compare_criteria(model, ds, [0.5] * 14, criteria=("l1", "random"),
                              finetune=lambda m, c: calls.append(c) or m)
     assert list(table["criterion"]) == ["l1", "random"] and calls == ["l1", "random"]
     assert {"map_pruned", "map_finetuned"} <= set(table.columns)

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from hrank_ssd.measure import speed
+from hrank_ssd.nets.compress import PRUNED_RATE
 from hrank_ssd.nets.models import build_model
 from hrank_ssd.nets.predictor import Predictor
 
@@ -71,9 +72,9 @@ def test_channels_last_same_outputs(x):
 def test_round_to_8_widths():
     torch.manual_seed(0)
     m = build_model("vgg16-ssd", 4, width=0.25)
-    pruned, kept = speed.prune_rounded(m, "[0.1]*7+[0.5]*9", round_to=8, criterion="l1")
+    pruned, kept = speed.prune_rounded(m, PRUNED_RATE, round_to=8, criterion="l1")
     assert all(c % 8 == 0 for c in pruned.plan.prunable)
-    plain, _ = speed.prune_rounded(m, "[0.1]*7+[0.5]*9", round_to=None, criterion="l1")
+    plain, _ = speed.prune_rounded(m, PRUNED_RATE, round_to=None, criterion="l1")
     assert any(c % 8 for c in plain.plan.prunable)
     assert all(a >= b for a, b in zip(pruned.plan.prunable, plain.plan.prunable))
 
@@ -94,7 +95,7 @@ def test_onnx_matches_torch(tmp_path, x):
 def test_int8_runs_and_correlates(tmp_path, x):
     pytest.importorskip("onnxruntime")
     torch.manual_seed(0)
-    m = build_model("vgg16-ssd", 4, width=0.1, compress_rate="[0.1]*7+[0.5]*9").eval()
+    m = build_model("vgg16-ssd", 4, width=0.1, compress_rate=PRUNED_RATE).eval()
     q = speed.quantize_int8(m, [x[:1], x[1:]], tmp_path / "q.onnx", threads=1)
     agree = speed.output_agreement(m, q, x)
     assert agree["conf_corr"] > 0.9 and agree["loc_corr"] > 0.9

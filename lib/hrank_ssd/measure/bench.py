@@ -32,8 +32,14 @@ import pandas as pd
 import torch
 from torch import nn
 
+from hrank_ssd.devices import resolve_device, sync
+from hrank_ssd.errors import HRankError
+from hrank_ssd.measure.flops import count_exact
 from hrank_ssd.measure.speed import Wrapped, unwrap
 from hrank_ssd.nets.compress import PRUNED_RATE
+from hrank_ssd.nets.models import build_model, count_parameters, load_model
+from hrank_ssd.nets.predictor import Predictor
+from hrank_ssd.nets.registry import net_names
 
 TIMING_KEYS = ("median_ms", "p90_ms", "mean_ms", "min_ms", "max_ms", "std_ms", "warmup", "runs")
 WRAPPER_PREFIX = re.compile(r"^((model|_orig_mod)\.)+")  # speed.py wrappers, torch.compile
@@ -42,12 +48,6 @@ TABLE_COLUMNS = ["model", "params", "GMACs", "forward_median_ms", "forward_p90_m
 
 
 # ---------------------------------------------------------------- timing
-
-
-def sync(device) -> None:
-    """Wait for queued CUDA work on ``device`` (no-op on CPU)."""
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def summarize(seconds: Sequence[float], warmup: int = 0) -> Dict[str, float]:
@@ -113,16 +113,12 @@ def num_threads(threads: Optional[int]):
 
 
 def count_params(model) -> int:
-    from hrank_ssd.nets.models import count_parameters
-
     inner = unwrap(model)
     return int(count_parameters(inner)) if isinstance(inner, nn.Module) else 0
 
 
 def count_macs(model, image_size: Optional[int] = None) -> int:
     """MACs of one image (:func:`hrank_ssd.measure.flops.count_exact`, which agrees with thop)."""
-    from hrank_ssd.measure.flops import count_exact
-
     return int(count_exact(unwrap(model), image_size)["MACs"].sum())
 
 
@@ -155,14 +151,11 @@ def environment(device="cpu", threads: Optional[int] = None) -> dict:
 # ---------------------------------------------------------------- building the compared models
 
 
-def build_bench_models(nets: Sequence[str], compress_rate: str = PRUNED_RATE, weights: Optional[Mapping[str, str]] = None,
+def build_bench_models(nets: Sequence[str], compress_rate: Sequence[float] = PRUNED_RATE, weights: Optional[Mapping[str, str]] = None,
                        num_classes: int = 21, width: float = 1.0, image_size: Optional[int] = None,
                        seed: int = 0) -> Dict[str, nn.Module]:
     """``vgg16-ssd``, ``mb1-ssd`` and their ``-pruned`` variants (``compress_rate``), random weights unless
     ``weights[name]`` gives a checkpoint (shapes are what matter for speed)."""
-    from hrank_ssd.errors import HRankError
-    from hrank_ssd.nets.models import build_model, load_model
-
     weights = dict(weights or {})
     unknown = set(weights) - set(nets)
     if unknown:
@@ -171,8 +164,8 @@ def build_bench_models(nets: Sequence[str], compress_rate: str = PRUNED_RATE, we
     out = {}
     for name in nets:
         net = name.removesuffix("-pruned")
-        if net not in ("vgg16-ssd", "mb1-ssd"):
-            raise HRankError(f"unknown net {name!r} in --nets: use vgg16-ssd, mb1-ssd or either with -pruned")
+        if net not in net_names():
+            raise HRankError(f"unknown net {name!r} in --nets: use {', '.join(net_names())} or one with -pruned")
         if name in weights:
             out[name] = load_model(weights[name], net=net, image_size=image_size).eval()
             continue
@@ -197,6 +190,26 @@ def _autocast(device, amp: bool):
     return contextlib.nullcontext()
 
 
+def _table_rows(facts: Mapping[str, dict], fwd: Mapping[str, dict], pred: Mapping[str, dict],
+                batch_size: int) -> List[dict]:
+    """One row per model from its facts and timings; speed-up and MAC ratio against the first model."""
+    rows = []
+    first = next(iter(facts))
+    for name in facts:
+        f = fwd[name]
+        row = {"model": name, "params": facts[name]["params"], "GMACs": facts[name]["MACs"] / 1e9,
+               "forward_median_ms": f["median_ms"], "forward_p90_ms": f["p90_ms"],
+               "forward_fps": 1000.0 * batch_size / f["median_ms"]}
+        if pred:
+            p = pred[name]
+            row.update(predict_median_ms=p["median_ms"], predict_p90_ms=p["p90_ms"],
+                       predict_fps=1000.0 * batch_size / p["median_ms"])
+        row["forward_speedup"] = fwd[first]["median_ms"] / f["median_ms"]
+        row["mac_ratio"] = facts[first]["MACs"] / facts[name]["MACs"] if facts[name]["MACs"] else math.nan
+        rows.append(row)
+    return rows
+
+
 def benchmark_models(models: Mapping[str, nn.Module], device="cpu", batch_size: int = 1, warmup: int = 10,
                      runs: int = 50, threads: Optional[int] = None, image_size: Optional[int] = None,
                      amp: bool = False, predict: bool = True, channels_last: bool = False,
@@ -210,10 +223,6 @@ def benchmark_models(models: Mapping[str, nn.Module], device="cpu", batch_size: 
     ``amp`` runs the forward under fp16 autocast (CUDA only). ``raw``, when given, receives the full
     timing dicts.
     """
-    from hrank_ssd.devices import resolve_device
-    from hrank_ssd.errors import HRankError
-    from hrank_ssd.nets.predictor import Predictor
-
     device = resolve_device(device)
     if amp and device.type != "cuda":
         raise HRankError("--amp is fp16 autocast on CUDA: use it with --device cuda")
@@ -249,20 +258,7 @@ def benchmark_models(models: Mapping[str, nn.Module], device="cpu", batch_size: 
                           for n, m in prepared.items()}
             pred = timings_interleaved({n: (lambda p=p: p.predict_batch(images)) for n, p in predictors.items()},
                                        warmup, runs, device)
-    rows = []
-    first = next(iter(prepared))
-    for name in prepared:
-        f = fwd[name]
-        row = {"model": name, "params": facts[name]["params"], "GMACs": facts[name]["MACs"] / 1e9,
-               "forward_median_ms": f["median_ms"], "forward_p90_ms": f["p90_ms"],
-               "forward_fps": 1000.0 * batch_size / f["median_ms"]}
-        if predict:
-            p = pred[name]
-            row.update(predict_median_ms=p["median_ms"], predict_p90_ms=p["p90_ms"],
-                       predict_fps=1000.0 * batch_size / p["median_ms"])
-        row["forward_speedup"] = fwd[first]["median_ms"] / f["median_ms"]
-        row["mac_ratio"] = facts[first]["MACs"] / facts[name]["MACs"] if facts[name]["MACs"] else math.nan
-        rows.append(row)
+    rows = _table_rows(facts, fwd, pred, batch_size)
     table = pd.DataFrame(rows, columns=[c for c in TABLE_COLUMNS if predict or not c.startswith("predict")])
     table.attrs.update(environment(device, used_threads), batch_size=batch_size, warmup=warmup, runs=runs,
                        amp=amp, channels_last=channels_last)
@@ -284,173 +280,6 @@ class _AmpModel(Wrapped):
         return conf.float(), loc.float()
 
 
-# ---------------------------------------------------------------- per-layer timing
-
-
-def layer_times(models: Mapping[str, nn.Module], runs: int = 10, warmup: int = 2, threads: Optional[int] = None,
-                image_size: Optional[int] = None, kinds=(nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.ReLU)
-                ) -> pd.DataFrame:
-    """Median wall time of every Conv2d/BatchNorm/pool/ReLU call, per model, runs interleaved (CPU).
-
-    Forward pre/post hooks read ``time.perf_counter``; rows are matched across models by module name,
-    so models must share a layout (e.g. a net and its pruned copy). Columns: ``name``, ``type``, and per
-    model ``<model>_ms`` and ``<model>_shape`` (``in->out channels @ HxW``). Hooks add a few microseconds
-    per call, so the column sums slightly exceed the plain forward time.
-    """
-    times: Dict[str, Dict[str, List[float]]] = {n: {} for n in models}
-    shapes: Dict[str, Dict[str, str]] = {n: {} for n in models}
-    order: List[str] = []
-    handles = []
-    starts: Dict[int, float] = {}
-    for mname, model in models.items():
-        for lname, mod in model.named_modules():
-            if not isinstance(mod, kinds):
-                continue
-            lname = WRAPPER_PREFIX.sub("", lname)  # match rows of wrapped (channels_last, compiled) and plain models
-            if lname not in order:
-                order.append(lname)
-
-            def pre(mod, inputs):
-                starts[id(mod)] = time.perf_counter()
-
-            def post(mod, inputs, out, _m=mname, _l=lname):
-                times[_m].setdefault(_l, []).append(time.perf_counter() - starts[id(mod)])
-                if _l not in shapes[_m]:
-                    c_in = inputs[0].shape[1]
-                    shapes[_m][_l] = f"{c_in}->{out.shape[1]}@{out.shape[-2]}x{out.shape[-1]}"
-            handles += [mod.register_forward_pre_hook(pre), mod.register_forward_hook(post)]
-    try:
-        with num_threads(threads), torch.inference_mode():
-            xs = {n: torch.randn(1, 3, image_size or m.image_size, image_size or m.image_size)
-                  for n, m in models.items()}
-            fns = {n: (lambda m=m, x=xs[n]: m(x)) for n, m in models.items()}
-            timings_interleaved(fns, warmup, 1)  # warm up
-            for n in times:
-                times[n].clear()
-            for _ in range(runs):
-                for fn in fns.values():
-                    fn()
-    finally:
-        for h in handles:
-            h.remove()
-    rows = []
-    types = {WRAPPER_PREFIX.sub("", ln): type(mod).__name__ for m in models.values() for ln, mod in m.named_modules()}
-    for lname in order:
-        row = {"name": lname, "type": types[lname]}
-        for n in models:
-            t = times[n].get(lname)
-            row[f"{n}_ms"] = 1000.0 * statistics.median(t) if t else math.nan
-            row[f"{n}_shape"] = shapes[n].get(lname, "")
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def vgg_pruning_groups(compress_rate=PRUNED_RATE) -> Callable[[str], str]:
-    """Module name -> its pruning group in VGG16-SSD, e.g. ``conv1_1..conv3_3 (rate 0.1)``.
-
-    A group is a run of consecutive prunable convs with the same rate, together with the ReLUs and pools
-    that follow them; fc7, conv4_3's BatchNorm add-on, the extras and the headers are "unpruned".
-    """
-    from hrank_ssd.nets.compress import parse_compress_rate
-    from hrank_ssd.nets.models import NUM_PRUNABLE, VGG_CONV_INDEXES, VGG_LAYER_NAMES
-
-    n = NUM_PRUNABLE["vgg16-ssd"]
-    rates = parse_compress_rate(compress_rate, n)
-    label, start = [""] * n, 0
-    for i in range(1, n + 1):
-        if i == n or rates[i] != rates[start]:
-            text = f"{VGG_LAYER_NAMES[start]}..{VGG_LAYER_NAMES[i - 1]}" if i - 1 > start else VGG_LAYER_NAMES[start]
-            label[start:i] = [f"{text} (rate {rates[start]:g})"] * (i - start)
-            start = i
-    unpruned = "fc7, BN add-on, extras, headers (unpruned)"
-
-    def group(name: str) -> str:
-        parts = name.split(".")
-        if parts[0] != "base_net" or int(parts[1]) >= VGG_CONV_INDEXES[n]:  # fc7 and after
-            return unpruned
-        return label[max(i for i in range(n) if VGG_CONV_INDEXES[i] <= int(parts[1]))]
-
-    return group
-
-
-def layer_times_and_macs(models: Mapping[str, nn.Module], runs: int = 10, warmup: int = 2,
-                         threads: Optional[int] = None) -> pd.DataFrame:
-    """:func:`layer_times` plus each model's MACs per layer (``<model>_MMACs``, 0 for ReLU and pooling).
-
-    Wrapped models (e.g. :class:`hrank_ssd.measure.speed.ChannelsLast`) are timed as they run, under the plain
-    model's module names.
-    """
-    from hrank_ssd.measure.flops import count_exact
-
-    layers = layer_times(models, runs=runs, warmup=warmup, threads=threads)
-    for key, model in models.items():
-        macs = count_exact(unwrap(model))
-        layers[f"{key}_MMACs"] = layers["name"].map(dict(zip(macs["name"], macs["MACs"] / 1e6))).fillna(0.0)
-    return layers
-
-
-def conv_speedups(layers: pd.DataFrame) -> pd.DataFrame:
-    """The Conv2d rows of :func:`layer_times_and_macs` with ``full/pruned time`` and ``full/pruned MACs``
-    (NaN where the pruned layer has no MACs)."""
-    conv = layers[layers["type"] == "Conv2d"].copy()
-    conv["full/pruned time"] = conv["full_ms"] / conv["pruned_ms"]
-    conv["full/pruned MACs"] = conv["full_MMACs"] / conv["pruned_MMACs"].where(conv["pruned_MMACs"] > 0)
-    return conv
-
-
-def group_speedups(layers: pd.DataFrame, group: Callable[[str], str], models=("full", "pruned")) -> pd.DataFrame:
-    """Per group (``group(module name)``): time and MACs of each model, the full/pruned ratios of both, and
-    the group's share of the pruned model's time. ``layers`` comes from :func:`layer_times_and_macs` with
-    models named ``full`` and ``pruned`` (more, e.g. ``round8``, are summed alongside)."""
-    layers = layers.assign(group=[group(n) for n in layers["name"]])
-    cols = [f"{m}_{unit}" for unit in ("ms", "MMACs") for m in models]
-    groups = layers.groupby("group", sort=False)[cols].sum()
-    groups["time ratio full/pruned"] = groups["full_ms"] / groups["pruned_ms"]
-    groups["MAC ratio full/pruned"] = groups["full_MMACs"] / groups["pruned_MMACs"]
-    groups["share of pruned time"] = groups["pruned_ms"] / groups["pruned_ms"].sum()
-    return groups
-
-
-def mac_ceiling(groups: pd.DataFrame) -> Dict[str, float]:
-    """The pruned model's speed-up if every group's time fell exactly with its MACs, next to the measured one
-    (both over the layers that :func:`layer_times` sees)."""
-    ideal = float((groups["full_ms"] / groups["MAC ratio full/pruned"]).sum())
-    full, pruned = float(groups["full_ms"].sum()), float(groups["pruned_ms"].sum())
-    return {"full_ms": full, "pruned_ms": pruned, "mac_proportional_ms": ideal,
-            "measured_speedup": full / pruned, "mac_proportional_speedup": full / ideal}
-
-
-# ---------------------------------------------------------------- formatting
-
-
-def _fmt(v, floatfmt: str) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, (bool, np.bool_)):
-        return str(bool(v))
-    if isinstance(v, (int, np.integer)):
-        return f"{int(v):,}"
-    if isinstance(v, (float, np.floating)):
-        return "n/a" if math.isnan(v) else format(float(v), floatfmt)
-    return str(v).replace("|", "\\|").replace("\n", " ")
-
-
-def markdown_table(df: pd.DataFrame, floatfmt: str = ".2f", index: bool = False,
-                   formats: Optional[Dict[str, str]] = None) -> str:
-    """A GitHub markdown table from a DataFrame (no ``tabulate`` needed): ints with thousands separators,
-    numbers right-aligned; ``formats`` maps a column name to its float format (default ``floatfmt``)."""
-    formats = formats or {}
-    frame = df.reset_index() if index else df
-    cols = [str(c) for c in frame.columns]
-    body = [[_fmt(v, formats.get(c, floatfmt)) for c, v in zip(cols, row)] for row in frame.itertuples(index=False)]
-    numeric = [pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])
-               for c in frame.columns]
-    lines = ["| " + " | ".join(cols) + " |",
-             "|" + "|".join("---:" if num else "---" for num in numeric) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in body]
-    return "\n".join(lines)
-
-
 def results_json(table: pd.DataFrame, raw: Optional[dict] = None, **extra) -> dict:
     """Machine-readable results: environment (device name, torch, threads, date...), settings, rows."""
     meta = {k: (v.item() if hasattr(v, "item") else v) for k, v in table.attrs.items()}
@@ -461,81 +290,6 @@ def results_json(table: pd.DataFrame, raw: Optional[dict] = None, **extra) -> di
     return out
 
 
-
-
-# ---------------------------------------------------------------- the post-processing baseline
-
-
-def _iou_one(box: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-    lt = torch.maximum(box[:2], boxes[:, :2])
-    rb = torch.minimum(box[2:], boxes[:, 2:])
-    wh = (rb - lt).clamp(min=0)
-    inter = wh[:, 0] * wh[:, 1]
-    area = lambda b: (b[..., 2] - b[..., 0]).clamp(min=0) * (b[..., 3] - b[..., 1]).clamp(min=0)  # noqa: E731
-    return inter / (area(boxes) + area(box) - inter + 1e-5)  # pytorch-ssd's iou_of, its eps included
-
-
-def hard_nms_loop(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float, candidate_size: int = 200,
-                  top_k: int = -1) -> torch.Tensor:
-    """pytorch-ssd's ``box_utils.hard_nms`` for one class: sort, keep the best ``candidate_size``, then pick
-    the best box and drop the rest overlapping it above ``iou_threshold`` (IoU with pytorch-ssd's 1e-5 added
-    to the denominator), one Python step per kept box, stopping at ``top_k`` boxes when ``top_k > 0``."""
-    order = scores.argsort(descending=True)[:candidate_size]
-    picked = []
-    while order.numel() > 0:
-        current = order[0]
-        picked.append(int(current))
-        if 0 < top_k == len(picked) or order.numel() == 1:
-            break
-        rest = order[1:]
-        order = rest[_iou_one(boxes[current], boxes[rest]) <= iou_threshold]
-    return torch.as_tensor(picked, dtype=torch.long)
-
-
-def reference_postprocess(confidences: torch.Tensor, locations: torch.Tensor, priors: torch.Tensor, cfg,
-                          score_threshold: float = 0.01, iou_threshold: Optional[float] = None,
-                          candidate_size: int = 200, top_k: int = -1):
-    """The per-class loop of pytorch-ssd's ``Predictor.predict`` (the seed's post-processing): for every
-    class, threshold its scores, then :func:`hard_nms_loop`. Same outputs as
-    :func:`hrank_ssd.nets.predictor.postprocess` (boxes in [0, 1] xyxy, labels, scores), grouped by class."""
-    from hrank_ssd.nets.priors import center_to_corner, decode
-
-    iou_threshold = cfg.iou_threshold if iou_threshold is None else iou_threshold
-    probs = torch.softmax(confidences.float(), dim=2)
-    boxes = center_to_corner(decode(locations.float(), priors, cfg.center_variance, cfg.size_variance))
-    out = []
-    for p, b in zip(probs, boxes):
-        picked_boxes, picked_labels, picked_scores = [], [], []
-        for c in range(1, p.size(1)):
-            s = p[:, c]
-            mask = s > score_threshold
-            s, cb = s[mask], b[mask]
-            if s.numel() == 0:
-                continue
-            keep = hard_nms_loop(cb, s, iou_threshold, candidate_size, top_k)
-            picked_boxes.append(cb[keep])
-            picked_scores.append(s[keep])
-            picked_labels.append(torch.full((keep.numel(),), c, dtype=torch.long))
-        if picked_boxes:
-            out.append((torch.cat(picked_boxes), torch.cat(picked_labels), torch.cat(picked_scores)))
-        else:
-            out.append((torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), torch.zeros(0)))
-    return out
-
-
-def same_detections(a, b, atol: float = 1e-6) -> bool:
-    """Whether two (boxes, labels, scores) results hold the same detections, in any order."""
-    def canon(d):
-        boxes, labels, scores = (t.detach().cpu() for t in d)
-        order = sorted(range(labels.numel()), key=lambda i: (int(labels[i]), -float(scores[i]), boxes[i].tolist()))
-        idx = torch.as_tensor(order, dtype=torch.long)
-        return boxes[idx].reshape(-1, 4), labels[idx], scores[idx]
-    (ba, la, sa), (bb, lb, sb) = canon(a), canon(b)
-    return (la.shape == lb.shape and bool(torch.equal(la, lb)) and torch.allclose(sa, sb, atol=atol, rtol=0)
-            and torch.allclose(ba, bb, atol=atol, rtol=0))
-
-
 __all__ = ["PRUNED_RATE", "TABLE_COLUMNS", "TIMING_KEYS", "benchmark_models", "build_bench_models", "count_macs",
-           "hard_nms_loop", "reference_postprocess", "same_detections",
-           "count_params", "cpu_model", "device_name", "environment", "layer_times", "markdown_table", "num_threads",
-           "results_json", "sample_images", "summarize", "sync", "timing", "timings_interleaved"]
+           "count_params", "cpu_model", "device_name", "environment", "num_threads", "results_json",
+           "sample_images", "summarize", "timing", "timings_interleaved"]

@@ -48,9 +48,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
+from hrank_ssd.devices import sync
 from hrank_ssd.errors import HRankError
-from hrank_ssd.measure.bench import sync
+from hrank_ssd.io.files import atomic_write_text
+from hrank_ssd.nets.predictor import Predictor
 
 TABLE_COLUMNS = ["class", "gts", "dets", "recall", "precision", "ap"]
 _EPS = np.float32(1e-5)
@@ -130,8 +133,6 @@ def write_detection_files(results: Sequence, dataset_ids: Sequence[str], class_n
     ``results[i]`` is ``(boxes in pixels xyxy, labels, scores)`` for image ``dataset_ids[i]``. Lines keep
     image order, then the predictor's order; values are float32 reprs, boxes 1-based (``box + 1``).
     """
-    from hrank_ssd.nets.models import atomic_write_text
-
     if len(results) != len(dataset_ids):
         raise HRankError(f"{len(results)} prediction results for {len(dataset_ids)} images: "
                          f"predict every image of the dataset before writing detection files")
@@ -290,8 +291,6 @@ def predict_dataset(predictor, dataset, progress: bool = True) -> Tuple[list, fl
     One warm-up prediction on the first image is not timed; each timed prediction is bracketed by
     ``torch.cuda.synchronize()`` on CUDA and read with ``time.perf_counter``.
     """
-    from tqdm.auto import tqdm
-
     n = len(dataset)
     if n == 0:
         raise HRankError("the dataset has no images: check --dataset and --split")
@@ -313,7 +312,6 @@ def evaluate_model(model, dataset, eval_dir, device="cpu", class_names: Optional
                    iou_threshold: float = 0.5, use_2007_metric: bool = True, progress: bool = True,
                    **predictor_kwargs) -> Tuple[pd.DataFrame, float]:
     """Predict the dataset, write det files and ``ap.csv`` into ``eval_dir``; returns (table, avg seconds)."""
-    from hrank_ssd.nets.predictor import Predictor
 
     class_names = list(class_names if class_names is not None else dataset.class_names)
     predictor = Predictor(model, device, **predictor_kwargs)
@@ -335,8 +333,6 @@ def format_report(table: pd.DataFrame, avg_time: Optional[float] = None) -> str:
 
 def save_table(table: pd.DataFrame, path) -> Path:
     """Write the per-class table as CSV (atomically); returns the path."""
-    from hrank_ssd.nets.models import atomic_write_text
-
     path = Path(path)
     atomic_write_text(path, table[TABLE_COLUMNS].to_csv(index=False))
     return path

@@ -16,11 +16,13 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from hrank_ssd.errors import HRankError
-from hrank_ssd.hrank.pruning import layer_names, prune_model
+from hrank_ssd.hrank.pruning import prune_model
 from hrank_ssd.measure.evaluation import evaluate_model, mean_ap
 from hrank_ssd.measure.flops import build_for_counting, count_exact
 from hrank_ssd.nets.compress import format_compress_rate
-from hrank_ssd.nets.models import NUM_PRUNABLE, SSD, plan_with_rates
+from hrank_ssd.nets.models import layer_names
+from hrank_ssd.nets.registry import num_prunable
+from hrank_ssd.nets.ssd import SSD, plan_with_rates
 
 DEFAULT_RATES = tuple(round(0.1 * k, 1) for k in range(1, 10))
 
@@ -39,7 +41,7 @@ def layer_sensitivity(model: SSD, dataset, criterion: str = "hrank", rank_dir=No
 
     Returns rows (layer, name, rate, map) plus the unpruned baseline as rate 0.0 for every layer.
     """
-    n = NUM_PRUNABLE[model.cfg.name]
+    n = num_prunable(model.cfg.name)
     layers = list(layers or range(1, n + 1))
     if any(not 1 <= i <= n for i in layers):
         raise HRankError(f"layers must be in 1..{n}, got {layers}")
@@ -89,7 +91,7 @@ def suggest_compress_rate(table: pd.DataFrame, model: SSD, target_mac_reduction:
     """
     if not 0 < target_mac_reduction < 1:
         raise HRankError("--target_mac_reduction must be between 0 and 1, e.g. 0.5 for half the MACs")
-    net, n = model.cfg.name, NUM_PRUNABLE[model.cfg.name]
+    net, n = model.cfg.name, num_prunable(model.cfg.name)
     base = table[table["rate"] == 0.0]["map"].max()
     full = int(count_exact(model)["MACs"].sum())
 
@@ -117,7 +119,7 @@ def suggest_compress_rate(table: pd.DataFrame, model: SSD, target_mac_reduction:
                      f"scan more layers or higher rates")
 
 
-def compare_criteria(model: SSD, val_dataset, compress_rate, rank_dir=None,
+def compare_criteria(model: SSD, val_dataset, compress_rate: Sequence[float], rank_dir=None,
                      criteria: Sequence[str] = ("hrank", "l1", "random"), finetune=None, device="cpu",
                      seed: int = 0) -> pd.DataFrame:
     """mAP right after pruning with each criterion, and after the same ``finetune(model) -> model``."""
@@ -132,6 +134,7 @@ def compare_criteria(model: SSD, val_dataset, compress_rate, rank_dir=None,
 
 
 def plot_criteria(table: pd.DataFrame, baseline: Optional[float] = None):
+    """Bars of mAP per criterion, right after pruning and after finetuning, with the unpruned model's line."""
     import matplotlib.pyplot as plt
 
     cols = [c for c in ("map_pruned", "map_finetuned") if c in table]

@@ -26,7 +26,7 @@ import io
 import logging
 import tempfile
 from pathlib import Path
-from typing import Iterable, Optional, Tuple
+from typing import Iterable, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -34,14 +34,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from hrank_ssd.errors import HRankError
+from hrank_ssd.hrank.pruning import prune_model
+from hrank_ssd.nets.ssd import SSD
 
 SSD_FACTS = ("cfg", "image_size", "num_classes", "plan")  # what Predictor, bench and flops read off a model
 
 
 def unwrap(model):
     """The SSD inside wrappers (this module's, ``torch.compile``'s, :class:`OnnxModel`)."""
-    from hrank_ssd.nets.models import SSD
-
     while not isinstance(model, SSD):
         if hasattr(model, "_orig_mod"):  # torch.compile
             model = model._orig_mod
@@ -131,24 +131,29 @@ def fold_bn_into_conv(bn: nn.BatchNorm2d, conv: nn.Conv2d, size: Tuple[int, int]
 
 
 def fold_batchnorm(model, border_exact: bool = True):
-    """A copy of ``model`` with its BatchNorms folded away (see the module doc); the original is untouched."""
+    """A copy of ``model`` with its BatchNorms folded away (see the module doc); the original is untouched.
+
+    Any net: a BatchNorm right after a conv in a Sequential folds into that conv (MobileNetV1's blocks); a
+    BatchNorm add-on on a source map (VGG16-SSD's conv4_3) folds into the two headers that read it.
+    """
     model = copy.deepcopy(model).eval()
-    net = model.cfg.name
-    if net == "mb1-ssd":
-        for block in model.base_net:
-            for i in range(len(block) - 1):
-                if isinstance(block[i], nn.Conv2d) and isinstance(block[i + 1], nn.BatchNorm2d):
-                    block[i] = fold_conv_bn(block[i], block[i + 1])
-                    block[i + 1] = nn.Identity()
-        return model
-    if net == "vgg16-ssd":
-        bn = model.source_layer_add_ons[0]
-        size = (model.feature_map_sizes(model.image_size)[0],) * 2
+    for block in model.modules():
+        if not isinstance(block, nn.Sequential):
+            continue
+        for i in range(len(block) - 1):
+            if isinstance(block[i], nn.Conv2d) and isinstance(block[i + 1], nn.BatchNorm2d):
+                block[i] = fold_conv_bn(block[i], block[i + 1])
+                block[i + 1] = nn.Identity()
+    sizes = model.feature_map_sizes(model.image_size)
+    for k, header in model.add_on_headers().items():
+        bn = model.source_layer_add_ons[k]
+        if not isinstance(bn, nn.BatchNorm2d):
+            raise HRankError(f"fold_batchnorm folds BatchNorm add-ons only; {model.cfg.name}'s add-on {k} is a "
+                             f"{type(bn).__name__}")
         for headers in (model.classification_headers, model.regression_headers):
-            headers[0] = fold_bn_into_conv(bn, headers[0], size, border_exact)
-        model.source_layer_add_ons[0] = nn.Identity()
-        return model
-    raise HRankError(f"fold_batchnorm does not know {net}")
+            headers[header] = fold_bn_into_conv(bn, headers[header], (sizes[header],) * 2, border_exact)
+        model.source_layer_add_ons[k] = nn.Identity()
+    return model
 
 
 # ---------------------------------------------------------------- memory format, widths, compile
@@ -168,11 +173,9 @@ def channels_last(model) -> ChannelsLast:
     return ChannelsLast(model)
 
 
-def prune_rounded(model, compress_rate, round_to: int = 8, criterion: str = "l1", rank_dir=None, seed: int = 0):
+def prune_rounded(model, compress_rate: Sequence[float], round_to: int = 8, criterion: str = "l1", rank_dir=None, seed: int = 0):
     """Prune ``model`` at ``compress_rate`` with every kept width rounded up to a multiple of ``round_to``
     (:func:`pruning.prune_model`); returns ``(pruned model, kept indices)``."""
-    from hrank_ssd.hrank.pruning import prune_model
-
     return prune_model(model, compress_rate, criterion, rank_dir, seed, round_to)
 
 

@@ -1,0 +1,149 @@
+"""Where the time goes, layer by layer: per-module timings of several models side by side, their MACs,
+and the pruned model's speed-up per pruning group against what its MACs promise."""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from typing import Callable, Dict, List, Mapping, Optional, Sequence
+
+import pandas as pd
+import torch
+from torch import nn
+
+from hrank_ssd.measure.bench import WRAPPER_PREFIX, num_threads, timings_interleaved
+from hrank_ssd.measure.flops import count_exact
+from hrank_ssd.measure.speed import unwrap
+from hrank_ssd.nets.compress import PRUNED_RATE, layer_rates
+from hrank_ssd.nets.registry import get_net
+
+
+def layer_times(models: Mapping[str, nn.Module], runs: int = 10, warmup: int = 2, threads: Optional[int] = None,
+                image_size: Optional[int] = None, kinds=(nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.ReLU)
+                ) -> pd.DataFrame:
+    """Median wall time of every Conv2d/BatchNorm/pool/ReLU call, per model, runs interleaved (CPU).
+
+    Forward pre/post hooks read ``time.perf_counter``; rows are matched across models by module name,
+    so models must share a layout (e.g. a net and its pruned copy). Columns: ``name``, ``type``, and per
+    model ``<model>_ms`` and ``<model>_shape`` (``in->out channels @ HxW``). Hooks add a few microseconds
+    per call, so the column sums slightly exceed the plain forward time.
+    """
+    times: Dict[str, Dict[str, List[float]]] = {n: {} for n in models}
+    shapes: Dict[str, Dict[str, str]] = {n: {} for n in models}
+    order: List[str] = []
+    handles = []
+    starts: Dict[int, float] = {}
+    for mname, model in models.items():
+        for lname, mod in model.named_modules():
+            if not isinstance(mod, kinds):
+                continue
+            lname = WRAPPER_PREFIX.sub("", lname)  # match rows of wrapped (channels_last, compiled) and plain models
+            if lname not in order:
+                order.append(lname)
+
+            def pre(mod, inputs):
+                starts[id(mod)] = time.perf_counter()
+
+            def post(mod, inputs, out, _m=mname, _l=lname):
+                times[_m].setdefault(_l, []).append(time.perf_counter() - starts[id(mod)])
+                if _l not in shapes[_m]:
+                    c_in = inputs[0].shape[1]
+                    shapes[_m][_l] = f"{c_in}->{out.shape[1]}@{out.shape[-2]}x{out.shape[-1]}"
+            handles += [mod.register_forward_pre_hook(pre), mod.register_forward_hook(post)]
+    try:
+        with num_threads(threads), torch.inference_mode():
+            xs = {n: torch.randn(1, 3, image_size or m.image_size, image_size or m.image_size)
+                  for n, m in models.items()}
+            fns = {n: (lambda m=m, x=xs[n]: m(x)) for n, m in models.items()}
+            timings_interleaved(fns, warmup, 1)  # warm up
+            for n in times:
+                times[n].clear()
+            for _ in range(runs):
+                for fn in fns.values():
+                    fn()
+    finally:
+        for h in handles:
+            h.remove()
+    rows = []
+    types = {WRAPPER_PREFIX.sub("", ln): type(mod).__name__ for m in models.values() for ln, mod in m.named_modules()}
+    for lname in order:
+        row = {"name": lname, "type": types[lname]}
+        for n in models:
+            t = times[n].get(lname)
+            row[f"{n}_ms"] = 1000.0 * statistics.median(t) if t else math.nan
+            row[f"{n}_shape"] = shapes[n].get(lname, "")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def pruning_groups(compress_rate: Sequence[float] = PRUNED_RATE, net: str = "vgg16-ssd") -> Callable[[str], str]:
+    """Module name -> its pruning group, e.g. ``conv1_1..conv3_3 (rate 0.1)`` in VGG16-SSD.
+
+    A group is a run of consecutive prunable layers with the same rate, together with the modules between
+    them (ReLUs, pools, BatchNorms); the layers after the last prunable one, the add-ons, the extras and the
+    headers are "unpruned".
+    """
+    spec = get_net(net)
+    names, n = spec.layer_names, spec.num_prunable
+    rates = layer_rates(compress_rate, n)
+    label, start = [""] * n, 0
+    for i in range(1, n + 1):
+        if i == n or rates[i] != rates[start]:
+            text = f"{names[start]}..{names[i - 1]}" if i - 1 > start else names[start]
+            label[start:i] = [f"{text} (rate {rates[start]:g})"] * (i - start)
+            start = i
+    unpruned = f"{spec.layer_names[-1]}'s consumers, add-ons, extras, headers (unpruned)"
+    if net == "vgg16-ssd":  # the name the published tables use
+        unpruned = "fc7, BN add-on, extras, headers (unpruned)"
+
+    def group(name: str) -> str:
+        layer = spec.layer_of_module(name)
+        return unpruned if layer is None else label[layer]
+
+    return group
+
+
+def layer_times_and_macs(models: Mapping[str, nn.Module], runs: int = 10, warmup: int = 2,
+                         threads: Optional[int] = None) -> pd.DataFrame:
+    """:func:`layer_times` plus each model's MACs per layer (``<model>_MMACs``, 0 for ReLU and pooling).
+
+    Wrapped models (e.g. :class:`hrank_ssd.measure.speed.ChannelsLast`) are timed as they run, under the plain
+    model's module names.
+    """
+    layers = layer_times(models, runs=runs, warmup=warmup, threads=threads)
+    for key, model in models.items():
+        macs = count_exact(unwrap(model))
+        layers[f"{key}_MMACs"] = layers["name"].map(dict(zip(macs["name"], macs["MACs"] / 1e6))).fillna(0.0)
+    return layers
+
+
+def conv_speedups(layers: pd.DataFrame) -> pd.DataFrame:
+    """The Conv2d rows of :func:`layer_times_and_macs` with ``full/pruned time`` and ``full/pruned MACs``
+    (NaN where the pruned layer has no MACs)."""
+    conv = layers[layers["type"] == "Conv2d"].copy()
+    conv["full/pruned time"] = conv["full_ms"] / conv["pruned_ms"]
+    conv["full/pruned MACs"] = conv["full_MMACs"] / conv["pruned_MMACs"].where(conv["pruned_MMACs"] > 0)
+    return conv
+
+
+def group_speedups(layers: pd.DataFrame, group: Callable[[str], str], models=("full", "pruned")) -> pd.DataFrame:
+    """Per group (``group(module name)``): time and MACs of each model, the full/pruned ratios of both, and
+    the group's share of the pruned model's time. ``layers`` comes from :func:`layer_times_and_macs` with
+    models named ``full`` and ``pruned`` (more, e.g. ``round8``, are summed alongside)."""
+    layers = layers.assign(group=[group(n) for n in layers["name"]])
+    cols = [f"{m}_{unit}" for unit in ("ms", "MMACs") for m in models]
+    groups = layers.groupby("group", sort=False)[cols].sum()
+    groups["time ratio full/pruned"] = groups["full_ms"] / groups["pruned_ms"]
+    groups["MAC ratio full/pruned"] = groups["full_MMACs"] / groups["pruned_MMACs"]
+    groups["share of pruned time"] = groups["pruned_ms"] / groups["pruned_ms"].sum()
+    return groups
+
+
+def mac_ceiling(groups: pd.DataFrame) -> Dict[str, float]:
+    """The pruned model's speed-up if every group's time fell exactly with its MACs, next to the measured one
+    (both over the layers that :func:`layer_times` sees)."""
+    ideal = float((groups["full_ms"] / groups["MAC ratio full/pruned"]).sum())
+    full, pruned = float(groups["full_ms"].sum()), float(groups["pruned_ms"].sum())
+    return {"full_ms": full, "pruned_ms": pruned, "mac_proportional_ms": ideal,
+            "measured_speedup": full / pruned, "mac_proportional_speedup": full / ideal}

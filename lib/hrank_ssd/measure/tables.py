@@ -1,0 +1,37 @@
+"""Markdown tables from DataFrames, for the report, the README and the benchmarks (no ``tabulate`` needed)."""
+
+from __future__ import annotations
+
+import math
+from typing import Dict, Optional
+
+import numpy as np
+import pandas as pd
+
+
+def _fmt(v, floatfmt: str) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, (bool, np.bool_)):
+        return str(bool(v))
+    if isinstance(v, (int, np.integer)):
+        return f"{int(v):,}"
+    if isinstance(v, (float, np.floating)):
+        return "n/a" if math.isnan(v) else format(float(v), floatfmt)
+    return str(v).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(df: pd.DataFrame, floatfmt: str = ".2f", index: bool = False,
+                   formats: Optional[Dict[str, str]] = None) -> str:
+    """A GitHub markdown table from a DataFrame (no ``tabulate`` needed): ints with thousands separators,
+    numbers right-aligned; ``formats`` maps a column name to its float format (default ``floatfmt``)."""
+    formats = formats or {}
+    frame = df.reset_index() if index else df
+    cols = [str(c) for c in frame.columns]
+    body = [[_fmt(v, formats.get(c, floatfmt)) for c, v in zip(cols, row)] for row in frame.itertuples(index=False)]
+    numeric = [pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])
+               for c in frame.columns]
+    lines = ["| " + " | ".join(cols) + " |",
+             "|" + "|".join("---:" if num else "---" for num in numeric) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in body]
+    return "\n".join(lines)
