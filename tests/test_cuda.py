@@ -10,7 +10,9 @@ import torch
 
 from hrank_ssd.cli import main
 from hrank_ssd.nets.models import build_model
-from hrank_ssd.train.training import TrainConfig, read_checkpoint, train
+from hrank_ssd.train.checkpoints import read_checkpoint
+from hrank_ssd.train.config import TrainConfig
+from hrank_ssd.train.trainer import train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
 

@@ -23,17 +23,12 @@ import torch
 from hrank_ssd.cli import main
 from hrank_ssd.errors import HRankError
 from hrank_ssd.nets.models import load_model, read_state_dict
-from hrank_ssd.train.training import (
-    LOG_COLUMNS,
-    Hooks,
-    TrainConfig,
-    epoch_batches,
-    learning_rate,
-    load_base_net,
-    plot_curves,
-    read_checkpoint,
-    train,
-)
+from hrank_ssd.train.build import load_base_net
+from hrank_ssd.train.checkpoints import read_checkpoint
+from hrank_ssd.train.config import TrainConfig, learning_rate
+from hrank_ssd.train.determinism import epoch_batches
+from hrank_ssd.train.logs import LOG_COLUMNS, plot_curves
+from hrank_ssd.train.trainer import Hooks, train
 
 EPOCHS = 3
 
@@ -286,7 +281,7 @@ def test_resume_from_incomplete_or_mismatched_checkpoint(reference, tiny_voc, tm
 
 def test_prune_distill_and_map(reference, tiny_voc, tmp_path):
     ref, _ = reference
-    result = train(_config(tiny_voc, tmp_path, num_epochs=1, base_net=str(ref.final_model), compress_rate="[0.5]*14",
+    result = train(_config(tiny_voc, tmp_path, num_epochs=1, base_net=str(ref.final_model), compress_rate=[0.5] * 14,
                            criterion="l1", distill_from=str(ref.final_model), distill_alpha=0.5,
                            validation_epochs=1))
     n_ref = sum(p.numel() for p in ref.model.parameters())
@@ -375,10 +370,10 @@ def test_ddp_two_processes_match_one(tiny_voc, tmp_path):
 
 
 def test_lsuv_init_only_when_asked_and_only_from_scratch(tiny_voc, tmp_path, monkeypatch):
-    import hrank_ssd.train.training as training
+    import hrank_ssd.train.build as build
 
     calls = []
-    monkeypatch.setattr(training, "init_from_scratch", lambda model, images: calls.append(tuple(images.shape)))
+    monkeypatch.setattr(build, "init_from_scratch", lambda model, images: calls.append(tuple(images.shape)))
     train(_config(tiny_voc, tmp_path / "a", num_epochs=1))
     assert calls == []
     result = train(_config(tiny_voc, tmp_path / "b", num_epochs=1, init="lsuv"))

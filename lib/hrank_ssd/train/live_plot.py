@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Dict, List
 
-from hrank_ssd.train.training import Hooks
+import pandas as pd
+
+from hrank_ssd.train.trainer import Hooks
 
 
 class LiveLossCurve(Hooks):
-    """Pass as ``hooks=`` to :func:`hrank_ssd.train.training.train` (or ``Course.student_finetuned``): every ``every``
+    """Pass as ``hooks=`` to :func:`hrank_ssd.train.trainer.train` (or ``Course.student_finetuned``): every ``every``
     optimizer steps the figure of the training losses (total, regression, classification per step, with a running
     mean) is redrawn in place in the cell's output. Outside IPython it only collects the numbers."""
 
@@ -34,7 +36,6 @@ class LiveLossCurve(Hooks):
         if get_ipython() is None or not self.points["step"]:
             return
         import matplotlib.pyplot as plt
-        import pandas as pd
 
         if self._fig is None:
             self._fig, _ = plt.subplots(figsize=(8, 3.5))

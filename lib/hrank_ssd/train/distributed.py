@@ -1,0 +1,117 @@
+"""Several processes training one model (torchrun): the process group, each process's device, global
+BatchNorm statistics, the DDP wrapper and the averages every process must agree on."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Optional, Tuple
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from hrank_ssd.devices import resolve_device
+
+
+def init_distributed(device_name: Optional[str]) -> Tuple[int, int, bool]:
+    """``(rank, world size, whether this call created the process group)``; ``(0, 1, False)`` without torchrun.
+
+    The group starts from the environment: nccl when training on CUDA, gloo on CPU.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, False
+    created = False
+    if not dist.is_initialized():
+        use_cuda = torch.cuda.is_available() and not (device_name or "").startswith("cpu")
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+        created = True
+    return dist.get_rank(), dist.get_world_size(), created
+
+
+def close_distributed(created: bool) -> None:
+    """End the process group if :func:`init_distributed` created it (one made by the caller stays)."""
+    if created and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def process_device(name: Optional[str], world: int) -> torch.device:
+    """``--device`` for this process: with several processes a bare ``cuda`` means the GPU of ``LOCAL_RANK``."""
+    device = resolve_device(name)
+    if device.type == "cuda" and world > 1 and device.index is None:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    return device
+
+
+class GlobalBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d whose training statistics span every process (differentiable all-reduce).
+
+    Used for CPU/gloo DDP, where :class:`torch.nn.SyncBatchNorm` is unavailable; same parameters
+    and buffers as BatchNorm2d, so state dicts are unchanged.
+    """
+
+    def forward(self, x):
+        if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
+            return super().forward(x)
+        with warnings.catch_warnings():  # torch marks these differentiable collectives deprecated
+            warnings.simplefilter("ignore", FutureWarning)
+            # imported only in a multi-process run: torch builds without distributed support lack the module
+            from torch.distributed.nn.functional import all_reduce
+
+            return self._global_forward(x, all_reduce)
+
+    def _global_forward(self, x, all_reduce):
+        c = x.size(1)
+        count = x.new_tensor([x.numel() / c])
+        sums = all_reduce(torch.cat([x.sum((0, 2, 3)), count]))
+        total = sums[c]
+        mean = sums[:c] / total
+        d = x - mean.view(1, c, 1, 1)
+        var = all_reduce((d * d).sum((0, 2, 3))) / total
+        y = d * torch.rsqrt(var + self.eps).view(1, c, 1, 1)
+        if self.affine:
+            y = y * self.weight.view(1, c, 1, 1) + self.bias.view(1, c, 1, 1)
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked += 1
+                m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
+                unbiased = var.detach() * total.detach() / (total.detach() - 1).clamp(min=1)
+                self.running_var.mul_(1 - m).add_(unbiased, alpha=m)
+        return y
+
+
+def wrap_for_ddp(model: nn.Module, device: torch.device) -> Tuple[nn.Module, nn.Module]:
+    """``(model, ddp)``: BatchNorm made global (SyncBatchNorm on CUDA, :class:`GlobalBatchNorm2d` on CPU),
+    then wrapped in DistributedDataParallel. The returned model (the one to save) may be a new object."""
+    if device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    else:
+        for m in model.modules():
+            if type(m) is nn.BatchNorm2d:
+                m.__class__ = GlobalBatchNorm2d
+    ddp = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    return model, ddp
+
+
+def mean_over_processes(t: torch.Tensor, world: int) -> torch.Tensor:
+    """``t`` averaged over the ``world`` processes (in place; ``t`` itself when there is one process)."""
+    if world > 1:
+        dist.all_reduce(t)
+        t /= world
+    return t
+
+
+def broadcast_int(value: int, world: int) -> int:
+    """Process 0's ``value`` in every process."""
+    if world <= 1:
+        return value
+    t = torch.tensor([value])
+    dist.broadcast(t, 0)
+    return int(t)
+
+
+__all__ = ["GlobalBatchNorm2d", "broadcast_int", "close_distributed", "init_distributed", "mean_over_processes",
+           "process_device", "wrap_for_ddp"]

@@ -1,0 +1,68 @@
+"""What a run reports per epoch: ``log.csv`` / ``log.json``, ``curves.png`` and the one-line epoch summary."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import List
+
+import pandas as pd
+
+from hrank_ssd.io.files import atomic_savefig, atomic_write_text
+
+LOG_COLUMNS = ["epoch", "train_loss", "train_regression_loss", "train_classification_loss",
+               "train_distillation_loss", "val_loss", "val_regression_loss", "val_classification_loss",
+               "mAP", "lr", "time_s"]
+LOSS_STYLES = (("train_loss", "-"), ("val_loss", "-"), ("train_regression_loss", ":"),
+               ("train_classification_loss", ":"), ("val_regression_loss", "--"), ("val_classification_loss", "--"))
+
+
+def write_logs(history: List[dict], folder) -> None:
+    """``log.csv`` and ``log.json`` (a list of per-epoch dicts), written atomically."""
+    folder = Path(folder)
+    frame = pd.DataFrame(history, columns=LOG_COLUMNS)
+    atomic_write_text(folder / "log.csv", frame.to_csv(index=False))
+    rows = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()}
+            for r in history]
+    atomic_write_text(folder / "log.json", json.dumps(rows, indent=1))
+
+
+def plot_curves(log_csv, out_png) -> Path:
+    """Loss curves (train/val, regression/classification) and mAP per epoch from ``log.csv``."""
+    # matplotlib (slow to import) only where a figure is drawn; a headless run must get the Agg backend
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    log = pd.read_csv(log_csv)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    for col, style in LOSS_STYLES:
+        if col in log and log[col].notna().any():
+            ax1.plot(log["epoch"], log[col], style, marker="o", ms=3, label=col)
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("loss")
+    ax1.legend(fontsize=7)
+    ax1.grid(alpha=0.3)
+    m = log[log["mAP"].notna()] if "mAP" in log else log.iloc[:0]
+    if len(m):
+        ax2.plot(m["epoch"], m["mAP"], marker="o")
+    else:
+        ax2.text(0.5, 0.5, "no mAP yet", ha="center", va="center", transform=ax2.transAxes)
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("mAP (VOC07 11-point)")
+    ax2.grid(alpha=0.3)
+    fig.tight_layout()
+    return atomic_savefig(fig, out_png, dpi=80)
+
+
+def epoch_summary(row: dict) -> str:
+    """The line printed after each epoch: train loss (regression, classification), val loss, mAP when measured, LR."""
+    map_text = f" mAP {row['mAP']:.4f}" if math.isfinite(row.get("mAP", math.nan)) else ""
+    return (f"epoch {row['epoch']}: train loss {row['train_loss']:.4f} (reg {row['train_regression_loss']:.4f}, "
+            f"cls {row['train_classification_loss']:.4f}), val loss {row['val_loss']:.4f}{map_text}, "
+            f"lr {row['lr']:.3g}")
+
+
+__all__ = ["LOG_COLUMNS", "epoch_summary", "plot_curves", "write_logs"]

@@ -1,0 +1,378 @@
+"""The training loop: :func:`train` runs (or resumes, bit for bit on CPU) the job a :class:`TrainConfig`
+describes, in one process or several under torchrun; docs/training.md explains determinism and DDP."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Union
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from hrank_ssd.data.voc import collate
+from hrank_ssd.errors import HRankError
+from hrank_ssd.measure.evaluation import evaluate_model, mean_ap
+from hrank_ssd.nets.compress import format_compress_rate
+from hrank_ssd.nets.models import clean_state_dict, count_parameters, save_model
+from hrank_ssd.nets.ssd import SSD
+from hrank_ssd.train import build, distributed
+from hrank_ssd.train.checkpoints import (
+    checkpoint_path,
+    final_model_path,
+    read_checkpoint,
+    resolve_resume,
+    write_checkpoint,
+)
+from hrank_ssd.train.config import TrainConfig, as_config, learning_rate
+from hrank_ssd.train.determinism import (
+    SeededSamples,
+    draw_seed,
+    epoch_batches,
+    rng_state,
+    seed_all,
+    set_rng_state,
+)
+from hrank_ssd.train.logs import epoch_summary, plot_curves, write_logs
+from hrank_ssd.train.losses import MultiBoxLoss
+from hrank_ssd.train.validation import param_dtype, validation_loss
+
+SUM_KEYS = ("loss", "regression", "classification", "distillation")  # running sums of the epoch's step losses
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns: the trained model, the per-epoch log rows and the files it wrote."""
+
+    model: SSD
+    history: List[dict]
+    last_checkpoint: Optional[Path]
+    best_checkpoint: Optional[Path]
+    final_model: Optional[Path]
+
+
+class Hooks:
+    """Test/notebook hooks; ``after_step(epoch, step, trainer_state)`` runs after each optimizer step."""
+
+    def after_step(self, epoch: int, step: int, state: dict) -> None:  # pragma: no cover - default no-op
+        pass
+
+
+def train(config: Union[TrainConfig, dict], hooks: Optional[Hooks] = None) -> TrainResult:
+    """Run (or resume) a training job described by ``config`` (a :class:`TrainConfig` or a dict of its fields)."""
+    cfg = as_config(config)
+    rank, world, created_group = distributed.init_distributed(cfg.device)
+    try:
+        return _Trainer(cfg, rank, world, hooks or Hooks()).run()
+    finally:
+        distributed.close_distributed(created_group)
+
+
+def _zero_sums() -> Dict[str, float]:
+    return {"loss": 0.0, "regression": 0.0, "classification": 0.0, "distillation": 0.0, "steps": 0}
+
+
+def _set_bn_eval(model: nn.Module) -> None:
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
+class _Trainer:
+    """One process's share of a run: set up from the config (and a checkpoint), then train, validate, save."""
+
+    def __init__(self, cfg: TrainConfig, rank: int, world: int, hooks: Hooks):
+        self.cfg, self.rank, self.world, self.hooks = cfg, rank, world, hooks
+        self.main = rank == 0  # only process 0 validates and writes files
+        self.folder = Path(cfg.checkpoint_folder)
+        self.device = distributed.process_device(cfg.device, world)
+
+    def log(self, msg: str) -> None:
+        if self.main:
+            print(msg, file=sys.stderr, flush=True)
+
+    # -- setup (in this order: the RNG streams a resumed run replays depend on it) ----------------------
+    def setup(self) -> None:
+        state = self._open_resume()
+        self._seed(state)
+        self.class_names = build.class_names(self.cfg)
+        self._setup_model(state)
+        self._setup_data()
+        self._setup_optimizer()
+        self._restore(state)
+        if self.seed_note:
+            self.log(self.seed_note)
+
+    def _open_resume(self) -> Optional[dict]:
+        self.resume_path = resolve_resume(self.cfg.resume, self.folder)
+        state = read_checkpoint(self.resume_path) if self.resume_path else None
+        if self.cfg.resume == "auto" and state is None:
+            self.log(f"--resume auto: no model_best.pth-N.tar in {self.folder}, starting fresh")
+        return state
+
+    def _seed(self, state: Optional[dict]) -> None:
+        cfg = self.cfg
+        self.seed_note = None
+        if state is not None and cfg.seed is None:
+            cfg.seed = int(state["args"].get("seed") or 0)
+        if cfg.seed is None:
+            cfg.seed = distributed.broadcast_int(draw_seed(), self.world)
+            self.seed_note = f"seed {cfg.seed} (pass --seed {cfg.seed} to repeat this run)"
+        seed_all(cfg.seed)
+
+    def _setup_model(self, state: Optional[dict]) -> None:
+        cfg = self.cfg
+        num_classes = len(self.class_names)
+        self.kept, self.rates, self.from_scratch = None, None, False
+        if state is not None:
+            model = build.resumed_model(cfg, state, self.resume_path, num_classes)
+            self.kept, self.rates = state.get("kept_indices"), state.get("compress_rate")
+        else:
+            model, self.from_scratch = build.fresh_model(cfg, num_classes)
+            if cfg.compress_rate is not None:
+                model, self.rates, self.kept = build.prune_base_net(model, cfg)
+                self.log(f"pruned with {cfg.criterion} at {format_compress_rate(self.rates)}: "
+                         f"{count_parameters(model)} parameters left")
+        self.model = model.to(self.device)
+        cfg.image_size = model.image_size
+        self.teacher = build.load_teacher(cfg, num_classes, model, self.device) if cfg.distill_from else None
+        if cfg.freeze_base_net:
+            for p in self.model.base_net.parameters():
+                p.requires_grad_(False)
+
+    def _setup_data(self) -> None:
+        self.train_set, self.val_set, self.eval_set = build.make_datasets(self.cfg, self.model, self.class_names)
+        if self.from_scratch and self.cfg.init == "lsuv":
+            build.lsuv_init(self.model, self.cfg, self.class_names, self.device)
+
+    def _setup_optimizer(self) -> None:
+        cfg = self.cfg
+        self.amp = bool(cfg.amp) and self.device.type == "cuda"
+        if cfg.amp and not self.amp:
+            warnings.warn("--amp needs a CUDA device; training in float32 on CPU", stacklevel=2)
+        if self.world > 1:
+            self.model, self.net = distributed.wrap_for_ddp(self.model, self.device)
+        else:
+            self.net = self.model
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = build.make_optimizer(cfg, self.params)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.criterion = MultiBoxLoss(3.0, cfg.distill_T)
+
+    def _restore(self, state: Optional[dict]) -> None:
+        self.start_epoch, self.start_step = 0, 0
+        self.sums = _zero_sums()
+        self.best_val, self.best_epoch = math.inf, None
+        self.history: List[dict] = []
+        self.last_path: Optional[Path] = None
+        if state is None:
+            return
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (ValueError, KeyError) as e:
+            raise HRankError(f"{self.resume_path}: its optimizer state does not fit this run ({e}); resume "
+                             f"with the --optimizer and --freeze_base_net it was trained with") from None
+        if self.amp and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.best_val = float(state.get("best_val_loss", math.inf))
+        self.best_epoch = state.get("best_epoch")
+        self.history = list(state.get("history", []))
+        if state.get("step") is None:
+            self.start_epoch = int(state["epoch"]) + 1
+        else:
+            self.start_epoch, self.start_step = int(state["epoch"]), int(state["step"])
+            self.sums = {k: float(v) for k, v in state["sums"].items()}
+        set_rng_state(state["rng"])
+        self.last_path = self.resume_path
+        where = f"epoch {self.start_epoch}" + (f" step {self.start_step}" if self.start_step else "")
+        self.log(f"resumed from {self.resume_path}: continuing at {where}")
+
+    # -- checkpoints ------------------------------------------------------------------------------------
+    def checkpoint_state(self, epoch: int, step: Optional[int]) -> dict:
+        """Everything a resumed run needs (docs/training.md lists the keys); ``step`` None: epoch complete."""
+        return {
+            "model": clean_state_dict(self.model),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": {"name": self.cfg.scheduler, "epoch": epoch, "lr": learning_rate(self.cfg, epoch)},
+            "scaler": self.scaler.state_dict(),
+            "epoch": epoch,
+            "step": step,  # None: the epoch is complete
+            "sums": dict(self.sums),
+            "best_val_loss": self.best_val,
+            "best_epoch": self.best_epoch,
+            "compress_rate": self.rates,
+            "kept_indices": self.kept,
+            "rng": rng_state(),
+            "history": self.history,
+            "args": asdict(self.cfg),
+            "net": self.cfg.net,
+            "num_classes": self.model.num_classes,
+            "image_size": self.model.image_size,
+        }
+
+    def save_checkpoint(self, epoch: int, step: Optional[int]) -> Path:
+        """Checkpoint (process 0 writes; every process remembers the path); refuses non-finite weights."""
+        bad = [n for n, t in self.model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
+        if bad:
+            raise self.nan_error(f"non-finite weights ({bad[0]})", epoch, step if step is not None else "end")
+        path = checkpoint_path(self.folder, epoch)
+        if self.main:
+            meta = {"net": self.cfg.net, "num_classes": self.model.num_classes, "image_size": self.model.image_size,
+                    "compress_rate": self.rates, "criterion": self.cfg.criterion if self.kept else None,
+                    "kept_indices": self.kept, "epoch": epoch, "step": step}
+            write_checkpoint(self.folder, epoch, self.checkpoint_state(epoch, step), meta, keep={self.best_epoch})
+        self.last_path = path
+        return path
+
+    def nan_error(self, value, epoch: int, step) -> HRankError:
+        """The one-line error for a non-finite loss, gradient or weight, naming the last good checkpoint."""
+        last = self.last_path or "none written yet"
+        return HRankError(f"loss became {value} at epoch {epoch} step {step}: stopped without saving it; last good "
+                          f"checkpoint: {last}; lower --lr, set --grad_clip or drop --amp")
+
+    # -- training ---------------------------------------------------------------------------------------
+    def compute_loss(self, images, locations, labels):
+        """``(loss to minimise, its MultiBox/distillation parts)`` for one batch already on the device."""
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+            conf, loc = self.net(images)
+            teacher_conf = None
+            if self.teacher is not None:
+                with torch.no_grad():
+                    teacher_conf, _ = self.teacher(images)
+        num_pos = (labels > 0).sum()
+        if self.world > 1:  # the global positives / world: DDP's gradient average is then the whole batch's
+            num_pos = distributed.mean_over_processes(num_pos.float(), self.world)
+        parts = self.criterion.parts(conf, loc, labels, locations, teacher_conf, num_pos=num_pos)
+        loss = parts.regression + parts.classification + self.cfg.distill_alpha * parts.distillation
+        return loss, parts
+
+    def train_step(self, batch, epoch: int, step: int) -> List[float]:
+        """One optimizer step on ``batch``; returns the loss and its regression, classification and
+        distillation parts, averaged over the processes (also added to the epoch's running sums)."""
+        images, locations, labels = batch
+        images = images.to(self.device, dtype=param_dtype(self.model), non_blocking=True)
+        locations = locations.to(self.device, non_blocking=True)
+        labels = labels.to(self.device, non_blocking=True)
+        loss, parts = self.compute_loss(images, locations, labels)
+        stats = torch.stack([loss.detach(), parts.regression.detach(), parts.classification.detach(),
+                             parts.distillation.detach()]).float()
+        distributed.mean_over_processes(stats, self.world)
+        if not torch.isfinite(stats[0]):
+            raise self.nan_error(float(stats[0]), epoch, step)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip or math.inf)
+        if not self.amp and not torch.isfinite(norm):
+            raise self.nan_error(float(norm), epoch, step)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        values = stats.tolist()
+        for k, v in zip(SUM_KEYS, values):
+            self.sums[k] += v
+        self.sums["steps"] += 1
+        return values
+
+    def train_epoch(self, epoch: int) -> None:
+        """The optimizer steps of ``epoch`` (from ``start_step`` when resuming mid-epoch) at its learning rate."""
+        cfg = self.cfg
+        lr = learning_rate(cfg, epoch)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.net.train()
+        if cfg.bn_eval:
+            _set_bn_eval(self.net)
+        batches = epoch_batches(len(self.train_set), cfg.batch_size, cfg.seed, epoch, self.rank, self.world)
+        steps = len(batches)
+        loader = torch.utils.data.DataLoader(SeededSamples(self.train_set), batch_sampler=batches[self.start_step:],
+                                             collate_fn=collate, num_workers=cfg.num_workers,
+                                             pin_memory=self.device.type == "cuda")
+        bar = tqdm(loader, total=steps, initial=self.start_step, desc=f"epoch {epoch}", leave=False,
+                   disable=not (cfg.progress and self.main), dynamic_ncols=True)
+        step = self.start_step
+        for batch in bar:
+            loss, regression, classification, _ = self.train_step(batch, epoch, step)
+            step += 1
+            bar.set_postfix(loss=f"{self.sums['loss'] / self.sums['steps']:.4f}", lr=f"{lr:.2g}")
+            if cfg.checkpoint_every_steps and step % cfg.checkpoint_every_steps == 0 and step < steps:
+                self.save_checkpoint(epoch, step)
+            self.hooks.after_step(epoch, step, {"trainer": self, "loss": loss, "regression": regression,
+                                                "classification": classification, "steps": steps})
+        bar.close()
+        self.start_step = 0
+
+    # -- validation -------------------------------------------------------------------------------------
+    def mean_ap(self) -> float:
+        table, _ = evaluate_model(self.model, self.eval_set, self.folder / "eval", device=self.device,
+                                  class_names=self.class_names, progress=False)
+        return float(mean_ap(table))
+
+    def validate_epoch(self, epoch: int) -> dict:
+        """The epoch's validation columns (loss parts; mAP when due); tracks the best epoch."""
+        cfg = self.cfg
+        val = validation_loss(self.model, self.val_set, cfg.batch_size, self.device, self.amp, cfg.num_workers)
+        row = {"val_loss": val["loss"], "val_regression_loss": val["regression"],
+               "val_classification_loss": val["classification"]}
+        due = cfg.validation_epochs > 0 and ((epoch + 1) % cfg.validation_epochs == 0 or epoch == cfg.num_epochs - 1)
+        row["mAP"] = self.mean_ap() if due else math.nan
+        if not math.isfinite(val["loss"]):
+            raise self.nan_error(val["loss"], epoch, "validation")
+        if val["loss"] < self.best_val:
+            self.best_val, self.best_epoch = val["loss"], epoch
+        return row
+
+    # -- the run ----------------------------------------------------------------------------------------
+    def run_epoch(self, epoch: int) -> dict:
+        """Train, validate (process 0), checkpoint and log one epoch; returns its log row."""
+        t0 = time.time()
+        self.train_epoch(epoch)
+        steps = max(self.sums["steps"], 1)
+        row = {"epoch": epoch, "train_loss": self.sums["loss"] / steps,
+               "train_regression_loss": self.sums["regression"] / steps,
+               "train_classification_loss": self.sums["classification"] / steps,
+               "train_distillation_loss": self.sums["distillation"] / steps}
+        self.sums = _zero_sums()
+        if self.main:
+            row.update(self.validate_epoch(epoch))
+        row.update(lr=learning_rate(self.cfg, epoch), time_s=time.time() - t0)
+        self.history.append(row)
+        self.save_checkpoint(epoch, None)
+        if self.main:
+            write_logs(self.history, self.folder)
+            plot_curves(self.folder / "log.csv", self.folder / "curves.png")
+            self.log(epoch_summary(row))
+        return row
+
+    def save_final(self, last_val: float) -> Optional[Path]:
+        """``{net}-Epoch-{epoch}-Loss-{val_loss}.pth`` (+ sidecar with the pruning it carries), from process 0."""
+        if not self.history:
+            self.log("nothing to do: the checkpoint already covers --num_epochs")
+            return None
+        last = self.history[-1]
+        final = final_model_path(self.folder, self.cfg.net, last["epoch"], last.get("val_loss", last_val))
+        extra = {}
+        if self.rates is not None:
+            extra = {"compress_rate": list(self.rates), "criterion": self.cfg.criterion, "kept_indices": self.kept}
+        save_model(self.model, final, **extra)
+        self.log(f"saved {final}")
+        return final
+
+    def run(self) -> TrainResult:
+        """Set up, run the remaining epochs, save the final model."""
+        self.setup()
+        if self.main:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        last_val = math.nan
+        for epoch in range(self.start_epoch, self.cfg.num_epochs):
+            last_val = self.run_epoch(epoch).get("val_loss", last_val)
+        final = self.save_final(last_val) if self.main else None
+        best = checkpoint_path(self.folder, self.best_epoch) if self.best_epoch is not None else None
+        return TrainResult(self.model, self.history, self.last_path, best, final)
+
+
+__all__ = ["Hooks", "TrainResult", "train"]
