@@ -17,6 +17,7 @@ def test_course_resolves_its_device_once(tmp_path):
 
 def test_course_fetches_each_artifact_once(tmp_path, monkeypatch):
     from hrank_ssd.course.steps import Course
+    from hrank_ssd.hrank.ranks import has_ranks
     from hrank_ssd.io import downloads
 
     calls = []
@@ -28,6 +29,7 @@ def test_course_fetches_each_artifact_once(tmp_path, monkeypatch):
 
 def test_full_profile_uses_the_published_ranks_unless_asked_to_generate(tmp_path, monkeypatch):
     from hrank_ssd.course.steps import Course
+    from hrank_ssd.hrank.ranks import has_ranks
     from hrank_ssd.io import downloads
 
     calls = []
@@ -35,7 +37,10 @@ def test_full_profile_uses_the_published_ranks_unless_asked_to_generate(tmp_path
     course = Course("full", tmp_path / "run", tmp_path / "work", progress=False)
     assert course.rank_dir() == tmp_path / "vgg16-ssd-ranks" and calls == ["vgg16-ssd-ranks"]
     (course.work / "ranks").mkdir(parents=True)
-    (course.work / "ranks" / "rank_conv14.npy").write_bytes(b"")  # the student's, computed earlier
+    for i in range(1, 14):  # an interrupted run of the student's: one file short, so computed again...
+        (course.work / "ranks" / f"rank_conv{i}.npy").write_bytes(b"")
+    assert not has_ranks(course.work / "ranks", "vgg16-ssd")
+    (course.work / "ranks" / "rank_conv14.npy").write_bytes(b"")  # ...but complete, it is reused
     assert course.rank_dir(generate=True) == course.work / "ranks"
     assert course.rank_dir() == tmp_path / "vgg16-ssd-ranks"  # the default stays the published folder
 
@@ -79,10 +84,10 @@ def test_street_clip_comes_from_the_manifest_on_full_and_falls_back(tmp_path, mo
 
 def test_full_profile_downloads_only_the_voc_set_it_uses_into_work(tmp_path, monkeypatch):
     from hrank_ssd.course.steps import Course
-    from hrank_ssd.io import downloads
+    from hrank_ssd.io import voc_download
 
     calls = []
-    monkeypatch.setattr(downloads, "download_voc", lambda dest, sets, **kw: calls.append((dest, sets)))
+    monkeypatch.setattr(voc_download, "download_voc", lambda dest, sets, **kw: calls.append((dest, sets)))
     course = Course("full", tmp_path / "run", tmp_path / "work", progress=False)
     data = tmp_path / "work" / "full" / "data"
     assert course.test_root() == data / "VOCdevkit" / "VOC2007-test"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hrank_ssd.course import estimates
-from hrank_ssd.course.steps import PROFILES
+from hrank_ssd.course.profiles import PROFILES
 
 
 def test_rank_svd_work_follows_vgg16_ssd_feature_maps():

@@ -12,7 +12,7 @@ import json
 import pytest
 
 from hrank_ssd.course.rehearsal import rehearse
-from hrank_ssd.io.downloads import MANIFEST_ENV
+from hrank_ssd.io.manifest import MANIFEST_ENV
 
 pytest.importorskip("papermill", reason="the rehearsal executes notebooks: pip install -e '.[colab]'")
 pytest.importorskip("trustme", reason="the stand-in world's TLS needs trustme (dev extra)")

@@ -155,3 +155,17 @@ def test_update_readme_replaces_only_the_marked_block(tmp_path):
     with pytest.raises(HRankError, match="markers"):
         report.update_readme(readme, run)
     assert readme.read_text() == "# no markers\n"
+
+
+def test_results_table_names_known_steps_and_notebooks(tmp_path):
+    from hrank_ssd.course import results
+
+    for name, entry in results.RESULTS.items():
+        assert entry.step in (*results.STEPS, "all", None), name
+        assert set(entry.notebooks) <= set(results.NOTEBOOKS), name
+    assert results.table_entry("log_vgg16-ssd.csv") == results.LOGS
+    assert results.log_key(results.log_name("mb1-ssd")) == "mb1-ssd"
+    assert results.results_file(tmp_path, "map.csv") == tmp_path / "map.csv"
+    with pytest.raises(HRankError, match="add it to hrank_ssd.course.results.RESULTS"):
+        results.results_file(tmp_path, "mystery.csv")
+    assert "--steps" not in results.missing_note("layer_speed.csv")  # no --steps name runs it

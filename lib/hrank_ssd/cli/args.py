@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import argparse
 
-from hrank_ssd.nets.config import NETS
+from hrank_ssd.nets.compress import parse_compress_rate
+from hrank_ssd.nets.registry import net_names
 
 
 def add_net(p: argparse.ArgumentParser, default: str = "vgg16-ssd") -> None:
-    p.add_argument("--net", default=default, choices=NETS, help="network architecture")
+    p.add_argument("--net", default=default, choices=net_names(), help="network architecture")
 
 
 def add_compress_rate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compress_rate", default=None,
                    help='per-layer pruning rates, e.g. "[0.1]*7+[0.5]*9" (original HRank syntax)')
+
+
+def compress_rate_of(args: argparse.Namespace):
+    """``--compress_rate`` parsed once, here at the edge (a list of rates, or None when not given)."""
+    return None if args.compress_rate is None else parse_compress_rate(args.compress_rate)
 
 
 def str2bool(v: str) -> bool:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from hrank_ssd.cli.args import compress_rate_of
 from hrank_ssd.errors import HRankError
-from hrank_ssd.nets.compress import PRUNED_RATE
+from hrank_ssd.nets.compress import PRUNED_RATE_TEXT, format_compress_rate
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -14,7 +15,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                        description=__doc__.splitlines()[0])
     p.add_argument("--nets", default="vgg16-ssd,vgg16-ssd-pruned,mb1-ssd",
                    help="comma-separated: vgg16-ssd, mb1-ssd, and either with -pruned (uses --compress_rate)")
-    p.add_argument("--compress_rate", default=PRUNED_RATE, help="rates of the -pruned entries")
+    p.add_argument("--compress_rate", default=PRUNED_RATE_TEXT, help="rates of the -pruned entries")
     p.add_argument("--weights", nargs="*", default=[], metavar="NAME=PTH",
                    help="checkpoint for a --nets entry (default: random weights; shapes set the speed)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -35,8 +36,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     from hrank_ssd.devices import resolve_device
-    from hrank_ssd.measure import bench
-    from hrank_ssd.nets import models
+    from hrank_ssd.io.files import atomic_write_text
+    from hrank_ssd.measure import bench, tables
 
     if args.batch_size < 1 or args.runs < 1 or args.warmup < 0:
         raise HRankError("--batch_size and --runs must be at least 1, --warmup at least 0")
@@ -49,8 +50,9 @@ def run(args) -> int:
         if not sep or not path:
             raise HRankError(f"--weights expects NAME=PTH (e.g. vgg16-ssd-pruned=models/pruned.pth), got {item!r}")
         weights[name] = path
+    rates = compress_rate_of(args)
     device = resolve_device(args.device)
-    nets_models = bench.build_bench_models(nets, args.compress_rate, weights, args.num_classes, args.width,
+    nets_models = bench.build_bench_models(nets, rates, weights, args.num_classes, args.width,
                                            args.image_size)
     raw: dict = {}
     table = bench.benchmark_models(nets_models, device, args.batch_size, args.warmup, args.runs, args.threads,
@@ -60,10 +62,10 @@ def run(args) -> int:
     print(f"{a['device_name']} ({a['device']}), torch {a['torch']}, {a['threads']} threads, batch {args.batch_size}, "
           f"{args.image_size}x{args.image_size}, warm-up {args.warmup}, {args.runs} runs interleaved"
           f"{', AMP fp16' if args.amp else ''}{', channels_last' if args.channels_last else ''}")
-    print(bench.markdown_table(table))
+    print(tables.markdown_table(table))
     if args.json:
-        out = bench.results_json(table, raw, nets=nets, compress_rate=args.compress_rate, weights=weights,
+        out = bench.results_json(table, raw, nets=nets, compress_rate=format_compress_rate(rates), weights=weights,
                                  image_size=args.image_size, num_classes=args.num_classes, width=args.width)
-        models.atomic_write_text(args.json, json.dumps(out, indent=1))
+        atomic_write_text(args.json, json.dumps(out, indent=1))
         print(f"wrote {args.json}")
     return 0

@@ -21,7 +21,8 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hrank_ssd.io.downloads import fetch_many, list_rows, load_manifest
+    from hrank_ssd.io.downloads import fetch_many, list_rows
+    from hrank_ssd.io.manifest import load_manifest
 
     manifest = load_manifest(args.manifest)
     if args.list:

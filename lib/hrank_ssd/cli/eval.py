@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hrank_ssd.cli.args import add_compress_rate, device_arg, str2bool
+from hrank_ssd.cli.args import add_compress_rate, compress_rate_of, device_arg, str2bool
 from hrank_ssd.devices import resolve_device
-from hrank_ssd.nets.config import NETS
+from hrank_ssd.nets.registry import net_names
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -20,7 +20,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                      help="evaluate existing det_test_<class>.txt files in DIR instead of a model")
     p.add_argument("--label_file", default=None,
                    help="class names, BACKGROUND first (default: the dataset's labels.txt, else the VOC classes)")
-    p.add_argument("--net", default=None, choices=NETS,
+    p.add_argument("--net", default=None, choices=net_names(),
                    help="architecture check (default: inferred from the checkpoint)")
     add_compress_rate(p)
     p.add_argument("--eval_dir", default="eval_results", help="where det files and ap.csv are written")
@@ -54,7 +54,7 @@ def run(args) -> int:
     else:
         device = resolve_device(args.device)
         model = models.load_model(args.trained_model, net=args.net, num_classes=len(class_names),
-                                  compress_rate=args.compress_rate)
+                                  compress_rate=compress_rate_of(args))
         table, avg_time = evaluation.evaluate_model(model, dataset, eval_dir, device=device,
                                                     class_names=class_names, iou_threshold=args.iou_threshold,
                                                     use_2007_metric=args.use_2007_metric,

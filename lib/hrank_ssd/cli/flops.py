@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from hrank_ssd.cli.args import add_compress_rate, add_net
+from hrank_ssd.cli.args import add_compress_rate, add_net, compress_rate_of
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -26,16 +26,18 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def run(args) -> int:
     import pandas as pd
 
-    from hrank_ssd.measure import flops
+    from hrank_ssd.io.files import atomic_write_text
+    from hrank_ssd.measure import flops, seed_flops
     from hrank_ssd.nets import models
 
+    rates = compress_rate_of(args)
     if args.style == "seed":
-        res = flops.print_seed_table(args.net, args.compress_rate, num_classes=args.num_classes,
+        res = seed_flops.print_seed_table(args.net, rates, num_classes=args.num_classes,
                                      image_size=args.image_size)
         table = res.frame() if res.lines else pd.DataFrame([{"net": res.net, "image_size": res.image_size,
                                                              "params": res.params, "flops": res.flops}])
     else:
-        model = flops.build_for_counting(args.net, args.num_classes, compress_rate=args.compress_rate,
+        model = flops.build_for_counting(args.net, args.num_classes, compress_rate=rates,
                                         image_size=args.image_size)
         table = flops.compare_with_thop(model)
         agree = flops.thop_agreement(model, table=table)
@@ -60,6 +62,6 @@ def run(args) -> int:
               f"other thop ops: {agree['thop_other_ops']}.")
         print(flops.MAC_NOTE)
     if args.csv:
-        models.atomic_write_text(args.csv, table.to_csv(index=False))
+        atomic_write_text(args.csv, table.to_csv(index=False))
         print(f"wrote {args.csv}")
     return 0

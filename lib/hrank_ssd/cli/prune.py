@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hrank_ssd.cli.args import add_compress_rate, add_net
+from hrank_ssd.cli.args import add_compress_rate, add_net, compress_rate_of
 
 
 def add_parser(sub) -> None:
@@ -23,11 +23,12 @@ def run(args) -> int:
     from hrank_ssd.hrank.pruning import describe_surgery, prune_model, save_pruned
     from hrank_ssd.nets.models import count_parameters, load_model
 
-    if args.compress_rate is None:
+    rates = compress_rate_of(args)
+    if rates is None:
         raise HRankError('prune needs --compress_rate, e.g. "[0.1]*7+[0.5]*9"')
     model = load_model(args.base_net, net=args.net)
-    pruned, kept = prune_model(model, args.compress_rate, args.criterion, args.rank_dir, args.seed, args.round_to)
-    save_pruned(pruned, args.output, args.compress_rate, args.criterion, kept)
+    pruned, kept = prune_model(model, rates, args.criterion, args.rank_dir, args.seed, args.round_to)
+    save_pruned(pruned, args.output, rates, args.criterion, kept)
     for row in describe_surgery(model, pruned):
         if row["parameter"].endswith("weight"):
             print(f"{row['parameter']:<34} {str(row['before']):>22} -> {row['after']}")

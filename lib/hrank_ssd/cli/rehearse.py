@@ -6,6 +6,8 @@ import argparse
 import time
 from pathlib import Path
 
+from hrank_ssd.course.folders import repo_root
+from hrank_ssd.course.results import NOTEBOOKS
 from hrank_ssd.errors import HRankError
 
 
@@ -28,9 +30,8 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hrank_ssd.course.notebooks import NOTEBOOKS
+    # the library (torch) loads when the command runs, not for --help
     from hrank_ssd.course.rehearsal import colab_env, rehearse, summary_lines
-    from hrank_ssd.course.steps import repo_root
 
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     notebooks = [n.strip() for n in args.notebooks.split(",") if n.strip()] if args.notebooks else list(NOTEBOOKS)

@@ -39,9 +39,9 @@ def _floats(text: str, what: str):
 def run(args) -> int:
     from hrank_ssd.data.voc import VOCDataset, read_labels
     from hrank_ssd.errors import HRankError
-    from hrank_ssd.io.files import atomic_savefig
+    from hrank_ssd.io.files import atomic_savefig, atomic_write_text
     from hrank_ssd.measure.sensitivity import layer_sensitivity, plot_sensitivity, suggest_compress_rate
-    from hrank_ssd.nets.models import atomic_write_text, load_model
+    from hrank_ssd.nets.models import load_model
 
     rates = _floats(args.rates, "rates")
     if any(not 0 < r < 1 for r in rates):

@@ -8,13 +8,13 @@ import re
 from hrank_ssd.cli.args import device_arg
 from hrank_ssd.devices import resolve_device
 from hrank_ssd.errors import HRankError
-from hrank_ssd.nets.config import NETS
+from hrank_ssd.nets.registry import net_names
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("video", help="annotated video: boxes, labels, scores, FPS (run_ssd_video_demo.py)",
                        description=__doc__.splitlines()[0])
-    p.add_argument("net_type", choices=NETS, help="network architecture (checked against the checkpoint)")
+    p.add_argument("net_type", choices=net_names(), help="network architecture (checked against the checkpoint)")
     p.add_argument("model_path", help="checkpoint (.pth)")
     p.add_argument("label_path", help="class names, one per line, BACKGROUND first")
     p.add_argument("in_video", help="input video (anything OpenCV can decode, e.g. .mp4, .avi)")

@@ -19,11 +19,17 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import pandas as pd
+import torch
 
-from hrank_ssd.course.steps import PROFILES, Profile
+from hrank_ssd.course.profiles import PROFILES, Profile
+from hrank_ssd.data.voc import TestTransform, TrainAugmentation, VOCDataset, read_labels
+from hrank_ssd.hrank.ranks import RankAccumulator
+from hrank_ssd.measure.bench import count_macs
+from hrank_ssd.nets.models import build_model
+from hrank_ssd.nets.registry import get_config
 
 T4_FP32_TFLOPS = 8.1  # NVIDIA T4 datasheet peak, FP32
 INFER_EFFICIENCY = 0.25  # batch-1 predict: small kernels and launch overhead keep it far from peak
@@ -48,11 +54,8 @@ class Work:
     download_mb: float = 0.0
 
 
-def model_gmacs(compress_rate: str) -> Dict[str, float]:
+def model_gmacs(compress_rate: Sequence[float]) -> Dict[str, float]:
     """Exact MACs (G) of the three full-size detectors (300x300, 21 classes)."""
-    from hrank_ssd.measure.bench import count_macs
-    from hrank_ssd.nets.models import build_model
-
     nets = {"vgg16-ssd": build_model("vgg16-ssd", 21), "vgg16-ssd-pruned": build_model("vgg16-ssd", 21,
                                                                                        compress_rate=compress_rate),
             "mb1-ssd": build_model("mb1-ssd", 21)}
@@ -61,11 +64,6 @@ def model_gmacs(compress_rate: str) -> Dict[str, float]:
 
 def rank_svd_gflop_per_image() -> float:
     """SVD FLOPs of every prunable feature map of one image (VGG16-SSD, 300x300): about 10 m n^2 each."""
-    import torch
-
-    from hrank_ssd.hrank.ranks import RankAccumulator
-    from hrank_ssd.nets.models import build_model
-
     model = build_model("vgg16-ssd", 21, compress_rate=None).eval()
     shapes = []
     acc = RankAccumulator(model, lambda maps: shapes.append(tuple(maps.shape)) or torch.zeros(maps.shape[:2]))
@@ -108,10 +106,7 @@ def workloads(p: Profile, gmacs: Dict[str, float], svd_gflop: float) -> List[Wor
 
 def cpu_ms_per_image(dataset_root, train: bool, images: int = 8) -> float:
     """Decode + transform time of one VOC image here (the data loader's share of each step), median."""
-    from hrank_ssd.data.voc import TestTransform, TrainAugmentation, VOCDataset, read_labels
-    from hrank_ssd.nets.config import VGG16_SSD
-
-    cfg = VGG16_SSD
+    cfg = get_config("vgg16-ssd")
     tf = (TrainAugmentation if train else TestTransform)(cfg.image_size, cfg.image_mean, cfg.image_std)
     root = Path(dataset_root)
     labels = root / "labels.txt"

@@ -1,18 +1,24 @@
-"""Executing the course notebooks with papermill: in order, a kernel each (as on Colab) or one shared kernel."""
+"""Executing the course notebooks with papermill: in order, a kernel each (as on Colab) or one shared kernel.
+
+papermill, nbformat and the Jupyter client are the ``colab`` extra's: they are imported where used, so that the
+course runs its steps directly (``course --no_notebooks``) without them.
+"""
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
-from hrank_ssd.course.steps import repo_root
+from hrank_ssd.course.folders import repo_root
+from hrank_ssd.course.results import NOTEBOOKS
 from hrank_ssd.errors import HRankError
 
-NOTEBOOKS = ("00_setup", "01_rank_generation", "02_hrank_pruning", "03_finetune", "04_eval_map_fps",
-             "05_flops_table", "06_video_demo")
+__all__ = ["NOTEBOOKS", "execute_notebooks", "execute_one", "notebook_params", "notebook_paths"]
 
 
 def notebook_paths(folder) -> list:
+    """The course notebooks of ``folder`` in order (:data:`~hrank_ssd.course.results.NOTEBOOKS`), all present."""
     folder = Path(folder)
     paths = [folder / f"{name}.ipynb" for name in NOTEBOOKS]
     missing = [p.name for p in paths if not p.is_file()]
@@ -78,8 +84,6 @@ class _SharedKernel:
         return copy
 
     def close(self) -> None:
-        import shutil
-
         from jupyter_core.utils import run_sync
 
         if self.km.has_kernel:

@@ -20,15 +20,21 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
+from importlib.metadata import version
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
-from hrank_ssd.course.notebooks import NOTEBOOKS, execute_one, notebook_params
+from hrank_ssd.course.folders import repo_root
+from hrank_ssd.course.notebooks import execute_one, notebook_params
 from hrank_ssd.course.rehearsal_world import SCENARIOS, World, build_world, serve
-from hrank_ssd.course.steps import repo_root
+from hrank_ssd.course.results import NOTEBOOKS, read_json
 from hrank_ssd.errors import HRankError
-from hrank_ssd.io.downloads import MANIFEST_ENV, sha256sum
 from hrank_ssd.io.files import atomic_write_text
+from hrank_ssd.io.manifest import MANIFEST_ENV
+from hrank_ssd.io.provenance import RECORD_NAME
+from hrank_ssd.io.standin import StandInWorld
+from hrank_ssd.io.verify import sha256sum
+from hrank_ssd.io.voc_download import VOC_SETS
 
 PROFILE = "full-rehearsal"
 COLAB_PINS = Path("colab") / "colab-gpu-2026-08.txt"
@@ -67,8 +73,6 @@ def colab_env(venv: Path, repo: Path, log: Callable[[str], None] = print) -> Pat
     stamp = "\n".join(_pins(repo) + [(repo / "pyproject.toml").read_text()])
     if marker.is_file() and marker.read_text() == stamp:
         return python
-    from importlib.metadata import version
-
     def pip(*args: str) -> None:
         log(f"[rehearse] {venv}: pip install {' '.join(args)[:120]}")
         done = subprocess.run([str(python), "-m", "pip", "install", "-q", *args], capture_output=True, text=True)
@@ -142,11 +146,9 @@ def _error_outputs(notebook: Path) -> List[str]:
 def _downloads(work: Path) -> Dict[str, dict]:
     """Every ``downloads.json`` under ``work`` (the manifest artifacts' records, and the VOC tars', which are
     recorded under their file names), keyed by manifest name."""
-    from hrank_ssd.io.downloads import VOC_SETS
-
     by_tar = {tar: f"voc-{name}" for name, (_, tar, _) in VOC_SETS.items()}
     got = {}
-    for record in sorted(work.rglob("downloads.json")):
+    for record in sorted(work.rglob(RECORD_NAME)):
         for name, info in json.loads(record.read_text()).items():
             got[by_tar.get(name, name)] = info
     return got
@@ -163,14 +165,13 @@ def _checks(run_dir: Path, world: World, expected: Dict[str, str], notebooks: Li
         check(f"{nb['notebook']} ran", nb["status"] == "ok", nb.get("error", ""))
         check(f"{nb['notebook']} shows no error output", not nb["error_outputs"], "; ".join(nb["error_outputs"]))
     results = run_dir / "results"
-    substitutes = json.loads((results / "substitutes.json").read_text()) if (results / "substitutes.json").is_file() \
-        else {}
+    substitutes = read_json(results, "substitutes.json") or {}
     ran = {nb["notebook"] for nb in notebooks}
     last = "06_video_demo" in ran  # the clip and the report are notebook 06's; the pruned model 03-06's
     uses_pruned = bool(ran & {"03_finetune", "04_eval_map_fps", "06_video_demo"})
     for name, source in expected.items():
         if name == "street-clip" and last:
-            video = json.loads((results / "video.json").read_text()) if (results / "video.json").is_file() else {}
+            video = read_json(results, "video.json") or {}
             check("video clip source", video.get("source") == source, f"{video.get('source')} (expected {source})")
         elif source == "unavailable" and uses_pruned:
             check(f"{name} unavailable and reported", name not in got and "vgg16-ssd-pruned" in substitutes,
@@ -191,8 +192,6 @@ def _checks(run_dir: Path, world: World, expected: Dict[str, str], notebooks: Li
 def run_scenario(scenario: str, world: World, checkout: Path, run_dir: Path, jupyter: Path,
                  notebooks: Sequence[str] = NOTEBOOKS, log: Callable[[str], None] = print) -> dict:
     """Serve ``world`` as ``scenario`` says and run ``notebooks`` from ``checkout`` into ``run_dir``."""
-    from hrank_ssd.io.standin import StandInWorld
-
     run_dir.mkdir(parents=True, exist_ok=True)
     out_dir = run_dir / "notebooks"
     out_dir.mkdir(exist_ok=True)

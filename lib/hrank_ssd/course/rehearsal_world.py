@@ -27,9 +27,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+import torch
+
+from hrank_ssd.course.video import make_synthetic_video
+from hrank_ssd.data.synthetic import SHAPES, make_synthetic_voc
+from hrank_ssd.data.voc import VOC_CLASSES, TestTransform, VOCDataset
 from hrank_ssd.errors import HRankError
-from hrank_ssd.io.downloads import DEFAULT_MANIFEST, VOC_SETS, extract_archive, md5sum, sha256sum
+from hrank_ssd.hrank.pruning import prune_model
+from hrank_ssd.hrank.ranks import compute_ranks, image_batches, save_ranks
+from hrank_ssd.io.archives import extract_archive
 from hrank_ssd.io.files import atomic_write_text
+from hrank_ssd.io.manifest import DEFAULT_MANIFEST
+from hrank_ssd.io.verify import md5sum, sha256sum
+from hrank_ssd.io.voc_download import VOC_SETS
+from hrank_ssd.nets.compress import PRUNED_RATE
+from hrank_ssd.nets.models import build_model, clean_state_dict
 
 SCENARIOS = ("normal", "quota", "corrupt")
 BUNDLE_DIR = "hrank-ssd-models"  # the folder inside the bundle zip
@@ -51,10 +63,6 @@ def _artifacts(manifest_data: dict) -> Dict[str, dict]:
 
 def _save_plain(model, path: Path) -> Path:
     """A bare state dict, as pytorch-ssd's ``net.save`` writes it (no sidecar, no metadata)."""
-    import torch
-
-    from hrank_ssd.nets.models import clean_state_dict
-
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(clean_state_dict(model), path)
     return path
@@ -66,8 +74,6 @@ def _voc_sources(repo: Path, folder: Path, train: int, test: int, seed: int):
     v07, v12 = shared / "voc2007_sample" / "VOC2007", shared / "voc2012_sample" / "VOC2012"
     if (v07 / "Annotations").is_dir() and (v12 / "Annotations").is_dir():
         return v07, v12, "real VOC samples (../shared/data: VOC2007 and VOC2012 images with their XML)"
-    from hrank_ssd.data.synthetic import SHAPES, make_synthetic_voc
-
     root = make_synthetic_voc(folder / "synthetic", train, test, image_size=300, seed=seed)
     for xml in (root / "Annotations").glob("*.xml"):  # the shapes take VOC class names (the published labels)
         text = xml.read_text()
@@ -78,8 +84,6 @@ def _voc_sources(repo: Path, folder: Path, train: int, test: int, seed: int):
 
 
 def _voc_names() -> List[str]:
-    from hrank_ssd.data.voc import VOC_CLASSES
-
     return list(VOC_CLASSES)
 
 
@@ -129,14 +133,6 @@ def _voc_tars(folder: Path, repo: Path, train: int, test: int, seed: int) -> Tup
 
 
 def _ranks_and_models(folder: Path, train_root: Path, seed: int) -> Dict[str, Path]:
-    import torch
-
-    from hrank_ssd.data.voc import TestTransform, VOCDataset
-    from hrank_ssd.hrank.pruning import prune_model
-    from hrank_ssd.hrank.ranks import compute_ranks, image_batches, save_ranks
-    from hrank_ssd.nets.compress import PRUNED_RATE
-    from hrank_ssd.nets.models import build_model
-
     torch.manual_seed(seed)
     vgg, mb1 = build_model("vgg16-ssd", 21).eval(), build_model("mb1-ssd", 21).eval()
     files = {"vgg16-ssd": _save_plain(vgg, folder / "gcs" / "vgg16-ssd-mp-0_7726.pth"),
@@ -168,8 +164,6 @@ def _street_clip(folder: Path, repo: Path, test_tar_root: Optional[Path]) -> Pat
     if shared.is_file():
         shutil.copyfile(shared, out)
         return out
-    from hrank_ssd.course.video import make_synthetic_video
-
     return make_synthetic_video(out, test_tar_root, seconds=2, fps=10)
 
 

@@ -20,7 +20,9 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
+from tqdm.auto import tqdm
 
+from hrank_ssd.data.voc import VOCDataset
 from hrank_ssd.errors import HRankError
 
 PathLike = Union[str, os.PathLike]
@@ -212,8 +214,6 @@ def process_video(predictor, class_names: Sequence[str], in_path: PathLike, out_
     few frames. Returns ``{"frames", "fps_in", "avg_fps", "out_path"}`` (``avg_fps``: frames per second
     of predict time over the whole run).
     """
-    from tqdm.auto import tqdm
-
     if max_frames is not None and max_frames < 1:
         raise HRankError(f"--max_frames must be at least 1, got {max_frames}")
     if not 0.0 <= threshold <= 1.0:
@@ -300,8 +300,6 @@ def make_synthetic_video(out_path: PathLike, dataset_root: PathLike, seconds: fl
     a ``size`` (width, height) window moves across them at ``speed`` frame heights per second.
     Deterministic. Written atomically; returns ``out_path``.
     """
-    from hrank_ssd.data.voc import VOCDataset
-
     n_frames = int(round(seconds * fps))
     if n_frames < 1 or fps <= 0:
         raise HRankError(f"seconds * fps must give at least one frame (seconds={seconds}, fps={fps})")

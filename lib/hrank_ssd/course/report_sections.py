@@ -1,0 +1,218 @@
+"""The sections of report.md, in order: each reads the loaded results files and writes its part of a
+:class:`Page`; a missing file becomes a note saying what writes it (:func:`~hrank_ssd.course.results.missing_note`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import pandas as pd
+
+from hrank_ssd.course import report_tables as tables
+from hrank_ssd.course.plots import plot_map_vs, plot_per_class, save_plot
+from hrank_ssd.course.results import log_name, missing_note
+from hrank_ssd.measure.flops import MAC_NOTE
+from hrank_ssd.measure.sensitivity import plot_criteria, plot_sensitivity
+from hrank_ssd.measure.tables import markdown_table
+from hrank_ssd.nets.compress import PRUNED_RATE_TEXT
+from hrank_ssd.train.logs import plot_curves
+
+FLOATFMT = ".4f"  # the report's numbers: 4 digits unless a column says otherwise
+
+Results = Dict[str, object]
+
+
+class Page:
+    """The report being written: its markdown lines and the PNG plots it links (under ``run_dir/plots``)."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
+        self.plots = self.run_dir / "plots"
+        self.lines: List[str] = []
+        self.made: List[Path] = []
+
+    def add(self, *lines: str) -> None:
+        self.lines += lines
+
+    def heading(self, text: str) -> None:
+        self.add("", text, "")
+
+    def table(self, df: pd.DataFrame, floatfmt: str = FLOATFMT, formats: Optional[Dict[str, str]] = None) -> None:
+        self.add(markdown_table(df, floatfmt, formats=formats))
+
+    def figure(self, path: Path, alt: str, caption: Optional[str] = None) -> None:
+        """Record a saved plot and link it: a blank line (or a bold caption), then the image."""
+        self.made.append(path)
+        self.add(*(["", f"**{caption}**", ""] if caption else [""]))
+        self.add(f"![{alt}]({path.relative_to(self.run_dir).as_posix()})")
+
+    def missing(self, res: Results, *names: str) -> bool:
+        """A note for each of ``names`` the run lacks (as one paragraph); whether any was missing."""
+        notes = [missing_note(n) for n in names if res.get(n) is None]
+        if notes:
+            self.add("\n\n".join(notes))
+        return bool(notes)
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
+def intro(page: Page, res: Results) -> None:
+    settings = res.get("settings.json") or {}
+    page.add("# HRank-SSD course report", "",
+             f"Run folder: `{page.run_dir.name}`" + (f", profile **{settings['name']}**" if settings.get("name") else "")
+             + ". Every number below is read from `results/` of this run, except the figures marked "
+               "*theirs*, which are quoted from the original HRank-SSD project (VOC2007 test).")
+    if settings.get("synthetic"):
+        page.add("", "> This run used the synthetic offline dataset and small models trained here "
+                 f"(VGG width {settings.get('vgg_width')}, MobileNetV1 width {settings.get('mb1_width')}): "
+                 "our mAP is measured on synthetic shapes and is **not comparable** to the published VOC numbers. "
+                 "Params, MACs and the benchmark are for the full-size detectors (300x300, 21 classes).")
+    if settings.get("name") == "full-rehearsal":
+        page.add("", "> A rehearsal of the full profile (`python -m hrank_ssd rehearse`): the downloads came from a "
+                 "local stand-in with seeded random weights and a few VOC images, so its mAP measures nothing; it "
+                 "proves the path. Latencies, params and MACs are real.")
+    for key, why in (res.get("substitutes.json") or {}).items():  # a published model that could not be had
+        page.add("", f"> **{tables.title(key)}: not the published model.** {why}. Retry later (Drive's quota "
+                 "resets within 24 hours), or download it by hand: `python -m hrank_ssd download --list`.")
+
+
+def comparison(page: Page, res: Results) -> None:
+    page.heading("## 1. VGG16-SSD vs HRank-pruned VGG16-SSD vs MobileNetV1-SSD")
+    comp = tables.comparison_table(res)
+    if len(comp):
+        page.table(comp, formats=tables.COMP_FORMATS)
+        page.add("", f"*mAP (ours)*: this run's test set; *mAP (theirs, published)*: {tables.PUBLISHED_LABEL}, "
+                 f"pruned with `{PRUNED_RATE_TEXT}`. *eval predict ms/img*: average predict time (resize, forward, "
+                 "decode, NMS) of the trained model during evaluation; *bench*: median latency of the full-size "
+                 "detectors, batch 1 (`results/bench.csv`): *forward* is the network alone, *predict* adds pre- and "
+                 "post-processing (with random weights NMS sees its worst case, so compare models by *forward*). "
+                 "*params (trained)*: the model evaluated in this run; *full size*: the detector at 300x300 with 21 "
+                 "classes (`results/flops.csv`).")
+        page.add("", tables.machine_line(res.get("machine.json")))
+    if any(res.get(n) is None for n in ("map.csv", "bench.csv", "flops.csv")):
+        page.add("")
+        page.missing(res, "map.csv", "bench.csv", "flops.csv")
+    if not len(comp) or "mAP (ours)" not in comp:
+        return
+    if "GMACs (full size)" in comp:
+        plot_map_vs(comp, "GMACs (full size)", "GMACs (full-size detector, 300x300)", page.plots / "map_vs_macs.png")
+        page.figure(page.plots / "map_vs_macs.png", "mAP vs MACs")
+    lat = next((c for c in ("bench forward ms", "eval predict ms/img") if c in comp), None)
+    if lat:
+        plot_map_vs(comp, lat, f"{lat} (lower is faster)", page.plots / "map_vs_latency.png")
+        page.figure(page.plots / "map_vs_latency.png", "mAP vs latency")
+
+
+def per_class(page: Page, res: Results) -> None:
+    page.heading("## 2. Per-class AP")
+    pc = res.get("per_class_ap.csv")
+    if page.missing(res, "per_class_ap.csv"):
+        return
+    page.table(tables.per_class_pivot(pc))
+    plot_per_class(pc, page.plots / "per_class_ap.png")
+    page.figure(page.plots / "per_class_ap.png", "per-class AP")
+    cols = [c for c in ("class", "gts", "dets", "recall", "precision", "ap") if c in pc]
+    for key in dict.fromkeys(pc["model"]):
+        page.heading(f"### {tables.title(key)}: ground truths, detections, recall, precision")
+        page.table(pc[pc["model"] == key][cols])
+
+
+def speed(page: Page, res: Results) -> None:
+    page.heading("## 3. Latency and FPS")
+    bench = res.get("bench.csv")
+    if not page.missing(res, "bench.csv"):
+        page.table(bench.assign(model=bench["model"].map(tables.title)), floatfmt=".1f",
+                   formats={"GMACs": ".3f", "forward_speedup": ".2f", "mac_ratio": ".2f"})
+        if "forward_speedup" in bench and "mac_ratio" in bench and len(bench) > 1:
+            page.add("")
+            first = tables.title(bench["model"].iloc[0])
+            for _, r in bench.iloc[1:].iterrows():
+                page.add(f"- {tables.title(r['model'])}: {r['mac_ratio']:.2f}x fewer MACs than {first}, "
+                         f"but a {r['forward_speedup']:.2f}x faster forward pass.")
+            page.add("", "Latency falls less than MACs: memory traffic, per-layer overheads, the un-pruned parts "
+                     "(extras, heads) and post-processing (decode + NMS) do not shrink with the pruned filters, "
+                     "and depthwise convolutions do few MACs per byte moved.")
+    trained = res.get("bench_trained.csv")
+    if trained is not None:
+        page.heading("Trained models (as evaluated in this run):")
+        page.table(trained.assign(model=trained["model"].map(tables.title)), floatfmt=".2f")
+
+
+def flops(page: Page, res: Results) -> None:
+    page.heading("## 4. Parameters and MACs (exact count beside the original's seed-style count)")
+    fl = res.get("flops.csv")
+    if page.missing(res, "flops.csv"):
+        return
+    exact_cols = [c for c in ("model", "compress_rate", "params", "MACs", "GMACs", "params_ratio", "MACs_ratio")
+                  if c in fl]
+    seed_cols = [c for c in ("model", "seed_params", "seed_flops") if c in fl]
+    page.add("### Exact (whole detector, 300x300, 21 classes)", "")
+    page.table(fl[exact_cols], formats={"GMACs": ".3f", "params_ratio": ".3f", "MACs_ratio": ".3f"})
+    page.add("", MAC_NOTE)
+    if len(seed_cols) > 1:
+        page.heading("### Seed style (the original project's counting rules, reproduced) beside their published "
+                     "figures")
+        page.table(tables.seed_table(fl, seed_cols), floatfmt=".0f")
+        page.add("", "The seed count only counts the 14 pruned convs (VGG), sizes fc6 without dilation, removes "
+                 "pruned filters twice, and for MobileNetV1 counts the ImageNet classifier at 256x256: "
+                 "`hrank_ssd.measure.seed_flops.seed_explanation` (notebook `05_flops_table.ipynb`) lists every "
+                 "difference with its numbers.")
+
+
+def sensitivity(page: Page, res: Results) -> None:
+    page.heading("## 5. Per-layer sensitivity (prune one layer, no finetuning)")
+    sens = res.get("sensitivity.csv")
+    if page.missing(res, "sensitivity.csv"):
+        return
+    page.table(sens.pivot_table(index="rate", columns="name", values="map", sort=False).reset_index(),
+               formats={"rate": ".1f"})
+    page.figure(save_plot(plot_sensitivity(sens), page.plots / "sensitivity.png"), "sensitivity")
+
+
+def criteria(page: Page, res: Results) -> None:
+    page.heading("## 6. Pruning criteria at the same compress rate")
+    crit = res.get("criteria.csv")
+    if not page.missing(res, "criteria.csv"):
+        page.table(crit)
+        base = tables.baseline_map(res.get("map.csv"))
+        page.figure(save_plot(plot_criteria(crit, baseline=base), page.plots / "criteria.png"), "criteria")
+    page.heading("### Finetuning with and without distillation from the unpruned model (same budget)")
+    if not page.missing(res, "distillation.csv"):
+        page.table(res["distillation.csv"])
+
+
+def training(page: Page, res: Results) -> None:
+    page.heading("## 7. Training and finetuning curves")
+    logs = res.get("logs") or {}
+    if not logs:
+        page.add(missing_note("log_*.csv"))
+        return
+    page.table(tables.training_summary(logs), formats={"time s": ".1f"})
+    for key in logs:
+        png = plot_curves(page.run_dir / "results" / log_name(key), page.plots / f"loss_{key}.png")
+        page.figure(png, f"loss curves {key}", caption=tables.title(key))
+
+
+def video(page: Page, res: Results) -> None:
+    info = res.get("video.json")
+    if info:
+        page.heading("## 8. Video demo")
+        page.table(pd.DataFrame([{k: v for k, v in info.items() if not isinstance(v, (list, dict))}]), floatfmt=".2f")
+
+
+def timings(page: Page, res: Results) -> None:
+    page.heading("## Step timings (this machine)")
+    times = res.get("timings.json")
+    if not times:
+        page.add(missing_note("timings.json"))
+    else:
+        page.table(tables.timings_table(times), floatfmt=".1f")
+    settings = res.get("settings.json")
+    if settings:
+        page.heading("## Settings")
+        page.table(tables.settings_table(settings))
+
+
+SECTIONS = (intro, comparison, per_class, speed, flops, sensitivity, criteria, training, video, timings)

@@ -1,0 +1,176 @@
+"""The report's tables, computed from a run's results files (:func:`hrank_ssd.course.results.load_results`).
+
+The only typed numbers are the original project's published figures, quoted in :data:`PUBLISHED_MAP` (and
+:func:`hrank_ssd.measure.seed_flops.published_for`) and always labelled as theirs.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Dict, List, Optional
+
+import pandas as pd
+
+from hrank_ssd.course.results import MODEL_KEYS, MODEL_TITLES
+from hrank_ssd.errors import HRankError
+from hrank_ssd.measure.seed_flops import published_for
+from hrank_ssd.nets.compress import layer_rates, parse_compress_rate
+from hrank_ssd.nets.registry import net_names, num_prunable
+
+# Labels used by flops_table's default rows -> model keys.
+FLOPS_LABELS = {"VGG16-SSD": "vgg16-ssd", "VGG16-SSD pruned": "vgg16-ssd-pruned", "MobileNetV1-SSD": "mb1-ssd"}
+
+# The original HRank-SSD project's published mAP on VOC2007 test (quoted, never computed here).
+PUBLISHED_MAP = {"vgg16-ssd": 0.7731, "vgg16-ssd-pruned": 0.6953, "mb1-ssd": 0.6759}
+PUBLISHED_LABEL = "published by the original HRank-SSD project (theirs, VOC2007 test)"
+
+COMP_COLUMNS = ["model", "mAP (ours)", "mAP (theirs, published)", "eval predict ms/img", "bench forward ms",
+                "forward FPS", "bench predict ms", "predict FPS", "params (trained)", "params (full size)",
+                "GMACs (full size)"]
+COMP_FORMATS = {"mAP (ours)": ".4f", "mAP (theirs, published)": ".4f", "GMACs (full size)": ".3f",
+                "eval predict ms/img": ".1f", "bench predict ms": ".1f", "bench forward ms": ".1f",
+                "predict FPS": ".2f", "forward FPS": ".2f"}
+
+
+def title(key: str) -> str:
+    """A model key as the report shows it (the course's models by name, others as they are)."""
+    return MODEL_TITLES.get(key, key)
+
+
+def rates_in(text) -> Optional[List[float]]:
+    """The rates a results file wrote as text (``[0.1]*7+[0.5]*7``); None when the cell holds none."""
+    try:
+        return parse_compress_rate(str(text))
+    except HRankError:
+        return None
+
+
+def published_flops(net, compress_rate) -> Optional[Dict[str, float]]:
+    """Their published params/flops for ``net`` at the rates written in a ``flops.csv`` cell, if they have one."""
+    rates = rates_in(compress_rate)
+    if net not in net_names() or rates is None:
+        return None
+    try:
+        return published_for(net, layer_rates(rates, num_prunable(net)))
+    except HRankError:
+        return None
+
+
+def flops_by_key(flops: Optional[pd.DataFrame]) -> Dict[str, dict]:
+    """``flops.csv``'s rows by model key (a custom row: the net's name, ``-pruned`` when its rate is not zero)."""
+    if flops is None:
+        return {}
+    out = {}
+    for row in flops.to_dict("records"):
+        key = FLOPS_LABELS.get(str(row.get("model")))
+        if key is None:  # a custom row: pruned when its rate is not all zero
+            pruned = any(r > 0 for r in rates_in(row.get("compress_rate")) or [])
+            key = f"{row.get('net')}-pruned" if pruned else str(row.get("net"))
+        out.setdefault(key, row)
+    return out
+
+
+def machine_line(machine: Optional[dict]) -> str:
+    """Where the latencies were measured (they move with the machine), from ``results/machine.json``."""
+    if not machine:
+        return "Latencies: the machine was not recorded (`results/machine.json` is written by `Course.bench()`)."
+    return (f"Latencies measured on {machine.get('device_name', '?')} (device `{machine.get('device', '?')}`, CPU "
+            f"{machine.get('cpu', '?')}, {machine.get('threads', '?')} threads), torch {machine.get('torch', '?')}, "
+            f"{machine.get('date', '?')}.")
+
+
+def _row_of(frame: Optional[pd.DataFrame], key: str) -> Optional[pd.Series]:
+    if frame is None or key not in set(frame["model"]):
+        return None
+    return frame[frame["model"] == key].iloc[0]
+
+
+def _comparison_row(key: str, mp, bench, flops: Dict[str, dict]) -> Optional[dict]:
+    """One model's row of :func:`comparison_table`, None when no file mentions it."""
+    row, present = {"model": title(key)}, False
+    m = _row_of(mp, key)
+    if m is not None:
+        row["mAP (ours)"] = float(m["mAP"])
+        if "avg_predict_s" in m and pd.notna(m["avg_predict_s"]):
+            row["eval predict ms/img"] = 1000.0 * float(m["avg_predict_s"])
+        if "params" in m and pd.notna(m["params"]):
+            row["params (trained)"] = int(m["params"])
+        present = True
+    if key in PUBLISHED_MAP:
+        row["mAP (theirs, published)"] = PUBLISHED_MAP[key]
+    b = _row_of(bench, key)
+    if b is not None:
+        for kind in ("forward", "predict"):
+            if f"{kind}_median_ms" in b:
+                row[f"bench {kind} ms"] = float(b[f"{kind}_median_ms"])
+                row[f"{kind} FPS"] = 1000.0 / float(b[f"{kind}_median_ms"])
+        present = True
+    if key in flops:
+        row["params (full size)"] = int(flops[key]["params"])
+        row["GMACs (full size)"] = float(flops[key]["MACs"]) / 1e9
+        present = True
+    return row if present else None
+
+
+def comparison_table(res: Dict[str, object]) -> pd.DataFrame:
+    """One row per model: our mAP, their published mAP, predict time, FPS, params and MACs (from the files)."""
+    mp, bench, flops = res.get("map.csv"), res.get("bench.csv"), flops_by_key(res.get("flops.csv"))
+    keys = list(MODEL_KEYS)
+    for frame in (mp, bench):
+        if frame is not None and "model" in frame:
+            keys += [k for k in frame["model"] if k not in keys]
+    rows = [row for row in (_comparison_row(key, mp, bench, flops) for key in keys) if row is not None]
+    df = pd.DataFrame(rows)
+    return df[[c for c in COMP_COLUMNS if c in df.columns]] if len(df) else df
+
+
+def per_class_pivot(per_class: pd.DataFrame) -> pd.DataFrame:
+    """class x model AP table (models in course order), with the mean (mAP) as the last row."""
+    models = [k for k in MODEL_KEYS if k in set(per_class["model"])]
+    models += [k for k in dict.fromkeys(per_class["model"]) if k not in models]
+    piv = per_class.pivot_table(index="class", columns="model", values="ap", sort=False)[models]
+    piv = piv.rename(columns=title)
+    mean = piv.mean(numeric_only=True).to_frame().T
+    mean.index = ["mAP (mean)"]
+    out = pd.concat([piv, mean])
+    out.index.name = "class"
+    return out.reset_index()
+
+
+def seed_table(flops: pd.DataFrame, seed_cols: List[str]) -> pd.DataFrame:
+    """``flops.csv``'s seed-style counts with their published figures beside them (NaN where they have none)."""
+    seed = flops[seed_cols].copy()
+    pubs = [published_flops(r.get("net"), r.get("compress_rate")) for _, r in flops.iterrows()]
+    seed["theirs: params (published)"] = [p["params"] if p else float("nan") for p in pubs]
+    seed["theirs: flops (published)"] = [p["flops"] if p else float("nan") for p in pubs]
+    return seed
+
+
+def training_summary(logs: Dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per training log: epochs, the last epoch's losses and mAP, the total time."""
+    rows = []
+    for key, log in logs.items():
+        last = log.iloc[-1]
+        row = {"model": title(key), "epochs": len(log)}
+        for c in ("train_loss", "val_loss", "mAP"):
+            if c in log:
+                row[f"last {c}"] = float(last[c]) if pd.notna(last[c]) else float("nan")
+        if "time_s" in log:
+            row["time s"] = float(log["time_s"].sum())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def baseline_map(mp: Optional[pd.DataFrame]) -> Optional[float]:
+    """The baseline VGG16-SSD's mAP in ``map.csv`` (None when absent)."""
+    row = _row_of(mp, "vgg16-ssd")
+    return None if row is None else float(row["mAP"])
+
+
+def timings_table(times: dict) -> pd.DataFrame:
+    return pd.DataFrame([{"step": k, "seconds": float(v)} for k, v in times.items()])
+
+
+def settings_table(settings: dict) -> pd.DataFrame:
+    return pd.DataFrame([{"setting": k, "value": json.dumps(v) if isinstance(v, (list, dict)) else str(v)}
+                         for k, v in settings.items()])

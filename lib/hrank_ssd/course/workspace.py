@@ -1,0 +1,246 @@
+"""The reusable artifacts of the course: datasets, trained, pruned and finetuned models, HRank's ranks.
+
+:class:`Workspace` is the half of :class:`~hrank_ssd.course.steps.Course` that makes or fetches what later steps
+use, under ``work_dir/<profile>/`` (``data/``, ``models/<key>.pth``, ``checkpoints/<key>/``, ``ranks/``), and
+reuses what an earlier run made; it also keeps the run's bookkeeping in ``run_dir/results``
+(:mod:`hrank_ssd.course.results`): timings, substitutes, training logs.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Dict, Optional
+
+import pandas as pd
+
+from hrank_ssd.course import results as results_files
+from hrank_ssd.course.folders import LATEST_LINK
+from hrank_ssd.course.profiles import Profile, get_profile
+from hrank_ssd.data.synthetic import make_synthetic_voc
+from hrank_ssd.data.voc import TestTransform, VOCDataset, read_labels
+from hrank_ssd.devices import resolve_device
+from hrank_ssd.errors import HRankError
+from hrank_ssd.hrank.pruning import prune_model, save_pruned
+from hrank_ssd.hrank.ranks import compute_ranks, has_ranks, image_batches, save_ranks
+from hrank_ssd.io import downloads, voc_download
+from hrank_ssd.nets.models import load_model, save_model
+from hrank_ssd.train.config import TrainConfig
+from hrank_ssd.train.trainer import train
+
+
+class Workspace:
+    """Paths, data and models of one course run. ``work_dir`` holds reusable artifacts, ``run_dir`` this run's
+    results."""
+
+    def __init__(self, profile="offline", run_dir=f"runs/{LATEST_LINK}", work_dir="work", device=None,
+                 progress=True):
+        self.profile = profile if isinstance(profile, Profile) else get_profile(profile)
+        self.work = Path(work_dir) / self.profile.name
+        self.run_dir = Path(run_dir)
+        self.results = self.run_dir / "results"
+        self.results.mkdir(parents=True, exist_ok=True)
+        self.device, self.progress = str(resolve_device(device)), progress  # None: cuda when visible
+        self._fetched: Dict[str, Path] = {}
+        self._voc_sets: set = set()  # VOC sets checked (and downloaded if missing) in this run
+        self.substitutes: Dict[str, str] = {}  # model key -> why another model stands in for it
+
+    # ------------------------------------------------------------ bookkeeping
+
+    def path(self, key: str) -> Path:
+        """Where the course keeps the model ``key`` (``work/<profile>/models/<key>.pth``)."""
+        return self.work / "models" / f"{key}.pth"
+
+    def result(self, name: str) -> Path:
+        """``run_dir/results/<name>`` for a results file of :data:`hrank_ssd.course.results.RESULTS`."""
+        return results_files.results_file(self.results, name)
+
+    def save_json(self, name: str, obj) -> Path:
+        """Write the results file ``name`` (JSON) of this run."""
+        return results_files.write_json(self.results, name, obj)
+
+    def load_json(self, name: str):
+        """The results file ``name`` of this run, parsed (None when absent)."""
+        return results_files.read_json(self.results, name)
+
+    def fetch(self, name: str) -> Path:
+        """A published artifact (weights_manifest.json), downloaded and verified once per run: every later
+        call returns the same path instead of hashing a 100 MB checkpoint again."""
+        if name not in self._fetched:
+            self._fetched[name] = downloads.fetch(name, dest_dir=self.work.parent, progress=self.progress)
+        return self._fetched[name]
+
+    @contextmanager
+    def timed(self, step: str):
+        """Time the block into ``results/timings.json`` under ``step``."""
+        start = time.perf_counter()
+        yield
+        results_files.add_timing(self.results, step, time.perf_counter() - start)
+
+    # ------------------------------------------------------------ data
+
+    def dataset_root(self) -> Path:
+        """The training (and, offline, test) VOC root: made here or downloaded."""
+        p = self.profile
+        if p.synthetic:
+            root = self.work / "data" / "VOCdevkit" / "VOC2007"
+            if not (root / "labels.txt").is_file():
+                with self.timed("dataset"):
+                    make_synthetic_voc(self.work / "data", p.num_train, p.num_test, p.image_size, seed=p.seed)
+            return root
+        return self._voc("2007-trainval") / "VOC2007"
+
+    def test_root(self) -> Path:
+        """The test VOC root (offline: the synthetic set's, whose test split is separate)."""
+        if self.profile.synthetic:
+            return self.dataset_root()
+        return self._voc("2007-test") / "VOC2007-test"
+
+    def _voc(self, voc_set: str) -> Path:
+        """``work/data/VOCdevkit`` (on Drive when the notebook mounted it) with ``voc_set`` downloaded once:
+        each notebook fetches only the sets it uses (the course trains and ranks on VOC2007 trainval and
+        tests on VOC2007 test; VOC2012 is never needed), and a second VM finds them already there."""
+        devkit = self.work / "data" / "VOCdevkit"
+        if voc_set not in self._voc_sets:
+            with self.timed(f"dataset {voc_set}"):
+                voc_download.download_voc(self.work / "data", sets=(voc_set,), keep_tars=False,
+                                          progress=self.progress)
+            self._voc_sets.add(voc_set)
+        return devkit
+
+    def label_file(self) -> Path:
+        """The class names file (``labels.txt``) of the profile's data."""
+        if self.profile.synthetic:
+            return self.dataset_root() / "labels.txt"
+        return self.fetch("voc-labels")
+
+    def class_names(self):
+        """The class names, BACKGROUND first."""
+        return read_labels(self.label_file())
+
+    def test_dataset(self, limit: Optional[int] = None):
+        """The test split (its first ``limit`` images when given)."""
+        ds = VOCDataset(self.test_root(), split="test", is_test=True, class_names=self.class_names())
+        if limit:
+            ds.ids = ds.ids[:limit]
+        return ds
+
+    # ------------------------------------------------------------ models
+
+    def _train(self, key: str, net: str, epochs: int, lr: float, width: float, hooks=None, **extra) -> Path:
+        out = self.path(key)
+        folder = self.work / "checkpoints" / key
+        if out.is_file():
+            self._copy_log(folder, key)
+            return out
+        p = self.profile
+        cfg = TrainConfig(datasets=[str(self.dataset_root())], validation_dataset=str(self.test_root()),
+                          label_file=str(self.label_file()), net=net, batch_size=p.batch_size, num_epochs=epochs,
+                          lr=lr, scheduler="cosine", optimizer=p.optimizer, augment=p.augment, init=p.init,
+                          checkpoint_folder=str(folder), width=width,
+                          image_size=p.image_size, seed=p.seed, device=self.device, resume="auto",
+                          validation_epochs=max(1, epochs // 3), progress=self.progress, **extra)
+        with self.timed(f"train {key}"):
+            result = train(cfg, hooks)
+        save_model(result.model, out)
+        self._copy_log(folder, key)
+        return out
+
+    def _copy_log(self, folder: Path, key: str) -> None:
+        """Training logs belong to this run's results too (also when the model came from an earlier run)."""
+        if (folder / "log.csv").is_file():
+            pd.read_csv(folder / "log.csv").to_csv(self.result(results_files.log_name(key)), index=False)
+
+    def baseline(self, net: str = "vgg16-ssd") -> Path:
+        """A trained detector: trained here (offline) or the published weights (full)."""
+        p = self.profile
+        if p.synthetic:
+            if net == "vgg16-ssd":
+                return self._train(net, net, p.train_epochs, p.lr, p.vgg_width)
+            return self._train(net, net, p.mb1_epochs, p.mb1_lr, p.mb1_width)
+        return self.fetch(net)
+
+    def rank_dir(self, generate: Optional[bool] = None) -> Path:
+        """HRank ranks of the baseline VGG16-SSD: by default the original project's published folder on the
+        full profile, generated here otherwise; ``generate=True`` computes the student's own (``work/ranks``)."""
+        if generate is None:
+            generate = self.profile.synthetic
+        if not generate and not self.profile.synthetic:
+            return self.fetch("vgg16-ssd-ranks")
+        out = self.work / "ranks"
+        if has_ranks(out, "vgg16-ssd"):
+            return out
+        p = self.profile
+        model = load_model(self.baseline("vgg16-ssd"))
+        ds = VOCDataset(self.dataset_root(), split="trainval",
+                        transform=TestTransform(model.image_size, model.cfg.image_mean, model.cfg.image_std),
+                        class_names=self.class_names())
+        with self.timed("ranks"):
+            ranks = compute_ranks(model, image_batches(ds, p.rank_batch, p.rank_limit), device=self.device,
+                                  total=p.rank_limit, progress=self.progress)
+            save_ranks(ranks, out)
+        return out
+
+    def pruned(self, criterion: str = "hrank") -> Path:
+        """The baseline pruned with ``criterion`` at the profile's compress rate, before finetuning."""
+        out = self.path(f"vgg16-ssd-{criterion}-init")
+        if out.is_file():
+            return out
+        model = load_model(self.baseline("vgg16-ssd"))
+        rank_dir = self.rank_dir() if criterion == "hrank" else None
+        pruned, kept = prune_model(model, self.profile.compress_rate, criterion, rank_dir, seed=self.profile.seed)
+        save_pruned(pruned, out, self.profile.compress_rate, criterion, kept)
+        return out
+
+    def finetuned(self, criterion: str = "hrank", epochs: Optional[int] = None, distill: bool = False,
+                  hooks=None) -> Path:
+        """Prune then finetune (the original train_ssd_prune_eval.py); key ``vgg16-ssd-pruned`` for hrank.
+        ``hooks``: :class:`~hrank_ssd.train.trainer.Hooks` for the training run (e.g. a live loss curve)."""
+        p = self.profile
+        epochs = p.finetune_epochs if epochs is None else epochs
+        key = "vgg16-ssd-pruned" if (criterion == "hrank" and epochs == p.finetune_epochs and not distill) \
+            else f"vgg16-ssd-{criterion}-ft{epochs}{'-kd' if distill else ''}"
+        if epochs == 0:
+            return self.pruned(criterion)
+        if key == "vgg16-ssd-pruned" and not p.synthetic and p.use_published_pruned:
+            return self.fetch("vgg16-ssd-hrank")
+        extra = {"distill_from": str(self.baseline("vgg16-ssd"))} if distill else {}
+        return self._train(key, "vgg16-ssd", epochs, p.finetune_lr, 1.0, hooks, base_net=str(self.pruned(criterion)),
+                           **extra)
+
+    def student_finetuned(self, hooks=None) -> Path:
+        """Notebook 03's finetuning: the profile's own (``finetuned()``), or, where the published pruned model
+        stands in for the original 120 GPU epochs (full), a short run of ``student_finetune_epochs`` epochs
+        from the student's own pruned model (about 600 iterations on VOC2007 trainval at batch 8), resumable.
+        Its per-epoch log is :meth:`log_file` of the returned path."""
+        p = self.profile
+        if p.use_published_pruned and not p.synthetic and p.student_finetune_epochs:
+            return self.finetuned(epochs=p.student_finetune_epochs, hooks=hooks)
+        return self.finetuned(hooks=hooks)
+
+    def log_file(self, model: Path) -> Path:
+        """This run's copy of the training log of a model trained by the course (``log_<key>.csv``)."""
+        return self.result(results_files.log_name(Path(model).stem))
+
+    def pruned_model(self) -> Path:
+        """The finetuned pruned detector that notebooks 04-06 measure: :meth:`finetuned`. On the full profile,
+        when the published one cannot be had (Drive over quota, a corrupt copy), the course goes on with the
+        student's own (:meth:`student_finetuned`), says so once, and records it in ``results/substitutes.json``."""
+        try:
+            return self.finetuned()
+        except HRankError as e:
+            if self.profile.synthetic or not self.profile.use_published_pruned:
+                raise
+            if "vgg16-ssd-pruned" not in self.substitutes:
+                self.substitutes["vgg16-ssd-pruned"] = f"published pruned model unavailable ({e}); using your own " \
+                    f"finetuned pruned model ({self.profile.student_finetune_epochs} epoch(s), notebook 03) instead"
+                print(self.substitutes["vgg16-ssd-pruned"], file=sys.stderr)
+                self.save_json("substitutes.json", self.substitutes)
+            return self.student_finetuned()
+
+    def model_path(self, key: str) -> Path:
+        """The checkpoint of one of :data:`~hrank_ssd.course.results.MODEL_KEYS`."""
+        return {"vgg16-ssd": lambda: self.baseline("vgg16-ssd"), "mb1-ssd": lambda: self.baseline("mb1-ssd"),
+                "vgg16-ssd-pruned": self.pruned_model}[key]()
