@@ -1,7 +1,8 @@
 # Two commands set everything up on a fresh machine:
 #   make course   create .venv, install, build the offline dataset and run the whole course offline
 #   make test     create .venv, install, run the test suite
-# make notebook opens the course in Jupyter in the browser.
+# make notebook opens the course in Jupyter in the browser (with jupytext: each .ipynb is paired with its .py source).
+# make notebooks builds notebooks/*.ipynb from their sources notebooks/NN_name.py (docs/course.md, "Editing a notebook").
 # make rehearse runs Colab's full-profile path offline (stand-in Drive/GCS/VOC, Colab's package versions).
 # FULL=1 make course runs the course on real VOC data and the published weights (network needed).
 
@@ -13,7 +14,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 RUNS ?= runs
 PROFILE := $(if $(FULL),full,offline)
 
-.PHONY: course test install lint clean bench notebook rehearse
+.PHONY: course test install lint clean bench notebook notebooks rehearse
 
 $(VENV)/.installed: pyproject.toml requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,8 +28,11 @@ course: install
 	$(PY) -m hrank_ssd course --profile $(PROFILE) --runs $(RUNS)
 
 notebook: install
-	test -x $(VENV)/bin/jupyter || $(PY) -m pip install -q -e ".[course]"
+	test -x $(VENV)/bin/jupyter -a -x $(VENV)/bin/jupytext || $(PY) -m pip install -q -e ".[course]"
 	$(VENV)/bin/jupyter lab notebooks/
+
+notebooks: install
+	$(PY) notebooks/make_notebooks.py
 
 # every notebook on the full profile against a local stand-in of Drive, GCS and the VOC mirrors, in a venv
 # pinned to Colab's versions (.venv-colab, made once), normal + Drive quota + damaged downloads
@@ -41,6 +45,7 @@ test: install
 
 lint: install
 	$(VENV)/bin/ruff check lib tests data_scripts benchmarks notebooks
+	$(PY) notebooks/make_notebooks.py --check
 
 bench: install
 	$(PY) benchmarks/run_all.py $(if $(wildcard work/offline/models/vgg16-ssd-pruned.pth),--trained work/offline/models/vgg16-ssd-pruned.pth --dataset work/offline/data/VOCdevkit/VOC2007)

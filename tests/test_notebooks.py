@@ -1,9 +1,13 @@
-"""The course notebooks: committed clean (no outputs), generated from make_notebooks.py, and all run on `tiny`."""
+"""The course notebooks: built from their jupytext sources, committed clean (no outputs), all run on `tiny`."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +16,9 @@ nbformat = pytest.importorskip("nbformat", reason="the notebooks' tests need nbf
 
 REPO = Path(__file__).resolve().parents[1]
 NB_DIR = REPO / "notebooks"
+BUILD = NB_DIR / "make_notebooks.py"
+needs_jupytext = pytest.mark.skipif(importlib.util.find_spec("jupytext") is None,
+                                    reason="the notebooks' sources need jupytext: pip install -e '.[dev]'")
 
 
 def _names():
@@ -20,8 +27,8 @@ def _names():
     return NOTEBOOKS
 
 
-def _load_generator():
-    spec = importlib.util.spec_from_file_location("make_notebooks", NB_DIR / "make_notebooks.py")
+def _load_build():
+    spec = importlib.util.spec_from_file_location("make_notebooks", BUILD)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -53,10 +60,6 @@ def test_committed_notebook_is_clean(name):
 
 def test_colab_setup_cell_with_a_missing_repo_fails_in_one_line_without_prompting(tmp_path):
     """The setup cell as Colab runs it (google.colab present), cloning a repository that does not exist."""
-    import os
-    import subprocess
-    import sys
-
     setup = nbformat.read(str(NB_DIR / "00_setup.ipynb"), as_version=4).cells[1].source
     run = ("import sys, types\nsys.modules['google.colab'] = types.ModuleType('google.colab')\n"
            f"exec(compile({setup!r}, 'setup-cell', 'exec'))")
@@ -98,10 +101,6 @@ print(json.dumps({'calls': calls, 'cwd': os.getcwd(), 'profile': course.profile.
 def test_colab_setup_cell_clones_installs_and_picks_the_profile(tmp_path, injected):
     """The Colab branch with a stand-in google.colab: the clone and pip commands, then the profile: Colab's
     default (full) unless papermill injected one, which is kept."""
-    import os
-    import subprocess
-    import sys
-
     nb = nbformat.read(str(NB_DIR / "00_setup.ipynb"), as_version=4)
     setup, params, course = nb.cells[1].source, nb.cells[2].source, nb.cells[3].source
     run = [setup, params] + ([injected] if injected else []) + [course]
@@ -130,15 +129,75 @@ def test_colab_setup_cell_clones_installs_and_picks_the_profile(tmp_path, inject
     assert got["profile"] == ("tiny" if injected else "full")
 
 
-def test_notebooks_match_their_generator(tmp_path):
-    """The committed .ipynb files are exactly what make_notebooks.py writes (edit the generator, not the JSON)."""
-    gen = _load_generator()
-    assert list(gen.NOTEBOOKS) == list(_names())
-    gen.main(tmp_path)
+@needs_jupytext
+def test_notebooks_are_built_from_their_sources():
+    """Each committed .ipynb is what make_notebooks.py builds from its .py (edit the source, then build), and
+    the .py is exactly jupytext's text of that .ipynb: Jupyter's pairing rewrites neither."""
+    import jupytext
+
+    build = _load_build().Notebooks()
+    assert build.names() == list(_names())
+    assert build.stale() == []
     for name in _names():
-        fresh = json.loads((tmp_path / f"{name}.ipynb").read_text())
-        committed = json.loads((NB_DIR / f"{name}.ipynb").read_text())
-        assert fresh == committed, f"{name}.ipynb differs from make_notebooks.py: regenerate it"
+        source, ipynb = build.build(name)
+        assert (NB_DIR / f"{name}.ipynb").read_text(encoding="utf-8") == ipynb, f"{name}.ipynb: rebuild it"
+        committed = jupytext.read(NB_DIR / f"{name}.ipynb")
+        assert jupytext.writes(committed, fmt="py:percent", config=build.config) == source
+        assert (NB_DIR / f"{name}.py").read_text(encoding="utf-8") == source
+
+
+@needs_jupytext
+def test_every_notebook_carries_the_shared_cells_exactly():
+    """The badge, setup, parameters and course cells have one copy, notebooks/_shared_cells.py."""
+    import jupytext
+
+    build = _load_build().Notebooks()
+    badge, shared = build.badge, build.shared
+    assert [c.metadata.get("tags", []) for c in shared] == [[], ["parameters"], []]
+    # the badge and the setup cell name the same repository and branch (a fork changes both, in that one file)
+    assert badge.endswith("(https://colab.research.google.com/github/hrank-ssd/hrank-ssd/blob/main/notebooks/{name}.ipynb)")
+    assert '"HRANK_SSD_REPO_URL", "https://github.com/hrank-ssd/hrank-ssd"' in shared[0].source
+    assert '"HRANK_SSD_BRANCH", "main"' in shared[0].source
+    for name in _names():
+        for nb in (nbformat.read(str(NB_DIR / f"{name}.ipynb"), as_version=4), jupytext.read(NB_DIR / f"{name}.py")):
+            assert nb.cells[0].cell_type == "markdown"
+            assert nb.cells[0].source.startswith(badge.replace("{name}", name) + "\n\n# "), name
+            assert [(c.cell_type, c.source, c.metadata.get("tags", [])) for c in nb.cells[1:4]] == \
+                [("code", c.source, c.metadata.get("tags", [])) for c in shared], name
+
+
+def _check(folder: Path):
+    return subprocess.run([sys.executable, str(folder / "make_notebooks.py"), "--check"], capture_output=True,
+                          text=True, timeout=300, stdin=subprocess.DEVNULL)
+
+
+@needs_jupytext
+def test_build_check_names_a_stale_notebook_and_the_build_mends_it(tmp_path):
+    folder = tmp_path / "notebooks"
+    shutil.copytree(NB_DIR, folder, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+    assert _check(folder).returncode == 0
+    lesson = folder / "03_finetune.py"  # a lesson edited, the notebook not rebuilt
+    lesson.write_text(lesson.read_text(encoding="utf-8") + "\n# %%\nprint('one more cell')\n", encoding="utf-8")
+    out = _check(folder)
+    assert out.returncode == 1 and out.stdout == ""
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert "03_finetune.ipynb" in out.stderr and "05_flops_table" not in out.stderr
+    drifted = folder / "05_flops_table.py"  # a shared cell edited in one notebook instead of _shared_cells.py
+    text = drifted.read_text(encoding="utf-8")
+    drifted.write_text(text.replace('DEVICE = None  #', 'DEVICE = "cpu"  #', 1), encoding="utf-8")
+    out = _check(folder)
+    assert out.returncode == 1 and len(out.stderr.strip().splitlines()) == 1
+    assert "05_flops_table.py (shared cells differ" in out.stderr and "03_finetune.ipynb" in out.stderr
+    (folder / "99_orphan.ipynb").write_text((folder / "00_setup.ipynb").read_text())
+    assert "99_orphan.ipynb (no source" in _check(folder).stderr
+    (folder / "99_orphan.ipynb").unlink()
+    build = subprocess.run([sys.executable, str(folder / "make_notebooks.py")], capture_output=True, text=True,
+                           timeout=300, stdin=subprocess.DEVNULL)
+    assert build.returncode == 0, build.stderr
+    assert _check(folder).returncode == 0
+    assert drifted.read_text(encoding="utf-8") == text  # the canonical shared cells are back
+    nb = nbformat.read(str(folder / "03_finetune.ipynb"), as_version=4)
+    assert nb.cells[-1].source == "print('one more cell')" and nb.cells[-1].outputs == []
 
 
 def _kernel_missing() -> str:

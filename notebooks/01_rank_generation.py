@@ -1,0 +1,198 @@
+# %% [markdown]
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/hrank-ssd/hrank-ssd/blob/main/notebooks/01_rank_generation.ipynb)
+#
+# # 1. HRank: the rank of a feature map
+#
+# Pruning removes whole **filters** (output channels) of a convolution. Which ones? HRank's answer: a
+# filter whose output feature maps have a **high matrix rank** carries more information, and the average
+# rank of a filter's maps barely depends on which images you feed in. So a few batches of images are
+# enough to score every filter, and the lowest-ranked filters go.
+
+# %%
+# Setup. On Colab: clone the repository and install it (Colab's own torch/torchvision are kept).
+# Locally: find the repository root and work from there.
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+IN_COLAB = "google.colab" in sys.modules
+USE_DRIVE = False  # Colab only: keep work/ (checkpoints, ranks) and runs/ on Google Drive, safe from disconnects
+
+if IN_COLAB:
+    REPO = Path(os.environ.get("HRANK_SSD_COLAB_DIR", "/content/hrank-ssd"))
+    if not REPO.is_dir():
+        url = os.environ.get("HRANK_SSD_REPO_URL", "https://github.com/hrank-ssd/hrank-ssd")
+        branch = os.environ.get("HRANK_SSD_BRANCH", "main")
+        clone = subprocess.run(["git", "clone", "--depth", "1", "--branch", branch, url, str(REPO)],
+                               capture_output=True, text=True, env=dict(os.environ, GIT_TERMINAL_PROMPT="0"))
+        if clone.returncode != 0:  # never a password prompt: one line saying what to change
+            raise SystemExit(f"could not clone {url} (branch {branch}): set HRANK_SSD_REPO_URL / HRANK_SSD_BRANCH "
+                             f"to your fork, or fix the URL in notebooks/_shared_cells.py (git: {' '.join(clone.stderr.split())[:200]})")
+    os.chdir(REPO)
+    # Keep every preinstalled package (torch, torchvision, ipywidgets, matplotlib, pandas...) at Colab's version:
+    # pip then installs only what Colab lacks, and our loose ranges accept what it has.
+    frozen = subprocess.run([sys.executable, "-m", "pip", "freeze"], capture_output=True, text=True).stdout
+    Path("/tmp/keep-colab-packages.txt").write_text("\n".join(x for x in frozen.splitlines() if "==" in x) + "\n")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", ".[colab]", "-c", "/tmp/keep-colab-packages.txt"],
+                   check=True)
+    sys.path.insert(0, str(REPO / "lib"))  # the editable install is only seen by new processes
+    if USE_DRIVE:
+        from google.colab import drive
+
+        drive.mount("/content/drive")
+        DRIVE_DIR = Path("/content/drive/MyDrive/hrank-ssd")
+        DRIVE_DIR.mkdir(parents=True, exist_ok=True)
+else:
+    REPO = Path.cwd().resolve()
+    while not (REPO / "lib" / "hrank_ssd").is_dir() and REPO != REPO.parent:
+        REPO = REPO.parent
+    if not (REPO / "lib" / "hrank_ssd").is_dir():
+        raise RuntimeError("start Jupyter inside the hrank-ssd checkout (no lib/hrank_ssd found above here)")
+    os.chdir(REPO)
+print("working in", Path.cwd())
+
+# %% tags=["parameters"]
+# Course parameters (papermill adds a cell with its own values right after this one).
+PROFILE = "offline"  # offline: synthetic data, small models trained here | tiny: seconds (CI) | full: real VOC
+RUN_DIR = "runs/latest"  # this run's results (tables, plots); the course command passes runs/<timestamp>
+WORK_DIR = "work"  # reusable artifacts: datasets, trained models, ranks, checkpoints (per profile)
+DEVICE = None  # None: cuda when available, else cpu
+COLAB_PROFILE = "full"  # the profile used on Colab unless PROFILE was injected
+
+# %%
+import torch  # noqa: F401  (later cells of most notebooks use it)
+
+from hrank_ssd.course.steps import Course
+
+# On Colab the default is the real thing; values injected by papermill (a "# Parameters" cell) win.
+_injected = any(str(src).lstrip().startswith("# Parameters") for src in globals().get("In", [])[:-1])
+if IN_COLAB and not _injected:
+    PROFILE = COLAB_PROFILE
+    if USE_DRIVE:
+        WORK_DIR, RUN_DIR = str(DRIVE_DIR / "work"), str(DRIVE_DIR / "runs" / "latest")
+course = Course(PROFILE, run_dir=RUN_DIR, work_dir=WORK_DIR, device=DEVICE, progress=not _injected)
+DEVICE = course.device  # None became cuda when a GPU is visible, else cpu
+print(f"profile {course.profile.name}, device {DEVICE}, results in {course.results}, artifacts in {course.work}")
+
+# %% [markdown]
+# ## Rank of a matrix, in two lines
+#
+# A feature map is an H x W matrix. Its rank is the number of linearly independent rows. An outer
+# product (every row a multiple of one row) has rank 1; random noise has full rank; an all-zero map
+# (a dead ReLU) has rank 0.
+
+# %%
+import numpy as np
+
+from hrank_ssd.hrank import ranks as R
+
+outer = torch.outer(torch.arange(1.0, 9.0), torch.linspace(-1, 1, 8))  # 8x8, every row a multiple of one
+noise = torch.randn(8, 8, generator=torch.Generator().manual_seed(0))
+zero = torch.zeros(8, 8)
+print([int(torch.linalg.matrix_rank(m)) for m in (outer, noise, zero)])
+
+# %% [markdown]
+# Check: the batched rank (one SVD call for many maps, what the library uses) equals HRank's one-map-at-a-time loop. On a CPU the batch is also what lets several cores share the SVDs: `batched_ranks` splits it over `torch.get_num_threads()` workers (`benchmarks/results.md` times it).
+
+# %%
+assert [int(torch.linalg.matrix_rank(m)) for m in (outer, noise, zero)] == [1, 8, 0]
+maps = torch.relu(torch.randn(2, 6, 10, 10, generator=torch.Generator().manual_seed(1)))
+maps[0, 0] = torch.outer(torch.rand(10), torch.rand(10))  # one low-rank map
+assert torch.equal(R.batched_ranks(maps), R.ranks_one_at_a_time(maps))
+print(R.batched_ranks(maps))
+
+# %% [markdown]
+# ## Feature maps of the trained VGG16-SSD
+#
+# A forward hook catches the output (after ReLU) of one conv layer for one test image. Left: the maps
+# with the highest rank, right: the lowest. Low-rank maps are flat, blank or stripy: little information.
+
+# %%
+import matplotlib.pyplot as plt
+
+from hrank_ssd.data.voc import TestTransform
+from hrank_ssd.nets.models import activation_key, layer_names, load_model
+
+model = load_model(course.baseline("vgg16-ssd")).eval()
+LAYER = 4  # 0-based prunable layer: conv3_1
+caught = {}
+module = dict(model.named_modules())[activation_key("vgg16-ssd", LAYER)]
+handle = module.register_forward_hook(lambda m, i, out: caught.update(maps=out.detach()))
+transform = TestTransform(model.image_size, model.cfg.image_mean, model.cfg.image_std)
+image = transform(course.test_dataset().get_image(0))[0]
+with torch.no_grad():
+    model(image.unsqueeze(0))
+handle.remove()
+fmaps = caught["maps"][0]
+rank = R.batched_ranks(fmaps.unsqueeze(0))[0]
+order = torch.argsort(rank, descending=True)
+show = order[:4].tolist() + order[-4:].tolist()
+fig, axes = plt.subplots(1, 8, figsize=(16, 2.4))
+for ax, c in zip(axes, show):
+    ax.imshow(fmaps[c], cmap="viridis")
+    ax.set_title(f"filter {c}: rank {int(rank[c])}", fontsize=8)
+    ax.axis("off")
+fig.suptitle(f"{layer_names('vgg16-ssd')[LAYER]} ({fmaps.shape[1]}x{fmaps.shape[2]} maps): 4 highest, 4 lowest rank")
+plt.show()
+
+# %% [markdown]
+# ## The rank files
+#
+# `Course.rank_dir()` averages every filter's rank over `rank_limit` batches of training images and
+# writes `rank_conv{i}.npy` for the 14 prunable layers (conv1_1 ... conv5_3 and fc6; fc7 feeds the heads
+# directly and is not pruned), the file names of the original HRank code. On the full profile
+# `rank_dir()` gives the original project's published rank files (what its pruned model was made from);
+# `rank_dir(generate=True)` computes your own, and the comparison below sets the two side by side.
+
+# %%
+import pandas as pd
+
+rank_dir = course.rank_dir()
+files = sorted(rank_dir.glob("rank_conv*.npy"), key=lambda p: int(p.stem[len("rank_conv"):]))
+print(rank_dir, [p.name for p in files])
+ranks = [np.load(p) for p in files]
+pd.DataFrame(R.rank_summary(ranks, "vgg16-ssd")).round(2)
+
+# %% [markdown]
+# Check: one file per prunable layer, one value per filter, no rank above the map's size.
+
+# %%
+assert len(ranks) == 14
+for i, (r, channels) in enumerate(zip(ranks, model.plan.prunable)):
+    assert r.shape == (channels,), (i, r.shape, channels)
+    assert r.dtype == np.float32 and (r >= 0).all() and r.max() <= model.image_size
+print("rank files look right")
+
+# %%
+fig, axes = plt.subplots(2, 7, figsize=(16, 4.5))
+for ax, name, r in zip(axes.flat, layer_names("vgg16-ssd"), ranks):
+    ax.hist(r, bins=20)
+    ax.set_title(name, fontsize=9)
+fig.suptitle("Average rank of each filter, per layer")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## Your ranks against the published ones (full profile)
+#
+# Ranks depend on the images and on the machine: a filter whose singular value sits right at the rank
+# tolerance counts on one CPU and not on another (float rounding differs between AVX2, AVX-512 and GPUs),
+# and the published ranks came from other images on another machine. What matters is the kept set: per
+# layer, how many of the filters kept at this compress rate both rank files keep.
+
+# %%
+from IPython.display import display
+
+if not course.profile.synthetic:
+    display(course.rank_comparison().round(3))
+else:
+    print("offline profile: no published ranks to compare with (run with PROFILE='full')")
+
+# %% [markdown]
+# CLI equivalent (the original `rank_generation.py`):
+#
+# ```
+# python -m hrank_ssd rank --dataset work/offline/data/VOCdevkit/VOC2007 \
+#     --base_net work/offline/models/vgg16-ssd.pth --limit 4 --batch_size 16 --rank_dir work/offline/ranks
+# ```

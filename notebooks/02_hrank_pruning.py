@@ -1,0 +1,219 @@
+# %% [markdown]
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/hrank-ssd/hrank-ssd/blob/main/notebooks/02_hrank_pruning.ipynb)
+#
+# # 2. HRank pruning: rates, surgery, sensitivity, criteria
+#
+# A **compress rate** says, per prunable layer, which fraction of its filters to remove. The original
+# project writes it as `"[0.1]*7+[0.5]*9"`: the first 7 layers lose 10%, the rest 50% (entries past the
+# 14th are ignored). A layer with `c` filters keeps `int(c * (1 - rate))` of them: the highest-ranked.
+#
+# **Physical pruning** means the network really gets smaller: a conv that keeps 57 of 64 filters becomes a
+# conv with 57 output channels, and the next conv (and BatchNorm, and the detection heads that read this
+# layer) loses the matching input channels. Nothing is masked; the weights are copied into a smaller model.
+
+# %%
+# Setup. On Colab: clone the repository and install it (Colab's own torch/torchvision are kept).
+# Locally: find the repository root and work from there.
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+IN_COLAB = "google.colab" in sys.modules
+USE_DRIVE = False  # Colab only: keep work/ (checkpoints, ranks) and runs/ on Google Drive, safe from disconnects
+
+if IN_COLAB:
+    REPO = Path(os.environ.get("HRANK_SSD_COLAB_DIR", "/content/hrank-ssd"))
+    if not REPO.is_dir():
+        url = os.environ.get("HRANK_SSD_REPO_URL", "https://github.com/hrank-ssd/hrank-ssd")
+        branch = os.environ.get("HRANK_SSD_BRANCH", "main")
+        clone = subprocess.run(["git", "clone", "--depth", "1", "--branch", branch, url, str(REPO)],
+                               capture_output=True, text=True, env=dict(os.environ, GIT_TERMINAL_PROMPT="0"))
+        if clone.returncode != 0:  # never a password prompt: one line saying what to change
+            raise SystemExit(f"could not clone {url} (branch {branch}): set HRANK_SSD_REPO_URL / HRANK_SSD_BRANCH "
+                             f"to your fork, or fix the URL in notebooks/_shared_cells.py (git: {' '.join(clone.stderr.split())[:200]})")
+    os.chdir(REPO)
+    # Keep every preinstalled package (torch, torchvision, ipywidgets, matplotlib, pandas...) at Colab's version:
+    # pip then installs only what Colab lacks, and our loose ranges accept what it has.
+    frozen = subprocess.run([sys.executable, "-m", "pip", "freeze"], capture_output=True, text=True).stdout
+    Path("/tmp/keep-colab-packages.txt").write_text("\n".join(x for x in frozen.splitlines() if "==" in x) + "\n")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", ".[colab]", "-c", "/tmp/keep-colab-packages.txt"],
+                   check=True)
+    sys.path.insert(0, str(REPO / "lib"))  # the editable install is only seen by new processes
+    if USE_DRIVE:
+        from google.colab import drive
+
+        drive.mount("/content/drive")
+        DRIVE_DIR = Path("/content/drive/MyDrive/hrank-ssd")
+        DRIVE_DIR.mkdir(parents=True, exist_ok=True)
+else:
+    REPO = Path.cwd().resolve()
+    while not (REPO / "lib" / "hrank_ssd").is_dir() and REPO != REPO.parent:
+        REPO = REPO.parent
+    if not (REPO / "lib" / "hrank_ssd").is_dir():
+        raise RuntimeError("start Jupyter inside the hrank-ssd checkout (no lib/hrank_ssd found above here)")
+    os.chdir(REPO)
+print("working in", Path.cwd())
+
+# %% tags=["parameters"]
+# Course parameters (papermill adds a cell with its own values right after this one).
+PROFILE = "offline"  # offline: synthetic data, small models trained here | tiny: seconds (CI) | full: real VOC
+RUN_DIR = "runs/latest"  # this run's results (tables, plots); the course command passes runs/<timestamp>
+WORK_DIR = "work"  # reusable artifacts: datasets, trained models, ranks, checkpoints (per profile)
+DEVICE = None  # None: cuda when available, else cpu
+COLAB_PROFILE = "full"  # the profile used on Colab unless PROFILE was injected
+
+# %%
+import torch  # noqa: F401  (later cells of most notebooks use it)
+
+from hrank_ssd.course.steps import Course
+
+# On Colab the default is the real thing; values injected by papermill (a "# Parameters" cell) win.
+_injected = any(str(src).lstrip().startswith("# Parameters") for src in globals().get("In", [])[:-1])
+if IN_COLAB and not _injected:
+    PROFILE = COLAB_PROFILE
+    if USE_DRIVE:
+        WORK_DIR, RUN_DIR = str(DRIVE_DIR / "work"), str(DRIVE_DIR / "runs" / "latest")
+course = Course(PROFILE, run_dir=RUN_DIR, work_dir=WORK_DIR, device=DEVICE, progress=not _injected)
+DEVICE = course.device  # None became cuda when a GPU is visible, else cpu
+print(f"profile {course.profile.name}, device {DEVICE}, results in {course.results}, artifacts in {course.work}")
+
+# %% [markdown]
+# ## Choosing the compress rate
+#
+# Move a slider per VGG stage and watch parameters, MACs (multiply-accumulates, of the full-size
+# detector: 300x300, 21 classes) and the kept filters change. Without widgets (or in a static copy of this
+# notebook) the table below is for the rates in `STAGE_RATES`: edit them and re-run the cell.
+
+# %%
+import pandas as pd
+
+from hrank_ssd.measure import flops
+from hrank_ssd.nets.models import build_model, count_parameters, layer_names
+from hrank_ssd.nets.registry import get_net
+
+VGG = get_net("vgg16-ssd")  # everything the library knows about the net: lib/hrank_ssd/nets/vgg16_ssd.py
+STAGES = dict(VGG.stages)  # prunable layers per stage: {"conv1": 2, "conv2": 2, "conv3": 3, ...}
+STAGE_RATES = {"conv1": 0.1, "conv2": 0.1, "conv3": 0.1, "conv4": 0.5, "conv5": 0.5, "fc6": 0.5}  # = [0.1]*7+[0.5]*9
+full = build_model("vgg16-ssd", 21)
+full_macs = flops.totals(flops.count_exact(full))["MACs"]
+
+
+def plan(stage_rates):
+    rates = VGG.stage_rates(stage_rates)
+    pruned = build_model("vgg16-ssd", 21, compress_rate=rates)
+    macs = flops.totals(flops.count_exact(pruned))["MACs"]
+    print(f"params {count_parameters(pruned):,} ({count_parameters(pruned) / count_parameters(full):.1%}), "
+          f"MACs {macs / 1e9:.2f} G ({macs / full_macs:.1%} of {full_macs / 1e9:.2f} G)")
+    return pd.DataFrame({"layer": layer_names("vgg16-ssd"), "rate": rates, "filters": full.plan.prunable,
+                         "kept": pruned.plan.prunable})
+
+
+plan(STAGE_RATES)
+
+# %%
+try:
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    sliders = {s: widgets.FloatSlider(value=r, min=0.0, max=0.9, step=0.05, description=s, continuous_update=False)
+               for s, r in STAGE_RATES.items()}
+    out = widgets.Output()
+
+    def redraw(_=None):
+        with out:
+            out.clear_output(wait=True)
+            display(plan({s: w.value for s, w in sliders.items()}).T)
+
+    for w in sliders.values():
+        w.observe(redraw, names="value")
+    display(widgets.VBox([widgets.HBox(list(sliders.values())[:3]), widgets.HBox(list(sliders.values())[3:]), out]))
+except ImportError:
+    print("ipywidgets is not installed: edit STAGE_RATES in the cell above and re-run it")
+
+# %% [markdown]
+# Check: the MAC count of a conv is `out_h * out_w * out_channels * in_channels * k_h * k_w`. The first
+# conv of the pruned model keeps `int(64 * 0.9) = 57` filters, so its weight has shape [57, 3, 3, 3].
+
+# %%
+from hrank_ssd.nets.compress import PRUNED_RATE, format_compress_rate
+
+seed = build_model("vgg16-ssd", 21, compress_rate=PRUNED_RATE)
+assert list(seed.base_net[0].weight.shape) == [57, 3, 3, 3]
+assert list(seed.base_net[2].weight.shape) == [57, 57, 3, 3]  # conv1_2 lost output AND input channels
+rows = flops.count_exact(seed)
+conv1_1 = rows.iloc[0]
+assert conv1_1["MACs"] == flops.conv_macs(3, 57, 3, 300, 300) == 300 * 300 * 57 * 3 * 3 * 3
+print(conv1_1[["label", "in_channels", "out_channels", "kernel", "out_h", "out_w", "MACs"]].to_dict())
+
+# %% [markdown]
+# ## The surgery, layer by layer
+#
+# HRank keeps the highest-ranked filters of the trained baseline (`rank_dir` from notebook 1). Every
+# parameter whose shape changes is listed: convs lose output filters, the next conv loses input channels,
+# biases and the conv4_3 BatchNorm follow, and the detection heads reading conv4_3 and fc7 lose inputs.
+
+# %%
+from hrank_ssd.hrank import pruning
+from hrank_ssd.nets.models import load_model
+
+baseline = load_model(course.baseline("vgg16-ssd")).eval()
+pruned, kept = pruning.prune_model(baseline, course.profile.compress_rate, "hrank", course.rank_dir())
+print(f"compress rate {format_compress_rate(course.profile.compress_rate)}: {count_parameters(baseline):,} -> "
+      f"{count_parameters(pruned):,} parameters")
+pd.DataFrame(pruning.describe_surgery(baseline, pruned))
+
+# %% [markdown]
+# Check: the small model computes exactly what the original computes with the removed filters
+# zeroed out (`pruning.masked_copy`). Pruning itself changes nothing but the size; accuracy drops only
+# because those filters' outputs are gone, which is what finetuning repairs.
+
+# %%
+masked = pruning.masked_copy(baseline, kept).eval()
+x = torch.randn(2, 3, baseline.image_size, baseline.image_size, generator=torch.Generator().manual_seed(0))
+with torch.no_grad():
+    (c1, l1), (c2, l2) = pruned.eval()(x), masked(x)
+assert torch.allclose(c1, c2, atol=1e-4, rtol=1e-4) and torch.allclose(l1, l2, atol=1e-4, rtol=1e-4)
+print("pruned == masked original; max difference", float((c1 - c2).abs().max()))
+
+# %% [markdown]
+# ## Which layers can lose filters? Sensitivity
+#
+# Prune **one** layer at a time at a given rate, evaluate without finetuning, and compare with the
+# unpruned mAP (dashed). Flat curves: that layer can be pruned hard. Steep: spare it. (Offline the data
+# set and models are small, so the curves are noisy; the method is the point.)
+
+# %%
+import matplotlib.pyplot as plt
+
+from hrank_ssd.measure import sensitivity
+
+sens = course.sensitivity()
+sensitivity.plot_sensitivity(sens)
+plt.show()
+sens.pivot_table(index="rate", columns="name", values="map").round(4)
+
+# %% [markdown]
+# ## Does the criterion matter? HRank vs L1-norm vs random
+#
+# Same compress rate, three ways to pick the filters: highest average rank (HRank), largest weight
+# L1-norm, or at random. Measured right after pruning and, when the profile allows, after the same short
+# finetuning.
+
+# %%
+crit = course.criteria()
+sensitivity.plot_criteria(crit)
+plt.show()
+crit
+
+# %% [markdown]
+# CLI equivalents:
+#
+# ```
+# python -m hrank_ssd flops --net vgg16-ssd --compress_rate "[0.1]*7+[0.5]*9"
+# python -m hrank_ssd prune --base_net work/offline/models/vgg16-ssd.pth --rank_dir work/offline/ranks \
+#     --compress_rate "[0.1]*7+[0.5]*9" --criterion hrank --output work/offline/models/vgg16-ssd-hrank-init.pth
+# python -m hrank_ssd sensitivity --dataset work/offline/data/VOCdevkit/VOC2007 \
+#     --trained_model work/offline/models/vgg16-ssd.pth --rank_dir work/offline/ranks --layers 1,4,7,10,13,14 \
+#     --rates 0.3,0.6,0.9 --target_mac_reduction 0.5
+# ```

@@ -1,0 +1,168 @@
+# %% [markdown]
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/hrank-ssd/hrank-ssd/blob/main/notebooks/03_finetune.ipynb)
+#
+# # 3. Finetuning the pruned detector
+#
+# Right after pruning, the detector has lost the outputs of the removed filters and its mAP drops. The
+# remaining weights are still a very good starting point, so a short training run (**finetuning**, small
+# learning rate) recovers most of the accuracy. The original project finetuned its pruned VGG16-SSD for
+# 120 epochs at lr 1e-5 and reached 0.6953 mAP (their figure, VOC2007 test, vs 0.7731 unpruned).
+
+# %%
+# Setup. On Colab: clone the repository and install it (Colab's own torch/torchvision are kept).
+# Locally: find the repository root and work from there.
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+IN_COLAB = "google.colab" in sys.modules
+USE_DRIVE = False  # Colab only: keep work/ (checkpoints, ranks) and runs/ on Google Drive, safe from disconnects
+
+if IN_COLAB:
+    REPO = Path(os.environ.get("HRANK_SSD_COLAB_DIR", "/content/hrank-ssd"))
+    if not REPO.is_dir():
+        url = os.environ.get("HRANK_SSD_REPO_URL", "https://github.com/hrank-ssd/hrank-ssd")
+        branch = os.environ.get("HRANK_SSD_BRANCH", "main")
+        clone = subprocess.run(["git", "clone", "--depth", "1", "--branch", branch, url, str(REPO)],
+                               capture_output=True, text=True, env=dict(os.environ, GIT_TERMINAL_PROMPT="0"))
+        if clone.returncode != 0:  # never a password prompt: one line saying what to change
+            raise SystemExit(f"could not clone {url} (branch {branch}): set HRANK_SSD_REPO_URL / HRANK_SSD_BRANCH "
+                             f"to your fork, or fix the URL in notebooks/_shared_cells.py (git: {' '.join(clone.stderr.split())[:200]})")
+    os.chdir(REPO)
+    # Keep every preinstalled package (torch, torchvision, ipywidgets, matplotlib, pandas...) at Colab's version:
+    # pip then installs only what Colab lacks, and our loose ranges accept what it has.
+    frozen = subprocess.run([sys.executable, "-m", "pip", "freeze"], capture_output=True, text=True).stdout
+    Path("/tmp/keep-colab-packages.txt").write_text("\n".join(x for x in frozen.splitlines() if "==" in x) + "\n")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", ".[colab]", "-c", "/tmp/keep-colab-packages.txt"],
+                   check=True)
+    sys.path.insert(0, str(REPO / "lib"))  # the editable install is only seen by new processes
+    if USE_DRIVE:
+        from google.colab import drive
+
+        drive.mount("/content/drive")
+        DRIVE_DIR = Path("/content/drive/MyDrive/hrank-ssd")
+        DRIVE_DIR.mkdir(parents=True, exist_ok=True)
+else:
+    REPO = Path.cwd().resolve()
+    while not (REPO / "lib" / "hrank_ssd").is_dir() and REPO != REPO.parent:
+        REPO = REPO.parent
+    if not (REPO / "lib" / "hrank_ssd").is_dir():
+        raise RuntimeError("start Jupyter inside the hrank-ssd checkout (no lib/hrank_ssd found above here)")
+    os.chdir(REPO)
+print("working in", Path.cwd())
+
+# %% tags=["parameters"]
+# Course parameters (papermill adds a cell with its own values right after this one).
+PROFILE = "offline"  # offline: synthetic data, small models trained here | tiny: seconds (CI) | full: real VOC
+RUN_DIR = "runs/latest"  # this run's results (tables, plots); the course command passes runs/<timestamp>
+WORK_DIR = "work"  # reusable artifacts: datasets, trained models, ranks, checkpoints (per profile)
+DEVICE = None  # None: cuda when available, else cpu
+COLAB_PROFILE = "full"  # the profile used on Colab unless PROFILE was injected
+
+# %%
+import torch  # noqa: F401  (later cells of most notebooks use it)
+
+from hrank_ssd.course.steps import Course
+
+# On Colab the default is the real thing; values injected by papermill (a "# Parameters" cell) win.
+_injected = any(str(src).lstrip().startswith("# Parameters") for src in globals().get("In", [])[:-1])
+if IN_COLAB and not _injected:
+    PROFILE = COLAB_PROFILE
+    if USE_DRIVE:
+        WORK_DIR, RUN_DIR = str(DRIVE_DIR / "work"), str(DRIVE_DIR / "runs" / "latest")
+course = Course(PROFILE, run_dir=RUN_DIR, work_dir=WORK_DIR, device=DEVICE, progress=not _injected)
+DEVICE = course.device  # None became cuda when a GPU is visible, else cpu
+print(f"profile {course.profile.name}, device {DEVICE}, results in {course.results}, artifacts in {course.work}")
+
+# %%
+import pandas as pd
+
+from hrank_ssd.nets.models import count_parameters, load_model, read_sidecar
+
+init = course.pruned()
+info = read_sidecar(init)
+print(init, "| criterion", info.get("criterion"), "| rates", info.get("compress_rate"))
+
+# %% [markdown]
+# `Course.finetuned()` trains the pruned model (the pruned weights are the starting point) and logs every
+# epoch: train and validation loss (regression + classification) and, every few epochs, mAP. While it runs,
+# the cell below redraws the training loss of every step in place (`LiveLossCurve`, a training hook), and the
+# per-epoch curves are also written to `work/<profile>/checkpoints/<model>/curves.png`. When the model was
+# already trained (a re-run), nothing is trained again and the curve stays empty: the logged curves follow.
+
+# %% [markdown]
+# On the **full** profile the original 120 GPU epochs are out of reach in a notebook: the published pruned
+# model stands in for them (notebooks 04-06 evaluate it), and you finetune *your own* pruned model for a
+# short, stated budget (`student_finetune_epochs`, 1 epoch of VOC2007 trainval: about 600 iterations at
+# batch 8; the README's "time on a Colab T4" table estimates this notebook's minutes). Re-running the cell
+# resumes it.
+
+# %%
+from hrank_ssd.course.report import PUBLISHED_MAP
+from hrank_ssd.errors import HRankError
+
+if course.profile.use_published_pruned and not course.profile.synthetic:
+    try:
+        published = course.finetuned()
+        print(f"published pruned model: {published} ({read_sidecar(published).get('compress_rate', 'rate not recorded')}),"
+              f" published mAP {PUBLISHED_MAP['vgg16-ssd-pruned']} (theirs, VOC2007 test, 120 epochs)")
+    except HRankError as e:  # e.g. Drive over quota: the course goes on with your own finetuned model
+        print(f"published pruned model unavailable: {e}\nnotebooks 04-06 will use yours (below); retry later with "
+              "`python -m hrank_ssd download vgg16-ssd-hrank`")
+from hrank_ssd.train.live_plot import LiveLossCurve
+
+finetuned = course.student_finetuned(hooks=LiveLossCurve(every=5, title="your finetuning"))
+print(f"your finetuned model: {finetuned} ({course.profile.student_finetune_epochs or course.profile.finetune_epochs} epochs)")
+log = pd.read_csv(course.log_file(finetuned))
+log
+
+# %%
+from IPython.display import Image, display
+
+from hrank_ssd.train.logs import plot_curves
+
+(course.run_dir / "plots").mkdir(parents=True, exist_ok=True)
+display(Image(filename=str(plot_curves(course.log_file(finetuned),
+                                       course.run_dir / "plots" / f"loss_{finetuned.stem}.png"))))
+
+# %% [markdown]
+# Check: finetuning changes the weights, never the shapes: the finetuned model has the pruned plan.
+
+# %%
+a, b = load_model(init), load_model(finetuned)
+assert a.plan.base == b.plan.base and count_parameters(a) == count_parameters(b)
+assert any(not torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+print(f"{count_parameters(b):,} parameters, plan {b.plan.prunable}")
+
+# %% [markdown]
+# ## Beyond the original: distillation
+#
+# The unpruned model can teach the pruned one: its class scores, softened with a temperature, become
+# extra soft targets in the MultiBox loss (`--distill_from`). Same finetuning budget, with and without
+# the teacher; whichever wins on this data is what the table shows.
+
+# %%
+kd = course.distillation()
+kd
+
+# %% [markdown]
+# ## Disconnected? Resume
+#
+# Training writes a checkpoint `model_best.pth-<epoch>.tar` into its checkpoint folder after every epoch
+# (atomically: a crash never leaves half a file). It holds the model, the optimiser, the scheduler, the
+# random-number state and the epoch, so `--resume auto` continues from the newest one exactly where it
+# stopped. `Course` always trains with `resume="auto"`: just re-run the cell. On Colab set
+# `USE_DRIVE = True` in the first cell so the checkpoints live on Google Drive and survive a
+# disconnected runtime. The same finetuning from the command line (full profile, as the original project):
+#
+# ```
+# python -m hrank_ssd train --datasets data/VOCdevkit/VOC2007 data/VOCdevkit/VOC2012 \
+#     --validation_dataset data/VOCdevkit/VOC2007-test --net vgg16-ssd \
+#     --base_net models/vgg16-ssd-mp-0_7726.pth --rank_dir models/rank_conv/vgg-16-limitbatch5 \
+#     --compress_rate "[0.1]*7+[0.5]*9" --criterion hrank --lr 1e-5 --num_epochs 120 \
+#     --checkpoint_folder /content/drive/MyDrive/hrank-ssd/checkpoints/vgg16-ssd-pruned --resume auto
+# ```
+#
+# Run it again after a disconnect and it picks up at the last finished epoch (`--checkpoint_every_steps N`
+# also saves inside an epoch).

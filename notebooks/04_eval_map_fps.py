@@ -1,0 +1,200 @@
+# %% [markdown]
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/hrank-ssd/hrank-ssd/blob/main/notebooks/04_eval_map_fps.ipynb)
+#
+# # 4. mAP, per-class AP, latency and FPS
+#
+# **mAP** (VOC2007, 11-point): for each class, rank all detections by score, match each to an unmatched
+# ground-truth box with IoU > 0.5, draw the precision/recall curve and average the precision at recall
+# 0, 0.1, ..., 1; then average over classes. We evaluate the three detectors on the same test set.
+
+# %%
+# Setup. On Colab: clone the repository and install it (Colab's own torch/torchvision are kept).
+# Locally: find the repository root and work from there.
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+IN_COLAB = "google.colab" in sys.modules
+USE_DRIVE = False  # Colab only: keep work/ (checkpoints, ranks) and runs/ on Google Drive, safe from disconnects
+
+if IN_COLAB:
+    REPO = Path(os.environ.get("HRANK_SSD_COLAB_DIR", "/content/hrank-ssd"))
+    if not REPO.is_dir():
+        url = os.environ.get("HRANK_SSD_REPO_URL", "https://github.com/hrank-ssd/hrank-ssd")
+        branch = os.environ.get("HRANK_SSD_BRANCH", "main")
+        clone = subprocess.run(["git", "clone", "--depth", "1", "--branch", branch, url, str(REPO)],
+                               capture_output=True, text=True, env=dict(os.environ, GIT_TERMINAL_PROMPT="0"))
+        if clone.returncode != 0:  # never a password prompt: one line saying what to change
+            raise SystemExit(f"could not clone {url} (branch {branch}): set HRANK_SSD_REPO_URL / HRANK_SSD_BRANCH "
+                             f"to your fork, or fix the URL in notebooks/_shared_cells.py (git: {' '.join(clone.stderr.split())[:200]})")
+    os.chdir(REPO)
+    # Keep every preinstalled package (torch, torchvision, ipywidgets, matplotlib, pandas...) at Colab's version:
+    # pip then installs only what Colab lacks, and our loose ranges accept what it has.
+    frozen = subprocess.run([sys.executable, "-m", "pip", "freeze"], capture_output=True, text=True).stdout
+    Path("/tmp/keep-colab-packages.txt").write_text("\n".join(x for x in frozen.splitlines() if "==" in x) + "\n")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", ".[colab]", "-c", "/tmp/keep-colab-packages.txt"],
+                   check=True)
+    sys.path.insert(0, str(REPO / "lib"))  # the editable install is only seen by new processes
+    if USE_DRIVE:
+        from google.colab import drive
+
+        drive.mount("/content/drive")
+        DRIVE_DIR = Path("/content/drive/MyDrive/hrank-ssd")
+        DRIVE_DIR.mkdir(parents=True, exist_ok=True)
+else:
+    REPO = Path.cwd().resolve()
+    while not (REPO / "lib" / "hrank_ssd").is_dir() and REPO != REPO.parent:
+        REPO = REPO.parent
+    if not (REPO / "lib" / "hrank_ssd").is_dir():
+        raise RuntimeError("start Jupyter inside the hrank-ssd checkout (no lib/hrank_ssd found above here)")
+    os.chdir(REPO)
+print("working in", Path.cwd())
+
+# %% tags=["parameters"]
+# Course parameters (papermill adds a cell with its own values right after this one).
+PROFILE = "offline"  # offline: synthetic data, small models trained here | tiny: seconds (CI) | full: real VOC
+RUN_DIR = "runs/latest"  # this run's results (tables, plots); the course command passes runs/<timestamp>
+WORK_DIR = "work"  # reusable artifacts: datasets, trained models, ranks, checkpoints (per profile)
+DEVICE = None  # None: cuda when available, else cpu
+COLAB_PROFILE = "full"  # the profile used on Colab unless PROFILE was injected
+
+# %%
+import torch  # noqa: F401  (later cells of most notebooks use it)
+
+from hrank_ssd.course.steps import Course
+
+# On Colab the default is the real thing; values injected by papermill (a "# Parameters" cell) win.
+_injected = any(str(src).lstrip().startswith("# Parameters") for src in globals().get("In", [])[:-1])
+if IN_COLAB and not _injected:
+    PROFILE = COLAB_PROFILE
+    if USE_DRIVE:
+        WORK_DIR, RUN_DIR = str(DRIVE_DIR / "work"), str(DRIVE_DIR / "runs" / "latest")
+course = Course(PROFILE, run_dir=RUN_DIR, work_dir=WORK_DIR, device=DEVICE, progress=not _injected)
+DEVICE = course.device  # None became cuda when a GPU is visible, else cpu
+print(f"profile {course.profile.name}, device {DEVICE}, results in {course.results}, artifacts in {course.work}")
+
+# %%
+import matplotlib.pyplot as plt
+
+from hrank_ssd.course import report
+
+summary, per_class = course.evaluate()
+summary.assign(published_mAP_theirs=summary["model"].map(report.PUBLISHED_MAP))
+
+# %% [markdown]
+# `published_mAP_theirs` are the **original project's** figures on VOC2007 test, quoted for comparison.
+# On the offline profile our numbers come from synthetic shapes and small models: compare the ranking of
+# the three models, not the values.
+
+# %%
+report.plot_per_class(per_class)
+plt.show()
+report.per_class_pivot(per_class).round(4)
+
+# %% [markdown]
+# Per class: ground-truth objects, detections, final recall and precision, AP.
+
+# %%
+from IPython.display import display
+
+for key, table in per_class.groupby("model", sort=False):
+    print(key)
+    display(table.drop(columns="model").round(4))
+
+# %% [markdown]
+# Check: mAP is the mean of the per-class APs, and recall never exceeds 1.
+
+# %%
+for key in summary["model"]:
+    table = per_class[per_class["model"] == key]
+    assert abs(summary.set_index("model").loc[key, "mAP"] - table["ap"].dropna().mean()) < 1e-9
+    # a perfect class's 11-point AP sums eleven 1/11 terms, as the devkit does: 1 within float rounding (1e-12)
+    assert (table["recall"].dropna() <= 1).all() and (table["ap"].dropna() <= 1 + 1e-12).all()
+print("evaluation checks passed")
+
+# %% [markdown]
+# ## Latency and FPS
+#
+# `Course.bench()` times the **full-size** detectors (300x300, 21 classes; random weights, since shapes
+# decide speed) on this machine: warm-up runs first, the models interleaved, median and 90th percentile of
+# many runs. *forward* is the network alone; *predict* adds resizing, box decoding and NMS.
+
+# %%
+bench = course.bench()
+bench.round(3)
+
+# %%
+fig, ax = plt.subplots(figsize=(6, 3.5))
+x = range(len(bench))
+ax.bar([i - 0.2 for i in x], bench["mac_ratio"], 0.4, label="MACs: x fewer than VGG16-SSD")
+ax.bar([i + 0.2 for i in x], bench["forward_speedup"], 0.4, label="forward: x faster than VGG16-SSD")
+ax.set_xticks(list(x), bench["model"])
+ax.set_yscale("log")
+ax.legend(fontsize=8)
+plt.show()
+
+# %%
+for _, r in bench.iloc[1:].iterrows():
+    print(f"{r['model']}: {r['mac_ratio']:.2f}x fewer MACs, {r['forward_speedup']:.2f}x faster forward pass")
+assert bench["forward_speedup"].iloc[0] == 1.0
+
+# %% [markdown]
+# ## Why latency falls less than MACs
+#
+# Removing filters removes multiply-adds, but a forward pass costs more than multiply-adds: reading and
+# writing every feature map, the parts that were not pruned (fc7, extras, the detection heads) and the
+# post-processing. MobileNetV1 shows the extreme case: depthwise convolutions do very few MACs per byte they
+# move, so twenty times fewer MACs buy only a few times the speed.
+#
+# For the pruned VGG16-SSD there is a sharper reason, visible layer by layer. CPU (and GPU) convolution
+# kernels process channels in fixed blocks - 16 floats per AVX-512 register - so a layer with 57 channels
+# costs about as much as one with 64. HRank's `[0.1]*7+...` keeps 57, 115 and 230 of 64, 128 and 256
+# filters in conv1_1 ... conv3_3: those layers lose a fifth of their MACs but hardly any time, and they run
+# at the largest resolutions. Below, every layer of both full-size models is timed with hooks (CPU, random
+# weights), next to its MACs.
+
+# %%
+layers, groups, ceiling = course.layer_speed()
+groups.round(2)
+
+# %%
+from hrank_ssd.measure.layer_times import conv_speedups
+from hrank_ssd.nets.registry import get_net
+
+readable = get_net("vgg16-ssd").module_label  # base_net.0 -> conv1_1, ...
+conv = conv_speedups(layers)
+conv = conv[conv["full/pruned MACs"] > 1]  # the layers pruning touched
+x = range(len(conv))
+fig, ax = plt.subplots(figsize=(9, 3))
+ax.bar([i - 0.2 for i in x], conv["full/pruned MACs"], 0.4, label="MACs: full / pruned")
+ax.bar([i + 0.2 for i in x], conv["full/pruned time"], 0.4, label="time: full / pruned")
+ax.axhline(1, color="grey", lw=0.8)
+ax.set_xticks(list(x), [readable(n) or n for n in conv["name"]], rotation=60, fontsize=7)
+ax.set_ylabel("x less in the pruned model")
+ax.legend(fontsize=8)
+plt.show()
+print(f"Measured: the pruned model's layers take {ceiling['measured_speedup']:.2f}x less time than the full "
+      f"ones. If time fell exactly with MACs in every group it would be {ceiling['mac_proportional_speedup']:.2f}x.")
+
+# %% [markdown]
+# Check: the per-layer MACs add up to the whole model's count (notebook 5 explains the counter). The lesson
+# for pruning: choose kept counts on the hardware's block boundaries (multiples of 16 here) or prune the
+# early layers harder; `benchmarks/results.md` has the full analysis, including the channels_last layout.
+
+# %%
+from hrank_ssd.measure.bench import count_macs
+from hrank_ssd.nets.models import build_model
+
+full_macs = count_macs(build_model("vgg16-ssd", 21))
+assert abs(layers["full_MMACs"].sum() * 1e6 - full_macs) <= 1e-6 * full_macs
+
+# %% [markdown]
+# CLI equivalents:
+#
+# ```
+# python -m hrank_ssd eval --dataset work/offline/data/VOCdevkit/VOC2007 \
+#     --trained_model work/offline/models/vgg16-ssd-pruned.pth --eval_dir eval_results/pruned
+# python -m hrank_ssd bench --nets vgg16-ssd,vgg16-ssd-pruned,mb1-ssd --compress_rate "[0.1]*7+[0.5]*9" \
+#     --warmup 5 --runs 20
+# ```

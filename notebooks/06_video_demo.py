@@ -1,0 +1,130 @@
+# %% [markdown]
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/hrank-ssd/hrank-ssd/blob/main/notebooks/06_video_demo.ipynb)
+#
+# # 6. The pruned detector on a video
+#
+# Every frame goes through the same predictor as evaluation (resize, forward, decode, NMS); boxes,
+# class names, scores and the running FPS are drawn on it and the frames are written to an mp4.
+
+# %%
+# Setup. On Colab: clone the repository and install it (Colab's own torch/torchvision are kept).
+# Locally: find the repository root and work from there.
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+IN_COLAB = "google.colab" in sys.modules
+USE_DRIVE = False  # Colab only: keep work/ (checkpoints, ranks) and runs/ on Google Drive, safe from disconnects
+
+if IN_COLAB:
+    REPO = Path(os.environ.get("HRANK_SSD_COLAB_DIR", "/content/hrank-ssd"))
+    if not REPO.is_dir():
+        url = os.environ.get("HRANK_SSD_REPO_URL", "https://github.com/hrank-ssd/hrank-ssd")
+        branch = os.environ.get("HRANK_SSD_BRANCH", "main")
+        clone = subprocess.run(["git", "clone", "--depth", "1", "--branch", branch, url, str(REPO)],
+                               capture_output=True, text=True, env=dict(os.environ, GIT_TERMINAL_PROMPT="0"))
+        if clone.returncode != 0:  # never a password prompt: one line saying what to change
+            raise SystemExit(f"could not clone {url} (branch {branch}): set HRANK_SSD_REPO_URL / HRANK_SSD_BRANCH "
+                             f"to your fork, or fix the URL in notebooks/_shared_cells.py (git: {' '.join(clone.stderr.split())[:200]})")
+    os.chdir(REPO)
+    # Keep every preinstalled package (torch, torchvision, ipywidgets, matplotlib, pandas...) at Colab's version:
+    # pip then installs only what Colab lacks, and our loose ranges accept what it has.
+    frozen = subprocess.run([sys.executable, "-m", "pip", "freeze"], capture_output=True, text=True).stdout
+    Path("/tmp/keep-colab-packages.txt").write_text("\n".join(x for x in frozen.splitlines() if "==" in x) + "\n")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", ".[colab]", "-c", "/tmp/keep-colab-packages.txt"],
+                   check=True)
+    sys.path.insert(0, str(REPO / "lib"))  # the editable install is only seen by new processes
+    if USE_DRIVE:
+        from google.colab import drive
+
+        drive.mount("/content/drive")
+        DRIVE_DIR = Path("/content/drive/MyDrive/hrank-ssd")
+        DRIVE_DIR.mkdir(parents=True, exist_ok=True)
+else:
+    REPO = Path.cwd().resolve()
+    while not (REPO / "lib" / "hrank_ssd").is_dir() and REPO != REPO.parent:
+        REPO = REPO.parent
+    if not (REPO / "lib" / "hrank_ssd").is_dir():
+        raise RuntimeError("start Jupyter inside the hrank-ssd checkout (no lib/hrank_ssd found above here)")
+    os.chdir(REPO)
+print("working in", Path.cwd())
+
+# %% tags=["parameters"]
+# Course parameters (papermill adds a cell with its own values right after this one).
+PROFILE = "offline"  # offline: synthetic data, small models trained here | tiny: seconds (CI) | full: real VOC
+RUN_DIR = "runs/latest"  # this run's results (tables, plots); the course command passes runs/<timestamp>
+WORK_DIR = "work"  # reusable artifacts: datasets, trained models, ranks, checkpoints (per profile)
+DEVICE = None  # None: cuda when available, else cpu
+COLAB_PROFILE = "full"  # the profile used on Colab unless PROFILE was injected
+
+# %%
+import torch  # noqa: F401  (later cells of most notebooks use it)
+
+from hrank_ssd.course.steps import Course
+
+# On Colab the default is the real thing; values injected by papermill (a "# Parameters" cell) win.
+_injected = any(str(src).lstrip().startswith("# Parameters") for src in globals().get("In", [])[:-1])
+if IN_COLAB and not _injected:
+    PROFILE = COLAB_PROFILE
+    if USE_DRIVE:
+        WORK_DIR, RUN_DIR = str(DRIVE_DIR / "work"), str(DRIVE_DIR / "runs" / "latest")
+course = Course(PROFILE, run_dir=RUN_DIR, work_dir=WORK_DIR, device=DEVICE, progress=not _injected)
+DEVICE = course.device  # None became cuda when a GPU is visible, else cpu
+print(f"profile {course.profile.name}, device {DEVICE}, results in {course.results}, artifacts in {course.work}")
+
+# %% [markdown]
+# The clip: the street scene `../shared/data/video/vtest.mp4` when it is next to the checkout (the
+# development setup); on the full profile (Colab) the same clip downloaded through the manifest
+# (`street-clip`, checksum-verified); else a synthetic clip panning over the test images. `info["source"]`
+# below says which one was used. Honest warning: the **offline** models have only
+# ever seen coloured shapes, so on a real street they detect nothing meaningful (at most a few spurious
+# boxes); on the synthetic clip they find their shapes. In the **full** profile (trained on VOC) the
+# detector finds persons and cars on the street clip.
+
+# %%
+from hrank_ssd.course import video
+
+info = course.video()  # writes results/video.json
+print("input:", info["source"], info["input"], video.video_info(info["input"]))
+info
+
+# %%
+import matplotlib.pyplot as plt
+
+frames = video.sample_frames(info["out_path"], 3)
+fig, axes = plt.subplots(1, len(frames), figsize=(15, 4))
+for ax, f in zip(list(axes) if len(frames) > 1 else [axes], frames):
+    ax.imshow(f)
+    ax.axis("off")
+plt.show()
+
+# %% [markdown]
+# Check: the output keeps the frame rate and has exactly the frames that were processed.
+
+# %%
+out = video.video_info(info["out_path"])
+assert out["frames"] == info["frames"] and abs(out["fps"] - info["fps_in"]) < 0.5
+print(out)
+
+# %% [markdown]
+# On Colab, download the video from the file browser (`runs/.../video/demo_pruned.mp4`). CLI equivalent:
+#
+# ```
+# python -m hrank_ssd video vgg16-ssd work/offline/models/vgg16-ssd-pruned.pth \
+#     work/offline/data/VOCdevkit/VOC2007/labels.txt ../shared/data/video/vtest.mp4 demo_pruned.mp4 --max_frames 60
+# ```
+
+# %% [markdown]
+# ## The report
+#
+# The last step gathers every result of this run (notebooks 00-06) into `report.md` and `report.html` in the run
+# folder: the comparison table with the machine beside every latency, per-class AP, FLOPs, and which model stood
+# in for which. On Colab it is written too: download it from the file browser, or keep it on Drive
+# (`USE_DRIVE = True`).
+
+# %%
+from hrank_ssd.course.report import write_report
+
+report_md, report_html = write_report(course.run_dir)
+print("report:", report_md, "and", report_html)
