@@ -81,8 +81,7 @@ def pruning_groups(compress_rate: Sequence[float] = PRUNED_RATE, net: str = "vgg
     """Module name -> its pruning group, e.g. ``conv1_1..conv3_3 (rate 0.1)`` in VGG16-SSD.
 
     A group is a run of consecutive prunable layers with the same rate, together with the modules between
-    them (ReLUs, pools, BatchNorms); the layers after the last prunable one, the add-ons, the extras and the
-    headers are "unpruned".
+    them (ReLUs, pools, BatchNorms); everything else is the net's ``unpruned_parts``.
     """
     spec = get_net(net)
     names, n = spec.layer_names, spec.num_prunable
@@ -93,9 +92,7 @@ def pruning_groups(compress_rate: Sequence[float] = PRUNED_RATE, net: str = "vgg
             text = f"{names[start]}..{names[i - 1]}" if i - 1 > start else names[start]
             label[start:i] = [f"{text} (rate {rates[start]:g})"] * (i - start)
             start = i
-    unpruned = f"{spec.layer_names[-1]}'s consumers, add-ons, extras, headers (unpruned)"
-    if net == "vgg16-ssd":  # the name the published tables use
-        unpruned = "fc7, BN add-on, extras, headers (unpruned)"
+    unpruned = f"{spec.unpruned_parts} (unpruned)"
 
     def group(name: str) -> str:
         layer = spec.layer_of_module(name)

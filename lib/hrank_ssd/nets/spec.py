@@ -29,6 +29,7 @@ class NetSpec:
     stages: Tuple[Tuple[str, int], ...]  # consecutive prunable layers grouped for sliders: (name, count)
     module_label: Callable[[str], Optional[str]] = lambda name: None  # readable name of a module (FLOPs tables)
     default_compress_rate: Optional[Tuple[float, ...]] = None  # the published pruning, if any
+    unpruned_parts: str = "extras, headers"  # what pruning leaves whole, as tables name it
 
     @property
     def num_prunable(self) -> int:

@@ -95,4 +95,5 @@ def module_label(name: str) -> Optional[str]:
 SPEC = NetSpec(name="vgg16-ssd", title="VGG16-SSD", config=CONFIG, channels=CHANNELS, extras=EXTRAS,
                layer_names=LAYER_NAMES[:NUM_PRUNABLE], build=build, producer_key=producer_key,
                activation_key=activation_key, slice_rules=slice_rules, layer_of_module=layer_of_module,
-               stages=STAGES, module_label=module_label, default_compress_rate=tuple(PRUNED_RATE))
+               stages=STAGES, module_label=module_label, default_compress_rate=tuple(PRUNED_RATE),
+               unpruned_parts="fc7, BN add-on, extras, headers")
