@@ -17,7 +17,6 @@ def test_course_resolves_its_device_once(tmp_path):
 
 def test_course_fetches_each_artifact_once(tmp_path, monkeypatch):
     from hrank_ssd.course.steps import Course
-    from hrank_ssd.hrank.ranks import has_ranks
     from hrank_ssd.io import downloads
 
     calls = []
