@@ -1,0 +1,253 @@
+"""Latency lookup tables: every unit of the slice rules timed on a grid, predictions that sum measured medians
+(bilinear between grid counts), knapsack costs, a file that refuses another machine. No assertion reads a time:
+the numbers are checked against each other and against hand-made tables."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from hrank_ssd.cli import main
+from hrank_ssd.errors import HRankError
+from hrank_ssd.measure import latency_table as lt
+from hrank_ssd.measure.latency_measure import find_units
+from hrank_ssd.measure.latency_table import (
+    LatencyTable,
+    UnitTimes,
+    current_machine,
+    grid_counts,
+    hardware_block,
+)
+from hrank_ssd.nets.models import build_model
+from hrank_ssd.nets.registry import get_net
+from hrank_ssd.nets.ssd import kept_channels
+
+NETS = ("vgg16-ssd", "mb1-ssd")
+FAST = ["--width", "0.125", "--image_size", "300", "--grid", "3", "--runs", "1", "--warmup", "0", "--no_progress"]
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory):
+    """Each net's table measured through the CLI at a tiny width: net -> (path, what the command printed)."""
+    out = {}
+    for net in NETS:
+        path = tmp_path_factory.mktemp("latency") / f"{net}.json"
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            assert main(["latency-table", "--net", net, *FAST, "--out", str(path)]) == 0
+        out[net] = (path, printed.getvalue())
+    return out
+
+
+def _model(net):
+    return build_model(net, 21, width=0.125, image_size=300)
+
+
+# ---------------------------------------------------------------- measured tables
+
+
+@pytest.mark.parametrize("net", NETS)
+def test_cli_end_to_end(measured, net):
+    path, printed = measured[net]
+    table = LatencyTable.load(path)
+    assert (table.net, table.width, table.image_size, table.runs, table.warmup) == (net, 0.125, 300, 1, 0)
+    assert "full: predicted" in printed and "measured" in printed and f"wrote {path}" in printed
+    assert [c["name"] for c in table.checks][0] == "full" and len(table.checks) == 2
+    for check in table.checks:
+        assert check["predicted_ms"] == table.predict(check["widths"])
+
+
+@pytest.mark.parametrize("net", NETS)
+def test_table_covers_every_layer_and_every_rule_conv(measured, net):
+    table = LatencyTable.load(measured[net][0])
+    spec, model = get_net(net), _model(net)
+    named = dict(model.named_modules())
+    assert len(table.counts) == spec.num_prunable
+    assert [grid[-1] for grid in table.counts] == model.plan.prunable
+    timed = {name for u in table.units for name in u.modules}
+    rules = spec.slice_rules()
+    assert {n for n in rules if isinstance(named[n], nn.Conv2d)} == {u.module for u in table.units
+                                                                     if isinstance(named[u.module], nn.Conv2d)}
+    assert {n for n in rules if isinstance(named[n], (nn.Conv2d, nn.BatchNorm2d))} <= timed
+    for u in table.units:
+        assert (u.out_layer, u.in_layer) == rules[u.module]
+        assert len(u.ms) == len(u.in_counts) and all(len(r) == len(u.out_counts) for r in u.ms)
+        assert all(isinstance(v, float) and v >= 0 for r in u.ms for v in r)
+    layers = {u.out_layer for u in table.units} | {u.in_layer for u in table.units}
+    assert set(range(spec.num_prunable)) <= layers
+
+
+def test_grid_has_full_counts_block_multiples_and_seed_counts(measured):
+    table = LatencyTable.load(measured["vgg16-ssd"][0])
+    rates = get_net("vgg16-ssd").default_compress_rate
+    assert table.block == hardware_block("cpu")
+    for grid, rate in zip(table.counts, rates):
+        full = grid[-1]
+        assert kept_channels(full, rate) in grid and full in grid
+        if full > table.block:
+            assert any(c % table.block == 0 and c < full for c in grid)
+
+
+def test_grid_counts_by_hand():
+    counts = grid_counts(512, points=8, block=16, exact=[256, 461])
+    assert counts == sorted(set(counts)) and counts[0] >= 1 and counts[-1] == 512
+    assert {51, 48, 64, 256, 461, 512} <= set(counts)  # 10% of 512, the blocks around it, the exact counts
+    for j in range(8):
+        p = round((0.1 + 0.9 * j / 7) * 512)
+        assert {p, p // 16 * 16, -(-p // 16) * 16} <= set(counts) | {0}
+    assert grid_counts(8, points=3, block=16) == [1, 4, 8]  # a block past the layer adds nothing
+    assert grid_counts(64, points=1, block=8) == [64]
+    with pytest.raises(HRankError):
+        grid_counts(0)
+
+
+def test_hardware_block(monkeypatch):
+    monkeypatch.setattr(lt, "cpu_flags", lambda: {"avx2", "fma"})
+    assert hardware_block("cpu") == 8
+    monkeypatch.setattr(lt, "cpu_flags", lambda: {"avx2", "avx512f"})
+    assert hardware_block("cpu") == 16
+    assert hardware_block(torch.device("cuda")) == 32  # no GPU needed to know a warp
+
+
+@pytest.mark.parametrize("net", NETS)
+def test_predict_at_full_width_sums_measured_medians(measured, net):
+    table = LatencyTable.load(measured[net][0])
+    full = table.full_widths()
+    assert table.predict(full) == math.fsum([table.rest_ms] + [u.ms[-1][-1] for u in table.units])
+    assert table.predict(full) == pytest.approx(table.full_ms, rel=1e-12, abs=1e-12)
+    costs = table.costs()
+    assert costs.total([len(g) - 1 for g in table.counts]) == pytest.approx(table.predict(full), rel=1e-12)
+    pruned = table.widths_for_rates([0.5] * len(table.counts))  # between grid counts: interpolated, no error
+    assert math.isfinite(table.predict(pruned))
+
+
+def test_units_of_mb1_keep_depthwise_groups():
+    units = find_units(_model("mb1-ssd"), get_net("mb1-ssd").slice_rules())
+    dw = [u for u in units if u.names[0] == "base_net.2.0"][0]
+    assert dw.reads_own_channels and dw.names == ["base_net.2.0", "base_net.2.1", "base_net.2.2"]
+    conv = dw.copy(99, 6)[0]
+    assert conv.groups == conv.in_channels == conv.out_channels == 6
+    out = dw.copy(99, 6)(torch.zeros(1, 6, 9, 9))
+    assert out.shape == (1, 6, 5, 5)  # stride 2 kept
+    vgg = find_units(_model("vgg16-ssd"), get_net("vgg16-ssd").slice_rules())
+    assert len(vgg) == 15 + 1 + 2  # the backbone convs, the conv4_3 BatchNorm add-on, header 0's two convs
+    conv1_2 = [u for u in vgg if u.names[0] == "base_net.2"][0]
+    assert [type(m) for m in conv1_2.modules] == [nn.Conv2d, nn.ReLU, nn.MaxPool2d]  # the pool on its output
+    assert conv1_2.copy(5, 7)(torch.zeros(1, 5, 8, 8)).shape == (1, 7, 4, 4)
+
+
+# ---------------------------------------------------------------- a hand-made table
+
+
+def _bilinear(k_in, k_out):
+    return 1.0 + 0.5 * k_in * k_out  # bilinear interpolation reproduces a + b x + c y + d x y exactly
+
+
+def _handmade(**kw) -> LatencyTable:
+    counts = [[2, 4], [1, 3, 5]]
+    units = [
+        UnitTimes("a", 0, None, [3], [2, 4], [[1.0, 2.0]]),
+        UnitTimes("b", 1, 0, [2, 4], [1, 3, 5], [[_bilinear(i, o) for o in (1, 3, 5)] for i in (2, 4)]),
+        UnitTimes("head", None, 1, [1, 3, 5], [7], [[0.25], [0.5], [1.0]]),
+        UnitTimes("bn", 1, None, [5], [1, 3, 5], [[0.125, 0.25, 0.375]]),
+    ]
+    fields = dict(net="vgg16-ssd", width=1.0, image_size=300, batch_size=1, device="cpu",
+                  threads=torch.get_num_threads(), layout="contiguous", machine=current_machine("cpu"),
+                  counts=counts, units=units, rest_ms=10.0, full_ms=10.0 + 2.0 + _bilinear(4, 5) + 1.0 + 0.375)
+    fields.update(kw)
+    return LatencyTable(**fields)
+
+
+def test_handmade_predict_is_bilinear_and_clamped():
+    t = _handmade()
+    assert t.predict([4, 5]) == t.full_ms == t.predict(t.full_widths())
+    assert t.predict([4, 3]) == math.fsum([10.0, 2.0, _bilinear(4, 3), 0.5, 0.25])  # a grid point: no arithmetic
+    # between grid counts: a at 3 -> 1.5; b bilinear exact; head and bn linear between 1 and 3
+    assert t.predict([3, 2]) == pytest.approx(10.0 + 1.5 + _bilinear(3, 2) + 0.375 + 0.1875, rel=1e-15)
+    assert t.predict([2.5, 4.5]) == pytest.approx(10 + 1.25 + _bilinear(2.5, 4.5) + 0.875 + 0.34375, rel=1e-15)
+    assert t.predict([1, 9]) == t.predict([2, 5])  # clamped to the grid's ends
+    with pytest.raises(HRankError):
+        t.predict([4])
+
+
+def test_handmade_costs_equal_predict_on_the_grid():
+    t = _handmade()
+    c = t.costs()
+    assert c.constant_ms == 10.0 and c.pairwise[0] is None
+    np.testing.assert_array_equal(c.unary[0], [1.0, 2.0])
+    np.testing.assert_array_equal(c.unary[1], [0.375, 0.75, 1.375])
+    np.testing.assert_array_equal(c.pairwise[1], [[_bilinear(i, o) for o in (1, 3, 5)] for i in (2, 4)])
+    for a, b in itertools.product(range(2), range(3)):
+        assert c.total([a, b]) == pytest.approx(t.predict([t.counts[0][a], t.counts[1][b]]), rel=1e-15)
+
+
+def test_costs_transpose_a_reversed_pair_and_refuse_distant_layers():
+    rev = UnitTimes("rev", 0, 1, [1, 3, 5], [2, 4], [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
+    same = UnitTimes("same", 1, 1, [1, 3, 5], [1, 3, 5], np.arange(9.0).reshape(3, 3).tolist())
+    c = _handmade(units=[rev, same]).costs()
+    np.testing.assert_array_equal(c.pairwise[1], [[1.0, 3.0, 5.0], [2.0, 4.0, 6.0]])
+    np.testing.assert_array_equal(c.unary[1], [0.0, 4.0, 8.0])
+    far = UnitTimes("far", 2, 0, [2, 4], [1, 2], [[1.0, 2.0], [3.0, 4.0]])
+    t = _handmade(counts=[[2, 4], [1, 3, 5], [1, 2]], units=[far])
+    assert t.predict([4, 5, 2]) == 14.0
+    with pytest.raises(HRankError, match="not adjacent"):
+        t.costs()
+
+
+# ---------------------------------------------------------------- the file
+
+
+def test_json_round_trip(tmp_path, measured):
+    t = _handmade(checks=[{"name": "full", "widths": [4, 5], "predicted_ms": 1.5, "measured_ms": 2.5}])
+    assert LatencyTable.load(t.save(tmp_path / "t.json")) == t
+    real = LatencyTable.load(measured["mb1-ssd"][0])
+    assert LatencyTable.load(real.save(tmp_path / "real.json")) == real
+
+
+def test_another_machines_table_is_refused_unless_asked(tmp_path):
+    other = _handmade(machine={**current_machine("cpu"), "cpu": "Some Other CPU", "torch": "0.1"})
+    path = other.save(tmp_path / "other.json")
+    with pytest.raises(HRankError) as err:
+        LatencyTable.load(path)
+    text = str(err.value)
+    assert "\n" not in text and "Some Other CPU" in text and "latency-table --net vgg16-ssd" in text
+    with pytest.warns(UserWarning, match="measured elsewhere"):
+        assert LatencyTable.load(path, expect_machine=False) == other
+    threads = _handmade(threads=torch.get_num_threads() + 1).save(tmp_path / "threads.json")
+    with pytest.raises(HRankError, match="threads"):
+        LatencyTable.load(threads)
+    assert LatencyTable.load(threads, threads=torch.get_num_threads() + 1).threads == torch.get_num_threads() + 1
+    with pytest.raises(HRankError, match="layout"):
+        LatencyTable.load(_handmade().save(tmp_path / "nchw.json"), layout="channels_last")
+
+
+@pytest.mark.parametrize("text", ["{not json", "[]", '{"format": "something else", "version": 1}', "",
+                                  "BROKEN_MS"])
+def test_damaged_file_is_one_line_error(tmp_path, text):
+    path = tmp_path / "bad.json"
+    if text == "BROKEN_MS":
+        _handmade().save(path)
+        text = path.read_text().replace('"ms": [[1.0, 2.0]]', '"ms": [[1.0]]')
+        assert '"ms": [[1.0]]' in text
+    path.write_text(text)
+    with pytest.raises(HRankError) as err:
+        LatencyTable.load(path)
+    assert "\n" not in str(err.value) and "latency-table" in str(err.value)
+    with pytest.raises(HRankError, match="does not exist"):
+        LatencyTable.load(tmp_path / "missing.json")
+
+
+@pytest.mark.parametrize("argv", [["--net", "no-such-net"], ["--net", "mb1-ssd", "--grid", "0"],
+                                  ["--net", "mb1-ssd", "--runs", "0"], ["--net", "mb1-ssd", "--device", "tpu"]])
+def test_cli_bad_input_exits_2_with_one_line(tmp_path, capsys, argv):
+    assert main(["latency-table", *argv, "--out", str(tmp_path / "t.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err
+    assert not (tmp_path / "t.json").exists()
