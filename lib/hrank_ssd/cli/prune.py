@@ -1,16 +1,38 @@
-"""``prune``: keep the best filters of every prunable layer and rebuild a smaller model."""
+"""``prune``: keep the best filters of every prunable layer and rebuild a smaller model.
+
+How many filters each layer keeps comes from exactly one of ``--compress_rate`` (per-layer rates, as in
+HRank), ``--mac_budget`` (the kept counts of largest HRank importance whose exact MACs fit) or
+``--latency_budget`` with ``--latency_table`` (the same against a measured latency table). Budgets are
+parsed here, once: a plain number is a fraction of the unpruned cost, in (0, 1]; a number with a unit
+suffix is absolute (MACs: ``K``, ``M``, ``G``, ``T``, e.g. ``10G``; latency: ``ms``, e.g. ``12.5ms``).
+"""
 
 from __future__ import annotations
 
+import re
+
 from hrank_ssd.cli.args import add_compress_rate, add_net, compress_rate_of
+from hrank_ssd.errors import HRankError
+
+MAC_SUFFIXES = {"": None, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
+NUMBER = r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*"
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("prune", help="prune a detector (hrank, l1 or random filter selection)")
+    p = sub.add_parser("prune", help="prune a detector (hrank, l1 or random filter selection; rates or a budget)")
     add_net(p)
     p.add_argument("--base_net", required=True, help="detector checkpoint to prune (.pth)")
     p.add_argument("--rank_dir", default=None, help="folder of rank_conv{i}.npy (needed by --criterion hrank)")
     add_compress_rate(p)
+    p.add_argument("--mac_budget", default=None,
+                   help="choose widths to fit a MAC budget: a fraction of the unpruned MACs (0.5) or MACs (10G)")
+    p.add_argument("--latency_budget", default=None,
+                   help="choose widths to fit a latency budget: a fraction of the table's full_ms (0.6) or 12.5ms")
+    p.add_argument("--latency_table", default=None, help="latency table JSON (`python -m hrank_ssd latency-table`)")
+    p.add_argument("--budget_steps", type=int, default=400,
+                   help="steps the budget is cut into (costs are rounded up to a step: never over budget)")
+    p.add_argument("--min_keep", type=float, default=0.0,
+                   help="with a budget: the least fraction of its filters every layer keeps (default 0: any)")
     p.add_argument("--criterion", default="hrank", choices=("hrank", "l1", "random"))
     p.add_argument("--seed", type=int, default=0, help="seed of --criterion random")
     p.add_argument("--round_to", type=int, default=None, help="round kept filter counts up to a multiple of N")
@@ -18,20 +40,91 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
+def parse_budget(text: str, flag: str, latency: bool):
+    """``--mac_budget`` / ``--latency_budget`` text -> :class:`hrank_ssd.hrank.budget.Budget` (one-line errors)."""
+    from hrank_ssd.hrank.budget import Budget
+
+    example = "0.6 (of the table's full_ms) or 12.5ms" if latency else "0.5 (of the unpruned MACs) or 10G (MACs)"
+    suffix = r"(ms)?" if latency else r"([kKmMgGtT]?)"
+    m = re.fullmatch(NUMBER + suffix + r"\s*", text or "")
+    if not m:
+        raise HRankError(f"{flag} {text!r} is not a budget: give a fraction in (0, 1] or an absolute one, e.g. {example}")
+    value, unit = float(m.group(1)), (m.group(2) or "").lower()
+    if not unit:
+        if not 0 < value <= 1:
+            raise HRankError(f"{flag} {text!r}: a plain number is a fraction of the unpruned cost and must lie in "
+                             f"(0, 1]; write an absolute budget with its unit, e.g. {example}")
+        return Budget(value, True)
+    if value <= 0:
+        raise HRankError(f"{flag} {text!r} must be positive, e.g. {example}")
+    return Budget(value * (1.0 if latency else MAC_SUFFIXES[unit]), False)
+
+
+def _mode(args):
+    """("rates", list) | ("macs", Budget) | ("latency", Budget): exactly one of the three flags, parsed."""
+    given = [f for f, v in (("--compress_rate", args.compress_rate), ("--mac_budget", args.mac_budget),
+                            ("--latency_budget", args.latency_budget)) if v is not None]
+    if len(given) != 1:
+        raise HRankError("prune needs exactly one of --compress_rate (e.g. \"[0.1]*7+[0.5]*9\"), --mac_budget "
+                         "(e.g. 0.5) or --latency_budget (e.g. 0.6, with --latency_table)"
+                         + (f"; got {' and '.join(given)}" if given else ""))
+    if (args.latency_budget is None) != (args.latency_table is None):
+        raise HRankError("--latency_budget and --latency_table go together: a budget needs the table it is priced by")
+    if given[0] != "--compress_rate" and args.criterion != "hrank":
+        raise HRankError(f"{given[0]} chooses widths by HRank ranks: use --criterion hrank with --rank_dir")
+    if args.compress_rate is not None:
+        return "rates", compress_rate_of(args)
+    if args.mac_budget is not None:
+        return "macs", parse_budget(args.mac_budget, "--mac_budget", latency=False)
+    return "latency", parse_budget(args.latency_budget, "--latency_budget", latency=True)
+
+
 def run(args) -> int:
-    from hrank_ssd.errors import HRankError
     from hrank_ssd.hrank.pruning import describe_surgery, prune_model, save_pruned
     from hrank_ssd.nets.models import count_parameters, load_model
 
-    rates = compress_rate_of(args)
-    if rates is None:
-        raise HRankError('prune needs --compress_rate, e.g. "[0.1]*7+[0.5]*9"')
+    kind, value = _mode(args)
     model = load_model(args.base_net, net=args.net)
-    pruned, kept = prune_model(model, rates, args.criterion, args.rank_dir, args.seed, args.round_to)
-    save_pruned(pruned, args.output, rates, args.criterion, kept)
-    for row in describe_surgery(model, pruned):
-        if row["parameter"].endswith("weight"):
-            print(f"{row['parameter']:<34} {str(row['before']):>22} -> {row['after']}")
+    if kind == "rates":
+        pruned, kept = prune_model(model, value, args.criterion, args.rank_dir, args.seed, args.round_to)
+        save_pruned(pruned, args.output, value, args.criterion, kept)
+        for row in describe_surgery(model, pruned):
+            if row["parameter"].endswith("weight"):
+                print(f"{row['parameter']:<34} {str(row['before']):>22} -> {row['after']}")
+    else:
+        pruned = _prune_to_budget(args, model, kind, value)
     before, after = count_parameters(model), count_parameters(pruned)
     print(f"parameters: {before:,} -> {after:,} ({after / before:.1%}); wrote {args.output} and {args.output}.json")
     return 0
+
+
+def _prune_to_budget(args, model, kind: str, budget):
+    from hrank_ssd.hrank.pruning import prune_to_widths, save_pruned
+    from hrank_ssd.measure.budgets import measured_ms, widths_for_latency_budget, widths_for_mac_budget
+    from hrank_ssd.measure.flops import count_exact
+
+    if args.round_to:
+        raise HRankError("--round_to applies to --compress_rate; a budget's candidate counts are already multiples "
+                         "of 8 where the layer is wide enough")
+    table = None
+    if kind == "macs":
+        chosen = widths_for_mac_budget(model, budget, args.rank_dir, args.budget_steps, min_keep=args.min_keep)
+    else:
+        from hrank_ssd.measure.latency_table import LatencyTable
+
+        table = LatencyTable.load(args.latency_table)
+        chosen = widths_for_latency_budget(model, table, budget, args.rank_dir, args.budget_steps, args.min_keep)
+    pruned, kept = prune_to_widths(model, chosen.widths, "hrank", args.rank_dir)
+    save_pruned(pruned, args.output, None, "hrank", kept, widths=chosen.widths, budget=dict(chosen.sidecar(), min_keep=args.min_keep))
+    for row in chosen.rows():
+        print(f"{row['layer']:<10} {row['channels']:>5} -> {row['kept']}")
+    print(f"importance (normalised ranks kept): {chosen.importance:.4g} of {chosen.max_importance:.4g}")
+    if kind == "macs":
+        exact = int(count_exact(pruned)["MACs"].sum())
+        print(f"MACs: predicted {chosen.predicted / 1e9:.4f}G, exact {exact / 1e9:.4f}G, budget "
+              f"{chosen.budget / 1e9:.4f}G ({exact / chosen.full:.1%} of the unpruned {chosen.full / 1e9:.4f}G)")
+    else:
+        ms = measured_ms(pruned, table)["median_ms"]
+        print(f"latency: predicted {chosen.predicted:.3f} ms, measured {ms:.3f} ms (median), budget "
+              f"{chosen.budget:.3f} ms ({chosen.predicted / chosen.full:.1%} of the table's full {chosen.full:.3f} ms)")
+    return pruned

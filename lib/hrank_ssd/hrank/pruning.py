@@ -61,25 +61,52 @@ def round_keep(keep: int, channels: int, round_to: Optional[int]) -> int:
 def kept_indices(model: SSD, compress_rate: Sequence[float], criterion: str = "hrank", rank_dir=None, seed: int = 0,
                  round_to: Optional[int] = None) -> Dict[str, List[int]]:
     """Filters each prunable layer keeps, by layer name, under ``criterion``."""
+    rates = layer_rates(compress_rate, num_prunable(model.cfg.name))
+    widths = [round_keep(kept_channels(c, rate), c, round_to) for c, rate in zip(model.plan.prunable, rates)]
+    return kept_indices_for_widths(model, widths, criterion, rank_dir, seed)
+
+
+def criterion_scores(model: SSD, criterion: str = "hrank", rank_dir=None, seed: int = 0) -> List[np.ndarray]:
+    """One score per filter of every prunable layer under ``criterion`` (higher = keep first)."""
     net = model.cfg.name
     if criterion not in CRITERIA:
         raise HRankError(f"unknown --criterion {criterion!r}: choose one of {', '.join(CRITERIA)}")
-    rates = layer_rates(compress_rate, num_prunable(net))
     channels = model.plan.prunable
     if criterion == "hrank":
         if not rank_dir:
             raise HRankError("--criterion hrank needs --rank_dir (make ranks with `python -m hrank_ssd rank`), "
                              "or use --criterion l1")
-        scores = load_ranks(rank_dir, net, channels)
-    elif criterion == "l1":
-        scores = l1_scores(model)
-    else:
-        rng = np.random.default_rng(seed)
-        scores = [rng.permutation(c).astype(np.float64) for c in channels]
-    kept = {}
-    for name, s, c, rate in zip(layer_names(net), scores, channels, rates):
-        kept[name] = select_filters(s, round_keep(kept_channels(c, rate), c, round_to))
-    return kept
+        return load_ranks(rank_dir, net, channels)
+    if criterion == "l1":
+        return l1_scores(model)
+    rng = np.random.default_rng(seed)
+    return [rng.permutation(c).astype(np.float64) for c in channels]
+
+
+def kept_indices_for_widths(model: SSD, widths, criterion: str = "hrank", rank_dir=None,
+                            seed: int = 0) -> Dict[str, List[int]]:
+    """Filters each prunable layer keeps when layer i keeps ``widths[i]`` filters (a list in layer order, or
+    a dict by layer name), chosen by ``criterion``."""
+    net = model.cfg.name
+    names, channels = layer_names(net), model.plan.prunable
+    widths = _width_list(widths, names, channels)
+    scores = criterion_scores(model, criterion, rank_dir, seed)
+    return {name: select_filters(s, k) for name, s, k in zip(names, scores, widths)}
+
+
+def _width_list(widths, names: Sequence[str], channels: Sequence[int]) -> List[int]:
+    if isinstance(widths, dict):
+        missing = [n for n in names if n not in widths]
+        if missing:
+            raise HRankError(f"widths miss layers {missing}; give one kept count per prunable layer")
+        widths = [widths[n] for n in names]
+    widths = [int(k) for k in widths]
+    if len(widths) != len(names):
+        raise HRankError(f"{len(widths)} widths for {len(names)} prunable layers; give one kept count per layer")
+    for name, k, c in zip(names, widths, channels):
+        if not 1 <= k <= c:
+            raise HRankError(f"layer {name} has {c} filters: it can keep 1 to {c}, not {k}")
+    return widths
 
 
 def kept_agreement(model: SSD, compress_rate: Sequence[float], rank_dir, other_rank_dir) -> List[Dict]:
@@ -164,10 +191,23 @@ def prune_model(model: SSD, compress_rate: Sequence[float], criterion: str = "hr
     return apply_kept(model, kept), kept
 
 
-def save_pruned(model: SSD, path, compress_rate: Sequence[float], criterion: str, kept: Dict[str, List[int]]) -> None:
-    """The pruned model as a plain state dict plus its sidecar (rates, criterion, kept filters)."""
-    rates = layer_rates(compress_rate, num_prunable(model.cfg.name))
-    save_model(model, path, compress_rate=rates, criterion=criterion, kept_indices=kept)
+def prune_to_widths(model: SSD, widths, criterion: str = "hrank", rank_dir=None,
+                    seed: int = 0) -> Tuple[SSD, Dict[str, List[int]]]:
+    """:func:`prune_model` to explicit kept counts (one per prunable layer, e.g. chosen under a budget)."""
+    kept = kept_indices_for_widths(model, widths, criterion, rank_dir, seed)
+    return apply_kept(model, kept), kept
+
+
+def save_pruned(model: SSD, path, compress_rate: Optional[Sequence[float]], criterion: str,
+                kept: Dict[str, List[int]], widths=None, budget: Optional[dict] = None) -> None:
+    """The pruned model as a plain state dict plus its sidecar (rates, criterion, kept filters; for a model
+    pruned to chosen widths, ``compress_rate`` None, the ``widths`` by layer name and the ``budget`` met)."""
+    rates = None if compress_rate is None else layer_rates(compress_rate, num_prunable(model.cfg.name))
+    if widths is None and compress_rate is None:
+        widths = [len(kept[n]) for n in layer_names(model.cfg.name)]
+    if widths is not None and not isinstance(widths, dict):
+        widths = dict(zip(layer_names(model.cfg.name), (int(k) for k in widths)))
+    save_model(model, path, compress_rate=rates, criterion=criterion, kept_indices=kept, widths=widths, budget=budget)
 
 
 def describe_surgery(original: SSD, pruned: SSD) -> List[dict]:
@@ -180,5 +220,6 @@ def describe_surgery(original: SSD, pruned: SSD) -> List[dict]:
     return rows
 
 
-__all__ = ["CRITERIA", "apply_kept", "describe_surgery", "kept_indices", "l1_scores", "masked_copy", "prune_model",
-           "round_keep", "save_pruned", "select_filters", "slice_rules"]
+__all__ = ["CRITERIA", "apply_kept", "criterion_scores", "describe_surgery", "kept_indices", "kept_indices_for_widths",
+           "l1_scores", "masked_copy", "prune_model", "prune_to_widths", "round_keep", "save_pruned", "select_filters",
+           "slice_rules"]

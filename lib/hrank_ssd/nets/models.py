@@ -247,6 +247,8 @@ class ModelMeta:
     compress_rate: Optional[List[float]] = None
     criterion: Optional[str] = None
     kept_indices: Optional[Dict[str, List[int]]] = None
+    widths: Optional[Dict[str, int]] = None  # kept filters per prunable layer, when chosen under a budget
+    budget: Optional[dict] = None  # that budget: kind, unit, value, predicted cost
 
 
 def clean_state_dict(model: nn.Module) -> Dict[str, torch.Tensor]:

@@ -1,0 +1,199 @@
+"""Choose every prunable layer's kept filter count under a cost budget (MACs, milliseconds): a chain knapsack.
+
+HRank says *which* filters of a layer to keep (the highest-ranked); this module says *how many*. For every
+prunable layer ``i`` a candidate grid ``counts[i]`` (ascending, the last = all filters) is given, with
+
+* ``gains[i][a]``: the importance of keeping ``counts[i][a]`` filters, the sum of the layer's largest
+  *normalised* ranks (:func:`normalised_ranks`, :func:`kept_importance`);
+* ``unary[i][a]``: the cost that depends on layer ``i``'s count alone (its BatchNorm, the heads reading it);
+* ``pairwise[i][p][a]``: the cost that depends on layer ``i-1``'s count (grid index ``p``) and layer
+  ``i``'s (index ``a``), e.g. conv ``i`` whose input is layer ``i-1``'s output (``pairwise[0]`` is None).
+
+Costs couple neighbours only, so the problem is a chain and :func:`choose_counts` solves it exactly over
+the grid by dynamic programming over (layer, grid index of the layer, budget used), the budget cut into
+``steps`` equal steps. Every cost term is rounded *up* to whole steps, so the chosen counts never exceed
+the budget; the price is that a choice whose true cost fits by less than the rounding slack (at most one
+step per layer) may be missed. See docs/pruning-budgets.md.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import List, NamedTuple, Sequence
+
+import numpy as np
+
+from hrank_ssd.errors import HRankError
+
+
+class Budget(NamedTuple):
+    """A budget as the user wrote it: a ``fraction`` of the unpruned model's cost, or an absolute ``value``."""
+
+    value: float
+    fraction: bool
+
+    def of(self, full: float) -> float:
+        """The budget in the cost's own unit, given the unpruned model's cost ``full``."""
+        return self.value * full if self.fraction else self.value
+
+
+@dataclass
+class BudgetChoice:
+    """What :func:`choose_counts` picked: grid indices, counts, predicted cost (exact, unrounded), importance."""
+
+    indices: List[int]
+    counts: List[int]
+    cost: float
+    importance: float
+    budget: float
+    steps: int
+
+
+def normalised_ranks(ranks: Sequence[np.ndarray], max_rank: Sequence[float]) -> List[np.ndarray]:
+    """Each layer's HRank ranks divided by the largest rank its maps can have, ``min(H, W)`` of the map.
+
+    A map's matrix rank is at most ``min(H, W)``, and that bound changes 16-fold along VGG16-SSD (300 at
+    conv1, 19 at fc6): summed raw ranks would keep early filters at any price. Divided by the bound, a
+    score is the filter's *fraction of full rank*, in [0, 1] in every layer. Dividing by each layer's mean
+    rank would also make layers comparable, but it would erase HRank's own signal between layers: a
+    layer whose maps are mostly of low rank (little information, by HRank's argument) would weigh the same
+    per filter as one whose maps are of full rank. The bound keeps that signal and needs no statistics.
+    """
+    if len(ranks) != len(max_rank):
+        raise HRankError(f"{len(ranks)} rank arrays but {len(max_rank)} map sizes: one per prunable layer")
+    return [np.asarray(r, dtype=np.float64) / float(m) for r, m in zip(ranks, max_rank)]
+
+
+def kept_importance(scores: np.ndarray, counts: Sequence[int]) -> np.ndarray:
+    """Importance of keeping each count of filters: the sum of that many of the largest ``scores``."""
+    top = np.concatenate([[0.0], np.cumsum(np.sort(np.asarray(scores, dtype=np.float64))[::-1])])
+    if min(counts) < 1 or max(counts) > len(scores):
+        raise HRankError(f"kept counts must lie in [1, {len(scores)}], got {list(counts)}")
+    return top[np.asarray(counts, dtype=int)]
+
+
+class Rounded(NamedTuple):
+    """The costs as the DP sees them: per layer, whole steps of ``terms[i][p, a] - floor[i]``."""
+
+    units: List[np.ndarray]  # (grid of layer i-1 or 1, grid of layer i) non-negative ints
+    capacity: int  # steps the budget leaves once every layer's cheapest term is paid
+    floor: float  # rest + the sum of every layer's cheapest term (exact, not rounded)
+    step: float
+
+
+def layer_terms(unary, pairwise) -> List[np.ndarray]:
+    """Per layer, the (previous grid, grid) cost of its terms: unary broadcast plus pairwise (layer 0: 1 row)."""
+    terms = []
+    for i, u in enumerate(unary):
+        u = np.asarray(u, dtype=np.float64)
+        pw = pairwise[i]
+        if i == 0 or pw is None:
+            terms.append(u[None, :] if i == 0 else np.broadcast_to(u, (len(unary[i - 1]), len(u))).copy())
+        else:
+            pw = np.asarray(pw, dtype=np.float64)
+            if pw.shape != (len(unary[i - 1]), len(u)):
+                raise HRankError(f"pairwise costs of layer {i} have shape {pw.shape}, expected "
+                                 f"{(len(unary[i - 1]), len(u))} (previous grid, this grid)")
+            terms.append(u[None, :] + pw)
+    return terms
+
+
+def round_costs(unary, pairwise, budget: float, steps: int = 400, rest: float = 0.0) -> Rounded:
+    """Cut what the budget leaves above the cheapest possible terms into ``steps`` steps; round every term up.
+
+    Each layer's cheapest term is subtracted first (and added to ``floor``, exactly), so the rounding only
+    applies to what a choice costs above the minimum, and negative terms are fine. The true cost of any
+    choice is at most ``floor + step * (its units)``: fitting in ``capacity`` means fitting the budget.
+    """
+    if steps < 1:
+        raise HRankError(f"the budget needs at least 1 step, got {steps}")
+    terms = layer_terms(unary, pairwise)
+    mins = [float(t.min()) for t in terms]
+    floor = float(rest) + math.fsum(mins)
+    room = float(budget) - floor  # < 0: no choice fits, choose_counts says so
+    step = room / steps if room > 0 else 1.0
+    capacity = steps if room > 0 else 0
+    units = [np.ceil((t - m) / step).astype(np.int64) for t, m in zip(terms, mins)]
+    return Rounded(units, capacity, floor, step)
+
+
+def chain_cost(terms: Sequence[np.ndarray], indices: Sequence[int], rest: float = 0.0) -> float:
+    """The exact cost of one choice of grid indices."""
+    return float(rest) + math.fsum(float(t[0 if i == 0 else indices[i - 1], a]) for i, (t, a) in enumerate(zip(terms, indices)))
+
+
+def min_cost(terms: Sequence[np.ndarray], rest: float = 0.0) -> float:
+    """The cheapest choice's exact cost (no budget): a min-plus pass along the chain."""
+    best = terms[0][0].copy()
+    for t in terms[1:]:
+        best = (best[:, None] + t).min(axis=0)
+    return float(rest) + float(best.min())
+
+
+def _dp(units: Sequence[np.ndarray], gains: Sequence[np.ndarray], capacity: int):
+    """Best importance per (grid index, steps used) layer by layer, and the argmax previous index of each."""
+    best = np.full((units[0].shape[1], capacity + 1), -np.inf)
+    for a, w in enumerate(units[0][0]):
+        if w <= capacity:
+            best[a, w] = gains[0][a]
+    parents = [None]
+    for u, g in zip(units[1:], gains[1:]):
+        new = np.full((u.shape[1], capacity + 1), -np.inf)
+        parent = np.zeros(new.shape, dtype=np.int64)
+        for a in range(u.shape[1]):
+            for p in range(u.shape[0]):
+                w = int(u[p, a])
+                if w > capacity:
+                    continue
+                cand = best[p, :capacity + 1 - w] + g[a]
+                better = cand > new[a, w:]
+                new[a, w:][better] = cand[better]
+                parent[a, w:][better] = p
+        best = new
+        parents.append(parent)
+    return best, parents
+
+
+def _backtrack(best: np.ndarray, parents, units) -> List[int]:
+    top = best.max()
+    a, v = min(zip(*np.nonzero(best == top)), key=lambda av: (av[1], av[0]))  # ties: the cheapest, then fewest
+    indices = [int(a)]
+    for i in range(len(units) - 1, 0, -1):
+        p = int(parents[i][a, v])
+        v, a = v - int(units[i][p, a]), p
+        indices.append(a)
+    return indices[::-1]
+
+
+def choose_counts(counts: Sequence[Sequence[int]], gains: Sequence[Sequence[float]], unary, pairwise,
+                  budget: float, steps: int = 400, rest: float = 0.0, unit: str = "") -> BudgetChoice:
+    """The counts (one per layer, from its grid) of largest summed importance whose cost fits ``budget``.
+
+    Exact over the grid for the costs rounded up as :func:`round_costs` rounds them (so the true cost never
+    exceeds the budget). ``rest`` is the cost no layer's count changes. Time O(sum_i G_(i-1) G_i steps),
+    memory O(sum_i G_i steps) for G_i candidates of layer i. A budget below the cheapest choice is a
+    one-line :class:`HRankError` (``unit`` names the cost's unit in it).
+    """
+    if not (len(counts) == len(gains) == len(unary) == len(pairwise)) or not counts:
+        raise HRankError("counts, gains, unary and pairwise costs need one entry per prunable layer "
+                         "(pairwise[0] None)")
+    for i, (c, g, u) in enumerate(zip(counts, gains, unary)):
+        if not (len(c) == len(g) == len(u)) or list(c) != sorted(c):
+            raise HRankError(f"layer {i}: the count grid must be ascending, with one gain and one cost per count")
+    gains = [np.asarray(g, dtype=np.float64) for g in gains]
+    rounded = round_costs(unary, pairwise, budget, steps, rest)
+    terms = layer_terms(unary, pairwise)
+    cheapest = min_cost(terms, rest)
+    if cheapest > budget:
+        raise HRankError(f"the budget {budget:.6g}{unit} is below the smallest possible cost {cheapest:.6g}{unit} "
+                         f"(every layer at its fewest filters): raise the budget")
+    best, parents = _dp(rounded.units, gains, rounded.capacity)
+    if not np.isfinite(best).any():
+        raise HRankError(f"the budget {budget:.6g}{unit} exceeds the smallest cost {cheapest:.6g}{unit} by less "
+                         f"than the rounding of {steps} budget steps: raise the budget or the steps")
+    indices = _backtrack(best, parents, rounded.units)
+    return BudgetChoice(indices=indices, counts=[int(c[a]) for c, a in zip(counts, indices)],
+                        cost=chain_cost(terms, indices, rest),
+                        importance=math.fsum(float(g[a]) for g, a in zip(gains, indices)),
+                        budget=float(budget), steps=steps)

@@ -1,0 +1,143 @@
+"""Kept widths under a MAC or a latency budget: HRank importance on a grid of counts, costs on it, the chain DP.
+
+``python -m hrank_ssd prune --mac_budget 0.5`` and ``--latency_budget 0.6 --latency_table t.json`` call
+:func:`widths_for_mac_budget` / :func:`widths_for_latency_budget`, then prune to the widths they return
+(:func:`hrank_ssd.hrank.pruning.prune_to_widths`). The importance of keeping ``k`` filters of a layer is
+the sum of its ``k`` largest ranks divided by ``min(H, W)`` of its maps (:mod:`hrank_ssd.hrank.budget` says
+why); the costs are exact MACs (:mod:`mac_costs`) or a measured latency table (:mod:`latency_table`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+
+from hrank_ssd.errors import HRankError
+from hrank_ssd.hrank.budget import Budget, BudgetChoice, choose_counts, kept_importance, normalised_ranks
+from hrank_ssd.hrank.ranks import load_ranks
+from hrank_ssd.measure.bench import num_threads, timing
+from hrank_ssd.measure.flops import count_exact
+from hrank_ssd.measure.latency_table import LatencyTable
+from hrank_ssd.measure.mac_costs import count_grid, map_sizes, model_mac_costs
+from hrank_ssd.nets.models import layer_names
+from hrank_ssd.nets.ssd import SSD
+
+STEPS = 400  # budget steps of the DP; each layer's cost is rounded up by less than budget / STEPS
+GRID_POINTS = 16  # candidate counts per layer for --mac_budget (count_grid)
+
+
+@dataclass
+class BudgetWidths:
+    """The widths chosen under a budget, with what the cost model predicts for them."""
+
+    kind: str  # "macs" or "latency"
+    unit: str  # "MACs" or "ms"
+    names: List[str]
+    channels: List[int]
+    widths: List[int]
+    budget: float  # in ``unit``
+    predicted: float  # the cost model's figure for ``widths``
+    full: float  # the cost model's figure for the unpruned model
+    importance: float  # summed normalised ranks of the kept filters
+    max_importance: float  # the same, keeping every filter
+    choice: BudgetChoice
+
+    def sidecar(self) -> Dict[str, object]:
+        """What the pruned model's JSON sidecar records about the budget."""
+        return {"kind": self.kind, "unit": self.unit, "budget": self.budget, "predicted": self.predicted,
+                "full": self.full, "importance": self.importance, "max_importance": self.max_importance,
+                "steps": self.choice.steps}
+
+    def rows(self) -> List[Dict[str, object]]:
+        """Per prunable layer: name, filters, kept."""
+        return [{"layer": n, "channels": c, "kept": k} for n, c, k in zip(self.names, self.channels, self.widths)]
+
+
+def hrank_gains(model: SSD, rank_dir, counts: Sequence[Sequence[int]], sizes: Sequence[int]) -> List[np.ndarray]:
+    """Per layer and grid count, the importance of keeping that many filters: the largest normalised ranks."""
+    if not rank_dir:
+        raise HRankError("a budget chooses widths from HRank ranks: pass --rank_dir (make ranks with "
+                         "`python -m hrank_ssd rank`)")
+    ranks = load_ranks(rank_dir, model.cfg.name, model.plan.prunable)
+    return [kept_importance(s, c) for s, c in zip(normalised_ranks(ranks, sizes), counts)]
+
+
+def _result(model: SSD, kind: str, unit: str, choice: BudgetChoice, predicted: float, full: float,
+            gains: Sequence[np.ndarray]) -> BudgetWidths:
+    return BudgetWidths(kind=kind, unit=unit, names=layer_names(model.cfg.name), channels=list(model.plan.prunable),
+                        widths=list(choice.counts), budget=choice.budget, predicted=float(predicted),
+                        full=float(full), importance=choice.importance,
+                        max_importance=float(sum(float(g[-1]) for g in gains)), choice=choice)
+
+
+def allowed(grid: Sequence[int], channels: int, min_keep: float) -> np.ndarray:
+    """Which counts of ``grid`` keep at least ``min_keep`` of the layer's ``channels`` (the full count always)."""
+    if not 0 <= min_keep <= 1:
+        raise HRankError(f"--min_keep {min_keep} must lie in [0, 1]: the least fraction of filters a layer keeps")
+    grid = np.asarray(grid)
+    return (grid >= min_keep * channels) | (grid == channels)
+
+
+def widths_for_mac_budget(model: SSD, budget: Budget, rank_dir, steps: int = STEPS, points: int = GRID_POINTS,
+                          min_keep: float = 0.0) -> BudgetWidths:
+    """The widths of largest HRank importance whose exact MACs fit ``budget`` (a fraction of ``model``'s MACs,
+    or MACs). Candidates: :func:`mac_costs.count_grid` per layer (about ``points`` counts, multiples of 8),
+    those keeping at least ``min_keep`` of the layer's filters."""
+    table = count_exact(model)
+    counts = [[int(k) for k in np.asarray(g)[allowed(g, c, min_keep)]]
+              for g, c in ((count_grid(c, points), c) for c in model.plan.prunable)]
+    costs = model_mac_costs(model, counts, table)
+    full = int(table["MACs"].sum())
+    gains = hrank_gains(model, rank_dir, counts, map_sizes(model, table))
+    choice = choose_counts(counts, gains, costs.unary, costs.pairwise, budget.of(full), steps, costs.rest,
+                           unit=" MACs")
+    return _result(model, "macs", "MACs", choice, costs.total(choice.indices), full, gains)
+
+
+def check_table(model: SSD, table: LatencyTable) -> None:
+    """A one-line error unless ``table`` was measured for this model's net, widths and input size."""
+    net, channels = model.cfg.name, list(model.plan.prunable)
+    if table.net != net:
+        raise HRankError(f"the latency table is for {table.net}, the model is {net}: measure a table for {net}")
+    full = [int(g[-1]) for g in table.counts]
+    if len(full) != len(channels):
+        raise HRankError(f"the latency table has {len(full)} prunable layers, {net} has {len(channels)}: "
+                         f"measure the table again")
+    for i, (a, b) in enumerate(zip(full, channels)):
+        if a != b:
+            raise HRankError(f"the latency table's widths differ from the model's (layer {i + 1}: {a} filters in "
+                             f"the table, {b} in the model): measure the table at this model's width")
+    if int(table.image_size) != int(model.image_size):
+        raise HRankError(f"the latency table was measured at {table.image_size}px, the model takes "
+                         f"{model.image_size}px: measure it at --image_size {model.image_size}")
+
+
+def widths_for_latency_budget(model: SSD, table: LatencyTable, budget: Budget, rank_dir, steps: int = STEPS,
+                              min_keep: float = 0.0) -> BudgetWidths:
+    """The widths of largest HRank importance whose predicted forward time fits ``budget`` (a fraction of the
+    table's ``full_ms``, or ms), on the table's grid of counts (those keeping at least ``min_keep``)."""
+    check_table(model, table)
+    costs = table.costs()
+    keep = [allowed(g, c, min_keep) for g, c in zip(table.counts, model.plan.prunable)]
+    counts = [[int(k) for k in np.asarray(g)[m]] for g, m in zip(table.counts, keep)]
+    unary = [np.asarray(u)[m] for u, m in zip(costs.unary, keep)]
+    pairwise = [None] + [np.asarray(pw)[np.ix_(keep[i - 1], keep[i])] for i, pw in enumerate(costs.pairwise) if i]
+    gains = hrank_gains(model, rank_dir, counts, map_sizes(model))
+    choice = choose_counts(counts, gains, unary, pairwise, budget.of(table.full_ms), steps, costs.constant_ms,
+                           unit=" ms")
+    return _result(model, "latency", "ms", choice, table.predict(choice.counts), table.full_ms, gains)
+
+
+def measured_ms(model: SSD, table: LatencyTable, warmup: int = 5, runs: int = 20,
+                device: Optional[str] = None) -> Dict[str, float]:
+    """:func:`bench.timing` of ``model``'s forward as the table was measured (device, threads, batch, layout)."""
+    device = device or table.device
+    model = model.to(device).eval()
+    x = torch.zeros(table.batch_size, 3, table.image_size, table.image_size, device=device)
+    if table.layout == "channels_last":
+        model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    with num_threads(table.threads if torch.device(device).type == "cpu" else None), torch.no_grad():
+        return timing(lambda: model(x), warmup=warmup, runs=runs, device=device)
