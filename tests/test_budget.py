@@ -245,6 +245,29 @@ def test_prune_latency_budget(tmp_path, capsys):
     assert "below the smallest possible cost" in capsys.readouterr().err
 
 
+def test_latency_budget_for_mac_cap(tmp_path):
+    from hrank_ssd.measure.budgets import exact_macs, latency_budget_for_mac_cap, widths_for_latency_budget
+    from hrank_ssd.nets.compress import PRUNED_RATE
+
+    model, _ = setup_model(tmp_path, "vgg16-ssd")
+    table = latency_table(model, tmp_path / "table.json")
+    ranks = tmp_path / "ranks"
+    seed = [kept_channels(c, r) for c, r in zip(model.plan.prunable, PRUNED_RATE)]
+    pruned, _ = prune_to_widths(model, seed, "hrank", ranks)
+    cap = exact_macs(model, seed)
+    assert cap == int(count_exact(pruned)["MACs"].sum())  # exact, without building the pruned model
+    got = latency_budget_for_mac_cap(model, table, cap, ranks, tol=1e-3)
+    assert got.kind == "latency" and exact_macs(model, got.widths) <= cap
+    assert got.choice.cost <= got.budget < table.full_ms and got.predicted == pytest.approx(table.predict(got.widths))
+    again = widths_for_latency_budget(model, table, Budget(got.budget, False), ranks)
+    assert again.widths == got.widths  # the budget found gives these widths
+    full = int(count_exact(model)["MACs"].sum())
+    assert latency_budget_for_mac_cap(model, table, full, ranks).budget == table.full_ms  # no cap: the full budget
+    with pytest.raises(HRankError, match="no latency budget gives widths within") as err:
+        latency_budget_for_mac_cap(model, table, 1, ranks)
+    assert "\n" not in str(err.value)
+
+
 @pytest.mark.parametrize("flags, message", [
     ([], "exactly one of --compress_rate"),
     (["--compress_rate", "[0.5]*14", "--mac_budget", "0.5"], "got --compress_rate and --mac_budget"),

@@ -5,18 +5,28 @@
 (:func:`hrank_ssd.hrank.pruning.prune_to_widths`). The importance of keeping ``k`` filters of a layer is
 the sum of its ``k`` largest ranks divided by ``min(H, W)`` of its maps (:mod:`hrank_ssd.hrank.budget` says
 why); the costs are exact MACs (:mod:`mac_costs`) or a measured latency table (:mod:`latency_table`).
+:func:`latency_budget_for_mac_cap` bisects the latency budget whose widths just meet a MAC cap (pruning for
+the clock at another pruning's MACs, ``benchmarks/latency_frontier.py``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, NamedTuple, Optional, Sequence
 
 import numpy as np
 import torch
 
 from hrank_ssd.errors import HRankError
-from hrank_ssd.hrank.budget import Budget, BudgetChoice, choose_counts, kept_importance, normalised_ranks
+from hrank_ssd.hrank.budget import (
+    Budget,
+    BudgetChoice,
+    choose_counts,
+    kept_importance,
+    layer_terms,
+    min_cost,
+    normalised_ranks,
+)
 from hrank_ssd.hrank.ranks import load_ranks
 from hrank_ssd.measure.bench import num_threads, timing
 from hrank_ssd.measure.flops import count_exact
@@ -115,20 +125,91 @@ def check_table(model: SSD, table: LatencyTable) -> None:
                          f"{model.image_size}px: measure it at --image_size {model.image_size}")
 
 
-def widths_for_latency_budget(model: SSD, table: LatencyTable, budget: Budget, rank_dir, steps: int = STEPS,
-                              min_keep: float = 0.0) -> BudgetWidths:
-    """The widths of largest HRank importance whose predicted forward time fits ``budget`` (a fraction of the
-    table's ``full_ms``, or ms), on the table's grid of counts (those keeping at least ``min_keep``)."""
+class _LatencyProblem(NamedTuple):
+    """A latency budget's knapsack: the grid of counts, their gains and costs (the budget is all it lacks)."""
+
+    counts: List[List[int]]
+    gains: List[np.ndarray]
+    unary: List[np.ndarray]
+    pairwise: List[Optional[np.ndarray]]
+    constant_ms: float
+
+    def choose(self, budget_ms: float, steps: int) -> BudgetChoice:
+        return choose_counts(self.counts, self.gains, self.unary, self.pairwise, budget_ms, steps, self.constant_ms,
+                             unit=" ms")
+
+    def cheapest_ms(self) -> float:
+        return min_cost(layer_terms(self.unary, self.pairwise), self.constant_ms)
+
+
+def _latency_problem(model: SSD, table: LatencyTable, rank_dir, min_keep: float, macs=None) -> _LatencyProblem:
     check_table(model, table)
     costs = table.costs()
     keep = [allowed(g, c, min_keep) for g, c in zip(table.counts, model.plan.prunable)]
     counts = [[int(k) for k in np.asarray(g)[m]] for g, m in zip(table.counts, keep)]
     unary = [np.asarray(u)[m] for u, m in zip(costs.unary, keep)]
     pairwise = [None] + [np.asarray(pw)[np.ix_(keep[i - 1], keep[i])] for i, pw in enumerate(costs.pairwise) if i]
-    gains = hrank_gains(model, rank_dir, counts, map_sizes(model))
-    choice = choose_counts(counts, gains, unary, pairwise, budget.of(table.full_ms), steps, costs.constant_ms,
-                           unit=" ms")
-    return _result(model, "latency", "ms", choice, table.predict(choice.counts), table.full_ms, gains)
+    gains = hrank_gains(model, rank_dir, counts, map_sizes(model, macs))
+    return _LatencyProblem(counts, gains, unary, pairwise, float(costs.constant_ms))
+
+
+def widths_for_latency_budget(model: SSD, table: LatencyTable, budget: Budget, rank_dir, steps: int = STEPS,
+                              min_keep: float = 0.0) -> BudgetWidths:
+    """The widths of largest HRank importance whose predicted forward time fits ``budget`` (a fraction of the
+    table's ``full_ms``, or ms), on the table's grid of counts (those keeping at least ``min_keep``)."""
+    problem = _latency_problem(model, table, rank_dir, min_keep)
+    choice = problem.choose(budget.of(table.full_ms), steps)
+    return _result(model, "latency", "ms", choice, table.predict(choice.counts), table.full_ms, problem.gains)
+
+
+def exact_macs(model: SSD, widths: Sequence[int], macs=None) -> int:
+    """Exact MACs of ``model`` pruned to ``widths`` (kept filters per prunable layer) without building the pruned
+    model: :func:`mac_costs.model_mac_costs` at one count per layer (``macs``: ``count_exact(model)``, if known)."""
+    return model_mac_costs(model, [[int(k)] for k in widths], macs).total([0] * len(widths))
+
+
+def latency_budget_for_mac_cap(model: SSD, table: LatencyTable, mac_cap: float, rank_dir, tol: float = 1e-3,
+                               steps: int = STEPS, min_keep: float = 0.0) -> BudgetWidths:
+    """The widths chosen under the largest latency budget whose widths' exact MACs stay within ``mac_cap``.
+
+    Pruning for the clock at no more MACs than another pruning (e.g. the seed rate's): the budget in ms is
+    bisected between the cheapest choice on the table's grid and ``table.full_ms`` until the bracket is under
+    ``tol * full_ms`` wide. Widths over ``mac_cap`` lower the upper end; widths within it, or a budget the DP
+    cannot fill (within its rounding of the cheapest choice), raise the lower end. The DP maximises importance,
+    not MACs, so MACs need not grow strictly with the budget: the result always meets the cap, and the budget
+    at the bracket's upper end (when below ``full_ms``) does not. The result's ``budget`` is the budget found
+    (``budget / full``: its fraction). A cap nothing within ``tol`` meets is a one-line :class:`HRankError`.
+    """
+    if not 0 < tol < 1:
+        raise HRankError(f"tol must lie in (0, 1), got {tol}")
+    macs = count_exact(model)
+    problem = _latency_problem(model, table, rank_dir, min_keep, macs)
+
+    def attempt(budget_ms: float):
+        """(choice or None where the DP finds none, whether its MACs fit the cap)."""
+        try:
+            choice = problem.choose(budget_ms, steps)
+        except HRankError:
+            return None, True
+        return choice, exact_macs(model, choice.counts, macs) <= mac_cap
+
+    lo, hi = problem.cheapest_ms(), float(table.full_ms)
+    best, fits = attempt(hi)
+    if best is None or not fits:
+        best = None
+        for _ in range(100):  # a bracket halves each time: 100 halvings end any float bisection
+            if hi - lo <= tol * abs(table.full_ms):
+                break
+            mid = (lo + hi) / 2
+            choice, fits = attempt(mid)
+            if fits:
+                lo, best = mid, choice or best
+            else:
+                hi = mid
+    if best is None:
+        raise HRankError(f"no latency budget gives widths within {mac_cap:.6g} MACs (the cheapest choice of the "
+                         f"table's grid costs {problem.cheapest_ms():.6g} ms): raise the cap, lower --min_keep or tol")
+    return _result(model, "latency", "ms", best, table.predict(best.counts), table.full_ms, problem.gains)
 
 
 def measured_ms(model: SSD, table: LatencyTable, warmup: int = 5, runs: int = 20,

@@ -1,0 +1,323 @@
+"""Prune for the clock: a latency table of VGG16-SSD, pruned models predicted and timed, the issue's targets.
+
+One run on this machine (CPU, random weights): VGG16-SSD's latency table (or ``--table``); pruned models from
+random HRank-like ranks (or ``--rank_dir``): the seed rate, uniform rates, MAC and latency budgets, the latency
+budget bisected to the seed's MACs, and the unpruned model, all timed interleaved against their predictions;
+then the seed-MAC-matched model against the unpruned one under each inference option. Checks the issue's
+targets (a) >= 1.8x in plain eager, (b) >= 1.94x with the fastest option, (c) every prediction within 10 %
+(the mAP target needs finetuning: not here). Writes OUT.md, OUT.csv, OUT.png and OUT_table.json.
+
+    python benchmarks/latency_frontier.py [--threads 2] [--grid 8] [--runs 10] [--warmup 3] [--table T.json]
+    python benchmarks/latency_frontier.py --smoke    # width 0.125, grid 2, one run; writes to a temp folder
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from hrank_ssd.errors import HRankError
+from hrank_ssd.hrank.budget import Budget
+from hrank_ssd.hrank.pruning import prune_model, prune_to_widths
+from hrank_ssd.hrank.ranks import save_ranks
+from hrank_ssd.measure import budgets, speed
+from hrank_ssd.measure.bench import environment, num_threads, timings_interleaved
+from hrank_ssd.measure.flops import count_exact
+from hrank_ssd.measure.latency_measure import measure_latency_table
+from hrank_ssd.measure.latency_table import LatencyTable, capability, cpu_flags
+from hrank_ssd.measure.mac_costs import map_sizes
+from hrank_ssd.measure.tables import markdown_table
+from hrank_ssd.nets.compress import PRUNED_RATE, PRUNED_RATE_TEXT
+from hrank_ssd.nets.models import build_model
+
+HERE = Path(__file__).resolve().parent
+NET = "vgg16-ssd"
+UNIFORM, FRACTIONS = (0.3, 0.5, 0.7), (0.4, 0.5, 0.6)
+EAGER_TARGET, FAST_TARGET, ERROR_TARGET = 1.8, 1.94, 10.0  # the issue's speed-ups (x) and prediction error (%)
+OPTIONS = ("channels_last", "torch.compile", "onnxruntime")
+MATCHED = "latency at seed MACs"
+SMOKE = {"width": 0.125, "grid": 2, "runs": 1, "warmup": 0, "model_runs": 1, "model_warmup": 0}
+
+
+def parse(argv):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2, help="torch threads for the table and every timing")
+    ap.add_argument("--grid", type=int, default=8, help="coarse counts per layer of the latency table")
+    ap.add_argument("--runs", type=int, default=10, help="timed calls per cell of the table (median)")
+    ap.add_argument("--warmup", type=int, default=3, help="untimed calls per cell of the table")
+    ap.add_argument("--channels_last", action="store_true", help="measure the table and the models in NHWC")
+    ap.add_argument("--width", type=float, default=1.0, help="channel width of the measured net")
+    ap.add_argument("--table", default=None, help="load this latency table instead of measuring one")
+    ap.add_argument("--rank_dir", default=None, help="HRank ranks (rank_conv{i}.npy); default: random ones")
+    ap.add_argument("--min_keep", type=float, default=0.0, help="least fraction of filters a budget keeps")
+    ap.add_argument("--model_runs", type=int, default=20, help="timed forwards per model (interleaved)")
+    ap.add_argument("--model_warmup", type=int, default=3, help="untimed forwards per model first")
+    ap.add_argument("--options", default=",".join(OPTIONS), help="inference options tried for target (b)")
+    ap.add_argument("--seed", type=int, default=0, help="random weights and ranks")
+    ap.add_argument("--out", default=None, help="OUT.md (default benchmarks/latency_frontier.md; --smoke: a temp "
+                                                "folder); OUT.csv, OUT.png and OUT_table.json beside it")
+    ap.add_argument("--smoke", action="store_true", help="width 0.125, grid 2, one run, no warm-up (seconds)")
+    args = ap.parse_args(argv)
+    if args.smoke:
+        vars(args).update(SMOKE)
+    args.options = [o.strip() for o in args.options.split(",") if o.strip()]
+    for o in args.options:
+        if o not in OPTIONS:
+            ap.error(f"--options: {o!r} is not one of {', '.join(OPTIONS)}")
+    default = Path(tempfile.mkdtemp(prefix="latency_frontier_")) if args.smoke else HERE
+    args.out = Path(args.out or default / "latency_frontier.md")
+    return args
+
+
+def get_table(args) -> tuple:
+    """The latency table (measured here, or ``--table``) and a sentence saying which."""
+    if args.table:
+        table = LatencyTable.load(args.table, threads=args.threads,
+                                  layout="channels_last" if args.channels_last else None)
+        return table, f"loaded from `{args.table}` (measured {table.date} in {table.measure_s or 0:.0f} s)"
+    table = measure_latency_table(NET, "cpu", threads=args.threads, width=args.width, grid=args.grid,
+                                  runs=args.runs, warmup=args.warmup, channels_last=args.channels_last)
+    return table, f"measured by this run in {table.measure_s:.0f} s, saved as `{table_path(args.out).name}`"
+
+
+def table_path(out: Path) -> Path:
+    return out.with_name(out.stem + "_table.json")
+
+
+def random_ranks(model, folder: Path, seed: int) -> Path:
+    """HRank-like ranks: per filter uniform in [0.3, 1] of its map's largest rank, min(H, W)."""
+    rng = np.random.default_rng(seed)
+    save_ranks([rng.uniform(0.3, 1.0, c) * s for c, s in zip(model.plan.prunable, map_sizes(model))], folder)
+    return folder
+
+
+def validation_set(base, table: LatencyTable, rank_dir, min_keep: float):
+    """name -> (kind, budget, pruned model), and notes on budgets that could not be met."""
+    models = {"unpruned": ("unpruned", "-", base)}
+    notes = []
+    n = base.plan.num_prunable
+
+    def by_widths(name, kind, choose, label):
+        try:
+            chosen = choose()
+        except HRankError as e:
+            return notes.append(f"{name}: not built ({e})")
+        models[name] = (kind, label(chosen), prune_to_widths(base, chosen.widths, "hrank", rank_dir)[0])
+
+    seed = f"seed {PRUNED_RATE_TEXT}"
+    models[seed] = ("seed", "rates", prune_model(base, PRUNED_RATE, "hrank", rank_dir)[0])
+    for r in UNIFORM:
+        models[f"uniform {r:g}"] = ("uniform rate", "rates", prune_model(base, [r] * n, "hrank", rank_dir)[0])
+    for f in FRACTIONS:
+        by_widths(f"MAC budget {f:g}", "MAC budget", lambda f=f: budgets.widths_for_mac_budget(
+            base, Budget(f, True), rank_dir, min_keep=min_keep), lambda w, f=f: f"{f:g} of MACs")
+    for f in FRACTIONS:
+        by_widths(f"latency budget {f:g}", "latency budget", lambda f=f: budgets.widths_for_latency_budget(
+            base, table, Budget(f, True), rank_dir, min_keep=min_keep), lambda w, f=f: f"{f:g} of full_ms")
+    cap = budgets.exact_macs(base, models[seed][2].plan.prunable)
+    by_widths(MATCHED, "latency, seed MACs", lambda: budgets.latency_budget_for_mac_cap(
+        base, table, cap, rank_dir, min_keep=min_keep), lambda w: f"{w.budget / w.full:.3f} of full_ms (bisected)")
+    return models, notes
+
+
+def time_models(models: dict, threads: int, fmt, batch: int, size: int, warmup: int, runs: int) -> dict:
+    """Median forward ms of each model, all interleaved, on one random input in ``fmt``."""
+    x = torch.randn(batch, 3, size, size).contiguous(memory_format=fmt)  # a plain tensor, as compile_model's
+    with num_threads(threads), torch.inference_mode():
+        fns = {name: (lambda m=m: m(x)) for name, m in models.items()}
+        return {name: t["median_ms"] for name, t in timings_interleaved(fns, warmup, runs).items()}
+
+
+def widths_text(widths) -> str:
+    """Run-length summary of kept counts: ``57x2 115x2 230x3 ...``."""
+    runs = [(k, len(list(g))) for k, g in itertools.groupby(widths)]
+    return " ".join(f"{k}x{n}" if n > 1 else str(k) for k, n in runs)
+
+
+def frontier_rows(models: dict, table: LatencyTable, measured: dict, base) -> pd.DataFrame:
+    macs = count_exact(base)
+    full_macs, full_ms = int(macs["MACs"].sum()), measured["unpruned"]
+    rows = []
+    for name, (kind, budget, m) in models.items():
+        w, mac = list(m.plan.prunable), budgets.exact_macs(base, m.plan.prunable, macs)
+        pred, ms = table.predict(w), measured[name]
+        rows.append({"model": name, "kind": kind, "budget": budget, "widths": widths_text(w), "GMACs": mac / 1e9,
+                     "predicted_ms": pred, "measured_ms": ms, "error_%": 100 * (pred - ms) / ms,
+                     "speedup": full_ms / ms, "mac_ratio": full_macs / mac})
+    return pd.DataFrame(rows)
+
+
+def option_pairs(full, pruned, options, threads: int, batch: int, tmp: Path):
+    """option -> (unpruned, pruned) as that option runs them (contiguous inputs), and notes on skipped ones."""
+    full, pruned = (m.to(memory_format=torch.contiguous_format) for m in (full, pruned))
+    pairs, notes = {"plain eager": (full, pruned)}, []
+    example = torch.randn(batch, 3, full.image_size, full.image_size)
+    with num_threads(threads):
+        for opt in options:
+            try:
+                if opt == "channels_last":
+                    pairs[opt] = (speed.channels_last(full), speed.channels_last(pruned))
+                elif opt == "torch.compile":
+                    (a, why_a), (b, why_b) = (speed.compile_model(m, example) for m in (full, pruned))
+                    if why_a or why_b:
+                        raise HRankError(why_a or why_b)
+                    pairs[opt] = (a, b)
+                else:
+                    pairs[opt] = tuple(speed.OnnxModel(speed.export_onnx(m, tmp / f"{i}.onnx", batch), m, threads)
+                                       for i, m in enumerate((full, pruned)))
+            except Exception as e:  # noqa: BLE001 - an option missing here is reported, not fatal
+                notes.append(f"{opt} skipped: {type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}")
+    return pairs, notes
+
+
+def option_rows(pairs: dict, times: dict) -> pd.DataFrame:
+    return pd.DataFrame([{"option": o, "unpruned_ms": times[f"{o} | unpruned"], "pruned_ms": times[f"{o} | pruned"],
+                          "speedup": times[f"{o} | unpruned"] / times[f"{o} | pruned"]} for o in pairs])
+
+
+def targets(rows: pd.DataFrame, opts: pd.DataFrame) -> pd.DataFrame:
+    def met(ok):
+        return "not measured" if ok is None else "met" if ok else "not met"
+
+    out = [{"target": f"(a), (b) `{MATCHED}`", "measured": "-", "required": "-", "result": met(None)}]
+    if len(opts):
+        eager = float(opts.set_index("option").loc["plain eager", "speedup"])
+        fast = opts.loc[opts["pruned_ms"].idxmin()]
+        out = [{"target": f"(a) `{MATCHED}` vs unpruned, plain eager", "measured": f"{eager:.2f}x",
+                "required": f">= {EAGER_TARGET:.2f}x", "result": met(eager >= EAGER_TARGET)},
+               {"target": f"(b) the same pair, fastest option here ({fast['option']})",
+                "measured": f"{fast['speedup']:.2f}x", "required": f">= {FAST_TARGET:.2f}x",
+                "result": met(fast["speedup"] >= FAST_TARGET)}]
+    worst = rows.loc[rows["error_%"].abs().idxmax()]
+    out.append({"target": f"(c) |prediction error|, all {len(rows)} models", "measured":
+                f"max {abs(worst['error_%']):.1f}% ({worst['model']})", "required": f"<= {ERROR_TARGET:g}%",
+                "result": met(bool((rows["error_%"].abs() <= ERROR_TARGET).all()))})
+    out.append({"target": "(d) mAP of the finetuned latency-pruned model", "measured": "-",
+                "required": "see the issue", "result": "left out: needs finetuning on the course data"})
+    return pd.DataFrame(out)
+
+
+def plot(rows: pd.DataFrame, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 6))
+    for kind, group in rows.groupby("kind", sort=False):
+        ax.scatter(group["GMACs"], group["measured_ms"], label=kind, zorder=3)
+    ax.scatter(rows["GMACs"], rows["predicted_ms"], facecolors="none", edgecolors="grey", label="predicted (table)")
+    for i, r in enumerate(rows.itertuples()):  # labels alternate above and below their point
+        ax.annotate(r.model, (r.GMACs, r.measured_ms), fontsize=7, xytext=(4, 3 if i % 2 else -9),
+                    textcoords="offset points")
+    ax.set(xlabel="GMACs (exact)", ylabel="forward ms (median, interleaved)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def report(args, env, table, table_note, rows, opts, notes, tg, seconds, command) -> str:
+    flags = cpu_flags()
+    simd = ", ".join(f"{f} {'yes' if f in flags else 'no'}" for f in ("avx2", "avx512f"))
+    cells = sum(len(u.ms) * len(u.ms[0]) for u in table.units)
+    lines = ["# Prune for the clock: VGG16-SSD's latency frontier", "",
+             "Generated by `benchmarks/latency_frontier.py`; do not edit. Every number below is computed by the run.", "",
+             f"- date: {env['date']}", f"- machine: {env['cpu']}, {env['cpu_count']} cores ({simd}; torch capability "
+             f"{capability('cpu')}), no GPU used", f"- torch {env['torch']}, python {env['python']}, "
+             f"{table.threads} threads, layout {table.layout}", f"- command: `{command}`",
+             f"- models: {NET} width {table.width:g}, {table.num_classes} classes, {table.image_size}x{table.image_size}, "
+             f"batch {table.batch_size}, random weights; ranks "
+             + (f"from `{args.rank_dir}`" if args.rank_dir else f"random HRank-like (seed {args.seed})")
+             + f"; --min_keep {args.min_keep:g}",
+             f"- latency table: {table_note}; {len(table.units)} units, {cells} cells, {table.runs} runs and "
+             f"{table.warmup} warm-up per cell, block {table.block}; full_ms {table.full_ms:.2f}, rest_ms "
+             f"{table.rest_ms:.2f}",
+             f"- this run took {sum(seconds.values()) / 60:.1f} min ("
+             + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()) + ")", "",
+             "## Targets", "", markdown_table(tg), "",
+             f"(a) and (b) time only `{MATCHED}` and the unpruned model, interleaved ({args.model_runs} runs after "
+             f"{args.model_warmup} warm-up); the fastest option is the one with the fastest pruned model (int8 is "
+             "not tried: it computes other numbers). The mAP target needs finetuning on the course data, which this "
+             "benchmark does not do.", "",
+             "## The validation set", "",
+             f"All {len(rows)} models timed interleaved, {args.model_runs} runs after {args.model_warmup} warm-up, "
+             "medians; error = (predicted - measured) / measured; speed-up and MAC ratio against `unpruned`. "
+             f"`{MATCHED}`: the largest latency budget (bisected) whose widths' exact MACs do not exceed the seed "
+             "rate's. Without --min_keep a budget may cut an expensive early layer to a few filters.", "",
+             markdown_table(rows, formats={"GMACs": ".3f", "error_%": "+.1f"}), "",
+             f"![MACs vs measured latency]({args.out.with_suffix('.png').name})", ""]
+    if len(opts):
+        lines += [f"## Inference options: `{MATCHED}` vs unpruned", "", markdown_table(opts), ""]
+    if notes:
+        lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
+    return "\n".join(lines)
+
+
+def run(args, command: str) -> str:
+    seconds = {}
+    start = time.perf_counter()
+    table, table_note = get_table(args)
+    if not args.table:
+        table.save(table_path(args.out))
+    seconds["latency table"] = time.perf_counter() - start
+    fmt = torch.channels_last if table.layout == "channels_last" else torch.contiguous_format
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        start = time.perf_counter()
+        torch.manual_seed(args.seed)
+        base = build_model(NET, table.num_classes, width=table.width, image_size=table.image_size).eval()
+        rank_dir = args.rank_dir or random_ranks(base, tmp / "ranks", args.seed)
+        models, notes = validation_set(base, table, rank_dir, args.min_keep)
+        seconds["pruning"] = time.perf_counter() - start
+        print(f"timing {len(models)} models interleaved", file=sys.stderr, flush=True)
+        start = time.perf_counter()
+        measured = time_models({n: m.eval().to(memory_format=fmt) for n, (_, _, m) in models.items()}, table.threads,
+                               fmt, table.batch_size, table.image_size, args.model_warmup, args.model_runs)
+        rows = frontier_rows(models, table, measured, base)
+        seconds["timing"] = time.perf_counter() - start
+        opts = pd.DataFrame()
+        if MATCHED in models:
+            start = time.perf_counter()
+            pairs, more = option_pairs(base, models[MATCHED][2], args.options, table.threads, table.batch_size, tmp)
+            notes += more
+            flat = {f"{o} | {k}": m for o, pair in pairs.items() for k, m in zip(("unpruned", "pruned"), pair)}
+            print(f"timing {len(pairs)} inference options", file=sys.stderr, flush=True)
+            opts = option_rows(pairs, time_models(flat, table.threads, torch.contiguous_format, table.batch_size,
+                                                  table.image_size, args.model_warmup, args.model_runs))
+            seconds["options"] = time.perf_counter() - start
+    env = environment("cpu", table.threads)
+    tg = targets(rows, opts)
+    rows.to_csv(args.out.with_suffix(".csv"), index=False)
+    plot(rows, args.out.with_suffix(".png"), f"{NET} width {table.width:g}, {env['cpu']}, {table.threads} threads")
+    text = report(args, env, table, table_note, rows, opts, notes, tg, seconds, command)
+    args.out.write_text(text)
+    return text
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    command = shlex.join(["python", "benchmarks/latency_frontier.py", *(sys.argv[1:] if argv is None else argv)])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        text = run(args, command)
+    except HRankError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(text)
+    print(f"wrote {args.out} (.csv, .png{', _table.json' if not args.table else ''})", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
