@@ -30,10 +30,10 @@ from hrank_ssd.hrank.budget import Budget
 from hrank_ssd.hrank.pruning import prune_model, prune_to_widths
 from hrank_ssd.hrank.ranks import save_ranks
 from hrank_ssd.measure import budgets, speed
-from hrank_ssd.measure.bench import environment, num_threads, timings_interleaved
+from hrank_ssd.measure.bench import cpu_flags, environment, num_threads, timings_interleaved
 from hrank_ssd.measure.flops import count_exact
 from hrank_ssd.measure.latency_measure import measure_latency_table
-from hrank_ssd.measure.latency_table import LatencyTable, capability, cpu_flags
+from hrank_ssd.measure.latency_table import LatencyTable, capability
 from hrank_ssd.measure.mac_costs import map_sizes
 from hrank_ssd.measure.tables import markdown_table
 from hrank_ssd.nets.compress import PRUNED_RATE, PRUNED_RATE_TEXT

@@ -61,13 +61,10 @@ def spread(table: pd.DataFrame) -> pd.DataFrame:
 def machine() -> str:
     import torch
 
-    from hrank_ssd.measure.bench import cpu_model
+    from hrank_ssd.measure.bench import cpu_flags, cpu_model
 
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        text = ""
-    flags = "AVX-512" if "avx512f" in text else "AVX2" if "avx2" in text else "no AVX2 seen"
+    cpu = cpu_flags()
+    flags = "AVX-512" if "avx512f" in cpu else "AVX2" if "avx2" in cpu else "no AVX2 seen"
     return f"{cpu_model()} ({flags}), {torch.get_num_threads()} threads, torch {torch.__version__}, " \
            f"{time.strftime('%Y-%m-%d')}"
 

@@ -129,15 +129,26 @@ def device_name(device) -> str:
     return cpu_model()
 
 
-def cpu_model() -> str:
+def _cpuinfo(field: str) -> Optional[str]:
+    """The value of the first ``field`` line of /proc/cpuinfo (Linux); None elsewhere."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.lower().startswith("model name"):
+                if line.lower().startswith(field):
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+def cpu_model() -> str:
+    """The CPU's name (/proc/cpuinfo's model name, else what ``platform`` knows)."""
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
+
+
+def cpu_flags() -> set:
+    """The CPU's feature flags (avx2, avx512f, ...) from /proc/cpuinfo (Linux); empty elsewhere."""
+    return set((_cpuinfo("flags") or "").split())
 
 
 def environment(device="cpu", threads: Optional[int] = None) -> dict:
@@ -291,5 +302,5 @@ def results_json(table: pd.DataFrame, raw: Optional[dict] = None, **extra) -> di
 
 
 __all__ = ["PRUNED_RATE", "TABLE_COLUMNS", "TIMING_KEYS", "benchmark_models", "build_bench_models", "count_macs",
-           "count_params", "cpu_model", "device_name", "environment", "num_threads", "results_json",
+           "count_params", "cpu_flags", "cpu_model", "device_name", "environment", "num_threads", "results_json",
            "sample_images", "summarize", "timing", "timings_interleaved"]

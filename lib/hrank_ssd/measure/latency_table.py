@@ -36,7 +36,7 @@ import torch
 
 from hrank_ssd.errors import HRankError
 from hrank_ssd.io.files import atomic_write_text
-from hrank_ssd.measure.bench import cpu_model
+from hrank_ssd.measure.bench import cpu_flags, cpu_model
 from hrank_ssd.nets.ssd import kept_channels
 
 FORMAT = "hrank-ssd latency table"
@@ -45,18 +45,6 @@ MACHINE_KEYS = ("cpu", "device_name", "torch", "capability")
 
 
 # ---------------------------------------------------------------- the grid of kept counts
-
-
-def cpu_flags() -> set:
-    """The CPU's feature flags from /proc/cpuinfo (Linux); empty elsewhere."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
 
 
 def capability(device="cpu") -> str:
@@ -338,5 +326,5 @@ class LatencyTable:
         return table
 
 
-__all__ = ["FORMAT", "LatencyCosts", "LatencyTable", "UnitTimes", "capability", "cpu_flags", "current_machine",
+__all__ = ["FORMAT", "LatencyCosts", "LatencyTable", "UnitTimes", "capability", "current_machine",
            "grid_counts", "hardware_block"]
