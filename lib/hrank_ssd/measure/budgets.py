@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Dict, List, NamedTuple, Optional, Sequence
 
 import numpy as np
-import torch
 
 from hrank_ssd.errors import HRankError
 from hrank_ssd.hrank.budget import (
@@ -28,8 +27,8 @@ from hrank_ssd.hrank.budget import (
     normalised_ranks,
 )
 from hrank_ssd.hrank.ranks import load_ranks
-from hrank_ssd.measure.bench import num_threads, timing
 from hrank_ssd.measure.flops import count_exact
+from hrank_ssd.measure.latency_measure import time_as_measured
 from hrank_ssd.measure.latency_table import LatencyTable
 from hrank_ssd.measure.mac_costs import count_grid, map_sizes, model_mac_costs
 from hrank_ssd.nets.models import layer_names
@@ -212,13 +211,6 @@ def latency_budget_for_mac_cap(model: SSD, table: LatencyTable, mac_cap: float, 
     return _result(model, "latency", "ms", best, table.predict(best.counts), table.full_ms, problem.gains)
 
 
-def measured_ms(model: SSD, table: LatencyTable, warmup: int = 5, runs: int = 20,
-                device: Optional[str] = None) -> Dict[str, float]:
-    """:func:`bench.timing` of ``model``'s forward as the table was measured (device, threads, batch, layout)."""
-    device = device or table.device
-    model = model.to(device).eval()
-    x = torch.zeros(table.batch_size, 3, table.image_size, table.image_size, device=device)
-    if table.layout == "channels_last":
-        model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
-    with num_threads(table.threads if torch.device(device).type == "cpu" else None), torch.no_grad():
-        return timing(lambda: model(x), warmup=warmup, runs=runs, device=device)
+def measured_ms(model: SSD, table: LatencyTable, warmup: int = 5, runs: int = 20) -> Dict[str, float]:
+    """``model``'s forward timed as the table was measured (device, threads, batch, layout)."""
+    return time_as_measured(table, {"model": model}, runs, warmup)["model"]

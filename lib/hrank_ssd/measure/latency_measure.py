@@ -269,23 +269,30 @@ def default_checks(net: str) -> Dict[str, Optional[List[float]]]:
     return {"full": None, f"{kind} {format_compress_rate(rates)}": rates}
 
 
+def time_as_measured(table: LatencyTable, models: Mapping[str, nn.Module], runs: int = 10,
+                     warmup: int = 3) -> Dict[str, Dict[str, float]]:
+    """Forward timings of whole models as ``table`` was measured (device, threads, batch, layout), interleaved."""
+    device = resolve_device(table.device)
+    fmt = torch.channels_last if table.layout == "channels_last" else torch.contiguous_format
+    with num_threads(table.threads), torch.inference_mode():
+        ready = {n: m.eval().to(device=device, memory_format=fmt) for n, m in models.items()}
+        x = torch.randn(table.batch_size, 3, table.image_size, table.image_size, device=device).contiguous(
+            memory_format=fmt)
+        return timings_interleaved({n: (lambda m=m: m(x)) for n, m in ready.items()}, warmup, runs, device)
+
+
 def check_predictions(table: LatencyTable, models: Mapping[str, Optional[Sequence[float]]], runs: int = 10,
                       warmup: int = 3) -> List[dict]:
     """Time whole models (name -> compress rates, None: unpruned) as the table was measured, interleaved, and
     put each beside its prediction: ``{name, widths, predicted_ms, measured_ms}``."""
-    device = resolve_device(table.device)
-    fmt = torch.channels_last if table.layout == "channels_last" else torch.contiguous_format
     rates = {name: layer_rates(r, len(table.counts)) if r is not None else [0.0] * len(table.counts)
              for name, r in models.items()}
-    with num_threads(table.threads), torch.inference_mode():
-        built = {}
-        for name, r in rates.items():
-            torch.manual_seed(0)
-            built[name] = build_model(table.net, table.num_classes, compress_rate=r, width=table.width,
-                                      image_size=table.image_size).eval().to(device=device, memory_format=fmt)
-        x = torch.randn(table.batch_size, 3, table.image_size, table.image_size, device=device).contiguous(
-            memory_format=fmt)
-        times = timings_interleaved({n: (lambda m=m: m(x)) for n, m in built.items()}, warmup, runs, device)
+    built = {}
+    for name, r in rates.items():
+        torch.manual_seed(0)
+        built[name] = build_model(table.net, table.num_classes, compress_rate=r, width=table.width,
+                                  image_size=table.image_size)
+    times = time_as_measured(table, built, runs, warmup)
     rows = []
     for name, r in rates.items():
         widths = table.widths_for_rates(r)
@@ -295,4 +302,4 @@ def check_predictions(table: LatencyTable, models: Mapping[str, Optional[Sequenc
 
 
 __all__ = ["Unit", "check_predictions", "default_checks", "find_units", "measure_latency_table", "measure_unit",
-           "net_grid", "record_input_sizes"]
+           "net_grid", "record_input_sizes", "time_as_measured"]
