@@ -52,8 +52,8 @@ def parse(argv):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2, help="torch threads for the table and every timing")
     ap.add_argument("--grid", type=int, default=8, help="coarse counts per layer of the latency table")
-    ap.add_argument("--runs", type=int, default=10, help="timed calls per cell of the table (median)")
-    ap.add_argument("--warmup", type=int, default=3, help="untimed calls per cell of the table")
+    ap.add_argument("--runs", type=int, default=5, help="timed forwards of each model the table times")
+    ap.add_argument("--warmup", type=int, default=2, help="untimed forwards of each model the table times")
     ap.add_argument("--channels_last", action="store_true", help="measure the table and the models in NHWC")
     ap.add_argument("--width", type=float, default=1.0, help="channel width of the measured net")
     ap.add_argument("--table", default=None, help="load this latency table instead of measuring one")
@@ -240,9 +240,9 @@ def report(args, env, table, table_note, rows, opts, notes, tg, seconds, command
              f"batch {table.batch_size}, random weights; ranks "
              + (f"from `{args.rank_dir}`" if args.rank_dir else f"random HRank-like (seed {args.seed})")
              + f"; --min_keep {args.min_keep:g}",
-             f"- latency table: {table_note}; {len(table.units)} units, {cells} cells, {table.runs} runs and "
-             f"{table.warmup} warm-up per cell, block {table.block}; full_ms {table.full_ms:.2f}, rest_ms "
-             f"{table.rest_ms:.2f}",
+             f"- latency table: {table_note}; {len(table.units)} units, {cells} cells, timed inside {table.models} "
+             f"whole models ({table.warmup} warm-up and {table.runs} timed forwards each), block {table.block}; "
+             f"full_ms {table.full_ms:.2f}, rest_ms {table.rest_ms:.2f}",
              f"- this run took {sum(seconds.values()) / 60:.1f} min ("
              + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()) + ")", "",
              "## Targets", "", markdown_table(tg), "",

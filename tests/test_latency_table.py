@@ -16,8 +16,9 @@ from torch import nn
 
 from hrank_ssd.cli import main
 from hrank_ssd.errors import HRankError
+from hrank_ssd.measure import latency_measure
 from hrank_ssd.measure import latency_table as lt
-from hrank_ssd.measure.latency_measure import find_units
+from hrank_ssd.measure.latency_measure import design_widths, find_units, first_filters, measure_latency_table
 from hrank_ssd.measure.latency_table import (
     LatencyTable,
     UnitTimes,
@@ -128,19 +129,55 @@ def test_predict_at_full_width_sums_measured_medians(measured, net):
     assert math.isfinite(table.predict(pruned))
 
 
-def test_units_of_mb1_keep_depthwise_groups():
+def test_units_of_mb1_and_vgg():
     units = find_units(_model("mb1-ssd"), get_net("mb1-ssd").slice_rules())
     dw = [u for u in units if u.names[0] == "base_net.2.0"][0]
-    assert dw.reads_own_channels and dw.names == ["base_net.2.0", "base_net.2.1", "base_net.2.2"]
-    conv = dw.copy(99, 6)[0]
-    assert conv.groups == conv.in_channels == conv.out_channels == 6
-    out = dw.copy(99, 6)(torch.zeros(1, 6, 9, 9))
-    assert out.shape == (1, 6, 5, 5)  # stride 2 kept
+    assert dw.names == ["base_net.2.0", "base_net.2.1", "base_net.2.2"]
+    assert dw.modules[0].groups == dw.modules[0].in_channels  # depthwise: its input side follows its filters
+    assert dw.in_layer is None and dw.cell([5] * 14, dw.full_counts()) == (dw.full_counts()[0], 5)
     vgg = find_units(_model("vgg16-ssd"), get_net("vgg16-ssd").slice_rules())
     assert len(vgg) == 15 + 1 + 2  # the backbone convs, the conv4_3 BatchNorm add-on, header 0's two convs
     conv1_2 = [u for u in vgg if u.names[0] == "base_net.2"][0]
     assert [type(m) for m in conv1_2.modules] == [nn.Conv2d, nn.ReLU, nn.MaxPool2d]  # the pool on its output
-    assert conv1_2.copy(5, 7)(torch.zeros(1, 5, 8, 8)).shape == (1, 7, 4, 4)
+    assert conv1_2.cell(list(range(1, 15)), conv1_2.full_counts()) == (1, 2)
+
+
+def test_design_meets_every_cell_of_adjacent_layers():
+    counts = [[1, 2], [3, 4, 5], [6], [7, 8, 9, 10]]
+    design = design_widths(counts)
+    # even layers take 2 distinct vectors over p, odd layers 4 over q: 8 models, duplicates dropped
+    assert len(design) == len({tuple(w) for w in design}) == 2 * 4
+    for i in range(1, len(counts)):
+        met = {(w[i - 1], w[i]) for w in design}
+        assert met == set(itertools.product(counts[i - 1], counts[i])), i
+    assert [g[-1] for g in counts] in design
+
+
+@pytest.mark.parametrize("net", NETS)
+def test_in_model_segments_price_every_model_exactly(monkeypatch, net):
+    """A fake clock that only convs advance (by in x out channels): the table's sum then equals a model's time
+    exactly at any grid widths, which holds only if each segment is charged to the right unit and cell."""
+    clock = [0.0]
+
+    def conv_cost(module, inputs, output):
+        if isinstance(module, nn.Conv2d):
+            clock[0] += module.in_channels * module.out_channels / module.groups * 1e-6
+
+    monkeypatch.setattr(latency_measure.time, "perf_counter", lambda: clock[0])
+    handle = torch.nn.modules.module.register_module_forward_hook(conv_cost)
+    try:
+        table = measure_latency_table(net, width=0.125, image_size=300, grid=2, runs=1, warmup=0, progress=False)
+        base = build_model(net, 21, width=0.125, image_size=300).eval()
+        rng = np.random.default_rng(0)
+        for _ in range(4):
+            widths = [int(rng.choice(g)) for g in table.counts]
+            model = first_filters(base, widths)
+            before = clock[0]
+            with torch.inference_mode():
+                model(torch.zeros(1, 3, 300, 300))
+            assert table.predict(widths) == pytest.approx((clock[0] - before) * 1e3, rel=1e-9, abs=1e-9)
+    finally:
+        handle.remove()
 
 
 # ---------------------------------------------------------------- a hand-made table

@@ -23,8 +23,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "pruning's counts are added)")
     p.add_argument("--block", type=int, default=None,
                    help="channel block of the kernels (default: 32 on CUDA, 16 with AVX-512, else 8)")
-    p.add_argument("--runs", type=int, default=10, help="timed calls per cell (median)")
-    p.add_argument("--warmup", type=int, default=3, help="untimed calls per cell first")
+    p.add_argument("--runs", type=int, default=5, help="timed forwards of each model timed (cells: medians)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed forwards of each model first")
     p.add_argument("--no_check", dest="check", action="store_false",
                    help="skip timing whole models against the table's predictions at the end")
     p.add_argument("--no_progress", dest="progress", action="store_false", help="no tqdm bar")

@@ -2,24 +2,36 @@
 
 1. The net's slice rules name every conv whose channels pruning changes; each becomes a *unit* with the
    BatchNorm, activation and max-pool modules right after it in its ``nn.Sequential`` (a BatchNorm in the
-   rules that no conv absorbs is a unit of its own). A forward pre-hook on the full model records each unit's input size.
+   rules that no conv absorbs is a unit of its own). A forward pre-hook on the full model records each unit's
+   input size.
 2. Each prunable layer gets a grid of kept counts (:func:`latency_table.grid_counts`, with the seed pruning's
    exact counts when the net publishes one).
-3. For every unit and every (inputs, filters) cell of its grid, a standalone copy of the unit with those
-   channels (random weights, eval mode, the model's memory layout) is timed with warm-up and medians; cells run
-   interleaved (A, B, C, A, B, C...) in chunks of bounded memory, so background load hits them alike.
-4. The full model's forward is timed too, ``runs`` calls first and one more after each unit (so a change of
-   background load during the minutes of measuring weighs on it as on the units); ``full_ms`` is the median of
-   these calls and ``rest_ms`` is it minus every unit at full width.
+3. Units are timed **inside whole models**, as they will run: :func:`design_widths` lists models (the full
+   model's first filters kept, :func:`hrank_ssd.hrank.pruning.apply_kept`) whose layers sit at grid positions
+   ``p`` (even layers) and ``q`` (odd layers), for every pair ``(p, q)``, so every (inputs, filters) cell of every
+   unit occurs in some model. A pre-hook on each unit's first module stamps the clock (CUDA events on a GPU);
+   a unit's *segment* runs from its stamp to the next unit's (the last one's to the end of the forward), so the
+   segments add up to the forward: the headers, reshapes and tensors freed between two units are charged to the
+   unit before them, whose kept counts set their size. Models run interleaved in chunks of bounded memory, in
+   a shuffled order, so background load hits every part of the grid alike; a cell's time is the median of all
+   its segments.
+4. ``full_ms`` is the median forward of the full model (one of the design's models) and ``rest_ms`` is it minus
+   every unit at full width: the time before the first unit.
+
+Timed standalone (one conv on its own input, as the first tables were), thin layers came out 20-40% slower than
+inside the model and the predictions of heavily pruned models 22-49% too high
+(``benchmarks/latency_frontier.md`` of 2026-12-01); inside the model a unit runs on the output its producer
+has just written, and the cost of freeing that tensor is counted where it happens.
 """
 
 from __future__ import annotations
 
-import copy
 import datetime as _dt
 import math
+import random
 import statistics
 import time
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -29,7 +41,8 @@ from tqdm.auto import tqdm
 
 from hrank_ssd.devices import resolve_device
 from hrank_ssd.errors import HRankError
-from hrank_ssd.measure.bench import num_threads, timing, timings_interleaved
+from hrank_ssd.hrank.pruning import apply_kept
+from hrank_ssd.measure.bench import num_threads, timings_interleaved
 from hrank_ssd.measure.latency_table import (
     LatencyTable,
     UnitTimes,
@@ -38,16 +51,16 @@ from hrank_ssd.measure.latency_table import (
     hardware_block,
 )
 from hrank_ssd.nets.compress import format_compress_rate, layer_rates
-from hrank_ssd.nets.models import build_model
+from hrank_ssd.nets.models import build_model, layer_names
 from hrank_ssd.nets.registry import get_net
 from hrank_ssd.nets.spec import NetSpec, Rule
-from hrank_ssd.nets.ssd import kept_channels
+from hrank_ssd.nets.ssd import SSD, kept_channels
 
 # timed with the conv before them: they run on its output, so its kept filters set their cost too (a max pool
-# after a VGG conv is ~10% of the forward on a CPU; left in rest_ms it would not shrink with pruning)
+# after a VGG conv is ~10% of the forward on a CPU)
 FOLLOWERS = (nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Hardswish, nn.SiLU, nn.MaxPool2d)
-CHUNK_BYTES = 512 * 2 ** 20  # weights + inputs + outputs of the cells timed together
-CHUNK_CELLS = 64
+CHUNK_BYTES = 512 * 2 ** 20  # parameters of the models timed together
+CHUNK_MODELS = 8
 
 
 # ---------------------------------------------------------------- units
@@ -63,37 +76,16 @@ class Unit:
     in_layer: Optional[int]
     input_hw: Tuple[int, int] = (0, 0)
 
-    @property
-    def reads_own_channels(self) -> bool:
-        """A depthwise conv or a BatchNorm reads as many channels as it makes."""
-        first = self.modules[0]
-        return isinstance(first, nn.BatchNorm2d) or (first.groups > 1 and first.groups == first.in_channels)
-
     def full_counts(self) -> Tuple[int, int]:
         first = self.modules[0]
         if isinstance(first, nn.BatchNorm2d):
             return first.num_features, first.num_features
         return first.in_channels, first.out_channels
 
-    def input_channels(self, k_in: int, k_out: int) -> int:
-        return k_out if self.reads_own_channels else k_in
-
-    def copy(self, k_in: int, k_out: int) -> nn.Sequential:
-        """A standalone copy with ``k_in`` input channels (ignored when it reads its own) and ``k_out`` filters."""
-        layers = []
-        for m in self.modules:
-            if isinstance(m, nn.Conv2d):
-                if m.groups > 1 and not self.reads_own_channels:
-                    raise HRankError(f"{self.names[0]} is a grouped conv ({m.groups} groups): latency tables "
-                                     f"time plain and depthwise convs only")
-                groups = k_out if m.groups > 1 else 1
-                layers.append(nn.Conv2d(self.input_channels(k_in, k_out), k_out, m.kernel_size, m.stride, m.padding,
-                                        m.dilation, groups, bias=m.bias is not None, padding_mode=m.padding_mode))
-            elif isinstance(m, nn.BatchNorm2d):
-                layers.append(nn.BatchNorm2d(k_out, m.eps, m.momentum, m.affine, m.track_running_stats))
-            else:  # a parameter-free activation or pool
-                layers.append(copy.deepcopy(m))
-        return nn.Sequential(*layers).eval()
+    def cell(self, widths: Sequence[int], full: Tuple[int, int]) -> Tuple[int, int]:
+        """(k_in, k_out) of this unit in a model whose prunable layers keep ``widths``; ``full`` fixes a side."""
+        return (full[0] if self.in_layer is None else int(widths[self.in_layer]),
+                full[1] if self.out_layer is None else int(widths[self.out_layer]))
 
 
 def _followers(named: Mapping[str, nn.Module], name: str) -> List[str]:
@@ -144,7 +136,7 @@ def record_input_sizes(model: nn.Module, units: Sequence[Unit], image_size: int)
         raise HRankError(f"the forward pass never reaches {unseen[:5]}: they cannot be timed")
 
 
-# ---------------------------------------------------------------- grid and timing
+# ---------------------------------------------------------------- the grid and the models that cover it
 
 
 def net_grid(spec: NetSpec, channels: Sequence[int], points: int, block: int) -> List[List[int]]:
@@ -154,59 +146,127 @@ def net_grid(spec: NetSpec, channels: Sequence[int], points: int, block: int) ->
             for i, c in enumerate(channels)]
 
 
+def design_widths(counts: Sequence[Sequence[int]]) -> List[List[int]]:
+    """The models to time: for every pair ``(p, q)`` of positions in ``0..L-1`` (L the longest grid), even
+    layers at position p and odd layers at q of their own grid (scaled to its length, so every count occurs).
+
+    A unit between adjacent layers (or on one layer) then meets every cell of its grid in some model: L*L
+    models, the full model (p = q = L-1) among them. Duplicates are dropped; the order is p-major."""
+    longest = max(len(g) for g in counts)
+
+    def at(grid, pos):
+        return grid[round(pos * (len(grid) - 1) / (longest - 1))] if longest > 1 else grid[-1]
+
+    seen, out = set(), []
+    for p in range(longest):
+        for q in range(longest):
+            widths = [at(g, q if i % 2 else p) for i, g in enumerate(counts)]
+            if tuple(widths) not in seen:
+                seen.add(tuple(widths))
+                out.append(widths)
+    return out
+
+
+def first_filters(model: SSD, widths: Sequence[int]) -> SSD:
+    """``model`` keeping the first ``widths[i]`` filters of prunable layer i (for timing: which filters is moot)."""
+    return apply_kept(model, {n: list(range(k)) for n, k in zip(layer_names(model.cfg.name), widths)})
+
+
+# ---------------------------------------------------------------- timing units inside models
+
+
+class _Stamps:
+    """Pre-hooks on each unit's first module note when it starts: ``perf_counter`` on a CPU, CUDA events on a
+    GPU (a synchronisation per unit would distort what it measures)."""
+
+    def __init__(self, units: Sequence[Unit], device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.units = list(units)
+        self.marks: List[tuple] = []
+        self.handles = [u.modules[0].register_forward_pre_hook(self._hook(j)) for j, u in enumerate(self.units)]
+
+    def _now(self):
+        if not self.cuda:
+            return time.perf_counter()
+        event = torch.cuda.Event(enable_timing=True)
+        event.record()
+        return event
+
+    def _hook(self, j: int):
+        def hook(module, inputs):
+            self.marks.append((j, self._now()))
+        return hook
+
+    def _ms(self, a, b) -> float:
+        return a.elapsed_time(b) if self.cuda else (b - a) * 1e3
+
+    def forward(self, model: nn.Module, x: torch.Tensor) -> Tuple[float, Dict[int, float]]:
+        """One forward: its ms, and each unit's segment in ms (from its stamp to the next one, or to the end)."""
+        self.marks = []
+        start = self._now()
+        model(x)
+        end = self._now()
+        if self.cuda:
+            torch.cuda.synchronize()
+        stamps = [t for _, t in self.marks] + [end]
+        segments: Dict[int, float] = defaultdict(float)
+        for k, (j, t) in enumerate(self.marks):
+            segments[j] += self._ms(t, stamps[k + 1])
+        return self._ms(start, end), segments
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
 @dataclass
 class _Setup:
-    batch_size: int
     device: torch.device
     fmt: torch.memory_format
     warmup: int
     runs: int
+    x: torch.Tensor
 
 
-def _time_cells(unit: Unit, cells, setup: _Setup) -> Dict[tuple, float]:
-    """Median ms of each (k_in, k_out) cell, interleaved in chunks of bounded memory."""
-    out: Dict[tuple, float] = {}
-    chunk: Dict[tuple, tuple] = {}
-    used = 0
-    h, w = unit.input_hw
+def _time_chunk(models: Sequence[Tuple[List[int], SSD]], rules: Mapping[str, Rule], setup: _Setup,
+                samples: Dict[tuple, List[float]], full_times: List[float], full: Mapping[str, tuple]) -> None:
+    """Time a chunk of models interleaved; append each unit's segments to ``samples[(unit, k_in, k_out)]``
+    and the full model's forwards to ``full_times``. ``full``: each unit's (in, out) channels unpruned (a fixed
+    side of a depthwise conv or a BatchNorm shrinks in a pruned model but is recorded at its full count)."""
+    clocks = []
+    for widths, model in models:
+        units = find_units(model, rules)
+        clocks.append((widths, model, _Stamps(units, setup.device), units))
+    try:
+        for _ in range(setup.warmup):
+            for _, model, _, _ in clocks:
+                model(setup.x)
+        for _ in range(setup.runs):
+            for widths, model, clock, units in clocks:
+                total, segments = clock.forward(model, setup.x)
+                if all(units[j].full_counts() == full[units[j].names[0]] for j in range(len(units))):
+                    full_times.append(total)
+                for j, ms in segments.items():
+                    u = units[j]
+                    samples[(u.names[0], *u.cell(widths, full[u.names[0]]))].append(ms)
+    finally:
+        for _, _, clock, _ in clocks:
+            clock.remove()
 
-    def flush():
-        inputs: Dict[int, torch.Tensor] = {}
-        fns = {}
-        for cell, (module, c_in) in chunk.items():
-            if c_in not in inputs:
-                inputs[c_in] = torch.randn(setup.batch_size, c_in, h, w, device=setup.device).contiguous(
-                    memory_format=setup.fmt)
-            fns[cell] = lambda m=module, x=inputs[c_in]: m(x)
-        for cell, t in timings_interleaved(fns, setup.warmup, setup.runs, setup.device).items():
-            out[cell] = t["median_ms"]
-        chunk.clear()
 
-    for k_in, k_out in cells:
-        module = unit.copy(k_in, k_out).to(device=setup.device, memory_format=setup.fmt)
-        c_in = unit.input_channels(k_in, k_out)
-        size = 4 * (sum(p.numel() for p in module.parameters()) + setup.batch_size * (c_in + k_out) * h * w)
-        if chunk and (used + size > CHUNK_BYTES or len(chunk) >= CHUNK_CELLS):
-            flush()
-            used = 0
-        chunk[(k_in, k_out)] = (module, c_in)
+def _chunks(design: Sequence[List[int]], base: SSD, setup: _Setup):
+    """Models of ``design`` built and moved to the device, yielded in chunks of bounded memory."""
+    chunk, used = [], 0
+    for widths in design:
+        model = first_filters(base, widths).eval().to(device=setup.device, memory_format=setup.fmt)
+        size = 4 * sum(p.numel() for p in model.parameters())
+        if chunk and (used + size > CHUNK_BYTES or len(chunk) >= CHUNK_MODELS):
+            yield chunk
+            chunk, used = [], 0
+        chunk.append((widths, model))
         used += size
     if chunk:
-        flush()
-    return out
-
-
-def measure_unit(unit: Unit, counts: Sequence[Sequence[int]], setup: _Setup) -> UnitTimes:
-    """One unit timed on every cell of its grid."""
-    full_in, full_out = unit.full_counts()
-    in_counts = [full_in] if unit.in_layer is None else list(counts[unit.in_layer])
-    out_counts = [full_out] if unit.out_layer is None else list(counts[unit.out_layer])
-    if in_counts[-1] != full_in or out_counts[-1] != full_out:
-        raise HRankError(f"{unit.names[0]} has {full_in}->{full_out} channels but its slice rule's layers have "
-                         f"{in_counts[-1]}->{out_counts[-1]}: the net's slice rules are wrong")
-    ms = _time_cells(unit, [(a, b) for a in in_counts for b in out_counts], setup)
-    return UnitTimes(unit.names[0], unit.out_layer, unit.in_layer, in_counts, out_counts,
-                     [[ms[(a, b)] for b in out_counts] for a in in_counts], list(unit.names), list(unit.input_hw))
+        yield chunk
 
 
 def _check_args(batch_size, width, grid, runs, warmup, threads, block):
@@ -218,43 +278,62 @@ def _check_args(batch_size, width, grid, runs, warmup, threads, block):
         raise HRankError("--threads and --block must be at least 1")
 
 
+def _unit_times(units: Sequence[Unit], counts, samples: Mapping[tuple, List[float]]) -> List[UnitTimes]:
+    """Each unit's grid of medians; a cell no model covered is an error naming the unit."""
+    records = []
+    for u in units:
+        full_in, full_out = u.full_counts()
+        ins = [full_in] if u.in_layer is None else list(counts[u.in_layer])
+        outs = [full_out] if u.out_layer is None else list(counts[u.out_layer])
+        missing = [(a, b) for a in ins for b in outs if not samples.get((u.names[0], a, b))]
+        if missing:
+            raise HRankError(f"{u.names[0]} couples prunable layers {u.in_layer} and {u.out_layer}, which are not "
+                             f"adjacent: the timed models never meet its cells {missing[:3]}")
+        ms = [[statistics.median(samples[(u.names[0], a, b)]) for b in outs] for a in ins]
+        records.append(UnitTimes(u.names[0], u.out_layer, u.in_layer, ins, outs, ms, list(u.names),
+                                 list(u.input_hw)))
+    return records
+
+
 def measure_latency_table(net: str, device="cpu", threads: Optional[int] = None, batch_size: int = 1,
                           width: float = 1.0, image_size: Optional[int] = None, channels_last: bool = False,
-                          grid: int = 8, runs: int = 10, warmup: int = 3, num_classes: int = 21,
+                          grid: int = 8, runs: int = 5, warmup: int = 2, num_classes: int = 21,
                           block: Optional[int] = None, progress: bool = True) -> LatencyTable:
-    """Measure ``net``'s latency table on this machine (random weights: shapes set the speed)."""
+    """Measure ``net``'s latency table on this machine (random weights: shapes set the speed). ``runs`` and
+    ``warmup`` count forwards of each timed model (see the module's docstring)."""
     spec = get_net(net)
     _check_args(batch_size, width, grid, runs, warmup, threads, block)
     device = resolve_device(device)
     block = block or hardware_block(device)
     image_size = image_size or spec.config.image_size
     torch.manual_seed(0)
-    model = build_model(net, num_classes, width=width, image_size=image_size).eval()
-    counts = net_grid(spec, model.plan.prunable, grid, block)
-    units = find_units(model, spec.slice_rules())
-    record_input_sizes(model, units, image_size)
+    base = build_model(net, num_classes, width=width, image_size=image_size).eval()
+    counts = net_grid(spec, base.plan.prunable, grid, block)
+    units = find_units(base, spec.slice_rules())
+    record_input_sizes(base, units, image_size)
+    design = design_widths(counts)
+    full = {u.names[0]: u.full_counts() for u in units}
+    random.Random(0).shuffle(design)  # load drifting over the minutes of measuring is noise, not a slope
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    setup = _Setup(batch_size, device, fmt, warmup, runs)
+    x = torch.randn(batch_size, 3, image_size, image_size, device=device).contiguous(memory_format=fmt)
+    setup = _Setup(device, fmt, warmup, runs, x)
+    samples: Dict[tuple, List[float]] = defaultdict(list)
+    full_times: List[float] = []
     start = time.perf_counter()
     with num_threads(threads) as used_threads, torch.inference_mode():
-        model = model.to(device=device, memory_format=fmt)
-        x = torch.randn(batch_size, 3, image_size, image_size, device=device).contiguous(memory_format=fmt)
-
-        def forward_ms(warm: int = 0) -> float:
-            return timing(lambda: model(x), warm, 1, device)["median_ms"]
-
-        full = [forward_ms(warmup)] + [forward_ms() for _ in range(runs - 1)]
-        records = []
-        for unit in tqdm(units, desc=f"latency-table {net}", unit="unit", disable=not progress):
-            records.append(measure_unit(unit, counts, setup))
-            full.append(forward_ms())  # one more call between units
-        full_ms = statistics.median(full)
+        bar = tqdm(total=len(design), desc=f"latency-table {net}", unit="model", disable=not progress)
+        for chunk in _chunks(design, base, setup):
+            _time_chunk(chunk, spec.slice_rules(), setup, samples, full_times, full)
+            bar.update(len(chunk))
+        bar.close()
+    records = _unit_times(units, counts, samples)
+    full_ms = statistics.median(full_times)
     rest_ms = full_ms - math.fsum(r.ms[-1][-1] for r in records)
     return LatencyTable(net=net, width=width, image_size=image_size, batch_size=batch_size, device=str(device),
                         threads=used_threads, layout="channels_last" if channels_last else "contiguous",
                         machine=current_machine(device), counts=counts, units=records, rest_ms=rest_ms,
                         full_ms=full_ms, num_classes=num_classes, block=block, runs=runs, warmup=warmup,
-                        measure_s=time.perf_counter() - start,
+                        measure_s=time.perf_counter() - start, models=len(design),
                         date=_dt.datetime.now().astimezone().isoformat(timespec="seconds"))
 
 
@@ -301,5 +380,5 @@ def check_predictions(table: LatencyTable, models: Mapping[str, Optional[Sequenc
     return rows
 
 
-__all__ = ["Unit", "check_predictions", "default_checks", "find_units", "measure_latency_table", "measure_unit",
-           "net_grid", "record_input_sizes", "time_as_measured"]
+__all__ = ["Unit", "check_predictions", "default_checks", "design_widths", "find_units", "first_filters",
+           "measure_latency_table", "net_grid", "record_input_sizes", "time_as_measured"]

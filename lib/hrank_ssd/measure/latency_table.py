@@ -3,14 +3,15 @@
 A *unit* is one conv named in the net's slice rules together with the BatchNorm, ReLU and max-pool modules
 that follow it in the same ``nn.Sequential`` (a BatchNorm add-on in the rules is a unit of its own). Its time
 depends on at most two kept counts: ``k[in_layer]`` (its input channels) and ``k[out_layer]`` (its filters);
-``None`` is a fixed side. Each unit is timed standalone on a grid of counts per prunable layer
-(:mod:`latency_measure`), and
+``None`` is a fixed side. Each unit is timed inside whole models on a grid of counts per
+prunable layer (:mod:`latency_measure`), and
 
     predict(k) = rest_ms + sum over units of unit_ms(k[in_layer], k[out_layer])
 
-with bilinear interpolation between grid counts (clamped at the grid's ends). ``rest_ms`` is the full model's
-measured forward minus the units at full width: what no unit covers (the extras and headers outside the
-rules, the headers' reshapes and concatenations). At grid counts nothing is interpolated: ``predict`` is
+with bilinear interpolation between grid counts (clamped at the grid's ends). A unit's time is its *segment*
+inside a whole model, from its start to the next unit's (:mod:`latency_measure`), so the extras, headers and
+reshapes between units are charged to the unit before them; ``rest_ms`` is the full model's measured forward
+minus the units at full width: the time before the first unit. At grid counts nothing is interpolated: ``predict`` is
 ``math.fsum`` of ``rest_ms`` and measured medians, so ``predict(full_widths())`` equals ``full_ms`` up to one
 rounding.
 
@@ -40,7 +41,7 @@ from hrank_ssd.measure.bench import cpu_flags, cpu_model
 from hrank_ssd.nets.ssd import kept_channels
 
 FORMAT = "hrank-ssd latency table"
-VERSION = 1
+VERSION = 2  # 2: units timed inside whole models (1: standalone, 20-49% high on thin layers)
 MACHINE_KEYS = ("cpu", "device_name", "torch", "capability")
 
 
@@ -207,6 +208,7 @@ class LatencyTable:
     runs: Optional[int] = None
     warmup: Optional[int] = None
     measure_s: Optional[float] = None  # how long measuring took
+    models: Optional[int] = None  # whole models timed to measure it
     date: Optional[str] = None
     checks: List[dict] = field(default_factory=list)  # {name, widths, predicted_ms, measured_ms}
 
