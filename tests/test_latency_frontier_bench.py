@@ -1,0 +1,50 @@
+"""benchmarks/latency_frontier.py end to end at smoke size: every model of the validation set is built, timed
+and predicted, the targets table is written, and target (d) is read from a course run's map.csv (exact)."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pandas as pd
+import pytest
+
+
+@pytest.fixture(scope="module")
+def frontier(repo_root):
+    spec = importlib.util.spec_from_file_location("latency_frontier", repo_root / "benchmarks" / "latency_frontier.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _course(folder, matched, seed):
+    folder.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"model": ["vgg16-ssd", "vgg16-ssd-pruned", "vgg16-ssd-lat-seedmacs"],
+                  "mAP": [0.9, seed, matched]}).to_csv(folder / "map.csv", index=False)
+    return folder
+
+
+@pytest.mark.parametrize("matched, result", [(0.7, "met"), (0.695, "met"), (0.6899, "not met")])
+def test_map_target_reads_the_course_results(frontier, tmp_path, matched, result):
+    row = frontier.map_target(_course(tmp_path / "results", matched, 0.7))
+    assert row["result"] == result
+    assert row["measured"].startswith(f"{matched - 0.7:+.4f}")
+
+
+def test_map_target_without_a_course_run_says_how_to_get_it(frontier, tmp_path):
+    assert frontier.map_target(None)["result"].startswith("not measured: pass --course_results")
+    (tmp_path / "map.csv").write_text("model,mAP\nvgg16-ssd,0.5\n")
+    assert "lacks the two models" in frontier.map_target(tmp_path)["result"]
+
+
+def test_smoke_run_writes_every_model_and_the_targets(frontier, tmp_path):
+    out = tmp_path / "lf.md"
+    course = _course(tmp_path / "results", 0.71, 0.7)
+    assert frontier.main(["--smoke", "--options", "channels_last", "--out", str(out),
+                          "--course_results", str(course)]) == 0
+    rows = pd.read_csv(out.with_suffix(".csv"))
+    assert rows["model"].iloc[0] == "unpruned" and len(rows) >= 6
+    assert (rows["predicted_ms"] > 0).all() and (rows["measured_ms"] > 0).all()
+    text = out.read_text()
+    assert "| (d) mAP" in text and "+0.0100 (0.7100 vs 0.7000) | >= -0.01 | met |" in text
+    assert out.with_name("lf_table.json").is_file() and out.with_suffix(".png").is_file()
