@@ -190,9 +190,24 @@ else:
     print("offline profile: no published ranks to compare with (run with PROFILE='full')")
 
 # %% [markdown]
+# ## The same for MobileNetV1-SSD
+#
+# Nothing above is VGG-specific: the net's file (`lib/hrank_ssd/nets/mb1_ssd.py`) names the layers whose ReLU
+# outputs are ranked. MobileNetV1-SSD's prunable layers are its first conv and the 13 pointwise (1x1) convs; a
+# depthwise conv has no rank file of its own, because it keeps exactly its producer's filters when pruned. The
+# course prunes it too (notebook 03) and puts it on the frontier (notebook 04).
+
+# %%
+mb1_ranks = course.rank_dir(net="mb1-ssd")  # computed here (no published ranks): work/<profile>/ranks-mb1-ssd
+mb1 = [np.load(R.rank_file(mb1_ranks, i)) for i in range(1, len(layer_names("mb1-ssd")) + 1)]
+pd.DataFrame(R.rank_summary(mb1, "mb1-ssd")).round(2)
+
+# %% [markdown]
 # CLI equivalent (the original `rank_generation.py`):
 #
 # ```
 # python -m hrank_ssd rank --dataset work/offline/data/VOCdevkit/VOC2007 \
 #     --base_net work/offline/models/vgg16-ssd.pth --limit 4 --batch_size 16 --rank_dir work/offline/ranks
+# python -m hrank_ssd rank --net mb1-ssd --dataset work/offline/data/VOCdevkit/VOC2007 \
+#     --base_net work/offline/models/mb1-ssd.pth --limit 2 --batch_size 16 --rank_dir work/offline/ranks-mb1-ssd
 # ```

@@ -1,7 +1,7 @@
 # %% [markdown]
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/hrank-ssd/hrank-ssd/blob/main/notebooks/02_hrank_pruning.ipynb)
 #
-# # 2. HRank pruning: rates, surgery, sensitivity, criteria
+# # 2. HRank pruning: rates, surgery, latency budgets, sensitivity, criteria
 #
 # A **compress rate** says, per prunable layer, which fraction of its filters to remove. The original
 # project writes it as `"[0.1]*7+[0.5]*9"`: the first 7 layers lose 10%, the rest 50% (entries past the
@@ -177,6 +177,81 @@ assert torch.allclose(c1, c2, atol=1e-4, rtol=1e-4) and torch.allclose(l1, l2, a
 print("pruned == masked original; max difference", float((c1 - c2).abs().max()))
 
 # %% [markdown]
+# ## Why fixed rates do not make a CPU fast: pruning for the clock
+#
+# MACs are not milliseconds. CPU convolution kernels process channels in blocks (16 floats per AVX-512
+# register, 8 with AVX2; a GPU works in warps of 32), so a conv that keeps 57 of 64 filters does 11% fewer
+# multiply-adds but runs about as long as with 64: the block is paid in full. The seed rate `[0.1]*7+...`
+# keeps exactly such counts (57, 115, 230) in the early layers, which run at the largest resolutions and hold
+# most of the time; pools, memory traffic and the unpruned heads do not shrink with MACs either. On the
+# development CPU the seed rate cuts VGG16-SSD's MACs 1.71x but its forward only 1.32x
+# (`benchmarks/latency_frontier.md`; `docs/latency.md` explains the measurement).
+#
+# So the widths must be chosen *for the hardware*: a **latency table** times every layer of the net (conv +
+# BatchNorm + ReLU + pool, at its real input size) on a grid of kept counts on *this* machine, and a knapsack
+# keeps, per layer, the count of largest summed HRank importance whose predicted forward time fits a budget
+# (HALP's idea on HRank's ranks; `docs/pruning-budgets.md`). Every layer keeps at least `min_keep` of its
+# filters. The course prunes two such models: one at the largest latency budget whose exact MACs do not exceed
+# the seed rate's, and one at `latency_budget` of the unpruned forward (the profile's); notebook 04 puts them
+# on the mAP-latency frontier.
+#
+# Move the slider: the table shows the widths chosen under that budget, the latency this machine's table
+# predicts for them and their exact MACs, beside the unpruned model and the seed rate (the reference row).
+# Without widgets the table is for `LATENCY_BUDGET`: edit it and re-run the cell. (The course's own model keeps
+# the profile's `latency_budget`.)
+
+# %%
+table = course.latency_table()  # measured here once (seconds offline), then reused from work/<profile>/latency/
+print(f"latency table: {table.net} at width {table.width:g}, {table.image_size}px, {table.threads} threads on "
+      f"{table.machine['device_name']}: unpruned forward {table.full_ms:.2f} ms")
+LATENCY_BUDGET = course.profile.latency_budget  # a fraction of the unpruned model's predicted forward
+course.budget_table(LATENCY_BUDGET).round(3)
+
+# %%
+try:
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    budget = widgets.FloatSlider(value=LATENCY_BUDGET, min=0.2, max=1.0, step=0.05, description="latency budget",
+                                 continuous_update=False, style={"description_width": "initial"})
+    shown = widgets.Output()
+
+    def show_budget(_=None):
+        with shown:
+            shown.clear_output(wait=True)
+            display(course.budget_table(budget.value).round(3))  # a budget too small: a note says the least one
+
+    budget.observe(show_budget, names="value")
+    show_budget()
+    display(widgets.VBox([budget, shown]))
+except ImportError:
+    print("ipywidgets is not installed: edit LATENCY_BUDGET in the cell above and re-run it")
+
+# %% [markdown]
+# The course's two latency-pruned models (their widths are chosen now, pruned from the baseline with HRank's
+# ranks; notebook 03 finetunes them):
+
+# %%
+chosen = course.latency_models()
+chosen.round(3)
+
+# %% [markdown]
+# Check: each latency-pruned model's predicted cost fits the budget it was chosen under (the knapsack rounds
+# costs up, never down), and the seed-MACs model never has more MACs than the seed rate. (A `note` says when a
+# fallback was needed: e.g. a table measured on a busy machine, whose times barely follow the counts.)
+
+# %%
+chosen = chosen.set_index("pruning")
+for key in ("vgg16-ssd-lat-seedmacs", "vgg16-ssd-lat-small"):
+    row = chosen.loc[key]
+    cost = row["predicted ms"] if row["budget unit"] == "ms" else row["MMACs"] * 1e6
+    assert cost <= row["budget"] * (1 + 1e-9), (key, cost, row["budget"])
+    print(key, "|", row["chosen by"], "|", row["note"] or "no fallback")
+assert chosen.loc["vgg16-ssd-lat-seedmacs", "MMACs"] <= chosen.loc["vgg16-ssd-pruned", "MMACs"]
+print(f"seed-MACs widths: {chosen.loc['vgg16-ssd-lat-seedmacs', 'MMACs']:.1f} MMACs <= seed rate "
+      f"{chosen.loc['vgg16-ssd-pruned', 'MMACs']:.1f} MMACs")
+
+# %% [markdown]
 # ## Which layers can lose filters? Sensitivity
 #
 # Prune **one** layer at a time at a given rate, evaluate without finetuning, and compare with the
@@ -216,4 +291,9 @@ crit
 # python -m hrank_ssd sensitivity --dataset work/offline/data/VOCdevkit/VOC2007 \
 #     --trained_model work/offline/models/vgg16-ssd.pth --rank_dir work/offline/ranks --layers 1,4,7,10,13,14 \
 #     --rates 0.3,0.6,0.9 --target_mac_reduction 0.5
+# python -m hrank_ssd latency-table --net vgg16-ssd --width 0.125 --grid 6 --runs 5 --warmup 2 --num_classes 6 \
+#     --out work/offline/latency/table.json
+# python -m hrank_ssd prune --base_net work/offline/models/vgg16-ssd.pth --rank_dir work/offline/ranks \
+#     --latency_budget 0.5 --latency_table work/offline/latency/table.json --min_keep 0.25 \
+#     --output work/offline/models/vgg16-ssd-lat-small-init.pth
 # ```

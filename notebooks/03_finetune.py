@@ -136,6 +136,20 @@ assert any(not torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.stat
 print(f"{count_parameters(b):,} parameters, plan {b.plan.prunable}")
 
 # %% [markdown]
+# ## The other pruned models of the comparison
+#
+# Notebook 04 compares six models. Three more pruned ones are finetuned here (each resumable, each logged like
+# the one above): VGG16-SSD pruned for this machine's clock at the seed rate's MACs, finetuned **exactly** as the
+# seed-rate model (same epochs, same learning rate: their mAPs are compared); VGG16-SSD at the smaller latency
+# budget; and MobileNetV1-SSD pruned with its own HRank ranks (`mb1_compress_rate`). The last two get
+# `small_finetune_epochs` (offline: one epoch each, to keep the course within 15 minutes on 2 CPU cores).
+
+# %%
+extra = course.extra_finetunes()
+pd.DataFrame([{"model": key, "finetune epochs": course.finetune_epochs(key), "checkpoint": str(path),
+               "parameters": count_parameters(load_model(path))} for key, path in extra.items()])
+
+# %% [markdown]
 # ## Beyond the original: distillation
 #
 # The unpruned model can teach the pruned one: its class scores, softened with a temperature, become

@@ -5,7 +5,9 @@
 #
 # **mAP** (VOC2007, 11-point): for each class, rank all detections by score, match each to an unmatched
 # ground-truth box with IoU > 0.5, draw the precision/recall curve and average the precision at recall
-# 0, 0.1, ..., 1; then average over classes. We evaluate the three detectors on the same test set.
+# 0, 0.1, ..., 1; then average over classes. We evaluate the six models of the comparison on the same test set:
+# VGG16-SSD, pruned at the seed rate, pruned for this machine's clock at the seed rate's MACs and at a smaller
+# latency budget (notebook 02), MobileNetV1-SSD and MobileNetV1-SSD pruned with HRank.
 
 # %%
 # Setup. On Colab: clone the repository and install it (Colab's own torch/torchvision are kept).
@@ -85,7 +87,8 @@ summary.assign(published_mAP_theirs=summary["model"].map(report.PUBLISHED_MAP))
 # %% [markdown]
 # `published_mAP_theirs` are the **original project's** figures on VOC2007 test, quoted for comparison.
 # On the offline profile our numbers come from synthetic shapes and small models: compare the ranking of
-# the three models, not the values.
+# the models, not the values. (The latency-pruned and the pruned MobileNetV1-SSD models have no published
+# figure.)
 
 # %%
 report.plot_per_class(per_class)
@@ -138,6 +141,44 @@ plt.show()
 for _, r in bench.iloc[1:].iterrows():
     print(f"{r['model']}: {r['mac_ratio']:.2f}x fewer MACs, {r['forward_speedup']:.2f}x faster forward pass")
 assert bench["forward_speedup"].iloc[0] == 1.0
+
+# %% [markdown]
+# ## The frontier: mAP against latency and MACs, on this machine
+#
+# `Course.bench()` above timed the full-size detectors. The six models *as evaluated* (the profile's widths,
+# trained here) are timed by `Course.frontier()` on this machine, interleaved, beside their exact MACs; the
+# VGG16-SSDs also get the latency this machine's table predicted. A model is on the **Pareto frontier** when
+# no other model is both cheaper (faster, or fewer MACs) and more accurate: the frontier is the set of best
+# trade-offs, and pruning for the clock aims to push it left.
+
+# %%
+frontier = course.frontier()
+table = report.frontier_table(report.load_results(course.run_dir))
+table.round(4)
+
+# %%
+report.plot_frontier(table, report.machine_title(course.load_json("frontier_machine.json")))
+plt.show()
+
+# %% [markdown]
+# Check: no model on the latency frontier is beaten by another on both axes, and every model off it is.
+
+# %%
+for _, r in table.iterrows():
+    beaten = ((table["forward ms"] <= r["forward ms"]) & (table["mAP"] >= r["mAP"])
+              & ((table["forward ms"] < r["forward ms"]) | (table["mAP"] > r["mAP"]))).any()
+    assert beaten != r["frontier (latency)"], r["model"]
+print("on the latency frontier:", ", ".join(table.loc[table["frontier (latency)"], "model"]))
+
+# %% [markdown]
+# **Theirs, on their own axes.** The original project's published mAPs (VOC2007 test) belong to full-size
+# detectors trained on real data: they are not comparable with our synthetic-data mAPs, so they get their own
+# plot, against the exact MACs of the full-size detectors (computed, notebook 05). The top axis is what a
+# FLOPs model *estimates* for a T4 GPU (`hrank_ssd.course.estimates`): an estimate, not a measurement.
+
+# %%
+report.plot_published(report.published_points(course.flops()))
+plt.show()
 
 # %% [markdown]
 # ## Why latency falls less than MACs

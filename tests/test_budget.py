@@ -268,6 +268,23 @@ def test_latency_budget_for_mac_cap(tmp_path):
     assert "\n" not in str(err.value)
 
 
+def test_latency_range_bounds_the_budgets_that_can_be_met(tmp_path):
+    from hrank_ssd.measure.budgets import latency_range, widths_for_latency_budget
+
+    model, _ = setup_model(tmp_path, "vgg16-ssd")
+    table = latency_table(model, tmp_path / "table.json")
+    ranks = tmp_path / "ranks"
+    cheapest, full = latency_range(model, table, ranks, min_keep=0.25)
+    assert full == table.full_ms and 0 < cheapest < full
+    # the cheapest widths keeping a quarter of each layer: the smallest count of each grid at or above 25%
+    smallest = [min(k for k in grid if k >= 0.25 * grid[-1]) for grid in table.counts]
+    assert cheapest == pytest.approx(table.predict(smallest), rel=1e-12)
+    assert latency_range(model, table, ranks)[0] < cheapest  # without min_keep, cheaper widths exist
+    widths_for_latency_budget(model, table, Budget(cheapest + 0.1 * (full - cheapest), False), ranks, min_keep=0.25)
+    with pytest.raises(HRankError, match="below the smallest possible cost"):
+        widths_for_latency_budget(model, table, Budget(0.99 * cheapest, False), ranks, min_keep=0.25)
+
+
 @pytest.mark.parametrize("flags, message", [
     ([], "exactly one of --compress_rate"),
     (["--compress_rate", "[0.5]*14", "--mac_budget", "0.5"], "got --compress_rate and --mac_budget"),

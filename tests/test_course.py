@@ -1,5 +1,7 @@
-"""Course bookkeeping: the device is resolved once, published artifacts are fetched and verified once."""
+"""Course bookkeeping: the device is resolved once, published artifacts are fetched and verified once; the
+comparison's extra models (the latency table per machine, the latency-pruned VGG16-SSDs, the pruned MobileNetV1-SSD)."""
 
+import pandas as pd
 import pytest
 import torch
 
@@ -118,3 +120,174 @@ def test_published_pruned_model_over_quota_falls_back_to_the_students(tmp_path, 
     monkeypatch.setattr(tiny, "finetuned", lambda: (_ for _ in ()).throw(HRankError("broken")))
     with pytest.raises(HRankError, match="broken"):  # only the published model has a stand-in
         tiny.model_path("vgg16-ssd-pruned")
+
+
+# ---------------------------------------------------------------- the comparison's extra models
+
+
+CLASSES = ["BACKGROUND", "circle", "square", "triangle", "cross", "ring"]
+
+
+def hand_made_table(net="vgg16-ssd", width=0.125, slope=1e-3, const=0.0):
+    """A latency table on this machine, no timing: one unit per layer, ms = const + slope x its inputs x filters
+    (``slope`` < 0: times falling as counts grow, what a table measured on a busy machine can look like)."""
+    from hrank_ssd.measure.latency_table import LatencyTable, UnitTimes, current_machine
+    from hrank_ssd.measure.mac_costs import count_grid
+    from hrank_ssd.nets.models import build_model
+
+    counts = [count_grid(c, 8) for c in build_model(net, 6, width=width).plan.prunable]
+    units = [UnitTimes(module=f"unit{i}", out_layer=i, in_layer=None if i == 0 else i - 1,
+                       in_counts=[3] if i == 0 else counts[i - 1], out_counts=counts[i],
+                       ms=[[const + slope * a * b for b in counts[i]] for a in ([3] if i == 0 else counts[i - 1])])
+             for i in range(len(counts))]
+    table = LatencyTable(net=net, width=width, image_size=300, batch_size=1, device="cpu",
+                         threads=torch.get_num_threads(), layout="contiguous", machine=current_machine("cpu"),
+                         counts=counts, units=units, rest_ms=0.5, full_ms=0.0, num_classes=6)
+    table.full_ms = table.predict(table.full_widths())
+    return table
+
+
+def course_with_baselines(tmp_path, monkeypatch, slope=1e-3, const=0.0, profile="tiny"):
+    """A tiny course whose baselines and VGG ranks exist already (random weights, realistic ranks) and whose
+    latency table is hand-made: no training, no timing. Returns (course, calls to measure_latency_table)."""
+    import numpy as np
+
+    from hrank_ssd.course import pruned_models
+    from hrank_ssd.course.steps import Course
+    from hrank_ssd.hrank.ranks import save_ranks
+    from hrank_ssd.measure.mac_costs import map_sizes
+    from hrank_ssd.nets.models import build_model, save_model
+
+    calls = []
+    monkeypatch.setattr(pruned_models, "measure_latency_table",
+                        lambda net, **kw: calls.append(kw) or hand_made_table(net, kw["width"], slope, const))
+    course = Course(profile, tmp_path / "run", tmp_path / "work", device="cpu", progress=False)
+    monkeypatch.setattr(course, "class_names", lambda: CLASSES)
+    torch.manual_seed(0)
+    for net, width in (("vgg16-ssd", course.profile.vgg_width), ("mb1-ssd", course.profile.mb1_width)):
+        save_model(build_model(net, 6, width=width), course.path(net))
+    vgg = build_model("vgg16-ssd", 6, width=course.profile.vgg_width)
+    rng = np.random.default_rng(0)
+    save_ranks([rng.uniform(0.3, 1.0, c) * s for c, s in zip(vgg.plan.prunable, map_sizes(vgg))], course.work / "ranks")
+    return course, calls
+
+
+def test_latency_table_is_measured_once_per_machine_and_profile(tmp_path, monkeypatch):
+    import json
+
+    from hrank_ssd.course.profiles import get_profile
+    from hrank_ssd.course.steps import Course
+
+    course, calls = course_with_baselines(tmp_path, monkeypatch)
+    table = course.latency_table()
+    p = course.profile
+    assert len(calls) == 1 and calls[0]["width"] == p.vgg_width and calls[0]["image_size"] == p.image_size
+    assert (calls[0]["grid"], calls[0]["runs"], calls[0]["warmup"]) == (2, 1, 0)  # the tiny profile's
+    assert calls[0]["num_classes"] == len(CLASSES) and calls[0]["device"] == "cpu"
+    path = course.latency_table_path()
+    assert path.parent == course.work / "latency" and path.is_file()
+    assert json.loads((course.results / "latency_table.json").read_text())["full_ms"] == table.full_ms
+    again = Course("tiny", tmp_path / "run2", tmp_path / "work", device="cpu", progress=False)
+    assert again.latency_table_path() == path and again.latency_table().full_ms == table.full_ms
+    assert len(calls) == 1  # reused from the work folder
+    data = json.loads(path.read_text())
+    data["machine"]["cpu"] = "Another CPU"  # the same folder on another machine: LatencyTable.load refuses it
+    path.write_text(json.dumps(data))
+    monkeypatch.setattr(again, "class_names", lambda: CLASSES)
+    again._table = None
+    assert again.latency_table().machine["cpu"] != "Another CPU" and len(calls) == 2
+    assert json.loads(path.read_text())["machine"]["cpu"] != "Another CPU"  # measured here, saved over it
+    other = Course(get_profile("tiny", latency_grid=3), tmp_path / "run3", tmp_path / "work", progress=False)
+    assert other.latency_table_path() != path  # other table settings, another file
+
+
+def test_latency_pruned_models_meet_their_budgets(tmp_path, monkeypatch):
+    from hrank_ssd.course.pruned_models import SEED_MACS, SMALL
+    from hrank_ssd.measure import budgets
+    from hrank_ssd.nets.models import load_model, read_sidecar
+
+    course, _ = course_with_baselines(tmp_path, monkeypatch)
+    base = load_model(course.path("vgg16-ssd"))
+    seed = load_model(course.pruned("hrank")).plan.prunable
+    cap = budgets.exact_macs(base, seed)
+    assert course.seed_mac_cap(base) == cap
+    chosen, note = course.latency_widths(SEED_MACS, base)
+    assert note == "" and chosen.kind == "latency" and budgets.exact_macs(base, chosen.widths) <= cap
+    assert all(k >= 0.25 * c for k, c in zip(chosen.widths, chosen.channels))  # min_keep
+    small, note = course.latency_widths(SMALL, base)
+    assert note == "" and small.predicted <= course.profile.latency_budget * course.latency_table().full_ms
+    init = course.latency_pruned(SEED_MACS)
+    meta = read_sidecar(init)
+    assert load_model(init).plan.prunable == chosen.widths and meta["compress_rate"] is None
+    assert meta["budget"]["min_keep"] == 0.25 and meta["budget"]["latency_table"] == course.latency_table_path().name
+    rows = course.latency_models().set_index("pruning")
+    assert list(rows.index) == ["vgg16-ssd", "vgg16-ssd-pruned", SEED_MACS, SMALL]
+    assert rows.loc["vgg16-ssd-pruned", "MMACs"] == cap / 1e6 and rows.loc["vgg16-ssd", "of unpruned MACs"] == 1.0
+    assert rows.loc[SEED_MACS, "chosen by"] == "latency knapsack" and rows.loc[SEED_MACS, "budget unit"] == "ms"
+    assert rows.loc[SMALL, "predicted ms"] == small.predicted and (course.results / "latency_models.csv").is_file()
+    slider = course.budget_table(0.6).set_index("pruning")
+    assert list(slider.index) == ["unpruned", "seed rate [0.1]*7+[0.5]*9", "latency budget 0.6"]
+    assert slider.iloc[1]["MMACs"] == cap / 1e6 and list(slider.iloc[1][-14:]) == list(seed)
+    assert slider.iloc[2]["predicted ms"] <= 0.6 * course.latency_table().full_ms
+    too_small = course.budget_table(0.01).set_index("pruning").loc["latency budget 0.01"]
+    assert "the least budget that can be met is about" in too_small["note"] and pd.isna(too_small["MMACs"])
+
+
+def test_a_table_whose_times_fall_with_the_counts_falls_back_to_the_mac_knapsack(tmp_path, monkeypatch):
+    from hrank_ssd.course.pruned_models import SEED_MACS, SMALL
+    from hrank_ssd.measure import budgets
+    from hrank_ssd.nets.models import load_model
+
+    course, _ = course_with_baselines(tmp_path, monkeypatch, slope=-1e-3, const=10.0)  # wider is faster: noise
+    base = load_model(course.path("vgg16-ssd"))
+    chosen, note = course.latency_widths(SEED_MACS, base)
+    assert chosen.kind == "macs" and "no latency budget gives widths within" in note
+    assert budgets.exact_macs(base, chosen.widths) <= course.seed_mac_cap(base)
+    small, note = course.latency_widths(SMALL, base)  # the full widths are the cheapest: a fraction cannot be met
+    assert "is below the cheapest widths" in note and all(k >= 0.25 * c for k, c in zip(small.widths, small.channels))
+
+
+def test_extra_models_finetune_as_the_profile_says(tmp_path, monkeypatch):
+    from hrank_ssd.course.pruned_models import MB1_PRUNED, SEED_MACS, SMALL
+    from hrank_ssd.course.results import MODEL_KEYS
+    from hrank_ssd.course.steps import Course
+
+    offline = Course("offline", tmp_path / "run", tmp_path / "work", progress=False)
+    p = offline.profile
+    # the seed-MACs model is compared with the seed rate's: the same finetune, epochs and learning rate
+    assert offline.finetune_epochs(SEED_MACS) == offline.finetune_epochs("vgg16-ssd-pruned") == p.finetune_epochs
+    assert offline.finetune_epochs(SMALL) == offline.finetune_epochs(MB1_PRUNED) == p.small_finetune_epochs == 1
+    assert offline.finetune_epochs("vgg16-ssd") == offline.finetune_epochs("mb1-ssd") == 0
+    trained = []
+    monkeypatch.setattr(offline, "_train", lambda key, net, epochs, lr, width, hooks=None, **kw:
+                        trained.append((key, net, epochs, lr, kw["base_net"])) or offline.path(key))
+    monkeypatch.setattr(offline, "pruned", lambda criterion="hrank": tmp_path / "seed-init.pth")
+    monkeypatch.setattr(offline, "latency_pruned", lambda key: tmp_path / f"{key}-init.pth")
+    monkeypatch.setattr(offline, "mb1_pruned", lambda: tmp_path / "mb1-init.pth")
+    offline.finetuned()
+    assert {k: offline.model_path(k) for k in MODEL_KEYS if k not in ("vgg16-ssd", "mb1-ssd")} == {
+        k: offline.path(k) for k in ("vgg16-ssd-pruned", SEED_MACS, SMALL, MB1_PRUNED)}
+    by_key = {key: (net, epochs, lr) for key, net, epochs, lr, _ in trained}
+    assert by_key[SEED_MACS] == by_key["vgg16-ssd-pruned"] == ("vgg16-ssd", 4, p.finetune_lr)
+    assert by_key[SMALL] == ("vgg16-ssd", 1, p.finetune_lr) and by_key[MB1_PRUNED] == ("mb1-ssd", 1, p.finetune_lr)
+    full = Course("full", tmp_path / "run2", tmp_path / "work2", progress=False)  # the published model stands in
+    assert full.finetune_epochs(SEED_MACS) == full.profile.student_finetune_epochs == 1
+    assert offline.settings()["mb1_compress_rate"] == "[0.3]*14"
+
+
+def test_mobilenet_gets_its_own_ranks_and_pruning(tmp_path, monkeypatch):
+    from hrank_ssd.hrank.ranks import has_ranks
+    from hrank_ssd.nets.models import load_model, read_sidecar
+    from hrank_ssd.nets.ssd import kept_channels
+
+    course, _ = course_with_baselines(tmp_path, monkeypatch)
+    monkeypatch.undo()  # the real class names: the ranks read the tiny synthetic data set
+    ranks = course.rank_dir(net="mb1-ssd")
+    assert ranks == course.work / "ranks-mb1-ssd" and has_ranks(ranks, "mb1-ssd")
+    assert course.rank_dir() == course.work / "ranks"  # VGG's stay where they were
+    pruned = course.mb1_pruned()
+    base = load_model(course.path("mb1-ssd"))
+    rates = list(course.profile.mb1_compress_rate)
+    assert load_model(pruned).plan.prunable == [kept_channels(c, r) for c, r in zip(base.plan.prunable, rates)]
+    assert load_model(pruned).plan.prunable != base.plan.prunable
+    assert read_sidecar(pruned)["criterion"] == "hrank" and read_sidecar(pruned)["compress_rate"] == rates

@@ -33,3 +33,24 @@ def test_workloads_follow_the_full_profile():
     flops = 5011 * estimates.model_gmacs(PROFILES["full"].compress_rate)["vgg16-ssd-pruned"] * 2 * 3
     assert row["estimate min"] == pytest.approx(flops / (estimates.T4_FP32_TFLOPS * estimates.TRAIN_EFFICIENCY
                                                          * 1e3) / 60, rel=1e-9)
+
+
+def test_t4_time_is_a_stated_flops_model_and_its_inverse():
+    gmacs = estimates.T4_FP32_TFLOPS * estimates.INFER_EFFICIENCY / 2  # 2 FLOPs per MAC: exactly 1 ms
+    assert float(estimates.t4_forward_ms(gmacs)) == pytest.approx(1.0, rel=1e-12)
+    assert estimates.t4_forward_gmacs(estimates.t4_forward_ms([1.5, 31.4])).tolist() == pytest.approx([1.5, 31.4])
+
+
+def test_workloads_count_the_comparisons_extra_models():
+    p = PROFILES["full"]
+    gmacs = {"vgg16-ssd": 31.0, "vgg16-ssd-pruned": 18.0, "mb1-ssd": 1.5, "mb1-ssd-pruned": 0.9}
+    work = {w.what: w for w in estimates.workloads(p, gmacs, svd_gflop=2.0, mb1_svd_gflop=0.5)}
+    ranks = work["MobileNetV1-SSD ranks: 640 images"]
+    assert (ranks.notebook, ranks.gmacs, ranks.svd_gflop) == ("01_rank_generation", 1.5, 0.5)
+    mb1 = work[f"MobileNetV1-SSD pruned: {p.small_finetune_epochs} epoch(s)"]
+    assert (mb1.images, mb1.gmacs, mb1.passes, mb1.train) == (5011 * p.small_finetune_epochs, 0.9, 3.0, True)
+    seed_macs = work["latency-pruned VGG16-SSD at the seed MACs: 1 epoch(s) of 5011 images"]  # as the student's
+    assert (seed_macs.images, seed_macs.gmacs) == (5011, 18.0)
+    assert work["mAP of 6 models on 4952 images"].gmacs == 31.0 + 3 * 18.0 + 1.5 + 0.9
+    order = [w.notebook for w in estimates.workloads(p, gmacs, 2.0)]
+    assert order == sorted(order)  # grouped by notebook, in notebook order

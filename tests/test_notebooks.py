@@ -242,6 +242,7 @@ def test_one_kernel_resets_names_between_notebooks(tmp_path):
 def test_all_notebooks_run_on_tiny_profile_and_report(tmp_path):
     from hrank_ssd.course.notebooks import execute_notebooks, notebook_paths
     from hrank_ssd.course.report import write_report
+    from hrank_ssd.course.results import MODEL_TITLES
 
     run_dir, work = tmp_path / "run", tmp_path / "work"
     done = execute_notebooks(notebook_paths(NB_DIR), run_dir, "tiny", work, device="cpu", log=lambda m: None,
@@ -254,7 +255,9 @@ def test_all_notebooks_run_on_tiny_profile_and_report(tmp_path):
         assert not any(o.get("output_type") == "error" for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     results = run_dir / "results"
     for name in ("map.csv", "per_class_ap.csv", "bench.csv", "flops.csv", "sensitivity.csv", "criteria.csv",
-                 "log_vgg16-ssd.csv", "log_vgg16-ssd-pruned.csv", "settings.json", "video.json", "machine.json"):
+                 "log_vgg16-ssd.csv", "log_vgg16-ssd-pruned.csv", "settings.json", "video.json", "machine.json",
+                 "latency_table.json", "latency_models.csv", "frontier.csv", "frontier_machine.json",
+                 "log_vgg16-ssd-lat-seedmacs.csv", "log_vgg16-ssd-lat-small.csv", "log_mb1-ssd-pruned.csv"):
         assert (results / name).is_file(), name
     assert json.loads((results / "settings.json").read_text())["name"] == "tiny"
     # notebook 03's loss curve was drawn inside the notebook while training ran (a PNG in the cell's output)
@@ -264,7 +267,7 @@ def test_all_notebooks_run_on_tiny_profile_and_report(tmp_path):
     assert (run_dir / "report.md").is_file()  # notebook 06 wrote the report itself, as on Colab
     md, html = write_report(run_dir)
     text = md.read_text()
-    for title in ("VGG16-SSD", "VGG16-SSD pruned (HRank)", "MobileNetV1-SSD"):
+    for title in MODEL_TITLES.values():  # all six models of the comparison
         assert f"| {title} |" in text
     assert "| model | mAP (ours) | mAP (theirs, published) |" in text
     assert "_Not available" not in text and "Latencies measured on " in text

@@ -69,13 +69,14 @@ def test_report_tables_hold_the_numbers_of_the_files(tmp_path):
     assert "not comparable" in text  # synthetic profile warning
     assert "| train vgg16-ssd | 12.5 |" in text
     assert "| VGG16-SSD | 3 | 3.0000 | 4.0000 | 0.2000 | 7.5 |" in text  # training summary: last row, total time
-    for png in ("map_vs_latency.png", "per_class_ap.png", "loss_vgg16-ssd.png"):
+    for png in ("per_class_ap.png", "loss_vgg16-ssd.png"):
         assert (run / "plots" / png).is_file() and f"plots/{png}" in text
     _, made = report.build_report(run)  # the list of plots is the files the report links
-    assert sorted(p.name for p in made) == ["loss_vgg16-ssd.png", "map_vs_latency.png", "per_class_ap.png"]
+    assert sorted(p.name for p in made) == ["loss_vgg16-ssd.png", "per_class_ap.png"]
     assert all(isinstance(p, Path) and p.is_file() for p in made)
-    # no flops.csv -> no MACs scatter, and a note that says what writes it
-    assert not (run / "plots" / "map_vs_macs.png").exists()
+    # no frontier.csv -> no frontier plot; no flops.csv -> no published plot; notes say what writes them
+    assert not (run / "plots" / "frontier.png").exists() and "`results/frontier.csv` is missing" in text
+    assert not (run / "plots" / "published_map_vs_macs.png").exists()
     h = html.read_text()
     assert "<table>" in h and "<td>0.6125</td>" in h.replace(' style="text-align: right;"', "")
     assert "Latencies: the machine was not recorded" in text
@@ -127,7 +128,7 @@ def test_flops_section_puts_seed_beside_exact_and_quotes_theirs(tmp_path):
     text = _write_report(run)[0].read_text()
     assert "| VGG16-SSD pruned | [0.1]*7+[0.5]*7 | 12,157,314 | 18,336,088,810 | 18.336 |" in text
     assert "| VGG16-SSD pruned | 3591598 | 14224900401 | 3591598 | 14224900401 |" in text
-    assert (run / "plots" / "map_vs_macs.png").is_file()
+    assert (run / "plots" / "published_map_vs_macs.png").is_file() and "plots/published_map_vs_macs.png" in text
     comp = report.comparison_table(report.load_results(run))
     assert comp.loc[1, "params (full size)"] == 12157314
 
@@ -169,3 +170,87 @@ def test_results_table_names_known_steps_and_notebooks(tmp_path):
     with pytest.raises(HRankError, match="add it to hrank_ssd.course.results.RESULTS"):
         results.results_file(tmp_path, "mystery.csv")
     assert "--steps" not in results.missing_note("layer_speed.csv")  # no --steps name runs it
+
+
+def test_pareto_frontier_is_exact_on_hand_made_points():
+    # cost, mAP: a dominates b (cheaper, better); c and d tie exactly (both stay); e is cheapest but worst (stays);
+    # f is the most accurate (stays); g has a NaN (never on it); h is beaten by c on cost at equal mAP
+    cost = [1.0, 2.0, 3.0, 3.0, 0.5, 9.0, float("nan"), 4.0]
+    quality = [0.5, 0.4, 0.7, 0.7, 0.1, 0.9, 0.95, 0.7]
+    assert report.pareto_mask(cost, quality) == [True, False, True, True, True, True, False, False]
+    assert report.pareto_mask([], []) == []
+    assert report.pareto_mask([2.0, 1.0], [0.5, 0.6]) == [False, True]
+
+
+def _frontier_files(res):
+    keys = ["vgg16-ssd", "vgg16-ssd-pruned", "vgg16-ssd-lat-seedmacs", "vgg16-ssd-lat-small", "mb1-ssd",
+            "mb1-ssd-pruned"]
+    pd.DataFrame({"model": keys, "mAP": [0.9, 0.85, 0.88, 0.7, 0.6, 0.5], "avg_predict_s": 0.01,
+                  "params": 1000}).to_csv(res / "map.csv", index=False)
+    pd.DataFrame({"model": keys, "net": ["vgg16-ssd"] * 4 + ["mb1-ssd"] * 2, "params": [6, 3, 3, 2, 4, 3],
+                  "GMACs": [0.55, 0.32, 0.31, 0.2, 0.12, 0.08], "forward_median_ms": [20.0, 16.0, 10.0, 8.0, 5.0, 4.0],
+                  "forward_p90_ms": 1.0, "forward_fps": 1.0, "forward_speedup": 1.0, "mac_ratio": 1.0,
+                  "predicted_ms": [21.0, 15.0, 11.0, 7.5, float("nan"), float("nan")],
+                  "finetune_epochs": [0, 4, 4, 1, 0, 1]}).to_csv(res / "frontier.csv", index=False)
+    (res / "frontier_machine.json").write_text(json.dumps({"device": "cpu", "device_name": "AMD EPYC", "cpu": "AMD EPYC",
+                                                            "threads": 2, "torch": "2.14", "date": "2026-12-01"}))
+
+
+def test_frontier_table_joins_map_with_measured_costs_and_marks_the_frontier(tmp_path):
+    run = tmp_path / "run"
+    res = _results(run)
+    _frontier_files(res)
+    table = report.frontier_table(report.load_results(run)).set_index("model")
+    assert list(table.index) == ["VGG16-SSD", "VGG16-SSD pruned (HRank)", "VGG16-SSD latency-pruned (seed MACs)",
+                                 "VGG16-SSD latency-pruned (small budget)", "MobileNetV1-SSD",
+                                 "MobileNetV1-SSD pruned (HRank)"]
+    assert table["speed-up vs unpruned"].tolist() == [1.0, 20 / 16, 2.0, 2.5, 1.0, 1.25]  # each against its own net
+    assert table["speed-up vs VGG16-SSD"].tolist() == [1.0, 20 / 16, 2.0, 2.5, 4.0, 5.0]
+    # latency: the seed-rate model (16 ms, 0.85) is beaten by the seed-MACs one (10 ms, 0.88)
+    assert table["frontier (latency)"].tolist() == [True, False, True, True, True, True]
+    # MACs: 0.31 G at 0.88 beats 0.32 G at 0.85 as well
+    assert table["frontier (MACs)"].tolist() == [True, False, True, True, True, True]
+    text = _write_report(run)[0].read_text()
+    assert ("| VGG16-SSD latency-pruned (seed MACs) | 0.8800 | 10.00 | 11.00 | 0.3100 | 3 | 2.00 | 2.00 | 4 | yes | yes |"
+            in text)
+    assert "| VGG16-SSD pruned (HRank) | 0.8500 | 16.00 | 15.00 | 0.3200 | 3 | 1.25 | 1.25 | 4 |  |  |" in text
+    assert "measured on AMD EPYC, 2 threads" in text and (run / "plots" / "frontier.png").is_file()
+    assert "`results/latency_models.csv` is missing" in text and "--steps latency" in text
+    block = report.readme_results_block(run)  # the README shows all six, then the full-size three
+    assert "| VGG16-SSD latency-pruned (small budget) | 0.7000 |" in block and "| VGG16-SSD | 0.9000 | 0.7731 |" in block
+
+
+def test_published_figures_get_their_own_axes(tmp_path):
+    """One data set per axis: our mAPs (synthetic data, our machine) and their published VOC mAPs never share one."""
+    run = tmp_path / "run"
+    res = _results(run)
+    _frontier_files(res)
+    pd.DataFrame([{"model": label, "net": net, "compress_rate": rate, "params": 1, "MACs": macs}
+                  for label, net, rate, macs in (("VGG16-SSD", "vgg16-ssd", "[0]*14", 31374277120),
+                                                 ("VGG16-SSD pruned", "vgg16-ssd", "[0.1]*7+[0.5]*7", 18336088810),
+                                                 ("MobileNetV1-SSD", "mb1-ssd", "[0]*14", 1536059904))
+                  ]).to_csv(res / "flops.csv", index=False)
+    loaded = report.load_results(run)
+    points = report.published_points(loaded["flops.csv"])
+    assert points["mAP (theirs, published)"].tolist() == [0.7731, 0.6953, 0.6759]
+    assert points["GMACs (full size)"].tolist() == [31.37427712, 18.33608881, 1.536059904]
+    ours = report.frontier_table(loaded)
+    fig_ours = report.plot_frontier(ours, report.machine_title(loaded["frontier_machine.json"]))
+    fig_theirs = report.plot_published(points)
+
+    def ys(fig):
+        return {round(float(y), 6) for ax in fig.axes for c in ax.collections for y in c.get_offsets()[:, 1]}
+
+    assert ys(fig_ours) == {0.9, 0.85, 0.88, 0.7, 0.6, 0.5}  # our mAPs only
+    assert ys(fig_theirs) == {0.7731, 0.6953, 0.6759}  # theirs only
+    for a in fig_ours.axes:
+        for b in fig_theirs.axes:
+            assert a is not b and not a.get_shared_x_axes().joined(a, b) and not a.get_shared_y_axes().joined(a, b)
+    assert "AMD EPYC, 2 threads" in fig_ours._suptitle.get_text()
+    theirs = fig_theirs.axes[0]
+    assert "theirs" in theirs.get_ylabel() and "VOC2007" in theirs.get_ylabel()
+    top = theirs.child_axes[0].get_xlabel()  # the secondary axis: a T4 time from FLOPs, said to be an estimate
+    assert "T4" in top and "estimated" in top and "not measured" in top
+    plt = pytest.importorskip("matplotlib.pyplot")
+    plt.close(fig_ours)
+    plt.close(fig_theirs)

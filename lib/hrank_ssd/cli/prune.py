@@ -99,8 +99,12 @@ def run(args) -> int:
 
 
 def _prune_to_budget(args, model, kind: str, budget):
-    from hrank_ssd.hrank.pruning import prune_to_widths, save_pruned
-    from hrank_ssd.measure.budgets import measured_ms, widths_for_latency_budget, widths_for_mac_budget
+    from hrank_ssd.measure.budgets import (
+        measured_ms,
+        prune_to_budget,
+        widths_for_latency_budget,
+        widths_for_mac_budget,
+    )
     from hrank_ssd.measure.flops import count_exact
 
     if args.round_to:
@@ -114,8 +118,7 @@ def _prune_to_budget(args, model, kind: str, budget):
 
         table = LatencyTable.load(args.latency_table)
         chosen = widths_for_latency_budget(model, table, budget, args.rank_dir, args.budget_steps, args.min_keep)
-    pruned, kept = prune_to_widths(model, chosen.widths, "hrank", args.rank_dir)
-    save_pruned(pruned, args.output, None, "hrank", kept, widths=chosen.widths, budget=dict(chosen.sidecar(), min_keep=args.min_keep))
+    pruned = prune_to_budget(model, chosen, args.rank_dir, args.output, args.min_keep)
     for row in chosen.rows():
         print(f"{row['layer']:<10} {row['channels']:>5} -> {row['kept']}")
     print(f"importance (normalised ranks kept): {chosen.importance:.4g} of {chosen.max_importance:.4g}")

@@ -1,5 +1,6 @@
 """The report's own plots (the sensitivity, criteria and loss plots are their modules'): PNGs for report.md,
-figures for the notebooks."""
+figures for the notebooks. One data set per axis: our models (:func:`plot_frontier`) and the published figures
+(:func:`plot_published`) never share one."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from hrank_ssd.course.estimates import t4_forward_gmacs, t4_forward_ms
 from hrank_ssd.course.report_tables import per_class_pivot
 from hrank_ssd.io.files import atomic_savefig
 
@@ -51,25 +53,56 @@ def plot_per_class(per_class: pd.DataFrame, path=None):
     return fig
 
 
-def plot_map_vs(comp: pd.DataFrame, x_col: str, x_label: str, path=None):
-    """mAP against a cost column: our models as filled dots, the published mAP (theirs) as hollow ones."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for _, r in comp.iterrows():
-        if pd.isna(r.get(x_col)):
-            continue
-        if pd.notna(r.get("mAP (ours)")):
-            ax.scatter(r[x_col], r["mAP (ours)"], s=40)
-            ax.annotate(r["model"], (r[x_col], r["mAP (ours)"]), fontsize=8, xytext=(4, 4),
-                        textcoords="offset points")
-        if pd.notna(r.get("mAP (theirs, published)")):
-            ax.scatter(r[x_col], r["mAP (theirs, published)"], s=40, facecolors="none", edgecolors="grey")
-    ax.scatter([], [], s=40, color="C0", label="ours (this run)")
-    ax.scatter([], [], s=40, facecolors="none", edgecolors="grey", label="theirs (published, VOC2007 test)")
+def _frontier_panel(ax, table: pd.DataFrame, x_col: str, flag: str, x_label: str) -> None:
+    """One cost axis: every model, the Pareto frontier's points ringed and joined by the best mAP at each cost."""
+    on = table[flag].astype(bool)
+    ax.scatter(table.loc[~on, x_col], table.loc[~on, "mAP"], s=40, color="grey", label="dominated")
+    ax.scatter(table.loc[on, x_col], table.loc[on, "mAP"], s=60, color="C3", edgecolors="black",
+               label="Pareto frontier (no model is cheaper and better)")
+    front = table[on].sort_values(x_col)
+    ax.step(front[x_col], front["mAP"], where="post", color="C3", lw=1)
+    for _, r in table.iterrows():
+        ax.annotate(r.get("label", r["model"]), (r[x_col], r["mAP"]), fontsize=7, xytext=(4, 4),
+                    textcoords="offset points")
     ax.set_xlabel(x_label)
-    ax.set_ylabel("mAP")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+
+
+def plot_frontier(table: pd.DataFrame, machine: str, path=None):
+    """Our models as evaluated (:func:`~hrank_ssd.course.report_tables.frontier_table`): mAP against the forward
+    latency measured on ``machine`` (left) and against exact GMACs (right), the Pareto frontier marked. Only our
+    data: the published figures have their own plot (:func:`plot_published`). Saves it when ``path``."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    _frontier_panel(axes[0], table, "forward ms", "frontier (latency)", "forward latency, ms (measured here, batch 1)")
+    _frontier_panel(axes[1], table, "GMACs", "frontier (MACs)", "GMACs (exact, the models as trained)")
+    axes[0].set_ylabel("mAP (ours: this run's test set)")
+    axes[0].legend(fontsize=7, loc="best")
+    fig.suptitle(f"Ours: mAP against latency and MACs, measured on {machine}", fontsize=10)
+    fig.tight_layout()
+    if path:
+        save_plot(fig, Path(path))
+    return fig
+
+
+def plot_published(points: pd.DataFrame, path=None):
+    """Theirs (:func:`~hrank_ssd.course.report_tables.published_points`): the original project's published mAP on
+    VOC2007 test against the full-size detectors' exact GMACs, with a top axis of the forward time a FLOPs model
+    estimates for a T4 (:func:`hrank_ssd.course.estimates.t4_forward_ms`: estimated, not measured)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    ax.scatter(points["GMACs (full size)"], points["mAP (theirs, published)"], s=50, facecolors="none",
+               edgecolors="C1", label="theirs (published, VOC2007 test)")
+    for _, r in points.iterrows():
+        ax.annotate(r["model"], (r["GMACs (full size)"], r["mAP (theirs, published)"]), fontsize=7, xytext=(4, 4),
+                    textcoords="offset points")
+    ax.set_xlabel("GMACs of the full-size detector (exact: 300x300, 21 classes)")
+    ax.set_ylabel("mAP (theirs: VOC2007 test)")
+    top = ax.secondary_xaxis("top", functions=(t4_forward_ms, t4_forward_gmacs))
+    top.set_xlabel("T4 forward ms: estimated from FLOPs, not measured", fontsize=8)
+    ax.set_title("Theirs: the original HRank-SSD project's published figures", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     if path:
         save_plot(fig, Path(path))

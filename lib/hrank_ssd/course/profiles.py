@@ -5,6 +5,10 @@
 - ``tiny``: the offline pipeline shrunk to seconds, for CI.
 - ``full-rehearsal``: ``full`` at CPU sizes, run by ``rehearse`` against a local stand-in of the outside world.
 
+The comparison has six models (:data:`hrank_ssd.course.results.MODEL_KEYS`): VGG16-SSD, pruned at the seed
+rate, pruned for this machine's clock at two latency budgets (``latency_*``, ``min_keep``), MobileNetV1-SSD and
+MobileNetV1-SSD pruned at ``mb1_compress_rate``.
+
 ``Course.settings()`` is the profile as ``results/settings.json`` stores it (the compress rate as text).
 """
 
@@ -45,6 +49,27 @@ class Profile:
     sensitivity_layers: Tuple[int, ...] = (1, 4, 7, 10, 13, 14)
     sensitivity_images: int = 60
     criteria_finetune_epochs: int = 1
+    # The latency table of this machine (measure_latency_table at vgg_width, image_size): the grid of kept counts
+    # per layer and the timed calls per cell. Offline (width 0.125): 951 cells, measured in 12-15 s on the 2-core dev
+    # VM (42 s with a 2-thread benchmark running beside it), against ~2 min for the extra finetunes.
+    latency_grid: int = 6
+    latency_runs: int = 5
+    latency_warmup: int = 2
+    min_keep: float = 0.25  # a latency budget never leaves a layer under a quarter of its filters
+    # The smaller latency-pruned VGG16-SSD: this fraction of the unpruned forward. Offline the cheapest widths
+    # min_keep allows were predicted at 0.44 of it on the dev VM, so 0.5 is a small budget that can be met (one that
+    # cannot is raised to the cheapest widths plus a tenth of the way to the unpruned, and the report says so).
+    latency_budget: float = 0.5
+    # The latency-pruned VGG16-SSD at the seed rate's MACs finetunes exactly as the seed-rate model
+    # (finetune_epochs, finetune_lr): their mAPs are compared. The two other pruned models (the smaller latency
+    # budget, MobileNetV1-SSD) get small_finetune_epochs: offline one epoch each. On 2 cores an epoch of a pruned
+    # width-0.125 VGG16-SSD takes about 20 s and one of the width-0.25 MobileNetV1-SSD about 11 s, so the three
+    # extra finetunes add about 4 x 20 + 20 + 11 s (2 min) and make course stays near its 15 minutes.
+    small_finetune_epochs: int = 1
+    # MobileNetV1-SSD has no published pruning: a uniform rate, the one whose full-size detector keeps about the
+    # share of MACs the seed rate leaves VGG16-SSD (exact counts: 57% at 0.3 against 58%; 0.25 keeps 64%, 0.35
+    # 51%), so both nets' pruned models sit at a comparable MAC cut.
+    mb1_compress_rate: Tuple[float, ...] = (0.3,) * 14
     bench_warmup: int = 5
     bench_runs: int = 20
     video_max_frames: Optional[int] = 60
@@ -59,17 +84,19 @@ PROFILES: Dict[str, Profile] = {
     "tiny": Profile("tiny", num_train=8, num_test=4, batch_size=4, train_epochs=1, mb1_epochs=1, rank_limit=1,
                     rank_batch=4, finetune_epochs=1, sensitivity_rates=(0.5,), sensitivity_layers=(1, 14),
                     sensitivity_images=4, criteria_finetune_epochs=0, bench_warmup=1, bench_runs=2,
-                    video_max_frames=4),
+                    video_max_frames=4, latency_grid=2, latency_runs=1, latency_warmup=0),
     "full": Profile("full", synthetic=False, vgg_width=1.0, mb1_width=1.0, batch_size=8, lr=1e-5, optimizer="sgd",
                     augment="ssd", init="default",
                     finetune_epochs=120, finetune_lr=1e-5, rank_limit=5, rank_batch=128, sensitivity_images=500,
                     criteria_finetune_epochs=0, bench_warmup=10, bench_runs=50, video_max_frames=None,
-                    use_published_pruned=True, student_finetune_epochs=1),
+                    use_published_pruned=True, student_finetune_epochs=1, latency_grid=4, latency_runs=5,
+                    latency_warmup=2),
 }
 # The full profile's code path at CPU sizes, for ``rehearse`` (the stand-in world's few VOC images): only the
-# images per step and the benchmark's runs differ from full.
+# images per step, the benchmark's runs and the latency table's grid and runs differ from full.
 PROFILES["full-rehearsal"] = replace(PROFILES["full"], name="full-rehearsal", rank_limit=1, rank_batch=4,
-                                     sensitivity_images=4, bench_warmup=1, bench_runs=3, video_max_frames=8)
+                                     sensitivity_images=4, bench_warmup=1, bench_runs=3, video_max_frames=8,
+                                     latency_grid=2, latency_runs=1, latency_warmup=0)
 
 
 def get_profile(name: str, **overrides) -> Profile:

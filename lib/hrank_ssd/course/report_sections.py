@@ -10,7 +10,7 @@ from typing import Dict, List, Optional
 import pandas as pd
 
 from hrank_ssd.course import report_tables as tables
-from hrank_ssd.course.plots import plot_map_vs, plot_per_class, save_plot
+from hrank_ssd.course.plots import plot_frontier, plot_per_class, plot_published, save_plot
 from hrank_ssd.course.results import log_name, missing_note
 from hrank_ssd.measure.flops import MAC_NOTE
 from hrank_ssd.measure.sensitivity import plot_criteria, plot_sensitivity
@@ -68,7 +68,8 @@ def intro(page: Page, res: Results) -> None:
         page.add("", "> This run used the synthetic offline dataset and small models trained here "
                  f"(VGG width {settings.get('vgg_width')}, MobileNetV1 width {settings.get('mb1_width')}): "
                  "our mAP is measured on synthetic shapes and is **not comparable** to the published VOC numbers. "
-                 "Params, MACs and the benchmark are for the full-size detectors (300x300, 21 classes).")
+                 "Section 1 times and counts those small models as evaluated; sections 2, 4 and 5 give the full-size "
+                 "detectors' params, MACs and benchmark (300x300, 21 classes).")
     if settings.get("name") == "full-rehearsal":
         page.add("", "> A rehearsal of the full profile (`python -m hrank_ssd rehearse`): the downloads came from a "
                  "local stand-in with seeded random weights and a few VOC images, so its mAP measures nothing; it "
@@ -78,9 +79,39 @@ def intro(page: Page, res: Results) -> None:
                  "resets within 24 hours), or download it by hand: `python -m hrank_ssd download --list`.")
 
 
+def frontier(page: Page, res: Results) -> None:
+    page.heading("## 1. The compared models on this machine: mAP against measured latency and MACs")
+    table = tables.frontier_table(res)
+    if not len(table):
+        page.missing(res, "map.csv", "frontier.csv")
+        return
+    page.table(tables.frontier_display(table), formats=tables.FRONTIER_FORMATS)
+    machine = tables.machine_title(res.get("frontier_machine.json"))
+    page.add("", f"All six are the models this run evaluated, measured as they are (the profile's widths and image "
+             f"size), so mAP, latency and MACs belong to the same models. *mAP*: this run's test set. *forward ms*: "
+             f"median forward latency, batch 1, the models interleaved, measured on {machine} "
+             f"(`results/frontier.csv`); *predicted ms*: what this machine's latency table predicts for the "
+             "VGG16-SSDs. *GMACs*, *params*: exact. *speed-up vs unpruned*: against the unpruned model of the same "
+             "net. *frontier*: on the Pareto frontier (no other model is both cheaper and better). The "
+             "latency-pruned model at the seed MACs finetunes exactly as the seed-rate model (same epochs and "
+             "learning rate: compare their mAPs); the small latency budget and the pruned MobileNetV1-SSD get the "
+             "*finetune epochs* shown.")
+    page.figure(save_plot(plot_frontier(table, machine), page.plots / "frontier.png"), "mAP vs latency and MACs")
+    page.heading("### How the latency-pruned widths were chosen")
+    if page.missing(res, "latency_models.csv"):
+        return
+    models = res["latency_models.csv"]
+    page.table(models.drop(columns=["note"], errors="ignore").assign(pruning=models["pruning"].map(tables.title)),
+               floatfmt=".3f")
+    page.add("", tables.latency_table_line(res.get("latency_table.json")))
+    for _, row in models.iterrows():
+        if isinstance(row.get("note"), str) and row["note"]:
+            page.add("", f"> **{tables.title(row['pruning'])}**: {row['note']}")
+
+
 def comparison(page: Page, res: Results) -> None:
-    page.heading("## 1. VGG16-SSD vs HRank-pruned VGG16-SSD vs MobileNetV1-SSD")
-    comp = tables.comparison_table(res)
+    page.heading("## 2. The full-size detectors, and the published figures (theirs)")
+    comp = tables.comparison_table(res, keys=tables.FULL_SIZE_KEYS)
     if len(comp):
         page.table(comp, formats=tables.COMP_FORMATS)
         page.add("", f"*mAP (ours)*: this run's test set; *mAP (theirs, published)*: {tables.PUBLISHED_LABEL}, "
@@ -94,19 +125,18 @@ def comparison(page: Page, res: Results) -> None:
     if any(res.get(n) is None for n in ("map.csv", "bench.csv", "flops.csv")):
         page.add("")
         page.missing(res, "map.csv", "bench.csv", "flops.csv")
-    if not len(comp) or "mAP (ours)" not in comp:
-        return
-    if "GMACs (full size)" in comp:
-        plot_map_vs(comp, "GMACs (full size)", "GMACs (full-size detector, 300x300)", page.plots / "map_vs_macs.png")
-        page.figure(page.plots / "map_vs_macs.png", "mAP vs MACs")
-    lat = next((c for c in ("bench forward ms", "eval predict ms/img") if c in comp), None)
-    if lat:
-        plot_map_vs(comp, lat, f"{lat} (lower is faster)", page.plots / "map_vs_latency.png")
-        page.figure(page.plots / "map_vs_latency.png", "mAP vs latency")
+    points = tables.published_points(res.get("flops.csv"))
+    if len(points):
+        page.figure(save_plot(plot_published(points), page.plots / "published_map_vs_macs.png"),
+                    "published mAP vs MACs (theirs)")
+        page.add("", "Theirs alone, on their own axes: the original project's VOC2007 test mAP against the exact "
+                 "MACs of the full-size detectors; the top axis is a FLOPs-based estimate of a T4's forward time "
+                 "(`hrank_ssd.course.estimates`), not a measurement. Our synthetic-data mAPs are not comparable "
+                 "with these and are never drawn on the same axes.")
 
 
 def per_class(page: Page, res: Results) -> None:
-    page.heading("## 2. Per-class AP")
+    page.heading("## 3. Per-class AP")
     pc = res.get("per_class_ap.csv")
     if page.missing(res, "per_class_ap.csv"):
         return
@@ -120,7 +150,7 @@ def per_class(page: Page, res: Results) -> None:
 
 
 def speed(page: Page, res: Results) -> None:
-    page.heading("## 3. Latency and FPS")
+    page.heading("## 4. Latency and FPS of the full-size detectors")
     bench = res.get("bench.csv")
     if not page.missing(res, "bench.csv"):
         page.table(bench.assign(model=bench["model"].map(tables.title)), floatfmt=".1f",
@@ -141,7 +171,7 @@ def speed(page: Page, res: Results) -> None:
 
 
 def flops(page: Page, res: Results) -> None:
-    page.heading("## 4. Parameters and MACs (exact count beside the original's seed-style count)")
+    page.heading("## 5. Parameters and MACs (exact count beside the original's seed-style count)")
     fl = res.get("flops.csv")
     if page.missing(res, "flops.csv"):
         return
@@ -162,7 +192,7 @@ def flops(page: Page, res: Results) -> None:
 
 
 def sensitivity(page: Page, res: Results) -> None:
-    page.heading("## 5. Per-layer sensitivity (prune one layer, no finetuning)")
+    page.heading("## 6. Per-layer sensitivity (prune one layer, no finetuning)")
     sens = res.get("sensitivity.csv")
     if page.missing(res, "sensitivity.csv"):
         return
@@ -172,7 +202,7 @@ def sensitivity(page: Page, res: Results) -> None:
 
 
 def criteria(page: Page, res: Results) -> None:
-    page.heading("## 6. Pruning criteria at the same compress rate")
+    page.heading("## 7. Pruning criteria at the same compress rate")
     crit = res.get("criteria.csv")
     if not page.missing(res, "criteria.csv"):
         page.table(crit)
@@ -184,7 +214,7 @@ def criteria(page: Page, res: Results) -> None:
 
 
 def training(page: Page, res: Results) -> None:
-    page.heading("## 7. Training and finetuning curves")
+    page.heading("## 8. Training and finetuning curves")
     logs = res.get("logs") or {}
     if not logs:
         page.add(missing_note("log_*.csv"))
@@ -198,7 +228,7 @@ def training(page: Page, res: Results) -> None:
 def video(page: Page, res: Results) -> None:
     info = res.get("video.json")
     if info:
-        page.heading("## 8. Video demo")
+        page.heading("## 9. Video demo")
         page.table(pd.DataFrame([{k: v for k, v in info.items() if not isinstance(v, (list, dict))}]), floatfmt=".2f")
 
 
@@ -215,4 +245,4 @@ def timings(page: Page, res: Results) -> None:
         page.table(tables.settings_table(settings))
 
 
-SECTIONS = (intro, comparison, per_class, speed, flops, sensitivity, criteria, training, video, timings)
+SECTIONS = (intro, frontier, comparison, per_class, speed, flops, sensitivity, criteria, training, video, timings)

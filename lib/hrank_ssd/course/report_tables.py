@@ -7,11 +7,12 @@ The only typed numbers are the original project's published figures, quoted in :
 from __future__ import annotations
 
 import json
-from typing import Dict, List, Optional
+import math
+from typing import Dict, List, Optional, Sequence
 
 import pandas as pd
 
-from hrank_ssd.course.results import MODEL_KEYS, MODEL_TITLES
+from hrank_ssd.course.results import MODEL_KEYS, MODEL_LABELS, MODEL_TITLES
 from hrank_ssd.errors import HRankError
 from hrank_ssd.measure.seed_flops import published_for
 from hrank_ssd.nets.compress import layer_rates, parse_compress_rate
@@ -23,6 +24,7 @@ FLOPS_LABELS = {"VGG16-SSD": "vgg16-ssd", "VGG16-SSD pruned": "vgg16-ssd-pruned"
 # The original HRank-SSD project's published mAP on VOC2007 test (quoted, never computed here).
 PUBLISHED_MAP = {"vgg16-ssd": 0.7731, "vgg16-ssd-pruned": 0.6953, "mb1-ssd": 0.6759}
 PUBLISHED_LABEL = "published by the original HRank-SSD project (theirs, VOC2007 test)"
+FULL_SIZE_KEYS = tuple(PUBLISHED_MAP)  # the models with a full-size benchmark (bench.csv) and published figures
 
 COMP_COLUMNS = ["model", "mAP (ours)", "mAP (theirs, published)", "eval predict ms/img", "bench forward ms",
                 "forward FPS", "bench predict ms", "predict FPS", "params (trained)", "params (full size)",
@@ -112,16 +114,97 @@ def _comparison_row(key: str, mp, bench, flops: Dict[str, dict]) -> Optional[dic
     return row if present else None
 
 
-def comparison_table(res: Dict[str, object]) -> pd.DataFrame:
-    """One row per model: our mAP, their published mAP, predict time, FPS, params and MACs (from the files)."""
+def comparison_table(res: Dict[str, object], keys: Optional[Sequence[str]] = None) -> pd.DataFrame:
+    """One row per model: our mAP, their published mAP, predict time, FPS, params and MACs (from the files).
+    ``keys``: these models only (e.g. :data:`FULL_SIZE_KEYS`); default every model the files name."""
     mp, bench, flops = res.get("map.csv"), res.get("bench.csv"), flops_by_key(res.get("flops.csv"))
-    keys = list(MODEL_KEYS)
-    for frame in (mp, bench):
-        if frame is not None and "model" in frame:
-            keys += [k for k in frame["model"] if k not in keys]
+    if keys is None:
+        keys = list(MODEL_KEYS)
+        for frame in (mp, bench):
+            if frame is not None and "model" in frame:
+                keys += [k for k in frame["model"] if k not in keys]
     rows = [row for row in (_comparison_row(key, mp, bench, flops) for key in keys) if row is not None]
     df = pd.DataFrame(rows)
     return df[[c for c in COMP_COLUMNS if c in df.columns]] if len(df) else df
+
+
+def pareto_mask(cost: Sequence[float], quality: Sequence[float]) -> List[bool]:
+    """Which points lie on the Pareto frontier: no other point costs no more and scores no less while doing
+    strictly better in one of the two. Equal points are all on it; a point with a NaN is on it never."""
+    points = [(float(c), float(q)) for c, q in zip(cost, quality)]
+    valid = [p for p in points if not (math.isnan(p[0]) or math.isnan(p[1]))]
+
+    def dominated(c: float, q: float) -> bool:
+        return any(c2 <= c and q2 >= q and (c2 < c or q2 > q) for c2, q2 in valid)
+
+    return [not (math.isnan(c) or math.isnan(q)) and not dominated(c, q) for c, q in points]
+
+
+FRONTIER_FORMATS = {"mAP": ".4f", "forward ms": ".2f", "predicted ms": ".2f", "GMACs": ".4f",
+                    "speed-up vs unpruned": ".2f", "speed-up vs VGG16-SSD": ".2f"}
+
+
+def frontier_table(res: Dict[str, object]) -> pd.DataFrame:
+    """The compared models as evaluated: mAP (``map.csv``) beside the forward latency measured on this machine,
+    the latency the table predicted (VGG16-SSDs), exact GMACs and params (``frontier.csv``), the speed-up over
+    the unpruned model of the same net and over VGG16-SSD, the finetuning epochs, whether each model is on the
+    Pareto frontier of mAP against latency and against MACs, and a short ``label`` for plots. Empty when either
+    file is missing."""
+    mp, fr = res.get("map.csv"), res.get("frontier.csv")
+    if mp is None or fr is None:
+        return pd.DataFrame()
+    df = fr.merge(mp[["model", "mAP"]], on="model", how="inner")
+    ms = dict(zip(df["model"], df["forward_median_ms"]))
+    out = pd.DataFrame({
+        "model": df["model"].map(title), "mAP": df["mAP"], "forward ms": df["forward_median_ms"],
+        "predicted ms": df["predicted_ms"] if "predicted_ms" in df else math.nan, "GMACs": df["GMACs"],
+        "params": df["params"],
+        "speed-up vs unpruned": [ms.get(net, math.nan) / t for net, t in zip(df["net"], df["forward_median_ms"])],
+        "speed-up vs VGG16-SSD": ms.get("vgg16-ssd", math.nan) / df["forward_median_ms"],
+        "finetune epochs": df["finetune_epochs"] if "finetune_epochs" in df else math.nan,
+        "label": [MODEL_LABELS.get(k, k) for k in df["model"]]})
+    out["frontier (latency)"] = pareto_mask(out["forward ms"], out["mAP"])
+    out["frontier (MACs)"] = pareto_mask(out["GMACs"], out["mAP"])
+    return out
+
+
+def frontier_display(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`frontier_table` as the report prints it: the frontier flags as ``yes`` or blank."""
+    flags = [c for c in ("frontier (latency)", "frontier (MACs)") if c in table]
+    return table.drop(columns=["label"], errors="ignore").assign(
+        **{c: table[c].map({True: "yes", False: ""}) for c in flags})
+
+
+def published_points(flops: Optional[pd.DataFrame]) -> pd.DataFrame:
+    """Theirs, one data set: the original project's published mAP (VOC2007 test) against the exact GMACs of the
+    same full-size detectors (``flops.csv``: width 1, 300x300, 21 classes, counted by ``measure.flops``). Empty
+    without ``flops.csv``."""
+    fl = flops_by_key(flops)
+    return pd.DataFrame([{"model": title(k), "mAP (theirs, published)": m, "GMACs (full size)": fl[k]["MACs"] / 1e9}
+                         for k, m in PUBLISHED_MAP.items() if k in fl])
+
+
+def latency_table_line(table: Optional[dict]) -> str:
+    """What the latency-pruned widths were chosen on, from ``results/latency_table.json``."""
+    if not table:
+        return "The latency table was not recorded (`results/latency_table.json` is written by `Course.latency_table()`)."
+    machine = table.get("machine") or {}
+    return (f"Chosen on this machine's latency table (`results/latency_table.json`): {table.get('net')} at width "
+            f"{table.get('width')}, {table.get('image_size')}px, measured on {machine.get('device_name', '?')} "
+            f"(`{table.get('device')}`, {table.get('threads')} threads, {machine.get('capability', '?')}) in "
+            f"{float(table.get('measure_s') or 0):.1f} s ({table.get('runs')} timed calls per cell after "
+            f"{table.get('warmup')} warm-up); its unpruned forward: {float(table.get('full_ms') or 0):.2f} ms. Every "
+            "layer keeps at least `min_keep` of its filters (settings).")
+
+
+def machine_title(machine: Optional[dict]) -> str:
+    """Where the latencies were measured, for a plot's title: the CPU (or GPU) and the thread count."""
+    if not machine:
+        return "machine not recorded"
+    where = machine.get("device_name", "?")
+    if str(machine.get("device", "cpu")).startswith("cuda"):
+        where += f" (GPU; CPU {machine.get('cpu', '?')})"
+    return f"{where}, {machine.get('threads', '?')} threads"
 
 
 def per_class_pivot(per_class: pd.DataFrame) -> pd.DataFrame:

@@ -6,23 +6,27 @@ notebook(s) that make that call and the ``python -m hrank_ssd course --no_notebo
 it; the report's "missing file" notes (:func:`missing_note`), the ``course`` command's ``--steps``
 (:data:`STEPS`) and the notebook list (:data:`NOTEBOOKS`) all come from here:
 
-=========================  ======================================  ========================  ============
-results file               written by                              notebook                  ``--steps``
-=========================  ======================================  ========================  ============
-settings.json              Course.settings() (saved at the start)  00_setup                  all
-log_<model>.csv            Course.baseline() / Course.finetuned()  00_setup and 03_finetune  train
-sensitivity.csv            Course.sensitivity()                    02_hrank_pruning          sensitivity
-criteria.csv               Course.criteria()                       02_hrank_pruning          criteria
-distillation.csv           Course.distillation()                   03_finetune               distillation
-map.csv, per_class_ap.csv  Course.evaluate()                       04_eval_map_fps           evaluate
-bench.csv, machine.json    Course.bench()                          04_eval_map_fps           bench
-layer_speed*.csv [#]_      Course.layer_speed()                    04_eval_map_fps           -
-bench_trained.csv          Course.bench(trained=True)              -                         -
-substitutes.json           Course.pruned_model() (full profile)    04 and 06                 evaluate
-flops.csv                  Course.flops()                          05_flops_table            flops
-video.json                 the video demo (Course.video())         06_video_demo             video
-timings.json               any Course step                         any notebook              all
-=========================  ======================================  ========================  ============
+=========================  ==========================================  ========================  ============
+results file               written by                                  notebook                  ``--steps``
+=========================  ==========================================  ========================  ============
+settings.json              Course.settings() (saved at the start)      00_setup                  all
+log_<model>.csv            Course.baseline() / finetuned() / ...       00_setup and 03_finetune  train
+sensitivity.csv            Course.sensitivity()                        02_hrank_pruning          sensitivity
+criteria.csv               Course.criteria()                           02_hrank_pruning          criteria
+latency_table.json         Course.latency_table()                      02_hrank_pruning          latency
+latency_models.csv         Course.latency_models()                     02_hrank_pruning          latency
+distillation.csv           Course.distillation()                       03_finetune               distillation
+map.csv, per_class_ap.csv  Course.evaluate()                           04_eval_map_fps           evaluate
+bench.csv, machine.json    Course.bench()                              04_eval_map_fps           bench
+frontier.csv               Course.frontier()                           04_eval_map_fps           frontier
+frontier_machine.json      Course.frontier()                           04_eval_map_fps           frontier
+layer_speed*.csv [#]_      Course.layer_speed()                        04_eval_map_fps           -
+bench_trained.csv          Course.bench(trained=True)                  -                         -
+substitutes.json           Course.pruned_model() (full profile)        04 and 06                 evaluate
+flops.csv                  Course.flops()                              05_flops_table            flops
+video.json                 the video demo (Course.video())             06_video_demo             video
+timings.json               any Course step                             any notebook              all
+=========================  ==========================================  ========================  ============
 
 .. [#] Not in the report; every other file is (:func:`load_results`).
 
@@ -47,12 +51,19 @@ NOTEBOOKS = ("00_setup", "01_rank_generation", "02_hrank_pruning", "03_finetune"
              "05_flops_table", "06_video_demo")
 
 # the `course --no_notebooks --steps` names, in the order the notebooks take them
-STEPS = ("data", "train", "ranks", "prune", "finetune", "evaluate", "flops", "bench", "sensitivity", "criteria",
-         "distillation", "video")
+STEPS = ("data", "train", "ranks", "prune", "latency", "finetune", "evaluate", "flops", "bench", "frontier",
+         "sensitivity", "criteria", "distillation", "video")
 
-MODEL_KEYS = ("vgg16-ssd", "vgg16-ssd-pruned", "mb1-ssd")
+# the compared models: VGG16-SSD, pruned at the seed rate, pruned for the clock at the seed rate's MACs and at a
+# smaller latency budget (course.pruned_models), MobileNetV1-SSD and MobileNetV1-SSD pruned
+MODEL_KEYS = ("vgg16-ssd", "vgg16-ssd-pruned", "vgg16-ssd-lat-seedmacs", "vgg16-ssd-lat-small", "mb1-ssd",
+              "mb1-ssd-pruned")
 MODEL_TITLES = {"vgg16-ssd": "VGG16-SSD", "vgg16-ssd-pruned": "VGG16-SSD pruned (HRank)",
-                "mb1-ssd": "MobileNetV1-SSD"}
+                "vgg16-ssd-lat-seedmacs": "VGG16-SSD latency-pruned (seed MACs)",
+                "vgg16-ssd-lat-small": "VGG16-SSD latency-pruned (small budget)",
+                "mb1-ssd": "MobileNetV1-SSD", "mb1-ssd-pruned": "MobileNetV1-SSD pruned (HRank)"}
+MODEL_LABELS = {"vgg16-ssd": "VGG", "vgg16-ssd-pruned": "VGG seed rate", "vgg16-ssd-lat-seedmacs": "VGG latency @ seed MACs",
+                "vgg16-ssd-lat-small": "VGG latency small", "mb1-ssd": "MB1", "mb1-ssd-pruned": "MB1 pruned"}  # plots
 
 LOGS = "log_*.csv"  # a training log per model: log_name(key)
 TOTAL_TIME = "course, all steps"  # timings.json's entry for a whole `course` run
@@ -75,17 +86,22 @@ class Producer:
         return " and ".join(f"{name}.ipynb" for name in self.notebooks) or "no notebook"
 
 
-_EVAL, _VIDEO = ("04_eval_map_fps",), ("06_video_demo",)
+_PRUNE, _EVAL, _VIDEO = ("02_hrank_pruning",), ("04_eval_map_fps",), ("06_video_demo",)
 RESULTS: Dict[str, Producer] = {
     "settings.json": Producer("Course.settings()", ("00_setup",), "all"),
-    LOGS: Producer("Course.baseline() / Course.finetuned()", ("00_setup", "03_finetune"), "train"),
-    "sensitivity.csv": Producer("Course.sensitivity()", ("02_hrank_pruning",), "sensitivity"),
-    "criteria.csv": Producer("Course.criteria()", ("02_hrank_pruning",), "criteria"),
+    LOGS: Producer("Course.baseline() / Course.finetuned() / Course.extra_finetunes()", ("00_setup", "03_finetune"),
+                   "train"),
+    "sensitivity.csv": Producer("Course.sensitivity()", _PRUNE, "sensitivity"),
+    "criteria.csv": Producer("Course.criteria()", _PRUNE, "criteria"),
+    "latency_table.json": Producer("Course.latency_table()", _PRUNE, "latency"),
+    "latency_models.csv": Producer("Course.latency_models()", _PRUNE, "latency"),
     "distillation.csv": Producer("Course.distillation()", ("03_finetune",), "distillation"),
     "map.csv": Producer("Course.evaluate()", _EVAL, "evaluate"),
     "per_class_ap.csv": Producer("Course.evaluate()", _EVAL, "evaluate"),
     "bench.csv": Producer("Course.bench()", _EVAL, "bench"),
     "machine.json": Producer("Course.bench()", _EVAL, "bench"),
+    "frontier.csv": Producer("Course.frontier()", _EVAL, "frontier"),
+    "frontier_machine.json": Producer("Course.frontier()", _EVAL, "frontier"),
     "layer_speed.csv": Producer("Course.layer_speed()", _EVAL, None, in_report=False),
     "layer_speed_groups.csv": Producer("Course.layer_speed()", _EVAL, None, in_report=False),
     "bench_trained.csv": Producer("Course.bench(trained=True)", (), None),

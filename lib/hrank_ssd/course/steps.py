@@ -3,7 +3,9 @@
 ``Course(profile, run_dir)`` knows where every artifact lives. Each step returns its output path or
 table, writes its results under ``run_dir/results`` (the files of :mod:`hrank_ssd.course.results`), and reuses
 what an earlier run already made (trained models, ranks: :class:`~hrank_ssd.course.workspace.Workspace`), so
-any notebook can start from any step and a re-run is quick. The profiles are :mod:`hrank_ssd.course.profiles`.
+any notebook can start from any step and a re-run is quick; the pruned models beyond the seed rate (for the clock,
+MobileNetV1-SSD's) are :class:`~hrank_ssd.course.pruned_models.PrunedModels`. The profiles are
+:mod:`hrank_ssd.course.profiles`.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ import pandas as pd
 
 from hrank_ssd.course import video
 from hrank_ssd.course.folders import repo_root
+from hrank_ssd.course.pruned_models import PrunedModels
 from hrank_ssd.course.results import MODEL_KEYS, MODEL_TITLES
-from hrank_ssd.course.workspace import Workspace
 from hrank_ssd.errors import HRankError
 from hrank_ssd.hrank.pruning import kept_agreement
 from hrank_ssd.measure.bench import benchmark_models, results_json
@@ -33,7 +35,7 @@ from hrank_ssd.nets.predictor import Predictor
 SHARED_VIDEO = ("..", "shared", "data", "video", "vtest.mp4")  # relative to the repository root
 
 
-class Course(Workspace):
+class Course(PrunedModels):
     """Paths and steps of one course run. ``work_dir`` holds reusable artifacts, ``run_dir`` this run's results."""
 
     def rank_comparison(self) -> pd.DataFrame:
@@ -82,6 +84,25 @@ class Course(Workspace):
         self.save_json("machine.json", {k: v for k, v in results_json(table).items() if k != "results"})
         table.to_csv(self.result("bench_trained.csv" if trained else "bench.csv"), index=False)
         return table
+
+    def frontier(self) -> pd.DataFrame:
+        """The compared models as evaluated (trained, at the profile's widths) on this machine: forward latency
+        (interleaved; median and p90 ms), exact MACs and params, the latency this machine's table predicts for the
+        VGG16-SSDs, and each model's finetuning epochs. Writes ``results/frontier.csv`` and
+        ``frontier_machine.json`` (device, CPU or GPU name, threads); the report joins it with ``map.csv``."""
+        p = self.profile
+        models = {k: load_model(self.model_path(k)) for k in MODEL_KEYS}
+        table = self.latency_table()
+        with self.timed("frontier"):
+            bench = benchmark_models(models, device=self.device, warmup=p.bench_warmup, runs=p.bench_runs,
+                                     predict=False)
+        bench.insert(1, "net", [m.cfg.name for m in models.values()])
+        bench["predicted_ms"] = [table.predict(m.plan.prunable) if m.cfg.name == table.net else float("nan")
+                                 for m in models.values()]
+        bench["finetune_epochs"] = [self.finetune_epochs(k) for k in models]
+        self.save_json("frontier_machine.json", {k: v for k, v in results_json(bench).items() if k != "results"})
+        bench.to_csv(self.result("frontier.csv"), index=False)
+        return bench
 
     def street_clip(self) -> Tuple[Optional[Path], Optional[str]]:
         """The real street clip and where it came from: ``../shared`` beside the checkout, else (full profile)
@@ -165,4 +186,5 @@ class Course(Workspace):
 
     def settings(self) -> dict:
         """The profile as ``settings.json`` stores it (the compress rate in the syntax users write)."""
-        return dict(asdict(self.profile), compress_rate=format_compress_rate(self.profile.compress_rate))
+        return dict(asdict(self.profile), compress_rate=format_compress_rate(self.profile.compress_rate),
+                    mb1_compress_rate=format_compress_rate(self.profile.mb1_compress_rate))

@@ -162,22 +162,24 @@ class Workspace:
             return self._train(net, net, p.mb1_epochs, p.mb1_lr, p.mb1_width)
         return self.fetch(net)
 
-    def rank_dir(self, generate: Optional[bool] = None) -> Path:
-        """HRank ranks of the baseline VGG16-SSD: by default the original project's published folder on the
-        full profile, generated here otherwise; ``generate=True`` computes the student's own (``work/ranks``)."""
+    def rank_dir(self, generate: Optional[bool] = None, net: str = "vgg16-ssd") -> Path:
+        """HRank ranks of the baseline ``net``. VGG16-SSD's: by default the original project's published folder on
+        the full profile, generated here otherwise; ``generate=True`` computes the student's own (``work/ranks``).
+        Other nets have no published ranks: always generated here (``work/ranks-<net>``)."""
+        vgg = net == "vgg16-ssd"
         if generate is None:
-            generate = self.profile.synthetic
-        if not generate and not self.profile.synthetic:
+            generate = self.profile.synthetic or not vgg
+        if not generate and not self.profile.synthetic and vgg:
             return self.fetch("vgg16-ssd-ranks")
-        out = self.work / "ranks"
-        if has_ranks(out, "vgg16-ssd"):
+        out = self.work / ("ranks" if vgg else f"ranks-{net}")
+        if has_ranks(out, net):
             return out
         p = self.profile
-        model = load_model(self.baseline("vgg16-ssd"))
+        model = load_model(self.baseline(net))
         ds = VOCDataset(self.dataset_root(), split="trainval",
                         transform=TestTransform(model.image_size, model.cfg.image_mean, model.cfg.image_std),
                         class_names=self.class_names())
-        with self.timed("ranks"):
+        with self.timed("ranks" if vgg else f"ranks {net}"):
             ranks = compute_ranks(model, image_batches(ds, p.rank_batch, p.rank_limit), device=self.device,
                                   total=p.rank_limit, progress=self.progress)
             save_ranks(ranks, out)

@@ -12,7 +12,7 @@ the clock at another pruning's MACs, ``benchmarks/latency_frontier.py``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, NamedTuple, Optional, Sequence
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -26,6 +26,7 @@ from hrank_ssd.hrank.budget import (
     min_cost,
     normalised_ranks,
 )
+from hrank_ssd.hrank.pruning import prune_to_widths, save_pruned
 from hrank_ssd.hrank.ranks import load_ranks
 from hrank_ssd.measure.flops import count_exact
 from hrank_ssd.measure.latency_measure import time_as_measured
@@ -161,6 +162,12 @@ def widths_for_latency_budget(model: SSD, table: LatencyTable, budget: Budget, r
     return _result(model, "latency", "ms", choice, table.predict(choice.counts), table.full_ms, problem.gains)
 
 
+def latency_range(model: SSD, table: LatencyTable, rank_dir, min_keep: float = 0.0) -> Tuple[float, float]:
+    """(the cheapest, the unpruned) forward ms the table predicts on its grid, every layer keeping at least
+    ``min_keep``: the latency budgets that can be met lie between the two."""
+    return _latency_problem(model, table, rank_dir, min_keep).cheapest_ms(), float(table.full_ms)
+
+
 def exact_macs(model: SSD, widths: Sequence[int], macs=None) -> int:
     """Exact MACs of ``model`` pruned to ``widths`` (kept filters per prunable layer) without building the pruned
     model: :func:`mac_costs.model_mac_costs` at one count per layer (``macs``: ``count_exact(model)``, if known)."""
@@ -209,6 +216,17 @@ def latency_budget_for_mac_cap(model: SSD, table: LatencyTable, mac_cap: float, 
         raise HRankError(f"no latency budget gives widths within {mac_cap:.6g} MACs (the cheapest choice of the "
                          f"table's grid costs {problem.cheapest_ms():.6g} ms): raise the cap, lower --min_keep or tol")
     return _result(model, "latency", "ms", best, table.predict(best.counts), table.full_ms, problem.gains)
+
+
+def prune_to_budget(model: SSD, chosen: BudgetWidths, rank_dir, output, min_keep: float = 0.0,
+                    **record) -> SSD:
+    """Prune ``model`` to ``chosen.widths`` (its HRank-highest filters per layer) and save it at ``output`` with
+    its sidecar: the kept filters, the widths and the budget met (:meth:`BudgetWidths.sidecar`, ``min_keep``
+    and any ``record`` entries, e.g. the latency table used). Returns the pruned model."""
+    pruned, kept = prune_to_widths(model, chosen.widths, "hrank", rank_dir)
+    save_pruned(pruned, output, None, "hrank", kept, widths=chosen.widths,
+                budget=dict(chosen.sidecar(), min_keep=min_keep, **record))
+    return pruned
 
 
 def measured_ms(model: SSD, table: LatencyTable, warmup: int = 5, runs: int = 20) -> Dict[str, float]:

@@ -1,0 +1,252 @@
+"""The comparison's pruned models beyond the seed rate, and the latency table of this machine they are chosen on.
+
+:class:`PrunedModels` is the part of :class:`~hrank_ssd.course.steps.Course` that makes them under
+``work_dir/<profile>/``, reusing what an earlier run made (as :class:`~hrank_ssd.course.workspace.Workspace`):
+
+- ``latency/vgg16-ssd-<key>.json``: VGG16-SSD's latency table at the profile's width and image size, measured
+  here (:func:`~hrank_ssd.measure.latency_measure.measure_latency_table`). ``<key>`` hashes this machine (CPU or
+  GPU, torch, threads) with the profile's table settings, so a work folder used on another machine (a new Colab
+  VM with Drive) measures its own; a table :meth:`LatencyTable.load` refuses is measured again. Copied into
+  ``results/latency_table.json``.
+- ``vgg16-ssd-lat-seedmacs``: the widths of the largest latency budget whose exact MACs stay within the seed
+  rate's (:func:`~hrank_ssd.measure.budgets.latency_budget_for_mac_cap`), finetuned exactly as the seed-rate
+  model (same epochs and learning rate: their mAPs are compared).
+- ``vgg16-ssd-lat-small``: the widths under ``latency_budget`` of the unpruned model's predicted forward
+  (:func:`~hrank_ssd.measure.budgets.widths_for_latency_budget`), finetuned ``small_finetune_epochs``.
+- ``mb1-ssd-pruned``: MobileNetV1-SSD pruned at ``mb1_compress_rate`` with its own HRank ranks, finetuned
+  ``small_finetune_epochs``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Dict, Optional, Tuple
+
+import pandas as pd
+import torch
+
+from hrank_ssd.course.workspace import Workspace
+from hrank_ssd.errors import HRankError
+from hrank_ssd.hrank.budget import Budget
+from hrank_ssd.hrank.pruning import prune_model, save_pruned
+from hrank_ssd.measure import budgets
+from hrank_ssd.measure.latency_measure import measure_latency_table
+from hrank_ssd.measure.latency_table import LatencyTable, current_machine
+from hrank_ssd.nets.compress import format_compress_rate
+from hrank_ssd.nets.models import layer_names, load_model, read_sidecar
+from hrank_ssd.nets.ssd import SSD
+
+SEED_MACS, SMALL = "vgg16-ssd-lat-seedmacs", "vgg16-ssd-lat-small"  # the latency-pruned models' keys
+MB1_PRUNED = "mb1-ssd-pruned"
+
+
+class PrunedModels(Workspace):
+    """The latency table, the latency-pruned VGG16-SSDs and the pruned MobileNetV1-SSD of one course run."""
+
+    _table: Optional[LatencyTable] = None
+
+    # ------------------------------------------------------------ the latency table
+
+    def latency_table_path(self) -> Path:
+        """Where this machine's table for the profile lives: ``work/<profile>/latency/vgg16-ssd-<key>.json``."""
+        p = self.profile
+        device = torch.device(self.device)
+        facts = {"machine": current_machine(device), "device": device.type, "width": p.vgg_width,
+                 "threads": torch.get_num_threads() if device.type == "cpu" else None, "image_size": p.image_size,
+                 "grid": p.latency_grid, "runs": p.latency_runs, "warmup": p.latency_warmup}
+        key = hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:12]
+        return self.work / "latency" / f"vgg16-ssd-{key}.json"
+
+    def latency_table(self) -> LatencyTable:
+        """VGG16-SSD's latency table on this machine at the profile's width and image size: measured once (the
+        profile's ``latency_grid``, ``latency_runs``, ``latency_warmup``), then reused; also written to
+        ``results/latency_table.json``."""
+        if self._table is not None:
+            return self._table
+        p, path, table = self.profile, self.latency_table_path(), None
+        if path.is_file():
+            try:
+                table = LatencyTable.load(path)
+            except HRankError as e:  # another machine's, or damaged: this machine measures its own
+                print(f"measuring the latency table again: {e}", file=sys.stderr)
+        if table is None:
+            with self.timed("latency table"):
+                table = measure_latency_table("vgg16-ssd", device=self.device, width=p.vgg_width,
+                                              image_size=p.image_size, grid=p.latency_grid, runs=p.latency_runs,
+                                              warmup=p.latency_warmup, num_classes=len(self.class_names()),
+                                              progress=self.progress)
+            table.save(path)
+        table.save(self.result("latency_table.json"))
+        self._table = table
+        return table
+
+    # ------------------------------------------------------------ VGG16-SSD pruned for the clock
+
+    def seed_mac_cap(self, base: SSD) -> int:
+        """Exact MACs of the baseline pruned at the profile's compress rate (the seed rate's model)."""
+        return budgets.exact_macs(base, load_model(self.pruned("hrank")).plan.prunable)
+
+    def latency_widths(self, key: str, base: Optional[SSD] = None) -> Tuple[budgets.BudgetWidths, str]:
+        """The kept counts of a latency-pruned model, chosen on this machine's table (every layer keeping at
+        least ``min_keep``), and a note saying which fallback was needed (empty: none):
+
+        - ``vgg16-ssd-lat-seedmacs``: under the largest latency budget whose exact MACs stay within the seed
+          rate's. A table by which no budget meets that cap (its cheapest widths have more MACs than the seed rate:
+          times measured on a busy machine) falls back to the MAC knapsack at the seed rate's MACs.
+        - ``vgg16-ssd-lat-small``: under ``latency_budget`` of the unpruned forward; a budget below the cheapest
+          widths is raised to a tenth of the way from those to the unpruned forward; a table on which even that
+          fails (times that do not grow with the counts) falls back to the MAC knapsack at ``latency_budget`` of
+          the unpruned MACs.
+        """
+        base = base or load_model(self.baseline("vgg16-ssd"))
+        if key == SEED_MACS:
+            return self._seed_macs_widths(base)
+        if key == SMALL:
+            return self._small_budget_widths(base)
+        raise HRankError(f"{key} is not a latency-pruned model: use {SEED_MACS} or {SMALL}")
+
+    def _seed_macs_widths(self, base: SSD) -> Tuple[budgets.BudgetWidths, str]:
+        p, cap = self.profile, self.seed_mac_cap(base)
+        try:
+            return budgets.latency_budget_for_mac_cap(base, self.latency_table(), cap, self.rank_dir(),
+                                                      min_keep=p.min_keep), ""
+        except HRankError as e:
+            note = (f"fallback: {e}; chose the widths of largest HRank importance within the seed rate's MACs "
+                    f"instead (MAC knapsack). Re-measure the table on a quiet machine.")
+        print(note, file=sys.stderr)
+        return budgets.widths_for_mac_budget(base, Budget(cap, False), self.rank_dir(), min_keep=p.min_keep), note
+
+    def _small_budget_widths(self, base: SSD) -> Tuple[budgets.BudgetWidths, str]:
+        p, table, ranks = self.profile, self.latency_table(), self.rank_dir()
+        cheapest, full = budgets.latency_range(base, table, ranks, p.min_keep)
+        budget, note = p.latency_budget * full, ""
+        if budget < cheapest + 0.05 * (full - cheapest):
+            budget = cheapest + 0.1 * (full - cheapest)
+            note = (f"latency_budget {p.latency_budget:g} of the unpruned {full:.4g} ms is below the cheapest widths "
+                    f"min_keep {p.min_keep:g} allows ({cheapest:.4g} ms): budget {budget:.4g} ms instead, a tenth "
+                    "of the way from those to the unpruned forward")
+        try:
+            return budgets.widths_for_latency_budget(base, table, Budget(budget, False), ranks,
+                                                     min_keep=p.min_keep), note
+        except HRankError as e:
+            note = (f"fallback: {e}; chose the widths of largest HRank importance within {p.latency_budget:g} of "
+                    "the unpruned MACs instead (MAC knapsack). Re-measure the table on a quiet machine.")
+        print(note, file=sys.stderr)
+        return budgets.widths_for_mac_budget(base, Budget(p.latency_budget, True), ranks, min_keep=p.min_keep), note
+
+    def latency_pruned(self, key: str) -> Path:
+        """A latency-pruned VGG16-SSD before finetuning (``models/<key>-init.pth``, the budget in its sidecar)."""
+        out = self.path(f"{key}-init")
+        if out.is_file():
+            return out
+        base = load_model(self.baseline("vgg16-ssd"))
+        chosen, note = self.latency_widths(key, base)
+        budgets.prune_to_budget(base, chosen, self.rank_dir(), out, self.profile.min_keep,
+                                latency_table=self.latency_table_path().name, note=note)
+        return out
+
+    def finetune_epochs(self, key: str) -> int:
+        """The finetuning epochs of one of the course's models (0: not finetuned by the course)."""
+        p = self.profile
+        published = p.use_published_pruned and not p.synthetic
+        if key == "vgg16-ssd-pruned":
+            return p.finetune_epochs
+        if key == SEED_MACS:  # as the seed-rate model; where the published one stands in for it, as the student's
+            return (p.student_finetune_epochs or p.finetune_epochs) if published else p.finetune_epochs
+        return p.small_finetune_epochs if key in (SMALL, MB1_PRUNED) else 0
+
+    def latency_finetuned(self, key: str, hooks=None) -> Path:
+        """A latency-pruned VGG16-SSD finetuned (:meth:`finetune_epochs` at ``finetune_lr``): ``models/<key>.pth``."""
+        epochs = self.finetune_epochs(key)
+        init = self.latency_pruned(key)
+        if epochs == 0:
+            return init
+        return self._train(key, "vgg16-ssd", epochs, self.profile.finetune_lr, 1.0, hooks, base_net=str(init))
+
+    # ------------------------------------------------------------ MobileNetV1-SSD pruned
+
+    def mb1_pruned(self) -> Path:
+        """MobileNetV1-SSD pruned at ``mb1_compress_rate`` with its own HRank ranks, before finetuning."""
+        out = self.path("mb1-ssd-hrank-init")
+        if out.is_file():
+            return out
+        rates = self.profile.mb1_compress_rate
+        pruned, kept = prune_model(load_model(self.baseline("mb1-ssd")), rates, "hrank",
+                                   self.rank_dir(net="mb1-ssd"))
+        save_pruned(pruned, out, rates, "hrank", kept)
+        return out
+
+    def mb1_finetuned(self, hooks=None) -> Path:
+        """The pruned MobileNetV1-SSD finetuned (``small_finetune_epochs`` at ``finetune_lr``)."""
+        epochs = self.finetune_epochs(MB1_PRUNED)
+        if epochs == 0:
+            return self.mb1_pruned()
+        return self._train(MB1_PRUNED, "mb1-ssd", epochs, self.profile.finetune_lr, 1.0, hooks,
+                           base_net=str(self.mb1_pruned()))
+
+    def model_path(self, key: str) -> Path:
+        """The checkpoint of one of :data:`~hrank_ssd.course.results.MODEL_KEYS` (made here when missing)."""
+        if key in (SEED_MACS, SMALL):
+            return self.latency_finetuned(key)
+        if key == MB1_PRUNED:
+            return self.mb1_finetuned()
+        return super().model_path(key)
+
+    def extra_finetunes(self, hooks=None) -> Dict[str, Path]:
+        """The comparison's other finetuned models: both latency-pruned VGG16-SSDs and the pruned MobileNetV1-SSD."""
+        return {SEED_MACS: self.latency_finetuned(SEED_MACS, hooks), SMALL: self.latency_finetuned(SMALL, hooks),
+                MB1_PRUNED: self.mb1_finetuned(hooks)}
+
+    # ------------------------------------------------------------ choosing widths, as notebook 02 shows it
+
+    def _budget_row(self, name: str, widths, base: SSD, full_macs: int) -> dict:
+        table = self.latency_table()
+        macs = budgets.exact_macs(base, widths)
+        return {"pruning": name, "predicted ms": table.predict(widths), "of unpruned ms": table.predict(widths)
+                / table.predict(table.full_widths()), "MMACs": macs / 1e6, "of unpruned MACs": macs / full_macs,
+                **dict(zip(layer_names("vgg16-ssd"), (int(k) for k in widths)))}
+
+    def budget_table(self, fraction: Optional[float] = None) -> pd.DataFrame:
+        """Kept filters per layer, predicted latency (this machine's table) and exact MACs: the unpruned model, the
+        seed rate (the reference) and the widths chosen under a latency budget of ``fraction`` of the unpruned
+        forward (default: the profile's ``latency_budget``), every layer keeping at least ``min_keep``. A budget
+        no widths meet gets a row with only a ``note`` saying the least budget that can be met."""
+        p = self.profile
+        base = load_model(self.baseline("vgg16-ssd"))
+        fraction = p.latency_budget if fraction is None else float(fraction)
+        full_macs = budgets.exact_macs(base, base.plan.prunable)
+        seed = load_model(self.pruned("hrank")).plan.prunable
+        rows = [self._budget_row("unpruned", base.plan.prunable, base, full_macs),
+                self._budget_row(f"seed rate {format_compress_rate(p.compress_rate)}", seed, base, full_macs)]
+        name = f"latency budget {fraction:g}"
+        try:
+            chosen = budgets.widths_for_latency_budget(base, self.latency_table(), Budget(fraction, True),
+                                                       self.rank_dir(), min_keep=p.min_keep)
+            rows.append(self._budget_row(name, chosen.widths, base, full_macs))
+        except HRankError:  # below the cheapest widths min_keep allows
+            cheapest, full = budgets.latency_range(base, self.latency_table(), self.rank_dir(), p.min_keep)
+            rows.append({"pruning": name, "note": f"no widths keeping min_keep {p.min_keep:g} fit: the least budget "
+                                                  f"that can be met is about {cheapest / full:.2f}"})
+        return pd.DataFrame(rows)
+
+    def latency_models(self) -> pd.DataFrame:
+        """The latency table, then both latency-pruned VGG16-SSDs (before finetuning), beside the unpruned model and
+        the seed rate: ``results/latency_models.csv`` (widths, predicted ms, exact MACs, the budget met)."""
+        base = load_model(self.baseline("vgg16-ssd"))
+        full_macs = budgets.exact_macs(base, base.plan.prunable)
+        rate = f"compress rate {format_compress_rate(self.profile.compress_rate)}"
+        rows = [dict(self._budget_row("vgg16-ssd", base.plan.prunable, base, full_macs), **{"chosen by": "-"}),
+                dict(self._budget_row("vgg16-ssd-pruned", load_model(self.pruned("hrank")).plan.prunable, base,
+                                      full_macs), **{"chosen by": rate})]
+        for key in (SEED_MACS, SMALL):
+            path = self.latency_pruned(key)
+            budget = read_sidecar(path).get("budget") or {}
+            rows.append(dict(self._budget_row(key, load_model(path).plan.prunable, base, full_macs),
+                             **{"chosen by": f"{budget.get('kind')} knapsack", "budget": budget.get("budget"),
+                                "budget unit": budget.get("unit"), "note": budget.get("note") or ""}))
+        table = pd.DataFrame(rows)
+        table.to_csv(self.result("latency_models.csv"), index=False)
+        return table
