@@ -11,18 +11,11 @@ import pandas as pd
 
 from hrank_ssd.course.estimates import t4_forward_gmacs, t4_forward_ms
 from hrank_ssd.course.report_tables import per_class_pivot
-from hrank_ssd.io.files import atomic_savefig
+from hrank_ssd.io.files import atomic_savefig, pyplot
 
 
 def _plt():
-    # matplotlib (slow to import) only where a figure is drawn; a headless report gets the Agg backend, a
-    # notebook keeps the one it chose
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
+    return pyplot()  # Agg for a headless report; a notebook keeps its own backend
 
 
 def save_plot(fig, path: Path) -> Path:

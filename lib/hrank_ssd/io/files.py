@@ -48,6 +48,22 @@ def atomic_save_npy(array, path) -> None:
         np.save(f, array)
 
 
+def pyplot():
+    """``matplotlib.pyplot``, imported where a figure is drawn (it is slow to import). A script or CLI run that
+    has chosen no backend gets Agg (headless, files only); inside IPython, or once pyplot is loaded or
+    ``MPLBACKEND`` is set, the backend is left alone: ``matplotlib.use`` would switch a notebook's inline
+    backend to Agg even with ``force=False``, and every later ``plt.show()`` in that kernel would draw nothing."""
+    import sys
+
+    import matplotlib
+
+    if not ({"matplotlib.pyplot", "IPython"} & set(sys.modules) or os.environ.get("MPLBACKEND")):
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def atomic_savefig(fig, path, dpi: int = 100) -> Path:
     """Save a matplotlib figure atomically (the temporary name keeps the suffix matplotlib reads) and close it."""
     import matplotlib.pyplot as plt

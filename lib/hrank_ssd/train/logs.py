@@ -9,7 +9,7 @@ from typing import List
 
 import pandas as pd
 
-from hrank_ssd.io.files import atomic_savefig, atomic_write_text
+from hrank_ssd.io.files import atomic_savefig, atomic_write_text, pyplot
 
 LOG_COLUMNS = ["epoch", "train_loss", "train_regression_loss", "train_classification_loss",
                "train_distillation_loss", "val_loss", "val_regression_loss", "val_classification_loss",
@@ -30,11 +30,7 @@ def write_logs(history: List[dict], folder) -> None:
 
 def plot_curves(log_csv, out_png) -> Path:
     """Loss curves (train/val, regression/classification) and mAP per epoch from ``log.csv``."""
-    # matplotlib (slow to import) only where a figure is drawn; a headless run must get the Agg backend
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    plt = pyplot()  # Agg for a headless run; a notebook keeps its inline backend
 
     log = pd.read_csv(log_csv)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
