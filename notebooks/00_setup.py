@@ -4,18 +4,19 @@
 # # 0. Setup: data and the two baselines
 #
 # This course prunes an **SSD object detector** (VGG16 backbone, PASCAL VOC classes) with **HRank**
-# (Lin et al., CVPR 2020) and compares three detectors: VGG16-SSD, the HRank-pruned VGG16-SSD and
-# MobileNetV1-SSD, in mAP, per-class AP, speed, FLOPs and parameters.
+# (Lin et al., CVPR 2020) and compares six models: VGG16-SSD, VGG16-SSD pruned at the original project's rate,
+# VGG16-SSD pruned for this machine's clock at two latency budgets, MobileNetV1-SSD and MobileNetV1-SSD pruned, in
+# mAP, per-class AP, speed, FLOPs and parameters.
 #
 # | notebook | what you do |
 # |---|---|
-# | 00_setup | environment, data, the two baselines |
-# | 01_rank_generation | the rank of a feature map, and HRank's rank files |
-# | 02_hrank_pruning | choose compress rates, cut the network, sensitivity, criteria |
+# | 00_setup | environment, data, what an SSD is (sources, priors, headers), the two baselines |
+# | 01_rank_generation | the rank of a feature map, HRank's rank files, whether ranks depend on the images |
+# | 02_hrank_pruning | choose compress rates, cut the network, sensitivity, criteria, single weights vs filters |
 # | 03_finetune | recover accuracy by finetuning the pruned detector |
-# | 04_eval_map_fps | mAP, per-class AP, latency and FPS of the three models |
-# | 05_flops_table | exact parameters and MACs, and the original project's table |
-# | 06_video_demo | the pruned detector on a video |
+# | 04_eval_map_fps | mAP, per-class AP, latency and FPS of the six models, the frontier |
+# | 05_flops_table | where MACs come from, exact parameters and MACs, the original project's table |
+# | 06_video_demo | the pruned detector on a video, and what its FPS counts |
 #
 # **Profiles.** `offline` (the local default) needs no network: it draws a synthetic VOC-format data set
 # of coloured shapes and trains small (narrow) models on it, so every step runs on a laptop CPU.
@@ -151,8 +152,8 @@ print("data checks passed")
 # %% [markdown]
 # ## The two baselines
 #
-# `Course.baseline(net)` gives a trained detector: offline it trains one here (SGD, cosine schedule,
-# checkpoints after each epoch, resumable), in the full profile it downloads the original project's
+# `Course.baseline(net)` gives a trained detector: offline it trains one here (Adam, cosine schedule,
+# checkpoints after each epoch, resumable: `course.profile` holds every setting), in the full profile it downloads the original project's
 # weights (VGG16-SSD 0.7726 mAP, MobileNetV1-SSD 0.675 mAP on VOC2007 test, as published by them).
 
 # %%
@@ -163,6 +164,63 @@ mb1_path = course.baseline("mb1-ssd")
 for path in (vgg_path, mb1_path):
     model = load_model(path)
     print(f"{path.name}: {model.cfg.name}, {count_parameters(model):,} parameters, {model.num_classes} classes")
+
+# %% [markdown]
+# ## What an SSD is
+#
+# An SSD (*Single Shot MultiBox Detector*, Liu et al. 2016) finds every object in one forward pass. The VGG16
+# backbone turns the 300x300 image into feature maps of falling resolution, and SSD reads six of them, the
+# **sources**: 38x38 (conv4_3), 19x19 (fc7), then 10x10, 5x5, 3x3 and 1x1 from a few small extra layers. Every
+# cell of a source map carries a few **priors** (default boxes): fixed boxes of a few sizes and aspect ratios,
+# centred on the cell (4 or 6 per cell). A large map holds many small priors, for small objects; a small map a few
+# large ones. For every prior, two 3x3 convolutions, the **headers**, predict
+#
+# - `num_classes` **class scores**: the 20 VOC classes plus background, 21 (offline: 5 shapes plus background, 6);
+# - 4 **box offsets**: how far to move the prior's centre and how much to stretch its width and height to fit the
+#   object (`hrank_ssd.nets.priors.decode`).
+#
+# In training every ground-truth box is matched to the priors that overlap it most, and those priors learn its
+# class and offsets; the others learn "background". At test time the scores go through a softmax, the offsets are
+# decoded into boxes, and the overlapping boxes of each class are merged by non-maximum suppression (NMS). The
+# table lists the six sources of the VGG16-SSD baseline you just loaded (`channels`: what the headers read;
+# `class_scores` and `box_offsets`: the headers' outputs per cell).
+
+# %%
+from hrank_ssd.course.ssd_picture import plot_priors, source_table
+
+vgg = load_model(vgg_path).eval()
+sources = source_table(vgg)
+print("source feature map sizes:", vgg.feature_map_sizes(vgg.image_size), "| priors:", tuple(vgg.priors.shape))
+sources
+
+# %% [markdown]
+# The priors of two sources on a test image, as the network sees it (squeezed to a square). Each dot is the centre
+# of a cell of the map; the coloured boxes are the priors of the cell nearest to the first object's centre. The
+# 38x38 map (left) tiles the image with small priors, the 3x3 map (right) with large ones. Pruning (notebook 02)
+# narrows the backbone, the layers that compute these maps; the sources, priors and headers keep their sizes.
+
+# %%
+from IPython.display import display
+
+image = test.get_image(0)
+_, (boxes, _, _) = test.get_annotation(0)
+x1, y1, x2, y2 = boxes[0]
+centre = ((x1 + x2) / 2 / image.shape[1], (y1 + y2) / 2 / image.shape[0])
+fig = plot_priors(vgg, image, sources=(1, 5), point=centre)
+display(fig)  # shown explicitly: training above may have switched matplotlib to a non-interactive backend
+plt.close(fig)
+
+# %% [markdown]
+# Check: each source contributes boxes-per-location x H x W priors, and the headers give every prior `num_classes`
+# scores and 4 offsets.
+
+# %%
+assert (sources["priors"] == sources["boxes_per_location"] * sources["H"] * sources["W"]).all()
+assert sources["priors"].sum() == vgg.priors.shape[0]
+with torch.no_grad():
+    scores, offsets = vgg(torch.zeros(1, 3, vgg.image_size, vgg.image_size))
+assert scores.shape == (1, vgg.priors.shape[0], vgg.num_classes) and offsets.shape == (1, vgg.priors.shape[0], 4)
+print(f"{vgg.priors.shape[0]} priors x ({vgg.num_classes} class scores + 4 box offsets) per image")
 
 # %% [markdown]
 # The loss curves (trained here only: downloaded weights come without logs).
@@ -188,5 +246,19 @@ for key in ("vgg16-ssd", "mb1-ssd"):
 # ```
 # python -m hrank_ssd train --datasets work/offline/data/VOCdevkit/VOC2007 \
 #     --validation_dataset work/offline/data/VOCdevkit/VOC2007 --net vgg16-ssd --width 0.125 \
-#     --num_epochs 12 --lr 0.01 --scheduler cosine --checkpoint_folder work/offline/checkpoints/vgg16-ssd --resume auto
+#     --batch_size 8 --num_epochs 16 --lr 2e-3 --optimizer adam --augment light --init lsuv --scheduler cosine \
+#     --seed 0 --checkpoint_folder work/offline/checkpoints/vgg16-ssd --resume auto
 # ```
+
+# %% [markdown]
+# ## What you learned / try next
+#
+# - A detection data set in the VOC layout: images, one XML file of boxes and classes per image, split files.
+# - What an SSD is: six source feature maps, a few priors on every cell of each, and two headers that give every
+#   prior `num_classes` class scores and 4 box offsets; NMS merges what is left.
+# - The two baselines the course prunes (VGG16-SSD) and compares with (MobileNetV1-SSD), and their loss curves.
+#
+# Try next: draw the priors of the other sources (`sources=(2, 3, 4, 6)`) or at another point; build
+# `build_model("vgg16-ssd", 21, image_size=512)` and see how the source sizes and the prior count change
+# (`source_table`); compare the two baselines' parameter counts with their MACs in notebook 05.
+# Then open notebook 01: which of the backbone's filters matter?

@@ -103,6 +103,38 @@ assert torch.equal(R.batched_ranks(maps), R.ranks_one_at_a_time(maps))
 print(R.batched_ranks(maps))
 
 # %% [markdown]
+# ### Exercise: HRank's score, by hand
+#
+# Write the two functions below, run the cell, then run the check cell under it (it compares your functions
+# with the library's on a few maps and says what is wrong, with a hint):
+#
+# - `feature_map_rank(fmap)`: the rank of one (H, W) feature map, as an `int` (`torch.linalg.matrix_rank`);
+# - `average_rank(maps)`: for the maps of B images and C filters, a (B, C, H, W) tensor, each filter's rank
+#   averaged over the B images: C numbers. That average is HRank's score of a filter.
+
+# %% tags=["exercise"]
+def feature_map_rank(fmap):
+    """The rank of one (H, W) feature map, as an int."""
+    # BEGIN SOLUTION
+    return int(torch.linalg.matrix_rank(fmap))
+    # END SOLUTION
+
+
+def average_rank(maps):
+    """Each filter's rank averaged over the images: (B, C, H, W) maps -> C numbers."""
+    # BEGIN SOLUTION
+    ranks = torch.tensor([[feature_map_rank(m) for m in image] for image in maps], dtype=torch.float32)
+    return ranks.mean(dim=0)
+    # END SOLUTION
+
+
+# %% tags=["check"]
+from hrank_ssd.course import exercises
+
+exercises.check_feature_map_rank(feature_map_rank)
+exercises.check_average_rank(average_rank);
+
+# %% [markdown]
 # ## Feature maps of the trained VGG16-SSD
 #
 # A forward hook catches the output (after ReLU) of one conv layer for one test image. Left: the maps
@@ -174,6 +206,55 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
+# ## Do the ranks depend on the images?
+#
+# HRank's central claim: a filter's average rank is a property of the filter, not of the images it is computed on,
+# so a small batch of images is enough to rank the filters (that is why `rank_limit` is small). Test it:
+# `Course.rank_stability()` computes the baseline's ranks on two disjoint sets of training images (A and B,
+# `stability_images` each) and on only the first `stability_few` images of B, and compares them layer by layer:
+#
+# - **Spearman's rank correlation** of the two rank lists: 1 when both sets order the filters the same way, 0 when
+#   the orders are unrelated (`hrank_ssd.hrank.stability.spearman`: the correlation of the filters' positions in
+#   each list, ties averaged);
+# - what pruning cares about: of the filters kept at the profile's compress rate, **how many would change**.
+#
+# A layer whose filters all have the same average rank (every map full rank, or all dead) has no order: its
+# correlation is NaN, and nothing changes.
+
+# %%
+from IPython.display import display
+
+from hrank_ssd.hrank.stability import plot_rank_stability
+
+stability = course.rank_stability()  # writes results/rank_stability.csv
+display(fig := plot_rank_stability(stability))  # explicit: a training run in this kernel switches pyplot to Agg
+plt.close(fig)
+for comparison, part in stability.groupby("comparison", sort=False):
+    print(f"{comparison}: median Spearman {part['spearman'].median():.3f}; {part['changed'].sum()} of the "
+          f"{part['kept'].sum()} kept filters change ({part['changed'].sum() / part['kept'].sum():.1%})")
+stability.round(3)
+
+# %% [markdown]
+# Check: the comparison on a toy, counted by hand. The same ranks correlate perfectly and change nothing; swapping
+# the best and the worst of 8 filters changes exactly one of the 4 kept.
+
+# %%
+from hrank_ssd.hrank.stability import kept_change, spearman
+
+toy = np.arange(8.0)
+swapped = toy.copy()
+swapped[[0, 7]] = swapped[[7, 0]]
+assert abs(spearman(toy, toy) - 1) < 1e-12 and kept_change(toy, toy, 4) == 0
+assert kept_change(toy, swapped, 4) == 1
+assert ((stability["changed"] >= 0) & (stability["changed"] <= stability["kept"])).all()
+print(f"toy: Spearman {spearman(toy, swapped):.3f} after the swap, 1 of the 4 kept filters changed")
+
+# %% [markdown]
+# The filters that change sit at the cut: their average ranks differ from the last kept filter's by less than the
+# difference between two image sets. Far from the cut the order holds, which is what HRank relies on. The full
+# profile (`PROFILE = "full"`) measures the same on VOC images with the original weights.
+
+# %% [markdown]
 # ## Your ranks against the published ones (full profile)
 #
 # Ranks depend on the images and on the machine: a filter whose singular value sits right at the rank
@@ -211,3 +292,16 @@ pd.DataFrame(R.rank_summary(mb1, "mb1-ssd")).round(2)
 # python -m hrank_ssd rank --net mb1-ssd --dataset work/offline/data/VOCdevkit/VOC2007 \
 #     --base_net work/offline/models/mb1-ssd.pth --limit 2 --batch_size 16 --rank_dir work/offline/ranks-mb1-ssd
 # ```
+
+# %% [markdown]
+# ## What you learned / try next
+#
+# - A filter's HRank score is the matrix rank of its output maps (after ReLU), averaged over images: flat, blank
+#   or stripy maps have low rank, a dead ReLU's all-zero map has rank 0.
+# - `batched_ranks` computes many ranks in one SVD call; `Course.rank_dir()` writes one `rank_conv{i}.npy` per
+#   prunable layer, one average per filter (14 layers for VGG16-SSD, MobileNetV1-SSD its own).
+# - Try next: set `LAYER = 0` (conv1_1) or `LAYER = 12` (conv5_3) in the feature-map cell and compare the highest
+#   and lowest-rank maps: deep layers' maps are small (19x19 at 300 px), so their ranks are capped lower.
+# - Try next: compute ranks from fewer images (`python -m hrank_ssd rank ... --limit 1 --rank_dir /tmp/r1`) and
+#   compare each layer with `np.corrcoef(ranks[i], np.load(f"/tmp/r1/rank_conv{i + 1}.npy"))`: HRank's claim is
+#   that the averages barely depend on which images you use.

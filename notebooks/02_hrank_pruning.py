@@ -147,6 +147,39 @@ assert conv1_1["MACs"] == flops.conv_macs(3, 57, 3, 300, 300) == 300 * 300 * 57 
 print(conv1_1[["label", "in_channels", "out_channels", "kernel", "out_h", "out_w", "MACs"]].to_dict())
 
 # %% [markdown]
+# ### Exercise: which filters a layer keeps
+#
+# Write the two functions below, run the cell, then the check cell under it:
+#
+# - `kept_count(channels, rate)`: how many of a layer's `channels` filters it keeps at compress `rate`, HRank's
+#   rule `int(c * (1 - rate))`, and never fewer than one (conv1_1: 64 filters at 0.1 keep 57);
+# - `top_filters(scores, keep)`: the indices of the `keep` filters of highest score (`scores`: one average rank
+#   per filter, a NumPy array as in a rank file), in any order. Hint: `np.argsort`.
+
+# %% tags=["exercise"]
+def kept_count(channels, rate):
+    """How many of a layer's ``channels`` filters it keeps at compress ``rate`` (at least one)."""
+    # BEGIN SOLUTION
+    return max(1, int(channels * (1 - rate)))
+    # END SOLUTION
+
+
+def top_filters(scores, keep):
+    """The indices of the ``keep`` highest ``scores``."""
+    # BEGIN SOLUTION
+    import numpy as np
+
+    return sorted(int(i) for i in np.argsort(scores)[len(scores) - keep:])
+    # END SOLUTION
+
+
+# %% tags=["check"]
+from hrank_ssd.course import exercises
+
+exercises.check_kept_count(kept_count)
+exercises.check_top_filters(top_filters);
+
+# %% [markdown]
 # ## The surgery, layer by layer
 #
 # HRank keeps the highest-ranked filters of the trained baseline (`rank_dir` from notebook 1). Every
@@ -184,11 +217,12 @@ print("pruned == masked original; max difference", float((c1 - c2).abs().max()))
 # multiply-adds but runs about as long as with 64: the block is paid in full. The seed rate `[0.1]*7+...`
 # keeps exactly such counts (57, 115, 230) in the early layers, which run at the largest resolutions and hold
 # most of the time; pools, memory traffic and the unpruned heads do not shrink with MACs either. On the
-# development CPU the seed rate cuts VGG16-SSD's MACs 1.71x but its forward only 1.32x
-# (`benchmarks/latency_frontier.md`; `docs/latency.md` explains the measurement).
+# development CPU the seed rate cuts the full-size VGG16-SSD's MACs 1.71x but its forward far less, while widths
+# chosen on a latency table at the same MACs run about twice as fast (`benchmarks/latency_frontier.md` has the
+# measured ratios; `docs/latency.md` explains the measurement).
 #
 # So the widths must be chosen *for the hardware*: a **latency table** times every layer of the net (conv +
-# BatchNorm + ReLU + pool, at its real input size) on a grid of kept counts on *this* machine, and a knapsack
+# BatchNorm + ReLU + pool, inside whole models) on a grid of kept counts on *this* machine, and a knapsack
 # keeps, per layer, the count of largest summed HRank importance whose predicted forward time fits a budget
 # (HALP's idea on HRank's ranks; `docs/pruning-budgets.md`). Every layer keeps at least `min_keep` of its
 # filters. The course prunes two such models: one at the largest latency budget whose exact MACs do not exceed
@@ -282,6 +316,79 @@ plt.show()
 crit
 
 # %% [markdown]
+# ## Why L1 loses so badly here
+#
+# On the offline models HRank beats L1 by far right after pruning, much more than papers report on real data. The
+# reason is in how these small models were trained. A filter whose ReLU output is zero on nearly every image is
+# dead: its average rank is near 0, and HRank drops it first. Its weights get no gradient (a ReLU that never fires
+# passes none back), so they stay as large as they were initialised: Adam without weight decay (the offline
+# profile's optimizer) never shrinks them. L1 looks only at the weights, so it keeps such dead filters and drops
+# working ones instead. `Course.dead_filters()` counts, per layer, the near-dead filters (average rank below 1) and
+# how many of them each criterion keeps at the profile's compress rate.
+
+# %%
+from IPython.display import display
+
+from hrank_ssd.hrank.dead_filters import plot_dead_filters
+
+dead = course.dead_filters()  # writes results/dead_filters.csv
+display(fig := plot_dead_filters(dead))
+plt.close(fig)
+print(f"L1 keeps {dead['l1_keeps_dead'].sum()} near-dead filters among the {dead['kept'].sum()} it keeps, HRank "
+      f"{dead['hrank_keeps_dead'].sum()}; where a layer has near-dead filters, their weights' L1 norm is "
+      f"{dead['dead_l1_ratio'].median():.2f}x the working filters' (median over those layers)")
+dead
+
+# %% [markdown]
+# Check: HRank keeps a near-dead filter only where a layer keeps more filters than it has working ones (every
+# near-dead filter ranks below every working one), and then exactly the difference.
+
+# %%
+working = dead["filters"] - dead["near_dead"]
+assert (dead["hrank_keeps_dead"] == (dead["kept"] - working).clip(lower=0)).all()
+assert (dead["l1_keeps_dead"] <= dead[["near_dead", "kept"]].min(axis=1)).all()
+
+# %% [markdown]
+# What to expect on real weights: the original VGG16-SSD was trained with SGD and weight decay (`5e-4`), which pulls
+# the weights of a filter that never fires towards zero, so L1 drops it too and the two criteria choose much more
+# alike; the literature reports HRank ahead of L1 by small margins, not by the gap seen here. The full profile
+# (`PROFILE = "full"`) computes this same table for the published weights and ranks.
+
+# %% [markdown]
+# ## Single weights or whole filters?
+#
+# HRank removes whole filters. The other classic way is **fine-grained** (unstructured) pruning: set the
+# smallest-magnitude weights to zero, wherever they are (Han et al. 2015; MIT efficientml.ai Lab 1). It can choose
+# every weight freely, so at the same sparsity it usually loses less accuracy. But the tensors keep their shapes,
+# and a dense convolution multiplies by zero as fast as by any other number: the model is no faster (sparse
+# kernels pay off only at far higher sparsity, or on hardware built for it). `Course.fine_grained()` zeroes, in
+# every weight tensor of the baseline, exactly as many of its smallest weights as HRank's filter pruning at the
+# profile's rate removes from that tensor, then evaluates the three models on the same test images (no finetuning)
+# and times their forward passes round-robin.
+
+# %%
+from IPython.display import display
+
+from hrank_ssd.measure.fine_grained import plot_fine_grained
+
+fine = course.fine_grained()  # writes results/fine_grained.csv
+display(fig := plot_fine_grained(fine))
+plt.close(fig)
+fine.round(4)
+
+# %% [markdown]
+# Check: both pruned models keep the same number of non-zero weights; the fine-grained one still does every MAC of
+# the unpruned model (its zeros are multiplied too), the filter-pruned one fewer.
+
+# %%
+by = fine.set_index("model")
+assert by.loc["fine-grained (magnitude)", "nonzero_weights"] == by.loc["filters (HRank)", "nonzero_weights"]
+assert by.loc["fine-grained (magnitude)", "GMACs"] == by.loc["unpruned", "GMACs"] > by.loc["filters (HRank)", "GMACs"]
+print(f"same sparsity ({by.loc['filters (HRank)', 'sparsity']:.1%} of the weights): fine-grained runs at "
+      f"{by.loc['fine-grained (magnitude)', 'speedup']:.2f}x, filter pruning at {by.loc['filters (HRank)', 'speedup']:.2f}x "
+      f"the unpruned model's speed")
+
+# %% [markdown]
 # CLI equivalents:
 #
 # ```
@@ -297,3 +404,17 @@ crit
 #     --latency_budget 0.5 --latency_table work/offline/latency/table.json --min_keep 0.25 \
 #     --output work/offline/models/vgg16-ssd-lat-small-init.pth
 # ```
+
+# %% [markdown]
+# ## What you learned / try next
+#
+# - A layer with `c` filters keeps `int(c * (1 - rate))` of them, its highest-ranked; pruning copies them into a
+#   smaller model (the next layer loses the matching input channels) that computes exactly what the masked
+#   original computes.
+# - MACs are not milliseconds: kernels work in channel blocks, so 57 of 64 filters cost about as much time as 64;
+#   a latency budget chooses the widths on this machine's own latency table instead.
+# - Sensitivity (one layer at a time) shows which layers can lose filters; the criteria table compares HRank's
+#   ranks with L1 norms and random choice at the same rate.
+# - Try next: set `STAGE_RATES["conv1"] = 0.75` (16 of 64 filters kept) in the first slider cell and see how much
+#   of the MACs the two 300x300 layers hold; move the latency-budget slider to 0.3 and note which layers shrink
+#   first.

@@ -161,6 +161,29 @@ kd = course.distillation()
 kd
 
 # %% [markdown]
+# ### Exercise: the distillation term
+#
+# Write `distillation_loss(student, teacher, T)`: the two models' class scores for the same priors (tensors of
+# shape priors x classes), softened with the temperature `T`; return one number,
+# `T² · Σ KL(softmax(teacher / T) ‖ softmax(student / T))` summed over the priors (Hinton et al., 2015). The
+# `T²` keeps its gradients as large as the hard-label loss's whatever `T` is. Run the cell, then the check.
+
+# %% tags=["exercise"]
+def distillation_loss(student, teacher, T):
+    """Summed T^2 * KL(softmax(teacher / T) || softmax(student / T)) over the priors (rows)."""
+    # BEGIN SOLUTION
+    log_p = torch.log_softmax(student / T, dim=-1)
+    log_q = torch.log_softmax(teacher / T, dim=-1)
+    return (log_q.exp() * (log_q - log_p)).sum() * T * T
+    # END SOLUTION
+
+
+# %% tags=["check"]
+from hrank_ssd.course import exercises
+
+exercises.check_distillation_loss(distillation_loss);
+
+# %% [markdown]
 # ## Disconnected? Resume
 #
 # Training writes a checkpoint `model_best.pth-<epoch>.tar` into its checkpoint folder after every epoch
@@ -180,3 +203,16 @@ kd
 #
 # Run it again after a disconnect and it picks up at the last finished epoch (`--checkpoint_every_steps N`
 # also saves inside an epoch).
+
+# %% [markdown]
+# ## What you learned / try next
+#
+# - Finetuning starts from the pruned weights with a small learning rate and recovers most of the mAP pruning
+#   lost; it changes the weights, never the shapes.
+# - Every epoch ends in a complete checkpoint (model, optimiser, scheduler, random state): `resume="auto"`
+#   continues exactly where a disconnected run stopped.
+# - Distillation adds the unpruned model's softened class scores as targets, `T²`-scaled.
+# - Try next: interrupt the kernel during `course.student_finetuned(...)` and run the cell again: training resumes
+#   from the last `model_best.pth-<epoch>.tar` in `work/<profile>/checkpoints/`.
+# - Try next: call your `distillation_loss` with `T = 1` and `T = 8` on a row of scores: a higher `T` flattens
+#   the teacher's probabilities, so the student also learns which wrong classes the teacher finds likely.

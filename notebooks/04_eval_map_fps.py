@@ -117,6 +117,32 @@ for key in summary["model"]:
 print("evaluation checks passed")
 
 # %% [markdown]
+# ### Exercise: AP from a precision/recall list
+#
+# Rank one class's detections by score, and after each detection write down the precision (true positives so
+# far / detections so far) and the recall (true positives so far / objects of the class). Write
+# `voc07_ap(precision, recall)`: VOC2007's 11-point AP of such a list. For each recall point `t` in 0, 0.1, ...,
+# 1.0 take the **highest** precision at any recall `>= t` (0 when the recall never gets there); the AP is the mean
+# of the 11 values. The check compares your function with the project's (`evaluation.compute_ap`).
+
+# %% tags=["exercise"]
+def voc07_ap(precision, recall):
+    """VOC2007's 11-point AP from the cumulative precision and recall lists of a ranked detection list."""
+    # BEGIN SOLUTION
+    ap = 0.0
+    for t in [i / 10 for i in range(11)]:
+        reached = [p for p, r in zip(precision, recall) if r >= t]
+        ap += (max(reached) if reached else 0.0) / 11
+    return ap
+    # END SOLUTION
+
+
+# %% tags=["check"]
+from hrank_ssd.course import exercises
+
+exercises.check_voc07_ap(voc07_ap);
+
+# %% [markdown]
 # ## Latency and FPS
 #
 # `Course.bench()` times the **full-size** detectors (300x300, 21 classes; random weights, since shapes
@@ -239,3 +265,17 @@ assert abs(layers["full_MMACs"].sum() * 1e6 - full_macs) <= 1e-6 * full_macs
 # python -m hrank_ssd bench --nets vgg16-ssd,vgg16-ssd-pruned,mb1-ssd --compress_rate "[0.1]*7+[0.5]*9" \
 #     --warmup 5 --runs 20
 # ```
+
+# %% [markdown]
+# ## What you learned / try next
+#
+# - VOC2007's AP averages, at 11 recall points, the best precision reached at that recall or beyond; mAP is the
+#   mean over the classes. On the offline data compare the models' ranking, not the values.
+# - Latency is measured, not computed: warm-up, interleaved models, median of many runs; the forward pass and the
+#   whole prediction (with decoding and NMS) are different numbers.
+# - The Pareto frontier keeps the models no other model beats on both cost and mAP; latency falls less than MACs
+#   because of channel blocks, memory traffic and the layers pruning leaves alone.
+# - Try next: in the per-layer chart, find the layers whose time barely moved although their MACs fell, and
+#   compare their kept counts with multiples of 16.
+# - Try next: call your `voc07_ap` on a detector that finds every object but ranks two false detections first,
+#   e.g. `precision = [0, 0, 1/3, 2/4, 3/5]`, `recall = [0, 0, 1/3, 2/3, 1]`: how much does the ranking cost?

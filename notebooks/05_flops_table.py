@@ -100,6 +100,54 @@ assert conv["MACs"] == flops.conv_macs(conv["in_channels"], conv["out_channels"]
 rows.head(8)
 
 # %% [markdown]
+# ## Where the MACs come from
+#
+# A convolution with a `k x k` kernel reading `c_in` channels and writing `c_out` channels on an `H x W` map computes
+# every one of its `c_out * H * W` outputs as a sum of `k * k * c_in` products, so
+#
+# `MACs = k * k * c_in * c_out * H * W`      and      `weights = k * k * c_in * c_out`.
+#
+# Each weight is therefore used `H * W` times per image: the MACs per weight are the map's size. A weight of
+# conv1_2 (300x300 output) costs 90,000 MACs, a weight of conv5_3 (19x19) 361. VGG16 doubles the channels each time
+# it halves the map, so `c_in * c_out` grows 4x while `H * W` shrinks 4x: conv1_2, conv2_2, conv3_x and conv4_x
+# cost about the same MACs each (the table shows it), but the parameters pile up in the late, small maps.
+# (MobileNetV1's depthwise convs have `groups = c_in`: `k * k * H * W` MACs per channel, and its 1x1 pointwise convs
+# `c_in * c_out * H * W`, nine times fewer than a 3x3 conv's: that is why it is so much cheaper.) The table and the
+# plot below lay out the full-size VGG16-SSD convolution by convolution.
+
+# %%
+import matplotlib.pyplot as plt
+
+from hrank_ssd.measure.mac_anatomy import mac_anatomy, plot_mac_anatomy
+
+anatomy = mac_anatomy(flops.count_exact(flops.build_for_counting("vgg16-ssd", 21)))
+plot_mac_anatomy(anatomy, "VGG16-SSD (300x300, 21 classes): share of MACs and of parameters per convolution")
+plt.show()
+early = anatomy["positions"] >= 75 * 75
+print(f"the {int(early.sum())} convolutions writing maps of 75x75 or more do {anatomy.loc[early, 'MAC_share'].sum():.0%} "
+      f"of the MACs with {anatomy.loc[early, 'param_share'].sum():.1%} of the parameters")
+anatomy[["label", "kernel", "kernel_inputs", "out_channels", "out_h", "out_w", "MACs", "MACs_per_weight",
+         "MAC_share", "param_share"]].round(4)
+
+# %% [markdown]
+# Check: every convolution's MACs are `k*k*c_in/groups * c_out * H * W`, i.e. each weight is used `H * W` times.
+
+# %%
+assert (anatomy["MACs"] == anatomy["kernel_inputs"] * anatomy["out_channels"] * anatomy["out_h"] * anatomy["out_w"]).all()
+assert (anatomy["MACs_per_weight"] == anatomy["out_h"] * anatomy["out_w"]).all()
+
+# %% [markdown]
+# What it means for pruning: the seed rate `[0.1]*7+[0.5]*9` prunes the seven early layers (conv1_1 to conv3_3,
+# on the large maps) by 10% only, because they are sensitive (notebook 02), and the late ones by half. Halving a
+# late layer removes many parameters but few MACs; removing a tenth of an early one removes few parameters but
+# many MACs. So the pruned model keeps a smaller share of its parameters than of its MACs:
+
+# %%
+pruned_row = table.loc[1]
+print(f"{pruned_row['model']}: {pruned_row['params_ratio']:.0%} of the parameters, "
+      f"{pruned_row['MACs_ratio']:.0%} of the MACs of VGG16-SSD")
+
+# %% [markdown]
 # ## The original table: VGG16-SSD, unpruned
 
 # %%
@@ -117,6 +165,22 @@ seed_flops.print_seed_table("vgg16-ssd", PRUNED_RATE);
 # %%
 seed_flops.print_seed_table("mb1-ssd");
 
+# %% tags=["exercise"]
+# Exercise: a conv's MACs. Write conv_macs: the multiply-accumulates of one Conv2d, from its input and output
+# channels, kernel size k (k x k), output size out_h x out_w and groups (MobileNet's depthwise convs: groups =
+# in_c = out_c). Run this cell, then the check under it (it compares with flops.conv_macs on VGG and MobileNet convs).
+def conv_macs(in_c, out_c, k, out_h, out_w, groups=1):
+    """MACs of one Conv2d with a k x k kernel."""
+    # BEGIN SOLUTION
+    return out_h * out_w * out_c * (in_c // groups) * k * k
+    # END SOLUTION
+
+
+# %% tags=["check"]
+from hrank_ssd.course import exercises
+
+exercises.check_conv_macs(conv_macs);
+
 # %% [markdown]
 # CLI equivalents:
 #
@@ -124,3 +188,19 @@ seed_flops.print_seed_table("mb1-ssd");
 # python -m hrank_ssd flops --net vgg16-ssd --compress_rate "[0.1]*7+[0.5]*9"            # exact, per layer
 # python -m hrank_ssd flops --net vgg16-ssd --compress_rate "[0.1]*7+[0.5]*9" --style seed  # the original's
 # ```
+
+# %% [markdown]
+# ## What you learned / try next
+#
+# - A convolution's MACs are `k*k*c_in/groups * c_out * H * W`: each weight is used once per output position, so a
+#   layer's cost follows its map size and its parameter count does not. Early layers on large maps hold few
+#   parameters and many MACs; late layers on small maps hold most parameters and fewer MACs.
+# - Pruning a filter removes MACs in its own layer and in the next one (its input channel). Fixed rates that spare
+#   the early layers therefore cut parameters much more than MACs, and MACs more than latency (notebook 04).
+# - The exact count (every Conv2d, BatchNorm and Linear, heads included) against the original project's table,
+#   reproduced with its rules, and every difference explained.
+#
+# Try next: `mac_anatomy(flops.count_exact(flops.build_for_counting("mb1-ssd", 21)))`: where do MobileNetV1-SSD's
+# MACs go, depthwise or pointwise? Count a pruned model with your own compress rate
+# (`flops.build_for_counting("vgg16-ssd", 21, compress_rate=[...])`) and find the rate that halves the MACs with
+# the fewest filters removed.

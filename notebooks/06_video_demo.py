@@ -108,6 +108,50 @@ assert out["frames"] == info["frames"] and abs(out["fps"] - info["fps_in"]) < 0.
 print(out)
 
 # %% [markdown]
+# ## What the FPS on the frames measures, and what it leaves out
+#
+# The number drawn on each frame is the speed of `Predictor.predict` alone, averaged over the last 10 frames
+# (`video.FPS_WINDOW`); `info["avg_fps"]` (in `video.json`) is the same over the whole clip, the first, slow
+# frames included (no warm-up). `predict` does three things:
+#
+# 1. **preprocess** on the CPU: resize the frame to 300x300, subtract the mean, copy it to the device;
+# 2. **forward**: the network (on a GPU, `predict` waits for it when it copies the outputs back);
+# 3. **postprocess** on the CPU: softmax, decode every prior's offsets into a box, per-class NMS, top-k.
+#
+# It leaves out everything else the demo does for each frame: **decoding** it from the video file, converting it
+# from OpenCV's BGR to RGB, **drawing** the boxes and labels, and **encoding** it into the output mp4. Those are
+# real costs of a video pipeline that pruning does not touch, and so is the CPU-side resize and NMS: a pruned
+# network speeds up only the forward step. Below, every stage is timed on a few frames of the same clip (median
+# ms per frame); the overlay's FPS is one over the first three stages, the whole loop's FPS one over all of them.
+
+# %%
+from hrank_ssd.course.video_timing import frame_stage_times, overlay_and_loop_fps
+from hrank_ssd.nets.models import load_model
+from hrank_ssd.nets.predictor import Predictor
+
+predictor = Predictor(load_model(course.pruned_model()), DEVICE)
+stages = frame_stage_times(predictor, course.class_names(), info["input"], frames=20)
+fps = overlay_and_loop_fps(stages)
+print(f"overlay (predict only): {fps['overlay_fps']:.1f} FPS | the whole loop: {fps['loop_fps']:.1f} FPS | "
+      f"video.json avg_fps (predict, all frames): {info['avg_fps']:.1f}")
+print(f"the forward pass, all that pruning speeds up, is {stages.set_index('stage').loc['forward', 'share']:.0%} "
+      f"of the loop's time")
+stages.round(3)
+
+# %% [markdown]
+# Check: the overlay counts exactly the three stages of `predict`, so its FPS is never below the whole loop's.
+
+# %%
+assert stages.loc[stages["in_fps_overlay"], "stage"].tolist() == ["preprocess", "forward",
+                                                                   "postprocess (decode boxes, NMS)"]
+assert fps["overlay_fps"] >= fps["loop_fps"]
+
+# %% [markdown]
+# Notebook 04's `forward FPS` is faster still: it times the forward pass alone, on a fixed input, after a warm-up.
+# Three numbers, three questions: how fast is the network (04), how fast is detection on one image (the overlay),
+# how fast does the demo run (the whole loop).
+
+# %% [markdown]
 # On Colab, download the video from the file browser (`runs/.../video/demo_pruned.mp4`). CLI equivalent:
 #
 # ```
@@ -128,3 +172,16 @@ from hrank_ssd.course.report import write_report
 
 report_md, report_html = write_report(course.run_dir)
 print("report:", report_md, "and", report_html)
+
+# %% [markdown]
+# ## What you learned / try next
+#
+# - The pruned detector runs on a video through the same predictor as the evaluation: resize, forward, decode, NMS.
+# - The FPS on the frames counts `predict` only; decoding, drawing and encoding the video are left out, and the
+#   CPU-side resize and NMS stay whatever the network's width: pruning speeds up the forward pass alone.
+# - The report gathers every result of the run (notebooks 00-06) into `report.md` and `report.html`.
+#
+# Try next: time the stages of the unpruned baseline (`Predictor(load_model(course.baseline("vgg16-ssd")), DEVICE)`
+# in `frame_stage_times`) and compare: which stage changes? Time them on a GPU runtime (Colab): the forward step
+# shrinks, the CPU stages do not, so they take a larger share of every frame. Record
+# your own clip and pass it as `course.video(clip="my_clip.mp4")`.

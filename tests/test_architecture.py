@@ -138,7 +138,10 @@ def _notebook_api():
             if not (isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("hrank_ssd")):
                 continue
             for alias in node.names:
-                obj = getattr(importlib.import_module(node.module), alias.name)
+                parent = importlib.import_module(node.module)
+                obj = getattr(parent, alias.name, None)
+                if obj is None:  # `from hrank_ssd.course import exercises`: a submodule nothing imported yet
+                    obj = importlib.import_module(f"{node.module}.{alias.name}")
                 name = alias.asname or alias.name
                 if inspect.ismodule(obj):  # `from hrank_ssd.measure import flops`: the attributes used
                     for attr in set(re.findall(rf"\b{name}\.([A-Za-z_]\w*)\(", text)):

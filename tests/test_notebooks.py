@@ -135,15 +135,72 @@ def test_notebooks_are_built_from_their_sources():
     the .py is exactly jupytext's text of that .ipynb: Jupyter's pairing rewrites neither."""
     import jupytext
 
-    build = _load_build().Notebooks()
+    from hrank_ssd.course.notebooks import SOLUTIONS
+
+    mod = _load_build()
+    assert mod.SOLUTIONS == SOLUTIONS  # the build writes the solved copies where the course looks for them
+    build = mod.Notebooks()
     assert build.names() == list(_names())
     assert build.stale() == []
     for name in _names():
-        source, ipynb = build.build(name)
+        source, ipynb, solved = build.build(name)
         assert (NB_DIR / f"{name}.ipynb").read_text(encoding="utf-8") == ipynb, f"{name}.ipynb: rebuild it"
-        committed = jupytext.read(NB_DIR / f"{name}.ipynb")
-        assert jupytext.writes(committed, fmt="py:percent", config=build.config) == source
         assert (NB_DIR / f"{name}.py").read_text(encoding="utf-8") == source
+        cells = jupytext.reads(source, fmt="py:percent", config=build.config).cells
+        student = jupytext.read(NB_DIR / f"{name}.ipynb").cells
+        # the student's notebook is the source with each exercise's solution blanked, nothing else changed
+        assert [c.source for c in student] == [mod.blank_solutions(c.source) if "exercise" in mod.tags(c)
+                                               else c.source for c in cells]
+        if solved is None:  # no exercise: no solved copy, and the notebook is exactly its source
+            assert not any("exercise" in mod.tags(c) for c in cells)
+            assert not (NB_DIR / mod.SOLUTIONS / f"{name}.ipynb").exists()
+            assert jupytext.writes(jupytext.read(NB_DIR / f"{name}.ipynb"), fmt="py:percent",
+                                   config=build.config) == source
+            continue
+        path = NB_DIR / mod.SOLUTIONS / f"{name}.ipynb"
+        assert path.read_text(encoding="utf-8") == solved, f"{path}: rebuild it"
+        copy = jupytext.read(path).cells  # the solved copy: the source's cells, its own badge and note on top
+        assert [c.source for c in copy[1:]] == [c.source for c in cells[1:]]
+        assert copy[0].source.endswith(cells[0].source.partition("\n\n")[2])
+
+
+@needs_jupytext
+def test_blanking_a_solution_keeps_the_function_and_its_indentation():
+    mod = _load_build()
+    source = ('def f(x):\n    """Doc."""\n    # BEGIN SOLUTION\n    y = x + 1\n    return y\n    # END SOLUTION\n\n\n'
+              'class A:\n    def g(self):\n        # BEGIN SOLUTION\n        return 2\n        # END SOLUTION')
+    assert mod.blank_solutions(source) == (
+        f'def f(x):\n    """Doc."""\n    # your code here\n    {mod.PLACEHOLDER}\n\n\n'
+        f'class A:\n    def g(self):\n        # your code here\n        {mod.PLACEHOLDER}')
+    for bad, why in (("# BEGIN SOLUTION\nx = 1\n# END SOLUTION", "inside a function body"),
+                     ("def f():\n    # BEGIN SOLUTION\n    return 1", "without # END SOLUTION"),
+                     ("def f():\n    return 1\n    # END SOLUTION", "without # BEGIN SOLUTION"),
+                     ("def f():\n    # BEGIN SOLUTION\n    # BEGIN SOLUTION\n    # END SOLUTION", "inside another"),
+                     ("def f():\n    return 1", "between # BEGIN SOLUTION and # END SOLUTION")):
+        with pytest.raises(SystemExit, match=why):
+            mod.blank_solutions(bad, "NN_x.py, cell 5")
+    md, code = nbformat.v4.new_markdown_cell, nbformat.v4.new_code_cell
+    exercise = code("def f():\n    # BEGIN SOLUTION\n    return 1\n    # END SOLUTION", metadata={"tags": ["exercise"]})
+    check = code("exercises.check_f(f)", metadata={"tags": ["check"]})
+    assert mod.check_exercises([md("# t"), exercise, check, exercise, check], "NN_x") == 2
+    with pytest.raises(SystemExit, match=r"NN_x.py, cell 1: an exercise code cell is followed by its check cell"):
+        mod.check_exercises([md("# t"), exercise, code("print(1)"), check], "NN_x")
+    with pytest.raises(SystemExit, match="solution markers belong in a cell tagged exercise"):
+        mod.check_exercises([code(exercise.source)], "NN_x")
+
+
+def test_solved_copies_are_clean_and_say_what_they_are():
+    solved = sorted((NB_DIR / "solutions").glob("*.ipynb"))
+    assert len(solved) >= 5
+    for path in solved:
+        assert (NB_DIR / path.name).is_file()
+        nb = nbformat.read(str(path), as_version=4)
+        nbformat.validate(nb)
+        assert all(c.outputs == [] and c.execution_count is None for c in nb.cells if c.cell_type == "code")
+        first = nb.cells[0].source
+        assert (f"https://colab.research.google.com/github/hrank-ssd/hrank-ssd/blob/main/notebooks/solutions/"
+                f"{path.name})") in first and "**Solutions.**" in first and f"`notebooks/{path.name}`" in first
+        assert any("# BEGIN SOLUTION" in c.source for c in nb.cells if "exercise" in c.metadata.get("tags", []))
 
 
 @needs_jupytext
@@ -191,11 +248,20 @@ def test_build_check_names_a_stale_notebook_and_the_build_mends_it(tmp_path):
     (folder / "99_orphan.ipynb").write_text((folder / "00_setup.ipynb").read_text())
     assert "99_orphan.ipynb (no source" in _check(folder).stderr
     (folder / "99_orphan.ipynb").unlink()
+    solved = folder / "solutions" / "01_rank_generation.ipynb"  # a solved copy edited by hand, one left over
+    solved.write_text(solved.read_text(encoding="utf-8").replace("# BEGIN SOLUTION", "# BEGIN", 1), encoding="utf-8")
+    (folder / "solutions" / "06_video_demo.ipynb").write_text((folder / "06_video_demo.ipynb").read_text())
+    out = _check(folder).stderr
+    assert "solutions/01_rank_generation.ipynb (not built from 01_rank_generation.py)" in out
+    assert "solutions/06_video_demo.ipynb (no exercises in 06_video_demo.py)" in out
+    assert "01_rank_generation.ipynb (not built" not in out.replace("solutions/01_rank_generation", "")
     build = subprocess.run([sys.executable, str(folder / "make_notebooks.py")], capture_output=True, text=True,
                            timeout=300, stdin=subprocess.DEVNULL)
     assert build.returncode == 0, build.stderr
     assert _check(folder).returncode == 0
     assert drifted.read_text(encoding="utf-8") == text  # the canonical shared cells are back
+    assert not (folder / "solutions" / "06_video_demo.ipynb").exists() and "removed" in build.stdout
+    assert "# BEGIN SOLUTION" in solved.read_text(encoding="utf-8")
     nb = nbformat.read(str(folder / "03_finetune.ipynb"), as_version=4)
     assert nb.cells[-1].source == "print('one more cell')" and nb.cells[-1].outputs == []
 
@@ -248,11 +314,17 @@ def test_all_notebooks_run_on_tiny_profile_and_report(tmp_path):
     done = execute_notebooks(notebook_paths(NB_DIR), run_dir, "tiny", work, device="cpu", log=lambda m: None,
                              one_kernel=True)  # each after %reset_selective -f .: see test_one_kernel_resets_names
     assert [p.stem for p in done] == list(_names())
+    checks = 0  # the solved copies ran: every exercise check said correct (execute_notebooks also stops otherwise)
     for path in done:
         nb = nbformat.read(str(path), as_version=4)
         injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
         assert injected and '"tiny"' in injected[0].source
         assert not any(o.get("output_type") == "error" for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+        for cell in (c for c in nb.cells if "check" in c.metadata.get("tags", [])):
+            text = "".join(o.get("text", "") for o in cell.outputs)
+            assert text.startswith("correct:") and "not yet:" not in text, (path.name, text)
+            checks += 1
+    assert checks >= 5
     results = run_dir / "results"
     for name in ("map.csv", "per_class_ap.csv", "bench.csv", "flops.csv", "sensitivity.csv", "criteria.csv",
                  "log_vgg16-ssd.csv", "log_vgg16-ssd-pruned.csv", "settings.json", "video.json", "machine.json",

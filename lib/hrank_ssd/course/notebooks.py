@@ -1,5 +1,9 @@
 """Executing the course notebooks with papermill: in order, a kernel each (as on Colab) or one shared kernel.
 
+The course runs the **solved** notebooks: ``notebooks/solutions/NN_name.ipynb`` where a notebook has exercises
+(the build fills in their solutions), else ``notebooks/NN_name.ipynb``; every exercise check cell (tag ``check``)
+of an executed notebook must then say ``correct`` (:func:`failed_checks`), so a wrong solution stops the run.
+
 papermill, nbformat and the Jupyter client are the ``colab`` extra's: they are imported where used, so that the
 course runs its steps directly (``course --no_notebooks``) without them.
 """
@@ -10,23 +14,51 @@ import shutil
 import time
 from pathlib import Path
 
+from hrank_ssd.course.exercises import CORRECT, NOT_YET
 from hrank_ssd.course.folders import repo_root
 from hrank_ssd.course.results import NOTEBOOKS
 from hrank_ssd.errors import HRankError
 
-__all__ = ["NOTEBOOKS", "execute_notebooks", "execute_one", "notebook_params", "notebook_paths"]
+__all__ = ["NOTEBOOKS", "SOLUTIONS", "execute_notebooks", "execute_one", "failed_checks", "notebook_params",
+           "notebook_paths"]
+
+SOLUTIONS = "solutions"  # the solved copies' subfolder of the notebooks folder (written by make_notebooks.py)
 
 
-def notebook_paths(folder) -> list:
-    """The course notebooks of ``folder`` in order (:data:`~hrank_ssd.course.results.NOTEBOOKS`), all present."""
+def notebook_paths(folder, solved: bool = True) -> list:
+    """The course notebooks of ``folder`` in order (:data:`~hrank_ssd.course.results.NOTEBOOKS`), all present.
+
+    ``solved``: a notebook's solved copy ``folder/solutions/NN_name.ipynb`` where there is one (a notebook with
+    exercises), so every exercise check runs against its solution; False: the student's notebooks, as Colab opens
+    them."""
     folder = Path(folder)
-    paths = [folder / f"{name}.ipynb" for name in NOTEBOOKS]
+    paths = []
+    for name in NOTEBOOKS:
+        solution = folder / SOLUTIONS / f"{name}.ipynb"
+        paths.append(solution if solved and solution.is_file() else folder / f"{name}.ipynb")
     missing = [p.name for p in paths if not p.is_file()]
     if missing:
         raise HRankError(f"notebooks missing in {folder}: {', '.join(missing)}; run "
                          f"`python notebooks/make_notebooks.py` or pass --notebooks")
     return paths
 
+
+def failed_checks(path) -> list:
+    """The check cells (tag ``check``) of the executed notebook ``path`` that did not pass: one that printed a
+    ``not yet`` line, or fewer ``correct`` lines than it calls ``exercises.check_*`` functions.
+    ``[(execution count, the first 'not yet' line or 'no verdict printed'), ...]``; empty when all passed."""
+    import nbformat
+
+    failed = []
+    for cell in nbformat.read(str(path), as_version=4).cells:
+        if cell.cell_type != "code" or "check" not in cell.metadata.get("tags", []):
+            continue
+        text = "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("output_type") == "stream")
+        lines = [ln.strip() for ln in text.splitlines()]
+        wrong = [ln for ln in lines if ln.startswith(NOT_YET)]
+        if wrong or sum(ln.startswith(CORRECT) for ln in lines) < cell.source.count("exercises.check_"):
+            failed.append((cell.get("execution_count"), wrong[0] if wrong else "no verdict printed"))
+    return failed
 
 def _first_line(text) -> str:
     lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
@@ -40,11 +72,14 @@ def notebook_params(profile: str, run_dir, work_dir, device=None) -> dict:
 
 
 def execute_notebooks(paths, run_dir, profile: str, work_dir, device=None, cwd=None, log=print,
-                      kernel_name: str = "python3", progress: bool = False, one_kernel: bool = False) -> list:
+                      kernel_name: str = "python3", progress: bool = False, one_kernel: bool = False,
+                      checks: bool = True) -> list:
     """Execute ``paths`` in order with papermill into ``run_dir/notebooks``; stop at the first failure.
 
     Parameters injected: PROFILE, RUN_DIR, WORK_DIR (absolute paths), DEVICE. A failing cell raises
-    :class:`HRankError` naming the notebook, the cell and its error, with the executed copy's path.
+    :class:`HRankError` naming the notebook, the cell and its error, with the executed copy's path; so does an
+    exercise check cell that does not say ``correct`` when ``checks`` (the course runs the solved notebooks:
+    a check that fails there is a wrong solution, or a library change the exercise no longer matches).
     ``one_kernel``: one kernel for all notebooks, each starting with ``%reset_selective -f .`` (no user name can
     leak from one notebook to the next; only imported modules stay loaded; unlike ``%reset -f`` it skips a
     full garbage collection, which took minutes on slow CI machines). The tests' shortcut on slow machines,
@@ -55,9 +90,17 @@ def execute_notebooks(paths, run_dir, profile: str, work_dir, device=None, cwd=N
     out_dir.mkdir(parents=True, exist_ok=True)
     params = notebook_params(profile, run_dir, work_dir, device)
     shared = _SharedKernel(kernel_name, out_dir) if one_kernel else None
+    done = []
     try:
-        return [execute_one(Path(path), out_dir, params, cwd, kernel_name, progress, log, shared)
-                for path in paths]
+        for path in paths:
+            done.append(execute_one(Path(path), out_dir, params, cwd, kernel_name, progress, log, shared))
+            failed = failed_checks(done[-1]) if checks else []
+            if failed:
+                cell, line = failed[0]
+                raise HRankError(f"notebook {Path(path).name}: the exercise check in cell {cell} did not pass: {line} "
+                                 f"(fix the solution in notebooks/{Path(path).stem}.py, then `make notebooks`; "
+                                 f"executed copy: {done[-1]})")
+        return done
     finally:
         if shared:
             shared.close()

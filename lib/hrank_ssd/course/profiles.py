@@ -27,7 +27,7 @@ class Profile:
 
     name: str
     synthetic: bool = True
-    num_train: int = 600
+    num_train: int = 540  # 600 until the six-model comparison: 10% fewer steps keep make course within 15 min
     num_test: int = 150
     image_size: int = 300
     vgg_width: float = 0.125
@@ -49,6 +49,10 @@ class Profile:
     sensitivity_layers: Tuple[int, ...] = (1, 4, 7, 10, 13, 14)
     sensitivity_images: int = 60
     criteria_finetune_epochs: int = 1
+    # Rank stability (notebook 01): ranks of two disjoint sets of this many training images, and of only
+    # stability_few images against the other set. Offline: 2 x 16 images of the width-0.125 VGG16-SSD, a few seconds.
+    stability_images: int = 16
+    stability_few: int = 2
     # The latency table of this machine (measure_latency_table at vgg_width, image_size): the grid of kept counts
     # per layer and the timed calls per cell. Offline (width 0.125): 951 cells, measured in 12-15 s on the 2-core dev
     # VM (42 s with a 2-thread benchmark running beside it), against ~2 min for the extra finetunes.
@@ -84,19 +88,21 @@ PROFILES: Dict[str, Profile] = {
     "tiny": Profile("tiny", num_train=8, num_test=4, batch_size=4, train_epochs=1, mb1_epochs=1, rank_limit=1,
                     rank_batch=4, finetune_epochs=1, sensitivity_rates=(0.5,), sensitivity_layers=(1, 14),
                     sensitivity_images=4, criteria_finetune_epochs=0, bench_warmup=1, bench_runs=2,
-                    video_max_frames=4, latency_grid=2, latency_runs=1, latency_warmup=0),
+                    video_max_frames=4, latency_grid=2, latency_runs=1, latency_warmup=0, stability_images=2,
+                    stability_few=1),
     "full": Profile("full", synthetic=False, vgg_width=1.0, mb1_width=1.0, batch_size=8, lr=1e-5, optimizer="sgd",
                     augment="ssd", init="default",
                     finetune_epochs=120, finetune_lr=1e-5, rank_limit=5, rank_batch=128, sensitivity_images=500,
                     criteria_finetune_epochs=0, bench_warmup=10, bench_runs=50, video_max_frames=None,
                     use_published_pruned=True, student_finetune_epochs=1, latency_grid=4, latency_runs=5,
-                    latency_warmup=2),
+                    latency_warmup=2, stability_images=32, stability_few=4),
 }
 # The full profile's code path at CPU sizes, for ``rehearse`` (the stand-in world's few VOC images): only the
 # images per step, the benchmark's runs and the latency table's grid and runs differ from full.
 PROFILES["full-rehearsal"] = replace(PROFILES["full"], name="full-rehearsal", rank_limit=1, rank_batch=4,
                                      sensitivity_images=4, bench_warmup=1, bench_runs=3, video_max_frames=8,
-                                     latency_grid=2, latency_runs=1, latency_warmup=0)
+                                     latency_grid=2, latency_runs=1, latency_warmup=0, stability_images=2,
+                                     stability_few=1)
 
 
 def get_profile(name: str, **overrides) -> Profile:

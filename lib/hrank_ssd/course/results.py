@@ -13,6 +13,9 @@ settings.json              Course.settings() (saved at the start)      00_setup 
 log_<model>.csv            Course.baseline() / finetuned() / ...       00_setup and 03_finetune  train
 sensitivity.csv            Course.sensitivity()                        02_hrank_pruning          sensitivity
 criteria.csv               Course.criteria()                           02_hrank_pruning          criteria
+rank_stability.csv         Course.rank_stability()                     01_rank_generation        -
+fine_grained.csv           Course.fine_grained()                       02_hrank_pruning          -
+dead_filters.csv           Course.dead_filters()                       02_hrank_pruning          -
 latency_table.json         Course.latency_table()                      02_hrank_pruning          latency
 latency_models.csv         Course.latency_models()                     02_hrank_pruning          latency
 distillation.csv           Course.distillation()                       03_finetune               distillation
@@ -28,7 +31,8 @@ video.json                 the video demo (Course.video())             06_video_
 timings.json               any Course step                             any notebook              all
 =========================  ==========================================  ========================  ============
 
-.. [#] Not in the report; every other file is (:func:`load_results`).
+.. [#] Not in the report, nor are the side lessons' rank_stability.csv, fine_grained.csv and dead_filters.csv;
+   every other file is (:func:`load_results`).
 
 Models are named by :data:`MODEL_KEYS` in the files (``model`` columns, ``log_<model>.csv``) and shown as
 :data:`MODEL_TITLES`. JSON files are written by :func:`write_json` and read by :func:`read_json`.
@@ -93,6 +97,9 @@ RESULTS: Dict[str, Producer] = {
                    "train"),
     "sensitivity.csv": Producer("Course.sensitivity()", _PRUNE, "sensitivity"),
     "criteria.csv": Producer("Course.criteria()", _PRUNE, "criteria"),
+    "rank_stability.csv": Producer("Course.rank_stability()", ("01_rank_generation",), None, in_report=False),
+    "fine_grained.csv": Producer("Course.fine_grained()", _PRUNE, None, in_report=False),
+    "dead_filters.csv": Producer("Course.dead_filters()", _PRUNE, None, in_report=False),
     "latency_table.json": Producer("Course.latency_table()", _PRUNE, "latency"),
     "latency_models.csv": Producer("Course.latency_models()", _PRUNE, "latency"),
     "distillation.csv": Producer("Course.distillation()", ("03_finetune",), "distillation"),

@@ -4,7 +4,8 @@
 table, writes its results under ``run_dir/results`` (the files of :mod:`hrank_ssd.course.results`), and reuses
 what an earlier run already made (trained models, ranks: :class:`~hrank_ssd.course.workspace.Workspace`), so
 any notebook can start from any step and a re-run is quick; the pruned models beyond the seed rate (for the clock,
-MobileNetV1-SSD's) are :class:`~hrank_ssd.course.pruned_models.PrunedModels`. The profiles are
+MobileNetV1-SSD's) are :class:`~hrank_ssd.course.pruned_models.PrunedModels`, the short side lessons (rank
+stability, fine-grained pruning, near-dead filters) :class:`~hrank_ssd.course.lessons.Lessons`. The profiles are
 :mod:`hrank_ssd.course.profiles`.
 """
 
@@ -19,7 +20,7 @@ import pandas as pd
 
 from hrank_ssd.course import video
 from hrank_ssd.course.folders import repo_root
-from hrank_ssd.course.pruned_models import PrunedModels
+from hrank_ssd.course.lessons import Lessons
 from hrank_ssd.course.results import MODEL_KEYS, MODEL_TITLES
 from hrank_ssd.errors import HRankError
 from hrank_ssd.hrank.pruning import kept_agreement
@@ -35,7 +36,7 @@ from hrank_ssd.nets.predictor import Predictor
 SHARED_VIDEO = ("..", "shared", "data", "video", "vtest.mp4")  # relative to the repository root
 
 
-class Course(PrunedModels):
+class Course(Lessons):
     """Paths and steps of one course run. ``work_dir`` holds reusable artifacts, ``run_dir`` this run's results."""
 
     def rank_comparison(self) -> pd.DataFrame:

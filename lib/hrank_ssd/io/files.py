@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -53,8 +54,6 @@ def pyplot():
     has chosen no backend gets Agg (headless, files only); inside IPython, or once pyplot is loaded or
     ``MPLBACKEND`` is set, the backend is left alone: ``matplotlib.use`` would switch a notebook's inline
     backend to Agg even with ``force=False``, and every later ``plt.show()`` in that kernel would draw nothing."""
-    import sys
-
     import matplotlib
 
     if not ({"matplotlib.pyplot", "IPython"} & set(sys.modules) or os.environ.get("MPLBACKEND")):

@@ -1,0 +1,105 @@
+"""Where a video frame's time goes, and which part of it the demo's FPS overlay counts.
+
+:func:`hrank_ssd.course.video.process_video` draws on every frame the FPS of :meth:`Predictor.predict` alone
+(averaged over the last few frames): resize and normalise (on the CPU), the forward pass, and decoding the boxes
+plus NMS (on the CPU, after copying the outputs back). The demo also decodes each frame from the file, converts it
+from BGR to RGB, draws the boxes and encodes the frame into the output video; none of that is in the overlay.
+:func:`frame_stage_times` times every stage on a few frames, so the overlay's FPS and the whole loop's can be set
+side by side.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+import cv2
+import pandas as pd
+import torch
+
+from hrank_ssd.course.video import FOURCC, annotate_frame, open_video
+from hrank_ssd.devices import sync
+from hrank_ssd.errors import HRankError
+from hrank_ssd.nets.predictor import postprocess
+
+STAGES = ("decode", "BGR to RGB", "preprocess", "forward", "postprocess (decode boxes, NMS)", "draw", "encode")
+IN_OVERLAY = ("preprocess", "forward", "postprocess (decode boxes, NMS)")  # what Predictor.predict does
+
+
+def _clock(device, fn):
+    """(``fn()``'s result, its seconds), the device synchronised before and after."""
+    sync(device)
+    start = time.perf_counter()
+    out = fn()
+    sync(device)
+    return out, time.perf_counter() - start
+
+
+def _one_frame(predictor, frame, class_names, writer, threshold: float, top_k: int) -> Dict[str, float]:
+    """Seconds of every stage after decoding for one BGR frame (the demo's steps, split apart)."""
+    dev, model, t = predictor.device, predictor.model, {}
+    rgb, t["BGR to RGB"] = _clock(dev, lambda: cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    batch, t["preprocess"] = _clock(dev, lambda: predictor.preprocess([rgb]))
+    with torch.no_grad():
+        (conf, loc), t["forward"] = _clock(dev, lambda: model(batch))
+
+    def post():
+        dets = postprocess(conf.cpu(), loc.cpu(), model.priors.cpu(), predictor.cfg, threshold,
+                           predictor.iou_threshold, predictor.candidate_size, top_k)[0]
+        h, w = rgb.shape[:2]
+        return dets[0] * torch.tensor([w, h, w, h], dtype=dets[0].dtype), dets[1], dets[2]
+
+    (boxes, labels, scores), t["postprocess (decode boxes, NMS)"] = _clock(dev, post)
+    drawn, t["draw"] = _clock(dev, lambda: annotate_frame(frame, boxes, labels, scores, class_names, fps=0.0))
+    _, t["encode"] = _clock(dev, lambda: writer.write(drawn))
+    return t
+
+
+def frame_stage_times(predictor, class_names: Sequence[str], clip, frames: int = 20, warmup: int = 2,
+                      threshold: float = 0.4, top_k: int = 10) -> pd.DataFrame:
+    """Median milliseconds per frame of every stage of the video demo (:data:`STAGES`) over the first ``frames``
+    frames of ``clip`` after ``warmup`` untimed ones: ``stage``, ``median_ms``, ``share`` of the summed medians,
+    ``in_fps_overlay`` (the stages the on-frame FPS counts, :data:`IN_OVERLAY`) and ``frames`` timed. The output
+    frames go to a throw-away file."""
+    if frames < 1 or warmup < 0:
+        raise HRankError(f"frame_stage_times needs frames >= 1 and warmup >= 0, got {frames} and {warmup}")
+    cap, fps, _, frame = open_video(clip)
+    seconds: Dict[str, List[float]] = {s: [] for s in STAGES}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            writer = cv2.VideoWriter(str(Path(tmp) / "stages.mp4"), cv2.VideoWriter_fourcc(*FOURCC), fps,
+                                     (frame.shape[1], frame.shape[0]))
+            decode = None
+            for i in range(warmup + frames):
+                if i:
+                    (ok, frame), decode = _clock("cpu", cap.read)
+                    if not ok:
+                        break
+                stage = _one_frame(predictor, frame, class_names, writer, threshold, top_k)
+                if i >= warmup:
+                    for name, s in stage.items():
+                        seconds[name].append(s)
+                    if decode is not None:
+                        seconds["decode"].append(decode)
+            writer.release()
+    finally:
+        cap.release()
+    timed = len(seconds["forward"])
+    if not timed:
+        raise HRankError(f"{clip} has only {warmup} frame(s) or fewer: nothing left to time after the warm-up")
+    medians = {s: 1000 * statistics.median(v) if v else 0.0 for s, v in seconds.items()}
+    total = sum(medians.values())
+    return pd.DataFrame([{"stage": s, "median_ms": medians[s], "share": medians[s] / total,
+                          "in_fps_overlay": s in IN_OVERLAY, "frames": timed} for s in STAGES])
+
+
+def overlay_and_loop_fps(table: pd.DataFrame) -> Dict[str, float]:
+    """From :func:`frame_stage_times`: the FPS the overlay shows (its stages only) and the whole loop's FPS."""
+    overlay = table.loc[table["in_fps_overlay"], "median_ms"].sum()
+    return {"overlay_fps": float(1000 / overlay), "loop_fps": float(1000 / table["median_ms"].sum())}
+
+
+__all__ = ["IN_OVERLAY", "STAGES", "frame_stage_times", "overlay_and_loop_fps"]

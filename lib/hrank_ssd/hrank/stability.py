@@ -1,0 +1,146 @@
+"""HRank's central claim, measured: a filter's average rank barely depends on which images it is computed on.
+
+HRank (Lin et al., CVPR 2020) ranks each filter by the average matrix rank of its output maps and reports that
+a few images already give the same ordering as many. Here the ranks of one model are computed on disjoint image
+sets (:func:`rank_sets`) and compared layer by layer (:func:`stability_rows`): Spearman's rank correlation of
+the two rank lists (:func:`spearman`: 1 = the same ordering) and, what pruning cares about, how many of the
+filters kept at a compress rate would change (:func:`kept_change`). Ties are broken as pruning breaks them
+(:func:`hrank_ssd.hrank.pruning.select_filters`), so two equal rank lists never change a kept filter.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from hrank_ssd.errors import HRankError
+from hrank_ssd.hrank.pruning import select_filters
+from hrank_ssd.hrank.ranks import RankAccumulator
+from hrank_ssd.nets.compress import layer_rates
+from hrank_ssd.nets.models import layer_names
+from hrank_ssd.nets.ssd import SSD, kept_channels
+
+
+def average_ranks(x) -> np.ndarray:
+    """The rank (1 = smallest) of every value of ``x``; tied values share the mean of their ranks."""
+    x = np.asarray(x, dtype=np.float64).ravel()
+    order = np.argsort(x, kind="stable")
+    ranks = np.empty(x.size)
+    ranks[order] = np.arange(1, x.size + 1)
+    _, group = np.unique(x, return_inverse=True)
+    return (np.bincount(group, ranks) / np.bincount(group))[group]
+
+
+def spearman(a, b) -> float:
+    """Spearman's rank correlation of two equally long lists (ties averaged; no SciPy needed): 1 when both
+    order the filters alike, 0 when unrelated, -1 when reversed. NaN when either list is constant (no order)."""
+    a, b = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
+    if a.size != b.size or a.size < 2:
+        raise HRankError(f"spearman needs two lists of the same length (at least 2), got {a.size} and {b.size}")
+    ra, rb = average_ranks(a), average_ranks(b)
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    denom = np.sqrt((ra * ra).sum() * (rb * rb).sum())
+    return float((ra * rb).sum() / denom) if denom > 0 else float("nan")
+
+
+def kept_change(a, b, keep: int) -> int:
+    """How many of the ``keep`` filters kept by scores ``a`` are not kept by scores ``b`` (same tie rule as pruning)."""
+    return keep - len(set(select_filters(np.asarray(a), keep)) & set(select_filters(np.asarray(b), keep)))
+
+
+def stability_rows(a: Sequence[np.ndarray], b: Sequence[np.ndarray], compress_rate: Sequence[float], net: str,
+                   comparison: str = "") -> List[Dict]:
+    """Per prunable layer: Spearman correlation of rank lists ``a`` and ``b`` (one array per layer) and how many
+    of the filters kept at ``compress_rate`` would change (``changed``, and as a share of the kept ones)."""
+    if len(a) != len(b):
+        raise HRankError(f"two rank lists of {len(a)} and {len(b)} layers: compare ranks of the same model")
+    rates = layer_rates(compress_rate, len(a))
+    rows = []
+    for i, (name, ra, rb, rate) in enumerate(zip(layer_names(net), a, b, rates), start=1):
+        keep = kept_channels(len(ra), rate)
+        changed = kept_change(ra, rb, keep)
+        rows.append({"comparison": comparison, "layer": i, "name": name, "filters": len(ra), "kept": keep,
+                     "spearman": spearman(ra, rb), "changed": changed, "changed_share": changed / keep})
+    return rows
+
+
+def rank_sets(model: SSD, dataset, sizes: Sequence[int], batch_size: int = 8, device="cpu",
+              progress: bool = True) -> List[List[np.ndarray]]:
+    """Average ranks (one array per prunable layer) over consecutive, disjoint sets of ``dataset``'s images:
+    the first ``sizes[0]`` images, the next ``sizes[1]``, and so on (one progress bar over all of them)."""
+    if min(sizes) < 1 or sum(sizes) > len(dataset):
+        raise HRankError(f"rank sets of {list(sizes)} images need {sum(sizes)} images, the data set has "
+                         f"{len(dataset)}: use fewer images")
+    model = model.to(device).eval()
+    out, start = [], 0
+    with tqdm(total=sum(sizes), desc="ranks per image set", unit="image", disable=not progress) as bar:
+        for size in sizes:
+            acc = RankAccumulator(model)
+            try:
+                for first in range(start, start + size, batch_size):
+                    stop = min(first + batch_size, start + size)
+                    acc.add(torch.stack([dataset[i][0] for i in range(first, stop)]).to(device))
+                    bar.update(stop - first)
+            finally:
+                acc.close()
+            out.append(acc.result())
+            start += size
+    return out
+
+
+def merge_ranks(parts: Sequence[Tuple[Sequence[np.ndarray], int]]) -> List[np.ndarray]:
+    """The average ranks of a union of image sets, from each set's averages and image count."""
+    total = sum(n for _, n in parts)
+    return [sum(np.asarray(r[i], dtype=np.float64) * n for r, n in parts) / total for i in range(len(parts[0][0]))]
+
+
+def rank_stability(model: SSD, dataset, images: int, few: int, compress_rate: Sequence[float], batch_size: int = 8,
+                   device="cpu", progress: bool = True) -> pd.DataFrame:
+    """Ranks from two disjoint sets of ``images`` images (A: the first ones, B: the next ones), and from only the
+    first ``few`` images of B, compared per layer (:func:`stability_rows`): "disjoint" is A against B, "few vs
+    many" is B's first ``few`` images against all of A. The images are split as far as ``dataset`` allows."""
+    images = min(images, len(dataset) // 2)
+    few = max(1, min(few, images - 1)) if images > 1 else 1
+    if images < 1:
+        raise HRankError(f"rank stability needs at least 2 images, the data set has {len(dataset)}")
+    sizes = [images, few] + ([images - few] if images > few else [])
+    sets = rank_sets(model, dataset, sizes, batch_size, device, progress)
+    a, few_b = sets[0], sets[1]
+    b = merge_ranks([(few_b, few)] + ([(sets[2], images - few)] if len(sets) > 2 else []))
+    net = model.cfg.name
+    rows = stability_rows(a, b, compress_rate, net, f"disjoint sets ({images} vs {images} images)")
+    rows += stability_rows(few_b, a, compress_rate, net, f"few vs many ({few} vs {images} images)")
+    return pd.DataFrame(rows)
+
+
+def plot_rank_stability(table: pd.DataFrame):
+    """Per layer and comparison: Spearman's correlation (left) and the share of kept filters that change (right)."""
+    import matplotlib.pyplot as plt
+
+    comparisons = list(dict.fromkeys(table["comparison"]))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 3.6))
+    width = 0.8 / max(1, len(comparisons))
+    for k, comparison in enumerate(comparisons):
+        part = table[table["comparison"] == comparison]
+        x = np.arange(len(part)) + (k - (len(comparisons) - 1) / 2) * width
+        axes[0].bar(x, part["spearman"], width, label=comparison)
+        axes[1].bar(x, part["changed_share"], width, label=comparison)
+    names = list(dict.fromkeys(table["name"]))
+    for ax, title in zip(axes, ("Spearman correlation of the ranks", "share of kept filters that change")):
+        ax.set_xticks(np.arange(len(names)), names, rotation=60, fontsize=8)
+        ax.set_title(title)
+        ax.grid(axis="y", alpha=0.3)
+    low = table["spearman"].min()  # NaN (a constant layer) is skipped
+    axes[0].set_ylim(min(0.0, float(low)) if low == low else 0.0, 1.05)
+    axes[1].set_ylim(0, max(0.2, float(table["changed_share"].max()) * 1.2))
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+__all__ = ["average_ranks", "kept_change", "merge_ranks", "plot_rank_stability", "rank_sets", "rank_stability",
+           "spearman", "stability_rows"]

@@ -1,0 +1,60 @@
+"""Where a detector's MACs come from, convolution by convolution.
+
+A convolution with a ``k x k`` kernel, ``c_in`` input and ``c_out`` output channels (``groups`` splitting the
+inputs) that writes an ``H x W`` map does ``k*k*(c_in/groups)`` multiply-accumulates for each of its ``c_out * H * W``
+outputs: ``MACs = k*k*(c_in/groups)*c_out*H*W``. Its weights number ``k*k*(c_in/groups)*c_out``, so each weight is
+used ``H*W`` times per image: a weight of a 300x300 layer costs 90,000 MACs, one of a 19x19 layer 361. VGG16 doubles
+the channels each time it halves the map, which keeps ``c_in*c_out*H*W`` (and each stage's MACs) about constant,
+while the parameters pile up in the late, small maps. :func:`mac_anatomy` lays this out from
+:func:`hrank_ssd.measure.flops.count_exact`'s table.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def mac_anatomy(rows: pd.DataFrame) -> pd.DataFrame:
+    """The convolutions of a :func:`~hrank_ssd.measure.flops.count_exact` table with the factors of their MACs:
+    ``kernel_inputs`` (k*k*c_in/groups), ``out_channels``, ``positions`` (H*W), ``weights`` (without bias),
+    ``MACs`` (their product), ``MACs_per_weight`` (= positions), ``MAC_share`` and ``param_share`` of the whole
+    model (every counted layer) and ``cumulative_MAC_share`` in execution order."""
+    total_macs, total_params = rows["MACs"].sum(), rows["params"].sum()
+    conv = rows[rows["type"] == "Conv2d"].copy()
+    kernel = conv["kernel"].str.split("x", expand=True).astype(int)
+    conv["kernel_inputs"] = kernel[0] * kernel[1] * (conv["in_channels"] // conv["groups"])
+    conv["positions"] = conv["out_h"] * conv["out_w"]
+    conv["weights"] = conv["kernel_inputs"] * conv["out_channels"]
+    conv["MACs_per_weight"] = conv["MACs"] // conv["weights"]
+    conv["MAC_share"] = conv["MACs"] / total_macs
+    conv["param_share"] = conv["params"] / total_params
+    conv["cumulative_MAC_share"] = conv["MAC_share"].cumsum()
+    cols = ["name", "label", "part", "kernel", "kernel_inputs", "out_channels", "out_h", "out_w", "positions",
+            "weights", "MACs", "MACs_per_weight", "MAC_share", "param_share", "cumulative_MAC_share"]
+    return conv[cols].reset_index(drop=True)
+
+
+def plot_mac_anatomy(table: pd.DataFrame, title: str = "Where the MACs and the parameters are"):
+    """Per convolution, in execution order: its share of the MACs and of the parameters (bars), and the map size
+    it writes (H x W, right axis, log scale)."""
+    import matplotlib.pyplot as plt
+
+    x = np.arange(len(table))
+    fig, ax = plt.subplots(figsize=(13, 3.8))
+    ax.bar(x - 0.2, table["MAC_share"], 0.4, label="share of the MACs")
+    ax.bar(x + 0.2, table["param_share"], 0.4, label="share of the parameters")
+    ax.set_xticks(x, table["label"], rotation=75, fontsize=7)
+    ax.set_ylabel("share of the model")
+    twin = ax.twinx()
+    twin.plot(x, table["positions"], "k.-", lw=0.8, label="H x W (right axis)")
+    twin.set_yscale("log")
+    twin.set_ylabel("output positions H x W")
+    handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+    ax.legend(handles, [h.get_label() for h in handles], fontsize=8, loc="upper right")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+__all__ = ["mac_anatomy", "plot_mac_anatomy"]
