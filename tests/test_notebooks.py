@@ -303,6 +303,21 @@ def test_one_kernel_resets_names_between_notebooks(tmp_path):
     assert not (tmp_path / "run" / "notebooks" / ".inputs").exists()
 
 
+@pytest.mark.skipif(bool(KERNEL_MISSING), reason=KERNEL_MISSING)
+def test_a_cell_past_its_timeout_is_one_line_error(tmp_path):
+    from hrank_ssd.course.notebooks import execute_notebooks
+    from hrank_ssd.errors import HRankError
+
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "language": "python",
+                                                           "display_name": "Python 3"}})
+    nb.cells = [nbformat.v4.new_code_cell("PROFILE = RUN_DIR = WORK_DIR = DEVICE = None", metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("import time\ntime.sleep(60)")]
+    nbformat.write(nb, str(tmp_path / "slow.ipynb"))
+    with pytest.raises(HRankError, match=r"^notebook slow.ipynb: a cell ran longer than 3 s and was stopped"):
+        execute_notebooks([tmp_path / "slow.ipynb"], tmp_path / "run", "tiny", tmp_path / "work", log=lambda m: None,
+                          checks=False, cell_timeout=3)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(bool(KERNEL_MISSING), reason=KERNEL_MISSING)
 def test_all_notebooks_run_on_tiny_profile_and_report(tmp_path):
@@ -312,7 +327,8 @@ def test_all_notebooks_run_on_tiny_profile_and_report(tmp_path):
 
     run_dir, work = tmp_path / "run", tmp_path / "work"
     done = execute_notebooks(notebook_paths(NB_DIR), run_dir, "tiny", work, device="cpu", log=lambda m: None,
-                             one_kernel=True)  # each after %reset_selective -f .: see test_one_kernel_resets_names
+                             one_kernel=True,  # each after %reset_selective -f .: see test_one_kernel_resets_names
+                             cell_timeout=900)  # a cell that never returns fails the test instead of hanging CI
     assert [p.stem for p in done] == list(_names())
     checks = 0  # the solved copies ran: every exercise check said correct (execute_notebooks also stops otherwise)
     for path in done:

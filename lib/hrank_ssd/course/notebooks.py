@@ -73,7 +73,7 @@ def notebook_params(profile: str, run_dir, work_dir, device=None) -> dict:
 
 def execute_notebooks(paths, run_dir, profile: str, work_dir, device=None, cwd=None, log=print,
                       kernel_name: str = "python3", progress: bool = False, one_kernel: bool = False,
-                      checks: bool = True) -> list:
+                      checks: bool = True, cell_timeout: float | None = None) -> list:
     """Execute ``paths`` in order with papermill into ``run_dir/notebooks``; stop at the first failure.
 
     Parameters injected: PROFILE, RUN_DIR, WORK_DIR (absolute paths), DEVICE. A failing cell raises
@@ -84,6 +84,8 @@ def execute_notebooks(paths, run_dir, profile: str, work_dir, device=None, cwd=N
     leak from one notebook to the next; only imported modules stay loaded; unlike ``%reset -f`` it skips a
     full garbage collection, which took minutes on slow CI machines). The tests' shortcut on slow machines,
     where starting torch in seven kernels costs minutes; Colab and ``course`` use a kernel per notebook.
+    ``cell_timeout``: seconds a cell may run before the run fails (None: no limit, as a full-profile finetune
+    cell runs for hours; the tests set one, so a cell that never returns fails instead of hanging CI).
     """
     _papermill()  # a missing papermill is one line before anything starts
     out_dir = Path(run_dir).resolve() / "notebooks"
@@ -93,7 +95,8 @@ def execute_notebooks(paths, run_dir, profile: str, work_dir, device=None, cwd=N
     done = []
     try:
         for path in paths:
-            done.append(execute_one(Path(path), out_dir, params, cwd, kernel_name, progress, log, shared))
+            done.append(execute_one(Path(path), out_dir, params, cwd, kernel_name, progress, log, shared,
+                                    cell_timeout))
             failed = failed_checks(done[-1]) if checks else []
             if failed:
                 cell, line = failed[0]
@@ -143,7 +146,8 @@ def _papermill():
 
 
 def execute_one(path: Path, out_dir: Path, params: dict, cwd=None, kernel_name: str = "python3",
-                progress: bool = False, log=print, shared: _SharedKernel | None = None) -> Path:
+                progress: bool = False, log=print, shared: _SharedKernel | None = None,
+                cell_timeout: float | None = None) -> Path:
     """Execute one notebook into ``out_dir`` with papermill ``params``; a failure is one :class:`HRankError` line."""
     pm = _papermill()
     out = out_dir / path.name
@@ -152,10 +156,14 @@ def execute_one(path: Path, out_dir: Path, params: dict, cwd=None, kernel_name: 
     source, extra = (shared.input_copy(path), {"km": shared.km}) if shared else (path, {})
     try:
         pm.execute_notebook(str(source), str(out), parameters=params, cwd=str(cwd or repo_root()),
-                            kernel_name=kernel_name, progress_bar=progress, log_output=False, **extra)
+                            kernel_name=kernel_name, progress_bar=progress, log_output=False,
+                            execution_timeout=cell_timeout, **extra)
     except pm.PapermillExecutionError as e:
         raise HRankError(f"notebook {path.name} failed in cell {e.exec_count}: {e.ename}: "
                          f"{_first_line(e.evalue)} (executed copy: {out})") from None
+    except TimeoutError:  # nbclient's CellTimeoutError
+        raise HRankError(f"notebook {path.name}: a cell ran longer than {cell_timeout:g} s and was stopped "
+                         f"(executed copy: {out})") from None
     except Exception as e:  # kernel died, kernel not found, ...
         if isinstance(e, HRankError):
             raise
