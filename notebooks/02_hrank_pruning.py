@@ -376,12 +376,12 @@ plt.close(fig)
 fine.round(4)
 
 # %% [markdown]
-# Check: both pruned models keep the same number of non-zero weights; the fine-grained one still does every MAC of
+# Check: both pruned models take away the same number of weights; the fine-grained one still does every MAC of
 # the unpruned model (its zeros are multiplied too), the filter-pruned one fewer.
 
 # %%
 by = fine.set_index("model")
-assert by.loc["fine-grained (magnitude)", "nonzero_weights"] == by.loc["filters (HRank)", "nonzero_weights"]
+assert by.loc["fine-grained (magnitude)", "pruned_weights"] == by.loc["filters (HRank)", "pruned_weights"]
 assert by.loc["fine-grained (magnitude)", "GMACs"] == by.loc["unpruned", "GMACs"] > by.loc["filters (HRank)", "GMACs"]
 print(f"same sparsity ({by.loc['filters (HRank)', 'sparsity']:.1%} of the weights): fine-grained runs at "
       f"{by.loc['fine-grained (magnitude)', 'speedup']:.2f}x, filter pruning at {by.loc['filters (HRank)', 'speedup']:.2f}x "

@@ -155,6 +155,7 @@ def test_compare_fine_grained_rows(small_vgg, synthetic_voc):
     share = removed_share(small_vgg, pruned)
     assert table["sparsity"].tolist() == pytest.approx([0.0, share, share])
     assert table.loc["fine-grained (magnitude)", "nonzero_weights"] == table.loc["filters (HRank)", "nonzero_weights"]
+    assert table.loc["fine-grained (magnitude)", "pruned_weights"] == table.loc["filters (HRank)", "pruned_weights"] > 0
     assert table.loc["fine-grained (magnitude)", "GMACs"] == table.loc["unpruned", "GMACs"]  # dense: same work
     assert table.loc["filters (HRank)", "GMACs"] < table.loc["unpruned", "GMACs"]
     assert table["mAP"].between(0, 1).all() and (table["forward_median_ms"] > 0).all()
@@ -244,3 +245,26 @@ def test_course_lessons_write_their_results_files(tmp_path):
     for name in ("rank_stability.csv", "dead_filters.csv", "fine_grained.csv"):
         assert (course.results / name).is_file() and name in RESULTS
     pd.testing.assert_frame_equal(pd.read_csv(course.results / "dead_filters.csv"), dead, check_dtype=False)
+
+
+def test_compare_fine_grained_with_weights_already_zero(small_vgg, synthetic_voc):
+    """Trained weights can hold exact zeros (the rehearsal's published VGG16-SSD has one): both prunings still take
+    the same number of weights, while their non-zero counts may differ by at most the zeros already there."""
+    import copy
+
+    import torch
+
+    from hrank_ssd.data.voc import VOCDataset
+    from hrank_ssd.hrank.pruning import prune_model
+    from hrank_ssd.measure.fine_grained import compare_fine_grained
+
+    model = copy.deepcopy(small_vgg)
+    with torch.no_grad():
+        model.base_net[0].weight[0, 0, 0, :] = 0.0  # three exact zeros in a kept filter of conv1_1
+    ds = VOCDataset(synthetic_voc, split="test", is_test=True, class_names=CLASSES)
+    ds.ids = ds.ids[:2]
+    pruned, _ = prune_model(model, [0.5] * 14, "l1")
+    table = compare_fine_grained(model, pruned, ds, warmup=0, runs=1, progress=False).set_index("model")
+    assert table.loc["fine-grained (magnitude)", "pruned_weights"] == table.loc["filters (HRank)", "pruned_weights"]
+    gap = abs(int(table.loc["fine-grained (magnitude)", "nonzero_weights"] - table.loc["filters (HRank)", "nonzero_weights"]))
+    assert gap <= 3

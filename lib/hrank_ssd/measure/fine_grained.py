@@ -81,18 +81,22 @@ def removed_share(model: nn.Module, pruned: nn.Module) -> float:
 def compare_fine_grained(model: nn.Module, pruned: nn.Module, dataset, device="cpu", warmup: int = 5,
                          runs: int = 20, progress: bool = True) -> pd.DataFrame:
     """The unpruned ``model``, its filter-pruned copy ``pruned`` and :func:`fine_grained_like` at the same
-    sparsity: ``sparsity`` (weights zero or removed), ``nonzero_weights``, ``GMACs`` a dense forward does, ``mAP``
+    sparsity: ``sparsity`` (weights zero or removed), ``pruned_weights`` (zeroed or removed by the pruning: the same
+    for both), ``nonzero_weights`` (trained weights that were already exactly zero may make the two differ by a
+    few), ``GMACs`` a dense forward does, ``mAP``
     on ``dataset`` without finetuning, forward latency (``forward_median_ms``, round-robin timing, batch 1) and
     ``speedup`` over the unpruned model."""
-    fine, _ = fine_grained_like(model, pruned)
+    fine, zeroed = fine_grained_like(model, pruned)
     models = {"unpruned": model, "fine-grained (magnitude)": fine, "filters (HRank)": pruned}
     full = weight_count(model)
+    taken = {"unpruned": 0, "fine-grained (magnitude)": sum(zeroed.values()),
+             "filters (HRank)": full - weight_count(pruned)}  # equal for both by construction
     rows = []
     for name, m in tqdm(models.items(), desc="fine vs filter", unit="model", disable=not progress):
         m = m.to(device).eval()
         nonzero = sum(int((w != 0).sum()) for w in weight_tensors(m).values())
-        rows.append({"model": name, "sparsity": 1 - nonzero / full, "nonzero_weights": nonzero,
-                     "GMACs": count_macs(m) / 1e9, "mAP": quick_map(m, dataset, device)})
+        rows.append({"model": name, "sparsity": 1 - nonzero / full, "pruned_weights": taken[name],
+                     "nonzero_weights": nonzero, "GMACs": count_macs(m) / 1e9, "mAP": quick_map(m, dataset, device)})
     x = torch.randn(1, 3, model.image_size, model.image_size, device=device)
 
     def forward(m):
