@@ -14,10 +14,6 @@ from hrank_ssd.course.report_tables import per_class_pivot
 from hrank_ssd.io.files import atomic_savefig, pyplot
 
 
-def _plt():
-    return pyplot()  # Agg for a headless report; a notebook keeps its own backend
-
-
 def save_plot(fig, path: Path) -> Path:
     """Write ``fig`` as a PNG (atomically) for the report."""
     return atomic_savefig(fig, path, dpi=100)
@@ -25,7 +21,7 @@ def save_plot(fig, path: Path) -> Path:
 
 def plot_per_class(per_class: pd.DataFrame, path=None):
     """Grouped bars: AP per class, one bar per model. Returns the figure; saves it when ``path``."""
-    plt = _plt()
+    plt = pyplot()  # Agg for a headless report; a notebook keeps its own backend
     piv = per_class_pivot(per_class)
     piv = piv[piv["class"] != "mAP (mean)"]
     models = [c for c in piv.columns if c != "class"]
@@ -65,7 +61,7 @@ def plot_frontier(table: pd.DataFrame, machine: str, path=None):
     """Our models as evaluated (:func:`~hrank_ssd.course.report_tables.frontier_table`): mAP against the forward
     latency measured on ``machine`` (left) and against exact GMACs (right), the Pareto frontier marked. Only our
     data: the published figures have their own plot (:func:`plot_published`). Saves it when ``path``."""
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     _frontier_panel(axes[0], table, "forward ms", "frontier (latency)", "forward latency, ms (measured here, batch 1)")
     _frontier_panel(axes[1], table, "GMACs", "frontier (MACs)", "GMACs (exact, the models as trained)")
@@ -82,7 +78,7 @@ def plot_published(points: pd.DataFrame, path=None):
     """Theirs (:func:`~hrank_ssd.course.report_tables.published_points`): the original project's published mAP on
     VOC2007 test against the full-size detectors' exact GMACs, with a top axis of the forward time a FLOPs model
     estimates for a T4 (:func:`hrank_ssd.course.estimates.t4_forward_ms`: estimated, not measured)."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
     ax.scatter(points["GMACs (full size)"], points["mAP (theirs, published)"], s=50, facecolors="none",
                edgecolors="C1", label="theirs (published, VOC2007 test)")

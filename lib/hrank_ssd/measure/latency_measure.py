@@ -181,9 +181,8 @@ class _Stamps:
 
     def __init__(self, units: Sequence[Unit], device: torch.device):
         self.cuda = device.type == "cuda"
-        self.units = list(units)
         self.marks: List[tuple] = []
-        self.handles = [u.modules[0].register_forward_pre_hook(self._hook(j)) for j, u in enumerate(self.units)]
+        self.handles = [u.modules[0].register_forward_pre_hook(self._hook(j)) for j, u in enumerate(units)]
 
     def _now(self):
         if not self.cuda:
@@ -234,23 +233,24 @@ def _time_chunk(models: Sequence[Tuple[List[int], SSD]], rules: Mapping[str, Rul
     and the full model's forwards to ``full_times``. ``full``: each unit's (in, out) channels unpruned (a fixed
     side of a depthwise conv or a BatchNorm shrinks in a pruned model but is recorded at its full count)."""
     clocks = []
-    for widths, model in models:
+    for widths, model in models:  # each unit's sample key and whether this is the full model: once per model
         units = find_units(model, rules)
-        clocks.append((widths, model, _Stamps(units, setup.device), units))
+        keys = [(u.names[0], *u.cell(widths, full[u.names[0]])) for u in units]
+        is_full = all(u.full_counts() == full[u.names[0]] for u in units)
+        clocks.append((model, _Stamps(units, setup.device), keys, is_full))
     try:
         for _ in range(setup.warmup):
-            for _, model, _, _ in clocks:
+            for model, _, _, _ in clocks:
                 model(setup.x)
         for _ in range(setup.runs):
-            for widths, model, clock, units in clocks:
+            for model, clock, keys, is_full in clocks:
                 total, segments = clock.forward(model, setup.x)
-                if all(units[j].full_counts() == full[units[j].names[0]] for j in range(len(units))):
+                if is_full:
                     full_times.append(total)
                 for j, ms in segments.items():
-                    u = units[j]
-                    samples[(u.names[0], *u.cell(widths, full[u.names[0]]))].append(ms)
+                    samples[keys[j]].append(ms)
     finally:
-        for _, _, clock, _ in clocks:
+        for _, clock, _, _ in clocks:
             clock.remove()
 
 
@@ -309,7 +309,8 @@ def measure_latency_table(net: str, device="cpu", threads: Optional[int] = None,
     torch.manual_seed(0)
     base = build_model(net, num_classes, width=width, image_size=image_size).eval()
     counts = net_grid(spec, base.plan.prunable, grid, block)
-    units = find_units(base, spec.slice_rules())
+    rules = spec.slice_rules()
+    units = find_units(base, rules)
     record_input_sizes(base, units, image_size)
     design = design_widths(counts)
     full = {u.names[0]: u.full_counts() for u in units}
@@ -323,7 +324,7 @@ def measure_latency_table(net: str, device="cpu", threads: Optional[int] = None,
     with num_threads(threads) as used_threads, torch.inference_mode():
         bar = tqdm(total=len(design), desc=f"latency-table {net}", unit="model", disable=not progress)
         for chunk in _chunks(design, base, setup):
-            _time_chunk(chunk, spec.slice_rules(), setup, samples, full_times, full)
+            _time_chunk(chunk, rules, setup, samples, full_times, full)
             bar.update(len(chunk))
         bar.close()
     records = _unit_times(units, counts, samples)
