@@ -38,6 +38,13 @@ def test_interleaved_order_is_round_robin():
     assert order == ["a", "b"] * 3
 
 
+def test_interleaved_bar_only_with_progress(capsys):
+    bench.timings_interleaved({"a": lambda: None}, warmup=1, runs=2, progress=True, desc="bench forward")
+    assert "bench forward" in capsys.readouterr().err
+    bench.timings_interleaved({"a": lambda: None}, warmup=1, runs=2)
+    assert capsys.readouterr().err == ""
+
+
 def test_num_threads_restores():
     before = torch.get_num_threads()
     with bench.num_threads(1) as n:

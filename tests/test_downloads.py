@@ -276,6 +276,16 @@ def test_bundle_unpacked_and_member_found_by_glob(server, tmp_path):
         fetch("ambiguous", tmp_path, man, transports=t, progress=False)
 
 
+def test_bundle_extraction_has_a_bar_with_progress(tmp_path, capsys):
+    zbytes = _zip_bytes({"models/a.pth": PAYLOAD})
+    man = _manifest(tmp_path, [
+        _art("bundle", "models/b.zip", [{"type": "gdrive", "id": "ZIPID"}], kind="bundle", unpack_to="models/b"),
+        _art("orig", "models/orig.pth", ["bundle:bundle/*a.pth"])])
+    t = {"gdrive": lambda src, tmp: Path(tmp).write_bytes(zbytes)}
+    assert fetch("orig", tmp_path, man, transports=t, progress=True).read_bytes() == PAYLOAD
+    assert "extract b.zip" in capsys.readouterr().err
+
+
 def test_bundle_that_is_an_html_page_is_rejected(tmp_path):
     man = _manifest(tmp_path, [
         _art("bundle", "models/b.zip", [{"type": "gdrive", "id": "ZIPID"}], kind="bundle"),

@@ -6,7 +6,7 @@ import pytest
 from hrank_ssd.cli import main
 from hrank_ssd.errors import HRankError
 from hrank_ssd.measure.flops import count_exact
-from hrank_ssd.measure.sensitivity import compare_criteria, suggest_compress_rate
+from hrank_ssd.measure.sensitivity import compare_criteria, quick_map, suggest_compress_rate
 from hrank_ssd.nets.models import build_model, save_model
 
 
@@ -59,3 +59,19 @@ def test_compare_criteria_table(synthetic_voc):
                              finetune=lambda m, c: calls.append(c) or m)
     assert list(table["criterion"]) == ["l1", "random"] and calls == ["l1", "random"]
     assert {"map_pruned", "map_finetuned"} <= set(table.columns)
+
+
+def test_criteria_and_quick_map_bars_only_with_progress(synthetic_voc, capsys):
+    from hrank_ssd.data.voc import VOCDataset
+
+    ds = VOCDataset(synthetic_voc, split="test", is_test=True)
+    ds.ids = ds.ids[:1]
+    model = build_model("vgg16-ssd", len(ds.class_names), width=0.125)
+    compare_criteria(model, ds, [0.5] * 14, criteria=("l1", "random"), finetune=lambda m, c: m, progress=True)
+    err = capsys.readouterr().err
+    assert "criteria" in err and "4/4" in err and "eval" in err
+    quick_map(model, ds, progress=True, desc="mAP unpruned")
+    assert "mAP unpruned" in capsys.readouterr().err
+    compare_criteria(model, ds, [0.5] * 14, criteria=("l1",), finetune=lambda m, c: m, progress=False)
+    quick_map(model, ds)
+    assert capsys.readouterr().err == ""

@@ -29,6 +29,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--amp", action="store_true", help="fp16 autocast forward (CUDA only)")
     p.add_argument("--channels_last", action="store_true", help="NHWC memory format for every model")
     p.add_argument("--no_predict", dest="predict", action="store_false", help="time the forward pass only")
+    p.add_argument("--no_progress", dest="progress", action="store_false", help="no tqdm bars")
     p.add_argument("--json", metavar="OUT", default=None, help="also write machine-readable results here")
     p.set_defaults(func=run)
     return p
@@ -57,7 +58,7 @@ def run(args) -> int:
     raw: dict = {}
     table = bench.benchmark_models(nets_models, device, args.batch_size, args.warmup, args.runs, args.threads,
                                    args.image_size, amp=args.amp, predict=args.predict,
-                                   channels_last=args.channels_last, raw=raw)
+                                   channels_last=args.channels_last, raw=raw, progress=args.progress)
     a = table.attrs
     print(f"{a['device_name']} ({a['device']}), torch {a['torch']}, {a['threads']} threads, batch {args.batch_size}, "
           f"{args.image_size}x{args.image_size}, warm-up {args.warmup}, {args.runs} runs interleaved"

@@ -55,7 +55,7 @@ class Course(Lessons):
             model = load_model(self.model_path(key))
             with self.timed(f"eval {key}"):
                 table, avg = evaluate_model(model, ds, self.run_dir / "eval" / key, device=self.device,
-                                            progress=self.progress)
+                                            progress=self.progress, desc=f"eval {key}")
             title = MODEL_TITLES[key] + (" (yours: published unavailable)" if key in self.substitutes else "")
             summary.append({"model": key, "title": title, "mAP": mean_ap(table),
                             "avg_predict_s": avg, "params": count_parameters(model)})
@@ -81,7 +81,8 @@ class Course(Lessons):
                       "vgg16-ssd-pruned": build_model("vgg16-ssd", 21, compress_rate=p.compress_rate),
                       "mb1-ssd": build_model("mb1-ssd", 21)}
         with self.timed("bench"):
-            table = benchmark_models(models, device=self.device, warmup=p.bench_warmup, runs=p.bench_runs)
+            table = benchmark_models(models, device=self.device, warmup=p.bench_warmup, runs=p.bench_runs,
+                                     progress=self.progress)
         self.save_json("machine.json", {k: v for k, v in results_json(table).items() if k != "results"})
         table.to_csv(self.result("bench_trained.csv" if trained else "bench.csv"), index=False)
         return table
@@ -96,7 +97,7 @@ class Course(Lessons):
         table = self.latency_table()
         with self.timed("frontier"):
             bench = benchmark_models(models, device=self.device, warmup=p.bench_warmup, runs=p.bench_runs,
-                                     predict=False)
+                                     predict=False, progress=self.progress)
         bench.insert(1, "net", [m.cfg.name for m in models.values()])
         bench["predicted_ms"] = [table.predict(m.plan.prunable) if m.cfg.name == table.net else float("nan")
                                  for m in models.values()]
@@ -145,7 +146,8 @@ class Course(Lessons):
         models = {"full": build_model("vgg16-ssd", 21).eval(),
                   "pruned": build_model("vgg16-ssd", 21, compress_rate=p.compress_rate).eval()}
         with self.timed("layer_speed"):
-            layers = layer_times_and_macs(models, runs=max(1, p.bench_runs // 4), warmup=min(2, p.bench_warmup))
+            layers = layer_times_and_macs(models, runs=max(1, p.bench_runs // 4), warmup=min(2, p.bench_warmup),
+                                          progress=self.progress)
         groups = group_speedups(layers, pruning_groups(p.compress_rate))
         layers.to_csv(self.result("layer_speed.csv"), index=False)
         groups.to_csv(self.result("layer_speed_groups.csv"))
@@ -169,7 +171,8 @@ class Course(Lessons):
         finetune = (lambda _pruned, criterion: load_model(self.finetuned(criterion, epochs))) if epochs else None
         with self.timed("criteria"):
             table = compare_criteria(load_model(self.baseline("vgg16-ssd")), self.test_dataset(), p.compress_rate,
-                                     self.rank_dir(), finetune=finetune, device=self.device, seed=p.seed)
+                                     self.rank_dir(), finetune=finetune, device=self.device, seed=p.seed,
+                                     progress=self.progress)
         table.to_csv(self.result("criteria.csv"), index=False)
         return table
 
@@ -179,7 +182,8 @@ class Course(Lessons):
         ds = self.test_dataset()
         with self.timed("distillation"):
             rows = [{"finetune": name, "epochs": epochs,
-                     "mAP": quick_map(load_model(self.finetuned("hrank", epochs, distill=kd)), ds)}
+                     "mAP": quick_map(load_model(self.finetuned("hrank", epochs, distill=kd)), ds, self.device,
+                                      progress=self.progress, desc=f"mAP {name}")}
                     for name, kd in (("plain", False), ("distilled", True))]
         table = pd.DataFrame(rows)
         table.to_csv(self.result("distillation.csv"), index=False)

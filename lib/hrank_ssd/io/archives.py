@@ -50,8 +50,9 @@ def unpacked_dir(zip_path: Path, art: dict, dest: Path) -> Path:
     return dest / art["unpack_to"] if art.get("unpack_to") else zip_path.with_suffix("")
 
 
-def unpack_bundle(zip_path: Path, art: dict, dest: Path) -> Path:
-    """Unpack the bundle ``art`` once: a marker with the zip's size and sha256 says the folder is up to date."""
+def unpack_bundle(zip_path: Path, art: dict, dest: Path, progress: bool = False) -> Path:
+    """Unpack the bundle ``art`` once: a marker with the zip's size and sha256 says the folder is up to date.
+    ``progress``: a bar of the extracted files."""
     out = unpacked_dir(zip_path, art, dest)
     stamp = f"{zip_path.stat().st_size} {sha256sum(zip_path)}"
     marker = out / UNPACKED_MARKER
@@ -61,7 +62,7 @@ def unpack_bundle(zip_path: Path, art: dict, dest: Path) -> Path:
     remove_path(tmp)
     tmp.mkdir(parents=True)
     try:
-        extract_archive(zip_path, tmp)
+        extract_archive(zip_path, tmp, progress=progress)
         (tmp / UNPACKED_MARKER).write_text(stamp + "\n")
         install_staged(tmp, out)
     finally:

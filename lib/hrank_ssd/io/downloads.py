@@ -159,7 +159,7 @@ def _fetch(art: dict, ctx: _Ctx) -> Path:
             log(f"{name}: {target} already {how}, not downloading")
             ctx.maybe_record(art, target)
             if art["kind"] == "bundle":
-                unpack_bundle(target, art, ctx.dest)
+                unpack_bundle(target, art, ctx.dest, ctx.progress)
             return target
         log(f"{name}: existing {target} is not usable ({reason}); downloading a new copy "
             "(the old one stays until the new one is verified)")
@@ -199,7 +199,7 @@ def _fetch_sources(art: dict, target: Path, ctx: _Ctx) -> Path:
         note_source(ctx.dest, name, target, label, source_link(src))
         ctx.maybe_record(art, target)
         if art["kind"] == "bundle":
-            unpack_bundle(target, art, ctx.dest)
+            unpack_bundle(target, art, ctx.dest, ctx.progress)
         return target
     if not sources:
         failures.append("no sources listed")
@@ -288,7 +288,7 @@ def _from_bundle(src: dict, art: dict, target: Path, ctx: _Ctx) -> Path:
         ctx.failed[bundle["name"]] = e
         raise SourceFailed(f"the bundle could not be downloaded ({'; '.join(e.failures)})") from None
     try:
-        root = unpack_bundle(zip_path, bundle, ctx.dest)
+        root = unpack_bundle(zip_path, bundle, ctx.dest, ctx.progress)
     except HRankError as e:
         raise SourceFailed(str(e)) from None
     member = find_member(root, member_patterns(src), src.get("choose"))

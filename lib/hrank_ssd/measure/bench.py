@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from hrank_ssd.devices import resolve_device, sync
 from hrank_ssd.errors import HRankError
@@ -82,18 +83,22 @@ def timing(fn: Callable[[], object], warmup: int = 10, runs: int = 50, device="c
 
 
 def timings_interleaved(fns: Mapping[str, Callable[[], object]], warmup: int = 10, runs: int = 50,
-                        device="cpu") -> Dict[str, Dict[str, float]]:
-    """:func:`timing` for several callables at once, round-robin (A, B, C, A, B, C, ...)."""
+                        device="cpu", progress: bool = False, desc: str = "timing") -> Dict[str, Dict[str, float]]:
+    """:func:`timing` for several callables at once, round-robin (A, B, C, A, B, C, ...); ``progress``: a bar
+    of the rounds (warm-up ones included) named ``desc``."""
     if runs < 1 or warmup < 0:
         raise ValueError("runs must be >= 1 and warmup >= 0")
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    sync(device)
-    seconds: Dict[str, List[float]] = {name: [] for name in fns}
-    for _ in range(runs):
-        for name, fn in fns.items():
-            seconds[name].append(_timed(fn, device))
+    with tqdm(total=warmup + runs, desc=desc, unit="round", disable=not progress) as bar:
+        for _ in range(warmup):
+            for fn in fns.values():
+                fn()
+            bar.update()
+        sync(device)
+        seconds: Dict[str, List[float]] = {name: [] for name in fns}
+        for _ in range(runs):
+            for name, fn in fns.items():
+                seconds[name].append(_timed(fn, device))
+            bar.update()
     return {name: summarize(s, warmup) for name, s in seconds.items()}
 
 
@@ -224,7 +229,7 @@ def _table_rows(facts: Mapping[str, dict], fwd: Mapping[str, dict], pred: Mappin
 def benchmark_models(models: Mapping[str, nn.Module], device="cpu", batch_size: int = 1, warmup: int = 10,
                      runs: int = 50, threads: Optional[int] = None, image_size: Optional[int] = None,
                      amp: bool = False, predict: bool = True, channels_last: bool = False,
-                     raw: Optional[dict] = None) -> pd.DataFrame:
+                     raw: Optional[dict] = None, progress: bool = False) -> pd.DataFrame:
     """One row per model: params, GMACs, forward and predict latency (median, p90 in ms), FPS.
 
     Models run interleaved, with fixed threads and warm-up; ``forward_speedup`` and ``mac_ratio`` are
@@ -232,7 +237,7 @@ def benchmark_models(models: Mapping[str, nn.Module], device="cpu", batch_size: 
     :meth:`Predictor.predict_batch` on ``batch_size`` random 500x375 images (resize, normalise, forward,
     decode, NMS); with random weights every class keeps its 200 candidates, the worst case for NMS.
     ``amp`` runs the forward under fp16 autocast (CUDA only). ``raw``, when given, receives the full
-    timing dicts.
+    timing dicts. ``progress``: bars of the timing rounds (``bench forward``, ``bench predict``).
     """
     device = resolve_device(device)
     if amp and device.type != "cuda":
@@ -261,14 +266,14 @@ def benchmark_models(models: Mapping[str, nn.Module], device="cpu", batch_size: 
                     return model(x)
             return run
 
-        fwd = timings_interleaved({n: forward(n) for n in prepared}, warmup, runs, device)
+        fwd = timings_interleaved({n: forward(n) for n in prepared}, warmup, runs, device, progress, "bench forward")
         pred = {}
         if predict:
             images = sample_images(batch_size)
             predictors = {n: Predictor(_AmpModel(m, device) if amp else m, device, channels_last=channels_last)
                           for n, m in prepared.items()}
             pred = timings_interleaved({n: (lambda p=p: p.predict_batch(images)) for n, p in predictors.items()},
-                                       warmup, runs, device)
+                                       warmup, runs, device, progress, "bench predict")
     rows = _table_rows(facts, fwd, pred, batch_size)
     table = pd.DataFrame(rows, columns=[c for c in TABLE_COLUMNS if predict or not c.startswith("predict")])
     table.attrs.update(environment(device, used_threads), batch_size=batch_size, warmup=warmup, runs=runs,

@@ -285,8 +285,8 @@ def mean_ap(table: pd.DataFrame) -> float:
 
 # ---------------------------------------------------------------- prediction and the whole run
 
-def predict_dataset(predictor, dataset, progress: bool = True) -> Tuple[list, float]:
-    """Predict every image; returns ``(results, mean seconds per image)``.
+def predict_dataset(predictor, dataset, progress: bool = True, desc: str = "predict") -> Tuple[list, float]:
+    """Predict every image; returns ``(results, mean seconds per image)`` (a bar named ``desc`` when ``progress``).
 
     One warm-up prediction on the first image is not timed; each timed prediction is bracketed by
     ``torch.cuda.synchronize()`` on CUDA and read with ``time.perf_counter``.
@@ -297,7 +297,7 @@ def predict_dataset(predictor, dataset, progress: bool = True) -> Tuple[list, fl
     device = getattr(predictor, "device", "cpu")
     predictor.predict(dataset.get_image(0))  # warm-up, not counted
     results, seconds = [], []
-    for i in tqdm(range(n), desc="predict", unit="img", disable=not progress):
+    for i in tqdm(range(n), desc=desc, unit="img", disable=not progress):
         image = dataset.get_image(i)
         sync(device)
         start = time.perf_counter()
@@ -310,12 +310,13 @@ def predict_dataset(predictor, dataset, progress: bool = True) -> Tuple[list, fl
 
 def evaluate_model(model, dataset, eval_dir, device="cpu", class_names: Optional[Sequence[str]] = None,
                    iou_threshold: float = 0.5, use_2007_metric: bool = True, progress: bool = True,
-                   **predictor_kwargs) -> Tuple[pd.DataFrame, float]:
-    """Predict the dataset, write det files and ``ap.csv`` into ``eval_dir``; returns (table, avg seconds)."""
+                   desc: str = "predict", **predictor_kwargs) -> Tuple[pd.DataFrame, float]:
+    """Predict the dataset, write det files and ``ap.csv`` into ``eval_dir``; returns (table, avg seconds).
+    ``progress``: a bar of images named ``desc``."""
 
     class_names = list(class_names if class_names is not None else dataset.class_names)
     predictor = Predictor(model, device, **predictor_kwargs)
-    results, avg_time = predict_dataset(predictor, dataset, progress)
+    results, avg_time = predict_dataset(predictor, dataset, progress, desc)
     write_detection_files(results, list(dataset.ids), class_names, eval_dir)
     table = evaluate_detections(dataset, eval_dir, class_names, iou_threshold, use_2007_metric)
     save_table(table, Path(eval_dir) / "ap.csv")

@@ -105,7 +105,8 @@ def compare_fine_grained(model: nn.Module, pruned: nn.Module, dataset, device="c
                 m(x)
         return run
 
-    times = timings_interleaved({n: forward(m) for n, m in models.items()}, warmup=warmup, runs=runs, device=device)
+    times = timings_interleaved({n: forward(m) for n, m in models.items()}, warmup=warmup, runs=runs, device=device,
+                                progress=progress, desc="fine vs filter timing")
     table = pd.DataFrame(rows)
     table["forward_median_ms"] = [times[n]["median_ms"] for n in models]
     table["speedup"] = table["forward_median_ms"].iloc[0] / table["forward_median_ms"]

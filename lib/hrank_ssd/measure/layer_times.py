@@ -11,6 +11,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence
 import pandas as pd
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from hrank_ssd.measure.bench import WRAPPER_PREFIX, num_threads, timings_interleaved
 from hrank_ssd.measure.flops import count_exact
@@ -20,14 +21,14 @@ from hrank_ssd.nets.registry import get_net
 
 
 def layer_times(models: Mapping[str, nn.Module], runs: int = 10, warmup: int = 2, threads: Optional[int] = None,
-                image_size: Optional[int] = None, kinds=(nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.ReLU)
-                ) -> pd.DataFrame:
+                image_size: Optional[int] = None, kinds=(nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.ReLU),
+                progress: bool = False) -> pd.DataFrame:
     """Median wall time of every Conv2d/BatchNorm/pool/ReLU call, per model, runs interleaved (CPU).
 
     Forward pre/post hooks read ``time.perf_counter``; rows are matched across models by module name,
     so models must share a layout (e.g. a net and its pruned copy). Columns: ``name``, ``type``, and per
     model ``<model>_ms`` and ``<model>_shape`` (``in->out channels @ HxW``). Hooks add a few microseconds
-    per call, so the column sums slightly exceed the plain forward time.
+    per call, so the column sums slightly exceed the plain forward time. ``progress``: a bar of the timed rounds.
     """
     times: Dict[str, Dict[str, List[float]]] = {n: {} for n in models}
     shapes: Dict[str, Dict[str, str]] = {n: {} for n in models}
@@ -59,7 +60,7 @@ def layer_times(models: Mapping[str, nn.Module], runs: int = 10, warmup: int = 2
             timings_interleaved(fns, warmup, 1)  # warm up
             for n in times:
                 times[n].clear()
-            for _ in range(runs):
+            for _ in tqdm(range(runs), desc="layer times", unit="round", disable=not progress):
                 for fn in fns.values():
                     fn()
     finally:
@@ -102,13 +103,13 @@ def pruning_groups(compress_rate: Sequence[float] = PRUNED_RATE, net: str = "vgg
 
 
 def layer_times_and_macs(models: Mapping[str, nn.Module], runs: int = 10, warmup: int = 2,
-                         threads: Optional[int] = None) -> pd.DataFrame:
+                         threads: Optional[int] = None, progress: bool = False) -> pd.DataFrame:
     """:func:`layer_times` plus each model's MACs per layer (``<model>_MMACs``, 0 for ReLU and pooling).
 
     Wrapped models (e.g. :class:`hrank_ssd.measure.speed.ChannelsLast`) are timed as they run, under the plain
     model's module names.
     """
-    layers = layer_times(models, runs=runs, warmup=warmup, threads=threads)
+    layers = layer_times(models, runs=runs, warmup=warmup, threads=threads, progress=progress)
     for key, model in models.items():
         macs = count_exact(unwrap(model))
         layers[f"{key}_MMACs"] = layers["name"].map(dict(zip(macs["name"], macs["MACs"] / 1e6))).fillna(0.0)

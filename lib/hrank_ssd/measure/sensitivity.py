@@ -27,10 +27,11 @@ from hrank_ssd.nets.ssd import SSD, plan_with_rates
 DEFAULT_RATES = tuple(round(0.1 * k, 1) for k in range(1, 10))
 
 
-def quick_map(model: SSD, dataset, device="cpu") -> float:
-    """mAP of ``model`` on ``dataset`` (det files go to a throw-away folder)."""
+def quick_map(model: SSD, dataset, device="cpu", progress: bool = False, desc: str = "mAP") -> float:
+    """mAP of ``model`` on ``dataset`` (det files go to a throw-away folder); ``progress``: a bar of images
+    named ``desc``."""
     with tempfile.TemporaryDirectory() as tmp:
-        table, _ = evaluate_model(model, dataset, tmp, device=device, progress=False)
+        table, _ = evaluate_model(model, dataset, tmp, device=device, progress=progress, desc=desc)
     return mean_ap(table)
 
 
@@ -121,15 +122,22 @@ def suggest_compress_rate(table: pd.DataFrame, model: SSD, target_mac_reduction:
 
 def compare_criteria(model: SSD, val_dataset, compress_rate: Sequence[float], rank_dir=None,
                      criteria: Sequence[str] = ("hrank", "l1", "random"), finetune=None, device="cpu",
-                     seed: int = 0) -> pd.DataFrame:
-    """mAP right after pruning with each criterion, and after the same ``finetune(model) -> model``."""
+                     seed: int = 0, progress: bool = True) -> pd.DataFrame:
+    """mAP right after pruning with each criterion, and after the same ``finetune(pruned, criterion) -> model``.
+    ``progress``: a bar of the evaluations (criterion x pruned/finetuned), named ``criteria``."""
     rows: List[dict] = []
-    for criterion in criteria:
-        pruned, _ = prune_model(model, compress_rate, criterion, rank_dir, seed=seed)
-        row = {"criterion": criterion, "map_pruned": quick_map(pruned, val_dataset, device)}
-        if finetune is not None:
-            row["map_finetuned"] = quick_map(finetune(pruned, criterion), val_dataset, device)
-        rows.append(row)
+    evals = len(criteria) * (1 if finetune is None else 2)
+    with tqdm(total=evals, desc="criteria", unit="eval", disable=not progress) as bar:
+        for criterion in criteria:
+            bar.set_postfix_str(f"{criterion} pruned")
+            pruned, _ = prune_model(model, compress_rate, criterion, rank_dir, seed=seed)
+            row = {"criterion": criterion, "map_pruned": quick_map(pruned, val_dataset, device)}
+            bar.update()
+            if finetune is not None:
+                bar.set_postfix_str(f"{criterion} finetuned")
+                row["map_finetuned"] = quick_map(finetune(pruned, criterion), val_dataset, device)
+                bar.update()
+            rows.append(row)
     return pd.DataFrame(rows)
 
 
