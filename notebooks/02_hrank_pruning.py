@@ -81,9 +81,10 @@ print(f"profile {course.profile.name}, device {DEVICE}, results in {course.resul
 # %% [markdown]
 # ## Choosing the compress rate
 #
-# Move a slider per VGG stage and watch parameters, MACs (multiply-accumulates, of the full-size
-# detector: 300x300, 21 classes) and the kept filters change. Without widgets (or in a static copy of this
-# notebook) the table below is for the rates in `STAGE_RATES`: edit them and re-run the cell.
+# One rate per VGG stage: the table shows the parameters, MACs (multiply-accumulates, of the full-size detector:
+# 300x300, 21 classes) and the kept filters of the rates in `STAGE_RATES`, the seed's. After the sensitivity scan
+# below you choose *your own* rate with a slider per stage, prune with it, estimate its mAP, and notebook 03
+# finetunes it.
 
 # %%
 import pandas as pd
@@ -110,26 +111,6 @@ def plan(stage_rates):
 
 
 plan(STAGE_RATES)
-
-# %%
-try:
-    import ipywidgets as widgets
-    from IPython.display import display
-
-    sliders = {s: widgets.FloatSlider(value=r, min=0.0, max=0.9, step=0.05, description=s, continuous_update=False)
-               for s, r in STAGE_RATES.items()}
-    out = widgets.Output()
-
-    def redraw(_=None):
-        with out:
-            out.clear_output(wait=True)
-            display(plan({s: w.value for s, w in sliders.items()}).T)
-
-    for w in sliders.values():
-        w.observe(redraw, names="value")
-    display(widgets.VBox([widgets.HBox(list(sliders.values())[:3]), widgets.HBox(list(sliders.values())[3:]), out]))
-except ImportError:
-    print("ipywidgets is not installed: edit STAGE_RATES in the cell above and re-run it")
 
 # %% [markdown]
 # Check: the MAC count of a conv is `out_h * out_w * out_channels * in_channels * k_h * k_w`. The first
@@ -302,6 +283,85 @@ plt.show()
 sens.pivot_table(index="rate", columns="name", values="map").round(4)
 
 # %% [markdown]
+# The scan can choose a rate by itself (`suggest_compress_rate`, also the `sensitivity` command's
+# `--target_mac_reduction`): allow a growing mAP drop, give every scanned layer the largest rate whose drop stays
+# within it, and stop at the smallest drop whose rates remove as many MACs as the target. Here the target is the
+# seed rate's MAC cut; the table tries both rates the same way (pruned with HRank's ranks, no finetuning, mAP on
+# `quick_map_images` test images). Layers the scan skipped stay unpruned in the suggestion, so it must cut the
+# scanned ones harder: scan every layer (`sensitivity_layers`) for a fairer answer.
+
+# %%
+suggestion = course.suggested_rate(sens)
+suggestion.round(4)
+
+# %% [markdown]
+# ## Your rate: prune it, estimate it, finetune it in notebook 03
+#
+# `course.try_compress_rate(rate)` prunes the trained VGG16-SSD with HRank's ranks at `rate` and measures it
+# without finetuning: the kept filters, parameters, MACs (of this profile's model) and a quick mAP on a handful of
+# test images. `course.choose_compress_rate(rate)` records the rate in `work/<profile>/choice.json`: **notebook 03
+# finetunes the rate chosen last**. The cell below does both for `STAGE_RATES` (the seed's unless you change it).
+
+# %%
+MY_RATE = VGG.stage_rates(STAGE_RATES)  # one rate per stage -> one per prunable layer
+trial = course.try_compress_rate(MY_RATE)
+print(trial.summary())
+print("notebook 03 will finetune", course.choose_compress_rate(MY_RATE))
+trial.layers.set_index("layer").T
+
+# %% [markdown]
+# With widgets: move the sliders (the table of kept filters, parameters and MACs follows), then press the button to
+# prune at that rate, estimate its mAP (a few seconds) and record it for notebook 03. Without widgets, edit
+# `STAGE_RATES` and re-run the cells from the first table on.
+
+# %%
+try:
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    sliders = {s: widgets.FloatSlider(value=r, min=0.0, max=0.9, step=0.05, description=s, continuous_update=False)
+               for s, r in STAGE_RATES.items()}
+    use_it = widgets.Button(description="prune, estimate mAP, use in notebook 03", layout={"width": "auto"})
+    shapes, estimate = widgets.Output(), widgets.Output()
+
+    def stage_values():
+        return {s: w.value for s, w in sliders.items()}
+
+    def show_plan(_=None):
+        with shapes:
+            shapes.clear_output(wait=True)
+            display(plan(stage_values()).T)
+
+    def prune_and_choose(_=None):
+        global trial  # the check below looks at the rate tried last
+        with estimate:
+            estimate.clear_output(wait=True)
+            rates = VGG.stage_rates(stage_values())
+            trial = course.try_compress_rate(rates)
+            print(trial.summary())
+            print("notebook 03 will finetune", course.choose_compress_rate(rates))
+
+    for w in sliders.values():
+        w.observe(show_plan, names="value")
+    use_it.on_click(prune_and_choose)
+    # nothing is drawn while this cell runs (headless runs hang on it): the cells above show the starting rate
+    display(widgets.VBox([widgets.HBox(list(sliders.values())[:3]), widgets.HBox(list(sliders.values())[3:]),
+                          shapes, use_it, estimate]))
+except ImportError:
+    print("ipywidgets is not installed: edit STAGE_RATES in the first table's cell and re-run the cells from there")
+
+# %% [markdown]
+# Check: the rate notebook 03 will finetune is the one recorded last, and every layer of the pruned model keeps
+# `int(c * (1 - rate))` of its `c` filters.
+
+# %%
+chosen, source = course.chosen_compress_rate()
+assert chosen == trial.layers["rate"].tolist() and source.startswith("chosen in notebook 02"), (chosen, source)
+print("notebook 03 finetunes", format_compress_rate(chosen), "|", source)
+assert (trial.layers["kept"] == [max(1, int(c * (1 - r))) for c, r in zip(trial.layers["filters"],
+                                                                           trial.layers["rate"])]).all()
+
+# %% [markdown]
 # ## Does the criterion matter? HRank vs L1-norm vs random
 #
 # Same compress rate, three ways to pick the filters: highest average rank (HRank), largest weight
@@ -414,6 +474,11 @@ print(f"same sparsity ({by.loc['filters (HRank)', 'sparsity']:.1%} of the weight
 #   a latency budget chooses the widths on this machine's own latency table instead.
 # - Sensitivity (one layer at a time) shows which layers can lose filters; the criteria table compares HRank's
 #   ranks with L1 norms and random choice at the same rate.
-# - Try next: set `STAGE_RATES["conv1"] = 0.75` (16 of 64 filters kept) in the first slider cell and see how much
+# - The sensitivity scan can suggest a rate for a MAC target; `try_compress_rate` prunes and estimates any rate in
+#   seconds, and the rate you choose here is the one notebook 03 finetunes.
+# - Try next: set `STAGE_RATES["conv1"] = 0.75` (16 of 64 filters kept) in the first table's cell and see how much
 #   of the MACs the two 300x300 layers hold; move the latency-budget slider to 0.3 and note which layers shrink
 #   first.
+# - Try next: choose the scan's suggestion (`course.choose_compress_rate(suggestion.loc["suggested by the scan",
+#   "compress_rate"])`), or press the slider's button with harder conv4/conv5 rates, then run notebook 03 and
+#   compare its finetuned mAP with the seed rate's in notebook 04.

@@ -78,15 +78,18 @@ print(f"profile {course.profile.name}, device {DEVICE}, results in {course.resul
 # %%
 import pandas as pd
 
+from hrank_ssd.nets.compress import format_compress_rate
 from hrank_ssd.nets.models import count_parameters, load_model, read_sidecar
 
-init = course.pruned()
+rate, source = course.chosen_compress_rate()  # notebook 02's choice, else the profile's rate
+init = course.student_pruned()
 info = read_sidecar(init)
-print(init, "| criterion", info.get("criterion"), "| rates", info.get("compress_rate"))
+print(f"finetuning {format_compress_rate(rate)} ({source})\n{init} | criterion {info.get('criterion')}")
 
 # %% [markdown]
-# `Course.finetuned()` trains the pruned model (the pruned weights are the starting point) and logs every
-# epoch: train and validation loss (regression + classification) and, every few epochs, mAP. While it runs,
+# `Course.student_finetuned()` trains the model pruned at the rate chosen in notebook 02 (the profile's when none
+# was chosen; at the profile's rate it is also the comparison's seed-rate model, trained once for both). The pruned
+# weights are the starting point; every epoch is logged: train and validation loss (regression + classification) and, every few epochs, mAP. While it runs,
 # the cell below redraws the training loss of every step in place (`LiveLossCurve`, a training hook), and the
 # per-epoch curves are also written to `work/<profile>/checkpoints/<model>/curves.png`. When the model was
 # already trained (a re-run), nothing is trained again and the curve stays empty: the logged curves follow.
@@ -127,11 +130,14 @@ display(Image(filename=str(plot_curves(course.log_file(finetuned),
                                        course.run_dir / "plots" / f"loss_{finetuned.stem}.png"))))
 
 # %% [markdown]
-# Check: finetuning changes the weights, never the shapes: the finetuned model has the pruned plan.
+# Check: finetuning changes the weights, never the shapes: the finetuned model has the pruned plan, the one of the
+# rate chosen in notebook 02.
 
 # %%
 a, b = load_model(init), load_model(finetuned)
 assert a.plan.base == b.plan.base and count_parameters(a) == count_parameters(b)
+assert b.plan.prunable == [max(1, int(c * (1 - r))) for c, r in zip(load_model(course.baseline()).plan.prunable,
+                                                                    rate)], "not the rate chosen in notebook 02"
 assert any(not torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
 print(f"{count_parameters(b):,} parameters, plan {b.plan.prunable}")
 
@@ -188,10 +194,44 @@ exercises.check_distillation_loss(distillation_loss);
 #
 # Training writes a checkpoint `model_best.pth-<epoch>.tar` into its checkpoint folder after every epoch
 # (atomically: a crash never leaves half a file). It holds the model, the optimiser, the scheduler, the
-# random-number state and the epoch, so `--resume auto` continues from the newest one exactly where it
-# stopped. `Course` always trains with `resume="auto"`: just re-run the cell. On Colab set
-# `USE_DRIVE = True` in the first cell so the checkpoints live on Google Drive and survive a
-# disconnected runtime. The same finetuning from the command line (full profile, as the original project):
+# random-number state, the epoch and (with `checkpoint_every_steps`) the step within it, so `resume="auto"`
+# continues from the newest one exactly where it stopped. `Course` always trains with `resume="auto"`: just re-run
+# the cell. On Colab set `USE_DRIVE = True` in the first cell so the checkpoints live on Google Drive and survive a
+# disconnected runtime.
+#
+# See it happen: `course.resume_lesson()` finetunes the pruned model for two short epochs on a few training images
+# twice, once straight through and once **stopped in the middle of the second epoch** (an exception stands for the
+# lost runtime) and then resumed from its newest checkpoint. It returns every step's training loss of both runs.
+
+# %%
+import matplotlib.pyplot as plt
+from IPython.display import display
+
+from hrank_ssd.train.resume_check import plot_resume
+
+resume = course.resume_lesson()  # writes results/resume.csv; seconds offline
+display(fig := plot_resume(resume))
+plt.close(fig)
+resume
+
+# %% [markdown]
+# Check: the resumed run continues at the step after the stop, and both runs see the same loss at every step and
+# end with the same weights. On a CPU the numbers are identical (the same operations in the same order give the
+# same bits); a GPU may add gradients in a varying order, so there they agree to `resume_tolerance` (1e-3).
+
+# %%
+from hrank_ssd.train.resume_check import resume_tolerance
+
+stopped = resume["stopped"].notna()
+assert stopped.any() and resume["resumed"].notna().sum() == len(resume) - stopped.sum()
+ran, tol = resume["stopped"].fillna(resume["resumed"]), resume_tolerance(DEVICE)
+assert ((ran - resume["straight"]).abs() <= tol * resume["straight"].abs()).all(), resume
+assert resume.attrs["weight_diff"] <= tol
+print(f"stopped after step {stopped.sum()} of {len(resume)}, resumed: the same loss at every step, "
+      f"largest weight difference {resume.attrs['weight_diff']:.1g}")
+
+# %% [markdown]
+# The same finetuning from the command line (full profile, as the original project):
 #
 # ```
 # python -m hrank_ssd train --datasets data/VOCdevkit/VOC2007 data/VOCdevkit/VOC2012 \
@@ -202,7 +242,8 @@ exercises.check_distillation_loss(distillation_loss);
 # ```
 #
 # Run it again after a disconnect and it picks up at the last finished epoch (`--checkpoint_every_steps N`
-# also saves inside an epoch).
+# also saves inside an epoch; `--max_images N` trains on the first N images only, for quick trials like the one
+# above).
 
 # %% [markdown]
 # ## What you learned / try next
@@ -210,7 +251,8 @@ exercises.check_distillation_loss(distillation_loss);
 # - Finetuning starts from the pruned weights with a small learning rate and recovers most of the mAP pruning
 #   lost; it changes the weights, never the shapes.
 # - Every epoch ends in a complete checkpoint (model, optimiser, scheduler, random state): `resume="auto"`
-#   continues exactly where a disconnected run stopped.
+#   continues exactly where a disconnected run stopped; the resume lesson showed the same loss at every step.
+# - The rate you chose in notebook 02 is the one finetuned here.
 # - Distillation adds the unpruned model's softened class scores as targets, `T²`-scaled.
 # - Try next: interrupt the kernel during `course.student_finetuned(...)` and run the cell again: training resumes
 #   from the last `model_best.pth-<epoch>.tar` in `work/<profile>/checkpoints/`.

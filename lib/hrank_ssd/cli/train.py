@@ -48,6 +48,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image_size", type=int, default=None)
     p.add_argument("--train_split", default=None, help="ImageSets/Main split (default trainval)")
     p.add_argument("--validation_split", default=None, help="ImageSets/Main split (default test)")
+    p.add_argument("--max_images", type=int, default=None,
+                   help="train and validate on the first N images of each set only (quick trials)")
     p.add_argument("--keep_difficult", action="store_true")
     p.add_argument("--seed", type=int, default=None, help="makes the run repeatable (stored for --resume)")
     device_arg(p)

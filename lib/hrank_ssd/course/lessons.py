@@ -10,6 +10,8 @@
   (:mod:`hrank_ssd.measure.fine_grained`).
 - :meth:`Lessons.dead_filters` (notebook 02, ``dead_filters.csv``): how many of the filters L1 keeps never fire
   (:mod:`hrank_ssd.hrank.dead_filters`).
+- :meth:`Lessons.resume_lesson` (notebook 03, ``resume.csv``): a short finetune stopped mid-epoch and resumed gives
+  the same losses, step by step, as the same run left alone (:mod:`hrank_ssd.train.resume_check`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from hrank_ssd.hrank.ranks import load_ranks
 from hrank_ssd.hrank.stability import rank_stability
 from hrank_ssd.measure.fine_grained import compare_fine_grained
 from hrank_ssd.nets.models import load_model
+from hrank_ssd.train.resume_check import steps_per_epoch, stopped_and_resumed
 
 
 class Lessons(PrunedModels):
@@ -63,4 +66,18 @@ class Lessons(PrunedModels):
         ranks = load_ranks(self.rank_dir(), model.cfg.name, model.plan.prunable)
         table = dead_filter_table(model, self.profile.compress_rate, ranks)
         table.to_csv(self.result("dead_filters.csv"), index=False)
+        return table
+
+    def resume_lesson(self) -> pd.DataFrame:
+        """Finetune the seed-rate pruned model for two epochs on the first ``resume_images`` images, straight through
+        and stopped in the middle of the second epoch then resumed (``work/<profile>/resume-lesson/``, made afresh
+        each time): the training loss of every step of both. Writes ``results/resume.csv``."""
+        p = self.profile
+        cfg = self.train_config("vgg16-ssd", 2, p.finetune_lr, 1.0, self.work / "resume-lesson",
+                                base_net=str(self.pruned()), max_images=p.resume_images, validation_epochs=0)
+        images = len(VOCDataset(self.dataset_root(), split="trainval", class_names=self.class_names()))
+        stop_step = max(1, steps_per_epoch(cfg, min(p.resume_images, images)) // 2)  # mid-epoch where there is one
+        with self.timed("resume lesson"):
+            table = stopped_and_resumed(cfg, self.work / "resume-lesson", 1, stop_step)
+        table.to_csv(self.result("resume.csv"), index=False)
         return table

@@ -49,6 +49,8 @@ class Profile:
     sensitivity_layers: Tuple[int, ...] = (1, 4, 7, 10, 13, 14)
     sensitivity_images: int = 60
     criteria_finetune_epochs: int = 1
+    resume_images: int = 48  # notebook 03's resume lesson: two short epochs on this many training images
+    quick_map_images: int = 40  # notebook 02's "try this rate": mAP without finetuning on this many test images
     # Rank stability (notebook 01): ranks of two disjoint sets of this many training images, and of only
     # stability_few images against the other set. Offline: 2 x 16 images of the width-0.125 VGG16-SSD, a few seconds.
     stability_images: int = 16
@@ -87,22 +89,22 @@ PROFILES: Dict[str, Profile] = {
     "offline": Profile("offline"),
     "tiny": Profile("tiny", num_train=8, num_test=4, batch_size=4, train_epochs=1, mb1_epochs=1, rank_limit=1,
                     rank_batch=4, finetune_epochs=1, sensitivity_rates=(0.5,), sensitivity_layers=(1, 14),
-                    sensitivity_images=4, criteria_finetune_epochs=0, bench_warmup=1, bench_runs=2,
-                    video_max_frames=4, latency_grid=2, latency_runs=1, latency_warmup=0, stability_images=2,
-                    stability_few=1),
+                    sensitivity_images=4, quick_map_images=4, resume_images=8, criteria_finetune_epochs=0, bench_warmup=1,
+                    bench_runs=2, video_max_frames=4, latency_grid=2, latency_runs=1, latency_warmup=0,
+                    stability_images=2, stability_few=1),
     "full": Profile("full", synthetic=False, vgg_width=1.0, mb1_width=1.0, batch_size=8, lr=1e-5, optimizer="sgd",
                     augment="ssd", init="default",
                     finetune_epochs=120, finetune_lr=1e-5, rank_limit=5, rank_batch=128, sensitivity_images=500,
-                    criteria_finetune_epochs=0, bench_warmup=10, bench_runs=50, video_max_frames=None,
-                    use_published_pruned=True, student_finetune_epochs=1, latency_grid=4, latency_runs=5,
-                    latency_warmup=2, stability_images=32, stability_few=4),
+                    quick_map_images=100, resume_images=64, criteria_finetune_epochs=0, bench_warmup=10, bench_runs=50,
+                    video_max_frames=None, use_published_pruned=True, student_finetune_epochs=1, latency_grid=4,
+                    latency_runs=5, latency_warmup=2, stability_images=32, stability_few=4),
 }
 # The full profile's code path at CPU sizes, for ``rehearse`` (the stand-in world's few VOC images): only the
 # images per step, the benchmark's runs and the latency table's grid and runs differ from full.
 PROFILES["full-rehearsal"] = replace(PROFILES["full"], name="full-rehearsal", rank_limit=1, rank_batch=4,
-                                     sensitivity_images=4, bench_warmup=1, bench_runs=3, video_max_frames=8,
-                                     latency_grid=2, latency_runs=1, latency_warmup=0, stability_images=2,
-                                     stability_few=1)
+                                     sensitivity_images=4, quick_map_images=4, resume_images=8, bench_warmup=1, bench_runs=3,
+                                     video_max_frames=8, latency_grid=2, latency_runs=1, latency_warmup=0,
+                                     stability_images=2, stability_few=1)
 
 
 def get_profile(name: str, **overrides) -> Profile:

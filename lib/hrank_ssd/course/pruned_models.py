@@ -28,7 +28,7 @@ from typing import Dict, Optional, Tuple
 import pandas as pd
 import torch
 
-from hrank_ssd.course.workspace import Workspace
+from hrank_ssd.course.student import StudentPruning
 from hrank_ssd.errors import HRankError
 from hrank_ssd.hrank.budget import Budget
 from hrank_ssd.hrank.pruning import prune_model, save_pruned
@@ -43,7 +43,7 @@ SEED_MACS, SMALL = "vgg16-ssd-lat-seedmacs", "vgg16-ssd-lat-small"  # the latenc
 MB1_PRUNED = "mb1-ssd-pruned"
 
 
-class PrunedModels(Workspace):
+class PrunedModels(StudentPruning):
     """The latency table, the latency-pruned VGG16-SSDs and the pruned MobileNetV1-SSD of one course run."""
 
     _table: Optional[LatencyTable] = None

@@ -19,6 +19,7 @@ dead_filters.csv           Course.dead_filters()                       02_hrank_
 latency_table.json         Course.latency_table()                      02_hrank_pruning          latency
 latency_models.csv         Course.latency_models()                     02_hrank_pruning          latency
 distillation.csv           Course.distillation()                       03_finetune               distillation
+resume.csv                 Course.resume_lesson()                      03_finetune               -
 map.csv, per_class_ap.csv  Course.evaluate()                           04_eval_map_fps           evaluate
 bench.csv, machine.json    Course.bench()                              04_eval_map_fps           bench
 frontier.csv               Course.frontier()                           04_eval_map_fps           frontier
@@ -31,7 +32,7 @@ video.json                 the video demo (Course.video())             06_video_
 timings.json               any Course step                             any notebook              all
 =========================  ==========================================  ========================  ============
 
-.. [#] Not in the report, nor are the side lessons' rank_stability.csv, fine_grained.csv and dead_filters.csv;
+.. [#] Not in the report, nor are the side lessons' rank_stability.csv, fine_grained.csv, dead_filters.csv and resume.csv;
    every other file is (:func:`load_results`).
 
 Models are named by :data:`MODEL_KEYS` in the files (``model`` columns, ``log_<model>.csv``) and shown as
@@ -103,6 +104,7 @@ RESULTS: Dict[str, Producer] = {
     "latency_table.json": Producer("Course.latency_table()", _PRUNE, "latency"),
     "latency_models.csv": Producer("Course.latency_models()", _PRUNE, "latency"),
     "distillation.csv": Producer("Course.distillation()", ("03_finetune",), "distillation"),
+    "resume.csv": Producer("Course.resume_lesson()", ("03_finetune",), None, in_report=False),
     "map.csv": Producer("Course.evaluate()", _EVAL, "evaluate"),
     "per_class_ap.csv": Producer("Course.evaluate()", _EVAL, "evaluate"),
     "bench.csv": Producer("Course.bench()", _EVAL, "bench"),

@@ -8,7 +8,6 @@ reuses what an earlier run made; it also keeps the run's bookkeeping in ``run_di
 
 from __future__ import annotations
 
-import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,7 +21,6 @@ from hrank_ssd.course.profiles import Profile, get_profile
 from hrank_ssd.data.synthetic import make_synthetic_voc
 from hrank_ssd.data.voc import TestTransform, VOCDataset, read_labels
 from hrank_ssd.devices import resolve_device
-from hrank_ssd.errors import HRankError
 from hrank_ssd.hrank.pruning import prune_model, save_pruned
 from hrank_ssd.hrank.ranks import compute_ranks, has_ranks, image_batches, save_ranks
 from hrank_ssd.io import downloads, voc_download
@@ -129,21 +127,25 @@ class Workspace:
 
     # ------------------------------------------------------------ models
 
+    def train_config(self, net: str, epochs: int, lr: float, width: float, folder: Path, **extra) -> TrainConfig:
+        """How the course trains ``net`` on the profile's data (cosine schedule, resumable, mAP every third epoch);
+        ``extra``: more :class:`~hrank_ssd.train.config.TrainConfig` fields (``base_net``, ``max_images``...)."""
+        p = self.profile
+        fields = dict(datasets=[str(self.dataset_root())], validation_dataset=str(self.test_root()),
+                      label_file=str(self.label_file()), net=net, batch_size=p.batch_size, num_epochs=epochs, lr=lr,
+                      scheduler="cosine", optimizer=p.optimizer, augment=p.augment, init=p.init,
+                      checkpoint_folder=str(folder), width=width, image_size=p.image_size, seed=p.seed,
+                      device=self.device, resume="auto", validation_epochs=max(1, epochs // 3), progress=self.progress)
+        return TrainConfig(**dict(fields, **extra))
+
     def _train(self, key: str, net: str, epochs: int, lr: float, width: float, hooks=None, **extra) -> Path:
         out = self.path(key)
         folder = self.work / "checkpoints" / key
         if out.is_file():
             self._copy_log(folder, key)
             return out
-        p = self.profile
-        cfg = TrainConfig(datasets=[str(self.dataset_root())], validation_dataset=str(self.test_root()),
-                          label_file=str(self.label_file()), net=net, batch_size=p.batch_size, num_epochs=epochs,
-                          lr=lr, scheduler="cosine", optimizer=p.optimizer, augment=p.augment, init=p.init,
-                          checkpoint_folder=str(folder), width=width,
-                          image_size=p.image_size, seed=p.seed, device=self.device, resume="auto",
-                          validation_epochs=max(1, epochs // 3), progress=self.progress, **extra)
         with self.timed(f"train {key}"):
-            result = train(cfg, hooks)
+            result = train(self.train_config(net, epochs, lr, width, folder, **extra), hooks)
         save_model(result.model, out)
         self._copy_log(folder, key)
         return out
@@ -212,37 +214,10 @@ class Workspace:
         return self._train(key, "vgg16-ssd", epochs, p.finetune_lr, 1.0, hooks, base_net=str(self.pruned(criterion)),
                            **extra)
 
-    def student_finetuned(self, hooks=None) -> Path:
-        """Notebook 03's finetuning: the profile's own (``finetuned()``), or, where the published pruned model
-        stands in for the original 120 GPU epochs (full), a short run of ``student_finetune_epochs`` epochs
-        from the student's own pruned model (about 600 iterations on VOC2007 trainval at batch 8), resumable.
-        Its per-epoch log is :meth:`log_file` of the returned path."""
-        p = self.profile
-        if p.use_published_pruned and not p.synthetic and p.student_finetune_epochs:
-            return self.finetuned(epochs=p.student_finetune_epochs, hooks=hooks)
-        return self.finetuned(hooks=hooks)
-
     def log_file(self, model: Path) -> Path:
         """This run's copy of the training log of a model trained by the course (``log_<key>.csv``)."""
         return self.result(results_files.log_name(Path(model).stem))
 
-    def pruned_model(self) -> Path:
-        """The finetuned pruned detector that notebooks 04-06 measure: :meth:`finetuned`. On the full profile,
-        when the published one cannot be had (Drive over quota, a corrupt copy), the course goes on with the
-        student's own (:meth:`student_finetuned`), says so once, and records it in ``results/substitutes.json``."""
-        try:
-            return self.finetuned()
-        except HRankError as e:
-            if self.profile.synthetic or not self.profile.use_published_pruned:
-                raise
-            if "vgg16-ssd-pruned" not in self.substitutes:
-                self.substitutes["vgg16-ssd-pruned"] = f"published pruned model unavailable ({e}); using your own " \
-                    f"finetuned pruned model ({self.profile.student_finetune_epochs} epoch(s), notebook 03) instead"
-                print(self.substitutes["vgg16-ssd-pruned"], file=sys.stderr)
-                self.save_json("substitutes.json", self.substitutes)
-            return self.student_finetuned()
-
     def model_path(self, key: str) -> Path:
         """The checkpoint of one of :data:`~hrank_ssd.course.results.MODEL_KEYS`."""
-        return {"vgg16-ssd": lambda: self.baseline("vgg16-ssd"), "mb1-ssd": lambda: self.baseline("mb1-ssd"),
-                "vgg16-ssd-pruned": self.pruned_model}[key]()
+        return {"vgg16-ssd": lambda: self.baseline("vgg16-ssd"), "mb1-ssd": lambda: self.baseline("mb1-ssd")}[key]()

@@ -144,6 +144,10 @@ def make_datasets(cfg: TrainConfig, model: SSD, names: List[str]) -> Tuple[VOCDa
                          TestTransform(model.image_size, ncfg.image_mean, ncfg.image_std), target,
                          class_names=names, is_test=True)
     eval_set = VOCDataset(cfg.validation_dataset, cfg.validation_split, class_names=names, is_test=True)
+    if cfg.max_images:
+        train_set = torch.utils.data.Subset(train_set, range(min(cfg.max_images, len(train_set))))
+        for ds in (val_set, eval_set):
+            ds.ids = ds.ids[:cfg.max_images]
     return train_set, val_set, eval_set
 
 

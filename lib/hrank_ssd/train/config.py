@@ -47,6 +47,7 @@ class TrainConfig:
     width: float = 1.0
     image_size: Optional[int] = None
     train_split: Optional[str] = None  # default trainval
+    max_images: Optional[int] = None  # train and validate on the first N images of each set only (quick trials)
     validation_split: Optional[str] = None  # default test
     keep_difficult: bool = False
     seed: Optional[int] = None
@@ -98,6 +99,8 @@ def check_config(cfg: TrainConfig) -> None:
         raise HRankError("no training dataset: pass --datasets DIR [DIR ...]")
     if not cfg.validation_dataset:
         raise HRankError("no validation dataset: pass --validation_dataset DIR")
+    if cfg.max_images is not None and int(cfg.max_images) < 1:
+        raise HRankError(f"--max_images must be at least 1, got {cfg.max_images}")
     for name in ("batch_size", "num_epochs"):
         if int(getattr(cfg, name)) < 1:
             raise HRankError(f"--{name} must be at least 1, got {getattr(cfg, name)}")

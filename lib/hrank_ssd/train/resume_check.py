@@ -1,0 +1,103 @@
+"""Stop a training run mid-epoch, resume it, and compare it step by step with the same run left alone.
+
+What notebook 03 shows for real (a disconnected Colab runtime, simulated): :func:`stopped_and_resumed` trains
+``cfg`` twice in two folders, once straight through and once stopped by an exception right after the mid-epoch
+checkpoint of (``stop_epoch``, ``stop_step``) and then resumed with ``resume="auto"``; it returns the training loss
+of every optimizer step of both. Resuming restores the model, the optimizer, the scheduler, the random state and the
+place in the epoch's batch order, so the two curves are the same numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import shutil
+import sys
+from pathlib import Path
+from typing import List, Tuple
+
+import pandas as pd
+
+from hrank_ssd.train.config import TrainConfig, as_config
+from hrank_ssd.train.trainer import Hooks, train
+
+
+class Disconnect(Exception):
+    """Raised by :class:`StepLosses` at the stop: stands for a runtime that went away."""
+
+
+class StepLosses(Hooks):
+    """Records (epoch, step, loss) after every optimizer step; raises :class:`Disconnect` at ``stop``."""
+
+    def __init__(self, stop: Tuple[int, int] = None):
+        self.stop, self.rows = stop, []
+
+    def after_step(self, epoch: int, step: int, state: dict) -> None:
+        self.rows.append({"epoch": epoch, "step": step, "loss": float(state["loss"])})
+        if (epoch, step) == self.stop:
+            raise Disconnect(f"stopped at epoch {epoch} step {step}")
+
+
+def resume_tolerance(device) -> float:
+    """How far a resumed run's losses and weights may differ from the straight run's, relative (losses) and
+    absolute (weights). CPU kernels are deterministic: the same operations in the same order give the same bits, so
+    0. CUDA's convolution backward may add gradients in a varying order (float32 rounding, about 1e-7 relative per
+    sum): 1e-3, far below what one optimizer step changes the loss by, so the curves are still the same curve."""
+    return 0.0 if str(device).startswith("cpu") else 1e-3
+
+
+def steps_per_epoch(cfg: TrainConfig, images: int) -> int:
+    """Optimizer steps of one epoch over ``images`` training images at ``cfg.batch_size``."""
+    return math.ceil(images / cfg.batch_size)
+
+
+def stopped_and_resumed(cfg: TrainConfig, folder, stop_epoch: int, stop_step: int) -> pd.DataFrame:
+    """Train ``cfg`` straight (``folder/straight``) and stopped at (``stop_epoch``, ``stop_step``) then resumed
+    (``folder/stopped``); both folders are made afresh. Returns one row per optimizer step: ``epoch``, ``step``,
+    ``straight`` (loss), ``stopped`` (before the stop), ``resumed`` (after it); ``attrs["weight_diff"]`` is the
+    largest difference between the two final models' weights."""
+    folder = Path(folder)
+    runs: List[pd.DataFrame] = []
+    finals = []
+    for name, stop in (("straight", None), ("stopped", (stop_epoch, stop_step))):
+        shutil.rmtree(folder / name, ignore_errors=True)
+        run_cfg = as_config(dataclasses.replace(cfg, checkpoint_folder=str(folder / name), resume=None,
+                                                checkpoint_every_steps=1))
+        first = StepLosses(stop)
+        try:
+            finals.append(train(run_cfg, first).model)
+        except Disconnect as stopped:
+            print(f"{stopped} (a simulated disconnect): resuming from the newest checkpoint", file=sys.stderr,
+                  flush=True)  # beside the trainer's own messages, in order
+            resumed = StepLosses()
+            finals.append(train(dataclasses.replace(run_cfg, resume="auto"), resumed).model)
+            runs.append(pd.DataFrame(resumed.rows).rename(columns={"loss": "resumed"}))
+        runs.append(pd.DataFrame(first.rows).rename(columns={"loss": "straight" if stop is None else "stopped"}))
+    table = runs[0]
+    for part in runs[1:]:
+        table = table.merge(part, on=["epoch", "step"], how="left")
+    a, b = (m.state_dict() for m in finals)
+    table.attrs["weight_diff"] = max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
+    table.attrs["stop"] = (stop_epoch, stop_step)
+    return table[["epoch", "step", "straight", "stopped", "resumed"]]
+
+
+def plot_resume(table: pd.DataFrame):
+    """The straight run's loss per step as a line, the stopped and the resumed run's as markers on it."""
+    import matplotlib.pyplot as plt
+
+    x = range(1, len(table) + 1)
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    ax.plot(x, table["straight"], color="grey", lw=2, label="straight through")
+    ax.plot(x, table["stopped"], "o", color="tab:red", ms=5, label="stopped run")
+    ax.plot(x, table["resumed"], "s", color="tab:green", ms=5, mfc="none", label="resumed from the checkpoint")
+    stop = int(table["stopped"].notna().sum())
+    ax.axvline(stop + 0.5, color="tab:red", ls="--", lw=1)
+    ax.set(xlabel="optimizer step", ylabel="training loss",
+           title=f"stopped after step {stop}, resumed: largest weight difference {table.attrs.get('weight_diff', 0):.1g}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+__all__ = ["Disconnect", "StepLosses", "plot_resume", "resume_tolerance", "steps_per_epoch", "stopped_and_resumed"]

@@ -1,0 +1,143 @@
+"""The student's own rate (notebook 02 tries and chooses it, notebook 03 finetunes it) and the resume lesson: a run
+stopped mid-epoch and resumed gives the straight run's losses."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from hrank_ssd.errors import HRankError
+from hrank_ssd.nets.models import build_model
+
+
+def tiny_course(tmp_path):
+    """The tiny profile's course with a random baseline and random ranks in place (nothing trained)."""
+    from hrank_ssd.course.steps import Course
+    from hrank_ssd.hrank.ranks import save_ranks
+    from hrank_ssd.nets.models import save_model
+
+    course = Course("tiny", tmp_path / "run", tmp_path / "work", device="cpu", progress=False)
+    torch.manual_seed(0)
+    model = build_model("vgg16-ssd", 6, width=course.profile.vgg_width)
+    save_model(model, course.path("vgg16-ssd"))
+    rng = np.random.default_rng(0)
+    save_ranks([rng.uniform(0, 20, c) for c in model.plan.prunable], course.work / "ranks")
+    return course, model
+
+
+def test_trying_a_rate_prunes_counts_and_estimates_it(tmp_path):
+    from hrank_ssd.hrank.pruning import prune_model
+    from hrank_ssd.measure import flops
+    from hrank_ssd.measure.sensitivity import quick_map
+    from hrank_ssd.nets.models import count_parameters
+
+    course, model = tiny_course(tmp_path)
+    rates = [0.5] * 7 + [0.25] * 7
+    trial = course.try_compress_rate(rates)
+    assert trial.compress_rate == "[0.5]*7+[0.25]*7" and trial.layers["rate"].tolist() == rates
+    assert trial.layers["kept"].tolist() == [int(c * (1 - r)) for c, r in zip(model.plan.prunable, rates)]
+    pruned, _ = prune_model(model, rates, "hrank", course.rank_dir())
+    assert trial.parameters == count_parameters(pruned) < trial.full_parameters == count_parameters(model)
+    assert trial.macs == flops.totals(flops.count_exact(pruned))["MACs"] < trial.full_macs
+    images = course.test_dataset(course.profile.quick_map_images)
+    assert trial.images == len(images) == course.profile.quick_map_images
+    assert trial.map == quick_map(pruned, images) and trial.full_map == quick_map(model, images)
+    assert course.try_compress_rate("[0.5]*7+[0.25]*7").layers.equals(trial.layers)  # text or list, same rate
+    assert "[0.5]*7+[0.25]*7: params" in trial.summary() and trial.row()["MAC cut"] == 1 - trial.macs / trial.full_macs
+
+
+def test_the_chosen_rate_is_what_notebook_03_finetunes(tmp_path, monkeypatch):
+    course, model = tiny_course(tmp_path)
+    profile_rate = [0.1] * 7 + [0.5] * 7
+    assert course.chosen_compress_rate() == (profile_rate, "the tiny profile's")
+    assert course.student_pruned() == course.pruned()  # no choice: the comparison's own pruned model
+    trained = []
+    monkeypatch.setattr(course, "finetuned", lambda **kw: trained.append(kw) or tmp_path / "seed.pth")
+    assert course.student_finetuned() == tmp_path / "seed.pth" and trained == [{"hooks": None}]
+
+    assert course.choose_compress_rate([0.3] * 14) == "[0.3]*14"
+    assert json.loads((course.work / "choice.json").read_text()) == {"compress_rate": "[0.3]*14"}
+    rates, source = course.chosen_compress_rate()
+    assert rates == [0.3] * 14 and source.startswith("chosen in notebook 02")
+    from hrank_ssd.nets.models import load_model, read_sidecar
+
+    init = course.student_pruned()
+    assert init != course.pruned() and read_sidecar(init)["compress_rate"] == [0.3] * 14
+    assert load_model(init).plan.prunable == [int(c * 0.7) for c in model.plan.prunable]
+    finetuned = course.student_finetuned()  # trained for real: one tiny epoch
+    assert finetuned.stem == init.stem.removesuffix("-init") and trained == [{"hooks": None}]
+    assert load_model(finetuned).plan.prunable == load_model(init).plan.prunable
+    assert (course.results / f"log_{finetuned.stem}.csv").is_file()
+
+
+def test_bad_choices_are_refused_or_ignored_with_a_note(tmp_path, capsys):
+    course, _ = tiny_course(tmp_path)
+    for bad in ([1.0] * 14, [-0.1] * 14):
+        with pytest.raises(HRankError, match=r"is outside \[0, 1\)"):
+            course.choose_compress_rate(bad)
+    assert not (course.work / "choice.json").exists()
+    (course.work / "choice.json").write_text("{not json")
+    assert course.chosen_compress_rate() == ([0.1] * 7 + [0.5] * 7, "the tiny profile's")
+    assert "choice.json" in capsys.readouterr().err
+
+
+def test_the_scans_suggestion_is_tried_beside_the_profiles_rate(tmp_path):
+    course, model = tiny_course(tmp_path)
+    rows = [{"layer": i, "name": f"l{i}", "rate": r, "map": m} for i in range(1, 15)
+            for r, m in ((0.0, 0.5), (0.5, 0.5 - 0.01 * i), (0.9, 0.1))]  # later layers are more sensitive
+    table = course.suggested_rate(pd.DataFrame(rows))
+    assert list(table.index) == ["profile's rate", "suggested by the scan"]
+    seed, suggested = table.iloc[0], table.iloc[1]
+    assert seed["compress_rate"] == "[0.1]*7+[0.5]*7" and suggested["note"] == ""
+    assert suggested["MAC cut"] >= seed["MAC cut"]  # the target is the profile's cut
+    tiny_scan = pd.DataFrame([{"layer": 1, "name": "l1", "rate": r, "map": 0.5} for r in (0.0, 0.5)])
+    assert "cannot remove" in course.suggested_rate(tiny_scan).loc["suggested by the scan", "note"]
+
+
+def _config(voc, folder, **kw):
+    from hrank_ssd.train.config import TrainConfig
+
+    base = dict(datasets=[str(voc)], validation_dataset=str(voc), net="vgg16-ssd", width=0.125, batch_size=2,
+                num_epochs=2, lr=3e-3, seed=3, device="cpu", validation_epochs=0, progress=False,
+                checkpoint_folder=str(folder), max_images=6)
+    return TrainConfig(**dict(base, **kw))
+
+
+def test_max_images_trains_on_the_first_images_only(synthetic_voc, tmp_path):
+    from hrank_ssd.train.resume_check import StepLosses
+    from hrank_ssd.train.trainer import train
+
+    steps = StepLosses()
+    train(_config(synthetic_voc, tmp_path, num_epochs=1), steps)
+    assert [(r["epoch"], r["step"]) for r in steps.rows] == [(0, 1), (0, 2), (0, 3)]  # 6 images, batch 2
+    with pytest.raises(HRankError, match="--max_images must be at least 1"):
+        train(_config(synthetic_voc, tmp_path, max_images=0))
+
+
+def test_a_run_stopped_mid_epoch_and_resumed_repeats_the_straight_run(synthetic_voc, tmp_path):
+    from hrank_ssd.train.resume_check import plot_resume, resume_tolerance, stopped_and_resumed
+
+    table = stopped_and_resumed(_config(synthetic_voc, tmp_path / "x"), tmp_path / "lesson", 1, 2)
+    assert list(zip(table["epoch"], table["step"])) == [(0, 1), (0, 2), (0, 3), (1, 1), (1, 2), (1, 3)]
+    assert table["stopped"].notna().tolist() == [True] * 5 + [False]  # stopped after epoch 1 step 2...
+    assert table["resumed"].notna().tolist() == [False] * 5 + [True]  # ...and resumed at step 3, not earlier
+    assert resume_tolerance("cpu") == 0.0
+    ran = table["stopped"].fillna(table["resumed"])
+    assert (ran == table["straight"]).all() and table.attrs["weight_diff"] == 0.0  # CPU: the same bits
+    assert len(set(table["straight"])) == len(table)  # the steps really train: every loss differs
+    assert table.attrs["stop"] == (1, 2) and (tmp_path / "lesson" / "stopped" / "model_best.pth-1.tar").is_file()
+    fig = plot_resume(table)
+    assert "stopped after step 5" in fig.axes[0].get_title()
+
+
+def test_resume_lesson_writes_its_results_file(tmp_path):
+    from hrank_ssd.course.results import RESULTS
+
+    course, _ = tiny_course(tmp_path)
+    table = course.resume_lesson()
+    assert "resume.csv" in RESULTS and (course.results / "resume.csv").is_file()
+    steps = -(-min(course.profile.resume_images, course.profile.num_train) // course.profile.batch_size)
+    assert len(table) == 2 * steps and table["stopped"].notna().sum() == steps + max(1, steps // 2)
+    assert (table["stopped"].fillna(table["resumed"]) == table["straight"]).all()
