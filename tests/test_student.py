@@ -128,6 +128,8 @@ def test_a_run_stopped_mid_epoch_and_resumed_repeats_the_straight_run(synthetic_
     assert (ran == table["straight"]).all() and table.attrs["weight_diff"] == 0.0  # CPU: the same bits
     assert len(set(table["straight"])) == len(table)  # the steps really train: every loss differs
     assert table.attrs["stop"] == (1, 2) and (tmp_path / "lesson" / "stopped" / "model_best.pth-1.tar").is_file()
+    with pytest.raises(ValueError, match="stop at a step before epoch 1's last"):  # no mid-epoch checkpoint there
+        stopped_and_resumed(_config(synthetic_voc, tmp_path / "x"), tmp_path / "late", 1, 3)
     fig = plot_resume(table)
     assert "stopped after step 5" in fig.axes[0].get_title()
 
@@ -138,6 +140,7 @@ def test_resume_lesson_writes_its_results_file(tmp_path):
     course, _ = tiny_course(tmp_path)
     table = course.resume_lesson()
     assert "resume.csv" in RESULTS and (course.results / "resume.csv").is_file()
-    steps = -(-min(course.profile.resume_images, course.profile.num_train) // course.profile.batch_size)
+    images = min(course.profile.resume_images, course.profile.num_train)
+    steps = -(-images // min(course.profile.batch_size, images // 2))
     assert len(table) == 2 * steps and table["stopped"].notna().sum() == steps + max(1, steps // 2)
     assert (table["stopped"].fillna(table["resumed"]) == table["straight"]).all()

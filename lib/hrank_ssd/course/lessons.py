@@ -73,10 +73,12 @@ class Lessons(PrunedModels):
         and stopped in the middle of the second epoch then resumed (``work/<profile>/resume-lesson/``, made afresh
         each time): the training loss of every step of both. Writes ``results/resume.csv``."""
         p = self.profile
+        images = min(p.resume_images, len(VOCDataset(self.dataset_root(), split="trainval",
+                                                     class_names=self.class_names())))
         cfg = self.train_config("vgg16-ssd", 2, p.finetune_lr, 1.0, self.work / "resume-lesson",
-                                base_net=str(self.pruned()), max_images=p.resume_images, validation_epochs=0)
-        images = len(VOCDataset(self.dataset_root(), split="trainval", class_names=self.class_names()))
-        stop_step = max(1, steps_per_epoch(cfg, min(p.resume_images, images)) // 2)  # mid-epoch where there is one
+                                base_net=str(self.pruned()), max_images=p.resume_images, validation_epochs=0,
+                                batch_size=max(1, min(p.batch_size, images // 2)))  # two steps at least: a middle
+        stop_step = max(1, steps_per_epoch(cfg, images) // 2)
         with self.timed("resume lesson"):
             table = stopped_and_resumed(cfg, self.work / "resume-lesson", 1, stop_step)
         table.to_csv(self.result("resume.csv"), index=False)

@@ -53,7 +53,7 @@ def steps_per_epoch(cfg: TrainConfig, images: int) -> int:
 
 def stopped_and_resumed(cfg: TrainConfig, folder, stop_epoch: int, stop_step: int) -> pd.DataFrame:
     """Train ``cfg`` straight (``folder/straight``) and stopped at (``stop_epoch``, ``stop_step``) then resumed
-    (``folder/stopped``); both folders are made afresh. Returns one row per optimizer step: ``epoch``, ``step``,
+    (``folder/stopped``); both folders are made afresh. ``stop_step`` must come before the epoch's last step. Returns one row per optimizer step: ``epoch``, ``step``,
     ``straight`` (loss), ``stopped`` (before the stop), ``resumed`` (after it); ``attrs["weight_diff"]`` is the
     largest difference between the two final models' weights."""
     folder = Path(folder)
@@ -71,6 +71,9 @@ def stopped_and_resumed(cfg: TrainConfig, folder, stop_epoch: int, stop_step: in
                   flush=True)  # beside the trainer's own messages, in order
             resumed = StepLosses()
             finals.append(train(dataclasses.replace(run_cfg, resume="auto"), resumed).model)
+            if (resumed.rows[0]["epoch"], resumed.rows[0]["step"]) <= (stop_epoch, stop_step):
+                raise ValueError(f"stop at a step before epoch {stop_epoch}'s last: a mid-epoch checkpoint is written "
+                                 "only there (the run resumed from the epoch's start)")
             runs.append(pd.DataFrame(resumed.rows).rename(columns={"loss": "resumed"}))
         runs.append(pd.DataFrame(first.rows).rename(columns={"loss": "straight" if stop is None else "stopped"}))
     table = runs[0]
