@@ -73,7 +73,7 @@ def stopped_and_resumed(cfg: TrainConfig, folder, stop_epoch: int, stop_step: in
             finals.append(train(dataclasses.replace(run_cfg, resume="auto"), resumed).model)
             if (resumed.rows[0]["epoch"], resumed.rows[0]["step"]) <= (stop_epoch, stop_step):
                 raise ValueError(f"stop at a step before epoch {stop_epoch}'s last: a mid-epoch checkpoint is written "
-                                 "only there (the run resumed from the epoch's start)")
+                                 "only there (the run resumed from the epoch's start)") from None
             runs.append(pd.DataFrame(resumed.rows).rename(columns={"loss": "resumed"}))
         runs.append(pd.DataFrame(first.rows).rename(columns={"loss": "straight" if stop is None else "stopped"}))
     table = runs[0]
