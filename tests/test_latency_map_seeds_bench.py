@@ -1,0 +1,41 @@
+"""benchmarks/latency_map_seeds.py: seed 0 repeats the course's own finetune exactly, and the summary's numbers."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pandas as pd
+import pytest
+import torch
+from test_student import tiny_course
+
+
+@pytest.fixture(scope="module")
+def seeds_bench(repo_root):
+    spec = importlib.util.spec_from_file_location("latency_map_seeds", repo_root / "benchmarks" / "latency_map_seeds.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_seed_0_is_the_courses_own_finetune(seeds_bench, tmp_path):
+    from hrank_ssd.measure.sensitivity import quick_map
+    from hrank_ssd.nets.models import load_model
+
+    course, _ = tiny_course(tmp_path)
+    ours = seeds_bench.finetune(course, course.pruned(), tmp_path / "bench-s0", 0)
+    theirs = load_model(course.finetuned())
+    assert ours == quick_map(theirs, course.test_dataset())
+    weights = torch.load(next((tmp_path / "bench-s0").glob("vgg16-ssd-Epoch-*.pth")), weights_only=True)
+    assert all(torch.equal(weights[k], v) for k, v in theirs.state_dict().items())
+
+
+def test_summary_counts_the_seeds_within_the_target(seeds_bench):
+    rows = pd.DataFrame({"min_keep": [0.25] * 3 + [0.5] * 3, "seed": [0, 1, 2] * 2,
+                         "difference": [-0.02, 0.0, 0.01, -0.005, -0.01, 0.004],
+                         "latency predicted speed-up": [1.5] * 3 + [1.4] * 3, "seed predicted speed-up": [1.2] * 6})
+    table = seeds_bench.summary(rows).set_index("min_keep")
+    assert table.loc[0.25, "mean difference"] == pytest.approx(-0.01 / 3)
+    assert table.loc[0.25, "worst"] == -0.02 and table.loc[0.25, "seeds within -0.01"] == 2
+    assert table.loc[0.5, "seeds within -0.01"] == 3 and table.loc[0.5, "target (d) on the mean"] == "met"
+    assert table.loc[0.5, "std"] == pytest.approx(pd.Series([-0.005, -0.01, 0.004]).std())
