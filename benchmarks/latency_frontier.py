@@ -59,7 +59,9 @@ def parse(argv):
     ap.add_argument("--width", type=float, default=1.0, help="channel width of the measured net")
     ap.add_argument("--table", default=None, help="load this latency table instead of measuring one")
     ap.add_argument("--rank_dir", default=None, help="HRank ranks (rank_conv{i}.npy); default: random ones")
-    ap.add_argument("--min_keep", type=float, default=0.0, help="least fraction of filters a budget keeps")
+    ap.add_argument("--min_keep", type=float, default=0.5,
+                    help="least fraction of filters a budget keeps (the course's seed_macs_min_keep: at 0.25 its "
+                         "seed-MACs model lost 0.016 offline mAP, benchmarks/latency_map_seeds.md)")
     ap.add_argument("--model_runs", type=int, default=20, help="timed forwards per model (interleaved)")
     ap.add_argument("--model_warmup", type=int, default=3, help="untimed forwards per model first")
     ap.add_argument("--options", default=",".join(OPTIONS), help="inference options tried for target (b)")

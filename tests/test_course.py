@@ -213,13 +213,14 @@ def test_latency_pruned_models_meet_their_budgets(tmp_path, monkeypatch):
     assert course.seed_mac_cap(base) == cap
     chosen, note = course.latency_widths(SEED_MACS, base)
     assert note == "" and chosen.kind == "latency" and budgets.exact_macs(base, chosen.widths) <= cap
-    assert all(k >= 0.25 * c for k, c in zip(chosen.widths, chosen.channels))  # min_keep
+    assert all(k >= 0.5 * c for k, c in zip(chosen.widths, chosen.channels))  # seed_macs_min_keep
+    assert course.min_keep(SEED_MACS) == 0.5 and course.min_keep(SMALL) == 0.25
     small, note = course.latency_widths(SMALL, base)
     assert note == "" and small.predicted <= course.profile.latency_budget * course.latency_table().full_ms
     init = course.latency_pruned(SEED_MACS)
     meta = read_sidecar(init)
     assert load_model(init).plan.prunable == chosen.widths and meta["compress_rate"] is None
-    assert meta["budget"]["min_keep"] == 0.25 and meta["budget"]["latency_table"] == course.latency_table_path().name
+    assert meta["budget"]["min_keep"] == 0.5 and meta["budget"]["latency_table"] == course.latency_table_path().name
     rows = course.latency_models().set_index("pruning")
     assert list(rows.index) == ["vgg16-ssd", "vgg16-ssd-pruned", SEED_MACS, SMALL]
     assert rows.loc["vgg16-ssd-pruned", "MMACs"] == cap / 1e6 and rows.loc["vgg16-ssd", "of unpruned MACs"] == 1.0
@@ -269,9 +270,13 @@ def test_extra_models_finetune_as_the_profile_says(tmp_path, monkeypatch):
         k: offline.path(k) for k in ("vgg16-ssd-pruned", SEED_MACS, SMALL, MB1_PRUNED)}
     by_key = {key: (net, epochs, lr) for key, net, epochs, lr, _ in trained}
     assert by_key[SEED_MACS] == by_key["vgg16-ssd-pruned"] == ("vgg16-ssd", 4, p.finetune_lr)
-    assert by_key[SMALL] == ("vgg16-ssd", 1, p.finetune_lr) and by_key[MB1_PRUNED] == ("mb1-ssd", 1, p.finetune_lr)
+    assert by_key[SMALL] == ("vgg16-ssd", 1, p.finetune_lr) and by_key[MB1_PRUNED] == ("mb1-ssd", 1, 2e-3)
     full = Course("full", tmp_path / "run2", tmp_path / "work2", progress=False)  # the published model stands in
     assert full.finetune_epochs(SEED_MACS) == full.profile.student_finetune_epochs == 1
+    monkeypatch.setattr(full, "_train", lambda key, net, epochs, lr, width, hooks=None, **kw: trained.append(lr))
+    monkeypatch.setattr(full, "mb1_pruned", lambda: tmp_path / "mb1-init.pth")
+    full.mb1_finetuned()
+    assert trained[-1] == full.profile.finetune_lr == 1e-5  # full: MobileNetV1-SSD finetunes as everything else
     assert offline.settings()["mb1_compress_rate"] == "[0.3]*14"
 
 

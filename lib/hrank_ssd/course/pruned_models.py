@@ -91,7 +91,7 @@ class PrunedModels(StudentPruning):
 
     def latency_widths(self, key: str, base: Optional[SSD] = None) -> Tuple[budgets.BudgetWidths, str]:
         """The kept counts of a latency-pruned model, chosen on this machine's table (every layer keeping at
-        least ``min_keep``), and a note saying which fallback was needed (empty: none):
+        least :meth:`min_keep` of its filters), and a note saying which fallback was needed (empty: none):
 
         - ``vgg16-ssd-lat-seedmacs``: under the largest latency budget whose exact MACs stay within the seed
           rate's. A table by which no budget meets that cap (its cheapest widths have more MACs than the seed rate:
@@ -108,16 +108,20 @@ class PrunedModels(StudentPruning):
             return self._small_budget_widths(base)
         raise HRankError(f"{key} is not a latency-pruned model: use {SEED_MACS} or {SMALL}")
 
+    def min_keep(self, key: str) -> float:
+        """The least fraction of every layer's filters the latency-pruned model ``key`` keeps."""
+        return self.profile.seed_macs_min_keep if key == SEED_MACS else self.profile.min_keep
+
     def _seed_macs_widths(self, base: SSD) -> Tuple[budgets.BudgetWidths, str]:
-        p, cap = self.profile, self.seed_mac_cap(base)
+        cap, min_keep = self.seed_mac_cap(base), self.min_keep(SEED_MACS)
         try:
             return budgets.latency_budget_for_mac_cap(base, self.latency_table(), cap, self.rank_dir(),
-                                                      min_keep=p.min_keep), ""
+                                                      min_keep=min_keep), ""
         except HRankError as e:
             note = (f"fallback: {e}; chose the widths of largest HRank importance within the seed rate's MACs "
                     f"instead (MAC knapsack). Re-measure the table on a quiet machine.")
         print(note, file=sys.stderr)
-        return budgets.widths_for_mac_budget(base, Budget(cap, False), self.rank_dir(), min_keep=p.min_keep), note
+        return budgets.widths_for_mac_budget(base, Budget(cap, False), self.rank_dir(), min_keep=min_keep), note
 
     def _small_budget_widths(self, base: SSD) -> Tuple[budgets.BudgetWidths, str]:
         p, table, ranks = self.profile, self.latency_table(), self.rank_dir()
@@ -144,7 +148,7 @@ class PrunedModels(StudentPruning):
             return out
         base = load_model(self.baseline("vgg16-ssd"))
         chosen, note = self.latency_widths(key, base)
-        budgets.prune_to_budget(base, chosen, self.rank_dir(), out, self.profile.min_keep,
+        budgets.prune_to_budget(base, chosen, self.rank_dir(), out, self.min_keep(key),
                                 latency_table=self.latency_table_path().name, note=note)
         return out
 
@@ -180,11 +184,12 @@ class PrunedModels(StudentPruning):
         return out
 
     def mb1_finetuned(self, hooks=None) -> Path:
-        """The pruned MobileNetV1-SSD finetuned (``small_finetune_epochs`` at ``finetune_lr``)."""
-        epochs = self.finetune_epochs(MB1_PRUNED)
+        """The pruned MobileNetV1-SSD finetuned (``small_finetune_epochs`` at ``mb1_finetune_lr``, else
+        ``finetune_lr``)."""
+        epochs, p = self.finetune_epochs(MB1_PRUNED), self.profile
         if epochs == 0:
             return self.mb1_pruned()
-        return self._train(MB1_PRUNED, "mb1-ssd", epochs, self.profile.finetune_lr, 1.0, hooks,
+        return self._train(MB1_PRUNED, "mb1-ssd", epochs, p.mb1_finetune_lr or p.finetune_lr, 1.0, hooks,
                            base_net=str(self.mb1_pruned()))
 
     def model_path(self, key: str) -> Path:
