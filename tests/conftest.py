@@ -54,3 +54,33 @@ def synthetic_voc(tmp_path_factory) -> Path:
     from hrank_ssd.data.synthetic import make_synthetic_voc
 
     return make_synthetic_voc(tmp_path_factory.mktemp("synthetic"), num_train=24, num_test=12, image_size=300, seed=0)
+
+
+@pytest.fixture
+def tiny_course(tmp_path):
+    """The tiny profile's ``Course`` (cpu, no bars) with a random VGG16-SSD baseline and random ranks in place, so
+    nothing is trained: ``(course, baseline model)``."""
+    import numpy as np
+    import torch
+
+    from hrank_ssd.course.steps import Course
+    from hrank_ssd.hrank.ranks import save_ranks
+    from hrank_ssd.nets.models import build_model, save_model
+
+    course = Course("tiny", tmp_path / "run", tmp_path / "work", device="cpu", progress=False)
+    torch.manual_seed(0)
+    model = build_model("vgg16-ssd", 6, width=course.profile.vgg_width)
+    save_model(model, course.path("vgg16-ssd"))
+    rng = np.random.default_rng(0)
+    save_ranks([rng.uniform(0, 20, c) for c in model.plan.prunable], course.work / "ranks")
+    return course, model
+
+
+def load_benchmark(name: str):
+    """``benchmarks/<name>.py`` as a module (the benchmarks are scripts, not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -3,18 +3,14 @@ and predicted, the targets table is written, and target (d) is read from a cours
 
 from __future__ import annotations
 
-import importlib.util
-
 import pandas as pd
 import pytest
+from conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
-def frontier(repo_root):
-    spec = importlib.util.spec_from_file_location("latency_frontier", repo_root / "benchmarks" / "latency_frontier.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def frontier():
+    return load_benchmark("latency_frontier")
 
 
 def _course(folder, matched, seed):

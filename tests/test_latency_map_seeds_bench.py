@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import pandas as pd
 import pytest
 import torch
-from test_student import tiny_course
+from conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
-def seeds_bench(repo_root):
-    spec = importlib.util.spec_from_file_location("latency_map_seeds", repo_root / "benchmarks" / "latency_map_seeds.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def seeds_bench():
+    return load_benchmark("latency_map_seeds")
 
 
-def test_seed_0_is_the_courses_own_finetune(seeds_bench, tmp_path):
+def test_seed_0_is_the_courses_own_finetune(seeds_bench, tiny_course, tmp_path):
     from hrank_ssd.measure.sensitivity import quick_map
     from hrank_ssd.nets.models import load_model
 
-    course, _ = tiny_course(tmp_path)
+    course, _ = tiny_course
     ours = seeds_bench.finetune(course, course.pruned(), tmp_path / "bench-s0", 0)
     theirs = load_model(course.finetuned())
     assert ours == quick_map(theirs, course.test_dataset())

@@ -223,18 +223,10 @@ def test_frame_stage_times_names_what_the_fps_overlay_counts(small_vgg, syntheti
 # ---------------------------------------------------------------- the Course steps
 
 
-def test_course_lessons_write_their_results_files(tmp_path):
+def test_course_lessons_write_their_results_files(tiny_course):
     from hrank_ssd.course.results import RESULTS
-    from hrank_ssd.course.steps import Course
-    from hrank_ssd.hrank.ranks import save_ranks
-    from hrank_ssd.nets.models import save_model
 
-    course = Course("tiny", tmp_path / "run", tmp_path / "work", device="cpu", progress=False)
-    torch.manual_seed(0)
-    model = build_model("vgg16-ssd", 6, width=course.profile.vgg_width)
-    save_model(model, course.path("vgg16-ssd"))
-    rng = np.random.default_rng(0)
-    save_ranks([rng.uniform(0, 20, c) for c in model.plan.prunable], course.work / "ranks")
+    course, model = tiny_course
     stability = course.rank_stability()
     assert len(stability) == 28 and stability["comparison"].nunique() == 2
     dead = course.dead_filters()

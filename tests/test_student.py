@@ -3,37 +3,19 @@ stopped mid-epoch and resumed gives the straight run's losses."""
 
 import json
 
-import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from hrank_ssd.errors import HRankError
-from hrank_ssd.nets.models import build_model
 
 
-def tiny_course(tmp_path):
-    """The tiny profile's course with a random baseline and random ranks in place (nothing trained)."""
-    from hrank_ssd.course.steps import Course
-    from hrank_ssd.hrank.ranks import save_ranks
-    from hrank_ssd.nets.models import save_model
-
-    course = Course("tiny", tmp_path / "run", tmp_path / "work", device="cpu", progress=False)
-    torch.manual_seed(0)
-    model = build_model("vgg16-ssd", 6, width=course.profile.vgg_width)
-    save_model(model, course.path("vgg16-ssd"))
-    rng = np.random.default_rng(0)
-    save_ranks([rng.uniform(0, 20, c) for c in model.plan.prunable], course.work / "ranks")
-    return course, model
-
-
-def test_trying_a_rate_prunes_counts_and_estimates_it(tmp_path):
+def test_trying_a_rate_prunes_counts_and_estimates_it(tiny_course, tmp_path):
     from hrank_ssd.hrank.pruning import prune_model
     from hrank_ssd.measure import flops
     from hrank_ssd.measure.sensitivity import quick_map
     from hrank_ssd.nets.models import count_parameters
 
-    course, model = tiny_course(tmp_path)
+    course, model = tiny_course
     rates = [0.5] * 7 + [0.25] * 7
     trial = course.try_compress_rate(rates)
     assert trial.compress_rate == "[0.5]*7+[0.25]*7" and trial.layers["rate"].tolist() == rates
@@ -48,8 +30,8 @@ def test_trying_a_rate_prunes_counts_and_estimates_it(tmp_path):
     assert "[0.5]*7+[0.25]*7: params" in trial.summary() and trial.row()["MAC cut"] == 1 - trial.macs / trial.full_macs
 
 
-def test_the_chosen_rate_is_what_notebook_03_finetunes(tmp_path, monkeypatch):
-    course, model = tiny_course(tmp_path)
+def test_the_chosen_rate_is_what_notebook_03_finetunes(tiny_course, tmp_path, monkeypatch):
+    course, model = tiny_course
     profile_rate = [0.1] * 7 + [0.5] * 7
     assert course.chosen_compress_rate() == (profile_rate, "the tiny profile's")
     assert course.student_pruned() == course.pruned()  # no choice: the comparison's own pruned model
@@ -72,8 +54,8 @@ def test_the_chosen_rate_is_what_notebook_03_finetunes(tmp_path, monkeypatch):
     assert (course.results / f"log_{finetuned.stem}.csv").is_file()
 
 
-def test_bad_choices_are_refused_or_ignored_with_a_note(tmp_path, capsys):
-    course, _ = tiny_course(tmp_path)
+def test_bad_choices_are_refused_or_ignored_with_a_note(tiny_course, capsys):
+    course, _ = tiny_course
     for bad in ([1.0] * 14, [-0.1] * 14):
         with pytest.raises(HRankError, match=r"is outside \[0, 1\)"):
             course.choose_compress_rate(bad)
@@ -83,8 +65,8 @@ def test_bad_choices_are_refused_or_ignored_with_a_note(tmp_path, capsys):
     assert "choice.json" in capsys.readouterr().err
 
 
-def test_the_scans_suggestion_is_tried_beside_the_profiles_rate(tmp_path):
-    course, model = tiny_course(tmp_path)
+def test_the_scans_suggestion_is_tried_beside_the_profiles_rate(tiny_course, tmp_path):
+    course, model = tiny_course
     rows = [{"layer": i, "name": f"l{i}", "rate": r, "map": m} for i in range(1, 15)
             for r, m in ((0.0, 0.5), (0.5, 0.5 - 0.01 * i), (0.9, 0.1))]  # later layers are more sensitive
     table = course.suggested_rate(pd.DataFrame(rows))
@@ -134,10 +116,10 @@ def test_a_run_stopped_mid_epoch_and_resumed_repeats_the_straight_run(synthetic_
     assert "stopped after step 5" in fig.axes[0].get_title()
 
 
-def test_resume_lesson_writes_its_results_file(tmp_path):
+def test_resume_lesson_writes_its_results_file(tiny_course, tmp_path):
     from hrank_ssd.course.results import RESULTS
 
-    course, _ = tiny_course(tmp_path)
+    course, _ = tiny_course
     table = course.resume_lesson()
     assert "resume.csv" in RESULTS and (course.results / "resume.csv").is_file()
     images = min(course.profile.resume_images, course.profile.num_train)
