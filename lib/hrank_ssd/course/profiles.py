@@ -67,7 +67,8 @@ class Profile:
     # ...but the latency model at the seed rate's MACs keeps half of every layer: its mAP is compared with the seed
     # rate's, and at 0.25 the knapsack starved conv1_2 (2 of 8 filters offline) and lost 0.016 mAP on every one of 3
     # finetune seeds, against 0.002 at 0.5, for a predicted speed-up of 1.34x instead of 1.44x (seed rate 1.10x;
-    # benchmarks/latency_map_seeds.md). At full width 0.5 costs almost nothing (docs/latency.md).
+    # benchmarks/latency_map_seeds*.md: on another table 2 of 3 seeds within 0.01). At full width 0.5 costs almost
+    # nothing (docs/pruning-budgets.md).
     seed_macs_min_keep: float = 0.5
     # The smaller latency-pruned VGG16-SSD: this fraction of the unpruned forward. Offline the cheapest widths
     # min_keep allows were predicted at 0.44-0.49 of it on the dev VMs, so 0.55 is a small budget that can be met (one
