@@ -31,7 +31,6 @@ import torch
 from hrank_ssd.course.student import StudentPruning
 from hrank_ssd.errors import HRankError
 from hrank_ssd.hrank.budget import Budget
-from hrank_ssd.hrank.pruning import prune_model, save_pruned
 from hrank_ssd.measure import budgets
 from hrank_ssd.measure.latency_measure import measure_latency_table
 from hrank_ssd.measure.latency_table import LatencyTable, current_machine
@@ -174,14 +173,7 @@ class PrunedModels(StudentPruning):
 
     def mb1_pruned(self) -> Path:
         """MobileNetV1-SSD pruned at ``mb1_compress_rate`` with its own HRank ranks, before finetuning."""
-        out = self.path("mb1-ssd-hrank-init")
-        if out.is_file():
-            return out
-        rates = self.profile.mb1_compress_rate
-        pruned, kept = prune_model(load_model(self.baseline("mb1-ssd")), rates, "hrank",
-                                   self.rank_dir(net="mb1-ssd"))
-        save_pruned(pruned, out, rates, "hrank", kept)
-        return out
+        return self.pruned_at("mb1-ssd-hrank", self.profile.mb1_compress_rate, net="mb1-ssd")
 
     def mb1_finetuned(self, hooks=None) -> Path:
         """The pruned MobileNetV1-SSD finetuned (``small_finetune_epochs`` at ``mb1_finetune_lr``, else

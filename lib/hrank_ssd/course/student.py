@@ -17,13 +17,13 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import pandas as pd
 
 from hrank_ssd.course.workspace import Workspace
 from hrank_ssd.errors import HRankError
-from hrank_ssd.hrank.pruning import prune_model, save_pruned
+from hrank_ssd.hrank.pruning import prune_model
 from hrank_ssd.io.files import atomic_write_text
 from hrank_ssd.measure import flops
 from hrank_ssd.measure.sensitivity import quick_map, suggest_compress_rate
@@ -60,10 +60,10 @@ class PruningTrial:
                 f"(unpruned {self.full_map:.4f}; {self.images} test images, no finetuning)")
 
 
-def _rates(compress_rate, net: str = "vgg16-ssd") -> List[float]:
-    """Per-layer rates from a rate as text (``"[0.1]*7+[0.5]*9"``) or a list."""
+def _rates(compress_rate) -> List[float]:
+    """VGG16-SSD's per-layer rates from a rate as text (``"[0.1]*7+[0.5]*9"``) or a list."""
     rates = parse_compress_rate(compress_rate) if isinstance(compress_rate, str) else list(compress_rate)
-    return layer_rates(rates, num_prunable(net))
+    return layer_rates(rates, num_prunable("vgg16-ssd"))
 
 
 class StudentPruning(Workspace):
@@ -129,17 +129,13 @@ class StudentPruning(Workspace):
         digest = hashlib.sha1(format_compress_rate(rates).encode()).hexdigest()[:8]
         return f"vgg16-ssd-rate-{digest}"
 
-    def student_pruned(self) -> Path:
-        """The baseline pruned with HRank at :meth:`chosen_compress_rate`, before finetuning."""
-        rates, _ = self.chosen_compress_rate()
+    def student_pruned(self, rates: Optional[Sequence[float]] = None) -> Path:
+        """The baseline pruned with HRank at per-layer ``rates`` (default :meth:`chosen_compress_rate`), before
+        finetuning: at the profile's rate the comparison's own :meth:`pruned`."""
+        rates = self.chosen_compress_rate()[0] if rates is None else list(rates)
         if rates == _rates(self.profile.compress_rate):
             return self.pruned()
-        out = self.path(f"{self._student_key(rates)}-init")
-        if not out.is_file():
-            pruned, kept = prune_model(load_model(self.baseline("vgg16-ssd")), rates, "hrank", self.rank_dir(),
-                                       seed=self.profile.seed)
-            save_pruned(pruned, out, rates, "hrank", kept)
-        return out
+        return self.pruned_at(self._student_key(rates), rates)
 
     def student_finetuned(self, hooks=None) -> Path:
         """Notebook 03's finetuning of :meth:`chosen_compress_rate`. At the profile's rate it is the comparison's
@@ -153,7 +149,7 @@ class StudentPruning(Workspace):
             return self.finetuned(epochs=p.student_finetune_epochs, hooks=hooks) if short else self.finetuned(hooks=hooks)
         epochs = p.student_finetune_epochs if short else p.finetune_epochs
         return self._train(self._student_key(rates), "vgg16-ssd", epochs, p.finetune_lr, 1.0, hooks,
-                           base_net=str(self.student_pruned()))
+                           base_net=str(self.student_pruned(rates)))
 
     def pruned_model(self) -> Path:
         """The finetuned pruned detector that notebooks 04-06 measure: :meth:`finetuned`. On the full profile,

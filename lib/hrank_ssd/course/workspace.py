@@ -189,13 +189,18 @@ class Workspace:
 
     def pruned(self, criterion: str = "hrank") -> Path:
         """The baseline pruned with ``criterion`` at the profile's compress rate, before finetuning."""
-        out = self.path(f"vgg16-ssd-{criterion}-init")
+        return self.pruned_at(f"vgg16-ssd-{criterion}", self.profile.compress_rate, criterion)
+
+    def pruned_at(self, key: str, compress_rate, criterion: str = "hrank", net: str = "vgg16-ssd") -> Path:
+        """``models/<key>-init.pth``: the trained ``net`` pruned with ``criterion`` at ``compress_rate`` (HRank with
+        that net's ranks), made once and then reused."""
+        out = self.path(f"{key}-init")
         if out.is_file():
             return out
-        model = load_model(self.baseline("vgg16-ssd"))
-        rank_dir = self.rank_dir() if criterion == "hrank" else None
-        pruned, kept = prune_model(model, self.profile.compress_rate, criterion, rank_dir, seed=self.profile.seed)
-        save_pruned(pruned, out, self.profile.compress_rate, criterion, kept)
+        rank_dir = self.rank_dir(net=net) if criterion == "hrank" else None
+        pruned, kept = prune_model(load_model(self.baseline(net)), compress_rate, criterion, rank_dir,
+                                   seed=self.profile.seed)
+        save_pruned(pruned, out, compress_rate, criterion, kept)
         return out
 
     def finetuned(self, criterion: str = "hrank", epochs: Optional[int] = None, distill: bool = False,

@@ -53,9 +53,10 @@ def steps_per_epoch(cfg: TrainConfig, images: int) -> int:
 
 def stopped_and_resumed(cfg: TrainConfig, folder, stop_epoch: int, stop_step: int) -> pd.DataFrame:
     """Train ``cfg`` straight (``folder/straight``) and stopped at (``stop_epoch``, ``stop_step``) then resumed
-    (``folder/stopped``); both folders are made afresh. ``stop_step`` must come before the epoch's last step. Returns one row per optimizer step: ``epoch``, ``step``,
-    ``straight`` (loss), ``stopped`` (before the stop), ``resumed`` (after it); ``attrs["weight_diff"]`` is the
-    largest difference between the two final models' weights."""
+    (``folder/stopped``); both folders are made afresh. ``stop_step`` must come before the epoch's last step (only
+    there is a mid-epoch checkpoint). Returns one row per optimizer step: ``epoch``, ``step``, ``straight`` (loss),
+    ``stopped`` (before the stop), ``resumed`` (after it); ``attrs["weight_diff"]`` is the largest difference
+    between the two final models' weights."""
     folder = Path(folder)
     runs: List[pd.DataFrame] = []
     finals = []
