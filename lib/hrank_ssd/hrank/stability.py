@@ -27,12 +27,7 @@ from hrank_ssd.nets.ssd import SSD, kept_channels
 
 def average_ranks(x) -> np.ndarray:
     """The rank (1 = smallest) of every value of ``x``; tied values share the mean of their ranks."""
-    x = np.asarray(x, dtype=np.float64).ravel()
-    order = np.argsort(x, kind="stable")
-    ranks = np.empty(x.size)
-    ranks[order] = np.arange(1, x.size + 1)
-    _, group = np.unique(x, return_inverse=True)
-    return (np.bincount(group, ranks) / np.bincount(group))[group]
+    return pd.Series(np.asarray(x, dtype=np.float64).ravel()).rank(method="average").to_numpy()
 
 
 def spearman(a, b) -> float:
