@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import statistics
 import tempfile
-import time
 from pathlib import Path
 from typing import Dict, List, Sequence
 
@@ -21,30 +20,21 @@ import pandas as pd
 import torch
 
 from hrank_ssd.course.video import FOURCC, annotate_frame, open_video
-from hrank_ssd.devices import sync
 from hrank_ssd.errors import HRankError
+from hrank_ssd.measure.bench import clocked
 from hrank_ssd.nets.predictor import postprocess
 
 STAGES = ("decode", "BGR to RGB", "preprocess", "forward", "postprocess (decode boxes, NMS)", "draw", "encode")
 IN_OVERLAY = ("preprocess", "forward", "postprocess (decode boxes, NMS)")  # what Predictor.predict does
 
 
-def _clock(device, fn):
-    """(``fn()``'s result, its seconds), the device synchronised before and after."""
-    sync(device)
-    start = time.perf_counter()
-    out = fn()
-    sync(device)
-    return out, time.perf_counter() - start
-
-
 def _one_frame(predictor, frame, class_names, writer, threshold: float, top_k: int) -> Dict[str, float]:
     """Seconds of every stage after decoding for one BGR frame (the demo's steps, split apart)."""
     dev, model, t = predictor.device, predictor.model, {}
-    rgb, t["BGR to RGB"] = _clock(dev, lambda: cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-    batch, t["preprocess"] = _clock(dev, lambda: predictor.preprocess([rgb]))
+    rgb, t["BGR to RGB"] = clocked(lambda: cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), dev)
+    batch, t["preprocess"] = clocked(lambda: predictor.preprocess([rgb]), dev)
     with torch.no_grad():
-        (conf, loc), t["forward"] = _clock(dev, lambda: model(batch))
+        (conf, loc), t["forward"] = clocked(lambda: model(batch), dev)
 
     def post():
         dets = postprocess(conf.cpu(), loc.cpu(), model.priors.cpu(), predictor.cfg, threshold,
@@ -52,9 +42,9 @@ def _one_frame(predictor, frame, class_names, writer, threshold: float, top_k: i
         h, w = rgb.shape[:2]
         return dets[0] * torch.tensor([w, h, w, h], dtype=dets[0].dtype), dets[1], dets[2]
 
-    (boxes, labels, scores), t["postprocess (decode boxes, NMS)"] = _clock(dev, post)
-    drawn, t["draw"] = _clock(dev, lambda: annotate_frame(frame, boxes, labels, scores, class_names, fps=0.0))
-    _, t["encode"] = _clock(dev, lambda: writer.write(drawn))
+    (boxes, labels, scores), t["postprocess (decode boxes, NMS)"] = clocked(post, dev)
+    drawn, t["draw"] = clocked(lambda: annotate_frame(frame, boxes, labels, scores, class_names, fps=0.0), dev)
+    _, t["encode"] = clocked(lambda: writer.write(drawn), dev)
     return t
 
 
@@ -75,7 +65,7 @@ def frame_stage_times(predictor, class_names: Sequence[str], clip, frames: int =
             decode = None
             for i in range(warmup + frames):
                 if i:
-                    (ok, frame), decode = _clock("cpu", cap.read)
+                    (ok, frame), decode = clocked(cap.read, "cpu")
                     if not ok:
                         break
                 stage = _one_frame(predictor, frame, class_names, writer, threshold, top_k)

@@ -25,7 +25,7 @@ import platform
 import re
 import statistics
 import time
-from typing import Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -61,12 +61,17 @@ def summarize(seconds: Sequence[float], warmup: int = 0) -> Dict[str, float]:
             "max_ms": ms[-1], "std_ms": statistics.pstdev(ms), "warmup": int(warmup), "runs": len(ms)}
 
 
-def _timed(fn: Callable[[], object], device) -> float:
+def clocked(fn: Callable[[], object], device="cpu") -> Tuple[object, float]:
+    """``(fn()``'s result, its seconds``)``, the device synchronised before and after (``time.perf_counter``)."""
     sync(device)
     start = time.perf_counter()
-    fn()
+    out = fn()
     sync(device)
-    return time.perf_counter() - start
+    return out, time.perf_counter() - start
+
+
+def _timed(fn: Callable[[], object], device) -> float:
+    return clocked(fn, device)[1]
 
 
 def timing(fn: Callable[[], object], warmup: int = 10, runs: int = 50, device="cpu") -> Dict[str, float]:
@@ -306,6 +311,6 @@ def results_json(table: pd.DataFrame, raw: Optional[dict] = None, **extra) -> di
     return out
 
 
-__all__ = ["PRUNED_RATE", "TABLE_COLUMNS", "TIMING_KEYS", "benchmark_models", "build_bench_models", "count_macs",
+__all__ = ["PRUNED_RATE", "TABLE_COLUMNS", "TIMING_KEYS", "benchmark_models", "build_bench_models", "clocked", "count_macs",
            "count_params", "cpu_flags", "cpu_model", "device_name", "environment", "num_threads", "results_json",
            "sample_images", "summarize", "timing", "timings_interleaved"]
