@@ -2,7 +2,7 @@
 
 One run on this machine (CPU, random weights): VGG16-SSD's latency table (or ``--table``); pruned models from
 random HRank-like ranks (or ``--rank_dir``): the seed rate, uniform rates, MAC and latency budgets, the latency
-budget bisected to the seed's MACs, and the unpruned model, all timed interleaved against their predictions;
+fastest widths at the seed's MACs, and the unpruned model, all timed interleaved against their predictions;
 then the seed-MAC-matched model against the unpruned one under each inference option. Checks the issue's
 targets (a) >= 1.8x in plain eager, (b) >= 1.94x with the fastest option, (c) every prediction within 10 %
 (the mAP target needs finetuning: not here). Writes OUT.md, OUT.csv, OUT.png and OUT_table.json.
@@ -62,6 +62,9 @@ def parse(argv):
     ap.add_argument("--min_keep", type=float, default=0.5,
                     help="least fraction of filters a budget keeps (the course's seed_macs_min_keep: at 0.25 its "
                          "seed-MACs model lost 0.016 offline mAP, benchmarks/latency_map_seeds.md)")
+    ap.add_argument("--keep", type=float, default=0.99,
+                    help="the seed-MACs model keeps this fraction of the most importance the seed's MACs allow, "
+                         "and is the fastest such (the course's seed_macs_keep)")
     ap.add_argument("--model_runs", type=int, default=20, help="timed forwards per model (interleaved)")
     ap.add_argument("--model_warmup", type=int, default=3, help="untimed forwards per model first")
     ap.add_argument("--options", default=",".join(OPTIONS), help="inference options tried for target (b)")
@@ -105,7 +108,7 @@ def random_ranks(model, folder: Path, seed: int) -> Path:
     return folder
 
 
-def validation_set(base, table: LatencyTable, rank_dir, min_keep: float):
+def validation_set(base, table: LatencyTable, rank_dir, min_keep: float, keep: float):
     """name -> (kind, budget, pruned model), and notes on budgets that could not be met."""
     models = {"unpruned": ("unpruned", "-", base)}
     notes = []
@@ -129,8 +132,9 @@ def validation_set(base, table: LatencyTable, rank_dir, min_keep: float):
         by_widths(f"latency budget {f:g}", "latency budget", lambda f=f: budgets.widths_for_latency_budget(
             base, table, Budget(f, True), rank_dir, min_keep=min_keep), lambda w, f=f: f"{f:g} of full_ms")
     cap = budgets.exact_macs(base, models[seed][2].plan.prunable)
-    by_widths(MATCHED, "latency, seed MACs", lambda: budgets.latency_budget_for_mac_cap(
-        base, table, cap, rank_dir, min_keep=min_keep), lambda w: f"{w.budget / w.full:.3f} of full_ms (bisected)")
+    by_widths(MATCHED, "latency, seed MACs", lambda: budgets.fastest_widths_at_mac_cap(
+        base, table, cap, rank_dir, min_keep=min_keep, keep=keep),
+        lambda w: f"seed MACs, {keep:g} of their importance, {w.budget / w.full:.3f} of full_ms")
     return models, notes
 
 
@@ -265,7 +269,7 @@ def report(args, env, table, table_note, rows, opts, notes, tg, seconds, command
              f"- models: {NET} width {table.width:g}, {table.num_classes} classes, {table.image_size}x{table.image_size}, "
              f"batch {table.batch_size}, random weights; ranks "
              + (f"from `{args.rank_dir}`" if args.rank_dir else f"random HRank-like (seed {args.seed})")
-             + f"; --min_keep {args.min_keep:g}",
+             + f"; --min_keep {args.min_keep:g}, --keep {args.keep:g}",
              f"- latency table: {table_note}; {len(table.units)} units, {cells} cells, timed inside {table.models} "
              f"whole models ({table.warmup} warm-up and {table.runs} timed forwards each), block {table.block}; "
              f"full_ms {table.full_ms:.2f}, rest_ms {table.rest_ms:.2f}",
@@ -280,8 +284,9 @@ def report(args, env, table, table_note, rows, opts, notes, tg, seconds, command
              f"All {len(rows)} models timed interleaved, {args.model_runs} runs after {args.model_warmup} warm-up, "
              "medians, in two passes: measured_ms is their mean, repeat_% = (second - first) / first; "
              "error = (predicted - measured) / measured; speed-up and MAC ratio against `unpruned`. "
-             f"`{MATCHED}`: the largest latency budget (bisected) whose widths' exact MACs do not exceed the seed "
-             "rate's. Without --min_keep a budget may cut an expensive early layer to a few filters.", "",
+             f"`{MATCHED}`: within the seed rate's exact MACs, the fastest widths that keep --keep of the most HRank "
+             "importance those MACs allow (`measure.budgets.fastest_widths_at_mac_cap`). Without --min_keep a "
+             "budget may cut an expensive early layer to a few filters.", "",
              markdown_table(rows, formats={"GMACs": ".3f", "error_%": "+.1f", "repeat_%": "+.1f"}), "",
              f"![MACs vs measured latency]({args.out.with_suffix('.png').name})", ""]
     if len(opts):
@@ -305,7 +310,7 @@ def run(args, command: str) -> str:
         torch.manual_seed(args.seed)
         base = build_model(NET, table.num_classes, width=table.width, image_size=table.image_size).eval()
         rank_dir = args.rank_dir or random_ranks(base, tmp / "ranks", args.seed)
-        models, notes = validation_set(base, table, rank_dir, args.min_keep)
+        models, notes = validation_set(base, table, rank_dir, args.min_keep, args.keep)
         seconds["pruning"] = time.perf_counter() - start
         print(f"timing {len(models)} models interleaved", file=sys.stderr, flush=True)
         start = time.perf_counter()

@@ -14,6 +14,7 @@ from hrank_ssd.hrank.budget import (
     Budget,
     chain_cost,
     choose_counts,
+    choose_counts_capped,
     kept_importance,
     layer_terms,
     normalised_ranks,
@@ -78,6 +79,46 @@ def test_dp_equals_brute_force_and_never_exceeds_the_budget(seed):
                          for ix in itertools.product(*[range(len(c)) for c in counts])
                          if chain_cost(terms, ix, rest) <= budget)
         assert choice.importance <= exact_best + 1e-12  # rounding up can only lose, never overspend
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_capped_choice_is_exact_for_its_second_cost_and_within_the_cap(seed):
+    """The Lagrangian choice under a budget and a MAC-like cap: within both, and no choice within the budget (as
+    rounded) keeps more importance with at most its second cost (brute force over every assignment)."""
+    rng = np.random.default_rng(100 + seed)
+    checked = 0
+    for _ in range(25):
+        counts, gains, unary, pairwise, rest = random_instance(rng)
+        sizes = [len(c) for c in counts]
+        second_u = [rng.random(g) * 5 for g in sizes]
+        second_pw = [None] + [rng.random((sizes[i - 1], sizes[i])) * 5 for i in range(1, len(sizes))]
+        terms, second = layer_terms(unary, pairwise), layer_terms(second_u, second_pw)
+        every = list(itertools.product(*[range(g) for g in sizes]))
+        budget = float(np.quantile([chain_cost(terms, ix, rest) for ix in every], rng.uniform(0.3, 1.0)))
+        steps = int(rng.choice([10, 50, 400]))
+        rounded = round_costs(unary, pairwise, budget, steps, rest)
+        fits = [ix for ix in every if sum(int(rounded.units[i][0 if i == 0 else ix[i - 1], a])
+                                          for i, a in enumerate(ix)) <= rounded.capacity]
+        seconds = [chain_cost(second, ix) for ix in fits]
+        cap = float(rng.uniform(min(seconds) - 0.5, max(seconds)))
+        if cap < min(seconds):
+            with pytest.raises(HRankError, match="within") as err:
+                choose_counts_capped(counts, gains, unary, pairwise, budget, second_u, second_pw, cap, steps, rest)
+            assert "\n" not in str(err.value)
+            continue
+        got = choose_counts_capped(counts, gains, unary, pairwise, budget, second_u, second_pw, cap, steps, rest)
+        assert got.choice.cost <= budget * (1 + 1e-12) and got.second <= cap
+        assert got.second == pytest.approx(chain_cost(second, got.choice.indices))
+        rivals = [sum(float(g[a]) for g, a in zip(gains, ix)) for ix, sc in zip(fits, seconds) if sc <= got.second]
+        assert got.choice.importance == pytest.approx(max(rivals), rel=1e-12)
+        if got.weight == 0:  # the cap does not bind: the plain choice
+            assert got.choice.indices == choose_counts(counts, gains, unary, pairwise, budget, steps, rest).indices
+        for factor in (0.5, 0.9, 0.99, 2.0):  # no other price gives a choice within the cap that keeps more
+            other = choose_counts(counts, gains, unary, pairwise, budget, steps, rest,
+                                  penalty=[got.weight * factor * t for t in second])
+            assert chain_cost(second, other.indices) > cap or other.importance <= got.choice.importance + 1e-12
+        checked += 1
+    assert checked >= 10
 
 
 def test_infeasible_budget_is_one_line_error():
@@ -245,8 +286,26 @@ def test_prune_latency_budget(tmp_path, capsys):
     assert "below the smallest possible cost" in capsys.readouterr().err
 
 
-def test_latency_budget_for_mac_cap(tmp_path):
-    from hrank_ssd.measure.budgets import exact_macs, latency_budget_for_mac_cap, widths_for_latency_budget
+@pytest.mark.parametrize("latency", [None, "0.8"])
+def test_prune_latency_table_with_a_mac_budget(latency, tmp_path, capsys):
+    """--mac_budget with --latency_table: with --latency_budget both fit; alone, the fastest widths at the MACs."""
+    model, base = setup_model(tmp_path, "vgg16-ssd")
+    table = latency_table(model, tmp_path / "table.json")
+    out = tmp_path / "pruned.pth"
+    flags = [] if latency is None else ["--latency_budget", latency]
+    assert main(["prune", "--base_net", str(base), "--rank_dir", str(tmp_path / "ranks"), "--mac_budget", "0.5",
+                 "--latency_table", str(tmp_path / "table.json"), "--output", str(out)] + flags) == 0
+    printed = capsys.readouterr().out
+    pruned = assert_pruned_equals_masked(model, out)
+    full, macs = int(count_exact(model)["MACs"].sum()), int(count_exact(pruned)["MACs"].sum())
+    meta = read_sidecar(out)["budget"]
+    assert macs <= 0.5 * full and meta["macs"] == macs and meta["mac_cap"] == pytest.approx(0.5 * full)
+    assert meta["predicted"] <= meta["budget"] <= (table.full_ms if latency is None else 0.8 * table.full_ms)
+    assert "latency: predicted" in printed and f"MACs: exact {macs / 1e9:.4f}G" in printed
+
+
+def test_fastest_widths_at_mac_cap(tmp_path):
+    from hrank_ssd.measure.budgets import exact_macs, fastest_widths_at_mac_cap, widths_for_latency_budget
     from hrank_ssd.nets.compress import PRUNED_RATE
 
     model, _ = setup_model(tmp_path, "vgg16-ssd")
@@ -256,15 +315,24 @@ def test_latency_budget_for_mac_cap(tmp_path):
     pruned, _ = prune_to_widths(model, seed, "hrank", ranks)
     cap = exact_macs(model, seed)
     assert cap == int(count_exact(pruned)["MACs"].sum())  # exact, without building the pruned model
-    got = latency_budget_for_mac_cap(model, table, cap, ranks, tol=1e-3)
-    assert got.kind == "latency" and exact_macs(model, got.widths) <= cap
-    assert got.choice.cost <= got.budget < table.full_ms and got.predicted == pytest.approx(table.predict(got.widths))
-    again = widths_for_latency_budget(model, table, Budget(got.budget, False), ranks)
-    assert again.widths == got.widths  # the budget found gives these widths
-    full = int(count_exact(model)["MACs"].sum())
-    assert latency_budget_for_mac_cap(model, table, full, ranks).budget == table.full_ms  # no cap: the full budget
-    with pytest.raises(HRankError, match="no latency budget gives widths within") as err:
-        latency_budget_for_mac_cap(model, table, 1, ranks)
+    most = widths_for_latency_budget(model, table, Budget(1.0, True), ranks, mac_cap=cap)  # the cap's importance
+    assert most.macs == exact_macs(model, most.widths) <= cap and most.sidecar()["mac_cap"] == cap
+    for keep in (1.0, 0.9):
+        got = fastest_widths_at_mac_cap(model, table, cap, ranks, tol=1e-3, keep=keep)
+        assert got.kind == "latency" and got.macs == exact_macs(model, got.widths) <= cap
+        assert got.importance >= keep * most.importance - 1e-9 and got.predicted <= most.predicted + 1e-9
+        assert got.choice.cost <= got.budget and got.predicted == pytest.approx(table.predict(got.widths))
+        again = widths_for_latency_budget(model, table, Budget(got.budget, False), ranks, mac_cap=cap)
+        assert again.widths == got.widths  # the budget found gives these widths
+        lower = got.budget - 2e-3 * table.full_ms  # below the bracket: that budget keeps too little (or nothing)
+        try:
+            assert widths_for_latency_budget(model, table, Budget(lower, False), ranks,
+                                             mac_cap=cap).importance < keep * most.importance
+        except HRankError:
+            pass
+    assert got.predicted < most.predicted  # giving up a tenth of the importance buys time on this grid
+    with pytest.raises(HRankError, match="no widths on the table's grid keep within") as err:
+        fastest_widths_at_mac_cap(model, table, 1, ranks)
     assert "\n" not in str(err.value)
 
 
@@ -286,15 +354,17 @@ def test_latency_range_bounds_the_budgets_that_can_be_met(tmp_path):
 
 
 @pytest.mark.parametrize("flags, message", [
-    ([], "exactly one of --compress_rate"),
-    (["--compress_rate", "[0.5]*14", "--mac_budget", "0.5"], "got --compress_rate and --mac_budget"),
-    (["--mac_budget", "0.5", "--latency_budget", "0.5", "--latency_table", "t.json"], "exactly one of"),
+    ([], "prune needs --compress_rate"),
+    (["--compress_rate", "[0.5]*14", "--mac_budget", "0.5"], "--compress_rate sets every layer's rate itself"),
+    (["--compress_rate", "[0.5]*14", "--latency_table", "t.json"], "goes with a budget"),
+    (["--latency_table", "t.json"], "--latency_table prices a budget"),
+    (["--mac_budget", "0.5", "--latency_table", "t.json", "--keep_importance", "0"], "must lie in (0, 1]"),
     (["--mac_budget", "2"], "must lie in (0, 1]"),
     (["--mac_budget", "0"], "must lie in (0, 1]"),
     (["--mac_budget", "half"], "is not a budget"),
     (["--mac_budget", "10X"], "is not a budget"),
     (["--mac_budget", "1k"], "below the smallest possible cost"),
-    (["--latency_budget", "5ms"], "go together"),
+    (["--latency_budget", "5ms"], "--latency_budget needs --latency_table"),
     (["--latency_budget", "5s", "--latency_table", "t.json"], "is not a budget"),
     (["--mac_budget", "0.5", "--criterion", "l1"], "use --criterion hrank"),
     (["--mac_budget", "0.5", "--round_to", "8"], "--round_to applies to --compress_rate"),

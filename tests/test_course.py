@@ -242,7 +242,7 @@ def test_a_table_whose_times_fall_with_the_counts_falls_back_to_the_mac_knapsack
     course, _ = course_with_baselines(tmp_path, monkeypatch, slope=-1e-3, const=10.0)  # wider is faster: noise
     base = load_model(course.path("vgg16-ssd"))
     chosen, note = course.latency_widths(SEED_MACS, base)
-    assert chosen.kind == "macs" and "no latency budget gives widths within" in note
+    assert chosen.kind == "macs" and "no widths on the table's grid keep within" in note
     assert budgets.exact_macs(base, chosen.widths) <= course.seed_mac_cap(base)
     small, note = course.latency_widths(SMALL, base)  # the full widths are the cheapest: a fraction cannot be met
     assert "is below the cheapest widths" in note and all(k >= 0.25 * c for k, c in zip(small.widths, small.channels))

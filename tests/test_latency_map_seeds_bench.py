@@ -25,8 +25,19 @@ def test_seed_0_is_the_courses_own_finetune(seeds_bench, tiny_course, tmp_path):
     assert all(torch.equal(weights[k], v) for k, v in theirs.state_dict().items())
 
 
+def test_the_flags_reach_the_seed_macs_model(seeds_bench, tiny_course, tmp_path):
+    """--min_keep and --keep set the seed-MACs model's own profile fields (min_keep alone would not reach it)."""
+    course, base = tiny_course
+    widths = {}
+    for min_keep in (0.0, 0.5):
+        other = seeds_bench.course_at("tiny", course.work.parent, tmp_path / "run", min_keep, 0.99)
+        widths[min_keep] = seeds_bench.latency_init(other, tmp_path / f"mk{min_keep}.pth")["widths"]
+        assert all(k >= min_keep * c for k, c in zip(widths[min_keep], base.plan.prunable))
+    assert widths[0.0] != widths[0.5]
+
+
 def test_summary_counts_the_seeds_within_the_target(seeds_bench):
-    rows = pd.DataFrame({"min_keep": [0.25] * 3 + [0.5] * 3, "seed": [0, 1, 2] * 2,
+    rows = pd.DataFrame({"min_keep": [0.25] * 3 + [0.5] * 3, "keep": [0.99] * 6, "seed": [0, 1, 2] * 2,
                          "difference": [-0.02, 0.0, 0.01, -0.005, -0.01, 0.004],
                          "latency predicted speed-up": [1.5] * 3 + [1.4] * 3, "seed predicted speed-up": [1.2] * 6})
     table = seeds_bench.summary(rows).set_index("min_keep")

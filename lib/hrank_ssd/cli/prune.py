@@ -1,9 +1,10 @@
 """``prune``: keep the best filters of every prunable layer and rebuild a smaller model.
 
-How many filters each layer keeps comes from exactly one of ``--compress_rate`` (per-layer rates, as in
-HRank), ``--mac_budget`` (the kept counts of largest HRank importance whose exact MACs fit) or
-``--latency_budget`` with ``--latency_table`` (the same against a measured latency table). Budgets are
-parsed here, once: a plain number is a fraction of the unpruned cost, in (0, 1]; a number with a unit
+How many filters each layer keeps comes from ``--compress_rate`` (per-layer rates, as in HRank) or from
+budgets: ``--mac_budget`` (the kept counts of largest HRank importance whose exact MACs fit),
+``--latency_budget`` with ``--latency_table`` (the same against a measured latency table), both (both fit),
+or ``--mac_budget`` with ``--latency_table`` alone (within the MACs, the fastest widths that keep
+``--keep_importance`` of the most importance they allow). Budgets are parsed here, once: a plain number is a fraction of the unpruned cost, in (0, 1]; a number with a unit
 suffix is absolute (MACs: ``K``, ``M``, ``G``, ``T``, e.g. ``10G``; latency: ``ms``, e.g. ``12.5ms``).
 """
 
@@ -31,6 +32,9 @@ def add_parser(sub) -> None:
     p.add_argument("--latency_table", default=None, help="latency table JSON (`python -m hrank_ssd latency-table`)")
     p.add_argument("--budget_steps", type=int, default=400,
                    help="steps the budget is cut into (costs are rounded up to a step: never over budget)")
+    p.add_argument("--keep_importance", type=float, default=0.99,
+                   help="--mac_budget with --latency_table alone: the fastest widths keeping this fraction of the "
+                        "most importance the MACs allow (default 0.99)")
     p.add_argument("--min_keep", type=float, default=0.0,
                    help="with a budget: the least fraction of its filters every layer keeps (default 0: any)")
     p.add_argument("--criterion", default="hrank", choices=("hrank", "l1", "random"))
@@ -61,29 +65,41 @@ def parse_budget(text: str, flag: str, latency: bool):
 
 
 def _mode(args):
-    """("rates", list) | ("macs", Budget) | ("latency", Budget): exactly one of the three flags, parsed."""
-    given = [f for f, v in (("--compress_rate", args.compress_rate), ("--mac_budget", args.mac_budget),
-                            ("--latency_budget", args.latency_budget)) if v is not None]
-    if len(given) != 1:
-        raise HRankError("prune needs exactly one of --compress_rate (e.g. \"[0.1]*7+[0.5]*9\"), --mac_budget "
-                         "(e.g. 0.5) or --latency_budget (e.g. 0.6, with --latency_table)"
-                         + (f"; got {' and '.join(given)}" if given else ""))
-    if (args.latency_budget is None) != (args.latency_table is None):
-        raise HRankError("--latency_budget and --latency_table go together: a budget needs the table it is priced by")
-    if given[0] != "--compress_rate" and args.criterion != "hrank":
-        raise HRankError(f"{given[0]} chooses widths by HRank ranks: use --criterion hrank with --rank_dir")
+    """("rates", list) | ("macs", Budget, None) | ("latency", Budget or None, Budget or None): the flags, parsed.
+
+    ``latency`` carries (latency budget, MAC budget): either may be None (not both)."""
+    if args.compress_rate is not None and (args.mac_budget is not None or args.latency_budget is not None):
+        raise HRankError("--compress_rate sets every layer's rate itself: drop --mac_budget / --latency_budget, or "
+                         "drop --compress_rate to let a budget choose the widths")
     if args.compress_rate is not None:
-        return "rates", compress_rate_of(args)
-    if args.mac_budget is not None:
-        return "macs", parse_budget(args.mac_budget, "--mac_budget", latency=False)
-    return "latency", parse_budget(args.latency_budget, "--latency_budget", latency=True)
+        if args.latency_table is not None:
+            raise HRankError("--latency_table goes with a budget, not with --compress_rate")
+        return "rates", compress_rate_of(args), None
+    if args.latency_budget is not None and args.latency_table is None:
+        raise HRankError("--latency_budget needs --latency_table: a budget needs the table it is priced by")
+    if args.latency_table is not None and args.latency_budget is None and args.mac_budget is None:
+        raise HRankError("--latency_table prices a budget: add --latency_budget (e.g. 0.6) or --mac_budget (the "
+                         "fastest widths within those MACs)")
+    if args.mac_budget is None and args.latency_budget is None:
+        raise HRankError("prune needs --compress_rate (e.g. \"[0.1]*7+[0.5]*9\"), --mac_budget (e.g. 0.5) or "
+                         "--latency_budget (e.g. 0.6, with --latency_table)")
+    if args.criterion != "hrank":
+        raise HRankError("a budget chooses widths by HRank ranks: use --criterion hrank with --rank_dir")
+    if not 0 < args.keep_importance <= 1:
+        raise HRankError(f"--keep_importance {args.keep_importance:g} must lie in (0, 1]: the fraction of the most "
+                         "importance the MACs allow that the fastest widths keep")
+    macs = None if args.mac_budget is None else parse_budget(args.mac_budget, "--mac_budget", latency=False)
+    if args.latency_table is None:
+        return "macs", macs, None
+    latency = None if args.latency_budget is None else parse_budget(args.latency_budget, "--latency_budget", True)
+    return "latency", latency, macs
 
 
 def run(args) -> int:
     from hrank_ssd.hrank.pruning import describe_surgery, prune_model, save_pruned
     from hrank_ssd.nets.models import count_parameters, load_model
 
-    kind, value = _mode(args)
+    kind, value, macs = _mode(args)
     model = load_model(args.base_net, net=args.net)
     if kind == "rates":
         pruned, kept = prune_model(model, value, args.criterion, args.rank_dir, args.seed, args.round_to)
@@ -92,14 +108,15 @@ def run(args) -> int:
             if row["parameter"].endswith("weight"):
                 print(f"{row['parameter']:<34} {str(row['before']):>22} -> {row['after']}")
     else:
-        pruned = _prune_to_budget(args, model, kind, value)
+        pruned = _prune_to_budget(args, model, kind, value, macs)
     before, after = count_parameters(model), count_parameters(pruned)
     print(f"parameters: {before:,} -> {after:,} ({after / before:.1%}); wrote {args.output} and {args.output}.json")
     return 0
 
 
-def _prune_to_budget(args, model, kind: str, budget):
+def _prune_to_budget(args, model, kind: str, budget, mac_budget):
     from hrank_ssd.measure.budgets import (
+        fastest_widths_at_mac_cap,
         measured_ms,
         prune_to_budget,
         widths_for_latency_budget,
@@ -110,24 +127,33 @@ def _prune_to_budget(args, model, kind: str, budget):
     if args.round_to:
         raise HRankError("--round_to applies to --compress_rate; a budget's candidate counts are already multiples "
                          "of 8 where the layer is wide enough")
-    table = None
+    full_macs = int(count_exact(model)["MACs"].sum())
     if kind == "macs":
         chosen = widths_for_mac_budget(model, budget, args.rank_dir, args.budget_steps, min_keep=args.min_keep)
     else:
         from hrank_ssd.measure.latency_table import LatencyTable
 
         table = LatencyTable.load(args.latency_table)
-        chosen = widths_for_latency_budget(model, table, budget, args.rank_dir, args.budget_steps, args.min_keep)
+        cap = None if mac_budget is None else mac_budget.of(full_macs)
+        if budget is None:
+            chosen = fastest_widths_at_mac_cap(model, table, cap, args.rank_dir, steps=args.budget_steps,
+                                               min_keep=args.min_keep, keep=args.keep_importance)
+        else:
+            chosen = widths_for_latency_budget(model, table, budget, args.rank_dir, args.budget_steps, args.min_keep,
+                                               mac_cap=cap)
     pruned = prune_to_budget(model, chosen, args.rank_dir, args.output, args.min_keep)
     for row in chosen.rows():
         print(f"{row['layer']:<10} {row['channels']:>5} -> {row['kept']}")
     print(f"importance (normalised ranks kept): {chosen.importance:.4g} of {chosen.max_importance:.4g}")
+    exact = int(count_exact(pruned)["MACs"].sum())
     if kind == "macs":
-        exact = int(count_exact(pruned)["MACs"].sum())
         print(f"MACs: predicted {chosen.predicted / 1e9:.4f}G, exact {exact / 1e9:.4f}G, budget "
               f"{chosen.budget / 1e9:.4f}G ({exact / chosen.full:.1%} of the unpruned {chosen.full / 1e9:.4f}G)")
-    else:
-        ms = measured_ms(pruned, table)["median_ms"]
-        print(f"latency: predicted {chosen.predicted:.3f} ms, measured {ms:.3f} ms (median), budget "
-              f"{chosen.budget:.3f} ms ({chosen.predicted / chosen.full:.1%} of the table's full {chosen.full:.3f} ms)")
+        return pruned
+    ms = measured_ms(pruned, table)["median_ms"]
+    print(f"latency: predicted {chosen.predicted:.3f} ms, measured {ms:.3f} ms (median), budget "
+          f"{chosen.budget:.3f} ms ({chosen.predicted / chosen.full:.1%} of the table's full {chosen.full:.3f} ms)")
+    if chosen.mac_cap is not None:
+        print(f"MACs: exact {exact / 1e9:.4f}G within {chosen.mac_cap / 1e9:.4f}G ({exact / full_macs:.1%} of the "
+              f"unpruned {full_macs / 1e9:.4f}G)")
     return pruned

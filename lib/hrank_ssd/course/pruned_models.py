@@ -8,9 +8,9 @@
   GPU, torch, threads) with the profile's table settings, so a work folder used on another machine (a new Colab
   VM with Drive) measures its own; a table :meth:`LatencyTable.load` refuses is measured again. Copied into
   ``results/latency_table.json``.
-- ``vgg16-ssd-lat-seedmacs``: the widths of the largest latency budget whose exact MACs stay within the seed
-  rate's (:func:`~hrank_ssd.measure.budgets.latency_budget_for_mac_cap`), finetuned exactly as the seed-rate
-  model (same epochs and learning rate: their mAPs are compared).
+- ``vgg16-ssd-lat-seedmacs``: within the seed rate's exact MACs, the fastest widths that keep ``seed_macs_keep``
+  of the most HRank importance those MACs allow (:func:`~hrank_ssd.measure.budgets.fastest_widths_at_mac_cap`),
+  finetuned exactly as the seed-rate model (same epochs and learning rate: their mAPs are compared).
 - ``vgg16-ssd-lat-small``: the widths under ``latency_budget`` of the unpruned model's predicted forward
   (:func:`~hrank_ssd.measure.budgets.widths_for_latency_budget`), finetuned ``small_finetune_epochs``.
 - ``mb1-ssd-pruned``: MobileNetV1-SSD pruned at ``mb1_compress_rate`` with its own HRank ranks, finetuned
@@ -92,9 +92,9 @@ class PrunedModels(StudentPruning):
         """The kept counts of a latency-pruned model, chosen on this machine's table (every layer keeping at
         least :meth:`min_keep` of its filters), and a note saying which fallback was needed (empty: none):
 
-        - ``vgg16-ssd-lat-seedmacs``: under the largest latency budget whose exact MACs stay within the seed
-          rate's. A table by which no budget meets that cap (its cheapest widths have more MACs than the seed rate:
-          times measured on a busy machine) falls back to the MAC knapsack at the seed rate's MACs.
+        - ``vgg16-ssd-lat-seedmacs``: within the seed rate's MACs, the fastest widths keeping ``seed_macs_keep``
+          of the most importance those MACs allow. Where the table's grid has no widths within that cap, it
+          falls back to the MAC knapsack at the seed rate's MACs.
         - ``vgg16-ssd-lat-small``: under ``latency_budget`` of the unpruned forward; a budget below the cheapest
           widths is raised to a tenth of the way from those to the unpruned forward; a table on which even that
           fails (times that do not grow with the counts) falls back to the MAC knapsack at ``latency_budget`` of
@@ -114,8 +114,8 @@ class PrunedModels(StudentPruning):
     def _seed_macs_widths(self, base: SSD) -> Tuple[budgets.BudgetWidths, str]:
         cap, min_keep = self.seed_mac_cap(base), self.min_keep(SEED_MACS)
         try:
-            return budgets.latency_budget_for_mac_cap(base, self.latency_table(), cap, self.rank_dir(),
-                                                      min_keep=min_keep), ""
+            return budgets.fastest_widths_at_mac_cap(base, self.latency_table(), cap, self.rank_dir(),
+                                                     min_keep=min_keep, keep=self.profile.seed_macs_keep), ""
         except HRankError as e:
             note = (f"fallback: {e}; chose the widths of largest HRank importance within the seed rate's MACs "
                     f"instead (MAC knapsack). Re-measure the table on a quiet machine.")

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import List, NamedTuple, Sequence
+from typing import List, NamedTuple, Optional, Sequence
 
 import numpy as np
 
@@ -131,14 +131,17 @@ def min_cost(terms: Sequence[np.ndarray], rest: float = 0.0) -> float:
     return float(rest) + float(best.min())
 
 
-def _dp(units: Sequence[np.ndarray], gains: Sequence[np.ndarray], capacity: int):
-    """Best importance per (grid index, steps used) layer by layer, and the argmax previous index of each."""
+def _dp(units: Sequence[np.ndarray], values: Sequence[np.ndarray], capacity: int):
+    """Best value per (grid index, steps used) layer by layer, and the argmax previous index of each.
+
+    ``values[i][p, a]`` is what layer ``i`` at grid index ``a`` adds after layer ``i-1`` at ``p`` (layer 0: 1 row).
+    """
     best = np.full((units[0].shape[1], capacity + 1), -np.inf)
     for a, w in enumerate(units[0][0]):
         if w <= capacity:
-            best[a, w] = gains[0][a]
+            best[a, w] = values[0][0, a]
     parents = [None]
-    for u, g in zip(units[1:], gains[1:]):
+    for u, val in zip(units[1:], values[1:]):
         new = np.full((u.shape[1], capacity + 1), -np.inf)
         parent = np.zeros(new.shape, dtype=np.int64)
         for a in range(u.shape[1]):
@@ -146,7 +149,7 @@ def _dp(units: Sequence[np.ndarray], gains: Sequence[np.ndarray], capacity: int)
                 w = int(u[p, a])
                 if w > capacity:
                     continue
-                cand = best[p, :capacity + 1 - w] + g[a]
+                cand = best[p, :capacity + 1 - w] + val[p, a]
                 better = cand > new[a, w:]
                 new[a, w:][better] = cand[better]
                 parent[a, w:][better] = p
@@ -166,29 +169,38 @@ def _backtrack(best: np.ndarray, parents, units) -> List[int]:
     return indices[::-1]
 
 
-def choose_counts(counts: Sequence[Sequence[int]], gains: Sequence[Sequence[float]], unary, pairwise,
-                  budget: float, steps: int = 400, rest: float = 0.0, unit: str = "") -> BudgetChoice:
-    """The counts (one per layer, from its grid) of largest summed importance whose cost fits ``budget``.
-
-    Exact over the grid for the costs rounded up as :func:`round_costs` rounds them (so the true cost never
-    exceeds the budget). ``rest`` is the cost no layer's count changes. Time O(sum_i G_(i-1) G_i steps),
-    memory O(sum_i G_i steps) for G_i candidates of layer i. A budget below the cheapest choice is a
-    one-line :class:`HRankError` (``unit`` names the cost's unit in it).
-    """
+def _check_grids(counts, gains, unary, pairwise) -> List[np.ndarray]:
     if not (len(counts) == len(gains) == len(unary) == len(pairwise)) or not counts:
         raise HRankError("counts, gains, unary and pairwise costs need one entry per prunable layer "
                          "(pairwise[0] None)")
     for i, (c, g, u) in enumerate(zip(counts, gains, unary)):
         if not (len(c) == len(g) == len(u)) or list(c) != sorted(c):
             raise HRankError(f"layer {i}: the count grid must be ascending, with one gain and one cost per count")
-    gains = [np.asarray(g, dtype=np.float64) for g in gains]
+    return [np.asarray(g, dtype=np.float64) for g in gains]
+
+
+def choose_counts(counts: Sequence[Sequence[int]], gains: Sequence[Sequence[float]], unary, pairwise,
+                  budget: float, steps: int = 400, rest: float = 0.0, unit: str = "",
+                  penalty: Optional[Sequence[np.ndarray]] = None) -> BudgetChoice:
+    """The counts (one per layer, from its grid) of largest summed importance whose cost fits ``budget``.
+
+    Exact over the grid for the costs rounded up as :func:`round_costs` rounds them (so the true cost never
+    exceeds the budget). ``rest`` is the cost no layer's count changes. Time O(sum_i G_(i-1) G_i steps),
+    memory O(sum_i G_i steps) for G_i candidates of layer i. A budget below the cheapest choice is a
+    one-line :class:`HRankError` (``unit`` names the cost's unit in it). ``penalty`` (per layer, terms shaped as
+    :func:`layer_terms` makes them) is subtracted from the importance while choosing: :func:`choose_counts_capped`
+    prices a second cost with it. The choice's ``importance`` is the plain sum of gains.
+    """
+    gains = _check_grids(counts, gains, unary, pairwise)
     rounded = round_costs(unary, pairwise, budget, steps, rest)
     terms = layer_terms(unary, pairwise)
     cheapest = min_cost(terms, rest)
     if cheapest > budget:
         raise HRankError(f"the budget {budget:.6g}{unit} is below the smallest possible cost {cheapest:.6g}{unit} "
                          f"(every layer at its fewest filters): raise the budget")
-    best, parents = _dp(rounded.units, gains, rounded.capacity)
+    values = [g[None, :] - (0.0 if penalty is None else penalty[i]) for i, g in enumerate(gains)]
+    values = [np.broadcast_to(v, t.shape) for v, t in zip(values, terms)]
+    best, parents = _dp(rounded.units, values, rounded.capacity)
     if not np.isfinite(best).any():
         raise HRankError(f"the budget {budget:.6g}{unit} exceeds the smallest cost {cheapest:.6g}{unit} by less "
                          f"than the rounding of {steps} budget steps: raise the budget or the steps")
@@ -197,3 +209,56 @@ def choose_counts(counts: Sequence[Sequence[int]], gains: Sequence[Sequence[floa
                         cost=chain_cost(terms, indices, rest),
                         importance=math.fsum(float(g[a]) for g, a in zip(gains, indices)),
                         budget=float(budget), steps=steps)
+
+
+class CappedChoice(NamedTuple):
+    """:func:`choose_counts_capped`'s answer: the choice, its second cost, and the price ``weight`` that made it fit."""
+
+    choice: BudgetChoice
+    second: float
+    weight: float
+
+
+def choose_counts_capped(counts, gains, unary, pairwise, budget: float, second_unary, second_pairwise,
+                         cap: float, steps: int = 400, rest: float = 0.0, second_rest: float = 0.0,
+                         unit: str = "", rounds: int = 40, cap_name: str = "the second cost") -> CappedChoice:
+    """:func:`choose_counts` under ``budget`` with a second cost (same chain shape, e.g. MACs) at most ``cap``.
+
+    A Lagrangian relaxation: the second cost, times a price ``w >= 0``, is subtracted from the importance, and
+    ``w`` is bisected (``rounds`` times, on the scale importance / second cost) for the smallest price whose
+    choice fits ``cap``. Every choice made this way is optimal among the choices whose rounded first cost fits
+    and whose second cost is at most its own (if one kept more importance with less of the second cost, it
+    would score more): the answer is exact for its own second cost, which may fall short of ``cap`` where the
+    grid leaves a gap. ``w = 0`` is :func:`choose_counts` itself. A cap below every choice the budget allows is
+    a one-line :class:`HRankError`.
+    """
+    gains = _check_grids(counts, gains, unary, pairwise)
+    second_terms = layer_terms(second_unary, second_pairwise)
+
+    def attempt(weight: float) -> CappedChoice:
+        penalty = None if weight == 0 else [weight * t for t in second_terms]
+        choice = choose_counts(counts, gains, unary, pairwise, budget, steps, rest, unit, penalty)
+        return CappedChoice(choice, chain_cost(second_terms, choice.indices, second_rest), weight)
+
+    free = attempt(0.0)
+    if free.second <= cap:
+        return free
+    spread = max(float(t.max() - t.min()) for t in second_terms) or 1.0
+    top = attempt(math.fsum(float(g.max()) for g in gains) / spread)  # second cost about as heavy as all gains
+    for _ in range(64):  # doubling: a price high enough to see every difference of the second cost
+        if top.second <= cap:
+            break
+        top = attempt(top.weight * 2)
+    if top.second > cap:
+        raise HRankError(f"no choice within the budget {budget:.6g}{unit} keeps {cap_name} within {cap:.6g} (the "
+                         f"least found: {top.second:.6g}): raise the cap or the budget")
+    lo, hi, best = 0.0, top.weight, top
+    for _ in range(rounds):
+        mid = (lo + hi) / 2
+        got = attempt(mid)
+        if got.second <= cap:
+            hi = mid
+            best = max(best, got, key=lambda c: (c.choice.importance, -c.second))
+        else:
+            lo = mid
+    return best

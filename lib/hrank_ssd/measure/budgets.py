@@ -5,8 +5,9 @@
 (:func:`hrank_ssd.hrank.pruning.prune_to_widths`). The importance of keeping ``k`` filters of a layer is
 the sum of its ``k`` largest ranks divided by ``min(H, W)`` of its maps (:mod:`hrank_ssd.hrank.budget` says
 why); the costs are exact MACs (:mod:`mac_costs`) or a measured latency table (:mod:`latency_table`).
-:func:`latency_budget_for_mac_cap` bisects the latency budget whose widths just meet a MAC cap (pruning for
-the clock at another pruning's MACs, ``benchmarks/latency_frontier.py``).
+``--latency_budget`` with ``--mac_budget`` meets both (:func:`widths_for_latency_budget` with ``mac_cap``, a
+Lagrangian price on MACs inside the latency DP); :func:`fastest_widths_at_mac_cap` keeps as much importance as a
+MAC cap allows and, of those widths, the fastest (pruning for the clock at another pruning's MACs).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from hrank_ssd.hrank.budget import (
     Budget,
     BudgetChoice,
     choose_counts,
+    choose_counts_capped,
     kept_importance,
     layer_terms,
     min_cost,
@@ -31,7 +33,7 @@ from hrank_ssd.hrank.ranks import load_ranks
 from hrank_ssd.measure.flops import count_exact
 from hrank_ssd.measure.latency_measure import time_as_measured
 from hrank_ssd.measure.latency_table import LatencyTable
-from hrank_ssd.measure.mac_costs import count_grid, map_sizes, model_mac_costs
+from hrank_ssd.measure.mac_costs import LayerCosts, count_grid, map_sizes, model_mac_costs
 from hrank_ssd.nets.models import layer_names
 from hrank_ssd.nets.ssd import SSD
 
@@ -54,12 +56,15 @@ class BudgetWidths:
     importance: float  # summed normalised ranks of the kept filters
     max_importance: float  # the same, keeping every filter
     choice: BudgetChoice
+    mac_cap: Optional[float] = None  # a latency budget's second constraint, in MACs
+    macs: Optional[int] = None  # the widths' exact MACs, where a MAC cap was checked
 
     def sidecar(self) -> Dict[str, object]:
         """What the pruned model's JSON sidecar records about the budget."""
+        caps = {} if self.mac_cap is None else {"mac_cap": self.mac_cap, "macs": self.macs}
         return {"kind": self.kind, "unit": self.unit, "budget": self.budget, "predicted": self.predicted,
                 "full": self.full, "importance": self.importance, "max_importance": self.max_importance,
-                "steps": self.choice.steps}
+                "steps": self.choice.steps, **caps}
 
     def rows(self) -> List[Dict[str, object]]:
         """Per prunable layer: name, filters, kept."""
@@ -76,11 +81,12 @@ def hrank_gains(model: SSD, rank_dir, counts: Sequence[Sequence[int]], sizes: Se
 
 
 def _result(model: SSD, kind: str, unit: str, choice: BudgetChoice, predicted: float, full: float,
-            gains: Sequence[np.ndarray]) -> BudgetWidths:
+            gains: Sequence[np.ndarray], mac_cap: Optional[float] = None, macs: Optional[int] = None) -> BudgetWidths:
     return BudgetWidths(kind=kind, unit=unit, names=layer_names(model.cfg.name), channels=list(model.plan.prunable),
                         widths=list(choice.counts), budget=choice.budget, predicted=float(predicted),
                         full=float(full), importance=choice.importance,
-                        max_importance=float(sum(float(g[-1]) for g in gains)), choice=choice)
+                        max_importance=float(sum(float(g[-1]) for g in gains)), choice=choice, mac_cap=mac_cap,
+                        macs=macs)
 
 
 def allowed(grid: Sequence[int], channels: int, min_keep: float) -> np.ndarray:
@@ -126,17 +132,23 @@ def check_table(model: SSD, table: LatencyTable) -> None:
 
 
 class _LatencyProblem(NamedTuple):
-    """A latency budget's knapsack: the grid of counts, their gains and costs (the budget is all it lacks)."""
+    """A latency budget's knapsack: the grid of counts, their gains, latency and MAC costs (no budget yet)."""
 
     counts: List[List[int]]
     gains: List[np.ndarray]
     unary: List[np.ndarray]
     pairwise: List[Optional[np.ndarray]]
     constant_ms: float
+    macs: LayerCosts  # exact MACs on the same grid
 
-    def choose(self, budget_ms: float, steps: int) -> BudgetChoice:
-        return choose_counts(self.counts, self.gains, self.unary, self.pairwise, budget_ms, steps, self.constant_ms,
-                             unit=" ms")
+    def choose(self, budget_ms: float, steps: int, mac_cap: Optional[float] = None) -> BudgetChoice:
+        """The widths of largest importance within ``budget_ms`` (and, given, ``mac_cap`` MACs)."""
+        if mac_cap is None:
+            return choose_counts(self.counts, self.gains, self.unary, self.pairwise, budget_ms, steps,
+                                 self.constant_ms, unit=" ms")
+        return choose_counts_capped(self.counts, self.gains, self.unary, self.pairwise, budget_ms, self.macs.unary,
+                                    self.macs.pairwise, mac_cap, steps, self.constant_ms, self.macs.rest, unit=" ms",
+                                    cap_name="the MACs").choice
 
     def cheapest_ms(self) -> float:
         return min_cost(layer_terms(self.unary, self.pairwise), self.constant_ms)
@@ -144,22 +156,26 @@ class _LatencyProblem(NamedTuple):
 
 def _latency_problem(model: SSD, table: LatencyTable, rank_dir, min_keep: float, macs=None) -> _LatencyProblem:
     check_table(model, table)
+    macs = count_exact(model) if macs is None else macs
     costs = table.costs()
     keep = [allowed(g, c, min_keep) for g, c in zip(table.counts, model.plan.prunable)]
     counts = [[int(k) for k in np.asarray(g)[m]] for g, m in zip(table.counts, keep)]
     unary = [np.asarray(u)[m] for u, m in zip(costs.unary, keep)]
     pairwise = [None] + [np.asarray(pw)[np.ix_(keep[i - 1], keep[i])] for i, pw in enumerate(costs.pairwise) if i]
     gains = hrank_gains(model, rank_dir, counts, map_sizes(model, macs))
-    return _LatencyProblem(counts, gains, unary, pairwise, float(costs.constant_ms))
+    return _LatencyProblem(counts, gains, unary, pairwise, float(costs.constant_ms),
+                           model_mac_costs(model, counts, macs))
 
 
 def widths_for_latency_budget(model: SSD, table: LatencyTable, budget: Budget, rank_dir, steps: int = STEPS,
-                              min_keep: float = 0.0) -> BudgetWidths:
+                              min_keep: float = 0.0, mac_cap: Optional[float] = None) -> BudgetWidths:
     """The widths of largest HRank importance whose predicted forward time fits ``budget`` (a fraction of the
-    table's ``full_ms``, or ms), on the table's grid of counts (those keeping at least ``min_keep``)."""
+    table's ``full_ms``, or ms), on the table's grid of counts (those keeping at least ``min_keep``), and,
+    given ``mac_cap``, whose exact MACs stay within it too (:func:`hrank.budget.choose_counts_capped`)."""
     problem = _latency_problem(model, table, rank_dir, min_keep)
-    choice = problem.choose(budget.of(table.full_ms), steps)
-    return _result(model, "latency", "ms", choice, table.predict(choice.counts), table.full_ms, problem.gains)
+    choice = problem.choose(budget.of(table.full_ms), steps, mac_cap)
+    return _result(model, "latency", "ms", choice, table.predict(choice.counts), table.full_ms, problem.gains,
+                   mac_cap, None if mac_cap is None else problem.macs.total(choice.indices))
 
 
 def latency_range(model: SSD, table: LatencyTable, rank_dir, min_keep: float = 0.0) -> Tuple[float, float]:
@@ -174,48 +190,45 @@ def exact_macs(model: SSD, widths: Sequence[int], macs=None) -> int:
     return model_mac_costs(model, [[int(k)] for k in widths], macs).total([0] * len(widths))
 
 
-def latency_budget_for_mac_cap(model: SSD, table: LatencyTable, mac_cap: float, rank_dir, tol: float = 1e-3,
-                               steps: int = STEPS, min_keep: float = 0.0) -> BudgetWidths:
-    """The widths chosen under the largest latency budget whose widths' exact MACs stay within ``mac_cap``.
+def fastest_widths_at_mac_cap(model: SSD, table: LatencyTable, mac_cap: float, rank_dir, tol: float = 1e-3,
+                              steps: int = STEPS, min_keep: float = 0.0, keep: float = 0.99) -> BudgetWidths:
+    """As much HRank importance as ``mac_cap`` MACs can keep on the table's grid, and of those widths the fastest.
 
-    Pruning for the clock at no more MACs than another pruning (e.g. the seed rate's): the budget in ms is
-    bisected between the cheapest choice on the table's grid and ``table.full_ms`` until the bracket is under
-    ``tol * full_ms`` wide. Widths over ``mac_cap`` lower the upper end; widths within it, or a budget the DP
-    cannot fill (within its rounding of the cheapest choice), raise the lower end. The DP maximises importance,
-    not MACs, so MACs need not grow strictly with the budget: the result always meets the cap, and the budget
-    at the bracket's upper end (when below ``full_ms``) does not. The result's ``budget`` is the budget found
-    (``budget / full``: its fraction). A cap nothing within ``tol`` meets is a one-line :class:`HRankError`.
+    Pruning for the clock at another pruning's MACs (e.g. the seed rate's): first the widths of largest
+    importance within the cap and the full latency, then the latency budget is bisected down (bracket under
+    ``tol * full_ms``) to the smallest that still keeps that importance, to within ``tol`` of it, under both
+    constraints. Both constraints are inside the DP, so the MAC cap is used as fully as the grid allows (a
+    bisection on the latency budget alone cannot: its widths are not monotone in MACs). The result's ``budget``
+    is the latency budget found, ``macs`` its exact MACs. A cap no widths meet is a one-line :class:`HRankError`.
     """
     if not 0 < tol < 1:
         raise HRankError(f"tol must lie in (0, 1), got {tol}")
-    macs = count_exact(model)
-    problem = _latency_problem(model, table, rank_dir, min_keep, macs)
+    problem = _latency_problem(model, table, rank_dir, min_keep)
 
-    def attempt(budget_ms: float):
-        """(choice or None where the DP finds none, whether its MACs fit the cap)."""
+    def attempt(budget_ms: float) -> Optional[BudgetChoice]:
         try:
-            choice = problem.choose(budget_ms, steps)
+            return problem.choose(budget_ms, steps, mac_cap)
         except HRankError:
-            return None, True
-        return choice, exact_macs(model, choice.counts, macs) <= mac_cap
+            return None
 
-    lo, hi = problem.cheapest_ms(), float(table.full_ms)
-    best, fits = attempt(hi)
-    if best is None or not fits:
-        best = None
-        for _ in range(100):  # a bracket halves each time: 100 halvings end any float bisection
-            if hi - lo <= tol * abs(table.full_ms):
-                break
-            mid = (lo + hi) / 2
-            choice, fits = attempt(mid)
-            if fits:
-                lo, best = mid, choice or best
-            else:
-                hi = mid
+    hi = float(table.full_ms)
+    best = attempt(hi)
     if best is None:
-        raise HRankError(f"no latency budget gives widths within {mac_cap:.6g} MACs (the cheapest choice of the "
-                         f"table's grid costs {problem.cheapest_ms():.6g} ms): raise the cap, lower --min_keep or tol")
-    return _result(model, "latency", "ms", best, table.predict(best.counts), table.full_ms, problem.gains)
+        raise HRankError(f"no widths on the table's grid keep within {mac_cap:.6g} MACs and the unpruned model's "
+                         f"predicted {hi:.4g} ms (min_keep {min_keep:g}): raise the cap or lower --min_keep (or, if "
+                         f"fewer filters cost more time in the table, measure it again on a quiet machine)")
+    target, lo = best.importance * keep, problem.cheapest_ms()
+    for _ in range(100):  # a bracket halves each time: 100 halvings end any float bisection
+        if hi - lo <= tol * abs(table.full_ms):
+            break
+        mid = (lo + hi) / 2
+        choice = attempt(mid)
+        if choice is not None and choice.importance >= target:
+            hi, best = mid, choice
+        else:
+            lo = mid
+    return _result(model, "latency", "ms", best, table.predict(best.counts), table.full_ms, problem.gains, mac_cap,
+                   problem.macs.total(best.indices))
 
 
 def prune_to_budget(model: SSD, chosen: BudgetWidths, rank_dir, output, min_keep: float = 0.0,
