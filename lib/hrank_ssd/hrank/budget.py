@@ -13,7 +13,8 @@ Costs couple neighbours only, so the problem is a chain and :func:`choose_counts
 the grid by dynamic programming over (layer, grid index of the layer, budget used), the budget cut into
 ``steps`` equal steps. Every cost term is rounded *up* to whole steps, so the chosen counts never exceed
 the budget; the price is that a choice whose true cost fits by less than the rounding slack (at most one
-step per layer) may be missed. See docs/pruning-budgets.md.
+step per layer) may be missed. :func:`choose_counts_capped` adds a second cost with a cap (e.g. MACs beside
+a latency budget) as a price inside the same DP. See docs/pruning-budgets.md.
 """
 
 from __future__ import annotations
@@ -225,8 +226,8 @@ def choose_counts_capped(counts, gains, unary, pairwise, budget: float, second_u
     """:func:`choose_counts` under ``budget`` with a second cost (same chain shape, e.g. MACs) at most ``cap``.
 
     A Lagrangian relaxation: the second cost, times a price ``w >= 0``, is subtracted from the importance, and
-    ``w`` is bisected (``rounds`` times, on the scale importance / second cost) for the smallest price whose
-    choice fits ``cap``. Every choice made this way is optimal among the choices whose rounded first cost fits
+    ``w`` is bisected (``rounds`` times, below a price found by doubling) for the smallest price whose choice
+    fits ``cap``; of the fitting choices met, the most important is returned. Every choice made this way is optimal among the choices whose rounded first cost fits
     and whose second cost is at most its own (if one kept more importance with less of the second cost, it
     would score more): the answer is exact for its own second cost, which may fall short of ``cap`` where the
     grid leaves a gap. ``w = 0`` is :func:`choose_counts` itself. A cap below every choice the budget allows is
