@@ -62,7 +62,7 @@ def parse(argv):
     ap.add_argument("--min_keep", type=float, default=0.5,
                     help="least fraction of filters a budget keeps (the course's seed_macs_min_keep: at 0.25 its "
                          "seed-MACs model lost 0.016 offline mAP, benchmarks/latency_map_seeds.md)")
-    ap.add_argument("--keep", type=float, default=0.99,
+    ap.add_argument("--keep", type=float, default=budgets.KEEP_IMPORTANCE,
                     help="the seed-MACs model keeps this fraction of the most importance the seed's MACs allow, "
                          "and is the fastest such (the course's seed_macs_keep)")
     ap.add_argument("--model_runs", type=int, default=20, help="timed forwards per model (interleaved)")

@@ -47,7 +47,7 @@ def parse(argv):
     ap.add_argument("--profile", default="offline")
     ap.add_argument("--seeds", default="0,1,2", help="finetune seeds")
     ap.add_argument("--min_keep", default="0.5", help="least fractions of filters the latency model keeps")
-    ap.add_argument("--keep", default="0.99", help="fractions of the seed MACs' most importance the latency model keeps")
+    ap.add_argument("--keep", default=f"{budgets.KEEP_IMPORTANCE:g}", help="fractions of the seed MACs' most importance the latency model keeps")
     ap.add_argument("--out", default=None, help="OUT.md (default benchmarks/latency_map_seeds.md); OUT.csv beside it")
     ap.add_argument("--smoke", action="store_true", help="tiny profile, one seed, in a temp folder")
     ap.add_argument("--from_csv", action="store_true", help="re-render OUT.md from the last run's OUT.csv")

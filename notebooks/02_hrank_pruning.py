@@ -207,7 +207,7 @@ print("pruned == masked original; max difference", float((c1 - c2).abs().max()))
 # keeps, per layer, the count of largest summed HRank importance whose predicted forward time fits a budget
 # (HALP's idea on HRank's ranks; `docs/pruning-budgets.md`). Every layer keeps at least `min_keep` of its
 # filters. The course prunes two such models: one within the seed rate's exact MACs (the fastest widths that keep
-# 99% of the most importance those MACs allow: both constraints inside one knapsack), and one at
+# 93% of the most importance those MACs allow: both constraints inside one knapsack), and one at
 # `latency_budget` of the unpruned forward (the profile's); notebook 04 puts them on the mAP-latency frontier.
 #
 # Move the slider: the table shows the widths chosen under that budget, the latency this machine's table

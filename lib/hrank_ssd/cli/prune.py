@@ -14,6 +14,7 @@ import re
 
 from hrank_ssd.cli.args import add_compress_rate, add_net, compress_rate_of
 from hrank_ssd.errors import HRankError
+from hrank_ssd.hrank.budget import KEEP_IMPORTANCE
 
 MAC_SUFFIXES = {"": None, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
 NUMBER = r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*"
@@ -32,9 +33,9 @@ def add_parser(sub) -> None:
     p.add_argument("--latency_table", default=None, help="latency table JSON (`python -m hrank_ssd latency-table`)")
     p.add_argument("--budget_steps", type=int, default=400,
                    help="steps the budget is cut into (costs are rounded up to a step: never over budget)")
-    p.add_argument("--keep_importance", type=float, default=0.99,
+    p.add_argument("--keep_importance", type=float, default=KEEP_IMPORTANCE,
                    help="--mac_budget with --latency_table alone: the fastest widths keeping this fraction of the "
-                        "most importance the MACs allow (default 0.99)")
+                        f"most importance the MACs allow (default {KEEP_IMPORTANCE:g})")
     p.add_argument("--min_keep", type=float, default=0.0,
                    help="with a budget: the least fraction of its filters every layer keeps (default 0: any)")
     p.add_argument("--criterion", default="hrank", choices=("hrank", "l1", "random"))

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Dict, Optional, Tuple
 
 from hrank_ssd.errors import HRankError
+from hrank_ssd.hrank.budget import KEEP_IMPORTANCE
 from hrank_ssd.nets.compress import PRUNED_RATE
 
 
@@ -74,9 +75,10 @@ class Profile:
     seed_macs_min_keep: float = 0.5
     # Within the seed rate's MACs, the fastest widths that keep this fraction of the most HRank importance those
     # MACs allow (measure.budgets.fastest_widths_at_mac_cap). Importance is flat near its top while speed is not:
-    # on five offline course tables 0.999 predicted 1.19-1.25x, 0.99 1.27-1.33x (the old latency-only bisection
-    # 1.30-1.35x, but once only 0.50 of the MACs and the least importance of all: docs/pruning-budgets.md).
-    seed_macs_keep: float = 0.99
+    # on five offline course tables 0.99 predicted 1.27-1.33x, 0.93 1.35-1.45x; finetuned over 3 seeds on one
+    # table, 0.99 ended +0.0026..+0.0059 against the seed rate, 0.93 -0.0017..+0.0025
+    # (benchmarks/latency_map_seeds_keep.md); at full width 0.93 predicts about 2x (docs/pruning-budgets.md).
+    seed_macs_keep: float = KEEP_IMPORTANCE
     # The smaller latency-pruned VGG16-SSD: this fraction of the unpruned forward. Offline the cheapest widths
     # min_keep allows were predicted at 0.44-0.49 of it on the dev VMs, so 0.55 is a small budget that can be met (one
     # that cannot is raised to the cheapest widths plus a tenth of the way to the unpruned, and the report says so).

@@ -27,6 +27,10 @@ import numpy as np
 
 from hrank_ssd.errors import HRankError
 
+# Pruning for the clock at a MAC cap keeps this fraction of the most importance the cap allows, and is the fastest
+# such: importance is flat near its top while time is not (docs/pruning-budgets.md, benchmarks/latency_map_seeds_keep.md).
+KEEP_IMPORTANCE = 0.93
+
 
 class Budget(NamedTuple):
     """A budget as the user wrote it: a ``fraction`` of the unpruned model's cost, or an absolute ``value``."""

@@ -19,6 +19,7 @@ import numpy as np
 
 from hrank_ssd.errors import HRankError
 from hrank_ssd.hrank.budget import (
+    KEEP_IMPORTANCE,
     Budget,
     BudgetChoice,
     choose_counts,
@@ -191,7 +192,7 @@ def exact_macs(model: SSD, widths: Sequence[int], macs=None) -> int:
 
 
 def fastest_widths_at_mac_cap(model: SSD, table: LatencyTable, mac_cap: float, rank_dir, tol: float = 1e-3,
-                              steps: int = STEPS, min_keep: float = 0.0, keep: float = 0.99) -> BudgetWidths:
+                              steps: int = STEPS, min_keep: float = 0.0, keep: float = KEEP_IMPORTANCE) -> BudgetWidths:
     """As much HRank importance as ``mac_cap`` MACs can keep on the table's grid, and of those widths the fastest.
 
     Pruning for the clock at another pruning's MACs (e.g. the seed rate's): first the widths of largest
