@@ -28,13 +28,11 @@ import torch
 from hrank_ssd.errors import HRankError
 from hrank_ssd.hrank.budget import Budget
 from hrank_ssd.hrank.pruning import prune_model, prune_to_widths
-from hrank_ssd.hrank.ranks import save_ranks
 from hrank_ssd.measure import budgets, speed
 from hrank_ssd.measure.bench import cpu_flags, environment, num_threads, timings_interleaved
 from hrank_ssd.measure.flops import count_exact
 from hrank_ssd.measure.latency_measure import measure_latency_table
 from hrank_ssd.measure.latency_table import LatencyTable, capability
-from hrank_ssd.measure.mac_costs import map_sizes
 from hrank_ssd.measure.tables import markdown_table
 from hrank_ssd.nets.compress import PRUNED_RATE, PRUNED_RATE_TEXT
 from hrank_ssd.nets.models import build_model
@@ -99,13 +97,6 @@ def get_table(args) -> tuple:
 
 def table_path(out: Path) -> Path:
     return out.with_name(out.stem + "_table.json")
-
-
-def random_ranks(model, folder: Path, seed: int) -> Path:
-    """HRank-like ranks: per filter uniform in [0.3, 1] of its map's largest rank, min(H, W)."""
-    rng = np.random.default_rng(seed)
-    save_ranks([rng.uniform(0.3, 1.0, c) * s for c, s in zip(model.plan.prunable, map_sizes(model))], folder)
-    return folder
 
 
 def validation_set(base, table: LatencyTable, rank_dir, min_keep: float, keep: float):
@@ -309,7 +300,7 @@ def run(args, command: str) -> str:
         start = time.perf_counter()
         torch.manual_seed(args.seed)
         base = build_model(NET, table.num_classes, width=table.width, image_size=table.image_size).eval()
-        rank_dir = args.rank_dir or random_ranks(base, tmp / "ranks", args.seed)
+        rank_dir = args.rank_dir or budgets.random_hrank_like_ranks(base, tmp / "ranks", args.seed)
         models, notes = validation_set(base, table, rank_dir, args.min_keep, args.keep)
         seconds["pruning"] = time.perf_counter() - start
         print(f"timing {len(models)} models interleaved", file=sys.stderr, flush=True)

@@ -13,6 +13,7 @@ MAC cap allows and, of those widths, the fastest (pruning for the clock at anoth
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
@@ -30,7 +31,7 @@ from hrank_ssd.hrank.budget import (
     normalised_ranks,
 )
 from hrank_ssd.hrank.pruning import prune_to_widths, save_pruned
-from hrank_ssd.hrank.ranks import load_ranks
+from hrank_ssd.hrank.ranks import load_ranks, save_ranks
 from hrank_ssd.measure.flops import count_exact
 from hrank_ssd.measure.latency_measure import time_as_measured
 from hrank_ssd.measure.latency_table import LatencyTable
@@ -230,6 +231,14 @@ def fastest_widths_at_mac_cap(model: SSD, table: LatencyTable, mac_cap: float, r
             lo = mid
     return _result(model, "latency", "ms", best, table.predict(best.counts), table.full_ms, problem.gains, mac_cap,
                    problem.macs.total(best.indices))
+
+
+def random_hrank_like_ranks(model: SSD, folder, seed: int = 0) -> Path:
+    """Ranks for trying budgets without data: per filter uniform in [0.3, 1] of its map's largest rank, min(H, W),
+    saved in ``folder`` (the benchmarks' stand-in for a real rank folder)."""
+    rng = np.random.default_rng(seed)
+    save_ranks([rng.uniform(0.3, 1.0, c) * s for c, s in zip(model.plan.prunable, map_sizes(model))], folder)
+    return Path(folder)
 
 
 def prune_to_budget(model: SSD, chosen: BudgetWidths, rank_dir, output, min_keep: float = 0.0,
