@@ -6,7 +6,7 @@ predicted speed-up over the unpruned model and the widths' share of its MACs (no
 Sources: finished courses' ``work`` folders (``--work``: their baseline, ranks and latency table) and full-width
 latency tables (``--table``: random weights and random HRank-like ranks, seed 0, as ``latency_frontier.py``).
 
-    python benchmarks/keep_scan.py --table benchmarks/latency_frontier_table.json --work /path/to/work [...]
+    python benchmarks/keep_scan.py --table benchmarks/latency_frontier_table.json --work /path/to/work[=LABEL] [...]
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ KEEPS = (0.999, 0.99, 0.97, 0.95, 0.93, 0.9)
 
 def parse(argv):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--work", action="append", default=[], help="a finished course's work folder (repeatable)")
+    ap.add_argument("--work", action="append", default=[],
+                    help="a finished course's work folder, optionally DIR=LABEL to name it in the table (repeatable)")
     ap.add_argument("--table", action="append", default=[], help="a full-width latency table JSON (repeatable)")
     ap.add_argument("--profile", default="offline", help="the courses' profile")
     ap.add_argument("--min_keep", type=float, default=0.5, help="least fraction of every layer's filters")
@@ -50,10 +51,11 @@ def parse(argv):
 
 def sources(args):
     """(name, baseline, latency table, rank folder) per source."""
-    for folder in args.work:
+    for given in args.work:
+        folder, _, label = given.partition("=")
         work = Path(folder) / args.profile
         table = LatencyTable.load(sorted((work / "latency").glob("*.json"))[-1], expect_machine=False)
-        yield f"course {folder}", load_model(work / "models" / "vgg16-ssd.pth"), table, work / "ranks"
+        yield f"course {label or folder}", load_model(work / "models" / "vgg16-ssd.pth"), table, work / "ranks"
     for path in args.table:
         table = LatencyTable.load(path, expect_machine=False)
         torch.manual_seed(0)
@@ -80,6 +82,7 @@ def scan(args) -> pd.DataFrame:
 def wide(rows: pd.DataFrame) -> pd.DataFrame:
     """Per source: the seed rate's predicted speed-up, then one "speed-up (MAC share)" cell per keep."""
     out = rows.groupby("source", sort=False).first()[["width", "layout", "seed speed-up"]]
+    out["width"] = [f"{w:g}" for w in out["width"]]
     for keep, part in rows.groupby("keep", sort=False):
         out[f"keep {keep:g}"] = [f"{s:.2f}x ({m:.2f})" for s, m in zip(part["speed-up"], part["MAC share"])]
     return out.reset_index()

@@ -3,6 +3,7 @@ and predicted, the targets table is written, and target (d) is read from a cours
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import load_benchmark
@@ -41,6 +42,9 @@ def test_smoke_run_writes_every_model_and_the_targets(frontier, tmp_path):
     rows = pd.read_csv(out.with_suffix(".csv"))
     assert rows["model"].iloc[0] == "unpruned" and len(rows) >= 6
     assert (rows["predicted_ms"] > 0).all() and (rows["measured_ms"] > 0).all()
+    assert rows["predicted_speedup"].iloc[0] == pytest.approx(1.0, rel=1e-12)  # predict(full widths) is full_ms
+    np.testing.assert_allclose(rows["predicted_speedup"], rows["predicted_ms"].iloc[0] / rows["predicted_ms"], rtol=1e-9)
     text = out.read_text()
     assert "| (d) mAP" in text and "+0.0100 (0.7100 vs 0.7000) | >= -0.01 | met |" in text
+    assert "(c'') the same, predicted speed-up" in text
     assert out.with_name("lf_table.json").is_file() and out.with_suffix(".png").is_file()
