@@ -197,14 +197,17 @@ def fastest_widths_at_mac_cap(model: SSD, table: LatencyTable, mac_cap: float, r
     """As much HRank importance as ``mac_cap`` MACs can keep on the table's grid, and of those widths the fastest.
 
     Pruning for the clock at another pruning's MACs (e.g. the seed rate's): first the widths of largest
-    importance within the cap and the full latency, then the latency budget is bisected down (bracket under
-    ``tol * full_ms``) to the smallest that still keeps that importance, to within ``tol`` of it, under both
-    constraints. Both constraints are inside the DP, so the MAC cap is used as fully as the grid allows (a
-    bisection on the latency budget alone cannot: its widths are not monotone in MACs). The result's ``budget``
-    is the latency budget found, ``macs`` its exact MACs. A cap no widths meet is a one-line :class:`HRankError`.
+    importance within the cap at the unpruned latency, then the latency budget is bisected down (bracket under
+    ``tol * full_ms``) to the smallest whose widths, under both constraints, still keep ``keep`` of that
+    importance. Importance is flat near its top while time is not, so ``keep`` trades a little of one for much
+    of the other (docs/pruning-budgets.md). Both constraints are inside the DP: the MAC cap always holds. The
+    result's ``budget`` is the latency budget found, ``macs`` its exact MACs. A cap no widths meet is a one-line
+    :class:`HRankError`.
     """
     if not 0 < tol < 1:
         raise HRankError(f"tol must lie in (0, 1), got {tol}")
+    if not 0 < keep <= 1:
+        raise HRankError(f"keep {keep:g} must lie in (0, 1]: the fraction of the cap's most importance to keep")
     problem = _latency_problem(model, table, rank_dir, min_keep)
 
     def attempt(budget_ms: float) -> Optional[BudgetChoice]:
