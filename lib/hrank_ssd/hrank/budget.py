@@ -28,7 +28,8 @@ import numpy as np
 from hrank_ssd.errors import HRankError
 
 # Pruning for the clock at a MAC cap keeps this fraction of the most importance the cap allows, and is the fastest
-# such: importance is flat near its top while time is not (docs/pruning-budgets.md, benchmarks/latency_map_seeds_keep.md).
+# such: importance is flat near its top while time is not (docs/pruning-budgets.md,
+# benchmarks/latency_map_seeds_keep.md).
 KEEP_IMPORTANCE = 0.93
 
 
@@ -184,6 +185,43 @@ def _check_grids(counts, gains, unary, pairwise) -> List[np.ndarray]:
     return [np.asarray(g, dtype=np.float64) for g in gains]
 
 
+class _Prepared(NamedTuple):
+    """A budget's chain, checked and rounded once: :meth:`choose` runs the DP for any price of a second cost."""
+
+    counts: Sequence[Sequence[int]]
+    gains: List[np.ndarray]
+    terms: List[np.ndarray]
+    rounded: Rounded
+    rest: float
+    budget: float
+    steps: int
+    unit: str
+
+    def choose(self, penalty: Optional[Sequence[np.ndarray]] = None) -> BudgetChoice:
+        values = [g[None, :] - (0.0 if penalty is None else penalty[i]) for i, g in enumerate(self.gains)]
+        values = [np.broadcast_to(v, t.shape) for v, t in zip(values, self.terms)]
+        best, parents = _dp(self.rounded.units, values, self.rounded.capacity)
+        if not np.isfinite(best).any():
+            raise HRankError(f"the budget {self.budget:.6g}{self.unit} exceeds the smallest cost "
+                             f"{min_cost(self.terms, self.rest):.6g}{self.unit} by less than the rounding of "
+                             f"{self.steps} budget steps: raise the budget or the steps")
+        indices = _backtrack(best, parents, self.rounded.units)
+        return BudgetChoice(indices=indices, counts=[int(c[a]) for c, a in zip(self.counts, indices)],
+                            cost=chain_cost(self.terms, indices, self.rest),
+                            importance=math.fsum(float(g[a]) for g, a in zip(self.gains, indices)),
+                            budget=float(self.budget), steps=self.steps)
+
+
+def _prepare(counts, gains, unary, pairwise, budget: float, steps: int, rest: float, unit: str) -> _Prepared:
+    gains = _check_grids(counts, gains, unary, pairwise)
+    terms = layer_terms(unary, pairwise)
+    cheapest = min_cost(terms, rest)
+    if cheapest > budget:
+        raise HRankError(f"the budget {budget:.6g}{unit} is below the smallest possible cost {cheapest:.6g}{unit} "
+                         f"(every layer at its fewest filters): raise the budget")
+    return _Prepared(counts, gains, terms, round_costs(unary, pairwise, budget, steps, rest), rest, budget, steps, unit)
+
+
 def choose_counts(counts: Sequence[Sequence[int]], gains: Sequence[Sequence[float]], unary, pairwise,
                   budget: float, steps: int = 400, rest: float = 0.0, unit: str = "",
                   penalty: Optional[Sequence[np.ndarray]] = None) -> BudgetChoice:
@@ -196,24 +234,7 @@ def choose_counts(counts: Sequence[Sequence[int]], gains: Sequence[Sequence[floa
     :func:`layer_terms` makes them) is subtracted from the importance while choosing: :func:`choose_counts_capped`
     prices a second cost with it. The choice's ``importance`` is the plain sum of gains.
     """
-    gains = _check_grids(counts, gains, unary, pairwise)
-    rounded = round_costs(unary, pairwise, budget, steps, rest)
-    terms = layer_terms(unary, pairwise)
-    cheapest = min_cost(terms, rest)
-    if cheapest > budget:
-        raise HRankError(f"the budget {budget:.6g}{unit} is below the smallest possible cost {cheapest:.6g}{unit} "
-                         f"(every layer at its fewest filters): raise the budget")
-    values = [g[None, :] - (0.0 if penalty is None else penalty[i]) for i, g in enumerate(gains)]
-    values = [np.broadcast_to(v, t.shape) for v, t in zip(values, terms)]
-    best, parents = _dp(rounded.units, values, rounded.capacity)
-    if not np.isfinite(best).any():
-        raise HRankError(f"the budget {budget:.6g}{unit} exceeds the smallest cost {cheapest:.6g}{unit} by less "
-                         f"than the rounding of {steps} budget steps: raise the budget or the steps")
-    indices = _backtrack(best, parents, rounded.units)
-    return BudgetChoice(indices=indices, counts=[int(c[a]) for c, a in zip(counts, indices)],
-                        cost=chain_cost(terms, indices, rest),
-                        importance=math.fsum(float(g[a]) for g, a in zip(gains, indices)),
-                        budget=float(budget), steps=steps)
+    return _prepare(counts, gains, unary, pairwise, budget, steps, rest, unit).choose(penalty)
 
 
 class CappedChoice(NamedTuple):
@@ -231,25 +252,25 @@ def choose_counts_capped(counts, gains, unary, pairwise, budget: float, second_u
 
     A Lagrangian relaxation: the second cost, times a price ``w >= 0``, is subtracted from the importance, and
     ``w`` is bisected (``rounds`` times, below a price found by doubling) for the smallest price whose choice
-    fits ``cap``; of the fitting choices met, the most important is returned. Every choice made this way is optimal among the choices whose rounded first cost fits
-    and whose second cost is at most its own (if one kept more importance with less of the second cost, it
-    would score more): the answer is exact for its own second cost, which may fall short of ``cap`` where the
-    grid leaves a gap. ``w = 0`` is :func:`choose_counts` itself. A cap below every choice the budget allows is
-    a one-line :class:`HRankError`.
+    fits ``cap``; of the fitting choices met, the most important is returned. Every choice made this way is
+    optimal among the choices whose rounded first cost fits and whose second cost is at most its own (if one
+    kept more importance with less of the second cost, it would score more): the answer is exact for its own
+    second cost, which may fall short of ``cap`` where the grid leaves a gap. ``w = 0`` is :func:`choose_counts`
+    itself. The chain is checked and rounded once; only the DP runs per price. A cap below every choice the
+    budget allows is a one-line :class:`HRankError`.
     """
-    gains = _check_grids(counts, gains, unary, pairwise)
+    prepared = _prepare(counts, gains, unary, pairwise, budget, steps, rest, unit)
     second_terms = layer_terms(second_unary, second_pairwise)
 
     def attempt(weight: float) -> CappedChoice:
-        penalty = None if weight == 0 else [weight * t for t in second_terms]
-        choice = choose_counts(counts, gains, unary, pairwise, budget, steps, rest, unit, penalty)
+        choice = prepared.choose(None if weight == 0 else [weight * t for t in second_terms])
         return CappedChoice(choice, chain_cost(second_terms, choice.indices, second_rest), weight)
 
     free = attempt(0.0)
     if free.second <= cap:
         return free
     spread = max(float(t.max() - t.min()) for t in second_terms) or 1.0
-    top = attempt(math.fsum(float(g.max()) for g in gains) / spread)  # second cost about as heavy as all gains
+    top = attempt(math.fsum(float(g.max()) for g in prepared.gains) / spread)  # as heavy as all the gains
     for _ in range(64):  # doubling: a price high enough to see every difference of the second cost
         if top.second <= cap:
             break
