@@ -4,8 +4,9 @@ How many filters each layer keeps comes from ``--compress_rate`` (per-layer rate
 budgets: ``--mac_budget`` (the kept counts of largest HRank importance whose exact MACs fit),
 ``--latency_budget`` with ``--latency_table`` (the same against a measured latency table), both (both fit),
 or ``--mac_budget`` with ``--latency_table`` alone (within the MACs, the fastest widths that keep
-``--keep_importance`` of the most importance they allow). Budgets are parsed here, once: a plain number is a fraction of the unpruned cost, in (0, 1]; a number with a unit
-suffix is absolute (MACs: ``K``, ``M``, ``G``, ``T``, e.g. ``10G``; latency: ``ms``, e.g. ``12.5ms``).
+``--keep_importance`` of the most importance they allow). Budgets are parsed here, once: a plain number is a
+fraction of the unpruned cost, in (0, 1]; a number with a unit suffix is absolute (MACs: ``K``, ``M``, ``G``,
+``T``, e.g. ``10G``; latency: ``ms``, e.g. ``12.5ms``).
 """
 
 from __future__ import annotations
@@ -128,13 +129,13 @@ def _prune_to_budget(args, model, kind: str, budget, mac_budget):
     if args.round_to:
         raise HRankError("--round_to applies to --compress_rate; a budget's candidate counts are already multiples "
                          "of 8 where the layer is wide enough")
-    full_macs = int(count_exact(model)["MACs"].sum())
     if kind == "macs":
         chosen = widths_for_mac_budget(model, budget, args.rank_dir, args.budget_steps, min_keep=args.min_keep)
     else:
         from hrank_ssd.measure.latency_table import LatencyTable
 
         table = LatencyTable.load(args.latency_table)
+        full_macs = int(count_exact(model)["MACs"].sum())  # the MAC fraction's base (the MAC path has chosen.full)
         cap = None if mac_budget is None else mac_budget.of(full_macs)
         if budget is None:
             chosen = fastest_widths_at_mac_cap(model, table, cap, args.rank_dir, steps=args.budget_steps,
