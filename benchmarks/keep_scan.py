@@ -21,7 +21,6 @@ import pandas as pd
 import torch
 
 from hrank_ssd.course.profiles import get_profile
-from hrank_ssd.hrank.pruning import kept_channels
 from hrank_ssd.measure import budgets
 from hrank_ssd.measure.flops import count_exact
 from hrank_ssd.measure.latency_table import LatencyTable
@@ -68,7 +67,7 @@ def scan(args) -> pd.DataFrame:
     rows = []
     for name, base, table, ranks in sources(args):
         full = int(count_exact(base)["MACs"].sum())
-        seed = [kept_channels(c, r) for c, r in zip(base.plan.prunable, PRUNED_RATE)]
+        seed = table.widths_for_rates(PRUNED_RATE)
         cap = budgets.exact_macs(base, seed)
         for keep in args.keeps:
             chosen = budgets.fastest_widths_at_mac_cap(base, table, cap, ranks, min_keep=args.min_keep, keep=keep)
