@@ -27,13 +27,16 @@ def test_seed_0_is_the_courses_own_finetune(seeds_bench, tiny_course, tmp_path):
 
 def test_the_flags_reach_the_seed_macs_model(seeds_bench, tiny_course, tmp_path):
     """--min_keep and --keep set the seed-MACs model's own profile fields (min_keep alone would not reach it)."""
+    from hrank_ssd.measure.budgets import fastest_widths_at_mac_cap
+
     course, base = tiny_course
-    widths = {}
-    for min_keep in (0.0, 0.5):
-        other = seeds_bench.course_at("tiny", course.work.parent, tmp_path / "run", min_keep, 0.99)
-        widths[min_keep] = seeds_bench.latency_init(other, tmp_path / f"mk{min_keep}.pth")["widths"]
-        assert all(k >= min_keep * c for k, c in zip(widths[min_keep], base.plan.prunable))
-    assert widths[0.0] != widths[0.5]
+    cap, table = course.seed_mac_cap(base), course.latency_table()  # one table, cached in the work folder
+    for min_keep, keep in ((0.0, 0.99), (0.5, 0.99), (0.5, 0.8)):
+        other = seeds_bench.course_at("tiny", course.work.parent, tmp_path / "run", min_keep, keep)
+        widths = seeds_bench.latency_init(other, tmp_path / f"mk{min_keep}-k{keep}.pth")["widths"]
+        assert all(k >= min_keep * c for k, c in zip(widths, base.plan.prunable))
+        assert widths == fastest_widths_at_mac_cap(base, table, cap, course.rank_dir(), min_keep=min_keep,
+                                                   keep=keep).widths  # both flags, exactly as the library takes them
 
 
 def test_summary_counts_the_seeds_within_the_target(seeds_bench):
