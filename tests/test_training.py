@@ -22,13 +22,15 @@ import torch
 
 from hrank_ssd.cli import main
 from hrank_ssd.errors import HRankError
+from hrank_ssd.measure.evaluation import evaluate_model, mean_ap
 from hrank_ssd.nets.models import load_model, read_state_dict
-from hrank_ssd.train.build import load_base_net
+from hrank_ssd.train.build import class_names, load_base_net, make_datasets
 from hrank_ssd.train.checkpoints import read_checkpoint
 from hrank_ssd.train.config import TrainConfig, learning_rate
 from hrank_ssd.train.determinism import epoch_batches
 from hrank_ssd.train.logs import LOG_COLUMNS, plot_curves
 from hrank_ssd.train.trainer import Hooks, train
+from hrank_ssd.train.validation import validation_loss
 
 EPOCHS = 3
 
@@ -277,6 +279,28 @@ def test_resume_from_incomplete_or_mismatched_checkpoint(reference, tiny_voc, tm
     with pytest.raises(HRankError, match="optimizer state does not fit"):
         train(_config(tiny_voc, tmp_path / "ck", resume=str(result.last_checkpoint), optimizer=other,
                       freeze_base_net=True))
+
+
+def test_map_epoch_loss_and_map_come_from_one_pass_and_match_eval(reference, tiny_voc, tmp_path):
+    """On an mAP epoch the loss and the detections come from the same forwards: the detection files and the
+    per-class table are byte for byte ``evaluate_model``'s, and the loss is :func:`validation_loss`'s up to the
+    order of float32 sums (relative 1e-5: a few hundred summed terms, each rounded at ~6e-8)."""
+    ref, _ = reference
+    cfg = _config(tiny_voc, tmp_path / "ck", num_epochs=1, base_net=str(ref.final_model), validation_epochs=1)
+    result = train(cfg)
+    row = result.history[0]
+    _, val_set, eval_set = make_datasets(cfg, result.model, class_names(cfg))
+    table, _ = evaluate_model(result.model, eval_set, tmp_path / "eval", progress=False)
+    assert row["mAP"] == mean_ap(table)
+    logged = sorted((tmp_path / "ck" / "eval").glob("det_test_*.txt"))
+    assert len(logged) == len(class_names(cfg)) - 1 and sum(f.stat().st_size for f in logged) > 0
+    for f in logged:
+        assert f.read_bytes() == (tmp_path / "eval" / f.name).read_bytes(), f.name
+    assert (tmp_path / "ck" / "eval" / "ap.csv").read_bytes() == (tmp_path / "eval" / "ap.csv").read_bytes()
+    val = validation_loss(result.model, val_set, batch_size=3)
+    assert row["val_loss"] == pytest.approx(val["loss"], rel=1e-5)
+    assert row["val_regression_loss"] == pytest.approx(val["regression"], rel=1e-5)
+    assert row["val_classification_loss"] == pytest.approx(val["classification"], rel=1e-5)
 
 
 def test_prune_distill_and_map(reference, tiny_voc, tmp_path):

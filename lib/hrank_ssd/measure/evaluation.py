@@ -314,13 +314,20 @@ def evaluate_model(model, dataset, eval_dir, device="cpu", class_names: Optional
     """Predict the dataset, write det files and ``ap.csv`` into ``eval_dir``; returns (table, avg seconds).
     ``progress``: a bar of images named ``desc``."""
 
-    class_names = list(class_names if class_names is not None else dataset.class_names)
     predictor = Predictor(model, device, **predictor_kwargs)
     results, avg_time = predict_dataset(predictor, dataset, progress, desc)
+    return score_results(results, dataset, eval_dir, class_names, iou_threshold, use_2007_metric), avg_time
+
+
+def score_results(results: Sequence, dataset, eval_dir, class_names: Optional[Sequence[str]] = None,
+                  iou_threshold: float = 0.5, use_2007_metric: bool = True) -> pd.DataFrame:
+    """Detections of every image of ``dataset`` (in its order) -> det files and ``ap.csv`` in ``eval_dir``;
+    returns the per-class table."""
+    class_names = list(class_names if class_names is not None else dataset.class_names)
     write_detection_files(results, list(dataset.ids), class_names, eval_dir)
     table = evaluate_detections(dataset, eval_dir, class_names, iou_threshold, use_2007_metric)
     save_table(table, Path(eval_dir) / "ap.csv")
-    return table, avg_time
+    return table
 
 
 def format_report(table: pd.DataFrame, avg_time: Optional[float] = None) -> str:

@@ -96,9 +96,13 @@ class Predictor:
         return batch.to(self.device).contiguous(memory_format=self.memory_format)
 
     @torch.no_grad()
-    def predict_batch(self, images: Sequence[np.ndarray], top_k: int = -1,
-                      prob_threshold: Optional[float] = None) -> List[Detections]:
-        conf, loc = self.model(self.preprocess(images))
+    def outputs(self, images: Sequence[np.ndarray]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The model's raw ``(confidences, locations)`` for a batch of images."""
+        return self.model(self.preprocess(images))
+
+    def detections(self, conf: torch.Tensor, loc: torch.Tensor, images: Sequence[np.ndarray], top_k: int = -1,
+                   prob_threshold: Optional[float] = None) -> List[Detections]:
+        """:meth:`outputs` of ``images`` -> their detections, boxes in each image's pixels."""
         thr = self.score_threshold if prob_threshold is None else prob_threshold
         dets = postprocess(conf.cpu(), loc.cpu(), self.model.priors.cpu(), self.cfg, thr, self.iou_threshold,
                            self.candidate_size, top_k)
@@ -107,6 +111,10 @@ class Predictor:
             h, w = im.shape[:2]
             out.append((boxes * torch.tensor([w, h, w, h], dtype=boxes.dtype), labels, scores))
         return out
+
+    def predict_batch(self, images: Sequence[np.ndarray], top_k: int = -1,
+                      prob_threshold: Optional[float] = None) -> List[Detections]:
+        return self.detections(*self.outputs(images), images, top_k, prob_threshold)
 
     def predict(self, image: np.ndarray, top_k: int = -1, prob_threshold: Optional[float] = None) -> Detections:
         return self.predict_batch([image], top_k, prob_threshold)[0]

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from hrank_ssd.data.voc import collate
 from hrank_ssd.errors import HRankError
-from hrank_ssd.measure.evaluation import evaluate_model, mean_ap
+from hrank_ssd.measure.evaluation import mean_ap
 from hrank_ssd.nets.compress import format_compress_rate
 from hrank_ssd.nets.models import clean_state_dict, count_parameters, save_model
 from hrank_ssd.nets.ssd import SSD
@@ -40,7 +40,7 @@ from hrank_ssd.train.determinism import (
 )
 from hrank_ssd.train.logs import epoch_summary, plot_curves, write_logs
 from hrank_ssd.train.losses import MultiBoxLoss
-from hrank_ssd.train.validation import param_dtype, validation_loss
+from hrank_ssd.train.validation import param_dtype, validation_loss, validation_loss_and_map
 
 SUM_KEYS = ("loss", "regression", "classification", "distillation")  # running sums of the epoch's step losses
 
@@ -307,19 +307,19 @@ class _Trainer:
         self.start_step = 0
 
     # -- validation -------------------------------------------------------------------------------------
-    def mean_ap(self) -> float:
-        table, _ = evaluate_model(self.model, self.eval_set, self.folder / "eval", device=self.device,
-                                  class_names=self.class_names, progress=False)
-        return float(mean_ap(table))
-
     def validate_epoch(self, epoch: int) -> dict:
-        """The epoch's validation columns (loss parts; mAP when due); tracks the best epoch."""
+        """The epoch's validation columns (loss parts; mAP when due, from the same forwards, as eval_ssd's
+        float32 batch of one computes it); tracks the best epoch."""
         cfg = self.cfg
-        val = validation_loss(self.model, self.val_set, cfg.batch_size, self.device, self.amp, cfg.num_workers)
-        row = {"val_loss": val["loss"], "val_regression_loss": val["regression"],
-               "val_classification_loss": val["classification"]}
         due = cfg.validation_epochs > 0 and ((epoch + 1) % cfg.validation_epochs == 0 or epoch == cfg.num_epochs - 1)
-        row["mAP"] = self.mean_ap() if due else math.nan
+        if due:
+            val, table = validation_loss_and_map(self.model, self.val_set, self.eval_set, self.folder / "eval",
+                                                 self.device, self.class_names)
+        else:
+            val = validation_loss(self.model, self.val_set, cfg.batch_size, self.device, self.amp, cfg.num_workers)
+        row = {"val_loss": val["loss"], "val_regression_loss": val["regression"],
+               "val_classification_loss": val["classification"],
+               "mAP": float(mean_ap(table)) if due else math.nan}
         if not math.isfinite(val["loss"]):
             raise self.nan_error(val["loss"], epoch, "validation")
         if val["loss"] < self.best_val:

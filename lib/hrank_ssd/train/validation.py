@@ -1,14 +1,19 @@
-"""The validation loss: the MultiBox loss of a model over a whole data set, independent of the batch size."""
+"""The validation loss: the MultiBox loss of a model over a whole data set, independent of the batch size;
+on mAP epochs it comes from the very forwards the mAP is computed from (one pass, not two)."""
 
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, Tuple
 
+import pandas as pd
 import torch
 from torch import nn
 
 from hrank_ssd.data.voc import collate
+from hrank_ssd.errors import HRankError
+from hrank_ssd.measure.evaluation import score_results
 from hrank_ssd.nets.models import SSD
+from hrank_ssd.nets.predictor import Predictor
 from hrank_ssd.train.losses import MultiBoxLoss
 
 
@@ -27,21 +32,55 @@ def validation_loss(model: SSD, dataset, batch_size: int = 32, device="cpu", amp
     """
     device = torch.device(device)
     model.eval()
-    criterion = MultiBoxLoss()
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate,
                                          num_workers=num_workers)
-    reg_sum = cls_sum = 0.0
-    num_pos = 0
+    sums = _LossSums(MultiBoxLoss())
     for images, locations, labels in loader:
-        images, labels = images.to(device, dtype=param_dtype(model)), labels.to(device)
+        images = images.to(device, dtype=param_dtype(model))
         with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
             conf, loc = model(images)
-        parts = criterion.parts(conf, loc, labels, locations.to(device), num_pos=1.0)
-        reg_sum += float(parts.regression)
-        cls_sum += float(parts.classification)
-        num_pos += int((labels > 0).sum())
-    n = max(num_pos, 1)
-    return {"loss": (reg_sum + cls_sum) / n, "regression": reg_sum / n, "classification": cls_sum / n}
+        sums.add(conf, loc, labels.to(device), locations.to(device))
+    return sums.result()
 
 
-__all__ = ["param_dtype", "validation_loss"]
+class _LossSums:
+    """Loss parts summed over images (each image's hard negatives are mined on its own, so any batching gives
+    the same sums up to float rounding), divided by all the positives at the end."""
+
+    def __init__(self, criterion: MultiBoxLoss):
+        self.criterion, self.reg, self.cls, self.num_pos = criterion, 0.0, 0.0, 0
+
+    def add(self, conf, loc, labels, locations) -> None:
+        parts = self.criterion.parts(conf, loc, labels, locations, num_pos=1.0)
+        self.reg += float(parts.regression)
+        self.cls += float(parts.classification)
+        self.num_pos += int((labels > 0).sum())
+
+    def result(self) -> Dict[str, float]:
+        n = max(self.num_pos, 1)
+        return {"loss": (self.reg + self.cls) / n, "regression": self.reg / n, "classification": self.cls / n}
+
+
+@torch.no_grad()
+def validation_loss_and_map(model: SSD, val_set, eval_set, eval_dir, device="cpu",
+                            class_names=None) -> Tuple[Dict[str, float], pd.DataFrame]:
+    """:func:`validation_loss` and the per-class VOC table of ``evaluate_model`` from one float32 forward per
+    image: the detections, so the table, are exactly ``evaluate_model``'s (same batch of one, same
+    post-processing); the loss equals :func:`validation_loss`'s up to float rounding. ``val_set`` and
+    ``eval_set`` hold the same images in the same order (``(input, locations, labels)`` and raw images)."""
+    if len(val_set) != len(eval_set):
+        raise HRankError(f"{len(val_set)} validation items for {len(eval_set)} evaluation images: "
+                         "build both from the same folder and split")
+    device = torch.device(device)
+    predictor = Predictor(model, device)
+    sums, results = _LossSums(MultiBoxLoss()), []
+    for i in range(len(eval_set)):
+        image = eval_set.get_image(i)
+        conf, loc = predictor.outputs([image])
+        results.append(predictor.detections(conf, loc, [image])[0])
+        _, locations, labels = val_set[i]
+        sums.add(conf, loc, labels[None].to(device), locations[None].to(device))
+    return sums.result(), score_results(results, eval_set, eval_dir, class_names)
+
+
+__all__ = ["param_dtype", "validation_loss", "validation_loss_and_map"]
