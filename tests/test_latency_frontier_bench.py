@@ -8,6 +8,8 @@ import pandas as pd
 import pytest
 from conftest import load_benchmark
 
+from hrank_ssd.measure.latency_table import LatencyTable
+
 
 @pytest.fixture(scope="module")
 def frontier():
@@ -48,3 +50,24 @@ def test_smoke_run_writes_every_model_and_the_targets(frontier, tmp_path):
     assert "| (d) mAP" in text and "+0.0100 (0.7100 vs 0.7000) | >= -0.01 | met |" in text
     assert "(c'') the same, predicted speed-up" in text
     assert out.with_name("lf_table.json").is_file() and out.with_suffix(".png").is_file()
+    check = LatencyTable.load(out.with_name("lf_check_table.json"))  # every model timed among its own models
+    assert [c["name"] for c in check.checks] == list(rows["model"])
+    np.testing.assert_array_equal(rows["check_predicted_ms"], [c["predicted_ms"] for c in check.checks])
+    np.testing.assert_array_equal(rows["check_measured_ms"], [c["measured_ms"] for c in check.checks])
+    worst = rows["check_error_%"].abs().max()
+    assert f"| (c) \\|prediction error\\|, all {len(rows)} models, each timed among the check table's own models " \
+           f"| max {worst:.1f}% (" in text
+    assert "| (c-later) |" not in text and "(c-later) \\|prediction error\\|, the first table" in text
+
+
+def test_error_targets_read_the_check_table_when_there_is_one(frontier):
+    def met(ok):
+        return "met" if ok else "not met"
+
+    rows = pd.DataFrame({"model": ["a", "b"], "error_%": [-12.0, 3.0], "check_error_%": [4.0, -9.5]})
+    (c, later) = frontier.error_targets(rows, met)
+    assert (c["measured"], c["required"], c["result"]) == ("max 9.5% (b)", "<= 10%", "met")
+    assert (later["measured"], later["required"], later["result"]) == ("max 12.0% (a)", "-", "drift, for reading")
+    (only,) = frontier.error_targets(rows.drop(columns="check_error_%"), met)
+    assert only["target"].startswith("(c) ") and "--no_check_table" in only["target"]
+    assert (only["measured"], only["result"]) == ("max 12.0% (a)", "not met")

@@ -61,8 +61,27 @@ def test_cli_end_to_end(measured, net):
     assert (table.net, table.width, table.image_size, table.runs, table.warmup) == (net, 0.125, 300, 1, 0)
     assert "full: predicted" in printed and "measured" in printed and f"wrote {path}" in printed
     assert [c["name"] for c in table.checks][0] == "full" and len(table.checks) == 2
+    assert [c["widths"] for c in table.checks] == list(latency_measure.default_checks(net, 0.125).values())
     for check in table.checks:
         assert check["predicted_ms"] == table.predict(check["widths"])
+        assert check["forwards"] == latency_measure.CHECK_COPIES * table.runs  # each copy's runs, all kept
+        assert f"{check['forwards']} forwards among the table's" in printed
+    assert table.models == len(design_widths(table.counts)) + 2 * latency_measure.CHECK_COPIES
+
+
+def test_check_models_are_timed_among_the_table_and_bad_ones_refused():
+    full = _model("vgg16-ssd").plan.prunable
+    odd = [max(1, c // 3) for c in full]  # counts off the grid: predicted by interpolation
+    table = measure_latency_table("vgg16-ssd", width=0.125, grid=2, runs=2, warmup=0, progress=False,
+                                  checks={"third": odd}, check_copies=3)
+    (check,) = table.checks
+    assert (check["name"], check["widths"], check["forwards"]) == ("third", odd, 6)
+    assert check["predicted_ms"] == table.predict(odd) and check["measured_ms"] > 0
+    assert table.models == len(design_widths(table.counts)) + 3
+    for widths in (odd[:-1], [0] + odd[1:], [full[0] + 1] + odd[1:]):
+        with pytest.raises(HRankError, match="check model 'bad' keeps .*one count per prunable layer"):
+            measure_latency_table("vgg16-ssd", width=0.125, grid=2, runs=1, warmup=0, progress=False,
+                                  checks={"bad": widths})
 
 
 @pytest.mark.parametrize("net", NETS)

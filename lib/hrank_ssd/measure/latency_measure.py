@@ -61,6 +61,7 @@ from hrank_ssd.nets.ssd import SSD, kept_channels
 FOLLOWERS = (nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Hardswish, nn.SiLU, nn.MaxPool2d)
 CHUNK_BYTES = 512 * 2 ** 20  # parameters of the models timed together
 CHUNK_MODELS = 8
+CHECK_COPIES = 4  # places in the shuffled design of each check model
 
 
 # ---------------------------------------------------------------- units
@@ -227,43 +228,49 @@ class _Setup:
     x: torch.Tensor
 
 
-def _time_chunk(models: Sequence[Tuple[List[int], SSD]], rules: Mapping[str, Rule], setup: _Setup,
-                samples: Dict[tuple, List[float]], full_times: List[float], full: Mapping[str, tuple]) -> None:
-    """Time a chunk of models interleaved; append each unit's segments to ``samples[(unit, k_in, k_out)]``
-    and the full model's forwards to ``full_times``. ``full``: each unit's (in, out) channels unpruned (a fixed
-    side of a depthwise conv or a BatchNorm shrinks in a pruned model but is recorded at its full count)."""
+def _time_chunk(models: Sequence[Tuple[List[int], Optional[str], SSD]], rules: Mapping[str, Rule], setup: _Setup,
+                samples: Dict[tuple, List[float]], full_times: List[float], full: Mapping[str, tuple],
+                check_times: Dict[str, List[float]]) -> None:
+    """Time a chunk of models interleaved; append each unit's segments to ``samples[(unit, k_in, k_out)]``,
+    the full model's forwards to ``full_times`` and a named check model's forwards to ``check_times[name]``
+    (its segments stay out of the cells). ``full``: each unit's (in, out) channels unpruned (a fixed side of a
+    depthwise conv or a BatchNorm shrinks in a pruned model but is recorded at its full count)."""
     clocks = []
-    for widths, model in models:  # each unit's sample key and whether this is the full model: once per model
+    for widths, name, model in models:  # each unit's sample key and whether this is the full model: once per model
         units = find_units(model, rules)
         keys = [(u.names[0], *u.cell(widths, full[u.names[0]])) for u in units]
-        is_full = all(u.full_counts() == full[u.names[0]] for u in units)
-        clocks.append((model, _Stamps(units, setup.device), keys, is_full))
+        is_full = name is None and all(u.full_counts() == full[u.names[0]] for u in units)
+        clocks.append((model, _Stamps(units, setup.device), keys, is_full, name))
     try:
         for _ in range(setup.warmup):
-            for model, _, _, _ in clocks:
+            for model, *_ in clocks:
                 model(setup.x)
         for _ in range(setup.runs):
-            for model, clock, keys, is_full in clocks:
+            for model, clock, keys, is_full, name in clocks:
                 total, segments = clock.forward(model, setup.x)
+                if name is not None:
+                    check_times[name].append(total)
+                    continue
                 if is_full:
                     full_times.append(total)
                 for j, ms in segments.items():
                     samples[keys[j]].append(ms)
     finally:
-        for _, clock, _, _ in clocks:
+        for _, clock, *_ in clocks:
             clock.remove()
 
 
-def _chunks(design: Sequence[List[int]], base: SSD, setup: _Setup):
-    """Models of ``design`` built and moved to the device, yielded in chunks of bounded memory."""
+def _chunks(design: Sequence[Tuple[List[int], Optional[str]]], base: SSD, setup: _Setup):
+    """Models of ``design`` (widths, check name or None) built and moved to the device, yielded in chunks of
+    bounded memory."""
     chunk, used = [], 0
-    for widths in design:
+    for widths, name in design:
         model = first_filters(base, widths).eval().to(device=setup.device, memory_format=setup.fmt)
         size = 4 * sum(p.numel() for p in model.parameters())
         if chunk and (used + size > CHUNK_BYTES or len(chunk) >= CHUNK_MODELS):
             yield chunk
             chunk, used = [], 0
-        chunk.append((widths, model))
+        chunk.append((widths, name, model))
         used += size
     if chunk:
         yield chunk
@@ -298,9 +305,15 @@ def _unit_times(units: Sequence[Unit], counts, samples: Mapping[tuple, List[floa
 def measure_latency_table(net: str, device="cpu", threads: Optional[int] = None, batch_size: int = 1,
                           width: float = 1.0, image_size: Optional[int] = None, channels_last: bool = False,
                           grid: int = 8, runs: int = 5, warmup: int = 2, num_classes: int = 21,
-                          block: Optional[int] = None, progress: bool = True) -> LatencyTable:
+                          block: Optional[int] = None, progress: bool = True,
+                          checks: Optional[Mapping[str, Sequence[int]]] = None,
+                          check_copies: int = CHECK_COPIES) -> LatencyTable:
     """Measure ``net``'s latency table on this machine (random weights: shapes set the speed). ``runs`` and
-    ``warmup`` count forwards of each timed model (see the module's docstring)."""
+    ``warmup`` count forwards of each timed model (see the module's docstring).
+
+    ``checks`` (name -> kept counts per prunable layer): whole models timed *among* the table's models,
+    ``check_copies`` times each at shuffled places, so a drifting machine load hits them and the cells alike;
+    ``table.checks`` puts the median of their forwards beside the table's prediction."""
     spec = get_net(net)
     _check_args(batch_size, width, grid, runs, warmup, threads, block)
     device = resolve_device(device)
@@ -312,7 +325,9 @@ def measure_latency_table(net: str, device="cpu", threads: Optional[int] = None,
     rules = spec.slice_rules()
     units = find_units(base, rules)
     record_input_sizes(base, units, image_size)
-    design = design_widths(counts)
+    checks = {name: [int(k) for k in widths] for name, widths in (checks or {}).items()}
+    _check_widths(checks, base.plan.prunable)
+    design = [(w, None) for w in design_widths(counts)] + [(w, n) for n, w in checks.items()] * check_copies
     full = {u.names[0]: u.full_counts() for u in units}
     random.Random(0).shuffle(design)  # load drifting over the minutes of measuring is noise, not a slope
     fmt = torch.channels_last if channels_last else torch.contiguous_format
@@ -320,33 +335,48 @@ def measure_latency_table(net: str, device="cpu", threads: Optional[int] = None,
     setup = _Setup(device, fmt, warmup, runs, x)
     samples: Dict[tuple, List[float]] = defaultdict(list)
     full_times: List[float] = []
+    check_times: Dict[str, List[float]] = defaultdict(list)
     start = time.perf_counter()
     with num_threads(threads) as used_threads, torch.inference_mode():
         bar = tqdm(total=len(design), desc=f"latency-table {net}", unit="model", disable=not progress)
         for chunk in _chunks(design, base, setup):
-            _time_chunk(chunk, rules, setup, samples, full_times, full)
+            _time_chunk(chunk, rules, setup, samples, full_times, full, check_times)
             bar.update(len(chunk))
         bar.close()
     records = _unit_times(units, counts, samples)
     full_ms = statistics.median(full_times)
     rest_ms = full_ms - math.fsum(r.ms[-1][-1] for r in records)
-    return LatencyTable(net=net, width=width, image_size=image_size, batch_size=batch_size, device=str(device),
-                        threads=used_threads, layout="channels_last" if channels_last else "contiguous",
-                        machine=current_machine(device), counts=counts, units=records, rest_ms=rest_ms,
-                        full_ms=full_ms, num_classes=num_classes, block=block, runs=runs, warmup=warmup,
-                        measure_s=time.perf_counter() - start, models=len(design),
-                        date=_dt.datetime.now().astimezone().isoformat(timespec="seconds"))
+    table = LatencyTable(net=net, width=width, image_size=image_size, batch_size=batch_size, device=str(device),
+                         threads=used_threads, layout="channels_last" if channels_last else "contiguous",
+                         machine=current_machine(device), counts=counts, units=records, rest_ms=rest_ms,
+                         full_ms=full_ms, num_classes=num_classes, block=block, runs=runs, warmup=warmup,
+                         measure_s=time.perf_counter() - start, models=len(design),
+                         date=_dt.datetime.now().astimezone().isoformat(timespec="seconds"))
+    table.checks = [{"name": name, "widths": widths, "predicted_ms": table.predict(widths),
+                     "measured_ms": statistics.median(check_times[name]), "forwards": len(check_times[name])}
+                    for name, widths in checks.items()]
+    return table
+
+
+def _check_widths(checks: Mapping[str, List[int]], full: Sequence[int]) -> None:
+    for name, widths in checks.items():
+        if len(widths) != len(full) or not all(1 <= k <= c for k, c in zip(widths, full)):
+            raise HRankError(f"check model {name!r} keeps {widths}: give one count per prunable layer, each "
+                             f"between 1 and the layer's {list(full)}")
 
 
 # ---------------------------------------------------------------- checking predictions
 
 
-def default_checks(net: str) -> Dict[str, Optional[List[float]]]:
-    """Models to check a table on: the full net, and its published pruning (or every layer at rate 0.5)."""
+def default_checks(net: str, width: float = 1.0) -> Dict[str, List[int]]:
+    """Models to check a table on (name -> kept counts): the full net, and its published pruning (or every
+    layer at rate 0.5)."""
     spec = get_net(net)
     rates = list(spec.default_compress_rate or [0.5] * spec.num_prunable)[:spec.num_prunable]
     kind = "published" if spec.default_compress_rate else "uniform"
-    return {"full": None, f"{kind} {format_compress_rate(rates)}": rates}
+    full = build_model(net, 21, width=width).plan.prunable
+    kept = [kept_channels(c, float(r)) for c, r in zip(full, layer_rates(rates, len(full)))]
+    return {"full": list(full), f"{kind} {format_compress_rate(rates)}": kept}
 
 
 def time_as_measured(table: LatencyTable, models: Mapping[str, nn.Module], runs: int = 10,
@@ -361,25 +391,5 @@ def time_as_measured(table: LatencyTable, models: Mapping[str, nn.Module], runs:
         return timings_interleaved({n: (lambda m=m: m(x)) for n, m in ready.items()}, warmup, runs, device)
 
 
-def check_predictions(table: LatencyTable, models: Mapping[str, Optional[Sequence[float]]], runs: int = 10,
-                      warmup: int = 3) -> List[dict]:
-    """Time whole models (name -> compress rates, None: unpruned) as the table was measured, interleaved, and
-    put each beside its prediction: ``{name, widths, predicted_ms, measured_ms}``."""
-    rates = {name: layer_rates(r, len(table.counts)) if r is not None else [0.0] * len(table.counts)
-             for name, r in models.items()}
-    built = {}
-    for name, r in rates.items():
-        torch.manual_seed(0)
-        built[name] = build_model(table.net, table.num_classes, compress_rate=r, width=table.width,
-                                  image_size=table.image_size)
-    times = time_as_measured(table, built, runs, warmup)
-    rows = []
-    for name, r in rates.items():
-        widths = table.widths_for_rates(r)
-        rows.append({"name": name, "widths": widths, "predicted_ms": table.predict(widths),
-                     "measured_ms": times[name]["median_ms"]})
-    return rows
-
-
-__all__ = ["Unit", "check_predictions", "default_checks", "design_widths", "find_units", "first_filters",
+__all__ = ["Unit", "default_checks", "design_widths", "find_units", "first_filters",
            "measure_latency_table", "net_grid", "record_input_sizes", "time_as_measured"]
