@@ -47,15 +47,17 @@ EAGER_TARGET, FAST_TARGET, ERROR_TARGET = 1.8, 1.94, 10.0  # the issue's speed-u
 OPTIONS = ("channels_last", "torch.compile", "onnxruntime")
 MATCHED = "latency at seed MACs"
 COURSE_MATCHED, COURSE_SEED, MAP_TARGET = "vgg16-ssd-lat-seedmacs", "vgg16-ssd-pruned", 0.01  # course model keys
-SMOKE = {"width": 0.125, "grid": 2, "runs": 1, "warmup": 0, "model_runs": 1, "model_warmup": 0}
+SMOKE = {"width": 0.125, "grid": 2, "runs": 1, "warmup": 0, "rounds": 1, "model_runs": 1, "model_warmup": 0}
 
 
 def parse(argv):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2, help="torch threads for the table and every timing")
     ap.add_argument("--grid", type=int, default=8, help="coarse counts per layer of the latency table")
-    ap.add_argument("--runs", type=int, default=5, help="timed forwards of each model the table times")
-    ap.add_argument("--warmup", type=int, default=2, help="untimed forwards of each model the table times")
+    ap.add_argument("--runs", type=int, default=2, help="timed forwards of each model the table times, per round")
+    ap.add_argument("--warmup", type=int, default=1, help="untimed forwards of each model the table times, per round")
+    ap.add_argument("--rounds", type=int, default=3, help="times each table times its whole design (new order each)")
+    ap.add_argument("--check_copies", type=int, default=2, help="places of each model in each round of the check table")
     ap.add_argument("--channels_last", action="store_true", help="measure the table and the models in NHWC")
     ap.add_argument("--width", type=float, default=1.0, help="channel width of the measured net")
     ap.add_argument("--table", default=None, help="load this latency table instead of measuring one")
@@ -97,7 +99,8 @@ def get_table(args) -> tuple:
                                   layout="channels_last" if args.channels_last else None)
         return table, f"loaded from `{args.table}` (measured {table.date} in {table.measure_s or 0:.0f} s)"
     table = measure_latency_table(NET, "cpu", threads=args.threads, width=args.width, grid=args.grid,
-                                  runs=args.runs, warmup=args.warmup, channels_last=args.channels_last)
+                                  runs=args.runs, warmup=args.warmup, channels_last=args.channels_last,
+                                  rounds=args.rounds)
     return table, f"measured by this run in {table.measure_s:.0f} s, saved as `{table_path(args.out).name}`"
 
 
@@ -111,7 +114,7 @@ def check_table(args, table: LatencyTable, models: dict) -> LatencyTable:
     widths = {name: list(m.plan.prunable) for name, (_, _, m) in models.items()}
     return measure_latency_table(NET, "cpu", threads=table.threads, width=table.width, grid=args.grid,
                                  runs=args.runs, warmup=args.warmup, channels_last=table.layout == "channels_last",
-                                 checks=widths)
+                                 checks=widths, check_copies=args.check_copies, rounds=args.rounds)
 
 
 def validation_set(base, table: LatencyTable, rank_dir, min_keep: float, keep: float):
@@ -306,7 +309,8 @@ def report(args, env, table, table_note, rows, opts, notes, tg, seconds, command
              + (f"from `{args.rank_dir}`" if args.rank_dir else f"random HRank-like (seed {args.seed})")
              + f"; --min_keep {args.min_keep:g}, --keep {args.keep:g}",
              f"- latency table: {table_note}; {len(table.units)} units, {cells} cells, timed inside {table.models} "
-             f"whole models ({table.warmup} warm-up and {table.runs} timed forwards each), block {table.block}; "
+             f"whole models ({table.warmup} warm-up and {table.runs} timed forwards each, in {table.rounds} rounds), "
+             f"block {table.block}; "
              f"full_ms {table.full_ms:.2f}, rest_ms {table.rest_ms:.2f}",
              (f"- check table: measured by this run after the models were chosen, like the first, in "
               f"{checked.measure_s:.0f} s, with each of the {len(checked.checks)} models below timed among its own "

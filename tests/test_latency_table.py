@@ -73,15 +73,38 @@ def test_check_models_are_timed_among_the_table_and_bad_ones_refused():
     full = _model("vgg16-ssd").plan.prunable
     odd = [max(1, c // 3) for c in full]  # counts off the grid: predicted by interpolation
     table = measure_latency_table("vgg16-ssd", width=0.125, grid=2, runs=2, warmup=0, progress=False,
-                                  checks={"third": odd}, check_copies=3)
+                                  checks={"third": odd}, check_copies=3, rounds=2)
     (check,) = table.checks
-    assert (check["name"], check["widths"], check["forwards"]) == ("third", odd, 6)
+    assert (check["name"], check["widths"], check["forwards"]) == ("third", odd, 2 * 3 * 2)  # runs, copies, rounds
     assert check["predicted_ms"] == table.predict(odd) and check["measured_ms"] > 0
-    assert table.models == len(design_widths(table.counts)) + 3
+    assert table.models == len(design_widths(table.counts)) + 3 and table.rounds == 2
+    assert LatencyTable.from_dict(table.to_dict()).rounds == 2
     for widths in (odd[:-1], [0] + odd[1:], [full[0] + 1] + odd[1:]):
         with pytest.raises(HRankError, match="check model 'bad' keeps .*one count per prunable layer"):
             measure_latency_table("vgg16-ssd", width=0.125, grid=2, runs=1, warmup=0, progress=False,
                                   checks={"bad": widths})
+    for rounds, copies in ((0, 1), (1, 0)):
+        with pytest.raises(HRankError, match="--rounds and the check copies must be at least 1"):
+            measure_latency_table("vgg16-ssd", width=0.125, grid=2, runs=1, progress=False, checks={"a": odd},
+                                  rounds=rounds, check_copies=copies)
+
+
+def test_rounds_time_every_model_once_per_round_each_in_a_new_order(monkeypatch):
+    seen = []
+    real = latency_measure._time_chunk
+
+    def spy(models, *args):
+        seen.append([tuple(w) for w, _, _ in models])
+        return real(models, *args)
+
+    monkeypatch.setattr(latency_measure, "_time_chunk", spy)
+    table = measure_latency_table("vgg16-ssd", width=0.125, grid=2, runs=1, warmup=0, progress=False, rounds=3)
+    order = [w for chunk in seen for w in chunk]
+    design = sorted(tuple(w) for w in design_widths(table.counts))
+    n = len(design)
+    rounds = [order[i * n:(i + 1) * n] for i in range(3)]
+    assert len(order) == 3 * n and all(sorted(r) == design for r in rounds)
+    assert len({tuple(r) for r in rounds}) == 3  # three different orders
 
 
 @pytest.mark.parametrize("net", NETS)

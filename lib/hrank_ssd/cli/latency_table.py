@@ -25,6 +25,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="channel block of the kernels (default: 32 on CUDA, 16 with AVX-512, else 8)")
     p.add_argument("--runs", type=int, default=5, help="timed forwards of each model timed (cells: medians)")
     p.add_argument("--warmup", type=int, default=2, help="untimed forwards of each model first")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="time the whole design this many times, each in a new order (on a machine whose speed "
+                        "drifts, each cell then gets samples from several moments)")
     p.add_argument("--no_check", dest="check", action="store_false",
                    help="skip timing whole models (the full net and its seed pruning), among the table's "
                         "own, against the table's predictions")
@@ -45,7 +48,8 @@ def run(args) -> int:
                                   width=args.width, image_size=args.image_size, channels_last=args.channels_last,
                                   grid=args.grid, runs=args.runs, warmup=args.warmup, num_classes=args.num_classes,
                                   block=args.block, progress=args.progress,
-                                  checks=default_checks(args.net, args.width) if args.check else None)
+                                  checks=default_checks(args.net, args.width) if args.check else None,
+                                  rounds=args.rounds)
     cells = sum(len(u.in_counts) * len(u.out_counts) for u in table.units)
     print(f"{table.net} width {table.width:g}, {table.image_size}x{table.image_size}, batch {table.batch_size}, "
           f"{table.machine['device_name']} ({table.device}, {table.machine['capability']}), {table.threads} threads, "

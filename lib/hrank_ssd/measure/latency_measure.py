@@ -14,7 +14,8 @@
    segments add up to the forward: the headers, reshapes and tensors freed between two units are charged to the
    unit before them, whose kept counts set their size. Models run interleaved in chunks of bounded memory, in
    a shuffled order, so background load hits every part of the grid alike; a cell's time is the median of all
-   its segments.
+   its segments. A cell is met by one or two models, so its samples share their chunk's moment: ``rounds > 1``
+   times the whole design again in new orders, so each cell is sampled at ``rounds`` moments.
 4. ``full_ms`` is the median forward of the full model (one of the design's models) and ``rest_ms`` is it minus
    every unit at full width: the time before the first unit.
 
@@ -276,9 +277,10 @@ def _chunks(design: Sequence[Tuple[List[int], Optional[str]]], base: SSD, setup:
         yield chunk
 
 
-def _check_args(batch_size, width, grid, runs, warmup, threads, block):
-    if batch_size < 1 or runs < 1 or warmup < 0:
-        raise HRankError("--batch_size and --runs must be at least 1, --warmup at least 0")
+def _check_args(batch_size, width, grid, runs, warmup, threads, block, repeats=1):
+    if batch_size < 1 or runs < 1 or warmup < 0 or repeats < 1:
+        raise HRankError("--batch_size, --runs, --rounds and the check copies must be at least 1, --warmup at "
+                         "least 0")
     if not width > 0 or grid < 1:
         raise HRankError(f"--width must be positive and --grid at least 1, got {width} and {grid}")
     if (threads is not None and threads < 1) or (block is not None and block < 1):
@@ -307,15 +309,16 @@ def measure_latency_table(net: str, device="cpu", threads: Optional[int] = None,
                           grid: int = 8, runs: int = 5, warmup: int = 2, num_classes: int = 21,
                           block: Optional[int] = None, progress: bool = True,
                           checks: Optional[Mapping[str, Sequence[int]]] = None,
-                          check_copies: int = CHECK_COPIES) -> LatencyTable:
+                          check_copies: int = CHECK_COPIES, rounds: int = 1) -> LatencyTable:
     """Measure ``net``'s latency table on this machine (random weights: shapes set the speed). ``runs`` and
-    ``warmup`` count forwards of each timed model (see the module's docstring).
+    ``warmup`` count forwards of each timed model per round; ``rounds`` times every model again, each round in
+    its own shuffled order (see the module's docstring).
 
     ``checks`` (name -> kept counts per prunable layer): whole models timed *among* the table's models,
-    ``check_copies`` times each at shuffled places, so a drifting machine load hits them and the cells alike;
-    ``table.checks`` puts the median of their forwards beside the table's prediction."""
+    ``check_copies`` times each per round at shuffled places, so a drifting machine load hits them and the cells
+    alike; ``table.checks`` puts the median of their forwards beside the table's prediction."""
     spec = get_net(net)
-    _check_args(batch_size, width, grid, runs, warmup, threads, block)
+    _check_args(batch_size, width, grid, runs, warmup, threads, block, min(rounds, check_copies))
     device = resolve_device(device)
     block = block or hardware_block(device)
     image_size = image_size or spec.config.image_size
@@ -329,7 +332,6 @@ def measure_latency_table(net: str, device="cpu", threads: Optional[int] = None,
     _check_widths(checks, base.plan.prunable)
     design = [(w, None) for w in design_widths(counts)] + [(w, n) for n, w in checks.items()] * check_copies
     full = {u.names[0]: u.full_counts() for u in units}
-    random.Random(0).shuffle(design)  # load drifting over the minutes of measuring is noise, not a slope
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     x = torch.randn(batch_size, 3, image_size, image_size, device=device).contiguous(memory_format=fmt)
     setup = _Setup(device, fmt, warmup, runs, x)
@@ -338,10 +340,13 @@ def measure_latency_table(net: str, device="cpu", threads: Optional[int] = None,
     check_times: Dict[str, List[float]] = defaultdict(list)
     start = time.perf_counter()
     with num_threads(threads) as used_threads, torch.inference_mode():
-        bar = tqdm(total=len(design), desc=f"latency-table {net}", unit="model", disable=not progress)
-        for chunk in _chunks(design, base, setup):
-            _time_chunk(chunk, rules, setup, samples, full_times, full, check_times)
-            bar.update(len(chunk))
+        bar = tqdm(total=len(design) * rounds, desc=f"latency-table {net}", unit="model", disable=not progress)
+        for r in range(rounds):  # each round its own order: a cell's samples come from `rounds` moments
+            order = list(design)
+            random.Random(r).shuffle(order)  # load drifting over the minutes of measuring is noise, not a slope
+            for chunk in _chunks(order, base, setup):
+                _time_chunk(chunk, rules, setup, samples, full_times, full, check_times)
+                bar.update(len(chunk))
         bar.close()
     records = _unit_times(units, counts, samples)
     full_ms = statistics.median(full_times)
@@ -350,7 +355,7 @@ def measure_latency_table(net: str, device="cpu", threads: Optional[int] = None,
                          threads=used_threads, layout="channels_last" if channels_last else "contiguous",
                          machine=current_machine(device), counts=counts, units=records, rest_ms=rest_ms,
                          full_ms=full_ms, num_classes=num_classes, block=block, runs=runs, warmup=warmup,
-                         measure_s=time.perf_counter() - start, models=len(design),
+                         rounds=rounds, measure_s=time.perf_counter() - start, models=len(design),
                          date=_dt.datetime.now().astimezone().isoformat(timespec="seconds"))
     table.checks = [{"name": name, "widths": widths, "predicted_ms": table.predict(widths),
                      "measured_ms": statistics.median(check_times[name]), "forwards": len(check_times[name])}

@@ -207,6 +207,7 @@ class LatencyTable:
     block: Optional[int] = None
     runs: Optional[int] = None
     warmup: Optional[int] = None
+    rounds: int = 1  # times the whole design was timed, each in its own order
     measure_s: Optional[float] = None  # how long measuring took
     models: Optional[int] = None  # whole models timed to measure it
     date: Optional[str] = None
