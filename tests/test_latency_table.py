@@ -256,6 +256,16 @@ def test_handmade_predict_is_bilinear_and_clamped():
         t.predict([4])
 
 
+def test_off_grid_counts_cost_their_block_on_a_cpu_in_the_contiguous_layout():
+    plain, blocked = _handmade(), _handmade(block=2)
+    assert blocked.predict([3, 2]) == plain.predict([4, 2])  # 3 -> 4 (on the grid); 2 -> 2, interpolated
+    assert blocked.predict([4, 3]) == plain.predict([4, 3])  # grid counts stay
+    assert _handmade(block=4).predict([2, 4.5]) == plain.predict([2, 5])  # 4.5 -> 8, clamped to the full 5
+    for other in (_handmade(block=2, layout="channels_last"), _handmade(block=2, device="cuda")):
+        assert other.predict([3, 2]) == plain.predict([3, 2]) != blocked.predict([3, 2])
+    assert blocked.computed_counts([3, 2]) == [4, 2] and plain.computed_counts([3, 2]) == [3, 2]
+
+
 def test_handmade_costs_equal_predict_on_the_grid():
     t = _handmade()
     c = t.costs()

@@ -8,7 +8,8 @@ prunable layer (:mod:`latency_measure`), and
 
     predict(k) = rest_ms + sum over units of unit_ms(k[in_layer], k[out_layer])
 
-with bilinear interpolation between grid counts (clamped at the grid's ends). A unit's time is its *segment*
+with bilinear interpolation between grid counts (clamped at the grid's ends); on a CPU in the contiguous
+layout a count off the grid is first rounded up to the kernels' channel block (:meth:`LatencyTable.computed_counts`). A unit's time is its *segment*
 inside a whole model, from its start to the next unit's (:mod:`latency_measure`), so the extras, headers and
 reshapes between units are charged to the unit before them; ``rest_ms`` is the full model's measured forward
 minus the units at full width: the time before the first unit. At grid counts nothing is interpolated: ``predict`` is
@@ -232,7 +233,18 @@ class LatencyTable:
         """Predicted forward ms when prunable layer i keeps ``widths[i]`` filters (interpolated, clamped)."""
         if len(widths) != len(self.counts):
             raise HRankError(f"predict takes {len(self.counts)} kept counts for {self.net}, got {len(widths)}")
+        widths = self.computed_counts(widths)
         return math.fsum([self.rest_ms] + [u.at(*u.counts_of(widths)) for u in self.units])
+
+    def computed_counts(self, widths: Sequence[float]) -> List[float]:
+        """The channel counts the kernels work on. On a CPU in the contiguous layout oneDNN computes in blocks of
+        ``block`` channels (nChw16c), so a count off the grid costs what its count rounded up to a block costs
+        (clamped to the layer's full count): interpolating between the grid counts around 19 would miss that
+        19 channels take as long as 32. Grid counts, channels_last and CUDA keep their counts."""
+        if not self.block or self.layout != "contiguous" or torch.device(self.device).type != "cpu":
+            return list(widths)
+        return [k if k in grid else min(math.ceil(k / self.block) * self.block, grid[-1])
+                for k, grid in zip(widths, self.counts)]
 
     def costs(self) -> LatencyCosts:
         """The prediction as a chain knapsack's costs on the grid of ``counts`` (see :class:`LatencyCosts`)."""
