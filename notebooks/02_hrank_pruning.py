@@ -457,7 +457,7 @@ print(f"same sparsity ({by.loc['filters (HRank)', 'sparsity']:.1%} of the weight
 # python -m hrank_ssd sensitivity --dataset work/offline/data/VOCdevkit/VOC2007 \
 #     --trained_model work/offline/models/vgg16-ssd.pth --rank_dir work/offline/ranks --layers 1,4,7,10,13,14 \
 #     --rates 0.3,0.6,0.9 --target_mac_reduction 0.5
-# python -m hrank_ssd latency-table --net vgg16-ssd --width 0.125 --grid 6 --runs 5 --warmup 2 --num_classes 6 \
+# python -m hrank_ssd latency-table --net vgg16-ssd --width 0.125 --grid 6 --runs 5 --warmup 2 --rounds 1 --num_classes 6 \
 #     --out work/offline/latency/table.json
 # python -m hrank_ssd prune --base_net work/offline/models/vgg16-ssd.pth --rank_dir work/offline/ranks \
 #     --latency_budget 0.55 --latency_table work/offline/latency/table.json --min_keep 0.25 \

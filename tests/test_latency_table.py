@@ -31,7 +31,8 @@ from hrank_ssd.nets.registry import get_net
 from hrank_ssd.nets.ssd import kept_channels
 
 NETS = ("vgg16-ssd", "mb1-ssd")
-FAST = ["--width", "0.125", "--image_size", "300", "--grid", "3", "--runs", "1", "--warmup", "0", "--no_progress"]
+FAST = ["--width", "0.125", "--image_size", "300", "--grid", "3", "--runs", "1", "--warmup", "0", "--rounds", "1",
+        "--no_progress"]
 
 
 @pytest.fixture(scope="module")

@@ -23,11 +23,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "pruning's counts are added)")
     p.add_argument("--block", type=int, default=None,
                    help="channel block of the kernels (default: 32 on CUDA, 16 with AVX-512, else 8)")
-    p.add_argument("--runs", type=int, default=5, help="timed forwards of each model timed (cells: medians)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed forwards of each model first")
-    p.add_argument("--rounds", type=int, default=1,
-                   help="time the whole design this many times, each in a new order (on a machine whose speed "
-                        "drifts, each cell then gets samples from several moments)")
+    p.add_argument("--runs", type=int, default=2, help="timed forwards of each model per round (cells: medians)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed forwards of each model first, per round")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="time the whole design this many times, each in a new order: on a machine whose speed "
+                        "drifts, each cell gets samples from several moments (docs/latency.md)")
     p.add_argument("--no_check", dest="check", action="store_false",
                    help="skip timing whole models (the full net and its seed pruning), among the table's "
                         "own, against the table's predictions")
