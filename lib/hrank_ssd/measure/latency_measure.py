@@ -312,7 +312,7 @@ def measure_latency_table(net: str, device="cpu", threads: Optional[int] = None,
                           check_copies: int = CHECK_COPIES, rounds: int = 1) -> LatencyTable:
     """Measure ``net``'s latency table on this machine (random weights: shapes set the speed). ``runs`` and
     ``warmup`` count forwards of each timed model per round; ``rounds`` times every model again, each round in
-    its own shuffled order (see the module's docstring).
+    its own shuffled order (see the module's docstring; ``latency-table`` defaults to 3 rounds of 1 + 2).
 
     ``checks`` (name -> kept counts per prunable layer): whole models timed *among* the table's models,
     ``check_copies`` times each per round at shuffled places, so a drifting machine load hits them and the cells

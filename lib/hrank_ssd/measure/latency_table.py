@@ -9,9 +9,10 @@ prunable layer (:mod:`latency_measure`), and
     predict(k) = rest_ms + sum over units of unit_ms(k[in_layer], k[out_layer])
 
 with bilinear interpolation between grid counts (clamped at the grid's ends); on a CPU in the contiguous
-layout a count off the grid is first rounded up to the kernels' channel block (:meth:`LatencyTable.computed_counts`). A unit's time is its *segment*
-inside a whole model, from its start to the next unit's (:mod:`latency_measure`), so the extras, headers and
-reshapes between units are charged to the unit before them; ``rest_ms`` is the full model's measured forward
+layout a count off the grid is first rounded up to the kernels' channel block
+(:meth:`LatencyTable.computed_counts`). A unit's time is its *segment* inside a whole model, from its start to
+the next unit's (:mod:`latency_measure`), so the extras, headers and reshapes between units are charged to the
+unit before them; ``rest_ms`` is the full model's measured forward
 minus the units at full width: the time before the first unit. At grid counts nothing is interpolated: ``predict`` is
 ``math.fsum`` of ``rest_ms`` and measured medians, so ``predict(full_widths())`` equals ``full_ms`` up to one
 rounding.
@@ -240,7 +241,8 @@ class LatencyTable:
         """The channel counts the kernels work on. On a CPU in the contiguous layout oneDNN computes in blocks of
         ``block`` channels (nChw16c), so a count off the grid costs what its count rounded up to a block costs
         (clamped to the layer's full count): interpolating between the grid counts around 19 would miss that
-        19 channels take as long as 32. Grid counts, channels_last and CUDA keep their counts."""
+        19 channels take as long as 32. Grid counts, channels_last (measured: linear fits better there) and
+        CUDA keep their counts (docs/latency.md)."""
         if not self.block or self.layout != "contiguous" or torch.device(self.device).type != "cpu":
             return list(widths)
         return [k if k in grid else min(math.ceil(k / self.block) * self.block, grid[-1])
