@@ -168,11 +168,14 @@ class VOCDataset(Dataset):
                 np.asarray(difficult, dtype=np.uint8))
 
     def __getitem__(self, index: int):
+        return self.item_with_image(index, self.get_image(index))
+
+    def item_with_image(self, index: int, image: np.ndarray):
+        """``self[index]`` from its image already read (:meth:`get_image`), for a caller that needs both."""
         _, (boxes, labels, difficult) = self.get_annotation(index)
         if not self.keep_difficult:
             keep = difficult == 0
             boxes, labels = boxes[keep], labels[keep]
-        image = self.get_image(index)
         if self.transform is not None:
             image, boxes, labels = self.transform(image, boxes, labels)
         if self.target_transform is not None:

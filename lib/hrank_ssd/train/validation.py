@@ -34,7 +34,7 @@ def validation_loss(model: SSD, dataset, batch_size: int = 32, device="cpu", amp
     model.eval()
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate,
                                          num_workers=num_workers)
-    sums = _LossSums(MultiBoxLoss())
+    sums = _LossSums()
     for images, locations, labels in loader:
         images = images.to(device, dtype=param_dtype(model))
         with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
@@ -47,8 +47,8 @@ class _LossSums:
     """Loss parts summed over images (each image's hard negatives are mined on its own, so any batching gives
     the same sums up to float rounding), divided by all the positives at the end."""
 
-    def __init__(self, criterion: MultiBoxLoss):
-        self.criterion, self.reg, self.cls, self.num_pos = criterion, 0.0, 0.0, 0
+    def __init__(self):
+        self.criterion, self.reg, self.cls, self.num_pos = MultiBoxLoss(), 0.0, 0.0, 0
 
     def add(self, conf, loc, labels, locations) -> None:
         parts = self.criterion.parts(conf, loc, labels, locations, num_pos=1.0)
@@ -73,12 +73,12 @@ def validation_loss_and_map(model: SSD, val_set, eval_set, eval_dir, device="cpu
                          "build both from the same folder and split")
     device = torch.device(device)
     predictor = Predictor(model, device)
-    sums, results = _LossSums(MultiBoxLoss()), []
+    sums, results = _LossSums(), []
     for i in range(len(eval_set)):
         image = eval_set.get_image(i)
         conf, loc = predictor.outputs([image])
         results.append(predictor.detections(conf, loc, [image])[0])
-        _, locations, labels = val_set[i]
+        _, locations, labels = val_set.item_with_image(i, image)  # the image decoded once
         sums.add(conf, loc, labels[None].to(device), locations[None].to(device))
     return sums.result(), score_results(results, eval_set, eval_dir, class_names)
 
