@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from hrank_ssd.cli.main import guarded
 from hrank_ssd.measure import bench, layer_times, speed, tables
 from hrank_ssd.nets.models import build_model
 
@@ -170,4 +171,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(guarded(main))

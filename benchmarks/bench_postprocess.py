@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from hrank_ssd.cli.main import guarded
 from hrank_ssd.measure import bench, reference_nms, tables
 from hrank_ssd.nets.models import build_model
 from hrank_ssd.nets.predictor import postprocess
@@ -72,4 +73,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(guarded(main))

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from hrank_ssd.cli.main import guarded
 from hrank_ssd.hrank.ranks import (
     batched_ranks,
     compute_ranks,
@@ -145,4 +146,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(guarded(main))

@@ -12,6 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from hrank_ssd.cli.main import guarded
 from hrank_ssd.course import estimates
 from hrank_ssd.course.folders import repo_root
 from hrank_ssd.course.report import replace_marked_block
@@ -53,4 +54,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(guarded(main))

@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from hrank_ssd.cli.main import guarded
 from hrank_ssd.course.profiles import get_profile
 from hrank_ssd.measure import budgets
 from hrank_ssd.measure.flops import count_exact
@@ -107,4 +108,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(guarded(main))

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from hrank_ssd.cli.main import guarded
 from hrank_ssd.course.profiles import get_profile
 from hrank_ssd.course.pruned_models import SEED_MACS
 from hrank_ssd.course.steps import Course
@@ -172,4 +173,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(guarded(main))

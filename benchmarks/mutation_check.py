@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from hrank_ssd.cli.main import guarded
+
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = {  # the tests that guard each module (a mutant is run against these only)
     "evaluation": ["tests/test_evaluation.py", "tests/test_end_to_end.py"],
@@ -156,4 +158,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(guarded(main))

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from hrank_ssd.cli.main import guarded
 from hrank_ssd.course.folders import repo_root
 from hrank_ssd.course.profiles import get_profile
 from hrank_ssd.course.report import replace_marked_block
@@ -107,4 +108,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(guarded(main))

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from hrank_ssd.cli.main import guarded
 from hrank_ssd.measure import bench, layer_times, tables
 
 HERE = Path(__file__).resolve().parent
@@ -129,4 +130,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(guarded(main))

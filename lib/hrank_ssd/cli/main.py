@@ -11,6 +11,7 @@ import importlib
 import pkgutil
 import sys
 from pathlib import Path
+from typing import Callable, Optional
 
 from hrank_ssd import __version__
 from hrank_ssd.errors import HRankError
@@ -39,10 +40,11 @@ def one_line(error: HRankError) -> str:
     return text
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+def guarded(run: Callable[[], Optional[int]]) -> int:
+    """Run a command's body: an HRankError or an OSError becomes one line on stderr and exit status 2 (no
+    traceback), Ctrl-C status 130; the CLI and the ``benchmarks/`` scripts end this way."""
     try:
-        return int(args.func(args) or 0)
+        return int(run() or 0)
     except HRankError as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
@@ -54,6 +56,11 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted: checkpoints written so far are kept", file=sys.stderr)
         return 130
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return guarded(lambda: args.func(args))
 
 
 if __name__ == "__main__":
