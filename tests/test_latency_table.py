@@ -25,6 +25,7 @@ from hrank_ssd.measure.latency_table import (
     current_machine,
     grid_counts,
     hardware_block,
+    off_block_costs,
 )
 from hrank_ssd.nets.models import build_model
 from hrank_ssd.nets.registry import get_net
@@ -257,14 +258,51 @@ def test_handmade_predict_is_bilinear_and_clamped():
         t.predict([4])
 
 
-def test_off_grid_counts_cost_their_block_on_a_cpu_in_the_contiguous_layout():
+def test_off_grid_counts_cost_their_block_on_a_cpu_in_nchw():
     plain, blocked = _handmade(), _handmade(block=2)
+    assert blocked.off_grid_rule() == "block" and plain.off_grid_rule() == "linear"
     assert blocked.predict([3, 2]) == plain.predict([4, 2])  # 3 -> 4 (on the grid); 2 -> 2, interpolated
     assert blocked.predict([4, 3]) == plain.predict([4, 3])  # grid counts stay
     assert _handmade(block=4).predict([2, 4.5]) == plain.predict([2, 5])  # 4.5 -> 8, clamped to the full 5
-    for other in (_handmade(block=2, layout="channels_last"), _handmade(block=2, device="cuda")):
-        assert other.predict([3, 2]) == plain.predict([3, 2]) != blocked.predict([3, 2])
+    assert _handmade(block=2, device="cuda").predict([3, 2]) == plain.predict([3, 2]) != blocked.predict([3, 2])
+    assert blocked.predict([3, 2], rule="linear") == plain.predict([3, 2])
     assert blocked.computed_counts([3, 2]) == [4, 2] and plain.computed_counts([3, 2]) == [3, 2]
+    with pytest.raises(HRankError, match="off-grid rule"):
+        blocked.predict([3, 2], rule="nearest")
+
+
+def _tail_table(**kw) -> LatencyTable:
+    grid = [16, 23, 32, 39, 64]  # block 16: 23 and 39 have a tail, 16, 32 and 64 do not
+    units = [UnitTimes("a", 0, None, [3], grid, [[1.0, 3.0, 2.0, 5.0, 4.0]])]
+    return _handmade(**{"block": 16, "layout": "channels_last", "counts": [grid], "units": units,
+                        "full_ms": 14.0, **kw})
+
+
+def test_off_grid_counts_with_a_tail_follow_the_grids_tails_on_a_cpu_in_nhwc():
+    t = _tail_table()
+    assert t.off_grid_rule() == "tail" and t.computed_counts([30]) == [30]
+    assert t.predict([30]) == 10.0 + 3.0 + (5.0 - 3.0) * 7 / 16  # between the tails 23 and 39, not 23 and 32
+    assert t.predict([48]) == 10.0 + 2.0 + (4.0 - 2.0) * 16 / 32  # a multiple of 16 among 16, 32 and 64
+    assert t.predict([19]) == 10.0 + 1.0 + (3.0 - 1.0) * 3 / 7  # no tail below 19 on the grid: all counts
+    assert t.predict([23]) == 13.0 and t.predict([64]) == 14.0  # grid counts as measured
+    assert t.predict([30], rule="linear") == 10.0 + 3.0 + (2.0 - 3.0) * 7 / 9
+    assert t.predict([30], rule="block") == 12.0  # 30 -> 32
+    assert _tail_table(device="cuda").predict([30]) == t.predict([30], rule="linear")
+
+
+def test_off_block_costs_reads_the_block_rule_from_the_cells():
+    grid = [16, 19, 32, 40]  # block 16: 19 lies between 16 and 32; 40's upper neighbour 48 is not measured
+    units = [UnitTimes("a", 0, None, [3], grid, [[1.0, 2.1, 2.0, 9.0]]),
+             UnitTimes("b", 0, None, [3], grid, [[2.0, 4.0, 4.0, 9.0]])]
+    t = _handmade(block=16, counts=[grid], units=units, full_ms=20.0)
+    evidence = off_block_costs(t)
+    assert evidence["cells"] == 2  # 19 in each unit; 40 has no 48 to compare with
+    assert evidence["rounded_up_%"] == pytest.approx(100 * (2.1 / 2.0 - 1 + 0.0) / 2, rel=1e-12)
+    # linear between 16 and 32 prices 19 at 3/16 of the way: 1.1875 vs 2.1, and 2.375 vs 4.0
+    assert evidence["linear_%"] == pytest.approx(100 * (1.1875 / 2.1 - 1 + 2.375 / 4.0 - 1) / 2, rel=1e-12)
+    assert t.predict([19]) == math.fsum([10.0, 2.1, 4.0])  # on the grid: as measured
+    assert t.predict([20]) == t.predict([32]) == 10.0 + 2.0 + 4.0  # off it: at 32, the count the rule rounds 20 up to
+    assert off_block_costs(_handmade(block=2))["cells"] == 0  # no block multiple on both sides of an off count
 
 
 def test_handmade_costs_equal_predict_on_the_grid():

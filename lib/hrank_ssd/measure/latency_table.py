@@ -8,12 +8,11 @@ prunable layer (:mod:`latency_measure`), and
 
     predict(k) = rest_ms + sum over units of unit_ms(k[in_layer], k[out_layer])
 
-with bilinear interpolation between grid counts (clamped at the grid's ends); on a CPU in the contiguous
-layout a count off the grid is first rounded up to the kernels' channel block
-(:meth:`LatencyTable.computed_counts`). A unit's time is its *segment* inside a whole model, from its start to
-the next unit's (:mod:`latency_measure`), so the extras, headers and reshapes between units are charged to the
-unit before them; ``rest_ms`` is the full model's measured forward
-minus the units at full width: the time before the first unit. At grid counts nothing is interpolated: ``predict`` is
+with bilinear interpolation between grid counts (clamped at the grid's ends); on a CPU a count off the grid is
+priced for the kernels' channel block (:meth:`LatencyTable.off_grid_rule`, :func:`off_block_costs`).
+A unit's time is its *segment* inside a whole model, from its start to the next unit's (:mod:`latency_measure`),
+so the extras, headers and reshapes between units are charged to the unit before them; ``rest_ms`` is the full
+model's measured forward minus the units at full width: the time before the first unit. At grid counts nothing is interpolated: ``predict`` is
 ``math.fsum`` of ``rest_ms`` and measured medians, so ``predict(full_widths())`` equals ``full_ms`` up to one
 rounding.
 
@@ -45,6 +44,7 @@ from hrank_ssd.nets.ssd import kept_channels
 FORMAT = "hrank-ssd latency table"
 VERSION = 2  # 2: units timed inside whole models (1: standalone, 20-49% high on thin layers)
 MACHINE_KEYS = ("cpu", "device_name", "torch", "capability")
+OFF_GRID_RULES = ("block", "tail", "linear")  # LatencyTable.off_grid_rule
 
 
 # ---------------------------------------------------------------- the grid of kept counts
@@ -95,12 +95,21 @@ def grid_counts(channels: int, points: int = 8, block: int = 8, exact: Sequence[
 # ---------------------------------------------------------------- one unit's times
 
 
-def _bracket(grid: Sequence[int], x: float):
-    """(i0, i1, t): ``x`` clamped to the grid lies between ``grid[i0]`` and ``grid[i1]`` at fraction ``t``."""
+def _bracket(grid: Sequence[int], x: float, tail_block: Optional[int] = None):
+    """(i0, i1, t): ``x`` clamped to the grid lies between ``grid[i0]`` and ``grid[i1]`` at fraction ``t``.
+
+    With ``tail_block``, an ``x`` off the grid is placed among the grid counts of its own kind (multiples of the
+    block, or counts with a tail) when two of them surround it; else among all of them."""
     x = min(max(float(x), grid[0]), grid[-1])
     i1 = bisect.bisect_left(grid, x)
     if grid[i1] == x:
         return i1, i1, 0.0
+    if tail_block:
+        kind = [i for i, c in enumerate(grid) if (c % tail_block == 0) == (x % tail_block == 0)]
+        below, above = [i for i in kind if grid[i] < x], [i for i in kind if grid[i] > x]
+        if below and above:
+            i0, i1 = below[-1], above[0]
+            return i0, i1, (x - grid[i0]) / (grid[i1] - grid[i0])
     i0 = i1 - 1
     return i0, i1, (x - grid[i0]) / (grid[i1] - grid[i0])
 
@@ -127,10 +136,11 @@ class UnitTimes:
         self.out_counts = [int(c) for c in self.out_counts]
         self.ms = [[float(v) for v in row] for row in self.ms]
 
-    def at(self, k_in: float, k_out: float) -> float:
-        """Bilinear interpolation on the grid (clamped); a grid point returns its measured median itself."""
-        r0, r1, rt = _bracket(self.in_counts, k_in)
-        c0, c1, ct = _bracket(self.out_counts, k_out)
+    def at(self, k_in: float, k_out: float, tail_block: Optional[int] = None) -> float:
+        """Bilinear interpolation on the grid (clamped); a grid point returns its measured median itself.
+        ``tail_block``: interpolate an off-grid count among grid counts of its own kind (see :func:`_bracket`)."""
+        r0, r1, rt = _bracket(self.in_counts, k_in, tail_block)
+        c0, c1, ct = _bracket(self.out_counts, k_out, tail_block)
 
         def row(r):
             v = self.ms[r][c0]
@@ -230,20 +240,34 @@ class LatencyTable:
         """Kept counts at per-layer compress rates, as pruning computes them (``kept_channels``)."""
         return [kept_channels(grid[-1], float(r)) for grid, r in zip(self.counts, rates)]
 
-    def predict(self, widths: Sequence[float]) -> float:
-        """Predicted forward ms when prunable layer i keeps ``widths[i]`` filters (interpolated, clamped)."""
+    def predict(self, widths: Sequence[float], rule: Optional[str] = None) -> float:
+        """Predicted forward ms when prunable layer i keeps ``widths[i]`` filters (interpolated, clamped; a count
+        off the grid priced by ``rule``, default :meth:`off_grid_rule`)."""
         if len(widths) != len(self.counts):
             raise HRankError(f"predict takes {len(self.counts)} kept counts for {self.net}, got {len(widths)}")
-        widths = self.computed_counts(widths)
-        return math.fsum([self.rest_ms] + [u.at(*u.counts_of(widths)) for u in self.units])
+        rule = rule or self.off_grid_rule()
+        if rule not in OFF_GRID_RULES:
+            raise HRankError(f"unknown off-grid rule {rule!r}: use one of {', '.join(OFF_GRID_RULES)}")
+        widths = self.computed_counts(widths, rule)
+        tail = self.block if rule == "tail" else None
+        return math.fsum([self.rest_ms] + [u.at(*u.counts_of(widths), tail) for u in self.units])
 
-    def computed_counts(self, widths: Sequence[float]) -> List[float]:
-        """The channel counts the kernels work on. On a CPU in the contiguous layout oneDNN computes in blocks of
-        ``block`` channels (nChw16c), so a count off the grid costs what its count rounded up to a block costs
-        (clamped to the layer's full count): interpolating between the grid counts around 19 would miss that
-        19 channels take as long as 32. Grid counts, channels_last (measured: linear fits better there) and
-        CUDA keep their counts (docs/latency.md)."""
-        if not self.block or self.layout != "contiguous" or torch.device(self.device).type != "cpu":
+    def off_grid_rule(self) -> str:
+        """How a count off the grid is priced; grid counts (all the knapsack chooses) always as measured.
+
+        ``block`` (a CPU in NCHW): oneDNN computes in its blocked nChw16c format, channels padded to ``block``,
+        so the count costs its count rounded up to a block (:meth:`computed_counts`). ``tail`` (a CPU in NHWC):
+        no padding, but a count with a tail of fewer than ``block`` channels pays for the tail, so it is
+        interpolated among the grid's counts with a tail, a block multiple among block multiples.
+        ``linear`` (CUDA, or no block recorded): among all grid counts. Evidence: docs/latency.md."""
+        if not self.block or torch.device(self.device).type != "cpu":
+            return "linear"
+        return "block" if self.layout == "contiguous" else "tail"
+
+    def computed_counts(self, widths: Sequence[float], rule: Optional[str] = None) -> List[float]:
+        """The channel counts the kernels work on: under the ``block`` rule a count off the grid rounded up to
+        the block (clamped to the layer's full count; 19 channels are computed as 32), else the counts."""
+        if (rule or self.off_grid_rule()) != "block" or not self.block:
             return list(widths)
         return [k if k in grid else min(math.ceil(k / self.block) * self.block, grid[-1])
                 for k, grid in zip(widths, self.counts)]
@@ -343,5 +367,26 @@ class LatencyTable:
         return table
 
 
-__all__ = ["FORMAT", "LatencyCosts", "LatencyTable", "UnitTimes", "capability", "current_machine",
-           "grid_counts", "hardware_block"]
+def off_block_costs(table: LatencyTable) -> Dict[str, float]:
+    """The block rule's evidence in a table's own cells: every cell whose filter count ``k`` is not a multiple of
+    ``block`` while both its block neighbours ``lo < k < hi`` are on the grid. ``rounded_up_%`` is the median of
+    its time against ``hi``'s (0: it costs its rounded-up count, the ``block`` rule of
+    :meth:`LatencyTable.off_grid_rule`); ``linear_%`` the median error of linear interpolation between ``lo``
+    and ``hi`` (what the ``linear`` rule would do there)."""
+    block, up, linear = table.block, [], []
+    for unit in table.units if block else ():
+        grid = unit.out_counts
+        for row in unit.ms:
+            for k, ms in zip(grid, row):
+                lo, hi = k // block * block, -(-k // block) * block
+                if k % block and lo in grid and hi in grid:
+                    t_lo, t_hi = row[grid.index(lo)], row[grid.index(hi)]
+                    up.append(ms / t_hi - 1)
+                    linear.append((t_lo + (t_hi - t_lo) * (k - lo) / block) / ms - 1)
+    if not up:
+        return {"cells": 0, "rounded_up_%": math.nan, "linear_%": math.nan}
+    return {"cells": len(up), "rounded_up_%": 100 * float(np.median(up)), "linear_%": 100 * float(np.median(linear))}
+
+
+__all__ = ["FORMAT", "OFF_GRID_RULES", "LatencyCosts", "LatencyTable", "UnitTimes", "capability", "current_machine",
+           "grid_counts", "hardware_block", "off_block_costs"]

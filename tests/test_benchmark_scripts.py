@@ -1,0 +1,54 @@
+"""The ``benchmarks/`` scripts end like the CLI: bad input is one line on stderr and exit status 2, no traceback."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import load_benchmark
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _bad_inputs(tmp: Path):
+    a_file = tmp / "a_file"
+    a_file.write_text("not a folder")
+    missing = tmp / "missing"
+    return {
+        "offline_seeds.py": ["--seeds", "0", "--work", str(a_file / "work"), "--runs", str(tmp / "runs"),
+                             "--out", str(tmp / "seeds")],
+        "latency_map_seeds.py": ["--from_csv", "--out", str(missing / "seeds.md")],
+        "latency_frontier.py": ["--table", str(missing / "table.json"), "--out", str(tmp / "lf.md")],
+        "keep_scan.py": ["--work", str(tmp), "--profile", "no-such-profile", "--out", str(tmp / "scan.md")],
+    }
+
+
+@pytest.mark.parametrize("script", ["offline_seeds.py", "latency_map_seeds.py", "latency_frontier.py",
+                                    "keep_scan.py"])
+def test_bad_input_is_one_line_and_status_2(script, tmp_path):
+    args = _bad_inputs(tmp_path)[script]
+    out = subprocess.run([sys.executable, str(BENCHMARKS / script), *args], capture_output=True, text=True,
+                         timeout=300)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "Traceback" not in out.stderr and lines[-1].startswith("error: "), out.stderr[-2000:]
+    assert not (tmp_path / "a_file" / "work").exists() and (tmp_path / "a_file").read_text() == "not a folder"
+
+
+def test_off_grid_rules_scores_each_rule_on_a_check_table(tmp_path):
+    from test_latency_table import _tail_table
+
+    rules = load_benchmark("off_grid_rules")
+    checks = [{"name": "full", "widths": [64], "predicted_ms": 14.0, "measured_ms": 14.0, "forwards": 4},
+              {"name": "thirty", "widths": [30], "predicted_ms": 0.0, "measured_ms": 14.0, "forwards": 4}]
+    path = _tail_table(checks=checks).save(tmp_path / "check.json")
+    row, off_grid = rules.scores(path)
+    assert row["rule used"] == "tail" and row["models"] == 2 and row["on-grid bias_%"] == 0.0  # 14.0 vs 14.0
+    thirty = {"tail": 10.0 + 3.0 + 2.0 * 7 / 16, "block": 12.0, "linear": 10.0 + 3.0 - 7 / 9}  # as predict prices 30
+    assert list(off_grid["model"]) == ["thirty"]
+    for rule, ms in thirty.items():
+        assert off_grid[rule].item() == pytest.approx(100 * (ms / 14.0 - 1), rel=1e-12)
+        assert row[f"{rule} max_%"] == pytest.approx(abs(100 * (ms / 14.0 - 1)), rel=1e-12)
+    out = tmp_path / "rules.md"
+    assert rules.main([str(path), str(path), "--out", str(out)]) == 0
+    assert out.read_text().count("| check.json |") == 2  # a summary row and a model row: given twice, scored once
