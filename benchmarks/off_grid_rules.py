@@ -60,6 +60,13 @@ def scores(path: Path) -> tuple:
     return row, off.assign(table=path.name, layout=table.layout)
 
 
+def by_layout(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per layout, each rule's max error and distance from the bias averaged over the tables."""
+    cols = [c for c in summary.columns if c.split(" ")[0] in OFF_GRID_RULES]
+    return summary.groupby("layout")[cols].mean().reset_index().assign(
+        tables=summary.groupby("layout").size().values)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("tables", nargs="*", type=Path, help="check tables (default: the committed and kept ones)")
@@ -81,7 +88,8 @@ def main(argv=None) -> int:
         "(`off_block_costs`): their median time against their count rounded up to the block, and the median "
         "error of linear interpolation between the block neighbours. The rule used is the one "
         "`LatencyTable.off_grid_rule` picks for the table's device and layout.", "",
-        markdown_table(summary, ".1f"), "", "## The models the rules price differently (error %)", "",
+        markdown_table(summary, ".1f"), "", "## By layout: mean over its tables", "",
+        markdown_table(by_layout(summary), ".1f"), "", "## The models the rules price differently (error %)", "",
         markdown_table(off_grid, "+.1f"), ""])
     args.out.write_text(text)
     print(text)
