@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -80,6 +81,8 @@ def load_benchmark(name: str):
     """``benchmarks/<name>.py`` as a module (the benchmarks are scripts, not a package)."""
     import importlib.util
 
+    if str(REPO_ROOT / "benchmarks") not in sys.path:  # a script imports its helpers beside it, as when run
+        sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
     spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -25,15 +25,15 @@ def _course(folder, matched, seed):
 
 @pytest.mark.parametrize("matched, result", [(0.7, "met"), (0.695, "met"), (0.6899, "not met")])
 def test_map_target_reads_the_course_results(frontier, tmp_path, matched, result):
-    row = frontier.map_target(_course(tmp_path / "results", matched, 0.7))
+    row = load_benchmark("latency_frontier_report").map_target(_course(tmp_path / "results", matched, 0.7))
     assert row["result"] == result
     assert row["measured"].startswith(f"{matched - 0.7:+.4f}")
 
 
 def test_map_target_without_a_course_run_says_how_to_get_it(frontier, tmp_path):
-    assert frontier.map_target(None)["result"].startswith("not measured: pass --course_results")
+    assert load_benchmark("latency_frontier_report").map_target(None)["result"].startswith("not measured: pass --course_results")
     (tmp_path / "map.csv").write_text("model,mAP\nvgg16-ssd,0.5\n")
-    assert "lacks the two models" in frontier.map_target(tmp_path)["result"]
+    assert "lacks the two models" in load_benchmark("latency_frontier_report").map_target(tmp_path)["result"]
 
 
 def test_smoke_run_writes_every_model_and_the_targets(frontier, tmp_path):
@@ -58,6 +58,8 @@ def test_smoke_run_writes_every_model_and_the_targets(frontier, tmp_path):
     assert f"| (c) \\|prediction error\\|, all {len(rows)} models, each timed among the check table's own models " \
            f"| max {worst:.1f}% (" in text
     assert "| (c-later) |" not in text and "(c-later) \\|prediction error\\|, the first table" in text
+    worst_model = rows.loc[rows["check_error_%"].abs().idxmax(), "model"]
+    assert f"## Where the check table misses `{worst_model}` the most" in text  # its units, furthest first
 
 
 def test_error_targets_read_the_check_table_when_there_is_one(frontier):
@@ -65,9 +67,9 @@ def test_error_targets_read_the_check_table_when_there_is_one(frontier):
         return "met" if ok else "not met"
 
     rows = pd.DataFrame({"model": ["a", "b"], "error_%": [-12.0, 3.0], "check_error_%": [4.0, -9.5]})
-    (c, later) = frontier.error_targets(rows, met)
+    (c, later) = load_benchmark("latency_frontier_report").error_targets(rows, met)
     assert (c["measured"], c["required"], c["result"]) == ("max 9.5% (b)", "<= 10%", "met")
     assert (later["measured"], later["required"], later["result"]) == ("max 12.0% (a)", "-", "drift, for reading")
-    (only,) = frontier.error_targets(rows.drop(columns="check_error_%"), met)
+    (only,) = load_benchmark("latency_frontier_report").error_targets(rows.drop(columns="check_error_%"), met)
     assert only["target"].startswith("(c) ") and "--no_check_table" in only["target"]
     assert (only["measured"], only["result"]) == ("max 12.0% (a)", "not met")

@@ -79,6 +79,10 @@ def test_check_models_are_timed_among_the_table_and_bad_ones_refused():
     (check,) = table.checks
     assert (check["name"], check["widths"], check["forwards"]) == ("third", odd, 2 * 3 * 2)  # runs, copies, rounds
     assert check["predicted_ms"] == table.predict(odd) and check["measured_ms"] > 0
+    modules = [u.module for u in table.units]  # each unit's median segment beside its own prediction
+    assert list(check["unit_ms"]) == modules == list(check["predicted_unit_ms"])
+    assert all(ms > 0 for ms in check["unit_ms"].values())
+    assert math.fsum([table.rest_ms, *check["predicted_unit_ms"].values()]) == check["predicted_ms"]
     assert table.models == len(design_widths(table.counts)) + 3 and table.rounds == 2
     assert LatencyTable.from_dict(table.to_dict()).rounds == 2
     for widths in (odd[:-1], [0] + odd[1:], [full[0] + 1] + odd[1:]):

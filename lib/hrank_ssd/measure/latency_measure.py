@@ -18,11 +18,6 @@
    times the whole design again in new orders, so each cell is sampled at ``rounds`` moments.
 4. ``full_ms`` is the median forward of the full model (one of the design's models) and ``rest_ms`` is it minus
    every unit at full width: the time before the first unit.
-
-Timed standalone (one conv on its own input, as the first tables were), thin layers came out 20-40% slower than
-inside the model and the predictions of heavily pruned models 22-49% too high
-(``benchmarks/latency_frontier.md`` of 2026-12-01); inside the model a unit runs on the output its producer
-has just written, and the cost of freeing that tensor is counted where it happens.
 """
 
 from __future__ import annotations
@@ -231,10 +226,10 @@ class _Setup:
 
 def _time_chunk(models: Sequence[Tuple[List[int], Optional[str], SSD]], rules: Mapping[str, Rule], setup: _Setup,
                 samples: Dict[tuple, List[float]], full_times: List[float], full: Mapping[str, tuple],
-                check_times: Dict[str, List[float]]) -> None:
+                check_times: Dict[str, list]) -> None:
     """Time a chunk of models interleaved; append each unit's segments to ``samples[(unit, k_in, k_out)]``,
     the full model's forwards to ``full_times`` and a named check model's forwards to ``check_times[name]``
-    (its segments stay out of the cells). ``full``: each unit's (in, out) channels unpruned (a fixed side of a
+    as (ms, {unit: segment ms}): its segments stay out of the cells. ``full``: each unit's (in, out) channels unpruned (a fixed side of a
     depthwise conv or a BatchNorm shrinks in a pruned model but is recorded at its full count)."""
     clocks = []
     for widths, name, model in models:  # each unit's sample key and whether this is the full model: once per model
@@ -250,7 +245,7 @@ def _time_chunk(models: Sequence[Tuple[List[int], Optional[str], SSD]], rules: M
             for model, clock, keys, is_full, name in clocks:
                 total, segments = clock.forward(model, setup.x)
                 if name is not None:
-                    check_times[name].append(total)
+                    check_times[name].append((total, {keys[j][0]: ms for j, ms in segments.items()}))
                     continue
                 if is_full:
                     full_times.append(total)
@@ -337,7 +332,7 @@ def measure_latency_table(net: str, device="cpu", threads: Optional[int] = None,
     setup = _Setup(device, fmt, warmup, runs, x)
     samples: Dict[tuple, List[float]] = defaultdict(list)
     full_times: List[float] = []
-    check_times: Dict[str, List[float]] = defaultdict(list)
+    check_times: Dict[str, list] = defaultdict(list)
     start = time.perf_counter()
     with num_threads(threads) as used_threads, torch.inference_mode():
         bar = tqdm(total=len(design) * rounds, desc=f"latency-table {net}", unit="model", disable=not progress)
@@ -357,10 +352,17 @@ def measure_latency_table(net: str, device="cpu", threads: Optional[int] = None,
                          full_ms=full_ms, num_classes=num_classes, block=block, runs=runs, warmup=warmup,
                          rounds=rounds, measure_s=time.perf_counter() - start, models=len(design),
                          date=_dt.datetime.now().astimezone().isoformat(timespec="seconds"))
-    table.checks = [{"name": name, "widths": widths, "predicted_ms": table.predict(widths),
-                     "measured_ms": statistics.median(check_times[name]), "forwards": len(check_times[name])}
-                    for name, widths in checks.items()]
+    table.checks = [_check_record(table, name, widths, check_times[name]) for name, widths in checks.items()]
     return table
+
+
+def _check_record(table: LatencyTable, name: str, widths: List[int], forwards: list) -> dict:
+    """A check model beside the table: its median forward and each unit's median segment (``unit_ms``) against
+    the whole prediction and the unit's own (``predicted_unit_ms``), to see where a prediction misses."""
+    return {"name": name, "widths": widths, "predicted_ms": table.predict(widths),
+            "measured_ms": statistics.median(ms for ms, _ in forwards), "forwards": len(forwards),
+            "unit_ms": {u.module: statistics.median(seg[u.module] for _, seg in forwards) for u in table.units},
+            "predicted_unit_ms": dict(zip((u.module for u in table.units), table.unit_ms(widths)))}
 
 
 def _check_widths(checks: Mapping[str, List[int]], full: Sequence[int]) -> None:
@@ -368,9 +370,6 @@ def _check_widths(checks: Mapping[str, List[int]], full: Sequence[int]) -> None:
         if len(widths) != len(full) or not all(1 <= k <= c for k, c in zip(widths, full)):
             raise HRankError(f"check model {name!r} keeps {widths}: give one count per prunable layer, each "
                              f"between 1 and the layer's {list(full)}")
-
-
-# ---------------------------------------------------------------- checking predictions
 
 
 def default_checks(net: str, width: float = 1.0) -> Dict[str, List[int]]:

@@ -223,7 +223,7 @@ class LatencyTable:
     measure_s: Optional[float] = None  # how long measuring took
     models: Optional[int] = None  # whole models timed to measure it
     date: Optional[str] = None
-    checks: List[dict] = field(default_factory=list)  # {name, widths, predicted_ms, measured_ms}
+    checks: List[dict] = field(default_factory=list)  # {name, widths, predicted_ms, measured_ms, forwards, unit_ms...}
 
     def __post_init__(self):
         self.counts = [[int(c) for c in grid] for grid in self.counts]
@@ -243,6 +243,10 @@ class LatencyTable:
     def predict(self, widths: Sequence[float], rule: Optional[str] = None) -> float:
         """Predicted forward ms when prunable layer i keeps ``widths[i]`` filters (interpolated, clamped; a count
         off the grid priced by ``rule``, default :meth:`off_grid_rule`)."""
+        return math.fsum([self.rest_ms] + self.unit_ms(widths, rule))
+
+    def unit_ms(self, widths: Sequence[float], rule: Optional[str] = None) -> List[float]:
+        """Each unit's predicted ms (in the order of ``units``) at ``widths``; :meth:`predict` adds ``rest_ms``."""
         if len(widths) != len(self.counts):
             raise HRankError(f"predict takes {len(self.counts)} kept counts for {self.net}, got {len(widths)}")
         rule = rule or self.off_grid_rule()
@@ -250,7 +254,7 @@ class LatencyTable:
             raise HRankError(f"unknown off-grid rule {rule!r}: use one of {', '.join(OFF_GRID_RULES)}")
         widths = self.computed_counts(widths, rule)
         tail = self.block if rule == "tail" else None
-        return math.fsum([self.rest_ms] + [u.at(*u.counts_of(widths), tail) for u in self.units])
+        return [u.at(*u.counts_of(widths), tail) for u in self.units]
 
     def off_grid_rule(self) -> str:
         """How a count off the grid is priced; grid counts (all the knapsack chooses) always as measured.
