@@ -229,8 +229,9 @@ def _time_chunk(models: Sequence[Tuple[List[int], Optional[str], SSD]], rules: M
                 check_times: Dict[str, list]) -> None:
     """Time a chunk of models interleaved; append each unit's segments to ``samples[(unit, k_in, k_out)]``,
     the full model's forwards to ``full_times`` and a named check model's forwards to ``check_times[name]``
-    as (ms, {unit: segment ms}): its segments stay out of the cells. ``full``: each unit's (in, out) channels unpruned (a fixed side of a
-    depthwise conv or a BatchNorm shrinks in a pruned model but is recorded at its full count)."""
+    as (ms, {unit: segment ms}): its segments stay out of the cells. ``full``: each unit's (in, out) channels
+    unpruned (a fixed side of a depthwise conv or a BatchNorm shrinks in a pruned model but is recorded at its
+    full count)."""
     clocks = []
     for widths, name, model in models:  # each unit's sample key and whether this is the full model: once per model
         units = find_units(model, rules)

@@ -12,9 +12,9 @@ with bilinear interpolation between grid counts (clamped at the grid's ends); on
 priced for the kernels' channel block (:meth:`LatencyTable.off_grid_rule`, :func:`off_block_costs`).
 A unit's time is its *segment* inside a whole model, from its start to the next unit's (:mod:`latency_measure`),
 so the extras, headers and reshapes between units are charged to the unit before them; ``rest_ms`` is the full
-model's measured forward minus the units at full width: the time before the first unit. At grid counts nothing is interpolated: ``predict`` is
-``math.fsum`` of ``rest_ms`` and measured medians, so ``predict(full_widths())`` equals ``full_ms`` up to one
-rounding.
+model's measured forward minus the units at full width: the time before the first unit. At grid counts nothing
+is interpolated: ``predict`` is ``math.fsum`` of ``rest_ms`` and measured medians, so ``predict(full_widths())``
+equals ``full_ms`` up to one rounding.
 
 :meth:`LatencyTable.costs` rewrites the same sum for a chain knapsack over grid indices: a constant, a
 ``unary[i][a]`` per layer and a ``pairwise[i][a_prev, a]`` between layers ``i-1`` and ``i``.
