@@ -363,7 +363,7 @@ def _check_record(table: LatencyTable, name: str, widths: List[int], forwards: l
     return {"name": name, "widths": widths, "predicted_ms": table.predict(widths),
             "measured_ms": statistics.median(ms for ms, _ in forwards), "forwards": len(forwards),
             "unit_ms": {u.module: statistics.median(seg[u.module] for _, seg in forwards) for u in table.units},
-            "predicted_unit_ms": dict(zip((u.module for u in table.units), table.unit_ms(widths)))}
+            "predicted_unit_ms": dict(zip((u.module for u in table.units), table.predicted_unit_ms(widths)))}
 
 
 def _check_widths(checks: Mapping[str, List[int]], full: Sequence[int]) -> None:

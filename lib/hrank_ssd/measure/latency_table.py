@@ -243,9 +243,9 @@ class LatencyTable:
     def predict(self, widths: Sequence[float], rule: Optional[str] = None) -> float:
         """Predicted forward ms when prunable layer i keeps ``widths[i]`` filters (interpolated, clamped; a count
         off the grid priced by ``rule``, default :meth:`off_grid_rule`)."""
-        return math.fsum([self.rest_ms] + self.unit_ms(widths, rule))
+        return math.fsum([self.rest_ms] + self.predicted_unit_ms(widths, rule))
 
-    def unit_ms(self, widths: Sequence[float], rule: Optional[str] = None) -> List[float]:
+    def predicted_unit_ms(self, widths: Sequence[float], rule: Optional[str] = None) -> List[float]:
         """Each unit's predicted ms (in the order of ``units``) at ``widths``; :meth:`predict` adds ``rest_ms``."""
         if len(widths) != len(self.counts):
             raise HRankError(f"predict takes {len(self.counts)} kept counts for {self.net}, got {len(widths)}")
