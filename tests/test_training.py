@@ -26,10 +26,10 @@ from hrank_ssd.measure.evaluation import evaluate_model, mean_ap
 from hrank_ssd.nets.models import load_model, read_state_dict
 from hrank_ssd.train.build import class_names, load_base_net, make_datasets
 from hrank_ssd.train.checkpoints import read_checkpoint
-from hrank_ssd.train.config import TrainConfig, learning_rate
+from hrank_ssd.train.config import TrainConfig, as_config, learning_rate
 from hrank_ssd.train.determinism import epoch_batches
 from hrank_ssd.train.logs import LOG_COLUMNS, plot_curves
-from hrank_ssd.train.trainer import Hooks, train
+from hrank_ssd.train.trainer import Hooks, _Trainer, train
 from hrank_ssd.train.validation import validation_loss
 
 EPOCHS = 3
@@ -85,11 +85,13 @@ def test_epoch_batches_shard_the_single_process_batches():
 
 # ---------------------------------------------------------------- training works
 
-def test_train_lowers_both_losses(tiny_voc, tmp_path):
-    """train() learns: 4 epochs of the offline recipe (Adam, LSUV init, light augmentation) on 8 images lower the
-    regression and the classification loss by over 5% each (measured: about 10% and 40%)."""
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
+def test_train_lowers_both_losses(tiny_voc, tmp_path, channels_last):
+    """train() learns: 4 epochs of the offline recipe (Adam, LSUV init, light augmentation; the course trains
+    channels-last) on 8 images lower the regression and the classification loss by over 5% each (measured: about
+    10% and 40%)."""
     result = train(_config(tiny_voc, tmp_path, num_epochs=4, lr=2e-3, optimizer="adam", init="lsuv",
-                           augment="light"))
+                           augment="light", channels_last=channels_last))
     first, last = result.history[0], result.history[-1]
     for key in ("train_regression_loss", "train_classification_loss"):
         assert last[key] < 0.95 * first[key], (key, [round(h[key], 3) for h in result.history])
@@ -159,11 +161,25 @@ def test_live_loss_curve_receives_every_step_loss(tiny_voc, tmp_path):
         assert total == pytest.approx(reg + cls, rel=1e-5)  # float32 sum of the two terms (no distillation)
 
 
-class _Crash(Hooks):
+class _StepLosses(Hooks):
+    """Records every step's loss."""
+
+    def __init__(self):
+        self.losses = []
+
+    def after_step(self, epoch, step, state):
+        self.losses.append(state["loss"])
+
+
+class _Crash(_StepLosses):
+    """Records the losses, then stops the run after step ``step`` of ``epoch``."""
+
     def __init__(self, epoch, step):
+        super().__init__()
         self.at = (epoch, step)
 
     def after_step(self, epoch, step, state):
+        super().after_step(epoch, step, state)
         if (epoch, step) == self.at:
             raise KeyboardInterrupt
 
@@ -212,6 +228,50 @@ def test_sigkill_mid_run_then_resume_is_exact(reference, tiny_voc, tmp_path):
     resumed = train(_config(tiny_voc, folder, checkpoint_every_steps=1, resume="auto"))
     diff = _max_diff(ref.model.state_dict(), resumed.model.state_dict())
     print(f"SIGKILL after {killed_at}: max abs diff {diff:.3g}")
+    assert diff <= 1e-6
+
+
+def _layouts(state: dict) -> set:
+    return {"channels_last" if t.dim() == 4 and not t.is_contiguous() else "nchw" for t in state.values()}
+
+
+def test_channels_last_training_same_start_nchw_files_exact_resume(reference, tiny_voc, tmp_path):
+    """``train --channels_last`` (the course's layout): the first step's loss is NCHW's (the same sums in another
+    order: relative 1e-3 is far above float32 rounding through the net and far below any misplaced weight);
+    checkpoints, the final file and the returned model are NCHW; and a resume from a mid-epoch checkpoint is bit
+    for bit the uninterrupted channels-last run of the CLI."""
+    ref, _ = reference
+    folder = tmp_path / "cli"
+    code = main(["train", "--datasets", str(tiny_voc), "--validation_dataset", str(tiny_voc), "--width", "0.125",
+                 "--batch_size", "4", "--lr", "3e-3", "--seed", "3", "--validation_epochs", "0", "--num_epochs",
+                 str(EPOCHS), "--checkpoint_folder", str(folder), "--device", "cpu", "--no_progress",
+                 "--channels_last"])
+    assert code == 0
+    final = sorted(folder.glob("vgg16-ssd-Epoch-*.pth"))[-1]
+    assert _layouts(read_state_dict(final)) == {"nchw"}
+    assert _layouts(read_checkpoint(folder / f"model_best.pth-{EPOCHS - 1}.tar")["model"]) == {"nchw"}
+    uninterrupted = read_state_dict(final)
+    assert _max_diff(uninterrupted, ref.model.state_dict()) > 0  # trained channels-last: other roundings
+
+    starts = []
+    for channels_last in (False, True):  # LSUV re-initialises in place: the layout must be set after it
+        trainer = _Trainer(as_config(_config(tiny_voc, tmp_path / "init", init="lsuv", channels_last=channels_last)),
+                           0, 1, Hooks())
+        trainer.setup()
+        starts.append(trainer.model.state_dict())
+    assert _layouts(starts[1]) == {"nchw", "channels_last"} and _max_diff(*starts) == 0
+    nchw, crash = _StepLosses(), _Crash(1, 1)
+    train(_config(tiny_voc, tmp_path / "nchw", num_epochs=1), hooks=nchw)
+    with pytest.raises(KeyboardInterrupt):
+        train(_config(tiny_voc, tmp_path / "ck", checkpoint_every_steps=1, channels_last=True), hooks=crash)
+    assert crash.losses[0] == pytest.approx(nchw.losses[0], rel=1e-3)
+    first = read_checkpoint(tmp_path / "ck" / "model_best.pth-0.tar")
+    assert _layouts(first["model"]) == {"nchw"}
+    resumed = train(_config(tiny_voc, tmp_path / "ck", checkpoint_every_steps=1, channels_last=True,
+                            resume=str(tmp_path / "ck" / "model_best.pth-1.tar")))
+    assert _layouts(resumed.model.state_dict()) == {"nchw"}
+    diff = _max_diff(uninterrupted, resumed.model.state_dict())
+    print(f"channels-last resume mid-epoch: max abs diff {diff:.3g}")
     assert diff <= 1e-6
 
 
@@ -281,12 +341,15 @@ def test_resume_from_incomplete_or_mismatched_checkpoint(reference, tiny_voc, tm
                       freeze_base_net=True))
 
 
-def test_map_epoch_loss_and_map_come_from_one_pass_and_match_eval(reference, tiny_voc, tmp_path):
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
+def test_map_epoch_loss_and_map_come_from_one_pass_and_match_eval(reference, tiny_voc, tmp_path, channels_last):
     """On an mAP epoch the loss and the detections come from the same forwards: the detection files and the
-    per-class table are byte for byte ``evaluate_model``'s, and the loss is :func:`validation_loss`'s up to the
-    order of float32 sums (relative 1e-5: a few hundred summed terms, each rounded at ~6e-8)."""
+    per-class table are byte for byte ``evaluate_model``'s (also when training channels-last), and the loss is
+    :func:`validation_loss`'s up to the order of float32 sums (relative 1e-5: a few hundred summed terms, each
+    rounded at ~6e-8)."""
     ref, _ = reference
-    cfg = _config(tiny_voc, tmp_path / "ck", num_epochs=1, base_net=str(ref.final_model), validation_epochs=1)
+    cfg = _config(tiny_voc, tmp_path / "ck", num_epochs=1, base_net=str(ref.final_model), validation_epochs=1,
+                  channels_last=channels_last)
     result = train(cfg)
     row = result.history[0]
     _, val_set, eval_set = make_datasets(cfg, result.model, class_names(cfg))

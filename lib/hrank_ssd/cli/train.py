@@ -61,6 +61,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--criterion", choices=CHOICES["criterion"], default=d.criterion)
     p.add_argument("--round_to", type=int, default=None, help="round kept filter counts to a multiple of N")
     p.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
+    p.add_argument("--channels_last", action="store_true",
+                   help="train in the channels-last memory layout (faster VGG16-SSD steps on CPU; same files)")
     p.add_argument("--grad_clip", type=float, default=None, help="clip the gradient norm to MAX_NORM")
     p.add_argument("--bn_eval", action="store_true", help="freeze BatchNorm statistics (eval mode) while training")
     p.add_argument("--distill_from", default=None, help="teacher checkpoint (the unpruned model)")

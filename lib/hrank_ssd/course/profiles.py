@@ -43,6 +43,10 @@ class Profile:
     optimizer: str = "adam"  # small models from scratch learn much faster with Adam than SGD
     augment: str = "light"  # photometric + flip: the synthetic shapes need no crop/expand to generalise
     init: str = "lsuv"  # unit activations from the start (models.init_from_scratch)
+    # Train channels-last (TrainConfig.channels_last): on 2 CPU cores a width-0.125 VGG16-SSD step takes about two
+    # thirds of its NCHW time, MobileNetV1-SSD's about the same (benchmarks/train_layout.md). Off in full: not yet
+    # measured on a GPU.
+    channels_last: bool = True
     mb1_epochs: int = 10
     mb1_lr: float = 2e-3
     rank_limit: int = 2
@@ -114,7 +118,7 @@ PROFILES: Dict[str, Profile] = {
                     bench_runs=2, video_max_frames=4, latency_grid=2, latency_runs=1, latency_warmup=0,
                     stability_images=2, stability_few=1),
     "full": Profile("full", synthetic=False, vgg_width=1.0, mb1_width=1.0, batch_size=8, lr=1e-5, optimizer="sgd",
-                    augment="ssd", init="default",
+                    augment="ssd", init="default", channels_last=False,
                     finetune_epochs=120, finetune_lr=1e-5, rank_limit=5, rank_batch=128, sensitivity_images=500,
                     quick_map_images=100, resume_images=64, criteria_finetune_epochs=0, bench_warmup=10, bench_runs=50,
                     video_max_frames=None, use_published_pruned=True, student_finetune_epochs=1, mb1_finetune_lr=None, latency_grid=4,

@@ -134,6 +134,7 @@ class Workspace:
         fields = dict(datasets=[str(self.dataset_root())], validation_dataset=str(self.test_root()),
                       label_file=str(self.label_file()), net=net, batch_size=p.batch_size, num_epochs=epochs, lr=lr,
                       scheduler="cosine", optimizer=p.optimizer, augment=p.augment, init=p.init,
+                      channels_last=p.channels_last,
                       checkpoint_folder=str(folder), width=width, image_size=p.image_size, seed=p.seed,
                       device=self.device, resume="auto", validation_epochs=max(1, epochs // 3), progress=self.progress)
         return TrainConfig(**dict(fields, **extra))

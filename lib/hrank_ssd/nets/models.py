@@ -252,9 +252,10 @@ class ModelMeta:
 
 
 def clean_state_dict(model: nn.Module) -> Dict[str, torch.Tensor]:
-    """The model's state dict without thop's counters or DDP's ``module.`` prefix."""
+    """The model's state dict without thop's counters or DDP's ``module.`` prefix, in the standard (NCHW) layout
+    whatever layout the model trains in."""
     model = getattr(model, "module", model)
-    return {k: v for k, v in model.state_dict().items() if k.rsplit(".", 1)[-1] not in THOP_KEYS}
+    return {k: v.contiguous() for k, v in model.state_dict().items() if k.rsplit(".", 1)[-1] not in THOP_KEYS}
 
 
 def save_model(model: SSD, path, **extra) -> None:

@@ -60,6 +60,7 @@ class TrainConfig:
     criterion: str = "hrank"
     round_to: Optional[int] = None
     amp: bool = False
+    channels_last: bool = False  # train in the NHWC memory layout (benchmarks/train_layout.md); files stay NCHW
     grad_clip: Optional[float] = None
     bn_eval: bool = False
     distill_from: Optional[str] = None

@@ -3,6 +3,7 @@ describes, in one process or several under torchrun; docs/training.md explains d
 
 from __future__ import annotations
 
+import copy
 import math
 import sys
 import time
@@ -103,6 +104,7 @@ class _Trainer:
         self.class_names = build.class_names(self.cfg)
         self._setup_model(state)
         self._setup_data()
+        self._set_layout()
         self._setup_optimizer()
         self._restore(state)
         if self.seed_note:
@@ -149,6 +151,14 @@ class _Trainer:
         self.train_set, self.val_set, self.eval_set = build.make_datasets(self.cfg, self.model, self.class_names)
         if self.from_scratch and self.cfg.init == "lsuv":
             build.lsuv_init(self.model, self.cfg, self.class_names, self.device)
+
+    def _set_layout(self) -> None:
+        """Store the nets' tensors channels-last if asked, after initialisation (its random weights would land
+        differently): only the storage changes, files, validation and the returned model stay NCHW."""
+        self.layout = torch.channels_last if self.cfg.channels_last else torch.contiguous_format
+        for net in (self.model, self.teacher):
+            if net is not None:
+                net.to(memory_format=self.layout)
 
     def _setup_optimizer(self) -> None:
         cfg = self.cfg
@@ -255,7 +265,7 @@ class _Trainer:
         """One optimizer step on ``batch``; returns the loss and its regression, classification and
         distillation parts, averaged over the processes (also added to the epoch's running sums)."""
         images, locations, labels = batch
-        images = images.to(self.device, dtype=param_dtype(self.model), non_blocking=True)
+        images = images.to(self.device, dtype=param_dtype(self.model), non_blocking=True, memory_format=self.layout)
         locations = locations.to(self.device, non_blocking=True)
         labels = labels.to(self.device, non_blocking=True)
         loss, parts = self.compute_loss(images, locations, labels)
@@ -312,11 +322,14 @@ class _Trainer:
         float32 batch of one computes it); tracks the best epoch."""
         cfg = self.cfg
         due = cfg.validation_epochs > 0 and ((epoch + 1) % cfg.validation_epochs == 0 or epoch == cfg.num_epochs - 1)
+        model = self.model
+        if self.layout != torch.contiguous_format:  # a copy: evaluation's layout, so its very detections
+            model = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
         if due:
-            val, table = validation_loss_and_map(self.model, self.val_set, self.eval_set, self.folder / "eval",
+            val, table = validation_loss_and_map(model, self.val_set, self.eval_set, self.folder / "eval",
                                                  self.device, self.class_names)
         else:
-            val = validation_loss(self.model, self.val_set, cfg.batch_size, self.device, self.amp, cfg.num_workers)
+            val = validation_loss(model, self.val_set, cfg.batch_size, self.device, self.amp, cfg.num_workers)
         row = {"val_loss": val["loss"], "val_regression_loss": val["regression"],
                "val_classification_loss": val["classification"],
                "mAP": float(mean_ap(table)) if due else math.nan}
@@ -370,6 +383,7 @@ class _Trainer:
         last_val = math.nan
         for epoch in range(self.start_epoch, self.cfg.num_epochs):
             last_val = self.run_epoch(epoch).get("val_loss", last_val)
+        self.model.to(memory_format=torch.contiguous_format)
         final = self.save_final(last_val) if self.main else None
         best = checkpoint_path(self.folder, self.best_epoch) if self.best_epoch is not None else None
         return TrainResult(self.model, self.history, self.last_path, best, final)
