@@ -23,6 +23,7 @@ from hrank_ssd.cli.main import guarded
 from hrank_ssd.course.profiles import get_profile
 from hrank_ssd.data.synthetic import make_synthetic_voc
 from hrank_ssd.data.voc import read_labels
+from hrank_ssd.errors import HRankError
 from hrank_ssd.measure import bench
 from hrank_ssd.measure.tables import markdown_table
 from hrank_ssd.nets.compress import PRUNED_RATE
@@ -114,9 +115,11 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(HERE / "train_layout.md"), help="OUT.md; OUT.csv beside it")
     args = ap.parse_args(argv)
     rounds = 1 if args.quick else args.rounds
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise HRankError(f"--out {out}: no folder {out.parent}; create it or write elsewhere")
     with tempfile.TemporaryDirectory() as tmp, bench.num_threads(args.threads):
         table = measure(rounds, args.quick, Path(tmp))
-    out = Path(args.out)
     command = "python benchmarks/train_layout.py " + " ".join(argv if argv is not None else sys.argv[1:])
     out.write_text(page(table, bench.environment("cpu", args.threads), command.strip()))
     table.to_csv(out.with_suffix(".csv"), index=False)

@@ -20,11 +20,12 @@ def _bad_inputs(tmp: Path):
         "latency_map_seeds.py": ["--from_csv", "--out", str(missing / "seeds.md")],
         "latency_frontier.py": ["--table", str(missing / "table.json"), "--out", str(tmp / "lf.md")],
         "keep_scan.py": ["--work", str(tmp), "--profile", "no-such-profile", "--out", str(tmp / "scan.md")],
+        "train_layout.py": ["--out", str(missing / "layout.md")],
     }
 
 
 @pytest.mark.parametrize("script", ["offline_seeds.py", "latency_map_seeds.py", "latency_frontier.py",
-                                    "keep_scan.py"])
+                                    "keep_scan.py", "train_layout.py"])
 def test_bad_input_is_one_line_and_status_2(script, tmp_path):
     args = _bad_inputs(tmp_path)[script]
     out = subprocess.run([sys.executable, str(BENCHMARKS / script), *args], capture_output=True, text=True,
@@ -52,3 +53,15 @@ def test_off_grid_rules_scores_each_rule_on_a_check_table(tmp_path):
     out = tmp_path / "rules.md"
     assert rules.main([str(path), str(path), "--out", str(out)]) == 0
     assert out.read_text().count("| check.json |") == 2  # a summary row and a model row: given twice, scored once
+
+
+def test_train_layout_quick_run_times_both_layouts(tmp_path):
+    """A smoke run: one case, real train() steps in both layouts; the page's ratio is its two columns' ratio."""
+    import pandas as pd
+
+    out = tmp_path / "layout.md"
+    assert load_benchmark("train_layout").main(["--quick", "--threads", "1", "--out", str(out)]) == 0
+    table = pd.read_csv(out.with_suffix(".csv"))
+    assert len(table) == 1 and table["steps timed"].item() == 3  # 4 steps: 3 intervals, the first step untimed
+    assert table["speed-up"].item() == table["NCHW ms/step"].item() / table["channels-last ms/step"].item()
+    assert "| VGG16-SSD, course width (baseline training) | 2 | 3 |" in out.read_text()

@@ -43,9 +43,9 @@ class Profile:
     optimizer: str = "adam"  # small models from scratch learn much faster with Adam than SGD
     augment: str = "light"  # photometric + flip: the synthetic shapes need no crop/expand to generalise
     init: str = "lsuv"  # unit activations from the start (models.init_from_scratch)
-    # Train channels-last (TrainConfig.channels_last): on 2 CPU cores a width-0.125 VGG16-SSD step takes about two
-    # thirds of its NCHW time, MobileNetV1-SSD's about the same (benchmarks/train_layout.md). Off in full: not yet
-    # measured on a GPU.
+    # Train channels-last (TrainConfig.channels_last): on 2 CPU cores a width-0.125 VGG16-SSD step ran 1.45-2.3x
+    # faster than NCHW in the two runs of benchmarks/train_layout.py so far, MobileNetV1-SSD 1.2-1.3x (the page
+    # keeps the latest). Off in full: not measured on a GPU.
     channels_last: bool = True
     mb1_epochs: int = 10
     mb1_lr: float = 2e-3
