@@ -1,5 +1,5 @@
-"""CUDA paths (skipped without a GPU; run them whenever one is lent): AMP finetuning and its exact resume with the
-gradient scaler's state, the benchmark with --amp, and CUDA evaluation against CPU evaluation."""
+"""CUDA paths (skipped without a GPU; run them whenever one is lent): AMP finetuning (NCHW and channels-last) and
+its exact resume with the gradient scaler's state, the benchmark with --amp, and CUDA evaluation against CPU evaluation."""
 
 from __future__ import annotations
 
@@ -41,12 +41,14 @@ def _cfg(root, folder, **kw):
     return TrainConfig(**base)
 
 
-def test_amp_finetune_resumes_exactly_with_the_scaler_state(voc, tmp_path, deterministic):
-    ref = train(_cfg(voc, tmp_path / "ref"))
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
+def test_amp_finetune_resumes_exactly_with_the_scaler_state(voc, tmp_path, deterministic, channels_last):
+    ref = train(_cfg(voc, tmp_path / "ref", channels_last=channels_last))
     state = read_checkpoint(ref.last_checkpoint)
     assert state["scaler"] and state["scaler"]["scale"] > 0  # the scaler's state is saved
-    train(_cfg(voc, tmp_path / "cut", num_epochs=1))
-    resumed = train(_cfg(voc, tmp_path / "cut", resume="auto"))
+    assert all(t.is_contiguous() for t in state["model"].values())  # written NCHW whatever the training layout
+    train(_cfg(voc, tmp_path / "cut", num_epochs=1, channels_last=channels_last))
+    resumed = train(_cfg(voc, tmp_path / "cut", resume="auto", channels_last=channels_last))
     assert read_checkpoint(resumed.last_checkpoint)["scaler"]["scale"] == state["scaler"]["scale"]
     a, b = ref.model.state_dict(), resumed.model.state_dict()
     # deterministic kernels replay the same fp16 roundings: identical up to float32 printing noise
