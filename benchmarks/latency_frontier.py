@@ -175,6 +175,8 @@ def frontier_rows(models: dict, table: LatencyTable, passes, base, checked: Opti
             c = checks[name]
             rows[-1].update({"check_predicted_ms": c["predicted_ms"], "check_measured_ms": c["measured_ms"],
                              "check_error_%": 100 * (c["predicted_ms"] - c["measured_ms"]) / c["measured_ms"]})
+            if "steady_ms" in c:  # tables measured with a drift reference
+                rows[-1]["check_steady_error_%"] = 100 * (c["predicted_ms"] - c["steady_ms"]) / c["steady_ms"]
     return pd.DataFrame(rows)
 
 

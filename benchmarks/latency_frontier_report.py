@@ -120,6 +120,16 @@ def plot(rows: pd.DataFrame, path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def drift_line(table: Optional[LatencyTable], what: str) -> Optional[str]:
+    """How fast the machine ran while ``table`` was measured, by its drift reference (None: no table, no line)."""
+    d = table.drift if table is not None else None
+    if not d:
+        return f"- {what}: measured without a drift reference" if table is not None else None
+    return (f"- {what}: the drift reference ({d['reference']}, {d['forwards']} forwards in {d['chunks']} chunks) "
+            f"ran at {d['p10']:.2f}-{d['p90']:.2f}x its median time in 80% of the chunks ({d['min']:.2f}-"
+            f"{d['max']:.2f}x in all); each cell is divided by its chunk's factor")
+
+
 def report(args, env, table, table_note, rows, opts, notes, tg, seconds, command, checked=None) -> str:
     flags = cpu_flags()
     simd = ", ".join(f"{f} {'yes' if f in flags else 'no'}" for f in ("avx2", "avx512f"))
@@ -137,7 +147,7 @@ def report(args, env, table, table_note, rows, opts, notes, tg, seconds, command
              f"- latency table: {table_note}; {len(table.units)} units, {cells} cells, timed inside {table.models} "
              f"whole models ({table.warmup} warm-up and {table.runs} timed forwards each, in {table.rounds} rounds), "
              f"block {table.block}; "
-             f"full_ms {table.full_ms:.2f}, rest_ms {table.rest_ms:.2f}",
+             f"full_ms {table.full_ms:.2f}, rest_ms {table.rest_ms:.2f}", drift_line(table, "latency table"),
              f"- off-grid counts priced by the `{table.off_grid_rule()}` rule (`LatencyTable.off_grid_rule`); this "
              "table's cells (`off_block_costs`): " + (
                  f"a filter count off the block costs {evidence['rounded_up_%']:+.1f}% against its count rounded up "
@@ -148,7 +158,7 @@ def report(args, env, table, table_note, rows, opts, notes, tg, seconds, command
               f"{checked.measure_s:.0f} s, with each of the {len(checked.checks)} models below timed among its own "
               f"({checked.models} models in all, shuffled; {checked.checks[0]['forwards']} forwards per model), "
               f"saved as `{table_path(args.out, 'check_table').name}`" if checked is not None else
-              "- check table: none (--no_check_table)"),
+              "- check table: none (--no_check_table)"), drift_line(checked, "check table"),
              f"- this run took {sum(seconds.values()) / 60:.1f} min ("
              + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()) + ")", "",
              "## Targets", "", markdown_table(tg), "",
@@ -161,7 +171,9 @@ def report(args, env, table, table_note, rows, opts, notes, tg, seconds, command
              "medians, in two passes: measured_ms is their mean, repeat_% = (second - first) / first; "
              "error = (predicted - measured) / measured; speed-up and MAC ratio against `unpruned`. check_*: the "
              "check table's prediction, the model's median forward among that table's own models (the same minutes "
-             "of machine load as its cells) and the error between them: target (c). "
+             "of machine load as its cells) and the error between them: target (c); check_steady_error_%: the "
+             "same prediction against that model's forwards each divided by its moment's drift factor (what (c) "
+             "would read on a machine whose speed held still). "
              f"`{MATCHED}`: within the seed rate's exact MACs, the fastest widths that keep --keep of the most HRank "
              "importance those MACs allow (`measure.budgets.fastest_widths_at_mac_cap`). Without --min_keep a "
              "budget may cut an expensive early layer to a few filters.", "",
@@ -179,4 +191,4 @@ def report(args, env, table, table_note, rows, opts, notes, tg, seconds, command
         lines += [f"## Inference options: `{MATCHED}` vs unpruned", "", markdown_table(opts), ""]
     if notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
-    return "\n".join(lines)
+    return "\n".join(line for line in lines if line is not None)

@@ -8,6 +8,7 @@ import contextlib
 import io
 import itertools
 import math
+import statistics
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from hrank_ssd.cli import main
 from hrank_ssd.errors import HRankError
 from hrank_ssd.measure import latency_measure
 from hrank_ssd.measure import latency_table as lt
-from hrank_ssd.measure.latency_measure import design_widths, find_units, first_filters, measure_latency_table
+from hrank_ssd.measure.latency_measure import design_widths, measure_latency_table
 from hrank_ssd.measure.latency_table import (
     LatencyTable,
     UnitTimes,
@@ -27,6 +28,7 @@ from hrank_ssd.measure.latency_table import (
     hardware_block,
     off_block_costs,
 )
+from hrank_ssd.measure.latency_timing import find_units, first_filters
 from hrank_ssd.nets.models import build_model
 from hrank_ssd.nets.registry import get_net
 from hrank_ssd.nets.ssd import kept_channels
@@ -97,13 +99,13 @@ def test_check_models_are_timed_among_the_table_and_bad_ones_refused():
 
 def test_rounds_time_every_model_once_per_round_each_in_a_new_order(monkeypatch):
     seen = []
-    real = latency_measure._time_chunk
+    real = latency_measure.time_chunk
 
     def spy(models, *args):
         seen.append([tuple(w) for w, _, _ in models])
         return real(models, *args)
 
-    monkeypatch.setattr(latency_measure, "_time_chunk", spy)
+    monkeypatch.setattr(latency_measure, "time_chunk", spy)
     table = measure_latency_table("vgg16-ssd", width=0.125, grid=2, runs=1, warmup=0, progress=False, rounds=3)
     order = [w for chunk in seen for w in chunk]
     design = sorted(tuple(w) for w in design_widths(table.counts))
@@ -226,6 +228,59 @@ def test_in_model_segments_price_every_model_exactly(monkeypatch, net):
             assert table.predict(widths) == pytest.approx((clock[0] - before) * 1e3, rel=1e-9, abs=1e-9)
     finally:
         handle.remove()
+
+
+def test_drift_reference_takes_the_machines_speed_out_of_the_cells(monkeypatch):
+    """The fake conv clock again, but each chunk of models runs at its own speed (1x, 1.5x, 3x in turn), as on a
+    VM whose neighbours come and go: with the drift reference every cell is its cost at the reference's median
+    speed, so the table prices any model exactly at that speed and says how far the speed moved; a check model's
+    forwards stay as measured. Without the reference the same cells mix the speeds and some model is mispriced."""
+    clock, speed, speeds = [0.0], [1.0], []
+
+    def conv_cost(module, inputs, output):
+        if isinstance(module, nn.Conv2d):
+            clock[0] += speed[0] * module.in_channels * module.out_channels / module.groups * 1e-6
+
+    real = latency_measure.time_chunk
+
+    def at_its_speed(models, *args):
+        speed[0] = (1.0, 1.5, 3.0)[len(speeds) % 3]
+        speeds.append(speed[0])
+        return real(models, *args)
+
+    monkeypatch.setattr(latency_measure.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(latency_measure, "time_chunk", at_its_speed)
+    handle = torch.nn.modules.module.register_module_forward_hook(conv_cost)
+    base = build_model("vgg16-ssd", 21, width=0.125, image_size=300).eval()
+    full = base.plan.prunable
+    try:
+        tables = {}
+        for reference in (False, True):
+            speeds.clear()
+            tables[reference] = measure_latency_table("vgg16-ssd", width=0.125, grid=2, runs=1, warmup=0,
+                                                      progress=False, checks={"full": full}, check_copies=1,
+                                                      drift_reference=reference)
+        median_speed = statistics.median(speeds)  # one reference forward per chunk, at the chunk's speed
+        rng = np.random.default_rng(0)
+        speed[0], errors = 1.0, []
+        for widths in [full] + [[int(rng.choice(g)) for g in tables[True].counts] for _ in range(4)]:
+            before = clock[0]
+            with torch.inference_mode():
+                first_filters(base, widths)(torch.zeros(1, 3, 300, 300))
+            cost = (clock[0] - before) * 1e3
+            assert tables[True].predict(widths) == pytest.approx(median_speed * cost, rel=1e-9)
+            errors.append(abs(tables[False].predict(widths) / (median_speed * cost) - 1))
+    finally:
+        handle.remove()
+    assert len(set(speeds)) == 3 and max(errors) > 0.01
+    drift = tables[True].drift
+    assert drift["chunks"] == len(speeds) and drift["forwards"] == len(speeds)
+    assert (drift["min"], drift["max"]) == pytest.approx((1.0 / median_speed, 3.0 / median_speed), rel=1e-12)
+    assert tables[False].drift is None
+    (check,) = tables[True].checks  # timed in one chunk: raw at that chunk's speed, steady at the median one
+    assert check["steady_ms"] == pytest.approx(tables[True].predict(full), rel=1e-9)
+    ratio = check["measured_ms"] / check["steady_ms"]
+    assert any(ratio == pytest.approx(s / median_speed, rel=1e-9) for s in (1.0, 1.5, 3.0)), ratio
 
 
 # ---------------------------------------------------------------- a hand-made table

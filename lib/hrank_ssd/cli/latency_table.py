@@ -28,6 +28,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=3,
                    help="time the whole design this many times, each in a new order: on a machine whose speed "
                         "drifts, each cell gets samples from several moments (docs/latency.md)")
+    p.add_argument("--no_drift_reference", dest="drift_reference", action="store_false",
+                   help="do not time the full model in every chunk to take the machine's drift out of the cells")
     p.add_argument("--no_check", dest="check", action="store_false",
                    help="skip timing whole models (the full net and its seed pruning), among the table's "
                         "own, against the table's predictions")
@@ -49,7 +51,7 @@ def run(args) -> int:
                                   grid=args.grid, runs=args.runs, warmup=args.warmup, num_classes=args.num_classes,
                                   block=args.block, progress=args.progress,
                                   checks=default_checks(args.net, args.width) if args.check else None,
-                                  rounds=args.rounds)
+                                  rounds=args.rounds, drift_reference=args.drift_reference)
     cells = sum(len(u.in_counts) * len(u.out_counts) for u in table.units)
     print(f"{table.net} width {table.width:g}, {table.image_size}x{table.image_size}, batch {table.batch_size}, "
           f"{table.machine['device_name']} ({table.device}, {table.machine['capability']}), {table.threads} threads, "
@@ -58,6 +60,9 @@ def run(args) -> int:
           f"{max(map(len, table.counts))} counts per layer (block {table.block}), measured in {table.measure_s:.1f} s")
     print(f"full model {table.full_ms:.3f} ms = units at full width "
           f"{table.full_ms - table.rest_ms:.3f} ms + rest {table.rest_ms:.3f} ms")
+    if table.drift:
+        print(f"machine drift: the full model ran at {table.drift['min']:.2f}-{table.drift['max']:.2f}x its median "
+              f"time over {table.drift['chunks']} chunks (taken out of the cells)")
     for c in table.checks:
         err = 100.0 * (c["predicted_ms"] - c["measured_ms"]) / c["measured_ms"]
         print(f"{c['name']}: predicted {c['predicted_ms']:.3f} ms, measured {c['measured_ms']:.3f} ms "

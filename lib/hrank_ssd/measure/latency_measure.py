@@ -16,6 +16,9 @@
    a shuffled order, so background load hits every part of the grid alike; a cell's time is the median of all
    its segments. A cell is met by one or two models, so its samples share their chunk's moment: ``rounds > 1``
    times the whole design again in new orders, so each cell is sampled at ``rounds`` moments.
+   With a drift reference (the default) the full model is also timed in every chunk, and each segment is
+   divided by how slow the machine ran in its chunk (:mod:`latency_timing`): the cells describe the machine at
+   its median speed, not at the moments that happened to time them.
 4. ``full_ms`` is the median forward of the full model (one of the design's models) and ``rest_ms`` is it minus
    every unit at full width: the time before the first unit.
 """
@@ -27,9 +30,7 @@ import math
 import random
 import statistics
 import time
-from collections import defaultdict
-from dataclasses import dataclass
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence
 
 import torch
 from torch import nn
@@ -37,7 +38,6 @@ from tqdm.auto import tqdm
 
 from hrank_ssd.devices import resolve_device
 from hrank_ssd.errors import HRankError
-from hrank_ssd.hrank.pruning import apply_kept
 from hrank_ssd.measure.bench import num_threads, timings_interleaved
 from hrank_ssd.measure.latency_table import (
     LatencyTable,
@@ -46,91 +46,22 @@ from hrank_ssd.measure.latency_table import (
     grid_counts,
     hardware_block,
 )
+from hrank_ssd.measure.latency_timing import (
+    Timings,
+    TimingSetup,
+    Unit,
+    chunks,
+    find_units,
+    record_input_sizes,
+    time_chunk,
+)
 from hrank_ssd.nets.compress import format_compress_rate, layer_rates
-from hrank_ssd.nets.models import build_model, layer_names
+from hrank_ssd.nets.models import build_model
 from hrank_ssd.nets.registry import get_net
-from hrank_ssd.nets.spec import NetSpec, Rule
-from hrank_ssd.nets.ssd import SSD, kept_channels
+from hrank_ssd.nets.spec import NetSpec
+from hrank_ssd.nets.ssd import kept_channels
 
-# timed with the conv before them: they run on its output, so its kept filters set their cost too (a max pool
-# after a VGG conv is ~10% of the forward on a CPU)
-FOLLOWERS = (nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Hardswish, nn.SiLU, nn.MaxPool2d)
-CHUNK_BYTES = 512 * 2 ** 20  # parameters of the models timed together
-CHUNK_MODELS = 8
 CHECK_COPIES = 4  # places in the shuffled design of each check model
-
-
-# ---------------------------------------------------------------- units
-
-
-@dataclass
-class Unit:
-    """A conv (or a lone BatchNorm) of the slice rules and the modules timed with it."""
-
-    names: List[str]
-    modules: List[nn.Module]
-    out_layer: Optional[int]
-    in_layer: Optional[int]
-    input_hw: Tuple[int, int] = (0, 0)
-
-    def full_counts(self) -> Tuple[int, int]:
-        first = self.modules[0]
-        if isinstance(first, nn.BatchNorm2d):
-            return first.num_features, first.num_features
-        return first.in_channels, first.out_channels
-
-    def cell(self, widths: Sequence[int], full: Tuple[int, int]) -> Tuple[int, int]:
-        """(k_in, k_out) of this unit in a model whose prunable layers keep ``widths``; ``full`` fixes a side."""
-        return (full[0] if self.in_layer is None else int(widths[self.in_layer]),
-                full[1] if self.out_layer is None else int(widths[self.out_layer]))
-
-
-def _followers(named: Mapping[str, nn.Module], name: str) -> List[str]:
-    parent, _, idx = name.rpartition(".")
-    seq = named.get(parent)
-    if not isinstance(seq, nn.Sequential) or not idx.isdigit():
-        return []
-    out, i = [], int(idx) + 1
-    while i < len(seq) and isinstance(seq[i], FOLLOWERS):
-        out.append(f"{parent}.{i}")
-        i += 1
-    return out
-
-
-def find_units(model: nn.Module, rules: Mapping[str, Rule]) -> List[Unit]:
-    """The units of ``model`` (see the module's docstring), in the order ``named_modules`` lists them."""
-    named = dict(model.named_modules())
-    missing = sorted(set(rules) - set(named))
-    if missing:
-        raise HRankError(f"the net's slice rules name modules its model lacks: {missing[:5]}")
-    units, taken = [], set()
-    for kind in (nn.Conv2d, nn.BatchNorm2d):  # convs first: they absorb the BatchNorms that follow them
-        for name, (out_layer, in_layer) in rules.items():
-            if isinstance(named[name], kind) and name not in taken:
-                names = [name] + _followers(named, name)
-                taken.update(names)
-                units.append(Unit(names, [named[n] for n in names], out_layer, in_layer))
-    order = {name: k for k, name in enumerate(named)}
-    return sorted(units, key=lambda u: order[u.names[0]])
-
-
-@torch.no_grad()
-def record_input_sizes(model: nn.Module, units: Sequence[Unit], image_size: int) -> None:
-    """Set each unit's ``input_hw`` from one batch-1 forward of ``model`` (on its current device)."""
-    handles = []
-    for unit in units:
-        def hook(module, inputs, _u=unit):
-            _u.input_hw = tuple(int(s) for s in inputs[0].shape[-2:])
-        handles.append(unit.modules[0].register_forward_pre_hook(hook))
-    try:
-        device = next(model.parameters()).device
-        model(torch.zeros(1, 3, image_size, image_size, device=device))
-    finally:
-        for h in handles:
-            h.remove()
-    unseen = [u.names[0] for u in units if u.input_hw == (0, 0)]
-    if unseen:
-        raise HRankError(f"the forward pass never reaches {unseen[:5]}: they cannot be timed")
 
 
 # ---------------------------------------------------------------- the grid and the models that cover it
@@ -163,114 +94,6 @@ def design_widths(counts: Sequence[Sequence[int]]) -> List[List[int]]:
                 out.append(widths)
     return out
 
-
-def first_filters(model: SSD, widths: Sequence[int]) -> SSD:
-    """``model`` keeping the first ``widths[i]`` filters of prunable layer i (for timing: which filters is moot)."""
-    return apply_kept(model, {n: list(range(k)) for n, k in zip(layer_names(model.cfg.name), widths)})
-
-
-# ---------------------------------------------------------------- timing units inside models
-
-
-class _Stamps:
-    """Pre-hooks on each unit's first module note when it starts: ``perf_counter`` on a CPU, CUDA events on a
-    GPU (a synchronisation per unit would distort what it measures)."""
-
-    def __init__(self, units: Sequence[Unit], device: torch.device):
-        self.cuda = device.type == "cuda"
-        self.marks: List[tuple] = []
-        self.handles = [u.modules[0].register_forward_pre_hook(self._hook(j)) for j, u in enumerate(units)]
-
-    def _now(self):
-        if not self.cuda:
-            return time.perf_counter()
-        event = torch.cuda.Event(enable_timing=True)
-        event.record()
-        return event
-
-    def _hook(self, j: int):
-        def hook(module, inputs):
-            self.marks.append((j, self._now()))
-        return hook
-
-    def _ms(self, a, b) -> float:
-        return a.elapsed_time(b) if self.cuda else (b - a) * 1e3
-
-    def forward(self, model: nn.Module, x: torch.Tensor) -> Tuple[float, Dict[int, float]]:
-        """One forward: its ms, and each unit's segment in ms (from its stamp to the next one, or to the end)."""
-        self.marks = []
-        start = self._now()
-        model(x)
-        end = self._now()
-        if self.cuda:
-            torch.cuda.synchronize()
-        stamps = [t for _, t in self.marks] + [end]
-        segments: Dict[int, float] = defaultdict(float)
-        for k, (j, t) in enumerate(self.marks):
-            segments[j] += self._ms(t, stamps[k + 1])
-        return self._ms(start, end), segments
-
-    def remove(self) -> None:
-        for h in self.handles:
-            h.remove()
-
-
-@dataclass
-class _Setup:
-    device: torch.device
-    fmt: torch.memory_format
-    warmup: int
-    runs: int
-    x: torch.Tensor
-
-
-def _time_chunk(models: Sequence[Tuple[List[int], Optional[str], SSD]], rules: Mapping[str, Rule], setup: _Setup,
-                samples: Dict[tuple, List[float]], full_times: List[float], full: Mapping[str, tuple],
-                check_times: Dict[str, list]) -> None:
-    """Time a chunk of models interleaved; append each unit's segments to ``samples[(unit, k_in, k_out)]``,
-    the full model's forwards to ``full_times`` and a named check model's forwards to ``check_times[name]``
-    as (ms, {unit: segment ms}): its segments stay out of the cells. ``full``: each unit's (in, out) channels
-    unpruned (a fixed side of a depthwise conv or a BatchNorm shrinks in a pruned model but is recorded at its
-    full count)."""
-    clocks = []
-    for widths, name, model in models:  # each unit's sample key and whether this is the full model: once per model
-        units = find_units(model, rules)
-        keys = [(u.names[0], *u.cell(widths, full[u.names[0]])) for u in units]
-        is_full = name is None and all(u.full_counts() == full[u.names[0]] for u in units)
-        clocks.append((model, _Stamps(units, setup.device), keys, is_full, name))
-    try:
-        for _ in range(setup.warmup):
-            for model, *_ in clocks:
-                model(setup.x)
-        for _ in range(setup.runs):
-            for model, clock, keys, is_full, name in clocks:
-                total, segments = clock.forward(model, setup.x)
-                if name is not None:
-                    check_times[name].append((total, {keys[j][0]: ms for j, ms in segments.items()}))
-                    continue
-                if is_full:
-                    full_times.append(total)
-                for j, ms in segments.items():
-                    samples[keys[j]].append(ms)
-    finally:
-        for _, clock, *_ in clocks:
-            clock.remove()
-
-
-def _chunks(design: Sequence[Tuple[List[int], Optional[str]]], base: SSD, setup: _Setup):
-    """Models of ``design`` (widths, check name or None) built and moved to the device, yielded in chunks of
-    bounded memory."""
-    chunk, used = [], 0
-    for widths, name in design:
-        model = first_filters(base, widths).eval().to(device=setup.device, memory_format=setup.fmt)
-        size = 4 * sum(p.numel() for p in model.parameters())
-        if chunk and (used + size > CHUNK_BYTES or len(chunk) >= CHUNK_MODELS):
-            yield chunk
-            chunk, used = [], 0
-        chunk.append((widths, name, model))
-        used += size
-    if chunk:
-        yield chunk
 
 
 def _check_args(batch_size, width, grid, runs, warmup, threads, block, repeats=1):
@@ -305,10 +128,12 @@ def measure_latency_table(net: str, device="cpu", threads: Optional[int] = None,
                           grid: int = 8, runs: int = 5, warmup: int = 2, num_classes: int = 21,
                           block: Optional[int] = None, progress: bool = True,
                           checks: Optional[Mapping[str, Sequence[int]]] = None,
-                          check_copies: int = CHECK_COPIES, rounds: int = 1) -> LatencyTable:
+                          check_copies: int = CHECK_COPIES, rounds: int = 1, drift_reference: bool = True) -> LatencyTable:
     """Measure ``net``'s latency table on this machine (random weights: shapes set the speed). ``runs`` and
     ``warmup`` count forwards of each timed model per round; ``rounds`` times every model again, each round in
-    its own shuffled order (see the module's docstring; ``latency-table`` defaults to 3 rounds of 1 + 2).
+    its own shuffled order (see the module's docstring; ``latency-table`` defaults to 3 rounds of 1 + 2);
+    ``drift_reference``: time the full model in every chunk too and take the machine's drift out of the cells
+    (:mod:`latency_timing`; ``table.drift`` says how far it moved).
 
     ``checks`` (name -> kept counts per prunable layer): whole models timed *among* the table's models,
     ``check_copies`` times each per round at shuffled places, so a drifting machine load hits them and the cells
@@ -330,20 +155,19 @@ def measure_latency_table(net: str, device="cpu", threads: Optional[int] = None,
     full = {u.names[0]: u.full_counts() for u in units}
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     x = torch.randn(batch_size, 3, image_size, image_size, device=device).contiguous(memory_format=fmt)
-    setup = _Setup(device, fmt, warmup, runs, x)
-    samples: Dict[tuple, List[float]] = defaultdict(list)
-    full_times: List[float] = []
-    check_times: Dict[str, list] = defaultdict(list)
+    reference = base.to(device=device, memory_format=fmt) if drift_reference else None
+    setup, timings = TimingSetup(device, fmt, warmup, runs, x, reference), Timings()
     start = time.perf_counter()
     with num_threads(threads) as used_threads, torch.inference_mode():
         bar = tqdm(total=len(design) * rounds, desc=f"latency-table {net}", unit="model", disable=not progress)
         for r in range(rounds):  # each round its own order: a cell's samples come from `rounds` moments
             order = list(design)
             random.Random(r).shuffle(order)  # load drifting over the minutes of measuring is noise, not a slope
-            for chunk in _chunks(order, base, setup):
-                _time_chunk(chunk, rules, setup, samples, full_times, full, check_times)
+            for chunk in chunks(order, base, setup):
+                time_chunk(chunk, rules, setup, timings, full)
                 bar.update(len(chunk))
         bar.close()
+    samples, full_times = timings.steady()
     records = _unit_times(units, counts, samples)
     full_ms = statistics.median(full_times)
     rest_ms = full_ms - math.fsum(r.ms[-1][-1] for r in records)
@@ -352,18 +176,23 @@ def measure_latency_table(net: str, device="cpu", threads: Optional[int] = None,
                          machine=current_machine(device), counts=counts, units=records, rest_ms=rest_ms,
                          full_ms=full_ms, num_classes=num_classes, block=block, runs=runs, warmup=warmup,
                          rounds=rounds, measure_s=time.perf_counter() - start, models=len(design),
-                         date=_dt.datetime.now().astimezone().isoformat(timespec="seconds"))
-    table.checks = [_check_record(table, name, widths, check_times[name]) for name, widths in checks.items()]
+                         date=_dt.datetime.now().astimezone().isoformat(timespec="seconds"), drift=timings.drift())
+    factors = timings.factors()
+    table.checks = [_check_record(table, name, widths, timings.checks[name], factors)
+                    for name, widths in checks.items()]
     return table
 
 
-def _check_record(table: LatencyTable, name: str, widths: List[int], forwards: list) -> dict:
-    """A check model beside the table: its median forward and each unit's median segment (``unit_ms``) against
-    the whole prediction and the unit's own (``predicted_unit_ms``), to see where a prediction misses."""
-    return {"name": name, "widths": widths, "predicted_ms": table.predict(widths),
-            "measured_ms": statistics.median(ms for ms, _ in forwards), "forwards": len(forwards),
-            "unit_ms": {u.module: statistics.median(seg[u.module] for _, seg in forwards) for u in table.units},
-            "predicted_unit_ms": dict(zip((u.module for u in table.units), table.predicted_unit_ms(widths)))}
+def _check_record(table: LatencyTable, name: str, widths: List[int], forwards: list, factors) -> dict:
+    """A check model beside the table: its median forward as measured, and as the cells are (``steady_ms``: each
+    forward divided by its chunk's drift factor), and each unit's median segment (``unit_ms``) against the whole
+    prediction and the unit's own (``predicted_unit_ms``), to see where a prediction misses."""
+    predicted = table.predicted_unit_ms(widths)
+    return {"name": name, "widths": widths, "predicted_ms": math.fsum([table.rest_ms] + predicted),
+            "measured_ms": statistics.median(ms for _, ms, _ in forwards), "forwards": len(forwards),
+            "steady_ms": statistics.median(ms / factors[c] for c, ms, _ in forwards),
+            "unit_ms": {u.module: statistics.median(seg[u.module] for *_, seg in forwards) for u in table.units},
+            "predicted_unit_ms": dict(zip((u.module for u in table.units), predicted))}
 
 
 def _check_widths(checks: Mapping[str, List[int]], full: Sequence[int]) -> None:
@@ -396,5 +225,4 @@ def time_as_measured(table: LatencyTable, models: Mapping[str, nn.Module], runs:
         return timings_interleaved({n: (lambda m=m: m(x)) for n, m in ready.items()}, warmup, runs, device)
 
 
-__all__ = ["Unit", "default_checks", "design_widths", "find_units", "first_filters",
-           "measure_latency_table", "net_grid", "record_input_sizes", "time_as_measured"]
+__all__ = ["CHECK_COPIES", "default_checks", "design_widths", "measure_latency_table", "net_grid", "time_as_measured"]

@@ -224,6 +224,7 @@ class LatencyTable:
     models: Optional[int] = None  # whole models timed to measure it
     date: Optional[str] = None
     checks: List[dict] = field(default_factory=list)  # {name, widths, predicted_ms, measured_ms, forwards, unit_ms...}
+    drift: Optional[dict] = None  # the machine's speed over the measurement, by a reference model (latency_timing)
 
     def __post_init__(self):
         self.counts = [[int(c) for c in grid] for grid in self.counts]
