@@ -54,7 +54,9 @@ def parse(argv):
     ap.add_argument("--runs", type=int, default=2, help="timed forwards of each model the table times, per round")
     ap.add_argument("--warmup", type=int, default=1, help="untimed forwards of each model the table times, per round")
     ap.add_argument("--rounds", type=int, default=3, help="times each table times its whole design (new order each)")
-    ap.add_argument("--check_copies", type=int, default=2, help="places of each model in each round of the check table")
+    ap.add_argument("--check_copies", type=int, default=6,
+                    help="places of each model in each round of the check table (moments its median pools: "
+                         "copies x rounds; 2 until the drift reference showed 6 moments carried their own speed)")
     ap.add_argument("--channels_last", action="store_true", help="measure the table and the models in NHWC")
     ap.add_argument("--width", type=float, default=1.0, help="channel width of the measured net")
     ap.add_argument("--table", default=None, help="load this latency table instead of measuring one")

@@ -37,7 +37,8 @@ class Profile:
     mb1_width: float = 0.25
     batch_size: int = 8  # on 2 CPU cores batch 8 runs an epoch faster than 16 and takes twice the steps
     # near convergence (with 9 the 4 finetune epochs lifted the pruned model above it); 16 until issue 15's lessons
-    # took make course to 15.3 min on a slower day of the dev VM: each epoch costs about 23 s on 2 cores
+    # took make course to 15.3 min on a slower day of the dev VM: each epoch cost about 23 s on 2 cores, 17-22 s
+    # since the course trains channels-last (validation included)
     train_epochs: int = 15
     lr: float = 2e-3
     optimizer: str = "adam"  # small models from scratch learn much faster with Adam than SGD
@@ -90,8 +91,8 @@ class Profile:
     # The latency-pruned VGG16-SSD at the seed rate's MACs finetunes exactly as the seed-rate model
     # (finetune_epochs, finetune_lr): their mAPs are compared. The two other pruned models (the smaller latency
     # budget, MobileNetV1-SSD) get small_finetune_epochs: offline one epoch each. On 2 cores an epoch of a pruned
-    # width-0.125 VGG16-SSD takes about 20 s and one of the width-0.25 MobileNetV1-SSD about 11 s, so the three
-    # extra finetunes add about 4 x 20 + 20 + 11 s (2 min) and make course stays near its 15 minutes.
+    # width-0.125 VGG16-SSD took about 20-30 s NCHW (12-20 s channels-last) and one of the width-0.25
+    # MobileNetV1-SSD 11-16 s, so the three extra finetunes add about 2 min and make course stays within its 15.
     small_finetune_epochs: int = 1
     # MobileNetV1-SSD has no published pruning: a uniform rate, the one whose full-size detector keeps about the
     # share of MACs the seed rate leaves VGG16-SSD (exact counts: 57% at 0.3 against 58%; 0.25 keeps 64%, 0.35

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -79,6 +80,14 @@ def intro(page: Page, res: Results) -> None:
                  "resets within 24 hours), or download it by hand: `python -m hrank_ssd download --list`.")
 
 
+def _prediction_scale(table) -> Optional[float]:
+    """The unpruned VGG16-SSD's predicted over measured forward, when both are there."""
+    rows = table[table["model"] == tables.title("vgg16-ssd")]
+    if not len(rows) or not math.isfinite(float(rows["predicted ms"].iloc[0])):
+        return None
+    return float(rows["predicted ms"].iloc[0]) / float(rows["forward ms"].iloc[0])
+
+
 def frontier(page: Page, res: Results) -> None:
     page.heading("## 1. The compared models on this machine: mAP against measured latency and MACs")
     table = tables.frontier_table(res)
@@ -96,6 +105,13 @@ def frontier(page: Page, res: Results) -> None:
              "latency-pruned model at the seed MACs finetunes exactly as the seed-rate model (same epochs and "
              "learning rate: compare their mAPs); the small latency budget and the pruned MobileNetV1-SSD get the "
              "*finetune epochs* shown.")
+    scale = _prediction_scale(table)
+    if scale is not None:
+        page.add("", f"The table predicts the unpruned VGG16-SSD at {scale:.2f}x the forward measured here. It was "
+                 "measured minutes earlier in the run (notebook 02), and a shared machine's speed moves between two "
+                 "moments (the table itself takes the drift out of its own minutes, docs/latency.md); the latency "
+                 "budgets are fractions of the unpruned model's predicted time, which moves with the rest, so the "
+                 "widths they choose hold while the absolute milliseconds do not.")
     page.figure(save_plot(plot_frontier(table, machine), page.plots / "frontier.png"), "mAP vs latency and MACs")
     page.heading("### How the latency-pruned widths were chosen")
     if page.missing(res, "latency_models.csv"):
