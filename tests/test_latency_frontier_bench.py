@@ -54,6 +54,9 @@ def test_smoke_run_writes_every_model_and_the_targets(frontier, tmp_path):
     assert [c["name"] for c in check.checks] == list(rows["model"])
     np.testing.assert_array_equal(rows["check_predicted_ms"], [c["predicted_ms"] for c in check.checks])
     np.testing.assert_array_equal(rows["check_measured_ms"], [c["measured_ms"] for c in check.checks])
+    np.testing.assert_allclose(rows["check_steady_error_%"], [100 * (c["predicted_ms"] / c["steady_ms"] - 1)
+                                                             for c in check.checks], rtol=1e-9)
+    assert check.drift["chunks"] >= 1 and "| (c-steady) the same" in text
     worst = rows["check_error_%"].abs().max()
     assert f"| (c) \\|prediction error\\|, all {len(rows)} models, each timed among the check table's own models " \
            f"| max {worst:.1f}% (" in text
@@ -70,6 +73,12 @@ def test_error_targets_read_the_check_table_when_there_is_one(frontier):
     (c, later) = load_benchmark("latency_frontier_report").error_targets(rows, met)
     assert (c["measured"], c["required"], c["result"]) == ("max 9.5% (b)", "<= 10%", "met")
     assert (later["measured"], later["required"], later["result"]) == ("max 12.0% (a)", "-", "drift, for reading")
-    (only,) = load_benchmark("latency_frontier_report").error_targets(rows.drop(columns="check_error_%"), met)
+    rows["check_steady_error_%"] = [-2.0, 11.0]  # a table measured with a drift reference
+    (c, steady, later) = load_benchmark("latency_frontier_report").error_targets(rows, met)
+    assert steady["target"].startswith("(c-steady) ") and c["result"] == "met"
+    assert (steady["measured"], steady["required"], steady["result"]) == ("max 11.0% (b)", "-",
+                                                                           "the machine held still, for reading")
+    (only,) = load_benchmark("latency_frontier_report").error_targets(
+        rows.drop(columns=["check_error_%", "check_steady_error_%"]), met)
     assert only["target"].startswith("(c) ") and "--no_check_table" in only["target"]
     assert (only["measured"], only["result"]) == ("max 12.0% (a)", "not met")

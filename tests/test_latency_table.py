@@ -230,6 +230,28 @@ def test_in_model_segments_price_every_model_exactly(monkeypatch, net):
         handle.remove()
 
 
+def test_rest_is_every_forwards_time_before_its_first_unit(monkeypatch):
+    """``rest_ms`` (what a forward runs before its first unit) is the median over all the design's forwards: a fake
+    clock spends 2 ms there in every model but 9 ms in the full one; the rest stays 2 ms, not the full model's 9."""
+    clock = [0.0]
+    base = build_model("vgg16-ssd", 21, width=0.125, image_size=300).eval()
+
+    def before_first_unit(module, inputs):
+        if isinstance(module, type(base)):
+            clock[0] += 9e-3 if module.plan.prunable == base.plan.prunable else 2e-3
+
+    monkeypatch.setattr(latency_measure.time, "perf_counter", lambda: clock[0])
+    handle = torch.nn.modules.module.register_module_forward_pre_hook(before_first_unit)
+    try:
+        table = measure_latency_table("vgg16-ssd", width=0.125, grid=3, runs=1, warmup=0, progress=False,
+                                      drift_reference=False)
+    finally:
+        handle.remove()
+    assert len(design_widths(table.counts)) > 3 and table.rest_ms == pytest.approx(2.0, rel=1e-9)
+    assert all(u.ms[-1][-1] == 0 for u in table.units)  # the clock moves before the first unit only
+    assert table.full_ms == table.predict(table.full_widths()) == pytest.approx(2.0, rel=1e-9)
+
+
 def test_drift_reference_takes_the_machines_speed_out_of_the_cells(monkeypatch):
     """The fake conv clock again, but each chunk of models runs at its own speed (1x, 1.5x, 3x in turn), as on a
     VM whose neighbours come and go: with the drift reference every cell is its cost at the reference's median

@@ -19,8 +19,11 @@
    With a drift reference (the default) the full model is also timed in every chunk, and each segment is
    divided by how slow the machine ran in its chunk (:mod:`latency_timing`): the cells describe the machine at
    its median speed, not at the moments that happened to time them.
-4. ``full_ms`` is the median forward of the full model (one of the design's models) and ``rest_ms`` is it minus
-   every unit at full width: the time before the first unit.
+4. ``rest_ms`` is the time before the first unit's stamp, the median over every forward of the design (total
+   minus its segments); ``full_ms`` is the table's unpruned forward, ``rest_ms`` plus every unit at full width.
+   Until 2026-12-02 ``full_ms`` was the full model's own median forward and ``rest_ms`` that minus the units:
+   a few forwards at a few moments, whose noise (-5.6 to +9.7 ms in the committed and kept check tables) then
+   sat in every prediction as a constant.
 """
 
 from __future__ import annotations
@@ -167,10 +170,10 @@ def measure_latency_table(net: str, device="cpu", threads: Optional[int] = None,
                 time_chunk(chunk, rules, setup, timings, full)
                 bar.update(len(chunk))
         bar.close()
-    samples, full_times = timings.steady()
+    samples, rests = timings.steady()
     records = _unit_times(units, counts, samples)
-    full_ms = statistics.median(full_times)
-    rest_ms = full_ms - math.fsum(r.ms[-1][-1] for r in records)
+    rest_ms = statistics.median(rests)  # every design forward's, not the full model's few: see the docstring
+    full_ms = math.fsum([rest_ms] + [r.ms[-1][-1] for r in records])
     table = LatencyTable(net=net, width=width, image_size=image_size, batch_size=batch_size, device=str(device),
                          threads=used_threads, layout="channels_last" if channels_last else "contiguous",
                          machine=current_machine(device), counts=counts, units=records, rest_ms=rest_ms,

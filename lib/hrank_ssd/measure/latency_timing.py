@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections import defaultdict
@@ -174,7 +175,7 @@ class Timings:
     """What the chunks measured, each sample with the chunk it came from."""
 
     cells: Dict[tuple, List[Tuple[int, float]]] = field(default_factory=lambda: defaultdict(list))
-    full: List[Tuple[int, float]] = field(default_factory=list)  # the design's full model's forwards
+    rest: List[Tuple[int, float]] = field(default_factory=list)  # each design forward before its first stamp
     checks: Dict[str, list] = field(default_factory=lambda: defaultdict(list))  # name -> (chunk, ms, segments)
     reference: Dict[int, List[float]] = field(default_factory=lambda: defaultdict(list))  # chunk -> forwards
     chunks: int = 0
@@ -187,10 +188,10 @@ class Timings:
         return {c: statistics.median(forwards) / overall for c, forwards in self.reference.items()}
 
     def steady(self) -> Tuple[Dict[tuple, List[float]], List[float]]:
-        """The cells' segments and the full model's forwards, each divided by its chunk's factor."""
+        """The cells' segments and the rests, each divided by its chunk's factor."""
         f = self.factors()
         return ({key: [ms / f[c] for c, ms in samples] for key, samples in self.cells.items()},
-                [ms / f[c] for c, ms in self.full])
+                [ms / f[c] for c, ms in self.rest])
 
     def drift(self) -> Optional[dict]:
         """How the reference's speed moved over the chunks (None without a reference): the table keeps it."""
@@ -205,18 +206,17 @@ class Timings:
 def time_chunk(models: Sequence[Tuple[List[int], Optional[str], SSD]], rules: Mapping[str, Rule],
                setup: TimingSetup, timings: Timings, full: Mapping[str, tuple]) -> None:
     """Time a chunk of models interleaved (and the drift reference in each run); add each unit's segments to
-    ``timings.cells[(unit, k_in, k_out)]``, the full model's forwards to ``timings.full`` and a named check
-    model's forwards to ``timings.checks[name]`` (its segments stay out of the cells). ``full``: each unit's
+    ``timings.cells[(unit, k_in, k_out)]``, what each forward ran before its first unit to ``timings.rest`` and
+    a named check model's forwards to ``timings.checks[name]`` (its segments stay out of both). ``full``: each unit's
     (in, out) channels unpruned (a fixed side of a depthwise conv or a BatchNorm shrinks in a pruned model but
     is recorded at its full count)."""
     chunk = timings.chunks
     timings.chunks += 1
     clocks = []
-    for widths, name, model in models:  # each unit's sample key and whether this is the full model: once per model
+    for widths, name, model in models:  # each unit's sample key, once per model
         units = find_units(model, rules)
         keys = [(u.names[0], *u.cell(widths, full[u.names[0]])) for u in units]
-        is_full = name is None and all(u.full_counts() == full[u.names[0]] for u in units)
-        clocks.append((model, _Stamps(units, setup.device), keys, is_full, name))
+        clocks.append((model, _Stamps(units, setup.device), keys, name))
     try:
         reference = [setup.reference] if setup.reference is not None else []
         for _ in range(setup.warmup):
@@ -225,13 +225,12 @@ def time_chunk(models: Sequence[Tuple[List[int], Optional[str], SSD]], rules: Ma
         for _ in range(setup.runs):
             if setup.reference is not None:
                 timings.reference[chunk].append(_forward_ms(setup.reference, setup.x, setup.device))
-            for model, clock, keys, is_full, name in clocks:
+            for model, clock, keys, name in clocks:
                 total, segments = clock.forward(model, setup.x)
                 if name is not None:
                     timings.checks[name].append((chunk, total, {keys[j][0]: ms for j, ms in segments.items()}))
                     continue
-                if is_full:
-                    timings.full.append((chunk, total))
+                timings.rest.append((chunk, total - math.fsum(segments.values())))
                 for j, ms in segments.items():
                     timings.cells[keys[j]].append((chunk, ms))
     finally:
