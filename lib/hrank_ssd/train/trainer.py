@@ -323,7 +323,7 @@ class _Trainer:
         cfg = self.cfg
         due = cfg.validation_epochs > 0 and ((epoch + 1) % cfg.validation_epochs == 0 or epoch == cfg.num_epochs - 1)
         model = self.model
-        if self.layout != torch.contiguous_format:  # a copy: evaluation's layout, so its very detections
+        if self.layout != torch.contiguous_format:  # an NCHW copy: evaluation's layout, so its very detections
             model = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
         if due:
             val, table = validation_loss_and_map(model, self.val_set, self.eval_set, self.folder / "eval",
