@@ -97,9 +97,7 @@ def get_table(args) -> tuple:
         table = LatencyTable.load(args.table, threads=args.threads,
                                   layout="channels_last" if args.channels_last else None)
         return table, f"loaded from `{args.table}` (measured {table.date} in {table.measure_s or 0:.0f} s)"
-    table = measure_latency_table(NET, "cpu", threads=args.threads, width=args.width, grid=args.grid,
-                                  runs=args.runs, warmup=args.warmup, channels_last=args.channels_last,
-                                  rounds=args.rounds)
+    table = measure(args, args.threads, args.width, args.channels_last)
     return table, f"measured by this run in {table.measure_s:.0f} s, saved as `{table_path(args.out).name}`"
 
 
@@ -107,9 +105,14 @@ def check_table(args, table: LatencyTable, models: dict) -> LatencyTable:
     """A second table, measured like the first, with every validation model timed among its own models
     (``measure_latency_table(checks=...)``): a machine whose speed drifts over minutes moves both alike."""
     widths = {name: list(m.plan.prunable) for name, (_, _, m) in models.items()}
-    return measure_latency_table(NET, "cpu", threads=table.threads, width=table.width, grid=args.grid,
-                                 runs=args.runs, warmup=args.warmup, channels_last=table.layout == "channels_last",
-                                 checks=widths, check_copies=args.check_copies, rounds=args.rounds)
+    return measure(args, table.threads, table.width, table.layout == "channels_last", checks=widths,
+                   check_copies=args.check_copies)
+
+
+def measure(args, threads: int, width: float, channels_last: bool, **checks) -> LatencyTable:
+    """VGG16-SSD's table on this CPU at the run's grid, runs, warm-up and rounds (both tables are measured alike)."""
+    return measure_latency_table(NET, "cpu", threads=threads, width=width, grid=args.grid, runs=args.runs,
+                                 warmup=args.warmup, channels_last=channels_last, rounds=args.rounds, **checks)
 
 
 def validation_set(base, table: LatencyTable, rank_dir, min_keep: float, keep: float):
