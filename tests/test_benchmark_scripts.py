@@ -45,7 +45,9 @@ def test_off_grid_rules_scores_each_rule_on_a_check_table(tmp_path):
     path = _tail_table(checks=checks).save(tmp_path / "check.json")
     row, off_grid = rules.scores(path)
     assert row["rule used"] == "tail" and row["models"] == 2 and row["on-grid bias_%"] == 0.0  # 14.0 vs 14.0
-    thirty = {"tail": 10.0 + 3.0 + 2.0 * 7 / 16, "block": 12.0, "linear": 10.0 + 3.0 - 7 / 9}  # as predict prices 30
+    # as predict prices 30; surcharge: 32's 2.0 times 23's 3.0 / 32's 2.0, the one off-block cell below its block
+    thirty = {"tail": 10.0 + 3.0 + 2.0 * 7 / 16, "block": 12.0, "surcharge": 10.0 + 2.0 * 1.5,
+              "linear": 10.0 + 3.0 - 7 / 9}
     assert list(off_grid["model"]) == ["thirty"]
     for rule, ms in thirty.items():
         assert off_grid[rule].item() == pytest.approx(100 * (ms / 14.0 - 1), rel=1e-12)

@@ -341,8 +341,9 @@ def test_handmade_predict_is_bilinear_and_clamped():
 
 def test_off_grid_counts_cost_their_block_on_a_cpu_in_nchw():
     plain, blocked = _handmade(), _handmade(block=2)
-    assert blocked.off_grid_rule() == "block" and plain.off_grid_rule() == "linear"
-    assert blocked.predict([3, 2]) == plain.predict([4, 2])  # 3 -> 4 (on the grid); 2 -> 2, interpolated
+    assert blocked.off_grid_rule() == "surcharge" and plain.off_grid_rule() == "linear"
+    assert blocked.predict([3, 2], rule="block") == plain.predict([4, 2])  # 3 -> 4 (on the grid); 2 -> 2
+    assert blocked.predict([3, 2]) == plain.predict([4, 2])  # no off-block grid cell has its block neighbour: no surcharge
     assert blocked.predict([4, 3]) == plain.predict([4, 3])  # grid counts stay
     assert _handmade(block=4).predict([2, 4.5]) == plain.predict([2, 5])  # 4.5 -> 8, clamped to the full 5
     assert _handmade(block=2, device="cuda").predict([3, 2]) == plain.predict([3, 2]) != blocked.predict([3, 2])
@@ -350,6 +351,24 @@ def test_off_grid_counts_cost_their_block_on_a_cpu_in_nchw():
     assert blocked.computed_counts([3, 2]) == [4, 2] and plain.computed_counts([3, 2]) == [3, 2]
     with pytest.raises(HRankError, match="off-grid rule"):
         blocked.predict([3, 2], rule="nearest")
+
+
+def test_off_block_counts_pay_their_units_own_surcharge_on_a_cpu_in_nchw():
+    grid = [16, 20, 32, 48]  # block 16: the cell at 20 against 32 is each unit's evidence
+    units = [UnitTimes("a", 0, None, [3], grid, [[1.0, 2.2, 2.0, 3.0]]),  # output side: 2.2 / 2.0 -> +10%
+             UnitTimes("b", None, 0, grid, [7], [[1.0], [1.5], [1.0], [2.0]])]  # input side: 1.5 / 1.0 -> +50%
+    t = _handmade(block=16, counts=[grid], units=units, full_ms=15.0)
+    assert t.off_grid_rule() == "surcharge"
+    assert units[0].surcharges(16) == (0.0, pytest.approx(0.1)) and units[1].surcharges(16) == (0.5, 0.0)
+    assert t.predict([24]) == pytest.approx(10.0 + 2.0 * 1.1 + 1.0 * 1.5, rel=1e-15)  # 24 -> 32, plus each surcharge
+    assert t.predict([24], rule="block") == 10.0 + 2.0 + 1.0
+    assert t.predict([40]) == pytest.approx(10.0 + 3.0 * 1.1 + 2.0 * 1.5, rel=1e-15)  # 40 -> 48
+    assert t.predict([20]) == 10.0 + 2.2 + 1.5 and t.predict([48]) == 15.0  # grid counts as measured
+    assert t.computed_counts([24]) == [32] == t.computed_counts([24], rule="block")
+    wide = [16, 20, 32, 64]
+    on_block = _handmade(block=16, counts=[wide], full_ms=14.0,
+                         units=[UnitTimes("a", 0, None, [3], wide, [[1.0, 2.2, 2.0, 4.0]])])
+    assert on_block.predict([48]) == 10.0 + 3.0  # a block multiple off the grid: between 32 and 64, no surcharge
 
 
 def _tail_table(**kw) -> LatencyTable:
@@ -382,7 +401,8 @@ def test_off_block_costs_reads_the_block_rule_from_the_cells():
     # linear between 16 and 32 prices 19 at 3/16 of the way: 1.1875 vs 2.1, and 2.375 vs 4.0
     assert evidence["linear_%"] == pytest.approx(100 * (1.1875 / 2.1 - 1 + 2.375 / 4.0 - 1) / 2, rel=1e-12)
     assert t.predict([19]) == math.fsum([10.0, 2.1, 4.0])  # on the grid: as measured
-    assert t.predict([20]) == t.predict([32]) == 10.0 + 2.0 + 4.0  # off it: at 32, the count the rule rounds 20 up to
+    assert t.predict([20], rule="block") == t.predict([32]) == 10.0 + 2.0 + 4.0  # off it: at 32, 20 rounded up
+    assert t.predict([20]) == pytest.approx(10.0 + 2.0 * (2.1 / 2.0) + 4.0 * (4.0 / 4.0), rel=1e-15)  # + surcharges
     assert off_block_costs(_handmade(block=2))["cells"] == 0  # no block multiple on both sides of an off count
 
 

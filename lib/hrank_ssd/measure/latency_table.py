@@ -31,7 +31,7 @@ import math
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -39,12 +39,13 @@ import torch
 from hrank_ssd.errors import HRankError
 from hrank_ssd.io.files import atomic_write_text
 from hrank_ssd.measure.bench import cpu_flags, cpu_model
+from hrank_ssd.measure.off_grid import off_block_costs, surcharge
 from hrank_ssd.nets.ssd import kept_channels
 
 FORMAT = "hrank-ssd latency table"
 VERSION = 2  # 2: units timed inside whole models (1: standalone, 20-49% high on thin layers)
 MACHINE_KEYS = ("cpu", "device_name", "torch", "capability")
-OFF_GRID_RULES = ("block", "tail", "linear")  # LatencyTable.off_grid_rule
+OFF_GRID_RULES = ("block", "surcharge", "tail", "linear")  # LatencyTable.off_grid_rule
 
 
 # ---------------------------------------------------------------- the grid of kept counts
@@ -154,6 +155,11 @@ class UnitTimes:
         k_out = self.out_counts[0] if self.out_layer is None else widths[self.out_layer]
         return k_in, k_out
 
+    def surcharges(self, block: int) -> Tuple[float, float]:
+        """(input side, output side): what a count off the block costs beyond its count rounded up, from this
+        unit's own cells (:func:`~hrank_ssd.measure.off_grid.surcharge`)."""
+        return surcharge(self.in_counts, [list(c) for c in zip(*self.ms)], block), surcharge(self.out_counts, self.ms, block)
+
     def check(self, counts: Sequence[Sequence[int]]) -> None:
         for side, layer, grid in (("in", self.in_layer, self.in_counts), ("out", self.out_layer, self.out_counts)):
             if layer is None:
@@ -253,26 +259,42 @@ class LatencyTable:
         rule = rule or self.off_grid_rule()
         if rule not in OFF_GRID_RULES:
             raise HRankError(f"unknown off-grid rule {rule!r}: use one of {', '.join(OFF_GRID_RULES)}")
-        widths = self.computed_counts(widths, rule)
+        counts = self.computed_counts(widths, rule)
         tail = self.block if rule == "tail" else None
-        return [u.at(*u.counts_of(widths), tail) for u in self.units]
+        prices = [u.at(*u.counts_of(counts), tail) for u in self.units]
+        if rule == "surcharge":
+            prices = [p * self._surcharge_factor(u, widths) for p, u in zip(prices, self.units)]
+        return prices
+
+    def _surcharge_factor(self, unit: UnitTimes, widths: Sequence[float]) -> float:
+        """1 + the unit's own surcharge for each side whose count is off its grid and off the block."""
+        factor = 1.0
+        for k, grid, extra in zip(unit.counts_of(widths), (unit.in_counts, unit.out_counts),
+                                  unit.surcharges(self.block)):
+            if k % self.block and k not in grid:
+                factor *= 1.0 + extra
+        return factor
 
     def off_grid_rule(self) -> str:
         """How a count off the grid is priced; grid counts (all the knapsack chooses) always as measured.
 
         ``block`` (a CPU in NCHW): oneDNN computes in its blocked nChw16c format, channels padded to ``block``,
-        so the count costs its count rounded up to a block (:meth:`computed_counts`). ``tail`` (a CPU in NHWC):
-        no padding, but a count with a tail of fewer than ``block`` channels pays for the tail, so it is
-        interpolated among the grid's counts with a tail, a block multiple among block multiples.
-        ``linear`` (CUDA, or no block recorded): among all grid counts. Evidence: docs/latency.md."""
+        so the count costs its count rounded up to a block (:meth:`computed_counts`). ``surcharge`` (a CPU in
+        NCHW, the default since 2026-12-02): ``block``, times 1 + each unit's own median surcharge of its
+        off-block grid cells over their rounded-up neighbours, per side whose count is off the block
+        (:func:`~hrank_ssd.measure.off_grid.surcharge`; a uniform 0.3 rate's 44/89/179/358 filters ran 8-22%
+        slower than 48/96/192/368 in some units). ``tail`` (a CPU in NHWC): no padding, but a count with a tail
+        of fewer than ``block`` channels pays for the tail, so it is interpolated among the grid's counts with a
+        tail, a block multiple among block multiples. ``linear`` (CUDA, or no block recorded): among all grid
+        counts. Evidence: docs/latency.md, benchmarks/off_grid_rules.md."""
         if not self.block or torch.device(self.device).type != "cpu":
             return "linear"
-        return "block" if self.layout == "contiguous" else "tail"
+        return "surcharge" if self.layout == "contiguous" else "tail"
 
     def computed_counts(self, widths: Sequence[float], rule: Optional[str] = None) -> List[float]:
         """The channel counts the kernels work on: under the ``block`` rule a count off the grid rounded up to
         the block (clamped to the layer's full count; 19 channels are computed as 32), else the counts."""
-        if (rule or self.off_grid_rule()) != "block" or not self.block:
+        if (rule or self.off_grid_rule()) not in ("block", "surcharge") or not self.block:
             return list(widths)
         return [k if k in grid else min(math.ceil(k / self.block) * self.block, grid[-1])
                 for k, grid in zip(widths, self.counts)]
@@ -370,27 +392,6 @@ class LatencyTable:
                 raise HRankError(text + ", or load it with expect_machine=False")
             warnings.warn(text + "; its times may not hold here", stacklevel=2)
         return table
-
-
-def off_block_costs(table: LatencyTable) -> Dict[str, float]:
-    """The block rule's evidence in a table's own cells: every cell whose filter count ``k`` is not a multiple of
-    ``block`` while both its block neighbours ``lo < k < hi`` are on the grid. ``rounded_up_%`` is the median of
-    its time against ``hi``'s (0: it costs its rounded-up count, the ``block`` rule of
-    :meth:`LatencyTable.off_grid_rule`); ``linear_%`` the median error of linear interpolation between ``lo``
-    and ``hi`` (what the ``linear`` rule would do there)."""
-    block, up, linear = table.block, [], []
-    for unit in table.units if block else ():
-        grid = unit.out_counts
-        for row in unit.ms:
-            for k, ms in zip(grid, row):
-                lo, hi = k // block * block, -(-k // block) * block
-                if k % block and lo in grid and hi in grid:
-                    t_lo, t_hi = row[grid.index(lo)], row[grid.index(hi)]
-                    up.append(ms / t_hi - 1)
-                    linear.append((t_lo + (t_hi - t_lo) * (k - lo) / block) / ms - 1)
-    if not up:
-        return {"cells": 0, "rounded_up_%": math.nan, "linear_%": math.nan}
-    return {"cells": len(up), "rounded_up_%": 100 * float(np.median(up)), "linear_%": 100 * float(np.median(linear))}
 
 
 __all__ = ["FORMAT", "OFF_GRID_RULES", "LatencyCosts", "LatencyTable", "UnitTimes", "capability", "current_machine",
