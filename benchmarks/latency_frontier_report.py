@@ -12,7 +12,8 @@ from typing import Optional
 import pandas as pd
 
 from hrank_ssd.measure.bench import cpu_flags
-from hrank_ssd.measure.latency_table import LatencyTable, capability, off_block_costs
+from hrank_ssd.measure.latency_table import LatencyTable, capability
+from hrank_ssd.measure.off_grid import off_block_costs
 from hrank_ssd.measure.tables import markdown_table
 
 NET = "vgg16-ssd"

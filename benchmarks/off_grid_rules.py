@@ -25,7 +25,8 @@ import pandas as pd
 
 from hrank_ssd.cli.main import guarded
 from hrank_ssd.errors import HRankError
-from hrank_ssd.measure.latency_table import OFF_GRID_RULES, LatencyTable, off_block_costs
+from hrank_ssd.measure.latency_table import OFF_GRID_RULES, LatencyTable
+from hrank_ssd.measure.off_grid import off_block_costs
 from hrank_ssd.measure.tables import markdown_table
 
 HERE = Path(__file__).resolve().parent

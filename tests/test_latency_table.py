@@ -26,9 +26,9 @@ from hrank_ssd.measure.latency_table import (
     current_machine,
     grid_counts,
     hardware_block,
-    off_block_costs,
 )
 from hrank_ssd.measure.latency_timing import find_units, first_filters
+from hrank_ssd.measure.off_grid import off_block_costs
 from hrank_ssd.nets.models import build_model
 from hrank_ssd.nets.registry import get_net
 from hrank_ssd.nets.ssd import kept_channels

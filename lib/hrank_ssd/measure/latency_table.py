@@ -9,7 +9,7 @@ prunable layer (:mod:`latency_measure`), and
     predict(k) = rest_ms + sum over units of unit_ms(k[in_layer], k[out_layer])
 
 with bilinear interpolation between grid counts (clamped at the grid's ends); on a CPU a count off the grid is
-priced for the kernels' channel block (:meth:`LatencyTable.off_grid_rule`, :func:`off_block_costs`).
+priced for the kernels' channel block (:meth:`LatencyTable.off_grid_rule`, :mod:`off_grid`).
 A unit's time is its *segment* inside a whole model, from its start to the next unit's (:mod:`latency_measure`),
 so the extras, headers and reshapes between units are charged to the unit before them; ``rest_ms`` is the full
 model's measured forward minus the units at full width: the time before the first unit. At grid counts nothing
@@ -39,7 +39,7 @@ import torch
 from hrank_ssd.errors import HRankError
 from hrank_ssd.io.files import atomic_write_text
 from hrank_ssd.measure.bench import cpu_flags, cpu_model
-from hrank_ssd.measure.off_grid import off_block_costs, surcharge
+from hrank_ssd.measure.off_grid import surcharge
 from hrank_ssd.nets.ssd import kept_channels
 
 FORMAT = "hrank-ssd latency table"
@@ -158,7 +158,8 @@ class UnitTimes:
     def surcharges(self, block: int) -> Tuple[float, float]:
         """(input side, output side): what a count off the block costs beyond its count rounded up, from this
         unit's own cells (:func:`~hrank_ssd.measure.off_grid.surcharge`)."""
-        return surcharge(self.in_counts, [list(c) for c in zip(*self.ms)], block), surcharge(self.out_counts, self.ms, block)
+        columns = [list(c) for c in zip(*self.ms)]
+        return surcharge(self.in_counts, columns, block), surcharge(self.out_counts, self.ms, block)
 
     def check(self, counts: Sequence[Sequence[int]]) -> None:
         for side, layer, grid in (("in", self.in_layer, self.in_counts), ("out", self.out_layer, self.out_counts)):
@@ -267,12 +268,13 @@ class LatencyTable:
         return prices
 
     def _surcharge_factor(self, unit: UnitTimes, widths: Sequence[float]) -> float:
-        """1 + the unit's own surcharge for each side whose count is off its grid and off the block."""
-        factor = 1.0
-        for k, grid, extra in zip(unit.counts_of(widths), (unit.in_counts, unit.out_counts),
-                                  unit.surcharges(self.block)):
+        """1 + the unit's own surcharge for each side whose count is off its grid and off the block (the
+        surcharges are read from the cells only for such a unit: a model on the grid costs no extra work)."""
+        factor, extras = 1.0, None
+        for side, (k, grid) in enumerate(zip(unit.counts_of(widths), (unit.in_counts, unit.out_counts))):
             if k % self.block and k not in grid:
-                factor *= 1.0 + extra
+                extras = extras or unit.surcharges(self.block)
+                factor *= 1.0 + extras[side]
         return factor
 
     def off_grid_rule(self) -> str:
@@ -292,8 +294,8 @@ class LatencyTable:
         return "surcharge" if self.layout == "contiguous" else "tail"
 
     def computed_counts(self, widths: Sequence[float], rule: Optional[str] = None) -> List[float]:
-        """The channel counts the kernels work on: under the ``block`` rule a count off the grid rounded up to
-        the block (clamped to the layer's full count; 19 channels are computed as 32), else the counts."""
+        """The channel counts the kernels work on: under the ``block`` and ``surcharge`` rules a count off the
+        grid rounded up to the block (clamped to the layer's full count; 19 channels are computed as 32), else the counts."""
         if (rule or self.off_grid_rule()) not in ("block", "surcharge") or not self.block:
             return list(widths)
         return [k if k in grid else min(math.ceil(k / self.block) * self.block, grid[-1])
@@ -395,4 +397,4 @@ class LatencyTable:
 
 
 __all__ = ["FORMAT", "OFF_GRID_RULES", "LatencyCosts", "LatencyTable", "UnitTimes", "capability", "current_machine",
-           "grid_counts", "hardware_block", "off_block_costs"]
+           "grid_counts", "hardware_block"]

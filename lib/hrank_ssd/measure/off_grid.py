@@ -28,8 +28,8 @@ def off_block_cells(grid: Sequence[int], rows: Sequence[Sequence[float]],
 def surcharge(grid: Sequence[int], rows: Sequence[Sequence[float]], block: int) -> float:
     """Median over the off-block cells of (their ms / ms at their count rounded up) - 1: what an off-block count
     pays beyond its rounded-up count (0.0 where the grid has no such cell with a time above zero)."""
-    ratios = [row[grid.index(k)] / row[grid.index(hi)] - 1 for row, k, _, hi in off_block_cells(grid, rows, block)
-              if row[grid.index(hi)] > 0]  # a cell too fast for the clock says nothing
+    pairs = [(row[grid.index(k)], row[grid.index(hi)]) for row, k, _, hi in off_block_cells(grid, rows, block)]
+    ratios = [ms / up - 1 for ms, up in pairs if up > 0]  # a cell too fast for the clock says nothing
     return float(np.median(ratios)) if ratios else 0.0
 
 
