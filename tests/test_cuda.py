@@ -25,12 +25,18 @@ def voc(tmp_path_factory):
 
 
 @pytest.fixture
-def deterministic():
-    """Same kernels in the same order on every run: cuDNN's deterministic algorithms, no autotuning."""
-    old = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+def deterministic(monkeypatch):
+    """Same kernels in the same order on every run: cuDNN's deterministic algorithms, no autotuning, and torch's
+    deterministic mode (warn_only: an op without a deterministic kernel warns, and the equality below then says
+    whether it mattered). cuBLAS reads its workspace setting when its first handle is made."""
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    old = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
+           torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    torch.use_deterministic_algorithms(True, warn_only=True)
     yield
-    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = old
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = old[:2]
+    torch.use_deterministic_algorithms(old[2], warn_only=old[3])
 
 
 def _cfg(root, folder, **kw):
