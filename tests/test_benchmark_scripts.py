@@ -67,3 +67,32 @@ def test_train_layout_quick_run_times_both_layouts(tmp_path):
     assert len(table) == 1 and table["steps timed"].item() == 3  # 4 steps: 3 intervals, the first step untimed
     assert table["speed-up"].item() == table["NCHW ms/step"].item() / table["channels-last ms/step"].item()
     assert "| VGG16-SSD, course width (baseline training) | 2 | 3 |" in out.read_text()
+
+
+def test_mutmut_report_counts_and_explains_survivors():
+    check = load_benchmark("mutmut_check")
+    results = check.parse_results(
+        "    hrank_ssd.nets.compress.x_layer_rates__mutmut_1: killed\n"
+        "    hrank_ssd.measure.evaluation.x_compute_ap__mutmut_25: survived\n"
+        "    hrank_ssd.measure.evaluation.x_predict_dataset__mutmut_26: survived\n"
+        "    hrank_ssd.hrank.ranks.xǁRankAccumulatorǁ_hook__mutmut_3: timeout\n"
+        "    hrank_ssd.hrank.pruning.x_round_keep__mutmut_4: survived\n"
+        "    hrank_ssd.hrank.ranks.x_has_ranks__mutmut_2: no tests\n"
+        "Stopping early\n")
+    assert len(results) == 6 and results["hrank_ssd.hrank.ranks.x_has_ranks__mutmut_2"] == "no tests"
+    assert check.function_of("hrank_ssd.hrank.ranks.xǁRankAccumulatorǁ_hook__mutmut_3") == "RankAccumulator._hook"
+    assert check.module_of("hrank_ssd.hrank.ranks.x_has_ranks__mutmut_2") == "ranks"
+    diffs = {
+        "hrank_ssd.measure.evaluation.x_compute_ap__mutmut_25":
+            "--- a\n+++ b\n-        for t in np.arange(0.0, 1.1, 0.1):\n+        for t in np.arange(0.0, 2.1, 0.1):\n",
+        "hrank_ssd.measure.evaluation.x_predict_dataset__mutmut_26":
+            "-    for i in tqdm(range(n), desc=desc):\n+    for i in tqdm(range(n), desc=None):\n",
+        "hrank_ssd.hrank.pruning.x_round_keep__mutmut_4": "-    if round_to <= 1:\n+    if round_to <= 2:\n",
+        "hrank_ssd.hrank.ranks.x_has_ranks__mutmut_2": "+    return all(None)\n",
+    }
+    text, unexplained = check.report({"results": results, "diffs": diffs}, None, 60.0, None, "3.8.1")
+    assert unexplained == 2  # round_keep's mutant and the function no test calls
+    assert "| evaluation | 2 | 0 | 2 | 0 |" in text and "| ranks | 2 | 1 | 0 | 1 |" in text
+    assert "| compress | 1 | 1 | 0 | 0 |" in text and "## Survivors (4, 2 unexplained)" in text
+    assert "equivalent: recall never exceeds 1" in text and "progress bar" in text
+    assert text.count("**unexplained**") == 2

@@ -4,6 +4,7 @@ implementation on random data, and the ``eval`` command."""
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -534,3 +535,148 @@ def test_ground_truth_as_detections_on_real_voc_sample(shared_data, tmp_path):
         else:
             assert math.isnan(row.ap)
     assert ev.mean_ap(table) == pytest.approx(1.0, abs=1e-12)
+
+
+# ---------------------------------------------------------------- defaults and arguments users never pass
+
+TP_FP_TP = [("a", 0.9, [0, 0, 10, 10]), ("a", 0.8, [40, 40, 50, 50]), ("a", 0.7, [20, 20, 30, 30])]
+ELEVEN_POINT, AREA = 28 / 33, 5 / 6  # ranked TP, FP, TP over 2 gts (test_area_metric_differs_from_11_point...)
+
+
+def test_the_default_metric_is_the_11_point_one_everywhere(tmp_path):
+    """The reference mAPs (0.7731, 0.6953, 0.6759) are VOC2007 11-point APs: every entry point defaults to it."""
+    assert ev.compute_ap([1.0, 0.5, 2 / 3], [0.5, 0.5, 1.0]) == pytest.approx(ELEVEN_POINT, abs=1e-12)
+    assert run_class(tmp_path / "c", GT2, TP_FP_TP).ap == pytest.approx(ELEVEN_POINT, abs=1e-12)
+    assert run_class(tmp_path / "d", GT2, TP_FP_TP, use_2007_metric=False).ap == pytest.approx(AREA, abs=1e-12)
+    ds = FakeDataset(GT2)
+    boxes = torch.tensor([d[2] for d in TP_FP_TP], dtype=torch.float32)
+    results = [(boxes, torch.tensor([1, 1, 1]), torch.tensor([d[1] for d in TP_FP_TP]))]
+    assert ev.score_results(results, ds, tmp_path / "s")["ap"][0] == pytest.approx(ELEVEN_POINT, abs=1e-12)
+    area = ev.score_results(results, ds, tmp_path / "t", use_2007_metric=False)
+    assert area["ap"][0] == pytest.approx(AREA, abs=1e-12)
+
+
+class ScriptedPredictor:
+    """Stands in for ``Predictor``: remembers how evaluate_model built it, returns the same detections per image."""
+
+    made = []
+
+    def __init__(self, model, device="cpu", **kwargs):
+        self.device = torch.device(device)
+        ScriptedPredictor.made.append((model, device, kwargs))
+
+    def predict(self, image):
+        boxes = torch.tensor([d[2] for d in TP_FP_TP], dtype=torch.float32)
+        return boxes, torch.tensor([1, 1, 1]), torch.tensor([d[1] for d in TP_FP_TP])
+
+
+def test_evaluate_model_builds_the_predictor_as_asked_and_scores_11_point(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(ev, "Predictor", ScriptedPredictor)
+    ScriptedPredictor.made.clear()
+    model = object()
+    table, avg = ev.evaluate_model(model, FakeDataset(GT2), tmp_path, device="cpu", desc="scoring-bar",
+                                   prob_threshold=0.3, top_k=7)
+    assert ScriptedPredictor.made == [(model, "cpu", {"prob_threshold": 0.3, "top_k": 7})]
+    assert table["ap"][0] == pytest.approx(ELEVEN_POINT, abs=1e-12)
+    assert "scoring-bar" in capsys.readouterr().err  # the progress bar, named as asked
+    back = pd.read_csv(tmp_path / "ap.csv")
+    assert back["ap"][0] == pytest.approx(ELEVEN_POINT, abs=1e-12) and back["dets"][0] == 3
+    cats = ev.evaluate_model(model, FakeDataset(GT2), tmp_path / "cat", class_names=["BACKGROUND", "cat"],
+                             progress=False)[0]
+    assert list(cats["class"]) == ["cat"] and not (tmp_path / "cat" / "det_test_dog.txt").exists()
+    assert capsys.readouterr().err == ""
+
+
+def test_a_class_list_evaluates_those_classes_only(tmp_path):
+    write_dets(tmp_path, "cat", TP_FP_TP)  # no dog or bird file: not asked for
+    table = ev.evaluate_detections(FakeDataset(GT2), tmp_path, ["BACKGROUND", "cat"])
+    assert table.to_dict("records") == [{"class": "cat", "gts": 2, "dets": 3, "recall": 1.0,
+                                         "precision": pytest.approx(2 / 3), "ap": pytest.approx(ELEVEN_POINT)}]
+
+
+def test_every_column_of_a_class_without_ground_truth(tmp_path):
+    """No object, two detections: 0 gts, 2 dets, both FP, recall undefined (NaN), precision 0, AP NaN."""
+    r = run_class(tmp_path, GT2, [("a", 0.9, [0, 0, 10, 10]), ("a", 0.4, [5, 5, 9, 9])], class_index=2)
+    assert (r.gts, r.dets, r.tp, r.fp, r.precision) == (0, 2, 0, 2, 0.0)
+    assert math.isnan(r.recall) and math.isnan(r.ap)
+    write_dets(tmp_path, "cat", [])
+    write_dets(tmp_path, "bird", [])
+    table = ev.evaluate_detections(FakeDataset(GT2), tmp_path, CLASSES)
+    dog = table.to_dict("records")[1]
+    assert (dog["class"], dog["gts"], dog["dets"], dog["precision"]) == ("dog", 0, 2, 0.0)
+
+
+def test_evaluation_is_silent_on_undefined_ratios(tmp_path):
+    """0/0 precision and recall are NaN by the devkit's rules, not numpy RuntimeWarnings in a notebook."""
+    import warnings
+
+    write_dets(tmp_path, "cat", [])
+    write_dets(tmp_path, "dog", [("a", 0.9, [0, 0, 10, 10])])
+    write_dets(tmp_path, "bird", [])
+    anns = GT2 + [("b", [[60, 60, 80, 80]], [3], [1])]  # the only bird is difficult
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table = ev.evaluate_detections(FakeDataset(anns), tmp_path, CLASSES)
+        r = run_class(tmp_path / "x", anns, [("b", 0.9, [60, 60, 80, 80])], class_index=3)
+    assert table["ap"][0] == 0.0 and math.isnan(table["ap"][1]) and table["ap"][2] == 0.0
+    assert (r.tp, r.fp) == (0, 0) and math.isnan(r.precision)  # matched a difficult object: ignored
+
+
+def test_mean_ap_of_no_class_with_ground_truth_is_nan():
+    assert math.isnan(ev.mean_ap(pd.DataFrame({"ap": []})))
+    assert math.isnan(ev.mean_ap(pd.DataFrame({"ap": [math.nan, math.nan]})))
+
+
+def test_a_disjoint_box_never_matches_even_at_threshold_zero(tmp_path):
+    """IoU of boxes that do not touch is exactly 0, and the devkit needs IoU > threshold."""
+    r = run_class(tmp_path, GT2, [("a", 0.9, [11, 11, 19, 19])], iou_threshold=0.0)
+    assert (r.tp, r.fp) == (0, 1)
+    r = run_class(tmp_path / "b", GT2, [("a", 0.9, [9, 9, 19, 19])], iou_threshold=0.0)  # a 1x1 overlap
+    assert (r.tp, r.fp) == (1, 0)
+
+
+def test_detection_files_skip_blank_lines_and_errors_name_the_line(tmp_path):
+    path = tmp_path / "det_test_cat.txt"
+    path.write_text("img1 0.5 1 2 3 4\n\n  \nimg2 0.25 2 3 4 5\n")
+    ids, scores, boxes = ev.read_detection_file(path)
+    assert ids == ["img1", "img2"] and scores.tolist() == [0.5, 0.25]
+    assert boxes.tolist() == [[0, 1, 2, 3], [1, 2, 3, 4]]
+    path.write_text("img1 0.5 1 2 3 4\n\nimg2 0.25 2 3 4\n")
+    with pytest.raises(ev.HRankError) as e:
+        ev.read_detection_file(path)
+    assert str(e.value) == f"{path}:3 should read 'image_id score x1 y1 x2 y2', got 'img2 0.25 2 3 4'"
+    path.write_text("img1 0.5 1 2 3 four\n")
+    with pytest.raises(ev.HRankError) as e:
+        ev.read_detection_file(path)
+    assert str(e.value) == f"{path}:1 has a non-numeric value: 'img1 0.5 1 2 3 four'"
+
+
+def test_detection_files_need_one_result_per_image(tmp_path):
+    with pytest.raises(ev.HRankError) as e:
+        ev.write_detection_files([], ["img1"], CLASSES, tmp_path)
+    assert str(e.value) == ("0 prediction results for 1 images: predict every image of the dataset before "
+                            "writing detection files")
+
+
+class SleepingPredictor(FakePredictor):
+    def predict(self, image):
+        time.sleep(0.01)
+        return super().predict(image)
+
+
+def test_predict_dataset_times_each_image_and_averages_them():
+    """Mean seconds per timed image: at least the 10 ms each prediction sleeps, at most the whole call / images."""
+    ds = FakeDataset(GT2 + [("b", [[0, 0, 1, 1]], [2], [0]), ("c", [[0, 0, 1, 1]], [2], [0])])
+    start = time.perf_counter()
+    results, avg = ev.predict_dataset(SleepingPredictor(), ds, progress=False)
+    wall = time.perf_counter() - start
+    assert len(results) == 3 and 0.01 <= avg <= wall / 3
+
+
+def test_predict_dataset_on_one_image_and_on_none():
+    pred = FakePredictor()
+    results, _ = ev.predict_dataset(pred, FakeDataset(GT2), progress=False)
+    assert len(results) == 1 and pred.calls == 2
+    with pytest.raises(ev.HRankError) as e:
+        ev.predict_dataset(FakePredictor(), FakeDataset([]), progress=False)
+    assert str(e.value) == "the dataset has no images: check --dataset and --split"

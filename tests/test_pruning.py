@@ -10,16 +10,20 @@ from hrank_ssd.cli import main
 from hrank_ssd.errors import HRankError
 from hrank_ssd.hrank.pruning import (
     apply_kept,
+    describe_surgery,
     kept_agreement,
     kept_indices,
+    kept_indices_for_widths,
     masked_copy,
     prune_model,
+    prune_to_widths,
     round_keep,
+    save_pruned,
     select_filters,
 )
 from hrank_ssd.hrank.ranks import save_ranks
 from hrank_ssd.nets.compress import parse_compress_rate
-from hrank_ssd.nets.models import build_model, layer_names, load_model, save_model
+from hrank_ssd.nets.models import build_model, layer_names, load_model, read_sidecar, save_model
 from hrank_ssd.nets.vgg16_ssd import CONV_INDEXES as VGG_CONV_INDEXES
 
 SEED_RATE = "[0.1]*7+[0.5]*9"
@@ -84,6 +88,7 @@ def test_kept_agreement_counts_the_filters_both_rank_files_keep(tmp_path):
     save_ranks(swapped, tmp_path / "b")
     rows = kept_agreement(model, [0.5] * 14, tmp_path / "a", tmp_path / "b")
     assert [r["layer"] for r in rows] == layer_names("vgg16-ssd")
+    assert [r["filters"] for r in rows] == list(model.plan.prunable)
     assert (rows[0]["kept"], rows[0]["kept_by_both"]) == (keep, keep - 1)
     assert rows[0]["agreement"] == (keep - 1) / keep
     assert all(r["kept_by_both"] == r["kept"] and r["agreement"] == 1.0 for r in rows[1:])
@@ -156,3 +161,125 @@ def test_l1_criterion_ranks_filters_by_the_sum_of_absolute_weights():
     np.testing.assert_allclose(scores[0], weight.detach().abs().flatten(1).sum(1).double().numpy(), rtol=1e-12)
     kept = kept_indices(model, [0.5] * 14, "l1")[layer_names("vgg16-ssd")[0]]
     assert 0 in kept and len(kept) == weight.shape[0] // 2
+
+
+def test_ties_keep_the_higher_index_whatever_the_length():
+    """A stable sort on any length (numpy's default quicksort is not stable past 16 elements)."""
+    scores = np.zeros(40)
+    scores[[3, 30]] = 1.0
+    assert select_filters(scores, 5) == [3, 30, 37, 38, 39]
+    assert select_filters(np.array([2.0, 1.0, 1.0]), 1) == [0] and select_filters(np.array([0.5]), 1) == [0]
+
+
+def test_round_keep_rounds_up_to_any_multiple_above_one():
+    assert round_keep(5, 16, 2) == 6 and round_keep(7, 16, 4) == 8 and round_keep(15, 16, 8) == 16
+    assert round_keep(5, 6, 4) == 6  # never past the layer's filters
+    assert round_keep(5, 16, 1) == 5 and round_keep(5, 16, 0) == 5
+
+
+def test_the_random_criterion_follows_its_seed():
+    model = build_model("vgg16-ssd", 6, width=0.125)
+    a = kept_indices(model, [0.5] * 14, "random", seed=7)
+    assert a == kept_indices(model, [0.5] * 14, "random", seed=7)
+    assert a != kept_indices(model, [0.5] * 14, "random", seed=8)
+    assert a != kept_indices(model, [0.5] * 14, "random")  # the default seed, 0
+    assert prune_model(model, [0.5] * 14, "random", seed=7)[1] == a
+    assert prune_to_widths(model, [len(a[n]) for n in layer_names("vgg16-ssd")], "random", seed=7)[1] == a
+    assert kept_indices(model, [0.5] * 14, "random") == kept_indices(model, [0.5] * 14, "random", seed=0)
+
+
+def test_the_default_criterion_is_hrank(tmp_path):
+    model = build_model("vgg16-ssd", 6, width=0.125)
+    ranks = random_ranks(model, seed=4)
+    save_ranks(ranks, tmp_path)
+    assert kept_indices(model, [0.5] * 14, rank_dir=tmp_path) == kept_indices(model, [0.5] * 14, "hrank", tmp_path)
+    assert prune_model(model, [0.5] * 14, rank_dir=tmp_path)[1] == kept_indices(model, [0.5] * 14, "hrank", tmp_path)
+    widths = [3] * 14
+    assert prune_to_widths(model, widths, rank_dir=tmp_path)[1]["conv1_1"] == sorted(np.argsort(-ranks[0])[:3].tolist())
+    with pytest.raises(HRankError) as e:
+        kept_indices(model, [0.5] * 14)
+    assert str(e.value) == ("--criterion hrank needs --rank_dir (make ranks with `python -m hrank_ssd rank`), "
+                            "or use --criterion l1")
+    with pytest.raises(HRankError) as e:
+        kept_indices(model, [0.5] * 14, "taylor")
+    assert str(e.value) == "unknown --criterion 'taylor': choose one of hrank, l1, random"
+
+
+def test_round_to_reaches_the_rebuilt_model():
+    model = build_model("vgg16-ssd", 6, width=0.25)  # conv1_1: 16 filters
+    pruned, kept = prune_model(model, [0.6] * 14, "l1", round_to=4)
+    assert len(kept["conv1_1"]) == 8 and pruned.plan.prunable[0] == 8  # 16 * 0.4 = 6.4 -> 6 -> 8
+
+
+def test_widths_by_name_or_in_order_and_their_errors():
+    model = build_model("vgg16-ssd", 6, width=0.125)
+    names, channels = layer_names("vgg16-ssd"), model.plan.prunable
+    ones = [1] * 14
+    by_name = prune_to_widths(model, dict(zip(names, ones)), "l1")
+    assert by_name[1] == prune_to_widths(model, ones, "l1")[1]
+    assert by_name[0].plan.prunable == ones  # keeping a single filter is allowed
+    full = prune_to_widths(model, channels, "l1")[0]
+    assert full.plan.prunable == list(channels)
+    cases = [
+        (dict(zip(names[1:], ones)), "widths miss layers ['conv1_1']; give one kept count per prunable layer"),
+        (ones[:3], "3 widths for 14 prunable layers; give one kept count per layer"),
+        ([0] + ones[1:], f"layer conv1_1 has {channels[0]} filters: it can keep 1 to {channels[0]}, not 0"),
+        ([channels[0] + 1] + ones[1:],
+         f"layer conv1_1 has {channels[0]} filters: it can keep 1 to {channels[0]}, not {channels[0] + 1}"),
+    ]
+    for widths, message in cases:
+        with pytest.raises(HRankError) as e:
+            kept_indices_for_widths(model, widths, "l1")
+        assert str(e.value) == message
+
+
+def test_kept_index_lists_are_checked_before_surgery():
+    model = build_model("vgg16-ssd", 6, width=0.125)
+    good = kept_indices(model, [0.5] * 14, "l1")
+    c = model.plan.prunable[0]
+    with pytest.raises(HRankError) as e:
+        apply_kept(model, {k: v for k, v in good.items() if k != "conv2_1"})
+    assert str(e.value) == "kept indices miss layers ['conv2_1']; pass one index list per prunable layer"
+    for bad in ([], [0, 0], [-1, 2], [0, c], list(range(9)) + [c]):
+        with pytest.raises(HRankError) as e:
+            apply_kept(model, {**good, "conv1_1": bad})
+        assert str(e.value) == (f"kept indices of conv1_1 must be distinct filters in [0, {c}); "
+                                f"got {bad[:8]}...")
+    assert apply_kept(model, {**good, "conv1_1": [c - 1]}).plan.prunable[0] == 1
+
+
+def test_the_rebuilt_model_keeps_image_size_device_mode_and_every_tensor():
+    model = build_model("mb1-ssd", 6, width=0.25, image_size=240).train()
+    kept = kept_indices(model, [0.5] * 14, "l1")
+    pruned = apply_kept(model, kept)
+    assert pruned.image_size == 240 and pruned.training
+    assert next(pruned.parameters()).device == next(model.parameters()).device
+    assert apply_kept(model.eval(), kept).training is False
+    before, after = model.state_dict(), pruned.state_dict()
+    assert sorted(before) == sorted(after)
+    assert all(after[k].dim() == before[k].dim() for k in before)
+    rows = describe_surgery(model, pruned)
+    assert rows and all(r["before"] != r["after"] and list(after[r["parameter"]].shape) == r["after"] for r in rows)
+    assert {r["parameter"] for r in rows} == {k for k in before if before[k].shape != after[k].shape}
+
+
+def test_save_pruned_sidecar_round_trip(tmp_path):
+    model = build_model("vgg16-ssd", 6, width=0.125)
+    names = layer_names("vgg16-ssd")
+    pruned, kept = prune_model(model, [0.5] * 16, "l1")
+    save_pruned(pruned, tmp_path / "rate.pth", [0.5] * 16, "l1", kept)
+    meta = read_sidecar(tmp_path / "rate.pth")
+    assert meta["compress_rate"] == [0.5] * 14 and meta["widths"] is None and meta["criterion"] == "l1"
+    assert meta["kept_indices"] == kept and meta["budget"] is None
+    widths = [2] * 14
+    pruned, kept = prune_to_widths(model, widths, "l1")
+    save_pruned(pruned, tmp_path / "w.pth", None, "l1", kept, budget={"kind": "macs", "value": 0.5})
+    meta = read_sidecar(tmp_path / "w.pth")
+    assert meta["compress_rate"] is None and meta["widths"] == dict(zip(names, widths))
+    assert meta["budget"] == {"kind": "macs", "value": 0.5}
+    save_pruned(pruned, tmp_path / "w2.pth", None, "l1", kept, widths=widths)
+    assert read_sidecar(tmp_path / "w2.pth")["widths"] == dict(zip(names, widths))
+    save_pruned(pruned, tmp_path / "w3.pth", None, "l1", kept, widths=dict(zip(names, widths)))
+    assert read_sidecar(tmp_path / "w3.pth")["widths"] == dict(zip(names, widths))
+    assert load_model(tmp_path / "w.pth").plan.prunable == widths
+

@@ -7,13 +7,19 @@ import pytest
 import torch
 
 from hrank_ssd.cli import main
+from hrank_ssd.errors import HRankError
 from hrank_ssd.hrank.ranks import (
     BORDERLINE_FACTOR,
     batched_ranks,
     compute_ranks,
+    has_ranks,
+    image_batches,
+    load_ranks,
     rank_agreement,
     rank_bounds,
+    rank_summary,
     ranks_one_at_a_time,
+    save_ranks,
 )
 from hrank_ssd.nets.models import build_model, save_model
 from hrank_ssd.nets.vgg16_ssd import CONV_INDEXES as VGG_CONV_INDEXES
@@ -135,3 +141,66 @@ def test_rank_benchmark_procedures_agree(repo_root, tmp_path):
     rows = json.loads(out.read_text())["rows"]
     assert [(r["threads"], r["unexplained"]) for r in rows] == [(1, 0)] * 4 + [(2, 0)] * 4
     assert all(r["equal"] >= r["channels"] - r["borderline"] for r in rows)
+
+
+class Images:
+    """The part of a dataset image_batches reads: ``dataset[i][0]``, an image tensor (here filled with i)."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        return torch.full((3, 2, 2), float(i)), None
+
+
+def _ids(batches):
+    return [b[:, 0, 0, 0].int().tolist() for b in batches]
+
+
+def test_image_batches_in_order_shuffled_and_limited():
+    assert _ids(image_batches(Images(7), 3, limit=10)) == [[0, 1, 2], [3, 4, 5], [6]]
+    assert _ids(image_batches(Images(7), 3, limit=2)) == [[0, 1, 2], [3, 4, 5]]
+    assert _ids(image_batches(Images(1), 4, limit=1)) == [[0]]
+    shuffled = _ids(image_batches(Images(40), 40, limit=1, shuffle=True))[0]
+    assert sorted(shuffled) == list(range(40)) and shuffled != list(range(40))
+    assert shuffled == _ids(image_batches(Images(40), 40, limit=1, shuffle=True, seed=0))[0]
+    assert shuffled != _ids(image_batches(Images(40), 40, limit=1, shuffle=True, seed=1))[0]
+    again = _ids(image_batches(Images(40), 8, limit=2, shuffle=True, seed=1))
+    assert sum(again, []) == _ids(image_batches(Images(40), 40, limit=1, shuffle=True, seed=1))[0][:16]
+    with pytest.raises(HRankError) as e:
+        next(image_batches(Images(0), 4, limit=1))
+    assert str(e.value) == "the dataset is empty: check --dataset and its ImageSets split file"
+
+
+def test_rank_files_save_check_summarise_and_load(tmp_path):
+    model = build_model("vgg16-ssd", 6, width=0.125)
+    channels = model.plan.prunable
+    ranks = [np.arange(c, dtype=np.float64) / 2 for c in channels]
+    assert not has_ranks(tmp_path, "vgg16-ssd")
+    paths = save_ranks(ranks, tmp_path)
+    assert paths == [tmp_path / f"rank_conv{i}.npy" for i in range(1, 15)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths)
+    assert np.load(paths[0]).dtype == np.float32
+    assert has_ranks(tmp_path, "vgg16-ssd")
+    loaded = load_ranks(tmp_path, "vgg16-ssd", channels)
+    assert all(a.dtype == np.float64 and np.array_equal(a, b) for a, b in zip(loaded, ranks))
+    rows = rank_summary(loaded, "vgg16-ssd")
+    assert rows[0] == {"layer": 1, "name": "conv1_1", "filters": channels[0], "min": 0.0,
+                       "mean": (channels[0] - 1) / 4, "max": (channels[0] - 1) / 2}
+    assert [r["layer"] for r in rows] == list(range(1, 15))
+    for layer in (1, 14):
+        paths[layer - 1].rename(tmp_path / "aside.npy")
+        assert not has_ranks(tmp_path, "vgg16-ssd")
+        (tmp_path / "aside.npy").rename(paths[layer - 1])
+    paths[1].write_bytes(b"not numpy")
+    with pytest.raises(HRankError) as e:
+        load_ranks(tmp_path, "vgg16-ssd", channels)
+    assert str(e.value) == f"{paths[1]} is not a readable .npy file; regenerate the ranks"
+    save_ranks([np.zeros(c + 1) if i == 1 else r for i, (c, r) in enumerate(zip(channels, ranks))], tmp_path)
+    with pytest.raises(HRankError) as e:
+        load_ranks(tmp_path, "vgg16-ssd", channels)
+    assert str(e.value) == (f"{paths[1]} has {channels[1] + 1} values but layer 2 (conv1_2) has {channels[1]} "
+                            f"filters: these ranks belong to another model")

@@ -1,0 +1,228 @@
+"""A tool-made mutation check (mutmut) of the four modules the results rest on: evaluation, pruning, ranks, compress.
+
+Where ``mutation_check.py`` writes 25 bugs a person thought of, mutmut writes every small change it can make to
+those modules (operators, numbers, strings, arguments dropped or set to None...) and runs, for each, the tests
+that call the mutated function. It works in a scratch copy of the project (mutmut needs a ``src/`` layout: the
+copy's ``lib/`` is renamed), so the checkout is never touched. A survivor is either explained below (an
+equivalent mutant, or a change users cannot observe) or counted as *unexplained*: the exit code is that count.
+
+    pip install mutmut==3.8.1        # the `mutation` extra
+    python benchmarks/mutmut_check.py [--tests_rev REV] [--workers 2] [--out benchmarks/mutmut_check.md]
+
+``--tests_rev`` runs the mutants against the tests of another commit (the report's "before" column).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+from hrank_ssd.cli.main import guarded
+from hrank_ssd.errors import HRankError
+
+ROOT = Path(__file__).resolve().parents[1]
+MODULES = {"evaluation": "measure/evaluation.py", "pruning": "hrank/pruning.py", "ranks": "hrank/ranks.py",
+           "compress": "nets/compress.py"}
+TESTS = ["tests/test_evaluation.py", "tests/test_end_to_end.py", "tests/test_pruning.py", "tests/test_ranks.py",
+         "tests/test_compress.py"]
+COPIED = ["lib", "tests", "benchmarks", "data_scripts", "notebooks", "docs", "README.md", "Makefile",
+          "requirements.txt", "pyproject.toml"]
+KILLED = {"killed", "timeout", "segfault"}  # a timeout or crash is a mutant the tests noticed
+
+# Survivors users cannot observe, by function and the mutated line (mutant numbers change with the code; these
+# do not). Each says why no test can or should kill it.
+EXPLAINED = {
+    ("compute_ap", "for t in np.arange(0.0, 2.1, 0.1):"):
+        "equivalent: recall never exceeds 1, so thresholds above 1 add 0 to the sum of p/11",
+    ("compute_ap", "precision = np.concatenate([[1.0], precision, [0.0]])"):
+        "equivalent: the area sums precision[i + 1] where recall changes, never the leading sentinel",
+    ("compute_ap", "recall = np.concatenate([[0.0], recall, [2.0]])"):
+        "equivalent: the last segment is weighted by the trailing precision sentinel, 0",
+    ("compute_ap", "for i in range(len(precision) - 2, 0, -1):"):
+        "equivalent: the envelope's last step is max(p[-2], 0) = p[-2]",
+    ("compute_ap", "for i in range(len(precision) - 1, 1, -1):"):
+        "equivalent: the envelope's first entry is the leading sentinel, never summed",
+    ("compute_ap", "changes = np.where(recall[1:] != recall[:+1])[0]"):
+        "equivalent: recall only grows, so steps where it does not change have zero width either way",
+    ("_iou", "return inter / (area_a + area_b - inter - _EPS)"):
+        "equivalent within float32: +-1e-5 on a union of at least one pixel moves no IoU across a threshold "
+        "in any test, nor (by more than 1e-5 relative) anywhere",
+    ("evaluate_class", "ap = compute_ap(precision, recall, use_2007_metric) if (len(tp)) or True else 0.0"):
+        "equivalent: compute_ap of no detections is 0 under both metrics",
+    ("evaluate_detections", "npos, gt_boxes, difficult = ground_truth if (ground_truth is not None) and False "
+                            "else group_annotations(dataset)"):
+        "equivalent: the ground truth passed in is the dataset's, given only to save reading it twice",
+    ("_on_threads", "torch.set_num_threads(2)  # else each worker starts its own OpenMP team and they fight for "
+                    "the cores"):
+        "speed only: the threads' OpenMP teams (benchmarks/bench_ranks.py measures it)",
+}
+# Whole classes of survivors, by what the mutated line does (checked in this order).
+CLASSES = [
+    ("progress bar", re.compile(r"tqdm\(|desc: str = |desc=|unit=|progress: bool = ")),
+    ("numpy spelling", re.compile(r"dtype=None|\.astype\(None\)|reshape\(-2|reshape\(None\)|, \)|kind=None|"
+                                  r"errstate\(")),
+]
+NUMPY_WHY = ("equivalent: the arrays already have that dtype and shape (numpy reads reshape(-2) like -1, and the "
+             "sort is stable for the inputs the callers give); the float64/float32 results are asserted exactly")
+
+
+def run(cmd, cwd, env=None, check=True) -> str:
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and done.returncode != 0:
+        raise HRankError(f"{' '.join(map(str, cmd))} failed: {(done.stderr or done.stdout).strip()[-300:]}")
+    return done.stdout
+
+
+def make_scratch(scratch: Path, tests_rev: str | None) -> None:
+    """A copy of the project with ``lib/`` as ``src/`` and mutmut's settings appended to pyproject.toml."""
+    for name in COPIED:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, scratch / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        elif src.is_file():
+            shutil.copy2(src, scratch / name)
+    if tests_rev:
+        shutil.rmtree(scratch / "tests")
+        archive = subprocess.run(["git", "archive", tests_rev, "tests"], cwd=ROOT, capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", str(scratch)], input=archive.stdout, check=True)
+    (scratch / "lib").rename(scratch / "src")
+    shared = ROOT.parent / "shared"
+    if shared.is_dir():  # conftest looks beside the checkout (here: beside mutants/)
+        (scratch / "shared").symlink_to(shared)
+    quoted = ", ".join(f'"{p}"' for p in [f"src/hrank_ssd/{f}" for f in MODULES.values()])
+    with open(scratch / "pyproject.toml", "a") as f:
+        f.write("\n[tool.mutmut]\nsource_paths = [\"src\"]\n"
+                f"only_mutate = [{quoted}]\n"
+                f"pytest_add_cli_args_test_selection = [{', '.join(repr(t).replace(chr(39), chr(34)) for t in TESTS)}]\n"
+                "pytest_add_cli_args = [\"-p\", \"no:cacheprovider\", \"-p\", \"no:xdist\"]\n"
+                "timeout_multiplier = 4.0\ntimeout_constant = 3.0\n")
+
+
+def parse_results(text: str) -> dict:
+    """``mutmut results --all true`` lines ``name: status`` -> {name: status}."""
+    out = {}
+    for line in text.splitlines():
+        name, sep, status = line.strip().rpartition(": ")
+        if sep and name.startswith("hrank_ssd."):
+            out[name] = status.strip()
+    return out
+
+
+def module_of(name: str) -> str:
+    return next(m for m, f in MODULES.items() if name.startswith("hrank_ssd." + f[:-3].replace("/", ".") + "."))
+
+
+def function_of(name: str) -> str:
+    """``hrank_ssd.hrank.ranks.xǁRankAccumulatorǁ_hook__mutmut_3`` -> ``RankAccumulator._hook``."""
+    mangled = name.rsplit(".", 1)[1].split("__mutmut_")[0]
+    return mangled[2:] if mangled.startswith("x_") else ".".join(p for p in mangled.split("ǁ")[1:] if p)
+
+
+def mutated_line(diff: str) -> str:
+    """The first added line of a mutant's diff, stripped (what the mutant changed the code to)."""
+    for line in diff.splitlines():
+        if line.startswith("+") and not line.startswith("+++"):
+            return line[1:].strip()
+    return ""
+
+
+def explain(function: str, line: str) -> str:
+    """Why a survivor may survive, or '' when nothing explains it."""
+    if (function, line) in EXPLAINED:
+        return EXPLAINED[(function, line)]
+    for label, pattern in CLASSES:
+        if pattern.search(line):
+            return NUMPY_WHY if label == "numpy spelling" else ("progress bar: its name, unit or default "
+                                                                 "(shown to people, not read by code)")
+    return ""
+
+
+def run_mutmut(scratch: Path, workers: int) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    mutmut = [sys.executable, "-m", "mutmut"]
+    subprocess.run([*mutmut, "run", "--max-children", str(workers)], cwd=scratch, env=env,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    results = parse_results(run([*mutmut, "results", "--all", "true"], scratch, env))
+    if not results:
+        raise HRankError(f"mutmut gave no results in {scratch}: run `mutmut run` there to see why")
+    diffs = {n: run([*mutmut, "show", n], scratch, env, check=False) for n, s in results.items() if s not in KILLED}
+    return {"results": results, "diffs": diffs}
+
+
+def summary(results: dict) -> dict:
+    """Per module: mutants, killed (incl. timeouts), survived, no tests."""
+    table = {m: Counter() for m in MODULES}
+    for name, status in results.items():
+        row = table[module_of(name)]
+        row["mutants"] += 1
+        row["killed" if status in KILLED else "no tests" if status == "no tests" else "survived"] += 1
+    return table
+
+
+def report(now: dict, before: dict | None, seconds: float, tests_rev: str | None, version: str) -> tuple:
+    table, rows, unexplained = summary(now["results"]), [], 0
+    for name, status in sorted(now["results"].items()):
+        if status in KILLED:
+            continue
+        function, line = function_of(name), mutated_line(now["diffs"].get(name, ""))
+        why = explain(function, line)
+        unexplained += not why
+        rows.append(f"| {module_of(name)} | `{function}` | {status} | `{line.replace('|', '/')[:110]}` | "
+                    f"{why or '**unexplained**'} |")
+    head = ["# Mutation check by mutmut", "",
+            f"`python benchmarks/mutmut_check.py` ({time.strftime('%Y-%m-%d')}, mutmut {version}, "
+            f"{platform.machine()}, {seconds / 60:.0f} min): every mutant mutmut makes of `evaluation`, `pruning`, `ranks` and `compress`, "
+            f"each run against the tests that call its function among {', '.join(TESTS)}. A timeout counts as "
+            "killed (the tests noticed). The hand-made check with named bugs is [mutation_check.md](mutation_check.md).",
+            "", "| module | mutants | killed now | survived now | no test calls it |"
+            + (" killed before |" if before else ""), "|---|---:|---:|---:|---:|" + ("---:|" if before else "")]
+    old = summary(before["results"]) if before else {}
+    for m, row in table.items():
+        head.append(f"| {m} | {row['mutants']} | {row['killed']} | {row['survived']} | {row['no tests']} |"
+                    + (f" {old[m]['killed']} of {old[m]['mutants']} |" if before else ""))
+    if before:
+        head += ["", f"*Before*: the same mutants against the tests of `{tests_rev}` (this issue's starting point)."]
+    head += ["", f"## Survivors ({len(rows)}, {unexplained} unexplained)", "",
+             "| module | function | status | the mutated line | why it may survive |", "|---|---|---|---|---|"]
+    return "\n".join(head + rows) + "\n", unexplained
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--tests_rev", default=None, help="also run the mutants against the tests of this commit")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "mutmut_check.md"))
+    p.add_argument("--keep", action="store_true", help="keep the scratch copies (their mutants/ folders)")
+    args = p.parse_args(argv)
+    if shutil.which("git") is None or run([sys.executable, "-m", "pip", "show", "mutmut"], ROOT, check=False) == "":
+        raise HRankError("mutmut is not installed: pip install mutmut==3.8.1 (or pip install -e .[mutation])")
+    start, outcomes = time.perf_counter(), {}
+    for label, rev in [("before", args.tests_rev), ("now", None)]:
+        if label == "before" and not rev:
+            continue
+        scratch = Path(tempfile.mkdtemp(prefix=f"mutmut-{label}-"))
+        make_scratch(scratch, rev)
+        print(f"{label}: mutmut run in {scratch}", flush=True)
+        outcomes[label] = run_mutmut(scratch, args.workers)
+        if not args.keep:
+            shutil.rmtree(scratch, ignore_errors=True)
+    version = run([sys.executable, "-m", "mutmut", "--version"], ROOT).split()[-1]
+    text, unexplained = report(outcomes["now"], outcomes.get("before"), time.perf_counter() - start, args.tests_rev,
+                               version)
+    Path(args.out).write_text(text)
+    print(text.split("## Survivors")[0])
+    print(f"{unexplained} unexplained survivors; report: {args.out}")
+    return min(unexplained, 99)
+
+
+if __name__ == "__main__":
+    sys.exit(guarded(main))
