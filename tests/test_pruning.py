@@ -10,6 +10,7 @@ from hrank_ssd.cli import main
 from hrank_ssd.errors import HRankError
 from hrank_ssd.hrank.pruning import (
     apply_kept,
+    criterion_scores,
     describe_surgery,
     kept_agreement,
     kept_indices,
@@ -186,6 +187,13 @@ def test_the_random_criterion_follows_its_seed():
     assert prune_model(model, [0.5] * 14, "random", seed=7)[1] == a
     assert prune_to_widths(model, [len(a[n]) for n in layer_names("vgg16-ssd")], "random", seed=7)[1] == a
     assert kept_indices(model, [0.5] * 14, "random") == kept_indices(model, [0.5] * 14, "random", seed=0)
+    seed0 = kept_indices(model, [0.5] * 14, "random", seed=0)  # every entry point defaults to seed 0
+    widths = [len(seed0[n]) for n in layer_names("vgg16-ssd")]
+    assert prune_model(model, [0.5] * 14, "random")[1] == seed0
+    assert prune_to_widths(model, widths, "random")[1] == seed0
+    assert kept_indices_for_widths(model, widths, "random") == seed0
+    default_scores = criterion_scores(model, "random")
+    assert all(np.array_equal(a, b) for a, b in zip(default_scores, criterion_scores(model, "random", seed=0)))
 
 
 def test_the_default_criterion_is_hrank(tmp_path):
@@ -196,6 +204,9 @@ def test_the_default_criterion_is_hrank(tmp_path):
     assert prune_model(model, [0.5] * 14, rank_dir=tmp_path)[1] == kept_indices(model, [0.5] * 14, "hrank", tmp_path)
     widths = [3] * 14
     assert prune_to_widths(model, widths, rank_dir=tmp_path)[1]["conv1_1"] == sorted(np.argsort(-ranks[0])[:3].tolist())
+    assert kept_indices_for_widths(model, widths, rank_dir=tmp_path) == prune_to_widths(model, widths, "hrank",
+                                                                                          tmp_path)[1]
+    assert np.array_equal(criterion_scores(model, rank_dir=tmp_path)[0], ranks[0])
     with pytest.raises(HRankError) as e:
         kept_indices(model, [0.5] * 14)
     assert str(e.value) == ("--criterion hrank needs --rank_dir (make ranks with `python -m hrank_ssd rank`), "

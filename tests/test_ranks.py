@@ -37,6 +37,9 @@ def test_rank_of_known_matrices():
     maps[0, 1] = torch.outer(torch.arange(1.0, 7), torch.ones(6))  # rank 1
     maps[0, 2] = torch.eye(6)  # rank 6
     assert batched_ranks(maps).tolist() == [[0.0, 1.0, 6.0]]
+    ones = torch.ones(2, 2, 5, 5)  # all ones: rank 1 (only an all-zero map skips the SVD)
+    ones[1, 0] = 0
+    assert batched_ranks(ones).tolist() == [[1.0, 1.0], [0.0, 1.0]]
 
 
 @pytest.mark.parametrize("workers", [1, 3])
@@ -95,6 +98,42 @@ def test_rank_agreement_counts():
     assert ok == {"channels": 3, "equal": 2, "borderline": 1, "unexplained": 0}
     bad = rank_agreement([np.array([3.0, 2.0, 4.0])], [np.array([3.0, 2.0, 5.0])], lo, hi)
     assert bad["unexplained"] == 1  # differs where nothing is borderline (and outside [lo, hi])
+
+
+def test_rank_agreement_at_its_bounds():
+    """Each channel sits on one edge: ``slack`` = 1e-4 x max(1, hi), inside [lo - slack, hi + slack] inclusive,
+    equal within slack inclusive; counts add up over layers."""
+    s1 = 1e-4  # the slack where hi <= 1
+    cases = [  # (a, b, lo, hi): what it tests
+        (1.0, 1.0, 1.0, 1.0),  # equal, nothing borderline
+        (0.0, s1, 0.0, 1.0),  # |a - b| == slack: equal; borderline (hi > lo)
+        (0.0, 0.0, s1, s1),  # a == b == lo - slack: inside
+        (s1, s1, 0.0, 0.0),  # a == b == hi + slack: inside
+        (0.99993, 1.00008, 1.0, 1.0),  # inside, 1.5e-4 apart, nothing borderline: unexplained
+        (0.5, 0.5, 0.5, 0.5 + 0.5),  # equal and borderline
+    ]
+    a, b, lo, hi = (np.array([c[k] for c in cases]) for k in range(4))
+    one = rank_agreement([a], [b], [lo], [hi])
+    assert one == {"channels": 6, "equal": 5, "borderline": 2, "unexplained": 1}
+    big = [np.array([5.0]), np.array([5.0005]), np.array([4.0]), np.array([10.0])]  # slack 1e-3 where hi = 10
+    assert rank_agreement(*([x] for x in big)) == {"channels": 1, "equal": 1, "borderline": 1, "unexplained": 0}
+    two = rank_agreement([a, big[0]], [b, big[1]], [lo, big[2]], [hi, big[3]])
+    assert two == {"channels": 7, "equal": 6, "borderline": 3, "unexplained": 1}
+    outside = rank_agreement([np.array([2.0])], [np.array([2.0])], [np.array([1.0])], [np.array([1.5])])
+    assert outside["unexplained"] == 1 and outside["equal"] == 1  # equal, but outside [lo, hi]
+    one_out = rank_agreement([np.array([2.0])], [np.array([1.2])], [np.array([1.0])], [np.array([1.5])])
+    assert one_out["unexplained"] == 1 and one_out["borderline"] == 1  # b inside, a outside: still unexplained
+
+
+def test_the_forward_stops_after_the_last_prunable_layer_and_no_images_is_an_error():
+    model = build_model("vgg16-ssd", 6, width=0.125)
+    heads = []
+    model.classification_headers[-1].register_forward_hook(lambda *_: heads.append(1))
+    ranks = compute_ranks(model, [torch.randn(1, 3, 300, 300)], progress=False)
+    assert heads == [] and len(ranks) == 14  # the heads never ran
+    with pytest.raises(HRankError) as e:
+        compute_ranks(model, [], progress=False)
+    assert str(e.value) == "no images went through the model: the dataset or --limit is empty"
 
 
 def test_rank_cli_on_synthetic_voc(synthetic_voc, tmp_path):
