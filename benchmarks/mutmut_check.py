@@ -246,7 +246,7 @@ def report(now: dict, before: dict | None, seconds: float, tests_rev: str | None
                     f"{row['no tests']} |"
                     + (f" {old[m]['killed']} of {old[m]['mutants']} |" if before else ""))
     if before:
-        head += ["", f"*Before*: the same mutants against the tests of `{tests_rev}` (this issue's starting point)."]
+        head += ["", f"*Before*: the same mutants against the tests of `{tests_rev}` (before the tests this check led to)."]
     head += ["", f"## Survivors ({len(rows)}, {unexplained} unexplained)", "",
              "| module | function | status | the mutated line | why it may survive |", "|---|---|---|---|---|"]
     return "\n".join(head + rows) + "\n", unexplained
