@@ -120,8 +120,10 @@ CLASSES = [
     ("numpy spelling", re.compile(r"dtype=None|\.astype\(None\)|reshape\(-2|reshape\(None\)|, \)|kind=None|"
                                   r"errstate\(")),
 ]
-NUMPY_WHY = ("equivalent: the arrays already have that dtype and shape (numpy reads reshape(-2) like -1, and the "
-             "sort is stable for the inputs the callers give); the float64/float32 results are asserted exactly")
+NUMPY_WHY = ("equivalent: a dtype, shape or keyword that is already the input's or the default (lists of ints are "
+             "int64, python floats float64, astype(None) is float64, numpy reads reshape(-2) and reshape(None) of "
+             "these arrays like -1, load_state_dict is strict by default, 0/0 is 'invalid' not 'divide', tensors "
+             "are made on the CPU); every array's values are asserted exactly")
 
 
 def run(cmd, cwd, env=None, check=True) -> str:
