@@ -15,6 +15,7 @@ equivalent mutant, or a change users cannot observe) or counted as *unexplained*
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import re
@@ -26,17 +27,28 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from mutation_check import MODULE_FILES as MODULES
+from mutation_check import TESTS as TESTS_BY_MODULE
+
 from hrank_ssd.cli.main import guarded
 from hrank_ssd.errors import HRankError
 
 ROOT = Path(__file__).resolve().parents[1]
-MODULES = {"evaluation": "measure/evaluation.py", "pruning": "hrank/pruning.py", "ranks": "hrank/ranks.py",
-           "compress": "nets/compress.py"}
-TESTS = ["tests/test_evaluation.py", "tests/test_end_to_end.py", "tests/test_pruning.py", "tests/test_ranks.py",
-         "tests/test_compress.py"]
+TESTS = [t for tests in TESTS_BY_MODULE.values() for t in tests]  # the named-bug check's tests, in its order
 COPIED = ["lib", "tests", "benchmarks", "data_scripts", "notebooks", "docs", "README.md", "Makefile",
           "requirements.txt", "pyproject.toml"]
 KILLED = {"killed", "timeout", "segfault"}  # a timeout or crash is a mutant the tests noticed
+
+NUMPY_WHY = ("equivalent: a dtype, shape or keyword that is already the input's or the default (lists of ints are "
+             "int64, python floats float64, astype(None) is float64, numpy reads reshape(-2) and reshape(None) of "
+             "these arrays like -1, load_state_dict is strict by default, 0/0 is 'invalid' not 'divide', tensors "
+             "are made on the CPU); every array's values are asserted exactly")
+SPEED_ONLY = ("speed only: how the maps are split into SVD calls and over threads, not what they give "
+              "(test_batched_equals_one_at_a_time compares the ranks at 1 and 3 workers with one call per map)")
+CUDA_ONLY = ("CPU-only equivalent: the predictor's device only decides whether to synchronise CUDA around each "
+             "timed prediction (tests/test_cuda.py runs it on a GPU)")
+NO_OBJECTS = "equivalent: a class without objects has no box to match, so its difficult flags are never read"
+PROGRESS_WHY = "progress bar: its name, unit or default (shown to people, not read by code)"
 
 # Survivors users cannot observe, by function and the mutated line (mutant numbers change with the code; these
 # do not). Each says why no test can or should kill it.
@@ -79,17 +91,6 @@ EXPLAINED = {
         "CPU-only equivalent: a new model is built on the CPU; tests/test_cuda.py prunes nothing on a GPU",
     ("_on_threads", "torch.set_num_threads(2)"):
         "speed only: the threads' OpenMP teams (benchmarks/bench_ranks.py measures it)",
-}
-CUDA_ONLY = ("CPU-only equivalent: the predictor's device only decides whether to synchronise CUDA around each "
-             "timed prediction (tests/test_cuda.py runs it on a GPU)")
-for _line in ['device = getattr(None, "device", "cpu")', 'device = getattr(predictor, "device", None)',
-              'device = getattr(predictor, "device", )', 'device = getattr(predictor, "XXdeviceXX", "cpu")',
-              'device = getattr(predictor, "DEVICE", "cpu")', 'device = getattr(predictor, "device", "XXcpuXX")',
-              'device = getattr(predictor, "device", "CPU")']:
-    EXPLAINED[("predict_dataset", _line)] = CUDA_ONLY
-SPEED_ONLY = ("speed only: how the maps are split into SVD calls and over threads, not what they give "
-              "(test_batched_equals_one_at_a_time compares the ranks at 1 and 3 workers with one call per map)")
-EXPLAINED.update({
     ("_on_threads", "with ThreadPoolExecutor(None) as pool:"): SPEED_ONLY,
     ("batched_ranks", "ranks = torch.zeros(flat.size(0), device=None)"):
         "CPU-only equivalent: the ranks are made on the maps' device (tests/test_cuda.py has no rank case)",
@@ -103,28 +104,35 @@ EXPLAINED.update({
     ("compute_ranks", "acc.add(images.to(None))"): "CPU-only equivalent: the images are already on the CPU",
     ("compute_ranks", "model = model.to(None).eval()"): "CPU-only equivalent: the model is already on the CPU",
     ("evaluate_detections", "r = evaluate_class(npos.get(c, 0), gt_boxes.get(c, {}), difficult.get(c, None),"):
-        "equivalent: a class without objects has no box to match, so its difficult flags are never read",
+        NO_OBJECTS,
+    ("evaluate_detections", "r = evaluate_class(npos.get(c, 0), gt_boxes.get(c, {}), difficult.get(c, ),"):
+        NO_OBJECTS,
+    ("apply_kept", "pruned.load_state_dict(new_state, )"): NUMPY_WHY,
+    ("batched_ranks", "ranks = torch.zeros(flat.size(0), )"): NUMPY_WHY,
+    ("evaluate_class", 'with np.errstate(invalid="ignore", divide=None):'): NUMPY_WHY,
+    ("evaluate_class", 'with np.errstate(invalid="ignore", ):'): NUMPY_WHY,
     ("_iou", "wh_a = np.clip(box[2:] - box[:2], None, None)"):
         "equivalent: a box with inverted corners has no intersection with anything, so its IoU is 0 either way",
     ("_iou", "wh_b = np.clip(gts[:, 2:] - gts[:, :2], None, None)"):
         "equivalent: a box with inverted corners has no intersection with anything, so its IoU is 0 either way",
     ("_iou", "wh_b = np.clip(gts[:, 2:] - gts[:, :2], np.float32(1), None)"):
         "equivalent for VOC: ground-truth boxes are whole pixels, so a width is 0 or at least 1",
-})
+    **{("predict_dataset", line): CUDA_ONLY for line in [
+        'device = getattr(None, "device", "cpu")', 'device = getattr(predictor, "device", None)',
+        'device = getattr(predictor, "device", )', 'device = getattr(predictor, "XXdeviceXX", "cpu")',
+        'device = getattr(predictor, "DEVICE", "cpu")', 'device = getattr(predictor, "device", "XXcpuXX")',
+        'device = getattr(predictor, "device", "CPU")']},
+}
 BY_FUNCTION = {  # survivors of a function that only chooses how to split work
     "batched_ranks": (re.compile(r"chunk: int = |workers|step = |pieces"), SPEED_ONLY),
 }
-# Whole classes of survivors, by what the mutated line does (checked in this order).
+# Whole classes of survivors, by what the mutated line does (checked in this order). A dropped argument is only
+# explained here for array constructors (np.asarray, torch.as_tensor); anywhere else it needs its own entry above.
 CLASSES = [
-    ("progress bar", re.compile(r"tqdm\(|desc: str = |desc=|unit=|progress: bool = ")),
-    ("numpy spelling", re.compile(r"dtype=None|\.astype\(None\)|reshape\(-2|reshape\(None\)|, \)|kind=None|"
-                                  r"errstate\(")),
+    (re.compile(r"tqdm\(|desc: str = |desc=|unit=|progress: bool = "), PROGRESS_WHY),
+    (re.compile(r"dtype=None|\.astype\(None\)|reshape\(-2|reshape\(None\)|kind=None|"
+                r"(np\.asarray|torch\.as_tensor)\([^()]*, \)"), NUMPY_WHY),
 ]
-NUMPY_WHY = ("equivalent: a dtype, shape or keyword that is already the input's or the default (lists of ints are "
-             "int64, python floats float64, astype(None) is float64, numpy reads reshape(-2) and reshape(None) of "
-             "these arrays like -1, load_state_dict is strict by default, 0/0 is 'invalid' not 'divide', tensors "
-             "are made on the CPU); every array's values are asserted exactly")
-
 
 def run(cmd, cwd, env=None, check=True) -> str:
     done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
@@ -149,15 +157,14 @@ def make_scratch(scratch: Path, tests_rev: str | None) -> None:
     shared = ROOT.parent / "shared"
     if shared.is_dir():  # conftest looks beside the checkout (here: beside mutants/)
         (scratch / "shared").symlink_to(shared)
-    quoted = ", ".join(f'"{p}"' for p in [f"src/hrank_ssd/{f}" for f in MODULES.values()])
+    settings = {  # TOML arrays of strings are written like JSON ones
+        "source_paths": ["src"], "only_mutate": [f"src/hrank_ssd/{f}" for f in MODULES.values()],
+        "pytest_add_cli_args_test_selection": TESTS, "pytest_add_cli_args": ["-p", "no:cacheprovider", "-p", "no:xdist"],
+        "also_copy": [n for n in COPIED if n not in ("lib", "tests")],
+        "process_isolation": "forkserver",  # torch's OpenMP pool is not fork-safe: forked workers hang, not die
+        "timeout_multiplier": 8.0, "timeout_constant": 5.0}
     with open(scratch / "pyproject.toml", "a") as f:
-        f.write("\n[tool.mutmut]\nsource_paths = [\"src\"]\n"
-                f"only_mutate = [{quoted}]\n"
-                f"pytest_add_cli_args_test_selection = [{', '.join(repr(t).replace(chr(39), chr(34)) for t in TESTS)}]\n"
-                "pytest_add_cli_args = [\"-p\", \"no:cacheprovider\", \"-p\", \"no:xdist\"]\n"
-                f"also_copy = [{', '.join(chr(34) + n + chr(34) for n in COPIED if n not in ('lib', 'tests'))}]\n"
-                "process_isolation = \"forkserver\"\n"  # torch's OpenMP pool is not fork-safe: hangs, not kills
-                "timeout_multiplier = 8.0\ntimeout_constant = 5.0\n")
+        f.write("\n[tool.mutmut]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in settings.items()))
 
 
 def parse_results(text: str) -> dict:
@@ -194,11 +201,7 @@ def explain(function: str, line: str) -> str:
         return EXPLAINED[(function, line)]
     if function in BY_FUNCTION and BY_FUNCTION[function][0].search(line):
         return BY_FUNCTION[function][1]
-    for label, pattern in CLASSES:
-        if pattern.search(line):
-            return NUMPY_WHY if label == "numpy spelling" else ("progress bar: its name, unit or default "
-                                                                 "(shown to people, not read by code)")
-    return ""
+    return next((why for pattern, why in CLASSES if pattern.search(line)), "")
 
 
 def run_mutmut(scratch: Path, workers: int) -> dict:
@@ -261,12 +264,12 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "mutmut_check.md"))
     p.add_argument("--keep", action="store_true", help="keep the scratch copies (their mutants/ folders)")
     args = p.parse_args(argv)
-    if shutil.which("git") is None or run([sys.executable, "-m", "pip", "show", "mutmut"], ROOT, check=False) == "":
+    if run([sys.executable, "-m", "pip", "show", "mutmut"], ROOT, check=False) == "":
         raise HRankError("mutmut is not installed: pip install mutmut==3.8.1 (or pip install -e .[mutation])")
+    if args.tests_rev and shutil.which("git") is None:
+        raise HRankError("--tests_rev needs git on the PATH to read that commit's tests")
     start, outcomes = time.perf_counter(), {}
-    for label, rev in [("before", args.tests_rev), ("now", None)]:
-        if label == "before" and not rev:
-            continue
+    for label, rev in ([("before", args.tests_rev)] if args.tests_rev else []) + [("now", None)]:
         scratch = Path(tempfile.mkdtemp(prefix=f"mutmut-{label}-"))
         make_scratch(scratch, rev)
         print(f"{label}: mutmut run in {scratch}", flush=True)

@@ -96,3 +96,6 @@ def test_mutmut_report_counts_and_explains_survivors():
     assert "| compress | 1 | 1 (0) | 0 | 0 |" in text and "## Survivors (4, 2 unexplained)" in text
     assert "equivalent: recall never exceeds 1" in text and "progress bar" in text
     assert text.count("**unexplained**") == 2
+    # a dropped argument is only explained for array constructors, not in general
+    assert check.explain("match_detections", "scores = np.asarray(scores, )") == check.NUMPY_WHY
+    assert check.explain("score_results", "table = evaluate_detections(dataset, eval_dir, class_names, iou_threshold, )") == ""

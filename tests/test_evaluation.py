@@ -543,14 +543,19 @@ TP_FP_TP = [("a", 0.9, [0, 0, 10, 10]), ("a", 0.8, [40, 40, 50, 50]), ("a", 0.7,
 ELEVEN_POINT, AREA = 28 / 33, 5 / 6  # ranked TP, FP, TP over 2 gts (test_area_metric_differs_from_11_point...)
 
 
+def tp_fp_tp_prediction():
+    """TP_FP_TP as one image's ``Predictor.predict`` output: (boxes, labels, scores) tensors, all cats."""
+    boxes = torch.tensor([d[2] for d in TP_FP_TP], dtype=torch.float32)
+    return boxes, torch.tensor([1, 1, 1]), torch.tensor([d[1] for d in TP_FP_TP])
+
+
 def test_the_default_metric_is_the_11_point_one_everywhere(tmp_path):
     """The reference mAPs (0.7731, 0.6953, 0.6759) are VOC2007 11-point APs: every entry point defaults to it."""
     assert ev.compute_ap([1.0, 0.5, 2 / 3], [0.5, 0.5, 1.0]) == pytest.approx(ELEVEN_POINT, abs=1e-12)
     assert run_class(tmp_path / "c", GT2, TP_FP_TP).ap == pytest.approx(ELEVEN_POINT, abs=1e-12)
     assert run_class(tmp_path / "d", GT2, TP_FP_TP, use_2007_metric=False).ap == pytest.approx(AREA, abs=1e-12)
     ds = FakeDataset(GT2)
-    boxes = torch.tensor([d[2] for d in TP_FP_TP], dtype=torch.float32)
-    results = [(boxes, torch.tensor([1, 1, 1]), torch.tensor([d[1] for d in TP_FP_TP]))]
+    results = [tp_fp_tp_prediction()]
     assert ev.score_results(results, ds, tmp_path / "s")["ap"][0] == pytest.approx(ELEVEN_POINT, abs=1e-12)
     area = ev.score_results(results, ds, tmp_path / "t", use_2007_metric=False)
     assert area["ap"][0] == pytest.approx(AREA, abs=1e-12)
@@ -566,8 +571,7 @@ class ScriptedPredictor:
         ScriptedPredictor.made.append((model, device, kwargs))
 
     def predict(self, image):
-        boxes = torch.tensor([d[2] for d in TP_FP_TP], dtype=torch.float32)
-        return boxes, torch.tensor([1, 1, 1]), torch.tensor([d[1] for d in TP_FP_TP])
+        return tp_fp_tp_prediction()
 
 
 def test_evaluate_model_builds_the_predictor_as_asked_and_scores_11_point(tmp_path, monkeypatch, capsys):
