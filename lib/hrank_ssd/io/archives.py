@@ -72,25 +72,32 @@ def unpack_bundle(zip_path: Path, art: dict, dest: Path, progress: bool = False)
 
 
 def find_member(root: Path, patterns: Sequence[str], choose: Optional[str] = None) -> Path:
-    """The one file under ``root`` matching the first pattern that matches anything.
+    """The one file under ``root`` matching the first pattern that matches anything (:func:`match_member`)."""
+    files = [f for f in tree_files(root)
+             if not f.startswith("__MACOSX/") and not Path(f).name.startswith("._")]
+    return root / match_member(files, patterns, choose, "member")
+
+
+def match_member(names: Sequence[str], patterns: Sequence[str], choose: Optional[str] = None,
+                 what: str = "member") -> str:
+    """The one of ``names`` (relative paths in a zip or a Drive folder) matching the first pattern that matches any.
 
     A pattern is matched (case-insensitively) against the relative path and the file name.
     ``choose="lowest-loss"`` picks, among several matches, the ``...-Loss-<x>.pth`` with the lowest x.
+    Several matches otherwise, or none, are a :class:`SourceFailed` naming what there is.
     """
-    files = [f for f in tree_files(root)
-             if not f.startswith("__MACOSX/") and not Path(f).name.startswith("._")]
     for pat in patterns:
         p = pat.lower()
-        hits = [f for f in files if fnmatch.fnmatchcase(f.lower(), p) or fnmatch.fnmatchcase(Path(f).name.lower(), p)]
+        hits = [f for f in names if fnmatch.fnmatchcase(f.lower(), p) or fnmatch.fnmatchcase(Path(f).name.lower(), p)]
         if len(hits) == 1:
-            return root / hits[0]
+            return hits[0]
         if hits and choose == "lowest-loss":
-            return root / min(hits, key=_loss)
+            return min(hits, key=_loss)
         if hits:
-            raise SourceFailed(f"pattern {pat!r} matches several members ({', '.join(hits[:6])}); "
-                               "set the source's member to one of them in the manifest")
-    listing = ", ".join(files[:12]) + (", ..." if len(files) > 12 else "")
-    raise SourceFailed(f"no member matches {' or '.join(map(repr, patterns))} (it holds: {listing or 'nothing'}); "
+            raise SourceFailed(f"pattern {pat!r} matches several {what}s ({', '.join(hits[:6])}); "
+                               f"set the source's member to one of them in the manifest")
+    listing = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
+    raise SourceFailed(f"no {what} matches {' or '.join(map(repr, patterns))} (it holds: {listing or 'nothing'}); "
                        "set the source's member glob in the manifest")
 
 

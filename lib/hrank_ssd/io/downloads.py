@@ -5,7 +5,7 @@ Every artifact (checkpoint, label file, rank folder, zip bundle) is described in
 them in order:
 
 * ``gdrive`` / ``gdrive_folder``: Google Drive through gdown (:mod:`hrank_ssd.io.drive`; quota pages are
-  recognised);
+  recognised; a folder source with a ``member`` glob fetches only that file of the folder);
 * ``http``: plain HTTP(S) with resume (:mod:`hrank_ssd.io.http`: ``Range`` into a ``.part`` file, restart when
   the server ignores it) and a tqdm bar;
 * ``bundle``: a member of another artifact, a zip that is unpacked into a cache folder
@@ -13,7 +13,8 @@ them in order:
   zip are not documented.
 
 A file is checked (:mod:`hrank_ssd.io.verify`: not empty, not an HTML page, size and sha256 when the manifest
-knows them) before it replaces anything, so a good file is never lost to a bad download; where it came from
+knows them; then the caller's ``check``, e.g. a checkpoint's widths against its compress rate) before it replaces
+anything, so a good file is never lost to a bad download; where it came from
 goes to ``downloads.json`` (:mod:`hrank_ssd.io.provenance`). When every source fails, one
 :class:`~hrank_ssd.errors.HRankError` line lists what was tried and what to do. The PASCAL VOC tars are
 fetched by :func:`hrank_ssd.io.voc_download.download_voc` with the same HTTP code.
@@ -45,6 +46,7 @@ from hrank_ssd.io.provenance import note_source
 from hrank_ssd.io.verify import file_problem, sha256sum, tree_size
 
 Transport = Callable[[dict, Path], object]
+Check = Callable[[Path, dict], Optional[str]]  # (file, artifact) -> why the file does not fit the artifact, or None
 
 
 class _AllFailed(Exception):
@@ -59,8 +61,10 @@ class _Ctx:
     """One :func:`fetch` call's state: where files go, the transports, the artifacts being fetched (to catch
     bundle loops) and the bundles that already failed in this run."""
 
-    def __init__(self, manifest: Manifest, dest: Path, record: bool, transports: Mapping, progress: bool):
+    def __init__(self, manifest: Manifest, dest: Path, record: bool, transports: Mapping, progress: bool,
+                 check: Optional[Check] = None):
         self.manifest, self.dest, self.record, self.progress = manifest, dest, record, progress
+        self.check = check
         self.transports = dict(transports or {})
         self.active: List[str] = []
         self.failed: Dict[str, _AllFailed] = {}  # bundles that failed in this run are not tried again
@@ -74,6 +78,10 @@ class _Ctx:
         if kind == "gdrive":
             return functools.partial(gdrive_transport, progress=self.progress)
         return functools.partial(gdrive_folder_transport, progress=self.progress)
+
+    def problem(self, path: Path, art: dict) -> Optional[str]:
+        """Why ``path`` is not a usable copy of ``art``: the manifest's checks, then the caller's ``check``."""
+        return file_problem(path, art) or (self.check(path, art) if self.check else None)
 
     def maybe_record(self, art: dict, path: Path) -> None:
         """With ``record``, write the size and sha256 of ``path`` into the manifest when they changed."""
@@ -91,17 +99,19 @@ class _Ctx:
 
 def fetch(name_or_artifact: Union[str, dict], dest_dir=".", manifest=None, record: bool = False,
           transports: Optional[Mapping[str, Transport]] = None, progress: bool = True,
-          _failed: Optional[Dict[str, _AllFailed]] = None) -> Path:
+          check: Optional[Check] = None, _failed: Optional[Dict[str, _AllFailed]] = None) -> Path:
     """Make ``dest_dir/<artifact file>`` present and verified; return its path.
 
     ``manifest``: a :class:`Manifest`, a path, or None for the repository's. ``record``: write the
     size and sha256 of the verified file into the manifest. ``transports``: ``{source type:
-    callable(source, tmp_path)}`` replacing the real gdown/urllib transports (used by tests).
+    callable(source, tmp_path)}`` replacing the real gdown/urllib transports (used by tests). ``check(file,
+    artifact)``: one more test a file must pass (its reason, else None), on a cached file too; a file that fails it
+    is deleted and the next source tried (``nets.fit.fit_problem`` refuses a checkpoint of the wrong widths).
     Raises :class:`HRankError` (one line: every source tried and why it failed, what to do).
     """
     man = as_manifest(manifest)
     art = man.get(name_or_artifact) if isinstance(name_or_artifact, str) else name_or_artifact
-    ctx = _Ctx(man, Path(dest_dir), record, transports or {}, progress)
+    ctx = _Ctx(man, Path(dest_dir), record, transports or {}, progress, check)
     if _failed is not None:
         ctx.failed = _failed
     try:
@@ -112,7 +122,7 @@ def fetch(name_or_artifact: Union[str, dict], dest_dir=".", manifest=None, recor
 
 
 def fetch_many(names: Sequence[str] = (), dest_dir=".", manifest=None, record: bool = False,
-               transports=None, progress: bool = True) -> List[Path]:
+               transports=None, progress: bool = True, check: Optional[Check] = None) -> List[Path]:
     """:func:`fetch` each name (default: every weights and labels artifact); one error line at the end."""
     man = as_manifest(manifest)
     names = list(names) or man.names()
@@ -122,7 +132,7 @@ def fetch_many(names: Sequence[str] = (), dest_dir=".", manifest=None, record: b
     for n in names:
         try:
             paths.append(fetch(n, dest_dir, man, record=record, transports=transports, progress=progress,
-                               _failed=failed))
+                               check=check, _failed=failed))
         except HRankError as e:
             if len(names) == 1:
                 raise
@@ -153,7 +163,7 @@ def _fetch(art: dict, ctx: _Ctx) -> Path:
         raise _AllFailed([f"bundle loop through {' -> '.join(ctx.active + [name])}"], "fix the manifest")
     target = ctx.dest / art["file"]
     if target.exists():
-        reason = file_problem(target, art)
+        reason = ctx.problem(target, art)
         if reason is None:
             how = "verified" if art.get("sha256") else "present (no checksum recorded yet)"
             log(f"{name}: {target} already {how}, not downloading")
@@ -181,7 +191,7 @@ def _fetch_sources(art: dict, target: Path, ctx: _Ctx) -> Path:
         staged = None
         try:
             staged = _run_source(src, art, target, ctx)
-            reason = file_problem(staged, art)
+            reason = ctx.problem(staged, art)
         except SourceFailed as e:
             reason = str(e)
             if src["type"] != "http" and staged is None:
@@ -259,19 +269,25 @@ def _hint(art: dict, target: Path, ctx: _Ctx) -> str:
             for b in (bundle or {}).get("sources", []):
                 b = normalise_source(b, bundle["name"])
                 if b["type"] != "bundle":
-                    options.append((source_link(b), ctx.dest / bundle["file"], False))
+                    options.append((source_link(b), ctx.dest / bundle["file"], ""))
         else:
-            options.append((source_link(s), target, bool(art.get("members"))))
+            options.append((source_link(s), target, _what_of(s, art)))
     options = list(dict.fromkeys(options))
     drive = [o for o in options[1:] if "drive.google" in o[0]]
     options = options[:1] + (drive or options[1:])[:1]  # the first source, and a Drive link when there is one
     if not options:
         return f"put the file at {target.resolve()} by hand, {rerun}"
-    text = " or ".join(f"{'the files of ' if folder else ''}{link} into {where.resolve()}"
-                       for link, where, folder in options)
+    text = " or ".join(f"{what}{link} into {where.resolve()}" for link, where, what in options)
     quota = ("; when Drive says the quota is exceeded, retry in 24 h or copy the file to your own Drive "
              "(docs/downloads.md)") if "drive.google" in text else ""
     return f"download by hand {text}, {rerun}{quota}"
+
+
+def _what_of(src: dict, art: dict) -> str:
+    """The words before a link in the hand-download hint: which files of it to take."""
+    if src["type"] == "gdrive_folder" and src.get("member"):
+        return f"the file {member_patterns(src)[0]} of "
+    return "the files of " if art.get("members") else ""
 
 
 def _from_bundle(src: dict, art: dict, target: Path, ctx: _Ctx) -> Path:

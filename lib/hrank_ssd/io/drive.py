@@ -1,10 +1,20 @@
-"""Google Drive files and folders through gdown, with its failures (quota, not shared, no network) in one line."""
+"""Google Drive files and folders through gdown, with its failures (quota, not shared, no network) in one line.
+
+A ``gdrive_folder`` source is a whole shared folder (the rank files), or, with ``member``, one file of it: the
+folder is listed without downloading anything (``gdown.download_folder(..., skip_download=True)``, in gdown 5.2.2,
+Colab's, and in gdown 6) and only the matching file is fetched by its id, so a folder of many models costs one
+listing and one file.
+"""
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
+from typing import List, Tuple
 
-from hrank_ssd.io.messages import SourceFailed, one_line
+from hrank_ssd.io.archives import match_member
+from hrank_ssd.io.manifest import member_patterns
+from hrank_ssd.io.messages import SourceFailed, log, one_line
 from hrank_ssd.io.verify import QUOTA_MARKERS
 
 
@@ -17,8 +27,12 @@ def gdown_reason(e: BaseException) -> str:
     if any(m.decode() in text for m in QUOTA_MARKERS) or "quota" in text.lower():
         return ("Google Drive quota exceeded: too many users have viewed or downloaded this file in the "
                 "last 24 h")
+    if "folder contents" in text or "folder information" in text:  # gdown 6's and gdown 5's words
+        return "Google Drive refused to list the folder (not shared publicly, moved, or too many accesses)"
     if "Cannot retrieve the public link" in text or "permission" in text.lower():
         return "Google Drive refused the file (not shared publicly, or quota exceeded)"
+    if isinstance(e, TypeError) and "skip_download" in text:
+        return "this gdown cannot list a Drive folder without downloading it: pip install -U gdown"
     return f"gdown failed: {one_line(text, 200)}"
 
 
@@ -35,7 +49,10 @@ def gdrive_transport(src: dict, tmp: Path, *, progress: bool = True) -> None:
 
 
 def gdrive_folder_transport(src: dict, tmp: Path, *, progress: bool = True) -> None:
-    """The ``gdrive_folder`` source (a shared Drive folder id) into the folder ``tmp``."""
+    """The ``gdrive_folder`` source (a shared Drive folder id) into the folder ``tmp``; with a ``member`` glob,
+    only that file of the folder into the file ``tmp``."""
+    if src.get("member"):
+        return gdrive_member_transport(src, tmp, progress=progress)
     import gdown  # as above: only when a Drive source is tried
 
     try:
@@ -44,3 +61,29 @@ def gdrive_folder_transport(src: dict, tmp: Path, *, progress: bool = True) -> N
         raise SourceFailed(gdown_reason(e)) from None
     if not out:
         raise SourceFailed("gdown got no files from the folder (Drive quota exceeded, or not shared publicly)")
+
+
+def list_drive_folder(folder_id: str, progress: bool = False) -> List[Tuple[str, str]]:
+    """``(file id, path in the folder)`` of each file of a shared Drive folder, listed by gdown, nothing downloaded."""
+    import gdown  # as above
+
+    kwargs = {"id": folder_id, "skip_download": True, "quiet": not progress}
+    if "remaining_ok" in inspect.signature(gdown.download_folder).parameters:
+        kwargs["remaining_ok"] = True  # gdown 5 refuses a folder listing of 50 files unless told the 50 will do
+    try:
+        files = gdown.download_folder(**kwargs)
+    except Exception as e:
+        raise SourceFailed(gdown_reason(e)) from None
+    if not files:
+        raise SourceFailed("Google Drive refused to list the folder (not shared publicly, moved, or too many "
+                           "accesses)")
+    return [(f.id, f.path) for f in files]
+
+
+def gdrive_member_transport(src: dict, tmp: Path, *, progress: bool = True) -> None:
+    """One file of a Drive folder (``src["member"]``: a glob or a list of them) into ``tmp``, fetched by its id."""
+    files = list_drive_folder(src["id"], progress)
+    name = match_member([path for _, path in files], member_patterns(src), src.get("choose"), "file")
+    file_id = dict((path, i) for i, path in files)[name]
+    log(f"  {name} is Drive file {file_id} of folder {src['id']}")
+    gdrive_transport({"type": "gdrive", "id": file_id}, tmp, progress=progress)

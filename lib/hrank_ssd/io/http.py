@@ -17,6 +17,10 @@ from hrank_ssd.io.provenance import note_source
 from hrank_ssd.io.verify import CHUNK, file_problem
 
 USER_AGENT = "hrank-ssd-downloader"
+# Seconds a connection, or a read inside a download, may take before the mirror counts as failed. Dead VOC hosts
+# time out rather than refuse, so this is what one costs before the next mirror is tried; a live server answers
+# in well under a second, and a stall mid-download leaves the .part file, which the next mirror or run resumes.
+TIMEOUT = 20.0
 
 
 def part_path(dest: Path) -> Path:
@@ -25,7 +29,7 @@ def part_path(dest: Path) -> Path:
 
 
 def http_download(url: str, part, *, expected_size: Optional[int] = None, progress: bool = True,
-                  timeout: float = 60, desc: Optional[str] = None) -> Path:
+                  timeout: float = TIMEOUT, desc: Optional[str] = None) -> Path:
     """Download ``url`` into ``part``, continuing what is already there when the server honours Range.
 
     Answers 206: bytes are appended; 200: the server ignored Range, the file restarts from zero.
@@ -106,10 +110,12 @@ def http_transport(src: dict, tmp: Path, *, size: Optional[int] = None, progress
 
 
 def download_url(urls: Sequence[str], dest, *, md5: Optional[str] = None, sha256: Optional[str] = None,
-                 size: Optional[int] = None, progress: bool = True, what: Optional[str] = None) -> Path:
+                 size: Optional[int] = None, progress: bool = True, what: Optional[str] = None,
+                 hint: Optional[str] = None) -> Path:
     """Download the first of ``urls`` that gives a file with the right checksum to ``dest`` (atomic).
 
-    An existing ``dest`` with the right checksum is kept; a ``dest.part`` is resumed.
+    An existing ``dest`` with the right checksum is kept; a ``dest.part`` is resumed. When every URL fails, one
+    :class:`HRankError` line names each URL and why, then ``hint`` (what to do instead; default: download by hand).
     """
     dest = Path(dest)
     what = what or dest.name
@@ -143,5 +149,5 @@ def download_url(urls: Sequence[str], dest, *, md5: Optional[str] = None, sha256
         note_source(dest.parent, dest.name, dest, f"http {url}", url)
         return dest
     check = f" (md5 {md5})" if md5 else ""
-    raise HRankError(f"could not download {what}: tried {'; '.join(failures) or 'no mirrors'}; download it "
-                     f"by hand from any mirror into {dest.resolve()}{check} and rerun, or pass --mirror URL")
+    hint = hint or f"download it by hand from any mirror into {dest.resolve()}{check} and rerun, or pass --mirror URL"
+    raise HRankError(f"could not download {what}: tried {'; '.join(failures) or 'no mirrors'}; {hint}")

@@ -1,4 +1,8 @@
-"""``weights_manifest.json``: where it is ($HRANK_SSD_MANIFEST overrides), its artifacts and their sources."""
+"""``weights_manifest.json``: where it is ($HRANK_SSD_MANIFEST overrides), its artifacts and their sources.
+
+A source is ``http`` (a URL), ``gdrive`` (a Drive file id), ``gdrive_folder`` (a shared Drive folder id: the whole
+folder, or with ``member`` only the file matching that glob) or ``bundle`` (a member of another artifact, a zip).
+"""
 
 from __future__ import annotations
 
@@ -91,6 +95,10 @@ def normalise_source(src, name=None, where="manifest") -> dict:
     need = {"gdrive": "id", "gdrive_folder": "id", "http": "url", "bundle": "bundle"}[src["type"]]
     if not src.get(need):
         raise HRankError(f"{where}: artifact {name!r} has a {src['type']} source without {need!r}")
+    member = src.get("member", "*")
+    if not member or not all(isinstance(m, str) and m for m in ([member] if isinstance(member, str) else member)):
+        raise HRankError(f"{where}: artifact {name!r} has a {src['type']} source whose member is {member!r}; "
+                         "give a glob or a list of globs")
     return src
 
 
@@ -102,9 +110,14 @@ def describe_source(src: dict) -> str:
     if t == "gdrive":
         return f"gdrive file {src['id']}"
     if t == "gdrive_folder":
-        return f"gdrive folder {src['id']}"
+        return f"gdrive folder {src['id']}" + (f"/{_first(src)}" if src.get("member") else "")
+    return f"bundle {src['bundle']}/{_first(src)}"
+
+
+def _first(src: dict):
+    """A source's member glob as the log shows it: the glob, or the list of them."""
     patterns = member_patterns(src)
-    return f"bundle {src['bundle']}/{patterns[0] if len(patterns) == 1 else patterns}"
+    return patterns[0] if len(patterns) == 1 else patterns
 
 
 def source_link(src: dict) -> str:
@@ -117,6 +130,6 @@ def source_link(src: dict) -> str:
 
 
 def member_patterns(src: dict) -> List[str]:
-    """A bundle source's member globs, in order (``member`` is one glob or a list; default ``*``)."""
+    """A bundle's or a Drive folder's member globs, in order (``member`` is one glob or a list; default ``*``)."""
     m = src.get("member", "*")
     return [m] if isinstance(m, str) else list(m)

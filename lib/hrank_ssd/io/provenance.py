@@ -13,14 +13,15 @@ from hrank_ssd.io.verify import tree_size
 RECORD_NAME = "downloads.json"
 
 
-def note_source(root: Path, name: str, path: Path, source: str, url: str) -> None:
+def note_source(root: Path, name: str, path: Path, source: str, url: str, count_bytes: bool = True) -> None:
     """Record where ``name`` (at ``path``) came from in ``root/downloads.json`` (read by the rehearsal's summary
-    and useful to anyone asking which mirror a checkpoint came from)."""
+    and useful to anyone asking which mirror a checkpoint came from). ``count_bytes=False``: a folder not worth
+    walking (your extracted VOC on a mounted Drive) is recorded without its size."""
     record = root / RECORD_NAME
     try:
         known = json.loads(record.read_text(encoding="utf-8")) if record.is_file() else {}
     except ValueError:
         known = {}  # a damaged record is rebuilt, never an error
-    known[name] = {"file": os.path.relpath(path, root), "source": source, "url": url, "bytes": tree_size(path),
+    known[name] = {"file": os.path.relpath(path, root), "source": source, "url": url, "bytes": tree_size(path) if count_bytes else None,
                    "time": time.strftime("%Y-%m-%d %H:%M:%S")}
     atomic_write_text(record, json.dumps(known, indent=1) + "\n")

