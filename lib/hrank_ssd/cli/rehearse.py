@@ -21,8 +21,12 @@ def add_parser(sub) -> None:
                    help="comma-separated among normal (every source works), quota (Drive over quota for the "
                         "bundle), corrupt (damaged downloads)")
     p.add_argument("--colab_env", default=None,
-                   help="a venv made (once) with Colab's package versions (colab/colab-gpu-2026-08.txt) that runs "
-                        "the notebooks; default: this Python")
+                   help="a venv made (once) with Colab's Python and package versions (colab/colab-gpu-2026-08.txt) "
+                        "that runs the notebooks; default: this Python")
+    p.add_argument("--python", default=None,
+                   help="Colab's Python (3.13) to make the --colab_env venv with; default: python3.13 on PATH, else "
+                        "pyenv's, else this Python with a warning")
+    p.add_argument("--device", default="cpu", help="the notebooks' device: cpu (default), cuda or cuda:N")
     p.add_argument("--notebooks", default=None, help="comma-separated subset of the notebooks (default all)")
     p.add_argument("--train_images", type=int, default=16, help="images in the stand-in VOC2007 trainval tar")
     p.add_argument("--test_images", type=int, default=8, help="images in the stand-in VOC2007 test tar")
@@ -31,17 +35,22 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # the library (torch) loads when the command runs, not for --help
-    from hrank_ssd.course.rehearsal import colab_env, rehearse, summary_lines
+    from hrank_ssd.course.rehearsal import rehearse, summary_lines
+    from hrank_ssd.course.rehearsal_env import colab_env
+    from hrank_ssd.devices import resolve_device
 
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     notebooks = [n.strip() for n in args.notebooks.split(",") if n.strip()] if args.notebooks else list(NOTEBOOKS)
     unknown = [n for n in notebooks if n not in NOTEBOOKS]
     if unknown:
         raise HRankError(f"unknown notebook {', '.join(unknown)}: choose among {', '.join(NOTEBOOKS)}")
+    if args.python and not args.colab_env:
+        raise HRankError("--python makes the --colab_env venv: pass --colab_env too (e.g. --colab_env .venv-colab)")
+    device = str(resolve_device(args.device))
     out = Path(args.out) if args.out else Path(args.runs) / f"rehearsal-{time.strftime('%Y%m%d-%H%M%S')}"
     log = lambda msg: print(msg, flush=True)  # noqa: E731
-    python = colab_env(Path(args.colab_env).resolve(), repo_root(), log) if args.colab_env else None
-    summary = rehearse(out, scenarios, python, notebooks, args.train_images, args.test_images, log)
+    python = colab_env(Path(args.colab_env).resolve(), repo_root(), log, args.python) if args.colab_env else None
+    summary = rehearse(out, scenarios, python, notebooks, args.train_images, args.test_images, log, device)
     print("\n".join(summary_lines(summary)))
     print(f"details: {Path(out).resolve() / 'rehearsal.json'}")
     return 0 if summary["ok"] else 1

@@ -3,10 +3,10 @@
 For each scenario (``normal``, ``quota``, ``corrupt``: see :func:`hrank_ssd.course.rehearsal_world.serve`) it serves the
 stand-in world on 127.0.0.1 (:mod:`hrank_ssd.io.standin`), points ``HRANK_SSD_MANIFEST`` at the world's manifest,
 and executes every notebook in order, each in a kernel of its own, from a fresh copy of the checkout (as
-Colab's clone: no ``../shared`` beside it), with the ``full-rehearsal`` profile. The kernel's Python can be a
-Colab-like environment (:func:`colab_env`). Then it checks what a user would look at: every notebook ran with
-no error output, each artifact came from the source the scenario leaves working, the substitutes and the clip
-are reported, and the report exists. Output: ``<out>/`` (normal), ``<out>/quota/``, ``<out>/corrupt/``, each
+Colab's clone: no ``../shared`` beside it), with the ``full-rehearsal`` profile, on ``device`` (cpu by default).
+The kernel's Python can be a Colab-like environment (:func:`hrank_ssd.course.rehearsal_env.colab_env`). Then it
+checks what a user would look at: every notebook ran with no error output, each artifact came from the source
+the scenario leaves working, the substitutes and the clip are reported, and the report exists. Output: ``<out>/`` (normal), ``<out>/quota/``, ``<out>/corrupt/``, each
 with ``notebooks/``, ``results/``, ``report.md``, ``report.html``; and ``<out>/rehearsal.json``.
 """
 
@@ -15,17 +15,16 @@ from __future__ import annotations
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import time
 from contextlib import contextmanager
-from importlib.metadata import version
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 from hrank_ssd.course.folders import repo_root
 from hrank_ssd.course.notebooks import execute_one, notebook_params
+from hrank_ssd.course.rehearsal_env import copy_checkout, kernel_info
 from hrank_ssd.course.rehearsal_world import SCENARIOS, World, build_world, serve
 from hrank_ssd.course.results import NOTEBOOKS, read_json
 from hrank_ssd.errors import HRankError
@@ -37,60 +36,12 @@ from hrank_ssd.io.verify import sha256sum
 from hrank_ssd.io.voc_download import VOC_SETS
 
 PROFILE = "full-rehearsal"
-COLAB_PINS = Path("colab") / "colab-gpu-2026-08.txt"
 KERNEL = "hrank-ssd-rehearsal"
 REPORTED_PACKAGES = ("torch", "torchvision", "numpy", "pandas", "matplotlib", "ipywidgets", "ipykernel", "gdown",
                      "opencv-python", "opencv-python-headless", "papermill", "ultralytics-thop")
 
 
 # ------------------------------------------------------------------------------ environment
-
-
-def copy_checkout(repo: Path, dest: Path) -> Path:
-    """The files a ``git clone`` of this working tree would hold (tracked and new, never ignored ones)."""
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=repo, capture_output=True)
-    if listed.returncode != 0:
-        raise HRankError(f"{repo} is not a git checkout (git ls-files failed): rehearse from a clone of the project")
-    for rel in filter(None, listed.stdout.decode().split("\0")):
-        src = repo / rel
-        if src.is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / rel)
-    return dest
-
-
-def _pins(repo: Path) -> List[str]:
-    return [ln.split("#")[0].strip() for ln in (repo / COLAB_PINS).read_text().splitlines() if ln.split("#")[0].strip()]
-
-
-def colab_env(venv: Path, repo: Path, log: Callable[[str], None] = print) -> Path:
-    """A venv like Colab's GPU runtime: every package of ``colab/colab-gpu-2026-08.txt`` at Colab's version
-    (torch and torchvision as installed here: Colab's CUDA wheels are not available), then the notebooks'
-    own install step (``pip install -e .[colab]`` constrained to what is installed, as the setup cell does on
-    Colab). Made once; its Python path is returned."""
-    python = venv / "bin" / "python"
-    marker = venv / ".colab-installed"
-    stamp = "\n".join(_pins(repo) + [(repo / "pyproject.toml").read_text()])
-    if marker.is_file() and marker.read_text() == stamp:
-        return python
-    def pip(*args: str) -> None:
-        log(f"[rehearse] {venv}: pip install {' '.join(args)[:120]}")
-        done = subprocess.run([str(python), "-m", "pip", "install", "-q", *args], capture_output=True, text=True)
-        if done.returncode != 0:
-            tail = " ".join(done.stderr.split())[-300:]
-            raise HRankError(f"could not build the Colab-like environment {venv}: pip install {args[0]} failed "
-                             f"({tail}); delete {venv} and rerun, or rehearse without --colab_env")
-
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    pip(f"torch=={version('torch')}", f"torchvision=={version('torchvision')}")
-    pip(*[p for p in _pins(repo) if not p.startswith(("torch==", "torchvision=="))])
-    frozen = subprocess.run([str(python), "-m", "pip", "freeze"], capture_output=True, text=True).stdout
-    keep = venv / "keep-colab-packages.txt"
-    keep.write_text("\n".join(x for x in frozen.splitlines() if "==" in x) + "\n")
-    pip("-e", f"{repo}[colab]", "-c", str(keep))  # the setup cell's own command
-    marker.write_text(stamp)
-    return python
 
 
 def _kernel_spec(folder: Path, python: Path) -> Path:
@@ -190,12 +141,14 @@ def _checks(run_dir: Path, world: World, expected: Dict[str, str], notebooks: Li
 
 
 def run_scenario(scenario: str, world: World, checkout: Path, run_dir: Path, jupyter: Path,
-                 notebooks: Sequence[str] = NOTEBOOKS, log: Callable[[str], None] = print) -> dict:
-    """Serve ``world`` as ``scenario`` says and run ``notebooks`` from ``checkout`` into ``run_dir``."""
+                 notebooks: Sequence[str] = NOTEBOOKS, log: Callable[[str], None] = print,
+                 device: str = "cpu") -> dict:
+    """Serve ``world`` as ``scenario`` says and run ``notebooks`` from ``checkout`` into ``run_dir`` on
+    ``device``."""
     run_dir.mkdir(parents=True, exist_ok=True)
     out_dir = run_dir / "notebooks"
     out_dir.mkdir(exist_ok=True)
-    params = notebook_params(PROFILE, run_dir, run_dir / "work", "cpu")
+    params = notebook_params(PROFILE, run_dir, run_dir / "work", device)
     rows = []
     start = time.perf_counter()
     with StandInWorld(world.folder / f"standin-{scenario}") as standin:
@@ -228,8 +181,9 @@ def run_scenario(scenario: str, world: World, checkout: Path, run_dir: Path, jup
 
 def rehearse(out: Path, scenarios: Sequence[str] = SCENARIOS, python: Optional[Path] = None,
              notebooks: Sequence[str] = NOTEBOOKS, train_images: int = 16, test_images: int = 8,
-             log: Callable[[str], None] = print) -> dict:
-    """Build the world, copy the checkout, run each scenario; write ``out/rehearsal.json``; return it."""
+             log: Callable[[str], None] = print, device: str = "cpu") -> dict:
+    """Build the world, copy the checkout, run each scenario with the notebooks on ``device``; write
+    ``out/rehearsal.json``; return it."""
     unknown = [s for s in scenarios if s not in SCENARIOS]
     if unknown:
         raise HRankError(f"unknown scenario {', '.join(unknown)}: choose among {', '.join(SCENARIOS)}")
@@ -244,26 +198,52 @@ def rehearse(out: Path, scenarios: Sequence[str] = SCENARIOS, python: Optional[P
     checkout = copy_checkout(repo, out / "hrank-ssd")
     python = Path(python) if python else Path(sys.executable)
     jupyter = _kernel_spec(out / "jupyter", python)
+    packages = _packages(python)
     summary = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "profile": PROFILE, "machine": platform.platform(),
-               "processor": platform.processor() or platform.machine(), "kernel_python": str(python),
-               "packages": _packages(python), "world": {"folder": str(world.folder), "voc_images": world.voc_source,
-                                                        "train_images": train_images, "test_images": test_images},
+               "processor": platform.processor() or platform.machine(), "device": device,
+               **_kernel_fields(python, packages), "packages": packages,
+               "world": {"folder": str(world.folder), "voc_images": world.voc_source, "train_images": train_images,
+                         "test_images": test_images},
                "scenarios": {}}
     for scenario in scenarios:
         run_dir = out if scenario == "normal" else out / scenario
         log(f"[rehearse] scenario {scenario}: notebooks into {run_dir / 'notebooks'}")
-        summary["scenarios"][scenario] = run_scenario(scenario, world, checkout, run_dir, jupyter, notebooks, log)
+        summary["scenarios"][scenario] = run_scenario(scenario, world, checkout, run_dir, jupyter, notebooks, log,
+                                                      device)
     summary["seconds"] = round(time.perf_counter() - start, 1)
     summary["ok"] = all(s["ok"] for s in summary["scenarios"].values())
     atomic_write_text(out / "rehearsal.json", json.dumps(summary, indent=1) + "\n")
     return summary
 
 
+def _kernel_fields(python: Path, packages: Dict[str, Optional[str]]) -> dict:
+    """``rehearsal.json``'s kernel fields: its interpreter, Python and torch versions, and its venv's record
+    (``colab_env``: the Python it was made with, ``fallback`` when Colab's was not found)."""
+    info = kernel_info(python)
+    return {"kernel_python": info["python"], "kernel_python_version": info["python_version"],
+            "kernel_torch": packages.get("torch"), "colab_env": info["colab_env"]}
+
+
+def kernel_lines(summary: dict) -> List[str]:
+    """The summary's first lines: where the kernel ran, with which Python and torch, and a fallback's warning."""
+    pk, env = summary["packages"], summary.get("colab_env") or {}
+    lines = [f"rehearsal of the full profile ({summary['profile']}) on {summary['processor']}, notebooks on "
+             f"{summary.get('device', 'cpu')}; kernel Python {summary.get('kernel_python_version')}, torch "
+             f"{summary.get('kernel_torch')} ({summary['kernel_python']}; numpy {pk.get('numpy')}, ipywidgets "
+             f"{pk.get('ipywidgets')})"]
+    if not env:
+        lines.append("kernel: this Python, not a Colab-like venv (make rehearse, or --colab_env, makes one)")
+    elif env.get("fallback"):
+        lines.append(f"WARNING: not Colab's Python {env['colab_python']} ({env['fallback']}); pins not installed: "
+                     f"{', '.join(env['pins_left_out']) or 'none'}")
+    else:
+        lines.append(f"kernel: Colab's Python {env['colab_python']} with every pin of the Colab pins file")
+    return lines
+
+
 def summary_lines(summary: dict) -> List[str]:
-    """The printed summary: a line per notebook and per failed check, then the verdict."""
-    lines = [f"rehearsal of the full profile ({summary['profile']}) on {summary['processor']}, kernel "
-             f"{summary['kernel_python']} (torch {summary['packages'].get('torch')}, numpy "
-             f"{summary['packages'].get('numpy')}, ipywidgets {summary['packages'].get('ipywidgets')})"]
+    """The printed summary: the kernel, a line per notebook and per failed check, then the verdict."""
+    lines = kernel_lines(summary)
     for name, sc in summary["scenarios"].items():
         lines.append(f"{name}: {'ok' if sc['ok'] else 'FAILED'} in {sc['seconds']:.0f} s ({sc['run_dir']})")
         for nb in sc["notebooks"]:
