@@ -1,20 +1,26 @@
-"""Requirement ranges: requirements.txt mirrors pyproject.toml, and every range admits Colab's versions."""
+"""Requirement ranges: requirements.txt mirrors pyproject.toml, and every range (and the Python versions) admits Colab's."""
 
 from __future__ import annotations
 
 import pytest
 from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
+
+from hrank_ssd.course.rehearsal_env import colab_python_version
 
 tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
 COLAB = "colab/colab-gpu-2026-08.txt"
 
 
+def _project(repo_root):
+    return tomllib.loads((repo_root / "pyproject.toml").read_text())["project"]
+
+
 def _pyproject(repo_root):
-    project = tomllib.loads((repo_root / "pyproject.toml").read_text())["project"]
-    extras = project["optional-dependencies"]
-    return project["dependencies"], extras
+    project = _project(repo_root)
+    return project["dependencies"], project["optional-dependencies"]
 
 
 def _lines(path):
@@ -44,3 +50,15 @@ def test_every_range_admits_what_colab_ships(repo_root):
     for name in ("torch", "torchvision", "numpy", "pandas", "matplotlib", "gdown", "ipywidgets", "ipykernel",
                  "nbformat", "nbclient"):
         assert name in checked, name
+
+
+def test_pyproject_declares_colabs_python(repo_root):
+    python = colab_python_version(repo_root)  # the pins file's header: Colab's Python
+    assert python == "3.13"
+    project = _project(repo_root)
+    assert SpecifierSet(project["requires-python"]).contains(f"{python}.0"), project["requires-python"]
+    assert f"Programming Language :: Python :: {python}" in project["classifiers"]
+    # every Python the classifiers name is one requires-python admits
+    for c in project["classifiers"]:
+        if c.count("::") == 2 and c.rsplit(":: ", 1)[1].count(".") == 1:
+            assert SpecifierSet(project["requires-python"]).contains(c.rsplit(":: ", 1)[1] + ".0"), c
