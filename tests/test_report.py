@@ -55,10 +55,10 @@ def test_report_tables_hold_the_numbers_of_the_files(tmp_path):
     _results(run)
     md, html = _write_report(run)
     text = md.read_text()
-    # comparison: our mAP, their published mAP, eval predict ms, bench forward ms and FPS
-    assert "| VGG16-SSD | 0.6125 | 0.7731 | 42.1 | 400.0 | 2.50 | 500.0 | 2.00 | 1,000 |" in text
-    assert "| VGG16-SSD pruned (HRank) | 0.5875 | 0.6953 | 31.2 | 250.0 | 4.00 |" in text
-    assert "| MobileNetV1-SSD | 0.5000 | 0.6759 | 10.5 | 125.0 | 8.00 |" in text
+    # comparison: our mAP, their published mAP, eval predict ms, their T4 predict ms, bench forward ms and FPS
+    assert "| VGG16-SSD | 0.6125 | 0.7731 | 42.1 | 26.2 | 400.0 | 2.50 | 500.0 | 2.00 | 1,000 |" in text
+    assert "| VGG16-SSD pruned (HRank) | 0.5875 | 0.6953 | 31.2 | 42.6 | 250.0 | 4.00 |" in text
+    assert "| MobileNetV1-SSD | 0.5000 | 0.6759 | 10.5 | 24.9 | 125.0 | 8.00 |" in text
     assert "theirs, VOC2007 test" in text
     # per-class AP pivot with the mean as the last row
     assert "| class | VGG16-SSD | VGG16-SSD pruned (HRank) | MobileNetV1-SSD |" in text
@@ -233,7 +233,7 @@ def test_published_figures_get_their_own_axes(tmp_path):
                   ]).to_csv(res / "flops.csv", index=False)
     loaded = report.load_results(run)
     points = report.published_points(loaded["flops.csv"])
-    assert points["mAP (theirs, published)"].tolist() == [0.7731, 0.6953, 0.6759]
+    assert points["mAP (theirs, published)"].tolist() == list(report.PUBLISHED_MAP.values())
     assert points["GMACs (full size)"].tolist() == [31.37427712, 18.33608881, 1.536059904]
     ours = report.frontier_table(loaded)
     fig_ours = report.plot_frontier(ours, report.machine_title(loaded["frontier_machine.json"]))
@@ -243,7 +243,7 @@ def test_published_figures_get_their_own_axes(tmp_path):
         return {round(float(y), 6) for ax in fig.axes for c in ax.collections for y in c.get_offsets()[:, 1]}
 
     assert ys(fig_ours) == {0.9, 0.85, 0.88, 0.7, 0.6, 0.5}  # our mAPs only
-    assert ys(fig_theirs) == {0.7731, 0.6953, 0.6759}  # theirs only
+    assert ys(fig_theirs) == {round(m, 6) for m in report.PUBLISHED_MAP.values()}  # theirs only
     for a in fig_ours.axes:
         for b in fig_theirs.axes:
             assert a is not b and not a.get_shared_x_axes().joined(a, b) and not a.get_shared_y_axes().joined(a, b)

@@ -2,13 +2,14 @@
 
 ``write_report(run_dir)`` reads ``run_dir/results/`` (written by :class:`hrank_ssd.course.steps.Course`; the
 files and what writes each: :mod:`hrank_ssd.course.results`). Every number printed is read or computed from
-those files (:mod:`~hrank_ssd.course.report_tables`); the only typed numbers are the original project's
-published figures, quoted in :data:`PUBLISHED_MAP` (and :mod:`hrank_ssd.measure.seed_flops`) and always
+those files (:mod:`~hrank_ssd.course.report_tables`), except the original project's published figures, read
+from their one copy (:mod:`hrank_ssd.course.published`; FLOPs: :mod:`hrank_ssd.measure.seed_flops`) and always
 labelled as theirs. A missing file does not stop the report: its section says which step or command writes it
 (:mod:`~hrank_ssd.course.report_sections`).
 
 ``update_readme(readme, run_dir)`` replaces the block between ``<!-- results:start -->`` and
-``<!-- results:end -->`` with :func:`readme_results_block` and leaves the rest of the file untouched.
+``<!-- results:end -->`` with :func:`readme_results_block`, and the block between ``<!-- published:start -->`` and
+``<!-- published:end -->`` (when the file has one) with :func:`published_block`; the rest of the file stays.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import List, Tuple
 
+import pandas as pd
+
 from hrank_ssd.course.plots import plot_frontier, plot_per_class, plot_published
+from hrank_ssd.course.published import published_finetune, slower_pruned_line, source_line
 from hrank_ssd.course.report_sections import FLOATFMT, SECTIONS, Page
 from hrank_ssd.course.report_tables import (
     COMP_FORMATS,
@@ -24,6 +28,7 @@ from hrank_ssd.course.report_tables import (
     FULL_SIZE_KEYS,
     PUBLISHED_LABEL,
     PUBLISHED_MAP,
+    PUBLISHED_PREDICT_MS,
     baseline_map,
     comparison_table,
     frontier_display,
@@ -31,7 +36,10 @@ from hrank_ssd.course.report_tables import (
     machine_title,
     pareto_mask,
     per_class_pivot,
+    published_ap_table,
     published_points,
+    short_finetune_note,
+    title,
 )
 from hrank_ssd.course.results import TOTAL_TIME, load_results, missing_note
 from hrank_ssd.errors import HRankError
@@ -40,6 +48,7 @@ from hrank_ssd.measure.tables import markdown_table
 
 README_START = "<!-- results:start -->"
 README_END = "<!-- results:end -->"
+PUBLISHED_START, PUBLISHED_END = "<!-- published:start -->", "<!-- published:end -->"
 
 HTML_HEAD = ("<!doctype html><html><head><meta charset='utf-8'><title>HRank-SSD course report</title>"
              "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
@@ -106,11 +115,11 @@ def readme_results_block(run_dir) -> str:
     if "train vgg16-ssd" in timings and vgg is not None:
         lines += ["", f"The baseline VGG16-SSD (width {settings.get('vgg_width', '?')}) trained in "
                       f"{timings['train vgg16-ssd']:.0f} s on this machine and reaches mAP {vgg:.4f}."]
-    for name, title in (("criteria.csv", "Criteria at the same compress rate"),
+    for name, heading in (("criteria.csv", "Criteria at the same compress rate"),
                         ("distillation.csv", "Finetuning with and without distillation")):
         table = res.get(name)
         if table is not None:
-            lines += ["", f"{title}:", "", markdown_table(table, FLOATFMT)]
+            lines += ["", f"{heading}:", "", markdown_table(table, FLOATFMT)]
     if TOTAL_TIME in timings:
         lines += ["", f"The whole course run took {timings[TOTAL_TIME] / 60:.1f} min on this machine."]
     return "\n".join(lines)
@@ -131,13 +140,30 @@ def replace_marked_block(path, start_marker: str, end_marker: str, block: str) -
     return path
 
 
+def published_block() -> str:
+    """The original project's figures for the README, from :mod:`hrank_ssd.course.published`: mAP and T4 predict
+    time per model, the striking speed fact, and the source."""
+    rate = published_finetune()["compress_rate"]
+    table = pd.DataFrame([{"model": title(k) + (f", `{rate}`" if k == "vgg16-ssd-pruned" else ""),
+                           "mAP (theirs)": m, "Avg predict ms (theirs, T4)": PUBLISHED_PREDICT_MS[k]}
+                          for k, m in PUBLISHED_MAP.items()])
+    return "\n".join([markdown_table(table, FLOATFMT, formats={"Avg predict ms (theirs, T4)": ".1f"}), "",
+                      slower_pruned_line(), "", f"Source: {source_line()} (`lib/hrank_ssd/course/published.json`, "
+                      "with their per-class APs, shown beside ours in notebook 04 and the report)."])
+
+
 def update_readme(readme_path, run_dir) -> Path:
-    """Replace the text between the results markers of ``readme_path`` with :func:`readme_results_block`."""
-    return replace_marked_block(readme_path, README_START, README_END, readme_results_block(run_dir))
+    """Replace the text between the results markers of ``readme_path`` with :func:`readme_results_block`, and
+    the published block (when the file has its markers) with :func:`published_block`."""
+    path = replace_marked_block(readme_path, README_START, README_END, readme_results_block(run_dir))
+    if PUBLISHED_START in Path(path).read_text(encoding="utf-8"):
+        replace_marked_block(path, PUBLISHED_START, PUBLISHED_END, published_block())
+    return path
 
 
 # the notebooks and tests use these through ``report.``: one import for the whole report API
-__all__ = ["PUBLISHED_MAP", "build_report", "comparison_table", "frontier_table", "load_results", "machine_title",
-           "markdown_table", "missing_note", "pareto_mask", "per_class_pivot", "plot_frontier", "plot_per_class",
-           "plot_published", "published_points", "readme_results_block", "replace_marked_block", "update_readme",
-           "write_report"]
+__all__ = ["PUBLISHED_MAP", "PUBLISHED_PREDICT_MS", "build_report", "comparison_table", "frontier_table",
+           "load_results", "machine_title", "markdown_table", "missing_note", "pareto_mask", "per_class_pivot",
+           "plot_frontier", "plot_per_class", "plot_published", "published_ap_table", "published_block",
+           "published_points", "readme_results_block", "replace_marked_block", "short_finetune_note",
+           "slower_pruned_line", "title", "update_readme", "write_report"]

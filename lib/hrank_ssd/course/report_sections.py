@@ -12,6 +12,7 @@ import pandas as pd
 
 from hrank_ssd.course import report_tables as tables
 from hrank_ssd.course.plots import plot_frontier, plot_per_class, plot_published, save_plot
+from hrank_ssd.course.published import slower_pruned_line, source_line
 from hrank_ssd.course.results import log_name, missing_note
 from hrank_ssd.measure.flops import MAC_NOTE
 from hrank_ssd.measure.sensitivity import plot_criteria, plot_sensitivity
@@ -75,8 +76,9 @@ def intro(page: Page, res: Results) -> None:
         page.add("", "> A rehearsal of the full profile (`python -m hrank_ssd rehearse`): the downloads came from a "
                  "local stand-in with seeded random weights and a few VOC images, so its mAP measures nothing; it "
                  "proves the path. Latencies, params and MACs are real.")
-    for key, why in (res.get("substitutes.json") or {}).items():  # a published model that could not be had
-        page.add("", f"> **{tables.title(key)}: not the published model.** {why}. Retry later (Drive's quota "
+    for key, why in (res.get("substitutes.json") or {}).items():  # a published model or rank folder not had
+        name, what = ("VGG16-SSD HRank ranks", "ranks") if key.endswith("-ranks") else (tables.title(key), "model")
+        page.add("", f"> **{name}: not the published {what}.** {why}. Retry later (Drive's quota "
                  "resets within 24 hours), or download it by hand: `python -m hrank_ssd download --list`.")
 
 
@@ -104,7 +106,9 @@ def frontier(page: Page, res: Results) -> None:
              "net. *frontier*: on the Pareto frontier (no other model is both cheaper and better). The "
              "latency-pruned model at the seed MACs finetunes exactly as the seed-rate model (same epochs and "
              "learning rate: compare their mAPs); the small latency budget and the pruned MobileNetV1-SSD get the "
-             "*finetune epochs* shown.")
+             "*finetune epochs* shown. *note*: a model finetuned for under "
+             f"{tables.SHORT_FINETUNE:.0%} of the original project's published epochs is a short stand-in for "
+             "their finetune.")
     scale = _prediction_scale(table)
     if scale is not None:
         page.add("", f"The table predicts the unpruned VGG16-SSD at {scale:.2f}x the forward measured here. It was "
@@ -132,12 +136,14 @@ def comparison(page: Page, res: Results) -> None:
         page.table(comp, formats=tables.COMP_FORMATS)
         page.add("", f"*mAP (ours)*: this run's test set; *mAP (theirs, published)*: {tables.PUBLISHED_LABEL}, "
                  f"pruned with `{PRUNED_RATE_TEXT}`. *eval predict ms/img*: average predict time (resize, forward, "
-                 "decode, NMS) of the trained model during evaluation; *bench*: median latency of the full-size "
+                 "decode, NMS) of the trained model during evaluation; *predict ms (theirs, T4)*: the same average "
+                 "from their evaluation on a T4; *bench*: median latency of the full-size "
                  "detectors, batch 1 (`results/bench.csv`): *forward* is the network alone, *predict* adds pre- and "
                  "post-processing (with random weights NMS sees its worst case, so compare models by *forward*). "
                  "*params (trained)*: the model evaluated in this run; *full size*: the detector at 300x300 with 21 "
                  "classes (`results/flops.csv`).")
         page.add("", tables.machine_line(res.get("machine.json")))
+        page.add("", f"> {slower_pruned_line()}")
     if any(res.get(n) is None for n in ("map.csv", "bench.csv", "flops.csv")):
         page.add("")
         page.missing(res, "map.csv", "bench.csv", "flops.csv")
@@ -159,6 +165,10 @@ def per_class(page: Page, res: Results) -> None:
     page.table(tables.per_class_pivot(pc))
     plot_per_class(pc, page.plots / "per_class_ap.png")
     page.figure(page.plots / "per_class_ap.png", "per-class AP")
+    page.heading("### The published per-class AP (theirs)")
+    page.table(tables.published_ap_table(pc))
+    page.add("", f"*theirs*: quoted from {source_line()}. *ours* appears beside them when this run evaluated the "
+             "same VOC classes (the full profile).")
     cols = [c for c in ("class", "gts", "dets", "recall", "precision", "ap") if c in pc]
     for key in dict.fromkeys(pc["model"]):
         page.heading(f"### {tables.title(key)}: ground truths, detections, recall, precision")

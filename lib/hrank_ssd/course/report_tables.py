@@ -1,7 +1,8 @@
 """The report's tables, computed from a run's results files (:func:`hrank_ssd.course.results.load_results`).
 
-The only typed numbers are the original project's published figures, quoted in :data:`PUBLISHED_MAP` (and
-:func:`hrank_ssd.measure.seed_flops.published_for`) and always labelled as theirs.
+The only numbers not computed here are the original project's published figures, read from their one copy
+(:mod:`hrank_ssd.course.published`: mAP, per-class AP, T4 predict time; :func:`hrank_ssd.measure.seed_flops.published_for`:
+params and FLOPs) and always labelled as theirs.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Dict, List, Optional, Sequence
 
 import pandas as pd
 
+from hrank_ssd.course.published import published_ap, published_finetune, published_map, published_predict_ms
 from hrank_ssd.course.results import MODEL_KEYS, MODEL_LABELS, MODEL_TITLES
 from hrank_ssd.errors import HRankError
 from hrank_ssd.measure.seed_flops import published_for
@@ -21,17 +23,19 @@ from hrank_ssd.nets.registry import net_names, num_prunable
 # Labels used by flops_table's default rows -> model keys.
 FLOPS_LABELS = {"VGG16-SSD": "vgg16-ssd", "VGG16-SSD pruned": "vgg16-ssd-pruned", "MobileNetV1-SSD": "mb1-ssd"}
 
-# The original HRank-SSD project's published mAP on VOC2007 test (quoted, never computed here).
-PUBLISHED_MAP = {"vgg16-ssd": 0.7731, "vgg16-ssd-pruned": 0.6953, "mb1-ssd": 0.6759}
+# The original HRank-SSD project's published mAP and T4 predict time (read from published.json, never computed).
+PUBLISHED_MAP = published_map()
+PUBLISHED_PREDICT_MS = published_predict_ms()
 PUBLISHED_LABEL = "published by the original HRank-SSD project (theirs, VOC2007 test)"
 FULL_SIZE_KEYS = tuple(PUBLISHED_MAP)  # the models with a full-size benchmark (bench.csv) and published figures
+SHORT_FINETUNE = 0.25  # a finetune under this share of the published epochs is marked as a short stand-in
 
-COMP_COLUMNS = ["model", "mAP (ours)", "mAP (theirs, published)", "eval predict ms/img", "bench forward ms",
-                "forward FPS", "bench predict ms", "predict FPS", "params (trained)", "params (full size)",
-                "GMACs (full size)"]
+COMP_COLUMNS = ["model", "mAP (ours)", "mAP (theirs, published)", "eval predict ms/img", "predict ms (theirs, T4)",
+                "bench forward ms", "forward FPS", "bench predict ms", "predict FPS", "params (trained)",
+                "params (full size)", "GMACs (full size)"]
 COMP_FORMATS = {"mAP (ours)": ".4f", "mAP (theirs, published)": ".4f", "GMACs (full size)": ".3f",
-                "eval predict ms/img": ".1f", "bench predict ms": ".1f", "bench forward ms": ".1f",
-                "predict FPS": ".2f", "forward FPS": ".2f"}
+                "eval predict ms/img": ".1f", "predict ms (theirs, T4)": ".1f", "bench predict ms": ".1f",
+                "bench forward ms": ".1f", "predict FPS": ".2f", "forward FPS": ".2f"}
 
 
 def title(key: str) -> str:
@@ -100,6 +104,7 @@ def _comparison_row(key: str, mp, bench, flops: Dict[str, dict]) -> Optional[dic
         present = True
     if key in PUBLISHED_MAP:
         row["mAP (theirs, published)"] = PUBLISHED_MAP[key]
+        row["predict ms (theirs, T4)"] = PUBLISHED_PREDICT_MS[key]
     b = _row_of(bench, key)
     if b is not None:
         for kind in ("forward", "predict"):
@@ -165,7 +170,23 @@ def frontier_table(res: Dict[str, object]) -> pd.DataFrame:
         "label": [MODEL_LABELS.get(k, k) for k in df["model"]]})
     out["frontier (latency)"] = pareto_mask(out["forward ms"], out["mAP"])
     out["frontier (MACs)"] = pareto_mask(out["GMACs"], out["mAP"])
+    notes = [short_finetune_note(e) for e in out["finetune epochs"]]
+    if any(notes):
+        out["note"] = notes
     return out
+
+
+def short_finetune_note(epochs) -> str:
+    """A note for a model finetuned much shorter than the original project's pruned model (under
+    :data:`SHORT_FINETUNE` of its published epochs), from the numbers: empty for 0 (not finetuned) or a long one."""
+    try:
+        epochs = float(epochs)
+    except (TypeError, ValueError):
+        return ""
+    theirs = int(published_finetune()["num_epochs"])
+    if not math.isfinite(epochs) or epochs <= 0 or epochs >= SHORT_FINETUNE * theirs:
+        return ""
+    return f"short stand-in: finetuned {epochs:g} of the published {theirs} epochs"
 
 
 def frontier_display(table: pd.DataFrame) -> pd.DataFrame:
@@ -217,6 +238,26 @@ def per_class_pivot(per_class: pd.DataFrame) -> pd.DataFrame:
     mean = piv.mean(numeric_only=True).to_frame().T
     mean.index = ["mAP (mean)"]
     out = pd.concat([piv, mean])
+    out.index.name = "class"
+    return out.reset_index()
+
+
+def published_ap_table(per_class: Optional[pd.DataFrame] = None) -> pd.DataFrame:
+    """Their per-class AP (VOC2007 test, :mod:`~hrank_ssd.course.published`) for the three models they published,
+    with ours beside each (``per_class_ap.csv``) where our run evaluated the same classes (the full profile); the
+    mean (their mAP) as the last row."""
+    theirs = published_ap()
+    table = pd.DataFrame(index=theirs.index)
+    ours = per_class.pivot_table(index="class", columns="model", values="ap", sort=False) \
+        if per_class is not None and len(per_class) else pd.DataFrame()
+    same = set(theirs.index) <= set(ours.index)
+    for key in theirs.columns:
+        if same and key in ours.columns:
+            table[f"{title(key)} (ours)"] = ours[key].reindex(theirs.index)
+        table[f"{title(key)} (theirs)"] = theirs[key]
+    mean = table.mean().to_frame().T
+    mean.index = ["mAP (mean)"]
+    out = pd.concat([table, mean])
     out.index.name = "class"
     return out.reset_index()
 

@@ -1,0 +1,82 @@
+"""The original project's published results, read from their one copy, ``published.json`` beside this module.
+
+The file quotes the original HRank-SSD project's README (its source, environment and metric are named in it):
+per-class VOC2007 test APs and mAP of VGG16-SSD, VGG16-SSD pruned at ``[0.1]*7+[0.5]*9`` and MobileNetV1-SSD,
+their eval script's average predict time on a Colab T4, and the commands and settings of their finetune and rank
+generation. Nothing here is computed from our runs; every table that shows these numbers labels them as theirs.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Dict
+
+import pandas as pd
+
+from hrank_ssd.errors import HRankError
+
+PUBLISHED_FILE = Path(__file__).with_name("published.json")
+MODELS = ("vgg16-ssd", "vgg16-ssd-pruned", "mb1-ssd")  # the models they published, in the course's order
+
+
+@functools.cache
+def _load(path: str) -> dict:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        models = data["models"]
+        if tuple(models) != MODELS or any(not m["ap"] for m in models.values()):
+            raise ValueError(f"models {tuple(models)}, expected {MODELS} with per-class APs")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise HRankError(f"{path} is not the published results file ({str(e).splitlines()[0]}): restore it from "
+                         f"the repository (lib/hrank_ssd/course/{Path(path).name})") from None
+    return data
+
+
+def published(path=PUBLISHED_FILE) -> dict:
+    """The whole file, parsed (cached): ``source``, ``environment``, ``metric``, ``finetune``, ``ranks``, ``models``."""
+    return _load(str(path))
+
+
+def source_line(path=PUBLISHED_FILE) -> str:
+    """Where the numbers come from, in one line (for captions)."""
+    data = published(path)
+    return f"{data['source']}; {data['environment']}; {data['metric']}"
+
+
+def published_map(path=PUBLISHED_FILE) -> Dict[str, float]:
+    """Their mAP per model key."""
+    return {k: float(m["mAP"]) for k, m in published(path)["models"].items()}
+
+
+def published_predict_ms(path=PUBLISHED_FILE) -> Dict[str, float]:
+    """Their eval script's average predict time per image (ms) per model key, measured on their T4."""
+    return {k: 1000.0 * float(m["avg_predict_s"]) for k, m in published(path)["models"].items()}
+
+
+def published_ap(path=PUBLISHED_FILE) -> pd.DataFrame:
+    """Their per-class AP: one row per VOC class, one column per model key (in :data:`MODELS` order)."""
+    models = published(path)["models"]
+    table = pd.DataFrame({k: pd.Series(m["ap"], dtype=float) for k, m in models.items()})
+    table.index.name = "class"
+    return table
+
+
+def published_finetune(path=PUBLISHED_FILE) -> dict:
+    """Their finetune of the pruned VGG16-SSD: dataset, batch size, epochs, learning rate, schedule, command."""
+    return dict(published(path)["finetune"])
+
+
+def slower_pruned_line(path=PUBLISHED_FILE) -> str:
+    """One sentence on their T4 predict times: the pruned VGG16-SSD against the unpruned one, from the file."""
+    ms = published_predict_ms(path)
+    full, pruned = ms["vgg16-ssd"], ms["vgg16-ssd-pruned"]
+    word = "slower" if pruned > full else "faster"
+    return (f"On their T4 the pruned VGG16-SSD predicted in {pruned:.1f} ms per image against {full:.1f} ms "
+            f"unpruned ({pruned / full:.2f}x the time): {word} than the model it was pruned from, with fewer MACs "
+            f"(their Avg predictime, {published(path)['environment']}).")
+
+
+__all__ = ["MODELS", "PUBLISHED_FILE", "published", "published_ap", "published_finetune", "published_map",
+           "published_predict_ms", "slower_pruned_line", "source_line"]
