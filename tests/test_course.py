@@ -201,6 +201,33 @@ def test_latency_table_is_measured_once_per_machine_and_profile(tmp_path, monkey
     assert other.latency_table_path() != path  # other table settings, another file
 
 
+def test_a_later_notebook_uses_the_table_that_chose_the_latency_widths(tmp_path, monkeypatch, capsys):
+    """Notebook 04 on a new VM with the work folder on Drive: the table named in the latency-pruned models'
+    sidecars, even one measured on another machine, never a re-measured one; without it, this machine's rule."""
+    import json
+
+    from hrank_ssd.course.pruned_models import SEED_MACS
+    from hrank_ssd.course.steps import Course
+
+    course, calls = course_with_baselines(tmp_path, monkeypatch)
+    assert course.chosen_table_path() is None  # no latency-pruned model yet
+    course.latency_pruned(SEED_MACS)
+    chosen = course.latency_table_file()
+    assert course.chosen_table_path() == chosen == course.latency_table_path() and len(calls) == 1
+    data = json.loads(chosen.read_text())
+    data["machine"]["cpu"] = "The CPU of notebook 02's VM"
+    chosen.write_text(json.dumps(data))
+    later = Course("tiny", tmp_path / "run2", tmp_path / "work", device="cpu", progress=False)
+    monkeypatch.setattr(later, "class_names", lambda: CLASSES)
+    assert later.latency_table().machine["cpu"] == "The CPU of notebook 02's VM" and len(calls) == 1
+    assert later.latency_table_file() == chosen and "measured on another machine" in capsys.readouterr().err
+    chosen.unlink()  # the table is gone: this machine's own is measured (and named in what is pruned next)
+    again = Course("tiny", tmp_path / "run3", tmp_path / "work", device="cpu", progress=False)
+    monkeypatch.setattr(again, "class_names", lambda: CLASSES)
+    assert again.chosen_table_path() is None and again.latency_table() is not None and len(calls) == 2
+    assert again.latency_table_file() == again.latency_table_path()
+
+
 def test_latency_pruned_models_meet_their_budgets(tmp_path, monkeypatch):
     from hrank_ssd.course.pruned_models import SEED_MACS, SMALL
     from hrank_ssd.measure import budgets
@@ -272,11 +299,14 @@ def test_extra_models_finetune_as_the_profile_says(tmp_path, monkeypatch):
     assert by_key[SEED_MACS] == by_key["vgg16-ssd-pruned"] == ("vgg16-ssd", 4, p.finetune_lr)
     assert by_key[SMALL] == ("vgg16-ssd", 1, p.finetune_lr) and by_key[MB1_PRUNED] == ("mb1-ssd", 1, 2e-3)
     full = Course("full", tmp_path / "run2", tmp_path / "work2", progress=False)  # the published model stands in
-    assert full.finetune_epochs(SEED_MACS) == full.profile.student_finetune_epochs == 1
+    fp = full.profile  # short finetunes, every one at the rate for short runs (the published rate is for 120 epochs)
+    assert full.finetune_epochs(SEED_MACS) == fp.student_finetune_epochs == full.finetune_epochs(SMALL) > 1
     monkeypatch.setattr(full, "_train", lambda key, net, epochs, lr, width, hooks=None, **kw: trained.append(lr))
     monkeypatch.setattr(full, "mb1_pruned", lambda: tmp_path / "mb1-init.pth")
+    monkeypatch.setattr(full, "latency_pruned", lambda key: tmp_path / f"{key}-init.pth")
     full.mb1_finetuned()
-    assert trained[-1] == full.profile.finetune_lr == 1e-5  # full: MobileNetV1-SSD finetunes as everything else
+    full.latency_finetuned(SEED_MACS)
+    assert trained[-2:] == [fp.mb1_finetune_lr, fp.short_finetune_lr] and fp.short_finetune_lr > 10 * fp.finetune_lr
     assert offline.settings()["mb1_compress_rate"] == "[0.3]*14"
 
 

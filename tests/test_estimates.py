@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from hrank_ssd.course import estimates
@@ -20,8 +22,11 @@ def test_workloads_follow_the_full_profile():
     work = {w.what: w for w in estimates.workloads(PROFILES["full"], gmacs, svd_gflop=2.0)}
     ranks = work["your ranks: 640 images"]  # rank_limit 5 x rank_batch 128, as the original's limitbatch5
     assert (ranks.images, ranks.gmacs, ranks.svd_gflop) == (640, 31.0, 2.0)
-    ft = work[f"your finetune: 1 epoch(s) of {estimates.VOC07_TRAINVAL} images"]
-    assert (ft.images, ft.gmacs, ft.passes, ft.train) == (5011, 18.0, 3.0, True)
+    e = PROFILES["full"].student_finetune_epochs
+    ft = work[f"your finetune: {e} epoch(s) of {estimates.VOC07_TRAINVAL} images"]
+    assert (ft.images, ft.gmacs, ft.passes, ft.train, ft.makes) == (e * 5011, 18.0 * 3, 1.0, True, "student")
+    val = work[f"your finetune: validation, {e} x {estimates.VOC07_TEST} images"]  # one pass per epoch: loss + mAP
+    assert (val.images, val.gmacs, val.passes, val.train) == (e * 4952, 18.0, 1.0, False)
     sens = work["sensitivity: 19 evaluations x 500 images"]  # baseline + 6 layers x 3 rates
     assert sens.images == 19 * 500
     table = estimates.estimate_table({False: 0.0, True: 0.0}, PROFILES["full"])
@@ -30,7 +35,7 @@ def test_workloads_follow_the_full_profile():
                                  "04_eval_map_fps", "05_flops_table", "06_video_demo"]
     # with free data loading, the finetune row is its FLOPs at the training rate
     row = table[table["work"] == ft.what].iloc[0]
-    flops = 5011 * estimates.model_gmacs(PROFILES["full"].compress_rate)["vgg16-ssd-pruned"] * 2 * 3
+    flops = e * 5011 * estimates.model_gmacs(PROFILES["full"].compress_rate)["vgg16-ssd-pruned"] * 2 * 3
     assert row["estimate min"] == pytest.approx(flops / (estimates.T4_FP32_TFLOPS * estimates.TRAIN_EFFICIENCY
                                                          * 1e3) / 60, rel=1e-9)
 
@@ -47,10 +52,43 @@ def test_workloads_count_the_comparisons_extra_models():
     work = {w.what: w for w in estimates.workloads(p, gmacs, svd_gflop=2.0, mb1_svd_gflop=0.5)}
     ranks = work["MobileNetV1-SSD ranks: 640 images"]
     assert (ranks.notebook, ranks.gmacs, ranks.svd_gflop) == ("01_rank_generation", 1.5, 0.5)
-    mb1 = work[f"MobileNetV1-SSD pruned: {p.small_finetune_epochs} epoch(s)"]
-    assert (mb1.images, mb1.gmacs, mb1.passes, mb1.train) == (5011 * p.small_finetune_epochs, 0.9, 3.0, True)
-    seed_macs = work["latency-pruned VGG16-SSD at the seed MACs: 1 epoch(s) of 5011 images"]  # as the student's
-    assert (seed_macs.images, seed_macs.gmacs) == (5011, 18.0)
+    small, e = p.small_finetune_epochs, p.student_finetune_epochs
+    mb1 = work[f"MobileNetV1-SSD pruned: {small} epoch(s) of 5011 images"]
+    assert (mb1.images, mb1.gmacs, mb1.train, mb1.makes) == (5011 * small, 0.9 * 3, True, "mb1-ssd-pruned")
+    seed_macs = work[f"latency-pruned VGG16-SSD at the seed MACs: {e} epoch(s) of 5011 images"]  # as the student's
+    assert (seed_macs.images, seed_macs.gmacs) == (e * 5011, 18.0 * 3)
     assert work["mAP of 6 models on 4952 images"].gmacs == 31.0 + 3 * 18.0 + 1.5 + 0.9
+    # the distillation lesson: one epoch plain (not the student's, which is longer) and one with the teacher
+    kd = work["distillation lesson, with the teacher: 1 epoch(s) of 5011 images"]
+    assert kd.gmacs == 18.0 * 3 + 31.0 and "distillation lesson, plain: 1 epoch(s) of 5011 images" in work
     order = [w.notebook for w in estimates.workloads(p, gmacs, 2.0)]
     assert order == sorted(order)  # grouped by notebook, in notebook order
+
+
+def test_full_short_finetunes_are_the_most_that_fit_notebook_03s_t4_budget():
+    """The full profile's short finetunes (yours, both latency-pruned models, the pruned MobileNetV1-SSD) are sized
+    by the estimate: as many epochs as keep notebook 03 within T4_NOTEBOOK_MINUTES, one more would not."""
+    p = PROFILES["full"]
+    assert p.student_finetune_epochs == p.small_finetune_epochs
+
+    def minutes(epochs):
+        q = replace(p, student_finetune_epochs=epochs, small_finetune_epochs=epochs)
+        table = estimates.estimate_table(estimates.ASSUMED_LOAD_MS, q)
+        return estimates.per_notebook(table).set_index("notebook")["estimate min"]["03_finetune"]
+
+    assert minutes(p.student_finetune_epochs) <= estimates.T4_NOTEBOOK_MINUTES < minutes(p.student_finetune_epochs + 1)
+    # ...at pytorch-ssd's training rate scaled to the batch, far above the 120-epoch rate that barely moves weights
+    assert p.finetune_lr_for(p.student_finetune_epochs) == pytest.approx(1e-3 * p.batch_size / 24, rel=1e-12)
+    assert p.finetune_lr_for(p.finetune_epochs) == p.finetune_lr and p.mb1_finetune_lr == pytest.approx(1e-2 / 3)
+
+
+def test_each_piece_of_work_says_what_it_makes_and_is_priced_once():
+    table = estimates.full_t4_minutes()
+    assert estimates.full_t4_minutes() is table  # computed once per process
+    assert {"voc-trainval", "voc-test", "baselines", "ranks", "ranks-mb1-ssd", "student", "vgg16-ssd-pruned",
+            "vgg16-ssd-lat-seedmacs", "vgg16-ssd-lat-small", "mb1-ssd-pruned"} <= set(table["makes"])
+    # VOC is fetched by every notebook that uses it on a new VM; minutes_of prices it once (the first notebook's)
+    voc = table[table["makes"] == "voc-test"]
+    assert len(voc) >= 4 and estimates.minutes_of(table, "voc-test") == pytest.approx(voc["estimate min"].iloc[0])
+    ft = table[table["makes"] == "mb1-ssd-pruned"]["estimate min"].sum()
+    assert estimates.minutes_of(table, "mb1-ssd-pruned") == pytest.approx(ft) and ft > 0

@@ -5,9 +5,11 @@
 
 - ``latency/vgg16-ssd-<key>.json``: VGG16-SSD's latency table at the profile's width and image size, measured
   here (:func:`~hrank_ssd.measure.latency_measure.measure_latency_table`). ``<key>`` hashes this machine (CPU or
-  GPU, torch, threads) with the profile's table settings, so a work folder used on another machine (a new Colab
-  VM with Drive) measures its own; a table :meth:`LatencyTable.load` refuses is measured again. Copied into
-  ``results/latency_table.json``.
+  GPU, torch, threads) with the profile's table settings. Once the latency-pruned models exist, the table their
+  widths were chosen on (named in their sidecars) is the one used, on any machine, as long as it is in the work
+  folder (a later notebook on a new Colab VM with Drive predicts with it, never with a re-measured one); before
+  that, another machine measures its own, and a table :meth:`LatencyTable.load` refuses is measured again
+  (:meth:`PrunedModels.latency_table`). Copied into ``results/latency_table.json``.
 - ``vgg16-ssd-lat-seedmacs``: within the seed rate's exact MACs, the fastest widths that keep ``seed_macs_keep``
   of the most HRank importance those MACs allow (:func:`~hrank_ssd.measure.budgets.fastest_widths_at_mac_cap`),
   finetuned exactly as the seed-rate model (same epochs and learning rate: their mAPs are compared).
@@ -22,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
@@ -46,6 +49,7 @@ class PrunedModels(StudentPruning):
     """The latency table, the latency-pruned VGG16-SSDs and the pruned MobileNetV1-SSD of one course run."""
 
     _table: Optional[LatencyTable] = None
+    _table_file: Optional[Path] = None
 
     # ------------------------------------------------------------ the latency table
 
@@ -59,12 +63,60 @@ class PrunedModels(StudentPruning):
         key = hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:12]
         return self.work / "latency" / f"vgg16-ssd-{key}.json"
 
+    def chosen_table_path(self) -> Optional[Path]:
+        """The latency table the latency-pruned models' widths were chosen on (named in their sidecars) when it is
+        in the work folder; None before notebook 02 made them, or when that file is gone."""
+        for key in (SEED_MACS, SMALL):
+            init = self.path(f"{key}-init")
+            name = (read_sidecar(init).get("budget") or {}).get("latency_table") if init.is_file() else None
+            if name and (self.work / "latency" / name).is_file():
+                return self.work / "latency" / name
+        return None
+
     def latency_table(self) -> LatencyTable:
-        """VGG16-SSD's latency table on this machine at the profile's width and image size: measured once (the
-        profile's ``latency_grid``, ``latency_runs``, ``latency_warmup``), then reused; also written to
-        ``results/latency_table.json``."""
+        """VGG16-SSD's latency table at the profile's width and image size, by this rule:
+
+        1. once the latency-pruned models exist, the table their widths were chosen on
+           (:meth:`chosen_table_path`), whatever machine measured it: a later notebook on a new VM predicts with
+           the table that chose the widths it finetuned, never a re-measured one (said when it is another
+           machine's);
+        2. else this machine's (:meth:`latency_table_path`), when :meth:`LatencyTable.load` accepts it;
+        3. else measured here (the profile's ``latency_grid``, ``latency_runs``, ``latency_warmup``) and saved there.
+
+        Also written to ``results/latency_table.json``; :meth:`latency_table_file` names the file used."""
         if self._table is not None:
             return self._table
+        table = self._chosen_table()
+        if table is None:
+            table = self._own_table()
+        table.save(self.result("latency_table.json"))
+        self._table = table
+        return table
+
+    def latency_table_file(self) -> Path:
+        """The file :meth:`latency_table` read or measured."""
+        self.latency_table()
+        return self._table_file
+
+    def _chosen_table(self) -> Optional[LatencyTable]:
+        path = self.chosen_table_path()
+        if path is None:
+            return None
+        with warnings.catch_warnings(record=True) as elsewhere:
+            warnings.simplefilter("always")
+            try:
+                table = LatencyTable.load(path, expect_machine=False)
+            except HRankError as e:
+                print(f"the latency table the latency-pruned models were chosen on is unreadable ({e}): using this "
+                      "machine's", file=sys.stderr)
+                return None
+        if elsewhere:
+            print(f"using {path.name}, the latency table the latency-pruned models' widths were chosen on: it was "
+                  "measured on another machine, so its predicted ms are that machine's", file=sys.stderr)
+        self._table_file = path
+        return table
+
+    def _own_table(self) -> LatencyTable:
         p, path, table = self.profile, self.latency_table_path(), None
         if path.is_file():
             try:
@@ -78,8 +130,7 @@ class PrunedModels(StudentPruning):
                                               warmup=p.latency_warmup, num_classes=len(self.class_names()),
                                               progress=self.progress)
             table.save(path)
-        table.save(self.result("latency_table.json"))
-        self._table = table
+        self._table_file = path
         return table
 
     # ------------------------------------------------------------ VGG16-SSD pruned for the clock
@@ -148,26 +199,29 @@ class PrunedModels(StudentPruning):
         base = load_model(self.baseline("vgg16-ssd"))
         chosen, note = self.latency_widths(key, base)
         budgets.prune_to_budget(base, chosen, self.rank_dir(), out, self.min_keep(key),
-                                latency_table=self.latency_table_path().name, note=note)
+                                latency_table=self.latency_table_file().name, note=note)
         return out
 
     def finetune_epochs(self, key: str) -> int:
         """The finetuning epochs of one of the course's models (0: not finetuned by the course)."""
         p = self.profile
         published = p.use_published_pruned and not p.synthetic
-        if key == "vgg16-ssd-pruned":
-            return p.finetune_epochs
+        if key == "vgg16-ssd-pruned":  # the published model's epochs, or the student's when theirs stands in
+            short = published and key in self.substitutes and p.student_finetune_epochs
+            return p.student_finetune_epochs if short else p.finetune_epochs
         if key == SEED_MACS:  # as the seed-rate model; where the published one stands in for it, as the student's
             return (p.student_finetune_epochs or p.finetune_epochs) if published else p.finetune_epochs
         return p.small_finetune_epochs if key in (SMALL, MB1_PRUNED) else 0
 
     def latency_finetuned(self, key: str, hooks=None) -> Path:
-        """A latency-pruned VGG16-SSD finetuned (:meth:`finetune_epochs` at ``finetune_lr``): ``models/<key>.pth``."""
+        """A latency-pruned VGG16-SSD finetuned (:meth:`finetune_epochs` at ``Profile.finetune_lr_for`` those
+        epochs): ``models/<key>.pth``."""
         epochs = self.finetune_epochs(key)
         init = self.latency_pruned(key)
         if epochs == 0:
             return init
-        return self._train(key, "vgg16-ssd", epochs, self.profile.finetune_lr, 1.0, hooks, base_net=str(init))
+        return self._train(key, "vgg16-ssd", epochs, self.profile.finetune_lr_for(epochs), 1.0, hooks,
+                           base_net=str(init))
 
     # ------------------------------------------------------------ MobileNetV1-SSD pruned
 

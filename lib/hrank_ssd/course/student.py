@@ -148,7 +148,7 @@ class StudentPruning(Workspace):
         if rates == _rates(p.compress_rate):
             return self.finetuned(epochs=p.student_finetune_epochs, hooks=hooks) if short else self.finetuned(hooks=hooks)
         epochs = p.student_finetune_epochs if short else p.finetune_epochs
-        return self._train(self._student_key(rates), "vgg16-ssd", epochs, p.finetune_lr, 1.0, hooks,
+        return self._train(self._student_key(rates), "vgg16-ssd", epochs, p.finetune_lr_for(epochs), 1.0, hooks,
                            base_net=str(self.student_pruned(rates)))
 
     def pruned_model(self) -> Path:

@@ -31,12 +31,14 @@ from hrank_ssd.train.trainer import train
 
 class Workspace:
     """Paths, data and models of one course run. ``work_dir`` holds reusable artifacts, ``run_dir`` this run's
-    results."""
+    results, ``data_dir`` the data sets (default ``work_dir``: ``<data_dir>/<profile>/data``; on Colab with Drive
+    the VM's local disk, since Drive's mount is slow for VOC's many small files)."""
 
     def __init__(self, profile="offline", run_dir=f"runs/{LATEST_LINK}", work_dir="work", device=None,
-                 progress=True):
+                 progress=True, data_dir=None):
         self.profile = profile if isinstance(profile, Profile) else get_profile(profile)
         self.work = Path(work_dir) / self.profile.name
+        self.data = Path(data_dir if data_dir is not None else work_dir) / self.profile.name / "data"
         self.run_dir = Path(run_dir)
         self.results = self.run_dir / "results"
         self.results.mkdir(parents=True, exist_ok=True)
@@ -83,10 +85,10 @@ class Workspace:
         """The training (and, offline, test) VOC root: made here or downloaded."""
         p = self.profile
         if p.synthetic:
-            root = self.work / "data" / "VOCdevkit" / "VOC2007"
+            root = self.data / "VOCdevkit" / "VOC2007"
             if not (root / "labels.txt").is_file():
                 with self.timed("dataset"):
-                    make_synthetic_voc(self.work / "data", p.num_train, p.num_test, p.image_size, seed=p.seed)
+                    make_synthetic_voc(self.data, p.num_train, p.num_test, p.image_size, seed=p.seed)
             return root
         return self._voc("2007-trainval") / "VOC2007"
 
@@ -97,13 +99,13 @@ class Workspace:
         return self._voc("2007-test") / "VOC2007-test"
 
     def _voc(self, voc_set: str) -> Path:
-        """``work/data/VOCdevkit`` (on Drive when the notebook mounted it) with ``voc_set`` downloaded once:
-        each notebook fetches only the sets it uses (the course trains and ranks on VOC2007 trainval and
-        tests on VOC2007 test; VOC2012 is never needed), and a second VM finds them already there."""
-        devkit = self.work / "data" / "VOCdevkit"
+        """``<data>/VOCdevkit`` with ``voc_set`` downloaded once: each notebook fetches only the sets it uses
+        (the course trains and ranks on VOC2007 trainval and tests on VOC2007 test; VOC2012 is never needed). On
+        Colab the data folder is the VM's disk, so each new VM downloads again (Drive keeps only artifacts)."""
+        devkit = self.data / "VOCdevkit"
         if voc_set not in self._voc_sets:
             with self.timed(f"dataset {voc_set}"):
-                voc_download.download_voc(self.work / "data", sets=(voc_set,), keep_tars=False,
+                voc_download.download_voc(self.data, sets=(voc_set,), keep_tars=False,
                                           progress=self.progress)
             self._voc_sets.add(voc_set)
         return devkit
@@ -217,7 +219,8 @@ class Workspace:
         if key == "vgg16-ssd-pruned" and not p.synthetic and p.use_published_pruned:
             return self.fetch("vgg16-ssd-hrank")
         extra = {"distill_from": str(self.baseline("vgg16-ssd"))} if distill else {}
-        return self._train(key, "vgg16-ssd", epochs, p.finetune_lr, 1.0, hooks, base_net=str(self.pruned(criterion)),
+        return self._train(key, "vgg16-ssd", epochs, p.finetune_lr_for(epochs), 1.0, hooks,
+                           base_net=str(self.pruned(criterion)),
                            **extra)
 
     def log_file(self, model: Path) -> Path:
