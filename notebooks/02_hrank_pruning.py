@@ -12,26 +12,40 @@
 # layer) loses the matching input channels. Nothing is masked; the weights are copied into a smaller model.
 
 # %%
-# Setup. On Colab: clone the repository and install it (Colab's own torch/torchvision are kept).
-# Locally: find the repository root and work from there.
+# Setup. On Colab: get the repository (a clone, or your copy on Drive) and install it (Colab's own torch/torchvision
+# are kept). Locally: find the repository root and work from there.
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 IN_COLAB = "google.colab" in sys.modules
-USE_DRIVE = False  # Colab only: keep work/ (checkpoints, ranks) and runs/ on Google Drive, safe from disconnects
+USE_DRIVE = False  # Colab only: models, ranks, latency tables, checkpoints and results on Google Drive; VOC on the VM
 
 if IN_COLAB:
     REPO = Path(os.environ.get("HRANK_SSD_COLAB_DIR", "/content/hrank-ssd"))
+    COPY = os.environ.get("HRANK_SSD_REPO_DIR")  # a copy of the repository (e.g. on Drive): used instead of a clone
+    if USE_DRIVE or any(str(p).startswith("/content/drive") for p in (REPO, COPY or "")):
+        from google.colab import drive
+
+        drive.mount("/content/drive")  # first: the repository itself may be on Drive
+    if not REPO.is_dir() and COPY:
+        if not (Path(COPY) / "lib" / "hrank_ssd").is_dir():
+            raise SystemExit(f"HRANK_SSD_REPO_DIR={COPY} holds no copy of the repository (no lib/hrank_ssd in it): "
+                             "upload the repository's folder there, or unset HRANK_SSD_REPO_DIR to clone")
+        shutil.copytree(COPY, REPO, ignore=shutil.ignore_patterns(".git", ".venv*", "work", "runs", "__pycache__",
+                                                                  "*.egg-info"))  # onto the VM's disk: fast imports
     if not REPO.is_dir():
         url = os.environ.get("HRANK_SSD_REPO_URL", "https://github.com/hrank-ssd/hrank-ssd")
         branch = os.environ.get("HRANK_SSD_BRANCH", "main")
         clone = subprocess.run(["git", "clone", "--depth", "1", "--branch", branch, url, str(REPO)],
                                capture_output=True, text=True, env=dict(os.environ, GIT_TERMINAL_PROMPT="0"))
-        if clone.returncode != 0:  # never a password prompt: one line saying what to change
-            raise SystemExit(f"could not clone {url} (branch {branch}): set HRANK_SSD_REPO_URL / HRANK_SSD_BRANCH "
-                             f"to your fork, or fix the URL in notebooks/_shared_cells.py (git: {' '.join(clone.stderr.split())[:200]})")
+        if clone.returncode != 0:  # never a password prompt: one line saying what to do
+            raise SystemExit(f"could not clone {url} (branch {branch}): set HRANK_SSD_REPO_URL (and HRANK_SSD_BRANCH) "
+                             "to a fork that exists, or upload a copy of the repository to your Drive and set "
+                             "HRANK_SSD_REPO_DIR=/content/drive/MyDrive/hrank-ssd, with %env in a cell before this "
+                             f"one (git: {' '.join(clone.stderr.split())[:200]})")
     os.chdir(REPO)
     # Keep every preinstalled package (torch, torchvision, ipywidgets, matplotlib, pandas...) at Colab's version:
     # pip then installs only what Colab lacks, and our loose ranges accept what it has.
@@ -41,9 +55,6 @@ if IN_COLAB:
                    check=True)
     sys.path.insert(0, str(REPO / "lib"))  # the editable install is only seen by new processes
     if USE_DRIVE:
-        from google.colab import drive
-
-        drive.mount("/content/drive")
         DRIVE_DIR = Path("/content/drive/MyDrive/hrank-ssd")
         DRIVE_DIR.mkdir(parents=True, exist_ok=True)
 else:
@@ -59,24 +70,36 @@ print("working in", Path.cwd())
 # Course parameters (papermill adds a cell with its own values right after this one).
 PROFILE = "offline"  # offline: synthetic data, small models trained here | tiny: seconds (CI) | full: real VOC
 RUN_DIR = "runs/latest"  # this run's results (tables, plots); the course command passes runs/<timestamp>
-WORK_DIR = "work"  # reusable artifacts: datasets, trained models, ranks, checkpoints (per profile)
+WORK_DIR = "work"  # reusable artifacts: trained models, ranks, latency tables, checkpoints (per profile)
+DATA_DIR = None  # data sets (VOC), per profile: None keeps them in WORK_DIR; Colab with USE_DRIVE: the VM's disk
 DEVICE = None  # None: cuda when available, else cpu
 COLAB_PROFILE = "full"  # the profile used on Colab unless PROFILE was injected
 
 # %%
 import torch  # noqa: F401  (later cells of most notebooks use it)
 
+from hrank_ssd.course.profiles import gpu_warning
 from hrank_ssd.course.steps import Course
 
 # On Colab the default is the real thing; values injected by papermill (a "# Parameters" cell) win.
 _injected = any(str(src).lstrip().startswith("# Parameters") for src in globals().get("In", [])[:-1])
 if IN_COLAB and not _injected:
     PROFILE = COLAB_PROFILE
-    if USE_DRIVE:
-        WORK_DIR, RUN_DIR = str(DRIVE_DIR / "work"), str(DRIVE_DIR / "runs" / "latest")
-course = Course(PROFILE, run_dir=RUN_DIR, work_dir=WORK_DIR, device=DEVICE, progress=not _injected)
+    if USE_DRIVE:  # artifacts on Drive; VOC's ten thousand small files on the VM's disk (Drive's mount is slow)
+        WORK_DIR, RUN_DIR, DATA_DIR = str(DRIVE_DIR / "work"), str(DRIVE_DIR / "runs" / "latest"), "/content/data"
+course = Course(PROFILE, run_dir=RUN_DIR, work_dir=WORK_DIR, device=DEVICE, progress=not _injected, data_dir=DATA_DIR)
 DEVICE = course.device  # None became cuda when a GPU is visible, else cpu
-print(f"profile {course.profile.name}, device {DEVICE}, results in {course.results}, artifacts in {course.work}")
+print(f"profile {course.profile.name}, device {DEVICE}, results in {course.results}, artifacts in {course.work}, "
+      f"data in {course.data}")
+if gpu_warning(course.profile, DEVICE):  # e.g. full on a CPU runtime: it goes on, for hours
+    print(gpu_warning(course.profile, DEVICE), file=sys.stderr)
+
+# %%
+# What this notebook takes from the earlier ones, and what it recomputes when their work is not in the work folder
+# (a new VM, or this notebook opened first), with minutes on a Colab T4: ESTIMATES from assumed rates, not measured.
+from hrank_ssd.course.upstream import recompute_note
+
+print(recompute_note(course, "02_hrank_pruning"))
 
 # %% [markdown]
 # ## Choosing the compress rate

@@ -18,6 +18,9 @@ placeholder raises, and only a call can catch that); the next cell, tagged ``che
 replaced by a placeholder that raises ``NotImplementedError`` (its check then says so, politely); the solved copy
 ``solutions/NN_name.ipynb`` keeps the source's cells as they are. The course and the tests run the solved copies.
 
+The README's Colab links follow the shared badge: the build points them at the repository and branch the badge
+names, so a fork edits ``_shared_cells.py`` alone and rebuilds.
+
     python notebooks/make_notebooks.py          # refresh the sources' shared cells, write every .ipynb
     python notebooks/make_notebooks.py --check  # exit 1 with one line when a notebook is stale; writes nothing
 """
@@ -25,6 +28,7 @@ replaced by a placeholder that raises ``NotImplementedError`` (its check then sa
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -37,6 +41,7 @@ SHARED = "_shared_cells.py"
 SOLUTIONS = "solutions"  # the solved copies' folder (hrank_ssd.course.notebooks.SOLUTIONS names the same)
 FORMAT = "py:percent"
 BADGE_START = "[![Open In Colab]"
+COLAB_LINK = re.compile(r"https://colab\.research\.google\.com/github/[^/\s)]+/[^/\s)]+/blob/[^/\s)]+/notebooks/")
 BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"
 PLACEHOLDER = 'raise NotImplementedError("exercise: write your code here, then run the check cell below")'
 SOLVED_NOTE = ("> **Solutions.** This copy of `notebooks/{name}.ipynb` has every exercise solved (the course runs "
@@ -111,6 +116,14 @@ class Notebooks:
         if badge.cell_type != "markdown" or [c.cell_type for c in shared] != ["code"] * 3:
             raise SystemExit(f"{SHARED}: expected a note, the badge (markdown) and three code cells")
         self.badge, self.shared = badge.source, shared
+        self.readme = self.folder.parent / "README.md"
+
+    def readme_text(self):
+        """(the README's text, the same with its Colab links pointing where the badge points); None without one."""
+        if not self.readme.is_file():
+            return None
+        text = self.readme.read_text(encoding="utf-8")
+        return text, COLAB_LINK.sub(COLAB_LINK.search(self.badge).group(0), text)
 
     def read(self, path: Path):
         return jupytext.reads(path.read_text(encoding="utf-8"), fmt=FORMAT, config=self.config)
@@ -178,6 +191,9 @@ class Notebooks:
                   if p.stem not in names]
         found += [f"{SOLUTIONS}/{p.name} (no exercises in {p.stem}.py)"
                   for p in sorted((self.folder / SOLUTIONS).glob("*.ipynb")) if p not in made]
+        readme = self.readme_text()
+        if readme is not None and readme[0] != readme[1]:
+            found.append(f"../README.md (its Colab links are not the badge's of {SHARED})")
         return found
 
     def write(self, log=print) -> None:
@@ -193,6 +209,10 @@ class Notebooks:
             if path not in made:  # a solved copy of a notebook that has no exercise any more
                 path.unlink()
                 log(f"removed {path}")
+        readme = self.readme_text()
+        if readme is not None and readme[0] != readme[1]:
+            self.readme.write_text(readme[1], encoding="utf-8")
+            log(f"wrote {self.readme} (Colab links)")
 
 
 def main(argv=None) -> int:
