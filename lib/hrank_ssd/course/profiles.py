@@ -162,8 +162,10 @@ PROFILES: Dict[str, Profile] = {
                     latency_runs=5, latency_warmup=2, stability_images=32, stability_few=4),
 }
 # The full profile's code path at CPU sizes, for ``rehearse`` (the stand-in world's few VOC images): only the
-# images per step, the benchmark's runs and the latency table's grid and runs differ from full.
-PROFILES["full-rehearsal"] = replace(PROFILES["full"], name="full-rehearsal", needs_gpu=False, rank_limit=1, rank_batch=4,
+# images per step, the short finetunes' epochs (one each: the same path), the benchmark's runs and the latency
+# table's grid and runs differ from full.
+PROFILES["full-rehearsal"] = replace(PROFILES["full"], name="full-rehearsal", needs_gpu=False, student_finetune_epochs=1,
+                                     small_finetune_epochs=1, rank_limit=1, rank_batch=4,
                                      sensitivity_images=4, quick_map_images=4, resume_images=8, bench_warmup=1, bench_runs=3,
                                      video_max_frames=8, latency_grid=2, latency_runs=1, latency_warmup=0,
                                      stability_images=2, stability_few=1)

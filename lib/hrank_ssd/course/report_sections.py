@@ -197,7 +197,7 @@ def speed(page: Page, res: Results) -> None:
 
 
 def flops(page: Page, res: Results) -> None:
-    page.heading("## 5. Parameters and MACs (exact count beside the original's seed-style count)")
+    page.heading("## 5. Parameters and MACs (exact count beside the original project's own count)")
     fl = res.get("flops.csv")
     if page.missing(res, "flops.csv"):
         return
@@ -208,10 +208,10 @@ def flops(page: Page, res: Results) -> None:
     page.table(fl[exact_cols], formats={"GMACs": ".3f", "params_ratio": ".3f", "MACs_ratio": ".3f"})
     page.add("", MAC_NOTE)
     if len(seed_cols) > 1:
-        page.heading("### Seed style (the original project's counting rules, reproduced) beside their published "
+        page.heading("### The original project's counting rules, reproduced (`--style seed`), beside their published "
                      "figures")
         page.table(tables.seed_table(fl, seed_cols), floatfmt=".0f")
-        page.add("", "The seed count only counts the 14 pruned convs (VGG), sizes fc6 without dilation, removes "
+        page.add("", "Their count only counts the 14 pruned convs (VGG), sizes fc6 without dilation, removes "
                  "pruned filters twice, and for MobileNetV1 counts the ImageNet classifier at 256x256: "
                  "`hrank_ssd.measure.seed_flops.seed_explanation` (notebook `05_flops_table.ipynb`) lists every "
                  "difference with its numbers.")

@@ -263,7 +263,8 @@ def published_ap_table(per_class: Optional[pd.DataFrame] = None) -> pd.DataFrame
 
 
 def seed_table(flops: pd.DataFrame, seed_cols: List[str]) -> pd.DataFrame:
-    """``flops.csv``'s seed-style counts with their published figures beside them (NaN where they have none)."""
+    """``flops.csv``'s counts by the original project's rules with their published figures beside them (NaN where
+    they have none)."""
     seed = flops[seed_cols].copy()
     pubs = [published_flops(r.get("net"), r.get("compress_rate")) for _, r in flops.iterrows()]
     seed["theirs: params (published)"] = [p["params"] if p else float("nan") for p in pubs]
