@@ -77,3 +77,30 @@ def test_unpruned_lowest_loss_member_is_refused_never_installed(checkpoints, tmp
     text = str(info.value)
     assert "\n" not in text and "gave" not in text
     assert "an unpruned vgg16-ssd checkpoint, not the one the manifest names: layer 1 (conv1_1)" in text
+
+
+def test_course_refuses_the_unpruned_member_and_reports_the_stand_in(checkpoints, tmp_path, monkeypatch, capsys):
+    """The full profile's pruned_model(): the refused download is said once, recorded as a substitute, and the
+    student's own pruned model stands in (its training is replaced here: the rehearsal's unpruned scenario runs it)."""
+    from hrank_ssd.course.steps import Course
+
+    monkeypatch.delenv(MANIFEST_ENV, raising=False)
+    bundle = tmp_path / "hrank-ssd-models.zip"
+    with zipfile.ZipFile(bundle, "w", zipfile.ZIP_STORED) as z:
+        z.write(checkpoints["unpruned"], "hrank-ssd-models/vgg16-ssd-Epoch-5-Loss-2.10.pth")
+    own = tmp_path / "own-pruned.pth"
+    monkeypatch.setattr(Course, "student_finetuned", lambda self, hooks=None: own)
+    with StandInWorld(tmp_path / "world") as world:
+        for name, value in world.environ().items():
+            monkeypatch.setenv(name, value)
+        world.serve_drive(BUNDLE_ID, bundle)
+        course = Course("full-rehearsal", run_dir=tmp_path / "run", work_dir=tmp_path / "work", device="cpu",
+                        progress=False)
+        assert course.pruned_model() == own and course.model_path("vgg16-ssd-pruned") == own
+        asked = sum("drive.usercontent.google.com/download" in r for r in world.requests)
+    assert asked == 1  # the refusal is remembered for the kernel's life: the bundle is not asked for again
+    why = course.load_json("substitutes.json")["vgg16-ssd-pruned"]
+    assert why.startswith("published pruned model unavailable: using your own finetuned pruned model instead")
+    assert "an unpruned vgg16-ssd checkpoint, not the one the manifest names" in why and "\n" not in why
+    assert capsys.readouterr().err.count("published pruned model unavailable") == 1
+    assert not (tmp_path / "work" / "models" / "vgg16-ssd-hrank-pruned.pth").exists()

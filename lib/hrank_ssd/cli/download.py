@@ -23,6 +23,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from hrank_ssd.io.downloads import fetch_many, list_rows
     from hrank_ssd.io.manifest import load_manifest
+    from hrank_ssd.nets.fit import fit_problem  # a checkpoint must be the net and widths its entry names
 
     manifest = load_manifest(args.manifest)
     if args.list:
@@ -33,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
         for r in rows:
             print("  ".join(r[c].ljust(widths[c]) for c in cols).rstrip())
         return 0
-    for path in fetch_many(args.names, args.dest, manifest, record=args.record, progress=not args.quiet):
+    for path in fetch_many(args.names, args.dest, manifest, record=args.record, progress=not args.quiet,
+                           check=fit_problem):
         print(path)
     return 0

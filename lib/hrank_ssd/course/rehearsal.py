@@ -1,6 +1,7 @@
 """``rehearse``: the Colab user's path (``PROFILE = "full"``, *Run all*) run end to end without network.
 
-For each scenario (``normal``, ``quota``, ``corrupt``: see :func:`hrank_ssd.course.rehearsal_world.serve`) it serves the
+For each scenario (``normal``, ``quota``, ``corrupt``, ``moved``, ``voc-down``, ``own-voc``, ``no-ranks``,
+``unpruned``: see :mod:`hrank_ssd.course.rehearsal_scenarios`) it serves the
 stand-in world on 127.0.0.1 (:mod:`hrank_ssd.io.standin`), points ``HRANK_SSD_MANIFEST`` at the world's manifest,
 and executes every notebook in order, each in a kernel of its own, from a fresh copy of the checkout (as
 Colab's clone: no ``../shared`` beside it), with the ``full-rehearsal`` profile, on ``device`` (cpu by default).
@@ -24,15 +25,16 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from hrank_ssd.course.folders import repo_root
 from hrank_ssd.course.notebooks import execute_one, notebook_params
+from hrank_ssd.course.rehearsal_checks import scenario_checks
 from hrank_ssd.course.rehearsal_env import copy_checkout, kernel_info
-from hrank_ssd.course.rehearsal_world import SCENARIOS, World, build_world, serve
-from hrank_ssd.course.results import NOTEBOOKS, read_json
+from hrank_ssd.course.rehearsal_scenarios import SCENARIOS, serve
+from hrank_ssd.course.rehearsal_world import World, build_world
+from hrank_ssd.course.results import NOTEBOOKS
 from hrank_ssd.errors import HRankError
 from hrank_ssd.io.files import atomic_write_text
 from hrank_ssd.io.manifest import MANIFEST_ENV
 from hrank_ssd.io.provenance import RECORD_NAME
 from hrank_ssd.io.standin import StandInWorld
-from hrank_ssd.io.verify import sha256sum
 from hrank_ssd.io.voc_download import VOC_SETS
 
 PROFILE = "full-rehearsal"
@@ -105,41 +107,6 @@ def _downloads(work: Path) -> Dict[str, dict]:
     return got
 
 
-def _checks(run_dir: Path, world: World, expected: Dict[str, str], notebooks: List[dict],
-            got: Dict[str, dict]) -> List[dict]:
-    checks = []
-
-    def check(what: str, ok: bool, detail: str = "") -> None:
-        checks.append({"check": what, "ok": bool(ok), "detail": detail})
-
-    for nb in notebooks:
-        check(f"{nb['notebook']} ran", nb["status"] == "ok", nb.get("error", ""))
-        check(f"{nb['notebook']} shows no error output", not nb["error_outputs"], "; ".join(nb["error_outputs"]))
-    results = run_dir / "results"
-    substitutes = read_json(results, "substitutes.json") or {}
-    ran = {nb["notebook"] for nb in notebooks}
-    last = "06_video_demo" in ran  # the clip and the report are notebook 06's; the pruned model 03-06's
-    uses_pruned = bool(ran & {"03_finetune", "04_eval_map_fps", "06_video_demo"})
-    for name, source in expected.items():
-        if name == "street-clip" and last:
-            video = read_json(results, "video.json") or {}
-            check("video clip source", video.get("source") == source, f"{video.get('source')} (expected {source})")
-        elif source == "unavailable" and uses_pruned:
-            check(f"{name} unavailable and reported", name not in got and "vgg16-ssd-pruned" in substitutes,
-                  substitutes.get("vgg16-ssd-pruned", "no substitute recorded")[:200])
-        elif name in got:
-            check(f"{name} from {source}", got[name]["source"].startswith(source), got[name]["source"])
-    served_good = {sha256sum(p) for n, p in world.files.items() if p.is_file() and n != "hrank-ssd-bundle"}
-    bad_dir = world.folder / "served-bad"
-    bad = {sha256sum(p) for p in bad_dir.iterdir()} if bad_dir.is_dir() else set()
-    installed = [p for p in (run_dir / "work").rglob("*") if p.is_file() and p.suffix in (".pth", ".txt", ".mp4")]
-    kept_bad = [str(p) for p in installed if p.stat().st_size > 0 and sha256sum(p) in bad - served_good]
-    check("no damaged download kept", not kept_bad, ", ".join(kept_bad))
-    for name in ("report.md", "report.html") if last else ():
-        check(f"{name} written by the notebooks", (run_dir / name).is_file(), str(run_dir / name))
-    return checks
-
-
 def run_scenario(scenario: str, world: World, checkout: Path, run_dir: Path, jupyter: Path,
                  notebooks: Sequence[str] = NOTEBOOKS, log: Callable[[str], None] = print,
                  device: str = "cpu") -> dict:
@@ -152,8 +119,9 @@ def run_scenario(scenario: str, world: World, checkout: Path, run_dir: Path, jup
     rows = []
     start = time.perf_counter()
     with StandInWorld(world.folder / f"standin-{scenario}") as standin:
-        expected = serve(world, standin, scenario)
-        env = {**standin.environ(), MANIFEST_ENV: str(world.manifest.resolve()), "JUPYTER_PATH": str(jupyter),
+        plan = serve(world, standin, scenario)
+        env = {**standin.environ(), **plan.env, MANIFEST_ENV: str(world.manifest.resolve()),
+               "JUPYTER_PATH": str(jupyter),
                "PYTHONPATH": os.pathsep.join(filter(None, [str(checkout / "lib"), os.environ.get("PYTHONPATH")]))}
         with _environ(env):
             for name in notebooks:
@@ -170,9 +138,9 @@ def run_scenario(scenario: str, world: World, checkout: Path, run_dir: Path, jup
                 rows.append(row)
         requests = list(standin.requests)
     got = _downloads(run_dir / "work")
-    checks = _checks(run_dir, world, expected, rows, got)
+    checks = scenario_checks(run_dir, world, plan, rows, got, requests)
     return {"scenario": scenario, "run_dir": str(run_dir), "seconds": round(time.perf_counter() - start, 1),
-            "notebooks": rows, "expected_sources": expected, "downloads": got,
+            "notebooks": rows, "expected_sources": plan.sources, "downloads": got,
             "requests": requests, "checks": checks, "ok": all(c["ok"] for c in checks)}
 
 

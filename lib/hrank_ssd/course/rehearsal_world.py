@@ -5,6 +5,8 @@
 - ``drive/hrank-ssd-models.zip``: the original project's bundle (pruned VGG16-SSD at ``[0.1]*7+[0.5]*9``, pruned
   with the ranks below, plus copies of both baselines and the labels);
 - ``drive/vgg-16-limitbatch5/``: the 14 ``rank_conv{i}.npy`` files, real ranks of the stand-in VGG16-SSD;
+- ``drive/pytorch-ssd-models/``: pytorch-ssd's Drive folder, where its README sends users since 2023-03-11: both
+  baselines and the labels (links to the ``gcs/`` files) beside other models of it the course never takes;
 - ``voc/``: the three VOC tars with the real layout (``VOCdevkit/VOC2007/...``), from the real VOC samples in
   ``../shared/data`` when present, synthetic VOC-format images otherwise;
 - ``github/vtest.mp4``: the street clip (``../shared``'s, else a synthetic pan);
@@ -12,14 +14,14 @@
   (the clip's sha256, the tars' md5s); URLs and Drive ids unchanged, so the real code paths are used.
 
 The weights are random (seeded): the rehearsal proves the path, not the accuracy.
-``serve(world, standin, scenario)`` answers each URL and Drive id as the scenario says (``normal``, ``quota``,
-``corrupt``) and returns what the scenario expects the course to report.
+:func:`hrank_ssd.course.rehearsal_scenarios.serve` answers each URL and Drive id as a scenario says.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
 import tarfile
 import zipfile
@@ -43,10 +45,12 @@ from hrank_ssd.io.voc_download import VOC_SETS
 from hrank_ssd.nets.compress import PRUNED_RATE
 from hrank_ssd.nets.models import build_model, clean_state_dict
 
-SCENARIOS = ("normal", "quota", "corrupt")
+WORLD_VERSION = 2  # a world.json of another version is built again (what the world holds changed)
 BUNDLE_DIR = "hrank-ssd-models"  # the folder inside the bundle zip
 PRUNED_MEMBER = "vgg16-ssd-prune-Epoch-119-Loss-2.93.pth"  # the lowest-loss pattern the manifest picks
 SHARED_DATA = ("..", "shared", "data")  # relative to the repository root
+PYTORCH_SSD_OTHERS = ("mb2-ssd-lite-mp-0_686.pth", "mb2-imagenet-71_8.pth", "mobilenet_v1_with_relu_69_5.pth",
+                      "vgg16_reducedfc.pth")  # in pytorch-ssd's Drive folder, never taken by the course
 
 
 @dataclass
@@ -154,7 +158,21 @@ def _ranks_and_models(folder: Path, train_root: Path, seed: int) -> Dict[str, Pa
             z.write(member, f"{BUNDLE_DIR}/{member.name}")
     shutil.rmtree(folder / "drive" / "staging")
     files["hrank-ssd-bundle"] = bundle
+    files["pytorch-ssd-folder"] = _pytorch_ssd_folder(folder / "drive" / "pytorch-ssd-models", files)
     return files
+
+
+def _pytorch_ssd_folder(out: Path, files: Dict[str, Path]) -> Path:
+    """pytorch-ssd's Drive folder: links to the baselines and labels, and small stand-ins of its other models."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("vgg16-ssd", "mb1-ssd", "voc-labels"):
+        try:
+            os.link(files[name], out / files[name].name)
+        except OSError:
+            shutil.copyfile(files[name], out / files[name].name)
+    for name in PYTORCH_SSD_OTHERS:
+        (out / name).write_bytes(b"\x80" + name.encode() * 64)
+    return out
 
 
 def _street_clip(folder: Path, repo: Path, test_tar_root: Optional[Path]) -> Path:
@@ -171,10 +189,12 @@ def build_world(folder, repo: Path, train_images: int = 16, test_images: int = 8
     """Write every stand-in file under ``folder`` (reused when ``folder/world.json`` says it is complete)."""
     folder = Path(folder)
     done = folder / "world.json"
-    if done.is_file():
-        info = json.loads(done.read_text())
+    info = json.loads(done.read_text()) if done.is_file() else {}
+    if info.get("version") == WORLD_VERSION:
         return World(folder, folder / "manifest.json", {k: Path(v) for k, v in info["files"].items()},
                      info["voc_source"])
+    if folder.is_dir():
+        shutil.rmtree(folder)  # an unfinished world, or one of another version
     folder.mkdir(parents=True, exist_ok=True)
     tars, voc_source = _voc_tars(folder, repo, train_images, test_images, seed)
     extract = folder / "voc" / "trainval-extracted"
@@ -185,79 +205,13 @@ def build_world(folder, repo: Path, train_images: int = 16, test_images: int = 8
     data = copy.deepcopy(json.loads(DEFAULT_MANIFEST.read_text()))
     arts = _artifacts(data)
     for name, path in files.items():
-        if arts[name].get("md5"):
+        if arts.get(name, {}).get("md5"):
             arts[name]["md5"] = md5sum(path)
-        if arts[name].get("sha256"):  # only what the real manifest pins is pinned here
+        if arts.get(name, {}).get("sha256"):  # only what the real manifest pins is pinned here
             arts[name]["size"], arts[name]["sha256"] = path.stat().st_size, sha256sum(path)
     data["about"] = f"Rehearsal stand-in of {DEFAULT_MANIFEST.name}: same URLs and ids, this world's checksums."
     manifest = folder / "manifest.json"
     atomic_write_text(manifest, json.dumps(data, indent=2) + "\n")
-    atomic_write_text(done, json.dumps({"files": {k: str(v) for k, v in files.items()}, "voc_source": voc_source},
-                                       indent=1))
+    atomic_write_text(done, json.dumps({"version": WORLD_VERSION, "files": {k: str(v) for k, v in files.items()},
+                                        "voc_source": voc_source}, indent=1))
     return World(folder, manifest, files, voc_source)
-
-
-# ------------------------------------------------------------------------------------ serving
-
-
-def _corrupted(path: Path, out: Path) -> Path:
-    """A copy of ``path`` with bytes changed in the middle (same size): only a checksum or CRC can tell."""
-    data = bytearray(path.read_bytes())
-    mid = len(data) // 2
-    data[mid:mid + 64] = bytes((b ^ 0x5A) for b in data[mid:mid + 64])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(bytes(data))
-    return out
-
-
-def serve(world: World, standin, scenario: str) -> Dict[str, str]:
-    """Serve ``world`` through ``standin`` (a started :class:`~hrank_ssd.io.standin.StandInWorld`) as ``scenario``
-    says; return, per artifact, the source the course should end up using (checked by the rehearsal).
-
-    - normal: every source works; the bundle comes with Drive's virus-scan confirmation form; the VOC2007 test
-      tar only on the second mirror (the first answers 404).
-    - quota: Drive serves its quota page for the bundle: the published pruned model is unavailable.
-    - corrupt: GCS serves a damaged MobileNetV1-SSD checkpoint and an HTML page for the labels, the first VOC
-      mirror a damaged 2007 trainval tar, and the clip's host a damaged clip.
-    """
-    if scenario not in SCENARIOS:
-        raise HRankError(f"unknown scenario {scenario!r}: choose among {', '.join(SCENARIOS)}")
-    arts = _artifacts(json.loads(world.manifest.read_text()))
-    bad = world.folder / "served-bad"
-    expected = {}
-    for name in ("vgg16-ssd", "mb1-ssd", "voc-labels"):
-        url = arts[name]["sources"][0]["url"]
-        served = world.files[name]
-        expected[name] = f"http {url}"
-        if scenario == "corrupt" and name == "mb1-ssd":
-            served, expected[name] = _corrupted(served, bad / served.name), "bundle"
-        if scenario == "corrupt" and name == "voc-labels":
-            served = bad / "labels.html"
-            served.parent.mkdir(parents=True, exist_ok=True)
-            served.write_text("<!DOCTYPE html><html><body>Service unavailable</body></html>\n")
-            expected[name] = "bundle"
-        standin.serve_url(url, served)
-    bundle_id = arts["hrank-ssd-bundle"]["sources"][0]["id"]
-    standin.serve_drive(bundle_id, world.files["hrank-ssd-bundle"], mode="quota" if scenario == "quota" else "confirm")
-    expected["vgg16-ssd-hrank"] = "unavailable" if scenario == "quota" else "bundle"
-    standin.serve_drive_folder(arts["vgg16-ssd-ranks"]["sources"][0]["id"], world.files["vgg16-ssd-ranks"])
-    expected["vgg16-ssd-ranks"] = "gdrive folder"
-    for name in ("voc-2007-trainval", "voc-2007-test"):
-        first, second = (s["url"] for s in arts[name]["sources"][:2])
-        tar = world.files[name]
-        if name == "voc-2007-test":
-            standin.serve_url(second, tar)  # the first mirror answers 404
-            expected[name] = f"http {second}"
-        elif scenario == "corrupt":
-            standin.serve_url(first, _corrupted(tar, bad / tar.name))
-            standin.serve_url(second, tar)
-            expected[name] = f"http {second}"
-        else:
-            standin.serve_url(first, tar)
-            expected[name] = f"http {first}"
-    standin.serve_url(arts["voc-2012-trainval"]["sources"][0]["url"], world.files["voc-2012-trainval"])
-    clip_url = arts["street-clip"]["sources"][0]["url"]
-    clip = world.files["street-clip"]
-    standin.serve_url(clip_url, _corrupted(clip, bad / clip.name) if scenario == "corrupt" else clip)
-    expected["street-clip"] = "synthetic clip" if scenario == "corrupt" else "real clip (manifest: street-clip)"
-    return expected

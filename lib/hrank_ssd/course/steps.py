@@ -41,10 +41,15 @@ class Course(Lessons):
 
     def rank_comparison(self) -> pd.DataFrame:
         """The student's ranks (computed here) against the published ones: per layer, how many of the kept
-        filters at the profile's compress rate both keep. Needs the published ranks (full profile)."""
+        filters at the profile's compress rate both keep. Needs the published ranks (full profile); without them
+        (they could not be downloaded) an empty table, and the reason is printed."""
+        published = self.published_ranks()
+        if published is None:
+            print("no comparison: the published ranks are unavailable (see above), so yours stand in for them",
+                  file=sys.stderr)
+            return pd.DataFrame()
         model = load_model(self.baseline("vgg16-ssd"))
-        rows = kept_agreement(model, self.profile.compress_rate, self.rank_dir(generate=True),
-                              self.rank_dir(generate=False))
+        rows = kept_agreement(model, self.profile.compress_rate, self.rank_dir(generate=True), published)
         return pd.DataFrame(rows)
 
     def evaluate(self, keys=MODEL_KEYS) -> Tuple[pd.DataFrame, pd.DataFrame]:

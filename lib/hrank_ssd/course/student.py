@@ -153,19 +153,22 @@ class StudentPruning(Workspace):
 
     def pruned_model(self) -> Path:
         """The finetuned pruned detector that notebooks 04-06 measure: :meth:`finetuned`. On the full profile,
-        when the published one cannot be had (Drive over quota, a corrupt copy), the course goes on with the
+        when the published one cannot be had (Drive over quota, a corrupt copy, a checkpoint whose widths are not the
+        manifest's compress rate), the course goes on with the
         student's own (:meth:`student_finetuned`), says so once, and records it in ``results/substitutes.json``."""
+        published = not self.profile.synthetic and self.profile.use_published_pruned
         try:
-            return self.finetuned()
+            path = self.finetuned()
         except HRankError as e:
-            if self.profile.synthetic or not self.profile.use_published_pruned:
+            if not published:
                 raise
-            if "vgg16-ssd-pruned" not in self.substitutes:
-                self.substitutes["vgg16-ssd-pruned"] = f"published pruned model unavailable ({e}); using your own " \
-                    f"finetuned pruned model ({self.profile.student_finetune_epochs} epoch(s), notebook 03) instead"
-                print(self.substitutes["vgg16-ssd-pruned"], file=sys.stderr)
-                self.save_json("substitutes.json", self.substitutes)
+            self.substitute("vgg16-ssd-pruned", "published pruned model unavailable: using your own finetuned "
+                            f"pruned model instead ({self.profile.student_finetune_epochs} epoch(s), notebook 03); "
+                            f"why: {e}")
             return self.student_finetuned()
+        if published:
+            self.published_used("vgg16-ssd-pruned")
+        return path
 
     def model_path(self, key: str) -> Path:
         """The checkpoint of one of :data:`~hrank_ssd.course.results.MODEL_KEYS`."""

@@ -4,10 +4,16 @@
 use, under ``work_dir/<profile>/`` (``data/``, ``models/<key>.pth``, ``checkpoints/<key>/``, ``ranks/``), and
 reuses what an earlier run made; it also keeps the run's bookkeeping in ``run_dir/results``
 (:mod:`hrank_ssd.course.results`): timings, substitutes, training logs.
+
+On the full profile a published artifact that cannot be had never stops the course: the rank folder gives way to
+the student's own ranks, the pruned model to the student's own finetune (:mod:`hrank_ssd.course.student`), each
+said once and recorded in ``results/substitutes.json`` (the report names them); the label file gives way to the
+library's 20 VOC class names (the same names in the same order), said once.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,11 +25,14 @@ from hrank_ssd.course import results as results_files
 from hrank_ssd.course.folders import LATEST_LINK
 from hrank_ssd.course.profiles import Profile, get_profile
 from hrank_ssd.data.synthetic import make_synthetic_voc
-from hrank_ssd.data.voc import TestTransform, VOCDataset, read_labels
+from hrank_ssd.data.voc import VOC_CLASSES, TestTransform, VOCDataset, read_labels
 from hrank_ssd.devices import resolve_device
+from hrank_ssd.errors import HRankError
 from hrank_ssd.hrank.pruning import prune_model, save_pruned
 from hrank_ssd.hrank.ranks import compute_ranks, has_ranks, image_batches, save_ranks
 from hrank_ssd.io import downloads, voc_download
+from hrank_ssd.io.files import atomic_write_text
+from hrank_ssd.nets.fit import fit_problem
 from hrank_ssd.nets.models import load_model, save_model
 from hrank_ssd.train.config import TrainConfig
 from hrank_ssd.train.trainer import train
@@ -44,6 +53,7 @@ class Workspace:
         self.results.mkdir(parents=True, exist_ok=True)
         self.device, self.progress = str(resolve_device(device)), progress  # None: cuda when visible
         self._fetched: Dict[str, Path] = {}
+        self._unavailable: Dict[str, HRankError] = {}  # published artifacts that failed in this kernel: not retried
         self._voc_sets: set = set()  # VOC sets checked (and downloaded if missing) in this run
         self.substitutes: Dict[str, str] = {}  # model key -> why another model stands in for it
 
@@ -67,10 +77,34 @@ class Workspace:
 
     def fetch(self, name: str) -> Path:
         """A published artifact (weights_manifest.json), downloaded and verified once per run: every later
-        call returns the same path instead of hashing a 100 MB checkpoint again."""
+        call returns the same path instead of hashing a 100 MB checkpoint again. A checkpoint must also be the
+        net and have the widths the manifest names (:func:`~hrank_ssd.nets.fit.fit_problem`). A failure is
+        raised again, without a new try, for the rest of the kernel's life."""
+        if name in self._unavailable:
+            raise self._unavailable[name]
         if name not in self._fetched:
-            self._fetched[name] = downloads.fetch(name, dest_dir=self.work.parent, progress=self.progress)
+            try:
+                self._fetched[name] = downloads.fetch(name, dest_dir=self.work.parent, progress=self.progress,
+                                                      check=fit_problem)
+            except HRankError as e:
+                self._unavailable[name] = e
+                raise
         return self._fetched[name]
+
+    def substitute(self, key: str, why: str) -> None:
+        """Say (once per kernel, on stderr) and record in ``results/substitutes.json`` that the published ``key``
+        could not be had and what stands in for it (``why``); the report names it."""
+        if key in self.substitutes:
+            return
+        self.substitutes[key] = why
+        print(why, file=sys.stderr)
+        self.save_json("substitutes.json", {**(self.load_json("substitutes.json") or {}), key: why})
+
+    def published_used(self, key: str) -> None:
+        """The published ``key`` was had after all: drop an earlier kernel's substitute record of it."""
+        known = self.load_json("substitutes.json") or {}
+        if key in known:
+            self.save_json("substitutes.json", {k: v for k, v in known.items() if k != key})
 
     @contextmanager
     def timed(self, step: str):
@@ -111,10 +145,23 @@ class Workspace:
         return devkit
 
     def label_file(self) -> Path:
-        """The class names file (``labels.txt``) of the profile's data."""
+        """The class names file (``labels.txt``) of the profile's data: on the full profile the published
+        ``voc-model-labels.txt``, else (no source answers) the library's names written to
+        ``work/<profile>/voc-model-labels-library.txt``, said once."""
         if self.profile.synthetic:
             return self.dataset_root() / "labels.txt"
-        return self.fetch("voc-labels")
+        try:
+            return self.fetch("voc-labels")
+        except HRankError as e:
+            out = self.work / "voc-model-labels-library.txt"
+            if not out.is_file():
+                atomic_write_text(out, "\n".join(("BACKGROUND",) + VOC_CLASSES) + "\n")
+            if "voc-labels (library)" not in self._fetched:  # said once per kernel
+                self._fetched["voc-labels (library)"] = out
+                print(f"label file unavailable: using the library's 20 VOC class names (hrank_ssd.data.voc."
+                      f"VOC_CLASSES, the published file's names in its order), written to {out}; why: {e}",
+                      file=sys.stderr)
+            return out
 
     def class_names(self):
         """The class names, BACKGROUND first."""
@@ -175,7 +222,9 @@ class Workspace:
         if generate is None:
             generate = self.profile.synthetic or not vgg
         if not generate and not self.profile.synthetic and vgg:
-            return self.fetch("vgg16-ssd-ranks")
+            published = self.published_ranks()
+            if published is not None:
+                return published
         out = self.work / ("ranks" if vgg else f"ranks-{net}")
         if has_ranks(out, net):
             return out
@@ -189,6 +238,18 @@ class Workspace:
                                   total=p.rank_limit, progress=self.progress)
             save_ranks(ranks, out)
         return out
+
+    def published_ranks(self) -> Optional[Path]:
+        """The original project's VGG16-SSD rank folder (full profile), or None when it cannot be downloaded: then
+        the student's own ranks stand in (:meth:`rank_dir` computes them), said once and recorded as a substitute."""
+        try:
+            path = self.fetch("vgg16-ssd-ranks")
+        except HRankError as e:
+            self.substitute("vgg16-ssd-ranks", f"published rank files unavailable: using your own ranks instead "
+                            f"({self.work / 'ranks'}, notebook 01's rank_dir(generate=True)); why: {e}")
+            return None
+        self.published_used("vgg16-ssd-ranks")
+        return path
 
     def pruned(self, criterion: str = "hrank") -> Path:
         """The baseline pruned with ``criterion`` at the profile's compress rate, before finetuning."""
