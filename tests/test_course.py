@@ -49,7 +49,10 @@ def test_full_profile_uses_the_published_ranks_unless_asked_to_generate(tmp_path
 def test_student_finetune_is_short_on_full_and_the_course_run_elsewhere(tmp_path, monkeypatch):
     from hrank_ssd.course.steps import Course
 
-    for name, expected in (("full", {"epochs": 1, "hooks": None}), ("tiny", {"hooks": None})):
+    from hrank_ssd.course.profiles import PROFILES
+
+    short = PROFILES["full"].student_finetune_epochs
+    for name, expected in (("full", {"epochs": short, "hooks": None}), ("tiny", {"hooks": None})):
         course = Course(name, tmp_path / name / "run", tmp_path / name / "work", progress=False)
         seen = []
         monkeypatch.setattr(course, "finetuned", lambda seen=seen, **kw: seen.append(kw) or tmp_path / "vgg16-ssd-hrank-ft1.pth")
@@ -115,7 +118,8 @@ def test_published_pruned_model_over_quota_falls_back_to_the_students(tmp_path, 
     assert course.model_path("vgg16-ssd-pruned") == tmp_path / "vgg16-ssd-hrank-ft1.pth"
     assert course.model_path("vgg16-ssd") == tmp_path / "vgg16-ssd.pth"
     note = json.loads((course.results / "substitutes.json").read_text())["vgg16-ssd-pruned"]
-    assert "over its download quota" in note and "your own finetuned pruned model (1 epoch(s)" in note
+    assert "over its download quota" in note and "your own finetuned pruned model" in note
+    assert f"({course.profile.student_finetune_epochs} epoch(s)" in note
     tiny = Course("tiny", tmp_path / "r2", tmp_path / "w2", progress=False)
     monkeypatch.setattr(tiny, "finetuned", lambda: (_ for _ in ()).throw(HRankError("broken")))
     with pytest.raises(HRankError, match="broken"):  # only the published model has a stand-in
