@@ -19,7 +19,10 @@ def add_parser(sub) -> None:
     p.add_argument("--runs", default="runs", help="folder that receives rehearsal-<timestamp>/")
     p.add_argument("--scenarios", default="normal,quota,corrupt",
                    help="comma-separated among normal (every source works), quota (Drive over quota for the "
-                        "bundle), corrupt (damaged downloads)")
+                        "bundle), corrupt (damaged downloads), moved (pytorch-ssd's bucket gone: its Drive folder), "
+                        "voc-down (every VOC mirror fails: the one-line message), own-voc (your own VOC tars, the "
+                        "label file nowhere), no-ranks (the rank folder unlisted), unpruned (the zip's pick is an "
+                        "unpruned checkpoint); docs/rehearsal.md")
     p.add_argument("--colab_env", default=None,
                    help="a venv made (once) with Colab's Python and package versions (colab/colab-gpu-2026-08.txt) "
                         "that runs the notebooks; default: this Python")
