@@ -198,7 +198,9 @@ plt.show()
 # writes `rank_conv{i}.npy` for the 14 prunable layers (conv1_1 ... conv5_3 and fc6; fc7 feeds the heads
 # directly and is not pruned), the file names of the original HRank code. On the full profile
 # `rank_dir()` gives the original project's published rank files (what its pruned model was made from);
-# `rank_dir(generate=True)` computes your own, and the comparison below sets the two side by side.
+# `rank_dir(generate=True)` computes your own, and the comparison below sets the two side by side. When the
+# published files cannot be downloaded (Drive refuses the folder), `rank_dir()` says so once and gives your own
+# instead: notebooks 01-04 go on with them, the report names the stand-in, and the comparison is empty.
 
 # %%
 import pandas as pd
