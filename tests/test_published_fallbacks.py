@@ -46,3 +46,17 @@ def test_rank_folder_unavailable_is_recorded_once_and_merged_with_other_kernels(
     assert c.rank_comparison().empty  # nothing to compare yours with
     c.published_used("vgg16-ssd-pruned")
     assert set(json.loads((tmp_path / "run" / "results" / "substitutes.json").read_text())) == {"vgg16-ssd-ranks"}
+
+
+def test_a_failure_is_remembered_until_the_file_is_put_there_by_hand(course, tmp_path):
+    c, world = course
+    from hrank_ssd.errors import HRankError
+
+    for _ in range(2):
+        with pytest.raises(HRankError, match="could not download 'voc-labels'"):
+            c.fetch("voc-labels")
+    assert sum("voc-model-labels" in r for r in world.requests) == 1  # asked once per kernel
+    by_hand = tmp_path / "work" / "models" / "voc-model-labels.txt"
+    by_hand.parent.mkdir(parents=True, exist_ok=True)
+    by_hand.write_text("BACKGROUND\ncat\n")
+    assert c.fetch("voc-labels") == by_hand and c.class_names() == ["BACKGROUND", "cat"]

@@ -32,6 +32,7 @@ from hrank_ssd.hrank.pruning import prune_model, save_pruned
 from hrank_ssd.hrank.ranks import compute_ranks, has_ranks, image_batches, save_ranks
 from hrank_ssd.io import downloads, voc_download
 from hrank_ssd.io.files import atomic_write_text
+from hrank_ssd.io.manifest import load_manifest
 from hrank_ssd.nets.fit import fit_problem
 from hrank_ssd.nets.models import load_model, save_model
 from hrank_ssd.train.config import TrainConfig
@@ -79,9 +80,12 @@ class Workspace:
         """A published artifact (weights_manifest.json), downloaded and verified once per run: every later
         call returns the same path instead of hashing a 100 MB checkpoint again. A checkpoint must also be the
         net and have the widths the manifest names (:func:`~hrank_ssd.nets.fit.fit_problem`). A failure is
-        raised again, without a new try, for the rest of the kernel's life."""
+        raised again without a new try (a dead host costs its timeout once per kernel), until a file appears at
+        the artifact's path: one put there by hand, as the error says, is then checked and taken."""
         if name in self._unavailable:
-            raise self._unavailable[name]
+            if not (self.work.parent / load_manifest().get(name)["file"]).exists():
+                raise self._unavailable[name]
+            del self._unavailable[name]
         if name not in self._fetched:
             try:
                 self._fetched[name] = downloads.fetch(name, dest_dir=self.work.parent, progress=self.progress,
