@@ -47,9 +47,8 @@ def test_full_profile_uses_the_published_ranks_unless_asked_to_generate(tmp_path
 
 
 def test_student_finetune_is_short_on_full_and_the_course_run_elsewhere(tmp_path, monkeypatch):
-    from hrank_ssd.course.steps import Course
-
     from hrank_ssd.course.profiles import PROFILES
+    from hrank_ssd.course.steps import Course
 
     short = PROFILES["full"].student_finetune_epochs
     for name, expected in (("full", {"epochs": short, "hooks": None}), ("tiny", {"hooks": None})):
