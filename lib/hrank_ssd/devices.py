@@ -1,7 +1,16 @@
-"""Which torch device to run on, and waiting for it: ``None`` means CUDA when a GPU is visible, else the CPU; a bad name is a
-one-line :class:`~hrank_ssd.errors.HRankError` instead of torch's RuntimeError later on."""
+"""Which torch device to run on, waiting for it, and a caller's model on it without moving the caller's model.
+
+``None`` means CUDA when a GPU is visible, else the CPU; a bad name is a one-line
+:class:`~hrank_ssd.errors.HRankError` instead of torch's RuntimeError later on. A library function that runs a model
+on a device uses :func:`model_on` and :func:`evaluating`, never ``model.to(device).eval()``: the caller's model stays
+where it was, in the mode it was.
+"""
 
 from __future__ import annotations
+
+import copy
+from contextlib import contextmanager
+from typing import Iterator
 
 import torch
 
@@ -30,4 +39,33 @@ def sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
-__all__ = ["resolve_device", "sync"]
+def _is_on(t: torch.Tensor, device: torch.device) -> bool:
+    return t.device.type == device.type and (device.index is None or t.device.index == device.index)
+
+
+def model_on(model: torch.nn.Module, device, channels_last: bool = False) -> torch.nn.Module:
+    """``model`` itself when all its parameters and buffers sit on ``device`` (and, with ``channels_last``, its 4-d
+    ones are stored channels-last), else a copy moved there: the caller's model is never moved or converted."""
+    device = torch.device(device)
+    tensors = [*model.parameters(), *model.buffers()]
+    fmt = torch.channels_last if channels_last else torch.preserve_format
+    layout_ok = not channels_last or all(t.dim() != 4 or t.is_contiguous(memory_format=torch.channels_last)
+                                         for t in tensors)
+    if all(_is_on(t, device) for t in tensors) and layout_ok:
+        return model
+    return copy.deepcopy(model).to(device=device, memory_format=fmt)
+
+
+@contextmanager
+def evaluating(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """``model`` in eval mode inside the block; every submodule's own training flag is restored after it."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+__all__ = ["evaluating", "model_on", "resolve_device", "sync"]

@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 
 from hrank_ssd.course.video import FOURCC, annotate_frame, open_video
+from hrank_ssd.devices import evaluating
 from hrank_ssd.errors import HRankError
 from hrank_ssd.measure.bench import clocked
 from hrank_ssd.nets.predictor import postprocess
@@ -33,7 +34,7 @@ def _one_frame(predictor, frame, class_names, writer, threshold: float, top_k: i
     dev, model, t = predictor.device, predictor.model, {}
     rgb, t["BGR to RGB"] = clocked(lambda: cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), dev)
     batch, t["preprocess"] = clocked(lambda: predictor.preprocess([rgb]), dev)
-    with torch.no_grad():
+    with torch.no_grad(), evaluating(model):
         (conf, loc), t["forward"] = clocked(lambda: model(batch), dev)
 
     def post():

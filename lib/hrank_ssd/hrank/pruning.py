@@ -41,7 +41,7 @@ def _rule_for(key: str, rules: Dict[str, Rule]) -> Rule:
 def l1_scores(model: SSD) -> List[np.ndarray]:
     """Filter L1 norms (Li et al. 2017), one array per prunable layer."""
     net, state = model.cfg.name, model.state_dict()
-    return [state[producer_key(net, i) + ".weight"].abs().flatten(1).sum(1).double().numpy()
+    return [state[producer_key(net, i) + ".weight"].detach().abs().flatten(1).sum(1).double().cpu().numpy()
             for i in range(num_prunable(net))]
 
 
@@ -141,7 +141,8 @@ def _index_lists(model: SSD, kept: Dict[str, List[int]]) -> List[torch.Tensor]:
 
 
 def apply_kept(model: SSD, kept: Dict[str, List[int]]) -> SSD:
-    """A new, physically smaller model holding exactly the kept filters of ``model``."""
+    """A new, physically smaller model holding exactly the kept filters of ``model``, on ``model``'s device and in
+    its mode (``model`` itself is not changed)."""
     net = model.cfg.name
     index = _index_lists(model, kept)
     plan = ChannelPlan(list(model.plan.base), list(model.plan.extras), model.plan.num_prunable)
@@ -154,9 +155,9 @@ def apply_kept(model: SSD, kept: Dict[str, List[int]]) -> SSD:
         out_layer, in_layer = _rule_for(key, rules)
         t = tensor
         if out_layer is not None and t.dim() >= 1:
-            t = t.index_select(0, index[out_layer])
+            t = t.index_select(0, index[out_layer].to(t.device))
         if in_layer is not None and t.dim() >= 2:
-            t = t.index_select(1, index[in_layer])
+            t = t.index_select(1, index[in_layer].to(t.device))
         new_state[key] = t  # load_state_dict copies into the new model
     pruned.load_state_dict(new_state, strict=True)
     return pruned.to(next(model.parameters()).device).train(model.training)
@@ -178,8 +179,8 @@ def masked_copy(model: SSD, kept: Dict[str, List[int]]) -> SSD:
             out_layer, _ = _rule_for(key, rules)
             if out_layer is None:
                 continue
-            keep = torch.zeros(p.shape[0], dtype=torch.bool)
-            keep[index[out_layer]] = True
+            keep = torch.zeros(p.shape[0], dtype=torch.bool, device=p.device)
+            keep[index[out_layer].to(p.device)] = True
             p[~keep] = 0
     return masked
 

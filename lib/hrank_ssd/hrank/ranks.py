@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from hrank_ssd.devices import evaluating, model_on
 from hrank_ssd.errors import HRankError
 from hrank_ssd.io.files import atomic_save_npy
 from hrank_ssd.nets.models import activation_key, layer_names
@@ -157,12 +158,14 @@ class RankAccumulator:
 
 def compute_ranks(model: SSD, batches: Iterable[torch.Tensor], device="cpu", total: Optional[int] = None,
                   progress: bool = True, rank_fn=batched_ranks) -> List[np.ndarray]:
-    """Average rank per output channel of each prunable layer over all images in ``batches``."""
-    model = model.to(device).eval()
+    """Average rank per output channel of each prunable layer over all images in ``batches`` (``model`` in eval
+    mode on ``device``: itself when it is there, else a copy; the caller's model is not moved)."""
+    model = model_on(model, device)
     acc = RankAccumulator(model, rank_fn)
     try:
-        for images in tqdm(batches, total=total, desc="ranks", unit="batch", disable=not progress):
-            acc.add(images.to(device))
+        with evaluating(model):
+            for images in tqdm(batches, total=total, desc="ranks", unit="batch", disable=not progress):
+                acc.add(images.to(device))
     finally:
         acc.close()
     return acc.result()

@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from hrank_ssd.devices import evaluating, model_on
 from hrank_ssd.errors import HRankError
 from hrank_ssd.hrank.pruning import select_filters
 from hrank_ssd.hrank.ranks import RankAccumulator
@@ -70,9 +71,10 @@ def rank_sets(model: SSD, dataset, sizes: Sequence[int], batch_size: int = 8, de
     if min(sizes) < 1 or sum(sizes) > len(dataset):
         raise HRankError(f"rank sets of {list(sizes)} images need {sum(sizes)} images, the data set has "
                          f"{len(dataset)}: use fewer images")
-    model = model.to(device).eval()
+    model = model_on(model, device)  # the caller's model is not moved
     out, start = [], 0
-    with tqdm(total=sum(sizes), desc="ranks per image set", unit="image", disable=not progress) as bar:
+    with tqdm(total=sum(sizes), desc="ranks per image set", unit="image", disable=not progress) as bar, \
+            evaluating(model):
         for size in sizes:
             acc = RankAccumulator(model)
             try:

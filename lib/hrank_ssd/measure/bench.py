@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from hrank_ssd.devices import resolve_device, sync
+from hrank_ssd.devices import evaluating, model_on, resolve_device, sync
 from hrank_ssd.errors import HRankError
 from hrank_ssd.measure.flops import count_exact
 from hrank_ssd.measure.speed import Wrapped, unwrap
@@ -255,10 +255,8 @@ def benchmark_models(models: Mapping[str, nn.Module], device="cpu", batch_size: 
         for name, model in models.items():
             size = image_size or unwrap(model).image_size
             facts[name] = {"params": count_params(model), "MACs": count_macs(model, size)}
-            model = model.to(device).eval()
-            if channels_last and isinstance(model, nn.Module):
-                model = model.to(memory_format=torch.channels_last)
-            prepared[name] = model
+            # the caller's model stays where it was: itself when already there, else a copy
+            prepared[name] = model_on(model, device, channels_last=channels_last and isinstance(model, nn.Module))
         sizes = {name: image_size or unwrap(m).image_size for name, m in prepared.items()}
         inputs = {name: torch.randn(batch_size, 3, s, s, generator=torch.Generator().manual_seed(0)).to(device)
                   .contiguous(memory_format=fmt) for name, s in sizes.items()}
@@ -267,7 +265,7 @@ def benchmark_models(models: Mapping[str, nn.Module], device="cpu", batch_size: 
             model, x = prepared[name], inputs[name]
 
             def run():
-                with _autocast(device, amp):
+                with _autocast(device, amp), evaluating(model):
                     return model(x)
             return run
 

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from hrank_ssd.devices import evaluating, model_on
 from hrank_ssd.errors import HRankError
 from hrank_ssd.measure.bench import count_macs, timings_interleaved
 from hrank_ssd.measure.sensitivity import quick_map
@@ -91,9 +92,9 @@ def compare_fine_grained(model: nn.Module, pruned: nn.Module, dataset, device="c
     full = weight_count(model)
     taken = {"unpruned": 0, "fine-grained (magnitude)": sum(zeroed.values()),
              "filters (HRank)": full - weight_count(pruned)}  # equal for both by construction
+    models = {name: model_on(m, device) for name, m in models.items()}  # the caller's models are not moved
     rows = []
     for name, m in tqdm(models.items(), desc="fine vs filter", unit="model", disable=not progress):
-        m = m.to(device).eval()
         nonzero = sum(int((w != 0).sum()) for w in weight_tensors(m).values())
         rows.append({"model": name, "sparsity": 1 - nonzero / full, "pruned_weights": taken[name],
                      "nonzero_weights": nonzero, "GMACs": count_macs(m) / 1e9, "mAP": quick_map(m, dataset, device)})
@@ -101,7 +102,7 @@ def compare_fine_grained(model: nn.Module, pruned: nn.Module, dataset, device="c
 
     def forward(m):
         def run():
-            with torch.inference_mode():
+            with torch.inference_mode(), evaluating(m):
                 m(x)
         return run
 

@@ -39,7 +39,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from hrank_ssd.devices import resolve_device
+from hrank_ssd.devices import evaluating, model_on, resolve_device
 from hrank_ssd.errors import HRankError
 from hrank_ssd.measure.bench import num_threads, timings_interleaved
 from hrank_ssd.measure.latency_table import (
@@ -222,10 +222,14 @@ def time_as_measured(table: LatencyTable, models: Mapping[str, nn.Module], runs:
     device = resolve_device(table.device)
     fmt = torch.channels_last if table.layout == "channels_last" else torch.contiguous_format
     with num_threads(table.threads), torch.inference_mode():
-        ready = {n: m.eval().to(device=device, memory_format=fmt) for n, m in models.items()}
+        ready = {n: model_on(m, device, channels_last=table.layout == "channels_last") for n, m in models.items()}
         x = torch.randn(table.batch_size, 3, table.image_size, table.image_size, device=device).contiguous(
             memory_format=fmt)
-        return timings_interleaved({n: (lambda m=m: m(x)) for n, m in ready.items()}, warmup, runs, device)
+
+        def forward(m):
+            with evaluating(m):
+                return m(x)
+        return timings_interleaved({n: (lambda m=m: forward(m)) for n, m in ready.items()}, warmup, runs, device)
 
 
 __all__ = ["CHECK_COPIES", "default_checks", "design_widths", "measure_latency_table", "net_grid", "time_as_measured"]

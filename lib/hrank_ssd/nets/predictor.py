@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from hrank_ssd.data.voc import to_input
+from hrank_ssd.devices import evaluating, model_on
 from hrank_ssd.nets.priors import center_to_corner, decode
 
 Detections = Tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # boxes (pixels, xyxy), labels, scores
@@ -80,12 +81,16 @@ def postprocess(confidences: torch.Tensor, locations: torch.Tensor, priors: torc
 
 
 class Predictor:
-    """``predict(image)`` -> (boxes in image pixels, labels, scores) for an HxWx3 RGB uint8 array."""
+    """``predict(image)`` -> (boxes in image pixels, labels, scores) for an HxWx3 RGB uint8 array.
+
+    Runs ``model`` itself when it already sits on ``device`` (in eval mode for each call, its own mode restored
+    after), else a copy moved there (:func:`~hrank_ssd.devices.model_on`): the caller's model is never moved.
+    """
 
     def __init__(self, model, device="cpu", score_threshold: float = 0.01, iou_threshold: Optional[float] = None,
                  candidate_size: int = 200, channels_last: bool = False):
-        self.model = model.to(device).eval()
         self.device = torch.device(device)
+        self.model = model_on(model, self.device)
         self.cfg = model.cfg
         self.score_threshold, self.iou_threshold, self.candidate_size = score_threshold, iou_threshold, candidate_size
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -98,7 +103,8 @@ class Predictor:
     @torch.no_grad()
     def outputs(self, images: Sequence[np.ndarray]) -> Tuple[torch.Tensor, torch.Tensor]:
         """The model's raw ``(confidences, locations)`` for a batch of images."""
-        return self.model(self.preprocess(images))
+        with evaluating(self.model):
+            return self.model(self.preprocess(images))
 
     def detections(self, conf: torch.Tensor, loc: torch.Tensor, images: Sequence[np.ndarray], top_k: int = -1,
                    prob_threshold: Optional[float] = None) -> List[Detections]:
@@ -109,7 +115,7 @@ class Predictor:
         out = []
         for (boxes, labels, scores), im in zip(dets, images):
             h, w = im.shape[:2]
-            out.append((boxes * torch.tensor([w, h, w, h], dtype=boxes.dtype), labels, scores))
+            out.append((boxes * torch.tensor([w, h, w, h], dtype=boxes.dtype, device=boxes.device), labels, scores))
         return out
 
     def predict_batch(self, images: Sequence[np.ndarray], top_k: int = -1,

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from hrank_ssd.data.voc import collate
+from hrank_ssd.devices import evaluating
 from hrank_ssd.errors import HRankError
 from hrank_ssd.measure.evaluation import score_results
 from hrank_ssd.nets.models import SSD
@@ -31,15 +32,15 @@ def validation_loss(model: SSD, dataset, batch_size: int = 32, device="cpu", amp
     depend on the batch size or on how many processes computed it.
     """
     device = torch.device(device)
-    model.eval()
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate,
                                          num_workers=num_workers)
     sums = _LossSums()
-    for images, locations, labels in loader:
-        images = images.to(device, dtype=param_dtype(model))
-        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-            conf, loc = model(images)
-        sums.add(conf, loc, labels.to(device), locations.to(device))
+    with evaluating(model):
+        for images, locations, labels in loader:
+            images = images.to(device, dtype=param_dtype(model))
+            with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+                conf, loc = model(images)
+            sums.add(conf, loc, labels.to(device), locations.to(device))
     return sums.result()
 
 
