@@ -133,3 +133,19 @@ def test_download_voc_script_voc_source_flag(tmp_path, monkeypatch, capsys):
     assert script.main(["--dest", str(tmp_path / "e"), "--sets", "2007-test", "--quiet"]) == 2
     err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error:")]  # the rest: progress lines
     assert len(err) == 1 and err[0].startswith("error: could not download VOC 2007-test") and VOC_SOURCE_ENV in err[0]
+
+
+def test_own_folders_merged_into_one_test_dir_are_copied_not_relinked(tmp_path):
+    own = tmp_path / "own"
+    for name, data in TARS.items():  # trainval in VOCdevkit/VOC2007, test in VOCdevkit/VOC2007-test
+        with tarfile.open(fileobj=io.BytesIO(data)) as t:
+            t.extractall(tmp_path / name, filter="data")
+        (own / "VOCdevkit").mkdir(parents=True, exist_ok=True)
+        (tmp_path / name / "VOCdevkit" / "VOC2007").rename(own / "VOCdevkit" / VOC_SETS[name][2])
+    devkit = download_voc(tmp_path / "data", sets=["2007-trainval", "2007-test"], manifest=_manifest(),
+                          test_dir="VOC2007", progress=False, source=own)
+    main = devkit / "VOC2007" / "ImageSets" / "Main"
+    assert not (devkit / "VOC2007").is_symlink() and sorted(p.name for p in main.iterdir()) == ["test.txt",
+                                                                                               "trainval.txt"]
+    assert sorted(p.name for p in (own / "VOCdevkit" / "VOC2007" / "ImageSets" / "Main").iterdir()) == \
+        ["trainval.txt"]  # your folders untouched

@@ -148,7 +148,11 @@ def _link_folder(found: Path, out: Path) -> None:
     ``out`` already holds the other split (torchvision's merged VOC2007)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.is_symlink():
-        out.unlink()
+        linked = out.resolve()
+        if linked == found.resolve():
+            return
+        out.unlink()  # another of your folders is linked here: merge both into a copy, never into your files
+        shutil.copytree(linked, out)
     if not out.exists():
         try:
             os.symlink(found.resolve(), out, target_is_directory=True)
