@@ -139,3 +139,20 @@ def test_checkout_copied_without_git_skips_what_gitignore_ignores(tmp_path, bare
                    "tests/runs/keep.txt"]
     with pytest.raises(HRankError, match="is not a checkout of hrank-ssd: rehearse from a clone"):
         copy_checkout(tmp_path / "copy" / "notebooks", tmp_path / "other")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--python", "python3.13"], "--python makes the --colab_env venv: pass --colab_env too"),
+    (["--device", "cuda"], "--device cuda asked for but no CUDA GPU is visible; use --device cpu"),
+    (["--device", "tpu"], "unknown --device 'tpu': use cpu, cuda or cuda:N"),
+])
+def test_rehearse_flags_are_one_line_errors(tmp_path, capsys, argv, message):
+    import torch
+
+    from hrank_ssd.cli import main
+
+    if "cuda" in argv and torch.cuda.is_available():
+        pytest.skip("a GPU is visible here")
+    assert main(["rehearse", "--out", str(tmp_path / "r"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {message}") and err.count("\n") == 1 and not (tmp_path / "r").exists()
