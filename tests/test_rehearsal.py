@@ -120,3 +120,19 @@ def test_rank_folder_unavailable_notebook_01_uses_your_ranks(tmp_path, clean_env
     substitutes = json.loads((out / "no-ranks" / "results" / "substitutes.json").read_text())
     assert substitutes["vgg16-ssd-ranks"].startswith("published rank files unavailable: using your own ranks")
     assert len(list((out / "no-ranks" / "work" / "full-rehearsal" / "ranks").glob("rank_conv*.npy"))) == 14
+
+
+def test_the_voc_stop_check_wants_the_one_line_message_of_the_set_that_failed():
+    from hrank_ssd.course.rehearsal_checks import voc_stop_problem
+
+    mirrors = {"2007-trainval": ["http://a/VOCtrainval.tar"], "2007-test": ["http://a/VOCtest.tar", "http://b/VOCtest.tar"]}
+    text = ("HRankError: could not download VOC 2007-test: tried http://a/VOCtest.tar: HTTP 404 Not Found; "
+            "http://b/VOCtest.tar: unreachable; bring your own copy: put VOCtest.tar in a folder and set "
+            "HRANK_SSD_VOC_SOURCE=that folder, or put the tar at /data/VOCtest.tar, or pass --mirror URL, then rerun")
+    assert voc_stop_problem([text], mirrors) == ""
+    assert voc_stop_problem([text.replace("http://b/VOCtest.tar: unreachable; ", "")], mirrors).startswith(
+        "the message lacks http://b/VOCtest.tar")
+    assert voc_stop_problem([text.replace("HRANK_SSD_VOC_SOURCE=", "")], mirrors).startswith("the message lacks")
+    assert voc_stop_problem([text + "\nmore"], mirrors).startswith("not the one-line VOC message")
+    assert voc_stop_problem(["KeyError: 'x'"], mirrors).startswith("not the one-line VOC message")
+    assert voc_stop_problem([text, text], mirrors).startswith("2 error outputs")

@@ -44,14 +44,16 @@ def _outputs(notebook: Path, kind: str) -> List[str]:
     return found
 
 
-def voc_stop_problem(errors: List[str], mirrors: List[str]) -> str:
-    """Why ``errors`` (a notebook's error outputs) are not the one-line VOC message, or ``""`` when they are."""
+def voc_stop_problem(errors: List[str], mirrors: Dict[str, List[str]]) -> str:
+    """Why ``errors`` (a notebook's error outputs) are not the one-line VOC message, or ``""`` when they are;
+    ``mirrors``: per VOC set (``2007-test``...), the URLs the message must name."""
     if len(errors) != 1:
         return f"{len(errors)} error outputs: {'; '.join(e[:150] for e in errors)}"
     text = errors[0]
-    missing = [m for m in mirrors if m not in text]
-    if not text.startswith("HRankError: could not download VOC") or "\n" in text.strip():
+    voc_set = next((v for v in mirrors if text.startswith(f"HRankError: could not download VOC {v}:")), None)
+    if voc_set is None or "\n" in text.strip():
         return f"not the one-line VOC message: {text[:300]}"
+    missing = [m for m in mirrors[voc_set] if m not in text]
     if missing or VOC_SOURCE_ENV not in text or "put the tar at" not in text:
         return f"the message lacks {', '.join(missing) or VOC_SOURCE_ENV + ' or where to put the tar'}: {text[:300]}"
     return ""
@@ -103,8 +105,8 @@ def scenario_checks(run_dir: Path, world: World, plan: ScenarioPlan, notebooks: 
 
 def _notebook_checks(check, run_dir: Path, world: World, plan: ScenarioPlan, notebooks: List[dict]) -> None:
     """Each notebook ran with no error output; where VOC is down, stopped with the one-line message instead."""
-    stops = [n for n, s in plan.sources.items() if s == "stops"]
-    mirrors = [s["url"] for s in _artifact(world, stops[0])["sources"]] if stops else []
+    stops = [n for n, s in plan.sources.items() if s == "stops"]  # voc-<set> names
+    mirrors = {n[len("voc-"):]: [s["url"] for s in _artifact(world, n)["sources"]] for n in stops}
     for nb in notebooks:
         name = nb["notebook"]
         if stops and nb["status"] != "ok":
