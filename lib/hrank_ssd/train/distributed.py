@@ -108,7 +108,9 @@ def broadcast_int(value: int, world: int) -> int:
     """Process 0's ``value`` in every process."""
     if world <= 1:
         return value
-    t = torch.tensor([value])
+    # NCCL only moves CUDA tensors: the number travels on this process's GPU there
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+    t = torch.tensor([value], device=device)
     dist.broadcast(t, 0)
     return int(t)
 
