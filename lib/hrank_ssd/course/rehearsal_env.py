@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path, PurePosixPath
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -175,8 +176,6 @@ def _install_pins(python: Path, venv: Path, pins: List[str], fallback: bool, log
             raise HRankError(f"could not build the Colab-like environment {venv}: pip install {group[0]} ... failed "
                              f"({failed}); delete {venv} and rerun, or rehearse without --colab_env")
         if failed and group is torch:
-            from importlib.metadata import version
-
             local = [f"torch=={version('torch')}", f"torchvision=={version('torchvision')}"]
             log(f"[rehearse] WARNING: {' '.join(torch)} would not install here; the local {' '.join(local)} instead")
             left_out += torch
