@@ -3,7 +3,7 @@
 #   make test     create .venv, install, run the test suite
 # make notebook opens the course in Jupyter in the browser (with jupytext: each .ipynb is paired with its .py source).
 # make notebooks builds notebooks/*.ipynb from their sources notebooks/NN_name.py (docs/course.md, "Editing a notebook").
-# make rehearse runs Colab's full-profile path offline (stand-in Drive/GCS/VOC, Colab's Python and package versions).
+# make rehearse runs Colab's full-profile path offline, every scenario (stand-in Drive/GCS/VOC, Colab's Python and versions).
 # make gpu-wheels / make gpu-check: the GPU machine's one prepared check (docs/testing.md, "GPU check").
 # FULL=1 make course runs the course on real VOC data and the published weights (network needed).
 

@@ -17,12 +17,12 @@ def add_parser(sub) -> None:
                        description=__doc__.splitlines()[0])
     p.add_argument("--out", default=None, help="output folder (default: runs/rehearsal-<timestamp>)")
     p.add_argument("--runs", default="runs", help="folder that receives rehearsal-<timestamp>/")
-    p.add_argument("--scenarios", default="normal,quota,corrupt",
+    p.add_argument("--scenarios", default=None,
                    help="comma-separated among normal (every source works), quota (Drive over quota for the "
                         "bundle), corrupt (damaged downloads), moved (pytorch-ssd's bucket gone: its Drive folder), "
                         "voc-down (every VOC mirror fails: the one-line message), own-voc (your own VOC tars, the "
                         "label file nowhere), no-ranks (the rank folder unlisted), unpruned (the zip's pick is an "
-                        "unpruned checkpoint); docs/rehearsal.md")
+                        "unpruned checkpoint); default: all of them; docs/rehearsal.md")
     p.add_argument("--colab_env", default=None,
                    help="a venv made (once) with Colab's Python and package versions (colab/colab-gpu-2026-08.txt) "
                         "that runs the notebooks; default: this Python")
@@ -30,7 +30,9 @@ def add_parser(sub) -> None:
                    help="Colab's Python (3.13) to make the --colab_env venv with; default: python3.13 on PATH, else "
                         "pyenv's, else this Python with a warning")
     p.add_argument("--device", default="cpu", help="the notebooks' device: cpu (default), cuda or cuda:N")
-    p.add_argument("--notebooks", default=None, help="comma-separated subset of the notebooks (default all)")
+    p.add_argument("--notebooks", default=None, help="comma-separated subset of the notebooks for every scenario "
+                                                     "(default: each scenario's own, all seven but for moved, "
+                                                     "voc-down and own-voc)")
     p.add_argument("--train_images", type=int, default=16, help="images in the stand-in VOC2007 trainval tar")
     p.add_argument("--test_images", type=int, default=8, help="images in the stand-in VOC2007 test tar")
     p.set_defaults(func=run)
@@ -40,10 +42,11 @@ def run(args: argparse.Namespace) -> int:
     # the library (torch) loads when the command runs, not for --help
     from hrank_ssd.course.rehearsal import rehearse, summary_lines
     from hrank_ssd.course.rehearsal_env import colab_env
+    from hrank_ssd.course.rehearsal_scenarios import SCENARIOS
     from hrank_ssd.devices import resolve_device
 
-    scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
-    notebooks = [n.strip() for n in args.notebooks.split(",") if n.strip()] if args.notebooks else list(NOTEBOOKS)
+    scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()] if args.scenarios else list(SCENARIOS)
+    notebooks = [n.strip() for n in args.notebooks.split(",") if n.strip()] if args.notebooks else []
     unknown = [n for n in notebooks if n not in NOTEBOOKS]
     if unknown:
         raise HRankError(f"unknown notebook {', '.join(unknown)}: choose among {', '.join(NOTEBOOKS)}")

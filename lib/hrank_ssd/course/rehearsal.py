@@ -27,7 +27,7 @@ from hrank_ssd.course.folders import repo_root
 from hrank_ssd.course.notebooks import execute_one, notebook_params
 from hrank_ssd.course.rehearsal_checks import scenario_checks
 from hrank_ssd.course.rehearsal_env import copy_checkout, kernel_info
-from hrank_ssd.course.rehearsal_scenarios import SCENARIOS, serve
+from hrank_ssd.course.rehearsal_scenarios import SCENARIO_NOTEBOOKS, SCENARIOS, serve
 from hrank_ssd.course.rehearsal_world import World, build_world
 from hrank_ssd.course.results import NOTEBOOKS
 from hrank_ssd.errors import HRankError
@@ -148,10 +148,10 @@ def run_scenario(scenario: str, world: World, checkout: Path, run_dir: Path, jup
 
 
 def rehearse(out: Path, scenarios: Sequence[str] = SCENARIOS, python: Optional[Path] = None,
-             notebooks: Sequence[str] = NOTEBOOKS, train_images: int = 16, test_images: int = 8,
+             notebooks: Optional[Sequence[str]] = None, train_images: int = 16, test_images: int = 8,
              log: Callable[[str], None] = print, device: str = "cpu") -> dict:
-    """Build the world, copy the checkout, run each scenario with the notebooks on ``device``; write
-    ``out/rehearsal.json``; return it."""
+    """Build the world, copy the checkout, run each scenario with the notebooks on ``device`` (``notebooks``, else
+    the scenario's own: :data:`SCENARIO_NOTEBOOKS`, all seven by default); write ``out/rehearsal.json``; return it."""
     unknown = [s for s in scenarios if s not in SCENARIOS]
     if unknown:
         raise HRankError(f"unknown scenario {', '.join(unknown)}: choose among {', '.join(SCENARIOS)}")
@@ -176,8 +176,8 @@ def rehearse(out: Path, scenarios: Sequence[str] = SCENARIOS, python: Optional[P
     for scenario in scenarios:
         run_dir = out if scenario == "normal" else out / scenario
         log(f"[rehearse] scenario {scenario}: notebooks into {run_dir / 'notebooks'}")
-        summary["scenarios"][scenario] = run_scenario(scenario, world, checkout, run_dir, jupyter, notebooks, log,
-                                                      device)
+        own = notebooks or SCENARIO_NOTEBOOKS.get(scenario, NOTEBOOKS)
+        summary["scenarios"][scenario] = run_scenario(scenario, world, checkout, run_dir, jupyter, own, log, device)
     summary["seconds"] = round(time.perf_counter() - start, 1)
     summary["ok"] = all(s["ok"] for s in summary["scenarios"].values())
     atomic_write_text(out / "rehearsal.json", json.dumps(summary, indent=1) + "\n")

@@ -38,6 +38,10 @@ SCENARIOS = ("normal", "quota", "corrupt", "moved", "voc-down", "own-voc", "no-r
 FIREWALL_PAGE = ("<html><head><title>Web Filter Violation</title></head><body>Your access has been blocked by "
                  "firewall policy 10263.</body></html>\n")  # what pytorch/vision #9269 shows Oxford's host answering
 UNPRUNED_MEMBER = "vgg16-ssd-Epoch-5-Loss-2.10.pth"
+# The notebooks each scenario runs unless told otherwise: the whole course where a missing or refused file changes
+# what later notebooks and the report say, the first notebooks where only the downloads differ.
+SCENARIO_NOTEBOOKS = {"moved": ("00_setup",), "voc-down": ("00_setup", "01_rank_generation"),
+                      "own-voc": ("00_setup", "01_rank_generation")}
 
 
 @dataclass
