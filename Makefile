@@ -3,7 +3,7 @@
 #   make test     create .venv, install, run the test suite
 # make notebook opens the course in Jupyter in the browser (with jupytext: each .ipynb is paired with its .py source).
 # make notebooks builds notebooks/*.ipynb from their sources notebooks/NN_name.py (docs/course.md, "Editing a notebook").
-# make rehearse runs Colab's full-profile path offline, every scenario (stand-in Drive/GCS/VOC, Colab's Python and versions).
+# make rehearse runs Colab's full-profile path offline, every scenario (tools/rehearse.py: stand-in Drive/GCS/VOC, Colab's Python and versions).
 # make gpu-wheels / make gpu-check: the GPU machine's one prepared check (docs/testing.md, "GPU check").
 # FULL=1 make course runs the course on real VOC data and the published weights (network needed).
 
@@ -38,10 +38,10 @@ notebooks: install
 # every notebook on the full profile against a local stand-in of Drive, GCS and the VOC mirrors, in a venv
 # like Colab's (.venv-colab, made once): Colab's Python (COLAB_PYTHON=/path/to/python3.13, else python3.13 on
 # PATH, else pyenv's; else this Python, with a warning) and every pin of colab/colab-gpu-2026-08.txt, torch
-# included; scenarios normal + Drive quota + damaged downloads
+# included; every scenario, each with its own notebooks (docs/rehearsal.md)
 COLAB_PYTHON ?=
 rehearse: install
-	$(PY) -m hrank_ssd rehearse --colab_env .venv-colab $(if $(COLAB_PYTHON),--python $(COLAB_PYTHON)) --runs $(RUNS)
+	$(PY) tools/rehearse.py --colab_env .venv-colab $(if $(COLAB_PYTHON),--python $(COLAB_PYTHON)) --runs $(RUNS)
 
 # the wheels the GPU machine lacks for `make gpu-check` (CPython 3.12, manylinux x86_64), into .gpu-wheels/
 gpu-wheels: install

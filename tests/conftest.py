@@ -10,6 +10,8 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+if str(REPO_ROOT / "tools") not in sys.path:  # tools/rehearsal (the stand-in world...) imports as the scripts do
+    sys.path.insert(0, str(REPO_ROOT / "tools"))
 
 # Longest first (by `--durations` on a 2-core VM), so that with pytest-xdist (`make test`: `-n auto --dist
 # loadfile`) the long files start at once on different workers instead of one of them starting last.

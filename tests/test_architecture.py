@@ -17,9 +17,9 @@ LIB = Path(__file__).resolve().parents[1] / "lib" / "hrank_ssd"
 # bottom to top: a package may import its own modules and those of the packages before it
 LAYERS = ["errors", "devices", "io", "data", "nets", "hrank", "measure", "train", "course", "cli"]
 # third-party modules a library module may import inside a function: heavy or optional ones (drawing,
-# notebooks, ONNX, Drive, TLS certificates), so that `import hrank_ssd.x` stays light and works without extras
+# notebooks, ONNX, Drive), so that `import hrank_ssd.x` stays light and works without extras
 LAZY_OK = {"matplotlib", "IPython", "ipywidgets", "nbformat", "nbclient", "papermill", "jupytext", "markdown",
-           "onnx", "onnxruntime", "onnxscript", "gdown", "trustme", "thop", "cv2", "jupyter_client", "jupyter_core"}
+           "onnx", "onnxruntime", "onnxscript", "gdown", "thop", "cv2", "jupyter_client", "jupyter_core"}
 # and, per module, lazy imports whose reason the module states
 REASONED = {
     "hrank_ssd.io.files": {"torch", "numpy"},  # downloads use io without waiting for torch to load
@@ -126,6 +126,26 @@ def test_no_library_module_imports_the_cli():
         if ".cli" in module or module in ("hrank_ssd", "hrank_ssd.__main__"):
             continue
         assert not any(t.startswith("hrank_ssd.cli") for names, _, _ in _imports(path) for t in names), module
+
+
+def _development_modules():
+    """The top-level names under which development machinery imports: the folders themselves, and the modules and
+    packages inside them (``tools/rehearsal``, ``benchmarks/bench_postprocess.py``, ``tests/support``...)."""
+    root = LIB.parents[1]
+    names = {"tools", "benchmarks", "tests"}
+    for folder in ("tools", "benchmarks", "tests"):
+        names |= {p.stem for p in (root / folder).iterdir() if p.suffix == ".py" or (p / "__init__.py").is_file()
+                  or (p.is_dir() and any(p.glob("*.py")))}
+    return names - {"conftest", "__init__"}
+
+
+def test_no_library_module_imports_development_machinery():
+    """Stand-in servers, the rehearsal, benchmarks and test helpers live outside lib/ and never come back into it."""
+    dev = _development_modules()
+    assert {"tools", "rehearsal", "gpu_check", "support"} <= dev
+    found = [(m, names[0], line) for m, path in MODULES.items() for names, _, line in _imports(path)
+             if names[0].split(".")[0] in dev]
+    assert not found, f"library modules import development machinery: {found}"
 
 
 def _notebook_api():

@@ -7,11 +7,11 @@ import zipfile
 
 import pytest
 import torch
+from rehearsal.standin import StandInWorld
 
 from hrank_ssd.errors import HRankError
 from hrank_ssd.io.downloads import fetch
 from hrank_ssd.io.manifest import MANIFEST_ENV, load_manifest
-from hrank_ssd.io.standin import StandInWorld
 from hrank_ssd.nets.compress import PRUNED_RATE
 from hrank_ssd.nets.fit import expected_widths, fit_problem
 from hrank_ssd.nets.models import build_model, clean_state_dict

@@ -11,8 +11,7 @@ import sys
 import pytest
 from packaging.requirements import Requirement
 from packaging.version import Version
-
-from hrank_ssd.course.rehearsal_env import read_pins
+from rehearsal.env import read_pins
 
 tomllib = pytest.importorskip("tomllib")  # Python 3.11+ (the GPU machine's is 3.12)
 
@@ -87,7 +86,7 @@ def test_plan_one_version_each_never_the_machines(gc):
     assert calls[1] == ["deep", "mid>=1", "requests"] and calls[2] == ["PySocks!=1.5.7", "leaf", "mid<2,>=1"]
 
 
-def test_steps_for_each_device(gc, tmp_path):
+def test_steps_for_each_device(gc, tmp_path, repo_root):
     cuda = {s.name: s.command for s in gc.step_commands("cuda", "py", tmp_path / "w", tmp_path)}
     cpu = {s.name: s.command for s in gc.step_commands("cpu", "py", tmp_path / "w", tmp_path)}
     assert list(cuda) == ["install", "cuda tests", "rehearsal", "bench"]
@@ -96,6 +95,7 @@ def test_steps_for_each_device(gc, tmp_path):
     assert cuda["cuda tests"][-1] == "tests/test_cuda.py"
     for device, steps in (("cuda", cuda), ("cpu", cpu)):
         rehearse = steps["rehearsal"]
+        assert rehearse[1] == str(repo_root / "tools" / "rehearse.py")  # the rehearsal is a tool, not a command
         assert rehearse[rehearse.index("--device") + 1] == device and "normal" in rehearse
         assert steps["bench"][steps["bench"].index("--device") + 1] == device
     assert "--amp" in cuda["bench"] and "--amp" not in cpu["bench"]  # AMP is CUDA's

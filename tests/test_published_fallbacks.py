@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from rehearsal.standin import StandInWorld
 
 from hrank_ssd.data.voc import VOC_CLASSES, read_labels
 from hrank_ssd.io.manifest import MANIFEST_ENV
-from hrank_ssd.io.standin import StandInWorld
 
 
 @pytest.fixture

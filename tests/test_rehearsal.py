@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from rehearsal.run import rehearse
 
-from hrank_ssd.course.rehearsal import rehearse
 from hrank_ssd.io.manifest import MANIFEST_ENV
 
 pytest.importorskip("papermill", reason="the rehearsal executes notebooks: pip install -e '.[colab]'")
@@ -123,7 +123,7 @@ def test_rank_folder_unavailable_notebook_01_uses_your_ranks(tmp_path, clean_env
 
 
 def test_the_voc_stop_check_wants_the_one_line_message_of_the_set_that_failed():
-    from hrank_ssd.course.rehearsal_checks import voc_stop_problem
+    from rehearsal.checks import voc_stop_problem
 
     mirrors = {"2007-trainval": ["http://a/VOCtrainval.tar"], "2007-test": ["http://a/VOCtest.tar", "http://b/VOCtest.tar"]}
     text = ("HRankError: could not download VOC 2007-test: tried http://a/VOCtest.tar: HTTP 404 Not Found; "

@@ -8,16 +8,16 @@ import os
 import stat
 
 import pytest
-
-from hrank_ssd.course import rehearsal_env
-from hrank_ssd.course.rehearsal import kernel_lines
-from hrank_ssd.course.rehearsal_env import (
+from rehearsal import env as rehearsal_env
+from rehearsal.env import (
     _install_pins,
     colab_python_version,
     copy_checkout,
     find_colab_python,
     python_version,
 )
+from rehearsal.run import kernel_lines
+
 from hrank_ssd.errors import HRankError
 
 
@@ -148,11 +148,10 @@ def test_checkout_copied_without_git_skips_what_gitignore_ignores(tmp_path, bare
 ])
 def test_rehearse_flags_are_one_line_errors(tmp_path, capsys, argv, message):
     import torch
-
-    from hrank_ssd.cli import main
+    from rehearse import main  # tools/rehearse.py
 
     if "cuda" in argv and torch.cuda.is_available():
         pytest.skip("a GPU is visible here")
-    assert main(["rehearse", "--out", str(tmp_path / "r"), *argv]) == 2
+    assert main(["--out", str(tmp_path / "r"), *argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {message}") and err.count("\n") == 1 and not (tmp_path / "r").exists()

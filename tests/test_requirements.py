@@ -6,8 +6,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
-
-from hrank_ssd.course.rehearsal_env import colab_python_version
+from rehearsal.env import colab_python_version
 
 tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 

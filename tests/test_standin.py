@@ -6,13 +6,13 @@ import json
 import zipfile
 
 import pytest
+from rehearsal.standin import StandInWorld
 
 from hrank_ssd.errors import HRankError
 from hrank_ssd.io.downloads import fetch
 from hrank_ssd.io.http import http_download
 from hrank_ssd.io.manifest import MANIFEST_ENV, load_manifest
 from hrank_ssd.io.messages import SourceFailed
-from hrank_ssd.io.standin import StandInWorld
 from hrank_ssd.io.verify import sha256sum
 from hrank_ssd.io.voc_download import voc_artifact
 

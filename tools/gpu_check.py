@@ -225,7 +225,7 @@ def step_commands(device: str, python: str, wheels: Path, work: Path) -> List[St
         Step("install", [python, "-m", "pip", "install", "-q", "--no-index", "--no-cache-dir", "--find-links",
                          str(wheels), "-r", str(wheels / "requirements.txt")]),
         Step("cuda tests", [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_cuda.py"]),
-        Step("rehearsal", [python, "-m", "hrank_ssd", "rehearse", "--scenarios", "normal", "--device", device,
+        Step("rehearsal", [python, str(REPO / "tools" / "rehearse.py"), "--scenarios", "normal", "--device", device,
                            "--out", str(work / "rehearsal")]),
         Step("bench", bench),
     ]

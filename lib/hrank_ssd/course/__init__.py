@@ -1,1 +1,1 @@
-"""The course: profiles, steps, notebooks, the report, the video demo and the Colab rehearsal."""
+"""The course: profiles, steps, notebooks, the report and the video demo."""

@@ -3,7 +3,7 @@
 - ``offline``: synthetic VOC-format data and small models trained here, no network (local default).
 - ``full``: real VOC and the original project's weights and ranks via ``weights_manifest.json``.
 - ``tiny``: the offline pipeline shrunk to seconds, for CI.
-- ``full-rehearsal``: ``full`` at CPU sizes, run by ``rehearse`` against a local stand-in of the outside world.
+- ``full-rehearsal``: ``full`` at CPU sizes, run by ``tools/rehearse.py`` against a local stand-in of the outside world.
 
 The comparison has six models (:data:`hrank_ssd.course.results.MODEL_KEYS`): VGG16-SSD, pruned at the original
 project's rate, pruned for this machine's clock at two latency budgets (``latency_*``, ``min_keep``),
@@ -161,7 +161,7 @@ PROFILES: Dict[str, Profile] = {
                     mb1_finetune_lr=scaled_lr("mb1-ssd", int(THEIRS["batch_size"])), latency_grid=4,
                     latency_runs=5, latency_warmup=2, stability_images=32, stability_few=4),
 }
-# The full profile's code path at CPU sizes, for ``rehearse`` (the stand-in world's few VOC images): only the
+# The full profile's code path at CPU sizes, for ``tools/rehearse.py`` (the stand-in world's few VOC images): only the
 # images per step, the short finetunes' epochs (one each: the same path), the benchmark's runs and the latency
 # table's grid and runs differ from full.
 PROFILES["full-rehearsal"] = replace(PROFILES["full"], name="full-rehearsal", needs_gpu=False, student_finetune_epochs=1,

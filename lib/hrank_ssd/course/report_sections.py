@@ -73,7 +73,7 @@ def intro(page: Page, res: Results) -> None:
                  "Section 1 times and counts those small models as evaluated; sections 2, 4 and 5 give the full-size "
                  "detectors' params, MACs and benchmark (300x300, 21 classes).")
     if settings.get("name") == "full-rehearsal":
-        page.add("", "> A rehearsal of the full profile (`python -m hrank_ssd rehearse`): the downloads came from a "
+        page.add("", "> A rehearsal of the full profile (`tools/rehearse.py`): the downloads came from a "
                  "local stand-in with seeded random weights and a few VOC images, so its mAP measures nothing; it "
                  "proves the path. Latencies, params and MACs are real.")
     for key, why in (res.get("substitutes.json") or {}).items():  # a published model or rank folder not had

@@ -1,6 +1,6 @@
 """With ``HRANK_SSD_SIMULATED_DEVICE=cuda|meta`` and this folder on ``PYTHONPATH``, a Python process (a notebook
 kernel) starts inside :func:`support.sim_device.simulated_device`: the course's notebooks then run on the simulated
-device (``rehearse --device meta``), their CPU/device mix-ups raising as on a GPU."""
+device (``tools/rehearse.py --device meta``), their CPU/device mix-ups raising as on a GPU."""
 
 import os
 import sys

@@ -1,28 +1,39 @@
-"""``rehearse``: run the notebooks on the full profile against a local stand-in of Drive, GCS and the VOC mirrors."""
+#!/usr/bin/env python3
+"""Rehearse Colab's full-profile path offline: every notebook against a local stand-in of Drive, GCS and the VOC
+mirrors on 127.0.0.1, each scenario with its own notebooks (``make rehearse``; docs/rehearsal.md).
+
+Not part of the library: ``tools/rehearsal/`` holds the stand-in world, its scenarios and checks. Bad input is one
+line (``error: ...``) and exit status 2; a failed check exits 1.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
-from hrank_ssd.course.folders import repo_root
-from hrank_ssd.course.results import NOTEBOOKS
-from hrank_ssd.errors import HRankError
+HERE = Path(__file__).resolve().parent
+for _folder in (HERE.parent / "lib", HERE):  # this checkout's library (installed or not); rehearsal/ beside us
+    if str(_folder) not in sys.path:
+        sys.path.insert(0, str(_folder))
+
+from hrank_ssd.cli.main import guarded  # noqa: E402
+from hrank_ssd.course.results import NOTEBOOKS  # noqa: E402
+from hrank_ssd.errors import HRankError  # noqa: E402
+
+SCENARIO_HELP = ("comma-separated among normal (every source works), quota (Drive over quota for the bundle), "
+                 "corrupt (damaged downloads), moved (pytorch-ssd's bucket gone: its Drive folder), voc-down (every "
+                 "VOC mirror fails: the one-line message), own-voc (your own VOC tars, the label file nowhere), "
+                 "no-ranks (the rank folder unlisted), unpruned (the zip's pick is an unpruned checkpoint); "
+                 "default: all of them; docs/rehearsal.md")
 
 
-def add_parser(sub) -> None:
-    p = sub.add_parser("rehearse", help="rehearse Colab's full-profile path offline: stand-in Drive/GCS/VOC on "
-                                        "127.0.0.1, every notebook in its own kernel, quota and corruption cases",
-                       description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tools/rehearse.py", description=__doc__.splitlines()[0])
     p.add_argument("--out", default=None, help="output folder (default: runs/rehearsal-<timestamp>)")
     p.add_argument("--runs", default="runs", help="folder that receives rehearsal-<timestamp>/")
-    p.add_argument("--scenarios", default=None,
-                   help="comma-separated among normal (every source works), quota (Drive over quota for the "
-                        "bundle), corrupt (damaged downloads), moved (pytorch-ssd's bucket gone: its Drive folder), "
-                        "voc-down (every VOC mirror fails: the one-line message), own-voc (your own VOC tars, the "
-                        "label file nowhere), no-ranks (the rank folder unlisted), unpruned (the zip's pick is an "
-                        "unpruned checkpoint); default: all of them; docs/rehearsal.md")
+    p.add_argument("--scenarios", default=None, help=SCENARIO_HELP)
     p.add_argument("--colab_env", default=None,
                    help="a venv made (once) with Colab's Python and package versions (colab/colab-gpu-2026-08.txt) "
                         "that runs the notebooks; default: this Python")
@@ -35,14 +46,15 @@ def add_parser(sub) -> None:
                                                      "voc-down and own-voc)")
     p.add_argument("--train_images", type=int, default=16, help="images in the stand-in VOC2007 trainval tar")
     p.add_argument("--test_images", type=int, default=8, help="images in the stand-in VOC2007 test tar")
-    p.set_defaults(func=run)
+    return p
 
 
 def run(args: argparse.Namespace) -> int:
-    # the library (torch) loads when the command runs, not for --help
-    from hrank_ssd.course.rehearsal import rehearse, summary_lines
-    from hrank_ssd.course.rehearsal_env import colab_env
-    from hrank_ssd.course.rehearsal_scenarios import SCENARIOS
+    from rehearsal.env import colab_env
+    from rehearsal.run import rehearse, summary_lines
+    from rehearsal.scenarios import SCENARIOS
+
+    from hrank_ssd.course.folders import repo_root
     from hrank_ssd.devices import resolve_device
 
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()] if args.scenarios else list(SCENARIOS)
@@ -60,3 +72,12 @@ def run(args: argparse.Namespace) -> int:
     print("\n".join(summary_lines(summary)))
     print(f"details: {Path(out).resolve() / 'rehearsal.json'}")
     return 0 if summary["ok"] else 1
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return guarded(lambda: run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,8 +1,8 @@
 """The rehearsal's scenarios: how the stand-in answers each URL and Drive id, and what the course must then show.
 
-:func:`serve` serves a :class:`~hrank_ssd.course.rehearsal_world.World` through a started
-:class:`~hrank_ssd.io.standin.StandInWorld` as one scenario says and returns its :class:`ScenarioPlan`, which
-:mod:`hrank_ssd.course.rehearsal_checks` checks the executed notebooks against:
+:func:`serve` serves a :class:`~rehearsal.world.World` through a started
+:class:`~rehearsal.standin.StandInWorld` as one scenario says and returns its :class:`ScenarioPlan`, which
+:mod:`rehearsal.checks` checks the executed notebooks against:
 
 - ``normal``: every source works; the bundle comes with Drive's virus-scan confirmation form; the VOC2007 test tar
   only on the second mirror (the first answers 404).
@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Sequence
 
-from hrank_ssd.course.rehearsal_world import BUNDLE_DIR, PRUNED_MEMBER, PYTORCH_SSD_OTHERS, World
 from hrank_ssd.errors import HRankError
 from hrank_ssd.io.voc_download import VOC_SOURCE_ENV
+from rehearsal.world import BUNDLE_DIR, PRUNED_MEMBER, PYTORCH_SSD_OTHERS, World
 
 SCENARIOS = ("normal", "quota", "corrupt", "moved", "voc-down", "own-voc", "no-ranks", "unpruned")
 FIREWALL_PAGE = ("<html><head><title>Web Filter Violation</title></head><body>Your access has been blocked by "

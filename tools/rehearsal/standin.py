@@ -6,7 +6,7 @@ Both honour ``HTTPS_PROXY``/``HTTP_PROXY``, and requests and OpenSSL honour ``RE
 ``SSL_CERT_FILE``: :meth:`StandInWorld.environ` sets those to this proxy and to a certificate authority made
 for the run (trustme), and the proxy answers ``CONNECT drive.google.com:443`` with TLS for that host. So
 the same manifest, the same gdown calls and the same URLs are exercised, Drive's confirmation form and
-quota page included; nothing is mocked inside the library. Used by ``rehearse`` and the tests.
+quota page included; nothing is mocked inside the library. Used by the rehearsal and the tests.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ class StandInWorld:
 
     def start(self) -> StandInWorld:
         """Make the run's certificate authority and start the proxy on a free port of 127.0.0.1."""
-        import trustme  # a dev dependency (pyproject's dev extra): only the tests and ``rehearse`` start a world
+        import trustme  # a dev dependency (pyproject's dev extra): only the tests and the rehearsal start a world
 
         self.folder.mkdir(parents=True, exist_ok=True)
         ca = trustme.CA()

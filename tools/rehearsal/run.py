@@ -1,14 +1,12 @@
-"""``rehearse``: the Colab user's path (``PROFILE = "full"``, *Run all*) run end to end without network.
+"""The rehearsal (``tools/rehearse.py``): the Colab user's path (``PROFILE = "full"``, *Run all*) without network.
 
-For each scenario (``normal``, ``quota``, ``corrupt``, ``moved``, ``voc-down``, ``own-voc``, ``no-ranks``,
-``unpruned``: see :mod:`hrank_ssd.course.rehearsal_scenarios`) it serves the
-stand-in world on 127.0.0.1 (:mod:`hrank_ssd.io.standin`), points ``HRANK_SSD_MANIFEST`` at the world's manifest,
-and executes every notebook in order, each in a kernel of its own, from a fresh copy of the checkout (as
-Colab's clone: no ``../shared`` beside it), with the ``full-rehearsal`` profile, on ``device`` (cpu by default).
-The kernel's Python can be a Colab-like environment (:func:`hrank_ssd.course.rehearsal_env.colab_env`). Then it
-checks what a user would look at: every notebook ran with no error output, each artifact came from the source
-the scenario leaves working, the substitutes and the clip are reported, and the report exists. Output: ``<out>/`` (normal), ``<out>/quota/``, ``<out>/corrupt/``, each
-with ``notebooks/``, ``results/``, ``report.md``, ``report.html``; and ``<out>/rehearsal.json``.
+For each scenario (:mod:`rehearsal.scenarios`) it serves the stand-in world on 127.0.0.1
+(:mod:`rehearsal.standin`), points ``HRANK_SSD_MANIFEST`` at the world's manifest, and executes the notebooks in
+order, each in a kernel of its own (its Python: :func:`rehearsal.env.colab_env`), from a fresh copy of the
+checkout (as Colab's clone: no ``../shared`` beside it), with the ``full-rehearsal`` profile, on ``device``.
+Then it checks what a user would look at (:mod:`rehearsal.checks`). Output: ``<out>/`` (normal) and
+``<out>/<scenario>/``, each with ``notebooks/``, ``results/``, ``report.md``, ``report.html``; and
+``<out>/rehearsal.json``.
 """
 
 from __future__ import annotations
@@ -25,17 +23,17 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from hrank_ssd.course.folders import repo_root
 from hrank_ssd.course.notebooks import execute_one, notebook_params
-from hrank_ssd.course.rehearsal_checks import scenario_checks
-from hrank_ssd.course.rehearsal_env import copy_checkout, kernel_info
-from hrank_ssd.course.rehearsal_scenarios import SCENARIO_NOTEBOOKS, SCENARIOS, serve
-from hrank_ssd.course.rehearsal_world import World, build_world
 from hrank_ssd.course.results import NOTEBOOKS
 from hrank_ssd.errors import HRankError
 from hrank_ssd.io.files import atomic_write_text
 from hrank_ssd.io.manifest import MANIFEST_ENV
 from hrank_ssd.io.provenance import RECORD_NAME
-from hrank_ssd.io.standin import StandInWorld
 from hrank_ssd.io.voc_download import VOC_SETS
+from rehearsal.checks import scenario_checks
+from rehearsal.env import copy_checkout, kernel_info
+from rehearsal.scenarios import SCENARIO_NOTEBOOKS, SCENARIOS, serve
+from rehearsal.standin import StandInWorld
+from rehearsal.world import World, build_world
 
 PROFILE = "full-rehearsal"
 KERNEL = "hrank-ssd-rehearsal"

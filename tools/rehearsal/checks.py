@@ -1,5 +1,5 @@
 """The rehearsal's checks: what a user would look at after one scenario, against its
-:class:`~hrank_ssd.course.rehearsal_scenarios.ScenarioPlan`.
+:class:`~rehearsal.scenarios.ScenarioPlan`.
 
 Every notebook ran and shows no error output, except where the scenario expects a stop: ``voc-down``'s notebooks
 must stop with the one-line VOC message (one line, every mirror tried, the ``$HRANK_SSD_VOC_SOURCE`` way out), and
@@ -16,11 +16,11 @@ import json
 from pathlib import Path
 from typing import Dict, List
 
-from hrank_ssd.course.rehearsal_scenarios import ScenarioPlan
-from hrank_ssd.course.rehearsal_world import World
 from hrank_ssd.course.results import read_json
 from hrank_ssd.io.verify import sha256sum
 from hrank_ssd.io.voc_download import VOC_SOURCE_ENV
+from rehearsal.scenarios import ScenarioPlan
+from rehearsal.world import World
 
 LIBRARY_NAMES = "using the library's 20 VOC class names"  # what Workspace.label_file says when it falls back
 # published artifact -> (its substitute's key in substitutes.json, the notebooks that meet its absence)

@@ -14,7 +14,7 @@
   (the clip's sha256, the tars' md5s); URLs and Drive ids unchanged, so the real code paths are used.
 
 The weights are random (seeded): the rehearsal proves the path, not the accuracy.
-:func:`hrank_ssd.course.rehearsal_scenarios.serve` answers each URL and Drive id as a scenario says.
+:func:`rehearsal.scenarios.serve` answers each URL and Drive id as a scenario says.
 """
 
 from __future__ import annotations
