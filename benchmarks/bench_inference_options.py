@@ -19,10 +19,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import inference_options as options  # beside this script
 import torch
 
 from hrank_ssd.cli.main import guarded
-from hrank_ssd.measure import bench, layer_times, speed, tables
+from hrank_ssd.measure import bench, layer_times, tables
 from hrank_ssd.nets.models import build_model
 
 RATE = bench.PRUNED_RATE
@@ -32,8 +33,8 @@ def variants(tmp: Path, threads: int, calib_images: int, log):
     """name -> (model, description); returns also the notes (skipped options, agreement checks)."""
     torch.manual_seed(0)
     full = build_model("vgg16-ssd", 21).eval()
-    pruned, _ = speed.prune_rounded(full, RATE, round_to=None, criterion="l1")
-    pruned8, _ = speed.prune_rounded(full, RATE, round_to=8, criterion="l1")
+    pruned, _ = options.prune_rounded(full, RATE, round_to=None, criterion="l1")
+    pruned8, _ = options.prune_rounded(full, RATE, round_to=8, criterion="l1")
     mb1 = build_model("mb1-ssd", 21).eval()
     for m in mb1.modules():  # non-trivial BN statistics, so folding is a real test
         if isinstance(m, torch.nn.BatchNorm2d):
@@ -47,20 +48,20 @@ def variants(tmp: Path, threads: int, calib_images: int, log):
     x = torch.randn(1, 3, 300, 300)
     out["vgg16-ssd"] = full
     out["vgg16-ssd-pruned"] = pruned
-    out["vgg16-ssd channels_last"] = speed.channels_last(full)
-    out["vgg16-ssd-pruned channels_last"] = speed.channels_last(pruned)
+    out["vgg16-ssd channels_last"] = options.channels_last(full)
+    out["vgg16-ssd-pruned channels_last"] = options.channels_last(pruned)
     out["vgg16-ssd-pruned round_to=8"] = pruned8
-    out["vgg16-ssd-pruned round_to=8 channels_last"] = speed.channels_last(pruned8)
-    out["vgg16-ssd-pruned bn_folded"] = speed.fold_batchnorm(pruned)
-    checks["vgg16-ssd-pruned bn_folded (exact, bias map)"] = speed.output_agreement(pruned, out[
+    out["vgg16-ssd-pruned round_to=8 channels_last"] = options.channels_last(pruned8)
+    out["vgg16-ssd-pruned bn_folded"] = options.fold_batchnorm(pruned)
+    checks["vgg16-ssd-pruned bn_folded (exact, bias map)"] = options.output_agreement(pruned, out[
         "vgg16-ssd-pruned bn_folded"], x)
-    checks["vgg16-ssd-pruned bn_folded (plain bias, approximate)"] = speed.output_agreement(
-        pruned, speed.fold_batchnorm(pruned, border_exact=False), x)
-    checks["vgg16-ssd-pruned channels_last"] = speed.output_agreement(pruned, out["vgg16-ssd-pruned channels_last"], x)
+    checks["vgg16-ssd-pruned bn_folded (plain bias, approximate)"] = options.output_agreement(
+        pruned, options.fold_batchnorm(pruned, border_exact=False), x)
+    checks["vgg16-ssd-pruned channels_last"] = options.output_agreement(pruned, out["vgg16-ssd-pruned channels_last"], x)
     with bench.num_threads(threads):
         for name, base in (("vgg16-ssd", full), ("vgg16-ssd-pruned", pruned)):
             t0 = time.perf_counter()
-            compiled, why = speed.compile_model(base)
+            compiled, why = options.compile_model(base)
             if compiled is None:
                 notes.append(f"torch.compile skipped for {name}: {why}")
             else:
@@ -68,22 +69,22 @@ def variants(tmp: Path, threads: int, calib_images: int, log):
                 log(f"compiled {name} in {time.perf_counter() - t0:.0f} s")
         for name, base in (("vgg16-ssd", full), ("vgg16-ssd-pruned", pruned)):
             try:
-                onnx = speed.OnnxModel(speed.export_onnx(base, tmp / f"{name}.onnx"), base, threads)
+                onnx = options.OnnxModel(options.export_onnx(base, tmp / f"{name}.onnx"), base, threads)
                 out[f"{name} onnxruntime"] = onnx
-                checks[f"{name} onnxruntime"] = speed.output_agreement(base, onnx, x)
+                checks[f"{name} onnxruntime"] = options.output_agreement(base, onnx, x)
             except Exception as e:  # noqa: BLE001 - report and go on
                 notes.append(f"ONNX skipped for {name}: {type(e).__name__}: {str(e)[:160]}")
         try:
             calib = [torch.randn(1, 3, 300, 300) for _ in range(calib_images)]
             for name, base in (("vgg16-ssd", full), ("vgg16-ssd-pruned", pruned)):
-                q = speed.quantize_int8(base, calib, tmp / f"{name}.int8.onnx", threads)
+                q = options.quantize_int8(base, calib, tmp / f"{name}.int8.onnx", threads)
                 out[f"{name} onnxruntime int8"] = q
-                checks[f"{name} onnxruntime int8"] = speed.output_agreement(base, q, x)
+                checks[f"{name} onnxruntime int8"] = options.output_agreement(base, q, x)
         except Exception as e:  # noqa: BLE001
             notes.append(f"int8 skipped: {type(e).__name__}: {str(e)[:160]}")
     out["mb1-ssd"] = mb1
-    out["mb1-ssd bn_folded"] = speed.fold_batchnorm(mb1)
-    checks["mb1-ssd bn_folded"] = speed.output_agreement(mb1, out["mb1-ssd bn_folded"], x)
+    out["mb1-ssd bn_folded"] = options.fold_batchnorm(mb1)
+    checks["mb1-ssd bn_folded"] = options.output_agreement(mb1, out["mb1-ssd bn_folded"], x)
     return out, notes, checks
 
 
@@ -95,14 +96,14 @@ def int8_map(trained: str, dataset: str, tmp: Path, threads: int, calib_images: 
 
     model = load_model(trained).eval()
     if prune:
-        model, _ = speed.prune_rounded(model, RATE, round_to=None, criterion="l1")
+        model, _ = options.prune_rounded(model, RATE, round_to=None, criterion="l1")
     cfg = model.cfg
     calib_set = VOCDataset(dataset, split="trainval", transform=TestTransform(model.image_size, cfg.image_mean,
                                                                               cfg.image_std))
     calib = [calib_set[i][0][None] for i in range(min(calib_images, len(calib_set)))]
     test = VOCDataset(dataset, split="test", is_test=True)
     with bench.num_threads(threads):
-        q = speed.quantize_int8(model, calib, tmp / "trained.int8.onnx", threads)
+        q = options.quantize_int8(model, calib, tmp / "trained.int8.onnx", threads)
         rows = {}
         for name, m in (("fp32", model), ("int8", q)):
             table, sec = evaluate_model(m, test, tmp / f"eval_{name}", progress=False)

@@ -15,10 +15,11 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import reference_nms  # beside this script
 import torch
 
 from hrank_ssd.cli.main import guarded
-from hrank_ssd.measure import bench, reference_nms, tables
+from hrank_ssd.measure import bench, tables
 from hrank_ssd.nets.models import build_model
 from hrank_ssd.nets.predictor import postprocess
 

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
+import inference_options as speed  # beside this script
 import numpy as np
 import pandas as pd
 import torch
@@ -33,7 +34,7 @@ from hrank_ssd.cli.main import guarded
 from hrank_ssd.errors import HRankError
 from hrank_ssd.hrank.budget import Budget
 from hrank_ssd.hrank.pruning import prune_model, prune_to_widths
-from hrank_ssd.measure import budgets, speed
+from hrank_ssd.measure import budgets
 from hrank_ssd.measure.bench import environment, num_threads, timings_interleaved
 from hrank_ssd.measure.flops import count_exact
 from hrank_ssd.measure.latency_measure import measure_latency_table

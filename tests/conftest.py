@@ -15,7 +15,7 @@ if str(REPO_ROOT / "tools") not in sys.path:  # tools/rehearsal (the stand-in wo
 
 # Longest first (by `--durations` on a 2-core VM), so that with pytest-xdist (`make test`: `-n auto --dist
 # loadfile`) the long files start at once on different workers instead of one of them starting last.
-LONG_FILES = ("test_notebooks.py", "test_rehearsal.py", "test_devices.py", "test_training.py", "test_course_command.py", "test_speed.py", "test_ranks.py", "test_bench.py")
+LONG_FILES = ("test_notebooks.py", "test_rehearsal.py", "test_devices.py", "test_training.py", "test_course_command.py", "test_inference_options.py", "test_ranks.py", "test_bench.py")
 
 
 def pytest_configure(config):

@@ -17,9 +17,9 @@ LIB = Path(__file__).resolve().parents[1] / "lib" / "hrank_ssd"
 # bottom to top: a package may import its own modules and those of the packages before it
 LAYERS = ["errors", "devices", "io", "data", "nets", "hrank", "measure", "train", "course", "cli"]
 # third-party modules a library module may import inside a function: heavy or optional ones (drawing,
-# notebooks, ONNX, Drive), so that `import hrank_ssd.x` stays light and works without extras
+# notebooks, Drive), so that `import hrank_ssd.x` stays light and works without extras
 LAZY_OK = {"matplotlib", "IPython", "ipywidgets", "nbformat", "nbclient", "papermill", "jupytext", "markdown",
-           "onnx", "onnxruntime", "onnxscript", "gdown", "thop", "cv2", "jupyter_client", "jupyter_core"}
+           "gdown", "thop", "cv2", "jupyter_client", "jupyter_core"}
 # and, per module, lazy imports whose reason the module states
 REASONED = {
     "hrank_ssd.io.files": {"torch", "numpy"},  # downloads use io without waiting for torch to load

@@ -8,11 +8,14 @@ import math
 import pandas as pd
 import pytest
 import torch
+from conftest import load_benchmark
 
 from hrank_ssd.cli import main
-from hrank_ssd.measure import bench, layer_times, reference_nms, tables
+from hrank_ssd.measure import bench, layer_times, tables
 from hrank_ssd.nets.models import build_model
 from hrank_ssd.nets.predictor import postprocess
+
+reference_nms = load_benchmark("reference_nms")  # pytorch-ssd's per-class NMS, the baseline
 
 
 def test_timing_fields_are_sane():
@@ -212,7 +215,7 @@ def test_group_speedups_and_mac_ceiling_exact():
 
 
 def test_layer_times_and_macs_of_a_wrapped_model():
-    from hrank_ssd.measure.speed import channels_last
+    channels_last = load_benchmark("inference_options").channels_last
 
     full = build_model("vgg16-ssd", 21, width=0.125).eval()
     pruned = build_model("vgg16-ssd", 21, width=0.125, compress_rate=bench.PRUNED_RATE).eval()

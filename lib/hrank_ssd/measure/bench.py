@@ -36,14 +36,14 @@ from tqdm.auto import tqdm
 from hrank_ssd.devices import evaluating, model_on, resolve_device, sync
 from hrank_ssd.errors import HRankError
 from hrank_ssd.measure.flops import count_exact
-from hrank_ssd.measure.speed import Wrapped, unwrap
+from hrank_ssd.measure.wrapped import Wrapped, unwrap
 from hrank_ssd.nets.compress import PRUNED_RATE
 from hrank_ssd.nets.models import build_model, count_parameters, load_model
 from hrank_ssd.nets.predictor import Predictor
 from hrank_ssd.nets.registry import net_names
 
 TIMING_KEYS = ("median_ms", "p90_ms", "mean_ms", "min_ms", "max_ms", "std_ms", "warmup", "runs")
-WRAPPER_PREFIX = re.compile(r"^((model|_orig_mod)\.)+")  # speed.py wrappers, torch.compile
+WRAPPER_PREFIX = re.compile(r"^((model|_orig_mod)\.)+")  # measure.wrapped's wrappers, torch.compile
 TABLE_COLUMNS = ["model", "params", "GMACs", "forward_median_ms", "forward_p90_ms", "forward_fps",
                  "predict_median_ms", "predict_p90_ms", "predict_fps", "forward_speedup", "mac_ratio"]
 

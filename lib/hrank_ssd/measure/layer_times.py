@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from hrank_ssd.measure.bench import WRAPPER_PREFIX, num_threads, timings_interleaved
 from hrank_ssd.measure.flops import count_exact
-from hrank_ssd.measure.speed import unwrap
+from hrank_ssd.measure.wrapped import unwrap
 from hrank_ssd.nets.compress import PRUNED_RATE, layer_rates
 from hrank_ssd.nets.registry import get_net
 
@@ -106,7 +106,7 @@ def layer_times_and_macs(models: Mapping[str, nn.Module], runs: int = 10, warmup
                          threads: Optional[int] = None, progress: bool = False) -> pd.DataFrame:
     """:func:`layer_times` plus each model's MACs per layer (``<model>_MMACs``, 0 for ReLU and pooling).
 
-    Wrapped models (e.g. :class:`hrank_ssd.measure.speed.ChannelsLast`) are timed as they run, under the plain
+    Wrapped models (e.g. ``benchmarks/inference_options.py``'s ``ChannelsLast``) are timed as they run, under the plain
     model's module names.
     """
     layers = layer_times(models, runs=runs, warmup=warmup, threads=threads, progress=progress)

@@ -1,14 +1,17 @@
-"""Inference options keep the outputs: BN folding, channels_last, ONNX, round_to widths, int8."""
+"""Inference options (``benchmarks/inference_options.py``) keep the outputs: BN folding, channels_last, ONNX,
+round_to widths, int8."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from conftest import load_benchmark
 
-from hrank_ssd.measure import speed
 from hrank_ssd.nets.compress import PRUNED_RATE
 from hrank_ssd.nets.models import build_model
 from hrank_ssd.nets.predictor import Predictor
+
+options = load_benchmark("inference_options")
 
 
 def _randomise_bn(model, seed=0):
@@ -38,7 +41,7 @@ def x():
 def test_fold_bn_mb1_exact(x):
     torch.manual_seed(0)
     m = _randomise_bn(build_model("mb1-ssd", 4, width=0.1))
-    f = speed.fold_batchnorm(m)
+    f = options.fold_batchnorm(m)
     assert not any(isinstance(mod, torch.nn.BatchNorm2d) for mod in f.modules())
     assert any(isinstance(mod, torch.nn.BatchNorm2d) for mod in m.modules())  # original untouched
     assert max(_close(m, f, x)) < 1e-4
@@ -47,9 +50,9 @@ def test_fold_bn_mb1_exact(x):
 def test_fold_bn_vgg_exact_with_bias_map_approximate_without(x):
     torch.manual_seed(0)
     m = _randomise_bn(build_model("vgg16-ssd", 4, width=0.1))
-    exact = speed.fold_batchnorm(m)
+    exact = options.fold_batchnorm(m)
     assert max(_close(m, exact, x)) < 1e-4
-    approx = speed.fold_batchnorm(m, border_exact=False)
+    approx = options.fold_batchnorm(m, border_exact=False)
     assert max(_close(m, approx, x)) > 1e-3  # borders see padded zeros, not BN's shift
     # ... but it is exact away from the borders: compare header 0's interior
     with torch.no_grad():
@@ -62,7 +65,7 @@ def test_fold_bn_vgg_exact_with_bias_map_approximate_without(x):
 def test_channels_last_same_outputs(x):
     torch.manual_seed(0)
     m = build_model("vgg16-ssd", 4, width=0.1).eval()
-    cl = speed.channels_last(m)
+    cl = options.channels_last(m)
     assert max(_close(m, cl, x)) < 1e-4
     assert cl.model.base_net[0].weight.is_contiguous(memory_format=torch.channels_last)
     boxes, labels, scores = Predictor(cl).predict(torch.randint(0, 255, (120, 160, 3), dtype=torch.uint8).numpy())
@@ -72,9 +75,9 @@ def test_channels_last_same_outputs(x):
 def test_round_to_8_widths():
     torch.manual_seed(0)
     m = build_model("vgg16-ssd", 4, width=0.25)
-    pruned, kept = speed.prune_rounded(m, PRUNED_RATE, round_to=8, criterion="l1")
+    pruned, kept = options.prune_rounded(m, PRUNED_RATE, round_to=8, criterion="l1")
     assert all(c % 8 == 0 for c in pruned.plan.prunable)
-    plain, _ = speed.prune_rounded(m, PRUNED_RATE, round_to=None, criterion="l1")
+    plain, _ = options.prune_rounded(m, PRUNED_RATE, round_to=None, criterion="l1")
     assert any(c % 8 for c in plain.plan.prunable)
     assert all(a >= b for a, b in zip(pruned.plan.prunable, plain.plan.prunable))
 
@@ -84,7 +87,7 @@ def test_onnx_matches_torch(tmp_path, x):
     pytest.importorskip("onnx")
     torch.manual_seed(0)
     m = build_model("mb1-ssd", 4, width=0.1).eval()
-    onnx = speed.OnnxModel(speed.export_onnx(m, tmp_path / "m.onnx"), m, threads=1)
+    onnx = options.OnnxModel(options.export_onnx(m, tmp_path / "m.onnx"), m, threads=1)
     assert max(_close(m, onnx, x)) < 1e-4  # batch 2 through a batch-1 export: dynamic batch works
     dets = Predictor(onnx).predict(torch.randint(0, 255, (120, 160, 3), dtype=torch.uint8).numpy())
     assert dets[0].shape[1] == 4
@@ -96,8 +99,8 @@ def test_int8_runs_and_correlates(tmp_path, x):
     pytest.importorskip("onnxruntime")
     torch.manual_seed(0)
     m = build_model("vgg16-ssd", 4, width=0.1, compress_rate=PRUNED_RATE).eval()
-    q = speed.quantize_int8(m, [x[:1], x[1:]], tmp_path / "q.onnx", threads=1)
-    agree = speed.output_agreement(m, q, x)
+    q = options.quantize_int8(m, [x[:1], x[1:]], tmp_path / "q.onnx", threads=1)
+    agree = options.output_agreement(m, q, x)
     assert agree["conf_corr"] > 0.9 and agree["loc_corr"] > 0.9
     assert agree["conf_max_abs_diff"] > 0  # quantised: close, not exact
     assert sorted(p.name for p in tmp_path.iterdir()) == ["q.onnx"]
@@ -107,11 +110,11 @@ def test_compile_matches_eager_and_a_failure_is_a_reason():
     m = build_model("mb1-ssd", 3, width=0.05).eval()
     x = torch.randn(2, 3, 300, 300, generator=torch.Generator().manual_seed(0))
     # the eager backend needs no C compiler: it must work wherever torch.compile exists
-    compiled, why = speed.compile_model(m, example=x[:1], backend="eager")
+    compiled, why = options.compile_model(m, example=x[:1], backend="eager")
     assert why is None and compiled.cfg == m.cfg and torch.equal(compiled.priors, m.priors)
     with torch.inference_mode():
         for got, want in zip(compiled(x), m(x)):
             # the same aten ops in the same order; 1e-5 only absorbs a kernel choosing another summation order
             torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
-    broken, why = speed.compile_model(m, example=x[:1], backend="no_such_backend")
+    broken, why = options.compile_model(m, example=x[:1], backend="no_such_backend")
     assert broken is None and why.startswith("torch.compile failed here:") and "\n" not in why

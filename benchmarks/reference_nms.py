@@ -1,7 +1,8 @@
-"""The seed's post-processing, kept as a baseline: a per-class Python NMS loop as in pytorch-ssd's predictor.
+"""pytorch-ssd's post-processing, kept as a baseline: a per-class Python NMS loop as in its predictor.
 
-The library's :func:`hrank_ssd.nets.predictor.postprocess` replaces it with torchvision's batched NMS; the
-tests and ``benchmarks/bench_postprocess.py`` check both give the same detections and time the difference.
+The library's :func:`hrank_ssd.nets.predictor.postprocess` replaces it with torchvision's batched NMS;
+``tests/test_bench.py`` and ``bench_postprocess.py`` (beside this file) check both give the same detections and
+time the difference. Not part of the library.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def hard_nms_loop(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: floa
 def reference_postprocess(confidences: torch.Tensor, locations: torch.Tensor, priors: torch.Tensor, cfg,
                           score_threshold: float = 0.01, iou_threshold: Optional[float] = None,
                           candidate_size: int = 200, top_k: int = -1):
-    """The per-class loop of pytorch-ssd's ``Predictor.predict`` (the seed's post-processing): for every
+    """The per-class loop of pytorch-ssd's ``Predictor.predict`` (the original project's post-processing): for every
     class, threshold its scores, then :func:`hard_nms_loop`. Same outputs as
     :func:`hrank_ssd.nets.predictor.postprocess` (boxes in [0, 1] xyxy, labels, scores), grouped by class."""
     iou_threshold = cfg.iou_threshold if iou_threshold is None else iou_threshold

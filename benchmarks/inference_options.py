@@ -13,9 +13,10 @@
 * :func:`quantize_int8` - post-training static int8 quantisation with onnxruntime (QDQ, per-channel
   weights, calibrated on real images), returned as an :class:`OnnxModel`.
 
-Every wrapper keeps ``cfg``, ``image_size``, ``num_classes``, ``priors`` and ``plan`` of the SSD it wraps,
-so :class:`hrank_ssd.nets.predictor.Predictor`, :mod:`hrank_ssd.measure.bench` and :func:`evaluation.evaluate_model`
-accept it unchanged.
+Every wrapper keeps ``cfg``, ``image_size``, ``num_classes``, ``priors`` and ``plan`` of the SSD it wraps
+(:mod:`hrank_ssd.measure.wrapped`), so the Predictor, :mod:`hrank_ssd.measure.bench` and
+:func:`evaluation.evaluate_model` accept it unchanged. Used by ``bench_inference_options.py`` and
+``latency_frontier.py`` beside it (not part of the library).
 """
 
 from __future__ import annotations
@@ -35,42 +36,7 @@ from torch import nn
 
 from hrank_ssd.errors import HRankError
 from hrank_ssd.hrank.pruning import prune_model
-from hrank_ssd.nets.ssd import SSD
-
-SSD_FACTS = ("cfg", "image_size", "num_classes", "plan")  # what Predictor, bench and flops read off a model
-
-
-def unwrap(model):
-    """The SSD inside wrappers (this module's, ``torch.compile``'s, :class:`OnnxModel`)."""
-    while not isinstance(model, SSD):
-        if hasattr(model, "_orig_mod"):  # torch.compile
-            model = model._orig_mod
-        elif hasattr(model, "model"):  # this module's wrappers, OnnxModel
-            model = model.model
-        else:
-            break
-    return model
-
-
-def _take_facts(wrapper, model):
-    inner = unwrap(model)
-    for name in SSD_FACTS:
-        setattr(wrapper, name, getattr(inner, name))
-    return inner
-
-
-class Wrapped(nn.Module):
-    """Base of the inference wrappers: forwards the SSD's attributes (``cfg``, ``priors``...)."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-        inner = _take_facts(self, model)
-        self.register_buffer("priors", inner.priors.clone(), persistent=False)
-
-    def forward(self, x):
-        return self.model(x)
-
+from hrank_ssd.measure.wrapped import Wrapped, take_facts
 
 # ---------------------------------------------------------------- BatchNorm folding
 
@@ -236,13 +202,16 @@ class OnnxModel:
     """An onnxruntime CPU session behaving like the SSD: ``model(x) -> (confidences, locations)`` tensors.
 
     ``like`` is the SSD it was exported from (for ``cfg``, ``priors``, ``image_size``...). ``to``/``eval``
-    accept only the CPU (onnxruntime runs on the CPU here).
+    accept only the CPU (onnxruntime runs on the CPU here); ``parameters``/``buffers`` are that SSD's (on the CPU),
+    so :func:`hrank_ssd.devices.model_on` takes the session as it is on the CPU.
     """
+
+    training = False
 
     def __init__(self, path, like, threads: Optional[int] = None):
         self.path = Path(path)
         self.session = _session(path, threads)
-        self.model = _take_facts(self, like)  # the SSD, for parameter/MAC counts
+        self.model = take_facts(self, like)  # the SSD, for parameter/MAC counts
         self.priors = self.model.priors.detach().cpu()
         self.input_name = self.session.get_inputs()[0].name
 
@@ -253,6 +222,15 @@ class OnnxModel:
 
     def eval(self):
         return self
+
+    def parameters(self):
+        return self.model.parameters()
+
+    def buffers(self):
+        return self.model.buffers()
+
+    def modules(self):
+        return iter([self])
 
     def __call__(self, x: torch.Tensor):
         conf, loc = self.session.run(None, {self.input_name: x.detach().cpu().float().contiguous().numpy()})
@@ -324,6 +302,6 @@ def output_agreement(a, b, x: torch.Tensor) -> dict:
             "argmax_agreement": float((ca.argmax(-1) == cb.argmax(-1)).float().mean())}
 
 
-__all__ = ["BiasMapConv", "ChannelsLast", "OnnxModel", "Wrapped", "channels_last", "compile_model", "export_onnx",
+__all__ = ["BiasMapConv", "ChannelsLast", "OnnxModel", "channels_last", "compile_model", "export_onnx",
            "fold_batchnorm", "fold_bn_into_conv", "fold_conv_bn", "output_agreement", "prune_rounded",
            "quantize_int8"]
