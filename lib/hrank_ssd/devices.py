@@ -45,7 +45,10 @@ def _is_on(t: torch.Tensor, device: torch.device) -> bool:
 
 def model_on(model: torch.nn.Module, device, channels_last: bool = False) -> torch.nn.Module:
     """``model`` itself when all its parameters and buffers sit on ``device`` (and, with ``channels_last``, its 4-d
-    ones are stored channels-last), else a copy moved there: the caller's model is never moved or converted."""
+    ones are stored channels-last), else a copy moved there: the caller's model is never moved or converted. What is
+    no ``nn.Module`` (an ONNX session) runs where it runs and comes back as it is."""
+    if not isinstance(model, torch.nn.Module):
+        return model
     device = torch.device(device)
     tensors = [*model.parameters(), *model.buffers()]
     fmt = torch.channels_last if channels_last else torch.preserve_format
@@ -59,6 +62,9 @@ def model_on(model: torch.nn.Module, device, channels_last: bool = False) -> tor
 @contextmanager
 def evaluating(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
     """``model`` in eval mode inside the block; every submodule's own training flag is restored after it."""
+    if not isinstance(model, torch.nn.Module):
+        yield model
+        return
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
