@@ -105,7 +105,7 @@ print(recompute_note(course, "02_hrank_pruning"))
 # ## Choosing the compress rate
 #
 # One rate per VGG stage: the table shows the parameters, MACs (multiply-accumulates, of the full-size detector:
-# 300x300, 21 classes) and the kept filters of the rates in `STAGE_RATES`, the seed's. After the sensitivity scan
+# 300x300, 21 classes) and the kept filters of the rates in `STAGE_RATES`, the paper's. After the sensitivity scan
 # below you choose *your own* rate with a slider per stage, prune with it, estimate its mAP, and notebook 03
 # finetunes it.
 
@@ -218,10 +218,10 @@ print("pruned == masked original; max difference", float((c1 - c2).abs().max()))
 #
 # MACs are not milliseconds. CPU convolution kernels process channels in blocks (16 floats per AVX-512
 # register, 8 with AVX2; a GPU works in warps of 32), so a conv that keeps 57 of 64 filters does 11% fewer
-# multiply-adds but runs about as long as with 64: the block is paid in full. The seed rate `[0.1]*7+...`
+# multiply-adds but runs about as long as with 64: the block is paid in full. The paper rate `[0.1]*7+...`
 # keeps exactly such counts (57, 115, 230) in the early layers, which run at the largest resolutions and hold
 # most of the time; pools, memory traffic and the unpruned heads do not shrink with MACs either. On the
-# development CPU the seed rate cuts the full-size VGG16-SSD's MACs 1.71x but its forward far less, while widths
+# development CPU the paper rate cuts the full-size VGG16-SSD's MACs 1.71x but its forward far less, while widths
 # chosen on a latency table at the same MACs run about twice as fast (`benchmarks/latency_frontier.md` has the
 # measured ratios; `docs/latency.md` explains the measurement).
 #
@@ -229,12 +229,12 @@ print("pruned == masked original; max difference", float((c1 - c2).abs().max()))
 # BatchNorm + ReLU + pool, inside whole models) on a grid of kept counts on *this* machine, and a knapsack
 # keeps, per layer, the count of largest summed HRank importance whose predicted forward time fits a budget
 # (HALP's idea on HRank's ranks; `docs/pruning-budgets.md`). Every layer keeps at least `min_keep` of its
-# filters. The course prunes two such models: one within the seed rate's exact MACs (the fastest widths that keep
+# filters. The course prunes two such models: one within the paper rate's exact MACs (the fastest widths that keep
 # 93% of the most importance those MACs allow: both constraints inside one knapsack), and one at
 # `latency_budget` of the unpruned forward (the profile's); notebook 04 puts them on the mAP-latency frontier.
 #
 # Move the slider: the table shows the widths chosen under that budget, the latency this machine's table
-# predicts for them and their exact MACs, beside the unpruned model and the seed rate (the reference row).
+# predicts for them and their exact MACs, beside the unpruned model and the paper rate (the reference row).
 # Without widgets the table is for `LATENCY_BUDGET`: edit it and re-run the cell. (The course's own model keeps
 # the profile's `latency_budget`.)
 
@@ -274,18 +274,18 @@ chosen.round(3)
 
 # %% [markdown]
 # Check: each latency-pruned model's predicted cost fits the budget it was chosen under (the knapsack rounds
-# costs up, never down), and the seed-MACs model never has more MACs than the seed rate. (A `note` says when a
+# costs up, never down), and the paper-MACs model never has more MACs than the paper rate. (A `note` says when a
 # fallback was needed: e.g. a table measured on a busy machine, whose times barely follow the counts.)
 
 # %%
 chosen = chosen.set_index("pruning")
-for key in ("vgg16-ssd-lat-seedmacs", "vgg16-ssd-lat-small"):
+for key in ("vgg16-ssd-lat-paper-macs", "vgg16-ssd-lat-small"):
     row = chosen.loc[key]
     cost = row["predicted ms"] if row["budget unit"] == "ms" else row["MMACs"] * 1e6
     assert cost <= row["budget"] * (1 + 1e-9), (key, cost, row["budget"])
     print(key, "|", row["chosen by"], "|", row["note"] or "no fallback")
-assert chosen.loc["vgg16-ssd-lat-seedmacs", "MMACs"] <= chosen.loc["vgg16-ssd-pruned", "MMACs"]
-print(f"seed-MACs widths: {chosen.loc['vgg16-ssd-lat-seedmacs', 'MMACs']:.1f} MMACs <= seed rate "
+assert chosen.loc["vgg16-ssd-lat-paper-macs", "MMACs"] <= chosen.loc["vgg16-ssd-pruned", "MMACs"]
+print(f"paper-MACs widths: {chosen.loc['vgg16-ssd-lat-paper-macs', 'MMACs']:.1f} MMACs <= paper rate "
       f"{chosen.loc['vgg16-ssd-pruned', 'MMACs']:.1f} MMACs")
 
 # %% [markdown]
@@ -309,7 +309,7 @@ sens.pivot_table(index="rate", columns="name", values="map").round(4)
 # The scan can choose a rate by itself (`suggest_compress_rate`, also the `sensitivity` command's
 # `--target_mac_reduction`): allow a growing mAP drop, give every scanned layer the largest rate whose drop stays
 # within it, and stop at the smallest drop whose rates remove as many MACs as the target. Here the target is the
-# seed rate's MAC cut; the table tries both rates the same way (pruned with HRank's ranks, no finetuning, mAP on
+# paper rate's MAC cut; the table tries both rates the same way (pruned with HRank's ranks, no finetuning, mAP on
 # `quick_map_images` test images). Layers the scan skipped stay unpruned in the suggestion, so it must cut the
 # scanned ones harder: scan every layer (`sensitivity_layers`) for a fairer answer.
 
@@ -323,7 +323,7 @@ suggestion.round(4)
 # `course.try_compress_rate(rate)` prunes the trained VGG16-SSD with HRank's ranks at `rate` and measures it
 # without finetuning: the kept filters, parameters, MACs (of this profile's model) and a quick mAP on a handful of
 # test images. `course.choose_compress_rate(rate)` records the rate in `work/<profile>/choice.json`: **notebook 03
-# finetunes the rate chosen last**. The cell below does both for `STAGE_RATES` (the seed's unless you change it).
+# finetunes the rate chosen last**. The cell below does both for `STAGE_RATES` (the paper's unless you change it).
 
 # %%
 MY_RATE = VGG.stage_rates(STAGE_RATES)  # one rate per stage -> one per prunable layer
@@ -504,4 +504,4 @@ print(f"same sparsity ({by.loc['filters (HRank)', 'sparsity']:.1%} of the weight
 #   first.
 # - Try next: choose the scan's suggestion (`course.choose_compress_rate(suggestion.loc["suggested by the scan",
 #   "compress_rate"])`), or press the slider's button with harder conv4/conv5 rates, then run notebook 03 and
-#   compare its finetuned mAP with the seed rate's in notebook 04.
+#   compare its finetuned mAP with the paper rate's in notebook 04.

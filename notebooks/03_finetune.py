@@ -111,7 +111,7 @@ print(f"finetuning {format_compress_rate(rate)} ({source})\n{init} | criterion {
 
 # %% [markdown]
 # `Course.student_finetuned()` trains the model pruned at the rate chosen in notebook 02 (the profile's when none
-# was chosen; at the profile's rate it is also the comparison's seed-rate model, trained once for both). The pruned
+# was chosen; at the profile's rate it is also the comparison's paper-rate model, trained once for both). The pruned
 # weights are the starting point; every epoch is logged: train and validation loss (regression + classification) and, every few epochs, mAP. While it runs,
 # the cell below redraws the training loss of every step in place (`LiveLossCurve`, a training hook), and the
 # per-epoch curves are also written to `work/<profile>/checkpoints/<model>/curves.png`. When the model was
@@ -179,8 +179,8 @@ print(f"{count_parameters(b):,} parameters, plan {b.plan.prunable}")
 # ## The other pruned models of the comparison
 #
 # Notebook 04 compares six models. Three more pruned ones are finetuned here (each resumable, each logged like
-# the one above): VGG16-SSD pruned for this machine's clock at the seed rate's MACs, finetuned **exactly** as the
-# seed-rate model (same epochs, same learning rate: their mAPs are compared); VGG16-SSD at the smaller latency
+# the one above): VGG16-SSD pruned for this machine's clock at the paper rate's MACs, finetuned **exactly** as the
+# paper-rate model (same epochs, same learning rate: their mAPs are compared); VGG16-SSD at the smaller latency
 # budget; and MobileNetV1-SSD pruned with its own HRank ranks (`mb1_compress_rate`). The last two get
 # `small_finetune_epochs` (offline: one epoch each, to keep the course within 15 minutes on 2 CPU cores; full: as
 # many as fit this notebook's T4 budget, with yours). *note* marks a finetune much shorter than the original

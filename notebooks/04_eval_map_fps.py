@@ -6,7 +6,7 @@
 # **mAP** (VOC2007, 11-point): for each class, rank all detections by score, match each to an unmatched
 # ground-truth box with IoU > 0.5, draw the precision/recall curve and average the precision at recall
 # 0, 0.1, ..., 1; then average over classes. We evaluate the six models of the comparison on the same test set:
-# VGG16-SSD, pruned at the seed rate, pruned for this machine's clock at the seed rate's MACs and at a smaller
+# VGG16-SSD, pruned at the paper rate, pruned for this machine's clock at the paper rate's MACs and at a smaller
 # latency budget (notebook 02), MobileNetV1-SSD and MobileNetV1-SSD pruned with HRank.
 
 # %%
@@ -290,10 +290,10 @@ print(f"Measured: the pruned model's layers take {ceiling['measured_speedup']:.2
 # early layers harder; `benchmarks/results.md` has the full analysis, including the channels_last layout.
 
 # %%
-from hrank_ssd.measure.bench import count_macs
+from hrank_ssd.measure.flops import macs
 from hrank_ssd.nets.models import build_model
 
-full_macs = count_macs(build_model("vgg16-ssd", 21))
+full_macs = macs(build_model("vgg16-ssd", 21))
 assert abs(layers["full_MMACs"].sum() * 1e6 - full_macs) <= 1e-6 * full_macs
 
 # %% [markdown]

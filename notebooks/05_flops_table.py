@@ -160,7 +160,7 @@ assert (anatomy["MACs"] == anatomy["kernel_inputs"] * anatomy["out_channels"] * 
 assert (anatomy["MACs_per_weight"] == anatomy["out_h"] * anatomy["out_w"]).all()
 
 # %% [markdown]
-# What it means for pruning: the seed rate `[0.1]*7+[0.5]*9` prunes the seven early layers (conv1_1 to conv3_3,
+# What it means for pruning: the paper rate `[0.1]*7+[0.5]*9` prunes the seven early layers (conv1_1 to conv3_3,
 # on the large maps) by 10% only, because they are sensitive (notebook 02), and the late ones by half. Halving a
 # late layer removes many parameters but few MACs; removing a tenth of an early one removes few parameters but
 # many MACs. So the pruned model keeps a smaller share of its parameters than of its MACs:

@@ -11,7 +11,7 @@ import torch
 from conftest import load_benchmark
 
 from hrank_ssd.cli import main
-from hrank_ssd.measure import bench, layer_times, tables
+from hrank_ssd.measure import bench, flops, layer_times, tables
 from hrank_ssd.nets.models import build_model
 from hrank_ssd.nets.predictor import postprocess
 
@@ -222,7 +222,7 @@ def test_layer_times_and_macs_of_a_wrapped_model():
     layers = layer_times.layer_times_and_macs({"full": channels_last(full), "pruned": pruned}, runs=1, warmup=0)
     assert layers["name"].iloc[0] == "base_net.0"  # the wrapper's "model." prefix is gone
     for key, model in (("full", full), ("pruned", pruned)):
-        assert layers[f"{key}_MMACs"].sum() * 1e6 == pytest.approx(bench.count_macs(model), rel=1e-9)
+        assert layers[f"{key}_MMACs"].sum() * 1e6 == pytest.approx(flops.macs(model), rel=1e-9)
     assert (layers.loc[layers["type"] == "ReLU", "full_MMACs"] == 0).all()
 
 

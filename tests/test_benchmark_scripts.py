@@ -17,15 +17,12 @@ def _bad_inputs(tmp: Path):
     return {
         "offline_seeds.py": ["--seeds", "0", "--work", str(a_file / "work"), "--runs", str(tmp / "runs"),
                              "--out", str(tmp / "seeds")],
-        "latency_map_seeds.py": ["--from_csv", "--out", str(missing / "seeds.md")],
         "latency_frontier.py": ["--table", str(missing / "table.json"), "--out", str(tmp / "lf.md")],
-        "keep_scan.py": ["--work", str(tmp), "--profile", "no-such-profile", "--out", str(tmp / "scan.md")],
         "train_layout.py": ["--out", str(missing / "layout.md")],
     }
 
 
-@pytest.mark.parametrize("script", ["offline_seeds.py", "latency_map_seeds.py", "latency_frontier.py",
-                                    "keep_scan.py", "train_layout.py"])
+@pytest.mark.parametrize("script", ["offline_seeds.py", "latency_frontier.py", "train_layout.py"])
 def test_bad_input_is_one_line_and_status_2(script, tmp_path):
     args = _bad_inputs(tmp_path)[script]
     out = subprocess.run([sys.executable, str(BENCHMARKS / script), *args], capture_output=True, text=True,
@@ -34,27 +31,6 @@ def test_bad_input_is_one_line_and_status_2(script, tmp_path):
     assert out.returncode == 2, out.stderr[-2000:]
     assert "Traceback" not in out.stderr and lines[-1].startswith("error: "), out.stderr[-2000:]
     assert not (tmp_path / "a_file" / "work").exists() and (tmp_path / "a_file").read_text() == "not a folder"
-
-
-def test_off_grid_rules_scores_each_rule_on_a_check_table(tmp_path):
-    from test_latency_table import _tail_table
-
-    rules = load_benchmark("off_grid_rules")
-    checks = [{"name": "full", "widths": [64], "predicted_ms": 14.0, "measured_ms": 14.0, "forwards": 4},
-              {"name": "thirty", "widths": [30], "predicted_ms": 0.0, "measured_ms": 14.0, "forwards": 4}]
-    path = _tail_table(checks=checks).save(tmp_path / "check.json")
-    row, off_grid = rules.scores(path)
-    assert row["rule used"] == "tail" and row["models"] == 2 and row["on-grid bias_%"] == 0.0  # 14.0 vs 14.0
-    # as predict prices 30; surcharge: 32's 2.0 times 23's 3.0 / 32's 2.0, the one off-block cell below its block
-    thirty = {"tail": 10.0 + 3.0 + 2.0 * 7 / 16, "block": 12.0, "surcharge": 10.0 + 2.0 * 1.5,
-              "linear": 10.0 + 3.0 - 7 / 9}
-    assert list(off_grid["model"]) == ["thirty"]
-    for rule, ms in thirty.items():
-        assert off_grid[rule].item() == pytest.approx(100 * (ms / 14.0 - 1), rel=1e-12)
-        assert row[f"{rule} max_%"] == pytest.approx(abs(100 * (ms / 14.0 - 1)), rel=1e-12)
-    out = tmp_path / "rules.md"
-    assert rules.main([str(path), str(path), "--out", str(out)]) == 0
-    assert out.read_text().count("| check.json |") == 2  # a summary row and a model row: given twice, scored once
 
 
 def test_train_layout_quick_run_times_both_layouts(tmp_path):

@@ -10,16 +10,6 @@ import torch
 
 from hrank_ssd.cli import main
 from hrank_ssd.errors import HRankError
-from hrank_ssd.hrank.budget import (
-    Budget,
-    chain_cost,
-    choose_counts,
-    choose_counts_capped,
-    kept_importance,
-    layer_terms,
-    normalised_ranks,
-    round_costs,
-)
 from hrank_ssd.hrank.pruning import (
     kept_indices,
     kept_indices_for_widths,
@@ -28,8 +18,20 @@ from hrank_ssd.hrank.pruning import (
     save_pruned,
 )
 from hrank_ssd.hrank.ranks import save_ranks
+from hrank_ssd.latency.budgets import mac_costs, map_sizes
+from hrank_ssd.latency.knapsack import (
+    Budget,
+    ChainCosts,
+    chain_cost,
+    choose_counts,
+    choose_counts_capped,
+    kept_importance,
+    layer_terms,
+    normalised_ranks,
+    round_costs,
+)
+from hrank_ssd.latency.table import grid_counts
 from hrank_ssd.measure.flops import build_for_counting, count_exact
-from hrank_ssd.measure.mac_costs import count_grid, mac_costs, map_sizes
 from hrank_ssd.nets.models import build_model, default_plan, layer_names, load_model, read_sidecar, save_model
 from hrank_ssd.nets.ssd import kept_channels
 
@@ -103,10 +105,12 @@ def test_capped_choice_is_exact_for_its_second_cost_and_within_the_cap(seed):
         cap = float(rng.uniform(min(seconds) - 0.5, max(seconds)))
         if cap < min(seconds):
             with pytest.raises(HRankError, match="within") as err:
-                choose_counts_capped(counts, gains, unary, pairwise, budget, second_u, second_pw, cap, steps, rest)
+                choose_counts_capped(counts, gains, unary, pairwise, budget, ChainCosts(second_u, second_pw, 0.0), cap,
+                                     steps, rest)
             assert "\n" not in str(err.value)
             continue
-        got = choose_counts_capped(counts, gains, unary, pairwise, budget, second_u, second_pw, cap, steps, rest)
+        got = choose_counts_capped(counts, gains, unary, pairwise, budget, ChainCosts(second_u, second_pw, 0.0), cap,
+                                   steps, rest)
         assert got.choice.cost <= budget * (1 + 1e-12) and got.second <= cap
         assert got.second == pytest.approx(chain_cost(second, got.choice.indices))
         rivals = [sum(float(g[a]) for g, a in zip(gains, ix)) for ix, sc in zip(fits, seconds) if sc <= got.second]
@@ -140,19 +144,12 @@ def test_importance_is_the_top_normalised_ranks():
     assert Budget(0.5, True).of(10.0) == 5.0 and Budget(3.0, False).of(10.0) == 3.0
 
 
-def test_count_grid():
-    assert count_grid(8) == list(range(1, 9))
-    assert count_grid(1024) == list(range(64, 1025, 64))
-    assert count_grid(64) == list(range(8, 65, 8))  # multiples of 8 where the layer is wide enough
-    assert all(g[-1] == c and g == sorted(set(g)) for c in (3, 32, 100, 256) for g in [count_grid(c)])
-
-
 @pytest.mark.parametrize("net", ["vgg16-ssd", "mb1-ssd"])
 @pytest.mark.parametrize("width", [1.0, 0.125])
 def test_mac_costs_are_exact(net, width):
     plan0 = default_plan(net, width)
-    counts = [count_grid(c) for c in plan0.prunable]
-    costs = mac_costs(net, counts, 21, width=width)
+    counts = [grid_counts(c) for c in plan0.prunable]
+    costs = mac_costs(build_for_counting(net, 21, plan=plan0), counts)
     rng = np.random.default_rng(7)
     for trial in range(4):
         ix = [len(g) - 1 for g in counts] if trial == 0 else [int(rng.integers(len(g))) for g in counts]
@@ -239,7 +236,7 @@ def test_prune_mac_budget(net, tmp_path, capsys):
 
 
 def test_min_keep_bounds_every_layer(tmp_path):
-    from hrank_ssd.measure.budgets import widths_for_mac_budget
+    from hrank_ssd.latency.budgets import widths_for_mac_budget
 
     model, _ = setup_model(tmp_path, "vgg16-ssd")
     free = widths_for_mac_budget(model, Budget(0.5, True), tmp_path / "ranks")
@@ -252,9 +249,9 @@ def test_min_keep_bounds_every_layer(tmp_path):
 
 def latency_table(model, path):
     """A hand-made table on this machine: one unit per layer, ms proportional to its inputs x filters."""
-    from hrank_ssd.measure.latency_table import LatencyTable, UnitTimes, current_machine
+    from hrank_ssd.latency.table import LatencyTable, UnitTimes, current_machine
 
-    counts = [count_grid(c, 8) for c in model.plan.prunable]
+    counts = [grid_counts(c, 4) for c in model.plan.prunable]
     units = [UnitTimes(module=f"unit{i}", out_layer=i, in_layer=None if i == 0 else i - 1,
                        in_counts=[3] if i == 0 else counts[i - 1], out_counts=counts[i],
                        ms=[[1e-3 * a * b for b in counts[i]] for a in ([3] if i == 0 else counts[i - 1])])
@@ -281,7 +278,7 @@ def test_prune_latency_budget(tmp_path, capsys):
     assert meta["kind"] == "latency" and meta["budget"] == pytest.approx(0.6 * table.full_ms)
     assert meta["predicted"] == pytest.approx(table.predict(widths)) and meta["predicted"] <= meta["budget"]
     assert "latency: predicted" in printed and "measured" in printed
-    assert main(["prune", "--base_net", str(base), "--rank_dir", str(tmp_path / "ranks"), "--latency_budget", "1ms",
+    assert main(["prune", "--base_net", str(base), "--rank_dir", str(tmp_path / "ranks"), "--latency_budget", "0.4ms",
                  "--latency_table", str(tmp_path / "table.json"), "--output", str(out)]) == 2
     assert "below the smallest possible cost" in capsys.readouterr().err
 
@@ -305,7 +302,8 @@ def test_prune_latency_table_with_a_mac_budget(latency, tmp_path, capsys):
 
 
 def test_fastest_widths_at_mac_cap(tmp_path):
-    from hrank_ssd.measure.budgets import exact_macs, fastest_widths_at_mac_cap, widths_for_latency_budget
+    from hrank_ssd.latency.budgets import fastest_widths_at_mac_cap, widths_for_latency_budget
+    from hrank_ssd.measure.flops import macs
     from hrank_ssd.nets.compress import PRUNED_RATE
 
     model, _ = setup_model(tmp_path, "vgg16-ssd")
@@ -313,13 +311,13 @@ def test_fastest_widths_at_mac_cap(tmp_path):
     ranks = tmp_path / "ranks"
     seed = [kept_channels(c, r) for c, r in zip(model.plan.prunable, PRUNED_RATE)]
     pruned, _ = prune_to_widths(model, seed, "hrank", ranks)
-    cap = exact_macs(model, seed)
+    cap = macs(model, seed)
     assert cap == int(count_exact(pruned)["MACs"].sum())  # exact, without building the pruned model
     most = widths_for_latency_budget(model, table, Budget(1.0, True), ranks, mac_cap=cap)  # the cap's importance
-    assert most.macs == exact_macs(model, most.widths) <= cap and most.sidecar()["mac_cap"] == cap
+    assert most.macs == macs(model, most.widths) <= cap and most.sidecar()["mac_cap"] == cap
     for keep in (1.0, 0.9):
         got = fastest_widths_at_mac_cap(model, table, cap, ranks, tol=1e-3, keep=keep)
-        assert got.kind == "latency" and got.macs == exact_macs(model, got.widths) <= cap
+        assert got.kind == "latency" and got.macs == macs(model, got.widths) <= cap
         assert got.importance >= keep * most.importance - 1e-9 and got.predicted <= most.predicted + 1e-9
         assert got.choice.cost <= got.budget and got.predicted == pytest.approx(table.predict(got.widths))
         again = widths_for_latency_budget(model, table, Budget(got.budget, False), ranks, mac_cap=cap)
@@ -339,7 +337,7 @@ def test_fastest_widths_at_mac_cap(tmp_path):
 
 
 def test_latency_range_bounds_the_budgets_that_can_be_met(tmp_path):
-    from hrank_ssd.measure.budgets import latency_range, widths_for_latency_budget
+    from hrank_ssd.latency.budgets import latency_range, widths_for_latency_budget
 
     model, _ = setup_model(tmp_path, "vgg16-ssd")
     table = latency_table(model, tmp_path / "table.json")

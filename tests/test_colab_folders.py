@@ -124,13 +124,13 @@ def test_recompute_note_prices_what_is_missing_from_the_estimate(tmp_path):
     note = recompute_note(course, "04_eval_map_fps")
     lines = note.splitlines()
     assert lines[0].startswith("What 04_eval_map_fps takes from earlier notebooks (profile full")
-    seed_macs = estimates.minutes_of(table, "vgg16-ssd-lat-seedmacs")
-    assert (f"- missing 03's finetuned latency-pruned VGG16-SSD at the seed MACs: finetuned here: about "
-            f"{seed_macs:.1f} min on a T4 (estimate)") in lines
+    paper_macs = estimates.minutes_of(table, "vgg16-ssd-lat-paper-macs")
+    assert (f"- missing 03's finetuned latency-pruned VGG16-SSD at the paper rate's MACs: finetuned here: about "
+            f"{paper_macs:.1f} min on a T4 (estimate)") in lines
     assert "- missing 02's latency table: measured here (not estimated)" in lines
     assert "ESTIMATES" in lines[-1] and "not measurements" in lines[-1]
     # what is there is not listed, and the total shrinks by its minutes
-    for key in ("vgg16-ssd-lat-seedmacs", "vgg16-ssd-lat-small", "mb1-ssd-pruned"):
+    for key in ("vgg16-ssd-lat-paper-macs", "vgg16-ssd-lat-small", "mb1-ssd-pruned"):
         course.path(key).parent.mkdir(parents=True, exist_ok=True)
         course.path(key).write_bytes(b"")
     (course.work / "latency").mkdir()

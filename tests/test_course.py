@@ -134,11 +134,10 @@ CLASSES = ["BACKGROUND", "circle", "square", "triangle", "cross", "ring"]
 def hand_made_table(net="vgg16-ssd", width=0.125, slope=1e-3, const=0.0):
     """A latency table on this machine, no timing: one unit per layer, ms = const + slope x its inputs x filters
     (``slope`` < 0: times falling as counts grow, what a table measured on a busy machine can look like)."""
-    from hrank_ssd.measure.latency_table import LatencyTable, UnitTimes, current_machine
-    from hrank_ssd.measure.mac_costs import count_grid
+    from hrank_ssd.latency.table import LatencyTable, UnitTimes, current_machine, grid_counts
     from hrank_ssd.nets.models import build_model
 
-    counts = [count_grid(c, 8) for c in build_model(net, 6, width=width).plan.prunable]
+    counts = [grid_counts(c, 4) for c in build_model(net, 6, width=width).plan.prunable]
     units = [UnitTimes(module=f"unit{i}", out_layer=i, in_layer=None if i == 0 else i - 1,
                        in_counts=[3] if i == 0 else counts[i - 1], out_counts=counts[i],
                        ms=[[const + slope * a * b for b in counts[i]] for a in ([3] if i == 0 else counts[i - 1])])
@@ -158,7 +157,7 @@ def course_with_baselines(tmp_path, monkeypatch, slope=1e-3, const=0.0, profile=
     from hrank_ssd.course import pruned_models
     from hrank_ssd.course.steps import Course
     from hrank_ssd.hrank.ranks import save_ranks
-    from hrank_ssd.measure.mac_costs import map_sizes
+    from hrank_ssd.latency.budgets import map_sizes
     from hrank_ssd.nets.models import build_model, save_model
 
     calls = []
@@ -209,12 +208,12 @@ def test_a_later_notebook_uses_the_table_that_chose_the_latency_widths(tmp_path,
     sidecars, even one measured on another machine, never a re-measured one; without it, this machine's rule."""
     import json
 
-    from hrank_ssd.course.pruned_models import SEED_MACS
+    from hrank_ssd.course.pruned_models import PAPER_MACS
     from hrank_ssd.course.steps import Course
 
     course, calls = course_with_baselines(tmp_path, monkeypatch)
     assert course.chosen_table_path() is None  # no latency-pruned model yet
-    course.latency_pruned(SEED_MACS)
+    course.latency_pruned(PAPER_MACS)
     chosen = course.latency_table_file()
     assert course.chosen_table_path() == chosen == course.latency_table_path() and len(calls) == 1
     data = json.loads(chosen.read_text())
@@ -232,32 +231,32 @@ def test_a_later_notebook_uses_the_table_that_chose_the_latency_widths(tmp_path,
 
 
 def test_latency_pruned_models_meet_their_budgets(tmp_path, monkeypatch):
-    from hrank_ssd.course.pruned_models import SEED_MACS, SMALL
-    from hrank_ssd.measure import budgets
+    from hrank_ssd.course.pruned_models import PAPER_MACS, SMALL
+    from hrank_ssd.measure.flops import macs
     from hrank_ssd.nets.models import load_model, read_sidecar
 
     course, _ = course_with_baselines(tmp_path, monkeypatch)
     base = load_model(course.path("vgg16-ssd"))
     seed = load_model(course.pruned("hrank")).plan.prunable
-    cap = budgets.exact_macs(base, seed)
-    assert course.seed_mac_cap(base) == cap
-    chosen, note = course.latency_widths(SEED_MACS, base)
-    assert note == "" and chosen.kind == "latency" and budgets.exact_macs(base, chosen.widths) <= cap
-    assert all(k >= 0.5 * c for k, c in zip(chosen.widths, chosen.channels))  # seed_macs_min_keep
-    assert course.min_keep(SEED_MACS) == 0.5 and course.min_keep(SMALL) == 0.25
+    cap = macs(base, seed)
+    assert course.paper_rate_mac_cap() == cap
+    chosen, note = course.latency_widths(PAPER_MACS, base)
+    assert note == "" and chosen.kind == "latency" and macs(base, chosen.widths) <= cap
+    assert all(k >= 0.5 * c for k, c in zip(chosen.widths, chosen.channels))  # paper_macs_min_keep
+    assert course.min_keep(PAPER_MACS) == 0.5 and course.min_keep(SMALL) == 0.25
     small, note = course.latency_widths(SMALL, base)
     assert note == "" and small.predicted <= course.profile.latency_budget * course.latency_table().full_ms
-    init = course.latency_pruned(SEED_MACS)
+    init = course.latency_pruned(PAPER_MACS)
     meta = read_sidecar(init)
     assert load_model(init).plan.prunable == chosen.widths and meta["compress_rate"] is None
     assert meta["budget"]["min_keep"] == 0.5 and meta["budget"]["latency_table"] == course.latency_table_path().name
     rows = course.latency_models().set_index("pruning")
-    assert list(rows.index) == ["vgg16-ssd", "vgg16-ssd-pruned", SEED_MACS, SMALL]
+    assert list(rows.index) == ["vgg16-ssd", "vgg16-ssd-pruned", PAPER_MACS, SMALL]
     assert rows.loc["vgg16-ssd-pruned", "MMACs"] == cap / 1e6 and rows.loc["vgg16-ssd", "of unpruned MACs"] == 1.0
-    assert rows.loc[SEED_MACS, "chosen by"] == "latency knapsack" and rows.loc[SEED_MACS, "budget unit"] == "ms"
+    assert rows.loc[PAPER_MACS, "chosen by"] == "latency knapsack" and rows.loc[PAPER_MACS, "budget unit"] == "ms"
     assert rows.loc[SMALL, "predicted ms"] == small.predicted and (course.results / "latency_models.csv").is_file()
     slider = course.budget_table(0.6).set_index("pruning")
-    assert list(slider.index) == ["unpruned", "seed rate [0.1]*7+[0.5]*9", "latency budget 0.6"]
+    assert list(slider.index) == ["unpruned", "paper rate [0.1]*7+[0.5]*9", "latency budget 0.6"]
     assert slider.iloc[1]["MMACs"] == cap / 1e6 and list(slider.iloc[1][-14:]) == list(seed)
     assert slider.iloc[2]["predicted ms"] <= 0.6 * course.latency_table().full_ms
     too_small = course.budget_table(0.01).set_index("pruning").loc["latency budget 0.01"]
@@ -265,28 +264,28 @@ def test_latency_pruned_models_meet_their_budgets(tmp_path, monkeypatch):
 
 
 def test_a_table_whose_times_fall_with_the_counts_falls_back_to_the_mac_knapsack(tmp_path, monkeypatch):
-    from hrank_ssd.course.pruned_models import SEED_MACS, SMALL
-    from hrank_ssd.measure import budgets
+    from hrank_ssd.course.pruned_models import PAPER_MACS, SMALL
+    from hrank_ssd.measure.flops import macs
     from hrank_ssd.nets.models import load_model
 
     course, _ = course_with_baselines(tmp_path, monkeypatch, slope=-1e-3, const=10.0)  # wider is faster: noise
     base = load_model(course.path("vgg16-ssd"))
-    chosen, note = course.latency_widths(SEED_MACS, base)
+    chosen, note = course.latency_widths(PAPER_MACS, base)
     assert chosen.kind == "macs" and "no widths on the table's grid keep within" in note
-    assert budgets.exact_macs(base, chosen.widths) <= course.seed_mac_cap(base)
+    assert macs(base, chosen.widths) <= course.paper_rate_mac_cap()
     small, note = course.latency_widths(SMALL, base)  # the full widths are the cheapest: a fraction cannot be met
     assert "is below the cheapest widths" in note and all(k >= 0.25 * c for k, c in zip(small.widths, small.channels))
 
 
 def test_extra_models_finetune_as_the_profile_says(tmp_path, monkeypatch):
-    from hrank_ssd.course.pruned_models import MB1_PRUNED, SEED_MACS, SMALL
+    from hrank_ssd.course.pruned_models import MB1_PRUNED, PAPER_MACS, SMALL
     from hrank_ssd.course.results import MODEL_KEYS
     from hrank_ssd.course.steps import Course
 
     offline = Course("offline", tmp_path / "run", tmp_path / "work", progress=False)
     p = offline.profile
-    # the seed-MACs model is compared with the seed rate's: the same finetune, epochs and learning rate
-    assert offline.finetune_epochs(SEED_MACS) == offline.finetune_epochs("vgg16-ssd-pruned") == p.finetune_epochs
+    # the paper-MACs model is compared with the paper rate's: the same finetune, epochs and learning rate
+    assert offline.finetune_epochs(PAPER_MACS) == offline.finetune_epochs("vgg16-ssd-pruned") == p.finetune_epochs
     assert offline.finetune_epochs(SMALL) == offline.finetune_epochs(MB1_PRUNED) == p.small_finetune_epochs == 1
     assert offline.finetune_epochs("vgg16-ssd") == offline.finetune_epochs("mb1-ssd") == 0
     trained = []
@@ -297,18 +296,18 @@ def test_extra_models_finetune_as_the_profile_says(tmp_path, monkeypatch):
     monkeypatch.setattr(offline, "mb1_pruned", lambda: tmp_path / "mb1-init.pth")
     offline.finetuned()
     assert {k: offline.model_path(k) for k in MODEL_KEYS if k not in ("vgg16-ssd", "mb1-ssd")} == {
-        k: offline.path(k) for k in ("vgg16-ssd-pruned", SEED_MACS, SMALL, MB1_PRUNED)}
+        k: offline.path(k) for k in ("vgg16-ssd-pruned", PAPER_MACS, SMALL, MB1_PRUNED)}
     by_key = {key: (net, epochs, lr) for key, net, epochs, lr, _ in trained}
-    assert by_key[SEED_MACS] == by_key["vgg16-ssd-pruned"] == ("vgg16-ssd", 4, p.finetune_lr)
+    assert by_key[PAPER_MACS] == by_key["vgg16-ssd-pruned"] == ("vgg16-ssd", 4, p.finetune_lr)
     assert by_key[SMALL] == ("vgg16-ssd", 1, p.finetune_lr) and by_key[MB1_PRUNED] == ("mb1-ssd", 1, 2e-3)
     full = Course("full", tmp_path / "run2", tmp_path / "work2", progress=False)  # the published model stands in
     fp = full.profile  # short finetunes, every one at the rate for short runs (the published rate is for 120 epochs)
-    assert full.finetune_epochs(SEED_MACS) == fp.student_finetune_epochs == full.finetune_epochs(SMALL) > 1
+    assert full.finetune_epochs(PAPER_MACS) == fp.student_finetune_epochs == full.finetune_epochs(SMALL) > 1
     monkeypatch.setattr(full, "_train", lambda key, net, epochs, lr, width, hooks=None, **kw: trained.append(lr))
     monkeypatch.setattr(full, "mb1_pruned", lambda: tmp_path / "mb1-init.pth")
     monkeypatch.setattr(full, "latency_pruned", lambda key: tmp_path / f"{key}-init.pth")
     full.mb1_finetuned()
-    full.latency_finetuned(SEED_MACS)
+    full.latency_finetuned(PAPER_MACS)
     assert trained[-2:] == [fp.mb1_finetune_lr, fp.short_finetune_lr] and fp.short_finetune_lr > 10 * fp.finetune_lr
     assert offline.settings()["mb1_compress_rate"] == "[0.3]*14"
 

@@ -35,10 +35,10 @@ def test_course_without_notebooks_then_one_step(tmp_path, monkeypatch, capsys):
     assert list(frontier.index) == list(MODEL_KEYS) and (frontier["forward_median_ms"] > 0).all()
     assert frontier.loc["vgg16-ssd", "GMACs"] > frontier.loc["vgg16-ssd-lat-small", "GMACs"]
     assert frontier.loc["mb1-ssd", "params"] > frontier.loc["mb1-ssd-pruned", "params"]
-    for key in ("vgg16-ssd-pruned", "vgg16-ssd-lat-seedmacs", "vgg16-ssd-lat-small", "mb1-ssd-pruned"):
+    for key in ("vgg16-ssd-pruned", "vgg16-ssd-lat-paper-macs", "vgg16-ssd-lat-small", "mb1-ssd-pruned"):
         assert (results / f"log_{key}.csv").is_file(), key
     chosen = pd.read_csv(results / "latency_models.csv").set_index("pruning")
-    assert chosen.loc["vgg16-ssd-lat-seedmacs", "MMACs"] <= chosen.loc["vgg16-ssd-pruned", "MMACs"]
+    assert chosen.loc["vgg16-ssd-lat-paper-macs", "MMACs"] <= chosen.loc["vgg16-ssd-pruned", "MMACs"]
     assert json.loads((results / "frontier_machine.json").read_text())["threads"] >= 1
     assert (first / "plots" / "frontier.png").is_file()
     assert json.loads((results / "settings.json").read_text())["name"] == "tiny"

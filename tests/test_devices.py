@@ -208,15 +208,16 @@ def test_model_on_copies_only_when_it_must():
 
 
 def test_a_latency_table_measured_on_the_gpu_times_models_there():
-    from hrank_ssd.measure.latency_measure import measure_latency_table, time_as_measured
+    from hrank_ssd.latency.measure import measure_latency_table
+    from hrank_ssd.measure.bench import benchmark_models
 
     with simulated_device("cuda") as dev:
         table = measure_latency_table("vgg16-ssd", device=dev, width=0.125, image_size=300, grid=2, runs=1, warmup=0,
                                       num_classes=6, progress=False, check_copies=1)
         model = build_model("vgg16-ssd", 6, width=0.125).train()
-        times = time_as_measured(table, {"m": model}, runs=1, warmup=0)
+        times = benchmark_models({"m": model}, table.device, table.batch_size, warmup=0, runs=1, predict=False)
     assert table.device == "cuda:0" and table.block == 32  # a warp: the GPU's channel block
-    assert times["m"]["median_ms"] > 0 and devices_of(model) == {"cpu"} and model.training
+    assert times["forward_median_ms"].item() > 0 and devices_of(model) == {"cpu"} and model.training
 
 
 # ------------------------------------------------------------------------------ the course on a second device

@@ -55,8 +55,8 @@ def test_workloads_count_the_comparisons_extra_models():
     small, e = p.small_finetune_epochs, p.student_finetune_epochs
     mb1 = work[f"MobileNetV1-SSD pruned: {small} epoch(s) of 5011 images"]
     assert (mb1.images, mb1.gmacs, mb1.train, mb1.makes) == (5011 * small, 0.9 * 3, True, "mb1-ssd-pruned")
-    seed_macs = work[f"latency-pruned VGG16-SSD at the seed MACs: {e} epoch(s) of 5011 images"]  # as the student's
-    assert (seed_macs.images, seed_macs.gmacs) == (e * 5011, 18.0 * 3)
+    paper_macs = work[f"latency-pruned VGG16-SSD at the paper rate's MACs: {e} epoch(s) of 5011 images"]  # as the student's
+    assert (paper_macs.images, paper_macs.gmacs) == (e * 5011, 18.0 * 3)
     assert work["mAP of 6 models on 4952 images"].gmacs == 31.0 + 3 * 18.0 + 1.5 + 0.9
     # the distillation lesson: one epoch plain (not the student's, which is longer) and one with the teacher
     kd = work["distillation lesson, with the teacher: 1 epoch(s) of 5011 images"]
@@ -86,7 +86,7 @@ def test_each_piece_of_work_says_what_it_makes_and_is_priced_once():
     table = estimates.full_t4_minutes()
     assert estimates.full_t4_minutes() is table  # computed once per process
     assert {"voc-trainval", "voc-test", "baselines", "ranks", "ranks-mb1-ssd", "student", "vgg16-ssd-pruned",
-            "vgg16-ssd-lat-seedmacs", "vgg16-ssd-lat-small", "mb1-ssd-pruned"} <= set(table["makes"])
+            "vgg16-ssd-lat-paper-macs", "vgg16-ssd-lat-small", "mb1-ssd-pruned"} <= set(table["makes"])
     # VOC is fetched by every notebook that uses it on a new VM; minutes_of prices it once (the first notebook's)
     voc = table[table["makes"] == "voc-test"]
     assert len(voc) >= 4 and estimates.minutes_of(table, "voc-test") == pytest.approx(voc["estimate min"].iloc[0])

@@ -345,7 +345,7 @@ def test_all_notebooks_run_on_tiny_profile_and_report(tmp_path):
     for name in ("map.csv", "per_class_ap.csv", "bench.csv", "flops.csv", "sensitivity.csv", "criteria.csv",
                  "log_vgg16-ssd.csv", "log_vgg16-ssd-pruned.csv", "settings.json", "video.json", "machine.json",
                  "latency_table.json", "latency_models.csv", "frontier.csv", "frontier_machine.json",
-                 "log_vgg16-ssd-lat-seedmacs.csv", "log_vgg16-ssd-lat-small.csv", "log_mb1-ssd-pruned.csv"):
+                 "log_vgg16-ssd-lat-paper-macs.csv", "log_vgg16-ssd-lat-small.csv", "log_mb1-ssd-pruned.csv"):
         assert (results / name).is_file(), name
     assert json.loads((results / "settings.json").read_text())["name"] == "tiny"
     # notebook 03's loss curve was drawn inside the notebook while training ran (a PNG in the cell's output)

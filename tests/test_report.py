@@ -183,7 +183,7 @@ def test_pareto_frontier_is_exact_on_hand_made_points():
 
 
 def _frontier_files(res):
-    keys = ["vgg16-ssd", "vgg16-ssd-pruned", "vgg16-ssd-lat-seedmacs", "vgg16-ssd-lat-small", "mb1-ssd",
+    keys = ["vgg16-ssd", "vgg16-ssd-pruned", "vgg16-ssd-lat-paper-macs", "vgg16-ssd-lat-small", "mb1-ssd",
             "mb1-ssd-pruned"]
     pd.DataFrame({"model": keys, "mAP": [0.9, 0.85, 0.88, 0.7, 0.6, 0.5], "avg_predict_s": 0.01,
                   "params": 1000}).to_csv(res / "map.csv", index=False)
@@ -201,17 +201,17 @@ def test_frontier_table_joins_map_with_measured_costs_and_marks_the_frontier(tmp
     res = _results(run)
     _frontier_files(res)
     table = report.frontier_table(report.load_results(run)).set_index("model")
-    assert list(table.index) == ["VGG16-SSD", "VGG16-SSD pruned (HRank)", "VGG16-SSD latency-pruned (seed MACs)",
+    assert list(table.index) == ["VGG16-SSD", "VGG16-SSD pruned (HRank)", "VGG16-SSD latency-pruned (paper rate's MACs)",
                                  "VGG16-SSD latency-pruned (small budget)", "MobileNetV1-SSD",
                                  "MobileNetV1-SSD pruned (HRank)"]
     assert table["speed-up vs unpruned"].tolist() == [1.0, 20 / 16, 2.0, 2.5, 1.0, 1.25]  # each against its own net
     assert table["speed-up vs VGG16-SSD"].tolist() == [1.0, 20 / 16, 2.0, 2.5, 4.0, 5.0]
-    # latency: the seed-rate model (16 ms, 0.85) is beaten by the seed-MACs one (10 ms, 0.88)
+    # latency: the paper-rate model (16 ms, 0.85) is beaten by the paper-MACs one (10 ms, 0.88)
     assert table["frontier (latency)"].tolist() == [True, False, True, True, True, True]
     # MACs: 0.31 G at 0.88 beats 0.32 G at 0.85 as well
     assert table["frontier (MACs)"].tolist() == [True, False, True, True, True, True]
     text = _write_report(run)[0].read_text()
-    assert ("| VGG16-SSD latency-pruned (seed MACs) | 0.8800 | 10.00 | 11.00 | 0.3100 | 3 | 2.00 | 2.00 | 4 | yes | yes |"
+    assert ("| VGG16-SSD latency-pruned (paper rate's MACs) | 0.8800 | 10.00 | 11.00 | 0.3100 | 3 | 2.00 | 2.00 | 4 | yes | yes |"
             in text)
     assert "| VGG16-SSD pruned (HRank) | 0.8500 | 16.00 | 15.00 | 0.3200 | 3 | 1.25 | 1.25 | 4 |  |  |" in text
     assert "measured on AMD EPYC, 2 threads" in text and (run / "plots" / "frontier.png").is_file()

@@ -19,7 +19,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--num_classes", type=int, default=21, help="classes incl. BACKGROUND (sets the headers)")
     p.add_argument("--channels_last", action="store_true", help="NHWC memory format, as the model will run")
     p.add_argument("--grid", type=int, default=8,
-                   help="evenly spaced counts per layer from ~10%% to 100%% (block multiples and the seed "
+                   help="evenly spaced counts per layer from ~10%% to 100%% (block multiples and the published "
                         "pruning's counts are added)")
     p.add_argument("--block", type=int, default=None,
                    help="channel block of the kernels (default: 32 on CUDA, 16 with AVX-512, else 8)")
@@ -31,7 +31,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--no_drift_reference", dest="drift_reference", action="store_false",
                    help="do not time the full model in every chunk to take the machine's drift out of the cells")
     p.add_argument("--no_check", dest="check", action="store_false",
-                   help="skip timing whole models (the full net and its seed pruning), among the table's "
+                   help="skip timing whole models (the full net and its published pruning), among the table's "
                         "own, against the table's predictions")
     p.add_argument("--no_progress", dest="progress", action="store_false", help="no tqdm bar")
     p.add_argument("--out", required=True, help="the table (JSON)")
@@ -40,7 +40,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from hrank_ssd.measure.latency_measure import default_checks, measure_latency_table
+    from hrank_ssd.latency.measure import default_checks, measure_latency_table
     from hrank_ssd.nets.registry import get_net
 
     get_net(args.net)  # an unknown net fails here, in one line, before anything is timed

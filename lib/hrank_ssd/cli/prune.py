@@ -15,7 +15,7 @@ import re
 
 from hrank_ssd.cli.args import add_compress_rate, add_net, compress_rate_of
 from hrank_ssd.errors import HRankError
-from hrank_ssd.hrank.budget import KEEP_IMPORTANCE
+from hrank_ssd.latency.knapsack import KEEP_IMPORTANCE
 
 MAC_SUFFIXES = {"": None, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
 NUMBER = r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*"
@@ -47,8 +47,8 @@ def add_parser(sub) -> None:
 
 
 def parse_budget(text: str, flag: str, latency: bool):
-    """``--mac_budget`` / ``--latency_budget`` text -> :class:`hrank_ssd.hrank.budget.Budget` (one-line errors)."""
-    from hrank_ssd.hrank.budget import Budget
+    """``--mac_budget`` / ``--latency_budget`` text -> :class:`hrank_ssd.latency.knapsack.Budget` (one-line errors)."""
+    from hrank_ssd.latency.knapsack import Budget
 
     example = "0.6 (of the table's full_ms) or 12.5ms" if latency else "0.5 (of the unpruned MACs) or 10G (MACs)"
     suffix = r"(ms)?" if latency else r"([kKmMgGtT]?)"
@@ -117,14 +117,13 @@ def run(args) -> int:
 
 
 def _prune_to_budget(args, model, kind: str, budget, mac_budget):
-    from hrank_ssd.measure.budgets import (
+    from hrank_ssd.latency.budgets import (
         fastest_widths_at_mac_cap,
-        measured_ms,
         prune_to_budget,
         widths_for_latency_budget,
         widths_for_mac_budget,
     )
-    from hrank_ssd.measure.flops import count_exact
+    from hrank_ssd.measure.flops import macs
 
     if args.round_to:
         raise HRankError("--round_to applies to --compress_rate; a budget's candidate counts are already multiples "
@@ -132,10 +131,10 @@ def _prune_to_budget(args, model, kind: str, budget, mac_budget):
     if kind == "macs":
         chosen = widths_for_mac_budget(model, budget, args.rank_dir, args.budget_steps, min_keep=args.min_keep)
     else:
-        from hrank_ssd.measure.latency_table import LatencyTable
+        from hrank_ssd.latency.table import LatencyTable
 
         table = LatencyTable.load(args.latency_table)
-        full_macs = int(count_exact(model)["MACs"].sum())  # the MAC fraction's base (the MAC path has chosen.full)
+        full_macs = macs(model)  # the MAC fraction's base (the MAC path has chosen.full)
         cap = None if mac_budget is None else mac_budget.of(full_macs)
         if budget is None:
             chosen = fastest_widths_at_mac_cap(model, table, cap, args.rank_dir, steps=args.budget_steps,
@@ -147,15 +146,24 @@ def _prune_to_budget(args, model, kind: str, budget, mac_budget):
     for row in chosen.rows():
         print(f"{row['layer']:<10} {row['channels']:>5} -> {row['kept']}")
     print(f"importance (normalised ranks kept): {chosen.importance:.4g} of {chosen.max_importance:.4g}")
-    exact = int(count_exact(pruned)["MACs"].sum())
+    exact = macs(pruned)
     if kind == "macs":
         print(f"MACs: predicted {chosen.predicted / 1e9:.4f}G, exact {exact / 1e9:.4f}G, budget "
               f"{chosen.budget / 1e9:.4f}G ({exact / chosen.full:.1%} of the unpruned {chosen.full / 1e9:.4f}G)")
         return pruned
-    ms = measured_ms(pruned, table)["median_ms"]
+    ms = _measured_ms(pruned, table)
     print(f"latency: predicted {chosen.predicted:.3f} ms, measured {ms:.3f} ms (median), budget "
           f"{chosen.budget:.3f} ms ({chosen.predicted / chosen.full:.1%} of the table's full {chosen.full:.3f} ms)")
     if chosen.mac_cap is not None:
         print(f"MACs: exact {exact / 1e9:.4f}G within {chosen.mac_cap / 1e9:.4f}G ({exact / full_macs:.1%} of the "
               f"unpruned {full_macs / 1e9:.4f}G)")
     return pruned
+
+
+def _measured_ms(model, table) -> float:
+    """``model``'s median forward ms, timed as ``table`` was measured (device, threads, batch, layout)."""
+    from hrank_ssd.measure.bench import benchmark_models
+
+    rows = benchmark_models({"model": model}, table.device, table.batch_size, warmup=5, runs=20, threads=table.threads,
+                            image_size=table.image_size, predict=False, channels_last=table.layout == "channels_last")
+    return float(rows["forward_median_ms"].iloc[0])

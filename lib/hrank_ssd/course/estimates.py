@@ -31,9 +31,10 @@ import pandas as pd
 import torch
 
 from hrank_ssd.course.profiles import PROFILES, Profile
-from hrank_ssd.data.voc import TestTransform, TrainAugmentation, VOCDataset, read_labels
+from hrank_ssd.data.augment import TrainAugmentation
+from hrank_ssd.data.voc import TestTransform, VOCDataset, read_labels
 from hrank_ssd.hrank.ranks import RankAccumulator
-from hrank_ssd.measure.bench import count_macs
+from hrank_ssd.measure.flops import macs
 from hrank_ssd.nets.models import build_model
 from hrank_ssd.nets.registry import get_config
 
@@ -73,7 +74,7 @@ def model_gmacs(compress_rate: Sequence[float], mb1_rate: Optional[Sequence[floa
             "mb1-ssd": build_model("mb1-ssd", 21)}
     if mb1_rate is not None:
         nets["mb1-ssd-pruned"] = build_model("mb1-ssd", 21, compress_rate=mb1_rate)
-    return {k: count_macs(m) / 1e9 for k, m in nets.items()}
+    return {k: macs(m) / 1e9 for k, m in nets.items()}
 
 
 def t4_forward_ms(gmacs):
@@ -118,7 +119,7 @@ def voc_work(notebook: str, sets=("trainval", "test")) -> List[Work]:
 
 def workloads(p: Profile, gmacs: Dict[str, float], svd_gflop: float, mb1_svd_gflop: float = 0.0) -> List[Work]:
     """The work of each notebook on profile ``p`` on a new VM. The latency-pruned VGG16-SSDs are counted at the
-    seed rate's MACs (at most that: an upper bound); measuring the latency table is not modelled."""
+    paper rate's MACs (at most that: an upper bound); measuring the latency table is not modelled."""
     vgg, pruned, mb1 = gmacs["vgg16-ssd"], gmacs["vgg16-ssd-pruned"], gmacs["mb1-ssd"]
     rank_images = p.rank_limit * p.rank_batch
     sens_evals = 1 + len(p.sensitivity_layers) * len(p.sensitivity_rates)
@@ -158,8 +159,8 @@ def _finetunes(p: Profile, gmacs: Dict[str, float]) -> List[Work]:
     work = [Work("03_finetune", "the published pruned model (bundle)", download_mb=CHECKPOINT_MB["bundle"],
                  makes="vgg16-ssd-pruned")] if published else []
     work += finetune_work("03_finetune", "your finetune", ft, pruned, "student" if published else "vgg16-ssd-pruned")
-    work += finetune_work("03_finetune", "latency-pruned VGG16-SSD at the seed MACs", ft, pruned,
-                          "vgg16-ssd-lat-seedmacs")
+    work += finetune_work("03_finetune", "latency-pruned VGG16-SSD at the paper rate's MACs", ft, pruned,
+                          "vgg16-ssd-lat-paper-macs")
     work += finetune_work("03_finetune", "latency-pruned VGG16-SSD, small budget", p.small_finetune_epochs, pruned,
                           "vgg16-ssd-lat-small")
     work += finetune_work("03_finetune", "MobileNetV1-SSD pruned", p.small_finetune_epochs, mb1p, "mb1-ssd-pruned")

@@ -69,7 +69,7 @@ class Lessons(PrunedModels):
         return table
 
     def resume_lesson(self) -> pd.DataFrame:
-        """Finetune the seed-rate pruned model for two epochs on the first ``resume_images`` images, straight through
+        """Finetune the paper-rate pruned model for two epochs on the first ``resume_images`` images, straight through
         and stopped in the middle of the second epoch then resumed (``work/<profile>/resume-lesson/``, made afresh
         each time): the training loss of every step of both. Writes ``results/resume.csv``."""
         p = self.profile

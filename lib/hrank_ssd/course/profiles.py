@@ -26,7 +26,7 @@ from typing import Dict, Optional, Tuple
 
 from hrank_ssd.course.published import published_finetune
 from hrank_ssd.errors import HRankError
-from hrank_ssd.hrank.budget import KEEP_IMPORTANCE
+from hrank_ssd.latency.knapsack import KEEP_IMPORTANCE
 from hrank_ssd.nets.compress import PRUNED_RATE
 
 # pytorch-ssd's training rates (its README's VOC commands, SGD at batch 24: VGG16-SSD at its default lr 1e-3,
@@ -92,30 +92,26 @@ class Profile:
     latency_runs: int = 5
     latency_warmup: int = 2
     min_keep: float = 0.25  # a latency budget never leaves a layer under a quarter of its filters
-    # ...but the latency model at the seed rate's MACs keeps half of every layer: its mAP is compared with the seed
-    # rate's, and at 0.25 the knapsack starved conv1_2 (2 of 8 filters offline) and lost 0.016 mAP on every one of 3
-    # finetune seeds, against 0.002 at 0.5, for a predicted speed-up of 1.34x instead of 1.44x (seed rate 1.10x;
-    # benchmarks/latency_map_seeds*.md: on another table 2 of 3 seeds within 0.01). At full width 0.5 costs almost
-    # nothing (docs/pruning-budgets.md).
-    seed_macs_min_keep: float = 0.5
-    # Within the seed rate's MACs, the fastest widths that keep this fraction of the most HRank importance those
-    # MACs allow (measure.budgets.fastest_widths_at_mac_cap). Importance is flat near its top while speed is not:
-    # on five offline course tables 0.99 predicted 1.27-1.33x, 0.93 1.35-1.45x; finetuned over 3 seeds on one
-    # table, 0.99 ended +0.0026..+0.0059 against the seed rate, 0.93 -0.0017..+0.0025
-    # (benchmarks/latency_map_seeds_keep.md); at full width 0.93 predicts about 2x (docs/pruning-budgets.md).
-    seed_macs_keep: float = KEEP_IMPORTANCE
+    # ...but the latency model at the paper rate's MACs keeps half of every layer: its mAP is compared with the paper
+    # rate's, and at 0.25 the knapsack starved conv1_2 and lost 0.016 offline mAP against 0.002 at 0.5
+    # (benchmarks/latency_rules.md).
+    paper_macs_min_keep: float = 0.5
+    # Within the paper rate's MACs, the fastest widths that keep this share of the most HRank importance those MACs
+    # allow (latency.budgets.fastest_widths_at_mac_cap): importance is flat near its top while speed is not
+    # (benchmarks/latency_rules.md, docs/pruning-budgets.md).
+    paper_macs_keep: float = KEEP_IMPORTANCE
     # The smaller latency-pruned VGG16-SSD: this fraction of the unpruned forward. Offline the cheapest widths
     # min_keep allows were predicted at 0.44-0.49 of it on the dev VMs, so 0.55 is a small budget that can be met (one
     # that cannot is raised to the cheapest widths plus a tenth of the way to the unpruned, and the report says so).
     latency_budget: float = 0.55
-    # The latency-pruned VGG16-SSD at the seed rate's MACs finetunes exactly as the seed-rate model
+    # The latency-pruned VGG16-SSD at the paper rate's MACs finetunes exactly as the paper-rate model
     # (finetune_epochs, finetune_lr): their mAPs are compared. The two other pruned models (the smaller latency
     # budget, MobileNetV1-SSD) get small_finetune_epochs: offline one epoch each. On 2 cores an epoch of a pruned
     # width-0.125 VGG16-SSD took about 20-30 s NCHW (12-20 s channels-last) and one of the width-0.25
     # MobileNetV1-SSD 11-16 s, so the three extra finetunes add about 2 min and make course stays within its 15.
     small_finetune_epochs: int = 1
     # MobileNetV1-SSD has no published pruning: a uniform rate, the one whose full-size detector keeps about the
-    # share of MACs the seed rate leaves VGG16-SSD (exact counts: 57% at 0.3 against 58%; 0.25 keeps 64%, 0.35
+    # share of MACs the paper rate leaves VGG16-SSD (exact counts: 57% at 0.3 against 58%; 0.25 keeps 64%, 0.35
     # 51%), so both nets' pruned models sit at a comparable MAC cut.
     mb1_compress_rate: Tuple[float, ...] = (0.3,) * 14
     # The pruned width-0.25 MobileNetV1-SSD recovers slowly: one epoch at finetune_lr (2e-4) left it at mAP 0.23 (from

@@ -1,20 +1,20 @@
-"""The comparison's pruned models beyond the seed rate, and the latency table of this machine they are chosen on.
+"""The comparison's pruned models beyond the paper rate, and the latency table of this machine they are chosen on.
 
 :class:`PrunedModels` is the part of :class:`~hrank_ssd.course.steps.Course` that makes them under
 ``work_dir/<profile>/``, reusing what an earlier run made (as :class:`~hrank_ssd.course.workspace.Workspace`):
 
 - ``latency/vgg16-ssd-<key>.json``: VGG16-SSD's latency table at the profile's width and image size, measured
-  here (:func:`~hrank_ssd.measure.latency_measure.measure_latency_table`). ``<key>`` hashes this machine (CPU or
+  here (:func:`~hrank_ssd.latency.measure.measure_latency_table`). ``<key>`` hashes this machine (CPU or
   GPU, torch, threads) with the profile's table settings. Once the latency-pruned models exist, the table their
   widths were chosen on (named in their sidecars) is the one used, on any machine, as long as it is in the work
   folder (a later notebook on a new Colab VM with Drive predicts with it, never with a re-measured one); before
   that, another machine measures its own, and a table :meth:`LatencyTable.load` refuses is measured again
   (:meth:`PrunedModels.latency_table`). Copied into ``results/latency_table.json``.
-- ``vgg16-ssd-lat-seedmacs``: within the seed rate's exact MACs, the fastest widths that keep ``seed_macs_keep``
-  of the most HRank importance those MACs allow (:func:`~hrank_ssd.measure.budgets.fastest_widths_at_mac_cap`),
-  finetuned exactly as the seed-rate model (same epochs and learning rate: their mAPs are compared).
+- ``vgg16-ssd-lat-paper-macs``: within the paper rate's exact MACs, the fastest widths that keep ``paper_macs_keep``
+  of the most HRank importance those MACs allow (:func:`~hrank_ssd.latency.budgets.fastest_widths_at_mac_cap`),
+  finetuned exactly as the paper-rate model (same epochs and learning rate: their mAPs are compared).
 - ``vgg16-ssd-lat-small``: the widths under ``latency_budget`` of the unpruned model's predicted forward
-  (:func:`~hrank_ssd.measure.budgets.widths_for_latency_budget`), finetuned ``small_finetune_epochs``.
+  (:func:`~hrank_ssd.latency.budgets.widths_for_latency_budget`), finetuned ``small_finetune_epochs``.
 - ``mb1-ssd-pruned``: MobileNetV1-SSD pruned at ``mb1_compress_rate`` with its own HRank ranks, finetuned
   ``small_finetune_epochs``.
 """
@@ -33,15 +33,16 @@ import torch
 
 from hrank_ssd.course.student import StudentPruning
 from hrank_ssd.errors import HRankError
-from hrank_ssd.hrank.budget import Budget
-from hrank_ssd.measure import budgets
-from hrank_ssd.measure.latency_measure import measure_latency_table
-from hrank_ssd.measure.latency_table import LatencyTable, current_machine
+from hrank_ssd.latency import budgets
+from hrank_ssd.latency.knapsack import Budget
+from hrank_ssd.latency.measure import measure_latency_table
+from hrank_ssd.latency.table import LatencyTable, current_machine
+from hrank_ssd.measure.flops import macs
 from hrank_ssd.nets.compress import format_compress_rate
 from hrank_ssd.nets.models import layer_names, load_model, read_sidecar
 from hrank_ssd.nets.ssd import SSD
 
-SEED_MACS, SMALL = "vgg16-ssd-lat-seedmacs", "vgg16-ssd-lat-small"  # the latency-pruned models' keys
+PAPER_MACS, SMALL = "vgg16-ssd-lat-paper-macs", "vgg16-ssd-lat-small"  # the latency-pruned models' keys
 MB1_PRUNED = "mb1-ssd-pruned"
 
 
@@ -66,7 +67,7 @@ class PrunedModels(StudentPruning):
     def chosen_table_path(self) -> Optional[Path]:
         """The latency table the latency-pruned models' widths were chosen on (named in their sidecars) when it is
         in the work folder; None before notebook 02 made them, or when that file is gone."""
-        for key in (SEED_MACS, SMALL):
+        for key in (PAPER_MACS, SMALL):
             init = self.path(f"{key}-init")
             name = (read_sidecar(init).get("budget") or {}).get("latency_table") if init.is_file() else None
             if name and (self.work / "latency" / name).is_file():
@@ -135,40 +136,40 @@ class PrunedModels(StudentPruning):
 
     # ------------------------------------------------------------ VGG16-SSD pruned for the clock
 
-    def seed_mac_cap(self, base: SSD) -> int:
-        """Exact MACs of the baseline pruned at the profile's compress rate (the seed rate's model)."""
-        return budgets.exact_macs(base, load_model(self.pruned("hrank")).plan.prunable)
+    def paper_rate_mac_cap(self) -> int:
+        """Exact MACs of the baseline pruned at the profile's compress rate (the paper rate's model)."""
+        return macs(load_model(self.pruned("hrank")))
 
     def latency_widths(self, key: str, base: Optional[SSD] = None) -> Tuple[budgets.BudgetWidths, str]:
         """The kept counts of a latency-pruned model, chosen on this machine's table (every layer keeping at
         least :meth:`min_keep` of its filters), and a note saying which fallback was needed (empty: none):
 
-        - ``vgg16-ssd-lat-seedmacs``: within the seed rate's MACs, the fastest widths keeping ``seed_macs_keep``
+        - ``vgg16-ssd-lat-paper-macs``: within the paper rate's MACs, the fastest widths keeping ``paper_macs_keep``
           of the most importance those MACs allow. Where the table's grid has no widths within that cap, it
-          falls back to the MAC knapsack at the seed rate's MACs.
+          falls back to the MAC knapsack at the paper rate's MACs.
         - ``vgg16-ssd-lat-small``: under ``latency_budget`` of the unpruned forward; a budget below the cheapest
           widths is raised to a tenth of the way from those to the unpruned forward; a table on which even that
           fails (times that do not grow with the counts) falls back to the MAC knapsack at ``latency_budget`` of
           the unpruned MACs.
         """
         base = base or load_model(self.baseline("vgg16-ssd"))
-        if key == SEED_MACS:
-            return self._seed_macs_widths(base)
+        if key == PAPER_MACS:
+            return self._paper_macs_widths(base)
         if key == SMALL:
             return self._small_budget_widths(base)
-        raise HRankError(f"{key} is not a latency-pruned model: use {SEED_MACS} or {SMALL}")
+        raise HRankError(f"{key} is not a latency-pruned model: use {PAPER_MACS} or {SMALL}")
 
     def min_keep(self, key: str) -> float:
         """The least fraction of every layer's filters the latency-pruned model ``key`` keeps."""
-        return self.profile.seed_macs_min_keep if key == SEED_MACS else self.profile.min_keep
+        return self.profile.paper_macs_min_keep if key == PAPER_MACS else self.profile.min_keep
 
-    def _seed_macs_widths(self, base: SSD) -> Tuple[budgets.BudgetWidths, str]:
-        cap, min_keep = self.seed_mac_cap(base), self.min_keep(SEED_MACS)
+    def _paper_macs_widths(self, base: SSD) -> Tuple[budgets.BudgetWidths, str]:
+        cap, min_keep = self.paper_rate_mac_cap(), self.min_keep(PAPER_MACS)
         try:
             return budgets.fastest_widths_at_mac_cap(base, self.latency_table(), cap, self.rank_dir(),
-                                                     min_keep=min_keep, keep=self.profile.seed_macs_keep), ""
+                                                     min_keep=min_keep, keep=self.profile.paper_macs_keep), ""
         except HRankError as e:
-            note = (f"fallback: {e}; chose the widths of largest HRank importance within the seed rate's MACs "
+            note = (f"fallback: {e}; chose the widths of largest HRank importance within the paper rate's MACs "
                     f"instead (MAC knapsack). Re-measure the table on a quiet machine.")
         print(note, file=sys.stderr)
         return budgets.widths_for_mac_budget(base, Budget(cap, False), self.rank_dir(), min_keep=min_keep), note
@@ -209,7 +210,7 @@ class PrunedModels(StudentPruning):
         if key == "vgg16-ssd-pruned":  # the published model's epochs, or the student's when theirs stands in
             short = published and key in self.substitutes and p.student_finetune_epochs
             return p.student_finetune_epochs if short else p.finetune_epochs
-        if key == SEED_MACS:  # as the seed-rate model; where the published one stands in for it, as the student's
+        if key == PAPER_MACS:  # as the paper-rate model; where the published one stands in for it, as the student's
             return (p.student_finetune_epochs or p.finetune_epochs) if published else p.finetune_epochs
         return p.small_finetune_epochs if key in (SMALL, MB1_PRUNED) else 0
 
@@ -240,7 +241,7 @@ class PrunedModels(StudentPruning):
 
     def model_path(self, key: str) -> Path:
         """The checkpoint of one of :data:`~hrank_ssd.course.results.MODEL_KEYS` (made here when missing)."""
-        if key in (SEED_MACS, SMALL):
+        if key in (PAPER_MACS, SMALL):
             return self.latency_finetuned(key)
         if key == MB1_PRUNED:
             return self.mb1_finetuned()
@@ -248,30 +249,30 @@ class PrunedModels(StudentPruning):
 
     def extra_finetunes(self, hooks=None) -> Dict[str, Path]:
         """The comparison's other finetuned models: both latency-pruned VGG16-SSDs and the pruned MobileNetV1-SSD."""
-        return {SEED_MACS: self.latency_finetuned(SEED_MACS, hooks), SMALL: self.latency_finetuned(SMALL, hooks),
+        return {PAPER_MACS: self.latency_finetuned(PAPER_MACS, hooks), SMALL: self.latency_finetuned(SMALL, hooks),
                 MB1_PRUNED: self.mb1_finetuned(hooks)}
 
     # ------------------------------------------------------------ choosing widths, as notebook 02 shows it
 
     def _budget_row(self, name: str, widths, base: SSD, full_macs: int) -> dict:
         table = self.latency_table()
-        macs = budgets.exact_macs(base, widths)
+        count = macs(base, widths)
         return {"pruning": name, "predicted ms": table.predict(widths), "of unpruned ms": table.predict(widths)
-                / table.predict(table.full_widths()), "MMACs": macs / 1e6, "of unpruned MACs": macs / full_macs,
+                / table.predict(table.full_widths()), "MMACs": count / 1e6, "of unpruned MACs": count / full_macs,
                 **dict(zip(layer_names("vgg16-ssd"), (int(k) for k in widths)))}
 
     def budget_table(self, fraction: Optional[float] = None) -> pd.DataFrame:
         """Kept filters per layer, predicted latency (this machine's table) and exact MACs: the unpruned model, the
-        seed rate (the reference) and the widths chosen under a latency budget of ``fraction`` of the unpruned
+        paper rate (the reference) and the widths chosen under a latency budget of ``fraction`` of the unpruned
         forward (default: the profile's ``latency_budget``), every layer keeping at least ``min_keep``. A budget
         no widths meet gets a row with only a ``note`` saying the least budget that can be met."""
         p = self.profile
         base = load_model(self.baseline("vgg16-ssd"))
         fraction = p.latency_budget if fraction is None else float(fraction)
-        full_macs = budgets.exact_macs(base, base.plan.prunable)
+        full_macs = macs(base)
         seed = load_model(self.pruned("hrank")).plan.prunable
         rows = [self._budget_row("unpruned", base.plan.prunable, base, full_macs),
-                self._budget_row(f"seed rate {format_compress_rate(p.compress_rate)}", seed, base, full_macs)]
+                self._budget_row(f"paper rate {format_compress_rate(p.compress_rate)}", seed, base, full_macs)]
         name = f"latency budget {fraction:g}"
         try:
             chosen = budgets.widths_for_latency_budget(base, self.latency_table(), Budget(fraction, True),
@@ -285,14 +286,14 @@ class PrunedModels(StudentPruning):
 
     def latency_models(self) -> pd.DataFrame:
         """The latency table, then both latency-pruned VGG16-SSDs (before finetuning), beside the unpruned model and
-        the seed rate: ``results/latency_models.csv`` (widths, predicted ms, exact MACs, the budget met)."""
+        the paper rate: ``results/latency_models.csv`` (widths, predicted ms, exact MACs, the budget met)."""
         base = load_model(self.baseline("vgg16-ssd"))
-        full_macs = budgets.exact_macs(base, base.plan.prunable)
+        full_macs = macs(base)
         rate = f"compress rate {format_compress_rate(self.profile.compress_rate)}"
         rows = [dict(self._budget_row("vgg16-ssd", base.plan.prunable, base, full_macs), **{"chosen by": "-"}),
                 dict(self._budget_row("vgg16-ssd-pruned", load_model(self.pruned("hrank")).plan.prunable, base,
                                       full_macs), **{"chosen by": rate})]
-        for key in (SEED_MACS, SMALL):
+        for key in (PAPER_MACS, SMALL):
             path = self.latency_pruned(key)
             budget = read_sidecar(path).get("budget") or {}
             rows.append(dict(self._budget_row(key, load_model(path).plan.prunable, base, full_macs),

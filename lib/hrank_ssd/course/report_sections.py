@@ -104,7 +104,7 @@ def frontier(page: Page, res: Results) -> None:
              f"(`results/frontier.csv`); *predicted ms*: what this machine's latency table predicts for the "
              "VGG16-SSDs. *GMACs*, *params*: exact. *speed-up vs unpruned*: against the unpruned model of the same "
              "net. *frontier*: on the Pareto frontier (no other model is both cheaper and better). The "
-             "latency-pruned model at the seed MACs finetunes exactly as the seed-rate model (same epochs and "
+             "latency-pruned model at the paper rate's MACs finetunes exactly as the paper-rate model (same epochs and "
              "learning rate: compare their mAPs); the small latency budget and the pruned MobileNetV1-SSD get the "
              "*finetune epochs* shown. *note*: a model finetuned for under "
              f"{tables.SHORT_FINETUNE:.0%} of the original project's published epochs is a short stand-in for "

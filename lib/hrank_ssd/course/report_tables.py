@@ -215,7 +215,7 @@ def latency_table_line(table: Optional[dict]) -> str:
             f"(`{table.get('device')}`, {table.get('threads')} threads, {machine.get('capability', '?')}) in "
             f"{float(table.get('measure_s') or 0):.1f} s ({table.get('runs')} timed calls per cell after "
             f"{table.get('warmup')} warm-up); its unpruned forward: {float(table.get('full_ms') or 0):.2f} ms. Every "
-            "layer keeps at least `seed_macs_min_keep` (the model at the seed rate's MACs) or `min_keep` (the smaller "
+            "layer keeps at least `paper_macs_min_keep` (the model at the paper rate's MACs) or `min_keep` (the smaller "
             "budget) of its filters (settings).")
 
 

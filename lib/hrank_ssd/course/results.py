@@ -59,15 +59,15 @@ NOTEBOOKS = ("00_setup", "01_rank_generation", "02_hrank_pruning", "03_finetune"
 STEPS = ("data", "train", "ranks", "prune", "latency", "finetune", "evaluate", "flops", "bench", "frontier",
          "sensitivity", "criteria", "distillation", "video")
 
-# the compared models: VGG16-SSD, pruned at the seed rate, pruned for the clock at the seed rate's MACs and at a
+# the compared models: VGG16-SSD, pruned at the paper rate, pruned for the clock at the paper rate's MACs and at a
 # smaller latency budget (course.pruned_models), MobileNetV1-SSD and MobileNetV1-SSD pruned
-MODEL_KEYS = ("vgg16-ssd", "vgg16-ssd-pruned", "vgg16-ssd-lat-seedmacs", "vgg16-ssd-lat-small", "mb1-ssd",
+MODEL_KEYS = ("vgg16-ssd", "vgg16-ssd-pruned", "vgg16-ssd-lat-paper-macs", "vgg16-ssd-lat-small", "mb1-ssd",
               "mb1-ssd-pruned")
 MODEL_TITLES = {"vgg16-ssd": "VGG16-SSD", "vgg16-ssd-pruned": "VGG16-SSD pruned (HRank)",
-                "vgg16-ssd-lat-seedmacs": "VGG16-SSD latency-pruned (seed MACs)",
+                "vgg16-ssd-lat-paper-macs": "VGG16-SSD latency-pruned (paper rate's MACs)",
                 "vgg16-ssd-lat-small": "VGG16-SSD latency-pruned (small budget)",
                 "mb1-ssd": "MobileNetV1-SSD", "mb1-ssd-pruned": "MobileNetV1-SSD pruned (HRank)"}
-MODEL_LABELS = {"vgg16-ssd": "VGG", "vgg16-ssd-pruned": "VGG seed rate", "vgg16-ssd-lat-seedmacs": "VGG latency @ seed MACs",
+MODEL_LABELS = {"vgg16-ssd": "VGG", "vgg16-ssd-pruned": "VGG paper rate", "vgg16-ssd-lat-paper-macs": "VGG latency @ paper MACs",
                 "vgg16-ssd-lat-small": "VGG latency small", "mb1-ssd": "MB1", "mb1-ssd-pruned": "MB1 pruned"}  # plots
 
 LOGS = "log_*.csv"  # a training log per model: log_name(key)

@@ -3,7 +3,7 @@
 ``Course(profile, run_dir)`` knows where every artifact lives. Each step returns its output path or
 table, writes its results under ``run_dir/results`` (the files of :mod:`hrank_ssd.course.results`), and reuses
 what an earlier run already made (trained models, ranks: :class:`~hrank_ssd.course.workspace.Workspace`), so
-any notebook can start from any step and a re-run is quick; the pruned models beyond the seed rate (for the clock,
+any notebook can start from any step and a re-run is quick; the pruned models beyond the paper rate (for the clock,
 MobileNetV1-SSD's) are :class:`~hrank_ssd.course.pruned_models.PrunedModels`, the short side lessons (rank
 stability, fine-grained pruning, near-dead filters) :class:`~hrank_ssd.course.lessons.Lessons`. The profiles are
 :mod:`hrank_ssd.course.profiles`.

@@ -7,7 +7,7 @@ and finetuned in notebook 03.
   layers' kept filters, parameters, MACs and a quick mAP on ``quick_map_images`` test images (no finetuning);
 - :meth:`~StudentPruning.choose_compress_rate` records that rate in ``work/<profile>/choice.json``, which outlives
   the kernel: notebook 03's :meth:`~StudentPruning.student_finetuned` finetunes it. Without a choice the profile's
-  rate is used, and then the student's model *is* the comparison's seed-rate model (trained once, shared).
+  rate is used, and then the student's model *is* the comparison's paper-rate model (trained once, shared).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from hrank_ssd.errors import HRankError
 from hrank_ssd.hrank.ranks import has_ranks
 from hrank_ssd.io.manifest import load_manifest
 
-SEED_MACS, SMALL, MB1_PRUNED = "vgg16-ssd-lat-seedmacs", "vgg16-ssd-lat-small", "mb1-ssd-pruned"
+PAPER_MACS, SMALL, MB1_PRUNED = "vgg16-ssd-lat-paper-macs", "vgg16-ssd-lat-small", "mb1-ssd-pruned"
 
 
 @dataclass(frozen=True)
@@ -81,10 +81,10 @@ CHECKS: Dict[str, Callable] = {
     "baselines": _baselines, "ranks": _ranks,
     "ranks-mb1-ssd": lambda c: has_ranks(Path(c.work) / "ranks-mb1-ssd", "mb1-ssd"),
     "choice": lambda c: (Path(c.work) / "choice.json").is_file(),
-    "latency-models": lambda c: _model(c, f"{SEED_MACS}-init") and _model(c, f"{SMALL}-init"),
+    "latency-models": lambda c: _model(c, f"{PAPER_MACS}-init") and _model(c, f"{SMALL}-init"),
     "latency-table": lambda c: any((Path(c.work) / "latency").glob("*.json")),
     "vgg16-ssd-pruned": _pruned,
-    **{key: (lambda c, key=key: _model(c, key)) for key in (SEED_MACS, SMALL, MB1_PRUNED)},
+    **{key: (lambda c, key=key: _model(c, key)) for key in (PAPER_MACS, SMALL, MB1_PRUNED)},
 }
 
 _DATA = [Need(f"VOC2007 {split}", f"voc-{split}", "downloaded into this machine's data folder",
@@ -106,7 +106,7 @@ NEEDS: Dict[str, List[Need]] = {
                     Need("01's MobileNetV1-SSD ranks", "ranks-mb1-ssd", *["computed here"] * 2)],
     "04_eval_map_fps": [_DATA[1], _BASE, _FINETUNED,
                         Need("02's latency table", "latency-table", *["measured here (not estimated)"] * 2),
-                        Need("03's finetuned latency-pruned VGG16-SSD at the seed MACs", SEED_MACS, _HERE, _HERE),
+                        Need("03's finetuned latency-pruned VGG16-SSD at the paper rate's MACs", PAPER_MACS, _HERE, _HERE),
                         Need("03's finetuned latency-pruned VGG16-SSD, small budget", SMALL, _HERE, _HERE),
                         Need("03's finetuned pruned MobileNetV1-SSD", MB1_PRUNED, _HERE, _HERE)],
     "05_flops_table": [],

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from hrank_ssd.devices import evaluating, model_on, resolve_device, sync
 from hrank_ssd.errors import HRankError
-from hrank_ssd.measure.flops import count_exact
+from hrank_ssd.measure.flops import macs
 from hrank_ssd.measure.wrapped import Wrapped, unwrap
 from hrank_ssd.nets.compress import PRUNED_RATE
 from hrank_ssd.nets.models import build_model, count_parameters, load_model
@@ -120,16 +120,6 @@ def num_threads(threads: Optional[int]):
 
 
 # ---------------------------------------------------------------- model facts
-
-
-def count_params(model) -> int:
-    inner = unwrap(model)
-    return int(count_parameters(inner)) if isinstance(inner, nn.Module) else 0
-
-
-def count_macs(model, image_size: Optional[int] = None) -> int:
-    """MACs of one image (:func:`hrank_ssd.measure.flops.count_exact`, which agrees with thop)."""
-    return int(count_exact(unwrap(model), image_size)["MACs"].sum())
 
 
 def device_name(device) -> str:
@@ -254,7 +244,7 @@ def benchmark_models(models: Mapping[str, nn.Module], device="cpu", batch_size: 
         prepared, facts = {}, {}
         for name, model in models.items():
             size = image_size or unwrap(model).image_size
-            facts[name] = {"params": count_params(model), "MACs": count_macs(model, size)}
+            facts[name] = {"params": count_parameters(unwrap(model)), "MACs": macs(unwrap(model), image_size=size)}
             # the caller's model stays where it was: itself when already there, else a copy
             prepared[name] = model_on(model, device, channels_last=channels_last and isinstance(model, nn.Module))
         sizes = {name: image_size or unwrap(m).image_size for name, m in prepared.items()}
@@ -309,6 +299,6 @@ def results_json(table: pd.DataFrame, raw: Optional[dict] = None, **extra) -> di
     return out
 
 
-__all__ = ["PRUNED_RATE", "TABLE_COLUMNS", "TIMING_KEYS", "benchmark_models", "build_bench_models", "clocked", "count_macs",
-           "count_params", "cpu_flags", "cpu_model", "device_name", "environment", "num_threads", "results_json",
+__all__ = ["PRUNED_RATE", "TABLE_COLUMNS", "TIMING_KEYS", "benchmark_models", "build_bench_models", "clocked",
+           "cpu_flags", "cpu_model", "device_name", "environment", "num_threads", "results_json",
            "sample_images", "summarize", "timing", "timings_interleaved"]

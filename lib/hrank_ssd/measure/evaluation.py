@@ -331,7 +331,7 @@ def score_results(results: Sequence, dataset, eval_dir, class_names: Optional[Se
 
 
 def format_report(table: pd.DataFrame, avg_time: Optional[float] = None) -> str:
-    """The seed's eval_ssd.py printout (``Avg predictime`` omitted when ``avg_time`` is None)."""
+    """The original project's eval_ssd.py printout (``Avg predictime`` omitted when ``avg_time`` is None)."""
     lines = [f"Avg predictime : {avg_time}", "", ""] if avg_time is not None else []
     lines.append("Average Precision Per-class:")
     lines += [f"{name}: {float(ap)}" for name, ap in zip(table["class"], table["ap"])]

@@ -26,7 +26,8 @@ from tqdm.auto import tqdm
 
 from hrank_ssd.devices import evaluating, model_on
 from hrank_ssd.errors import HRankError
-from hrank_ssd.measure.bench import count_macs, timings_interleaved
+from hrank_ssd.measure.bench import timings_interleaved
+from hrank_ssd.measure.flops import macs
 from hrank_ssd.measure.sensitivity import quick_map
 
 
@@ -97,7 +98,7 @@ def compare_fine_grained(model: nn.Module, pruned: nn.Module, dataset, device="c
     for name, m in tqdm(models.items(), desc="fine vs filter", unit="model", disable=not progress):
         nonzero = sum(int((w != 0).sum()) for w in weight_tensors(m).values())
         rows.append({"model": name, "sparsity": 1 - nonzero / full, "pruned_weights": taken[name],
-                     "nonzero_weights": nonzero, "GMACs": count_macs(m) / 1e9, "mAP": quick_map(m, dataset, device)})
+                     "nonzero_weights": nonzero, "GMACs": macs(m) / 1e9, "mAP": quick_map(m, dataset, device)})
     x = torch.randn(1, 3, model.image_size, model.image_size, device=device)
 
     def forward(m):

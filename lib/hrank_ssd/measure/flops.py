@@ -27,6 +27,7 @@ from torch import nn
 
 from hrank_ssd.nets.models import THOP_KEYS, build_model
 from hrank_ssd.nets.registry import get_net, net_names
+from hrank_ssd.nets.ssd import ChannelPlan
 
 MAC_NOTE = ("MACs = multiply-accumulates (one multiply + one add); FLOPs ~= 2 x MACs. Counted: Conv2d "
             "(out_h*out_w*out_c*in_c/groups*kh*kw), Linear (in_features per output), BatchNorm2d (1 per "
@@ -156,6 +157,16 @@ def count_exact(model: nn.Module, image_size: Optional[int] = None) -> pd.DataFr
     df = pd.DataFrame(rows, columns=cols)
     df.attrs["image_size"] = size
     return df
+
+
+def macs(model: nn.Module, widths: Optional[Sequence[int]] = None, image_size: Optional[int] = None) -> int:
+    """Exact MACs of one image through ``model`` (the sum of :func:`count_exact`); with ``widths``, through ``model``
+    keeping ``widths[i]`` filters of prunable layer i (counted on the meta device, no pruned model built)."""
+    if widths is not None:
+        n = model.plan.num_prunable
+        plan = ChannelPlan([int(k) for k in widths] + list(model.plan.base[n:]), list(model.plan.extras), n)
+        model = build_for_counting(model.cfg.name, model.num_classes, image_size=model.image_size, plan=plan)
+    return int(count_exact(model, image_size)["MACs"].sum())
 
 
 def _exact_hook(work: nn.Module, names: Dict[nn.Module, str], rows: List[dict]):

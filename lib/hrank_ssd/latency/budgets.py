@@ -1,0 +1,239 @@
+"""Kept widths under a MAC or latency budget (or both), then pruning to them: HRank importance, the chain DP.
+
+The importance of keeping ``k`` filters of a layer is the sum of its ``k`` largest ranks over ``min(H, W)`` of its
+maps; the costs are exact MACs (:func:`mac_costs`, from :func:`hrank_ssd.measure.flops.count_exact`) or a
+latency table's (:meth:`LatencyTable.costs`). docs/pruning-budgets.md tells the whole method.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+import numpy as np
+
+from hrank_ssd.errors import HRankError
+from hrank_ssd.hrank.pruning import prune_to_widths, save_pruned
+from hrank_ssd.hrank.ranks import load_ranks
+from hrank_ssd.latency.knapsack import (
+    KEEP_IMPORTANCE,
+    STEPS,
+    Budget,
+    BudgetChoice,
+    ChainCosts,
+    choose_counts,
+    choose_counts_capped,
+    kept_importance,
+    layer_terms,
+    min_cost,
+    normalised_ranks,
+)
+from hrank_ssd.latency.table import LatencyTable, grid_counts
+from hrank_ssd.measure.flops import count_exact
+from hrank_ssd.nets.models import layer_names, producer_key
+from hrank_ssd.nets.registry import get_net
+from hrank_ssd.nets.ssd import SSD
+
+GRID_POINTS, MAC_BLOCK = 8, 8  # a MAC budget's grid: grid_counts(channels, GRID_POINTS, MAC_BLOCK)
+
+
+def map_sizes(model: SSD, table=None) -> List[int]:
+    """``min(out_h, out_w)`` of each prunable layer's maps (``table``: its :func:`count_exact`, if known)."""
+    rows = (count_exact(model) if table is None else table).set_index("name")
+    return [int(min(rows.loc[producer_key(model.cfg.name, i), ["out_h", "out_w"]]))
+            for i in range(model.plan.num_prunable)]
+
+
+def _scaled(row, rule) -> Tuple[int, Optional[int], int, Optional[int], int]:
+    """A counted module's MACs as ``per * out * in``: (per, layer cutting its output, out channels, layer cutting
+    its input, in channels); a side no layer cuts is None with its fixed count."""
+    out_l, in_l = rule
+    per = int(row.out_h) * int(row.out_w)
+    if row.type == "Conv2d":
+        per *= int(np.prod([int(v) for v in row.kernel.split("x")]))
+        if row.groups == 1:
+            return per, out_l, int(row.out_channels), in_l, int(row.in_channels)
+        if row.groups == row.in_channels == row.out_channels and in_l is None:  # depthwise: in_c / groups is 1
+            return per, out_l, int(row.out_channels), None, 1
+        if out_l is not None or in_l is not None:
+            raise HRankError(f"{row.name} is a grouped conv ({row.groups} groups) that pruning cuts: only depthwise "
+                             f"convs can follow a pruned layer")
+        return per, None, int(row.out_channels), None, int(row.in_channels) // int(row.groups)
+    if row.type == "BatchNorm2d":
+        return per, out_l, int(row.out_channels), None, 1
+    if out_l is not None or in_l is not None:
+        raise HRankError(f"{row.name} ({row.type}) is cut by pruning, but only convs and BatchNorms can be counted")
+    return int(row.MACs), None, 1, None, 1
+
+
+def mac_costs(model: SSD, counts: Sequence[Sequence[int]], table=None) -> ChainCosts:
+    """Exact MACs of ``model`` at the kept counts ``counts[i]`` as chain costs: a module cut on both sides by
+    neighbouring layers is pairwise, on one side unary, else constant (equal to :func:`count_exact`'s sum)."""
+    grids = [np.asarray(c, dtype=np.int64) for c in counts]
+    if len(grids) != model.plan.num_prunable or any(g.size == 0 or g.min() < 1 or g.max() > c
+                                                    for g, c in zip(grids, model.plan.prunable)):
+        raise HRankError(f"give one grid of counts in [1, filters] per prunable layer of {model.cfg.name}")
+    table = count_exact(model) if table is None else table
+    rules = get_net(model.cfg.name).slice_rules()
+    unary = [np.zeros(g.size, dtype=np.int64) for g in grids]
+    pairwise = [None] + [np.zeros((a.size, b.size), dtype=np.int64) for a, b in zip(grids, grids[1:])]
+    constant = 0
+    for row in table.itertuples(index=False):
+        per, out_l, out_c, in_l, in_c = _scaled(row, rules.get(row.name, (None, None)))
+        if out_l is None and in_l is None:
+            constant += per * out_c * in_c
+        elif out_l is None or in_l is None:
+            unary[in_l if out_l is None else out_l] += per * (out_c if out_l is None else in_c) * \
+                grids[in_l if out_l is None else out_l]
+        elif in_l == out_l - 1:
+            pairwise[out_l] += per * np.outer(grids[in_l], grids[out_l])
+        else:
+            raise HRankError(f"{row.name} is cut by layers {in_l} and {out_l}: only neighbouring layers make a chain")
+    return ChainCosts(unary, pairwise, int(constant))
+
+
+@dataclass
+class BudgetWidths:
+    """The widths chosen under a budget, with what the cost model predicts for them."""
+
+    kind: str  # "macs" or "latency"
+    unit: str  # "MACs" or "ms"
+    names: List[str]
+    channels: List[int]
+    widths: List[int]
+    budget: float  # in ``unit``
+    predicted: float  # the cost model's figure for ``widths``
+    full: float  # the cost model's figure for the unpruned model
+    importance: float  # summed normalised ranks of the kept filters
+    max_importance: float  # the same, keeping every filter
+    choice: BudgetChoice
+    mac_cap: Optional[float] = None  # a latency budget's second constraint, in MACs
+    macs: Optional[int] = None  # the widths' exact MACs, where a MAC cap was checked
+
+    def sidecar(self) -> Dict[str, object]:
+        """What the pruned model's sidecar records about the budget."""
+        caps = {} if self.mac_cap is None else {"mac_cap": self.mac_cap, "macs": self.macs}
+        return {"kind": self.kind, "unit": self.unit, "budget": self.budget, "predicted": self.predicted,
+                "full": self.full, "importance": self.importance, "max_importance": self.max_importance,
+                "steps": self.choice.steps, **caps}
+
+    def rows(self) -> List[Dict[str, object]]:
+        """Per prunable layer: name, filters, kept."""
+        return [{"layer": n, "channels": c, "kept": k} for n, c, k in zip(self.names, self.channels, self.widths)]
+
+
+class _Problem(NamedTuple):
+    """A budget's knapsack before the budget: the grid, the gains on it, its cost and its exact MACs."""
+
+    counts: List[List[int]]
+    gains: List[np.ndarray]
+    costs: ChainCosts
+    macs: ChainCosts
+
+    @classmethod
+    def of(cls, model: SSD, grids, rank_dir, min_keep: float, costs: Optional[ChainCosts] = None) -> _Problem:
+        if not 0 <= min_keep <= 1:
+            raise HRankError(f"--min_keep {min_keep} must lie in [0, 1]: the least fraction of filters a layer keeps")
+        if not rank_dir:
+            raise HRankError("a budget chooses widths from HRank ranks: pass --rank_dir (make ranks with "
+                             "`python -m hrank_ssd rank`)")
+        keep = [(np.asarray(g) >= min_keep * c) | (np.asarray(g) == c) for g, c in zip(grids, model.plan.prunable)]
+        counts = [[int(k) for k in np.asarray(g)[m]] for g, m in zip(grids, keep)]
+        table = count_exact(model)
+        ranks = normalised_ranks(load_ranks(rank_dir, model.cfg.name, model.plan.prunable), map_sizes(model, table))
+        macs = mac_costs(model, counts, table)
+        return cls(counts, [kept_importance(s, c) for s, c in zip(ranks, counts)],
+                   macs if costs is None else costs.select(keep), macs)
+
+    def choose(self, budget: float, steps: int, unit: str, mac_cap: Optional[float] = None) -> BudgetChoice:
+        """The widths of largest importance within ``budget`` (and, given, ``mac_cap`` MACs)."""
+        c = self.costs
+        if mac_cap is None:
+            return choose_counts(self.counts, self.gains, c.unary, c.pairwise, budget, steps, c.constant, unit)
+        return choose_counts_capped(self.counts, self.gains, c.unary, c.pairwise, budget, self.macs, mac_cap, steps,
+                                    c.constant, unit, cap_name="the MACs").choice
+
+    def cheapest(self) -> float:
+        return min_cost(layer_terms(self.costs.unary, self.costs.pairwise), self.costs.constant)
+
+    def result(self, model: SSD, kind: str, choice: BudgetChoice, predicted: float, full: float,
+               mac_cap: Optional[float] = None) -> BudgetWidths:
+        return BudgetWidths(kind, "MACs" if kind == "macs" else "ms", layer_names(model.cfg.name),
+                            list(model.plan.prunable), list(choice.counts), choice.budget, float(predicted),
+                            float(full), choice.importance, float(sum(float(g[-1]) for g in self.gains)), choice,
+                            mac_cap, None if mac_cap is None else int(self.macs.total(choice.indices)))
+
+
+def widths_for_mac_budget(model: SSD, budget: Budget, rank_dir, steps: int = STEPS,
+                          min_keep: float = 0.0) -> BudgetWidths:
+    """The widths of largest HRank importance whose exact MACs fit ``budget`` (of ``model``'s MACs), on
+    :func:`grid_counts` per layer, each keeping at least ``min_keep`` of its filters."""
+    grids = [grid_counts(c, GRID_POINTS, MAC_BLOCK) for c in model.plan.prunable]
+    problem = _Problem.of(model, grids, rank_dir, min_keep)
+    full = int(count_exact(model)["MACs"].sum())
+    choice = problem.choose(budget.of(full), steps, " MACs")
+    return problem.result(model, "macs", choice, int(problem.macs.total(choice.indices)), full)
+
+
+def _latency_problem(model: SSD, table: LatencyTable, rank_dir, min_keep: float) -> _Problem:
+    """The knapsack on ``table``'s grid; a table of another net, width or input size is a one-line error."""
+    net, full = model.cfg.name, [int(g[-1]) for g in table.counts]
+    if (table.net, full, int(table.image_size)) != (net, list(model.plan.prunable), int(model.image_size)):
+        raise HRankError(f"the latency table is for {table.net} keeping {full} at {table.image_size}px, the model "
+                         f"is {net} with {list(model.plan.prunable)} at {model.image_size}px: measure a table for "
+                         f"this model (python -m hrank_ssd latency-table)")
+    return _Problem.of(model, table.counts, rank_dir, min_keep, table.costs())
+
+
+def widths_for_latency_budget(model: SSD, table: LatencyTable, budget: Budget, rank_dir, steps: int = STEPS,
+                              min_keep: float = 0.0, mac_cap: Optional[float] = None) -> BudgetWidths:
+    """The widths of largest HRank importance whose predicted forward fits ``budget`` (of the table's
+    ``full_ms``), on the table's grid, and, given ``mac_cap``, whose exact MACs stay within it."""
+    problem = _latency_problem(model, table, rank_dir, min_keep)
+    choice = problem.choose(budget.of(table.full_ms), steps, " ms", mac_cap)
+    return problem.result(model, "latency", choice, table.predict(choice.counts), table.full_ms, mac_cap)
+
+
+def latency_range(model: SSD, table: LatencyTable, rank_dir, min_keep: float = 0.0) -> Tuple[float, float]:
+    """(the cheapest, the unpruned) forward ms the table predicts, every layer keeping ``min_keep``."""
+    return _latency_problem(model, table, rank_dir, min_keep).cheapest(), float(table.full_ms)
+
+
+def fastest_widths_at_mac_cap(model: SSD, table: LatencyTable, mac_cap: float, rank_dir, tol: float = 1e-3,
+                              steps: int = STEPS, min_keep: float = 0.0, keep: float = KEEP_IMPORTANCE) -> BudgetWidths:
+    """Pruning for the clock at another pruning's MACs: the most importance ``mac_cap`` allows at the unpruned
+    latency, then the latency budget bisected down (to ``tol`` of ``full_ms``) to the smallest whose widths, under
+    both constraints, keep ``keep`` of it. No widths within the cap is a one-line :class:`HRankError`."""
+    if not 0 < tol < 1 or not 0 < keep <= 1:
+        raise HRankError(f"tol {tol:g} and keep {keep:g} must lie in (0, 1]: keep is the share of the cap's most "
+                         "importance to keep")
+    problem = _latency_problem(model, table, rank_dir, min_keep)
+
+    def attempt(budget_ms: float) -> Optional[BudgetChoice]:
+        try:
+            return problem.choose(budget_ms, steps, " ms", mac_cap)
+        except HRankError:
+            return None
+
+    hi, best = float(table.full_ms), attempt(float(table.full_ms))
+    if best is None:
+        raise HRankError(f"no widths on the table's grid keep within {mac_cap:.6g} MACs and the unpruned model's "
+                         f"predicted {hi:.4g} ms (min_keep {min_keep:g}): raise the cap or lower --min_keep (or, if "
+                         f"fewer filters cost more time in the table, measure it again on a quiet machine)")
+    target, lo = best.importance * keep, problem.cheapest()
+    while hi - lo > tol * abs(table.full_ms):
+        choice = attempt((lo + hi) / 2)
+        if choice is not None and choice.importance >= target:
+            hi, best = (lo + hi) / 2, choice
+        else:
+            lo = (lo + hi) / 2
+    return problem.result(model, "latency", best, table.predict(best.counts), table.full_ms, mac_cap)
+
+
+def prune_to_budget(model: SSD, chosen: BudgetWidths, rank_dir, output, min_keep: float = 0.0, **record) -> SSD:
+    """Prune ``model`` to ``chosen.widths`` (the HRank-highest filters) and save it at ``output``; its sidecar
+    records the kept filters, the widths and the budget met (with ``min_keep`` and any ``record`` entries)."""
+    pruned, kept = prune_to_widths(model, chosen.widths, "hrank", rank_dir)
+    save_pruned(pruned, output, None, "hrank", kept, widths=chosen.widths,
+                budget=dict(chosen.sidecar(), min_keep=min_keep, **record))
+    return pruned

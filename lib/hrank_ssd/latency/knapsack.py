@@ -1,0 +1,250 @@
+"""How many filters each layer keeps under a cost budget: a chain knapsack over a grid of counts per layer.
+
+Per layer ``i``: ``gains[i][a]`` (importance of keeping ``counts[i][a]`` filters), ``unary[i][a]`` (cost of layer
+``i`` alone) and ``pairwise[i][p, a]`` (cost coupling layers ``i-1`` and ``i``; ``pairwise[0]`` is None). Costs
+rounded up to whole budget steps make the chain an exact DP: never over budget (docs/pruning-budgets.md).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import List, NamedTuple, Optional, Sequence
+
+import numpy as np
+
+from hrank_ssd.errors import HRankError
+
+KEEP_IMPORTANCE = 0.93  # the fastest widths at a MAC cap keep this share of the cap's most importance
+STEPS = 400  # budget steps of the DP
+
+
+class Budget(NamedTuple):
+    """A budget as written: a ``fraction`` of the unpruned model's cost, or an absolute ``value``."""
+
+    value: float
+    fraction: bool
+
+    def of(self, full: float) -> float:
+        """The budget in the cost's unit, given the unpruned cost ``full``."""
+        return self.value * full if self.fraction else self.value
+
+
+class ChainCosts(NamedTuple):
+    """``total(a) = constant + sum_i unary[i][a_i] + sum_{i>=1} pairwise[i][a_{i-1}, a_i]`` over grid indices."""
+
+    unary: List[np.ndarray]
+    pairwise: List[Optional[np.ndarray]]
+    constant: float
+
+    def total(self, index: Sequence[int]) -> float:
+        t = self.constant + sum(u[a] for u, a in zip(self.unary, index))
+        return t + sum(self.pairwise[i][index[i - 1], index[i]] for i in range(1, len(index)))
+
+    def select(self, keep: Sequence[np.ndarray]) -> ChainCosts:
+        """The costs on the grid counts where ``keep[i]`` (a boolean mask per layer) is true."""
+        pairwise = [None] + [np.asarray(p)[np.ix_(keep[i - 1], keep[i])] for i, p in enumerate(self.pairwise) if i]
+        return ChainCosts([np.asarray(u)[m] for u, m in zip(self.unary, keep)], pairwise, self.constant)
+
+
+@dataclass
+class BudgetChoice:
+    """The chosen grid indices, counts, exact cost, summed importance, the budget and its steps."""
+
+    indices: List[int]
+    counts: List[int]
+    cost: float
+    importance: float
+    budget: float
+    steps: int
+
+
+def normalised_ranks(ranks: Sequence[np.ndarray], max_rank: Sequence[float]) -> List[np.ndarray]:
+    """Each layer's ranks over the largest rank its maps can have (``min(H, W)``): a fraction of full rank."""
+    if len(ranks) != len(max_rank):
+        raise HRankError(f"{len(ranks)} rank arrays but {len(max_rank)} map sizes: one per prunable layer")
+    return [np.asarray(r, dtype=np.float64) / float(m) for r, m in zip(ranks, max_rank)]
+
+
+def kept_importance(scores: np.ndarray, counts: Sequence[int]) -> np.ndarray:
+    """Importance of keeping each count of filters: the sum of that many of the largest ``scores``."""
+    top = np.concatenate([[0.0], np.cumsum(np.sort(np.asarray(scores, dtype=np.float64))[::-1])])
+    if min(counts) < 1 or max(counts) > len(scores):
+        raise HRankError(f"kept counts must lie in [1, {len(scores)}], got {list(counts)}")
+    return top[np.asarray(counts, dtype=int)]
+
+
+def layer_terms(unary, pairwise) -> List[np.ndarray]:
+    """Per layer, the (previous grid, grid) cost of its terms: unary broadcast plus pairwise (layer 0: 1 row)."""
+    terms = []
+    for i, u in enumerate(unary):
+        u = np.asarray(u, dtype=np.float64)
+        if i == 0 or pairwise[i] is None:
+            terms.append(u[None, :] if i == 0 else np.broadcast_to(u, (len(unary[i - 1]), len(u))).copy())
+            continue
+        pw = np.asarray(pairwise[i], dtype=np.float64)
+        if pw.shape != (len(unary[i - 1]), len(u)):
+            raise HRankError(f"pairwise costs of layer {i} have shape {pw.shape}, expected "
+                             f"{(len(unary[i - 1]), len(u))} (previous grid, this grid)")
+        terms.append(u[None, :] + pw)
+    return terms
+
+
+class Rounded(NamedTuple):
+    """The costs as the DP sees them: per layer, whole steps of ``terms[i] - min(terms[i])``."""
+
+    units: List[np.ndarray]
+    capacity: int  # steps the budget leaves once every layer's cheapest term is paid
+    floor: float  # rest + the sum of every layer's cheapest term (exact)
+    step: float
+
+
+def round_costs(unary, pairwise, budget: float, steps: int = STEPS, rest: float = 0.0) -> Rounded:
+    """Cut what the budget leaves above the cheapest terms into ``steps`` steps and round every term up, so a
+    choice that fits ``capacity`` fits the budget."""
+    if steps < 1:
+        raise HRankError(f"the budget needs at least 1 step, got {steps}")
+    terms = layer_terms(unary, pairwise)
+    mins = [float(t.min()) for t in terms]
+    floor = float(rest) + math.fsum(mins)
+    room = float(budget) - floor
+    step = room / steps if room > 0 else 1.0
+    units = [np.ceil((t - m) / step).astype(np.int64) for t, m in zip(terms, mins)]
+    return Rounded(units, steps if room > 0 else 0, floor, step)
+
+
+def chain_cost(terms: Sequence[np.ndarray], indices: Sequence[int], rest: float = 0.0) -> float:
+    """The exact cost of one choice of grid indices."""
+    return float(rest) + math.fsum(float(t[0 if i == 0 else indices[i - 1], a])
+                                   for i, (t, a) in enumerate(zip(terms, indices)))
+
+
+def min_cost(terms: Sequence[np.ndarray], rest: float = 0.0) -> float:
+    """The cheapest choice's exact cost: a min-plus pass along the chain."""
+    best = terms[0][0].copy()
+    for t in terms[1:]:
+        best = (best[:, None] + t).min(axis=0)
+    return float(rest) + float(best.min())
+
+
+def _dp(units: Sequence[np.ndarray], values: Sequence[np.ndarray], capacity: int):
+    """Best value per (grid index, steps used), layer by layer, and each entry's best previous index."""
+    best = np.full((units[0].shape[1], capacity + 1), -np.inf)
+    for a, w in enumerate(units[0][0]):
+        if w <= capacity:
+            best[a, w] = values[0][0, a]
+    parents = [None]
+    for u, val in zip(units[1:], values[1:]):
+        new = np.full((u.shape[1], capacity + 1), -np.inf)
+        parent = np.zeros(new.shape, dtype=np.int64)
+        for a, p in np.argwhere(u <= capacity)[:, ::-1]:
+            w = int(u[p, a])
+            cand = best[p, :capacity + 1 - w] + val[p, a]
+            better = cand > new[a, w:]
+            new[a, w:][better] = cand[better]
+            parent[a, w:][better] = p
+        best = new
+        parents.append(parent)
+    return best, parents
+
+
+def _backtrack(best: np.ndarray, parents, units) -> List[int]:
+    top = best.max()
+    a, v = min(zip(*np.nonzero(best == top)), key=lambda av: (av[1], av[0]))  # ties: the cheapest
+    indices = [int(a)]
+    for i in range(len(units) - 1, 0, -1):
+        p = int(parents[i][a, v])
+        v, a = v - int(units[i][p, a]), p
+        indices.append(a)
+    return indices[::-1]
+
+
+class _Chain(NamedTuple):
+    """A budget's chain, checked and rounded once; :meth:`choose` runs the DP for any price of a second cost."""
+
+    counts: Sequence[Sequence[int]]
+    gains: List[np.ndarray]
+    terms: List[np.ndarray]
+    rounded: Rounded
+    rest: float
+    budget: float
+    steps: int
+    unit: str
+
+    @classmethod
+    def of(cls, counts, gains, unary, pairwise, budget, steps, rest, unit) -> _Chain:
+        if not (len(counts) == len(gains) == len(unary) == len(pairwise)) or not counts:
+            raise HRankError("counts, gains, unary and pairwise costs need one entry per prunable layer")
+        for i, (c, g, u) in enumerate(zip(counts, gains, unary)):
+            if not (len(c) == len(g) == len(u)) or list(c) != sorted(c):
+                raise HRankError(f"layer {i}: the count grid must be ascending, with one gain and one cost per count")
+        terms = layer_terms(unary, pairwise)
+        cheapest = min_cost(terms, rest)
+        if cheapest > budget:
+            raise HRankError(f"the budget {budget:.6g}{unit} is below the smallest possible cost {cheapest:.6g}{unit} "
+                             f"(every layer at its fewest filters): raise the budget")
+        return cls(counts, [np.asarray(g, dtype=np.float64) for g in gains], terms,
+                   round_costs(unary, pairwise, budget, steps, rest), rest, budget, steps, unit)
+
+    def choose(self, penalty: Optional[Sequence[np.ndarray]] = None) -> BudgetChoice:
+        values = [np.broadcast_to(g[None, :] - (0.0 if penalty is None else penalty[i]), t.shape)
+                  for i, (g, t) in enumerate(zip(self.gains, self.terms))]
+        best, parents = _dp(self.rounded.units, values, self.rounded.capacity)
+        if not np.isfinite(best).any():
+            raise HRankError(f"the budget {self.budget:.6g}{self.unit} exceeds the smallest cost "
+                             f"{min_cost(self.terms, self.rest):.6g}{self.unit} by less than the rounding of "
+                             f"{self.steps} budget steps: raise the budget or the steps")
+        ix = _backtrack(best, parents, self.rounded.units)
+        return BudgetChoice(ix, [int(c[a]) for c, a in zip(self.counts, ix)], chain_cost(self.terms, ix, self.rest),
+                            math.fsum(float(g[a]) for g, a in zip(self.gains, ix)), float(self.budget), self.steps)
+
+
+def choose_counts(counts, gains, unary, pairwise, budget: float, steps: int = STEPS, rest: float = 0.0,
+                  unit: str = "", penalty: Optional[Sequence[np.ndarray]] = None) -> BudgetChoice:
+    """The counts (one per layer, from its grid) of largest summed importance whose cost fits ``budget``: exact
+    for the costs rounded up to ``steps`` steps. ``penalty`` (terms shaped as :func:`layer_terms`'s) is subtracted
+    from the importance while choosing. A budget below the cheapest choice is a one-line :class:`HRankError`."""
+    return _Chain.of(counts, gains, unary, pairwise, budget, steps, rest, unit).choose(penalty)
+
+
+class CappedChoice(NamedTuple):
+    """:func:`choose_counts_capped`'s answer: the choice, its second cost, the price that made it fit."""
+
+    choice: BudgetChoice
+    second: float
+    weight: float
+
+
+def choose_counts_capped(counts, gains, unary, pairwise, budget: float, second: ChainCosts, cap: float,
+                         steps: int = STEPS, rest: float = 0.0, unit: str = "", rounds: int = 40,
+                         cap_name: str = "the second cost") -> CappedChoice:
+    """:func:`choose_counts` with a second cost (e.g. MACs) at most ``cap``: the second cost times a price ``w``
+    is subtracted from the importance, ``w`` bisected to the smallest price whose choice fits. Each such choice is
+    the most important among those within the budget whose second cost is at most its own."""
+    chain = _Chain.of(counts, gains, unary, pairwise, budget, steps, rest, unit)
+    terms = layer_terms(second.unary, second.pairwise)
+
+    def attempt(weight: float) -> CappedChoice:
+        choice = chain.choose(None if weight == 0 else [weight * t for t in terms])
+        return CappedChoice(choice, chain_cost(terms, choice.indices, second.constant), weight)
+
+    best = attempt(0.0)
+    if best.second <= cap:
+        return best
+    spread = max(float(t.max() - t.min()) for t in terms) or 1.0
+    top = attempt(math.fsum(float(g.max()) for g in chain.gains) / spread)  # as heavy as all the gains
+    for _ in range(64):
+        if top.second <= cap:
+            break
+        top = attempt(top.weight * 2)
+    if top.second > cap:
+        raise HRankError(f"no choice within the budget {budget:.6g}{unit} keeps {cap_name} within {cap:.6g} (the "
+                         f"least found: {top.second:.6g}): raise the cap or the budget")
+    lo, hi, best = 0.0, top.weight, top
+    for _ in range(rounds):
+        got = attempt((lo + hi) / 2)
+        if got.second <= cap:
+            hi, best = got.weight, max(best, got, key=lambda c: (c.choice.importance, -c.second))
+        else:
+            lo = got.weight
+    return best

@@ -1,0 +1,273 @@
+"""Latency lookup tables: what each unit of a net costs in ms at each kept-filter count, on one machine.
+
+A unit is a conv of the net's slice rules with the BatchNorm, ReLU and max-pool modules after it (a lone BatchNorm
+of the rules is its own); its time depends on ``k[in_layer]`` and ``k[out_layer]`` (None: a fixed side).
+``predict(k) = rest_ms + sum of the units at k``; :meth:`LatencyTable.costs` is the same sum for the knapsack.
+A table holds only on the machine, torch, thread count and layout it was measured with (docs/latency.md).
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import json
+import math
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+
+from hrank_ssd.errors import HRankError
+from hrank_ssd.io.files import atomic_write_text
+from hrank_ssd.latency.knapsack import ChainCosts
+from hrank_ssd.measure.bench import cpu_flags, cpu_model
+from hrank_ssd.nets.ssd import kept_channels
+
+FORMAT = "hrank-ssd latency table"
+VERSION = 2  # 2: units timed inside whole models (1, timed standalone, is refused)
+MACHINE_KEYS = ("cpu", "device_name", "torch", "capability")
+
+
+def capability(device="cpu") -> str:
+    """What the kernels run on: ``sm_90`` on CUDA; torch's CPU capability (``AVX512``, ``AVX2``...) on a CPU."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            return "no CUDA device"
+        return "sm_{}{}".format(*torch.cuda.get_device_capability(device))
+    get = getattr(torch.backends.cpu, "get_cpu_capability", None)
+    return str(get()) if get else "unknown"
+
+
+def hardware_block(device="cpu") -> int:
+    """Channels the kernels process together: 32 on CUDA (a warp), 16 with AVX-512, else 8 (the CPU's flags
+    decide on Linux, else torch's capability)."""
+    if torch.device(device).type == "cuda":
+        return 32
+    flags = cpu_flags()
+    if flags:
+        return 16 if "avx512f" in flags else 8
+    return 16 if capability("cpu").upper().startswith("AVX512") else 8
+
+
+def grid_counts(channels: int, points: int = 8, block: int = 8, exact: Sequence[int] = ()) -> List[int]:
+    """Candidate kept counts of a layer: ``points`` counts evenly spaced from 10% to 100% of ``channels``, the
+    multiples of ``block`` just below and above each, the ``exact`` counts and ``channels``; sorted, in range."""
+    if channels < 1 or points < 1 or block < 1:
+        raise HRankError(f"grid_counts needs channels, points and block >= 1, got {channels}, {points}, {block}")
+    counts = {channels, *(int(c) for c in exact)}
+    for f in [1.0] if points == 1 else [0.1 + 0.9 * j / (points - 1) for j in range(points)]:
+        p = max(1, int(round(f * channels)))
+        counts |= {p, p // block * block, -(-p // block) * block}
+    return sorted(c for c in counts if 1 <= c <= channels)
+
+
+def _bracket(grid: Sequence[int], x: float):
+    """(i0, i1, t): ``x``, clamped to the grid, lies between ``grid[i0]`` and ``grid[i1]`` at fraction ``t``."""
+    x = min(max(float(x), grid[0]), grid[-1])
+    i1 = bisect.bisect_left(grid, x)
+    if grid[i1] == x:
+        return i1, i1, 0.0
+    return i1 - 1, i1, (x - grid[i1 - 1]) / (grid[i1] - grid[i1 - 1])
+
+
+def surcharge(grid: Sequence[int], rows: Sequence[Sequence[float]], block: int) -> float:
+    """Median, over the cells at a count off the block whose rounded-up count is on the grid, of their time over
+    the rounded-up cell's, minus 1: what a count off the block costs beyond its rounded-up count (0 if none)."""
+    ratios = [row[grid.index(k)] / row[grid.index(-(-k // block) * block)] - 1 for row in rows for k in grid
+              if k % block and -(-k // block) * block in grid and row[grid.index(-(-k // block) * block)] > 0]
+    return float(np.median(ratios)) if ratios else 0.0
+
+
+@dataclass
+class UnitTimes:
+    """Median ms of one unit: ``ms[a][b]`` at ``in_counts[a]`` inputs and ``out_counts[b]`` filters. A fixed
+    side has one count; a depthwise conv or BatchNorm unit has a fixed input side that follows its filters."""
+
+    module: str
+    out_layer: Optional[int]
+    in_layer: Optional[int]
+    in_counts: List[int]
+    out_counts: List[int]
+    ms: List[List[float]]
+    modules: List[str] = field(default_factory=list)  # the modules timed together, in order
+    input_hw: Optional[List[int]] = None  # the input's spatial size in the full model
+
+    def __post_init__(self):  # plain ints and floats (numpy scalars would not serialise)
+        self.in_counts = [int(c) for c in self.in_counts]
+        self.out_counts = [int(c) for c in self.out_counts]
+        self.ms = [[float(v) for v in row] for row in self.ms]
+
+    def at(self, k_in: float, k_out: float) -> float:
+        """Bilinear interpolation on the grid, clamped; a grid point returns its measured median."""
+        r0, r1, rt = _bracket(self.in_counts, k_in)
+        c0, c1, ct = _bracket(self.out_counts, k_out)
+
+        def row(r):
+            return self.ms[r][c0] if c0 == c1 else (1.0 - ct) * self.ms[r][c0] + ct * self.ms[r][c1]
+
+        return row(r0) if r0 == r1 else (1.0 - rt) * row(r0) + rt * row(r1)
+
+    def counts_of(self, widths: Sequence[float]):
+        """(k_in, k_out) of this unit when the prunable layers keep ``widths``."""
+        return (self.in_counts[0] if self.in_layer is None else widths[self.in_layer],
+                self.out_counts[0] if self.out_layer is None else widths[self.out_layer])
+
+    def price(self, widths: Sequence[float], block: Optional[int]) -> float:
+        """Predicted ms at ``widths``. The one off-grid rule: a count off its grid and off the block costs its
+        count rounded up to the block (clamped to the full count), times 1 + this unit's own :func:`surcharge`
+        on that side (docs/latency.md, benchmarks/latency_rules.md)."""
+        counts, factor = [], 1.0
+        for k, grid, rows in zip(self.counts_of(widths), (self.in_counts, self.out_counts),
+                                 ([list(c) for c in zip(*self.ms)], self.ms)):
+            if block and k not in grid and k % block:
+                factor *= 1.0 + surcharge(grid, rows, block)
+                k = min(math.ceil(k / block) * block, grid[-1])
+            counts.append(k)
+        return self.at(*counts) * factor
+
+    def check(self, counts: Sequence[Sequence[int]]) -> None:
+        for side, layer, grid in (("in", self.in_layer, self.in_counts), ("out", self.out_layer, self.out_counts)):
+            ok = len(grid) == 1 if layer is None else 0 <= layer < len(counts) and grid == list(counts[layer])
+            if not ok:
+                raise ValueError(f"unit {self.module}: {side}_counts {grid} do not match its layer {layer}")
+        if len(self.ms) != len(self.in_counts) or any(len(r) != len(self.out_counts) for r in self.ms):
+            raise ValueError(f"unit {self.module}: ms is not {len(self.in_counts)}x{len(self.out_counts)}")
+
+
+def current_machine(device="cpu") -> Dict[str, str]:
+    """The facts a table must share with the machine it is used on (besides threads and layout)."""
+    device = torch.device(device)
+    name = cpu_model()
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device) if torch.cuda.is_available() else "no CUDA device"
+    return {"cpu": cpu_model(), "device_name": name, "torch": torch.__version__, "capability": capability(device)}
+
+
+@dataclass
+class LatencyTable:
+    """A net's latency lookup table on one machine; ``counts[i]`` is prunable layer i's grid, ending at its full
+    count. ``checks``: whole models timed among the table's own, their median forward beside the prediction."""
+
+    net: str
+    width: float
+    image_size: int
+    batch_size: int
+    device: str
+    threads: int
+    layout: str  # "contiguous" or "channels_last"
+    machine: Dict[str, str]
+    counts: List[List[int]]
+    units: List[UnitTimes]
+    rest_ms: float
+    full_ms: float
+    num_classes: int = 21
+    block: Optional[int] = None
+    runs: Optional[int] = None
+    warmup: Optional[int] = None
+    rounds: int = 1
+    measure_s: Optional[float] = None
+    models: Optional[int] = None
+    date: Optional[str] = None
+    checks: List[dict] = field(default_factory=list)
+    drift: Optional[dict] = None  # how the machine's speed moved over the chunks (measure.Timings.drift)
+
+    def __post_init__(self):
+        self.counts = [[int(c) for c in grid] for grid in self.counts]
+        for i, grid in enumerate(self.counts):
+            if not grid or grid != sorted(set(grid)):
+                raise ValueError(f"counts[{i}] must be sorted, unique and not empty: {grid}")
+        for unit in self.units:
+            unit.check(self.counts)
+
+    def full_widths(self) -> List[int]:
+        return [grid[-1] for grid in self.counts]
+
+    def widths_for_rates(self, rates: Sequence[float]) -> List[int]:
+        """Kept counts at per-layer compress rates, as pruning computes them."""
+        return [kept_channels(grid[-1], float(r)) for grid, r in zip(self.counts, rates)]
+
+    def predict(self, widths: Sequence[float]) -> float:
+        """Predicted forward ms when prunable layer i keeps ``widths[i]`` filters (see :meth:`UnitTimes.price`)."""
+        if len(widths) != len(self.counts):
+            raise HRankError(f"predict takes {len(self.counts)} kept counts for {self.net}, got {len(widths)}")
+        return math.fsum([self.rest_ms] + [u.price(widths, self.block) for u in self.units])
+
+    def costs(self) -> ChainCosts:
+        """The prediction as chain knapsack costs on the grid of ``counts`` (equal to :meth:`predict` there)."""
+        unary = [np.zeros(len(g)) for g in self.counts]
+        pairwise = [None] + [np.zeros((len(a), len(b))) for a, b in zip(self.counts, self.counts[1:])]
+        constant = self.rest_ms
+        for u in self.units:
+            ms, i, o = np.asarray(u.ms, dtype=float), u.in_layer, u.out_layer
+            if i is None and o is None:
+                constant += float(ms[0, 0])
+            elif i is None or o is None:
+                unary[o if i is None else i] += ms[0, :] if i is None else ms[:, 0]
+            elif i == o:
+                unary[i] += np.diag(ms)
+            elif abs(i - o) == 1:
+                pairwise[max(i, o)] += ms if i < o else ms.T
+            else:
+                raise HRankError(f"unit {u.module} couples layers {i} and {o}, which are not adjacent: a chain "
+                                 f"knapsack cannot price it (predict() still can)")
+        return ChainCosts(unary, pairwise, constant)
+
+    def save(self, path) -> Path:
+        """Write the table as JSON, atomically: one line per key, per layer's counts, per unit, per check."""
+        items = []
+        for key, value in {"format": FORMAT, "version": VERSION, **asdict(self)}.items():
+            text = json.dumps(value)
+            if isinstance(value, list) and value:
+                text = "[\n  " + ",\n  ".join(json.dumps(v) for v in value) + "\n ]"
+            items.append(f" {json.dumps(key)}: {text}")
+        atomic_write_text(path, "{\n" + ",\n".join(items) + "\n}\n")
+        return Path(path)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> LatencyTable:
+        if data.get("format") != FORMAT or data.get("version") != VERSION:
+            raise ValueError(f"not a {FORMAT!r} version {VERSION}")
+        data = {f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data}
+        return cls(**{**data, "units": [UnitTimes(**u) for u in data["units"]]})
+
+    def differences(self, threads: Optional[int] = None, layout: Optional[str] = None) -> List[str]:
+        """How this machine (at ``threads``, default torch's, and ``layout``) differs from the table's."""
+        here = current_machine(self.device)
+        diffs = [f"{k} {self.machine.get(k)!r} in the table, {here[k]!r} here" for k in MACHINE_KEYS
+                 if self.machine.get(k) != here[k]]
+        threads = threads or torch.get_num_threads()
+        if torch.device(self.device).type == "cpu" and threads != self.threads:
+            diffs.append(f"{self.threads} threads in the table, {threads} here")
+        if layout is not None and layout != self.layout:
+            diffs.append(f"layout {self.layout} in the table, {layout} here")
+        return diffs
+
+    @classmethod
+    def load(cls, path, expect_machine: bool = True, threads: Optional[int] = None,
+             layout: Optional[str] = None) -> LatencyTable:
+        """Read a table; one measured on another machine, torch, thread count or layout is a one-line
+        :class:`HRankError` naming the differences, or a warning with ``expect_machine=False``."""
+        path, how = Path(path), f"`python -m hrank_ssd latency-table --net NET --out {path}`"
+        try:
+            table = cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            raise HRankError(f"latency table {path} does not exist: measure one with {how}") from None
+        except (ValueError, TypeError, KeyError, AttributeError, OSError) as e:
+            why = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise HRankError(f"latency table {path} is damaged or not a latency table ({why}): measure it again "
+                             f"with {how}") from None
+        diffs = table.differences(threads, layout)
+        if diffs:
+            text = (f"latency table {path} was measured elsewhere ({'; '.join(diffs)}): re-measure here with "
+                    f"`python -m hrank_ssd latency-table --net {table.net} --device "
+                    f"{torch.device(table.device).type} --threads {table.threads} --width {table.width:g} "
+                    f"--image_size {table.image_size} --batch_size {table.batch_size}"
+                    f"{' --channels_last' if table.layout == 'channels_last' else ''} --out {path}`")
+            if expect_machine:
+                raise HRankError(text + ", or load it with expect_machine=False")
+            warnings.warn(text + "; its times may not hold here", stacklevel=2)
+        return table
