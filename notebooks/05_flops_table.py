@@ -7,7 +7,7 @@
 # BatchNorm2d and Linear and counts the multiply-accumulates (MACs) each one does; the sum is the whole
 # detector (backbone, extras, heads), checked against `thop`. FLOPs are about 2 x MACs.
 #
-# The original HRank-SSD project printed smaller numbers. `flops.print_seed_table` reproduces its table
+# The original HRank-SSD project printed smaller numbers. `published_flops.print_published_table` reproduces its table
 # digit for digit with its counting rules, then lists every reason it differs from the exact count.
 
 # %%
@@ -101,7 +101,7 @@ from hrank_ssd.course.upstream import recompute_note
 print(recompute_note(course, "05_flops_table"))
 
 # %%
-from hrank_ssd.measure import flops, seed_flops
+from hrank_ssd.measure import flops, published_flops
 from hrank_ssd.nets.compress import PRUNED_RATE
 
 table = course.flops()
@@ -174,19 +174,19 @@ print(f"{pruned_row['model']}: {pruned_row['params_ratio']:.0%} of the parameter
 # ## The original table: VGG16-SSD, unpruned
 
 # %%
-seed_flops.print_seed_table("vgg16-ssd");
+published_flops.print_published_table("vgg16-ssd");
 
 # %% [markdown]
 # ## VGG16-SSD pruned with `[0.1]*7+[0.5]*9`
 
 # %%
-seed_flops.print_seed_table("vgg16-ssd", PRUNED_RATE);
+published_flops.print_published_table("vgg16-ssd", PRUNED_RATE);
 
 # %% [markdown]
 # ## MobileNetV1-SSD
 
 # %%
-seed_flops.print_seed_table("mb1-ssd");
+published_flops.print_published_table("mb1-ssd");
 
 # %% tags=["exercise"]
 # Exercise: a conv's MACs. Write conv_macs: the multiply-accumulates of one Conv2d, from its input and output
@@ -209,7 +209,7 @@ exercises.check_conv_macs(conv_macs);
 #
 # ```
 # python -m hrank_ssd flops --net vgg16-ssd --compress_rate "[0.1]*7+[0.5]*9"            # exact, per layer
-# python -m hrank_ssd flops --net vgg16-ssd --compress_rate "[0.1]*7+[0.5]*9" --style seed  # the original's
+# python -m hrank_ssd flops --net vgg16-ssd --compress_rate "[0.1]*7+[0.5]*9" --style published  # the original's
 # ```
 
 # %% [markdown]

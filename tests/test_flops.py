@@ -12,11 +12,11 @@ import torch
 from torch import nn
 
 from hrank_ssd.cli import main
-from hrank_ssd.measure import flops, seed_flops
+from hrank_ssd.measure import flops, published_flops
 from hrank_ssd.nets.compress import PRUNED_RATE_TEXT
 from hrank_ssd.nets.models import THOP_KEYS, build_model
 
-PRUNED = seed_flops.PRUNED_RATE
+PRUNED = published_flops.PRUNED_RATE
 NETS = [("vgg16-ssd", None), ("vgg16-ssd", PRUNED), ("mb1-ssd", None)]
 
 
@@ -110,10 +110,10 @@ def test_no_thop_buffers_left_and_model_untouched():
     assert _thop_keys(model) == []
 
 
-# ------------------------------------------------------------------ seed: the original's published digits
+# ------------------------------------------------------------------ the original project's published digits
 
-def test_seed_vgg16_unpruned_published():
-    res = seed_flops.seed_count("vgg16-ssd")
+def test_published_vgg16_unpruned():
+    res = published_flops.published_count("vgg16-ssd")
     assert f"{res.params:.2f}" == "19434304.00"
     assert f"{res.flops:.2f}" == "31784832000.00"
     text = res.text().splitlines()
@@ -123,8 +123,8 @@ def test_seed_vgg16_unpruned_published():
     assert text[11:13] == ["Conv2dNo cp rate"] * 2  # the two conv4_3 heads, as pytorch-ssd runs them
 
 
-def test_seed_vgg16_pruned_published():
-    res = seed_flops.seed_count("vgg16-ssd", PRUNED)
+def test_published_vgg16_pruned():
+    res = published_flops.published_count("vgg16-ssd", PRUNED)
     assert f"{res.params:.2f}" == "3591598.00"
     assert f"{res.flops:.2f}" == "14224900401.00"
     lines = res.text().splitlines()
@@ -133,28 +133,28 @@ def test_seed_vgg16_pruned_published():
     assert "0.5 [512, 256, 3, 3] params: 590080.0  flops: 992083968.0" in lines
 
 
-def test_seed_mobilenet_published():
-    res = seed_flops.seed_count("mb1-ssd")
+def test_published_mobilenet():
+    res = published_flops.published_count("mb1-ssd")
     assert f"{res.params:.2f}" == "4231976.00"
     assert f"{res.flops:.2f}" == "755703808.00"
     assert res.text() == "Params: 4231976.00\nFlops: 755703808.00"
 
 
 @pytest.mark.parametrize("net,rate", NETS)
-def test_print_seed_table_explains_with_computed_numbers(net, rate):
+def test_print_published_table_explains_with_computed_numbers(net, rate):
     buf = io.StringIO()
-    res = seed_flops.print_seed_table(net, rate, file=buf)
+    res = published_flops.print_published_table(net, rate, file=buf)
     out = buf.getvalue()
     assert out.startswith(res.text())
     assert "1. " in out and "reproduced to the digit" in out
     exact = flops.totals(flops.count_exact(_meta(net, rate)))
-    assert str(exact["MACs"]) in out  # the exact whole-detector figure is shown beside the seed one
+    assert str(exact["MACs"]) in out  # the exact whole-detector figure is shown beside the published one
 
 
 def test_flops_table():
-    df = seed_flops.flops_table()
+    df = published_flops.flops_table()
     assert list(df["model"]) == ["VGG16-SSD", "VGG16-SSD pruned", "MobileNetV1-SSD"]
-    assert list(df["seed_params"]) == [19434304.0, 3591598.0, 4231976.0]
+    assert list(df["published_params"]) == [19434304.0, 3591598.0, 4231976.0]
     assert df["params_ratio"].iloc[0] == 1.0 and df["MACs_ratio"].iloc[1] < 1.0
     assert df["params"].iloc[0] == sum(p.numel() for p in _meta("vgg16-ssd").parameters())
 
@@ -163,16 +163,16 @@ def test_flops_table():
 
 @pytest.mark.parametrize("argv", [
     ["flops"],
-    ["flops", "--net", "vgg16-ssd", "--compress_rate", PRUNED_RATE_TEXT, "--style", "seed"],
+    ["flops", "--net", "vgg16-ssd", "--compress_rate", PRUNED_RATE_TEXT, "--style", "published"],
     ["flops", "--net", "mb1-ssd", "--style", "exact"],
-    ["flops", "--net", "mb1-ssd", "--style", "seed"],
+    ["flops", "--net", "mb1-ssd", "--style", "published"],
 ])
 def test_cli_styles(argv, capsys, tmp_path):
     out_csv = tmp_path / "t.csv"
     assert main(argv + ["--csv", str(out_csv)]) == 0
     out = capsys.readouterr().out
     assert "Params" in out and out_csv.is_file()
-    if "seed" in argv:
+    if "published" in argv:
         assert "Why these differ" in out
     else:
         assert "MACs" in out and "agree exactly" in out
@@ -205,6 +205,6 @@ Conv2dNo cp rate
 """ + "Conv2dNo cp rate\n" * 19 + "Params: 3591598.00\nFlops: 14224900401.00"
 
 
-def test_seed_vgg16_pruned_whole_table_matches_published():
+def test_published_vgg16_pruned_whole_table():
     # the first line ("compress rate:  [...]") lists the 14 rates used, the original listed the 16 it was given
-    assert "\n".join(seed_flops.seed_count("vgg16-ssd", PRUNED).text().splitlines()[1:]) == PUBLISHED_PRUNED_LINES
+    assert "\n".join(published_flops.published_count("vgg16-ssd", PRUNED).text().splitlines()[1:]) == PUBLISHED_PRUNED_LINES

@@ -119,10 +119,10 @@ def test_flops_section_puts_seed_beside_exact_and_quotes_theirs(tmp_path):
     res = _results(run)
     pd.DataFrame([
         {"model": "VGG16-SSD", "net": "vgg16-ssd", "compress_rate": "[0]*14", "params": 26285998,
-         "MACs": 31374277120, "GMACs": 31.374, "seed_params": 19434304.0, "seed_flops": 31784832000.0,
+         "MACs": 31374277120, "GMACs": 31.374, "published_params": 19434304.0, "published_flops": 31784832000.0,
          "params_ratio": 1.0, "MACs_ratio": 1.0},
         {"model": "VGG16-SSD pruned", "net": "vgg16-ssd", "compress_rate": "[0.1]*7+[0.5]*7", "params": 12157314,
-         "MACs": 18336088810, "GMACs": 18.336, "seed_params": 3591598.0, "seed_flops": 14224900401.0,
+         "MACs": 18336088810, "GMACs": 18.336, "published_params": 3591598.0, "published_flops": 14224900401.0,
          "params_ratio": 0.4625, "MACs_ratio": 0.5844},
     ]).to_csv(res / "flops.csv", index=False)
     text = _write_report(run)[0].read_text()

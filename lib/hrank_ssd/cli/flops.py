@@ -12,12 +12,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
                        description=__doc__.splitlines()[0])
     add_net(p)
     add_compress_rate(p)
-    p.add_argument("--style", default="exact", choices=("exact", "seed"),
+    p.add_argument("--style", default="exact", choices=("exact", "published"),
                    help="exact: every layer of the whole detector, analytic count checked against thop; "
-                        "seed: the original HRank-SSD table, same rules and digits, with why it differs")
+                        "published: the original HRank-SSD table, same rules and digits, with why it differs")
     p.add_argument("--num_classes", type=int, default=21, help="classes incl. BACKGROUND (sizes the heads)")
     p.add_argument("--image_size", type=int, default=None,
-                   help="input side in pixels (default 300; seed style for mb1-ssd: 256, the original's size)")
+                   help="input side in pixels (default 300; published style for mb1-ssd: 256, the original's size)")
     p.add_argument("--csv", metavar="OUT", default=None, help="also write the per-layer table to this CSV file")
     p.set_defaults(func=run)
     return p
@@ -27,15 +27,14 @@ def run(args) -> int:
     import pandas as pd
 
     from hrank_ssd.io.files import atomic_write_text
-    from hrank_ssd.measure import flops, seed_flops
+    from hrank_ssd.measure import flops, published_flops
     from hrank_ssd.nets import models
 
     rates = compress_rate_of(args)
-    if args.style == "seed":
-        res = seed_flops.print_seed_table(args.net, rates, num_classes=args.num_classes,
-                                     image_size=args.image_size)
-        table = res.frame() if res.lines else pd.DataFrame([{"net": res.net, "image_size": res.image_size,
-                                                             "params": res.params, "flops": res.flops}])
+    if args.style == "published":
+        res = published_flops.print_published_table(args.net, rates, num_classes=args.num_classes,
+                                                    image_size=args.image_size)
+        table = res.frame()
     else:
         model = flops.build_for_counting(args.net, args.num_classes, compress_rate=rates,
                                         image_size=args.image_size)

@@ -3,7 +3,7 @@
 ``write_report(run_dir)`` reads ``run_dir/results/`` (written by :class:`hrank_ssd.course.steps.Course`; the
 files and what writes each: :mod:`hrank_ssd.course.results`). Every number printed is read or computed from
 those files (:mod:`~hrank_ssd.course.report_tables`), except the original project's published figures, read
-from their one copy (:mod:`hrank_ssd.course.published`; FLOPs: :mod:`hrank_ssd.measure.seed_flops`) and always
+from their one copy (:mod:`hrank_ssd.course.published`; FLOPs: :mod:`hrank_ssd.measure.published_flops`) and always
 labelled as theirs. A missing file does not stop the report: its section says which step or command writes it
 (:mod:`~hrank_ssd.course.report_sections`).
 

@@ -203,17 +203,17 @@ def flops(page: Page, res: Results) -> None:
         return
     exact_cols = [c for c in ("model", "compress_rate", "params", "MACs", "GMACs", "params_ratio", "MACs_ratio")
                   if c in fl]
-    seed_cols = [c for c in ("model", "seed_params", "seed_flops") if c in fl]
+    published_cols = [c for c in ("model", "published_params", "published_flops") if c in fl]
     page.add("### Exact (whole detector, 300x300, 21 classes)", "")
     page.table(fl[exact_cols], formats={"GMACs": ".3f", "params_ratio": ".3f", "MACs_ratio": ".3f"})
     page.add("", MAC_NOTE)
-    if len(seed_cols) > 1:
-        page.heading("### The original project's counting rules, reproduced (`--style seed`), beside their published "
+    if len(published_cols) > 1:
+        page.heading("### The original project's counting rules, reproduced (`--style published`), beside their published "
                      "figures")
-        page.table(tables.seed_table(fl, seed_cols), floatfmt=".0f")
+        page.table(tables.published_table(fl, published_cols), floatfmt=".0f")
         page.add("", "Their count only counts the 14 pruned convs (VGG), sizes fc6 without dilation, removes "
                  "pruned filters twice, and for MobileNetV1 counts the ImageNet classifier at 256x256: "
-                 "`hrank_ssd.measure.seed_flops.seed_explanation` (notebook `05_flops_table.ipynb`) lists every "
+                 "`hrank_ssd.measure.published_flops.published_explanation` (notebook `05_flops_table.ipynb`) lists every "
                  "difference with its numbers.")
 
 

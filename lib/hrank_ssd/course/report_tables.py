@@ -1,7 +1,7 @@
 """The report's tables, computed from a run's results files (:func:`hrank_ssd.course.results.load_results`).
 
 The only numbers not computed here are the original project's published figures, read from their one copy
-(:mod:`hrank_ssd.course.published`: mAP, per-class AP, T4 predict time; :func:`hrank_ssd.measure.seed_flops.published_for`:
+(:mod:`hrank_ssd.course.published`: mAP, per-class AP, T4 predict time; :func:`hrank_ssd.measure.published_flops.published_for`:
 params and FLOPs) and always labelled as theirs.
 """
 
@@ -16,7 +16,7 @@ import pandas as pd
 from hrank_ssd.course.published import published_ap, published_finetune, published_map, published_predict_ms
 from hrank_ssd.course.results import MODEL_KEYS, MODEL_LABELS, MODEL_TITLES
 from hrank_ssd.errors import HRankError
-from hrank_ssd.measure.seed_flops import published_for
+from hrank_ssd.measure.published_flops import published_for
 from hrank_ssd.nets.compress import layer_rates, parse_compress_rate
 from hrank_ssd.nets.registry import net_names, num_prunable
 
@@ -262,14 +262,14 @@ def published_ap_table(per_class: Optional[pd.DataFrame] = None) -> pd.DataFrame
     return out.reset_index()
 
 
-def seed_table(flops: pd.DataFrame, seed_cols: List[str]) -> pd.DataFrame:
+def published_table(flops: pd.DataFrame, columns: List[str]) -> pd.DataFrame:
     """``flops.csv``'s counts by the original project's rules with their published figures beside them (NaN where
     they have none)."""
-    seed = flops[seed_cols].copy()
+    table = flops[columns].copy()
     pubs = [published_flops(r.get("net"), r.get("compress_rate")) for _, r in flops.iterrows()]
-    seed["theirs: params (published)"] = [p["params"] if p else float("nan") for p in pubs]
-    seed["theirs: flops (published)"] = [p["flops"] if p else float("nan") for p in pubs]
-    return seed
+    table["theirs: params (published)"] = [p["params"] if p else float("nan") for p in pubs]
+    table["theirs: flops (published)"] = [p["flops"] if p else float("nan") for p in pubs]
+    return table
 
 
 def training_summary(logs: Dict[str, pd.DataFrame]) -> pd.DataFrame:

@@ -27,7 +27,7 @@ from hrank_ssd.hrank.pruning import kept_agreement
 from hrank_ssd.measure.bench import benchmark_models, results_json
 from hrank_ssd.measure.evaluation import evaluate_model, mean_ap
 from hrank_ssd.measure.layer_times import group_speedups, layer_times_and_macs, mac_ceiling, pruning_groups
-from hrank_ssd.measure.seed_flops import flops_table
+from hrank_ssd.measure.published_flops import flops_table
 from hrank_ssd.measure.sensitivity import compare_criteria, layer_sensitivity, quick_map
 from hrank_ssd.nets.compress import format_compress_rate
 from hrank_ssd.nets.models import build_model, count_parameters, load_model
@@ -71,7 +71,7 @@ class Course(Lessons):
         return summary_df, per_class_df
 
     def flops(self) -> pd.DataFrame:
-        """Exact params/MACs of the three detectors at full size (21 classes, 300x300) + the seed figures."""
+        """Exact params/MACs of the three detectors at full size (21 classes, 300x300) + the published figures."""
         table = flops_table()
         table.to_csv(self.result("flops.csv"), index=False)
         return table

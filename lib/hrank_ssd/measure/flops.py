@@ -13,7 +13,7 @@
 
   One MAC is one multiply and one add, so FLOPs ~= 2 x MACs.
 
-The original project's own figures, reproduced rule by rule, are in :mod:`hrank_ssd.measure.seed_flops`.
+The original project's own figures, reproduced rule by rule, are in :mod:`hrank_ssd.measure.published_flops`.
 """
 
 from __future__ import annotations
