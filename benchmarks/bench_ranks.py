@@ -1,6 +1,6 @@
 """Rank generation: the original HRank procedure vs ours, on the same images, the same ranks required.
 
-"The same" is exact except where a map holds a singular value within ``ranks.BORDERLINE_FACTOR`` of
+"The same" is exact except where a map holds a singular value within ``rank_bounds.BORDERLINE_FACTOR`` of
 ``matrix_rank``'s tolerance (two correct SVDs may round it either way): the table counts those channels
 (``borderline``) and requires ``unexplained == 0`` (no difference anywhere else).
 
@@ -31,13 +31,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from rank_bounds import rank_agreement, rank_bounds  # beside this script
 
 from hrank_ssd.cli.main import guarded
 from hrank_ssd.hrank.ranks import (
     batched_ranks,
     compute_ranks,
-    rank_agreement,
-    rank_bounds,
     ranks_one_at_a_time,
 )
 from hrank_ssd.measure import bench, tables

@@ -11,11 +11,11 @@ import pytest
 import torch
 from torch.utils.data import ConcatDataset, DataLoader
 
+from hrank_ssd.data.augment import TrainAugmentation
 from hrank_ssd.data.synthetic import SHAPES, class_names, make_synthetic_voc
 from hrank_ssd.data.voc import (
     VOC_CLASSES,
     TestTransform,
-    TrainAugmentation,
     VOCDataset,
     collate,
     make_dataset,
@@ -344,7 +344,7 @@ def test_test_transform_is_to_input(synthetic_voc):
 
 
 def test_light_augmentation_only_flips_boxes():
-    from hrank_ssd.data.voc import LightAugmentation
+    from hrank_ssd.data.augment import LightAugmentation
 
     image = np.zeros((200, 300, 3), np.uint8)
     boxes = np.array([[10, 20, 110, 120]], np.float32)

@@ -5,18 +5,16 @@ import threading
 import numpy as np
 import pytest
 import torch
+from conftest import load_benchmark
 
 from hrank_ssd.cli import main
 from hrank_ssd.errors import HRankError
 from hrank_ssd.hrank.ranks import (
-    BORDERLINE_FACTOR,
     batched_ranks,
     compute_ranks,
     has_ranks,
     image_batches,
     load_ranks,
-    rank_agreement,
-    rank_bounds,
     rank_summary,
     ranks_one_at_a_time,
     save_ranks,
@@ -24,9 +22,12 @@ from hrank_ssd.hrank.ranks import (
 from hrank_ssd.nets.models import build_model, save_model
 from hrank_ssd.nets.vgg16_ssd import CONV_INDEXES as VGG_CONV_INDEXES
 
+bounds = load_benchmark("rank_bounds")  # the ranks a correct SVD allows, and how two lists agree within them
+BORDERLINE_FACTOR, rank_agreement, rank_bounds = bounds.BORDERLINE_FACTOR, bounds.rank_agreement, bounds.rank_bounds
+
 
 def _assert_ranks_agree(got, want, lo, hi):
-    """Equal wherever no singular value is borderline; inside [lo, hi] everywhere (see ranks.rank_agreement)."""
+    """Equal wherever no singular value is borderline; inside [lo, hi] everywhere (see benchmarks/rank_bounds.py)."""
     agreement = rank_agreement([got], [want], [lo], [hi])
     print(agreement, f"(borderline: a singular value within {BORDERLINE_FACTOR}x of the tolerance)")
     assert agreement["unexplained"] == 0 and agreement["channels"] == np.asarray(got).size

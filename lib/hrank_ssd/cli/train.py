@@ -10,16 +10,17 @@ from hrank_ssd.train.trainer import train
 
 
 def add_parser(sub) -> None:
+    """The ``train`` command's flags: names as pytorch-ssd's train_ssd.py where they exist, defaults from
+    :class:`TrainConfig`."""
     p = sub.add_parser("train", help="train/finetune an SSD on VOC-format data (prune first with --compress_rate)",
                        description=__doc__)
-    add_train_arguments(p)
+    d = TrainConfig()
+    _model_and_optimiser_flags(p, d)
+    _run_flags(p, d)
     p.set_defaults(func=run)
 
 
-def add_train_arguments(p: argparse.ArgumentParser) -> None:
-    """The ``train`` command's flags (names as pytorch-ssd's train_ssd.py where they exist; defaults from
-    :class:`TrainConfig`)."""
-    d = TrainConfig()
+def _model_and_optimiser_flags(p: argparse.ArgumentParser, d: TrainConfig) -> None:
     p.add_argument("--datasets", nargs="+", required=True, help="VOCdevkit/VOC20xx training folders")
     p.add_argument("--validation_dataset", required=True, help="VOC folder for validation loss and mAP")
     p.add_argument("--label_file", default=None, help="class names, BACKGROUND first (default: the dataset's)")
@@ -43,6 +44,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init", choices=CHOICES["init"], default=d.init,
                    help="weights of a model trained from scratch: PyTorch's default, or LSUV with unit activations "
                         "(trains small course models much faster, best with --optimizer adam)")
+
+
+def _run_flags(p: argparse.ArgumentParser, d: TrainConfig) -> None:
     p.add_argument("--num_workers", type=int, default=d.num_workers)
     p.add_argument("--width", type=float, default=d.width, help="channel multiplier for a model built from scratch")
     p.add_argument("--image_size", type=int, default=None)

@@ -1,14 +1,9 @@
 """Why L1 loses to HRank on the offline models: filters that never fire but still carry large weights.
 
-A filter whose ReLU output is zero on (nearly) every image has an average feature-map rank near 0: it adds nothing,
-and HRank drops it first. Its weights get no gradient (the ReLU passes none), so they stay wherever they were:
-with Adam and no weight decay (the offline profile's training) nothing shrinks them, and the L1 norm, which only
-looks at the weights, can rank such a dead filter above a working one. With SGD and weight decay (the original
-VOC training: ``weight_decay`` 5e-4) a dead filter's weights decay towards 0 and L1 drops it as well, so on real
-weights the two criteria agree much more: the published comparisons report a few points between them.
-
-:func:`dead_filter_table` counts, per prunable layer, the near-dead filters and how many of them each criterion
-keeps at a compress rate.
+A filter whose ReLU output is zero on (nearly) every image has an average rank near 0, and HRank drops it first.
+Its weights get no gradient, so with Adam and no weight decay (the offline training) nothing shrinks them and L1
+can rank it above a working filter; with SGD and weight decay (the original VOC training) they decay and L1 drops
+it too. :func:`dead_filter_table` counts, per layer, the near-dead filters and how many each criterion keeps.
 """
 
 from __future__ import annotations

@@ -1,23 +1,11 @@
 """Artifacts of ``weights_manifest.json`` fetched by name: sources tried in order, verified, installed atomically.
 
-Every artifact (checkpoint, label file, rank folder, zip bundle) is described in
-``weights_manifest.json`` (:mod:`hrank_ssd.io.manifest`) with an ordered list of sources. :func:`fetch` tries
-them in order:
-
-* ``gdrive`` / ``gdrive_folder``: Google Drive through gdown (:mod:`hrank_ssd.io.drive`; quota pages are
-  recognised; a folder source with a ``member`` glob fetches only that file of the folder);
-* ``http``: plain HTTP(S) with resume (:mod:`hrank_ssd.io.http`: ``Range`` into a ``.part`` file, restart when
-  the server ignores it) and a tqdm bar;
-* ``bundle``: a member of another artifact, a zip that is unpacked into a cache folder
-  (:mod:`hrank_ssd.io.archives`); members are matched by glob because the names inside the original project's
-  zip are not documented.
-
-A file is checked (:mod:`hrank_ssd.io.verify`: not empty, not an HTML page, size and sha256 when the manifest
-knows them; then the caller's ``check``, e.g. a checkpoint's widths against its compress rate) before it replaces
-anything, so a good file is never lost to a bad download; where it came from
-goes to ``downloads.json`` (:mod:`hrank_ssd.io.provenance`). When every source fails, one
-:class:`~hrank_ssd.errors.HRankError` line lists what was tried and what to do. The PASCAL VOC tars are
-fetched by :func:`hrank_ssd.io.voc_download.download_voc` with the same HTTP code.
+Sources (:mod:`~hrank_ssd.io.manifest`): ``gdrive`` / ``gdrive_folder`` through gdown (:mod:`~hrank_ssd.io.drive`),
+``http`` with resume (:mod:`~hrank_ssd.io.http`), ``bundle``: a member (found by glob) of another artifact, a zip
+unpacked into a cache folder (:mod:`~hrank_ssd.io.archives`). A file is checked (:mod:`~hrank_ssd.io.verify`, then
+the caller's ``check``) before it replaces anything; where it came from goes to ``downloads.json``
+(:mod:`~hrank_ssd.io.provenance`). When every source fails, one :class:`~hrank_ssd.errors.HRankError` line lists
+what was tried and what to do.
 """
 
 from __future__ import annotations
@@ -37,6 +25,7 @@ from hrank_ssd.io.manifest import (
     Manifest,
     as_manifest,
     describe_source,
+    hand_download_hint,
     member_patterns,
     normalise_source,
     source_link,
@@ -102,12 +91,10 @@ def fetch(name_or_artifact: Union[str, dict], dest_dir=".", manifest=None, recor
           check: Optional[Check] = None, _failed: Optional[Dict[str, _AllFailed]] = None) -> Path:
     """Make ``dest_dir/<artifact file>`` present and verified; return its path.
 
-    ``manifest``: a :class:`Manifest`, a path, or None for the repository's. ``record``: write the
-    size and sha256 of the verified file into the manifest. ``transports``: ``{source type:
-    callable(source, tmp_path)}`` replacing the real gdown/urllib transports (used by tests). ``check(file,
-    artifact)``: one more test a file must pass (its reason, else None), on a cached file too; a file that fails it
-    is deleted and the next source tried (``nets.fit.fit_problem`` refuses a checkpoint of the wrong widths).
-    Raises :class:`HRankError` (one line: every source tried and why it failed, what to do).
+    ``manifest``: a :class:`Manifest`, a path, or None for the repository's. ``record``: write the verified file's
+    size and sha256 into the manifest. ``transports``: ``{source type: callable(source, tmp_path)}`` replacing
+    gdown/urllib (tests). ``check(file, artifact)``: one more test a file (a cached one too) must pass, its reason
+    or None (``nets.fit.fit_problem``); a file that fails is deleted and the next source tried.
     """
     man = as_manifest(manifest)
     art = man.get(name_or_artifact) if isinstance(name_or_artifact, str) else name_or_artifact
@@ -142,18 +129,6 @@ def fetch_many(names: Sequence[str] = (), dest_dir=".", manifest=None, record: b
         raise HRankError(f"{len(errors)} of {len(names)} downloads failed ({', '.join(errors)}); "
                          "see the lines above for each source tried and what to do")
     return paths
-
-
-def list_rows(manifest: Manifest, dest_dir=".") -> List[dict]:
-    """One row per artifact for ``download --list``."""
-    rows = []
-    for art in manifest.artifacts.values():
-        rows.append({"name": art["name"], "kind": art["kind"], "net": art.get("net") or "-",
-                     "file": art["file"], "size": "-" if art.get("size") is None else str(art["size"]),
-                     "verified": "yes" if art.get("sha256") else "no",
-                     "present": "yes" if (Path(dest_dir) / art["file"]).exists() else "no"})
-    return rows
-
 
 
 def _fetch(art: dict, ctx: _Ctx) -> Path:
@@ -213,7 +188,7 @@ def _fetch_sources(art: dict, target: Path, ctx: _Ctx) -> Path:
         return target
     if not sources:
         failures.append("no sources listed")
-    raise _AllFailed(failures, _hint(art, target, ctx))
+    raise _AllFailed(failures, hand_download_hint(ctx.manifest, art, target, ctx.dest))
 
 
 def _tmp_path(target: Path, kind: str) -> Path:
@@ -258,38 +233,6 @@ def _gather_members(folder: Path, members: Sequence[str]) -> None:
             os.replace(found[0], folder / m)
 
 
-def _hint(art: dict, target: Path, ctx: _Ctx) -> str:
-    """What to do by hand: the first source's link (and a Drive link) and where each file goes."""
-    rerun = f"then rerun `python -m hrank_ssd download {art['name']} --record`"
-    options = []
-    for s in art["sources"]:
-        s = normalise_source(s, art["name"])
-        if s["type"] == "bundle":
-            bundle = ctx.manifest.artifacts.get(s["bundle"])
-            for b in (bundle or {}).get("sources", []):
-                b = normalise_source(b, bundle["name"])
-                if b["type"] != "bundle":
-                    options.append((source_link(b), ctx.dest / bundle["file"], ""))
-        else:
-            options.append((source_link(s), target, _what_of(s, art)))
-    options = list(dict.fromkeys(options))
-    drive = [o for o in options[1:] if "drive.google" in o[0]]
-    options = options[:1] + (drive or options[1:])[:1]  # the first source, and a Drive link when there is one
-    if not options:
-        return f"put the file at {target.resolve()} by hand, {rerun}"
-    text = " or ".join(f"{what}{link} into {where.resolve()}" for link, where, what in options)
-    quota = ("; when Drive says the quota is exceeded, retry in 24 h or copy the file to your own Drive "
-             "(docs/downloads.md)") if "drive.google" in text else ""
-    return f"download by hand {text}, {rerun}{quota}"
-
-
-def _what_of(src: dict, art: dict) -> str:
-    """The words before a link in the hand-download hint: which files of it to take."""
-    if src["type"] == "gdrive_folder" and src.get("member"):
-        return f"the file {member_patterns(src)[0]} of "
-    return "the files of " if art.get("members") else ""
-
-
 def _from_bundle(src: dict, art: dict, target: Path, ctx: _Ctx) -> Path:
     """Stage the member of a bundle source: the bundle fetched (once per run) and unpacked, its member linked."""
     bundle = ctx.manifest.artifacts.get(src["bundle"])
@@ -317,4 +260,4 @@ def _from_bundle(src: dict, art: dict, target: Path, ctx: _Ctx) -> Path:
     return tmp
 
 
-__all__ = ["fetch", "fetch_many", "list_rows", "Transport"]
+__all__ = ["fetch", "fetch_many", "Transport"]

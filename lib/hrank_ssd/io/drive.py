@@ -1,9 +1,7 @@
 """Google Drive files and folders through gdown, with its failures (quota, not shared, no network) in one line.
 
-A ``gdrive_folder`` source is a whole shared folder (the rank files), or, with ``member``, one file of it: the
-folder is listed without downloading anything (``gdown.download_folder(..., skip_download=True)``, in gdown 5.2.2,
-Colab's, and in gdown 6) and only the matching file is fetched by its id, so a folder of many models costs one
-listing and one file.
+A ``gdrive_folder`` source is a whole shared folder, or with ``member`` one file of it: the folder is listed
+(``gdown.download_folder(..., skip_download=True)``, gdown 5.2.2 and 6) and only the matching file is fetched.
 """
 
 from __future__ import annotations

@@ -1,8 +1,5 @@
-"""Atomic files: write beside the target, then rename, so a kill never leaves half a file behind.
-
-torch, numpy and matplotlib are imported only by the function that writes their objects, so the download
-code can use this module without loading them.
-"""
+"""Atomic files: write beside the target, then rename, so a kill never leaves half a file behind. torch, numpy and
+matplotlib load only in the function that writes their objects: the download code uses this module without them."""
 
 from __future__ import annotations
 
@@ -50,10 +47,9 @@ def atomic_save_npy(array, path) -> None:
 
 
 def pyplot():
-    """``matplotlib.pyplot``, imported where a figure is drawn (it is slow to import). A script or CLI run that
-    has chosen no backend gets Agg (headless, files only); inside IPython, or once pyplot is loaded or
-    ``MPLBACKEND`` is set, the backend is left alone: ``matplotlib.use`` would switch a notebook's inline
-    backend to Agg even with ``force=False``, and every later ``plt.show()`` in that kernel would draw nothing."""
+    """``matplotlib.pyplot``, imported where a figure is drawn. A script that has chosen no backend gets Agg;
+    inside IPython, once pyplot is loaded or with ``MPLBACKEND`` set, the backend is left alone (``matplotlib.use``
+    would switch a notebook's inline backend to Agg, and every later ``plt.show()`` would draw nothing)."""
     import matplotlib
 
     if not ({"matplotlib.pyplot", "IPython"} & set(sys.modules) or os.environ.get("MPLBACKEND")):

@@ -17,10 +17,7 @@ from hrank_ssd.io.provenance import note_source
 from hrank_ssd.io.verify import CHUNK, file_problem
 
 USER_AGENT = "hrank-ssd-downloader"
-# Seconds a connection, or a read inside a download, may take before the mirror counts as failed. Dead VOC hosts
-# time out rather than refuse, so this is what one costs before the next mirror is tried; a live server answers
-# in well under a second, and a stall mid-download leaves the .part file, which the next mirror or run resumes.
-TIMEOUT = 20.0
+TIMEOUT = 20.0  # seconds a connection or read may stall before the mirror counts as failed (dead VOC hosts stall)
 
 
 def part_path(dest: Path) -> Path:
@@ -30,11 +27,8 @@ def part_path(dest: Path) -> Path:
 
 def http_download(url: str, part, *, expected_size: Optional[int] = None, progress: bool = True,
                   timeout: float = TIMEOUT, desc: Optional[str] = None) -> Path:
-    """Download ``url`` into ``part``, continuing what is already there when the server honours Range.
-
-    Answers 206: bytes are appended; 200: the server ignored Range, the file restarts from zero.
-    A dropped connection leaves ``part`` in place, so the next call resumes it.
-    """
+    """Download ``url`` into ``part``, continuing what is there when the server honours Range (206: appended;
+    200: restarted from zero). A dropped connection leaves ``part`` in place, so the next call resumes it."""
     part = Path(part)
     part.parent.mkdir(parents=True, exist_ok=True)
     have = part.stat().st_size if part.exists() else 0
@@ -112,16 +106,12 @@ def http_transport(src: dict, tmp: Path, *, size: Optional[int] = None, progress
 def download_url(urls: Sequence[str], dest, *, md5: Optional[str] = None, sha256: Optional[str] = None,
                  size: Optional[int] = None, progress: bool = True, what: Optional[str] = None,
                  hint: Optional[str] = None) -> Path:
-    """Download the first of ``urls`` that gives a file with the right checksum to ``dest`` (atomic).
-
-    An existing ``dest`` with the right checksum is kept; a ``dest.part`` is resumed. When every URL fails, one
-    :class:`HRankError` line names each URL and why, then ``hint`` (what to do instead; default: download by hand).
-    """
+    """Download the first of ``urls`` that gives a file with the right checksum to ``dest`` (atomic); an existing
+    good ``dest`` is kept, a ``dest.part`` resumed. When every URL fails, one :class:`HRankError` line names each URL
+    and why, then ``hint`` (what to do instead; default: download by hand)."""
     dest = Path(dest)
     what = what or dest.name
-
     expected = {"kind": "file", "size": size, "md5": md5, "sha256": sha256}  # checked like a manifest artifact
-
     if dest.is_file():
         reason = file_problem(dest, expected)
         if reason is None:

@@ -133,3 +133,42 @@ def member_patterns(src: dict) -> List[str]:
     """A bundle's or a Drive folder's member globs, in order (``member`` is one glob or a list; default ``*``)."""
     m = src.get("member", "*")
     return [m] if isinstance(m, str) else list(m)
+
+
+def list_rows(manifest: Manifest, dest_dir=".") -> List[dict]:
+    """One row per artifact for ``download --list``."""
+    return [{"name": a["name"], "kind": a["kind"], "net": a.get("net") or "-", "file": a["file"],
+             "size": "-" if a.get("size") is None else str(a["size"]), "verified": "yes" if a.get("sha256") else "no",
+             "present": "yes" if (Path(dest_dir) / a["file"]).exists() else "no"} for a in manifest.artifacts.values()]
+
+
+def hand_download_hint(manifest: Manifest, art: dict, target: Path, dest: Path) -> str:
+    """What to do by hand: the first source's link (and a Drive link) and where each file goes."""
+    rerun = f"then rerun `python -m hrank_ssd download {art['name']} --record`"
+    options = []
+    for s in art["sources"]:
+        s = normalise_source(s, art["name"])
+        if s["type"] == "bundle":
+            bundle = manifest.artifacts.get(s["bundle"])
+            for b in (bundle or {}).get("sources", []):
+                b = normalise_source(b, bundle["name"])
+                if b["type"] != "bundle":
+                    options.append((source_link(b), dest / bundle["file"], ""))
+        else:
+            options.append((source_link(s), target, _what_of(s, art)))
+    options = list(dict.fromkeys(options))
+    drive = [o for o in options[1:] if "drive.google" in o[0]]
+    options = options[:1] + (drive or options[1:])[:1]  # the first source, and a Drive link when there is one
+    if not options:
+        return f"put the file at {target.resolve()} by hand, {rerun}"
+    text = " or ".join(f"{what}{link} into {where.resolve()}" for link, where, what in options)
+    quota = ("; when Drive says the quota is exceeded, retry in 24 h or copy the file to your own Drive "
+             "(docs/downloads.md)") if "drive.google" in text else ""
+    return f"download by hand {text}, {rerun}{quota}"
+
+
+def _what_of(src: dict, art: dict) -> str:
+    """The words before a link in the hand-download hint: which files of it to take."""
+    if src["type"] == "gdrive_folder" and src.get("member"):
+        return f"the file {member_patterns(src)[0]} of "
+    return "the files of " if art.get("members") else ""

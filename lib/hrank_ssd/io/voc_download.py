@@ -1,10 +1,7 @@
-"""PASCAL VOC tars: your own copy first, else mirrors and md5s from the manifest's ``voc-<set>`` entries;
-downloaded, checked and extracted.
-
-Your own copy: ``$HRANK_SSD_VOC_SOURCE`` (or ``download_voc(source=...)``, ``download_voc.py --voc_source``) names a
-folder holding the tars (md5-checked, extracted from where they are, never deleted) or an extracted ``VOCdevkit``
-(its layout checked, linked into place), e.g. a folder on your Google Drive. It is used before any mirror.
-"""
+"""PASCAL VOC tars: your own copy first, else the mirrors and md5s of the manifest's ``voc-<set>`` entries;
+downloaded, checked and extracted. Your own copy (``$HRANK_SSD_VOC_SOURCE``, ``download_voc(source=...)``) is a
+folder (e.g. on your Drive) holding the tars (md5-checked, extracted from there, never deleted) or an extracted
+``VOCdevkit`` (its layout checked, linked into place)."""
 
 from __future__ import annotations
 
@@ -32,16 +29,12 @@ VOC_SOURCE_ENV = "HRANK_SSD_VOC_SOURCE"  # a folder with your own tars or extrac
 
 def voc_urls(year: str, tar: str, mirrors: Sequence[str]) -> List[str]:
     """Each mirror's URL for ``tar``; a mirror without ``{tar}`` is a folder URL the name is appended to."""
-    out = []
-    for m in mirrors:
-        out.append(m.format(year=year, tar=tar) if "{tar}" in m else m.rstrip("/") + "/" + tar)
-    return out
+    return [m.format(year=year, tar=tar) if "{tar}" in m else m.rstrip("/") + "/" + tar for m in mirrors]
 
 
 def voc_artifact(voc_set: str, manifest=None) -> dict:
     """The manifest entry ``voc-<set>``: the tar's mirrors (http sources, in order) and its md5."""
-    man = as_manifest(manifest)
-    return man.get(f"voc-{voc_set}")
+    return as_manifest(manifest).get(f"voc-{voc_set}")
 
 
 def voc_source(source=None) -> Optional[Path]:
@@ -64,12 +57,10 @@ def download_voc(dest="data", sets: Sequence[str] = ("2007-trainval", "2007-test
                  keep_tars: bool = True, progress: bool = True, source=None) -> Path:
     """Download, md5-check and extract PASCAL VOC into ``dest/VOCdevkit``; return that folder.
 
-    ``source`` (else ``$HRANK_SSD_VOC_SOURCE``): a folder with your own tars or extracted ``VOCdevkit``, used first.
-    URLs and md5s come from the manifest's ``voc-<set>`` entries (``manifest``, else ``$HRANK_SSD_MANIFEST``,
-    else the repository's); ``mirrors`` are tried before them. The 2007 test tar unpacks to ``VOCdevkit/VOC2007``
-    like the trainval one; it is moved to ``VOCdevkit/<test_dir>`` (the original project's ``VOC2007-test``);
-    ``test_dir="VOC2007"`` merges both into one folder (torchvision's layout). When every source fails, one
-    :class:`HRankError` line lists the mirrors tried and the ways to bring your own copy.
+    ``source`` (else ``$HRANK_SSD_VOC_SOURCE``) is used first, then ``mirrors``, then the manifest's URLs. The 2007
+    test set goes to ``VOCdevkit/<test_dir>`` (the original project's ``VOC2007-test``; ``VOC2007`` merges both
+    sets as torchvision does). When every source fails, one :class:`HRankError` line lists the mirrors tried and
+    the ways to bring your own copy.
     """
     dest = Path(dest)
     devkit = dest / "VOCdevkit"

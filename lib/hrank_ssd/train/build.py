@@ -9,11 +9,10 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
+from hrank_ssd.data.augment import LightAugmentation, TrainAugmentation
 from hrank_ssd.data.voc import (
     VOC_CLASSES,
-    LightAugmentation,
     TestTransform,
-    TrainAugmentation,
     VOCDataset,
     find_label_file,
     make_dataset,

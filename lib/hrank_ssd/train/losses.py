@@ -1,18 +1,9 @@
-"""SSD MultiBox loss: smooth L1 on matched priors + cross entropy with 3:1 hard-negative mining.
+"""SSD MultiBox loss (Liu et al., 2016, eq. 1-3): smooth L1 on matched priors + cross entropy with 3:1 hard
+negatives (ranked per image by their background loss, without gradient), both divided by the positives' count.
 
-Written from the SSD paper's definition (Liu et al., 2016, eq. 1-3):
-
-* positives are priors whose target label is not background (0);
-* negatives are ranked, per image, by their background loss ``-log softmax(conf)[..., 0]``
-  (computed without gradient); the ``neg_pos_ratio * num_pos`` highest are kept;
-* ``classification = sum CE(positives + mined negatives)``,
-  ``regression = sum SmoothL1(positives)``, both divided by the number of positives.
-
-An optional distillation term (Hinton et al., 2015) compares student and teacher class scores
-at temperature ``T`` on the *same* priors the cross entropy uses (positives + mined negatives),
-``T^2``-scaled and divided by the number of positives, so its size is comparable to the
-classification term. Using the mined priors keeps the ~8700 easy background priors from
-dominating the soft targets.
+An optional distillation term (Hinton et al., 2015) compares student and teacher class scores at temperature
+``T`` on the same priors the cross entropy uses (so the ~8700 easy background priors do not dominate the soft
+targets), ``T^2``-scaled and divided by the positives' count, comparable in size to the classification term.
 """
 
 from __future__ import annotations

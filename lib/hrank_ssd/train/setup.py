@@ -1,0 +1,190 @@
+"""A training run's state, set up from its config and checkpoint (in an order resumed runs depend on), and the
+checkpoints it writes; :mod:`hrank_ssd.train.trainer` runs the epochs."""
+
+from __future__ import annotations
+
+import math
+import sys
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import torch
+
+from hrank_ssd.errors import HRankError
+from hrank_ssd.nets.compress import format_compress_rate
+from hrank_ssd.nets.models import clean_state_dict, count_parameters
+from hrank_ssd.train import build, distributed
+from hrank_ssd.train.checkpoints import checkpoint_path, read_checkpoint, resolve_resume, write_checkpoint
+from hrank_ssd.train.config import TrainConfig, learning_rate
+from hrank_ssd.train.determinism import draw_seed, rng_state, seed_all, set_rng_state
+from hrank_ssd.train.losses import MultiBoxLoss
+
+SUM_KEYS = ("loss", "regression", "classification", "distillation")  # running sums of the epoch's step losses
+
+
+def zero_sums() -> Dict[str, float]:
+    return {**dict.fromkeys(SUM_KEYS, 0.0), "steps": 0}
+
+
+class TrainerSetup:
+    """One process's share of a run, set up from the config (and a checkpoint); ``hooks``: a ``Hooks``."""
+
+    def __init__(self, cfg: TrainConfig, rank: int, world: int, hooks):
+        self.cfg, self.rank, self.world, self.hooks = cfg, rank, world, hooks
+        self.main = rank == 0  # only process 0 validates and writes files
+        self.folder = Path(cfg.checkpoint_folder)
+        self.device = distributed.process_device(cfg.device, world)
+
+    def log(self, msg: str) -> None:
+        if self.main:
+            print(msg, file=sys.stderr, flush=True)
+
+    # -- setup (in this order: the RNG streams a resumed run replays depend on it) ----------------------
+    def setup(self) -> None:
+        state = self._open_resume()
+        self._seed(state)
+        self.class_names = build.class_names(self.cfg)
+        self._setup_model(state)
+        self._setup_data()
+        self._set_layout()
+        self._setup_optimizer()
+        self._restore(state)
+        if self.seed_note:
+            self.log(self.seed_note)
+
+    def _open_resume(self) -> Optional[dict]:
+        self.resume_path = resolve_resume(self.cfg.resume, self.folder)
+        state = read_checkpoint(self.resume_path) if self.resume_path else None
+        if self.cfg.resume == "auto" and state is None:
+            self.log(f"--resume auto: no model_best.pth-N.tar in {self.folder}, starting fresh")
+        return state
+
+    def _seed(self, state: Optional[dict]) -> None:
+        cfg = self.cfg
+        self.seed_note = None
+        if state is not None and cfg.seed is None:
+            cfg.seed = int(state["args"].get("seed") or 0)
+        if cfg.seed is None:
+            cfg.seed = distributed.broadcast_int(draw_seed(), self.world)
+            self.seed_note = f"seed {cfg.seed} (pass --seed {cfg.seed} to repeat this run)"
+        seed_all(cfg.seed)
+
+    def _setup_model(self, state: Optional[dict]) -> None:
+        cfg = self.cfg
+        num_classes = len(self.class_names)
+        self.kept, self.rates, self.from_scratch = None, None, False
+        if state is not None:
+            model = build.resumed_model(cfg, state, self.resume_path, num_classes)
+            self.kept, self.rates = state.get("kept_indices"), state.get("compress_rate")
+        else:
+            model, self.from_scratch = build.fresh_model(cfg, num_classes)
+            if cfg.compress_rate is not None:
+                model, self.rates, self.kept = build.prune_base_net(model, cfg)
+                self.log(f"pruned with {cfg.criterion} at {format_compress_rate(self.rates)}: "
+                         f"{count_parameters(model)} parameters left")
+        self.model = model.to(self.device)
+        cfg.image_size = model.image_size
+        self.teacher = build.load_teacher(cfg, num_classes, model, self.device) if cfg.distill_from else None
+        if cfg.freeze_base_net:
+            for p in self.model.base_net.parameters():
+                p.requires_grad_(False)
+
+    def _setup_data(self) -> None:
+        self.train_set, self.val_set, self.eval_set = build.make_datasets(self.cfg, self.model, self.class_names)
+        if self.from_scratch and self.cfg.init == "lsuv":
+            build.lsuv_init(self.model, self.cfg, self.class_names, self.device)
+
+    def _set_layout(self) -> None:
+        """Store the nets' tensors channels-last if asked, after initialisation (its random weights would land
+        differently): only the storage changes, files, validation and the returned model stay NCHW."""
+        self.layout = torch.channels_last if self.cfg.channels_last else torch.contiguous_format
+        for net in (self.model, self.teacher):
+            if net is not None:
+                net.to(memory_format=self.layout)
+
+    def _setup_optimizer(self) -> None:
+        cfg = self.cfg
+        self.amp = bool(cfg.amp) and self.device.type == "cuda"
+        if cfg.amp and not self.amp:
+            warnings.warn("--amp needs a CUDA device; training in float32 on CPU", stacklevel=2)
+        if self.world > 1:
+            self.model, self.net = distributed.wrap_for_ddp(self.model, self.device)
+        else:
+            self.net = self.model
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = build.make_optimizer(cfg, self.params)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.criterion = MultiBoxLoss(3.0, cfg.distill_T)
+
+    def _restore(self, state: Optional[dict]) -> None:
+        self.start_epoch, self.start_step = 0, 0
+        self.sums = zero_sums()
+        self.best_val, self.best_epoch = math.inf, None
+        self.history: List[dict] = []
+        self.last_path: Optional[Path] = None
+        if state is None:
+            return
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (ValueError, KeyError) as e:
+            raise HRankError(f"{self.resume_path}: its optimizer state does not fit this run ({e}); resume "
+                             f"with the --optimizer and --freeze_base_net it was trained with") from None
+        if self.amp and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.best_val = float(state.get("best_val_loss", math.inf))
+        self.best_epoch = state.get("best_epoch")
+        self.history = list(state.get("history", []))
+        if state.get("step") is None:
+            self.start_epoch = int(state["epoch"]) + 1
+        else:
+            self.start_epoch, self.start_step = int(state["epoch"]), int(state["step"])
+            self.sums = {k: float(v) for k, v in state["sums"].items()}
+        set_rng_state(state["rng"])
+        self.last_path = self.resume_path
+        where = f"epoch {self.start_epoch}" + (f" step {self.start_step}" if self.start_step else "")
+        self.log(f"resumed from {self.resume_path}: continuing at {where}")
+
+    # -- checkpoints ------------------------------------------------------------------------------------
+    def checkpoint_state(self, epoch: int, step: Optional[int]) -> dict:
+        """Everything a resumed run needs (docs/training.md lists the keys); ``step`` None: epoch complete."""
+        return {
+            "model": clean_state_dict(self.model),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": {"name": self.cfg.scheduler, "epoch": epoch, "lr": learning_rate(self.cfg, epoch)},
+            "scaler": self.scaler.state_dict(),
+            "epoch": epoch,
+            "step": step,  # None: the epoch is complete
+            "sums": dict(self.sums),
+            "best_val_loss": self.best_val,
+            "best_epoch": self.best_epoch,
+            "compress_rate": self.rates,
+            "kept_indices": self.kept,
+            "rng": rng_state(),
+            "history": self.history,
+            "args": asdict(self.cfg),
+            "net": self.cfg.net,
+            "num_classes": self.model.num_classes,
+            "image_size": self.model.image_size,
+        }
+
+    def save_checkpoint(self, epoch: int, step: Optional[int]) -> Path:
+        """Checkpoint (process 0 writes; every process remembers the path); refuses non-finite weights."""
+        bad = [n for n, t in self.model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
+        if bad:
+            raise self.nan_error(f"non-finite weights ({bad[0]})", epoch, step if step is not None else "end")
+        path = checkpoint_path(self.folder, epoch)
+        if self.main:
+            meta = {"net": self.cfg.net, "num_classes": self.model.num_classes, "image_size": self.model.image_size,
+                    "compress_rate": self.rates, "criterion": self.cfg.criterion if self.kept else None,
+                    "kept_indices": self.kept, "epoch": epoch, "step": step}
+            write_checkpoint(self.folder, epoch, self.checkpoint_state(epoch, step), meta, keep={self.best_epoch})
+        self.last_path = path
+        return path
+
+    def nan_error(self, value, epoch: int, step) -> HRankError:
+        """The one-line error for a non-finite loss, gradient or weight, naming the last good checkpoint."""
+        last = self.last_path or "none written yet"
+        return HRankError(f"loss became {value} at epoch {epoch} step {step}: stopped without saving it; last good "
+                          f"checkpoint: {last}; lower --lr, set --grad_clip or drop --amp")
