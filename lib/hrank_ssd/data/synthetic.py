@@ -1,9 +1,6 @@
-"""A small, easy, VOC-format detection dataset of coloured shapes on textured backgrounds.
-
-It lets the whole pipeline (train, rank, prune, fine-tune, evaluate) run in minutes on a CPU
-with no download: the shapes are big and high-contrast, and their colour is random so that only
-the shape decides the class. Generation is deterministic: the same seed gives byte-identical files.
-"""
+"""A small, easy, VOC-format detection dataset of coloured shapes on textured backgrounds: the whole pipeline runs
+in minutes on a CPU with no download. Shapes are big and high-contrast, their colour random (only the shape decides
+the class); the same seed gives byte-identical files."""
 
 from __future__ import annotations
 
@@ -37,19 +34,17 @@ def _background(rng: np.random.Generator, size: int, dark: bool) -> np.ndarray:
         cells = int(rng.integers(4, 30))
         small = rng.uniform(lo, hi, (cells, cells, 3)).astype(np.float32)
         img = cv2.resize(small, (size, size), interpolation=cv2.INTER_LINEAR)
-    elif kind == 1:  # linear gradient between two colours
+    else:  # two colours: a linear gradient, or stripes
         a, b = rng.uniform(lo, hi, 3), rng.uniform(lo, hi, 3)
-        angle = rng.uniform(0, 2 * math.pi)
-        yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
-        t = (xx * math.cos(angle) + yy * math.sin(angle))
-        t = (t - t.min()) / max(float(t.max() - t.min()), 1e-6)
-        img = a[None, None, :] * (1 - t[..., None]) + b[None, None, :] * t[..., None]
-    else:  # stripes
-        a, b = rng.uniform(lo, hi, 3), rng.uniform(lo, hi, 3)
-        angle = rng.uniform(0, math.pi)
-        period = rng.uniform(8, 40)
-        yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-        t = 0.5 + 0.5 * np.sin((xx * math.cos(angle) + yy * math.sin(angle)) * 2 * math.pi / period)
+        if kind == 1:
+            angle = rng.uniform(0, 2 * math.pi)
+            yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+            t = (xx * math.cos(angle) + yy * math.sin(angle))
+            t = (t - t.min()) / max(float(t.max() - t.min()), 1e-6)
+        else:
+            angle, period = rng.uniform(0, math.pi), rng.uniform(8, 40)
+            yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+            t = 0.5 + 0.5 * np.sin((xx * math.cos(angle) + yy * math.sin(angle)) * 2 * math.pi / period)
         img = a[None, None, :] * (1 - t[..., None]) + b[None, None, :] * t[..., None]
     img = img + rng.normal(0, 6, (size, size, 1)).astype(np.float32)
     return np.clip(img, 0, 255)
@@ -174,11 +169,8 @@ def annotation_xml(image_id: str, size: int, objects, folder: str = "VOC2007") -
 def make_synthetic_voc(out_dir, num_train: int = 600, num_test: int = 150, image_size: int = 300, seed: int = 0,
                        classes: Sequence[str] = SHAPES, jpeg_quality: int = 92) -> Path:
     """Write ``out_dir/VOCdevkit/VOC2007`` (Annotations, JPEGImages, ImageSets/Main/{trainval,test}.txt,
-    labels.txt) and return that folder. Image ids are ``000000``...; trainval first, then test.
-
-    Each image is drawn from its own random stream ``(seed, index)``, so the same seed always gives
-    the same files, and a bigger ``num_train`` keeps the first images unchanged.
-    """
+    labels.txt) and return it; ids ``000000``..., trainval first. Each image has its own random stream
+    ``(seed, index)``: a bigger ``num_train`` keeps the first images unchanged."""
     if num_train < 1 or num_test < 1:
         raise HRankError("--num_train and --num_test must be at least 1")
     if image_size < 64:

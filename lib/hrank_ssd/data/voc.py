@@ -41,11 +41,8 @@ def to_input(image: np.ndarray, image_size: int, mean: Sequence[float], std: flo
 
 
 def read_labels(path: PathLike) -> List[str]:
-    """Class names, ``BACKGROUND`` first (prepended when the file lacks it).
-
-    Reads both layouts pytorch-ssd uses: one name per line (``voc-model-labels.txt``) and a dataset
-    root's ``labels.txt`` with comma-separated names on one line (``VOCDataset``, which also drops spaces).
-    """
+    """Class names, ``BACKGROUND`` first (prepended when missing), from either pytorch-ssd layout: one name per line
+    (``voc-model-labels.txt``) or a dataset's ``labels.txt`` of comma-separated names (spaces dropped)."""
     path = Path(path)
     if not path.is_file():
         raise HRankError(f"label file {path} not found: pass a text file with one class name per line")
@@ -78,12 +75,9 @@ def find_label_file(root: PathLike) -> Optional[Path]:
 
 
 class VOCDataset(Dataset):
-    """A ``VOCdevkit/VOC20xx``-style folder: ``Annotations/``, ``JPEGImages/``, ``ImageSets/Main/<split>.txt``.
-
-    ``dataset[i]`` is ``(image, boxes, labels)`` with difficult objects dropped (unless
-    ``keep_difficult``), after ``transform(image, boxes, labels)`` and ``target_transform(boxes,
-    labels)`` when given (then it is ``(image, locations, labels)``).
-    """
+    """A ``VOCdevkit/VOC20xx``-style folder (``Annotations/``, ``JPEGImages/``, ``ImageSets/Main/<split>.txt``):
+    ``dataset[i]`` is ``(image, boxes, labels)`` without difficult objects (unless ``keep_difficult``), after
+    ``transform(image, boxes, labels)`` and ``target_transform(boxes, labels)`` when given."""
 
     def __init__(self, root: PathLike, split: Optional[str] = None, transform=None, target_transform=None,
                  keep_difficult: bool = False, class_names: Optional[Sequence[str]] = None, is_test: bool = False):
@@ -130,11 +124,8 @@ class VOCDataset(Dataset):
         return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
     def get_annotation(self, index: int) -> Tuple[str, Tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """``(image_id, (boxes, labels, is_difficult))`` with every object of a known class.
-
-        Each XML file is parsed once per dataset (every evaluation and epoch reads them all again);
-        callers get copies, so transforms may change them in place.
-        """
+        """``(image_id, (boxes, labels, is_difficult))`` of every object of a known class; each XML file is parsed
+        once per dataset and callers get copies (transforms may change them in place)."""
         image_id = self.ids[index]
         if image_id not in self._annotations:
             self._annotations[image_id] = self._parse_annotation(image_id)

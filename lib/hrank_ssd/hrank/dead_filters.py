@@ -63,6 +63,3 @@ def plot_dead_filters(table: pd.DataFrame):
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return fig
-
-
-__all__ = ["DEAD_RANK", "dead_filter_table", "plot_dead_filters"]

@@ -1,10 +1,8 @@
 """Filter pruning: choose the filters each prunable conv keeps, then rebuild a physically smaller model.
 
-Pruning is described as data. For every parameter of a net, :func:`slice_rules` names the prunable
-layer whose kept filters select its output dimension (the conv itself, its BatchNorm, a depthwise
-conv that follows it) and the one that selects its input dimension (the consuming conv, the
-headers). A pruned model is then: a smaller channel plan, a fresh model built from it, and every
-tensor of the original sliced by those rules. MobileNetV1-SSD is one more table, not more code.
+Pruning is data: for every parameter, the net's :func:`slice_rules` name the prunable layer whose kept filters
+select its output dimension (the conv, its BatchNorm, a following depthwise conv) and its input dimension (the
+consuming conv, the headers). A pruned model is a smaller plan, a fresh model, every tensor sliced by the rules.
 """
 
 from __future__ import annotations
@@ -111,8 +109,7 @@ def _width_list(widths, names: Sequence[str], channels: Sequence[int]) -> List[i
 
 def kept_agreement(model: SSD, compress_rate: Sequence[float], rank_dir, other_rank_dir) -> List[Dict]:
     """Per prunable layer: how many of the filters HRank keeps under ``rank_dir`` it also keeps under
-    ``other_rank_dir`` (e.g. the student's ranks against the published ones, computed on another machine
-    from other images: a few filters near the cut may swap, the bulk of the kept set should not)."""
+    ``other_rank_dir`` (e.g. the student's ranks against the published ones)."""
     a = kept_indices(model, compress_rate, "hrank", rank_dir)
     b = kept_indices(model, compress_rate, "hrank", other_rank_dir)
     rows = []
@@ -164,12 +161,8 @@ def apply_kept(model: SSD, kept: Dict[str, List[int]]) -> SSD:
 
 
 def masked_copy(model: SSD, kept: Dict[str, List[int]]) -> SSD:
-    """The original model with every removed filter's outputs forced to zero (same shapes).
-
-    A removed filter's conv weight and bias are zeroed, and so are the weight and bias of any
-    BatchNorm on that channel (including conv4_3's add-on), so the channel carries exactly 0.
-    Its outputs must equal the pruned model's: that is what the equivalence test checks.
-    """
+    """The original model with every removed filter's weights and biases (and its BatchNorms') zeroed, so its
+    channel carries exactly 0: same shapes, the pruned model's outputs (the equivalence test)."""
     net = model.cfg.name
     index = _index_lists(model, kept)
     masked = copy.deepcopy(model)
@@ -214,13 +207,5 @@ def save_pruned(model: SSD, path, compress_rate: Optional[Sequence[float]], crit
 def describe_surgery(original: SSD, pruned: SSD) -> List[dict]:
     """Per parameter that changed shape: name, shape before, shape after (for the course's tables)."""
     before = original.state_dict()
-    rows = []
-    for key, t in pruned.state_dict().items():
-        if tuple(t.shape) != tuple(before[key].shape):
-            rows.append({"parameter": key, "before": list(before[key].shape), "after": list(t.shape)})
-    return rows
-
-
-__all__ = ["CRITERIA", "apply_kept", "criterion_scores", "describe_surgery", "kept_indices", "kept_indices_for_widths",
-           "l1_scores", "masked_copy", "prune_model", "prune_to_widths", "round_keep", "save_pruned", "select_filters",
-           "slice_rules"]
+    return [{"parameter": key, "before": list(before[key].shape), "after": list(t.shape)}
+            for key, t in pruned.state_dict().items() if tuple(t.shape) != tuple(before[key].shape)]

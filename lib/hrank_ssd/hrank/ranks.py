@@ -1,10 +1,6 @@
-"""HRank feature-map ranks: the average matrix rank of each filter's (post-ReLU) output map.
-
-A filter whose maps have high rank carries more information (Lin et al., CVPR 2020), so HRank
-keeps the highest-ranked filters. Ranks of a whole batch are computed at once with a batched
-``torch.linalg.matrix_rank`` (one SVD call per layer and chunk, chunks spread over the CPU cores), and
-the forward pass stops after the last prunable layer, since extras and headers do not matter here.
-"""
+"""HRank feature-map ranks (Lin et al., CVPR 2020): the average matrix rank of each filter's post-ReLU output maps;
+HRank keeps the highest. A batch's ranks come from batched ``torch.linalg.matrix_rank`` calls spread over the CPU
+cores, and the forward pass stops after the last prunable layer."""
 
 from __future__ import annotations
 
@@ -44,12 +40,9 @@ def _on_threads(fn, items, workers: int) -> list:
 
 
 def batched_ranks(maps: torch.Tensor, chunk: int = 4096, workers: Optional[int] = None) -> torch.Tensor:
-    """Matrix rank of every (H, W) map in a (B, C, H, W) tensor -> (B, C) float tensor.
-
-    On CPU the maps are split over ``workers`` threads (default: ``torch.get_num_threads()``): one batched
-    SVD call runs its matrices one after another on one core, so batching is what lets the cores share
-    the work. On a GPU one call per chunk already fills the device.
-    """
+    """Matrix rank of every (H, W) map in a (B, C, H, W) tensor -> (B, C) float tensor. On CPU the maps are split
+    over ``workers`` threads (default ``torch.get_num_threads()``: one batched SVD call uses one core); on a GPU
+    one call per chunk fills the device."""
     flat = maps.detach().float().reshape(-1, *maps.shape[-2:])
     ranks = torch.zeros(flat.size(0), device=flat.device)
     live = flat.flatten(1).ne(0).any(1).nonzero().flatten()  # an all-zero (dead) map has rank 0: no SVD

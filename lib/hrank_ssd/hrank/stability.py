@@ -1,11 +1,8 @@
 """HRank's central claim, measured: a filter's average rank barely depends on which images it is computed on.
 
-HRank (Lin et al., CVPR 2020) ranks each filter by the average matrix rank of its output maps and reports that
-a few images already give the same ordering as many. Here the ranks of one model are computed on disjoint image
-sets (:func:`rank_sets`) and compared layer by layer (:func:`stability_rows`): Spearman's rank correlation of
-the two rank lists (:func:`spearman`: 1 = the same ordering) and, what pruning cares about, how many of the
-filters kept at a compress rate would change (:func:`kept_change`). Ties are broken as pruning breaks them
-(:func:`hrank_ssd.hrank.pruning.select_filters`), so two equal rank lists never change a kept filter.
+The ranks of one model on disjoint image sets (:func:`rank_sets`) are compared layer by layer
+(:func:`stability_rows`): Spearman's correlation and how many filters kept at a compress rate would change
+(:func:`kept_change`, ties broken as pruning breaks them).
 """
 
 from __future__ import annotations
@@ -137,7 +134,3 @@ def plot_rank_stability(table: pd.DataFrame):
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     return fig
-
-
-__all__ = ["average_ranks", "kept_change", "merge_ranks", "plot_rank_stability", "rank_sets", "rank_stability",
-           "spearman", "stability_rows"]

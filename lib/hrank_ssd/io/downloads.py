@@ -258,6 +258,3 @@ def _from_bundle(src: dict, art: dict, target: Path, ctx: _Ctx) -> Path:
     except OSError:
         shutil.copyfile(member, tmp)
     return tmp
-
-
-__all__ = ["fetch", "fetch_many", "Transport"]

@@ -1,9 +1,6 @@
-"""Compress rates in HRank's syntax, parsed without ``eval``.
-
-``"[0.1]*7+[0.5]*9"`` means: 7 layers at rate 0.1, then 9 at 0.5. Entry i is the fraction of
-filters removed from prunable layer i. Entries past the net's prunable count are ignored (the
-original project passes 16 for VGG16-SSD's 14 layers, and ``[0.]*100`` for "no pruning").
-"""
+"""Compress rates in HRank's syntax, parsed without ``eval``: ``"[0.1]*7+[0.5]*9"`` is 7 layers at rate 0.1 (the
+fraction of filters removed), then 9 at 0.5. Entries past the net's prunable count are ignored (the original
+project passes 16 for VGG16-SSD's 14 layers, and ``[0.]*100`` for "no pruning")."""
 
 from __future__ import annotations
 

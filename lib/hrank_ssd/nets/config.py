@@ -1,8 +1,5 @@
-"""The numbers that define a detector's input and priors: size, normalisation, prior specs, box coding.
-
-Each net file fills one :class:`NetConfig` with pytorch-ssd's values (``vision/ssd/config``), so the
-published checkpoints see exactly the input they were trained on.
-"""
+"""The numbers that define a detector's input and priors: size, normalisation, prior specs, box coding; each net
+file fills one :class:`NetConfig` with pytorch-ssd's values (``vision/ssd/config``)."""
 
 from __future__ import annotations
 

@@ -1,11 +1,6 @@
-"""Does a downloaded checkpoint fit its manifest entry: the net it names, and the widths its compress rate gives.
-
-The manifest says what each published checkpoint is (``net``, ``compress_rate``: ``null`` for an unpruned one).
-The original project's zip does not list its members, so the pruned model is found by glob, and a glob can pick
-the wrong file (an unpruned ``vgg16-ssd-Epoch-5-Loss-2.10.pth`` with the lowest loss). :func:`fit_problem` reads
-the checkpoint's per-layer out-channels and compares them with the net's channel plan at that rate; the download
-code (``hrank_ssd.io.downloads.fetch(..., check=fit_problem)``) then refuses the file and tries the next source.
-"""
+"""Does a downloaded checkpoint fit its manifest entry (``net``, ``compress_rate``: null when unpruned)? The original
+project's zip is searched by glob, which can pick the wrong file (an unpruned ``vgg16-ssd-Epoch-5-Loss-2.10.pth``
+with the lowest loss): :func:`fit_problem` compares the widths, and ``fetch(..., check=fit_problem)`` refuses it."""
 
 from __future__ import annotations
 
@@ -48,6 +43,3 @@ def fit_problem(path: Path, art: dict) -> Optional[str]:
     target = f"compress rate {rate}" if rate else f"the unpruned {net}"
     return (f"{what} {net} checkpoint, not the one the manifest names: layer {i + 1} ({layer_names(net)[i]}) has "
             f"{widths[i]} filters where {target} gives {want[i]}")
-
-
-__all__ = ["expected_widths", "fit_problem"]

@@ -1,16 +1,11 @@
-"""Turn a net name or a checkpoint into a model, and a model into a checkpoint.
-
-``build_model`` makes a net from its registry entry (random weights, any width or compress rate);
-``load_model`` reads pytorch-ssd checkpoints (and training checkpoints, and pruned ones) with
-``strict=True``, inferring net, classes and widths from the tensors; ``save_model`` writes a plain
-state dict plus a JSON sidecar. ``init_from_scratch`` starts small course models that train fast.
-"""
+"""Turn a net name or a checkpoint into a model, and a model into a checkpoint: ``build_model`` (random weights, any
+width or compress rate), ``load_model`` (pytorch-ssd, training and pruned checkpoints, strictly, net, classes and
+widths read off the tensors), ``save_model`` (a plain state dict and a JSON sidecar), ``init_from_scratch``."""
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -34,11 +29,8 @@ def default_plan(net: str, width: float = 1.0) -> ChannelPlan:
 
 def build_model(net: str, num_classes: int, compress_rate: Optional[Sequence[float]] = None, width: float = 1.0,
                 image_size: Optional[int] = None, plan: Optional[ChannelPlan] = None) -> SSD:
-    """Build a registered net (``vgg16-ssd``, ``mb1-ssd``, ...) with random weights.
-
-    ``compress_rate`` (a list of per-layer rates) shrinks the prunable layers to
-    ``int(c * (1 - rate))`` filters; ``width`` scales every layer first (small course models).
-    """
+    """A registered net (``vgg16-ssd``, ``mb1-ssd``...) with random weights; ``width`` scales every layer, then
+    ``compress_rate`` (per-layer rates) shrinks the prunable ones to ``int(c * (1 - rate))`` filters."""
     spec = get_net(net)
     if num_classes < 2:
         raise HRankError(f"num_classes must be at least 2 (BACKGROUND + one class), got {num_classes}")
@@ -51,13 +43,9 @@ def build_model(net: str, num_classes: int, compress_rate: Optional[Sequence[flo
 
 @torch.no_grad()
 def init_from_scratch(model: SSD, images: torch.Tensor, background_prior: float = 0.99) -> SSD:
-    """Initialise a detector that has no pretrained weights so it trains fast (small course models).
-
-    VGG has no BatchNorm and sees mean-subtracted pixels of std ~60, so PyTorch's default init makes
-    activations explode or vanish across 15 layers. Each backbone/extra conv gets Kaiming weights,
-    then is rescaled so its output on ``images`` has unit std (LSUV, Mishkin & Matas 2016); headers
-    start small, with class biases that give BACKGROUND ``background_prior`` (Lin et al. 2017).
-    """
+    """Initialise a detector without pretrained weights so it trains fast: each backbone/extra conv gets Kaiming
+    weights rescaled to unit output std on ``images`` (LSUV, Mishkin & Matas 2016; VGG has no BatchNorm), headers
+    start small with class biases giving BACKGROUND ``background_prior`` (Lin et al. 2017)."""
     heads = list(model.classification_headers) + list(model.regression_headers)  # a list: fixed RNG order
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d) and all(m is not h for h in heads)]
     for conv in convs:
@@ -66,8 +54,7 @@ def init_from_scratch(model: SSD, images: torch.Tensor, background_prior: float 
             nn.init.zeros_(conv.bias)
     was_training = model.training
     model.eval()
-    # One pass along the backbone chain: each conv is rescaled as its input arrives, which is what a full
-    # forward per conv would see (the convs before it are already rescaled), at the cost of one forward.
+    # one pass along the backbone chain: each conv is rescaled as its (already rescaled) input arrives
     to_init = {id(c) for c in convs}
     x = images
     for layer in _chain_layers(model):
@@ -195,12 +182,9 @@ def num_classes_of(state: Dict[str, torch.Tensor], net: str, path="checkpoint") 
 def load_model(path, net: Optional[str] = None, num_classes: Optional[int] = None,
                compress_rate: Optional[Sequence[float]] = None,
                image_size: Optional[int] = None) -> SSD:
-    """Load a checkpoint, inferring net, class count and (pruned) channel widths from its shapes.
-
-    ``net``/``num_classes``/``compress_rate`` are checks: a disagreement is a clear error naming
-    the first mismatching layer. The input size comes from ``image_size``, else the JSON sidecar
-    written by :func:`save_model`, else the net's default (300).
-    """
+    """Load a checkpoint, inferring net, class count and (pruned) widths from its shapes. ``net``,
+    ``num_classes`` and ``compress_rate`` are checks (an error names the first mismatch); the input size is
+    ``image_size``, else the sidecar's, else the net's (300)."""
     return model_from_state_dict(read_state_dict(path), path, net, num_classes, compress_rate, image_size)
 
 
@@ -239,18 +223,6 @@ def check_plan(plan: ChannelPlan, net: str, compress_rate: Sequence[float], path
                              f"{want} filters but has {got}; drop --compress_rate to infer widths from the file")
 
 
-@dataclass
-class ModelMeta:
-    net: str
-    num_classes: int
-    image_size: int
-    compress_rate: Optional[List[float]] = None
-    criterion: Optional[str] = None
-    kept_indices: Optional[Dict[str, List[int]]] = None
-    widths: Optional[Dict[str, int]] = None  # kept filters per prunable layer, when chosen under a budget
-    budget: Optional[dict] = None  # that budget: kind, unit, value, predicted cost
-
-
 def clean_state_dict(model: nn.Module) -> Dict[str, torch.Tensor]:
     """The model's state dict without thop's counters or DDP's ``module.`` prefix, in the standard (NCHW) layout
     whatever layout the model trains in."""
@@ -258,12 +230,20 @@ def clean_state_dict(model: nn.Module) -> Dict[str, torch.Tensor]:
     return {k: v.contiguous() for k, v in model.state_dict().items() if k.rsplit(".", 1)[-1] not in THOP_KEYS}
 
 
+SIDECAR_KEYS = ("compress_rate", "criterion", "kept_indices", "widths", "budget")  # widths, budget: a budget's pick
+
+
 def save_model(model: SSD, path, **extra) -> None:
-    """Write a plain (pytorch-ssd loadable) state dict and a JSON sidecar describing it."""
+    """Write a plain (pytorch-ssd loadable) state dict and a JSON sidecar describing it (net, classes, size and
+    the :data:`SIDECAR_KEYS` given)."""
     model = getattr(model, "module", model)
-    meta = ModelMeta(net=model.cfg.name, num_classes=model.num_classes, image_size=model.image_size, **extra)
+    unknown = set(extra) - set(SIDECAR_KEYS)
+    if unknown:
+        raise TypeError(f"save_model() got unexpected sidecar keys {sorted(unknown)}")
+    meta = {"net": model.cfg.name, "num_classes": model.num_classes, "image_size": model.image_size,
+            **{k: extra.get(k) for k in SIDECAR_KEYS}}
     atomic_save(clean_state_dict(model), path)
-    atomic_write_text(sidecar_path(path), json.dumps(asdict(meta), indent=1))
+    atomic_write_text(sidecar_path(path), json.dumps(meta, indent=1))
 
 
 def count_parameters(model: nn.Module) -> int:

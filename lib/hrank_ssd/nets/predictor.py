@@ -1,9 +1,8 @@
 """Image(s) in, detections out: resize, normalise, forward, decode, per-class NMS, top-k.
 
-Post-processing is vectorised but gives exactly pytorch-ssd's ``hard_nms`` detections: one ``topk``
-picks every class's candidates, the IoU uses pytorch-ssd's formula (``1e-5`` added to the denominator,
-which ``torchvision.ops.nms`` lacks, so boxes whose IoU sits at the threshold are kept alike), and the
-greedy suppression of all classes is solved at once as a fixed point instead of a Python loop.
+Post-processing is vectorised but gives exactly pytorch-ssd's ``hard_nms`` detections: the IoU uses its formula
+(``1e-5`` added to the denominator, which ``torchvision.ops.nms`` lacks) and the greedy suppression of all classes
+is solved at once as a fixed point instead of a Python loop.
 """
 
 from __future__ import annotations
@@ -32,13 +31,9 @@ def pairwise_iou(boxes: torch.Tensor, eps: float = IOU_EPS) -> torch.Tensor:
 
 
 def greedy_nms(boxes: torch.Tensor, valid: torch.Tensor, iou_threshold: float) -> torch.Tensor:
-    """Greedy NMS of score-sorted candidates, for a batch of independent sets (one per class).
-
-    ``boxes`` (C, k, 4) sorted by decreasing score, ``valid`` (C, k) -> kept mask (C, k). Box j is kept
-    when valid and no kept box before it overlaps it with IoU > ``iou_threshold`` (pytorch-ssd keeps
-    ``iou <= threshold``). That recursion has exactly one solution; iterating it from "all kept" settles
-    one more position per round, so the loop ends after at most k rounds (usually a handful).
-    """
+    """Greedy NMS of score-sorted ``boxes`` (C, k, 4), one independent set per class: box j is kept when
+    ``valid`` and no kept box before it has IoU > ``iou_threshold``. Iterating that recursion from "all kept"
+    settles one more position per round: at most k rounds (usually a handful)."""
     k = boxes.size(-2)
     earlier = torch.ones(k, k, dtype=torch.bool, device=boxes.device).triu(1)
     suppresses = ((pairwise_iou(boxes) > iou_threshold) & earlier & valid[..., :, None]).float()
@@ -55,12 +50,9 @@ def greedy_nms(boxes: torch.Tensor, valid: torch.Tensor, iou_threshold: float) -
 def postprocess(confidences: torch.Tensor, locations: torch.Tensor, priors: torch.Tensor, cfg,
                 score_threshold: float = 0.01, iou_threshold: Optional[float] = None,
                 candidate_size: int = 200, top_k: int = -1) -> List[Detections]:
-    """Raw head outputs of a batch -> per image (boxes in [0,1] xyxy, labels >= 1, scores), best first.
-
-    Per class, at most ``candidate_size`` highest-scoring priors above ``score_threshold`` enter
-    NMS (pytorch-ssd's ``candidate_size``); ``top_k > 0`` keeps that many boxes per class after NMS.
-    Same detections as pytorch-ssd's ``Predictor.predict`` (up to exactly tied scores).
-    """
+    """Raw head outputs of a batch -> per image (boxes in [0,1] xyxy, labels >= 1, scores), best first: per
+    class the ``candidate_size`` best priors above ``score_threshold`` enter NMS, ``top_k > 0`` boxes stay after it
+    (pytorch-ssd's ``Predictor.predict``, up to exactly tied scores)."""
     iou_threshold = cfg.iou_threshold if iou_threshold is None else iou_threshold
     probs = torch.softmax(confidences.float(), dim=2)[:, :, 1:]
     boxes = center_to_corner(decode(locations.float(), priors, cfg.center_variance, cfg.size_variance))
@@ -81,11 +73,8 @@ def postprocess(confidences: torch.Tensor, locations: torch.Tensor, priors: torc
 
 
 class Predictor:
-    """``predict(image)`` -> (boxes in image pixels, labels, scores) for an HxWx3 RGB uint8 array.
-
-    Runs ``model`` itself when it already sits on ``device`` (in eval mode for each call, its own mode restored
-    after), else a copy moved there (:func:`~hrank_ssd.devices.model_on`): the caller's model is never moved.
-    """
+    """``predict(image)`` -> (boxes in image pixels, labels, scores) for an HxWx3 RGB uint8 array; runs ``model``
+    in eval mode on ``device`` (:func:`~hrank_ssd.devices.model_on`: the caller's model is never moved)."""
 
     def __init__(self, model, device="cpu", score_threshold: float = 0.01, iou_threshold: Optional[float] = None,
                  candidate_size: int = 200, channels_last: bool = False):

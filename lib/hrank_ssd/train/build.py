@@ -53,14 +53,9 @@ def class_names(cfg: TrainConfig) -> List[str]:
 
 
 def load_base_net(path, net: str, num_classes: int, width: float, image_size: Optional[int]) -> SSD:
-    """Initial weights from ``--base_net``.
-
-    * a full detector (``base_net.*``, ``extras.*``, headers): loaded with :func:`load_model`, its
-      own (possibly pruned) widths; if it predicts another number of classes, everything but the
-      classification headers is copied into a fresh model (as pytorch-ssd's ``--pretrained_ssd``);
-    * a bare backbone (``0.weight``, ``2.weight``... as pytorch-ssd's ``vgg16_reducedfc.pth``):
-      loaded into ``model.base_net`` of a new model, strictly.
-    """
+    """Initial weights from ``--base_net``: a full detector with its own (possibly pruned) widths (for another
+    class count all but the classification headers, as pytorch-ssd's ``--pretrained_ssd``), or a bare backbone
+    (pytorch-ssd's ``vgg16_reducedfc.pth``) loaded strictly into a new model's ``base_net``."""
     state = read_state_dict(path)
     if "base_net.0.weight" in state or "base_net.0.0.weight" in state:
         return _detector_as_base_net(state, path, net, num_classes, image_size)
@@ -165,7 +160,3 @@ def make_optimizer(cfg: TrainConfig, params: List[torch.nn.Parameter]) -> torch.
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr)
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-
-
-__all__ = ["class_names", "fresh_model", "load_base_net", "load_teacher", "lsuv_init", "make_datasets",
-           "make_optimizer", "prune_base_net", "resumed_model"]

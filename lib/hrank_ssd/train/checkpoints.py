@@ -80,7 +80,3 @@ def write_checkpoint(folder, epoch: int, state: dict, meta: dict, keep: Iterable
             old.unlink(missing_ok=True)
             sidecar_path(old).unlink(missing_ok=True)
     return path
-
-
-__all__ = ["CHECKPOINT_KEYS", "CHECKPOINT_RE", "checkpoint_path", "final_model_path", "list_checkpoints",
-           "read_checkpoint", "resolve_resume", "write_checkpoint"]

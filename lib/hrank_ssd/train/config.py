@@ -134,6 +134,3 @@ def learning_rate(cfg: TrainConfig, epoch: int) -> float:
     if cfg.scheduler == "multistep":
         return cfg.lr * cfg.gamma ** sum(epoch >= m for m in parse_milestones(cfg.milestones))
     raise HRankError(f"unknown --scheduler {cfg.scheduler!r}: use {_one_of(CHOICES['scheduler'])}")
-
-
-__all__ = ["CHOICES", "TrainConfig", "as_config", "check_config", "learning_rate", "parse_milestones"]

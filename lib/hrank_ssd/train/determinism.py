@@ -35,12 +35,9 @@ def sample_seed(seed: int, epoch: int, position: int) -> int:
 
 
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1) -> List[List[tuple]]:
-    """This process's batches of ``(dataset index, augmentation seed)`` for ``epoch``.
-
-    Global batches hold ``batch_size * world`` consecutive samples of the epoch order (padded by
-    wrapping around to a multiple of ``world``, as DistributedSampler does); each is split into
-    ``world`` equal contiguous shards.
-    """
+    """This process's batches of ``(dataset index, augmentation seed)`` for ``epoch``: global batches of
+    ``batch_size * world`` consecutive samples of the epoch order (wrapped around to a multiple of ``world``, as
+    DistributedSampler does), each split into ``world`` equal contiguous shards."""
     order = epoch_order(n, seed, epoch).tolist()
     pad = (-n) % world
     order += order[:pad]
@@ -89,7 +86,3 @@ def set_rng_state(state: dict) -> None:
     np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
     if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-__all__ = ["SeededSamples", "draw_seed", "epoch_batches", "epoch_order", "rng_state", "sample_seed", "seed_all",
-           "set_rng_state"]

@@ -16,9 +16,7 @@ from hrank_ssd.devices import resolve_device
 
 def init_distributed(device_name: Optional[str]) -> Tuple[int, int, bool]:
     """``(rank, world size, whether this call created the process group)``; ``(0, 1, False)`` without torchrun.
-
-    The group starts from the environment: nccl when training on CUDA, gloo on CPU.
-    """
+    The group starts from the environment: nccl when training on CUDA, gloo on CPU."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return 0, 1, False
@@ -46,11 +44,8 @@ def process_device(name: Optional[str], world: int) -> torch.device:
 
 
 class GlobalBatchNorm2d(nn.BatchNorm2d):
-    """BatchNorm2d whose training statistics span every process (differentiable all-reduce).
-
-    Used for CPU/gloo DDP, where :class:`torch.nn.SyncBatchNorm` is unavailable; same parameters
-    and buffers as BatchNorm2d, so state dicts are unchanged.
-    """
+    """BatchNorm2d whose training statistics span every process (differentiable all-reduce), for CPU/gloo DDP where
+    :class:`torch.nn.SyncBatchNorm` is unavailable; same parameters and buffers, so state dicts are unchanged."""
 
     def forward(self, x):
         if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
@@ -113,7 +108,3 @@ def broadcast_int(value: int, world: int) -> int:
     t = torch.tensor([value], device=device)
     dist.broadcast(t, 0)
     return int(t)
-
-
-__all__ = ["GlobalBatchNorm2d", "broadcast_int", "close_distributed", "init_distributed", "mean_over_processes",
-           "process_device", "wrap_for_ddp"]

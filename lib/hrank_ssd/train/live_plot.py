@@ -10,9 +10,8 @@ from hrank_ssd.train.trainer import Hooks
 
 
 class LiveLossCurve(Hooks):
-    """Pass as ``hooks=`` to :func:`hrank_ssd.train.trainer.train` (or ``Course.student_finetuned``): every ``every``
-    optimizer steps the figure of the training losses (total, regression, classification per step, with a running
-    mean) is redrawn in place in the cell's output. Outside IPython it only collects the numbers."""
+    """Pass as ``hooks=`` to :func:`hrank_ssd.train.trainer.train`: every ``every`` optimizer steps the training
+    losses (per step, with a running mean) are redrawn in the cell's output; outside IPython only collected."""
 
     def __init__(self, every: int = 10, title: str = "finetuning"):
         self.every, self.title = max(1, int(every)), title

@@ -59,6 +59,3 @@ def epoch_summary(row: dict) -> str:
     return (f"epoch {row['epoch']}: train loss {row['train_loss']:.4f} (reg {row['train_regression_loss']:.4f}, "
             f"cls {row['train_classification_loss']:.4f}), val loss {row['val_loss']:.4f}{map_text}, "
             f"lr {row['lr']:.3g}")
-
-
-__all__ = ["LOG_COLUMNS", "epoch_summary", "plot_curves", "write_logs"]

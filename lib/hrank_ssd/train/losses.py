@@ -22,11 +22,8 @@ class LossParts(NamedTuple):
 
 
 def hard_negative_mask(background_loss: torch.Tensor, labels: torch.Tensor, neg_pos_ratio: float) -> torch.Tensor:
-    """Boolean mask (batch, priors) of positives plus, per image, the hardest ``ratio * num_pos`` negatives.
-
-    ``background_loss`` is ``-log p(background)`` per prior; positives never count as negatives.
-    Ties are broken by prior index (a stable sort), so the result is deterministic.
-    """
+    """Boolean mask (batch, priors) of positives plus, per image, the ``ratio * num_pos`` negatives of highest
+    ``background_loss`` (``-log p(background)``); ties broken by prior index (a stable sort)."""
     pos = labels > 0
     num_neg = (pos.sum(dim=1, keepdim=True) * neg_pos_ratio).long()
     loss = background_loss.masked_fill(pos, float("-inf"))
@@ -42,15 +39,10 @@ def _full_precision(t: torch.Tensor) -> torch.Tensor:
 
 
 class MultiBoxLoss(nn.Module):
-    """``loss(confidence, locations, labels, gt_locations) -> (regression_loss, classification_loss)``.
-
-    Shapes: confidence ``(B, P, C)`` raw scores, locations and gt_locations ``(B, P, 4)`` in the
-    priors' encoded form (see :class:`hrank_ssd.nets.priors.MatchPrior`), labels ``(B, P)``.
-
-    ``num_pos`` (optional, in :meth:`parts`) overrides the normaliser; distributed training passes
-    the global positive count divided by the world size so that averaging the per-process
-    gradients equals the single-process gradient of the whole batch.
-    """
+    """``loss(confidence (B, P, C), locations (B, P, 4), labels (B, P), gt_locations) -> (regression,
+    classification)``, locations encoded as :class:`hrank_ssd.nets.priors.MatchPrior` does. :meth:`parts`'
+    ``num_pos`` overrides the normaliser (DDP: the global positives / world, so averaged gradients are the
+    whole batch's)."""
 
     def __init__(self, neg_pos_ratio: float = 3.0, distill_T: float = 1.0):
         super().__init__()

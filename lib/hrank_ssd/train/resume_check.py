@@ -1,10 +1,6 @@
-"""Stop a training run mid-epoch, resume it, and compare it step by step with the same run left alone.
-
-What notebook 03 shows for real (a disconnected Colab runtime, simulated): :func:`stopped_and_resumed` trains
-``cfg`` twice in two folders, once straight through and once stopped by an exception right after the mid-epoch
-checkpoint of (``stop_epoch``, ``stop_step``) and then resumed with ``resume="auto"``; it returns the training loss
-of every optimizer step of both. Resuming restores the model, the optimizer, the scheduler, the random state and the
-place in the epoch's batch order, so the two curves are the same numbers.
+"""Stop a training run mid-epoch, resume it, and compare it step by step with the same run left alone (notebook
+03's simulated Colab disconnect). Resuming restores the model, the optimizer, the scheduler, the random state and
+the place in the epoch's batch order, so the two loss curves are the same numbers.
 """
 
 from __future__ import annotations
@@ -39,10 +35,8 @@ class StepLosses(Hooks):
 
 
 def resume_tolerance(device) -> float:
-    """How far a resumed run's losses and weights may differ from the straight run's, relative (losses) and
-    absolute (weights). CPU kernels are deterministic: the same operations in the same order give the same bits, so
-    0. CUDA's convolution backward may add gradients in a varying order (float32 rounding, about 1e-7 relative per
-    sum): 1e-3, far below what one optimizer step changes the loss by, so the curves are still the same curve."""
+    """How far a resumed run's losses (relative) and weights (absolute) may differ from the straight run's: 0 on
+    the CPU (deterministic kernels); 1e-3 on CUDA, whose convolution backward adds gradients in a varying order."""
     return 0.0 if str(device).startswith("cpu") else 1e-3
 
 
@@ -52,11 +46,10 @@ def steps_per_epoch(cfg: TrainConfig, images: int) -> int:
 
 
 def stopped_and_resumed(cfg: TrainConfig, folder, stop_epoch: int, stop_step: int) -> pd.DataFrame:
-    """Train ``cfg`` straight (``folder/straight``) and stopped at (``stop_epoch``, ``stop_step``) then resumed
-    (``folder/stopped``); both folders are made afresh. ``stop_step`` must come before the epoch's last step (only
-    there is a mid-epoch checkpoint). Returns one row per optimizer step: ``epoch``, ``step``, ``straight`` (loss),
-    ``stopped`` (before the stop), ``resumed`` (after it); ``attrs["weight_diff"]`` is the largest difference
-    between the two final models' weights."""
+    """Train ``cfg`` straight (``folder/straight``) and stopped after the mid-epoch checkpoint of (``stop_epoch``,
+    ``stop_step``, before the epoch's last step) then resumed (``folder/stopped``). One row per optimizer step:
+    ``epoch``, ``step`` and the losses ``straight``, ``stopped``, ``resumed``; ``attrs["weight_diff"]``: the
+    largest difference between the two final models' weights."""
     folder = Path(folder)
     runs: List[pd.DataFrame] = []
     finals = []
@@ -102,6 +95,3 @@ def plot_resume(table: pd.DataFrame):
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
-
-
-__all__ = ["Disconnect", "StepLosses", "plot_resume", "resume_tolerance", "steps_per_epoch", "stopped_and_resumed"]

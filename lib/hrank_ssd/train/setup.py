@@ -149,25 +149,12 @@ class TrainerSetup:
     # -- checkpoints ------------------------------------------------------------------------------------
     def checkpoint_state(self, epoch: int, step: Optional[int]) -> dict:
         """Everything a resumed run needs (docs/training.md lists the keys); ``step`` None: epoch complete."""
-        return {
-            "model": clean_state_dict(self.model),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": {"name": self.cfg.scheduler, "epoch": epoch, "lr": learning_rate(self.cfg, epoch)},
-            "scaler": self.scaler.state_dict(),
-            "epoch": epoch,
-            "step": step,  # None: the epoch is complete
-            "sums": dict(self.sums),
-            "best_val_loss": self.best_val,
-            "best_epoch": self.best_epoch,
-            "compress_rate": self.rates,
-            "kept_indices": self.kept,
-            "rng": rng_state(),
-            "history": self.history,
-            "args": asdict(self.cfg),
-            "net": self.cfg.net,
-            "num_classes": self.model.num_classes,
-            "image_size": self.model.image_size,
-        }
+        return {"model": clean_state_dict(self.model), "optimizer": self.optimizer.state_dict(),
+                "scheduler": {"name": self.cfg.scheduler, "epoch": epoch, "lr": learning_rate(self.cfg, epoch)},
+                "scaler": self.scaler.state_dict(), "epoch": epoch, "step": step, "sums": dict(self.sums),
+                "best_val_loss": self.best_val, "best_epoch": self.best_epoch, "compress_rate": self.rates,
+                "kept_indices": self.kept, "rng": rng_state(), "history": self.history, "args": asdict(self.cfg),
+                "net": self.cfg.net, "num_classes": self.model.num_classes, "image_size": self.model.image_size}
 
     def save_checkpoint(self, epoch: int, step: Optional[int]) -> Path:
         """Checkpoint (process 0 writes; every process remembers the path); refuses non-finite weights."""

@@ -206,6 +206,3 @@ class _Trainer(TrainerSetup):
         final = self.save_final(last_val) if self.main else None
         best = checkpoint_path(self.folder, self.best_epoch) if self.best_epoch is not None else None
         return TrainResult(self.model, self.history, self.last_path, best, final)
-
-
-__all__ = ["Hooks", "TrainResult", "train"]

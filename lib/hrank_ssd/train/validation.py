@@ -26,11 +26,8 @@ def param_dtype(model: nn.Module) -> torch.dtype:
 @torch.no_grad()
 def validation_loss(model: SSD, dataset, batch_size: int = 32, device="cpu", amp: bool = False,
                     num_workers: int = 0) -> Dict[str, float]:
-    """MultiBox loss over a dataset yielding ``(image, locations, labels)`` (TestTransform + MatchPrior).
-
-    Summed over every image, then divided by the total number of positives, so the value does not
-    depend on the batch size or on how many processes computed it.
-    """
+    """MultiBox loss over a dataset yielding ``(image, locations, labels)`` (TestTransform + MatchPrior): summed
+    over every image, then divided by all the positives, so it does not depend on the batch size."""
     device = torch.device(device)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate,
                                          num_workers=num_workers)
@@ -65,10 +62,8 @@ class _LossSums:
 @torch.no_grad()
 def validation_loss_and_map(model: SSD, val_set, eval_set, eval_dir, device="cpu",
                             class_names=None) -> Tuple[Dict[str, float], pd.DataFrame]:
-    """:func:`validation_loss` and the per-class VOC table of ``evaluate_model`` from one float32 forward per
-    image: the detections, so the table, are exactly ``evaluate_model``'s (same batch of one, same
-    post-processing); the loss equals :func:`validation_loss`'s up to float rounding. ``val_set`` and
-    ``eval_set`` hold the same images in the same order (``(input, locations, labels)`` and raw images)."""
+    """:func:`validation_loss` (up to float rounding) and ``evaluate_model``'s exact per-class VOC table from one
+    float32 forward per image. ``val_set`` and ``eval_set`` hold the same images in the same order."""
     if len(val_set) != len(eval_set):
         raise HRankError(f"{len(val_set)} validation items for {len(eval_set)} evaluation images: "
                          "build both from the same folder and split")
@@ -82,6 +77,3 @@ def validation_loss_and_map(model: SSD, val_set, eval_set, eval_dir, device="cpu
         _, locations, labels = val_set.item_with_image(i, image)  # the image decoded once
         sums.add(conf, loc, labels[None].to(device), locations[None].to(device))
     return sums.result(), score_results(results, eval_set, eval_dir, class_names)
-
-
-__all__ = ["param_dtype", "validation_loss", "validation_loss_and_map"]
