@@ -44,52 +44,31 @@ def map_sizes(model: SSD, table=None) -> List[int]:
             for i in range(model.plan.num_prunable)]
 
 
-def _scaled(row, rule) -> Tuple[int, Optional[int], int, Optional[int], int]:
-    """A counted module's MACs as ``per * out * in``: (per, layer cutting its output, out channels, layer cutting
-    its input, in channels); a side no layer cuts is None with its fixed count."""
-    out_l, in_l = rule
-    per = int(row.out_h) * int(row.out_w)
-    if row.type == "Conv2d":
-        per *= int(np.prod([int(v) for v in row.kernel.split("x")]))
-        if row.groups == 1:
-            return per, out_l, int(row.out_channels), in_l, int(row.in_channels)
-        if row.groups == row.in_channels == row.out_channels and in_l is None:  # depthwise: in_c / groups is 1
-            return per, out_l, int(row.out_channels), None, 1
-        if out_l is not None or in_l is not None:
-            raise HRankError(f"{row.name} is a grouped conv ({row.groups} groups) that pruning cuts: only depthwise "
-                             f"convs can follow a pruned layer")
-        return per, None, int(row.out_channels), None, int(row.in_channels) // int(row.groups)
-    if row.type == "BatchNorm2d":
-        return per, out_l, int(row.out_channels), None, 1
-    if out_l is not None or in_l is not None:
-        raise HRankError(f"{row.name} ({row.type}) is cut by pruning, but only convs and BatchNorms can be counted")
-    return int(row.MACs), None, 1, None, 1
-
-
 def mac_costs(model: SSD, counts: Sequence[Sequence[int]], table=None) -> ChainCosts:
-    """Exact MACs of ``model`` at the kept counts ``counts[i]`` as chain costs: a module cut on both sides by
-    neighbouring layers is pairwise, on one side unary, else constant (equal to :func:`count_exact`'s sum)."""
+    """Exact MACs of ``model`` at the kept counts ``counts[i]`` as chain costs: a module's MACs (from
+    :func:`count_exact`) scale with each side a layer cuts (a depthwise conv's input side follows its filters), so
+    a module cut on both sides by neighbouring layers is pairwise, on one side unary, else constant."""
     grids = [np.asarray(c, dtype=np.int64) for c in counts]
     if len(grids) != model.plan.num_prunable or any(g.size == 0 or g.min() < 1 or g.max() > c
                                                     for g, c in zip(grids, model.plan.prunable)):
         raise HRankError(f"give one grid of counts in [1, filters] per prunable layer of {model.cfg.name}")
-    table = count_exact(model) if table is None else table
     rules = get_net(model.cfg.name).slice_rules()
     unary = [np.zeros(g.size, dtype=np.int64) for g in grids]
     pairwise = [None] + [np.zeros((a.size, b.size), dtype=np.int64) for a, b in zip(grids, grids[1:])]
     constant = 0
-    for row in table.itertuples(index=False):
-        per, out_l, out_c, in_l, in_c = _scaled(row, rules.get(row.name, (None, None)))
+    for row in (count_exact(model) if table is None else table).itertuples(index=False):
+        out_l, in_l = rules.get(row.name, (None, None))
+        per = int(row.MACs) // (1 if out_l is None else int(row.out_channels)) // (1 if in_l is None else
+                                                                                  int(row.in_channels))
         if out_l is None and in_l is None:
-            constant += per * out_c * in_c
+            constant += int(row.MACs)
         elif out_l is None or in_l is None:
-            unary[in_l if out_l is None else out_l] += per * (out_c if out_l is None else in_c) * \
-                grids[in_l if out_l is None else out_l]
+            unary[in_l if out_l is None else out_l] += per * grids[in_l if out_l is None else out_l]
         elif in_l == out_l - 1:
             pairwise[out_l] += per * np.outer(grids[in_l], grids[out_l])
         else:
             raise HRankError(f"{row.name} is cut by layers {in_l} and {out_l}: only neighbouring layers make a chain")
-    return ChainCosts(unary, pairwise, int(constant))
+    return ChainCosts(unary, pairwise, constant)
 
 
 @dataclass

@@ -68,10 +68,9 @@ def normalised_ranks(ranks: Sequence[np.ndarray], max_rank: Sequence[float]) -> 
 
 def kept_importance(scores: np.ndarray, counts: Sequence[int]) -> np.ndarray:
     """Importance of keeping each count of filters: the sum of that many of the largest ``scores``."""
-    top = np.concatenate([[0.0], np.cumsum(np.sort(np.asarray(scores, dtype=np.float64))[::-1])])
     if min(counts) < 1 or max(counts) > len(scores):
         raise HRankError(f"kept counts must lie in [1, {len(scores)}], got {list(counts)}")
-    return top[np.asarray(counts, dtype=int)]
+    return np.concatenate([[0.0], np.cumsum(np.sort(np.asarray(scores, dtype=np.float64))[::-1])])[list(counts)]
 
 
 def layer_terms(unary, pairwise) -> List[np.ndarray]:
@@ -91,12 +90,12 @@ def layer_terms(unary, pairwise) -> List[np.ndarray]:
 
 
 class Rounded(NamedTuple):
-    """The costs as the DP sees them: per layer, whole steps of ``terms[i] - min(terms[i])``."""
+    """The costs as the DP sees them: per layer, whole steps of ``terms[i] - min(terms[i])``; ``capacity`` steps
+    are left once every cheapest term (``floor``, with the rest, exact) is paid."""
 
     units: List[np.ndarray]
-    capacity: int  # steps the budget leaves once every layer's cheapest term is paid
-    floor: float  # rest + the sum of every layer's cheapest term (exact)
-    step: float
+    capacity: int
+    floor: float
 
 
 def round_costs(unary, pairwise, budget: float, steps: int = STEPS, rest: float = 0.0) -> Rounded:
@@ -107,10 +106,9 @@ def round_costs(unary, pairwise, budget: float, steps: int = STEPS, rest: float 
     terms = layer_terms(unary, pairwise)
     mins = [float(t.min()) for t in terms]
     floor = float(rest) + math.fsum(mins)
-    room = float(budget) - floor
-    step = room / steps if room > 0 else 1.0
-    units = [np.ceil((t - m) / step).astype(np.int64) for t, m in zip(terms, mins)]
-    return Rounded(units, steps if room > 0 else 0, floor, step)
+    step = (float(budget) - floor) / steps if budget > floor else 1.0
+    return Rounded([np.ceil((t - m) / step).astype(np.int64) for t, m in zip(terms, mins)],
+                   steps if budget > floor else 0, floor)
 
 
 def chain_cost(terms: Sequence[np.ndarray], indices: Sequence[int], rest: float = 0.0) -> float:

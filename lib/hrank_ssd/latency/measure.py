@@ -15,7 +15,7 @@ import statistics
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -125,8 +125,7 @@ class _Stamps:
         return self._ms(start, end), segments
 
 
-@dataclass
-class _Setup:
+class _Setup(NamedTuple):
     """How chunks are timed: device, input, forwards per model, each unit's unpruned (in, out), the reference."""
 
     device: torch.device
@@ -160,8 +159,8 @@ class Timings:
         return {"chunks": len(f), "min": f[0], "p10": q[0], "p90": q[-1], "max": f[-1]} if f else None
 
     def steady(self, samples: Sequence[Tuple[int, float]]) -> List[float]:
-        f = self.factors()
-        return [ms / f[c] for c, ms in samples]
+        """The samples, each divided by its chunk's factor."""
+        return [ms / self.factors()[c] for c, ms in samples]
 
     def time_chunk(self, chunk: Sequence[Tuple[List[int], Optional[str], SSD]], setup: _Setup) -> None:
         """Time a chunk's models (and the reference) interleaved; keep each design model's segments by cell and
@@ -203,14 +202,6 @@ def _chunks(design: Sequence[Tuple[List[int], Optional[str]]], base: SSD, device
         used += size
     if chunk:
         yield chunk
-
-
-def net_grid(net: str, channels: Sequence[int], points: int, block: int) -> List[List[int]]:
-    """Per prunable layer, :func:`grid_counts` with the net's published pruning's counts when it has one."""
-    spec = get_net(net)
-    rates = layer_rates(spec.default_compress_rate, spec.num_prunable) if spec.default_compress_rate else None
-    return [grid_counts(c, points, block, [kept_channels(c, rates[i])] if rates else ())
-            for i, c in enumerate(channels)]
 
 
 def _unit_times(units: Sequence[Unit], counts, timings: Timings) -> List[UnitTimes]:
@@ -257,7 +248,9 @@ def measure_latency_table(net: str, device="cpu", threads: Optional[int] = None,
     checks = {name: [int(k) for k in widths] for name, widths in (checks or {}).items()}
     _check_args(batch_size, width, grid, runs, warmup, threads, block, rounds, check_copies, checks, base.plan.prunable)
     block = block or hardware_block(device)
-    counts, units = net_grid(net, base.plan.prunable, grid, block), find_units(base, get_net(net).slice_rules())
+    rates = layer_rates(get_net(net).default_compress_rate, base.plan.num_prunable)  # the published counts on the grid
+    counts = [grid_counts(c, grid, block, [kept_channels(c, r)]) for c, r in zip(base.plan.prunable, rates)]
+    units = find_units(base, get_net(net).slice_rules())
     design = [(w, None) for w in design_widths(counts)] + [(w, n) for n, w in checks.items()] * check_copies
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     x = torch.randn(batch_size, 3, image_size, image_size, device=device).contiguous(memory_format=fmt)

@@ -231,8 +231,9 @@ class LatencyTable:
     def from_dict(cls, data: dict) -> LatencyTable:
         if data.get("format") != FORMAT or data.get("version") != VERSION:
             raise ValueError(f"not a {FORMAT!r} version {VERSION}")
-        data = {f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data}
-        return cls(**{**data, "units": [UnitTimes(**u) for u in data["units"]]})
+        def known(kind, d):  # keys a table does not know are ignored: older tables load
+            return {f.name: d[f.name] for f in dataclasses.fields(kind) if f.name in d}
+        return cls(**{**known(cls, data), "units": [UnitTimes(**known(UnitTimes, u)) for u in data["units"]]})
 
     def differences(self, threads: Optional[int] = None, layout: Optional[str] = None) -> List[str]:
         """How this machine (at ``threads``, default torch's, and ``layout``) differs from the table's."""

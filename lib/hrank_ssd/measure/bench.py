@@ -1,18 +1,10 @@
-"""Latency and FPS, measured properly: warm-up, CUDA synchronisation, fixed threads, medians, interleaving.
+"""Latency and FPS, measured properly: warm-up, device synchronisation, fixed threads, medians, interleaving.
 
-The original project timed its pruned VGG16-SSD slower than the unpruned one: its timer had no warm-up
-(the first calls pay for allocation and kernel selection), no ``torch.cuda.synchronize()`` (CUDA calls
-return before the GPU is done, so the time lands on whichever later call waits) and a per-class Python
-NMS loop that dominated the end-to-end time. Here:
-
-* :func:`timing` runs ``warmup`` untimed calls, then ``runs`` timed calls, each bracketed by a device
-  synchronisation and read with ``time.perf_counter``; it reports the median and p90 (robust to the
-  odd slow call) besides mean/min/max.
-* :func:`timings_interleaved` times several callables round-robin (A, B, C, A, B, C, ...), so a burst of
-  background load hits every model alike; ratios between models are then meaningful on a busy machine.
-* :func:`benchmark_models` is the one table used by the CLI (``python -m hrank_ssd bench``), notebook 04
-  and the report: per model, forward and end-to-end predict latency (preprocess, forward, decode, NMS via
-  :class:`~hrank_ssd.nets.predictor.Predictor`), FPS, parameters and MACs.
+The original project timed its pruned VGG16-SSD slower than the unpruned one (no warm-up, no CUDA sync, a
+per-class Python NMS loop). :func:`timings_interleaved` is the one timer: ``warmup`` untimed calls, then ``runs``
+calls round-robin (A, B, C, A, ...), each between two device syncs, so load bursts hit every model alike; the
+latency tables (:mod:`hrank_ssd.latency.measure`) time through it too. :func:`benchmark_models` is the table of the
+CLI's ``bench``, notebook 04 and the report: forward and predict latency, FPS, parameters and MACs per model.
 """
 
 from __future__ import annotations
@@ -70,27 +62,15 @@ def clocked(fn: Callable[[], object], device="cpu") -> Tuple[object, float]:
     return out, time.perf_counter() - start
 
 
-def _timed(fn: Callable[[], object], device) -> float:
-    return clocked(fn, device)[1]
-
-
 def timing(fn: Callable[[], object], warmup: int = 10, runs: int = 50, device="cpu") -> Dict[str, float]:
-    """Time ``fn()``: ``warmup`` untimed calls, then ``runs`` calls each between two device syncs.
-
-    Returns ``median_ms``, ``p90_ms``, ``mean_ms``, ``min_ms``, ``max_ms``, ``std_ms``, ``warmup``, ``runs``.
-    """
-    if runs < 1 or warmup < 0:
-        raise ValueError("runs must be >= 1 and warmup >= 0")
-    for _ in range(warmup):
-        fn()
-    sync(device)
-    return summarize([_timed(fn, device) for _ in range(runs)], warmup)
+    """Time ``fn()`` alone (:func:`timings_interleaved`): ``median_ms``, ``p90_ms``, ``mean_ms``, ... ``runs``."""
+    return timings_interleaved({"fn": fn}, warmup, runs, device)["fn"]
 
 
 def timings_interleaved(fns: Mapping[str, Callable[[], object]], warmup: int = 10, runs: int = 50,
                         device="cpu", progress: bool = False, desc: str = "timing") -> Dict[str, Dict[str, float]]:
-    """:func:`timing` for several callables at once, round-robin (A, B, C, A, B, C, ...); ``progress``: a bar
-    of the rounds (warm-up ones included) named ``desc``."""
+    """Time several callables round-robin (A, B, C, A, B, C, ...) after ``warmup`` untimed rounds, each call
+    between two device syncs: :func:`summarize` of each; ``progress``: a bar of the rounds named ``desc``."""
     if runs < 1 or warmup < 0:
         raise ValueError("runs must be >= 1 and warmup >= 0")
     with tqdm(total=warmup + runs, desc=desc, unit="round", disable=not progress) as bar:
@@ -102,7 +82,7 @@ def timings_interleaved(fns: Mapping[str, Callable[[], object]], warmup: int = 1
         seconds: Dict[str, List[float]] = {name: [] for name in fns}
         for _ in range(runs):
             for name, fn in fns.items():
-                seconds[name].append(_timed(fn, device))
+                seconds[name].append(clocked(fn, device)[1])
             bar.update()
     return {name: summarize(s, warmup) for name, s in seconds.items()}
 
@@ -225,15 +205,10 @@ def benchmark_models(models: Mapping[str, nn.Module], device="cpu", batch_size: 
                      runs: int = 50, threads: Optional[int] = None, image_size: Optional[int] = None,
                      amp: bool = False, predict: bool = True, channels_last: bool = False,
                      raw: Optional[dict] = None, progress: bool = False) -> pd.DataFrame:
-    """One row per model: params, GMACs, forward and predict latency (median, p90 in ms), FPS.
-
-    Models run interleaved, with fixed threads and warm-up; ``forward_speedup`` and ``mac_ratio`` are
-    relative to the first model. FPS = ``batch_size / median``. ``predict`` times
-    :meth:`Predictor.predict_batch` on ``batch_size`` random 500x375 images (resize, normalise, forward,
-    decode, NMS); with random weights every class keeps its 200 candidates, the worst case for NMS.
-    ``amp`` runs the forward under fp16 autocast (CUDA only). ``raw``, when given, receives the full
-    timing dicts. ``progress``: bars of the timing rounds (``bench forward``, ``bench predict``).
-    """
+    """One row per model: params, GMACs, forward and predict latency (median, p90 in ms), FPS, interleaved with
+    fixed threads and warm-up; ``forward_speedup`` and ``mac_ratio`` against the first model. ``predict`` times
+    :meth:`Predictor.predict_batch` on ``batch_size`` random 500x375 images (with random weights the worst case
+    for NMS); ``amp``: fp16 autocast (CUDA only); ``raw`` receives the timing dicts; ``progress``: bars."""
     device = resolve_device(device)
     if amp and device.type != "cuda":
         raise HRankError("--amp is fp16 autocast on CUDA: use it with --device cuda")
@@ -241,25 +216,25 @@ def benchmark_models(models: Mapping[str, nn.Module], device="cpu", batch_size: 
         raise HRankError("no models to benchmark: pass --nets")
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     with num_threads(threads) as used_threads, torch.inference_mode():
-        prepared, facts = {}, {}
-        for name, model in models.items():
-            size = image_size or unwrap(model).image_size
-            facts[name] = {"params": count_parameters(unwrap(model)), "MACs": macs(unwrap(model), image_size=size)}
-            # the caller's model stays where it was: itself when already there, else a copy
-            prepared[name] = model_on(model, device, channels_last=channels_last and isinstance(model, nn.Module))
-        sizes = {name: image_size or unwrap(m).image_size for name, m in prepared.items()}
-        inputs = {name: torch.randn(batch_size, 3, s, s, generator=torch.Generator().manual_seed(0)).to(device)
-                  .contiguous(memory_format=fmt) for name, s in sizes.items()}
+        facts = {n: {"params": count_parameters(unwrap(m)), "MACs": macs(unwrap(m), image_size=image_size or
+                                                                          unwrap(m).image_size)}
+                 for n, m in models.items()}
+        # the caller's model stays where it was: itself when already there, else a copy
+        prepared = {n: model_on(m, device, channels_last=channels_last and isinstance(m, nn.Module))
+                    for n, m in models.items()}
 
-        def forward(name):
-            model, x = prepared[name], inputs[name]
+        def forward(model):
+            size = image_size or unwrap(model).image_size
+            x = torch.randn(batch_size, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
+            x = x.contiguous(memory_format=fmt)
 
             def run():
                 with _autocast(device, amp), evaluating(model):
                     return model(x)
             return run
 
-        fwd = timings_interleaved({n: forward(n) for n in prepared}, warmup, runs, device, progress, "bench forward")
+        fwd = timings_interleaved({n: forward(m) for n, m in prepared.items()}, warmup, runs, device, progress,
+                                  "bench forward")
         pred = {}
         if predict:
             images = sample_images(batch_size)

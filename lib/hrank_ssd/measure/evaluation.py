@@ -1,40 +1,11 @@
 """PASCAL VOC detection metric: detection files in and out, per-class AP and the mAP report.
 
-The numbers follow pytorch-ssd's ``eval_ssd.py`` (and so the seed repository's reported mAP):
-
-* ground truth is grouped per class and image; ``npos`` counts the *non-difficult* objects;
-* detection files ``det_test_<class>.txt`` hold ``image_id score x1 y1 x2 y2`` with 1-based boxes
-  (predicted pixel box + 1), written as float32 reprs; reading subtracts 1 again (in float32);
-* detections are ranked with ``np.argsort(-scores)`` (the same default sort, so ties rank identically);
-* a detection is matched to the gt of its class in its image with the largest IoU, computed in
-  float32 without the ``+1`` pixel convention, ``iou = inter / (area_a + area_b - inter + 1e-5)``;
-  it is a true positive when ``iou > iou_threshold`` (strictly) and that gt is neither difficult
-  (then the detection is ignored: neither TP nor FP) nor already matched (then it is a FP);
-* precision = cumsum(tp) / (cumsum(tp) + cumsum(fp)); recall = cumsum(tp) / npos;
-* AP is the VOC2007 11-point interpolation (default) or the area under the monotone
-  precision envelope (VOC2010+, ``use_2007_metric=False``).
-
-Edge cases: where pytorch-ssd crashes or returns NaN
------------------------------------------------------
-Here we follow the official devkit (MATLAB ``VOCevaldet``/``VOCap``) instead:
-
-(a) **Difficult matches ranked first.** When the top-ranked detections only hit difficult
-    objects, precision starts with ``0/0 = NaN``. pytorch-ssd's ``np.max`` (and ``np.maximum``)
-    propagate that NaN, so the class AP (and the mAP) become NaN. MATLAB's ``max`` ignores NaN,
-    so those precision entries are simply ignored here and AP stays finite. If *every* detection
-    of a class hits a difficult object there is no precision value at all and AP is 0 (MATLAB's
-    11-point code would give NaN in that one corner).
-(b) **A class whose every ground-truth object is difficult.** pytorch-ssd raises ``KeyError``.
-    The devkit's recall is 0/0 = NaN, so no recall threshold is ever reached and each of the
-    11 terms is 0: the 11-point AP is **0 and counts in the mAP**, as the devkit's. The area
-    metric is NaN in the devkit there; it is reported as NaN and left out of the mAP.
-(b') **A class with no ground truth at all** (a custom test set without that class; VOC2007
-    test has every class). pytorch-ssd raises ``KeyError``. Its AP is reported as NaN, printed
-    as ``nan`` and **excluded from the mAP** (mAP = mean over classes present in the test set),
-    so a small test set is not penalised for classes it does not contain.
-(c) **A class with ground truth but no detections** (empty detection file): AP 0, like the devkit.
-(d) **A detection on an image the dataset does not contain**: a false positive, like a detection
-    on an image without gt of that class.
+As pytorch-ssd's ``eval_ssd.py``: ``npos`` counts non-difficult objects; ``det_test_<class>.txt`` holds ``image_id
+score x1 y1 x2 y2`` (1-based float32 boxes); detections ranked by ``np.argsort(-scores)`` match the gt of largest
+float32 IoU (``inter / (a + b - inter + 1e-5)``, a TP above the threshold unless difficult: ignored, or already
+matched: FP); AP is VOC2007's 11 points or the area under the precision envelope. Where pytorch-ssd crashes or
+returns NaN (difficult-only matches or classes, classes without ground truth) the MATLAB devkit is followed:
+docs/evaluation.md lists each case.
 """
 
 from __future__ import annotations
@@ -63,10 +34,7 @@ _ONE = np.float32(1.0)
 # ---------------------------------------------------------------- AP from a precision/recall curve
 
 def compute_ap(precision, recall, use_2007_metric: bool = True) -> float:
-    """AP of a ranked list given its cumulative precision and recall arrays.
-
-    NaN precision entries (0/0: only ignored detections so far) are skipped, as MATLAB's ``max`` does.
-    """
+    """AP of a ranked list from its cumulative precision and recall (NaN precisions skipped, as MATLAB's ``max``)."""
     precision = np.asarray(precision, dtype=np.float64)
     recall = np.asarray(recall, dtype=np.float64)
     valid = ~np.isnan(precision)
@@ -92,11 +60,8 @@ GroundTruth = Tuple[Dict[int, int], Dict[int, Dict[str, np.ndarray]], Dict[int, 
 
 
 def group_annotations(dataset) -> GroundTruth:
-    """``(npos, gt_boxes, difficult)`` keyed by class index, then (for boxes/flags) by image id.
-
-    ``npos[c]`` counts non-difficult objects (absent when a class has none); ``gt_boxes[c][id]`` is a
-    float32 Nx4 pixel array and ``difficult[c][id]`` the matching boolean flags.
-    """
+    """``(npos, gt_boxes, difficult)`` by class index, then image id: ``npos[c]`` non-difficult objects (absent:
+    none), ``gt_boxes[c][id]`` a float32 Nx4 pixel array, ``difficult[c][id]`` its boolean flags."""
     npos: Dict[int, int] = {}
     boxes: Dict[int, Dict[str, list]] = {}
     difficult: Dict[int, Dict[str, list]] = {}
@@ -121,18 +86,13 @@ def detection_path(eval_dir, class_name: str) -> Path:
 
 
 def _numpy(x) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
-    return np.asarray(x)
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
 def write_detection_files(results: Sequence, dataset_ids: Sequence[str], class_names: Sequence[str],
                           eval_dir) -> List[Path]:
-    """Write ``det_test_<class>.txt`` for every class but BACKGROUND (index 0); returns the paths.
-
-    ``results[i]`` is ``(boxes in pixels xyxy, labels, scores)`` for image ``dataset_ids[i]``. Lines keep
-    image order, then the predictor's order; values are float32 reprs, boxes 1-based (``box + 1``).
-    """
+    """Write ``det_test_<class>.txt`` for every class but BACKGROUND; ``results[i]`` is ``(pixel boxes xyxy,
+    labels, scores)`` of image ``dataset_ids[i]``; lines in image then predictor order, 1-based float32 boxes."""
     if len(results) != len(dataset_ids):
         raise HRankError(f"{len(results)} prediction results for {len(dataset_ids)} images: "
                          f"predict every image of the dataset before writing detection files")
@@ -208,10 +168,7 @@ def _iou(box: np.ndarray, gts: np.ndarray) -> np.ndarray:
 
 def match_detections(image_ids: Sequence[str], scores, boxes, gt_boxes: Dict[str, np.ndarray],
                      difficult: Dict[str, np.ndarray], iou_threshold: float = 0.5):
-    """Rank detections by score and mark each TP / FP (both 0 = ignored: matched a difficult gt).
-
-    Returns ``(tp, fp)`` float arrays in ranked order.
-    """
+    """Rank detections by score; ``(tp, fp)`` float arrays in ranked order (both 0: matched a difficult gt)."""
     scores = np.asarray(scores, dtype=np.float64)
     order = np.argsort(-scores)
     boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
@@ -286,11 +243,8 @@ def mean_ap(table: pd.DataFrame) -> float:
 # ---------------------------------------------------------------- prediction and the whole run
 
 def predict_dataset(predictor, dataset, progress: bool = True, desc: str = "predict") -> Tuple[list, float]:
-    """Predict every image; returns ``(results, mean seconds per image)`` (a bar named ``desc`` when ``progress``).
-
-    One warm-up prediction on the first image is not timed; each timed prediction is bracketed by
-    ``torch.cuda.synchronize()`` on CUDA and read with ``time.perf_counter``.
-    """
+    """Predict every image after one untimed warm-up: ``(results, mean seconds per image)``, each prediction timed
+    between device syncs (a bar named ``desc`` when ``progress``)."""
     n = len(dataset)
     if n == 0:
         raise HRankError("the dataset has no images: check --dataset and --split")
@@ -313,7 +267,6 @@ def evaluate_model(model, dataset, eval_dir, device="cpu", class_names: Optional
                    desc: str = "predict", **predictor_kwargs) -> Tuple[pd.DataFrame, float]:
     """Predict the dataset, write det files and ``ap.csv`` into ``eval_dir``; returns (table, avg seconds).
     ``progress``: a bar of images named ``desc``."""
-
     predictor = Predictor(model, device, **predictor_kwargs)
     results, avg_time = predict_dataset(predictor, dataset, progress, desc)
     return score_results(results, dataset, eval_dir, class_names, iou_threshold, use_2007_metric), avg_time
