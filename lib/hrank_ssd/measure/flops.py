@@ -1,19 +1,10 @@
 """Parameters and multiply-accumulates (MACs) of the detectors, counted exactly and checked against thop.
 
-* **exact** (:func:`count_exact`): every Conv2d, BatchNorm2d and Linear the forward pass runs on one
-  image, found with forward hooks, so the whole detector is counted (backbone, BatchNorm add-on,
-  extras, classification and regression heads). It is checked against ``thop.profile``
-  (:func:`profile_thop`, :func:`compare_with_thop`). The counted operations are
-
-  - Conv2d: ``out_h * out_w * out_c * (in_c / groups) * kh * kw`` MACs (bias additions not counted);
-  - Linear: ``in_features`` MACs per output element (bias additions not counted);
-  - BatchNorm2d: 1 MAC per output element (inference BN is ``y = x * scale + shift``, foldable into
-    the conv before it). thop counts 4 operations per element for an affine BatchNorm instead;
-  - ReLU, max pooling, reshapes, concatenation: 0 (comparisons and copies, no multiply-add).
-
-  One MAC is one multiply and one add, so FLOPs ~= 2 x MACs.
-
-The original project's own figures, reproduced rule by rule, are in :mod:`hrank_ssd.measure.published_flops`.
+:func:`count_exact` hooks every Conv2d, BatchNorm2d and Linear one forward runs (the whole detector: backbone,
+add-on, extras, heads): a conv does ``out_h * out_w * out_c * (in_c / groups) * kh * kw`` MACs, a Linear
+``in_features`` per output, a BatchNorm 1 per element (thop counts 4 for an affine one); bias adds, ReLU,
+pooling and reshapes count 0. One MAC is a multiply and an add: FLOPs ~= 2 x MACs. :func:`macs` is the one MAC
+count of the project; the original project's own figures are in :mod:`hrank_ssd.measure.published_flops`.
 """
 
 from __future__ import annotations
@@ -69,11 +60,8 @@ def build_for_counting(net: str, num_classes: int, compress_rate: Optional[Seque
 
 
 def _on_copy(model: nn.Module, run):
-    """``run(copy)`` on a deep copy of ``model`` in eval mode; the caller's model is untouched.
-
-    The copy goes to the meta device (shapes only, no arithmetic: counting VGG16-SSD takes milliseconds);
-    a model whose forward has no meta kernels is run for real instead.
-    """
+    """``run(copy)`` on a deep copy of ``model`` in eval mode, on the meta device (shapes only: milliseconds)
+    unless its forward has no meta kernels; the caller's model is untouched."""
     for meta in (True, False):
         work = copy.deepcopy(model).eval()
         if meta:
@@ -136,13 +124,9 @@ def _label(model: nn.Module, name: str) -> str:
 
 
 def count_exact(model: nn.Module, image_size: Optional[int] = None) -> pd.DataFrame:
-    """Per-layer parameters and MACs of one forward pass on a ``image_size``-square image (batch 1).
-
-    One row per Conv2d / BatchNorm2d / Linear call, in execution order, with columns ``name``, ``label``,
-    ``part``, ``type``, ``in_channels``, ``out_channels``, ``kernel``, ``stride``, ``dilation``, ``groups``,
-    ``out_h``, ``out_w``, ``params`` (the module's own parameters) and ``MACs`` (rules in the module doc).
-    The model is not touched: a deep copy runs in eval mode under ``torch.no_grad``.
-    """
+    """One row per Conv2d / BatchNorm2d / Linear call of one forward on an ``image_size``-square image, in
+    execution order: ``name``, ``label``, ``part``, ``type``, ``in_channels``, ``out_channels``, ``kernel``,
+    ``stride``, ``dilation``, ``groups``, ``out_h``, ``out_w``, ``params`` and ``MACs`` (on a copy of the model)."""
     size = _image_size(model, image_size)
 
     def install(work):
@@ -237,12 +221,8 @@ def _flatten(tree: dict, prefix: str = "") -> Dict[str, float]:
 
 
 def compare_with_thop(model: nn.Module, image_size: Optional[int] = None) -> pd.DataFrame:
-    """:func:`count_exact` with thop's per-layer count beside it (``thop_ops``) and their difference.
-
-    Conv2d and Linear rows agree exactly; BatchNorm2d rows differ by a fixed factor per element
-    (thop counts normalise + affine, 4 per element for an affine BN; we count 1 MAC). ``attrs`` holds
-    ``thop_total`` (thop's total, functional ops included) and ``thop_params``.
-    """
+    """:func:`count_exact` with thop's per-layer count beside it (``thop_ops``): Conv2d and Linear rows agree
+    exactly, BatchNorm2d rows by a fixed factor per element; ``attrs``: ``thop_total`` and ``thop_params``."""
     df = count_exact(model, image_size)
     macs, params, tree = _thop_run(model, image_size)
     per_layer = _flatten(tree)
@@ -254,26 +234,14 @@ def compare_with_thop(model: nn.Module, image_size: Optional[int] = None) -> pd.
 
 def thop_agreement(model: nn.Module, image_size: Optional[int] = None,
                    table: Optional[pd.DataFrame] = None) -> Dict[str, object]:
-    """How the analytic count and thop compare: conv/linear exact, BN as a per-element factor.
-
-    ``table`` is a :func:`compare_with_thop` result to reuse instead of counting again.
-    """
+    """How the analytic count and thop compare (``table``: a :func:`compare_with_thop` result to reuse)."""
     df = table if table is not None else compare_with_thop(model, image_size)
-    lin = df[df["type"] != "BatchNorm2d"]
-    bn = df[df["type"] == "BatchNorm2d"]
-    bn_elems = int(bn["elements"].sum())
-    bn_thop = int(bn["thop_ops"].sum()) if len(bn) else 0
-    return {
-        "analytic_MACs": int(df["MACs"].sum()),
-        "analytic_conv_linear_MACs": int(lin["MACs"].sum()),
-        "thop_conv_linear_ops": int(lin["thop_ops"].sum()),
-        "conv_linear_equal": bool((lin["MACs"] == lin["thop_ops"]).all()),
-        "bn_elements": bn_elems,
-        "analytic_bn_MACs": int(bn["MACs"].sum()) if len(bn) else 0,
-        "thop_bn_ops": bn_thop,
-        "thop_bn_ops_per_element": (bn_thop / bn_elems) if bn_elems else None,
-        "thop_total": df.attrs["thop_total"],
-        "thop_other_ops": df.attrs["thop_total"] - int(df["thop_ops"].sum()),
-        "thop_params": df.attrs["thop_params"],
-        "analytic_params": int(df["params"].sum()),
-    }
+    lin, bn = df[df["type"] != "BatchNorm2d"], df[df["type"] == "BatchNorm2d"]
+    bn_elems, bn_thop = int(bn["elements"].sum()), int(bn["thop_ops"].sum()) if len(bn) else 0
+    return {"analytic_MACs": int(df["MACs"].sum()), "analytic_conv_linear_MACs": int(lin["MACs"].sum()),
+            "thop_conv_linear_ops": int(lin["thop_ops"].sum()),
+            "conv_linear_equal": bool((lin["MACs"] == lin["thop_ops"]).all()), "bn_elements": bn_elems,
+            "analytic_bn_MACs": int(bn["MACs"].sum()) if len(bn) else 0, "thop_bn_ops": bn_thop,
+            "thop_bn_ops_per_element": (bn_thop / bn_elems) if bn_elems else None,
+            "thop_total": df.attrs["thop_total"], "thop_other_ops": df.attrs["thop_total"] - int(df["thop_ops"].sum()),
+            "thop_params": df.attrs["thop_params"], "analytic_params": int(df["params"].sum())}

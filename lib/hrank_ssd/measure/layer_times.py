@@ -20,21 +20,9 @@ from hrank_ssd.nets.compress import PRUNED_RATE, layer_rates
 from hrank_ssd.nets.registry import get_net
 
 
-def layer_times(models: Mapping[str, nn.Module], runs: int = 10, warmup: int = 2, threads: Optional[int] = None,
-                image_size: Optional[int] = None, kinds=(nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.ReLU),
-                progress: bool = False) -> pd.DataFrame:
-    """Median wall time of every Conv2d/BatchNorm/pool/ReLU call, per model, runs interleaved (CPU).
-
-    Forward pre/post hooks read ``time.perf_counter``; rows are matched across models by module name,
-    so models must share a layout (e.g. a net and its pruned copy). Columns: ``name``, ``type``, and per
-    model ``<model>_ms`` and ``<model>_shape`` (``in->out channels @ HxW``). Hooks add a few microseconds
-    per call, so the column sums slightly exceed the plain forward time. ``progress``: a bar of the timed rounds.
-    """
-    times: Dict[str, Dict[str, List[float]]] = {n: {} for n in models}
-    shapes: Dict[str, Dict[str, str]] = {n: {} for n in models}
-    order: List[str] = []
-    handles = []
-    starts: Dict[int, float] = {}
+def _hook_layers(models: Mapping[str, nn.Module], kinds, times, shapes) -> tuple:
+    """Pre/post hooks timing every module of ``kinds`` (``time.perf_counter``); (row order, hook handles)."""
+    order, handles, starts = [], [], {}
     for mname, model in models.items():
         for lname, mod in model.named_modules():
             if not isinstance(mod, kinds):
@@ -49,9 +37,20 @@ def layer_times(models: Mapping[str, nn.Module], runs: int = 10, warmup: int = 2
             def post(mod, inputs, out, _m=mname, _l=lname):
                 times[_m].setdefault(_l, []).append(time.perf_counter() - starts[id(mod)])
                 if _l not in shapes[_m]:
-                    c_in = inputs[0].shape[1]
-                    shapes[_m][_l] = f"{c_in}->{out.shape[1]}@{out.shape[-2]}x{out.shape[-1]}"
+                    shapes[_m][_l] = f"{inputs[0].shape[1]}->{out.shape[1]}@{out.shape[-2]}x{out.shape[-1]}"
             handles += [mod.register_forward_pre_hook(pre), mod.register_forward_hook(post)]
+    return order, handles
+
+
+def layer_times(models: Mapping[str, nn.Module], runs: int = 10, warmup: int = 2, threads: Optional[int] = None,
+                image_size: Optional[int] = None, kinds=(nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.ReLU),
+                progress: bool = False) -> pd.DataFrame:
+    """Median wall time of every Conv2d/BatchNorm/pool/ReLU call, per model, runs interleaved (CPU): columns
+    ``name``, ``type`` and per model ``<model>_ms`` and ``<model>_shape`` (``in->out channels @ HxW``), rows matched
+    by module name (models must share a layout). Hooks add microseconds per call; ``progress``: a bar."""
+    times: Dict[str, Dict[str, List[float]]] = {n: {} for n in models}
+    shapes: Dict[str, Dict[str, str]] = {n: {} for n in models}
+    order, handles = _hook_layers(models, kinds, times, shapes)
     try:
         with num_threads(threads), torch.inference_mode():
             xs = {n: torch.randn(1, 3, image_size or m.image_size, image_size or m.image_size)
@@ -66,8 +65,8 @@ def layer_times(models: Mapping[str, nn.Module], runs: int = 10, warmup: int = 2
     finally:
         for h in handles:
             h.remove()
-    rows = []
     types = {WRAPPER_PREFIX.sub("", ln): type(mod).__name__ for m in models.values() for ln, mod in m.named_modules()}
+    rows = []
     for lname in order:
         row = {"name": lname, "type": types[lname]}
         for n in models:
