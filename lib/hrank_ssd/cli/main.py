@@ -1,7 +1,6 @@
 """``python -m hrank_ssd <command>``: one sub-command per module of ``hrank_ssd.cli`` (beside ``main`` and ``args``).
 
-Each command module defines ``add_parser(subparsers)`` and the function it sets as ``func``.
-Commands only parse flags and call the library; user errors become one line and exit code 2.
+Each defines ``add_parser(subparsers)``; commands parse flags and call the library, user errors exit 2 in one line.
 """
 
 from __future__ import annotations

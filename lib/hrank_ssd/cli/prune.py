@@ -1,12 +1,9 @@
 """``prune``: keep the best filters of every prunable layer and rebuild a smaller model.
 
-How many filters each layer keeps comes from ``--compress_rate`` (per-layer rates, as in HRank) or from
-budgets: ``--mac_budget`` (the kept counts of largest HRank importance whose exact MACs fit),
-``--latency_budget`` with ``--latency_table`` (the same against a measured latency table), both (both fit),
-or ``--mac_budget`` with ``--latency_table`` alone (within the MACs, the fastest widths that keep
-``--keep_importance`` of the most importance they allow). Budgets are parsed here, once: a plain number is a
-fraction of the unpruned cost, in (0, 1]; a number with a unit suffix is absolute (MACs: ``K``, ``M``, ``G``,
-``T``, e.g. ``10G``; latency: ``ms``, e.g. ``12.5ms``).
+The kept counts come from ``--compress_rate`` (HRank's per-layer rates) or budgets (docs/pruning-budgets.md):
+``--mac_budget``, ``--latency_budget`` with ``--latency_table``, both, or ``--mac_budget`` with ``--latency_table``
+alone (the fastest widths within the MACs). A budget is parsed here, once: a plain number is a fraction of the
+unpruned cost in (0, 1]; with a unit it is absolute (MACs ``K``/``M``/``G``/``T``, e.g. ``10G``; ``12.5ms``).
 """
 
 from __future__ import annotations

@@ -53,8 +53,7 @@ def html_problem(path) -> Optional[str]:
     with open(path, "rb") as f:
         head = f.read(65536)
     start = head.lstrip()[:64].lower()
-    quota = any(m in head for m in QUOTA_MARKERS)
-    if quota:
+    if any(m in head for m in QUOTA_MARKERS):
         return ("Google Drive served its 'quota exceeded / too many users have downloaded this file' page "
                 "instead of the file (the file's daily download quota is spent)")
     if start.startswith(b"<!doctype html") or start.startswith(b"<html"):
@@ -79,27 +78,18 @@ def checkpoint_problem(path: Path) -> Optional[str]:
 def _shape_problem(path: Path, art: dict) -> Optional[str]:
     """A folder artifact lacking a member, or a file that is empty, an HTML page or of the wrong size."""
     members = art.get("members")
-    if members:
-        if not path.is_dir():
-            return "not a folder"
-        for m in members:
-            p = path / m
-            if not p.is_file():
-                return f"{m} is missing"
-            if p.stat().st_size == 0:
-                return f"{m} is empty"
-            bad = html_problem(p)
-            if bad:
-                return f"{m}: {bad}"
-        return None
-    if not path.is_file():
-        return "not a file"
-    if path.stat().st_size == 0:
-        return "empty file"
-    bad = html_problem(path)
-    if bad:
-        return bad
-    if art.get("size") is not None and path.stat().st_size != art["size"]:
+    if members and not path.is_dir():
+        return "not a folder"
+    for m in members or [None]:
+        p = path / m if m else path
+        if not p.is_file():
+            return f"{m} is missing" if m else "not a file"
+        if p.stat().st_size == 0:
+            return f"{m} is empty" if m else "empty file"
+        bad = html_problem(p)
+        if bad:
+            return f"{m}: {bad}" if m else bad
+    if not members and art.get("size") is not None and path.stat().st_size != art["size"]:
         return f"size {path.stat().st_size} bytes, expected {art['size']}"
     return None
 
