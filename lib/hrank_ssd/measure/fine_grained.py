@@ -1,16 +1,9 @@
 """Fine-grained (unstructured) magnitude pruning against HRank's filter pruning, at the same sparsity.
 
-Fine-grained pruning (Han et al. 2015; MIT efficientml.ai Lab 1) sets the smallest-magnitude weights of a tensor to
-zero, one weight at a time: it can choose freely, so at a given sparsity it usually keeps more accuracy than
-removing whole filters. But the tensors keep their shapes, and a dense convolution multiplies by a zero exactly as
-fast as by any other number: the model is no faster (sparse kernels need far higher sparsity, and special hardware,
-to pay off). Filter pruning removes whole output channels, so every tensor physically shrinks and the convolutions
-do less work.
-
-:func:`fine_grained_like` zeroes, in every weight tensor, exactly as many weights as filter pruning removed from
-it (so both models have the same number of non-zero weights, tensor by tensor); :func:`compare_fine_grained`
-measures both (and the unpruned model): sparsity, MACs a dense run does, mAP without finetuning and forward latency
-timed round-robin.
+Zeroing the smallest weights one by one keeps more accuracy than removing whole filters, but the tensors keep their
+shapes and a dense convolution multiplies by zero as fast as by anything: no faster. :func:`fine_grained_like`
+zeroes, tensor by tensor, as many weights as filter pruning removed; :func:`compare_fine_grained` measures the
+three models (sparsity, dense MACs, mAP without finetuning, forward latency timed round-robin).
 """
 
 from __future__ import annotations
@@ -83,11 +76,8 @@ def removed_share(model: nn.Module, pruned: nn.Module) -> float:
 def compare_fine_grained(model: nn.Module, pruned: nn.Module, dataset, device="cpu", warmup: int = 5,
                          runs: int = 20, progress: bool = True) -> pd.DataFrame:
     """The unpruned ``model``, its filter-pruned copy ``pruned`` and :func:`fine_grained_like` at the same
-    sparsity: ``sparsity`` (weights zero or removed), ``pruned_weights`` (zeroed or removed by the pruning: the same
-    for both), ``nonzero_weights`` (trained weights that were already exactly zero may make the two differ by a
-    few), ``GMACs`` a dense forward does, ``mAP``
-    on ``dataset`` without finetuning, forward latency (``forward_median_ms``, round-robin timing, batch 1) and
-    ``speedup`` over the unpruned model."""
+    sparsity: ``sparsity``, ``pruned_weights`` (zeroed or removed: the same for both), ``nonzero_weights``, the
+    ``GMACs`` a dense forward does, ``mAP`` without finetuning, ``forward_median_ms`` (batch 1) and ``speedup``."""
     fine, zeroed = fine_grained_like(model, pruned)
     models = {"unpruned": model, "fine-grained (magnitude)": fine, "filters (HRank)": pruned}
     full = weight_count(model)
