@@ -123,8 +123,8 @@ def _prune_to_budget(args, model, kind: str, budget, mac_budget):
     from hrank_ssd.measure.flops import macs
 
     if args.round_to:
-        raise HRankError("--round_to applies to --compress_rate; a budget's candidate counts are already multiples "
-                         "of 8 where the layer is wide enough")
+        raise HRankError("--round_to applies to --compress_rate; a budget's candidate counts already include the "
+                         "multiples of the channel block around each count")
     if kind == "macs":
         chosen = widths_for_mac_budget(model, budget, args.rank_dir, args.budget_steps, min_keep=args.min_keep)
     else:
