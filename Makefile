@@ -62,8 +62,9 @@ lint: install
 	$(VENV)/bin/ruff check lib tests data_scripts benchmarks notebooks tools
 	$(PY) notebooks/make_notebooks.py --check
 
+# the inference options timed against the plain models (benchmarks/README.md lists every benchmark)
 bench: install
-	$(PY) benchmarks/run_all.py $(if $(wildcard work/offline/models/vgg16-ssd-pruned.pth),--trained work/offline/models/vgg16-ssd-pruned.pth --dataset work/offline/data/VOCdevkit/VOC2007)
+	$(PY) benchmarks/bench_inference_options.py --out benchmarks/bench_inference_options.md $(if $(wildcard work/offline/models/vgg16-ssd-pruned.pth),--trained work/offline/models/vgg16-ssd-pruned.pth --dataset work/offline/data/VOCdevkit/VOC2007)
 
 clean:
 	rm -rf $(RUNS) work .pytest_cache .venv-colab

@@ -3,11 +3,10 @@
 Full-width VGG16-SSD (21 classes, 300x300, batch 1) unpruned and pruned at [0.1]*7+[0.5]*9, random weights:
 plain, channels_last, --round_to 8 widths, BatchNorm folded, torch.compile, ONNX Runtime, int8 (ONNX
 Runtime static quantisation); MobileNetV1-SSD plain vs BatchNorm folded. Then a per-layer timing of the
-plain pair (why latency falls less than MACs) and the int8 accuracy check.
+plain pair by pruning group (why latency falls less than MACs) and the int8 accuracy check.
 
-    python benchmarks/bench_inference_options.py [--threads 1] [--runs 15] [--trained SMALL.pth --dataset VOC]
-
-Prints markdown; ``--json OUT`` writes everything machine-readable (run_all.py uses it).
+    python benchmarks/bench_inference_options.py [--threads 1] [--runs 15] [--trained SMALL.pth --dataset VOC] \
+        [--out benchmarks/bench_inference_options.md]
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ import time
 from pathlib import Path
 
 import inference_options as options  # beside this script
+import pandas as pd
 import torch
 
 from hrank_ssd.cli.main import guarded
@@ -27,6 +27,7 @@ from hrank_ssd.measure import bench, layer_times, tables
 from hrank_ssd.nets.models import build_model
 
 RATE = bench.PRUNED_RATE
+GROUP = layer_times.pruning_groups(RATE)
 
 
 def variants(tmp: Path, threads: int, calib_images: int, log):
@@ -122,6 +123,7 @@ def main(argv=None) -> int:
     ap.add_argument("--dataset", default=None, help="VOC folder (trainval: calibration, test: mAP)")
     ap.add_argument("--prune_trained", action="store_true", help="prune --trained (l1, [0.1]*7+[0.5]*9) first")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--out", default=None, help="write the markdown page here (with its command and machine)")
     args = ap.parse_args(argv)
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     result = {"environment": bench.environment("cpu", args.threads)}
@@ -159,17 +161,45 @@ def main(argv=None) -> int:
             log("int8 mAP on the trained model")
             result["int8_map"] = int8_map(args.trained, args.dataset, tmp, args.threads, args.calib_images,
                                           args.prune_trained)
-    print(tables.markdown_table(table))
-    print()
-    import pandas as pd
-
-    print(tables.markdown_table(pd.DataFrame(pairs)))
-    for n in notes:
-        print("-", n)
+    text = page(result, " ".join(["python benchmarks/bench_inference_options.py", *(argv or sys.argv[1:])]))
+    if args.out:
+        Path(args.out).write_text(text)
+        log(f"wrote {args.out}")
+    else:
+        print(text)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1, default=float))
     return 0
 
+
+def mac_ceiling(layers: pd.DataFrame, label: str) -> str:
+    c = layer_times.mac_ceiling(layer_times.group_speedups(layers, GROUP))
+    return (f"If every group's time fell exactly with its MACs ({label}), the pruned model's layers would take "
+            f"{c['mac_proportional_ms']:.1f} ms instead of {c['pruned_ms']:.1f} ms: "
+            f"{c['mac_proportional_speedup']:.2f}x over the unpruned {c['full_ms']:.1f} ms, against the "
+            f"{c['measured_speedup']:.2f}x measured.")
+
+
+def page(result: dict, command: str) -> str:
+    """The markdown page: the machine, the options table, pruned vs unpruned, agreement, time by pruning group."""
+    env, md = result["environment"], lambda rows, fmt=".2f": tables.markdown_table(pd.DataFrame(rows), fmt)
+    lines = ["# Inference options (generated; do not edit)", "", f"`{command}` on {env['cpu']} ({env['cpu_count']} "
+             f"cores, torch.set_num_threads({env['threads']})), torch {env['torch']}, {env['date'][:10]}. Random "
+             "weights (shapes set the speed), 300x300, batch 1, every model interleaved after warm-up; ms are "
+             "medians unless labelled p90.", "", md(result["table"]), "",
+             "Pruned vs unpruned, same inference option:", "", md(result["pairs"]), ""]
+    lines += [f"- {n}" for n in result["notes"]] + ([""] if result["notes"] else [])
+    lines += ["Output agreement with the plain PyTorch model (random input):", "",
+              md([{"option": k, **v} for k, v in result["checks"].items()], ".3g"), ""]
+    if "int8_map" in result:
+        lines += ["int8 vs fp32 mAP (trained model):", "",
+                  md([{"model": k, **v} for k, v in result["int8_map"].items()], ".4f"), ""]
+    for key, label in (("layers", "plain eager"), ("layers_channels_last", "channels_last")):
+        layers = pd.DataFrame(result[key])
+        lines += [f"Time and MACs by pruning group, {label} (per-layer hooks):", "",
+                  tables.markdown_table(layer_times.group_speedups(layers, GROUP), index=True), "",
+                  mac_ceiling(layers, label), ""]
+    return "\n".join(lines)
 
 if __name__ == "__main__":
     sys.exit(guarded(main))

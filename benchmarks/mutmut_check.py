@@ -1,8 +1,7 @@
 """A tool-made mutation check (mutmut) of the four modules the results rest on: evaluation, pruning, ranks, compress.
 
-Where ``mutation_check.py`` writes 25 bugs a person thought of, mutmut writes every small change it can make to
-those modules (operators, numbers, strings, arguments dropped or set to None...) and runs, for each, the tests
-that call the mutated function. It works in a scratch copy of the project (mutmut needs a ``src/`` layout: the
+mutmut writes every small change it can make to those modules (operators, numbers, strings, arguments dropped
+or set to None...) and runs, for each, the tests that call the mutated function. It works in a scratch copy of the project (mutmut needs a ``src/`` layout: the
 copy's ``lib/`` is renamed), so the checkout is never touched. A survivor is either explained below (an
 equivalent mutant, or a change users cannot observe) or counted as *unexplained*: the exit code is that count.
 
@@ -27,14 +26,14 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from mutation_check import MODULE_FILES as MODULES
-from mutation_check import TESTS as TESTS_BY_MODULE
-
 from hrank_ssd.cli.main import guarded
 from hrank_ssd.errors import HRankError
 
 ROOT = Path(__file__).resolve().parents[1]
-TESTS = [t for tests in TESTS_BY_MODULE.values() for t in tests]  # the named-bug check's tests, in its order
+MODULES = {"evaluation": "measure/evaluation.py", "pruning": "hrank/pruning.py", "ranks": "hrank/ranks.py",
+           "compress": "nets/compress.py"}
+TESTS = ["tests/test_evaluation.py", "tests/test_end_to_end.py", "tests/test_pruning.py", "tests/test_ranks.py",
+         "tests/test_compress.py"]  # the tests that guard those modules
 COPIED = ["lib", "tests", "benchmarks", "data_scripts", "notebooks", "docs", "README.md", "Makefile",
           "requirements.txt", "pyproject.toml"]
 KILLED = {"killed", "timeout", "segfault"}  # a timeout or crash is a mutant the tests noticed
@@ -90,7 +89,7 @@ EXPLAINED = {
     ("apply_kept", "return pruned.to(None).train(model.training)"):
         "CPU-only equivalent: a new model is built on the CPU; tests/test_cuda.py prunes nothing on a GPU",
     ("_on_threads", "torch.set_num_threads(2)"):
-        "speed only: the threads' OpenMP teams (benchmarks/bench_ranks.py measures it)",
+        "speed only: the threads' OpenMP teams (no test times them)",
     ("_on_threads", "with ThreadPoolExecutor(None) as pool:"): SPEED_ONLY,
     ("batched_ranks", "ranks = torch.zeros(flat.size(0), device=None)"):
         "CPU-only equivalent: the ranks are made on the maps' device (tests/test_cuda.py has no rank case)",
@@ -242,7 +241,7 @@ def report(now: dict, before: dict | None, seconds: float, tests_rev: str | None
             f"`python benchmarks/mutmut_check.py` ({time.strftime('%Y-%m-%d')}, mutmut {version}, "
             f"{platform.machine()}, {seconds / 60:.0f} min): every mutant mutmut makes of `evaluation`, `pruning`, `ranks` and `compress`, "
             f"each run against the tests that call its function among {', '.join(TESTS)}. A timeout counts as "
-            "killed (the tests noticed). The hand-made check with named bugs is [mutation_check.md](mutation_check.md).",
+            "killed (the tests noticed).",
             "", "| module | mutants | killed now (by a timeout) | survived now | no test calls it |"
             + (" killed before |" if before else ""), "|---|---:|---:|---:|---:|" + ("---:|" if before else "")]
     old = summary(before["results"]) if before else {}

@@ -9,13 +9,12 @@ import pandas as pd
 import pytest
 import torch
 from conftest import load_benchmark
+from support import reference_nms  # pytorch-ssd's per-class NMS, the baseline
 
 from hrank_ssd.cli import main
 from hrank_ssd.measure import bench, flops, layer_times, tables
 from hrank_ssd.nets.models import build_model
 from hrank_ssd.nets.predictor import postprocess
-
-reference_nms = load_benchmark("reference_nms")  # pytorch-ssd's per-class NMS, the baseline
 
 
 def test_timing_fields_are_sane():

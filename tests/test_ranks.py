@@ -5,7 +5,7 @@ import threading
 import numpy as np
 import pytest
 import torch
-from conftest import load_benchmark
+from support.rank_bounds import BORDERLINE_FACTOR, rank_agreement, rank_bounds  # what a correct SVD allows
 
 from hrank_ssd.cli import main
 from hrank_ssd.errors import HRankError
@@ -22,12 +22,9 @@ from hrank_ssd.hrank.ranks import (
 from hrank_ssd.nets.models import build_model, save_model
 from hrank_ssd.nets.vgg16_ssd import CONV_INDEXES as VGG_CONV_INDEXES
 
-bounds = load_benchmark("rank_bounds")  # the ranks a correct SVD allows, and how two lists agree within them
-BORDERLINE_FACTOR, rank_agreement, rank_bounds = bounds.BORDERLINE_FACTOR, bounds.rank_agreement, bounds.rank_bounds
-
 
 def _assert_ranks_agree(got, want, lo, hi):
-    """Equal wherever no singular value is borderline; inside [lo, hi] everywhere (see benchmarks/rank_bounds.py)."""
+    """Equal wherever no singular value is borderline; inside [lo, hi] everywhere (see tests/support/rank_bounds.py)."""
     agreement = rank_agreement([got], [want], [lo], [hi])
     print(agreement, f"(borderline: a singular value within {BORDERLINE_FACTOR}x of the tolerance)")
     assert agreement["unexplained"] == 0 and agreement["channels"] == np.asarray(got).size
@@ -163,24 +160,6 @@ def test_rank_cli_errors(tmp_path, synthetic_voc, capsys, extra, msg):
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and msg in err[0]
-
-
-def test_rank_benchmark_procedures_agree(repo_root, tmp_path):
-    """benchmarks/bench_ranks.py: the original procedure, ours and the mixed ones give the same ranks (up to
-    borderline singular values), at one thread and with the SVDs spread over worker threads (timings are not
-    asserted)."""
-    import importlib.util
-    import json
-
-    spec = importlib.util.spec_from_file_location("bench_ranks", repo_root / "benchmarks" / "bench_ranks.py")
-    bench_ranks = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench_ranks)
-    out = tmp_path / "ranks.json"
-    assert bench_ranks.main(["--width", "0.125", "--images", "1", "--threads", "1,2", "--repeats", "1",
-                             "--json", str(out)]) == 0
-    rows = json.loads(out.read_text())["rows"]
-    assert [(r["threads"], r["unexplained"]) for r in rows] == [(1, 0)] * 4 + [(2, 0)] * 4
-    assert all(r["equal"] >= r["channels"] - r["borderline"] for r in rows)
 
 
 class Images:

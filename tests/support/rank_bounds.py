@@ -1,5 +1,5 @@
 """How far two correct rank computations may differ: the bounds a correct SVD allows each map's rank, and how two
-rank lists agree within them. ``bench_ranks.py`` (beside this file) and ``tests/test_ranks.py`` use them to check
+rank lists agree within them. ``tests/test_ranks.py`` uses them to check
 :func:`hrank_ssd.hrank.ranks.batched_ranks` against the original per-map loop. Not part of the library."""
 
 from __future__ import annotations
