@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import load_benchmark
+from support.fake_clock import conv_clock
 
 from hrank_ssd.latency.table import LatencyTable
 
@@ -16,10 +17,10 @@ def frontier():
     return load_benchmark("latency_frontier")
 
 
-def _course(folder, matched, seed):
+def _course(folder, matched, paper):
     folder.mkdir(parents=True, exist_ok=True)
     pd.DataFrame({"model": ["vgg16-ssd", "vgg16-ssd-pruned", "vgg16-ssd-lat-paper-macs"],
-                  "mAP": [0.9, seed, matched]}).to_csv(folder / "map.csv", index=False)
+                  "mAP": [0.9, paper, matched]}).to_csv(folder / "map.csv", index=False)
     return folder
 
 
@@ -36,11 +37,14 @@ def test_map_target_without_a_course_run_says_how_to_get_it(frontier, tmp_path):
     assert "lacks the two models" in load_benchmark("latency_frontier_report").map_target(tmp_path)["result"]
 
 
-def test_smoke_run_writes_every_model_and_the_targets(frontier, tmp_path):
+def test_smoke_run_writes_every_model_and_the_targets(frontier, tmp_path, monkeypatch):
+    """On the conv clock (tests/support/fake_clock.py): the tables, the knapsack's choices and the timings are the
+    same on any machine, so the run takes the same path everywhere."""
     out = tmp_path / "lf.md"
     course = _course(tmp_path / "results", 0.71, 0.7)
-    assert frontier.main(["--smoke", "--options", "channels_last", "--out", str(out),
-                          "--course_results", str(course)]) == 0
+    with conv_clock(monkeypatch):
+        assert frontier.main(["--smoke", "--options", "channels_last", "--out", str(out),
+                              "--course_results", str(course)]) == 0
     rows = pd.read_csv(out.with_suffix(".csv"))
     assert rows["model"].iloc[0] == "unpruned" and len(rows) >= 6
     assert (rows["predicted_ms"] > 0).all() and (rows["measured_ms"] > 0).all()

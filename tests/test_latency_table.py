@@ -14,6 +14,7 @@ import statistics
 import numpy as np
 import pytest
 import torch
+from support.fake_clock import conv_clock
 from torch import nn
 
 from hrank_ssd.cli import main
@@ -197,15 +198,7 @@ def test_design_meets_every_cell_of_adjacent_layers():
 def test_in_model_segments_price_every_model_exactly(monkeypatch, net):
     """A fake clock that only convs advance (by in x out channels): the table's sum then equals a model's time
     exactly at any grid widths, which holds only if each segment is charged to the right unit and cell."""
-    clock = [0.0]
-
-    def conv_cost(module, inputs, output):
-        if isinstance(module, nn.Conv2d):
-            clock[0] += module.in_channels * module.out_channels / module.groups * 1e-6
-
-    monkeypatch.setattr(latency_measure.time, "perf_counter", lambda: clock[0])
-    handle = torch.nn.modules.module.register_module_forward_hook(conv_cost)
-    try:
+    with conv_clock(monkeypatch) as clock:
         table = measure_latency_table(net, width=0.125, image_size=300, grid=2, runs=1, warmup=0, progress=False)
         base = build_model(net, 21, width=0.125, image_size=300).eval()
         rng = np.random.default_rng(0)
@@ -216,8 +209,6 @@ def test_in_model_segments_price_every_model_exactly(monkeypatch, net):
             with torch.inference_mode():
                 model(torch.zeros(1, 3, 300, 300))
             assert table.predict(widths) == pytest.approx((clock[0] - before) * 1e3, rel=1e-9, abs=1e-9)
-    finally:
-        handle.remove()
 
 
 def test_rest_is_every_forwards_time_before_its_first_unit(monkeypatch):
@@ -247,12 +238,7 @@ def test_drift_reference_takes_the_machines_speed_out_of_the_cells(monkeypatch):
     VM whose neighbours come and go: with the drift reference every cell is its cost at the reference's median
     speed, so the table prices any model exactly at that speed and says how far the speed moved; a check model's
     forwards stay as measured. Without the reference the same cells mix the speeds and some model is mispriced."""
-    clock, speed, speeds = [0.0], [1.0], []
-
-    def conv_cost(module, inputs, output):
-        if isinstance(module, nn.Conv2d):
-            clock[0] += speed[0] * module.in_channels * module.out_channels / module.groups * 1e-6
-
+    speed, speeds = [1.0], []
     real = latency_measure.Timings.time_chunk
 
     def at_its_speed(self, models, *args):
@@ -260,12 +246,10 @@ def test_drift_reference_takes_the_machines_speed_out_of_the_cells(monkeypatch):
         speeds.append(speed[0])
         return real(self, models, *args)
 
-    monkeypatch.setattr(latency_measure.time, "perf_counter", lambda: clock[0])
     monkeypatch.setattr(latency_measure.Timings, "time_chunk", at_its_speed)
-    handle = torch.nn.modules.module.register_module_forward_hook(conv_cost)
     base = build_model("vgg16-ssd", 21, width=0.125, image_size=300).eval()
     full = base.plan.prunable
-    try:
+    with conv_clock(monkeypatch, speed) as clock:
         tables = {}
         for reference in (False, True):
             speeds.clear()
@@ -282,8 +266,6 @@ def test_drift_reference_takes_the_machines_speed_out_of_the_cells(monkeypatch):
             cost = (clock[0] - before) * 1e3
             assert tables[True].predict(widths) == pytest.approx(median_speed * cost, rel=1e-9)
             errors.append(abs(tables[False].predict(widths) / (median_speed * cost) - 1))
-    finally:
-        handle.remove()
     assert len(set(speeds)) == 3 and max(errors) > 0.01
     drift = tables[True].drift
     assert drift["chunks"] == len(speeds)
