@@ -72,6 +72,3 @@ def evaluating(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
     finally:
         for m, training in modes:
             m.training = training
-
-
-__all__ = ["evaluating", "model_on", "resolve_device", "sync"]

@@ -29,6 +29,7 @@ from hrank_ssd.latency.knapsack import (
     normalised_ranks,
 )
 from hrank_ssd.latency.table import LatencyTable, grid_counts
+from hrank_ssd.measure import flops
 from hrank_ssd.measure.flops import count_exact
 from hrank_ssd.nets.models import layer_names, producer_key
 from hrank_ssd.nets.registry import get_net
@@ -149,7 +150,7 @@ def widths_for_mac_budget(model: SSD, budget: Budget, rank_dir, steps: int = STE
     :func:`grid_counts` per layer, each keeping at least ``min_keep`` of its filters."""
     grids = [grid_counts(c, GRID_POINTS, MAC_BLOCK) for c in model.plan.prunable]
     problem = _Problem.of(model, grids, rank_dir, min_keep)
-    full = int(count_exact(model)["MACs"].sum())
+    full = flops.macs(model)
     choice = problem.choose(budget.of(full), steps, " MACs")
     return problem.result(model, "macs", choice, int(problem.macs.total(choice.indices)), full)
 

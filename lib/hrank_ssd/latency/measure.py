@@ -27,7 +27,7 @@ from hrank_ssd.hrank.pruning import apply_kept
 from hrank_ssd.latency.table import LatencyTable, UnitTimes, current_machine, grid_counts, hardware_block
 from hrank_ssd.measure.bench import num_threads, timings_interleaved
 from hrank_ssd.nets.compress import format_compress_rate, layer_rates
-from hrank_ssd.nets.models import build_model, layer_names
+from hrank_ssd.nets.models import build_model, count_parameters, layer_names
 from hrank_ssd.nets.registry import get_net
 from hrank_ssd.nets.ssd import SSD, kept_channels
 
@@ -194,7 +194,7 @@ def _chunks(design: Sequence[Tuple[List[int], Optional[str]]], base: SSD, device
     chunk, used = [], 0
     for widths, name in design:
         model = first_filters(base, widths).eval().to(device=device, memory_format=fmt)
-        size = 4 * sum(p.numel() for p in model.parameters())
+        size = 4 * count_parameters(model)
         if chunk and (used + size > CHUNK_BYTES or len(chunk) >= CHUNK_MODELS):
             yield chunk
             chunk, used = [], 0

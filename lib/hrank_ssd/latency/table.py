@@ -23,7 +23,7 @@ import torch
 from hrank_ssd.errors import HRankError
 from hrank_ssd.io.files import atomic_write_text
 from hrank_ssd.latency.knapsack import ChainCosts
-from hrank_ssd.measure.bench import cpu_flags, cpu_model
+from hrank_ssd.measure.bench import cpu_flags, cpu_model, device_name
 from hrank_ssd.nets.ssd import kept_channels
 
 FORMAT = "hrank-ssd latency table"
@@ -140,11 +140,8 @@ class UnitTimes:
 
 def current_machine(device="cpu") -> Dict[str, str]:
     """The facts a table must share with the machine it is used on (besides threads and layout)."""
-    device = torch.device(device)
-    name = cpu_model()
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device) if torch.cuda.is_available() else "no CUDA device"
-    return {"cpu": cpu_model(), "device_name": name, "torch": torch.__version__, "capability": capability(device)}
+    return {"cpu": cpu_model(), "device_name": device_name(device), "torch": torch.__version__,
+            "capability": capability(device)}
 
 
 @dataclass

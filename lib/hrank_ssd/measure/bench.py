@@ -103,9 +103,10 @@ def num_threads(threads: Optional[int]):
 
 
 def device_name(device) -> str:
+    """The GPU's name on CUDA ("no CUDA device" where there is none), else the CPU's."""
     device = torch.device(device)
     if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
+        return torch.cuda.get_device_name(device) if torch.cuda.is_available() else "no CUDA device"
     return cpu_model()
 
 
@@ -272,8 +273,3 @@ def results_json(table: pd.DataFrame, raw: Optional[dict] = None, **extra) -> di
     if raw is not None:
         out["timings"] = raw
     return out
-
-
-__all__ = ["PRUNED_RATE", "TABLE_COLUMNS", "TIMING_KEYS", "benchmark_models", "build_bench_models", "clocked",
-           "cpu_flags", "cpu_model", "device_name", "environment", "num_threads", "results_json",
-           "sample_images", "summarize", "timing", "timings_interleaved"]

@@ -121,7 +121,3 @@ def plot_fine_grained(table: pd.DataFrame):
     fig.suptitle(f"The same sparsity ({sparsity:.1%} of the weights): only removing filters makes it faster")
     fig.tight_layout()
     return fig
-
-
-__all__ = ["compare_fine_grained", "fine_grained_like", "magnitude_mask", "plot_fine_grained", "removed_share",
-           "weight_count", "weight_sparsity", "weight_tensors"]

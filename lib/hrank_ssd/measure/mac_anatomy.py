@@ -55,6 +55,3 @@ def plot_mac_anatomy(table: pd.DataFrame, title: str = "Where the MACs and the p
     ax.set_title(title)
     fig.tight_layout()
     return fig
-
-
-__all__ = ["mac_anatomy", "plot_mac_anatomy"]

@@ -17,8 +17,8 @@ from tqdm.auto import tqdm
 
 from hrank_ssd.errors import HRankError
 from hrank_ssd.hrank.pruning import prune_model
+from hrank_ssd.measure import flops
 from hrank_ssd.measure.evaluation import evaluate_model, mean_ap
-from hrank_ssd.measure.flops import build_for_counting, count_exact
 from hrank_ssd.nets.compress import format_compress_rate
 from hrank_ssd.nets.models import layer_names
 from hrank_ssd.nets.registry import num_prunable
@@ -92,18 +92,14 @@ def suggest_compress_rate(table: pd.DataFrame, model: SSD, target_mac_reduction:
     """
     if not 0 < target_mac_reduction < 1:
         raise HRankError("--target_mac_reduction must be between 0 and 1, e.g. 0.5 for half the MACs")
-    net, n = model.cfg.name, num_prunable(model.cfg.name)
+    n = num_prunable(model.cfg.name)
     base = table[table["rate"] == 0.0]["map"].max()
-    full = int(count_exact(model)["MACs"].sum())
-
-    macs_of: Dict[tuple, int] = {}  # many tolerances give the same rates
+    full, macs_of = flops.macs(model), {}  # many tolerances give the same rates
 
     def plan_macs(rates):
         key = tuple(rates)
         if key not in macs_of:
-            shapes_only = build_for_counting(net, model.num_classes, plan=plan_with_rates(model.plan, rates),
-                                             image_size=model.image_size)
-            macs_of[key] = int(count_exact(shapes_only)["MACs"].sum())
+            macs_of[key] = flops.macs(model, plan_with_rates(model.plan, rates).prunable)
         return macs_of[key]
 
     drops = np.unique(np.clip(base - table["map"].to_numpy(), 0, None))
@@ -160,7 +156,3 @@ def plot_criteria(table: pd.DataFrame, baseline: Optional[float] = None):
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
-
-
-__all__ = ["DEFAULT_RATES", "compare_criteria", "layer_sensitivity", "plot_criteria", "plot_sensitivity",
-           "quick_map", "suggest_compress_rate"]
