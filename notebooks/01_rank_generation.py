@@ -93,7 +93,7 @@ if gpu_warning(course.profile, DEVICE):  # e.g. full on a CPU runtime: it goes o
 
 # %%
 # What this notebook takes from the earlier ones, and what it recomputes when their work is not in the work folder
-# (a new VM, or this notebook opened first), with minutes on a Colab T4: ESTIMATES from assumed rates, not measured.
+# (a new VM, or this notebook opened first).
 from hrank_ssd.course.upstream import recompute_note
 
 print(recompute_note(course, "01_rank_generation"))

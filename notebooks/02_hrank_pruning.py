@@ -96,7 +96,7 @@ if gpu_warning(course.profile, DEVICE):  # e.g. full on a CPU runtime: it goes o
 
 # %%
 # What this notebook takes from the earlier ones, and what it recomputes when their work is not in the work folder
-# (a new VM, or this notebook opened first), with minutes on a Colab T4: ESTIMATES from assumed rates, not measured.
+# (a new VM, or this notebook opened first).
 from hrank_ssd.course.upstream import recompute_note
 
 print(recompute_note(course, "02_hrank_pruning"))
@@ -192,12 +192,13 @@ exercises.check_top_filters(top_filters);
 
 # %%
 from hrank_ssd.hrank import pruning
-from hrank_ssd.nets.models import load_model
+from hrank_ssd.nets.models import load_model, read_sidecar
 
 baseline = load_model(course.baseline("vgg16-ssd")).eval()
-pruned, kept = pruning.prune_model(baseline, course.profile.compress_rate, "hrank", course.rank_dir())
+pruned_path = course.prune()  # the profile's rate, saved once as work/<profile>/models/vgg16-ssd-pruned-<rate>.pth
+pruned, kept = load_model(pruned_path), read_sidecar(pruned_path)["kept_indices"]
 print(f"compress rate {format_compress_rate(course.profile.compress_rate)}: {count_parameters(baseline):,} -> "
-      f"{count_parameters(pruned):,} parameters")
+      f"{count_parameters(pruned):,} parameters ({pruned_path.name})")
 pd.DataFrame(pruning.describe_surgery(baseline, pruned))
 
 # %% [markdown]
@@ -320,10 +321,11 @@ suggestion.round(4)
 # %% [markdown]
 # ## Your rate: prune it, estimate it, finetune it in notebook 03
 #
-# `course.try_compress_rate(rate)` prunes the trained VGG16-SSD with HRank's ranks at `rate` and measures it
+# `course.try_compress_rate(rate)` prunes the trained VGG16-SSD with HRank's ranks at `rate` (`course.prune(rate)`:
+# saved once as `work/<profile>/models/vgg16-ssd-pruned-<rate>.pth`, reused by every later call) and measures it
 # without finetuning: the kept filters, parameters, MACs (of this profile's model) and a quick mAP on a handful of
-# test images. `course.choose_compress_rate(rate)` records the rate in `work/<profile>/choice.json`: **notebook 03
-# finetunes the rate chosen last**. The cell below does both for `STAGE_RATES` (the paper's unless you change it).
+# test images. `course.choose_compress_rate(rate)` records the rate and its pruned file in
+# `work/<profile>/choice.json`: **notebook 03 finetunes the rate chosen last**. The cell below does both for `STAGE_RATES` (the paper's unless you change it).
 
 # %%
 MY_RATE = VGG.stage_rates(STAGE_RATES)  # one rate per stage -> one per prunable layer

@@ -93,7 +93,7 @@ if gpu_warning(course.profile, DEVICE):  # e.g. full on a CPU runtime: it goes o
 
 # %%
 # What this notebook takes from the earlier ones, and what it recomputes when their work is not in the work folder
-# (a new VM, or this notebook opened first), with minutes on a Colab T4: ESTIMATES from assumed rates, not measured.
+# (a new VM, or this notebook opened first).
 from hrank_ssd.course.upstream import recompute_note
 
 print(recompute_note(course, "03_finetune"))
@@ -105,12 +105,12 @@ from hrank_ssd.nets.compress import format_compress_rate
 from hrank_ssd.nets.models import count_parameters, load_model, read_sidecar
 
 rate, source = course.chosen_compress_rate()  # notebook 02's choice, else the profile's rate
-init = course.student_pruned()
+init = course.prune(rate)  # made in notebook 02 when you chose it: work/<profile>/models/vgg16-ssd-pruned-<rate>.pth
 info = read_sidecar(init)
 print(f"finetuning {format_compress_rate(rate)} ({source})\n{init} | criterion {info.get('criterion')}")
 
 # %% [markdown]
-# `Course.student_finetuned()` trains the model pruned at the rate chosen in notebook 02 (the profile's when none
+# `course.finetune_choice()` trains the model pruned at the rate chosen in notebook 02 (the profile's when none
 # was chosen; at the profile's rate it is also the comparison's paper-rate model, trained once for both). The pruned
 # weights are the starting point; every epoch is logged: train and validation loss (regression + classification) and, every few epochs, mAP. While it runs,
 # the cell below redraws the training loss of every step in place (`LiveLossCurve`, a training hook), and the
@@ -121,7 +121,7 @@ print(f"finetuning {format_compress_rate(rate)} ({source})\n{init} | criterion {
 # On the **full** profile the original project's GPU epochs are out of reach in a notebook: the published pruned
 # model stands in for them (notebooks 04-06 evaluate it), and you finetune *your own* pruned model for a short,
 # stated budget: `student_finetune_epochs` of VOC2007 trainval at `short_finetune_lr`, sized so that this notebook
-# fits `estimates.T4_NOTEBOOK_MINUTES` on a T4 by the estimate (the cell at the top prints it). The cell prints
+# fits about an hour on a Colab T4 (`benchmarks/colab_t4_estimate.py`, an estimate). The cell prints
 # both budgets; a finetune much shorter than theirs is marked a *short stand-in*, here and in notebook 04's tables.
 # Re-running the cell resumes it.
 
@@ -142,14 +142,14 @@ print(f"yours: {epochs} epoch(s) of {images} training images ({epochs * -(-image
       f"{p.batch_size}) at lr {p.finetune_lr_for(epochs):g}. {short_finetune_note(epochs)}")
 if course.profile.use_published_pruned and not course.profile.synthetic:
     try:
-        published = course.finetuned()
+        published = course.finetune("vgg16-ssd-pruned")
         print(f"published pruned model: {published} ({read_sidecar(published).get('compress_rate', 'rate not recorded')}),"
               f" published mAP {PUBLISHED_MAP['vgg16-ssd-pruned']:.4f} (theirs, VOC2007 test, {theirs['num_epochs']} "
               "epochs)")
     except HRankError as e:  # e.g. Drive over quota: the course goes on with your own finetuned model
         print(f"published pruned model unavailable: {e}\nnotebooks 04-06 will use yours (below); retry later with "
               "`python -m hrank_ssd download vgg16-ssd-hrank`")
-finetuned = course.student_finetuned(hooks=LiveLossCurve(every=5, title="your finetuning"))
+finetuned = course.finetune_choice(hooks=LiveLossCurve(every=5, title="your finetuning"))
 print(f"your finetuned model: {finetuned} ({epochs} epochs)")
 log = pd.read_csv(course.log_file(finetuned))
 log
@@ -183,13 +183,15 @@ print(f"{count_parameters(b):,} parameters, plan {b.plan.prunable}")
 # paper-rate model (same epochs, same learning rate: their mAPs are compared); VGG16-SSD at the smaller latency
 # budget; and MobileNetV1-SSD pruned with its own HRank ranks (`mb1_compress_rate`). The last two get
 # `small_finetune_epochs` (offline: one epoch each, to keep the course within 15 minutes on 2 CPU cores; full: as
-# many as fit this notebook's T4 budget, with yours). *note* marks a finetune much shorter than the original
+# many as yours). *note* marks a finetune much shorter than the original
 # project's as a short stand-in for it.
 
 # %%
-extra = course.extra_finetunes()
-pd.DataFrame([{"model": key, "finetune epochs": course.finetune_epochs(key), "checkpoint": str(path),
-               "parameters": count_parameters(load_model(path)), "note": short_finetune_note(course.finetune_epochs(key))}
+from hrank_ssd.course.models import FINETUNED
+
+extra = {key: course.finetune(key) for key in FINETUNED if key != "vgg16-ssd-pruned"}  # course.models.MODELS
+pd.DataFrame([{"model": key, "finetune epochs": course.model_epochs(key), "checkpoint": str(path),
+               "parameters": count_parameters(load_model(path)), "note": short_finetune_note(course.model_epochs(key))}
               for key, path in extra.items()])
 
 # %% [markdown]
@@ -297,7 +299,7 @@ print(f"stopped after step {stopped.sum()} of {len(resume)}, resumed: the same l
 #   continues exactly where a disconnected run stopped; the resume lesson showed the same loss at every step.
 # - The rate you chose in notebook 02 is the one finetuned here.
 # - Distillation adds the unpruned model's softened class scores as targets, `T²`-scaled.
-# - Try next: interrupt the kernel during `course.student_finetuned(...)` and run the cell again: training resumes
+# - Try next: interrupt the kernel during `course.finetune_choice(...)` and run the cell again: training resumes
 #   from the last `model_best.pth-<epoch>.tar` in `work/<profile>/checkpoints/`.
 # - Try next: call your `distillation_loss` with `T = 1` and `T = 8` on a row of scores: a higher `T` flattens
 #   the teacher's probabilities, so the student also learns which wrong classes the teacher finds likely.

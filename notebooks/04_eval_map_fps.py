@@ -94,7 +94,7 @@ if gpu_warning(course.profile, DEVICE):  # e.g. full on a CPU runtime: it goes o
 
 # %%
 # What this notebook takes from the earlier ones, and what it recomputes when their work is not in the work folder
-# (a new VM, or this notebook opened first), with minutes on a Colab T4: ESTIMATES from assumed rates, not measured.
+# (a new VM, or this notebook opened first).
 from hrank_ssd.course.upstream import recompute_note
 
 print(recompute_note(course, "04_eval_map_fps"))
@@ -239,8 +239,7 @@ print("on the latency frontier:", ", ".join(table.loc[table["frontier (latency)"
 # %% [markdown]
 # **Theirs, on their own axes.** The original project's published mAPs (VOC2007 test) belong to full-size
 # detectors trained on real data: they are not comparable with our synthetic-data mAPs, so they get their own
-# plot, against the exact MACs of the full-size detectors (computed, notebook 05). The top axis is what a
-# FLOPs model *estimates* for a T4 GPU (`hrank_ssd.course.estimates`): an estimate, not a measurement.
+# plot, against the exact MACs of the full-size detectors (computed, notebook 05).
 
 # %%
 report.plot_published(report.published_points(course.flops()))

@@ -91,7 +91,7 @@ if gpu_warning(course.profile, DEVICE):  # e.g. full on a CPU runtime: it goes o
 
 # %%
 # What this notebook takes from the earlier ones, and what it recomputes when their work is not in the work folder
-# (a new VM, or this notebook opened first), with minutes on a Colab T4: ESTIMATES from assumed rates, not measured.
+# (a new VM, or this notebook opened first).
 from hrank_ssd.course.upstream import recompute_note
 
 print(recompute_note(course, "06_video_demo"))
@@ -152,7 +152,7 @@ from hrank_ssd.course.video_timing import frame_stage_times, overlay_and_loop_fp
 from hrank_ssd.nets.models import load_model
 from hrank_ssd.nets.predictor import Predictor
 
-predictor = Predictor(load_model(course.pruned_model()), DEVICE)
+predictor = Predictor(load_model(course.model("vgg16-ssd-pruned")), DEVICE)
 stages = frame_stage_times(predictor, course.class_names(), info["input"], frames=20)
 fps = overlay_and_loop_fps(stages)
 print(f"overlay (predict only): {fps['overlay_fps']:.1f} FPS | the whole loop: {fps['loop_fps']:.1f} FPS | "

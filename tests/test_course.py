@@ -51,19 +51,22 @@ def test_student_finetune_is_short_on_full_and_the_course_run_elsewhere(tmp_path
     from hrank_ssd.course.steps import Course
 
     short = PROFILES["full"].student_finetune_epochs
-    for name, expected in (("full", {"epochs": short, "hooks": None}), ("tiny", {"hooks": None})):
+    for name, expected in (("full", {"epochs": short, "hooks": None}),
+                           ("tiny", {"epochs": PROFILES["tiny"].finetune_epochs, "hooks": None})):
         course = Course(name, tmp_path / name / "run", tmp_path / name / "work", progress=False)
         seen = []
-        monkeypatch.setattr(course, "finetuned", lambda seen=seen, **kw: seen.append(kw) or tmp_path / "vgg16-ssd-hrank-ft1.pth")
-        assert course.student_finetuned().name == "vgg16-ssd-hrank-ft1.pth" and seen == [expected]
-        assert course.log_file(tmp_path / "x" / "vgg16-ssd-hrank-ft1.pth") == course.results / "log_vgg16-ssd-hrank-ft1.csv"
+        monkeypatch.setattr(course, "finetune_rate", lambda rate, epochs, seen=seen, **kw: seen.append(
+            dict(kw, epochs=epochs)) or tmp_path / "vgg16-ssd-pruned-x-ft1.pth")
+        assert course.finetune_choice().name == "vgg16-ssd-pruned-x-ft1.pth" and seen == [expected]
+        assert course.log_file(tmp_path / "x" / "vgg16-ssd-pruned-x-ft1.pth") == \
+            course.results / "log_vgg16-ssd-pruned-x-ft1.csv"
 
 
 def test_street_clip_comes_from_the_manifest_on_full_and_falls_back(tmp_path, monkeypatch):
     import hashlib
     import json
 
-    from hrank_ssd.course import steps as course_mod
+    from hrank_ssd.course import measures as course_mod
     from hrank_ssd.course.steps import Course
 
     clip = tmp_path / "served" / "vtest.mp4"
@@ -113,16 +116,16 @@ def test_published_pruned_model_over_quota_falls_back_to_the_students(tmp_path, 
 
     monkeypatch.setattr(downloads, "fetch", fetch)
     course = Course("full", tmp_path / "run", tmp_path / "work", progress=False)
-    monkeypatch.setattr(course, "student_finetuned", lambda: tmp_path / "vgg16-ssd-hrank-ft1.pth")
-    assert course.model_path("vgg16-ssd-pruned") == tmp_path / "vgg16-ssd-hrank-ft1.pth"
-    assert course.model_path("vgg16-ssd") == tmp_path / "vgg16-ssd.pth"
+    monkeypatch.setattr(course, "finetune_choice", lambda: tmp_path / "vgg16-ssd-pruned-x-ft1.pth")
+    assert course.model("vgg16-ssd-pruned") == tmp_path / "vgg16-ssd-pruned-x-ft1.pth"
+    assert course.model("vgg16-ssd") == tmp_path / "vgg16-ssd.pth"
     note = json.loads((course.results / "substitutes.json").read_text())["vgg16-ssd-pruned"]
     assert "over its download quota" in note and "your own finetuned pruned model" in note
     assert f"({course.profile.student_finetune_epochs} epoch(s)" in note
     tiny = Course("tiny", tmp_path / "r2", tmp_path / "w2", progress=False)
-    monkeypatch.setattr(tiny, "finetuned", lambda: (_ for _ in ()).throw(HRankError("broken")))
+    monkeypatch.setattr(tiny, "finetune_rate", lambda: (_ for _ in ()).throw(HRankError("broken")))
     with pytest.raises(HRankError, match="broken"):  # only the published model has a stand-in
-        tiny.model_path("vgg16-ssd-pruned")
+        tiny.model("vgg16-ssd-pruned")
 
 
 # ---------------------------------------------------------------- the comparison's extra models
@@ -154,14 +157,14 @@ def course_with_baselines(tmp_path, monkeypatch, slope=1e-3, const=0.0, profile=
     latency table is hand-made: no training, no timing. Returns (course, calls to measure_latency_table)."""
     import numpy as np
 
-    from hrank_ssd.course import pruned_models
+    from hrank_ssd.course import latency_models
     from hrank_ssd.course.steps import Course
     from hrank_ssd.hrank.ranks import save_ranks
     from hrank_ssd.latency.budgets import map_sizes
     from hrank_ssd.nets.models import build_model, save_model
 
     calls = []
-    monkeypatch.setattr(pruned_models, "measure_latency_table",
+    monkeypatch.setattr(latency_models, "measure_latency_table",
                         lambda net, **kw: calls.append(kw) or hand_made_table(net, kw["width"], slope, const))
     course = Course(profile, tmp_path / "run", tmp_path / "work", device="cpu", progress=False)
     monkeypatch.setattr(course, "class_names", lambda: CLASSES)
@@ -196,7 +199,7 @@ def test_latency_table_is_measured_once_per_machine_and_profile(tmp_path, monkey
     data["machine"]["cpu"] = "Another CPU"  # the same folder on another machine: LatencyTable.load refuses it
     path.write_text(json.dumps(data))
     monkeypatch.setattr(again, "class_names", lambda: CLASSES)
-    again._table = None
+    again.table = None
     assert again.latency_table().machine["cpu"] != "Another CPU" and len(calls) == 2
     assert json.loads(path.read_text())["machine"]["cpu"] != "Another CPU"  # measured here, saved over it
     other = Course(get_profile("tiny", latency_grid=3), tmp_path / "run3", tmp_path / "work", progress=False)
@@ -208,7 +211,7 @@ def test_a_later_notebook_uses_the_table_that_chose_the_latency_widths(tmp_path,
     sidecars, even one measured on another machine, never a re-measured one; without it, this machine's rule."""
     import json
 
-    from hrank_ssd.course.pruned_models import PAPER_MACS
+    from hrank_ssd.course.models import PAPER_MACS
     from hrank_ssd.course.steps import Course
 
     course, calls = course_with_baselines(tmp_path, monkeypatch)
@@ -231,14 +234,14 @@ def test_a_later_notebook_uses_the_table_that_chose_the_latency_widths(tmp_path,
 
 
 def test_latency_pruned_models_meet_their_budgets(tmp_path, monkeypatch):
-    from hrank_ssd.course.pruned_models import PAPER_MACS, SMALL
+    from hrank_ssd.course.models import PAPER_MACS, SMALL
     from hrank_ssd.measure.flops import macs
     from hrank_ssd.nets.models import load_model, read_sidecar
 
     course, _ = course_with_baselines(tmp_path, monkeypatch)
     base = load_model(course.path("vgg16-ssd"))
-    seed = load_model(course.pruned("hrank")).plan.prunable
-    cap = macs(base, seed)
+    paper = load_model(course.prune()).plan.prunable
+    cap = macs(base, paper)
     assert course.paper_rate_mac_cap() == cap
     chosen, note = course.latency_widths(PAPER_MACS, base)
     assert note == "" and chosen.kind == "latency" and macs(base, chosen.widths) <= cap
@@ -257,14 +260,14 @@ def test_latency_pruned_models_meet_their_budgets(tmp_path, monkeypatch):
     assert rows.loc[SMALL, "predicted ms"] == small.predicted and (course.results / "latency_models.csv").is_file()
     slider = course.budget_table(0.6).set_index("pruning")
     assert list(slider.index) == ["unpruned", "paper rate [0.1]*7+[0.5]*9", "latency budget 0.6"]
-    assert slider.iloc[1]["MMACs"] == cap / 1e6 and list(slider.iloc[1][-14:]) == list(seed)
+    assert slider.iloc[1]["MMACs"] == cap / 1e6 and list(slider.iloc[1][-14:]) == list(paper)
     assert slider.iloc[2]["predicted ms"] <= 0.6 * course.latency_table().full_ms
     too_small = course.budget_table(0.01).set_index("pruning").loc["latency budget 0.01"]
     assert "the least budget that can be met is about" in too_small["note"] and pd.isna(too_small["MMACs"])
 
 
 def test_a_table_whose_times_fall_with_the_counts_falls_back_to_the_mac_knapsack(tmp_path, monkeypatch):
-    from hrank_ssd.course.pruned_models import PAPER_MACS, SMALL
+    from hrank_ssd.course.models import PAPER_MACS, SMALL
     from hrank_ssd.measure.flops import macs
     from hrank_ssd.nets.models import load_model
 
@@ -278,36 +281,35 @@ def test_a_table_whose_times_fall_with_the_counts_falls_back_to_the_mac_knapsack
 
 
 def test_extra_models_finetune_as_the_profile_says(tmp_path, monkeypatch):
-    from hrank_ssd.course.pruned_models import MB1_PRUNED, PAPER_MACS, SMALL
-    from hrank_ssd.course.results import MODEL_KEYS
+    from hrank_ssd.course.models import FINETUNED, MB1_PRUNED, MODEL_KEYS, PAPER_MACS, SMALL, finetune_epochs
     from hrank_ssd.course.steps import Course
 
     offline = Course("offline", tmp_path / "run", tmp_path / "work", progress=False)
     p = offline.profile
     # the paper-MACs model is compared with the paper rate's: the same finetune, epochs and learning rate
-    assert offline.finetune_epochs(PAPER_MACS) == offline.finetune_epochs("vgg16-ssd-pruned") == p.finetune_epochs
-    assert offline.finetune_epochs(SMALL) == offline.finetune_epochs(MB1_PRUNED) == p.small_finetune_epochs == 1
-    assert offline.finetune_epochs("vgg16-ssd") == offline.finetune_epochs("mb1-ssd") == 0
+    assert finetune_epochs(p, PAPER_MACS) == offline.model_epochs("vgg16-ssd-pruned") == p.finetune_epochs
+    assert finetune_epochs(p, SMALL) == finetune_epochs(p, MB1_PRUNED) == p.small_finetune_epochs == 1
+    assert finetune_epochs(p, "vgg16-ssd") == finetune_epochs(p, "mb1-ssd") == 0
+    assert FINETUNED == ("vgg16-ssd-pruned", PAPER_MACS, SMALL, MB1_PRUNED)
     trained = []
-    monkeypatch.setattr(offline, "_train", lambda key, net, epochs, lr, width, hooks=None, **kw:
+    monkeypatch.setattr(offline, "train", lambda key, net, epochs, lr, hooks=None, **kw:
                         trained.append((key, net, epochs, lr, kw["base_net"])) or offline.path(key))
-    monkeypatch.setattr(offline, "pruned", lambda criterion="hrank": tmp_path / "seed-init.pth")
+    monkeypatch.setattr(offline, "prune", lambda rate=None, criterion="hrank", net="vgg16-ssd":
+                        tmp_path / f"{net}-pruned.pth")
     monkeypatch.setattr(offline, "latency_pruned", lambda key: tmp_path / f"{key}-init.pth")
-    monkeypatch.setattr(offline, "mb1_pruned", lambda: tmp_path / "mb1-init.pth")
-    offline.finetuned()
-    assert {k: offline.model_path(k) for k in MODEL_KEYS if k not in ("vgg16-ssd", "mb1-ssd")} == {
-        k: offline.path(k) for k in ("vgg16-ssd-pruned", PAPER_MACS, SMALL, MB1_PRUNED)}
+    assert {k: offline.model(k) for k in MODEL_KEYS if k not in ("vgg16-ssd", "mb1-ssd")} == {
+        k: offline.path(k) for k in FINETUNED}
     by_key = {key: (net, epochs, lr) for key, net, epochs, lr, _ in trained}
     assert by_key[PAPER_MACS] == by_key["vgg16-ssd-pruned"] == ("vgg16-ssd", 4, p.finetune_lr)
     assert by_key[SMALL] == ("vgg16-ssd", 1, p.finetune_lr) and by_key[MB1_PRUNED] == ("mb1-ssd", 1, 2e-3)
     full = Course("full", tmp_path / "run2", tmp_path / "work2", progress=False)  # the published model stands in
     fp = full.profile  # short finetunes, every one at the rate for short runs (the published rate is for 120 epochs)
-    assert full.finetune_epochs(PAPER_MACS) == fp.student_finetune_epochs == full.finetune_epochs(SMALL) > 1
-    monkeypatch.setattr(full, "_train", lambda key, net, epochs, lr, width, hooks=None, **kw: trained.append(lr))
-    monkeypatch.setattr(full, "mb1_pruned", lambda: tmp_path / "mb1-init.pth")
+    assert finetune_epochs(fp, PAPER_MACS) == fp.student_finetune_epochs == finetune_epochs(fp, SMALL) > 1
+    monkeypatch.setattr(full, "train", lambda key, net, epochs, lr, hooks=None, **kw: trained.append(lr))
+    monkeypatch.setattr(full, "prune", lambda rate=None, criterion="hrank", net="vgg16-ssd": tmp_path / "mb1.pth")
     monkeypatch.setattr(full, "latency_pruned", lambda key: tmp_path / f"{key}-init.pth")
-    full.mb1_finetuned()
-    full.latency_finetuned(PAPER_MACS)
+    full.finetune(MB1_PRUNED)
+    full.finetune(PAPER_MACS)
     assert trained[-2:] == [fp.mb1_finetune_lr, fp.short_finetune_lr] and fp.short_finetune_lr > 10 * fp.finetune_lr
     assert offline.settings()["mb1_compress_rate"] == "[0.3]*14"
 
@@ -322,7 +324,8 @@ def test_mobilenet_gets_its_own_ranks_and_pruning(tmp_path, monkeypatch):
     ranks = course.rank_dir(net="mb1-ssd")
     assert ranks == course.work / "ranks-mb1-ssd" and has_ranks(ranks, "mb1-ssd")
     assert course.rank_dir() == course.work / "ranks"  # VGG's stay where they were
-    pruned = course.mb1_pruned()
+    pruned = course.prune(net="mb1-ssd")
+    assert pruned == course.work / "models" / "mb1-ssd-pruned-0.3x14.pth"
     base = load_model(course.path("mb1-ssd"))
     rates = list(course.profile.mb1_compress_rate)
     assert load_model(pruned).plan.prunable == [kept_channels(c, r) for c, r in zip(base.plan.prunable, rates)]

@@ -10,7 +10,7 @@ import pytest
 
 from hrank_ssd.cli import course as course_cmd
 from hrank_ssd.cli import main
-from hrank_ssd.course.results import MODEL_KEYS
+from hrank_ssd.course.models import MODEL_KEYS
 
 
 def test_course_without_notebooks_then_one_step(tmp_path, monkeypatch, capsys):

@@ -233,7 +233,7 @@ def course_on_meta(tmp_path_factory):
         run_steps(course, [s for s in STEPS if s not in ("bench", "frontier", "flops")], log=lambda _: None)
         tried = course.try_compress_rate("[0.3]*14")
         course.choose_compress_rate("[0.2]*14")
-        finetuned = course.student_finetuned()
+        finetuned = course.finetune_choice()
         resumed = course.resume_lesson()
     return course, tried, finetuned, resumed
 

@@ -1,13 +1,16 @@
-"""The Colab T4 estimate's inputs are computed, not typed: the SVD work of HRank's ranks and the workloads."""
+"""The Colab T4 estimate (benchmarks/colab_t4_estimate.py) computes its inputs: the SVD work of HRank's ranks and
+the workloads; the full profile's short finetunes fit notebook 03's budget by it."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
 import pytest
+from conftest import load_benchmark
 
-from hrank_ssd.course import estimates
 from hrank_ssd.course.profiles import PROFILES
+
+estimates = load_benchmark("colab_t4_estimate")
 
 
 def test_rank_svd_work_follows_vgg16_ssd_feature_maps():
@@ -38,12 +41,6 @@ def test_workloads_follow_the_full_profile():
     flops = e * 5011 * estimates.model_gmacs(PROFILES["full"].compress_rate)["vgg16-ssd-pruned"] * 2 * 3
     assert row["estimate min"] == pytest.approx(flops / (estimates.T4_FP32_TFLOPS * estimates.TRAIN_EFFICIENCY
                                                          * 1e3) / 60, rel=1e-9)
-
-
-def test_t4_time_is_a_stated_flops_model_and_its_inverse():
-    gmacs = estimates.T4_FP32_TFLOPS * estimates.INFER_EFFICIENCY / 2  # 2 FLOPs per MAC: exactly 1 ms
-    assert float(estimates.t4_forward_ms(gmacs)) == pytest.approx(1.0, rel=1e-12)
-    assert estimates.t4_forward_gmacs(estimates.t4_forward_ms([1.5, 31.4])).tolist() == pytest.approx([1.5, 31.4])
 
 
 def test_workloads_count_the_comparisons_extra_models():
@@ -80,15 +77,3 @@ def test_full_short_finetunes_are_the_most_that_fit_notebook_03s_t4_budget():
     # ...at pytorch-ssd's training rate scaled to the batch, far above the 120-epoch rate that barely moves weights
     assert p.finetune_lr_for(p.student_finetune_epochs) == pytest.approx(1e-3 * p.batch_size / 24, rel=1e-12)
     assert p.finetune_lr_for(p.finetune_epochs) == p.finetune_lr and p.mb1_finetune_lr == pytest.approx(1e-2 / 3)
-
-
-def test_each_piece_of_work_says_what_it_makes_and_is_priced_once():
-    table = estimates.full_t4_minutes()
-    assert estimates.full_t4_minutes() is table  # computed once per process
-    assert {"voc-trainval", "voc-test", "baselines", "ranks", "ranks-mb1-ssd", "student", "vgg16-ssd-pruned",
-            "vgg16-ssd-lat-paper-macs", "vgg16-ssd-lat-small", "mb1-ssd-pruned"} <= set(table["makes"])
-    # VOC is fetched by every notebook that uses it on a new VM; minutes_of prices it once (the first notebook's)
-    voc = table[table["makes"] == "voc-test"]
-    assert len(voc) >= 4 and estimates.minutes_of(table, "voc-test") == pytest.approx(voc["estimate min"].iloc[0])
-    ft = table[table["makes"] == "mb1-ssd-pruned"]["estimate min"].sum()
-    assert estimates.minutes_of(table, "mb1-ssd-pruned") == pytest.approx(ft) and ft > 0

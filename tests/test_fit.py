@@ -89,14 +89,14 @@ def test_course_refuses_the_unpruned_member_and_reports_the_stand_in(checkpoints
     with zipfile.ZipFile(bundle, "w", zipfile.ZIP_STORED) as z:
         z.write(checkpoints["unpruned"], "hrank-ssd-models/vgg16-ssd-Epoch-5-Loss-2.10.pth")
     own = tmp_path / "own-pruned.pth"
-    monkeypatch.setattr(Course, "student_finetuned", lambda self, hooks=None: own)
+    monkeypatch.setattr(Course, "finetune_choice", lambda self, hooks=None: own)
     with StandInWorld(tmp_path / "world") as world:
         for name, value in world.environ().items():
             monkeypatch.setenv(name, value)
         world.serve_drive(BUNDLE_ID, bundle)
         course = Course("full-rehearsal", run_dir=tmp_path / "run", work_dir=tmp_path / "work", device="cpu",
                         progress=False)
-        assert course.pruned_model() == own and course.model_path("vgg16-ssd-pruned") == own
+        assert course.model("vgg16-ssd-pruned") == own
         asked = sum("drive.usercontent.google.com/download" in r for r in world.requests)
     assert asked == 1  # the refusal is remembered for the kernel's life: the bundle is not asked for again
     why = course.load_json("substitutes.json")["vgg16-ssd-pruned"]

@@ -321,9 +321,9 @@ def test_a_cell_past_its_timeout_is_one_line_error(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(bool(KERNEL_MISSING), reason=KERNEL_MISSING)
 def test_all_notebooks_run_on_tiny_profile_and_report(tmp_path):
+    from hrank_ssd.course.models import MODEL_TITLES
     from hrank_ssd.course.notebooks import execute_notebooks, notebook_paths
     from hrank_ssd.course.report import write_report
-    from hrank_ssd.course.results import MODEL_TITLES
 
     run_dir, work = tmp_path / "run", tmp_path / "work"
     done = execute_notebooks(notebook_paths(NB_DIR), run_dir, "tiny", work, device="cpu", log=lambda m: None,

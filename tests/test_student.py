@@ -21,6 +21,7 @@ def test_trying_a_rate_prunes_counts_and_estimates_it(tiny_course, tmp_path):
     assert trial.compress_rate == "[0.5]*7+[0.25]*7" and trial.layers["rate"].tolist() == rates
     assert trial.layers["kept"].tolist() == [int(c * (1 - r)) for c, r in zip(model.plan.prunable, rates)]
     pruned, _ = prune_model(model, rates, "hrank", course.rank_dir())
+    assert course.prune(rates) == course.work / "models" / "vgg16-ssd-pruned-0.5x7_0.25x7.pth"  # saved once
     assert trial.parameters == count_parameters(pruned) < trial.full_parameters == count_parameters(model)
     assert trial.macs == flops.totals(flops.count_exact(pruned))["MACs"] < trial.full_macs
     images = course.test_dataset(course.profile.quick_map_images)
@@ -34,22 +35,23 @@ def test_the_chosen_rate_is_what_notebook_03_finetunes(tiny_course, tmp_path, mo
     course, model = tiny_course
     profile_rate = [0.1] * 7 + [0.5] * 7
     assert course.chosen_compress_rate() == (profile_rate, "the tiny profile's")
-    assert course.student_pruned() == course.pruned()  # no choice: the comparison's own pruned model
     trained = []
-    monkeypatch.setattr(course, "finetuned", lambda **kw: trained.append(kw) or tmp_path / "seed.pth")
-    assert course.student_finetuned() == tmp_path / "seed.pth" and trained == [{"hooks": None}]
+    monkeypatch.setattr(course, "train", lambda key, *a, **kw: trained.append(key) or course.path(key))
+    assert course.finetune_choice() == course.path("vgg16-ssd-pruned")  # no choice: the compared model itself
+    monkeypatch.undo()
 
     assert course.choose_compress_rate([0.3] * 14) == "[0.3]*14"
-    assert json.loads((course.work / "choice.json").read_text()) == {"compress_rate": "[0.3]*14"}
+    assert json.loads((course.work / "choice.json").read_text()) == {"compress_rate": "[0.3]*14",
+                                                                      "pruned": "vgg16-ssd-pruned-0.3x14.pth"}
     rates, source = course.chosen_compress_rate()
     assert rates == [0.3] * 14 and source.startswith("chosen in notebook 02")
     from hrank_ssd.nets.models import load_model, read_sidecar
 
-    init = course.student_pruned()
-    assert init != course.pruned() and read_sidecar(init)["compress_rate"] == [0.3] * 14
+    init = course.prune(rates)
+    assert init.is_file() and read_sidecar(init)["compress_rate"] == [0.3] * 14
     assert load_model(init).plan.prunable == [int(c * 0.7) for c in model.plan.prunable]
-    finetuned = course.student_finetuned()  # trained for real: one tiny epoch
-    assert finetuned.stem == init.stem.removesuffix("-init") and trained == [{"hooks": None}]
+    finetuned = course.finetune_choice()  # trained for real: one tiny epoch
+    assert finetuned.name == "vgg16-ssd-pruned-0.3x14-ft1.pth" and trained[-1] == "vgg16-ssd-pruned"
     assert load_model(finetuned).plan.prunable == load_model(init).plan.prunable
     assert (course.results / f"log_{finetuned.stem}.csv").is_file()
 
@@ -71,9 +73,9 @@ def test_the_scans_suggestion_is_tried_beside_the_profiles_rate(tiny_course, tmp
             for r, m in ((0.0, 0.5), (0.5, 0.5 - 0.01 * i), (0.9, 0.1))]  # later layers are more sensitive
     table = course.suggested_rate(pd.DataFrame(rows))
     assert list(table.index) == ["profile's rate", "suggested by the scan"]
-    seed, suggested = table.iloc[0], table.iloc[1]
-    assert seed["compress_rate"] == "[0.1]*7+[0.5]*7" and suggested["note"] == ""
-    assert suggested["MAC cut"] >= seed["MAC cut"]  # the target is the profile's cut
+    paper, suggested = table.iloc[0], table.iloc[1]
+    assert paper["compress_rate"] == "[0.1]*7+[0.5]*7" and suggested["note"] == ""
+    assert suggested["MAC cut"] >= paper["MAC cut"]  # the target is the profile's cut
     tiny_scan = pd.DataFrame([{"layer": 1, "name": "l1", "rate": r, "map": 0.5} for r in (0.0, 0.5)])
     assert "cannot remove" in course.suggested_rate(tiny_scan).loc["suggested by the scan", "note"]
 

@@ -1,85 +1,121 @@
-"""The course's short lessons that measure something beside the main pipeline (a few seconds each, offline).
+"""The course's lessons beside the main pipeline; each writes one results file (:mod:`hrank_ssd.course.results`).
 
-:class:`Lessons` is the part of :class:`~hrank_ssd.course.steps.Course` behind them; each writes one results file
-(:mod:`hrank_ssd.course.results`):
-
-- :meth:`Lessons.rank_stability` (notebook 01, ``rank_stability.csv``): ranks from two disjoint image sets, and from
-  a few images against many, agree (:mod:`hrank_ssd.hrank.stability`).
-- :meth:`Lessons.fine_grained` (notebook 02, ``fine_grained.csv``): magnitude pruning of single weights against
-  HRank's filter pruning at the same sparsity: mAP without finetuning and forward latency
-  (:mod:`hrank_ssd.measure.fine_grained`).
-- :meth:`Lessons.dead_filters` (notebook 02, ``dead_filters.csv``): how many of the filters L1 keeps never fire
-  (:mod:`hrank_ssd.hrank.dead_filters`).
-- :meth:`Lessons.resume_lesson` (notebook 03, ``resume.csv``): a short finetune stopped mid-epoch and resumed gives
-  the same losses, step by step, as the same run left alone (:mod:`hrank_ssd.train.resume_check`).
+Notebook 01: ``rank_stability`` and ``rank_comparison``; notebook 02: ``sensitivity``, ``criteria``,
+``dead_filters``, ``fine_grained``; notebook 03: ``distillation`` and ``resume_lesson``.
 """
 
 from __future__ import annotations
 
+import sys
+
 import pandas as pd
 
-from hrank_ssd.course.pruned_models import PrunedModels
 from hrank_ssd.data.voc import TestTransform, VOCDataset
 from hrank_ssd.hrank.dead_filters import dead_filter_table
+from hrank_ssd.hrank.pruning import kept_agreement
 from hrank_ssd.hrank.ranks import load_ranks
-from hrank_ssd.hrank.stability import rank_stability
+from hrank_ssd.hrank.stability import rank_stability as stability_table
 from hrank_ssd.measure.fine_grained import compare_fine_grained
+from hrank_ssd.measure.sensitivity import compare_criteria, layer_sensitivity, quick_map
 from hrank_ssd.nets.models import load_model
 from hrank_ssd.train.resume_check import steps_per_epoch, stopped_and_resumed
 
 
-class Lessons(PrunedModels):
-    """Rank stability, fine-grained against filter pruning, and the near-dead filters L1 keeps."""
+def _saved(course, table: pd.DataFrame, name: str) -> pd.DataFrame:
+    table.to_csv(course.result(name), index=False)
+    return table
 
-    def rank_stability(self) -> pd.DataFrame:
-        """VGG16-SSD's ranks on two disjoint sets of ``stability_images`` training images (and on only
-        ``stability_few`` of them against the other set), compared per layer: Spearman's correlation and the share
-        of the filters kept at the profile's compress rate that would change. Writes ``results/rank_stability.csv``."""
-        p = self.profile
-        model = load_model(self.baseline("vgg16-ssd"))
-        ds = VOCDataset(self.dataset_root(), split="trainval",
-                        transform=TestTransform(model.image_size, model.cfg.image_mean, model.cfg.image_std),
-                        class_names=self.class_names())
-        with self.timed("rank stability"):
-            table = rank_stability(model, ds, p.stability_images, p.stability_few, p.compress_rate,
-                                   batch_size=min(p.rank_batch, 8), device=self.device, progress=self.progress)
-        table.to_csv(self.result("rank_stability.csv"), index=False)
-        return table
 
-    def fine_grained(self) -> pd.DataFrame:
-        """The baseline, its HRank-pruned copy at the profile's compress rate (:meth:`pruned`, no finetuning) and the
-        baseline with as many smallest weights zeroed in each tensor: sparsity, MACs, mAP on ``sensitivity_images``
-        test images and forward latency timed round-robin. Writes ``results/fine_grained.csv``."""
-        p = self.profile
-        model, pruned = load_model(self.baseline("vgg16-ssd")), load_model(self.pruned("hrank"))
-        with self.timed("fine-grained"):
-            table = compare_fine_grained(model, pruned, self.test_dataset(p.sensitivity_images), device=self.device,
-                                         warmup=p.bench_warmup, runs=p.bench_runs, progress=self.progress)
-        table.to_csv(self.result("fine_grained.csv"), index=False)
-        return table
+def _trainval(course, model=None) -> VOCDataset:
+    transform = None if model is None else TestTransform(model.image_size, model.cfg.image_mean, model.cfg.image_std)
+    return VOCDataset(course.dataset_root(), split="trainval", transform=transform, class_names=course.class_names())
 
-    def dead_filters(self) -> pd.DataFrame:
-        """Per layer of the baseline VGG16-SSD: near-dead filters (average rank below 1) and how many of them L1 and
-        HRank keep at the profile's compress rate (the ranks of :meth:`rank_dir`: on the full profile the
-        published ones, with the published weights). Writes ``results/dead_filters.csv``."""
-        model = load_model(self.baseline("vgg16-ssd"))
-        ranks = load_ranks(self.rank_dir(), model.cfg.name, model.plan.prunable)
-        table = dead_filter_table(model, self.profile.compress_rate, ranks)
-        table.to_csv(self.result("dead_filters.csv"), index=False)
-        return table
 
-    def resume_lesson(self) -> pd.DataFrame:
-        """Finetune the paper-rate pruned model for two epochs on the first ``resume_images`` images, straight through
-        and stopped in the middle of the second epoch then resumed (``work/<profile>/resume-lesson/``, made afresh
-        each time): the training loss of every step of both. Writes ``results/resume.csv``."""
-        p = self.profile
-        images = min(p.resume_images, len(VOCDataset(self.dataset_root(), split="trainval",
-                                                     class_names=self.class_names())))
-        cfg = self.train_config("vgg16-ssd", 2, p.finetune_lr, 1.0, self.work / "resume-lesson",
-                                base_net=str(self.pruned()), max_images=p.resume_images, validation_epochs=0,
-                                batch_size=max(1, min(p.batch_size, images // 2)))  # two steps at least: a middle
-        stop_step = max(1, steps_per_epoch(cfg, images) // 2)
-        with self.timed("resume lesson"):
-            table = stopped_and_resumed(cfg, self.work / "resume-lesson", 1, stop_step)
-        table.to_csv(self.result("resume.csv"), index=False)
-        return table
+def rank_stability(course) -> pd.DataFrame:
+    """Ranks of two disjoint sets of ``stability_images`` training images (and of ``stability_few`` against the
+    other set) compared per layer: Spearman's correlation and the share of kept filters that would change."""
+    p, model = course.profile, load_model(course.baseline("vgg16-ssd"))
+    with course.timed("rank stability"):
+        table = stability_table(model, _trainval(course, model), p.stability_images, p.stability_few,
+                                p.compress_rate, batch_size=min(p.rank_batch, 8), device=course.device,
+                                progress=course.progress)
+    return _saved(course, table, "rank_stability.csv")
+
+
+def rank_comparison(course) -> pd.DataFrame:
+    """The student's ranks against the published ones: per layer, how many of the kept filters at the profile's
+    rate both keep. Empty (the reason printed) when the published ranks are unavailable."""
+    published = course.published_ranks()
+    if published is None:
+        print("no comparison: the published ranks are unavailable (see above), so yours stand in for them",
+              file=sys.stderr)
+        return pd.DataFrame()
+    model = load_model(course.baseline("vgg16-ssd"))
+    return pd.DataFrame(kept_agreement(model, course.profile.compress_rate, course.rank_dir(generate=True),
+                                       published))
+
+
+def sensitivity(course) -> pd.DataFrame:
+    """mAP of the baseline with one layer pruned at a time, at each of the profile's rates (no finetuning)."""
+    p = course.profile
+    with course.timed("sensitivity"):
+        table = layer_sensitivity(load_model(course.baseline("vgg16-ssd")), course.test_dataset(p.sensitivity_images),
+                                  "hrank", course.rank_dir(), p.sensitivity_rates, p.sensitivity_layers,
+                                  device=course.device, progress=course.progress)
+    return _saved(course, table, "sensitivity.csv")
+
+
+def criteria(course) -> pd.DataFrame:
+    """hrank vs l1 vs random at the same compress rate, right after pruning and after the same finetune."""
+    p = course.profile
+    epochs = p.criteria_finetune_epochs
+    finetune = (lambda _pruned, crit: load_model(course.finetune_rate(epochs=epochs, criterion=crit))) \
+        if epochs else None
+    with course.timed("criteria"):
+        table = compare_criteria(load_model(course.baseline("vgg16-ssd")), course.test_dataset(), p.compress_rate,
+                                 course.rank_dir(), finetune=finetune, device=course.device, seed=p.seed,
+                                 progress=course.progress)
+    return _saved(course, table, "criteria.csv")
+
+
+def distillation(course) -> pd.DataFrame:
+    """The pruned model finetuned with and without distillation from the unpruned one, same budget."""
+    epochs, ds = course.profile.criteria_finetune_epochs or 1, course.test_dataset()
+    with course.timed("distillation"):
+        rows = [{"finetune": name, "epochs": epochs,
+                 "mAP": quick_map(load_model(course.finetune_rate(epochs=epochs, distill=kd)), ds, course.device,
+                                  progress=course.progress, desc=f"mAP {name}")}
+                for name, kd in (("plain", False), ("distilled", True))]
+    return _saved(course, pd.DataFrame(rows), "distillation.csv")
+
+
+def fine_grained(course) -> pd.DataFrame:
+    """The baseline, its HRank-pruned copy at the profile's rate (no finetuning) and the baseline with as many
+    smallest weights zeroed per tensor: sparsity, MACs, mAP on ``sensitivity_images`` images, latency."""
+    p = course.profile
+    model, pruned = load_model(course.baseline("vgg16-ssd")), load_model(course.prune())
+    with course.timed("fine-grained"):
+        table = compare_fine_grained(model, pruned, course.test_dataset(p.sensitivity_images), device=course.device,
+                                     warmup=p.bench_warmup, runs=p.bench_runs, progress=course.progress)
+    return _saved(course, table, "fine_grained.csv")
+
+
+def dead_filters(course) -> pd.DataFrame:
+    """Per layer of the baseline: near-dead filters (average rank below 1) and how many of them L1 and HRank keep
+    at the profile's rate."""
+    model = load_model(course.baseline("vgg16-ssd"))
+    ranks = load_ranks(course.rank_dir(), model.cfg.name, model.plan.prunable)
+    return _saved(course, dead_filter_table(model, course.profile.compress_rate, ranks), "dead_filters.csv")
+
+
+def resume_lesson(course) -> pd.DataFrame:
+    """The paper-rate pruned model finetuned two epochs on ``resume_images`` images, straight through and stopped
+    mid-epoch then resumed (``work/<profile>/resume-lesson/``, afresh each time): every step's loss of both."""
+    p = course.profile
+    images = min(p.resume_images, len(_trainval(course)))
+    cfg = course.train_config("vgg16-ssd", 2, p.finetune_lr, 1.0, course.work / "resume-lesson",
+                              base_net=str(course.prune()), max_images=p.resume_images, validation_epochs=0,
+                              batch_size=max(1, min(p.batch_size, images // 2)))  # two steps at least: a middle
+    with course.timed("resume lesson"):
+        table = stopped_and_resumed(cfg, course.work / "resume-lesson", 1, max(1, steps_per_epoch(cfg, images) // 2))
+    return _saved(course, table, "resume.csv")

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hrank_ssd.course.estimates import t4_forward_gmacs, t4_forward_ms
 from hrank_ssd.course.report_tables import per_class_pivot
 from hrank_ssd.io.files import atomic_savefig, pyplot
 
@@ -76,8 +75,7 @@ def plot_frontier(table: pd.DataFrame, machine: str, path=None):
 
 def plot_published(points: pd.DataFrame, path=None):
     """Theirs (:func:`~hrank_ssd.course.report_tables.published_points`): the original project's published mAP on
-    VOC2007 test against the full-size detectors' exact GMACs, with a top axis of the forward time a FLOPs model
-    estimates for a T4 (:func:`hrank_ssd.course.estimates.t4_forward_ms`: estimated, not measured)."""
+    VOC2007 test against the full-size detectors' exact GMACs."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
     ax.scatter(points["GMACs (full size)"], points["mAP (theirs, published)"], s=50, facecolors="none",
@@ -87,8 +85,6 @@ def plot_published(points: pd.DataFrame, path=None):
                     textcoords="offset points")
     ax.set_xlabel("GMACs of the full-size detector (exact: 300x300, 21 classes)")
     ax.set_ylabel("mAP (theirs: VOC2007 test)")
-    top = ax.secondary_xaxis("top", functions=(t4_forward_ms, t4_forward_gmacs))
-    top.set_xlabel("T4 forward ms: estimated from FLOPs, not measured", fontsize=8)
     ax.set_title("Theirs: the original HRank-SSD project's published figures", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")

@@ -13,8 +13,8 @@ from typing import Dict, List, Optional, Sequence
 
 import pandas as pd
 
+from hrank_ssd.course.models import MODEL_KEYS, MODEL_LABELS, MODEL_TITLES
 from hrank_ssd.course.published import published_ap, published_finetune, published_map, published_predict_ms
-from hrank_ssd.course.results import MODEL_KEYS, MODEL_LABELS, MODEL_TITLES
 from hrank_ssd.errors import HRankError
 from hrank_ssd.measure.published_flops import published_for
 from hrank_ssd.nets.compress import layer_rates, parse_compress_rate

@@ -1,42 +1,7 @@
-"""The results files of a course run, and the one table that says where each comes from.
-
-Every step of :class:`~hrank_ssd.course.steps.Course` writes ``run_dir/results/<file>``; the report reads them
-back (:func:`load_results`). :data:`RESULTS` maps each file to the ``Course`` call that writes it, the
-notebook(s) that make that call and the ``python -m hrank_ssd course --no_notebooks --steps`` name that runs
-it; the report's "missing file" notes (:func:`missing_note`), the ``course`` command's ``--steps``
-(:data:`STEPS`) and the notebook list (:data:`NOTEBOOKS`) all come from here:
-
-=========================  ==========================================  ========================  ============
-results file               written by                                  notebook                  ``--steps``
-=========================  ==========================================  ========================  ============
-settings.json              Course.settings() (saved at the start)      00_setup                  all
-log_<model>.csv            Course.baseline() / finetuned() / ...       00_setup and 03_finetune  train
-sensitivity.csv            Course.sensitivity()                        02_hrank_pruning          sensitivity
-criteria.csv               Course.criteria()                           02_hrank_pruning          criteria
-rank_stability.csv         Course.rank_stability()                     01_rank_generation        -
-fine_grained.csv           Course.fine_grained()                       02_hrank_pruning          -
-dead_filters.csv           Course.dead_filters()                       02_hrank_pruning          -
-latency_table.json         Course.latency_table()                      02_hrank_pruning          latency
-latency_models.csv         Course.latency_models()                     02_hrank_pruning          latency
-distillation.csv           Course.distillation()                       03_finetune               distillation
-resume.csv                 Course.resume_lesson()                      03_finetune               -
-map.csv, per_class_ap.csv  Course.evaluate()                           04_eval_map_fps           evaluate
-bench.csv, machine.json    Course.bench()                              04_eval_map_fps           bench
-frontier.csv               Course.frontier()                           04_eval_map_fps           frontier
-frontier_machine.json      Course.frontier()                           04_eval_map_fps           frontier
-layer_speed*.csv [#]_      Course.layer_speed()                        04_eval_map_fps           -
-bench_trained.csv          Course.bench(trained=True)                  -                         -
-substitutes.json           Course.pruned_model() (full profile)        04 and 06                 evaluate
-flops.csv                  Course.flops()                              05_flops_table            flops
-video.json                 the video demo (Course.video())             06_video_demo             video
-timings.json               any Course step                             any notebook              all
-=========================  ==========================================  ========================  ============
-
-.. [#] Not in the report, nor are the side lessons' rank_stability.csv, fine_grained.csv, dead_filters.csv and resume.csv;
-   every other file is (:func:`load_results`).
-
-Models are named by :data:`MODEL_KEYS` in the files (``model`` columns, ``log_<model>.csv``) and shown as
-:data:`MODEL_TITLES`. JSON files are written by :func:`write_json` and read by :func:`read_json`.
+"""The results files of a course run: :data:`RESULTS` says what writes each (the ``Course`` call, the notebooks
+that make it, the ``course --no_notebooks --steps`` name); the report reads them back (:func:`load_results`) and
+says what writes a missing one (:func:`missing_note`). Models are named by their keys
+(:data:`hrank_ssd.course.models.MODELS`) in ``model`` columns and ``log_<model>.csv``.
 """
 
 from __future__ import annotations
@@ -49,6 +14,7 @@ from typing import Dict, Optional, Tuple
 
 import pandas as pd
 
+from hrank_ssd.course.models import MODEL_KEYS
 from hrank_ssd.errors import HRankError
 from hrank_ssd.io.files import atomic_write_text
 
@@ -58,17 +24,6 @@ NOTEBOOKS = ("00_setup", "01_rank_generation", "02_hrank_pruning", "03_finetune"
 # the `course --no_notebooks --steps` names, in the order the notebooks take them
 STEPS = ("data", "train", "ranks", "prune", "latency", "finetune", "evaluate", "flops", "bench", "frontier",
          "sensitivity", "criteria", "distillation", "video")
-
-# the compared models: VGG16-SSD, pruned at the paper rate, pruned for the clock at the paper rate's MACs and at a
-# smaller latency budget (course.pruned_models), MobileNetV1-SSD and MobileNetV1-SSD pruned
-MODEL_KEYS = ("vgg16-ssd", "vgg16-ssd-pruned", "vgg16-ssd-lat-paper-macs", "vgg16-ssd-lat-small", "mb1-ssd",
-              "mb1-ssd-pruned")
-MODEL_TITLES = {"vgg16-ssd": "VGG16-SSD", "vgg16-ssd-pruned": "VGG16-SSD pruned (HRank)",
-                "vgg16-ssd-lat-paper-macs": "VGG16-SSD latency-pruned (paper rate's MACs)",
-                "vgg16-ssd-lat-small": "VGG16-SSD latency-pruned (small budget)",
-                "mb1-ssd": "MobileNetV1-SSD", "mb1-ssd-pruned": "MobileNetV1-SSD pruned (HRank)"}
-MODEL_LABELS = {"vgg16-ssd": "VGG", "vgg16-ssd-pruned": "VGG paper rate", "vgg16-ssd-lat-paper-macs": "VGG latency @ paper MACs",
-                "vgg16-ssd-lat-small": "VGG latency small", "mb1-ssd": "MB1", "mb1-ssd-pruned": "MB1 pruned"}  # plots
 
 LOGS = "log_*.csv"  # a training log per model: log_name(key)
 TOTAL_TIME = "course, all steps"  # timings.json's entry for a whole `course` run
@@ -94,7 +49,7 @@ class Producer:
 _PRUNE, _EVAL, _VIDEO = ("02_hrank_pruning",), ("04_eval_map_fps",), ("06_video_demo",)
 RESULTS: Dict[str, Producer] = {
     "settings.json": Producer("Course.settings()", ("00_setup",), "all"),
-    LOGS: Producer("Course.baseline() / Course.finetuned() / Course.extra_finetunes()", ("00_setup", "03_finetune"),
+    LOGS: Producer("Course.baseline() / Course.finetune()", ("00_setup", "03_finetune"),
                    "train"),
     "sensitivity.csv": Producer("Course.sensitivity()", _PRUNE, "sensitivity"),
     "criteria.csv": Producer("Course.criteria()", _PRUNE, "criteria"),
@@ -114,7 +69,7 @@ RESULTS: Dict[str, Producer] = {
     "layer_speed.csv": Producer("Course.layer_speed()", _EVAL, None, in_report=False),
     "layer_speed_groups.csv": Producer("Course.layer_speed()", _EVAL, None, in_report=False),
     "bench_trained.csv": Producer("Course.bench(trained=True)", (), None),
-    "substitutes.json": Producer("Course.pruned_model()", _EVAL + _VIDEO, "evaluate"),
+    "substitutes.json": Producer("Course.model()", _EVAL + _VIDEO, "evaluate"),
     "flops.csv": Producer("Course.flops()", ("05_flops_table",), "flops"),
     "video.json": Producer("the video demo", _VIDEO, "video"),
     "timings.json": Producer("any Course step", NOTEBOOKS, "all"),

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence, Tuple
 
 from hrank_ssd.course.folders import open_run_dir
+from hrank_ssd.course.models import FINETUNED
 from hrank_ssd.course.notebooks import execute_notebooks, notebook_paths
 from hrank_ssd.course.report import update_readme, write_report
 from hrank_ssd.course.results import STEPS, TOTAL_TIME, add_timing
@@ -22,9 +23,9 @@ def step_calls(course: Course) -> dict:
         "data": course.dataset_root,
         "train": lambda: (course.baseline("vgg16-ssd"), course.baseline("mb1-ssd")),
         "ranks": lambda: (course.rank_dir(), course.rank_dir(net="mb1-ssd")),
-        "prune": course.pruned,
+        "prune": course.prune,
         "latency": course.latency_models,
-        "finetune": lambda: (course.finetuned(), course.extra_finetunes()),
+        "finetune": lambda: [course.finetune(key) for key in FINETUNED],
         "evaluate": course.evaluate,
         "flops": course.flops,
         "bench": course.bench,

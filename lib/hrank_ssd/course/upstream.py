@@ -1,44 +1,32 @@
-"""What a notebook recomputes when the earlier notebooks' work is not in the work folder, and about how long.
+"""What a notebook recomputes when the earlier notebooks' work is not in the work folder.
 
-Every course notebook can be opened first, on a new VM: each :class:`~hrank_ssd.course.steps.Course` step makes
-what it needs and is missing. :func:`recompute_note` says so up front, for one notebook: each earlier piece of work
-it uses (:data:`NEEDS`), whether it is there, and what happens when it is not, priced on the full profile by
-:func:`hrank_ssd.course.estimates.full_t4_minutes` (a Colab T4, assumed rates: an estimate, not a measurement). On
-a synthetic profile nothing is priced: everything is made here in seconds to minutes.
+Every notebook can be opened first, on a new VM: each ``Course`` verb makes what it needs and is missing.
+:func:`recompute_note` says so up front: each earlier piece of work the notebook uses (:data:`NEEDS`), whether it
+is there, and what happens when it is not.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List
 
-from hrank_ssd.course import estimates
+from hrank_ssd.course.models import MB1_PRUNED, PAPER_MACS, SMALL
 from hrank_ssd.course.results import NOTEBOOKS
 from hrank_ssd.errors import HRankError
 from hrank_ssd.hrank.ranks import has_ranks
 from hrank_ssd.io.manifest import load_manifest
 
-PAPER_MACS, SMALL, MB1_PRUNED = "vgg16-ssd-lat-paper-macs", "vgg16-ssd-lat-small", "mb1-ssd-pruned"
-
 
 @dataclass(frozen=True)
 class Need:
-    """A piece of earlier work a notebook uses: what it is, the estimate's tag for making it (``estimates.Work.makes``,
-    also the key of :data:`CHECKS`), what the notebook does without it on the full profile and on a synthetic one,
-    and (when the full profile makes it another way) the estimate's tag for that."""
+    """A piece of earlier work a notebook uses: what it is, its key in :data:`CHECKS`, and what the notebook does
+    without it on the full profile and on a synthetic one."""
 
     what: str
     makes: str
     full: str
     synthetic: str
-    full_makes: str = ""
-
-    def otherwise(self, synthetic: bool) -> str:
-        return self.synthetic if synthetic else self.full
-
-    def priced_as(self, synthetic: bool) -> str:
-        return self.makes if synthetic or not self.full_makes else self.full_makes
 
 
 def _published(course, name: str) -> bool:
@@ -90,8 +78,7 @@ CHECKS: Dict[str, Callable] = {
 _DATA = [Need(f"VOC2007 {split}", f"voc-{split}", "downloaded into this machine's data folder",
               "drawn here (synthetic shapes)") for split in ("trainval", "test")]
 _BASE = Need("00's baselines", "baselines", "downloaded (the published weights)", "trained here")
-_RANKS = Need("VGG16-SSD's ranks", "ranks", "downloaded (the published rank files)", "computed here (01's)",
-              "published-ranks")
+_RANKS = Need("VGG16-SSD's ranks", "ranks", "downloaded (the published rank files)", "computed here (01's)")
 _FINETUNED = Need("the finetuned pruned VGG16-SSD", "vgg16-ssd-pruned", "downloaded (the published one)",
                   "finetuned here (03's)")
 _HERE = "finetuned here"
@@ -102,10 +89,10 @@ NEEDS: Dict[str, List[Need]] = {
     "03_finetune": [*_DATA, _BASE, _RANKS,
                     Need("02's choice of compress rate", "choice", *["finetunes the profile's rate instead"] * 2),
                     Need("02's latency-pruned models", "latency-models",
-                         *["measures this machine's latency table and chooses their widths here (not estimated)"] * 2),
+                         *["measures this machine's latency table and chooses their widths here"] * 2),
                     Need("01's MobileNetV1-SSD ranks", "ranks-mb1-ssd", *["computed here"] * 2)],
     "04_eval_map_fps": [_DATA[1], _BASE, _FINETUNED,
-                        Need("02's latency table", "latency-table", *["measured here (not estimated)"] * 2),
+                        Need("02's latency table", "latency-table", *["measured here"] * 2),
                         Need("03's finetuned latency-pruned VGG16-SSD at the paper rate's MACs", PAPER_MACS, _HERE, _HERE),
                         Need("03's finetuned latency-pruned VGG16-SSD, small budget", SMALL, _HERE, _HERE),
                         Need("03's finetuned pruned MobileNetV1-SSD", MB1_PRUNED, _HERE, _HERE)],
@@ -114,44 +101,20 @@ NEEDS: Dict[str, List[Need]] = {
 }
 
 
-def _minutes(tag: str, table) -> Optional[float]:
-    """The T4 estimate (full profile) of making ``tag``; None when the estimate does not price it."""
-    if table is None or tag not in set(table["makes"]):
-        return None
-    return estimates.minutes_of(table, tag)
-
-
-def _about(minutes: float) -> str:
-    return "under 0.1 min" if minutes < 0.05 else f"about {minutes:.1f} min"
-
-
 def recompute_note(course, notebook: str) -> str:
-    """A few lines for the top of ``notebook``: what it uses from earlier notebooks, what it does where that is
-    missing from the work folder, and (full profile) about how long on a Colab T4, marked as an estimate."""
+    """A few lines for the top of ``notebook``: what it uses from earlier notebooks and what it does where that
+    is missing from the work folder."""
     if notebook not in NEEDS:
         raise HRankError(f"unknown notebook {notebook!r}: choose one of {', '.join(NOTEBOOKS)}")
     synthetic = course.profile.synthetic
-    table = None if synthetic else estimates.full_t4_minutes(course.profile)
-    lines, total = [], 0.0
-    for need in NEEDS[notebook]:
-        if CHECKS[need.makes](course):
-            continue
-        minutes = _minutes(need.priced_as(synthetic), table)
-        total += minutes or 0.0
-        cost = "" if minutes is None else f": {_about(minutes)} on a T4 (estimate)"
-        lines.append(f"- missing {need.what}: {need.otherwise(synthetic)}{cost}")
+    lines = [f"- missing {need.what}: {need.synthetic if synthetic else need.full}"
+             for need in NEEDS[notebook] if not CHECKS[need.makes](course)]
     if not NEEDS[notebook]:
         lines = ["- it uses nothing from the earlier notebooks."]
     elif not lines:
         lines = ["- everything it uses from the earlier notebooks is there: nothing is recomputed."]
     head = f"What {notebook} takes from earlier notebooks (profile {course.profile.name}, work folder {course.work}):"
-    if table is None:
-        return "\n".join([head, *lines, "(synthetic data and small models: all made here, in seconds to minutes)"])
-    tags = {n.priced_as(synthetic) for n in NEEDS[notebook]}
-    own = table[(table["notebook"] == notebook) & ~table["makes"].isin(tags)]["estimate min"].sum()
-    return "\n".join([head, *lines, f"Its own work: about {own:.1f} min on a T4, and {total:.1f} min more for what "
-                      "is missing. ESTIMATES from assumed rates (hrank_ssd.course.estimates, full profile), not "
-                      "measurements: expect the real times within about a factor of 2."])
+    return "\n".join([head, *lines])
 
 
 __all__ = ["CHECKS", "NEEDS", "Need", "recompute_note"]

@@ -28,7 +28,6 @@ from hrank_ssd.data.synthetic import make_synthetic_voc
 from hrank_ssd.data.voc import VOC_CLASSES, TestTransform, VOCDataset, read_labels
 from hrank_ssd.devices import resolve_device
 from hrank_ssd.errors import HRankError
-from hrank_ssd.hrank.pruning import prune_model, save_pruned
 from hrank_ssd.hrank.ranks import compute_ranks, has_ranks, image_batches, save_ranks
 from hrank_ssd.io import downloads, voc_download
 from hrank_ssd.io.files import atomic_write_text
@@ -36,7 +35,7 @@ from hrank_ssd.io.manifest import load_manifest
 from hrank_ssd.nets.fit import fit_problem
 from hrank_ssd.nets.models import load_model, save_model
 from hrank_ssd.train.config import TrainConfig
-from hrank_ssd.train.trainer import train
+from hrank_ssd.train.trainer import train as run_training
 
 
 class Workspace:
@@ -57,6 +56,8 @@ class Workspace:
         self._unavailable: Dict[str, HRankError] = {}  # published artifacts that failed in this kernel: not retried
         self._voc_sets: set = set()  # VOC sets checked (and downloaded if missing) in this run
         self.substitutes: Dict[str, str] = {}  # model key -> why another model stands in for it
+        self.table, self.table_file = None, None  # the latency table, once read (course.latency_models)
+        self.baseline_quick_map = None  # the unpruned model's quick mAP (course.making.try_compress_rate)
 
     # ------------------------------------------------------------ bookkeeping
 
@@ -192,14 +193,16 @@ class Workspace:
                       device=self.device, resume="auto", validation_epochs=max(1, epochs // 3), progress=self.progress)
         return TrainConfig(**dict(fields, **extra))
 
-    def _train(self, key: str, net: str, epochs: int, lr: float, width: float, hooks=None, **extra) -> Path:
+    def train(self, key: str, net: str, epochs: int, lr: float, hooks=None, width: float = 1.0, **extra) -> Path:
+        """``models/<key>.pth``: ``net`` trained (from ``base_net`` in ``extra``: finetuned) as :meth:`train_config`
+        says, resumable in ``checkpoints/<key>/``; made once, its log copied into this run's results."""
         out = self.path(key)
         folder = self.work / "checkpoints" / key
         if out.is_file():
             self._copy_log(folder, key)
             return out
         with self.timed(f"train {key}"):
-            result = train(self.train_config(net, epochs, lr, width, folder, **extra), hooks)
+            result = run_training(self.train_config(net, epochs, lr, width, folder, **extra), hooks)
         save_model(result.model, out)
         self._copy_log(folder, key)
         return out
@@ -214,8 +217,8 @@ class Workspace:
         p = self.profile
         if p.synthetic:
             if net == "vgg16-ssd":
-                return self._train(net, net, p.train_epochs, p.lr, p.vgg_width)
-            return self._train(net, net, p.mb1_epochs, p.mb1_lr, p.mb1_width)
+                return self.train(net, net, p.train_epochs, p.lr, width=p.vgg_width)
+            return self.train(net, net, p.mb1_epochs, p.mb1_lr, width=p.mb1_width)
         return self.fetch(net)
 
     def rank_dir(self, generate: Optional[bool] = None, net: str = "vgg16-ssd") -> Path:
@@ -255,43 +258,6 @@ class Workspace:
         self.published_used("vgg16-ssd-ranks")
         return path
 
-    def pruned(self, criterion: str = "hrank") -> Path:
-        """The baseline pruned with ``criterion`` at the profile's compress rate, before finetuning."""
-        return self.pruned_at(f"vgg16-ssd-{criterion}", self.profile.compress_rate, criterion)
-
-    def pruned_at(self, key: str, compress_rate, criterion: str = "hrank", net: str = "vgg16-ssd") -> Path:
-        """``models/<key>-init.pth``: the trained ``net`` pruned with ``criterion`` at ``compress_rate`` (HRank with
-        that net's ranks), made once and then reused."""
-        out = self.path(f"{key}-init")
-        if out.is_file():
-            return out
-        rank_dir = self.rank_dir(net=net) if criterion == "hrank" else None
-        pruned, kept = prune_model(load_model(self.baseline(net)), compress_rate, criterion, rank_dir,
-                                   seed=self.profile.seed)
-        save_pruned(pruned, out, compress_rate, criterion, kept)
-        return out
-
-    def finetuned(self, criterion: str = "hrank", epochs: Optional[int] = None, distill: bool = False,
-                  hooks=None) -> Path:
-        """Prune then finetune (the original train_ssd_prune_eval.py); key ``vgg16-ssd-pruned`` for hrank.
-        ``hooks``: :class:`~hrank_ssd.train.trainer.Hooks` for the training run (e.g. a live loss curve)."""
-        p = self.profile
-        epochs = p.finetune_epochs if epochs is None else epochs
-        key = "vgg16-ssd-pruned" if (criterion == "hrank" and epochs == p.finetune_epochs and not distill) \
-            else f"vgg16-ssd-{criterion}-ft{epochs}{'-kd' if distill else ''}"
-        if epochs == 0:
-            return self.pruned(criterion)
-        if key == "vgg16-ssd-pruned" and not p.synthetic and p.use_published_pruned:
-            return self.fetch("vgg16-ssd-hrank")
-        extra = {"distill_from": str(self.baseline("vgg16-ssd"))} if distill else {}
-        return self._train(key, "vgg16-ssd", epochs, p.finetune_lr_for(epochs), 1.0, hooks,
-                           base_net=str(self.pruned(criterion)),
-                           **extra)
-
     def log_file(self, model: Path) -> Path:
         """This run's copy of the training log of a model trained by the course (``log_<key>.csv``)."""
         return self.result(results_files.log_name(Path(model).stem))
-
-    def model_path(self, key: str) -> Path:
-        """The checkpoint of one of :data:`~hrank_ssd.course.results.MODEL_KEYS`."""
-        return {"vgg16-ssd": lambda: self.baseline("vgg16-ssd"), "mb1-ssd": lambda: self.baseline("mb1-ssd")}[key]()

@@ -1,0 +1,195 @@
+"""The course's verbs that make models: ``prune(rate)``, ``finetune(key)``, ``model(key)``, the student's choice.
+
+Each saves under ``work/<profile>/models/`` by a readable name and is made once (a re-run reuses the file):
+
+- ``<net>-pruned-<rate>[-<criterion>].pth``: the trained ``net`` pruned at ``rate`` (``0.1x7_0.5x9`` is
+  ``[0.1]*7+[0.5]*9``), before finetuning; ``...-ft<epochs>[-kd].pth`` the same finetuned;
+- ``<key>.pth``: a compared model of :data:`~hrank_ssd.course.models.MODELS` (the paper-rate one is
+  ``vgg16-ssd-pruned.pth``); ``choice.json``: the rate the student chose in notebook 02 and its pruned file.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+import pandas as pd
+
+from hrank_ssd.course.models import BY_KEY, finetune_epochs, own_epochs, rate_name
+from hrank_ssd.errors import HRankError
+from hrank_ssd.hrank.pruning import prune_model, save_pruned
+from hrank_ssd.io.files import atomic_write_text
+from hrank_ssd.measure import flops
+from hrank_ssd.measure.sensitivity import quick_map, suggest_compress_rate
+from hrank_ssd.nets.compress import format_compress_rate, layer_rates, parse_compress_rate
+from hrank_ssd.nets.models import count_parameters, layer_names, load_model
+from hrank_ssd.nets.registry import num_prunable
+
+CHOICE_FILE = "choice.json"
+
+
+def rates_of(course, rate=None, net: str = "vgg16-ssd") -> List[float]:
+    """Per-layer rates of ``net`` from text (``"[0.1]*7+[0.5]*9"``) or a list; None: the profile's rate."""
+    if rate is None:
+        rate = course.profile.compress_rate if net == "vgg16-ssd" else course.profile.mb1_compress_rate
+    return layer_rates(parse_compress_rate(rate) if isinstance(rate, str) else list(rate), num_prunable(net))
+
+
+def prune(course, rate=None, criterion: str = "hrank", net: str = "vgg16-ssd") -> Path:
+    """The trained ``net`` pruned with ``criterion`` at ``rate`` (default: the profile's), with HRank's ranks:
+    ``models/<net>-pruned-<rate>[-<criterion>].pth``, made once."""
+    rates = rates_of(course, rate, net)
+    out = course.path(f"{net}-pruned-{rate_name(rates)}" + ("" if criterion == "hrank" else f"-{criterion}"))
+    if not out.is_file():
+        rank_dir = course.rank_dir(net=net) if criterion == "hrank" else None
+        pruned, kept = prune_model(load_model(course.baseline(net)), rates, criterion, rank_dir,
+                                   seed=course.profile.seed)
+        save_pruned(pruned, out, rates, criterion, kept)
+    return out
+
+
+def finetune_rate(course, rate=None, epochs: Optional[int] = None, criterion: str = "hrank", distill: bool = False,
+                  hooks=None) -> Path:
+    """:func:`prune` then finetune ``epochs`` (default ``finetune_epochs``; the original train_ssd_prune_eval.py),
+    with distillation from the unpruned model when asked. At the profile's rate with HRank it is the compared
+    ``vgg16-ssd-pruned.pth`` (the published one on full). ``hooks``: training hooks (a live loss curve)."""
+    p, rates = course.profile, rates_of(course, rate)
+    epochs = p.finetune_epochs if epochs is None else epochs
+    compared = rates == rates_of(course) and criterion == "hrank" and epochs == p.finetune_epochs and not distill
+    if compared and epochs and not p.synthetic and p.use_published_pruned:
+        return course.fetch("vgg16-ssd-hrank")
+    init = course.prune(rates, criterion)
+    if epochs == 0:
+        return init
+    key = "vgg16-ssd-pruned" if compared else f"{init.stem}-ft{epochs}{'-kd' if distill else ''}"
+    extra = {"distill_from": str(course.baseline("vgg16-ssd"))} if distill else {}
+    return course.train(key, "vgg16-ssd", epochs, p.finetune_lr_for(epochs), hooks, base_net=str(init), **extra)
+
+
+def finetune(course, key: str, hooks=None) -> Path:
+    """The compared model ``key`` pruned and finetuned as :data:`~hrank_ssd.course.models.MODELS` says."""
+    p, m = course.profile, BY_KEY[key]
+    if key == "vgg16-ssd-pruned":
+        return course.finetune_rate(hooks=hooks)
+    epochs = finetune_epochs(p, key)
+    init = course.latency_pruned(key) if m.made == "latency" else course.prune(getattr(p, m.setting), net=m.net)
+    if not epochs:
+        return init
+    lr = p.finetune_lr_for(epochs) if m.net == "vgg16-ssd" else (p.mb1_finetune_lr or p.finetune_lr)
+    return course.train(key, m.net, epochs, lr, hooks, base_net=str(init))
+
+
+def model(course, key: str) -> Path:
+    """The checkpoint of the compared model ``key``, made here when missing. On full, when the published pruned
+    model cannot be had, the student's own (:func:`finetune_choice`) stands in, said once and recorded."""
+    m = BY_KEY[key]
+    if m.made == "trained":
+        return course.baseline(m.net)
+    if key != "vgg16-ssd-pruned":
+        return course.finetune(key)
+    published = not course.profile.synthetic and course.profile.use_published_pruned
+    try:
+        path = course.finetune_rate()
+    except HRankError as e:
+        if not published:
+            raise
+        course.substitute(key, "published pruned model unavailable: using your own finetuned pruned model "
+                          f"instead ({course.profile.student_finetune_epochs} epoch(s), notebook 03); why: {e}")
+        return course.finetune_choice()
+    if published:
+        course.published_used(key)
+    return path
+
+
+def model_epochs(course, key: str) -> int:
+    """The finetune epochs of the compared model ``key`` as this run made it."""
+    return finetune_epochs(course.profile, key, substituted=key in course.substitutes)
+
+
+def choose_compress_rate(course, rate) -> str:
+    """Record ``rate`` as the one notebook 03 finetunes (``work/<profile>/choice.json``, naming its pruned file,
+    made here); returns it as text. A rate that leaves a layer without filters is refused here."""
+    rates = rates_of(course, rate)
+    text, pruned = format_compress_rate(rates), course.prune(rates)
+    atomic_write_text(course.work / CHOICE_FILE, json.dumps({"compress_rate": text, "pruned": pruned.name}) + "\n")
+    return text
+
+
+def chosen_compress_rate(course) -> Tuple[List[float], str]:
+    """The per-layer rate notebook 03 finetunes and where it comes from (notebook 02's choice, else the
+    profile's); an unreadable choice file is reported and the profile's rate used."""
+    path = course.work / CHOICE_FILE
+    if path.is_file():
+        try:
+            return rates_of(course, json.loads(path.read_text(encoding="utf-8"))["compress_rate"]), \
+                f"chosen in notebook 02 ({path})"
+        except (ValueError, KeyError, TypeError, HRankError) as e:
+            print(f"ignoring {path} ({e}): using the profile's compress rate; choose again in notebook 02",
+                  file=sys.stderr)
+    return rates_of(course), f"the {course.profile.name} profile's"
+
+
+def finetune_choice(course, hooks=None) -> Path:
+    """Notebook 03: the chosen rate finetuned (at the profile's rate offline, the compared model itself; where
+    the published model stands in, ``student_finetune_epochs``). Resumable; its log is ``course.log_file(path)``."""
+    return course.finetune_rate(course.chosen_compress_rate()[0], own_epochs(course.profile), hooks=hooks)
+
+
+@dataclass
+class PruningTrial:
+    """What :func:`try_compress_rate` measured for one rate (no finetuning)."""
+
+    compress_rate: str
+    layers: pd.DataFrame  # layer, rate, filters, kept
+    parameters: int
+    full_parameters: int
+    macs: int
+    full_macs: int
+    map: float  # after pruning, on `images` test images
+    full_map: float  # the unpruned baseline on the same images
+    images: int
+
+    def row(self) -> dict:
+        return {"compress_rate": self.compress_rate, "MAC cut": 1 - self.macs / self.full_macs,
+                "parameters": self.parameters, "quick mAP": self.map, "unpruned quick mAP": self.full_map}
+
+    def summary(self) -> str:
+        return (f"{self.compress_rate}: params {self.parameters:,} ({self.parameters / self.full_parameters:.1%}), "
+                f"MACs {self.macs / 1e6:.1f} M ({self.macs / self.full_macs:.1%}), quick mAP {self.map:.4f} "
+                f"(unpruned {self.full_map:.4f}; {self.images} test images, no finetuning)")
+
+
+def try_compress_rate(course, rate) -> PruningTrial:
+    """:func:`prune` at ``rate`` and measure it without finetuning: kept filters per layer, parameters, MACs and
+    mAP on the first ``quick_map_images`` test images."""
+    rates = rates_of(course, rate)
+    base, pruned = load_model(course.baseline("vgg16-ssd")).eval(), load_model(course.prune(rates)).eval()
+    images = course.test_dataset(course.profile.quick_map_images)
+    if course.baseline_quick_map is None:  # the same images every time: measured once
+        course.baseline_quick_map = quick_map(base, images, course.device, course.progress, "quick mAP, unpruned")
+    layers = pd.DataFrame({"layer": layer_names("vgg16-ssd"), "rate": rates, "filters": base.plan.prunable,
+                           "kept": pruned.plan.prunable})
+    return PruningTrial(format_compress_rate(rates), layers, count_parameters(pruned), count_parameters(base),
+                        flops.macs(pruned), flops.macs(base),
+                        quick_map(pruned, images, course.device, course.progress, "quick mAP, pruned"),
+                        course.baseline_quick_map, len(images))
+
+
+def suggested_rate(course, sensitivity: pd.DataFrame) -> pd.DataFrame:
+    """The sensitivity scan's suggestion for the MAC cut of the profile's rate, tried beside that rate (layers
+    the scan did not cover stay unpruned)."""
+    paper = course.try_compress_rate(course.profile.compress_rate)
+    base = load_model(course.baseline("vgg16-ssd"))
+    rows = [{"rate": "profile's rate", "note": "", **paper.row()}]
+    try:
+        suggestion = suggest_compress_rate(sensitivity, base, 1 - paper.macs / paper.full_macs,
+                                           sorted(set(sensitivity["rate"]) - {0.0}))
+        rows.append({"rate": "suggested by the scan", "note": "",
+                     **course.try_compress_rate(suggestion["rates"]).row()})
+    except HRankError as e:  # a scan of too few layers or rates (the tiny profile's)
+        rows.append({"rate": "suggested by the scan", "note": str(e)})
+    return pd.DataFrame(rows).set_index("rate")[["compress_rate", "MAC cut", "parameters", "quick mAP",
+                                                 "unpruned quick mAP", "note"]]

@@ -1,0 +1,72 @@
+"""The course's six compared models, in one table: key, titles, how each is made, from what, how long finetuned.
+
+Everything that lists models (the report, ``Course.evaluate``/``bench``/``frontier``, the notebooks) reads
+:data:`MODELS`; ``Course.model(key)`` makes or fetches each (:mod:`hrank_ssd.course.making`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+from hrank_ssd.nets.compress import format_compress_rate
+
+
+@dataclass(frozen=True)
+class CompareModel:
+    """One compared model. ``made``: ``trained`` (offline; the published weights on full), ``rate`` (HRank at the
+    profile's ``setting``, a compress rate) or ``latency`` (HRank widths under the budget ``setting`` names);
+    ``epochs``: the profile field of its finetune epochs (None: not finetuned)."""
+
+    key: str
+    title: str  # the report's
+    label: str  # the plots'
+    net: str
+    made: str
+    setting: Optional[str] = None
+    parent: Optional[str] = None
+    epochs: Optional[str] = None
+
+
+PAPER_MACS, SMALL, MB1_PRUNED = "vgg16-ssd-lat-paper-macs", "vgg16-ssd-lat-small", "mb1-ssd-pruned"
+MODELS = (
+    CompareModel("vgg16-ssd", "VGG16-SSD", "VGG", "vgg16-ssd", "trained"),
+    CompareModel("vgg16-ssd-pruned", "VGG16-SSD pruned (HRank)", "VGG paper rate", "vgg16-ssd", "rate",
+                 "compress_rate", "vgg16-ssd", "finetune_epochs"),
+    CompareModel(PAPER_MACS, "VGG16-SSD latency-pruned (paper rate's MACs)", "VGG latency @ paper MACs",
+                 "vgg16-ssd", "latency", "paper_macs_keep", "vgg16-ssd", "finetune_epochs"),
+    CompareModel(SMALL, "VGG16-SSD latency-pruned (small budget)", "VGG latency small", "vgg16-ssd", "latency",
+                 "latency_budget", "vgg16-ssd", "small_finetune_epochs"),
+    CompareModel("mb1-ssd", "MobileNetV1-SSD", "MB1", "mb1-ssd", "trained"),
+    CompareModel(MB1_PRUNED, "MobileNetV1-SSD pruned (HRank)", "MB1 pruned", "mb1-ssd", "rate",
+                 "mb1_compress_rate", "mb1-ssd", "small_finetune_epochs"),
+)
+BY_KEY = {m.key: m for m in MODELS}
+MODEL_KEYS = tuple(BY_KEY)
+MODEL_TITLES = {m.key: m.title for m in MODELS}
+MODEL_LABELS = {m.key: m.label for m in MODELS}
+FINETUNED = tuple(m.key for m in MODELS if m.epochs)
+
+
+def own_epochs(profile) -> int:
+    """The course's own finetune at the paper rate: ``student_finetune_epochs`` where the published pruned model
+    stands in for the original's long finetune, else ``finetune_epochs``."""
+    published = profile.use_published_pruned and not profile.synthetic
+    return (profile.student_finetune_epochs or profile.finetune_epochs) if published else profile.finetune_epochs
+
+
+def finetune_epochs(profile, key: str, substituted: bool = False) -> int:
+    """The finetune epochs of the compared model ``key`` (0: not finetuned). The paper-rate model is the published
+    one's (``finetune_epochs``) unless the student's own stands in for it (``substituted``)."""
+    model = BY_KEY[key]
+    if model.epochs is None:
+        return 0
+    published = profile.use_published_pruned and not profile.synthetic
+    if key == "vgg16-ssd-pruned" and published and not substituted:
+        return profile.finetune_epochs
+    return own_epochs(profile) if model.epochs == "finetune_epochs" else getattr(profile, model.epochs)
+
+
+def rate_name(rates: Sequence[float]) -> str:
+    """A compress rate as a file name part: ``[0.1]*7+[0.5]*9`` -> ``0.1x7_0.5x9``."""
+    return format_compress_rate(list(rates)).replace("[", "").replace("]", "").replace("*", "x").replace("+", "_")
