@@ -142,10 +142,10 @@ plan(STAGE_RATES)
 # %%
 from hrank_ssd.nets.compress import PRUNED_RATE, format_compress_rate
 
-seed = build_model("vgg16-ssd", 21, compress_rate=PRUNED_RATE)
-assert list(seed.base_net[0].weight.shape) == [57, 3, 3, 3]
-assert list(seed.base_net[2].weight.shape) == [57, 57, 3, 3]  # conv1_2 lost output AND input channels
-rows = flops.count_exact(seed)
+paper = build_model("vgg16-ssd", 21, compress_rate=PRUNED_RATE)
+assert list(paper.base_net[0].weight.shape) == [57, 3, 3, 3]
+assert list(paper.base_net[2].weight.shape) == [57, 57, 3, 3]  # conv1_2 lost output AND input channels
+rows = flops.count_exact(paper)
 conv1_1 = rows.iloc[0]
 assert conv1_1["MACs"] == flops.conv_macs(3, 57, 3, 300, 300) == 300 * 300 * 57 * 3 * 3 * 3
 print(conv1_1[["label", "in_channels", "out_channels", "kernel", "out_h", "out_w", "MACs"]].to_dict())

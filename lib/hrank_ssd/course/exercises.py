@@ -1,25 +1,34 @@
 """The course's exercises: each ``check_*`` runs a student's function on a few cases against the library's answer.
 
-A notebook's exercise cell (cell tag ``exercise``) asks for one small function; in the notebook's source its body
-sits between ``# BEGIN SOLUTION`` and ``# END SOLUTION``, and the student's notebook gets a placeholder that raises
-``NotImplementedError`` instead (``notebooks/make_notebooks.py``; the solved copies are ``notebooks/solutions/``).
-The check cell below it (tag ``check``) calls ``check_<name>(the function)``, which compares it with the library's
-exact answer on a few cases and prints one verdict: ``correct: ...``, or ``not yet: ...`` (the input, what came
-back, what was expected) and a ``hint:`` line. A check never raises: a blank, crashing or wrong function ends in
-that message and Run-all goes on. It returns True when the function is right; the course runs the solved
-notebooks and stops when a check cell does not say correct (:func:`passed`).
+A notebook's exercise cell (tag ``exercise``) asks for one small function; its solution sits between
+``# BEGIN SOLUTION`` and ``# END SOLUTION`` and the student's copy gets a placeholder raising
+``NotImplementedError`` (``notebooks/make_notebooks.py``). The check cell below (tag ``check``) calls
+``check_<name>(the function)``, which prints ``correct: ...`` or ``not yet: ...`` with a ``hint:`` and never
+raises (:mod:`hrank_ssd.course.checking`); the course runs the solved notebooks and stops on a check not correct.
 """
 
 from __future__ import annotations
 
-import copy
 import math
-from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
 
+from hrank_ssd.course.checking import (
+    CORRECT,
+    HINT,
+    NOT_YET,
+    Case,
+    array_of,
+    close,
+    integer,
+    number,
+    passed,
+    run_check,
+    same_int,
+    short,
+)
 from hrank_ssd.hrank.pruning import select_filters
 from hrank_ssd.hrank.ranks import batched_ranks
 from hrank_ssd.measure.evaluation import compute_ap
@@ -27,136 +36,7 @@ from hrank_ssd.measure.flops import conv_macs
 from hrank_ssd.nets.ssd import kept_channels
 from hrank_ssd.train.losses import MultiBoxLoss
 
-CORRECT = "correct:"
-NOT_YET = "not yet:"
-HINT = "hint:"
-BLANK = ("is still blank: replace the `raise NotImplementedError(...)` line of the exercise cell with your code, "
-         "run that cell, then this one")
-
-
-@dataclass
-class Case:
-    """One input of a check: the arguments, how they read in a message, and the library's answer."""
-
-    args: tuple
-    label: str
-    want: Any = None
-    kwargs: dict = field(default_factory=dict)
-
-
-def passed(text: str) -> bool:
-    """Whether a check cell's printed text says it passed: a ``correct:`` line and no ``not yet:`` line."""
-    lines = [ln.strip() for ln in str(text).splitlines()]
-    return any(ln.startswith(CORRECT) for ln in lines) and not any(ln.startswith(NOT_YET) for ln in lines)
-
-
-def _short(value, limit: int = 120) -> str:
-    """A value as it reads in a message (tensors, arrays and NumPy numbers as plain lists and numbers, long texts
-    cut)."""
-    try:
-        return _cut(_plain(value), limit)
-    except Exception:  # a student's object whose repr fails
-        return f"<a {type(value).__name__}>"
-
-
-def _cut(value, limit: int) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
-def _plain(value):
-    """Tensors, arrays and NumPy numbers as plain lists and numbers, floats to 7 significant digits."""
-    if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().tolist() if value.numel() <= 32 else f"tensor of shape {list(value.shape)}"
-    elif isinstance(value, (np.ndarray, np.generic)):
-        value = value.tolist() if value.size <= 32 else f"array of shape {list(value.shape)}"
-    elif isinstance(value, (list, tuple)) and len(value) <= 32:
-        value = [v.item() if isinstance(v, np.generic) or (isinstance(v, torch.Tensor) and v.numel() == 1) else v
-                 for v in value]
-    if isinstance(value, float) and math.isfinite(value):
-        return float(f"{value:.7g}")
-    if isinstance(value, list):
-        return [_plain(v) if isinstance(v, (float, list)) else v for v in value]
-    return value
-
-
-def _say(ok: bool, message: str, hint: Optional[str] = None) -> bool:
-    """Print the verdict (and a hint when wrong); return ``ok``."""
-    print(f"{CORRECT if ok else NOT_YET} {message}")
-    if not ok and hint:
-        print(f"  {HINT} {hint}")
-    return ok
-
-
-def _array(value) -> np.ndarray:
-    """A float64 array of a tensor, an array, a list or a number."""
-    if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().double().numpy()
-    return np.asarray(value, dtype=np.float64)
-
-
-def _number(value) -> float:
-    """One number out of an int, a float, a 0-d or one-element tensor or array; ValueError otherwise."""
-    arr = _array(value)
-    if arr.size != 1:
-        raise ValueError(f"expected one number, got {arr.size} values")
-    return float(arr.reshape(()))
-
-
-def _integer(value) -> Optional[int]:
-    """An integral number as an int (57, 57.0, tensor(57)); None when ``value`` is not one."""
-    if isinstance(value, bool):
-        return None
-    try:
-        x = _number(value)
-    except (TypeError, ValueError):
-        return None
-    return int(x) if math.isfinite(x) and x == int(x) else None
-
-
-def _run(name: str, fn, cases: Sequence[Case], same: Callable[[Any, Any], bool], what: str,
-         hint: Callable[[Case, Any], Optional[str]], default_hint: str) -> bool:
-    """Call ``fn`` on every case; print ``correct`` or the first problem with a hint. Never raises."""
-    if not callable(fn):
-        return _say(False, f"{name} is not a function (got {_short(fn)}): run the exercise cell above, then this one")
-    for case in cases:
-        try:
-            got = fn(*copy.deepcopy(case.args), **case.kwargs)  # copies: an in-place edit cannot spoil the answer
-        except NotImplementedError:
-            return _say(False, f"{name} {BLANK}")
-        except Exception as e:  # the student's code: any error becomes a message, never a traceback
-            return _say(False, f"{name}({case.label}) raised {type(e).__name__}: {str(e).strip()[:200]}",
-                        default_hint)
-        try:
-            ok = bool(same(got, case.want))
-        except Exception:
-            ok = False
-        if not ok:
-            try:
-                why = _form_hint(got, case.want) or hint(case, got)
-            except Exception:
-                why = None
-            return _say(False, f"{name}({case.label}) returned {_short(got)}, expected {_short(case.want)}",
-                        why or default_hint)
-    return _say(True, f"{name} agrees with {what} on all {len(cases)} cases")
-
-
-def _form_hint(got, want) -> Optional[str]:
-    """A hint when the answer has the wrong form: nothing returned, or many values where one number was wanted."""
-    if got is None:
-        return "the function returned None: end it with `return ...`"
-    if isinstance(want, (int, float)) and _array(got).size != 1:
-        return f"return one number, not {_array(got).size} values"
-    return None
-
-
-def _same_int(got, want) -> bool:
-    return _integer(got) == want
-
-
-def _close(got, want, rtol: float = 1e-5, atol: float = 1e-7) -> bool:
-    a, b = _array(got), _array(want)
-    return a.shape == b.shape and bool(np.allclose(a, b, rtol=rtol, atol=atol))
+__all__ = ["CORRECT", "HINT", "NOT_YET", "passed"]  # and the check_* functions
 
 
 # ---------------------------------------------------------------- notebook 01: ranks
@@ -183,11 +63,11 @@ def check_feature_map_rank(fn) -> bool:
 
     def hint(case, got):
         fmap = case.args[0]
-        if _integer(got) in (fmap.shape[0], fmap.shape[1]) and case.want < min(fmap.shape):
+        if integer(got) in (fmap.shape[0], fmap.shape[1]) and case.want < min(fmap.shape):
             return "that is the map's size, not its rank: how many of its rows are linearly independent?"
         return None
 
-    return _run("feature_map_rank", fn, cases, _same_int, "torch.linalg.matrix_rank", hint,
+    return run_check("feature_map_rank", fn, cases, same_int, "torch.linalg.matrix_rank", hint,
                 "torch.linalg.matrix_rank(fmap) counts the singular values above a small tolerance; int(...) turns "
                 "its 0-d tensor into a number")
 
@@ -206,16 +86,16 @@ def check_average_rank(fn) -> bool:
 
     def hint(case, got):
         maps = case.args[0]
-        shape = _array(got).shape
+        shape = array_of(got).shape
         if shape == (maps.shape[0],) and maps.shape[0] != maps.shape[1]:
             return "one value per image: you averaged over the filters (dim 1); average each filter over dim 0"
         if shape == tuple(maps.shape[:2]):
             return "these are the ranks of every map: now average over the images (dim 0)"
-        if _close(got, case.want * maps.shape[0]):
+        if close(got, case.want * maps.shape[0]):
             return "that is the sum over the images: divide by the number of images (the mean)"
         return None
 
-    return _run("average_rank", fn, cases, _close, "batched_ranks(maps).mean(0)", hint,
+    return run_check("average_rank", fn, cases, close, "batched_ranks(maps).mean(0)", hint,
                 "rank each of the B x C maps (feature_map_rank), then average each filter's ranks over the images: "
                 "a result of C values")
 
@@ -231,7 +111,7 @@ def check_kept_count(fn) -> bool:
 
     def hint(case, got):
         c, r = case.args
-        got = _integer(got)
+        got = integer(got)
         if got == int(c * (1 - r)) == 0:
             return "a layer keeps at least one filter (max(1, ...)): with none left the network would be cut in two"
         if got == int(c - c * r) != int(c * (1 - r)):
@@ -244,13 +124,13 @@ def check_kept_count(fn) -> bool:
             return "that is how many filters go; the layer keeps c * (1 - rate)"
         return None
 
-    return _run("kept_count", fn, cases, _same_int, "kept_channels (HRank's int(c * (1 - rate)))", hint,
+    return run_check("kept_count", fn, cases, same_int, "kept_channels (HRank's int(c * (1 - rate)))", hint,
                 "keep int(channels * (1 - rate)) filters, and never fewer than one")
 
 
 def _indices(value) -> Optional[list]:
     """``value`` as a sorted list of ints when it is a sequence of integral numbers; None otherwise."""
-    arr = _array(value).ravel()
+    arr = array_of(value).ravel()
     if arr.size and not (np.isfinite(arr).all() and (arr == np.round(arr)).all()):
         return None
     return sorted(int(x) for x in arr)
@@ -262,7 +142,7 @@ def check_top_filters(fn) -> bool:
     rng = np.random.default_rng(0)
     inputs = [(np.array([0.5, 3.0, 1.0, 2.5, 0.1]), 2), (rng.permutation(16).astype(np.float64) * 0.7 + 0.3, 10),
               (np.array([2.0, 1.0, 3.0]), 3), (np.array([4.0, 9.0, 1.0, 7.0]), 1)]
-    cases = [Case((s, k), f"scores={_short(s, 60)}, keep={k}", select_filters(s, k)) for s, k in inputs]
+    cases = [Case((s, k), f"scores={short(s, 60)}, keep={k}", select_filters(s, k)) for s, k in inputs]
 
     def hint(case, got):
         scores, keep = case.args
@@ -275,7 +155,7 @@ def check_top_filters(fn) -> bool:
             return "you kept the lowest scores: HRank keeps the filters of highest average rank"
         return None
 
-    return _run("top_filters", fn, cases, lambda got, want: _indices(got) == want, "pruning.select_filters", hint,
+    return run_check("top_filters", fn, cases, lambda got, want: _indices(got) == want, "pruning.select_filters", hint,
                 "np.argsort(scores) lists the indices from lowest to highest score: keep the last `keep` of them")
 
 
@@ -299,7 +179,7 @@ def check_distillation_loss(fn) -> bool:
 
     def hint(case, got):
         s, te, t = case.args
-        x = _number(got)
+        x = number(got)
         if t != 1 and math.isclose(x, kl(s, te, t, 1.0), rel_tol=1e-4):
             return f"multiply by T * T (= {t * t:g}): softened targets have gradients 1/T^2 as large"
         if math.isclose(x, kl(te, s, t, t * t), rel_tol=1e-4):
@@ -310,7 +190,7 @@ def check_distillation_loss(fn) -> bool:
             return "sum over priors and classes (no mean)"
         return None
 
-    return _run("distillation_loss", fn, cases, lambda got, want: math.isclose(_number(got), want, rel_tol=1e-5,
+    return run_check("distillation_loss", fn, cases, lambda got, want: math.isclose(number(got), want, rel_tol=1e-5,
                                                                                 abs_tol=1e-7),
                 "MultiBoxLoss.distillation", hint,
                 "p = log_softmax(student / T), q = log_softmax(teacher / T); the loss is (q.exp() * (q - p)).sum() * T * T")
@@ -343,7 +223,7 @@ def check_voc07_ap(fn) -> bool:
 
     def hint(case, got):
         p, r = case.args
-        x, points = _number(got), [i / 10 for i in range(11)]
+        x, points = number(got), [i / 10 for i in range(11)]
         if math.isclose(x, case.want * 11 / 10, rel_tol=1e-9):
             return "eleven recall points (0, 0.1, ..., 1.0): divide by 11"
         if math.isclose(x, sum(at_first(p, r, t) for t in points) / 11, rel_tol=1e-9):
@@ -352,7 +232,7 @@ def check_voc07_ap(fn) -> bool:
             return "that is the area under the curve (VOC2010 and later); this exercise wants the 11-point AP"
         return None
 
-    return _run("voc07_ap", fn, cases, lambda got, want: math.isclose(_number(got), want, abs_tol=1e-9),
+    return run_check("voc07_ap", fn, cases, lambda got, want: math.isclose(number(got), want, abs_tol=1e-9),
                 "evaluation.compute_ap (11-point)", hint,
                 "for t in 0, 0.1, ..., 1.0: add max(precision where recall >= t) (0 if none) / 11")
 
@@ -372,7 +252,7 @@ def check_conv_macs(fn) -> bool:
                   + (f", groups={kw['groups']}" if kw else ""), conv_macs(*args, **kw), kw) for args, kw, label in convs]
 
     def hint(case, got):
-        x, want, k = _number(got), case.want, case.args[2]
+        x, want, k = number(got), case.want, case.args[2]
         if x == 2 * want:
             return "count MACs (one multiply + one add = one MAC), not FLOPs (about 2 x MACs)"
         if case.kwargs and x == want * case.kwargs["groups"]:
@@ -381,6 +261,6 @@ def check_conv_macs(fn) -> bool:
             return "every output value multiplies a k x k window of each input channel: times k * k"
         return None
 
-    return _run("conv_macs", fn, cases, _same_int, "flops.conv_macs", hint,
+    return run_check("conv_macs", fn, cases, same_int, "flops.conv_macs", hint,
                 "one output value costs (in_c / groups) * k * k MACs, and there are out_h * out_w * out_c of them; "
                 "keep the signature conv_macs(in_c, out_c, k, out_h, out_w, groups=1)")

@@ -1,15 +1,9 @@
 """The course report: every results file of a run turned into tables, plots, report.md and report.html.
 
-``write_report(run_dir)`` reads ``run_dir/results/`` (written by :class:`hrank_ssd.course.steps.Course`; the
-files and what writes each: :mod:`hrank_ssd.course.results`). Every number printed is read or computed from
-those files (:mod:`~hrank_ssd.course.report_tables`), except the original project's published figures, read
-from their one copy (:mod:`hrank_ssd.course.published`; FLOPs: :mod:`hrank_ssd.measure.published_flops`) and always
-labelled as theirs. A missing file does not stop the report: its section says which step or command writes it
-(:mod:`~hrank_ssd.course.report_sections`).
-
-``update_readme(readme, run_dir)`` replaces the block between ``<!-- results:start -->`` and
-``<!-- results:end -->`` with :func:`readme_results_block`, and the block between ``<!-- published:start -->`` and
-``<!-- published:end -->`` (when the file has one) with :func:`published_block`; the rest of the file stays.
+``write_report(run_dir)`` reads ``run_dir/results/`` (:mod:`hrank_ssd.course.results`); every number is read or
+computed from those files (:mod:`~hrank_ssd.course.report_tables`) except the original project's published
+figures, always labelled as theirs. A missing file's section says what writes it. ``update_readme`` replaces the
+README's ``results`` (and ``published``) marked blocks with :func:`readme_results_block` (:func:`published_block`).
 """
 
 from __future__ import annotations

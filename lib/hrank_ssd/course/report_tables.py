@@ -86,9 +86,7 @@ def machine_line(machine: Optional[dict]) -> str:
 
 
 def _row_of(frame: Optional[pd.DataFrame], key: str) -> Optional[pd.Series]:
-    if frame is None or key not in set(frame["model"]):
-        return None
-    return frame[frame["model"] == key].iloc[0]
+    return None if frame is None or key not in set(frame["model"]) else frame[frame["model"] == key].iloc[0]
 
 
 def _comparison_row(key: str, mp, bench, flops: Dict[str, dict]) -> Optional[dict]:
@@ -150,11 +148,9 @@ FRONTIER_FORMATS = {"mAP": ".4f", "forward ms": ".2f", "predicted ms": ".2f", "G
 
 
 def frontier_table(res: Dict[str, object]) -> pd.DataFrame:
-    """The compared models as evaluated: mAP (``map.csv``) beside the forward latency measured on this machine,
-    the latency the table predicted (VGG16-SSDs), exact GMACs and params (``frontier.csv``), the speed-up over
-    the unpruned model of the same net and over VGG16-SSD, the finetuning epochs, whether each model is on the
-    Pareto frontier of mAP against latency and against MACs, and a short ``label`` for plots. Empty when either
-    file is missing."""
+    """The compared models as evaluated: ``map.csv``'s mAP beside ``frontier.csv`` (latency measured and
+    predicted, GMACs, params, finetune epochs), speed-ups over the same net's unpruned model and VGG16-SSD, the
+    Pareto frontiers of mAP against latency and MACs, and a plot ``label``. Empty when either file is missing."""
     mp, fr = res.get("map.csv"), res.get("frontier.csv")
     if mp is None or fr is None:
         return pd.DataFrame()

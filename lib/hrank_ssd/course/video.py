@@ -1,10 +1,8 @@
 """Video in, annotated video out (pytorch-ssd's ``run_ssd_video_demo.py``), plus a synthetic demo clip.
 
-Frames are read with ``cv2.VideoCapture`` (BGR), turned into RGB for the :class:`~hrank_ssd.nets.predictor.Predictor`,
-annotated (boxes, class names, scores, running FPS) and written with ``cv2.VideoWriter`` (``mp4v``) to a
-temporary file beside the output, renamed into place only when every frame is written: a failure or a
-Ctrl-C never leaves half a video. The output keeps the input's frame rate and frame count (or exactly
-``max_frames`` frames when that is given and the input is longer).
+Frames are read with OpenCV (BGR), given to the :class:`~hrank_ssd.nets.predictor.Predictor` as RGB, annotated
+(boxes, class names, scores, running FPS) and written (``mp4v``) to a temporary file renamed into place only when
+every frame is written. The output keeps the input's frame rate and frame count (at most ``max_frames``).
 """
 
 from __future__ import annotations
@@ -47,10 +45,6 @@ def _quiet_opencv():
         log.setLogLevel(old)
 
 
-# ----------------------------------------------------------------------------------------------------------
-# drawing
-
-
 def class_colour(label: int) -> Tuple[int, int, int]:
     """A distinct, saturated BGR colour per class index (golden-ratio hue steps, stable across runs)."""
     hue = (int(label) * 0.618033988749895) % 1.0
@@ -80,11 +74,8 @@ def _text_with_background(img: np.ndarray, text: str, org: Tuple[int, int], colo
 
 def annotate_frame(frame_bgr: np.ndarray, boxes, labels, scores, class_names: Sequence[str],
                    fps: Optional[float] = None) -> np.ndarray:
-    """A copy of ``frame_bgr`` with each box (pixels, xyxy), ``"name: score"`` and, when given, ``FPS: x``.
-
-    ``boxes``/``labels``/``scores`` may be tensors or arrays (as :meth:`Predictor.predict` returns them).
-    Each class gets its own colour (:func:`class_colour`).
-    """
+    """A copy of ``frame_bgr`` with each box (pixels, xyxy; tensors or arrays), ``"name: score"`` in its class's
+    colour and, when given, ``FPS: x``."""
     if frame_bgr is None or np.asarray(frame_bgr).ndim != 3:
         raise HRankError("annotate_frame needs an HxWx3 BGR image (as cv2.VideoCapture.read returns)")
     img = np.ascontiguousarray(frame_bgr).copy()
@@ -104,10 +95,6 @@ def annotate_frame(frame_bgr: np.ndarray, boxes, labels, scores, class_names: Se
     if fps is not None:
         _text_with_background(img, f"FPS: {fps:.1f}", (4, int(30 * scale)), (32, 32, 32), scale * 0.8, thick)
     return img
-
-
-# ----------------------------------------------------------------------------------------------------------
-# reading and writing
 
 
 def open_video(in_path: PathLike):
@@ -196,33 +183,20 @@ class _AtomicVideoWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        if exc_type is None:
-            self.commit()
-        else:
-            self.discard()
-        return False
+        self.commit() if exc_type is None else self.discard()
 
 
 def process_video(predictor, class_names: Sequence[str], in_path: PathLike, out_path: PathLike,
                   threshold: float = 0.4, top_k: int = 10, max_frames: Optional[int] = None,
                   progress: bool = True) -> Dict[str, object]:
-    """Detect on every frame of ``in_path`` and write the annotated video to ``out_path``.
-
-    ``predictor`` is a :class:`~hrank_ssd.nets.predictor.Predictor`; ``top_k`` and ``threshold`` go to its
-    ``predict`` (``top_k`` boxes per class, scores above ``threshold``), as in the original demo.
-    The FPS drawn on a frame is measured from the predict time (preprocess, forward, NMS) of the last
-    few frames. Returns ``{"frames", "fps_in", "avg_fps", "out_path"}`` (``avg_fps``: frames per second
-    of predict time over the whole run).
-    """
-    if max_frames is not None and max_frames < 1:
-        raise HRankError(f"--max_frames must be at least 1, got {max_frames}")
-    if not 0.0 <= threshold <= 1.0:
-        raise HRankError(f"--threshold must be in [0, 1], got {threshold}")
+    """Detect on every frame of ``in_path`` (``predictor.predict(rgb, top_k, threshold)``, as the original demo)
+    and write the annotated video to ``out_path``; the FPS drawn is the predict time's over the last frames.
+    Returns ``{"frames", "fps_in", "avg_fps", "out_path"}`` (``avg_fps``: over the whole run's predict time)."""
+    if (max_frames is not None and max_frames < 1) or not 0.0 <= threshold <= 1.0:
+        raise HRankError(f"--max_frames must be at least 1 and --threshold in [0, 1]: got {max_frames}, {threshold}")
     cap, fps_in, count, frame = open_video(in_path)
     total = min(count, max_frames) if count and max_frames else (count or max_frames or None)
-    recent: deque = deque(maxlen=FPS_WINDOW)
-    predict_time, frames = 0.0, 0
-    bar = None
+    recent, predict_time, frames, bar = deque(maxlen=FPS_WINDOW), 0.0, 0, None
     try:
         with _AtomicVideoWriter(out_path, fps_in, (frame.shape[1], frame.shape[0])) as writer:
             bar = tqdm(total=total, unit="frame", desc="video", disable=not progress, leave=False)
@@ -240,8 +214,7 @@ def process_video(predictor, class_names: Sequence[str], in_path: PathLike, out_
                 if max_frames is not None and frames >= max_frames:
                     break
                 ok, frame = cap.read()
-                if not ok:
-                    frame = None
+                frame = frame if ok else None
     finally:
         if bar is not None:
             bar.close()
@@ -252,8 +225,7 @@ def process_video(predictor, class_names: Sequence[str], in_path: PathLike, out_
 
 def video_info(path: PathLike) -> Dict[str, float]:
     """``{"frames", "fps", "width", "height"}`` of a video, frames counted by decoding every frame."""
-    cap, fps, _, frame = open_video(path)
-    n = 1
+    (cap, fps, _, frame), n = open_video(path), 1
     try:
         while cap.grab():
             n += 1
@@ -263,10 +235,7 @@ def video_info(path: PathLike) -> Dict[str, float]:
 
 
 def sample_frames(out_path: PathLike, n: int = 3) -> List[np.ndarray]:
-    """``n`` evenly spaced frames (first and last included) of a video, as RGB arrays (for notebooks).
-
-    Example: ``plt.imshow(np.hstack(video.sample_frames("out.mp4")))``.
-    """
+    """``n`` evenly spaced frames (first and last included) of a video, as RGB arrays (for notebooks)."""
     if n < 1:
         raise HRankError(f"sample_frames needs n >= 1, got {n}")
     total = video_info(out_path)["frames"]  # counted by decoding: CAP_PROP_FRAME_COUNT can be wrong
@@ -286,20 +255,11 @@ def sample_frames(out_path: PathLike, n: int = 3) -> List[np.ndarray]:
     return [cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in frames]
 
 
-# ----------------------------------------------------------------------------------------------------------
-# synthetic clip
-
-
 def make_synthetic_video(out_path: PathLike, dataset_root: PathLike, seconds: float = 3, fps: float = 10,
                          size: Tuple[int, int] = (480, 360), split: Optional[str] = None,
                          speed: float = 0.5) -> Path:
-    """A short clip that slowly pans across a strip of the synthetic VOC images (no download needed).
-
-    The images of ``dataset_root`` (a VOC folder, e.g. from :func:`hrank_ssd.data.synthetic.make_synthetic_voc`;
-    ``split`` defaults to test, else trainval) are resized to the frame height and laid side by side;
-    a ``size`` (width, height) window moves across them at ``speed`` frame heights per second.
-    Deterministic. Written atomically; returns ``out_path``.
-    """
+    """A deterministic clip panning a ``size`` (width, height) window at ``speed`` frame heights per second across
+    the images of the VOC folder ``dataset_root`` (``split``: test, else trainval) laid side by side."""
     n_frames = int(round(seconds * fps))
     if n_frames < 1 or fps <= 0:
         raise HRankError(f"seconds * fps must give at least one frame (seconds={seconds}, fps={fps})")
@@ -312,8 +272,7 @@ def make_synthetic_video(out_path: PathLike, dataset_root: PathLike, seconds: fl
     ds = VOCDataset(root, split=split)
     step = speed * h / fps  # pixels per frame
     strip_w = int(math.ceil(w + step * (n_frames - 1))) + 1
-    tiles, width = [], 0
-    i = 0
+    tiles, width, i = [], 0, 0
     while width < strip_w:
         img = cv2.cvtColor(ds.get_image(i % len(ds)), cv2.COLOR_RGB2BGR)
         tile = cv2.resize(img, (max(1, int(round(img.shape[1] * h / img.shape[0]))), h),
@@ -325,8 +284,7 @@ def make_synthetic_video(out_path: PathLike, dataset_root: PathLike, seconds: fl
     with _AtomicVideoWriter(out_path, fps, (w, h)) as writer:
         for k in range(n_frames):
             x = step * k
-            x0 = int(math.floor(x))
-            # sub-pixel shift keeps a slow pan smooth
+            x0 = int(math.floor(x))  # and a sub-pixel shift: a slow pan stays smooth
             m = np.float32([[1, 0, -(x - x0)], [0, 1, 0]])
             window = strip[:, x0:x0 + w + 1]
             frame = cv2.warpAffine(window, m, (w, h), borderMode=cv2.BORDER_REPLICATE)

@@ -1,14 +1,9 @@
-"""The reusable artifacts of the course: datasets, trained, pruned and finetuned models, HRank's ranks.
+"""The workspace of a course run: data, the trained baselines, HRank's ranks, training, and the bookkeeping.
 
-:class:`Workspace` is the half of :class:`~hrank_ssd.course.steps.Course` that makes or fetches what later steps
-use, under ``work_dir/<profile>/`` (``data/``, ``models/<key>.pth``, ``checkpoints/<key>/``, ``ranks/``), and
-reuses what an earlier run made; it also keeps the run's bookkeeping in ``run_dir/results``
-(:mod:`hrank_ssd.course.results`): timings, substitutes, training logs.
-
-On the full profile a published artifact that cannot be had never stops the course: the rank folder gives way to
-the student's own ranks, the pruned model to the student's own finetune (:mod:`hrank_ssd.course.student`), each
-said once and recorded in ``results/substitutes.json`` (the report names them); the label file gives way to the
-library's 20 VOC class names (the same names in the same order), said once.
+Artifacts live under ``work_dir/<profile>/`` (``data/``, ``models/<key>.pth``, ``checkpoints/<key>/``, ``ranks/``)
+and are reused by later runs; this run's results under ``run_dir/results`` (:mod:`hrank_ssd.course.results`).
+On full, a published artifact that cannot be had never stops the course: the student's own ranks or finetuned
+model stand in (said once, recorded in ``results/substitutes.json``), the library's VOC names for the label file.
 """
 
 from __future__ import annotations
@@ -39,9 +34,8 @@ from hrank_ssd.train.trainer import train as run_training
 
 
 class Workspace:
-    """Paths, data and models of one course run. ``work_dir`` holds reusable artifacts, ``run_dir`` this run's
-    results, ``data_dir`` the data sets (default ``work_dir``: ``<data_dir>/<profile>/data``; on Colab with Drive
-    the VM's local disk, since Drive's mount is slow for VOC's many small files)."""
+    """Paths, data and baselines of one course run; ``data_dir`` (default ``work_dir``) holds
+    ``<profile>/data`` (on Colab the VM's disk: Drive's mount is slow for VOC's many small files)."""
 
     def __init__(self, profile="offline", run_dir=f"runs/{LATEST_LINK}", work_dir="work", device=None,
                  progress=True, data_dir=None):
@@ -58,8 +52,6 @@ class Workspace:
         self.substitutes: Dict[str, str] = {}  # model key -> why another model stands in for it
         self.table, self.table_file = None, None  # the latency table, once read (course.latency_models)
         self.baseline_quick_map = None  # the unpruned model's quick mAP (course.making.try_compress_rate)
-
-    # ------------------------------------------------------------ bookkeeping
 
     def path(self, key: str) -> Path:
         """Where the course keeps the model ``key`` (``work/<profile>/models/<key>.pth``)."""
@@ -78,11 +70,9 @@ class Workspace:
         return results_files.read_json(self.results, name)
 
     def fetch(self, name: str) -> Path:
-        """A published artifact (weights_manifest.json), downloaded and verified once per run: every later
-        call returns the same path instead of hashing a 100 MB checkpoint again. A checkpoint must also be the
-        net and have the widths the manifest names (:func:`~hrank_ssd.nets.fit.fit_problem`). A failure is
-        raised again without a new try (a dead host costs its timeout once per kernel), until a file appears at
-        the artifact's path: one put there by hand, as the error says, is then checked and taken."""
+        """A published artifact (weights_manifest.json; a checkpoint must fit the net and widths it names),
+        downloaded and verified once per kernel. A failure is raised again without a new try until a file
+        appears at the artifact's path (put there by hand, as the error says)."""
         if name in self._unavailable:
             if not (self.work.parent / load_manifest().get(name)["file"]).exists():
                 raise self._unavailable[name]
@@ -97,8 +87,7 @@ class Workspace:
         return self._fetched[name]
 
     def substitute(self, key: str, why: str) -> None:
-        """Say (once per kernel, on stderr) and record in ``results/substitutes.json`` that the published ``key``
-        could not be had and what stands in for it (``why``); the report names it."""
+        """Say once (stderr) and record in ``results/substitutes.json`` what stands in for the published ``key``."""
         if key in self.substitutes:
             return
         self.substitutes[key] = why
@@ -118,8 +107,6 @@ class Workspace:
         yield
         results_files.add_timing(self.results, step, time.perf_counter() - start)
 
-    # ------------------------------------------------------------ data
-
     def dataset_root(self) -> Path:
         """The training (and, offline, test) VOC root: made here or downloaded."""
         p = self.profile
@@ -138,9 +125,7 @@ class Workspace:
         return self._voc("2007-test") / "VOC2007-test"
 
     def _voc(self, voc_set: str) -> Path:
-        """``<data>/VOCdevkit`` with ``voc_set`` downloaded once: each notebook fetches only the sets it uses
-        (the course trains and ranks on VOC2007 trainval and tests on VOC2007 test; VOC2012 is never needed). On
-        Colab the data folder is the VM's disk, so each new VM downloads again (Drive keeps only artifacts)."""
+        """``<data>/VOCdevkit`` with ``voc_set`` (VOC2007 trainval or test) downloaded once per kernel."""
         devkit = self.data / "VOCdevkit"
         if voc_set not in self._voc_sets:
             with self.timed(f"dataset {voc_set}"):
@@ -150,9 +135,8 @@ class Workspace:
         return devkit
 
     def label_file(self) -> Path:
-        """The class names file (``labels.txt``) of the profile's data: on the full profile the published
-        ``voc-model-labels.txt``, else (no source answers) the library's names written to
-        ``work/<profile>/voc-model-labels-library.txt``, said once."""
+        """The class names file: synthetic data's ``labels.txt``; on full the published one, else the library's
+        names written to ``work/<profile>/voc-model-labels-library.txt`` (said once)."""
         if self.profile.synthetic:
             return self.dataset_root() / "labels.txt"
         try:
@@ -179,11 +163,9 @@ class Workspace:
             ds.ids = ds.ids[:limit]
         return ds
 
-    # ------------------------------------------------------------ models
-
     def train_config(self, net: str, epochs: int, lr: float, width: float, folder: Path, **extra) -> TrainConfig:
         """How the course trains ``net`` on the profile's data (cosine schedule, resumable, mAP every third epoch);
-        ``extra``: more :class:`~hrank_ssd.train.config.TrainConfig` fields (``base_net``, ``max_images``...)."""
+        ``extra``: more ``TrainConfig`` fields (``base_net``, ``max_images``...)."""
         p = self.profile
         fields = dict(datasets=[str(self.dataset_root())], validation_dataset=str(self.test_root()),
                       label_file=str(self.label_file()), net=net, batch_size=p.batch_size, num_epochs=epochs, lr=lr,
@@ -222,9 +204,8 @@ class Workspace:
         return self.fetch(net)
 
     def rank_dir(self, generate: Optional[bool] = None, net: str = "vgg16-ssd") -> Path:
-        """HRank ranks of the baseline ``net``. VGG16-SSD's: by default the original project's published folder on
-        the full profile, generated here otherwise; ``generate=True`` computes the student's own (``work/ranks``).
-        Other nets have no published ranks: always generated here (``work/ranks-<net>``)."""
+        """HRank ranks of the baseline ``net``: VGG16-SSD's published folder on full unless ``generate``, else
+        computed here (``work/ranks``; other nets, which have none published: ``work/ranks-<net>``)."""
         vgg = net == "vgg16-ssd"
         if generate is None:
             generate = self.profile.synthetic or not vgg
@@ -247,8 +228,7 @@ class Workspace:
         return out
 
     def published_ranks(self) -> Optional[Path]:
-        """The original project's VGG16-SSD rank folder (full profile), or None when it cannot be downloaded: then
-        the student's own ranks stand in (:meth:`rank_dir` computes them), said once and recorded as a substitute."""
+        """The published VGG16-SSD rank folder, or None (the student's own then stand in, recorded)."""
         try:
             path = self.fetch("vgg16-ssd-ranks")
         except HRankError as e:

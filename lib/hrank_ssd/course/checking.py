@@ -1,0 +1,143 @@
+"""How an exercise check runs a student's function: every case called on copies, any error or wrong answer turned
+into one ``not yet:`` line with a hint, never a traceback (:mod:`hrank_ssd.course.exercises`)."""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+import torch
+
+CORRECT = "correct:"
+NOT_YET = "not yet:"
+HINT = "hint:"
+BLANK = ("is still blank: replace the `raise NotImplementedError(...)` line of the exercise cell with your code, "
+         "run that cell, then this one")
+
+
+@dataclass
+class Case:
+    """One input of a check: the arguments, how they read in a message, and the library's answer."""
+
+    args: tuple
+    label: str
+    want: Any = None
+    kwargs: dict = field(default_factory=dict)
+
+
+def passed(text: str) -> bool:
+    """Whether a check cell's printed text says it passed: a ``correct:`` line and no ``not yet:`` line."""
+    lines = [ln.strip() for ln in str(text).splitlines()]
+    return any(ln.startswith(CORRECT) for ln in lines) and not any(ln.startswith(NOT_YET) for ln in lines)
+
+
+def short(value, limit: int = 120) -> str:
+    """A value as it reads in a message (tensors, arrays and NumPy numbers as plain lists and numbers, long texts
+    cut)."""
+    try:
+        return _cut(_plain(value), limit)
+    except Exception:  # a student's object whose repr fails
+        return f"<a {type(value).__name__}>"
+
+
+def _cut(value, limit: int) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _plain(value):
+    """Tensors, arrays and NumPy numbers as plain lists and numbers, floats to 7 significant digits."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().tolist() if value.numel() <= 32 else f"tensor of shape {list(value.shape)}"
+    elif isinstance(value, (np.ndarray, np.generic)):
+        value = value.tolist() if value.size <= 32 else f"array of shape {list(value.shape)}"
+    elif isinstance(value, (list, tuple)) and len(value) <= 32:
+        value = [v.item() if isinstance(v, np.generic) or (isinstance(v, torch.Tensor) and v.numel() == 1) else v
+                 for v in value]
+    if isinstance(value, float) and math.isfinite(value):
+        return float(f"{value:.7g}")
+    if isinstance(value, list):
+        return [_plain(v) if isinstance(v, (float, list)) else v for v in value]
+    return value
+
+
+def _say(ok: bool, message: str, hint: Optional[str] = None) -> bool:
+    """Print the verdict (and a hint when wrong); return ``ok``."""
+    print(f"{CORRECT if ok else NOT_YET} {message}")
+    if not ok and hint:
+        print(f"  {HINT} {hint}")
+    return ok
+
+
+def array_of(value) -> np.ndarray:
+    """A float64 array of a tensor, an array, a list or a number."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().double().numpy()
+    return np.asarray(value, dtype=np.float64)
+
+
+def number(value) -> float:
+    """One number out of an int, a float, a 0-d or one-element tensor or array; ValueError otherwise."""
+    arr = array_of(value)
+    if arr.size != 1:
+        raise ValueError(f"expected one number, got {arr.size} values")
+    return float(arr.reshape(()))
+
+
+def integer(value) -> Optional[int]:
+    """An integral number as an int (57, 57.0, tensor(57)); None when ``value`` is not one."""
+    if isinstance(value, bool):
+        return None
+    try:
+        x = number(value)
+    except (TypeError, ValueError):
+        return None
+    return int(x) if math.isfinite(x) and x == int(x) else None
+
+
+def run_check(name: str, fn, cases: Sequence[Case], same: Callable[[Any, Any], bool], what: str,
+         hint: Callable[[Case, Any], Optional[str]], default_hint: str) -> bool:
+    """Call ``fn`` on every case; print ``correct`` or the first problem with a hint. Never raises."""
+    if not callable(fn):
+        return _say(False, f"{name} is not a function (got {short(fn)}): run the exercise cell above, then this one")
+    for case in cases:
+        try:
+            got = fn(*copy.deepcopy(case.args), **case.kwargs)  # copies: an in-place edit cannot spoil the answer
+        except NotImplementedError:
+            return _say(False, f"{name} {BLANK}")
+        except Exception as e:  # the student's code: any error becomes a message, never a traceback
+            return _say(False, f"{name}({case.label}) raised {type(e).__name__}: {str(e).strip()[:200]}",
+                        default_hint)
+        try:
+            ok = bool(same(got, case.want))
+        except Exception:
+            ok = False
+        if not ok:
+            try:
+                why = _form_hint(got, case.want) or hint(case, got)
+            except Exception:
+                why = None
+            return _say(False, f"{name}({case.label}) returned {short(got)}, expected {short(case.want)}",
+                        why or default_hint)
+    return _say(True, f"{name} agrees with {what} on all {len(cases)} cases")
+
+
+def _form_hint(got, want) -> Optional[str]:
+    """A hint when the answer has the wrong form: nothing returned, or many values where one number was wanted."""
+    if got is None:
+        return "the function returned None: end it with `return ...`"
+    if isinstance(want, (int, float)) and array_of(got).size != 1:
+        return f"return one number, not {array_of(got).size} values"
+    return None
+
+
+def same_int(got, want) -> bool:
+    return integer(got) == want
+
+
+def close(got, want, rtol: float = 1e-5, atol: float = 1e-7) -> bool:
+    a, b = array_of(got), array_of(want)
+    return a.shape == b.shape and bool(np.allclose(a, b, rtol=rtol, atol=atol))
