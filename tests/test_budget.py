@@ -309,9 +309,9 @@ def test_fastest_widths_at_mac_cap(tmp_path):
     model, _ = setup_model(tmp_path, "vgg16-ssd")
     table = latency_table(model, tmp_path / "table.json")
     ranks = tmp_path / "ranks"
-    seed = [kept_channels(c, r) for c, r in zip(model.plan.prunable, PRUNED_RATE)]
-    pruned, _ = prune_to_widths(model, seed, "hrank", ranks)
-    cap = macs(model, seed)
+    paper = [kept_channels(c, r) for c, r in zip(model.plan.prunable, PRUNED_RATE)]
+    pruned, _ = prune_to_widths(model, paper, "hrank", ranks)
+    cap = macs(model, paper)
     assert cap == int(count_exact(pruned)["MACs"].sum())  # exact, without building the pruned model
     most = widths_for_latency_budget(model, table, Budget(1.0, True), ranks, mac_cap=cap)  # the cap's importance
     assert most.macs == macs(model, most.widths) <= cap and most.sidecar()["mac_cap"] == cap

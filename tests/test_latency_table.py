@@ -125,7 +125,7 @@ def test_table_covers_every_layer_and_every_rule_conv(measured, net):
     assert set(range(spec.num_prunable)) <= layers
 
 
-def test_grid_has_full_counts_block_multiples_and_seed_counts(measured):
+def test_grid_has_full_counts_block_multiples_and_the_paper_rates_counts(measured):
     table = LatencyTable.load(measured["vgg16-ssd"][0])
     rates = get_net("vgg16-ssd").default_compress_rate
     assert table.block == hardware_block("cpu")

@@ -1,4 +1,4 @@
-"""Physical pruning: equivalence with the masked original, exact filter choice, the seed's shapes, files."""
+"""Physical pruning: equivalence with the masked original, exact filter choice, the paper rate's shapes, files."""
 
 import json
 
@@ -27,7 +27,7 @@ from hrank_ssd.nets.compress import parse_compress_rate
 from hrank_ssd.nets.models import build_model, layer_names, load_model, read_sidecar, save_model
 from hrank_ssd.nets.vgg16_ssd import CONV_INDEXES as VGG_CONV_INDEXES
 
-SEED_RATE = "[0.1]*7+[0.5]*9"
+PAPER_RATE = "[0.1]*7+[0.5]*9"
 
 
 def randomize_batchnorm(model):
@@ -99,9 +99,9 @@ def test_ties_drop_the_lower_index_first():
     assert select_filters(np.array([1.0, 1.0, 1.0, 0.0]), 2) == [1, 2]
 
 
-def test_seed_shapes_for_the_published_compress_rate():
+def test_shapes_for_the_published_compress_rate():
     model = build_model("vgg16-ssd", 21)
-    kept = kept_indices(model, parse_compress_rate(SEED_RATE), "l1")
+    kept = kept_indices(model, parse_compress_rate(PAPER_RATE), "l1")
     pruned = apply_kept(model, kept)
     shapes = [list(pruned.base_net[i].weight.shape) for i in VGG_CONV_INDEXES]
     assert shapes == [[57, 3, 3, 3], [57, 57, 3, 3], [115, 57, 3, 3], [115, 115, 3, 3], [230, 115, 3, 3],
@@ -116,7 +116,7 @@ def test_seed_shapes_for_the_published_compress_rate():
 def test_round_to():
     assert round_keep(57, 64, 8) == 64 and round_keep(115, 128, 8) == 120 and round_keep(5, 8, None) == 5
     model = build_model("vgg16-ssd", 21)
-    kept = kept_indices(model, parse_compress_rate(SEED_RATE), "random", round_to=8)
+    kept = kept_indices(model, parse_compress_rate(PAPER_RATE), "random", round_to=8)
     assert all(len(v) % 8 == 0 for v in kept.values())
 
 
@@ -140,7 +140,7 @@ def test_prune_cli_writes_loadable_model_and_json(tmp_path, capsys):
     save_ranks(random_ranks(model), tmp_path / "ranks")
     out = tmp_path / "pruned.pth"
     assert main(["prune", "--base_net", str(base), "--rank_dir", str(tmp_path / "ranks"),
-                 "--compress_rate", SEED_RATE, "--output", str(out)]) == 0
+                 "--compress_rate", PAPER_RATE, "--output", str(out)]) == 0
     meta = json.loads((tmp_path / "pruned.pth.json").read_text())
     assert meta["criterion"] == "hrank" and len(meta["kept_indices"]["conv1_1"]) == 7
     loaded = load_model(out)  # shapes inferred, no compress rate needed
