@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -126,7 +127,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="write the markdown page here (with its command and machine)")
     args = ap.parse_args(argv)
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
-    result = {"environment": bench.environment("cpu", args.threads)}
+    result = {"environment": bench.environment("cpu", args.threads), "load": os.getloadavg()[0]}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         models, notes, checks = variants(tmp, args.threads, args.calib_images, log)
@@ -184,7 +185,8 @@ def page(result: dict, command: str) -> str:
     """The markdown page: the machine, the options table, pruned vs unpruned, agreement, time by pruning group."""
     env, md = result["environment"], lambda rows, fmt=".2f": tables.markdown_table(pd.DataFrame(rows), fmt)
     lines = ["# Inference options (generated; do not edit)", "", f"`{command}` on {env['cpu']} ({env['cpu_count']} "
-             f"cores, torch.set_num_threads({env['threads']})), torch {env['torch']}, {env['date'][:10]}. Random "
+             f"cores, load average {result['load']:.1f} at the start, torch.set_num_threads({env['threads']})), "
+             f"torch {env['torch']}, {env['date'][:10]}. Random "
              "weights (shapes set the speed), 300x300, batch 1, every model interleaved after warm-up; ms are "
              "medians unless labelled p90.", "", md(result["table"]), "",
              "Pruned vs unpruned, same inference option:", "", md(result["pairs"]), ""]
