@@ -221,10 +221,10 @@ print("pruned == masked original; max difference", float((c1 - c2).abs().max()))
 # register, 8 with AVX2; a GPU works in warps of 32), so a conv that keeps 57 of 64 filters does 11% fewer
 # multiply-adds but runs about as long as with 64: the block is paid in full. The paper rate `[0.1]*7+...`
 # keeps exactly such counts (57, 115, 230) in the early layers, which run at the largest resolutions and hold
-# most of the time; pools, memory traffic and the unpruned heads do not shrink with MACs either. On the
-# development CPU the paper rate cuts the full-size VGG16-SSD's MACs 1.71x but its forward far less, while widths
-# chosen on a latency table at the same MACs run about twice as fast (`benchmarks/latency_frontier.md` has the
-# measured ratios; `docs/latency.md` explains the measurement).
+# most of the time; pools, memory traffic and the unpruned heads do not shrink with MACs either. The paper rate
+# cuts the full-size VGG16-SSD's MACs 1.71x but its CPU forward far less, while widths chosen on a latency table at
+# the same MACs run about twice as fast (measured ratios: `benchmarks/latency_frontier.md`; the measurement:
+# `docs/latency.md`).
 #
 # So the widths must be chosen *for the hardware*: a **latency table** times every layer of the net (conv +
 # BatchNorm + ReLU + pool, inside whole models) on a grid of kept counts on *this* machine, and a knapsack

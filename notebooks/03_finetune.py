@@ -182,7 +182,7 @@ print(f"{count_parameters(b):,} parameters, plan {b.plan.prunable}")
 # the one above): VGG16-SSD pruned for this machine's clock at the paper rate's MACs, finetuned **exactly** as the
 # paper-rate model (same epochs, same learning rate: their mAPs are compared); VGG16-SSD at the smaller latency
 # budget; and MobileNetV1-SSD pruned with its own HRank ranks (`mb1_compress_rate`). The last two get
-# `small_finetune_epochs` (offline: one epoch each, to keep the course within 15 minutes on 2 CPU cores; full: as
+# `small_finetune_epochs` (offline: one epoch each, so the offline course stays short; full: as
 # many as yours). *note* marks a finetune much shorter than the original
 # project's as a short stand-in for it.
 

@@ -115,6 +115,26 @@ summary.assign(published_mAP_theirs=summary["model"].map(report.PUBLISHED_MAP),
 # the models, not the values. (The latency-pruned and the pruned MobileNetV1-SSD models have no published
 # figure.)
 
+# %% [markdown]
+# **Yours.** The rate you chose in notebook 02 (`work/<profile>/choice.json`), finetuned in notebook 03
+# (`course.your_model()`), beside the paper-rate model. At the profile's rate (offline) it *is* that model.
+
+# %%
+from hrank_ssd.measure.sensitivity import quick_map
+from hrank_ssd.nets.compress import format_compress_rate
+from hrank_ssd.nets.models import load_model
+
+rate, source = course.chosen_compress_rate()
+yours = course.your_model()
+paper = float(summary.set_index("model").loc["vgg16-ssd-pruned", "mAP"])
+if yours is None:
+    print(f"your rate {format_compress_rate(rate)} ({source}) is not finetuned yet: run notebook 03")
+elif yours.stem == "vgg16-ssd-pruned":
+    print(f"your model is the compared paper-rate model: mAP {paper:.4f}")
+else:
+    mine = quick_map(load_model(yours), course.test_dataset(), DEVICE, progress=False, desc="mAP, yours")
+    print(f"yours ({yours.name}, {format_compress_rate(rate)}): mAP {mine:.4f}; the paper rate's: {paper:.4f}")
+
 # %%
 report.plot_per_class(per_class)
 plt.show()

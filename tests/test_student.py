@@ -38,6 +38,7 @@ def test_the_chosen_rate_is_what_notebook_03_finetunes(tiny_course, tmp_path, mo
     trained = []
     monkeypatch.setattr(course, "train", lambda key, *a, **kw: trained.append(key) or course.path(key))
     assert course.finetune_choice() == course.path("vgg16-ssd-pruned")  # no choice: the compared model itself
+    assert course.your_model() is None  # not trained (the stand-in above wrote nothing): notebook 04 says so
     monkeypatch.undo()
 
     assert course.choose_compress_rate([0.3] * 14) == "[0.3]*14"
@@ -53,6 +54,7 @@ def test_the_chosen_rate_is_what_notebook_03_finetunes(tiny_course, tmp_path, mo
     finetuned = course.finetune_choice()  # trained for real: one tiny epoch
     assert finetuned.name == "vgg16-ssd-pruned-0.3x14-ft1.pth" and trained[-1] == "vgg16-ssd-pruned"
     assert load_model(finetuned).plan.prunable == load_model(init).plan.prunable
+    assert course.your_model() == finetuned  # what notebook 04 evaluates beside the compared models
     assert (course.results / f"log_{finetuned.stem}.csv").is_file()
 
 

@@ -58,15 +58,24 @@ def finetune_rate(course, rate=None, epochs: Optional[int] = None, criterion: st
     ``vgg16-ssd-pruned.pth`` (the published one on full). ``hooks``: training hooks (a live loss curve)."""
     p, rates = course.profile, rates_of(course, rate)
     epochs = p.finetune_epochs if epochs is None else epochs
-    compared = rates == rates_of(course) and criterion == "hrank" and epochs == p.finetune_epochs and not distill
-    if compared and epochs and not p.synthetic and p.use_published_pruned:
+    key = finetuned_key(course, rates, epochs, criterion, distill)
+    if key == "vgg16-ssd-pruned" and epochs and not p.synthetic and p.use_published_pruned:
         return course.fetch("vgg16-ssd-hrank")
     init = course.prune(rates, criterion)
     if epochs == 0:
         return init
-    key = "vgg16-ssd-pruned" if compared else f"{init.stem}-ft{epochs}{'-kd' if distill else ''}"
     extra = {"distill_from": str(course.baseline("vgg16-ssd"))} if distill else {}
     return course.train(key, "vgg16-ssd", epochs, p.finetune_lr_for(epochs), hooks, base_net=str(init), **extra)
+
+
+def finetuned_key(course, rates, epochs: int, criterion: str = "hrank", distill: bool = False) -> str:
+    """The model key :func:`finetune_rate` saves under: ``vgg16-ssd-pruned`` for the compared finetune, else
+    ``vgg16-ssd-pruned-<rate>[-<criterion>]-ft<epochs>[-kd]``."""
+    if list(rates) == rates_of(course) and criterion == "hrank" and epochs == course.profile.finetune_epochs \
+            and not distill:
+        return "vgg16-ssd-pruned"
+    crit = "" if criterion == "hrank" else f"-{criterion}"
+    return f"vgg16-ssd-pruned-{rate_name(rates)}{crit}-ft{epochs}{'-kd' if distill else ''}"
 
 
 def finetune(course, key: str, hooks=None) -> Path:
@@ -136,6 +145,12 @@ def finetune_choice(course, hooks=None) -> Path:
     """Notebook 03: the chosen rate finetuned (at the profile's rate offline, the compared model itself; where
     the published model stands in, ``student_finetune_epochs``). Resumable; its log is ``course.log_file(path)``."""
     return course.finetune_rate(course.chosen_compress_rate()[0], own_epochs(course.profile), hooks=hooks)
+
+
+def your_model(course) -> Optional[Path]:
+    """Notebook 03's finetune of the chosen rate when it exists (nothing is trained here), else None."""
+    key = finetuned_key(course, course.chosen_compress_rate()[0], own_epochs(course.profile))
+    return course.path(key) if course.path(key).is_file() else None
 
 
 @dataclass

@@ -60,17 +60,13 @@ def _bench(course, models, name: str, **kw) -> pd.DataFrame:
     return table
 
 
-def bench(course, trained: bool = False) -> pd.DataFrame:
-    """CPU latency of the three full-size detectors (random weights: shapes decide speed), or the trained ones."""
-    if trained:
-        models = {k: load_model(course.model(k)) for k in MODEL_KEYS}
-    else:
-        models = {"vgg16-ssd": build_model("vgg16-ssd", 21),
-                  "vgg16-ssd-pruned": build_model("vgg16-ssd", 21, compress_rate=course.profile.compress_rate),
-                  "mb1-ssd": build_model("mb1-ssd", 21)}
-    table = _bench(course, models, "bench")
+def bench(course) -> pd.DataFrame:
+    """CPU latency of the three full-size detectors (random weights: shapes decide speed): ``bench.csv``."""
+    table = _bench(course, {"vgg16-ssd": build_model("vgg16-ssd", 21), "mb1-ssd": build_model("mb1-ssd", 21),
+                            "vgg16-ssd-pruned": build_model("vgg16-ssd", 21, compress_rate=course.profile.compress_rate)
+                            }, "bench")
     course.save_json("machine.json", {k: v for k, v in results_json(table).items() if k != "results"})
-    table.to_csv(course.result("bench_trained.csv" if trained else "bench.csv"), index=False)
+    table.to_csv(course.result("bench.csv"), index=False)
     return table
 
 

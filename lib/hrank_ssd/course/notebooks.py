@@ -1,11 +1,7 @@
 """Executing the course notebooks with papermill: in order, a kernel each (as on Colab) or one shared kernel.
 
-The course runs the **solved** notebooks: ``notebooks/solutions/NN_name.ipynb`` where a notebook has exercises
-(the build fills in their solutions), else ``notebooks/NN_name.ipynb``; every exercise check cell (tag ``check``)
-of an executed notebook must then say ``correct`` (:func:`failed_checks`), so a wrong solution stops the run.
-
-papermill, nbformat and the Jupyter client are the ``colab`` extra's: they are imported where used, so that the
-course runs its steps directly (``course --no_notebooks``) without them.
+The course runs the solved copies (``notebooks/solutions/``) where a notebook has exercises, and every check cell
+must say ``correct`` (:func:`failed_checks`). papermill and Jupyter are imported where used (the ``colab`` extra).
 """
 
 from __future__ import annotations
@@ -26,11 +22,7 @@ SOLUTIONS = "solutions"  # the solved copies' subfolder of the notebooks folder 
 
 
 def notebook_paths(folder, solved: bool = True) -> list:
-    """The course notebooks of ``folder`` in order (:data:`~hrank_ssd.course.results.NOTEBOOKS`), all present.
-
-    ``solved``: a notebook's solved copy ``folder/solutions/NN_name.ipynb`` where there is one (a notebook with
-    exercises), so every exercise check runs against its solution; False: the student's notebooks, as Colab opens
-    them."""
+    """The course notebooks of ``folder`` in order, all present; ``solved``: the solved copies where there are."""
     folder = Path(folder)
     paths = []
     for name in NOTEBOOKS:
@@ -44,9 +36,8 @@ def notebook_paths(folder, solved: bool = True) -> list:
 
 
 def failed_checks(path) -> list:
-    """The check cells (tag ``check``) of the executed notebook ``path`` that did not pass: one that printed a
-    ``not yet`` line, or fewer ``correct`` lines than it calls ``exercises.check_*`` functions.
-    ``[(execution count, the first 'not yet' line or 'no verdict printed'), ...]``; empty when all passed."""
+    """The check cells of the executed notebook ``path`` that printed a ``not yet`` line or fewer ``correct`` lines
+    than their ``exercises.check_*`` calls: ``[(execution count, first 'not yet' line or 'no verdict printed')]``."""
     import nbformat
 
     failed = []
@@ -74,19 +65,10 @@ def notebook_params(profile: str, run_dir, work_dir, device=None) -> dict:
 def execute_notebooks(paths, run_dir, profile: str, work_dir, device=None, cwd=None, log=print,
                       kernel_name: str = "python3", progress: bool = False, one_kernel: bool = False,
                       checks: bool = True, cell_timeout: float | None = None) -> list:
-    """Execute ``paths`` in order with papermill into ``run_dir/notebooks``; stop at the first failure.
-
-    Parameters injected: PROFILE, RUN_DIR, WORK_DIR (absolute paths), DEVICE. A failing cell raises
-    :class:`HRankError` naming the notebook, the cell and its error, with the executed copy's path; so does an
-    exercise check cell that does not say ``correct`` when ``checks`` (the course runs the solved notebooks:
-    a check that fails there is a wrong solution, or a library change the exercise no longer matches).
-    ``one_kernel``: one kernel for all notebooks, each starting with ``%reset_selective -f .`` (no user name can
-    leak from one notebook to the next; only imported modules stay loaded; unlike ``%reset -f`` it skips a
-    full garbage collection, which took minutes on slow CI machines). The tests' shortcut on slow machines,
-    where starting torch in seven kernels costs minutes; Colab and ``course`` use a kernel per notebook.
-    ``cell_timeout``: seconds a cell may run before the run fails (None: no limit, as a full-profile finetune
-    cell runs for hours; the tests set one, so a cell that never returns fails instead of hanging CI).
-    """
+    """Execute ``paths`` in order with papermill (:func:`notebook_params` injected) into ``run_dir/notebooks``;
+    a failing cell, or (``checks``) a check cell not saying ``correct``, is one :class:`HRankError` line.
+    ``one_kernel``: one kernel for all, each notebook opening with ``%reset_selective -f .`` (the tests' shortcut:
+    starting torch in seven kernels is slow). ``cell_timeout``: seconds a cell may run (None: no limit)."""
     _papermill()  # a missing papermill is one line before anything starts
     out_dir = Path(run_dir).resolve() / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -98,24 +98,16 @@ def frontier(page: Page, res: Results) -> None:
         return
     page.table(tables.frontier_display(table), formats=tables.FRONTIER_FORMATS)
     machine = tables.machine_title(res.get("frontier_machine.json"))
-    page.add("", f"All six are the models this run evaluated, measured as they are (the profile's widths and image "
-             f"size), so mAP, latency and MACs belong to the same models. *mAP*: this run's test set. *forward ms*: "
-             f"median forward latency, batch 1, the models interleaved, measured on {machine} "
-             f"(`results/frontier.csv`); *predicted ms*: what this machine's latency table predicts for the "
-             "VGG16-SSDs. *GMACs*, *params*: exact. *speed-up vs unpruned*: against the unpruned model of the same "
-             "net. *frontier*: on the Pareto frontier (no other model is both cheaper and better). The "
-             "latency-pruned model at the paper rate's MACs finetunes exactly as the paper-rate model (same epochs and "
-             "learning rate: compare their mAPs); the small latency budget and the pruned MobileNetV1-SSD get the "
-             "*finetune epochs* shown. *note*: a model finetuned for under "
-             f"{tables.SHORT_FINETUNE:.0%} of the original project's published epochs is a short stand-in for "
-             "their finetune.")
+    page.add("", f"The six models this run evaluated, as they are (the profile's widths and image size). *forward "
+             f"ms*: median forward latency, batch 1, interleaved, on {machine}; *predicted ms*: this machine's "
+             "latency table's, for the VGG16-SSDs. *GMACs*, *params*: exact. *speed-up vs unpruned*: against the "
+             "same net unpruned. *frontier*: no other model is both cheaper and better. *note*: a model finetuned "
+             f"for under {tables.SHORT_FINETUNE:.0%} of the published epochs is a short stand-in for them.")
     scale = _prediction_scale(table)
     if scale is not None:
-        page.add("", f"The table predicts the unpruned VGG16-SSD at {scale:.2f}x the forward measured here. It was "
-                 "measured minutes earlier in the run (notebook 02), and a shared machine's speed moves between two "
-                 "moments (the table itself takes the drift out of its own minutes, docs/latency.md); the latency "
-                 "budgets are fractions of the unpruned model's predicted time, which moves with the rest, so the "
-                 "widths they choose hold while the absolute milliseconds do not.")
+        page.add("", f"The table predicts the unpruned VGG16-SSD at {scale:.2f}x the forward measured here (a "
+                 "machine's speed moves between two moments); the budgets are fractions of the unpruned model's "
+                 "predicted time, so the widths they choose hold while the absolute milliseconds do not.")
     page.figure(save_plot(plot_frontier(table, machine), page.plots / "frontier.png"), "mAP vs latency and MACs")
     page.heading("### How the latency-pruned widths were chosen")
     if page.missing(res, "latency_models.csv"):
@@ -152,9 +144,7 @@ def comparison(page: Page, res: Results) -> None:
         page.figure(save_plot(plot_published(points), page.plots / "published_map_vs_macs.png"),
                     "published mAP vs MACs (theirs)")
         page.add("", "Theirs alone, on their own axes: the original project's VOC2007 test mAP against the exact "
-                 "MACs of the full-size detectors; the top axis is a FLOPs-based estimate of a T4's forward time "
-                 "(`hrank_ssd.course.estimates`), not a measurement. Our synthetic-data mAPs are not comparable "
-                 "with these and are never drawn on the same axes.")
+                 "MACs of the full-size detectors; our mAPs are never drawn on the same axes.")
 
 
 def per_class(page: Page, res: Results) -> None:
@@ -190,10 +180,6 @@ def speed(page: Page, res: Results) -> None:
             page.add("", "Latency falls less than MACs: memory traffic, per-layer overheads, the un-pruned parts "
                      "(extras, heads) and post-processing (decode + NMS) do not shrink with the pruned filters, "
                      "and depthwise convolutions do few MACs per byte moved.")
-    trained = res.get("bench_trained.csv")
-    if trained is not None:
-        page.heading("Trained models (as evaluated in this run):")
-        page.table(trained.assign(model=trained["model"].map(tables.title)), floatfmt=".2f")
 
 
 def flops(page: Page, res: Results) -> None:

@@ -68,7 +68,6 @@ RESULTS: Dict[str, Producer] = {
     "frontier_machine.json": Producer("Course.frontier()", _EVAL, "frontier"),
     "layer_speed.csv": Producer("Course.layer_speed()", _EVAL, None, in_report=False),
     "layer_speed_groups.csv": Producer("Course.layer_speed()", _EVAL, None, in_report=False),
-    "bench_trained.csv": Producer("Course.bench(trained=True)", (), None),
     "substitutes.json": Producer("Course.model()", _EVAL + _VIDEO, "evaluate"),
     "flops.csv": Producer("Course.flops()", ("05_flops_table",), "flops"),
     "video.json": Producer("the video demo", _VIDEO, "video"),

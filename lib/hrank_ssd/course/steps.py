@@ -25,6 +25,7 @@ class Course(Workspace):
     choose_compress_rate = making.choose_compress_rate
     chosen_compress_rate = making.chosen_compress_rate
     finetune_choice = making.finetune_choice
+    your_model = making.your_model
     # pruning for this machine's clock (course.latency_models)
     latency_table = latency_models.latency_table
     latency_table_file = latency_models.latency_table_file
