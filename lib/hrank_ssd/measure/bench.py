@@ -14,7 +14,6 @@ import datetime as _dt
 import math
 import os
 import platform
-import re
 import statistics
 import time
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -34,8 +33,6 @@ from hrank_ssd.nets.models import build_model, count_parameters, load_model
 from hrank_ssd.nets.predictor import Predictor
 from hrank_ssd.nets.registry import net_names
 
-TIMING_KEYS = ("median_ms", "p90_ms", "mean_ms", "min_ms", "max_ms", "std_ms", "warmup", "runs")
-WRAPPER_PREFIX = re.compile(r"^((model|_orig_mod)\.)+")  # measure.wrapped's wrappers, torch.compile
 TABLE_COLUMNS = ["model", "params", "GMACs", "forward_median_ms", "forward_p90_ms", "forward_fps",
                  "predict_median_ms", "predict_p90_ms", "predict_fps", "forward_speedup", "mac_ratio"]
 
@@ -60,11 +57,6 @@ def clocked(fn: Callable[[], object], device="cpu") -> Tuple[object, float]:
     out = fn()
     sync(device)
     return out, time.perf_counter() - start
-
-
-def timing(fn: Callable[[], object], warmup: int = 10, runs: int = 50, device="cpu") -> Dict[str, float]:
-    """Time ``fn()`` alone (:func:`timings_interleaved`): ``median_ms``, ``p90_ms``, ``mean_ms``, ... ``runs``."""
-    return timings_interleaved({"fn": fn}, warmup, runs, device)["fn"]
 
 
 def timings_interleaved(fns: Mapping[str, Callable[[], object]], warmup: int = 10, runs: int = 50,

@@ -4,6 +4,7 @@ and the pruned model's speed-up per pruning group against what its MACs promise.
 from __future__ import annotations
 
 import math
+import re
 import statistics
 import time
 from typing import Callable, Dict, List, Mapping, Optional, Sequence
@@ -13,11 +14,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from hrank_ssd.measure.bench import WRAPPER_PREFIX, num_threads, timings_interleaved
+from hrank_ssd.measure.bench import num_threads, timings_interleaved
 from hrank_ssd.measure.flops import count_exact
 from hrank_ssd.measure.wrapped import unwrap
 from hrank_ssd.nets.compress import PRUNED_RATE, layer_rates
 from hrank_ssd.nets.registry import get_net
+
+WRAPPER_PREFIX = re.compile(r"^((model|_orig_mod)\.)+")  # measure.wrapped's wrappers, torch.compile
 
 
 def _hook_layers(models: Mapping[str, nn.Module], kinds, times, shapes) -> tuple:
