@@ -7,26 +7,14 @@ is there, and what happens when it is not.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Tuple
 
 from hrank_ssd.course.models import MB1_PRUNED, PAPER_MACS, SMALL
 from hrank_ssd.course.results import NOTEBOOKS
 from hrank_ssd.errors import HRankError
 from hrank_ssd.hrank.ranks import has_ranks
 from hrank_ssd.io.manifest import load_manifest
-
-
-@dataclass(frozen=True)
-class Need:
-    """A piece of earlier work a notebook uses: what it is, its key in :data:`CHECKS`, and what the notebook does
-    without it on the full profile and on a synthetic one."""
-
-    what: str
-    makes: str
-    full: str
-    synthetic: str
 
 
 def _published(course, name: str) -> bool:
@@ -42,60 +30,50 @@ def _voc(course, split: str) -> bool:
     return (Path(course.data) / "VOCdevkit" / folder / "ImageSets" / "Main" / f"{split}.txt").is_file()
 
 
-def _model(course, key: str) -> bool:
-    return Path(course.path(key)).is_file()
+def _made(course, *keys: str) -> bool:
+    return all(Path(course.path(key)).is_file() for key in keys)
 
 
-def _baselines(course) -> bool:
-    if course.profile.synthetic:
-        return _model(course, "vgg16-ssd") and _model(course, "mb1-ssd")
-    return _published(course, "vgg16-ssd") and _published(course, "mb1-ssd")
+def _own_or_published(own: Callable, *published: str) -> Callable:
+    """A check: ``own(course)`` on a synthetic profile, else the ``published`` artifacts downloaded."""
+    return lambda c: own(c) if c.profile.synthetic else all(_published(c, name) for name in published)
 
 
-def _pruned(course) -> bool:
-    if course.profile.synthetic or not course.profile.use_published_pruned:
-        return _model(course, "vgg16-ssd-pruned")
-    return _published(course, "vgg16-ssd-hrank")
-
-
-def _ranks(course) -> bool:
-    if course.profile.synthetic:
-        return has_ranks(Path(course.work) / "ranks", "vgg16-ssd")
-    return _published(course, "vgg16-ssd-ranks")
-
-
+# what a notebook uses, by key: is it there?
 CHECKS: Dict[str, Callable] = {
     "voc-trainval": lambda c: _voc(c, "trainval"), "voc-test": lambda c: _voc(c, "test"),
-    "baselines": _baselines, "ranks": _ranks,
+    "baselines": _own_or_published(lambda c: _made(c, "vgg16-ssd", "mb1-ssd"), "vgg16-ssd", "mb1-ssd"),
+    "ranks": _own_or_published(lambda c: has_ranks(Path(c.work) / "ranks", "vgg16-ssd"), "vgg16-ssd-ranks"),
     "ranks-mb1-ssd": lambda c: has_ranks(Path(c.work) / "ranks-mb1-ssd", "mb1-ssd"),
     "choice": lambda c: (Path(c.work) / "choice.json").is_file(),
-    "latency-models": lambda c: _model(c, f"{PAPER_MACS}-init") and _model(c, f"{SMALL}-init"),
+    "latency-models": lambda c: _made(c, f"{PAPER_MACS}-init", f"{SMALL}-init"),
     "latency-table": lambda c: any((Path(c.work) / "latency").glob("*.json")),
-    "vgg16-ssd-pruned": _pruned,
-    **{key: (lambda c, key=key: _model(c, key)) for key in (PAPER_MACS, SMALL, MB1_PRUNED)},
+    "vgg16-ssd-pruned": lambda c: _published(c, "vgg16-ssd-hrank") if c.profile.use_published_pruned
+    and not c.profile.synthetic else _made(c, "vgg16-ssd-pruned"),
+    **{key: (lambda c, key=key: _made(c, key)) for key in (PAPER_MACS, SMALL, MB1_PRUNED)},
 }
 
-_DATA = [Need(f"VOC2007 {split}", f"voc-{split}", "downloaded into this machine's data folder",
-              "drawn here (synthetic shapes)") for split in ("trainval", "test")]
-_BASE = Need("00's baselines", "baselines", "downloaded (the published weights)", "trained here")
-_RANKS = Need("VGG16-SSD's ranks", "ranks", "downloaded (the published rank files)", "computed here (01's)")
-_FINETUNED = Need("the finetuned pruned VGG16-SSD", "vgg16-ssd-pruned", "downloaded (the published one)",
-                  "finetuned here (03's)")
-_HERE = "finetuned here"
+Need = Tuple[str, str, str, str]  # what it is, its CHECKS key, what happens without it on full, and on synthetic
+_DATA = [(f"VOC2007 {split}", f"voc-{split}", "downloaded into this machine's data folder",
+          "drawn here (synthetic shapes)") for split in ("trainval", "test")]
+_BASE = ("00's baselines", "baselines", "downloaded (the published weights)", "trained here")
+_RANKS = ("VGG16-SSD's ranks", "ranks", "downloaded (the published rank files)", "computed here (01's)")
+_FINETUNED = ("the finetuned pruned VGG16-SSD", "vgg16-ssd-pruned", "downloaded (the published one)",
+              "finetuned here (03's)")
+_HERE = ("finetuned here",) * 2
 NEEDS: Dict[str, List[Need]] = {
     "00_setup": [],
     "01_rank_generation": [*_DATA, _BASE],
     "02_hrank_pruning": [*_DATA, _BASE, _RANKS],
     "03_finetune": [*_DATA, _BASE, _RANKS,
-                    Need("02's choice of compress rate", "choice", *["finetunes the profile's rate instead"] * 2),
-                    Need("02's latency-pruned models", "latency-models",
-                         *["measures this machine's latency table and chooses their widths here"] * 2),
-                    Need("01's MobileNetV1-SSD ranks", "ranks-mb1-ssd", *["computed here"] * 2)],
-    "04_eval_map_fps": [_DATA[1], _BASE, _FINETUNED,
-                        Need("02's latency table", "latency-table", *["measured here"] * 2),
-                        Need("03's finetuned latency-pruned VGG16-SSD at the paper rate's MACs", PAPER_MACS, _HERE, _HERE),
-                        Need("03's finetuned latency-pruned VGG16-SSD, small budget", SMALL, _HERE, _HERE),
-                        Need("03's finetuned pruned MobileNetV1-SSD", MB1_PRUNED, _HERE, _HERE)],
+                    ("02's choice of compress rate", "choice", *["finetunes the profile's rate instead"] * 2),
+                    ("02's latency-pruned models", "latency-models",
+                     *["measures this machine's latency table and chooses their widths here"] * 2),
+                    ("01's MobileNetV1-SSD ranks", "ranks-mb1-ssd", *["computed here"] * 2)],
+    "04_eval_map_fps": [_DATA[1], _BASE, _FINETUNED, ("02's latency table", "latency-table", *["measured here"] * 2),
+                        ("03's finetuned latency-pruned VGG16-SSD at the paper rate's MACs", PAPER_MACS, *_HERE),
+                        ("03's finetuned latency-pruned VGG16-SSD, small budget", SMALL, *_HERE),
+                        ("03's finetuned pruned MobileNetV1-SSD", MB1_PRUNED, *_HERE)],
     "05_flops_table": [],
     "06_video_demo": [_FINETUNED],
 }
@@ -106,15 +84,11 @@ def recompute_note(course, notebook: str) -> str:
     is missing from the work folder."""
     if notebook not in NEEDS:
         raise HRankError(f"unknown notebook {notebook!r}: choose one of {', '.join(NOTEBOOKS)}")
-    synthetic = course.profile.synthetic
-    lines = [f"- missing {need.what}: {need.synthetic if synthetic else need.full}"
-             for need in NEEDS[notebook] if not CHECKS[need.makes](course)]
+    lines = [f"- missing {what}: {synthetic if course.profile.synthetic else full}"
+             for what, key, full, synthetic in NEEDS[notebook] if not CHECKS[key](course)]
     if not NEEDS[notebook]:
         lines = ["- it uses nothing from the earlier notebooks."]
     elif not lines:
         lines = ["- everything it uses from the earlier notebooks is there: nothing is recomputed."]
     head = f"What {notebook} takes from earlier notebooks (profile {course.profile.name}, work folder {course.work}):"
     return "\n".join([head, *lines])
-
-
-__all__ = ["CHECKS", "NEEDS", "Need", "recompute_note"]
