@@ -325,7 +325,8 @@ suggestion.round(4)
 # saved once as `work/<profile>/models/vgg16-ssd-pruned-<rate>.pth`, reused by every later call) and measures it
 # without finetuning: the kept filters, parameters, MACs (of this profile's model) and a quick mAP on a handful of
 # test images. `course.choose_compress_rate(rate)` records the rate and its pruned file in
-# `work/<profile>/choice.json`: **notebook 03 finetunes the rate chosen last**. The cell below does both for `STAGE_RATES` (the paper's unless you change it).
+# `work/<profile>/choice.json`: **notebook 03 finetunes the rate chosen last**. The cell below does both for
+# `STAGE_RATES` (the paper's unless you change it).
 
 # %%
 MY_RATE = VGG.stage_rates(STAGE_RATES)  # one rate per stage -> one per prunable layer
@@ -478,7 +479,7 @@ print(f"same sparsity ({by.loc['filters (HRank)', 'sparsity']:.1%} of the weight
 # ```
 # python -m hrank_ssd flops --net vgg16-ssd --compress_rate "[0.1]*7+[0.5]*9"
 # python -m hrank_ssd prune --base_net work/offline/models/vgg16-ssd.pth --rank_dir work/offline/ranks \
-#     --compress_rate "[0.1]*7+[0.5]*9" --criterion hrank --output work/offline/models/vgg16-ssd-hrank-init.pth
+#     --compress_rate "[0.1]*7+[0.5]*9" --criterion hrank --output work/offline/models/vgg16-ssd-pruned-0.1x7_0.5x9.pth
 # python -m hrank_ssd sensitivity --dataset work/offline/data/VOCdevkit/VOC2007 \
 #     --trained_model work/offline/models/vgg16-ssd.pth --rank_dir work/offline/ranks --layers 1,4,7,10,13,14 \
 #     --rates 0.3,0.6,0.9 --target_mac_reduction 0.5
