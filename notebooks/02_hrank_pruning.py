@@ -479,7 +479,7 @@ print(f"same sparsity ({by.loc['filters (HRank)', 'sparsity']:.1%} of the weight
 # ```
 # python -m hrank_ssd flops --net vgg16-ssd --compress_rate "[0.1]*7+[0.5]*9"
 # python -m hrank_ssd prune --base_net work/offline/models/vgg16-ssd.pth --rank_dir work/offline/ranks \
-#     --compress_rate "[0.1]*7+[0.5]*9" --criterion hrank --output work/offline/models/vgg16-ssd-pruned-0.1x7_0.5x9.pth
+#     --compress_rate "[0.1]*7+[0.5]*9" --criterion hrank --output work/offline/models/vgg16-ssd-pruned-0.1x7_0.5x7.pth
 # python -m hrank_ssd sensitivity --dataset work/offline/data/VOCdevkit/VOC2007 \
 #     --trained_model work/offline/models/vgg16-ssd.pth --rank_dir work/offline/ranks --layers 1,4,7,10,13,14 \
 #     --rates 0.3,0.6,0.9 --target_mac_reduction 0.5

@@ -2,8 +2,8 @@
 
 Each saves under ``work/<profile>/models/`` by a readable name and is made once (a re-run reuses the file):
 
-- ``<net>-pruned-<rate>[-<criterion>].pth``: the trained ``net`` pruned at ``rate`` (``0.1x7_0.5x9`` is
-  ``[0.1]*7+[0.5]*9``), before finetuning; ``...-ft<epochs>[-kd].pth`` the same finetuned;
+- ``<net>-pruned-<rate>[-<criterion>].pth``: the trained ``net`` pruned at ``rate``, per layer (the paper rate
+  on VGG16-SSD's 14 layers is ``0.1x7_0.5x7``), before finetuning; ``...-ft<epochs>[-kd].pth`` the same finetuned;
 - ``<key>.pth``: a compared model of :data:`~hrank_ssd.course.models.MODELS` (the paper-rate one is
   ``vgg16-ssd-pruned.pth``); ``choice.json``: the rate the student chose in notebook 02 and its pruned file.
 """

@@ -68,5 +68,5 @@ def finetune_epochs(profile, key: str, substituted: bool = False) -> int:
 
 
 def rate_name(rates: Sequence[float]) -> str:
-    """A compress rate as a file name part: ``[0.1]*7+[0.5]*9`` -> ``0.1x7_0.5x9``."""
+    """A per-layer compress rate as a file name part: ``[0.1]*7+[0.5]*7`` -> ``0.1x7_0.5x7``."""
     return format_compress_rate(list(rates)).replace("[", "").replace("]", "").replace("*", "x").replace("+", "_")
