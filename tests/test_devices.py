@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from support.fake_clock import install_conv_clock
 from support.sim_device import DeviceMix, SimTensor, devices_of, simulated_device
 
 from hrank_ssd.course.results import STEPS
@@ -228,13 +229,17 @@ def course_on_meta(tmp_path_factory):
     """The tiny course's steps, training included, on the "meta" kind (the full-size benchmark, frontier and FLOPs
     steps aside: the calls above cover their device handling), then the notebooks' own calls that run a model."""
     tmp = tmp_path_factory.mktemp("course-meta")
-    with simulated_device("meta") as dev:
-        course = Course("tiny", tmp / "run", tmp / "work", device=str(dev), progress=False)
-        run_steps(course, [s for s in STEPS if s not in ("bench", "frontier", "flops")], log=lambda _: None)
-        tried = course.try_compress_rate("[0.3]*14")
-        course.choose_compress_rate("[0.2]*14")
-        finetuned = course.finetune_choice()
-        resumed = course.resume_lesson()
+    _, undo = install_conv_clock()  # the latency table and the models it chooses: the same on any machine
+    try:
+        with simulated_device("meta") as dev:
+            course = Course("tiny", tmp / "run", tmp / "work", device=str(dev), progress=False)
+            run_steps(course, [s for s in STEPS if s not in ("bench", "frontier", "flops")], log=lambda _: None)
+            tried = course.try_compress_rate("[0.3]*14")
+            course.choose_compress_rate("[0.2]*14")
+            finetuned = course.finetune_choice()
+            resumed = course.resume_lesson()
+    finally:
+        undo()
     return course, tried, finetuned, resumed
 
 
