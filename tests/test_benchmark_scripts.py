@@ -17,10 +17,11 @@ def _bad_inputs(tmp: Path):
         "offline_seeds.py": ["--seeds", "0", "--work", str(a_file / "work"), "--runs", str(tmp / "runs"),
                              "--out", str(tmp / "seeds")],
         "latency_frontier.py": ["--table", str(tmp / "missing" / "table.json"), "--out", str(tmp / "lf.md")],
+        "train_layout.py": ["--out", str(tmp / "missing" / "layout.md")],
     }
 
 
-@pytest.mark.parametrize("script", ["offline_seeds.py", "latency_frontier.py"])
+@pytest.mark.parametrize("script", ["offline_seeds.py", "latency_frontier.py", "train_layout.py"])
 def test_bad_input_is_one_line_and_status_2(script, tmp_path):
     args = _bad_inputs(tmp_path)[script]
     out = subprocess.run([sys.executable, str(BENCHMARKS / script), *args], capture_output=True, text=True,
@@ -29,6 +30,18 @@ def test_bad_input_is_one_line_and_status_2(script, tmp_path):
     assert out.returncode == 2, out.stderr[-2000:]
     assert "Traceback" not in out.stderr and lines[-1].startswith("error: "), out.stderr[-2000:]
     assert not (tmp_path / "a_file" / "work").exists() and (tmp_path / "a_file").read_text() == "not a folder"
+
+
+def test_train_layout_quick_run_times_both_layouts(tmp_path):
+    """A smoke run: one case, real train() steps in both layouts; the page's ratio is its two columns' ratio."""
+    import pandas as pd
+
+    out = tmp_path / "layout.md"
+    assert load_benchmark("train_layout").main(["--quick", "--threads", "1", "--out", str(out)]) == 0
+    table = pd.read_csv(out.with_suffix(".csv"))
+    assert len(table) == 1 and table["steps timed"].item() == 3  # 4 steps: 3 intervals, the first step untimed
+    assert table["speed-up"].item() == table["NCHW ms/step"].item() / table["channels-last ms/step"].item()
+    assert "| VGG16-SSD, course width (baseline training) | 2 | 3 |" in out.read_text()
 
 
 def test_mutmut_report_counts_and_explains_survivors():
