@@ -6,10 +6,9 @@ a training step 3 forwards; rank SVDs at a stated rate; downloads at a stated ba
 measured here, overlapped by 2 loader workers). The full profile's short finetunes fit notebook 03 in
 ``T4_NOTEBOOK_MINUTES`` by it (tests/test_estimates.py).
 
-    python benchmarks/colab_t4_estimate.py [--dataset VOC_ROOT | --assumed_load] [--update_readme]
+    python benchmarks/colab_t4_estimate.py [--dataset VOC_ROOT | --assumed_load]
 
-Writes ``benchmarks/colab_t4_estimate.md`` (with its command and machine); ``--update_readme`` refreshes
-README.md's ``t4`` block.
+Writes ``benchmarks/colab_t4_estimate.md`` (with its command and machine).
 """
 
 from __future__ import annotations
@@ -29,7 +28,6 @@ import torch
 from hrank_ssd.cli.main import guarded
 from hrank_ssd.course.folders import repo_root
 from hrank_ssd.course.profiles import PROFILES, Profile
-from hrank_ssd.course.report import replace_marked_block
 from hrank_ssd.data.augment import TrainAugmentation
 from hrank_ssd.data.voc import TestTransform, VOCDataset, read_labels
 from hrank_ssd.hrank.ranks import RankAccumulator
@@ -40,7 +38,6 @@ from hrank_ssd.nets.registry import get_config
 
 HERE = Path(__file__).resolve().parent
 SHARED_VOC = repo_root().parent / "shared" / "data" / "voc2012_sample" / "VOC2012"
-MARKERS = ("<!-- t4:start -->", "<!-- t4:end -->")
 
 T4_FP32_TFLOPS = 8.1  # NVIDIA T4 datasheet peak, FP32
 INFER_EFFICIENCY = 0.25  # batch-1 predict: small kernels and launch overhead keep it far from peak
@@ -229,7 +226,6 @@ def main(argv=None) -> int:
     p.add_argument("--assumed_load", action="store_true",
                    help="decode times: ASSUMED_LOAD_MS (what the notebooks' cells use), not measured here "
                         "(a busy machine measures its load, not the decoding)")
-    p.add_argument("--update_readme", action="store_true")
     args = p.parse_args(argv)
     root = Path(args.dataset) if args.dataset else SHARED_VOC
     if args.assumed_load:
@@ -258,8 +254,6 @@ def main(argv=None) -> int:
                                                "come from it; the GPU work is computed).\n\n" + text
                                                + "\nThe work behind each figure:\n\n" + detail + "\n")
     print(text)
-    if args.update_readme:
-        replace_marked_block(repo_root() / "README.md", *MARKERS, text)
     return 0
 
 
