@@ -116,7 +116,7 @@ zero = torch.zeros(8, 8)
 print([int(torch.linalg.matrix_rank(m)) for m in (outer, noise, zero)])
 
 # %% [markdown]
-# Check: the batched rank (one SVD call for many maps, what the library uses) equals HRank's one-map-at-a-time loop. On a CPU the batch is also what lets several cores share the SVDs: `batched_ranks` splits it over `torch.get_num_threads()` workers (`benchmarks/results.md` times it).
+# Check: the batched rank (one SVD call for many maps, what the library uses) equals HRank's one-map-at-a-time loop. On a CPU the batch is also what lets several cores share the SVDs: `batched_ranks` splits it over `torch.get_num_threads()` workers.
 
 # %%
 assert [int(torch.linalg.matrix_rank(m)) for m in (outer, noise, zero)] == [1, 8, 0]

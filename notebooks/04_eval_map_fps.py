@@ -306,7 +306,7 @@ print(f"Measured: the pruned model's layers take {ceiling['measured_speedup']:.2
 # %% [markdown]
 # Check: the per-layer MACs add up to the whole model's count (notebook 5 explains the counter). The lesson
 # for pruning: choose kept counts on the hardware's block boundaries (multiples of 16 here) or prune the
-# early layers harder; `benchmarks/results.md` has the full analysis, including the channels_last layout.
+# early layers harder; `benchmarks/bench_inference_options.md` times each pruning group and layout.
 
 # %%
 from hrank_ssd.measure.flops import macs
