@@ -139,7 +139,7 @@ def test_no_library_module_imports_the_cli():
 
 def _development_modules():
     """The top-level names under which development machinery imports: the folders themselves, and the modules and
-    packages inside them (``tools/rehearsal``, ``benchmarks/bench_postprocess.py``, ``tests/support``...)."""
+    packages inside them (``tools/rehearsal``, ``benchmarks/latency_frontier.py``, ``tests/support``...)."""
     root = LIB.parents[1]
     names = {"tools", "benchmarks", "tests"}
     for folder in ("tools", "benchmarks", "tests"):
