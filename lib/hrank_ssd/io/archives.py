@@ -51,8 +51,7 @@ def unpacked_dir(zip_path: Path, art: dict, dest: Path) -> Path:
 
 
 def unpack_bundle(zip_path: Path, art: dict, dest: Path, progress: bool = False) -> Path:
-    """Unpack the bundle ``art`` once: a marker with the zip's size and sha256 says the folder is up to date.
-    ``progress``: a bar of the extracted files."""
+    """Unpack the bundle ``art`` once (a marker with the zip's size and sha256 says the folder is up to date)."""
     out = unpacked_dir(zip_path, art, dest)
     stamp = f"{zip_path.stat().st_size} {sha256sum(zip_path)}"
     marker = out / UNPACKED_MARKER
@@ -80,12 +79,8 @@ def find_member(root: Path, patterns: Sequence[str], choose: Optional[str] = Non
 
 def match_member(names: Sequence[str], patterns: Sequence[str], choose: Optional[str] = None,
                  what: str = "member") -> str:
-    """The one of ``names`` (relative paths in a zip or a Drive folder) matching the first pattern that matches any.
-
-    A pattern is matched (case-insensitively) against the relative path and the file name.
-    ``choose="lowest-loss"`` picks, among several matches, the ``...-Loss-<x>.pth`` with the lowest x.
-    Several matches otherwise, or none, are a :class:`SourceFailed` naming what there is.
-    """
+    """The one of ``names`` matching the first pattern that matches any (case-insensitively, path or file name);
+    ``choose="lowest-loss"`` picks the ``...-Loss-<x>.pth`` of lowest x; several or none: :class:`SourceFailed`."""
     for pat in patterns:
         p = pat.lower()
         hits = [f for f in names if fnmatch.fnmatchcase(f.lower(), p) or fnmatch.fnmatchcase(Path(f).name.lower(), p)]

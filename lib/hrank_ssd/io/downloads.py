@@ -1,12 +1,5 @@
-"""Artifacts of ``weights_manifest.json`` fetched by name: sources tried in order, verified, installed atomically.
-
-Sources (:mod:`~hrank_ssd.io.manifest`): ``gdrive`` / ``gdrive_folder`` through gdown (:mod:`~hrank_ssd.io.drive`),
-``http`` with resume (:mod:`~hrank_ssd.io.http`), ``bundle``: a member (found by glob) of another artifact, a zip
-unpacked into a cache folder (:mod:`~hrank_ssd.io.archives`). A file is checked (:mod:`~hrank_ssd.io.verify`, then
-the caller's ``check``) before it replaces anything; where it came from goes to ``downloads.json``
-(:mod:`~hrank_ssd.io.provenance`). When every source fails, one :class:`~hrank_ssd.errors.HRankError` line lists
-what was tried and what to do.
-"""
+"""Artifacts of ``weights_manifest.json`` fetched by name: sources tried in order, each file checked before it
+replaces anything, installed atomically; when every source fails, one :class:`HRankError` line says what to do."""
 
 from __future__ import annotations
 
@@ -47,8 +40,7 @@ class _AllFailed(Exception):
 
 
 class _Ctx:
-    """One :func:`fetch` call's state: where files go, the transports, the artifacts being fetched (to catch
-    bundle loops) and the bundles that already failed in this run."""
+    """One :func:`fetch` call's state (``active``: the artifacts being fetched, to catch bundle loops)."""
 
     def __init__(self, manifest: Manifest, dest: Path, record: bool, transports: Mapping, progress: bool,
                  check: Optional[Check] = None):
@@ -89,13 +81,9 @@ class _Ctx:
 def fetch(name_or_artifact: Union[str, dict], dest_dir=".", manifest=None, record: bool = False,
           transports: Optional[Mapping[str, Transport]] = None, progress: bool = True,
           check: Optional[Check] = None, _failed: Optional[Dict[str, _AllFailed]] = None) -> Path:
-    """Make ``dest_dir/<artifact file>`` present and verified; return its path.
-
-    ``manifest``: a :class:`Manifest`, a path, or None for the repository's. ``record``: write the verified file's
-    size and sha256 into the manifest. ``transports``: ``{source type: callable(source, tmp_path)}`` replacing
-    gdown/urllib (tests). ``check(file, artifact)``: one more test a file (a cached one too) must pass, its reason
-    or None (``nets.fit.fit_problem``); a file that fails is deleted and the next source tried.
-    """
+    """Make ``dest_dir/<artifact file>`` present and verified; return its path. ``manifest``: a :class:`Manifest`,
+    a path, or None for the repository's; ``transports``: ``{source type: callable(source, tmp_path)}`` (tests);
+    ``check(file, artifact)``: why a file (a cached one too) does not fit, or None; a failing file is deleted."""
     man = as_manifest(manifest)
     art = man.get(name_or_artifact) if isinstance(name_or_artifact, str) else name_or_artifact
     ctx = _Ctx(man, Path(dest_dir), record, transports or {}, progress, check)

@@ -1,8 +1,4 @@
-"""Google Drive files and folders through gdown, with its failures (quota, not shared, no network) in one line.
-
-A ``gdrive_folder`` source is a whole shared folder, or with ``member`` one file of it: the folder is listed
-(``gdown.download_folder(..., skip_download=True)``, gdown 5.2.2 and 6) and only the matching file is fetched.
-"""
+"""Google Drive files and folders through gdown (5.2.2 and 6), with its failures in one line."""
 
 from __future__ import annotations
 
@@ -47,8 +43,7 @@ def gdrive_transport(src: dict, tmp: Path, *, progress: bool = True) -> None:
 
 
 def gdrive_folder_transport(src: dict, tmp: Path, *, progress: bool = True) -> None:
-    """The ``gdrive_folder`` source (a shared Drive folder id) into the folder ``tmp``; with a ``member`` glob,
-    only that file of the folder into the file ``tmp``."""
+    """A shared Drive folder into the folder ``tmp``; with a ``member`` glob, only that file into the file ``tmp``."""
     if src.get("member"):
         return gdrive_member_transport(src, tmp, progress=progress)
     import gdown  # as above: only when a Drive source is tried

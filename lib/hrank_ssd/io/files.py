@@ -1,5 +1,4 @@
-"""Atomic files: write beside the target, then rename, so a kill never leaves half a file behind. torch, numpy and
-matplotlib load only in the function that writes their objects: the download code uses this module without them."""
+"""Atomic files (write beside, then rename); torch, numpy and matplotlib load only in the functions that need them."""
 
 from __future__ import annotations
 
@@ -47,9 +46,7 @@ def atomic_save_npy(array, path) -> None:
 
 
 def pyplot():
-    """``matplotlib.pyplot``, imported where a figure is drawn. A script that has chosen no backend gets Agg;
-    inside IPython, once pyplot is loaded or with ``MPLBACKEND`` set, the backend is left alone (``matplotlib.use``
-    would switch a notebook's inline backend to Agg, and every later ``plt.show()`` would draw nothing)."""
+    """``matplotlib.pyplot``; Agg for a script with no backend chosen, a notebook's (IPython's) backend left alone."""
     import matplotlib
 
     if not ({"matplotlib.pyplot", "IPython"} & set(sys.modules) or os.environ.get("MPLBACKEND")):
@@ -81,8 +78,7 @@ def remove_path(path: Path) -> None:
 
 
 def install_staged(staged: Path, target: Path) -> None:
-    """Put ``staged`` (a file or a folder) at ``target`` by renames only; the old ``target`` goes only once the
-    new one is in."""
+    """Put ``staged`` (file or folder) at ``target`` by renames; the old ``target`` goes once the new one is in."""
     target.parent.mkdir(parents=True, exist_ok=True)
     if staged.is_dir():
         old = target.with_name(f".{target.name}.old{os.getpid()}")

@@ -27,8 +27,8 @@ def part_path(dest: Path) -> Path:
 
 def http_download(url: str, part, *, expected_size: Optional[int] = None, progress: bool = True,
                   timeout: float = TIMEOUT, desc: Optional[str] = None) -> Path:
-    """Download ``url`` into ``part``, continuing what is there when the server honours Range (206: appended;
-    200: restarted from zero). A dropped connection leaves ``part`` in place, so the next call resumes it."""
+    """Download ``url`` into ``part``, resuming what is there where the server honours Range; a dropped
+    connection leaves ``part`` for the next call."""
     part = Path(part)
     part.parent.mkdir(parents=True, exist_ok=True)
     have = part.stat().st_size if part.exists() else 0
@@ -106,9 +106,8 @@ def http_transport(src: dict, tmp: Path, *, size: Optional[int] = None, progress
 def download_url(urls: Sequence[str], dest, *, md5: Optional[str] = None, sha256: Optional[str] = None,
                  size: Optional[int] = None, progress: bool = True, what: Optional[str] = None,
                  hint: Optional[str] = None) -> Path:
-    """Download the first of ``urls`` that gives a file with the right checksum to ``dest`` (atomic); an existing
-    good ``dest`` is kept, a ``dest.part`` resumed. When every URL fails, one :class:`HRankError` line names each URL
-    and why, then ``hint`` (what to do instead; default: download by hand)."""
+    """Download the first of ``urls`` with the right checksum to ``dest`` (atomic; a good ``dest`` kept, a
+    ``dest.part`` resumed); else one :class:`HRankError` line: each URL, why, then ``hint``."""
     dest = Path(dest)
     what = what or dest.name
     expected = {"kind": "file", "size": size, "md5": md5, "sha256": sha256}  # checked like a manifest artifact

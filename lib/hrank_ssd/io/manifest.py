@@ -1,8 +1,5 @@
-"""``weights_manifest.json``: where it is ($HRANK_SSD_MANIFEST overrides), its artifacts and their sources.
-
-A source is ``http`` (a URL), ``gdrive`` (a Drive file id), ``gdrive_folder`` (a shared Drive folder id: the whole
-folder, or with ``member`` only the file matching that glob) or ``bundle`` (a member of another artifact, a zip).
-"""
+"""``weights_manifest.json`` ($HRANK_SSD_MANIFEST overrides): artifacts and their ``http``, ``gdrive``,
+``gdrive_folder`` or ``bundle`` sources."""
 
 from __future__ import annotations
 
@@ -64,8 +61,7 @@ class Manifest:
 
 
 def load_manifest(path=None) -> Manifest:
-    """Read a manifest: ``path``, else ``$HRANK_SSD_MANIFEST`` (a rehearsal's, a private mirror's, one for a user
-    behind a proxy: every command and notebook then uses it), else the repository's ``weights_manifest.json``."""
+    """Read ``path``, else ``$HRANK_SSD_MANIFEST``, else the repository's ``weights_manifest.json``."""
     env = os.environ.get(MANIFEST_ENV)
     path = Path(path) if path is not None else Path(env) if env else DEFAULT_MANIFEST
     if not path.is_file():

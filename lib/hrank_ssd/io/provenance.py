@@ -14,9 +14,7 @@ RECORD_NAME = "downloads.json"
 
 
 def note_source(root: Path, name: str, path: Path, source: str, url: str, count_bytes: bool = True) -> None:
-    """Record where ``name`` (at ``path``) came from in ``root/downloads.json`` (read by the rehearsal's summary
-    and useful to anyone asking which mirror a checkpoint came from). ``count_bytes=False``: a folder not worth
-    walking (your extracted VOC on a mounted Drive) is recorded without its size."""
+    """Record where ``name`` (at ``path``) came from in ``root/downloads.json``; ``count_bytes=False``: no size."""
     record = root / RECORD_NAME
     try:
         known = json.loads(record.read_text(encoding="utf-8")) if record.is_file() else {}

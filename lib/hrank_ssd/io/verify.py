@@ -62,8 +62,7 @@ def html_problem(path) -> Optional[str]:
 
 
 def checkpoint_problem(path: Path) -> Optional[str]:
-    """A damaged PyTorch zip checkpoint (torch >= 1.6 format: each tensor a member with a CRC), or None.
-    Legacy pickle checkpoints (pytorch-ssd's, 2019) carry no checksum: only a recorded sha256 guards them."""
+    """What is damaged in a zip checkpoint (its members' CRCs), or None; legacy pickles have no checksum."""
     with open(path, "rb") as f:
         if f.read(4) != b"PK\x03\x04":
             return None

@@ -1,7 +1,5 @@
-"""PASCAL VOC tars: your own copy first, else the mirrors and md5s of the manifest's ``voc-<set>`` entries;
-downloaded, checked and extracted. Your own copy (``$HRANK_SSD_VOC_SOURCE``, ``download_voc(source=...)``) is a
-folder (e.g. on your Drive) holding the tars (md5-checked, extracted from there, never deleted) or an extracted
-``VOCdevkit`` (its layout checked, linked into place)."""
+"""PASCAL VOC: your own copy (tars or an extracted ``VOCdevkit``) first, else the manifest's ``voc-<set>`` mirrors;
+md5-checked and extracted."""
 
 from __future__ import annotations
 
@@ -38,8 +36,7 @@ def voc_artifact(voc_set: str, manifest=None) -> dict:
 
 
 def voc_source(source=None) -> Optional[Path]:
-    """Your own VOC folder: ``source``, else ``$HRANK_SSD_VOC_SOURCE``, else None; one error line when it is set
-    but is not a folder (a Drive not mounted, a typo)."""
+    """``source``, else ``$HRANK_SSD_VOC_SOURCE``, else None; an error when it is set but not a folder."""
     env = os.environ.get(VOC_SOURCE_ENV)
     given = source if source is not None else env or None
     if given is None:
@@ -55,13 +52,9 @@ def voc_source(source=None) -> Optional[Path]:
 def download_voc(dest="data", sets: Sequence[str] = ("2007-trainval", "2007-test", "2012-trainval"),
                  mirrors: Sequence[str] = (), manifest=None, test_dir: str = "VOC2007-test",
                  keep_tars: bool = True, progress: bool = True, source=None) -> Path:
-    """Download, md5-check and extract PASCAL VOC into ``dest/VOCdevkit``; return that folder.
-
-    ``source`` (else ``$HRANK_SSD_VOC_SOURCE``) is used first, then ``mirrors``, then the manifest's URLs. The 2007
-    test set goes to ``VOCdevkit/<test_dir>`` (the original project's ``VOC2007-test``; ``VOC2007`` merges both
-    sets as torchvision does). When every source fails, one :class:`HRankError` line lists the mirrors tried and
-    the ways to bring your own copy.
-    """
+    """Download, md5-check and extract PASCAL VOC into ``dest/VOCdevkit``; return that folder. Tried in order:
+    ``source`` (else ``$HRANK_SSD_VOC_SOURCE``), ``mirrors``, the manifest's URLs. The 2007 test set goes to
+    ``VOCdevkit/<test_dir>`` (``VOC2007`` merges both sets as torchvision does)."""
     dest = Path(dest)
     devkit = dest / "VOCdevkit"
     unknown = [s for s in sets if s not in VOC_SETS]
@@ -110,8 +103,7 @@ def _mirrors(dest: Path, name: str, art: dict, mirrors: Sequence[str], failures:
 
 
 def _own_copy(own: Path, name: str, folder: str, art: dict) -> Tuple[Optional[Path], List[str]]:
-    """Your copy of ``name`` in ``own``: an extracted folder (layout checked) or the tar (md5 checked), else
-    ``(None, [why])``. A folder beats a tar: nothing to extract."""
+    """Your copy of ``name`` in ``own``: an extracted folder (preferred) or the tar, checked; else ``(None, [why])``."""
     year, tar, default_folder = VOC_SETS[name]
     split = "test" if name == "2007-test" else "trainval"
     names = dict.fromkeys([folder, default_folder] + ([f"VOC{year}"] if name == "2007-test" else []))
@@ -135,8 +127,7 @@ def _own_copy(own: Path, name: str, folder: str, art: dict) -> Tuple[Optional[Pa
 
 
 def _link_folder(found: Path, out: Path) -> None:
-    """``out`` becomes a link to your extracted ``found`` (nothing copied); a copy where links are not allowed or
-    ``out`` already holds the other split (torchvision's merged VOC2007)."""
+    """Link ``out`` to ``found``; copy where links are not allowed or ``out`` holds the other split already."""
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.is_symlink():
         linked = out.resolve()
