@@ -1,11 +1,5 @@
-"""Latency and FPS, measured properly: warm-up, device synchronisation, fixed threads, medians, interleaving.
-
-The original project timed its pruned VGG16-SSD slower than the unpruned one (no warm-up, no CUDA sync, a
-per-class Python NMS loop). :func:`timings_interleaved` is the one timer: ``warmup`` untimed calls, then ``runs``
-calls round-robin (A, B, C, A, ...), each between two device syncs, so load bursts hit every model alike; the
-latency tables (:mod:`hrank_ssd.latency.measure`) time through it too. :func:`benchmark_models` is the table of the
-CLI's ``bench``, notebook 04 and the report: forward and predict latency, FPS, parameters and MACs per model.
-"""
+"""Latency and FPS: warm-up, device syncs, fixed threads, medians, models timed round-robin
+(:func:`timings_interleaved`, the one timer); :func:`benchmark_models` is the table of ``bench`` and the report."""
 
 from __future__ import annotations
 
@@ -37,8 +31,6 @@ TABLE_COLUMNS = ["model", "params", "GMACs", "forward_median_ms", "forward_p90_m
                  "predict_median_ms", "predict_p90_ms", "predict_fps", "forward_speedup", "mac_ratio"]
 
 
-# ---------------------------------------------------------------- timing
-
 
 def summarize(seconds: Sequence[float], warmup: int = 0) -> Dict[str, float]:
     """Median, p90 (nearest-rank), mean, min, max and standard deviation of timed calls, in ms."""
@@ -61,8 +53,7 @@ def clocked(fn: Callable[[], object], device="cpu") -> Tuple[object, float]:
 
 def timings_interleaved(fns: Mapping[str, Callable[[], object]], warmup: int = 10, runs: int = 50,
                         device="cpu", progress: bool = False, desc: str = "timing") -> Dict[str, Dict[str, float]]:
-    """Time several callables round-robin (A, B, C, A, B, C, ...) after ``warmup`` untimed rounds, each call
-    between two device syncs: :func:`summarize` of each; ``progress``: a bar of the rounds named ``desc``."""
+    """:func:`summarize` of each callable, timed round-robin after ``warmup`` untimed rounds, between device syncs."""
     if runs < 1 or warmup < 0:
         raise ValueError("runs must be >= 1 and warmup >= 0")
     with tqdm(total=warmup + runs, desc=desc, unit="round", disable=not progress) as bar:
@@ -90,8 +81,6 @@ def num_threads(threads: Optional[int]):
     finally:
         torch.set_num_threads(before)
 
-
-# ---------------------------------------------------------------- model facts
 
 
 def device_name(device) -> str:
@@ -132,14 +121,11 @@ def environment(device="cpu", threads: Optional[int] = None) -> dict:
             "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds")}
 
 
-# ---------------------------------------------------------------- building the compared models
-
 
 def build_bench_models(nets: Sequence[str], compress_rate: Sequence[float] = PRUNED_RATE, weights: Optional[Mapping[str, str]] = None,
                        num_classes: int = 21, width: float = 1.0, image_size: Optional[int] = None,
                        seed: int = 0) -> Dict[str, nn.Module]:
-    """``vgg16-ssd``, ``mb1-ssd`` and their ``-pruned`` variants (``compress_rate``), random weights unless
-    ``weights[name]`` gives a checkpoint (shapes are what matter for speed)."""
+    """``vgg16-ssd``, ``mb1-ssd`` and their ``-pruned`` variants, random weights unless ``weights[name]`` is given."""
     weights = dict(weights or {})
     unknown = set(weights) - set(nets)
     if unknown:
@@ -158,8 +144,6 @@ def build_bench_models(nets: Sequence[str], compress_rate: Sequence[float] = PRU
         out[name] = build_model(net, num_classes, compress_rate=rate, width=width, image_size=image_size).eval()
     return out
 
-
-# ---------------------------------------------------------------- the table
 
 
 def sample_images(batch_size: int, height: int = 375, width: int = 500, seed: int = 0) -> List[np.ndarray]:
@@ -198,10 +182,8 @@ def benchmark_models(models: Mapping[str, nn.Module], device="cpu", batch_size: 
                      runs: int = 50, threads: Optional[int] = None, image_size: Optional[int] = None,
                      amp: bool = False, predict: bool = True, channels_last: bool = False,
                      raw: Optional[dict] = None, progress: bool = False) -> pd.DataFrame:
-    """One row per model: params, GMACs, forward and predict latency (median, p90 in ms), FPS, interleaved with
-    fixed threads and warm-up; ``forward_speedup`` and ``mac_ratio`` against the first model. ``predict`` times
-    :meth:`Predictor.predict_batch` on ``batch_size`` random 500x375 images (with random weights the worst case
-    for NMS); ``amp``: fp16 autocast (CUDA only); ``raw`` receives the timing dicts; ``progress``: bars."""
+    """One row per model: params, GMACs, forward and predict latency (median, p90 in ms), FPS, speed-ups against
+    the first model; ``predict`` on ``batch_size`` random 500x375 images; ``amp``: fp16 autocast (CUDA only)."""
     device = resolve_device(device)
     if amp and device.type != "cuda":
         raise HRankError("--amp is fp16 autocast on CUDA: use it with --device cuda")

@@ -1,12 +1,5 @@
-"""PASCAL VOC detection metric: detection files in and out, per-class AP and the mAP report.
-
-As pytorch-ssd's ``eval_ssd.py``: ``npos`` counts non-difficult objects; ``det_test_<class>.txt`` holds ``image_id
-score x1 y1 x2 y2`` (1-based float32 boxes); detections ranked by ``np.argsort(-scores)`` match the gt of largest
-float32 IoU (``inter / (a + b - inter + 1e-5)``, a TP above the threshold unless difficult: ignored, or already
-matched: FP); AP is VOC2007's 11 points or the area under the precision envelope. Where pytorch-ssd crashes or
-returns NaN (difficult-only matches or classes, classes without ground truth) the MATLAB devkit is followed:
-docs/evaluation.md lists each case.
-"""
+"""PASCAL VOC detection metric as pytorch-ssd's ``eval_ssd.py`` (the MATLAB devkit where it crashes or returns
+NaN: docs/evaluation.md): detection files in and out, per-class AP and the mAP report."""
 
 from __future__ import annotations
 
@@ -31,8 +24,6 @@ _EPS = np.float32(1e-5)
 _ONE = np.float32(1.0)
 
 
-# ---------------------------------------------------------------- AP from a precision/recall curve
-
 def compute_ap(precision, recall, use_2007_metric: bool = True) -> float:
     """AP of a ranked list from its cumulative precision and recall (NaN precisions skipped, as MATLAB's ``max``)."""
     precision = np.asarray(precision, dtype=np.float64)
@@ -54,14 +45,11 @@ def compute_ap(precision, recall, use_2007_metric: bool = True) -> float:
     return float(((recall[changes + 1] - recall[changes]) * precision[changes + 1]).sum())
 
 
-# ---------------------------------------------------------------- ground truth
-
 GroundTruth = Tuple[Dict[int, int], Dict[int, Dict[str, np.ndarray]], Dict[int, Dict[str, np.ndarray]]]
 
 
 def group_annotations(dataset) -> GroundTruth:
-    """``(npos, gt_boxes, difficult)`` by class index, then image id: ``npos[c]`` non-difficult objects (absent:
-    none), ``gt_boxes[c][id]`` a float32 Nx4 pixel array, ``difficult[c][id]`` its boolean flags."""
+    """``(npos, gt_boxes, difficult)`` by class, then image id: non-difficult counts, float32 Nx4 pixel boxes, flags."""
     npos: Dict[int, int] = {}
     boxes: Dict[int, Dict[str, list]] = {}
     difficult: Dict[int, Dict[str, list]] = {}
@@ -79,8 +67,6 @@ def group_annotations(dataset) -> GroundTruth:
     return npos, gt_boxes, flags
 
 
-# ---------------------------------------------------------------- detection files
-
 def detection_path(eval_dir, class_name: str) -> Path:
     return Path(eval_dir) / f"det_test_{class_name}.txt"
 
@@ -91,8 +77,8 @@ def _numpy(x) -> np.ndarray:
 
 def write_detection_files(results: Sequence, dataset_ids: Sequence[str], class_names: Sequence[str],
                           eval_dir) -> List[Path]:
-    """Write ``det_test_<class>.txt`` for every class but BACKGROUND; ``results[i]`` is ``(pixel boxes xyxy,
-    labels, scores)`` of image ``dataset_ids[i]``; lines in image then predictor order, 1-based float32 boxes."""
+    """Write ``det_test_<class>.txt`` (``image_id score x1 y1 x2 y2``, 1-based) for every class but BACKGROUND;
+    ``results[i]``: ``(pixel boxes xyxy, labels, scores)`` of image ``dataset_ids[i]``."""
     if len(results) != len(dataset_ids):
         raise HRankError(f"{len(results)} prediction results for {len(dataset_ids)} images: "
                          f"predict every image of the dataset before writing detection files")
@@ -137,12 +123,9 @@ def read_detection_file(path) -> Tuple[List[str], np.ndarray, np.ndarray]:
     return ids, np.asarray(scores, dtype=np.float64), box_array
 
 
-# ---------------------------------------------------------------- per-class evaluation
-
 @dataclass
 class ClassResult:
-    """One class: ``gts`` non-difficult objects, ``dets`` detections, TP/FP totals, final recall and
-    precision (NaN when undefined) and the AP (NaN when the class has no ground truth)."""
+    """One class's counts, final recall and precision (NaN when undefined), AP (NaN without ground truth)."""
 
     gts: int
     dets: int
@@ -240,11 +223,8 @@ def mean_ap(table: pd.DataFrame) -> float:
     return sum(aps) / len(aps) if aps else math.nan
 
 
-# ---------------------------------------------------------------- prediction and the whole run
-
 def predict_dataset(predictor, dataset, progress: bool = True, desc: str = "predict") -> Tuple[list, float]:
-    """Predict every image after one untimed warm-up: ``(results, mean seconds per image)``, each prediction timed
-    between device syncs (a bar named ``desc`` when ``progress``)."""
+    """``(results, mean seconds per image)``: every image predicted after one untimed warm-up, timed between syncs."""
     n = len(dataset)
     if n == 0:
         raise HRankError("the dataset has no images: check --dataset and --split")
@@ -265,8 +245,7 @@ def predict_dataset(predictor, dataset, progress: bool = True, desc: str = "pred
 def evaluate_model(model, dataset, eval_dir, device="cpu", class_names: Optional[Sequence[str]] = None,
                    iou_threshold: float = 0.5, use_2007_metric: bool = True, progress: bool = True,
                    desc: str = "predict", **predictor_kwargs) -> Tuple[pd.DataFrame, float]:
-    """Predict the dataset, write det files and ``ap.csv`` into ``eval_dir``; returns (table, avg seconds).
-    ``progress``: a bar of images named ``desc``."""
+    """Predict the dataset, write det files and ``ap.csv`` into ``eval_dir``; returns (table, avg seconds)."""
     predictor = Predictor(model, device, **predictor_kwargs)
     results, avg_time = predict_dataset(predictor, dataset, progress, desc)
     return score_results(results, dataset, eval_dir, class_names, iou_threshold, use_2007_metric), avg_time
@@ -274,8 +253,7 @@ def evaluate_model(model, dataset, eval_dir, device="cpu", class_names: Optional
 
 def score_results(results: Sequence, dataset, eval_dir, class_names: Optional[Sequence[str]] = None,
                   iou_threshold: float = 0.5, use_2007_metric: bool = True) -> pd.DataFrame:
-    """Detections of every image of ``dataset`` (in its order) -> det files and ``ap.csv`` in ``eval_dir``;
-    returns the per-class table."""
+    """Detections of every image of ``dataset`` (in order) -> det files, ``ap.csv`` and the per-class table."""
     class_names = list(class_names if class_names is not None else dataset.class_names)
     write_detection_files(results, list(dataset.ids), class_names, eval_dir)
     table = evaluate_detections(dataset, eval_dir, class_names, iou_threshold, use_2007_metric)

@@ -1,10 +1,5 @@
-"""Fine-grained (unstructured) magnitude pruning against HRank's filter pruning, at the same sparsity.
-
-Zeroing the smallest weights one by one keeps more accuracy than removing whole filters, but the tensors keep their
-shapes and a dense convolution multiplies by zero as fast as by anything: no faster. :func:`fine_grained_like`
-zeroes, tensor by tensor, as many weights as filter pruning removed; :func:`compare_fine_grained` measures the
-three models (sparsity, dense MACs, mAP without finetuning, forward latency timed round-robin).
-"""
+"""Fine-grained (unstructured) magnitude pruning against HRank's filter pruning, at the same sparsity: more
+accuracy kept, but dense tensors of the same shapes, so no faster."""
 
 from __future__ import annotations
 
@@ -30,8 +25,7 @@ def weight_tensors(model: nn.Module) -> Dict[str, torch.Tensor]:
 
 
 def magnitude_mask(weight: torch.Tensor, zeros: int) -> torch.Tensor:
-    """A bool mask of ``weight``'s shape, False on exactly ``zeros`` weights of smallest magnitude (ties: the
-    earlier one first), True on the rest."""
+    """A bool mask of ``weight``'s shape, False on exactly its ``zeros`` smallest-magnitude weights (ties: earlier)."""
     if not 0 <= zeros <= weight.numel():
         raise HRankError(f"cannot zero {zeros} of {weight.numel()} weights")
     order = torch.argsort(weight.detach().abs().flatten(), stable=True)
@@ -41,8 +35,7 @@ def magnitude_mask(weight: torch.Tensor, zeros: int) -> torch.Tensor:
 
 
 def fine_grained_like(model: nn.Module, pruned: nn.Module) -> Tuple[nn.Module, Dict[str, int]]:
-    """A copy of ``model`` with, in every weight tensor, as many smallest-magnitude weights set to zero as the
-    filter-pruned ``pruned`` has fewer weights in that tensor. Returns (copy, zeroed weights per tensor)."""
+    """(copy of ``model``, zeroed per tensor): each tensor loses as many smallest weights as ``pruned`` lacks."""
     full, small = weight_tensors(model), weight_tensors(pruned)
     if set(full) != set(small):
         raise HRankError("the pruned model has other layers than the original: pass a filter-pruned copy of it")
@@ -75,9 +68,8 @@ def removed_share(model: nn.Module, pruned: nn.Module) -> float:
 
 def compare_fine_grained(model: nn.Module, pruned: nn.Module, dataset, device="cpu", warmup: int = 5,
                          runs: int = 20, progress: bool = True) -> pd.DataFrame:
-    """The unpruned ``model``, its filter-pruned copy ``pruned`` and :func:`fine_grained_like` at the same
-    sparsity: ``sparsity``, ``pruned_weights`` (zeroed or removed: the same for both), ``nonzero_weights``, the
-    ``GMACs`` a dense forward does, ``mAP`` without finetuning, ``forward_median_ms`` (batch 1) and ``speedup``."""
+    """``model``, its filter-pruned ``pruned`` and :func:`fine_grained_like` side by side: sparsity, dense GMACs,
+    mAP without finetuning, forward median ms (batch 1) and speed-up."""
     fine, zeroed = fine_grained_like(model, pruned)
     models = {"unpruned": model, "fine-grained (magnitude)": fine, "filters (HRank)": pruned}
     full = weight_count(model)

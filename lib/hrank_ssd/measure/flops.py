@@ -1,11 +1,5 @@
-"""Parameters and multiply-accumulates (MACs) of the detectors, counted exactly and checked against thop.
-
-:func:`count_exact` hooks every Conv2d, BatchNorm2d and Linear one forward runs (the whole detector: backbone,
-add-on, extras, heads): a conv does ``out_h * out_w * out_c * (in_c / groups) * kh * kw`` MACs, a Linear
-``in_features`` per output, a BatchNorm 1 per element (thop counts 4 for an affine one); bias adds, ReLU,
-pooling and reshapes count 0. One MAC is a multiply and an add: FLOPs ~= 2 x MACs. :func:`macs` is the one MAC
-count of the project; the original project's own figures are in :mod:`hrank_ssd.measure.published_flops`.
-"""
+"""Parameters and multiply-accumulates (MACs; FLOPs ~= 2 x MACs) of the whole detector, counted exactly per Conv2d,
+BatchNorm2d (1 per element) and Linear call and checked against thop; :func:`macs` is the project's one count."""
 
 from __future__ import annotations
 
@@ -60,8 +54,7 @@ def build_for_counting(net: str, num_classes: int, compress_rate: Optional[Seque
 
 
 def _on_copy(model: nn.Module, run):
-    """``run(copy)`` on a deep copy of ``model`` in eval mode, on the meta device (shapes only: milliseconds)
-    unless its forward has no meta kernels; the caller's model is untouched."""
+    """``run(copy)`` on an eval-mode copy of ``model`` (on the meta device where it can); the caller's untouched."""
     for meta in (True, False):
         work = copy.deepcopy(model).eval()
         if meta:
@@ -107,8 +100,7 @@ def _part(name: str) -> str:
 
 
 def _label(model: nn.Module, name: str) -> str:
-    """A human name for a module: the net's own (conv1_1..fc7 for VGG, blockK.dw/.pw for MobileNetV1), else
-    the SSD parts' (cls_head0, extra1.3x3...)."""
+    """A human name for a module: the net's (conv1_1, block3.dw...), else the SSD part's (cls_head0, extra1.3x3)."""
     net = getattr(getattr(model, "cfg", None), "name", None)
     own = get_net(net).module_label(name) if net in net_names() else None
     if own:
@@ -124,9 +116,8 @@ def _label(model: nn.Module, name: str) -> str:
 
 
 def count_exact(model: nn.Module, image_size: Optional[int] = None) -> pd.DataFrame:
-    """One row per Conv2d / BatchNorm2d / Linear call of one forward on an ``image_size``-square image, in
-    execution order: ``name``, ``label``, ``part``, ``type``, ``in_channels``, ``out_channels``, ``kernel``,
-    ``stride``, ``dilation``, ``groups``, ``out_h``, ``out_w``, ``params`` and ``MACs`` (on a copy of the model)."""
+    """One row per Conv2d / BatchNorm2d / Linear call of one forward of an ``image_size``-square image, in
+    execution order, with its shapes, ``params`` and ``MACs`` (counted on a copy of the model)."""
     size = _image_size(model, image_size)
 
     def install(work):
@@ -144,8 +135,7 @@ def count_exact(model: nn.Module, image_size: Optional[int] = None) -> pd.DataFr
 
 
 def macs(model: nn.Module, widths: Optional[Sequence[int]] = None, image_size: Optional[int] = None) -> int:
-    """Exact MACs of one image through ``model`` (the sum of :func:`count_exact`); with ``widths``, through ``model``
-    keeping ``widths[i]`` filters of prunable layer i (counted on the meta device, no pruned model built)."""
+    """Exact MACs of one image through ``model``; with ``widths``, as if prunable layer i kept ``widths[i]`` filters."""
     if widths is not None:
         n = model.plan.num_prunable
         plan = ChannelPlan([int(k) for k in widths] + list(model.plan.base[n:]), list(model.plan.extras), n)
@@ -221,8 +211,7 @@ def _flatten(tree: dict, prefix: str = "") -> Dict[str, float]:
 
 
 def compare_with_thop(model: nn.Module, image_size: Optional[int] = None) -> pd.DataFrame:
-    """:func:`count_exact` with thop's per-layer count beside it (``thop_ops``): Conv2d and Linear rows agree
-    exactly, BatchNorm2d rows by a fixed factor per element; ``attrs``: ``thop_total`` and ``thop_params``."""
+    """:func:`count_exact` with thop's per-layer ``thop_ops`` beside it; ``attrs``: ``thop_total``, ``thop_params``."""
     df = count_exact(model, image_size)
     macs, params, tree = _thop_run(model, image_size)
     per_layer = _flatten(tree)

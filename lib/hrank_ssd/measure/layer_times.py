@@ -1,5 +1,4 @@
-"""Where the time goes, layer by layer: per-module timings of several models side by side, their MACs,
-and the pruned model's speed-up per pruning group against what its MACs promise."""
+"""Per-layer times and MACs of several models side by side; speed-ups per pruning group against the MACs'."""
 
 from __future__ import annotations
 
@@ -48,9 +47,8 @@ def _hook_layers(models: Mapping[str, nn.Module], kinds, times, shapes) -> tuple
 def layer_times(models: Mapping[str, nn.Module], runs: int = 10, warmup: int = 2, threads: Optional[int] = None,
                 image_size: Optional[int] = None, kinds=(nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.ReLU),
                 progress: bool = False) -> pd.DataFrame:
-    """Median wall time of every Conv2d/BatchNorm/pool/ReLU call, per model, runs interleaved (CPU): columns
-    ``name``, ``type`` and per model ``<model>_ms`` and ``<model>_shape`` (``in->out channels @ HxW``), rows matched
-    by module name (models must share a layout). Hooks add microseconds per call; ``progress``: a bar."""
+    """Median ms (``<model>_ms``) and ``<model>_shape`` of every Conv2d/BatchNorm/pool/ReLU call per model, runs
+    interleaved; rows matched by module name (the models must share a layout)."""
     times: Dict[str, Dict[str, List[float]]] = {n: {} for n in models}
     shapes: Dict[str, Dict[str, str]] = {n: {} for n in models}
     order, handles = _hook_layers(models, kinds, times, shapes)
@@ -81,11 +79,8 @@ def layer_times(models: Mapping[str, nn.Module], runs: int = 10, warmup: int = 2
 
 
 def pruning_groups(compress_rate: Sequence[float] = PRUNED_RATE, net: str = "vgg16-ssd") -> Callable[[str], str]:
-    """Module name -> its pruning group, e.g. ``conv1_1..conv3_3 (rate 0.1)`` in VGG16-SSD.
-
-    A group is a run of consecutive prunable layers with the same rate, together with the modules between
-    them (ReLUs, pools, BatchNorms); everything else is the net's ``unpruned_parts``.
-    """
+    """Module name -> its group (consecutive prunable layers of one rate and the modules between), e.g.
+    ``conv1_1..conv3_3 (rate 0.1)``; the rest is the net's ``unpruned_parts``."""
     spec = get_net(net)
     names, n = spec.layer_names, spec.num_prunable
     rates = layer_rates(compress_rate, n)
@@ -106,11 +101,7 @@ def pruning_groups(compress_rate: Sequence[float] = PRUNED_RATE, net: str = "vgg
 
 def layer_times_and_macs(models: Mapping[str, nn.Module], runs: int = 10, warmup: int = 2,
                          threads: Optional[int] = None, progress: bool = False) -> pd.DataFrame:
-    """:func:`layer_times` plus each model's MACs per layer (``<model>_MMACs``, 0 for ReLU and pooling).
-
-    Wrapped models (e.g. ``benchmarks/inference_options.py``'s ``ChannelsLast``) are timed as they run, under the plain
-    model's module names.
-    """
+    """:func:`layer_times` plus ``<model>_MMACs`` per layer; wrapped models are timed under the plain names."""
     layers = layer_times(models, runs=runs, warmup=warmup, threads=threads, progress=progress)
     for key, model in models.items():
         macs = count_exact(unwrap(model))
@@ -119,8 +110,7 @@ def layer_times_and_macs(models: Mapping[str, nn.Module], runs: int = 10, warmup
 
 
 def conv_speedups(layers: pd.DataFrame) -> pd.DataFrame:
-    """The Conv2d rows of :func:`layer_times_and_macs` with ``full/pruned time`` and ``full/pruned MACs``
-    (NaN where the pruned layer has no MACs)."""
+    """The Conv2d rows of :func:`layer_times_and_macs` with ``full/pruned time`` and ``full/pruned MACs``."""
     conv = layers[layers["type"] == "Conv2d"].copy()
     conv["full/pruned time"] = conv["full_ms"] / conv["pruned_ms"]
     conv["full/pruned MACs"] = conv["full_MMACs"] / conv["pruned_MMACs"].where(conv["pruned_MMACs"] > 0)
@@ -128,9 +118,8 @@ def conv_speedups(layers: pd.DataFrame) -> pd.DataFrame:
 
 
 def group_speedups(layers: pd.DataFrame, group: Callable[[str], str], models=("full", "pruned")) -> pd.DataFrame:
-    """Per group (``group(module name)``): time and MACs of each model, the full/pruned ratios of both, and
-    the group's share of the pruned model's time. ``layers`` comes from :func:`layer_times_and_macs` with
-    models named ``full`` and ``pruned`` (more, e.g. ``round8``, are summed alongside)."""
+    """Per group: each model's time and MACs, full/pruned ratios and the share of the pruned time; ``layers`` from
+    :func:`layer_times_and_macs` with models ``full`` and ``pruned`` (others summed alongside)."""
     layers = layers.assign(group=[group(n) for n in layers["name"]])
     cols = [f"{m}_{unit}" for unit in ("ms", "MMACs") for m in models]
     groups = layers.groupby("group", sort=False)[cols].sum()
@@ -141,8 +130,7 @@ def group_speedups(layers: pd.DataFrame, group: Callable[[str], str], models=("f
 
 
 def mac_ceiling(groups: pd.DataFrame) -> Dict[str, float]:
-    """The pruned model's speed-up if every group's time fell exactly with its MACs, next to the measured one
-    (both over the layers that :func:`layer_times` sees)."""
+    """The pruned model's speed-up if every group's time fell with its MACs, beside the measured one."""
     ideal = float((groups["full_ms"] / groups["MAC ratio full/pruned"]).sum())
     full, pruned = float(groups["full_ms"].sum()), float(groups["pruned_ms"].sum())
     return {"full_ms": full, "pruned_ms": pruned, "mac_proportional_ms": ideal,

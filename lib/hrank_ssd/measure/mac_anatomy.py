@@ -1,13 +1,5 @@
-"""Where a detector's MACs come from, convolution by convolution.
-
-A convolution with a ``k x k`` kernel, ``c_in`` input and ``c_out`` output channels (``groups`` splitting the
-inputs) that writes an ``H x W`` map does ``k*k*(c_in/groups)`` multiply-accumulates for each of its ``c_out * H * W``
-outputs: ``MACs = k*k*(c_in/groups)*c_out*H*W``. Its weights number ``k*k*(c_in/groups)*c_out``, so each weight is
-used ``H*W`` times per image: a weight of a 300x300 layer costs 90,000 MACs, one of a 19x19 layer 361. VGG16 doubles
-the channels each time it halves the map, which keeps ``c_in*c_out*H*W`` (and each stage's MACs) about constant,
-while the parameters pile up in the late, small maps. :func:`mac_anatomy` lays this out from
-:func:`hrank_ssd.measure.flops.count_exact`'s table.
-"""
+"""Where a detector's MACs come from: a conv does ``k*k*(c_in/groups)*c_out*H*W``, so each weight is used
+``H*W`` times per image."""
 
 from __future__ import annotations
 
@@ -16,10 +8,8 @@ import pandas as pd
 
 
 def mac_anatomy(rows: pd.DataFrame) -> pd.DataFrame:
-    """The convolutions of a :func:`~hrank_ssd.measure.flops.count_exact` table with the factors of their MACs:
-    ``kernel_inputs`` (k*k*c_in/groups), ``out_channels``, ``positions`` (H*W), ``weights`` (without bias),
-    ``MACs`` (their product), ``MACs_per_weight`` (= positions), ``MAC_share`` and ``param_share`` of the whole
-    model (every counted layer) and ``cumulative_MAC_share`` in execution order."""
+    """The convs of a :func:`~hrank_ssd.measure.flops.count_exact` table with the factors of their MACs
+    (``kernel_inputs``, ``out_channels``, ``positions``), weights, and shares of the model's MACs and params."""
     total_macs, total_params = rows["MACs"].sum(), rows["params"].sum()
     conv = rows[rows["type"] == "Conv2d"].copy()
     kernel = conv["kernel"].str.split("x", expand=True).astype(int)
@@ -36,8 +26,7 @@ def mac_anatomy(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def plot_mac_anatomy(table: pd.DataFrame, title: str = "Where the MACs and the parameters are"):
-    """Per convolution, in execution order: its share of the MACs and of the parameters (bars), and the map size
-    it writes (H x W, right axis, log scale)."""
+    """Per conv, in execution order: its MAC and parameter shares (bars) and its output H x W (log, right axis)."""
     import matplotlib.pyplot as plt
 
     x = np.arange(len(table))

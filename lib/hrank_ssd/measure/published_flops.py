@@ -1,10 +1,5 @@
-"""The original HRank-SSD project's published ``Params`` / ``Flops``, reproduced digit for digit, and why they differ.
-
-VGG16-SSD (HRankPlus' ``get_flops.measure_model`` on a pruned pytorch-ssd model): only the 14 convs with a compress
-rate count; output sizes ignore dilation (fc6 is 29x29, not 19x19); the already-pruned layers lose ``int(rate * f)``
-filters again in the total; the printed per-layer ``flops`` are MACs of the layer as built. MobileNetV1: the ImageNet
-classifier (1000-class head, no SSD extras or heads) at 256x256 under thop-0.0.x rules (2 ops per BatchNorm element).
-"""
+"""The original HRank-SSD project's published ``Params`` / ``Flops``, reproduced digit for digit (VGG16-SSD by
+HRankPlus' ``get_flops``, MobileNetV1 as an ImageNet classifier under thop 0.0.x), and why they differ."""
 
 from __future__ import annotations
 
@@ -145,8 +140,7 @@ def mb1_classifier(compress_rate=None) -> MobileNetV1Classifier:
 
 
 def old_thop_ops(model: nn.Module, image_size: int) -> Tuple[float, Dict[str, float]]:
-    """Operations under thop 0.0.x rules: conv MACs (+1 per output if biased), 2 per BatchNorm element,
-    ``in_features`` per Linear output, 0 for ReLU, pooling and functional ops."""
+    """Operations under thop 0.0.x rules (conv +1 per output if biased, 2 per BatchNorm element)."""
     parts = {"conv": 0.0, "bn": 0.0, "linear": 0.0}
 
     def hook(m, inputs, y):
@@ -260,8 +254,7 @@ DEFAULT_ROWS: Tuple[Tuple[str, str, Optional[List[float]]], ...] = (
 
 def flops_table(rows: Optional[Iterable[Tuple[str, str, Optional[Sequence[float]]]]] = None,
                 num_classes: int = 21, image_size: Optional[int] = None) -> pd.DataFrame:
-    """One row per (label, net, compress_rate): exact params / MACs, the published figures, ratios to the first
-    row (default: VGG16-SSD, VGG16-SSD at the paper rate, MobileNetV1-SSD)."""
+    """One row per (label, net, compress_rate): exact params / MACs, published figures, ratios to the first row."""
     out = []
     for label, net, rate in rows or DEFAULT_ROWS:
         t = totals(count_exact(build_for_counting(net, num_classes, compress_rate=rate, image_size=image_size)))

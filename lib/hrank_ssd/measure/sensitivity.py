@@ -1,10 +1,5 @@
-"""Which layers can lose filters? Per-layer sensitivity scans, compress-rate suggestions, criteria comparison.
-
-Sensitivity (as in MIT efficientml.ai Lab 1): prune ONE layer at a time at rates 0.1 ... 0.9, evaluate
-without finetuning, and plot mAP against rate per layer. Flat curves mark layers that can be pruned
-hard; steep ones should be spared. :func:`suggest_compress_rate` turns a scan into a compress rate
-that reaches a MAC-reduction target while losing as little scan-mAP as possible.
-"""
+"""Which layers can lose filters? Per-layer sensitivity scans (one layer pruned at a time, no finetuning),
+compress-rate suggestions, criteria comparison."""
 
 from __future__ import annotations
 
@@ -28,8 +23,7 @@ DEFAULT_RATES = tuple(round(0.1 * k, 1) for k in range(1, 10))
 
 
 def quick_map(model: SSD, dataset, device="cpu", progress: bool = False, desc: str = "mAP") -> float:
-    """mAP of ``model`` on ``dataset`` (det files go to a throw-away folder); ``progress``: a bar of images
-    named ``desc``."""
+    """mAP of ``model`` on ``dataset`` (det files go to a throw-away folder)."""
     with tempfile.TemporaryDirectory() as tmp:
         table, _ = evaluate_model(model, dataset, tmp, device=device, progress=progress, desc=desc)
     return mean_ap(table)
@@ -38,10 +32,8 @@ def quick_map(model: SSD, dataset, device="cpu", progress: bool = False, desc: s
 def layer_sensitivity(model: SSD, dataset, criterion: str = "hrank", rank_dir=None,
                       rates: Sequence[float] = DEFAULT_RATES, layers: Optional[Sequence[int]] = None,
                       device="cpu", progress: bool = True) -> pd.DataFrame:
-    """mAP after pruning one layer (1-based index) at each rate, others untouched, no finetuning.
-
-    Returns rows (layer, name, rate, map) plus the unpruned baseline as rate 0.0 for every layer.
-    """
+    """Rows (layer, name, rate, map): mAP after pruning one layer (1-based) at each rate, no finetuning, and the
+    unpruned baseline as rate 0.0 of every layer."""
     n = num_prunable(model.cfg.name)
     layers = list(layers or range(1, n + 1))
     if any(not 1 <= i <= n for i in layers):
@@ -85,11 +77,8 @@ def plot_sensitivity(table: pd.DataFrame, title: str = "Per-layer sensitivity (n
 
 def suggest_compress_rate(table: pd.DataFrame, model: SSD, target_mac_reduction: float,
                           candidate_rates: Sequence[float] = DEFAULT_RATES) -> Dict:
-    """Per-layer rates that cut at least ``target_mac_reduction`` (e.g. 0.5 = half) of the MACs.
-
-    Greedy: allow a growing mAP drop ``tol``; each layer takes the largest scanned rate whose drop is
-    within ``tol``. The smallest ``tol`` that reaches the target wins. Layers not scanned stay at 0.
-    """
+    """Per-layer rates cutting at least ``target_mac_reduction`` (0.5 = half) of the MACs: each layer takes its
+    largest scanned rate within a mAP drop ``tol``, the smallest ``tol`` that reaches the target (unscanned: 0)."""
     if not 0 < target_mac_reduction < 1:
         raise HRankError("--target_mac_reduction must be between 0 and 1, e.g. 0.5 for half the MACs")
     n = num_prunable(model.cfg.name)
@@ -119,8 +108,7 @@ def suggest_compress_rate(table: pd.DataFrame, model: SSD, target_mac_reduction:
 def compare_criteria(model: SSD, val_dataset, compress_rate: Sequence[float], rank_dir=None,
                      criteria: Sequence[str] = ("hrank", "l1", "random"), finetune=None, device="cpu",
                      seed: int = 0, progress: bool = True) -> pd.DataFrame:
-    """mAP right after pruning with each criterion, and after the same ``finetune(pruned, criterion) -> model``.
-    ``progress``: a bar of the evaluations (criterion x pruned/finetuned), named ``criteria``."""
+    """mAP right after pruning with each criterion, and after the same ``finetune(pruned, criterion) -> model``."""
     rows: List[dict] = []
     evals = len(criteria) * (1 if finetune is None else 2)
     with tqdm(total=evals, desc="criteria", unit="eval", disable=not progress) as bar:

@@ -23,8 +23,7 @@ def _fmt(v, floatfmt: str) -> str:
 
 def markdown_table(df: pd.DataFrame, floatfmt: str = ".2f", index: bool = False,
                    formats: Optional[Dict[str, str]] = None) -> str:
-    """A GitHub markdown table from a DataFrame (no ``tabulate`` needed): ints with thousands separators,
-    numbers right-aligned; ``formats`` maps a column name to its float format (default ``floatfmt``)."""
+    """A GitHub markdown table of a DataFrame; ``formats``: a column's float format (default ``floatfmt``)."""
     formats = formats or {}
     frame = df.reset_index() if index else df
     cols = [str(c) for c in frame.columns]

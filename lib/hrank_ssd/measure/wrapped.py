@@ -1,6 +1,4 @@
-"""Models wrapped for inference (bench's fp16 autocast; channels_last, ``torch.compile`` or onnxruntime in
-``benchmarks/inference_options.py``) keep the facts of the SSD inside, so the Predictor, the benchmark, layer
-times and MAC counts take them unchanged."""
+"""Models wrapped for inference (fp16 autocast, channels_last...) keep the facts of the SSD inside."""
 
 from __future__ import annotations
 
