@@ -1,9 +1,5 @@
-"""Kept widths under a MAC or latency budget (or both), then pruning to them: HRank importance, the chain DP.
-
-The importance of keeping ``k`` filters of a layer is the sum of its ``k`` largest ranks over ``min(H, W)`` of its
-maps; the costs are exact MACs (:func:`mac_costs`, from :func:`hrank_ssd.measure.flops.count_exact`) or a
-latency table's (:meth:`LatencyTable.costs`). docs/pruning-budgets.md tells the whole method.
-"""
+"""Kept widths of largest HRank importance under a MAC or latency budget (or both), and pruning to them
+(docs/pruning-budgets.md)."""
 
 from __future__ import annotations
 
@@ -46,9 +42,7 @@ def map_sizes(model: SSD, table=None) -> List[int]:
 
 
 def mac_costs(model: SSD, counts: Sequence[Sequence[int]], table=None) -> ChainCosts:
-    """Exact MACs of ``model`` at the kept counts ``counts[i]`` as chain costs: a module's MACs (from
-    :func:`count_exact`) scale with each side a layer cuts (a depthwise conv's input side follows its filters), so
-    a module cut on both sides by neighbouring layers is pairwise, on one side unary, else constant."""
+    """Exact MACs of ``model`` at the kept counts ``counts[i]`` as chain costs (pairwise, unary or constant)."""
     grids = [np.asarray(c, dtype=np.int64) for c in counts]
     if len(grids) != model.plan.num_prunable or any(g.size == 0 or g.min() < 1 or g.max() > c
                                                     for g, c in zip(grids, model.plan.prunable)):
@@ -146,8 +140,7 @@ class _Problem(NamedTuple):
 
 def widths_for_mac_budget(model: SSD, budget: Budget, rank_dir, steps: int = STEPS,
                           min_keep: float = 0.0) -> BudgetWidths:
-    """The widths of largest HRank importance whose exact MACs fit ``budget`` (of ``model``'s MACs), on
-    :func:`grid_counts` per layer, each keeping at least ``min_keep`` of its filters."""
+    """Widths whose exact MACs fit ``budget`` (a fraction of ``model``'s), each keeping ``min_keep`` or more."""
     grids = [grid_counts(c, GRID_POINTS, MAC_BLOCK) for c in model.plan.prunable]
     problem = _Problem.of(model, grids, rank_dir, min_keep)
     full = flops.macs(model)
@@ -167,8 +160,7 @@ def _latency_problem(model: SSD, table: LatencyTable, rank_dir, min_keep: float)
 
 def widths_for_latency_budget(model: SSD, table: LatencyTable, budget: Budget, rank_dir, steps: int = STEPS,
                               min_keep: float = 0.0, mac_cap: Optional[float] = None) -> BudgetWidths:
-    """The widths of largest HRank importance whose predicted forward fits ``budget`` (of the table's
-    ``full_ms``), on the table's grid, and, given ``mac_cap``, whose exact MACs stay within it."""
+    """Widths whose predicted forward fits ``budget`` (of the table's ``full_ms``) and MACs ``mac_cap``, if given."""
     problem = _latency_problem(model, table, rank_dir, min_keep)
     choice = problem.choose(budget.of(table.full_ms), steps, " ms", mac_cap)
     return problem.result(model, "latency", choice, table.predict(choice.counts), table.full_ms, mac_cap)
@@ -181,9 +173,8 @@ def latency_range(model: SSD, table: LatencyTable, rank_dir, min_keep: float = 0
 
 def fastest_widths_at_mac_cap(model: SSD, table: LatencyTable, mac_cap: float, rank_dir, tol: float = 1e-3,
                               steps: int = STEPS, min_keep: float = 0.0, keep: float = KEEP_IMPORTANCE) -> BudgetWidths:
-    """Pruning for the clock at another pruning's MACs: the most importance ``mac_cap`` allows at the unpruned
-    latency, then the latency budget bisected down (to ``tol`` of ``full_ms``) to the smallest whose widths, under
-    both constraints, keep ``keep`` of it. No widths within the cap is a one-line :class:`HRankError`."""
+    """The smallest latency budget (bisected to ``tol`` of ``full_ms``) whose widths within ``mac_cap`` keep
+    ``keep`` of the importance the cap allows at the unpruned latency."""
     if not 0 < tol < 1 or not 0 < keep <= 1:
         raise HRankError(f"tol {tol:g} and keep {keep:g} must lie in (0, 1]: keep is the share of the cap's most "
                          "importance to keep")
@@ -211,8 +202,7 @@ def fastest_widths_at_mac_cap(model: SSD, table: LatencyTable, mac_cap: float, r
 
 
 def prune_to_budget(model: SSD, chosen: BudgetWidths, rank_dir, output, min_keep: float = 0.0, **record) -> SSD:
-    """Prune ``model`` to ``chosen.widths`` (the HRank-highest filters) and save it at ``output``; its sidecar
-    records the kept filters, the widths and the budget met (with ``min_keep`` and any ``record`` entries)."""
+    """Prune ``model`` to ``chosen.widths`` and save it at ``output``, the widths and budget in its sidecar."""
     pruned, kept = prune_to_widths(model, chosen.widths, "hrank", rank_dir)
     save_pruned(pruned, output, None, "hrank", kept, widths=chosen.widths,
                 budget=dict(chosen.sidecar(), min_keep=min_keep, **record))

@@ -1,9 +1,5 @@
-"""How many filters each layer keeps under a cost budget: a chain knapsack over a grid of counts per layer.
-
-Per layer ``i``: ``gains[i][a]`` (importance of keeping ``counts[i][a]`` filters), ``unary[i][a]`` (cost of layer
-``i`` alone) and ``pairwise[i][p, a]`` (cost coupling layers ``i-1`` and ``i``; ``pairwise[0]`` is None). Costs
-rounded up to whole budget steps make the chain an exact DP: never over budget (docs/pruning-budgets.md).
-"""
+"""How many filters each layer keeps under a cost budget: an exact chain DP over a grid of counts per layer, on
+costs rounded up to whole budget steps, never over budget (docs/pruning-budgets.md)."""
 
 from __future__ import annotations
 
@@ -90,8 +86,7 @@ def layer_terms(unary, pairwise) -> List[np.ndarray]:
 
 
 class Rounded(NamedTuple):
-    """The costs as the DP sees them: per layer, whole steps of ``terms[i] - min(terms[i])``; ``capacity`` steps
-    are left once every cheapest term (``floor``, with the rest, exact) is paid."""
+    """Per layer, whole steps of ``terms[i] - min(terms[i])``; ``capacity`` steps left over the exact ``floor``."""
 
     units: List[np.ndarray]
     capacity: int
@@ -99,8 +94,7 @@ class Rounded(NamedTuple):
 
 
 def round_costs(unary, pairwise, budget: float, steps: int = STEPS, rest: float = 0.0) -> Rounded:
-    """Cut what the budget leaves above the cheapest terms into ``steps`` steps and round every term up, so a
-    choice that fits ``capacity`` fits the budget."""
+    """Costs rounded up to ``steps`` steps of the budget: a choice that fits ``capacity`` fits the budget."""
     if steps < 1:
         raise HRankError(f"the budget needs at least 1 step, got {steps}")
     terms = layer_terms(unary, pairwise)
@@ -199,9 +193,8 @@ class _Chain(NamedTuple):
 
 def choose_counts(counts, gains, unary, pairwise, budget: float, steps: int = STEPS, rest: float = 0.0,
                   unit: str = "", penalty: Optional[Sequence[np.ndarray]] = None) -> BudgetChoice:
-    """The counts (one per layer, from its grid) of largest summed importance whose cost fits ``budget``: exact
-    for the costs rounded up to ``steps`` steps. ``penalty`` (terms shaped as :func:`layer_terms`'s) is subtracted
-    from the importance while choosing. A budget below the cheapest choice is a one-line :class:`HRankError`."""
+    """The counts of largest summed importance (less ``penalty``, shaped as :func:`layer_terms`'s) whose cost fits
+    ``budget``; a budget below the cheapest choice is an :class:`HRankError`."""
     return _Chain.of(counts, gains, unary, pairwise, budget, steps, rest, unit).choose(penalty)
 
 
@@ -216,9 +209,8 @@ class CappedChoice(NamedTuple):
 def choose_counts_capped(counts, gains, unary, pairwise, budget: float, second: ChainCosts, cap: float,
                          steps: int = STEPS, rest: float = 0.0, unit: str = "", rounds: int = 40,
                          cap_name: str = "the second cost") -> CappedChoice:
-    """:func:`choose_counts` with a second cost (e.g. MACs) at most ``cap``: the second cost times a price ``w``
-    is subtracted from the importance, ``w`` bisected to the smallest price whose choice fits. Each such choice is
-    the most important among those within the budget whose second cost is at most its own."""
+    """:func:`choose_counts` with a second cost (e.g. MACs) at most ``cap``, priced into the importance at the
+    smallest (bisected) price whose choice fits."""
     chain = _Chain.of(counts, gains, unary, pairwise, budget, steps, rest, unit)
     terms = layer_terms(second.unary, second.pairwise)
 

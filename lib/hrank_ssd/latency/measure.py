@@ -1,10 +1,4 @@
-"""Measuring a latency table: every unit timed inside whole models, on a grid of kept counts (docs/latency.md).
-
-Models keeping every pair of grid positions (even layers at ``p``, odd at ``q``) meet every cell of every unit; a
-pre-hook stamps each unit's start, a unit's segment runs to the next stamp. Models run interleaved in shuffled
-chunks (:func:`hrank_ssd.measure.bench.timings_interleaved`), ``rounds`` times; the full model, timed in every
-chunk, gives the chunk's speed, and each segment is divided by it (the drift reference).
-"""
+"""Measuring a latency table: every unit timed inside whole models, on a grid of kept counts (docs/latency.md)."""
 
 from __future__ import annotations
 
@@ -56,8 +50,7 @@ class Unit:
 
 
 def find_units(model: nn.Module, rules: Mapping) -> List[Unit]:
-    """The units of ``model``: each conv of the rules with the followers after it in its ``nn.Sequential``, then
-    each BatchNorm of the rules that no conv took, in the order of ``named_modules``."""
+    """Each conv of the rules with its followers in its ``nn.Sequential``, then each BatchNorm no conv took."""
     named = dict(model.named_modules())
     if set(rules) - set(named):
         raise HRankError(f"the net's slice rules name modules its model lacks: {sorted(set(rules) - set(named))[:5]}")
@@ -82,8 +75,7 @@ def first_filters(model: SSD, widths: Sequence[int]) -> SSD:
 
 
 def design_widths(counts: Sequence[Sequence[int]]) -> List[List[int]]:
-    """The models to time: for every pair ``(p, q)`` of positions (``L`` the longest grid), even layers at p and
-    odd layers at q of their own grid, scaled to it; duplicates dropped. Adjacent layers meet every cell."""
+    """The models to time: for every pair ``(p, q)`` of grid positions, even layers at p, odd ones at q."""
     longest = max(len(g) for g in counts)
 
     def at(grid, pos):
@@ -163,8 +155,7 @@ class Timings:
         return [ms / self.factors()[c] for c, ms in samples]
 
     def time_chunk(self, chunk: Sequence[Tuple[List[int], Optional[str], SSD]], setup: _Setup) -> None:
-        """Time a chunk's models (and the reference) interleaved; keep each design model's segments by cell and
-        its rest, and each check model's forwards."""
+        """Time a chunk's models (and the reference) interleaved; keep segments by cell, rests and checks."""
         c, records = self.chunks, defaultdict(list)
         self.chunks += 1
         fns = {} if setup.reference is None else {"reference": lambda: setup.reference(setup.x)}
@@ -239,9 +230,8 @@ def measure_latency_table(net: str, device="cpu", threads: Optional[int] = None,
                           block: Optional[int] = None, progress: bool = True,
                           checks: Optional[Mapping[str, Sequence[int]]] = None, check_copies: int = CHECK_COPIES,
                           rounds: int = 1, drift_reference: bool = True) -> LatencyTable:
-    """Measure ``net``'s table on this machine (random weights: shapes set the speed). Each round times every
-    model of the design, and ``check_copies`` copies of each ``checks`` model (name -> kept counts), in its own
-    shuffled order, ``warmup`` + ``runs`` forwards each; ``drift_reference`` divides each cell by its chunk's speed."""
+    """Measure ``net``'s table on this machine (random weights); ``checks``: models (name -> kept counts) timed
+    among the design's; ``drift_reference`` divides each cell by its chunk's speed."""
     device, image_size = resolve_device(device), image_size or get_net(net).config.image_size
     torch.manual_seed(0)
     base = build_model(net, num_classes, width=width, image_size=image_size).eval()

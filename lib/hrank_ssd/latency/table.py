@@ -1,10 +1,5 @@
-"""Latency lookup tables: what each unit of a net costs in ms at each kept-filter count, on one machine.
-
-A unit is a conv of the net's slice rules with the BatchNorm, ReLU and max-pool modules after it (a lone BatchNorm
-of the rules is its own); its time depends on ``k[in_layer]`` and ``k[out_layer]`` (None: a fixed side).
-``predict(k) = rest_ms + sum of the units at k``; :meth:`LatencyTable.costs` is the same sum for the knapsack.
-A table holds only on the machine, torch, thread count and layout it was measured with (docs/latency.md).
-"""
+"""Latency lookup tables: each unit's ms at each kept-filter count; ``predict(k) = rest_ms + sum of the units``.
+A table holds only on the machine, torch, thread count and layout it was measured with (docs/latency.md)."""
 
 from __future__ import annotations
 
@@ -43,8 +38,7 @@ def capability(device="cpu") -> str:
 
 
 def hardware_block(device="cpu") -> int:
-    """Channels the kernels process together: 32 on CUDA (a warp), 16 with AVX-512, else 8 (the CPU's flags
-    decide on Linux, else torch's capability)."""
+    """Channels the kernels process together: 32 on CUDA (a warp), 16 with AVX-512, else 8."""
     if torch.device(device).type == "cuda":
         return 32
     flags = cpu_flags()
@@ -54,8 +48,8 @@ def hardware_block(device="cpu") -> int:
 
 
 def grid_counts(channels: int, points: int = 8, block: int = 8, exact: Sequence[int] = ()) -> List[int]:
-    """Candidate kept counts of a layer: ``points`` counts evenly spaced from 10% to 100% of ``channels``, the
-    multiples of ``block`` just below and above each, the ``exact`` counts and ``channels``; sorted, in range."""
+    """Sorted candidate counts: ``points`` from 10% to 100% of ``channels``, the multiples of ``block`` around
+    each, and the ``exact`` ones."""
     if channels < 1 or points < 1 or block < 1:
         raise HRankError(f"grid_counts needs channels, points and block >= 1, got {channels}, {points}, {block}")
     counts = {channels, *(int(c) for c in exact)}
@@ -75,8 +69,7 @@ def _bracket(grid: Sequence[int], x: float):
 
 
 def surcharge(grid: Sequence[int], rows: Sequence[Sequence[float]], block: int) -> float:
-    """Median, over the cells at a count off the block whose rounded-up count is on the grid, of their time over
-    the rounded-up cell's, minus 1: what a count off the block costs beyond its rounded-up count (0 if none)."""
+    """What a count off the block costs beyond its rounded-up count (median ratio - 1 over the grid; 0 if none)."""
     ratios = [row[grid.index(k)] / row[grid.index(-(-k // block) * block)] - 1 for row in rows for k in grid
               if k % block and -(-k // block) * block in grid and row[grid.index(-(-k // block) * block)] > 0]
     return float(np.median(ratios)) if ratios else 0.0
@@ -84,8 +77,7 @@ def surcharge(grid: Sequence[int], rows: Sequence[Sequence[float]], block: int) 
 
 @dataclass
 class UnitTimes:
-    """Median ms of one unit: ``ms[a][b]`` at ``in_counts[a]`` inputs and ``out_counts[b]`` filters. A fixed
-    side has one count; a depthwise conv or BatchNorm unit has a fixed input side that follows its filters."""
+    """Median ms of one unit: ``ms[a][b]`` at ``in_counts[a]`` inputs and ``out_counts[b]`` filters."""
 
     module: str
     out_layer: Optional[int]
@@ -117,9 +109,8 @@ class UnitTimes:
                 self.out_counts[0] if self.out_layer is None else widths[self.out_layer])
 
     def price(self, widths: Sequence[float], block: Optional[int]) -> float:
-        """Predicted ms at ``widths``. The one off-grid rule: a count off its grid and off the block costs its
-        count rounded up to the block (clamped to the full count), times 1 + this unit's own :func:`surcharge`
-        on that side (docs/latency.md, benchmarks/latency_rules.md)."""
+        """Predicted ms at ``widths``; off the grid and the block: the rounded-up count's, times 1 + its
+        :func:`surcharge` (docs/latency.md)."""
         counts, factor = [], 1.0
         for k, grid, rows in zip(self.counts_of(widths), (self.in_counts, self.out_counts),
                                  ([list(c) for c in zip(*self.ms)], self.ms)):
@@ -146,8 +137,7 @@ def current_machine(device="cpu") -> Dict[str, str]:
 
 @dataclass
 class LatencyTable:
-    """A net's latency lookup table on one machine; ``counts[i]`` is prunable layer i's grid, ending at its full
-    count. ``checks``: whole models timed among the table's own, their median forward beside the prediction."""
+    """A net's latency table on one machine; ``counts[i]``: prunable layer i's grid, ending at its full count."""
 
     net: str
     width: float
@@ -247,8 +237,7 @@ class LatencyTable:
     @classmethod
     def load(cls, path, expect_machine: bool = True, threads: Optional[int] = None,
              layout: Optional[str] = None) -> LatencyTable:
-        """Read a table; one measured on another machine, torch, thread count or layout is a one-line
-        :class:`HRankError` naming the differences, or a warning with ``expect_machine=False``."""
+        """Read a table; one measured elsewhere is an :class:`HRankError` (a warning with ``expect_machine=False``)."""
         path, how = Path(path), f"`python -m hrank_ssd latency-table --net NET --out {path}`"
         try:
             table = cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
