@@ -1,10 +1,5 @@
-"""Why L1 loses to HRank on the offline models: filters that never fire but still carry large weights.
-
-A filter whose ReLU output is zero on (nearly) every image has an average rank near 0, and HRank drops it first.
-Its weights get no gradient, so with Adam and no weight decay (the offline training) nothing shrinks them and L1
-can rank it above a working filter; with SGD and weight decay (the original VOC training) they decay and L1 drops
-it too. :func:`dead_filter_table` counts, per layer, the near-dead filters and how many each criterion keeps.
-"""
+"""Why L1 loses to HRank on the offline models: filters that never fire (rank near 0, dropped by HRank) but keep
+large weights (no gradient, no weight decay under Adam), which L1 keeps."""
 
 from __future__ import annotations
 
@@ -24,10 +19,8 @@ DEAD_RANK = 1.0  # an average rank below 1: the filter's maps are all zero on mo
 
 def dead_filter_table(model: SSD, compress_rate: Sequence[float], ranks: Sequence[np.ndarray],
                       dead_rank: float = DEAD_RANK) -> pd.DataFrame:
-    """Per prunable layer: ``filters``, ``kept`` at ``compress_rate``, ``near_dead`` (average rank below
-    ``dead_rank``), how many near-dead filters L1 keeps (``l1_keeps_dead``, also as a share of its kept ones) and
-    HRank keeps (``hrank_keeps_dead``), and ``dead_l1_ratio``: the near-dead filters' mean L1 norm over the
-    others' (about 1 or more: their weights are as large as the working filters'; NaN without near-dead ones)."""
+    """Per prunable layer: ``near_dead`` filters (average rank below ``dead_rank``), how many L1 and HRank keep at
+    ``compress_rate``, and ``dead_l1_ratio``, their mean L1 norm over the others' (NaN without near-dead ones)."""
     net = model.cfg.name
     l1 = l1_scores(model)
     if len(ranks) != len(l1) or any(len(r) != len(w) for r, w in zip(ranks, l1)):

@@ -1,9 +1,5 @@
-"""Filter pruning: choose the filters each prunable conv keeps, then rebuild a physically smaller model.
-
-Pruning is data: for every parameter, the net's :func:`slice_rules` name the prunable layer whose kept filters
-select its output dimension (the conv, its BatchNorm, a following depthwise conv) and its input dimension (the
-consuming conv, the headers). A pruned model is a smaller plan, a fresh model, every tensor sliced by the rules.
-"""
+"""Filter pruning: choose the filters each prunable conv keeps, then build a physically smaller model, every
+tensor sliced by the net's :func:`slice_rules`."""
 
 from __future__ import annotations
 
@@ -32,8 +28,6 @@ def slice_rules(net: str) -> Dict[str, Rule]:
 def _rule_for(key: str, rules: Dict[str, Rule]) -> Rule:
     return rules.get(key.rsplit(".", 1)[0], (None, None))
 
-
-# ---------------------------------------------------------------- criteria
 
 
 def l1_scores(model: SSD) -> List[np.ndarray]:
@@ -83,8 +77,7 @@ def criterion_scores(model: SSD, criterion: str = "hrank", rank_dir=None, seed: 
 
 def kept_indices_for_widths(model: SSD, widths, criterion: str = "hrank", rank_dir=None,
                             seed: int = 0) -> Dict[str, List[int]]:
-    """Filters each prunable layer keeps when layer i keeps ``widths[i]`` filters (a list in layer order, or
-    a dict by layer name), chosen by ``criterion``."""
+    """Filters each prunable layer keeps by ``criterion`` at ``widths`` (a list in layer order or a dict by name)."""
     net = model.cfg.name
     names, channels = layer_names(net), model.plan.prunable
     widths = _width_list(widths, names, channels)
@@ -108,8 +101,7 @@ def _width_list(widths, names: Sequence[str], channels: Sequence[int]) -> List[i
 
 
 def kept_agreement(model: SSD, compress_rate: Sequence[float], rank_dir, other_rank_dir) -> List[Dict]:
-    """Per prunable layer: how many of the filters HRank keeps under ``rank_dir`` it also keeps under
-    ``other_rank_dir`` (e.g. the student's ranks against the published ones)."""
+    """Per prunable layer: how many filters HRank keeps under both ``rank_dir`` and ``other_rank_dir``."""
     a = kept_indices(model, compress_rate, "hrank", rank_dir)
     b = kept_indices(model, compress_rate, "hrank", other_rank_dir)
     rows = []
@@ -119,8 +111,6 @@ def kept_agreement(model: SSD, compress_rate: Sequence[float], rank_dir, other_r
                      "agreement": same / len(a[name])})
     return rows
 
-
-# ---------------------------------------------------------------- surgery
 
 
 def _index_lists(model: SSD, kept: Dict[str, List[int]]) -> List[torch.Tensor]:
@@ -138,8 +128,7 @@ def _index_lists(model: SSD, kept: Dict[str, List[int]]) -> List[torch.Tensor]:
 
 
 def apply_kept(model: SSD, kept: Dict[str, List[int]]) -> SSD:
-    """A new, physically smaller model holding exactly the kept filters of ``model``, on ``model``'s device and in
-    its mode (``model`` itself is not changed)."""
+    """A new, smaller model of ``model``'s kept filters, on its device and in its mode (``model`` unchanged)."""
     net = model.cfg.name
     index = _index_lists(model, kept)
     plan = ChannelPlan(list(model.plan.base), list(model.plan.extras), model.plan.num_prunable)
@@ -161,8 +150,7 @@ def apply_kept(model: SSD, kept: Dict[str, List[int]]) -> SSD:
 
 
 def masked_copy(model: SSD, kept: Dict[str, List[int]]) -> SSD:
-    """The original model with every removed filter's weights and biases (and its BatchNorms') zeroed, so its
-    channel carries exactly 0: same shapes, the pruned model's outputs (the equivalence test)."""
+    """A copy of the model with every removed filter zeroed (BatchNorm too): the pruned model's outputs."""
     net = model.cfg.name
     index = _index_lists(model, kept)
     masked = copy.deepcopy(model)
@@ -194,8 +182,7 @@ def prune_to_widths(model: SSD, widths, criterion: str = "hrank", rank_dir=None,
 
 def save_pruned(model: SSD, path, compress_rate: Optional[Sequence[float]], criterion: str,
                 kept: Dict[str, List[int]], widths=None, budget: Optional[dict] = None) -> None:
-    """The pruned model as a plain state dict plus its sidecar (rates, criterion, kept filters; for a model
-    pruned to chosen widths, ``compress_rate`` None, the ``widths`` by layer name and the ``budget`` met)."""
+    """The pruned model as a plain state dict plus its sidecar (rates or widths and budget, criterion, kept filters)."""
     rates = None if compress_rate is None else layer_rates(compress_rate, num_prunable(model.cfg.name))
     if widths is None and compress_rate is None:
         widths = [len(kept[n]) for n in layer_names(model.cfg.name)]

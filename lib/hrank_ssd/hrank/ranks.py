@@ -1,6 +1,5 @@
 """HRank feature-map ranks (Lin et al., CVPR 2020): the average matrix rank of each filter's post-ReLU output maps;
-HRank keeps the highest. A batch's ranks come from batched ``torch.linalg.matrix_rank`` calls spread over the CPU
-cores, and the forward pass stops after the last prunable layer."""
+HRank keeps the highest."""
 
 from __future__ import annotations
 
@@ -40,9 +39,8 @@ def _on_threads(fn, items, workers: int) -> list:
 
 
 def batched_ranks(maps: torch.Tensor, chunk: int = 4096, workers: Optional[int] = None) -> torch.Tensor:
-    """Matrix rank of every (H, W) map in a (B, C, H, W) tensor -> (B, C) float tensor. On CPU the maps are split
-    over ``workers`` threads (default ``torch.get_num_threads()``: one batched SVD call uses one core); on a GPU
-    one call per chunk fills the device."""
+    """Matrix rank of every (H, W) map in a (B, C, H, W) tensor -> (B, C) float tensor; on CPU over ``workers``
+    threads (default ``torch.get_num_threads()``)."""
     flat = maps.detach().float().reshape(-1, *maps.shape[-2:])
     ranks = torch.zeros(flat.size(0), device=flat.device)
     live = flat.flatten(1).ne(0).any(1).nonzero().flatten()  # an all-zero (dead) map has rank 0: no SVD
@@ -109,8 +107,7 @@ class RankAccumulator:
 
 def compute_ranks(model: SSD, batches: Iterable[torch.Tensor], device="cpu", total: Optional[int] = None,
                   progress: bool = True, rank_fn=batched_ranks) -> List[np.ndarray]:
-    """Average rank per output channel of each prunable layer over all images in ``batches`` (``model`` in eval
-    mode on ``device``: itself when it is there, else a copy; the caller's model is not moved)."""
+    """Average rank per output channel of each prunable layer over ``batches`` (the caller's model is not moved)."""
     model = model_on(model, device)
     acc = RankAccumulator(model, rank_fn)
     try:

@@ -1,9 +1,4 @@
-"""HRank's central claim, measured: a filter's average rank barely depends on which images it is computed on.
-
-The ranks of one model on disjoint image sets (:func:`rank_sets`) are compared layer by layer
-(:func:`stability_rows`): Spearman's correlation and how many filters kept at a compress rate would change
-(:func:`kept_change`, ties broken as pruning breaks them).
-"""
+"""HRank's central claim, measured: a filter's average rank barely depends on which images it is computed on."""
 
 from __future__ import annotations
 
@@ -29,8 +24,7 @@ def average_ranks(x) -> np.ndarray:
 
 
 def spearman(a, b) -> float:
-    """Spearman's rank correlation of two equally long lists (ties averaged; no SciPy needed): 1 when both
-    order the filters alike, 0 when unrelated, -1 when reversed. NaN when either list is constant (no order)."""
+    """Spearman's rank correlation of two equally long lists (ties averaged); NaN when either is constant."""
     a, b = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
     if a.size != b.size or a.size < 2:
         raise HRankError(f"spearman needs two lists of the same length (at least 2), got {a.size} and {b.size}")
@@ -47,8 +41,7 @@ def kept_change(a, b, keep: int) -> int:
 
 def stability_rows(a: Sequence[np.ndarray], b: Sequence[np.ndarray], compress_rate: Sequence[float], net: str,
                    comparison: str = "") -> List[Dict]:
-    """Per prunable layer: Spearman correlation of rank lists ``a`` and ``b`` (one array per layer) and how many
-    of the filters kept at ``compress_rate`` would change (``changed``, and as a share of the kept ones)."""
+    """Per layer: Spearman correlation of ranks ``a`` and ``b`` and how many kept filters would change."""
     if len(a) != len(b):
         raise HRankError(f"two rank lists of {len(a)} and {len(b)} layers: compare ranks of the same model")
     rates = layer_rates(compress_rate, len(a))
@@ -63,8 +56,7 @@ def stability_rows(a: Sequence[np.ndarray], b: Sequence[np.ndarray], compress_ra
 
 def rank_sets(model: SSD, dataset, sizes: Sequence[int], batch_size: int = 8, device="cpu",
               progress: bool = True) -> List[List[np.ndarray]]:
-    """Average ranks (one array per prunable layer) over consecutive, disjoint sets of ``dataset``'s images:
-    the first ``sizes[0]`` images, the next ``sizes[1]``, and so on (one progress bar over all of them)."""
+    """Average ranks per layer over consecutive, disjoint sets of ``sizes[0]``, ``sizes[1]``... images."""
     if min(sizes) < 1 or sum(sizes) > len(dataset):
         raise HRankError(f"rank sets of {list(sizes)} images need {sum(sizes)} images, the data set has "
                          f"{len(dataset)}: use fewer images")
@@ -94,9 +86,8 @@ def merge_ranks(parts: Sequence[Tuple[Sequence[np.ndarray], int]]) -> List[np.nd
 
 def rank_stability(model: SSD, dataset, images: int, few: int, compress_rate: Sequence[float], batch_size: int = 8,
                    device="cpu", progress: bool = True) -> pd.DataFrame:
-    """Ranks from two disjoint sets of ``images`` images (A: the first ones, B: the next ones), and from only the
-    first ``few`` images of B, compared per layer (:func:`stability_rows`): "disjoint" is A against B, "few vs
-    many" is B's first ``few`` images against all of A. The images are split as far as ``dataset`` allows."""
+    """:func:`stability_rows` of "disjoint" (two sets of ``images`` images, A and B) and "few vs many" (B's first
+    ``few`` images against A); the sets shrink to what ``dataset`` holds."""
     images = min(images, len(dataset) // 2)
     few = max(1, min(few, images - 1)) if images > 1 else 1
     if images < 1:
