@@ -1,5 +1,4 @@
-"""SSD training augmentation (numpy / cv2): photometric distortion, expand, IoU crop, flip, then
-:func:`~hrank_ssd.data.voc.to_input`. Random numbers come from numpy's global RNG: seeding numpy repeats them."""
+"""SSD training augmentation (numpy / cv2), random by numpy's global RNG (seeding numpy repeats it)."""
 
 from __future__ import annotations
 
@@ -88,10 +87,8 @@ def hflip(image: np.ndarray, boxes: np.ndarray):
 
 
 class TrainAugmentation(TestTransform):
-    """SSD training augmentation: photometric distortion, expand, IoU crop, flip, resize, normalise.
-
-    ``(image uint8 HWC RGB, boxes Nx4 pixels, labels) -> (CHW float tensor, boxes in [0, 1], labels)``.
-    """
+    """Photometric distortion, expand, IoU crop, flip, resize, normalise: ``(image uint8 HWC RGB, boxes Nx4
+    pixels, labels) -> (CHW float tensor, boxes in [0, 1], labels)``."""
 
     geometric = True
 

@@ -1,6 +1,5 @@
-"""A small, easy, VOC-format detection dataset of coloured shapes on textured backgrounds: the whole pipeline runs
-in minutes on a CPU with no download. Shapes are big and high-contrast, their colour random (only the shape decides
-the class); the same seed gives byte-identical files."""
+"""A small, easy VOC-format dataset of coloured shapes on textured backgrounds (the class is the shape): the whole
+pipeline in minutes on a CPU; the same seed gives byte-identical files."""
 
 from __future__ import annotations
 
@@ -21,10 +20,6 @@ DIFFICULT_RATE = 0.05  # about this share of images get one extra tiny object ma
 def class_names(classes: Sequence[str] = SHAPES) -> Tuple[str, ...]:
     """The label list of a synthetic set: ``BACKGROUND`` then the shape names."""
     return ("BACKGROUND",) + tuple(classes)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# drawing
 
 
 def _background(rng: np.random.Generator, size: int, dark: bool) -> np.ndarray:
@@ -147,10 +142,6 @@ def make_scene(rng: np.random.Generator, size: int, classes: Sequence[str] = SHA
     return img, out
 
 
-# ----------------------------------------------------------------------------------------------------------
-# VOC writing
-
-
 def annotation_xml(image_id: str, size: int, objects, folder: str = "VOC2007") -> str:
     """VOC XML text; boxes are written 1-based (0-based pixel + 1) like the real annotations."""
     lines = ["<annotation>", f"\t<folder>{folder}</folder>", f"\t<filename>{image_id}.jpg</filename>",
@@ -168,9 +159,8 @@ def annotation_xml(image_id: str, size: int, objects, folder: str = "VOC2007") -
 
 def make_synthetic_voc(out_dir, num_train: int = 600, num_test: int = 150, image_size: int = 300, seed: int = 0,
                        classes: Sequence[str] = SHAPES, jpeg_quality: int = 92) -> Path:
-    """Write ``out_dir/VOCdevkit/VOC2007`` (Annotations, JPEGImages, ImageSets/Main/{trainval,test}.txt,
-    labels.txt) and return it; ids ``000000``..., trainval first. Each image has its own random stream
-    ``(seed, index)``: a bigger ``num_train`` keeps the first images unchanged."""
+    """Write and return ``out_dir/VOCdevkit/VOC2007``, trainval first; a bigger ``num_train`` keeps the first
+    images unchanged (each has its own random stream)."""
     if num_train < 1 or num_test < 1:
         raise HRankError("--num_train and --num_test must be at least 1")
     if image_size < 64:

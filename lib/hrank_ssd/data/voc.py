@@ -1,8 +1,4 @@
-"""VOC-format datasets, label files and the SSD test transform (training augmentation: :mod:`.augment`).
-
-Box conventions: VOC XML stores 1-based pixel corners; :class:`VOCDataset` returns them as 0-based pixels (XML
-value minus 1, as pytorch-ssd does), and the transforms turn them into corners relative to the image, in [0, 1].
-"""
+"""VOC-format datasets (0-based pixel boxes: the XML's minus 1), label files and the SSD test transform."""
 
 from __future__ import annotations
 
@@ -36,13 +32,8 @@ def to_input(image: np.ndarray, image_size: int, mean: Sequence[float], std: flo
     return torch.from_numpy(x).permute(2, 0, 1)
 
 
-# ----------------------------------------------------------------------------------------------------------
-# label files
-
-
 def read_labels(path: PathLike) -> List[str]:
-    """Class names, ``BACKGROUND`` first (prepended when missing), from either pytorch-ssd layout: one name per line
-    (``voc-model-labels.txt``) or a dataset's ``labels.txt`` of comma-separated names (spaces dropped)."""
+    """Class names, ``BACKGROUND`` first (prepended when missing), one per line or comma-separated."""
     path = Path(path)
     if not path.is_file():
         raise HRankError(f"label file {path} not found: pass a text file with one class name per line")
@@ -70,14 +61,9 @@ def find_label_file(root: PathLike) -> Optional[Path]:
     return next((p for p in (Path(root) / name for name in LABEL_FILES) if p.is_file()), None)
 
 
-# ----------------------------------------------------------------------------------------------------------
-# dataset
-
-
 class VOCDataset(Dataset):
-    """A ``VOCdevkit/VOC20xx``-style folder (``Annotations/``, ``JPEGImages/``, ``ImageSets/Main/<split>.txt``):
-    ``dataset[i]`` is ``(image, boxes, labels)`` without difficult objects (unless ``keep_difficult``), after
-    ``transform(image, boxes, labels)`` and ``target_transform(boxes, labels)`` when given."""
+    """A ``VOCdevkit/VOC20xx`` folder: ``dataset[i]`` is ``(image, boxes, labels)`` without difficult objects
+    (unless ``keep_difficult``), after ``transform`` and ``target_transform`` when given."""
 
     def __init__(self, root: PathLike, split: Optional[str] = None, transform=None, target_transform=None,
                  keep_difficult: bool = False, class_names: Optional[Sequence[str]] = None, is_test: bool = False):
@@ -124,8 +110,7 @@ class VOCDataset(Dataset):
         return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
     def get_annotation(self, index: int) -> Tuple[str, Tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """``(image_id, (boxes, labels, is_difficult))`` of every object of a known class; each XML file is parsed
-        once per dataset and callers get copies (transforms may change them in place)."""
+        """``(image_id, (boxes, labels, is_difficult))`` of every object of a known class (copies)."""
         image_id = self.ids[index]
         if image_id not in self._annotations:
             self._annotations[image_id] = self._parse_annotation(image_id)
