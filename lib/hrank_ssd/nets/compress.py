@@ -1,6 +1,5 @@
 """Compress rates in HRank's syntax, parsed without ``eval``: ``"[0.1]*7+[0.5]*9"`` is 7 layers at rate 0.1 (the
-fraction of filters removed), then 9 at 0.5. Entries past the net's prunable count are ignored (the original
-project passes 16 for VGG16-SSD's 14 layers, and ``[0.]*100`` for "no pruning")."""
+fraction of filters removed), then 9 at 0.5."""
 
 from __future__ import annotations
 
@@ -21,8 +20,7 @@ def _fail(text: str, why: str) -> HRankError:
 
 
 def parse_compress_rate(text: str) -> List[float]:
-    """Every rate written in ``text`` (HRank's syntax). Only the edges call this (CLI flags, profiles, widgets,
-    files); the library takes the list and checks it against a net with :func:`layer_rates`."""
+    """Every rate written in ``text``; the library takes the list and checks it with :func:`layer_rates`."""
     if not isinstance(text, str):
         raise TypeError(f"parse_compress_rate takes the string a user wrote, not {type(text).__name__}")
     rates: List[float] = []
@@ -44,8 +42,7 @@ def parse_compress_rate(text: str) -> List[float]:
 
 
 def layer_rates(rates: Optional[Sequence[float]], num_layers: int) -> List[float]:
-    """The first ``num_layers`` rates of a parsed list (``None``: no pruning), checked: entries past the net's
-    prunable count are ignored as in the original project, too few or out of range is a one-line error."""
+    """The first ``num_layers`` rates of a parsed list (``None``: no pruning; extra entries ignored), checked."""
     if rates is None:
         return [0.0] * num_layers
     if isinstance(rates, str):

@@ -1,5 +1,4 @@
-"""The numbers that define a detector's input and priors: size, normalisation, prior specs, box coding; each net
-file fills one :class:`NetConfig` with pytorch-ssd's values (``vision/ssd/config``)."""
+"""A detector's input and priors: size, normalisation, prior specs, box coding (pytorch-ssd's values)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,4 @@
-"""Does a downloaded checkpoint fit its manifest entry (``net``, ``compress_rate``: null when unpruned)? The original
-project's zip is searched by glob, which can pick the wrong file (an unpruned ``vgg16-ssd-Epoch-5-Loss-2.10.pth``
-with the lowest loss): :func:`fit_problem` compares the widths, and ``fetch(..., check=fit_problem)`` refuses it."""
+"""Does a downloaded checkpoint fit its manifest entry (``net``, ``compress_rate``)? ``fetch(..., check=fit_problem)``."""
 
 from __future__ import annotations
 
@@ -21,8 +19,7 @@ def expected_widths(net: str, compress_rate: Optional[str]) -> list:
 
 
 def fit_problem(path: Path, art: dict) -> Optional[str]:
-    """Why the checkpoint ``path`` is not the manifest's ``art`` (another net, other widths), in one line; None
-    when it fits, and for artifacts that are not checkpoints of a named net."""
+    """Why the checkpoint ``path`` is not the manifest's ``art``, in one line; None when it fits or is no net's."""
     if art.get("kind") != "weights" or not art.get("net"):
         return None
     try:

@@ -1,8 +1,5 @@
-"""MobileNetV1-SSD in pytorch-ssd's layout: ``base_net.0`` conv-BN-ReLU, 13 depthwise-separable blocks, 4 extras.
-
-The prunable layers are block 0's conv and the 13 pointwise convs; a depthwise conv keeps its producer's
-channels, so pruning a pointwise conv also prunes the next block's depthwise conv.
-"""
+"""MobileNetV1-SSD in pytorch-ssd's layout; prunable: block 0's conv and the 13 pointwise convs (a depthwise conv
+follows its producer)."""
 
 from __future__ import annotations
 

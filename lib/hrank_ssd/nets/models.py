@@ -1,6 +1,4 @@
-"""Turn a net name or a checkpoint into a model, and a model into a checkpoint: ``build_model`` (random weights, any
-width or compress rate), ``load_model`` (pytorch-ssd, training and pruned checkpoints, strictly, net, classes and
-widths read off the tensors), ``save_model`` (a plain state dict and a JSON sidecar), ``init_from_scratch``."""
+"""Net names and checkpoints to models (``build_model``, ``load_model``), models to checkpoints (``save_model``)."""
 
 from __future__ import annotations
 
@@ -29,8 +27,7 @@ def default_plan(net: str, width: float = 1.0) -> ChannelPlan:
 
 def build_model(net: str, num_classes: int, compress_rate: Optional[Sequence[float]] = None, width: float = 1.0,
                 image_size: Optional[int] = None, plan: Optional[ChannelPlan] = None) -> SSD:
-    """A registered net (``vgg16-ssd``, ``mb1-ssd``...) with random weights; ``width`` scales every layer, then
-    ``compress_rate`` (per-layer rates) shrinks the prunable ones to ``int(c * (1 - rate))`` filters."""
+    """A registered net with random weights; ``width`` scales every layer, then ``compress_rate`` the prunable ones."""
     spec = get_net(net)
     if num_classes < 2:
         raise HRankError(f"num_classes must be at least 2 (BACKGROUND + one class), got {num_classes}")
@@ -43,9 +40,8 @@ def build_model(net: str, num_classes: int, compress_rate: Optional[Sequence[flo
 
 @torch.no_grad()
 def init_from_scratch(model: SSD, images: torch.Tensor, background_prior: float = 0.99) -> SSD:
-    """Initialise a detector without pretrained weights so it trains fast: each backbone/extra conv gets Kaiming
-    weights rescaled to unit output std on ``images`` (LSUV, Mishkin & Matas 2016; VGG has no BatchNorm), headers
-    start small with class biases giving BACKGROUND ``background_prior`` (Lin et al. 2017)."""
+    """Initialise a detector to train fast from scratch: convs rescaled to unit output std on ``images`` (LSUV),
+    small headers whose biases give BACKGROUND ``background_prior``."""
     heads = list(model.classification_headers) + list(model.regression_headers)  # a list: fixed RNG order
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d) and all(m is not h for h in heads)]
     for conv in convs:
@@ -91,8 +87,6 @@ def _chain_layers(model: SSD):
         yield from leaves(block)
 
 
-# ---------------------------------------------------------------- checkpoints
-
 THOP_KEYS = ("total_ops", "total_params")
 
 
@@ -106,8 +100,6 @@ def detect_net(state: Dict[str, torch.Tensor]) -> str:
     raise HRankError("this checkpoint's backbone matches none of " + ", ".join(net_names()) +
                      ": pass a pytorch-ssd VGG16-SSD or MobileNetV1-SSD checkpoint")
 
-
-# ---------------------------------------------------------------- prunable layers by name
 
 
 def layer_names(net: str) -> List[str]:
@@ -182,9 +174,8 @@ def num_classes_of(state: Dict[str, torch.Tensor], net: str, path="checkpoint") 
 def load_model(path, net: Optional[str] = None, num_classes: Optional[int] = None,
                compress_rate: Optional[Sequence[float]] = None,
                image_size: Optional[int] = None) -> SSD:
-    """Load a checkpoint, inferring net, class count and (pruned) widths from its shapes. ``net``,
-    ``num_classes`` and ``compress_rate`` are checks (an error names the first mismatch); the input size is
-    ``image_size``, else the sidecar's, else the net's (300)."""
+    """Load a checkpoint, net, classes and widths read off its shapes; ``net``, ``num_classes`` and
+    ``compress_rate`` are checks; the input size: ``image_size``, else the sidecar's, else the net's."""
     return model_from_state_dict(read_state_dict(path), path, net, num_classes, compress_rate, image_size)
 
 
@@ -224,8 +215,7 @@ def check_plan(plan: ChannelPlan, net: str, compress_rate: Sequence[float], path
 
 
 def clean_state_dict(model: nn.Module) -> Dict[str, torch.Tensor]:
-    """The model's state dict without thop's counters or DDP's ``module.`` prefix, in the standard (NCHW) layout
-    whatever layout the model trains in."""
+    """The model's state dict without thop's counters or DDP's ``module.`` prefix, in NCHW layout."""
     model = getattr(model, "module", model)
     return {k: v.contiguous() for k, v in model.state_dict().items() if k.rsplit(".", 1)[-1] not in THOP_KEYS}
 
@@ -234,8 +224,7 @@ SIDECAR_KEYS = ("compress_rate", "criterion", "kept_indices", "widths", "budget"
 
 
 def save_model(model: SSD, path, **extra) -> None:
-    """Write a plain (pytorch-ssd loadable) state dict and a JSON sidecar describing it (net, classes, size and
-    the :data:`SIDECAR_KEYS` given)."""
+    """Write a plain (pytorch-ssd loadable) state dict and its JSON sidecar (net, classes, size, :data:`SIDECAR_KEYS`)."""
     model = getattr(model, "module", model)
     unknown = set(extra) - set(SIDECAR_KEYS)
     if unknown:

@@ -1,9 +1,5 @@
-"""Image(s) in, detections out: resize, normalise, forward, decode, per-class NMS, top-k.
-
-Post-processing is vectorised but gives exactly pytorch-ssd's ``hard_nms`` detections: the IoU uses its formula
-(``1e-5`` added to the denominator, which ``torchvision.ops.nms`` lacks) and the greedy suppression of all classes
-is solved at once as a fixed point instead of a Python loop.
-"""
+"""Image(s) in, detections out: resize, normalise, forward, decode, per-class NMS (vectorised, exactly
+pytorch-ssd's ``hard_nms``), top-k."""
 
 from __future__ import annotations
 
@@ -31,9 +27,7 @@ def pairwise_iou(boxes: torch.Tensor, eps: float = IOU_EPS) -> torch.Tensor:
 
 
 def greedy_nms(boxes: torch.Tensor, valid: torch.Tensor, iou_threshold: float) -> torch.Tensor:
-    """Greedy NMS of score-sorted ``boxes`` (C, k, 4), one independent set per class: box j is kept when
-    ``valid`` and no kept box before it has IoU > ``iou_threshold``. Iterating that recursion from "all kept"
-    settles one more position per round: at most k rounds (usually a handful)."""
+    """Greedy NMS of score-sorted ``boxes`` (C, k, 4) per class, solved as a fixed point (at most k rounds)."""
     k = boxes.size(-2)
     earlier = torch.ones(k, k, dtype=torch.bool, device=boxes.device).triu(1)
     suppresses = ((pairwise_iou(boxes) > iou_threshold) & earlier & valid[..., :, None]).float()
@@ -50,9 +44,8 @@ def greedy_nms(boxes: torch.Tensor, valid: torch.Tensor, iou_threshold: float) -
 def postprocess(confidences: torch.Tensor, locations: torch.Tensor, priors: torch.Tensor, cfg,
                 score_threshold: float = 0.01, iou_threshold: Optional[float] = None,
                 candidate_size: int = 200, top_k: int = -1) -> List[Detections]:
-    """Raw head outputs of a batch -> per image (boxes in [0,1] xyxy, labels >= 1, scores), best first: per
-    class the ``candidate_size`` best priors above ``score_threshold`` enter NMS, ``top_k > 0`` boxes stay after it
-    (pytorch-ssd's ``Predictor.predict``, up to exactly tied scores)."""
+    """Raw head outputs of a batch -> per image (boxes in [0,1] xyxy, labels >= 1, scores), best first, as
+    pytorch-ssd's ``Predictor.predict``."""
     iou_threshold = cfg.iou_threshold if iou_threshold is None else iou_threshold
     probs = torch.softmax(confidences.float(), dim=2)[:, :, 1:]
     boxes = center_to_corner(decode(locations.float(), priors, cfg.center_variance, cfg.size_variance))

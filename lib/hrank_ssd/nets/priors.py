@@ -1,5 +1,4 @@
-"""SSD prior (default) boxes and box coding, in center form ``(cx, cy, w, h)`` relative to the image; priors follow
-the feature-map sizes the model really produces (another input size still gets one prior per header output)."""
+"""SSD prior boxes and box coding, center form ``(cx, cy, w, h)`` relative to the image."""
 
 from __future__ import annotations
 
@@ -15,8 +14,7 @@ from hrank_ssd.nets.config import NetConfig
 
 def generate_priors(cfg: NetConfig, feature_map_sizes: Sequence[int] | None = None,
                     image_size: int | None = None, clamp: bool = True) -> torch.Tensor:
-    """Priors for ``cfg`` at the given feature-map sizes (default: the config's, at 300x300): pytorch-ssd's
-    ``generate_ssd_priors`` at the reference sizes; otherwise stride ``image_size / fm``, box sizes scaled."""
+    """Priors for ``cfg`` at the feature-map sizes (default: the config's); pytorch-ssd's at the reference sizes."""
     image_size = image_size or cfg.image_size
     sizes = list(feature_map_sizes) if feature_map_sizes is not None else [s.feature_map_size for s in cfg.specs]
     if len(sizes) != len(cfg.specs):
@@ -68,8 +66,7 @@ def encode(center_boxes: torch.Tensor, priors: torch.Tensor, center_variance: fl
 
 def assign_priors(gt_boxes: torch.Tensor, gt_labels: torch.Tensor, corner_priors: torch.Tensor,
                   iou_threshold: float) -> Tuple[torch.Tensor, torch.Tensor]:
-    """SSD matching: each prior takes its best-overlapping box, each box claims its best prior too; priors below
-    ``iou_threshold`` become background (label 0)."""
+    """SSD matching: each prior takes its best box, each box its best prior; below ``iou_threshold``: label 0."""
     if gt_boxes.numel() == 0:
         n = corner_priors.size(0)
         return corner_priors.new_zeros((n, 4)), torch.zeros(n, dtype=torch.long)

@@ -12,8 +12,7 @@ Rule = Tuple[Optional[int], Optional[int]]  # (prunable layer selecting dim 0, t
 
 @dataclass(frozen=True)
 class NetSpec:
-    """One detector. Layers are numbered as HRank numbers them: prunable layer ``i`` (0-based here,
-    ``rank_conv{i+1}.npy`` on disk) is the ``i``-th backbone conv; the backbone's later convs are not pruned."""
+    """One detector; prunable layer ``i`` (``rank_conv{i+1}.npy`` on disk) is the ``i``-th backbone conv."""
 
     name: str  # the --net value
     title: str  # for tables and plots

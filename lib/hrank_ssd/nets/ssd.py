@@ -1,6 +1,5 @@
-"""The SSD module every net builds (backbone, source maps, extras, headers, priors) and its *channel plan*: the
-output channels of every backbone conv and extra layer. Widths, compress rates and pruned checkpoints all become a
-plan, so one builder per net serves the full model, a tiny course model and any pruned variant."""
+"""The SSD module every net builds and its *channel plan* (the output channels of every backbone conv and extra),
+which widths, compress rates and pruned checkpoints all become."""
 
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
-"""VGG16-SSD (Liu et al. 2016) in pytorch-ssd's layout: ``base_net.N`` convs, BatchNorm on conv4_3, 4 extras.
-
-Everything the library knows about this net is here; ``registry.py`` lists it.
-"""
+"""VGG16-SSD (Liu et al. 2016) in pytorch-ssd's layout: ``base_net.N`` convs, BatchNorm on conv4_3, 4 extras."""
 
 from __future__ import annotations
 
