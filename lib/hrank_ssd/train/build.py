@@ -53,9 +53,8 @@ def class_names(cfg: TrainConfig) -> List[str]:
 
 
 def load_base_net(path, net: str, num_classes: int, width: float, image_size: Optional[int]) -> SSD:
-    """Initial weights from ``--base_net``: a full detector with its own (possibly pruned) widths (for another
-    class count all but the classification headers, as pytorch-ssd's ``--pretrained_ssd``), or a bare backbone
-    (pytorch-ssd's ``vgg16_reducedfc.pth``) loaded strictly into a new model's ``base_net``."""
+    """Initial weights from ``--base_net``: a detector (another class count: all but the classification headers),
+    or a bare backbone (``vgg16_reducedfc.pth``) loaded strictly into a new model's ``base_net``."""
     state = read_state_dict(path)
     if "base_net.0.weight" in state or "base_net.0.0.weight" in state:
         return _detector_as_base_net(state, path, net, num_classes, image_size)
@@ -127,8 +126,7 @@ def load_teacher(cfg: TrainConfig, num_classes: int, student: SSD, device: torch
 
 
 def make_datasets(cfg: TrainConfig, model: SSD, names: List[str]) -> Tuple[VOCDataset, VOCDataset, VOCDataset]:
-    """``(train, validation, evaluation)``: augmented + matched to priors, test-transformed + matched to
-    priors (the validation loss), and raw images for mAP."""
+    """``(train, validation, evaluation)`` sets: augmented, test-transformed (both matched to priors), raw."""
     ncfg = model.cfg
     target = MatchPrior(model.priors.cpu(), ncfg)
     augment = AUGMENTATIONS[cfg.augment](model.image_size, ncfg.image_mean, ncfg.image_std)
@@ -146,8 +144,7 @@ def make_datasets(cfg: TrainConfig, model: SSD, names: List[str]) -> Tuple[VOCDa
 
 
 def lsuv_init(model: SSD, cfg: TrainConfig, names: List[str], device: torch.device) -> None:
-    """``--init lsuv``: calibrate a new model on the first training images (the same on every process, so
-    every process starts identical)."""
+    """``--init lsuv``: calibrate a new model on the first training images (every process alike)."""
     ncfg = model.cfg
     plain = VOCDataset(cfg.datasets[0], cfg.train_split, TestTransform(model.image_size, ncfg.image_mean,
                                                                        ncfg.image_std), class_names=names)

@@ -1,5 +1,4 @@
-"""Training checkpoints on disk: ``model_best.pth-{epoch}.tar`` (+ JSON sidecar), written atomically, found,
-read back and checked; and the name of the final ``{net}-Epoch-{epoch}-Loss-{loss}.pth``."""
+"""Training checkpoints (``model_best.pth-{epoch}.tar`` + JSON sidecar) written atomically, found and checked."""
 
 from __future__ import annotations
 
@@ -69,8 +68,7 @@ def read_checkpoint(path) -> dict:
 
 
 def write_checkpoint(folder, epoch: int, state: dict, meta: dict, keep: Iterable[Optional[int]]) -> Path:
-    """Write ``state`` and its sidecar ``meta`` for ``epoch``, then delete the checkpoints of epochs not in
-    ``keep`` (always after the new one is in place, so a kill at any moment leaves a loadable checkpoint)."""
+    """Write ``state`` and its sidecar ``meta`` for ``epoch``, then delete those of epochs not in ``keep``."""
     path = checkpoint_path(folder, epoch)
     atomic_save(state, path)
     atomic_write_text(sidecar_path(path), json.dumps(meta))

@@ -1,5 +1,4 @@
-"""What makes a run repeatable and resumable bit for bit: the seed, each epoch's data order, each sample's
-augmentation seed, and the RNG states a checkpoint carries."""
+"""What makes a run repeatable and resumable bit for bit: seeds, data order and RNG states (docs/training.md)."""
 
 from __future__ import annotations
 
@@ -35,9 +34,8 @@ def sample_seed(seed: int, epoch: int, position: int) -> int:
 
 
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1) -> List[List[tuple]]:
-    """This process's batches of ``(dataset index, augmentation seed)`` for ``epoch``: global batches of
-    ``batch_size * world`` consecutive samples of the epoch order (wrapped around to a multiple of ``world``, as
-    DistributedSampler does), each split into ``world`` equal contiguous shards."""
+    """This process's batches of ``(dataset index, augmentation seed)`` for ``epoch``: its shard of each global
+    batch of ``batch_size * world`` samples (wrapped around as DistributedSampler does)."""
     order = epoch_order(n, seed, epoch).tolist()
     pad = (-n) % world
     order += order[:pad]

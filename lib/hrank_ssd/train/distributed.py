@@ -1,5 +1,4 @@
-"""Several processes training one model (torchrun): the process group, each process's device, global
-BatchNorm statistics, the DDP wrapper and the averages every process must agree on."""
+"""Several processes training one model (torchrun): process group, devices, global BatchNorm, DDP, averages."""
 
 from __future__ import annotations
 
@@ -15,8 +14,7 @@ from hrank_ssd.devices import resolve_device
 
 
 def init_distributed(device_name: Optional[str]) -> Tuple[int, int, bool]:
-    """``(rank, world size, whether this call created the process group)``; ``(0, 1, False)`` without torchrun.
-    The group starts from the environment: nccl when training on CUDA, gloo on CPU."""
+    """``(rank, world size, created the group)``, ``(0, 1, False)`` without torchrun; nccl on CUDA, else gloo."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return 0, 1, False
@@ -44,8 +42,7 @@ def process_device(name: Optional[str], world: int) -> torch.device:
 
 
 class GlobalBatchNorm2d(nn.BatchNorm2d):
-    """BatchNorm2d whose training statistics span every process (differentiable all-reduce), for CPU/gloo DDP where
-    :class:`torch.nn.SyncBatchNorm` is unavailable; same parameters and buffers, so state dicts are unchanged."""
+    """BatchNorm2d with statistics over every process, for gloo (no SyncBatchNorm); same state dict."""
 
     def forward(self, x):
         if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
@@ -79,8 +76,7 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
 
 
 def wrap_for_ddp(model: nn.Module, device: torch.device) -> Tuple[nn.Module, nn.Module]:
-    """``(model, ddp)``: BatchNorm made global (SyncBatchNorm on CUDA, :class:`GlobalBatchNorm2d` on CPU),
-    then wrapped in DistributedDataParallel. The returned model (the one to save) may be a new object."""
+    """``(model, ddp)``: global BatchNorm, DDP wrapper; the returned model (the one to save) may be a new object."""
     if device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     else:

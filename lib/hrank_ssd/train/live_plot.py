@@ -10,8 +10,7 @@ from hrank_ssd.train.trainer import Hooks
 
 
 class LiveLossCurve(Hooks):
-    """Pass as ``hooks=`` to :func:`hrank_ssd.train.trainer.train`: every ``every`` optimizer steps the training
-    losses (per step, with a running mean) are redrawn in the cell's output; outside IPython only collected."""
+    """``hooks=`` of :func:`~hrank_ssd.train.trainer.train`: the losses redrawn every ``every`` steps in IPython."""
 
     def __init__(self, every: int = 10, title: str = "finetuning"):
         self.every, self.title = max(1, int(every)), title

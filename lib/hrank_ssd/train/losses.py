@@ -1,10 +1,5 @@
-"""SSD MultiBox loss (Liu et al., 2016, eq. 1-3): smooth L1 on matched priors + cross entropy with 3:1 hard
-negatives (ranked per image by their background loss, without gradient), both divided by the positives' count.
-
-An optional distillation term (Hinton et al., 2015) compares student and teacher class scores at temperature
-``T`` on the same priors the cross entropy uses (so the ~8700 easy background priors do not dominate the soft
-targets), ``T^2``-scaled and divided by the positives' count, comparable in size to the classification term.
-"""
+"""SSD MultiBox loss (Liu et al., 2016): smooth L1 on matched priors + cross entropy with 3:1 hard negatives, and
+an optional distillation term (Hinton et al., 2015) on the same priors; all divided by the positives' count."""
 
 from __future__ import annotations
 
@@ -22,8 +17,7 @@ class LossParts(NamedTuple):
 
 
 def hard_negative_mask(background_loss: torch.Tensor, labels: torch.Tensor, neg_pos_ratio: float) -> torch.Tensor:
-    """Boolean mask (batch, priors) of positives plus, per image, the ``ratio * num_pos`` negatives of highest
-    ``background_loss`` (``-log p(background)``); ties broken by prior index (a stable sort)."""
+    """Mask (batch, priors) of positives and each image's ``ratio * num_pos`` highest-loss negatives (stable)."""
     pos = labels > 0
     num_neg = (pos.sum(dim=1, keepdim=True) * neg_pos_ratio).long()
     loss = background_loss.masked_fill(pos, float("-inf"))
@@ -40,9 +34,7 @@ def _full_precision(t: torch.Tensor) -> torch.Tensor:
 
 class MultiBoxLoss(nn.Module):
     """``loss(confidence (B, P, C), locations (B, P, 4), labels (B, P), gt_locations) -> (regression,
-    classification)``, locations encoded as :class:`hrank_ssd.nets.priors.MatchPrior` does. :meth:`parts`'
-    ``num_pos`` overrides the normaliser (DDP: the global positives / world, so averaged gradients are the
-    whole batch's)."""
+    classification)``; :meth:`parts`' ``num_pos`` overrides the normaliser (DDP: global positives / world)."""
 
     def __init__(self, neg_pos_ratio: float = 3.0, distill_T: float = 1.0):
         super().__init__()

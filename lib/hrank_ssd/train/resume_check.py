@@ -1,7 +1,4 @@
-"""Stop a training run mid-epoch, resume it, and compare it step by step with the same run left alone (notebook
-03's simulated Colab disconnect). Resuming restores the model, the optimizer, the scheduler, the random state and
-the place in the epoch's batch order, so the two loss curves are the same numbers.
-"""
+"""Stop a training run mid-epoch, resume it, and compare it step by step with the same run left alone."""
 
 from __future__ import annotations
 
@@ -35,8 +32,7 @@ class StepLosses(Hooks):
 
 
 def resume_tolerance(device) -> float:
-    """How far a resumed run's losses (relative) and weights (absolute) may differ from the straight run's: 0 on
-    the CPU (deterministic kernels); 1e-3 on CUDA, whose convolution backward adds gradients in a varying order."""
+    """How far a resumed run's losses (relative) and weights (absolute) may differ: 0 on CPU, 1e-3 on CUDA."""
     return 0.0 if str(device).startswith("cpu") else 1e-3
 
 
@@ -46,10 +42,8 @@ def steps_per_epoch(cfg: TrainConfig, images: int) -> int:
 
 
 def stopped_and_resumed(cfg: TrainConfig, folder, stop_epoch: int, stop_step: int) -> pd.DataFrame:
-    """Train ``cfg`` straight (``folder/straight``) and stopped after the mid-epoch checkpoint of (``stop_epoch``,
-    ``stop_step``, before the epoch's last step) then resumed (``folder/stopped``). One row per optimizer step:
-    ``epoch``, ``step`` and the losses ``straight``, ``stopped``, ``resumed``; ``attrs["weight_diff"]``: the
-    largest difference between the two final models' weights."""
+    """Train ``cfg`` straight and stopped at (``stop_epoch``, ``stop_step``) then resumed: one row of losses per
+    optimizer step; ``attrs["weight_diff"]``: the largest difference of the final weights."""
     folder = Path(folder)
     runs: List[pd.DataFrame] = []
     finals = []

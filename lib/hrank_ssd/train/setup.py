@@ -1,5 +1,4 @@
-"""A training run's state, set up from its config and checkpoint (in an order resumed runs depend on), and the
-checkpoints it writes; :mod:`hrank_ssd.train.trainer` runs the epochs."""
+"""A training run's state, set up from its config and checkpoint, and the checkpoints it writes."""
 
 from __future__ import annotations
 
@@ -97,8 +96,7 @@ class TrainerSetup:
             build.lsuv_init(self.model, self.cfg, self.class_names, self.device)
 
     def _set_layout(self) -> None:
-        """Store the nets' tensors channels-last if asked, after initialisation (its random weights would land
-        differently): only the storage changes, files, validation and the returned model stay NCHW."""
+        """Store the nets channels-last if asked (after initialisation); files and the returned model stay NCHW."""
         self.layout = torch.channels_last if self.cfg.channels_last else torch.contiguous_format
         for net in (self.model, self.teacher):
             if net is not None:

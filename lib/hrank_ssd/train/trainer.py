@@ -1,5 +1,4 @@
-"""The training loop: :func:`train` runs (or resumes, bit for bit on CPU) the job a :class:`TrainConfig`
-describes, in one process or several under torchrun; docs/training.md explains determinism and DDP."""
+"""The training loop: :func:`train` runs or resumes a :class:`TrainConfig`, under torchrun too (docs/training.md)."""
 
 from __future__ import annotations
 
@@ -81,8 +80,7 @@ class _Trainer(TrainerSetup):
         return loss, parts
 
     def train_step(self, batch, epoch: int, step: int) -> List[float]:
-        """One optimizer step on ``batch``; returns the loss and its regression, classification and
-        distillation parts, averaged over the processes (also added to the epoch's running sums)."""
+        """One optimizer step; returns the loss and its parts, averaged over the processes (and summed up)."""
         images, locations, labels = batch
         images = images.to(self.device, dtype=param_dtype(self.model), non_blocking=True, memory_format=self.layout)
         locations = locations.to(self.device, non_blocking=True)
@@ -137,8 +135,7 @@ class _Trainer(TrainerSetup):
 
     # -- validation -------------------------------------------------------------------------------------
     def validate_epoch(self, epoch: int) -> dict:
-        """The epoch's validation columns (loss parts; mAP when due, from the same forwards, as eval_ssd's
-        float32 batch of one computes it); tracks the best epoch."""
+        """The epoch's validation columns (loss parts; mAP when due, from the same forwards); tracks the best."""
         cfg = self.cfg
         due = cfg.validation_epochs > 0 and ((epoch + 1) % cfg.validation_epochs == 0 or epoch == cfg.num_epochs - 1)
         model = self.model

@@ -1,5 +1,4 @@
-"""The validation loss: the MultiBox loss of a model over a whole data set, independent of the batch size;
-on mAP epochs it comes from the very forwards the mAP is computed from (one pass, not two)."""
+"""The validation loss over a whole data set, independent of the batch size (on mAP epochs, the same forwards)."""
 
 from __future__ import annotations
 
@@ -26,8 +25,7 @@ def param_dtype(model: nn.Module) -> torch.dtype:
 @torch.no_grad()
 def validation_loss(model: SSD, dataset, batch_size: int = 32, device="cpu", amp: bool = False,
                     num_workers: int = 0) -> Dict[str, float]:
-    """MultiBox loss over a dataset yielding ``(image, locations, labels)`` (TestTransform + MatchPrior): summed
-    over every image, then divided by all the positives, so it does not depend on the batch size."""
+    """MultiBox loss over a dataset of ``(image, locations, labels)``, divided by all its positives."""
     device = torch.device(device)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate,
                                          num_workers=num_workers)
@@ -42,8 +40,7 @@ def validation_loss(model: SSD, dataset, batch_size: int = 32, device="cpu", amp
 
 
 class _LossSums:
-    """Loss parts summed over images (each image's hard negatives are mined on its own, so any batching gives
-    the same sums up to float rounding), divided by all the positives at the end."""
+    """Loss parts summed over images (hard negatives mined per image), divided by all the positives."""
 
     def __init__(self):
         self.criterion, self.reg, self.cls, self.num_pos = MultiBoxLoss(), 0.0, 0.0, 0
@@ -62,8 +59,8 @@ class _LossSums:
 @torch.no_grad()
 def validation_loss_and_map(model: SSD, val_set, eval_set, eval_dir, device="cpu",
                             class_names=None) -> Tuple[Dict[str, float], pd.DataFrame]:
-    """:func:`validation_loss` (up to float rounding) and ``evaluate_model``'s exact per-class VOC table from one
-    float32 forward per image. ``val_set`` and ``eval_set`` hold the same images in the same order."""
+    """:func:`validation_loss` and ``evaluate_model``'s table from one forward per image (``val_set`` and
+    ``eval_set``: the same images in the same order)."""
     if len(val_set) != len(eval_set):
         raise HRankError(f"{len(val_set)} validation items for {len(eval_set)} evaluation images: "
                          "build both from the same folder and split")
