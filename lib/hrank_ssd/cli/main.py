@@ -1,7 +1,5 @@
 """``python -m hrank_ssd <command>``: one sub-command per module of ``hrank_ssd.cli`` (beside ``main`` and ``args``).
-
-Each defines ``add_parser(subparsers)``; commands parse flags and call the library, user errors exit 2 in one line.
-"""
+Each defines ``add_parser(subparsers)``; user errors exit 2 in one line."""
 
 from __future__ import annotations
 
@@ -30,8 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def one_line(error: HRankError) -> str:
-    """The message itself; an error raised in a DataLoader worker arrives wrapped in that worker's traceback,
-    whose last line is the original message."""
+    """The message itself (of a DataLoader worker's error, its traceback's last line)."""
     text = str(error)
     if "Original Traceback" in text:
         text = [ln for ln in text.splitlines() if ln.strip()][-1]
@@ -40,8 +37,7 @@ def one_line(error: HRankError) -> str:
 
 
 def guarded(run: Callable[[], Optional[int]]) -> int:
-    """Run a command's body: an HRankError or an OSError becomes one line on stderr and exit status 2 (no
-    traceback), Ctrl-C status 130; the CLI and the ``benchmarks/`` scripts end this way."""
+    """Run a command's body: an HRankError or OSError is one line on stderr and exit status 2, Ctrl-C status 130."""
     try:
         return int(run() or 0)
     except HRankError as e:

@@ -1,10 +1,5 @@
-"""``prune``: keep the best filters of every prunable layer and rebuild a smaller model.
-
-The kept counts come from ``--compress_rate`` (HRank's per-layer rates) or budgets (docs/pruning-budgets.md):
-``--mac_budget``, ``--latency_budget`` with ``--latency_table``, both, or ``--mac_budget`` with ``--latency_table``
-alone (the fastest widths within the MACs). A budget is parsed here, once: a plain number is a fraction of the
-unpruned cost in (0, 1]; with a unit it is absolute (MACs ``K``/``M``/``G``/``T``, e.g. ``10G``; ``12.5ms``).
-"""
+"""``prune``: keep the best filters of every prunable layer and rebuild a smaller model, by ``--compress_rate`` or
+budgets (docs/pruning-budgets.md): a fraction in (0, 1] of the unpruned cost, or absolute (``10G`` MACs, ``12.5ms``)."""
 
 from __future__ import annotations
 
@@ -64,9 +59,7 @@ def parse_budget(text: str, flag: str, latency: bool):
 
 
 def _mode(args):
-    """("rates", list) | ("macs", Budget, None) | ("latency", Budget or None, Budget or None): the flags, parsed.
-
-    ``latency`` carries (latency budget, MAC budget): either may be None (not both)."""
+    """("rates", list) | ("macs", Budget, None) | ("latency", latency Budget or None, MAC Budget or None)."""
     if args.compress_rate is not None and (args.mac_budget is not None or args.latency_budget is not None):
         raise HRankError("--compress_rate sets every layer's rate itself: drop --mac_budget / --latency_budget, or "
                          "drop --compress_rate to let a budget choose the widths")

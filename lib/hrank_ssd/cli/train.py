@@ -10,8 +10,7 @@ from hrank_ssd.train.trainer import train
 
 
 def add_parser(sub) -> None:
-    """The ``train`` command's flags: names as pytorch-ssd's train_ssd.py where they exist, defaults from
-    :class:`TrainConfig`."""
+    """The ``train`` command's flags (pytorch-ssd's train_ssd.py names, :class:`TrainConfig` defaults)."""
     p = sub.add_parser("train", help="train/finetune an SSD on VOC-format data (prune first with --compress_rate)",
                        description=__doc__)
     d = TrainConfig()
