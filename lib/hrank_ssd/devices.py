@@ -1,10 +1,6 @@
-"""Which torch device to run on, waiting for it, and a caller's model on it without moving the caller's model.
-
-``None`` means CUDA when a GPU is visible, else the CPU; a bad name is a one-line
-:class:`~hrank_ssd.errors.HRankError` instead of torch's RuntimeError later on. A library function that runs a model
-on a device uses :func:`model_on` and :func:`evaluating`, never ``model.to(device).eval()``: the caller's model stays
-where it was, in the mode it was.
-"""
+"""Which torch device to run on (``None``: CUDA when visible, else CPU), waiting for it, and a model on it: library
+functions use :func:`model_on` and :func:`evaluating`, never ``model.to(device).eval()``, so the caller's model
+stays where it was, in the mode it was."""
 
 from __future__ import annotations
 
@@ -44,9 +40,8 @@ def _is_on(t: torch.Tensor, device: torch.device) -> bool:
 
 
 def model_on(model: torch.nn.Module, device, channels_last: bool = False) -> torch.nn.Module:
-    """``model`` itself when all its parameters and buffers sit on ``device`` (and, with ``channels_last``, its 4-d
-    ones are stored channels-last), else a copy moved there: the caller's model is never moved or converted. What is
-    no ``nn.Module`` (an ONNX session) runs where it runs and comes back as it is."""
+    """``model`` itself when already on ``device`` (and channels-last if asked), else a copy moved there: the
+    caller's model is never moved or converted; what is no ``nn.Module`` comes back as it is."""
     if not isinstance(model, torch.nn.Module):
         return model
     device = torch.device(device)

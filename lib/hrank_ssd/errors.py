@@ -2,7 +2,4 @@
 
 
 class HRankError(Exception):
-    """A user-facing problem (bad path, bad compress rate, mismatched checkpoint...).
-
-    The message is one line that says what is wrong and what to do about it.
-    """
+    """A user-facing problem; the message is one line that says what is wrong and what to do about it."""
