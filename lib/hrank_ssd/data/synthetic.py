@@ -1,5 +1,4 @@
-"""A small, easy VOC-format dataset of coloured shapes on textured backgrounds (the class is the shape): the whole
-pipeline in minutes on a CPU; the same seed gives byte-identical files."""
+"""A small, easy VOC-format dataset of coloured shapes (the class is the shape); a seed gives byte-identical files."""
 
 from __future__ import annotations
 
@@ -159,8 +158,7 @@ def annotation_xml(image_id: str, size: int, objects, folder: str = "VOC2007") -
 
 def make_synthetic_voc(out_dir, num_train: int = 600, num_test: int = 150, image_size: int = 300, seed: int = 0,
                        classes: Sequence[str] = SHAPES, jpeg_quality: int = 92) -> Path:
-    """Write and return ``out_dir/VOCdevkit/VOC2007``, trainval first; a bigger ``num_train`` keeps the first
-    images unchanged (each has its own random stream)."""
+    """Write and return ``out_dir/VOCdevkit/VOC2007``; a bigger ``num_train`` keeps the first images unchanged."""
     if num_train < 1 or num_test < 1:
         raise HRankError("--num_train and --num_test must be at least 1")
     if image_size < 64:

@@ -62,8 +62,7 @@ def find_label_file(root: PathLike) -> Optional[Path]:
 
 
 class VOCDataset(Dataset):
-    """A ``VOCdevkit/VOC20xx`` folder: ``dataset[i]`` is ``(image, boxes, labels)`` without difficult objects
-    (unless ``keep_difficult``), after ``transform`` and ``target_transform`` when given."""
+    """A ``VOCdevkit/VOC20xx`` folder: ``dataset[i]`` is ``(image, boxes, labels)``, transformed, no difficult ones."""
 
     def __init__(self, root: PathLike, split: Optional[str] = None, transform=None, target_transform=None,
                  keep_difficult: bool = False, class_names: Optional[Sequence[str]] = None, is_test: bool = False):
