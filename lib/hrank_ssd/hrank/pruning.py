@@ -1,5 +1,4 @@
-"""Filter pruning: choose the filters each prunable conv keeps, then build a physically smaller model, every
-tensor sliced by the net's :func:`slice_rules`."""
+"""Filter pruning: choose each prunable conv's kept filters, then slice every tensor into a smaller model."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""HRank feature-map ranks (Lin et al., CVPR 2020): the average matrix rank of each filter's post-ReLU output maps;
-HRank keeps the highest."""
+"""HRank (Lin et al., CVPR 2020): the average matrix rank of each filter's post-ReLU output maps; the highest stay."""
 
 from __future__ import annotations
 
@@ -39,8 +38,7 @@ def _on_threads(fn, items, workers: int) -> list:
 
 
 def batched_ranks(maps: torch.Tensor, chunk: int = 4096, workers: Optional[int] = None) -> torch.Tensor:
-    """Matrix rank of every (H, W) map in a (B, C, H, W) tensor -> (B, C) float tensor; on CPU over ``workers``
-    threads (default ``torch.get_num_threads()``)."""
+    """Matrix rank of every (H, W) map of a (B, C, H, W) tensor -> (B, C) floats; on CPU over ``workers`` threads."""
     flat = maps.detach().float().reshape(-1, *maps.shape[-2:])
     ranks = torch.zeros(flat.size(0), device=flat.device)
     live = flat.flatten(1).ne(0).any(1).nonzero().flatten()  # an all-zero (dead) map has rank 0: no SVD
