@@ -27,8 +27,7 @@ def part_path(dest: Path) -> Path:
 
 def http_download(url: str, part, *, expected_size: Optional[int] = None, progress: bool = True,
                   timeout: float = TIMEOUT, desc: Optional[str] = None) -> Path:
-    """Download ``url`` into ``part``, resuming what is there where the server honours Range; a dropped
-    connection leaves ``part`` for the next call."""
+    """Download ``url`` into ``part``, resuming it where the server honours Range; a dropped connection keeps it."""
     part = Path(part)
     part.parent.mkdir(parents=True, exist_ok=True)
     have = part.stat().st_size if part.exists() else 0

@@ -1,5 +1,4 @@
-"""``weights_manifest.json`` ($HRANK_SSD_MANIFEST overrides): artifacts and their ``http``, ``gdrive``,
-``gdrive_folder`` or ``bundle`` sources."""
+"""``weights_manifest.json`` ($HRANK_SSD_MANIFEST overrides): artifacts and their sources."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""PASCAL VOC: your own copy (tars or an extracted ``VOCdevkit``) first, else the manifest's ``voc-<set>`` mirrors;
-md5-checked and extracted."""
+"""PASCAL VOC from your own copy (tars or a ``VOCdevkit``), else the manifest's mirrors; md5-checked, extracted."""
 
 from __future__ import annotations
 
