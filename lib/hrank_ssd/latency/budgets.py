@@ -1,5 +1,4 @@
-"""Kept widths of largest HRank importance under a MAC or latency budget (or both), and pruning to them
-(docs/pruning-budgets.md)."""
+"""Widths of most HRank importance under MAC and/or latency budgets, and pruning to them (docs/pruning-budgets.md)."""
 
 from __future__ import annotations
 

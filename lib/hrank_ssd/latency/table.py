@@ -48,8 +48,7 @@ def hardware_block(device="cpu") -> int:
 
 
 def grid_counts(channels: int, points: int = 8, block: int = 8, exact: Sequence[int] = ()) -> List[int]:
-    """Sorted candidate counts: ``points`` from 10% to 100% of ``channels``, the multiples of ``block`` around
-    each, and the ``exact`` ones."""
+    """Sorted counts: ``points`` from 10% to 100% of ``channels``, the ``block`` multiples around each, ``exact``."""
     if channels < 1 or points < 1 or block < 1:
         raise HRankError(f"grid_counts needs channels, points and block >= 1, got {channels}, {points}, {block}")
     counts = {channels, *(int(c) for c in exact)}
@@ -109,8 +108,7 @@ class UnitTimes:
                 self.out_counts[0] if self.out_layer is None else widths[self.out_layer])
 
     def price(self, widths: Sequence[float], block: Optional[int]) -> float:
-        """Predicted ms at ``widths``; off the grid and the block: the rounded-up count's, times 1 + its
-        :func:`surcharge` (docs/latency.md)."""
+        """Predicted ms; off grid and block: the rounded-up count's times 1 + :func:`surcharge` (docs/latency.md)."""
         counts, factor = [], 1.0
         for k, grid, rows in zip(self.counts_of(widths), (self.in_counts, self.out_counts),
                                  ([list(c) for c in zip(*self.ms)], self.ms)):
