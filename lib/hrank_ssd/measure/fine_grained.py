@@ -1,5 +1,4 @@
-"""Fine-grained (unstructured) magnitude pruning against HRank's filter pruning, at the same sparsity: more
-accuracy kept, but dense tensors of the same shapes, so no faster."""
+"""Fine-grained magnitude pruning against HRank's filter pruning at the same sparsity: more accurate, no faster."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Where a detector's MACs come from: a conv does ``k*k*(c_in/groups)*c_out*H*W``, so each weight is used
-``H*W`` times per image."""
+"""Where a detector's MACs come from: a conv does ``k*k*(c_in/groups)*c_out*H*W`` (each weight ``H*W`` times)."""
 
 from __future__ import annotations
 

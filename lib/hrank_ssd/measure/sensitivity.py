@@ -1,5 +1,4 @@
-"""Which layers can lose filters? Per-layer sensitivity scans (one layer pruned at a time, no finetuning),
-compress-rate suggestions, criteria comparison."""
+"""Which layers can lose filters? Per-layer sensitivity scans, compress-rate suggestions, criteria comparison."""
 
 from __future__ import annotations
 
