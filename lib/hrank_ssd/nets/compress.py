@@ -1,5 +1,4 @@
-"""Compress rates in HRank's syntax, parsed without ``eval``: ``"[0.1]*7+[0.5]*9"`` is 7 layers at rate 0.1 (the
-fraction of filters removed), then 9 at 0.5."""
+"""Compress rates (fractions of filters removed) in HRank's syntax, ``"[0.1]*7+[0.5]*9"``, parsed without ``eval``."""
 
 from __future__ import annotations
 

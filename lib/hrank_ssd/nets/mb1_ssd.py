@@ -1,5 +1,4 @@
-"""MobileNetV1-SSD in pytorch-ssd's layout; prunable: block 0's conv and the 13 pointwise convs (a depthwise conv
-follows its producer)."""
+"""MobileNetV1-SSD in pytorch-ssd's layout; prunable: block 0's conv and the 13 pointwise convs."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Image(s) in, detections out: resize, normalise, forward, decode, per-class NMS (vectorised, exactly
-pytorch-ssd's ``hard_nms``), top-k."""
+"""Image(s) in, detections out: resize, normalise, forward, decode, per-class NMS (pytorch-ssd's), top-k."""
 
 from __future__ import annotations
 
@@ -44,8 +43,7 @@ def greedy_nms(boxes: torch.Tensor, valid: torch.Tensor, iou_threshold: float) -
 def postprocess(confidences: torch.Tensor, locations: torch.Tensor, priors: torch.Tensor, cfg,
                 score_threshold: float = 0.01, iou_threshold: Optional[float] = None,
                 candidate_size: int = 200, top_k: int = -1) -> List[Detections]:
-    """Raw head outputs of a batch -> per image (boxes in [0,1] xyxy, labels >= 1, scores), best first, as
-    pytorch-ssd's ``Predictor.predict``."""
+    """Raw head outputs of a batch -> per image (boxes in [0,1] xyxy, labels >= 1, scores), best first."""
     iou_threshold = cfg.iou_threshold if iou_threshold is None else iou_threshold
     probs = torch.softmax(confidences.float(), dim=2)[:, :, 1:]
     boxes = center_to_corner(decode(locations.float(), priors, cfg.center_variance, cfg.size_variance))
