@@ -1,5 +1,4 @@
-"""What a run starts from: class names, the student (resumed, from ``--base_net``, pruned or new), the
-distillation teacher, the data sets and the optimizer."""
+"""What a run starts from: class names, the student, the distillation teacher, the data sets, the optimizer."""
 
 from __future__ import annotations
 

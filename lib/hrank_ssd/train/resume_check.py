@@ -42,8 +42,7 @@ def steps_per_epoch(cfg: TrainConfig, images: int) -> int:
 
 
 def stopped_and_resumed(cfg: TrainConfig, folder, stop_epoch: int, stop_step: int) -> pd.DataFrame:
-    """Train ``cfg`` straight and stopped at (``stop_epoch``, ``stop_step``) then resumed: one row of losses per
-    optimizer step; ``attrs["weight_diff"]``: the largest difference of the final weights."""
+    """Losses per step of ``cfg`` trained straight and stopped at (``stop_epoch``, ``stop_step``) then resumed."""
     folder = Path(folder)
     runs: List[pd.DataFrame] = []
     finals = []

@@ -59,8 +59,7 @@ class _LossSums:
 @torch.no_grad()
 def validation_loss_and_map(model: SSD, val_set, eval_set, eval_dir, device="cpu",
                             class_names=None) -> Tuple[Dict[str, float], pd.DataFrame]:
-    """:func:`validation_loss` and ``evaluate_model``'s table from one forward per image (``val_set`` and
-    ``eval_set``: the same images in the same order)."""
+    """:func:`validation_loss` and ``evaluate_model``'s table from one forward per image of the same images."""
     if len(val_set) != len(eval_set):
         raise HRankError(f"{len(val_set)} validation items for {len(eval_set)} evaluation images: "
                          "build both from the same folder and split")
