@@ -215,7 +215,7 @@ def test_frontier_table_joins_map_with_measured_costs_and_marks_the_frontier(tmp
             in text)
     assert "| VGG16-SSD pruned (HRank) | 0.8500 | 16.00 | 15.00 | 0.3200 | 3 | 1.25 | 1.25 | 4 |  |  |" in text
     assert "measured on AMD EPYC, 2 threads" in text and (run / "plots" / "frontier.png").is_file()
-    assert "The table predicts the unpruned VGG16-SSD at 1.05x the forward measured here." in text  # 21 / 20
+    assert "The table predicts the unpruned VGG16-SSD at 1.05x the forward measured here" in text  # 21 / 20
     assert "`results/latency_models.csv` is missing" in text and "--steps latency" in text
     block = report.readme_results_block(run)  # the README shows all six, then the full-size three
     assert "| VGG16-SSD latency-pruned (small budget) | 0.7000 |" in block and "| VGG16-SSD | 0.9000 | 0.7731 |" in block

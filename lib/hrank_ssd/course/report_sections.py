@@ -99,7 +99,7 @@ def frontier(page: Page, res: Results) -> None:
     page.table(tables.frontier_display(table), formats=tables.FRONTIER_FORMATS)
     machine = tables.machine_title(res.get("frontier_machine.json"))
     page.add("", f"The six models this run evaluated, as they are (the profile's widths and image size). *forward "
-             f"ms*: median forward latency, batch 1, interleaved, on {machine}; *predicted ms*: this machine's "
+             f"ms*: median forward latency, batch 1, interleaved, measured on {machine}; *predicted ms*: this machine's "
              "latency table's, for the VGG16-SSDs. *GMACs*, *params*: exact. *speed-up vs unpruned*: against the "
              "same net unpruned. *frontier*: no other model is both cheaper and better. *note*: a model finetuned "
              f"for under {tables.SHORT_FINETUNE:.0%} of the published epochs is a short stand-in for them.")
