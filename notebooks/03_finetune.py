@@ -120,8 +120,8 @@ print(f"finetuning {format_compress_rate(rate)} ({source})\n{init} | criterion {
 # %% [markdown]
 # On the **full** profile the original project's GPU epochs are out of reach in a notebook: the published pruned
 # model stands in for them (notebooks 04-06 evaluate it), and you finetune *your own* pruned model for a short,
-# stated budget: `student_finetune_epochs` of VOC2007 trainval at `short_finetune_lr`, sized so that this notebook
-# fits about an hour on a Colab T4 (`benchmarks/colab_t4_estimate.py`, an estimate). The cell prints
+# stated budget: `student_finetune_epochs` of VOC2007 trainval at `short_finetune_lr`, meant to keep this notebook
+# within about an hour on a Colab GPU. The cell prints
 # both budgets; a finetune much shorter than theirs is marked a *short stand-in*, here and in notebook 04's tables.
 # Re-running the cell resumes it.
 

@@ -103,7 +103,7 @@ PROFILES: Dict[str, Profile] = {
                     bench_runs=2, video_max_frames=4, latency_grid=2, latency_runs=1, latency_warmup=0,
                     stability_images=2, stability_few=1),
     # The original project's finetune (epochs, rate, batch) stands behind the published pruned model; the course's own
-    # finetunes are short: 3 epochs fit notebook 03 in about an hour on a T4 (benchmarks/colab_t4_estimate.py).
+    # finetunes are short: 3 epochs, meant to keep notebook 03 within about an hour on a Colab GPU.
     "full": Profile("full", synthetic=False, needs_gpu=True, vgg_width=1.0, mb1_width=1.0,
                     batch_size=int(THEIRS["batch_size"]), lr=float(THEIRS["lr"]), optimizer="sgd", augment="ssd",
                     init="default", channels_last=False, finetune_epochs=int(THEIRS["num_epochs"]),
