@@ -24,11 +24,11 @@ from pathlib import Path
 import pandas as pd
 
 from hrank_ssd.cli.main import guarded
-from hrank_ssd.course.folders import repo_root
 from hrank_ssd.course.models import MODEL_KEYS, MODEL_TITLES
+from hrank_ssd.course.notebooks import run_steps
 from hrank_ssd.course.profiles import get_profile
 from hrank_ssd.course.report import replace_marked_block
-from hrank_ssd.course.runner import run_steps
+from hrank_ssd.course.results import repo_root
 from hrank_ssd.course.steps import Course
 from hrank_ssd.measure.tables import markdown_table
 

@@ -17,8 +17,8 @@ import torch
 from support.fake_clock import install_conv_clock
 from support.sim_device import DeviceMix, SimTensor, devices_of, simulated_device
 
+from hrank_ssd.course.notebooks import run_steps
 from hrank_ssd.course.results import STEPS
-from hrank_ssd.course.runner import run_steps
 from hrank_ssd.course.steps import Course
 from hrank_ssd.data.voc import TestTransform, VOCDataset
 from hrank_ssd.hrank.pruning import CRITERIA, masked_copy, prune_model

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from rehearsal.run import rehearse, summary_lines
     from rehearsal.scenarios import SCENARIOS
 
-    from hrank_ssd.course.folders import repo_root
+    from hrank_ssd.course.results import repo_root
     from hrank_ssd.devices import resolve_device
 
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()] if args.scenarios else list(SCENARIOS)

@@ -21,9 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
-from hrank_ssd.course.folders import repo_root
 from hrank_ssd.course.notebooks import execute_one, notebook_params
-from hrank_ssd.course.results import NOTEBOOKS
+from hrank_ssd.course.results import NOTEBOOKS, repo_root
 from hrank_ssd.errors import HRankError
 from hrank_ssd.io.files import atomic_write_text
 from hrank_ssd.io.manifest import MANIFEST_ENV

@@ -7,8 +7,7 @@ import sys
 from pathlib import Path
 
 from hrank_ssd.cli.args import device_arg
-from hrank_ssd.course.folders import repo_root
-from hrank_ssd.course.results import STEPS
+from hrank_ssd.course.results import STEPS, repo_root
 from hrank_ssd.errors import HRankError
 
 
@@ -33,7 +32,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hrank_ssd.course.runner import run_course  # the library (torch) loads when the command runs
+    from hrank_ssd.course.notebooks import run_course  # the library (torch) loads when the command runs
 
     if args.steps and not args.no_notebooks:
         raise HRankError("--steps works with --no_notebooks only (the notebooks run every step)")

@@ -1,13 +1,14 @@
-"""The results files of a course run: :data:`RESULTS` says what writes each (the ``Course`` call, the notebooks
-that make it, the ``course --no_notebooks --steps`` name); the report reads them back (:func:`load_results`) and
-says what writes a missing one (:func:`missing_note`). Models are named by their keys
-(:data:`hrank_ssd.course.models.MODELS`) in ``model`` columns and ``log_<model>.csv``.
+"""Where course runs live (the checkout, ``runs/<timestamp>/``, ``runs/latest``) and their results files:
+:data:`RESULTS` says what writes each; the report reads them back (:func:`load_results`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
+import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional, Tuple
@@ -25,6 +26,7 @@ NOTEBOOKS = ("00_setup", "01_rank_generation", "02_hrank_pruning", "03_finetune"
 STEPS = ("data", "train", "ranks", "prune", "latency", "finetune", "evaluate", "flops", "bench", "frontier",
          "sensitivity", "criteria", "distillation", "video")
 
+LATEST_LINK, LATEST_FILE = "latest", "LATEST"  # runs/latest -> the newest run; runs/LATEST holds its name
 LOGS = "log_*.csv"  # a training log per model: log_name(key)
 TOTAL_TIME = "course, all steps"  # timings.json's entry for a whole `course` run
 
@@ -108,6 +110,42 @@ def missing_note(name: str) -> str:
     run = f"or run `python -m hrank_ssd course --no_notebooks --steps {step}` " if step else ""
     return (f"_Not available: `results/{name}` is missing. It is written by `{call}` (notebook `{notebook}`), "
             f"{run}(whole course: `python -m hrank_ssd course --profile offline --runs runs`)._")
+
+
+# ---------------------------------------------------------------- run folders
+
+
+def repo_root() -> Path:
+    """The checkout holding notebooks/ and lib/hrank_ssd (found from this file, else the working folder)."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "pyproject.toml").is_file() and (parent / "lib" / "hrank_ssd").is_dir():
+            return parent
+    return Path.cwd()
+
+
+def open_run_dir(runs, run_dir: Optional[Path] = None) -> Path:
+    """``run_dir`` (created) when given, else a new ``runs/<YYYYmmdd-HHMMSS>`` that ``runs/latest`` points to: a
+    relative symlink, or where links are impossible ``runs/LATEST`` holding the run folder's name."""
+    if run_dir is not None:
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return run_dir
+    runs = Path(runs)
+    runs.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_dir, k = runs / stamp, 1
+    while run_dir.exists():
+        run_dir, k = runs / f"{stamp}-{k}", k + 1
+    run_dir.mkdir()
+    latest = runs / LATEST_LINK
+    (runs / LATEST_FILE).write_text(run_dir.name + "\n")
+    if latest.is_symlink():
+        latest.unlink()
+    if not latest.exists():  # a real folder from an interactive session stays
+        with contextlib.suppress(OSError):
+            os.symlink(run_dir.name, latest, target_is_directory=True)
+    return run_dir
 
 
 # ---------------------------------------------------------------- reading and writing

@@ -1,13 +1,245 @@
-"""The course in one object: ``Course(profile, run_dir, work_dir)``, the workspace plus the verbs notebooks call.
-
-Every verb is a plain function of the course, listed here; each writes its files and reuses what an earlier run
-made, so any notebook can start from any step. The compared models: :mod:`hrank_ssd.course.models`.
+"""The course in one object: ``Course(profile, run_dir, work_dir)``, the workspace (data, baselines, ranks,
+training) plus the verbs notebooks call, each a plain function of the course that writes its files and reuses
+what an earlier run made. Artifacts live under ``work_dir/<profile>/``, this run's results under ``run_dir/results``;
+on full, a published artifact that cannot be had never stops the course: the student's own stands in (said once,
+recorded in ``results/substitutes.json``).
 """
 
 from __future__ import annotations
 
-from hrank_ssd.course import latency_models, lessons, making, measures
-from hrank_ssd.course.workspace import Workspace
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Dict, Optional
+
+import pandas as pd
+
+from hrank_ssd.course import latency_models, making, measures
+from hrank_ssd.course import results as results_files
+from hrank_ssd.course.profiles import Profile, get_profile
+from hrank_ssd.course.results import LATEST_LINK
+from hrank_ssd.data.synthetic import make_synthetic_voc
+from hrank_ssd.data.voc import VOC_CLASSES, TestTransform, VOCDataset, read_labels
+from hrank_ssd.devices import resolve_device
+from hrank_ssd.errors import HRankError
+from hrank_ssd.hrank.ranks import compute_ranks, has_ranks, image_batches, save_ranks
+from hrank_ssd.io import downloads, voc_download
+from hrank_ssd.io.files import atomic_write_text
+from hrank_ssd.io.manifest import load_manifest
+from hrank_ssd.nets.models import fit_problem, load_model, save_model
+from hrank_ssd.train.config import TrainConfig
+from hrank_ssd.train.trainer import train as run_training
+
+
+class Workspace:
+    """Paths, data and baselines of one course run; ``data_dir`` (default ``work_dir``) holds
+    ``<profile>/data`` (on Colab the VM's disk: Drive's mount is slow for VOC's many small files)."""
+
+    def __init__(self, profile="offline", run_dir=f"runs/{LATEST_LINK}", work_dir="work", device=None,
+                 progress=True, data_dir=None):
+        self.profile = profile if isinstance(profile, Profile) else get_profile(profile)
+        self.work = Path(work_dir) / self.profile.name
+        self.data = Path(data_dir if data_dir is not None else work_dir) / self.profile.name / "data"
+        self.run_dir = Path(run_dir)
+        self.results = self.run_dir / "results"
+        self.results.mkdir(parents=True, exist_ok=True)
+        self.device, self.progress = str(resolve_device(device)), progress  # None: cuda when visible
+        self._fetched: Dict[str, Path] = {}
+        self._unavailable: Dict[str, HRankError] = {}  # published artifacts that failed in this kernel: not retried
+        self._voc_sets: set = set()  # VOC sets checked (and downloaded if missing) in this run
+        self.substitutes: Dict[str, str] = {}  # model key -> why another model stands in for it
+        self.table, self.table_file = None, None  # the latency table, once read (course.latency_models)
+        self.baseline_quick_map = None  # the unpruned model's quick mAP (course.making.try_compress_rate)
+
+    def path(self, key: str) -> Path:
+        """Where the course keeps the model ``key`` (``work/<profile>/models/<key>.pth``)."""
+        return self.work / "models" / f"{key}.pth"
+
+    def result(self, name: str) -> Path:
+        """``run_dir/results/<name>`` for a results file of :data:`hrank_ssd.course.results.RESULTS`."""
+        return results_files.results_file(self.results, name)
+
+    def save_json(self, name: str, obj) -> Path:
+        """Write the results file ``name`` (JSON) of this run."""
+        return results_files.write_json(self.results, name, obj)
+
+    def load_json(self, name: str):
+        """The results file ``name`` of this run, parsed (None when absent)."""
+        return results_files.read_json(self.results, name)
+
+    def fetch(self, name: str) -> Path:
+        """A published artifact (weights_manifest.json; a checkpoint must fit the net and widths it names),
+        downloaded and verified once per kernel. A failure is raised again without a new try until a file
+        appears at the artifact's path (put there by hand, as the error says)."""
+        if name in self._unavailable:
+            if not (self.work.parent / load_manifest().get(name)["file"]).exists():
+                raise self._unavailable[name]
+            del self._unavailable[name]
+        if name not in self._fetched:
+            try:
+                self._fetched[name] = downloads.fetch(name, dest_dir=self.work.parent, progress=self.progress,
+                                                      check=fit_problem)
+            except HRankError as e:
+                self._unavailable[name] = e
+                raise
+        return self._fetched[name]
+
+    def substitute(self, key: str, why: str) -> None:
+        """Say once (stderr) and record in ``results/substitutes.json`` what stands in for the published ``key``."""
+        if key in self.substitutes:
+            return
+        self.substitutes[key] = why
+        print(why, file=sys.stderr)
+        self.save_json("substitutes.json", {**(self.load_json("substitutes.json") or {}), key: why})
+
+    def published_used(self, key: str) -> None:
+        """The published ``key`` was had after all: drop an earlier kernel's substitute record of it."""
+        known = self.load_json("substitutes.json") or {}
+        if key in known:
+            self.save_json("substitutes.json", {k: v for k, v in known.items() if k != key})
+
+    @contextmanager
+    def timed(self, step: str):
+        """Time the block into ``results/timings.json`` under ``step``."""
+        start = time.perf_counter()
+        yield
+        results_files.add_timing(self.results, step, time.perf_counter() - start)
+
+    def dataset_root(self) -> Path:
+        """The training (and, offline, test) VOC root: made here or downloaded."""
+        p = self.profile
+        if p.synthetic:
+            root = self.data / "VOCdevkit" / "VOC2007"
+            if not (root / "labels.txt").is_file():
+                with self.timed("dataset"):
+                    make_synthetic_voc(self.data, p.num_train, p.num_test, p.image_size, seed=p.seed)
+            return root
+        return self._voc("2007-trainval") / "VOC2007"
+
+    def test_root(self) -> Path:
+        """The test VOC root (offline: the synthetic set's, whose test split is separate)."""
+        if self.profile.synthetic:
+            return self.dataset_root()
+        return self._voc("2007-test") / "VOC2007-test"
+
+    def _voc(self, voc_set: str) -> Path:
+        """``<data>/VOCdevkit`` with ``voc_set`` (VOC2007 trainval or test) downloaded once per kernel."""
+        devkit = self.data / "VOCdevkit"
+        if voc_set not in self._voc_sets:
+            with self.timed(f"dataset {voc_set}"):
+                voc_download.download_voc(self.data, sets=(voc_set,), keep_tars=False,
+                                          progress=self.progress)
+            self._voc_sets.add(voc_set)
+        return devkit
+
+    def label_file(self) -> Path:
+        """The class names file: synthetic data's ``labels.txt``; on full the published one, else the library's
+        names written to ``work/<profile>/voc-model-labels-library.txt`` (said once)."""
+        if self.profile.synthetic:
+            return self.dataset_root() / "labels.txt"
+        try:
+            return self.fetch("voc-labels")
+        except HRankError as e:
+            out = self.work / "voc-model-labels-library.txt"
+            if not out.is_file():
+                atomic_write_text(out, "\n".join(("BACKGROUND",) + VOC_CLASSES) + "\n")
+            if "voc-labels (library)" not in self._fetched:  # said once per kernel
+                self._fetched["voc-labels (library)"] = out
+                print(f"label file unavailable: using the library's 20 VOC class names (hrank_ssd.data.voc."
+                      f"VOC_CLASSES, the published file's names in its order), written to {out}; why: {e}",
+                      file=sys.stderr)
+            return out
+
+    def class_names(self):
+        """The class names, BACKGROUND first."""
+        return read_labels(self.label_file())
+
+    def test_dataset(self, limit: Optional[int] = None):
+        """The test split (its first ``limit`` images when given)."""
+        ds = VOCDataset(self.test_root(), split="test", is_test=True, class_names=self.class_names())
+        if limit:
+            ds.ids = ds.ids[:limit]
+        return ds
+
+    def train_config(self, net: str, epochs: int, lr: float, width: float, folder: Path, **extra) -> TrainConfig:
+        """How the course trains ``net`` on the profile's data (cosine schedule, resumable, mAP every third epoch);
+        ``extra``: more ``TrainConfig`` fields (``base_net``, ``max_images``...)."""
+        p = self.profile
+        fields = dict(datasets=[str(self.dataset_root())], validation_dataset=str(self.test_root()),
+                      label_file=str(self.label_file()), net=net, batch_size=p.batch_size, num_epochs=epochs, lr=lr,
+                      scheduler="cosine", optimizer=p.optimizer, augment=p.augment, init=p.init,
+                      channels_last=p.channels_last,
+                      checkpoint_folder=str(folder), width=width, image_size=p.image_size, seed=p.seed,
+                      device=self.device, resume="auto", validation_epochs=max(1, epochs // 3), progress=self.progress)
+        return TrainConfig(**dict(fields, **extra))
+
+    def train(self, key: str, net: str, epochs: int, lr: float, hooks=None, width: float = 1.0, **extra) -> Path:
+        """``models/<key>.pth``: ``net`` trained (from ``base_net`` in ``extra``: finetuned) as :meth:`train_config`
+        says, resumable in ``checkpoints/<key>/``; made once, its log copied into this run's results."""
+        out = self.path(key)
+        folder = self.work / "checkpoints" / key
+        if out.is_file():
+            self._copy_log(folder, key)
+            return out
+        with self.timed(f"train {key}"):
+            result = run_training(self.train_config(net, epochs, lr, width, folder, **extra), hooks)
+        save_model(result.model, out)
+        self._copy_log(folder, key)
+        return out
+
+    def _copy_log(self, folder: Path, key: str) -> None:
+        """Training logs belong to this run's results too (also when the model came from an earlier run)."""
+        if (folder / "log.csv").is_file():
+            pd.read_csv(folder / "log.csv").to_csv(self.result(results_files.log_name(key)), index=False)
+
+    def baseline(self, net: str = "vgg16-ssd") -> Path:
+        """A trained detector: trained here (offline) or the published weights (full)."""
+        p = self.profile
+        if p.synthetic:
+            if net == "vgg16-ssd":
+                return self.train(net, net, p.train_epochs, p.lr, width=p.vgg_width)
+            return self.train(net, net, p.mb1_epochs, p.mb1_lr, width=p.mb1_width)
+        return self.fetch(net)
+
+    def rank_dir(self, generate: Optional[bool] = None, net: str = "vgg16-ssd") -> Path:
+        """HRank ranks of the baseline ``net``: VGG16-SSD's published folder on full unless ``generate``, else
+        computed here (``work/ranks``; other nets, which have none published: ``work/ranks-<net>``)."""
+        vgg = net == "vgg16-ssd"
+        if generate is None:
+            generate = self.profile.synthetic or not vgg
+        if not generate and not self.profile.synthetic and vgg:
+            published = self.published_ranks()
+            if published is not None:
+                return published
+        out = self.work / ("ranks" if vgg else f"ranks-{net}")
+        if has_ranks(out, net):
+            return out
+        p = self.profile
+        model = load_model(self.baseline(net))
+        ds = VOCDataset(self.dataset_root(), split="trainval",
+                        transform=TestTransform(model.image_size, model.cfg.image_mean, model.cfg.image_std),
+                        class_names=self.class_names())
+        with self.timed("ranks" if vgg else f"ranks {net}"):
+            ranks = compute_ranks(model, image_batches(ds, p.rank_batch, p.rank_limit), device=self.device,
+                                  total=p.rank_limit, progress=self.progress)
+            save_ranks(ranks, out)
+        return out
+
+    def published_ranks(self) -> Optional[Path]:
+        """The published VGG16-SSD rank folder, or None (the student's own then stand in, recorded)."""
+        try:
+            path = self.fetch("vgg16-ssd-ranks")
+        except HRankError as e:
+            self.substitute("vgg16-ssd-ranks", f"published rank files unavailable: using your own ranks instead "
+                            f"({self.work / 'ranks'}, notebook 01's rank_dir(generate=True)); why: {e}")
+            return None
+        self.published_used("vgg16-ssd-ranks")
+        return path
+
+    def log_file(self, model: Path) -> Path:
+        """This run's copy of the training log of a model trained by the course (``log_<key>.csv``)."""
+        return self.result(results_files.log_name(Path(model).stem))
 
 
 class Course(Workspace):
@@ -46,12 +278,12 @@ class Course(Workspace):
     street_clip = measures.street_clip
     video = measures.video
     settings = measures.settings
-    # lessons (course.lessons)
-    rank_stability = lessons.rank_stability
-    rank_comparison = lessons.rank_comparison
-    sensitivity = lessons.sensitivity
-    criteria = lessons.criteria
-    distillation = lessons.distillation
-    fine_grained = lessons.fine_grained
-    dead_filters = lessons.dead_filters
-    resume_lesson = lessons.resume_lesson
+    # lessons (course.measures)
+    rank_stability = measures.rank_stability
+    rank_comparison = measures.rank_comparison
+    sensitivity = measures.sensitivity
+    criteria = measures.criteria
+    distillation = measures.distillation
+    fine_grained = measures.fine_grained
+    dead_filters = measures.dead_filters
+    resume_lesson = measures.resume_lesson
