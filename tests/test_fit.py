@@ -1,4 +1,4 @@
-"""A published checkpoint must be the net and have the widths its manifest entry names (nets.fit), checked where it
+"""A published checkpoint must be the net and have the widths its manifest entry names (nets.models), checked where it
 is downloaded: the original project's zip, whose members are found by glob, cannot hand over an unpruned model."""
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from hrank_ssd.errors import HRankError
 from hrank_ssd.io.downloads import fetch
 from hrank_ssd.io.manifest import MANIFEST_ENV, load_manifest
 from hrank_ssd.nets.compress import PRUNED_RATE
-from hrank_ssd.nets.fit import expected_widths, fit_problem
-from hrank_ssd.nets.models import build_model, clean_state_dict
+from hrank_ssd.nets.models import build_model, clean_state_dict, expected_widths, fit_problem
 
 BUNDLE_ID = "1g2KkOMTeZ7u_EM9Ke2HpomvHm049Iqit"  # weights_manifest.json: hrank-ssd-bundle
 

@@ -10,10 +10,9 @@ from rehearsal.standin import StandInWorld
 
 from hrank_ssd.errors import HRankError
 from hrank_ssd.io.downloads import fetch
-from hrank_ssd.io.http import http_download
 from hrank_ssd.io.manifest import MANIFEST_ENV, load_manifest
-from hrank_ssd.io.messages import SourceFailed
-from hrank_ssd.io.verify import sha256sum
+from hrank_ssd.io.transports import http_download
+from hrank_ssd.io.verify import SourceFailed, sha256sum
 from hrank_ssd.io.voc_download import voc_artifact
 
 BUNDLE_ID = "1g2KkOMTeZ7u_EM9Ke2HpomvHm049Iqit"  # weights_manifest.json: hrank-ssd-bundle

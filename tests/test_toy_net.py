@@ -14,9 +14,8 @@ from hrank_ssd.cli import main
 from hrank_ssd.data.synthetic import make_synthetic_voc
 from hrank_ssd.hrank.pruning import masked_copy
 from hrank_ssd.nets import registry
-from hrank_ssd.nets.config import NetConfig, PriorSpec
 from hrank_ssd.nets.models import build_model, detect_net, load_model, read_sidecar
-from hrank_ssd.nets.spec import NetSpec, chain_rules, header_rules
+from hrank_ssd.nets.spec import NetConfig, NetSpec, PriorSpec, chain_rules, header_rules
 from hrank_ssd.nets.ssd import SSD, ChannelPlan, headers
 
 # ---------------------------------------------------------------- the whole "net file" of the toy detector

@@ -26,7 +26,7 @@ from hrank_ssd.course.results import NOTEBOOKS, repo_root
 from hrank_ssd.errors import HRankError
 from hrank_ssd.io.files import atomic_write_text
 from hrank_ssd.io.manifest import MANIFEST_ENV
-from hrank_ssd.io.provenance import RECORD_NAME
+from hrank_ssd.io.verify import RECORD_NAME
 from hrank_ssd.io.voc_download import VOC_SETS
 from rehearsal.checks import scenario_checks
 from rehearsal.env import copy_checkout, kernel_info

@@ -23,7 +23,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from hrank_ssd.io.downloads import fetch_many
     from hrank_ssd.io.manifest import list_rows, load_manifest
-    from hrank_ssd.nets.fit import fit_problem  # a checkpoint must be the net and widths its entry names
+    from hrank_ssd.nets.models import fit_problem  # a checkpoint must be the net and widths its entry names
 
     manifest = load_manifest(args.manifest)
     if args.list:

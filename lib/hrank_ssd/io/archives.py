@@ -15,8 +15,7 @@ from tqdm.auto import tqdm
 
 from hrank_ssd.errors import HRankError
 from hrank_ssd.io.files import install_staged, remove_path
-from hrank_ssd.io.messages import SourceFailed, log, one_line
-from hrank_ssd.io.verify import UNPACKED_MARKER, sha256sum, tree_files
+from hrank_ssd.io.verify import UNPACKED_MARKER, SourceFailed, log, one_line, sha256sum, tree_files
 
 
 def extract_archive(archive, out, progress: bool = False) -> None:
@@ -45,14 +44,10 @@ def extract_archive(archive, out, progress: bool = False) -> None:
         raise HRankError(f"{archive} is a damaged archive ({one_line(e)}); delete it and download again") from None
 
 
-def unpacked_dir(zip_path: Path, art: dict, dest: Path) -> Path:
-    """Where the bundle ``art`` (downloaded to ``zip_path``) is unpacked: ``dest/<unpack_to>``, else beside it."""
-    return dest / art["unpack_to"] if art.get("unpack_to") else zip_path.with_suffix("")
-
-
 def unpack_bundle(zip_path: Path, art: dict, dest: Path, progress: bool = False) -> Path:
-    """Unpack the bundle ``art`` once (a marker with the zip's size and sha256 says the folder is up to date)."""
-    out = unpacked_dir(zip_path, art, dest)
+    """Unpack the bundle ``art`` once into ``dest/<unpack_to>``, else beside the zip (a marker with the zip's size
+    and sha256 says the folder is up to date)."""
+    out = dest / art["unpack_to"] if art.get("unpack_to") else zip_path.with_suffix("")
     stamp = f"{zip_path.stat().st_size} {sha256sum(zip_path)}"
     marker = out / UNPACKED_MARKER
     if marker.is_file() and marker.read_text().strip() == stamp:

@@ -11,9 +11,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 from hrank_ssd.errors import HRankError
 from hrank_ssd.io.archives import find_member, unpack_bundle
-from hrank_ssd.io.drive import gdrive_folder_transport, gdrive_transport
 from hrank_ssd.io.files import install_staged, remove_path
-from hrank_ssd.io.http import http_transport, part_path
 from hrank_ssd.io.manifest import (
     Manifest,
     as_manifest,
@@ -23,9 +21,8 @@ from hrank_ssd.io.manifest import (
     normalise_source,
     source_link,
 )
-from hrank_ssd.io.messages import SourceFailed, log, one_line
-from hrank_ssd.io.provenance import note_source
-from hrank_ssd.io.verify import file_problem, sha256sum, tree_size
+from hrank_ssd.io.transports import default_transport, first_good, part_path
+from hrank_ssd.io.verify import SourceFailed, file_problem, log, note_source, one_line, sha256sum, tree_size
 
 Transport = Callable[[dict, Path], object]
 Check = Callable[[Path, dict], Optional[str]]  # (file, artifact) -> why the file does not fit the artifact, or None
@@ -43,22 +40,11 @@ class _Ctx:
     """One :func:`fetch` call's state (``active``: the artifacts being fetched, to catch bundle loops)."""
 
     def __init__(self, manifest: Manifest, dest: Path, record: bool, transports: Mapping, progress: bool,
-                 check: Optional[Check] = None):
+                 check: Optional[Check], failed: Dict[str, _AllFailed]):
         self.manifest, self.dest, self.record, self.progress = manifest, dest, record, progress
-        self.check = check
-        self.transports = dict(transports or {})
+        self.check, self.transports = check, dict(transports)
         self.active: List[str] = []
-        self.failed: Dict[str, _AllFailed] = {}  # bundles that failed in this run are not tried again
-
-    def transport(self, kind: str, art: dict) -> Transport:
-        """The callable that downloads a ``kind`` source of ``art``: the caller's, else gdown's or urllib's."""
-        if kind in self.transports:
-            return self.transports[kind]
-        if kind == "http":
-            return functools.partial(http_transport, size=art.get("size"), progress=self.progress)
-        if kind == "gdrive":
-            return functools.partial(gdrive_transport, progress=self.progress)
-        return functools.partial(gdrive_folder_transport, progress=self.progress)
+        self.failed = failed  # bundles that failed in this run are not tried again
 
     def problem(self, path: Path, art: dict) -> Optional[str]:
         """Why ``path`` is not a usable copy of ``art``: the manifest's checks, then the caller's ``check``."""
@@ -86,9 +72,7 @@ def fetch(name_or_artifact: Union[str, dict], dest_dir=".", manifest=None, recor
     ``check(file, artifact)``: why a file (a cached one too) does not fit, or None; a failing file is deleted."""
     man = as_manifest(manifest)
     art = man.get(name_or_artifact) if isinstance(name_or_artifact, str) else name_or_artifact
-    ctx = _Ctx(man, Path(dest_dir), record, transports or {}, progress, check)
-    if _failed is not None:
-        ctx.failed = _failed
+    ctx = _Ctx(man, Path(dest_dir), record, transports or {}, progress, check, {} if _failed is None else _failed)
     try:
         return _fetch(art, ctx)
     except _AllFailed as e:
@@ -119,92 +103,69 @@ def fetch_many(names: Sequence[str] = (), dest_dir=".", manifest=None, record: b
     return paths
 
 
+
 def _fetch(art: dict, ctx: _Ctx) -> Path:
     """``art`` present and verified under ``ctx.dest``: kept when already good, else from its sources."""
     name = art["name"]
     if name in ctx.active:
         raise _AllFailed([f"bundle loop through {' -> '.join(ctx.active + [name])}"], "fix the manifest")
     target = ctx.dest / art["file"]
-    if target.exists():
-        reason = ctx.problem(target, art)
-        if reason is None:
-            how = "verified" if art.get("sha256") else "present (no checksum recorded yet)"
-            log(f"{name}: {target} already {how}, not downloading")
-            ctx.maybe_record(art, target)
-            if art["kind"] == "bundle":
-                unpack_bundle(target, art, ctx.dest, ctx.progress)
-            return target
-        log(f"{name}: existing {target} is not usable ({reason}); downloading a new copy "
-            "(the old one stays until the new one is verified)")
-    ctx.active.append(name)
-    try:
-        return _fetch_sources(art, target, ctx)
-    finally:
-        ctx.active.pop()
+    reason = ctx.problem(target, art) if target.exists() else "missing"
+    if reason is None:
+        how = "verified" if art.get("sha256") else "present (no checksum recorded yet)"
+        log(f"{name}: {target} already {how}, not downloading")
+    else:
+        if target.exists():
+            log(f"{name}: existing {target} is not usable ({reason}); downloading a new copy "
+                "(the old one stays until the new one is verified)")
+        ctx.active.append(name)
+        try:
+            _fetch_sources(art, target, ctx)
+        finally:
+            ctx.active.pop()
+    ctx.maybe_record(art, target)
+    if art["kind"] == "bundle":
+        unpack_bundle(target, art, ctx.dest, ctx.progress)
+    return target
 
 
-def _fetch_sources(art: dict, target: Path, ctx: _Ctx) -> Path:
+def _fetch_sources(art: dict, target: Path, ctx: _Ctx) -> None:
     """Try each source of ``art`` until one gives a file that passes the checks; install it at ``target``."""
     name, failures = art["name"], []
     sources = [normalise_source(s, name) for s in art["sources"]]
-    for i, src in enumerate(sources):
-        label = describe_source(src)
-        more = "; trying the next source" if i + 1 < len(sources) else ""
-        log(f"{name}: downloading from {label}")
-        staged = None
-        try:
-            staged = _run_source(src, art, target, ctx)
-            reason = ctx.problem(staged, art)
-        except SourceFailed as e:
-            reason = str(e)
-            if src["type"] != "http" and staged is None:
-                remove_path(_tmp_path(target, src["type"]))
-            failures.append(f"{label}: {reason}")
-            log(f"{name}: {label} failed: {reason}{more}")
-            continue
-        if reason is not None:
-            remove_path(staged)
-            failures.append(f"{label}: {reason}")
-            log(f"{name}: {label} gave a bad file ({reason}), deleted it{more}")
-            continue
-        install_staged(staged, target)
-        log(f"{name}: saved {target} (from {label})")
-        note_source(ctx.dest, name, target, label, source_link(src))
-        ctx.maybe_record(art, target)
-        if art["kind"] == "bundle":
-            unpack_bundle(target, art, ctx.dest, ctx.progress)
-        return target
-    if not sources:
-        failures.append("no sources listed")
-    raise _AllFailed(failures, hand_download_hint(ctx.manifest, art, target, ctx.dest))
-
-
-def _tmp_path(target: Path, kind: str) -> Path:
-    """Where a ``kind`` source is staged beside ``target`` (an http one as ``.part``, so it resumes)."""
-    if kind == "http":
-        return part_path(target)
-    return target.with_name(f".{target.name}.{kind}.tmp")
+    attempts = [(describe_source(s), functools.partial(_run_source, s, art, target, ctx)) for s in sources]
+    good = first_good(name, attempts, lambda path: ctx.problem(path, art), failures)
+    if good is None:
+        raise _AllFailed(failures or ["no sources listed"], hand_download_hint(ctx.manifest, art, target, ctx.dest))
+    i, staged = good
+    install_staged(staged, target)
+    log(f"{name}: saved {target} (from {attempts[i][0]})")
+    note_source(ctx.dest, name, target, attempts[i][0], source_link(sources[i]))
 
 
 def _run_source(src: dict, art: dict, target: Path, ctx: _Ctx) -> Path:
-    """Stage one source of ``art`` beside ``target`` (not yet checked); return the staged path."""
+    """Stage one source of ``art`` beside ``target``, not yet checked; a failed one leaves no temporary file but
+    an http ``.part`` (the next run resumes it)."""
     kind = src["type"]
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_path(target, kind)
-    if kind == "bundle":
-        return _from_bundle(src, art, target, ctx)
+    tmp = part_path(target) if kind == "http" else target.with_name(f".{target.name}.{kind}.tmp")
     if kind != "http":
         remove_path(tmp)
-    if art.get("members"):
-        tmp.mkdir(parents=True, exist_ok=True)
     try:
-        ctx.transport(kind, art)(src, tmp)
-    except SourceFailed:
-        raise
+        if kind == "bundle":
+            return _from_bundle(src, art, tmp, ctx)
+        if art.get("members"):
+            tmp.mkdir(parents=True, exist_ok=True)
+        transport = ctx.transports.get(kind) or default_transport(kind, art.get("size"), ctx.progress)
+        transport(src, tmp)
+        if not tmp.exists():
+            raise SourceFailed("the transport wrote no file")
     except Exception as e:  # a transport's own error (requests, gdown, OSError...) is one source's failure
+        if kind != "http":
+            remove_path(tmp)
+        if isinstance(e, SourceFailed) or kind == "bundle":
+            raise
         raise SourceFailed(f"{type(e).__name__}: {one_line(e, 200)}") from None
-    if not tmp.exists():
-        raise SourceFailed("the transport wrote no file")
     if art.get("members"):
         _gather_members(tmp, art["members"])
     return tmp
@@ -221,8 +182,8 @@ def _gather_members(folder: Path, members: Sequence[str]) -> None:
             os.replace(found[0], folder / m)
 
 
-def _from_bundle(src: dict, art: dict, target: Path, ctx: _Ctx) -> Path:
-    """Stage the member of a bundle source: the bundle fetched (once per run) and unpacked, its member linked."""
+def _from_bundle(src: dict, art: dict, tmp: Path, ctx: _Ctx) -> Path:
+    """Stage the member of a bundle source at ``tmp``: the bundle fetched (once per run), unpacked, its member linked."""
     bundle = ctx.manifest.artifacts.get(src["bundle"])
     if bundle is None:
         raise SourceFailed(f"the manifest has no bundle named {src['bundle']!r}")
@@ -239,8 +200,6 @@ def _from_bundle(src: dict, art: dict, target: Path, ctx: _Ctx) -> Path:
     except HRankError as e:
         raise SourceFailed(str(e)) from None
     member = find_member(root, member_patterns(src), src.get("choose"))
-    tmp = _tmp_path(target, "bundle")
-    remove_path(tmp)
     try:
         os.link(member, tmp)
     except OSError:

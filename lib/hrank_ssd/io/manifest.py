@@ -9,7 +9,7 @@ from typing import Dict, List, Optional, Sequence
 
 from hrank_ssd.errors import HRankError
 from hrank_ssd.io.files import atomic_write_text
-from hrank_ssd.io.messages import one_line
+from hrank_ssd.io.verify import one_line
 
 KINDS = ("weights", "labels", "ranks", "bundle", "video", "voc")
 SOURCE_TYPES = ("gdrive", "gdrive_folder", "http", "bundle")
@@ -99,20 +99,15 @@ def normalise_source(src, name=None, where="manifest") -> dict:
 
 def describe_source(src: dict) -> str:
     """A source in a few words for progress and error lines (``http <url>``, ``gdrive file <id>``...)."""
-    t = src["type"]
+    t, patterns = src["type"], member_patterns(src)
+    member = f"/{patterns[0] if len(patterns) == 1 else patterns}"
     if t == "http":
         return f"http {src['url']}"
     if t == "gdrive":
         return f"gdrive file {src['id']}"
     if t == "gdrive_folder":
-        return f"gdrive folder {src['id']}" + (f"/{_first(src)}" if src.get("member") else "")
-    return f"bundle {src['bundle']}/{_first(src)}"
-
-
-def _first(src: dict):
-    """A source's member glob as the log shows it: the glob, or the list of them."""
-    patterns = member_patterns(src)
-    return patterns[0] if len(patterns) == 1 else patterns
+        return f"gdrive folder {src['id']}" + (member if src.get("member") else "")
+    return f"bundle {src['bundle']}{member}"
 
 
 def source_link(src: dict) -> str:
@@ -149,8 +144,10 @@ def hand_download_hint(manifest: Manifest, art: dict, target: Path, dest: Path) 
                 b = normalise_source(b, bundle["name"])
                 if b["type"] != "bundle":
                     options.append((source_link(b), dest / bundle["file"], ""))
+        elif s["type"] == "gdrive_folder" and s.get("member"):
+            options.append((source_link(s), target, f"the file {member_patterns(s)[0]} of "))
         else:
-            options.append((source_link(s), target, _what_of(s, art)))
+            options.append((source_link(s), target, "the files of " if art.get("members") else ""))
     options = list(dict.fromkeys(options))
     drive = [o for o in options[1:] if "drive.google" in o[0]]
     options = options[:1] + (drive or options[1:])[:1]  # the first source, and a Drive link when there is one
@@ -160,10 +157,3 @@ def hand_download_hint(manifest: Manifest, art: dict, target: Path, dest: Path) 
     quota = ("; when Drive says the quota is exceeded, retry in 24 h or copy the file to your own Drive "
              "(docs/downloads.md)") if "drive.google" in text else ""
     return f"download by hand {text}, {rerun}{quota}"
-
-
-def _what_of(src: dict, art: dict) -> str:
-    """The words before a link in the hand-download hint: which files of it to take."""
-    if src["type"] == "gdrive_folder" and src.get("member"):
-        return f"the file {member_patterns(src)[0]} of "
-    return "the files of " if art.get("members") else ""

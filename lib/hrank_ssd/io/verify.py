@@ -1,18 +1,39 @@
-"""Is a downloaded file the right one: size, sha256/md5, not an HTML page, an intact PyTorch checkpoint."""
+"""Is a downloaded file the right one (size, sha256/md5, not an HTML page, an intact PyTorch checkpoint), where it
+came from (``downloads.json``), and the download code's words: progress lines on stderr, one-line reasons."""
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import sys
 import tarfile
+import time
 import zipfile
 from pathlib import Path
 from typing import List, Optional
 
-from hrank_ssd.io.messages import one_line
+from hrank_ssd.io.files import atomic_write_text
 
 CHUNK = 1 << 20
 UNPACKED_MARKER = ".hrank_ssd_unpacked"  # stamps an unpacked bundle folder (archives.py); not part of its content
 QUOTA_MARKERS = (b"Quota exceeded", b"Too many users have viewed or downloaded")
+RECORD_NAME = "downloads.json"
+
+
+class SourceFailed(Exception):
+    """One source did not give a usable file; the message is the reason (one line)."""
+
+
+def log(msg: str) -> None:
+    """Print a progress line on stderr at once (stdout stays for what a command returns, such as paths)."""
+    print(msg, file=sys.stderr, flush=True)
+
+
+def one_line(text: object, limit: int = 300) -> str:
+    """``text`` on one line (whitespace runs become one space), cut to ``limit`` characters with ``...``."""
+    s = " ".join(str(text).split())
+    return s if len(s) <= limit else s[: limit - 3] + "..."
 
 
 def _hash(path, algo: str) -> str:
@@ -48,6 +69,18 @@ def tree_size(path: Path) -> int:
     return sum((path / rel).stat().st_size for rel in tree_files(path)) if path.is_dir() else path.stat().st_size
 
 
+def note_source(root: Path, name: str, path: Path, source: str, url: str, count_bytes: bool = True) -> None:
+    """Record where ``name`` (at ``path``) came from in ``root/downloads.json``; ``count_bytes=False``: no size."""
+    record = root / RECORD_NAME
+    try:
+        known = json.loads(record.read_text(encoding="utf-8")) if record.is_file() else {}
+    except ValueError:
+        known = {}  # a damaged record is rebuilt, never an error
+    known[name] = {"file": os.path.relpath(path, root), "source": source, "url": url,
+                   "bytes": tree_size(path) if count_bytes else None, "time": time.strftime("%Y-%m-%d %H:%M:%S")}
+    atomic_write_text(record, json.dumps(known, indent=1) + "\n")
+
+
 def html_problem(path) -> Optional[str]:
     """Why ``path`` looks like an HTML page served instead of the file (Drive quota...), or None."""
     with open(path, "rb") as f:
@@ -59,19 +92,6 @@ def html_problem(path) -> Optional[str]:
     if start.startswith(b"<!doctype html") or start.startswith(b"<html"):
         return "the server sent an HTML page instead of the file (a login, virus-scan or error page)"
     return None
-
-
-def checkpoint_problem(path: Path) -> Optional[str]:
-    """What is damaged in a zip checkpoint (its members' CRCs), or None; legacy pickles have no checksum."""
-    with open(path, "rb") as f:
-        if f.read(4) != b"PK\x03\x04":
-            return None
-    try:
-        with zipfile.ZipFile(path) as z:
-            bad = z.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:  # zlib errors surface as these too
-        return f"a damaged PyTorch checkpoint ({one_line(e, 120)})"
-    return f"a damaged PyTorch checkpoint (CRC mismatch in {bad})" if bad else None
 
 
 def _shape_problem(path: Path, art: dict) -> Optional[str]:
@@ -98,16 +118,20 @@ def file_problem(path: Path, art: dict) -> Optional[str]:
     bad = _shape_problem(path, art)
     if bad:
         return bad
-    if art.get("md5"):
-        got = md5sum(path)
-        if got != art["md5"]:
-            return f"md5 {got} does not match the expected {art['md5']}"
-    if art.get("sha256"):
-        got = sha256sum(path)
-        if got != art["sha256"]:
-            return f"sha256 {got[:12]}... does not match the manifest's {art['sha256'][:12]}..."
+    if art.get("md5") and (got := md5sum(path)) != art["md5"]:
+        return f"md5 {got} does not match the expected {art['md5']}"
+    if art.get("sha256") and (got := sha256sum(path)) != art["sha256"]:
+        return f"sha256 {got[:12]}... does not match the manifest's {art['sha256'][:12]}..."
     if art["kind"] == "bundle" and not (zipfile.is_zipfile(path) or tarfile.is_tarfile(path)):
         return "not a zip archive"
-    if art["kind"] == "weights":
-        return checkpoint_problem(path)
-    return None
+    if art["kind"] != "weights":
+        return None
+    with open(path, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":
+            return None  # a legacy pickle has no checksum to test
+    try:
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:  # zlib errors surface as these too
+        return f"a damaged PyTorch checkpoint ({one_line(e, 120)})"
+    return f"a damaged PyTorch checkpoint (CRC mismatch in {bad})" if bad else None

@@ -10,11 +10,9 @@ from typing import List, Optional, Sequence, Tuple
 from hrank_ssd.errors import HRankError
 from hrank_ssd.io.archives import extract_archive
 from hrank_ssd.io.files import remove_path
-from hrank_ssd.io.http import download_url
 from hrank_ssd.io.manifest import as_manifest
-from hrank_ssd.io.messages import log
-from hrank_ssd.io.provenance import note_source
-from hrank_ssd.io.verify import file_problem
+from hrank_ssd.io.transports import download_url
+from hrank_ssd.io.verify import file_problem, log, note_source
 
 VOC_SETS = {  # name: (year, tar, folder inside VOCdevkit it becomes); sources and md5 in the manifest (voc-<name>)
     "2007-trainval": ("2007", "VOCtrainval_06-Nov-2007.tar", "VOC2007"),
@@ -22,11 +20,6 @@ VOC_SETS = {  # name: (year, tar, folder inside VOCdevkit it becomes); sources a
     "2012-trainval": ("2012", "VOCtrainval_11-May-2012.tar", "VOC2012"),
 }
 VOC_SOURCE_ENV = "HRANK_SSD_VOC_SOURCE"  # a folder with your own tars or extracted VOCdevkit, used before mirrors
-
-
-def voc_urls(year: str, tar: str, mirrors: Sequence[str]) -> List[str]:
-    """Each mirror's URL for ``tar``; a mirror without ``{tar}`` is a folder URL the name is appended to."""
-    return [m.format(year=year, tar=tar) if "{tar}" in m else m.rstrip("/") + "/" + tar for m in mirrors]
 
 
 def voc_artifact(voc_set: str, manifest=None) -> dict:
@@ -90,7 +83,9 @@ def download_voc(dest="data", sets: Sequence[str] = ("2007-trainval", "2007-test
 def _mirrors(dest: Path, name: str, art: dict, mirrors: Sequence[str], failures: List[str], progress: bool) -> Path:
     """The tar of ``name`` from ``mirrors`` then the manifest's, into ``dest``; one line saying what to do else."""
     year, tar, folder = VOC_SETS[name]
-    urls = voc_urls(year, tar, mirrors) + [s["url"] for s in art["sources"] if s["type"] == "http"]
+    # a mirror without {tar} is a folder URL the tar's name is appended to
+    urls = [m.format(year=year, tar=tar) if "{tar}" in m else m.rstrip("/") + "/" + tar for m in mirrors]
+    urls += [s["url"] for s in art["sources"] if s["type"] == "http"]
     md5 = f" (md5 {art['md5']})" if art.get("md5") else ""
     own = "; ".join(failures)
     hint = (f"{own + '; ' if own else ''}bring your own copy: put {tar}{md5} or an extracted VOCdevkit/{folder} "
@@ -128,12 +123,9 @@ def _own_copy(own: Path, name: str, folder: str, art: dict) -> Tuple[Optional[Pa
 def _link_folder(found: Path, out: Path) -> None:
     """Link ``out`` to ``found``; copy where links are not allowed or ``out`` holds the other split already."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    if out.is_symlink():
-        linked = out.resolve()
-        if linked == found.resolve():
-            return
-        out.unlink()  # another of your folders is linked here: merge both into a copy, never into your files
-        shutil.copytree(linked, out)
+    if out.is_symlink() and out.resolve() == found.resolve():
+        return
+    _unlink_copy(out)  # another of your folders is linked here: merge both into a copy, never into your files
     if not out.exists():
         try:
             os.symlink(found.resolve(), out, target_is_directory=True)
@@ -147,10 +139,7 @@ def _extract_year(tar_path: Path, year: str, tmp: Path, out: Path, progress: boo
     """Extract ``tar_path`` in ``tmp`` and move its ``VOC<year>`` folder to (or into) ``out``."""
     remove_path(tmp)
     tmp.mkdir(parents=True)
-    if out.is_symlink():  # your extracted folder, linked in: merge into a copy of it, never into your files
-        linked = out.resolve()
-        out.unlink()
-        shutil.copytree(linked, out)
+    _unlink_copy(out)  # your extracted folder, linked in: merge into a copy of it, never into your files
     try:
         extract_archive(tar_path, tmp, progress=progress)
         found = sorted(p for p in tmp.rglob(f"VOC{year}") if p.is_dir())
@@ -172,3 +161,11 @@ def _merge_tree(src: Path, dst: Path) -> None:
             q = dst / p.relative_to(src)
             q.parent.mkdir(parents=True, exist_ok=True)
             os.replace(p, q)
+
+
+def _unlink_copy(out: Path) -> None:
+    """When ``out`` links to your folder, make it a copy of that folder (what is merged in never reaches yours)."""
+    if out.is_symlink():
+        linked = out.resolve()
+        out.unlink()
+        shutil.copytree(linked, out)

@@ -6,8 +6,7 @@ from typing import Dict, Optional
 
 from torch import nn
 
-from hrank_ssd.nets.config import NetConfig, PriorSpec
-from hrank_ssd.nets.spec import NetSpec, Rule, header_rules
+from hrank_ssd.nets.spec import NetConfig, NetSpec, PriorSpec, Rule, header_rules
 from hrank_ssd.nets.ssd import SSD, ChannelPlan, extra_blocks, headers
 
 CONFIG = NetConfig(

@@ -1,4 +1,5 @@
-"""Net names and checkpoints to models (``build_model``, ``load_model``), models to checkpoints (``save_model``)."""
+"""Net names and checkpoints to models (``build_model``, ``load_model``), models to checkpoints (``save_model``),
+and whether a downloaded checkpoint fits its manifest entry (``fetch(..., check=fit_problem)``)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from torch import nn
 
 from hrank_ssd.errors import HRankError
 from hrank_ssd.io.files import atomic_save, atomic_write_text
-from hrank_ssd.nets.compress import layer_rates
+from hrank_ssd.nets.compress import layer_rates, parse_compress_rate
 from hrank_ssd.nets.registry import get_net, net_names
 from hrank_ssd.nets.ssd import SSD, ChannelPlan, plan_with_rates
 
@@ -99,7 +100,6 @@ def detect_net(state: Dict[str, torch.Tensor]) -> str:
             return name
     raise HRankError("this checkpoint's backbone matches none of " + ", ".join(net_names()) +
                      ": pass a pytorch-ssd VGG16-SSD or MobileNetV1-SSD checkpoint")
-
 
 
 def layer_names(net: str) -> List[str]:
@@ -191,8 +191,13 @@ def model_from_state_dict(state: Dict[str, torch.Tensor], path="checkpoint", net
         raise HRankError(f"{path} predicts {found_classes} classes (BACKGROUND included) but the label file has "
                          f"{num_classes}: use the label file the model was trained with")
     plan = plan_from_state_dict(state, found)
-    if compress_rate is not None:
-        check_plan(plan, found, compress_rate, path)
+    if compress_rate is not None:  # the first layer whose width the rates do not give is an error
+        expected = plan_with_rates(default_plan(found), layer_rates(compress_rate, plan.num_prunable)).prunable
+        for i, (want, got) in enumerate(zip(expected, plan.prunable)):
+            if want != got:
+                raise HRankError(f"{path} does not match --compress_rate: layer {i + 1} ({layer_names(found)[i]}) "
+                                 f"should have {want} filters but has {got}; drop --compress_rate to infer widths "
+                                 "from the file")
     meta = read_sidecar(path)
     model = build_model(found, found_classes, plan=plan, image_size=image_size or meta.get("image_size"))
     try:
@@ -201,17 +206,6 @@ def model_from_state_dict(state: Dict[str, torch.Tensor], path="checkpoint", net
         first = str(e).split("\n\t", 1)[-1].splitlines()[0][:200]
         raise HRankError(f"{path} does not fit the {found} layout: {first}") from None
     return model
-
-
-def check_plan(plan: ChannelPlan, net: str, compress_rate: Sequence[float], path="checkpoint") -> None:
-    """A one-line error naming the first layer whose width ``plan`` does not share with ``compress_rate``."""
-    rates = layer_rates(compress_rate, get_net(net).num_prunable)
-    expected = plan_with_rates(default_plan(net), rates)
-    names = layer_names(net)
-    for i, (want, got) in enumerate(zip(expected.prunable, plan.prunable)):
-        if want != got:
-            raise HRankError(f"{path} does not match --compress_rate: layer {i + 1} ({names[i]}) should have "
-                             f"{want} filters but has {got}; drop --compress_rate to infer widths from the file")
 
 
 def clean_state_dict(model: nn.Module) -> Dict[str, torch.Tensor]:
@@ -238,3 +232,34 @@ def save_model(model: SSD, path, **extra) -> None:
 def count_parameters(model: nn.Module) -> int:
     """Number of parameters (weights, biases, BatchNorm scales and shifts; not BatchNorm's running statistics)."""
     return sum(p.numel() for p in model.parameters())
+
+
+def expected_widths(net: str, compress_rate: Optional[str]) -> list:
+    """Filters of each prunable layer of ``net`` pruned at ``compress_rate`` (text; None: unpruned)."""
+    plan = default_plan(net)
+    rates = layer_rates(parse_compress_rate(compress_rate), plan.num_prunable) if compress_rate else []
+    return plan_with_rates(plan, rates).prunable
+
+
+def fit_problem(path: Path, art: dict) -> Optional[str]:
+    """Why the checkpoint ``path`` is not the manifest's ``art``, in one line; None when it fits or is no net's."""
+    if art.get("kind") != "weights" or not art.get("net"):
+        return None
+    try:
+        state = read_state_dict(path)
+        net = detect_net(state)
+        widths = plan_from_state_dict(state, net).prunable
+    except HRankError as e:
+        return f"not a usable checkpoint ({e})"
+    if net != art["net"]:
+        return f"a {net} checkpoint, not {art['net']}"
+    rate = art.get("compress_rate")
+    want = expected_widths(net, rate)
+    if widths == want:
+        return None
+    i = next(k for k, (a, b) in enumerate(zip(want, widths)) if a != b)
+    unpruned = expected_widths(net, None)
+    what = "an unpruned" if widths == unpruned else "a differently pruned"
+    target = f"compress rate {rate}" if rate else f"the unpruned {net}"
+    return (f"{what} {net} checkpoint, not the one the manifest names: layer {i + 1} ({layer_names(net)[i]}) has "
+            f"{widths[i]} filters where {target} gives {want[i]}")

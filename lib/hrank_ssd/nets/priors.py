@@ -9,7 +9,7 @@ from typing import Sequence, Tuple
 import torch
 from torchvision.ops import box_convert, box_iou
 
-from hrank_ssd.nets.config import NetConfig
+from hrank_ssd.nets.spec import NetConfig
 
 
 def generate_priors(cfg: NetConfig, feature_map_sizes: Sequence[int] | None = None,

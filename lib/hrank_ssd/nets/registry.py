@@ -6,8 +6,7 @@ from typing import Dict, Tuple
 
 from hrank_ssd.errors import HRankError
 from hrank_ssd.nets import mb1_ssd, vgg16_ssd
-from hrank_ssd.nets.config import NetConfig
-from hrank_ssd.nets.spec import NetSpec
+from hrank_ssd.nets.spec import NetConfig, NetSpec
 
 _NETS: Dict[str, NetSpec] = {}
 

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from hrank_ssd.errors import HRankError
-from hrank_ssd.nets.config import NetConfig
 from hrank_ssd.nets.priors import generate_priors
+from hrank_ssd.nets.spec import NetConfig
 
 
 @dataclass

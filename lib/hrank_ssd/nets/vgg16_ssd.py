@@ -7,8 +7,7 @@ from typing import Dict, List, Optional
 from torch import nn
 
 from hrank_ssd.nets.compress import PRUNED_RATE
-from hrank_ssd.nets.config import NetConfig, PriorSpec
-from hrank_ssd.nets.spec import NetSpec, Rule, chain_rules, header_rules
+from hrank_ssd.nets.spec import NetConfig, NetSpec, PriorSpec, Rule, chain_rules, header_rules
 from hrank_ssd.nets.ssd import SSD, ChannelPlan, extra_blocks, headers
 
 CONFIG = NetConfig(

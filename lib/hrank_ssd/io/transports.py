@@ -1,0 +1,217 @@
+"""How a source's bytes arrive: HTTP(S) with resumable ``.part`` files (Range) and mirrors tried in order, Google
+Drive files and folders through gdown (5.2.2 and 6), each failure in one line."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+import re
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence, Tuple
+
+from tqdm.auto import tqdm
+
+from hrank_ssd.errors import HRankError
+from hrank_ssd.io.archives import match_member
+from hrank_ssd.io.files import remove_path
+from hrank_ssd.io.manifest import member_patterns
+from hrank_ssd.io.verify import CHUNK, QUOTA_MARKERS, SourceFailed, file_problem, log, note_source, one_line
+
+USER_AGENT = "hrank-ssd-downloader"
+TIMEOUT = 20.0  # seconds a connection or read may stall before the mirror counts as failed (dead VOC hosts stall)
+
+
+def part_path(dest: Path) -> Path:
+    """Where ``dest`` is downloaded before it is checked: ``<dest>.part``, kept between runs to resume."""
+    return dest.with_name(dest.name + ".part")
+
+
+def first_good(what: str, attempts: Sequence[Tuple[str, Callable[[], Path]]],
+               problem: Callable[[Path], Optional[str]], failures: List[str], next_one: str = "source") -> Optional[Tuple[int, Path]]:
+    """Run each ``(label, stage)`` of ``attempts`` until one stages a file with no ``problem``: ``(its index, the
+    file)``; None when all fail, each failure logged and added to ``failures``."""
+    for i, (label, stage) in enumerate(attempts):
+        more = f"; trying the next {next_one}" if i + 1 < len(attempts) else ""
+        log(f"{what}: downloading from {label}")
+        try:
+            staged = stage()
+            reason = problem(staged)
+        except SourceFailed as e:
+            failures.append(f"{label}: {e}")
+            log(f"{what}: {label} failed: {e}{more}")
+            continue
+        if reason is None:
+            return i, staged
+        remove_path(staged)
+        failures.append(f"{label}: {reason}")
+        log(f"{what}: {label} gave a bad file ({reason}), deleted it{more}")
+    return None
+
+
+def http_download(url: str, part, *, expected_size: Optional[int] = None, progress: bool = True,
+                  timeout: float = TIMEOUT, desc: Optional[str] = None) -> Path:
+    """Download ``url`` into ``part``, resuming it where the server honours Range; a dropped connection keeps it."""
+    part = Path(part)
+    part.parent.mkdir(parents=True, exist_ok=True)
+    have = part.stat().st_size if part.exists() else 0
+    if expected_size is not None and have > expected_size:
+        part.unlink()
+        have = 0
+    if expected_size is not None and have == expected_size and have > 0:
+        return part  # finished earlier but not yet verified and renamed
+    resp = _open(url, have, timeout)
+    if resp is None:  # 416: our .part is at least as long as the file: start again
+        part.unlink()
+        return http_download(url, part, expected_size=expected_size, progress=progress, timeout=timeout, desc=desc)
+    with resp:
+        mode, start = "wb", 0
+        if getattr(resp, "status", 200) == 206:  # the server sends the rest
+            m = re.match(r"bytes (\d+)-", resp.headers.get("Content-Range", ""))
+            if not m or int(m.group(1)) != have:
+                raise SourceFailed(f"server answered a range that does not start at byte {have}")
+            if have:
+                log(f"  resuming {part.name} at {have} bytes")
+            mode, start = "ab", have
+        elif have:
+            log(f"  {url} ignores HTTP Range: restarting {part.name} from the beginning")
+        length = resp.headers.get("Content-Length")
+        total = start + int(length) if length is not None else expected_size
+        done = _copy(resp, part, mode, start, total, desc or part.name, progress)
+    if length is not None and done != start + int(length):
+        raise SourceFailed(f"connection dropped after {done} of {start + int(length)} bytes; "
+                           f"{part} is kept and the next run resumes it")
+    return part
+
+
+def _open(url: str, have: int, timeout: float):
+    """The response to a GET of ``url`` from byte ``have``; None when the server answers 416 to that range."""
+    headers = {"User-Agent": USER_AGENT}
+    if have:
+        headers["Range"] = f"bytes={have}-"
+    try:
+        # a fresh opener reads the proxy variables now (urlopen's global one keeps those of its first call)
+        return urllib.request.build_opener().open(urllib.request.Request(url, headers=headers), timeout=timeout)
+    except urllib.error.HTTPError as e:
+        if e.code == 416 and have:
+            return None
+        raise SourceFailed(f"HTTP {e.code} {e.reason}") from None
+    except (urllib.error.URLError, OSError) as e:
+        raise SourceFailed(f"unreachable ({one_line(getattr(e, 'reason', e))})") from None
+
+
+def _copy(resp, part: Path, mode: str, start: int, total: Optional[int], desc: str, progress: bool) -> int:
+    """Write the body of ``resp`` into ``part``; return the bytes ``part`` then holds."""
+    done = start
+    with open(part, mode) as f, tqdm(total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024,
+                                     desc=desc, disable=not progress, leave=False) as bar:
+        try:
+            for block in iter(lambda: resp.read(CHUNK), b""):
+                f.write(block)
+                done += len(block)
+                bar.update(len(block))
+        except (OSError, ValueError) as e:
+            raise SourceFailed(f"connection dropped after {done} bytes ({one_line(e)}); "
+                               f"{part} is kept and the next run resumes it") from None
+    return done
+
+
+def download_url(urls: Sequence[str], dest, *, md5: Optional[str] = None, sha256: Optional[str] = None,
+                 size: Optional[int] = None, progress: bool = True, what: Optional[str] = None,
+                 hint: Optional[str] = None) -> Path:
+    """Download the first of ``urls`` with the right checksum to ``dest`` (atomic; a good ``dest`` kept, a
+    ``dest.part`` resumed); else one :class:`HRankError` line: each URL, why, then ``hint``."""
+    dest = Path(dest)
+    what = what or dest.name
+    expected = {"kind": "file", "size": size, "md5": md5, "sha256": sha256}  # checked like a manifest artifact
+    if dest.is_file():
+        reason = file_problem(dest, expected)
+        if reason is None:
+            log(f"{what}: {dest} already present and verified, not downloading")
+            return dest
+        log(f"{what}: existing {dest} is not usable ({reason}); downloading a new copy")
+    stages = [functools.partial(http_download, url, part_path(dest), expected_size=size, progress=progress,
+                                desc=dest.name) for url in urls]
+    failures = []
+    good = first_good(what, list(zip(urls, stages)), lambda p: file_problem(p, expected), failures, "mirror")
+    if good is not None:
+        url, part = urls[good[0]], good[1]
+        os.replace(part, dest)
+        note_source(dest.parent, dest.name, dest, f"http {url}", url)
+        return dest
+    check = f" (md5 {md5})" if md5 else ""
+    hint = hint or f"download it by hand from any mirror into {dest.resolve()}{check} and rerun, or pass --mirror URL"
+    raise HRankError(f"could not download {what}: tried {'; '.join(failures) or 'no mirrors'}; {hint}")
+
+
+def default_transport(kind: str, size: Optional[int], progress: bool) -> Callable[[dict, Path], None]:
+    """The callable ``(source, tmp)`` that downloads a ``kind`` source: urllib for http, else gdown."""
+    if kind == "http":
+        return lambda src, tmp: http_download(src["url"], tmp, expected_size=size, progress=progress)
+    return functools.partial(gdrive_transport if kind == "gdrive" else gdrive_folder_transport, progress=progress)
+
+
+def gdown_reason(e: BaseException) -> str:
+    """What a gdown exception means for the user, in one line."""
+    text = str(e)
+    if "NameResolution" in text or "Max retries exceeded" in text or type(e).__name__ in (
+            "ConnectionError", "ConnectTimeout", "ReadTimeout", "Timeout"):
+        return "drive.google.com unreachable (no network connection?)"
+    if any(m.decode() in text for m in QUOTA_MARKERS) or "quota" in text.lower():
+        return "Google Drive quota exceeded: too many users have viewed or downloaded this file in the last 24 h"
+    if "folder contents" in text or "folder information" in text:  # gdown 6's and gdown 5's words
+        return "Google Drive refused to list the folder (not shared publicly, moved, or too many accesses)"
+    if "Cannot retrieve the public link" in text or "permission" in text.lower():
+        return "Google Drive refused the file (not shared publicly, or quota exceeded)"
+    if isinstance(e, TypeError) and "skip_download" in text:
+        return "this gdown cannot list a Drive folder without downloading it: pip install -U gdown"
+    return f"gdown failed: {one_line(text, 200)}"
+
+
+def gdrive_transport(src: dict, tmp: Path, *, progress: bool = True) -> None:
+    """The ``gdrive`` source (a Drive file id) into ``tmp``; Drive's confirmation form is gdown's business."""
+    import gdown  # requests and BeautifulSoup come with it: loaded only when a Drive source is tried
+
+    try:
+        out = gdown.download(id=src["id"], output=str(tmp), quiet=not progress)
+    except Exception as e:  # gdown raises its own FileURLRetrievalError, requests errors...
+        raise SourceFailed(gdown_reason(e)) from None
+    if out is None or not Path(tmp).exists():
+        raise SourceFailed("gdown got no file (Drive quota exceeded, or the file is not shared publicly)")
+
+
+def gdrive_folder_transport(src: dict, tmp: Path, *, progress: bool = True) -> None:
+    """A shared Drive folder into the folder ``tmp``; with a ``member`` glob, only that file into the file ``tmp``."""
+    if src.get("member"):
+        return gdrive_member_transport(src, tmp, progress=progress)
+    import gdown  # as above: only when a Drive source is tried
+
+    try:
+        out = gdown.download_folder(id=src["id"], output=str(tmp), quiet=not progress)
+    except Exception as e:
+        raise SourceFailed(gdown_reason(e)) from None
+    if not out:
+        raise SourceFailed("gdown got no files from the folder (Drive quota exceeded, or not shared publicly)")
+
+
+def gdrive_member_transport(src: dict, tmp: Path, *, progress: bool = True) -> None:
+    """One file of a Drive folder (``src["member"]``: a glob or a list of them) into ``tmp``, fetched by its id;
+    gdown lists the folder without downloading it."""
+    import gdown  # as above
+
+    kwargs = {"id": src["id"], "skip_download": True, "quiet": not progress}
+    if "remaining_ok" in inspect.signature(gdown.download_folder).parameters:
+        kwargs["remaining_ok"] = True  # gdown 5 refuses a folder listing of 50 files unless told the 50 will do
+    try:
+        files = gdown.download_folder(**kwargs)
+    except Exception as e:
+        raise SourceFailed(gdown_reason(e)) from None
+    if not files:
+        raise SourceFailed("Google Drive refused to list the folder (not shared publicly, moved, or too many "
+                           "accesses)")
+    name = match_member([f.path for f in files], member_patterns(src), src.get("choose"), "file")
+    file_id = {f.path: f.id for f in files}[name]
+    log(f"  {name} is Drive file {file_id} of folder {src['id']}")
+    gdrive_transport({"type": "gdrive", "id": file_id}, tmp, progress=progress)
