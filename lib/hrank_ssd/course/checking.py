@@ -1,5 +1,4 @@
-"""How an exercise check runs a student's function: every case called on copies, any error or wrong answer turned
-into one ``not yet:`` line with a hint, never a traceback (:mod:`hrank_ssd.course.exercises`)."""
+"""How an exercise check runs a student's function: any error or wrong answer is one ``not yet:`` line with a hint."""
 
 from __future__ import annotations
 
@@ -35,8 +34,7 @@ def passed(text: str) -> bool:
 
 
 def short(value, limit: int = 120) -> str:
-    """A value as it reads in a message (tensors, arrays and NumPy numbers as plain lists and numbers, long texts
-    cut)."""
+    """A value as it reads in a message (tensors, arrays and NumPy numbers as plain values, long texts cut)."""
     try:
         return _cut(_plain(value), limit)
     except Exception:  # a student's object whose repr fails

@@ -1,10 +1,5 @@
-"""The course's exercises: each ``check_*`` runs a student's function on a few cases against the library's answer.
-
-A notebook's exercise cell (tag ``exercise``) asks for one small function; its solution sits between
-``# BEGIN SOLUTION`` and ``# END SOLUTION`` and the student's copy gets a placeholder raising
-``NotImplementedError`` (``notebooks/make_notebooks.py``). The check cell below (tag ``check``) calls
-``check_<name>(the function)``, which prints ``correct: ...`` or ``not yet: ...`` with a ``hint:`` and never
-raises (:mod:`hrank_ssd.course.checking`); the course runs the solved notebooks and stops on a check not correct.
+"""The course's exercises: each ``check_*`` runs a student's function on a few cases against the library's answer
+and prints ``correct: ...`` or ``not yet: ...`` with a hint, never raising (:mod:`hrank_ssd.course.checking`).
 """
 
 from __future__ import annotations
@@ -43,8 +38,7 @@ __all__ = ["CORRECT", "HINT", "NOT_YET", "passed"]  # and the check_* functions
 
 
 def _low_rank(rows: int, cols: int, rank: int, seed: int) -> torch.Tensor:
-    """A (rows, cols) map of rank exactly ``rank``: that many random rows, the others zero (no singular value
-    near ``matrix_rank``'s tolerance, so every correct way of computing ranks agrees on it)."""
+    """A (rows, cols) map of rank exactly ``rank``: that many random rows, the others zero."""
     g = torch.Generator().manual_seed(seed)
     fmap = torch.zeros(rows, cols)
     fmap[:rank] = torch.rand(rank, cols, generator=g) + 0.1
@@ -73,8 +67,7 @@ def check_feature_map_rank(fn) -> bool:
 
 
 def check_average_rank(fn) -> bool:
-    """Check ``fn(maps) -> C values``: each filter's rank averaged over the B images of (B, C, H, W) ``maps``
-    (HRank's score), against :func:`hrank_ssd.hrank.ranks.batched_ranks` averaged over dim 0."""
+    """Check ``fn(maps) -> C values``: each filter's rank averaged over the images (HRank's score)."""
     g = torch.Generator().manual_seed(2)
     a = torch.relu(torch.randn(3, 5, 8, 8, generator=g))
     a[0, 1], a[1, 1], a[2, 3] = _low_rank(8, 8, 1, 3), 0.0, _low_rank(8, 8, 2, 4)
@@ -104,8 +97,7 @@ def check_average_rank(fn) -> bool:
 
 
 def check_kept_count(fn) -> bool:
-    """Check ``fn(channels, rate) -> int``, the filters a layer keeps, against
-    :func:`hrank_ssd.nets.ssd.kept_channels` (``max(1, int(c * (1 - rate)))``)."""
+    """Check ``fn(channels, rate) -> int``, the filters a layer keeps, against ``kept_channels``."""
     pairs = [(64, 0.1), (128, 0.1), (256, 0.1), (512, 0.5), (1024, 0.3), (3, 0.9), (100, 0.7), (20, 0.9), (64, 0.0)]
     cases = [Case((c, r), f"channels={c}, rate={r}", kept_channels(c, r)) for c, r in pairs]
 
@@ -137,8 +129,7 @@ def _indices(value) -> Optional[list]:
 
 
 def check_top_filters(fn) -> bool:
-    """Check ``fn(scores, keep) -> indices``, the ``keep`` filters of highest score (any order), against
-    :func:`hrank_ssd.hrank.pruning.select_filters`."""
+    """Check ``fn(scores, keep) -> indices`` of the ``keep`` highest scores against ``select_filters``."""
     rng = np.random.default_rng(0)
     inputs = [(np.array([0.5, 3.0, 1.0, 2.5, 0.1]), 2), (rng.permutation(16).astype(np.float64) * 0.7 + 0.3, 10),
               (np.array([2.0, 1.0, 3.0]), 3), (np.array([4.0, 9.0, 1.0, 7.0]), 1)]
@@ -163,8 +154,7 @@ def check_top_filters(fn) -> bool:
 
 
 def check_distillation_loss(fn) -> bool:
-    """Check ``fn(student, teacher, T) -> number``: summed ``T^2 * KL(softmax(teacher/T) || softmax(student/T))``
-    over (priors, classes) scores, against :meth:`hrank_ssd.train.losses.MultiBoxLoss.distillation`."""
+    """Check ``fn(student, teacher, T)``, the distillation loss, against ``MultiBoxLoss.distillation``."""
     g = torch.Generator().manual_seed(5)
     shapes = [(4, 3, 1.0), (6, 5, 2.0), (3, 21, 4.0)]
     cases = []
@@ -207,8 +197,7 @@ def _pr_curve(hits: Sequence[int], npos: int):
 
 
 def check_voc07_ap(fn) -> bool:
-    """Check ``fn(precision, recall) -> AP``, VOC2007's 11-point AP, against
-    :func:`hrank_ssd.measure.evaluation.compute_ap` (``use_2007_metric=True``)."""
+    """Check ``fn(precision, recall) -> AP``, VOC2007's 11-point AP, against ``compute_ap``."""
     ranked = [([1] * 7, 7, "a perfect detector (7 hits of 7 objects)"),
               ([1, 0, 1, 1, 0, 0, 1, 0, 1], 7, "5 of 7 objects found among 9 detections"),
               ([0, 1, 0, 1, 1, 0, 1, 1, 1, 0, 1], 9, "7 of 9 found, precision rising late"),
@@ -241,8 +230,7 @@ def check_voc07_ap(fn) -> bool:
 
 
 def check_conv_macs(fn) -> bool:
-    """Check ``fn(in_c, out_c, k, out_h, out_w, groups=1) -> MACs`` of one Conv2d against
-    :func:`hrank_ssd.measure.flops.conv_macs`."""
+    """Check ``fn(in_c, out_c, k, out_h, out_w, groups=1) -> MACs`` of one Conv2d against ``conv_macs``."""
     convs = [((3, 57, 3, 300, 300), {}, "conv1_1 of the pruned VGG16-SSD"),
              ((57, 57, 3, 300, 300), {}, "conv1_2 of the pruned VGG16-SSD"),
              ((512, 1024, 3, 19, 19), {}, "fc6"), ((1024, 1024, 1, 19, 19), {}, "fc7 (1x1)"),

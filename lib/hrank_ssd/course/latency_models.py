@@ -1,11 +1,6 @@
-"""The comparison's latency-pruned VGG16-SSDs and the latency table of this machine their widths are chosen on.
-
-- ``latency/vgg16-ssd-<key>.json``: the table at the profile's width and image size, measured here (``<key>``
-  hashes the machine and the table settings). Once the latency-pruned models exist, the table their widths were
-  chosen on (named in their sidecars) is used on any machine; before that each machine measures its own.
-- ``vgg16-ssd-lat-paper-macs``: within the paper rate's exact MACs, the fastest widths keeping ``paper_macs_keep``
-  of the most HRank importance those MACs allow; finetuned exactly as the paper-rate model.
-- ``vgg16-ssd-lat-small``: widths under ``latency_budget`` of the unpruned model's predicted forward.
+"""The comparison's latency-pruned VGG16-SSDs (``vgg16-ssd-lat-paper-macs``: the fastest widths within the paper
+rate's MACs; ``vgg16-ssd-lat-small``: widths under ``latency_budget``) and the latency table they are chosen on:
+this machine's, ``latency/vgg16-ssd-<key>.json``, or once chosen the one their sidecars name.
 """
 
 from __future__ import annotations
@@ -55,9 +50,7 @@ def chosen_table_path(course) -> Optional[Path]:
 
 
 def latency_table(course) -> LatencyTable:
-    """The table that chose the latency-pruned models' widths (:func:`chosen_table_path`), else this machine's
-    (:func:`latency_table_path`) when it loads, else measured here and saved there. Also written to
-    ``results/latency_table.json``; ``course.latency_table_file()`` names the file used."""
+    """The table that chose the latency-pruned widths, else this machine's (measured once); also ``results/latency_table.json``."""
     if course.table is None:
         table = _chosen_table(course)
         course.table = table if table is not None else _own_table(course)
@@ -119,9 +112,7 @@ def min_keep(course, key: str) -> float:
 
 
 def latency_widths(course, key: str, base: Optional[SSD] = None) -> Tuple[budgets.BudgetWidths, str]:
-    """The kept counts of a latency-pruned model and a note naming the fallback needed (empty: none). Where the
-    table's grid has no widths within the cap, the MAC knapsack at the same MACs chooses; a small budget below the
-    cheapest widths is raised a tenth of the way from those to the unpruned forward."""
+    """The kept counts of a latency-pruned model and a note naming the fallback needed (empty: none)."""
     base = base or load_model(course.baseline("vgg16-ssd"))
     if key == PAPER_MACS:
         cap, keep = paper_rate_mac_cap(course), min_keep(course, PAPER_MACS)
@@ -176,9 +167,7 @@ def _budget_row(course, name: str, widths, base: SSD, full_macs: int) -> dict:
 
 
 def budget_table(course, fraction: Optional[float] = None) -> pd.DataFrame:
-    """Kept filters per layer, predicted ms and exact MACs of the unpruned model, the paper rate and the widths
-    under a latency budget of ``fraction`` (default ``latency_budget``) of the unpruned forward; a budget no
-    widths meet gets a row whose ``note`` says the least budget that can be met."""
+    """Kept filters, predicted ms and MACs of the unpruned model, the paper rate and a latency budget ``fraction``."""
     p, base = course.profile, load_model(course.baseline("vgg16-ssd"))
     fraction = p.latency_budget if fraction is None else float(fraction)
     full_macs, paper = macs(base), load_model(course.prune()).plan.prunable
@@ -197,8 +186,7 @@ def budget_table(course, fraction: Optional[float] = None) -> pd.DataFrame:
 
 
 def latency_models(course) -> pd.DataFrame:
-    """Both latency-pruned VGG16-SSDs (before finetuning) beside the unpruned model and the paper rate:
-    ``results/latency_models.csv`` (widths, predicted ms, exact MACs, the budget met)."""
+    """Both latency-pruned VGG16-SSDs beside the unpruned and paper-rate models: ``results/latency_models.csv``."""
     base = load_model(course.baseline("vgg16-ssd"))
     full_macs = macs(base)
     rate = f"compress rate {format_compress_rate(course.profile.compress_rate)}"

@@ -1,11 +1,5 @@
-"""The course's verbs that make models: ``prune(rate)``, ``finetune(key)``, ``model(key)``, the student's choice.
-
-Each saves under ``work/<profile>/models/`` by a readable name and is made once (a re-run reuses the file):
-
-- ``<net>-pruned-<rate>[-<criterion>].pth``: the trained ``net`` pruned at ``rate``, per layer (the paper rate
-  on VGG16-SSD's 14 layers is ``0.1x7_0.5x7``), before finetuning; ``...-ft<epochs>[-kd].pth`` the same finetuned;
-- ``<key>.pth``: a compared model of :data:`~hrank_ssd.course.models.MODELS` (the paper-rate one is
-  ``vgg16-ssd-pruned.pth``); ``choice.json``: the rate the student chose in notebook 02 and its pruned file.
+"""The course's verbs that make models (``prune``, ``finetune``, ``model``, the student's choice), each saved once
+under ``work/<profile>/models/`` by a readable name (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -39,8 +33,7 @@ def rates_of(course, rate=None, net: str = "vgg16-ssd") -> List[float]:
 
 
 def prune(course, rate=None, criterion: str = "hrank", net: str = "vgg16-ssd") -> Path:
-    """The trained ``net`` pruned with ``criterion`` at ``rate`` (default: the profile's), with HRank's ranks:
-    ``models/<net>-pruned-<rate>[-<criterion>].pth``, made once."""
+    """The trained ``net`` pruned with ``criterion`` at ``rate`` (default the profile's): ``models/<net>-pruned-<rate>[-<criterion>].pth``."""
     rates = rates_of(course, rate, net)
     out = course.path(f"{net}-pruned-{rate_name(rates)}" + ("" if criterion == "hrank" else f"-{criterion}"))
     if not out.is_file():
@@ -53,9 +46,7 @@ def prune(course, rate=None, criterion: str = "hrank", net: str = "vgg16-ssd") -
 
 def finetune_rate(course, rate=None, epochs: Optional[int] = None, criterion: str = "hrank", distill: bool = False,
                   hooks=None) -> Path:
-    """:func:`prune` then finetune ``epochs`` (default ``finetune_epochs``; the original train_ssd_prune_eval.py),
-    with distillation from the unpruned model when asked. At the profile's rate with HRank it is the compared
-    ``vgg16-ssd-pruned.pth`` (the published one on full). ``hooks``: training hooks (a live loss curve)."""
+    """:func:`prune` then finetune ``epochs`` (default ``finetune_epochs``), distilled from the unpruned model if asked."""
     p, rates = course.profile, rates_of(course, rate)
     epochs = p.finetune_epochs if epochs is None else epochs
     key = finetuned_key(course, rates, epochs, criterion, distill)
@@ -69,8 +60,7 @@ def finetune_rate(course, rate=None, epochs: Optional[int] = None, criterion: st
 
 
 def finetuned_key(course, rates, epochs: int, criterion: str = "hrank", distill: bool = False) -> str:
-    """The model key :func:`finetune_rate` saves under: ``vgg16-ssd-pruned`` for the compared finetune, else
-    ``vgg16-ssd-pruned-<rate>[-<criterion>]-ft<epochs>[-kd]``."""
+    """The model key :func:`finetune_rate` saves under (``vgg16-ssd-pruned`` for the compared finetune)."""
     if list(rates) == rates_of(course) and criterion == "hrank" and epochs == course.profile.finetune_epochs \
             and not distill:
         return "vgg16-ssd-pruned"
@@ -92,8 +82,7 @@ def finetune(course, key: str, hooks=None) -> Path:
 
 
 def model(course, key: str) -> Path:
-    """The checkpoint of the compared model ``key``, made here when missing. On full, when the published pruned
-    model cannot be had, the student's own (:func:`finetune_choice`) stands in, said once and recorded."""
+    """The checkpoint of the compared model ``key``, made when missing (the student's own when the published is not had)."""
     m = BY_KEY[key]
     if m.made == "trained":
         return course.baseline(m.net)
@@ -119,8 +108,7 @@ def model_epochs(course, key: str) -> int:
 
 
 def choose_compress_rate(course, rate) -> str:
-    """Record ``rate`` as the one notebook 03 finetunes (``work/<profile>/choice.json``, naming its pruned file,
-    made here); returns it as text. A rate that leaves a layer without filters is refused here."""
+    """Record ``rate`` (as text, returned) as the one notebook 03 finetunes: ``work/<profile>/choice.json``."""
     rates = rates_of(course, rate)
     text, pruned = format_compress_rate(rates), course.prune(rates)
     atomic_write_text(course.work / CHOICE_FILE, json.dumps({"compress_rate": text, "pruned": pruned.name}) + "\n")
@@ -128,8 +116,7 @@ def choose_compress_rate(course, rate) -> str:
 
 
 def chosen_compress_rate(course) -> Tuple[List[float], str]:
-    """The per-layer rate notebook 03 finetunes and where it comes from (notebook 02's choice, else the
-    profile's); an unreadable choice file is reported and the profile's rate used."""
+    """The per-layer rate notebook 03 finetunes and where it comes from (notebook 02's choice, else the profile's)."""
     path = course.work / CHOICE_FILE
     if path.is_file():
         try:
@@ -142,8 +129,7 @@ def chosen_compress_rate(course) -> Tuple[List[float], str]:
 
 
 def finetune_choice(course, hooks=None) -> Path:
-    """Notebook 03: the chosen rate finetuned (at the profile's rate offline, the compared model itself; where
-    the published model stands in, ``student_finetune_epochs``). Resumable; its log is ``course.log_file(path)``."""
+    """Notebook 03: the chosen rate finetuned (resumable; its log is ``course.log_file(path)``)."""
     return course.finetune_rate(course.chosen_compress_rate()[0], own_epochs(course.profile), hooks=hooks)
 
 
@@ -178,8 +164,7 @@ class PruningTrial:
 
 
 def try_compress_rate(course, rate) -> PruningTrial:
-    """:func:`prune` at ``rate`` and measure it without finetuning: kept filters per layer, parameters, MACs and
-    mAP on the first ``quick_map_images`` test images."""
+    """:func:`prune` at ``rate`` measured without finetuning: kept filters, parameters, MACs, quick mAP."""
     rates = rates_of(course, rate)
     base, pruned = load_model(course.baseline("vgg16-ssd")).eval(), load_model(course.prune(rates)).eval()
     images = course.test_dataset(course.profile.quick_map_images)
@@ -194,8 +179,7 @@ def try_compress_rate(course, rate) -> PruningTrial:
 
 
 def suggested_rate(course, sensitivity: pd.DataFrame) -> pd.DataFrame:
-    """The sensitivity scan's suggestion for the MAC cut of the profile's rate, tried beside that rate (layers
-    the scan did not cover stay unpruned)."""
+    """The sensitivity scan's suggestion at the profile rate's MAC cut, tried beside that rate."""
     paper = course.try_compress_rate(course.profile.compress_rate)
     base = load_model(course.baseline("vgg16-ssd"))
     rows = [{"rate": "profile's rate", "note": "", **paper.row()}]

@@ -1,6 +1,5 @@
-"""The course's measurements of the compared models (mAP, FLOPs, speed, where the time goes, the video demo) and
-its lessons beside the main pipeline (notebook 01: rank stability and comparison; 02: sensitivity, criteria, dead
-filters, fine-grained pruning; 03: distillation, resume). Each writes its results files and returns the table.
+"""The course's measurements of the compared models and its lessons beside the main pipeline (notebooks 01-03);
+each writes its results files and returns the table.
 """
 
 from __future__ import annotations
@@ -79,8 +78,7 @@ def bench(course) -> pd.DataFrame:
 
 
 def frontier(course) -> pd.DataFrame:
-    """The compared models as evaluated, timed here (interleaved; median and p90 ms), with exact MACs, params,
-    the latency table's prediction (VGG16-SSDs) and finetune epochs: ``frontier.csv``, ``frontier_machine.json``."""
+    """The compared models as evaluated, timed here, with MACs, params, predicted ms, epochs: ``frontier.csv``."""
     models = {k: load_model(course.model(k)) for k in MODEL_KEYS}
     table = course.latency_table()
     front = _bench(course, models, "frontier", predict=False)
@@ -94,8 +92,7 @@ def frontier(course) -> pd.DataFrame:
 
 
 def layer_speed(course) -> Tuple[pd.DataFrame, pd.DataFrame, Dict[str, float]]:
-    """Where the full-size pruned VGG16-SSD's CPU time goes: per-layer time and MACs of both models, the same by
-    pruning group, and the speed-up a MAC-proportional time would give (``mac_ceiling``)."""
+    """Where the full-size pruned VGG16-SSD's time goes: per layer, per pruning group, and the MAC ceiling."""
     p = course.profile
     models = {"full": build_model("vgg16-ssd", 21).eval(),
               "pruned": build_model("vgg16-ssd", 21, compress_rate=p.compress_rate).eval()}
@@ -109,8 +106,7 @@ def layer_speed(course) -> Tuple[pd.DataFrame, pd.DataFrame, Dict[str, float]]:
 
 
 def street_clip(course) -> Tuple[Optional[Path], Optional[str]]:
-    """The real street clip and its source: ``../shared`` beside the checkout, else (full) the manifest's
-    ``street-clip``; ``(None, None)`` when neither is available (the reason printed)."""
+    """The real street clip and its source (``../shared``, else the manifest's on full), else ``(None, None)``."""
     shared = repo_root().joinpath(*SHARED_VIDEO)
     if shared.is_file():
         return shared, "real clip (../shared)"
@@ -123,8 +119,7 @@ def street_clip(course) -> Tuple[Optional[Path], Optional[str]]:
 
 
 def video(course, clip=None, out_name: str = "demo_pruned.mp4") -> dict:
-    """The finetuned pruned detector on ``clip`` (else :func:`street_clip`, else a synthetic pan over the test
-    images): ``run_dir/video/<out_name>`` and ``results/video.json``, which says which clip was used."""
+    """The finetuned pruned detector on ``clip`` (else the street clip, else a synthetic one): ``results/video.json``."""
     out_dir = course.run_dir / "video"
     out_dir.mkdir(parents=True, exist_ok=True)
     clip, source = (clip, "given clip") if clip is not None else street_clip(course)
@@ -159,8 +154,7 @@ def _trainval(course, model=None) -> VOCDataset:
 
 
 def rank_stability(course) -> pd.DataFrame:
-    """Ranks of two disjoint sets of ``stability_images`` training images (and of ``stability_few`` against the
-    other set) compared per layer: Spearman's correlation and the share of kept filters that would change."""
+    """Ranks of two disjoint sets of training images compared per layer (``rank_stability.csv``)."""
     p, model = course.profile, load_model(course.baseline("vgg16-ssd"))
     with course.timed("rank stability"):
         table = stability_table(model, _trainval(course, model), p.stability_images, p.stability_few,
@@ -170,8 +164,7 @@ def rank_stability(course) -> pd.DataFrame:
 
 
 def rank_comparison(course) -> pd.DataFrame:
-    """The student's ranks against the published ones: per layer, how many of the kept filters at the profile's
-    rate both keep. Empty (the reason printed) when the published ranks are unavailable."""
+    """Per layer, how many of the kept filters the student's and the published ranks share (empty without them)."""
     published = course.published_ranks()
     if published is None:
         print("no comparison: the published ranks are unavailable (see above), so yours stand in for them",
@@ -217,8 +210,7 @@ def distillation(course) -> pd.DataFrame:
 
 
 def fine_grained(course) -> pd.DataFrame:
-    """The baseline, its HRank-pruned copy at the profile's rate (no finetuning) and the baseline with as many
-    smallest weights zeroed per tensor: sparsity, MACs, mAP on ``sensitivity_images`` images, latency."""
+    """The baseline, its HRank-pruned copy and the baseline magnitude-pruned to the same sparsity, compared."""
     p = course.profile
     model, pruned = load_model(course.baseline("vgg16-ssd")), load_model(course.prune())
     with course.timed("fine-grained"):
@@ -228,16 +220,14 @@ def fine_grained(course) -> pd.DataFrame:
 
 
 def dead_filters(course) -> pd.DataFrame:
-    """Per layer of the baseline: near-dead filters (average rank below 1) and how many of them L1 and HRank keep
-    at the profile's rate."""
+    """Per layer: near-dead filters (average rank below 1) and how many of them L1 and HRank keep."""
     model = load_model(course.baseline("vgg16-ssd"))
     ranks = load_ranks(course.rank_dir(), model.cfg.name, model.plan.prunable)
     return _saved(course, dead_filter_table(model, course.profile.compress_rate, ranks), "dead_filters.csv")
 
 
 def resume_lesson(course) -> pd.DataFrame:
-    """The paper-rate pruned model finetuned two epochs on ``resume_images`` images, straight through and stopped
-    mid-epoch then resumed (``work/<profile>/resume-lesson/``, afresh each time): every step's loss of both."""
+    """Two short finetune epochs straight through and stopped then resumed: every step's loss of both."""
     p = course.profile
     images = min(p.resume_images, len(_trainval(course)))
     cfg = course.train_config("vgg16-ssd", 2, p.finetune_lr, 1.0, course.work / "resume-lesson",

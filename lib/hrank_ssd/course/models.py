@@ -1,8 +1,4 @@
-"""The course's six compared models, in one table: key, titles, how each is made, from what, how long finetuned.
-
-Everything that lists models (the report, ``Course.evaluate``/``bench``/``frontier``, the notebooks) reads
-:data:`MODELS`; ``Course.model(key)`` makes or fetches each (:mod:`hrank_ssd.course.making`).
-"""
+"""The course's six compared models in one table, :data:`MODELS`: everything that lists models reads it."""
 
 from __future__ import annotations
 
@@ -14,9 +10,7 @@ from hrank_ssd.nets.compress import format_compress_rate
 
 @dataclass(frozen=True)
 class CompareModel:
-    """One compared model. ``made``: ``trained`` (offline; the published weights on full), ``rate`` (HRank at the
-    profile's ``setting``, a compress rate) or ``latency`` (HRank widths under the budget ``setting`` names);
-    ``epochs``: the profile field of its finetune epochs (None: not finetuned)."""
+    """One compared model: ``made`` ``trained``, ``rate`` or ``latency`` (from ``setting``); ``epochs``: its profile field."""
 
     key: str
     title: str  # the report's
@@ -49,15 +43,13 @@ FINETUNED = tuple(m.key for m in MODELS if m.epochs)
 
 
 def own_epochs(profile) -> int:
-    """The course's own finetune at the paper rate: ``student_finetune_epochs`` where the published pruned model
-    stands in for the original's long finetune, else ``finetune_epochs``."""
+    """The course's own paper-rate finetune: ``student_finetune_epochs`` where the published model stands in."""
     published = profile.use_published_pruned and not profile.synthetic
     return (profile.student_finetune_epochs or profile.finetune_epochs) if published else profile.finetune_epochs
 
 
 def finetune_epochs(profile, key: str, substituted: bool = False) -> int:
-    """The finetune epochs of the compared model ``key`` (0: not finetuned). The paper-rate model is the published
-    one's (``finetune_epochs``) unless the student's own stands in for it (``substituted``)."""
+    """The finetune epochs of the compared model ``key`` (0: not finetuned; ``substituted``: the student's own)."""
     model = BY_KEY[key]
     if model.epochs is None:
         return 0

@@ -1,6 +1,5 @@
-"""A whole course run (``python -m hrank_ssd course``): the notebooks executed with papermill in order (a kernel
-each, as on Colab, or one shared kernel), or the same ``Course`` calls without them, then the report. The course
-runs the solved copies (``notebooks/solutions/``) and every check cell must say ``correct`` (:func:`failed_checks`).
+"""A whole course run: the notebooks executed with papermill (solved copies; every check cell must say
+``correct``), or the same ``Course`` calls without them, then the report.
 """
 
 from __future__ import annotations
@@ -34,8 +33,7 @@ def notebook_paths(folder, solved: bool = True) -> list:
 
 
 def failed_checks(path) -> list:
-    """The check cells of the executed notebook ``path`` that printed a ``not yet`` line or fewer ``correct`` lines
-    than their ``exercises.check_*`` calls: ``[(execution count, first 'not yet' line or 'no verdict printed')]``."""
+    """The check cells of an executed notebook without a ``correct`` per check: ``[(execution count, line)]``."""
     import nbformat
 
     failed = []
@@ -64,10 +62,7 @@ def notebook_params(profile: str, run_dir, work_dir, device=None) -> dict:
 def execute_notebooks(paths, run_dir, profile: str, work_dir, device=None, cwd=None, log=print,
                       kernel_name: str = "python3", progress: bool = False, one_kernel: bool = False,
                       checks: bool = True, cell_timeout: float | None = None) -> list:
-    """Execute ``paths`` in order with papermill (:func:`notebook_params` injected) into ``run_dir/notebooks``;
-    a failing cell, or (``checks``) a check cell not saying ``correct``, is one :class:`HRankError` line.
-    ``one_kernel``: one kernel for all, each notebook opening with ``%reset_selective -f .`` (the tests' shortcut:
-    starting torch in seven kernels is slow). ``cell_timeout``: seconds a cell may run (None: no limit)."""
+    """Execute ``paths`` in order into ``run_dir/notebooks`` (``one_kernel``: one shared kernel); failures are one line."""
     _papermill()  # a missing papermill is one line before anything starts
     out_dir = Path(run_dir).resolve() / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -205,12 +200,7 @@ def run_course(profile: str, runs="runs", work="work", run_dir: Optional[Path] =
                notebooks: Optional[Path] = None, steps: Optional[Sequence[str]] = None,
                readme: Optional[Path] = None, log: Callable[[str], None] = print,
                progress: bool = False) -> Tuple[Path, Path]:
-    """Run the course into ``run_dir`` (default: a new ``runs/<timestamp>`` that ``runs/latest`` points to) and
-    write its report; return (report.md, report.html).
-
-    ``notebooks``: the folder whose notebooks run in order, each in its own kernel; None: the Course steps run
-    directly (``steps``, default all). ``readme``: a README.md whose results block is refreshed afterwards.
-    ``progress``: progress bars (cells per notebook, or the steps' own)."""
+    """Run the course (``notebooks``' notebooks, else the Course ``steps``) into ``run_dir`` and write the report."""
     if device:
         resolve_device(device)  # a clear error for a bad device before anything runs
     check_report_needs()

@@ -1,6 +1,6 @@
-"""The report's own plots (the sensitivity, criteria and loss plots are their modules'): PNGs for report.md,
-figures for the notebooks. One data set per axis: our models (:func:`plot_frontier`) and the published figures
-(:func:`plot_published`) never share one."""
+"""The report's own plots; our models (:func:`plot_frontier`) and the published figures (:func:`plot_published`)
+never share an axis.
+"""
 
 from __future__ import annotations
 
@@ -57,9 +57,7 @@ def _frontier_panel(ax, table: pd.DataFrame, x_col: str, flag: str, x_label: str
 
 
 def plot_frontier(table: pd.DataFrame, machine: str, path=None):
-    """Our models as evaluated (:func:`~hrank_ssd.course.report_tables.frontier_table`): mAP against the forward
-    latency measured on ``machine`` (left) and against exact GMACs (right), the Pareto frontier marked. Only our
-    data: the published figures have their own plot (:func:`plot_published`). Saves it when ``path``."""
+    """Our models' mAP against forward latency measured on ``machine`` and against exact GMACs, frontier marked."""
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     _frontier_panel(axes[0], table, "forward ms", "frontier (latency)", "forward latency, ms (measured here, batch 1)")
@@ -74,8 +72,7 @@ def plot_frontier(table: pd.DataFrame, machine: str, path=None):
 
 
 def plot_published(points: pd.DataFrame, path=None):
-    """Theirs (:func:`~hrank_ssd.course.report_tables.published_points`): the original project's published mAP on
-    VOC2007 test against the full-size detectors' exact GMACs."""
+    """Theirs: the original project's published mAP against the full-size detectors' exact GMACs."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
     ax.scatter(points["GMACs (full size)"], points["mAP (theirs, published)"], s=50, facecolors="none",

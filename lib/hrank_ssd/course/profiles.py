@@ -1,11 +1,5 @@
-"""The course's profiles: every size, rate and switch a course run uses, by name.
-
-- ``offline``: synthetic VOC-format data and small models trained here, no network (local default).
-- ``full``: real VOC and the original project's weights and ranks (``weights_manifest.json``); its own finetunes
-  are short (``student_finetune_epochs``, ``small_finetune_epochs`` at ``short_finetune_lr``) where the published
-  pruned model stands in for the original's long finetune.
-- ``tiny``: the offline pipeline shrunk to seconds, for tests.
-- ``full-rehearsal``: ``full`` at CPU sizes, run by ``tools/rehearse.py`` against a local stand-in world.
+"""The course's profiles: ``offline`` (synthetic, local default), ``full`` (real VOC, the published weights),
+``tiny`` (for tests) and ``full-rehearsal`` (``full`` at CPU sizes, for ``tools/rehearse.py``).
 """
 
 from __future__ import annotations
@@ -88,8 +82,7 @@ class Profile:
     notes: Dict[str, str] = field(default_factory=dict, compare=False)
 
     def finetune_lr_for(self, epochs: int) -> float:
-        """The learning rate of a VGG16-SSD finetune of ``epochs`` epochs: ``short_finetune_lr`` (when set) for
-        one shorter than ``finetune_epochs``, else ``finetune_lr``."""
+        """The rate of a VGG16-SSD finetune of ``epochs``: ``short_finetune_lr`` when set and shorter, else ``finetune_lr``."""
         if self.short_finetune_lr is not None and epochs < self.finetune_epochs:
             return self.short_finetune_lr
         return self.finetune_lr

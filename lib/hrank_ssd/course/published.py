@@ -1,9 +1,5 @@
-"""The original project's published results, read from their one copy, ``published.json`` beside this module.
-
-The file quotes the original HRank-SSD project's README (its source, environment and metric are named in it):
-per-class VOC2007 test APs and mAP of VGG16-SSD, VGG16-SSD pruned at ``[0.1]*7+[0.5]*9`` and MobileNetV1-SSD,
-their eval script's average predict time on a Colab T4, and the commands and settings of their finetune and rank
-generation. Nothing here is computed from our runs; every table that shows these numbers labels them as theirs.
+"""The original project's published results (VOC2007 test APs, T4 predict times, their finetune), read from their
+one copy, ``published.json``; every table that shows them labels them as theirs.
 """
 
 from __future__ import annotations

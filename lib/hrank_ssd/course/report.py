@@ -1,9 +1,6 @@
-"""The course report: every results file of a run turned into tables, plots, report.md and report.html.
-
-``write_report(run_dir)`` reads ``run_dir/results/`` (:mod:`hrank_ssd.course.results`); every number is read or
-computed from those files (:mod:`~hrank_ssd.course.report_tables`) except the original project's published
-figures, always labelled as theirs. A missing file's section says what writes it. ``update_readme`` replaces the
-README's ``results`` (and ``published``) marked blocks with :func:`readme_results_block` (:func:`published_block`).
+"""The course report: a run's results files turned into tables, plots, report.md and report.html, and the
+README's generated blocks. Every number is read or computed from those files except the original project's
+published figures, always labelled as theirs.
 """
 
 from __future__ import annotations
@@ -120,8 +117,7 @@ def readme_results_block(run_dir) -> str:
 
 
 def replace_marked_block(path, start_marker: str, end_marker: str, block: str) -> Path:
-    """Replace the text between ``start_marker`` and ``end_marker`` of the file ``path`` with ``block`` (atomic);
-    the markers stay. A missing file or marker is a one-line error."""
+    """Replace the text between the two markers of the file ``path`` with ``block`` (atomic; a missing file or marker is a one-line error)."""
     path = Path(path)
     if not path.is_file():
         raise HRankError(f"{path} not found: pass the README.md that holds the {start_marker} markers")
@@ -135,8 +131,7 @@ def replace_marked_block(path, start_marker: str, end_marker: str, block: str) -
 
 
 def published_block() -> str:
-    """The original project's figures for the README, from :mod:`hrank_ssd.course.published`: mAP and T4 predict
-    time per model, the striking speed fact, and the source."""
+    """The original project's figures for the README: mAP and T4 predict time per model, the speed fact, the source."""
     rate = published_finetune()["compress_rate"]
     table = pd.DataFrame([{"model": title(k) + (f", `{rate}`" if k == "vgg16-ssd-pruned" else ""),
                            "mAP (theirs)": m, "Avg predict ms (theirs, T4)": PUBLISHED_PREDICT_MS[k]}
@@ -147,8 +142,7 @@ def published_block() -> str:
 
 
 def update_readme(readme_path, run_dir) -> Path:
-    """Replace the text between the results markers of ``readme_path`` with :func:`readme_results_block`, and
-    the published block (when the file has its markers) with :func:`published_block`."""
+    """Replace the README's results block with :func:`readme_results_block` and its published block, if any."""
     path = replace_marked_block(readme_path, README_START, README_END, readme_results_block(run_dir))
     if PUBLISHED_START in Path(path).read_text(encoding="utf-8"):
         replace_marked_block(path, PUBLISHED_START, PUBLISHED_END, published_block())

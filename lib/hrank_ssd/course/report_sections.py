@@ -1,6 +1,4 @@
-"""The sections of report.md, in order: each reads the loaded results files and writes its part of a
-:class:`Page`; a missing file becomes a note saying what writes it (:func:`~hrank_ssd.course.results.missing_note`).
-"""
+"""The sections of report.md, in order: each writes its part of a :class:`Page` from the loaded results files."""
 
 from __future__ import annotations
 

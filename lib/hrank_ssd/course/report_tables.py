@@ -1,8 +1,5 @@
-"""The report's tables, computed from a run's results files (:func:`hrank_ssd.course.results.load_results`).
-
-The only numbers not computed here are the original project's published figures, read from their one copy
-(:mod:`hrank_ssd.course.published`: mAP, per-class AP, T4 predict time; :func:`hrank_ssd.measure.published_flops.published_for`:
-params and FLOPs) and always labelled as theirs.
+"""The report's tables, computed from a run's results files; the original project's published figures are
+read from their one copy (:mod:`hrank_ssd.course.published`, ``measure.published_flops``), labelled as theirs.
 """
 
 from __future__ import annotations
@@ -118,8 +115,7 @@ def _comparison_row(key: str, mp, bench, flops: Dict[str, dict]) -> Optional[dic
 
 
 def comparison_table(res: Dict[str, object], keys: Optional[Sequence[str]] = None) -> pd.DataFrame:
-    """One row per model: our mAP, their published mAP, predict time, FPS, params and MACs (from the files).
-    ``keys``: these models only (e.g. :data:`FULL_SIZE_KEYS`); default every model the files name."""
+    """One row per model (``keys``, default every model the files name): our and their mAP, predict time, FPS, params, MACs."""
     mp, bench, flops = res.get("map.csv"), res.get("bench.csv"), flops_by_key(res.get("flops.csv"))
     if keys is None:
         keys = list(MODEL_KEYS)
@@ -132,8 +128,7 @@ def comparison_table(res: Dict[str, object], keys: Optional[Sequence[str]] = Non
 
 
 def pareto_mask(cost: Sequence[float], quality: Sequence[float]) -> List[bool]:
-    """Which points lie on the Pareto frontier: no other point costs no more and scores no less while doing
-    strictly better in one of the two. Equal points are all on it; a point with a NaN is on it never."""
+    """Which points no other point beats (costs no more, scores no less, better in one); a NaN point never."""
     points = [(float(c), float(q)) for c, q in zip(cost, quality)]
     valid = [p for p in points if not (math.isnan(p[0]) or math.isnan(p[1]))]
 
@@ -148,9 +143,7 @@ FRONTIER_FORMATS = {"mAP": ".4f", "forward ms": ".2f", "predicted ms": ".2f", "G
 
 
 def frontier_table(res: Dict[str, object]) -> pd.DataFrame:
-    """The compared models as evaluated: ``map.csv``'s mAP beside ``frontier.csv`` (latency measured and
-    predicted, GMACs, params, finetune epochs), speed-ups over the same net's unpruned model and VGG16-SSD, the
-    Pareto frontiers of mAP against latency and MACs, and a plot ``label``. Empty when either file is missing."""
+    """``map.csv``'s mAP beside ``frontier.csv``, with speed-ups, Pareto flags and a plot ``label`` (empty without either)."""
     mp, fr = res.get("map.csv"), res.get("frontier.csv")
     if mp is None or fr is None:
         return pd.DataFrame()
@@ -173,8 +166,7 @@ def frontier_table(res: Dict[str, object]) -> pd.DataFrame:
 
 
 def short_finetune_note(epochs) -> str:
-    """A note for a model finetuned much shorter than the original project's pruned model (under
-    :data:`SHORT_FINETUNE` of its published epochs), from the numbers: empty for 0 (not finetuned) or a long one."""
+    """A note for a model finetuned under :data:`SHORT_FINETUNE` of the published epochs (empty otherwise)."""
     try:
         epochs = float(epochs)
     except (TypeError, ValueError):
@@ -193,9 +185,7 @@ def frontier_display(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def published_points(flops: Optional[pd.DataFrame]) -> pd.DataFrame:
-    """Theirs, one data set: the original project's published mAP (VOC2007 test) against the exact GMACs of the
-    same full-size detectors (``flops.csv``: width 1, 300x300, 21 classes, counted by ``measure.flops``). Empty
-    without ``flops.csv``."""
+    """Their published mAP against the exact GMACs of the same full-size detectors (empty without ``flops.csv``)."""
     fl = flops_by_key(flops)
     return pd.DataFrame([{"model": title(k), "mAP (theirs, published)": m, "GMACs (full size)": fl[k]["MACs"] / 1e9}
                          for k, m in PUBLISHED_MAP.items() if k in fl])
@@ -239,9 +229,7 @@ def per_class_pivot(per_class: pd.DataFrame) -> pd.DataFrame:
 
 
 def published_ap_table(per_class: Optional[pd.DataFrame] = None) -> pd.DataFrame:
-    """Their per-class AP (VOC2007 test, :mod:`~hrank_ssd.course.published`) for the three models they published,
-    with ours beside each (``per_class_ap.csv``) where our run evaluated the same classes (the full profile); the
-    mean (their mAP) as the last row."""
+    """Their per-class AP per model, ours beside it where this run evaluated the same classes; the mean last."""
     theirs = published_ap()
     table = pd.DataFrame(index=theirs.index)
     ours = per_class.pivot_table(index="class", columns="model", values="ap", sort=False) \
@@ -259,8 +247,7 @@ def published_ap_table(per_class: Optional[pd.DataFrame] = None) -> pd.DataFrame
 
 
 def published_table(flops: pd.DataFrame, columns: List[str]) -> pd.DataFrame:
-    """``flops.csv``'s counts by the original project's rules with their published figures beside them (NaN where
-    they have none)."""
+    """``flops.csv``'s counts by the original project's rules beside their published figures (NaN: none)."""
     table = flops[columns].copy()
     pubs = [published_flops(r.get("net"), r.get("compress_rate")) for _, r in flops.iterrows()]
     table["theirs: params (published)"] = [p["params"] if p else float("nan") for p in pubs]

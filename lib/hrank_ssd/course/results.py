@@ -33,8 +33,7 @@ TOTAL_TIME = "course, all steps"  # timings.json's entry for a whole `course` ru
 
 @dataclass(frozen=True)
 class Producer:
-    """What writes a results file: the ``Course`` call, the notebooks that make it (all of :data:`NOTEBOOKS`:
-    any notebook; none: no notebook) and the ``--steps`` name that runs it ("all": every one; None: none)."""
+    """What writes a results file: the ``Course`` call, its notebooks and its ``--steps`` name ("all": every one)."""
 
     call: str
     notebooks: Tuple[str, ...]
@@ -125,8 +124,7 @@ def repo_root() -> Path:
 
 
 def open_run_dir(runs, run_dir: Optional[Path] = None) -> Path:
-    """``run_dir`` (created) when given, else a new ``runs/<YYYYmmdd-HHMMSS>`` that ``runs/latest`` points to: a
-    relative symlink, or where links are impossible ``runs/LATEST`` holding the run folder's name."""
+    """``run_dir`` (created), else a new ``runs/<YYYYmmdd-HHMMSS>`` that ``runs/latest`` (or ``runs/LATEST``) names."""
     if run_dir is not None:
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -189,8 +187,7 @@ def add_timing(results: Path, step: str, seconds: float) -> None:
 
 
 def load_results(run_dir) -> Dict[str, object]:
-    """Every results file of ``run_dir/results`` the report reads, by name (absent ones are None); the training
-    logs under ``"logs"`` as {model key: frame}, the course's models first."""
+    """Every results file the report reads, by name (absent: None); training logs under ``"logs"`` by model key."""
     run_dir = Path(run_dir)
     results = run_dir / "results"
     if not run_dir.is_dir():

@@ -1,12 +1,5 @@
-"""What an SSD is, as a table and a picture: the source feature maps, their priors, what the headers predict.
-
-SSD (Liu et al. 2016) looks at an image through several *source* feature maps of falling resolution (VGG16-SSD:
-38x38 from conv4_3, 19x19 from fc7, then 10x10, 5x5, 3x3 and 1x1 from the extras). At every cell of a source map
-sit a few *priors* (default boxes) of fixed sizes and shapes, centred on the cell; a large map has many small
-priors (small objects), a small map a few large ones. For every prior two 3x3 conv *headers* predict
-``num_classes`` class scores (background included: 21 on VOC) and 4 box offsets (how to move and stretch the
-prior into the object's box, :func:`hrank_ssd.nets.priors.decode`). The priors are in ``model.priors``
-(``(cx, cy, w, h)`` relative to the image), in order: per source, rows then columns, then the boxes of a cell.
+"""What an SSD is, as a table and a picture: the source feature maps, their priors (default boxes), and what the
+headers predict for each prior (class scores and box offsets).
 """
 
 from __future__ import annotations
@@ -22,9 +15,7 @@ from hrank_ssd.nets.ssd import SSD
 
 
 def source_table(model: SSD) -> pd.DataFrame:
-    """One row per source map: its size (``H`` = ``W``), ``channels`` (what the headers read), ``stride`` in
-    input pixels, ``boxes_per_location``, ``priors`` (boxes x H x W), the smallest prior's side in pixels, and
-    the headers' outputs per cell: ``class_scores`` (boxes x classes) and ``box_offsets`` (boxes x 4)."""
+    """One row per source map: size, channels, stride, boxes per cell, priors, smallest prior, header outputs."""
     sizes = model.feature_map_sizes(model.image_size)
     reference = model.image_size == model.cfg.image_size
     rows = []
@@ -50,8 +41,7 @@ def source_priors(model: SSD) -> List[torch.Tensor]:
 
 
 def cell_priors(model: SSD, source: int, point: Tuple[float, float]) -> torch.Tensor:
-    """The priors (``boxes_per_location`` rows) of the cell of source map ``source`` (1-based) whose centre is
-    nearest to ``point`` (x, y relative to the image, e.g. an object's centre)."""
+    """The priors of the cell of source ``source`` (1-based) whose centre is nearest to ``point`` (x, y relative)."""
     priors = source_priors(model)[source - 1]
     boxes = model.cfg.specs[source - 1].boxes_per_location
     centres = priors[::boxes, :2]
@@ -60,9 +50,7 @@ def cell_priors(model: SSD, source: int, point: Tuple[float, float]) -> torch.Te
 
 
 def plot_priors(model: SSD, image: np.ndarray, sources: Sequence[int] = (1, 5), point=(0.5, 0.5)):
-    """One panel per source map (1-based): ``image`` as the network sees it (squeezed to a square), a dot at the
-    centre of every cell (H x W dots, each standing for ``boxes_per_location`` priors) and, at the cell nearest to
-    ``point``, its priors drawn as boxes. Returns the figure."""
+    """One panel per source map: ``image``, a dot per cell and the priors of the cell nearest to ``point``."""
     import matplotlib.patches as patches
     import matplotlib.pyplot as plt
 

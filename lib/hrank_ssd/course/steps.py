@@ -1,8 +1,5 @@
-"""The course in one object: ``Course(profile, run_dir, work_dir)``, the workspace (data, baselines, ranks,
-training) plus the verbs notebooks call, each a plain function of the course that writes its files and reuses
-what an earlier run made. Artifacts live under ``work_dir/<profile>/``, this run's results under ``run_dir/results``;
-on full, a published artifact that cannot be had never stops the course: the student's own stands in (said once,
-recorded in ``results/substitutes.json``).
+"""The course in one object, ``Course(profile, run_dir, work_dir)``: the workspace (data, baselines, ranks,
+training) and the verbs notebooks call, each writing its files and reusing what an earlier run made.
 """
 
 from __future__ import annotations
@@ -33,8 +30,7 @@ from hrank_ssd.train.trainer import train as run_training
 
 
 class Workspace:
-    """Paths, data and baselines of one course run; ``data_dir`` (default ``work_dir``) holds
-    ``<profile>/data`` (on Colab the VM's disk: Drive's mount is slow for VOC's many small files)."""
+    """Paths, data and baselines of one course run; ``data_dir`` (default ``work_dir``) holds ``<profile>/data``."""
 
     def __init__(self, profile="offline", run_dir=f"runs/{LATEST_LINK}", work_dir="work", device=None,
                  progress=True, data_dir=None):
@@ -69,9 +65,7 @@ class Workspace:
         return results_files.read_json(self.results, name)
 
     def fetch(self, name: str) -> Path:
-        """A published artifact (weights_manifest.json; a checkpoint must fit the net and widths it names),
-        downloaded and verified once per kernel. A failure is raised again without a new try until a file
-        appears at the artifact's path (put there by hand, as the error says)."""
+        """A published artifact, downloaded and verified once per kernel (a failure is not retried until its file appears)."""
         if name in self._unavailable:
             if not (self.work.parent / load_manifest().get(name)["file"]).exists():
                 raise self._unavailable[name]
@@ -134,8 +128,7 @@ class Workspace:
         return devkit
 
     def label_file(self) -> Path:
-        """The class names file: synthetic data's ``labels.txt``; on full the published one, else the library's
-        names written to ``work/<profile>/voc-model-labels-library.txt`` (said once)."""
+        """The class names file: the synthetic data's, the published one, else the library's names (said once)."""
         if self.profile.synthetic:
             return self.dataset_root() / "labels.txt"
         try:
@@ -163,8 +156,7 @@ class Workspace:
         return ds
 
     def train_config(self, net: str, epochs: int, lr: float, width: float, folder: Path, **extra) -> TrainConfig:
-        """How the course trains ``net`` on the profile's data (cosine schedule, resumable, mAP every third epoch);
-        ``extra``: more ``TrainConfig`` fields (``base_net``, ``max_images``...)."""
+        """How the course trains ``net`` on the profile's data; ``extra``: more ``TrainConfig`` fields."""
         p = self.profile
         fields = dict(datasets=[str(self.dataset_root())], validation_dataset=str(self.test_root()),
                       label_file=str(self.label_file()), net=net, batch_size=p.batch_size, num_epochs=epochs, lr=lr,
@@ -175,8 +167,7 @@ class Workspace:
         return TrainConfig(**dict(fields, **extra))
 
     def train(self, key: str, net: str, epochs: int, lr: float, hooks=None, width: float = 1.0, **extra) -> Path:
-        """``models/<key>.pth``: ``net`` trained (from ``base_net`` in ``extra``: finetuned) as :meth:`train_config`
-        says, resumable in ``checkpoints/<key>/``; made once, its log copied into this run's results."""
+        """``models/<key>.pth``: ``net`` trained (or finetuned, ``base_net``) once, resumable; its log copied into results."""
         out = self.path(key)
         folder = self.work / "checkpoints" / key
         if out.is_file():
@@ -203,8 +194,7 @@ class Workspace:
         return self.fetch(net)
 
     def rank_dir(self, generate: Optional[bool] = None, net: str = "vgg16-ssd") -> Path:
-        """HRank ranks of the baseline ``net``: VGG16-SSD's published folder on full unless ``generate``, else
-        computed here (``work/ranks``; other nets, which have none published: ``work/ranks-<net>``)."""
+        """HRank ranks of the baseline ``net``: VGG16-SSD's published ones on full unless ``generate``, else computed."""
         vgg = net == "vgg16-ssd"
         if generate is None:
             generate = self.profile.synthetic or not vgg

@@ -1,9 +1,4 @@
-"""What a notebook recomputes when the earlier notebooks' work is not in the work folder.
-
-Every notebook can be opened first, on a new VM: each ``Course`` verb makes what it needs and is missing.
-:func:`recompute_note` says so up front: each earlier piece of work the notebook uses (:data:`NEEDS`), whether it
-is there, and what happens when it is not.
-"""
+"""What a notebook recomputes when the earlier notebooks' work is not in the work folder (:func:`recompute_note`)."""
 
 from __future__ import annotations
 
@@ -80,8 +75,7 @@ NEEDS: Dict[str, List[Need]] = {
 
 
 def recompute_note(course, notebook: str) -> str:
-    """A few lines for the top of ``notebook``: what it uses from earlier notebooks and what it does where that
-    is missing from the work folder."""
+    """A few lines for the top of ``notebook``: what it uses from earlier notebooks, and what happens without it."""
     if notebook not in NEEDS:
         raise HRankError(f"unknown notebook {notebook!r}: choose one of {', '.join(NOTEBOOKS)}")
     lines = [f"- missing {what}: {synthetic if course.profile.synthetic else full}"

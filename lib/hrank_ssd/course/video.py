@@ -1,8 +1,5 @@
-"""Video in, annotated video out (pytorch-ssd's ``run_ssd_video_demo.py``), plus a synthetic demo clip.
-
-Frames are read with OpenCV (BGR), given to the :class:`~hrank_ssd.nets.predictor.Predictor` as RGB, annotated
-(boxes, class names, scores, running FPS) and written (``mp4v``) to a temporary file renamed into place only when
-every frame is written. The output keeps the input's frame rate and frame count (at most ``max_frames``).
+"""Video in, annotated video out (pytorch-ssd's ``run_ssd_video_demo.py``), plus a synthetic demo clip; the output
+keeps the input's frame rate and frame count and appears only when every frame is written.
 """
 
 from __future__ import annotations
@@ -74,8 +71,7 @@ def _text_with_background(img: np.ndarray, text: str, org: Tuple[int, int], colo
 
 def annotate_frame(frame_bgr: np.ndarray, boxes, labels, scores, class_names: Sequence[str],
                    fps: Optional[float] = None) -> np.ndarray:
-    """A copy of ``frame_bgr`` with each box (pixels, xyxy; tensors or arrays), ``"name: score"`` in its class's
-    colour and, when given, ``FPS: x``."""
+    """A copy of ``frame_bgr`` with each box, ``"name: score"`` in its class's colour and, when given, ``FPS: x``."""
     if frame_bgr is None or np.asarray(frame_bgr).ndim != 3:
         raise HRankError("annotate_frame needs an HxWx3 BGR image (as cv2.VideoCapture.read returns)")
     img = np.ascontiguousarray(frame_bgr).copy()
@@ -189,9 +185,7 @@ class _AtomicVideoWriter:
 def process_video(predictor, class_names: Sequence[str], in_path: PathLike, out_path: PathLike,
                   threshold: float = 0.4, top_k: int = 10, max_frames: Optional[int] = None,
                   progress: bool = True) -> Dict[str, object]:
-    """Detect on every frame of ``in_path`` (``predictor.predict(rgb, top_k, threshold)``, as the original demo)
-    and write the annotated video to ``out_path``; the FPS drawn is the predict time's over the last frames.
-    Returns ``{"frames", "fps_in", "avg_fps", "out_path"}`` (``avg_fps``: over the whole run's predict time)."""
+    """Detect on every frame of ``in_path`` and write the annotated video: ``{frames, fps_in, avg_fps, out_path}``."""
     if (max_frames is not None and max_frames < 1) or not 0.0 <= threshold <= 1.0:
         raise HRankError(f"--max_frames must be at least 1 and --threshold in [0, 1]: got {max_frames}, {threshold}")
     cap, fps_in, count, frame = open_video(in_path)
@@ -258,8 +252,7 @@ def sample_frames(out_path: PathLike, n: int = 3) -> List[np.ndarray]:
 def make_synthetic_video(out_path: PathLike, dataset_root: PathLike, seconds: float = 3, fps: float = 10,
                          size: Tuple[int, int] = (480, 360), split: Optional[str] = None,
                          speed: float = 0.5) -> Path:
-    """A deterministic clip panning a ``size`` (width, height) window at ``speed`` frame heights per second across
-    the images of the VOC folder ``dataset_root`` (``split``: test, else trainval) laid side by side."""
+    """A deterministic clip panning a ``size`` window across the images of the VOC folder ``dataset_root``."""
     n_frames = int(round(seconds * fps))
     if n_frames < 1 or fps <= 0:
         raise HRankError(f"seconds * fps must give at least one frame (seconds={seconds}, fps={fps})")

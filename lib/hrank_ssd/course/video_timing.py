@@ -1,12 +1,4 @@
-"""Where a video frame's time goes, and which part of it the demo's FPS overlay counts.
-
-:func:`hrank_ssd.course.video.process_video` draws on every frame the FPS of :meth:`Predictor.predict` alone
-(averaged over the last few frames): resize and normalise (on the CPU), the forward pass, and decoding the boxes
-plus NMS (on the CPU, after copying the outputs back). The demo also decodes each frame from the file, converts it
-from BGR to RGB, draws the boxes and encodes the frame into the output video; none of that is in the overlay.
-:func:`frame_stage_times` times every stage on a few frames, so the overlay's FPS and the whole loop's can be set
-side by side.
-"""
+"""Where a video frame's time goes, and which part of it the demo's FPS overlay (``Predictor.predict`` alone) counts."""
 
 from __future__ import annotations
 
@@ -51,10 +43,7 @@ def _one_frame(predictor, frame, class_names, writer, threshold: float, top_k: i
 
 def frame_stage_times(predictor, class_names: Sequence[str], clip, frames: int = 20, warmup: int = 2,
                       threshold: float = 0.4, top_k: int = 10) -> pd.DataFrame:
-    """Median milliseconds per frame of every stage of the video demo (:data:`STAGES`) over the first ``frames``
-    frames of ``clip`` after ``warmup`` untimed ones: ``stage``, ``median_ms``, ``share`` of the summed medians,
-    ``in_fps_overlay`` (the stages the on-frame FPS counts, :data:`IN_OVERLAY`) and ``frames`` timed. The output
-    frames go to a throw-away file."""
+    """Median ms per frame of every stage of the video demo (:data:`STAGES`) over ``frames`` frames of ``clip``."""
     if frames < 1 or warmup < 0:
         raise HRankError(f"frame_stage_times needs frames >= 1 and warmup >= 0, got {frames} and {warmup}")
     cap, fps, _, frame = open_video(clip)
