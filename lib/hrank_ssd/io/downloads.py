@@ -103,7 +103,6 @@ def fetch_many(names: Sequence[str] = (), dest_dir=".", manifest=None, record: b
     return paths
 
 
-
 def _fetch(art: dict, ctx: _Ctx) -> Path:
     """``art`` present and verified under ``ctx.dest``: kept when already good, else from its sources."""
     name = art["name"]
