@@ -14,7 +14,7 @@
   weights, calibrated on real images), returned as an :class:`OnnxModel`.
 
 Every wrapper keeps ``cfg``, ``image_size``, ``num_classes``, ``priors`` and ``plan`` of the SSD it wraps
-(:mod:`hrank_ssd.measure.wrapped`), so the Predictor, :mod:`hrank_ssd.measure.bench` and
+(:class:`hrank_ssd.measure.bench.Wrapped`), so the Predictor, :mod:`hrank_ssd.measure.bench` and
 :func:`evaluation.evaluate_model` accept it unchanged. Used by ``bench_inference_options.py`` and
 ``latency_frontier.py`` beside it (not part of the library).
 """
@@ -36,7 +36,7 @@ from torch import nn
 
 from hrank_ssd.errors import HRankError
 from hrank_ssd.hrank.pruning import prune_model
-from hrank_ssd.measure.wrapped import Wrapped, take_facts
+from hrank_ssd.measure.bench import Wrapped, take_facts
 
 # ---------------------------------------------------------------- BatchNorm folding
 

@@ -141,7 +141,7 @@ rows.head(8)
 # %%
 import matplotlib.pyplot as plt
 
-from hrank_ssd.measure.mac_anatomy import mac_anatomy, plot_mac_anatomy
+from hrank_ssd.measure.flops import mac_anatomy, plot_mac_anatomy
 
 anatomy = mac_anatomy(flops.count_exact(flops.build_for_counting("vgg16-ssd", 21)))
 plot_mac_anatomy(anatomy, "VGG16-SSD (300x300, 21 classes): share of MACs and of parameters per convolution")

@@ -187,8 +187,7 @@ def test_dead_filter_table_counts_hand_made_dead_filters():
 
 
 def test_mac_anatomy_factors_every_conv():
-    from hrank_ssd.measure.flops import build_for_counting, count_exact
-    from hrank_ssd.measure.mac_anatomy import mac_anatomy
+    from hrank_ssd.measure.flops import build_for_counting, count_exact, mac_anatomy
 
     rows = count_exact(build_for_counting("vgg16-ssd", 21))
     table = mac_anatomy(rows)

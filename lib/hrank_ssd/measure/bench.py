@@ -1,5 +1,6 @@
 """Latency and FPS: warm-up, device syncs, fixed threads, medians, models timed round-robin
-(:func:`timings_interleaved`, the one timer); :func:`benchmark_models` is the table of ``bench`` and the report."""
+(:func:`timings_interleaved`, the one timer); :func:`benchmark_models` is the table of ``bench`` and the report.
+Models wrapped for inference (fp16 autocast, channels_last...) keep the facts of the SSD inside (:class:`Wrapped`)."""
 
 from __future__ import annotations
 
@@ -21,15 +22,15 @@ from tqdm.auto import tqdm
 from hrank_ssd.devices import evaluating, model_on, resolve_device, sync
 from hrank_ssd.errors import HRankError
 from hrank_ssd.measure.flops import macs
-from hrank_ssd.measure.wrapped import Wrapped, unwrap
 from hrank_ssd.nets.compress import PRUNED_RATE
 from hrank_ssd.nets.models import build_model, count_parameters, load_model
 from hrank_ssd.nets.predictor import Predictor
 from hrank_ssd.nets.registry import net_names
+from hrank_ssd.nets.ssd import SSD
 
 TABLE_COLUMNS = ["model", "params", "GMACs", "forward_median_ms", "forward_p90_ms", "forward_fps",
                  "predict_median_ms", "predict_p90_ms", "predict_fps", "forward_speedup", "mac_ratio"]
-
+SSD_FACTS = ("cfg", "image_size", "num_classes", "plan")  # what Predictor, bench and flops read off a model
 
 
 def summarize(seconds: Sequence[float], warmup: int = 0) -> Dict[str, float]:
@@ -82,7 +83,6 @@ def num_threads(threads: Optional[int]):
         torch.set_num_threads(before)
 
 
-
 def device_name(device) -> str:
     """The GPU's name on CUDA ("no CUDA device" where there is none), else the CPU's."""
     device = torch.device(device)
@@ -121,7 +121,6 @@ def environment(device="cpu", threads: Optional[int] = None) -> dict:
             "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds")}
 
 
-
 def build_bench_models(nets: Sequence[str], compress_rate: Sequence[float] = PRUNED_RATE, weights: Optional[Mapping[str, str]] = None,
                        num_classes: int = 21, width: float = 1.0, image_size: Optional[int] = None,
                        seed: int = 0) -> Dict[str, nn.Module]:
@@ -145,11 +144,37 @@ def build_bench_models(nets: Sequence[str], compress_rate: Sequence[float] = PRU
     return out
 
 
+def unwrap(model):
+    """The SSD inside wrappers (:class:`Wrapped` ones, ``torch.compile``'s, an onnxruntime model's)."""
+    while not isinstance(model, SSD):
+        if hasattr(model, "_orig_mod"):  # torch.compile
+            model = model._orig_mod
+        elif hasattr(model, "model"):  # Wrapped, an onnxruntime model
+            model = model.model
+        else:
+            break
+    return model
 
-def sample_images(batch_size: int, height: int = 375, width: int = 500, seed: int = 0) -> List[np.ndarray]:
-    """Random RGB uint8 images of a typical VOC size (the predictor resizes them, as in real use)."""
-    rng = np.random.default_rng(seed)
-    return [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(batch_size)]
+
+def take_facts(wrapper, model):
+    """Copy :data:`SSD_FACTS` of the SSD inside ``model`` onto ``wrapper``; return that SSD."""
+    inner = unwrap(model)
+    for name in SSD_FACTS:
+        setattr(wrapper, name, getattr(inner, name))
+    return inner
+
+
+class Wrapped(nn.Module):
+    """Base of the inference wrappers: forwards the SSD's attributes (``cfg``, ``priors``...)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        inner = take_facts(self, model)
+        self.register_buffer("priors", inner.priors.clone(), persistent=False)
+
+    def forward(self, x):
+        return self.model(x)
 
 
 def _autocast(device, amp: bool):
@@ -161,8 +186,7 @@ def _autocast(device, amp: bool):
 def _table_rows(facts: Mapping[str, dict], fwd: Mapping[str, dict], pred: Mapping[str, dict],
                 batch_size: int) -> List[dict]:
     """One row per model from its facts and timings; speed-up and MAC ratio against the first model."""
-    rows = []
-    first = next(iter(facts))
+    rows, first = [], next(iter(facts))
     for name in facts:
         f = fwd[name]
         row = {"model": name, "params": facts[name]["params"], "GMACs": facts[name]["MACs"] / 1e9,
@@ -191,9 +215,9 @@ def benchmark_models(models: Mapping[str, nn.Module], device="cpu", batch_size: 
         raise HRankError("no models to benchmark: pass --nets")
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     with num_threads(threads) as used_threads, torch.inference_mode():
-        facts = {n: {"params": count_parameters(unwrap(m)), "MACs": macs(unwrap(m), image_size=image_size or
-                                                                          unwrap(m).image_size)}
-                 for n, m in models.items()}
+        ssds = {n: unwrap(m) for n, m in models.items()}
+        facts = {n: {"params": count_parameters(m), "MACs": macs(m, image_size=image_size or m.image_size)}
+                 for n, m in ssds.items()}
         # the caller's model stays where it was: itself when already there, else a copy
         prepared = {n: model_on(m, device, channels_last=channels_last and isinstance(m, nn.Module))
                     for n, m in models.items()}
@@ -212,7 +236,8 @@ def benchmark_models(models: Mapping[str, nn.Module], device="cpu", batch_size: 
                                   "bench forward")
         pred = {}
         if predict:
-            images = sample_images(batch_size)
+            rng = np.random.default_rng(0)  # random 500x375 RGB images: the predictor resizes them, as in real use
+            images = [rng.integers(0, 256, (375, 500, 3), dtype=np.uint8) for _ in range(batch_size)]
             predictors = {n: Predictor(_AmpModel(m, device) if amp else m, device, channels_last=channels_last)
                           for n, m in prepared.items()}
             pred = timings_interleaved({n: (lambda p=p: p.predict_batch(images)) for n, p in predictors.items()},

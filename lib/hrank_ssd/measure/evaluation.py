@@ -4,7 +4,6 @@ NaN: docs/evaluation.md): detection files in and out, per-class AP and the mAP r
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -14,9 +13,9 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from hrank_ssd.devices import sync
 from hrank_ssd.errors import HRankError
 from hrank_ssd.io.files import atomic_write_text
+from hrank_ssd.measure.bench import clocked
 from hrank_ssd.nets.predictor import Predictor
 
 TABLE_COLUMNS = ["class", "gts", "dets", "recall", "precision", "ap"]
@@ -26,8 +25,7 @@ _ONE = np.float32(1.0)
 
 def compute_ap(precision, recall, use_2007_metric: bool = True) -> float:
     """AP of a ranked list from its cumulative precision and recall (NaN precisions skipped, as MATLAB's ``max``)."""
-    precision = np.asarray(precision, dtype=np.float64)
-    recall = np.asarray(recall, dtype=np.float64)
+    precision, recall = np.asarray(precision, dtype=np.float64), np.asarray(recall, dtype=np.float64)
     valid = ~np.isnan(precision)
     precision, recall = precision[valid], recall[valid]
     if use_2007_metric:
@@ -77,26 +75,21 @@ def _numpy(x) -> np.ndarray:
 
 def write_detection_files(results: Sequence, dataset_ids: Sequence[str], class_names: Sequence[str],
                           eval_dir) -> List[Path]:
-    """Write ``det_test_<class>.txt`` (``image_id score x1 y1 x2 y2``, 1-based) for every class but BACKGROUND;
-    ``results[i]``: ``(pixel boxes xyxy, labels, scores)`` of image ``dataset_ids[i]``."""
+    """``det_test_<class>.txt`` (``image_id score x1 y1 x2 y2``, 1-based) of every class but BACKGROUND."""
     if len(results) != len(dataset_ids):
         raise HRankError(f"{len(results)} prediction results for {len(dataset_ids)} images: "
                          f"predict every image of the dataset before writing detection files")
     lines: Dict[int, List[str]] = {c: [] for c in range(1, len(class_names))}
-    for image_id, (boxes, labels, scores) in zip(dataset_ids, results):
+    for image_id, (boxes, labels, scores) in zip(dataset_ids, results):  # pixel boxes xyxy
         boxes = _numpy(boxes).astype(np.float32).reshape(-1, 4) + _ONE  # matlab's indexes start from 1
-        labels = _numpy(labels).reshape(-1)
         scores = _numpy(scores).astype(np.float32).reshape(-1)
-        for box, label, score in zip(boxes, labels, scores):
+        for box, label, score in zip(boxes, _numpy(labels).reshape(-1), scores):
             c = int(label)
             if c in lines:
                 lines[c].append(" ".join([str(image_id), str(score)] + [str(v) for v in box]))  # float32 reprs
-    paths = []
     for c, rows in lines.items():
-        path = detection_path(eval_dir, class_names[c])
-        atomic_write_text(path, "".join(row + "\n" for row in rows))
-        paths.append(path)
-    return paths
+        atomic_write_text(detection_path(eval_dir, class_names[c]), "".join(row + "\n" for row in rows))
+    return [detection_path(eval_dir, class_names[c]) for c in lines]
 
 
 def read_detection_file(path) -> Tuple[List[str], np.ndarray, np.ndarray]:
@@ -138,9 +131,7 @@ class ClassResult:
 
 def _iou(box: np.ndarray, gts: np.ndarray) -> np.ndarray:
     """float32 IoU of one box with many, pytorch-ssd's ``iou_of`` arithmetic."""
-    lt = np.maximum(box[:2], gts[:, :2])
-    rb = np.minimum(box[2:], gts[:, 2:])
-    wh = np.clip(rb - lt, np.float32(0), None)
+    wh = np.clip(np.minimum(box[2:], gts[:, 2:]) - np.maximum(box[:2], gts[:, :2]), np.float32(0), None)
     inter = wh[:, 0] * wh[:, 1]
     wh_a = np.clip(box[2:] - box[:2], np.float32(0), None)
     wh_b = np.clip(gts[:, 2:] - gts[:, :2], np.float32(0), None)
@@ -155,9 +146,7 @@ def match_detections(image_ids: Sequence[str], scores, boxes, gt_boxes: Dict[str
     scores = np.asarray(scores, dtype=np.float64)
     order = np.argsort(-scores)
     boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
-    tp = np.zeros(len(order))
-    fp = np.zeros(len(order))
-    matched = set()
+    tp, fp, matched = np.zeros(len(order)), np.zeros(len(order)), set()
     for rank, k in enumerate(order):
         image_id = image_ids[k]
         gts = gt_boxes.get(image_id)
@@ -233,12 +222,9 @@ def predict_dataset(predictor, dataset, progress: bool = True, desc: str = "pred
     results, seconds = [], []
     for i in tqdm(range(n), desc=desc, unit="img", disable=not progress):
         image = dataset.get_image(i)
-        sync(device)
-        start = time.perf_counter()
-        out = predictor.predict(image)
-        sync(device)
-        seconds.append(time.perf_counter() - start)
+        out, s = clocked(lambda image=image: predictor.predict(image), device)
         results.append(out)
+        seconds.append(s)
     return results, sum(seconds) / len(seconds)
 
 
@@ -272,6 +258,5 @@ def format_report(table: pd.DataFrame, avg_time: Optional[float] = None) -> str:
 
 def save_table(table: pd.DataFrame, path) -> Path:
     """Write the per-class table as CSV (atomically); returns the path."""
-    path = Path(path)
     atomic_write_text(path, table[TABLE_COLUMNS].to_csv(index=False))
-    return path
+    return Path(path)

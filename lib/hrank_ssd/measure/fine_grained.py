@@ -67,14 +67,12 @@ def removed_share(model: nn.Module, pruned: nn.Module) -> float:
 
 def compare_fine_grained(model: nn.Module, pruned: nn.Module, dataset, device="cpu", warmup: int = 5,
                          runs: int = 20, progress: bool = True) -> pd.DataFrame:
-    """``model``, its filter-pruned ``pruned`` and :func:`fine_grained_like` side by side: sparsity, dense GMACs,
-    mAP without finetuning, forward median ms (batch 1) and speed-up."""
+    """``model``, ``pruned`` and :func:`fine_grained_like`: sparsity, GMACs, mAP, forward ms and speed-up."""
     fine, zeroed = fine_grained_like(model, pruned)
-    models = {"unpruned": model, "fine-grained (magnitude)": fine, "filters (HRank)": pruned}
     full = weight_count(model)
     taken = {"unpruned": 0, "fine-grained (magnitude)": sum(zeroed.values()),
              "filters (HRank)": full - weight_count(pruned)}  # equal for both by construction
-    models = {name: model_on(m, device) for name, m in models.items()}  # the caller's models are not moved
+    models = {name: model_on(m, device) for name, m in zip(taken, (model, fine, pruned))}  # the caller's stay
     rows = []
     for name, m in tqdm(models.items(), desc="fine vs filter", unit="model", disable=not progress):
         nonzero = sum(int((w != 0).sum()) for w in weight_tensors(m).values())

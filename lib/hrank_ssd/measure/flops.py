@@ -1,11 +1,13 @@
 """Parameters and multiply-accumulates (MACs; FLOPs ~= 2 x MACs) of the whole detector, counted exactly per Conv2d,
-BatchNorm2d (1 per element) and Linear call and checked against thop; :func:`macs` is the project's one count."""
+BatchNorm2d (1 per element) and Linear call and checked against thop; :func:`macs` is the project's one count.
+:func:`mac_anatomy`: where a detector's MACs come from (a conv does ``k*k*(c_in/groups)*c_out*H*W``)."""
 
 from __future__ import annotations
 
 import copy
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -17,8 +19,6 @@ from hrank_ssd.nets.ssd import ChannelPlan
 MAC_NOTE = ("MACs = multiply-accumulates (one multiply + one add); FLOPs ~= 2 x MACs. Counted: Conv2d "
             "(out_h*out_w*out_c*in_c/groups*kh*kw), Linear (in_features per output), BatchNorm2d (1 per "
             "element); not counted: bias adds, ReLU, max pooling, reshapes, concatenation.")
-
-
 COUNTED = (nn.Conv2d, nn.BatchNorm2d, nn.Linear)
 
 
@@ -116,8 +116,7 @@ def _label(model: nn.Module, name: str) -> str:
 
 
 def count_exact(model: nn.Module, image_size: Optional[int] = None) -> pd.DataFrame:
-    """One row per Conv2d / BatchNorm2d / Linear call of one forward of an ``image_size``-square image, in
-    execution order, with its shapes, ``params`` and ``MACs`` (counted on a copy of the model)."""
+    """One row per Conv2d / BatchNorm2d / Linear call of one forward, in order: shapes, ``params``, ``MACs``."""
     size = _image_size(model, image_size)
 
     def install(work):
@@ -234,3 +233,41 @@ def thop_agreement(model: nn.Module, image_size: Optional[int] = None,
             "thop_bn_ops_per_element": (bn_thop / bn_elems) if bn_elems else None,
             "thop_total": df.attrs["thop_total"], "thop_other_ops": df.attrs["thop_total"] - int(df["thop_ops"].sum()),
             "thop_params": df.attrs["thop_params"], "analytic_params": int(df["params"].sum())}
+
+
+def mac_anatomy(rows: pd.DataFrame) -> pd.DataFrame:
+    """The convs of a :func:`count_exact` table: the factors of their MACs, weights, shares of MACs and params."""
+    total_macs, total_params = rows["MACs"].sum(), rows["params"].sum()
+    conv = rows[rows["type"] == "Conv2d"].copy()
+    kernel = conv["kernel"].str.split("x", expand=True).astype(int)
+    conv["kernel_inputs"] = kernel[0] * kernel[1] * (conv["in_channels"] // conv["groups"])
+    conv["positions"] = conv["out_h"] * conv["out_w"]
+    conv["weights"] = conv["kernel_inputs"] * conv["out_channels"]
+    conv["MACs_per_weight"] = conv["MACs"] // conv["weights"]
+    conv["MAC_share"] = conv["MACs"] / total_macs
+    conv["param_share"] = conv["params"] / total_params
+    conv["cumulative_MAC_share"] = conv["MAC_share"].cumsum()
+    cols = ["name", "label", "part", "kernel", "kernel_inputs", "out_channels", "out_h", "out_w", "positions",
+            "weights", "MACs", "MACs_per_weight", "MAC_share", "param_share", "cumulative_MAC_share"]
+    return conv[cols].reset_index(drop=True)
+
+
+def plot_mac_anatomy(table: pd.DataFrame, title: str = "Where the MACs and the parameters are"):
+    """Per conv, in execution order: its MAC and parameter shares (bars) and its output H x W (log, right axis)."""
+    import matplotlib.pyplot as plt
+
+    x = np.arange(len(table))
+    fig, ax = plt.subplots(figsize=(13, 3.8))
+    ax.bar(x - 0.2, table["MAC_share"], 0.4, label="share of the MACs")
+    ax.bar(x + 0.2, table["param_share"], 0.4, label="share of the parameters")
+    ax.set_xticks(x, table["label"], rotation=75, fontsize=7)
+    ax.set_ylabel("share of the model")
+    twin = ax.twinx()
+    twin.plot(x, table["positions"], "k.-", lw=0.8, label="H x W (right axis)")
+    twin.set_yscale("log")
+    twin.set_ylabel("output positions H x W")
+    handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+    ax.legend(handles, [h.get_label() for h in handles], fontsize=8, loc="upper right")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig

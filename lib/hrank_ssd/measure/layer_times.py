@@ -13,13 +13,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from hrank_ssd.measure.bench import num_threads, timings_interleaved
+from hrank_ssd.measure.bench import num_threads, timings_interleaved, unwrap
 from hrank_ssd.measure.flops import count_exact
-from hrank_ssd.measure.wrapped import unwrap
 from hrank_ssd.nets.compress import PRUNED_RATE, layer_rates
 from hrank_ssd.nets.registry import get_net
 
-WRAPPER_PREFIX = re.compile(r"^((model|_orig_mod)\.)+")  # measure.wrapped's wrappers, torch.compile
+WRAPPER_PREFIX = re.compile(r"^((model|_orig_mod)\.)+")  # bench.Wrapped's wrappers, torch.compile
 
 
 def _hook_layers(models: Mapping[str, nn.Module], kinds, times, shapes) -> tuple:
@@ -47,8 +46,7 @@ def _hook_layers(models: Mapping[str, nn.Module], kinds, times, shapes) -> tuple
 def layer_times(models: Mapping[str, nn.Module], runs: int = 10, warmup: int = 2, threads: Optional[int] = None,
                 image_size: Optional[int] = None, kinds=(nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.ReLU),
                 progress: bool = False) -> pd.DataFrame:
-    """Median ms (``<model>_ms``) and ``<model>_shape`` of every Conv2d/BatchNorm/pool/ReLU call per model, runs
-    interleaved; rows matched by module name (the models must share a layout)."""
+    """Median ms (``<model>_ms``) and ``<model>_shape`` of every Conv2d/BatchNorm/pool/ReLU call, matched by name."""
     times: Dict[str, Dict[str, List[float]]] = {n: {} for n in models}
     shapes: Dict[str, Dict[str, str]] = {n: {} for n in models}
     order, handles = _hook_layers(models, kinds, times, shapes)
@@ -79,8 +77,7 @@ def layer_times(models: Mapping[str, nn.Module], runs: int = 10, warmup: int = 2
 
 
 def pruning_groups(compress_rate: Sequence[float] = PRUNED_RATE, net: str = "vgg16-ssd") -> Callable[[str], str]:
-    """Module name -> its group (consecutive prunable layers of one rate and the modules between), e.g.
-    ``conv1_1..conv3_3 (rate 0.1)``; the rest is the net's ``unpruned_parts``."""
+    """Module name -> its group of consecutive layers of one rate, e.g. ``conv1_1..conv3_3 (rate 0.1)``."""
     spec = get_net(net)
     names, n = spec.layer_names, spec.num_prunable
     rates = layer_rates(compress_rate, n)
@@ -118,8 +115,7 @@ def conv_speedups(layers: pd.DataFrame) -> pd.DataFrame:
 
 
 def group_speedups(layers: pd.DataFrame, group: Callable[[str], str], models=("full", "pruned")) -> pd.DataFrame:
-    """Per group: each model's time and MACs, full/pruned ratios and the share of the pruned time; ``layers`` from
-    :func:`layer_times_and_macs` with models ``full`` and ``pruned`` (others summed alongside)."""
+    """Per group: time and MACs of models ``full`` and ``pruned``, their ratios and the share of the pruned time."""
     layers = layers.assign(group=[group(n) for n in layers["name"]])
     cols = [f"{m}_{unit}" for unit in ("ms", "MMACs") for m in models]
     groups = layers.groupby("group", sort=False)[cols].sum()

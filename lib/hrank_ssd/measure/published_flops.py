@@ -12,15 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hrank_ssd.measure.flops import (
-    COUNTED,
-    MAC_NOTE,
-    build_for_counting,
-    count_exact,
-    dummy_input,
-    run_hooked,
-    totals,
-)
+from hrank_ssd.measure import flops
+from hrank_ssd.measure.flops import build_for_counting, count_exact, dummy_input, run_hooked, totals
 from hrank_ssd.nets import vgg16_ssd
 from hrank_ssd.nets.compress import PRUNED_RATE, format_compress_rate, layer_rates, parse_compress_rate
 from hrank_ssd.nets.registry import get_net, num_prunable
@@ -153,7 +146,7 @@ def old_thop_ops(model: nn.Module, image_size: int) -> Tuple[float, Dict[str, fl
             parts["linear"] += m.in_features * y.numel()
 
     run_hooked(model, image_size, lambda work: (parts, [m.register_forward_hook(hook) for m in work.modules()
-                                                        if isinstance(m, COUNTED)]))
+                                                        if isinstance(m, flops.COUNTED)]))
     return float(sum(parts.values())), parts
 
 
@@ -265,5 +258,5 @@ def flops_table(rows: Optional[Iterable[Tuple[str, str, Optional[Sequence[float]
     df = pd.DataFrame(out)
     df["params_ratio"] = df["params"] / df["params"].iloc[0]
     df["MACs_ratio"] = df["MACs"] / df["MACs"].iloc[0]
-    df.attrs["note"] = MAC_NOTE
+    df.attrs["note"] = flops.MAC_NOTE
     return df

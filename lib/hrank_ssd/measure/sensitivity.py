@@ -31,17 +31,14 @@ def quick_map(model: SSD, dataset, device="cpu", progress: bool = False, desc: s
 def layer_sensitivity(model: SSD, dataset, criterion: str = "hrank", rank_dir=None,
                       rates: Sequence[float] = DEFAULT_RATES, layers: Optional[Sequence[int]] = None,
                       device="cpu", progress: bool = True) -> pd.DataFrame:
-    """Rows (layer, name, rate, map): mAP after pruning one layer (1-based) at each rate, no finetuning, and the
-    unpruned baseline as rate 0.0 of every layer."""
+    """Rows (layer, name, rate, map): mAP after pruning one layer at each rate (no finetuning; 0.0: unpruned)."""
     n = num_prunable(model.cfg.name)
     layers = list(layers or range(1, n + 1))
     if any(not 1 <= i <= n for i in layers):
         raise HRankError(f"layers must be in 1..{n}, got {layers}")
     names = layer_names(model.cfg.name)
-    base = quick_map(model, dataset, device)
-    rows = []
-    jobs = [(i, r) for i in layers for r in rates]
-    for i, rate in tqdm(jobs, desc="sensitivity", unit="eval", disable=not progress):
+    base, rows = quick_map(model, dataset, device), []
+    for i, rate in tqdm([(i, r) for i in layers for r in rates], desc="sensitivity", unit="eval", disable=not progress):
         rates_i = [0.0] * n
         rates_i[i - 1] = rate
         pruned, _ = prune_model(model, rates_i, criterion, rank_dir)
