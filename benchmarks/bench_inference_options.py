@@ -1,9 +1,9 @@
 """Inference options, each timed against the plain model, all interleaved in one run (CPU).
 
-Full-width VGG16-SSD (21 classes, 300x300, batch 1) unpruned and pruned at [0.1]*7+[0.5]*9, random weights:
-plain, channels_last, --round_to 8 widths, BatchNorm folded, torch.compile, ONNX Runtime, int8 (ONNX
-Runtime static quantisation); MobileNetV1-SSD plain vs BatchNorm folded. Then a per-layer timing of the
-plain pair by pruning group (why latency falls less than MACs) and the int8 accuracy check.
+Full-width VGG16-SSD (21 classes, 300x300, batch 1, random weights) unpruned and pruned at the paper rate: plain,
+channels_last, widths rounded to 8, BatchNorm folded, torch.compile, ONNX Runtime, int8; MobileNetV1-SSD plain vs
+BatchNorm folded. Then time and MACs by pruning group (why latency falls less than MACs), and with ``--trained``
+the int8 mAP check.
 
     python benchmarks/bench_inference_options.py [--threads 1] [--runs 15] [--trained SMALL.pth --dataset VOC] \
         [--out benchmarks/bench_inference_options.md]
@@ -19,11 +19,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import benchkit  # beside this script
 import inference_options as options  # beside this script
 import pandas as pd
 import torch
 
-from hrank_ssd.cli.main import guarded
 from hrank_ssd.measure import bench, layer_times, tables
 from hrank_ssd.nets.models import build_model
 
@@ -32,36 +32,30 @@ GROUP = layer_times.pruning_groups(RATE)
 
 
 def variants(tmp: Path, threads: int, calib_images: int, log):
-    """name -> (model, description); returns also the notes (skipped options, agreement checks)."""
+    """name -> model, the notes (options skipped here) and the output agreement checks."""
     torch.manual_seed(0)
     full = build_model("vgg16-ssd", 21).eval()
-    pruned, _ = options.prune_rounded(full, RATE, round_to=None, criterion="l1")
-    pruned8, _ = options.prune_rounded(full, RATE, round_to=8, criterion="l1")
+    pruned, pruned8 = (options.prune_rounded(full, RATE, round_to=r, criterion="l1")[0] for r in (None, 8))
     mb1 = build_model("mb1-ssd", 21).eval()
-    for m in mb1.modules():  # non-trivial BN statistics, so folding is a real test
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-    for m in (full, pruned, pruned8):
-        bn = m.source_layer_add_ons[0]
+    bns = [m for m in mb1.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for bn in bns + [m.source_layer_add_ons[0] for m in (full, pruned, pruned8)]:  # so folding is a real test
         bn.running_mean.uniform_(-0.5, 0.5)
         bn.running_var.uniform_(0.5, 2.0)
-    out, notes, checks = {}, [], {}
-    x = torch.randn(1, 3, 300, 300)
-    out["vgg16-ssd"] = full
-    out["vgg16-ssd-pruned"] = pruned
-    out["vgg16-ssd channels_last"] = options.channels_last(full)
-    out["vgg16-ssd-pruned channels_last"] = options.channels_last(pruned)
-    out["vgg16-ssd-pruned round_to=8"] = pruned8
-    out["vgg16-ssd-pruned round_to=8 channels_last"] = options.channels_last(pruned8)
-    out["vgg16-ssd-pruned bn_folded"] = options.fold_batchnorm(pruned)
-    checks["vgg16-ssd-pruned bn_folded (exact, bias map)"] = options.output_agreement(pruned, out[
-        "vgg16-ssd-pruned bn_folded"], x)
-    checks["vgg16-ssd-pruned bn_folded (plain bias, approximate)"] = options.output_agreement(
-        pruned, options.fold_batchnorm(pruned, border_exact=False), x)
-    checks["vgg16-ssd-pruned channels_last"] = options.output_agreement(pruned, out["vgg16-ssd-pruned channels_last"], x)
+    x, notes = torch.randn(1, 3, 300, 300), []
+    out = {"vgg16-ssd": full, "vgg16-ssd-pruned": pruned, "vgg16-ssd channels_last": options.channels_last(full),
+           "vgg16-ssd-pruned channels_last": options.channels_last(pruned), "vgg16-ssd-pruned round_to=8": pruned8,
+           "vgg16-ssd-pruned round_to=8 channels_last": options.channels_last(pruned8),
+           "vgg16-ssd-pruned bn_folded": options.fold_batchnorm(pruned)}
+    checks = {"vgg16-ssd-pruned bn_folded (exact, bias map)": out["vgg16-ssd-pruned bn_folded"],
+              "vgg16-ssd-pruned bn_folded (plain bias, approximate)": options.fold_batchnorm(pruned, border_exact=False),
+              "vgg16-ssd-pruned channels_last": out["vgg16-ssd-pruned channels_last"]}
+    checks = {k: options.output_agreement(pruned, m, x) for k, m in checks.items()}
+    pairs = (("vgg16-ssd", full), ("vgg16-ssd-pruned", pruned))
+    calib = [torch.randn(1, 3, 300, 300) for _ in range(calib_images)]
+    onnx = {"onnxruntime": lambda name, m: options.OnnxModel(options.export_onnx(m, tmp / f"{name}.onnx"), m, threads),
+            "onnxruntime int8": lambda name, m: options.quantize_int8(m, calib, tmp / f"{name}.int8.onnx", threads)}
     with bench.num_threads(threads):
-        for name, base in (("vgg16-ssd", full), ("vgg16-ssd-pruned", pruned)):
+        for name, base in pairs:
             t0 = time.perf_counter()
             compiled, why = options.compile_model(base)
             if compiled is None:
@@ -69,29 +63,20 @@ def variants(tmp: Path, threads: int, calib_images: int, log):
             else:
                 out[f"{name} torch.compile"] = compiled
                 log(f"compiled {name} in {time.perf_counter() - t0:.0f} s")
-        for name, base in (("vgg16-ssd", full), ("vgg16-ssd-pruned", pruned)):
-            try:
-                onnx = options.OnnxModel(options.export_onnx(base, tmp / f"{name}.onnx"), base, threads)
-                out[f"{name} onnxruntime"] = onnx
-                checks[f"{name} onnxruntime"] = options.output_agreement(base, onnx, x)
-            except Exception as e:  # noqa: BLE001 - report and go on
-                notes.append(f"ONNX skipped for {name}: {type(e).__name__}: {str(e)[:160]}")
-        try:
-            calib = [torch.randn(1, 3, 300, 300) for _ in range(calib_images)]
-            for name, base in (("vgg16-ssd", full), ("vgg16-ssd-pruned", pruned)):
-                q = options.quantize_int8(base, calib, tmp / f"{name}.int8.onnx", threads)
-                out[f"{name} onnxruntime int8"] = q
-                checks[f"{name} onnxruntime int8"] = options.output_agreement(base, q, x)
-        except Exception as e:  # noqa: BLE001
-            notes.append(f"int8 skipped: {type(e).__name__}: {str(e)[:160]}")
-    out["mb1-ssd"] = mb1
-    out["mb1-ssd bn_folded"] = options.fold_batchnorm(mb1)
+        for option, make in onnx.items():
+            for name, base in pairs:
+                try:
+                    out[f"{name} {option}"] = make(name, base)
+                    checks[f"{name} {option}"] = options.output_agreement(base, out[f"{name} {option}"], x)
+                except Exception as e:  # noqa: BLE001 - report and go on
+                    notes.append(f"{option} skipped for {name}: {type(e).__name__}: {str(e)[:160]}")
+    out.update({"mb1-ssd": mb1, "mb1-ssd bn_folded": options.fold_batchnorm(mb1)})
     checks["mb1-ssd bn_folded"] = options.output_agreement(mb1, out["mb1-ssd bn_folded"], x)
     return out, notes, checks
 
 
 def int8_map(trained: str, dataset: str, tmp: Path, threads: int, calib_images: int, prune: bool):
-    """fp32 vs int8 mAP of a trained (small) model on a VOC-layout test split."""
+    """fp32 vs int8 mAP of a trained (small) model on a VOC-layout test split (trainval calibrates)."""
     from hrank_ssd.data.voc import TestTransform, VOCDataset
     from hrank_ssd.measure.evaluation import evaluate_model, mean_ap
     from hrank_ssd.nets.models import load_model
@@ -99,18 +84,31 @@ def int8_map(trained: str, dataset: str, tmp: Path, threads: int, calib_images: 
     model = load_model(trained).eval()
     if prune:
         model, _ = options.prune_rounded(model, RATE, round_to=None, criterion="l1")
-    cfg = model.cfg
-    calib_set = VOCDataset(dataset, split="trainval", transform=TestTransform(model.image_size, cfg.image_mean,
-                                                                              cfg.image_std))
+    transform = TestTransform(model.image_size, model.cfg.image_mean, model.cfg.image_std)
+    calib_set = VOCDataset(dataset, split="trainval", transform=transform)
     calib = [calib_set[i][0][None] for i in range(min(calib_images, len(calib_set)))]
     test = VOCDataset(dataset, split="test", is_test=True)
     with bench.num_threads(threads):
-        q = options.quantize_int8(model, calib, tmp / "trained.int8.onnx", threads)
-        rows = {}
-        for name, m in (("fp32", model), ("int8", q)):
+        rows = {"fp32": model, "int8": options.quantize_int8(model, calib, tmp / "trained.int8.onnx", threads)}
+        for name, m in rows.items():
             table, sec = evaluate_model(m, test, tmp / f"eval_{name}", progress=False)
             rows[name] = {"mAP": mean_ap(table), "avg_predict_s": sec}
     return rows
+
+
+def speedups(table: pd.DataFrame) -> list:
+    """Each pruned variant against the unpruned model in the same format (and against plain unpruned)."""
+    base = dict(zip(table["model"], table["forward_median_ms"]))
+    pbase = dict(zip(table["model"], table["predict_median_ms"]))
+    pairs = []
+    for name in table["model"]:
+        if name.startswith("vgg16-ssd-pruned"):
+            ref = " ".join(["vgg16-ssd"] + [w for w in name.split()[1:] if w not in ("round_to=8", "bn_folded")])
+            ref = ref if ref in base else "vgg16-ssd"
+            pairs.append({"pruned variant": name, "vs": ref, "forward_speedup": base[ref] / base[name],
+                          "predict_speedup": pbase[ref] / pbase[name],
+                          "vs_plain_unpruned_forward": base["vgg16-ssd"] / base[name]})
+    return pairs
 
 
 def main(argv=None) -> int:
@@ -129,40 +127,24 @@ def main(argv=None) -> int:
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     result = {"environment": bench.environment("cpu", args.threads), "load": os.getloadavg()[0]}
     with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        models, notes, checks = variants(tmp, args.threads, args.calib_images, log)
+        models, notes, checks = variants(Path(tmp), args.threads, args.calib_images, log)
         log(f"timing {len(models)} variants interleaved, {args.runs} runs each")
         table = bench.benchmark_models(models, "cpu", 1, args.warmup, args.runs, args.threads, predict=True)
-        # speed-up of each pruned variant over the unpruned model in the same format
-        base = dict(zip(table["model"], table["forward_median_ms"]))
-        pbase = dict(zip(table["model"], table["predict_median_ms"]))
-        pairs = []
-        for name in table["model"]:
-            if not name.startswith("vgg16-ssd-pruned"):
-                continue
-            words = set(name.split()[1:]) - {"round_to=8", "bn_folded"}
-            ref = " ".join(["vgg16-ssd"] + [w for w in name.split()[1:] if w in words])
-            ref = ref if ref in base else "vgg16-ssd"
-            pairs.append({"pruned variant": name, "vs": ref, "forward_speedup": base[ref] / base[name],
-                          "predict_speedup": pbase[ref] / pbase[name],
-                          "vs_plain_unpruned_forward": base["vgg16-ssd"] / base[name]})
-        log("per-layer timing")
-        full, pruned = models["vgg16-ssd"], models["vgg16-ssd-pruned"]
-        layers = layer_times.layer_times_and_macs({"full": full, "pruned": pruned,
-                                             "round8": models["vgg16-ssd-pruned round_to=8"]},
-                                            runs=args.layer_runs, threads=args.threads)
-        log("per-layer timing, channels_last")
-        layers_cl = layer_times.layer_times_and_macs({"full": models["vgg16-ssd channels_last"],
-                                                "pruned": models["vgg16-ssd-pruned channels_last"]},
-                                               runs=args.layer_runs, threads=args.threads)
-        result.update(table=json.loads(table.to_json(orient="records")), pairs=pairs, notes=notes, checks=checks,
-                      layers=json.loads(layers.to_json(orient="records")),
-                      layers_channels_last=json.loads(layers_cl.to_json(orient="records")))
+        layers = {}
+        for key, suffix, more in (("layers", "", ("round8", " round_to=8")), ("layers_channels_last", " channels_last", None)):
+            log(f"per-layer timing{suffix}")
+            timed = {"full": models[f"vgg16-ssd{suffix}"], "pruned": models[f"vgg16-ssd-pruned{suffix}"]}
+            if more:
+                timed[more[0]] = models[f"vgg16-ssd-pruned{more[1]}"]
+            layers[key] = layer_times.layer_times_and_macs(timed, runs=args.layer_runs, threads=args.threads)
+        records = lambda df: json.loads(df.to_json(orient="records"))  # noqa: E731
+        result.update(table=records(table), pairs=speedups(table), notes=notes, checks=checks,
+                      **{k: records(v) for k, v in layers.items()})
         if args.trained and args.dataset:
             log("int8 mAP on the trained model")
-            result["int8_map"] = int8_map(args.trained, args.dataset, tmp, args.threads, args.calib_images,
+            result["int8_map"] = int8_map(args.trained, args.dataset, Path(tmp), args.threads, args.calib_images,
                                           args.prune_trained)
-    text = page(result, " ".join(["python benchmarks/bench_inference_options.py", *(argv or sys.argv[1:])]))
+    text = page(result, benchkit.command("bench_inference_options.py", argv))
     if args.out:
         Path(args.out).write_text(text)
         log(f"wrote {args.out}")
@@ -173,23 +155,14 @@ def main(argv=None) -> int:
     return 0
 
 
-def mac_ceiling(layers: pd.DataFrame, label: str) -> str:
-    c = layer_times.mac_ceiling(layer_times.group_speedups(layers, GROUP))
-    return (f"If every group's time fell exactly with its MACs ({label}), the pruned model's layers would take "
-            f"{c['mac_proportional_ms']:.1f} ms instead of {c['pruned_ms']:.1f} ms: "
-            f"{c['mac_proportional_speedup']:.2f}x over the unpruned {c['full_ms']:.1f} ms, against the "
-            f"{c['measured_speedup']:.2f}x measured.")
-
-
 def page(result: dict, command: str) -> str:
     """The markdown page: the machine, the options table, pruned vs unpruned, agreement, time by pruning group."""
     env, md = result["environment"], lambda rows, fmt=".2f": tables.markdown_table(pd.DataFrame(rows), fmt)
     lines = ["# Inference options (generated; do not edit)", "", f"`{command}` on {env['cpu']} ({env['cpu_count']} "
              f"cores, load average {result['load']:.1f} at the start, torch.set_num_threads({env['threads']})), "
-             f"torch {env['torch']}, {env['date'][:10]}. Random "
-             "weights (shapes set the speed), 300x300, batch 1, every model interleaved after warm-up; ms are "
-             "medians unless labelled p90.", "", md(result["table"]), "",
-             "Pruned vs unpruned, same inference option:", "", md(result["pairs"]), ""]
+             f"torch {env['torch']}, {env['date'][:10]}. Random weights (shapes set the speed), 300x300, batch 1, "
+             "every model interleaved after warm-up; ms are medians unless labelled p90.", "", md(result["table"]),
+             "", "Pruned vs unpruned, same inference option:", "", md(result["pairs"]), ""]
     lines += [f"- {n}" for n in result["notes"]] + ([""] if result["notes"] else [])
     lines += ["Output agreement with the plain PyTorch model (random input):", "",
               md([{"option": k, **v} for k, v in result["checks"].items()], ".3g"), ""]
@@ -197,11 +170,16 @@ def page(result: dict, command: str) -> str:
         lines += ["int8 vs fp32 mAP (trained model):", "",
                   md([{"model": k, **v} for k, v in result["int8_map"].items()], ".4f"), ""]
     for key, label in (("layers", "plain eager"), ("layers_channels_last", "channels_last")):
-        layers = pd.DataFrame(result[key])
+        groups = layer_times.group_speedups(pd.DataFrame(result[key]), GROUP)
+        c = layer_times.mac_ceiling(groups)
         lines += [f"Time and MACs by pruning group, {label} (per-layer hooks):", "",
-                  tables.markdown_table(layer_times.group_speedups(layers, GROUP), index=True), "",
-                  mac_ceiling(layers, label), ""]
+                  tables.markdown_table(groups, index=True), "",
+                  f"If every group's time fell exactly with its MACs ({label}), the pruned model's layers would take "
+                  f"{c['mac_proportional_ms']:.1f} ms instead of {c['pruned_ms']:.1f} ms: "
+                  f"{c['mac_proportional_speedup']:.2f}x over the unpruned {c['full_ms']:.1f} ms, against the "
+                  f"{c['measured_speedup']:.2f}x measured.", ""]
     return "\n".join(lines)
 
+
 if __name__ == "__main__":
-    sys.exit(guarded(main))
+    benchkit.run(main)

@@ -1,22 +1,11 @@
-"""Inference options for a (pruned) detector, each a function returning a model the Predictor accepts.
+"""Inference options for a (pruned) detector, each returning a model the Predictor, ``hrank_ssd.measure.bench``
+and ``evaluate_model`` accept (a wrapper keeps the SSD's ``cfg``, ``priors``, ``plan``...: ``bench.Wrapped``):
+BatchNorm folding, channels_last, widths rounded to a multiple of 8, ``torch.compile``, ONNX Runtime, int8.
 
-* :func:`fold_batchnorm` - BatchNorm folded into convolutions. MobileNetV1-SSD: every conv+BN pair, exact.
-  VGG16-SSD: conv4_3's BatchNorm add-on sits after the ReLU on the header branch, so it cannot fold into
-  conv4_3; it folds into the two first headers (BN then conv). That is *not* exact with a plain bias: the
-  headers zero-pad the BN output, but BN(0) != 0, so border pixels differ. Here the headers get a
-  precomputed *bias map* (the header applied to the zero-padded constant BN shift), which is exact for the
-  model's input size; ``border_exact=False`` gives the plain-bias version (approximate at the borders).
-* :func:`channels_last` - NHWC memory format (oneDNN's preferred layout on CPU, tensor cores on GPU).
-* :func:`prune_rounded` - pruned widths rounded up to a multiple of 8 (SIMD-friendly channel counts).
-* :func:`compile_model` - ``torch.compile``, guarded: returns ``(None, reason)`` where it cannot run.
-* :func:`export_onnx` / :class:`OnnxModel` - ONNX export and an onnxruntime CPU session.
-* :func:`quantize_int8` - post-training static int8 quantisation with onnxruntime (QDQ, per-channel
-  weights, calibrated on real images), returned as an :class:`OnnxModel`.
-
-Every wrapper keeps ``cfg``, ``image_size``, ``num_classes``, ``priors`` and ``plan`` of the SSD it wraps
-(:class:`hrank_ssd.measure.bench.Wrapped`), so the Predictor, :mod:`hrank_ssd.measure.bench` and
-:func:`evaluation.evaluate_model` accept it unchanged. Used by ``bench_inference_options.py`` and
-``latency_frontier.py`` beside it (not part of the library).
+BN folding: MobileNetV1-SSD's conv+BN pairs fold exactly. VGG16-SSD's conv4_3 BatchNorm add-on sits after the ReLU
+on the header branch, so it folds into the two headers that read it; they zero-pad the BN output but BN(0) != 0, so
+a plain bias is wrong at the borders. The headers get a *bias map* instead (the header applied to the zero-padded
+constant BN shift), exact at the model's input size; ``border_exact=False`` gives the plain bias.
 """
 
 from __future__ import annotations
@@ -27,7 +16,7 @@ import io
 import logging
 import tempfile
 from pathlib import Path
-from typing import Iterable, Optional, Sequence, Tuple
+from typing import Iterable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -38,27 +27,30 @@ from hrank_ssd.errors import HRankError
 from hrank_ssd.hrank.pruning import prune_model
 from hrank_ssd.measure.bench import Wrapped, take_facts
 
-# ---------------------------------------------------------------- BatchNorm folding
 
-
-def _bn_affine(bn: nn.BatchNorm2d) -> Tuple[torch.Tensor, torch.Tensor]:
+def _bn_affine(bn: nn.BatchNorm2d):
     """Inference BN as ``y = x * scale + shift`` per channel."""
-    scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps) if bn.affine else 1 / torch.sqrt(
-        bn.running_var + bn.eps)
-    shift = (bn.bias.detach() if bn.affine else 0) - bn.running_mean * scale
-    return scale, shift
+    scale = (bn.weight.detach() if bn.affine else 1) / torch.sqrt(bn.running_var + bn.eps)
+    return scale, (bn.bias.detach() if bn.affine else 0) - bn.running_mean * scale
+
+
+def _like(conv: nn.Conv2d, bias: bool) -> nn.Conv2d:
+    return nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
+                     conv.groups, bias=bias, padding_mode=conv.padding_mode).to(conv.weight.device)
+
+
+def _bias(conv: nn.Conv2d) -> torch.Tensor:
+    return conv.bias.detach() if conv.bias is not None else torch.zeros(conv.out_channels, device=conv.weight.device)
 
 
 def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     """Conv followed by BN -> one conv with bias (exact: BN acts on the conv's output)."""
     scale, shift = _bn_affine(bn)
-    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                      conv.dilation, conv.groups, bias=True, padding_mode=conv.padding_mode)
+    fused = _like(conv, bias=True)
     with torch.no_grad():
         fused.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
-        bias = conv.bias.detach() if conv.bias is not None else torch.zeros_like(shift)
-        fused.bias.copy_(bias * scale + shift)
-    return fused.to(conv.weight.device)
+        fused.bias.copy_(_bias(conv) * scale + shift)
+    return fused
 
 
 class BiasMapConv(nn.Module):
@@ -77,39 +69,31 @@ class BiasMapConv(nn.Module):
         return y + self.bias_map
 
 
-def fold_bn_into_conv(bn: nn.BatchNorm2d, conv: nn.Conv2d, size: Tuple[int, int], border_exact: bool = True):
-    """BN then a (zero-padded) conv -> one conv. With ``border_exact`` a :class:`BiasMapConv` whose bias map
-    is the conv of the zero-padded constant shift (exact); else a plain conv whose bias assumes no padding
-    (wrong near the borders, where the conv sees padded zeros instead of BN's shift)."""
+def fold_bn_into_conv(bn: nn.BatchNorm2d, conv: nn.Conv2d, size, border_exact: bool = True):
+    """BN then a zero-padded conv -> a :class:`BiasMapConv` (exact), or with ``border_exact=False`` a plain conv
+    whose bias assumes no padding (wrong near the borders)."""
     scale, shift = _bn_affine(bn)
     w = conv.weight.detach()
-    folded = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                       conv.dilation, conv.groups, bias=not border_exact).to(w.device)
+    folded = _like(conv, bias=not border_exact)
     with torch.no_grad():
         folded.weight.copy_(w * scale.reshape(1, -1, 1, 1))
-        bias = conv.bias.detach() if conv.bias is not None else torch.zeros(conv.out_channels, device=w.device)
         if not border_exact:
-            folded.bias.copy_(bias + (w * shift.reshape(1, -1, 1, 1)).sum((1, 2, 3)))
+            folded.bias.copy_(_bias(conv) + (w * shift.reshape(1, -1, 1, 1)).sum((1, 2, 3)))
             return folded
         plane = shift.reshape(1, -1, 1, 1).expand(1, -1, *size).contiguous()
-        bias_map = F.conv2d(plane, w, bias, conv.stride, conv.padding, conv.dilation, conv.groups)[0]
+        bias_map = F.conv2d(plane, w, _bias(conv), conv.stride, conv.padding, conv.dilation, conv.groups)[0]
     return BiasMapConv(folded, bias_map)
 
 
 def fold_batchnorm(model, border_exact: bool = True):
-    """A copy of ``model`` with its BatchNorms folded away (see the module doc); the original is untouched.
-
-    Any net: a BatchNorm right after a conv in a Sequential folds into that conv (MobileNetV1's blocks); a
-    BatchNorm add-on on a source map (VGG16-SSD's conv4_3) folds into the two headers that read it.
-    """
+    """A copy of ``model`` with its BatchNorms folded away: a BatchNorm right after a conv in a Sequential into that
+    conv, a BatchNorm add-on on a source map into the headers that read it. The original is untouched."""
     model = copy.deepcopy(model).eval()
     for block in model.modules():
-        if not isinstance(block, nn.Sequential):
-            continue
-        for i in range(len(block) - 1):
-            if isinstance(block[i], nn.Conv2d) and isinstance(block[i + 1], nn.BatchNorm2d):
-                block[i] = fold_conv_bn(block[i], block[i + 1])
-                block[i + 1] = nn.Identity()
+        if isinstance(block, nn.Sequential):
+            for i in range(len(block) - 1):
+                if isinstance(block[i], nn.Conv2d) and isinstance(block[i + 1], nn.BatchNorm2d):
+                    block[i], block[i + 1] = fold_conv_bn(block[i], block[i + 1]), nn.Identity()
     sizes = model.feature_map_sizes(model.image_size)
     for k, header in model.add_on_headers().items():
         bn = model.source_layer_add_ons[k]
@@ -120,9 +104,6 @@ def fold_batchnorm(model, border_exact: bool = True):
             headers[header] = fold_bn_into_conv(bn, headers[header], (sizes[header],) * 2, border_exact)
         model.source_layer_add_ons[k] = nn.Identity()
     return model
-
-
-# ---------------------------------------------------------------- memory format, widths, compile
 
 
 class ChannelsLast(Wrapped):
@@ -139,39 +120,38 @@ def channels_last(model) -> ChannelsLast:
     return ChannelsLast(model)
 
 
-def prune_rounded(model, compress_rate: Sequence[float], round_to: int = 8, criterion: str = "l1", rank_dir=None, seed: int = 0):
-    """Prune ``model`` at ``compress_rate`` with every kept width rounded up to a multiple of ``round_to``
-    (:func:`pruning.prune_model`); returns ``(pruned model, kept indices)``."""
+def prune_rounded(model, compress_rate: Sequence[float], round_to: int = 8, criterion: str = "l1", rank_dir=None,
+                  seed: int = 0):
+    """``(pruned model, kept indices)`` at ``compress_rate``, every kept width rounded up to a multiple of
+    ``round_to``."""
     return prune_model(model, compress_rate, criterion, rank_dir, seed, round_to)
 
 
+def _first_line(e: Exception, n: int) -> str:
+    return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:n]}"
+
+
 def compile_model(model, example: Optional[torch.Tensor] = None, **kwargs):
-    """``torch.compile(model)``, run once on ``example``; ``(compiled, None)`` or ``(None, reason)``."""
+    """``torch.compile(model)``, run once on ``example``: ``(compiled, None)`` or ``(None, reason)``."""
     if not hasattr(torch, "compile"):
         return None, f"torch {torch.__version__} has no torch.compile"
-    size = model.image_size
-    example = torch.randn(1, 3, size, size) if example is None else example
+    example = torch.randn(1, 3, model.image_size, model.image_size) if example is None else example
     try:
         compiled = torch.compile(copy.deepcopy(model).eval(), **kwargs)
         with torch.inference_mode():
             compiled(example)
     except Exception as e:  # no C compiler, unsupported platform, inductor bugs...
-        first = (str(e).strip().splitlines() or [""])[0][:200]
-        return None, f"torch.compile failed here: {type(e).__name__}: {first}"
+        return None, f"torch.compile failed here: {_first_line(e, 200)}"
     return Wrapped(compiled), None
 
 
-# ---------------------------------------------------------------- ONNX
-
-
 def export_onnx(model, path, batch_size: int = 1, image_size: Optional[int] = None, opset: int = 18) -> Path:
-    """Export ``model`` (float32, CPU copy) to ONNX with inputs ``images`` and outputs ``confidences`` and
-    ``locations``; the batch dimension is dynamic. Uses torch's dynamo exporter, else the TorchScript one."""
+    """``model`` (float32, CPU copy) as ONNX: input ``images``, outputs ``confidences`` and ``locations``, the batch
+    dimension dynamic. Uses torch's dynamo exporter, else the TorchScript one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     work = copy.deepcopy(model).float().cpu().eval()
-    size = image_size or model.image_size
-    x = torch.randn(batch_size, 3, size, size)
+    x = torch.randn(batch_size, 3, image_size or model.image_size, image_size or model.image_size)
     kw = dict(input_names=["images"], output_names=["confidences", "locations"], opset_version=opset)
     errors = []
     for dynamo in (True, False):
@@ -182,35 +162,26 @@ def export_onnx(model, path, batch_size: int = 1, image_size: Optional[int] = No
                 torch.onnx.export(work, (x,), str(path), dynamo=dynamo, **kw, **extra)
             return path
         except Exception as e:  # fall back to the other exporter
-            errors.append(f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:160]}")
+            errors.append(_first_line(e, 160))
     raise HRankError(f"ONNX export failed ({'; '.join(errors)}); check the onnx/onnxscript install")
 
 
-def _session(path, threads: Optional[int]):
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise HRankError("onnxruntime is not installed: pip install onnxruntime") from None
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = int(threads or torch.get_num_threads())
-    opts.inter_op_num_threads = 1
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
 class OnnxModel:
-    """An onnxruntime CPU session behaving like the SSD: ``model(x) -> (confidences, locations)`` tensors.
-
-    ``like`` is the SSD it was exported from (for ``cfg``, ``priors``, ``image_size``...). ``to``/``eval``
-    accept only the CPU (onnxruntime runs on the CPU here); ``parameters``/``buffers`` are that SSD's (on the CPU),
-    so :func:`hrank_ssd.devices.model_on` takes the session as it is on the CPU.
-    """
+    """An onnxruntime CPU session behaving like the SSD ``like`` it was exported from: ``model(x) -> (confidences,
+    locations)``; ``parameters``/``buffers`` are that SSD's, and ``to`` accepts only the CPU."""
 
     training = False
 
     def __init__(self, path, like, threads: Optional[int] = None):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise HRankError("onnxruntime is not installed: pip install onnxruntime") from None
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads, opts.inter_op_num_threads = int(threads or torch.get_num_threads()), 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.path = Path(path)
-        self.session = _session(path, threads)
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         self.model = take_facts(self, like)  # the SSD, for parameter/MAC counts
         self.priors = self.model.priors.detach().cpu()
         self.input_name = self.session.get_inputs()[0].name
@@ -237,11 +208,8 @@ class OnnxModel:
         return torch.from_numpy(conf), torch.from_numpy(loc)
 
 
-# ---------------------------------------------------------------- int8
-
-
 class _Calibration:
-    """onnxruntime CalibrationDataReader over an iterable of (B, 3, H, W) batches."""
+    """onnxruntime's CalibrationDataReader over (B, 3, H, W) batches."""
 
     def __init__(self, batches: Iterable[torch.Tensor], input_name: str):
         self.items = iter([{input_name: b.detach().cpu().float().numpy()} for b in batches])
@@ -252,21 +220,17 @@ class _Calibration:
 
 def quantize_int8(model, calibration: Iterable[torch.Tensor], path, threads: Optional[int] = None,
                   per_channel: bool = True) -> OnnxModel:
-    """Post-training static int8 quantisation with onnxruntime: export to ONNX, calibrate activation ranges
-    (MinMax) on ``calibration`` batches, write QDQ int8 weights/activations (weights per channel) to ``path``.
-
-    Why onnxruntime: torch's eager/FX ``torch.ao.quantization`` flows are deprecated in favour of torchao,
-    and the int8 kernels of onnxruntime (MLAS, VNNI where the CPU has it) run this graph unchanged.
-    """
+    """Post-training static int8 with onnxruntime (torch's ``torch.ao.quantization`` flows are deprecated): export,
+    calibrate activation ranges (MinMax) on ``calibration`` batches, write QDQ int8 (weights per channel) to
+    ``path``."""
     try:
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
         from onnxruntime.quantization.shape_inference import quant_pre_process
     except ImportError:
         raise HRankError("onnxruntime (with its quantization tools) is needed for int8: pip install onnxruntime") \
             from None
-    path = Path(path)
+    path, batches = Path(path), list(calibration)
     path.parent.mkdir(parents=True, exist_ok=True)
-    batches = list(calibration)
     if not batches:
         raise HRankError("int8 calibration needs at least one batch of images")
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:  # fp32 export and its external data
@@ -274,14 +238,13 @@ def quantize_int8(model, calibration: Iterable[torch.Tensor], path, threads: Opt
         export_onnx(model, fp32)
         try:
             quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
-            source = pre
         except Exception:  # pre-processing is an optimisation only
-            source = fp32
+            pre = fp32
         root = logging.getLogger()
         level = root.level
         root.setLevel(logging.ERROR)  # onnxruntime's advice messages go to the root logger
         try:
-            quantize_static(str(source), str(path), _Calibration(batches, "images"), quant_format=QuantFormat.QDQ,
+            quantize_static(str(pre), str(path), _Calibration(batches, "images"), quant_format=QuantFormat.QDQ,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=per_channel,
                             calibrate_method=CalibrationMethod.MinMax)
         finally:
@@ -290,18 +253,11 @@ def quantize_int8(model, calibration: Iterable[torch.Tensor], path, threads: Opt
 
 
 def output_agreement(a, b, x: torch.Tensor) -> dict:
-    """How close two models' raw outputs are on ``x``: max abs difference and correlation of confidences
-    and locations, and the share of priors whose arg-max class agrees."""
+    """Max abs difference and correlation of two models' confidences and locations on ``x``, and the share of
+    priors whose arg-max class agrees."""
     with torch.inference_mode():
-        ca, la = a(x)
-        cb, lb = b(x)
-    ca, la, cb, lb = (t.float().cpu() for t in (ca, la, cb, lb))
+        ca, la, cb, lb = (t.float().cpu() for t in (*a(x), *b(x)))
     corr = lambda u, v: float(np.corrcoef(u.flatten().numpy(), v.flatten().numpy())[0, 1])  # noqa: E731
     return {"conf_max_abs_diff": float((ca - cb).abs().max()), "loc_max_abs_diff": float((la - lb).abs().max()),
             "conf_corr": corr(ca, cb), "loc_corr": corr(la, lb),
             "argmax_agreement": float((ca.argmax(-1) == cb.argmax(-1)).float().mean())}
-
-
-__all__ = ["BiasMapConv", "ChannelsLast", "OnnxModel", "channels_last", "compile_model", "export_onnx",
-           "fold_batchnorm", "fold_bn_into_conv", "fold_conv_bn", "output_agreement", "prune_rounded",
-           "quantize_int8"]

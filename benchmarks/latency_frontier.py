@@ -1,11 +1,11 @@
 """Prune for the clock: VGG16-SSD's latency table, pruned models predicted and timed, the targets.
 
-One run on this CPU (random weights): a latency table (or ``--table``); pruned models from random HRank-like ranks
-(or ``--rank_dir``): the paper's rate, uniform rates, MAC and latency budgets, the fastest widths at the paper rate's
-MACs, the unpruned model, timed interleaved against their predictions; a check table measured with every one of
-them timed among its own models; the paper-MACs model against the unpruned one under each inference option.
-Targets: (a) >= 1.8x in plain eager, (b) >= 1.94x with the fastest option, (c) every check prediction within 10%,
-(d) the course's mAP (``--course_results``). Writes OUT.md, OUT.csv, OUT.png, OUT_table.json, OUT_check_table.json.
+On this CPU (random weights): a latency table (or ``--table``); pruned models from random HRank-like ranks (or
+``--rank_dir``) at the paper rate, uniform rates, MAC and latency budgets and the fastest widths at the paper
+rate's MACs, timed interleaved against their predictions; a check table timing each among its own models; the
+paper-MACs model against the unpruned one under each inference option. Targets (benchmarks/README.md): (a), (b)
+speed-ups, (c) prediction error, (d) mAP (``--course_results``). Writes OUT.md, .csv, .png, _table.json and
+_check_table.json.
 
     nice python benchmarks/latency_frontier.py [--threads 2] [--course_results runs/latest/results]
     python benchmarks/latency_frontier.py --smoke    # width 0.125, grid 2, one run; writes to a temp folder
@@ -15,35 +15,37 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import shlex
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import benchkit  # beside this script
 import inference_options  # beside this script
 import numpy as np
 import pandas as pd
 import torch
-from latency_frontier_report import MATCHED, NET, plot, report, table_path, targets  # beside this script
 
-from hrank_ssd.cli.main import guarded
 from hrank_ssd.errors import HRankError
 from hrank_ssd.hrank.pruning import prune_model, prune_to_widths
 from hrank_ssd.hrank.ranks import save_ranks
 from hrank_ssd.latency import budgets
 from hrank_ssd.latency.knapsack import KEEP_IMPORTANCE, Budget
 from hrank_ssd.latency.measure import measure_latency_table
-from hrank_ssd.latency.table import LatencyTable
-from hrank_ssd.measure.bench import environment, num_threads, timings_interleaved
+from hrank_ssd.latency.table import LatencyTable, capability
+from hrank_ssd.measure.bench import cpu_flags, environment, num_threads, timings_interleaved
 from hrank_ssd.measure.flops import macs
+from hrank_ssd.measure.tables import markdown_table
 from hrank_ssd.nets.compress import PRUNED_RATE, PRUNED_RATE_TEXT
 from hrank_ssd.nets.models import build_model
 
 HERE = Path(__file__).resolve().parent
+NET, MATCHED = "vgg16-ssd", "latency at paper MACs"
 UNIFORM, FRACTIONS = (0.3, 0.5, 0.7), (0.4, 0.5, 0.6)
 OPTIONS = ("channels_last", "torch.compile", "onnxruntime")
 SMOKE = {"width": 0.125, "grid": 2, "runs": 1, "warmup": 0, "rounds": 1, "model_runs": 1, "model_warmup": 0}
+EAGER_TARGET, FAST_TARGET, ERROR_TARGET = 1.8, 1.94, 10.0  # the speed-ups (x) and prediction error (%) required
+COURSE_MATCHED, COURSE_PAPER, MAP_TARGET = "vgg16-ssd-lat-paper-macs", "vgg16-ssd-pruned", 0.01  # course model keys
 
 
 def parse(argv):
@@ -60,10 +62,8 @@ def parse(argv):
     add("--table", default=None, help="load this latency table instead of measuring one")
     add("--rank_dir", default=None, help="HRank ranks (rank_conv{i}.npy); default: random ones")
     add("--min_keep", type=float, default=0.5, help="least fraction of filters a budget keeps (the course's)")
-    add("--keep", type=float, default=KEEP_IMPORTANCE, help="the paper-MACs model keeps this share of the most "
-                                                           "importance the paper rate's MACs allow")
-    add("--no_check_table", dest="check_table", action="store_false",
-        help="skip the check table (target (c) then reads the separate timing passes)")
+    add("--keep", type=float, default=KEEP_IMPORTANCE, help="share of the most importance the paper MACs allow")
+    add("--no_check_table", dest="check_table", action="store_false", help="target (c) from the timing passes")
     add("--model_runs", type=int, default=20, help="timed forwards per model (interleaved)")
     add("--model_warmup", type=int, default=3, help="untimed forwards per model first")
     add("--options", default=",".join(OPTIONS), help="inference options tried for target (b)")
@@ -82,8 +82,16 @@ def parse(argv):
     return args
 
 
+def table_path(out: Path, kind: str = "table") -> Path:
+    return out.with_name(f"{out.stem}_{kind}.json")
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
 def measure(args, threads: int, width: float, channels_last: bool, **checks) -> LatencyTable:
-    """VGG16-SSD's table on this CPU with the run's grid, runs, warm-up and rounds (both tables alike)."""
+    """VGG16-SSD's table on this CPU (both tables alike)."""
     return measure_latency_table(NET, "cpu", threads=threads, width=width, grid=args.grid, runs=args.runs,
                                  warmup=args.warmup, channels_last=channels_last, rounds=args.rounds, **checks)
 
@@ -100,17 +108,17 @@ def validation_set(base, table: LatencyTable, rank_dir, min_keep: float, keep: f
     paper = f"paper rate {PRUNED_RATE_TEXT}"
     models = {"unpruned": ("unpruned", "-", base),
               paper: ("paper rate", "rates", prune_model(base, PRUNED_RATE, "hrank", rank_dir)[0])}
-    models.update({f"uniform {r:g}": ("uniform rate", "rates",
-                                      prune_model(base, [r] * base.plan.num_prunable, "hrank", rank_dir)[0])
-                   for r in UNIFORM})
-    cap, notes = macs(models[paper][2]), []
-    choices = [(f"MAC budget {f:g}", "MAC budget", f"{f:g} of MACs", lambda f=f: budgets.widths_for_mac_budget(
-        base, Budget(f, True), rank_dir, min_keep=min_keep)) for f in FRACTIONS]
-    choices += [(f"latency budget {f:g}", "latency budget", f"{f:g} of full_ms", lambda f=f: budgets.
-                 widths_for_latency_budget(base, table, Budget(f, True), rank_dir, min_keep=min_keep))
+    for r in UNIFORM:
+        models[f"uniform {r:g}"] = ("uniform rate", "rates",
+                                    prune_model(base, [r] * base.plan.num_prunable, "hrank", rank_dir)[0])
+    cap, notes, kw = macs(models[paper][2]), [], {"min_keep": min_keep}
+    choices = [(f"MAC budget {f:g}", "MAC budget", f"{f:g} of MACs",
+                lambda f=f: budgets.widths_for_mac_budget(base, Budget(f, True), rank_dir, **kw)) for f in FRACTIONS]
+    choices += [(f"latency budget {f:g}", "latency budget", f"{f:g} of full_ms",
+                 lambda f=f: budgets.widths_for_latency_budget(base, table, Budget(f, True), rank_dir, **kw))
                 for f in FRACTIONS]
     choices += [(MATCHED, "latency, paper MACs", f"paper MACs, {keep:g} of their importance, {{:.3f}} of full_ms",
-                 lambda: budgets.fastest_widths_at_mac_cap(base, table, cap, rank_dir, min_keep=min_keep, keep=keep))]
+                 lambda: budgets.fastest_widths_at_mac_cap(base, table, cap, rank_dir, keep=keep, **kw))]
     for name, kind, label, choose in choices:
         try:
             chosen = choose()
@@ -131,12 +139,13 @@ def time_models(models: dict, threads: int, fmt, batch: int, size: int, warmup: 
 
 def widths_text(widths) -> str:
     """Run-length summary of kept counts: ``57x2 115x2 230x3 ...``."""
-    return " ".join(f"{k}x{n}" if n > 1 else str(k) for k, n in ((k, len(list(g))) for k, g in itertools.groupby(widths)))
+    runs = ((k, len(list(g))) for k, g in itertools.groupby(widths))
+    return " ".join(f"{k}x{n}" if n > 1 else str(k) for k, n in runs)
 
 
 def frontier_rows(models: dict, table: LatencyTable, passes, base, checked) -> pd.DataFrame:
-    """One row per model: widths, exact MACs, predicted and measured ms (the median of two passes after the
-    table, ``repeat_%`` apart) and, with a check table, its prediction against the model's forwards among it."""
+    """One row per model: widths, MACs, predicted and measured ms (median of two passes, ``repeat_%`` apart) and,
+    with a check table, its prediction against the model's forwards among it."""
     full_macs, checks = macs(base), {c["name"]: c for c in (checked.checks if checked is not None else [])}
     measured = {n: float(np.median([p[n] for p in passes])) for n in models}
     rows = []
@@ -160,19 +169,19 @@ def option_pairs(full, pruned, options, threads: int, batch: int, tmp: Path):
     full, pruned = (m.to(memory_format=torch.contiguous_format) for m in (full, pruned))
     pairs, notes, opt = {"plain eager": (full, pruned)}, [], inference_options
     example = torch.randn(batch, 3, full.image_size, full.image_size)
-    make = {"channels_last": lambda m, i: opt.channels_last(m),
-            "torch.compile": lambda m, i: opt.compile_model(m, example),
+
+    def compiled(m, i):
+        out, why = opt.compile_model(m, example)
+        if why:
+            raise HRankError(why)
+        return out
+
+    make = {"channels_last": lambda m, i: opt.channels_last(m), "torch.compile": compiled,
             "onnxruntime": lambda m, i: opt.OnnxModel(opt.export_onnx(m, tmp / f"{i}.onnx", batch), m, threads)}
     with num_threads(threads):
         for o in options:
             try:
-                pair = tuple(make[o](m, i) for i, m in enumerate((full, pruned)))
-                if o == "torch.compile":
-                    (a, why_a), (b, why_b) = pair
-                    if why_a or why_b:
-                        raise HRankError(why_a or why_b)
-                    pair = (a, b)
-                pairs[o] = pair
+                pairs[o] = tuple(make[o](m, i) for i, m in enumerate((full, pruned)))
             except Exception as e:  # noqa: BLE001 - an option missing here is reported, not fatal
                 notes.append(f"{o} skipped: {type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}")
     return pairs, notes
@@ -185,17 +194,147 @@ def timed_options(args, table, base, models, notes, tmp) -> pd.DataFrame:
     pairs, more = option_pairs(base, models[MATCHED][2], args.options, table.threads, table.batch_size, tmp)
     notes += more
     flat = {f"{o} | {k}": m for o, pair in pairs.items() for k, m in zip(("unpruned", "pruned"), pair)}
-    print(f"timing {len(pairs)} inference options", file=sys.stderr, flush=True)
+    log(f"timing {len(pairs)} inference options")
     t = time_models(flat, table.threads, torch.contiguous_format, table.batch_size, table.image_size,
                     args.model_warmup, args.model_runs)
     return pd.DataFrame([{"option": o, "unpruned_ms": t[f"{o} | unpruned"], "pruned_ms": t[f"{o} | pruned"],
                           "speedup": t[f"{o} | unpruned"] / t[f"{o} | pruned"]} for o in pairs])
 
 
+def met(ok) -> str:
+    return "not measured" if ok is None else "met" if ok else "not met"
+
+
+def targets(rows: pd.DataFrame, opts: pd.DataFrame, course_results=None) -> pd.DataFrame:
+    out = [{"target": f"(a), (b) `{MATCHED}`", "measured": "-", "required": "-", "result": met(None)}]
+    if len(opts):
+        eager = float(opts.set_index("option").loc["plain eager", "speedup"])
+        fast = opts.loc[opts["pruned_ms"].idxmin()]
+        out = [{"target": f"(a) `{MATCHED}` vs unpruned, plain eager", "measured": f"{eager:.2f}x",
+                "required": f">= {EAGER_TARGET:.2f}x", "result": met(eager >= EAGER_TARGET)},
+               {"target": f"(b) the same pair, fastest option here ({fast['option']})",
+                "measured": f"{fast['speedup']:.2f}x", "required": f">= {FAST_TARGET:.2f}x",
+                "result": met(fast["speedup"] >= FAST_TARGET)}]
+    out += error_targets(rows)
+    out.append({"target": "(c') noise floor: the same model timed in two passes", "measured":
+                f"max {rows['repeat_%'].abs().max():.1f}% apart", "required": "-", "result": "for reading (c)"})
+    return pd.DataFrame(out + [map_target(course_results)])
+
+
+def error_targets(rows: pd.DataFrame) -> list:
+    """(c) from the check table (models timed among its own models) when there is one; (c-later): the first table
+    against the separate passes minutes after it (what drift between measuring and using a table costs)."""
+    n, checked = len(rows), "check_error_%" in rows
+
+    def target(col, name, required):
+        worst = rows.loc[rows[col].abs().idxmax()]
+        return {"target": name, "measured": f"max {abs(worst[col]):.1f}% ({worst['model']})",
+                "required": f"<= {ERROR_TARGET:g}%" if required else "-",
+                "result": met(bool((rows[col].abs() <= ERROR_TARGET).all())) if required else "drift, for reading"}
+
+    if not checked:
+        return [target("error_%", f"(c) |prediction error|, all {n} models, timed after the table (--no_check_table)",
+                       True)]
+    return [target("check_error_%", f"(c) |prediction error|, all {n} models, each timed among the check table's "
+                                    "own models", True),
+            target("error_%", f"(c-later) |prediction error|, the first table against the {n} models timed in "
+                              "separate passes after it", False)]
+
+
+def map_target(course_results) -> dict:
+    """Target (d) from a course run's ``map.csv``: the latency-pruned model at the paper rate's MACs against the
+    paper rate, both finetuned alike by the course."""
+    row = {"target": f"(d) mAP, `{COURSE_MATCHED}` minus `{COURSE_PAPER}` (course, same finetune)",
+           "required": f">= -{MAP_TARGET:g}"}
+    path = Path(course_results or "") / "map.csv"
+    if not course_results or not path.is_file():
+        return {**row, "measured": "-", "result": "not measured: pass --course_results of a finished course run"}
+    maps = pd.read_csv(path).set_index("model")["mAP"]
+    if COURSE_MATCHED not in maps or COURSE_PAPER not in maps:
+        return {**row, "measured": "-", "result": f"not measured: {path} lacks the two models"}
+    diff = float(maps[COURSE_MATCHED] - maps[COURSE_PAPER])
+    return {**row, "measured": f"{diff:+.4f} ({maps[COURSE_MATCHED]:.4f} vs {maps[COURSE_PAPER]:.4f})",
+            "result": met(diff >= -MAP_TARGET)}
+
+
+def plot(rows: pd.DataFrame, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 6))
+    for kind, group in rows.groupby("kind", sort=False):
+        ax.scatter(group["GMACs"], group["measured_ms"], label=kind, zorder=3)
+    ax.scatter(rows["GMACs"], rows["predicted_ms"], facecolors="none", edgecolors="grey", label="predicted (table)")
+    for i, r in enumerate(rows.itertuples()):  # labels alternate above and below their point
+        ax.annotate(r.model, (r.GMACs, r.measured_ms), fontsize=7, xytext=(4, 3 if i % 2 else -9),
+                    textcoords="offset points")
+    ax.set(xlabel="GMACs (exact)", ylabel="forward ms (median, interleaved)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def table_lines(table: LatencyTable, what: str, note: str) -> list:
+    """What a table is and how fast the machine ran while it was measured (its drift reference)."""
+    cells, d = sum(len(u.ms) * len(u.ms[0]) for u in table.units), table.drift
+    lines = [f"- {what}: {note}; {len(table.units)} units, {cells} cells, timed inside {table.models} whole models "
+             f"({table.warmup} warm-up and {table.runs} timed forwards each, in {table.rounds} rounds), block "
+             f"{table.block}; full_ms {table.full_ms:.2f}, rest_ms {table.rest_ms:.2f}"]
+    if d:
+        lines.append(f"- {what}: the full model, timed in each of {d['chunks']} chunks, ran at {d['p10']:.2f}-"
+                     f"{d['p90']:.2f}x its median time in 80% of them ({d['min']:.2f}-{d['max']:.2f}x in all); each "
+                     "cell is divided by its chunk's factor")
+    return lines
+
+
+def report(args, env, table, table_note, rows, opts, notes, tg, seconds, command, checked=None) -> str:
+    simd = ", ".join(f"{f} {'yes' if f in cpu_flags() else 'no'}" for f in ("avx2", "avx512f"))
+    ranks = f"from `{args.rank_dir}`" if args.rank_dir else f"random HRank-like (seed {args.seed})"
+    runs = f"{args.model_runs} runs after {args.model_warmup} warm-up"
+    lines = ["# Prune for the clock: VGG16-SSD's latency frontier", "",
+             "Generated by `benchmarks/latency_frontier.py`; do not edit. Every number below is computed by the run.",
+             "", f"- date: {env['date']}", f"- machine: {env['cpu']}, {env['cpu_count']} cores ({simd}; torch "
+             f"capability {capability('cpu')}), no GPU used", f"- torch {env['torch']}, python {env['python']}, "
+             f"{table.threads} threads, layout {table.layout}", f"- command: `{command}`",
+             f"- models: {NET} width {table.width:g}, {table.num_classes} classes, {table.image_size}px, batch "
+             f"{table.batch_size}, random weights; ranks {ranks}; --min_keep {args.min_keep:g}, --keep {args.keep:g}",
+             *table_lines(table, "latency table", table_note)]
+    if checked is not None:
+        lines += table_lines(checked, "check table", f"measured after the models were chosen, each of the "
+                             f"{len(checked.checks)} models below timed among its own models "
+                             f"({checked.checks[0]['forwards']} forwards each), saved as "
+                             f"`{table_path(args.out, 'check_table').name}`")
+    lines += [f"- this run took {sum(seconds.values()) / 60:.1f} min ("
+              + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()) + ")", "", "## Targets", "",
+              markdown_table(tg), "",
+              f"(a) and (b) time `{MATCHED}` and the unpruned model interleaved ({runs}); the fastest option is the "
+              "one with the fastest pruned model. (d) needs finetuning: the course does it on its offline data and "
+              "this benchmark reads its `map.csv`.", "", "## The validation set", "",
+              f"All {len(rows)} models timed interleaved in two passes ({runs}, medians): measured_ms is their median, "
+              "repeat_% = (second - first) / first, error = (predicted - measured) / measured; speed-up and MAC ratio "
+              "against `unpruned`. check_*: the check table's prediction and the model's median forward among that "
+              f"table's own models: target (c). `{MATCHED}`: within the paper rate's exact MACs, the fastest widths "
+              "keeping --keep of the most HRank importance those MACs allow "
+              "(`latency.budgets.fastest_widths_at_mac_cap`).", "",
+              markdown_table(rows, formats={"GMACs": ".3f", "error_%": "+.1f", "repeat_%": "+.1f",
+                                            "check_error_%": "+.1f", "predicted_speedup": ".2f"}), "",
+              f"![MACs vs measured latency]({args.out.with_suffix('.png').name})", ""]
+    if len(opts):
+        lines += [f"## Inference options: `{MATCHED}` vs unpruned", "", markdown_table(opts), ""]
+    if notes:
+        lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
+    return "\n".join(lines)
+
+
 def run(args, command: str) -> str:
     seconds, start = {}, time.perf_counter()
     if args.table:
-        table = LatencyTable.load(args.table, threads=args.threads, layout="channels_last" if args.channels_last else None)
+        layout = "channels_last" if args.channels_last else None
+        table = LatencyTable.load(args.table, threads=args.threads, layout=layout)
         note = f"loaded from `{args.table}` (measured {table.date} in {table.measure_s or 0:.0f} s)"
     else:
         table = measure(args, args.threads, args.width, args.channels_last)
@@ -208,14 +347,14 @@ def run(args, command: str) -> str:
         base = build_model(NET, table.num_classes, width=table.width, image_size=table.image_size).eval()
         rank_dir = args.rank_dir or random_ranks(base, Path(tmp) / "ranks", args.seed)
         models, notes = validation_set(base, table, rank_dir, args.min_keep, args.keep)
-        print(f"timing {len(models)} models interleaved", file=sys.stderr, flush=True)
+        log(f"timing {len(models)} models interleaved")
         start = time.perf_counter()
         ready = {n: m.eval().to(memory_format=fmt) for n, (_, _, m) in models.items()}
         passes = [time_models(ready, table.threads, fmt, table.batch_size, table.image_size, args.model_warmup,
                               args.model_runs) for _ in range(2)]
         seconds["timing"], start, checked = time.perf_counter() - start, time.perf_counter(), None
         if args.check_table:
-            print(f"measuring a check table with the {len(models)} models among its own", file=sys.stderr, flush=True)
+            log(f"measuring a check table with the {len(models)} models among its own")
             checked = measure(args, table.threads, table.width, table.layout == "channels_last",
                               checks={n: list(m.plan.prunable) for n, (_, _, m) in models.items()},
                               check_copies=args.check_copies)
@@ -228,20 +367,19 @@ def run(args, command: str) -> str:
     env = environment("cpu", table.threads)
     rows.to_csv(args.out.with_suffix(".csv"), index=False)
     plot(rows, args.out.with_suffix(".png"), f"{NET} width {table.width:g}, {env['cpu']}, {table.threads} threads")
-    tg = targets(rows, opts, args.course_results)
-    text = report(args, env, table, note, rows, opts, notes, tg, seconds, command, checked)
+    text = report(args, env, table, note, rows, opts, notes, targets(rows, opts, args.course_results), seconds,
+                  command, checked)
     args.out.write_text(text)
     return text
 
 
 def main(argv=None) -> int:
     args = parse(argv)
-    command = shlex.join(["python", "benchmarks/latency_frontier.py", *(sys.argv[1:] if argv is None else argv)])
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    print(run(args, command))
+    print(run(args, benchkit.command("latency_frontier.py", argv)))
     print(f"wrote {args.out} (.csv, .png{', _table.json' if not args.table else ''})", file=sys.stderr)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(guarded(main))
+    benchkit.run(main)

@@ -1,9 +1,9 @@
 """Training step time in the two memory layouts: NCHW (PyTorch's default) against channels-last (``--channels_last``).
 
-Each case trains one short epoch with :func:`hrank_ssd.train.trainer.train` (data loading, MultiBox loss,
-backward, optimizer step: the course's code path) in each layout, alternating layouts round by round; a step's
-time is the interval between two consecutive steps (so the first step of a run, with its warm-up, is never
-counted), and each layout's figure is the median over all rounds. Synthetic VOC data, no network.
+Each case trains one short epoch with ``hrank_ssd.train.trainer.train`` (the course's code path: data loading,
+loss, backward, optimizer step) in each layout, layouts alternating round by round, on synthetic VOC data. A step's
+time is the interval between two consecutive steps (the first step, with its warm-up, is never counted); each
+layout's figure is the median over all rounds.
 
     python benchmarks/train_layout.py [--threads 2] [--rounds 3] [--quick] [--out benchmarks/train_layout.md]
 """
@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 from statistics import median
 
+import benchkit  # beside this script
 import pandas as pd
 
-from hrank_ssd.cli.main import guarded
 from hrank_ssd.course.profiles import get_profile
 from hrank_ssd.data.synthetic import make_synthetic_voc
 from hrank_ssd.data.voc import read_labels
@@ -44,25 +44,22 @@ class _StepClock(Hooks):
     def after_step(self, epoch, step, state):
         self.marks.append(time.perf_counter())
 
-    def intervals(self):
-        return [b - a for a, b in zip(self.marks, self.marks[1:])]
-
 
 def cases(quick: bool):
     """(label, net, width, batch size, steps per run, pruned at the paper rate?): the offline course's three
     trained shapes, and the full-width VGG16-SSD users train on Colab."""
     p = get_profile("offline")
-    out = [("VGG16-SSD, course width (baseline training)", "vgg16-ssd", p.vgg_width, p.batch_size, 8, False),
-           ("VGG16-SSD, course width, paper rate (finetunes)", "vgg16-ssd", p.vgg_width, p.batch_size, 8, True),
-           ("MobileNetV1-SSD, course width", "mb1-ssd", p.mb1_width, p.batch_size, 8, False)]
     if quick:
-        return [(label, net, width, 2, 3, pruned) for label, net, width, _, _, pruned in out[:1]]
-    return out + [("VGG16-SSD, full width", "vgg16-ssd", 1.0, 2, 4, False)]
+        return [("VGG16-SSD, course width (baseline training)", "vgg16-ssd", p.vgg_width, 2, 3, False)]
+    return [("VGG16-SSD, course width (baseline training)", "vgg16-ssd", p.vgg_width, p.batch_size, 8, False),
+            ("VGG16-SSD, course width, paper rate (finetunes)", "vgg16-ssd", p.vgg_width, p.batch_size, 8, True),
+            ("MobileNetV1-SSD, course width", "mb1-ssd", p.mb1_width, p.batch_size, 8, False),
+            ("VGG16-SSD, full width", "vgg16-ssd", 1.0, 2, 4, False)]
 
 
 def step_times(root: Path, work: Path, net: str, width: float, batch: int, steps: int, pruned: bool,
                channels_last: bool) -> list:
-    """The step intervals of one epoch of ``steps + 1`` steps (a fresh run each time)."""
+    """The step intervals of one fresh epoch of ``steps + 1`` steps."""
     extra = {}
     if pruned:
         base = work / f"{net}-{width}.pth"
@@ -70,12 +67,11 @@ def step_times(root: Path, work: Path, net: str, width: float, batch: int, steps
             save_model(build_model(net, len(read_labels(root / "labels.txt")), width=width), base)
         extra = dict(base_net=str(base), compress_rate=list(PRUNED_RATE), criterion="l1")
     clock = _StepClock()
-    cfg = TrainConfig(datasets=[str(root)], validation_dataset=str(root), net=net, width=width, batch_size=batch,
+    train(TrainConfig(datasets=[str(root)], validation_dataset=str(root), net=net, width=width, batch_size=batch,
                       num_epochs=1, max_images=batch * (steps + 1), lr=2e-4, optimizer="adam", seed=0,
                       validation_epochs=0, checkpoint_folder=str(work / "ck"), device="cpu", progress=False,
-                      channels_last=channels_last, **extra)
-    train(cfg, hooks=clock)
-    return clock.intervals()
+                      channels_last=channels_last, **extra), hooks=clock)
+    return [b - a for a, b in zip(clock.marks, clock.marks[1:])]
 
 
 def measure(rounds: int, quick: bool, work: Path) -> pd.DataFrame:
@@ -84,27 +80,13 @@ def measure(rounds: int, quick: bool, work: Path) -> pd.DataFrame:
     for label, net, width, batch, steps, pruned in cases(quick):
         seconds = {name: [] for name in LAYOUTS}
         for r in range(rounds):
-            order = list(LAYOUTS) if r % 2 == 0 else list(LAYOUTS)[::-1]
-            for name in order:
+            for name in list(LAYOUTS)[::1 if r % 2 == 0 else -1]:
                 seconds[name] += step_times(root, work, net, width, batch, steps, pruned, LAYOUTS[name])
         nchw, nhwc = (1000 * median(seconds[name]) for name in LAYOUTS)
         rows.append({"case": label, "batch": batch, "steps timed": len(seconds["NCHW"]), "NCHW ms/step": nchw,
                      "channels-last ms/step": nhwc, "speed-up": nchw / nhwc})
         print(f"{label}: {nchw:.0f} vs {nhwc:.0f} ms/step ({nchw / nhwc:.2f}x)", file=sys.stderr, flush=True)
     return pd.DataFrame(rows)
-
-
-def page(table: pd.DataFrame, env: dict, command: str) -> str:
-    return "\n".join([
-        "# Training step time: NCHW against channels-last", "",
-        f"Generated by `{command}` on {env['date']}: {env['cpu']}, {env['threads']} threads, torch {env['torch']}. "
-        "Median interval between consecutive optimizer steps of real `train()` runs (data loading included), "
-        "layouts alternated round by round; synthetic data. Only the ratio of one row is meaningful: absolute "
-        "times move with the machine and its load.", "",
-        markdown_table(table, formats={"speed-up": ".2f", "NCHW ms/step": ".0f", "channels-last ms/step": ".0f"}), "",
-        "The course trains channels-last (`Profile.channels_last`); the CLI's `train --channels_last` does the same. "
-        "The weights the run writes are in the usual NCHW layout either way, and validation and evaluation run "
-        "in it. docs/training.md says when the layout pays and when not.", ""])
 
 
 def main(argv=None) -> int:
@@ -114,18 +96,26 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="one small case, one round (a smoke run)")
     ap.add_argument("--out", default=str(HERE / "train_layout.md"), help="OUT.md; OUT.csv beside it")
     args = ap.parse_args(argv)
-    rounds = 1 if args.quick else args.rounds
     out = Path(args.out)
     if not out.parent.is_dir():
         raise HRankError(f"--out {out}: no folder {out.parent}; create it or write elsewhere")
     with tempfile.TemporaryDirectory() as tmp, bench.num_threads(args.threads):
-        table = measure(rounds, args.quick, Path(tmp))
-    command = "python benchmarks/train_layout.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    out.write_text(page(table, bench.environment("cpu", args.threads), command.strip()))
+        table = measure(1 if args.quick else args.rounds, args.quick, Path(tmp))
+    env = bench.environment("cpu", args.threads)
+    out.write_text("\n".join([
+        "# Training step time: NCHW against channels-last", "",
+        f"Generated by `{benchkit.command('train_layout.py', argv)}` on {env['date']}: {env['cpu']}, "
+        f"{env['threads']} threads, torch {env['torch']}. Median interval between consecutive optimizer steps of real "
+        "`train()` runs (data loading included), layouts alternated round by round; synthetic data. Only the ratio "
+        "of one row is meaningful: absolute times move with the machine and its load.", "",
+        markdown_table(table, formats={"speed-up": ".2f", "NCHW ms/step": ".0f", "channels-last ms/step": ".0f"}), "",
+        "The course trains channels-last (`Profile.channels_last`); the CLI's `train --channels_last` does the same. "
+        "The weights the run writes are in the usual NCHW layout either way, and validation and evaluation run "
+        "in it. docs/training.md says when the layout pays and when not.", ""]))
     table.to_csv(out.with_suffix(".csv"), index=False)
     print(f"wrote {out}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(guarded(main))
+    benchkit.run(main)

@@ -26,15 +26,15 @@ def _course(folder, matched, paper):
 
 @pytest.mark.parametrize("matched, result", [(0.7, "met"), (0.695, "met"), (0.6899, "not met")])
 def test_map_target_reads_the_course_results(frontier, tmp_path, matched, result):
-    row = load_benchmark("latency_frontier_report").map_target(_course(tmp_path / "results", matched, 0.7))
+    row = frontier.map_target(_course(tmp_path / "results", matched, 0.7))
     assert row["result"] == result
     assert row["measured"].startswith(f"{matched - 0.7:+.4f}")
 
 
 def test_map_target_without_a_course_run_says_how_to_get_it(frontier, tmp_path):
-    assert load_benchmark("latency_frontier_report").map_target(None)["result"].startswith("not measured: pass --course_results")
+    assert frontier.map_target(None)["result"].startswith("not measured: pass --course_results")
     (tmp_path / "map.csv").write_text("model,mAP\nvgg16-ssd,0.5\n")
-    assert "lacks the two models" in load_benchmark("latency_frontier_report").map_target(tmp_path)["result"]
+    assert "lacks the two models" in frontier.map_target(tmp_path)["result"]
 
 
 def test_smoke_run_writes_every_model_and_the_targets(frontier, tmp_path, monkeypatch):
@@ -65,11 +65,10 @@ def test_smoke_run_writes_every_model_and_the_targets(frontier, tmp_path, monkey
 
 
 def test_error_targets_read_the_check_table_when_there_is_one(frontier):
-    report = load_benchmark("latency_frontier_report")
     rows = pd.DataFrame({"model": ["a", "b"], "error_%": [-12.0, 3.0], "check_error_%": [4.0, -9.5]})
-    (c, later) = report.error_targets(rows)
+    (c, later) = frontier.error_targets(rows)
     assert (c["measured"], c["required"], c["result"]) == ("max 9.5% (b)", "<= 10%", "met")
     assert (later["measured"], later["required"], later["result"]) == ("max 12.0% (a)", "-", "drift, for reading")
-    (only,) = report.error_targets(rows.drop(columns=["check_error_%"]))
+    (only,) = frontier.error_targets(rows.drop(columns=["check_error_%"]))
     assert only["target"].startswith("(c) ") and "--no_check_table" in only["target"]
     assert (only["measured"], only["result"]) == ("max 12.0% (a)", "not met")

@@ -1,0 +1,26 @@
+"""What the benchmark scripts share: the command and machine a page names, and the CLI's way of ending."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+
+from hrank_ssd.cli.main import guarded
+from hrank_ssd.measure.bench import cpu_flags, environment
+
+
+def command(script: str, argv=None) -> str:
+    """The command line that made a page: ``python benchmarks/SCRIPT ARGS``."""
+    return shlex.join(["python", f"benchmarks/{script}", *(sys.argv[1:] if argv is None else argv)])
+
+
+def machine(threads=None) -> str:
+    """``CPU (AVX-512), N threads, torch X, DATE``."""
+    env, flags = environment("cpu", threads), cpu_flags()
+    simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2 seen"
+    return f"{env['cpu']} ({simd}), {env['threads']} threads, torch {env['torch']}, {env['date'][:10]}"
+
+
+def run(main) -> None:
+    """End like the CLI: bad input is one line on stderr and exit status 2, no traceback."""
+    sys.exit(guarded(main))
