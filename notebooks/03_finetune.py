@@ -130,7 +130,7 @@ from hrank_ssd.course.published import published_finetune
 from hrank_ssd.course.report import PUBLISHED_MAP, short_finetune_note
 from hrank_ssd.data.voc import VOCDataset
 from hrank_ssd.errors import HRankError
-from hrank_ssd.train.live_plot import LiveLossCurve
+from hrank_ssd.train.logs import LiveLossCurve
 
 p, theirs = course.profile, published_finetune()
 epochs = p.student_finetune_epochs or p.finetune_epochs

@@ -30,7 +30,7 @@ from hrank_ssd.measure.fine_grained import compare_fine_grained
 from hrank_ssd.measure.sensitivity import layer_sensitivity, quick_map
 from hrank_ssd.nets.models import build_model
 from hrank_ssd.nets.predictor import Predictor
-from hrank_ssd.train.validation import validation_loss
+from hrank_ssd.train.losses import validation_loss
 
 
 @pytest.fixture(scope="module")

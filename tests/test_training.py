@@ -24,13 +24,18 @@ from hrank_ssd.cli import main
 from hrank_ssd.errors import HRankError
 from hrank_ssd.measure.evaluation import evaluate_model, mean_ap
 from hrank_ssd.nets.models import load_model, read_state_dict
-from hrank_ssd.train.build import class_names, load_base_net, make_datasets
-from hrank_ssd.train.checkpoints import read_checkpoint
-from hrank_ssd.train.config import TrainConfig, as_config, learning_rate
-from hrank_ssd.train.determinism import epoch_batches
+from hrank_ssd.train.checkpoints import epoch_batches, read_checkpoint
+from hrank_ssd.train.config import (
+    TrainConfig,
+    as_config,
+    class_names,
+    learning_rate,
+    load_base_net,
+    make_datasets,
+)
 from hrank_ssd.train.logs import LOG_COLUMNS, plot_curves
+from hrank_ssd.train.losses import validation_loss
 from hrank_ssd.train.trainer import Hooks, _Trainer, train
-from hrank_ssd.train.validation import validation_loss
 
 EPOCHS = 3
 
@@ -149,7 +154,7 @@ def test_resume_after_whole_epochs_is_exact(reference, tiny_voc, tmp_path):
 
 
 def test_live_loss_curve_receives_every_step_loss(tiny_voc, tmp_path):
-    from hrank_ssd.train.live_plot import LiveLossCurve
+    from hrank_ssd.train.logs import LiveLossCurve
 
     curve = LiveLossCurve(every=1)
     result = train(_config(tiny_voc, tmp_path, num_epochs=1), hooks=curve)
@@ -457,10 +462,10 @@ def test_ddp_two_processes_match_one(tiny_voc, tmp_path):
 
 
 def test_lsuv_init_only_when_asked_and_only_from_scratch(tiny_voc, tmp_path, monkeypatch):
-    import hrank_ssd.train.build as build
+    import hrank_ssd.nets.models as models
 
     calls = []
-    monkeypatch.setattr(build, "init_from_scratch", lambda model, images: calls.append(tuple(images.shape)))
+    monkeypatch.setattr(models, "init_from_scratch", lambda model, images: calls.append(tuple(images.shape)))
     train(_config(tiny_voc, tmp_path / "a", num_epochs=1))
     assert calls == []
     result = train(_config(tiny_voc, tmp_path / "b", num_epochs=1, init="lsuv"))

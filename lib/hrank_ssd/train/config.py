@@ -1,14 +1,28 @@
-"""What a training run is told: :class:`TrainConfig`, its checks, and the learning rate it implies per epoch."""
+"""What a run is told and what it starts from: :class:`TrainConfig`, its checks, the learning rate per epoch, and the
+class names, student, distillation teacher, data sets and optimizer it implies."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
-from typing import List, Optional, Union
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple, Union
 
+import torch
+from torch.utils.data import Dataset
+
+from hrank_ssd.data import voc
+from hrank_ssd.data.augment import LightAugmentation, TrainAugmentation
 from hrank_ssd.errors import HRankError
+from hrank_ssd.hrank.pruning import prune_model
+from hrank_ssd.nets import models
+from hrank_ssd.nets.compress import layer_rates
+from hrank_ssd.nets.priors import MatchPrior
+from hrank_ssd.nets.registry import num_prunable
+from hrank_ssd.nets.ssd import SSD
 
 # the allowed values of the options that take a word (the CLI offers the same as its choices)
 CHOICES = {
@@ -18,6 +32,8 @@ CHOICES = {
     "optimizer": ("sgd", "adam"),
     "init": ("default", "lsuv"),
 }
+AUGMENTATIONS = {"ssd": TrainAugmentation, "light": LightAugmentation}
+LSUV_IMAGES = 16  # training images (test-transformed) that LSUV calibrates activations on
 
 
 @dataclass
@@ -134,3 +150,120 @@ def learning_rate(cfg: TrainConfig, epoch: int) -> float:
     if cfg.scheduler == "multistep":
         return cfg.lr * cfg.gamma ** sum(epoch >= m for m in parse_milestones(cfg.milestones))
     raise HRankError(f"unknown --scheduler {cfg.scheduler!r}: use {_one_of(CHOICES['scheduler'])}")
+
+
+def class_names(cfg: TrainConfig) -> List[str]:
+    """``--label_file``'s names, else the first dataset's label file, else BACKGROUND + the VOC classes."""
+    if cfg.label_file:
+        return list(voc.read_labels(cfg.label_file))
+    first = Path(cfg.datasets[0])
+    if not first.is_dir():
+        raise HRankError(f"dataset folder {first} not found: pass a VOCdevkit/VOC2007-style folder")
+    found = voc.find_label_file(first)
+    return list(voc.read_labels(found)) if found else ["BACKGROUND", *voc.VOC_CLASSES]
+
+
+def load_base_net(path, net: str, num_classes: int, width: float, image_size: Optional[int]) -> SSD:
+    """``--base_net``: a detector (of another class count: all but its classifiers) or a bare backbone."""
+    state = models.read_state_dict(path)
+    if "base_net.0.weight" in state or "base_net.0.0.weight" in state:
+        return _detector_as_base_net(state, path, net, num_classes, image_size)
+    model = models.build_model(net, num_classes, width=width, image_size=image_size)
+    try:
+        model.base_net.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).split("\n\t", 1)[-1].splitlines()[0][:160]
+        raise HRankError(f"--base_net {path} is neither an SSD checkpoint nor a {net} backbone "
+                         f"(width {width}): {first}") from None
+    return model
+
+
+def _detector_as_base_net(state: Dict[str, torch.Tensor], path, net: str, num_classes: int,
+                          image_size: Optional[int]) -> SSD:
+    found = models.detect_net(state)
+    if found != net:
+        raise HRankError(f"--base_net {path} is a {found} checkpoint, not {net}: pass --net {found}")
+    size = image_size or models.read_sidecar(path).get("image_size")
+    classes = models.num_classes_of(state, net, path)
+    if classes == num_classes:
+        return models.model_from_state_dict(state, path, net=net, image_size=size)
+    model = models.build_model(net, num_classes, plan=models.plan_from_state_dict(state, net), image_size=size)
+    keep = {k: v for k, v in state.items() if not k.startswith("classification_headers.")}
+    model.load_state_dict(keep, strict=False)
+    warnings.warn(f"{path} predicts {classes} classes, the label file {num_classes}: "
+                  "classification headers start from random weights", stacklevel=3)
+    return model
+
+
+def resumed_model(cfg: TrainConfig, state: dict, path: Path, num_classes: int) -> SSD:
+    """The model of a training checkpoint; its image size becomes ``cfg.image_size`` unless one was given."""
+    size = state["args"].get("image_size") or models.read_sidecar(path).get("image_size")
+    cfg.image_size = cfg.image_size or size
+    return models.model_from_state_dict(state["model"], path, net=cfg.net, num_classes=num_classes,
+                                        image_size=cfg.image_size)
+
+
+def fresh_model(cfg: TrainConfig, num_classes: int) -> Tuple[SSD, bool]:
+    """``(model, from scratch?)``: ``--base_net``'s weights, else a new model of ``--width``."""
+    if not cfg.base_net:
+        return models.build_model(cfg.net, num_classes, width=cfg.width, image_size=cfg.image_size), True
+    model = load_base_net(cfg.base_net, cfg.net, num_classes, cfg.width, cfg.image_size)
+    if model.num_classes != num_classes:
+        raise HRankError(f"--base_net {cfg.base_net} predicts {model.num_classes} classes but the label "
+                         f"file has {num_classes}")
+    return model, False
+
+
+def prune_base_net(model: SSD, cfg: TrainConfig) -> Tuple[SSD, List[float], Dict[str, List[int]]]:
+    """``(pruned model, per-layer rates, kept filter indices)``: ``--compress_rate`` applied to ``--base_net``."""
+    if not cfg.base_net:
+        raise HRankError("--compress_rate prunes a trained model: pass it with --base_net MODEL.pth")
+    rates = layer_rates(cfg.compress_rate, num_prunable(cfg.net))
+    model, kept = prune_model(model, rates, cfg.criterion, cfg.rank_dir, cfg.seed, cfg.round_to)
+    return model, rates, kept
+
+
+def load_teacher(cfg: TrainConfig, num_classes: int, student: SSD, device: torch.device) -> SSD:
+    """The frozen ``--distill_from`` model (eval mode, no gradients); it must share the student's priors."""
+    teacher = models.load_model(cfg.distill_from, net=cfg.net, num_classes=num_classes,
+                                image_size=student.image_size).to(device).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    if teacher.priors.shape != student.priors.shape:
+        raise HRankError(f"--distill_from {cfg.distill_from} has another input size/prior layout "
+                         "than the student: use the unpruned model the student came from")
+    return teacher
+
+
+def make_datasets(cfg: TrainConfig, model: SSD, names: List[str]) -> Tuple[Dataset, voc.VOCDataset, voc.VOCDataset]:
+    """``(train, validation, evaluation)`` sets: augmented, test-transformed (both matched to priors), raw."""
+    ncfg = model.cfg
+    target = MatchPrior(model.priors.cpu(), ncfg)
+    augment = AUGMENTATIONS[cfg.augment](model.image_size, ncfg.image_mean, ncfg.image_std)
+    train_set = voc.make_dataset(cfg.datasets, cfg.train_split, augment, target, keep_difficult=cfg.keep_difficult,
+                                 class_names=names)
+    test_transform = voc.TestTransform(model.image_size, ncfg.image_mean, ncfg.image_std)
+    val_set = voc.VOCDataset(cfg.validation_dataset, cfg.validation_split, test_transform, target, class_names=names,
+                             is_test=True)
+    eval_set = voc.VOCDataset(cfg.validation_dataset, cfg.validation_split, class_names=names, is_test=True)
+    if cfg.max_images:
+        train_set = torch.utils.data.Subset(train_set, range(min(cfg.max_images, len(train_set))))
+        for ds in (val_set, eval_set):
+            ds.ids = ds.ids[:cfg.max_images]
+    return train_set, val_set, eval_set
+
+
+def lsuv_init(model: SSD, cfg: TrainConfig, names: List[str], device: torch.device) -> None:
+    """``--init lsuv``: calibrate a new model on the first training images (every process alike)."""
+    ncfg = model.cfg
+    test_transform = voc.TestTransform(model.image_size, ncfg.image_mean, ncfg.image_std)
+    plain = voc.VOCDataset(cfg.datasets[0], cfg.train_split, test_transform, class_names=names)
+    sample = torch.stack([plain[i][0] for i in range(min(LSUV_IMAGES, len(plain)))])
+    models.init_from_scratch(model, sample.to(device))
+
+
+def make_optimizer(cfg: TrainConfig, params: List[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    """Adam, or SGD with ``--momentum`` and ``--weight_decay``, over ``params`` at ``--lr``."""
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)

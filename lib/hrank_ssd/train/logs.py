@@ -1,11 +1,12 @@
-"""What a run reports per epoch: ``log.csv`` / ``log.json``, ``curves.png`` and the one-line epoch summary."""
+"""What a run reports: ``log.csv`` / ``log.json``, ``curves.png`` and the epoch summary per epoch, and to the
+:class:`Hooks` after each step (a notebook's live loss curve)."""
 
 from __future__ import annotations
 
 import json
 import math
 from pathlib import Path
-from typing import List
+from typing import Dict, List
 
 import pandas as pd
 
@@ -59,3 +60,53 @@ def epoch_summary(row: dict) -> str:
     return (f"epoch {row['epoch']}: train loss {row['train_loss']:.4f} (reg {row['train_regression_loss']:.4f}, "
             f"cls {row['train_classification_loss']:.4f}), val loss {row['val_loss']:.4f}{map_text}, "
             f"lr {row['lr']:.3g}")
+
+
+class Hooks:
+    """Test/notebook hooks; ``after_step(epoch, step, trainer_state)`` runs after each optimizer step."""
+
+    def after_step(self, epoch: int, step: int, state: dict) -> None:  # pragma: no cover - default no-op
+        pass
+
+
+class LiveLossCurve(Hooks):
+    """``hooks=`` of :func:`~hrank_ssd.train.trainer.train`: the losses redrawn every ``every`` steps in IPython."""
+
+    def __init__(self, every: int = 10, title: str = "finetuning"):
+        self.every, self.title = max(1, int(every)), title
+        self.points: Dict[str, List[float]] = {"step": [], "loss": [], "regression": [], "classification": []}
+        self._handle = self._fig = None
+
+    def after_step(self, epoch: int, step: int, state: dict) -> None:
+        self.points["step"].append(epoch * state.get("steps", step) + step)
+        for key in ("loss", "regression", "classification"):
+            self.points[key].append(float(state.get(key, float("nan"))))
+        if step % self.every == 0 or step == state.get("steps"):
+            self.draw()
+
+    def draw(self) -> None:
+        try:
+            from IPython import get_ipython
+            from IPython.display import display
+        except ImportError:
+            return
+        if get_ipython() is None or not self.points["step"]:
+            return
+        if self._fig is None:
+            plt = pyplot()
+            self._fig, _ = plt.subplots(figsize=(8, 3.5))
+            plt.close(self._fig)  # drawn through the display handle only, not again at the cell's end
+        ax = self._fig.axes[0]
+        ax.clear()
+        df = pd.DataFrame(self.points).set_index("step")
+        window = max(1, len(df) // 20)
+        for key, colour in (("loss", "black"), ("regression", "tab:blue"), ("classification", "tab:orange")):
+            ax.plot(df.index, df[key], color=colour, alpha=0.25, lw=0.8)
+            ax.plot(df.index, df[key].rolling(window, min_periods=1).mean(), color=colour, label=key)
+        ax.set(xlabel="optimizer step", ylabel="training loss",
+               title=f"{self.title}: step {int(df.index[-1])}, loss {df['loss'].iloc[-1]:.3f}")
+        ax.legend(loc="upper right")
+        if self._handle is None:
+            self._handle = display(self._fig, display_id=True)
+        else:
+            self._handle.update(self._fig)

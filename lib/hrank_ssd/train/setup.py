@@ -14,10 +14,8 @@ import torch
 from hrank_ssd.errors import HRankError
 from hrank_ssd.nets.compress import format_compress_rate
 from hrank_ssd.nets.models import clean_state_dict, count_parameters
-from hrank_ssd.train import build, distributed
-from hrank_ssd.train.checkpoints import checkpoint_path, read_checkpoint, resolve_resume, write_checkpoint
+from hrank_ssd.train import checkpoints, config, distributed
 from hrank_ssd.train.config import TrainConfig, learning_rate
-from hrank_ssd.train.determinism import draw_seed, rng_state, seed_all, set_rng_state
 from hrank_ssd.train.losses import MultiBoxLoss
 
 SUM_KEYS = ("loss", "regression", "classification", "distillation")  # running sums of the epoch's step losses
@@ -40,67 +38,59 @@ class TrainerSetup:
         if self.main:
             print(msg, file=sys.stderr, flush=True)
 
-    # -- setup (in this order: the RNG streams a resumed run replays depend on it) ----------------------
     def setup(self) -> None:
-        state = self._open_resume()
-        self._seed(state)
-        self.class_names = build.class_names(self.cfg)
+        """The run's state, in this order: the RNG streams a resumed run replays depend on it."""
+        cfg = self.cfg
+        self.resume_path = checkpoints.resolve_resume(cfg.resume, self.folder)
+        state = checkpoints.read_checkpoint(self.resume_path) if self.resume_path else None
+        if cfg.resume == "auto" and state is None:
+            self.log(f"--resume auto: no model_best.pth-N.tar in {self.folder}, starting fresh")
+        seed_note = self._seed(state)
+        self.class_names = config.class_names(cfg)
         self._setup_model(state)
-        self._setup_data()
-        self._set_layout()
+        self.train_set, self.val_set, self.eval_set = config.make_datasets(cfg, self.model, self.class_names)
+        if self.from_scratch and cfg.init == "lsuv":
+            config.lsuv_init(self.model, cfg, self.class_names, self.device)
+        # channels-last if asked (after initialisation); files and the returned model stay NCHW
+        self.layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        for net in (self.model, self.teacher):
+            if net is not None:
+                net.to(memory_format=self.layout)
         self._setup_optimizer()
         self._restore(state)
-        if self.seed_note:
-            self.log(self.seed_note)
+        if seed_note:
+            self.log(seed_note)
 
-    def _open_resume(self) -> Optional[dict]:
-        self.resume_path = resolve_resume(self.cfg.resume, self.folder)
-        state = read_checkpoint(self.resume_path) if self.resume_path else None
-        if self.cfg.resume == "auto" and state is None:
-            self.log(f"--resume auto: no model_best.pth-N.tar in {self.folder}, starting fresh")
-        return state
-
-    def _seed(self, state: Optional[dict]) -> None:
-        cfg = self.cfg
-        self.seed_note = None
+    def _seed(self, state: Optional[dict]) -> Optional[str]:
+        """Seed every RNG with ``--seed``, the checkpoint's or a new one (then returns the note that prints it)."""
+        cfg, note = self.cfg, None
         if state is not None and cfg.seed is None:
             cfg.seed = int(state["args"].get("seed") or 0)
         if cfg.seed is None:
-            cfg.seed = distributed.broadcast_int(draw_seed(), self.world)
-            self.seed_note = f"seed {cfg.seed} (pass --seed {cfg.seed} to repeat this run)"
-        seed_all(cfg.seed)
+            cfg.seed = distributed.broadcast_int(checkpoints.draw_seed(), self.world)
+            note = f"seed {cfg.seed} (pass --seed {cfg.seed} to repeat this run)"
+        checkpoints.seed_all(cfg.seed)
+        return note
 
     def _setup_model(self, state: Optional[dict]) -> None:
         cfg = self.cfg
         num_classes = len(self.class_names)
         self.kept, self.rates, self.from_scratch = None, None, False
         if state is not None:
-            model = build.resumed_model(cfg, state, self.resume_path, num_classes)
+            model = config.resumed_model(cfg, state, self.resume_path, num_classes)
             self.kept, self.rates = state.get("kept_indices"), state.get("compress_rate")
         else:
-            model, self.from_scratch = build.fresh_model(cfg, num_classes)
+            model, self.from_scratch = config.fresh_model(cfg, num_classes)
             if cfg.compress_rate is not None:
-                model, self.rates, self.kept = build.prune_base_net(model, cfg)
+                model, self.rates, self.kept = config.prune_base_net(model, cfg)
                 self.log(f"pruned with {cfg.criterion} at {format_compress_rate(self.rates)}: "
                          f"{count_parameters(model)} parameters left")
         self.model = model.to(self.device)
         cfg.image_size = model.image_size
-        self.teacher = build.load_teacher(cfg, num_classes, model, self.device) if cfg.distill_from else None
+        self.teacher = config.load_teacher(cfg, num_classes, model, self.device) if cfg.distill_from else None
         if cfg.freeze_base_net:
             for p in self.model.base_net.parameters():
                 p.requires_grad_(False)
-
-    def _setup_data(self) -> None:
-        self.train_set, self.val_set, self.eval_set = build.make_datasets(self.cfg, self.model, self.class_names)
-        if self.from_scratch and self.cfg.init == "lsuv":
-            build.lsuv_init(self.model, self.cfg, self.class_names, self.device)
-
-    def _set_layout(self) -> None:
-        """Store the nets channels-last if asked (after initialisation); files and the returned model stay NCHW."""
-        self.layout = torch.channels_last if self.cfg.channels_last else torch.contiguous_format
-        for net in (self.model, self.teacher):
-            if net is not None:
-                net.to(memory_format=self.layout)
 
     def _setup_optimizer(self) -> None:
         cfg = self.cfg
@@ -112,13 +102,12 @@ class TrainerSetup:
         else:
             self.net = self.model
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = build.make_optimizer(cfg, self.params)
+        self.optimizer = config.make_optimizer(cfg, self.params)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.criterion = MultiBoxLoss(3.0, cfg.distill_T)
 
     def _restore(self, state: Optional[dict]) -> None:
-        self.start_epoch, self.start_step = 0, 0
-        self.sums = zero_sums()
+        self.start_epoch, self.start_step, self.sums = 0, 0, zero_sums()
         self.best_val, self.best_epoch = math.inf, None
         self.history: List[dict] = []
         self.last_path: Optional[Path] = None
@@ -139,32 +128,33 @@ class TrainerSetup:
         else:
             self.start_epoch, self.start_step = int(state["epoch"]), int(state["step"])
             self.sums = {k: float(v) for k, v in state["sums"].items()}
-        set_rng_state(state["rng"])
+        checkpoints.set_rng_state(state["rng"])
         self.last_path = self.resume_path
         where = f"epoch {self.start_epoch}" + (f" step {self.start_step}" if self.start_step else "")
         self.log(f"resumed from {self.resume_path}: continuing at {where}")
 
-    # -- checkpoints ------------------------------------------------------------------------------------
     def checkpoint_state(self, epoch: int, step: Optional[int]) -> dict:
         """Everything a resumed run needs (docs/training.md lists the keys); ``step`` None: epoch complete."""
         return {"model": clean_state_dict(self.model), "optimizer": self.optimizer.state_dict(),
                 "scheduler": {"name": self.cfg.scheduler, "epoch": epoch, "lr": learning_rate(self.cfg, epoch)},
                 "scaler": self.scaler.state_dict(), "epoch": epoch, "step": step, "sums": dict(self.sums),
                 "best_val_loss": self.best_val, "best_epoch": self.best_epoch, "compress_rate": self.rates,
-                "kept_indices": self.kept, "rng": rng_state(), "history": self.history, "args": asdict(self.cfg),
-                "net": self.cfg.net, "num_classes": self.model.num_classes, "image_size": self.model.image_size}
+                "kept_indices": self.kept, "rng": checkpoints.rng_state(), "history": self.history,
+                "args": asdict(self.cfg), "net": self.cfg.net, "num_classes": self.model.num_classes,
+                "image_size": self.model.image_size}
 
     def save_checkpoint(self, epoch: int, step: Optional[int]) -> Path:
         """Checkpoint (process 0 writes; every process remembers the path); refuses non-finite weights."""
         bad = [n for n, t in self.model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
         if bad:
             raise self.nan_error(f"non-finite weights ({bad[0]})", epoch, step if step is not None else "end")
-        path = checkpoint_path(self.folder, epoch)
+        path = checkpoints.checkpoint_path(self.folder, epoch)
         if self.main:
             meta = {"net": self.cfg.net, "num_classes": self.model.num_classes, "image_size": self.model.image_size,
                     "compress_rate": self.rates, "criterion": self.cfg.criterion if self.kept else None,
                     "kept_indices": self.kept, "epoch": epoch, "step": step}
-            write_checkpoint(self.folder, epoch, self.checkpoint_state(epoch, step), meta, keep={self.best_epoch})
+            state = self.checkpoint_state(epoch, step)
+            checkpoints.write_checkpoint(self.folder, epoch, state, meta, keep={self.best_epoch})
         self.last_path = path
         return path
 

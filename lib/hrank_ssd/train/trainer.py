@@ -18,12 +18,11 @@ from hrank_ssd.measure.evaluation import mean_ap
 from hrank_ssd.nets.models import save_model
 from hrank_ssd.nets.ssd import SSD
 from hrank_ssd.train import distributed
-from hrank_ssd.train.checkpoints import checkpoint_path, final_model_path
+from hrank_ssd.train.checkpoints import SeededSamples, checkpoint_path, epoch_batches, final_model_path
 from hrank_ssd.train.config import TrainConfig, as_config, learning_rate
-from hrank_ssd.train.determinism import SeededSamples, epoch_batches
-from hrank_ssd.train.logs import epoch_summary, plot_curves, write_logs
+from hrank_ssd.train.logs import Hooks, epoch_summary, plot_curves, write_logs
+from hrank_ssd.train.losses import param_dtype, validation_loss, validation_loss_and_map
 from hrank_ssd.train.setup import SUM_KEYS, TrainerSetup, zero_sums
-from hrank_ssd.train.validation import param_dtype, validation_loss, validation_loss_and_map
 
 
 @dataclass
@@ -37,13 +36,6 @@ class TrainResult:
     final_model: Optional[Path]
 
 
-class Hooks:
-    """Test/notebook hooks; ``after_step(epoch, step, trainer_state)`` runs after each optimizer step."""
-
-    def after_step(self, epoch: int, step: int, state: dict) -> None:  # pragma: no cover - default no-op
-        pass
-
-
 def train(config: Union[TrainConfig, dict], hooks: Optional[Hooks] = None) -> TrainResult:
     """Run (or resume) a training job described by ``config`` (a :class:`TrainConfig` or a dict of its fields)."""
     cfg = as_config(config)
@@ -54,16 +46,9 @@ def train(config: Union[TrainConfig, dict], hooks: Optional[Hooks] = None) -> Tr
         distributed.close_distributed(created_group)
 
 
-def _set_bn_eval(model: nn.Module) -> None:
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.eval()
-
-
 class _Trainer(TrainerSetup):
     """One process's run: :class:`TrainerSetup`'s state, then train, validate, save."""
 
-    # -- training ---------------------------------------------------------------------------------------
     def compute_loss(self, images, locations, labels):
         """``(loss to minimise, its MultiBox/distillation parts)`` for one batch already on the device."""
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
@@ -112,8 +97,10 @@ class _Trainer(TrainerSetup):
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.net.train()
-        if cfg.bn_eval:
-            _set_bn_eval(self.net)
+        if cfg.bn_eval:  # BatchNorm statistics stay frozen
+            for m in self.net.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
         batches = epoch_batches(len(self.train_set), cfg.batch_size, cfg.seed, epoch, self.rank, self.world)
         steps = len(batches)
         loader = torch.utils.data.DataLoader(SeededSamples(self.train_set), batch_sampler=batches[self.start_step:],
@@ -133,7 +120,6 @@ class _Trainer(TrainerSetup):
         bar.close()
         self.start_step = 0
 
-    # -- validation -------------------------------------------------------------------------------------
     def validate_epoch(self, epoch: int) -> dict:
         """The epoch's validation columns (loss parts; mAP when due, from the same forwards); tracks the best."""
         cfg = self.cfg
@@ -155,7 +141,6 @@ class _Trainer(TrainerSetup):
             self.best_val, self.best_epoch = val["loss"], epoch
         return row
 
-    # -- the run ----------------------------------------------------------------------------------------
     def run_epoch(self, epoch: int) -> dict:
         """Train, validate (process 0), checkpoint and log one epoch; returns its log row."""
         t0 = time.time()
