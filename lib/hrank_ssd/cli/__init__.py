@@ -1,4 +1,4 @@
-"""The command line: one module per sub-command; flags are parsed here and handed to the library."""
+"""The command line: the commands grouped by the scripts they stand for; flags are parsed here, then handed on."""
 
 from hrank_ssd.cli.main import main
 

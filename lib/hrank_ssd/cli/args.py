@@ -1,11 +1,19 @@
-"""Flags shared by several commands, with the original scripts' names."""
+"""Flags shared by several commands, with the original scripts' names, and the parser of one command."""
 
 from __future__ import annotations
 
 import argparse
+from typing import Callable
 
 from hrank_ssd.nets.compress import parse_compress_rate
 from hrank_ssd.nets.registry import net_names
+
+
+def command(sub, name: str, run: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+    """The parser of command ``name``: ``run(args)`` runs it, its docstring is the command's description."""
+    p = sub.add_parser(name, help=help, description=run.__doc__)
+    p.set_defaults(func=run)
+    return p
 
 
 def add_net(p: argparse.ArgumentParser, default: str = "vgg16-ssd") -> None:
@@ -30,5 +38,5 @@ def str2bool(v: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {v!r}")
 
 
-def device_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+def device_arg(p: argparse.ArgumentParser, default=None) -> None:
+    p.add_argument("--device", default=default, help="cpu or cuda" + ("" if default else " (default: cuda when available)"))

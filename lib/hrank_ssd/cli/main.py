@@ -1,5 +1,5 @@
-"""``python -m hrank_ssd <command>``: one sub-command per module of ``hrank_ssd.cli`` (beside ``main`` and ``args``).
-Each defines ``add_parser(subparsers)``; user errors exit 2 in one line."""
+"""``python -m hrank_ssd <command>``: the commands of every module of ``hrank_ssd.cli`` (beside ``main`` and ``args``).
+Each defines ``add_parser(subparsers)`` adding its commands; user errors exit 2 in one line."""
 
 from __future__ import annotations
 
