@@ -414,7 +414,7 @@ crit
 # %%
 from IPython.display import display
 
-from hrank_ssd.hrank.dead_filters import plot_dead_filters
+from hrank_ssd.hrank.stability import plot_dead_filters
 
 dead = course.dead_filters()  # writes results/dead_filters.csv
 display(fig := plot_dead_filters(dead))

@@ -163,7 +163,7 @@ def test_compare_fine_grained_rows(small_vgg, synthetic_voc):
 
 
 def test_dead_filter_table_counts_hand_made_dead_filters():
-    from hrank_ssd.hrank.dead_filters import dead_filter_table
+    from hrank_ssd.hrank.stability import dead_filter_table
 
     model = build_model("vgg16-ssd", 6, width=0.125)
     channels = model.plan.prunable

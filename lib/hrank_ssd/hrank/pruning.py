@@ -28,7 +28,6 @@ def _rule_for(key: str, rules: Dict[str, Rule]) -> Rule:
     return rules.get(key.rsplit(".", 1)[0], (None, None))
 
 
-
 def l1_scores(model: SSD) -> List[np.ndarray]:
     """Filter L1 norms (Li et al. 2017), one array per prunable layer."""
     net, state = model.cfg.name, model.state_dict()
@@ -111,7 +110,6 @@ def kept_agreement(model: SSD, compress_rate: Sequence[float], rank_dir, other_r
     return rows
 
 
-
 def _index_lists(model: SSD, kept: Dict[str, List[int]]) -> List[torch.Tensor]:
     names = layer_names(model.cfg.name)
     missing = [n for n in names if n not in kept]
@@ -130,9 +128,8 @@ def apply_kept(model: SSD, kept: Dict[str, List[int]]) -> SSD:
     """A new, smaller model of ``model``'s kept filters, on its device and in its mode (``model`` unchanged)."""
     net = model.cfg.name
     index = _index_lists(model, kept)
-    plan = ChannelPlan(list(model.plan.base), list(model.plan.extras), model.plan.num_prunable)
-    for i, idx in enumerate(index):
-        plan.base[i] = idx.numel()
+    widths = [idx.numel() for idx in index] + list(model.plan.base[len(index):])
+    plan = ChannelPlan(widths, list(model.plan.extras), model.plan.num_prunable)
     pruned = build_model(net, model.num_classes, plan=plan, image_size=model.image_size)
     rules = slice_rules(net)
     new_state = {}
@@ -150,10 +147,9 @@ def apply_kept(model: SSD, kept: Dict[str, List[int]]) -> SSD:
 
 def masked_copy(model: SSD, kept: Dict[str, List[int]]) -> SSD:
     """A copy of the model with every removed filter zeroed (BatchNorm too): the pruned model's outputs."""
-    net = model.cfg.name
     index = _index_lists(model, kept)
     masked = copy.deepcopy(model)
-    rules = slice_rules(net)
+    rules = slice_rules(model.cfg.name)
     with torch.no_grad():
         for key, p in masked.named_parameters():
             out_layer, _ = _rule_for(key, rules)
@@ -182,11 +178,12 @@ def prune_to_widths(model: SSD, widths, criterion: str = "hrank", rank_dir=None,
 def save_pruned(model: SSD, path, compress_rate: Optional[Sequence[float]], criterion: str,
                 kept: Dict[str, List[int]], widths=None, budget: Optional[dict] = None) -> None:
     """The pruned model as a plain state dict plus its sidecar (rates or widths and budget, criterion, kept filters)."""
-    rates = None if compress_rate is None else layer_rates(compress_rate, num_prunable(model.cfg.name))
+    names = layer_names(model.cfg.name)
+    rates = None if compress_rate is None else layer_rates(compress_rate, len(names))
     if widths is None and compress_rate is None:
-        widths = [len(kept[n]) for n in layer_names(model.cfg.name)]
+        widths = [len(kept[n]) for n in names]
     if widths is not None and not isinstance(widths, dict):
-        widths = dict(zip(layer_names(model.cfg.name), (int(k) for k in widths)))
+        widths = dict(zip(names, (int(k) for k in widths)))
     save_model(model, path, compress_rate=rates, criterion=criterion, kept_indices=kept, widths=widths, budget=budget)
 
 

@@ -67,16 +67,14 @@ class RankAccumulator:
 
     def __init__(self, model: SSD, rank_fn: Callable[[torch.Tensor], torch.Tensor] = batched_ranks):
         self.model, self.rank_fn = model, rank_fn
-        self.net = model.cfg.name
-        self.sums: List[Optional[torch.Tensor]] = [None] * num_prunable(self.net)
+        net, n = model.cfg.name, num_prunable(model.cfg.name)
+        self.sums: List[Optional[torch.Tensor]] = [None] * n
         self.images = 0
         modules = dict(model.named_modules())
-        self.handles = [modules[activation_key(self.net, i)].register_forward_hook(self._hook(i))
-                        for i in range(num_prunable(self.net))]
+        self.handles = [modules[activation_key(net, i)].register_forward_hook(self._hook(i, last=i == n - 1))
+                        for i in range(n)]
 
-    def _hook(self, i: int):
-        last = i == num_prunable(self.net) - 1
-
+    def _hook(self, i: int, last: bool):
         def hook(_module, _inputs, output):
             r = self.rank_fn(output).sum(0).cpu()
             self.sums[i] = r if self.sums[i] is None else self.sums[i] + r
