@@ -54,12 +54,6 @@ def _colour(rng: np.random.Generator, dark_background: bool) -> Tuple[int, int, 
     return int(b), int(g), int(r)
 
 
-def _rotate(points: np.ndarray, angle: float, center: Tuple[float, float]) -> np.ndarray:
-    c, s = math.cos(angle), math.sin(angle)
-    p = points - center
-    return np.stack([p[:, 0] * c - p[:, 1] * s, p[:, 0] * s + p[:, 1] * c], 1) + center
-
-
 def _shape_polygon(kind: str, cx: float, cy: float, w: float, h: float, angle: float) -> np.ndarray:
     if kind == "square":
         pts = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], dtype=np.float64)
@@ -72,7 +66,9 @@ def _shape_polygon(kind: str, cx: float, cy: float, w: float, h: float, angle: f
     else:
         raise ValueError(kind)
     pts = pts * (w / 2, h / 2) + (cx, cy)
-    return _rotate(pts, angle, (cx, cy))
+    c, s = math.cos(angle), math.sin(angle)
+    p = pts - (cx, cy)  # rotated about the centre
+    return np.stack([p[:, 0] * c - p[:, 1] * s, p[:, 0] * s + p[:, 1] * c], 1) + (cx, cy)
 
 
 def _draw(img: np.ndarray, kind: str, box: Tuple[float, float, float, float], colour, rng) -> Tuple[int, ...]:
@@ -134,11 +130,7 @@ def make_scene(rng: np.random.Generator, size: int, classes: Sequence[str] = SHA
             if all(_overlap(box, p) == 0 for p in placed):
                 objects.append([classes[int(rng.integers(len(classes)))], box, 1])
                 break
-    out = []
-    for kind, box, difficult in objects:
-        tight = _draw(img, kind, box, _colour(rng, dark), rng)
-        out.append((kind, tight, difficult))
-    return img, out
+    return img, [(kind, _draw(img, kind, box, _colour(rng, dark), rng), difficult) for kind, box, difficult in objects]
 
 
 def annotation_xml(image_id: str, size: int, objects, folder: str = "VOC2007") -> str:

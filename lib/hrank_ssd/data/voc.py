@@ -125,10 +125,8 @@ class VOCDataset(Dataset):
         for obj in tree.findall("object"):
             name = (obj.findtext("name") or "").strip()
             label = self.class_dict.get(name, self.class_dict.get(name.lower()))
-            if label is None:
-                continue
             bb = obj.find("bndbox")
-            if bb is None:
+            if label is None or bb is None:
                 continue
             boxes.append([float(bb.findtext(k)) - 1 for k in ("xmin", "ymin", "xmax", "ymax")])
             labels.append(label)
@@ -157,14 +155,11 @@ def make_dataset(roots: Union[PathLike, Sequence[PathLike]], split: Optional[str
                  target_transform=None, keep_difficult: bool = False,
                  class_names: Optional[Sequence[str]] = None) -> Dataset:
     """One :class:`VOCDataset` per root (``--datasets A B``), concatenated when there are several."""
-    if isinstance(roots, (str, os.PathLike)):
-        roots = [roots]
-    roots = list(roots)
+    roots = [roots] if isinstance(roots, (str, os.PathLike)) else list(roots)
     if not roots:
         raise HRankError("no dataset given: pass at least one VOCdevkit/VOC20xx folder with --datasets")
     sets = [VOCDataset(r, split, transform, target_transform, keep_difficult, class_names) for r in roots]
-    names = {ds.class_names for ds in sets}
-    if len(names) > 1:
+    if len({ds.class_names for ds in sets}) > 1:
         raise HRankError("the datasets have different class lists: give them the same labels.txt or pass --labels")
     return sets[0] if len(sets) == 1 else ConcatDataset(sets)
 
