@@ -16,7 +16,7 @@ from hrank_ssd.course.models import MODEL_KEYS, MODEL_TITLES
 from hrank_ssd.course.results import repo_root
 from hrank_ssd.data.voc import TestTransform, VOCDataset
 from hrank_ssd.errors import HRankError
-from hrank_ssd.hrank.dead_filters import dead_filter_table
+from hrank_ssd.hrank.stability import dead_filter_table
 from hrank_ssd.hrank.pruning import kept_agreement
 from hrank_ssd.hrank.ranks import load_ranks
 from hrank_ssd.hrank.stability import rank_stability as stability_table
