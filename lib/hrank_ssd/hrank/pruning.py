@@ -58,7 +58,6 @@ def kept_indices(model: SSD, compress_rate: Sequence[float], criterion: str = "h
 
 def criterion_scores(model: SSD, criterion: str = "hrank", rank_dir=None, seed: int = 0) -> List[np.ndarray]:
     """One score per filter of every prunable layer under ``criterion`` (higher = keep first)."""
-    net = model.cfg.name
     if criterion not in CRITERIA:
         raise HRankError(f"unknown --criterion {criterion!r}: choose one of {', '.join(CRITERIA)}")
     channels = model.plan.prunable
@@ -66,7 +65,7 @@ def criterion_scores(model: SSD, criterion: str = "hrank", rank_dir=None, seed: 
         if not rank_dir:
             raise HRankError("--criterion hrank needs --rank_dir (make ranks with `python -m hrank_ssd rank`), "
                              "or use --criterion l1")
-        return load_ranks(rank_dir, net, channels)
+        return load_ranks(rank_dir, model.cfg.name, channels)
     if criterion == "l1":
         return l1_scores(model)
     rng = np.random.default_rng(seed)
@@ -76,14 +75,7 @@ def criterion_scores(model: SSD, criterion: str = "hrank", rank_dir=None, seed: 
 def kept_indices_for_widths(model: SSD, widths, criterion: str = "hrank", rank_dir=None,
                             seed: int = 0) -> Dict[str, List[int]]:
     """Filters each prunable layer keeps by ``criterion`` at ``widths`` (a list in layer order or a dict by name)."""
-    net = model.cfg.name
-    names, channels = layer_names(net), model.plan.prunable
-    widths = _width_list(widths, names, channels)
-    scores = criterion_scores(model, criterion, rank_dir, seed)
-    return {name: select_filters(s, k) for name, s, k in zip(names, scores, widths)}
-
-
-def _width_list(widths, names: Sequence[str], channels: Sequence[int]) -> List[int]:
+    names, channels = layer_names(model.cfg.name), model.plan.prunable
     if isinstance(widths, dict):
         missing = [n for n in names if n not in widths]
         if missing:
@@ -95,7 +87,8 @@ def _width_list(widths, names: Sequence[str], channels: Sequence[int]) -> List[i
     for name, k, c in zip(names, widths, channels):
         if not 1 <= k <= c:
             raise HRankError(f"layer {name} has {c} filters: it can keep 1 to {c}, not {k}")
-    return widths
+    scores = criterion_scores(model, criterion, rank_dir, seed)
+    return {name: select_filters(s, k) for name, s, k in zip(names, scores, widths)}
 
 
 def kept_agreement(model: SSD, compress_rate: Sequence[float], rank_dir, other_rank_dir) -> List[Dict]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import List, Optional, Sequence
 
@@ -61,11 +62,5 @@ def layer_rates(rates: Optional[Sequence[float]], num_layers: int) -> List[float
 
 def format_compress_rate(rates: Sequence[float]) -> str:
     """Shortest ``[a]*n+[b]*m`` form of a rate list (the inverse of :func:`parse_compress_rate`)."""
-    parts, i = [], 0
-    while i < len(rates):
-        j = i
-        while j < len(rates) and rates[j] == rates[i]:
-            j += 1
-        parts.append(f"[{rates[i]:g}]*{j - i}" if j - i > 1 else f"[{rates[i]:g}]")
-        i = j
-    return "+".join(parts)
+    runs = [(rate, len(list(run))) for rate, run in itertools.groupby(rates)]
+    return "+".join(f"[{rate:g}]*{n}" if n > 1 else f"[{rate:g}]" for rate, n in runs)
