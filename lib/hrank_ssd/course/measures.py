@@ -16,9 +16,9 @@ from hrank_ssd.course.models import MODEL_KEYS, MODEL_TITLES
 from hrank_ssd.course.results import repo_root
 from hrank_ssd.data.voc import TestTransform, VOCDataset
 from hrank_ssd.errors import HRankError
-from hrank_ssd.hrank.stability import dead_filter_table
 from hrank_ssd.hrank.pruning import kept_agreement
 from hrank_ssd.hrank.ranks import load_ranks
+from hrank_ssd.hrank.stability import dead_filter_table
 from hrank_ssd.hrank.stability import rank_stability as stability_table
 from hrank_ssd.measure.bench import benchmark_models, results_json
 from hrank_ssd.measure.evaluation import evaluate_model, mean_ap
@@ -34,6 +34,16 @@ from hrank_ssd.train.resume_check import steps_per_epoch, stopped_and_resumed
 SHARED_VIDEO = ("..", "shared", "data", "video", "vtest.mp4")  # relative to the repository root
 
 
+def _saved(course, table: pd.DataFrame, name: str) -> pd.DataFrame:
+    table.to_csv(course.result(name), index=False)
+    return table
+
+
+def _trainval(course, model=None) -> VOCDataset:
+    transform = None if model is None else TestTransform(model.image_size, model.cfg.image_mean, model.cfg.image_std)
+    return VOCDataset(course.dataset_root(), split="trainval", transform=transform, class_names=course.class_names())
+
+
 def evaluate(course, keys=MODEL_KEYS) -> Tuple[pd.DataFrame, pd.DataFrame]:
     """mAP and per-class AP of each model: (summary, per-class long table), ``map.csv`` and ``per_class_ap.csv``."""
     ds, summary, per_class = course.test_dataset(), [], []
@@ -46,25 +56,20 @@ def evaluate(course, keys=MODEL_KEYS) -> Tuple[pd.DataFrame, pd.DataFrame]:
         summary.append({"model": key, "title": title, "mAP": mean_ap(table), "avg_predict_s": avg,
                         "params": count_parameters(model)})
         per_class.append(table.assign(model=key))
-    summary_df, per_class_df = pd.DataFrame(summary), pd.concat(per_class, ignore_index=True)
-    summary_df.to_csv(course.result("map.csv"), index=False)
-    per_class_df.to_csv(course.result("per_class_ap.csv"), index=False)
-    return summary_df, per_class_df
+    return (_saved(course, pd.DataFrame(summary), "map.csv"),
+            _saved(course, pd.concat(per_class, ignore_index=True), "per_class_ap.csv"))
 
 
 def flops(course) -> pd.DataFrame:
     """Exact params/MACs of the three detectors at full size (21 classes, 300x300) + the published figures."""
-    table = flops_table()
-    table.to_csv(course.result("flops.csv"), index=False)
-    return table
+    return _saved(course, flops_table(), "flops.csv")
 
 
 def _bench(course, models, name: str, **kw) -> pd.DataFrame:
     p = course.profile
     with course.timed(name):
-        table = benchmark_models(models, device=course.device, warmup=p.bench_warmup, runs=p.bench_runs,
-                                 progress=course.progress, **kw)
-    return table
+        return benchmark_models(models, device=course.device, warmup=p.bench_warmup, runs=p.bench_runs,
+                                progress=course.progress, **kw)
 
 
 def bench(course) -> pd.DataFrame:
@@ -73,8 +78,7 @@ def bench(course) -> pd.DataFrame:
                             "vgg16-ssd-pruned": build_model("vgg16-ssd", 21, compress_rate=course.profile.compress_rate)
                             }, "bench")
     course.save_json("machine.json", {k: v for k, v in results_json(table).items() if k != "results"})
-    table.to_csv(course.result("bench.csv"), index=False)
-    return table
+    return _saved(course, table, "bench.csv")
 
 
 def frontier(course) -> pd.DataFrame:
@@ -87,8 +91,7 @@ def frontier(course) -> pd.DataFrame:
                              for m in models.values()]
     front["finetune_epochs"] = [course.model_epochs(k) for k in models]
     course.save_json("frontier_machine.json", {k: v for k, v in results_json(front).items() if k != "results"})
-    front.to_csv(course.result("frontier.csv"), index=False)
-    return front
+    return _saved(course, front, "frontier.csv")
 
 
 def layer_speed(course) -> Tuple[pd.DataFrame, pd.DataFrame, Dict[str, float]]:
@@ -141,16 +144,6 @@ def settings(course) -> dict:
 
 
 # ---------------------------------------------------------------- lessons
-
-
-def _saved(course, table: pd.DataFrame, name: str) -> pd.DataFrame:
-    table.to_csv(course.result(name), index=False)
-    return table
-
-
-def _trainval(course, model=None) -> VOCDataset:
-    transform = None if model is None else TestTransform(model.image_size, model.cfg.image_mean, model.cfg.image_std)
-    return VOCDataset(course.dataset_root(), split="trainval", transform=transform, class_names=course.class_names())
 
 
 def rank_stability(course) -> pd.DataFrame:

@@ -72,7 +72,3 @@ def slower_pruned_line(path=PUBLISHED_FILE) -> str:
     return (f"On their T4 the pruned VGG16-SSD predicted in {pruned:.1f} ms per image against {full:.1f} ms "
             f"unpruned ({pruned / full:.2f}x the time): {word} than the model it was pruned from, with fewer MACs "
             f"(their Avg predictime, {published(path)['environment']}).")
-
-
-__all__ = ["MODELS", "PUBLISHED_FILE", "published", "published_ap", "published_finetune", "published_map",
-           "published_predict_ms", "slower_pruned_line", "source_line"]

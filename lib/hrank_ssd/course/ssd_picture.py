@@ -76,6 +76,3 @@ def plot_priors(model: SSD, image: np.ndarray, sources: Sequence[int] = (1, 5), 
                  f"scores and 4 box offsets")
     fig.tight_layout()
     return fig
-
-
-__all__ = ["cell_priors", "plot_priors", "source_priors", "source_table"]

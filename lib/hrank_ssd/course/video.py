@@ -122,10 +122,6 @@ def open_video(in_path: PathLike):
     return cap, float(fps), count, first
 
 
-def _temp_path(out_path: Path) -> Path:
-    return out_path.with_name(f".{out_path.stem}.tmp{os.getpid()}{out_path.suffix}")
-
-
 def check_output_path(out_path: PathLike) -> Path:
     """The output path, after checking its folder exists and is writable and its suffix is a video one."""
     out_path = Path(out_path)
@@ -148,7 +144,7 @@ class _AtomicVideoWriter:
 
     def __init__(self, out_path: PathLike, fps: float, size: Tuple[int, int]):
         self.out_path = check_output_path(out_path)
-        self.tmp = _temp_path(self.out_path)
+        self.tmp = self.out_path.with_name(f".{self.out_path.stem}.tmp{os.getpid()}{self.out_path.suffix}")
         with _quiet_opencv():
             self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*FOURCC), float(fps), size)
         if not self.writer.isOpened():

@@ -80,6 +80,3 @@ def overlay_and_loop_fps(table: pd.DataFrame) -> Dict[str, float]:
     """From :func:`frame_stage_times`: the FPS the overlay shows (its stages only) and the whole loop's FPS."""
     overlay = table.loc[table["in_fps_overlay"], "median_ms"].sum()
     return {"overlay_fps": float(1000 / overlay), "loop_fps": float(1000 / table["median_ms"].sum())}
-
-
-__all__ = ["IN_OVERLAY", "STAGES", "frame_stage_times", "overlay_and_loop_fps"]
