@@ -102,16 +102,12 @@ class UnitTimes:
 
         return row(r0) if r0 == r1 else (1.0 - rt) * row(r0) + rt * row(r1)
 
-    def counts_of(self, widths: Sequence[float]):
-        """(k_in, k_out) of this unit when the prunable layers keep ``widths``."""
-        return (self.in_counts[0] if self.in_layer is None else widths[self.in_layer],
-                self.out_counts[0] if self.out_layer is None else widths[self.out_layer])
-
     def price(self, widths: Sequence[float], block: Optional[int]) -> float:
         """Predicted ms; off grid and block: the rounded-up count's times 1 + :func:`surcharge` (docs/latency.md)."""
         counts, factor = [], 1.0
-        for k, grid, rows in zip(self.counts_of(widths), (self.in_counts, self.out_counts),
-                                 ([list(c) for c in zip(*self.ms)], self.ms)):
+        for layer, grid, rows in ((self.in_layer, self.in_counts, [list(c) for c in zip(*self.ms)]),
+                                  (self.out_layer, self.out_counts, self.ms)):
+            k = grid[0] if layer is None else widths[layer]  # this unit's count when the layers keep ``widths``
             if block and k not in grid and k % block:
                 factor *= 1.0 + surcharge(grid, rows, block)
                 k = min(math.ceil(k / block) * block, grid[-1])
