@@ -127,7 +127,7 @@ print(f"finetuning {format_compress_rate(rate)} ({source})\n{init} | criterion {
 
 # %%
 from hrank_ssd.course.published import published_finetune
-from hrank_ssd.course.report import PUBLISHED_MAP, short_finetune_note
+from hrank_ssd.course.report_tables import PUBLISHED_MAP, short_finetune_note
 from hrank_ssd.data.voc import VOCDataset
 from hrank_ssd.errors import HRankError
 from hrank_ssd.train.logs import LiveLossCurve

@@ -102,11 +102,11 @@ print(recompute_note(course, "04_eval_map_fps"))
 # %%
 import matplotlib.pyplot as plt
 
-from hrank_ssd.course import report
+from hrank_ssd.course import plots, published, report_tables, results
 
 summary, per_class = course.evaluate()
-summary.assign(published_mAP_theirs=summary["model"].map(report.PUBLISHED_MAP),
-               published_predict_ms_theirs_T4=summary["model"].map(report.PUBLISHED_PREDICT_MS))
+summary.assign(published_mAP_theirs=summary["model"].map(report_tables.PUBLISHED_MAP),
+               published_predict_ms_theirs_T4=summary["model"].map(report_tables.PUBLISHED_PREDICT_MS))
 
 # %% [markdown]
 # `published_mAP_theirs` are the **original project's** figures on VOC2007 test, quoted for comparison;
@@ -136,9 +136,9 @@ else:
     print(f"yours ({yours.name}, {format_compress_rate(rate)}): mAP {mine:.4f}; the paper rate's: {paper:.4f}")
 
 # %%
-report.plot_per_class(per_class)
+plots.plot_per_class(per_class)
 plt.show()
-report.per_class_pivot(per_class).round(4)
+report_tables.per_class_pivot(per_class).round(4)
 
 # %% [markdown]
 # **Theirs, per class.** The original project's published per-class APs (VOC2007 test) of its three models, from
@@ -146,14 +146,14 @@ report.per_class_pivot(per_class).round(4)
 # classes (the full profile); the last row is the mean, their mAP. And one fact from their T4 times:
 
 # %%
-print(report.slower_pruned_line())
-theirs = report.published_ap_table(per_class)
+print(published.slower_pruned_line())
+theirs = report_tables.published_ap_table(per_class)
 theirs.round(4)
 
 # %%
 mean = theirs.set_index("class").loc["mAP (mean)"]
-for key, m in report.PUBLISHED_MAP.items():  # their mAP is the mean of their per-class APs
-    assert abs(mean[f"{report.title(key)} (theirs)"] - m) <= 1e-12, key
+for key, m in report_tables.PUBLISHED_MAP.items():  # their mAP is the mean of their per-class APs
+    assert abs(mean[f"{report_tables.title(key)} (theirs)"] - m) <= 1e-12, key
 
 # %% [markdown]
 # Per class: ground-truth objects, detections, final recall and precision, AP.
@@ -239,11 +239,11 @@ assert bench["forward_speedup"].iloc[0] == 1.0
 
 # %%
 frontier = course.frontier()
-table = report.frontier_table(report.load_results(course.run_dir))
+table = report_tables.frontier_table(results.load_results(course.run_dir))
 table.round(4)
 
 # %%
-report.plot_frontier(table, report.machine_title(course.load_json("frontier_machine.json")))
+plots.plot_frontier(table, report_tables.machine_title(course.load_json("frontier_machine.json")))
 plt.show()
 
 # %% [markdown]
@@ -262,7 +262,7 @@ print("on the latency frontier:", ", ".join(table.loc[table["frontier (latency)"
 # plot, against the exact MACs of the full-size detectors (computed, notebook 05).
 
 # %%
-report.plot_published(report.published_points(course.flops()))
+plots.plot_published(report_tables.published_points(course.flops()))
 plt.show()
 
 # %% [markdown]

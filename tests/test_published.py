@@ -10,9 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from hrank_ssd.course import published, report
+from hrank_ssd.course import published, report, report_tables
 from hrank_ssd.course.profiles import PROFILES
 from hrank_ssd.course.report_tables import SHORT_FINETUNE
+from hrank_ssd.course.results import load_results
 from hrank_ssd.data.voc import VOC_CLASSES
 from hrank_ssd.errors import HRankError
 
@@ -48,7 +49,7 @@ def test_their_pruned_model_was_slower_on_their_t4():
 
 def test_the_numbers_have_one_copy():
     """PUBLISHED_MAP and the report read the file; no module or notebook source types the numbers again."""
-    assert report.PUBLISHED_MAP == published.published_map()
+    assert report_tables.PUBLISHED_MAP == published.published_map()
     needles = [f"{m:.4f}" for m in published.published_map().values()]
     needles += [f"{v:.4f}" for v in published.published_ap().to_numpy().ravel()]
     sources = list((REPO / "lib").rglob("*.py")) + list((REPO / "notebooks").glob("[0-9][0-9]_*.py"))
@@ -90,14 +91,14 @@ def test_report_and_notebook_04_show_their_per_class_aps_beside_ours(tmp_path):
     assert "| mAP (mean) | 0.5950 | 0.7731 | 0.5950 | 0.6953 | 0.5950 | 0.6759 |" in text
     assert published.slower_pruned_line() in text and "評估結果" in text
     assert "| VGG16-SSD pruned (HRank) | 0.6000 | 0.6953 | 10.0 | 42.6 |" in text  # their T4 predict ms beside ours
-    table = report.published_ap_table(None)  # offline: theirs alone
+    table = report_tables.published_ap_table(None)  # offline: theirs alone
     assert list(table.columns) == ["class", "VGG16-SSD (theirs)", "VGG16-SSD pruned (HRank) (theirs)",
                                    "MobileNetV1-SSD (theirs)"]
     mean = table.set_index("class").loc["mAP (mean)"]
     assert [abs(mean.iloc[i] - m) <= 1e-12 for i, m in enumerate(published.published_map().values())] == [True] * 3
     source = (REPO / "notebooks" / "04_eval_map_fps.py").read_text(encoding="utf-8")
-    assert "report.published_ap_table(per_class)" in source and "report.slower_pruned_line()" in source
-    assert "report.PUBLISHED_PREDICT_MS" in source
+    assert "report_tables.published_ap_table(per_class)" in source and "published.slower_pruned_line()" in source
+    assert "report_tables.PUBLISHED_PREDICT_MS" in source
 
 
 def test_readme_quotes_the_generated_published_block():
@@ -108,14 +109,14 @@ def test_readme_quotes_the_generated_published_block():
 
 def test_short_finetunes_get_a_note_from_the_numbers(tmp_path):
     theirs = published.published_finetune()["num_epochs"]
-    assert report.short_finetune_note(3) == f"short stand-in: finetuned 3 of the published {theirs} epochs"
-    assert report.short_finetune_note(0) == report.short_finetune_note(theirs) == ""
-    assert report.short_finetune_note(math.ceil(theirs * SHORT_FINETUNE)) == ""
-    assert report.short_finetune_note(float("nan")) == ""
+    assert report_tables.short_finetune_note(3) == f"short stand-in: finetuned 3 of the published {theirs} epochs"
+    assert report_tables.short_finetune_note(0) == report_tables.short_finetune_note(theirs) == ""
+    assert report_tables.short_finetune_note(math.ceil(theirs * SHORT_FINETUNE)) == ""
+    assert report_tables.short_finetune_note(float("nan")) == ""
     res = _run_with_voc_classes(tmp_path / "run")
     pd.DataFrame({"model": list(published.MODELS), "net": ["vgg16-ssd", "vgg16-ssd", "mb1-ssd"], "params": 1,
                   "GMACs": [3.0, 2.0, 1.0], "forward_median_ms": [3.0, 2.0, 1.0], "predicted_ms": math.nan,
                   "finetune_epochs": [0, 3, 0]}).to_csv(res / "frontier.csv", index=False)
-    table = report.frontier_table(report.load_results(tmp_path / "run"))
-    assert table["note"].tolist() == ["", report.short_finetune_note(3), ""]
+    table = report_tables.frontier_table(load_results(tmp_path / "run"))
+    assert table["note"].tolist() == ["", report_tables.short_finetune_note(3), ""]
 

@@ -8,8 +8,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from hrank_ssd.course import report
+from hrank_ssd.course import plots, report, report_tables
+from hrank_ssd.course.results import load_results, missing_note
 from hrank_ssd.errors import HRankError
+from hrank_ssd.measure.tables import markdown_table
 
 
 def _results(run_dir):
@@ -96,7 +98,7 @@ def test_missing_files_say_which_command_makes_them(tmp_path):
     assert "`results/map.csv` is missing" in text and "--steps evaluate" in text
     assert "`results/flops.csv` is missing" in text and "Course.flops()" in text
     assert "`results/sensitivity.csv` is missing" in text and "02_hrank_pruning.ipynb" in text
-    assert "python -m hrank_ssd course" in report.missing_note("bench.csv")
+    assert "python -m hrank_ssd course" in missing_note("bench.csv")
     with pytest.raises(HRankError):
         _write_report(tmp_path / "nope")
 
@@ -129,13 +131,13 @@ def test_flops_section_puts_seed_beside_exact_and_quotes_theirs(tmp_path):
     assert "| VGG16-SSD pruned | [0.1]*7+[0.5]*7 | 12,157,314 | 18,336,088,810 | 18.336 |" in text
     assert "| VGG16-SSD pruned | 3591598 | 14224900401 | 3591598 | 14224900401 |" in text
     assert (run / "plots" / "published_map_vs_macs.png").is_file() and "plots/published_map_vs_macs.png" in text
-    comp = report.comparison_table(report.load_results(run))
+    comp = report_tables.comparison_table(load_results(run))
     assert comp.loc[1, "params (full size)"] == 12157314
 
 
 def test_markdown_table_formats():
     df = pd.DataFrame({"name": ["a|b", "c"], "n": [1234567, 2], "x": [0.5, float("nan")]})
-    assert report.markdown_table(df, floatfmt=".2f").splitlines() == [
+    assert markdown_table(df, floatfmt=".2f").splitlines() == [
         "| name | n | x |", "|---|---:|---:|", "| a\\|b | 1,234,567 | 0.50 |", "| c | 2 | n/a |"]
 
 
@@ -177,9 +179,9 @@ def test_pareto_frontier_is_exact_on_hand_made_points():
     # f is the most accurate (stays); g has a NaN (never on it); h is beaten by c on cost at equal mAP
     cost = [1.0, 2.0, 3.0, 3.0, 0.5, 9.0, float("nan"), 4.0]
     quality = [0.5, 0.4, 0.7, 0.7, 0.1, 0.9, 0.95, 0.7]
-    assert report.pareto_mask(cost, quality) == [True, False, True, True, True, True, False, False]
-    assert report.pareto_mask([], []) == []
-    assert report.pareto_mask([2.0, 1.0], [0.5, 0.6]) == [False, True]
+    assert report_tables.pareto_mask(cost, quality) == [True, False, True, True, True, True, False, False]
+    assert report_tables.pareto_mask([], []) == []
+    assert report_tables.pareto_mask([2.0, 1.0], [0.5, 0.6]) == [False, True]
 
 
 def _frontier_files(res):
@@ -200,7 +202,7 @@ def test_frontier_table_joins_map_with_measured_costs_and_marks_the_frontier(tmp
     run = tmp_path / "run"
     res = _results(run)
     _frontier_files(res)
-    table = report.frontier_table(report.load_results(run)).set_index("model")
+    table = report_tables.frontier_table(load_results(run)).set_index("model")
     assert list(table.index) == ["VGG16-SSD", "VGG16-SSD pruned (HRank)", "VGG16-SSD latency-pruned (paper rate's MACs)",
                                  "VGG16-SSD latency-pruned (small budget)", "MobileNetV1-SSD",
                                  "MobileNetV1-SSD pruned (HRank)"]
@@ -231,19 +233,19 @@ def test_published_figures_get_their_own_axes(tmp_path):
                                                  ("VGG16-SSD pruned", "vgg16-ssd", "[0.1]*7+[0.5]*7", 18336088810),
                                                  ("MobileNetV1-SSD", "mb1-ssd", "[0]*14", 1536059904))
                   ]).to_csv(res / "flops.csv", index=False)
-    loaded = report.load_results(run)
-    points = report.published_points(loaded["flops.csv"])
-    assert points["mAP (theirs, published)"].tolist() == list(report.PUBLISHED_MAP.values())
+    loaded = load_results(run)
+    points = report_tables.published_points(loaded["flops.csv"])
+    assert points["mAP (theirs, published)"].tolist() == list(report_tables.PUBLISHED_MAP.values())
     assert points["GMACs (full size)"].tolist() == [31.37427712, 18.33608881, 1.536059904]
-    ours = report.frontier_table(loaded)
-    fig_ours = report.plot_frontier(ours, report.machine_title(loaded["frontier_machine.json"]))
-    fig_theirs = report.plot_published(points)
+    ours = report_tables.frontier_table(loaded)
+    fig_ours = plots.plot_frontier(ours, report_tables.machine_title(loaded["frontier_machine.json"]))
+    fig_theirs = plots.plot_published(points)
 
     def ys(fig):
         return {round(float(y), 6) for ax in fig.axes for c in ax.collections for y in c.get_offsets()[:, 1]}
 
     assert ys(fig_ours) == {0.9, 0.85, 0.88, 0.7, 0.6, 0.5}  # our mAPs only
-    assert ys(fig_theirs) == {round(m, 6) for m in report.PUBLISHED_MAP.values()}  # theirs only
+    assert ys(fig_theirs) == {round(m, 6) for m in report_tables.PUBLISHED_MAP.values()}  # theirs only
     for a in fig_ours.axes:
         for b in fig_theirs.axes:
             assert a is not b and not a.get_shared_x_axes().joined(a, b) and not a.get_shared_y_axes().joined(a, b)
