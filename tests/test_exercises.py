@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from hrank_ssd.course import checking
 from hrank_ssd.course import exercises as ex
 from hrank_ssd.course.notebooks import NOTEBOOKS, SOLUTIONS, failed_checks, notebook_paths
 from hrank_ssd.hrank.pruning import select_filters
@@ -34,14 +35,14 @@ def run(check, fn):
 
 def assert_correct(check, fn):
     ok, text = run(check, fn)
-    assert ok is True and ex.passed(text), text
-    assert text.startswith(ex.CORRECT) and len(text.strip().splitlines()) == 1, text
+    assert ok is True and checking.passed(text), text
+    assert text.startswith(checking.CORRECT) and len(text.strip().splitlines()) == 1, text
 
 
 def assert_not_yet(check, fn, *phrases) -> str:
     ok, text = run(check, fn)
-    assert ok is False and not ex.passed(text), text
-    assert text.startswith(ex.NOT_YET), text
+    assert ok is False and not checking.passed(text), text
+    assert text.startswith(checking.NOT_YET), text
     for phrase in phrases:
         assert phrase in text, (phrase, text)
     return text
@@ -88,11 +89,11 @@ def blank(*args, **kwargs):
 def test_each_check_fails_politely_never_raising(name):
     check = RIGHT[name][0]
     assert_not_yet(check, blank, f"{name} is still blank", "NotImplementedError")
-    assert_not_yet(check, lambda *a, **k: 1 / 0, "raised ZeroDivisionError: division by zero", ex.HINT)
+    assert_not_yet(check, lambda *a, **k: 1 / 0, "raised ZeroDivisionError: division by zero", checking.HINT)
     assert_not_yet(check, None, f"{name} is not a function")
     assert_not_yet(check, lambda *a, **k: None, "returned None", "end it with `return")
-    assert_not_yet(check, lambda *a, **k: "abc", "returned 'abc'", ex.HINT)
-    assert_not_yet(check, lambda *a, **k: float("nan"), "returned nan", ex.HINT)
+    assert_not_yet(check, lambda *a, **k: "abc", "returned 'abc'", checking.HINT)
+    assert_not_yet(check, lambda *a, **k: float("nan"), "returned nan", checking.HINT)
 
 
 def test_feature_map_rank_mistakes():
@@ -146,7 +147,7 @@ def test_voc07_ap_mistakes():
     assert_not_yet(ex.check_voc07_ap, lambda p, r: sum(f(p, r) for f in first) / 11, "5 of 7 objects",
                    "highest precision at any recall >= t")
     assert_not_yet(ex.check_voc07_ap, lambda p, r: compute_ap(p, r, use_2007_metric=False), "area under the curve")
-    text = assert_not_yet(ex.check_voc07_ap, lambda p, r: float(np.mean(p)), ex.HINT)
+    text = assert_not_yet(ex.check_voc07_ap, lambda p, r: float(np.mean(p)), checking.HINT)
     assert "for t in 0, 0.1, ..., 1.0" in text  # no specific mistake recognised: the general hint
 
 
@@ -162,9 +163,9 @@ def test_conv_macs_mistakes():
 
 
 def test_passed_reads_a_check_cells_output():
-    assert ex.passed("correct: a agrees\n") and ex.passed("correct: a\ncorrect: b\n")
-    assert not ex.passed("correct: a\nnot yet: b returned 1, expected 2\n  hint: ...\n")
-    assert not ex.passed("") and not ex.passed("some other output\n")
+    assert checking.passed("correct: a agrees\n") and checking.passed("correct: a\ncorrect: b\n")
+    assert not checking.passed("correct: a\nnot yet: b returned 1, expected 2\n  hint: ...\n")
+    assert not checking.passed("") and not checking.passed("some other output\n")
 
 
 # ---------------------------------------------------------------- the course runs the solved notebooks
@@ -239,8 +240,8 @@ def test_notebooks_01_to_05_each_have_an_exercise():
 def test_solved_exercises_pass_their_checks(path):
     for exercise, check in _pairs(path):
         text = _execute(exercise, check)
-        assert ex.passed(text), text
-        assert text.count(ex.CORRECT) == check.count("exercises.check_"), text
+        assert checking.passed(text), text
+        assert text.count(checking.CORRECT) == check.count("exercises.check_"), text
 
 
 @pytest.mark.parametrize("path", SOLVED, ids=lambda p: p.stem)
@@ -255,4 +256,4 @@ def test_student_exercises_fail_politely_without_the_solution(path):
         text = _execute(exercise, check)  # no exception: Run-all goes on
         lines = text.strip().splitlines()
         assert len(lines) == check.count("exercises.check_"), text
-        assert all(ln.startswith(ex.NOT_YET) and "is still blank" in ln for ln in lines), text
+        assert all(ln.startswith(checking.NOT_YET) and "is still blank" in ln for ln in lines), text

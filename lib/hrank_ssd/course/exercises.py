@@ -10,29 +10,13 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from hrank_ssd.course.checking import (
-    CORRECT,
-    HINT,
-    NOT_YET,
-    Case,
-    array_of,
-    close,
-    integer,
-    number,
-    passed,
-    run_check,
-    same_int,
-    short,
-)
+from hrank_ssd.course.checking import Case, array_of, close, integer, number, run_check, same_int, short
 from hrank_ssd.hrank.pruning import select_filters
 from hrank_ssd.hrank.ranks import batched_ranks
 from hrank_ssd.measure.evaluation import compute_ap
 from hrank_ssd.measure.flops import conv_macs
 from hrank_ssd.nets.ssd import kept_channels
 from hrank_ssd.train.losses import MultiBoxLoss
-
-__all__ = ["CORRECT", "HINT", "NOT_YET", "passed"]  # and the check_* functions
-
 
 # ---------------------------------------------------------------- notebook 01: ranks
 

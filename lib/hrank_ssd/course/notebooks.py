@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Tuple
 
-from hrank_ssd.course.exercises import CORRECT, NOT_YET
+from hrank_ssd.course.checking import CORRECT, NOT_YET
 from hrank_ssd.course.models import FINETUNED
 from hrank_ssd.course.report import update_readme, write_report
 from hrank_ssd.course.results import NOTEBOOKS, STEPS, TOTAL_TIME, add_timing, open_run_dir, repo_root
