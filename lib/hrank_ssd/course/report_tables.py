@@ -220,10 +220,12 @@ def per_class_pivot(per_class: pd.DataFrame) -> pd.DataFrame:
     models = [k for k in MODEL_KEYS if k in set(per_class["model"])]
     models += [k for k in dict.fromkeys(per_class["model"]) if k not in models]
     piv = per_class.pivot_table(index="class", columns="model", values="ap", sort=False)[models]
-    piv = piv.rename(columns=title)
-    mean = piv.mean(numeric_only=True).to_frame().T
-    mean.index = ["mAP (mean)"]
-    out = pd.concat([piv, mean])
+    return _with_mean(piv.rename(columns=title))
+
+
+def _with_mean(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with its column means as the last row (``mAP (mean)``) and its class index as a column."""
+    out = pd.concat([table, table.mean(numeric_only=True).to_frame("mAP (mean)").T])
     out.index.name = "class"
     return out.reset_index()
 
@@ -239,11 +241,7 @@ def published_ap_table(per_class: Optional[pd.DataFrame] = None) -> pd.DataFrame
         if same and key in ours.columns:
             table[f"{title(key)} (ours)"] = ours[key].reindex(theirs.index)
         table[f"{title(key)} (theirs)"] = theirs[key]
-    mean = table.mean().to_frame().T
-    mean.index = ["mAP (mean)"]
-    out = pd.concat([table, mean])
-    out.index.name = "class"
-    return out.reset_index()
+    return _with_mean(table)
 
 
 def published_table(flops: pd.DataFrame, columns: List[str]) -> pd.DataFrame:

@@ -233,47 +233,21 @@ class Workspace:
 
 
 class Course(Workspace):
-    """Paths, data, trained baselines and ranks (:class:`Workspace`) and the course's verbs."""
+    """Paths, data, trained baselines and ranks (:class:`Workspace`) and the course's verbs (:data:`VERBS`)."""
 
-    # models: made once, saved by readable names (course.making)
-    prune = making.prune
-    finetune = making.finetune
-    finetune_rate = making.finetune_rate
-    model = making.model
-    model_epochs = making.model_epochs
-    # the student's rate (notebooks 02 and 03)
-    try_compress_rate = making.try_compress_rate
-    suggested_rate = making.suggested_rate
-    choose_compress_rate = making.choose_compress_rate
-    chosen_compress_rate = making.chosen_compress_rate
-    finetune_choice = making.finetune_choice
-    your_model = making.your_model
-    # pruning for this machine's clock (course.latency_models)
-    latency_table = latency_models.latency_table
-    latency_table_file = latency_models.latency_table_file
-    latency_table_path = latency_models.latency_table_path
-    chosen_table_path = latency_models.chosen_table_path
-    latency_widths = latency_models.latency_widths
-    latency_pruned = latency_models.latency_pruned
-    paper_rate_mac_cap = latency_models.paper_rate_mac_cap
-    min_keep = latency_models.min_keep
-    budget_table = latency_models.budget_table
-    latency_models = latency_models.latency_models
-    # measurements (course.measures)
-    evaluate = measures.evaluate
-    flops = measures.flops
-    bench = measures.bench
-    frontier = measures.frontier
-    layer_speed = measures.layer_speed
-    street_clip = measures.street_clip
-    video = measures.video
-    settings = measures.settings
-    # lessons (course.measures)
-    rank_stability = measures.rank_stability
-    rank_comparison = measures.rank_comparison
-    sensitivity = measures.sensitivity
-    criteria = measures.criteria
-    distillation = measures.distillation
-    fine_grained = measures.fine_grained
-    dead_filters = measures.dead_filters
-    resume_lesson = measures.resume_lesson
+
+# the verbs, each a function of its module taking the course first: ``course.prune()`` is ``making.prune(course)``
+VERBS = {
+    making: ("prune", "finetune", "finetune_rate", "model", "model_epochs",  # models, made once
+             "try_compress_rate", "suggested_rate", "choose_compress_rate", "chosen_compress_rate",
+             "finetune_choice", "your_model"),  # the student's rate (notebooks 02 and 03)
+    latency_models: ("latency_table", "latency_table_file", "latency_table_path", "chosen_table_path",
+                     "latency_widths", "latency_pruned", "paper_rate_mac_cap", "min_keep", "budget_table",
+                     "latency_models"),  # pruning for this machine's clock
+    measures: ("evaluate", "flops", "bench", "frontier", "layer_speed", "street_clip", "video", "settings",
+               "rank_stability", "rank_comparison", "sensitivity", "criteria", "distillation", "fine_grained",
+               "dead_filters", "resume_lesson"),  # measurements, then the lessons
+}
+for _module, _verbs in VERBS.items():
+    for _verb in _verbs:
+        setattr(Course, _verb, getattr(_module, _verb))
