@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Dict, List
 
-from hrank_ssd.course.results import read_json
+from hrank_ssd.course.results import read_result
 from hrank_ssd.io.verify import sha256sum
 from hrank_ssd.io.voc_download import VOC_SOURCE_ENV
 from rehearsal.scenarios import ScenarioPlan
@@ -70,13 +70,13 @@ def scenario_checks(run_dir: Path, world: World, plan: ScenarioPlan, notebooks: 
 
     _notebook_checks(check, run_dir, world, plan, notebooks)
     results = run_dir / "results"
-    substitutes = read_json(results, "substitutes.json") or {}
+    substitutes = read_result(results, "substitutes.json") or {}
     ran = {nb["notebook"] for nb in notebooks if nb["status"] == "ok"}
     last = "06_video_demo" in ran  # the clip and the report are notebook 06's
     for name, source in plan.sources.items():
         if name == "street-clip":
             if last:
-                video = read_json(results, "video.json") or {}
+                video = read_result(results, "video.json") or {}
                 check("video clip source", video.get("source") == source, f"{video.get('source')} (expected {source})")
         elif source == "unavailable":
             key, meet = SUBSTITUTED[name]

@@ -1,6 +1,5 @@
 """The course's exercises: each ``check_*`` runs a student's function on a few cases against the library's answer
-and prints ``correct: ...`` or ``not yet: ...`` with a hint, never raising (:mod:`hrank_ssd.course.checking`).
-"""
+and prints ``correct: ...`` or ``not yet: ...`` with a hint, never raising (:mod:`hrank_ssd.course.checking`)."""
 
 from __future__ import annotations
 

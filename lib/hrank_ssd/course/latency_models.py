@@ -1,7 +1,6 @@
 """The comparison's latency-pruned VGG16-SSDs (``vgg16-ssd-lat-paper-macs``: the fastest widths within the paper
 rate's MACs; ``vgg16-ssd-lat-small``: widths under ``latency_budget``) and the latency table they are chosen on:
-this machine's, ``latency/vgg16-ssd-<key>.json``, or once chosen the one their sidecars name.
-"""
+this machine's, ``latency/vgg16-ssd-<key>.json``, or once chosen the one their sidecars name."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
 """The course's verbs that make models (``prune``, ``finetune``, ``model``, the student's choice), each saved once
-under ``work/<profile>/models/`` by a readable name (docs/architecture.md).
-"""
+under ``work/<profile>/models/`` by a readable name (docs/architecture.md)."""
 
 from __future__ import annotations
 

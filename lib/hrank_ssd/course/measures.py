@@ -1,6 +1,5 @@
 """The course's measurements of the compared models and its lessons beside the main pipeline (notebooks 01-03);
-each writes its results files and returns the table.
-"""
+each writes its results files and returns the table."""
 
 from __future__ import annotations
 

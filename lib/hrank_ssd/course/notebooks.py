@@ -1,6 +1,5 @@
 """A whole course run: the notebooks executed with papermill (solved copies; every check cell must say
-``correct``), or the same ``Course`` calls without them, then the report.
-"""
+``correct``), or the same ``Course`` calls without them, then the report."""
 
 from __future__ import annotations
 

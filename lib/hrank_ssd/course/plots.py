@@ -1,6 +1,5 @@
 """The report's own plots; our models (:func:`plot_frontier`) and the published figures (:func:`plot_published`)
-never share an axis.
-"""
+never share an axis."""
 
 from __future__ import annotations
 
@@ -16,6 +15,14 @@ from hrank_ssd.io.files import atomic_savefig, pyplot
 def save_plot(fig, path: Path) -> Path:
     """Write ``fig`` as a PNG (atomically) for the report."""
     return atomic_savefig(fig, path, dpi=100)
+
+
+def _finished(fig, path):
+    """``fig`` laid out, and saved when ``path``."""
+    fig.tight_layout()
+    if path:
+        save_plot(fig, Path(path))
+    return fig
 
 
 def plot_per_class(per_class: pd.DataFrame, path=None):
@@ -35,10 +42,7 @@ def plot_per_class(per_class: pd.DataFrame, path=None):
     ax.set_title("Per-class AP")
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    if path:
-        save_plot(fig, Path(path))
-    return fig
+    return _finished(fig, path)
 
 
 def _frontier_panel(ax, table: pd.DataFrame, x_col: str, flag: str, x_label: str) -> None:
@@ -65,10 +69,7 @@ def plot_frontier(table: pd.DataFrame, machine: str, path=None):
     axes[0].set_ylabel("mAP (ours: this run's test set)")
     axes[0].legend(fontsize=7, loc="best")
     fig.suptitle(f"Ours: mAP against latency and MACs, measured on {machine}", fontsize=10)
-    fig.tight_layout()
-    if path:
-        save_plot(fig, Path(path))
-    return fig
+    return _finished(fig, path)
 
 
 def plot_published(points: pd.DataFrame, path=None):
@@ -85,7 +86,4 @@ def plot_published(points: pd.DataFrame, path=None):
     ax.set_title("Theirs: the original HRank-SSD project's published figures", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    if path:
-        save_plot(fig, Path(path))
-    return fig
+    return _finished(fig, path)

@@ -1,6 +1,5 @@
 """The course's profiles: ``offline`` (synthetic, local default), ``full`` (real VOC, the published weights),
-``tiny`` (for tests) and ``full-rehearsal`` (``full`` at CPU sizes, for ``tools/rehearse.py``).
-"""
+``tiny`` (for tests) and ``full-rehearsal`` (``full`` at CPU sizes, for ``tools/rehearse.py``)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
 """The original project's published results (VOC2007 test APs, T4 predict times, their finetune), read from their
-one copy, ``published.json``; every table that shows them labels them as theirs.
-"""
+one copy, ``published.json``; every table that shows them labels them as theirs."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """The course report: a run's results files turned into tables, plots, report.md and report.html, and the
 README's generated blocks. Every number is read or computed from those files except the original project's
-published figures, always labelled as theirs.
-"""
+published figures, always labelled as theirs."""
 
 from __future__ import annotations
 

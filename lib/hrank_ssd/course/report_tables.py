@@ -1,6 +1,5 @@
 """The report's tables, computed from a run's results files; the original project's published figures are
-read from their one copy (:mod:`hrank_ssd.course.published`, ``measure.published_flops``), labelled as theirs.
-"""
+read from their one copy (:mod:`hrank_ssd.course.published`, ``measure.published_flops``), labelled as theirs."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
 """Where course runs live (the checkout, ``runs/<timestamp>/``, ``runs/latest``) and their results files:
-:data:`RESULTS` says what writes each; the report reads them back (:func:`load_results`).
-"""
+:data:`RESULTS` says what writes each; the report reads them back (:func:`load_results`)."""
 
 from __future__ import annotations
 
@@ -149,27 +148,18 @@ def open_run_dir(runs, run_dir: Optional[Path] = None) -> Path:
 # ---------------------------------------------------------------- reading and writing
 
 
-def read_csv(results: Path, name: str) -> Optional[pd.DataFrame]:
-    """``results/name`` as a frame, None when absent, a one-line error when unreadable."""
+def read_result(results: Path, name: str):
+    """``results/name`` parsed (JSON) or as a frame (CSV); None when absent, a one-line error when unreadable."""
     path = Path(results) / name
     if not path.is_file():
         return None
     try:
-        return pd.read_csv(path)
+        return json.loads(path.read_text()) if name.endswith(".json") else pd.read_csv(path)
+    except json.JSONDecodeError as e:
+        raise HRankError(f"{path} is not valid JSON ({e}): re-run the step that writes it or delete it") from None
     except (pd.errors.EmptyDataError, pd.errors.ParserError) as e:
         raise HRankError(f"{path} is not a readable CSV ({str(e).splitlines()[0]}): re-run the step that "
                          f"writes it or delete the file") from None
-
-
-def read_json(results: Path, name: str):
-    """``results/name`` parsed, None when absent, a one-line error when unreadable."""
-    path = Path(results) / name
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise HRankError(f"{path} is not valid JSON ({e}): re-run the step that writes it or delete it") from None
 
 
 def write_json(results: Path, name: str, obj) -> Path:
@@ -181,7 +171,7 @@ def write_json(results: Path, name: str, obj) -> Path:
 
 def add_timing(results: Path, step: str, seconds: float) -> None:
     """Record a step's duration in ``results/timings.json`` (rounded to 0.1 s; a re-run replaces it)."""
-    times = read_json(results, "timings.json") or {}
+    times = read_result(results, "timings.json") or {}
     times[step] = round(seconds, 1)
     write_json(results, "timings.json", times)
 
@@ -196,8 +186,8 @@ def load_results(run_dir) -> Dict[str, object]:
     out: Dict[str, object] = {}
     for name, entry in RESULTS.items():
         if entry.in_report and "*" not in name:
-            out[name] = (read_json if name.endswith(".json") else read_csv)(results, name)
+            out[name] = read_result(results, name)
     logs = {log_key(p.name): p for p in results.glob(LOGS)}
     order = [k for k in MODEL_KEYS if k in logs] + sorted(k for k in logs if k not in MODEL_KEYS)
-    out["logs"] = {k: read_csv(results, logs[k].name) for k in order}
+    out["logs"] = {k: read_result(results, logs[k].name) for k in order}
     return out

@@ -1,6 +1,5 @@
 """What an SSD is, as a table and a picture: the source feature maps, their priors (default boxes), and what the
-headers predict for each prior (class scores and box offsets).
-"""
+headers predict for each prior (class scores and box offsets)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
 """The course in one object, ``Course(profile, run_dir, work_dir)``: the workspace (data, baselines, ranks,
-training) and the verbs notebooks call, each writing its files and reusing what an earlier run made.
-"""
+training) and the verbs notebooks call, each writing its files and reusing what an earlier run made."""
 
 from __future__ import annotations
 
@@ -62,7 +61,7 @@ class Workspace:
 
     def load_json(self, name: str):
         """The results file ``name`` of this run, parsed (None when absent)."""
-        return results_files.read_json(self.results, name)
+        return results_files.read_result(self.results, name)
 
     def fetch(self, name: str) -> Path:
         """A published artifact, downloaded and verified once per kernel (a failure is not retried until its file appears)."""

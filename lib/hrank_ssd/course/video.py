@@ -1,6 +1,5 @@
 """Video in, annotated video out (pytorch-ssd's ``run_ssd_video_demo.py``), plus a synthetic demo clip; the output
-keeps the input's frame rate and frame count and appears only when every frame is written.
-"""
+keeps the input's frame rate and frame count and appears only when every frame is written."""
 
 from __future__ import annotations
 
