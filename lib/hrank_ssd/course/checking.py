@@ -36,13 +36,9 @@ def passed(text: str) -> bool:
 def short(value, limit: int = 120) -> str:
     """A value as it reads in a message (tensors, arrays and NumPy numbers as plain values, long texts cut)."""
     try:
-        return _cut(_plain(value), limit)
+        text = repr(_plain(value))
     except Exception:  # a student's object whose repr fails
         return f"<a {type(value).__name__}>"
-
-
-def _cut(value, limit: int) -> str:
-    text = repr(value)
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 

@@ -163,10 +163,10 @@ def check_distillation_loss(fn) -> bool:
             return "sum over priors and classes (no mean)"
         return None
 
-    return run_check("distillation_loss", fn, cases, lambda got, want: math.isclose(number(got), want, rel_tol=1e-5,
-                                                                                abs_tol=1e-7),
-                "MultiBoxLoss.distillation", hint,
-                "p = log_softmax(student / T), q = log_softmax(teacher / T); the loss is (q.exp() * (q - p)).sum() * T * T")
+    return run_check("distillation_loss", fn, cases,
+                     lambda got, want: math.isclose(number(got), want, rel_tol=1e-5, abs_tol=1e-7),
+                     "MultiBoxLoss.distillation", hint,
+                     "p = log_softmax(student / T), q = log_softmax(teacher / T); the loss is (q.exp() * (q - p)).sum() * T * T")
 
 
 # ---------------------------------------------------------------- notebook 04: average precision
