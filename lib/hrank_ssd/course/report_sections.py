@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -248,11 +249,13 @@ def timings(page: Page, res: Results) -> None:
     if not times:
         page.add(missing_note("timings.json"))
     else:
-        page.table(tables.timings_table(times), floatfmt=".1f")
+        page.table(pd.DataFrame({"step": list(times), "seconds": [float(v) for v in times.values()]}),
+                   floatfmt=".1f")
     settings = res.get("settings.json")
     if settings:
         page.heading("## Settings")
-        page.table(tables.settings_table(settings))
+        page.table(pd.DataFrame({"setting": list(settings), "value": [
+            json.dumps(v) if isinstance(v, (list, dict)) else str(v) for v in settings.values()]}))
 
 
 SECTIONS = (intro, frontier, comparison, per_class, speed, flops, sensitivity, criteria, training, video, timings)

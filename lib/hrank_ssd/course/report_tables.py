@@ -3,7 +3,6 @@ read from their one copy (:mod:`hrank_ssd.course.published`, ``measure.published
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Dict, List, Optional, Sequence
 
@@ -254,29 +253,13 @@ def published_table(flops: pd.DataFrame, columns: List[str]) -> pd.DataFrame:
 
 def training_summary(logs: Dict[str, pd.DataFrame]) -> pd.DataFrame:
     """Per training log: epochs, the last epoch's losses and mAP, the total time."""
-    rows = []
-    for key, log in logs.items():
-        last = log.iloc[-1]
-        row = {"model": title(key), "epochs": len(log)}
-        for c in ("train_loss", "val_loss", "mAP"):
-            if c in log:
-                row[f"last {c}"] = float(last[c]) if pd.notna(last[c]) else float("nan")
-        if "time_s" in log:
-            row["time s"] = float(log["time_s"].sum())
-        rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame([{"model": title(key), "epochs": len(log),
+                          **{f"last {c}": float(log[c].iloc[-1]) for c in ("train_loss", "val_loss", "mAP") if c in log},
+                          **({"time s": float(log["time_s"].sum())} if "time_s" in log else {})}
+                         for key, log in logs.items()])
 
 
 def baseline_map(mp: Optional[pd.DataFrame]) -> Optional[float]:
     """The baseline VGG16-SSD's mAP in ``map.csv`` (None when absent)."""
     row = _row_of(mp, "vgg16-ssd")
     return None if row is None else float(row["mAP"])
-
-
-def timings_table(times: dict) -> pd.DataFrame:
-    return pd.DataFrame([{"step": k, "seconds": float(v)} for k, v in times.items()])
-
-
-def settings_table(settings: dict) -> pd.DataFrame:
-    return pd.DataFrame([{"setting": k, "value": json.dumps(v) if isinstance(v, (list, dict)) else str(v)}
-                         for k, v in settings.items()])
