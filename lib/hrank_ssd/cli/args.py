@@ -21,8 +21,7 @@ def add_net(p: argparse.ArgumentParser, default: str = "vgg16-ssd") -> None:
 
 
 def add_compress_rate(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--compress_rate", default=None,
-                   help='per-layer pruning rates, e.g. "[0.1]*7+[0.5]*9" (original HRank syntax)')
+    p.add_argument("--compress_rate", default=None, help='per-layer rates, HRank syntax, e.g. "[0.1]*7+[0.5]*9"')
 
 
 def compress_rate_of(args: argparse.Namespace):

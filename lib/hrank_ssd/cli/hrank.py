@@ -39,18 +39,13 @@ def add_parser(sub) -> None:
     p.add_argument("--shuffle", action="store_true", help="sample images instead of taking them in order")
     p.add_argument("--seed", type=int, default=0)
     device_arg(p)
-    _prune_flags(command(sub, "prune", run_prune,
-                         help="prune a detector (hrank, l1 or random filter selection; rates or a budget)"))
-    p = command(sub, "flops", run_flops,
-                help="parameters and MACs per layer (exact, thop-checked) or the original's table")
+    _prune_flags(command(sub, "prune", run_prune, help="prune a detector (hrank, l1 or random; rates or a budget)"))
+    p = command(sub, "flops", run_flops, help="parameters and MACs per layer (exact) or the original's table")
     add_net(p)
     add_compress_rate(p)
-    p.add_argument("--style", default="exact", choices=("exact", "published"),
-                   help="exact: every layer of the whole detector, analytic count checked against thop; "
-                        "published: the original HRank-SSD table, same rules and digits, with why it differs")
+    p.add_argument("--style", default="exact", choices=("exact", "published"), help="published: the original's table")
     p.add_argument("--num_classes", type=int, default=21, help="classes incl. BACKGROUND (sizes the heads)")
-    p.add_argument("--image_size", type=int, default=None,
-                   help="input side in pixels (default 300; published style for mb1-ssd: 256, the original's size)")
+    p.add_argument("--image_size", type=int, default=None, help="input side (default 300; published mb1-ssd: 256)")
     p.add_argument("--csv", metavar="OUT", default=None, help="also write the per-layer table to this CSV file")
 
 
@@ -59,22 +54,17 @@ def _prune_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base_net", required=True, help="detector checkpoint to prune (.pth)")
     p.add_argument("--rank_dir", default=None, help="folder of rank_conv{i}.npy (needed by --criterion hrank)")
     add_compress_rate(p)
-    p.add_argument("--mac_budget", default=None,
-                   help="choose widths to fit a MAC budget: a fraction of the unpruned MACs (0.5) or MACs (10G)")
-    p.add_argument("--latency_budget", default=None,
-                   help="choose widths to fit a latency budget: a fraction of the table's full_ms (0.6) or 12.5ms")
+    p.add_argument("--mac_budget", default=None, help="a fraction of the unpruned MACs (0.5) or MACs (10G)")
+    p.add_argument("--latency_budget", default=None, help="a fraction of the table's full_ms (0.6) or 12.5ms")
     p.add_argument("--latency_table", default=None, help="latency table JSON (`python -m hrank_ssd latency-table`)")
-    p.add_argument("--budget_steps", type=int, default=400,
-                   help="steps the budget is cut into (costs are rounded up to a step: never over budget)")
+    p.add_argument("--budget_steps", type=int, default=400, help="steps of the budget (costs rounded up: never over)")
     p.add_argument("--keep_importance", type=float, default=KEEP_IMPORTANCE,
-                   help="--mac_budget with --latency_table alone: the fastest widths keeping this fraction of the "
-                        f"most importance the MACs allow (default {KEEP_IMPORTANCE:g})")
-    p.add_argument("--min_keep", type=float, default=0.0,
-                   help="with a budget: the least fraction of its filters every layer keeps (default 0: any)")
+                   help="--mac_budget and --latency_table: fastest widths keeping this share of the best importance")
+    p.add_argument("--min_keep", type=float, default=0.0, help="with a budget: least fraction of filters a layer keeps")
     p.add_argument("--criterion", default="hrank", choices=("hrank", "l1", "random"))
     p.add_argument("--seed", type=int, default=0, help="seed of --criterion random")
     p.add_argument("--round_to", type=int, default=None, help="round kept filter counts up to a multiple of N")
-    p.add_argument("--output", required=True, help="pruned state dict (.pth); a .json with kept indices is written beside it")
+    p.add_argument("--output", required=True, help="pruned state dict (.pth); its kept indices go to .pth.json")
 
 
 def parse_budget(text: str, flag: str, latency: bool):

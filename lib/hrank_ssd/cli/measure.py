@@ -22,11 +22,9 @@ from hrank_ssd.nets.registry import get_net
 
 def add_parser(sub) -> None:
     p = command(sub, "bench", run_bench, help="latency/FPS of detectors, measured interleaved with warm-up and sync")
-    p.add_argument("--nets", default="vgg16-ssd,vgg16-ssd-pruned,mb1-ssd",
-                   help="comma-separated: vgg16-ssd, mb1-ssd, and either with -pruned (uses --compress_rate)")
+    p.add_argument("--nets", default="vgg16-ssd,vgg16-ssd-pruned,mb1-ssd", help="-pruned ones use --compress_rate")
     p.add_argument("--compress_rate", default=PRUNED_RATE_TEXT, help="rates of the -pruned entries")
-    p.add_argument("--weights", nargs="*", default=[], metavar="NAME=PTH",
-                   help="checkpoint for a --nets entry (default: random weights; shapes set the speed)")
+    p.add_argument("--weights", nargs="*", default=[], metavar="NAME=PTH", help="weights of a --nets entry")
     device_arg(p, default="cpu")
     p.add_argument("--batch_size", type=int, default=1)
     p.add_argument("--image_size", type=int, default=300)
@@ -40,10 +38,8 @@ def add_parser(sub) -> None:
     p.add_argument("--no_predict", dest="predict", action="store_false", help="time the forward pass only")
     p.add_argument("--no_progress", dest="progress", action="store_false", help="no tqdm bars")
     p.add_argument("--json", metavar="OUT", default=None, help="also write machine-readable results here")
-    _latency_table_flags(command(sub, "latency-table", run_latency_table,
-                                 help="latency lookup table of a net's prunable layers on this machine"))
-    p = command(sub, "sensitivity", run_sensitivity,
-                help="per-layer pruning sensitivity scan (mAP vs rate) and rate suggestion")
+    _latency_table_flags(command(sub, "latency-table", run_latency_table, help="latency table of a net's layers"))
+    p = command(sub, "sensitivity", run_sensitivity, help="per-layer pruning sensitivity (mAP vs rate), suggested rates")
     p.add_argument("--dataset", required=True, help="VOC root to evaluate on")
     p.add_argument("--trained_model", "--base_net", dest="trained_model", required=True, help="detector (.pth)")
     add_net(p, default=None)
@@ -54,8 +50,7 @@ def add_parser(sub) -> None:
     p.add_argument("--rates", default="0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9")
     p.add_argument("--layers", default=None, help="1-based prunable layers to scan, e.g. 1,5,14 (default all)")
     p.add_argument("--limit_images", type=int, default=None, help="evaluate on the first N images only")
-    p.add_argument("--target_mac_reduction", type=float, default=None,
-                   help="suggest a compress rate removing this fraction of MACs (e.g. 0.5)")
+    p.add_argument("--target_mac_reduction", type=float, default=None, help="suggest rates removing this share of MACs")
     p.add_argument("--output_dir", default="sensitivity", help="writes sensitivity.csv and sensitivity.png")
     device_arg(p)
 
@@ -69,21 +64,14 @@ def _latency_table_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image_size", type=int, default=None, help="input size (default: the net's, 300)")
     p.add_argument("--num_classes", type=int, default=21, help="classes incl. BACKGROUND (sets the headers)")
     p.add_argument("--channels_last", action="store_true", help="NHWC memory format, as the model will run")
-    p.add_argument("--grid", type=int, default=8,
-                   help="evenly spaced counts per layer from ~10%% to 100%% (block multiples and the published "
-                        "pruning's counts are added)")
-    p.add_argument("--block", type=int, default=None,
-                   help="channel block of the kernels (default: 32 on CUDA, 16 with AVX-512, else 8)")
+    p.add_argument("--grid", type=int, default=8, help="counts per layer from ~10%% to 100%% (+ block multiples)")
+    p.add_argument("--block", type=int, default=None, help="channel block (default: 32 CUDA, 16 AVX-512, else 8)")
     p.add_argument("--runs", type=int, default=2, help="timed forwards of each model per round (cells: medians)")
     p.add_argument("--warmup", type=int, default=1, help="untimed forwards of each model first, per round")
-    p.add_argument("--rounds", type=int, default=3,
-                   help="time the whole design this many times, each in a new order: on a machine whose speed "
-                        "drifts, each cell gets samples from several moments (docs/latency.md)")
+    p.add_argument("--rounds", type=int, default=3, help="timings of the design, each in a new order")
     p.add_argument("--no_drift_reference", dest="drift_reference", action="store_false",
-                   help="do not time the full model in every chunk to take the machine's drift out of the cells")
-    p.add_argument("--no_check", dest="check", action="store_false",
-                   help="skip timing whole models (the full net and its published pruning), among the table's "
-                        "own, against the table's predictions")
+                   help="leave the machine's drift in the cells")
+    p.add_argument("--no_check", dest="check", action="store_false", help="skip checking predictions on whole models")
     p.add_argument("--no_progress", dest="progress", action="store_false", help="no tqdm bar")
     p.add_argument("--out", required=True, help="the table (JSON)")
 
@@ -103,8 +91,7 @@ def run_bench(args: argparse.Namespace) -> int:
         weights[name] = path
     rates = compress_rate_of(args)
     device = resolve_device(args.device)
-    nets_models = bench.build_bench_models(nets, rates, weights, args.num_classes, args.width,
-                                           args.image_size)
+    nets_models = bench.build_bench_models(nets, rates, weights, args.num_classes, args.width, args.image_size)
     raw: dict = {}
     table = bench.benchmark_models(nets_models, device, args.batch_size, args.warmup, args.runs, args.threads,
                                    args.image_size, amp=args.amp, predict=args.predict,

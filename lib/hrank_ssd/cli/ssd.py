@@ -20,8 +20,7 @@ from hrank_ssd.train.trainer import train
 
 
 def add_parser(sub) -> None:
-    p = command(sub, "train", run_train,
-                help="train/finetune an SSD on VOC-format data (prune first with --compress_rate)")
+    p = command(sub, "train", run_train, help="train/finetune an SSD on VOC data (prune first: --compress_rate)")
     d = TrainConfig()  # the flags' defaults
     _model_and_optimiser_flags(p, d)
     _run_flags(p, d)
@@ -57,13 +56,9 @@ def _model_and_optimiser_flags(p: argparse.ArgumentParser, d: TrainConfig) -> No
     p.add_argument("--milestones", default=d.milestones, help="multistep epochs, e.g. 80,100")
     p.add_argument("--t_max", type=float, default=None, help="cosine period in epochs (default --num_epochs)")
     p.add_argument("--checkpoint_folder", default=d.checkpoint_folder)
-    p.add_argument("--optimizer", choices=CHOICES["optimizer"], default=d.optimizer,
-                   help="sgd as the original; adam trains small from-scratch models faster")
-    p.add_argument("--augment", choices=CHOICES["augment"], default=d.augment,
-                   help="ssd: photometric, expand, IoU crop, flip; light: photometric and flip only")
-    p.add_argument("--init", choices=CHOICES["init"], default=d.init,
-                   help="weights of a model trained from scratch: PyTorch's default, or LSUV with unit activations "
-                        "(trains small course models much faster, best with --optimizer adam)")
+    p.add_argument("--optimizer", choices=CHOICES["optimizer"], default=d.optimizer, help="adam: small models, faster")
+    p.add_argument("--augment", choices=CHOICES["augment"], default=d.augment, help="light: photometric and flip only")
+    p.add_argument("--init", choices=CHOICES["init"], default=d.init, help="lsuv: small models train faster")
 
 
 def _run_flags(p: argparse.ArgumentParser, d: TrainConfig) -> None:
@@ -72,8 +67,7 @@ def _run_flags(p: argparse.ArgumentParser, d: TrainConfig) -> None:
     p.add_argument("--image_size", type=int, default=None)
     p.add_argument("--train_split", default=None, help="ImageSets/Main split (default trainval)")
     p.add_argument("--validation_split", default=None, help="ImageSets/Main split (default test)")
-    p.add_argument("--max_images", type=int, default=None,
-                   help="train and validate on the first N images of each set only (quick trials)")
+    p.add_argument("--max_images", type=int, default=None, help="use the first N images of each set (quick trials)")
     p.add_argument("--keep_difficult", action="store_true")
     p.add_argument("--seed", type=int, default=None, help="makes the run repeatable (stored for --resume)")
     device_arg(p)
@@ -85,8 +79,7 @@ def _run_flags(p: argparse.ArgumentParser, d: TrainConfig) -> None:
     p.add_argument("--criterion", choices=CHOICES["criterion"], default=d.criterion)
     p.add_argument("--round_to", type=int, default=None, help="round kept filter counts to a multiple of N")
     p.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
-    p.add_argument("--channels_last", action="store_true",
-                   help="train in the channels-last memory layout (faster VGG16-SSD steps on CPU; same files)")
+    p.add_argument("--channels_last", action="store_true", help="train channels-last (faster on CPU; same files)")
     p.add_argument("--grad_clip", type=float, default=None, help="clip the gradient norm to MAX_NORM")
     p.add_argument("--bn_eval", action="store_true", help="freeze BatchNorm statistics (eval mode) while training")
     p.add_argument("--distill_from", default=None, help="teacher checkpoint (the unpruned model)")
@@ -99,21 +92,16 @@ def _eval_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", required=True, help="VOC root (holds Annotations/, JPEGImages/, ImageSets/)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--trained_model", metavar="PTH", help="checkpoint to evaluate")
-    src.add_argument("--detections", metavar="DIR",
-                     help="evaluate existing det_test_<class>.txt files in DIR instead of a model")
-    p.add_argument("--label_file", default=None,
-                   help="class names, BACKGROUND first (default: the dataset's labels.txt, else the VOC classes)")
-    p.add_argument("--net", default=None, choices=net_names(),
-                   help="architecture check (default: inferred from the checkpoint)")
+    src.add_argument("--detections", metavar="DIR", help="evaluate DIR's det_test_<class>.txt files instead")
+    p.add_argument("--label_file", default=None, help="class names, BACKGROUND first (default: the dataset's)")
+    p.add_argument("--net", default=None, choices=net_names(), help="architecture check (default: the checkpoint's)")
     add_compress_rate(p)
     p.add_argument("--eval_dir", default="eval_results", help="where det files and ap.csv are written")
     p.add_argument("--iou_threshold", type=float, default=0.5, help="a match needs IoU strictly above this")
-    p.add_argument("--use_2007_metric", type=str2bool, default=True,
-                   help="true: VOC2007 11-point AP; false: area under the precision envelope")
+    p.add_argument("--use_2007_metric", type=str2bool, default=True, help="true: 11-point AP; false: area under curve")
     p.add_argument("--split", default="test", help="ImageSets/Main/<split>.txt to evaluate")
     device_arg(p)
-    p.add_argument("--nms_method", default="hard", choices=["hard"],
-                   help="accepted for compatibility with pytorch-ssd; NMS is always hard NMS")
+    p.add_argument("--nms_method", default="hard", choices=["hard"], help="accepted for compatibility (hard NMS)")
     p.add_argument("--mb2_width_mult", type=float, default=1.0, help="accepted for compatibility; ignored")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
 

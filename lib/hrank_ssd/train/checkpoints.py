@@ -4,7 +4,6 @@ atomically), seeds, data order and RNG states (docs/training.md)."""
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 from pathlib import Path
@@ -24,11 +23,6 @@ CHECKPOINT_KEYS = ("model", "epoch", "optimizer", "sums", "rng", "args")  # what
 def checkpoint_path(folder, epoch: int) -> Path:
     """Where the checkpoint of ``epoch`` goes (mid-epoch ones too: the newest of an epoch replaces the older)."""
     return Path(folder) / f"model_best.pth-{epoch}.tar"
-
-
-def final_model_path(folder, net: str, epoch: int, loss: float) -> Path:
-    """The final model's file name, as pytorch-ssd names it: ``{net}-Epoch-{epoch}-Loss-{loss:.4f}.pth``."""
-    return Path(folder) / f"{net}-Epoch-{epoch}-Loss-{loss:.4f}.pth"
 
 
 def list_checkpoints(folder) -> Dict[int, Path]:
@@ -80,11 +74,6 @@ def write_checkpoint(folder, epoch: int, state: dict, meta: dict, keep: Iterable
     return path
 
 
-def draw_seed() -> int:
-    """A fresh random seed for a run started without ``--seed`` (printed and stored, so it can be repeated)."""
-    return int.from_bytes(os.urandom(4), "little") % (2 ** 31)
-
-
 def seed_all(seed: int) -> None:
     """Seed torch, python and numpy (numpy takes the seed modulo 2**32)."""
     torch.manual_seed(seed)
@@ -92,24 +81,13 @@ def seed_all(seed: int) -> None:
     np.random.seed(seed % (2 ** 32))
 
 
-def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
-    """The permutation of the ``n`` training samples for ``epoch``: a pure function of ``(seed, epoch)``."""
-    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    return torch.randperm(n, generator=g)
-
-
-def sample_seed(seed: int, epoch: int, position: int) -> int:
-    """The augmentation seed of the sample at ``position`` of ``epoch``'s order."""
-    return int(np.random.SeedSequence([seed, epoch, position]).generate_state(1)[0])
-
-
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1) -> List[List[tuple]]:
-    """This process's batches of ``(dataset index, augmentation seed)`` for ``epoch``: its shard of each global
-    batch of ``batch_size * world`` samples (wrapped around as DistributedSampler does)."""
-    order = epoch_order(n, seed, epoch).tolist()
-    pad = (-n) % world
-    order += order[:pad]
-    pairs = [(idx, sample_seed(seed, epoch, pos)) for pos, idx in enumerate(order)]
+    """This process's batches of ``(dataset index, augmentation seed)`` for ``epoch``, a pure function of ``(seed,
+    epoch)``: its shard of each global batch of ``batch_size * world`` samples (wrapped as DistributedSampler does)."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch)).tolist()
+    order += order[:(-n) % world]
+    pairs = [(idx, int(np.random.SeedSequence([seed, epoch, pos]).generate_state(1)[0]))
+             for pos, idx in enumerate(order)]
     g = batch_size * world
     out = []
     for start in range(0, len(pairs), g):

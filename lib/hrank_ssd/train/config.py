@@ -1,5 +1,5 @@
-"""What a run is told and what it starts from: :class:`TrainConfig`, its checks, the learning rate per epoch, and the
-class names, student, distillation teacher, data sets and optimizer it implies."""
+"""What a run is told: :class:`TrainConfig`, its checks, the learning rate per epoch, and the class names, base net,
+distillation teacher and data sets it implies."""
 
 from __future__ import annotations
 
@@ -17,21 +17,13 @@ from torch.utils.data import Dataset
 from hrank_ssd.data import voc
 from hrank_ssd.data.augment import LightAugmentation, TrainAugmentation
 from hrank_ssd.errors import HRankError
-from hrank_ssd.hrank.pruning import prune_model
 from hrank_ssd.nets import models
-from hrank_ssd.nets.compress import layer_rates
 from hrank_ssd.nets.priors import MatchPrior
-from hrank_ssd.nets.registry import num_prunable
 from hrank_ssd.nets.ssd import SSD
 
 # the allowed values of the options that take a word (the CLI offers the same as its choices)
-CHOICES = {
-    "scheduler": ("cosine", "multistep"),
-    "criterion": ("hrank", "l1", "random"),
-    "augment": ("ssd", "light"),
-    "optimizer": ("sgd", "adam"),
-    "init": ("default", "lsuv"),
-}
+CHOICES = {"scheduler": ("cosine", "multistep"), "criterion": ("hrank", "l1", "random"), "augment": ("ssd", "light"),
+           "optimizer": ("sgd", "adam"), "init": ("default", "lsuv")}
 AUGMENTATIONS = {"ssd": TrainAugmentation, "light": LightAugmentation}
 LSUV_IMAGES = 16  # training images (test-transformed) that LSUV calibrates activations on
 
@@ -92,7 +84,8 @@ class TrainConfig:
 
 
 def as_config(config: Union[TrainConfig, dict]) -> TrainConfig:
-    """A private, checked copy of ``config`` (a :class:`TrainConfig` or a dict of its fields)."""
+    """A private copy of ``config`` (a :class:`TrainConfig` or a dict of its fields), a lone dataset made a list;
+    a one-line :class:`HRankError` for a config no run can start from."""
     if isinstance(config, TrainConfig):
         cfg = dataclasses.replace(config)
     elif isinstance(config, dict):
@@ -100,16 +93,6 @@ def as_config(config: Union[TrainConfig, dict]) -> TrainConfig:
     else:
         raise TypeError("train() takes a TrainConfig or a dict (convert an argparse.Namespace with "
                         "TrainConfig.from_namespace)")
-    check_config(cfg)
-    return cfg
-
-
-def _one_of(allowed) -> str:
-    return ", ".join(allowed[:-1]) + " or " + allowed[-1]
-
-
-def check_config(cfg: TrainConfig) -> None:
-    """Raise a one-line :class:`HRankError` for a config no run can start from (a lone dataset becomes a list)."""
     if isinstance(cfg.datasets, (str, os.PathLike)):
         cfg.datasets = [cfg.datasets]
     if not cfg.datasets:
@@ -126,10 +109,11 @@ def check_config(cfg: TrainConfig) -> None:
     for flag, allowed in CHOICES.items():
         value = getattr(cfg, flag)
         if value not in allowed:
-            raise HRankError(f"unknown --{flag} {value!r}: use {_one_of(allowed)}")
+            raise HRankError(f"unknown --{flag} {value!r}: use {', '.join(allowed[:-1])} or {allowed[-1]}")
     parse_milestones(cfg.milestones)
     if cfg.grad_clip is not None and cfg.grad_clip <= 0:
         raise HRankError(f"--grad_clip must be positive, got {cfg.grad_clip}")
+    return cfg
 
 
 def parse_milestones(text) -> List[int]:
@@ -147,9 +131,7 @@ def learning_rate(cfg: TrainConfig, epoch: int) -> float:
     if cfg.scheduler == "cosine":
         t_max = cfg.t_max or cfg.num_epochs
         return cfg.lr * (1 + math.cos(math.pi * min(epoch, t_max) / t_max)) / 2
-    if cfg.scheduler == "multistep":
-        return cfg.lr * cfg.gamma ** sum(epoch >= m for m in parse_milestones(cfg.milestones))
-    raise HRankError(f"unknown --scheduler {cfg.scheduler!r}: use {_one_of(CHOICES['scheduler'])}")
+    return cfg.lr * cfg.gamma ** sum(epoch >= m for m in parse_milestones(cfg.milestones))  # multistep
 
 
 def class_names(cfg: TrainConfig) -> List[str]:
@@ -195,34 +177,6 @@ def _detector_as_base_net(state: Dict[str, torch.Tensor], path, net: str, num_cl
     return model
 
 
-def resumed_model(cfg: TrainConfig, state: dict, path: Path, num_classes: int) -> SSD:
-    """The model of a training checkpoint; its image size becomes ``cfg.image_size`` unless one was given."""
-    size = state["args"].get("image_size") or models.read_sidecar(path).get("image_size")
-    cfg.image_size = cfg.image_size or size
-    return models.model_from_state_dict(state["model"], path, net=cfg.net, num_classes=num_classes,
-                                        image_size=cfg.image_size)
-
-
-def fresh_model(cfg: TrainConfig, num_classes: int) -> Tuple[SSD, bool]:
-    """``(model, from scratch?)``: ``--base_net``'s weights, else a new model of ``--width``."""
-    if not cfg.base_net:
-        return models.build_model(cfg.net, num_classes, width=cfg.width, image_size=cfg.image_size), True
-    model = load_base_net(cfg.base_net, cfg.net, num_classes, cfg.width, cfg.image_size)
-    if model.num_classes != num_classes:
-        raise HRankError(f"--base_net {cfg.base_net} predicts {model.num_classes} classes but the label "
-                         f"file has {num_classes}")
-    return model, False
-
-
-def prune_base_net(model: SSD, cfg: TrainConfig) -> Tuple[SSD, List[float], Dict[str, List[int]]]:
-    """``(pruned model, per-layer rates, kept filter indices)``: ``--compress_rate`` applied to ``--base_net``."""
-    if not cfg.base_net:
-        raise HRankError("--compress_rate prunes a trained model: pass it with --base_net MODEL.pth")
-    rates = layer_rates(cfg.compress_rate, num_prunable(cfg.net))
-    model, kept = prune_model(model, rates, cfg.criterion, cfg.rank_dir, cfg.seed, cfg.round_to)
-    return model, rates, kept
-
-
 def load_teacher(cfg: TrainConfig, num_classes: int, student: SSD, device: torch.device) -> SSD:
     """The frozen ``--distill_from`` model (eval mode, no gradients); it must share the student's priors."""
     teacher = models.load_model(cfg.distill_from, net=cfg.net, num_classes=num_classes,
@@ -251,19 +205,3 @@ def make_datasets(cfg: TrainConfig, model: SSD, names: List[str]) -> Tuple[Datas
         for ds in (val_set, eval_set):
             ds.ids = ds.ids[:cfg.max_images]
     return train_set, val_set, eval_set
-
-
-def lsuv_init(model: SSD, cfg: TrainConfig, names: List[str], device: torch.device) -> None:
-    """``--init lsuv``: calibrate a new model on the first training images (every process alike)."""
-    ncfg = model.cfg
-    test_transform = voc.TestTransform(model.image_size, ncfg.image_mean, ncfg.image_std)
-    plain = voc.VOCDataset(cfg.datasets[0], cfg.train_split, test_transform, class_names=names)
-    sample = torch.stack([plain[i][0] for i in range(min(LSUV_IMAGES, len(plain)))])
-    models.init_from_scratch(model, sample.to(device))
-
-
-def make_optimizer(cfg: TrainConfig, params: List[torch.nn.Parameter]) -> torch.optim.Optimizer:
-    """Adam, or SGD with ``--momentum`` and ``--weight_decay``, over ``params`` at ``--lr``."""
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr)
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Optional, Tuple
+from contextlib import contextmanager
+from typing import Iterator, Optional, Tuple
 
 import torch
 import torch.distributed as dist
@@ -13,23 +14,19 @@ from torch import nn
 from hrank_ssd.devices import resolve_device
 
 
-def init_distributed(device_name: Optional[str]) -> Tuple[int, int, bool]:
-    """``(rank, world size, created the group)``, ``(0, 1, False)`` without torchrun; nccl on CUDA, else gloo."""
+@contextmanager
+def process_group(device_name: Optional[str]) -> Iterator[Tuple[int, int]]:
+    """``(rank, world size)``, ``(0, 1)`` without torchrun; a group made here (nccl on CUDA, else gloo) ends after."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1, False
-    created = False
-    if not dist.is_initialized():
+    created = world > 1 and not dist.is_initialized()
+    if created:
         use_cuda = torch.cuda.is_available() and not (device_name or "").startswith("cpu")
         dist.init_process_group("nccl" if use_cuda else "gloo")
-        created = True
-    return dist.get_rank(), dist.get_world_size(), created
-
-
-def close_distributed(created: bool) -> None:
-    """End the process group if :func:`init_distributed` created it (one made by the caller stays)."""
-    if created and dist.is_initialized():
-        dist.destroy_process_group()
+    try:
+        yield (dist.get_rank(), dist.get_world_size()) if world > 1 else (0, 1)
+    finally:
+        if created and dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def process_device(name: Optional[str], world: int) -> torch.device:
@@ -52,27 +49,24 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
             # imported only in a multi-process run: torch builds without distributed support lack the module
             from torch.distributed.nn.functional import all_reduce
 
-            return self._global_forward(x, all_reduce)
-
-    def _global_forward(self, x, all_reduce):
-        c = x.size(1)
-        count = x.new_tensor([x.numel() / c])
-        sums = all_reduce(torch.cat([x.sum((0, 2, 3)), count]))
-        total = sums[c]
-        mean = sums[:c] / total
-        d = x - mean.view(1, c, 1, 1)
-        var = all_reduce((d * d).sum((0, 2, 3))) / total
-        y = d * torch.rsqrt(var + self.eps).view(1, c, 1, 1)
-        if self.affine:
-            y = y * self.weight.view(1, c, 1, 1) + self.bias.view(1, c, 1, 1)
-        if self.track_running_stats:
-            with torch.no_grad():
-                self.num_batches_tracked += 1
-                m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
-                self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
-                unbiased = var.detach() * total.detach() / (total.detach() - 1).clamp(min=1)
-                self.running_var.mul_(1 - m).add_(unbiased, alpha=m)
-        return y
+            c = x.size(1)
+            count = x.new_tensor([x.numel() / c])
+            sums = all_reduce(torch.cat([x.sum((0, 2, 3)), count]))
+            total = sums[c]
+            mean = sums[:c] / total
+            d = x - mean.view(1, c, 1, 1)
+            var = all_reduce((d * d).sum((0, 2, 3))) / total
+            y = d * torch.rsqrt(var + self.eps).view(1, c, 1, 1)
+            if self.affine:
+                y = y * self.weight.view(1, c, 1, 1) + self.bias.view(1, c, 1, 1)
+            if self.track_running_stats:
+                with torch.no_grad():
+                    self.num_batches_tracked += 1
+                    m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                    self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
+                    unbiased = var.detach() * total.detach() / (total.detach() - 1).clamp(min=1)
+                    self.running_var.mul_(1 - m).add_(unbiased, alpha=m)
+            return y
 
 
 def wrap_for_ddp(model: nn.Module, device: torch.device) -> Tuple[nn.Module, nn.Module]:

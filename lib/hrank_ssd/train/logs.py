@@ -38,8 +38,7 @@ def plot_curves(log_csv, out_png) -> Path:
     for col, style in LOSS_STYLES:
         if col in log and log[col].notna().any():
             ax1.plot(log["epoch"], log[col], style, marker="o", ms=3, label=col)
-    ax1.set_xlabel("epoch")
-    ax1.set_ylabel("loss")
+    ax1.set(xlabel="epoch", ylabel="loss")
     ax1.legend(fontsize=7)
     ax1.grid(alpha=0.3)
     m = log[log["mAP"].notna()] if "mAP" in log else log.iloc[:0]
@@ -47,8 +46,7 @@ def plot_curves(log_csv, out_png) -> Path:
         ax2.plot(m["epoch"], m["mAP"], marker="o")
     else:
         ax2.text(0.5, 0.5, "no mAP yet", ha="center", va="center", transform=ax2.transAxes)
-    ax2.set_xlabel("epoch")
-    ax2.set_ylabel("mAP (VOC07 11-point)")
+    ax2.set(xlabel="epoch", ylabel="mAP (VOC07 11-point)")
     ax2.grid(alpha=0.3)
     fig.tight_layout()
     return atomic_savefig(fig, out_png, dpi=80)

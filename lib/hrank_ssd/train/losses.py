@@ -35,11 +35,6 @@ def hard_negative_mask(background_loss: torch.Tensor, labels: torch.Tensor, neg_
     return pos | (rank < num_neg)
 
 
-def _full_precision(t: torch.Tensor) -> torch.Tensor:
-    """float16/bfloat16 (autocast) outputs in float32; float32 and float64 stay as they are."""
-    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
-
-
 class MultiBoxLoss(nn.Module):
     """``loss(confidence (B, P, C), locations (B, P, 4), labels (B, P), gt_locations) -> (regression,
     classification)``; :meth:`parts`' ``num_pos`` overrides the normaliser (DDP: global positives / world)."""
@@ -58,7 +53,9 @@ class MultiBoxLoss(nn.Module):
               gt_locations: torch.Tensor, teacher_confidence: Optional[torch.Tensor] = None,
               num_pos: Optional[torch.Tensor | float] = None) -> LossParts:
         """All terms; ``distillation`` is zero without ``teacher_confidence``."""
-        confidence, locations = _full_precision(confidence), _full_precision(locations)  # AMP gives float16
+        # autocast's float16/bfloat16 outputs in float32; float32 and float64 stay as they are
+        confidence, locations = (t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+                                 for t in (confidence, locations))
         num_classes = confidence.size(2)
         with torch.no_grad():
             background_loss = -F.log_softmax(confidence, dim=2)[..., 0]

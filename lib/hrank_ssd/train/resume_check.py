@@ -7,7 +7,7 @@ import math
 import shutil
 import sys
 from pathlib import Path
-from typing import List, Tuple
+from typing import Tuple
 
 import pandas as pd
 
@@ -43,30 +43,26 @@ def steps_per_epoch(cfg: TrainConfig, images: int) -> int:
 
 def stopped_and_resumed(cfg: TrainConfig, folder, stop_epoch: int, stop_step: int) -> pd.DataFrame:
     """Losses per step of ``cfg`` trained straight and stopped at (``stop_epoch``, ``stop_step``) then resumed."""
-    folder = Path(folder)
-    runs: List[pd.DataFrame] = []
-    finals = []
-    for name, stop in (("straight", None), ("stopped", (stop_epoch, stop_step))):
-        shutil.rmtree(folder / name, ignore_errors=True)
-        run_cfg = as_config(dataclasses.replace(cfg, checkpoint_folder=str(folder / name), resume=None,
-                                                checkpoint_every_steps=1))
-        first = StepLosses(stop)
-        try:
-            finals.append(train(run_cfg, first).model)
-        except Disconnect as stopped:
-            print(f"{stopped} (a simulated disconnect): resuming from the newest checkpoint", file=sys.stderr,
-                  flush=True)  # beside the trainer's own messages, in order
-            resumed = StepLosses()
-            finals.append(train(dataclasses.replace(run_cfg, resume="auto"), resumed).model)
-            if (resumed.rows[0]["epoch"], resumed.rows[0]["step"]) <= (stop_epoch, stop_step):
-                raise ValueError(f"stop at a step before epoch {stop_epoch}'s last: a mid-epoch checkpoint is written "
-                                 "only there (the run resumed from the epoch's start)") from None
-            runs.append(pd.DataFrame(resumed.rows).rename(columns={"loss": "resumed"}))
-        runs.append(pd.DataFrame(first.rows).rename(columns={"loss": "straight" if stop is None else "stopped"}))
-    table = runs[0]
-    for part in runs[1:]:
-        table = table.merge(part, on=["epoch", "step"], how="left")
-    a, b = (m.state_dict() for m in finals)
+    losses = {"straight": StepLosses(), "stopped": StepLosses((stop_epoch, stop_step)), "resumed": StepLosses()}
+    runs = {}
+    for name in ("straight", "stopped"):
+        shutil.rmtree(Path(folder) / name, ignore_errors=True)
+        runs[name] = as_config(dataclasses.replace(cfg, checkpoint_folder=str(Path(folder) / name), resume=None,
+                                                   checkpoint_every_steps=1))
+    straight = train(runs["straight"], losses["straight"]).model
+    try:
+        train(runs["stopped"], losses["stopped"])
+    except Disconnect as stopped:  # beside the trainer's own messages, in order
+        print(f"{stopped} (a simulated disconnect): resuming from the newest checkpoint", file=sys.stderr, flush=True)
+    resumed = train(dataclasses.replace(runs["stopped"], resume="auto"), losses["resumed"]).model
+    if (losses["resumed"].rows[0]["epoch"], losses["resumed"].rows[0]["step"]) <= (stop_epoch, stop_step):
+        raise ValueError(f"stop at a step before epoch {stop_epoch}'s last: a mid-epoch checkpoint is written "
+                         "only there (the run resumed from the epoch's start)")
+    table = pd.DataFrame(losses["straight"].rows).rename(columns={"loss": "straight"})
+    for name in ("stopped", "resumed"):
+        table = table.merge(pd.DataFrame(losses[name].rows).rename(columns={"loss": name}), on=["epoch", "step"],
+                            how="left")
+    a, b = straight.state_dict(), resumed.state_dict()
     table.attrs["weight_diff"] = max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
     table.attrs["stop"] = (stop_epoch, stop_step)
     return table[["epoch", "step", "straight", "stopped", "resumed"]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import sys
 import warnings
 from dataclasses import asdict
@@ -11,9 +12,13 @@ from typing import Dict, List, Optional
 
 import torch
 
+from hrank_ssd.data import voc
 from hrank_ssd.errors import HRankError
-from hrank_ssd.nets.compress import format_compress_rate
+from hrank_ssd.hrank.pruning import prune_model
+from hrank_ssd.nets import models
+from hrank_ssd.nets.compress import format_compress_rate, layer_rates
 from hrank_ssd.nets.models import clean_state_dict, count_parameters
+from hrank_ssd.nets.registry import num_prunable
 from hrank_ssd.train import checkpoints, config, distributed
 from hrank_ssd.train.config import TrainConfig, learning_rate
 from hrank_ssd.train.losses import MultiBoxLoss
@@ -49,8 +54,12 @@ class TrainerSetup:
         self.class_names = config.class_names(cfg)
         self._setup_model(state)
         self.train_set, self.val_set, self.eval_set = config.make_datasets(cfg, self.model, self.class_names)
-        if self.from_scratch and cfg.init == "lsuv":
-            config.lsuv_init(self.model, cfg, self.class_names, self.device)
+        if self.from_scratch and cfg.init == "lsuv":  # calibrated on the first training images, every process alike
+            ncfg = self.model.cfg
+            transform = voc.TestTransform(self.model.image_size, ncfg.image_mean, ncfg.image_std)
+            plain = voc.VOCDataset(cfg.datasets[0], cfg.train_split, transform, class_names=self.class_names)
+            sample = torch.stack([plain[i][0] for i in range(min(config.LSUV_IMAGES, len(plain)))])
+            models.init_from_scratch(self.model, sample.to(self.device))
         # channels-last if asked (after initialisation); files and the returned model stay NCHW
         self.layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
         for net in (self.model, self.teacher):
@@ -67,7 +76,7 @@ class TrainerSetup:
         if state is not None and cfg.seed is None:
             cfg.seed = int(state["args"].get("seed") or 0)
         if cfg.seed is None:
-            cfg.seed = distributed.broadcast_int(checkpoints.draw_seed(), self.world)
+            cfg.seed = distributed.broadcast_int(int.from_bytes(os.urandom(4), "little") % (2 ** 31), self.world)
             note = f"seed {cfg.seed} (pass --seed {cfg.seed} to repeat this run)"
         checkpoints.seed_all(cfg.seed)
         return note
@@ -76,15 +85,24 @@ class TrainerSetup:
         cfg = self.cfg
         num_classes = len(self.class_names)
         self.kept, self.rates, self.from_scratch = None, None, False
-        if state is not None:
-            model = config.resumed_model(cfg, state, self.resume_path, num_classes)
+        if state is not None:  # its image size becomes cfg.image_size unless one was given
+            size = state["args"].get("image_size") or models.read_sidecar(self.resume_path).get("image_size")
+            cfg.image_size = cfg.image_size or size
+            model = models.model_from_state_dict(state["model"], self.resume_path, net=cfg.net,
+                                                 num_classes=num_classes, image_size=cfg.image_size)
             self.kept, self.rates = state.get("kept_indices"), state.get("compress_rate")
+        elif not cfg.base_net:
+            model = models.build_model(cfg.net, num_classes, width=cfg.width, image_size=cfg.image_size)
+            self.from_scratch = True
         else:
-            model, self.from_scratch = config.fresh_model(cfg, num_classes)
-            if cfg.compress_rate is not None:
-                model, self.rates, self.kept = config.prune_base_net(model, cfg)
-                self.log(f"pruned with {cfg.criterion} at {format_compress_rate(self.rates)}: "
-                         f"{count_parameters(model)} parameters left")
+            model = config.load_base_net(cfg.base_net, cfg.net, num_classes, cfg.width, cfg.image_size)
+        if state is None and cfg.compress_rate is not None:
+            if not cfg.base_net:
+                raise HRankError("--compress_rate prunes a trained model: pass it with --base_net MODEL.pth")
+            self.rates = layer_rates(cfg.compress_rate, num_prunable(cfg.net))
+            model, self.kept = prune_model(model, self.rates, cfg.criterion, cfg.rank_dir, cfg.seed, cfg.round_to)
+            self.log(f"pruned with {cfg.criterion} at {format_compress_rate(self.rates)}: "
+                     f"{count_parameters(model)} parameters left")
         self.model = model.to(self.device)
         cfg.image_size = model.image_size
         self.teacher = config.load_teacher(cfg, num_classes, model, self.device) if cfg.distill_from else None
@@ -102,7 +120,10 @@ class TrainerSetup:
         else:
             self.net = self.model
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = config.make_optimizer(cfg, self.params)
+        if cfg.optimizer == "adam":
+            self.optimizer = torch.optim.Adam(self.params, lr=cfg.lr)
+        else:
+            self.optimizer = torch.optim.SGD(self.params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.criterion = MultiBoxLoss(3.0, cfg.distill_T)
 

@@ -18,7 +18,7 @@ from hrank_ssd.measure.evaluation import mean_ap
 from hrank_ssd.nets.models import save_model
 from hrank_ssd.nets.ssd import SSD
 from hrank_ssd.train import distributed
-from hrank_ssd.train.checkpoints import SeededSamples, checkpoint_path, epoch_batches, final_model_path
+from hrank_ssd.train.checkpoints import SeededSamples, checkpoint_path, epoch_batches
 from hrank_ssd.train.config import TrainConfig, as_config, learning_rate
 from hrank_ssd.train.logs import Hooks, epoch_summary, plot_curves, write_logs
 from hrank_ssd.train.losses import param_dtype, validation_loss, validation_loss_and_map
@@ -39,11 +39,8 @@ class TrainResult:
 def train(config: Union[TrainConfig, dict], hooks: Optional[Hooks] = None) -> TrainResult:
     """Run (or resume) a training job described by ``config`` (a :class:`TrainConfig` or a dict of its fields)."""
     cfg = as_config(config)
-    rank, world, created_group = distributed.init_distributed(cfg.device)
-    try:
+    with distributed.process_group(cfg.device) as (rank, world):
         return _Trainer(cfg, rank, world, hooks or Hooks()).run()
-    finally:
-        distributed.close_distributed(created_group)
 
 
 class _Trainer(TrainerSetup):
@@ -147,9 +144,7 @@ class _Trainer(TrainerSetup):
         self.train_epoch(epoch)
         steps = max(self.sums["steps"], 1)
         row = {"epoch": epoch, "train_loss": self.sums["loss"] / steps,
-               "train_regression_loss": self.sums["regression"] / steps,
-               "train_classification_loss": self.sums["classification"] / steps,
-               "train_distillation_loss": self.sums["distillation"] / steps}
+               **{f"train_{k}_loss": self.sums[k] / steps for k in SUM_KEYS[1:]}}
         self.sums = zero_sums()
         if self.main:
             row.update(self.validate_epoch(epoch))
@@ -168,7 +163,7 @@ class _Trainer(TrainerSetup):
             self.log("nothing to do: the checkpoint already covers --num_epochs")
             return None
         last = self.history[-1]
-        final = final_model_path(self.folder, self.cfg.net, last["epoch"], last.get("val_loss", last_val))
+        final = self.folder / f"{self.cfg.net}-Epoch-{last['epoch']}-Loss-{last.get('val_loss', last_val):.4f}.pth"
         extra = {}
         if self.rates is not None:
             extra = {"compress_rate": list(self.rates), "criterion": self.cfg.criterion, "kept_indices": self.kept}
