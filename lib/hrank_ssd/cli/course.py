@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from hrank_ssd.cli.args import command, device_arg
+from hrank_ssd.cli.main import command, device_arg
 from hrank_ssd.course.results import STEPS, repo_root
 from hrank_ssd.errors import HRankError
 

@@ -8,7 +8,7 @@ import re
 
 import pandas as pd
 
-from hrank_ssd.cli.args import add_compress_rate, add_net, command, compress_rate_of, device_arg
+from hrank_ssd.cli.main import add_compress_rate, add_net, command, compress_rate_of, device_arg
 from hrank_ssd.data.voc import TestTransform, VOCDataset, read_labels
 from hrank_ssd.devices import resolve_device
 from hrank_ssd.errors import HRankError

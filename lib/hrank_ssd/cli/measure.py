@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from hrank_ssd.cli.args import add_net, command, compress_rate_of, device_arg
+from hrank_ssd.cli.main import add_net, command, compress_rate_of, device_arg
 from hrank_ssd.data.voc import VOCDataset, read_labels
 from hrank_ssd.devices import resolve_device
 from hrank_ssd.errors import HRankError

@@ -6,7 +6,7 @@ import argparse
 import re
 from pathlib import Path
 
-from hrank_ssd.cli.args import add_compress_rate, add_net, command, compress_rate_of, device_arg, str2bool
+from hrank_ssd.cli.main import add_compress_rate, add_net, command, compress_rate_of, device_arg, str2bool
 from hrank_ssd.course import video
 from hrank_ssd.data import voc
 from hrank_ssd.devices import resolve_device

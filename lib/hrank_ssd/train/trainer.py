@@ -129,8 +129,7 @@ class _Trainer(TrainerSetup):
                                                  self.device, self.class_names)
         else:
             val = validation_loss(model, self.val_set, cfg.batch_size, self.device, self.amp, cfg.num_workers)
-        row = {"val_loss": val["loss"], "val_regression_loss": val["regression"],
-               "val_classification_loss": val["classification"],
+        row = {"val_loss": val["loss"], **{f"val_{k}_loss": val[k] for k in ("regression", "classification")},
                "mAP": float(mean_ap(table)) if due else math.nan}
         if not math.isfinite(val["loss"]):
             raise self.nan_error(val["loss"], epoch, "validation")
