@@ -304,6 +304,23 @@ def test_one_kernel_resets_names_between_notebooks(tmp_path):
 
 
 @pytest.mark.skipif(bool(KERNEL_MISSING), reason=KERNEL_MISSING)
+def test_the_kernels_warnings_stay_out_of_the_terminal(tmp_path, capfd):
+    """`make course` prints its own progress lines, not the kernel's log (such as the TCP-encryption warning)."""
+    from hrank_ssd.course.notebooks import execute_notebooks
+
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "language": "python",
+                                                           "display_name": "Python 3"}})
+    nb.cells = [nbformat.v4.new_code_cell("PROFILE = RUN_DIR = WORK_DIR = DEVICE = None", metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("from ipykernel.kernelapp import IPKernelApp\n"
+                                          "IPKernelApp.instance().log.warning('a kernel warning')")]
+    nbformat.write(nb, str(tmp_path / "warns.ipynb"))
+    execute_notebooks([tmp_path / "warns.ipynb"], tmp_path / "run", "tiny", tmp_path / "work", log=print, checks=False)
+    out, err = capfd.readouterr()
+    assert "[course] warns.ipynb done in" in out
+    assert "a kernel warning" not in out + err and "without encryption" not in out + err
+
+
+@pytest.mark.skipif(bool(KERNEL_MISSING), reason=KERNEL_MISSING)
 def test_a_cell_past_its_timeout_is_one_line_error(tmp_path):
     from hrank_ssd.course.notebooks import execute_notebooks
     from hrank_ssd.errors import HRankError

@@ -52,6 +52,10 @@ def _first_line(text) -> str:
     return lines[0][:300] if lines else ""
 
 
+# the kernel's own warnings (e.g. "running over TCP without encryption") stay out of the user's terminal
+QUIET_KERNEL = ["--IPKernelApp.log_level=ERROR"]
+
+
 def notebook_params(profile: str, run_dir, work_dir, device=None) -> dict:
     """The values papermill injects into each notebook's parameters cell (absolute paths)."""
     return {"PROFILE": profile, "RUN_DIR": str(Path(run_dir).resolve()), "WORK_DIR": str(Path(work_dir).resolve()),
@@ -132,7 +136,7 @@ def execute_one(path: Path, out_dir: Path, params: dict, cwd=None, kernel_name: 
     try:
         pm.execute_notebook(str(source), str(out), parameters=params, cwd=str(cwd or repo_root()),
                             kernel_name=kernel_name, progress_bar=progress, log_output=False,
-                            execution_timeout=cell_timeout, **extra)
+                            execution_timeout=cell_timeout, extra_arguments=QUIET_KERNEL, **extra)
     except pm.PapermillExecutionError as e:
         raise HRankError(f"notebook {path.name} failed in cell {e.exec_count}: {e.ename}: "
                          f"{_first_line(e.evalue)} (executed copy: {out})") from None
