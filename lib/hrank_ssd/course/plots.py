@@ -17,16 +17,8 @@ def save_plot(fig, path: Path) -> Path:
     return atomic_savefig(fig, path, dpi=100)
 
 
-def _finished(fig, path):
-    """``fig`` laid out, and saved when ``path``."""
-    fig.tight_layout()
-    if path:
-        save_plot(fig, Path(path))
-    return fig
-
-
-def plot_per_class(per_class: pd.DataFrame, path=None):
-    """Grouped bars: AP per class, one bar per model. Returns the figure; saves it when ``path``."""
+def plot_per_class(per_class: pd.DataFrame):
+    """Grouped bars: AP per class, one bar per model."""
     plt = pyplot()  # Agg for a headless report; a notebook keeps its own backend
     piv = per_class_pivot(per_class)
     piv = piv[piv["class"] != "mAP (mean)"]
@@ -42,7 +34,8 @@ def plot_per_class(per_class: pd.DataFrame, path=None):
     ax.set_title("Per-class AP")
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
-    return _finished(fig, path)
+    fig.tight_layout()
+    return fig
 
 
 def _frontier_panel(ax, table: pd.DataFrame, x_col: str, flag: str, x_label: str) -> None:
@@ -60,7 +53,7 @@ def _frontier_panel(ax, table: pd.DataFrame, x_col: str, flag: str, x_label: str
     ax.grid(alpha=0.3)
 
 
-def plot_frontier(table: pd.DataFrame, machine: str, path=None):
+def plot_frontier(table: pd.DataFrame, machine: str):
     """Our models' mAP against forward latency measured on ``machine`` and against exact GMACs, frontier marked."""
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
@@ -69,10 +62,11 @@ def plot_frontier(table: pd.DataFrame, machine: str, path=None):
     axes[0].set_ylabel("mAP (ours: this run's test set)")
     axes[0].legend(fontsize=7, loc="best")
     fig.suptitle(f"Ours: mAP against latency and MACs, measured on {machine}", fontsize=10)
-    return _finished(fig, path)
+    fig.tight_layout()
+    return fig
 
 
-def plot_published(points: pd.DataFrame, path=None):
+def plot_published(points: pd.DataFrame):
     """Theirs: the original project's published mAP against the full-size detectors' exact GMACs."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
@@ -86,4 +80,5 @@ def plot_published(points: pd.DataFrame, path=None):
     ax.set_title("Theirs: the original HRank-SSD project's published figures", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
-    return _finished(fig, path)
+    fig.tight_layout()
+    return fig

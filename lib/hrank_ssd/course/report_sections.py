@@ -122,7 +122,7 @@ def frontier(page: Page, res: Results) -> None:
 
 def comparison(page: Page, res: Results) -> None:
     page.heading("## 2. The full-size detectors, and the published figures (theirs)")
-    comp = tables.comparison_table(res, keys=tables.FULL_SIZE_KEYS)
+    comp = tables.comparison_table(res)
     if len(comp):
         page.table(comp, formats=tables.COMP_FORMATS)
         page.add("", f"*mAP (ours)*: this run's test set; *mAP (theirs, published)*: {tables.PUBLISHED_LABEL}, "
@@ -152,8 +152,7 @@ def per_class(page: Page, res: Results) -> None:
     if page.missing(res, "per_class_ap.csv"):
         return
     page.table(tables.per_class_pivot(pc))
-    plot_per_class(pc, page.plots / "per_class_ap.png")
-    page.figure(page.plots / "per_class_ap.png", "per-class AP")
+    page.figure(save_plot(plot_per_class(pc), page.plots / "per_class_ap.png"), "per-class AP")
     page.heading("### The published per-class AP (theirs)")
     page.table(tables.published_ap_table(pc))
     page.add("", f"*theirs*: quoted from {source_line()}. *ours* appears beside them when this run evaluated the "

@@ -48,11 +48,10 @@ def rates_in(text) -> Optional[List[float]]:
 
 def published_flops(net, compress_rate) -> Optional[Dict[str, float]]:
     """Their published params/flops for ``net`` at the rates written in a ``flops.csv`` cell, if they have one."""
-    rates = rates_in(compress_rate)
-    if net not in net_names() or rates is None:
+    if net not in net_names():
         return None
     try:
-        return published_for(net, layer_rates(rates, num_prunable(net)))
+        return published_for(net, layer_rates(parse_compress_rate(str(compress_rate)), num_prunable(net)))
     except HRankError:
         return None
 
@@ -86,41 +85,33 @@ def _row_of(frame: Optional[pd.DataFrame], key: str) -> Optional[pd.Series]:
 
 def _comparison_row(key: str, mp, bench, flops: Dict[str, dict]) -> Optional[dict]:
     """One model's row of :func:`comparison_table`, None when no file mentions it."""
-    row, present = {"model": title(key)}, False
-    m = _row_of(mp, key)
+    m, b = _row_of(mp, key), _row_of(bench, key)
+    if m is None and b is None and key not in flops:
+        return None
+    row = {"model": title(key)}
     if m is not None:
         row["mAP (ours)"] = float(m["mAP"])
         if "avg_predict_s" in m and pd.notna(m["avg_predict_s"]):
             row["eval predict ms/img"] = 1000.0 * float(m["avg_predict_s"])
         if "params" in m and pd.notna(m["params"]):
             row["params (trained)"] = int(m["params"])
-        present = True
     if key in PUBLISHED_MAP:
         row["mAP (theirs, published)"] = PUBLISHED_MAP[key]
         row["predict ms (theirs, T4)"] = PUBLISHED_PREDICT_MS[key]
-    b = _row_of(bench, key)
-    if b is not None:
-        for kind in ("forward", "predict"):
-            if f"{kind}_median_ms" in b:
-                row[f"bench {kind} ms"] = float(b[f"{kind}_median_ms"])
-                row[f"{kind} FPS"] = 1000.0 / float(b[f"{kind}_median_ms"])
-        present = True
+    for kind in ("forward", "predict"):
+        if b is not None and f"{kind}_median_ms" in b:
+            row[f"bench {kind} ms"] = float(b[f"{kind}_median_ms"])
+            row[f"{kind} FPS"] = 1000.0 / float(b[f"{kind}_median_ms"])
     if key in flops:
         row["params (full size)"] = int(flops[key]["params"])
         row["GMACs (full size)"] = float(flops[key]["MACs"]) / 1e9
-        present = True
-    return row if present else None
+    return row
 
 
-def comparison_table(res: Dict[str, object], keys: Optional[Sequence[str]] = None) -> pd.DataFrame:
-    """One row per model (``keys``, default every model the files name): our and their mAP, predict time, FPS, params, MACs."""
+def comparison_table(res: Dict[str, object]) -> pd.DataFrame:
+    """One row per full-size model the files name: our and their mAP, predict time, FPS, params, MACs."""
     mp, bench, flops = res.get("map.csv"), res.get("bench.csv"), flops_by_key(res.get("flops.csv"))
-    if keys is None:
-        keys = list(MODEL_KEYS)
-        for frame in (mp, bench):
-            if frame is not None and "model" in frame:
-                keys += [k for k in frame["model"] if k not in keys]
-    rows = [row for row in (_comparison_row(key, mp, bench, flops) for key in keys) if row is not None]
+    rows = [row for row in (_comparison_row(key, mp, bench, flops) for key in FULL_SIZE_KEYS) if row is not None]
     df = pd.DataFrame(rows)
     return df[[c for c in COMP_COLUMNS if c in df.columns]] if len(df) else df
 
@@ -128,12 +119,8 @@ def comparison_table(res: Dict[str, object], keys: Optional[Sequence[str]] = Non
 def pareto_mask(cost: Sequence[float], quality: Sequence[float]) -> List[bool]:
     """Which points no other point beats (costs no more, scores no less, better in one); a NaN point never."""
     points = [(float(c), float(q)) for c, q in zip(cost, quality)]
-    valid = [p for p in points if not (math.isnan(p[0]) or math.isnan(p[1]))]
-
-    def dominated(c: float, q: float) -> bool:
-        return any(c2 <= c and q2 >= q and (c2 < c or q2 > q) for c2, q2 in valid)
-
-    return [not (math.isnan(c) or math.isnan(q)) and not dominated(c, q) for c, q in points]
+    valid = [(c, q) for c, q in points if not (math.isnan(c) or math.isnan(q))]
+    return [p in valid and not any(c <= p[0] and q >= p[1] and (c, q) != p for c, q in valid) for p in points]
 
 
 FRONTIER_FORMATS = {"mAP": ".4f", "forward ms": ".2f", "predicted ms": ".2f", "GMACs": ".4f",
