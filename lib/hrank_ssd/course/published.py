@@ -17,7 +17,8 @@ MODELS = ("vgg16-ssd", "vgg16-ssd-pruned", "mb1-ssd")  # the models they publish
 
 
 @functools.cache
-def _load(path: str) -> dict:
+def published(path=PUBLISHED_FILE) -> dict:
+    """The whole file, parsed (cached): ``source``, ``environment``, ``metric``, ``finetune``, ``ranks``, ``models``."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
         models = data["models"]
@@ -29,45 +30,37 @@ def _load(path: str) -> dict:
     return data
 
 
-def published(path=PUBLISHED_FILE) -> dict:
-    """The whole file, parsed (cached): ``source``, ``environment``, ``metric``, ``finetune``, ``ranks``, ``models``."""
-    return _load(str(path))
-
-
-def source_line(path=PUBLISHED_FILE) -> str:
+def source_line() -> str:
     """Where the numbers come from, in one line (for captions)."""
-    data = published(path)
-    return f"{data['source']}; {data['environment']}; {data['metric']}"
+    return "{source}; {environment}; {metric}".format(**published())
 
 
-def published_map(path=PUBLISHED_FILE) -> Dict[str, float]:
+def published_map() -> Dict[str, float]:
     """Their mAP per model key."""
-    return {k: float(m["mAP"]) for k, m in published(path)["models"].items()}
+    return {k: float(m["mAP"]) for k, m in published()["models"].items()}
 
 
-def published_predict_ms(path=PUBLISHED_FILE) -> Dict[str, float]:
+def published_predict_ms() -> Dict[str, float]:
     """Their eval script's average predict time per image (ms) per model key, measured on their T4."""
-    return {k: 1000.0 * float(m["avg_predict_s"]) for k, m in published(path)["models"].items()}
+    return {k: 1000.0 * float(m["avg_predict_s"]) for k, m in published()["models"].items()}
 
 
-def published_ap(path=PUBLISHED_FILE) -> pd.DataFrame:
+def published_ap() -> pd.DataFrame:
     """Their per-class AP: one row per VOC class, one column per model key (in :data:`MODELS` order)."""
-    models = published(path)["models"]
-    table = pd.DataFrame({k: pd.Series(m["ap"], dtype=float) for k, m in models.items()})
-    table.index.name = "class"
-    return table
+    models = published()["models"]
+    return pd.DataFrame({k: pd.Series(m["ap"], dtype=float) for k, m in models.items()}).rename_axis("class")
 
 
-def published_finetune(path=PUBLISHED_FILE) -> dict:
+def published_finetune() -> dict:
     """Their finetune of the pruned VGG16-SSD: dataset, batch size, epochs, learning rate, schedule, command."""
-    return dict(published(path)["finetune"])
+    return dict(published()["finetune"])
 
 
-def slower_pruned_line(path=PUBLISHED_FILE) -> str:
+def slower_pruned_line() -> str:
     """One sentence on their T4 predict times: the pruned VGG16-SSD against the unpruned one, from the file."""
-    ms = published_predict_ms(path)
+    ms = published_predict_ms()
     full, pruned = ms["vgg16-ssd"], ms["vgg16-ssd-pruned"]
     word = "slower" if pruned > full else "faster"
     return (f"On their T4 the pruned VGG16-SSD predicted in {pruned:.1f} ms per image against {full:.1f} ms "
             f"unpruned ({pruned / full:.2f}x the time): {word} than the model it was pruned from, with fewer MACs "
-            f"(their Avg predictime, {published(path)['environment']}).")
+            f"(their Avg predictime, {published()['environment']}).")
