@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import List, Sequence, Tuple
+from typing import Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -14,11 +14,10 @@ from hrank_ssd.errors import HRankError
 
 SHAPES = ("circle", "square", "triangle", "cross", "ring")
 DIFFICULT_RATE = 0.05  # about this share of images get one extra tiny object marked difficult
-
-
-def class_names(classes: Sequence[str] = SHAPES) -> Tuple[str, ...]:
-    """The label list of a synthetic set: ``BACKGROUND`` then the shape names."""
-    return ("BACKGROUND",) + tuple(classes)
+_A = 0.33  # half the width of a cross's bar
+POLYGONS = {"square": [[-1, -1], [1, -1], [1, 1], [-1, 1]], "triangle": [[0, -1], [1, 1], [-1, 1]],
+            "cross": [[-_A, -1], [_A, -1], [_A, -_A], [1, -_A], [1, _A], [_A, _A], [_A, 1], [-_A, 1], [-_A, _A],
+                      [-1, _A], [-1, -_A], [-_A, -_A]]}  # outlines in [-1, 1]^2 of the shapes drawn as polygons
 
 
 def _background(rng: np.random.Generator, size: int, dark: bool) -> np.ndarray:
@@ -55,17 +54,7 @@ def _colour(rng: np.random.Generator, dark_background: bool) -> Tuple[int, int, 
 
 
 def _shape_polygon(kind: str, cx: float, cy: float, w: float, h: float, angle: float) -> np.ndarray:
-    if kind == "square":
-        pts = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], dtype=np.float64)
-    elif kind == "triangle":
-        pts = np.array([[0, -1], [1, 1], [-1, 1]], dtype=np.float64)
-    elif kind == "cross":
-        a = 0.33
-        pts = np.array([[-a, -1], [a, -1], [a, -a], [1, -a], [1, a], [a, a], [a, 1], [-a, 1], [-a, a], [-1, a],
-                        [-1, -a], [-a, -a]], dtype=np.float64)
-    else:
-        raise ValueError(kind)
-    pts = pts * (w / 2, h / 2) + (cx, cy)
+    pts = np.array(POLYGONS[kind], dtype=np.float64) * (w / 2, h / 2) + (cx, cy)
     c, s = math.cos(angle), math.sin(angle)
     p = pts - (cx, cy)  # rotated about the centre
     return np.stack([p[:, 0] * c - p[:, 1] * s, p[:, 0] * s + p[:, 1] * c], 1) + (cx, cy)
@@ -107,8 +96,7 @@ def make_scene(rng: np.random.Generator, size: int, classes: Sequence[str] = SHA
     dark = bool(rng.integers(2))
     img = _background(rng, size, dark).astype(np.uint8)
     wanted = int(rng.integers(1, 5))
-    placed: List[Tuple[float, float, float, float]] = []
-    objects = []
+    placed, objects = [], []
     for _ in range(wanted * 15):
         if len(placed) == wanted:
             break
@@ -149,7 +137,7 @@ def annotation_xml(image_id: str, size: int, objects, folder: str = "VOC2007") -
 
 
 def make_synthetic_voc(out_dir, num_train: int = 600, num_test: int = 150, image_size: int = 300, seed: int = 0,
-                       classes: Sequence[str] = SHAPES, jpeg_quality: int = 92) -> Path:
+                       classes: Sequence[str] = SHAPES) -> Path:
     """Write and return ``out_dir/VOCdevkit/VOC2007``; a bigger ``num_train`` keeps the first images unchanged."""
     if num_train < 1 or num_test < 1:
         raise HRankError("--num_train and --num_test must be at least 1")
@@ -167,13 +155,13 @@ def make_synthetic_voc(out_dir, num_train: int = 600, num_test: int = 150, image
         stream = (seed, 0 if i < num_train else 1, i if i < num_train else i - num_train)
         rng = np.random.default_rng(stream)
         img, objects = make_scene(rng, image_size, classes)
-        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 92])
         if not ok:
             raise HRankError(f"could not encode image {image_id}: check the OpenCV install")
         (root / "JPEGImages" / f"{image_id}.jpg").write_bytes(buf.tobytes())
         (root / "Annotations" / f"{image_id}.xml").write_text(annotation_xml(image_id, image_size, objects),
                                                               encoding="utf-8")
-    (root / "ImageSets" / "Main" / "trainval.txt").write_text("\n".join(ids[:num_train]) + "\n", encoding="utf-8")
-    (root / "ImageSets" / "Main" / "test.txt").write_text("\n".join(ids[num_train:]) + "\n", encoding="utf-8")
-    write_labels(root / "labels.txt", class_names(classes))
+    for split, split_ids in (("trainval", ids[:num_train]), ("test", ids[num_train:])):
+        (root / "ImageSets" / "Main" / f"{split}.txt").write_text("\n".join(split_ids) + "\n", encoding="utf-8")
+    write_labels(root / "labels.txt", classes)  # BACKGROUND first, then the shapes
     return root
