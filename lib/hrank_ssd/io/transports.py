@@ -21,6 +21,7 @@ from hrank_ssd.io.manifest import member_patterns
 from hrank_ssd.io.verify import CHUNK, QUOTA_MARKERS, SourceFailed, file_problem, log, note_source, one_line
 
 USER_AGENT = "hrank-ssd-downloader"
+FOLDER_REFUSED = "Google Drive refused to list the folder (not shared publicly, moved, or too many accesses)"
 TIMEOUT = 20.0  # seconds a connection or read may stall before the mirror counts as failed (dead VOC hosts stall)
 
 
@@ -29,8 +30,8 @@ def part_path(dest: Path) -> Path:
     return dest.with_name(dest.name + ".part")
 
 
-def first_good(what: str, attempts: Sequence[Tuple[str, Callable[[], Path]]],
-               problem: Callable[[Path], Optional[str]], failures: List[str], next_one: str = "source") -> Optional[Tuple[int, Path]]:
+def first_good(what: str, attempts: Sequence[Tuple[str, Callable[[], Path]]], problem: Callable,
+               failures: List[str], next_one: str = "source") -> Optional[Tuple[int, Path]]:
     """Run each ``(label, stage)`` of ``attempts`` until one stages a file with no ``problem``: ``(its index, the
     file)``; None when all fail, each failure logged and added to ``failures``."""
     for i, (label, stage) in enumerate(attempts):
@@ -39,20 +40,19 @@ def first_good(what: str, attempts: Sequence[Tuple[str, Callable[[], Path]]],
         try:
             staged = stage()
             reason = problem(staged)
+            if reason is None:
+                return i, staged
+            remove_path(staged)
+            said = f"gave a bad file ({reason}), deleted it"
         except SourceFailed as e:
-            failures.append(f"{label}: {e}")
-            log(f"{what}: {label} failed: {e}{more}")
-            continue
-        if reason is None:
-            return i, staged
-        remove_path(staged)
+            reason, said = e, f"failed: {e}"
         failures.append(f"{label}: {reason}")
-        log(f"{what}: {label} gave a bad file ({reason}), deleted it{more}")
+        log(f"{what}: {label} {said}{more}")
     return None
 
 
 def http_download(url: str, part, *, expected_size: Optional[int] = None, progress: bool = True,
-                  timeout: float = TIMEOUT, desc: Optional[str] = None) -> Path:
+                  desc: Optional[str] = None) -> Path:
     """Download ``url`` into ``part``, resuming it where the server honours Range; a dropped connection keeps it."""
     part = Path(part)
     part.parent.mkdir(parents=True, exist_ok=True)
@@ -62,10 +62,10 @@ def http_download(url: str, part, *, expected_size: Optional[int] = None, progre
         have = 0
     if expected_size is not None and have == expected_size and have > 0:
         return part  # finished earlier but not yet verified and renamed
-    resp = _open(url, have, timeout)
+    resp = _open(url, have)
     if resp is None:  # 416: our .part is at least as long as the file: start again
         part.unlink()
-        return http_download(url, part, expected_size=expected_size, progress=progress, timeout=timeout, desc=desc)
+        return http_download(url, part, expected_size=expected_size, progress=progress, desc=desc)
     with resp:
         mode, start = "wb", 0
         if getattr(resp, "status", 200) == 206:  # the server sends the rest
@@ -86,14 +86,14 @@ def http_download(url: str, part, *, expected_size: Optional[int] = None, progre
     return part
 
 
-def _open(url: str, have: int, timeout: float):
+def _open(url: str, have: int):
     """The response to a GET of ``url`` from byte ``have``; None when the server answers 416 to that range."""
     headers = {"User-Agent": USER_AGENT}
     if have:
         headers["Range"] = f"bytes={have}-"
     try:
         # a fresh opener reads the proxy variables now (urlopen's global one keeps those of its first call)
-        return urllib.request.build_opener().open(urllib.request.Request(url, headers=headers), timeout=timeout)
+        return urllib.request.build_opener().open(urllib.request.Request(url, headers=headers), timeout=TIMEOUT)
     except urllib.error.HTTPError as e:
         if e.code == 416 and have:
             return None
@@ -162,7 +162,7 @@ def gdown_reason(e: BaseException) -> str:
     if any(m.decode() in text for m in QUOTA_MARKERS) or "quota" in text.lower():
         return "Google Drive quota exceeded: too many users have viewed or downloaded this file in the last 24 h"
     if "folder contents" in text or "folder information" in text:  # gdown 6's and gdown 5's words
-        return "Google Drive refused to list the folder (not shared publicly, moved, or too many accesses)"
+        return FOLDER_REFUSED
     if "Cannot retrieve the public link" in text or "permission" in text.lower():
         return "Google Drive refused the file (not shared publicly, or quota exceeded)"
     if isinstance(e, TypeError) and "skip_download" in text:
@@ -170,47 +170,39 @@ def gdown_reason(e: BaseException) -> str:
     return f"gdown failed: {one_line(text, 200)}"
 
 
-def gdrive_transport(src: dict, tmp: Path, *, progress: bool = True) -> None:
-    """The ``gdrive`` source (a Drive file id) into ``tmp``; Drive's confirmation form is gdown's business."""
-    import gdown  # requests and BeautifulSoup come with it: loaded only when a Drive source is tried
+def _gdown(call: str, empty: str, **kwargs):
+    """``gdown.<call>(**kwargs)``; a failure, or no answer (``empty`` says why), is one :class:`SourceFailed`
+    line. gdown, with requests and BeautifulSoup, loads only when a Drive source is tried."""
+    import gdown
 
+    fn = getattr(gdown, call)
+    if kwargs.get("skip_download") and "remaining_ok" in inspect.signature(fn).parameters:
+        kwargs["remaining_ok"] = True  # gdown 5 refuses a folder listing of 50 files unless told the 50 will do
     try:
-        out = gdown.download(id=src["id"], output=str(tmp), quiet=not progress)
+        out = fn(**kwargs)
     except Exception as e:  # gdown raises its own FileURLRetrievalError, requests errors...
         raise SourceFailed(gdown_reason(e)) from None
-    if out is None or not Path(tmp).exists():
-        raise SourceFailed("gdown got no file (Drive quota exceeded, or the file is not shared publicly)")
+    if not out:
+        raise SourceFailed(empty)
+    return out
+
+
+def gdrive_transport(src: dict, tmp: Path, *, progress: bool = True) -> None:
+    """The ``gdrive`` source (a Drive file id) into ``tmp``; Drive's confirmation form is gdown's business."""
+    no_file = "gdown got no file (Drive quota exceeded, or the file is not shared publicly)"
+    _gdown("download", no_file, id=src["id"], output=str(tmp), quiet=not progress)
+    if not Path(tmp).exists():
+        raise SourceFailed(no_file)
 
 
 def gdrive_folder_transport(src: dict, tmp: Path, *, progress: bool = True) -> None:
-    """A shared Drive folder into the folder ``tmp``; with a ``member`` glob, only that file into the file ``tmp``."""
-    if src.get("member"):
-        return gdrive_member_transport(src, tmp, progress=progress)
-    import gdown  # as above: only when a Drive source is tried
-
-    try:
-        out = gdown.download_folder(id=src["id"], output=str(tmp), quiet=not progress)
-    except Exception as e:
-        raise SourceFailed(gdown_reason(e)) from None
-    if not out:
-        raise SourceFailed("gdown got no files from the folder (Drive quota exceeded, or not shared publicly)")
-
-
-def gdrive_member_transport(src: dict, tmp: Path, *, progress: bool = True) -> None:
-    """One file of a Drive folder (``src["member"]``: a glob or a list of them) into ``tmp``, fetched by its id;
-    gdown lists the folder without downloading it."""
-    import gdown  # as above
-
-    kwargs = {"id": src["id"], "skip_download": True, "quiet": not progress}
-    if "remaining_ok" in inspect.signature(gdown.download_folder).parameters:
-        kwargs["remaining_ok"] = True  # gdown 5 refuses a folder listing of 50 files unless told the 50 will do
-    try:
-        files = gdown.download_folder(**kwargs)
-    except Exception as e:
-        raise SourceFailed(gdown_reason(e)) from None
-    if not files:
-        raise SourceFailed("Google Drive refused to list the folder (not shared publicly, moved, or too many "
-                           "accesses)")
+    """A shared Drive folder into the folder ``tmp``; with a ``member`` glob (or a list of them), only that file
+    into the file ``tmp``: found in gdown's listing of the folder, fetched by its id."""
+    if not src.get("member"):
+        _gdown("download_folder", "gdown got no files from the folder (Drive quota exceeded, or not shared "
+               "publicly)", id=src["id"], output=str(tmp), quiet=not progress)
+        return
+    files = _gdown("download_folder", FOLDER_REFUSED, id=src["id"], skip_download=True, quiet=not progress)
     name = match_member([f.path for f in files], member_patterns(src), src.get("choose"), "file")
     file_id = {f.path: f.id for f in files}[name]
     log(f"  {name} is Drive file {file_id} of folder {src['id']}")
