@@ -102,10 +102,7 @@ def open_video(in_path: PathLike):
         raise HRankError(f"input video {in_path} is empty (0 bytes): re-copy or re-download it")
     with _quiet_opencv():
         cap = cv2.VideoCapture(str(in_path))
-        ok = cap.isOpened()
-        first = None
-        if ok:
-            ok, first = cap.read()
+        ok, first = cap.read() if cap.isOpened() else (False, None)
     if not cap.isOpened():
         raise HRankError(f"cannot open {in_path} as a video: pass an .mp4/.avi file OpenCV can decode "
                          f"(re-encode it with ffmpeg if needed)")
@@ -114,67 +111,44 @@ def open_video(in_path: PathLike):
         raise HRankError(f"{in_path} has no readable frames: it is empty, corrupt or not a video; "
                          f"pass a video file with at least one frame")
     fps = cap.get(cv2.CAP_PROP_FPS)
-    if not fps or not math.isfinite(fps) or fps <= 0 or fps > 1000:
-        fps = DEFAULT_FPS
+    fps = fps if math.isfinite(fps) and 0 < fps <= 1000 else DEFAULT_FPS
     count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
-    count = int(count) if count and math.isfinite(count) and count > 0 else 0
+    count = int(count) if math.isfinite(count) and count > 0 else 0
     return cap, float(fps), count, first
 
 
-def check_output_path(out_path: PathLike) -> Path:
-    """The output path, after checking its folder exists and is writable and its suffix is a video one."""
+@contextlib.contextmanager
+def _atomic_video_writer(out_path: PathLike, fps: float, size: Tuple[int, int]):
+    """Yield ``write(frame)`` into a temp file of the (checked) output folder: renamed to ``out_path`` when the
+    block ends cleanly, else deleted."""
     out_path = Path(out_path)
-    parent = out_path.parent
     if out_path.is_dir():
         raise HRankError(f"output {out_path} is a folder: pass a file name such as {out_path / 'out.mp4'}")
     if out_path.suffix.lower() not in VIDEO_SUFFIXES:
         raise HRankError(f"output {out_path} needs a video suffix ({', '.join(VIDEO_SUFFIXES)}); e.g. "
                          f"{out_path.with_suffix('.mp4')}")
-    if not parent.is_dir():
-        raise HRankError(f"output folder {parent} does not exist: create it (mkdir -p {parent}) "
+    if not out_path.parent.is_dir():
+        raise HRankError(f"output folder {out_path.parent} does not exist: create it (mkdir -p {out_path.parent}) "
                          f"or pick another output path")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise HRankError(f"output folder {parent} is not writable: pick a folder you can write to")
-    return out_path
-
-
-class _AtomicVideoWriter:
-    """``cv2.VideoWriter`` to a temp file in the output folder; :meth:`commit` renames it, else it is deleted."""
-
-    def __init__(self, out_path: PathLike, fps: float, size: Tuple[int, int]):
-        self.out_path = check_output_path(out_path)
-        self.tmp = self.out_path.with_name(f".{self.out_path.stem}.tmp{os.getpid()}{self.out_path.suffix}")
-        with _quiet_opencv():
-            self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*FOURCC), float(fps), size)
-        if not self.writer.isOpened():
-            self.discard()
-            raise HRankError(f"cannot write video {self.out_path} (OpenCV's VideoWriter with {FOURCC} did not "
+    if not os.access(out_path.parent, os.W_OK | os.X_OK):
+        raise HRankError(f"output folder {out_path.parent} is not writable: pick a folder you can write to")
+    tmp = out_path.with_name(f".{out_path.stem}.tmp{os.getpid()}{out_path.suffix}")
+    with _quiet_opencv():
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*FOURCC), float(fps), size)
+    try:
+        if not writer.isOpened():
+            raise HRankError(f"cannot write video {out_path} (OpenCV's VideoWriter with {FOURCC} did not "
                              f"open): use an .mp4 or .avi name in a writable folder")
-        self.size = size
-
-    def write(self, frame: np.ndarray) -> None:
-        if (frame.shape[1], frame.shape[0]) != self.size:
-            frame = cv2.resize(frame, self.size)
-        self.writer.write(frame)
-
-    def commit(self) -> None:
-        self.writer.release()
-        if not self.tmp.is_file() or self.tmp.stat().st_size == 0:
-            self.discard()
-            raise HRankError(f"writing {self.out_path} failed (no data written): check free disk space")
-        os.replace(self.tmp, self.out_path)
-
-    def discard(self) -> None:
-        with contextlib.suppress(Exception):
-            self.writer.release()
+        yield lambda frame: writer.write(frame if (frame.shape[1], frame.shape[0]) == size
+                                         else cv2.resize(frame, size))
+        writer.release()
+        if not tmp.is_file() or tmp.stat().st_size == 0:
+            raise HRankError(f"writing {out_path} failed (no data written): check free disk space")
+        os.replace(tmp, out_path)
+    finally:
+        writer.release()
         with contextlib.suppress(FileNotFoundError):
-            self.tmp.unlink()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        self.commit() if exc_type is None else self.discard()
+            tmp.unlink()
 
 
 def process_video(predictor, class_names: Sequence[str], in_path: PathLike, out_path: PathLike,
@@ -185,10 +159,10 @@ def process_video(predictor, class_names: Sequence[str], in_path: PathLike, out_
         raise HRankError(f"--max_frames must be at least 1 and --threshold in [0, 1]: got {max_frames}, {threshold}")
     cap, fps_in, count, frame = open_video(in_path)
     total = min(count, max_frames) if count and max_frames else (count or max_frames or None)
-    recent, predict_time, frames, bar = deque(maxlen=FPS_WINDOW), 0.0, 0, None
+    recent, predict_time, frames = deque(maxlen=FPS_WINDOW), 0.0, 0
     try:
-        with _AtomicVideoWriter(out_path, fps_in, (frame.shape[1], frame.shape[0])) as writer:
-            bar = tqdm(total=total, unit="frame", desc="video", disable=not progress, leave=False)
+        with _atomic_video_writer(out_path, fps_in, (frame.shape[1], frame.shape[0])) as write, \
+                tqdm(total=total, unit="frame", desc="video", disable=not progress, leave=False) as bar:
             while frame is not None:
                 rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
                 t0 = time.perf_counter()
@@ -197,7 +171,7 @@ def process_video(predictor, class_names: Sequence[str], in_path: PathLike, out_
                 predict_time += dt
                 recent.append(dt)
                 running = len(recent) / max(sum(recent), 1e-9)
-                writer.write(annotate_frame(frame, boxes, labels, scores, class_names, fps=running))
+                write(annotate_frame(frame, boxes, labels, scores, class_names, fps=running))
                 frames += 1
                 bar.update(1)
                 if max_frames is not None and frames >= max_frames:
@@ -205,11 +179,9 @@ def process_video(predictor, class_names: Sequence[str], in_path: PathLike, out_
                 ok, frame = cap.read()
                 frame = frame if ok else None
     finally:
-        if bar is not None:
-            bar.close()
         cap.release()
     return {"frames": frames, "fps_in": fps_in, "avg_fps": frames / max(predict_time, 1e-9),
-            "out_path": str(writer.out_path)}
+            "out_path": str(Path(out_path))}
 
 
 def video_info(path: PathLike) -> Dict[str, float]:
@@ -230,7 +202,7 @@ def sample_frames(out_path: PathLike, n: int = 3) -> List[np.ndarray]:
     total = video_info(out_path)["frames"]  # counted by decoding: CAP_PROP_FRAME_COUNT can be wrong
     wanted = set(np.linspace(0, total - 1, num=min(n, total)).round().astype(int).tolist())
     cap, _, _, frame = open_video(out_path)
-    frames = [frame] if 0 in wanted else []
+    frames = [frame]  # wanted holds 0
     try:
         for i in range(1, total):
             if not cap.grab():
@@ -269,12 +241,10 @@ def make_synthetic_video(out_path: PathLike, dataset_root: PathLike, seconds: fl
         width += tile.shape[1]
         i += 1
     strip = np.hstack(tiles)
-    with _AtomicVideoWriter(out_path, fps, (w, h)) as writer:
+    with _atomic_video_writer(out_path, fps, (w, h)) as write:
         for k in range(n_frames):
             x = step * k
             x0 = int(math.floor(x))  # and a sub-pixel shift: a slow pan stays smooth
             m = np.float32([[1, 0, -(x - x0)], [0, 1, 0]])
-            window = strip[:, x0:x0 + w + 1]
-            frame = cv2.warpAffine(window, m, (w, h), borderMode=cv2.BORDER_REPLICATE)
-            writer.write(frame)
+            write(cv2.warpAffine(strip[:, x0:x0 + w + 1], m, (w, h), borderMode=cv2.BORDER_REPLICATE))
     return Path(out_path)
