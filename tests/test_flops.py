@@ -46,8 +46,8 @@ def test_single_conv_exact_matches_formula_and_thop(conv):
     assert (row.out_h, row.out_w) == (oh, ow)
     assert row.MACs == flops.conv_macs(conv.in_channels, conv.out_channels, conv.kernel_size, oh, ow, conv.groups)
     assert row.params == sum(p.numel() for p in conv.parameters())
-    macs, params = flops.profile_thop(conv, image_size=size)
-    assert (macs, params) == (row.MACs, row.params)
+    thop = flops.compare_with_thop(conv, image_size=size).attrs
+    assert (thop["thop_total"], thop["thop_params"]) == (row.MACs, row.params)
 
 
 def test_batchnorm_and_linear_rules():
@@ -97,7 +97,6 @@ def test_no_thop_buffers_left_and_model_untouched():
     model = build_model("mb1-ssd", 21, width=0.25)
     model.train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    flops.profile_thop(model)
     flops.compare_with_thop(model)
     flops.count_exact(model)
     assert _thop_keys(model) == []
@@ -106,7 +105,7 @@ def test_no_thop_buffers_left_and_model_untouched():
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
     # thop buffers planted by an older thop version are removed too
     model.base_net[0][0].register_buffer("total_ops", torch.zeros(1))
-    flops.profile_thop(model)
+    flops.compare_with_thop(model)
     assert _thop_keys(model) == []
 
 

@@ -124,6 +124,21 @@ def test_magnitude_mask_zeroes_exactly_the_smallest_weights():
     assert magnitude_mask(w, 0).all() and not magnitude_mask(w, 4).any()
 
 
+def _weight_sparsity(model):
+    """The share of the model's weights that are exactly zero."""
+    from hrank_ssd.measure.fine_grained import weight_tensors
+
+    weights = weight_tensors(model).values()
+    return sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights)
+
+
+def _removed_share(model, pruned):
+    """The share of ``model``'s weights that the (physically smaller) ``pruned`` no longer has."""
+    from hrank_ssd.measure.fine_grained import weight_count
+
+    return 1 - weight_count(pruned) / weight_count(model)
+
+
 def test_fine_grained_reaches_filter_pruning_sparsity_tensor_by_tensor(small_vgg):
     from hrank_ssd.hrank.pruning import prune_model
     from hrank_ssd.measure import fine_grained as fg
@@ -138,21 +153,21 @@ def test_fine_grained_reaches_filter_pruning_sparsity_tensor_by_tensor(small_vgg
         assert int((w == 0).sum()) == removed == zeros.get(key, 0)
         if 0 < removed < w.numel():  # the zeroed weights were the smallest
             assert full[key][w != 0].abs().min() >= full[key][w == 0].abs().max()
-    assert fg.weight_sparsity(fine) == pytest.approx(fg.removed_share(small_vgg, pruned), rel=1e-12)
-    assert 0 < fg.removed_share(small_vgg, pruned) < 1 and fg.weight_sparsity(small_vgg) == 0
+    assert _weight_sparsity(fine) == pytest.approx(_removed_share(small_vgg, pruned), rel=1e-12)
+    assert 0 < _removed_share(small_vgg, pruned) < 1 and _weight_sparsity(small_vgg) == 0
 
 
 def test_compare_fine_grained_rows(small_vgg, synthetic_voc):
     from hrank_ssd.data.voc import VOCDataset
     from hrank_ssd.hrank.pruning import prune_model
-    from hrank_ssd.measure.fine_grained import compare_fine_grained, removed_share
+    from hrank_ssd.measure.fine_grained import compare_fine_grained
 
     ds = VOCDataset(synthetic_voc, split="test", is_test=True, class_names=CLASSES)
     ds.ids = ds.ids[:3]
     pruned, _ = prune_model(small_vgg, [0.5] * 14, "l1")
     table = compare_fine_grained(small_vgg, pruned, ds, warmup=0, runs=1, progress=False).set_index("model")
     assert list(table.index) == ["unpruned", "fine-grained (magnitude)", "filters (HRank)"]
-    share = removed_share(small_vgg, pruned)
+    share = _removed_share(small_vgg, pruned)
     assert table["sparsity"].tolist() == pytest.approx([0.0, share, share])
     assert table.loc["fine-grained (magnitude)", "nonzero_weights"] == table.loc["filters (HRank)", "nonzero_weights"]
     assert table.loc["fine-grained (magnitude)", "pruned_weights"] == table.loc["filters (HRank)", "pruned_weights"] > 0

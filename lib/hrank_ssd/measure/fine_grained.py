@@ -54,17 +54,6 @@ def weight_count(model: nn.Module) -> int:
     return sum(w.numel() for w in weight_tensors(model).values())
 
 
-def weight_sparsity(model: nn.Module) -> float:
-    """The share of the model's weights (:func:`weight_tensors`) that are exactly zero."""
-    weights = weight_tensors(model).values()
-    return sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights)
-
-
-def removed_share(model: nn.Module, pruned: nn.Module) -> float:
-    """The share of ``model``'s weights that the (physically smaller) ``pruned`` no longer has."""
-    return 1 - weight_count(pruned) / weight_count(model)
-
-
 def compare_fine_grained(model: nn.Module, pruned: nn.Module, dataset, device="cpu", warmup: int = 5,
                          runs: int = 20, progress: bool = True) -> pd.DataFrame:
     """``model``, ``pruned`` and :func:`fine_grained_like`: sparsity, GMACs, mAP, forward ms and speed-up."""

@@ -5,7 +5,7 @@ BatchNorm2d (1 per element) and Linear call and checked against thop; :func:`mac
 from __future__ import annotations
 
 import copy
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -38,12 +38,8 @@ def strip_thop_buffers(model: nn.Module) -> nn.Module:
     return model
 
 
-def _image_size(model: nn.Module, image_size: Optional[int]) -> int:
-    return int(image_size or getattr(model, "image_size", None) or 300)
-
-
-def build_for_counting(net: str, num_classes: int, compress_rate: Optional[Sequence[float]] = None, image_size: Optional[int] = None,
-                       plan=None) -> nn.Module:
+def build_for_counting(net: str, num_classes: int, compress_rate: Optional[Sequence[float]] = None,
+                       image_size: Optional[int] = None, plan=None) -> nn.Module:
     """A model for counting only: built on the meta device (no weights allocated) when torch allows."""
     kwargs = dict(compress_rate=compress_rate, image_size=image_size, plan=plan)
     try:
@@ -54,20 +50,11 @@ def build_for_counting(net: str, num_classes: int, compress_rate: Optional[Seque
 
 
 def _on_copy(model: nn.Module, run):
-    """``run(copy)`` on an eval-mode copy of ``model`` (on the meta device where it can); the caller's untouched."""
-    for meta in (True, False):
-        work = copy.deepcopy(model).eval()
-        if meta:
-            try:
-                work = work.to("meta")
-            except (NotImplementedError, RuntimeError):
-                continue
-        try:
-            return run(work)
-        except (NotImplementedError, RuntimeError):
-            if not meta:
-                raise
-    raise RuntimeError("unreachable")
+    """``run(copy)`` on an eval-mode copy of ``model``, on the meta device unless an op lacks it; caller's untouched."""
+    try:
+        return run(copy.deepcopy(model).eval().to("meta"))
+    except (NotImplementedError, RuntimeError):
+        return run(copy.deepcopy(model).eval())
 
 
 def run_hooked(model: nn.Module, size: int, install):
@@ -117,7 +104,7 @@ def _label(model: nn.Module, name: str) -> str:
 
 def count_exact(model: nn.Module, image_size: Optional[int] = None) -> pd.DataFrame:
     """One row per Conv2d / BatchNorm2d / Linear call of one forward, in order: shapes, ``params``, ``MACs``."""
-    size = _image_size(model, image_size)
+    size = int(image_size or getattr(model, "image_size", None) or 300)
 
     def install(work):
         names = {m: n for n, m in work.named_modules()}
@@ -146,7 +133,8 @@ def _exact_hook(work: nn.Module, names: Dict[nn.Module, str], rows: List[dict]):
     def hook(m, inputs, out):
         name = names[m]
         row = {"name": name, "label": _label(work, name), "part": _part(name), "type": type(m).__name__,
-               "params": sum(p.numel() for p in m.parameters(recurse=False))}
+               "params": sum(p.numel() for p in m.parameters(recurse=False)), "kernel": "-", "stride": 1,
+               "dilation": 1, "groups": 1, "out_h": 1, "out_w": 1}
         if isinstance(m, nn.Conv2d):
             kh, kw = m.kernel_size
             oh, ow = out.shape[-2:]
@@ -154,11 +142,10 @@ def _exact_hook(work: nn.Module, names: Dict[nn.Module, str], rows: List[dict]):
                        stride=m.stride[0], dilation=m.dilation[0], groups=m.groups, out_h=oh, out_w=ow,
                        MACs=conv_macs(m.in_channels, m.out_channels, (kh, kw), oh, ow, m.groups))
         elif isinstance(m, nn.BatchNorm2d):
-            row.update(in_channels=m.num_features, out_channels=m.num_features, kernel="-", stride=1,
-                       dilation=1, groups=1, out_h=out.shape[-2], out_w=out.shape[-1], MACs=int(out.numel()))
+            row.update(in_channels=m.num_features, out_channels=m.num_features, out_h=out.shape[-2],
+                       out_w=out.shape[-1], MACs=int(out.numel()))
         else:  # Linear
-            row.update(in_channels=m.in_features, out_channels=m.out_features, kernel="-", stride=1,
-                       dilation=1, groups=1, out_h=1, out_w=1, MACs=int(m.in_features * out.numel()))
+            row.update(in_channels=m.in_features, out_channels=m.out_features, MACs=int(m.in_features * out.numel()))
         rows.append(row)
 
     return hook
@@ -174,30 +161,6 @@ def totals(df: pd.DataFrame) -> Dict[str, int]:
     return out
 
 
-def _thop_run(model: nn.Module, image_size: Optional[int]):
-    import thop
-
-    size = _image_size(model, image_size)
-
-    def run(work):
-        try:
-            macs, params, tree = thop.profile(work, inputs=(dummy_input(work, size),), verbose=False, ret_layer_info=True)
-            return float(macs), float(params), tree
-        finally:
-            strip_thop_buffers(work)
-
-    try:
-        return _on_copy(model, run)
-    finally:
-        strip_thop_buffers(model)  # never leave counters on the caller's model, whatever thop version runs
-
-
-def profile_thop(model: nn.Module, image_size: Optional[int] = None) -> Tuple[int, int]:
-    """``(macs, params)`` from ``thop.profile`` on a deep copy; the model keeps no thop buffers."""
-    macs, params, _ = _thop_run(model, image_size)
-    return int(round(macs)), int(round(params))
-
-
 def _flatten(tree: dict, prefix: str = "") -> Dict[str, float]:
     out = {}
     for name, (ops, _params, sub) in tree.items():
@@ -211,12 +174,25 @@ def _flatten(tree: dict, prefix: str = "") -> Dict[str, float]:
 
 def compare_with_thop(model: nn.Module, image_size: Optional[int] = None) -> pd.DataFrame:
     """:func:`count_exact` with thop's per-layer ``thop_ops`` beside it; ``attrs``: ``thop_total``, ``thop_params``."""
+    import thop
+
     df = count_exact(model, image_size)
-    macs, params, tree = _thop_run(model, image_size)
+
+    def run(work):
+        try:
+            return thop.profile(work, inputs=(dummy_input(work, df.attrs["image_size"]),), verbose=False,
+                                ret_layer_info=True)
+        finally:
+            strip_thop_buffers(work)
+
+    try:
+        macs, params, tree = _on_copy(model, run)
+    finally:
+        strip_thop_buffers(model)  # never leave counters on the caller's model, whatever thop version runs
     per_layer = _flatten(tree)
     df["thop_ops"] = [int(round(per_layer[n])) if n in per_layer else pd.NA for n in df["name"]]
     df["elements"] = df["out_channels"] * df["out_h"] * df["out_w"]
-    df.attrs.update(thop_total=int(round(macs)), thop_params=int(round(params)))
+    df.attrs.update(thop_total=int(round(float(macs))), thop_params=int(round(float(params))))
     return df
 
 

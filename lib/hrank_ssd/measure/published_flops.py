@@ -9,7 +9,6 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from hrank_ssd.measure import flops
@@ -114,22 +113,11 @@ def _vgg(rates: List[float], image_size: int) -> PublishedCount:
     return res
 
 
-class MobileNetV1Classifier(nn.Module):
-    """pytorch-ssd's ``MobileNetV1`` ImageNet classifier: the SSD's base net + avg_pool2d(7) + Linear."""
-
-    def __init__(self, base_net: nn.Sequential, num_classes: int = MB1_CLASSES):
-        super().__init__()
-        self.model = base_net
-        self.fc = nn.Linear(_convs(base_net)[-1].out_channels, num_classes)
-
-    def forward(self, x):
-        return self.fc(torch.flatten(F.avg_pool2d(self.model(x), 7), 1))
-
-
-def mb1_classifier(compress_rate=None) -> MobileNetV1Classifier:
+def mb1_classifier(compress_rate=None) -> nn.Sequential:
+    """pytorch-ssd's ``MobileNetV1`` ImageNet classifier: the SSD's base net + 7x7 average pool + Linear."""
     base = build_for_counting("mb1-ssd", 21, compress_rate=compress_rate).base_net
     with torch.device(next(base.parameters()).device):
-        return MobileNetV1Classifier(base)
+        return nn.Sequential(base, nn.AvgPool2d(7), nn.Flatten(), nn.Linear(_convs(base)[-1].out_channels, MB1_CLASSES))
 
 
 def old_thop_ops(model: nn.Module, image_size: int) -> Tuple[float, Dict[str, float]]:
