@@ -9,7 +9,8 @@
 # enough to score every filter, and the lowest-ranked filters go.
 
 # %%
-# Setup. On Colab: get the repository (a clone, or your copy on Drive) and install it (Colab's own torch/torchvision
+# @title Setup: get the course's code (click to show it; Colab runs it as it is)
+# On Colab: get the repository (a clone, or your copy on Drive) and install it (Colab's own torch/torchvision
 # are kept). Locally: find the repository root and work from there.
 import os
 import shutil
@@ -73,6 +74,7 @@ DEVICE = None  # None: cuda when available, else cpu
 COLAB_PROFILE = "full"  # the profile used on Colab unless PROFILE was injected
 
 # %%
+# @title The course: its profile, device and folders
 import torch  # noqa: F401  (later cells of most notebooks use it)
 
 from hrank_ssd.course.profiles import gpu_warning

@@ -13,8 +13,9 @@
 # %% [markdown]
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/hrank-ssd/hrank-ssd/blob/main/notebooks/{name}.ipynb)
 
-# %%
-# Setup. On Colab: get the repository (a clone, or your copy on Drive) and install it (Colab's own torch/torchvision
+# %% cellView="form"
+# @title Setup: get the course's code (click to show it; Colab runs it as it is)
+# On Colab: get the repository (a clone, or your copy on Drive) and install it (Colab's own torch/torchvision
 # are kept). Locally: find the repository root and work from there.
 import os
 import shutil
@@ -77,7 +78,8 @@ DATA_DIR = None  # data sets (VOC), per profile: None keeps them in WORK_DIR; Co
 DEVICE = None  # None: cuda when available, else cpu
 COLAB_PROFILE = "full"  # the profile used on Colab unless PROFILE was injected
 
-# %%
+# %% cellView="form"
+# @title The course: its profile, device and folders
 import torch  # noqa: F401  (later cells of most notebooks use it)
 
 from hrank_ssd.course.profiles import gpu_warning

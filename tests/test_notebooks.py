@@ -221,6 +221,11 @@ def test_every_notebook_carries_the_shared_cells_exactly():
             assert nb.cells[0].source.startswith(badge.replace("{name}", name) + "\n\n# "), name
             assert [(c.cell_type, c.source, c.metadata.get("tags", [])) for c in nb.cells[1:4]] == \
                 [("code", c.source, c.metadata.get("tags", [])) for c in shared], name
+        # on Colab the setup and course cells are forms: their titles show, their code folds away, and the
+        # lesson starts at the top; the parameters cell stays open (papermill and the student change it)
+        ipynb = nbformat.read(str(NB_DIR / f"{name}.ipynb"), as_version=4)
+        forms = [c.metadata.get("cellView") == "form" and c.source.startswith("# @title ") for c in ipynb.cells[1:4]]
+        assert forms == [True, False, True], name
 
 
 def _check(folder: Path):
