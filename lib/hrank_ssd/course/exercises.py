@@ -4,7 +4,7 @@ and prints ``correct: ...`` or ``not yet: ...`` with a hint, never raising (:mod
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 import torch
@@ -17,8 +17,6 @@ from hrank_ssd.measure.flops import conv_macs
 from hrank_ssd.nets.ssd import kept_channels
 from hrank_ssd.train.losses import MultiBoxLoss
 
-# ---------------------------------------------------------------- notebook 01: ranks
-
 
 def _low_rank(rows: int, cols: int, rank: int, seed: int) -> torch.Tensor:
     """A (rows, cols) map of rank exactly ``rank``: that many random rows, the others zero."""
@@ -29,7 +27,7 @@ def _low_rank(rows: int, cols: int, rank: int, seed: int) -> torch.Tensor:
 
 
 def check_feature_map_rank(fn) -> bool:
-    """Check ``fn(fmap) -> int``, the rank of one (H, W) feature map, against ``torch.linalg.matrix_rank``."""
+    """Notebook 01: ``fn(fmap) -> int``, the rank of one (H, W) feature map, against ``matrix_rank``."""
     g = torch.Generator().manual_seed(0)
     maps = [(torch.outer(torch.arange(1.0, 9.0), torch.linspace(-1, 1, 8)), "an 8x8 map whose rows are multiples of one"),
             (torch.randn(8, 8, generator=g), "8x8 random noise"),
@@ -50,7 +48,7 @@ def check_feature_map_rank(fn) -> bool:
 
 
 def check_average_rank(fn) -> bool:
-    """Check ``fn(maps) -> C values``: each filter's rank averaged over the images (HRank's score)."""
+    """Notebook 01: ``fn(maps) -> C values``, each filter's rank averaged over the images (HRank's score)."""
     g = torch.Generator().manual_seed(2)
     a = torch.relu(torch.randn(3, 5, 8, 8, generator=g))
     a[0, 1], a[1, 1], a[2, 3] = _low_rank(8, 8, 1, 3), 0.0, _low_rank(8, 8, 2, 4)
@@ -76,11 +74,8 @@ def check_average_rank(fn) -> bool:
                 "a result of C values")
 
 
-# ---------------------------------------------------------------- notebook 02: kept filters
-
-
 def check_kept_count(fn) -> bool:
-    """Check ``fn(channels, rate) -> int``, the filters a layer keeps, against ``kept_channels``."""
+    """Notebook 02: ``fn(channels, rate) -> int``, the filters a layer keeps, against ``kept_channels``."""
     pairs = [(64, 0.1), (128, 0.1), (256, 0.1), (512, 0.5), (1024, 0.3), (3, 0.9), (100, 0.7), (20, 0.9), (64, 0.0)]
     cases = [Case((c, r), f"channels={c}, rate={r}", kept_channels(c, r)) for c, r in pairs]
 
@@ -112,7 +107,7 @@ def _indices(value) -> Optional[list]:
 
 
 def check_top_filters(fn) -> bool:
-    """Check ``fn(scores, keep) -> indices`` of the ``keep`` highest scores against ``select_filters``."""
+    """Notebook 02: ``fn(scores, keep) -> indices`` of the highest scores, against ``select_filters``."""
     rng = np.random.default_rng(0)
     inputs = [(np.array([0.5, 3.0, 1.0, 2.5, 0.1]), 2), (rng.permutation(16).astype(np.float64) * 0.7 + 0.3, 10),
               (np.array([2.0, 1.0, 3.0]), 3), (np.array([4.0, 9.0, 1.0, 7.0]), 1)]
@@ -133,11 +128,8 @@ def check_top_filters(fn) -> bool:
                 "np.argsort(scores) lists the indices from lowest to highest score: keep the last `keep` of them")
 
 
-# ---------------------------------------------------------------- notebook 03: distillation
-
-
 def check_distillation_loss(fn) -> bool:
-    """Check ``fn(student, teacher, T)``, the distillation loss, against ``MultiBoxLoss.distillation``."""
+    """Notebook 03: ``fn(student, teacher, T)``, the distillation loss, against ``MultiBoxLoss``'s."""
     g = torch.Generator().manual_seed(5)
     shapes = [(4, 3, 1.0), (6, 5, 2.0), (3, 21, 4.0)]
     cases = []
@@ -169,25 +161,17 @@ def check_distillation_loss(fn) -> bool:
                      "p = log_softmax(student / T), q = log_softmax(teacher / T); the loss is (q.exp() * (q - p)).sum() * T * T")
 
 
-# ---------------------------------------------------------------- notebook 04: average precision
-
-
-def _pr_curve(hits: Sequence[int], npos: int):
-    """Cumulative precision and recall (lists) of a ranked list of hits (1: a true positive, 0: a false one)."""
-    tp = np.cumsum(hits, dtype=np.float64)
-    ranks = np.arange(1, len(hits) + 1, dtype=np.float64)
-    return (tp / ranks).tolist(), (tp / npos).tolist()
-
-
 def check_voc07_ap(fn) -> bool:
-    """Check ``fn(precision, recall) -> AP``, VOC2007's 11-point AP, against ``compute_ap``."""
+    """Notebook 04: ``fn(precision, recall) -> AP``, VOC2007's 11-point AP, against ``compute_ap``."""
+    # ranked detections, 1: a hit (true positive); the precision and recall after each
     ranked = [([1] * 7, 7, "a perfect detector (7 hits of 7 objects)"),
               ([1, 0, 1, 1, 0, 0, 1, 0, 1], 7, "5 of 7 objects found among 9 detections"),
               ([0, 1, 0, 1, 1, 0, 1, 1, 1, 0, 1], 9, "7 of 9 found, precision rising late"),
               ([0, 0, 0], 5, "3 false detections, 5 objects")]
     cases = []
     for hits, npos, label in ranked:
-        p, r = _pr_curve(hits, npos)
+        tp = np.cumsum(hits, dtype=np.float64)
+        p, r = (tp / np.arange(1, len(hits) + 1, dtype=np.float64)).tolist(), (tp / npos).tolist()
         cases.append(Case((p, r), label, compute_ap(p, r, use_2007_metric=True)))
 
     def at_first(p, r, t):  # the precision where recall first reaches t: no interpolation
@@ -209,11 +193,8 @@ def check_voc07_ap(fn) -> bool:
                 "for t in 0, 0.1, ..., 1.0: add max(precision where recall >= t) (0 if none) / 11")
 
 
-# ---------------------------------------------------------------- notebook 05: MACs
-
-
 def check_conv_macs(fn) -> bool:
-    """Check ``fn(in_c, out_c, k, out_h, out_w, groups=1) -> MACs`` of one Conv2d against ``conv_macs``."""
+    """Notebook 05: ``fn(in_c, out_c, k, out_h, out_w, groups=1)``, a Conv2d's MACs, against ``conv_macs``."""
     convs = [((3, 57, 3, 300, 300), {}, "conv1_1 of the pruned VGG16-SSD"),
              ((57, 57, 3, 300, 300), {}, "conv1_2 of the pruned VGG16-SSD"),
              ((512, 1024, 3, 19, 19), {}, "fc6"), ((1024, 1024, 1, 19, 19), {}, "fc7 (1x1)"),
