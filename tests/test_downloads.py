@@ -19,7 +19,7 @@ from hrank_ssd.errors import HRankError
 from hrank_ssd.io.downloads import fetch
 from hrank_ssd.io.manifest import DEFAULT_MANIFEST, MANIFEST_ENV, Manifest, load_manifest
 from hrank_ssd.io.verify import file_problem, md5sum, sha256sum
-from hrank_ssd.io.voc_download import VOC_SETS, download_voc, voc_artifact
+from hrank_ssd.io.voc_download import VOC_SETS, download_voc
 
 ROOT = Path(__file__).resolve().parents[1]
 QUOTA_PAGE = (b"<!DOCTYPE html><html><head><title>Google Drive - Quota exceeded</title></head><body>"
@@ -438,7 +438,7 @@ def test_download_voc_from_local_mirror(server, tmp_path):
 
 def test_download_voc_bad_md5_all_mirrors_fail(server, tmp_path):
     (server.root / "VOCtest_06-Nov-2007.tar").write_bytes(_tar_bytes({"VOCdevkit/VOC2007/a.txt": b"a"}))
-    real_md5 = voc_artifact("2007-test", DEFAULT_MANIFEST)["md5"]  # the repository's manifest
+    real_md5 = load_manifest(DEFAULT_MANIFEST).get("voc-2007-test")["md5"]  # the repository's manifest
     with pytest.raises(HRankError) as e:
         download_voc(tmp_path, sets=["2007-test"], manifest=_voc_manifest({"2007-test": real_md5}, server.url + "/"),
                      progress=False)

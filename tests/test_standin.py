@@ -13,7 +13,6 @@ from hrank_ssd.io.downloads import fetch
 from hrank_ssd.io.manifest import MANIFEST_ENV, load_manifest
 from hrank_ssd.io.transports import http_download
 from hrank_ssd.io.verify import SourceFailed, sha256sum
-from hrank_ssd.io.voc_download import voc_artifact
 
 BUNDLE_ID = "1g2KkOMTeZ7u_EM9Ke2HpomvHm049Iqit"  # weights_manifest.json: hrank-ssd-bundle
 GCS_VGG = "https://storage.googleapis.com/models-hao/vgg16-ssd-mp-0_7726.pth"
@@ -79,7 +78,7 @@ def test_unknown_drive_id_and_unreachable_host(world, tmp_path):
 def test_voc_mirror_over_plain_http_through_the_proxy(world, tmp_path):
     tar = tmp_path / "VOCtest_06-Nov-2007.tar"
     tar.write_bytes(b"tar bytes" * 500)
-    url = voc_artifact("2007-test")["sources"][-1]["url"]  # the manifest's last mirror, the original plain-HTTP host
+    url = load_manifest().get("voc-2007-test")["sources"][-1]["url"]  # the manifest's last mirror, the original plain-HTTP host
     assert url.startswith("http://host.robots.ox.ac.uk/")
     world.serve_url(url, tar)
     part = http_download(url, tmp_path / "got.part", progress=False)

@@ -22,11 +22,6 @@ VOC_SETS = {  # name: (year, tar, folder inside VOCdevkit it becomes); sources a
 VOC_SOURCE_ENV = "HRANK_SSD_VOC_SOURCE"  # a folder with your own tars or extracted VOCdevkit, used before mirrors
 
 
-def voc_artifact(voc_set: str, manifest=None) -> dict:
-    """The manifest entry ``voc-<set>``: the tar's mirrors (http sources, in order) and its md5."""
-    return as_manifest(manifest).get(f"voc-{voc_set}")
-
-
 def voc_source(source=None) -> Optional[Path]:
     """``source``, else ``$HRANK_SSD_VOC_SOURCE``, else None; an error when it is set but not a folder."""
     env = os.environ.get(VOC_SOURCE_ENV)
@@ -63,7 +58,7 @@ def download_voc(dest="data", sets: Sequence[str] = ("2007-trainval", "2007-test
         if marker.is_file() and (devkit / folder).is_dir():
             log(f"VOC {name}: {devkit / folder} already extracted")
             continue
-        art = voc_artifact(name, man)
+        art = man.get(f"voc-{name}")  # the tar's mirrors (http sources, in order) and its md5
         found, failures = _own_copy(own, name, folder, art) if own is not None else (None, [])
         if found is not None and found.is_dir():
             _link_folder(found, devkit / folder)
@@ -146,21 +141,12 @@ def _extract_year(tar_path: Path, year: str, tmp: Path, out: Path, progress: boo
         if not found:
             raise HRankError(f"{tar_path} holds no VOC{year} folder; delete it and download again")
         out.parent.mkdir(parents=True, exist_ok=True)
-        _merge_tree(found[0], out)
+        if out.exists():  # merge: move the files in, replacing same names
+            shutil.copytree(found[0], out, dirs_exist_ok=True, copy_function=os.replace)
+        else:
+            os.replace(found[0], out)
     finally:
         remove_path(tmp)
-
-
-def _merge_tree(src: Path, dst: Path) -> None:
-    """Move ``src`` to ``dst``; when ``dst`` exists, move ``src``'s files into it (replacing same names)."""
-    if not dst.exists():
-        os.replace(src, dst)
-        return
-    for p in sorted(src.rglob("*")):
-        if p.is_file():
-            q = dst / p.relative_to(src)
-            q.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(p, q)
 
 
 def _unlink_copy(out: Path) -> None:
