@@ -231,7 +231,9 @@ print("pruned == masked original; max difference", float((c1 - c2).abs().max()))
 # So the widths must be chosen *for the hardware*: a **latency table** times every layer of the net (conv +
 # BatchNorm + ReLU + pool, inside whole models) on a grid of kept counts on *this* machine, and a knapsack
 # keeps, per layer, the count of largest summed HRank importance whose predicted forward time fits a budget
-# (HALP's idea on HRank's ranks; `docs/pruning-budgets.md`). Every layer keeps at least `min_keep` of its
+# (a **knapsack** problem: choose items, here one width per layer, of greatest total value within a total cost;
+# solved by dynamic programming over discretised costs). This is the idea of **HALP** (Hardware-Aware Latency
+# Pruning, Shen et al., NeurIPS 2022) on HRank's ranks; `docs/pruning-budgets.md`. Every layer keeps at least `min_keep` of its
 # filters. The course prunes two such models: one within the paper rate's exact MACs (the fastest widths that keep
 # 93% of the most importance those MACs allow: both constraints inside one knapsack), and one at
 # `latency_budget` of the unpruned forward (the profile's); notebook 04 puts them on the mAP-latency frontier.
