@@ -23,10 +23,10 @@
 # 20 classes' APs (VOC2007's 11-point version: notebook 04 computes it step by step); 1.0 is perfect.
 # A **compress rate** is the share of filters removed from a layer; **the paper rate** is the one the original
 # HRank-SSD project published, `[0.1]*7+[0.5]*9`: 10% of the filters of VGG16's first 7 convs (conv1_1 to
-# conv3_3), 50% of the next 7 (conv4_1 to fc6); the list has 16 entries, as published, and the last two are unused
-# (fc7 feeds a detection head and stays whole). **MACs** are the multiply-accumulates of one forward pass (FLOPs are about 2 x MACs). The **MultiBox
-# loss** is SSD's training loss: a classification loss for each prior box plus a box-regression loss for the priors
-# that match an object (notebook 03 trains with it).
+# conv3_3), 50% of the next 7 (conv4_1 to fc6); the list has 16 entries, as published, and the last two are
+# unused (fc7 feeds a detection head and stays whole). **MACs** are the multiply-accumulates of one forward pass
+# (FLOPs are about 2 x MACs). The **MultiBox loss** is SSD's training loss: a classification loss for each prior
+# box plus a box-regression loss for the priors that match an object (notebook 03 trains with it).
 #
 # **Profiles.** `offline` (the local default) needs no network: it draws a synthetic VOC-format data set
 # of coloured shapes and trains small (narrow) models on it, so every step runs on a laptop CPU.
