@@ -43,10 +43,7 @@ def compute_ap(precision, recall, use_2007_metric: bool = True) -> float:
     return float(((recall[changes + 1] - recall[changes]) * precision[changes + 1]).sum())
 
 
-GroundTruth = Tuple[Dict[int, int], Dict[int, Dict[str, np.ndarray]], Dict[int, Dict[str, np.ndarray]]]
-
-
-def group_annotations(dataset) -> GroundTruth:
+def group_annotations(dataset) -> tuple:
     """``(npos, gt_boxes, difficult)`` by class, then image id: non-difficult counts, float32 Nx4 pixel boxes, flags."""
     npos: Dict[int, int] = {}
     boxes: Dict[int, Dict[str, list]] = {}
@@ -143,28 +140,19 @@ def _iou(box: np.ndarray, gts: np.ndarray) -> np.ndarray:
 def match_detections(image_ids: Sequence[str], scores, boxes, gt_boxes: Dict[str, np.ndarray],
                      difficult: Dict[str, np.ndarray], iou_threshold: float = 0.5):
     """Rank detections by score; ``(tp, fp)`` float arrays in ranked order (both 0: matched a difficult gt)."""
-    scores = np.asarray(scores, dtype=np.float64)
-    order = np.argsort(-scores)
+    order = np.argsort(-np.asarray(scores, dtype=np.float64))
     boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
     tp, fp, matched = np.zeros(len(order)), np.zeros(len(order)), set()
     for rank, k in enumerate(order):
         image_id = image_ids[k]
         gts = gt_boxes.get(image_id)
-        if gts is None or len(gts) == 0:
+        ious = _iou(boxes[k], gts) if gts is not None and len(gts) else None
+        best = int(np.argmax(ious)) if ious is not None else -1
+        if ious is None or not float(ious[best]) > iou_threshold or (image_id, best) in matched:
             fp[rank] = 1
-            continue
-        ious = _iou(boxes[k], gts)
-        best = int(np.argmax(ious))
-        if float(ious[best]) > iou_threshold:
-            if difficult[image_id][best]:
-                continue  # neither TP nor FP
-            if (image_id, best) in matched:
-                fp[rank] = 1
-            else:
-                tp[rank] = 1
-                matched.add((image_id, best))
-        else:
-            fp[rank] = 1
+        elif not difficult[image_id][best]:  # a difficult match is neither TP nor FP
+            tp[rank] = 1
+            matched.add((image_id, best))
     return tp, fp
 
 
@@ -190,15 +178,12 @@ def evaluate_class(npos: int, gt_boxes: Dict[str, np.ndarray], difficult: Dict[s
 
 
 def evaluate_detections(dataset, det_dir, class_names: Optional[Sequence[str]] = None,
-                        iou_threshold: float = 0.5, use_2007_metric: bool = True,
-                        ground_truth: Optional[GroundTruth] = None) -> pd.DataFrame:
+                        iou_threshold: float = 0.5, use_2007_metric: bool = True) -> pd.DataFrame:
     """Per-class table (class, gts, dets, recall, precision, ap) from ``det_test_<class>.txt`` files."""
     class_names = list(class_names if class_names is not None else dataset.class_names)
-    npos, gt_boxes, difficult = ground_truth if ground_truth is not None else group_annotations(dataset)
+    npos, gt_boxes, difficult = group_annotations(dataset)
     rows = []
-    for c, name in enumerate(class_names):
-        if c == 0:
-            continue  # BACKGROUND
+    for c, name in enumerate(class_names[1:], 1):  # all but BACKGROUND
         r = evaluate_class(npos.get(c, 0), gt_boxes.get(c, {}), difficult.get(c, {}),
                            detection_path(det_dir, name), iou_threshold, use_2007_metric)
         rows.append({"class": name, "gts": r.gts, "dets": r.dets, "recall": r.recall,
