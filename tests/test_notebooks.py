@@ -288,6 +288,8 @@ KERNEL_MISSING = _kernel_missing()
 @pytest.mark.skipif(bool(KERNEL_MISSING), reason=KERNEL_MISSING)
 def test_one_kernel_resets_names_between_notebooks(tmp_path):
     """The tests run the course in one kernel: the same process, yet no name survives into the next notebook."""
+    from support.shared_kernel import SharedKernel
+
     from hrank_ssd.course.notebooks import execute_notebooks
     from hrank_ssd.errors import HRankError
 
@@ -303,9 +305,10 @@ def test_one_kernel_resets_names_between_notebooks(tmp_path):
         paths.append(tmp_path / f"{k}.ipynb")
         nbformat.write(nb, str(paths[-1]))
     with pytest.raises(HRankError, match=r"notebook 1.ipynb failed in cell \d+: NameError: name 'leftover'"):
-        execute_notebooks(paths, tmp_path / "run", "tiny", tmp_path / "work", log=lambda m: None, one_kernel=True)
+        with SharedKernel(tmp_path / "inputs") as shared:
+            execute_notebooks(paths, tmp_path / "run", "tiny", tmp_path / "work", log=lambda m: None, shared=shared)
     assert pids[0].read_text() == pids[1].read_text()  # one kernel process ran both
-    assert not (tmp_path / "run" / "notebooks" / ".inputs").exists()
+    assert not (tmp_path / "inputs").exists()
 
 
 @pytest.mark.skipif(bool(KERNEL_MISSING), reason=KERNEL_MISSING)
@@ -319,7 +322,7 @@ def test_the_kernels_warnings_stay_out_of_the_terminal(tmp_path, capfd):
                 nbformat.v4.new_code_cell("from ipykernel.kernelapp import IPKernelApp\n"
                                           "IPKernelApp.instance().log.warning('a kernel warning')")]
     nbformat.write(nb, str(tmp_path / "warns.ipynb"))
-    execute_notebooks([tmp_path / "warns.ipynb"], tmp_path / "run", "tiny", tmp_path / "work", log=print, checks=False)
+    execute_notebooks([tmp_path / "warns.ipynb"], tmp_path / "run", "tiny", tmp_path / "work", log=print)
     out, err = capfd.readouterr()
     assert "[course] warns.ipynb done in" in out
     assert "a kernel warning" not in out + err and "without encryption" not in out + err
@@ -337,12 +340,14 @@ def test_a_cell_past_its_timeout_is_one_line_error(tmp_path):
     nbformat.write(nb, str(tmp_path / "slow.ipynb"))
     with pytest.raises(HRankError, match=r"^notebook slow.ipynb: a cell ran longer than 3 s and was stopped"):
         execute_notebooks([tmp_path / "slow.ipynb"], tmp_path / "run", "tiny", tmp_path / "work", log=lambda m: None,
-                          checks=False, cell_timeout=3)
+                          cell_timeout=3)
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(bool(KERNEL_MISSING), reason=KERNEL_MISSING)
 def test_all_notebooks_run_on_tiny_profile_and_report(tmp_path, monkeypatch):
+    from support.shared_kernel import SharedKernel
+
     from hrank_ssd.course.models import MODEL_TITLES
     from hrank_ssd.course.notebooks import execute_notebooks, notebook_paths
     from hrank_ssd.course.report import write_report
@@ -353,9 +358,10 @@ def test_all_notebooks_run_on_tiny_profile_and_report(tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(kernel_site), os.environ.get("PYTHONPATH")])))
     monkeypatch.setenv("HRANK_SSD_CONV_CLOCK", "1")
     run_dir, work = tmp_path / "run", tmp_path / "work"
-    done = execute_notebooks(notebook_paths(NB_DIR), run_dir, "tiny", work, device="cpu", log=lambda m: None,
-                             one_kernel=True,  # each after %reset_selective -f .: see test_one_kernel_resets_names
-                             cell_timeout=900)  # a cell that never returns fails the test instead of hanging CI
+    with SharedKernel(tmp_path / "inputs") as shared:  # each after %reset_selective -f .: test_one_kernel_resets_names
+        done = execute_notebooks(notebook_paths(NB_DIR), run_dir, "tiny", work, device="cpu", log=lambda m: None,
+                                 shared=shared,
+                                 cell_timeout=900)  # a cell that never returns fails the test instead of hanging CI
     assert [p.stem for p in done] == list(_names())
     checks = 0  # the solved copies ran: every exercise check said correct (execute_notebooks also stops otherwise)
     for path in done:

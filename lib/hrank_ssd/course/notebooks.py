@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Tuple
@@ -63,57 +62,24 @@ def notebook_params(profile: str, run_dir, work_dir, device=None) -> dict:
 
 
 def execute_notebooks(paths, run_dir, profile: str, work_dir, device=None, cwd=None, log=print,
-                      kernel_name: str = "python3", progress: bool = False, one_kernel: bool = False,
-                      checks: bool = True, cell_timeout: float | None = None) -> list:
-    """Execute ``paths`` in order into ``run_dir/notebooks`` (``one_kernel``: one shared kernel); failures are one line."""
+                      kernel_name: str = "python3", progress: bool = False, shared=None,
+                      cell_timeout: float | None = None) -> list:
+    """Execute ``paths`` in order into ``run_dir/notebooks``, each check cell passing; failures are one line.
+    ``shared``: one kernel for all (``km`` and ``input_copy(path)``, as tests/support/shared_kernel.py has)."""
     _papermill()  # a missing papermill is one line before anything starts
     out_dir = Path(run_dir).resolve() / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
     params = notebook_params(profile, run_dir, work_dir, device)
-    shared = _SharedKernel(kernel_name, out_dir) if one_kernel else None
     done = []
-    try:
-        for path in paths:
-            done.append(execute_one(Path(path), out_dir, params, cwd, kernel_name, progress, log, shared,
-                                    cell_timeout))
-            failed = failed_checks(done[-1]) if checks else []
-            if failed:
-                cell, line = failed[0]
-                raise HRankError(f"notebook {Path(path).name}: the exercise check in cell {cell} did not pass: {line} "
-                                 f"(fix the solution in notebooks/{Path(path).stem}.py, then `make notebooks`; "
-                                 f"executed copy: {done[-1]})")
-        return done
-    finally:
-        if shared:
-            shared.close()
-
-
-class _SharedKernel:
-    """A kernel manager papermill reuses across notebooks, and each notebook's copy opening with a reset."""
-
-    def __init__(self, kernel_name: str, out_dir: Path):
-        from jupyter_client.manager import AsyncKernelManager
-
-        self.km = AsyncKernelManager(kernel_name=kernel_name)  # started by the first notebook, in its cwd
-        self.inputs = out_dir / ".inputs"
-
-    def input_copy(self, path: Path) -> Path:
-        import nbformat
-
-        nb = nbformat.read(str(path), as_version=4)
-        reset = nbformat.v4.new_code_cell("%reset_selective -f .", metadata={"tags": ["shared-kernel-reset"]})
-        nb.cells.insert(0, reset)
-        self.inputs.mkdir(exist_ok=True)
-        copy = self.inputs / path.name
-        nbformat.write(nb, str(copy))
-        return copy
-
-    def close(self) -> None:
-        from jupyter_core.utils import run_sync
-
-        if self.km.has_kernel:
-            run_sync(self.km.shutdown_kernel)(now=True)
-        shutil.rmtree(self.inputs, ignore_errors=True)
+    for path in paths:
+        done.append(execute_one(Path(path), out_dir, params, cwd, kernel_name, progress, log, shared, cell_timeout))
+        failed = failed_checks(done[-1])
+        if failed:
+            cell, line = failed[0]
+            raise HRankError(f"notebook {Path(path).name}: the exercise check in cell {cell} did not pass: {line} "
+                             f"(fix the solution in notebooks/{Path(path).stem}.py, then `make notebooks`; "
+                             f"executed copy: {done[-1]})")
+    return done
 
 
 def _papermill():
@@ -125,7 +91,7 @@ def _papermill():
 
 
 def execute_one(path: Path, out_dir: Path, params: dict, cwd=None, kernel_name: str = "python3",
-                progress: bool = False, log=print, shared: _SharedKernel | None = None,
+                progress: bool = False, log=print, shared=None,
                 cell_timeout: float | None = None) -> Path:
     """Execute one notebook into ``out_dir`` with papermill ``params``; a failure is one :class:`HRankError` line."""
     pm = _papermill()
