@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import os
 import re
 import urllib.error
 import urllib.request
@@ -14,11 +13,10 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 from tqdm.auto import tqdm
 
-from hrank_ssd.errors import HRankError
 from hrank_ssd.io.archives import match_member
 from hrank_ssd.io.files import remove_path
 from hrank_ssd.io.manifest import member_patterns
-from hrank_ssd.io.verify import CHUNK, QUOTA_MARKERS, SourceFailed, file_problem, log, note_source, one_line
+from hrank_ssd.io.verify import CHUNK, QUOTA_MARKERS, SourceFailed, log, one_line
 
 USER_AGENT = "hrank-ssd-downloader"
 FOLDER_REFUSED = "Google Drive refused to list the folder (not shared publicly, moved, or too many accesses)"
@@ -116,34 +114,6 @@ def _copy(resp, part: Path, mode: str, start: int, total: Optional[int], desc: s
             raise SourceFailed(f"connection dropped after {done} bytes ({one_line(e)}); "
                                f"{part} is kept and the next run resumes it") from None
     return done
-
-
-def download_url(urls: Sequence[str], dest, *, md5: Optional[str] = None, sha256: Optional[str] = None,
-                 size: Optional[int] = None, progress: bool = True, what: Optional[str] = None,
-                 hint: Optional[str] = None) -> Path:
-    """Download the first of ``urls`` with the right checksum to ``dest`` (atomic; a good ``dest`` kept, a
-    ``dest.part`` resumed); else one :class:`HRankError` line: each URL, why, then ``hint``."""
-    dest = Path(dest)
-    what = what or dest.name
-    expected = {"kind": "file", "size": size, "md5": md5, "sha256": sha256}  # checked like a manifest artifact
-    if dest.is_file():
-        reason = file_problem(dest, expected)
-        if reason is None:
-            log(f"{what}: {dest} already present and verified, not downloading")
-            return dest
-        log(f"{what}: existing {dest} is not usable ({reason}); downloading a new copy")
-    stages = [functools.partial(http_download, url, part_path(dest), expected_size=size, progress=progress,
-                                desc=dest.name) for url in urls]
-    failures = []
-    good = first_good(what, list(zip(urls, stages)), lambda p: file_problem(p, expected), failures, "mirror")
-    if good is not None:
-        url, part = urls[good[0]], good[1]
-        os.replace(part, dest)
-        note_source(dest.parent, dest.name, dest, f"http {url}", url)
-        return dest
-    check = f" (md5 {md5})" if md5 else ""
-    hint = hint or f"download it by hand from any mirror into {dest.resolve()}{check} and rerun, or pass --mirror URL"
-    raise HRankError(f"could not download {what}: tried {'; '.join(failures) or 'no mirrors'}; {hint}")
 
 
 def default_transport(kind: str, size: Optional[int], progress: bool) -> Callable[[dict, Path], None]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 from pathlib import Path
@@ -11,7 +12,7 @@ from hrank_ssd.errors import HRankError
 from hrank_ssd.io.archives import extract_archive
 from hrank_ssd.io.files import remove_path
 from hrank_ssd.io.manifest import as_manifest
-from hrank_ssd.io.transports import download_url
+from hrank_ssd.io.transports import first_good, http_download, part_path
 from hrank_ssd.io.verify import file_problem, log, note_source
 
 VOC_SETS = {  # name: (year, tar, folder inside VOCdevkit it becomes); sources and md5 in the manifest (voc-<name>)
@@ -75,20 +76,34 @@ def download_voc(dest="data", sets: Sequence[str] = ("2007-trainval", "2007-test
     return devkit
 
 
-def _mirrors(dest: Path, name: str, art: dict, mirrors: Sequence[str], failures: List[str], progress: bool) -> Path:
-    """The tar of ``name`` from ``mirrors`` then the manifest's, into ``dest``; one line saying what to do else."""
+def _mirrors(dest: Path, name: str, art: dict, mirrors: Sequence[str], own: List[str], progress: bool) -> Path:
+    """The tar of ``name`` in ``dest``: kept when verified, else from ``mirrors`` then the manifest's (a ``.part``
+    resumed); else one line: each mirror and why, ``own`` (why your copy did not do), and what to do."""
     year, tar, folder = VOC_SETS[name]
+    path, what = dest / tar, f"VOC {name}"
+    if path.is_file():
+        reason = file_problem(path, art)
+        if reason is None:
+            log(f"{what}: {path} already present and verified, not downloading")
+            return path
+        log(f"{what}: existing {path} is not usable ({reason}); downloading a new copy")
     # a mirror without {tar} is a folder URL the tar's name is appended to
     urls = [m.format(year=year, tar=tar) if "{tar}" in m else m.rstrip("/") + "/" + tar for m in mirrors]
     urls += [s["url"] for s in art["sources"] if s["type"] == "http"]
+    stages = [functools.partial(http_download, url, part_path(path), expected_size=art.get("size"),
+                                progress=progress, desc=tar) for url in urls]
+    failures = []
+    good = first_good(what, list(zip(urls, stages)), lambda p: file_problem(p, art), failures, "mirror")
+    if good is not None:
+        os.replace(good[1], path)
+        note_source(dest, tar, path, f"http {urls[good[0]]}", urls[good[0]])
+        return path
     md5 = f" (md5 {art['md5']})" if art.get("md5") else ""
-    own = "; ".join(failures)
-    hint = (f"{own + '; ' if own else ''}bring your own copy: put {tar}{md5} or an extracted VOCdevkit/{folder} "
-            f"in a folder and set {VOC_SOURCE_ENV}=that folder (on Colab a folder of your mounted Drive, e.g. "
-            f"/content/drive/MyDrive/VOC; download_voc.py --voc_source), or put the tar at {(dest / tar).resolve()}, "
-            "or pass --mirror URL, then rerun")
-    return download_url(urls, dest / tar, md5=art.get("md5"), sha256=art.get("sha256"), size=art.get("size"),
-                        progress=progress, what=f"VOC {name}", hint=hint)
+    raise HRankError(f"could not download {what}: tried {'; '.join(failures) or 'no mirrors'}; "
+                     f"{''.join(f + '; ' for f in own)}bring your own copy: put {tar}{md5} or an extracted "
+                     f"VOCdevkit/{folder} in a folder and set {VOC_SOURCE_ENV}=that folder (on Colab a folder of "
+                     f"your mounted Drive, e.g. /content/drive/MyDrive/VOC; download_voc.py --voc_source), or put "
+                     f"the tar at {path.resolve()}, or pass --mirror URL, then rerun")
 
 
 def _own_copy(own: Path, name: str, folder: str, art: dict) -> Tuple[Optional[Path], List[str]]:
