@@ -11,6 +11,7 @@ import os
 import platform
 import statistics
 import time
+from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -94,13 +95,10 @@ def device_name(device) -> str:
 def _cpuinfo(field: str) -> Optional[str]:
     """The value of the first ``field`` line of /proc/cpuinfo (Linux); None elsewhere."""
     try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith(field):
-                    return line.split(":", 1)[1].strip()
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        pass
-    return None
+        return None
+    return next((line.split(":", 1)[1].strip() for line in lines if line.lower().startswith(field)), None)
 
 
 def cpu_model() -> str:
@@ -183,23 +181,20 @@ def _autocast(device, amp: bool):
     return contextlib.nullcontext()
 
 
-def _table_rows(facts: Mapping[str, dict], fwd: Mapping[str, dict], pred: Mapping[str, dict],
-                batch_size: int) -> List[dict]:
+def _table(facts: Mapping[str, dict], fwd: Mapping[str, dict], pred: Mapping[str, dict],
+           batch_size: int) -> pd.DataFrame:
     """One row per model from its facts and timings; speed-up and MAC ratio against the first model."""
-    rows, first = [], next(iter(facts))
-    for name in facts:
-        f = fwd[name]
-        row = {"model": name, "params": facts[name]["params"], "GMACs": facts[name]["MACs"] / 1e9,
-               "forward_median_ms": f["median_ms"], "forward_p90_ms": f["p90_ms"],
-               "forward_fps": 1000.0 * batch_size / f["median_ms"]}
-        if pred:
-            p = pred[name]
-            row.update(predict_median_ms=p["median_ms"], predict_p90_ms=p["p90_ms"],
-                       predict_fps=1000.0 * batch_size / p["median_ms"])
-        row["forward_speedup"] = fwd[first]["median_ms"] / f["median_ms"]
-        row["mac_ratio"] = facts[first]["MACs"] / facts[name]["MACs"] if facts[name]["MACs"] else math.nan
-        rows.append(row)
-    return rows
+    names, first = list(facts), next(iter(facts))
+    table = pd.DataFrame({"model": names, "params": [facts[n]["params"] for n in names],
+                          "GMACs": [facts[n]["MACs"] / 1e9 for n in names]})
+    for kind, timed in (("forward", fwd), ("predict", pred)):
+        if timed:
+            table[f"{kind}_median_ms"] = [timed[n]["median_ms"] for n in names]
+            table[f"{kind}_p90_ms"] = [timed[n]["p90_ms"] for n in names]
+            table[f"{kind}_fps"] = [1000.0 * batch_size / timed[n]["median_ms"] for n in names]
+    table["forward_speedup"] = [fwd[first]["median_ms"] / fwd[n]["median_ms"] for n in names]
+    table["mac_ratio"] = [facts[first]["MACs"] / facts[n]["MACs"] if facts[n]["MACs"] else math.nan for n in names]
+    return table
 
 
 def benchmark_models(models: Mapping[str, nn.Module], device="cpu", batch_size: int = 1, warmup: int = 10,
@@ -242,8 +237,7 @@ def benchmark_models(models: Mapping[str, nn.Module], device="cpu", batch_size: 
                           for n, m in prepared.items()}
             pred = timings_interleaved({n: (lambda p=p: p.predict_batch(images)) for n, p in predictors.items()},
                                        warmup, runs, device, progress, "bench predict")
-    rows = _table_rows(facts, fwd, pred, batch_size)
-    table = pd.DataFrame(rows, columns=[c for c in TABLE_COLUMNS if predict or not c.startswith("predict")])
+    table = _table(facts, fwd, pred, batch_size)[[c for c in TABLE_COLUMNS if predict or not c.startswith("predict")]]
     table.attrs.update(environment(device, used_threads), batch_size=batch_size, warmup=warmup, runs=runs,
                        amp=amp, channels_last=channels_last)
     if raw is not None:
