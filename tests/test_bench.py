@@ -111,9 +111,9 @@ def _random_outputs(seed, num_classes=5, priors=300, peaked=False):
 @pytest.mark.parametrize("seed,peaked", [(0, False), (1, True), (2, False)])
 def test_reference_loop_equals_vectorised(seed, peaked):
     from hrank_ssd.nets.priors import generate_priors
-    from hrank_ssd.nets.registry import get_config
+    from hrank_ssd.nets.registry import get_net
 
-    cfg = get_config("vgg16-ssd")
+    cfg = get_net("vgg16-ssd").config
     priors = generate_priors(cfg)
     conf, loc = _random_outputs(seed, priors=priors.size(0), peaked=peaked)
     for thr in (0.01, 0.3):
@@ -166,9 +166,9 @@ def test_greedy_nms_equals_the_loop_on_crowded_boxes(seed):
 
 def test_postprocess_top_k_equals_the_loop():
     from hrank_ssd.nets.priors import generate_priors
-    from hrank_ssd.nets.registry import get_config
+    from hrank_ssd.nets.registry import get_net
 
-    cfg = get_config("vgg16-ssd")
+    cfg = get_net("vgg16-ssd").config
     priors = generate_priors(cfg)
     conf, loc = _random_outputs(5, priors=priors.size(0), peaked=True)
     for ref, vec in zip(reference_nms.reference_postprocess(conf, loc, priors, cfg, 0.01, top_k=2),

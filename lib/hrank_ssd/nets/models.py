@@ -51,10 +51,12 @@ def init_from_scratch(model: SSD, images: torch.Tensor, background_prior: float 
             nn.init.zeros_(conv.bias)
     was_training = model.training
     model.eval()
-    # one pass along the backbone chain: each conv is rescaled as its (already rescaled) input arrives
+    # one pass along the backbone chain (base net up to the last source, then the extras): each conv is
+    # rescaled as its (already rescaled) input arrives
     to_init = {id(c) for c in convs}
     x = images
-    for layer in _chain_layers(model):
+    blocks = [*model.base_net[:model.source_layer_indexes[-1]], *model.extras]
+    for layer in (m for block in blocks for m in block.modules() if not isinstance(m, nn.Sequential)):
         x = layer(x)
         if id(layer) in to_init:
             std = x.std().clamp(min=1e-6)
@@ -71,21 +73,6 @@ def init_from_scratch(model: SSD, images: torch.Tensor, background_prior: float 
     for head in model.classification_headers:
         head.bias.view(-1, n)[:, 0] = bias
     return model.train(was_training)
-
-
-def _chain_layers(model: SSD):
-    """The leaf layers the backbone runs in order (base net up to the last source, then the extras)."""
-    def leaves(module):
-        if isinstance(module, nn.Sequential):
-            for child in module:
-                yield from leaves(child)
-        else:
-            yield module
-
-    for i in range(model.source_layer_indexes[-1]):
-        yield from leaves(model.base_net[i])
-    for block in model.extras:
-        yield from leaves(block)
 
 
 THOP_KEYS = ("total_ops", "total_params")
@@ -258,8 +245,7 @@ def fit_problem(path: Path, art: dict) -> Optional[str]:
     if widths == want:
         return None
     i = next(k for k, (a, b) in enumerate(zip(want, widths)) if a != b)
-    unpruned = expected_widths(net, None)
-    what = "an unpruned" if widths == unpruned else "a differently pruned"
+    what = "an unpruned" if widths == expected_widths(net, None) else "a differently pruned"
     target = f"compress rate {rate}" if rate else f"the unpruned {net}"
     return (f"{what} {net} checkpoint, not the one the manifest names: layer {i + 1} ({layer_names(net)[i]}) has "
             f"{widths[i]} filters where {target} gives {want[i]}")

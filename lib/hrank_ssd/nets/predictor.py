@@ -13,11 +13,9 @@ from hrank_ssd.nets.priors import center_to_corner, decode
 
 Detections = Tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # boxes (pixels, xyxy), labels, scores
 
-IOU_EPS = 1e-5  # pytorch-ssd's box_utils.iou_of
 
-
-def pairwise_iou(boxes: torch.Tensor, eps: float = IOU_EPS) -> torch.Tensor:
-    """(..., n, 4) xyxy boxes -> (..., n, n) IoU, in pytorch-ssd's ``iou_of`` operation order."""
+def pairwise_iou(boxes: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """(..., n, 4) xyxy boxes -> (..., n, n) IoU, in pytorch-ssd's ``iou_of`` operation order (and eps)."""
     lt = torch.maximum(boxes[..., :, None, :2], boxes[..., None, :, :2])
     rb = torch.minimum(boxes[..., :, None, 2:], boxes[..., None, :, 2:])
     overlap = (rb - lt).clamp(min=0).prod(-1)

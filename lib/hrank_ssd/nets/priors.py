@@ -13,7 +13,7 @@ from hrank_ssd.nets.spec import NetConfig
 
 
 def generate_priors(cfg: NetConfig, feature_map_sizes: Sequence[int] | None = None,
-                    image_size: int | None = None, clamp: bool = True) -> torch.Tensor:
+                    image_size: int | None = None) -> torch.Tensor:
     """Priors for ``cfg`` at the feature-map sizes (default: the config's); pytorch-ssd's at the reference sizes."""
     image_size = image_size or cfg.image_size
     sizes = list(feature_map_sizes) if feature_map_sizes is not None else [s.feature_map_size for s in cfg.specs]
@@ -34,8 +34,7 @@ def generate_priors(cfg: NetConfig, feature_map_sizes: Sequence[int] | None = No
                 r = math.sqrt(r)
                 priors.append([cx, cy, small * r, small / r])
                 priors.append([cx, cy, small / r, small * r])
-    priors = torch.tensor(priors, dtype=torch.float32)
-    return priors.clamp_(0.0, 1.0) if clamp else priors
+    return torch.tensor(priors, dtype=torch.float32).clamp_(0.0, 1.0)
 
 
 def center_to_corner(boxes: torch.Tensor) -> torch.Tensor:

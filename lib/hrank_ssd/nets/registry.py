@@ -6,7 +6,7 @@ from typing import Dict, Tuple
 
 from hrank_ssd.errors import HRankError
 from hrank_ssd.nets import mb1_ssd, vgg16_ssd
-from hrank_ssd.nets.spec import NetConfig, NetSpec
+from hrank_ssd.nets.spec import NetSpec
 
 _NETS: Dict[str, NetSpec] = {}
 
@@ -31,10 +31,6 @@ def get_net(name: str) -> NetSpec:
 
 def net_names() -> Tuple[str, ...]:
     return tuple(_NETS)
-
-
-def get_config(name: str) -> NetConfig:
-    return get_net(name).config
 
 
 def num_prunable(name: str) -> int:

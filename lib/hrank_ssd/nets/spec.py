@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,6 @@ class NetConfig:
     size_variance: float = 0.2
     iou_threshold: float = 0.45  # NMS
     match_threshold: float = 0.5  # prior-to-ground-truth matching in training
-    notes: List[str] = field(default_factory=list, compare=False)
 
 
 Rule = Tuple[Optional[int], Optional[int]]  # (prunable layer selecting dim 0, the one selecting dim 1), 0-based

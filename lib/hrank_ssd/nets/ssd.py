@@ -35,9 +35,7 @@ def kept_channels(channels: int, rate: float) -> int:
 
 def plan_with_rates(plan: ChannelPlan, rates: Sequence[float]) -> ChannelPlan:
     """``plan`` with prunable layer i shrunk to ``kept_channels(c, rates[i])``."""
-    base = list(plan.base)
-    for i, rate in enumerate(rates):
-        base[i] = kept_channels(base[i], rate)
+    base = [kept_channels(c, rate) for c, rate in zip(plan.base, rates)] + list(plan.base[len(rates):])
     return ChannelPlan(base, list(plan.extras), plan.num_prunable)
 
 
@@ -93,13 +91,11 @@ class SSD(nn.Module):
         """Spatial size of each source feature map, computed from the layers' own arithmetic."""
         sizes, size, start = [], image_size, 0
         for end in self.source_layer_indexes:
-            for i in range(start, end):
-                size = _out_size(self.base_net[i], size)
+            size = _out_size(self.base_net[start:end], size)
             sizes.append(size)
             start = end
         for block in self.extras:
-            for layer in block:
-                size = _out_size(layer, size)
+            size = _out_size(block, size)
             sizes.append(size)
         return sizes
 
