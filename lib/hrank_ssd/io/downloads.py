@@ -37,14 +37,23 @@ class _AllFailed(Exception):
 
 
 class _Ctx:
-    """One :func:`fetch` call's state (``active``: the artifacts being fetched, to catch bundle loops)."""
+    """One :func:`fetch` or :func:`fetch_many` call's state (``active``: the artifacts being fetched, to catch bundle
+    loops; ``failed``: the bundles that failed, not tried again)."""
 
     def __init__(self, manifest: Manifest, dest: Path, record: bool, transports: Mapping, progress: bool,
-                 check: Optional[Check], failed: Dict[str, _AllFailed]):
+                 check: Optional[Check]):
         self.manifest, self.dest, self.record, self.progress = manifest, dest, record, progress
         self.check, self.transports = check, dict(transports)
         self.active: List[str] = []
-        self.failed = failed  # bundles that failed in this run are not tried again
+        self.failed: Dict[str, _AllFailed] = {}
+
+    def fetch(self, art: dict) -> Path:
+        """:func:`_fetch`, every source's failure and what to do in one :class:`HRankError` line."""
+        try:
+            return _fetch(art, self)
+        except _AllFailed as e:
+            raise HRankError(f"could not download {art['name']!r} ({self.dest / art['file']}): tried "
+                             f"{'; '.join(e.failures)}; {e.hint}") from None
 
     def problem(self, path: Path, art: dict) -> Optional[str]:
         """Why ``path`` is not a usable copy of ``art``: the manifest's checks, then the caller's ``check``."""
@@ -66,18 +75,13 @@ class _Ctx:
 
 def fetch(name_or_artifact: Union[str, dict], dest_dir=".", manifest=None, record: bool = False,
           transports: Optional[Mapping[str, Transport]] = None, progress: bool = True,
-          check: Optional[Check] = None, _failed: Optional[Dict[str, _AllFailed]] = None) -> Path:
+          check: Optional[Check] = None) -> Path:
     """Make ``dest_dir/<artifact file>`` present and verified; return its path. ``manifest``: a :class:`Manifest`,
     a path, or None for the repository's; ``transports``: ``{source type: callable(source, tmp_path)}`` (tests);
     ``check(file, artifact)``: why a file (a cached one too) does not fit, or None; a failing file is deleted."""
     man = as_manifest(manifest)
     art = man.get(name_or_artifact) if isinstance(name_or_artifact, str) else name_or_artifact
-    ctx = _Ctx(man, Path(dest_dir), record, transports or {}, progress, check, {} if _failed is None else _failed)
-    try:
-        return _fetch(art, ctx)
-    except _AllFailed as e:
-        raise HRankError(f"could not download {art['name']!r} ({ctx.dest / art['file']}): tried "
-                         f"{'; '.join(e.failures)}; {e.hint}") from None
+    return _Ctx(man, Path(dest_dir), record, transports or {}, progress, check).fetch(art)
 
 
 def fetch_many(names: Sequence[str] = (), dest_dir=".", manifest=None, record: bool = False,
@@ -85,18 +89,17 @@ def fetch_many(names: Sequence[str] = (), dest_dir=".", manifest=None, record: b
     """:func:`fetch` each name (default: every weights and labels artifact); one error line at the end."""
     man = as_manifest(manifest)
     names = list(names) or man.names()
-    for n in names:
-        man.get(n)  # unknown names fail before anything is downloaded
-    paths, errors, failed = [], [], {}
-    for n in names:
+    arts = [man.get(n) for n in names]  # unknown names fail before anything is downloaded
+    ctx = _Ctx(man, Path(dest_dir), record, transports or {}, progress, check)
+    paths, errors = [], []
+    for art in arts:
         try:
-            paths.append(fetch(n, dest_dir, man, record=record, transports=transports, progress=progress,
-                               check=check, _failed=failed))
+            paths.append(ctx.fetch(art))
         except HRankError as e:
             if len(names) == 1:
                 raise
             log(f"error: {e}")
-            errors.append(n)
+            errors.append(art["name"])
     if errors:
         raise HRankError(f"{len(errors)} of {len(names)} downloads failed ({', '.join(errors)}); "
                          "see the lines above for each source tried and what to do")
@@ -104,11 +107,11 @@ def fetch_many(names: Sequence[str] = (), dest_dir=".", manifest=None, record: b
 
 
 def _fetch(art: dict, ctx: _Ctx) -> Path:
-    """``art`` present and verified under ``ctx.dest``: kept when already good, else from its sources."""
-    name = art["name"]
+    """``art`` present and verified under ``ctx.dest``: kept when already good, else from the first of its sources
+    that gives a file passing the checks."""
+    name, target = art["name"], ctx.dest / art["file"]
     if name in ctx.active:
         raise _AllFailed([f"bundle loop through {' -> '.join(ctx.active + [name])}"], "fix the manifest")
-    target = ctx.dest / art["file"]
     reason = ctx.problem(target, art) if target.exists() else "missing"
     if reason is None:
         how = "verified" if art.get("sha256") else "present (no checksum recorded yet)"
@@ -117,29 +120,23 @@ def _fetch(art: dict, ctx: _Ctx) -> Path:
         if target.exists():
             log(f"{name}: existing {target} is not usable ({reason}); downloading a new copy "
                 "(the old one stays until the new one is verified)")
+        sources, failures = [normalise_source(s, name) for s in art["sources"]], []
+        attempts = [(describe_source(s), functools.partial(_run_source, s, art, target, ctx)) for s in sources]
         ctx.active.append(name)
         try:
-            _fetch_sources(art, target, ctx)
+            good = first_good(name, attempts, lambda path: ctx.problem(path, art), failures)
         finally:
             ctx.active.pop()
+        if good is None:
+            hint = hand_download_hint(ctx.manifest, art, target, ctx.dest)
+            raise _AllFailed(failures or ["no sources listed"], hint)
+        install_staged(good[1], target)
+        log(f"{name}: saved {target} (from {attempts[good[0]][0]})")
+        note_source(ctx.dest, name, target, attempts[good[0]][0], source_link(sources[good[0]]))
     ctx.maybe_record(art, target)
     if art["kind"] == "bundle":
         unpack_bundle(target, art, ctx.dest, ctx.progress)
     return target
-
-
-def _fetch_sources(art: dict, target: Path, ctx: _Ctx) -> None:
-    """Try each source of ``art`` until one gives a file that passes the checks; install it at ``target``."""
-    name, failures = art["name"], []
-    sources = [normalise_source(s, name) for s in art["sources"]]
-    attempts = [(describe_source(s), functools.partial(_run_source, s, art, target, ctx)) for s in sources]
-    good = first_good(name, attempts, lambda path: ctx.problem(path, art), failures)
-    if good is None:
-        raise _AllFailed(failures or ["no sources listed"], hand_download_hint(ctx.manifest, art, target, ctx.dest))
-    i, staged = good
-    install_staged(staged, target)
-    log(f"{name}: saved {target} (from {attempts[i][0]})")
-    note_source(ctx.dest, name, target, attempts[i][0], source_link(sources[i]))
 
 
 def _run_source(src: dict, art: dict, target: Path, ctx: _Ctx) -> Path:
