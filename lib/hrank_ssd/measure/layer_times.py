@@ -22,15 +22,14 @@ WRAPPER_PREFIX = re.compile(r"^((model|_orig_mod)\.)+")  # bench.Wrapped's wrapp
 
 
 def _hook_layers(models: Mapping[str, nn.Module], kinds, times, shapes) -> tuple:
-    """Pre/post hooks timing every module of ``kinds`` (``time.perf_counter``); (row order, hook handles)."""
-    order, handles, starts = [], [], {}
+    """Pre/post hooks timing every module of ``kinds`` (``time.perf_counter``); ({layer: type}, hook handles)."""
+    types, handles, starts = {}, [], {}
     for mname, model in models.items():
         for lname, mod in model.named_modules():
             if not isinstance(mod, kinds):
                 continue
             lname = WRAPPER_PREFIX.sub("", lname)  # match rows of wrapped (channels_last, compiled) and plain models
-            if lname not in order:
-                order.append(lname)
+            types.setdefault(lname, type(mod).__name__)
 
             def pre(mod, inputs):
                 starts[id(mod)] = time.perf_counter()
@@ -40,7 +39,7 @@ def _hook_layers(models: Mapping[str, nn.Module], kinds, times, shapes) -> tuple
                 if _l not in shapes[_m]:
                     shapes[_m][_l] = f"{inputs[0].shape[1]}->{out.shape[1]}@{out.shape[-2]}x{out.shape[-1]}"
             handles += [mod.register_forward_pre_hook(pre), mod.register_forward_hook(post)]
-    return order, handles
+    return types, handles
 
 
 def layer_times(models: Mapping[str, nn.Module], runs: int = 10, warmup: int = 2, threads: Optional[int] = None,
@@ -49,7 +48,7 @@ def layer_times(models: Mapping[str, nn.Module], runs: int = 10, warmup: int = 2
     """Median ms (``<model>_ms``) and ``<model>_shape`` of every Conv2d/BatchNorm/pool/ReLU call, matched by name."""
     times: Dict[str, Dict[str, List[float]]] = {n: {} for n in models}
     shapes: Dict[str, Dict[str, str]] = {n: {} for n in models}
-    order, handles = _hook_layers(models, kinds, times, shapes)
+    types, handles = _hook_layers(models, kinds, times, shapes)
     try:
         with num_threads(threads), torch.inference_mode():
             xs = {n: torch.randn(1, 3, image_size or m.image_size, image_size or m.image_size)
@@ -64,10 +63,9 @@ def layer_times(models: Mapping[str, nn.Module], runs: int = 10, warmup: int = 2
     finally:
         for h in handles:
             h.remove()
-    types = {WRAPPER_PREFIX.sub("", ln): type(mod).__name__ for m in models.values() for ln, mod in m.named_modules()}
     rows = []
-    for lname in order:
-        row = {"name": lname, "type": types[lname]}
+    for lname, kind in types.items():
+        row = {"name": lname, "type": kind}
         for n in models:
             t = times[n].get(lname)
             row[f"{n}_ms"] = 1000.0 * statistics.median(t) if t else math.nan

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import tempfile
 from typing import Dict, List, Optional, Sequence
 
@@ -79,13 +80,11 @@ def suggest_compress_rate(table: pd.DataFrame, model: SSD, target_mac_reduction:
         raise HRankError("--target_mac_reduction must be between 0 and 1, e.g. 0.5 for half the MACs")
     n = num_prunable(model.cfg.name)
     base = table[table["rate"] == 0.0]["map"].max()
-    full, macs_of = flops.macs(model), {}  # many tolerances give the same rates
+    full = flops.macs(model)
 
-    def plan_macs(rates):
-        key = tuple(rates)
-        if key not in macs_of:
-            macs_of[key] = flops.macs(model, plan_with_rates(model.plan, rates).prunable)
-        return macs_of[key]
+    @functools.cache  # many tolerances give the same rates
+    def plan_macs(rates: tuple) -> int:
+        return flops.macs(model, plan_with_rates(model.plan, rates).prunable)
 
     drops = np.unique(np.clip(base - table["map"].to_numpy(), 0, None))
     for tol in list(drops) + [np.inf]:
@@ -93,7 +92,7 @@ def suggest_compress_rate(table: pd.DataFrame, model: SSD, target_mac_reduction:
         for layer, part in table.groupby("layer"):
             ok = part[(base - part["map"] <= tol) & part["rate"].isin(candidate_rates)]
             rates[int(layer) - 1] = float(ok["rate"].max()) if len(ok) else 0.0
-        macs = plan_macs(rates)
+        macs = plan_macs(tuple(rates))
         if 1 - macs / full >= target_mac_reduction:
             return {"compress_rate": format_compress_rate(rates), "rates": rates, "mac_reduction": 1 - macs / full,
                     "tolerated_drop": float(tol), "macs": macs, "full_macs": full}
