@@ -167,15 +167,12 @@ def make_dataset(roots: Union[PathLike, Sequence[PathLike]], split: Optional[str
 def collate(batch):
     """Stack images; stack targets when every sample has the same shape, else keep them as lists."""
     images, boxes, labels = zip(*batch)
-    images = torch.stack([torch.as_tensor(im) for im in images])
-    return images, _stack_or_list(boxes), _stack_or_list(labels)
+    return torch.stack([torch.as_tensor(im) for im in images]), _stack_or_list(boxes), _stack_or_list(labels)
 
 
 def _stack_or_list(items):
     tensors = [torch.as_tensor(x) for x in items]
-    if all(t.shape == tensors[0].shape for t in tensors):
-        return default_collate(tensors)
-    return list(tensors)
+    return default_collate(tensors) if all(t.shape == tensors[0].shape for t in tensors) else tensors
 
 
 class TestTransform:

@@ -63,14 +63,13 @@ def download_voc(dest="data", sets: Sequence[str] = ("2007-trainval", "2007-test
         found, failures = _own_copy(own, name, folder, art) if own is not None else (None, [])
         if found is not None and found.is_dir():
             _link_folder(found, devkit / folder)
-            note_source(dest, tar, found, f"own copy {found}", str(found), count_bytes=False)
         else:
             tar_path = found or _mirrors(dest, name, art, mirrors, failures, progress)
             _extract_year(tar_path, year, dest / f".extract-{name}", devkit / folder, progress)
-            if found is not None:
-                note_source(dest, tar, found, f"own copy {found}", str(found))
-            elif not keep_tars:
+            if found is None and not keep_tars:
                 tar_path.unlink()
+        if found is not None:  # your folder is not walked to count its bytes
+            note_source(dest, tar, found, f"own copy {found}", str(found), count_bytes=found.is_file())
         marker.write_text((art.get("md5") or "") + "\n")
         log(f"VOC {name}: ready in {devkit / folder}")
     return devkit
