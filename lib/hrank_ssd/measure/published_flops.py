@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from hrank_ssd.measure import flops
-from hrank_ssd.measure.flops import build_for_counting, count_exact, dummy_input, run_hooked, totals
+from hrank_ssd.measure.flops import build_for_counting, count_exact, run_hooked, totals
 from hrank_ssd.nets import vgg16_ssd
 from hrank_ssd.nets.compress import PRUNED_RATE, format_compress_rate, layer_rates, parse_compress_rate
 from hrank_ssd.nets.registry import get_net, num_prunable
@@ -86,19 +86,17 @@ def pytorch_ssd_order(model: nn.Module) -> List[nn.Conv2d]:
 def _vgg(rates: List[float], image_size: int) -> PublishedCount:
     model = build_for_counting("vgg16-ssd", 21, compress_rate=rates, image_size=image_size).eval()
     names = {m: n for n, m in model.named_modules()}
-    in_sizes: Dict[nn.Module, Tuple[int, int]] = {}
-    handles = [m.register_forward_pre_hook(lambda m, x: in_sizes.__setitem__(m, tuple(x[0].shape[-2:])))
-               for m in _convs(model)]
-    try:
-        with torch.no_grad():
-            model(dummy_input(model, image_size))
-    finally:
-        for h in handles:
-            h.remove()
+
+    def install(work):  # input size of each conv, by name
+        sizes: Dict[str, Tuple[int, int]] = {}
+        return sizes, [m.register_forward_pre_hook(lambda m, x, n=n: sizes.__setitem__(n, tuple(x[0].shape[-2:])))
+                       for n, m in work.named_modules() if isinstance(m, nn.Conv2d)]
+
+    in_sizes = run_hooked(model, image_size, install)
     cp_rate = {model.base_net[idx]: rates[i] for i, idx in enumerate(vgg16_ssd.CONV_INDEXES[:14])}
     res = PublishedCount("vgg16-ssd", rates, image_size, 0.0, 0.0)
     for m in pytorch_ssd_order(model):
-        (h, w), (kh, kw), rate = in_sizes[m], m.kernel_size, cp_rate.get(m)
+        (h, w), (kh, kw), rate = in_sizes[names[m]], m.kernel_size, cp_rate.get(m)
         out_h = int((h + 2 * m.padding[0] - kh) / m.stride[0] + 1)  # HRankPlus get_flops: no dilation term
         out_w = int((w + 2 * m.padding[1] - kw) / m.stride[1] + 1)
         shape = [m.out_channels, m.in_channels, kh, kw]
