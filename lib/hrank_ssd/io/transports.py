@@ -55,11 +55,11 @@ def http_download(url: str, part, *, expected_size: Optional[int] = None, progre
     part = Path(part)
     part.parent.mkdir(parents=True, exist_ok=True)
     have = part.stat().st_size if part.exists() else 0
+    if have and have == expected_size:
+        return part  # finished earlier but not yet verified and renamed
     if expected_size is not None and have > expected_size:
         part.unlink()
         have = 0
-    if expected_size is not None and have == expected_size and have > 0:
-        return part  # finished earlier but not yet verified and renamed
     resp = _open(url, have)
     if resp is None:  # 416: our .part is at least as long as the file: start again
         part.unlink()
