@@ -193,7 +193,8 @@ def _table(facts: Mapping[str, dict], fwd: Mapping[str, dict], pred: Mapping[str
             table[f"{kind}_p90_ms"] = [timed[n]["p90_ms"] for n in names]
             table[f"{kind}_fps"] = [1000.0 * batch_size / timed[n]["median_ms"] for n in names]
     table["forward_speedup"] = [fwd[first]["median_ms"] / fwd[n]["median_ms"] for n in names]
-    table["mac_ratio"] = [facts[first]["MACs"] / facts[n]["MACs"] if facts[n]["MACs"] else math.nan for n in names]
+    table["mac_ratio"] = [facts[first]["MACs"] / facts[n]["MACs"] if facts[n]["MACs"] else math.nan
+                          for n in names]
     return table
 
 
@@ -237,7 +238,8 @@ def benchmark_models(models: Mapping[str, nn.Module], device="cpu", batch_size: 
                           for n, m in prepared.items()}
             pred = timings_interleaved({n: (lambda p=p: p.predict_batch(images)) for n, p in predictors.items()},
                                        warmup, runs, device, progress, "bench predict")
-    table = _table(facts, fwd, pred, batch_size)[[c for c in TABLE_COLUMNS if predict or not c.startswith("predict")]]
+    columns = [c for c in TABLE_COLUMNS if predict or not c.startswith("predict")]
+    table = _table(facts, fwd, pred, batch_size)[columns]
     table.attrs.update(environment(device, used_threads), batch_size=batch_size, warmup=warmup, runs=runs,
                        amp=amp, channels_last=channels_last)
     if raw is not None:

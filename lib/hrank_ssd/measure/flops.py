@@ -50,7 +50,7 @@ def build_for_counting(net: str, num_classes: int, compress_rate: Optional[Seque
 
 
 def _on_copy(model: nn.Module, run):
-    """``run(copy)`` on an eval-mode copy of ``model``, on the meta device unless an op lacks it; caller's untouched."""
+    """``run(copy)`` on an eval-mode copy of ``model``, on the meta device unless an op lacks it."""
     try:
         return run(copy.deepcopy(model).eval().to("meta"))
     except (NotImplementedError, RuntimeError):
@@ -145,7 +145,8 @@ def _exact_hook(work: nn.Module, names: Dict[nn.Module, str], rows: List[dict]):
             row.update(in_channels=m.num_features, out_channels=m.num_features, out_h=out.shape[-2],
                        out_w=out.shape[-1], MACs=int(out.numel()))
         else:  # Linear
-            row.update(in_channels=m.in_features, out_channels=m.out_features, MACs=int(m.in_features * out.numel()))
+            row.update(in_channels=m.in_features, out_channels=m.out_features,
+                       MACs=int(m.in_features * out.numel()))
         rows.append(row)
 
     return hook

@@ -22,7 +22,7 @@ WRAPPER_PREFIX = re.compile(r"^((model|_orig_mod)\.)+")  # bench.Wrapped's wrapp
 
 
 def _hook_layers(models: Mapping[str, nn.Module], kinds, times, shapes) -> tuple:
-    """Pre/post hooks timing every module of ``kinds`` (``time.perf_counter``); ({layer: type}, hook handles)."""
+    """Pre/post hooks timing every module of ``kinds``; ({layer: type}, hook handles)."""
     types, handles, starts = {}, [], {}
     for mname, model in models.items():
         for lname, mod in model.named_modules():

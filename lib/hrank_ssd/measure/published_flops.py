@@ -87,10 +87,12 @@ def _vgg(rates: List[float], image_size: int) -> PublishedCount:
     model = build_for_counting("vgg16-ssd", 21, compress_rate=rates, image_size=image_size).eval()
     names = {m: n for n, m in model.named_modules()}
 
-    def install(work):  # input size of each conv, by name
-        sizes: Dict[str, Tuple[int, int]] = {}
-        return sizes, [m.register_forward_pre_hook(lambda m, x, n=n: sizes.__setitem__(n, tuple(x[0].shape[-2:])))
-                       for n, m in work.named_modules() if isinstance(m, nn.Conv2d)]
+    def install(work):  # input (h, w) of each conv, by name
+        convs, sizes = {m: n for n, m in work.named_modules() if isinstance(m, nn.Conv2d)}, {}
+
+        def pre(m, x):
+            sizes[convs[m]] = tuple(x[0].shape[-2:])
+        return sizes, [m.register_forward_pre_hook(pre) for m in convs]
 
     in_sizes = run_hooked(model, image_size, install)
     cp_rate = {model.base_net[idx]: rates[i] for i, idx in enumerate(vgg16_ssd.CONV_INDEXES[:14])}
@@ -115,7 +117,8 @@ def mb1_classifier(compress_rate=None) -> nn.Sequential:
     """pytorch-ssd's ``MobileNetV1`` ImageNet classifier: the SSD's base net + 7x7 average pool + Linear."""
     base = build_for_counting("mb1-ssd", 21, compress_rate=compress_rate).base_net
     with torch.device(next(base.parameters()).device):
-        return nn.Sequential(base, nn.AvgPool2d(7), nn.Flatten(), nn.Linear(_convs(base)[-1].out_channels, MB1_CLASSES))
+        fc = nn.Linear(_convs(base)[-1].out_channels, MB1_CLASSES)
+        return nn.Sequential(base, nn.AvgPool2d(7), nn.Flatten(), fc)
 
 
 def old_thop_ops(model: nn.Module, image_size: int) -> Tuple[float, Dict[str, float]]:
