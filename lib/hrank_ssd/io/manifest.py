@@ -12,7 +12,12 @@ from hrank_ssd.io.files import atomic_write_text
 from hrank_ssd.io.verify import one_line
 
 KINDS = ("weights", "labels", "ranks", "bundle", "video", "voc")
-SOURCE_TYPES = ("gdrive", "gdrive_folder", "http", "bundle")
+SOURCE_TYPES = {  # type: (the key it needs, how progress lines name it, a link to download it by hand)
+    "gdrive": ("id", "gdrive file {id}", "https://drive.google.com/file/d/{id}/view"),
+    "gdrive_folder": ("id", "gdrive folder {id}", "https://drive.google.com/drive/folders/{id}"),
+    "http": ("url", "http {url}", "{url}"),
+    "bundle": ("bundle", "bundle {bundle}", ""),
+}
 DEFAULT_MANIFEST = Path(__file__).resolve().parents[3] / "weights_manifest.json"
 MANIFEST_ENV = "HRANK_SSD_MANIFEST"
 
@@ -87,7 +92,7 @@ def normalise_source(src, name=None, where="manifest") -> dict:
     if not isinstance(src, dict) or src.get("type") not in SOURCE_TYPES:
         raise HRankError(f"{where}: artifact {name!r} has source {src!r}; each source needs a type among "
                          f"{', '.join(SOURCE_TYPES)}")
-    need = {"gdrive": "id", "gdrive_folder": "id", "http": "url", "bundle": "bundle"}[src["type"]]
+    need = SOURCE_TYPES[src["type"]][0]
     if not src.get(need):
         raise HRankError(f"{where}: artifact {name!r} has a {src['type']} source without {need!r}")
     member = src.get("member", "*")
@@ -98,25 +103,16 @@ def normalise_source(src, name=None, where="manifest") -> dict:
 
 
 def describe_source(src: dict) -> str:
-    """A source in a few words for progress and error lines (``http <url>``, ``gdrive file <id>``...)."""
-    t, patterns = src["type"], member_patterns(src)
-    member = f"/{patterns[0] if len(patterns) == 1 else patterns}"
-    if t == "http":
-        return f"http {src['url']}"
-    if t == "gdrive":
-        return f"gdrive file {src['id']}"
-    if t == "gdrive_folder":
-        return f"gdrive folder {src['id']}" + (member if src.get("member") else "")
-    return f"bundle {src['bundle']}{member}"
+    """A source in a few words for progress and error lines (``http <url>``, ``bundle <name>/<glob>``...)."""
+    text, patterns = SOURCE_TYPES[src["type"]][1].format(**src), member_patterns(src)
+    if src["type"] == "bundle" or src["type"] == "gdrive_folder" and src.get("member"):
+        text += f"/{patterns[0] if len(patterns) == 1 else patterns}"
+    return text
 
 
 def source_link(src: dict) -> str:
     """A link a person can open in a browser to download the source by hand."""
-    if src["type"] == "gdrive":
-        return f"https://drive.google.com/file/d/{src['id']}/view"
-    if src["type"] == "gdrive_folder":
-        return f"https://drive.google.com/drive/folders/{src['id']}"
-    return src.get("url", "")
+    return SOURCE_TYPES[src["type"]][2].format(**src)
 
 
 def member_patterns(src: dict) -> List[str]:
