@@ -28,8 +28,7 @@ class Page:
     """The report being written: its markdown lines and the PNG plots it links (under ``run_dir/plots``)."""
 
     def __init__(self, run_dir: Path):
-        self.run_dir = Path(run_dir)
-        self.plots = self.run_dir / "plots"
+        self.run_dir, self.plots = Path(run_dir), Path(run_dir) / "plots"
         self.lines: List[str] = []
         self.made: List[Path] = []
 
@@ -54,6 +53,11 @@ class Page:
         if notes:
             self.add("\n\n".join(notes))
         return bool(notes)
+
+    def section(self, heading: str, res: Results, *names: str) -> bool:
+        """A heading, then a note for each of ``names`` the run lacks; whether it has them all."""
+        self.heading(heading)
+        return not self.missing(res, *names)
 
     def text(self) -> str:
         return "\n".join(self.lines) + "\n"
@@ -108,8 +112,7 @@ def frontier(page: Page, res: Results) -> None:
                  "machine's speed moves between two moments); the budgets are fractions of the unpruned model's "
                  "predicted time, so the widths they choose hold while the absolute milliseconds do not.")
     page.figure(save_plot(plot_frontier(table, machine), page.plots / "frontier.png"), "mAP vs latency and MACs")
-    page.heading("### How the latency-pruned widths were chosen")
-    if page.missing(res, "latency_models.csv"):
+    if not page.section("### How the latency-pruned widths were chosen", res, "latency_models.csv"):
         return
     models = res["latency_models.csv"]
     page.table(models.drop(columns=["note"], errors="ignore").assign(pruning=models["pruning"].map(tables.title)),
@@ -147,10 +150,9 @@ def comparison(page: Page, res: Results) -> None:
 
 
 def per_class(page: Page, res: Results) -> None:
-    page.heading("## 3. Per-class AP")
-    pc = res.get("per_class_ap.csv")
-    if page.missing(res, "per_class_ap.csv"):
+    if not page.section("## 3. Per-class AP", res, "per_class_ap.csv"):
         return
+    pc = res["per_class_ap.csv"]
     page.table(tables.per_class_pivot(pc))
     page.figure(save_plot(plot_per_class(pc), page.plots / "per_class_ap.png"), "per-class AP")
     page.heading("### The published per-class AP (theirs)")
@@ -164,27 +166,27 @@ def per_class(page: Page, res: Results) -> None:
 
 
 def speed(page: Page, res: Results) -> None:
-    page.heading("## 4. Latency and FPS of the full-size detectors")
-    bench = res.get("bench.csv")
-    if not page.missing(res, "bench.csv"):
-        page.table(bench.assign(model=bench["model"].map(tables.title)), floatfmt=".1f",
-                   formats={"GMACs": ".3f", "forward_speedup": ".2f", "mac_ratio": ".2f"})
-        if "forward_speedup" in bench and "mac_ratio" in bench and len(bench) > 1:
-            page.add("")
-            first = tables.title(bench["model"].iloc[0])
-            for _, r in bench.iloc[1:].iterrows():
-                page.add(f"- {tables.title(r['model'])}: {r['mac_ratio']:.2f}x fewer MACs than {first}, "
-                         f"but a {r['forward_speedup']:.2f}x faster forward pass.")
-            page.add("", "Latency falls less than MACs: memory traffic, per-layer overheads, the un-pruned parts "
-                     "(extras, heads) and post-processing (decode + NMS) do not shrink with the pruned filters, "
-                     "and depthwise convolutions do few MACs per byte moved.")
+    if not page.section("## 4. Latency and FPS of the full-size detectors", res, "bench.csv"):
+        return
+    bench = res["bench.csv"]
+    page.table(bench.assign(model=bench["model"].map(tables.title)), floatfmt=".1f",
+               formats={"GMACs": ".3f", "forward_speedup": ".2f", "mac_ratio": ".2f"})
+    if "forward_speedup" in bench and "mac_ratio" in bench and len(bench) > 1:
+        page.add("")
+        first = tables.title(bench["model"].iloc[0])
+        for _, r in bench.iloc[1:].iterrows():
+            page.add(f"- {tables.title(r['model'])}: {r['mac_ratio']:.2f}x fewer MACs than {first}, "
+                     f"but a {r['forward_speedup']:.2f}x faster forward pass.")
+        page.add("", "Latency falls less than MACs: memory traffic, per-layer overheads, the un-pruned parts "
+                 "(extras, heads) and post-processing (decode + NMS) do not shrink with the pruned filters, "
+                 "and depthwise convolutions do few MACs per byte moved.")
 
 
 def flops(page: Page, res: Results) -> None:
-    page.heading("## 5. Parameters and MACs (exact count beside the original project's own count)")
-    fl = res.get("flops.csv")
-    if page.missing(res, "flops.csv"):
+    if not page.section("## 5. Parameters and MACs (exact count beside the original project's own count)", res,
+                        "flops.csv"):
         return
+    fl = res["flops.csv"]
     exact_cols = [c for c in ("model", "compress_rate", "params", "MACs", "GMACs", "params_ratio", "MACs_ratio")
                   if c in fl]
     published_cols = [c for c in ("model", "published_params", "published_flops") if c in fl]
@@ -202,24 +204,21 @@ def flops(page: Page, res: Results) -> None:
 
 
 def sensitivity(page: Page, res: Results) -> None:
-    page.heading("## 6. Per-layer sensitivity (prune one layer, no finetuning)")
-    sens = res.get("sensitivity.csv")
-    if page.missing(res, "sensitivity.csv"):
+    if not page.section("## 6. Per-layer sensitivity (prune one layer, no finetuning)", res, "sensitivity.csv"):
         return
+    sens = res["sensitivity.csv"]
     page.table(sens.pivot_table(index="rate", columns="name", values="map", sort=False).reset_index(),
                formats={"rate": ".1f"})
     page.figure(save_plot(plot_sensitivity(sens), page.plots / "sensitivity.png"), "sensitivity")
 
 
 def criteria(page: Page, res: Results) -> None:
-    page.heading("## 7. Pruning criteria at the same compress rate")
-    crit = res.get("criteria.csv")
-    if not page.missing(res, "criteria.csv"):
+    if page.section("## 7. Pruning criteria at the same compress rate", res, "criteria.csv"):
+        crit, base = res["criteria.csv"], tables.baseline_map(res.get("map.csv"))
         page.table(crit)
-        base = tables.baseline_map(res.get("map.csv"))
         page.figure(save_plot(plot_criteria(crit, baseline=base), page.plots / "criteria.png"), "criteria")
-    page.heading("### Finetuning with and without distillation from the unpruned model (same budget)")
-    if not page.missing(res, "distillation.csv"):
+    if page.section("### Finetuning with and without distillation from the unpruned model (same budget)", res,
+                    "distillation.csv"):
         page.table(res["distillation.csv"])
 
 
