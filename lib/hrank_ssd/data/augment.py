@@ -48,7 +48,8 @@ def expand(image: np.ndarray, boxes: np.ndarray, mean: Sequence[float], max_rati
     h, w, c = image.shape
     ratio = np.random.uniform(1, max_ratio)
     left, top = int(np.random.uniform(0, w * ratio - w)), int(np.random.uniform(0, h * ratio - h))
-    canvas = np.full((int(h * ratio), int(w * ratio), c), np.asarray(mean, dtype=image.dtype), dtype=image.dtype)
+    canvas = np.empty((int(h * ratio), int(w * ratio), c), dtype=image.dtype)
+    canvas[...] = np.asarray(mean, dtype=image.dtype)
     canvas[top:top + h, left:left + w] = image
     return canvas, boxes + np.array([left, top, left, top], dtype=boxes.dtype)
 

@@ -15,9 +15,10 @@ from hrank_ssd.errors import HRankError
 SHAPES = ("circle", "square", "triangle", "cross", "ring")
 DIFFICULT_RATE = 0.05  # about this share of images get one extra tiny object marked difficult
 _A = 0.33  # half the width of a cross's bar
-POLYGONS = {"square": [[-1, -1], [1, -1], [1, 1], [-1, 1]], "triangle": [[0, -1], [1, 1], [-1, 1]],
-            "cross": [[-_A, -1], [_A, -1], [_A, -_A], [1, -_A], [1, _A], [_A, _A], [_A, 1], [-_A, 1], [-_A, _A],
-                      [-1, _A], [-1, -_A], [-_A, -_A]]}  # outlines in [-1, 1]^2 of the shapes drawn as polygons
+POLYGONS = {  # outlines in [-1, 1]^2 of the shapes drawn as polygons
+    "square": [[-1, -1], [1, -1], [1, 1], [-1, 1]], "triangle": [[0, -1], [1, 1], [-1, 1]],
+    "cross": [[-_A, -1], [_A, -1], [_A, -_A], [1, -_A], [1, _A], [_A, _A], [_A, 1], [-_A, 1], [-_A, _A],
+              [-1, _A], [-1, -_A], [-_A, -_A]]}
 
 
 def _background(rng: np.random.Generator, size: int, dark: bool) -> np.ndarray:
@@ -161,7 +162,7 @@ def make_synthetic_voc(out_dir, num_train: int = 600, num_test: int = 150, image
         (root / "JPEGImages" / f"{image_id}.jpg").write_bytes(buf.tobytes())
         (root / "Annotations" / f"{image_id}.xml").write_text(annotation_xml(image_id, image_size, objects),
                                                               encoding="utf-8")
-    for split, split_ids in (("trainval", ids[:num_train]), ("test", ids[num_train:])):
-        (root / "ImageSets" / "Main" / f"{split}.txt").write_text("\n".join(split_ids) + "\n", encoding="utf-8")
+    (root / "ImageSets" / "Main" / "trainval.txt").write_text("\n".join(ids[:num_train]) + "\n", encoding="utf-8")
+    (root / "ImageSets" / "Main" / "test.txt").write_text("\n".join(ids[num_train:]) + "\n", encoding="utf-8")
     write_labels(root / "labels.txt", classes)  # BACKGROUND first, then the shapes
     return root

@@ -37,8 +37,8 @@ class _AllFailed(Exception):
 
 
 class _Ctx:
-    """One :func:`fetch` or :func:`fetch_many` call's state (``active``: the artifacts being fetched, to catch bundle
-    loops; ``failed``: the bundles that failed, not tried again)."""
+    """One :func:`fetch` or :func:`fetch_many` call's state (``active``: the artifacts being fetched, to catch
+    bundle loops; ``failed``: the bundles that failed, not tried again)."""
 
     def __init__(self, manifest: Manifest, dest: Path, record: bool, transports: Mapping, progress: bool,
                  check: Optional[Check]):
@@ -107,8 +107,8 @@ def fetch_many(names: Sequence[str] = (), dest_dir=".", manifest=None, record: b
 
 
 def _fetch(art: dict, ctx: _Ctx) -> Path:
-    """``art`` present and verified under ``ctx.dest``: kept when already good, else from the first of its sources
-    that gives a file passing the checks."""
+    """``art`` present and verified under ``ctx.dest``: kept when already good, else from the first of its
+    sources that gives a file passing the checks."""
     name, target = art["name"], ctx.dest / art["file"]
     if name in ctx.active:
         raise _AllFailed([f"bundle loop through {' -> '.join(ctx.active + [name])}"], "fix the manifest")
@@ -121,7 +121,8 @@ def _fetch(art: dict, ctx: _Ctx) -> Path:
             log(f"{name}: existing {target} is not usable ({reason}); downloading a new copy "
                 "(the old one stays until the new one is verified)")
         sources, failures = [normalise_source(s, name) for s in art["sources"]], []
-        attempts = [(describe_source(s), functools.partial(_run_source, s, art, target, ctx)) for s in sources]
+        attempts = [(describe_source(s), functools.partial(_run_source, s, art, target, ctx))
+                    for s in sources]
         ctx.active.append(name)
         try:
             good = first_good(name, attempts, lambda path: ctx.problem(path, art), failures)

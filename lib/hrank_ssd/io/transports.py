@@ -166,8 +166,8 @@ def gdrive_transport(src: dict, tmp: Path, *, progress: bool = True) -> None:
 
 
 def gdrive_folder_transport(src: dict, tmp: Path, *, progress: bool = True) -> None:
-    """A shared Drive folder into the folder ``tmp``; with a ``member`` glob (or a list of them), only that file
-    into the file ``tmp``: found in gdown's listing of the folder, fetched by its id."""
+    """A shared Drive folder into the folder ``tmp``; with a ``member`` glob (or a list of them), only that
+    file into the file ``tmp``: found in gdown's listing of the folder, fetched by its id."""
     if not src.get("member"):
         _gdown("download_folder", "gdown got no files from the folder (Drive quota exceeded, or not shared "
                "publicly)", id=src["id"], output=str(tmp), quiet=not progress)

@@ -75,9 +75,9 @@ def download_voc(dest="data", sets: Sequence[str] = ("2007-trainval", "2007-test
     return devkit
 
 
-def _mirrors(dest: Path, name: str, art: dict, mirrors: Sequence[str], own: List[str], progress: bool) -> Path:
-    """The tar of ``name`` in ``dest``: kept when verified, else from ``mirrors`` then the manifest's (a ``.part``
-    resumed); else one line: each mirror and why, ``own`` (why your copy did not do), and what to do."""
+def _mirrors(dest: Path, name: str, art: dict, mirrors: Sequence[str], own: List[str], progress: bool):
+    """The tar of ``name`` in ``dest``: kept when verified, else from ``mirrors`` then the manifest's (a
+    ``.part`` resumed); else one line: each mirror and why, ``own`` (why your copy did not do), what to do."""
     year, tar, folder = VOC_SETS[name]
     path, what = dest / tar, f"VOC {name}"
     if path.is_file():
@@ -100,9 +100,9 @@ def _mirrors(dest: Path, name: str, art: dict, mirrors: Sequence[str], own: List
     md5 = f" (md5 {art['md5']})" if art.get("md5") else ""
     raise HRankError(f"could not download {what}: tried {'; '.join(failures) or 'no mirrors'}; "
                      f"{''.join(f + '; ' for f in own)}bring your own copy: put {tar}{md5} or an extracted "
-                     f"VOCdevkit/{folder} in a folder and set {VOC_SOURCE_ENV}=that folder (on Colab a folder of "
-                     f"your mounted Drive, e.g. /content/drive/MyDrive/VOC; download_voc.py --voc_source), or put "
-                     f"the tar at {path.resolve()}, or pass --mirror URL, then rerun")
+                     f"VOCdevkit/{folder} in a folder and set {VOC_SOURCE_ENV}=that folder (on Colab a "
+                     "folder of your mounted Drive, e.g. /content/drive/MyDrive/VOC; download_voc.py "
+                     f"--voc_source), or put the tar at {path.resolve()}, or pass --mirror URL, then rerun")
 
 
 def _own_copy(own: Path, name: str, folder: str, art: dict) -> Tuple[Optional[Path], List[str]]:
