@@ -25,8 +25,7 @@ VOC_SOURCE_ENV = "HRANK_SSD_VOC_SOURCE"  # a folder with your own tars or extrac
 
 def voc_source(source=None) -> Optional[Path]:
     """``source``, else ``$HRANK_SSD_VOC_SOURCE``, else None; an error when it is set but not a folder."""
-    env = os.environ.get(VOC_SOURCE_ENV)
-    given = source if source is not None else env or None
+    given = source if source is not None else os.environ.get(VOC_SOURCE_ENV) or None
     if given is None:
         return None
     path = Path(given).expanduser()
