@@ -54,8 +54,6 @@ def write_report(run_dir) -> Tuple[Path, Path]:
     return md_path, html_path
 
 
-# ---------------------------------------------------------------- README block
-
 
 def readme_results_block(run_dir) -> str:
     """A short markdown summary of a run for the README (between the results markers)."""
@@ -99,13 +97,13 @@ def readme_results_block(run_dir) -> str:
 
 
 def replace_marked_block(path, start_marker: str, end_marker: str, block: str) -> Path:
-    """Replace the text between the two markers of the file ``path`` with ``block`` (atomic; a missing file or marker is a one-line error)."""
+    """Replace the text between the two markers of the file ``path`` with ``block`` (atomically)."""
     path = Path(path)
     if not path.is_file():
         raise HRankError(f"{path} not found: pass the README.md that holds the {start_marker} markers")
     text = path.read_text(encoding="utf-8")
     start, end = text.find(start_marker), text.find(end_marker)
-    if start < 0 or end < 0 or end < start:
+    if start < 0 or end < start:
         raise HRankError(f"{path} has no '{start_marker}' ... '{end_marker}' block: add both markers "
                          f"where the generated text should go")
     atomic_write_text(path, text[:start + len(start_marker)] + "\n" + block.strip("\n") + "\n" + text[end:])

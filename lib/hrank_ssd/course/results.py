@@ -39,18 +39,11 @@ class Producer:
     step: Optional[str]
     in_report: bool = True  # load_results reads it
 
-    @property
-    def notebook_text(self) -> str:
-        if self.notebooks == NOTEBOOKS:
-            return "any notebook"
-        return " and ".join(f"{name}.ipynb" for name in self.notebooks) or "no notebook"
-
 
 _PRUNE, _EVAL, _VIDEO = ("02_hrank_pruning",), ("04_eval_map_fps",), ("06_video_demo",)
 RESULTS: Dict[str, Producer] = {
     "settings.json": Producer("Course.settings()", ("00_setup",), "all"),
-    LOGS: Producer("Course.baseline() / Course.finetune()", ("00_setup", "03_finetune"),
-                   "train"),
+    LOGS: Producer("Course.baseline() / Course.finetune()", ("00_setup", "03_finetune"), "train"),
     "sensitivity.csv": Producer("Course.sensitivity()", _PRUNE, "sensitivity"),
     "criteria.csv": Producer("Course.criteria()", _PRUNE, "criteria"),
     "rank_stability.csv": Producer("Course.rank_stability()", ("01_rank_generation",), None, in_report=False),
@@ -102,15 +95,12 @@ def results_file(results: Path, name: str) -> Path:
 
 def missing_note(name: str) -> str:
     """One line naming what writes a missing results file."""
-    entry = RESULTS.get(table_entry(name) or "")
-    call, notebook, step = (entry.call, entry.notebook_text, entry.step) if entry else \
-        ("a Course step", "the course notebooks", "all")
-    run = f"or run `python -m hrank_ssd course --no_notebooks --steps {step}` " if step else ""
-    return (f"_Not available: `results/{name}` is missing. It is written by `{call}` (notebook `{notebook}`), "
-            f"{run}(whole course: `python -m hrank_ssd course --profile offline --runs runs`)._")
-
-
-# ---------------------------------------------------------------- run folders
+    entry = RESULTS.get(table_entry(name) or "", Producer("a Course step", (), "all"))
+    notebook = ("any notebook" if entry.notebooks == NOTEBOOKS else
+                " and ".join(f"{nb}.ipynb" for nb in entry.notebooks) or "the course notebooks")
+    run = f"or run `python -m hrank_ssd course --no_notebooks --steps {entry.step}` " if entry.step else ""
+    return (f"_Not available: `results/{name}` is missing. It is written by `{entry.call}` (notebook "
+            f"`{notebook}`), {run}(whole course: `python -m hrank_ssd course --profile offline --runs runs`)._")
 
 
 def repo_root() -> Path:
@@ -125,9 +115,8 @@ def repo_root() -> Path:
 def open_run_dir(runs, run_dir: Optional[Path] = None) -> Path:
     """``run_dir`` (created), else a new ``runs/<YYYYmmdd-HHMMSS>`` that ``runs/latest`` (or ``runs/LATEST``) names."""
     if run_dir is not None:
-        run_dir = Path(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        return run_dir
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        return Path(run_dir)
     runs = Path(runs)
     runs.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -144,8 +133,6 @@ def open_run_dir(runs, run_dir: Optional[Path] = None) -> Path:
             os.symlink(run_dir.name, latest, target_is_directory=True)
     return run_dir
 
-
-# ---------------------------------------------------------------- reading and writing
 
 
 def read_result(results: Path, name: str):
@@ -183,10 +170,8 @@ def load_results(run_dir) -> Dict[str, object]:
     if not run_dir.is_dir():
         raise HRankError(f"run folder {run_dir} not found: pass a runs/<timestamp> folder made by "
                          f"`python -m hrank_ssd course`")
-    out: Dict[str, object] = {}
-    for name, entry in RESULTS.items():
-        if entry.in_report and "*" not in name:
-            out[name] = read_result(results, name)
+    out: Dict[str, object] = {name: read_result(results, name) for name, entry in RESULTS.items()
+                              if entry.in_report and "*" not in name}
     logs = {log_key(p.name): p for p in results.glob(LOGS)}
     order = [k for k in MODEL_KEYS if k in logs] + sorted(k for k in logs if k not in MODEL_KEYS)
     out["logs"] = {k: read_result(results, logs[k].name) for k in order}
