@@ -1,6 +1,5 @@
-"""Which torch device to run on (``None``: CUDA when visible, else CPU), waiting for it, and a model on it: library
-functions use :func:`model_on` and :func:`evaluating`, never ``model.to(device).eval()``, so the caller's model
-stays where it was, in the mode it was."""
+"""The torch device to run on (``None``: CUDA when visible, else CPU). Library functions use :func:`model_on`
+and :func:`evaluating`, never ``model.to(device).eval()``, so the caller's model stays where and as it was."""
 
 from __future__ import annotations
 
@@ -35,10 +34,6 @@ def sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _is_on(t: torch.Tensor, device: torch.device) -> bool:
-    return t.device.type == device.type and (device.index is None or t.device.index == device.index)
-
-
 def model_on(model: torch.nn.Module, device, channels_last: bool = False) -> torch.nn.Module:
     """``model`` itself when already on ``device`` (and channels-last if asked), else a copy moved there: the
     caller's model is never moved or converted; what is no ``nn.Module`` comes back as it is."""
@@ -47,9 +42,8 @@ def model_on(model: torch.nn.Module, device, channels_last: bool = False) -> tor
     device = torch.device(device)
     tensors = [*model.parameters(), *model.buffers()]
     fmt = torch.channels_last if channels_last else torch.preserve_format
-    layout_ok = not channels_last or all(t.dim() != 4 or t.is_contiguous(memory_format=torch.channels_last)
-                                         for t in tensors)
-    if all(_is_on(t, device) for t in tensors) and layout_ok:
+    if all(t.device.type == device.type and device.index in (None, t.device.index)
+           and (not channels_last or t.dim() != 4 or t.is_contiguous(memory_format=fmt)) for t in tensors):
         return model
     return copy.deepcopy(model).to(device=device, memory_format=fmt)
 
