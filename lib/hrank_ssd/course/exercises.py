@@ -1,5 +1,6 @@
 """The course's exercises: each ``check_*`` runs a student's function on a few cases against the library's answer
-and prints ``correct: ...`` or ``not yet: ...`` with a hint, never raising (:mod:`hrank_ssd.course.checking`)."""
+and prints ``correct: ...`` or ``not yet: ...`` with a hint, never raising (:mod:`hrank_ssd.course.checking`).
+Each check's ``hint(case, got)`` names a mistake it recognises in ``got``, and returns None for any other."""
 
 from __future__ import annotations
 
@@ -40,7 +41,6 @@ def check_feature_map_rank(fn) -> bool:
         fmap = case.args[0]
         if integer(got) in (fmap.shape[0], fmap.shape[1]) and case.want < min(fmap.shape):
             return "that is the map's size, not its rank: how many of its rows are linearly independent?"
-        return None
 
     return run_check("feature_map_rank", fn, cases, same_int, "torch.linalg.matrix_rank", hint,
                 "torch.linalg.matrix_rank(fmap) counts the singular values above a small tolerance; int(...) turns "
@@ -67,7 +67,6 @@ def check_average_rank(fn) -> bool:
             return "these are the ranks of every map: now average over the images (dim 0)"
         if close(got, case.want * maps.shape[0]):
             return "that is the sum over the images: divide by the number of images (the mean)"
-        return None
 
     return run_check("average_rank", fn, cases, close, "batched_ranks(maps).mean(0)", hint,
                 "rank each of the B x C maps (feature_map_rank), then average each filter's ranks over the images: "
@@ -92,7 +91,6 @@ def check_kept_count(fn) -> bool:
             return f"int() rounds down (HRank's rule): {c} * {1 - r:g} = {c * (1 - r):g} keeps {case.want}; round() gives {got}"
         if got == c - int(c * (1 - r)) or got == int(c * r):
             return "that is how many filters go; the layer keeps c * (1 - rate)"
-        return None
 
     return run_check("kept_count", fn, cases, same_int, "kept_channels (HRank's int(c * (1 - rate)))", hint,
                 "keep int(channels * (1 - rate)) filters, and never fewer than one")
@@ -122,7 +120,6 @@ def check_top_filters(fn) -> bool:
             return f"return exactly keep = {keep} indices"
         if found == sorted(int(i) for i in np.argsort(scores)[:keep]):
             return "you kept the lowest scores: HRank keeps the filters of highest average rank"
-        return None
 
     return run_check("top_filters", fn, cases, lambda got, want: _indices(got) == want, "pruning.select_filters", hint,
                 "np.argsort(scores) lists the indices from lowest to highest score: keep the last `keep` of them")
@@ -153,7 +150,6 @@ def check_distillation_loss(fn) -> bool:
             return "divide both score tensors by T before the softmax"
         if math.isclose(x * s.shape[0], case.want, rel_tol=1e-4) or math.isclose(x * s.numel(), case.want, rel_tol=1e-4):
             return "sum over priors and classes (no mean)"
-        return None
 
     return run_check("distillation_loss", fn, cases,
                      lambda got, want: math.isclose(number(got), want, rel_tol=1e-5, abs_tol=1e-7),
@@ -186,7 +182,6 @@ def check_voc07_ap(fn) -> bool:
             return "interpolate: at each point take the highest precision at any recall >= t, not the first one"
         if math.isclose(x, compute_ap(p, r, use_2007_metric=False), rel_tol=1e-9):
             return "that is the area under the curve (VOC2010 and later); this exercise wants the 11-point AP"
-        return None
 
     return run_check("voc07_ap", fn, cases, lambda got, want: math.isclose(number(got), want, abs_tol=1e-9),
                 "evaluation.compute_ap (11-point)", hint,
@@ -211,7 +206,6 @@ def check_conv_macs(fn) -> bool:
             return "in a grouped conv each output channel sees only in_c / groups input channels"
         if k > 1 and x * k * k == want:
             return "every output value multiplies a k x k window of each input channel: times k * k"
-        return None
 
     return run_check("conv_macs", fn, cases, same_int, "flops.conv_macs", hint,
                 "one output value costs (in_c / groups) * k * k MACs, and there are out_h * out_w * out_c of them; "
