@@ -29,9 +29,7 @@ def plot_per_class(per_class: pd.DataFrame):
     for k, m in enumerate(models):
         ax.bar(x + (k - (len(models) - 1) / 2) * width, piv[m], width, label=m)
     ax.set_xticks(x, piv["class"], rotation=45, ha="right", fontsize=8)
-    ax.set_ylabel("AP (VOC07 11-point)")
-    ax.set_ylim(0, 1)
-    ax.set_title("Per-class AP")
+    ax.set(ylabel="AP (VOC07 11-point)", ylim=(0, 1), title="Per-class AP")
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
@@ -75,8 +73,7 @@ def plot_published(points: pd.DataFrame):
     for _, r in points.iterrows():
         ax.annotate(r["model"], (r["GMACs (full size)"], r["mAP (theirs, published)"]), fontsize=7, xytext=(4, 4),
                     textcoords="offset points")
-    ax.set_xlabel("GMACs of the full-size detector (exact: 300x300, 21 classes)")
-    ax.set_ylabel("mAP (theirs: VOC2007 test)")
+    ax.set(xlabel="GMACs of the full-size detector (exact: 300x300, 21 classes)", ylabel="mAP (theirs: VOC2007 test)")
     ax.set_title("Theirs: the original HRank-SSD project's published figures", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
