@@ -198,6 +198,4 @@ def latency_models(course) -> pd.DataFrame:
         rows.append(dict(_budget_row(course, key, load_model(path).plan.prunable, base, full_macs),
                          **{"chosen by": f"{budget.get('kind')} knapsack", "budget": budget.get("budget"),
                             "budget unit": budget.get("unit"), "note": budget.get("note") or ""}))
-    table = pd.DataFrame(rows)
-    table.to_csv(course.result("latency_models.csv"), index=False)
-    return table
+    return course.save_csv("latency_models.csv", pd.DataFrame(rows))

@@ -13,7 +13,6 @@ import pandas as pd
 from hrank_ssd.course import video as video_demo
 from hrank_ssd.course.models import MODEL_KEYS, MODEL_TITLES
 from hrank_ssd.course.results import repo_root
-from hrank_ssd.data.voc import TestTransform, VOCDataset
 from hrank_ssd.errors import HRankError
 from hrank_ssd.hrank.pruning import kept_agreement
 from hrank_ssd.hrank.ranks import load_ranks
@@ -33,16 +32,6 @@ from hrank_ssd.train.resume_check import steps_per_epoch, stopped_and_resumed
 SHARED_VIDEO = ("..", "shared", "data", "video", "vtest.mp4")  # relative to the repository root
 
 
-def _saved(course, table: pd.DataFrame, name: str) -> pd.DataFrame:
-    table.to_csv(course.result(name), index=False)
-    return table
-
-
-def _trainval(course, model=None) -> VOCDataset:
-    transform = None if model is None else TestTransform(model.image_size, model.cfg.image_mean, model.cfg.image_std)
-    return VOCDataset(course.dataset_root(), split="trainval", transform=transform, class_names=course.class_names())
-
-
 def evaluate(course, keys=MODEL_KEYS) -> Tuple[pd.DataFrame, pd.DataFrame]:
     """mAP and per-class AP of each model: (summary, per-class long table), ``map.csv`` and ``per_class_ap.csv``."""
     ds, summary, per_class = course.test_dataset(), [], []
@@ -55,13 +44,13 @@ def evaluate(course, keys=MODEL_KEYS) -> Tuple[pd.DataFrame, pd.DataFrame]:
         summary.append({"model": key, "title": title, "mAP": mean_ap(table), "avg_predict_s": avg,
                         "params": count_parameters(model)})
         per_class.append(table.assign(model=key))
-    return (_saved(course, pd.DataFrame(summary), "map.csv"),
-            _saved(course, pd.concat(per_class, ignore_index=True), "per_class_ap.csv"))
+    return (course.save_csv("map.csv", pd.DataFrame(summary)),
+            course.save_csv("per_class_ap.csv", pd.concat(per_class, ignore_index=True)))
 
 
 def flops(course) -> pd.DataFrame:
     """Exact params/MACs of the three detectors at full size (21 classes, 300x300) + the published figures."""
-    return _saved(course, flops_table(), "flops.csv")
+    return course.save_csv("flops.csv", flops_table())
 
 
 def _bench(course, models, name: str, **kw) -> pd.DataFrame:
@@ -77,7 +66,7 @@ def bench(course) -> pd.DataFrame:
                             "vgg16-ssd-pruned": build_model("vgg16-ssd", 21, compress_rate=course.profile.compress_rate)
                             }, "bench")
     course.save_json("machine.json", {k: v for k, v in results_json(table).items() if k != "results"})
-    return _saved(course, table, "bench.csv")
+    return course.save_csv("bench.csv", table)
 
 
 def frontier(course) -> pd.DataFrame:
@@ -90,7 +79,7 @@ def frontier(course) -> pd.DataFrame:
                              for m in models.values()]
     front["finetune_epochs"] = [course.model_epochs(k) for k in models]
     course.save_json("frontier_machine.json", {k: v for k, v in results_json(front).items() if k != "results"})
-    return _saved(course, front, "frontier.csv")
+    return course.save_csv("frontier.csv", front)
 
 
 def layer_speed(course) -> Tuple[pd.DataFrame, pd.DataFrame, Dict[str, float]]:
@@ -102,7 +91,7 @@ def layer_speed(course) -> Tuple[pd.DataFrame, pd.DataFrame, Dict[str, float]]:
         layers = layer_times_and_macs(models, runs=max(1, p.bench_runs // 4), warmup=min(2, p.bench_warmup),
                                       progress=course.progress)
     groups = group_speedups(layers, pruning_groups(p.compress_rate))
-    layers.to_csv(course.result("layer_speed.csv"), index=False)
+    course.save_csv("layer_speed.csv", layers)
     groups.to_csv(course.result("layer_speed_groups.csv"))
     return layers, groups, mac_ceiling(groups)
 
@@ -149,10 +138,10 @@ def rank_stability(course) -> pd.DataFrame:
     """Ranks of two disjoint sets of training images compared per layer (``rank_stability.csv``)."""
     p, model = course.profile, load_model(course.baseline("vgg16-ssd"))
     with course.timed("rank stability"):
-        table = stability_table(model, _trainval(course, model), p.stability_images, p.stability_few,
+        table = stability_table(model, course.trainval_dataset(model), p.stability_images, p.stability_few,
                                 p.compress_rate, batch_size=min(p.rank_batch, 8), device=course.device,
                                 progress=course.progress)
-    return _saved(course, table, "rank_stability.csv")
+    return course.save_csv("rank_stability.csv", table)
 
 
 def rank_comparison(course) -> pd.DataFrame:
@@ -174,7 +163,7 @@ def sensitivity(course) -> pd.DataFrame:
         table = layer_sensitivity(load_model(course.baseline("vgg16-ssd")), course.test_dataset(p.sensitivity_images),
                                   "hrank", course.rank_dir(), p.sensitivity_rates, p.sensitivity_layers,
                                   device=course.device, progress=course.progress)
-    return _saved(course, table, "sensitivity.csv")
+    return course.save_csv("sensitivity.csv", table)
 
 
 def criteria(course) -> pd.DataFrame:
@@ -187,7 +176,7 @@ def criteria(course) -> pd.DataFrame:
         table = compare_criteria(load_model(course.baseline("vgg16-ssd")), course.test_dataset(), p.compress_rate,
                                  course.rank_dir(), finetune=finetune, device=course.device, seed=p.seed,
                                  progress=course.progress)
-    return _saved(course, table, "criteria.csv")
+    return course.save_csv("criteria.csv", table)
 
 
 def distillation(course) -> pd.DataFrame:
@@ -198,7 +187,7 @@ def distillation(course) -> pd.DataFrame:
                  "mAP": quick_map(load_model(course.finetune_rate(epochs=epochs, distill=kd)), ds, course.device,
                                   progress=course.progress, desc=f"mAP {name}")}
                 for name, kd in (("plain", False), ("distilled", True))]
-    return _saved(course, pd.DataFrame(rows), "distillation.csv")
+    return course.save_csv("distillation.csv", pd.DataFrame(rows))
 
 
 def fine_grained(course) -> pd.DataFrame:
@@ -208,23 +197,23 @@ def fine_grained(course) -> pd.DataFrame:
     with course.timed("fine-grained"):
         table = compare_fine_grained(model, pruned, course.test_dataset(p.sensitivity_images), device=course.device,
                                      warmup=p.bench_warmup, runs=p.bench_runs, progress=course.progress)
-    return _saved(course, table, "fine_grained.csv")
+    return course.save_csv("fine_grained.csv", table)
 
 
 def dead_filters(course) -> pd.DataFrame:
     """Per layer: near-dead filters (average rank below 1) and how many of them L1 and HRank keep."""
     model = load_model(course.baseline("vgg16-ssd"))
     ranks = load_ranks(course.rank_dir(), model.cfg.name, model.plan.prunable)
-    return _saved(course, dead_filter_table(model, course.profile.compress_rate, ranks), "dead_filters.csv")
+    return course.save_csv("dead_filters.csv", dead_filter_table(model, course.profile.compress_rate, ranks))
 
 
 def resume_lesson(course) -> pd.DataFrame:
     """Two short finetune epochs straight through and stopped then resumed: every step's loss of both."""
     p = course.profile
-    images = min(p.resume_images, len(_trainval(course)))
+    images = min(p.resume_images, len(course.trainval_dataset()))
     cfg = course.train_config("vgg16-ssd", 2, p.finetune_lr, 1.0, course.work / "resume-lesson",
                               base_net=str(course.prune()), max_images=p.resume_images, validation_epochs=0,
                               batch_size=max(1, min(p.batch_size, images // 2)))  # two steps at least: a middle
     with course.timed("resume lesson"):
         table = stopped_and_resumed(cfg, course.work / "resume-lesson", 1, max(1, steps_per_epoch(cfg, images) // 2))
-    return _saved(course, table, "resume.csv")
+    return course.save_csv("resume.csv", table)

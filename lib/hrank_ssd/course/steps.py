@@ -28,8 +28,9 @@ from hrank_ssd.train.config import TrainConfig
 from hrank_ssd.train.trainer import train as run_training
 
 
-class Workspace:
-    """Paths, data and baselines of one course run; ``data_dir`` (default ``work_dir``) holds ``<profile>/data``."""
+class Course:
+    """Paths, data, trained baselines and ranks of one course run, and the course's verbs (:data:`VERBS`);
+    ``data_dir`` (default ``work_dir``) holds ``<profile>/data``."""
 
     def __init__(self, profile="offline", run_dir=f"runs/{LATEST_LINK}", work_dir="work", device=None,
                  progress=True, data_dir=None):
@@ -59,6 +60,11 @@ class Workspace:
         """Write the results file ``name`` (JSON) of this run."""
         return results_files.write_json(self.results, name, obj)
 
+    def save_csv(self, name: str, table: pd.DataFrame) -> pd.DataFrame:
+        """Write the results file ``name`` (CSV, without the index) of this run; returns ``table``."""
+        table.to_csv(self.result(name), index=False)
+        return table
+
     def load_json(self, name: str):
         """The results file ``name`` of this run, parsed (None when absent)."""
         return results_files.read_result(self.results, name)
@@ -80,11 +86,10 @@ class Workspace:
 
     def substitute(self, key: str, why: str) -> None:
         """Say once (stderr) and record in ``results/substitutes.json`` what stands in for the published ``key``."""
-        if key in self.substitutes:
-            return
-        self.substitutes[key] = why
-        print(why, file=sys.stderr)
-        self.save_json("substitutes.json", {**(self.load_json("substitutes.json") or {}), key: why})
+        if key not in self.substitutes:
+            self.substitutes[key] = why
+            print(why, file=sys.stderr)
+            self.save_json("substitutes.json", {**(self.load_json("substitutes.json") or {}), key: why})
 
     def published_used(self, key: str) -> None:
         """The published ``key`` was had after all: drop an earlier kernel's substitute record of it."""
@@ -108,23 +113,19 @@ class Workspace:
                 with self.timed("dataset"):
                     make_synthetic_voc(self.data, p.num_train, p.num_test, p.image_size, seed=p.seed)
             return root
-        return self._voc("2007-trainval") / "VOC2007"
+        return self._voc("2007-trainval", "VOC2007")
 
     def test_root(self) -> Path:
         """The test VOC root (offline: the synthetic set's, whose test split is separate)."""
-        if self.profile.synthetic:
-            return self.dataset_root()
-        return self._voc("2007-test") / "VOC2007-test"
+        return self.dataset_root() if self.profile.synthetic else self._voc("2007-test", "VOC2007-test")
 
-    def _voc(self, voc_set: str) -> Path:
-        """``<data>/VOCdevkit`` with ``voc_set`` (VOC2007 trainval or test) downloaded once per kernel."""
-        devkit = self.data / "VOCdevkit"
+    def _voc(self, voc_set: str, folder: str) -> Path:
+        """``<data>/VOCdevkit/<folder>``, with ``voc_set`` (VOC2007 trainval or test) downloaded once per kernel."""
         if voc_set not in self._voc_sets:
             with self.timed(f"dataset {voc_set}"):
-                voc_download.download_voc(self.data, sets=(voc_set,), keep_tars=False,
-                                          progress=self.progress)
+                voc_download.download_voc(self.data, sets=(voc_set,), keep_tars=False, progress=self.progress)
             self._voc_sets.add(voc_set)
-        return devkit
+        return self.data / "VOCdevkit" / folder
 
     def label_file(self) -> Path:
         """The class names file: the synthetic data's, the published one, else the library's names (said once)."""
@@ -138,9 +139,8 @@ class Workspace:
                 atomic_write_text(out, "\n".join(("BACKGROUND",) + VOC_CLASSES) + "\n")
             if "voc-labels (library)" not in self._fetched:  # said once per kernel
                 self._fetched["voc-labels (library)"] = out
-                print(f"label file unavailable: using the library's 20 VOC class names (hrank_ssd.data.voc."
-                      f"VOC_CLASSES, the published file's names in its order), written to {out}; why: {e}",
-                      file=sys.stderr)
+                print(f"label file unavailable: using the library's 20 VOC class names (the published file's, "
+                      f"in its order), written to {out}; why: {e}", file=sys.stderr)
             return out
 
     def class_names(self):
@@ -153,6 +153,12 @@ class Workspace:
         if limit:
             ds.ids = ds.ids[:limit]
         return ds
+
+    def trainval_dataset(self, model=None) -> VOCDataset:
+        """The training split, as ``model`` sees it when given."""
+        transform = None if model is None else TestTransform(model.image_size, model.cfg.image_mean,
+                                                             model.cfg.image_std)
+        return VOCDataset(self.dataset_root(), split="trainval", transform=transform, class_names=self.class_names())
 
     def train_config(self, net: str, epochs: int, lr: float, width: float, folder: Path, **extra) -> TrainConfig:
         """How the course trains ``net`` on the profile's data; ``extra``: more ``TrainConfig`` fields."""
@@ -167,21 +173,14 @@ class Workspace:
 
     def train(self, key: str, net: str, epochs: int, lr: float, hooks=None, width: float = 1.0, **extra) -> Path:
         """``models/<key>.pth``: ``net`` trained (or finetuned, ``base_net``) once, resumable; its log copied into results."""
-        out = self.path(key)
-        folder = self.work / "checkpoints" / key
-        if out.is_file():
-            self._copy_log(folder, key)
-            return out
-        with self.timed(f"train {key}"):
-            result = run_training(self.train_config(net, epochs, lr, width, folder, **extra), hooks)
-        save_model(result.model, out)
-        self._copy_log(folder, key)
+        out, folder = self.path(key), self.work / "checkpoints" / key
+        if not out.is_file():
+            with self.timed(f"train {key}"):
+                result = run_training(self.train_config(net, epochs, lr, width, folder, **extra), hooks)
+            save_model(result.model, out)
+        if (folder / "log.csv").is_file():  # also when the model came from an earlier run
+            self.save_csv(results_files.log_name(key), pd.read_csv(folder / "log.csv"))
         return out
-
-    def _copy_log(self, folder: Path, key: str) -> None:
-        """Training logs belong to this run's results too (also when the model came from an earlier run)."""
-        if (folder / "log.csv").is_file():
-            pd.read_csv(folder / "log.csv").to_csv(self.result(results_files.log_name(key)), index=False)
 
     def baseline(self, net: str = "vgg16-ssd") -> Path:
         """A trained detector: trained here (offline) or the published weights (full)."""
@@ -195,20 +194,15 @@ class Workspace:
     def rank_dir(self, generate: Optional[bool] = None, net: str = "vgg16-ssd") -> Path:
         """HRank ranks of the baseline ``net``: VGG16-SSD's published ones on full unless ``generate``, else computed."""
         vgg = net == "vgg16-ssd"
-        if generate is None:
-            generate = self.profile.synthetic or not vgg
-        if not generate and not self.profile.synthetic and vgg:
+        if vgg and not (generate or self.profile.synthetic):
             published = self.published_ranks()
             if published is not None:
                 return published
         out = self.work / ("ranks" if vgg else f"ranks-{net}")
         if has_ranks(out, net):
             return out
-        p = self.profile
-        model = load_model(self.baseline(net))
-        ds = VOCDataset(self.dataset_root(), split="trainval",
-                        transform=TestTransform(model.image_size, model.cfg.image_mean, model.cfg.image_std),
-                        class_names=self.class_names())
+        p, model = self.profile, load_model(self.baseline(net))
+        ds = self.trainval_dataset(model)
         with self.timed("ranks" if vgg else f"ranks {net}"):
             ranks = compute_ranks(model, image_batches(ds, p.rank_batch, p.rank_limit), device=self.device,
                                   total=p.rank_limit, progress=self.progress)
@@ -229,10 +223,6 @@ class Workspace:
     def log_file(self, model: Path) -> Path:
         """This run's copy of the training log of a model trained by the course (``log_<key>.csv``)."""
         return self.result(results_files.log_name(Path(model).stem))
-
-
-class Course(Workspace):
-    """Paths, data, trained baselines and ranks (:class:`Workspace`) and the course's verbs (:data:`VERBS`)."""
 
 
 # the verbs, each a function of its module taking the course first: ``course.prune()`` is ``making.prune(course)``
