@@ -15,10 +15,9 @@ class CompareModel:
     key: str
     title: str  # the report's
     label: str  # the plots'
-    net: str
+    net: str  # what it is, or is pruned from
     made: str
     setting: Optional[str] = None
-    parent: Optional[str] = None
     epochs: Optional[str] = None
 
 
@@ -26,14 +25,14 @@ PAPER_MACS, SMALL, MB1_PRUNED = "vgg16-ssd-lat-paper-macs", "vgg16-ssd-lat-small
 MODELS = (
     CompareModel("vgg16-ssd", "VGG16-SSD", "VGG", "vgg16-ssd", "trained"),
     CompareModel("vgg16-ssd-pruned", "VGG16-SSD pruned (HRank)", "VGG paper rate", "vgg16-ssd", "rate",
-                 "compress_rate", "vgg16-ssd", "finetune_epochs"),
+                 "compress_rate", "finetune_epochs"),
     CompareModel(PAPER_MACS, "VGG16-SSD latency-pruned (paper rate's MACs)", "VGG latency @ paper MACs",
-                 "vgg16-ssd", "latency", "paper_macs_keep", "vgg16-ssd", "finetune_epochs"),
+                 "vgg16-ssd", "latency", "paper_macs_keep", "finetune_epochs"),
     CompareModel(SMALL, "VGG16-SSD latency-pruned (small budget)", "VGG latency small", "vgg16-ssd", "latency",
-                 "latency_budget", "vgg16-ssd", "small_finetune_epochs"),
+                 "latency_budget", "small_finetune_epochs"),
     CompareModel("mb1-ssd", "MobileNetV1-SSD", "MB1", "mb1-ssd", "trained"),
     CompareModel(MB1_PRUNED, "MobileNetV1-SSD pruned (HRank)", "MB1 pruned", "mb1-ssd", "rate",
-                 "mb1_compress_rate", "mb1-ssd", "small_finetune_epochs"),
+                 "mb1_compress_rate", "small_finetune_epochs"),
 )
 BY_KEY = {m.key: m for m in MODELS}
 MODEL_KEYS = tuple(BY_KEY)
