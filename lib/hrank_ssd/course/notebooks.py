@@ -51,10 +51,6 @@ def _first_line(text) -> str:
     return lines[0][:300] if lines else ""
 
 
-# the kernel's own warnings (e.g. "running over TCP without encryption") stay out of the user's terminal
-QUIET_KERNEL = ["--IPKernelApp.log_level=ERROR"]
-
-
 def notebook_params(profile: str, run_dir, work_dir, device=None) -> dict:
     """The values papermill injects into each notebook's parameters cell (absolute paths)."""
     return {"PROFILE": profile, "RUN_DIR": str(Path(run_dir).resolve()), "WORK_DIR": str(Path(work_dir).resolve()),
@@ -91,18 +87,18 @@ def _papermill():
 
 
 def execute_one(path: Path, out_dir: Path, params: dict, cwd=None, kernel_name: str = "python3",
-                progress: bool = False, log=print, shared=None,
-                cell_timeout: float | None = None) -> Path:
+                progress: bool = False, log=print, shared=None, cell_timeout: float | None = None) -> Path:
     """Execute one notebook into ``out_dir`` with papermill ``params``; a failure is one :class:`HRankError` line."""
     pm = _papermill()
     out = out_dir / path.name
     start = time.perf_counter()
     log(f"[course] {path.name} ...")
     source, extra = (shared.input_copy(path), {"km": shared.km}) if shared else (path, {})
-    try:
+    try:  # the kernel's own warnings (e.g. "running over TCP without encryption") stay out of the terminal
         pm.execute_notebook(str(source), str(out), parameters=params, cwd=str(cwd or repo_root()),
                             kernel_name=kernel_name, progress_bar=progress, log_output=False,
-                            execution_timeout=cell_timeout, extra_arguments=QUIET_KERNEL, **extra)
+                            execution_timeout=cell_timeout, extra_arguments=["--IPKernelApp.log_level=ERROR"],
+                            **extra)
     except pm.PapermillExecutionError as e:
         raise HRankError(f"notebook {path.name} failed in cell {e.exec_count}: {e.ename}: "
                          f"{_first_line(e.evalue)} (executed copy: {out})") from None
@@ -110,8 +106,6 @@ def execute_one(path: Path, out_dir: Path, params: dict, cwd=None, kernel_name: 
         raise HRankError(f"notebook {path.name}: a cell ran longer than {cell_timeout:g} s and was stopped "
                          f"(executed copy: {out})") from None
     except Exception as e:  # kernel died, kernel not found, ...
-        if isinstance(e, HRankError):
-            raise
         raise HRankError(f"notebook {path.name} could not run: {type(e).__name__}: {_first_line(e)} "
                          f"(install the kernel with `python -m ipykernel install --user --name python3`)") from None
     log(f"[course] {path.name} done in {time.perf_counter() - start:.0f} s")
@@ -121,9 +115,14 @@ def execute_one(path: Path, out_dir: Path, params: dict, cwd=None, kernel_name: 
 # ---------------------------------------------------------------- the whole course
 
 
-def step_calls(course: Course) -> dict:
-    """Each ``--steps`` name (:data:`~hrank_ssd.course.results.STEPS`) -> the notebooks' Course call(s)."""
-    return {
+def run_steps(course: Course, steps: Sequence[str] = STEPS, log: Callable[[str], None] = print) -> None:
+    """The notebooks' Course calls, in the same order, without notebooks (``steps``: some of
+    :data:`~hrank_ssd.course.results.STEPS`)."""
+    unknown = [s for s in steps if s not in STEPS]
+    if unknown:
+        raise HRankError(f"unknown --steps {','.join(unknown)}: choose from {','.join(STEPS)}")
+    course.save_json("settings.json", course.settings())
+    calls = {  # each step name -> the notebooks' Course call(s)
         "data": course.dataset_root,
         "train": lambda: (course.baseline("vgg16-ssd"), course.baseline("mb1-ssd")),
         "ranks": lambda: (course.rank_dir(), course.rank_dir(net="mb1-ssd")),
@@ -139,30 +138,12 @@ def step_calls(course: Course) -> dict:
         "distillation": course.distillation,
         "video": course.video,
     }
-
-
-def run_steps(course: Course, steps: Sequence[str] = STEPS, log: Callable[[str], None] = print) -> None:
-    """The notebooks' Course calls, in the same order, without notebooks."""
-    steps = list(steps)
-    unknown = [s for s in steps if s not in STEPS]
-    if unknown:
-        raise HRankError(f"unknown --steps {','.join(unknown)}: choose from {','.join(STEPS)}")
-    course.save_json("settings.json", course.settings())
-    calls = step_calls(course)
     for step in STEPS:
         if step in steps:
             start = time.perf_counter()
             log(f"[course] {step} ...")
             calls[step]()
             log(f"[course] {step} done in {time.perf_counter() - start:.0f} s")
-
-
-def check_report_needs() -> None:
-    """The report needs markdown: fail before the course runs, not after it."""
-    try:
-        import markdown  # noqa: F401 - the colab extra's; only its presence is checked here
-    except ImportError:
-        raise HRankError('markdown is not installed: pip install -e ".[course]"') from None
 
 
 def run_course(profile: str, runs="runs", work="work", run_dir: Optional[Path] = None, device=None,
@@ -172,7 +153,10 @@ def run_course(profile: str, runs="runs", work="work", run_dir: Optional[Path] =
     """Run the course (``notebooks``' notebooks, else the Course ``steps``) into ``run_dir`` and write the report."""
     if device:
         resolve_device(device)  # a clear error for a bad device before anything runs
-    check_report_needs()
+    try:  # the report needs markdown: fail before the course runs, not after it
+        import markdown  # noqa: F401 - the course extra's; only its presence is checked here
+    except ImportError:
+        raise HRankError('markdown is not installed: pip install -e ".[course]"') from None
     start = time.perf_counter()
     run_dir = open_run_dir(runs, run_dir)
     log(f"[course] profile {profile}, run folder {run_dir}")
