@@ -52,18 +52,16 @@ def frame_stage_times(predictor, class_names: Sequence[str], clip, frames: int =
         with tempfile.TemporaryDirectory() as tmp:
             writer = cv2.VideoWriter(str(Path(tmp) / "stages.mp4"), cv2.VideoWriter_fourcc(*FOURCC), fps,
                                      (frame.shape[1], frame.shape[0]))
-            decode = None
             for i in range(warmup + frames):
+                stage = {}
                 if i:
-                    (ok, frame), decode = clocked(cap.read, "cpu")
+                    (ok, frame), stage["decode"] = clocked(cap.read, "cpu")
                     if not ok:
                         break
-                stage = _one_frame(predictor, frame, class_names, writer, threshold, top_k)
+                stage.update(_one_frame(predictor, frame, class_names, writer, threshold, top_k))
                 if i >= warmup:
                     for name, s in stage.items():
                         seconds[name].append(s)
-                    if decode is not None:
-                        seconds["decode"].append(decode)
             writer.release()
     finally:
         cap.release()
