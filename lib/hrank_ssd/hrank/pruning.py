@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -19,13 +19,10 @@ from hrank_ssd.nets.ssd import SSD, ChannelPlan, kept_channels
 CRITERIA = ("hrank", "l1", "random")
 
 
-def slice_rules(net: str) -> Dict[str, Rule]:
-    """Module prefix -> (layer whose kept filters index dim 0, layer whose kept filters index dim 1): the net's table."""
-    return get_net(net).slice_rules()
-
-
-def _rule_for(key: str, rules: Dict[str, Rule]) -> Rule:
-    return rules.get(key.rsplit(".", 1)[0], (None, None))
+def _rules(net: str) -> Callable[[str], Rule]:
+    """Tensor key -> (layer whose kept filters index its dim 0, layer whose kept filters index its dim 1)."""
+    rules = get_net(net).slice_rules()
+    return lambda key: rules.get(key.rsplit(".", 1)[0], (None, None))
 
 
 def l1_scores(model: SSD) -> List[np.ndarray]:
@@ -95,12 +92,9 @@ def kept_agreement(model: SSD, compress_rate: Sequence[float], rank_dir, other_r
     """Per prunable layer: how many filters HRank keeps under both ``rank_dir`` and ``other_rank_dir``."""
     a = kept_indices(model, compress_rate, "hrank", rank_dir)
     b = kept_indices(model, compress_rate, "hrank", other_rank_dir)
-    rows = []
-    for name, c in zip(layer_names(model.cfg.name), model.plan.prunable):
-        same = len(set(a[name]) & set(b[name]))
-        rows.append({"layer": name, "filters": c, "kept": len(a[name]), "kept_by_both": same,
-                     "agreement": same / len(a[name])})
-    return rows
+    rows = [{"layer": n, "filters": c, "kept": len(a[n]), "kept_by_both": len(set(a[n]) & set(b[n]))}
+            for n, c in zip(layer_names(model.cfg.name), model.plan.prunable)]
+    return [dict(r, agreement=r["kept_by_both"] / r["kept"]) for r in rows]
 
 
 def _index_lists(model: SSD, kept: Dict[str, List[int]]) -> List[torch.Tensor]:
@@ -124,11 +118,9 @@ def apply_kept(model: SSD, kept: Dict[str, List[int]]) -> SSD:
     widths = [idx.numel() for idx in index] + list(model.plan.base[len(index):])
     plan = ChannelPlan(widths, list(model.plan.extras), model.plan.num_prunable)
     pruned = build_model(net, model.num_classes, plan=plan, image_size=model.image_size)
-    rules = slice_rules(net)
-    new_state = {}
-    for key, tensor in model.state_dict().items():
-        out_layer, in_layer = _rule_for(key, rules)
-        t = tensor
+    rule, new_state = _rules(net), {}
+    for key, t in model.state_dict().items():
+        out_layer, in_layer = rule(key)
         if out_layer is not None and t.dim() >= 1:
             t = t.index_select(0, index[out_layer].to(t.device))
         if in_layer is not None and t.dim() >= 2:
@@ -140,12 +132,10 @@ def apply_kept(model: SSD, kept: Dict[str, List[int]]) -> SSD:
 
 def masked_copy(model: SSD, kept: Dict[str, List[int]]) -> SSD:
     """A copy of the model with every removed filter zeroed (BatchNorm too): the pruned model's outputs."""
-    index = _index_lists(model, kept)
-    masked = copy.deepcopy(model)
-    rules = slice_rules(model.cfg.name)
+    index, masked, rule = _index_lists(model, kept), copy.deepcopy(model), _rules(model.cfg.name)
     with torch.no_grad():
         for key, p in masked.named_parameters():
-            out_layer, _ = _rule_for(key, rules)
+            out_layer, _ = rule(key)
             if out_layer is None:
                 continue
             keep = torch.zeros(p.shape[0], dtype=torch.bool, device=p.device)

@@ -119,11 +119,8 @@ def image_batches(dataset, batch_size: int, limit: int, shuffle: bool = False, s
     """``limit`` batches of test-transformed images, in listed order unless ``shuffle``."""
     if len(dataset) == 0:
         raise HRankError("the dataset is empty: check --dataset and its ImageSets split file")
-    if shuffle:
-        order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed)).tolist()
-    else:
-        order = list(range(len(dataset)))
-    order = order[: batch_size * limit]
+    order = (torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed)).tolist() if shuffle
+             else list(range(len(dataset))))[: batch_size * limit]
     for start in range(0, len(order), batch_size):
         yield torch.stack([dataset[i][0] for i in order[start:start + batch_size]])
 

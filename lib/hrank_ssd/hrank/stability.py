@@ -4,17 +4,17 @@ large weights (no gradient, no weight decay under Adam), which L1 keeps."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
-import torch
-from tqdm.auto import tqdm
+from torch.utils.data import Subset
 
-from hrank_ssd.devices import evaluating, model_on
+from hrank_ssd.devices import model_on
 from hrank_ssd.errors import HRankError
 from hrank_ssd.hrank.pruning import l1_scores, select_filters
-from hrank_ssd.hrank.ranks import RankAccumulator
+from hrank_ssd.hrank.ranks import compute_ranks, image_batches
 from hrank_ssd.nets.compress import layer_rates
 from hrank_ssd.nets.models import layer_names
 from hrank_ssd.nets.ssd import SSD, kept_channels
@@ -64,22 +64,10 @@ def rank_sets(model: SSD, dataset, sizes: Sequence[int], batch_size: int = 8, de
     if min(sizes) < 1 or sum(sizes) > len(dataset):
         raise HRankError(f"rank sets of {list(sizes)} images need {sum(sizes)} images, the data set has "
                          f"{len(dataset)}: use fewer images")
-    model = model_on(model, device)  # the caller's model is not moved
-    out, start = [], 0
-    with tqdm(total=sum(sizes), desc="ranks per image set", unit="image", disable=not progress) as bar, \
-            evaluating(model):
-        for size in sizes:
-            acc = RankAccumulator(model)
-            try:
-                for first in range(start, start + size, batch_size):
-                    stop = min(first + batch_size, start + size)
-                    acc.add(torch.stack([dataset[i][0] for i in range(first, stop)]).to(device))
-                    bar.update(stop - first)
-            finally:
-                acc.close()
-            out.append(acc.result())
-            start += size
-    return out
+    model, ends = model_on(model, device), list(itertools.accumulate(sizes, initial=0))  # the caller's: not moved
+    batches = [-(-size // batch_size) for size in sizes]
+    return [compute_ranks(model, image_batches(Subset(dataset, range(a, b)), batch_size, n), device, n, progress)
+            for a, b, n in zip(ends, ends[1:], batches)]
 
 
 def merge_ranks(parts: Sequence[Tuple[Sequence[np.ndarray], int]]) -> List[np.ndarray]:
@@ -98,11 +86,9 @@ def rank_stability(model: SSD, dataset, images: int, few: int, compress_rate: Se
         raise HRankError(f"rank stability needs at least 2 images, the data set has {len(dataset)}")
     sizes = [images, few] + ([images - few] if images > few else [])
     sets = rank_sets(model, dataset, sizes, batch_size, device, progress)
-    a, few_b = sets[0], sets[1]
-    b = merge_ranks([(few_b, few)] + ([(sets[2], images - few)] if len(sets) > 2 else []))
-    net = model.cfg.name
+    a, b, net = sets[0], merge_ranks(list(zip(sets[1:], sizes[1:]))), model.cfg.name
     rows = stability_rows(a, b, compress_rate, net, f"disjoint sets ({images} vs {images} images)")
-    rows += stability_rows(few_b, a, compress_rate, net, f"few vs many ({few} vs {images} images)")
+    rows += stability_rows(sets[1], a, compress_rate, net, f"few vs many ({few} vs {images} images)")
     return pd.DataFrame(rows)
 
 
