@@ -121,12 +121,9 @@ def min_cost(terms: Sequence[np.ndarray], rest: float = 0.0) -> float:
 
 def _dp(units: Sequence[np.ndarray], values: Sequence[np.ndarray], capacity: int):
     """Best value per (grid index, steps used), layer by layer, and each entry's best previous index."""
-    best = np.full((units[0].shape[1], capacity + 1), -np.inf)
-    for a, w in enumerate(units[0][0]):
-        if w <= capacity:
-            best[a, w] = values[0][0, a]
-    parents = [None]
-    for u, val in zip(units[1:], values[1:]):
+    best, parents = np.full((1, capacity + 1), -np.inf), []
+    best[0, 0] = 0.0  # before the first layer (one row of terms): nothing kept, no step used
+    for u, val in zip(units, values):
         new = np.full((u.shape[1], capacity + 1), -np.inf)
         parent = np.zeros(new.shape, dtype=np.int64)
         for a, p in np.argwhere(u <= capacity)[:, ::-1]:
@@ -151,51 +148,39 @@ def _backtrack(best: np.ndarray, parents, units) -> List[int]:
     return indices[::-1]
 
 
-class _Chain(NamedTuple):
-    """A budget's chain, checked and rounded once; :meth:`choose` runs the DP for any price of a second cost."""
+def _chooser(counts, gains, unary, pairwise, budget: float, steps: int, rest: float, unit: str):
+    """A budget's chain, checked and rounded once: ``choose(penalty)`` runs the DP for any price of a second cost."""
+    if not (len(counts) == len(gains) == len(unary) == len(pairwise)) or not counts:
+        raise HRankError("counts, gains, unary and pairwise costs need one entry per prunable layer")
+    for i, (c, g, u) in enumerate(zip(counts, gains, unary)):
+        if not (len(c) == len(g) == len(u)) or list(c) != sorted(c):
+            raise HRankError(f"layer {i}: the count grid must be ascending, with one gain and one cost per count")
+    terms, gains = layer_terms(unary, pairwise), [np.asarray(g, dtype=np.float64) for g in gains]
+    cheapest = min_cost(terms, rest)
+    if cheapest > budget:
+        raise HRankError(f"the budget {budget:.6g}{unit} is below the smallest possible cost {cheapest:.6g}{unit} "
+                         f"(every layer at its fewest filters): raise the budget")
+    rounded = round_costs(unary, pairwise, budget, steps, rest)
 
-    counts: Sequence[Sequence[int]]
-    gains: List[np.ndarray]
-    terms: List[np.ndarray]
-    rounded: Rounded
-    rest: float
-    budget: float
-    steps: int
-    unit: str
-
-    @classmethod
-    def of(cls, counts, gains, unary, pairwise, budget, steps, rest, unit) -> _Chain:
-        if not (len(counts) == len(gains) == len(unary) == len(pairwise)) or not counts:
-            raise HRankError("counts, gains, unary and pairwise costs need one entry per prunable layer")
-        for i, (c, g, u) in enumerate(zip(counts, gains, unary)):
-            if not (len(c) == len(g) == len(u)) or list(c) != sorted(c):
-                raise HRankError(f"layer {i}: the count grid must be ascending, with one gain and one cost per count")
-        terms = layer_terms(unary, pairwise)
-        cheapest = min_cost(terms, rest)
-        if cheapest > budget:
-            raise HRankError(f"the budget {budget:.6g}{unit} is below the smallest possible cost {cheapest:.6g}{unit} "
-                             f"(every layer at its fewest filters): raise the budget")
-        return cls(counts, [np.asarray(g, dtype=np.float64) for g in gains], terms,
-                   round_costs(unary, pairwise, budget, steps, rest), rest, budget, steps, unit)
-
-    def choose(self, penalty: Optional[Sequence[np.ndarray]] = None) -> BudgetChoice:
+    def choose(penalty: Optional[Sequence[np.ndarray]] = None) -> BudgetChoice:
         values = [np.broadcast_to(g[None, :] - (0.0 if penalty is None else penalty[i]), t.shape)
-                  for i, (g, t) in enumerate(zip(self.gains, self.terms))]
-        best, parents = _dp(self.rounded.units, values, self.rounded.capacity)
+                  for i, (g, t) in enumerate(zip(gains, terms))]
+        best, parents = _dp(rounded.units, values, rounded.capacity)
         if not np.isfinite(best).any():
-            raise HRankError(f"the budget {self.budget:.6g}{self.unit} exceeds the smallest cost "
-                             f"{min_cost(self.terms, self.rest):.6g}{self.unit} by less than the rounding of "
-                             f"{self.steps} budget steps: raise the budget or the steps")
-        ix = _backtrack(best, parents, self.rounded.units)
-        return BudgetChoice(ix, [int(c[a]) for c, a in zip(self.counts, ix)], chain_cost(self.terms, ix, self.rest),
-                            math.fsum(float(g[a]) for g, a in zip(self.gains, ix)), float(self.budget), self.steps)
+            raise HRankError(f"the budget {budget:.6g}{unit} exceeds the smallest cost {cheapest:.6g}{unit} by less "
+                             f"than the rounding of {steps} budget steps: raise the budget or the steps")
+        ix = _backtrack(best, parents, rounded.units)
+        return BudgetChoice(ix, [int(c[a]) for c, a in zip(counts, ix)], chain_cost(terms, ix, rest),
+                            math.fsum(float(g[a]) for g, a in zip(gains, ix)), float(budget), steps)
+
+    return choose
 
 
 def choose_counts(counts, gains, unary, pairwise, budget: float, steps: int = STEPS, rest: float = 0.0,
                   unit: str = "", penalty: Optional[Sequence[np.ndarray]] = None) -> BudgetChoice:
     """The counts of largest summed importance (less ``penalty``, shaped as :func:`layer_terms`'s) whose cost fits
     ``budget``; a budget below the cheapest choice is an :class:`HRankError`."""
-    return _Chain.of(counts, gains, unary, pairwise, budget, steps, rest, unit).choose(penalty)
+    return _chooser(counts, gains, unary, pairwise, budget, steps, rest, unit)(penalty)
 
 
 class CappedChoice(NamedTuple):
@@ -211,18 +196,18 @@ def choose_counts_capped(counts, gains, unary, pairwise, budget: float, second: 
                          cap_name: str = "the second cost") -> CappedChoice:
     """:func:`choose_counts` with a second cost (e.g. MACs) at most ``cap``, priced into the importance at the
     smallest (bisected) price whose choice fits."""
-    chain = _Chain.of(counts, gains, unary, pairwise, budget, steps, rest, unit)
+    choose = _chooser(counts, gains, unary, pairwise, budget, steps, rest, unit)
     terms = layer_terms(second.unary, second.pairwise)
 
     def attempt(weight: float) -> CappedChoice:
-        choice = chain.choose(None if weight == 0 else [weight * t for t in terms])
+        choice = choose(None if weight == 0 else [weight * t for t in terms])
         return CappedChoice(choice, chain_cost(terms, choice.indices, second.constant), weight)
 
     best = attempt(0.0)
     if best.second <= cap:
         return best
     spread = max(float(t.max() - t.min()) for t in terms) or 1.0
-    top = attempt(math.fsum(float(g.max()) for g in chain.gains) / spread)  # as heavy as all the gains
+    top = attempt(math.fsum(float(np.max(g)) for g in gains) / spread)  # as heavy as all the gains
     for _ in range(64):
         if top.second <= cap:
             break
