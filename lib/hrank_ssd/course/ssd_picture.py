@@ -22,8 +22,7 @@ def source_table(model: SSD) -> pd.DataFrame:
         boxes = spec.boxes_per_location
         stride = spec.shrinkage if reference and size == spec.feature_map_size else round(model.image_size / size, 1)
         rows.append({"source": k, "H": size, "W": size, "channels": model.classification_headers[k - 1].in_channels,
-                     "stride": stride, "boxes_per_location": boxes,
-                     "priors": boxes * size * size,
+                     "stride": stride, "boxes_per_location": boxes, "priors": boxes * size * size,
                      "min_box_px": round(spec.min_size * model.image_size / model.cfg.image_size, 1),
                      "class_scores": model.classification_headers[k - 1].out_channels,
                      "box_offsets": model.regression_headers[k - 1].out_channels})
