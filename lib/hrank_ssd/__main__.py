@@ -1,5 +1,3 @@
-import sys
-
 from hrank_ssd.cli.main import main
 
-sys.exit(main())
+raise SystemExit(main())

@@ -7,13 +7,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from hrank_ssd.cli.main import command, device_arg
+from hrank_ssd.cli.main import command
 from hrank_ssd.course.results import STEPS, repo_root
 from hrank_ssd.errors import HRankError
 
 
 def add_parser(sub) -> None:
-    p = command(sub, "course", run_whole_course, help="run the notebook course, write runs/<timestamp>/report.md")
+    p = command(sub, "course", run_whole_course, "run the notebook course, write runs/<timestamp>/report.md",
+                "--device")
     p.add_argument("--profile", default="offline", choices=("offline", "tiny", "full"),
                    help="offline: synthetic data; tiny: seconds (CI); full: real VOC, published weights (network)")
     p.add_argument("--runs", default="runs", help="folder that receives runs/<timestamp>/ and the latest pointer")
@@ -22,9 +23,8 @@ def add_parser(sub) -> None:
     p.add_argument("--no_notebooks", action="store_true", help="run the Course steps instead of the notebooks")
     p.add_argument("--steps", default=None, help=f"with --no_notebooks: some of {','.join(STEPS)} (default all)")
     p.add_argument("--run_dir", default=None, help="write into this folder instead of runs/<timestamp>/")
-    device_arg(p)
     p.add_argument("--update_readme", action="store_true", help="also refresh README.md's results block")
-    p = command(sub, "download", run_download, help="download checkpoints, labels and ranks (checksummed, resumable)")
+    p = command(sub, "download", run_download, "download checkpoints, labels, ranks (checksummed, resumable)")
     p.add_argument("names", nargs="*", help="artifact names (see --list); default: all weights and labels")
     p.add_argument("--dest", default=".", help="folder the manifest's paths (models/...) are relative to")
     p.add_argument("--manifest", default=None, help="manifest file (default: the repository's weights_manifest.json)")
@@ -40,10 +40,7 @@ def run_whole_course(args: argparse.Namespace) -> int:
     if args.steps and not args.no_notebooks:
         raise HRankError("--steps works with --no_notebooks only (the notebooks run every step)")
     steps = [s.strip() for s in args.steps.split(",") if s.strip()] if args.steps else None
-    if args.no_notebooks:
-        notebooks = None
-    else:
-        notebooks = Path(args.notebooks) if args.notebooks else repo_root() / "notebooks"
+    notebooks = None if args.no_notebooks else Path(args.notebooks or repo_root() / "notebooks")
     run_course(args.profile, runs=args.runs, work=args.work, run_dir=Path(args.run_dir) if args.run_dir else None,
                device=args.device, notebooks=notebooks, steps=steps,
                readme=repo_root() / "README.md" if args.update_readme else None,

@@ -8,7 +8,7 @@ import re
 
 import pandas as pd
 
-from hrank_ssd.cli.main import add_compress_rate, add_net, command, compress_rate_of, device_arg
+from hrank_ssd.cli.main import command
 from hrank_ssd.data.voc import TestTransform, VOCDataset, read_labels
 from hrank_ssd.devices import resolve_device
 from hrank_ssd.errors import HRankError
@@ -20,85 +20,62 @@ from hrank_ssd.latency.knapsack import KEEP_IMPORTANCE, Budget
 from hrank_ssd.latency.table import LatencyTable
 from hrank_ssd.measure import bench, flops, published_flops
 from hrank_ssd.measure.flops import macs
+from hrank_ssd.nets.compress import format_compress_rate
 from hrank_ssd.nets.models import count_parameters, load_model
 
-MAC_SUFFIXES = {"": None, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
+MAC_SUFFIXES = {"k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
 NUMBER = r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*"
 
 
 def add_parser(sub) -> None:
-    p = command(sub, "rank", run_rank, help="compute HRank feature-map ranks (rank_conv{i}.npy)")
-    p.add_argument("--dataset", required=True, help="VOC root (VOCdevkit/VOC2007 layout)")
-    p.add_argument("--base_net", required=True, help="trained detector checkpoint (.pth)")
-    add_net(p)
-    p.add_argument("--label_file", default=None, help="labels file, BACKGROUND first (checks the class count)")
+    p = command(sub, "rank", run_rank, "compute HRank feature-map ranks (rank_conv{i}.npy)",
+                "--net", "--dataset", "--base_net", "--label_file", "--seed", "--device")
     p.add_argument("--split", default="trainval", help="ImageSets/Main split to read images from")
     p.add_argument("--limit", type=int, default=5, help="number of batches to average over")
     p.add_argument("--batch_size", type=int, default=128)
     p.add_argument("--rank_dir", default="rank_conv/vgg-16-limitbatch5", help="output folder")
     p.add_argument("--shuffle", action="store_true", help="sample images instead of taking them in order")
-    p.add_argument("--seed", type=int, default=0)
-    device_arg(p)
-    _prune_flags(command(sub, "prune", run_prune, help="prune a detector (hrank, l1 or random; rates or a budget)"))
-    p = command(sub, "flops", run_flops, help="parameters and MACs per layer (exact) or the original's table")
-    add_net(p)
-    add_compress_rate(p)
-    p.add_argument("--style", default="exact", choices=("exact", "published"), help="published: the original's table")
-    p.add_argument("--num_classes", type=int, default=21, help="classes incl. BACKGROUND (sizes the heads)")
-    p.add_argument("--image_size", type=int, default=None, help="input side (default 300; published mb1-ssd: 256)")
-    p.add_argument("--csv", metavar="OUT", default=None, help="also write the per-layer table to this CSV file")
-
-
-def _prune_flags(p: argparse.ArgumentParser) -> None:
-    add_net(p)
-    p.add_argument("--base_net", required=True, help="detector checkpoint to prune (.pth)")
-    p.add_argument("--rank_dir", default=None, help="folder of rank_conv{i}.npy (needed by --criterion hrank)")
-    add_compress_rate(p)
-    p.add_argument("--mac_budget", default=None, help="a fraction of the unpruned MACs (0.5) or MACs (10G)")
-    p.add_argument("--latency_budget", default=None, help="a fraction of the table's full_ms (0.6) or 12.5ms")
+    p = command(sub, "prune", run_prune, "prune a detector (hrank, l1 or random; rates or a budget)",
+                "--net", "--base_net", "--rank_dir", "--compress_rate", "--criterion", "--seed", "--round_to")
+    p.add_argument("--mac_budget", type=lambda text: parse_budget(text, "--mac_budget", latency=False),
+                   help="a fraction of the unpruned MACs (0.5) or MACs (10G)")
+    p.add_argument("--latency_budget", type=lambda text: parse_budget(text, "--latency_budget", latency=True),
+                   help="a fraction of the table's full_ms (0.6) or 12.5ms")
     p.add_argument("--latency_table", default=None, help="latency table JSON (`python -m hrank_ssd latency-table`)")
     p.add_argument("--budget_steps", type=int, default=400, help="steps of the budget (costs rounded up: never over)")
     p.add_argument("--keep_importance", type=float, default=KEEP_IMPORTANCE,
                    help="--mac_budget and --latency_table: fastest widths keeping this share of the best importance")
     p.add_argument("--min_keep", type=float, default=0.0, help="with a budget: least fraction of filters a layer keeps")
-    p.add_argument("--criterion", default="hrank", choices=("hrank", "l1", "random"))
-    p.add_argument("--seed", type=int, default=0, help="seed of --criterion random")
-    p.add_argument("--round_to", type=int, default=None, help="round kept filter counts up to a multiple of N")
     p.add_argument("--output", required=True, help="pruned state dict (.pth); its kept indices go to .pth.json")
+    p = command(sub, "flops", run_flops, "parameters and MACs per layer (exact) or the original's table",
+                "--net", "--compress_rate", "--num_classes")
+    p.add_argument("--style", default="exact", choices=("exact", "published"), help="published: the original's table")
+    p.add_argument("--image_size", type=int, default=None, help="input side (default 300; published mb1-ssd: 256)")
+    p.add_argument("--csv", metavar="OUT", default=None, help="also write the per-layer table to this CSV file")
 
 
-def parse_budget(text: str, flag: str, latency: bool):
+def parse_budget(text: str, flag: str, latency: bool) -> Budget:
     """``--mac_budget`` / ``--latency_budget`` text -> :class:`hrank_ssd.latency.knapsack.Budget` (one-line errors)."""
     example = "0.6 (of the table's full_ms) or 12.5ms" if latency else "0.5 (of the unpruned MACs) or 10G (MACs)"
-    suffix = r"(ms)?" if latency else r"([kKmMgGtT]?)"
-    m = re.fullmatch(NUMBER + suffix + r"\s*", text or "")
+    m = re.fullmatch(NUMBER + (r"(ms)?" if latency else r"([kKmMgGtT]?)") + r"\s*", text)
     if not m:
         raise HRankError(f"{flag} {text!r} is not a budget: give a fraction in (0, 1] or an absolute one, e.g. {example}")
     value, unit = float(m.group(1)), (m.group(2) or "").lower()
-    if not unit:
-        if not 0 < value <= 1:
-            raise HRankError(f"{flag} {text!r}: a plain number is a fraction of the unpruned cost and must lie in "
-                             f"(0, 1]; write an absolute budget with its unit, e.g. {example}")
-        return Budget(value, True)
-    if value <= 0:
-        raise HRankError(f"{flag} {text!r} must be positive, e.g. {example}")
-    return Budget(value * (1.0 if latency else MAC_SUFFIXES[unit]), False)
+    if not (value > 0 if unit else 0 < value <= 1):
+        raise HRankError(f"{flag} {text!r}: a plain number is a fraction of the unpruned cost and must lie "
+                         f"in (0, 1], an absolute budget (with its unit) must be positive, e.g. {example}")
+    return Budget(value * MAC_SUFFIXES.get(unit, 1.0), not unit)  # fraction, ms: as written
 
 
-def _mode(args):
-    """("rates", list) | ("macs", Budget, None) | ("latency", latency Budget or None, MAC Budget or None)."""
-    if args.compress_rate is not None and (args.mac_budget is not None or args.latency_budget is not None):
-        raise HRankError("--compress_rate sets every layer's rate itself: drop --mac_budget / --latency_budget, or "
-                         "drop --compress_rate to let a budget choose the widths")
+def _mode(args) -> str:
+    """"rates", "macs" (--mac_budget) or "latency" (--latency_table: --latency_budget and/or --mac_budget)."""
     if args.compress_rate is not None:
-        if args.latency_table is not None:
-            raise HRankError("--latency_table goes with a budget, not with --compress_rate")
-        return "rates", compress_rate_of(args), None
+        if args.mac_budget is not None or args.latency_budget is not None or args.latency_table is not None:
+            raise HRankError("--compress_rate sets every layer's rate itself: drop --mac_budget, "
+                             "--latency_budget and --latency_table, or drop --compress_rate for a budget")
+        return "rates"
     if args.latency_budget is not None and args.latency_table is None:
         raise HRankError("--latency_budget needs --latency_table: a budget needs the table it is priced by")
-    if args.latency_table is not None and args.latency_budget is None and args.mac_budget is None:
-        raise HRankError("--latency_table prices a budget: add --latency_budget (e.g. 0.6) or --mac_budget (the "
-                         "fastest widths within those MACs)")
     if args.mac_budget is None and args.latency_budget is None:
         raise HRankError("prune needs --compress_rate (e.g. \"[0.1]*7+[0.5]*9\"), --mac_budget (e.g. 0.5) or "
                          "--latency_budget (e.g. 0.6, with --latency_table)")
@@ -107,11 +84,10 @@ def _mode(args):
     if not 0 < args.keep_importance <= 1:
         raise HRankError(f"--keep_importance {args.keep_importance:g} must lie in (0, 1]: the fraction of the most "
                          "importance the MACs allow that the fastest widths keep")
-    macs = None if args.mac_budget is None else parse_budget(args.mac_budget, "--mac_budget", latency=False)
-    if args.latency_table is None:
-        return "macs", macs, None
-    latency = None if args.latency_budget is None else parse_budget(args.latency_budget, "--latency_budget", True)
-    return "latency", latency, macs
+    if args.round_to:
+        raise HRankError("--round_to applies to --compress_rate; a budget's candidate counts already include the "
+                         "multiples of the channel block around each count")
+    return "macs" if args.latency_table is None else "latency"
 
 
 def run_rank(args: argparse.Namespace) -> int:
@@ -120,9 +96,8 @@ def run_rank(args: argparse.Namespace) -> int:
         raise HRankError("--limit and --batch_size must be at least 1")
     num_classes = len(read_labels(args.label_file)) if args.label_file else None
     model = load_model(args.base_net, net=args.net, num_classes=num_classes)
-    cfg = model.cfg
-    dataset = VOCDataset(args.dataset, split=args.split,
-                         transform=TestTransform(model.image_size, cfg.image_mean, cfg.image_std))
+    transform = TestTransform(model.image_size, model.cfg.image_mean, model.cfg.image_std)
+    dataset = VOCDataset(args.dataset, split=args.split, transform=transform)
     batches = image_batches(dataset, args.batch_size, args.limit, args.shuffle, args.seed)
     total = min(args.limit, -(-len(dataset) // args.batch_size))
     ranks = compute_ranks(model, batches, device=resolve_device(args.device), total=total)
@@ -136,37 +111,36 @@ def run_rank(args: argparse.Namespace) -> int:
 
 def run_prune(args: argparse.Namespace) -> int:
     """Keep the best filters of every prunable layer and rebuild a smaller model, by rates or a budget."""
-    kind, value, macs = _mode(args)
+    kind = _mode(args)
     model = load_model(args.base_net, net=args.net)
     if kind == "rates":
-        pruned, kept = prune_model(model, value, args.criterion, args.rank_dir, args.seed, args.round_to)
-        save_pruned(pruned, args.output, value, args.criterion, kept)
+        rates = args.compress_rate
+        pruned, kept = prune_model(model, rates, args.criterion, args.rank_dir, args.seed, args.round_to)
+        save_pruned(pruned, args.output, rates, args.criterion, kept)
         for row in describe_surgery(model, pruned):
             if row["parameter"].endswith("weight"):
                 print(f"{row['parameter']:<34} {str(row['before']):>22} -> {row['after']}")
     else:
-        pruned = _prune_to_budget(args, model, kind, value, macs)
+        pruned = _prune_to_budget(args, model, kind)
     before, after = count_parameters(model), count_parameters(pruned)
     print(f"parameters: {before:,} -> {after:,} ({after / before:.1%}); wrote {args.output} and {args.output}.json")
     return 0
 
 
-def _prune_to_budget(args, model, kind: str, budget, mac_budget):
-    if args.round_to:
-        raise HRankError("--round_to applies to --compress_rate; a budget's candidate counts already include the "
-                         "multiples of the channel block around each count")
+def _prune_to_budget(args, model, kind: str):
     if kind == "macs":
-        chosen = budgets.widths_for_mac_budget(model, budget, args.rank_dir, args.budget_steps, min_keep=args.min_keep)
+        chosen = budgets.widths_for_mac_budget(model, args.mac_budget, args.rank_dir, args.budget_steps,
+                                               min_keep=args.min_keep)
     else:
         table = LatencyTable.load(args.latency_table)
         full_macs = macs(model)  # the MAC fraction's base (the MAC path has chosen.full)
-        cap = None if mac_budget is None else mac_budget.of(full_macs)
-        if budget is None:
+        cap = None if args.mac_budget is None else args.mac_budget.of(full_macs)
+        if args.latency_budget is None:
             chosen = budgets.fastest_widths_at_mac_cap(model, table, cap, args.rank_dir, steps=args.budget_steps,
                                                        min_keep=args.min_keep, keep=args.keep_importance)
         else:
-            chosen = budgets.widths_for_latency_budget(model, table, budget, args.rank_dir, args.budget_steps,
-                                                       args.min_keep, mac_cap=cap)
+            chosen = budgets.widths_for_latency_budget(model, table, args.latency_budget, args.rank_dir,
+                                                       args.budget_steps, args.min_keep, mac_cap=cap)
     pruned = budgets.prune_to_budget(model, chosen, args.rank_dir, args.output, args.min_keep)
     for row in chosen.rows():
         print(f"{row['layer']:<10} {row['channels']:>5} -> {row['kept']}")
@@ -176,7 +150,10 @@ def _prune_to_budget(args, model, kind: str, budget, mac_budget):
         print(f"MACs: predicted {chosen.predicted / 1e9:.4f}G, exact {exact / 1e9:.4f}G, budget "
               f"{chosen.budget / 1e9:.4f}G ({exact / chosen.full:.1%} of the unpruned {chosen.full / 1e9:.4f}G)")
         return pruned
-    ms = _measured_ms(pruned, table)
+    rows = bench.benchmark_models({"model": pruned}, table.device, table.batch_size, warmup=5, runs=20,
+                                  threads=table.threads, image_size=table.image_size, predict=False,
+                                  channels_last=table.layout == "channels_last")  # timed as the table was
+    ms = float(rows["forward_median_ms"].iloc[0])
     print(f"latency: predicted {chosen.predicted:.3f} ms, measured {ms:.3f} ms (median), budget "
           f"{chosen.budget:.3f} ms ({chosen.predicted / chosen.full:.1%} of the table's full {chosen.full:.3f} ms)")
     if chosen.mac_cap is not None:
@@ -185,24 +162,14 @@ def _prune_to_budget(args, model, kind: str, budget, mac_budget):
     return pruned
 
 
-def _measured_ms(model, table) -> float:
-    """``model``'s median forward ms, timed as ``table`` was measured (device, threads, batch, layout)."""
-    rows = bench.benchmark_models({"model": model}, table.device, table.batch_size, warmup=5, runs=20,
-                                  threads=table.threads, image_size=table.image_size, predict=False,
-                                  channels_last=table.layout == "channels_last")
-    return float(rows["forward_median_ms"].iloc[0])
-
-
 def run_flops(args: argparse.Namespace) -> int:
     """Parameters and MACs of a (pruned) detector, exact per layer or as the original project printed them."""
-    rates = compress_rate_of(args)
+    rates = args.compress_rate
     if args.style == "published":
-        res = published_flops.print_published_table(args.net, rates, num_classes=args.num_classes,
-                                                    image_size=args.image_size)
-        table = res.frame()
+        table = published_flops.print_published_table(args.net, rates, num_classes=args.num_classes,
+                                                      image_size=args.image_size).frame()
     else:
-        model = flops.build_for_counting(args.net, args.num_classes, compress_rate=rates,
-                                        image_size=args.image_size)
+        model = flops.build_for_counting(args.net, args.num_classes, rates, image_size=args.image_size)
         table = flops.compare_with_thop(model)
         agree = flops.thop_agreement(model, table=table)
         tot = flops.totals(table)
@@ -211,13 +178,11 @@ def run_flops(args: argparse.Namespace) -> int:
                 "params", "MACs", "thop_ops"]
         with pd.option_context("display.max_rows", None, "display.width", 200):
             print(show[cols].to_string(index=False))
-        print()
-        print(f"{args.net} compress_rate={args.compress_rate or 'none'} "
+        print(f"\n{args.net} compress_rate={format_compress_rate(rates) if rates else 'none'} "
               f"{table.attrs['image_size']}x{table.attrs['image_size']}, {args.num_classes} classes")
         print(f"Params: {tot['params']}   (sum of p.numel(): {count_parameters(model)})")
         print(f"MACs:   {tot['MACs']}   ({tot['MACs'] / 1e9:.3f} GMACs; FLOPs ~= 2 x MACs = {2 * tot['MACs']})")
-        parts = ", ".join(f"{p} {tot[f'{p}_MACs']}" for p in table["part"].unique())
-        print(f"MACs by part: {parts}")
+        print("MACs by part: " + ", ".join(f"{p} {tot[f'{p}_MACs']}" for p in table["part"].unique()))
         bn_factor = agree["thop_bn_ops_per_element"]
         print(f"thop.profile: {agree['thop_total']} ops, {agree['thop_params']} params. Conv/Linear MACs "
               f"{'agree exactly' if agree['conv_linear_equal'] else 'DIFFER'} ({agree['analytic_conv_linear_MACs']}"

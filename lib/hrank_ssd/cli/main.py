@@ -1,5 +1,5 @@
-"""``python -m hrank_ssd <command>``: the commands of every other module of ``hrank_ssd.cli``, each adding its own with
-``add_parser(subparsers)``; the flags several share, with the original scripts' names; user errors exit 2 in one line."""
+"""``python -m hrank_ssd <command>``: every other module of ``hrank_ssd.cli`` adds its commands with
+``add_parser``; the flags keep the original scripts' names; user errors exit 2 in one line."""
 
 from __future__ import annotations
 
@@ -8,12 +8,39 @@ import importlib
 import pkgutil
 import sys
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Dict, Optional
 
 from hrank_ssd import __version__
 from hrank_ssd.errors import HRankError
 from hrank_ssd.nets.compress import parse_compress_rate
 from hrank_ssd.nets.registry import net_names
+from hrank_ssd.train.config import CHOICES
+
+BOOLS = {"1": True, "true": True, "yes": True, "y": True, "0": False, "false": False, "no": False, "n": False}
+
+
+def shared_flags() -> Dict[str, dict]:
+    """Flags several commands take: add_argument's keywords, built with each parser (a toy net may register
+    late). --compress_rate is parsed here, at the edge."""
+    return {
+        "--net": dict(default="vgg16-ssd", choices=net_names(), help="network architecture"),
+        "--device": dict(default=None, help="cpu or cuda (default: cuda when available)"),
+        "--dataset": dict(required=True, help="VOC root (holds Annotations/, JPEGImages/, ImageSets/)"),
+        "--base_net": dict(required=True, help="detector checkpoint (.pth)"),
+        "--label_file": dict(default=None, help="class names, one per line, BACKGROUND first"),
+        "--compress_rate": dict(type=parse_compress_rate, help='per-layer rates, e.g. "[0.1]*7+[0.5]*9"'),
+        "--criterion": dict(default="hrank", choices=CHOICES["criterion"]),
+        "--rank_dir": dict(default=None, help="folder of rank_conv{i}.npy (for --criterion hrank)"),
+        "--round_to": dict(type=int, default=None, help="round kept filter counts up to a multiple of N"),
+        "--seed": dict(type=int, default=0),
+        "--num_classes": dict(type=int, default=21, help="classes incl. BACKGROUND (sizes the heads)"),
+        "--width": dict(type=float, default=1.0, help="channel multiplier (small course/test models)"),
+        "--image_size": dict(type=int, default=None, help="input side (default: the net's, 300)"),
+        "--threads": dict(type=int, default=None, help="torch.set_num_threads (default: torch's)"),
+        "--amp": dict(action="store_true", help="fp16 mixed precision (CUDA only)"),
+        "--channels_last": dict(action="store_true", help="NHWC memory format (files stay the same)"),
+        "--no_progress": dict(dest="progress", action="store_false", help="no progress bars"),
+    }
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,36 +54,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def command(sub, name: str, run: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
-    """The parser of command ``name``: ``run(args)`` runs it, its docstring is the command's description."""
+def command(sub, name: str, run: Callable[[argparse.Namespace], int], help: str, *shared: str):
+    """Command ``name`` with the ``shared`` flags: ``run(args)`` runs it, its docstring describes it."""
     p = sub.add_parser(name, help=help, description=run.__doc__)
     p.set_defaults(func=run)
+    flags = shared_flags()
+    for flag in shared:
+        p.add_argument(flag, **flags[flag])
     return p
 
 
-def add_net(p: argparse.ArgumentParser, default: str = "vgg16-ssd") -> None:
-    p.add_argument("--net", default=default, choices=net_names(), help="network architecture")
-
-
-def add_compress_rate(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--compress_rate", default=None, help='per-layer rates, HRank syntax, e.g. "[0.1]*7+[0.5]*9"')
-
-
-def compress_rate_of(args: argparse.Namespace):
-    """``--compress_rate`` parsed once, here at the edge (a list of rates, or None when not given)."""
-    return None if args.compress_rate is None else parse_compress_rate(args.compress_rate)
-
-
 def str2bool(v: str) -> bool:
-    if v.lower() in ("1", "true", "yes", "y"):
-        return True
-    if v.lower() in ("0", "false", "no", "n"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {v!r}")
-
-
-def device_arg(p: argparse.ArgumentParser, default=None) -> None:
-    p.add_argument("--device", default=default, help="cpu or cuda" + ("" if default else " (default: cuda when available)"))
+    if v.lower() not in BOOLS:
+        raise argparse.ArgumentTypeError(f"expected true or false, got {v!r}")
+    return BOOLS[v.lower()]
 
 
 def one_line(error: HRankError) -> str:
@@ -85,9 +96,7 @@ def guarded(run: Callable[[], Optional[int]]) -> int:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    return guarded(lambda: args.func(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    def run() -> int:
+        args = build_parser().parse_args(argv)  # inside guarded: a bad --compress_rate is one line too
+        return args.func(args)
+    return guarded(run)

@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from hrank_ssd.cli.main import add_net, command, compress_rate_of, device_arg
+from hrank_ssd.cli.main import command
 from hrank_ssd.data.voc import VOCDataset, read_labels
 from hrank_ssd.devices import resolve_device
 from hrank_ssd.errors import HRankError
@@ -15,55 +15,30 @@ from hrank_ssd.io.files import atomic_savefig, atomic_write_text
 from hrank_ssd.latency.measure import default_checks, measure_latency_table
 from hrank_ssd.measure import bench, tables
 from hrank_ssd.measure.sensitivity import layer_sensitivity, plot_sensitivity, suggest_compress_rate
-from hrank_ssd.nets.compress import PRUNED_RATE_TEXT, format_compress_rate
+from hrank_ssd.nets.compress import PRUNED_RATE_TEXT, format_compress_rate, parse_compress_rate
 from hrank_ssd.nets.models import load_model
-from hrank_ssd.nets.registry import get_net
+from hrank_ssd.nets.registry import get_net, net_names
 
 
 def add_parser(sub) -> None:
-    p = command(sub, "bench", run_bench, help="latency/FPS of detectors, measured interleaved with warm-up and sync")
+    p = command(sub, "bench", run_bench, "latency/FPS of detectors, interleaved, with warm-up and sync",
+                "--threads", "--num_classes", "--width", "--amp", "--channels_last", "--no_progress")
     p.add_argument("--nets", default="vgg16-ssd,vgg16-ssd-pruned,mb1-ssd", help="-pruned ones use --compress_rate")
-    p.add_argument("--compress_rate", default=PRUNED_RATE_TEXT, help="rates of the -pruned entries")
+    p.add_argument("--compress_rate", type=parse_compress_rate, default=PRUNED_RATE_TEXT,
+                   help="rates of the -pruned entries")
     p.add_argument("--weights", nargs="*", default=[], metavar="NAME=PTH", help="weights of a --nets entry")
-    device_arg(p, default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--batch_size", type=int, default=1)
     p.add_argument("--image_size", type=int, default=300)
     p.add_argument("--warmup", type=int, default=10, help="untimed calls per model first")
     p.add_argument("--runs", type=int, default=50, help="timed calls per model")
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
-    p.add_argument("--num_classes", type=int, default=21, help="classes incl. BACKGROUND")
-    p.add_argument("--width", type=float, default=1.0, help="channel multiplier (small course/test models)")
-    p.add_argument("--amp", action="store_true", help="fp16 autocast forward (CUDA only)")
-    p.add_argument("--channels_last", action="store_true", help="NHWC memory format for every model")
     p.add_argument("--no_predict", dest="predict", action="store_false", help="time the forward pass only")
-    p.add_argument("--no_progress", dest="progress", action="store_false", help="no tqdm bars")
     p.add_argument("--json", metavar="OUT", default=None, help="also write machine-readable results here")
-    _latency_table_flags(command(sub, "latency-table", run_latency_table, help="latency table of a net's layers"))
-    p = command(sub, "sensitivity", run_sensitivity, help="per-layer pruning sensitivity (mAP vs rate), suggested rates")
-    p.add_argument("--dataset", required=True, help="VOC root to evaluate on")
-    p.add_argument("--trained_model", "--base_net", dest="trained_model", required=True, help="detector (.pth)")
-    add_net(p, default=None)
-    p.add_argument("--label_file", default=None)
-    p.add_argument("--split", default="test")
-    p.add_argument("--criterion", default="hrank", choices=("hrank", "l1", "random"))
-    p.add_argument("--rank_dir", default=None, help="rank_conv{i}.npy folder (for --criterion hrank)")
-    p.add_argument("--rates", default="0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9")
-    p.add_argument("--layers", default=None, help="1-based prunable layers to scan, e.g. 1,5,14 (default all)")
-    p.add_argument("--limit_images", type=int, default=None, help="evaluate on the first N images only")
-    p.add_argument("--target_mac_reduction", type=float, default=None, help="suggest rates removing this share of MACs")
-    p.add_argument("--output_dir", default="sensitivity", help="writes sensitivity.csv and sensitivity.png")
-    device_arg(p)
-
-
-def _latency_table_flags(p: argparse.ArgumentParser) -> None:
+    p = command(sub, "latency-table", run_latency_table, "latency table of a net's layers",
+                "--threads", "--width", "--image_size", "--num_classes", "--channels_last", "--no_progress")
     p.add_argument("--net", default="vgg16-ssd", help="vgg16-ssd or mb1-ssd (any registered net)")
-    device_arg(p, default="cpu")
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--batch_size", type=int, default=1)
-    p.add_argument("--width", type=float, default=1.0, help="channel multiplier (small course/test models)")
-    p.add_argument("--image_size", type=int, default=None, help="input size (default: the net's, 300)")
-    p.add_argument("--num_classes", type=int, default=21, help="classes incl. BACKGROUND (sets the headers)")
-    p.add_argument("--channels_last", action="store_true", help="NHWC memory format, as the model will run")
     p.add_argument("--grid", type=int, default=8, help="counts per layer from ~10%% to 100%% (+ block multiples)")
     p.add_argument("--block", type=int, default=None, help="channel block (default: 32 CUDA, 16 AVX-512, else 8)")
     p.add_argument("--runs", type=int, default=2, help="timed forwards of each model per round (cells: medians)")
@@ -72,26 +47,31 @@ def _latency_table_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no_drift_reference", dest="drift_reference", action="store_false",
                    help="leave the machine's drift in the cells")
     p.add_argument("--no_check", dest="check", action="store_false", help="skip checking predictions on whole models")
-    p.add_argument("--no_progress", dest="progress", action="store_false", help="no tqdm bar")
     p.add_argument("--out", required=True, help="the table (JSON)")
+    p = command(sub, "sensitivity", run_sensitivity, "per-layer pruning sensitivity, suggested rates",
+                "--dataset", "--label_file", "--criterion", "--rank_dir", "--device")
+    p.add_argument("--trained_model", "--base_net", dest="trained_model", required=True, help="detector (.pth)")
+    p.add_argument("--net", default=None, choices=net_names(), help="network (default: the checkpoint's)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--rates", default="0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9")
+    p.add_argument("--layers", default=None, help="1-based prunable layers to scan, e.g. 1,5,14 (default all)")
+    p.add_argument("--limit_images", type=int, default=None, help="evaluate on the first N images only")
+    p.add_argument("--target_mac_reduction", type=float, default=None, help="suggest rates removing this share of MACs")
+    p.add_argument("--output_dir", default="sensitivity", help="writes sensitivity.csv and sensitivity.png")
 
 
 def run_bench(args: argparse.Namespace) -> int:
     """Forward and end-to-end latency (median, p90), FPS, params and MACs of detectors, side by side."""
-    if args.batch_size < 1 or args.runs < 1 or args.warmup < 0:
-        raise HRankError("--batch_size and --runs must be at least 1, --warmup at least 0")
-    if args.threads is not None and args.threads < 1:
-        raise HRankError("--threads must be at least 1")
+    if min(args.batch_size, args.runs, args.threads or 1) < 1 or args.warmup < 0:
+        raise HRankError("--batch_size, --runs and --threads must be at least 1, --warmup at least 0")
     nets = [n.strip() for n in args.nets.split(",") if n.strip()]
-    weights = {}
     for item in args.weights:
-        name, sep, path = item.partition("=")
-        if not sep or not path:
+        if not item.partition("=")[2]:
             raise HRankError(f"--weights expects NAME=PTH (e.g. vgg16-ssd-pruned=models/pruned.pth), got {item!r}")
-        weights[name] = path
-    rates = compress_rate_of(args)
-    device = resolve_device(args.device)
-    nets_models = bench.build_bench_models(nets, rates, weights, args.num_classes, args.width, args.image_size)
+    weights = dict(item.split("=", 1) for item in args.weights)
+    device = resolve_device(args.device)  # a bad --device fails before any model is built
+    nets_models = bench.build_bench_models(nets, args.compress_rate, weights, args.num_classes, args.width,
+                                           args.image_size)
     raw: dict = {}
     table = bench.benchmark_models(nets_models, device, args.batch_size, args.warmup, args.runs, args.threads,
                                    args.image_size, amp=args.amp, predict=args.predict,
@@ -102,7 +82,8 @@ def run_bench(args: argparse.Namespace) -> int:
           f"{', AMP fp16' if args.amp else ''}{', channels_last' if args.channels_last else ''}")
     print(tables.markdown_table(table))
     if args.json:
-        out = bench.results_json(table, raw, nets=nets, compress_rate=format_compress_rate(rates), weights=weights,
+        rates = format_compress_rate(args.compress_rate)
+        out = bench.results_json(table, raw, nets=nets, compress_rate=rates, weights=weights,
                                  image_size=args.image_size, num_classes=args.num_classes, width=args.width)
         atomic_write_text(args.json, json.dumps(out, indent=1))
         print(f"wrote {args.json}")
