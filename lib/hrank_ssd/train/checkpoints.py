@@ -89,12 +89,8 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0,
     pairs = [(idx, int(np.random.SeedSequence([seed, epoch, pos]).generate_state(1)[0]))
              for pos, idx in enumerate(order)]
     g = batch_size * world
-    out = []
-    for start in range(0, len(pairs), g):
-        chunk = pairs[start:start + g]
-        per = len(chunk) // world
-        out.append(chunk[rank * per:(rank + 1) * per])
-    return out
+    chunks = [pairs[start:start + g] for start in range(0, len(pairs), g)]
+    return [c[rank * (len(c) // world):(rank + 1) * (len(c) // world)] for c in chunks]
 
 
 class SeededSamples(torch.utils.data.Dataset):
@@ -102,9 +98,6 @@ class SeededSamples(torch.utils.data.Dataset):
 
     def __init__(self, dataset):
         self.dataset = dataset
-
-    def __len__(self):
-        return len(self.dataset)
 
     def __getitem__(self, item):
         index, seed = item

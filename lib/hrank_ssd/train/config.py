@@ -99,20 +99,17 @@ def as_config(config: Union[TrainConfig, dict]) -> TrainConfig:
         raise HRankError("no training dataset: pass --datasets DIR [DIR ...]")
     if not cfg.validation_dataset:
         raise HRankError("no validation dataset: pass --validation_dataset DIR")
-    if cfg.max_images is not None and int(cfg.max_images) < 1:
-        raise HRankError(f"--max_images must be at least 1, got {cfg.max_images}")
-    for name in ("batch_size", "num_epochs"):
-        if int(getattr(cfg, name)) < 1:
+    for name in ("max_images", "batch_size", "num_epochs"):
+        if getattr(cfg, name) is not None and int(getattr(cfg, name)) < 1:
             raise HRankError(f"--{name} must be at least 1, got {getattr(cfg, name)}")
-    if cfg.lr <= 0:
-        raise HRankError(f"--lr must be positive, got {cfg.lr}")
+    for name in ("lr", "grad_clip"):
+        if getattr(cfg, name) is not None and getattr(cfg, name) <= 0:
+            raise HRankError(f"--{name} must be positive, got {getattr(cfg, name)}")
     for flag, allowed in CHOICES.items():
         value = getattr(cfg, flag)
         if value not in allowed:
             raise HRankError(f"unknown --{flag} {value!r}: use {', '.join(allowed[:-1])} or {allowed[-1]}")
     parse_milestones(cfg.milestones)
-    if cfg.grad_clip is not None and cfg.grad_clip <= 0:
-        raise HRankError(f"--grad_clip must be positive, got {cfg.grad_clip}")
     return cfg
 
 

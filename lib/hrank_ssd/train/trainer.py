@@ -46,8 +46,12 @@ def train(config: Union[TrainConfig, dict], hooks: Optional[Hooks] = None) -> Tr
 class _Trainer(TrainerSetup):
     """One process's run: :class:`TrainerSetup`'s state, then train, validate, save."""
 
-    def compute_loss(self, images, locations, labels):
-        """``(loss to minimise, its MultiBox/distillation parts)`` for one batch already on the device."""
+    def train_step(self, batch, epoch: int, step: int) -> List[float]:
+        """One optimizer step; returns the loss and its parts, averaged over the processes (and summed up)."""
+        images, locations, labels = batch
+        images = images.to(self.device, dtype=param_dtype(self.model), non_blocking=True, memory_format=self.layout)
+        locations = locations.to(self.device, non_blocking=True)
+        labels = labels.to(self.device, non_blocking=True)
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
             conf, loc = self.net(images)
             teacher_conf = None
@@ -59,15 +63,6 @@ class _Trainer(TrainerSetup):
             num_pos = distributed.mean_over_processes(num_pos.float(), self.world)
         parts = self.criterion.parts(conf, loc, labels, locations, teacher_conf, num_pos=num_pos)
         loss = parts.regression + parts.classification + self.cfg.distill_alpha * parts.distillation
-        return loss, parts
-
-    def train_step(self, batch, epoch: int, step: int) -> List[float]:
-        """One optimizer step; returns the loss and its parts, averaged over the processes (and summed up)."""
-        images, locations, labels = batch
-        images = images.to(self.device, dtype=param_dtype(self.model), non_blocking=True, memory_format=self.layout)
-        locations = locations.to(self.device, non_blocking=True)
-        labels = labels.to(self.device, non_blocking=True)
-        loss, parts = self.compute_loss(images, locations, labels)
         stats = torch.stack([loss.detach(), parts.regression.detach(), parts.classification.detach(),
                              parts.distillation.detach()]).float()
         distributed.mean_over_processes(stats, self.world)
