@@ -75,11 +75,8 @@ def module_label(name: str) -> Optional[str]:
     parts = name.split(".")
     if parts[0] != "base_net" or len(parts) != 3:
         return None
-    idx = int(parts[1])
-    kind = {"0": "conv", "1": "bn", "3": "pw", "4": "pw_bn"}.get(parts[2], parts[2])
-    if idx > 0 and parts[2] in ("0", "1"):
-        kind = {"0": "dw", "1": "dw_bn"}[parts[2]]
-    return f"block{idx}.{kind}"
+    kinds = {"0": "conv", "1": "bn"} if parts[1] == "0" else {"0": "dw", "1": "dw_bn", "3": "pw", "4": "pw_bn"}
+    return f"block{parts[1]}.{kinds.get(parts[2], parts[2])}"
 
 
 SPEC = NetSpec(name="mb1-ssd", title="MobileNetV1-SSD", config=CONFIG, channels=CHANNELS, extras=EXTRAS,

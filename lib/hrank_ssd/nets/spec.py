@@ -68,11 +68,8 @@ class NetSpec:
 
 def header_rules(sources: Dict[int, int]) -> Dict[str, Rule]:
     """Headers read a source map's channels: their input dim follows the prunable layer that makes it."""
-    rules: Dict[str, Rule] = {}
-    for layer, header in sources.items():
-        rules[f"classification_headers.{header}"] = (None, layer)
-        rules[f"regression_headers.{header}"] = (None, layer)
-    return rules
+    return {f"{kind}_headers.{header}": (None, layer)
+            for layer, header in sources.items() for kind in ("classification", "regression")}
 
 
 def chain_rules(prefixes: Sequence[str], num_prunable: int) -> Dict[str, Rule]:
