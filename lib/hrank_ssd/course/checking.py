@@ -97,8 +97,8 @@ def run_check(name: str, fn, cases: Sequence[Case], same: Callable[[Any, Any], b
         try:
             got = fn(*copy.deepcopy(case.args), **case.kwargs)  # copies: an in-place edit cannot spoil the answer
         except NotImplementedError:
-            return _say(False, f"{name} is still blank: replace the `raise NotImplementedError(...)` line of the "
-                               "exercise cell with your code, run that cell, then this one")
+            return _say(False, f"{name} is still blank: replace the `raise NotImplementedError(...)` "
+                               "line of the exercise cell with your code, run that cell, then this one")
         except Exception as e:  # the student's code: any error becomes a message, never a traceback
             return _say(False, f"{name}({case.label}) raised {type(e).__name__}: {str(e).strip()[:200]}",
                         default_hint)

@@ -73,7 +73,8 @@ def plot_published(points: pd.DataFrame):
     for _, r in points.iterrows():
         ax.annotate(r["model"], (r["GMACs (full size)"], r["mAP (theirs, published)"]), fontsize=7, xytext=(4, 4),
                     textcoords="offset points")
-    ax.set(xlabel="GMACs of the full-size detector (exact: 300x300, 21 classes)", ylabel="mAP (theirs: VOC2007 test)")
+    ax.set(xlabel="GMACs of the full-size detector (exact: 300x300, 21 classes)",
+           ylabel="mAP (theirs: VOC2007 test)")
     ax.set_title("Theirs: the original HRank-SSD project's published figures", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")

@@ -66,7 +66,7 @@ class Profile:
     mb1_compress_rate: Tuple[float, ...] = (0.3,) * 14
     # the pruned MobileNetV1-SSD recovers far faster at its training rate than at finetune_lr; None: finetune_lr
     mb1_finetune_lr: Optional[float] = 2e-3
-    short_finetune_lr: Optional[float] = None  # a VGG16-SSD finetune shorter than finetune_epochs; None: finetune_lr
+    short_finetune_lr: Optional[float] = None  # VGG16-SSD finetunes under finetune_epochs; None: finetune_lr
     bench_warmup: int = 5
     bench_runs: int = 12  # interleaved rounds of the course's benchmark
     video_max_frames: Optional[int] = 60
@@ -83,28 +83,31 @@ class Profile:
 
 
 # a few images and timed calls per step: the tests' profile and the full profile's rehearsal
-_SMALL = dict(rank_limit=1, rank_batch=4, sensitivity_images=4, quick_map_images=4, resume_images=8, bench_warmup=1,
-              latency_grid=2, latency_runs=1, latency_warmup=0, stability_images=2, stability_few=1)
+_SMALL = dict(rank_limit=1, rank_batch=4, sensitivity_images=4, quick_map_images=4, resume_images=8,
+              bench_warmup=1, latency_grid=2, latency_runs=1, latency_warmup=0, stability_images=2,
+              stability_few=1)
 PROFILES: Dict[str, Profile] = {
     "offline": Profile("offline"),
-    "tiny": Profile("tiny", num_train=8, num_test=4, batch_size=4, train_epochs=1, mb1_epochs=1, finetune_epochs=1,
-                    sensitivity_rates=(0.5,), sensitivity_layers=(1, 14), criteria_finetune_epochs=0, bench_runs=2,
-                    video_max_frames=4, **_SMALL),
-    # The original project's finetune (epochs, rate, batch) stands behind the published pruned model; the course's
-    # own finetunes are short: 3 epochs, meant to keep notebook 03 within about an hour on a Colab GPU.
-    "full": Profile("full", synthetic=False, needs_gpu=True, vgg_width=1.0, mb1_width=1.0, batch_size=THEIR_BATCH,
-                    lr=float(THEIRS["lr"]), optimizer="sgd", augment="ssd", init="default", channels_last=False,
-                    finetune_epochs=int(THEIRS["num_epochs"]), finetune_lr=float(THEIRS["lr"]), rank_limit=5,
-                    rank_batch=128, sensitivity_images=500, quick_map_images=100, resume_images=64,
-                    criteria_finetune_epochs=0, bench_warmup=10, bench_runs=50, video_max_frames=None,
-                    use_published_pruned=True, student_finetune_epochs=3, small_finetune_epochs=3,
+    "tiny": Profile("tiny", num_train=8, num_test=4, batch_size=4, train_epochs=1, mb1_epochs=1,
+                    finetune_epochs=1, sensitivity_rates=(0.5,), sensitivity_layers=(1, 14),
+                    criteria_finetune_epochs=0, bench_runs=2, video_max_frames=4, **_SMALL),
+    # The original project's finetune (epochs, rate, batch) stands behind the published pruned model; the
+    # course's own finetunes are short: 3 epochs, to keep notebook 03 within about an hour on a Colab GPU.
+    "full": Profile("full", synthetic=False, needs_gpu=True, vgg_width=1.0, mb1_width=1.0,
+                    batch_size=THEIR_BATCH, lr=float(THEIRS["lr"]), optimizer="sgd", augment="ssd",
+                    init="default", channels_last=False, finetune_epochs=int(THEIRS["num_epochs"]),
+                    finetune_lr=float(THEIRS["lr"]), rank_limit=5, rank_batch=128, sensitivity_images=500,
+                    quick_map_images=100, resume_images=64, criteria_finetune_epochs=0, bench_warmup=10,
+                    bench_runs=50, video_max_frames=None, use_published_pruned=True,
+                    student_finetune_epochs=3, small_finetune_epochs=3,
                     short_finetune_lr=PYTORCH_SSD_LR["vgg16-ssd"] * THEIR_BATCH / PYTORCH_SSD_BATCH,
-                    mb1_finetune_lr=PYTORCH_SSD_LR["mb1-ssd"] * THEIR_BATCH / PYTORCH_SSD_BATCH, latency_grid=4,
-                    stability_images=32, stability_few=4),
+                    mb1_finetune_lr=PYTORCH_SSD_LR["mb1-ssd"] * THEIR_BATCH / PYTORCH_SSD_BATCH,
+                    latency_grid=4, stability_images=32, stability_few=4),
 }
 # The full profile's code path at CPU sizes, for ``tools/rehearse.py`` (the stand-in world's few VOC images).
-PROFILES["full-rehearsal"] = replace(PROFILES["full"], name="full-rehearsal", needs_gpu=False, student_finetune_epochs=1,
-                                     small_finetune_epochs=1, bench_runs=3, video_max_frames=8, **_SMALL)
+PROFILES["full-rehearsal"] = replace(PROFILES["full"], name="full-rehearsal", needs_gpu=False,
+                                     student_finetune_epochs=1, small_finetune_epochs=1, bench_runs=3,
+                                     video_max_frames=8, **_SMALL)
 
 
 def get_profile(name: str, **overrides) -> Profile:

@@ -183,8 +183,8 @@ def speed(page: Page, res: Results) -> None:
 
 
 def flops(page: Page, res: Results) -> None:
-    if not page.section("## 5. Parameters and MACs (exact count beside the original project's own count)", res,
-                        "flops.csv"):
+    if not page.section("## 5. Parameters and MACs (exact count beside the original project's own count)",
+                        res, "flops.csv"):
         return
     fl = res["flops.csv"]
     exact_cols = [c for c in ("model", "compress_rate", "params", "MACs", "GMACs", "params_ratio", "MACs_ratio")
@@ -204,7 +204,8 @@ def flops(page: Page, res: Results) -> None:
 
 
 def sensitivity(page: Page, res: Results) -> None:
-    if not page.section("## 6. Per-layer sensitivity (prune one layer, no finetuning)", res, "sensitivity.csv"):
+    if not page.section("## 6. Per-layer sensitivity (prune one layer, no finetuning)", res,
+                        "sensitivity.csv"):
         return
     sens = res["sensitivity.csv"]
     page.table(sens.pivot_table(index="rate", columns="name", values="map", sort=False).reset_index(),

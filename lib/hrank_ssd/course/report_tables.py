@@ -111,7 +111,7 @@ def _comparison_row(key: str, mp, bench, flops: Dict[str, dict]) -> Optional[dic
 def comparison_table(res: Dict[str, object]) -> pd.DataFrame:
     """One row per full-size model the files name: our and their mAP, predict time, FPS, params, MACs."""
     mp, bench, flops = res.get("map.csv"), res.get("bench.csv"), flops_by_key(res.get("flops.csv"))
-    rows = [row for row in (_comparison_row(key, mp, bench, flops) for key in FULL_SIZE_KEYS) if row is not None]
+    rows = [row for row in (_comparison_row(key, mp, bench, flops) for key in FULL_SIZE_KEYS) if row]
     df = pd.DataFrame(rows)
     return df[[c for c in COMP_COLUMNS if c in df.columns]] if len(df) else df
 

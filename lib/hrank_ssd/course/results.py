@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,16 +99,15 @@ def missing_note(name: str) -> str:
                 " and ".join(f"{nb}.ipynb" for nb in entry.notebooks) or "the course notebooks")
     run = f"or run `python -m hrank_ssd course --no_notebooks --steps {entry.step}` " if entry.step else ""
     return (f"_Not available: `results/{name}` is missing. It is written by `{entry.call}` (notebook "
-            f"`{notebook}`), {run}(whole course: `python -m hrank_ssd course --profile offline --runs runs`)._")
+            f"`{notebook}`), {run}(whole course: "
+            "`python -m hrank_ssd course --profile offline --runs runs`)._")
 
 
 def repo_root() -> Path:
     """The checkout holding notebooks/ and lib/hrank_ssd (found from this file, else the working folder)."""
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        if (parent / "pyproject.toml").is_file() and (parent / "lib" / "hrank_ssd").is_dir():
-            return parent
-    return Path.cwd()
+    return next((parent for parent in Path(__file__).resolve().parents
+                 if (parent / "pyproject.toml").is_file() and (parent / "lib" / "hrank_ssd").is_dir()),
+                Path.cwd())
 
 
 def open_run_dir(runs, run_dir: Optional[Path] = None) -> Path:
@@ -130,7 +128,7 @@ def open_run_dir(runs, run_dir: Optional[Path] = None) -> Path:
         latest.unlink()
     if not latest.exists():  # a real folder from an interactive session stays
         with contextlib.suppress(OSError):
-            os.symlink(run_dir.name, latest, target_is_directory=True)
+            latest.symlink_to(run_dir.name, target_is_directory=True)
     return run_dir
 
 
