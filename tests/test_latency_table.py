@@ -165,7 +165,7 @@ def test_predict_at_full_width_sums_measured_medians(measured, net):
     assert table.predict(full) == pytest.approx(table.full_ms, rel=1e-12, abs=1e-12)
     costs = table.costs()
     assert costs.total([len(g) - 1 for g in table.counts]) == pytest.approx(table.predict(full), rel=1e-12)
-    pruned = table.widths_for_rates([0.5] * len(table.counts))  # between grid counts: interpolated, no error
+    pruned = [kept_channels(g[-1], 0.5) for g in table.counts]  # between grid counts: interpolated, no error
     assert math.isfinite(table.predict(pruned))
 
 

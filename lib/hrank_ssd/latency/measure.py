@@ -212,12 +212,10 @@ def _unit_times(units: Sequence[Unit], counts, timings: Timings) -> List[UnitTim
 
 
 def _check_args(batch_size, width, grid, runs, warmup, threads, block, rounds, copies, checks, full):
-    if batch_size < 1 or runs < 1 or warmup < 0 or rounds < 1 or copies < 1:
-        raise HRankError("--batch_size, --runs, --rounds and the check copies must be at least 1, --warmup at "
-                         "least 0")
-    if not width > 0 or grid < 1 or (threads is not None and threads < 1) or (block is not None and block < 1):
-        raise HRankError(f"--width must be positive, --grid, --threads and --block at least 1, got {width}, "
-                         f"{grid}, {threads} and {block}")
+    at_least_one = [batch_size, runs, grid, rounds, copies] + [v for v in (threads, block) if v is not None]
+    if min(at_least_one) < 1 or warmup < 0 or not width > 0:
+        raise HRankError("--batch_size, --runs, --grid, --threads, --block, --rounds and the check copies must be at "
+                         f"least 1, --warmup at least 0, --width positive (got width {width}, warmup {warmup})")
     for name, widths in checks.items():
         if len(widths) != len(full) or not all(1 <= k <= c for k, c in zip(widths, full)):
             raise HRankError(f"check model {name!r} keeps {widths}: give one count per prunable layer, each "
@@ -232,19 +230,20 @@ def measure_latency_table(net: str, device="cpu", threads: Optional[int] = None,
                           rounds: int = 1, drift_reference: bool = True) -> LatencyTable:
     """Measure ``net``'s table on this machine (random weights); ``checks``: models (name -> kept counts) timed
     among the design's; ``drift_reference`` divides each cell by its chunk's speed."""
-    device, image_size = resolve_device(device), image_size or get_net(net).config.image_size
+    spec = get_net(net)
+    device, image_size = resolve_device(device), image_size or spec.config.image_size
     torch.manual_seed(0)
     base = build_model(net, num_classes, width=width, image_size=image_size).eval()
     checks = {name: [int(k) for k in widths] for name, widths in (checks or {}).items()}
     _check_args(batch_size, width, grid, runs, warmup, threads, block, rounds, check_copies, checks, base.plan.prunable)
     block = block or hardware_block(device)
-    rates = layer_rates(get_net(net).default_compress_rate, base.plan.num_prunable)  # the published counts on the grid
+    rates = layer_rates(spec.default_compress_rate, base.plan.num_prunable)  # the published counts on the grid
     counts = [grid_counts(c, grid, block, [kept_channels(c, r)]) for c, r in zip(base.plan.prunable, rates)]
-    units = find_units(base, get_net(net).slice_rules())
+    units = find_units(base, spec.slice_rules())
     design = [(w, None) for w in design_widths(counts)] + [(w, n) for n, w in checks.items()] * check_copies
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     x = torch.randn(batch_size, 3, image_size, image_size, device=device).contiguous(memory_format=fmt)
-    setup = _Setup(device, x, warmup, runs, get_net(net).slice_rules(), [u.full_counts() for u in units],
+    setup = _Setup(device, x, warmup, runs, spec.slice_rules(), [u.full_counts() for u in units],
                    base.to(device=device, memory_format=fmt) if drift_reference else None)
     timings, start = Timings(), time.perf_counter()
     with num_threads(threads) as used_threads, torch.inference_mode():

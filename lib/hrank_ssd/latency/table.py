@@ -19,20 +19,17 @@ from hrank_ssd.errors import HRankError
 from hrank_ssd.io.files import atomic_write_text
 from hrank_ssd.latency.knapsack import ChainCosts
 from hrank_ssd.measure.bench import cpu_flags, cpu_model, device_name
-from hrank_ssd.nets.ssd import kept_channels
 
 FORMAT = "hrank-ssd latency table"
 VERSION = 2  # 2: units timed inside whole models (1, timed standalone, is refused)
-MACHINE_KEYS = ("cpu", "device_name", "torch", "capability")
 
 
 def capability(device="cpu") -> str:
     """What the kernels run on: ``sm_90`` on CUDA; torch's CPU capability (``AVX512``, ``AVX2``...) on a CPU."""
     device = torch.device(device)
     if device.type == "cuda":
-        if not torch.cuda.is_available():
-            return "no CUDA device"
-        return "sm_{}{}".format(*torch.cuda.get_device_capability(device))
+        cuda = torch.cuda.is_available()
+        return "sm_{}{}".format(*torch.cuda.get_device_capability(device)) if cuda else "no CUDA device"
     get = getattr(torch.backends.cpu, "get_cpu_capability", None)
     return str(get()) if get else "unknown"
 
@@ -41,10 +38,8 @@ def hardware_block(device="cpu") -> int:
     """Channels the kernels process together: 32 on CUDA (a warp), 16 with AVX-512, else 8."""
     if torch.device(device).type == "cuda":
         return 32
-    flags = cpu_flags()
-    if flags:
-        return 16 if "avx512f" in flags else 8
-    return 16 if capability("cpu").upper().startswith("AVX512") else 8
+    flags = cpu_flags()  # empty off Linux: torch's capability then
+    return 16 if ("avx512f" in flags if flags else capability("cpu").upper().startswith("AVX512")) else 8
 
 
 def grid_counts(channels: int, points: int = 8, block: int = 8, exact: Sequence[int] = ()) -> List[int]:
@@ -167,10 +162,6 @@ class LatencyTable:
     def full_widths(self) -> List[int]:
         return [grid[-1] for grid in self.counts]
 
-    def widths_for_rates(self, rates: Sequence[float]) -> List[int]:
-        """Kept counts at per-layer compress rates, as pruning computes them."""
-        return [kept_channels(grid[-1], float(r)) for grid, r in zip(self.counts, rates)]
-
     def predict(self, widths: Sequence[float]) -> float:
         """Predicted forward ms when prunable layer i keeps ``widths[i]`` filters (see :meth:`UnitTimes.price`)."""
         if len(widths) != len(self.counts):
@@ -216,18 +207,6 @@ class LatencyTable:
             return {f.name: d[f.name] for f in dataclasses.fields(kind) if f.name in d}
         return cls(**{**known(cls, data), "units": [UnitTimes(**known(UnitTimes, u)) for u in data["units"]]})
 
-    def differences(self, threads: Optional[int] = None, layout: Optional[str] = None) -> List[str]:
-        """How this machine (at ``threads``, default torch's, and ``layout``) differs from the table's."""
-        here = current_machine(self.device)
-        diffs = [f"{k} {self.machine.get(k)!r} in the table, {here[k]!r} here" for k in MACHINE_KEYS
-                 if self.machine.get(k) != here[k]]
-        threads = threads or torch.get_num_threads()
-        if torch.device(self.device).type == "cpu" and threads != self.threads:
-            diffs.append(f"{self.threads} threads in the table, {threads} here")
-        if layout is not None and layout != self.layout:
-            diffs.append(f"layout {self.layout} in the table, {layout} here")
-        return diffs
-
     @classmethod
     def load(cls, path, expect_machine: bool = True, threads: Optional[int] = None,
              layout: Optional[str] = None) -> LatencyTable:
@@ -241,7 +220,13 @@ class LatencyTable:
             why = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise HRankError(f"latency table {path} is damaged or not a latency table ({why}): measure it again "
                              f"with {how}") from None
-        diffs = table.differences(threads, layout)
+        here, threads = current_machine(table.device), threads or torch.get_num_threads()
+        diffs = [f"{k} {table.machine.get(k)!r} in the table, {v!r} here" for k, v in here.items()
+                 if table.machine.get(k) != v]
+        if torch.device(table.device).type == "cpu" and threads != table.threads:
+            diffs.append(f"{table.threads} threads in the table, {threads} here")
+        if layout is not None and layout != table.layout:
+            diffs.append(f"layout {table.layout} in the table, {layout} here")
         if diffs:
             text = (f"latency table {path} was measured elsewhere ({'; '.join(diffs)}): re-measure here with "
                     f"`python -m hrank_ssd latency-table --net {table.net} --device "
