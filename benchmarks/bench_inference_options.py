@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,27 +23,30 @@ import inference_options as options  # beside this script
 import pandas as pd
 import torch
 
+from hrank_ssd.data.voc import TestTransform, VOCDataset
+from hrank_ssd.hrank.pruning import prune_model
 from hrank_ssd.measure import bench, layer_times, tables
-from hrank_ssd.nets.models import build_model
+from hrank_ssd.measure.evaluation import evaluate_model, mean_ap
+from hrank_ssd.nets.models import build_model, load_model
 
 RATE = bench.PRUNED_RATE
 GROUP = layer_times.pruning_groups(RATE)
 
 
-def variants(tmp: Path, threads: int, calib_images: int, log):
+def variants(tmp: Path, threads: int, calib_images: int):
     """name -> model, the notes (options skipped here) and the output agreement checks."""
     torch.manual_seed(0)
     full = build_model("vgg16-ssd", 21).eval()
-    pruned, pruned8 = (options.prune_rounded(full, RATE, round_to=r, criterion="l1")[0] for r in (None, 8))
+    pruned, pruned8 = (prune_model(full, RATE, "l1", round_to=r)[0] for r in (None, 8))
     mb1 = build_model("mb1-ssd", 21).eval()
     bns = [m for m in mb1.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     for bn in bns + [m.source_layer_add_ons[0] for m in (full, pruned, pruned8)]:  # so folding is a real test
         bn.running_mean.uniform_(-0.5, 0.5)
         bn.running_var.uniform_(0.5, 2.0)
     x, notes = torch.randn(1, 3, 300, 300), []
-    out = {"vgg16-ssd": full, "vgg16-ssd-pruned": pruned, "vgg16-ssd channels_last": options.channels_last(full),
-           "vgg16-ssd-pruned channels_last": options.channels_last(pruned), "vgg16-ssd-pruned round_to=8": pruned8,
-           "vgg16-ssd-pruned round_to=8 channels_last": options.channels_last(pruned8),
+    out = {"vgg16-ssd": full, "vgg16-ssd-pruned": pruned, "vgg16-ssd channels_last": options.ChannelsLast(full),
+           "vgg16-ssd-pruned channels_last": options.ChannelsLast(pruned), "vgg16-ssd-pruned round_to=8": pruned8,
+           "vgg16-ssd-pruned round_to=8 channels_last": options.ChannelsLast(pruned8),
            "vgg16-ssd-pruned bn_folded": options.fold_batchnorm(pruned)}
     checks = {"vgg16-ssd-pruned bn_folded (exact, bias map)": out["vgg16-ssd-pruned bn_folded"],
               "vgg16-ssd-pruned bn_folded (plain bias, approximate)": options.fold_batchnorm(pruned, border_exact=False),
@@ -62,7 +64,7 @@ def variants(tmp: Path, threads: int, calib_images: int, log):
                 notes.append(f"torch.compile skipped for {name}: {why}")
             else:
                 out[f"{name} torch.compile"] = compiled
-                log(f"compiled {name} in {time.perf_counter() - t0:.0f} s")
+                benchkit.log(f"compiled {name} in {time.perf_counter() - t0:.0f} s")
         for option, make in onnx.items():
             for name, base in pairs:
                 try:
@@ -77,13 +79,9 @@ def variants(tmp: Path, threads: int, calib_images: int, log):
 
 def int8_map(trained: str, dataset: str, tmp: Path, threads: int, calib_images: int, prune: bool):
     """fp32 vs int8 mAP of a trained (small) model on a VOC-layout test split (trainval calibrates)."""
-    from hrank_ssd.data.voc import TestTransform, VOCDataset
-    from hrank_ssd.measure.evaluation import evaluate_model, mean_ap
-    from hrank_ssd.nets.models import load_model
-
     model = load_model(trained).eval()
     if prune:
-        model, _ = options.prune_rounded(model, RATE, round_to=None, criterion="l1")
+        model, _ = prune_model(model, RATE, "l1")
     transform = TestTransform(model.image_size, model.cfg.image_mean, model.cfg.image_std)
     calib_set = VOCDataset(dataset, split="trainval", transform=transform)
     calib = [calib_set[i][0][None] for i in range(min(calib_images, len(calib_set)))]
@@ -113,41 +111,36 @@ def speedups(table: pd.DataFrame) -> list:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--runs", type=int, default=15)
-    ap.add_argument("--calib_images", type=int, default=8)
-    ap.add_argument("--layer_runs", type=int, default=7)
+    for flag, default in (("threads", 1), ("warmup", 3), ("runs", 15), ("calib_images", 8), ("layer_runs", 7)):
+        ap.add_argument(f"--{flag}", type=int, default=default)
     ap.add_argument("--trained", default=None, help="a trained small checkpoint for the int8 mAP check")
     ap.add_argument("--dataset", default=None, help="VOC folder (trainval: calibration, test: mAP)")
     ap.add_argument("--prune_trained", action="store_true", help="prune --trained (l1, [0.1]*7+[0.5]*9) first")
     ap.add_argument("--json", default=None)
     ap.add_argument("--out", default=None, help="write the markdown page here (with its command and machine)")
     args = ap.parse_args(argv)
-    log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     result = {"environment": bench.environment("cpu", args.threads), "load": os.getloadavg()[0]}
     with tempfile.TemporaryDirectory() as tmp:
-        models, notes, checks = variants(Path(tmp), args.threads, args.calib_images, log)
-        log(f"timing {len(models)} variants interleaved, {args.runs} runs each")
+        models, notes, checks = variants(Path(tmp), args.threads, args.calib_images)
+        benchkit.log(f"timing {len(models)} variants interleaved, {args.runs} runs each")
         table = bench.benchmark_models(models, "cpu", 1, args.warmup, args.runs, args.threads, predict=True)
         layers = {}
-        for key, suffix, more in (("layers", "", ("round8", " round_to=8")), ("layers_channels_last", " channels_last", None)):
-            log(f"per-layer timing{suffix}")
-            timed = {"full": models[f"vgg16-ssd{suffix}"], "pruned": models[f"vgg16-ssd-pruned{suffix}"]}
-            if more:
-                timed[more[0]] = models[f"vgg16-ssd-pruned{more[1]}"]
+        for key, suffix in (("layers", ""), ("layers_channels_last", " channels_last")):
+            benchkit.log(f"per-layer timing{suffix}")
+            timed = {"full": models[f"vgg16-ssd{suffix}"], "pruned": models[f"vgg16-ssd-pruned{suffix}"],
+                     **({} if suffix else {"round8": models["vgg16-ssd-pruned round_to=8"]})}
             layers[key] = layer_times.layer_times_and_macs(timed, runs=args.layer_runs, threads=args.threads)
         records = lambda df: json.loads(df.to_json(orient="records"))  # noqa: E731
         result.update(table=records(table), pairs=speedups(table), notes=notes, checks=checks,
                       **{k: records(v) for k, v in layers.items()})
         if args.trained and args.dataset:
-            log("int8 mAP on the trained model")
+            benchkit.log("int8 mAP on the trained model")
             result["int8_map"] = int8_map(args.trained, args.dataset, Path(tmp), args.threads, args.calib_images,
                                           args.prune_trained)
     text = page(result, benchkit.command("bench_inference_options.py", argv))
     if args.out:
         Path(args.out).write_text(text)
-        log(f"wrote {args.out}")
+        benchkit.log(f"wrote {args.out}")
     else:
         print(text)
     if args.json:

@@ -21,6 +21,11 @@ def machine(threads=None) -> str:
     return f"{env['cpu']} ({simd}), {env['threads']} threads, torch {env['torch']}, {env['date'][:10]}"
 
 
+def log(message: str) -> None:
+    """A progress line on stderr (the page goes to stdout or its file)."""
+    print(message, file=sys.stderr, flush=True)
+
+
 def run(main) -> None:
     """End like the CLI: bad input is one line on stderr and exit status 2, no traceback."""
     sys.exit(guarded(main))

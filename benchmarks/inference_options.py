@@ -1,6 +1,6 @@
 """Inference options for a (pruned) detector, each returning a model the Predictor, ``hrank_ssd.measure.bench``
 and ``evaluate_model`` accept (a wrapper keeps the SSD's ``cfg``, ``priors``, ``plan``...: ``bench.Wrapped``):
-BatchNorm folding, channels_last, widths rounded to a multiple of 8, ``torch.compile``, ONNX Runtime, int8.
+BatchNorm folding, channels_last, ``torch.compile``, ONNX Runtime, int8 (widths rounded to 8: ``prune_model``).
 
 BN folding: MobileNetV1-SSD's conv+BN pairs fold exactly. VGG16-SSD's conv4_3 BatchNorm add-on sits after the ReLU
 on the header branch, so it folds into the two headers that read it; they zero-pad the BN output but BN(0) != 0, so
@@ -16,7 +16,7 @@ import io
 import logging
 import tempfile
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Optional
 
 import numpy as np
 import torch
@@ -24,7 +24,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from hrank_ssd.errors import HRankError
-from hrank_ssd.hrank.pruning import prune_model
 from hrank_ssd.measure.bench import Wrapped, take_facts
 
 
@@ -116,17 +115,6 @@ class ChannelsLast(Wrapped):
         return self.model(x.contiguous(memory_format=torch.channels_last))
 
 
-def channels_last(model) -> ChannelsLast:
-    return ChannelsLast(model)
-
-
-def prune_rounded(model, compress_rate: Sequence[float], round_to: int = 8, criterion: str = "l1", rank_dir=None,
-                  seed: int = 0):
-    """``(pruned model, kept indices)`` at ``compress_rate``, every kept width rounded up to a multiple of
-    ``round_to``."""
-    return prune_model(model, compress_rate, criterion, rank_dir, seed, round_to)
-
-
 def _first_line(e: Exception, n: int) -> str:
     return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:n]}"
 
@@ -183,6 +171,7 @@ class OnnxModel:
         self.path = Path(path)
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         self.model = take_facts(self, like)  # the SSD, for parameter/MAC counts
+        self.parameters, self.buffers = self.model.parameters, self.model.buffers
         self.priors = self.model.priors.detach().cpu()
         self.input_name = self.session.get_inputs()[0].name
 
@@ -193,12 +182,6 @@ class OnnxModel:
 
     def eval(self):
         return self
-
-    def parameters(self):
-        return self.model.parameters()
-
-    def buffers(self):
-        return self.model.buffers()
 
     def modules(self):
         return iter([self])
@@ -218,8 +201,7 @@ class _Calibration:
         return next(self.items, None)
 
 
-def quantize_int8(model, calibration: Iterable[torch.Tensor], path, threads: Optional[int] = None,
-                  per_channel: bool = True) -> OnnxModel:
+def quantize_int8(model, calibration: Iterable[torch.Tensor], path, threads: Optional[int] = None) -> OnnxModel:
     """Post-training static int8 with onnxruntime (torch's ``torch.ao.quantization`` flows are deprecated): export,
     calibrate activation ranges (MinMax) on ``calibration`` batches, write QDQ int8 (weights per channel) to
     ``path``."""
@@ -227,8 +209,7 @@ def quantize_int8(model, calibration: Iterable[torch.Tensor], path, threads: Opt
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
         from onnxruntime.quantization.shape_inference import quant_pre_process
     except ImportError:
-        raise HRankError("onnxruntime (with its quantization tools) is needed for int8: pip install onnxruntime") \
-            from None
+        raise HRankError("int8 needs onnxruntime's quantization tools: pip install onnxruntime") from None
     path, batches = Path(path), list(calibration)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not batches:
@@ -245,7 +226,7 @@ def quantize_int8(model, calibration: Iterable[torch.Tensor], path, threads: Opt
         root.setLevel(logging.ERROR)  # onnxruntime's advice messages go to the root logger
         try:
             quantize_static(str(pre), str(path), _Calibration(batches, "images"), quant_format=QuantFormat.QDQ,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=per_channel,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
                             calibrate_method=CalibrationMethod.MinMax)
         finally:
             root.setLevel(level)

@@ -1,11 +1,9 @@
 """Prune for the clock: VGG16-SSD's latency table, pruned models predicted and timed, the targets.
 
-On this CPU (random weights): a latency table (or ``--table``); pruned models from random HRank-like ranks (or
-``--rank_dir``) at the paper rate, uniform rates, MAC and latency budgets and the fastest widths at the paper
-rate's MACs, timed interleaved against their predictions; a check table timing each among its own models; the
-paper-MACs model against the unpruned one under each inference option. Targets (benchmarks/README.md): (a), (b)
-speed-ups, (c) prediction error, (d) mAP (``--course_results``). Writes OUT.md, .csv, .png, _table.json and
-_check_table.json.
+On this CPU, random weights and ranks (or ``--table``, ``--rank_dir``): models pruned at the paper rate, uniform
+rates, MAC and latency budgets and the fastest widths at the paper rate's MACs, timed interleaved against their
+predictions and among a check table's own models; the paper-MACs model against the unpruned one under each inference
+option. Targets: benchmarks/README.md. Writes OUT.md, .csv, .png, _table.json and _check_table.json.
 
     nice python benchmarks/latency_frontier.py [--threads 2] [--course_results runs/latest/results]
     python benchmarks/latency_frontier.py --smoke    # width 0.125, grid 2, one run; writes to a temp folder
@@ -15,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,6 +26,7 @@ import torch
 from hrank_ssd.errors import HRankError
 from hrank_ssd.hrank.pruning import prune_model, prune_to_widths
 from hrank_ssd.hrank.ranks import save_ranks
+from hrank_ssd.io.files import atomic_savefig, pyplot
 from hrank_ssd.latency import budgets
 from hrank_ssd.latency.knapsack import KEEP_IMPORTANCE, Budget
 from hrank_ssd.latency.measure import measure_latency_table
@@ -86,10 +84,6 @@ def table_path(out: Path, kind: str = "table") -> Path:
     return out.with_name(f"{out.stem}_{kind}.json")
 
 
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def measure(args, threads: int, width: float, channels_last: bool, **checks) -> LatencyTable:
     """VGG16-SSD's table on this CPU (both tables alike)."""
     return measure_latency_table(NET, "cpu", threads=threads, width=width, grid=args.grid, runs=args.runs,
@@ -105,12 +99,11 @@ def random_ranks(model, folder, seed: int) -> Path:
 
 def validation_set(base, table: LatencyTable, rank_dir, min_keep: float, keep: float):
     """name -> (kind, budget, pruned model), and notes on budgets that could not be met."""
-    paper = f"paper rate {PRUNED_RATE_TEXT}"
+    paper, n = f"paper rate {PRUNED_RATE_TEXT}", base.plan.num_prunable
     models = {"unpruned": ("unpruned", "-", base),
-              paper: ("paper rate", "rates", prune_model(base, PRUNED_RATE, "hrank", rank_dir)[0])}
-    for r in UNIFORM:
-        models[f"uniform {r:g}"] = ("uniform rate", "rates",
-                                    prune_model(base, [r] * base.plan.num_prunable, "hrank", rank_dir)[0])
+              paper: ("paper rate", "rates", prune_model(base, PRUNED_RATE, "hrank", rank_dir)[0]),
+              **{f"uniform {r:g}": ("uniform rate", "rates", prune_model(base, [r] * n, "hrank", rank_dir)[0])
+                 for r in UNIFORM}}
     cap, notes, kw = macs(models[paper][2]), [], {"min_keep": min_keep}
     choices = [(f"MAC budget {f:g}", "MAC budget", f"{f:g} of MACs",
                 lambda f=f: budgets.widths_for_mac_budget(base, Budget(f, True), rank_dir, **kw)) for f in FRACTIONS]
@@ -164,10 +157,13 @@ def frontier_rows(models: dict, table: LatencyTable, passes, base, checked) -> p
     return pd.DataFrame(rows)
 
 
-def option_pairs(full, pruned, options, threads: int, batch: int, tmp: Path):
-    """option -> (unpruned, pruned) as that option runs them, and notes on options skipped here."""
-    full, pruned = (m.to(memory_format=torch.contiguous_format) for m in (full, pruned))
-    pairs, notes, opt = {"plain eager": (full, pruned)}, [], inference_options
+def timed_options(args, table, base, models, notes, tmp) -> pd.DataFrame:
+    """The paper-MACs model against the unpruned one under each inference option, interleaved; an option missing
+    here is a note."""
+    if MATCHED not in models:
+        return pd.DataFrame()
+    full, pruned = (m.to(memory_format=torch.contiguous_format) for m in (base, models[MATCHED][2]))
+    pairs, opt, threads, batch = {"plain eager": (full, pruned)}, inference_options, table.threads, table.batch_size
     example = torch.randn(batch, 3, full.image_size, full.image_size)
 
     def compiled(m, i):
@@ -176,25 +172,16 @@ def option_pairs(full, pruned, options, threads: int, batch: int, tmp: Path):
             raise HRankError(why)
         return out
 
-    make = {"channels_last": lambda m, i: opt.channels_last(m), "torch.compile": compiled,
+    make = {"channels_last": lambda m, i: opt.ChannelsLast(m), "torch.compile": compiled,
             "onnxruntime": lambda m, i: opt.OnnxModel(opt.export_onnx(m, tmp / f"{i}.onnx", batch), m, threads)}
     with num_threads(threads):
-        for o in options:
+        for o in args.options:
             try:
                 pairs[o] = tuple(make[o](m, i) for i, m in enumerate((full, pruned)))
             except Exception as e:  # noqa: BLE001 - an option missing here is reported, not fatal
                 notes.append(f"{o} skipped: {type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}")
-    return pairs, notes
-
-
-def timed_options(args, table, base, models, notes, tmp) -> pd.DataFrame:
-    """The paper-MACs model against the unpruned one under each inference option, interleaved."""
-    if MATCHED not in models:
-        return pd.DataFrame()
-    pairs, more = option_pairs(base, models[MATCHED][2], args.options, table.threads, table.batch_size, tmp)
-    notes += more
     flat = {f"{o} | {k}": m for o, pair in pairs.items() for k, m in zip(("unpruned", "pruned"), pair)}
-    log(f"timing {len(pairs)} inference options")
+    benchkit.log(f"timing {len(pairs)} inference options")
     t = time_models(flat, table.threads, torch.contiguous_format, table.batch_size, table.image_size,
                     args.model_warmup, args.model_runs)
     return pd.DataFrame([{"option": o, "unpruned_ms": t[f"{o} | unpruned"], "pruned_ms": t[f"{o} | pruned"],
@@ -258,12 +245,7 @@ def map_target(course_results) -> dict:
 
 
 def plot(rows: pd.DataFrame, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(9, 6))
+    fig, ax = pyplot().subplots(figsize=(9, 6))
     for kind, group in rows.groupby("kind", sort=False):
         ax.scatter(group["GMACs"], group["measured_ms"], label=kind, zorder=3)
     ax.scatter(rows["GMACs"], rows["predicted_ms"], facecolors="none", edgecolors="grey", label="predicted (table)")
@@ -274,8 +256,7 @@ def plot(rows: pd.DataFrame, path: Path, title: str) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    atomic_savefig(fig, path)
 
 
 def table_lines(table: LatencyTable, what: str, note: str) -> list:
@@ -347,14 +328,14 @@ def run(args, command: str) -> str:
         base = build_model(NET, table.num_classes, width=table.width, image_size=table.image_size).eval()
         rank_dir = args.rank_dir or random_ranks(base, Path(tmp) / "ranks", args.seed)
         models, notes = validation_set(base, table, rank_dir, args.min_keep, args.keep)
-        log(f"timing {len(models)} models interleaved")
+        benchkit.log(f"timing {len(models)} models interleaved")
         start = time.perf_counter()
         ready = {n: m.eval().to(memory_format=fmt) for n, (_, _, m) in models.items()}
         passes = [time_models(ready, table.threads, fmt, table.batch_size, table.image_size, args.model_warmup,
                               args.model_runs) for _ in range(2)]
         seconds["timing"], start, checked = time.perf_counter() - start, time.perf_counter(), None
         if args.check_table:
-            log(f"measuring a check table with the {len(models)} models among its own")
+            benchkit.log(f"measuring a check table with the {len(models)} models among its own")
             checked = measure(args, table.threads, table.width, table.layout == "channels_last",
                               checks={n: list(m.plan.prunable) for n, (_, _, m) in models.items()},
                               check_copies=args.check_copies)
@@ -377,7 +358,7 @@ def main(argv=None) -> int:
     args = parse(argv)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     print(run(args, benchkit.command("latency_frontier.py", argv)))
-    print(f"wrote {args.out} (.csv, .png{', _table.json' if not args.table else ''})", file=sys.stderr)
+    benchkit.log(f"wrote {args.out} (.csv, .png{', _table.json' if not args.table else ''})")
     return 0
 
 

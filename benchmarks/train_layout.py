@@ -11,7 +11,6 @@ layout's figure is the median over all rounds.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -35,16 +34,6 @@ HERE = Path(__file__).resolve().parent
 LAYOUTS = {"NCHW": False, "channels-last": True}
 
 
-class _StepClock(Hooks):
-    """The perf_counter time after each optimizer step."""
-
-    def __init__(self):
-        self.marks = []
-
-    def after_step(self, epoch, step, state):
-        self.marks.append(time.perf_counter())
-
-
 def cases(quick: bool):
     """(label, net, width, batch size, steps per run, pruned at the paper rate?): the offline course's three
     trained shapes, and the full-width VGG16-SSD users train on Colab."""
@@ -66,12 +55,13 @@ def step_times(root: Path, work: Path, net: str, width: float, batch: int, steps
         if not base.is_file():
             save_model(build_model(net, len(read_labels(root / "labels.txt")), width=width), base)
         extra = dict(base_net=str(base), compress_rate=list(PRUNED_RATE), criterion="l1")
-    clock = _StepClock()
+    marks, clock = [], Hooks()  # the perf_counter time after each optimizer step
+    clock.after_step = lambda epoch, step, state: marks.append(time.perf_counter())
     train(TrainConfig(datasets=[str(root)], validation_dataset=str(root), net=net, width=width, batch_size=batch,
                       num_epochs=1, max_images=batch * (steps + 1), lr=2e-4, optimizer="adam", seed=0,
                       validation_epochs=0, checkpoint_folder=str(work / "ck"), device="cpu", progress=False,
                       channels_last=channels_last, **extra), hooks=clock)
-    return [b - a for a, b in zip(clock.marks, clock.marks[1:])]
+    return [b - a for a, b in zip(marks, marks[1:])]
 
 
 def measure(rounds: int, quick: bool, work: Path) -> pd.DataFrame:
@@ -85,7 +75,7 @@ def measure(rounds: int, quick: bool, work: Path) -> pd.DataFrame:
         nchw, nhwc = (1000 * median(seconds[name]) for name in LAYOUTS)
         rows.append({"case": label, "batch": batch, "steps timed": len(seconds["NCHW"]), "NCHW ms/step": nchw,
                      "channels-last ms/step": nhwc, "speed-up": nchw / nhwc})
-        print(f"{label}: {nchw:.0f} vs {nhwc:.0f} ms/step ({nchw / nhwc:.2f}x)", file=sys.stderr, flush=True)
+        benchkit.log(f"{label}: {nchw:.0f} vs {nhwc:.0f} ms/step ({nchw / nhwc:.2f}x)")
     return pd.DataFrame(rows)
 
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 from conftest import load_benchmark
 
+from hrank_ssd.hrank.pruning import prune_model
 from hrank_ssd.nets.compress import PRUNED_RATE
 from hrank_ssd.nets.models import build_model
 from hrank_ssd.nets.predictor import Predictor
@@ -65,7 +66,7 @@ def test_fold_bn_vgg_exact_with_bias_map_approximate_without(x):
 def test_channels_last_same_outputs(x):
     torch.manual_seed(0)
     m = build_model("vgg16-ssd", 4, width=0.1).eval()
-    cl = options.channels_last(m)
+    cl = options.ChannelsLast(m)
     assert max(_close(m, cl, x)) < 1e-4
     assert cl.model.base_net[0].weight.is_contiguous(memory_format=torch.channels_last)
     boxes, labels, scores = Predictor(cl).predict(torch.randint(0, 255, (120, 160, 3), dtype=torch.uint8).numpy())
@@ -75,9 +76,9 @@ def test_channels_last_same_outputs(x):
 def test_round_to_8_widths():
     torch.manual_seed(0)
     m = build_model("vgg16-ssd", 4, width=0.25)
-    pruned, kept = options.prune_rounded(m, PRUNED_RATE, round_to=8, criterion="l1")
+    pruned, kept = prune_model(m, PRUNED_RATE, "l1", round_to=8)
     assert all(c % 8 == 0 for c in pruned.plan.prunable)
-    plain, _ = options.prune_rounded(m, PRUNED_RATE, round_to=None, criterion="l1")
+    plain, _ = prune_model(m, PRUNED_RATE, "l1")
     assert any(c % 8 for c in plain.plan.prunable)
     assert all(a >= b for a, b in zip(pruned.plan.prunable, plain.plan.prunable))
 
