@@ -16,7 +16,7 @@ from hrank_ssd.course.steps import Course
 
 LIB = Path(__file__).resolve().parents[1] / "lib" / "hrank_ssd"
 # bottom to top: a package may import its own modules and those of the packages before it
-LAYERS = ["errors", "devices", "io", "data", "nets", "hrank", "measure", "latency", "train", "course", "cli"]
+LAYERS = ["errors", "devices", "progress", "io", "data", "nets", "hrank", "measure", "latency", "train", "course", "cli"]
 # third-party modules a library module may import inside a function: heavy or optional ones (drawing,
 # notebooks, Drive), so that `import hrank_ssd.x` stays light and works without extras
 LAZY_OK = {"matplotlib", "IPython", "ipywidgets", "nbformat", "nbclient", "papermill", "jupytext", "markdown",

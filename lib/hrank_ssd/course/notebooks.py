@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Tuple
@@ -14,6 +17,7 @@ from hrank_ssd.course.results import NOTEBOOKS, STEPS, TOTAL_TIME, add_timing, o
 from hrank_ssd.course.steps import Course
 from hrank_ssd.devices import resolve_device
 from hrank_ssd.errors import HRankError
+from hrank_ssd.progress import STATUS_ENV, Watch
 
 SOLUTIONS = "solutions"  # the solved copies' subfolder of the notebooks folder (written by make_notebooks.py)
 
@@ -95,10 +99,11 @@ def execute_one(path: Path, out_dir: Path, params: dict, cwd=None, kernel_name: 
     log(f"[course] {path.name} ...")
     source, extra = (shared.input_copy(path), {"km": shared.km}) if shared else (path, {})
     try:  # the kernel's own warnings (e.g. "running over TCP without encryption") stay out of the terminal
-        pm.execute_notebook(str(source), str(out), parameters=params, cwd=str(cwd or repo_root()),
-                            kernel_name=kernel_name, progress_bar=progress, log_output=False,
-                            execution_timeout=cell_timeout, extra_arguments=["--IPKernelApp.log_level=ERROR"],
-                            **extra)
+        with Watch(path.name, log):
+            pm.execute_notebook(str(source), str(out), parameters=params, cwd=str(cwd or repo_root()),
+                                kernel_name=kernel_name, progress_bar=progress, log_output=False,
+                                execution_timeout=cell_timeout, extra_arguments=["--IPKernelApp.log_level=ERROR"],
+                                **extra)
     except pm.PapermillExecutionError as e:
         raise HRankError(f"notebook {path.name} failed in cell {e.exec_count}: {e.ename}: "
                          f"{_first_line(e.evalue)} (executed copy: {out})") from None
@@ -113,6 +118,21 @@ def execute_one(path: Path, out_dir: Path, params: dict, cwd=None, kernel_name: 
 
 
 # ---------------------------------------------------------------- the whole course
+
+
+@contextlib.contextmanager
+def status_file():
+    """A status file for the run's hidden progress bars (the kernels inherit its name): see hrank_ssd.progress."""
+    before = os.environ.get(STATUS_ENV)
+    with tempfile.TemporaryDirectory(prefix="hrank-ssd-status-") as tmp:
+        os.environ[STATUS_ENV] = str(Path(tmp) / "status.json")
+        try:
+            yield Path(os.environ[STATUS_ENV])
+        finally:
+            if before is None:
+                del os.environ[STATUS_ENV]
+            else:
+                os.environ[STATUS_ENV] = before
 
 
 def run_steps(course: Course, steps: Sequence[str] = STEPS, log: Callable[[str], None] = print) -> None:
@@ -142,7 +162,8 @@ def run_steps(course: Course, steps: Sequence[str] = STEPS, log: Callable[[str],
         if step in steps:
             start = time.perf_counter()
             log(f"[course] {step} ...")
-            calls[step]()
+            with Watch(step, log):
+                calls[step]()
             log(f"[course] {step} done in {time.perf_counter() - start:.0f} s")
 
 
@@ -160,11 +181,12 @@ def run_course(profile: str, runs="runs", work="work", run_dir: Optional[Path] =
     start = time.perf_counter()
     run_dir = open_run_dir(runs, run_dir)
     log(f"[course] profile {profile}, run folder {run_dir}")
-    if notebooks is None:
-        course = Course(profile, run_dir=run_dir, work_dir=work, device=device, progress=progress)
-        run_steps(course, STEPS if steps is None else steps, log=log)
-    else:
-        execute_notebooks(notebook_paths(notebooks), run_dir, profile, work, device, log=log, progress=progress)
+    with status_file():
+        if notebooks is None:
+            course = Course(profile, run_dir=run_dir, work_dir=work, device=device, progress=progress)
+            run_steps(course, STEPS if steps is None else steps, log=log)
+        else:
+            execute_notebooks(notebook_paths(notebooks), run_dir, profile, work, device, log=log, progress=progress)
     add_timing(run_dir / "results", TOTAL_TIME, time.perf_counter() - start)  # in before the report reads it
     md, html = write_report(run_dir)
     log(f"[course] report: {md} and {html} ({time.perf_counter() - start:.0f} s in all)")

@@ -14,10 +14,10 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
-from tqdm.auto import tqdm
 
 from hrank_ssd.data.voc import VOCDataset
 from hrank_ssd.errors import HRankError
+from hrank_ssd.progress import tqdm
 
 PathLike = Union[str, os.PathLike]
 FOURCC = "mp4v"

@@ -8,7 +8,6 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from hrank_ssd.devices import evaluating, model_on
 from hrank_ssd.errors import HRankError
@@ -16,6 +15,7 @@ from hrank_ssd.io.files import atomic_save_npy
 from hrank_ssd.nets.models import activation_key, layer_names
 from hrank_ssd.nets.registry import num_prunable
 from hrank_ssd.nets.ssd import SSD
+from hrank_ssd.progress import tqdm
 
 
 class _StopForward(Exception):

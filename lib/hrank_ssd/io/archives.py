@@ -11,11 +11,10 @@ import zipfile
 from pathlib import Path
 from typing import Optional, Sequence
 
-from tqdm.auto import tqdm
-
 from hrank_ssd.errors import HRankError
 from hrank_ssd.io.files import install_staged, remove_path
 from hrank_ssd.io.verify import UNPACKED_MARKER, SourceFailed, log, one_line, sha256sum, tree_files
+from hrank_ssd.progress import tqdm
 
 
 def extract_archive(archive, out, progress: bool = False) -> None:

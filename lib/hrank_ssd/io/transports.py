@@ -11,12 +11,11 @@ import urllib.request
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple
 
-from tqdm.auto import tqdm
-
 from hrank_ssd.io.archives import match_member
 from hrank_ssd.io.files import remove_path
 from hrank_ssd.io.manifest import member_patterns
 from hrank_ssd.io.verify import CHUNK, QUOTA_MARKERS, SourceFailed, log, one_line
+from hrank_ssd.progress import tqdm
 
 USER_AGENT = "hrank-ssd-downloader"
 FOLDER_REFUSED = "Google Drive refused to list the folder (not shared publicly, moved, or too many accesses)"

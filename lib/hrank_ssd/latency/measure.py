@@ -13,7 +13,6 @@ from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from hrank_ssd.devices import resolve_device
 from hrank_ssd.errors import HRankError
@@ -24,6 +23,7 @@ from hrank_ssd.nets.compress import format_compress_rate, layer_rates
 from hrank_ssd.nets.models import build_model, count_parameters, layer_names
 from hrank_ssd.nets.registry import get_net
 from hrank_ssd.nets.ssd import SSD, kept_channels
+from hrank_ssd.progress import tqdm
 
 FOLLOWERS = (nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Hardswish, nn.SiLU, nn.MaxPool2d)
 CHUNK_MODELS, CHUNK_BYTES = 8, 512 * 2 ** 20  # models timed together, and their parameters' bytes

@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from hrank_ssd.devices import evaluating, model_on, resolve_device, sync
 from hrank_ssd.errors import HRankError
@@ -28,6 +27,7 @@ from hrank_ssd.nets.models import build_model, count_parameters, load_model
 from hrank_ssd.nets.predictor import Predictor
 from hrank_ssd.nets.registry import net_names
 from hrank_ssd.nets.ssd import SSD
+from hrank_ssd.progress import tqdm
 
 TABLE_COLUMNS = ["model", "params", "GMACs", "forward_median_ms", "forward_p90_ms", "forward_fps",
                  "predict_median_ms", "predict_p90_ms", "predict_fps", "forward_speedup", "mac_ratio"]

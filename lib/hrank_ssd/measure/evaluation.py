@@ -11,12 +11,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from hrank_ssd.errors import HRankError
 from hrank_ssd.io.files import atomic_write_text
 from hrank_ssd.measure.bench import clocked
 from hrank_ssd.nets.predictor import Predictor
+from hrank_ssd.progress import tqdm
 
 TABLE_COLUMNS = ["class", "gts", "dets", "recall", "precision", "ap"]
 _EPS = np.float32(1e-5)

@@ -9,13 +9,13 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from hrank_ssd.devices import evaluating, model_on
 from hrank_ssd.errors import HRankError
 from hrank_ssd.measure.bench import timings_interleaved
 from hrank_ssd.measure.flops import macs
 from hrank_ssd.measure.sensitivity import quick_map
+from hrank_ssd.progress import tqdm
 
 
 def weight_tensors(model: nn.Module) -> Dict[str, torch.Tensor]:

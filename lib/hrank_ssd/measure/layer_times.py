@@ -11,12 +11,12 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence
 import pandas as pd
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from hrank_ssd.measure.bench import num_threads, timings_interleaved, unwrap
 from hrank_ssd.measure.flops import count_exact
 from hrank_ssd.nets.compress import PRUNED_RATE, layer_rates
 from hrank_ssd.nets.registry import get_net
+from hrank_ssd.progress import tqdm
 
 WRAPPER_PREFIX = re.compile(r"^((model|_orig_mod)\.)+")  # bench.Wrapped's wrappers, torch.compile
 

@@ -8,7 +8,6 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from hrank_ssd.errors import HRankError
 from hrank_ssd.hrank.pruning import prune_model
@@ -18,6 +17,7 @@ from hrank_ssd.nets.compress import format_compress_rate
 from hrank_ssd.nets.models import layer_names
 from hrank_ssd.nets.registry import num_prunable
 from hrank_ssd.nets.ssd import SSD, plan_with_rates
+from hrank_ssd.progress import tqdm
 
 DEFAULT_RATES = tuple(round(0.1 * k, 1) for k in range(1, 10))
 

@@ -11,12 +11,12 @@ from typing import List, Optional, Union
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from hrank_ssd.data.voc import collate
 from hrank_ssd.measure.evaluation import mean_ap
 from hrank_ssd.nets.models import save_model
 from hrank_ssd.nets.ssd import SSD
+from hrank_ssd.progress import tqdm
 from hrank_ssd.train import distributed
 from hrank_ssd.train.checkpoints import SeededSamples, checkpoint_path, epoch_batches
 from hrank_ssd.train.config import TrainConfig, as_config, learning_rate
@@ -98,8 +98,8 @@ class _Trainer(TrainerSetup):
         loader = torch.utils.data.DataLoader(SeededSamples(self.train_set), batch_sampler=batches[self.start_step:],
                                              collate_fn=collate, num_workers=cfg.num_workers,
                                              pin_memory=self.device.type == "cuda")
-        bar = tqdm(loader, total=steps, initial=self.start_step, desc=f"epoch {epoch}", leave=False,
-                   disable=not (cfg.progress and self.main), dynamic_ncols=True)
+        bar = tqdm(loader, total=steps, initial=self.start_step, desc=f"epoch {epoch + 1}/{cfg.num_epochs}",
+                   leave=False, disable=not (cfg.progress and self.main), dynamic_ncols=True)
         step = self.start_step
         for batch in bar:
             loss, regression, classification, _ = self.train_step(batch, epoch, step)

@@ -1,0 +1,104 @@
+"""Progress bars: tqdm's, in a notebook or a terminal. In a headless course run, where no bar is shown, the run
+names a status file (``HRANK_SSD_STATUS_FILE``) and every bar writes its state there instead; the run reads it
+and prints a line with an estimate of the time left (:class:`Watch`)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+from tqdm.auto import tqdm as _tqdm
+from tqdm.std import tqdm as _plain_tqdm
+
+STATUS_ENV = "HRANK_SSD_STATUS_FILE"
+_EPOCH = re.compile(r"\bepoch (\d+)/(\d+)\b")  # a training bar's desc: the epochs after this one are left too
+
+
+class _StatusBar(_plain_tqdm):
+    """A bar that writes its state (desc, n, total, elapsed, rate) to the status file instead of a screen."""
+
+    def __init__(self, *args, **kwargs):
+        self.status = Path(os.environ[STATUS_ENV])
+        super().__init__(*args, **kwargs)
+
+    def display(self, msg=None, pos=None):
+        state = {k: self.format_dict.get(k) for k in ("n", "total", "elapsed", "rate", "unit")}
+        tmp = self.status.with_name(self.status.name + ".tmp")
+        tmp.write_text(json.dumps({"desc": self.desc, **state}))
+        os.replace(tmp, self.status)
+        return True
+
+    def close(self):
+        super().close()
+        self.status.unlink(missing_ok=True)  # a finished bar is no longer the current step
+
+
+def tqdm(*args, disable: bool = False, **kwargs):
+    """tqdm's bar; a hidden bar reports to the status file when a headless run asked for one."""
+    if disable and os.environ.get(STATUS_ENV):
+        kwargs.pop("dynamic_ncols", None)
+        return _StatusBar(*args, file=io.StringIO(), mininterval=1.0, **kwargs)
+    return _tqdm(*args, disable=disable, **kwargs)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
+def status_line(state: dict) -> str:
+    """One bar's state as ``what: n/total unit, about T left`` (the training's remaining epochs included)."""
+    desc, n, total, rate = state.get("desc") or "working", state.get("n") or 0, state.get("total"), state.get("rate")
+    line = f"{desc}: {n}/{total} {state.get('unit') or 'it'}" if total else f"{desc}: {n} {state.get('unit') or 'it'}"
+    if total and rate:
+        left = (total - n) / rate
+        epoch = _EPOCH.search(desc)
+        if epoch:
+            left += (int(epoch.group(2)) - int(epoch.group(1))) * total / rate
+        line += f", about {_duration(left)} left"
+    return line
+
+
+class Watch:
+    """While a step runs, print ``[course] label: <status line>`` at most every ``every`` seconds when the status
+    file changed. ``poll`` does one round (the tests call it with their own clock); ``with`` runs it on a thread."""
+
+    def __init__(self, label: str, log: Callable[[str], None] = print, every: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic, path: Optional[Path] = None):
+        self.label, self.log, self.every, self.clock = label, log, every, clock
+        path = path or os.environ.get(STATUS_ENV)
+        self.path = Path(path) if path else None  # no status file: nothing to watch
+        self.start, self.last, self.seen = clock(), clock(), None
+        self._stop = threading.Event()
+
+    def poll(self) -> None:
+        if self.path is None:
+            return
+        try:
+            text = self.path.read_text()
+        except OSError:
+            return
+        now = self.clock()
+        if text != self.seen and now - self.last >= self.every:
+            self.seen, self.last = text, now
+            self.log(f"[course] {self.label} ({_duration(now - self.start)} in): {status_line(json.loads(text))}")
+
+    def _run(self) -> None:
+        while not self._stop.wait(2.0):
+            self.poll()
+
+    def __enter__(self):
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        if self.path is not None:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
