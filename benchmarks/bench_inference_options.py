@@ -116,7 +116,6 @@ def main(argv=None) -> int:
     ap.add_argument("--trained", default=None, help="a trained small checkpoint for the int8 mAP check")
     ap.add_argument("--dataset", default=None, help="VOC folder (trainval: calibration, test: mAP)")
     ap.add_argument("--prune_trained", action="store_true", help="prune --trained (l1, [0.1]*7+[0.5]*9) first")
-    ap.add_argument("--json", default=None)
     ap.add_argument("--out", default=None, help="write the markdown page here (with its command and machine)")
     args = ap.parse_args(argv)
     result = {"environment": bench.environment("cpu", args.threads), "load": os.getloadavg()[0]}
@@ -138,13 +137,9 @@ def main(argv=None) -> int:
             result["int8_map"] = int8_map(args.trained, args.dataset, Path(tmp), args.threads, args.calib_images,
                                           args.prune_trained)
     text = page(result, benchkit.command("bench_inference_options.py", argv))
+    print(text)
     if args.out:
         Path(args.out).write_text(text)
-        benchkit.log(f"wrote {args.out}")
-    else:
-        print(text)
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1, default=float))
     return 0
 
 

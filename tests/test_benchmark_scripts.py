@@ -17,7 +17,7 @@ def _bad_inputs(tmp: Path):
         "offline_seeds.py": ["--seeds", "0", "--work", str(a_file / "work"), "--runs", str(tmp / "runs"),
                              "--out", str(tmp / "seeds")],
         "latency_frontier.py": ["--table", str(tmp / "missing" / "table.json"), "--out", str(tmp / "lf.md")],
-        "train_layout.py": ["--out", str(tmp / "missing" / "layout.md")],
+        "train_layout.py": ["--out", str(a_file / "layout.md")],  # a file where its folder should be
     }
 
 
