@@ -22,7 +22,7 @@ from hrank_ssd.io.voc_download import VOC_SOURCE_ENV
 from rehearsal.scenarios import ScenarioPlan
 from rehearsal.world import World
 
-LIBRARY_NAMES = "using the library's 20 VOC class names"  # what Workspace.label_file says when it falls back
+LIBRARY_NAMES = "using the library's 20 VOC class names"  # what Course.label_file says when it falls back
 # published artifact -> (its substitute's key in substitutes.json, the notebooks that meet its absence)
 SUBSTITUTED = {"vgg16-ssd-hrank": ("vgg16-ssd-pruned", {"03_finetune", "04_eval_map_fps", "06_video_demo"}),
                "vgg16-ssd-ranks": ("vgg16-ssd-ranks", {"01_rank_generation", "02_hrank_pruning", "03_finetune",
