@@ -259,6 +259,17 @@ for _, r in table.iterrows():
 print("on the latency frontier:", ", ".join(table.loc[table["frontier (latency)"], "model"]))
 
 # %% [markdown]
+# **What these numbers say.** Some numbers above may surprise you: a pruned model no faster than its parent, one
+# that scores above it, a large drop, a prediction far from the measurement. Each sentence below is written from
+# this run's numbers (`hrank_ssd.course.explain`) and appears only when its case holds.
+
+# %%
+from hrank_ssd.course.explain import explanations
+
+for note in explanations(results.load_results(course.run_dir)):
+    print("-", note, end="\n\n")
+
+# %% [markdown]
 # **Theirs, on their own axes.** The original project's published mAPs (VOC2007 test) belong to full-size
 # detectors trained on real data: they are not comparable with our synthetic-data mAPs, so they get their own
 # plot, against the exact MACs of the full-size detectors (computed, notebook 05).

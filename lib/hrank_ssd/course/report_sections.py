@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Dict, List, Optional
 
 import pandas as pd
 
 from hrank_ssd.course import report_tables as tables
+from hrank_ssd.course.explain import explanations
 from hrank_ssd.course.plots import plot_frontier, plot_per_class, plot_published, save_plot
 from hrank_ssd.course.published import slower_pruned_line, source_line
 from hrank_ssd.course.results import log_name, missing_note
@@ -85,14 +85,6 @@ def intro(page: Page, res: Results) -> None:
                  "resets within 24 hours), or download it by hand: `python -m hrank_ssd download --list`.")
 
 
-def _prediction_scale(table) -> Optional[float]:
-    """The unpruned VGG16-SSD's predicted over measured forward, when both are there."""
-    rows = table[table["model"] == tables.title("vgg16-ssd")]
-    if not len(rows) or not math.isfinite(float(rows["predicted ms"].iloc[0])):
-        return None
-    return float(rows["predicted ms"].iloc[0]) / float(rows["forward ms"].iloc[0])
-
-
 def frontier(page: Page, res: Results) -> None:
     page.heading("## 1. The compared models on this machine: mAP against measured latency and MACs")
     table = tables.frontier_table(res)
@@ -106,11 +98,9 @@ def frontier(page: Page, res: Results) -> None:
              "latency table's, for the VGG16-SSDs. *GMACs*, *params*: exact. *speed-up vs unpruned*: against the "
              "same net unpruned. *frontier*: no other model is both cheaper and better. *note*: a model finetuned "
              f"for under {tables.SHORT_FINETUNE:.0%} of the published epochs is a short stand-in for them.")
-    scale = _prediction_scale(table)
-    if scale is not None:
-        page.add("", f"The table predicts the unpruned VGG16-SSD at {scale:.2f}x the forward measured here (a "
-                 "machine's speed moves between two moments); the budgets are fractions of the unpruned model's "
-                 "predicted time, so the widths they choose hold while the absolute milliseconds do not.")
+    notes = explanations(res)
+    if notes:
+        page.add("", "**What these numbers say** (written from them):", "", *[f"- {n}" for n in notes])
     page.figure(save_plot(plot_frontier(table, machine), page.plots / "frontier.png"), "mAP vs latency and MACs")
     if not page.section("### How the latency-pruned widths were chosen", res, "latency_models.csv"):
         return

@@ -1,0 +1,113 @@
+"""Sentences on a run's surprising numbers, written from its results files so they stay true when the numbers
+move: a pruned model no faster than its parent, one that scores above its parent, a large mAP drop, the latency
+table's prediction against the measured forward, and the full-size benchmark against the course's width."""
+
+from __future__ import annotations
+
+import math
+from typing import Dict, List, Optional
+
+import pandas as pd
+
+from hrank_ssd.course.models import BY_KEY, MODEL_TITLES
+from hrank_ssd.course.published import published_finetune, published_predict_ms
+
+# Each case is decided on the figure as the sentence prints it, so a shown 0.0500 drop is never "over 0.05".
+NO_FASTER = 1.05  # a pruned model under this speed-up over its parent is "no faster"
+LARGE_DROP = 0.05  # an mAP drop over this, against the parent, is large
+OFF_BY = 10  # a prediction or a second timing more than this many percent from the measured one is worth a word
+PAPER = "vgg16-ssd-pruned"  # the model pruned at the paper rate: the one the original project timed
+
+
+def _percent_off(ratio: float) -> int:
+    return round(abs(ratio - 1) * 100)
+
+
+def _rows(frame: Optional[pd.DataFrame]) -> Dict[str, pd.Series]:
+    return {} if frame is None else {r["model"]: r for _, r in frame.iterrows()}
+
+
+def _parents(frontier: Dict[str, pd.Series]):
+    """(key, its unpruned parent's key) for every pruned model whose parent was measured too."""
+    return [(k, BY_KEY[k].net) for k in frontier if k in BY_KEY and BY_KEY[k].net not in (k, None)
+            and BY_KEY[k].net in frontier]
+
+
+def no_faster(key: str, parent: str, row: pd.Series, up: pd.Series) -> Optional[str]:
+    speed, fewer = up["forward_median_ms"] / row["forward_median_ms"], up["GMACs"] / row["GMACs"]
+    if round(speed, 2) >= NO_FASTER:
+        return None
+    text = (f"{MODEL_TITLES[key]} has {fewer:.2f}x fewer MACs than {MODEL_TITLES[parent]} but runs at {speed:.2f}x "
+            "its speed here. Time does not fall with MACs: a CPU kernel computes channels in blocks of 16, so a "
+            "layer that keeps 57 of 64 filters (VGG16's first convs at the paper rate) costs about what 64 do, and "
+            "what pruning does not shrink (memory traffic, the unpruned heads, each layer's fixed cost) weighs "
+            "more the narrower the network.")
+    if key == PAPER:
+        ms = published_predict_ms()
+        text += (f" The original project's own T4 timing shows the same: {ms[PAPER]:.1f} ms per image pruned against "
+                 f"{ms[parent]:.1f} ms unpruned.")
+    return text
+
+
+def above_parent(key: str, parent: str, mine: float, theirs: float, synthetic: bool) -> Optional[str]:
+    if round(mine, 4) <= round(theirs, 4):
+        return None
+    why = ("on the offline data (a few shape classes, nearly saturated) a difference this small can change sign with "
+           "the data seed (benchmarks/offline_seeds.md)" if synthetic else
+           "pruning and finetuning can act as a regulariser; compare the published figures before trusting it")
+    return f"{MODEL_TITLES[key]} scores {mine:.4f}, above {MODEL_TITLES[parent]} ({theirs:.4f}): {why}."
+
+
+def large_drop(key: str, parent: str, mine: float, theirs: float, row: pd.Series, up: pd.Series) -> Optional[str]:
+    if round(theirs - mine, 4) <= LARGE_DROP:
+        return None
+    epochs, published = row.get("finetune_epochs", math.nan), int(published_finetune()["num_epochs"])
+    kept = row["params"] / up["params"]
+    why = f"it keeps {kept:.0%} of the parameters"
+    if math.isfinite(float(epochs)):
+        why += (f" and was finetuned {epochs:g} epoch{'' if epochs == 1 else 's'}, where the original project "
+                f"finetuned its pruned VGG16-SSD {published}: a short stand-in for such a finetune, not its result")
+    return (f"{MODEL_TITLES[key]} loses {theirs - mine:.4f} mAP against {MODEL_TITLES[parent]} ({mine:.4f} vs "
+            f"{theirs:.4f}): {why}.")
+
+
+def prediction(frontier: Dict[str, pd.Series]) -> Optional[str]:
+    """The latency table's prediction against the forward measured by the frontier, where they differ."""
+    off = {k: r["predicted_ms"] / r["forward_median_ms"] for k, r in frontier.items()
+           if "predicted_ms" in r and math.isfinite(float(r["predicted_ms"]))}
+    if not off or all(_percent_off(v) <= OFF_BY for v in off.values()):
+        return None
+    key = max(off, key=lambda k: abs(off[k] - 1))
+    r = frontier[key]
+    return (f"The latency table predicted {r['predicted_ms']:.2f} ms for {MODEL_TITLES[key]}, measured "
+            f"{r['forward_median_ms']:.2f} ms ({off[key]:.2f}x): the table and the frontier timed the models at "
+            "different moments, and a machine's speed moves between two moments. The budgets are shares of the "
+            "unpruned model's predicted time, so the widths they choose hold while the absolute times do not.")
+
+
+def full_size(frontier: Dict[str, pd.Series], bench: Dict[str, pd.Series]) -> Optional[str]:
+    """The paper-rate model's speed-up at full size (``bench``) against the course's width (the frontier)."""
+    if not all(k in d for d in (frontier, bench) for k in (PAPER, "vgg16-ssd")):
+        return None
+    big = bench["vgg16-ssd"]["forward_median_ms"] / bench[PAPER]["forward_median_ms"]
+    small = frontier["vgg16-ssd"]["forward_median_ms"] / frontier[PAPER]["forward_median_ms"]
+    if _percent_off(big / small) <= OFF_BY:
+        return None
+    return (f"At full size (300x300, 21 classes: the benchmark) the paper-rate model runs {big:.2f}x faster than "
+            f"VGG16-SSD; at the course's width (the frontier) {small:.2f}x. The narrower the layers, the more of "
+            "the time goes to what pruning does not remove.")
+
+
+def explanations(res: Dict[str, object]) -> List[str]:
+    """Every sentence that applies to the run whose results files ``res`` holds (``results.load_results``)."""
+    frontier, bench, maps = _rows(res.get("frontier.csv")), _rows(res.get("bench.csv")), _rows(res.get("map.csv"))
+    synthetic = bool((res.get("settings.json") or {}).get("synthetic"))
+    out = []
+    for key, parent in _parents(frontier):
+        out.append(no_faster(key, parent, frontier[key], frontier[parent]))
+        if key in maps and parent in maps:
+            mine, theirs = float(maps[key]["mAP"]), float(maps[parent]["mAP"])
+            out.append(above_parent(key, parent, mine, theirs, synthetic))
+            out.append(large_drop(key, parent, mine, theirs, frontier[key], frontier[parent]))
+    out += [prediction(frontier), full_size(frontier, bench)]
+    return [s for s in out if s]
