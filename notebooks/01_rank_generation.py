@@ -262,6 +262,24 @@ for comparison, part in stability.groupby("comparison", sort=False):
 stability.round(3)
 
 # %% [markdown]
+# **Question.** In the plot above (the first comparison: two disjoint image sets), which layer's ranks agree
+# least between the two sets? Return its name as the plot labels it (e.g. `"conv1_1"`).
+
+# %% tags=["exercise", "question"]
+def least_stable_layer():
+    """The layer with the lowest Spearman correlation between the two disjoint image sets, read from the plot."""
+    # BEGIN SOLUTION
+    first = stability[stability["comparison"] == stability["comparison"].iloc[0]]
+    return first.loc[first["spearman"].idxmin(), "name"]
+    # END SOLUTION
+
+
+# %% tags=["check"]
+from hrank_ssd.course import questions
+
+questions.check_least_stable(least_stable_layer, stability);
+
+# %% [markdown]
 # Check: the comparison on a toy, counted by hand. The same ranks correlate perfectly and change nothing; swapping
 # the best and the worst of 8 filters changes exactly one of the 4 kept.
 

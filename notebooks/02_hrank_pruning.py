@@ -311,6 +311,24 @@ plt.show()
 sens.pivot_table(index="rate", columns="name", values="map").round(4)
 
 # %% [markdown]
+# **Question.** At the largest rate the scan tried, pruning which layer alone costs the most quick mAP? Return its
+# name as the legend shows it.
+
+# %% tags=["exercise", "question"]
+def most_sensitive_layer():
+    """The layer whose curve ends lowest at the largest scanned rate."""
+    # BEGIN SOLUTION
+    at = sens[sens["rate"] == sens["rate"].max()]
+    return at.loc[at["map"].idxmin(), "name"]
+    # END SOLUTION
+
+
+# %% tags=["check"]
+from hrank_ssd.course import questions
+
+questions.check_most_sensitive(most_sensitive_layer, sens);
+
+# %% [markdown]
 # The scan can choose a rate by itself (`suggest_compress_rate`, also the `sensitivity` command's
 # `--target_mac_reduction`): allow a growing mAP drop, give every scanned layer the largest rate whose drop stays
 # within it, and stop at the smallest drop whose rates remove as many MACs as the target. Here the target is the
@@ -405,6 +423,21 @@ plt.show()
 crit
 
 # %% [markdown]
+# **Question.** Which criterion keeps the highest mAP right after pruning, before any finetuning? Return
+# `"hrank"`, `"l1"` or `"random"`.
+
+# %% tags=["exercise", "question"]
+def best_criterion():
+    """The criterion with the highest mAP right after pruning, read from the plot."""
+    # BEGIN SOLUTION
+    return crit.loc[crit["map_pruned"].idxmax(), "criterion"]
+    # END SOLUTION
+
+
+# %% tags=["check"]
+questions.check_best_criterion(best_criterion, crit);
+
+# %% [markdown]
 # ## Why L1 loses so badly here
 #
 # On the offline models HRank beats L1 by far right after pruning, much more than papers report on real data. The
@@ -464,6 +497,22 @@ fine = course.fine_grained()  # writes results/fine_grained.csv
 display(fig := plot_fine_grained(fine))
 plt.close(fig)
 fine.round(4)
+
+# %% [markdown]
+# **Question.** Both pruned models removed the same number of weights. Which runs faster: `"fine-grained"` or
+# `"filters"`?
+
+# %% tags=["exercise", "question"]
+def faster_pruning():
+    """The faster of the two pruned models at the same sparsity, read from the plot's speed bars."""
+    # BEGIN SOLUTION
+    speed = fine.set_index("model")["speedup"]
+    return "filters" if speed["filters (HRank)"] > speed["fine-grained (magnitude)"] else "fine-grained"
+    # END SOLUTION
+
+
+# %% tags=["check"]
+questions.check_faster_pruning(faster_pruning, fine);
 
 # %% [markdown]
 # Check: both pruned models take away the same number of weights; the fine-grained one still does every MAC of

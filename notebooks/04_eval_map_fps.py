@@ -249,6 +249,23 @@ plots.plot_frontier(table, report_tables.machine_title(course.load_json("frontie
 plt.show()
 
 # %% [markdown]
+# **Question.** Which models are on the latency frontier (left plot)? Return a list of them: keys such as
+# `"vgg16-ssd"`, or the plot's labels.
+
+# %% tags=["exercise", "question"]
+def latency_frontier_models():
+    """The models no other model beats on both forward latency and mAP, read from the plot."""
+    # BEGIN SOLUTION
+    return list(table.loc[table["frontier (latency)"], "model"])
+    # END SOLUTION
+
+
+# %% tags=["check"]
+from hrank_ssd.course import questions
+
+questions.check_frontier(latency_frontier_models, table);
+
+# %% [markdown]
 # Check: no model on the latency frontier is beaten by another on both axes, and every model off it is.
 
 # %%
@@ -256,7 +273,7 @@ for _, r in table.iterrows():
     beaten = ((table["forward ms"] <= r["forward ms"]) & (table["mAP"] >= r["mAP"])
               & ((table["forward ms"] < r["forward ms"]) | (table["mAP"] > r["mAP"]))).any()
     assert beaten != r["frontier (latency)"], r["model"]
-print("on the latency frontier:", ", ".join(table.loc[table["frontier (latency)"], "model"]))
+print(f"frontier checked: {int(table['frontier (latency)'].sum())} of the {len(table)} models are on it")
 
 # %% [markdown]
 # **What these numbers say.** Some numbers above may surprise you: a pruned model no faster than its parent, one

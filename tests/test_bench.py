@@ -214,7 +214,7 @@ def test_group_speedups_and_mac_ceiling_exact():
 
 
 def test_layer_times_and_macs_of_a_wrapped_model():
-    channels_last = load_benchmark("inference_options").channels_last
+    channels_last = load_benchmark("inference_options").ChannelsLast
 
     full = build_model("vgg16-ssd", 21, width=0.125).eval()
     pruned = build_model("vgg16-ssd", 21, width=0.125, compress_rate=bench.PRUNED_RATE).eval()

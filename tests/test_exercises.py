@@ -212,11 +212,22 @@ def test_notebook_paths_prefer_the_solved_copies(tmp_path):
 SOLVED = sorted((NB_DIR / SOLUTIONS).glob("[0-9][0-9]_*.ipynb"))
 
 
-def _pairs(path: Path) -> list:
-    """(exercise cell, check cell) sources of a committed notebook, in order."""
+def _pairs(path: Path, questions: bool = False) -> list:
+    """(exercise cell, check cell) sources of a committed notebook, in order; ``questions``: the questions read
+    from a plot instead (they need the notebook's data, so they run with it: tests/test_notebooks.py)."""
     nbformat = pytest.importorskip("nbformat")
     cells = nbformat.read(str(path), as_version=4).cells
-    return [(c.source, cells[i + 1].source) for i, c in enumerate(cells) if "exercise" in c.metadata.get("tags", [])]
+    return [(c.source, cells[i + 1].source) for i, c in enumerate(cells) if "exercise" in c.metadata.get("tags", [])
+            and ("question" in c.metadata.get("tags", [])) == questions]
+
+
+@pytest.mark.parametrize("path", SOLVED, ids=lambda p: p.stem)
+def test_student_questions_are_blank_and_their_checks_name_the_runs_data(path):
+    """A question's function is blanked in the student's copy like an exercise; its check reads this run's data."""
+    student = NB_DIR / path.name
+    for (question, check), (solved, _) in zip(_pairs(student, True), _pairs(path, True)):
+        assert "raise NotImplementedError(" in question and "# BEGIN SOLUTION" in solved
+        assert check.count("questions.check_") == 1 and "exercises.check_" not in check
 
 
 def _execute(*sources) -> str:
@@ -230,6 +241,7 @@ def _execute(*sources) -> str:
 
 def test_notebooks_01_to_05_each_have_an_exercise():
     assert {p.name[:2] for p in SOLVED} >= {"01", "02", "03", "04", "05"}
+    assert [len(_pairs(p, questions=True)) for p in SOLVED] == [1, 3, 0, 1, 0]  # the plot questions of 01-05
     for path in SOLVED:
         assert len(_pairs(path)) == len(_pairs(NB_DIR / path.name)) >= 1, path.name
         for _, check in _pairs(path):

@@ -88,6 +88,34 @@ def integer(value) -> Optional[int]:
     return int(x) if math.isfinite(x) and x == int(x) else None
 
 
+def ask(name: str, fn, want, same: Callable[[Any, Any], bool], why: str,
+        hint: Callable[[Any], Optional[str]], default_hint: str) -> bool:
+    """A question read from a plot: ``fn()`` returns the student's reading, ``want`` is this run's answer. A right
+    one prints the explanation (``why``); a wrong one says what is wrong, never the answer. Never raises."""
+    if not callable(fn):
+        return _say(False, f"{name} is not a function (got {short(fn)}): run the question's cell above, then this one")
+    try:
+        got = fn()
+    except NotImplementedError:
+        return _say(False, f"{name} is still blank: replace the `raise NotImplementedError(...)` line with "
+                           "`return <your answer>`, run that cell, then this one")
+    except Exception as e:  # the student's code: any error becomes a message
+        return _say(False, f"{name}() raised {type(e).__name__}: {str(e).strip()[:200]}", default_hint)
+    try:
+        ok = bool(same(got, want))
+    except Exception:
+        ok = False
+    if not ok:
+        try:
+            why_not = _form_hint(got, want) or hint(got)
+        except Exception:
+            why_not = None
+        return _say(False, f"{name}() returned {short(got)}: not what this run's plot shows", why_not or default_hint)
+    _say(True, f"{name}: {short(got)}")
+    print(f"  why: {why}")
+    return True
+
+
 def run_check(name: str, fn, cases: Sequence[Case], same: Callable[[Any, Any], bool], what: str,
          hint: Callable[[Case, Any], Optional[str]], default_hint: str) -> bool:
     """Call ``fn`` on every case; print ``correct`` or the first problem with a hint. Never raises."""

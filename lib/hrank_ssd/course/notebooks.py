@@ -45,7 +45,8 @@ def failed_checks(path) -> list:
         text = "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("output_type") == "stream")
         lines = [ln.strip() for ln in text.splitlines()]
         wrong = [ln for ln in lines if ln.startswith(NOT_YET)]
-        if wrong or sum(ln.startswith(CORRECT) for ln in lines) < cell.source.count("exercises.check_"):
+        checks = cell.source.count("exercises.check_") + cell.source.count("questions.check_")
+        if wrong or sum(ln.startswith(CORRECT) for ln in lines) < checks:
             failed.append((cell.get("execution_count"), wrong[0] if wrong else "no verdict printed"))
     return failed
 
