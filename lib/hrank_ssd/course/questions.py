@@ -20,40 +20,43 @@ def _same_name(got, want) -> bool:
     return isinstance(got, str) and _name(got) == _name(want)
 
 
-def check_least_stable(fn, stability: pd.DataFrame) -> bool:
-    """Notebook 01: the layer whose ranks agree least between the two disjoint image sets (lowest Spearman)."""
-    part = stability[stability["comparison"] == stability["comparison"].iloc[0]].dropna(subset=["spearman"])
-    worst, best = part.loc[part["spearman"].idxmin()], part.loc[part["spearman"].idxmax()]
-    why = (f"{worst['name']} orders its filters least alike on the two image sets (Spearman {worst['spearman']:.2f}; "
-           f"{best['name']}: {best['spearman']:.2f}); {int(worst['changed'])} of its {int(worst['kept'])} kept filters "
-           "change. A low correlation matters only near the cut: filters far from it stay kept or dropped.")
+def _lowest_layer(name: str, fn, rows: pd.DataFrame, column: str, why, opposite: str, default: str) -> bool:
+    """A question whose answer is the layer (``rows["name"]``) with the lowest ``column``; ``why(worst, best)``."""
+    worst, best = rows.loc[rows[column].idxmin()], rows.loc[rows[column].idxmax()]
 
     def hint(got):
         if _same_name(got, best["name"]):
-            return "that layer agrees the MOST: look for the lowest bar, the smallest correlation"
-        if isinstance(got, str) and _name(got) not in set(part["name"].map(_name)):
-            return f"name a layer as the plot labels them, e.g. {part['name'].iloc[0]!r}"
+            return opposite
+        if isinstance(got, str) and _name(got) not in set(rows["name"].map(_name)):
+            return f"name a layer as the plot labels them, e.g. {rows['name'].iloc[0]!r}"
 
-    return ask("least_stable_layer", fn, worst["name"], _same_name, why, hint,
-               "read the Spearman correlation of each layer in the plot: which is lowest?")
+    return ask(name, fn, worst["name"], _same_name, why(worst, best), hint, default)
+
+
+def check_least_stable(fn, stability: pd.DataFrame) -> bool:
+    """Notebook 01: the layer whose ranks agree least between the two disjoint image sets (lowest Spearman)."""
+    part = stability[stability["comparison"] == stability["comparison"].iloc[0]].dropna(subset=["spearman"])
+    return _lowest_layer(
+        "least_stable_layer", fn, part, "spearman",
+        lambda worst, best: (f"{worst['name']} orders its filters least alike on the two image sets (Spearman "
+                             f"{worst['spearman']:.2f}; {best['name']}: {best['spearman']:.2f}); "
+                             f"{int(worst['changed'])} of its {int(worst['kept'])} kept filters change. A low "
+                             "correlation matters only near the cut: filters far from it stay kept or dropped."),
+        "that layer agrees the MOST: look for the lowest bar, the smallest correlation",
+        "read the Spearman correlation of each layer in the plot: which is lowest?")
 
 
 def check_most_sensitive(fn, sens: pd.DataFrame) -> bool:
     """Notebook 02: the layer whose pruning at the largest scanned rate costs the most quick mAP."""
-    top = sens["rate"].max()
-    at = sens[sens["rate"] == top]
-    worst, best = at.loc[at["map"].idxmin()], at.loc[at["map"].idxmax()]
-    base = float(sens.loc[sens["rate"] == 0, "map"].mean())
-    why = (f"at rate {top:g}, pruning {worst['name']} alone leaves a quick mAP of {worst['map']:.3f} (unpruned "
-           f"{base:.3f}); {best['name']} keeps {best['map']:.3f}. Spare the steep layers and prune the flat ones: "
-           "that is what a per-layer compress rate is for.")
-
-    def hint(got):
-        if _same_name(got, best["name"]):
-            return "that layer loses the LEAST: find the curve that ends lowest on the right"
-
-    return ask("most_sensitive_layer", fn, worst["name"], _same_name, why, hint,
-               f"look at the right end of the curves (rate {top:g}): which one ends lowest? Name it as the legend does")
+    top, base = sens["rate"].max(), float(sens.loc[sens["rate"] == 0, "map"].mean())
+    return _lowest_layer(
+        "most_sensitive_layer", fn, sens[sens["rate"] == top], "map",
+        lambda worst, best: (f"at rate {top:g}, pruning {worst['name']} alone leaves a quick mAP of "
+                             f"{worst['map']:.3f} (unpruned {base:.3f}); {best['name']} keeps {best['map']:.3f}. "
+                             "Spare the steep layers and prune the flat ones: that is what a per-layer compress "
+                             "rate is for."),
+        "that layer loses the LEAST: find the curve that ends lowest on the right",
+        f"look at the right end of the curves (rate {top:g}): which one ends lowest? Name it as the legend does")
 
 
 def check_best_criterion(fn, crit: pd.DataFrame) -> bool:
