@@ -28,10 +28,15 @@ def test_a_status_line_says_what_runs_and_how_long_is_left(state, line):
 
 
 def test_a_hidden_bar_reports_to_the_status_file_and_a_shown_one_does_not(tmp_path, monkeypatch):
-    status = tmp_path / "status.json"
+    status, now = tmp_path / "status.json", [0.0]
     monkeypatch.setenv(progress.STATUS_ENV, str(status))
+    monkeypatch.setattr(progress, "clock", lambda: now[0])
     bar = progress.tqdm(total=5, desc="ranks", unit="batch", disable=True)
     bar.update(3)
+    now[0] = 0.5
+    bar.refresh()  # within a second of the last write: not written (a training step refreshes every step)
+    assert json.loads(status.read_text())["n"] == 0
+    now[0] = 1.0
     bar.refresh()
     state = json.loads(status.read_text())
     assert (state["desc"], state["n"], state["total"], state["unit"]) == ("ranks", 3, 5, "batch")
@@ -77,9 +82,9 @@ def test_the_watch_prints_a_changed_status_at_most_every_interval(tmp_path):
 def test_a_kernel_started_inside_the_run_reports_to_its_status_file(tmp_path):
     """The notebooks' kernels are child processes: they inherit the status file's name from the run."""
     before = os.environ.get(progress.STATUS_ENV)
-    child = ("import os\nfrom hrank_ssd.progress import STATUS_ENV, tqdm\n"
-             "bar = tqdm(total=4, desc='eval mb1-ssd', unit='img', disable=True)\nbar.update(2)\nbar.refresh()\n"
-             "print(open(os.environ[STATUS_ENV]).read())\n")
+    child = ("import os\nfrom hrank_ssd import progress\nprogress.clock = iter(range(0, 100, 5)).__next__\n"
+             "bar = progress.tqdm(total=4, desc='eval mb1-ssd', unit='img', disable=True)\nbar.update(2)\n"
+             "bar.refresh()\nprint(open(os.environ[progress.STATUS_ENV]).read())\n")
     with status_file() as path:
         assert os.environ[progress.STATUS_ENV] == str(path)
         out = subprocess.run([sys.executable, "-c", child], check=True, timeout=120, capture_output=True, text=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import re
 import threading
@@ -17,6 +18,8 @@ from tqdm.auto import tqdm as _tqdm
 from tqdm.std import tqdm as _plain_tqdm
 
 STATUS_ENV = "HRANK_SSD_STATUS_FILE"
+WRITE_EVERY = 1.0  # seconds between two writes of the status file
+clock = time.monotonic  # the status file's clock (tests use their own)
 _EPOCH = re.compile(r"\bepoch (\d+)/(\d+)\b")  # a training bar's desc: the epochs after this one are left too
 
 
@@ -24,10 +27,14 @@ class _StatusBar(_plain_tqdm):
     """A bar that writes its state (desc, n, total, elapsed, rate) to the status file instead of a screen."""
 
     def __init__(self, *args, **kwargs):
-        self.status = Path(os.environ[STATUS_ENV])
+        self.status, self.written = Path(os.environ[STATUS_ENV]), -math.inf
         super().__init__(*args, **kwargs)
 
     def display(self, msg=None, pos=None):
+        now = clock()
+        if now - self.written < WRITE_EVERY:  # set_postfix refreshes every step: one write a second is enough
+            return True
+        self.written = now
         state = {k: self.format_dict.get(k) for k in ("n", "total", "elapsed", "rate", "unit")}
         tmp = self.status.with_name(self.status.name + ".tmp")
         tmp.write_text(json.dumps({"desc": self.desc, **state}))
