@@ -91,3 +91,22 @@ def test_a_kernel_started_inside_the_run_reports_to_its_status_file(tmp_path):
         assert json.loads(out.stdout)["n"] == 2 and str(path.parent) in os.environ[progress.STATUS_ENV]
         assert not path.exists()  # the child's bar closed when it ended
     assert os.environ.get(progress.STATUS_ENV) == before and not path.exists()
+
+
+def test_a_hidden_bar_draws_the_same_random_numbers_as_no_bar(tmp_path, monkeypatch):
+    """A bar over a DataLoader takes an iterator of it (tqdm.auto does: a DataLoader draws a seed per iterator);
+    with a status file or without, the global RNG ends in the same state, so checkpoints store the same state."""
+    import torch
+
+    def draw(status):
+        if status:
+            monkeypatch.setenv(progress.STATUS_ENV, str(tmp_path / "status.json"))
+        else:
+            monkeypatch.delenv(progress.STATUS_ENV, raising=False)
+        torch.manual_seed(0)
+        bar = progress.tqdm(torch.utils.data.DataLoader(list(range(10)), batch_size=2), total=5, disable=True)
+        assert [len(b) for b in bar] == [2] * 5
+        bar.close()
+        return torch.rand(3)
+
+    assert torch.equal(draw(True), draw(False))

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
+from tqdm.asyncio import tqdm as _text_tqdm
 from tqdm.auto import tqdm as _tqdm
-from tqdm.std import tqdm as _plain_tqdm
 
 STATUS_ENV = "HRANK_SSD_STATUS_FILE"
 WRITE_EVERY = 1.0  # seconds between two writes of the status file
@@ -23,8 +23,9 @@ clock = time.monotonic  # the status file's clock (tests use their own)
 _EPOCH = re.compile(r"\bepoch (\d+)/(\d+)\b")  # a training bar's desc: the epochs after this one are left too
 
 
-class _StatusBar(_plain_tqdm):
-    """A bar that writes its state (desc, n, total, elapsed, rate) to the status file instead of a screen."""
+class _StatusBar(_text_tqdm):
+    """A bar that writes its state (desc, n, total, elapsed, rate) to the status file instead of a screen. Like
+    tqdm.auto's bar it takes an iterator of its iterable when made: a DataLoader draws the same random seeds."""
 
     def __init__(self, *args, **kwargs):
         self.status, self.written = Path(os.environ[STATUS_ENV]), -math.inf
