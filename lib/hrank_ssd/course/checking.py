@@ -88,28 +88,45 @@ def integer(value) -> Optional[int]:
     return int(x) if math.isfinite(x) and x == int(x) else None
 
 
+_RAISED = object()  # what _call returns when the student's code did not run through
+
+
+def _call(name: str, shown: str, call: Callable[[], Any], blank: str, default_hint: str):
+    """The student's ``call()``; a blank or failing one is printed as one ``not yet`` line and gives ``_RAISED``."""
+    try:
+        return call()
+    except NotImplementedError:
+        _say(False, f"{name} is still blank: replace the `raise NotImplementedError(...)` line {blank}, run that "
+                    "cell, then this one")
+    except Exception as e:  # the student's code: any error becomes a message, never a traceback
+        _say(False, f"{shown} raised {type(e).__name__}: {str(e).strip()[:200]}", default_hint)
+    return _RAISED
+
+
+def _judge(got, want, same: Callable[[Any, Any], bool], hint: Callable[[Any], Optional[str]]):
+    """``(agrees, hint)``: a comparison that fails disagrees; the hint (None when none fits) when it disagrees."""
+    try:
+        if bool(same(got, want)):
+            return True, None
+    except Exception:
+        pass
+    try:
+        return False, _form_hint(got, want) or hint(got)
+    except Exception:
+        return False, None
+
+
 def ask(name: str, fn, want, same: Callable[[Any, Any], bool], why: str,
         hint: Callable[[Any], Optional[str]], default_hint: str) -> bool:
     """A question read from a plot: ``fn()`` returns the student's reading, ``want`` is this run's answer. A right
     one prints the explanation (``why``); a wrong one says what is wrong, never the answer. Never raises."""
     if not callable(fn):
         return _say(False, f"{name} is not a function (got {short(fn)}): run the question's cell above, then this one")
-    try:
-        got = fn()
-    except NotImplementedError:
-        return _say(False, f"{name} is still blank: replace the `raise NotImplementedError(...)` line with "
-                           "`return <your answer>`, run that cell, then this one")
-    except Exception as e:  # the student's code: any error becomes a message
-        return _say(False, f"{name}() raised {type(e).__name__}: {str(e).strip()[:200]}", default_hint)
-    try:
-        ok = bool(same(got, want))
-    except Exception:
-        ok = False
+    got = _call(name, f"{name}()", fn, "with `return <your answer>`", default_hint)
+    if got is _RAISED:
+        return False
+    ok, why_not = _judge(got, want, same, hint)
     if not ok:
-        try:
-            why_not = _form_hint(got, want) or hint(got)
-        except Exception:
-            why_not = None
         return _say(False, f"{name}() returned {short(got)}: not what this run's plot shows", why_not or default_hint)
     _say(True, f"{name}: {short(got)}")
     print(f"  why: {why}")
@@ -122,23 +139,13 @@ def run_check(name: str, fn, cases: Sequence[Case], same: Callable[[Any, Any], b
     if not callable(fn):
         return _say(False, f"{name} is not a function (got {short(fn)}): run the exercise cell above, then this one")
     for case in cases:
-        try:
-            got = fn(*copy.deepcopy(case.args), **case.kwargs)  # copies: an in-place edit cannot spoil the answer
-        except NotImplementedError:
-            return _say(False, f"{name} is still blank: replace the `raise NotImplementedError(...)` "
-                               "line of the exercise cell with your code, run that cell, then this one")
-        except Exception as e:  # the student's code: any error becomes a message, never a traceback
-            return _say(False, f"{name}({case.label}) raised {type(e).__name__}: {str(e).strip()[:200]}",
-                        default_hint)
-        try:
-            ok = bool(same(got, case.want))
-        except Exception:
-            ok = False
+        # copies: an in-place edit cannot spoil the answer
+        got = _call(name, f"{name}({case.label})", lambda c=case: fn(*copy.deepcopy(c.args), **c.kwargs),
+                    "of the exercise cell with your code", default_hint)
+        if got is _RAISED:
+            return False
+        ok, why = _judge(got, case.want, same, lambda g, case=case: hint(case, g))
         if not ok:
-            try:
-                why = _form_hint(got, case.want) or hint(case, got)
-            except Exception:
-                why = None
             return _say(False, f"{name}({case.label}) returned {short(got)}, expected {short(case.want)}",
                         why or default_hint)
     return _say(True, f"{name} agrees with {what} on all {len(cases)} cases")
