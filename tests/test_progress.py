@@ -70,7 +70,9 @@ def test_the_watch_prints_a_changed_status_at_most_every_interval(tmp_path):
     status.write_text(json.dumps({"desc": "ranks", "n": 4, "total": 5, "rate": 0.5, "unit": "batch"}))
     watch.poll()  # 39 s after the last line: printed
     now[0] = 150.0
-    watch.poll()  # unchanged since
+    status.write_text(json.dumps({"desc": "ranks", "n": 4, "total": 5, "rate": 0.5, "unit": "batch",
+                                  "elapsed": 99.0}))
+    watch.poll()  # the file changed (its elapsed time), its line did not
     status.write_text(json.dumps({"desc": "eval vgg16-ssd", "n": 1, "total": 9, "rate": None, "unit": "img"}))
     now[0] = 200.0
     watch.poll()

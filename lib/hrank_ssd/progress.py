@@ -73,8 +73,8 @@ def status_line(state: dict) -> str:
 
 
 class Watch:
-    """While a step runs, print ``[course] label: <status line>`` at most every ``every`` seconds when the status
-    file changed. ``poll`` does one round (the tests call it with their own clock); ``with`` runs it on a thread."""
+    """While a step runs, print ``[course] label: <status line>`` at most every ``every`` seconds when that line
+    changed. ``poll`` does one round (the tests call it with their own clock); ``with`` runs it on a thread."""
 
     def __init__(self, label: str, log: Callable[[str], None] = print, every: float = 30.0,
                  clock: Callable[[], float] = time.monotonic, path: Optional[Path] = None):
@@ -91,10 +91,10 @@ class Watch:
             text = self.path.read_text()
         except OSError:
             return
-        now = self.clock()
-        if text != self.seen and now - self.last >= self.every:
-            self.seen, self.last = text, now
-            self.log(f"[course] {self.label} ({_duration(now - self.start)} in): {status_line(json.loads(text))}")
+        now, line = self.clock(), status_line(json.loads(text))  # the file's elapsed time moves on every write
+        if line != self.seen and now - self.last >= self.every:
+            self.seen, self.last = line, now
+            self.log(f"[course] {self.label} ({_duration(now - self.start)} in): {line}")
 
     def _run(self) -> None:
         while not self._stop.wait(2.0):
