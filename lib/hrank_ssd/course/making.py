@@ -44,14 +44,15 @@ def prune(course, rate=None, criterion: str = "hrank", net: str = "vgg16-ssd") -
 
 
 def finetune_rate(course, rate=None, epochs: Optional[int] = None, criterion: str = "hrank", distill: bool = False,
-                  hooks=None) -> Path:
-    """:func:`prune` then finetune ``epochs`` (default ``finetune_epochs``), distilled from the unpruned model if asked."""
+                  hooks=None, init: Optional[Path] = None) -> Path:
+    """:func:`prune` (or the pruned ``init``) then finetune ``epochs`` (default ``finetune_epochs``), distilled from
+    the unpruned model if asked."""
     p, rates = course.profile, rates_of(course, rate)
     epochs = p.finetune_epochs if epochs is None else epochs
     key = finetuned_key(course, rates, epochs, criterion, distill)
     if key == "vgg16-ssd-pruned" and epochs and not p.synthetic and p.use_published_pruned:
         return course.fetch("vgg16-ssd-hrank")
-    init = course.prune(rates, criterion)
+    init = init or course.prune(rates, criterion)
     if epochs == 0:
         return init
     extra = {"distill_from": str(course.baseline("vgg16-ssd"))} if distill else {}
@@ -128,8 +129,20 @@ def chosen_compress_rate(course) -> Tuple[List[float], str]:
 
 
 def finetune_choice(course, hooks=None) -> Path:
-    """Notebook 03: the chosen rate finetuned (resumable; its log is ``course.log_file(path)``)."""
-    return course.finetune_rate(course.chosen_compress_rate()[0], own_epochs(course.profile), hooks=hooks)
+    """Notebook 03: the chosen rate finetuned (resumable; its log is ``course.log_file(path)``), from the model the
+    student's own functions pruned when notebook 02 made one (``course.prune_yours``)."""
+    return course.finetune_rate(course.chosen_compress_rate()[0], own_epochs(course.profile), hooks=hooks,
+                                init=chosen_pruned(course))
+
+
+def chosen_pruned(course) -> Optional[Path]:
+    """The pruned file notebook 02 recorded with the choice, when it is there (else None: :func:`prune` makes it)."""
+    try:
+        name = json.loads((course.work / CHOICE_FILE).read_text(encoding="utf-8"))["pruned"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    path = course.path(Path(name).stem)
+    return path if path.is_file() else None
 
 
 def your_model(course) -> Optional[Path]:

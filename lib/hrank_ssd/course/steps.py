@@ -11,7 +11,7 @@ from typing import Dict, Optional
 
 import pandas as pd
 
-from hrank_ssd.course import latency_models, making, measures
+from hrank_ssd.course import latency_models, making, measures, student
 from hrank_ssd.course import results as results_files
 from hrank_ssd.course.profiles import Profile, get_profile
 from hrank_ssd.course.results import LATEST_LINK
@@ -230,6 +230,7 @@ VERBS = {
     making: ("prune", "finetune", "finetune_rate", "model", "model_epochs",  # models, made once
              "try_compress_rate", "suggested_rate", "choose_compress_rate", "chosen_compress_rate",
              "finetune_choice", "your_model"),  # the student's rate (notebooks 02 and 03)
+    student: ("prune_yours", "scan_sensitivity"),  # the student's functions as the pipeline (notebook 02)
     latency_models: ("latency_table", "latency_table_file", "latency_table_path", "chosen_table_path",
                      "latency_widths", "latency_pruned", "paper_rate_mac_cap", "min_keep", "budget_table",
                      "latency_models"),  # pruning for this machine's clock

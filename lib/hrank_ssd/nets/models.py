@@ -202,16 +202,17 @@ def clean_state_dict(model: nn.Module) -> Dict[str, torch.Tensor]:
 
 
 SIDECAR_KEYS = ("compress_rate", "criterion", "kept_indices", "widths", "budget")  # widths, budget: a budget's pick
+WHEN_GIVEN = ("made_by",)  # written only when given: which of the student's functions made a model (notebook 02)
 
 
 def save_model(model: SSD, path, **extra) -> None:
     """Write a plain (pytorch-ssd loadable) state dict and its JSON sidecar (net, classes, size, :data:`SIDECAR_KEYS`)."""
     model = getattr(model, "module", model)
-    unknown = set(extra) - set(SIDECAR_KEYS)
+    unknown = set(extra) - set(SIDECAR_KEYS) - set(WHEN_GIVEN)
     if unknown:
         raise TypeError(f"save_model() got unexpected sidecar keys {sorted(unknown)}")
     meta = {"net": model.cfg.name, "num_classes": model.num_classes, "image_size": model.image_size,
-            **{k: extra.get(k) for k in SIDECAR_KEYS}}
+            **{k: extra.get(k) for k in SIDECAR_KEYS}, **{k: extra[k] for k in WHEN_GIVEN if extra.get(k) is not None}}
     atomic_save(clean_state_dict(model), path)
     atomic_write_text(sidecar_path(path), json.dumps(meta, indent=1))
 

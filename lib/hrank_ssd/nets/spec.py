@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
+from hrank_ssd.errors import HRankError
+
 
 @dataclass(frozen=True)
 class PriorSpec:
@@ -62,7 +64,11 @@ class NetSpec:
         return len(self.layer_names)
 
     def stage_rates(self, rates_by_stage: Dict[str, float]) -> list:
-        """Per-layer rates from one rate per stage (missing stages are not pruned)."""
+        """Per-layer rates from one rate per stage (missing stages are not pruned; an unknown one is an error)."""
+        unknown = sorted(set(rates_by_stage) - {stage for stage, _ in self.stages})
+        if unknown:
+            raise HRankError(f"{self.name} has no stage {', '.join(unknown)}: its stages are "
+                             f"{', '.join(stage for stage, _ in self.stages)}")
         return [rates_by_stage.get(stage, 0.0) for stage, count in self.stages for _ in range(count)]
 
 
