@@ -1,7 +1,7 @@
 # %% [markdown]
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/hrank-ssd/hrank-ssd/blob/main/notebooks/02_hrank_pruning.ipynb)
 #
-# # 2. HRank pruning: rates, surgery, latency budgets, sensitivity, criteria
+# # 2. HRank pruning: which filters, which layers, how many, and the surgery
 #
 # A **compress rate** says, per prunable layer, which fraction of its filters to remove. The original
 # project writes it as `"[0.1]*7+[0.5]*9"`: the first 7 layers lose 10%, the rest 50% (entries past the
@@ -10,6 +10,11 @@
 # **Physical pruning** means the network really gets smaller: a conv that keeps 57 of 64 filters becomes a
 # conv with 57 output channels, and the next conv (and BatchNorm, and the detection heads that read this
 # layer) loses the matching input channels. Nothing is masked; the weights are copied into a smaller model.
+#
+# In this notebook **your code is the pipeline**: your sensitivity scan draws the sensitivity plot, your
+# `top_filters` chooses the filters every layer keeps, your `prune_pair` cuts the layers, and notebook 03
+# finetunes the model they made at the rate you choose for a target. (Pruning for a CPU's clock, with a latency
+# table and a knapsack, is notebook 07.)
 
 # %%
 # @title Setup: get the course's code (click to show it; Colab runs it as it is)
@@ -104,327 +109,91 @@ from hrank_ssd.course.upstream import recompute_note
 print(recompute_note(course, "02_hrank_pruning"))
 
 # %% [markdown]
-# ## Choosing the compress rate
+# ## Single weights or whole filters?
 #
-# One rate per VGG stage: the table shows the parameters, MACs (multiply-accumulates, of the full-size detector:
-# 300x300, 21 classes) and the kept filters of the rates in `STAGE_RATES`, the paper's. After the sensitivity scan
-# below you choose *your own* rate with a slider per stage, prune with it, estimate its mAP, and notebook 03
-# finetunes it.
-
-# %%
-import pandas as pd
-
-from hrank_ssd.measure import flops
-from hrank_ssd.nets.models import build_model, count_parameters, layer_names
-from hrank_ssd.nets.registry import get_net
-
-VGG = get_net("vgg16-ssd")  # everything the library knows about the net: lib/hrank_ssd/nets/vgg16_ssd.py
-STAGES = dict(VGG.stages)  # prunable layers per stage: {"conv1": 2, "conv2": 2, "conv3": 3, ...}
-STAGE_RATES = {"conv1": 0.1, "conv2": 0.1, "conv3": 0.1, "conv4": 0.5, "conv5": 0.5, "fc6": 0.5}  # = [0.1]*7+[0.5]*9
-full = build_model("vgg16-ssd", 21)
-full_macs = flops.totals(flops.count_exact(full))["MACs"]
-
-
-def plan(stage_rates):
-    rates = VGG.stage_rates(stage_rates)
-    pruned = build_model("vgg16-ssd", 21, compress_rate=rates)
-    macs = flops.totals(flops.count_exact(pruned))["MACs"]
-    print(f"params {count_parameters(pruned):,} ({count_parameters(pruned) / count_parameters(full):.1%}), "
-          f"MACs {macs / 1e9:.2f} G ({macs / full_macs:.1%} of {full_macs / 1e9:.2f} G)")
-    return pd.DataFrame({"layer": layer_names("vgg16-ssd"), "rate": rates, "filters": full.plan.prunable,
-                         "kept": pruned.plan.prunable})
-
-
-plan(STAGE_RATES)
-
-# %% [markdown]
-# Check: the MAC count of a conv is `out_h * out_w * out_channels * in_channels * k_h * k_w`. The first
-# conv of the pruned model keeps `int(64 * 0.9) = 57` filters, so its weight has shape [57, 3, 3, 3].
-
-# %%
-from hrank_ssd.nets.compress import PRUNED_RATE, format_compress_rate
-
-paper = build_model("vgg16-ssd", 21, compress_rate=PRUNED_RATE)
-assert list(paper.base_net[0].weight.shape) == [57, 3, 3, 3]
-assert list(paper.base_net[2].weight.shape) == [57, 57, 3, 3]  # conv1_2 lost output AND input channels
-rows = flops.count_exact(paper)
-conv1_1 = rows.iloc[0]
-assert conv1_1["MACs"] == flops.conv_macs(3, 57, 3, 300, 300) == 300 * 300 * 57 * 3 * 3 * 3
-print(conv1_1[["label", "in_channels", "out_channels", "kernel", "out_h", "out_w", "MACs"]].to_dict())
-
-# %% [markdown]
-# ### Exercise: which filters a layer keeps
+# HRank removes whole filters. The other classic way is **fine-grained** (unstructured) pruning: set the
+# smallest-magnitude weights to zero, wherever they are (Han et al. 2015; MIT efficientml.ai Lab 1). It can choose
+# every weight freely, so at the same sparsity it usually loses less accuracy. But the tensors keep their shapes,
+# and a dense convolution multiplies by zero as fast as by any other number: the model is no faster (sparse
+# kernels pay off only at far higher sparsity, or on hardware built for it). `Course.fine_grained()` zeroes, in
+# every weight tensor of the baseline, exactly as many of its smallest weights as HRank's filter pruning at the
+# profile's rate removes from that tensor, then evaluates the three models on the same test images (no finetuning)
+# and times their forward passes round-robin. Both pruned models take away the same number of weights; the
+# fine-grained one still does every MAC (multiply-accumulate) of the unpruned model, the filter-pruned one fewer.
 #
-# Write the two functions below, run the cell, then the check cell under it:
-#
-# - `kept_count(channels, rate)`: how many of a layer's `channels` filters it keeps at compress `rate`, HRank's
-#   rule `int(c * (1 - rate))`, and never fewer than one (conv1_1: 64 filters at 0.1 keep 57);
-# - `top_filters(scores, keep)`: the indices of the `keep` filters of highest score (`scores`: one average rank
-#   per filter, a NumPy array as in a rank file), in any order. Hint: `np.argsort`.
-
-# %% tags=["exercise"]
-def kept_count(channels, rate):
-    """How many of a layer's ``channels`` filters it keeps at compress ``rate`` (at least one)."""
-    # BEGIN SOLUTION
-    return max(1, int(channels * (1 - rate)))
-    # END SOLUTION
-
-
-def top_filters(scores, keep):
-    """The indices of the ``keep`` highest ``scores``."""
-    # BEGIN SOLUTION
-    import numpy as np
-
-    return sorted(int(i) for i in np.argsort(scores)[len(scores) - keep:])
-    # END SOLUTION
-
-
-# %% tags=["check"]
-from hrank_ssd.course import exercises
-
-exercises.check_kept_count(kept_count)
-exercises.check_top_filters(top_filters);
-
-# %% [markdown]
-# ## The surgery, layer by layer
-#
-# HRank keeps the highest-ranked filters of the trained baseline (`rank_dir` from notebook 1). Every
-# parameter whose shape changes is listed: convs lose output filters, the next conv loses input channels,
-# biases and the conv4_3 BatchNorm follow, and the detection heads reading conv4_3 and fc7 lose inputs.
-
-# %%
-from hrank_ssd.hrank import pruning
-from hrank_ssd.nets.models import load_model, read_sidecar
-
-baseline = load_model(course.baseline("vgg16-ssd")).eval()
-pruned_path = course.prune()  # the profile's rate, saved once as work/<profile>/models/vgg16-ssd-pruned-<rate>.pth
-pruned, kept = load_model(pruned_path), read_sidecar(pruned_path)["kept_indices"]
-print(f"compress rate {format_compress_rate(course.profile.compress_rate)}: {count_parameters(baseline):,} -> "
-      f"{count_parameters(pruned):,} parameters ({pruned_path.name})")
-pd.DataFrame(pruning.describe_surgery(baseline, pruned))
-
-# %% [markdown]
-# Check: the small model computes exactly what the original computes with the removed filters
-# zeroed out (`pruning.masked_copy`). Pruning itself changes nothing but the size; accuracy drops only
-# because those filters' outputs are gone, which is what finetuning repairs.
-
-# %%
-masked = pruning.masked_copy(baseline, kept).eval()
-x = torch.randn(2, 3, baseline.image_size, baseline.image_size, generator=torch.Generator().manual_seed(0))
-with torch.no_grad():
-    (c1, l1), (c2, l2) = pruned.eval()(x), masked(x)
-assert torch.allclose(c1, c2, atol=1e-4, rtol=1e-4) and torch.allclose(l1, l2, atol=1e-4, rtol=1e-4)
-print("pruned == masked original; max difference", float((c1 - c2).abs().max()))
-
-# %% [markdown]
-# ## Why fixed rates do not make a CPU fast: pruning for the clock
-#
-# MACs are not milliseconds. CPU convolution kernels process channels in blocks (16 floats per AVX-512
-# register, 8 with AVX2; a GPU works in warps of 32), so a conv that keeps 57 of 64 filters does 11% fewer
-# multiply-adds but runs about as long as with 64: the block is paid in full. The paper rate `[0.1]*7+...`
-# keeps exactly such counts (57, 115, 230) in the early layers, which run at the largest resolutions and hold
-# most of the time; pools, memory traffic and the unpruned heads do not shrink with MACs either. The paper rate
-# cuts the full-size VGG16-SSD's MACs 1.71x but its CPU forward far less, while widths chosen on a latency table at
-# the same MACs run about twice as fast (measured ratios: `benchmarks/latency_frontier.md`; the measurement:
-# `docs/latency.md`).
-#
-# So the widths must be chosen *for the hardware*: a **latency table** times every layer of the net (conv +
-# BatchNorm + ReLU + pool, inside whole models) on a grid of kept counts on *this* machine, and a knapsack
-# keeps, per layer, the count of largest summed HRank importance whose predicted forward time fits a budget
-# (a **knapsack** problem: choose items, here one width per layer, of greatest total value within a total cost;
-# solved by dynamic programming over discretised costs). This is the idea of **HALP** (Hardware-Aware Latency
-# Pruning, Shen et al., NeurIPS 2022) on HRank's ranks; `docs/pruning-budgets.md`. Every layer keeps at least `min_keep` of its
-# filters. The course prunes two such models: one within the paper rate's exact MACs (the fastest widths that keep
-# 93% of the most importance those MACs allow: both constraints inside one knapsack), and one at
-# `latency_budget` of the unpruned forward (the profile's); notebook 04 puts them on the mAP-latency frontier.
-#
-# Move the slider: the table shows the widths chosen under that budget, the latency this machine's table
-# predicts for them and their exact MACs, beside the unpruned model and the paper rate (the reference row).
-# Without widgets the table is for `LATENCY_BUDGET`: edit it and re-run the cell. (The course's own model keeps
-# the profile's `latency_budget`.)
-
-# %%
-table = course.latency_table()  # measured here once (seconds offline), then reused from work/<profile>/latency/
-print(f"latency table: {table.net} at width {table.width:g}, {table.image_size}px, {table.threads} threads on "
-      f"{table.machine['device_name']}: unpruned forward {table.full_ms:.2f} ms")
-LATENCY_BUDGET = course.profile.latency_budget  # a fraction of the unpruned model's predicted forward
-course.budget_table(LATENCY_BUDGET).round(3)
-
-# %%
-try:
-    import ipywidgets as widgets
-    from IPython.display import display
-
-    budget = widgets.FloatSlider(value=LATENCY_BUDGET, min=0.2, max=1.0, step=0.05, description="latency budget",
-                                 continuous_update=False, style={"description_width": "initial"})
-    shown = widgets.Output()
-
-    def show_budget(_=None):
-        with shown:
-            shown.clear_output(wait=True)
-            display(course.budget_table(budget.value).round(3))  # a budget too small: a note says the least one
-
-    budget.observe(show_budget, names="value")  # the table for the starting value is the cell above's
-    display(widgets.VBox([budget, shown]))  # (no redraw while the cell runs: headless runs hang on it)
-except ImportError:
-    print("ipywidgets is not installed: edit LATENCY_BUDGET in the cell above and re-run it")
-
-# %% [markdown]
-# The course's two latency-pruned models (their widths are chosen now, pruned from the baseline with HRank's
-# ranks; notebook 03 finetunes them):
-
-# %%
-chosen = course.latency_models()
-chosen.round(3)
-
-# %% [markdown]
-# Check: each latency-pruned model's predicted cost fits the budget it was chosen under (the knapsack rounds
-# costs up, never down), and the paper-MACs model never has more MACs than the paper rate. (A `note` says when a
-# fallback was needed: e.g. a table measured on a busy machine, whose times barely follow the counts.)
-
-# %%
-chosen = chosen.set_index("pruning")
-for key in ("vgg16-ssd-lat-paper-macs", "vgg16-ssd-lat-small"):
-    row = chosen.loc[key]
-    cost = row["predicted ms"] if row["budget unit"] == "ms" else row["MMACs"] * 1e6
-    assert cost <= row["budget"] * (1 + 1e-9), (key, cost, row["budget"])
-    print(key, "|", row["chosen by"], "|", row["note"] or "no fallback")
-assert chosen.loc["vgg16-ssd-lat-paper-macs", "MMACs"] <= chosen.loc["vgg16-ssd-pruned", "MMACs"]
-print(f"paper-MACs widths: {chosen.loc['vgg16-ssd-lat-paper-macs', 'MMACs']:.1f} MMACs <= paper rate "
-      f"{chosen.loc['vgg16-ssd-pruned', 'MMACs']:.1f} MMACs")
-
-# %% [markdown]
-# ## Which layers can lose filters? Sensitivity
-#
-# Prune **one** layer at a time at a given rate, evaluate without finetuning, and compare with the
-# unpruned mAP (dashed). Flat curves: that layer can be pruned hard. Steep: spare it. (Offline the data
-# set and models are small, so the curves are noisy; the method is the point.)
+# **Question** (after the plot): both pruned models removed the same number of weights. Which runs faster:
+# `"fine-grained"` or `"filters"`?
 
 # %%
 import matplotlib.pyplot as plt
+from IPython.display import display
 
-from hrank_ssd.measure import sensitivity
+from hrank_ssd.measure.fine_grained import plot_fine_grained
 
-sens = course.sensitivity()
-sensitivity.plot_sensitivity(sens)
-plt.show()
-sens.pivot_table(index="rate", columns="name", values="map").round(4)
-
-# %% [markdown]
-# **Question.** At the largest rate the scan tried, pruning which layer alone costs the most quick mAP? Return its
-# name as the legend shows it.
+fine = course.fine_grained()  # writes results/fine_grained.csv
+display(fig := plot_fine_grained(fine))
+plt.close(fig)
+by = fine.set_index("model")
+assert by.loc["fine-grained (magnitude)", "pruned_weights"] == by.loc["filters (HRank)", "pruned_weights"]
+assert by.loc["fine-grained (magnitude)", "GMACs"] == by.loc["unpruned", "GMACs"] > by.loc["filters (HRank)", "GMACs"]
+fine.round(4)
 
 # %% tags=["exercise", "question"]
-def most_sensitive_layer():
-    """The layer whose curve ends lowest at the largest scanned rate."""
+def faster_pruning():
+    """The faster of the two pruned models at the same sparsity, read from the plot's speed bars."""
     # BEGIN SOLUTION
-    at = sens[sens["rate"] == sens["rate"].max()]
-    return at.loc[at["map"].idxmin(), "name"]
+    speed = fine.set_index("model")["speedup"]
+    return "filters" if speed["filters (HRank)"] > speed["fine-grained (magnitude)"] else "fine-grained"
     # END SOLUTION
 
 
 # %% tags=["check"]
 from hrank_ssd.course import questions
 
-questions.check_most_sensitive(most_sensitive_layer, sens);
+questions.check_faster_pruning(faster_pruning, fine);
 
 # %% [markdown]
-# The scan can choose a rate by itself (`suggest_compress_rate`, also the `sensitivity` command's
-# `--target_mac_reduction`): allow a growing mAP drop, give every scanned layer the largest rate whose drop stays
-# within it, and stop at the smallest drop whose rates remove as many MACs as the target. Here the target is the
-# paper rate's MAC cut; the table tries both rates the same way (pruned with HRank's ranks, no finetuning, mAP on
-# `quick_map_images` test images). Layers the scan skipped stay unpruned in the suggestion, so it must cut the
-# scanned ones harder: scan every layer (`sensitivity_layers`) for a fairer answer.
-
-# %%
-suggestion = course.suggested_rate(sens)
-suggestion.round(4)
-
-# %% [markdown]
-# ## Your rate: prune it, estimate it, finetune it in notebook 03
+# ## Which filters? Your `top_filters`
 #
-# `course.try_compress_rate(rate)` prunes the trained VGG16-SSD with HRank's ranks at `rate` (`course.prune(rate)`:
-# saved once as `work/<profile>/models/vgg16-ssd-pruned-<rate>.pth`, reused by every later call) and measures it
-# without finetuning: the kept filters, parameters, MACs (of this profile's model) and a quick mAP on a handful of
-# test images. `course.choose_compress_rate(rate)` records the rate and its pruned file in
-# `work/<profile>/choice.json`: **notebook 03 finetunes the rate chosen last**. The cell below does both for
-# `STAGE_RATES` (the paper's unless you change it).
+# HRank scores each filter by the average rank of its feature maps (notebook 01's rank files) and keeps the
+# `keep` filters of highest score. Rank files are full of **ties**: each score is an average of whole numbers over
+# a few images, so many filters share one. The rule, HRank's: among equal scores the filter of **higher index** is
+# kept (a stable sort from lowest to highest score keeps the last `keep`). Write `top_filters(scores, keep)`: the
+# indices of the kept filters (`scores`: a NumPy array, one value per filter). Your function then chooses the
+# filters of every layer of the model you prune below.
 
-# %%
-MY_RATE = VGG.stage_rates(STAGE_RATES)  # one rate per stage -> one per prunable layer
-trial = course.try_compress_rate(MY_RATE)
-print(trial.summary())
-print("notebook 03 will finetune", course.choose_compress_rate(MY_RATE))
-trial.layers.set_index("layer").T
+# %% tags=["exercise"]
+def top_filters(scores, keep):
+    """The indices of the ``keep`` highest ``scores``; among equal scores the higher index is kept."""
+    # BEGIN SOLUTION
+    import numpy as np
 
-# %% [markdown]
-# With widgets: move the sliders (the table of kept filters, parameters and MACs follows), then press the button to
-# prune at that rate, estimate its mAP (a few seconds) and record it for notebook 03. Without widgets, edit
-# `STAGE_RATES` and re-run the cells from the first table on.
+    return sorted(int(i) for i in np.argsort(scores, kind="stable")[len(scores) - keep:])
+    # END SOLUTION
 
-# %%
-try:
-    import ipywidgets as widgets
-    from IPython.display import display
 
-    sliders = {s: widgets.FloatSlider(value=r, min=0.0, max=0.9, step=0.05, description=s, continuous_update=False)
-               for s, r in STAGE_RATES.items()}
-    use_it = widgets.Button(description="prune, estimate mAP, use in notebook 03", layout={"width": "auto"})
-    shapes, estimate = widgets.Output(), widgets.Output()
+# %% tags=["check"]
+from hrank_ssd.course import exercises
 
-    def stage_values():
-        return {s: w.value for s, w in sliders.items()}
-
-    def show_plan(_=None):
-        with shapes:
-            shapes.clear_output(wait=True)
-            display(plan(stage_values()).T)
-
-    def prune_and_choose(_=None):
-        global trial  # the check below looks at the rate tried last
-        with estimate:
-            estimate.clear_output(wait=True)
-            rates = VGG.stage_rates(stage_values())
-            trial = course.try_compress_rate(rates)
-            print(trial.summary())
-            print("notebook 03 will finetune", course.choose_compress_rate(rates))
-
-    for w in sliders.values():
-        w.observe(show_plan, names="value")
-    use_it.on_click(prune_and_choose)
-    # nothing is drawn while this cell runs (headless runs hang on it): the cells above show the starting rate
-    display(widgets.VBox([widgets.HBox(list(sliders.values())[:3]), widgets.HBox(list(sliders.values())[3:]),
-                          shapes, use_it, estimate]))
-except ImportError:
-    print("ipywidgets is not installed: edit STAGE_RATES in the first table's cell and re-run the cells from there")
+exercises.check_top_filters(top_filters);
 
 # %% [markdown]
-# Check: the rate notebook 03 will finetune is the one recorded last, and every layer of the pruned model keeps
-# `int(c * (1 - rate))` of its `c` filters.
-
-# %%
-chosen, source = course.chosen_compress_rate()
-assert chosen == trial.layers["rate"].tolist() and source.startswith("chosen in notebook 02"), (chosen, source)
-print("notebook 03 finetunes", format_compress_rate(chosen), "|", source)
-assert (trial.layers["kept"] == [max(1, int(c * (1 - r))) for c, r in zip(trial.layers["filters"],
-                                                                           trial.layers["rate"])]).all()
-
-# %% [markdown]
-# ## Does the criterion matter? HRank vs L1-norm vs random
+# ### Does the criterion matter? HRank vs L1-norm vs random
 #
 # Same compress rate, three ways to pick the filters: highest average rank (HRank), largest weight
 # L1-norm, or at random. Measured right after pruning and, when the profile allows, after the same short
-# finetuning.
+# finetuning. (Why L1 does so badly on the offline models: dead filters, in notebook 07.)
+#
+# **Question** (after the plot): which criterion keeps the highest mAP right after pruning, before any
+# finetuning? Return `"hrank"`, `"l1"` or `"random"`.
 
 # %%
+from hrank_ssd.measure import sensitivity
+
 crit = course.criteria()
 sensitivity.plot_criteria(crit)
 plt.show()
 crit
-
-# %% [markdown]
-# **Question.** Which criterion keeps the highest mAP right after pruning, before any finetuning? Return
-# `"hrank"`, `"l1"` or `"random"`.
 
 # %% tags=["exercise", "question"]
 def best_criterion():
@@ -438,95 +207,215 @@ def best_criterion():
 questions.check_best_criterion(best_criterion, crit);
 
 # %% [markdown]
-# ## Why L1 loses so badly here
+# ## Which layers can lose filters? Your sensitivity scan
 #
-# On the offline models HRank beats L1 by far right after pruning, much more than papers report on real data. The
-# reason is in how these small models were trained. A filter whose ReLU output is zero on nearly every image is
-# dead: its average rank is near 0, and HRank drops it first. Its weights get no gradient (a ReLU that never fires
-# passes none back), so they stay as large as they were initialised: Adam without weight decay (the offline
-# profile's optimizer) never shrinks them. L1 looks only at the weights, so it keeps such dead filters and drops
-# working ones instead. `Course.dead_filters()` counts, per layer, the near-dead filters (average rank below 1) and
-# how many of them each criterion keeps at the profile's compress rate.
-
-# %%
-from IPython.display import display
-
-from hrank_ssd.hrank.stability import plot_dead_filters
-
-dead = course.dead_filters()  # writes results/dead_filters.csv
-display(fig := plot_dead_filters(dead))
-plt.close(fig)
-print(f"L1 keeps {dead['l1_keeps_dead'].sum()} near-dead filters among the {dead['kept'].sum()} it keeps, HRank "
-      f"{dead['hrank_keeps_dead'].sum()}; where a layer has near-dead filters, their weights' L1 norm is "
-      f"{dead['dead_l1_ratio'].median():.2f}x the working filters' (median over those layers)")
-dead
-
-# %% [markdown]
-# Check: HRank keeps a near-dead filter only where a layer keeps more filters than it has working ones (every
-# near-dead filter ranks below every working one), and then exactly the difference.
-
-# %%
-working = dead["filters"] - dead["near_dead"]
-assert (dead["hrank_keeps_dead"] == (dead["kept"] - working).clip(lower=0)).all()
-assert (dead["l1_keeps_dead"] <= dead[["near_dead", "kept"]].min(axis=1)).all()
-
-# %% [markdown]
-# What to expect on real weights: the original VGG16-SSD was trained with SGD and weight decay (`5e-4`), which pulls
-# the weights of a filter that never fires towards zero, so L1 drops it too and the two criteria choose much more
-# alike; the literature reports HRank ahead of L1 by small margins, not by the gap seen here. The full profile
-# (`PROFILE = "full"`) computes this same table for the published weights and ranks.
-
-# %% [markdown]
-# ## Single weights or whole filters?
+# Prune **one** layer at a time at a given rate, evaluate without finetuning, and compare with the unpruned mAP.
+# Write the scan: `sensitivity_scan(layers, rates, prune_one, evaluate)` returns one row per layer and rate, a dict
+# `{"layer": ..., "rate": ..., "map": ...}` (or a DataFrame of those columns). `prune_one(layer, rate)` gives the
+# trained model with only that layer pruned; `evaluate(model)` its mAP on a few test images. The check runs your
+# loop on stand-in functions; then your scan runs for real over the profile's layers and rates, and its table is
+# the course's sensitivity table (the plot below and the report's; the unpruned model's mAP is added as rate 0, the
+# dashed line). Flat curves: that layer can be pruned hard. Steep: spare it. (Offline the data set and models are
+# small, so the curves are noisy; the method is the point.)
 #
-# HRank removes whole filters. The other classic way is **fine-grained** (unstructured) pruning: set the
-# smallest-magnitude weights to zero, wherever they are (Han et al. 2015; MIT efficientml.ai Lab 1). It can choose
-# every weight freely, so at the same sparsity it usually loses less accuracy. But the tensors keep their shapes,
-# and a dense convolution multiplies by zero as fast as by any other number: the model is no faster (sparse
-# kernels pay off only at far higher sparsity, or on hardware built for it). `Course.fine_grained()` zeroes, in
-# every weight tensor of the baseline, exactly as many of its smallest weights as HRank's filter pruning at the
-# profile's rate removes from that tensor, then evaluates the three models on the same test images (no finetuning)
-# and times their forward passes round-robin.
+# **Question** (after the plot): at the largest rate the scan tried, pruning which layer alone costs the most
+# quick mAP? Return its name as the legend shows it.
 
-# %%
-from IPython.display import display
-
-from hrank_ssd.measure.fine_grained import plot_fine_grained
-
-fine = course.fine_grained()  # writes results/fine_grained.csv
-display(fig := plot_fine_grained(fine))
-plt.close(fig)
-fine.round(4)
-
-# %% [markdown]
-# **Question.** Both pruned models removed the same number of weights. Which runs faster: `"fine-grained"` or
-# `"filters"`?
-
-# %% tags=["exercise", "question"]
-def faster_pruning():
-    """The faster of the two pruned models at the same sparsity, read from the plot's speed bars."""
+# %% tags=["exercise"]
+def sensitivity_scan(layers, rates, prune_one, evaluate):
+    """mAP after pruning one layer at a time: one row (layer, rate, map) per layer and rate."""
     # BEGIN SOLUTION
-    speed = fine.set_index("model")["speedup"]
-    return "filters" if speed["filters (HRank)"] > speed["fine-grained (magnitude)"] else "fine-grained"
+    return [{"layer": layer, "rate": rate, "map": evaluate(prune_one(layer, rate))}
+            for layer in layers for rate in rates]
     # END SOLUTION
 
 
 # %% tags=["check"]
-questions.check_faster_pruning(faster_pruning, fine);
+from hrank_ssd.course import pruning_checks
 
-# %% [markdown]
-# Check: both pruned models take away the same number of weights; the fine-grained one still does every MAC of
-# the unpruned model (its zeros are multiplied too), the filter-pruned one fewer.
+pruning_checks.check_sensitivity_scan(sensitivity_scan);
 
 # %%
-by = fine.set_index("model")
-assert by.loc["fine-grained (magnitude)", "pruned_weights"] == by.loc["filters (HRank)", "pruned_weights"]
-assert by.loc["fine-grained (magnitude)", "GMACs"] == by.loc["unpruned", "GMACs"] > by.loc["filters (HRank)", "GMACs"]
-print(f"same sparsity ({by.loc['filters (HRank)', 'sparsity']:.1%} of the weights): fine-grained runs at "
-      f"{by.loc['fine-grained (magnitude)', 'speedup']:.2f}x, filter pruning at {by.loc['filters (HRank)', 'speedup']:.2f}x "
-      f"the unpruned model's speed")
+sens = course.scan_sensitivity(sensitivity_scan)  # writes results/sensitivity.csv
+sensitivity.plot_sensitivity(sens)
+plt.show()
+
+# %% tags=["exercise", "question"]
+def most_sensitive_layer():
+    """The layer whose curve ends lowest at the largest scanned rate."""
+    # BEGIN SOLUTION
+    at = sens[sens["rate"] == sens["rate"].max()]
+    return at.loc[at["map"].idxmin(), "name"]
+    # END SOLUTION
+
+
+# %% tags=["check"]
+questions.check_most_sensitive(most_sensitive_layer, sens);
 
 # %% [markdown]
+# ## Your rate: meet the target
+#
+# Choose one rate per VGG stage so that the pruned model, **before finetuning**, meets the target printed below:
+# at least that share of the MACs cut, and at most that loss of quick mAP (the mAP on a few test images,
+# `quick_map_images`; mAP is defined in notebook 00). The paper's rate `[0.1]*7+[0.5]*9` misses it offline: it
+# spares the early layers, which run at the largest maps and hold most MACs. Read the sensitivity curves: push the
+# flat layers hard, spare the steep ones. `plan(stage_rates)` shows the kept filters, parameters and MACs of a
+# choice (of the full-size detector: 300x300, 21 classes) in no time; the check prunes your choice with HRank's
+# ranks, measures its quick mAP and says whether it meets the target and why.
+
+# %%
+import pandas as pd
+
+from hrank_ssd.measure import flops
+from hrank_ssd.nets.models import build_model, count_parameters, layer_names
+from hrank_ssd.nets.registry import get_net
+
+VGG = get_net("vgg16-ssd")  # everything the library knows about the net: lib/hrank_ssd/nets/vgg16_ssd.py
+print(f"target: at least {course.profile.target_mac_cut:.0%} of the MACs cut, at most "
+      f"{course.profile.target_map_drop:.2f} quick mAP lost before finetuning; stages {dict(VGG.stages)}")
+full = build_model("vgg16-ssd", 21)
+full_macs = flops.totals(flops.count_exact(full))["MACs"]
+
+
+def plan(stage_rates):
+    rates = VGG.stage_rates(stage_rates)
+    pruned = build_model("vgg16-ssd", 21, compress_rate=rates)
+    macs = flops.totals(flops.count_exact(pruned))["MACs"]
+    print(f"params {count_parameters(pruned):,} ({count_parameters(pruned) / count_parameters(full):.1%}), "
+          f"MACs {macs / 1e9:.2f} G ({1 - macs / full_macs:.1%} cut)")
+    return pd.DataFrame({"layer": layer_names("vgg16-ssd"), "rate": rates, "filters": full.plan.prunable,
+                         "kept": pruned.plan.prunable}).set_index("layer").T
+
+
+plan({"conv1": 0.1, "conv2": 0.1, "conv3": 0.1, "conv4": 0.5, "conv5": 0.5, "fc6": 0.5})  # the paper's rate
+
+# %% tags=["exercise"]
+def your_stage_rates():
+    """One compress rate per stage (conv1 ... conv5, fc6) that meets the target."""
+    # BEGIN SOLUTION
+    return {"conv1": 0.6, "conv2": 0.6, "conv3": 0.5, "conv4": 0.5, "conv5": 0.3, "fc6": 0.5}
+    # END SOLUTION
+
+
+# %% tags=["check"]
+from hrank_ssd.course import student
+
+MY_RATE = student.check_target(course, your_stage_rates) or list(course.profile.compress_rate)
+
+# %% [markdown]
+# ## The surgery: your `prune_pair`
+#
+# Write `prune_pair(conv, bn, next_conv, keep)`: a conv keeps only the filters `keep` (a tensor of indices), so
+# its weight loses output channels (dim 0) and its bias the same entries; the BatchNorm normalising its output, when
+# there is one (`bn` may be None), keeps the same entries of its weight, bias, running mean and running variance;
+# the next conv loses the matching **input** channels (dim 1 of its weight). Return the three layers
+# `(conv, bn, next_conv)`, new or changed. The check compares your block with the original whose removed filters
+# are zeroed (the pruned block must compute exactly that).
+
+# %% tags=["exercise"]
+def prune_pair(conv, bn, next_conv, keep):
+    """``conv`` cut to the filters ``keep``, its BatchNorm (or None) to the same channels, ``next_conv``'s inputs."""
+    # BEGIN SOLUTION
+    import copy
+
+    conv, next_conv = copy.deepcopy(conv), copy.deepcopy(next_conv)
+    with torch.no_grad():
+        conv.weight = torch.nn.Parameter(conv.weight[keep].clone())
+        conv.bias = torch.nn.Parameter(conv.bias[keep].clone())
+        conv.out_channels = len(keep)
+        next_conv.weight = torch.nn.Parameter(next_conv.weight[:, keep].clone())
+        next_conv.in_channels = len(keep)
+        if bn is not None:
+            bn = copy.deepcopy(bn)
+            bn.weight, bn.bias = (torch.nn.Parameter(t[keep].clone()) for t in (bn.weight, bn.bias))
+            bn.running_mean, bn.running_var = bn.running_mean[keep].clone(), bn.running_var[keep].clone()
+            bn.num_features = len(keep)
+    return conv, bn, next_conv
+    # END SOLUTION
+
+
+# %% tags=["check"]
+pruning_checks.check_prune_pair(prune_pair);
+
+# %% [markdown]
+# Now prune the trained VGG16-SSD at your rate with **your** functions: `top_filters` chooses every layer's filters
+# from the rank files, `prune_pair` cuts each backbone conv, the BatchNorm on conv4_3 and the next conv (the detection
+# heads that read a pruned layer are cut by the library). The result is compared with the library's
+# (`pruning.prune_model`): where yours agrees it is the model saved and recorded for notebook 03
+# (`work/<profile>/models/vgg16-ssd-pruned-<rate>-yours.pth`; its sidecar `.json` says which of your functions made
+# it); where it does not, one line says why and the library's is used. The table lists every parameter that
+# changed shape. Last, a check: the small model computes what the original computes with the removed filters zeroed
+# (`pruning.masked_copy`). Pruning itself changes nothing but the size; accuracy drops only because those filters'
+# outputs are gone, which is what finetuning repairs.
+
+# %%
+from hrank_ssd.hrank import pruning
+from hrank_ssd.nets.compress import format_compress_rate
+from hrank_ssd.nets.models import load_model, read_sidecar
+
+yours = course.prune_yours(MY_RATE, top_filters, prune_pair)
+print(yours.summary())
+baseline = load_model(course.baseline("vgg16-ssd")).eval()
+pruned, kept = load_model(yours.path).eval(), read_sidecar(yours.path)["kept_indices"]
+print(f"{count_parameters(baseline):,} -> {count_parameters(pruned):,} parameters; notebook 03 finetunes "
+      f"{format_compress_rate(course.chosen_compress_rate()[0])}")
+display(pd.DataFrame(pruning.describe_surgery(baseline, pruned)))
+masked = pruning.masked_copy(baseline, kept).eval()
+x = torch.randn(2, 3, baseline.image_size, baseline.image_size, generator=torch.Generator().manual_seed(0))
+with torch.no_grad():
+    (c1, l1), (c2, l2) = pruned(x), masked(x)
+assert torch.allclose(c1, c2, atol=1e-4, rtol=1e-4) and torch.allclose(l1, l2, atol=1e-4, rtol=1e-4)
+print("pruned == masked original; max difference", float((c1 - c2).abs().max()))
+
+# %% [markdown]
+# With widgets: move a slider per stage (the table of kept filters, parameters and MACs follows), then press the
+# button to check the target and prune with your functions for notebook 03. Without widgets, edit
+# `your_stage_rates` and re-run the cells from its check on.
+
+# %%
+try:
+    import ipywidgets as widgets
+
+    first, start = {}, 0  # each stage's slider starts at your rate's value for its first layer
+    for stage, count in VGG.stages:
+        first[stage], start = MY_RATE[start], start + count
+    sliders = {s: widgets.FloatSlider(value=r, min=0.0, max=0.9, step=0.05, description=s, continuous_update=False)
+               for s, r in first.items()}
+    use_it = widgets.Button(description="check the target, prune with my functions", layout={"width": "auto"})
+    shapes, verdict = widgets.Output(), widgets.Output()
+
+    def show_plan(_=None):
+        with shapes:
+            shapes.clear_output(wait=True)
+            display(plan({s: w.value for s, w in sliders.items()}))
+
+    def prune_and_choose(_=None):
+        with verdict:
+            verdict.clear_output(wait=True)
+            rate = student.check_target(course, lambda: {s: w.value for s, w in sliders.items()})
+            if rate is not None:
+                print(course.prune_yours(rate, top_filters, prune_pair).summary())
+
+    for w in sliders.values():
+        w.observe(show_plan, names="value")
+    use_it.on_click(prune_and_choose)
+    display(widgets.VBox([widgets.HBox(list(sliders.values())[:3]), widgets.HBox(list(sliders.values())[3:]),
+                          shapes, use_it, verdict]))
+except ImportError:
+    print("ipywidgets is not installed: edit your_stage_rates and re-run the cells from its check on")
+
+# %% [markdown]
+# ## What you learned / try next
+#
+# - Fine-grained pruning zeroes weights but keeps every MAC; filter pruning removes MACs, so it can run faster.
+# - HRank keeps each layer's highest-ranked filters (ties: the higher index); L1 norms and random choice lose more.
+# - Sensitivity (one layer at a time) shows which layers can lose filters; a rate that prunes the flat layers hard
+#   meets a MAC target that the paper's rate misses.
+# - Pruning a filter cuts its conv's output, its BatchNorm's entries and the next conv's input; the smaller model
+#   computes exactly what the masked original computes. The model notebook 03 finetunes was made by your functions.
+# - Try next: `course.suggested_rate(sens)` lets the scan choose a rate for the paper rate's MAC cut; set `conv1`
+#   to 0.75 in the sliders and see how much of the MACs the two 300x300 layers hold.
+#
 # CLI equivalents:
 #
 # ```
@@ -536,28 +425,4 @@ print(f"same sparsity ({by.loc['filters (HRank)', 'sparsity']:.1%} of the weight
 # python -m hrank_ssd sensitivity --dataset work/offline/data/VOCdevkit/VOC2007 \
 #     --trained_model work/offline/models/vgg16-ssd.pth --rank_dir work/offline/ranks --layers 1,4,7,10,13,14 \
 #     --rates 0.3,0.6,0.9 --target_mac_reduction 0.5
-# python -m hrank_ssd latency-table --net vgg16-ssd --width 0.125 --grid 6 --runs 5 --warmup 2 --rounds 1 --num_classes 6 \
-#     --out work/offline/latency/table.json
-# python -m hrank_ssd prune --base_net work/offline/models/vgg16-ssd.pth --rank_dir work/offline/ranks \
-#     --latency_budget 0.55 --latency_table work/offline/latency/table.json --min_keep 0.25 \
-#     --output work/offline/models/vgg16-ssd-lat-small-init.pth
 # ```
-
-# %% [markdown]
-# ## What you learned / try next
-#
-# - A layer with `c` filters keeps `int(c * (1 - rate))` of them, its highest-ranked; pruning copies them into a
-#   smaller model (the next layer loses the matching input channels) that computes exactly what the masked
-#   original computes.
-# - MACs are not milliseconds: kernels work in channel blocks, so 57 of 64 filters cost about as much time as 64;
-#   a latency budget chooses the widths on this machine's own latency table instead.
-# - Sensitivity (one layer at a time) shows which layers can lose filters; the criteria table compares HRank's
-#   ranks with L1 norms and random choice at the same rate.
-# - The sensitivity scan can suggest a rate for a MAC target; `try_compress_rate` prunes and estimates any rate in
-#   seconds, and the rate you choose here is the one notebook 03 finetunes.
-# - Try next: set `STAGE_RATES["conv1"] = 0.75` (16 of 64 filters kept) in the first table's cell and see how much
-#   of the MACs the two 300x300 layers hold; move the latency-budget slider to 0.3 and note which layers shrink
-#   first.
-# - Try next: choose the scan's suggestion (`course.choose_compress_rate(suggestion.loc["suggested by the scan",
-#   "compress_rate"])`), or press the slider's button with harder conv4/conv5 rates, then run notebook 03 and
-#   compare its finetuned mAP with the paper rate's in notebook 04.

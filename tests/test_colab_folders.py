@@ -136,7 +136,7 @@ def test_recompute_note_says_what_is_missing(tmp_path):
 def test_recompute_note_for_every_notebook_and_a_synthetic_profile(tmp_path):
     course = _full(tmp_path)
     assert set(NEEDS) == {"00_setup", "01_rank_generation", "02_hrank_pruning", "03_finetune", "04_eval_map_fps",
-                          "05_flops_table", "06_video_demo"}
+                          "05_flops_table", "06_video_demo", "07_latency_pruning"}
     assert "- it uses nothing from the earlier notebooks." in recompute_note(course, "05_flops_table")
     three = recompute_note(course, "03_finetune")
     assert "- missing 02's choice of compress rate: finetunes the profile's rate instead" in three

@@ -26,7 +26,7 @@ LIBRARY_NAMES = "using the library's 20 VOC class names"  # what Course.label_fi
 # published artifact -> (its substitute's key in substitutes.json, the notebooks that meet its absence)
 SUBSTITUTED = {"vgg16-ssd-hrank": ("vgg16-ssd-pruned", {"03_finetune", "04_eval_map_fps", "06_video_demo"}),
                "vgg16-ssd-ranks": ("vgg16-ssd-ranks", {"01_rank_generation", "02_hrank_pruning", "03_finetune",
-                                                       "04_eval_map_fps"})}
+                                                       "04_eval_map_fps", "07_latency_pruning"})}
 
 
 def _outputs(notebook: Path, kind: str) -> List[str]:

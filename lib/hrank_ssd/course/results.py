@@ -18,7 +18,7 @@ from hrank_ssd.errors import HRankError
 from hrank_ssd.io.files import atomic_write_text
 
 NOTEBOOKS = ("00_setup", "01_rank_generation", "02_hrank_pruning", "03_finetune", "04_eval_map_fps",
-             "05_flops_table", "06_video_demo")
+             "05_flops_table", "06_video_demo", "07_latency_pruning")
 
 # the `course --no_notebooks --steps` names, in the order the notebooks take them
 STEPS = ("data", "train", "ranks", "prune", "latency", "finetune", "evaluate", "flops", "bench", "frontier",
@@ -39,21 +39,22 @@ class Producer:
     in_report: bool = True  # load_results reads it
 
 
-_PRUNE, _EVAL, _VIDEO = ("02_hrank_pruning",), ("04_eval_map_fps",), ("06_video_demo",)
+_PRUNE, _EVAL, _VIDEO, _CLOCK = ("02_hrank_pruning",), ("04_eval_map_fps",), ("06_video_demo",), ("07_latency_pruning",)
 RESULTS: Dict[str, Producer] = {
     "settings.json": Producer("Course.settings()", ("00_setup",), "all"),
     LOGS: Producer("Course.baseline() / Course.finetune()", ("00_setup", "03_finetune"), "train"),
-    "sensitivity.csv": Producer("Course.sensitivity()", _PRUNE, "sensitivity"),
+    "sensitivity.csv": Producer("Course.scan_sensitivity()", _PRUNE, "sensitivity"),
     "criteria.csv": Producer("Course.criteria()", _PRUNE, "criteria"),
     "rank_stability.csv": Producer("Course.rank_stability()", ("01_rank_generation",), None, in_report=False),
     "fine_grained.csv": Producer("Course.fine_grained()", _PRUNE, None, in_report=False),
-    "dead_filters.csv": Producer("Course.dead_filters()", _PRUNE, None, in_report=False),
-    "latency_table.json": Producer("Course.latency_table()", _PRUNE, "latency"),
-    "latency_models.csv": Producer("Course.latency_models()", _PRUNE, "latency"),
+    "dead_filters.csv": Producer("Course.dead_filters()", _CLOCK, None, in_report=False),
+    "latency_table.json": Producer("Course.latency_table()", ("03_finetune", *_CLOCK), "latency"),
+    "latency_models.csv": Producer("Course.latency_models()", _CLOCK, "latency"),
     "distillation.csv": Producer("Course.distillation()", ("03_finetune",), "distillation"),
     "resume.csv": Producer("Course.resume_lesson()", ("03_finetune",), None, in_report=False),
     "map.csv": Producer("Course.evaluate()", _EVAL, "evaluate"),
     "per_class_ap.csv": Producer("Course.evaluate()", _EVAL, "evaluate"),
+    "yours.json": Producer("Course.evaluate()", _EVAL, "evaluate"),
     "bench.csv": Producer("Course.bench()", _EVAL, "bench"),
     "machine.json": Producer("Course.bench()", _EVAL, "bench"),
     "frontier.csv": Producer("Course.frontier()", _EVAL, "frontier"),

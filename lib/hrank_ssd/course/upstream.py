@@ -62,15 +62,16 @@ NEEDS: Dict[str, List[Need]] = {
     "02_hrank_pruning": [*_DATA, _BASE, _RANKS],
     "03_finetune": [*_DATA, _BASE, _RANKS,
                     ("02's choice of compress rate", "choice", *["finetunes the profile's rate instead"] * 2),
-                    ("02's latency-pruned models", "latency-models",
+                    ("the latency-pruned models (notebook 07's lesson)", "latency-models",
                      *["measures this machine's latency table and chooses their widths here"] * 2),
                     ("01's MobileNetV1-SSD ranks", "ranks-mb1-ssd", *["computed here"] * 2)],
-    "04_eval_map_fps": [_DATA[1], _BASE, _FINETUNED, ("02's latency table", "latency-table", *["measured here"] * 2),
+    "04_eval_map_fps": [_DATA[1], _BASE, _FINETUNED, ("the latency table", "latency-table", *["measured here"] * 2),
                         ("03's finetuned latency-pruned VGG16-SSD at the paper rate's MACs", PAPER_MACS, *_HERE),
                         ("03's finetuned latency-pruned VGG16-SSD, small budget", SMALL, *_HERE),
                         ("03's finetuned pruned MobileNetV1-SSD", MB1_PRUNED, *_HERE)],
     "05_flops_table": [],
     "06_video_demo": [_FINETUNED],
+    "07_latency_pruning": [*_DATA, _BASE, _RANKS],
 }
 
 
