@@ -113,6 +113,7 @@ def prune_yours(course, rate, top_filters: Optional[Callable] = None, prune_pair
     if theirs is not None:
         differ = next((n for n in kept if theirs[n] != kept[n]), None)
         if differ is None:
+            kept = theirs
             made.made_by.append(TOP_FILTERS)
         else:
             notes.append(f"your top_filters keeps other filters than HRank's rule in {differ} (ties? equal scores "
