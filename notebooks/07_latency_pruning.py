@@ -153,7 +153,7 @@ try:
             display(course.budget_table(budget.value).round(3))  # a budget too small: a note says the least one
 
     budget.observe(show_budget, names="value")  # the table for the starting value is the cell above's
-    display(widgets.VBox([budget, shown]))  # (no redraw while the cell runs: headless runs hang on it)
+    display(widgets.VBox([budget, shown]))
 except ImportError:
     print("ipywidgets is not installed: edit LATENCY_BUDGET in the cell above and re-run it")
 
