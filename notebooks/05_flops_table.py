@@ -3,12 +3,14 @@
 #
 # # 5. Parameters and MACs, exactly
 #
-# `hrank_ssd.measure.flops.count_exact` runs one 300x300 image through a detector with a hook on every Conv2d,
-# BatchNorm2d and Linear and counts the multiply-accumulates (MACs) each one does; the sum is the whole
-# detector (backbone, extras, heads), checked against `thop`. FLOPs are about 2 x MACs.
+# Two numbers say how big a network is. Its **parameters** are its weights and biases: what it stores. Its
+# **MACs** (multiply-accumulates) are the work of one forward pass of one image: `y = y + w * x`, one multiplication
+# and one addition, is one MAC. **FLOPs** (floating-point operations) count the multiplication and the addition
+# apart, so a network's FLOPs are about 2 x its MACs; papers use both words, not always carefully.
 #
-# The original HRank-SSD project printed smaller numbers. `published_flops.print_published_table` reproduces its table
-# digit for digit with its counting rules, then lists every reason it differs from the exact count.
+# In this notebook you write a counter of a whole network's MACs, check it against the library's exact count
+# (`hrank_ssd.measure.flops`), count the course's detectors with it, see which layers the MACs come from, and
+# compare your numbers with the ones the original HRank-SSD project published.
 
 # %%
 # @title Setup: get the course's code (click to show it; Colab runs it as it is)
@@ -102,16 +104,101 @@ from hrank_ssd.course.upstream import recompute_note
 
 print(recompute_note(course, "05_flops_table"))
 
+
+# %% [markdown]
+# ## Where the MACs come from
+#
+# A convolution (`nn.Conv2d`) with a `k x k` kernel reading `c_in` channels and writing `c_out` channels on an
+# `H x W` output map computes each of its `c_out * H * W` output values as a sum of `k * k * c_in` products, so
+#
+# `MACs = k * k * c_in * c_out * H * W`      and      `weights = k * k * c_in * c_out`.
+#
+# `H x W` is the size of the conv's **output**: a conv with stride 2 (it moves its window two pixels at a time)
+# writes a map half as wide as the one it reads. A **grouped** conv (`groups = g`) splits its channels into `g`
+# groups and connects each output channel to the `c_in / g` input channels of its group only: `k * k * c_in / g`
+# products per output value. MobileNetV1's **depthwise** convs have `groups = c_in`: one 3x3 filter per channel;
+# its **pointwise** convs are 1x1 convs mixing the channels.
+#
+# Each weight is therefore used `H * W` times per image: the MACs per weight are the map's size. VGG16 doubles the
+# channels each time it halves the map, so `c_in * c_out` grows 4x while `H * W` shrinks 4x: its early and late
+# convs cost about the same MACs, but the parameters pile up in the late, small maps.
+#
+# The other layers the library counts: a fully connected layer (`nn.Linear`) does `in_features` MACs per output
+# value, and a BatchNorm layer (`nn.BatchNorm2d`, which normalises each channel with a learned scale and shift)
+# 1 MAC per element of its output. Not counted: bias additions, ReLU, pooling, reshapes, concatenations.
+
+# %% [markdown]
+# ## Exercise: count a whole network
+#
+# A **forward hook** is a function PyTorch calls each time a module has run:
+# `handle = module.register_forward_hook(hook)` makes every forward pass call `hook(module, inputs, output)`, with
+# the tensors the module read (a tuple) and wrote, and `handle.remove()` takes the hook off again. One forward
+# pass with a hook on every layer therefore sees the real output size of every layer, whatever the strides and
+# paddings. `model.modules()` lists every module at every depth; `model.children()` only the top level.
+#
+# Write `count_macs(model, image_size)`: the MACs of one `image_size x image_size` RGB image through `model`,
+# counted as above (Conv2d with its groups, Linear, BatchNorm2d), returned as an int, with your hooks removed
+# again (the model is the caller's: leave it as you found it). The detectors further down
+# are built on PyTorch's **meta device**: tensors with shapes and no values, so a forward pass costs nothing and
+# no memory; make your zero image where the model's weights are (`next(model.parameters()).device`).
+# The check runs your function on small networks (plain, strided, depthwise, with a Linear layer, nested) and on
+# MobileNetV1-SSD, and compares with the library's `flops.count_exact`.
+
+# %% tags=["exercise"]
+from torch import nn
+
+
+def count_macs(model: nn.Module, image_size: int) -> int:
+    """MACs of one image_size x image_size image through model: Conv2d, Linear and BatchNorm2d layers."""
+    # BEGIN SOLUTION
+    total = []
+
+    def hook(module, inputs, output):
+        if isinstance(module, nn.Conv2d):
+            kh, kw = module.kernel_size
+            total.append(output.numel() * (module.in_channels // module.groups) * kh * kw)
+        elif isinstance(module, nn.Linear):
+            total.append(output.numel() * module.in_features)
+        else:  # BatchNorm2d: one scale and shift per element
+            total.append(output.numel())
+
+    layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear, nn.BatchNorm2d))]
+    handles = [m.register_forward_hook(hook) for m in layers]
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, image_size, image_size, device=next(model.parameters()).device))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return sum(total)
+    # END SOLUTION
+
+
+# %% tags=["check"]
+from hrank_ssd.course import mac_exercise as exercises
+
+exercises.check_count_macs(count_macs);
+
+# %% [markdown]
+# ## Your counter on the course's detectors
+#
+# `course.flops()` is the library's table of the three detectors at full size (21 classes, 300x300): VGG16-SSD,
+# VGG16-SSD pruned at the paper rate `[0.1]*7+[0.5]*9` and MobileNetV1-SSD. `your_counts` counts each of them with
+# your `count_macs` and gives each one's parameters and MACs as a share of VGG16-SSD's (if your function fails or
+# disagrees with the library, it says so and the library's numbers stand in).
+
 # %%
+from hrank_ssd.course.mac_exercise import your_counts
 from hrank_ssd.measure import flops, published_flops
 from hrank_ssd.nets.compress import PRUNED_RATE
 
 table = course.flops()
-print(flops.MAC_NOTE)
-table
+counted = your_counts(count_macs, table)
+counted
 
 # %% [markdown]
-# Check: the totals are the sums of the per-layer rows, and the parameter count is every weight of the model.
+# Check: the library's totals are the sums of its per-layer rows (`flops.count_exact`, one row per layer call),
+# and its parameter count is every weight of the model.
 
 # %%
 from hrank_ssd.nets.models import count_parameters
@@ -125,20 +212,10 @@ assert conv["MACs"] == flops.conv_macs(conv["in_channels"], conv["out_channels"]
 rows.head(8)
 
 # %% [markdown]
-# ## Where the MACs come from
+# ## Which convolutions do the work
 #
-# A convolution with a `k x k` kernel reading `c_in` channels and writing `c_out` channels on an `H x W` map computes
-# every one of its `c_out * H * W` outputs as a sum of `k * k * c_in` products, so
-#
-# `MACs = k * k * c_in * c_out * H * W`      and      `weights = k * k * c_in * c_out`.
-#
-# Each weight is therefore used `H * W` times per image: the MACs per weight are the map's size. A weight of
-# conv1_2 (300x300 output) costs 90,000 MACs, a weight of conv5_3 (19x19) 361. VGG16 doubles the channels each time
-# it halves the map, so `c_in * c_out` grows 4x while `H * W` shrinks 4x: conv1_2, conv2_2, conv3_x and conv4_x
-# cost about the same MACs each (the table shows it), but the parameters pile up in the late, small maps.
-# (MobileNetV1's depthwise convs have `groups = c_in`: `k * k * H * W` MACs per channel, and its 1x1 pointwise convs
-# `c_in * c_out * H * W`, nine times fewer than a 3x3 conv's: that is why it is so much cheaper.) The table and the
-# plot below lay out the full-size VGG16-SSD convolution by convolution.
+# The plot lays out the full-size VGG16-SSD convolution by convolution: its share of the MACs, its share of the
+# parameters, and the size of the map it writes. The table below it groups the convolutions by that size.
 
 # %%
 import matplotlib.pyplot as plt
@@ -148,11 +225,9 @@ from hrank_ssd.measure.flops import mac_anatomy, plot_mac_anatomy
 anatomy = mac_anatomy(flops.count_exact(flops.build_for_counting("vgg16-ssd", 21)))
 plot_mac_anatomy(anatomy, "VGG16-SSD (300x300, 21 classes): share of MACs and of parameters per convolution")
 plt.show()
-early = anatomy["positions"] >= 75 * 75
-print(f"the {int(early.sum())} convolutions writing maps of 75x75 or more do {anatomy.loc[early, 'MAC_share'].sum():.0%} "
-      f"of the MACs with {anatomy.loc[early, 'param_share'].sum():.1%} of the parameters")
-anatomy[["label", "kernel", "kernel_inputs", "out_channels", "out_h", "out_w", "MACs", "MACs_per_weight",
-         "MAC_share", "param_share"]].round(4)
+anatomy.assign(output=anatomy["out_h"].astype(str) + "x" + anatomy["out_w"].astype(str)).groupby(
+    "output", sort=False).agg(convolutions=("label", "size"), MACs_per_weight=("MACs_per_weight", "first"),
+                              MAC_share=("MAC_share", "sum"), param_share=("param_share", "sum")).round(3)
 
 # %% [markdown]
 # Check: every convolution's MACs are `k*k*c_in/groups * c_out * H * W`, i.e. each weight is used `H * W` times.
@@ -160,51 +235,40 @@ anatomy[["label", "kernel", "kernel_inputs", "out_channels", "out_h", "out_w", "
 # %%
 assert (anatomy["MACs"] == anatomy["kernel_inputs"] * anatomy["out_channels"] * anatomy["out_h"] * anatomy["out_w"]).all()
 assert (anatomy["MACs_per_weight"] == anatomy["out_h"] * anatomy["out_w"]).all()
+early = anatomy["positions"] >= 75 * 75
+print(f"the {int(early.sum())} convolutions writing maps of 75x75 or more do {anatomy.loc[early, 'MAC_share'].sum():.0%} "
+      f"of the MACs with {anatomy.loc[early, 'param_share'].sum():.1%} of the parameters")
 
 # %% [markdown]
 # What it means for pruning: the paper rate `[0.1]*7+[0.5]*9` prunes the seven early layers (conv1_1 to conv3_3,
 # on the large maps) by 10% only, because they are sensitive (notebook 02), and the late ones by half. Halving a
 # late layer removes many parameters but few MACs; removing a tenth of an early one removes few parameters but
-# many MACs. So the pruned model keeps a smaller share of its parameters than of its MACs:
+# many MACs. So the pruned model keeps a smaller share of its parameters than of its MACs (your count):
 
 # %%
-pruned_row = table.loc[1]
-print(f"{pruned_row['model']}: {pruned_row['params_ratio']:.0%} of the parameters, "
-      f"{pruned_row['MACs_ratio']:.0%} of the MACs of VGG16-SSD")
+pruned = counted.loc[1]
+print(f"{pruned['model']}: {pruned['params_ratio']:.0%} of the parameters, {pruned['MACs_ratio']:.0%} of the MACs "
+      f"of VGG16-SSD (MACs counted by {pruned['counted_by']})")
 
 # %% [markdown]
-# ## The original table: VGG16-SSD, unpruned
+# ## The original project's figures
+#
+# The original HRank-SSD project published other numbers (its "Flops" are MACs too), counted with `thop`, a package
+# that counts a network's operations, and with its own script. The library reproduces them digit for digit with
+# the original's counting rules (`published_flops.published_count`); the table puts them beside your exact counts:
+# `reproduced` says the original's rules give exactly the published figures, `MACs_per_published` is your count
+# over theirs, and `why` names, in short, what their count leaves out or gets wrong. Two words it uses: VGG16-SSD's
+# `fc6` is a **dilated** conv, whose 3x3 kernel reads pixels 6 apart (a wide view at no extra cost), and
+# **ImageNet** is the 1000-class image-classification data set on which the backbones were first trained.
 
 # %%
-published_flops.print_published_table("vgg16-ssd");
+import pandas as pd
+from IPython.display import display
 
-# %% [markdown]
-# ## VGG16-SSD pruned with `[0.1]*7+[0.5]*9`
-
-# %%
-published_flops.print_published_table("vgg16-ssd", PRUNED_RATE);
-
-# %% [markdown]
-# ## MobileNetV1-SSD
-
-# %%
-published_flops.print_published_table("mb1-ssd");
-
-# %% tags=["exercise"]
-# Exercise: a conv's MACs. Write conv_macs: the multiply-accumulates of one Conv2d, from its input and output
-# channels, kernel size k (k x k), output size out_h x out_w and groups (MobileNet's depthwise convs: groups =
-# in_c = out_c). Run this cell, then the check under it (it compares with flops.conv_macs on VGG and MobileNet convs).
-def conv_macs(in_c, out_c, k, out_h, out_w, groups=1):
-    """MACs of one Conv2d with a k x k kernel."""
-    # BEGIN SOLUTION
-    return out_h * out_w * out_c * (in_c // groups) * k * k
-    # END SOLUTION
-
-
-# %% tags=["check"]
-from hrank_ssd.course import exercises
-
-exercises.check_conv_macs(conv_macs);
+comparison = published_flops.comparison(table.assign(MACs=counted["MACs"]))
+assert comparison["reproduced"].all()
+with pd.option_context("display.max_colwidth", None):
+    display(comparison.round(3))
 
 # %% [markdown]
 # CLI equivalents:
@@ -217,15 +281,20 @@ exercises.check_conv_macs(conv_macs);
 # %% [markdown]
 # ## What you learned / try next
 #
-# - A convolution's MACs are `k*k*c_in/groups * c_out * H * W`: each weight is used once per output position, so a
-#   layer's cost follows its map size and its parameter count does not. Early layers on large maps hold few
-#   parameters and many MACs; late layers on small maps hold most parameters and fewer MACs.
-# - Pruning a filter removes MACs in its own layer and in the next one (its input channel). Fixed rates that spare
-#   the early layers therefore cut parameters much more than MACs, and MACs more than latency (notebook 04).
-# - The exact count (every Conv2d, BatchNorm and Linear, heads included) against the original project's table,
-#   reproduced with its rules, and every difference explained.
+# - MACs are the multiply-accumulates of one forward pass (FLOPs about twice as many). A convolution's MACs are
+#   `k*k*c_in/groups * c_out * H * W` with `H x W` its output's size: each weight is used once per output
+#   position, so a layer's cost follows its map size and its parameter count does not.
+# - A whole network's count: a forward hook on every Conv2d, Linear and BatchNorm2d at every depth, one forward
+#   pass of one image (on the meta device it costs nothing), the hooks removed afterwards.
+# - Early layers on large maps hold few parameters and many MACs; late layers on small maps hold most parameters
+#   and fewer MACs. Pruning a filter removes MACs in its own layer and in the next one (its input channel), so rates
+#   that spare the early layers cut parameters much more than MACs, and MACs more than latency (notebook 04).
+# - The original project's figures, reproduced with its rules, count only part of the detector (or another
+#   network): compare MACs only when you know what was counted.
 #
-# Try next: `mac_anatomy(flops.count_exact(flops.build_for_counting("mb1-ssd", 21)))`: where do MobileNetV1-SSD's
-# MACs go, depthwise or pointwise? Count a pruned model with your own compress rate
-# (`flops.build_for_counting("vgg16-ssd", 21, compress_rate=[...])`) and find the rate that halves the MACs with
-# the fewest filters removed.
+# Try next: `published_flops.print_published_table("vgg16-ssd", PRUNED_RATE)` prints the original's whole listing,
+# layer by layer, and every reason it differs, with its numbers. Make a copy of your `count_macs` that adds up
+# depthwise and pointwise convs apart and run it on `flops.build_for_counting("mb1-ssd", 21)`: where do
+# MobileNetV1-SSD's MACs go? Count a
+# pruned model with your own compress rate (`flops.build_for_counting("vgg16-ssd", 21, compress_rate=[...])`) and
+# find the rate that halves the MACs with the fewest filters removed.

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -156,6 +157,26 @@ def test_flops_table():
     assert list(df["published_params"]) == [19434304.0, 3591598.0, 4231976.0]
     assert df["params_ratio"].iloc[0] == 1.0 and df["MACs_ratio"].iloc[1] < 1.0
     assert df["params"].iloc[0] == sum(p.numel() for p in _meta("vgg16-ssd").parameters())
+
+
+def test_comparison_puts_exact_counts_beside_the_published_and_says_why():
+    table = published_flops.flops_table()
+    comp = published_flops.comparison(table)
+    assert list(comp["model"]) == list(table["model"]) and list(comp["MACs"]) == list(table["MACs"])
+    assert list(comp["published_params"]) == [19434304, 3591598, 4231976]
+    assert list(comp["published_flops"]) == [31784832000, 14224900401, 755703808]
+    assert list(comp["reproduced"]) == [True, True, True]
+    assert list(comp["MACs_per_published"]) == list(table["MACs"] / comp["published_flops"])
+    assert comp["why"][0] == ("only the 14 convs with a compress rate (6% of the MACs left out: fc7, BatchNorm, "
+                              "extras, heads); fc6 as 29x29, not 19x19 (dilation ignored)")
+    assert comp["why"][1] == comp["why"][0].replace("6%", "7%") + "; pruned filters removed twice"
+    assert comp["why"][2] == ("the ImageNet classifier (1000 classes, no SSD extras or heads) at 256x256, thop 0.0.x "
+                              "rules (BatchNorm: 2 ops per element)")
+    # anyone's count in the MACs column; a rate the original never published: no figure, nothing reproduced
+    other = published_flops.flops_table([("VGG16-SSD", "vgg16-ssd", None), ("half", "vgg16-ssd", [0.5] * 14)])
+    comp = published_flops.comparison(other.assign(MACs=[2, 1]))
+    assert list(comp["MACs"]) == [2, 1] and comp["reproduced"][0] is True
+    assert comp["reproduced"][1] is None and pd.isna(comp["published_flops"][1])
 
 
 # ------------------------------------------------------------------ CLI

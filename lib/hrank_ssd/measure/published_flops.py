@@ -159,13 +159,17 @@ def published_for(net: str, rates: Sequence[float]) -> Optional[Dict[str, float]
         layer_rates(parse_compress_rate(spec), num_prunable(n))) == key), None)
 
 
-def _vgg_reasons(res: PublishedCount, df: pd.DataFrame, tot: Dict[str, int], num_classes: int) -> List[str]:
+def _vgg_facts(res: PublishedCount, df: pd.DataFrame):
+    """The convs it counts, their true MACs and params, and fc6 (its line and its exact row)."""
     convs = [ln for ln in res.lines if ln.rate is not None]
     own = df[df["name"].isin({ln.name for ln in convs})]
-    own_macs, own_params = int(own["MACs"].sum()), int(own["params"].sum())
-    rest = tot["MACs"] - own_macs
     fc6 = next(ln for ln in convs if ln.name == f"base_net.{vgg16_ssd.CONV_INDEXES[13]}")
-    fc6_row = df[df["name"] == fc6.name].iloc[0]
+    return convs, int(own["MACs"].sum()), int(own["params"].sum()), fc6, df[df["name"] == fc6.name].iloc[0]
+
+
+def _vgg_reasons(res: PublishedCount, df: pd.DataFrame, tot: Dict[str, int], num_classes: int) -> List[str]:
+    convs, own_macs, own_params, fc6, fc6_row = _vgg_facts(res, df)
+    rest = tot["MACs"] - own_macs
     printed = sum(ln.flops for ln in convs)
     twice = (f"The layers are already pruned to int(c*(1-rate)) filters, yet int(rate*f) of their f filters are "
              f"removed again: Params {res.params:.0f} vs {own_params} true params of these {len(convs)} convs "
@@ -249,3 +253,29 @@ def flops_table(rows: Optional[Iterable[Tuple[str, str, Optional[Sequence[float]
     df["MACs_ratio"] = df["MACs"] / df["MACs"].iloc[0]
     df.attrs["note"] = flops.MAC_NOTE
     return df
+
+
+def _why(res: PublishedCount, num_classes: int) -> str:
+    """In one line, why the published figures differ from the exact count (:func:`published_explanation` at length)."""
+    if res.net != "vgg16-ssd":
+        return (f"the ImageNet classifier ({MB1_CLASSES} classes, no SSD extras or heads) at {res.image_size}x"
+                f"{res.image_size}, thop 0.0.x rules (BatchNorm: 2 ops per element)")
+    df = count_exact(build_for_counting(res.net, num_classes, compress_rate=res.rates))
+    convs, own_macs, _, fc6, fc6_row = _vgg_facts(res, df)
+    return (f"only the {len(convs)} convs with a compress rate ({1 - own_macs / df['MACs'].sum():.0%} of the MACs "
+            f"left out: fc7, BatchNorm, extras, heads); fc6 as {fc6.out_size}x{fc6.out_size}, not {fc6_row['out_h']}x"
+            f"{fc6_row['out_w']} (dilation ignored)" + ("; pruned filters removed twice" if any(res.rates) else ""))
+
+
+def comparison(table: pd.DataFrame, num_classes: int = 21) -> pd.DataFrame:
+    """Per row of :func:`flops_table` (its ``MACs``: anyone's exact count): params and MACs beside the original's
+    published figures, whether its counting rules reproduce them to the digit, the ratio, and why they differ."""
+    out = []
+    for row in table.itertuples():
+        res = published_count(row.net, parse_compress_rate(row.compress_rate))
+        pub = published_for(res.net, res.rates) or {}
+        out.append({"model": row.model, "params": row.params, "MACs": row.MACs,
+                    **{f"published_{k}": int(pub[k]) if pub else None for k in ("params", "flops")},
+                    "reproduced": pub == {"params": res.params, "flops": res.flops} if pub else None,
+                    "MACs_per_published": row.MACs / res.flops, "why": _why(res, num_classes)})
+    return pd.DataFrame(out)
