@@ -3,20 +3,27 @@
 #
 # # 0. Setup: data and the two baselines
 #
-# This course prunes an **SSD object detector** (VGG16 backbone, PASCAL VOC classes) with **HRank**
-# (Lin et al., CVPR 2020) and compares six models: VGG16-SSD, VGG16-SSD pruned at the original project's rate,
-# VGG16-SSD pruned for this machine's clock at two latency budgets, MobileNetV1-SSD and MobileNetV1-SSD pruned, in
-# mAP, per-class AP, speed, FLOPs and parameters.
+# This course prunes an **SSD object detector** with **HRank** (Lin et al., CVPR 2020). An object detector finds
+# the objects in an image and gives each a box and a class; SSD is one kind (explained below), here built on
+# **VGG16**, an image-classification network whose convolutions (its **backbone**) compute the features, and
+# trained on **PASCAL VOC**, a public set of photos with boxes around objects of 20 classes. **Pruning** removes
+# parts of a trained network to make it cheaper; here whole **filters** (a convolution's output channels, each with
+# its own weights) are removed. HRank keeps the filters whose output maps have the highest **rank** (notebook 01):
+# a filter whose maps have a low rank carries little information. The course compares six models: VGG16-SSD,
+# VGG16-SSD pruned at the original project's rate, VGG16-SSD pruned for this machine's clock at two latency
+# budgets, MobileNetV1-SSD and MobileNetV1-SSD pruned, in mAP, per-class AP, speed (**latency**: the time to
+# process one image; **FPS**: images per second), MACs and parameters (defined below and in the notebooks).
 #
 # | notebook | what you do |
 # |---|---|
 # | 00_setup | environment, data, what an SSD is (sources, priors, headers), the two baselines |
 # | 01_rank_generation | the rank of a feature map, HRank's rank files, whether ranks depend on the images |
-# | 02_hrank_pruning | choose compress rates, cut the network, sensitivity, criteria, single weights vs filters |
+# | 02_hrank_pruning | single weights vs filters, your top_filters, criteria, your sensitivity scan, your rate for a target, your surgery |
 # | 03_finetune | recover accuracy by finetuning the pruned detector |
-# | 04_eval_map_fps | mAP, per-class AP, latency and FPS of the six models, the frontier |
+# | 04_eval_map_fps | mAP, per-class AP, latency and FPS of the six models, the frontier (the models no other beats in both mAP and speed) |
 # | 05_flops_table | where MACs come from, exact parameters and MACs, the original project's table |
 # | 06_video_demo | the pruned detector on a video, and what its FPS counts |
+# | 07_latency_pruning | pruning for the clock: a latency table, a knapsack (HALP), and dead filters |
 #
 # **Words used throughout.** A detector's **AP** for one class is the area under its precision-recall curve:
 # how many of its detections are right, at every level of how many objects it finds. **mAP** is the mean of the
@@ -25,8 +32,10 @@
 # HRank-SSD project published, `[0.1]*7+[0.5]*9`: 10% of the filters of VGG16's first 7 convs (conv1_1 to
 # conv3_3), 50% of the next 7 (conv4_1 to fc6); the list has 16 entries, as published, and the last two are
 # unused (fc7 feeds a detection head and stays whole). **MACs** are the multiply-accumulates of one forward pass
-# (FLOPs are about 2 x MACs). The **MultiBox loss** is SSD's training loss: a classification loss for each prior
-# box plus a box-regression loss for the priors that match an object (notebook 03 trains with it).
+# of one image (`y = y + w * x` is one MAC); **FLOPs**, floating-point operations, count the multiplication and the
+# addition apart, so FLOPs are about 2 x MACs (notebook 05 counts them). The **MultiBox loss** is SSD's training
+# loss: a classification loss for each prior box plus a box-regression loss for the priors that match an object
+# (notebook 03 trains with it).
 #
 # **Profiles.** `offline` (the local default) needs no network: it draws a synthetic VOC-format data set
 # of coloured shapes and trains small (narrow) models on it, so every step runs on a laptop CPU.
@@ -125,18 +134,38 @@ if gpu_warning(course.profile, DEVICE):  # e.g. full on a CPU runtime: it goes o
 # %% [markdown]
 # ## Environment
 #
-# What runs where. A GPU helps training a lot; everything else here also runs on a CPU.
+# What runs where (a GPU helps training a lot; everything else here also runs on a CPU), and the profile's main
+# settings.
 
 # %%
 import platform
+
+import pandas as pd
 
 import hrank_ssd
 
 print("python", platform.python_version(), "| torch", torch.__version__, "| hrank_ssd", hrank_ssd.__version__)
 print("device:", DEVICE, torch.cuda.get_device_name(0) if DEVICE.startswith("cuda") else platform.processor())
 settings = course.settings()
-course.save_json("settings.json", settings)  # the report reads the profile from here
-{k: v for k, v in settings.items() if k != "notes"}
+saved = course.save_json("settings.json", settings)  # the report reads the profile from here
+p = course.profile
+data = f"synthetic: {p.num_train} training / {p.num_test} test images" if p.synthetic else "VOC2007 trainval / test"
+print(f"the main settings (all {len(settings)} are in {saved}):")
+pd.DataFrame([
+    ("profile", p.name, "which course runs: offline, full or tiny"),
+    ("device", DEVICE, "where the models train and run"),
+    ("data", data, "the images (below)"),
+    ("image size", f"{p.image_size}x{p.image_size}", "every image is resized to this square"),
+    ("widths", f"VGG16-SSD {p.vgg_width}, MobileNetV1-SSD {p.mb1_width}",
+     "share of the published channels in each layer"),
+    ("batch size", p.batch_size, "images per training step"),
+    ("baseline epochs", f"VGG16-SSD {p.train_epochs}, MobileNetV1-SSD {p.mb1_epochs}",
+     "passes over the training images (baselines)"),
+    ("finetune epochs", p.finetune_epochs, "passes when the pruned model is finetuned"),
+    ("VGG16-SSD compress rate", settings["compress_rate"], "share of the filters removed, per layer"),
+    ("MobileNetV1-SSD compress rate", settings["mb1_compress_rate"], "the same, for MobileNetV1-SSD"),
+    ("seed", p.seed, "random seed: data, initial weights, image order"),
+], columns=["setting", "value", "what it sets"]).set_index("setting")
 
 # %% [markdown]
 # ## The data set
@@ -155,7 +184,7 @@ print(len(test), "test images; classes:", test.class_names)
 import matplotlib.patches as patches
 import matplotlib.pyplot as plt
 
-shown = min(3, len(test))  # a small test set may hold fewer images
+shown = min(3, len(test))
 fig, axes = plt.subplots(1, shown, figsize=(4 * shown, 4), squeeze=False)
 for ax, i in zip(axes[0], range(shown)):
     image_id, (boxes, labels, _) = test.get_annotation(i)
@@ -182,9 +211,11 @@ print("data checks passed")
 # %% [markdown]
 # ## The two baselines
 #
-# `Course.baseline(net)` gives a trained detector: offline it trains one here (Adam, cosine schedule,
-# checkpoints after each epoch, resumable: `course.profile` holds every setting), in the full profile it downloads the original project's
-# weights (their published VOC2007 test mAPs are printed below, from `hrank_ssd.course.published`).
+# `Course.baseline(net)` gives a trained detector: offline it trains one here, in the full profile it downloads the
+# original project's weights (their published VOC2007 test mAPs are printed below, from `hrank_ssd.course.published`).
+# Training here uses Adam (an optimiser that adapts the step size of each weight) with a cosine schedule (the
+# learning rate falls along half a cosine wave to zero) and saves a **checkpoint** (the weights and the training
+# state) after each epoch, so a training that stops resumes where it was; `course.profile` holds every setting.
 
 # %%
 from hrank_ssd.course.published import published_map
@@ -213,10 +244,11 @@ if not course.profile.synthetic:
 #   object (`hrank_ssd.nets.priors.decode`).
 #
 # In training every ground-truth box is matched to the priors that overlap it most, and those priors learn its
-# class and offsets; the others learn "background". At test time the scores go through a softmax, the offsets are
-# decoded into boxes, and the overlapping boxes of each class are merged by non-maximum suppression (NMS). The
-# table lists the six sources of the VGG16-SSD baseline you just loaded (`channels`: what the headers read;
-# `class_scores` and `box_offsets`: the headers' outputs per cell).
+# class and offsets; the others learn "background". At test time the scores go through a softmax (which turns a
+# prior's scores into probabilities that sum to 1), the offsets are decoded into boxes, and the overlapping boxes
+# of each class are merged by non-maximum suppression (NMS). The table lists the six sources of the VGG16-SSD
+# baseline you just loaded (`channels`: what the headers read; `class_scores` and `box_offsets`: the headers'
+# outputs per cell).
 
 # %%
 from hrank_ssd.course.ssd_picture import plot_priors, source_table
@@ -240,7 +272,7 @@ _, (boxes, _, _) = test.get_annotation(0)
 x1, y1, x2, y2 = boxes[0]
 centre = ((x1 + x2) / 2 / image.shape[1], (y1 + y2) / 2 / image.shape[0])
 fig = plot_priors(vgg, image, sources=(1, 5), point=centre)
-display(fig)  # shown explicitly: training above may have switched matplotlib to a non-interactive backend
+display(fig)
 plt.close(fig)
 
 # %% [markdown]
