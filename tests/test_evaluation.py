@@ -737,3 +737,23 @@ def test_predict_dataset_on_one_image_and_on_none(capsys):
     with pytest.raises(ev.HRankError) as e:
         ev.predict_dataset(FakePredictor(), FakeDataset([]), progress=False)
     assert str(e.value) == "the dataset has no images: check --dataset and --split"
+
+
+def test_match_ranked_says_which_object_each_hit_matched(tmp_path):
+    """The ranking, the flags and the matched object's index; the detections read back from their files."""
+    annotations = [("1", [[0, 0, 10, 10], [20, 20, 30, 30], [40, 40, 50, 50]], [1, 1, 1], [0, 0, 1])]
+    npos, gt, diff = ev.group_annotations(FakeDataset(annotations))
+    dets = [("1", 0.5, [20, 20, 30, 30]), ("1", 0.9, [0, 0, 10, 10]), ("1", 0.7, [0, 0, 10, 10]),
+            ("1", 0.95, [40, 40, 50, 50]), ("1", 0.1, [60, 60, 70, 70])]
+    write_dets(tmp_path, "cat", dets)
+    read = ev.read_detections(tmp_path, ["BACKGROUND", "cat"])
+    assert list(read) == [1] and read[1][0] == ["1"] * 5
+    order, tp, fp, matched = ev.match_ranked(*read[1], gt[1], diff[1])
+    assert order.tolist() == [3, 1, 2, 0, 4]  # by score: the difficult one, a hit, its duplicate, a hit, a miss
+    assert tp.tolist() == [0, 1, 0, 1, 0] and fp.tolist() == [0, 0, 1, 0, 1]
+    assert matched.tolist() == [-1, 0, -1, 1, -1]
+    precision, recall = ev.precision_recall(tp, fp, npos[1])
+    assert np.isnan(precision[0]) and precision[1:].tolist() == [1.0, 0.5, 2 / 3, 0.5]
+    assert recall.tolist() == [0.0, 0.5, 0.5, 1.0, 1.0]
+    assert np.isnan(ev.precision_recall(tp, fp, 0)[1]).all()  # no objects: no recall
+    assert [a.tolist() for a in ev.match_detections(*read[1], gt[1], diff[1])] == [tp.tolist(), fp.tolist()]

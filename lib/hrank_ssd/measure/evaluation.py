@@ -113,6 +113,11 @@ def read_detection_file(path) -> Tuple[List[str], np.ndarray, np.ndarray]:
     return ids, np.asarray(scores, dtype=np.float64), box_array
 
 
+def read_detections(det_dir, class_names: Sequence[str]) -> Dict[int, Tuple[List[str], np.ndarray, np.ndarray]]:
+    """Every class's :func:`read_detection_file` of a folder, by class index (BACKGROUND, index 0, has none)."""
+    return {c: read_detection_file(detection_path(det_dir, name)) for c, name in enumerate(class_names) if c}
+
+
 @dataclass
 class ClassResult:
     """One class's counts, final recall and precision (NaN when undefined), AP (NaN without ground truth)."""
@@ -137,12 +142,13 @@ def _iou(box: np.ndarray, gts: np.ndarray) -> np.ndarray:
     return inter / (area_a + area_b - inter + _EPS)
 
 
-def match_detections(image_ids: Sequence[str], scores, boxes, gt_boxes: Dict[str, np.ndarray],
-                     difficult: Dict[str, np.ndarray], iou_threshold: float = 0.5):
-    """Rank detections by score; ``(tp, fp)`` float arrays in ranked order (both 0: matched a difficult gt)."""
+def match_ranked(image_ids: Sequence[str], scores, boxes, gt_boxes: Dict[str, np.ndarray],
+                 difficult: Dict[str, np.ndarray], iou_threshold: float = 0.5):
+    """``(order, tp, fp, gt)``: detections ranked by score, float flags (both 0: matched a difficult gt) and the
+    index in its image of the ground truth each true positive matched (-1 for the others)."""
     order = np.argsort(-np.asarray(scores, dtype=np.float64))
     boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
-    tp, fp, matched = np.zeros(len(order)), np.zeros(len(order)), set()
+    tp, fp, gt, matched = np.zeros(len(order)), np.zeros(len(order)), np.full(len(order), -1), set()
     for rank, k in enumerate(order):
         image_id = image_ids[k]
         gts = gt_boxes.get(image_id)
@@ -151,9 +157,24 @@ def match_detections(image_ids: Sequence[str], scores, boxes, gt_boxes: Dict[str
         if ious is None or not float(ious[best]) > iou_threshold or (image_id, best) in matched:
             fp[rank] = 1
         elif not difficult[image_id][best]:  # a difficult match is neither TP nor FP
-            tp[rank] = 1
+            tp[rank], gt[rank] = 1, best
             matched.add((image_id, best))
+    return order, tp, fp, gt
+
+
+def match_detections(image_ids: Sequence[str], scores, boxes, gt_boxes: Dict[str, np.ndarray],
+                     difficult: Dict[str, np.ndarray], iou_threshold: float = 0.5):
+    """Rank detections by score; ``(tp, fp)`` float arrays in ranked order (both 0: matched a difficult gt)."""
+    _, tp, fp, _ = match_ranked(image_ids, scores, boxes, gt_boxes, difficult, iou_threshold)
     return tp, fp
+
+
+def precision_recall(tp, fp, npos: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Cumulative precision (NaN before anything counts) and recall (NaN without ground truth) of ranked flags."""
+    ctp, cfp = np.cumsum(tp), np.cumsum(fp)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = ctp / (ctp + cfp)
+    return precision, ctp / npos if npos else np.full(len(ctp), math.nan)
 
 
 def evaluate_class(npos: int, gt_boxes: Dict[str, np.ndarray], difficult: Dict[str, np.ndarray],
@@ -163,16 +184,13 @@ def evaluate_class(npos: int, gt_boxes: Dict[str, np.ndarray], difficult: Dict[s
         detections = read_detection_file(detections)
     image_ids, scores, boxes = detections
     tp, fp = match_detections(image_ids, scores, boxes, gt_boxes, difficult, iou_threshold)
-    ctp, cfp = np.cumsum(tp), np.cumsum(fp)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        precision = ctp / (ctp + cfp)
-    n_tp, n_fp = int(ctp[-1]) if len(ctp) else 0, int(cfp[-1]) if len(cfp) else 0
+    precision, recall = precision_recall(tp, fp, npos)
+    n_tp, n_fp = int(tp.sum()), int(fp.sum())
     final_precision = n_tp / (n_tp + n_fp) if n_tp + n_fp else math.nan
     if npos == 0:  # edge cases (b) and (b'): recall is 0/0
         only_difficult = any(len(b) for b in gt_boxes.values())
         ap = 0.0 if only_difficult and use_2007_metric else math.nan  # the devkit's 11 terms are all 0
         return ClassResult(0, len(tp), n_tp, n_fp, math.nan, final_precision, ap)
-    recall = ctp / npos
     ap = compute_ap(precision, recall, use_2007_metric) if len(tp) else 0.0  # (c): no detections
     return ClassResult(int(npos), len(tp), n_tp, n_fp, n_tp / npos, final_precision, ap)
 
