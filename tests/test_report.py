@@ -259,3 +259,142 @@ def test_published_figures_get_their_own_axes(tmp_path):
     plt = pytest.importorskip("matplotlib.pyplot")
     plt.close(fig_ours)
     plt.close(fig_theirs)
+
+
+def _add_yours(res, separate: bool):
+    """yours.json as Course.evaluate writes it, and (``separate``) the student's rows in map, per-class, bench and
+    frontier files."""
+    info = {"compress_rate": "[0.3]*14" if separate else "[0.1]*7+[0.5]*7", "source": "chosen in notebook 02",
+            "file": "vgg16-ssd-pruned-0.3x14-ft4.pth" if separate else "vgg16-ssd-pruned.pth",
+            "model": "yours-0.3x14" if separate else None, "same_as": None if separate else "vgg16-ssd-pruned"}
+    (res / "yours.json").write_text(json.dumps(info))
+    if not separate:
+        return
+    for name, row in (("map.csv", {"model": "yours-0.3x14", "title": "yours ([0.3]*14)", "mAP": 0.55,
+                                   "avg_predict_s": 0.02, "params": 400}),
+                      ("bench.csv", {"model": "yours-0.3x14", "params": 9000000, "GMACs": 15.0,
+                                     "forward_median_ms": 200.0, "forward_speedup": 2.0, "mac_ratio": 2.09}),
+                      ("frontier.csv", {"model": "yours-0.3x14", "net": "vgg16-ssd", "params": 2, "GMACs": 0.25,
+                                        "forward_median_ms": 12.0, "predicted_ms": 12.5, "finetune_epochs": 4})):
+        table = pd.read_csv(res / name)
+        pd.concat([table, pd.DataFrame([row])], ignore_index=True).to_csv(res / name, index=False)
+    pc = pd.read_csv(res / "per_class_ap.csv")
+    mine = pc[pc["model"] == "vgg16-ssd-pruned"].assign(model="yours-0.3x14", ap=[0.5, 0.6])
+    pd.concat([pc, mine], ignore_index=True).to_csv(res / "per_class_ap.csv", index=False)
+
+
+@pytest.mark.parametrize("separate", [True, False])
+def test_yours_is_a_row_beside_the_paper_rate_or_said_once(tmp_path, separate):
+    """The student's model (notebooks 02-03): its own rows, or one line when it is the paper-rate model; a run
+    without it (not finetuned, or not recorded) never says "yours"."""
+    run = tmp_path / "run"
+    res = _results(run)
+    _frontier_files(res)
+    _add_yours(res, separate)
+    text = _write_report(run)[0].read_text()
+    if separate:
+        assert ("Yours: your rate `[0.3]*14`, chosen in notebook 02, finetuned in notebook 03, is the row "
+                "*yours ([0.3]*14)*.") in text
+        assert "| yours ([0.3]*14) | 0.5500 | 12.00 | 12.50 | 0.2500 | 2 | 1.67 | 1.67 | 4 |" in text  # frontier
+        assert "| yours ([0.3]*14) | 0.5500 | n/a | 20.0 | n/a | 200.0 | 5.00 | n/a | n/a | 400 |" in text  # comparison
+        assert "| circle | 0.7000 | 0.6000 | 0.5500 | 0.5000 |" in text  # per class, yours last
+        assert "- yours ([0.3]*14): 2.09x fewer MACs than VGG16-SSD, but a 2.00x faster forward pass." in text
+        frontier = report_tables.frontier_table(load_results(run))
+        assert frontier["label"].tolist()[-1] == "yours ([0.3]*14)"
+    else:
+        assert ("Yours: your rate `[0.1]*7+[0.5]*7`, chosen in notebook 02, gives the compared paper-rate model "
+                "itself: its rows are *VGG16-SSD pruned (HRank)* (no second row).") in text
+        assert "| yours" not in text and text.count("Yours:") == 1
+        (res / "yours.json").write_text(json.dumps({"compress_rate": "[0.3]*14", "source": "x", "file": None,
+                                                    "model": None, "same_as": None}))  # not finetuned
+        assert "yours" not in _write_report(run)[0].read_text().lower()
+        (res / "yours.json").unlink()
+        assert "yours" not in _write_report(run)[0].read_text().lower()
+
+
+def test_the_per_model_summary_is_one_row_per_model(tmp_path):
+    run = tmp_path / "run"
+    res = _results(run)
+    pc = pd.read_csv(res / "per_class_ap.csv")
+    pc.loc[1, ["gts", "recall", "precision", "ap"]] = [0, float("nan"), float("nan"), float("nan")]  # no squares
+    table = report_tables.per_model_summary(pc)
+    assert table.to_dict("records")[0] == {"model": "VGG16-SSD", "classes": 1, "objects": 10, "detections": 66,
+                                           "mean recall": 0.9, "mean precision": 0.25, "mAP": 0.7}
+    assert table["model"].tolist() == ["VGG16-SSD", "VGG16-SSD pruned (HRank)", "MobileNetV1-SSD"]
+    assert table["mAP"].tolist()[1:] == [(0.6 + 0.575) / 2, (0.55 + 0.45) / 2]  # as mean_ap sums them
+    assert report_tables.title("yours-0.1x7_0.5x7") == "yours ([0.1]*7+[0.5]*7)"
+    assert report_tables.title(report_tables.your_key([0.1, 0.2] + [0.5] * 12)) == "yours ([0.1]+[0.2]+[0.5]*12)"
+
+
+def _paper_and_yours(tiny_course, monkeypatch, rate=None):
+    """The tiny course with its paper-rate model in place (pruned, standing in for its finetune) and, at ``rate``,
+    the student's notebook-03 model; ``course.model`` gives the paper-rate model or the baseline (nothing trains)."""
+    from hrank_ssd.nets.models import load_model, save_model
+
+    course, _ = tiny_course
+    paper = course.path("vgg16-ssd-pruned")
+    save_model(load_model(course.prune()), paper)
+    if rate is not None:
+        course.choose_compress_rate(rate)
+        save_model(load_model(course.prune(rate)), course.your_model() or course.path("vgg16-ssd-pruned-0.3x14-ft1"))
+    monkeypatch.setattr(course, "model", lambda key: paper if key == "vgg16-ssd-pruned" else course.path("vgg16-ssd"))
+    return course
+
+
+def test_the_course_evaluates_and_times_yours_beside_the_paper_rate(tiny_course, monkeypatch):
+    from hrank_ssd.course import measures
+
+    course = _paper_and_yours(tiny_course, monkeypatch, [0.3] * 14)
+    assert course.your_model() == course.path("vgg16-ssd-pruned-0.3x14-ft1")
+    summary, per_class = course.evaluate(keys=("vgg16-ssd", "vgg16-ssd-pruned"))
+    assert summary["model"].tolist() == ["vgg16-ssd", "vgg16-ssd-pruned", "yours-0.3x14"]
+    assert summary["title"].tolist()[-1] == "yours ([0.3]*14)"
+    assert list(dict.fromkeys(per_class["model"])) == summary["model"].tolist()
+    assert (measures.eval_dir(course, "yours-0.3x14") / "det_test_circle.txt").is_file()  # its detections kept
+    assert course.load_json("yours.json") == {"compress_rate": "[0.3]*14", "source": course.chosen_compress_rate()[1],
+                                              "file": "vgg16-ssd-pruned-0.3x14-ft1.pth", "model": "yours-0.3x14",
+                                              "same_as": None}
+    timed = {}
+
+    def bench(course, models, name, **kw):  # what would be timed, and its widths
+        timed[name] = {k: m.plan.prunable for k, m in models.items()}
+        return pd.DataFrame({"model": list(models), "forward_median_ms": 1.0, "GMACs": 1.0, "params": 1})
+
+    monkeypatch.setattr(measures, "_bench", bench)
+    monkeypatch.setattr(course, "latency_table", lambda: type("T", (), {"net": "vgg16-ssd", "predict": sum})())
+    course.bench()
+    assert list(timed["bench"]) == ["vgg16-ssd", "mb1-ssd", "vgg16-ssd-pruned", "yours-0.3x14"]
+    assert timed["bench"]["yours-0.3x14"] == [int(c * 0.7) for c in timed["bench"]["vgg16-ssd"]]  # full size
+    front = course.frontier()
+    assert front["model"].tolist()[-1] == "yours-0.3x14" and list(timed["frontier"])[-1] == "yours-0.3x14"
+    assert front["finetune_epochs"].tolist()[-1] == course.profile.finetune_epochs
+
+
+def test_yours_at_the_paper_rate_is_the_compared_model_not_a_second_row(tiny_course, monkeypatch):
+    from hrank_ssd.course import measures
+
+    course = _paper_and_yours(tiny_course, monkeypatch)
+    assert course.your_model() == course.path("vgg16-ssd-pruned")  # no choice: the profile's rate, its finetune
+    assert measures.yours(course) == {"compress_rate": "[0.1]*7+[0.5]*7", "source": "the tiny profile's",
+                                      "file": "vgg16-ssd-pruned.pth", "model": None, "same_as": "vgg16-ssd-pruned"}
+    assert list(measures.compared(course, ("vgg16-ssd-pruned",))[0]) == ["vgg16-ssd-pruned"]
+    course.path("vgg16-ssd-pruned").unlink()  # not finetuned yet: no row and nothing it is the same as
+    assert measures.yours(course)["model"] is None and measures.yours(course)["same_as"] is None
+
+
+def test_the_frontier_question_knows_yours_by_its_title(tmp_path, capsys):
+    from hrank_ssd.course import questions
+
+    run = tmp_path / "run"
+    res = _results(run)
+    _frontier_files(res)
+    _add_yours(res, separate=True)
+    front = pd.read_csv(res / "frontier.csv")
+    front.loc[front["model"] == "yours-0.3x14", "forward_median_ms"] = 3.0  # the fastest: on the frontier
+    front.to_csv(res / "frontier.csv", index=False)
+    table = report_tables.frontier_table(load_results(run))
+    on = table.loc[table["frontier (latency)"], "model"].tolist()
+    assert on[-1] == "yours ([0.3]*14)" and "MobileNetV1-SSD pruned (HRank)" not in on  # 4 ms at 0.5: beaten
+    assert questions.check_frontier(lambda: on, table)
+    assert not questions.check_frontier(lambda: on[:-1], table)
+    assert "1 frontier model(s) missing" in capsys.readouterr().out

@@ -11,6 +11,7 @@ import pandas as pd
 
 from hrank_ssd.course.models import BY_KEY, MODEL_TITLES
 from hrank_ssd.course.published import published_finetune, published_predict_ms
+from hrank_ssd.course.report_tables import title
 
 # Each case is decided on the figure as the sentence prints it, so a shown 0.0500 drop is never "over 0.05".
 NO_FASTER = 1.05  # a pruned model under this speed-up over its parent is "no faster"
@@ -79,7 +80,7 @@ def prediction(frontier: Dict[str, pd.Series]) -> Optional[str]:
         return None
     key = max(off, key=lambda k: abs(off[k] - 1))
     r = frontier[key]
-    return (f"The latency table predicted {r['predicted_ms']:.2f} ms for {MODEL_TITLES[key]}, measured "
+    return (f"The latency table predicted {r['predicted_ms']:.2f} ms for {title(key)}, measured "
             f"{r['forward_median_ms']:.2f} ms ({off[key]:.2f}x): the table and the frontier timed the models at "
             "different moments, and a machine's speed moves between two moments. The budgets are shares of the "
             "unpruned model's predicted time, so the widths they choose hold while the absolute times do not.")

@@ -11,7 +11,9 @@ from typing import Dict, Optional, Tuple
 import pandas as pd
 
 from hrank_ssd.course import video as video_demo
-from hrank_ssd.course.models import MODEL_KEYS, MODEL_TITLES
+from hrank_ssd.course.making import rates_of
+from hrank_ssd.course.models import MODEL_KEYS, own_epochs
+from hrank_ssd.course.report_tables import title, your_key
 from hrank_ssd.course.results import repo_root
 from hrank_ssd.errors import HRankError
 from hrank_ssd.hrank.pruning import kept_agreement
@@ -30,22 +32,48 @@ from hrank_ssd.nets.predictor import Predictor
 from hrank_ssd.train.resume_check import steps_per_epoch, stopped_and_resumed
 
 SHARED_VIDEO = ("..", "shared", "data", "video", "vtest.mp4")  # relative to the repository root
+PAPER = "vgg16-ssd-pruned"  # the compared model at the paper rate, beside which the student's model is shown
+
+
+def yours(course) -> dict:
+    """The student's model in the comparison (``results/yours.json``): its rate and, when it is finetuned and not
+    the compared paper-rate model itself, its key (``model``); ``same_as`` names that model when it is."""
+    rates, source = course.chosen_compress_rate()
+    path = course.your_model()
+    same = path is not None and path.resolve() == Path(course.model(PAPER)).resolve()
+    return {"compress_rate": format_compress_rate(rates), "source": source, "file": path.name if path else None,
+            "model": your_key(rates) if path is not None and not same else None, "same_as": PAPER if same else None}
+
+
+def compared(course, keys=MODEL_KEYS) -> Tuple[Dict[str, Path], dict]:
+    """The checkpoints of the compared models ``keys``, and the student's when it is another model; :func:`yours`."""
+    paths, mine = {key: course.model(key) for key in keys}, yours(course)
+    if mine["model"]:
+        paths[mine["model"]] = course.your_model()
+    return paths, mine
 
 
 def evaluate(course, keys=MODEL_KEYS) -> Tuple[pd.DataFrame, pd.DataFrame]:
-    """mAP and per-class AP of each model: (summary, per-class long table), ``map.csv`` and ``per_class_ap.csv``."""
-    ds, summary, per_class = course.test_dataset(), [], []
-    for key in keys:
-        model = load_model(course.model(key))
+    """mAP and per-class AP of each model (:func:`compared`): (summary, per-class long table), ``map.csv`` and
+    ``per_class_ap.csv``; the detections stay in ``run_dir/eval/<key>``; where yours is, ``yours.json``."""
+    (paths, mine), ds, summary, per_class = compared(course, keys), course.test_dataset(), [], []
+    for key, path in paths.items():
+        model = load_model(path)
         with course.timed(f"eval {key}"):
-            table, avg = evaluate_model(model, ds, course.run_dir / "eval" / key, device=course.device,
+            table, avg = evaluate_model(model, ds, eval_dir(course, key), device=course.device,
                                         progress=course.progress, desc=f"eval {key}")
-        title = MODEL_TITLES[key] + (" (yours: published unavailable)" if key in course.substitutes else "")
-        summary.append({"model": key, "title": title, "mAP": mean_ap(table), "avg_predict_s": avg,
+        name = title(key) + (" (yours: published unavailable)" if key in course.substitutes else "")
+        summary.append({"model": key, "title": name, "mAP": mean_ap(table), "avg_predict_s": avg,
                         "params": count_parameters(model)})
         per_class.append(table.assign(model=key))
+    course.save_json("yours.json", mine)
     return (course.save_csv("map.csv", pd.DataFrame(summary)),
             course.save_csv("per_class_ap.csv", pd.concat(per_class, ignore_index=True)))
+
+
+def eval_dir(course, key: str) -> Path:
+    """Where :func:`evaluate` keeps the model ``key``'s detection files (``det_test_<class>.txt``) and ``ap.csv``."""
+    return course.run_dir / "eval" / key
 
 
 def flops(course) -> pd.DataFrame:
@@ -61,23 +89,29 @@ def _bench(course, models, name: str, **kw) -> pd.DataFrame:
 
 
 def bench(course) -> pd.DataFrame:
-    """CPU latency of the three full-size detectors (random weights: shapes decide speed): ``bench.csv``."""
-    table = _bench(course, {"vgg16-ssd": build_model("vgg16-ssd", 21), "mb1-ssd": build_model("mb1-ssd", 21),
-                            "vgg16-ssd-pruned": build_model("vgg16-ssd", 21, compress_rate=course.profile.compress_rate)
-                            }, "bench")
+    """Latency of the three full-size detectors (random weights: shapes decide speed), and yours when its rate is
+    not the paper's: ``bench.csv``."""
+    models = {"vgg16-ssd": build_model("vgg16-ssd", 21), "mb1-ssd": build_model("mb1-ssd", 21),
+              PAPER: build_model("vgg16-ssd", 21, compress_rate=course.profile.compress_rate)}
+    rates = course.chosen_compress_rate()[0]
+    if course.your_model() is not None and rates != rates_of(course):  # the paper rate's shape: its row says it
+        models[your_key(rates)] = build_model("vgg16-ssd", 21, compress_rate=rates)
+    table = _bench(course, models, "bench")
     course.save_json("machine.json", {k: v for k, v in results_json(table).items() if k != "results"})
     return course.save_csv("bench.csv", table)
 
 
 def frontier(course) -> pd.DataFrame:
-    """The compared models as evaluated, timed here, with MACs, params, predicted ms, epochs: ``frontier.csv``."""
-    models = {k: load_model(course.model(k)) for k in MODEL_KEYS}
+    """The compared models (and yours) as evaluated, timed here, with MACs, params, predicted ms, epochs:
+    ``frontier.csv``."""
+    models = {k: load_model(path) for k, path in compared(course)[0].items()}
     table = course.latency_table()
     front = _bench(course, models, "frontier", predict=False)
     front.insert(1, "net", [m.cfg.name for m in models.values()])
     front["predicted_ms"] = [table.predict(m.plan.prunable) if m.cfg.name == table.net else float("nan")
                              for m in models.values()]
-    front["finetune_epochs"] = [course.model_epochs(k) for k in models]
+    front["finetune_epochs"] = [course.model_epochs(k) if k in MODEL_KEYS else own_epochs(course.profile)
+                                for k in models]
     course.save_json("frontier_machine.json", {k: v for k, v in results_json(front).items() if k != "results"})
     return course.save_csv("frontier.csv", front)
 

@@ -94,10 +94,11 @@ def check_faster_pruning(fn, fine: pd.DataFrame) -> bool:
                'answer "fine-grained" or "filters", from the speed bars of the plot')
 
 
-def _models(value) -> Set[str]:
-    """Model keys out of keys, titles or plot labels (one string or several)."""
+def _models(value, others=()) -> Set[str]:
+    """Model keys out of keys, titles or plot labels (one string or several); ``others``: names kept as they are."""
     names = [value] if isinstance(value, str) else list(value) if isinstance(value, Iterable) else []
     aliases = {_name(a): m.key for m in BY_KEY.values() for a in (m.key, m.title, m.label)}
+    aliases.update({_name(o): o for o in others})  # yours: "yours (<rate>)"
     return {aliases.get(_name(n), f"?{n}") for n in names}
 
 
@@ -105,11 +106,12 @@ def check_frontier(fn, table: pd.DataFrame) -> bool:
     """Notebook 04: the models on the latency frontier (keys, titles or the plot's labels)."""
     titles = {m.title: m.key for m in BY_KEY.values()}
     on = {titles.get(t, t) for t in table.loc[table["frontier (latency)"], "model"]}
+    others = set(table["model"]) - set(titles)  # yours
     why = ("on the latency frontier: " + ", ".join(sorted(on)) + ". Every other model is beaten on both axes by one "
            "of them: as fast or faster and as accurate or better.")
 
     def hint(got):
-        got = _models(got)
+        got = _models(got, others)
         unknown = sorted(n[1:] for n in got if n.startswith("?"))
         if unknown:
             return f"not a model of the plot: {', '.join(unknown)} (use keys such as 'vgg16-ssd', or the labels)"
@@ -117,5 +119,5 @@ def check_frontier(fn, table: pd.DataFrame) -> bool:
             return f"{len(got - on)} of yours is beaten on both axes by another model: check each against the rest"
         return f"{len(on - got)} frontier model(s) missing: a model no other beats on both axes belongs too"
 
-    return ask("latency_frontier_models", fn, on, lambda got, want: _models(got) == want, why, hint,
+    return ask("latency_frontier_models", fn, on, lambda got, want: _models(got, others) == want, why, hint,
                "list the models (keys or the plot's labels) that no other model beats on both latency and mAP")

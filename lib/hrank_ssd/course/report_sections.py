@@ -63,6 +63,19 @@ class Page:
         return "\n".join(self.lines) + "\n"
 
 
+def yours_line(info: Optional[dict]) -> str:
+    """Where the student's model is in the tables, from ``results/yours.json`` (said once)."""
+    if not info:
+        return "Your model: not recorded (`results/yours.json` is written by `Course.evaluate()`)."
+    rate = f"your rate `{info['compress_rate']}`, {info['source']},"
+    if info.get("model"):
+        return f"Yours: {rate} finetuned in notebook 03, is the row *{tables.title(info['model'])}*."
+    if info.get("same_as"):
+        return (f"Yours: {rate} gives the compared paper-rate model itself: its rows are "
+                f"*{tables.title(info['same_as'])}* (no second row).")
+    return f"Yours: {rate} is not finetuned yet (notebook 03): the tables hold the paper's rate only."
+
+
 def intro(page: Page, res: Results) -> None:
     settings = res.get("settings.json") or {}
     page.add("# HRank-SSD course report", "",
@@ -79,6 +92,9 @@ def intro(page: Page, res: Results) -> None:
         page.add("", "> A rehearsal of the full profile (`tools/rehearse.py`): the downloads came from a "
                  "local stand-in with seeded random weights and a few VOC images, so its mAP measures nothing; it "
                  "proves the path. Latencies, params and MACs are real.")
+    mine = res.get("yours.json") or {}
+    if mine.get("model") or mine.get("same_as"):  # said once: the student's model has its own rows, or is the paper's
+        page.add("", yours_line(mine))
     for key, why in (res.get("substitutes.json") or {}).items():  # a published model or rank folder not had
         name, what = ("VGG16-SSD HRank ranks", "ranks") if key.endswith("-ranks") else (tables.title(key), "model")
         page.add("", f"> **{name}: not the published {what}.** {why}. Retry later (Drive's quota "
@@ -93,7 +109,7 @@ def frontier(page: Page, res: Results) -> None:
         return
     page.table(tables.frontier_display(table), formats=tables.FRONTIER_FORMATS)
     machine = tables.machine_title(res.get("frontier_machine.json"))
-    page.add("", f"The six models this run evaluated, as they are (the profile's widths and image size). *forward "
+    page.add("", f"The models this run evaluated (the six compared, and the student's own when it is another), as they are (the profile's widths and image size). *forward "
              f"ms*: median forward latency, batch 1, interleaved, measured on {machine}; *predicted ms*: this machine's "
              "latency table's, for the VGG16-SSDs. *GMACs*, *params*: exact. *speed-up vs unpruned*: against the "
              "same net unpruned. *frontier*: no other model is both cheaper and better. *note*: a model finetuned "

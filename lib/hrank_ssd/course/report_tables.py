@@ -8,9 +8,10 @@ from typing import Dict, List, Optional, Sequence
 
 import pandas as pd
 
-from hrank_ssd.course.models import MODEL_KEYS, MODEL_LABELS, MODEL_TITLES
+from hrank_ssd.course.models import MODEL_KEYS, MODEL_LABELS, MODEL_TITLES, rate_name
 from hrank_ssd.course.published import published_ap, published_finetune, published_map, published_predict_ms
 from hrank_ssd.errors import HRankError
+from hrank_ssd.measure.evaluation import mean_ap
 from hrank_ssd.measure.published_flops import published_for
 from hrank_ssd.nets.compress import layer_rates, parse_compress_rate
 from hrank_ssd.nets.registry import net_names, num_prunable
@@ -33,9 +34,25 @@ COMP_FORMATS = {"mAP (ours)": ".4f", "mAP (theirs, published)": ".4f", "GMACs (f
                 "bench forward ms": ".1f", "predict FPS": ".2f", "forward FPS": ".2f"}
 
 
+YOURS = "yours-"  # the student's model (notebooks 02-03) in the tables: yours-<rate_name>, e.g. yours-0.3x14
+
+
+def your_key(rates: Sequence[float]) -> str:
+    """The tables' key of the student's model at ``rates`` (``yours-0.3x14``)."""
+    return YOURS + rate_name(rates)
+
+
 def title(key: str) -> str:
-    """A model key as the report shows it (the course's models by name, others as they are)."""
+    """A model key as the report shows it (the course's models by name, the student's as ``yours (<rate>)``)."""
+    if key.startswith(YOURS):
+        runs = [part.split("x") for part in key[len(YOURS):].split("_")]  # rate_name's parts: <rate>x<count>
+        return "yours (" + "+".join(f"[{r[0]}]*{r[1]}" if len(r) == 2 else f"[{r[0]}]" for r in runs) + ")"
     return MODEL_TITLES.get(key, key)
+
+
+def label(key: str) -> str:
+    """A model key as the plots label it (the student's: its title)."""
+    return MODEL_LABELS.get(key, title(key))
 
 
 def rates_in(text) -> Optional[List[float]]:
@@ -109,9 +126,11 @@ def _comparison_row(key: str, mp, bench, flops: Dict[str, dict]) -> Optional[dic
 
 
 def comparison_table(res: Dict[str, object]) -> pd.DataFrame:
-    """One row per full-size model the files name: our and their mAP, predict time, FPS, params, MACs."""
+    """One row per full-size model the files name (and the student's): our and their mAP, predict time, FPS,
+    params, MACs."""
     mp, bench, flops = res.get("map.csv"), res.get("bench.csv"), flops_by_key(res.get("flops.csv"))
-    rows = [row for row in (_comparison_row(key, mp, bench, flops) for key in FULL_SIZE_KEYS) if row]
+    yours = [k for k in (mp["model"] if mp is not None else ()) if str(k).startswith(YOURS)]
+    rows = [row for row in (_comparison_row(key, mp, bench, flops) for key in (*FULL_SIZE_KEYS, *yours)) if row]
     df = pd.DataFrame(rows)
     return df[[c for c in COMP_COLUMNS if c in df.columns]] if len(df) else df
 
@@ -141,7 +160,7 @@ def frontier_table(res: Dict[str, object]) -> pd.DataFrame:
         "speed-up vs unpruned": [ms.get(net, math.nan) / t for net, t in zip(df["net"], df["forward_median_ms"])],
         "speed-up vs VGG16-SSD": ms.get("vgg16-ssd", math.nan) / df["forward_median_ms"],
         "finetune epochs": df["finetune_epochs"] if "finetune_epochs" in df else math.nan,
-        "label": [MODEL_LABELS.get(k, k) for k in df["model"]]})
+        "label": [label(k) for k in df["model"]]})
     out["frontier (latency)"] = pareto_mask(out["forward ms"], out["mAP"])
     out["frontier (MACs)"] = pareto_mask(out["GMACs"], out["mAP"])
     notes = [short_finetune_note(e) for e in out["finetune epochs"]]
@@ -206,6 +225,18 @@ def per_class_pivot(per_class: pd.DataFrame) -> pd.DataFrame:
     models += [k for k in dict.fromkeys(per_class["model"]) if k not in models]
     piv = per_class.pivot_table(index="class", columns="model", values="ap", sort=False)[models]
     return _with_mean(piv.rename(columns=title))
+
+
+def per_model_summary(per_class: pd.DataFrame) -> pd.DataFrame:
+    """A per-class table in one row per model: classes with objects, objects, detections, mean recall and
+    precision over those classes, mAP (:func:`~hrank_ssd.measure.evaluation.mean_ap`, as ``map.csv``)."""
+    rows = []
+    for key, t in per_class.groupby("model", sort=False):
+        scored = t[t["gts"] > 0]
+        rows.append({"model": title(key), "classes": len(scored), "objects": int(t["gts"].sum()),
+                     "detections": int(t["dets"].sum()), "mean recall": scored["recall"].mean(),
+                     "mean precision": scored["precision"].mean(), "mAP": mean_ap(t)})
+    return pd.DataFrame(rows)
 
 
 def _with_mean(table: pd.DataFrame) -> pd.DataFrame:
