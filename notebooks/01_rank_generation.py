@@ -103,14 +103,13 @@ print(recompute_note(course, "01_rank_generation"))
 # %% [markdown]
 # ## Rank of a matrix, in two lines
 #
-# A feature map is an H x W matrix. Its rank is the number of linearly independent rows. An outer
-# product (every row a multiple of one row) has rank 1; random noise has full rank; an all-zero map
-# (a dead ReLU) has rank 0.
+# A feature map is an H x W matrix. Its **rank** is the number of linearly independent rows. An outer product
+# (every row a multiple of one row) has rank 1; random noise has full rank; an all-zero map has rank 0. An
+# all-zero map comes from a **dead** filter on that image: its output is negative everywhere, and the ReLU after it
+# turns all of it into zeros.
 
 # %%
 import numpy as np
-
-from hrank_ssd.hrank import ranks as R
 
 outer = torch.outer(torch.arange(1.0, 9.0), torch.linspace(-1, 1, 8))  # 8x8, every row a multiple of one
 noise = torch.randn(8, 8, generator=torch.Generator().manual_seed(0))
@@ -118,46 +117,76 @@ zero = torch.zeros(8, 8)
 print([int(torch.linalg.matrix_rank(m)) for m in (outer, noise, zero)])
 
 # %% [markdown]
-# Check: the batched rank (one SVD call for many maps, what the library uses) equals HRank's one-map-at-a-time loop. On a CPU the batch is also what lets several cores share the SVDs: `batched_ranks` splits it over `torch.get_num_threads()` workers.
+# How does `matrix_rank` count? With the **singular values** of the matrix (`torch.linalg.svdvals`, largest first):
+# the rank is the number of nonzero ones. On paper the outer product has one nonzero singular value and seven
+# zeros. In float32 arithmetic the seven come out small, but not zero:
 
 # %%
-assert [int(torch.linalg.matrix_rank(m)) for m in (outer, noise, zero)] == [1, 8, 0]
-maps = torch.relu(torch.randn(2, 6, 10, 10, generator=torch.Generator().manual_seed(1)))
-maps[0, 0] = torch.outer(torch.rand(10), torch.rand(10))  # one low-rank map
-assert torch.equal(R.batched_ranks(maps), R.ranks_one_at_a_time(maps))
-print(R.batched_ranks(maps))
+print(torch.linalg.svdvals(outer))
 
 # %% [markdown]
+# So a rank computed in floats needs a **tolerance**: a singular value counts when it stands above rounding noise.
+# `matrix_rank` counts the singular values above `max(H, W) · ε · σ_max`, where ε is float32's resolution
+# (`torch.finfo(torch.float32).eps`, about 1.2e-7) and σ_max is the largest singular value *of that map*: the
+# rounding noise grows with the map's values.
+#
 # ### Exercise: HRank's score, by hand
 #
-# Write the two functions below, run the cell, then run the check cell under it (it compares your functions
-# with the library's on a few maps and says what is wrong, with a hint):
+# HRank ranks every map of every filter on every image: hundreds of thousands of matrices, too many for a Python
+# loop over them. Write the two functions below, run the cell, then run the check cell under it (it compares your
+# functions with the library's answers on a few made-up maps and says what is wrong, with a hint):
 #
-# - `feature_map_rank(fmap)`: the rank of one (H, W) feature map, as an `int` (`torch.linalg.matrix_rank`);
-# - `average_rank(maps)`: for the maps of B images and C filters, a (B, C, H, W) tensor, each filter's rank
-#   averaged over the B images: C numbers. That average is HRank's score of a filter.
+# - `map_ranks(maps)`: `maps` holds the maps of B images and C filters, a (B, C, H, W) tensor; return the rank of
+#   every (H, W) map, a (B, C) tensor, with no Python loop. `torch.linalg.svdvals(maps)` gives the singular values
+#   of every map at once, shape (B, C, min(H, W)). Think about the shape each map's tolerance needs to be compared
+#   with all of its singular values, and about what your code does with a dead map.
+# - `average_rank(batches)`: HRank's **score** of a filter is its rank averaged over the images. The images come in
+#   `batches`, one (B, C, H, W) tensor at a time, as a network produces them: you can go through `batches` once
+#   (it is a generator: no `len()`, no second pass), and the last batch may hold fewer images. Return C numbers,
+#   ranking the maps with your `map_ranks`.
+#
+# Further down, your `average_rank` makes one layer's rank file from the trained network's maps.
 
 # %% tags=["exercise"]
-def feature_map_rank(fmap):
-    """The rank of one (H, W) feature map, as an int."""
+def map_ranks(maps):
+    """The rank of every (H, W) map of a (B, C, H, W) tensor: a (B, C) tensor, without a Python loop."""
     # BEGIN SOLUTION
-    return int(torch.linalg.matrix_rank(fmap))
+    s = torch.linalg.svdvals(maps)  # (B, C, min(H, W)), largest first
+    tol = max(maps.shape[-2:]) * torch.finfo(s.dtype).eps * s[..., :1]  # each map's own largest singular value
+    return (s > tol).sum(-1)
     # END SOLUTION
 
 
-def average_rank(maps):
-    """Each filter's rank averaged over the images: (B, C, H, W) maps -> C numbers."""
+def average_rank(batches):
+    """Each filter's rank averaged over every image of ``batches`` (one pass over (B, C, H, W) tensors): C numbers."""
     # BEGIN SOLUTION
-    ranks = torch.tensor([[feature_map_rank(m) for m in image] for image in maps], dtype=torch.float32)
-    return ranks.mean(dim=0)
+    total, images = 0, 0
+    for maps in batches:
+        total = total + map_ranks(maps).sum(0)
+        images += maps.shape[0]
+    return total / images
     # END SOLUTION
 
 
 # %% tags=["check"]
 from hrank_ssd.course import exercises
 
-exercises.check_feature_map_rank(feature_map_rank)
+exercises.check_map_ranks(map_ranks)
 exercises.check_average_rank(average_rank);
+
+# %% [markdown]
+# The library's `batched_ranks` does the same as your `map_ranks`, and gives the same ranks as HRank's original
+# loop, one `matrix_rank` call per map (`ranks_one_at_a_time`). It skips the all-zero maps (rank 0, no SVD needed),
+# and on a CPU it splits the maps over `torch.get_num_threads()` workers so that several cores share the SVDs.
+
+# %%
+from hrank_ssd.hrank import ranks as R
+
+assert [int(torch.linalg.matrix_rank(m)) for m in (outer, noise, zero)] == [1, 8, 0]
+maps = torch.relu(torch.randn(2, 6, 10, 10, generator=torch.Generator().manual_seed(1)))
+maps[0, 0] = torch.outer(torch.rand(10), torch.rand(10))  # one low-rank map
+assert torch.equal(R.batched_ranks(maps), R.ranks_one_at_a_time(maps))
+print(R.batched_ranks(maps))
 
 # %% [markdown]
 # ## Feature maps of the trained VGG16-SSD
@@ -233,6 +262,58 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
+# ## Your `average_rank` makes a rank file
+#
+# `rank_dir()` runs `rank_limit` batches of `rank_batch` training images through the network and averages every
+# prunable layer's ranks. Your `average_rank` does the same here for one layer, the one whose feature maps are
+# drawn above (`LAYER`), on the same images: `layer_maps` runs the network one batch at a time and hands your
+# function that layer's maps (after ReLU) as they come. The result is set against the library's rank file of that layer, made
+# from the same images (on the full profile that is your own rank folder, `rank_dir(generate=True)`: the
+# published files came from other images).
+#
+# How close must the two be? Every rank is a whole number, and each value of the file is a mean over the same N
+# images: two correct computations differ only by float rounding (sums of whole numbers are exact in float32, and
+# the one division rounds by about 1e-5). One map ranked differently would move its filter's mean by 1/N. So the
+# comparison allows half of that, 1/(2N): rounding passes, a real difference does not. When your function is not
+# written yet, fails or differs, the library's file stands in and the cells below say so.
+
+# %%
+from hrank_ssd.hrank.ranks import image_batches
+
+
+def layer_maps(model, layer, batches):
+    """The (B, C, H, W) maps (after ReLU) of prunable layer ``layer`` (0-based), one batch of images at a time."""
+    caught = []
+    module = dict(model.named_modules())[activation_key(model.cfg.name, layer)]
+    handle = module.register_forward_hook(lambda m, i, out: caught.append(out.detach()))
+    try:
+        for images in batches:
+            with torch.no_grad():
+                model(images.to(DEVICE))
+            yield caught.pop()
+    finally:
+        handle.remove()
+
+
+model = model.to(DEVICE)
+name = layer_names("vgg16-ssd")[LAYER]
+images = image_batches(course.trainval_dataset(model), course.profile.rank_batch, course.profile.rank_limit)
+library_file = R.rank_file(course.rank_dir(generate=True), LAYER + 1)
+layer_ranks, whose = exercises.compare_rank_file(average_rank, layer_maps(model, LAYER, images), library_file, name)
+
+# %% [markdown]
+# The filters of that layer by their average rank, from the ranks just made. A filter of average rank 0 is dead on
+# every one of the N images: its maps were all zeros, so removing it changes nothing the next layer sees on them.
+
+# %%
+dead = int((layer_ranks == 0).sum())
+fig, ax = plt.subplots(figsize=(7, 3))
+ax.hist(layer_ranks, bins=20)
+ax.set(xlabel="average rank", ylabel="filters", title=f"{name}: {len(layer_ranks)} filters, ranks: {whose}")
+plt.show()
+print(f"{dead} of {len(layer_ranks)} filters of {name} are dead on every rank image (average rank 0; ranks: {whose})")
+
+# %% [markdown]
 # ## Do the ranks depend on the images?
 #
 # HRank's central claim: a filter's average rank is a property of the filter, not of the images it is computed on,
@@ -254,7 +335,7 @@ from IPython.display import display
 from hrank_ssd.hrank.stability import plot_rank_stability
 
 stability = course.rank_stability()  # writes results/rank_stability.csv
-display(fig := plot_rank_stability(stability))  # explicit: a training run in this kernel switches pyplot to Agg
+display(fig := plot_rank_stability(stability))
 plt.close(fig)
 for comparison, part in stability.groupby("comparison", sort=False):
     print(f"{comparison}: median Spearman {part['spearman'].median():.3f}; {part['changed'].sum()} of the "
@@ -354,9 +435,11 @@ pd.DataFrame(R.rank_summary(mb1, "mb1-ssd")).round(2)
 # ## What you learned / try next
 #
 # - A filter's HRank score is the matrix rank of its output maps (after ReLU), averaged over images: flat, blank
-#   or stripy maps have low rank, a dead ReLU's all-zero map has rank 0.
-# - `batched_ranks` computes many ranks in one SVD call; `Course.rank_dir()` writes one `rank_conv{i}.npy` per
-#   prunable layer, one average per filter (14 layers for VGG16-SSD, MobileNetV1-SSD its own).
+#   or stripy maps have low rank, a dead filter's all-zero map has rank 0.
+# - In floats a rank counts the singular values above a tolerance that scales with each map's largest one; your
+#   `map_ranks` and the library's `batched_ranks` rank a whole batch of maps in one call.
+# - `Course.rank_dir()` writes one `rank_conv{i}.npy` per prunable layer, one average per filter (14 layers for
+#   VGG16-SSD, MobileNetV1-SSD its own); your `average_rank` made one of them, equal up to float rounding.
 # - Try next: set `LAYER = 0` (conv1_1) or `LAYER = 12` (conv5_3) in the feature-map cell and compare the highest
 #   and lowest-rank maps: deep layers' maps are small (19x19 at 300 px), so their ranks are capped lower.
 # - Try next: compute ranks from fewer images (`python -m hrank_ssd rank ... --limit 1 --rank_dir /tmp/r1`) and

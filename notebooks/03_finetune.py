@@ -199,9 +199,12 @@ pd.DataFrame([{"model": key, "finetune epochs": course.model_epochs(key), "check
 # %% [markdown]
 # ## Beyond the original: distillation
 #
-# The unpruned model can teach the pruned one: its class scores, softened with a temperature, become
-# extra soft targets in the MultiBox loss (`--distill_from`). Same finetuning budget, with and without
-# the teacher; whichever wins on this data is what the table shows.
+# **Distillation** trains a model, the *student* (here the pruned one), to reproduce the outputs of another, the
+# *teacher* (here the unpruned one). For every prior the teacher's class scores become extra targets in the
+# MultiBox loss (`--distill_from`): they say not only which class the box holds but how much it looks like each of
+# the others. Dividing the scores by a **temperature** `T` > 1 before the softmax flattens those probabilities, so
+# that the teacher's second choices weigh in. Same finetuning budget, with and without the teacher; whichever wins
+# on this data is what the table shows.
 
 # %%
 kd = course.distillation()
@@ -210,10 +213,15 @@ kd
 # %% [markdown]
 # ### Exercise: the distillation term
 #
-# Write `distillation_loss(student, teacher, T)`: the two models' class scores for the same priors (tensors of
-# shape priors x classes), softened with the temperature `T`; return one number,
-# `T² · Σ KL(softmax(teacher / T) ‖ softmax(student / T))` summed over the priors (Hinton et al., 2015). The
-# `T²` keeps its gradients as large as the hard-label loss's whatever `T` is. Run the cell, then the check.
+# The distance between the teacher's probabilities `q` and the student's `p` (both over the classes of one prior) is
+# the **Kullback-Leibler divergence** `KL(q ‖ p) = Σ q · log(q / p)`, summed over the classes: 0 when the two agree,
+# larger the more the student puts its probability where the teacher does not. Softening with `T` shrinks the
+# gradients of this term by `1 / T²`; multiplying it by `T²` keeps them as large as those of the loss on the true
+# labels, whatever `T` is (Hinton et al., 2015).
+#
+# Write `distillation_loss(student, teacher, T)`: `student` and `teacher` are the two models' class scores for the
+# same priors (tensors of shape priors x classes, before any softmax). Return one number,
+# `T² · Σ KL(softmax(teacher / T) ‖ softmax(student / T))`, summed over the priors. Run the cell, then the check.
 
 # %% tags=["exercise"]
 def distillation_loss(student, teacher, T):

@@ -1,16 +1,28 @@
-"""How an exercise check runs a student's function: any error or wrong answer is one ``not yet:`` line with a hint."""
+"""How an exercise check runs a student's function: any error or wrong answer is one ``not yet:`` line with a
+conceptual hint and the way to ask for the solution; the library's own answer, passed or called, is not the student's."""
 
 from __future__ import annotations
 
+import ast
+import contextlib
 import copy
+import functools
+import json
 import math
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
 
+from hrank_ssd.course.results import repo_root
+from hrank_ssd.errors import HRankError
+
 CORRECT, NOT_YET, HINT = "correct:", "not yet:", "hint:"
+LIBRARY = "that is the library's answer; write your own"
+SOLUTIONS = "solutions"  # the solved copies' subfolder of the notebooks folder (written by make_notebooks.py)
+STUCK = "stuck? exercises.solution({name!r}) prints one answer"
 
 
 @dataclass
@@ -54,11 +66,13 @@ def _plain(value):
     return value
 
 
-def _say(ok: bool, message: str, hint: Optional[str] = None) -> bool:
-    """Print the verdict (and a hint when wrong); return ``ok``."""
+def _say(ok: bool, message: str, hint: Optional[str] = None, stuck: Optional[str] = None) -> bool:
+    """Print the verdict (and, when wrong, a hint and how to ask for the solution); return ``ok``."""
     print(f"{CORRECT if ok else NOT_YET} {message}")
     if not ok and hint:
         print(f"  {HINT} {hint}")
+    if not ok and stuck:
+        print(f"  {stuck}")
     return ok
 
 
@@ -91,15 +105,15 @@ def integer(value) -> Optional[int]:
 _RAISED = object()  # what _call returns when the student's code did not run through
 
 
-def _call(name: str, shown: str, call: Callable[[], Any], blank: str, default_hint: str):
+def _call(name: str, shown: str, call: Callable[[], Any], blank: str, default_hint: str, stuck: Optional[str] = None):
     """The student's ``call()``; a blank or failing one is printed as one ``not yet`` line and gives ``_RAISED``."""
     try:
         return call()
     except NotImplementedError:
         _say(False, f"{name} is still blank: replace the `raise NotImplementedError(...)` line {blank}, run that "
-                    "cell, then this one")
+                    "cell, then this one", stuck=stuck)
     except Exception as e:  # the student's code: any error becomes a message, never a traceback
-        _say(False, f"{shown} raised {type(e).__name__}: {str(e).strip()[:200]}", default_hint)
+        _say(False, f"{shown} raised {type(e).__name__}: {str(e).strip()[:200]}", default_hint, stuck)
     return _RAISED
 
 
@@ -134,21 +148,82 @@ def ask(name: str, fn, want, same: Callable[[Any, Any], bool], why: str,
 
 
 def run_check(name: str, fn, cases: Sequence[Case], same: Callable[[Any, Any], bool], what: str,
-         hint: Callable[[Case, Any], Optional[str]], default_hint: str) -> bool:
-    """Call ``fn`` on every case; print ``correct`` or the first problem with a hint. Never raises."""
+              hint: Callable[[Case, Any], Optional[str]], default_hint: str, library: Sequence[Callable] = ()) -> bool:
+    """Call ``fn`` on every case; print ``correct`` or the first problem with a hint. ``library``: the library's own
+    answers, which ``fn`` may neither be nor call (whatever name it reaches them by). Never raises."""
+    stuck = STUCK.format(name=name)
     if not callable(fn):
-        return _say(False, f"{name} is not a function (got {short(fn)}): run the exercise cell above, then this one")
+        return _say(False, f"{name} is not a function (got {short(fn)}): run the exercise cell above, then this one",
+                    stuck=stuck)
+    if _is_library(fn, library):
+        return _say(False, f"{name} is the library's {_origin(fn).__qualname__}: {LIBRARY}", stuck=stuck)
     for case in cases:
-        # copies: an in-place edit cannot spoil the answer
-        got = _call(name, f"{name}({case.label})", lambda c=case: fn(*copy.deepcopy(c.args), **c.kwargs),
-                    "of the exercise cell with your code", default_hint)
+        with _watching(library) as called:  # on copies: an in-place edit cannot spoil the answer
+            got = _call(name, f"{name}({case.label})", lambda c=case: fn(*copy.deepcopy(c.args), **c.kwargs),
+                        "of the exercise cell with your code", default_hint, stuck)
         if got is _RAISED:
             return False
+        if called:
+            return _say(False, f"{name} calls the library's {called[0]}: {LIBRARY}", stuck=stuck)
         ok, why = _judge(got, case.want, same, lambda g, case=case: hint(case, g))
         if not ok:
             return _say(False, f"{name}({case.label}) returned {short(got)}, expected {short(case.want)}",
-                        why or default_hint)
+                        why or default_hint, stuck)
     return _say(True, f"{name} agrees with {what} on all {len(cases)} cases")
+
+
+def _origin(fn):
+    """The function behind a partial, a bound method or a decorated function."""
+    for _ in range(16):
+        inner = fn.func if isinstance(fn, functools.partial) else (getattr(fn, "__func__", None)
+                                                                   or getattr(fn, "__wrapped__", None))
+        if inner is None:
+            break
+        fn = inner
+    return fn
+
+
+def _is_library(fn, library: Sequence[Callable]) -> bool:
+    """Whether ``fn`` is one of ``library`` or any function of the hrank_ssd package itself."""
+    fn = _origin(fn)
+    return any(fn is _origin(f) for f in library) or str(getattr(fn, "__module__", "")).startswith("hrank_ssd.")
+
+
+@contextlib.contextmanager
+def _watching(library: Sequence[Callable]):
+    """The names of the ``library`` functions entered while the block runs (a profile hook sees every call, whatever
+    name the caller reached the function by)."""
+    codes = {getattr(_origin(f), "__code__", None): _origin(f).__qualname__ for f in library} if library else {}
+    codes.pop(None, None)
+    called, previous = [], sys.getprofile()
+
+    def profile(frame, event, arg):
+        if event == "call" and frame.f_code in codes:
+            called.append(codes[frame.f_code])
+        if previous is not None:
+            previous(frame, event, arg)
+
+    if codes:
+        sys.setprofile(profile)
+    try:
+        yield called
+    finally:
+        if codes:
+            sys.setprofile(previous)
+
+
+def solution_text(name: str) -> str:
+    """One answer to exercise ``name``: its function in the solved notebooks (notebooks/solutions), unmarked."""
+    folder = repo_root() / "notebooks" / SOLUTIONS
+    for path in sorted(folder.glob("[0-9][0-9]_*.ipynb")):
+        for cell in json.loads(path.read_text(encoding="utf-8")).get("cells", []):
+            source = "".join(cell.get("source", ""))
+            if "exercise" in cell.get("metadata", {}).get("tags", []) and f"def {name}(" in source:
+                node = next(n for n in ast.parse(source).body if getattr(n, "name", None) == name)
+                return "\n".join(ln for ln in ast.get_source_segment(source, node).splitlines()
+                                 if ln.strip() not in ("# BEGIN SOLUTION", "# END SOLUTION"))
+    raise HRankError(f"no exercise {name!r} in the solved notebooks ({folder}): write its name as the not-yet line "
+                     "does, or make them with `python notebooks/make_notebooks.py`")
 
 
 def _form_hint(got, want) -> Optional[str]:

@@ -1,99 +1,147 @@
 """The course's exercises: each ``check_*`` runs a student's function on a few cases against the library's answer
-and prints ``correct: ...`` or ``not yet: ...`` with a hint, never raising (:mod:`hrank_ssd.course.checking`).
-Each check's ``hint(case, got)`` names a mistake it recognises in ``got``, and returns None for any other."""
+and prints ``correct: ...`` or ``not yet: ...`` with a conceptual hint, never raising (:mod:`hrank_ssd.course.checking`);
+the library's own function is refused. ``solution(name)`` prints one answer, only when asked. Each check's
+``hint(case, got)`` names a mistake it recognises in ``got``, and returns None for any other."""
 
 from __future__ import annotations
 
 import math
-from typing import Optional
+from pathlib import Path
+from typing import Optional, Tuple
 
 import numpy as np
 import torch
 
-from hrank_ssd.course.checking import Case, array_of, close, integer, number, run_check, same_int, short
+from hrank_ssd.course.checking import Case, array_of, close, number, run_check, same_int, short, solution_text
 from hrank_ssd.hrank.pruning import select_filters
-from hrank_ssd.hrank.ranks import batched_ranks
+from hrank_ssd.hrank.ranks import batched_ranks, compute_ranks, ranks_one_at_a_time
 from hrank_ssd.measure.evaluation import compute_ap
 from hrank_ssd.measure.flops import conv_macs
-from hrank_ssd.nets.ssd import kept_channels
 from hrank_ssd.train.losses import MultiBoxLoss
 
-
-def _low_rank(rows: int, cols: int, rank: int, seed: int) -> torch.Tensor:
-    """A (rows, cols) map of rank exactly ``rank``: that many random rows, the others zero."""
-    g = torch.Generator().manual_seed(seed)
-    fmap = torch.zeros(rows, cols)
-    fmap[:rank] = torch.rand(rank, cols, generator=g) + 0.1
-    return fmap
+_RANKS = (batched_ranks, ranks_one_at_a_time, compute_ranks)  # the library's answers to notebook 01
 
 
-def check_feature_map_rank(fn) -> bool:
-    """Notebook 01: ``fn(fmap) -> int``, the rank of one (H, W) feature map, against ``matrix_rank``."""
-    g = torch.Generator().manual_seed(0)
-    maps = [(torch.outer(torch.arange(1.0, 9.0), torch.linspace(-1, 1, 8)), "an 8x8 map whose rows are multiples of one"),
-            (torch.randn(8, 8, generator=g), "8x8 random noise"),
-            (torch.zeros(8, 8), "an 8x8 all-zero map (a dead ReLU)"),
-            (_low_rank(10, 10, 3, seed=1), "a 10x10 map with three nonzero rows"),
-            (torch.relu(torch.randn(6, 9, generator=g)), "a 6x9 map after ReLU")]
-    cases = [Case((m,), label, int(torch.linalg.matrix_rank(m))) for m, label in maps]
+def solution(name: str) -> None:
+    """Print one answer to exercise ``name`` (as its check's not-yet line writes it): for when you are stuck."""
+    print(solution_text(name))
+
+
+def _maps(b: int, c: int, h: int, w: int, seed: int) -> torch.Tensor:
+    """(b, c, h, w) non-negative maps of random ranks 0 ... min(h, w): products of (h, r) and (r, w) random factors."""
+    g, maps = torch.Generator().manual_seed(seed), torch.zeros(b, c, h, w)
+    for i in range(b):
+        for j in range(c):
+            r = int(torch.randint(0, min(h, w) + 1, (1,), generator=g))
+            maps[i, j] = torch.rand(h, r, generator=g) @ torch.rand(r, w, generator=g)
+    return maps
+
+
+def check_map_ranks(fn) -> bool:
+    """Notebook 01: ``fn(maps) -> (B, C)``, the rank of every (H, W) map of a (B, C, H, W) tensor."""
+    first, second, third = _maps(2, 4, 8, 8, seed=0), _maps(3, 2, 6, 10, seed=1), _maps(1, 3, 5, 7, seed=2)
+    first[0, 0] = torch.outer(torch.arange(1.0, 9.0), torch.linspace(-1, 1, 8))  # rank 1 on paper
+    first[0, 2], second[:, 0] = 0.0, 0.0  # a dead ReLU's map; a dead filter
+    first[1, 0] = torch.rand(8, 8, generator=torch.Generator().manual_seed(3)) * 1e-6  # faint, yet full rank
+    cases = [Case((m,), f"maps of shape {list(m.shape)} (images, filters, H, W)", batched_ranks(m).long())
+             for m in (first, second, third)]
+
+    def same(got, want):
+        return array_of(got).shape == tuple(want.shape) and bool((array_of(got) == want.numpy()).all())
 
     def hint(case, got):
-        fmap = case.args[0]
-        if integer(got) in (fmap.shape[0], fmap.shape[1]) and case.want < min(fmap.shape):
-            return "that is the map's size, not its rank: how many of its rows are linearly independent?"
+        maps, want, arr = case.args[0], case.want.numpy(), array_of(got)
+        b, c, h, w = maps.shape
+        if arr.shape == (b, c, min(h, w)):
+            return "one value per singular value: count them, one rank per map"
+        if arr.shape != (b, c):
+            return (f"one rank per map, a ({b}, {c}) result: each matrix is a map's last two dims (H, W); the images "
+                    "and filters only index the maps")
+        if (arr == min(h, w)).all():
+            return "that is the maps' size, not their rank: how many singular values are more than rounding noise?"
+        if (arr >= want).all():
+            return ("too many: a singular value that is zero on paper comes out as a tiny nonzero number in floats "
+                    "(the outer product's svdvals above); count only those above a tolerance")
+        largest = torch.linalg.svdvals(maps).amax(-1)
+        if (arr <= want).all() and (largest[torch.from_numpy(arr < want)] < 1e-3 * largest.max()).all():
+            return ("a faint map lost its rank: the tolerance scales with each map's own largest singular value, "
+                    "not the batch's, nor a fixed number")
 
-    return run_check("feature_map_rank", fn, cases, same_int, "torch.linalg.matrix_rank", hint,
-                "torch.linalg.matrix_rank(fmap) counts the singular values above a small tolerance; int(...) turns "
-                "its 0-d tensor into a number")
+    return run_check("map_ranks", fn, cases, same, "torch.linalg.matrix_rank", hint,
+                     "the rank is how many singular values stand above rounding noise, and that noise is relative: "
+                     "it scales with each map's own largest singular value", library=_RANKS)
+
+
+class _Stream:
+    """Batches of maps as a model gives them: one at a time, a single pass (like a generator), no len(); it counts
+    the images that went through."""
+
+    def __init__(self, batches):
+        self.batches, self._left, self.images = batches, iter(batches), 0
+
+    def __iter__(self):
+        for maps in self._left:
+            self.images += int(maps.shape[0])
+            yield maps
 
 
 def check_average_rank(fn) -> bool:
-    """Notebook 01: ``fn(maps) -> C values``, each filter's rank averaged over the images (HRank's score)."""
-    g = torch.Generator().manual_seed(2)
-    a = torch.relu(torch.randn(3, 5, 8, 8, generator=g))
-    a[0, 1], a[1, 1], a[2, 3] = _low_rank(8, 8, 1, 3), 0.0, _low_rank(8, 8, 2, 4)
-    b = torch.relu(torch.randn(4, 2, 6, 10, generator=g))
-    b[:, 0] = 0.0  # a dead filter: rank 0 on every image
-    c = torch.relu(torch.randn(1, 3, 5, 5, generator=g))
-    cases = [Case((m,), f"maps of shape {list(m.shape)} (images, filters, H, W)", batched_ranks(m).mean(0))
-             for m in (a, b, c)]
+    """Notebook 01: ``fn(batches) -> C values``, each filter's rank averaged over every image of a stream of
+    (B, C, H, W) batches (HRank's score); ``fn`` ranks with the student's ``map_ranks``."""
+    streams = [[_maps(3, 4, 8, 8, seed=4), _maps(3, 4, 8, 8, seed=5), _maps(1, 4, 8, 8, seed=6)],
+               [_maps(2, 5, 6, 6, seed=7)], [_maps(2, 4, 5, 7, seed=8), _maps(1, 4, 5, 7, seed=9)]]
+    streams[1][0][:, 0] = 0.0  # a dead filter: rank 0 on every image
+    cases = [Case((_Stream(s),), f"{len(s)} batches of {[len(b) for b in s]} images, {s[0].shape[1]} filters",
+                  batched_ranks(torch.cat(s)).mean(0)) for s in streams]
 
     def hint(case, got):
-        maps = case.args[0]
-        shape = array_of(got).shape
-        if shape == (maps.shape[0],) and maps.shape[0] != maps.shape[1]:
-            return "one value per image: you averaged over the filters (dim 1); average each filter over dim 0"
-        if shape == tuple(maps.shape[:2]):
-            return "these are the ranks of every map: now average over the images (dim 0)"
-        if close(got, case.want * maps.shape[0]):
-            return "that is the sum over the images: divide by the number of images (the mean)"
+        ranks = [batched_ranks(m) for m in case.args[0].batches]
+        (n, c), shape, several = torch.cat(ranks).shape, array_of(got).shape, len(ranks) > 1
+        if shape in ((n,), (len(ranks[-1]),)):
+            return "one value per image: you averaged over the filters; HRank averages each filter over the images"
+        if shape in ((n, c), tuple(ranks[-1].shape)):
+            return "these are the ranks of every map: now average each filter over the images"
+        if shape == (len(ranks), c) and several:
+            return "one row per batch: a filter's score is one mean over all the images"
+        if close(got, case.want * n):
+            return "that is the sum over the images: divide by how many images there were"
+        if not array_of(got).any():
+            return "all zero: did it go through the batches twice? They come in a single pass, as from a generator"
+        if several and close(got, torch.stack([r.mean(0) for r in ranks]).mean(0)):
+            return ("the mean of the batch means counts an image of a small batch more than one of a full batch: "
+                    "every image must count once")
+        if several and (close(got, ranks[-1].mean(0)) or close(got, ranks[0].mean(0))):
+            return "only one batch counts: every batch's images must add to the score"
 
-    return run_check("average_rank", fn, cases, close, "batched_ranks(maps).mean(0)", hint,
-                "rank each of the B x C maps (feature_map_rank), then average each filter's ranks over the images: "
-                "a result of C values")
+    return run_check("average_rank", fn, cases, close, "the library's batched_ranks averaged over every image", hint,
+                     "a filter's score is its rank summed over every image of every batch, divided by the number of "
+                     "images; the batches come one at a time, in a single pass, and the last may be smaller (if "
+                     "check_map_ranks says not yet, start there)", library=_RANKS)
 
 
-def check_kept_count(fn) -> bool:
-    """Notebook 02: ``fn(channels, rate) -> int``, the filters a layer keeps, against ``kept_channels``."""
-    pairs = [(64, 0.1), (128, 0.1), (256, 0.1), (512, 0.5), (1024, 0.3), (3, 0.9), (100, 0.7), (20, 0.9), (64, 0.0)]
-    cases = [Case((c, r), f"channels={c}, rate={r}", kept_channels(c, r)) for c, r in pairs]
-
-    def hint(case, got):
-        c, r = case.args
-        got = integer(got)
-        if got == int(c * (1 - r)) == 0:
-            return "a layer keeps at least one filter (max(1, ...)): with none left the network would be cut in two"
-        if got == int(c - c * r) != int(c * (1 - r)):
-            return (f"same idea, but floats round differently: {c} - {c} * {r} = {c - c * r!r}, while HRank computes "
-                    f"int({c} * (1 - {r})) = int({c * (1 - r)!r}); write it HRank's way, or your widths will not "
-                    f"match the original's pruned models")
-        if got == round(c * (1 - r)):
-            return f"int() rounds down (HRank's rule): {c} * {1 - r:g} = {c * (1 - r):g} keeps {case.want}; round() gives {got}"
-        if got == c - int(c * (1 - r)) or got == int(c * r):
-            return "that is how many filters go; the layer keeps c * (1 - rate)"
-
-    return run_check("kept_count", fn, cases, same_int, "kept_channels (HRank's int(c * (1 - rate)))", hint,
-                "keep int(channels * (1 - rate)) filters, and never fewer than one")
+def compare_rank_file(fn, batches, library_file, name: str) -> Tuple[np.ndarray, str]:
+    """Notebook 01: the student's ``fn`` (``average_rank``) over ``batches``, one layer's maps of the rank images,
+    against the library's rank file of that layer: (the ranks to use, whose). The student's when every filter is
+    within half of 1/images (one map's rank off by one moves a mean by 1/images; float rounding far less), else
+    the library's, one line saying why."""
+    library, stream, file = np.load(library_file), _Stream(batches), Path(library_file).name
+    try:
+        yours = array_of(fn(stream)).astype(np.float32)
+    except Exception as e:  # the student's code (blank: NotImplementedError): one line, and the notebook goes on
+        why = "is still blank" if isinstance(e, NotImplementedError) else f"raised {type(e).__name__}: {str(e)[:150]}"
+        print(f"your average_rank {why}; the library's {file} stands in for {name} below")
+        return library, "the library's"
+    tol = 0.5 / max(1, stream.images)
+    diff = np.abs(yours - library) if yours.shape == library.shape else None
+    if diff is None or not (diff <= tol).all():
+        where = (f"of shape {list(yours.shape)}, not one value per filter ({library.size})" if diff is None else
+                 f"off by more than {tol:.3g} on {int((diff > tol).sum())} of {library.size} filters (filter "
+                 f"{int(diff.argmax())}: {yours[diff.argmax()]:.4g}, the library's {library[diff.argmax()]:.4g})")
+        print(f"your ranks of {name} are {where}: the library's {file} is used below")
+        return library, "the library's"
+    print(f"your average_rank made {name}'s rank file over the same {stream.images} images: {library.size} filters, "
+          f"largest difference from the library's {file} {diff.max():.2g} (allowed: {tol:.3g}, half of 1/{stream.images})")
+    return yours, "yours"
 
 
 def _indices(value) -> Optional[list]:
@@ -105,24 +153,31 @@ def _indices(value) -> Optional[list]:
 
 
 def check_top_filters(fn) -> bool:
-    """Notebook 02: ``fn(scores, keep) -> indices`` of the highest scores, against ``select_filters``."""
+    """Notebook 02: ``fn(scores, keep) -> indices`` of the highest scores, against ``select_filters``: among equal
+    scores the higher index is kept (a stable sort, cut from the low end)."""
     rng = np.random.default_rng(0)
     inputs = [(np.array([0.5, 3.0, 1.0, 2.5, 0.1]), 2), (rng.permutation(16).astype(np.float64) * 0.7 + 0.3, 10),
-              (np.array([2.0, 1.0, 3.0]), 3), (np.array([4.0, 9.0, 1.0, 7.0]), 1)]
+              (np.array([2.0, 1.0, 3.0]), 3), (np.array([4.0, 9.0, 1.0, 7.0]), 1),
+              (np.array([2.0, 3.5, 2.0, 3.5, 1.0, 3.5, 0.0, 2.0]), 4),  # tied scores, as in every rank file
+              (rng.integers(0, 13, 64) / 4.0, 40)]  # averages of integer ranks over 4 images: full of ties
     cases = [Case((s, k), f"scores={short(s, 60)}, keep={k}", select_filters(s, k)) for s, k in inputs]
 
     def hint(case, got):
         scores, keep = case.args
         found = _indices(got)
         if found is None or not set(found) <= set(range(len(scores))):
-            return "return the filters' indices (positions in scores; np.argsort gives them), not their scores"
+            return "return the filters' indices (positions in scores), not their scores"
         if len(found) != keep:
             return f"return exactly keep = {keep} indices"
-        if found == sorted(int(i) for i in np.argsort(scores)[:keep]):
+        if found == sorted(int(i) for i in np.argsort(scores, kind="stable")[:keep]):
             return "you kept the lowest scores: HRank keeps the filters of highest average rank"
+        if sorted(scores[found]) == sorted(scores[case.want]):
+            return ("the right scores, but ties broken the other way: among equal scores HRank keeps the higher "
+                    "index (its stable sort drops the lower index first)")
 
     return run_check("top_filters", fn, cases, lambda got, want: _indices(got) == want, "pruning.select_filters", hint,
-                "np.argsort(scores) lists the indices from lowest to highest score: keep the last `keep` of them")
+                     "rank the filters by score and keep the `keep` highest, as indices; among equal scores the "
+                     "higher index stays", library=(select_filters,))
 
 
 def check_distillation_loss(fn) -> bool:
@@ -154,7 +209,10 @@ def check_distillation_loss(fn) -> bool:
     return run_check("distillation_loss", fn, cases,
                      lambda got, want: math.isclose(number(got), want, rel_tol=1e-5, abs_tol=1e-7),
                      "MultiBoxLoss.distillation", hint,
-                     "p = log_softmax(student / T), q = log_softmax(teacher / T); the loss is (q.exp() * (q - p)).sum() * T * T")
+                     "soften both score sets with T (a distribution over the classes per prior), measure how far the "
+                     "student's is from the teacher's, weighing by the teacher's probabilities, add it up over every "
+                     "prior, and give back the gradient scale the softening took away",
+                     library=(MultiBoxLoss.distillation,))
 
 
 def check_voc07_ap(fn) -> bool:
@@ -184,8 +242,10 @@ def check_voc07_ap(fn) -> bool:
             return "that is the area under the curve (VOC2010 and later); this exercise wants the 11-point AP"
 
     return run_check("voc07_ap", fn, cases, lambda got, want: math.isclose(number(got), want, abs_tol=1e-9),
-                "evaluation.compute_ap (11-point)", hint,
-                "for t in 0, 0.1, ..., 1.0: add max(precision where recall >= t) (0 if none) / 11")
+                     "evaluation.compute_ap (11-point)", hint,
+                     "at each of the eleven recall levels 0, 0.1, ..., 1.0, the best precision the detector reaches "
+                     "at that recall or beyond counts (nothing if it never gets there); the AP is their average",
+                     library=(compute_ap,))
 
 
 def check_conv_macs(fn) -> bool:
@@ -208,5 +268,6 @@ def check_conv_macs(fn) -> bool:
             return "every output value multiplies a k x k window of each input channel: times k * k"
 
     return run_check("conv_macs", fn, cases, same_int, "flops.conv_macs", hint,
-                "one output value costs (in_c / groups) * k * k MACs, and there are out_h * out_w * out_c of them; "
-                "keep the signature conv_macs(in_c, out_c, k, out_h, out_w, groups=1)")
+                     "count the multiply-accumulates behind one output value (which inputs does it read?), then how "
+                     "many output values there are; keep the signature conv_macs(in_c, out_c, k, out_h, out_w, "
+                     "groups=1)", library=(conv_macs,))
