@@ -36,6 +36,55 @@ def plot_per_class(per_class: pd.DataFrame):
     return fig
 
 
+def plot_ap_change(change: pd.DataFrame):
+    """Grouped bars: per class, each pruned model's AP minus its unpruned parent's (:func:`forgetting.ap_change`)."""
+    plt = pyplot()
+    x, width = np.arange(len(change)), 0.8 / max(1, change.shape[1])
+    fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(change) + 2), 3.6))
+    for k, model in enumerate(change.columns):
+        ax.bar(x + (k - (change.shape[1] - 1) / 2) * width, change[model], width, label=model)
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_xticks(x, change.index, rotation=45, ha="right", fontsize=8)
+    ax.set(ylabel="AP change vs unpruned parent", title="What pruning forgets, per class")
+    ax.legend(fontsize=7)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def _box(ax, box, color: str, style: str, text: str, below: bool = False) -> None:
+    """A box outline with its label above it (``below``: under it)."""
+    from matplotlib.patches import Rectangle
+
+    x1, y1, x2, y2 = (float(v) for v in box)
+    ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=color, linestyle=style, lw=2))
+    ax.text(x1, y2 if below else y1, text, color="white", fontsize=7, va="top" if below else "bottom",
+            bbox={"facecolor": color, "pad": 1, "lw": 0})
+
+
+def plot_gallery(images, gallery: pd.DataFrame, parent: str, pruned: str):
+    """Each row of :func:`forgetting.forgotten` on its image: the object (green), the parent's hit (blue, dashed,
+    its score under it), the pruned model's detections at the operating point (red, dotted)."""
+    from matplotlib.patches import Rectangle
+
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(gallery), figsize=(3.3 * len(gallery), 3.8), squeeze=False)
+    for ax, image, (_, r) in zip(axes[0], images, gallery.iterrows()):
+        ax.imshow(image)
+        ax.axis("off")
+        _box(ax, r["object"], "green", "-", r["class"])
+        _box(ax, r["box"], "C0", "--", f"{r['score']:.2f}", below=True)
+        for name, score, box in r["pruned"]:
+            _box(ax, box, "C3", ":", f"{name} {score:.2f}")
+        ax.set_title(f"{r['image_id']}: a {r['class']}", fontsize=8)
+    fig.suptitle(f"Found by {parent}, missed by {pruned}", fontsize=9)
+    fig.legend(handles=[Rectangle((0, 0), 1, 1, fill=False, edgecolor=c, linestyle=s, label=t) for c, s, t in
+                        (("green", "-", "the object"), ("C0", "--", parent), ("C3", ":", pruned))],
+               loc="lower center", ncol=3, fontsize=8)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    return fig
+
+
 def _frontier_panel(ax, table: pd.DataFrame, x_col: str, flag: str, x_label: str) -> None:
     """One cost axis: every model, the Pareto frontier's points ringed and joined by the best mAP at each cost."""
     on = table[flag].astype(bool)
