@@ -23,7 +23,7 @@
 # | 04_eval_map_fps | mAP, per-class AP, latency and FPS of the six models, the frontier (the models no other beats in both mAP and speed) |
 # | 05_flops_table | where MACs come from, exact parameters and MACs, the original project's table |
 # | 06_video_demo | the pruned detector on a video, and what its FPS counts |
-# | 07_latency_pruning | pruning for the clock: a latency table, a knapsack (HALP), and dead filters |
+# | 07_latency_pruning | pruning for the clock: each layer timed on this machine, widths chosen for a time budget, dead filters |
 #
 # **Words used throughout.** A detector's **AP** for one class is the area under its precision-recall curve:
 # how many of its detections are right, at every level of how many objects it finds. **mAP** is the mean of the
