@@ -21,9 +21,7 @@ from hrank_ssd.course.notebooks import NOTEBOOKS, SOLUTIONS, failed_checks, note
 from hrank_ssd.errors import HRankError
 from hrank_ssd.hrank.pruning import select_filters
 from hrank_ssd.hrank.ranks import batched_ranks, ranks_one_at_a_time
-from hrank_ssd.measure import flops
 from hrank_ssd.measure.evaluation import compute_ap
-from hrank_ssd.measure.flops import conv_macs
 from hrank_ssd.train.losses import MultiBoxLoss
 
 NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
@@ -105,8 +103,6 @@ RIGHT = {  # each check: two right answers written here, in different spellings 
     "voc07_ap": (ex.check_voc07_ap, _ap_interpolated,
                  lambda p, r: float(np.mean([max([0.0] + [a for a, b in zip(p, r) if b >= t]) for t in
                                              np.linspace(0, 1, 11)]))),
-    "conv_macs": (ex.check_conv_macs, lambda i, o, k, h, w, groups=1: h * w * o * (i // groups) * k * k,
-                  lambda in_c, out_c, k, out_h, out_w, groups=1: np.int64(out_c * out_h * out_w) * in_c // groups * k ** 2),
 }
 LIBRARY = {  # each check: the library's own answer, passed as it is and reached through a name of the caller's
     "map_ranks": (batched_ranks, lambda maps: ranks_one_at_a_time(maps), "ranks_one_at_a_time"),
@@ -115,7 +111,6 @@ LIBRARY = {  # each check: the library's own answer, passed as it is and reached
     "distillation_loss": (MultiBoxLoss(distill_T=2.0).distillation,
                           lambda s, t, T: MultiBoxLoss(distill_T=T).distillation(s, t), "MultiBoxLoss.distillation"),
     "voc07_ap": (compute_ap, lambda p, r: compute_ap(p, r, use_2007_metric=True), "compute_ap"),
-    "conv_macs": (conv_macs, lambda *a, **k: flops.conv_macs(*a, **k), "conv_macs"),
 }
 
 
@@ -238,18 +233,6 @@ def test_voc07_ap_mistakes():
     assert_not_yet(ex.check_voc07_ap, _ap_area, "area under the curve")
     text = assert_not_yet(ex.check_voc07_ap, lambda p, r: float(np.mean(p)), checking.HINT)
     assert "eleven recall levels" in text  # no specific mistake recognised: the general hint
-
-
-def test_conv_macs_mistakes():
-    macs = RIGHT["conv_macs"][1]
-    assert_not_yet(ex.check_conv_macs, lambda *a, **k: 2 * macs(*a, **k), "conv1_1 of the pruned VGG16-SSD",
-                   f"returned {2 * 300 * 300 * 57 * 27}, expected {300 * 300 * 57 * 27}", "not FLOPs")
-    assert_not_yet(ex.check_conv_macs, lambda i, o, k, h, w, groups=1: h * w * o * i * k * k, "depthwise",
-                   "in_c / groups")
-    assert_not_yet(ex.check_conv_macs, lambda i, o, k, h, w, groups=1: h * w * o * (i // groups),
-                   "conv1_1", "times k * k")
-    assert_not_yet(ex.check_conv_macs, lambda i, o, k, h, w: h * w * o * i * k * k, "depthwise",
-                   "raised TypeError", "keep the signature conv_macs(in_c, out_c, k, out_h, out_w, groups=1)")
 
 
 WRONG = {  # each check: answers it rejects, right or wrong in many ways, none of them the solution

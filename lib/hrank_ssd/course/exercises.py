@@ -12,11 +12,10 @@ from typing import Optional, Tuple
 import numpy as np
 import torch
 
-from hrank_ssd.course.checking import Case, array_of, close, number, run_check, same_int, short, solution_text
+from hrank_ssd.course.checking import Case, array_of, close, number, run_check, short, solution_text
 from hrank_ssd.hrank.pruning import select_filters
 from hrank_ssd.hrank.ranks import batched_ranks, compute_ranks, ranks_one_at_a_time
 from hrank_ssd.measure.evaluation import compute_ap
-from hrank_ssd.measure.flops import conv_macs
 from hrank_ssd.train.losses import MultiBoxLoss
 
 _RANKS = (batched_ranks, ranks_one_at_a_time, compute_ranks)  # the library's answers to notebook 01
@@ -246,28 +245,3 @@ def check_voc07_ap(fn) -> bool:
                      "at each of the eleven recall levels 0, 0.1, ..., 1.0, the best precision the detector reaches "
                      "at that recall or beyond counts (nothing if it never gets there); the AP is their average",
                      library=(compute_ap,))
-
-
-def check_conv_macs(fn) -> bool:
-    """Notebook 05: ``fn(in_c, out_c, k, out_h, out_w, groups=1)``, a Conv2d's MACs, against ``conv_macs``."""
-    convs = [((3, 57, 3, 300, 300), {}, "conv1_1 of the pruned VGG16-SSD"),
-             ((57, 57, 3, 300, 300), {}, "conv1_2 of the pruned VGG16-SSD"),
-             ((512, 1024, 3, 19, 19), {}, "fc6"), ((1024, 1024, 1, 19, 19), {}, "fc7 (1x1)"),
-             ((32, 64, 1, 150, 150), {}, "a MobileNetV1 pointwise conv"),
-             ((32, 32, 3, 150, 150), {"groups": 32}, "a MobileNetV1 depthwise conv")]
-    cases = [Case(args, f"{label}: in_c={args[0]}, out_c={args[1]}, k={args[2]}, out {args[3]}x{args[4]}"
-                  + (f", groups={kw['groups']}" if kw else ""), conv_macs(*args, **kw), kw) for args, kw, label in convs]
-
-    def hint(case, got):
-        x, want, k = number(got), case.want, case.args[2]
-        if x == 2 * want:
-            return "count MACs (one multiply + one add = one MAC), not FLOPs (about 2 x MACs)"
-        if case.kwargs and x == want * case.kwargs["groups"]:
-            return "in a grouped conv each output channel sees only in_c / groups input channels"
-        if k > 1 and x * k * k == want:
-            return "every output value multiplies a k x k window of each input channel: times k * k"
-
-    return run_check("conv_macs", fn, cases, same_int, "flops.conv_macs", hint,
-                     "count the multiply-accumulates behind one output value (which inputs does it read?), then how "
-                     "many output values there are; keep the signature conv_macs(in_c, out_c, k, out_h, out_w, "
-                     "groups=1)", library=(conv_macs,))
