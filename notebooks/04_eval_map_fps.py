@@ -7,7 +7,8 @@
 # ground-truth box with IoU > 0.5, draw the precision/recall curve and average the precision at recall
 # 0, 0.1, ..., 1; then average over classes. We evaluate the six models of the comparison on the same test set:
 # VGG16-SSD, pruned at the paper rate, pruned for this machine's clock at the paper rate's MACs and at a smaller
-# latency budget (notebook 02), MobileNetV1-SSD and MobileNetV1-SSD pruned with HRank.
+# latency budget (notebook 07), MobileNetV1-SSD and MobileNetV1-SSD pruned with HRank; and yours, the rate you
+# chose in notebook 02 and finetuned in notebook 03. Then we ask what pruning made the models forget.
 
 # %%
 # @title Setup: get the course's code (click to show it; Colab runs it as it is)
@@ -119,23 +120,15 @@ summary.assign(published_mAP_theirs=summary["model"].map(report_tables.PUBLISHED
 
 # %% [markdown]
 # **Yours.** The rate you chose in notebook 02 (`work/<profile>/choice.json`), finetuned in notebook 03
-# (`course.your_model()`), beside the paper-rate model. At the profile's rate (offline) it *is* that model.
+# (`course.your_model()`), is evaluated above beside the paper-rate model, as `yours (<rate>)`, and stays in every
+# table and plot of this notebook. At the profile's rate (offline) your model *is* the paper-rate model: the line
+# below says so instead of repeating its row.
 
 # %%
-from hrank_ssd.measure.sensitivity import quick_map
-from hrank_ssd.nets.compress import format_compress_rate
-from hrank_ssd.nets.models import load_model
+from hrank_ssd.course.report_sections import yours_line
 
-rate, source = course.chosen_compress_rate()
-yours = course.your_model()
-paper = float(summary.set_index("model").loc["vgg16-ssd-pruned", "mAP"])
-if yours is None:
-    print(f"your rate {format_compress_rate(rate)} ({source}) is not finetuned yet: run notebook 03")
-elif yours.stem == "vgg16-ssd-pruned":
-    print(f"your model is the compared paper-rate model: mAP {paper:.4f}")
-else:
-    mine = quick_map(load_model(yours), course.test_dataset(), DEVICE, progress=False, desc="mAP, yours")
-    print(f"yours ({yours.name}, {format_compress_rate(rate)}): mAP {mine:.4f}; the paper rate's: {paper:.4f}")
+yours = course.load_json("yours.json")
+print(yours_line(yours))
 
 # %%
 plots.plot_per_class(per_class)
@@ -158,14 +151,12 @@ for key, m in report_tables.PUBLISHED_MAP.items():  # their mAP is the mean of t
     assert abs(mean[f"{report_tables.title(key)} (theirs)"] - m) <= 1e-12, key
 
 # %% [markdown]
-# Per class: ground-truth objects, detections, final recall and precision, AP.
+# One row per model: the classes that have objects in the test set, the ground-truth objects and the detections,
+# the final recall and precision averaged over those classes, and the mAP (`results/per_class_ap.csv` holds every
+# class of every model).
 
 # %%
-from IPython.display import display
-
-for key, table in per_class.groupby("model", sort=False):
-    print(key)
-    display(table.drop(columns="model").round(4))
+report_tables.per_model_summary(per_class).round(4)
 
 # %% [markdown]
 # Check: mAP is the mean of the per-class APs, and recall never exceeds 1.
@@ -205,6 +196,69 @@ from hrank_ssd.course import exercises
 exercises.check_voc07_ap(voc07_ap);
 
 # %% [markdown]
+# **Your function on a real model.** The evaluation kept every detection it made (`det_test_<class>.txt` in the
+# run's `eval/<model>` folder). Below, each class's detections of VGG16-SSD are ranked and matched again, and your
+# `voc07_ap` turns each class's precision/recall list into its AP, beside the library's. Both add the same eleven
+# numbers, each at most 1/11, so they agree within 1e-12 (float rounding stays far below it) unless a recall lands
+# exactly on a recall point: the line below says which.
+
+# %%
+from hrank_ssd.course import forgetting
+from hrank_ssd.course.measures import eval_dir
+
+test_set = course.test_dataset()
+curves = forgetting.class_curves(test_set, eval_dir(course, "vgg16-ssd"))
+forgetting.student_ap_table(voc07_ap, curves, per_class[per_class["model"] == "vgg16-ssd"]).round(4)
+
+# %% [markdown]
+# ## What pruning forgets
+#
+# mAP is one number; pruning may cost little of it on average and much on a few classes or a few kinds of object.
+# Hooker et al., "What do compressed deep neural networks forget?" (2019), asked this of pruned image classifiers;
+# here we ask it of the detectors, comparing each pruned model with its **unpruned parent** (the VGG16-SSD models,
+# yours included, with VGG16-SSD; the pruned MobileNetV1-SSD with MobileNetV1-SSD), from the detections the
+# evaluation kept (nothing runs again).
+#
+# **Per class**: each pruned model's AP minus its parent's.
+
+# %%
+change = forgetting.ap_change(per_class)
+plots.plot_ap_change(change)
+plt.show()
+print(forgetting.class_sentence(change, per_class))
+
+# %% [markdown]
+# **Per object size.** We cut the test set's objects into thirds by box area (small, medium, large), so that each
+# size holds as many objects whatever the data (COCO's fixed 32² and 96² pixel limits were set for COCO's images,
+# and the offline shapes have few objects that small). Matching follows the VOC devkit (IoU > 0.5, difficult
+# objects ignored); for one size, objects of the other sizes are ignored as difficult ones are, and so are
+# unmatched detections of another size (as COCO does). The table: each pruned model's mAP on that size minus its
+# parent's.
+
+# %%
+sizes_bounds = forgetting.size_bounds(test_set)
+sizes = forgetting.ap_by_size(test_set, {key: eval_dir(course, key) for key in summary["model"]}, sizes_bounds)
+size_change = forgetting.size_change(sizes)
+print(forgetting.size_sentence(sizes, size_change, sizes_bounds))
+size_change.round(4)
+
+# %% [markdown]
+# **Objects the parent finds and the pruned model misses.** At the operating point (a detection counts at score
+# 0.5 or more), VGG16-SSD matches an object that the pruned model (yours when it is another model than the paper
+# rate's) does not: the parent's surest such finds, one per image. Green: the object; blue, dashed: the parent's
+# detection; red, dotted: the pruned model's detections in that image.
+
+# %%
+pruned_key = yours.get("model") or "vgg16-ssd-pruned"
+gallery = forgetting.forgotten(test_set, eval_dir(course, "vgg16-ssd"), eval_dir(course, pruned_key))
+if len(gallery):
+    images = [test_set.get_image(test_set.ids.index(i)) for i in gallery["image_id"]]
+    plots.plot_gallery(images, gallery, report_tables.title("vgg16-ssd"), report_tables.title(pruned_key))
+    plt.show()
+else:
+    print(f"{report_tables.title(pruned_key)} finds every object VGG16-SSD finds at score >= {forgetting.SCORE}")
+
+# %% [markdown]
 # ## Latency and FPS
 #
 # `Course.bench()` times the **full-size** detectors (300x300, 21 classes; random weights, since shapes
@@ -213,28 +267,30 @@ exercises.check_voc07_ap(voc07_ap);
 
 # %%
 bench = course.bench()
-bench.round(3)
+if yours.get("model") and yours["model"] not in set(bench["model"]):
+    print(f"{report_tables.title(yours['model'])} has the paper rate's layers: at full size its speed is that row's")
+bench.assign(model=bench["model"].map(report_tables.title)).round(3)
 
 # %%
 fig, ax = plt.subplots(figsize=(6, 3.5))
 x = range(len(bench))
 ax.bar([i - 0.2 for i in x], bench["mac_ratio"], 0.4, label="MACs: x fewer than VGG16-SSD")
 ax.bar([i + 0.2 for i in x], bench["forward_speedup"], 0.4, label="forward: x faster than VGG16-SSD")
-ax.set_xticks(list(x), bench["model"])
+ax.set_xticks(list(x), bench["model"].map(report_tables.label), fontsize=8)
 ax.set_yscale("log")
 ax.legend(fontsize=8)
 plt.show()
 
 # %%
 for _, r in bench.iloc[1:].iterrows():
-    print(f"{r['model']}: {r['mac_ratio']:.2f}x fewer MACs, {r['forward_speedup']:.2f}x faster forward pass")
+    print(f"{report_tables.title(r['model'])}: {r['mac_ratio']:.2f}x fewer MACs, {r['forward_speedup']:.2f}x faster forward pass")
 assert bench["forward_speedup"].iloc[0] == 1.0
 
 # %% [markdown]
 # ## The frontier: mAP against latency and MACs, on this machine
 #
-# `Course.bench()` above timed the full-size detectors. The six models *as evaluated* (the profile's widths,
-# trained here) are timed by `Course.frontier()` on this machine, interleaved, beside their exact MACs; the
+# `Course.bench()` above timed the full-size detectors. The six models (and yours) *as evaluated* (the profile's
+# widths, trained here) are timed by `Course.frontier()` on this machine, interleaved, beside their exact MACs; the
 # VGG16-SSDs also get the latency this machine's table predicted. A model is on the **Pareto frontier** when
 # no other model is both cheaper (faster, or fewer MACs) and more accurate: the frontier is the set of best
 # trade-offs, and pruning for the clock aims to push it left.
@@ -360,6 +416,8 @@ assert abs(layers["full_MMACs"].sum() * 1e6 - full_macs) <= 1e-6 * full_macs
 #
 # - VOC2007's AP averages, at 11 recall points, the best precision reached at that recall or beyond; mAP is the
 #   mean over the classes. On the offline data compare the models' ranking, not the values.
+# - What pruning forgets: the AP change per class and per object size against the unpruned parent, and the
+#   objects the parent finds that the pruned model misses, read from the detections the evaluation kept.
 # - Latency is measured, not computed: warm-up, interleaved models, median of many runs; the forward pass and the
 #   whole prediction (with decoding and NMS) are different numbers.
 # - The Pareto frontier keeps the models no other model beats on both cost and mAP; latency falls less than MACs

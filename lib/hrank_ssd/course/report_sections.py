@@ -67,7 +67,7 @@ def yours_line(info: Optional[dict]) -> str:
     """Where the student's model is in the tables, from ``results/yours.json`` (said once)."""
     if not info:
         return "Your model: not recorded (`results/yours.json` is written by `Course.evaluate()`)."
-    rate = f"your rate `{info['compress_rate']}`, {info['source']},"
+    rate = f"your rate `{info['compress_rate']}`, {info['source'].split(' (')[0]},"  # without choice.json's path
     if info.get("model"):
         return f"Yours: {rate} finetuned in notebook 03, is the row *{tables.title(info['model'])}*."
     if info.get("same_as"):
