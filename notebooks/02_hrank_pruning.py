@@ -335,6 +335,8 @@ def prune_pair(conv, bn, next_conv, keep):
 
 
 # %% tags=["check"]
+from hrank_ssd.course import pruning_checks
+
 pruning_checks.check_prune_pair(prune_pair);
 
 # %% [markdown]

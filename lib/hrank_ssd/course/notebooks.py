@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Tuple
 
-from hrank_ssd.course.checking import CORRECT, NOT_YET
+from hrank_ssd.course.checking import CORRECT, NOT_YET, SOLUTIONS
 from hrank_ssd.course.models import FINETUNED
 from hrank_ssd.course.report import update_readme, write_report
 from hrank_ssd.course.results import NOTEBOOKS, STEPS, TOTAL_TIME, add_timing, open_run_dir, repo_root
@@ -19,7 +19,7 @@ from hrank_ssd.devices import resolve_device
 from hrank_ssd.errors import HRankError
 from hrank_ssd.progress import STATUS_ENV, Watch
 
-SOLUTIONS = "solutions"  # the solved copies' subfolder of the notebooks folder (written by make_notebooks.py)
+CHECKERS = ("exercises", "questions", "pruning_checks", "student", "mac_exercise")  # a check cell's `<module>.check_*` calls
 
 
 def notebook_paths(folder, solved: bool = True) -> list:
@@ -45,7 +45,7 @@ def failed_checks(path) -> list:
         text = "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("output_type") == "stream")
         lines = [ln.strip() for ln in text.splitlines()]
         wrong = [ln for ln in lines if ln.startswith(NOT_YET)]
-        checks = cell.source.count("exercises.check_") + cell.source.count("questions.check_")
+        checks = sum(cell.source.count(f"{module}.check_") for module in CHECKERS)
         if wrong or sum(ln.startswith(CORRECT) for ln in lines) < checks:
             failed.append((cell.get("execution_count"), wrong[0] if wrong else "no verdict printed"))
     return failed
