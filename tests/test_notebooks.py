@@ -348,6 +348,7 @@ def test_a_cell_past_its_timeout_is_one_line_error(tmp_path):
 def test_all_notebooks_run_on_tiny_profile_and_report(tmp_path, monkeypatch):
     from support.shared_kernel import SharedKernel
 
+    from hrank_ssd.course import report_tables
     from hrank_ssd.course.models import MODEL_TITLES
     from hrank_ssd.course.notebooks import execute_notebooks, notebook_paths
     from hrank_ssd.course.report import write_report
@@ -378,9 +379,11 @@ def test_all_notebooks_run_on_tiny_profile_and_report(tmp_path, monkeypatch):
     for name in ("map.csv", "per_class_ap.csv", "bench.csv", "flops.csv", "sensitivity.csv", "criteria.csv",
                  "log_vgg16-ssd.csv", "log_vgg16-ssd-pruned.csv", "settings.json", "video.json", "machine.json",
                  "latency_table.json", "latency_models.csv", "frontier.csv", "frontier_machine.json",
-                 "log_vgg16-ssd-lat-paper-macs.csv", "log_vgg16-ssd-lat-small.csv", "log_mb1-ssd-pruned.csv"):
+                 "log_vgg16-ssd-lat-paper-macs.csv", "log_vgg16-ssd-lat-small.csv", "log_mb1-ssd-pruned.csv",
+                 "yours.json"):
         assert (results / name).is_file(), name
     assert json.loads((results / "settings.json").read_text())["name"] == "tiny"
+    _the_students_functions_made_the_model_03_finetuned(work / "tiny")
     # notebook 03's loss curve was drawn inside the notebook while training ran (a PNG in the cell's output)
     nb03 = nbformat.read(str(run_dir / "notebooks" / "03_finetune.ipynb"), as_version=4)
     live = [c for c in nb03.cells if c.cell_type == "code" and "LiveLossCurve(" in c.source]
@@ -393,4 +396,32 @@ def test_all_notebooks_run_on_tiny_profile_and_report(tmp_path, monkeypatch):
     assert "| model | mAP (ours) | mAP (theirs, published) |" in text
     assert "_Not available" not in text and "Latencies measured on " in text
     assert html.read_text().count("<table>") >= 5
+    mine = json.loads((results / "yours.json").read_text())  # notebook 02's rate: its own rows, or one line
+    assert f"| {report_tables.title(mine['model'])} |" in text if mine["model"] else text.count("Yours:") == 1
     assert (run_dir / "video" / "demo_pruned.mp4").is_file()
+
+
+def _the_students_functions_made_the_model_03_finetuned(work: Path):
+    """Notebook 02's solved run: the pruned model notebook 03 finetuned was made by the student's top_filters and
+    prune_pair (its sidecar says so; its kept filters are theirs, checked equal to HRank's rule), and 03's run
+    started from that file."""
+    import torch
+
+    from hrank_ssd.course.student import PRUNE_PAIR, TOP_FILTERS
+    from hrank_ssd.hrank.pruning import select_filters
+    from hrank_ssd.hrank.ranks import load_ranks
+    from hrank_ssd.nets.models import load_model, read_sidecar
+
+    choice = json.loads((work / "choice.json").read_text())
+    yours = work / "models" / choice["pruned"]
+    assert yours.name.endswith("-yours.pth")
+    side = read_sidecar(yours)
+    assert side["made_by"] == [TOP_FILTERS, PRUNE_PAIR]
+    model = load_model(work / "models" / "vgg16-ssd.pth")
+    scores = load_ranks(work / "ranks", "vgg16-ssd", model.plan.prunable)
+    assert [side["kept_indices"][n] for n in side["kept_indices"]] == [
+        select_filters(s, len(k)) for s, k in zip(scores, side["kept_indices"].values())]
+    runs = list((work / "checkpoints").glob(f"{yours.stem[:-len('-yours')]}-ft*/model_best.pth-*.tar"))
+    assert len(runs) == 1, runs
+    args = torch.load(runs[0], map_location="cpu", weights_only=False)["args"]
+    assert args["base_net"] == str(yours)
