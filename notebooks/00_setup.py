@@ -20,10 +20,11 @@
 # | 01_rank_generation | the rank of a feature map, HRank's rank files, whether ranks depend on the images |
 # | 02_hrank_pruning | single weights vs filters, your top_filters, criteria, your sensitivity scan, your rate for a target, your surgery |
 # | 03_finetune | recover accuracy by finetuning the pruned detector |
-# | 04_eval_map_fps | mAP, per-class AP, latency and FPS of the six models, the frontier (the models no other beats in both mAP and speed) |
+# | 04_eval_map_fps | mAP and per-class AP of the six models and yours, your AP function, what pruning forgets |
 # | 05_flops_table | where MACs come from, exact parameters and MACs, the original project's table |
 # | 06_video_demo | the pruned detector on a video, and what its FPS counts |
 # | 07_latency_pruning | pruning for the clock: each layer timed on this machine, widths chosen for a time budget, dead filters |
+# | 08_speed_frontier | latency and FPS, the frontier (the models no other beats in both mAP and speed), why latency falls less than MACs, the report |
 #
 # **Words used throughout.** A detector's **AP** for one class is the area under its precision-recall curve:
 # how many of its detections are right, at every level of how many objects it finds. **mAP** is the mean of the

@@ -232,6 +232,8 @@ plt.show()
 # `rank_dir(generate=True)` computes your own, and the comparison below sets the two side by side. When the
 # published files cannot be downloaded (Drive refuses the folder), `rank_dir()` says so once and gives your own
 # instead: notebooks 01-04 go on with them, the report names the stand-in, and the comparison is empty.
+#
+# Check: one file per prunable layer, one value per filter, no rank above the map's size.
 
 # %%
 import pandas as pd
@@ -242,9 +244,6 @@ print(rank_dir, [p.name for p in files])
 ranks = [np.load(p) for p in files]
 pd.DataFrame(R.rank_summary(ranks, "vgg16-ssd")).round(2)
 
-# %% [markdown]
-# Check: one file per prunable layer, one value per filter, no rank above the map's size.
-
 # %%
 assert len(ranks) == 14
 for i, (r, channels) in enumerate(zip(ranks, model.plan.prunable)):
@@ -252,7 +251,6 @@ for i, (r, channels) in enumerate(zip(ranks, model.plan.prunable)):
     assert r.dtype == np.float32 and (r >= 0).all() and r.max() <= model.image_size
 print("rank files look right")
 
-# %%
 fig, axes = plt.subplots(2, 7, figsize=(16, 4.5))
 for ax, name, r in zip(axes.flat, layer_names("vgg16-ssd"), ranks):
     ax.hist(r, bins=20)
@@ -276,6 +274,9 @@ plt.show()
 # the one division rounds by about 1e-5). One map ranked differently would move its filter's mean by 1/N. So the
 # comparison allows half of that, 1/(2N): rounding passes, a real difference does not. When your function is not
 # written yet, fails or differs, the library's file stands in and the cells below say so.
+#
+# Then the filters of that layer by their average rank, from the ranks your function made. A filter of average rank 0 is dead on
+# every one of the N images: its maps were all zeros, so removing it changes nothing the next layer sees on them.
 
 # %%
 from hrank_ssd.hrank.ranks import image_batches
@@ -301,10 +302,6 @@ images = image_batches(course.trainval_dataset(model), course.profile.rank_batch
 library_file = R.rank_file(course.rank_dir(generate=True), LAYER + 1)
 layer_ranks, whose = exercises.compare_rank_file(average_rank, layer_maps(model, LAYER, images), library_file, name)
 
-# %% [markdown]
-# The filters of that layer by their average rank, from the ranks just made. A filter of average rank 0 is dead on
-# every one of the N images: its maps were all zeros, so removing it changes nothing the next layer sees on them.
-
 # %%
 dead = int((layer_ranks == 0).sum())
 fig, ax = plt.subplots(figsize=(7, 3))
@@ -328,6 +325,9 @@ print(f"{dead} of {len(layer_ranks)} filters of {name} are dead on every rank im
 #
 # A layer whose filters all have the same average rank (every map full rank, or all dead) has no order: its
 # correlation is NaN, and nothing changes.
+#
+# **Question** (after the plot): in the first comparison (two disjoint image sets), which layer's ranks agree
+# least between the two sets? Return its name as the plot labels it (e.g. `"conv1_1"`).
 
 # %%
 from IPython.display import display
@@ -341,10 +341,6 @@ for comparison, part in stability.groupby("comparison", sort=False):
     print(f"{comparison}: median Spearman {part['spearman'].median():.3f}; {part['changed'].sum()} of the "
           f"{part['kept'].sum()} kept filters change ({part['changed'].sum() / part['kept'].sum():.1%})")
 stability.round(3)
-
-# %% [markdown]
-# **Question.** In the plot above (the first comparison: two disjoint image sets), which layer's ranks agree
-# least between the two sets? Return its name as the plot labels it (e.g. `"conv1_1"`).
 
 # %% tags=["exercise", "question"]
 def least_stable_layer():
@@ -363,6 +359,10 @@ questions.check_least_stable(least_stable_layer, stability);
 # %% [markdown]
 # Check: the comparison on a toy, counted by hand. The same ranks correlate perfectly and change nothing; swapping
 # the best and the worst of 8 filters changes exactly one of the 4 kept.
+#
+# The filters that change sit at the cut: their average ranks differ from the last kept filter's by less than the
+# difference between two image sets. Far from the cut the order holds, which is what HRank relies on. The full
+# profile (`PROFILE = "full"`) measures the same on VOC images with the original weights.
 
 # %%
 from hrank_ssd.hrank.stability import kept_change, spearman
@@ -374,11 +374,6 @@ assert abs(spearman(toy, toy) - 1) < 1e-12 and kept_change(toy, toy, 4) == 0
 assert kept_change(toy, swapped, 4) == 1
 assert ((stability["changed"] >= 0) & (stability["changed"] <= stability["kept"])).all()
 print(f"toy: Spearman {spearman(toy, swapped):.3f} after the swap, 1 of the 4 kept filters changed")
-
-# %% [markdown]
-# The filters that change sit at the cut: their average ranks differ from the last kept filter's by less than the
-# difference between two image sets. Far from the cut the order holds, which is what HRank relies on. The full
-# profile (`PROFILE = "full"`) measures the same on VOC images with the original weights.
 
 # %% [markdown]
 # ## Your ranks against the published ones (full profile)
@@ -404,7 +399,7 @@ else:
 # Nothing above is VGG-specific: the net's file (`lib/hrank_ssd/nets/mb1_ssd.py`) names the layers whose ReLU
 # outputs are ranked. MobileNetV1-SSD's prunable layers are its first conv and the 13 pointwise (1x1) convs; a
 # depthwise conv has no rank file of its own, because it keeps exactly its producer's filters when pruned. The
-# course prunes it too (notebook 03) and puts it on the frontier (notebook 04).
+# course prunes it too (notebook 03) and puts it on the frontier (notebook 08).
 
 # %%
 mb1_ranks = course.rank_dir(net="mb1-ssd")  # computed here (no published ranks): work/<profile>/ranks-mb1-ssd
@@ -412,6 +407,20 @@ mb1 = [np.load(R.rank_file(mb1_ranks, i)) for i in range(1, len(layer_names("mb1
 pd.DataFrame(R.rank_summary(mb1, "mb1-ssd")).round(2)
 
 # %% [markdown]
+# ## What you learned / try next
+#
+# - A filter's HRank score is the matrix rank of its output maps (after ReLU), averaged over images: flat, blank
+#   or stripy maps have low rank, a dead filter's all-zero map has rank 0.
+# - In floats a rank counts the singular values above a tolerance that scales with each map's largest one; your
+#   `map_ranks` and the library's `batched_ranks` rank a whole batch of maps in one call.
+# - `Course.rank_dir()` writes one `rank_conv{i}.npy` per prunable layer, one average per filter (14 layers for
+#   VGG16-SSD, MobileNetV1-SSD its own); your `average_rank` made one of them, equal up to float rounding.
+# - Try next: set `LAYER = 0` (conv1_1) or `LAYER = 12` (conv5_3) in the feature-map cell and compare the highest
+#   and lowest-rank maps: deep layers' maps are small (19x19 at 300 px), so their ranks are capped lower.
+# - Try next: compute ranks from fewer images (`python -m hrank_ssd rank ... --limit 1 --rank_dir /tmp/r1`) and
+#   compare each layer with `np.corrcoef(ranks[i], np.load(f"/tmp/r1/rank_conv{i + 1}.npy"))`: HRank's claim is
+#   that the averages barely depend on which images you use.
+#
 # CLI equivalent (the original project's `HR_rank_generation.py`), offline:
 #
 # ```
@@ -431,17 +440,3 @@ pd.DataFrame(R.rank_summary(mb1, "mb1-ssd")).round(2)
 #     --label_file models/voc-model-labels.txt --limit 5 --batch_size 128 --rank_dir rank_conv/vgg-16-limitbatch5
 # ```
 
-# %% [markdown]
-# ## What you learned / try next
-#
-# - A filter's HRank score is the matrix rank of its output maps (after ReLU), averaged over images: flat, blank
-#   or stripy maps have low rank, a dead filter's all-zero map has rank 0.
-# - In floats a rank counts the singular values above a tolerance that scales with each map's largest one; your
-#   `map_ranks` and the library's `batched_ranks` rank a whole batch of maps in one call.
-# - `Course.rank_dir()` writes one `rank_conv{i}.npy` per prunable layer, one average per filter (14 layers for
-#   VGG16-SSD, MobileNetV1-SSD its own); your `average_rank` made one of them, equal up to float rounding.
-# - Try next: set `LAYER = 0` (conv1_1) or `LAYER = 12` (conv5_3) in the feature-map cell and compare the highest
-#   and lowest-rank maps: deep layers' maps are small (19x19 at 300 px), so their ranks are capped lower.
-# - Try next: compute ranks from fewer images (`python -m hrank_ssd rank ... --limit 1 --rank_dir /tmp/r1`) and
-#   compare each layer with `np.corrcoef(ranks[i], np.load(f"/tmp/r1/rank_conv{i + 1}.npy"))`: HRank's claim is
-#   that the averages barely depend on which images you use.

@@ -121,7 +121,7 @@ print(f"finetuning {format_compress_rate(rate)} ({source})\n{init} | criterion {
 
 # %% [markdown]
 # On the **full** profile the original project's GPU epochs are out of reach in a notebook: the published pruned
-# model stands in for them (notebooks 04-06 evaluate it), and you finetune *your own* pruned model for a short,
+# model stands in for them (notebooks 04-08 evaluate it), and you finetune *your own* pruned model for a short,
 # stated budget: `student_finetune_epochs` of VOC2007 trainval at `short_finetune_lr`, meant to keep this notebook
 # within about an hour on a Colab GPU. The cell prints
 # both budgets; a finetune much shorter than theirs is marked a *short stand-in*, here and in notebook 04's tables.
@@ -149,7 +149,7 @@ if course.profile.use_published_pruned and not course.profile.synthetic:
               f" published mAP {PUBLISHED_MAP['vgg16-ssd-pruned']:.4f} (theirs, VOC2007 test, {theirs['num_epochs']} "
               "epochs)")
     except HRankError as e:  # e.g. Drive over quota: the course goes on with your own finetuned model
-        print(f"published pruned model unavailable: {e}\nnotebooks 04-06 will use yours (below); retry later with "
+        print(f"published pruned model unavailable: {e}\nnotebooks 04-08 will use yours (below); retry later with "
               "`python -m hrank_ssd download vgg16-ssd-hrank`")
 finetuned = course.finetune_choice(hooks=LiveLossCurve(every=5, title="your finetuning"))
 print(f"your finetuned model: {finetuned} ({epochs} epochs)")

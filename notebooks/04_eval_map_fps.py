@@ -105,7 +105,7 @@ print(recompute_note(course, "04_eval_map_fps"))
 # %%
 import matplotlib.pyplot as plt
 
-from hrank_ssd.course import plots, published, report_tables, results
+from hrank_ssd.course import plots, published, report_tables
 
 summary, per_class = course.evaluate()
 summary.assign(published_mAP_theirs=summary["model"].map(report_tables.PUBLISHED_MAP),
@@ -259,156 +259,11 @@ else:
     print(f"{report_tables.title(pruned_key)} finds every object VGG16-SSD finds at score >= {forgetting.SCORE}")
 
 # %% [markdown]
-# ## Latency and FPS
-#
-# `Course.bench()` times the **full-size** detectors (300x300, 21 classes; random weights, since shapes
-# decide speed) on this machine: warm-up runs first, the models interleaved, median and 90th percentile of
-# many runs. *forward* is the network alone; *predict* adds resizing, box decoding and NMS.
-
-# %%
-bench = course.bench()
-if yours.get("model") and yours["model"] not in set(bench["model"]):
-    print(f"{report_tables.title(yours['model'])} has the paper rate's layers: at full size its speed is that row's")
-bench.assign(model=bench["model"].map(report_tables.title)).round(3)
-
-# %%
-fig, ax = plt.subplots(figsize=(6, 3.5))
-x = range(len(bench))
-ax.bar([i - 0.2 for i in x], bench["mac_ratio"], 0.4, label="MACs: x fewer than VGG16-SSD")
-ax.bar([i + 0.2 for i in x], bench["forward_speedup"], 0.4, label="forward: x faster than VGG16-SSD")
-ax.set_xticks(list(x), bench["model"].map(report_tables.label), fontsize=8)
-ax.set_yscale("log")
-ax.legend(fontsize=8)
-plt.show()
-
-# %%
-for _, r in bench.iloc[1:].iterrows():
-    print(f"{report_tables.title(r['model'])}: {r['mac_ratio']:.2f}x fewer MACs, {r['forward_speedup']:.2f}x faster forward pass")
-assert bench["forward_speedup"].iloc[0] == 1.0
-
-# %% [markdown]
-# ## The frontier: mAP against latency and MACs, on this machine
-#
-# `Course.bench()` above timed the full-size detectors. The six models (and yours) *as evaluated* (the profile's
-# widths, trained here) are timed by `Course.frontier()` on this machine, interleaved, beside their exact MACs; the
-# VGG16-SSDs also get the latency this machine's table predicted. A model is on the **Pareto frontier** when
-# no other model is both cheaper (faster, or fewer MACs) and more accurate: the frontier is the set of best
-# trade-offs, and pruning for the clock aims to push it left.
-
-# %%
-frontier = course.frontier()
-table = report_tables.frontier_table(results.load_results(course.run_dir))
-table.round(4)
-
-# %%
-plots.plot_frontier(table, report_tables.machine_title(course.load_json("frontier_machine.json")))
-plt.show()
-
-# %% [markdown]
-# **Question.** Which models are on the latency frontier (left plot)? Return a list of them: keys such as
-# `"vgg16-ssd"`, or the plot's labels.
-
-# %% tags=["exercise", "question"]
-def latency_frontier_models():
-    """The models no other model beats on both forward latency and mAP, read from the plot."""
-    # BEGIN SOLUTION
-    return list(table.loc[table["frontier (latency)"], "model"])
-    # END SOLUTION
-
-
-# %% tags=["check"]
-from hrank_ssd.course import questions
-
-questions.check_frontier(latency_frontier_models, table);
-
-# %% [markdown]
-# Check: no model on the latency frontier is beaten by another on both axes, and every model off it is.
-
-# %%
-for _, r in table.iterrows():
-    beaten = ((table["forward ms"] <= r["forward ms"]) & (table["mAP"] >= r["mAP"])
-              & ((table["forward ms"] < r["forward ms"]) | (table["mAP"] > r["mAP"]))).any()
-    assert beaten != r["frontier (latency)"], r["model"]
-print(f"frontier checked: {int(table['frontier (latency)'].sum())} of the {len(table)} models are on it")
-
-# %% [markdown]
-# **What these numbers say.** Some numbers above may surprise you: a pruned model no faster than its parent, one
-# that scores above it, a large drop, a prediction far from the measurement. Each sentence below is written from
-# this run's numbers (`hrank_ssd.course.explain`) and appears only when its case holds.
-
-# %%
-from hrank_ssd.course.explain import explanations
-
-for note in explanations(results.load_results(course.run_dir)):
-    print("-", note, end="\n\n")
-
-# %% [markdown]
-# **Theirs, on their own axes.** The original project's published mAPs (VOC2007 test) belong to full-size
-# detectors trained on real data: they are not comparable with our synthetic-data mAPs, so they get their own
-# plot, against the exact MACs of the full-size detectors (computed, notebook 05).
-
-# %%
-plots.plot_published(report_tables.published_points(course.flops()))
-plt.show()
-
-# %% [markdown]
-# ## Why latency falls less than MACs
-#
-# Removing filters removes multiply-adds, but a forward pass costs more than multiply-adds: reading and
-# writing every feature map, the parts that were not pruned (fc7, extras, the detection heads) and the
-# post-processing. MobileNetV1 shows the extreme case: depthwise convolutions do very few MACs per byte they
-# move, so twenty times fewer MACs buy only a few times the speed.
-#
-# For the pruned VGG16-SSD there is a sharper reason, visible layer by layer. CPU (and GPU) convolution
-# kernels process channels in fixed blocks - 16 floats per AVX-512 register - so a layer with 57 channels
-# costs about as much as one with 64. HRank's `[0.1]*7+...` keeps 57, 115 and 230 of 64, 128 and 256
-# filters in conv1_1 ... conv3_3: those layers lose a fifth of their MACs but hardly any time, and they run
-# at the largest resolutions. Below, every layer of both full-size models is timed with hooks (CPU, random
-# weights), next to its MACs.
-
-# %%
-layers, groups, ceiling = course.layer_speed()
-groups.round(2)
-
-# %%
-from hrank_ssd.measure.layer_times import conv_speedups
-from hrank_ssd.nets.registry import get_net
-
-readable = get_net("vgg16-ssd").module_label  # base_net.0 -> conv1_1, ...
-conv = conv_speedups(layers)
-conv = conv[conv["full/pruned MACs"] > 1]  # the layers pruning touched
-x = range(len(conv))
-fig, ax = plt.subplots(figsize=(9, 3))
-ax.bar([i - 0.2 for i in x], conv["full/pruned MACs"], 0.4, label="MACs: full / pruned")
-ax.bar([i + 0.2 for i in x], conv["full/pruned time"], 0.4, label="time: full / pruned")
-ax.axhline(1, color="grey", lw=0.8)
-ax.set_xticks(list(x), [readable(n) or n for n in conv["name"]], rotation=60, fontsize=7)
-ax.set_ylabel("x less in the pruned model")
-ax.legend(fontsize=8)
-plt.show()
-print(f"Measured: the pruned model's layers take {ceiling['measured_speedup']:.2f}x less time than the full "
-      f"ones. If time fell exactly with MACs in every group it would be {ceiling['mac_proportional_speedup']:.2f}x.")
-
-# %% [markdown]
-# Check: the per-layer MACs add up to the whole model's count (notebook 5 explains the counter). The lesson
-# for pruning: choose kept counts on the hardware's block boundaries (multiples of 16 here) or prune the
-# early layers harder; `benchmarks/bench_inference_options.md` times each pruning group and layout.
-
-# %%
-from hrank_ssd.measure.flops import macs
-from hrank_ssd.nets.models import build_model
-
-full_macs = macs(build_model("vgg16-ssd", 21))
-assert abs(layers["full_MMACs"].sum() * 1e6 - full_macs) <= 1e-6 * full_macs
-
-# %% [markdown]
-# CLI equivalents:
+# CLI equivalent:
 #
 # ```
 # python -m hrank_ssd eval --dataset work/offline/data/VOCdevkit/VOC2007 \
 #     --trained_model work/offline/models/vgg16-ssd-pruned.pth --eval_dir eval_results/pruned
-# python -m hrank_ssd bench --nets vgg16-ssd,vgg16-ssd-pruned,mb1-ssd --compress_rate "[0.1]*7+[0.5]*9" \
-#     --warmup 5 --runs 20
 # ```
 
 # %% [markdown]
@@ -418,11 +273,6 @@ assert abs(layers["full_MMACs"].sum() * 1e6 - full_macs) <= 1e-6 * full_macs
 #   mean over the classes. On the offline data compare the models' ranking, not the values.
 # - What pruning forgets: the AP change per class and per object size against the unpruned parent, and the
 #   objects the parent finds that the pruned model misses, read from the detections the evaluation kept.
-# - Latency is measured, not computed: warm-up, interleaved models, median of many runs; the forward pass and the
-#   whole prediction (with decoding and NMS) are different numbers.
-# - The Pareto frontier keeps the models no other model beats on both cost and mAP; latency falls less than MACs
-#   because of channel blocks, memory traffic and the layers pruning leaves alone.
-# - Try next: in the per-layer chart, find the layers whose time barely moved although their MACs fell, and
-#   compare their kept counts with multiples of 16.
+# - How fast the models run, and the mAP-latency frontier: notebook 08.
 # - Try next: call your `voc07_ap` on a detector that finds every object but ranks two false detections first,
 #   e.g. `precision = [0, 0, 1/3, 2/4, 3/5]`, `recall = [0, 0, 1/3, 2/3, 1]`: how much does the ranking cost?

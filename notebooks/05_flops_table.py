@@ -288,7 +288,7 @@ with pd.option_context("display.max_colwidth", None):
 #   pass of one image (on the meta device it costs nothing), the hooks removed afterwards.
 # - Early layers on large maps hold few parameters and many MACs; late layers on small maps hold most parameters
 #   and fewer MACs. Pruning a filter removes MACs in its own layer and in the next one (its input channel), so rates
-#   that spare the early layers cut parameters much more than MACs, and MACs more than latency (notebook 04).
+#   that spare the early layers cut parameters much more than MACs, and MACs more than latency (notebook 08).
 # - The original project's figures, reproduced with its rules, count only part of the detector (or another
 #   network): compare MACs only when you know what was counted.
 #

@@ -6,7 +6,7 @@
 # Notebook 02 chose how many filters each layer keeps with fixed rates and a MAC target. MACs are a proxy: this
 # notebook measures what the widths cost on *this* machine and chooses them for a time budget instead. The two
 # latency-pruned models it explains are already in the comparison: notebook 03 made and finetuned them on demand
-# (with the same calls as below) and notebook 04 put them on the mAP-latency frontier. Last, why L1-norm pruning
+# (with the same calls as below) and notebook 08 puts them on the mAP-latency frontier. Last, why L1-norm pruning
 # did so badly in notebook 02's criteria table: dead filters.
 
 # %%
@@ -121,7 +121,7 @@ print(recompute_note(course, "07_latency_pruning"))
 # Pruning, Shen et al., NeurIPS 2022) on HRank's ranks; `docs/pruning-budgets.md`. Every layer keeps at least `min_keep` of its
 # filters. The course prunes two such models: one within the paper rate's exact MACs (the fastest widths that keep
 # 93% of the most importance those MACs allow: both constraints inside one knapsack), and one at
-# `latency_budget` of the unpruned forward (the profile's); notebook 04 puts them on the mAP-latency frontier.
+# `latency_budget` of the unpruned forward (the profile's); notebook 08 puts them on the mAP-latency frontier.
 #
 # Move the slider: the table shows the widths chosen under that budget, the latency this machine's table
 # predicts for them and their exact MACs, beside the unpruned model and the paper rate (the reference row).
@@ -217,14 +217,6 @@ assert (dead["l1_keeps_dead"] <= dead[["near_dead", "kept"]].min(axis=1)).all()
 # the weights of a filter that never fires towards zero, so L1 drops it too and the two criteria choose much more
 # alike; the literature reports HRank ahead of L1 by small margins, not by the gap seen here. The full profile
 # (`PROFILE = "full"`) computes this same table for the published weights and ranks.
-
-# %% [markdown]
-# The report (`RUN_DIR/report.md`), rewritten with this notebook's tables.
-
-# %%
-from hrank_ssd.course.report import write_report
-
-print("report:", write_report(course.run_dir)[0])
 
 # %% [markdown]
 # CLI equivalents:

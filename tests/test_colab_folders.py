@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from hrank_ssd.course.profiles import PROFILES, gpu_warning
+from hrank_ssd.course.results import NOTEBOOKS
 from hrank_ssd.course.steps import Course
 from hrank_ssd.course.upstream import NEEDS, recompute_note
 
@@ -119,16 +120,17 @@ def _full(tmp_path):
 
 def test_recompute_note_says_what_is_missing(tmp_path):
     course = _full(tmp_path)
-    lines = recompute_note(course, "04_eval_map_fps").splitlines()
-    assert lines[0].startswith("What 04_eval_map_fps takes from earlier notebooks (profile full")
+    lines = recompute_note(course, "08_speed_frontier").splitlines()
+    assert lines[0].startswith("What 08_speed_frontier takes from earlier notebooks (profile full")
     assert "- missing 03's finetuned latency-pruned VGG16-SSD at the paper rate's MACs: finetuned here" in lines
-    assert "- missing 02's latency table: measured here" in lines
+    assert "- missing the latency table: measured here" in lines
+    assert "- missing 04's evaluation: evaluated here" in lines
     for key in ("vgg16-ssd-lat-paper-macs", "vgg16-ssd-lat-small", "mb1-ssd-pruned"):  # what is there is not listed
         course.path(key).parent.mkdir(parents=True, exist_ok=True)
         course.path(key).write_bytes(b"")
     (course.work / "latency").mkdir()
     (course.work / "latency" / "vgg16-ssd-0123.json").write_text("{}")
-    lines = recompute_note(course, "04_eval_map_fps").splitlines()
+    lines = recompute_note(course, "08_speed_frontier").splitlines()
     assert not any("03's finetuned" in line or "latency table" in line for line in lines)
     assert "- missing 00's baselines: downloaded (the published weights)" in lines
 
@@ -136,7 +138,8 @@ def test_recompute_note_says_what_is_missing(tmp_path):
 def test_recompute_note_for_every_notebook_and_a_synthetic_profile(tmp_path):
     course = _full(tmp_path)
     assert set(NEEDS) == {"00_setup", "01_rank_generation", "02_hrank_pruning", "03_finetune", "04_eval_map_fps",
-                          "05_flops_table", "06_video_demo", "07_latency_pruning"}
+                          "05_flops_table", "06_video_demo", "07_latency_pruning",
+                          "08_speed_frontier"}
     assert "- it uses nothing from the earlier notebooks." in recompute_note(course, "05_flops_table")
     three = recompute_note(course, "03_finetune")
     assert "- missing 02's choice of compress rate: finetunes the profile's rate instead" in three
@@ -170,7 +173,7 @@ def test_a_fork_edits_the_shared_cells_and_the_build_points_the_readme_badges_at
     assert subprocess.run(build, capture_output=True, text=True, timeout=300).returncode == 0
     readme = (tmp_path / "README.md").read_text(encoding="utf-8")
     assert "colab.research.google.com/github/hrank-ssd/" not in readme
-    assert readme.count("https://colab.research.google.com/github/you/fork/blob/main/notebooks/") == 7
+    assert readme.count("https://colab.research.google.com/github/you/fork/blob/main/notebooks/") == len(NOTEBOOKS)
     setup = nbformat.read(str(folder / "03_finetune.ipynb"), as_version=4).cells[1].source
     assert '"HRANK_SSD_REPO_URL", "https://github.com/you/fork"' in setup
     assert subprocess.run(build + ["--check"], capture_output=True, text=True, timeout=300).returncode == 0

@@ -51,8 +51,8 @@ def test_student_finetune_is_short_on_full_and_the_course_run_elsewhere(tmp_path
     from hrank_ssd.course.steps import Course
 
     short = PROFILES["full"].student_finetune_epochs
-    for name, expected in (("full", {"epochs": short, "hooks": None}),
-                           ("tiny", {"epochs": PROFILES["tiny"].finetune_epochs, "hooks": None})):
+    for name, expected in (("full", {"epochs": short, "hooks": None, "init": None}),  # init: no choice made
+                           ("tiny", {"epochs": PROFILES["tiny"].finetune_epochs, "hooks": None, "init": None})):
         course = Course(name, tmp_path / name / "run", tmp_path / name / "work", progress=False)
         seen = []
         monkeypatch.setattr(course, "finetune_rate", lambda rate, epochs, seen=seen, **kw: seen.append(

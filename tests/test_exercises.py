@@ -392,8 +392,8 @@ def _execute(*sources) -> str:
 
 def test_notebooks_01_to_05_each_have_an_exercise():
     assert {p.name[:2] for p in SOLVED} >= {"01", "02", "03", "04", "05"}
-    assert [len(_pairs(p, questions=True)) for p in SOLVED] == [1, 3, 0, 1, 0]  # the plot questions of 01-05
-    for path in SOLVED:
+    assert [len(_pairs(p, questions=True)) for p in SOLVED] == [1, 3, 0, 0, 0, 1]  # the plot questions of 01-05, 08
+    for path in (p for p in SOLVED if p.name[:2] <= "05"):
         assert len(_pairs(path)) == len(_pairs(NB_DIR / path.name)) >= 1, path.name
         for _, check in _pairs(path, with_data=True):
             assert _checks(check) >= 1, check

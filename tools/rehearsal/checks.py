@@ -24,9 +24,10 @@ from rehearsal.world import World
 
 LIBRARY_NAMES = "using the library's 20 VOC class names"  # what Course.label_file says when it falls back
 # published artifact -> (its substitute's key in substitutes.json, the notebooks that meet its absence)
-SUBSTITUTED = {"vgg16-ssd-hrank": ("vgg16-ssd-pruned", {"03_finetune", "04_eval_map_fps", "06_video_demo"}),
+SUBSTITUTED = {"vgg16-ssd-hrank": ("vgg16-ssd-pruned", {"03_finetune", "04_eval_map_fps", "06_video_demo",
+                                                        "08_speed_frontier"}),
                "vgg16-ssd-ranks": ("vgg16-ssd-ranks", {"01_rank_generation", "02_hrank_pruning", "03_finetune",
-                                                       "04_eval_map_fps", "07_latency_pruning"})}
+                                                       "04_eval_map_fps", "07_latency_pruning", "08_speed_frontier"})}
 
 
 def _outputs(notebook: Path, kind: str) -> List[str]:

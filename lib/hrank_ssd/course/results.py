@@ -18,7 +18,7 @@ from hrank_ssd.errors import HRankError
 from hrank_ssd.io.files import atomic_write_text
 
 NOTEBOOKS = ("00_setup", "01_rank_generation", "02_hrank_pruning", "03_finetune", "04_eval_map_fps",
-             "05_flops_table", "06_video_demo", "07_latency_pruning")
+             "05_flops_table", "06_video_demo", "07_latency_pruning", "08_speed_frontier")
 
 # the `course --no_notebooks --steps` names, in the order the notebooks take them
 STEPS = ("data", "train", "ranks", "prune", "latency", "finetune", "evaluate", "flops", "bench", "frontier",
@@ -39,7 +39,8 @@ class Producer:
     in_report: bool = True  # load_results reads it
 
 
-_PRUNE, _EVAL, _VIDEO, _CLOCK = ("02_hrank_pruning",), ("04_eval_map_fps",), ("06_video_demo",), ("07_latency_pruning",)
+_PRUNE, _EVAL, _VIDEO = ("02_hrank_pruning",), ("04_eval_map_fps",), ("06_video_demo",)
+_CLOCK, _SPEED = ("07_latency_pruning",), ("08_speed_frontier",)
 RESULTS: Dict[str, Producer] = {
     "settings.json": Producer("Course.settings()", ("00_setup",), "all"),
     LOGS: Producer("Course.baseline() / Course.finetune()", ("00_setup", "03_finetune"), "train"),
@@ -55,12 +56,12 @@ RESULTS: Dict[str, Producer] = {
     "map.csv": Producer("Course.evaluate()", _EVAL, "evaluate"),
     "per_class_ap.csv": Producer("Course.evaluate()", _EVAL, "evaluate"),
     "yours.json": Producer("Course.evaluate()", _EVAL, "evaluate"),
-    "bench.csv": Producer("Course.bench()", _EVAL, "bench"),
-    "machine.json": Producer("Course.bench()", _EVAL, "bench"),
-    "frontier.csv": Producer("Course.frontier()", _EVAL, "frontier"),
-    "frontier_machine.json": Producer("Course.frontier()", _EVAL, "frontier"),
-    "layer_speed.csv": Producer("Course.layer_speed()", _EVAL, None, in_report=False),
-    "layer_speed_groups.csv": Producer("Course.layer_speed()", _EVAL, None, in_report=False),
+    "bench.csv": Producer("Course.bench()", _SPEED, "bench"),
+    "machine.json": Producer("Course.bench()", _SPEED, "bench"),
+    "frontier.csv": Producer("Course.frontier()", _SPEED, "frontier"),
+    "frontier_machine.json": Producer("Course.frontier()", _SPEED, "frontier"),
+    "layer_speed.csv": Producer("Course.layer_speed()", _SPEED, None, in_report=False),
+    "layer_speed_groups.csv": Producer("Course.layer_speed()", _SPEED, None, in_report=False),
     "substitutes.json": Producer("Course.model()", _EVAL + _VIDEO, "evaluate"),
     "flops.csv": Producer("Course.flops()", ("05_flops_table",), "flops"),
     "video.json": Producer("the video demo", _VIDEO, "video"),

@@ -43,6 +43,7 @@ CHECKS: Dict[str, Callable] = {
     "choice": lambda c: (Path(c.work) / "choice.json").is_file(),
     "latency-models": lambda c: _made(c, f"{PAPER_MACS}-init", f"{SMALL}-init"),
     "latency-table": lambda c: any((Path(c.work) / "latency").glob("*.json")),
+    "evaluation": lambda c: c.result("map.csv").is_file(),
     "vgg16-ssd-pruned": lambda c: _published(c, "vgg16-ssd-hrank") if c.profile.use_published_pruned
     and not c.profile.synthetic else _made(c, "vgg16-ssd-pruned"),
     **{key: (lambda c, key=key: _made(c, key)) for key in (PAPER_MACS, SMALL, MB1_PRUNED)},
@@ -56,6 +57,9 @@ _RANKS = ("VGG16-SSD's ranks", "ranks", "downloaded (the published rank files)",
 _FINETUNED = ("the finetuned pruned VGG16-SSD", "vgg16-ssd-pruned", "downloaded (the published one)",
               "finetuned here (03's)")
 _HERE = ("finetuned here",) * 2
+_LATER = [("03's finetuned latency-pruned VGG16-SSD at the paper rate's MACs", PAPER_MACS, *_HERE),
+          ("03's finetuned latency-pruned VGG16-SSD, small budget", SMALL, *_HERE),
+          ("03's finetuned pruned MobileNetV1-SSD", MB1_PRUNED, *_HERE)]
 NEEDS: Dict[str, List[Need]] = {
     "00_setup": [],
     "01_rank_generation": [*_DATA, _BASE],
@@ -65,13 +69,12 @@ NEEDS: Dict[str, List[Need]] = {
                     ("the latency-pruned models (notebook 07's lesson)", "latency-models",
                      *["measures this machine's latency table and chooses their widths here"] * 2),
                     ("01's MobileNetV1-SSD ranks", "ranks-mb1-ssd", *["computed here"] * 2)],
-    "04_eval_map_fps": [_DATA[1], _BASE, _FINETUNED, ("the latency table", "latency-table", *["measured here"] * 2),
-                        ("03's finetuned latency-pruned VGG16-SSD at the paper rate's MACs", PAPER_MACS, *_HERE),
-                        ("03's finetuned latency-pruned VGG16-SSD, small budget", SMALL, *_HERE),
-                        ("03's finetuned pruned MobileNetV1-SSD", MB1_PRUNED, *_HERE)],
+    "04_eval_map_fps": [_DATA[1], _BASE, _FINETUNED, *_LATER],
     "05_flops_table": [],
     "06_video_demo": [_FINETUNED],
     "07_latency_pruning": [*_DATA, _BASE, _RANKS],
+    "08_speed_frontier": [_DATA[1], _BASE, _FINETUNED, ("the latency table", "latency-table", *["measured here"] * 2),
+                          *_LATER, ("04's evaluation", "evaluation", *["evaluated here"] * 2)],
 }
 
 
