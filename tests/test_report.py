@@ -296,7 +296,9 @@ def test_yours_is_a_row_beside_the_paper_rate_or_said_once(tmp_path, separate):
         assert ("Yours: your rate `[0.3]*14`, chosen in notebook 02, finetuned in notebook 03, is the row "
                 "*yours ([0.3]*14)*.") in text
         assert "| yours ([0.3]*14) | 0.5500 | 12.00 | 12.50 | 0.2500 | 2 | 1.67 | 1.67 | 4 |" in text  # frontier
-        assert "| yours ([0.3]*14) | 0.5500 | n/a | 20.0 | n/a | 200.0 | 5.00 | n/a | n/a | 400 |" in text  # comparison
+        # comparison: its full-size params and MACs are bench's (it built the model), so the column stays integers
+        assert "| yours ([0.3]*14) | 0.5500 | n/a | 20.0 | n/a | 200.0 | 5.00 | n/a | n/a | 400 | 9,000,000 | 15.000 |" \
+            in text and "| VGG16-SSD | 0.9000 | 0.7731 | 10.0 | 26.2 | 400.0 | 2.50 | 500.0 | 2.00 | 1,000 | 26,285,998 |" in text
         assert "| circle | 0.7000 | 0.6000 | 0.5500 | 0.5000 |" in text  # per class, yours last
         assert "- yours ([0.3]*14): 2.09x fewer MACs than VGG16-SSD, but a 2.00x faster forward pass." in text
         frontier = report_tables.frontier_table(load_results(run))

@@ -122,6 +122,8 @@ def _comparison_row(key: str, mp, bench, flops: Dict[str, dict]) -> Optional[dic
     if key in flops:
         row["params (full size)"] = int(flops[key]["params"])
         row["GMACs (full size)"] = float(flops[key]["MACs"]) / 1e9
+    elif b is not None and {"params", "GMACs"} <= set(b.index):  # yours: bench built it at full size
+        row["params (full size)"], row["GMACs (full size)"] = int(b["params"]), float(b["GMACs"])
     return row
 
 
