@@ -12,6 +12,7 @@ import json
 import pytest
 from rehearsal.run import rehearse
 
+from hrank_ssd.course.results import NOTEBOOKS
 from hrank_ssd.io.manifest import MANIFEST_ENV
 
 pytest.importorskip("papermill", reason="the rehearsal executes notebooks: pip install -e '.[colab]'")
@@ -34,7 +35,7 @@ def test_full_path_every_notebook_normal_scenario(tmp_path, clean_env):
     summary = rehearse(out, ["normal"], train_images=2, test_images=2, log=lambda m: None)
     assert summary["ok"], _failed(summary)
     sc = summary["scenarios"]["normal"]
-    assert [nb["status"] for nb in sc["notebooks"]] == ["ok"] * 7
+    assert [nb["status"] for nb in sc["notebooks"]] == ["ok"] * len(NOTEBOOKS)
     got = sc["downloads"]
     # every artifact from the source the scenario serves; the first VOC mirror's 404 led to the second
     assert got["vgg16-ssd-hrank"]["source"].startswith("bundle hrank-ssd-bundle")
