@@ -1,14 +1,15 @@
 # %% [markdown]
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/hrank-ssd/hrank-ssd/blob/main/notebooks/04_eval_map_fps.ipynb)
 #
-# # 4. mAP, per-class AP, latency and FPS
+# # 4. mAP, per-class AP, and what pruning forgets
 #
 # **mAP** (VOC2007, 11-point): for each class, rank all detections by score, match each to an unmatched
 # ground-truth box with IoU > 0.5, draw the precision/recall curve and average the precision at recall
 # 0, 0.1, ..., 1; then average over classes. We evaluate the six models of the comparison on the same test set:
 # VGG16-SSD, pruned at the paper rate, pruned for this machine's clock at the paper rate's MACs and at a smaller
 # latency budget (notebook 07), MobileNetV1-SSD and MobileNetV1-SSD pruned with HRank; and yours, the rate you
-# chose in notebook 02 and finetuned in notebook 03. Then we ask what pruning made the models forget.
+# chose in notebook 02 and finetuned in notebook 03. Then we ask what pruning made the models forget. (How fast
+# they run, and the mAP-latency frontier: notebook 08.)
 
 # %%
 # @title Setup: get the course's code (click to show it; Colab runs it as it is)
