@@ -110,7 +110,12 @@ def model_epochs(course, key: str) -> int:
 def choose_compress_rate(course, rate) -> str:
     """Record ``rate`` (as text, returned) as the one notebook 03 finetunes: ``work/<profile>/choice.json``."""
     rates = rates_of(course, rate)
-    text, pruned = format_compress_rate(rates), course.prune(rates)
+    return record_choice(course, rates, course.prune(rates))
+
+
+def record_choice(course, rates, pruned: Path) -> str:
+    """Write ``work/<profile>/choice.json``: ``rates`` (returned as text) and the pruned file notebook 03 finetunes."""
+    text = format_compress_rate(list(rates))
     atomic_write_text(course.work / CHOICE_FILE, json.dumps({"compress_rate": text, "pruned": pruned.name}) + "\n")
     return text
 

@@ -6,7 +6,6 @@ library's result is used instead, so the notebook goes on."""
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
@@ -16,26 +15,18 @@ import torch
 from torch import nn
 
 from hrank_ssd.course.checking import CORRECT, NOT_YET
-from hrank_ssd.course.making import CHOICE_FILE, rates_of
+from hrank_ssd.course.making import rates_of, record_choice
 from hrank_ssd.course.models import rate_name
 from hrank_ssd.errors import HRankError
-from hrank_ssd.hrank.pruning import apply_kept, criterion_scores, kept_indices, prune_model, save_pruned
-from hrank_ssd.io.files import atomic_write_text
+from hrank_ssd.hrank.pruning import apply_kept, kept_indices, prune_model, save_pruned
 from hrank_ssd.measure.sensitivity import quick_map
 from hrank_ssd.nets.compress import format_compress_rate
 from hrank_ssd.nets.models import layer_names, load_model
 from hrank_ssd.nets.registry import get_net
-from hrank_ssd.nets.ssd import SSD, kept_channels
+from hrank_ssd.nets.ssd import SSD
 from hrank_ssd.progress import tqdm
 
 TOP_FILTERS, PRUNE_PAIR = "your top_filters chose the kept filters", "your prune_pair cut the layers"
-
-
-def kept_by(model: SSD, rates: Sequence[float], rank_dir, top_filters: Callable) -> Dict[str, List[int]]:
-    """Each prunable layer's kept filters as ``top_filters(scores, keep)`` chooses them from the rank files."""
-    names, scores = layer_names(model.cfg.name), criterion_scores(model, "hrank", rank_dir)
-    widths = [kept_channels(c, r) for c, r in zip(model.plan.prunable, rates)]
-    return {n: sorted(int(i) for i in top_filters(s.copy(), k)) for n, s, k in zip(names, scores, widths)}
 
 
 def _batch_norms(model: nn.Module, net: str) -> Dict[int, str]:
@@ -109,7 +100,8 @@ def prune_yours(course, rate, top_filters: Optional[Callable] = None, prune_pair
     base = load_model(course.baseline("vgg16-ssd"))
     made, notes = YourPruning(format_compress_rate(rates), course.path(f"vgg16-ssd-pruned-{rate_name(rates)}-yours")), []
     kept = kept_indices(base, rates, "hrank", rank_dir)
-    theirs = _try(notes, "your top_filters", lambda: kept_by(base, rates, rank_dir, top_filters)) if top_filters else None
+    theirs = _try(notes, "your top_filters", lambda: kept_indices(base, rates, "hrank", rank_dir, select=top_filters)
+                  ) if top_filters else None
     if theirs is not None:
         differ = next((n for n in kept if theirs[n] != kept[n]), None)
         if differ is None:
@@ -129,8 +121,7 @@ def prune_yours(course, rate, top_filters: Optional[Callable] = None, prune_pair
             notes.append(f"your prune_pair's model differs from the library's at {differ}: the library's is used")
     made.notes = notes
     save_pruned(pruned, made.path, rates, "hrank", kept, made_by=made.made_by)
-    atomic_write_text(course.work / CHOICE_FILE, json.dumps({"compress_rate": made.compress_rate,
-                                                             "pruned": made.path.name}) + "\n")
+    record_choice(course, rates, made.path)
     return made
 
 

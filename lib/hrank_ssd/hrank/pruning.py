@@ -46,11 +46,12 @@ def round_keep(keep: int, channels: int, round_to: Optional[int]) -> int:
 
 
 def kept_indices(model: SSD, compress_rate: Sequence[float], criterion: str = "hrank", rank_dir=None, seed: int = 0,
-                 round_to: Optional[int] = None) -> Dict[str, List[int]]:
-    """Filters each prunable layer keeps, by layer name, under ``criterion``."""
+                 round_to: Optional[int] = None, select: Callable = select_filters) -> Dict[str, List[int]]:
+    """Filters each prunable layer keeps, by layer name, under ``criterion``; ``select(scores, keep)`` picks them
+    (a student's own selector in notebook 02)."""
     rates = layer_rates(compress_rate, num_prunable(model.cfg.name))
     widths = [round_keep(kept_channels(c, rate), c, round_to) for c, rate in zip(model.plan.prunable, rates)]
-    return kept_indices_for_widths(model, widths, criterion, rank_dir, seed)
+    return kept_indices_for_widths(model, widths, criterion, rank_dir, seed, select)
 
 
 def criterion_scores(model: SSD, criterion: str = "hrank", rank_dir=None, seed: int = 0) -> List[np.ndarray]:
@@ -70,7 +71,7 @@ def criterion_scores(model: SSD, criterion: str = "hrank", rank_dir=None, seed: 
 
 
 def kept_indices_for_widths(model: SSD, widths, criterion: str = "hrank", rank_dir=None,
-                            seed: int = 0) -> Dict[str, List[int]]:
+                            seed: int = 0, select: Callable = select_filters) -> Dict[str, List[int]]:
     """Filters each prunable layer keeps by ``criterion`` at ``widths`` (a list in layer order or a dict by name)."""
     names, channels = layer_names(model.cfg.name), model.plan.prunable
     if isinstance(widths, dict):
@@ -85,7 +86,7 @@ def kept_indices_for_widths(model: SSD, widths, criterion: str = "hrank", rank_d
         if not 1 <= k <= c:
             raise HRankError(f"layer {name} has {c} filters: it can keep 1 to {c}, not {k}")
     scores = criterion_scores(model, criterion, rank_dir, seed)
-    return {name: select_filters(s, k) for name, s, k in zip(names, scores, widths)}
+    return {name: sorted(int(i) for i in select(s.copy(), k)) for name, s, k in zip(names, scores, widths)}
 
 
 def kept_agreement(model: SSD, compress_rate: Sequence[float], rank_dir, other_rank_dir) -> List[Dict]:
