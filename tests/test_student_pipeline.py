@@ -100,8 +100,8 @@ def test_ties_broken_the_other_way_and_a_surgery_without_batch_norm_fall_back_in
     made = course.prune_yours(RATE, ties_the_other_way, forgets_the_batch_norm)
     assert made.made_by == []
     assert made.notes[0].startswith("your top_filters keeps other filters than HRank's rule in conv2_2 (ties?")
-    assert made.notes[1] == ("your prune_pair failed (HRankError: source_layer_add_ons.0.weight came out of "
-                             "prune_pair with shape [64]; the pruned model needs [48]): the library's is used")
+    assert made.notes[1] == ("your prune_pair: source_layer_add_ons.0.weight came out of prune_pair with shape "
+                             "[64]; the pruned model needs [48]; the library's is used")
     library, _ = prune_model(model, RATE, "hrank", course.rank_dir())
     yours = load_model(made.path).state_dict()
     assert all(torch.equal(t, yours[k]) for k, t in library.state_dict().items())
@@ -137,7 +137,8 @@ def test_the_students_scan_is_the_sensitivity_table(tiny_course):
 def test_a_scan_with_missing_rows_is_one_line_and_the_librarys_is_used(tiny_course, capsys):
     course, _ = tiny_course
     table = course.scan_sensitivity(lambda layers, rates, prune_one, evaluate: [])
-    assert capsys.readouterr().out.startswith("your scan's rows are not one (layer, rate, map) per scanned layer")
+    assert capsys.readouterr().out.startswith(
+        "your scan: the scan's rows are not one (layer, rate, map) per scanned layer")
     assert len(table) == len(course.profile.sensitivity_layers) * (len(course.profile.sensitivity_rates) + 1)
 
 

@@ -120,34 +120,37 @@ def record_choice(course, rates, pruned: Path) -> str:
     return text
 
 
-def chosen_compress_rate(course) -> Tuple[List[float], str]:
-    """The per-layer rate notebook 03 finetunes and where it comes from (notebook 02's choice, else the profile's)."""
+def _choice(course) -> Tuple[List[float], str, Optional[Path]]:
+    """The one reader of ``choice.json``: the chosen per-layer rates, where they come from, and the pruned file it
+    names when that is there (the profile's rate and None without a readable choice)."""
     path = course.work / CHOICE_FILE
     if path.is_file():
         try:
-            return rates_of(course, json.loads(path.read_text(encoding="utf-8"))["compress_rate"]), \
-                f"chosen in notebook 02 ({path})"
-        except (ValueError, KeyError, TypeError, HRankError) as e:
+            choice = json.loads(path.read_text(encoding="utf-8"))
+            rates, name = rates_of(course, choice["compress_rate"]), choice.get("pruned")
+            pruned = course.path(Path(name).stem) if isinstance(name, str) and name else None
+            return rates, f"chosen in notebook 02 ({path})", pruned if pruned and pruned.is_file() else None
+        except (ValueError, KeyError, TypeError, AttributeError, HRankError) as e:
             print(f"ignoring {path} ({e}): using the profile's compress rate; choose again in notebook 02",
                   file=sys.stderr)
-    return rates_of(course), f"the {course.profile.name} profile's"
+    return rates_of(course), f"the {course.profile.name} profile's", None
+
+
+def chosen_compress_rate(course) -> Tuple[List[float], str]:
+    """The per-layer rate notebook 03 finetunes and where it comes from (notebook 02's choice, else the profile's)."""
+    return _choice(course)[:2]
+
+
+def chosen_pruned(course) -> Optional[Path]:
+    """The pruned file notebook 02 recorded with the choice, when it is there (else None: :func:`prune` makes it)."""
+    return _choice(course)[2]
 
 
 def finetune_choice(course, hooks=None) -> Path:
     """Notebook 03: the chosen rate finetuned (resumable; its log is ``course.log_file(path)``), from the model the
     student's own functions pruned when notebook 02 made one (``course.prune_yours``)."""
-    return course.finetune_rate(course.chosen_compress_rate()[0], own_epochs(course.profile), hooks=hooks,
-                                init=chosen_pruned(course))
-
-
-def chosen_pruned(course) -> Optional[Path]:
-    """The pruned file notebook 02 recorded with the choice, when it is there (else None: :func:`prune` makes it)."""
-    try:
-        name = json.loads((course.work / CHOICE_FILE).read_text(encoding="utf-8"))["pruned"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    path = course.path(Path(name).stem)
-    return path if path.is_file() else None
+    rates, _, pruned = _choice(course)
+    return course.finetune_rate(rates, own_epochs(course.profile), hooks=hooks, init=pruned)
 
 
 def your_model(course) -> Optional[Path]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import pandas as pd
 
@@ -25,7 +25,7 @@ from hrank_ssd.measure.evaluation import evaluate_model, mean_ap
 from hrank_ssd.measure.fine_grained import compare_fine_grained
 from hrank_ssd.measure.layer_times import group_speedups, layer_times_and_macs, mac_ceiling, pruning_groups
 from hrank_ssd.measure.published_flops import flops_table
-from hrank_ssd.measure.sensitivity import compare_criteria, layer_sensitivity, quick_map
+from hrank_ssd.measure.sensitivity import compare_criteria, every_layer_and_rate, layer_sensitivity, quick_map
 from hrank_ssd.nets.compress import format_compress_rate
 from hrank_ssd.nets.models import build_model, count_parameters, load_model
 from hrank_ssd.nets.predictor import Predictor
@@ -190,13 +190,14 @@ def rank_comparison(course) -> pd.DataFrame:
                                        published))
 
 
-def sensitivity(course) -> pd.DataFrame:
-    """mAP of the baseline with one layer pruned at a time, at each of the profile's rates (no finetuning)."""
+def sensitivity(course, scan: Callable = every_layer_and_rate) -> pd.DataFrame:
+    """mAP of the baseline with one layer pruned at a time, at each of the profile's rates (no finetuning), from
+    ``scan`` (:func:`~hrank_ssd.measure.sensitivity.layer_sensitivity`)."""
     p = course.profile
     with course.timed("sensitivity"):
         table = layer_sensitivity(load_model(course.baseline("vgg16-ssd")), course.test_dataset(p.sensitivity_images),
                                   "hrank", course.rank_dir(), p.sensitivity_rates, p.sensitivity_layers,
-                                  device=course.device, progress=course.progress)
+                                  device=course.device, progress=course.progress, scan=scan)
     return course.save_csv("sensitivity.csv", table)
 
 

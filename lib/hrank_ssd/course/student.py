@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional
 
 import pandas as pd
 import torch
@@ -18,13 +18,11 @@ from hrank_ssd.course.checking import CORRECT, NOT_YET
 from hrank_ssd.course.making import rates_of, record_choice
 from hrank_ssd.course.models import rate_name
 from hrank_ssd.errors import HRankError
-from hrank_ssd.hrank.pruning import apply_kept, kept_indices, prune_model, save_pruned
-from hrank_ssd.measure.sensitivity import quick_map
+from hrank_ssd.hrank.pruning import apply_kept, kept_indices, save_pruned
 from hrank_ssd.nets.compress import format_compress_rate
 from hrank_ssd.nets.models import layer_names, load_model
 from hrank_ssd.nets.registry import get_net
 from hrank_ssd.nets.ssd import SSD
-from hrank_ssd.progress import tqdm
 
 TOP_FILTERS, PRUNE_PAIR = "your top_filters chose the kept filters", "your prune_pair cut the layers"
 
@@ -87,6 +85,8 @@ class YourPruning:
 def _try(notes: List[str], what: str, fn: Callable):
     try:
         return fn()
+    except HRankError as e:  # the library's check of what the student's code returned
+        notes.append(f"{what}: {e}; the library's is used")
     except Exception as e:  # the student's code: any error is one line
         notes.append(f"{what} failed ({type(e).__name__}: {e}): the library's is used")
         return None
@@ -128,46 +128,11 @@ def prune_yours(course, rate, top_filters: Optional[Callable] = None, prune_pair
 def scan_sensitivity(course, scan: Optional[Callable] = None) -> pd.DataFrame:
     """The sensitivity table (results/sensitivity.csv) from ``scan(layers, rates, prune_one, evaluate)``, the
     student's loop, over the profile's layers and rates; without a scan, or when it fails, the library's."""
-    p = course.profile
-    if scan is None:
-        return course.sensitivity()
-    base = load_model(course.baseline("vgg16-ssd")).to(course.device).eval()
-    images, rank_dir, names = course.test_dataset(p.sensitivity_images), course.rank_dir(), layer_names("vgg16-ssd")
-    bar = tqdm(total=len(p.sensitivity_layers) * len(p.sensitivity_rates), desc="sensitivity, your scan",
-               unit="eval", disable=not course.progress)
-
-    def prune_one(layer: int, rate: float) -> SSD:
-        rates = [0.0] * len(names)
-        rates[layer - 1] = rate
-        return prune_model(base, rates, "hrank", rank_dir)[0]
-
-    def evaluate(model: SSD) -> float:
-        bar.update(1)
-        return quick_map(model, images, course.device)
-
     notes: List[str] = []
-    with course.timed("sensitivity"):
-        rows = _try(notes, "your scan", lambda: pd.DataFrame(list(scan(list(p.sensitivity_layers),
-                                                                        list(p.sensitivity_rates), prune_one, evaluate))))
-        bar.close()
-        table = None if rows is None else _scan_table(rows, p, names, quick_map(base, images, course.device), notes)
+    table = None if scan is None else _try(notes, "your scan", lambda: course.sensitivity(scan=scan))
     for note in notes:
         print(note)
-    return course.sensitivity() if table is None else course.save_csv("sensitivity.csv", table)
-
-
-def _scan_table(rows: pd.DataFrame, p, names: Sequence[str], base_map: float, notes: List[str]):
-    """The student's rows as the library's table (layer, name, rate, map; rate 0.0: the unpruned model)."""
-    want = {(i, r) for i in p.sensitivity_layers for r in p.sensitivity_rates}
-    got = list(zip(rows.get("layer", []), rows.get("rate", []))) if {"layer", "rate", "map"} <= set(rows) else None
-    if got is None or len(got) != len(want) or set(got) != want:
-        notes.append(f"your scan's rows are not one (layer, rate, map) per scanned layer and rate ({len(want)} rows):"
-                     f" the library's scan is used")
-        return None
-    rows = rows[["layer", "rate", "map"]].astype({"layer": int, "rate": float, "map": float})
-    rows = pd.concat([rows, pd.DataFrame({"layer": list(p.sensitivity_layers), "rate": 0.0, "map": base_map})])
-    rows.insert(1, "name", [names[i - 1] for i in rows["layer"]])
-    return rows.sort_values(["layer", "rate"]).reset_index(drop=True)
+    return course.sensitivity() if table is None else table
 
 
 def target(course, trial) -> str:

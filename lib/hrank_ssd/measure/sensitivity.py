@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import tempfile
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -29,23 +29,41 @@ def quick_map(model: SSD, dataset, device="cpu", progress: bool = False, desc: s
     return mean_ap(table)
 
 
+def every_layer_and_rate(layers, rates, prune_one, evaluate) -> List[dict]:
+    """The scan :func:`layer_sensitivity` runs unless given another: each layer pruned alone at each rate."""
+    return [{"layer": i, "rate": r, "map": evaluate(prune_one(i, r))} for i in layers for r in rates]
+
+
 def layer_sensitivity(model: SSD, dataset, criterion: str = "hrank", rank_dir=None,
                       rates: Sequence[float] = DEFAULT_RATES, layers: Optional[Sequence[int]] = None,
-                      device="cpu", progress: bool = True) -> pd.DataFrame:
-    """Rows (layer, name, rate, map): mAP after pruning one layer at each rate (no finetuning; 0.0: unpruned)."""
+                      device="cpu", progress: bool = True, scan: Callable = every_layer_and_rate) -> pd.DataFrame:
+    """Rows (layer, name, rate, map): mAP after pruning one layer at each rate (no finetuning; 0.0: unpruned), from
+    ``scan(layers, rates, prune_one, evaluate)``, which returns one row (layer, rate, map) per layer and rate."""
     n = num_prunable(model.cfg.name)
     layers = list(layers or range(1, n + 1))
     if any(not 1 <= i <= n for i in layers):
         raise HRankError(f"layers must be in 1..{n}, got {layers}")
-    names = layer_names(model.cfg.name)
-    base, rows = quick_map(model, dataset, device), []
-    for i, rate in tqdm([(i, r) for i in layers for r in rates], desc="sensitivity", unit="eval", disable=not progress):
+    names, want = layer_names(model.cfg.name), {(i, float(r)) for i in layers for r in rates}
+    bar = tqdm(total=len(want), desc="sensitivity", unit="eval", disable=not progress)
+
+    def prune_one(layer: int, rate: float) -> SSD:
         rates_i = [0.0] * n
-        rates_i[i - 1] = rate
-        pruned, _ = prune_model(model, rates_i, criterion, rank_dir)
-        rows.append({"layer": i, "name": names[i - 1], "rate": rate, "map": quick_map(pruned, dataset, device)})
-    rows += [{"layer": i, "name": names[i - 1], "rate": 0.0, "map": base} for i in layers]
-    return pd.DataFrame(rows).sort_values(["layer", "rate"]).reset_index(drop=True)
+        rates_i[layer - 1] = rate
+        return prune_model(model, rates_i, criterion, rank_dir)[0]
+
+    def evaluate(pruned: SSD) -> float:
+        bar.update(1)
+        return quick_map(pruned, dataset, device)
+
+    with bar:
+        rows = pd.DataFrame(list(scan(layers, list(rates), prune_one, evaluate)))
+    got = list(zip(rows["layer"], rows["rate"].astype(float))) if {"layer", "rate", "map"} <= set(rows) else []
+    if len(got) != len(want) or set(got) != want:
+        raise HRankError(f"the scan's rows are not one (layer, rate, map) per scanned layer and rate ({len(want)} rows)")
+    rows = rows[["layer", "rate", "map"]].astype({"layer": int, "rate": float, "map": float})
+    rows = pd.concat([rows, pd.DataFrame({"layer": layers, "rate": 0.0, "map": quick_map(model, dataset, device)})])
+    rows.insert(1, "name", [names[i - 1] for i in rows["layer"]])
+    return rows.sort_values(["layer", "rate"]).reset_index(drop=True)
 
 
 def plot_sensitivity(table: pd.DataFrame, title: str = "Per-layer sensitivity (no finetuning)"):
