@@ -128,8 +128,9 @@ print(f"finetuning {format_compress_rate(rate)} ({source})\n{init} | criterion {
 # Re-running the cell resumes it.
 
 # %%
+from hrank_ssd.course.models import fair_epochs
 from hrank_ssd.course.published import published_finetune
-from hrank_ssd.course.report_tables import PUBLISHED_MAP, short_finetune_note
+from hrank_ssd.course.report_tables import PUBLISHED_MAP, finetune_note
 from hrank_ssd.data.voc import VOCDataset
 from hrank_ssd.errors import HRankError
 from hrank_ssd.train.logs import LiveLossCurve
@@ -141,7 +142,7 @@ print(f"the original project: {theirs['num_epochs']} epochs of {theirs['dataset'
       f"{theirs['batch_size']}: mAP {PUBLISHED_MAP['vgg16-ssd-pruned']:.4f} (theirs, VOC2007 test; unpruned "
       f"{PUBLISHED_MAP['vgg16-ssd']:.4f})")
 print(f"yours: {epochs} epoch(s) of {images} training images ({epochs * -(-images // p.batch_size)} steps at batch "
-      f"{p.batch_size}) at lr {p.finetune_lr_for(epochs):g}. {short_finetune_note(epochs)}")
+      f"{p.batch_size}) at lr {p.finetune_lr_for(epochs):g}. {finetune_note(epochs, fair_epochs(p))}")
 if course.profile.use_published_pruned and not course.profile.synthetic:
     try:
         published = course.finetune("vgg16-ssd-pruned")
@@ -184,17 +185,17 @@ print(f"{count_parameters(b):,} parameters, plan {b.plan.prunable}")
 # the one above): VGG16-SSD pruned for this machine's clock at the paper rate's MACs, finetuned **exactly** as the
 # paper-rate model (same epochs, same learning rate: their mAPs are compared); VGG16-SSD at the smaller latency
 # budget; and MobileNetV1-SSD pruned with its own HRank ranks (`mb1_compress_rate`). The last two get
-# `small_finetune_epochs` (offline: one epoch each, so the offline course stays short; full: as
-# many as yours). *note* marks a finetune much shorter than the original
-# project's as a short stand-in for it.
+# `small_finetune_epochs` (offline: one epoch each, so the offline course stays short; full: as many as yours).
+# *note* marks, offline, a finetune shorter than the paper-rate model's (not a fair comparison) and, on VOC, one
+# much shorter than the original project's (a short stand-in for it).
 
 # %%
 from hrank_ssd.course.models import FINETUNED
 
 extra = {key: course.finetune(key) for key in FINETUNED if key != "vgg16-ssd-pruned"}  # course.models.MODELS
 pd.DataFrame([{"model": key, "finetune epochs": course.model_epochs(key), "checkpoint": str(path),
-               "parameters": count_parameters(load_model(path)), "note": short_finetune_note(course.model_epochs(key))}
-              for key, path in extra.items()])
+               "parameters": count_parameters(load_model(path)),
+               "note": finetune_note(course.model_epochs(key), fair_epochs(p))} for key, path in extra.items()])
 
 # %% [markdown]
 # ## Beyond the original: distillation

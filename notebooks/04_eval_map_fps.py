@@ -117,7 +117,8 @@ summary.assign(published_mAP_theirs=summary["model"].map(report_tables.PUBLISHED
 # `published_predict_ms_theirs_T4` their evaluation's average predict time per image on a Colab T4.
 # On the offline profile our numbers come from synthetic shapes and small models: compare the ranking of
 # the models, not the values. (The latency-pruned and the pruned MobileNetV1-SSD models have no published
-# figure.)
+# figure.) `note` marks a model finetuned fewer epochs than the paper-rate model (offline: not a fair comparison,
+# its mAP would rise with the same finetune) or, on VOC, much less than the original project (a short stand-in).
 
 # %% [markdown]
 # **Yours.** The rate you chose in notebook 02 (`work/<profile>/choice.json`), finetuned in notebook 03

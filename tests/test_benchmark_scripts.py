@@ -74,3 +74,15 @@ def test_mutmut_report_counts_and_explains_survivors():
     # a dropped argument is only explained for array constructors, not in general
     assert check.explain("match_detections", "scores = np.asarray(scores, )") == check.NUMPY_WHY
     assert check.explain("score_results", "table = evaluate_detections(dataset, eval_dir, class_names, iou_threshold, )") == ""
+
+
+def test_offline_seed_checks_follow_their_definitions():
+    seeds = load_benchmark("offline_seeds")
+    good = {"vgg16-ssd": 0.75, "vgg16-ssd-pruned": 0.72, seeds.BEFORE: 0.55, "mb1-ssd": 0.6}
+    assert seeds.checks(good) == dict.fromkeys(seeds.CHECKS, True)
+    saturated = dict(good, **{"vgg16-ssd": 0.95})  # out of range; 0.72 recovers 17 of the 40 points lost: not half
+    assert seeds.checks(saturated) == dict(zip(seeds.CHECKS, (False, True, False, True)))
+    harmless = dict(good, **{seeds.BEFORE: 0.71})  # pruning costs 0.04 < 0.05 before finetuning
+    assert seeds.checks(harmless)["pruning costs mAP"] is False
+    above = dict(good, **{"vgg16-ssd-pruned": 0.76})  # the pruned model above its parent: the order breaks
+    assert seeds.checks(above)["VGG > pruned > MB1"] is False

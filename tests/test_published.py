@@ -109,14 +109,16 @@ def test_readme_quotes_the_generated_published_block():
 
 def test_short_finetunes_get_a_note_from_the_numbers(tmp_path):
     theirs = published.published_finetune()["num_epochs"]
-    assert report_tables.short_finetune_note(3) == f"short stand-in: finetuned 3 of the published {theirs} epochs"
-    assert report_tables.short_finetune_note(0) == report_tables.short_finetune_note(theirs) == ""
-    assert report_tables.short_finetune_note(math.ceil(theirs * SHORT_FINETUNE)) == ""
-    assert report_tables.short_finetune_note(float("nan")) == ""
+    note = report_tables.finetune_note
+    assert note(3) == f"short stand-in: finetuned 3 of the published {theirs} epochs"
+    assert note(0) == note(theirs) == note(math.ceil(theirs * SHORT_FINETUNE)) == note(float("nan")) == ""
+    # offline the yardstick is the paper-rate model's own finetune
+    assert note(1, 4) == "finetuned 1 of the paper-rate model's 4 epochs: not a fair comparison"
+    assert note(4, 4) == note(5, 4) == note(0, 4) == ""
     res = _run_with_voc_classes(tmp_path / "run")
     pd.DataFrame({"model": list(published.MODELS), "net": ["vgg16-ssd", "vgg16-ssd", "mb1-ssd"], "params": 1,
                   "GMACs": [3.0, 2.0, 1.0], "forward_median_ms": [3.0, 2.0, 1.0], "predicted_ms": math.nan,
                   "finetune_epochs": [0, 3, 0]}).to_csv(res / "frontier.csv", index=False)
     table = report_tables.frontier_table(load_results(tmp_path / "run"))
-    assert table["note"].tolist() == ["", report_tables.short_finetune_note(3), ""]
+    assert table["note"].tolist() == ["", report_tables.finetune_note(3), ""]
 

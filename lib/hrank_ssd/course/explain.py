@@ -53,8 +53,8 @@ def no_faster(key: str, parent: str, row: pd.Series, up: pd.Series) -> Optional[
 def above_parent(key: str, parent: str, mine: float, theirs: float, synthetic: bool) -> Optional[str]:
     if round(mine, 4) <= round(theirs, 4):
         return None
-    why = ("on the offline data (a few shape classes, nearly saturated) a difference this small can change sign with "
-           "the data seed (benchmarks/offline_seeds.md)" if synthetic else
+    why = ("on the offline data a difference this small can change sign with the data seed "
+           "(benchmarks/offline_seeds.md)" if synthetic else
            "pruning and finetuning can act as a regulariser; compare the published figures before trusting it")
     return f"{MODEL_TITLES[key]} scores {mine:.4f}, above {MODEL_TITLES[parent]} ({theirs:.4f}): {why}."
 
@@ -62,12 +62,15 @@ def above_parent(key: str, parent: str, mine: float, theirs: float, synthetic: b
 def large_drop(key: str, parent: str, mine: float, theirs: float, row: pd.Series, up: pd.Series) -> Optional[str]:
     if round(theirs - mine, 4) <= LARGE_DROP:
         return None
-    epochs, published = row.get("finetune_epochs", math.nan), int(published_finetune()["num_epochs"])
-    kept = row["params"] / up["params"]
-    why = f"it keeps {kept:.0%} of the parameters"
-    if math.isfinite(float(epochs)):
-        why += (f" and was finetuned {epochs:g} epoch{'' if epochs == 1 else 's'}, where the original project "
-                f"finetuned its pruned VGG16-SSD {published}: a short stand-in for such a finetune, not its result")
+    epochs, fair = float(row.get("finetune_epochs", math.nan)), float(row.get("fair_epochs", math.nan))
+    published, kept = int(published_finetune()["num_epochs"]), row["params"] / up["params"]
+    why, each = f"it keeps {kept:.0%} of the parameters", "" if epochs == 1 else "s"
+    if math.isfinite(epochs) and math.isfinite(fair) and epochs < fair:
+        why += (f" and was finetuned {epochs:g} epoch{each}, where the paper-rate model had {fair:g}: not a fair "
+                "comparison, a shorter finetune")
+    elif math.isfinite(epochs) and not math.isfinite(fair):
+        why += (f" and was finetuned {epochs:g} epoch{each}, where the original project finetuned its pruned "
+                f"VGG16-SSD {published}: a short stand-in for such a finetune, not its result")
     return (f"{MODEL_TITLES[key]} loses {theirs - mine:.4f} mAP against {MODEL_TITLES[parent]} ({mine:.4f} vs "
             f"{theirs:.4f}): {why}.")
 

@@ -12,8 +12,8 @@ import pandas as pd
 
 from hrank_ssd.course import video as video_demo
 from hrank_ssd.course.making import rates_of
-from hrank_ssd.course.models import MODEL_KEYS, own_epochs
-from hrank_ssd.course.report_tables import title, your_key
+from hrank_ssd.course.models import MODEL_KEYS, fair_epochs, own_epochs
+from hrank_ssd.course.report_tables import finetune_note, title, your_key
 from hrank_ssd.course.results import repo_root
 from hrank_ssd.errors import HRankError
 from hrank_ssd.hrank.pruning import kept_agreement
@@ -63,8 +63,10 @@ def evaluate(course, keys=MODEL_KEYS) -> Tuple[pd.DataFrame, pd.DataFrame]:
             table, avg = evaluate_model(model, ds, eval_dir(course, key), device=course.device,
                                         progress=course.progress, desc=f"eval {key}")
         name = title(key) + (" (yours: published unavailable)" if key in course.substitutes else "")
+        epochs = course.model_epochs(key) if key in MODEL_KEYS else own_epochs(course.profile)
         summary.append({"model": key, "title": name, "mAP": mean_ap(table), "avg_predict_s": avg,
-                        "params": count_parameters(model)})
+                        "params": count_parameters(model), "finetune_epochs": epochs,
+                        "note": finetune_note(epochs, fair_epochs(course.profile))})
         per_class.append(table.assign(model=key))
     course.save_json("yours.json", mine)
     return (course.save_csv("map.csv", pd.DataFrame(summary)),
@@ -112,6 +114,7 @@ def frontier(course) -> pd.DataFrame:
                              for m in models.values()]
     front["finetune_epochs"] = [course.model_epochs(k) if k in MODEL_KEYS else own_epochs(course.profile)
                                 for k in models]
+    front["fair_epochs"] = fair_epochs(course.profile)
     course.save_json("frontier_machine.json", {k: v for k, v in results_json(front).items() if k != "results"})
     return course.save_csv("frontier.csv", front)
 

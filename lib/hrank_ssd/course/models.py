@@ -47,6 +47,12 @@ def own_epochs(profile) -> int:
     return (profile.student_finetune_epochs or profile.finetune_epochs) if published else profile.finetune_epochs
 
 
+def fair_epochs(profile) -> float:
+    """The finetune a pruned model needs for a fair offline comparison (the paper-rate model's); NaN on VOC, where
+    the published finetune is the yardstick (``report_tables.finetune_note``)."""
+    return float(own_epochs(profile)) if profile.synthetic else float("nan")
+
+
 def finetune_epochs(profile, key: str, substituted: bool = False) -> int:
     """The finetune epochs of the compared model ``key`` (0: not finetuned; ``substituted``: the student's own)."""
     model = BY_KEY[key]

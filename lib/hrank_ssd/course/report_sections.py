@@ -112,8 +112,9 @@ def frontier(page: Page, res: Results) -> None:
     page.add("", f"The models this run evaluated (the six compared, and the student's own when it is another), as they are (the profile's widths and image size). *forward "
              f"ms*: median forward latency, batch 1, interleaved, measured on {machine}; *predicted ms*: this machine's "
              "latency table's, for the VGG16-SSDs. *GMACs*, *params*: exact. *speed-up vs unpruned*: against the "
-             "same net unpruned. *frontier*: no other model is both cheaper and better. *note*: a model finetuned "
-             f"for under {tables.SHORT_FINETUNE:.0%} of the published epochs is a short stand-in for them.")
+             "same net unpruned. *frontier*: no other model is both cheaper and better. *note*: offline, a model "
+             "finetuned fewer epochs than the paper-rate model is not a fair comparison; on VOC, one finetuned for "
+             f"under {tables.SHORT_FINETUNE:.0%} of the published epochs is a short stand-in for them.")
     notes = explanations(res)
     if notes:
         page.add("", "**What these numbers say** (written from them):", "", *[f"- {n}" for n in notes])

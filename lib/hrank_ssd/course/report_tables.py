@@ -165,22 +165,27 @@ def frontier_table(res: Dict[str, object]) -> pd.DataFrame:
         "label": [label(k) for k in df["model"]]})
     out["frontier (latency)"] = pareto_mask(out["forward ms"], out["mAP"])
     out["frontier (MACs)"] = pareto_mask(out["GMACs"], out["mAP"])
-    notes = [short_finetune_note(e) for e in out["finetune epochs"]]
+    fair = df["fair_epochs"] if "fair_epochs" in df else [math.nan] * len(df)
+    notes = [finetune_note(e, f) for e, f in zip(out["finetune epochs"], fair)]
     if any(notes):
         out["note"] = notes
     return out
 
 
-def short_finetune_note(epochs) -> str:
-    """A note for a model finetuned under :data:`SHORT_FINETUNE` of the published epochs (empty otherwise)."""
+def finetune_note(epochs, fair=math.nan) -> str:
+    """A note for a model finetuned fewer epochs than ``fair`` (the paper-rate model's, offline: not a fair
+    comparison) or, without ``fair``, under :data:`SHORT_FINETUNE` of the published epochs (empty otherwise)."""
     try:
-        epochs = float(epochs)
+        epochs, fair = float(epochs), float(fair)
     except (TypeError, ValueError):
         return ""
-    theirs = int(published_finetune()["num_epochs"])
-    if not math.isfinite(epochs) or epochs <= 0 or epochs >= SHORT_FINETUNE * theirs:
+    if not math.isfinite(epochs) or epochs <= 0:
         return ""
-    return f"short stand-in: finetuned {epochs:g} of the published {theirs} epochs"
+    if math.isfinite(fair):
+        return "" if epochs >= fair else (f"finetuned {epochs:g} of the paper-rate model's {fair:g} epochs: "
+                                          "not a fair comparison")
+    theirs = int(published_finetune()["num_epochs"])
+    return "" if epochs >= SHORT_FINETUNE * theirs else f"short stand-in: finetuned {epochs:g} of the published {theirs} epochs"
 
 
 def frontier_display(table: pd.DataFrame) -> pd.DataFrame:
