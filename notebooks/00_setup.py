@@ -38,8 +38,9 @@
 # loss: a classification loss for each prior box plus a box-regression loss for the priors that match an object
 # (notebook 03 trains with it).
 #
-# **Profiles.** `offline` (the local default) needs no network: it draws a synthetic VOC-format data set
-# of coloured shapes and trains small (narrow) models on it, so every step runs on a laptop CPU.
+# **Profiles.** `offline` (the local default) needs no network: it draws a synthetic VOC-format data set (five
+# shape classes, small to large, partly hiding each other, among unlabelled look-alike shapes and clutter) and
+# trains small (narrow) models on it, so every step runs on a laptop CPU.
 # `full` (the Colab default) downloads VOC2007 trainval and test (never VOC2012, on which the original project
 # finetuned: notebook 03) and the original project's published weights and ranks (Google Drive, via `gdown`,
 # listed in `weights_manifest.json`); it needs a GPU runtime (the setup cell warns on a CPU). `tiny` is `offline`

@@ -7,6 +7,11 @@
 # remaining weights are still a very good starting point, so a short training run (**finetuning**, small
 # learning rate) recovers most of the accuracy. The original project finetuned its pruned VGG16-SSD on VOC2012
 # for many GPU epochs; its settings and its published mAP are printed below (`hrank_ssd.course.published`).
+#
+# How small a learning rate? The offline baseline trains for minutes and has not converged: a finetune at a high
+# rate would go on training it and lift the pruned model *above* the baseline, for the wrong reason. So the offline
+# finetune starts at about the rate the baseline's schedule ended at (`finetune_lr`): it repairs what pruning
+# removed and little more, and the gap to the baseline is what the pruned filters cost.
 
 # %%
 # @title Setup: get the course's code (click to show it; Colab runs it as it is)
@@ -185,7 +190,7 @@ print(f"{count_parameters(b):,} parameters, plan {b.plan.prunable}")
 # the one above): VGG16-SSD pruned for this machine's clock at the paper rate's MACs, finetuned **exactly** as the
 # paper-rate model (same epochs, same learning rate: their mAPs are compared); VGG16-SSD at the smaller latency
 # budget; and MobileNetV1-SSD pruned with its own HRank ranks (`mb1_compress_rate`). The last two get
-# `small_finetune_epochs` (offline: one epoch each, so the offline course stays short; full: as many as yours).
+# `small_finetune_epochs` (offline: as many as the paper-rate model, a fair comparison; full: as many as yours).
 # *note* marks, offline, a finetune shorter than the paper-rate model's (not a fair comparison) and, on VOC, one
 # much shorter than the original project's (a short stand-in for it).
 

@@ -26,28 +26,30 @@ class Profile:
     name: str
     synthetic: bool = True
     needs_gpu: bool = False  # the setup cell warns when this profile runs without one (hours on a CPU)
-    num_train: int = 500
+    num_train: int = 320
     num_test: int = 150
     image_size: int = 300
     vgg_width: float = 0.125
     mb1_width: float = 0.25
-    batch_size: int = 8
-    train_epochs: int = 15  # near convergence on the synthetic data
+    batch_size: int = 4  # twice the steps of batch 8 for the same CPU time: the small models learn faster
+    train_epochs: int = 14
     lr: float = 2e-3
     optimizer: str = "adam"  # small models from scratch learn much faster with Adam than SGD
     augment: str = "light"  # photometric + flip: the synthetic shapes need no crop/expand to generalise
     init: str = "lsuv"  # unit activations from the start (models.init_from_scratch)
     channels_last: bool = True  # faster CPU training (benchmarks/train_layout.py); off in full: not measured on GPU
-    mb1_epochs: int = 10
-    mb1_lr: float = 2e-3
+    mb1_epochs: int = 8
+    mb1_lr: float = 6e-3
     rank_limit: int = 2
     rank_batch: int = 16
     compress_rate: Tuple[float, ...] = tuple(PRUNED_RATE)  # per prunable layer (the original's [0.1]*7+[0.5]*9)
-    finetune_epochs: int = 4
-    finetune_lr: float = 2e-4
+    finetune_epochs: int = 2
+    # about the rate the baseline's cosine schedule ends at: the finetune repairs what pruning removed instead of
+    # training further a baseline that has not converged (which lifts a pruned model above it)
+    finetune_lr: float = 3e-5
     sensitivity_rates: Tuple[float, ...] = (0.3, 0.6, 0.9)
     sensitivity_layers: Tuple[int, ...] = (1, 4, 7, 10, 13, 14)
-    sensitivity_images: int = 60
+    sensitivity_images: int = 40
     criteria_finetune_epochs: int = 1
     resume_images: int = 32  # notebook 03's resume lesson: two short epochs on this many training images
     quick_map_images: int = 40  # notebook 02's "try this rate": mAP without finetuning on this many test images
@@ -60,16 +62,17 @@ class Profile:
     paper_macs_min_keep: float = 0.5  # at the paper rate's MACs: half of every layer (benchmarks/latency_rules.md)
     paper_macs_keep: float = KEEP_IMPORTANCE  # share of the most HRank importance the paper rate's MACs allow
     latency_budget: float = 0.55  # the small latency-pruned model: this fraction of the unpruned forward
-    small_finetune_epochs: int = 1  # the small latency budget's and MobileNetV1-SSD's finetunes (course.models)
+    small_finetune_epochs: int = 2  # the small latency budget's and MobileNetV1-SSD's finetunes (course.models)
     # notebook 02's target for the student's rate: at least this share of the MACs cut, at most this quick-mAP drop
-    # before finetuning (offline: the paper rate meets neither; full: set the same way, not measured on VOC here)
-    target_mac_cut: float = 0.6
-    target_map_drop: float = 0.06
+    # before finetuning (offline, measured on seed 0: the paper rate cuts too few MACs, pruning conv1 or conv5-fc6
+    # harder loses too much; full: set the same way, not measured on VOC here)
+    target_mac_cut: float = 0.55
+    target_map_drop: float = 0.05
     # MobileNetV1-SSD has no published pruning: the uniform rate whose full-size detector keeps about the share of
     # MACs the paper rate leaves VGG16-SSD (57% against 58%, exact counts)
     mb1_compress_rate: Tuple[float, ...] = (0.3,) * 14
-    # the pruned MobileNetV1-SSD recovers far faster at its training rate than at finetune_lr; None: finetune_lr
-    mb1_finetune_lr: Optional[float] = 2e-3
+    # the pruned MobileNetV1-SSD's finetune: about where its own schedule ends, as finetune_lr; None: finetune_lr
+    mb1_finetune_lr: Optional[float] = 1.5e-4
     short_finetune_lr: Optional[float] = None  # VGG16-SSD finetunes under finetune_epochs; None: finetune_lr
     bench_warmup: int = 5
     bench_runs: int = 12  # interleaved rounds of the course's benchmark
@@ -93,7 +96,7 @@ _SMALL = dict(rank_limit=1, rank_batch=4, sensitivity_images=4, quick_map_images
 PROFILES: Dict[str, Profile] = {
     "offline": Profile("offline"),
     "tiny": Profile("tiny", num_train=8, num_test=4, batch_size=4, train_epochs=1, mb1_epochs=1,
-                    finetune_epochs=1, sensitivity_rates=(0.5,), sensitivity_layers=(1, 14),
+                    finetune_epochs=1, small_finetune_epochs=1, sensitivity_rates=(0.5,), sensitivity_layers=(1, 14),
                     criteria_finetune_epochs=0, bench_runs=2, video_max_frames=4,
                     target_map_drop=1.0, **_SMALL),  # its models are barely trained: the target is MACs alone
     # The original project's finetune (epochs, rate, batch) stands behind the published pruned model; the

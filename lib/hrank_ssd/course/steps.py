@@ -168,7 +168,7 @@ class Course:
                       scheduler="cosine", optimizer=p.optimizer, augment=p.augment, init=p.init,
                       channels_last=p.channels_last,
                       checkpoint_folder=str(folder), width=width, image_size=p.image_size, seed=p.seed,
-                      device=self.device, resume="auto", validation_epochs=max(1, epochs // 3), progress=self.progress)
+                      device=self.device, resume="auto", validation_epochs=max(2, epochs // 3), progress=self.progress)
         return TrainConfig(**dict(fields, **extra))
 
     def train(self, key: str, net: str, epochs: int, lr: float, hooks=None, width: float = 1.0, **extra) -> Path:

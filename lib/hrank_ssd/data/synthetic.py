@@ -1,4 +1,6 @@
-"""A small, easy VOC-format dataset of coloured shapes (the class is the shape); a seed gives byte-identical files."""
+"""A VOC-format dataset of coloured shapes (the class is the shape) with something to get wrong: objects from tiny
+to large, occluding each other, in low contrast, among unlabelled look-alike shapes and line clutter. A seed gives
+byte-identical files."""
 
 from __future__ import annotations
 
@@ -13,12 +15,22 @@ from hrank_ssd.data.voc import write_labels
 from hrank_ssd.errors import HRankError
 
 SHAPES = ("circle", "square", "triangle", "cross", "ring")
-DIFFICULT_RATE = 0.05  # about this share of images get one extra tiny object marked difficult
+DISTRACTORS = ("diamond", "x", "hexagon", "star")  # drawn, never labelled: each looks like one of SHAPES
+DIFFICULT_RATE = 0.15  # about this share of images get one extra tiny object marked difficult
+SIDE = (0.12, 0.7)  # an object's side as a share of the image, log-uniform: many small ones
+MAX_OBJECTS = 5  # labelled objects per image: 1 to this
+MAX_DISTRACTORS = 2
+OCCLUSION = 0.3  # the largest share of a box that later objects may cover
+CLUTTER_LINES = 6  # up to this many random lines behind the shapes
 _A = 0.33  # half the width of a cross's bar
+_CROSS = [[-_A, -1], [_A, -1], [_A, -_A], [1, -_A], [1, _A], [_A, _A], [_A, 1], [-_A, 1], [-_A, _A], [-1, _A],
+          [-1, -_A], [-_A, -_A]]
+_STAR = [[(1.0 if k % 2 == 0 else 0.45) * math.sin(k * math.pi / 5), -(1.0 if k % 2 == 0 else 0.45)
+          * math.cos(k * math.pi / 5)] for k in range(10)]
 POLYGONS = {  # outlines in [-1, 1]^2 of the shapes drawn as polygons
-    "square": [[-1, -1], [1, -1], [1, 1], [-1, 1]], "triangle": [[0, -1], [1, 1], [-1, 1]],
-    "cross": [[-_A, -1], [_A, -1], [_A, -_A], [1, -_A], [1, _A], [_A, _A], [_A, 1], [-_A, 1], [-_A, _A],
-              [-1, _A], [-1, -_A], [-_A, -_A]]}
+    "square": [[-1, -1], [1, -1], [1, 1], [-1, 1]], "triangle": [[0, -1], [1, 1], [-1, 1]], "cross": _CROSS,
+    "diamond": [[0, -1], [1, 0], [0, 1], [-1, 0]], "x": [[(x - y) / (1 + _A), (x + y) / (1 + _A)] for x, y in _CROSS],
+    "hexagon": [[math.cos(k * math.pi / 3), math.sin(k * math.pi / 3)] for k in range(6)], "star": _STAR}
 
 
 def _background(rng: np.random.Generator, size: int, dark: bool) -> np.ndarray:
@@ -40,15 +52,19 @@ def _background(rng: np.random.Generator, size: int, dark: bool) -> np.ndarray:
             yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
             t = 0.5 + 0.5 * np.sin((xx * math.cos(angle) + yy * math.sin(angle)) * 2 * math.pi / period)
         img = a[None, None, :] * (1 - t[..., None]) + b[None, None, :] * t[..., None]
-    img = img + rng.normal(0, 6, (size, size, 1)).astype(np.float32)
+    for _ in range(int(rng.integers(0, CLUTTER_LINES + 1))):  # clutter: lines in the shapes' own colours
+        (x1, y1), (x2, y2) = rng.integers(0, size, 2), rng.integers(0, size, 2)
+        colour = tuple(float(c) for c in rng.uniform(0, 255, 3))
+        cv2.line(img, (int(x1), int(y1)), (int(x2), int(y2)), colour, int(rng.integers(1, 4)), cv2.LINE_AA)
+    img = img + rng.normal(0, 8, (size, size, 1)).astype(np.float32)
     return np.clip(img, 0, 255)
 
 
 def _colour(rng: np.random.Generator, dark_background: bool) -> Tuple[int, int, int]:
-    """A saturated random hue, bright on dark backgrounds and dark on light ones (BGR order)."""
+    """A random hue, brighter on dark backgrounds and darker on light ones, sometimes faint (BGR order)."""
     hue = int(rng.integers(0, 180))
-    sat = int(rng.integers(120, 256))
-    val = int(rng.integers(190, 256)) if dark_background else int(rng.integers(20, 80))
+    sat = int(rng.integers(40, 256))
+    val = int(rng.integers(110, 256)) if dark_background else int(rng.integers(10, 150))
     hsv = np.array([[[hue, sat, val]]], dtype=np.uint8)
     b, g, r = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0]
     return int(b), int(g), int(r)
@@ -76,7 +92,8 @@ def _draw(img: np.ndarray, kind: str, box: Tuple[float, float, float, float], co
             cv2.ellipse(img, center, inner, 0, 0, 360, colour, thick, cv2.LINE_AA)
         bx = (center[0] - axes[0], center[1] - axes[1], center[0] + axes[0], center[1] + axes[1])
     else:
-        angle = rng.uniform(-0.35, 0.35) if kind != "square" else rng.uniform(-0.2, 0.2)
+        turn = 0.2 if kind in ("square", "cross", "diamond", "x") else 0.35  # keeps square and diamond apart
+        angle = rng.uniform(-turn, turn)
         pts = _shape_polygon(kind, cx, cy, w, h, angle)
         ipts = np.round(pts).astype(np.int32)
         cv2.fillPoly(img, [ipts], colour, cv2.LINE_AA)
@@ -92,34 +109,41 @@ def _overlap(a, b) -> float:
     return ix * iy / small if small > 0 else 0.0
 
 
-def make_scene(rng: np.random.Generator, size: int, classes: Sequence[str] = SHAPES):
-    """One image (HxWx3 BGR uint8) and its objects ``[(class_name, (x1, y1, x2, y2) 0-based), difficult]``."""
-    dark = bool(rng.integers(2))
-    img = _background(rng, size, dark).astype(np.uint8)
-    wanted = int(rng.integers(1, 5))
-    placed, objects = [], []
-    for _ in range(wanted * 15):
-        if len(placed) == wanted:
-            break
-        side = rng.uniform(0.2, 0.7) * size
+def _place(rng: np.random.Generator, size: int, placed, side: float):
+    """A box of about ``side`` pixels that covers at most OCCLUSION of any box in ``placed`` (None after 15 tries)."""
+    for _ in range(15):
         aspect = math.exp(rng.uniform(-0.3, 0.3))
         w, h = min(side * aspect, 0.95 * size), min(side / aspect, 0.95 * size)
         x1, y1 = rng.uniform(1, size - 1 - w), rng.uniform(1, size - 1 - h)
         box = (x1, y1, x1 + w, y1 + h)
-        if any(_overlap(box, p) > 0.15 for p in placed):
-            continue
-        placed.append(box)
-        kind = classes[int(rng.integers(len(classes)))]
-        objects.append([kind, box, 0])
-    if rng.random() < DIFFICULT_RATE * 2:  # a tiny object: hard to see, marked difficult
+        if all(_overlap(box, p) <= OCCLUSION for p in placed):
+            return box
+    return None
+
+
+def make_scene(rng: np.random.Generator, size: int, classes: Sequence[str] = SHAPES):
+    """One image (HxWx3 BGR uint8) and its objects ``[(class_name, (x1, y1, x2, y2) 0-based), difficult]``: labelled
+    shapes and unlabelled distractors drawn in a random order, so a later one may hide part of an earlier one."""
+    dark = bool(rng.integers(2))
+    img = _background(rng, size, dark).astype(np.uint8)
+    kinds = [classes[int(k)] for k in rng.integers(len(classes), size=int(rng.integers(1, MAX_OBJECTS + 1)))]
+    kinds += [DISTRACTORS[int(k)] for k in rng.integers(len(DISTRACTORS), size=int(rng.integers(0, MAX_DISTRACTORS + 1)))]
+    placed, objects = [], []
+    for i in rng.permutation(len(kinds)):
+        box = _place(rng, size, placed, math.exp(rng.uniform(*np.log(SIDE))) * size)
+        if box is not None:
+            placed.append(box)
+            objects.append([kinds[i], box, 0])
+    if rng.random() < DIFFICULT_RATE:  # a tiny object: hard to see, marked difficult
         for _ in range(20):
-            side = rng.uniform(0.05, 0.09) * size
+            side = rng.uniform(0.03, 0.05) * size
             x1, y1 = rng.uniform(1, size - 1 - side), rng.uniform(1, size - 1 - side)
             box = (x1, y1, x1 + side, y1 + side)
             if all(_overlap(box, p) == 0 for p in placed):
                 objects.append([classes[int(rng.integers(len(classes)))], box, 1])
                 break
-    return img, [(kind, _draw(img, kind, box, _colour(rng, dark), rng), difficult) for kind, box, difficult in objects]
+    drawn = [(kind, _draw(img, kind, box, _colour(rng, dark), rng), difficult) for kind, box, difficult in objects]
+    return img, [obj for obj in drawn if obj[0] in classes]
 
 
 def annotation_xml(image_id: str, size: int, objects, folder: str = "VOC2007") -> str:
