@@ -62,6 +62,22 @@ def test_offline_a_large_drop_after_a_shorter_finetune_than_the_paper_rate_model
     assert explain.explanations(res)[2].endswith("it keeps 80% of the parameters.")
 
 
+def test_a_large_drop_of_a_model_that_cut_the_first_layers_harder_than_the_paper_rate_says_so():
+    res = _results(maps=(0.90, 0.88, 0.70, 0.40))
+    frontier = res["frontier.csv"]
+    frontier.loc[4] = {"model": "vgg16-ssd-lat-paper-macs", "net": "vgg16-ssd", "params": 350, "GMACs": 0.32,
+                       "forward_median_ms": 15.0, "predicted_ms": 15.0, "finetune_epochs": 4}
+    frontier["first_stages_kept"], frontier["fair_epochs"] = [1.0, 0.9, 1.0, 0.7, 0.5], 1.0
+    res["map.csv"].loc[4] = {"model": "vgg16-ssd-lat-paper-macs", "mAP": 0.75}
+    notes = [n for n in explain.explanations(res) if " loses " in n]
+    assert notes[-1] == (
+        "VGG16-SSD latency-pruned (paper rate's MACs) loses 0.1500 mAP against VGG16-SSD (0.7500 vs 0.9000): it "
+        "keeps 70% of the parameters; it keeps 50% of the filters of conv1 and conv2, where the paper rate keeps 90%: "
+        "these layers see the image at its largest, so they hold much of the time (a latency budget cuts them "
+        "first) and every later layer builds on what they find.")
+    assert len(notes) == 2 and "filters of" not in notes[0]  # MB1's drop is not compared with the paper rate
+
+
 def test_on_real_data_a_pruned_model_above_its_parent_is_not_blamed_on_the_synthetic_set():
     notes = explain.explanations(_results(synthetic=False))
     assert notes[1].endswith("pruning and finetuning can act as a regulariser; compare the published figures "

@@ -12,6 +12,7 @@ import pandas as pd
 from hrank_ssd.course.models import BY_KEY, MODEL_TITLES
 from hrank_ssd.course.published import published_finetune, published_predict_ms
 from hrank_ssd.course.report_tables import title
+from hrank_ssd.nets.registry import get_net
 
 # Each case is decided on the figure as the sentence prints it, so a shown 0.0500 drop is never "over 0.05".
 NO_FASTER = 1.05  # a pruned model under this speed-up over its parent is "no faster"
@@ -59,9 +60,13 @@ def above_parent(key: str, parent: str, mine: float, theirs: float, synthetic: b
     return f"{MODEL_TITLES[key]} scores {mine:.4f}, above {MODEL_TITLES[parent]} ({theirs:.4f}): {why}."
 
 
-def large_drop(key: str, parent: str, mine: float, theirs: float, row: pd.Series, up: pd.Series) -> Optional[str]:
+def large_drop(key: str, parent: str, mine: float, theirs: float, row: pd.Series, up: pd.Series,
+               paper: Optional[pd.Series] = None) -> Optional[str]:
     if round(theirs - mine, 4) <= LARGE_DROP:
         return None
+    first, stages = float(row.get("first_stages_kept", math.nan)), " and ".join(s for s, _ in get_net(parent).stages[:2])
+    same_net = paper is not None and key != PAPER and parent == BY_KEY[PAPER].net
+    paper_first = float(paper.get("first_stages_kept", math.nan)) if same_net else math.nan
     epochs, fair = float(row.get("finetune_epochs", math.nan)), float(row.get("fair_epochs", math.nan))
     published, kept = int(published_finetune()["num_epochs"]), row["params"] / up["params"]
     why, each = f"it keeps {kept:.0%} of the parameters", "" if epochs == 1 else "s"
@@ -71,6 +76,10 @@ def large_drop(key: str, parent: str, mine: float, theirs: float, row: pd.Series
     elif math.isfinite(epochs) and not math.isfinite(fair):
         why += (f" and was finetuned {epochs:g} epoch{each}, where the original project finetuned its pruned "
                 f"VGG16-SSD {published}: a short stand-in for such a finetune, not its result")
+    if math.isfinite(first) and math.isfinite(paper_first) and round(first, 2) < round(paper_first, 2):
+        why += (f"; it keeps {first:.0%} of the filters of {stages}, where the paper rate keeps {paper_first:.0%}: "
+                "these layers see the image at its largest, so they hold much of the time (a latency budget cuts "
+                "them first) and every later layer builds on what they find")
     return (f"{MODEL_TITLES[key]} loses {theirs - mine:.4f} mAP against {MODEL_TITLES[parent]} ({mine:.4f} vs "
             f"{theirs:.4f}): {why}.")
 
@@ -112,6 +121,6 @@ def explanations(res: Dict[str, object]) -> List[str]:
         if key in maps and parent in maps:
             mine, theirs = float(maps[key]["mAP"]), float(maps[parent]["mAP"])
             out.append(above_parent(key, parent, mine, theirs, synthetic))
-            out.append(large_drop(key, parent, mine, theirs, frontier[key], frontier[parent]))
+            out.append(large_drop(key, parent, mine, theirs, frontier[key], frontier[parent], frontier.get(PAPER)))
     out += [prediction(frontier), full_size(frontier, bench)]
     return [s for s in out if s]

@@ -29,6 +29,7 @@ from hrank_ssd.measure.sensitivity import compare_criteria, every_layer_and_rate
 from hrank_ssd.nets.compress import format_compress_rate
 from hrank_ssd.nets.models import build_model, count_parameters, load_model
 from hrank_ssd.nets.predictor import Predictor
+from hrank_ssd.nets.registry import get_net
 from hrank_ssd.train.resume_check import steps_per_epoch, stopped_and_resumed
 
 SHARED_VIDEO = ("..", "shared", "data", "video", "vtest.mp4")  # relative to the repository root
@@ -115,6 +116,9 @@ def frontier(course) -> pd.DataFrame:
     front["finetune_epochs"] = [course.model_epochs(k) if k in MODEL_KEYS else own_epochs(course.profile)
                                 for k in models]
     front["fair_epochs"] = fair_epochs(course.profile)
+    first = {k: sum(m.plan.prunable[:sum(n for _, n in get_net(m.cfg.name).stages[:2])]) for k, m in models.items()}
+    front["first_stages_kept"] = [first[k] / first[m.cfg.name] if m.cfg.name in first else float("nan")
+                                  for k, m in models.items()]  # the layers at the two largest image sizes
     course.save_json("frontier_machine.json", {k: v for k, v in results_json(front).items() if k != "results"})
     return course.save_csv("frontier.csv", front)
 
