@@ -52,7 +52,7 @@ def _background(rng: np.random.Generator, size: int, dark: bool) -> np.ndarray:
             yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
             t = 0.5 + 0.5 * np.sin((xx * math.cos(angle) + yy * math.sin(angle)) * 2 * math.pi / period)
         img = a[None, None, :] * (1 - t[..., None]) + b[None, None, :] * t[..., None]
-    for _ in range(int(rng.integers(0, CLUTTER_LINES + 1))):  # clutter: lines in the shapes' own colours
+    for _ in range(int(rng.integers(0, CLUTTER_LINES + 1))):  # clutter: lines of any colour
         (x1, y1), (x2, y2) = rng.integers(0, size, 2), rng.integers(0, size, 2)
         colour = tuple(float(c) for c in rng.uniform(0, 255, 3))
         cv2.line(img, (int(x1), int(y1)), (int(x2), int(y2)), colour, int(rng.integers(1, 4)), cv2.LINE_AA)
