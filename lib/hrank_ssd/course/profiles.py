@@ -32,13 +32,13 @@ class Profile:
     vgg_width: float = 0.125
     mb1_width: float = 0.25
     batch_size: int = 4  # twice the steps of batch 8 for the same CPU time: the small models learn faster
-    train_epochs: int = 14
+    train_epochs: int = 16
     lr: float = 2e-3
     optimizer: str = "adam"  # small models from scratch learn much faster with Adam than SGD
     augment: str = "light"  # photometric + flip: the synthetic shapes need no crop/expand to generalise
     init: str = "lsuv"  # unit activations from the start (models.init_from_scratch)
     channels_last: bool = True  # faster CPU training (benchmarks/train_layout.py); off in full: not measured on GPU
-    mb1_epochs: int = 8
+    mb1_epochs: int = 6
     mb1_lr: float = 6e-3
     rank_limit: int = 2
     rank_batch: int = 16

@@ -17,7 +17,7 @@ from hrank_ssd.errors import HRankError
 SHAPES = ("circle", "square", "triangle", "cross", "ring")
 DISTRACTORS = ("diamond", "x", "hexagon", "star")  # drawn, never labelled: each looks like one of SHAPES
 DIFFICULT_RATE = 0.15  # about this share of images get one extra tiny object marked difficult
-SIDE = (0.12, 0.7)  # an object's side as a share of the image, log-uniform: many small ones
+SIDE = (0.14, 0.7)  # an object's side as a share of the image, log-uniform: many small ones
 MAX_OBJECTS = 5  # labelled objects per image: 1 to this
 MAX_DISTRACTORS = 2
 OCCLUSION = 0.3  # the largest share of a box that later objects may cover
