@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch.utils.data import ConcatDataset, DataLoader
 
-from hrank_ssd.data.augment import TrainAugmentation
 from hrank_ssd.data import synthetic
+from hrank_ssd.data.augment import TrainAugmentation
 from hrank_ssd.data.synthetic import DISTRACTORS, SHAPES, make_synthetic_voc
 from hrank_ssd.data.voc import (
     VOC_CLASSES,
@@ -179,7 +179,8 @@ def test_dataset_on_synthetic(synthetic_voc):
 
 @pytest.mark.parametrize("is_test", [False, True])
 def test_difficult_dropped_unless_kept(synthetic_voc, is_test):
-    ds, keep = VOCDataset(synthetic_voc, is_test=is_test), VOCDataset(synthetic_voc, is_test=is_test, keep_difficult=True)
+    ds = VOCDataset(synthetic_voc, is_test=is_test)
+    keep = VOCDataset(synthetic_voc, is_test=is_test, keep_difficult=True)
     hits = 0
     for i in range(len(ds)):
         _, (boxes, labels, difficult) = ds.get_annotation(i)

@@ -64,7 +64,8 @@ def large_drop(key: str, parent: str, mine: float, theirs: float, row: pd.Series
                paper: Optional[pd.Series] = None) -> Optional[str]:
     if round(theirs - mine, 4) <= LARGE_DROP:
         return None
-    first, stages = float(row.get("first_stages_kept", math.nan)), " and ".join(s for s, _ in get_net(parent).stages[:2])
+    first = float(row.get("first_stages_kept", math.nan))
+    stages = " and ".join(stage for stage, _ in get_net(parent).stages[:2])
     same_net = paper is not None and key != PAPER and parent == BY_KEY[PAPER].net
     paper_first = float(paper.get("first_stages_kept", math.nan)) if same_net else math.nan
     epochs, fair = float(row.get("finetune_epochs", math.nan)), float(row.get("fair_epochs", math.nan))

@@ -95,9 +95,10 @@ _SMALL = dict(rank_limit=1, rank_batch=4, sensitivity_images=4, quick_map_images
               stability_few=1)
 PROFILES: Dict[str, Profile] = {
     "offline": Profile("offline"),
+    # tiny's models are barely trained: its target is MACs alone
     "tiny": Profile("tiny", num_train=8, num_test=4, batch_size=4, train_epochs=1, mb1_epochs=1,
                     finetune_epochs=1, small_finetune_epochs=1, sensitivity_rates=(0.5,), sensitivity_layers=(1, 14),
-                    bench_runs=2, video_max_frames=4, target_map_drop=1.0, **_SMALL),  # its models are barely trained: the target is MACs alone
+                    bench_runs=2, video_max_frames=4, target_map_drop=1.0, **_SMALL),
     # The original project's finetune (epochs, rate, batch) stands behind the published pruned model; the
     # course's own finetunes are short: 3 epochs, to keep notebook 03 within about an hour on a Colab GPU.
     "full": Profile("full", synthetic=False, needs_gpu=True, vgg_width=1.0, mb1_width=1.0,

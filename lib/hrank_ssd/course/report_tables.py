@@ -185,7 +185,9 @@ def finetune_note(epochs, fair=math.nan) -> str:
         return "" if epochs >= fair else (f"finetuned {epochs:g} of the paper-rate model's {fair:g} epochs: "
                                           "not a fair comparison")
     theirs = int(published_finetune()["num_epochs"])
-    return "" if epochs >= SHORT_FINETUNE * theirs else f"short stand-in: finetuned {epochs:g} of the published {theirs} epochs"
+    if epochs >= SHORT_FINETUNE * theirs:
+        return ""
+    return f"short stand-in: finetuned {epochs:g} of the published {theirs} epochs"
 
 
 def frontier_display(table: pd.DataFrame) -> pd.DataFrame:

@@ -127,7 +127,8 @@ def make_scene(rng: np.random.Generator, size: int, classes: Sequence[str] = SHA
     dark = bool(rng.integers(2))
     img = _background(rng, size, dark).astype(np.uint8)
     kinds = [classes[int(k)] for k in rng.integers(len(classes), size=int(rng.integers(1, MAX_OBJECTS + 1)))]
-    kinds += [DISTRACTORS[int(k)] for k in rng.integers(len(DISTRACTORS), size=int(rng.integers(0, MAX_DISTRACTORS + 1)))]
+    others = rng.integers(len(DISTRACTORS), size=int(rng.integers(0, MAX_DISTRACTORS + 1)))
+    kinds += [DISTRACTORS[int(k)] for k in others]
     placed, objects = [], []
     for i in rng.permutation(len(kinds)):
         box = _place(rng, size, placed, math.exp(rng.uniform(*np.log(SIDE))) * size)

@@ -59,7 +59,8 @@ def layer_sensitivity(model: SSD, dataset, criterion: str = "hrank", rank_dir=No
         rows = pd.DataFrame(list(scan(layers, list(rates), prune_one, evaluate)))
     got = list(zip(rows["layer"], rows["rate"].astype(float))) if {"layer", "rate", "map"} <= set(rows) else []
     if len(got) != len(want) or set(got) != want:
-        raise HRankError(f"the scan's rows are not one (layer, rate, map) per scanned layer and rate ({len(want)} rows)")
+        raise HRankError(f"the scan's rows are not one (layer, rate, map) per scanned layer and rate "
+                         f"({len(want)} rows)")
     rows = rows[["layer", "rate", "map"]].astype({"layer": int, "rate": float, "map": float})
     rows = pd.concat([rows, pd.DataFrame({"layer": layers, "rate": 0.0, "map": quick_map(model, dataset, device)})])
     rows.insert(1, "name", [names[i - 1] for i in rows["layer"]])
