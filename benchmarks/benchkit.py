@@ -1,7 +1,5 @@
 """What the benchmark scripts share: the command and machine a page names, and the CLI's way of ending."""
 
-from __future__ import annotations
-
 import shlex
 import sys
 

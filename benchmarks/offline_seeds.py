@@ -47,13 +47,14 @@ def run_seed(seed: int, work: Path, runs: Path) -> dict:
     return {"seed": seed, **m, "order": order, **checks(m)}
 
 
-def render(table: pd.DataFrame) -> str:
-    keys, orders = [*MODEL_KEYS, BEFORE], table["order"].nunique()
+def render(table: pd.DataFrame, dated: bool = True) -> str:
+    """The page; for the README (reference text) without the date that ends ``benchkit.machine``."""
+    keys, orders, where = [*MODEL_KEYS, BEFORE], table["order"].nunique(), table["machine"].iloc[0]
+    where = where if dated else where.rsplit(", ", 1)[0]
     spread = table[keys].agg(["mean", "std", "min", "max"]).T.rename(index=TITLES).rename_axis("model").reset_index()
     held = ", ".join(f"{c} in {int(table[c].sum())}/{len(table)} seeds" for c in CHECKS)
     return "\n".join([
-        f"Offline profile over {len(table)} data seeds, measured on {table['machine'].iloc[0]} by "
-        "`benchmarks/offline_seeds.py`.", "",
+        f"Offline profile over {len(table)} data seeds, measured on {where} by `benchmarks/offline_seeds.py`.", "",
         markdown_table(table[["seed", *keys, *CHECKS]].rename(columns=TITLES), floatfmt=".4f"), "",
         "Spread per model:", "", markdown_table(spread, floatfmt=".4f"), "",
         f"Held: {held} (baseline between {BASELINE[0]} and {BASELINE[1]}; pruning costs at least {CLEAR} mAP before "
@@ -75,11 +76,12 @@ def main(argv=None) -> int:
     if not args.from_csv:  # else re-render the CSV of an earlier run
         table = pd.DataFrame([run_seed(s, Path(args.work), Path(args.runs)) for s in seeds])
         table.assign(machine=benchkit.machine()).to_csv(out.with_suffix(".csv"), index=False)
-    text = render(pd.read_csv(out.with_suffix(".csv")))
+    table = pd.read_csv(out.with_suffix(".csv"))
+    text = render(table)
     out.with_suffix(".md").write_text("# The offline course across seeds\n\n" + text)
     print(text)
     if args.update_readme:
-        replace_marked_block(repo_root() / "README.md", *README_MARKERS, text)
+        replace_marked_block(repo_root() / "README.md", *README_MARKERS, render(table, dated=False))
     return 0
 
 

@@ -86,3 +86,15 @@ def test_offline_seed_checks_follow_their_definitions():
     assert seeds.checks(harmless)["pruning costs mAP"] is False
     above = dict(good, **{"vgg16-ssd-pruned": 0.76})  # the pruned model above its parent: the order breaks
     assert seeds.checks(above)["VGG > pruned > MB1"] is False
+
+
+def test_offline_seeds_page_names_its_date_and_the_readme_block_does_not():
+    import pandas as pd
+
+    seeds = load_benchmark("offline_seeds")
+    maps = {"vgg16-ssd": 0.75, "vgg16-ssd-pruned": 0.72, seeds.BEFORE: 0.55, "mb1-ssd": 0.6}
+    row = {**dict.fromkeys(seeds.MODEL_KEYS, 0.5), **maps, "seed": 0, "order": "a > b", **seeds.checks(maps),
+           "machine": "Some CPU (AVX2), 2 threads, torch 2.14.1, 2026-12-07"}
+    table = pd.DataFrame([row])
+    assert "measured on Some CPU (AVX2), 2 threads, torch 2.14.1, 2026-12-07 by" in seeds.render(table)
+    assert "measured on Some CPU (AVX2), 2 threads, torch 2.14.1 by" in seeds.render(table, dated=False)
