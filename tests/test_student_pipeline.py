@@ -79,8 +79,8 @@ def test_the_students_functions_make_the_pruned_model_and_the_choice(tied_course
     assert json.loads((course.work / "choice.json").read_text()) == {"compress_rate": "[0.5]*7+[0.25]*7",
                                                                       "pruned": made.path.name}
     assert course.chosen_compress_rate()[0] == RATE
-    from hrank_ssd.course.making import chosen_pruned
-    assert chosen_pruned(course) == made.path  # notebook 03 finetunes this file
+    from hrank_ssd.course.making import read_choice
+    assert read_choice(course)[2] == made.path  # notebook 03 finetunes this file
     assert all(torch.equal(t, before[k]) for k, t in model.state_dict().items())  # the baseline is untouched
 
 

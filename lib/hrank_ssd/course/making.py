@@ -103,7 +103,10 @@ def model(course, key: str) -> Path:
 
 
 def model_epochs(course, key: str) -> int:
-    """The finetune epochs of the compared model ``key`` as this run made it."""
+    """The finetune epochs of the compared model ``key`` as this run made it; another key is the student's model
+    beside them (``measures.compared``), finetuned as notebook 03 does."""
+    if key not in BY_KEY:
+        return own_epochs(course.profile)
     return finetune_epochs(course.profile, key, substituted=key in course.substitutes)
 
 
@@ -120,7 +123,7 @@ def record_choice(course, rates, pruned: Path) -> str:
     return text
 
 
-def _choice(course) -> Tuple[List[float], str, Optional[Path]]:
+def read_choice(course) -> Tuple[List[float], str, Optional[Path]]:
     """The one reader of ``choice.json``: the chosen per-layer rates, where they come from, and the pruned file it
     names when that is there (the profile's rate and None without a readable choice)."""
     path = course.work / CHOICE_FILE
@@ -138,18 +141,13 @@ def _choice(course) -> Tuple[List[float], str, Optional[Path]]:
 
 def chosen_compress_rate(course) -> Tuple[List[float], str]:
     """The per-layer rate notebook 03 finetunes and where it comes from (notebook 02's choice, else the profile's)."""
-    return _choice(course)[:2]
-
-
-def chosen_pruned(course) -> Optional[Path]:
-    """The pruned file notebook 02 recorded with the choice, when it is there (else None: :func:`prune` makes it)."""
-    return _choice(course)[2]
+    return read_choice(course)[:2]
 
 
 def finetune_choice(course, hooks=None) -> Path:
     """Notebook 03: the chosen rate finetuned (resumable; its log is ``course.log_file(path)``), from the model the
     student's own functions pruned when notebook 02 made one (``course.prune_yours``)."""
-    rates, _, pruned = _choice(course)
+    rates, _, pruned = read_choice(course)
     return course.finetune_rate(rates, own_epochs(course.profile), hooks=hooks, init=pruned)
 
 

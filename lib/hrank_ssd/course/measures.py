@@ -12,7 +12,7 @@ import pandas as pd
 
 from hrank_ssd.course import video as video_demo
 from hrank_ssd.course.making import rates_of
-from hrank_ssd.course.models import MODEL_KEYS, fair_epochs, own_epochs
+from hrank_ssd.course.models import MODEL_KEYS, fair_epochs
 from hrank_ssd.course.report_tables import finetune_note, title, your_key
 from hrank_ssd.course.results import repo_root
 from hrank_ssd.errors import HRankError
@@ -64,7 +64,7 @@ def evaluate(course, keys=MODEL_KEYS) -> Tuple[pd.DataFrame, pd.DataFrame]:
             table, avg = evaluate_model(model, ds, eval_dir(course, key), device=course.device,
                                         progress=course.progress, desc=f"eval {key}")
         name = title(key) + (" (yours: published unavailable)" if key in course.substitutes else "")
-        epochs = course.model_epochs(key) if key in MODEL_KEYS else own_epochs(course.profile)
+        epochs = course.model_epochs(key)
         summary.append({"model": key, "title": name, "mAP": mean_ap(table), "avg_predict_s": avg,
                         "params": count_parameters(model), "finetune_epochs": epochs,
                         "note": finetune_note(epochs, fair_epochs(course.profile))})
@@ -113,8 +113,7 @@ def frontier(course) -> pd.DataFrame:
     front.insert(1, "net", [m.cfg.name for m in models.values()])
     front["predicted_ms"] = [table.predict(m.plan.prunable) if m.cfg.name == table.net else float("nan")
                              for m in models.values()]
-    front["finetune_epochs"] = [course.model_epochs(k) if k in MODEL_KEYS else own_epochs(course.profile)
-                                for k in models]
+    front["finetune_epochs"] = [course.model_epochs(k) for k in models]
     front["fair_epochs"] = fair_epochs(course.profile)
     first = {k: sum(m.plan.prunable[:sum(n for _, n in get_net(m.cfg.name).stages[:2])]) for k, m in models.items()}
     front["first_stages_kept"] = [first[k] / first[m.cfg.name] if m.cfg.name in first else float("nan")

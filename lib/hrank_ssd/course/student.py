@@ -89,7 +89,7 @@ def _try(notes: List[str], what: str, fn: Callable):
         notes.append(f"{what}: {e}; the library's is used")
     except Exception as e:  # the student's code: any error is one line
         notes.append(f"{what} failed ({type(e).__name__}: {e}): the library's is used")
-        return None
+    return None
 
 
 def prune_yours(course, rate, top_filters: Optional[Callable] = None, prune_pair: Optional[Callable] = None
