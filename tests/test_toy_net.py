@@ -41,7 +41,7 @@ def producer_key(layer: int) -> str:
 
 
 SPEC = NetSpec(
-    name="toy-ssd", title="Toy SSD", config=CONFIG, channels=CHANNELS, extras=(), layer_names=("conv0", "conv1"),
+    name="toy-ssd", config=CONFIG, channels=CHANNELS, extras=(), layer_names=("conv0", "conv1"),
     build=build, producer_key=producer_key, activation_key=lambda i: f"base_net.{CONV_INDEXES[i] + 1}",
     slice_rules=lambda: {**chain_rules([producer_key(k) for k in range(3)], NUM_PRUNABLE), **header_rules({1: 0})},
     layer_of_module=lambda name: (min(int(name.split(".")[1]) // 3, 1)

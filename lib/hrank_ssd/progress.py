@@ -1,6 +1,5 @@
-"""Progress bars: tqdm's, in a notebook or a terminal. In a headless course run, where no bar is shown, the run
-names a status file (``HRANK_SSD_STATUS_FILE``) and every bar writes its state there instead; the run reads it
-and prints a line with an estimate of the time left (:class:`Watch`)."""
+"""tqdm's progress bars; in a headless course run every hidden bar writes its state to the status file the run
+names (``HRANK_SSD_STATUS_FILE``) and the run prints it with the time left (:class:`Watch`)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The course's own commands: ``course`` (the notebooks, or their steps, into runs/<timestamp>/ and a report) and
-``download`` (the weights, labels and HRank ranks listed in weights_manifest.json)."""
+"""The course's own commands: ``course`` (the notebooks into runs/<timestamp>/ and a report) and ``download``."""
 
 from __future__ import annotations
 
@@ -50,8 +49,7 @@ def run_whole_course(args: argparse.Namespace) -> int:
 
 
 def run_download(args: argparse.Namespace) -> int:
-    """Fetch artifacts of weights_manifest.json into DEST (default: every weights and labels artifact). Sources are
-    tried in order; see docs/downloads.md."""
+    """Fetch artifacts of weights_manifest.json into DEST, trying their sources in order (docs/downloads.md)."""
     from hrank_ssd.io.downloads import fetch_many
     from hrank_ssd.io.manifest import list_rows, load_manifest
     from hrank_ssd.nets.models import fit_problem  # a checkpoint must be the net and widths its entry names

@@ -1,5 +1,4 @@
-"""HRank's scripts: ``rank`` (HR_rank_generation.py), ``prune`` (by ``--compress_rate`` or a MAC/latency budget:
-docs/pruning-budgets.md) and ``flops`` (parameters and MACs, exact or as the original project printed them)."""
+"""HRank's scripts: ``rank`` (HR_rank_generation.py), ``prune`` (by rates or a budget) and ``flops``."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""``python -m hrank_ssd <command>``: every other module of ``hrank_ssd.cli`` adds its commands with
-``add_parser``; the flags keep the original scripts' names; user errors exit 2 in one line."""
+"""``python -m hrank_ssd <command>``: each other ``cli`` module adds its commands; user errors exit 2 in one line."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""This project's measurements: ``bench`` (latency, FPS, params, MACs side by side), ``latency-table`` (every
-prunable unit timed at a grid of kept-filter counts) and ``sensitivity`` (per-layer pruning scans)."""
+"""This project's measurements: ``bench``, ``latency-table`` and ``sensitivity`` (per-layer pruning scans)."""
 
 from __future__ import annotations
 

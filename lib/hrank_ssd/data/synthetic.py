@@ -1,6 +1,5 @@
-"""A VOC-format dataset of coloured shapes (the class is the shape) with something to get wrong: objects from tiny
-to large, occluding each other, in low contrast, among unlabelled look-alike shapes and line clutter. A seed gives
-byte-identical files."""
+"""A VOC-format dataset of coloured shapes (the class is the shape): tiny to large, occluded, faint objects among
+unlabelled look-alikes and line clutter. A seed gives byte-identical files."""
 
 from __future__ import annotations
 

@@ -47,8 +47,7 @@ def round_keep(keep: int, channels: int, round_to: Optional[int]) -> int:
 
 def kept_indices(model: SSD, compress_rate: Sequence[float], criterion: str = "hrank", rank_dir=None, seed: int = 0,
                  round_to: Optional[int] = None, select: Callable = select_filters) -> Dict[str, List[int]]:
-    """Filters each prunable layer keeps, by layer name, under ``criterion``; ``select(scores, keep)`` picks them
-    (a student's own selector in notebook 02)."""
+    """Filters each prunable layer keeps at ``compress_rate``, by layer name (``select``: a student's own picker)."""
     rates = layer_rates(compress_rate, num_prunable(model.cfg.name))
     widths = [round_keep(kept_channels(c, rate), c, round_to) for c, rate in zip(model.plan.prunable, rates)]
     return kept_indices_for_widths(model, widths, criterion, rank_dir, seed, select)
@@ -162,8 +161,7 @@ def prune_to_widths(model: SSD, widths, criterion: str = "hrank", rank_dir=None,
 def save_pruned(model: SSD, path, compress_rate: Optional[Sequence[float]], criterion: str,
                 kept: Dict[str, List[int]], widths=None, budget: Optional[dict] = None,
                 made_by: Optional[List[str]] = None) -> None:
-    """The pruned model as a plain state dict plus its sidecar (rates or widths and budget, criterion, kept filters,
-    and ``made_by``: which of the student's functions made it)."""
+    """The pruned model as a plain state dict plus its sidecar (:func:`~hrank_ssd.nets.models.save_model`)."""
     names = layer_names(model.cfg.name)
     rates = None if compress_rate is None else layer_rates(compress_rate, len(names))
     if widths is None and compress_rate is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Optional, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -62,57 +62,39 @@ def ranks_one_at_a_time(maps: torch.Tensor) -> torch.Tensor:
                          for i in range(b)], dtype=torch.float32)
 
 
-class RankAccumulator:
-    """Forward hooks on every prunable layer's ReLU, summing per-channel ranks over images."""
+def compute_ranks(model: SSD, batches: Iterable[torch.Tensor], device="cpu", total: Optional[int] = None,
+                  progress: bool = True) -> List[np.ndarray]:
+    """Average rank per output channel of each prunable layer over ``batches`` (the caller's model is not moved),
+    summed by forward hooks on every prunable layer's ReLU."""
+    model, net = model_on(model, device), model.cfg.name
+    n = num_prunable(net)
+    sums: List[torch.Tensor] = [torch.zeros(c) for c in model.plan.prunable]
+    images = 0
 
-    def __init__(self, model: SSD, rank_fn: Callable[[torch.Tensor], torch.Tensor] = batched_ranks):
-        self.model, self.rank_fn = model, rank_fn
-        net, n = model.cfg.name, num_prunable(model.cfg.name)
-        self.sums: List[Optional[torch.Tensor]] = [None] * n
-        self.images = 0
-        modules = dict(model.named_modules())
-        self.handles = [modules[activation_key(net, i)].register_forward_hook(self._hook(i, last=i == n - 1))
-                        for i in range(n)]
-
-    def _hook(self, i: int, last: bool):
-        def hook(_module, _inputs, output):
-            r = self.rank_fn(output).sum(0).cpu()
-            self.sums[i] = r if self.sums[i] is None else self.sums[i] + r
-            if last:
+    def hook(i: int):
+        def add(module, inputs, output):
+            sums[i] += batched_ranks(output).sum(0).cpu()
+            if i == n - 1:
                 raise _StopForward
 
-        return hook
+        return add
 
-    @torch.no_grad()
-    def add(self, images: torch.Tensor) -> None:
-        try:
-            self.model(images)
-        except _StopForward:
-            pass
-        self.images += images.size(0)
-
-    def result(self) -> List[np.ndarray]:
-        if self.images == 0:
-            raise HRankError("no images went through the model: the dataset or --limit is empty")
-        return [(s / self.images).numpy().astype(np.float32) for s in self.sums]
-
-    def close(self) -> None:
-        for h in self.handles:
-            h.remove()
-
-
-def compute_ranks(model: SSD, batches: Iterable[torch.Tensor], device="cpu", total: Optional[int] = None,
-                  progress: bool = True, rank_fn=batched_ranks) -> List[np.ndarray]:
-    """Average rank per output channel of each prunable layer over ``batches`` (the caller's model is not moved)."""
-    model = model_on(model, device)
-    acc = RankAccumulator(model, rank_fn)
+    modules = dict(model.named_modules())
+    handles = [modules[activation_key(net, i)].register_forward_hook(hook(i)) for i in range(n)]
     try:
-        with evaluating(model):
-            for images in tqdm(batches, total=total, desc="ranks", unit="batch", disable=not progress):
-                acc.add(images.to(device))
+        with evaluating(model), torch.no_grad():
+            for batch in tqdm(batches, total=total, desc="ranks", unit="batch", disable=not progress):
+                try:
+                    model(batch.to(device))
+                except _StopForward:
+                    pass
+                images += batch.size(0)
     finally:
-        acc.close()
-    return acc.result()
+        for h in handles:
+            h.remove()
+    if images == 0:
+        raise HRankError("no images went through the model: the dataset or --limit is empty")
+    return [(s / images).numpy().astype(np.float32) for s in sums]
 
 
 def image_batches(dataset, batch_size: int, limit: int, shuffle: bool = False, seed: int = 0):

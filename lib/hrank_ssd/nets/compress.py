@@ -21,8 +21,6 @@ def _fail(text: str, why: str) -> HRankError:
 
 def parse_compress_rate(text: str) -> List[float]:
     """Every rate written in ``text``; the library takes the list and checks it with :func:`layer_rates`."""
-    if not isinstance(text, str):
-        raise TypeError(f"parse_compress_rate takes the string a user wrote, not {type(text).__name__}")
     rates: List[float] = []
     compact = re.sub(r"\s+", "", text)
     if not compact:

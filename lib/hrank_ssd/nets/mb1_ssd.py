@@ -79,6 +79,6 @@ def module_label(name: str) -> Optional[str]:
     return f"block{parts[1]}.{kinds.get(parts[2], parts[2])}"
 
 
-SPEC = NetSpec(name="mb1-ssd", title="MobileNetV1-SSD", config=CONFIG, channels=CHANNELS, extras=EXTRAS,
+SPEC = NetSpec(name="mb1-ssd", config=CONFIG, channels=CHANNELS, extras=EXTRAS,
                layer_names=LAYER_NAMES, build=build, producer_key=producer_key, activation_key=activation_key,
                slice_rules=slice_rules, layer_of_module=layer_of_module, stages=STAGES, module_label=module_label)

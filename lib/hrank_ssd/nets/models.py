@@ -1,5 +1,5 @@
-"""Net names and checkpoints to models (``build_model``, ``load_model``), models to checkpoints (``save_model``),
-and whether a downloaded checkpoint fits its manifest entry (``fetch(..., check=fit_problem)``)."""
+"""Models from net names and checkpoints, checkpoints (+ JSON sidecar) from models, and whether a download fits its
+manifest entry (``fit_problem``)."""
 
 from __future__ import annotations
 
@@ -51,8 +51,7 @@ def init_from_scratch(model: SSD, images: torch.Tensor, background_prior: float 
             nn.init.zeros_(conv.bias)
     was_training = model.training
     model.eval()
-    # one pass along the backbone chain (base net up to the last source, then the extras): each conv is
-    # rescaled as its (already rescaled) input arrives
+    # one pass along the backbone chain: each conv is rescaled as its (already rescaled) input arrives
     to_init = {id(c) for c in convs}
     x = images
     blocks = [*model.base_net[:model.source_layer_indexes[-1]], *model.extras]
@@ -201,18 +200,16 @@ def clean_state_dict(model: nn.Module) -> Dict[str, torch.Tensor]:
     return {k: v.contiguous() for k, v in model.state_dict().items() if k.rsplit(".", 1)[-1] not in THOP_KEYS}
 
 
-SIDECAR_KEYS = ("compress_rate", "criterion", "kept_indices", "widths", "budget")  # widths, budget: a budget's pick
-WHEN_GIVEN = ("made_by",)  # written only when given: which of the student's functions made a model (notebook 02)
-
-
-def save_model(model: SSD, path, **extra) -> None:
-    """Write a plain (pytorch-ssd loadable) state dict and its JSON sidecar (net, classes, size, :data:`SIDECAR_KEYS`)."""
+def save_model(model: SSD, path, compress_rate=None, criterion=None, kept_indices=None, widths=None, budget=None,
+               made_by=None) -> None:
+    """Write a plain (pytorch-ssd loadable) state dict and its JSON sidecar: net, classes, size, the pruning it
+    carries (rates or a budget's widths, criterion, kept filters) and, only when given, ``made_by`` (notebook 02)."""
     model = getattr(model, "module", model)
-    unknown = set(extra) - set(SIDECAR_KEYS) - set(WHEN_GIVEN)
-    if unknown:
-        raise TypeError(f"save_model() got unexpected sidecar keys {sorted(unknown)}")
     meta = {"net": model.cfg.name, "num_classes": model.num_classes, "image_size": model.image_size,
-            **{k: extra.get(k) for k in SIDECAR_KEYS}, **{k: extra[k] for k in WHEN_GIVEN if extra.get(k) is not None}}
+            "compress_rate": compress_rate, "criterion": criterion, "kept_indices": kept_indices, "widths": widths,
+            "budget": budget}
+    if made_by is not None:
+        meta["made_by"] = made_by
     atomic_save(clean_state_dict(model), path)
     atomic_write_text(sidecar_path(path), json.dumps(meta, indent=1))
 

@@ -62,8 +62,7 @@ def postprocess(confidences: torch.Tensor, locations: torch.Tensor, priors: torc
 
 
 class Predictor:
-    """``predict(image)`` -> (boxes in image pixels, labels, scores) for an HxWx3 RGB uint8 array; runs ``model``
-    in eval mode on ``device`` (:func:`~hrank_ssd.devices.model_on`: the caller's model is never moved)."""
+    """``predict(image)`` -> (boxes in image pixels, labels, scores) for an HxWx3 RGB uint8 array, on ``device``."""
 
     def __init__(self, model, device="cpu", score_threshold: float = 0.01, iou_threshold: Optional[float] = None,
                  candidate_size: int = 200, channels_last: bool = False):

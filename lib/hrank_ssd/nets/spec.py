@@ -44,7 +44,6 @@ class NetSpec:
     """One detector; prunable layer ``i`` (``rank_conv{i+1}.npy`` on disk) is the ``i``-th backbone conv."""
 
     name: str  # the --net value
-    title: str  # for tables and plots
     config: NetConfig  # input size, normalisation, priors
     channels: Tuple[int, ...]  # output channels of every backbone conv, the prunable ones first
     extras: Tuple[Tuple[int, int], ...]  # (1x1, 3x3) output channels of each extra block

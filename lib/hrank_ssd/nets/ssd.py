@@ -1,5 +1,4 @@
-"""The SSD module every net builds and its *channel plan* (the output channels of every backbone conv and extra),
-which widths, compress rates and pruned checkpoints all become."""
+"""The SSD module every net builds and its *channel plan*: what widths, rates and pruned checkpoints become."""
 
 from __future__ import annotations
 

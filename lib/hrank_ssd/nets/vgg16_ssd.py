@@ -88,7 +88,7 @@ def module_label(name: str) -> Optional[str]:
     return None
 
 
-SPEC = NetSpec(name="vgg16-ssd", title="VGG16-SSD", config=CONFIG, channels=CHANNELS, extras=EXTRAS,
+SPEC = NetSpec(name="vgg16-ssd", config=CONFIG, channels=CHANNELS, extras=EXTRAS,
                layer_names=LAYER_NAMES[:NUM_PRUNABLE], build=build, producer_key=producer_key,
                activation_key=activation_key, slice_rules=slice_rules, layer_of_module=layer_of_module,
                stages=STAGES, module_label=module_label, default_compress_rate=tuple(PRUNED_RATE),
