@@ -37,7 +37,7 @@ def test_mining_picks_the_highest_background_losses_3_to_1():
 
 def test_loss_values_match_the_definition():
     conf, loc, labels, gt = _case()
-    reg, cls = MultiBoxLoss()(conf, loc, labels, gt)
+    reg, cls, _ = MultiBoxLoss()(conf, loc, labels, gt)
     bg_loss = -F.log_softmax(conf, dim=2)[..., 0]
     neg = sorted(range(2, 10), key=lambda i: -float(bg_loss[0, i]))[:6]
     idx = torch.tensor([0, 1] + neg)
@@ -55,7 +55,7 @@ def test_gradient_flows_only_to_mined_and_positive_priors():
     conf, loc, labels, gt = _case()
     conf.requires_grad_(True)
     loc.requires_grad_(True)
-    reg, cls = MultiBoxLoss()(conf, loc, labels, gt)
+    reg, cls, _ = MultiBoxLoss()(conf, loc, labels, gt)
     (reg + cls).backward()
     touched = conf.grad[0].abs().sum(1) > 0
     bg_loss = -F.log_softmax(conf.detach(), dim=2)[..., 0]
@@ -74,7 +74,7 @@ def test_mining_is_per_image_and_excludes_positives():
 def test_zero_positives_is_finite_and_zero():
     conf = torch.randn(2, 50, 4, requires_grad=True)
     loc = torch.randn(2, 50, 4, requires_grad=True)
-    reg, cls = MultiBoxLoss()(conf, loc, torch.zeros(2, 50, dtype=torch.long), torch.zeros(2, 50, 4))
+    reg, cls, _ = MultiBoxLoss()(conf, loc, torch.zeros(2, 50, dtype=torch.long), torch.zeros(2, 50, 4))
     assert math.isfinite(float(reg.detach())) and math.isfinite(float(cls.detach()))
     assert float(reg.detach()) == 0 and float(cls.detach()) == 0
     (reg + cls).backward()
@@ -84,8 +84,8 @@ def test_zero_positives_is_finite_and_zero():
 def test_num_pos_override_rescales():
     conf, loc, labels, gt = _case()
     loss = MultiBoxLoss()
-    a = loss.parts(conf, loc, labels, gt)
-    b = loss.parts(conf, loc, labels, gt, num_pos=4.0)
+    a = loss(conf, loc, labels, gt)
+    b = loss(conf, loc, labels, gt, num_pos=4.0)
     assert float(b.classification) == pytest.approx(float(a.classification) / 2, rel=1e-6)
     assert float(b.regression) == pytest.approx(float(a.regression) / 2, rel=1e-6)
 
@@ -93,10 +93,10 @@ def test_num_pos_override_rescales():
 def test_distillation_term():
     conf, loc, labels, gt = _case()
     loss = MultiBoxLoss(distill_T=2.0)
-    same = loss.parts(conf, loc, labels, gt, teacher_confidence=conf.clone())
+    same = loss(conf, loc, labels, gt, teacher_confidence=conf.clone())
     assert float(same.distillation) == pytest.approx(0.0, abs=1e-6)
     teacher = torch.randn_like(conf)
-    parts = loss.parts(conf, loc, labels, gt, teacher_confidence=teacher)
+    parts = loss(conf, loc, labels, gt, teacher_confidence=teacher)
     bg_loss = -F.log_softmax(conf, dim=2)[..., 0]
     mask = hard_negative_mask(bg_loss, labels, 3)
     q = F.softmax(teacher[mask] / 2, -1)

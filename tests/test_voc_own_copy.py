@@ -99,7 +99,7 @@ def test_every_source_failing_is_one_line_with_every_way_out(tmp_path, monkeypat
            f"{VOC_SOURCE_ENV}=that folder" in text
     assert f"put the tar at {(tmp_path / 'data' / 'VOCtest_06-Nov-2007.tar').resolve()}" in text
     monkeypatch.delenv(VOC_SOURCE_ENV)
-    with pytest.raises(HRankError, match=f"tried {DEAD[0]}VOCtest.*; bring your own copy: put VOCtest"):
+    with pytest.raises(HRankError, match=f"tried http {DEAD[0]}VOCtest.*; bring your own copy: put VOCtest"):
         download_voc(tmp_path / "data", sets=["2007-test"], manifest=_manifest(), progress=False)
     monkeypatch.setenv(VOC_SOURCE_ENV, str(tmp_path / "not-mounted"))
     with pytest.raises(HRankError, match=f"\\${VOC_SOURCE_ENV} names .*not-mounted, which is not a folder"):

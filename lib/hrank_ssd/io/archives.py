@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fnmatch
-import functools
 import os
 import re
 import tarfile
@@ -20,32 +19,23 @@ from hrank_ssd.progress import tqdm
 def extract_archive(archive, out, progress: bool = False) -> None:
     """Unpack a zip or tar into ``out`` (members cannot escape ``out``), with a bar of files when ``progress``."""
     archive, out = Path(archive), Path(out)
-    bar = functools.partial(tqdm, desc=f"extract {archive.name}", unit="file", disable=not progress)
     try:
         if zipfile.is_zipfile(archive):
-            with zipfile.ZipFile(archive) as z:
-                for m in bar(z.infolist()):
-                    z.extract(m, out)  # zipfile drops absolute paths and '..' itself
+            with zipfile.ZipFile(archive) as z:  # zipfile drops absolute paths and '..' itself
+                z.extractall(out, tqdm(z.infolist(), desc=f"extract {archive.name}", unit="file",
+                                       disable=not progress))
             return
+        if not hasattr(tarfile, "data_filter"):
+            raise HRankError("this Python cannot extract tars safely: use Python 3.9.17, 3.10.12, 3.11.4 or newer")
         with tarfile.open(archive) as t:
-            members = t.getmembers()
-            if hasattr(tarfile, "data_filter"):
-                extract = functools.partial(t.extract, path=out, filter="data")
-            else:  # Pythons without extraction filters: refuse what the "data" filter would refuse
-                root = out.resolve()
-                for m in members:
-                    if not (root / m.name).resolve().is_relative_to(root) or m.issym() or m.islnk():
-                        raise HRankError(f"{archive} holds an unsafe member {m.name!r}; delete it and download again")
-                extract = functools.partial(t.extract, path=out)
-            for m in bar(members):
-                extract(m)
+            for m in tqdm(t.getmembers(), desc=f"extract {archive.name}", unit="file", disable=not progress):
+                t.extract(m, out, filter="data")
     except (zipfile.BadZipFile, tarfile.TarError, EOFError) as e:
         raise HRankError(f"{archive} is a damaged archive ({one_line(e)}); delete it and download again") from None
 
 
 def unpack_bundle(zip_path: Path, art: dict, dest: Path, progress: bool = False) -> Path:
-    """Unpack the bundle ``art`` once into ``dest/<unpack_to>``, else beside the zip (a marker with the zip's size
-    and sha256 says the folder is up to date)."""
+    """Unpack the bundle ``art`` once into ``dest/<unpack_to>`` (else beside the zip), stamped with its sha256."""
     out = dest / art["unpack_to"] if art.get("unpack_to") else zip_path.with_suffix("")
     stamp = f"{zip_path.stat().st_size} {sha256sum(zip_path)}"
     marker = out / UNPACKED_MARKER
@@ -66,8 +56,7 @@ def unpack_bundle(zip_path: Path, art: dict, dest: Path, progress: bool = False)
 
 def find_member(root: Path, patterns: Sequence[str], choose: Optional[str] = None) -> Path:
     """The one file under ``root`` matching the first pattern that matches anything (:func:`match_member`)."""
-    files = [f for f in tree_files(root)
-             if not f.startswith("__MACOSX/") and not Path(f).name.startswith("._")]
+    files = [f for f in tree_files(root) if not f.startswith("__MACOSX/") and not Path(f).name.startswith("._")]
     return root / match_member(files, patterns, choose, "member")
 
 
@@ -78,9 +67,7 @@ def match_member(names: Sequence[str], patterns: Sequence[str], choose: Optional
     for pat in patterns:
         p = pat.lower()
         hits = [f for f in names if fnmatch.fnmatchcase(f.lower(), p) or fnmatch.fnmatchcase(Path(f).name.lower(), p)]
-        if len(hits) == 1:
-            return hits[0]
-        if hits and choose == "lowest-loss":
+        if len(hits) == 1 or hits and choose == "lowest-loss":
             return min(hits, key=_loss)
         if hits:
             raise SourceFailed(f"pattern {pat!r} matches several {what}s ({', '.join(hits[:6])}); "

@@ -80,16 +80,13 @@ def remove_path(path: Path) -> None:
 def install_staged(staged: Path, target: Path) -> None:
     """Put ``staged`` (file or folder) at ``target`` by renames; the old ``target`` goes once the new one is in."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    if staged.is_dir():
-        old = target.with_name(f".{target.name}.old{os.getpid()}")
-        if target.exists():
-            os.replace(target, old)
-        try:
-            os.replace(staged, target)
-        except OSError:
-            if old.exists():
-                os.replace(old, target)
-            raise
-        remove_path(old)
-    else:
+    old = target.with_name(f".{target.name}.old{os.getpid()}")
+    if staged.is_dir() and target.exists():  # a folder cannot be renamed over another
+        os.replace(target, old)
+    try:
         os.replace(staged, target)
+    except OSError:
+        if old.exists():
+            os.replace(old, target)
+        raise
+    remove_path(old)

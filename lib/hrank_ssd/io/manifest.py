@@ -132,14 +132,11 @@ def hand_download_hint(manifest: Manifest, art: dict, target: Path, dest: Path) 
     """What to do by hand: the first source's link (and a Drive link) and where each file goes."""
     rerun = f"then rerun `python -m hrank_ssd download {art['name']} --record`"
     options = []
-    for s in art["sources"]:
-        s = normalise_source(s, art["name"])
+    for s in (normalise_source(s) for s in art["sources"]):
         if s["type"] == "bundle":
-            bundle = manifest.artifacts.get(s["bundle"])
-            for b in (bundle or {}).get("sources", []):
-                b = normalise_source(b, bundle["name"])
-                if b["type"] != "bundle":
-                    options.append((source_link(b), dest / bundle["file"], ""))
+            bundle = manifest.artifacts.get(s["bundle"]) or {"sources": []}
+            options += [(source_link(b), dest / bundle["file"], "") for b in map(normalise_source, bundle["sources"])
+                        if b["type"] != "bundle"]
         elif s["type"] == "gdrive_folder" and s.get("member"):
             options.append((source_link(s), target, f"the file {member_patterns(s)[0]} of "))
         else:

@@ -1,5 +1,5 @@
-"""How a source's bytes arrive: HTTP(S) with resumable ``.part`` files (Range) and mirrors tried in order, Google
-Drive files and folders through gdown (5.2.2 and 6), each failure in one line."""
+"""How a source's bytes arrive: HTTP(S) with resumable ``.part`` files (Range), Google Drive files and folders
+through gdown (5.2.2 and 6), each failure in one line."""
 
 from __future__ import annotations
 
@@ -9,47 +9,18 @@ import re
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, Optional
 
 from hrank_ssd.io.archives import match_member
-from hrank_ssd.io.files import remove_path
 from hrank_ssd.io.manifest import member_patterns
 from hrank_ssd.io.verify import CHUNK, QUOTA_MARKERS, SourceFailed, log, one_line
 from hrank_ssd.progress import tqdm
 
-USER_AGENT = "hrank-ssd-downloader"
 FOLDER_REFUSED = "Google Drive refused to list the folder (not shared publicly, moved, or too many accesses)"
 TIMEOUT = 20.0  # seconds a connection or read may stall before the mirror counts as failed (dead VOC hosts stall)
 
 
-def part_path(dest: Path) -> Path:
-    """Where ``dest`` is downloaded before it is checked: ``<dest>.part``, kept between runs to resume."""
-    return dest.with_name(dest.name + ".part")
-
-
-def first_good(what: str, attempts: Sequence[Tuple[str, Callable[[], Path]]], problem: Callable,
-               failures: List[str], next_one: str = "source") -> Optional[Tuple[int, Path]]:
-    """Run each ``(label, stage)`` of ``attempts`` until one stages a file with no ``problem``: ``(its index, the
-    file)``; None when all fail, each failure logged and added to ``failures``."""
-    for i, (label, stage) in enumerate(attempts):
-        more = f"; trying the next {next_one}" if i + 1 < len(attempts) else ""
-        log(f"{what}: downloading from {label}")
-        try:
-            staged = stage()
-            reason = problem(staged)
-            if reason is None:
-                return i, staged
-            remove_path(staged)
-            said = f"gave a bad file ({reason}), deleted it"
-        except SourceFailed as e:
-            reason, said = e, f"failed: {e}"
-        failures.append(f"{label}: {reason}")
-        log(f"{what}: {label} {said}{more}")
-    return None
-
-
-def http_download(url: str, part, *, expected_size: Optional[int] = None, progress: bool = True,
-                  desc: Optional[str] = None) -> Path:
+def http_download(url: str, part, *, expected_size: Optional[int] = None, progress: bool = True) -> Path:
     """Download ``url`` into ``part``, resuming it where the server honours Range; a dropped connection keeps it."""
     part = Path(part)
     part.parent.mkdir(parents=True, exist_ok=True)
@@ -62,7 +33,7 @@ def http_download(url: str, part, *, expected_size: Optional[int] = None, progre
     resp = _open(url, have)
     if resp is None:  # 416: our .part is at least as long as the file: start again
         part.unlink()
-        return http_download(url, part, expected_size=expected_size, progress=progress, desc=desc)
+        return http_download(url, part, expected_size=expected_size, progress=progress)
     with resp:
         mode, start = "wb", 0
         if getattr(resp, "status", 200) == 206:  # the server sends the rest
@@ -76,7 +47,7 @@ def http_download(url: str, part, *, expected_size: Optional[int] = None, progre
             log(f"  {url} ignores HTTP Range: restarting {part.name} from the beginning")
         length = resp.headers.get("Content-Length")
         total = start + int(length) if length is not None else expected_size
-        done = _copy(resp, part, mode, start, total, desc or part.name, progress)
+        done = _copy(resp, part, mode, start, total, progress)
     if length is not None and done != start + int(length):
         raise SourceFailed(f"connection dropped after {done} of {start + int(length)} bytes; "
                            f"{part} is kept and the next run resumes it")
@@ -85,7 +56,7 @@ def http_download(url: str, part, *, expected_size: Optional[int] = None, progre
 
 def _open(url: str, have: int):
     """The response to a GET of ``url`` from byte ``have``; None when the server answers 416 to that range."""
-    headers = {"User-Agent": USER_AGENT}
+    headers = {"User-Agent": "hrank-ssd-downloader"}
     if have:
         headers["Range"] = f"bytes={have}-"
     try:
@@ -99,11 +70,11 @@ def _open(url: str, have: int):
         raise SourceFailed(f"unreachable ({one_line(getattr(e, 'reason', e))})") from None
 
 
-def _copy(resp, part: Path, mode: str, start: int, total: Optional[int], desc: str, progress: bool) -> int:
+def _copy(resp, part: Path, mode: str, start: int, total: Optional[int], progress: bool) -> int:
     """Write the body of ``resp`` into ``part``; return the bytes ``part`` then holds."""
     done = start
     with open(part, mode) as f, tqdm(total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024,
-                                     desc=desc, disable=not progress, leave=False) as bar:
+                                     desc=part.name, disable=not progress, leave=False) as bar:
         try:
             for block in iter(lambda: resp.read(CHUNK), b""):
                 f.write(block)

@@ -81,33 +81,24 @@ def note_source(root: Path, name: str, path: Path, source: str, url: str, count_
     atomic_write_text(record, json.dumps(known, indent=1) + "\n")
 
 
-def html_problem(path) -> Optional[str]:
-    """Why ``path`` looks like an HTML page served instead of the file (Drive quota...), or None."""
-    with open(path, "rb") as f:
-        head = f.read(65536)
-    start = head.lstrip()[:64].lower()
-    if any(m in head for m in QUOTA_MARKERS):
-        return ("Google Drive served its 'quota exceeded / too many users have downloaded this file' page "
-                "instead of the file (the file's daily download quota is spent)")
-    if start.startswith(b"<!doctype html") or start.startswith(b"<html"):
-        return "the server sent an HTML page instead of the file (a login, virus-scan or error page)"
-    return None
-
-
 def _shape_problem(path: Path, art: dict) -> Optional[str]:
     """A folder artifact lacking a member, or a file that is empty, an HTML page or of the wrong size."""
     members = art.get("members")
     if members and not path.is_dir():
         return "not a folder"
     for m in members or [None]:
-        p = path / m if m else path
+        p, name = (path / m, f"{m}: ") if m else (path, "")
         if not p.is_file():
             return f"{m} is missing" if m else "not a file"
         if p.stat().st_size == 0:
             return f"{m} is empty" if m else "empty file"
-        bad = html_problem(p)
-        if bad:
-            return f"{m}: {bad}" if m else bad
+        with open(p, "rb") as f:
+            head = f.read(65536)
+        if any(q in head for q in QUOTA_MARKERS):
+            return (f"{name}Google Drive served its 'quota exceeded / too many users have downloaded this file' page "
+                    "instead of the file (the file's daily download quota is spent)")
+        if head.lstrip()[:64].lower().startswith((b"<!doctype html", b"<html")):
+            return f"{name}the server sent an HTML page instead of the file (a login, virus-scan or error page)"
     if not members and art.get("size") is not None and path.stat().st_size != art["size"]:
         return f"size {path.stat().st_size} bytes, expected {art['size']}"
     return None

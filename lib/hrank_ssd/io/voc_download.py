@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import shutil
 from pathlib import Path
@@ -10,9 +9,9 @@ from typing import List, Optional, Sequence, Tuple
 
 from hrank_ssd.errors import HRankError
 from hrank_ssd.io.archives import extract_archive
+from hrank_ssd.io.downloads import AllSourcesFailed, Fetcher
 from hrank_ssd.io.files import remove_path
 from hrank_ssd.io.manifest import as_manifest
-from hrank_ssd.io.transports import first_good, http_download, part_path
 from hrank_ssd.io.verify import file_problem, log, note_source
 
 VOC_SETS = {  # name: (year, tar, folder inside VOCdevkit it becomes); sources and md5 in the manifest (voc-<name>)
@@ -63,7 +62,7 @@ def download_voc(dest="data", sets: Sequence[str] = ("2007-trainval", "2007-test
         if found is not None and found.is_dir():
             _link_folder(found, devkit / folder)
         else:
-            tar_path = found or _mirrors(dest, name, art, mirrors, failures, progress)
+            tar_path = found or _mirrors(dest, name, art, mirrors, failures, progress, man)
             _extract_year(tar_path, year, dest / f".extract-{name}", devkit / folder, progress)
             if found is None and not keep_tars:
                 tar_path.unlink()
@@ -74,34 +73,23 @@ def download_voc(dest="data", sets: Sequence[str] = ("2007-trainval", "2007-test
     return devkit
 
 
-def _mirrors(dest: Path, name: str, art: dict, mirrors: Sequence[str], own: List[str], progress: bool):
+def _mirrors(dest: Path, name: str, art: dict, mirrors: Sequence[str], own: List[str], progress: bool, man) -> Path:
     """The tar of ``name`` in ``dest``: kept when verified, else from ``mirrors`` then the manifest's (a
     ``.part`` resumed); else one line: each mirror and why, ``own`` (why your copy did not do), what to do."""
     year, tar, folder = VOC_SETS[name]
-    path, what = dest / tar, f"VOC {name}"
-    if path.is_file():
-        reason = file_problem(path, art)
-        if reason is None:
-            log(f"{what}: {path} already present and verified, not downloading")
-            return path
-        log(f"{what}: existing {path} is not usable ({reason}); downloading a new copy")
     # a mirror without {tar} is a folder URL the tar's name is appended to
     urls = [m.format(year=year, tar=tar) if "{tar}" in m else m.rstrip("/") + "/" + tar for m in mirrors]
-    urls += [s["url"] for s in art["sources"] if s["type"] == "http"]
-    stages = [functools.partial(http_download, url, part_path(path), expected_size=art.get("size"),
-                                progress=progress, desc=tar) for url in urls]
-    failures = []
-    good = first_good(what, list(zip(urls, stages)), lambda p: file_problem(p, art), failures, "mirror")
-    if good is not None:
-        os.replace(good[1], path)
-        note_source(dest, tar, path, f"http {urls[good[0]]}", urls[good[0]])
-        return path
-    md5 = f" (md5 {art['md5']})" if art.get("md5") else ""
-    raise HRankError(f"could not download {what}: tried {'; '.join(failures) or 'no mirrors'}; "
-                     f"{''.join(f + '; ' for f in own)}bring your own copy: put {tar}{md5} or an extracted "
-                     f"VOCdevkit/{folder} in a folder and set {VOC_SOURCE_ENV}=that folder (on Colab a "
-                     "folder of your mounted Drive, e.g. /content/drive/MyDrive/VOC; download_voc.py "
-                     f"--voc_source), or put the tar at {path.resolve()}, or pass --mirror URL, then rerun")
+    sources = [{"type": "http", "url": u} for u in urls] + [s for s in art["sources"] if s["type"] == "http"]
+    try:
+        return Fetcher(man, dest, progress=progress).fetch({**art, "name": tar, "file": tar, "sources": sources})
+    except AllSourcesFailed as e:
+        md5 = f" (md5 {art['md5']})" if art.get("md5") else ""
+        raise HRankError(f"could not download VOC {name}: tried {'; '.join(e.failures)}; "
+                         f"{''.join(f + '; ' for f in own)}bring your own copy: put {tar}{md5} or an extracted "
+                         f"VOCdevkit/{folder} in a folder and set {VOC_SOURCE_ENV}=that folder (on Colab a "
+                         "folder of your mounted Drive, e.g. /content/drive/MyDrive/VOC; download_voc.py "
+                         f"--voc_source), or put the tar at {(dest / tar).resolve()}, or pass --mirror URL, then "
+                         "rerun") from None
 
 
 def _own_copy(own: Path, name: str, folder: str, art: dict) -> Tuple[Optional[Path], List[str]]:

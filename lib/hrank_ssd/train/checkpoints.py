@@ -27,10 +27,7 @@ def checkpoint_path(folder, epoch: int) -> Path:
 
 def list_checkpoints(folder) -> Dict[int, Path]:
     """``{epoch: path}`` of the ``model_best.pth-{epoch}.tar`` files in ``folder``, oldest first."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return {}
-    matches = ((CHECKPOINT_RE.match(p.name), p) for p in folder.iterdir())
+    matches = ((CHECKPOINT_RE.match(p.name), p) for p in Path(folder).glob("model_best.pth-*.tar"))
     return dict(sorted((int(m.group(1)), p) for m, p in matches if m))
 
 

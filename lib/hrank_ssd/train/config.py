@@ -9,7 +9,7 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch.utils.data import Dataset
@@ -83,16 +83,9 @@ class TrainConfig:
         return cls(**{k: v for k, v in vars(ns).items() if k in names})
 
 
-def as_config(config: Union[TrainConfig, dict]) -> TrainConfig:
-    """A private copy of ``config`` (a :class:`TrainConfig` or a dict of its fields), a lone dataset made a list;
-    a one-line :class:`HRankError` for a config no run can start from."""
-    if isinstance(config, TrainConfig):
-        cfg = dataclasses.replace(config)
-    elif isinstance(config, dict):
-        cfg = TrainConfig(**config)
-    else:
-        raise TypeError("train() takes a TrainConfig or a dict (convert an argparse.Namespace with "
-                        "TrainConfig.from_namespace)")
+def as_config(config: TrainConfig) -> TrainConfig:
+    """A checked private copy of ``config`` (a lone dataset made a list)."""
+    cfg = dataclasses.replace(config)
     if isinstance(cfg.datasets, (str, os.PathLike)):
         cfg.datasets = [cfg.datasets]
     if not cfg.datasets:
@@ -106,21 +99,19 @@ def as_config(config: Union[TrainConfig, dict]) -> TrainConfig:
         if getattr(cfg, name) is not None and getattr(cfg, name) <= 0:
             raise HRankError(f"--{name} must be positive, got {getattr(cfg, name)}")
     for flag, allowed in CHOICES.items():
-        value = getattr(cfg, flag)
-        if value not in allowed:
-            raise HRankError(f"unknown --{flag} {value!r}: use {', '.join(allowed[:-1])} or {allowed[-1]}")
-    parse_milestones(cfg.milestones)
+        if getattr(cfg, flag) not in allowed:
+            raise HRankError(f"unknown --{flag} {getattr(cfg, flag)!r}: use {', '.join(allowed[:-1])} or {allowed[-1]}")
+    milestones(cfg)
     return cfg
 
 
-def parse_milestones(text) -> List[int]:
-    """``"80,100"`` (or a list) -> ``[80, 100]``: the epochs where the multistep schedule multiplies by gamma."""
-    if isinstance(text, (list, tuple)):
-        return [int(m) for m in text]
+def milestones(cfg: TrainConfig) -> List[int]:
+    """``--milestones "80,100"`` -> ``[80, 100]``: the epochs where the multistep schedule multiplies by gamma."""
     try:
-        return [int(m) for m in str(text).split(",") if m.strip()]
+        return [int(m) for m in str(cfg.milestones).split(",") if m.strip()]
     except ValueError:
-        raise HRankError(f"--milestones {text!r} is not a comma-separated list of epochs, e.g. 80,100") from None
+        msg = f"--milestones {cfg.milestones!r} is not a comma-separated list of epochs, e.g. 80,100"
+        raise HRankError(msg) from None
 
 
 def learning_rate(cfg: TrainConfig, epoch: int) -> float:
@@ -128,7 +119,7 @@ def learning_rate(cfg: TrainConfig, epoch: int) -> float:
     if cfg.scheduler == "cosine":
         t_max = cfg.t_max or cfg.num_epochs
         return cfg.lr * (1 + math.cos(math.pi * min(epoch, t_max) / t_max)) / 2
-    return cfg.lr * cfg.gamma ** sum(epoch >= m for m in parse_milestones(cfg.milestones))  # multistep
+    return cfg.lr * cfg.gamma ** sum(epoch >= m for m in milestones(cfg))  # multistep
 
 
 def class_names(cfg: TrainConfig) -> List[str]:
@@ -177,9 +168,7 @@ def _detector_as_base_net(state: Dict[str, torch.Tensor], path, net: str, num_cl
 def load_teacher(cfg: TrainConfig, num_classes: int, student: SSD, device: torch.device) -> SSD:
     """The frozen ``--distill_from`` model (eval mode, no gradients); it must share the student's priors."""
     teacher = models.load_model(cfg.distill_from, net=cfg.net, num_classes=num_classes,
-                                image_size=student.image_size).to(device).eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
+                                image_size=student.image_size).to(device).eval().requires_grad_(False)
     if teacher.priors.shape != student.priors.shape:
         raise HRankError(f"--distill_from {cfg.distill_from} has another input size/prior layout "
                          "than the student: use the unpruned model the student came from")

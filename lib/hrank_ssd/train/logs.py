@@ -31,10 +31,8 @@ def write_logs(history: List[dict], folder) -> None:
 
 def plot_curves(log_csv, out_png) -> Path:
     """Loss curves (train/val, regression/classification) and mAP per epoch from ``log.csv``."""
-    plt = pyplot()  # Agg for a headless run; a notebook keeps its inline backend
-
     log = pd.read_csv(log_csv)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (ax1, ax2) = pyplot().subplots(1, 2, figsize=(10, 4))
     for col, style in LOSS_STYLES:
         if col in log and log[col].notna().any():
             ax1.plot(log["epoch"], log[col], style, marker="o", ms=3, label=col)
@@ -63,8 +61,8 @@ def epoch_summary(row: dict) -> str:
 class Hooks:
     """Test/notebook hooks; ``after_step(epoch, step, trainer_state)`` runs after each optimizer step."""
 
-    def after_step(self, epoch: int, step: int, state: dict) -> None:  # pragma: no cover - default no-op
-        pass
+    def after_step(self, epoch: int, step: int, state: dict) -> None:
+        """Nothing by default."""
 
 
 class LiveLossCurve(Hooks):
@@ -76,10 +74,10 @@ class LiveLossCurve(Hooks):
         self._handle = self._fig = None
 
     def after_step(self, epoch: int, step: int, state: dict) -> None:
-        self.points["step"].append(epoch * state.get("steps", step) + step)
+        self.points["step"].append(epoch * state["steps"] + step)
         for key in ("loss", "regression", "classification"):
-            self.points[key].append(float(state.get(key, float("nan"))))
-        if step % self.every == 0 or step == state.get("steps"):
+            self.points[key].append(float(state[key]))
+        if step % self.every == 0 or step == state["steps"]:
             self.draw()
 
     def draw(self) -> None:

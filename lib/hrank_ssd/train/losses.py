@@ -12,7 +12,6 @@ from torch import nn
 
 from hrank_ssd.data.voc import collate
 from hrank_ssd.devices import evaluating
-from hrank_ssd.errors import HRankError
 from hrank_ssd.measure.evaluation import score_results
 from hrank_ssd.nets.models import SSD
 from hrank_ssd.nets.predictor import Predictor
@@ -36,8 +35,8 @@ def hard_negative_mask(background_loss: torch.Tensor, labels: torch.Tensor, neg_
 
 
 class MultiBoxLoss(nn.Module):
-    """``loss(confidence (B, P, C), locations (B, P, 4), labels (B, P), gt_locations) -> (regression,
-    classification)``; :meth:`parts`' ``num_pos`` overrides the normaliser (DDP: global positives / world)."""
+    """``loss(confidence (B, P, C), locations (B, P, 4), labels (B, P), gt_locations) -> LossParts``; ``num_pos``
+    overrides the normaliser (DDP: global positives / world); ``distillation`` is zero without ``teacher_confidence``."""
 
     def __init__(self, neg_pos_ratio: float = 3.0, distill_T: float = 1.0):
         super().__init__()
@@ -45,14 +44,8 @@ class MultiBoxLoss(nn.Module):
         self.distill_T = distill_T
 
     def forward(self, confidence: torch.Tensor, locations: torch.Tensor, labels: torch.Tensor,
-                gt_locations: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        parts = self.parts(confidence, locations, labels, gt_locations)
-        return parts.regression, parts.classification
-
-    def parts(self, confidence: torch.Tensor, locations: torch.Tensor, labels: torch.Tensor,
-              gt_locations: torch.Tensor, teacher_confidence: Optional[torch.Tensor] = None,
-              num_pos: Optional[torch.Tensor | float] = None) -> LossParts:
-        """All terms; ``distillation`` is zero without ``teacher_confidence``."""
+                gt_locations: torch.Tensor, teacher_confidence: Optional[torch.Tensor] = None,
+                num_pos: Optional[torch.Tensor | float] = None) -> LossParts:
         # autocast's float16/bfloat16 outputs in float32; float32 and float64 stay as they are
         confidence, locations = (t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
                                  for t in (confidence, locations))
@@ -93,7 +86,7 @@ class _LossSums:
         self.criterion, self.reg, self.cls, self.num_pos = MultiBoxLoss(), 0.0, 0.0, 0
 
     def add(self, conf, loc, labels, locations) -> None:
-        parts = self.criterion.parts(conf, loc, labels, locations, num_pos=1.0)
+        parts = self.criterion(conf, loc, labels, locations, num_pos=1.0)
         self.reg += float(parts.regression)
         self.cls += float(parts.classification)
         self.num_pos += int((labels > 0).sum())
@@ -123,10 +116,7 @@ def validation_loss(model: SSD, dataset, batch_size: int = 32, device="cpu", amp
 @torch.no_grad()
 def validation_loss_and_map(model: SSD, val_set, eval_set, eval_dir, device="cpu",
                             class_names=None) -> Tuple[Dict[str, float], pd.DataFrame]:
-    """:func:`validation_loss` and ``evaluate_model``'s table from one forward per image of the same images."""
-    if len(val_set) != len(eval_set):
-        raise HRankError(f"{len(val_set)} validation items for {len(eval_set)} evaluation images: "
-                         "build both from the same folder and split")
+    """:func:`validation_loss` and ``evaluate_model``'s table from one forward per image (``make_datasets``' sets)."""
     device = torch.device(device)
     predictor = Predictor(model, device)
     sums, results = _LossSums(), []

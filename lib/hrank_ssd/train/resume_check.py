@@ -11,7 +11,7 @@ from typing import Tuple
 
 import pandas as pd
 
-from hrank_ssd.train.config import TrainConfig, as_config
+from hrank_ssd.train.config import TrainConfig
 from hrank_ssd.train.trainer import Hooks, train
 
 
@@ -44,11 +44,10 @@ def steps_per_epoch(cfg: TrainConfig, images: int) -> int:
 def stopped_and_resumed(cfg: TrainConfig, folder, stop_epoch: int, stop_step: int) -> pd.DataFrame:
     """Losses per step of ``cfg`` trained straight and stopped at (``stop_epoch``, ``stop_step``) then resumed."""
     losses = {"straight": StepLosses(), "stopped": StepLosses((stop_epoch, stop_step)), "resumed": StepLosses()}
-    runs = {}
-    for name in ("straight", "stopped"):
-        shutil.rmtree(Path(folder) / name, ignore_errors=True)
-        runs[name] = as_config(dataclasses.replace(cfg, checkpoint_folder=str(Path(folder) / name), resume=None,
-                                                   checkpoint_every_steps=1))
+    runs = {name: dataclasses.replace(cfg, checkpoint_folder=str(Path(folder) / name), resume=None,
+                                      checkpoint_every_steps=1) for name in ("straight", "stopped")}
+    for run in runs.values():
+        shutil.rmtree(run.checkpoint_folder, ignore_errors=True)
     straight = train(runs["straight"], losses["straight"]).model
     try:
         train(runs["stopped"], losses["stopped"])

@@ -107,23 +107,19 @@ class TrainerSetup:
         cfg.image_size = model.image_size
         self.teacher = config.load_teacher(cfg, num_classes, model, self.device) if cfg.distill_from else None
         if cfg.freeze_base_net:
-            for p in self.model.base_net.parameters():
-                p.requires_grad_(False)
+            self.model.base_net.requires_grad_(False)
 
     def _setup_optimizer(self) -> None:
         cfg = self.cfg
         self.amp = bool(cfg.amp) and self.device.type == "cuda"
         if cfg.amp and not self.amp:
             warnings.warn("--amp needs a CUDA device; training in float32 on CPU", stacklevel=2)
+        self.net = self.model
         if self.world > 1:
             self.model, self.net = distributed.wrap_for_ddp(self.model, self.device)
-        else:
-            self.net = self.model
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        if cfg.optimizer == "adam":
-            self.optimizer = torch.optim.Adam(self.params, lr=cfg.lr)
-        else:
-            self.optimizer = torch.optim.SGD(self.params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        self.optimizer = (torch.optim.Adam(self.params, lr=cfg.lr) if cfg.optimizer == "adam" else
+                          torch.optim.SGD(self.params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay))
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.criterion = MultiBoxLoss(3.0, cfg.distill_T)
 
@@ -171,10 +167,10 @@ class TrainerSetup:
             raise self.nan_error(f"non-finite weights ({bad[0]})", epoch, step if step is not None else "end")
         path = checkpoints.checkpoint_path(self.folder, epoch)
         if self.main:
-            meta = {"net": self.cfg.net, "num_classes": self.model.num_classes, "image_size": self.model.image_size,
-                    "compress_rate": self.rates, "criterion": self.cfg.criterion if self.kept else None,
-                    "kept_indices": self.kept, "epoch": epoch, "step": step}
             state = self.checkpoint_state(epoch, step)
+            meta = {k: state[k] for k in ("net", "num_classes", "image_size", "compress_rate")}
+            meta.update(criterion=self.cfg.criterion if self.kept else None, kept_indices=self.kept, epoch=epoch,
+                        step=step)
             checkpoints.write_checkpoint(self.folder, epoch, state, meta, keep={self.best_epoch})
         self.last_path = path
         return path

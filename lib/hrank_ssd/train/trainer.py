@@ -7,7 +7,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Union
+from typing import List, Optional
 
 import torch
 from torch import nn
@@ -36,8 +36,8 @@ class TrainResult:
     final_model: Optional[Path]
 
 
-def train(config: Union[TrainConfig, dict], hooks: Optional[Hooks] = None) -> TrainResult:
-    """Run (or resume) a training job described by ``config`` (a :class:`TrainConfig` or a dict of its fields)."""
+def train(config: TrainConfig, hooks: Optional[Hooks] = None) -> TrainResult:
+    """Run (or resume) the training job ``config`` describes."""
     cfg = as_config(config)
     with distributed.process_group(cfg.device) as (rank, world):
         return _Trainer(cfg, rank, world, hooks or Hooks()).run()
@@ -61,10 +61,9 @@ class _Trainer(TrainerSetup):
         num_pos = (labels > 0).sum()
         if self.world > 1:  # the global positives / world: DDP's gradient average is then the whole batch's
             num_pos = distributed.mean_over_processes(num_pos.float(), self.world)
-        parts = self.criterion.parts(conf, loc, labels, locations, teacher_conf, num_pos=num_pos)
+        parts = self.criterion(conf, loc, labels, locations, teacher_conf, num_pos=num_pos)
         loss = parts.regression + parts.classification + self.cfg.distill_alpha * parts.distillation
-        stats = torch.stack([loss.detach(), parts.regression.detach(), parts.classification.detach(),
-                             parts.distillation.detach()]).float()
+        stats = torch.stack([loss, *parts]).detach().float()
         distributed.mean_over_processes(stats, self.world)
         if not torch.isfinite(stats[0]):
             raise self.nan_error(float(stats[0]), epoch, step)
@@ -151,17 +150,16 @@ class _Trainer(TrainerSetup):
             self.log(epoch_summary(row))
         return row
 
-    def save_final(self, last_val: float) -> Optional[Path]:
+    def save_final(self) -> Optional[Path]:
         """``{net}-Epoch-{epoch}-Loss-{val_loss}.pth`` (+ sidecar with the pruning it carries), from process 0."""
         if not self.history:
             self.log("nothing to do: the checkpoint already covers --num_epochs")
             return None
         last = self.history[-1]
-        final = self.folder / f"{self.cfg.net}-Epoch-{last['epoch']}-Loss-{last.get('val_loss', last_val):.4f}.pth"
-        extra = {}
-        if self.rates is not None:
-            extra = {"compress_rate": list(self.rates), "criterion": self.cfg.criterion, "kept_indices": self.kept}
-        save_model(self.model, final, **extra)
+        final = self.folder / f"{self.cfg.net}-Epoch-{last['epoch']}-Loss-{last['val_loss']:.4f}.pth"
+        pruning = {} if self.rates is None else {"compress_rate": list(self.rates), "criterion": self.cfg.criterion,
+                                                 "kept_indices": self.kept}
+        save_model(self.model, final, **pruning)
         self.log(f"saved {final}")
         return final
 
@@ -170,10 +168,9 @@ class _Trainer(TrainerSetup):
         self.setup()
         if self.main:
             self.folder.mkdir(parents=True, exist_ok=True)
-        last_val = math.nan
         for epoch in range(self.start_epoch, self.cfg.num_epochs):
-            last_val = self.run_epoch(epoch).get("val_loss", last_val)
+            self.run_epoch(epoch)
         self.model.to(memory_format=torch.contiguous_format)
-        final = self.save_final(last_val) if self.main else None
+        final = self.save_final() if self.main else None
         best = checkpoint_path(self.folder, self.best_epoch) if self.best_epoch is not None else None
         return TrainResult(self.model, self.history, self.last_path, best, final)
