@@ -390,7 +390,7 @@ def test_random_data_has_ties_difficult_and_duplicates(tmp_path):
     ignored = fp = tp = 0
     for c, name in enumerate(CLASSES[1:], 1):
         i, s, b = ev.read_detection_file(tmp_path / f"det_test_{name}.txt")
-        t, f = ev.match_detections(i, s, b, gt.get(c, {}), diff.get(c, {}))
+        _, t, f, _ = ev.match_ranked(i, s, b, gt.get(c, {}), diff.get(c, {}))
         ignored += int(((t == 0) & (f == 0)).sum())
         tp, fp = tp + int(t.sum()), fp + int(f.sum())
         assert len(set(s.tolist())) < len(s)  # ties
@@ -756,4 +756,4 @@ def test_match_ranked_says_which_object_each_hit_matched(tmp_path):
     assert np.isnan(precision[0]) and precision[1:].tolist() == [1.0, 0.5, 2 / 3, 0.5]
     assert recall.tolist() == [0.0, 0.5, 0.5, 1.0, 1.0]
     assert np.isnan(ev.precision_recall(tp, fp, 0)[1]).all()  # no objects: no recall
-    assert [a.tolist() for a in ev.match_detections(*read[1], gt[1], diff[1])] == [tp.tolist(), fp.tolist()]
+    assert [a.tolist() for a in ev.match_ranked(*read[1], gt[1], diff[1])[1:3]] == [tp.tolist(), fp.tolist()]

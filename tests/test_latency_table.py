@@ -145,8 +145,6 @@ def test_grid_counts_by_hand():
         assert {p, p // 16 * 16, -(-p // 16) * 16} <= set(counts) | {0}
     assert grid_counts(8, points=3, block=16) == [1, 4, 8]  # a block past the layer adds nothing
     assert grid_counts(64, points=1, block=8) == [64]
-    with pytest.raises(HRankError):
-        grid_counts(0)
 
 
 def test_hardware_block(monkeypatch):
@@ -381,8 +379,6 @@ def test_another_machines_table_is_refused_unless_asked(tmp_path):
     with pytest.raises(HRankError, match="threads"):
         LatencyTable.load(threads)
     assert LatencyTable.load(threads, threads=torch.get_num_threads() + 1).threads == torch.get_num_threads() + 1
-    with pytest.raises(HRankError, match="layout"):
-        LatencyTable.load(_handmade().save(tmp_path / "nchw.json"), layout="channels_last")
 
 
 @pytest.mark.parametrize("text", ["{not json", "[]", '{"format": "something else", "version": 1}', "",

@@ -30,8 +30,6 @@ from hrank_ssd.nets.models import layer_names, producer_key
 from hrank_ssd.nets.registry import get_net
 from hrank_ssd.nets.ssd import SSD
 
-GRID_POINTS, MAC_BLOCK = 8, 8  # a MAC budget's grid: grid_counts(channels, GRID_POINTS, MAC_BLOCK)
-
 
 def map_sizes(model: SSD, table=None) -> List[int]:
     """``min(out_h, out_w)`` of each prunable layer's maps (``table``: its :func:`count_exact`, if known)."""
@@ -43,9 +41,6 @@ def map_sizes(model: SSD, table=None) -> List[int]:
 def mac_costs(model: SSD, counts: Sequence[Sequence[int]], table=None) -> ChainCosts:
     """Exact MACs of ``model`` at the kept counts ``counts[i]`` as chain costs (pairwise, unary or constant)."""
     grids = [np.asarray(c, dtype=np.int64) for c in counts]
-    if len(grids) != model.plan.num_prunable or any(g.size == 0 or g.min() < 1 or g.max() > c
-                                                    for g, c in zip(grids, model.plan.prunable)):
-        raise HRankError(f"give one grid of counts in [1, filters] per prunable layer of {model.cfg.name}")
     rules = get_net(model.cfg.name).slice_rules()
     unary = [np.zeros(g.size, dtype=np.int64) for g in grids]
     pairwise = [None] + [np.zeros((a.size, b.size), dtype=np.int64) for a, b in zip(grids, grids[1:])]
@@ -96,7 +91,7 @@ class BudgetWidths:
 
 
 class _Problem(NamedTuple):
-    """A budget's knapsack before the budget: the grid, the gains on it, its cost and its exact MACs."""
+    """A budget's knapsack: the grid, the gains on it, its cost and its exact MACs."""
 
     counts: List[List[int]]
     gains: List[np.ndarray]
@@ -140,7 +135,7 @@ class _Problem(NamedTuple):
 def widths_for_mac_budget(model: SSD, budget: Budget, rank_dir, steps: int = STEPS,
                           min_keep: float = 0.0) -> BudgetWidths:
     """Widths whose exact MACs fit ``budget`` (a fraction of ``model``'s), each keeping ``min_keep`` or more."""
-    grids = [grid_counts(c, GRID_POINTS, MAC_BLOCK) for c in model.plan.prunable]
+    grids = [grid_counts(c) for c in model.plan.prunable]  # the table's grid at its default points and block
     problem = _Problem.of(model, grids, rank_dir, min_keep)
     full = flops.macs(model)
     choice = problem.choose(budget.of(full), steps, " MACs")
@@ -174,9 +169,6 @@ def fastest_widths_at_mac_cap(model: SSD, table: LatencyTable, mac_cap: float, r
                               steps: int = STEPS, min_keep: float = 0.0, keep: float = KEEP_IMPORTANCE) -> BudgetWidths:
     """The smallest latency budget (bisected to ``tol`` of ``full_ms``) whose widths within ``mac_cap`` keep
     ``keep`` of the importance the cap allows at the unpruned latency."""
-    if not 0 < tol < 1 or not 0 < keep <= 1:
-        raise HRankError(f"tol {tol:g} and keep {keep:g} must lie in (0, 1]: keep is the share of the cap's most "
-                         "importance to keep")
     problem = _latency_problem(model, table, rank_dir, min_keep)
 
     def attempt(budget_ms: float) -> Optional[BudgetChoice]:

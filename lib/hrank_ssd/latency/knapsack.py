@@ -57,31 +57,21 @@ class BudgetChoice:
 
 def normalised_ranks(ranks: Sequence[np.ndarray], max_rank: Sequence[float]) -> List[np.ndarray]:
     """Each layer's ranks over the largest rank its maps can have (``min(H, W)``): a fraction of full rank."""
-    if len(ranks) != len(max_rank):
-        raise HRankError(f"{len(ranks)} rank arrays but {len(max_rank)} map sizes: one per prunable layer")
     return [np.asarray(r, dtype=np.float64) / float(m) for r, m in zip(ranks, max_rank)]
 
 
 def kept_importance(scores: np.ndarray, counts: Sequence[int]) -> np.ndarray:
     """Importance of keeping each count of filters: the sum of that many of the largest ``scores``."""
-    if min(counts) < 1 or max(counts) > len(scores):
-        raise HRankError(f"kept counts must lie in [1, {len(scores)}], got {list(counts)}")
     return np.concatenate([[0.0], np.cumsum(np.sort(np.asarray(scores, dtype=np.float64))[::-1])])[list(counts)]
 
 
 def layer_terms(unary, pairwise) -> List[np.ndarray]:
     """Per layer, the (previous grid, grid) cost of its terms: unary broadcast plus pairwise (layer 0: 1 row)."""
-    terms = []
-    for i, u in enumerate(unary):
-        u = np.asarray(u, dtype=np.float64)
-        if i == 0 or pairwise[i] is None:
-            terms.append(u[None, :] if i == 0 else np.broadcast_to(u, (len(unary[i - 1]), len(u))).copy())
-            continue
-        pw = np.asarray(pairwise[i], dtype=np.float64)
-        if pw.shape != (len(unary[i - 1]), len(u)):
-            raise HRankError(f"pairwise costs of layer {i} have shape {pw.shape}, expected "
-                             f"{(len(unary[i - 1]), len(u))} (previous grid, this grid)")
-        terms.append(u[None, :] + pw)
+    terms = [np.asarray(unary[0], dtype=np.float64)[None, :]]
+    for i in range(1, len(unary)):
+        shape = (len(unary[i - 1]), len(unary[i]))
+        pw = 0.0 if pairwise[i] is None else np.asarray(pairwise[i], dtype=np.float64)
+        terms.append(np.broadcast_to(np.asarray(unary[i], dtype=np.float64) + pw, shape).copy())
     return terms
 
 
@@ -96,7 +86,7 @@ class Rounded(NamedTuple):
 def round_costs(unary, pairwise, budget: float, steps: int = STEPS, rest: float = 0.0) -> Rounded:
     """Costs rounded up to ``steps`` steps of the budget: a choice that fits ``capacity`` fits the budget."""
     if steps < 1:
-        raise HRankError(f"the budget needs at least 1 step, got {steps}")
+        raise HRankError(f"--budget_steps must be at least 1, got {steps}")
     terms = layer_terms(unary, pairwise)
     mins = [float(t.min()) for t in terms]
     floor = float(rest) + math.fsum(mins)
@@ -150,11 +140,6 @@ def _backtrack(best: np.ndarray, parents, units) -> List[int]:
 
 def _chooser(counts, gains, unary, pairwise, budget: float, steps: int, rest: float, unit: str):
     """A budget's chain, checked and rounded once: ``choose(penalty)`` runs the DP for any price of a second cost."""
-    if not (len(counts) == len(gains) == len(unary) == len(pairwise)) or not counts:
-        raise HRankError("counts, gains, unary and pairwise costs need one entry per prunable layer")
-    for i, (c, g, u) in enumerate(zip(counts, gains, unary)):
-        if not (len(c) == len(g) == len(u)) or list(c) != sorted(c):
-            raise HRankError(f"layer {i}: the count grid must be ascending, with one gain and one cost per count")
     terms, gains = layer_terms(unary, pairwise), [np.asarray(g, dtype=np.float64) for g in gains]
     cheapest = min_cost(terms, rest)
     if cheapest > budget:

@@ -9,7 +9,7 @@ import statistics
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -117,8 +117,10 @@ class _Stamps:
         return self._ms(start, end), segments
 
 
-class _Setup(NamedTuple):
-    """How chunks are timed: device, input, forwards per model, each unit's unpruned (in, out), the reference."""
+@dataclass
+class Timings:
+    """How chunks are timed (device, input, forwards per model, each unit's unpruned (in, out), the drift
+    reference) and what they measured, each sample with its chunk's number."""
 
     device: torch.device
     x: torch.Tensor
@@ -126,13 +128,7 @@ class _Setup(NamedTuple):
     runs: int
     rules: Mapping
     full: List[Tuple[int, int]]
-    reference: Optional[nn.Module]
-
-
-@dataclass
-class Timings:
-    """What the chunks measured, each sample with its chunk's number."""
-
+    reference_model: Optional[nn.Module]
     cells: Dict[tuple, List[Tuple[int, float]]] = field(default_factory=lambda: defaultdict(list))
     rest: List[Tuple[int, float]] = field(default_factory=list)  # each design forward before its first stamp
     checks: Dict[str, List[float]] = field(default_factory=lambda: defaultdict(list))
@@ -154,30 +150,31 @@ class Timings:
         """The samples, each divided by its chunk's factor."""
         return [ms / self.factors()[c] for c, ms in samples]
 
-    def time_chunk(self, chunk: Sequence[Tuple[List[int], Optional[str], SSD]], setup: _Setup) -> None:
+    def time_chunk(self, chunk: Sequence[Tuple[List[int], Optional[str], SSD]]) -> None:
         """Time a chunk's models (and the reference) interleaved; keep segments by cell, rests and checks."""
         c, records = self.chunks, defaultdict(list)
         self.chunks += 1
-        fns = {} if setup.reference is None else {"reference": lambda: setup.reference(setup.x)}
-        clocks = [_Stamps(find_units(model, setup.rules), setup.device) for _, _, model in chunk]
+        ref = self.reference_model
+        fns = {} if ref is None else {"reference": lambda: ref(self.x)}
+        clocks = [_Stamps(find_units(model, self.rules), self.device) for _, _, model in chunk]
         for j, ((_, _, model), clock) in enumerate(zip(chunk, clocks)):
-            fns[j] = lambda m=model, k=clock, j=j: records[j].append(k.forward(m, setup.x))
+            fns[j] = lambda m=model, k=clock, j=j: records[j].append(k.forward(m, self.x))
         try:
-            times = timings_interleaved(fns, setup.warmup, setup.runs, setup.device)
+            times = timings_interleaved(fns, self.warmup, self.runs, self.device)
         finally:
             for h in (h for clock in clocks for h in clock.handles):
                 h.remove()
-        if setup.reference is not None:
+        if ref is not None:
             self.reference[c] = times["reference"]["median_ms"]
         for (widths, name, _), clock, runs in zip(chunk, clocks, records.values()):
-            for total, segments in runs[setup.warmup:]:
+            for total, segments in runs[self.warmup:]:
                 if name is not None:
                     self.checks[name].append(total)
                     continue
                 self.rest.append((c, total - math.fsum(segments.values())))
                 for k, ms in segments.items():
                     unit = clock.units[k]
-                    self.cells[(unit.names[0], *unit.cell(widths, setup.full[k]))].append((c, ms))
+                    self.cells[(unit.names[0], *unit.cell(widths, self.full[k]))].append((c, ms))
 
 
 def _chunks(design: Sequence[Tuple[List[int], Optional[str]]], base: SSD, device, fmt):
@@ -243,15 +240,15 @@ def measure_latency_table(net: str, device="cpu", threads: Optional[int] = None,
     design = [(w, None) for w in design_widths(counts)] + [(w, n) for n, w in checks.items()] * check_copies
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     x = torch.randn(batch_size, 3, image_size, image_size, device=device).contiguous(memory_format=fmt)
-    setup = _Setup(device, x, warmup, runs, spec.slice_rules(), [u.full_counts() for u in units],
-                   base.to(device=device, memory_format=fmt) if drift_reference else None)
-    timings, start = Timings(), time.perf_counter()
+    timings = Timings(device, x, warmup, runs, spec.slice_rules(), [u.full_counts() for u in units],
+                      base.to(device=device, memory_format=fmt) if drift_reference else None)
+    start = time.perf_counter()
     with num_threads(threads) as used_threads, torch.inference_mode():
         bar = tqdm(total=len(design) * rounds, desc=f"latency-table {net}", unit="model", disable=not progress)
         for r in range(rounds):  # each round in its own order: a cell's samples come from `rounds` moments
             order = random.Random(r).sample(design, len(design))
             for chunk in _chunks(order, base, device, fmt):
-                timings.time_chunk(chunk, setup)
+                timings.time_chunk(chunk)
                 bar.update(len(chunk))
         bar.close()
     records, rest_ms = _unit_times(units, counts, timings), statistics.median(timings.steady(timings.rest))

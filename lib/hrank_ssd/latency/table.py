@@ -44,8 +44,6 @@ def hardware_block(device="cpu") -> int:
 
 def grid_counts(channels: int, points: int = 8, block: int = 8, exact: Sequence[int] = ()) -> List[int]:
     """Sorted counts: ``points`` from 10% to 100% of ``channels``, the ``block`` multiples around each, ``exact``."""
-    if channels < 1 or points < 1 or block < 1:
-        raise HRankError(f"grid_counts needs channels, points and block >= 1, got {channels}, {points}, {block}")
     counts = {channels, *(int(c) for c in exact)}
     for f in [1.0] if points == 1 else [0.1 + 0.9 * j / (points - 1) for j in range(points)]:
         p = max(1, int(round(f * channels)))
@@ -208,8 +206,7 @@ class LatencyTable:
         return cls(**{**known(cls, data), "units": [UnitTimes(**known(UnitTimes, u)) for u in data["units"]]})
 
     @classmethod
-    def load(cls, path, expect_machine: bool = True, threads: Optional[int] = None,
-             layout: Optional[str] = None) -> LatencyTable:
+    def load(cls, path, expect_machine: bool = True, threads: Optional[int] = None) -> LatencyTable:
         """Read a table; one measured elsewhere is an :class:`HRankError` (a warning with ``expect_machine=False``)."""
         path, how = Path(path), f"`python -m hrank_ssd latency-table --net NET --out {path}`"
         try:
@@ -225,8 +222,6 @@ class LatencyTable:
                  if table.machine.get(k) != v]
         if torch.device(table.device).type == "cpu" and threads != table.threads:
             diffs.append(f"{table.threads} threads in the table, {threads} here")
-        if layout is not None and layout != table.layout:
-            diffs.append(f"layout {table.layout} in the table, {layout} here")
         if diffs:
             text = (f"latency table {path} was measured elsewhere ({'; '.join(diffs)}): re-measure here with "
                     f"`python -m hrank_ssd latency-table --net {table.net} --device "

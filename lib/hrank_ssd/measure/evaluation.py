@@ -162,13 +162,6 @@ def match_ranked(image_ids: Sequence[str], scores, boxes, gt_boxes: Dict[str, np
     return order, tp, fp, gt
 
 
-def match_detections(image_ids: Sequence[str], scores, boxes, gt_boxes: Dict[str, np.ndarray],
-                     difficult: Dict[str, np.ndarray], iou_threshold: float = 0.5):
-    """Rank detections by score; ``(tp, fp)`` float arrays in ranked order (both 0: matched a difficult gt)."""
-    _, tp, fp, _ = match_ranked(image_ids, scores, boxes, gt_boxes, difficult, iou_threshold)
-    return tp, fp
-
-
 def precision_recall(tp, fp, npos: int) -> Tuple[np.ndarray, np.ndarray]:
     """Cumulative precision (NaN before anything counts) and recall (NaN without ground truth) of ranked flags."""
     ctp, cfp = np.cumsum(tp), np.cumsum(fp)
@@ -183,7 +176,7 @@ def evaluate_class(npos: int, gt_boxes: Dict[str, np.ndarray], difficult: Dict[s
     if isinstance(detections, (str, Path)):
         detections = read_detection_file(detections)
     image_ids, scores, boxes = detections
-    tp, fp = match_detections(image_ids, scores, boxes, gt_boxes, difficult, iou_threshold)
+    _, tp, fp, _ = match_ranked(image_ids, scores, boxes, gt_boxes, difficult, iou_threshold)
     precision, recall = precision_recall(tp, fp, npos)
     n_tp, n_fp = int(tp.sum()), int(fp.sum())
     final_precision = n_tp / (n_tp + n_fp) if n_tp + n_fp else math.nan

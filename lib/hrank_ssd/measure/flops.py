@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from hrank_ssd.nets.models import THOP_KEYS, build_model
+from hrank_ssd.nets.models import build_model
 from hrank_ssd.nets.registry import get_net, net_names
 from hrank_ssd.nets.ssd import ChannelPlan
 
@@ -26,16 +26,6 @@ def conv_macs(in_c: int, out_c: int, k, out_h: int, out_w: int, groups: int = 1)
     """MACs of one Conv2d: ``out_h * out_w * out_c * (in_c / groups) * kh * kw`` (``k`` an int or (kh, kw))."""
     kh, kw = (k, k) if isinstance(k, int) else tuple(k)
     return int(out_h) * int(out_w) * int(out_c) * (int(in_c) // int(groups)) * int(kh) * int(kw)
-
-
-def strip_thop_buffers(model: nn.Module) -> nn.Module:
-    """Remove thop's ``total_ops`` / ``total_params`` buffers or attributes from every module, in place."""
-    for m in model.modules():
-        for key in THOP_KEYS:
-            m._buffers.pop(key, None)
-            m._non_persistent_buffers_set.discard(key)
-            m.__dict__.pop(key, None)
-    return model
 
 
 def build_for_counting(net: str, num_classes: int, compress_rate: Optional[Sequence[float]] = None,
@@ -73,11 +63,10 @@ def run_hooked(model: nn.Module, size: int, install):
 
 
 def dummy_input(model: nn.Module, size: int) -> torch.Tensor:
-    """One zero image; its channels are those of the model's first conv (3 for the detectors)."""
-    p = next(model.parameters(), None)
-    first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
-    return torch.zeros(1, first.in_channels if first is not None else 3, size, size, device=p.device if p is not None else "cpu",
-                       dtype=p.dtype if p is not None and p.is_floating_point() else torch.float32)
+    """One zero image on the model's device and dtype, with its first conv's input channels."""
+    p = next(model.parameters())
+    first = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    return torch.zeros(1, first.in_channels, size, size, device=p.device, dtype=p.dtype)
 
 
 def _part(name: str) -> str:
@@ -174,22 +163,14 @@ def _flatten(tree: dict, prefix: str = "") -> Dict[str, float]:
 
 
 def compare_with_thop(model: nn.Module, image_size: Optional[int] = None) -> pd.DataFrame:
-    """:func:`count_exact` with thop's per-layer ``thop_ops`` beside it; ``attrs``: ``thop_total``, ``thop_params``."""
+    """:func:`count_exact` with thop's per-layer ``thop_ops`` beside it; ``attrs``: ``thop_total``, ``thop_params``.
+    thop profiles a copy: its counters never reach ``model``."""
     import thop
 
     df = count_exact(model, image_size)
-
-    def run(work):
-        try:
-            return thop.profile(work, inputs=(dummy_input(work, df.attrs["image_size"]),), verbose=False,
-                                ret_layer_info=True)
-        finally:
-            strip_thop_buffers(work)
-
-    try:
-        macs, params, tree = _on_copy(model, run)
-    finally:
-        strip_thop_buffers(model)  # never leave counters on the caller's model, whatever thop version runs
+    size = df.attrs["image_size"]
+    macs, params, tree = _on_copy(model, lambda work: thop.profile(work, inputs=(dummy_input(work, size),),
+                                                                   verbose=False, ret_layer_info=True))
     per_layer = _flatten(tree)
     df["thop_ops"] = [int(round(per_layer[n])) if n in per_layer else pd.NA for n in df["name"]]
     df["elements"] = df["out_channels"] * df["out_h"] * df["out_w"]

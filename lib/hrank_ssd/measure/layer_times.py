@@ -16,9 +16,9 @@ from hrank_ssd.measure.bench import num_threads, timings_interleaved, unwrap
 from hrank_ssd.measure.flops import count_exact
 from hrank_ssd.nets.compress import PRUNED_RATE, layer_rates
 from hrank_ssd.nets.registry import get_net
-from hrank_ssd.progress import tqdm
 
 WRAPPER_PREFIX = re.compile(r"^((model|_orig_mod)\.)+")  # bench.Wrapped's wrappers, torch.compile
+TIMED = (nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.ReLU)
 
 
 def _hook_layers(models: Mapping[str, nn.Module], kinds, times, shapes) -> tuple:
@@ -43,23 +43,19 @@ def _hook_layers(models: Mapping[str, nn.Module], kinds, times, shapes) -> tuple
 
 
 def layer_times(models: Mapping[str, nn.Module], runs: int = 10, warmup: int = 2, threads: Optional[int] = None,
-                image_size: Optional[int] = None, kinds=(nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.ReLU),
                 progress: bool = False) -> pd.DataFrame:
     """Median ms (``<model>_ms``) and ``<model>_shape`` of every Conv2d/BatchNorm/pool/ReLU call, matched by name."""
     times: Dict[str, Dict[str, List[float]]] = {n: {} for n in models}
     shapes: Dict[str, Dict[str, str]] = {n: {} for n in models}
-    types, handles = _hook_layers(models, kinds, times, shapes)
+    types, handles = _hook_layers(models, TIMED, times, shapes)
     try:
         with num_threads(threads), torch.inference_mode():
-            xs = {n: torch.randn(1, 3, image_size or m.image_size, image_size or m.image_size)
-                  for n, m in models.items()}
+            xs = {n: torch.randn(1, 3, m.image_size, m.image_size) for n, m in models.items()}
             fns = {n: (lambda m=m, x=xs[n]: m(x)) for n, m in models.items()}
             timings_interleaved(fns, warmup, 1)  # warm up
             for n in times:
                 times[n].clear()
-            for _ in tqdm(range(runs), desc="layer times", unit="round", disable=not progress):
-                for fn in fns.values():
-                    fn()
+            timings_interleaved(fns, 0, runs, progress=progress, desc="layer times")
     finally:
         for h in handles:
             h.remove()
