@@ -231,9 +231,9 @@ def sensitivity_scan(layers, rates, prune_one, evaluate):
 
 
 # %% tags=["check"]
-from hrank_ssd.course import pruning_checks
+from hrank_ssd.course import student
 
-pruning_checks.check_sensitivity_scan(sensitivity_scan);
+student.check_sensitivity_scan(sensitivity_scan);
 
 # %%
 sens = course.scan_sensitivity(sensitivity_scan)  # writes results/sensitivity.csv
@@ -335,9 +335,9 @@ def prune_pair(conv, bn, next_conv, keep):
 
 
 # %% tags=["check"]
-from hrank_ssd.course import pruning_checks
+from hrank_ssd.course import student
 
-pruning_checks.check_prune_pair(prune_pair);
+student.check_prune_pair(prune_pair);
 
 # %% [markdown]
 # Now prune the trained VGG16-SSD at your rate with **your** functions: `top_filters` chooses every layer's filters

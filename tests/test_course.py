@@ -66,7 +66,7 @@ def test_street_clip_comes_from_the_manifest_on_full_and_falls_back(tmp_path, mo
     import hashlib
     import json
 
-    from hrank_ssd.course import measures as course_mod
+    from hrank_ssd.course import measures
     from hrank_ssd.course.steps import Course
 
     clip = tmp_path / "served" / "vtest.mp4"
@@ -78,14 +78,14 @@ def test_street_clip_comes_from_the_manifest_on_full_and_falls_back(tmp_path, mo
         "sha256": hashlib.sha256(clip.read_bytes()).hexdigest(),
         "sources": [{"type": "http", "url": clip.as_uri()}]}]}))
     monkeypatch.setenv("HRANK_SSD_MANIFEST", str(manifest))
-    monkeypatch.setattr(course_mod, "SHARED_VIDEO", ("no", "such", "clip.mp4"))
+    monkeypatch.setattr(measures, "SHARED_VIDEO", ("no", "such", "clip.mp4"))
     full = Course("full", tmp_path / "run", tmp_path / "work", progress=False)
-    got, source = full.street_clip()
+    got, source = measures.street_clip(full)
     assert source == "real clip (manifest: street-clip)" and got.read_bytes() == clip.read_bytes()
-    assert Course("tiny", tmp_path / "r2", tmp_path / "w2", progress=False).street_clip() == (None, None)
+    assert measures.street_clip(Course("tiny", tmp_path / "r2", tmp_path / "w2", progress=False)) == (None, None)
     clip.write_bytes(b"corrupt")  # a download that fails its checksum is never used
     fresh = Course("full", tmp_path / "run3", tmp_path / "work3", progress=False)
-    assert fresh.street_clip() == (None, None)
+    assert measures.street_clip(fresh) == (None, None)
 
 
 def test_full_profile_downloads_only_the_voc_set_it_uses_into_work(tmp_path, monkeypatch):
@@ -180,6 +180,7 @@ def course_with_baselines(tmp_path, monkeypatch, slope=1e-3, const=0.0, profile=
 def test_latency_table_is_measured_once_per_machine_and_profile(tmp_path, monkeypatch):
     import json
 
+    from hrank_ssd.course.latency_models import latency_table_path
     from hrank_ssd.course.profiles import get_profile
     from hrank_ssd.course.steps import Course
 
@@ -189,11 +190,11 @@ def test_latency_table_is_measured_once_per_machine_and_profile(tmp_path, monkey
     assert len(calls) == 1 and calls[0]["width"] == p.vgg_width and calls[0]["image_size"] == p.image_size
     assert (calls[0]["grid"], calls[0]["runs"], calls[0]["warmup"]) == (2, 1, 0)  # the tiny profile's
     assert calls[0]["num_classes"] == len(CLASSES) and calls[0]["device"] == "cpu"
-    path = course.latency_table_path()
+    path = latency_table_path(course)
     assert path.parent == course.work / "latency" and path.is_file()
     assert json.loads((course.results / "latency_table.json").read_text())["full_ms"] == table.full_ms
     again = Course("tiny", tmp_path / "run2", tmp_path / "work", device="cpu", progress=False)
-    assert again.latency_table_path() == path and again.latency_table().full_ms == table.full_ms
+    assert latency_table_path(again) == path and again.latency_table().full_ms == table.full_ms
     assert len(calls) == 1  # reused from the work folder
     data = json.loads(path.read_text())
     data["machine"]["cpu"] = "Another CPU"  # the same folder on another machine: LatencyTable.load refuses it
@@ -203,7 +204,7 @@ def test_latency_table_is_measured_once_per_machine_and_profile(tmp_path, monkey
     assert again.latency_table().machine["cpu"] != "Another CPU" and len(calls) == 2
     assert json.loads(path.read_text())["machine"]["cpu"] != "Another CPU"  # measured here, saved over it
     other = Course(get_profile("tiny", latency_grid=3), tmp_path / "run3", tmp_path / "work", progress=False)
-    assert other.latency_table_path() != path  # other table settings, another file
+    assert latency_table_path(other) != path  # other table settings, another file
 
 
 def test_a_later_notebook_uses_the_table_that_chose_the_latency_widths(tmp_path, monkeypatch, capsys):
@@ -211,29 +212,31 @@ def test_a_later_notebook_uses_the_table_that_chose_the_latency_widths(tmp_path,
     sidecars, even one measured on another machine, never a re-measured one; without it, this machine's rule."""
     import json
 
+    from hrank_ssd.course.latency_models import chosen_table_path, latency_pruned, latency_table_path
     from hrank_ssd.course.models import PAPER_MACS
     from hrank_ssd.course.steps import Course
 
     course, calls = course_with_baselines(tmp_path, monkeypatch)
-    assert course.chosen_table_path() is None  # no latency-pruned model yet
-    course.latency_pruned(PAPER_MACS)
-    chosen = course.latency_table_file()
-    assert course.chosen_table_path() == chosen == course.latency_table_path() and len(calls) == 1
+    assert chosen_table_path(course) is None  # no latency-pruned model yet
+    latency_pruned(course, PAPER_MACS)
+    chosen = course.table_file
+    assert chosen_table_path(course) == chosen == latency_table_path(course) and len(calls) == 1
     data = json.loads(chosen.read_text())
     data["machine"]["cpu"] = "The CPU of notebook 02's VM"
     chosen.write_text(json.dumps(data))
     later = Course("tiny", tmp_path / "run2", tmp_path / "work", device="cpu", progress=False)
     monkeypatch.setattr(later, "class_names", lambda: CLASSES)
     assert later.latency_table().machine["cpu"] == "The CPU of notebook 02's VM" and len(calls) == 1
-    assert later.latency_table_file() == chosen and "measured on another machine" in capsys.readouterr().err
+    assert later.table_file == chosen and "measured on another machine" in capsys.readouterr().err
     chosen.unlink()  # the table is gone: this machine's own is measured (and named in what is pruned next)
     again = Course("tiny", tmp_path / "run3", tmp_path / "work", device="cpu", progress=False)
     monkeypatch.setattr(again, "class_names", lambda: CLASSES)
-    assert again.chosen_table_path() is None and again.latency_table() is not None and len(calls) == 2
-    assert again.latency_table_file() == again.latency_table_path()
+    assert chosen_table_path(again) is None and again.latency_table() is not None and len(calls) == 2
+    assert again.table_file == latency_table_path(again)
 
 
 def test_latency_pruned_models_meet_their_budgets(tmp_path, monkeypatch):
+    from hrank_ssd.course.latency_models import latency_pruned, latency_table_path, latency_widths, min_keep
     from hrank_ssd.course.models import PAPER_MACS, SMALL
     from hrank_ssd.measure.flops import macs
     from hrank_ssd.nets.models import load_model, read_sidecar
@@ -242,17 +245,16 @@ def test_latency_pruned_models_meet_their_budgets(tmp_path, monkeypatch):
     base = load_model(course.path("vgg16-ssd"))
     paper = load_model(course.prune()).plan.prunable
     cap = macs(base, paper)
-    assert course.paper_rate_mac_cap() == cap
-    chosen, note = course.latency_widths(PAPER_MACS, base)
+    chosen, note = latency_widths(course, PAPER_MACS, base)
     assert note == "" and chosen.kind == "latency" and macs(base, chosen.widths) <= cap
     assert all(k >= 0.5 * c for k, c in zip(chosen.widths, chosen.channels))  # paper_macs_min_keep
-    assert course.min_keep(PAPER_MACS) == 0.5 and course.min_keep(SMALL) == 0.25
-    small, note = course.latency_widths(SMALL, base)
+    assert min_keep(course, PAPER_MACS) == 0.5 and min_keep(course, SMALL) == 0.25
+    small, note = latency_widths(course, SMALL, base)
     assert note == "" and small.predicted <= course.profile.latency_budget * course.latency_table().full_ms
-    init = course.latency_pruned(PAPER_MACS)
+    init = latency_pruned(course, PAPER_MACS)
     meta = read_sidecar(init)
     assert load_model(init).plan.prunable == chosen.widths and meta["compress_rate"] is None
-    assert meta["budget"]["min_keep"] == 0.5 and meta["budget"]["latency_table"] == course.latency_table_path().name
+    assert meta["budget"]["min_keep"] == 0.5 and meta["budget"]["latency_table"] == latency_table_path(course).name
     rows = course.latency_models().set_index("pruning")
     assert list(rows.index) == ["vgg16-ssd", "vgg16-ssd-pruned", PAPER_MACS, SMALL]
     assert rows.loc["vgg16-ssd-pruned", "MMACs"] == cap / 1e6 and rows.loc["vgg16-ssd", "of unpruned MACs"] == 1.0
@@ -267,20 +269,22 @@ def test_latency_pruned_models_meet_their_budgets(tmp_path, monkeypatch):
 
 
 def test_a_table_whose_times_fall_with_the_counts_falls_back_to_the_mac_knapsack(tmp_path, monkeypatch):
+    from hrank_ssd.course.latency_models import latency_widths
     from hrank_ssd.course.models import PAPER_MACS, SMALL
     from hrank_ssd.measure.flops import macs
     from hrank_ssd.nets.models import load_model
 
     course, _ = course_with_baselines(tmp_path, monkeypatch, slope=-1e-3, const=10.0)  # wider is faster: noise
     base = load_model(course.path("vgg16-ssd"))
-    chosen, note = course.latency_widths(PAPER_MACS, base)
+    chosen, note = latency_widths(course, PAPER_MACS, base)
     assert chosen.kind == "macs" and "no widths on the table's grid keep within" in note
-    assert macs(base, chosen.widths) <= course.paper_rate_mac_cap()
-    small, note = course.latency_widths(SMALL, base)  # the full widths are the cheapest: a fraction cannot be met
+    assert macs(base, chosen.widths) <= macs(load_model(course.prune()))  # within the paper rate's MACs
+    small, note = latency_widths(course, SMALL, base)  # the full widths are the cheapest: a fraction cannot be met
     assert "is below the cheapest widths" in note and all(k >= 0.25 * c for k, c in zip(small.widths, small.channels))
 
 
 def test_extra_models_finetune_as_the_profile_says(tmp_path, monkeypatch):
+    from hrank_ssd.course import making
     from hrank_ssd.course.models import FINETUNED, MB1_PRUNED, MODEL_KEYS, PAPER_MACS, SMALL, finetune_epochs
     from hrank_ssd.course.steps import Course
 
@@ -297,7 +301,7 @@ def test_extra_models_finetune_as_the_profile_says(tmp_path, monkeypatch):
                         trained.append((key, net, epochs, lr, kw["base_net"])) or offline.path(key))
     monkeypatch.setattr(offline, "prune", lambda rate=None, criterion="hrank", net="vgg16-ssd":
                         tmp_path / f"{net}-pruned.pth")
-    monkeypatch.setattr(offline, "latency_pruned", lambda key: tmp_path / f"{key}-init.pth")
+    monkeypatch.setattr(making, "latency_pruned", lambda course, key: tmp_path / f"{key}-init.pth")
     assert {k: offline.model(k) for k in MODEL_KEYS if k not in ("vgg16-ssd", "mb1-ssd")} == {
         k: offline.path(k) for k in FINETUNED}
     by_key = {key: (net, epochs, lr) for key, net, epochs, lr, _ in trained}
@@ -308,7 +312,6 @@ def test_extra_models_finetune_as_the_profile_says(tmp_path, monkeypatch):
     assert finetune_epochs(fp, PAPER_MACS) == fp.student_finetune_epochs == finetune_epochs(fp, SMALL) > 1
     monkeypatch.setattr(full, "train", lambda key, net, epochs, lr, hooks=None, **kw: trained.append(lr))
     monkeypatch.setattr(full, "prune", lambda rate=None, criterion="hrank", net="vgg16-ssd": tmp_path / "mb1.pth")
-    monkeypatch.setattr(full, "latency_pruned", lambda key: tmp_path / f"{key}-init.pth")
     full.finetune(MB1_PRUNED)
     full.finetune(PAPER_MACS)
     assert trained[-2:] == [fp.mb1_finetune_lr, fp.short_finetune_lr] and fp.short_finetune_lr > 10 * fp.finetune_lr

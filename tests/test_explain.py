@@ -51,6 +51,13 @@ def test_an_unsurprising_run_gets_no_sentence():
     assert explain.explanations(res) == []
 
 
+def test_a_large_drop_names_the_short_finetune_the_frontier_notes_name():
+    """The drop's sentence and the tables' note decide "short" once (``report_tables.short_finetune``)."""
+    res = _results()
+    res["frontier.csv"]["finetune_epochs"] = [0, 4, 0, 120]  # the published finetune's length: not short
+    assert explain.explanations(res)[2].endswith("it keeps 80% of the parameters.")
+
+
 def test_offline_a_large_drop_after_a_shorter_finetune_than_the_paper_rate_models_is_called_unfair():
     res = _results()
     res["frontier.csv"]["fair_epochs"] = 4.0

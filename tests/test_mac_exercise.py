@@ -87,8 +87,7 @@ def notebook_solution():
 @pytest.mark.parametrize("fn", [counter(), global_hook_counter, notebook_solution()])
 def test_right_counters_pass(fn):
     ok, text = run(fn)
-    assert ok is True and checking.passed(text), text
-    assert text == "correct: count_macs agrees with flops.count_exact's total on all 6 cases\n"
+    assert ok is True and text == "correct: count_macs agrees with flops.count_exact's total on all 6 cases\n"
 
 
 @pytest.mark.parametrize("mistake,got,hint", [
@@ -109,7 +108,7 @@ def test_right_counters_pass(fn):
 ])
 def test_each_mistake_gets_its_hint(mistake, got, hint):
     ok, text = run(counter(**mistake))
-    assert ok is False and text.startswith(checking.NOT_YET) and not checking.passed(text), text
+    assert ok is False and text.startswith(checking.NOT_YET), text
     lines = text.splitlines()
     assert got in lines[0] and lines[1].startswith(f"  {checking.HINT}") and hint in lines[1], text
 
@@ -146,9 +145,10 @@ def test_your_counts_uses_the_students_numbers_or_says_why_not(capsys):
     assert capsys.readouterr().out == ""
     assert list(yours["MACs"]) == list(table["MACs"]) and set(yours["counted_by"]) == {"count_macs"}
     assert list(yours["MACs_ratio"]) == list(table["MACs_ratio"]) and list(yours["params"]) == list(table["params"])
-    for fn, said in ((lambda m, s: 1 / 0, "an error (ZeroDivisionError)"), (counter(factor=2), "62748554240")):
+    for fn, said in ((lambda m, s: 1 / 0, "raised ZeroDivisionError: division by zero"),
+                     (counter(factor=2), "gave 62748554240")):
         fallback = mx.your_counts(fn, table)
         line = capsys.readouterr().out
-        assert line == (f"your count_macs gave {said} for VGG16-SSD, the library 31374277120: the numbers below are "
+        assert line == (f"on VGG16-SSD your count_macs {said} (the library counts 31374277120); the numbers below are "
                         "the library's (flops.count_exact) until the check above says correct\n")
         assert list(fallback["MACs"]) == list(table["MACs"]) and set(fallback["counted_by"]) == {"flops.count_exact"}

@@ -44,7 +44,7 @@ CASES = [  # check, data, the run's answer, another right spelling of it
 def test_a_right_reading_is_correct_and_says_why(check, data, answer, other):
     for reading in (answer, other):
         text = _ask(check, reading, data)
-        assert checking.passed(text) and "  why: " in text, text
+        assert text.startswith(checking.CORRECT) and "  why: " in text and checking.NOT_YET not in text, text
 
 
 def test_the_explanations_carry_the_runs_numbers():
@@ -61,10 +61,10 @@ def test_the_explanations_carry_the_runs_numbers():
 
 WRONG = [  # a plausible wrong reading, and what the check must say about it
     (questions.check_least_stable, STABILITY, "conv1_2", "agrees the MOST"),
-    (questions.check_least_stable, STABILITY, "layer 1", "name a layer as the plot labels them"),
+    (questions.check_least_stable, STABILITY, "layer 1", "answer with one of the plot's names: conv1_1, conv1_2, conv2_1"),
     (questions.check_most_sensitive, SENS, "conv1_1", "loses the LEAST"),
     (questions.check_best_criterion, CRIT, "random", "keeps the LEAST"),
-    (questions.check_best_criterion, CRIT, "magnitude", "answer with one of the criteria: hrank, l1, random"),
+    (questions.check_best_criterion, CRIT, "magnitude", "answer with one of the plot's names: hrank, l1, random"),
     (questions.check_faster_pruning, FINE, "fine-grained", 'answer "fine-grained" or "filters"'),
     (questions.check_frontier, FRONTIER, ["vgg16-ssd"], "1 frontier model(s) missing"),
     (questions.check_frontier, FRONTIER, ["vgg16-ssd", "mb1-ssd", "vgg16-ssd-pruned"], "1 of yours is beaten"),

@@ -1,5 +1,5 @@
-"""How an exercise check runs a student's function: any error or wrong answer is one ``not yet:`` line with a
-conceptual hint and the way to ask for the solution; the library's own answer, passed or called, is not the student's."""
+"""How a check runs a student's function: any error or wrong answer is one ``not yet:`` line with a conceptual hint
+(and, for an exercise, how to ask for the solution); the library's own answer, passed or called, is not the student's."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import functools
 import json
 import math
 import sys
-from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -23,22 +23,17 @@ CORRECT, NOT_YET, HINT = "correct:", "not yet:", "hint:"
 LIBRARY = "that is the library's answer; write your own"
 SOLUTIONS = "solutions"  # the solved copies' subfolder of the notebooks folder (written by make_notebooks.py)
 STUCK = "stuck? exercises.solution({name!r}) prints one answer"
+BLANK = "is still blank"
 
 
 @dataclass
 class Case:
-    """One input of a check: the arguments, how they read in a message, and the library's answer."""
+    """One input of a check: its arguments, how they read, the library's answer and, if given, how that reads."""
 
     args: tuple
     label: str
     want: Any = None
-    kwargs: dict = field(default_factory=dict)
-
-
-def passed(text: str) -> bool:
-    """Whether a check cell's printed text says it passed: a ``correct:`` line and no ``not yet:`` line."""
-    lines = [ln.strip() for ln in str(text).splitlines()]
-    return any(ln.startswith(CORRECT) for ln in lines) and not any(ln.startswith(NOT_YET) for ln in lines)
+    shown: Optional[str] = None
 
 
 def short(value, limit: int = 120) -> str:
@@ -51,29 +46,35 @@ def short(value, limit: int = 120) -> str:
 
 
 def _plain(value):
-    """Tensors, arrays and NumPy numbers as plain lists and numbers, floats to 7 significant digits."""
-    if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().tolist() if value.numel() <= 32 else f"tensor of shape {list(value.shape)}"
-    elif isinstance(value, (np.ndarray, np.generic)):
-        value = value.tolist() if value.size <= 32 else f"array of shape {list(value.shape)}"
-    elif isinstance(value, (list, tuple)) and len(value) <= 32:
-        value = [v.item() if isinstance(v, np.generic) or (isinstance(v, torch.Tensor) and v.numel() == 1) else v
-                 for v in value]
+    """Tensors, arrays and NumPy numbers as lists and numbers (a large one as its shape), floats to 7 digits."""
+    if isinstance(value, (torch.Tensor, np.ndarray, np.generic)):
+        if math.prod(value.shape) > 32:
+            return f"{'tensor' if isinstance(value, torch.Tensor) else 'array'} of shape {list(value.shape)}"
+        value = value.tolist()
     if isinstance(value, float) and math.isfinite(value):
         return float(f"{value:.7g}")
-    if isinstance(value, list):
-        return [_plain(v) if isinstance(v, (float, list)) else v for v in value]
+    if isinstance(value, (list, tuple)) and len(value) <= 32:
+        return [_plain(v) for v in value]
     return value
 
 
-def _say(ok: bool, message: str, hint: Optional[str] = None, stuck: Optional[str] = None) -> bool:
-    """Print the verdict (and, when wrong, a hint and how to ask for the solution); return ``ok``."""
+def say(ok: bool, message: str, hint: Optional[str] = None, stuck: Optional[str] = None) -> bool:
+    """Print the verdict line, then (when given) the hint and how to ask for the solution; return ``ok``."""
     print(f"{CORRECT if ok else NOT_YET} {message}")
-    if not ok and hint:
-        print(f"  {HINT} {hint}")
-    if not ok and stuck:
-        print(f"  {stuck}")
+    for line in (hint and f"{HINT} {hint}", stuck):
+        if line:
+            print(f"  {line}")
     return ok
+
+
+def attempt(fn: Callable, *args):
+    """``(fn(*args), None)``, or ``(None, why)`` when the student's code did not run: ``BLANK`` or what it raised."""
+    try:
+        return fn(*args), None
+    except NotImplementedError:
+        return None, BLANK
+    except Exception as e:  # the student's code: any error becomes a message, never a traceback
+        return None, f"raised {type(e).__name__}: {str(e).strip()[:200]}"
 
 
 def array_of(value) -> np.ndarray:
@@ -85,91 +86,86 @@ def array_of(value) -> np.ndarray:
 
 def number(value) -> float:
     """One number out of an int, a float, a 0-d or one-element tensor or array; ValueError otherwise."""
-    arr = array_of(value)
-    if arr.size != 1:
-        raise ValueError(f"expected one number, got {arr.size} values")
-    return float(arr.reshape(()))
+    return float(array_of(value).item())
 
 
 def integer(value) -> Optional[int]:
     """An integral number as an int (57, 57.0, tensor(57)); None when ``value`` is not one."""
-    if isinstance(value, bool):
-        return None
     try:
         x = number(value)
     except (TypeError, ValueError):
         return None
-    return int(x) if math.isfinite(x) and x == int(x) else None
+    return int(x) if not isinstance(value, bool) and math.isfinite(x) and x == int(x) else None
 
 
-_RAISED = object()  # what _call returns when the student's code did not run through
+def close(got, want, rtol: float = 1e-5, atol: float = 1e-7) -> bool:
+    a, b = array_of(got), array_of(want)
+    return a.shape == b.shape and bool(np.allclose(a, b, rtol=rtol, atol=atol))
 
 
-def _call(name: str, shown: str, call: Callable[[], Any], blank: str, default_hint: str, stuck: Optional[str] = None):
-    """The student's ``call()``; a blank or failing one is printed as one ``not yet`` line and gives ``_RAISED``."""
+def _agrees(same: Callable[[Any, Any], bool], got, want) -> bool:
     try:
-        return call()
-    except NotImplementedError:
-        _say(False, f"{name} is still blank: replace the `raise NotImplementedError(...)` line {blank}, run that "
-                    "cell, then this one", stuck=stuck)
-    except Exception as e:  # the student's code: any error becomes a message, never a traceback
-        _say(False, f"{shown} raised {type(e).__name__}: {str(e).strip()[:200]}", default_hint, stuck)
-    return _RAISED
+        return bool(same(got, want))
+    except Exception:  # a comparison that fails disagrees
+        return False
 
 
-def _judge(got, want, same: Callable[[Any, Any], bool], hint: Callable[[Any], Optional[str]]):
-    """``(agrees, hint)``: a comparison that fails disagrees; the hint (None when none fits) when it disagrees."""
+def first_mistake(got, mistakes: Sequence[Tuple[Any, str]], same: Callable[[Any, Any], bool]) -> Optional[str]:
+    """The hint of the first ``(what a mistake gives, hint)`` of ``mistakes`` that ``got`` matches by ``same``."""
+    return next((hint for wrong, hint in mistakes if _agrees(same, got, wrong)), None)
+
+
+def _hint(hint: Callable[[Case, Any], Optional[str]], case: Case, got) -> Optional[str]:
+    """The hint that names what is wrong with ``got``: its form first, then the check's; None when none fits."""
     try:
-        if bool(same(got, want)):
-            return True, None
-    except Exception:
-        pass
-    try:
-        return False, _form_hint(got, want) or hint(got)
-    except Exception:
-        return False, None
+        if got is None:
+            return "the function returned None: end it with `return ...`"
+        if isinstance(case.want, (int, float)) and array_of(got).size != 1:
+            return f"return one number, not {array_of(got).size} values"
+        return hint(case, got)
+    except Exception:  # a hint that cannot read the answer fits none
+        return None
+
+
+def run_check(name: str, fn, cases: Sequence[Case], same: Callable[[Any, Any], bool], what: str,
+              hint: Callable[[Case, Any], Optional[str]], default_hint: str, library: Sequence[Callable] = (),
+              question: bool = False) -> bool:
+    """Call ``fn`` on every case; print ``correct: ... agrees with <what>`` or the first problem with a hint and how
+    to ask for the solution. ``fn`` may not be the library's own function, nor call one of ``library`` (whatever
+    name it reaches it by). A ``question`` (see :func:`ask`) never shows its answer. Never raises."""
+    stuck = None if question else STUCK.format(name=name)
+    if not callable(fn):
+        return say(False, f"{name} is not a function (got {short(fn)}): run its cell above, then this one", stuck=stuck)
+    origin = _origin(fn)
+    if str(getattr(origin, "__module__", "")).startswith("hrank_ssd."):  # any of the library's functions
+        return say(False, f"{name} is the library's {getattr(origin, '__qualname__', type(origin).__name__)}: "
+                          f"{LIBRARY}", stuck=stuck)
+    for case in cases:
+        with _watching(library) as called:  # on copies: an in-place edit cannot spoil the answer
+            got, error = attempt(fn, *copy.deepcopy(case.args))
+        if error == BLANK:
+            return say(False, f"{name} {BLANK}: replace the `raise NotImplementedError(...)` line with your code, run "
+                              "that cell, then this one", stuck=stuck)
+        if error:
+            return say(False, f"{name}({case.label}) {error}", default_hint, stuck)
+        if called:
+            return say(False, f"{name} calls the library's {called[0]}: {LIBRARY}", stuck=stuck)
+        if not _agrees(same, got, case.want):
+            expected = ": not what this run's plot shows" if question else \
+                f", expected {case.shown or short(case.want)}"
+            return say(False, f"{name}({case.label}) returned {short(got)}{expected}",
+                       _hint(hint, case, got) or default_hint, stuck)
+    if question:
+        return say(True, f"{name}: {short(got)}\n  why: {what}")
+    return say(True, f"{name} agrees with {what} on all {len(cases)} cases")
 
 
 def ask(name: str, fn, want, same: Callable[[Any, Any], bool], why: str,
         hint: Callable[[Any], Optional[str]], default_hint: str) -> bool:
     """A question read from a plot: ``fn()`` returns the student's reading, ``want`` is this run's answer. A right
     one prints the explanation (``why``); a wrong one says what is wrong, never the answer. Never raises."""
-    if not callable(fn):
-        return _say(False, f"{name} is not a function (got {short(fn)}): run the question's cell above, then this one")
-    got = _call(name, f"{name}()", fn, "with `return <your answer>`", default_hint)
-    if got is _RAISED:
-        return False
-    ok, why_not = _judge(got, want, same, hint)
-    if not ok:
-        return _say(False, f"{name}() returned {short(got)}: not what this run's plot shows", why_not or default_hint)
-    _say(True, f"{name}: {short(got)}")
-    print(f"  why: {why}")
-    return True
-
-
-def run_check(name: str, fn, cases: Sequence[Case], same: Callable[[Any, Any], bool], what: str,
-              hint: Callable[[Case, Any], Optional[str]], default_hint: str, library: Sequence[Callable] = ()) -> bool:
-    """Call ``fn`` on every case; print ``correct`` or the first problem with a hint. ``library``: the library's own
-    answers, which ``fn`` may neither be nor call (whatever name it reaches them by). Never raises."""
-    stuck = STUCK.format(name=name)
-    if not callable(fn):
-        return _say(False, f"{name} is not a function (got {short(fn)}): run the exercise cell above, then this one",
-                    stuck=stuck)
-    if _is_library(fn, library):
-        return _say(False, f"{name} is the library's {_origin(fn).__qualname__}: {LIBRARY}", stuck=stuck)
-    for case in cases:
-        with _watching(library) as called:  # on copies: an in-place edit cannot spoil the answer
-            got = _call(name, f"{name}({case.label})", lambda c=case: fn(*copy.deepcopy(c.args), **c.kwargs),
-                        "of the exercise cell with your code", default_hint, stuck)
-        if got is _RAISED:
-            return False
-        if called:
-            return _say(False, f"{name} calls the library's {called[0]}: {LIBRARY}", stuck=stuck)
-        ok, why = _judge(got, case.want, same, lambda g, case=case: hint(case, g))
-        if not ok:
-            return _say(False, f"{name}({case.label}) returned {short(got)}, expected {short(case.want)}",
-                        why or default_hint, stuck)
-    return _say(True, f"{name} agrees with {what} on all {len(cases)} cases")
+    return run_check(name, fn, [Case((), "", want)], same, why, lambda case, got: hint(got), default_hint,
+                     question=True)
 
 
 def _origin(fn):
@@ -183,33 +179,22 @@ def _origin(fn):
     return fn
 
 
-def _is_library(fn, library: Sequence[Callable]) -> bool:
-    """Whether ``fn`` is one of ``library`` or any function of the hrank_ssd package itself."""
-    fn = _origin(fn)
-    return any(fn is _origin(f) for f in library) or str(getattr(fn, "__module__", "")).startswith("hrank_ssd.")
-
-
 @contextlib.contextmanager
 def _watching(library: Sequence[Callable]):
     """The names of the ``library`` functions entered while the block runs (a profile hook sees every call, whatever
     name the caller reached the function by)."""
-    codes = {getattr(_origin(f), "__code__", None): _origin(f).__qualname__ for f in library} if library else {}
-    codes.pop(None, None)
+    codes = {_origin(f).__code__: _origin(f).__qualname__ for f in library}
     called, previous = [], sys.getprofile()
 
     def profile(frame, event, arg):
         if event == "call" and frame.f_code in codes:
             called.append(codes[frame.f_code])
-        if previous is not None:
-            previous(frame, event, arg)
 
-    if codes:
-        sys.setprofile(profile)
+    sys.setprofile(profile if codes else previous)
     try:
         yield called
     finally:
-        if codes:
-            sys.setprofile(previous)
+        sys.setprofile(previous)
 
 
 def solution_text(name: str) -> str:
@@ -224,21 +209,3 @@ def solution_text(name: str) -> str:
                                  if ln.strip() not in ("# BEGIN SOLUTION", "# END SOLUTION"))
     raise HRankError(f"no exercise {name!r} in the solved notebooks ({folder}): write its name as the not-yet line "
                      "does, or make them with `python notebooks/make_notebooks.py`")
-
-
-def _form_hint(got, want) -> Optional[str]:
-    """A hint when the answer has the wrong form: nothing returned, or many values where one number was wanted."""
-    if got is None:
-        return "the function returned None: end it with `return ...`"
-    if isinstance(want, (int, float)) and array_of(got).size != 1:
-        return f"return one number, not {array_of(got).size} values"
-    return None
-
-
-def same_int(got, want) -> bool:
-    return integer(got) == want
-
-
-def close(got, want, rtol: float = 1e-5, atol: float = 1e-7) -> bool:
-    a, b = array_of(got), array_of(want)
-    return a.shape == b.shape and bool(np.allclose(a, b, rtol=rtol, atol=atol))

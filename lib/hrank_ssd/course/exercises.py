@@ -1,7 +1,5 @@
 """The course's exercises: each ``check_*`` runs a student's function on a few cases against the library's answer
-and prints ``correct: ...`` or ``not yet: ...`` with a conceptual hint, never raising (:mod:`hrank_ssd.course.checking`);
-the library's own function is refused. ``solution(name)`` prints one answer, only when asked. Each check's
-``hint(case, got)`` names a mistake it recognises in ``got``, and returns None for any other."""
+(:func:`~hrank_ssd.course.checking.run_check`), its ``hint`` naming the mistakes it recognises; ``solution(name)``."""
 
 from __future__ import annotations
 
@@ -12,7 +10,8 @@ from typing import Optional, Tuple
 import numpy as np
 import torch
 
-from hrank_ssd.course.checking import Case, array_of, close, number, run_check, short, solution_text
+from hrank_ssd.course import checking
+from hrank_ssd.course.checking import Case, array_of, attempt, close, first_mistake, number, run_check, short
 from hrank_ssd.hrank.pruning import select_filters
 from hrank_ssd.hrank.ranks import batched_ranks, compute_ranks, ranks_one_at_a_time
 from hrank_ssd.measure.evaluation import compute_ap
@@ -23,7 +22,7 @@ _RANKS = (batched_ranks, ranks_one_at_a_time, compute_ranks)  # the library's an
 
 def solution(name: str) -> None:
     """Print one answer to exercise ``name`` (as its check's not-yet line writes it): for when you are stuck."""
-    print(solution_text(name))
+    print(checking.solution_text(name))
 
 
 def _maps(b: int, c: int, h: int, w: int, seed: int) -> torch.Tensor:
@@ -45,9 +44,6 @@ def check_map_ranks(fn) -> bool:
     cases = [Case((m,), f"maps of shape {list(m.shape)} (images, filters, H, W)", batched_ranks(m).long())
              for m in (first, second, third)]
 
-    def same(got, want):
-        return array_of(got).shape == tuple(want.shape) and bool((array_of(got) == want.numpy()).all())
-
     def hint(case, got):
         maps, want, arr = case.args[0], case.want.numpy(), array_of(got)
         b, c, h, w = maps.shape
@@ -66,7 +62,7 @@ def check_map_ranks(fn) -> bool:
             return ("a faint map lost its rank: the tolerance scales with each map's own largest singular value, "
                     "not the batch's, nor a fixed number")
 
-    return run_check("map_ranks", fn, cases, same, "torch.linalg.matrix_rank", hint,
+    return run_check("map_ranks", fn, cases, close, "torch.linalg.matrix_rank", hint,
                      "the rank is how many singular values stand above rounding noise, and that noise is relative: "
                      "it scales with each map's own largest singular value", library=_RANKS)
 
@@ -95,22 +91,20 @@ def check_average_rank(fn) -> bool:
 
     def hint(case, got):
         ranks = [batched_ranks(m) for m in case.args[0].batches]
-        (n, c), shape, several = torch.cat(ranks).shape, array_of(got).shape, len(ranks) > 1
+        (n, c), shape = torch.cat(ranks).shape, array_of(got).shape
         if shape in ((n,), (len(ranks[-1]),)):
             return "one value per image: you averaged over the filters; HRank averages each filter over the images"
         if shape in ((n, c), tuple(ranks[-1].shape)):
             return "these are the ranks of every map: now average each filter over the images"
-        if shape == (len(ranks), c) and several:
+        if shape == (len(ranks), c):
             return "one row per batch: a filter's score is one mean over all the images"
-        if close(got, case.want * n):
-            return "that is the sum over the images: divide by how many images there were"
         if not array_of(got).any():
             return "all zero: did it go through the batches twice? They come in a single pass, as from a generator"
-        if several and close(got, torch.stack([r.mean(0) for r in ranks]).mean(0)):
-            return ("the mean of the batch means counts an image of a small batch more than one of a full batch: "
-                    "every image must count once")
-        if several and (close(got, ranks[-1].mean(0)) or close(got, ranks[0].mean(0))):
-            return "only one batch counts: every batch's images must add to the score"
+        return first_mistake(got, [
+            (case.want * n, "that is the sum over the images: divide by how many images there were"),
+            (torch.stack([r.mean(0) for r in ranks]).mean(0), "the mean of the batch means counts an image of a small "
+             "batch more than one of a full batch: every image must count once"),
+            *[(r.mean(0), "only one batch counts: every batch's images must add to the score") for r in ranks]], close)
 
     return run_check("average_rank", fn, cases, close, "the library's batched_ranks averaged over every image", hint,
                      "a filter's score is its rank summed over every image of every batch, divided by the number of "
@@ -119,28 +113,26 @@ def check_average_rank(fn) -> bool:
 
 
 def compare_rank_file(fn, batches, library_file, name: str) -> Tuple[np.ndarray, str]:
-    """Notebook 01: the student's ``fn`` (``average_rank``) over ``batches``, one layer's maps of the rank images,
-    against the library's rank file of that layer: (the ranks to use, whose). The student's when every filter is
-    within half of 1/images (one map's rank off by one moves a mean by 1/images; float rounding far less), else
-    the library's, one line saying why."""
+    """Notebook 01: (the ranks to use, whose): the student's ``fn`` (``average_rank``) over ``batches`` (one layer's
+    maps) where every filter is within half of 1/images of the library's rank file (one map's rank off by one moves a
+    mean by 1/images, float rounding far less), else the library's file and one line why."""
     library, stream, file = np.load(library_file), _Stream(batches), Path(library_file).name
-    try:
-        yours = array_of(fn(stream)).astype(np.float32)
-    except Exception as e:  # the student's code (blank: NotImplementedError): one line, and the notebook goes on
-        why = "is still blank" if isinstance(e, NotImplementedError) else f"raised {type(e).__name__}: {str(e)[:150]}"
-        print(f"your average_rank {why}; the library's {file} stands in for {name} below")
-        return library, "the library's"
+    yours, why = attempt(lambda: array_of(fn(stream)).astype(np.float32))
     tol = 0.5 / max(1, stream.images)
-    diff = np.abs(yours - library) if yours.shape == library.shape else None
-    if diff is None or not (diff <= tol).all():
-        where = (f"of shape {list(yours.shape)}, not one value per filter ({library.size})" if diff is None else
-                 f"off by more than {tol:.3g} on {int((diff > tol).sum())} of {library.size} filters (filter "
-                 f"{int(diff.argmax())}: {yours[diff.argmax()]:.4g}, the library's {library[diff.argmax()]:.4g})")
-        print(f"your ranks of {name} are {where}: the library's {file} is used below")
-        return library, "the library's"
-    print(f"your average_rank made {name}'s rank file over the same {stream.images} images: {library.size} filters, "
-          f"largest difference from the library's {file} {diff.max():.2g} (allowed: {tol:.3g}, half of 1/{stream.images})")
-    return yours, "yours"
+    if why is None and yours.shape != library.shape:
+        why = f"gave ranks of shape {list(yours.shape)}, not one value per filter ({library.size})"
+    elif why is None:
+        diff = np.abs(yours - library)
+        if (diff <= tol).all():
+            print(f"your average_rank made {name}'s rank file over the same {stream.images} images: {library.size} "
+                  f"filters, largest difference from the library's {file} {diff.max():.2g} (allowed: {tol:.3g}, "
+                  f"half of 1/{stream.images})")
+            return yours, "yours"
+        worst = int(diff.argmax())
+        why = (f"gave ranks off by more than {tol:.3g} on {int((diff > tol).sum())} of {library.size} filters "
+               f"(filter {worst}: {yours[worst]:.4g}, the library's {library[worst]:.4g})")
+    print(f"your average_rank {why}; the library's {file} stands in for {name} below")
+    return library, "the library's"
 
 
 def _indices(value) -> Optional[list]:
@@ -195,15 +187,13 @@ def check_distillation_loss(fn) -> bool:
 
     def hint(case, got):
         s, te, t = case.args
-        x = number(got)
-        if t != 1 and math.isclose(x, kl(s, te, t, 1.0), rel_tol=1e-4):
-            return f"multiply by T * T (= {t * t:g}): softened targets have gradients 1/T^2 as large"
-        if math.isclose(x, kl(te, s, t, t * t), rel_tol=1e-4):
-            return "KL the other way round: weigh by the teacher's probabilities, KL(teacher || student)"
-        if t != 1 and math.isclose(x, kl(s, te, 1.0, t * t), rel_tol=1e-4):
-            return "divide both score tensors by T before the softmax"
-        if math.isclose(x * s.shape[0], case.want, rel_tol=1e-4) or math.isclose(x * s.numel(), case.want, rel_tol=1e-4):
-            return "sum over priors and classes (no mean)"
+        return first_mistake(got, [
+            (kl(s, te, t, 1.0), f"multiply by T * T (= {t * t:g}): softened targets have gradients 1/T^2 as large"),
+            (kl(te, s, t, t * t), "KL the other way round: weigh by the teacher's probabilities, KL(teacher || student)"),
+            (kl(s, te, 1.0, t * t), "divide both score tensors by T before the softmax"),
+            (case.want / s.shape[0], "sum over priors and classes (no mean)"),
+            (case.want / s.numel(), "sum over priors and classes (no mean)")],
+            lambda got, want: math.isclose(number(got), want, rel_tol=1e-4))
 
     return run_check("distillation_loss", fn, cases,
                      lambda got, want: math.isclose(number(got), want, rel_tol=1e-5, abs_tol=1e-7),
@@ -227,18 +217,15 @@ def check_voc07_ap(fn) -> bool:
         p, r = (tp / np.arange(1, len(hits) + 1, dtype=np.float64)).tolist(), (tp / npos).tolist()
         cases.append(Case((p, r), label, compute_ap(p, r, use_2007_metric=True)))
 
-    def at_first(p, r, t):  # the precision where recall first reaches t: no interpolation
-        return next((pi for pi, ri in zip(p, r) if ri >= t), 0.0)
-
     def hint(case, got):
         p, r = case.args
-        x, points = number(got), [i / 10 for i in range(11)]
-        if math.isclose(x, case.want * 11 / 10, rel_tol=1e-9):
-            return "eleven recall points (0, 0.1, ..., 1.0): divide by 11"
-        if math.isclose(x, sum(at_first(p, r, t) for t in points) / 11, rel_tol=1e-9):
-            return "interpolate: at each point take the highest precision at any recall >= t, not the first one"
-        if math.isclose(x, compute_ap(p, r, use_2007_metric=False), rel_tol=1e-9):
-            return "that is the area under the curve (VOC2010 and later); this exercise wants the 11-point AP"
+        first = sum(next((pi for pi, ri in zip(p, r) if ri >= i / 10), 0.0) for i in range(11)) / 11  # no envelope
+        return first_mistake(got, [
+            (case.want * 11 / 10, "eleven recall points (0, 0.1, ..., 1.0): divide by 11"),
+            (first, "interpolate: at each point take the highest precision at any recall >= t, not the first one"),
+            (compute_ap(p, r, use_2007_metric=False),
+             "that is the area under the curve (VOC2010 and later); this exercise wants the 11-point AP")],
+            lambda got, want: math.isclose(number(got), want, rel_tol=1e-9))
 
     return run_check("voc07_ap", fn, cases, lambda got, want: math.isclose(number(got), want, abs_tol=1e-9),
                      "evaluation.compute_ap (11-point)", hint,

@@ -9,9 +9,9 @@ from typing import Dict, List, Optional
 
 import pandas as pd
 
-from hrank_ssd.course.models import BY_KEY, MODEL_TITLES
-from hrank_ssd.course.published import published_finetune, published_predict_ms
-from hrank_ssd.course.report_tables import title
+from hrank_ssd.course import forgetting
+from hrank_ssd.course.models import BY_KEY
+from hrank_ssd.course.report_tables import PUBLISHED_PREDICT_MS, rows_by_model, short_finetune, title
 from hrank_ssd.nets.registry import get_net
 
 # Each case is decided on the figure as the sentence prints it, so a shown 0.0500 drop is never "over 0.05".
@@ -25,29 +25,18 @@ def _percent_off(ratio: float) -> int:
     return round(abs(ratio - 1) * 100)
 
 
-def _rows(frame: Optional[pd.DataFrame]) -> Dict[str, pd.Series]:
-    return {} if frame is None else {r["model"]: r for _, r in frame.iterrows()}
-
-
-def _parents(frontier: Dict[str, pd.Series]):
-    """(key, its unpruned parent's key) for every pruned model whose parent was measured too."""
-    return [(k, BY_KEY[k].net) for k in frontier if k in BY_KEY and BY_KEY[k].net not in (k, None)
-            and BY_KEY[k].net in frontier]
-
-
 def no_faster(key: str, parent: str, row: pd.Series, up: pd.Series) -> Optional[str]:
     speed, fewer = up["forward_median_ms"] / row["forward_median_ms"], up["GMACs"] / row["GMACs"]
     if round(speed, 2) >= NO_FASTER:
         return None
-    text = (f"{MODEL_TITLES[key]} has {fewer:.2f}x fewer MACs than {MODEL_TITLES[parent]} but runs at {speed:.2f}x "
+    text = (f"{title(key)} has {fewer:.2f}x fewer MACs than {title(parent)} but runs at {speed:.2f}x "
             "its speed here. Time does not fall with MACs: a CPU kernel computes channels in blocks of 16, so a "
             "layer that keeps 57 of 64 filters (VGG16's first convs at the paper rate) costs about what 64 do, and "
             "what pruning does not shrink (memory traffic, the unpruned heads, each layer's fixed cost) weighs "
             "more the narrower the network.")
     if key == PAPER:
-        ms = published_predict_ms()
-        text += (f" The original project's own T4 timing shows the same: {ms[PAPER]:.1f} ms per image pruned against "
-                 f"{ms[parent]:.1f} ms unpruned.")
+        text += (f" The original project's own T4 timing shows the same: {PUBLISHED_PREDICT_MS[PAPER]:.1f} ms per "
+                 f"image pruned against {PUBLISHED_PREDICT_MS[parent]:.1f} ms unpruned.")
     return text
 
 
@@ -57,32 +46,31 @@ def above_parent(key: str, parent: str, mine: float, theirs: float, synthetic: b
     why = ("on the offline data a difference this small can change sign with the data seed "
            "(benchmarks/offline_seeds.md)" if synthetic else
            "pruning and finetuning can act as a regulariser; compare the published figures before trusting it")
-    return f"{MODEL_TITLES[key]} scores {mine:.4f}, above {MODEL_TITLES[parent]} ({theirs:.4f}): {why}."
+    return f"{title(key)} scores {mine:.4f}, above {title(parent)} ({theirs:.4f}): {why}."
 
 
 def large_drop(key: str, parent: str, mine: float, theirs: float, row: pd.Series, up: pd.Series,
                paper: Optional[pd.Series] = None) -> Optional[str]:
     if round(theirs - mine, 4) <= LARGE_DROP:
         return None
+    why = f"it keeps {row['params'] / up['params']:.0%} of the parameters"
+    epochs, fair = float(row.get("finetune_epochs", math.nan)), float(row.get("fair_epochs", math.nan))
+    than, each = short_finetune(epochs, fair), "epoch" if epochs == 1 else "epochs"  # as the tables' notes decide
+    if than is not None and math.isfinite(fair):
+        why += (f" and was finetuned {epochs:g} {each}, where the paper-rate model had {than:g}: not a fair "
+                "comparison, a shorter finetune")
+    elif than is not None:
+        why += (f" and was finetuned {epochs:g} {each}, where the original project finetuned its pruned VGG16-SSD "
+                f"{than:g}: a short stand-in for such a finetune, not its result")
     first = float(row.get("first_stages_kept", math.nan))
-    stages = " and ".join(stage for stage, _ in get_net(parent).stages[:2])
     same_net = paper is not None and key != PAPER and parent == BY_KEY[PAPER].net
     paper_first = float(paper.get("first_stages_kept", math.nan)) if same_net else math.nan
-    epochs, fair = float(row.get("finetune_epochs", math.nan)), float(row.get("fair_epochs", math.nan))
-    published, kept = int(published_finetune()["num_epochs"]), row["params"] / up["params"]
-    why, each = f"it keeps {kept:.0%} of the parameters", "" if epochs == 1 else "s"
-    if math.isfinite(epochs) and math.isfinite(fair) and epochs < fair:
-        why += (f" and was finetuned {epochs:g} epoch{each}, where the paper-rate model had {fair:g}: not a fair "
-                "comparison, a shorter finetune")
-    elif math.isfinite(epochs) and not math.isfinite(fair):
-        why += (f" and was finetuned {epochs:g} epoch{each}, where the original project finetuned its pruned "
-                f"VGG16-SSD {published}: a short stand-in for such a finetune, not its result")
-    if math.isfinite(first) and math.isfinite(paper_first) and round(first, 2) < round(paper_first, 2):
+    if round(first, 2) < round(paper_first, 2):  # False where either is NaN
+        stages = " and ".join(stage for stage, _ in get_net(parent).stages[:2])
         why += (f"; it keeps {first:.0%} of the filters of {stages}, where the paper rate keeps {paper_first:.0%}: "
                 "these layers see the image at its largest, so they hold much of the time (a latency budget cuts "
                 "them first) and every later layer builds on what they find")
-    return (f"{MODEL_TITLES[key]} loses {theirs - mine:.4f} mAP against {MODEL_TITLES[parent]} ({mine:.4f} vs "
-            f"{theirs:.4f}): {why}.")
+    return f"{title(key)} loses {theirs - mine:.4f} mAP against {title(parent)} ({mine:.4f} vs {theirs:.4f}): {why}."
 
 
 def prediction(frontier: Dict[str, pd.Series]) -> Optional[str]:
@@ -114,10 +102,11 @@ def full_size(frontier: Dict[str, pd.Series], bench: Dict[str, pd.Series]) -> Op
 
 def explanations(res: Dict[str, object]) -> List[str]:
     """Every sentence that applies to the run whose results files ``res`` holds (``results.load_results``)."""
-    frontier, bench, maps = _rows(res.get("frontier.csv")), _rows(res.get("bench.csv")), _rows(res.get("map.csv"))
+    frontier, bench, maps = (rows_by_model(res.get(name)) for name in ("frontier.csv", "bench.csv", "map.csv"))
     synthetic = bool((res.get("settings.json") or {}).get("synthetic"))
     out = []
-    for key, parent in _parents(frontier):
+    for key in [k for k in frontier if k in BY_KEY and forgetting.parent(k) in frontier]:  # pruned, parent measured
+        parent = forgetting.parent(key)
         out.append(no_faster(key, parent, frontier[key], frontier[parent]))
         if key in maps and parent in maps:
             mine, theirs = float(maps[key]["mAP"]), float(maps[parent]["mAP"])

@@ -13,7 +13,6 @@ from hrank_ssd.course.models import BY_KEY
 from hrank_ssd.course.report_tables import YOURS, title
 from hrank_ssd.measure import evaluation as ev
 
-HOOKER = 'Hooker et al., "What do compressed deep neural networks forget?" (2019)'
 SIZES = ("small", "medium", "large")
 SCORE = 0.5  # the operating point: a model finds an object when a detection of this score or more matches it
 AGREE = 1e-12  # two 11-point APs of the same curve: eleven terms of at most 1/11, rounding far below this
@@ -25,9 +24,9 @@ def parent(key: str) -> Optional[str]:
     return net if net != key else None
 
 
-def ap_change(per_class: pd.DataFrame) -> pd.DataFrame:
-    """Class x pruned model (titles): its AP minus its parent's, for every pruned model whose parent is there."""
-    piv = per_class.pivot_table(index="class", columns="model", values="ap", sort=False)
+def ap_change(per_class: pd.DataFrame, by: str = "class", value: str = "ap") -> pd.DataFrame:
+    """Class (``by``) x pruned model (titles): its AP (``value``) minus its parent's, where its parent is there."""
+    piv = per_class.pivot_table(index=by, columns="model", values=value, sort=False)
     keys = [k for k in dict.fromkeys(per_class["model"]) if parent(k) in piv.columns]
     return pd.DataFrame({title(k): piv[k] - piv[parent(k)] for k in keys})
 
@@ -35,18 +34,19 @@ def ap_change(per_class: pd.DataFrame) -> pd.DataFrame:
 def class_sentence(change: pd.DataFrame, per_class: pd.DataFrame) -> str:
     """Which class the pruned models lose most on, the largest single change and any class a model lost entirely."""
     mean, (cls, model) = change.mean(axis=1), change.stack().idxmin()
-    text = (f"{HOOKER} asks what a compressed network forgets. Here the class that loses most on average over the "
-            f"{change.shape[1]} pruned models is {mean.idxmin()} ({mean.min():+.4f} AP); the largest single change "
-            f"is {change.loc[cls, model]:+.4f} ({cls}, {model}).")
     piv = per_class.pivot_table(index="class", columns="model", values="ap", sort=False)
+    text = ('Hooker et al., "What do compressed deep neural networks forget?" (2019) asks what a compressed network '
+            f"forgets. Here the class that loses most on average over the {change.shape[1]} pruned models is "
+            f"{mean.idxmin()} ({mean.min():+.4f} AP); the largest single change is {change.loc[cls, model]:+.4f} "
+            f"({cls}, {model}).")
     lost = [f"{title(k)} finds no {c}" for k in piv.columns if parent(k) in piv.columns
             for c in piv.index if piv.loc[c, k] == 0 < piv.loc[c, parent(k)]]
     return text + (f" Lost entirely: {'; '.join(lost)}." if lost else "")
 
 
 def _area(boxes: np.ndarray) -> np.ndarray:
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    x1, y1, x2, y2 = np.asarray(boxes, dtype=np.float64).reshape(-1, 4).T
+    return (x2 - x1) * (y2 - y1)
 
 
 def size_bounds(dataset) -> Tuple[float, float]:
@@ -66,8 +66,7 @@ def ap_by_size(dataset, eval_dirs: Dict[str, object], bounds: Tuple[float, float
         for s, size in enumerate(SIZES):
             aps, objects = [], 0
             for c, (ids, scores, boxes) in dets.items():
-                inside = {i: np.digitize(_area(b), bounds) == s for i, b in gts.get(c, {}).items()}
-                ignored = {i: difficult[c][i] | ~inside[i] for i in inside}
+                ignored = {i: difficult[c][i] | (np.digitize(_area(b), bounds) != s) for i, b in gts.get(c, {}).items()}
                 n = sum(int((~v).sum()) for v in ignored.values())
                 if n:
                     order, tp, fp, _ = ev.match_ranked(ids, scores, boxes, gts[c], ignored)
@@ -80,9 +79,7 @@ def ap_by_size(dataset, eval_dirs: Dict[str, object], bounds: Tuple[float, float
 
 def size_change(sizes: pd.DataFrame) -> pd.DataFrame:
     """Pruned model (titles) x size: its mAP on that size's objects minus its parent's."""
-    piv = sizes.pivot(index="model", columns="size", values="mAP")[list(SIZES)]
-    keys = [k for k in dict.fromkeys(sizes["model"]) if parent(k) in piv.index]
-    return pd.DataFrame({title(k): piv.loc[k] - piv.loc[parent(k)] for k in keys}).T
+    return ap_change(sizes, "size", "mAP").T
 
 
 def size_sentence(sizes: pd.DataFrame, change: pd.DataFrame, bounds: Tuple[float, float]) -> str:
@@ -109,9 +106,8 @@ def _found(ann, dets, score: float) -> Dict[tuple, tuple]:
 
 
 def forgotten(dataset, parent_dir, pruned_dir, n: int = 4, score: float = SCORE) -> pd.DataFrame:
-    """Up to ``n`` images where the parent finds an object (at ``score``) that the pruned model misses, the
-    parent's surest first: image, class, the object's box, the parent's score and box, the pruned model's
-    detections of ``score`` or more in that image (class, score, box)."""
+    """Up to ``n`` images where the parent finds an object (at ``score``) that the pruned model misses, surest first:
+    image, class, the object's box, the parent's score and box, the pruned model's detections there (at ``score``)."""
     ann, names = ev.group_annotations(dataset), dataset.class_names
     pruned = ev.read_detections(pruned_dir, names)
     theirs, ours = _found(ann, ev.read_detections(parent_dir, names), score), _found(ann, pruned, score)

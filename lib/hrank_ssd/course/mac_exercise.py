@@ -10,7 +10,7 @@ from typing import Dict, List, Optional
 import pandas as pd
 from torch import nn
 
-from hrank_ssd.course.checking import HINT, NOT_YET, Case, integer, run_check, same_int, short
+from hrank_ssd.course.checking import STUCK, Case, attempt, integer, run_check, say, short
 from hrank_ssd.course.exercises import solution as solution  # the not-yet line says exercises.solution(...)
 from hrank_ssd.measure import flops
 from hrank_ssd.nets.compress import parse_compress_rate
@@ -57,40 +57,34 @@ def _nets() -> List[tuple]:
     ]
 
 
-def _layers(model: nn.Module, size: int) -> List[tuple]:
-    """(module, input shape, output shape, whether it is the model or a child of it) of every counted call."""
-    def install(work):
-        rows, top = [], {work, *work.children()}
-
-        def hook(m, inputs, out):
-            rows.append((m, inputs[0].shape, out.shape, m in top))
-        return rows, [m.register_forward_hook(hook) for m in work.modules() if isinstance(m, flops.COUNTED)]
-    return flops.run_hooked(model, size, install)
+def _ways(m: nn.Module, x, y, top: bool) -> Dict[str, int]:
+    """One counted call's MACs (``right``) and what each usual mistake of :data:`HINTS` counts for it; ``x``, ``y``:
+    its input and output shapes; ``top``: whether ``m`` is the model or a child of it."""
+    right, ways = math.prod(y), {}  # BatchNorm2d: 1 per element
+    if isinstance(m, nn.Conv2d):
+        per_position = m.out_channels * (m.in_channels // m.groups) * math.prod(m.kernel_size)
+        right = per_position * y[-2] * y[-1]
+        ways = {"no_groups": right * m.groups, "input_size": per_position * x[-2] * x[-1]}
+    elif isinstance(m, nn.Linear):
+        right *= m.in_features
+    biased = isinstance(m, (nn.Conv2d, nn.Linear)) and m.bias is not None
+    return {"right": right, "flops": 2 * right, "no_groups": right, "input_size": right,
+            "top_only": right if top else 0, "bias": right + math.prod(y) * biased,
+            "batchnorm": 0 if isinstance(m, nn.BatchNorm2d) else right,
+            "linear": 0 if isinstance(m, nn.Linear) else right,
+            "params": sum(p.numel() for p in m.parameters(recurse=False)), **ways}
 
 
 def mistakes(model: nn.Module, size: int) -> Dict[str, int]:
     """The right total (``right``) and the total each usual mistake of :data:`HINTS` gives instead."""
-    out = dict.fromkeys(("right", *HINTS), 0)
-    for m, x, y, top in _layers(model, size):
-        macs = math.prod(y)  # BatchNorm2d: 1 per element
-        no_groups = input_size = bias = None
-        if isinstance(m, nn.Conv2d):
-            per_position = m.out_channels * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
-            macs, no_groups = per_position * y[-2] * y[-1], per_position * m.groups * y[-2] * y[-1]
-            input_size = per_position * x[-2] * x[-1]
-        elif isinstance(m, nn.Linear):
-            macs = m.in_features * math.prod(y)
-        if isinstance(m, (nn.Conv2d, nn.Linear)) and m.bias is not None:
-            bias = macs + math.prod(y)
-        out["right"] += macs
-        for key, value in (("no_groups", no_groups), ("input_size", input_size), ("bias", bias)):
-            out[key] += macs if value is None else value
-        out["top_only"] += macs if top else 0
-        out["batchnorm"] += 0 if isinstance(m, nn.BatchNorm2d) else macs
-        out["linear"] += 0 if isinstance(m, nn.Linear) else macs
-        out["params"] += sum(p.numel() for p in m.parameters(recurse=False))
-    out["flops"] = 2 * out["right"]
-    return out
+    def install(work):
+        rows, top = [], {work, *work.children()}
+
+        def hook(m, inputs, out):
+            rows.append(_ways(m, inputs[0].shape, out.shape, m in top))
+        return rows, [m.register_forward_hook(hook) for m in work.modules() if isinstance(m, flops.COUNTED)]
+    rows = flops.run_hooked(model, size, install)
+    return {key: sum(row[key] for row in rows) for key in ("right", *HINTS)}
 
 
 def _hint(case: Case, got) -> Optional[str]:
@@ -101,46 +95,32 @@ def _hint(case: Case, got) -> Optional[str]:
     return next((HINTS[k] for k in HINTS if x == ways[k] != ways["right"]), None)
 
 
-def _hooks_left(fn) -> bool:
-    """Whether ``fn`` leaves hooks on the model it counted (an error is the check's to report)."""
-    model = _nets()[0][1]
-    try:
-        fn(model, 12)
-    except Exception:
-        return False
-    return any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
-
-
 def check_count_macs(fn) -> bool:
     """Notebook 05: ``fn(model, image_size)``, the MACs of one image through ``model``, against ``flops.count_exact``'s
     total on small networks (plain, strided, depthwise, Linear, nested) and MobileNetV1-SSD. Never raises."""
-    if callable(fn) and _hooks_left(fn):
-        print(f"{NOT_YET} count_macs left its hooks on the model it counted: the model would count again (and run "
-              f"slower) on every later forward pass\n  {HINT} keep what register_forward_hook returns and call its "
-              ".remove() once the forward pass is done (try/finally keeps that true when something fails)")
-        return False
+    probe = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+    if callable(fn) and attempt(fn, probe, 12)[1] is None and any(m._forward_hooks for m in probe.modules()):
+        return say(False, "count_macs left its hooks on the model it counted: the model would count again (and run "
+                   "slower) on every later forward pass", "keep what register_forward_hook returns and call its "
+                   ".remove() once the forward pass is done (try/finally keeps that true when something fails)",
+                   STUCK.format(name="count_macs"))
     cases = [Case((model, size), label, flops.macs(model, image_size=size)) for label, model, size in _nets()]
-    return run_check("count_macs", fn, cases, same_int, "flops.count_exact's total", _hint, HOW, library=LIBRARY)
+    return run_check("count_macs", fn, cases, lambda got, want: integer(got) == want, "flops.count_exact's total",
+                     _hint, HOW, library=LIBRARY)
 
 
 def your_counts(fn, table: pd.DataFrame, num_classes: int = 21, image_size: int = 300) -> pd.DataFrame:
     """Each detector of ``table`` (``published_flops.flops_table``'s rows) counted by ``fn``: params, ``MACs`` and
-    their shares of the first row's. Where ``fn`` fails or disagrees with the library's count, the library's numbers
-    stand in for all rows, and one line says so."""
-    counted, trouble = [], None
+    their shares of the first row's. Where ``fn`` fails or disagrees with the library's count, the table's (the
+    library's) numbers stand, and one line says so."""
+    by = "count_macs"
     for row in table.itertuples():
         model = flops.build_for_counting(row.net, num_classes, compress_rate=parse_compress_rate(row.compress_rate),
                                          image_size=image_size)
-        try:
-            got = fn(model, image_size)
-            shown = short(got)
-        except Exception as e:  # the student's code: the notebook goes on with the library's numbers
-            got, shown = None, f"an error ({type(e).__name__})"
-        counted.append(integer(got))
-        if counted[-1] != row.MACs and trouble is None:
-            trouble = f"your count_macs gave {shown} for {row.model}, the library {row.MACs}"
-    if trouble:
-        print(f"{trouble}: the numbers below are the library's (flops.count_exact) until the check above says correct")
-    out = table[["model", "params"]].assign(MACs=table["MACs"] if trouble else counted,
-                                            counted_by="flops.count_exact" if trouble else "count_macs")
-    return out.assign(params_ratio=out["params"] / out["params"].iloc[0], MACs_ratio=out["MACs"] / out["MACs"].iloc[0])
+        got, error = attempt(fn, model, image_size)
+        if integer(got) != row.MACs:
+            print(f"on {row.model} your count_macs {error or f'gave {short(got)}'} (the library counts {row.MACs}); "
+                  "the numbers below are the library's (flops.count_exact) until the check above says correct")
+            by = "flops.count_exact"
+            break
+    return table[["model", "params", "MACs"]].assign(counted_by=by).join(table[["params_ratio", "MACs_ratio"]])

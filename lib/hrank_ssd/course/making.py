@@ -11,6 +11,7 @@ from typing import List, Optional, Tuple
 
 import pandas as pd
 
+from hrank_ssd.course.latency_models import latency_pruned
 from hrank_ssd.course.models import BY_KEY, finetune_epochs, own_epochs, rate_name
 from hrank_ssd.errors import HRankError
 from hrank_ssd.hrank.pruning import prune_model, save_pruned
@@ -22,6 +23,7 @@ from hrank_ssd.nets.models import count_parameters, layer_names, load_model
 from hrank_ssd.nets.registry import num_prunable
 
 CHOICE_FILE = "choice.json"
+PAPER = "vgg16-ssd-pruned"  # the compared model at the paper rate
 
 
 def rates_of(course, rate=None, net: str = "vgg16-ssd") -> List[float]:
@@ -32,7 +34,7 @@ def rates_of(course, rate=None, net: str = "vgg16-ssd") -> List[float]:
 
 
 def prune(course, rate=None, criterion: str = "hrank", net: str = "vgg16-ssd") -> Path:
-    """The trained ``net`` pruned with ``criterion`` at ``rate`` (default the profile's): ``models/<net>-pruned-<rate>[-<criterion>].pth``."""
+    """The trained ``net`` pruned once per ``rate`` and criterion: ``models/<net>-pruned-<rate>[-<criterion>].pth``."""
     rates = rates_of(course, rate, net)
     out = course.path(f"{net}-pruned-{rate_name(rates)}" + ("" if criterion == "hrank" else f"-{criterion}"))
     if not out.is_file():
@@ -45,12 +47,11 @@ def prune(course, rate=None, criterion: str = "hrank", net: str = "vgg16-ssd") -
 
 def finetune_rate(course, rate=None, epochs: Optional[int] = None, criterion: str = "hrank", distill: bool = False,
                   hooks=None, init: Optional[Path] = None) -> Path:
-    """:func:`prune` (or the pruned ``init``) then finetune ``epochs`` (default ``finetune_epochs``), distilled from
-    the unpruned model if asked."""
+    """:func:`prune` (or ``init``) finetuned ``epochs`` (default the profile's), distilled if asked."""
     p, rates = course.profile, rates_of(course, rate)
     epochs = p.finetune_epochs if epochs is None else epochs
     key = finetuned_key(course, rates, epochs, criterion, distill)
-    if key == "vgg16-ssd-pruned" and epochs and not p.synthetic and p.use_published_pruned:
+    if key == PAPER and epochs and p.published:
         return course.fetch("vgg16-ssd-hrank")
     init = init or course.prune(rates, criterion)
     if epochs == 0:
@@ -61,9 +62,9 @@ def finetune_rate(course, rate=None, epochs: Optional[int] = None, criterion: st
 
 def finetuned_key(course, rates, epochs: int, criterion: str = "hrank", distill: bool = False) -> str:
     """The model key :func:`finetune_rate` saves under (``vgg16-ssd-pruned`` for the compared finetune)."""
-    if list(rates) == rates_of(course) and criterion == "hrank" and epochs == course.profile.finetune_epochs \
-            and not distill:
-        return "vgg16-ssd-pruned"
+    at_profile = list(rates) == rates_of(course) and epochs == course.profile.finetune_epochs
+    if at_profile and criterion == "hrank" and not distill:
+        return PAPER
     crit = "" if criterion == "hrank" else f"-{criterion}"
     return f"vgg16-ssd-pruned-{rate_name(rates)}{crit}-ft{epochs}{'-kd' if distill else ''}"
 
@@ -71,10 +72,10 @@ def finetuned_key(course, rates, epochs: int, criterion: str = "hrank", distill:
 def finetune(course, key: str, hooks=None) -> Path:
     """The compared model ``key`` pruned and finetuned as :data:`~hrank_ssd.course.models.MODELS` says."""
     p, m = course.profile, BY_KEY[key]
-    if key == "vgg16-ssd-pruned":
+    if key == PAPER:
         return course.finetune_rate(hooks=hooks)
     epochs = finetune_epochs(p, key)
-    init = course.latency_pruned(key) if m.made == "latency" else course.prune(getattr(p, m.setting), net=m.net)
+    init = latency_pruned(course, key) if m.made == "latency" else course.prune(getattr(p, m.setting), net=m.net)
     if not epochs:
         return init
     lr = p.finetune_lr_for(epochs) if m.net == "vgg16-ssd" else (p.mb1_finetune_lr or p.finetune_lr)
@@ -82,36 +83,34 @@ def finetune(course, key: str, hooks=None) -> Path:
 
 
 def model(course, key: str) -> Path:
-    """The checkpoint of the compared model ``key``, made when missing (the student's own when the published is not had)."""
+    """The compared model ``key``, made when missing (the student's own when the published one cannot be had)."""
     m = BY_KEY[key]
     if m.made == "trained":
         return course.baseline(m.net)
-    if key != "vgg16-ssd-pruned":
+    if key != PAPER:
         return course.finetune(key)
-    published = not course.profile.synthetic and course.profile.use_published_pruned
     try:
         path = course.finetune_rate()
     except HRankError as e:
-        if not published:
+        if not course.profile.published:
             raise
         course.substitute(key, "published pruned model unavailable: using your own finetuned pruned model "
                           f"instead ({course.profile.student_finetune_epochs} epoch(s), notebook 03); why: {e}")
         return course.finetune_choice()
-    if published:
+    if course.profile.published:
         course.published_used(key)
     return path
 
 
 def model_epochs(course, key: str) -> int:
-    """The finetune epochs of the compared model ``key`` as this run made it; another key is the student's model
-    beside them (``measures.compared``), finetuned as notebook 03 does."""
+    """The finetune epochs of the compared model ``key`` as made here (another key: the student's model)."""
     if key not in BY_KEY:
         return own_epochs(course.profile)
     return finetune_epochs(course.profile, key, substituted=key in course.substitutes)
 
 
 def choose_compress_rate(course, rate) -> str:
-    """Record ``rate`` (as text, returned) as the one notebook 03 finetunes: ``work/<profile>/choice.json``."""
+    """Record ``rate`` (as text, returned) and its pruned model as notebook 03's choice."""
     rates = rates_of(course, rate)
     return record_choice(course, rates, course.prune(rates))
 
@@ -124,8 +123,7 @@ def record_choice(course, rates, pruned: Path) -> str:
 
 
 def read_choice(course) -> Tuple[List[float], str, Optional[Path]]:
-    """The one reader of ``choice.json``: the chosen per-layer rates, where they come from, and the pruned file it
-    names when that is there (the profile's rate and None without a readable choice)."""
+    """``choice.json``'s per-layer rates, where they come from and its pruned file if there (else the profile's)."""
     path = course.work / CHOICE_FILE
     if path.is_file():
         try:
@@ -145,21 +143,20 @@ def chosen_compress_rate(course) -> Tuple[List[float], str]:
 
 
 def finetune_choice(course, hooks=None) -> Path:
-    """Notebook 03: the chosen rate finetuned (resumable; its log is ``course.log_file(path)``), from the model the
-    student's own functions pruned when notebook 02 made one (``course.prune_yours``)."""
+    """Notebook 03: the chosen rate finetuned, from the model ``course.prune_yours`` made when there is one."""
     rates, _, pruned = read_choice(course)
     return course.finetune_rate(rates, own_epochs(course.profile), hooks=hooks, init=pruned)
 
 
 def your_model(course) -> Optional[Path]:
     """Notebook 03's finetune of the chosen rate when it exists (nothing is trained here), else None."""
-    key = finetuned_key(course, course.chosen_compress_rate()[0], own_epochs(course.profile))
-    return course.path(key) if course.path(key).is_file() else None
+    path = course.path(finetuned_key(course, read_choice(course)[0], own_epochs(course.profile)))
+    return path if path.is_file() else None
 
 
 @dataclass
 class PruningTrial:
-    """What :func:`try_compress_rate` measured for one rate (no finetuning)."""
+    """What :func:`try_compress_rate` measured for one rate (no finetuning; mAP on ``images`` test images)."""
 
     compress_rate: str
     layers: pd.DataFrame  # layer, rate, filters, kept
@@ -167,7 +164,7 @@ class PruningTrial:
     full_parameters: int
     macs: int
     full_macs: int
-    map: float  # after pruning, on `images` test images
+    map: float
     full_map: float  # the unpruned baseline on the same images
     images: int
 
@@ -198,14 +195,13 @@ def try_compress_rate(course, rate) -> PruningTrial:
 
 def suggested_rate(course, sensitivity: pd.DataFrame) -> pd.DataFrame:
     """The sensitivity scan's suggestion at the profile rate's MAC cut, tried beside that rate."""
-    paper = course.try_compress_rate(course.profile.compress_rate)
-    base = load_model(course.baseline("vgg16-ssd"))
+    paper = try_compress_rate(course, course.profile.compress_rate)
     rows = [{"rate": "profile's rate", "note": "", **paper.row()}]
     try:
-        suggestion = suggest_compress_rate(sensitivity, base, 1 - paper.macs / paper.full_macs,
-                                           sorted(set(sensitivity["rate"]) - {0.0}))
-        rows.append({"rate": "suggested by the scan", "note": "",
-                     **course.try_compress_rate(suggestion["rates"]).row()})
+        suggestion = suggest_compress_rate(sensitivity, load_model(course.baseline("vgg16-ssd")),
+                                           1 - paper.macs / paper.full_macs, sorted(set(sensitivity["rate"]) - {0.0}))
+        tried = try_compress_rate(course, suggestion["rates"])
+        rows.append({"rate": "suggested by the scan", "note": "", **tried.row()})
     except HRankError as e:  # a scan of too few layers or rates (the tiny profile's)
         rows.append({"rate": "suggested by the scan", "note": str(e)})
     return pd.DataFrame(rows).set_index("rate")[["compress_rate", "MAC cut", "parameters", "quick mAP",

@@ -11,7 +11,7 @@ from typing import Callable, Dict, Optional, Tuple
 import pandas as pd
 
 from hrank_ssd.course import video as video_demo
-from hrank_ssd.course.making import rates_of
+from hrank_ssd.course.making import PAPER, rates_of
 from hrank_ssd.course.models import MODEL_KEYS, fair_epochs
 from hrank_ssd.course.report_tables import finetune_note, title, your_key
 from hrank_ssd.course.results import repo_root
@@ -33,14 +33,12 @@ from hrank_ssd.nets.registry import get_net
 from hrank_ssd.train.resume_check import steps_per_epoch, stopped_and_resumed
 
 SHARED_VIDEO = ("..", "shared", "data", "video", "vtest.mp4")  # relative to the repository root
-PAPER = "vgg16-ssd-pruned"  # the compared model at the paper rate, beside which the student's model is shown
 
 
 def yours(course) -> dict:
     """The student's model in the comparison (``results/yours.json``): its rate and, when it is finetuned and not
     the compared paper-rate model itself, its key (``model``); ``same_as`` names that model when it is."""
-    rates, source = course.chosen_compress_rate()
-    path = course.your_model()
+    (rates, source), path = course.chosen_compress_rate(), course.your_model()
     same = path is not None and path.resolve() == Path(course.model(PAPER)).resolve()
     return {"compress_rate": format_compress_rate(rates), "source": source, "file": path.name if path else None,
             "model": your_key(rates) if path is not None and not same else None, "same_as": PAPER if same else None}
@@ -59,12 +57,11 @@ def evaluate(course, keys=MODEL_KEYS) -> Tuple[pd.DataFrame, pd.DataFrame]:
     ``per_class_ap.csv``; the detections stay in ``run_dir/eval/<key>``; where yours is, ``yours.json``."""
     (paths, mine), ds, summary, per_class = compared(course, keys), course.test_dataset(), [], []
     for key, path in paths.items():
-        model = load_model(path)
+        model, epochs = load_model(path), course.model_epochs(key)
         with course.timed(f"eval {key}"):
             table, avg = evaluate_model(model, ds, eval_dir(course, key), device=course.device,
                                         progress=course.progress, desc=f"eval {key}")
         name = title(key) + (" (yours: published unavailable)" if key in course.substitutes else "")
-        epochs = course.model_epochs(key)
         summary.append({"model": key, "title": name, "mAP": mean_ap(table), "avg_predict_s": avg,
                         "params": count_parameters(model), "finetune_epochs": epochs,
                         "note": finetune_note(epochs, fair_epochs(course.profile))})
@@ -84,32 +81,30 @@ def flops(course) -> pd.DataFrame:
     return course.save_csv("flops.csv", flops_table())
 
 
-def _bench(course, models, name: str, **kw) -> pd.DataFrame:
-    p = course.profile
+def _bench(course, models, name: str, machine_file: str, **kw) -> pd.DataFrame:
+    """``models`` timed with the profile's benchmark settings; the machine they ran on into ``machine_file``."""
     with course.timed(name):
-        return benchmark_models(models, device=course.device, warmup=p.bench_warmup, runs=p.bench_runs,
-                                progress=course.progress, **kw)
+        table = benchmark_models(models, device=course.device, warmup=course.profile.bench_warmup,
+                                 runs=course.profile.bench_runs, progress=course.progress, **kw)
+    course.save_json(machine_file, {k: v for k, v in results_json(table).items() if k != "results"})
+    return table
 
 
 def bench(course) -> pd.DataFrame:
-    """Latency of the three full-size detectors (random weights: shapes decide speed), and yours when its rate is
-    not the paper's: ``bench.csv``."""
+    """``bench.csv``: latency of the full-size detectors (random weights: shapes decide speed), yours among them."""
     models = {"vgg16-ssd": build_model("vgg16-ssd", 21), "mb1-ssd": build_model("mb1-ssd", 21),
               PAPER: build_model("vgg16-ssd", 21, compress_rate=course.profile.compress_rate)}
     rates = course.chosen_compress_rate()[0]
     if course.your_model() is not None and rates != rates_of(course):  # the paper rate's shape: its row says it
         models[your_key(rates)] = build_model("vgg16-ssd", 21, compress_rate=rates)
-    table = _bench(course, models, "bench")
-    course.save_json("machine.json", {k: v for k, v in results_json(table).items() if k != "results"})
-    return course.save_csv("bench.csv", table)
+    return course.save_csv("bench.csv", _bench(course, models, "bench", "machine.json"))
 
 
 def frontier(course) -> pd.DataFrame:
-    """The compared models (and yours) as evaluated, timed here, with MACs, params, predicted ms, epochs:
-    ``frontier.csv``."""
+    """``frontier.csv``: the compared models (and yours) timed here, with MACs, params, predicted ms, epochs."""
     models = {k: load_model(path) for k, path in compared(course)[0].items()}
     table = course.latency_table()
-    front = _bench(course, models, "frontier", predict=False)
+    front = _bench(course, models, "frontier", "frontier_machine.json", predict=False)
     front.insert(1, "net", [m.cfg.name for m in models.values()])
     front["predicted_ms"] = [table.predict(m.plan.prunable) if m.cfg.name == table.net else float("nan")
                              for m in models.values()]
@@ -118,7 +113,6 @@ def frontier(course) -> pd.DataFrame:
     first = {k: sum(m.plan.prunable[:sum(n for _, n in get_net(m.cfg.name).stages[:2])]) for k, m in models.items()}
     front["first_stages_kept"] = [first[k] / first[m.cfg.name] if m.cfg.name in first else float("nan")
                                   for k, m in models.items()]  # the layers at the two largest image sizes
-    course.save_json("frontier_machine.json", {k: v for k, v in results_json(front).items() if k != "results"})
     return course.save_csv("frontier.csv", front)
 
 
@@ -149,8 +143,8 @@ def street_clip(course) -> Tuple[Optional[Path], Optional[str]]:
     return None, None
 
 
-def video(course, clip=None, out_name: str = "demo_pruned.mp4") -> dict:
-    """The finetuned pruned detector on ``clip`` (else the street clip, else a synthetic one): ``results/video.json``."""
+def video(course, clip=None) -> dict:
+    """``results/video.json``: the finetuned pruned detector on ``clip``, else the street clip, else a synthetic one."""
     out_dir = course.run_dir / "video"
     out_dir.mkdir(parents=True, exist_ok=True)
     clip, source = (clip, "given clip") if clip is not None else street_clip(course)
@@ -158,7 +152,7 @@ def video(course, clip=None, out_name: str = "demo_pruned.mp4") -> dict:
         source = "synthetic clip"
         clip = video_demo.make_synthetic_video(out_dir / "synthetic.mp4", course.test_root(), seconds=2, fps=10)
     predictor = Predictor(load_model(course.model("vgg16-ssd-pruned")), course.device)
-    info = video_demo.process_video(predictor, course.class_names(), clip, out_dir / out_name,
+    info = video_demo.process_video(predictor, course.class_names(), clip, out_dir / "demo_pruned.mp4",
                                     max_frames=course.profile.video_max_frames, progress=course.progress)
     info = {"input": str(clip), "source": source, **info}
     course.save_json("video.json", info)
@@ -169,9 +163,6 @@ def settings(course) -> dict:
     """The profile as ``settings.json`` stores it (compress rates in the syntax users write)."""
     return dict(asdict(course.profile), compress_rate=format_compress_rate(course.profile.compress_rate),
                 mb1_compress_rate=format_compress_rate(course.profile.mb1_compress_rate))
-
-
-# ---------------------------------------------------------------- lessons
 
 
 def rank_stability(course) -> pd.DataFrame:
@@ -197,8 +188,7 @@ def rank_comparison(course) -> pd.DataFrame:
 
 
 def sensitivity(course, scan: Callable = every_layer_and_rate) -> pd.DataFrame:
-    """mAP of the baseline with one layer pruned at a time, at each of the profile's rates (no finetuning), from
-    ``scan`` (:func:`~hrank_ssd.measure.sensitivity.layer_sensitivity`)."""
+    """mAP of the baseline with one layer pruned at a time at the profile's rates, by ``scan`` (no finetuning)."""
     p = course.profile
     with course.timed("sensitivity"):
         table = layer_sensitivity(load_model(course.baseline("vgg16-ssd")), course.test_dataset(p.sensitivity_images),

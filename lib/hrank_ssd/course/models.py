@@ -10,7 +10,8 @@ from hrank_ssd.nets.compress import format_compress_rate
 
 @dataclass(frozen=True)
 class CompareModel:
-    """One compared model: ``made`` ``trained``, ``rate`` or ``latency`` (from ``setting``); ``epochs``: its profile field."""
+    """One compared model: ``made`` ``trained``, ``rate`` or ``latency`` (from the profile field ``setting``),
+    finetuned for the profile field ``epochs``."""
 
     key: str
     title: str  # the report's
@@ -43,25 +44,25 @@ FINETUNED = tuple(m.key for m in MODELS if m.epochs)
 
 def own_epochs(profile) -> int:
     """The course's own paper-rate finetune: ``student_finetune_epochs`` where the published model stands in."""
-    published = profile.use_published_pruned and not profile.synthetic
-    return (profile.student_finetune_epochs or profile.finetune_epochs) if published else profile.finetune_epochs
+    if profile.published:
+        return profile.student_finetune_epochs or profile.finetune_epochs
+    return profile.finetune_epochs
 
 
 def fair_epochs(profile) -> float:
-    """The finetune a pruned model needs for a fair offline comparison (the paper-rate model's); NaN on VOC, where
-    the published finetune is the yardstick (``report_tables.finetune_note``)."""
-    return float(own_epochs(profile)) if profile.synthetic else float("nan")
+    """The paper-rate model's finetune, which makes an offline comparison fair; NaN on VOC, where the published
+    finetune is the yardstick (``report_tables.finetune_note``)."""
+    return float(profile.finetune_epochs) if profile.synthetic else float("nan")
 
 
 def finetune_epochs(profile, key: str, substituted: bool = False) -> int:
     """The finetune epochs of the compared model ``key`` (0: not finetuned; ``substituted``: the student's own)."""
-    model = BY_KEY[key]
-    if model.epochs is None:
+    field = BY_KEY[key].epochs
+    if field is None:
         return 0
-    published = profile.use_published_pruned and not profile.synthetic
-    if key == "vgg16-ssd-pruned" and published and not substituted:
+    if key == "vgg16-ssd-pruned" and profile.published and not substituted:
         return profile.finetune_epochs
-    return own_epochs(profile) if model.epochs == "finetune_epochs" else getattr(profile, model.epochs)
+    return own_epochs(profile) if field == "finetune_epochs" else getattr(profile, field)
 
 
 def rate_name(rates: Sequence[float]) -> str:

@@ -19,7 +19,7 @@ from hrank_ssd.devices import resolve_device
 from hrank_ssd.errors import HRankError
 from hrank_ssd.progress import STATUS_ENV, Watch
 
-CHECKERS = ("exercises", "questions", "pruning_checks", "student", "mac_exercise")  # a check cell's `<module>.check_*` calls
+CHECKERS = ("exercises", "questions", "student", "mac_exercise")  # `<module>.check_*` of check cells
 
 
 def notebook_paths(folder, solved: bool = True) -> list:
@@ -52,8 +52,8 @@ def failed_checks(path) -> list:
 
 
 def _first_line(text) -> str:
-    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
-    return lines[0][:300] if lines else ""
+    """The first non-blank line of ``text``, at most 300 characters."""
+    return next((ln.strip()[:300] for ln in str(text).splitlines() if ln.strip()), "")
 
 
 def notebook_params(profile: str, run_dir, work_dir, device=None) -> dict:
@@ -62,23 +62,19 @@ def notebook_params(profile: str, run_dir, work_dir, device=None) -> dict:
             "DEVICE": device}
 
 
-def execute_notebooks(paths, run_dir, profile: str, work_dir, device=None, cwd=None, log=print,
-                      kernel_name: str = "python3", progress: bool = False, shared=None,
-                      cell_timeout: float | None = None) -> list:
-    """Execute ``paths`` in order into ``run_dir/notebooks``, each check cell passing; failures are one line.
-    ``shared``: one kernel for all (``km`` and ``input_copy(path)``, as tests/support/shared_kernel.py has)."""
+def execute_notebooks(paths, run_dir, profile: str, work_dir, device=None, log=print, **options) -> list:
+    """Execute ``paths`` (:func:`execute_one`'s ``options``) into ``run_dir/notebooks``, each check cell passing."""
     _papermill()  # a missing papermill is one line before anything starts
     out_dir = Path(run_dir).resolve() / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
-    params = notebook_params(profile, run_dir, work_dir, device)
-    done = []
-    for path in paths:
-        done.append(execute_one(Path(path), out_dir, params, cwd, kernel_name, progress, log, shared, cell_timeout))
+    params, done = notebook_params(profile, run_dir, work_dir, device), []
+    for path in map(Path, paths):
+        done.append(execute_one(path, out_dir, params, log=log, **options))
         failed = failed_checks(done[-1])
         if failed:
             cell, line = failed[0]
-            raise HRankError(f"notebook {Path(path).name}: the exercise check in cell {cell} did not pass: {line} "
-                             f"(fix the solution in notebooks/{Path(path).stem}.py, then `make notebooks`; "
+            raise HRankError(f"notebook {path.name}: the exercise check in cell {cell} did not pass: {line} "
+                             f"(fix the solution in notebooks/{path.stem}.py, then `make notebooks`; "
                              f"executed copy: {done[-1]})")
     return done
 
@@ -93,14 +89,12 @@ def _papermill():
 
 def execute_one(path: Path, out_dir: Path, params: dict, cwd=None, kernel_name: str = "python3",
                 progress: bool = False, log=print, shared=None, cell_timeout: float | None = None) -> Path:
-    """Execute one notebook into ``out_dir`` with papermill ``params``; a failure is one :class:`HRankError` line."""
-    pm = _papermill()
-    out = out_dir / path.name
-    start = time.perf_counter()
-    log(f"[course] {path.name} ...")
+    """Execute one notebook into ``out_dir`` with papermill ``params``; a failure is one :class:`HRankError` line.
+    ``shared``: one kernel for all (``km`` and ``input_copy(path)``, as tests/support/shared_kernel.py has)."""
+    pm, out = _papermill(), out_dir / path.name
     source, extra = (shared.input_copy(path), {"km": shared.km}) if shared else (path, {})
     try:  # the kernel's own warnings (e.g. "running over TCP without encryption") stay out of the terminal
-        with Watch(path.name, log):
+        with _logged(path.name, log):
             pm.execute_notebook(str(source), str(out), parameters=params, cwd=str(cwd or repo_root()),
                                 kernel_name=kernel_name, progress_bar=progress, log_output=False,
                                 execution_timeout=cell_timeout, extra_arguments=["--IPKernelApp.log_level=ERROR"],
@@ -114,11 +108,17 @@ def execute_one(path: Path, out_dir: Path, params: dict, cwd=None, kernel_name: 
     except Exception as e:  # kernel died, kernel not found, ...
         raise HRankError(f"notebook {path.name} could not run: {type(e).__name__}: {_first_line(e)} "
                          f"(install the kernel with `python -m ipykernel install --user --name python3`)") from None
-    log(f"[course] {path.name} done in {time.perf_counter() - start:.0f} s")
     return out
 
 
-# ---------------------------------------------------------------- the whole course
+@contextlib.contextmanager
+def _logged(step: str, log: Callable[[str], None]):
+    """``[course] <step> ...``, the block watched (:class:`hrank_ssd.progress.Watch`), then its time."""
+    start = time.perf_counter()
+    log(f"[course] {step} ...")
+    with Watch(step, log):
+        yield
+    log(f"[course] {step} done in {time.perf_counter() - start:.0f} s")
 
 
 @contextlib.contextmanager
@@ -137,35 +137,21 @@ def status_file():
 
 
 def run_steps(course: Course, steps: Sequence[str] = STEPS, log: Callable[[str], None] = print) -> None:
-    """The notebooks' Course calls, in the same order, without notebooks (``steps``: some of
-    :data:`~hrank_ssd.course.results.STEPS`)."""
+    """The notebooks' Course calls of ``steps`` (:data:`~hrank_ssd.course.results.STEPS`), without notebooks."""
     unknown = [s for s in steps if s not in STEPS]
     if unknown:
         raise HRankError(f"unknown --steps {','.join(unknown)}: choose from {','.join(STEPS)}")
     course.save_json("settings.json", course.settings())
-    calls = {  # each step name -> the notebooks' Course call(s)
+    calls = {  # the notebooks' Course calls of each step; another step is the Course verb of its name
         "data": course.dataset_root,
         "train": lambda: (course.baseline("vgg16-ssd"), course.baseline("mb1-ssd")),
         "ranks": lambda: (course.rank_dir(), course.rank_dir(net="mb1-ssd")),
-        "prune": course.prune,
         "latency": course.latency_models,
         "finetune": lambda: [course.finetune(key) for key in FINETUNED],
-        "evaluate": course.evaluate,
-        "flops": course.flops,
-        "bench": course.bench,
-        "frontier": course.frontier,
-        "sensitivity": course.sensitivity,
-        "criteria": course.criteria,
-        "distillation": course.distillation,
-        "video": course.video,
     }
-    for step in STEPS:
-        if step in steps:
-            start = time.perf_counter()
-            log(f"[course] {step} ...")
-            with Watch(step, log):
-                calls[step]()
-            log(f"[course] {step} done in {time.perf_counter() - start:.0f} s")
+    for step in (s for s in STEPS if s in steps):
+        with _logged(step, log):
+            (calls.get(step) or getattr(course, step))()
 
 
 def run_course(profile: str, runs="runs", work="work", run_dir: Optional[Path] = None, device=None,
@@ -173,8 +159,7 @@ def run_course(profile: str, runs="runs", work="work", run_dir: Optional[Path] =
                readme: Optional[Path] = None, log: Callable[[str], None] = print,
                progress: bool = False) -> Tuple[Path, Path]:
     """Run the course (``notebooks``' notebooks, else the Course ``steps``) into ``run_dir`` and write the report."""
-    if device:
-        resolve_device(device)  # a clear error for a bad device before anything runs
+    resolve_device(device)  # a clear error for a bad device before anything runs
     try:  # the report needs markdown: fail before the course runs, not after it
         import markdown  # noqa: F401 - the course extra's; only its presence is checked here
     except ImportError:

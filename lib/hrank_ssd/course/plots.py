@@ -3,63 +3,40 @@ never share an axis."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
 from hrank_ssd.course.report_tables import per_class_pivot
-from hrank_ssd.io.files import atomic_savefig, pyplot
+from hrank_ssd.io.files import pyplot
 
 
-def save_plot(fig, path: Path) -> Path:
-    """Write ``fig`` as a PNG (atomically) for the report."""
-    return atomic_savefig(fig, path, dpi=100)
+def _grouped_bars(table: pd.DataFrame, per_group: float, height: float, legend: int, **axes):
+    """One group of bars per row of ``table`` (its index on the x axis), one bar per column; the figure and axes."""
+    plt = pyplot()  # Agg for a headless report; a notebook keeps its own backend
+    x, width = np.arange(len(table)), 0.8 / max(1, table.shape[1])
+    fig, ax = plt.subplots(figsize=(max(6, per_group * len(table) + 2), height))
+    for k, column in enumerate(table.columns):
+        ax.bar(x + (k - (table.shape[1] - 1) / 2) * width, table[column], width, label=column)
+    ax.set_xticks(x, table.index, rotation=45, ha="right", fontsize=8)
+    ax.set(**axes)
+    ax.legend(fontsize=legend)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig, ax
 
 
 def plot_per_class(per_class: pd.DataFrame):
     """Grouped bars: AP per class, one bar per model."""
-    plt = pyplot()  # Agg for a headless report; a notebook keeps its own backend
-    piv = per_class_pivot(per_class)
-    piv = piv[piv["class"] != "mAP (mean)"]
-    models = [c for c in piv.columns if c != "class"]
-    x = np.arange(len(piv))
-    width = 0.8 / max(1, len(models))
-    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(piv) + 2), 3.8))
-    for k, m in enumerate(models):
-        ax.bar(x + (k - (len(models) - 1) / 2) * width, piv[m], width, label=m)
-    ax.set_xticks(x, piv["class"], rotation=45, ha="right", fontsize=8)
-    ax.set(ylabel="AP (VOC07 11-point)", ylim=(0, 1), title="Per-class AP")
-    ax.legend(fontsize=8)
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    return fig
+    piv = per_class_pivot(per_class).set_index("class").drop("mAP (mean)")
+    return _grouped_bars(piv, 0.6, 3.8, 8, ylabel="AP (VOC07 11-point)", ylim=(0, 1), title="Per-class AP")[0]
 
 
 def plot_ap_change(change: pd.DataFrame):
     """Grouped bars: per class, each pruned model's AP minus its unpruned parent's (:func:`forgetting.ap_change`)."""
-    plt = pyplot()
-    x, width = np.arange(len(change)), 0.8 / max(1, change.shape[1])
-    fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(change) + 2), 3.6))
-    for k, model in enumerate(change.columns):
-        ax.bar(x + (k - (change.shape[1] - 1) / 2) * width, change[model], width, label=model)
+    fig, ax = _grouped_bars(change, 0.5, 3.6, 7, ylabel="AP change vs unpruned parent",
+                            title="What pruning forgets, per class")
     ax.axhline(0, color="grey", lw=0.8)
-    ax.set_xticks(x, change.index, rotation=45, ha="right", fontsize=8)
-    ax.set(ylabel="AP change vs unpruned parent", title="What pruning forgets, per class")
-    ax.legend(fontsize=7)
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
     return fig
-
-
-def _box(ax, box, color: str, style: str, text: str, below: bool = False) -> None:
-    """A box outline with its label above it (``below``: under it)."""
-    from matplotlib.patches import Rectangle
-
-    x1, y1, x2, y2 = (float(v) for v in box)
-    ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=color, linestyle=style, lw=2))
-    ax.text(x1, y2 if below else y1, text, color="white", fontsize=7, va="top" if below else "bottom",
-            bbox={"facecolor": color, "pad": 1, "lw": 0})
 
 
 def plot_gallery(images, gallery: pd.DataFrame, parent: str, pruned: str):
@@ -72,10 +49,14 @@ def plot_gallery(images, gallery: pd.DataFrame, parent: str, pruned: str):
     for ax, image, (_, r) in zip(axes[0], images, gallery.iterrows()):
         ax.imshow(image)
         ax.axis("off")
-        _box(ax, r["object"], "green", "-", r["class"])
-        _box(ax, r["box"], "C0", "--", f"{r['score']:.2f}", below=True)
-        for name, score, box in r["pruned"]:
-            _box(ax, box, "C3", ":", f"{name} {score:.2f}")
+        boxes = [(r["object"], "green", "-", r["class"]), (r["box"], "C0", "--", f"{r['score']:.2f}")]
+        boxes += [(box, "C3", ":", f"{name} {score:.2f}") for name, score, box in r["pruned"]]
+        for box, color, style, text in boxes:  # each label above its box, the parent's score under it
+            x1, y1, x2, y2 = (float(v) for v in box)
+            below = color == "C0"
+            ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=color, linestyle=style, lw=2))
+            ax.text(x1, y2 if below else y1, text, color="white", fontsize=7, va="top" if below else "bottom",
+                    bbox={"facecolor": color, "pad": 1, "lw": 0})
         ax.set_title(f"{r['image_id']}: a {r['class']}", fontsize=8)
     fig.suptitle(f"Found by {parent}, missed by {pruned}", fontsize=9)
     fig.legend(handles=[Rectangle((0, 0), 1, 1, fill=False, edgecolor=c, linestyle=s, label=t) for c, s, t in

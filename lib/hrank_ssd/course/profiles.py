@@ -11,12 +11,10 @@ from hrank_ssd.errors import HRankError
 from hrank_ssd.latency.knapsack import KEEP_IMPORTANCE
 from hrank_ssd.nets.compress import PRUNED_RATE
 
-# pytorch-ssd's training rates (its README's VOC commands, SGD at batch 24); the full profile's short finetunes use
-# them scaled linearly to its batch: a chosen rate, not one measured on VOC here.
-PYTORCH_SSD_BATCH = 24
-PYTORCH_SSD_LR = {"vgg16-ssd": 1e-3, "mb1-ssd": 1e-2}
 THEIRS = published_finetune()  # the original project's finetune: num_epochs, lr, batch_size...
 THEIR_BATCH = int(THEIRS["batch_size"])
+# pytorch-ssd's README rates (SGD at batch 24) scaled linearly to the full profile's batch: a choice, not a measurement
+SCALED_LR = {"vgg16-ssd": 1e-3 * THEIR_BATCH / 24, "mb1-ssd": 1e-2 * THEIR_BATCH / 24}
 
 
 @dataclass(frozen=True)
@@ -37,15 +35,15 @@ class Profile:
     optimizer: str = "adam"  # small models from scratch learn much faster with Adam than SGD
     augment: str = "light"  # photometric + flip: the synthetic shapes need no crop/expand to generalise
     init: str = "lsuv"  # unit activations from the start (models.init_from_scratch)
-    channels_last: bool = True  # faster CPU training (benchmarks/train_layout.py); off in full: not measured on GPU
+    channels_last: bool = True  # faster CPU training (benchmarks/train_layout.py)
     mb1_epochs: int = 6
     mb1_lr: float = 6e-3
     rank_limit: int = 2
     rank_batch: int = 16
     compress_rate: Tuple[float, ...] = tuple(PRUNED_RATE)  # per prunable layer (the original's [0.1]*7+[0.5]*9)
     finetune_epochs: int = 2
-    # about the rate the baseline's cosine schedule ends at: the finetune repairs what pruning removed instead of
-    # training further a baseline that has not converged (which lifts a pruned model above it)
+    # about where the baseline's cosine schedule ends: the finetune repairs what pruning removed rather than
+    # training further a baseline that has not converged
     finetune_lr: float = 3e-5
     sensitivity_rates: Tuple[float, ...] = (0.3, 0.6, 0.9)
     sensitivity_layers: Tuple[int, ...] = (1, 4, 7, 10, 13, 14)
@@ -64,26 +62,30 @@ class Profile:
     latency_budget: float = 0.55  # the small latency-pruned model: this fraction of the unpruned forward
     small_finetune_epochs: int = 2  # the small latency budget's and MobileNetV1-SSD's finetunes (course.models)
     # notebook 02's target for the student's rate: at least this share of the MACs cut, at most this quick-mAP drop
-    # before finetuning (offline, measured on seed 0: the paper rate cuts too few MACs, half of every layer loses too
-    # much; full: set the same way, not measured on VOC here)
+    # before finetuning (the paper rate cuts too few MACs, half of every layer loses too much)
     target_mac_cut: float = 0.6
     target_map_drop: float = 0.2
     # MobileNetV1-SSD has no published pruning: the uniform rate whose full-size detector keeps about the share of
     # MACs the paper rate leaves VGG16-SSD (57% against 58%, exact counts)
     mb1_compress_rate: Tuple[float, ...] = (0.3,) * 14
-    # the pruned MobileNetV1-SSD's finetune: about where its own schedule ends, as finetune_lr; None: finetune_lr
-    mb1_finetune_lr: Optional[float] = 1.5e-4
+    mb1_finetune_lr: Optional[float] = 1.5e-4  # the pruned MobileNetV1-SSD's; None: finetune_lr
     short_finetune_lr: Optional[float] = None  # VGG16-SSD finetunes under finetune_epochs; None: finetune_lr
     bench_warmup: int = 5
     bench_runs: int = 12  # interleaved rounds of the course's benchmark
     video_max_frames: Optional[int] = 60
-    use_published_pruned: bool = False  # full: the original project's finetuned pruned weights (120 GPU epochs)
+    use_published_pruned: bool = False  # full: the original project's finetuned pruned weights
     student_finetune_epochs: Optional[int] = None  # notebook 03's own run when the published model stands in
     seed: int = 0
     notes: Dict[str, str] = field(default_factory=dict, compare=False)
 
+    @property
+    def published(self) -> bool:
+        """Whether the original project's finetuned pruned model is the compared paper-rate model (VOC only)."""
+        return self.use_published_pruned and not self.synthetic
+
     def finetune_lr_for(self, epochs: int) -> float:
-        """The rate of a VGG16-SSD finetune of ``epochs``: ``short_finetune_lr`` when set and shorter, else ``finetune_lr``."""
+        """The rate of a VGG16-SSD finetune of ``epochs``: ``short_finetune_lr`` when set and shorter, else
+        ``finetune_lr``."""
         if self.short_finetune_lr is not None and epochs < self.finetune_epochs:
             return self.short_finetune_lr
         return self.finetune_lr
@@ -99,20 +101,17 @@ PROFILES: Dict[str, Profile] = {
     "tiny": Profile("tiny", num_train=8, num_test=4, batch_size=4, train_epochs=1, mb1_epochs=1,
                     finetune_epochs=1, small_finetune_epochs=1, sensitivity_rates=(0.5,), sensitivity_layers=(1, 14),
                     bench_runs=2, video_max_frames=4, target_map_drop=1.0, **_SMALL),
-    # The original project's finetune (epochs, rate, batch) stands behind the published pruned model; the
-    # course's own finetunes are short: 3 epochs, to keep notebook 03 within about an hour on a Colab GPU.
+    # the original project's finetune (epochs, rate, batch) stands behind the published pruned model; the
+    # course's own finetunes are short (student_finetune_epochs), to keep notebook 03 short on a Colab GPU
     "full": Profile("full", synthetic=False, needs_gpu=True, vgg_width=1.0, mb1_width=1.0,
                     batch_size=THEIR_BATCH, lr=float(THEIRS["lr"]), optimizer="sgd", augment="ssd",
                     init="default", channels_last=False, finetune_epochs=int(THEIRS["num_epochs"]),
                     finetune_lr=float(THEIRS["lr"]), rank_limit=5, rank_batch=128, sensitivity_images=500,
-                    quick_map_images=100, resume_images=64, bench_warmup=10,
-                    bench_runs=50, video_max_frames=None, use_published_pruned=True,
-                    student_finetune_epochs=3, small_finetune_epochs=3,
-                    short_finetune_lr=PYTORCH_SSD_LR["vgg16-ssd"] * THEIR_BATCH / PYTORCH_SSD_BATCH,
-                    mb1_finetune_lr=PYTORCH_SSD_LR["mb1-ssd"] * THEIR_BATCH / PYTORCH_SSD_BATCH,
+                    quick_map_images=100, resume_images=64, bench_warmup=10, bench_runs=50, video_max_frames=None,
+                    use_published_pruned=True, student_finetune_epochs=3, small_finetune_epochs=3,
+                    short_finetune_lr=SCALED_LR["vgg16-ssd"], mb1_finetune_lr=SCALED_LR["mb1-ssd"],
                     latency_grid=4, stability_images=32, stability_few=4),
 }
-# The full profile's code path at CPU sizes, for ``tools/rehearse.py`` (the stand-in world's few VOC images).
 PROFILES["full-rehearsal"] = replace(PROFILES["full"], name="full-rehearsal", needs_gpu=False,
                                      student_finetune_epochs=1, small_finetune_epochs=1, bench_runs=3,
                                      video_max_frames=8, **_SMALL)

@@ -21,9 +21,8 @@ def published(path=PUBLISHED_FILE) -> dict:
     """The whole file, parsed (cached): ``source``, ``environment``, ``metric``, ``finetune``, ``ranks``, ``models``."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
-        models = data["models"]
-        if tuple(models) != MODELS or any(not m["ap"] for m in models.values()):
-            raise ValueError(f"models {tuple(models)}, expected {MODELS} with per-class APs")
+        if tuple(data["models"]) != MODELS or not all(m["ap"] for m in data["models"].values()):
+            raise ValueError(f"models {tuple(data['models'])}, expected {MODELS} with per-class APs")
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise HRankError(f"{path} is not the published results file ({str(e).splitlines()[0]}): restore it from "
                          f"the repository (lib/hrank_ssd/course/{Path(path).name})") from None
@@ -58,9 +57,7 @@ def published_finetune() -> dict:
 
 def slower_pruned_line() -> str:
     """One sentence on their T4 predict times: the pruned VGG16-SSD against the unpruned one, from the file."""
-    ms = published_predict_ms()
-    full, pruned = ms["vgg16-ssd"], ms["vgg16-ssd-pruned"]
-    word = "slower" if pruned > full else "faster"
+    full, pruned = published_predict_ms()["vgg16-ssd"], published_predict_ms()["vgg16-ssd-pruned"]
     return (f"On their T4 the pruned VGG16-SSD predicted in {pruned:.1f} ms per image against {full:.1f} ms "
-            f"unpruned ({pruned / full:.2f}x the time): {word} than the model it was pruned from, with fewer MACs "
-            f"(their Avg predictime, {published()['environment']}).")
+            f"unpruned ({pruned / full:.2f}x the time): {'slower' if pruned > full else 'faster'} than the model it "
+            f"was pruned from, with fewer MACs (their Avg predictime, {published()['environment']}).")

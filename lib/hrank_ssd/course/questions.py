@@ -1,5 +1,5 @@
-"""Questions that make the student read a plot: the answer is computed from the numbers this run's plot draws,
-so it moves with them; a right reading prints why, a wrong one what is wrong (never the answer)
+"""Questions that make the student read a plot: the answer is computed from the numbers this run's plot draws, so it
+moves with them; a right reading prints why, a wrong one what is wrong, never the answer
 (:func:`hrank_ssd.course.checking.ask`)."""
 
 from __future__ import annotations
@@ -20,28 +20,31 @@ def _same_name(got, want) -> bool:
     return isinstance(got, str) and _name(got) == _name(want)
 
 
-def _lowest_layer(name: str, fn, rows: pd.DataFrame, column: str, why, opposite: str, default: str) -> bool:
-    """A question whose answer is the layer (``rows["name"]``) with the lowest ``column``; ``why(worst, best)``."""
-    worst, best = rows.loc[rows[column].idxmin()], rows.loc[rows[column].idxmax()]
+def _lowest(name: str, fn, values: pd.Series, why, opposite: str, default: str) -> bool:
+    """A question whose answer is the name (``values``' index) of the lowest value; ``why(lowest, highest)``;
+    ``opposite``: the hint for the highest."""
+    low, high = values.idxmin(), values.idxmax()
 
     def hint(got):
-        if _same_name(got, best["name"]):
+        if _same_name(got, high):
             return opposite
-        if isinstance(got, str) and _name(got) not in set(rows["name"].map(_name)):
-            return f"name a layer as the plot labels them, e.g. {rows['name'].iloc[0]!r}"
+        if isinstance(got, str) and _name(got) not in set(values.index.map(_name)):
+            return f"answer with one of the plot's names: {', '.join(values.index)}"
 
-    return ask(name, fn, worst["name"], _same_name, why(worst, best), hint, default)
+    return ask(name, fn, low, _same_name, why(low, high), hint, default)
 
 
 def check_least_stable(fn, stability: pd.DataFrame) -> bool:
     """Notebook 01: the layer whose ranks agree least between the two disjoint image sets (lowest Spearman)."""
     part = stability[stability["comparison"] == stability["comparison"].iloc[0]].dropna(subset=["spearman"])
-    return _lowest_layer(
-        "least_stable_layer", fn, part, "spearman",
-        lambda worst, best: (f"{worst['name']} orders its filters least alike on the two image sets (Spearman "
-                             f"{worst['spearman']:.2f}; {best['name']}: {best['spearman']:.2f}); "
-                             f"{int(worst['changed'])} of its {int(worst['kept'])} kept filters change. A low "
-                             "correlation matters only near the cut: filters far from it stay kept or dropped."),
+    rows = part.set_index("name")
+    return _lowest(
+        "least_stable_layer", fn, rows["spearman"],
+        lambda worst, best: (f"{worst} orders its filters least alike on the two image sets (Spearman "
+                             f"{rows.loc[worst, 'spearman']:.2f}; {best}: {rows.loc[best, 'spearman']:.2f}); "
+                             f"{int(rows.loc[worst, 'changed'])} of its {int(rows.loc[worst, 'kept'])} kept filters "
+                             "change. A low correlation matters only near the cut: filters far from it stay kept or "
+                             "dropped."),
         "that layer agrees the MOST: look for the lowest bar, the smallest correlation",
         "read the Spearman correlation of each layer in the plot: which is lowest?")
 
@@ -49,12 +52,12 @@ def check_least_stable(fn, stability: pd.DataFrame) -> bool:
 def check_most_sensitive(fn, sens: pd.DataFrame) -> bool:
     """Notebook 02: the layer whose pruning at the largest scanned rate costs the most quick mAP."""
     top, base = sens["rate"].max(), float(sens.loc[sens["rate"] == 0, "map"].mean())
-    return _lowest_layer(
-        "most_sensitive_layer", fn, sens[sens["rate"] == top], "map",
-        lambda worst, best: (f"at rate {top:g}, pruning {worst['name']} alone leaves a quick mAP of "
-                             f"{worst['map']:.3f} (unpruned {base:.3f}); {best['name']} keeps {best['map']:.3f}. "
-                             "Spare the steep layers and prune the flat ones: that is what a per-layer compress "
-                             "rate is for."),
+    maps = sens[sens["rate"] == top].set_index("name")["map"]
+    return _lowest(
+        "most_sensitive_layer", fn, maps,
+        lambda worst, best: (f"at rate {top:g}, pruning {worst} alone leaves a quick mAP of {maps[worst]:.3f} "
+                             f"(unpruned {base:.3f}); {best} keeps {maps[best]:.3f}. Spare the steep layers and prune "
+                             "the flat ones: that is what a per-layer compress rate is for."),
         "that layer loses the LEAST: find the curve that ends lowest on the right",
         f"look at the right end of the curves (rate {top:g}): which one ends lowest? Name it as the legend does")
 
@@ -62,19 +65,13 @@ def check_most_sensitive(fn, sens: pd.DataFrame) -> bool:
 def check_best_criterion(fn, crit: pd.DataFrame) -> bool:
     """Notebook 02: the criterion with the highest mAP right after pruning (before finetuning)."""
     by = crit.set_index("criterion")["map_pruned"]
-    best = by.idxmax()
-    why = ("right after pruning: " + ", ".join(f"{c} {m:.3f}" for c, m in by.items()) + f". {best} keeps the "
-           "filters that matter most to this network's outputs; finetuning can close part of the gap (the table's "
-           "second column), but the criterion decides where it starts.")
-
-    def hint(got):
-        if isinstance(got, str) and _name(got) not in set(by.index.map(_name)):
-            return f"answer with one of the criteria: {', '.join(by.index)}"
-        if _same_name(got, by.idxmin()):
-            return "that criterion keeps the LEAST mAP: compare the bars before finetuning"
-
-    return ask("best_criterion", fn, best, _same_name, why, hint,
-               "compare the mAP right after pruning (before finetuning), criterion by criterion")
+    return _lowest(
+        "best_criterion", fn, -by,
+        lambda best, worst: ("right after pruning: " + ", ".join(f"{c} {m:.3f}" for c, m in by.items()) + f". {best} "
+                             "keeps the filters that matter most to this network's outputs; finetuning can close part "
+                             "of the gap (the table's second column), but the criterion decides where it starts."),
+        "that criterion keeps the LEAST mAP: compare the bars before finetuning",
+        "compare the mAP right after pruning (before finetuning), criterion by criterion")
 
 
 def check_faster_pruning(fn, fine: pd.DataFrame) -> bool:

@@ -10,9 +10,11 @@ import pandas as pd
 
 from hrank_ssd.course import report_tables as tables
 from hrank_ssd.course.explain import explanations
-from hrank_ssd.course.plots import plot_frontier, plot_per_class, plot_published, save_plot
+from hrank_ssd.course.plots import plot_frontier, plot_per_class, plot_published
 from hrank_ssd.course.published import slower_pruned_line, source_line
 from hrank_ssd.course.results import log_name, missing_note
+from hrank_ssd.io.files import atomic_savefig
+from hrank_ssd.measure.evaluation import TABLE_COLUMNS
 from hrank_ssd.measure.flops import MAC_NOTE
 from hrank_ssd.measure.sensitivity import plot_criteria, plot_sensitivity
 from hrank_ssd.measure.tables import markdown_table
@@ -41,7 +43,11 @@ class Page:
     def table(self, df: pd.DataFrame, floatfmt: str = FLOATFMT, formats: Optional[Dict[str, str]] = None) -> None:
         self.add(markdown_table(df, floatfmt, formats=formats))
 
-    def figure(self, path: Path, alt: str, caption: Optional[str] = None) -> None:
+    def figure(self, fig, name: str, alt: str) -> None:
+        """Save ``fig`` as ``plots/<name>`` and link it after a blank line."""
+        self.link(atomic_savefig(fig, self.plots / name), alt)
+
+    def link(self, path: Path, alt: str, caption: Optional[str] = None) -> None:
         """Record a saved plot and link it: a blank line (or a bold caption), then the image."""
         self.made.append(path)
         self.add(*(["", f"**{caption}**", ""] if caption else [""]))
@@ -59,9 +65,6 @@ class Page:
         self.heading(heading)
         return not self.missing(res, *names)
 
-    def text(self) -> str:
-        return "\n".join(self.lines) + "\n"
-
 
 def yours_line(info: Optional[dict]) -> str:
     """Where the student's model is in the tables, from ``results/yours.json`` (said once)."""
@@ -77,11 +80,11 @@ def yours_line(info: Optional[dict]) -> str:
 
 
 def intro(page: Page, res: Results) -> None:
-    settings = res.get("settings.json") or {}
-    page.add("# HRank-SSD course report", "",
-             f"Run folder: `{page.run_dir.name}`" + (f", profile **{settings['name']}**" if settings.get("name") else "")
-             + ". Every number below is read from `results/` of this run, except the figures marked "
-               "*theirs*, which are quoted from the original HRank-SSD project (VOC2007 test).")
+    settings, mine = res.get("settings.json") or {}, res.get("yours.json") or {}
+    profile = f", profile **{settings['name']}**" if settings.get("name") else ""
+    page.add("# HRank-SSD course report", "", f"Run folder: `{page.run_dir.name}`{profile}. Every number below is "
+             "read from `results/` of this run, except the figures marked *theirs*, which are quoted from the "
+             "original HRank-SSD project (VOC2007 test).")
     if settings.get("synthetic"):
         page.add("", "> This run used the synthetic offline dataset and small models trained here "
                  f"(VGG width {settings.get('vgg_width')}, MobileNetV1 width {settings.get('mb1_width')}): "
@@ -92,7 +95,6 @@ def intro(page: Page, res: Results) -> None:
         page.add("", "> A rehearsal of the full profile (`tools/rehearse.py`): the downloads came from a "
                  "local stand-in with seeded random weights and a few VOC images, so its mAP measures nothing; it "
                  "proves the path. Latencies, params and MACs are real.")
-    mine = res.get("yours.json") or {}
     if mine.get("model") or mine.get("same_as"):  # said once: the student's model has its own rows, or is the paper's
         page.add("", yours_line(mine))
     for key, why in (res.get("substitutes.json") or {}).items():  # a published model or rank folder not had
@@ -108,17 +110,17 @@ def frontier(page: Page, res: Results) -> None:
         page.missing(res, "map.csv", "frontier.csv")
         return
     page.table(tables.frontier_display(table), formats=tables.FRONTIER_FORMATS)
-    machine = tables.machine_title(res.get("frontier_machine.json"))
-    page.add("", f"The models this run evaluated (the six compared, and the student's own when it is another), as they are (the profile's widths and image size). *forward "
-             f"ms*: median forward latency, batch 1, interleaved, measured on {machine}; *predicted ms*: this machine's "
-             "latency table's, for the VGG16-SSDs. *GMACs*, *params*: exact. *speed-up vs unpruned*: against the "
-             "same net unpruned. *frontier*: no other model is both cheaper and better. *note*: offline, a model "
-             "finetuned fewer epochs than the paper-rate model is not a fair comparison; on VOC, one finetuned for "
-             f"under {tables.SHORT_FINETUNE:.0%} of the published epochs is a short stand-in for them.")
-    notes = explanations(res)
+    machine, notes = tables.machine_title(res.get("frontier_machine.json")), explanations(res)
+    page.add("", "The models this run evaluated (the six compared, and the student's own when it is another), as "
+             "they are (the profile's widths and image size). *forward ms*: median forward latency, batch 1, "
+             f"interleaved, measured on {machine}; *predicted ms*: this machine's latency table's, for the "
+             "VGG16-SSDs. *GMACs*, *params*: exact. *speed-up vs unpruned*: against the same net unpruned. "
+             "*frontier*: no other model is both cheaper and better. *note*: offline, a model finetuned fewer epochs "
+             "than the paper-rate model is not a fair comparison; on VOC, one finetuned for under "
+             f"{tables.SHORT_FINETUNE:.0%} of the published epochs is a short stand-in for them.")
     if notes:
         page.add("", "**What these numbers say** (written from them):", "", *[f"- {n}" for n in notes])
-    page.figure(save_plot(plot_frontier(table, machine), page.plots / "frontier.png"), "mAP vs latency and MACs")
+    page.figure(plot_frontier(table, machine), "frontier.png", "mAP vs latency and MACs")
     if not page.section("### How the latency-pruned widths were chosen", res, "latency_models.csv"):
         return
     models = res["latency_models.csv"]
@@ -142,16 +144,14 @@ def comparison(page: Page, res: Results) -> None:
                  "detectors, batch 1 (`results/bench.csv`): *forward* is the network alone, *predict* adds pre- and "
                  "post-processing (with random weights NMS sees its worst case, so compare models by *forward*). "
                  "*params (trained)*: the model evaluated in this run; *full size*: the detector at 300x300 with 21 "
-                 "classes (`results/flops.csv`).")
-        page.add("", tables.machine_line(res.get("machine.json")))
-        page.add("", f"> {slower_pruned_line()}")
+                 "classes (`results/flops.csv`).", "", tables.machine_line(res.get("machine.json")), "",
+                 f"> {slower_pruned_line()}")
     if any(res.get(n) is None for n in ("map.csv", "bench.csv", "flops.csv")):
         page.add("")
         page.missing(res, "map.csv", "bench.csv", "flops.csv")
     points = tables.published_points(res.get("flops.csv"))
     if len(points):
-        page.figure(save_plot(plot_published(points), page.plots / "published_map_vs_macs.png"),
-                    "published mAP vs MACs (theirs)")
+        page.figure(plot_published(points), "published_map_vs_macs.png", "published mAP vs MACs (theirs)")
         page.add("", "Theirs alone, on their own axes: the original project's VOC2007 test mAP against the exact "
                  "MACs of the full-size detectors; our mAPs are never drawn on the same axes.")
 
@@ -161,15 +161,14 @@ def per_class(page: Page, res: Results) -> None:
         return
     pc = res["per_class_ap.csv"]
     page.table(tables.per_class_pivot(pc))
-    page.figure(save_plot(plot_per_class(pc), page.plots / "per_class_ap.png"), "per-class AP")
+    page.figure(plot_per_class(pc), "per_class_ap.png", "per-class AP")
     page.heading("### The published per-class AP (theirs)")
     page.table(tables.published_ap_table(pc))
     page.add("", f"*theirs*: quoted from {source_line()}. *ours* appears beside them when this run evaluated the "
              "same VOC classes (the full profile).")
-    cols = [c for c in ("class", "gts", "dets", "recall", "precision", "ap") if c in pc]
     for key in dict.fromkeys(pc["model"]):
         page.heading(f"### {tables.title(key)}: ground truths, detections, recall, precision")
-        page.table(pc[pc["model"] == key][cols])
+        page.table(pc[pc["model"] == key][TABLE_COLUMNS])
 
 
 def speed(page: Page, res: Results) -> None:
@@ -178,12 +177,10 @@ def speed(page: Page, res: Results) -> None:
     bench = res["bench.csv"]
     page.table(bench.assign(model=bench["model"].map(tables.title)), floatfmt=".1f",
                formats={"GMACs": ".3f", "forward_speedup": ".2f", "mac_ratio": ".2f"})
-    if "forward_speedup" in bench and "mac_ratio" in bench and len(bench) > 1:
-        page.add("")
+    if len(bench) > 1:
         first = tables.title(bench["model"].iloc[0])
-        for _, r in bench.iloc[1:].iterrows():
-            page.add(f"- {tables.title(r['model'])}: {r['mac_ratio']:.2f}x fewer MACs than {first}, "
-                     f"but a {r['forward_speedup']:.2f}x faster forward pass.")
+        page.add("", *[f"- {tables.title(r['model'])}: {r['mac_ratio']:.2f}x fewer MACs than {first}, but a "
+                       f"{r['forward_speedup']:.2f}x faster forward pass." for _, r in bench.iloc[1:].iterrows()])
         page.add("", "Latency falls less than MACs: memory traffic, per-layer overheads, the un-pruned parts "
                  "(extras, heads) and post-processing (decode + NMS) do not shrink with the pruned filters, "
                  "and depthwise convolutions do few MACs per byte moved.")
@@ -194,37 +191,32 @@ def flops(page: Page, res: Results) -> None:
                         res, "flops.csv"):
         return
     fl = res["flops.csv"]
-    exact_cols = [c for c in ("model", "compress_rate", "params", "MACs", "GMACs", "params_ratio", "MACs_ratio")
-                  if c in fl]
-    published_cols = [c for c in ("model", "published_params", "published_flops") if c in fl]
     page.add("### Exact (whole detector, 300x300, 21 classes)", "")
-    page.table(fl[exact_cols], formats={"GMACs": ".3f", "params_ratio": ".3f", "MACs_ratio": ".3f"})
+    page.table(fl[["model", "compress_rate", "params", "MACs", "GMACs", "params_ratio", "MACs_ratio"]],
+               formats={"GMACs": ".3f", "params_ratio": ".3f", "MACs_ratio": ".3f"})
     page.add("", MAC_NOTE)
-    if len(published_cols) > 1:
-        page.heading("### The original project's counting rules, reproduced (`--style published`), beside their published "
-                     "figures")
-        page.table(tables.published_table(fl, published_cols), floatfmt=".0f")
-        page.add("", "Their count only counts the 14 pruned convs (VGG), sizes fc6 without dilation, removes "
-                 "pruned filters twice, and for MobileNetV1 counts the ImageNet classifier at 256x256: "
-                 "`hrank_ssd.measure.published_flops.published_explanation` (notebook `05_flops_table.ipynb`) lists every "
-                 "difference with its numbers.")
+    page.heading("### The original project's counting rules, reproduced (`--style published`), beside their "
+                 "published figures")
+    page.table(tables.published_table(fl), floatfmt=".0f")
+    page.add("", "Their count only counts the 14 pruned convs (VGG), sizes fc6 without dilation, removes "
+             "pruned filters twice, and for MobileNetV1 counts the ImageNet classifier at 256x256: "
+             "`hrank_ssd.measure.published_flops.published_explanation` (notebook `05_flops_table.ipynb`) lists "
+             "every difference with its numbers.")
 
 
 def sensitivity(page: Page, res: Results) -> None:
-    if not page.section("## 6. Per-layer sensitivity (prune one layer, no finetuning)", res,
-                        "sensitivity.csv"):
-        return
-    sens = res["sensitivity.csv"]
-    page.table(sens.pivot_table(index="rate", columns="name", values="map", sort=False).reset_index(),
-               formats={"rate": ".1f"})
-    page.figure(save_plot(plot_sensitivity(sens), page.plots / "sensitivity.png"), "sensitivity")
+    if page.section("## 6. Per-layer sensitivity (prune one layer, no finetuning)", res, "sensitivity.csv"):
+        sens = res["sensitivity.csv"]
+        page.table(sens.pivot_table(index="rate", columns="name", values="map", sort=False).reset_index(),
+                   formats={"rate": ".1f"})
+        page.figure(plot_sensitivity(sens), "sensitivity.png", "sensitivity")
 
 
 def criteria(page: Page, res: Results) -> None:
     if page.section("## 7. Pruning criteria at the same compress rate", res, "criteria.csv"):
-        crit, base = res["criteria.csv"], tables.baseline_map(res.get("map.csv"))
+        crit = res["criteria.csv"]
         page.table(crit)
-        page.figure(save_plot(plot_criteria(crit, baseline=base), page.plots / "criteria.png"), "criteria")
+        page.figure(plot_criteria(crit, baseline=tables.baseline_map(res.get("map.csv"))), "criteria.png", "criteria")
     if page.section("### Finetuning with and without distillation from the unpruned model (same budget)", res,
                     "distillation.csv"):
         page.table(res["distillation.csv"])
@@ -232,14 +224,13 @@ def criteria(page: Page, res: Results) -> None:
 
 def training(page: Page, res: Results) -> None:
     page.heading("## 8. Training and finetuning curves")
-    logs = res.get("logs") or {}
-    if not logs:
+    if not res["logs"]:
         page.add(missing_note("log_*.csv"))
         return
-    page.table(tables.training_summary(logs), formats={"time s": ".1f"})
-    for key in logs:
+    page.table(tables.training_summary(res["logs"]), formats={"time s": ".1f"})
+    for key in res["logs"]:
         png = plot_curves(page.run_dir / "results" / log_name(key), page.plots / f"loss_{key}.png")
-        page.figure(png, f"loss curves {key}", caption=tables.title(key))
+        page.link(png, f"loss curves {key}", caption=tables.title(key))
 
 
 def video(page: Page, res: Results) -> None:
@@ -250,14 +241,12 @@ def video(page: Page, res: Results) -> None:
 
 
 def timings(page: Page, res: Results) -> None:
+    times, settings = res.get("timings.json"), res.get("settings.json")
     page.heading("## Step timings (this machine)")
-    times = res.get("timings.json")
-    if not times:
-        page.add(missing_note("timings.json"))
+    if times:
+        page.table(pd.DataFrame({"step": list(times), "seconds": [float(v) for v in times.values()]}), floatfmt=".1f")
     else:
-        page.table(pd.DataFrame({"step": list(times), "seconds": [float(v) for v in times.values()]}),
-                   floatfmt=".1f")
-    settings = res.get("settings.json")
+        page.add(missing_note("timings.json"))
     if settings:
         page.heading("## Settings")
         page.table(pd.DataFrame({"setting": list(settings), "value": [

@@ -10,14 +10,13 @@ import pandas as pd
 
 from hrank_ssd.course.models import MODEL_KEYS, MODEL_LABELS, MODEL_TITLES, rate_name
 from hrank_ssd.course.published import published_ap, published_finetune, published_map, published_predict_ms
-from hrank_ssd.errors import HRankError
 from hrank_ssd.measure.evaluation import mean_ap
-from hrank_ssd.measure.published_flops import published_for
+from hrank_ssd.measure.published_flops import DEFAULT_ROWS, published_for
 from hrank_ssd.nets.compress import layer_rates, parse_compress_rate
-from hrank_ssd.nets.registry import net_names, num_prunable
+from hrank_ssd.nets.registry import num_prunable
 
-# Labels used by flops_table's default rows -> model keys.
-FLOPS_LABELS = {"VGG16-SSD": "vgg16-ssd", "VGG16-SSD pruned": "vgg16-ssd-pruned", "MobileNetV1-SSD": "mb1-ssd"}
+# flops.csv's rows (flops_table's default rows) -> model keys
+FLOPS_LABELS = {label: net + ("-pruned" if rate else "") for label, net, rate in DEFAULT_ROWS}
 
 # The original HRank-SSD project's published mAP and T4 predict time (read from published.json, never computed).
 PUBLISHED_MAP = published_map()
@@ -32,8 +31,8 @@ COMP_COLUMNS = ["model", "mAP (ours)", "mAP (theirs, published)", "eval predict 
 COMP_FORMATS = {"mAP (ours)": ".4f", "mAP (theirs, published)": ".4f", "GMACs (full size)": ".3f",
                 "eval predict ms/img": ".1f", "predict ms (theirs, T4)": ".1f", "bench predict ms": ".1f",
                 "bench forward ms": ".1f", "predict FPS": ".2f", "forward FPS": ".2f"}
-
-
+FRONTIER_FORMATS = {"mAP": ".4f", "forward ms": ".2f", "predicted ms": ".2f", "GMACs": ".4f",
+                    "speed-up vs unpruned": ".2f", "speed-up vs VGG16-SSD": ".2f"}
 YOURS = "yours-"  # the student's model (notebooks 02-03) in the tables: yours-<rate_name>, e.g. yours-0.3x14
 
 
@@ -55,85 +54,54 @@ def label(key: str) -> str:
     return MODEL_LABELS.get(key, title(key))
 
 
-def rates_in(text) -> Optional[List[float]]:
-    """The rates a results file wrote as text (``[0.1]*7+[0.5]*7``); None when the cell holds none."""
-    try:
-        return parse_compress_rate(str(text))
-    except HRankError:
-        return None
-
-
-def published_flops(net, compress_rate) -> Optional[Dict[str, float]]:
-    """Their published params/flops for ``net`` at the rates written in a ``flops.csv`` cell, if they have one."""
-    if net not in net_names():
-        return None
-    try:
-        return published_for(net, layer_rates(parse_compress_rate(str(compress_rate)), num_prunable(net)))
-    except HRankError:
-        return None
-
-
 def flops_by_key(flops: Optional[pd.DataFrame]) -> Dict[str, dict]:
-    """``flops.csv``'s rows by model key (a custom row: the net's name, ``-pruned`` when its rate is not zero)."""
-    if flops is None:
-        return {}
-    out = {}
-    for row in flops.to_dict("records"):
-        key = FLOPS_LABELS.get(str(row.get("model")))
-        if key is None:  # a custom row: pruned when its rate is not all zero
-            pruned = any(r > 0 for r in rates_in(row.get("compress_rate")) or [])
-            key = f"{row.get('net')}-pruned" if pruned else str(row.get("net"))
-        out.setdefault(key, row)
-    return out
+    """``flops.csv``'s rows by model key."""
+    rows = [] if flops is None else flops.to_dict("records")
+    return {FLOPS_LABELS[r["model"]]: r for r in rows if r["model"] in FLOPS_LABELS}
 
 
 def machine_line(machine: Optional[dict]) -> str:
     """Where the latencies were measured (they move with the machine), from ``results/machine.json``."""
     if not machine:
         return "Latencies: the machine was not recorded (`results/machine.json` is written by `Course.bench()`)."
-    return (f"Latencies measured on {machine.get('device_name', '?')} (device `{machine.get('device', '?')}`, CPU "
-            f"{machine.get('cpu', '?')}, {machine.get('threads', '?')} threads), torch {machine.get('torch', '?')}, "
-            f"{machine.get('date', '?')}.")
+    return ("Latencies measured on {device_name} (device `{device}`, CPU {cpu}, {threads} threads), torch {torch}, "
+            "{date}.".format(**machine))
 
 
-def _row_of(frame: Optional[pd.DataFrame], key: str) -> Optional[pd.Series]:
-    return None if frame is None or key not in set(frame["model"]) else frame[frame["model"] == key].iloc[0]
+def rows_by_model(frame: Optional[pd.DataFrame]) -> Dict[str, pd.Series]:
+    """A results table's rows by their ``model`` key (empty without the table)."""
+    return {} if frame is None else {r["model"]: r for _, r in frame.iterrows()}
 
 
-def _comparison_row(key: str, mp, bench, flops: Dict[str, dict]) -> Optional[dict]:
-    """One model's row of :func:`comparison_table`, None when no file mentions it."""
-    m, b = _row_of(mp, key), _row_of(bench, key)
-    if m is None and b is None and key not in flops:
-        return None
+def _comparison_row(key: str, m: Optional[pd.Series], b: Optional[pd.Series], f: Optional[dict]) -> dict:
+    """One model's row of :func:`comparison_table` from its rows of map.csv, bench.csv and flops.csv."""
     row = {"model": title(key)}
     if m is not None:
         row["mAP (ours)"] = float(m["mAP"])
-        if "avg_predict_s" in m and pd.notna(m["avg_predict_s"]):
+        if pd.notna(m.get("avg_predict_s")):
             row["eval predict ms/img"] = 1000.0 * float(m["avg_predict_s"])
-        if "params" in m and pd.notna(m["params"]):
+        if pd.notna(m.get("params")):
             row["params (trained)"] = int(m["params"])
     if key in PUBLISHED_MAP:
-        row["mAP (theirs, published)"] = PUBLISHED_MAP[key]
-        row["predict ms (theirs, T4)"] = PUBLISHED_PREDICT_MS[key]
+        row["mAP (theirs, published)"], row["predict ms (theirs, T4)"] = PUBLISHED_MAP[key], PUBLISHED_PREDICT_MS[key]
     for kind in ("forward", "predict"):
         if b is not None and f"{kind}_median_ms" in b:
             row[f"bench {kind} ms"] = float(b[f"{kind}_median_ms"])
             row[f"{kind} FPS"] = 1000.0 / float(b[f"{kind}_median_ms"])
-    if key in flops:
-        row["params (full size)"] = int(flops[key]["params"])
-        row["GMACs (full size)"] = float(flops[key]["MACs"]) / 1e9
-    elif b is not None and {"params", "GMACs"} <= set(b.index):  # yours: bench built it at full size
+    if f is not None:
+        row["params (full size)"], row["GMACs (full size)"] = int(f["params"]), float(f["MACs"]) / 1e9
+    elif b is not None:  # yours: bench built it at full size
         row["params (full size)"], row["GMACs (full size)"] = int(b["params"]), float(b["GMACs"])
     return row
 
 
 def comparison_table(res: Dict[str, object]) -> pd.DataFrame:
-    """One row per full-size model the files name (and the student's): our and their mAP, predict time, FPS,
-    params, MACs."""
-    mp, bench, flops = res.get("map.csv"), res.get("bench.csv"), flops_by_key(res.get("flops.csv"))
-    yours = [k for k in (mp["model"] if mp is not None else ()) if str(k).startswith(YOURS)]
-    rows = [row for row in (_comparison_row(key, mp, bench, flops) for key in (*FULL_SIZE_KEYS, *yours)) if row]
-    df = pd.DataFrame(rows)
+    """One row per full-size model the files name (and the student's): our and their mAP, times, params, MACs."""
+    mp, bench = rows_by_model(res.get("map.csv")), rows_by_model(res.get("bench.csv"))
+    flops = flops_by_key(res.get("flops.csv"))
+    keys = [k for k in (*FULL_SIZE_KEYS, *(k for k in mp if str(k).startswith(YOURS)))
+            if k in mp or k in bench or k in flops]
+    df = pd.DataFrame([_comparison_row(k, mp.get(k), bench.get(k), flops.get(k)) for k in keys])
     return df[[c for c in COMP_COLUMNS if c in df.columns]] if len(df) else df
 
 
@@ -144,12 +112,8 @@ def pareto_mask(cost: Sequence[float], quality: Sequence[float]) -> List[bool]:
     return [p in valid and not any(c <= p[0] and q >= p[1] and (c, q) != p for c, q in valid) for p in points]
 
 
-FRONTIER_FORMATS = {"mAP": ".4f", "forward ms": ".2f", "predicted ms": ".2f", "GMACs": ".4f",
-                    "speed-up vs unpruned": ".2f", "speed-up vs VGG16-SSD": ".2f"}
-
-
 def frontier_table(res: Dict[str, object]) -> pd.DataFrame:
-    """``map.csv``'s mAP beside ``frontier.csv``, with speed-ups, Pareto flags and a plot ``label`` (empty without either)."""
+    """``map.csv``'s mAP beside ``frontier.csv``: speed-ups, Pareto flags, a plot ``label`` (empty without either)."""
     mp, fr = res.get("map.csv"), res.get("frontier.csv")
     if mp is None or fr is None:
         return pd.DataFrame()
@@ -172,29 +136,32 @@ def frontier_table(res: Dict[str, object]) -> pd.DataFrame:
     return out
 
 
-def finetune_note(epochs, fair=math.nan) -> str:
-    """A note for a model finetuned fewer epochs than ``fair`` (the paper-rate model's, offline: not a fair
-    comparison) or, without ``fair``, under :data:`SHORT_FINETUNE` of the published epochs (empty otherwise)."""
-    try:
-        epochs, fair = float(epochs), float(fair)
-    except (TypeError, ValueError):
-        return ""
-    if not math.isfinite(epochs) or epochs <= 0:
-        return ""
+def short_finetune(epochs, fair=math.nan) -> Optional[float]:
+    """The finetune (epochs) that one of ``epochs`` falls short of, None when it does not: ``fair`` (offline, the
+    paper-rate model's: not a fair comparison), else the published one when under :data:`SHORT_FINETUNE` of it."""
+    epochs, fair = float(epochs), float(fair)
+    if not epochs > 0:  # not finetuned, or not recorded
+        return None
     if math.isfinite(fair):
-        return "" if epochs >= fair else (f"finetuned {epochs:g} of the paper-rate model's {fair:g} epochs: "
-                                          "not a fair comparison")
-    theirs = int(published_finetune()["num_epochs"])
-    if epochs >= SHORT_FINETUNE * theirs:
+        return fair if epochs < fair else None
+    theirs = float(published_finetune()["num_epochs"])
+    return theirs if epochs < SHORT_FINETUNE * theirs else None
+
+
+def finetune_note(epochs, fair=math.nan) -> str:
+    """A note for a model finetuned short of :func:`short_finetune`'s yardstick (empty otherwise)."""
+    than = short_finetune(epochs, fair)
+    if than is None:
         return ""
-    return f"short stand-in: finetuned {epochs:g} of the published {theirs} epochs"
+    if math.isfinite(float(fair)):
+        return f"finetuned {float(epochs):g} of the paper-rate model's {than:g} epochs: not a fair comparison"
+    return f"short stand-in: finetuned {float(epochs):g} of the published {than:g} epochs"
 
 
 def frontier_display(table: pd.DataFrame) -> pd.DataFrame:
     """:func:`frontier_table` as the report prints it: the frontier flags as ``yes`` or blank."""
-    flags = [c for c in ("frontier (latency)", "frontier (MACs)") if c in table]
-    return table.drop(columns=["label"], errors="ignore").assign(
-        **{c: table[c].map({True: "yes", False: ""}) for c in flags})
+    flags = {c: table[c].map({True: "yes", False: ""}) for c in ("frontier (latency)", "frontier (MACs)")}
+    return table.drop(columns=["label"]).assign(**flags)
 
 
 def published_points(flops: Optional[pd.DataFrame]) -> pd.DataFrame:
@@ -207,25 +174,24 @@ def published_points(flops: Optional[pd.DataFrame]) -> pd.DataFrame:
 def latency_table_line(table: Optional[dict]) -> str:
     """What the latency-pruned widths were chosen on, from ``results/latency_table.json``."""
     if not table:
-        return "The latency table was not recorded (`results/latency_table.json` is written by `Course.latency_table()`)."
+        return ("The latency table was not recorded (`results/latency_table.json` is written by "
+                "`Course.latency_table()`).")
     machine = table.get("machine") or {}
     return (f"Chosen on this machine's latency table (`results/latency_table.json`): {table.get('net')} at width "
             f"{table.get('width')}, {table.get('image_size')}px, measured on {machine.get('device_name', '?')} "
             f"(`{table.get('device')}`, {table.get('threads')} threads, {machine.get('capability', '?')}) in "
             f"{float(table.get('measure_s') or 0):.1f} s ({table.get('runs')} timed calls per cell after "
-            f"{table.get('warmup')} warm-up); its unpruned forward: {float(table.get('full_ms') or 0):.2f} ms. Every "
-            "layer keeps at least `paper_macs_min_keep` (the model at the paper rate's MACs) or `min_keep` (the smaller "
-            "budget) of its filters (settings).")
+            f"{table.get('warmup')} warm-up); its unpruned forward: {float(table.get('full_ms') or 0):.2f} ms. "
+            "Every layer keeps at least `paper_macs_min_keep` (the model at the paper rate's MACs) or `min_keep` (the "
+            "smaller budget) of its filters (settings).")
 
 
 def machine_title(machine: Optional[dict]) -> str:
     """Where the latencies were measured, for a plot's title: the CPU (or GPU) and the thread count."""
     if not machine:
         return "machine not recorded"
-    where = machine.get("device_name", "?")
-    if str(machine.get("device", "cpu")).startswith("cuda"):
-        where += f" (GPU; CPU {machine.get('cpu', '?')})"
-    return f"{where}, {machine.get('threads', '?')} threads"
+    gpu = f" (GPU; CPU {machine['cpu']})" if machine["device"].startswith("cuda") else ""
+    return f"{machine['device_name']}{gpu}, {machine['threads']} threads"
 
 
 def per_class_pivot(per_class: pd.DataFrame) -> pd.DataFrame:
@@ -237,8 +203,7 @@ def per_class_pivot(per_class: pd.DataFrame) -> pd.DataFrame:
 
 
 def per_model_summary(per_class: pd.DataFrame) -> pd.DataFrame:
-    """A per-class table in one row per model: classes with objects, objects, detections, mean recall and
-    precision over those classes, mAP (:func:`~hrank_ssd.measure.evaluation.mean_ap`, as ``map.csv``)."""
+    """One row per model: classes with objects, objects, detections, mean recall and precision over them, mAP."""
     rows = []
     for key, t in per_class.groupby("model", sort=False):
         scored = t[t["gts"] > 0]
@@ -269,10 +234,11 @@ def published_ap_table(per_class: Optional[pd.DataFrame] = None) -> pd.DataFrame
     return _with_mean(table)
 
 
-def published_table(flops: pd.DataFrame, columns: List[str]) -> pd.DataFrame:
+def published_table(flops: pd.DataFrame) -> pd.DataFrame:
     """``flops.csv``'s counts by the original project's rules beside their published figures (NaN: none)."""
-    table = flops[columns].copy()
-    pubs = [published_flops(r.get("net"), r.get("compress_rate")) for _, r in flops.iterrows()]
+    table = flops[["model", "published_params", "published_flops"]].copy()
+    pubs = [published_for(net, layer_rates(parse_compress_rate(rate), num_prunable(net)))
+            for net, rate in zip(flops["net"], flops["compress_rate"])]
     table["theirs: params (published)"] = [p["params"] if p else float("nan") for p in pubs]
     table["theirs: flops (published)"] = [p["flops"] if p else float("nan") for p in pubs]
     return table
@@ -281,12 +247,13 @@ def published_table(flops: pd.DataFrame, columns: List[str]) -> pd.DataFrame:
 def training_summary(logs: Dict[str, pd.DataFrame]) -> pd.DataFrame:
     """Per training log: epochs, the last epoch's losses and mAP, the total time."""
     return pd.DataFrame([{"model": title(key), "epochs": len(log),
-                          **{f"last {c}": float(log[c].iloc[-1]) for c in ("train_loss", "val_loss", "mAP") if c in log},
+                          **{f"last {c}": float(log[c].iloc[-1]) for c in ("train_loss", "val_loss", "mAP")
+                             if c in log},
                           **({"time s": float(log["time_s"].sum())} if "time_s" in log else {})}
                          for key, log in logs.items()])
 
 
 def baseline_map(mp: Optional[pd.DataFrame]) -> Optional[float]:
     """The baseline VGG16-SSD's mAP in ``map.csv`` (None when absent)."""
-    row = _row_of(mp, "vgg16-ssd")
+    row = rows_by_model(mp).get("vgg16-ssd")
     return None if row is None else float(row["mAP"])

@@ -7,9 +7,8 @@ import contextlib
 import fnmatch
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Dict, NamedTuple, Optional, Tuple
 
 import pandas as pd
 
@@ -29,8 +28,7 @@ LOGS = "log_*.csv"  # a training log per model: log_name(key)
 TOTAL_TIME = "course, all steps"  # timings.json's entry for a whole `course` run
 
 
-@dataclass(frozen=True)
-class Producer:
+class Producer(NamedTuple):
     """What writes a results file: the ``Course`` call, its notebooks and its ``--steps`` name ("all": every one)."""
 
     call: str
@@ -53,15 +51,11 @@ RESULTS: Dict[str, Producer] = {
     "latency_models.csv": Producer("Course.latency_models()", _CLOCK, "latency"),
     "distillation.csv": Producer("Course.distillation()", ("03_finetune",), "distillation"),
     "resume.csv": Producer("Course.resume_lesson()", ("03_finetune",), None, in_report=False),
-    "map.csv": Producer("Course.evaluate()", _EVAL, "evaluate"),
-    "per_class_ap.csv": Producer("Course.evaluate()", _EVAL, "evaluate"),
-    "yours.json": Producer("Course.evaluate()", _EVAL, "evaluate"),
-    "bench.csv": Producer("Course.bench()", _SPEED, "bench"),
-    "machine.json": Producer("Course.bench()", _SPEED, "bench"),
-    "frontier.csv": Producer("Course.frontier()", _SPEED, "frontier"),
-    "frontier_machine.json": Producer("Course.frontier()", _SPEED, "frontier"),
-    "layer_speed.csv": Producer("Course.layer_speed()", _SPEED, None, in_report=False),
-    "layer_speed_groups.csv": Producer("Course.layer_speed()", _SPEED, None, in_report=False),
+    **dict.fromkeys(("map.csv", "per_class_ap.csv", "yours.json"), Producer("Course.evaluate()", _EVAL, "evaluate")),
+    **dict.fromkeys(("bench.csv", "machine.json"), Producer("Course.bench()", _SPEED, "bench")),
+    **dict.fromkeys(("frontier.csv", "frontier_machine.json"), Producer("Course.frontier()", _SPEED, "frontier")),
+    **dict.fromkeys(("layer_speed.csv", "layer_speed_groups.csv"),
+                    Producer("Course.layer_speed()", _SPEED, None, in_report=False)),
     "substitutes.json": Producer("Course.model()", _EVAL + _VIDEO, "evaluate"),
     "flops.csv": Producer("Course.flops()", ("05_flops_table",), "flops"),
     "video.json": Producer("the video demo", _VIDEO, "video"),
@@ -74,35 +68,20 @@ def log_name(key: str) -> str:
     return LOGS.replace("*", key)
 
 
-def log_key(name: str) -> str:
-    """The model key of a training log's file name (the inverse of :func:`log_name`)."""
-    prefix, suffix = LOGS.split("*")
-    return name[len(prefix):len(name) - len(suffix)]
-
-
-def table_entry(name: str) -> Optional[str]:
-    """The :data:`RESULTS` key that names the results file ``name`` (a log matches ``log_*.csv``)."""
-    if name in RESULTS:
-        return name
-    return next((pattern for pattern in RESULTS if "*" in pattern and fnmatch.fnmatchcase(name, pattern)), None)
-
-
 def results_file(results: Path, name: str) -> Path:
     """``results/name``, for a file :data:`RESULTS` knows: a new results file gets its row there first."""
-    if table_entry(name) is None:
+    if name not in RESULTS and not fnmatch.fnmatchcase(name, LOGS):
         raise HRankError(f"{name} is not a results file: add it to hrank_ssd.course.results.RESULTS")
     return Path(results) / name
 
 
 def missing_note(name: str) -> str:
-    """One line naming what writes a missing results file."""
-    entry = RESULTS.get(table_entry(name) or "", Producer("a Course step", (), "all"))
-    notebook = ("any notebook" if entry.notebooks == NOTEBOOKS else
-                " and ".join(f"{nb}.ipynb" for nb in entry.notebooks) or "the course notebooks")
+    """One line naming what writes the missing results file ``name``."""
+    entry = RESULTS[name]
+    notebook = "any notebook" if entry.notebooks == NOTEBOOKS else " and ".join(f"{nb}.ipynb" for nb in entry.notebooks)
     run = f"or run `python -m hrank_ssd course --no_notebooks --steps {entry.step}` " if entry.step else ""
     return (f"_Not available: `results/{name}` is missing. It is written by `{entry.call}` (notebook "
-            f"`{notebook}`), {run}(whole course: "
-            "`python -m hrank_ssd course --profile offline --runs runs`)._")
+            f"`{notebook}`), {run}(whole course: `python -m hrank_ssd course --profile offline --runs runs`)._")
 
 
 def repo_root() -> Path:
@@ -132,7 +111,6 @@ def open_run_dir(runs, run_dir: Optional[Path] = None) -> Path:
         with contextlib.suppress(OSError):
             latest.symlink_to(run_dir.name, target_is_directory=True)
     return run_dir
-
 
 
 def read_result(results: Path, name: str):
@@ -171,8 +149,8 @@ def load_results(run_dir) -> Dict[str, object]:
         raise HRankError(f"run folder {run_dir} not found: pass a runs/<timestamp> folder made by "
                          f"`python -m hrank_ssd course`")
     out: Dict[str, object] = {name: read_result(results, name) for name, entry in RESULTS.items()
-                              if entry.in_report and "*" not in name}
-    logs = {log_key(p.name): p for p in results.glob(LOGS)}
+                              if entry.in_report and name != LOGS}
+    logs = {p.stem[len("log_"):]: p.name for p in results.glob(LOGS)}  # by model key
     order = [k for k in MODEL_KEYS if k in logs] + sorted(k for k in logs if k not in MODEL_KEYS)
-    out["logs"] = {k: read_result(results, logs[k].name) for k in order}
+    out["logs"] = {k: read_result(results, logs[k]) for k in order}
     return out

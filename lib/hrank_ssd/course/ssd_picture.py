@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from hrank_ssd.errors import HRankError
 from hrank_ssd.nets.ssd import SSD
 
 
@@ -31,11 +30,7 @@ def source_table(model: SSD) -> pd.DataFrame:
 
 def source_priors(model: SSD) -> List[torch.Tensor]:
     """``model.priors`` split by source map: one ``(boxes x H x W, 4)`` tensor per source, in header order."""
-    counts = source_table(model)["priors"].tolist()
-    if sum(counts) != model.priors.shape[0]:
-        raise HRankError(f"{model.cfg.name}: {sum(counts)} priors expected from the source maps, the model has "
-                         f"{model.priors.shape[0]}")
-    return list(torch.split(model.priors.detach().cpu(), counts))
+    return list(torch.split(model.priors.detach().cpu(), source_table(model)["priors"].tolist()))
 
 
 def cell_priors(model: SSD, source: int, point: Tuple[float, float]) -> torch.Tensor:
@@ -67,8 +62,7 @@ def plot_priors(model: SSD, image: np.ndarray, sources: Sequence[int] = (1, 5), 
                                            color=plt.cm.autumn(k / max(1, boxes - 1))))
         ax.set_xlim(0, 1)
         ax.set_ylim(1, 0)
-        ax.set_title(f"source {source}: {size}x{size} cells x {boxes} boxes = {count} priors",
-                     fontsize=9)
+        ax.set_title(f"source {source}: {size}x{size} cells x {boxes} boxes = {count} priors", fontsize=9)
         ax.axis("off")
     fig.suptitle(f"{model.cfg.name}: {model.priors.shape[0]} priors in all, each with {model.num_classes} class "
                  f"scores and 4 box offsets")

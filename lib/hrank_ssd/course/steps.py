@@ -30,7 +30,7 @@ from hrank_ssd.train.trainer import train as run_training
 
 class Course:
     """Paths, data, trained baselines and ranks of one course run, and the course's verbs (:data:`VERBS`);
-    ``data_dir`` (default ``work_dir``) holds ``<profile>/data``."""
+    ``data_dir`` (default ``work_dir``) holds ``<profile>/data``; ``device`` None: cuda when visible."""
 
     def __init__(self, profile="offline", run_dir=f"runs/{LATEST_LINK}", work_dir="work", device=None,
                  progress=True, data_dir=None):
@@ -40,13 +40,13 @@ class Course:
         self.run_dir = Path(run_dir)
         self.results = self.run_dir / "results"
         self.results.mkdir(parents=True, exist_ok=True)
-        self.device, self.progress = str(resolve_device(device)), progress  # None: cuda when visible
+        self.device, self.progress = str(resolve_device(device)), progress
         self._fetched: Dict[str, Path] = {}
-        self._unavailable: Dict[str, HRankError] = {}  # published artifacts that failed in this kernel: not retried
-        self._voc_sets: set = set()  # VOC sets checked (and downloaded if missing) in this run
+        self._unavailable: Dict[str, HRankError] = {}  # published artifacts that failed in this kernel
+        self._voc_sets: set = set()  # VOC sets checked (and downloaded if missing) in this kernel
         self.substitutes: Dict[str, str] = {}  # model key -> why another model stands in for it
-        self.table, self.table_file = None, None  # the latency table, once read (course.latency_models)
-        self.baseline_quick_map = None  # the unpruned model's quick mAP (course.making.try_compress_rate)
+        self.table, self.table_file = None, None  # the latency table and its file, once read (latency_models)
+        self.baseline_quick_map = None  # the unpruned model's quick mAP (making.try_compress_rate)
 
     def path(self, key: str) -> Path:
         """Where the course keeps the model ``key`` (``work/<profile>/models/<key>.pth``)."""
@@ -69,13 +69,15 @@ class Course:
         """The results file ``name`` of this run, parsed (None when absent)."""
         return results_files.read_result(self.results, name)
 
+    def downloaded(self, name: str) -> bool:
+        """Whether the published artifact ``name`` is in the work folder already."""
+        return (self.work.parent / load_manifest().get(name)["file"]).exists()
+
     def fetch(self, name: str) -> Path:
-        """A published artifact, downloaded and verified once per kernel (a failure is not retried until its file appears)."""
-        if name in self._unavailable:
-            if not (self.work.parent / load_manifest().get(name)["file"]).exists():
-                raise self._unavailable[name]
-            del self._unavailable[name]
+        """A published artifact, downloaded and verified once per kernel (a failure: until its file appears)."""
         if name not in self._fetched:
+            if name in self._unavailable and not self.downloaded(name):
+                raise self._unavailable[name]
             try:
                 self._fetched[name] = downloads.fetch(name, dest_dir=self.work.parent, progress=self.progress,
                                                       check=fit_problem)
@@ -135,10 +137,9 @@ class Course:
             return self.fetch("voc-labels")
         except HRankError as e:
             out = self.work / "voc-model-labels-library.txt"
-            if not out.is_file():
-                atomic_write_text(out, "\n".join(("BACKGROUND",) + VOC_CLASSES) + "\n")
-            if "voc-labels (library)" not in self._fetched:  # said once per kernel
+            if "voc-labels (library)" not in self._fetched:  # written and said once per kernel
                 self._fetched["voc-labels (library)"] = out
+                atomic_write_text(out, "\n".join(("BACKGROUND",) + VOC_CLASSES) + "\n")
                 print(f"label file unavailable: using the library's 20 VOC class names (the published file's, "
                       f"in its order), written to {out}; why: {e}", file=sys.stderr)
             return out
@@ -150,8 +151,7 @@ class Course:
     def test_dataset(self, limit: Optional[int] = None):
         """The test split (its first ``limit`` images when given)."""
         ds = VOCDataset(self.test_root(), split="test", is_test=True, class_names=self.class_names())
-        if limit:
-            ds.ids = ds.ids[:limit]
+        ds.ids = ds.ids[:limit or None]
         return ds
 
     def trainval_dataset(self, model=None) -> VOCDataset:
@@ -172,7 +172,7 @@ class Course:
         return TrainConfig(**dict(fields, **extra))
 
     def train(self, key: str, net: str, epochs: int, lr: float, hooks=None, width: float = 1.0, **extra) -> Path:
-        """``models/<key>.pth``: ``net`` trained (or finetuned, ``base_net``) once, resumable; its log copied into results."""
+        """``models/<key>.pth``: ``net`` trained (or finetuned from ``base_net``) once, resumable; its log kept."""
         out, folder = self.path(key), self.work / "checkpoints" / key
         if not out.is_file():
             with self.timed(f"train {key}"):
@@ -192,12 +192,11 @@ class Course:
         return self.fetch(net)
 
     def rank_dir(self, generate: Optional[bool] = None, net: str = "vgg16-ssd") -> Path:
-        """HRank ranks of the baseline ``net``: VGG16-SSD's published ones on full unless ``generate``, else computed."""
+        """HRank ranks of the baseline ``net``: on full VGG16-SSD's published ones unless ``generate``."""
         vgg = net == "vgg16-ssd"
-        if vgg and not (generate or self.profile.synthetic):
-            published = self.published_ranks()
-            if published is not None:
-                return published
+        published = self.published_ranks() if vgg and not (generate or self.profile.synthetic) else None
+        if published is not None:
+            return published
         out = self.work / ("ranks" if vgg else f"ranks-{net}")
         if has_ranks(out, net):
             return out
@@ -231,12 +230,10 @@ VERBS = {
              "try_compress_rate", "suggested_rate", "choose_compress_rate", "chosen_compress_rate",
              "finetune_choice", "your_model"),  # the student's rate (notebooks 02 and 03)
     student: ("prune_yours", "scan_sensitivity"),  # the student's functions as the pipeline (notebook 02)
-    latency_models: ("latency_table", "latency_table_file", "latency_table_path", "chosen_table_path",
-                     "latency_widths", "latency_pruned", "paper_rate_mac_cap", "min_keep", "budget_table",
-                     "latency_models"),  # pruning for this machine's clock
-    measures: ("evaluate", "flops", "bench", "frontier", "layer_speed", "street_clip", "video", "settings",
-               "rank_stability", "rank_comparison", "sensitivity", "criteria", "distillation", "fine_grained",
-               "dead_filters", "resume_lesson"),  # measurements, then the lessons
+    latency_models: ("latency_table", "budget_table", "latency_models"),  # pruning for this machine's clock
+    measures: ("evaluate", "flops", "bench", "frontier", "layer_speed", "video", "settings", "rank_stability",
+               "rank_comparison", "sensitivity", "criteria", "distillation", "fine_grained", "dead_filters",
+               "resume_lesson"),  # measurements, then the lessons
 }
 for _module, _verbs in VERBS.items():
     for _verb in _verbs:

@@ -9,14 +9,13 @@ from hrank_ssd.course.models import MB1_PRUNED, PAPER_MACS, SMALL
 from hrank_ssd.course.results import NOTEBOOKS
 from hrank_ssd.errors import HRankError
 from hrank_ssd.hrank.ranks import has_ranks
-from hrank_ssd.io.manifest import load_manifest
 
 
 def _published(course, name: str) -> bool:
     """Whether the manifest's artifact ``name`` is already downloaded into the work folder."""
     try:
-        return (Path(course.work).parent / load_manifest().get(name)["file"]).exists()
-    except (HRankError, KeyError):
+        return course.downloaded(name)
+    except (HRankError, KeyError):  # a damaged manifest: the note says it is missing
         return False
 
 
@@ -44,8 +43,8 @@ CHECKS: Dict[str, Callable] = {
     "latency-models": lambda c: _made(c, f"{PAPER_MACS}-init", f"{SMALL}-init"),
     "latency-table": lambda c: any((Path(c.work) / "latency").glob("*.json")),
     "evaluation": lambda c: c.result("map.csv").is_file(),
-    "vgg16-ssd-pruned": lambda c: _published(c, "vgg16-ssd-hrank") if c.profile.use_published_pruned
-    and not c.profile.synthetic else _made(c, "vgg16-ssd-pruned"),
+    "vgg16-ssd-pruned": lambda c: _published(c, "vgg16-ssd-hrank") if c.profile.published
+    else _made(c, "vgg16-ssd-pruned"),
     **{key: (lambda c, key=key: _made(c, key)) for key in (PAPER_MACS, SMALL, MB1_PRUNED)},
 }
 

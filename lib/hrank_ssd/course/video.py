@@ -28,11 +28,8 @@ FPS_WINDOW = 10  # the on-frame FPS averages the predict time of this many lates
 
 @contextlib.contextmanager
 def _quiet_opencv():
-    """Silence OpenCV's own WARN lines (we raise one clear HRankError instead)."""
-    log = getattr(getattr(cv2, "utils", None), "logging", None)
-    if log is None:
-        yield
-        return
+    """Silence OpenCV's own WARN lines (an HRankError says what went wrong instead)."""
+    log = cv2.utils.logging
     old = log.getLogLevel()
     log.setLogLevel(log.LOG_LEVEL_ERROR)
     try:
@@ -43,15 +40,8 @@ def _quiet_opencv():
 
 def class_colour(label: int) -> Tuple[int, int, int]:
     """A distinct, saturated BGR colour per class index (golden-ratio hue steps, stable across runs)."""
-    hue = (int(label) * 0.618033988749895) % 1.0
-    r, g, b = colorsys.hsv_to_rgb(hue, 0.85, 1.0)
+    r, g, b = colorsys.hsv_to_rgb((int(label) * 0.618033988749895) % 1.0, 0.85, 1.0)
     return int(b * 255), int(g * 255), int(r * 255)
-
-
-def _as_numpy(x) -> np.ndarray:
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
-    return np.asarray(x)
 
 
 def _text_with_background(img: np.ndarray, text: str, org: Tuple[int, int], colour, scale: float,
@@ -71,13 +61,11 @@ def _text_with_background(img: np.ndarray, text: str, org: Tuple[int, int], colo
 def annotate_frame(frame_bgr: np.ndarray, boxes, labels, scores, class_names: Sequence[str],
                    fps: Optional[float] = None) -> np.ndarray:
     """A copy of ``frame_bgr`` with each box, ``"name: score"`` in its class's colour and, when given, ``FPS: x``."""
-    if frame_bgr is None or np.asarray(frame_bgr).ndim != 3:
-        raise HRankError("annotate_frame needs an HxWx3 BGR image (as cv2.VideoCapture.read returns)")
     img = np.ascontiguousarray(frame_bgr).copy()
     h, w = img.shape[:2]
-    boxes = _as_numpy(boxes).reshape(-1, 4).astype(np.float64)
-    labels = _as_numpy(labels).reshape(-1).astype(np.int64)
-    scores = _as_numpy(scores).reshape(-1).astype(np.float64)
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     scale = max(0.4, min(h, w) / 600.0)
     thick = max(1, int(round(min(h, w) / 300.0)))
     for (x1, y1, x2, y2), label, score in zip(boxes, labels, scores):
@@ -98,18 +86,13 @@ def open_video(in_path: PathLike):
     if not in_path.is_file():
         raise HRankError(f"input video not found: {in_path}; check the path (e.g. make one with "
                          f"hrank_ssd.course.video.make_synthetic_video)")
-    if in_path.stat().st_size == 0:
-        raise HRankError(f"input video {in_path} is empty (0 bytes): re-copy or re-download it")
     with _quiet_opencv():
         cap = cv2.VideoCapture(str(in_path))
         ok, first = cap.read() if cap.isOpened() else (False, None)
-    if not cap.isOpened():
-        raise HRankError(f"cannot open {in_path} as a video: pass an .mp4/.avi file OpenCV can decode "
-                         f"(re-encode it with ffmpeg if needed)")
     if not ok or first is None or first.ndim != 3:
         cap.release()
-        raise HRankError(f"{in_path} has no readable frames: it is empty, corrupt or not a video; "
-                         f"pass a video file with at least one frame")
+        raise HRankError(f"{in_path} has no readable frames: it is empty, corrupt or not a video; pass an "
+                         f".mp4/.avi file OpenCV can decode (re-encode it with ffmpeg if needed)")
     fps = cap.get(cv2.CAP_PROP_FPS)
     fps = fps if math.isfinite(fps) and 0 < fps <= 1000 else DEFAULT_FPS
     count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
@@ -119,19 +102,15 @@ def open_video(in_path: PathLike):
 
 @contextlib.contextmanager
 def _atomic_video_writer(out_path: PathLike, fps: float, size: Tuple[int, int]):
-    """Yield ``write(frame)`` into a temp file of the (checked) output folder: renamed to ``out_path`` when the
-    block ends cleanly, else deleted."""
+    """Yield ``write(frame)`` into a temp file beside ``out_path``: renamed to it when the block ends cleanly,
+    else deleted."""
     out_path = Path(out_path)
-    if out_path.is_dir():
-        raise HRankError(f"output {out_path} is a folder: pass a file name such as {out_path / 'out.mp4'}")
     if out_path.suffix.lower() not in VIDEO_SUFFIXES:
         raise HRankError(f"output {out_path} needs a video suffix ({', '.join(VIDEO_SUFFIXES)}); e.g. "
                          f"{out_path.with_suffix('.mp4')}")
-    if not out_path.parent.is_dir():
-        raise HRankError(f"output folder {out_path.parent} does not exist: create it (mkdir -p {out_path.parent}) "
-                         f"or pick another output path")
     if not os.access(out_path.parent, os.W_OK | os.X_OK):
-        raise HRankError(f"output folder {out_path.parent} is not writable: pick a folder you can write to")
+        raise HRankError(f"output folder {out_path.parent} does not exist or is not writable: create it "
+                         f"(mkdir -p {out_path.parent}) or pick another output path")
     tmp = out_path.with_name(f".{out_path.stem}.tmp{os.getpid()}{out_path.suffix}")
     with _quiet_opencv():
         writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*FOURCC), float(fps), size)
@@ -163,19 +142,16 @@ def process_video(predictor, class_names: Sequence[str], in_path: PathLike, out_
     try:
         with _atomic_video_writer(out_path, fps_in, (frame.shape[1], frame.shape[0])) as write, \
                 tqdm(total=total, unit="frame", desc="video", disable=not progress, leave=False) as bar:
-            while frame is not None:
+            while frame is not None and (max_frames is None or frames < max_frames):
                 rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
                 t0 = time.perf_counter()
                 boxes, labels, scores = predictor.predict(rgb, top_k, threshold)
-                dt = time.perf_counter() - t0
-                predict_time += dt
-                recent.append(dt)
+                recent.append(time.perf_counter() - t0)
+                predict_time += recent[-1]
                 running = len(recent) / max(sum(recent), 1e-9)
                 write(annotate_frame(frame, boxes, labels, scores, class_names, fps=running))
                 frames += 1
                 bar.update(1)
-                if max_frames is not None and frames >= max_frames:
-                    break
                 ok, frame = cap.read()
                 frame = frame if ok else None
     finally:
@@ -187,59 +163,46 @@ def process_video(predictor, class_names: Sequence[str], in_path: PathLike, out_
 def video_info(path: PathLike) -> Dict[str, float]:
     """``{"frames", "fps", "width", "height"}`` of a video, frames counted by decoding every frame."""
     (cap, fps, _, frame), n = open_video(path), 1
-    try:
-        while cap.grab():
-            n += 1
-    finally:
-        cap.release()
+    while cap.grab():
+        n += 1
+    cap.release()
     return {"frames": n, "fps": fps, "width": frame.shape[1], "height": frame.shape[0]}
 
 
 def sample_frames(out_path: PathLike, n: int = 3) -> List[np.ndarray]:
     """``n`` evenly spaced frames (first and last included) of a video, as RGB arrays (for notebooks)."""
-    if n < 1:
-        raise HRankError(f"sample_frames needs n >= 1, got {n}")
     total = video_info(out_path)["frames"]  # counted by decoding: CAP_PROP_FRAME_COUNT can be wrong
     wanted = set(np.linspace(0, total - 1, num=min(n, total)).round().astype(int).tolist())
     cap, _, _, frame = open_video(out_path)
     frames = [frame]  # wanted holds 0
-    try:
-        for i in range(1, total):
-            if not cap.grab():
-                break
-            if i in wanted:
-                ok, f = cap.retrieve()
-                if ok:
-                    frames.append(f)
-    finally:
-        cap.release()
+    for i in range(1, total):
+        if not cap.grab():
+            break
+        if i in wanted:
+            ok, f = cap.retrieve()
+            if ok:
+                frames.append(f)
+    cap.release()
     return [cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in frames]
 
 
 def make_synthetic_video(out_path: PathLike, dataset_root: PathLike, seconds: float = 3, fps: float = 10,
-                         size: Tuple[int, int] = (480, 360), split: Optional[str] = None,
-                         speed: float = 0.5) -> Path:
-    """A deterministic clip panning a ``size`` window across the images of the VOC folder ``dataset_root``."""
-    n_frames = int(round(seconds * fps))
-    if n_frames < 1 or fps <= 0:
+                         size: Tuple[int, int] = (480, 360)) -> Path:
+    """A deterministic clip panning a ``size`` window across the images of the VOC folder ``dataset_root``
+    (its test split when it has one), half the frame height per second."""
+    n_frames, (w, h) = int(round(seconds * fps)), size
+    if n_frames < 1:
         raise HRankError(f"seconds * fps must give at least one frame (seconds={seconds}, fps={fps})")
-    w, h = int(size[0]), int(size[1])
-    if w < 16 or h < 16:
-        raise HRankError(f"video size {w}x{h} is too small: use at least 16x16 (e.g. 480x360)")
     root = Path(dataset_root)
-    if split is None:
-        split = "test" if (root / "ImageSets" / "Main" / "test.txt").is_file() else "trainval"
-    ds = VOCDataset(root, split=split)
-    step = speed * h / fps  # pixels per frame
+    ds = VOCDataset(root, split="test" if (root / "ImageSets" / "Main" / "test.txt").is_file() else "trainval")
+    step = 0.5 * h / fps  # pixels per frame
     strip_w = int(math.ceil(w + step * (n_frames - 1))) + 1
-    tiles, width, i = [], 0, 0
+    tiles, width = [], 0
     while width < strip_w:
-        img = cv2.cvtColor(ds.get_image(i % len(ds)), cv2.COLOR_RGB2BGR)
-        tile = cv2.resize(img, (max(1, int(round(img.shape[1] * h / img.shape[0]))), h),
-                          interpolation=cv2.INTER_AREA if img.shape[0] > h else cv2.INTER_LINEAR)
-        tiles.append(tile)
-        width += tile.shape[1]
-        i += 1
+        img = cv2.cvtColor(ds.get_image(len(tiles) % len(ds)), cv2.COLOR_RGB2BGR)
+        tiles.append(cv2.resize(img, (max(1, int(round(img.shape[1] * h / img.shape[0]))), h),
+                                interpolation=cv2.INTER_AREA if img.shape[0] > h else cv2.INTER_LINEAR))
+        width += tiles[-1].shape[1]
     strip = np.hstack(tiles)
     with _atomic_video_writer(out_path, fps, (w, h)) as write:
         for k in range(n_frames):

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import statistics
 import tempfile
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, Sequence
 
 import cv2
 import pandas as pd
@@ -43,35 +42,28 @@ def _one_frame(predictor, frame, class_names, writer, threshold: float, top_k: i
 
 def frame_stage_times(predictor, class_names: Sequence[str], clip, frames: int = 20, warmup: int = 2,
                       threshold: float = 0.4, top_k: int = 10) -> pd.DataFrame:
-    """Median ms per frame of every stage of the video demo (:data:`STAGES`) over ``frames`` frames of ``clip``."""
-    if frames < 1 or warmup < 0:
-        raise HRankError(f"frame_stage_times needs frames >= 1 and warmup >= 0, got {frames} and {warmup}")
+    """Median ms per frame of every stage of the video demo (:data:`STAGES`) over ``frames`` frames of ``clip``
+    after ``warmup`` frames."""
     cap, fps, _, frame = open_video(clip)
-    seconds: Dict[str, List[float]] = {s: [] for s in STAGES}
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            writer = cv2.VideoWriter(str(Path(tmp) / "stages.mp4"), cv2.VideoWriter_fourcc(*FOURCC), fps,
-                                     (frame.shape[1], frame.shape[0]))
-            for i in range(warmup + frames):
-                stage = {}
-                if i:
-                    (ok, frame), stage["decode"] = clocked(cap.read, "cpu")
-                    if not ok:
-                        break
-                stage.update(_one_frame(predictor, frame, class_names, writer, threshold, top_k))
-                if i >= warmup:
-                    for name, s in stage.items():
-                        seconds[name].append(s)
-            writer.release()
-    finally:
-        cap.release()
-    timed = len(seconds["forward"])
-    if not timed:
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        writer = cv2.VideoWriter(str(Path(tmp) / "stages.mp4"), cv2.VideoWriter_fourcc(*FOURCC), fps,
+                                 (frame.shape[1], frame.shape[0]))
+        for i in range(warmup + frames):
+            stage = {}
+            if i:
+                (ok, frame), stage["decode"] = clocked(cap.read, "cpu")
+                if not ok:
+                    break
+            rows.append(dict(stage, **_one_frame(predictor, frame, class_names, writer, threshold, top_k)))
+        writer.release()
+    cap.release()
+    timed = pd.DataFrame(rows[warmup:], columns=list(STAGES))
+    if timed.empty:
         raise HRankError(f"{clip} has only {warmup} frame(s) or fewer: nothing left to time after the warm-up")
-    medians = {s: 1000 * statistics.median(v) if v else 0.0 for s, v in seconds.items()}
-    total = sum(medians.values())
-    return pd.DataFrame([{"stage": s, "median_ms": medians[s], "share": medians[s] / total,
-                          "in_fps_overlay": s in IN_OVERLAY, "frames": timed} for s in STAGES])
+    medians = 1000 * timed.median().fillna(0.0)  # the first frame has no decode step of its own
+    return pd.DataFrame({"stage": list(STAGES), "median_ms": medians.values, "share": (medians / medians.sum()).values,
+                         "in_fps_overlay": [s in IN_OVERLAY for s in STAGES], "frames": len(timed)})
 
 
 def overlay_and_loop_fps(table: pd.DataFrame) -> Dict[str, float]:
