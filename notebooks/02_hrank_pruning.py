@@ -259,7 +259,9 @@ questions.check_most_sensitive(most_sensitive_layer, sens);
 # at least that share of the MACs cut, and at most that loss of quick mAP (the mAP on a few test images,
 # `quick_map_images`; mAP is defined in notebook 00). The paper's rate `[0.1]*7+[0.5]*9` misses it offline: it
 # spares the early layers, which run at the largest maps and hold most MACs. Read the sensitivity curves: push the
-# flat layers hard, spare the steep ones. `plan(stage_rates)` shows the kept filters, parameters and MACs of a
+# flat layers hard, spare the steep ones. They are this run's: the offline models are trained on your CPU, and
+# float rounding that differs between processors compounds over training, so another machine's model (and the
+# rates that meet the target on it) can differ. `plan(stage_rates)` shows the kept filters, parameters and MACs of a
 # choice (of the full-size detector: 300x300, 21 classes) in no time; the check prunes your choice with HRank's
 # ranks, measures its quick mAP and says whether it meets the target and why.
 
@@ -293,7 +295,17 @@ plan({"conv1": 0.1, "conv2": 0.1, "conv3": 0.1, "conv4": 0.5, "conv5": 0.5, "fc6
 def your_stage_rates():
     """One compress rate per stage (conv1 ... conv5, fc6) that meets the target."""
     # BEGIN SOLUTION
-    return {"conv1": 0.6, "conv2": 0.6, "conv3": 0.5, "conv4": 0.5, "conv5": 0.3, "fc6": 0.5}
+    # choices read from sensitivity curves (prune where they stay flat), most MACs cut first; the curves differ
+    # from one run to another, so each is tried on this run's model and the first that meets the target is kept
+    p = course.profile
+    choices = [{"conv1": 0.6, "conv2": 0.6, "conv3": 0.5, "conv4": 0.5, "conv5": 0.3, "fc6": 0.5},
+               dict.fromkeys(VGG.stages, 0.5),
+               {"conv1": 0.5, "conv2": 0.5, "conv3": 0.5, "conv4": 0.5, "conv5": 0.2, "fc6": 0.2}]
+    for choice in choices:
+        trial = course.try_compress_rate(VGG.stage_rates(choice))
+        if 1 - trial.macs / trial.full_macs >= p.target_mac_cut and trial.full_map - trial.map <= p.target_map_drop:
+            return choice
+    return choices[-1]
     # END SOLUTION
 
 

@@ -62,7 +62,7 @@ class Profile:
     latency_budget: float = 0.55  # the small latency-pruned model: this fraction of the unpruned forward
     small_finetune_epochs: int = 2  # the small latency budget's and MobileNetV1-SSD's finetunes (course.models)
     # notebook 02's target for the student's rate: at least this share of the MACs cut, at most this quick-mAP drop
-    # before finetuning (the paper rate cuts too few MACs, half of every layer loses too much)
+    # before finetuning (the paper rate cuts too few MACs; which rates meet it depends on the run's model)
     target_mac_cut: float = 0.6
     target_map_drop: float = 0.2
     # MobileNetV1-SSD has no published pruning: the uniform rate whose full-size detector keeps about the share of
