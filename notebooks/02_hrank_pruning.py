@@ -299,7 +299,7 @@ def your_stage_rates():
     # from one run to another, so each is tried on this run's model and the first that meets the target is kept
     p = course.profile
     choices = [{"conv1": 0.6, "conv2": 0.6, "conv3": 0.5, "conv4": 0.5, "conv5": 0.3, "fc6": 0.5},
-               dict.fromkeys(VGG.stages, 0.5),
+               dict.fromkeys(dict(VGG.stages), 0.5),
                {"conv1": 0.5, "conv2": 0.5, "conv3": 0.5, "conv4": 0.5, "conv5": 0.2, "fc6": 0.2}]
     for choice in choices:
         trial = course.try_compress_rate(VGG.stage_rates(choice))
