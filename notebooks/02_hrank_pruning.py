@@ -297,13 +297,13 @@ def your_stage_rates():
     # BEGIN SOLUTION
     # choices read from sensitivity curves (prune where they stay flat), most MACs cut first; the curves differ
     # from one run to another, so each is tried on this run's model and the first that meets the target is kept
-    p = course.profile
+    from hrank_ssd.course import student
+
     choices = [{"conv1": 0.6, "conv2": 0.6, "conv3": 0.5, "conv4": 0.5, "conv5": 0.3, "fc6": 0.5},
                dict.fromkeys(dict(VGG.stages), 0.5),
                {"conv1": 0.5, "conv2": 0.5, "conv3": 0.5, "conv4": 0.5, "conv5": 0.2, "fc6": 0.2}]
     for choice in choices:
-        trial = course.try_compress_rate(VGG.stage_rates(choice))
-        if 1 - trial.macs / trial.full_macs >= p.target_mac_cut and trial.full_map - trial.map <= p.target_map_drop:
+        if student.target(course, course.try_compress_rate(VGG.stage_rates(choice))).startswith("met"):
             return choice
     return choices[-1]
     # END SOLUTION
