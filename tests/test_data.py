@@ -137,7 +137,7 @@ def test_synthetic_bad_arguments(tmp_path):
     with pytest.raises(HRankError):
         make_synthetic_voc(tmp_path, num_train=0)
     with pytest.raises(HRankError):
-        make_synthetic_voc(tmp_path, classes=("circle", "dragon"))
+        make_synthetic_voc(tmp_path, image_size=32)
 
 
 def test_make_synthetic_script(tmp_path, repo_root):
@@ -212,7 +212,7 @@ def test_transforms_and_loader(synthetic_voc):
     assert locs.shape == (4, priors.size(0), 4) and labels.shape == (4, priors.size(0))
     assert (labels > 0).any(1).all()  # every image keeps at least one matched object
     # variable-length targets stay lists
-    ds = make_dataset(synthetic_voc, "test", TestTransform(300, MEAN, STD))
+    ds = make_dataset([synthetic_voc], "test", TestTransform(300, MEAN, STD))
     images, boxes, labels = collate([ds[i] for i in range(4)])
     assert images.shape == (4, 3, 300, 300)
     assert [len(b) for b in boxes] == [len(lab) for lab in labels]
@@ -221,8 +221,10 @@ def test_transforms_and_loader(synthetic_voc):
 def test_make_dataset_concat(synthetic_voc):
     ds = make_dataset([synthetic_voc, synthetic_voc], "test")
     assert isinstance(ds, ConcatDataset) and len(ds) == 24
-    with pytest.raises(HRankError, match="no dataset"):
-        make_dataset([], "test")
+    from hrank_ssd.train.config import TrainConfig, as_config
+
+    with pytest.raises(HRankError, match="no training dataset"):  # its caller refuses an empty list
+        as_config(TrainConfig(datasets=[], validation_dataset=str(synthetic_voc)))
 
 
 # ---------------------------------------------------------------------------------------------- errors

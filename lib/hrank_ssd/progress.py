@@ -17,14 +17,12 @@ from tqdm.asyncio import tqdm as _text_tqdm
 from tqdm.auto import tqdm as _tqdm
 
 STATUS_ENV = "HRANK_SSD_STATUS_FILE"
-WRITE_EVERY = 1.0  # seconds between two writes of the status file
 clock = time.monotonic  # the status file's clock (tests use their own)
-_EPOCH = re.compile(r"\bepoch (\d+)/(\d+)\b")  # a training bar's desc: the epochs after this one are left too
 
 
 class _StatusBar(_text_tqdm):
-    """A bar that writes its state (desc, n, total, elapsed, rate) to the status file instead of a screen. Like
-    tqdm.auto's bar it takes an iterator of its iterable when made: a DataLoader draws the same random seeds."""
+    """A bar that writes its state to the status file (at most once a second) instead of a screen. Like tqdm.auto's
+    bar it takes an iterator of its iterable when made: a DataLoader draws the same random seeds."""
 
     def __init__(self, *args, **kwargs):
         self.status, self.written = Path(os.environ[STATUS_ENV]), -math.inf
@@ -32,13 +30,12 @@ class _StatusBar(_text_tqdm):
 
     def display(self, msg=None, pos=None):
         now = clock()
-        if now - self.written < WRITE_EVERY:  # set_postfix refreshes every step: one write a second is enough
-            return True
-        self.written = now
-        state = {k: self.format_dict.get(k) for k in ("n", "total", "elapsed", "rate", "unit")}
-        tmp = self.status.with_name(self.status.name + ".tmp")
-        tmp.write_text(json.dumps({"desc": self.desc, **state}))
-        os.replace(tmp, self.status)
+        if now - self.written >= 1.0:  # set_postfix refreshes every step
+            self.written = now
+            state = {k: self.format_dict.get(k) for k in ("n", "total", "elapsed", "rate", "unit")}
+            tmp = self.status.with_name(self.status.name + ".tmp")
+            tmp.write_text(json.dumps({"desc": self.desc, **state}))
+            os.replace(tmp, self.status)
         return True
 
     def close(self):
@@ -59,15 +56,13 @@ def _duration(seconds: float) -> str:
 
 
 def status_line(state: dict) -> str:
-    """One bar's state as ``what: n/total unit, about T left`` (the training's remaining epochs included)."""
+    """One bar's state as ``what: n/total unit, about T left`` (a training bar's later epochs included)."""
     desc, n, total, rate = state.get("desc") or "working", state.get("n") or 0, state.get("total"), state.get("rate")
-    line = f"{desc}: {n}/{total} {state.get('unit') or 'it'}" if total else f"{desc}: {n} {state.get('unit') or 'it'}"
+    line = f"{desc}: {n}{f'/{total}' if total else ''} {state.get('unit') or 'it'}"
     if total and rate:
-        left = (total - n) / rate
-        epoch = _EPOCH.search(desc)
-        if epoch:
-            left += (int(epoch.group(2)) - int(epoch.group(1))) * total / rate
-        line += f", about {_duration(left)} left"
+        epoch = re.search(r"\bepoch (\d+)/(\d+)\b", desc)
+        epochs_left = int(epoch.group(2)) - int(epoch.group(1)) if epoch else 0
+        line += f", about {_duration((total - n + epochs_left * total) / rate)} left"
     return line
 
 
@@ -78,19 +73,18 @@ class Watch:
     def __init__(self, label: str, log: Callable[[str], None] = print, every: float = 30.0,
                  clock: Callable[[], float] = time.monotonic, path: Optional[Path] = None):
         self.label, self.log, self.every, self.clock = label, log, every, clock
-        path = path or os.environ.get(STATUS_ENV)
-        self.path = Path(path) if path else None  # no status file: nothing to watch
-        self.start, self.last, self.seen = clock(), clock(), None
-        self._stop = threading.Event()
+        self.path = path or os.environ.get(STATUS_ENV)  # no status file: nothing to watch
+        self.start = self.last = clock()
+        self.seen, self._stop = None, threading.Event()
 
     def poll(self) -> None:
         if self.path is None:
             return
         try:
-            text = self.path.read_text()
+            line = status_line(json.loads(Path(self.path).read_text()))  # its elapsed time moves on every write
         except OSError:
             return
-        now, line = self.clock(), status_line(json.loads(text))  # the file's elapsed time moves on every write
+        now = self.clock()
         if line != self.seen and now - self.last >= self.every:
             self.seen, self.last = line, now
             self.log(f"[course] {self.label} ({_duration(now - self.start)} in): {line}")
@@ -101,11 +95,9 @@ class Watch:
 
     def __enter__(self):
         self._thread = threading.Thread(target=self._run, daemon=True)
-        if self.path is not None:
-            self._thread.start()
+        self._thread.start()
         return self
 
     def __exit__(self, *exc):
         self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
+        self._thread.join()

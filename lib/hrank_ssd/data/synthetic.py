@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Sequence, Tuple
+from typing import Tuple
 
 import cv2
 import numpy as np
@@ -69,13 +69,6 @@ def _colour(rng: np.random.Generator, dark_background: bool) -> Tuple[int, int, 
     return int(b), int(g), int(r)
 
 
-def _shape_polygon(kind: str, cx: float, cy: float, w: float, h: float, angle: float) -> np.ndarray:
-    pts = np.array(POLYGONS[kind], dtype=np.float64) * (w / 2, h / 2) + (cx, cy)
-    c, s = math.cos(angle), math.sin(angle)
-    p = pts - (cx, cy)  # rotated about the centre
-    return np.stack([p[:, 0] * c - p[:, 1] * s, p[:, 0] * s + p[:, 1] * c], 1) + (cx, cy)
-
-
 def _draw(img: np.ndarray, kind: str, box: Tuple[float, float, float, float], colour, rng) -> Tuple[int, ...]:
     """Draw ``kind`` filling ``box`` (x1, y1, x2, y2 floats); returns its tight integer pixel box."""
     x1, y1, x2, y2 = box
@@ -93,8 +86,9 @@ def _draw(img: np.ndarray, kind: str, box: Tuple[float, float, float, float], co
     else:
         turn = 0.2 if kind in ("square", "cross", "diamond", "x") else 0.35  # keeps square and diamond apart
         angle = rng.uniform(-turn, turn)
-        pts = _shape_polygon(kind, cx, cy, w, h, angle)
-        ipts = np.round(pts).astype(np.int32)
+        pts = np.array(POLYGONS[kind], dtype=np.float64) * (w / 2, h / 2) + (cx, cy)
+        c, s, p = math.cos(angle), math.sin(angle), pts - (cx, cy)  # turned about the centre
+        ipts = np.round(np.stack([p[:, 0] * c - p[:, 1] * s, p[:, 0] * s + p[:, 1] * c], 1) + (cx, cy)).astype(np.int32)
         cv2.fillPoly(img, [ipts], colour, cv2.LINE_AA)
         bx = (ipts[:, 0].min(), ipts[:, 1].min(), ipts[:, 0].max(), ipts[:, 1].max())
     return tuple(int(np.clip(v, 0, size - 1)) for v in bx)
@@ -120,12 +114,12 @@ def _place(rng: np.random.Generator, size: int, placed, side: float):
     return None
 
 
-def make_scene(rng: np.random.Generator, size: int, classes: Sequence[str] = SHAPES):
+def make_scene(rng: np.random.Generator, size: int):
     """One image (HxWx3 BGR uint8) and its objects ``[(class_name, (x1, y1, x2, y2) 0-based), difficult]``: labelled
     shapes and unlabelled distractors drawn in a random order, so a later one may hide part of an earlier one."""
     dark = bool(rng.integers(2))
     img = _background(rng, size, dark).astype(np.uint8)
-    kinds = [classes[int(k)] for k in rng.integers(len(classes), size=int(rng.integers(1, MAX_OBJECTS + 1)))]
+    kinds = [SHAPES[int(k)] for k in rng.integers(len(SHAPES), size=int(rng.integers(1, MAX_OBJECTS + 1)))]
     others = rng.integers(len(DISTRACTORS), size=int(rng.integers(0, MAX_DISTRACTORS + 1)))
     kinds += [DISTRACTORS[int(k)] for k in others]
     placed, objects = [], []
@@ -140,15 +134,15 @@ def make_scene(rng: np.random.Generator, size: int, classes: Sequence[str] = SHA
             x1, y1 = rng.uniform(1, size - 1 - side), rng.uniform(1, size - 1 - side)
             box = (x1, y1, x1 + side, y1 + side)
             if all(_overlap(box, p) == 0 for p in placed):
-                objects.append([classes[int(rng.integers(len(classes)))], box, 1])
+                objects.append([SHAPES[int(rng.integers(len(SHAPES)))], box, 1])
                 break
     drawn = [(kind, _draw(img, kind, box, _colour(rng, dark), rng), difficult) for kind, box, difficult in objects]
-    return img, [obj for obj in drawn if obj[0] in classes]
+    return img, [obj for obj in drawn if obj[0] in SHAPES]
 
 
-def annotation_xml(image_id: str, size: int, objects, folder: str = "VOC2007") -> str:
+def annotation_xml(image_id: str, size: int, objects) -> str:
     """VOC XML text; boxes are written 1-based (0-based pixel + 1) like the real annotations."""
-    lines = ["<annotation>", f"\t<folder>{folder}</folder>", f"\t<filename>{image_id}.jpg</filename>",
+    lines = ["<annotation>", "\t<folder>VOC2007</folder>", f"\t<filename>{image_id}.jpg</filename>",
              "\t<source>", "\t\t<database>hrank-ssd synthetic shapes</database>", "\t</source>",
              "\t<size>", f"\t\t<width>{size}</width>", f"\t\t<height>{size}</height>", "\t\t<depth>3</depth>",
              "\t</size>", "\t<segmented>0</segmented>"]
@@ -161,16 +155,12 @@ def annotation_xml(image_id: str, size: int, objects, folder: str = "VOC2007") -
     return "\n".join(lines) + "\n"
 
 
-def make_synthetic_voc(out_dir, num_train: int = 600, num_test: int = 150, image_size: int = 300, seed: int = 0,
-                       classes: Sequence[str] = SHAPES) -> Path:
+def make_synthetic_voc(out_dir, num_train: int = 600, num_test: int = 150, image_size: int = 300, seed: int = 0) -> Path:
     """Write and return ``out_dir/VOCdevkit/VOC2007``; a bigger ``num_train`` keeps the first images unchanged."""
     if num_train < 1 or num_test < 1:
         raise HRankError("--num_train and --num_test must be at least 1")
     if image_size < 64:
         raise HRankError(f"--image_size {image_size} is too small: use 64 or more (300 for VGG16-SSD)")
-    classes = tuple(classes)
-    if not classes or len(set(classes)) != len(classes) or not set(classes) <= set(SHAPES):
-        raise HRankError(f"classes must be distinct names among {', '.join(SHAPES)}")
     root = Path(out_dir) / "VOCdevkit" / "VOC2007"
     for sub in ("Annotations", "JPEGImages", "ImageSets/Main"):
         (root / sub).mkdir(parents=True, exist_ok=True)
@@ -179,7 +169,7 @@ def make_synthetic_voc(out_dir, num_train: int = 600, num_test: int = 150, image
         # the test images use their own stream family so they never repeat training images
         stream = (seed, 0 if i < num_train else 1, i if i < num_train else i - num_train)
         rng = np.random.default_rng(stream)
-        img, objects = make_scene(rng, image_size, classes)
+        img, objects = make_scene(rng, image_size)
         ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 92])
         if not ok:
             raise HRankError(f"could not encode image {image_id}: check the OpenCV install")
@@ -188,5 +178,5 @@ def make_synthetic_voc(out_dir, num_train: int = 600, num_test: int = 150, image
                                                               encoding="utf-8")
     (root / "ImageSets" / "Main" / "trainval.txt").write_text("\n".join(ids[:num_train]) + "\n", encoding="utf-8")
     (root / "ImageSets" / "Main" / "test.txt").write_text("\n".join(ids[num_train:]) + "\n", encoding="utf-8")
-    write_labels(root / "labels.txt", classes)  # BACKGROUND first, then the shapes
+    write_labels(root / "labels.txt", SHAPES)  # BACKGROUND first, then the shapes
     return root

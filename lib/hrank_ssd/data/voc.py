@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -22,8 +21,6 @@ VOC_CLASSES = (
 )
 LABEL_FILES = ("labels.txt", "voc-model-labels.txt")
 
-PathLike = Union[str, os.PathLike]
-
 
 def to_input(image: np.ndarray, image_size: int, mean: Sequence[float], std: float) -> torch.Tensor:
     """HxWx3 RGB uint8 image -> normalised CHW float tensor, as pytorch-ssd's PredictionTransform."""
@@ -32,7 +29,7 @@ def to_input(image: np.ndarray, image_size: int, mean: Sequence[float], std: flo
     return torch.from_numpy(x).permute(2, 0, 1)
 
 
-def read_labels(path: PathLike) -> List[str]:
+def read_labels(path: Path | str) -> List[str]:
     """Class names, ``BACKGROUND`` first (prepended when missing), one per line or comma-separated."""
     path = Path(path)
     if not path.is_file():
@@ -49,7 +46,7 @@ def read_labels(path: PathLike) -> List[str]:
     return names
 
 
-def write_labels(path: PathLike, names: Sequence[str]) -> None:
+def write_labels(path: Path | str, names: Sequence[str]) -> None:
     """Write one name per line, ``BACKGROUND`` first (added when ``names`` lacks it)."""
     names = list(names)
     if not names or names[0] != "BACKGROUND":
@@ -57,14 +54,16 @@ def write_labels(path: PathLike, names: Sequence[str]) -> None:
     atomic_write_text(path, "\n".join(names) + "\n")
 
 
-def find_label_file(root: PathLike) -> Optional[Path]:
-    return next((p for p in (Path(root) / name for name in LABEL_FILES) if p.is_file()), None)
+def dataset_labels(root: Path | str) -> Tuple[str, ...]:
+    """The label file in ``root`` (one of LABEL_FILES), else BACKGROUND + the VOC classes."""
+    found = next((p for p in (Path(root) / name for name in LABEL_FILES) if p.is_file()), None)
+    return tuple(read_labels(found)) if found else ("BACKGROUND", *VOC_CLASSES)
 
 
 class VOCDataset(Dataset):
     """A ``VOCdevkit/VOC20xx`` folder: ``dataset[i]`` is ``(image, boxes, labels)``, transformed, no difficult ones."""
 
-    def __init__(self, root: PathLike, split: Optional[str] = None, transform=None, target_transform=None,
+    def __init__(self, root: Path | str, split: Optional[str] = None, transform=None, target_transform=None,
                  keep_difficult: bool = False, class_names: Optional[Sequence[str]] = None, is_test: bool = False):
         self.root = Path(root)
         if not self.root.is_dir():
@@ -82,10 +81,7 @@ class VOCDataset(Dataset):
         self.ids = [line.strip() for line in split_file.read_text(encoding="utf-8").splitlines() if line.strip()]
         if not self.ids:
             raise HRankError(f"split file {split_file} lists no images: add image ids (one per line)")
-        if class_names is None:
-            label_file = find_label_file(self.root)
-            class_names = read_labels(label_file) if label_file else ("BACKGROUND",) + VOC_CLASSES
-        self.class_names = tuple(class_names)
+        self.class_names = tuple(class_names or dataset_labels(self.root))
         self.class_dict = {name: i for i, name in enumerate(self.class_names)}
         self._annotations: Dict[str, Tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
@@ -109,31 +105,25 @@ class VOCDataset(Dataset):
         return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
     def get_annotation(self, index: int) -> Tuple[str, Tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """``(image_id, (boxes, labels, is_difficult))`` of every object of a known class (copies)."""
+        """``(image_id, (boxes, labels, is_difficult))`` of every object of a known class (copies; parsed once)."""
         image_id = self.ids[index]
         if image_id not in self._annotations:
-            self._annotations[image_id] = self._parse_annotation(image_id)
+            path = self._path("Annotations", image_id, ".xml")
+            try:
+                objects = ET.parse(path).findall("object")
+            except ET.ParseError as e:
+                raise HRankError(f"cannot parse annotation {path} ({e}): re-download or fix the file") from None
+            boxes, labels, difficult = [], [], []
+            for obj in objects:
+                name, bb = (obj.findtext("name") or "").strip(), obj.find("bndbox")
+                label = self.class_dict.get(name, self.class_dict.get(name.lower()))
+                if label is not None and bb is not None:
+                    boxes.append([float(bb.findtext(k)) - 1 for k in ("xmin", "ymin", "xmax", "ymax")])
+                    labels.append(label)
+                    difficult.append(1 if int(float((obj.findtext("difficult") or "").strip() or 0)) else 0)
+            self._annotations[image_id] = (np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
+                                           np.asarray(labels, dtype=np.int64), np.asarray(difficult, dtype=np.uint8))
         return image_id, tuple(a.copy() for a in self._annotations[image_id])
-
-    def _parse_annotation(self, image_id: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-        path = self._path("Annotations", image_id, ".xml")
-        try:
-            tree = ET.parse(path)
-        except ET.ParseError as e:
-            raise HRankError(f"cannot parse annotation {path} ({e}): re-download or fix the file") from None
-        boxes, labels, difficult = [], [], []
-        for obj in tree.findall("object"):
-            name = (obj.findtext("name") or "").strip()
-            label = self.class_dict.get(name, self.class_dict.get(name.lower()))
-            bb = obj.find("bndbox")
-            if label is None or bb is None:
-                continue
-            boxes.append([float(bb.findtext(k)) - 1 for k in ("xmin", "ymin", "xmax", "ymax")])
-            labels.append(label)
-            d = (obj.findtext("difficult") or "0").strip()
-            difficult.append(1 if d and int(float(d)) else 0)
-        return (np.asarray(boxes, dtype=np.float32).reshape(-1, 4), np.asarray(labels, dtype=np.int64),
-                np.asarray(difficult, dtype=np.uint8))
 
     def __getitem__(self, index: int):
         return self.item_with_image(index, self.get_image(index))
@@ -151,13 +141,9 @@ class VOCDataset(Dataset):
         return image, boxes, labels
 
 
-def make_dataset(roots: Union[PathLike, Sequence[PathLike]], split: Optional[str], transform=None,
-                 target_transform=None, keep_difficult: bool = False,
-                 class_names: Optional[Sequence[str]] = None) -> Dataset:
+def make_dataset(roots: Sequence[Path | str], split: Optional[str], transform=None, target_transform=None,
+                 keep_difficult: bool = False, class_names: Optional[Sequence[str]] = None) -> Dataset:
     """One :class:`VOCDataset` per root (``--datasets A B``), concatenated when there are several."""
-    roots = [roots] if isinstance(roots, (str, os.PathLike)) else list(roots)
-    if not roots:
-        raise HRankError("no dataset given: pass at least one VOCdevkit/VOC20xx folder with --datasets")
     sets = [VOCDataset(r, split, transform, target_transform, keep_difficult, class_names) for r in roots]
     if len({ds.class_names for ds in sets}) > 1:
         raise HRankError("the datasets have different class lists: give them the same labels.txt or pass --labels")
@@ -166,13 +152,8 @@ def make_dataset(roots: Union[PathLike, Sequence[PathLike]], split: Optional[str
 
 def collate(batch):
     """Stack images; stack targets when every sample has the same shape, else keep them as lists."""
-    images, boxes, labels = zip(*batch)
-    return torch.stack([torch.as_tensor(im) for im in images]), _stack_or_list(boxes), _stack_or_list(labels)
-
-
-def _stack_or_list(items):
-    tensors = [torch.as_tensor(x) for x in items]
-    return default_collate(tensors) if all(t.shape == tensors[0].shape for t in tensors) else tensors
+    images, *targets = ([torch.as_tensor(x) for x in items] for items in zip(*batch))
+    return (torch.stack(images), *(default_collate(t) if len({x.shape for x in t}) == 1 else t for t in targets))
 
 
 class TestTransform:

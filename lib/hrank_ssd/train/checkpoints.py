@@ -16,19 +16,18 @@ from hrank_ssd.errors import HRankError
 from hrank_ssd.io.files import atomic_save, atomic_write_text
 from hrank_ssd.nets.models import sidecar_path
 
-CHECKPOINT_RE = re.compile(r"^model_best\.pth-(\d+)\.tar$")
 CHECKPOINT_KEYS = ("model", "epoch", "optimizer", "sums", "rng", "args")  # what resuming reads
 
 
 def checkpoint_path(folder, epoch: int) -> Path:
-    """Where the checkpoint of ``epoch`` goes (mid-epoch ones too: the newest of an epoch replaces the older)."""
+    """Where ``epoch``'s checkpoint goes (mid-epoch ones too: the newest of an epoch replaces the older)."""
     return Path(folder) / f"model_best.pth-{epoch}.tar"
 
 
 def list_checkpoints(folder) -> Dict[int, Path]:
-    """``{epoch: path}`` of the ``model_best.pth-{epoch}.tar`` files in ``folder``, oldest first."""
-    matches = ((CHECKPOINT_RE.match(p.name), p) for p in Path(folder).glob("model_best.pth-*.tar"))
-    return dict(sorted((int(m.group(1)), p) for m, p in matches if m))
+    """``{epoch: path}`` of the checkpoints in ``folder``, oldest first."""
+    found = ((re.fullmatch(r"model_best\.pth-(\d+)\.tar", p.name), p) for p in Path(folder).glob("model_best.pth-*.tar"))
+    return dict(sorted((int(m[1]), p) for m, p in found if m))
 
 
 def resolve_resume(resume: Optional[str], folder) -> Optional[Path]:
@@ -69,13 +68,6 @@ def write_checkpoint(folder, epoch: int, state: dict, meta: dict, keep: Iterable
             old.unlink(missing_ok=True)
             sidecar_path(old).unlink(missing_ok=True)
     return path
-
-
-def seed_all(seed: int) -> None:
-    """Seed torch, python and numpy (numpy takes the seed modulo 2**32)."""
-    torch.manual_seed(seed)
-    random.seed(seed)
-    np.random.seed(seed % (2 ** 32))
 
 
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1) -> List[List[tuple]]:

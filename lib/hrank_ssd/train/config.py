@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -28,11 +26,11 @@ AUGMENTATIONS = {"ssd": TrainAugmentation, "light": LightAugmentation}
 LSUV_IMAGES = 16  # training images (test-transformed) that LSUV calibrates activations on
 
 
-@dataclass
+@dataclasses.dataclass
 class TrainConfig:
     """Every knob of a training run; names match the ``train`` command's flags."""
 
-    datasets: List[str] = field(default_factory=list)
+    datasets: List[str] = dataclasses.field(default_factory=list)
     validation_dataset: Optional[str] = None
     label_file: Optional[str] = None
     net: str = "vgg16-ssd"
@@ -84,10 +82,8 @@ class TrainConfig:
 
 
 def as_config(config: TrainConfig) -> TrainConfig:
-    """A checked private copy of ``config`` (a lone dataset made a list)."""
+    """A checked private copy of ``config``."""
     cfg = dataclasses.replace(config)
-    if isinstance(cfg.datasets, (str, os.PathLike)):
-        cfg.datasets = [cfg.datasets]
     if not cfg.datasets:
         raise HRankError("no training dataset: pass --datasets DIR [DIR ...]")
     if not cfg.validation_dataset:
@@ -106,12 +102,12 @@ def as_config(config: TrainConfig) -> TrainConfig:
 
 
 def milestones(cfg: TrainConfig) -> List[int]:
-    """``--milestones "80,100"`` -> ``[80, 100]``: the epochs where the multistep schedule multiplies by gamma."""
+    """``--milestones "80,100"`` -> ``[80, 100]``, the epochs where the multistep schedule multiplies by gamma."""
     try:
         return [int(m) for m in str(cfg.milestones).split(",") if m.strip()]
     except ValueError:
-        msg = f"--milestones {cfg.milestones!r} is not a comma-separated list of epochs, e.g. 80,100"
-        raise HRankError(msg) from None
+        raise HRankError(f"--milestones {cfg.milestones!r} is not a comma-separated list of epochs, "
+                         "e.g. 80,100") from None
 
 
 def learning_rate(cfg: TrainConfig, epoch: int) -> float:
@@ -129,8 +125,7 @@ def class_names(cfg: TrainConfig) -> List[str]:
     first = Path(cfg.datasets[0])
     if not first.is_dir():
         raise HRankError(f"dataset folder {first} not found: pass a VOCdevkit/VOC2007-style folder")
-    found = voc.find_label_file(first)
-    return list(voc.read_labels(found)) if found else ["BACKGROUND", *voc.VOC_CLASSES]
+    return list(voc.dataset_labels(first))
 
 
 def load_base_net(path, net: str, num_classes: int, width: float, image_size: Optional[int]) -> SSD:

@@ -39,7 +39,8 @@ def process_device(name: Optional[str], world: int) -> torch.device:
 
 
 class GlobalBatchNorm2d(nn.BatchNorm2d):
-    """BatchNorm2d with statistics over every process, for gloo (no SyncBatchNorm); same state dict."""
+    """BatchNorm2d (affine, momentum, running statistics: the nets' kind) with statistics over every process, for
+    gloo (no SyncBatchNorm); same state dict."""
 
     def forward(self, x):
         if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
@@ -49,24 +50,16 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
             # imported only in a multi-process run: torch builds without distributed support lack the module
             from torch.distributed.nn.functional import all_reduce
 
-            c = x.size(1)
-            count = x.new_tensor([x.numel() / c])
-            sums = all_reduce(torch.cat([x.sum((0, 2, 3)), count]))
-            total = sums[c]
-            mean = sums[:c] / total
-            d = x - mean.view(1, c, 1, 1)
+            c, shape = x.size(1), (1, x.size(1), 1, 1)
+            sums = all_reduce(torch.cat([x.sum((0, 2, 3)), x.new_tensor([x.numel() / c])]))
+            total, mean = sums[c], sums[:c] / sums[c]
+            d = x - mean.view(shape)
             var = all_reduce((d * d).sum((0, 2, 3))) / total
-            y = d * torch.rsqrt(var + self.eps).view(1, c, 1, 1)
-            if self.affine:
-                y = y * self.weight.view(1, c, 1, 1) + self.bias.view(1, c, 1, 1)
-            if self.track_running_stats:
-                with torch.no_grad():
-                    self.num_batches_tracked += 1
-                    m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
-                    self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
-                    unbiased = var.detach() * total.detach() / (total.detach() - 1).clamp(min=1)
-                    self.running_var.mul_(1 - m).add_(unbiased, alpha=m)
-            return y
+        with torch.no_grad():
+            self.num_batches_tracked += 1
+            self.running_mean.mul_(1 - self.momentum).add_(mean, alpha=self.momentum)
+            self.running_var.mul_(1 - self.momentum).add_(var * total / (total - 1).clamp(min=1), alpha=self.momentum)
+        return d * torch.rsqrt(var + self.eps).view(shape) * self.weight.view(shape) + self.bias.view(shape)
 
 
 def wrap_for_ddp(model: nn.Module, device: torch.device) -> Tuple[nn.Module, nn.Module]:

@@ -59,19 +59,18 @@ def epoch_summary(row: dict) -> str:
 
 
 class Hooks:
-    """Test/notebook hooks; ``after_step(epoch, step, trainer_state)`` runs after each optimizer step."""
+    """Test/notebook hooks: ``after_step(epoch, step, state)`` runs after each optimizer step (a no-op here)."""
 
     def after_step(self, epoch: int, step: int, state: dict) -> None:
-        """Nothing by default."""
+        pass
 
 
 class LiveLossCurve(Hooks):
     """``hooks=`` of :func:`~hrank_ssd.train.trainer.train`: the losses redrawn every ``every`` steps in IPython."""
 
     def __init__(self, every: int = 10, title: str = "finetuning"):
-        self.every, self.title = max(1, int(every)), title
+        self.every, self.title, self._handle, self._fig = every, title, None, None
         self.points: Dict[str, List[float]] = {"step": [], "loss": [], "regression": [], "classification": []}
-        self._handle = self._fig = None
 
     def after_step(self, epoch: int, step: int, state: dict) -> None:
         self.points["step"].append(epoch * state["steps"] + step)
@@ -86,19 +85,17 @@ class LiveLossCurve(Hooks):
             from IPython.display import display
         except ImportError:
             return
-        if get_ipython() is None or not self.points["step"]:
+        if get_ipython() is None:
             return
         if self._fig is None:
-            plt = pyplot()
-            self._fig, _ = plt.subplots(figsize=(8, 3.5))
-            plt.close(self._fig)  # drawn through the display handle only, not again at the cell's end
+            self._fig, _ = pyplot().subplots(figsize=(8, 3.5))
+            pyplot().close(self._fig)  # drawn through the display handle only, not again at the cell's end
         ax = self._fig.axes[0]
         ax.clear()
         df = pd.DataFrame(self.points).set_index("step")
-        window = max(1, len(df) // 20)
         for key, colour in (("loss", "black"), ("regression", "tab:blue"), ("classification", "tab:orange")):
             ax.plot(df.index, df[key], color=colour, alpha=0.25, lw=0.8)
-            ax.plot(df.index, df[key].rolling(window, min_periods=1).mean(), color=colour, label=key)
+            ax.plot(df.index, df[key].rolling(max(1, len(df) // 20), min_periods=1).mean(), color=colour, label=key)
         ax.set(xlabel="optimizer step", ylabel="training loss",
                title=f"{self.title}: step {int(df.index[-1])}, loss {df['loss'].iloc[-1]:.3f}")
         ax.legend(loc="upper right")

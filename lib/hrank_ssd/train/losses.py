@@ -28,9 +28,7 @@ def hard_negative_mask(background_loss: torch.Tensor, labels: torch.Tensor, neg_
     pos = labels > 0
     num_neg = (pos.sum(dim=1, keepdim=True) * neg_pos_ratio).long()
     loss = background_loss.masked_fill(pos, float("-inf"))
-    order = torch.sort(loss, dim=1, descending=True, stable=True).indices
-    rank = torch.empty_like(order)
-    rank.scatter_(1, order, torch.arange(order.size(1), device=order.device).expand_as(order))
+    rank = torch.sort(loss, dim=1, descending=True, stable=True).indices.argsort(dim=1)  # each prior's place
     return pos | (rank < num_neg)
 
 
@@ -74,11 +72,6 @@ class MultiBoxLoss(nn.Module):
         return (log_q.exp() * (log_q - log_p)).sum() * T * T
 
 
-def param_dtype(model: nn.Module) -> torch.dtype:
-    """The batch follows the model's floating dtype (float32 normally; float64 in the DDP equivalence test)."""
-    return next(model.parameters()).dtype
-
-
 class _LossSums:
     """Loss parts summed over images (hard negatives mined per image), divided by all the positives."""
 
@@ -87,8 +80,7 @@ class _LossSums:
 
     def add(self, conf, loc, labels, locations) -> None:
         parts = self.criterion(conf, loc, labels, locations, num_pos=1.0)
-        self.reg += float(parts.regression)
-        self.cls += float(parts.classification)
+        self.reg, self.cls = self.reg + float(parts.regression), self.cls + float(parts.classification)
         self.num_pos += int((labels > 0).sum())
 
     def result(self) -> Dict[str, float]:
@@ -106,7 +98,7 @@ def validation_loss(model: SSD, dataset, batch_size: int = 32, device="cpu", amp
     sums = _LossSums()
     with evaluating(model):
         for images, locations, labels in loader:
-            images = images.to(device, dtype=param_dtype(model))
+            images = images.to(device, dtype=next(model.parameters()).dtype)  # float64 in the DDP test
             with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
                 conf, loc = model(images)
             sums.add(conf, loc, labels.to(device), locations.to(device))

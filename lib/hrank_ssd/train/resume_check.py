@@ -7,7 +7,7 @@ import math
 import shutil
 import sys
 from pathlib import Path
-from typing import Tuple
+from typing import Optional, Tuple
 
 import pandas as pd
 
@@ -22,7 +22,7 @@ class Disconnect(Exception):
 class StepLosses(Hooks):
     """Records (epoch, step, loss) after every optimizer step; raises :class:`Disconnect` at ``stop``."""
 
-    def __init__(self, stop: Tuple[int, int] = None):
+    def __init__(self, stop: Optional[Tuple[int, int]] = None):
         self.stop, self.rows = stop, []
 
     def after_step(self, epoch: int, step: int, state: dict) -> None:
@@ -37,7 +37,6 @@ def resume_tolerance(device) -> float:
 
 
 def steps_per_epoch(cfg: TrainConfig, images: int) -> int:
-    """Optimizer steps of one epoch over ``images`` training images at ``cfg.batch_size``."""
     return math.ceil(images / cfg.batch_size)
 
 
@@ -57,14 +56,12 @@ def stopped_and_resumed(cfg: TrainConfig, folder, stop_epoch: int, stop_step: in
     if (losses["resumed"].rows[0]["epoch"], losses["resumed"].rows[0]["step"]) <= (stop_epoch, stop_step):
         raise ValueError(f"stop at a step before epoch {stop_epoch}'s last: a mid-epoch checkpoint is written "
                          "only there (the run resumed from the epoch's start)")
-    table = pd.DataFrame(losses["straight"].rows).rename(columns={"loss": "straight"})
-    for name in ("stopped", "resumed"):
-        table = table.merge(pd.DataFrame(losses[name].rows).rename(columns={"loss": name}), on=["epoch", "step"],
-                            how="left")
+    frames = [pd.DataFrame(run.rows).set_index(["epoch", "step"])["loss"].rename(name) for name, run in losses.items()]
+    table = pd.concat(frames, axis=1).reindex(frames[0].index).reset_index()  # every step of the straight run
     a, b = straight.state_dict(), resumed.state_dict()
-    table.attrs["weight_diff"] = max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
-    table.attrs["stop"] = (stop_epoch, stop_step)
-    return table[["epoch", "step", "straight", "stopped", "resumed"]]
+    table.attrs.update(weight_diff=max(float((a[k].float() - b[k].float()).abs().max()) for k in a),
+                       stop=(stop_epoch, stop_step))
+    return table
 
 
 def plot_resume(table: pd.DataFrame):

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import sys
 import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Dict, List, Optional
 
+import numpy as np
 import torch
 
 from hrank_ssd.data import voc
@@ -71,14 +73,16 @@ class TrainerSetup:
             self.log(seed_note)
 
     def _seed(self, state: Optional[dict]) -> Optional[str]:
-        """Seed every RNG with ``--seed``, the checkpoint's or a new one (then returns the note that prints it)."""
+        """Seed every RNG with ``--seed``, the checkpoint's or a new one (and return a note that prints it)."""
         cfg, note = self.cfg, None
         if state is not None and cfg.seed is None:
             cfg.seed = int(state["args"].get("seed") or 0)
         if cfg.seed is None:
             cfg.seed = distributed.broadcast_int(int.from_bytes(os.urandom(4), "little") % (2 ** 31), self.world)
             note = f"seed {cfg.seed} (pass --seed {cfg.seed} to repeat this run)"
-        checkpoints.seed_all(cfg.seed)
+        torch.manual_seed(cfg.seed)
+        random.seed(cfg.seed)
+        np.random.seed(cfg.seed % (2 ** 32))
         return note
 
     def _setup_model(self, state: Optional[dict]) -> None:

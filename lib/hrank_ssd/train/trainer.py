@@ -5,9 +5,8 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
+from typing import List, NamedTuple, Optional
 
 import torch
 from torch import nn
@@ -21,12 +20,11 @@ from hrank_ssd.train import distributed
 from hrank_ssd.train.checkpoints import SeededSamples, checkpoint_path, epoch_batches
 from hrank_ssd.train.config import TrainConfig, as_config, learning_rate
 from hrank_ssd.train.logs import Hooks, epoch_summary, plot_curves, write_logs
-from hrank_ssd.train.losses import param_dtype, validation_loss, validation_loss_and_map
+from hrank_ssd.train.losses import validation_loss, validation_loss_and_map
 from hrank_ssd.train.setup import SUM_KEYS, TrainerSetup, zero_sums
 
 
-@dataclass
-class TrainResult:
+class TrainResult(NamedTuple):
     """What :func:`train` returns: the trained model, the per-epoch log rows and the files it wrote."""
 
     model: SSD
@@ -49,15 +47,13 @@ class _Trainer(TrainerSetup):
     def train_step(self, batch, epoch: int, step: int) -> List[float]:
         """One optimizer step; returns the loss and its parts, averaged over the processes (and summed up)."""
         images, locations, labels = batch
-        images = images.to(self.device, dtype=param_dtype(self.model), non_blocking=True, memory_format=self.layout)
-        locations = locations.to(self.device, non_blocking=True)
-        labels = labels.to(self.device, non_blocking=True)
+        dtype = next(self.model.parameters()).dtype  # float64 in the DDP equivalence test
+        images = images.to(self.device, dtype=dtype, non_blocking=True, memory_format=self.layout)
+        locations, labels = (t.to(self.device, non_blocking=True) for t in (locations, labels))
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
             conf, loc = self.net(images)
-            teacher_conf = None
-            if self.teacher is not None:
-                with torch.no_grad():
-                    teacher_conf, _ = self.teacher(images)
+            with torch.no_grad():
+                teacher_conf = None if self.teacher is None else self.teacher(images)[0]
         num_pos = (labels > 0).sum()
         if self.world > 1:  # the global positives / world: DDP's gradient average is then the whole batch's
             num_pos = distributed.mean_over_processes(num_pos.float(), self.world)
@@ -131,8 +127,8 @@ class _Trainer(TrainerSetup):
             self.best_val, self.best_epoch = val["loss"], epoch
         return row
 
-    def run_epoch(self, epoch: int) -> dict:
-        """Train, validate (process 0), checkpoint and log one epoch; returns its log row."""
+    def run_epoch(self, epoch: int) -> None:
+        """Train, validate (process 0), checkpoint and log one epoch."""
         t0 = time.time()
         self.train_epoch(epoch)
         steps = max(self.sums["steps"], 1)
@@ -148,7 +144,6 @@ class _Trainer(TrainerSetup):
             write_logs(self.history, self.folder)
             plot_curves(self.folder / "log.csv", self.folder / "curves.png")
             self.log(epoch_summary(row))
-        return row
 
     def save_final(self) -> Optional[Path]:
         """``{net}-Epoch-{epoch}-Loss-{val_loss}.pth`` (+ sidecar with the pruning it carries), from process 0."""
