@@ -222,17 +222,14 @@ def test_round_to_reaches_the_rebuilt_model():
     assert len(kept["conv1_1"]) == 8 and pruned.plan.prunable[0] == 8  # 16 * 0.4 = 6.4 -> 6 -> 8
 
 
-def test_widths_by_name_or_in_order_and_their_errors():
+def test_widths_in_order_and_their_errors():
     model = build_model("vgg16-ssd", 6, width=0.125)
-    names, channels = layer_names("vgg16-ssd"), model.plan.prunable
+    channels = model.plan.prunable
     ones = [1] * 14
-    by_name = prune_to_widths(model, dict(zip(names, ones)), "l1")
-    assert by_name[1] == prune_to_widths(model, ones, "l1")[1]
-    assert by_name[0].plan.prunable == ones  # keeping a single filter is allowed
+    assert prune_to_widths(model, ones, "l1")[0].plan.prunable == ones  # keeping a single filter is allowed
     full = prune_to_widths(model, channels, "l1")[0]
     assert full.plan.prunable == list(channels)
     cases = [
-        (dict(zip(names[1:], ones)), "widths miss layers ['conv1_1']; give one kept count per prunable layer"),
         (ones[:3], "3 widths for 14 prunable layers; give one kept count per layer"),
         ([0] + ones[1:], f"layer conv1_1 has {channels[0]} filters: it can keep 1 to {channels[0]}, not 0"),
         ([channels[0] + 1] + ones[1:],

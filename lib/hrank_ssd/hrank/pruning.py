@@ -40,9 +40,7 @@ def select_filters(scores: np.ndarray, keep: int) -> List[int]:
 
 def round_keep(keep: int, channels: int, round_to: Optional[int]) -> int:
     """Round a kept count up to a multiple of ``round_to`` (fast kernels like multiples of 8)."""
-    if not round_to or round_to <= 1:
-        return keep
-    return min(channels, -(-keep // round_to) * round_to)
+    return min(channels, -(-keep // round_to) * round_to) if round_to and round_to > 1 else keep
 
 
 def kept_indices(model: SSD, compress_rate: Sequence[float], criterion: str = "hrank", rank_dir=None, seed: int = 0,
@@ -71,14 +69,8 @@ def criterion_scores(model: SSD, criterion: str = "hrank", rank_dir=None, seed: 
 
 def kept_indices_for_widths(model: SSD, widths, criterion: str = "hrank", rank_dir=None,
                             seed: int = 0, select: Callable = select_filters) -> Dict[str, List[int]]:
-    """Filters each prunable layer keeps by ``criterion`` at ``widths`` (a list in layer order or a dict by name)."""
-    names, channels = layer_names(model.cfg.name), model.plan.prunable
-    if isinstance(widths, dict):
-        missing = [n for n in names if n not in widths]
-        if missing:
-            raise HRankError(f"widths miss layers {missing}; give one kept count per prunable layer")
-        widths = [widths[n] for n in names]
-    widths = [int(k) for k in widths]
+    """Filters each prunable layer keeps by ``criterion`` at ``widths`` (kept counts in layer order)."""
+    names, channels, widths = layer_names(model.cfg.name), model.plan.prunable, [int(k) for k in widths]
     if len(widths) != len(names):
         raise HRankError(f"{len(widths)} widths for {len(names)} prunable layers; give one kept count per layer")
     for name, k, c in zip(names, widths, channels):
@@ -90,11 +82,10 @@ def kept_indices_for_widths(model: SSD, widths, criterion: str = "hrank", rank_d
 
 def kept_agreement(model: SSD, compress_rate: Sequence[float], rank_dir, other_rank_dir) -> List[Dict]:
     """Per prunable layer: how many filters HRank keeps under both ``rank_dir`` and ``other_rank_dir``."""
-    a = kept_indices(model, compress_rate, "hrank", rank_dir)
-    b = kept_indices(model, compress_rate, "hrank", other_rank_dir)
-    rows = [{"layer": n, "filters": c, "kept": len(a[n]), "kept_by_both": len(set(a[n]) & set(b[n]))}
+    a, b = (kept_indices(model, compress_rate, "hrank", d) for d in (rank_dir, other_rank_dir))
+    both = {n: len(set(a[n]) & set(b[n])) for n in a}
+    return [{"layer": n, "filters": c, "kept": len(a[n]), "kept_by_both": both[n], "agreement": both[n] / len(a[n])}
             for n, c in zip(layer_names(model.cfg.name), model.plan.prunable)]
-    return [dict(r, agreement=r["kept_by_both"] / r["kept"]) for r in rows]
 
 
 def _index_lists(model: SSD, kept: Dict[str, List[int]]) -> List[torch.Tensor]:

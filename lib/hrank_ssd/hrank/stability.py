@@ -28,9 +28,6 @@ def average_ranks(x) -> np.ndarray:
 
 def spearman(a, b) -> float:
     """Spearman's rank correlation of two equally long lists (ties averaged); NaN when either is constant."""
-    a, b = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
-    if a.size != b.size or a.size < 2:
-        raise HRankError(f"spearman needs two lists of the same length (at least 2), got {a.size} and {b.size}")
     ra, rb = average_ranks(a), average_ranks(b)
     ra, rb = ra - ra.mean(), rb - rb.mean()
     denom = np.sqrt((ra * ra).sum() * (rb * rb).sum())
@@ -45,8 +42,6 @@ def kept_change(a, b, keep: int) -> int:
 def stability_rows(a: Sequence[np.ndarray], b: Sequence[np.ndarray], compress_rate: Sequence[float], net: str,
                    comparison: str = "") -> List[Dict]:
     """Per layer: Spearman correlation of ranks ``a`` and ``b`` and how many kept filters would change."""
-    if len(a) != len(b):
-        raise HRankError(f"two rank lists of {len(a)} and {len(b)} layers: compare ranks of the same model")
     rates = layer_rates(compress_rate, len(a))
     rows = []
     for i, (name, ra, rb, rate) in enumerate(zip(layer_names(net), a, b, rates), start=1):
@@ -60,9 +55,6 @@ def stability_rows(a: Sequence[np.ndarray], b: Sequence[np.ndarray], compress_ra
 def rank_sets(model: SSD, dataset, sizes: Sequence[int], batch_size: int = 8, device="cpu",
               progress: bool = True) -> List[List[np.ndarray]]:
     """Average ranks per layer over consecutive, disjoint sets of ``sizes[0]``, ``sizes[1]``... images."""
-    if min(sizes) < 1 or sum(sizes) > len(dataset):
-        raise HRankError(f"rank sets of {list(sizes)} images need {sum(sizes)} images, the data set has "
-                         f"{len(dataset)}: use fewer images")
     model, ends = model_on(model, device), list(itertools.accumulate(sizes, initial=0))  # the caller's: not moved
     batches = [-(-size // batch_size) for size in sizes]
     return [compute_ranks(model, image_batches(Subset(dataset, range(a, b)), batch_size, n), device, n, progress)
@@ -116,8 +108,6 @@ def dead_filter_table(model: SSD, compress_rate: Sequence[float], ranks: Sequenc
     ``compress_rate``, and ``dead_l1_ratio``, their mean L1 norm over the others' (NaN without near-dead ones)."""
     net = model.cfg.name
     l1 = l1_scores(model)
-    if len(ranks) != len(l1) or any(len(r) != len(w) for r, w in zip(ranks, l1)):
-        raise HRankError("the ranks do not match the model's prunable layers: use the ranks of this model")
     rows = []
     for i, (name, r, w, rate) in enumerate(zip(layer_names(net), ranks, l1, layer_rates(compress_rate, len(l1))),
                                            start=1):

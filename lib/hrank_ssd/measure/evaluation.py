@@ -4,7 +4,7 @@ NaN: docs/evaluation.md): detection files in and out, per-class AP and the mAP r
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections import namedtuple
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -28,17 +28,11 @@ def compute_ap(precision, recall, use_2007_metric: bool = True) -> float:
     precision, recall = np.asarray(precision, dtype=np.float64), np.asarray(recall, dtype=np.float64)
     valid = ~np.isnan(precision)
     precision, recall = precision[valid], recall[valid]
-    if use_2007_metric:
-        ap = 0.0
-        for t in np.arange(0.0, 1.1, 0.1):
-            above = recall >= t
-            p = np.max(precision[above]) if np.sum(above) > 0 else 0
-            ap = ap + p / 11.0
-        return float(ap)
-    precision = np.concatenate([[0.0], precision, [0.0]])
+    if use_2007_metric:  # the devkit's thresholds: numpy's arange, each max added in turn
+        return float(sum((np.max(precision[recall >= t]) if (recall >= t).any() else 0) / 11.0
+                         for t in np.arange(0.0, 1.1, 0.1)))
+    precision = np.maximum.accumulate(np.concatenate([[0.0], precision, [0.0]])[::-1])[::-1]  # the envelope
     recall = np.concatenate([[0.0], recall, [1.0]])
-    for i in range(len(precision) - 1, 0, -1):
-        precision[i - 1] = np.maximum(precision[i - 1], precision[i])
     changes = np.where(recall[1:] != recall[:-1])[0]
     return float(((recall[changes + 1] - recall[changes]) * precision[changes + 1]).sum())
 
@@ -118,17 +112,8 @@ def read_detections(det_dir, class_names: Sequence[str]) -> Dict[int, Tuple[List
     return {c: read_detection_file(detection_path(det_dir, name)) for c, name in enumerate(class_names) if c}
 
 
-@dataclass
-class ClassResult:
-    """One class's counts, final recall and precision (NaN when undefined), AP (NaN without ground truth)."""
-
-    gts: int
-    dets: int
-    tp: int
-    fp: int
-    recall: float
-    precision: float
-    ap: float
+# One class's counts, final recall and precision (NaN when undefined), AP (NaN without ground truth).
+ClassResult = namedtuple("ClassResult", "gts dets tp fp recall precision ap")
 
 
 def _iou(box: np.ndarray, gts: np.ndarray) -> np.ndarray:
@@ -197,8 +182,7 @@ def evaluate_detections(dataset, det_dir, class_names: Optional[Sequence[str]] =
     for c, name in enumerate(class_names[1:], 1):  # all but BACKGROUND
         r = evaluate_class(npos.get(c, 0), gt_boxes.get(c, {}), difficult.get(c, {}),
                            detection_path(det_dir, name), iou_threshold, use_2007_metric)
-        rows.append({"class": name, "gts": r.gts, "dets": r.dets, "recall": r.recall,
-                     "precision": r.precision, "ap": r.ap})
+        rows.append({"class": name, **r._asdict()})
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
 
@@ -215,13 +199,9 @@ def predict_dataset(predictor, dataset, progress: bool = True, desc: str = "pred
         raise HRankError("the dataset has no images: check --dataset and --split")
     device = getattr(predictor, "device", "cpu")
     predictor.predict(dataset.get_image(0))  # warm-up, not counted
-    results, seconds = [], []
-    for i in tqdm(range(n), desc=desc, unit="img", disable=not progress):
-        image = dataset.get_image(i)
-        out, s = clocked(lambda image=image: predictor.predict(image), device)
-        results.append(out)
-        seconds.append(s)
-    return results, sum(seconds) / len(seconds)
+    images = (dataset.get_image(i) for i in tqdm(range(n), desc=desc, unit="img", disable=not progress))
+    results, seconds = zip(*[clocked(lambda image=image: predictor.predict(image), device) for image in images])
+    return list(results), sum(seconds) / n
 
 
 def evaluate_model(model, dataset, eval_dir, device="cpu", class_names: Optional[Sequence[str]] = None,

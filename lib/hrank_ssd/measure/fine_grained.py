@@ -11,7 +11,6 @@ import torch
 from torch import nn
 
 from hrank_ssd.devices import evaluating, model_on
-from hrank_ssd.errors import HRankError
 from hrank_ssd.measure.bench import timings_interleaved
 from hrank_ssd.measure.flops import macs
 from hrank_ssd.measure.sensitivity import quick_map
@@ -34,11 +33,7 @@ def magnitude_mask(weight: torch.Tensor, zeros: int) -> torch.Tensor:
 def fine_grained_like(model: nn.Module, pruned: nn.Module) -> Tuple[nn.Module, Dict[str, int]]:
     """(copy of ``model``, zeroed per tensor): each tensor loses as many smallest weights as ``pruned`` lacks."""
     full, small = weight_tensors(model), weight_tensors(pruned)
-    if set(full) != set(small):
-        raise HRankError("the pruned model has other layers than the original: pass a filter-pruned copy of it")
     zeros = {k: full[k].numel() - small[k].numel() for k in full}
-    if any(z < 0 for z in zeros.values()):
-        raise HRankError("the 'pruned' model is larger than the original: pass them in that order")
     fine = copy.deepcopy(model)
     with torch.no_grad():
         for key, param in fine.named_parameters():

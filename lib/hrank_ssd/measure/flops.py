@@ -5,7 +5,7 @@ BatchNorm2d (1 per element) and Linear call and checked against thop; :func:`mac
 from __future__ import annotations
 
 import copy
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -48,16 +48,12 @@ def _on_copy(model: nn.Module, run):
 
 
 def run_hooked(model: nn.Module, size: int, install):
-    """``install(copy)`` (returns ``(state, hook handles)``), one forward of the copy, then ``state``."""
+    """``install(copy)`` (returns ``(state, hook handles)``), one forward of the copy (hooks die with it), ``state``."""
     def run(work):
-        state, handles = install(work)
-        try:
-            with torch.no_grad():
-                work(dummy_input(work, size))
-            return state
-        finally:
-            for h in handles:
-                h.remove()
+        state = install(work)[0]
+        with torch.no_grad():
+            work(dummy_input(work, size))
+        return state
 
     return _on_copy(model, run)
 
@@ -69,26 +65,22 @@ def dummy_input(model: nn.Module, size: int) -> torch.Tensor:
     return torch.zeros(1, first.in_channels, size, size, device=p.device, dtype=p.dtype)
 
 
-def _part(name: str) -> str:
-    head = name.split(".", 1)[0]
-    return {"base_net": "backbone", "source_layer_add_ons": "bn_add_on", "extras": "extras",
-            "classification_headers": "cls_head", "regression_headers": "reg_head"}.get(head, head or "model")
+PARTS = {"base_net": "backbone", "source_layer_add_ons": "bn_add_on", "extras": "extras",
+         "classification_headers": "cls_head", "regression_headers": "reg_head"}
 
 
 def _label(model: nn.Module, name: str) -> str:
     """A human name for a module: the net's (conv1_1, block3.dw...), else the SSD part's (cls_head0, extra1.3x3)."""
     net = getattr(getattr(model, "cfg", None), "name", None)
     own = get_net(net).module_label(name) if net in net_names() else None
-    if own:
-        return own
     parts = name.split(".")
-    if parts[0] in ("classification_headers", "regression_headers") and len(parts) == 2:
+    if own or len(parts) != (3 if parts[0] == "extras" else 2):
+        return own or name
+    if parts[0] in ("classification_headers", "regression_headers"):
         return f"{'cls' if parts[0][0] == 'c' else 'reg'}_head{parts[1]}"
-    if parts[0] == "extras" and len(parts) == 3:
+    if parts[0] == "extras":
         return f"extra{parts[1]}.{'1x1' if parts[2] == '0' else '3x3'}"
-    if parts[0] == "source_layer_add_ons":
-        return f"add_on{parts[1]}" if len(parts) == 2 else name
-    return name
+    return f"add_on{parts[1]}" if parts[0] == "source_layer_add_ons" else name
 
 
 def count_exact(model: nn.Module, image_size: Optional[int] = None) -> pd.DataFrame:
@@ -96,15 +88,31 @@ def count_exact(model: nn.Module, image_size: Optional[int] = None) -> pd.DataFr
     size = int(image_size or getattr(model, "image_size", None) or 300)
 
     def install(work):
-        names = {m: n for n, m in work.named_modules()}
-        rows: List[dict] = []
-        hook = _exact_hook(work, names, rows)
+        names, rows = {m: n for n, m in work.named_modules()}, []
+
+        def hook(m, inputs, out):
+            name, head = names[m], names[m].split(".", 1)[0]
+            row = {"name": name, "label": _label(work, name), "part": PARTS.get(head, head or "model"),
+                   "type": type(m).__name__, "params": sum(p.numel() for p in m.parameters(recurse=False)),
+                   "kernel": "-", "stride": 1, "dilation": 1, "groups": 1, "out_h": 1, "out_w": 1}
+            if isinstance(m, nn.Conv2d):
+                (kh, kw), (oh, ow) = m.kernel_size, out.shape[-2:]
+                row.update(in_channels=m.in_channels, out_channels=m.out_channels, kernel=f"{kh}x{kw}",
+                           stride=m.stride[0], dilation=m.dilation[0], groups=m.groups, out_h=oh, out_w=ow,
+                           MACs=conv_macs(m.in_channels, m.out_channels, (kh, kw), oh, ow, m.groups))
+            elif isinstance(m, nn.BatchNorm2d):
+                row.update(in_channels=m.num_features, out_channels=m.num_features, out_h=out.shape[-2],
+                           out_w=out.shape[-1], MACs=int(out.numel()))
+            else:  # Linear
+                row.update(in_channels=m.in_features, out_channels=m.out_features,
+                           MACs=int(m.in_features * out.numel()))
+            rows.append(row)
+
         return rows, [m.register_forward_hook(hook) for m in work.modules() if isinstance(m, COUNTED)]
 
-    rows = run_hooked(model, size, install)
     cols = ["name", "label", "part", "type", "in_channels", "out_channels", "kernel", "stride", "dilation",
             "groups", "out_h", "out_w", "params", "MACs"]
-    df = pd.DataFrame(rows, columns=cols)
+    df = pd.DataFrame(run_hooked(model, size, install), columns=cols)
     df.attrs["image_size"] = size
     return df
 
@@ -118,47 +126,19 @@ def macs(model: nn.Module, widths: Optional[Sequence[int]] = None, image_size: O
     return int(count_exact(model, image_size)["MACs"].sum())
 
 
-def _exact_hook(work: nn.Module, names: Dict[nn.Module, str], rows: List[dict]):
-    def hook(m, inputs, out):
-        name = names[m]
-        row = {"name": name, "label": _label(work, name), "part": _part(name), "type": type(m).__name__,
-               "params": sum(p.numel() for p in m.parameters(recurse=False)), "kernel": "-", "stride": 1,
-               "dilation": 1, "groups": 1, "out_h": 1, "out_w": 1}
-        if isinstance(m, nn.Conv2d):
-            kh, kw = m.kernel_size
-            oh, ow = out.shape[-2:]
-            row.update(in_channels=m.in_channels, out_channels=m.out_channels, kernel=f"{kh}x{kw}",
-                       stride=m.stride[0], dilation=m.dilation[0], groups=m.groups, out_h=oh, out_w=ow,
-                       MACs=conv_macs(m.in_channels, m.out_channels, (kh, kw), oh, ow, m.groups))
-        elif isinstance(m, nn.BatchNorm2d):
-            row.update(in_channels=m.num_features, out_channels=m.num_features, out_h=out.shape[-2],
-                       out_w=out.shape[-1], MACs=int(out.numel()))
-        else:  # Linear
-            row.update(in_channels=m.in_features, out_channels=m.out_features,
-                       MACs=int(m.in_features * out.numel()))
-        rows.append(row)
-
-    return hook
-
-
 def totals(df: pd.DataFrame) -> Dict[str, int]:
     """Sums of a :func:`count_exact` table: params, MACs, and MACs per layer type and per part."""
     out = {"params": int(df["params"].sum()), "MACs": int(df["MACs"].sum())}
-    for t, v in df.groupby("type")["MACs"].sum().items():
-        out[f"{t}_MACs"] = int(v)
-    for p, v in df.groupby("part", sort=False)["MACs"].sum().items():
-        out[f"{p}_MACs"] = int(v)
+    out.update({f"{t}_MACs": int(v) for t, v in df.groupby("type")["MACs"].sum().items()})
+    out.update({f"{p}_MACs": int(v) for p, v in df.groupby("part", sort=False)["MACs"].sum().items()})
     return out
 
 
 def _flatten(tree: dict, prefix: str = "") -> Dict[str, float]:
+    """thop's per-layer tree -> {module name: ops} of its leaves."""
     out = {}
     for name, (ops, _params, sub) in tree.items():
-        full = f"{prefix}{name}"
-        if sub:
-            out.update(_flatten(sub, full + "."))
-        else:
-            out[full] = float(ops)
+        out.update(_flatten(sub, f"{prefix}{name}.") if sub else {f"{prefix}{name}": float(ops)})
     return out
 
 
@@ -187,7 +167,7 @@ def thop_agreement(model: nn.Module, image_size: Optional[int] = None,
     return {"analytic_MACs": int(df["MACs"].sum()), "analytic_conv_linear_MACs": int(lin["MACs"].sum()),
             "thop_conv_linear_ops": int(lin["thop_ops"].sum()),
             "conv_linear_equal": bool((lin["MACs"] == lin["thop_ops"]).all()), "bn_elements": bn_elems,
-            "analytic_bn_MACs": int(bn["MACs"].sum()) if len(bn) else 0, "thop_bn_ops": bn_thop,
+            "thop_bn_ops": bn_thop,
             "thop_bn_ops_per_element": (bn_thop / bn_elems) if bn_elems else None,
             "thop_total": df.attrs["thop_total"], "thop_other_ops": df.attrs["thop_total"] - int(df["thop_ops"].sum()),
             "thop_params": df.attrs["thop_params"], "analytic_params": int(df["params"].sum())}

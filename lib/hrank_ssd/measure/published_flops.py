@@ -4,7 +4,7 @@ HRankPlus' ``get_flops``, MobileNetV1 as an ImageNet classifier under thop 0.0.x
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import pandas as pd
@@ -15,7 +15,7 @@ from hrank_ssd.measure import flops
 from hrank_ssd.measure.flops import build_for_counting, count_exact, run_hooked, totals
 from hrank_ssd.nets import vgg16_ssd
 from hrank_ssd.nets.compress import PRUNED_RATE, format_compress_rate, layer_rates, parse_compress_rate
-from hrank_ssd.nets.registry import get_net, num_prunable
+from hrank_ssd.nets.registry import num_prunable
 
 # The original project's printed figures (its README, "FLOPs & Paras"), only compared against.
 PUBLISHED = {
@@ -33,14 +33,14 @@ class CountedLine:
     name: str
     rate: Optional[float]
     shape: List[int]
-    out_size: int  # the original's out_h (dilation ignored)
+    their_out_size: int  # the original's out_h (dilation ignored)
     params: float = 0.0  # printed and summed (filters removed again)
-    flops: float = 0.0  # printed: MACs of the layer as built
-    counted_flops: float = 0.0  # summed into Flops: MACs with the filters removed again
+    flops_printed: float = 0.0  # MACs of the layer as built
+    flops_counted: float = 0.0  # summed into Flops: MACs with the filters removed again
 
     def text(self) -> str:
         return "Conv2dNo cp rate" if self.rate is None else \
-            f"{self.rate} {self.shape} params: {self.params}  flops: {self.flops}"
+            f"{self.rate} {self.shape} params: {self.params}  flops: {self.flops_printed}"
 
 
 @dataclass
@@ -51,7 +51,6 @@ class PublishedCount:
     params: float
     flops: float
     lines: List[CountedLine] = field(default_factory=list)
-    notes: List[str] = field(default_factory=list)
 
     def text(self) -> str:
         out = [f"compress rate:  {list(self.rates)}"] + [ln.text() for ln in self.lines] if self.lines else []
@@ -59,12 +58,8 @@ class PublishedCount:
 
     def frame(self) -> pd.DataFrame:
         """The per-layer lines (VGG16-SSD), else the totals, as a table."""
-        if not self.lines:
-            return pd.DataFrame([{"net": self.net, "image_size": self.image_size, "params": self.params,
-                                  "flops": self.flops}])
-        return pd.DataFrame([{"name": ln.name, "rate": ln.rate, "shape": ln.shape, "their_out_size": ln.out_size,
-                              "params": ln.params, "flops_printed": ln.flops, "flops_counted": ln.counted_flops}
-                             for ln in self.lines])
+        return pd.DataFrame([asdict(ln) for ln in self.lines] or [
+            {"net": self.net, "image_size": self.image_size, "params": self.params, "flops": self.flops}])
 
 
 def _convs(module: nn.Module) -> List[nn.Conv2d]:
@@ -121,95 +116,70 @@ def mb1_classifier(compress_rate=None) -> nn.Sequential:
         return nn.Sequential(base, nn.AvgPool2d(7), nn.Flatten(), fc)
 
 
-def old_thop_ops(model: nn.Module, image_size: int) -> Tuple[float, Dict[str, float]]:
+def old_thop_ops(model: nn.Module, image_size: int) -> float:
     """Operations under thop 0.0.x rules (conv +1 per output if biased, 2 per BatchNorm element)."""
-    parts = {"conv": 0.0, "bn": 0.0, "linear": 0.0}
+    ops = [0.0]
 
     def hook(m, inputs, y):
         if isinstance(m, nn.Conv2d):
             k = m.kernel_size[0] * m.kernel_size[1]
-            parts["conv"] += y.numel() * (m.in_channels // m.groups * k + (1 if m.bias is not None else 0))
-        elif isinstance(m, nn.BatchNorm2d):
-            parts["bn"] += 2 * inputs[0].numel()
-        else:
-            parts["linear"] += m.in_features * y.numel()
+            ops[0] += y.numel() * (m.in_channels // m.groups * k + (1 if m.bias is not None else 0))
+        else:  # BatchNorm: 2 per element; Linear: in_features per output
+            ops[0] += 2 * inputs[0].numel() if isinstance(m, nn.BatchNorm2d) else m.in_features * y.numel()
 
-    run_hooked(model, image_size, lambda work: (parts, [m.register_forward_hook(hook) for m in work.modules()
-                                                        if isinstance(m, flops.COUNTED)]))
-    return float(sum(parts.values())), parts
+    run_hooked(model, image_size, lambda work: (ops, [m.register_forward_hook(hook) for m in work.modules()
+                                                      if isinstance(m, flops.COUNTED)]))
+    return ops[0]
 
 
 def published_count(net: str, compress_rate: Optional[Sequence[float]] = None,
                     image_size: Optional[int] = None) -> PublishedCount:
     """The original project's ``Params`` / ``Flops`` (and per-layer lines for VGG16-SSD), rule for rule."""
-    get_net(net)
     rates = layer_rates(compress_rate, num_prunable(net))
     if net == "vgg16-ssd":
         return _vgg(rates, int(image_size or 300))
     clf, size = mb1_classifier(rates), int(image_size or MB1_IMAGE_SIZE)
-    ops, parts = old_thop_ops(clf, size)
-    return PublishedCount(net, rates, size, float(sum(p.numel() for p in clf.parameters())), ops,
-                          notes=[f"conv {parts['conv']:.0f} + BatchNorm {parts['bn']:.0f} + Linear {parts['linear']:.0f}"])
+    return PublishedCount(net, rates, size, float(sum(p.numel() for p in clf.parameters())), old_thop_ops(clf, size))
 
 
 def published_for(net: str, rates: Sequence[float]) -> Optional[Dict[str, float]]:
     """The original's published figures for this net and rate list, if it published any."""
-    key = format_compress_rate([float(r) for r in rates])
-    return next((fig for (n, spec), fig in PUBLISHED.items() if n == net and format_compress_rate(
-        layer_rates(parse_compress_rate(spec), num_prunable(n))) == key), None)
+    return next((fig for (n, spec), fig in PUBLISHED.items()
+                 if n == net and layer_rates(parse_compress_rate(spec), num_prunable(n)) == list(rates)), None)
 
 
-def _vgg_facts(res: PublishedCount, df: pd.DataFrame):
-    """The convs it counts, their true MACs and params, and fc6 (its line and its exact row)."""
+def _why(res: PublishedCount, df: pd.DataFrame) -> str:
+    """In one line, why the published figures differ from ``df``, the exact count (:func:`count_exact`)."""
+    if res.net != "vgg16-ssd":
+        return (f"the ImageNet classifier ({MB1_CLASSES} classes, no SSD extras or heads) at {res.image_size}x"
+                f"{res.image_size}, thop 0.0.x rules (BatchNorm: 2 ops per element)")
     convs = [ln for ln in res.lines if ln.rate is not None]
-    own = df[df["name"].isin({ln.name for ln in convs})]
-    fc6 = next(ln for ln in convs if ln.name == f"base_net.{vgg16_ssd.CONV_INDEXES[13]}")
-    return convs, int(own["MACs"].sum()), int(own["params"].sum()), fc6, df[df["name"] == fc6.name].iloc[0]
+    own_macs = df[df["name"].isin({ln.name for ln in convs})]["MACs"].sum()
+    theirs = next(ln.their_out_size for ln in convs if ln.name == f"base_net.{vgg16_ssd.CONV_INDEXES[13]}")
+    fc6 = df[df["name"] == f"base_net.{vgg16_ssd.CONV_INDEXES[13]}"].iloc[0]
+    return (f"only the {len(convs)} convs with a compress rate ({1 - own_macs / df['MACs'].sum():.0%} of the MACs "
+            f"left out: fc7, BatchNorm, extras, heads); fc6 as {theirs}x{theirs}, not {fc6['out_h']}x{fc6['out_w']} "
+            f"(dilation ignored)" + ("; pruned filters removed twice" if any(res.rates) else ""))
 
 
-def _vgg_reasons(res: PublishedCount, df: pd.DataFrame, tot: Dict[str, int], num_classes: int) -> List[str]:
-    convs, own_macs, own_params, fc6, fc6_row = _vgg_facts(res, df)
-    rest = tot["MACs"] - own_macs
-    printed = sum(ln.flops for ln in convs)
-    twice = (f"The layers are already pruned to int(c*(1-rate)) filters, yet int(rate*f) of their f filters are "
-             f"removed again: Params {res.params:.0f} vs {own_params} true params of these {len(convs)} convs "
-             f"({own_params - res.params:+.0f}); the summed Flops {res.flops:.0f} vs {printed:.0f} from the printed "
-             f"per-layer flops ({printed - res.flops:+.0f}), so the printed lines do not add up to the printed total."
-             if any(r > 0 for r in res.rates) else "All rates are 0, so the double removal of pruned filters changes "
-             "nothing here; with rates > 0 the published params and Flops are too small (filters removed twice).")
-    return [f"Only the {len(convs)} convs with a compress rate are counted ({len(res.lines) - len(convs)} other convs "
-            f"print 'Conv2dNo cp rate'; BatchNorm ignored). The rest of the detector (fc7, conv4_3 BatchNorm, extras, "
-            f"{num_classes}-class heads) holds {tot['params'] - own_params} params and {rest} MACs "
-            f"({100.0 * rest / tot['MACs']:.1f}% of the exact {tot['MACs']} MACs).",
-            f"fc6 (3x3, padding 6, dilation 6) is sized {fc6.out_size}x{fc6.out_size} because the original's "
-            f"output-size formula ignores dilation; it really is {fc6_row['out_h']}x{fc6_row['out_w']}. Printed fc6 "
-            f"flops {fc6.flops:.0f} vs exact {fc6_row['MACs']} MACs (+{fc6.flops - fc6_row['MACs']:.0f}).", twice,
-            f"Their 'Flops' are MACs (one multiply-add each): {res.flops:.0f} MACs ~= {2 * res.flops:.0f} FLOPs.",
-            f"Net effect: exact whole-detector {tot['params']} params / {tot['MACs']} MACs vs published "
-            f"{res.params:.0f} / {res.flops:.0f} (params x{tot['params'] / res.params:.3f}, "
-            f"MACs x{tot['MACs'] / res.flops:.3f})."]
-
-
-def _mb1_reasons(res: PublishedCount, df: pd.DataFrame, tot: Dict[str, int], num_classes: int) -> List[str]:
-    clf = mb1_classifier(res.rates)
-    at_224, at_300 = old_thop_ops(clf, 224)[0], old_thop_ops(clf, 300)[0]
-    return [f"The figure is the ImageNet MobileNetV1 classifier ({MB1_CLASSES}-class Linear head on the same base "
-            f"net), not MobileNetV1-SSD: no extras and no SSD heads. Its {res.params:.0f} params vs the SSD's "
-            f"{tot['params']} ({num_classes} classes).",
-            f"It is counted at {res.image_size}x{res.image_size}; the original's figure comes out at "
-            f"{MB1_IMAGE_SIZE}x{MB1_IMAGE_SIZE}, neither the SSD's 300x300 nor ImageNet's 224x224 (the same rules "
-            f"give {at_224:.0f} at 224 and {at_300:.0f} at 300).",
-            f"thop-0.0.x rules: {res.notes[0] if res.notes else ''}; BatchNorm is 2 ops per element, ReLU and the "
-            f"functional average pool 0, the Linear bias not counted.",
-            f"Net effect: exact MobileNetV1-SSD at {df.attrs['image_size']}: {tot['params']} params / {tot['MACs']} "
-            f"MACs (BatchNorm as 1 MAC/element) vs published {res.params:.0f} / {res.flops:.0f} "
-            f"(MACs x{tot['MACs'] / res.flops:.3f})."]
+def _exact(res: PublishedCount, num_classes: int) -> pd.DataFrame:
+    return count_exact(build_for_counting(res.net, num_classes, compress_rate=res.rates))
 
 
 def published_explanation(res: PublishedCount, num_classes: int = 21) -> List[str]:
     """Numbered reasons, with computed numbers, why the published figures differ from the exact count."""
-    df = count_exact(build_for_counting(res.net, num_classes, compress_rate=res.rates))
-    reasons = (_vgg_reasons if res.net == "vgg16-ssd" else _mb1_reasons)(res, df, totals(df), num_classes)
+    df = _exact(res, num_classes)
+    tot = totals(df)
+    reasons = [f"Their count: {_why(res, df)}. Their 'Flops' are MACs: {res.flops:.0f} MACs ~= "
+               f"{2 * res.flops:.0f} FLOPs."]
+    if res.net != "vgg16-ssd":
+        clf = mb1_classifier(res.rates)
+        reasons.append(f"The same rules give {old_thop_ops(clf, 224):.0f} at 224x224 (ImageNet's size) and "
+                       f"{old_thop_ops(clf, 300):.0f} at 300x300 (the SSD's).")
+    reasons.append(f"Net effect: exact whole detector ({num_classes} classes, {df.attrs['image_size']}x"
+                   f"{df.attrs['image_size']}) {tot['params']} params / {tot['MACs']} MACs vs published "
+                   f"{res.params:.0f} / {res.flops:.0f} (params x{tot['params'] / res.params:.3f}, "
+                   f"MACs x{tot['MACs'] / res.flops:.3f}).")
     native = res.image_size == (300 if res.net == "vgg16-ssd" else MB1_IMAGE_SIZE)
     pub = published_for(res.net, res.rates) if native else None
     if pub is not None:
@@ -221,15 +191,11 @@ def published_explanation(res: PublishedCount, num_classes: int = 21) -> List[st
 
 
 def print_published_table(net: str = "vgg16-ssd", compress_rate: Optional[Sequence[float]] = None,
-                          num_classes: int = 21, image_size: Optional[int] = None, explain: bool = True,
-                          file=None) -> PublishedCount:
+                          num_classes: int = 21, image_size: Optional[int] = None, file=None) -> PublishedCount:
     """Print the original's table (same format, same digits) and, after it, why it differs from the exact count."""
-    file = file or sys.stdout
     res = published_count(net, compress_rate, image_size)
-    print(res.text(), file=file)
-    if explain:
-        print("\nWhy these differ from the exact count (python -m hrank_ssd flops --style exact):", file=file)
-        print("\n".join(published_explanation(res, num_classes)), file=file)
+    print(res.text(), "\nWhy these differ from the exact count (python -m hrank_ssd flops --style exact):",
+          *published_explanation(res, num_classes), sep="\n", file=file or sys.stdout)
     return res
 
 
@@ -239,11 +205,11 @@ DEFAULT_ROWS: Tuple[Tuple[str, str, Optional[List[float]]], ...] = (
 
 
 def flops_table(rows: Optional[Iterable[Tuple[str, str, Optional[Sequence[float]]]]] = None,
-                num_classes: int = 21, image_size: Optional[int] = None) -> pd.DataFrame:
+                num_classes: int = 21) -> pd.DataFrame:
     """One row per (label, net, compress_rate): exact params / MACs, published figures, ratios to the first row."""
     out = []
     for label, net, rate in rows or DEFAULT_ROWS:
-        t = totals(count_exact(build_for_counting(net, num_classes, compress_rate=rate, image_size=image_size)))
+        t = totals(count_exact(build_for_counting(net, num_classes, compress_rate=rate)))
         pub = published_count(net, rate)
         out.append({"model": label, "net": net, "compress_rate": format_compress_rate(pub.rates),
                     "params": t["params"], "MACs": t["MACs"], "GMACs": t["MACs"] / 1e9,
@@ -253,18 +219,6 @@ def flops_table(rows: Optional[Iterable[Tuple[str, str, Optional[Sequence[float]
     df["MACs_ratio"] = df["MACs"] / df["MACs"].iloc[0]
     df.attrs["note"] = flops.MAC_NOTE
     return df
-
-
-def _why(res: PublishedCount, num_classes: int) -> str:
-    """In one line, why the published figures differ from the exact count (:func:`published_explanation` at length)."""
-    if res.net != "vgg16-ssd":
-        return (f"the ImageNet classifier ({MB1_CLASSES} classes, no SSD extras or heads) at {res.image_size}x"
-                f"{res.image_size}, thop 0.0.x rules (BatchNorm: 2 ops per element)")
-    df = count_exact(build_for_counting(res.net, num_classes, compress_rate=res.rates))
-    convs, own_macs, _, fc6, fc6_row = _vgg_facts(res, df)
-    return (f"only the {len(convs)} convs with a compress rate ({1 - own_macs / df['MACs'].sum():.0%} of the MACs "
-            f"left out: fc7, BatchNorm, extras, heads); fc6 as {fc6.out_size}x{fc6.out_size}, not {fc6_row['out_h']}x"
-            f"{fc6_row['out_w']} (dilation ignored)" + ("; pruned filters removed twice" if any(res.rates) else ""))
 
 
 def comparison(table: pd.DataFrame, num_classes: int = 21) -> pd.DataFrame:
@@ -277,5 +231,5 @@ def comparison(table: pd.DataFrame, num_classes: int = 21) -> pd.DataFrame:
         out.append({"model": row.model, "params": row.params, "MACs": row.MACs,
                     **{f"published_{k}": int(pub[k]) if pub else None for k in ("params", "flops")},
                     "reproduced": pub == {"params": res.params, "flops": res.flops} if pub else None,
-                    "MACs_per_published": row.MACs / res.flops, "why": _why(res, num_classes)})
+                    "MACs_per_published": row.MACs / res.flops, "why": _why(res, _exact(res, num_classes))})
     return pd.DataFrame(out)

@@ -14,7 +14,7 @@ from torch import nn
 from hrank_ssd.errors import HRankError
 from hrank_ssd.io.files import atomic_save, atomic_write_text
 from hrank_ssd.nets.compress import layer_rates, parse_compress_rate
-from hrank_ssd.nets.registry import get_net, net_names
+from hrank_ssd.nets.registry import get_net, net_names, num_prunable
 from hrank_ssd.nets.ssd import SSD, ChannelPlan, plan_with_rates
 
 
@@ -178,8 +178,7 @@ def model_from_state_dict(state: Dict[str, torch.Tensor], path="checkpoint", net
                          f"{num_classes}: use the label file the model was trained with")
     plan = plan_from_state_dict(state, found)
     if compress_rate is not None:  # the first layer whose width the rates do not give is an error
-        expected = plan_with_rates(default_plan(found), layer_rates(compress_rate, plan.num_prunable)).prunable
-        for i, (want, got) in enumerate(zip(expected, plan.prunable)):
+        for i, (want, got) in enumerate(zip(expected_widths(found, compress_rate), plan.prunable)):
             if want != got:
                 raise HRankError(f"{path} does not match --compress_rate: layer {i + 1} ({layer_names(found)[i]}) "
                                  f"should have {want} filters but has {got}; drop --compress_rate to infer widths "
@@ -219,11 +218,10 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def expected_widths(net: str, compress_rate: Optional[str]) -> list:
-    """Filters of each prunable layer of ``net`` pruned at ``compress_rate`` (text; None: unpruned)."""
-    plan = default_plan(net)
-    rates = layer_rates(parse_compress_rate(compress_rate), plan.num_prunable) if compress_rate else []
-    return plan_with_rates(plan, rates).prunable
+def expected_widths(net: str, compress_rate=None) -> list:
+    """Filters of each prunable layer of ``net`` pruned at ``compress_rate`` (a list, or text; None: unpruned)."""
+    rates = parse_compress_rate(compress_rate) if isinstance(compress_rate, str) else compress_rate
+    return plan_with_rates(default_plan(net), layer_rates(rates, num_prunable(net))).prunable
 
 
 def fit_problem(path: Path, art: dict) -> Optional[str]:
@@ -238,7 +236,7 @@ def fit_problem(path: Path, art: dict) -> Optional[str]:
         return f"not a usable checkpoint ({e})"
     if net != art["net"]:
         return f"a {net} checkpoint, not {art['net']}"
-    rate = art.get("compress_rate")
+    rate = art.get("compress_rate") or None
     want = expected_widths(net, rate)
     if widths == want:
         return None

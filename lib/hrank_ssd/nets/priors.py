@@ -17,8 +17,6 @@ def generate_priors(cfg: NetConfig, feature_map_sizes: Sequence[int] | None = No
     """Priors for ``cfg`` at the feature-map sizes (default: the config's); pytorch-ssd's at the reference sizes."""
     image_size = image_size or cfg.image_size
     sizes = list(feature_map_sizes) if feature_map_sizes is not None else [s.feature_map_size for s in cfg.specs]
-    if len(sizes) != len(cfg.specs):
-        raise ValueError(f"{cfg.name} has {len(cfg.specs)} detection scales, got {len(sizes)} feature maps")
     ratio = image_size / cfg.image_size
     priors = []
     for spec, fm in zip(cfg.specs, sizes):

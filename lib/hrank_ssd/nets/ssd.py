@@ -88,29 +88,20 @@ class SSD(nn.Module):
 
     def feature_map_sizes(self, image_size: int) -> List[int]:
         """Spatial size of each source feature map, computed from the layers' own arithmetic."""
-        sizes, size, start = [], image_size, 0
-        for end in self.source_layer_indexes:
-            size = _out_size(self.base_net[start:end], size)
-            sizes.append(size)
-            start = end
-        for block in self.extras:
-            size = _out_size(block, size)
+        sizes, size, bounds = [], image_size, [0] + self.source_layer_indexes
+        for part in [self.base_net[a:b] for a, b in zip(bounds, bounds[1:])] + list(self.extras):
+            size = _out_size(part, size)
             sizes.append(size)
         return sizes
 
 
 def _out_size(module: nn.Module, size: int) -> int:
-    if isinstance(module, nn.Sequential):
-        for m in module:
-            size = _out_size(m, size)
-        return size
-    if isinstance(module, (nn.Conv2d, nn.MaxPool2d)):
-        k, s, p, d = (module.kernel_size, module.stride, module.padding, module.dilation)
-        k, s, p, d = (v if isinstance(v, int) else v[0] for v in (k, s, p, d))
-        span = size + 2 * p - d * (k - 1) - 1
-        ceil = getattr(module, "ceil_mode", False)
-        out = (math.ceil(span / s) if ceil else span // s) + 1
-        return out if span >= 0 else 0
+    """The spatial size after ``module``'s convs and max pools, in order (0 once nothing is left)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.MaxPool2d)):
+            k, s, p, d = (v if isinstance(v, int) else v[0] for v in (m.kernel_size, m.stride, m.padding, m.dilation))
+            span = size + 2 * p - d * (k - 1) - 1
+            size = 0 if span < 0 else (math.ceil(span / s) if getattr(m, "ceil_mode", False) else span // s) + 1
     return size
 
 
