@@ -10,19 +10,8 @@ import numpy as np
 from hrank_ssd.errors import HRankError
 from hrank_ssd.hrank.pruning import prune_to_widths, save_pruned
 from hrank_ssd.hrank.ranks import load_ranks
-from hrank_ssd.latency.knapsack import (
-    KEEP_IMPORTANCE,
-    STEPS,
-    Budget,
-    BudgetChoice,
-    ChainCosts,
-    choose_counts,
-    choose_counts_capped,
-    kept_importance,
-    layer_terms,
-    min_cost,
-    normalised_ranks,
-)
+from hrank_ssd.latency import knapsack
+from hrank_ssd.latency.knapsack import STEPS, Budget, BudgetChoice, ChainCosts
 from hrank_ssd.latency.table import LatencyTable, grid_counts
 from hrank_ssd.measure import flops
 from hrank_ssd.measure.flops import count_exact
@@ -40,24 +29,15 @@ def map_sizes(model: SSD, table=None) -> List[int]:
 
 def mac_costs(model: SSD, counts: Sequence[Sequence[int]], table=None) -> ChainCosts:
     """Exact MACs of ``model`` at the kept counts ``counts[i]`` as chain costs (pairwise, unary or constant)."""
-    grids = [np.asarray(c, dtype=np.int64) for c in counts]
-    rules = get_net(model.cfg.name).slice_rules()
-    unary = [np.zeros(g.size, dtype=np.int64) for g in grids]
-    pairwise = [None] + [np.zeros((a.size, b.size), dtype=np.int64) for a, b in zip(grids, grids[1:])]
-    constant = 0
-    for row in (count_exact(model) if table is None else table).itertuples(index=False):
-        out_l, in_l = rules.get(row.name, (None, None))
-        per = int(row.MACs) // (1 if out_l is None else int(row.out_channels)) // (1 if in_l is None else
-                                                                                  int(row.in_channels))
-        if out_l is None and in_l is None:
-            constant += int(row.MACs)
-        elif out_l is None or in_l is None:
-            unary[in_l if out_l is None else out_l] += per * grids[in_l if out_l is None else out_l]
-        elif in_l == out_l - 1:
-            pairwise[out_l] += per * np.outer(grids[in_l], grids[out_l])
-        else:
-            raise HRankError(f"{row.name} is cut by layers {in_l} and {out_l}: only neighbouring layers make a chain")
-    return ChainCosts(unary, pairwise, constant)
+    grids, rules = [np.asarray(c, dtype=np.int64) for c in counts], get_net(model.cfg.name).slice_rules()
+
+    def term(row):
+        i, o = rules.get(row.name, (None, None))[::-1]
+        per = int(row.MACs) // (1 if o is None else int(row.out_channels)) // (1 if i is None else int(row.in_channels))
+        return row.name, i, o, per * np.outer(*[[1] if k is None else grids[k] for k in (i, o)])
+
+    rows = (count_exact(model) if table is None else table).itertuples(index=False)
+    return ChainCosts.of_terms([g.size for g in grids], map(term, rows), 0, np.int64)
 
 
 @dataclass
@@ -102,27 +82,24 @@ class _Problem(NamedTuple):
     def of(cls, model: SSD, grids, rank_dir, min_keep: float, costs: Optional[ChainCosts] = None) -> _Problem:
         if not 0 <= min_keep <= 1:
             raise HRankError(f"--min_keep {min_keep} must lie in [0, 1]: the least fraction of filters a layer keeps")
-        if not rank_dir:
-            raise HRankError("a budget chooses widths from HRank ranks: pass --rank_dir (make ranks with "
-                             "`python -m hrank_ssd rank`)")
         keep = [(np.asarray(g) >= min_keep * c) | (np.asarray(g) == c) for g, c in zip(grids, model.plan.prunable)]
-        counts = [[int(k) for k in np.asarray(g)[m]] for g, m in zip(grids, keep)]
-        table = count_exact(model)
-        ranks = normalised_ranks(load_ranks(rank_dir, model.cfg.name, model.plan.prunable), map_sizes(model, table))
+        counts, table = [[int(k) for k in np.asarray(g)[m]] for g, m in zip(grids, keep)], count_exact(model)
+        ranks = load_ranks(rank_dir, model.cfg.name, model.plan.prunable)
+        gains = [knapsack.kept_importance(s, c)
+                 for s, c in zip(knapsack.normalised_ranks(ranks, map_sizes(model, table)), counts)]
         macs = mac_costs(model, counts, table)
-        return cls(counts, [kept_importance(s, c) for s, c in zip(ranks, counts)],
-                   macs if costs is None else costs.select(keep), macs)
+        return cls(counts, gains, macs if costs is None else costs.select(keep), macs)
 
     def choose(self, budget: float, steps: int, unit: str, mac_cap: Optional[float] = None) -> BudgetChoice:
         """The widths of largest importance within ``budget`` (and, given, ``mac_cap`` MACs)."""
-        c = self.costs
+        args = (self.counts, self.gains, self.costs.unary, self.costs.pairwise, budget)
         if mac_cap is None:
-            return choose_counts(self.counts, self.gains, c.unary, c.pairwise, budget, steps, c.constant, unit)
-        return choose_counts_capped(self.counts, self.gains, c.unary, c.pairwise, budget, self.macs, mac_cap, steps,
-                                    c.constant, unit, cap_name="the MACs").choice
+            return knapsack.choose_counts(*args, steps, self.costs.constant, unit)
+        return knapsack.choose_counts_capped(*args, self.macs, mac_cap, steps, self.costs.constant, unit,
+                                             cap_name="the MACs").choice
 
     def cheapest(self) -> float:
-        return min_cost(layer_terms(self.costs.unary, self.costs.pairwise), self.costs.constant)
+        return knapsack.min_cost(knapsack.layer_terms(self.costs.unary, self.costs.pairwise), self.costs.constant)
 
     def result(self, model: SSD, kind: str, choice: BudgetChoice, predicted: float, full: float,
                mac_cap: Optional[float] = None) -> BudgetWidths:
@@ -166,7 +143,8 @@ def latency_range(model: SSD, table: LatencyTable, rank_dir, min_keep: float = 0
 
 
 def fastest_widths_at_mac_cap(model: SSD, table: LatencyTable, mac_cap: float, rank_dir, tol: float = 1e-3,
-                              steps: int = STEPS, min_keep: float = 0.0, keep: float = KEEP_IMPORTANCE) -> BudgetWidths:
+                              steps: int = STEPS, min_keep: float = 0.0,
+                              keep: float = knapsack.KEEP_IMPORTANCE) -> BudgetWidths:
     """The smallest latency budget (bisected to ``tol`` of ``full_ms``) whose widths within ``mac_cap`` keep
     ``keep`` of the importance the cap allows at the unpruned latency."""
     problem = _latency_problem(model, table, rank_dir, min_keep)

@@ -37,6 +37,26 @@ class ChainCosts(NamedTuple):
         t = self.constant + sum(u[a] for u, a in zip(self.unary, index))
         return t + sum(self.pairwise[i][index[i - 1], index[i]] for i in range(1, len(index)))
 
+    @classmethod
+    def of_terms(cls, sizes: Sequence[int], terms, constant: float = 0.0, dtype=float) -> ChainCosts:
+        """Costs from ``(name, in_layer, out_layer, cost[in index, out index])`` terms on grids of ``sizes``; a
+        side no layer cuts (None) has one row or column."""
+        unary = [np.zeros(n, dtype) for n in sizes]
+        pairwise = [None] + [np.zeros((a, b), dtype) for a, b in zip(sizes, sizes[1:])]
+        for name, i, o, m in terms:
+            if i is None and o is None:
+                constant += m[0, 0]
+            elif i is None or o is None:
+                unary[o if i is None else i] += m[0, :] if i is None else m[:, 0]
+            elif i == o:
+                unary[i] += np.diag(m)
+            elif abs(i - o) == 1:
+                pairwise[max(i, o)] += m if i < o else m.T
+            else:
+                raise HRankError(f"{name} couples layers {i} and {o}, which are not adjacent: a chain knapsack "
+                                 f"cannot price it")
+        return cls(unary, pairwise, constant)
+
     def select(self, keep: Sequence[np.ndarray]) -> ChainCosts:
         """The costs on the grid counts where ``keep[i]`` (a boolean mask per layer) is true."""
         pairwise = [None] + [np.asarray(p)[np.ix_(keep[i - 1], keep[i])] for i, p in enumerate(self.pairwise) if i]
@@ -138,34 +158,25 @@ def _backtrack(best: np.ndarray, parents, units) -> List[int]:
     return indices[::-1]
 
 
-def _chooser(counts, gains, unary, pairwise, budget: float, steps: int, rest: float, unit: str):
-    """A budget's chain, checked and rounded once: ``choose(penalty)`` runs the DP for any price of a second cost."""
+def choose_counts(counts, gains, unary, pairwise, budget: float, steps: int = STEPS, rest: float = 0.0,
+                  unit: str = "", penalty: Optional[Sequence[np.ndarray]] = None) -> BudgetChoice:
+    """The counts of largest summed importance (less ``penalty``, shaped as :func:`layer_terms`'s) whose cost fits
+    ``budget``; a budget below the cheapest choice is an :class:`HRankError`."""
     terms, gains = layer_terms(unary, pairwise), [np.asarray(g, dtype=np.float64) for g in gains]
     cheapest = min_cost(terms, rest)
     if cheapest > budget:
         raise HRankError(f"the budget {budget:.6g}{unit} is below the smallest possible cost {cheapest:.6g}{unit} "
                          f"(every layer at its fewest filters): raise the budget")
     rounded = round_costs(unary, pairwise, budget, steps, rest)
-
-    def choose(penalty: Optional[Sequence[np.ndarray]] = None) -> BudgetChoice:
-        values = [np.broadcast_to(g[None, :] - (0.0 if penalty is None else penalty[i]), t.shape)
-                  for i, (g, t) in enumerate(zip(gains, terms))]
-        best, parents = _dp(rounded.units, values, rounded.capacity)
-        if not np.isfinite(best).any():
-            raise HRankError(f"the budget {budget:.6g}{unit} exceeds the smallest cost {cheapest:.6g}{unit} by less "
-                             f"than the rounding of {steps} budget steps: raise the budget or the steps")
-        ix = _backtrack(best, parents, rounded.units)
-        return BudgetChoice(ix, [int(c[a]) for c, a in zip(counts, ix)], chain_cost(terms, ix, rest),
-                            math.fsum(float(g[a]) for g, a in zip(gains, ix)), float(budget), steps)
-
-    return choose
-
-
-def choose_counts(counts, gains, unary, pairwise, budget: float, steps: int = STEPS, rest: float = 0.0,
-                  unit: str = "", penalty: Optional[Sequence[np.ndarray]] = None) -> BudgetChoice:
-    """The counts of largest summed importance (less ``penalty``, shaped as :func:`layer_terms`'s) whose cost fits
-    ``budget``; a budget below the cheapest choice is an :class:`HRankError`."""
-    return _chooser(counts, gains, unary, pairwise, budget, steps, rest, unit)(penalty)
+    values = [np.broadcast_to(g[None, :] - (0.0 if penalty is None else penalty[i]), t.shape)
+              for i, (g, t) in enumerate(zip(gains, terms))]
+    best, parents = _dp(rounded.units, values, rounded.capacity)
+    if not np.isfinite(best).any():
+        raise HRankError(f"the budget {budget:.6g}{unit} exceeds the smallest cost {cheapest:.6g}{unit} by less "
+                         f"than the rounding of {steps} budget steps: raise the budget or the steps")
+    ix = _backtrack(best, parents, rounded.units)
+    return BudgetChoice(ix, [int(c[a]) for c, a in zip(counts, ix)], chain_cost(terms, ix, rest),
+                        math.fsum(float(g[a]) for g, a in zip(gains, ix)), float(budget), steps)
 
 
 class CappedChoice(NamedTuple):
@@ -181,11 +192,11 @@ def choose_counts_capped(counts, gains, unary, pairwise, budget: float, second: 
                          cap_name: str = "the second cost") -> CappedChoice:
     """:func:`choose_counts` with a second cost (e.g. MACs) at most ``cap``, priced into the importance at the
     smallest (bisected) price whose choice fits."""
-    choose = _chooser(counts, gains, unary, pairwise, budget, steps, rest, unit)
     terms = layer_terms(second.unary, second.pairwise)
 
     def attempt(weight: float) -> CappedChoice:
-        choice = choose(None if weight == 0 else [weight * t for t in terms])
+        penalty = None if weight == 0 else [weight * t for t in terms]
+        choice = choose_counts(counts, gains, unary, pairwise, budget, steps, rest, unit, penalty)
         return CappedChoice(choice, chain_cost(terms, choice.indices, second.constant), weight)
 
     best = attempt(0.0)

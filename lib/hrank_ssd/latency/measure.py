@@ -243,14 +243,12 @@ def measure_latency_table(net: str, device="cpu", threads: Optional[int] = None,
     timings = Timings(device, x, warmup, runs, spec.slice_rules(), [u.full_counts() for u in units],
                       base.to(device=device, memory_format=fmt) if drift_reference else None)
     start = time.perf_counter()
-    with num_threads(threads) as used_threads, torch.inference_mode():
-        bar = tqdm(total=len(design) * rounds, desc=f"latency-table {net}", unit="model", disable=not progress)
+    with num_threads(threads) as used_threads, torch.inference_mode(), \
+            tqdm(total=len(design) * rounds, desc=f"latency-table {net}", unit="model", disable=not progress) as bar:
         for r in range(rounds):  # each round in its own order: a cell's samples come from `rounds` moments
-            order = random.Random(r).sample(design, len(design))
-            for chunk in _chunks(order, base, device, fmt):
+            for chunk in _chunks(random.Random(r).sample(design, len(design)), base, device, fmt):
                 timings.time_chunk(chunk)
                 bar.update(len(chunk))
-        bar.close()
     records, rest_ms = _unit_times(units, counts, timings), statistics.median(timings.steady(timings.rest))
     table = LatencyTable(net, width, image_size, batch_size, str(device), used_threads,
                          "channels_last" if channels_last else "contiguous", current_machine(device), counts, records,

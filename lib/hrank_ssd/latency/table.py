@@ -3,7 +3,6 @@ A table holds only on the machine, torch, thread count and layout it was measure
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import json
 import math
@@ -26,11 +25,10 @@ VERSION = 2  # 2: units timed inside whole models (1, timed standalone, is refus
 
 def capability(device="cpu") -> str:
     """What the kernels run on: ``sm_90`` on CUDA; torch's CPU capability (``AVX512``, ``AVX2``...) on a CPU."""
-    device = torch.device(device)
-    if device.type == "cuda":
+    if torch.device(device).type == "cuda":
         cuda = torch.cuda.is_available()
         return "sm_{}{}".format(*torch.cuda.get_device_capability(device)) if cuda else "no CUDA device"
-    get = getattr(torch.backends.cpu, "get_cpu_capability", None)
+    get = getattr(torch.backends.cpu, "get_cpu_capability", None)  # torch >= 2.1
     return str(get()) if get else "unknown"
 
 
@@ -51,15 +49,6 @@ def grid_counts(channels: int, points: int = 8, block: int = 8, exact: Sequence[
     return sorted(c for c in counts if 1 <= c <= channels)
 
 
-def _bracket(grid: Sequence[int], x: float):
-    """(i0, i1, t): ``x``, clamped to the grid, lies between ``grid[i0]`` and ``grid[i1]`` at fraction ``t``."""
-    x = min(max(float(x), grid[0]), grid[-1])
-    i1 = bisect.bisect_left(grid, x)
-    if grid[i1] == x:
-        return i1, i1, 0.0
-    return i1 - 1, i1, (x - grid[i1 - 1]) / (grid[i1] - grid[i1 - 1])
-
-
 def surcharge(grid: Sequence[int], rows: Sequence[Sequence[float]], block: int) -> float:
     """What a count off the block costs beyond its rounded-up count (median ratio - 1 over the grid; 0 if none)."""
     ratios = [row[grid.index(k)] / row[grid.index(-(-k // block) * block)] - 1 for row in rows for k in grid
@@ -78,7 +67,6 @@ class UnitTimes:
     out_counts: List[int]
     ms: List[List[float]]
     modules: List[str] = field(default_factory=list)  # the modules timed together, in order
-    input_hw: Optional[List[int]] = None  # the input's spatial size in the full model
 
     def __post_init__(self):  # plain ints and floats (numpy scalars would not serialise)
         self.in_counts = [int(c) for c in self.in_counts]
@@ -87,13 +75,7 @@ class UnitTimes:
 
     def at(self, k_in: float, k_out: float) -> float:
         """Bilinear interpolation on the grid, clamped; a grid point returns its measured median."""
-        r0, r1, rt = _bracket(self.in_counts, k_in)
-        c0, c1, ct = _bracket(self.out_counts, k_out)
-
-        def row(r):
-            return self.ms[r][c0] if c0 == c1 else (1.0 - ct) * self.ms[r][c0] + ct * self.ms[r][c1]
-
-        return row(r0) if r0 == r1 else (1.0 - rt) * row(r0) + rt * row(r1)
+        return float(np.interp(k_in, self.in_counts, [np.interp(k_out, self.out_counts, row) for row in self.ms]))
 
     def price(self, widths: Sequence[float], block: Optional[int]) -> float:
         """Predicted ms; off grid and block: the rounded-up count's times 1 + :func:`surcharge` (docs/latency.md)."""
@@ -168,23 +150,8 @@ class LatencyTable:
 
     def costs(self) -> ChainCosts:
         """The prediction as chain knapsack costs on the grid of ``counts`` (equal to :meth:`predict` there)."""
-        unary = [np.zeros(len(g)) for g in self.counts]
-        pairwise = [None] + [np.zeros((len(a), len(b))) for a, b in zip(self.counts, self.counts[1:])]
-        constant = self.rest_ms
-        for u in self.units:
-            ms, i, o = np.asarray(u.ms, dtype=float), u.in_layer, u.out_layer
-            if i is None and o is None:
-                constant += float(ms[0, 0])
-            elif i is None or o is None:
-                unary[o if i is None else i] += ms[0, :] if i is None else ms[:, 0]
-            elif i == o:
-                unary[i] += np.diag(ms)
-            elif abs(i - o) == 1:
-                pairwise[max(i, o)] += ms if i < o else ms.T
-            else:
-                raise HRankError(f"unit {u.module} couples layers {i} and {o}, which are not adjacent: a chain "
-                                 f"knapsack cannot price it (predict() still can)")
-        return ChainCosts(unary, pairwise, constant)
+        terms = ((f"unit {u.module}", u.in_layer, u.out_layer, np.asarray(u.ms, dtype=float)) for u in self.units)
+        return ChainCosts.of_terms([len(g) for g in self.counts], terms, self.rest_ms)
 
     def save(self, path) -> Path:
         """Write the table as JSON, atomically: one line per key, per layer's counts, per unit, per check."""

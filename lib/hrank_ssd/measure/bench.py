@@ -54,8 +54,6 @@ def clocked(fn: Callable[[], object], device="cpu") -> Tuple[object, float]:
 def timings_interleaved(fns: Mapping[str, Callable[[], object]], warmup: int = 10, runs: int = 50,
                         device="cpu", progress: bool = False, desc: str = "timing") -> Dict[str, Dict[str, float]]:
     """:func:`summarize` of each callable, timed round-robin after ``warmup`` untimed rounds, between device syncs."""
-    if runs < 1 or warmup < 0:
-        raise ValueError("runs must be >= 1 and warmup >= 0")
     with tqdm(total=warmup + runs, desc=desc, unit="round", disable=not progress) as bar:
         for _ in range(warmup):
             for fn in fns.values():
@@ -90,23 +88,22 @@ def device_name(device) -> str:
     return cpu_model()
 
 
-def _cpuinfo(field: str) -> Optional[str]:
-    """The value of the first ``field`` line of /proc/cpuinfo (Linux); None elsewhere."""
+def _cpuinfo(field: str) -> str:
+    """The value of the first ``field`` line of /proc/cpuinfo (Linux); "" elsewhere."""
     try:
         lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        return None
-    return next((line.split(":", 1)[1].strip() for line in lines if line.lower().startswith(field)), None)
+        return ""
+    return next((line.split(":", 1)[1].strip() for line in lines if line.lower().startswith(field)), "")
 
 
 def cpu_model() -> str:
-    """The CPU's name (/proc/cpuinfo's model name, else what ``platform`` knows)."""
     return _cpuinfo("model name") or platform.processor() or platform.machine()
 
 
 def cpu_flags() -> set:
-    """The CPU's feature flags (avx2, avx512f, ...) from /proc/cpuinfo (Linux); empty elsewhere."""
-    return set((_cpuinfo("flags") or "").split())
+    """The CPU's feature flags (avx2, avx512f, ...); empty off Linux."""
+    return set(_cpuinfo("flags").split())
 
 
 def environment(device="cpu", threads: Optional[int] = None) -> dict:
@@ -173,12 +170,6 @@ class Wrapped(nn.Module):
         return self.model(x)
 
 
-def _autocast(device, amp: bool):
-    if amp and torch.device(device).type == "cuda":
-        return torch.autocast("cuda", dtype=torch.float16)
-    return contextlib.nullcontext()
-
-
 def _table(facts: Mapping[str, dict], fwd: Mapping[str, dict], pred: Mapping[str, dict],
            batch_size: int) -> pd.DataFrame:
     """One row per model from its facts and timings; speed-up and MAC ratio against the first model."""
@@ -215,6 +206,7 @@ def benchmark_models(models: Mapping[str, nn.Module], device="cpu", batch_size: 
         # the caller's model stays where it was: itself when already there, else a copy
         prepared = {n: model_on(m, device, channels_last=channels_last and isinstance(m, nn.Module))
                     for n, m in models.items()}
+        prepared = {n: _AmpModel(m) for n, m in prepared.items()} if amp else prepared
 
         def forward(model):
             size = image_size or unwrap(model).image_size
@@ -222,7 +214,7 @@ def benchmark_models(models: Mapping[str, nn.Module], device="cpu", batch_size: 
             x = x.contiguous(memory_format=fmt)
 
             def run():
-                with _autocast(device, amp), evaluating(model):
+                with evaluating(model):
                     return model(x)
             return run
 
@@ -232,7 +224,7 @@ def benchmark_models(models: Mapping[str, nn.Module], device="cpu", batch_size: 
         if predict:
             rng = np.random.default_rng(0)  # random 500x375 RGB images: the predictor resizes them, as in real use
             images = [rng.integers(0, 256, (375, 500, 3), dtype=np.uint8) for _ in range(batch_size)]
-            predictors = {n: Predictor(_AmpModel(m, device) if amp else m, device, channels_last=channels_last)
+            predictors = {n: Predictor(m, device, channels_last=channels_last)
                           for n, m in prepared.items()}
             pred = timings_interleaved({n: (lambda p=p: p.predict_batch(images)) for n, p in predictors.items()},
                                        warmup, runs, device, progress, "bench predict")
@@ -246,14 +238,10 @@ def benchmark_models(models: Mapping[str, nn.Module], device="cpu", batch_size: 
 
 
 class _AmpModel(Wrapped):
-    """Forward under fp16 autocast, outputs back to float32 (so post-processing is unchanged)."""
-
-    def __init__(self, model, device):
-        super().__init__(model)
-        self.device_type = torch.device(device).type
+    """Forward under fp16 autocast (CUDA), outputs back to float32 (so post-processing is unchanged)."""
 
     def forward(self, x):
-        with _autocast(self.device_type, True):
+        with torch.autocast("cuda", dtype=torch.float16):
             conf, loc = self.model(x)
         return conf.float(), loc.float()
 

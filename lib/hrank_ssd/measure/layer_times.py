@@ -42,9 +42,10 @@ def _hook_layers(models: Mapping[str, nn.Module], kinds, times, shapes) -> tuple
     return types, handles
 
 
-def layer_times(models: Mapping[str, nn.Module], runs: int = 10, warmup: int = 2, threads: Optional[int] = None,
-                progress: bool = False) -> pd.DataFrame:
-    """Median ms (``<model>_ms``) and ``<model>_shape`` of every Conv2d/BatchNorm/pool/ReLU call, matched by name."""
+def layer_times_and_macs(models: Mapping[str, nn.Module], runs: int = 10, warmup: int = 2,
+                         threads: Optional[int] = None, progress: bool = False) -> pd.DataFrame:
+    """Median ms (``<model>_ms``), ``<model>_shape`` and ``<model>_MMACs`` of every Conv2d/BatchNorm/pool/ReLU
+    call, matched by name (wrapped models under the plain names)."""
     times: Dict[str, Dict[str, List[float]]] = {n: {} for n in models}
     shapes: Dict[str, Dict[str, str]] = {n: {} for n in models}
     types, handles = _hook_layers(models, TIMED, times, shapes)
@@ -59,15 +60,14 @@ def layer_times(models: Mapping[str, nn.Module], runs: int = 10, warmup: int = 2
     finally:
         for h in handles:
             h.remove()
-    rows = []
-    for lname, kind in types.items():
-        row = {"name": lname, "type": kind}
-        for n in models:
-            t = times[n].get(lname)
-            row[f"{n}_ms"] = 1000.0 * statistics.median(t) if t else math.nan
-            row[f"{n}_shape"] = shapes[n].get(lname, "")
-        rows.append(row)
-    return pd.DataFrame(rows)
+    layers = pd.DataFrame({"name": list(types), "type": list(types.values())})
+    for n in models:
+        layers[f"{n}_ms"] = [1000.0 * statistics.median(times[n][k]) if times[n].get(k) else math.nan for k in types]
+        layers[f"{n}_shape"] = [shapes[n].get(k, "") for k in types]
+    for n, model in models.items():
+        macs = count_exact(unwrap(model))
+        layers[f"{n}_MMACs"] = layers["name"].map(dict(zip(macs["name"], macs["MACs"] / 1e6))).fillna(0.0)
+    return layers
 
 
 def pruning_groups(compress_rate: Sequence[float] = PRUNED_RATE, net: str = "vgg16-ssd") -> Callable[[str], str]:
@@ -88,16 +88,6 @@ def pruning_groups(compress_rate: Sequence[float] = PRUNED_RATE, net: str = "vgg
         return unpruned if layer is None else label[layer]
 
     return group
-
-
-def layer_times_and_macs(models: Mapping[str, nn.Module], runs: int = 10, warmup: int = 2,
-                         threads: Optional[int] = None, progress: bool = False) -> pd.DataFrame:
-    """:func:`layer_times` plus ``<model>_MMACs`` per layer; wrapped models are timed under the plain names."""
-    layers = layer_times(models, runs=runs, warmup=warmup, threads=threads, progress=progress)
-    for key, model in models.items():
-        macs = count_exact(unwrap(model))
-        layers[f"{key}_MMACs"] = layers["name"].map(dict(zip(macs["name"], macs["MACs"] / 1e6))).fillna(0.0)
-    return layers
 
 
 def conv_speedups(layers: pd.DataFrame) -> pd.DataFrame:
