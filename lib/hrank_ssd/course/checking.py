@@ -60,10 +60,8 @@ def _plain(value):
 
 def say(ok: bool, message: str, hint: Optional[str] = None, stuck: Optional[str] = None) -> bool:
     """Print the verdict line, then (when given) the hint and how to ask for the solution; return ``ok``."""
-    print(f"{CORRECT if ok else NOT_YET} {message}")
-    for line in (hint and f"{HINT} {hint}", stuck):
-        if line:
-            print(f"  {line}")
+    lines = (f"{CORRECT if ok else NOT_YET} {message}", hint and f"  {HINT} {hint}", stuck and f"  {stuck}")
+    print("\n".join(line for line in lines if line))
     return ok
 
 
@@ -98,9 +96,9 @@ def integer(value) -> Optional[int]:
     return int(x) if not isinstance(value, bool) and math.isfinite(x) and x == int(x) else None
 
 
-def close(got, want, rtol: float = 1e-5, atol: float = 1e-7) -> bool:
+def close(got, want) -> bool:
     a, b = array_of(got), array_of(want)
-    return a.shape == b.shape and bool(np.allclose(a, b, rtol=rtol, atol=atol))
+    return a.shape == b.shape and bool(np.allclose(a, b, rtol=1e-5, atol=1e-7))
 
 
 def _agrees(same: Callable[[Any, Any], bool], got, want) -> bool:
@@ -130,9 +128,8 @@ def _hint(hint: Callable[[Case, Any], Optional[str]], case: Case, got) -> Option
 def run_check(name: str, fn, cases: Sequence[Case], same: Callable[[Any, Any], bool], what: str,
               hint: Callable[[Case, Any], Optional[str]], default_hint: str, library: Sequence[Callable] = (),
               question: bool = False) -> bool:
-    """Call ``fn`` on every case; print ``correct: ... agrees with <what>`` or the first problem with a hint and how
-    to ask for the solution. ``fn`` may not be the library's own function, nor call one of ``library`` (whatever
-    name it reaches it by). A ``question`` (see :func:`ask`) never shows its answer. Never raises."""
+    """Call ``fn`` on every case; print ``correct: ... agrees with <what>`` or the first problem, a hint and how to
+    ask for the solution. ``fn`` may not be, nor call, one of ``library``; a ``question`` never shows its answer."""
     stuck = None if question else STUCK.format(name=name)
     if not callable(fn):
         return say(False, f"{name} is not a function (got {short(fn)}): run its cell above, then this one", stuck=stuck)
@@ -181,8 +178,7 @@ def _origin(fn):
 
 @contextlib.contextmanager
 def _watching(library: Sequence[Callable]):
-    """The names of the ``library`` functions entered while the block runs (a profile hook sees every call, whatever
-    name the caller reached the function by)."""
+    """The ``library`` functions entered while the block runs (a profile hook: whatever name reached them)."""
     codes = {_origin(f).__code__: _origin(f).__qualname__ for f in library}
     called, previous = [], sys.getprofile()
 

@@ -68,8 +68,7 @@ def check_map_ranks(fn) -> bool:
 
 
 class _Stream:
-    """Batches of maps as a model gives them: one at a time, a single pass (like a generator), no len(); it counts
-    the images that went through."""
+    """Batches of maps in a single pass, as a generator gives them (no len()), counting the images."""
 
     def __init__(self, batches):
         self.batches, self._left, self.images = batches, iter(batches), 0
@@ -173,10 +172,8 @@ def check_top_filters(fn) -> bool:
 
 def check_distillation_loss(fn) -> bool:
     """Notebook 03: ``fn(student, teacher, T)``, the distillation loss, against ``MultiBoxLoss``'s."""
-    g = torch.Generator().manual_seed(5)
-    shapes = [(4, 3, 1.0), (6, 5, 2.0), (3, 21, 4.0)]
-    cases = []
-    for p, c, t in shapes:
+    g, cases = torch.Generator().manual_seed(5), []
+    for p, c, t in [(4, 3, 1.0), (6, 5, 2.0), (3, 21, 4.0)]:
         s, te = torch.randn(p, c, generator=g) * 2, torch.randn(p, c, generator=g) * 2
         cases.append(Case((s, te, t), f"student/teacher scores of shape {[p, c]}, T={t:g}",
                           float(MultiBoxLoss(distill_T=t).distillation(s, te))))
@@ -206,13 +203,11 @@ def check_distillation_loss(fn) -> bool:
 
 def check_voc07_ap(fn) -> bool:
     """Notebook 04: ``fn(precision, recall) -> AP``, VOC2007's 11-point AP, against ``compute_ap``."""
-    # ranked detections, 1: a hit (true positive); the precision and recall after each
-    ranked = [([1] * 7, 7, "a perfect detector (7 hits of 7 objects)"),
-              ([1, 0, 1, 1, 0, 0, 1, 0, 1], 7, "5 of 7 objects found among 9 detections"),
-              ([0, 1, 0, 1, 1, 0, 1, 1, 1, 0, 1], 9, "7 of 9 found, precision rising late"),
-              ([0, 0, 0], 5, "3 false detections, 5 objects")]
-    cases = []
-    for hits, npos, label in ranked:
+    cases = []  # from ranked detections (1: a hit, a true positive): the precision and recall after each
+    for hits, npos, label in [([1] * 7, 7, "a perfect detector (7 hits of 7 objects)"),
+                              ([1, 0, 1, 1, 0, 0, 1, 0, 1], 7, "5 of 7 objects found among 9 detections"),
+                              ([0, 1, 0, 1, 1, 0, 1, 1, 1, 0, 1], 9, "7 of 9 found, precision rising late"),
+                              ([0, 0, 0], 5, "3 false detections, 5 objects")]:
         tp = np.cumsum(hits, dtype=np.float64)
         p, r = (tp / np.arange(1, len(hits) + 1, dtype=np.float64)).tolist(), (tp / npos).tolist()
         cases.append(Case((p, r), label, compute_ap(p, r, use_2007_metric=True)))

@@ -1,6 +1,5 @@
-"""Sentences on a run's surprising numbers, written from its results files so they stay true when the numbers
-move: a pruned model no faster than its parent, one that scores above its parent, a large mAP drop, the latency
-table's prediction against the measured forward, and the full-size benchmark against the course's width."""
+"""Sentences on a run's surprising numbers (a pruned model no faster or better than its parent, a large mAP drop,
+predicted vs measured latency, full size vs the course's width), written from its results files."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Notebook 05's exercise: ``count_macs(model, image_size)``, a whole network's MACs counted with forward hooks, checked
-against the library's exact count (``flops.count_exact``: Conv2d, Linear, BatchNorm2d at 1 MAC per element) with a
+"""Notebook 05's exercise ``count_macs(model, image_size)`` (forward hooks), checked against ``flops.count_exact`` with a
 hint for each usual mistake; :func:`your_counts` puts the student's counter to work on the course's detectors."""
 
 from __future__ import annotations
@@ -58,8 +57,7 @@ def _nets() -> List[tuple]:
 
 
 def _ways(m: nn.Module, x, y, top: bool) -> Dict[str, int]:
-    """One counted call's MACs (``right``) and what each usual mistake of :data:`HINTS` counts for it; ``x``, ``y``:
-    its input and output shapes; ``top``: whether ``m`` is the model or a child of it."""
+    """One call's MACs (``right``) and each mistake's count of it (``x``, ``y``: input and output shapes)."""
     right, ways = math.prod(y), {}  # BatchNorm2d: 1 per element
     if isinstance(m, nn.Conv2d):
         per_position = m.out_channels * (m.in_channels // m.groups) * math.prod(m.kernel_size)
@@ -96,8 +94,7 @@ def _hint(case: Case, got) -> Optional[str]:
 
 
 def check_count_macs(fn) -> bool:
-    """Notebook 05: ``fn(model, image_size)``, the MACs of one image through ``model``, against ``flops.count_exact``'s
-    total on small networks (plain, strided, depthwise, Linear, nested) and MobileNetV1-SSD. Never raises."""
+    """Notebook 05: ``fn(model, image_size)``, the MACs of one image, on small networks and MobileNetV1-SSD."""
     probe = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
     if callable(fn) and attempt(fn, probe, 12)[1] is None and any(m._forward_hooks for m in probe.modules()):
         return say(False, "count_macs left its hooks on the model it counted: the model would count again (and run "
@@ -110,9 +107,8 @@ def check_count_macs(fn) -> bool:
 
 
 def your_counts(fn, table: pd.DataFrame, num_classes: int = 21, image_size: int = 300) -> pd.DataFrame:
-    """Each detector of ``table`` (``published_flops.flops_table``'s rows) counted by ``fn``: params, ``MACs`` and
-    their shares of the first row's. Where ``fn`` fails or disagrees with the library's count, the table's (the
-    library's) numbers stand, and one line says so."""
+    """``table`` (``published_flops.flops_table``) as counted by ``fn`` where it agrees with the library on every row;
+    else the table's own numbers, and one line why."""
     by = "count_macs"
     for row in table.itertuples():
         model = flops.build_for_counting(row.net, num_classes, compress_rate=parse_compress_rate(row.compress_rate),

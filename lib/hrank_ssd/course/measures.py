@@ -200,9 +200,8 @@ def sensitivity(course, scan: Callable = every_layer_and_rate) -> pd.DataFrame:
 def criteria(course) -> pd.DataFrame:
     """hrank vs l1 vs random at the same compress rate, right after pruning and after the same finetune."""
     p = course.profile
-    epochs = p.criteria_finetune_epochs
-    finetune = (lambda _pruned, crit: load_model(course.finetune_rate(epochs=epochs, criterion=crit))) \
-        if epochs else None
+    epochs = p.criteria_finetune_epochs  # 0: compared right after pruning
+    finetune = (lambda _, crit: load_model(course.finetune_rate(epochs=epochs, criterion=crit))) if epochs else None
     with course.timed("criteria"):
         table = compare_criteria(load_model(course.baseline("vgg16-ssd")), course.test_dataset(), p.compress_rate,
                                  course.rank_dir(), finetune=finetune, device=course.device, seed=p.seed,

@@ -38,7 +38,6 @@ MODELS = (
 BY_KEY = {m.key: m for m in MODELS}
 MODEL_KEYS = tuple(BY_KEY)
 MODEL_TITLES = {m.key: m.title for m in MODELS}
-MODEL_LABELS = {m.key: m.label for m in MODELS}
 FINETUNED = tuple(m.key for m in MODELS if m.epochs)
 
 

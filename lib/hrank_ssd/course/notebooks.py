@@ -130,9 +130,8 @@ def status_file():
         try:
             yield Path(os.environ[STATUS_ENV])
         finally:
-            if before is None:
-                del os.environ[STATUS_ENV]
-            else:
+            del os.environ[STATUS_ENV]
+            if before is not None:
                 os.environ[STATUS_ENV] = before
 
 

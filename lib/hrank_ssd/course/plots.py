@@ -3,7 +3,6 @@ never share an axis."""
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from hrank_ssd.course.report_tables import per_class_pivot
@@ -12,12 +11,9 @@ from hrank_ssd.io.files import pyplot
 
 def _grouped_bars(table: pd.DataFrame, per_group: float, height: float, legend: int, **axes):
     """One group of bars per row of ``table`` (its index on the x axis), one bar per column; the figure and axes."""
-    plt = pyplot()  # Agg for a headless report; a notebook keeps its own backend
-    x, width = np.arange(len(table)), 0.8 / max(1, table.shape[1])
-    fig, ax = plt.subplots(figsize=(max(6, per_group * len(table) + 2), height))
-    for k, column in enumerate(table.columns):
-        ax.bar(x + (k - (table.shape[1] - 1) / 2) * width, table[column], width, label=column)
-    ax.set_xticks(x, table.index, rotation=45, ha="right", fontsize=8)
+    fig, ax = pyplot().subplots(figsize=(max(6, per_group * len(table) + 2), height))  # Agg for a headless report
+    table.plot.bar(ax=ax, width=0.8)
+    ax.set_xticks(range(len(table)), table.index, rotation=45, ha="right", fontsize=8)
     ax.set(**axes)
     ax.legend(fontsize=legend)
     ax.grid(axis="y", alpha=0.3)
@@ -44,8 +40,7 @@ def plot_gallery(images, gallery: pd.DataFrame, parent: str, pruned: str):
     its score under it), the pruned model's detections at the operating point (red, dotted)."""
     from matplotlib.patches import Rectangle
 
-    plt = pyplot()
-    fig, axes = plt.subplots(1, len(gallery), figsize=(3.3 * len(gallery), 3.8), squeeze=False)
+    fig, axes = pyplot().subplots(1, len(gallery), figsize=(3.3 * len(gallery), 3.8), squeeze=False)
     for ax, image, (_, r) in zip(axes[0], images, gallery.iterrows()):
         ax.imshow(image)
         ax.axis("off")
@@ -66,6 +61,11 @@ def plot_gallery(images, gallery: pd.DataFrame, parent: str, pruned: str):
     return fig
 
 
+def _annotate(ax, labels, xs, ys) -> None:
+    for label, x, y in zip(labels, xs, ys):
+        ax.annotate(label, (x, y), fontsize=7, xytext=(4, 4), textcoords="offset points")
+
+
 def _frontier_panel(ax, table: pd.DataFrame, x_col: str, flag: str, x_label: str) -> None:
     """One cost axis: every model, the Pareto frontier's points ringed and joined by the best mAP at each cost."""
     on = table[flag].astype(bool)
@@ -74,17 +74,14 @@ def _frontier_panel(ax, table: pd.DataFrame, x_col: str, flag: str, x_label: str
                label="Pareto frontier (no model is cheaper and better)")
     front = table[on].sort_values(x_col)
     ax.step(front[x_col], front["mAP"], where="post", color="C3", lw=1)
-    for _, r in table.iterrows():
-        ax.annotate(r.get("label", r["model"]), (r[x_col], r["mAP"]), fontsize=7, xytext=(4, 4),
-                    textcoords="offset points")
+    _annotate(ax, table["label"] if "label" in table else table["model"], table[x_col], table["mAP"])
     ax.set_xlabel(x_label)
     ax.grid(alpha=0.3)
 
 
 def plot_frontier(table: pd.DataFrame, machine: str):
     """Our models' mAP against forward latency measured on ``machine`` and against exact GMACs, frontier marked."""
-    plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    fig, axes = pyplot().subplots(1, 2, figsize=(11, 4.2), sharey=True)
     _frontier_panel(axes[0], table, "forward ms", "frontier (latency)", "forward latency, ms (measured here, batch 1)")
     _frontier_panel(axes[1], table, "GMACs", "frontier (MACs)", "GMACs (exact, the models as trained)")
     axes[0].set_ylabel("mAP (ours: this run's test set)")
@@ -96,15 +93,11 @@ def plot_frontier(table: pd.DataFrame, machine: str):
 
 def plot_published(points: pd.DataFrame):
     """Theirs: the original project's published mAP against the full-size detectors' exact GMACs."""
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 4.2))
-    ax.scatter(points["GMACs (full size)"], points["mAP (theirs, published)"], s=50, facecolors="none",
-               edgecolors="C1", label="theirs (published, VOC2007 test)")
-    for _, r in points.iterrows():
-        ax.annotate(r["model"], (r["GMACs (full size)"], r["mAP (theirs, published)"]), fontsize=7, xytext=(4, 4),
-                    textcoords="offset points")
-    ax.set(xlabel="GMACs of the full-size detector (exact: 300x300, 21 classes)",
-           ylabel="mAP (theirs: VOC2007 test)")
+    fig, ax = pyplot().subplots(figsize=(5.5, 4.2))
+    x, y = points["GMACs (full size)"], points["mAP (theirs, published)"]
+    ax.scatter(x, y, s=50, facecolors="none", edgecolors="C1", label="theirs (published, VOC2007 test)")
+    _annotate(ax, points["model"], x, y)
+    ax.set(xlabel="GMACs of the full-size detector (exact: 300x300, 21 classes)", ylabel="mAP (theirs: VOC2007 test)")
     ax.set_title("Theirs: the original HRank-SSD project's published figures", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Dict, Optional, Tuple
 
 from hrank_ssd.course.published import published_finetune
@@ -76,7 +76,6 @@ class Profile:
     use_published_pruned: bool = False  # full: the original project's finetuned pruned weights
     student_finetune_epochs: Optional[int] = None  # notebook 03's own run when the published model stands in
     seed: int = 0
-    notes: Dict[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def published(self) -> bool:
@@ -84,8 +83,7 @@ class Profile:
         return self.use_published_pruned and not self.synthetic
 
     def finetune_lr_for(self, epochs: int) -> float:
-        """The rate of a VGG16-SSD finetune of ``epochs``: ``short_finetune_lr`` when set and shorter, else
-        ``finetune_lr``."""
+        """A VGG16-SSD finetune's rate: ``short_finetune_lr`` (if set) below ``finetune_epochs``."""
         if self.short_finetune_lr is not None and epochs < self.finetune_epochs:
             return self.short_finetune_lr
         return self.finetune_lr

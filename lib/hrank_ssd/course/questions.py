@@ -1,6 +1,5 @@
-"""Questions that make the student read a plot: the answer is computed from the numbers this run's plot draws, so it
-moves with them; a right reading prints why, a wrong one what is wrong, never the answer
-(:func:`hrank_ssd.course.checking.ask`)."""
+"""Questions read from a plot: the answer is computed from this run's numbers; a right reading prints why, a wrong
+one what is wrong, never the answer (:func:`hrank_ssd.course.checking.ask`)."""
 
 from __future__ import annotations
 
@@ -21,8 +20,7 @@ def _same_name(got, want) -> bool:
 
 
 def _lowest(name: str, fn, values: pd.Series, why, opposite: str, default: str) -> bool:
-    """A question whose answer is the name (``values``' index) of the lowest value; ``why(lowest, highest)``;
-    ``opposite``: the hint for the highest."""
+    """The name (index) of ``values``' lowest; ``why(lowest, highest)``; ``opposite``: the hint for the highest."""
     low, high = values.idxmin(), values.idxmax()
 
     def hint(got):
@@ -83,12 +81,9 @@ def check_faster_pruning(fn, fine: pd.DataFrame) -> bool:
            f"{fine_row['speedup']:.2f}x: both removed {int(filt['pruned_weights'])} weights, but the fine-grained "
            f"model still does all {fine_row['GMACs']:.3f} GMACs (a dense kernel multiplies zeros too), the "
            f"filter-pruned one {filt['GMACs']:.3f}.")
-
-    def same(got, wanted):
-        return isinstance(got, str) and _name(got).replace(" ", "-").startswith(wanted[:4])
-
-    return ask("faster_pruning", fn, want, same, why, lambda got: None,
-               'answer "fine-grained" or "filters", from the speed bars of the plot')
+    return ask("faster_pruning", fn, want,
+               lambda got, wanted: isinstance(got, str) and _name(got).replace(" ", "-").startswith(wanted[:4]),
+               why, lambda got: None, 'answer "fine-grained" or "filters", from the speed bars of the plot')
 
 
 def _models(value, others=()) -> Set[str]:
@@ -101,9 +96,8 @@ def _models(value, others=()) -> Set[str]:
 
 def check_frontier(fn, table: pd.DataFrame) -> bool:
     """Notebook 04: the models on the latency frontier (keys, titles or the plot's labels)."""
-    titles = {m.title: m.key for m in BY_KEY.values()}
-    on = {titles.get(t, t) for t in table.loc[table["frontier (latency)"], "model"]}
-    others = set(table["model"]) - set(titles)  # yours
+    others = set(table["model"]) - {m.title for m in BY_KEY.values()}  # yours
+    on = _models(table.loc[table["frontier (latency)"], "model"], others)
     why = ("on the latency frontier: " + ", ".join(sorted(on)) + ". Every other model is beaten on both axes by one "
            "of them: as fast or faster and as accurate or better.")
 

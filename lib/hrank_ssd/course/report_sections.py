@@ -200,8 +200,8 @@ def flops(page: Page, res: Results) -> None:
     page.table(tables.published_table(fl), floatfmt=".0f")
     page.add("", "Their count only counts the 14 pruned convs (VGG), sizes fc6 without dilation, removes "
              "pruned filters twice, and for MobileNetV1 counts the ImageNet classifier at 256x256: "
-             "`hrank_ssd.measure.published_flops.published_explanation` (notebook `05_flops_table.ipynb`) lists "
-             "every difference with its numbers.")
+             "`hrank_ssd.measure.published_flops.published_explanation` (notebook `05_flops_table.ipynb`) gives "
+             "the share of MACs it leaves out and the net effect, computed.")
 
 
 def sensitivity(page: Page, res: Results) -> None:

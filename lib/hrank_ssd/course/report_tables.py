@@ -8,7 +8,7 @@ from typing import Dict, List, Optional, Sequence
 
 import pandas as pd
 
-from hrank_ssd.course.models import MODEL_KEYS, MODEL_LABELS, MODEL_TITLES, rate_name
+from hrank_ssd.course.models import BY_KEY, MODEL_KEYS, MODEL_TITLES, rate_name
 from hrank_ssd.course.published import published_ap, published_finetune, published_map, published_predict_ms
 from hrank_ssd.measure.evaluation import mean_ap
 from hrank_ssd.measure.published_flops import DEFAULT_ROWS, published_for
@@ -22,17 +22,15 @@ FLOPS_LABELS = {label: net + ("-pruned" if rate else "") for label, net, rate in
 PUBLISHED_MAP = published_map()
 PUBLISHED_PREDICT_MS = published_predict_ms()
 PUBLISHED_LABEL = "published by the original HRank-SSD project (theirs, VOC2007 test)"
-FULL_SIZE_KEYS = tuple(PUBLISHED_MAP)  # the models with a full-size benchmark (bench.csv) and published figures
 SHORT_FINETUNE = 0.25  # a finetune under this share of the published epochs is marked as a short stand-in
 
 COMP_COLUMNS = ["model", "mAP (ours)", "mAP (theirs, published)", "eval predict ms/img", "predict ms (theirs, T4)",
                 "bench forward ms", "forward FPS", "bench predict ms", "predict FPS", "params (trained)",
                 "params (full size)", "GMACs (full size)"]
-COMP_FORMATS = {"mAP (ours)": ".4f", "mAP (theirs, published)": ".4f", "GMACs (full size)": ".3f",
-                "eval predict ms/img": ".1f", "predict ms (theirs, T4)": ".1f", "bench predict ms": ".1f",
-                "bench forward ms": ".1f", "predict FPS": ".2f", "forward FPS": ".2f"}
-FRONTIER_FORMATS = {"mAP": ".4f", "forward ms": ".2f", "predicted ms": ".2f", "GMACs": ".4f",
-                    "speed-up vs unpruned": ".2f", "speed-up vs VGG16-SSD": ".2f"}
+# the report's floats are .4f unless these say otherwise
+COMP_FORMATS = {"GMACs (full size)": ".3f", "predict FPS": ".2f", "forward FPS": ".2f", **dict.fromkeys(
+    ("eval predict ms/img", "predict ms (theirs, T4)", "bench predict ms", "bench forward ms"), ".1f")}
+FRONTIER_FORMATS = dict.fromkeys(("forward ms", "predicted ms", "speed-up vs unpruned", "speed-up vs VGG16-SSD"), ".2f")
 YOURS = "yours-"  # the student's model (notebooks 02-03) in the tables: yours-<rate_name>, e.g. yours-0.3x14
 
 
@@ -51,7 +49,7 @@ def title(key: str) -> str:
 
 def label(key: str) -> str:
     """A model key as the plots label it (the student's: its title)."""
-    return MODEL_LABELS.get(key, title(key))
+    return BY_KEY[key].label if key in BY_KEY else title(key)
 
 
 def flops_by_key(flops: Optional[pd.DataFrame]) -> Dict[str, dict]:
@@ -99,7 +97,7 @@ def comparison_table(res: Dict[str, object]) -> pd.DataFrame:
     """One row per full-size model the files name (and the student's): our and their mAP, times, params, MACs."""
     mp, bench = rows_by_model(res.get("map.csv")), rows_by_model(res.get("bench.csv"))
     flops = flops_by_key(res.get("flops.csv"))
-    keys = [k for k in (*FULL_SIZE_KEYS, *(k for k in mp if str(k).startswith(YOURS)))
+    keys = [k for k in (*PUBLISHED_MAP, *(k for k in mp if str(k).startswith(YOURS)))
             if k in mp or k in bench or k in flops]
     df = pd.DataFrame([_comparison_row(k, mp.get(k), bench.get(k), flops.get(k)) for k in keys])
     return df[[c for c in COMP_COLUMNS if c in df.columns]] if len(df) else df
@@ -121,11 +119,10 @@ def frontier_table(res: Dict[str, object]) -> pd.DataFrame:
     ms = dict(zip(df["model"], df["forward_median_ms"]))
     out = pd.DataFrame({
         "model": df["model"].map(title), "mAP": df["mAP"], "forward ms": df["forward_median_ms"],
-        "predicted ms": df["predicted_ms"] if "predicted_ms" in df else math.nan, "GMACs": df["GMACs"],
-        "params": df["params"],
+        "predicted ms": df["predicted_ms"], "GMACs": df["GMACs"], "params": df["params"],
         "speed-up vs unpruned": [ms.get(net, math.nan) / t for net, t in zip(df["net"], df["forward_median_ms"])],
         "speed-up vs VGG16-SSD": ms.get("vgg16-ssd", math.nan) / df["forward_median_ms"],
-        "finetune epochs": df["finetune_epochs"] if "finetune_epochs" in df else math.nan,
+        "finetune epochs": df["finetune_epochs"],
         "label": [label(k) for k in df["model"]]})
     out["frontier (latency)"] = pareto_mask(out["forward ms"], out["mAP"])
     out["frontier (MACs)"] = pareto_mask(out["GMACs"], out["mAP"])

@@ -29,12 +29,12 @@ TOTAL_TIME = "course, all steps"  # timings.json's entry for a whole `course` ru
 
 
 class Producer(NamedTuple):
-    """What writes a results file: the ``Course`` call, its notebooks and its ``--steps`` name ("all": every one)."""
+    """What writes a results file: the ``Course`` call, its notebooks and its ``--steps`` name ("all": every one;
+    None: a lesson's file, which the report does not read)."""
 
     call: str
     notebooks: Tuple[str, ...]
     step: Optional[str]
-    in_report: bool = True  # load_results reads it
 
 
 _PRUNE, _EVAL, _VIDEO = ("02_hrank_pruning",), ("04_eval_map_fps",), ("06_video_demo",)
@@ -44,18 +44,18 @@ RESULTS: Dict[str, Producer] = {
     LOGS: Producer("Course.baseline() / Course.finetune()", ("00_setup", "03_finetune"), "train"),
     "sensitivity.csv": Producer("Course.scan_sensitivity()", _PRUNE, "sensitivity"),
     "criteria.csv": Producer("Course.criteria()", _PRUNE, "criteria"),
-    "rank_stability.csv": Producer("Course.rank_stability()", ("01_rank_generation",), None, in_report=False),
-    "fine_grained.csv": Producer("Course.fine_grained()", _PRUNE, None, in_report=False),
-    "dead_filters.csv": Producer("Course.dead_filters()", _CLOCK, None, in_report=False),
+    "rank_stability.csv": Producer("Course.rank_stability()", ("01_rank_generation",), None),
+    "fine_grained.csv": Producer("Course.fine_grained()", _PRUNE, None),
+    "dead_filters.csv": Producer("Course.dead_filters()", _CLOCK, None),
     "latency_table.json": Producer("Course.latency_table()", ("03_finetune", *_CLOCK), "latency"),
     "latency_models.csv": Producer("Course.latency_models()", _CLOCK, "latency"),
     "distillation.csv": Producer("Course.distillation()", ("03_finetune",), "distillation"),
-    "resume.csv": Producer("Course.resume_lesson()", ("03_finetune",), None, in_report=False),
+    "resume.csv": Producer("Course.resume_lesson()", ("03_finetune",), None),
     **dict.fromkeys(("map.csv", "per_class_ap.csv", "yours.json"), Producer("Course.evaluate()", _EVAL, "evaluate")),
     **dict.fromkeys(("bench.csv", "machine.json"), Producer("Course.bench()", _SPEED, "bench")),
     **dict.fromkeys(("frontier.csv", "frontier_machine.json"), Producer("Course.frontier()", _SPEED, "frontier")),
     **dict.fromkeys(("layer_speed.csv", "layer_speed_groups.csv"),
-                    Producer("Course.layer_speed()", _SPEED, None, in_report=False)),
+                    Producer("Course.layer_speed()", _SPEED, None)),
     "substitutes.json": Producer("Course.model()", _EVAL + _VIDEO, "evaluate"),
     "flops.csv": Producer("Course.flops()", ("05_flops_table",), "flops"),
     "video.json": Producer("the video demo", _VIDEO, "video"),
@@ -149,7 +149,7 @@ def load_results(run_dir) -> Dict[str, object]:
         raise HRankError(f"run folder {run_dir} not found: pass a runs/<timestamp> folder made by "
                          f"`python -m hrank_ssd course`")
     out: Dict[str, object] = {name: read_result(results, name) for name, entry in RESULTS.items()
-                              if entry.in_report and name != LOGS}
+                              if entry.step and name != LOGS}
     logs = {p.stem[len("log_"):]: p.name for p in results.glob(LOGS)}  # by model key
     order = [k for k in MODEL_KEYS if k in logs] + sorted(k for k in logs if k not in MODEL_KEYS)
     out["logs"] = {k: read_result(results, logs[k]) for k in order}

@@ -14,18 +14,14 @@ from hrank_ssd.nets.ssd import SSD
 
 def source_table(model: SSD) -> pd.DataFrame:
     """One row per source map: size, channels, stride, boxes per cell, priors, smallest prior, header outputs."""
-    sizes = model.feature_map_sizes(model.image_size)
-    reference = model.image_size == model.cfg.image_size
-    rows = []
-    for k, (size, spec) in enumerate(zip(sizes, model.cfg.specs), start=1):
-        boxes = spec.boxes_per_location
-        stride = spec.shrinkage if reference and size == spec.feature_map_size else round(model.image_size / size, 1)
-        rows.append({"source": k, "H": size, "W": size, "channels": model.classification_headers[k - 1].in_channels,
-                     "stride": stride, "boxes_per_location": boxes, "priors": boxes * size * size,
-                     "min_box_px": round(spec.min_size * model.image_size / model.cfg.image_size, 1),
-                     "class_scores": model.classification_headers[k - 1].out_channels,
-                     "box_offsets": model.regression_headers[k - 1].out_channels})
-    return pd.DataFrame(rows)
+    image, reference = model.image_size, model.cfg.image_size
+    heads = zip(model.feature_map_sizes(image), model.cfg.specs, model.classification_headers, model.regression_headers)
+    return pd.DataFrame([
+        {"source": k, "H": size, "W": size, "channels": cls.in_channels,
+         "stride": spec.shrinkage if image == reference and size == spec.feature_map_size else round(image / size, 1),
+         "boxes_per_location": spec.boxes_per_location, "priors": spec.boxes_per_location * size * size,
+         "min_box_px": round(spec.min_size * image / reference, 1), "class_scores": cls.out_channels,
+         "box_offsets": reg.out_channels} for k, (size, spec, cls, reg) in enumerate(heads, start=1)])
 
 
 def source_priors(model: SSD) -> List[torch.Tensor]:
@@ -47,21 +43,18 @@ def plot_priors(model: SSD, image: np.ndarray, sources: Sequence[int] = (1, 5), 
     import matplotlib.patches as patches
     import matplotlib.pyplot as plt
 
-    table = source_table(model).set_index("source")
+    table, split = source_table(model).set_index("source"), source_priors(model)
     fig, axes = plt.subplots(1, len(sources), figsize=(4.6 * len(sources), 4.8), squeeze=False)
     for ax, source in zip(axes[0], sources):
-        row = table.loc[source]
-        priors = source_priors(model)[source - 1]
-        boxes, size, count = int(row["boxes_per_location"]), int(row["H"]), int(row["priors"])
+        boxes, size, count = (int(table.loc[source, c]) for c in ("boxes_per_location", "H", "priors"))
+        centres = split[source - 1][::boxes, :2].numpy()
         ax.imshow(image, extent=(0, 1, 1, 0))
-        centres = priors[::boxes, :2].numpy()
         ax.scatter(centres[:, 0], centres[:, 1], s=max(1.0, 300 / size), c="white", edgecolors="black",
                    linewidths=0.3)
         for k, (cx, cy, w, h) in enumerate(cell_priors(model, source, point).tolist()):
             ax.add_patch(patches.Rectangle((cx - w / 2, cy - h / 2), w, h, fill=False, lw=2,
                                            color=plt.cm.autumn(k / max(1, boxes - 1))))
-        ax.set_xlim(0, 1)
-        ax.set_ylim(1, 0)
+        ax.set(xlim=(0, 1), ylim=(1, 0))
         ax.set_title(f"source {source}: {size}x{size} cells x {boxes} boxes = {count} priors", fontsize=9)
         ax.axis("off")
     fig.suptitle(f"{model.cfg.name}: {model.priors.shape[0]} priors in all, each with {model.num_classes} class "

@@ -36,9 +36,8 @@ class Course:
                  progress=True, data_dir=None):
         self.profile = profile if isinstance(profile, Profile) else get_profile(profile)
         self.work = Path(work_dir) / self.profile.name
-        self.data = Path(data_dir if data_dir is not None else work_dir) / self.profile.name / "data"
-        self.run_dir = Path(run_dir)
-        self.results = self.run_dir / "results"
+        self.data = Path(data_dir or work_dir) / self.profile.name / "data"
+        self.run_dir, self.results = Path(run_dir), Path(run_dir) / "results"
         self.results.mkdir(parents=True, exist_ok=True)
         self.device, self.progress = str(resolve_device(device)), progress
         self._fetched: Dict[str, Path] = {}
@@ -194,18 +193,14 @@ class Course:
     def rank_dir(self, generate: Optional[bool] = None, net: str = "vgg16-ssd") -> Path:
         """HRank ranks of the baseline ``net``: on full VGG16-SSD's published ones unless ``generate``."""
         vgg = net == "vgg16-ssd"
-        published = self.published_ranks() if vgg and not (generate or self.profile.synthetic) else None
-        if published is not None:
+        if vgg and not (generate or self.profile.synthetic) and (published := self.published_ranks()) is not None:
             return published
         out = self.work / ("ranks" if vgg else f"ranks-{net}")
-        if has_ranks(out, net):
-            return out
-        p, model = self.profile, load_model(self.baseline(net))
-        ds = self.trainval_dataset(model)
-        with self.timed("ranks" if vgg else f"ranks {net}"):
-            ranks = compute_ranks(model, image_batches(ds, p.rank_batch, p.rank_limit), device=self.device,
-                                  total=p.rank_limit, progress=self.progress)
-            save_ranks(ranks, out)
+        if not has_ranks(out, net):
+            p, model = self.profile, load_model(self.baseline(net))
+            with self.timed("ranks" if vgg else f"ranks {net}"):
+                save_ranks(compute_ranks(model, image_batches(self.trainval_dataset(model), p.rank_batch, p.rank_limit),
+                                         device=self.device, total=p.rank_limit, progress=self.progress), out)
         return out
 
     def published_ranks(self) -> Optional[Path]:

@@ -1,6 +1,5 @@
-"""Notebook 02's student functions: the checks of their surgery (``prune_pair``) and sensitivity scan, then the same
-functions as the pipeline (the kept filters, the pruned model, the scan's table: the library's, with one line why,
-where theirs fails or differs), and the target their rate meets or misses."""
+"""Notebook 02's student functions: the checks of their surgery, scan and rate's target, then the same functions as the
+pipeline (kept filters, pruned model, scan table: the library's, with one line why, where theirs fails or differs)."""
 
 from __future__ import annotations
 
@@ -27,9 +26,8 @@ BLOCK_IN, BLOCK_MID, BLOCK_OUT = 3, 8, 10  # conv (3 -> 8 filters), its BatchNor
 
 
 def surgery_by(model: SSD, kept: Dict[str, List[int]], prune_pair: Callable) -> Dict[str, torch.Tensor]:
-    """The state of ``model`` pruned to ``kept``: every backbone conv, its BatchNorm and the next conv as cut by
-    ``prune_pair(conv, bn, next_conv, keep) -> (conv, bn, next_conv)`` (on copies: ``model`` is unchanged), the
-    heads that read a pruned layer as cut by the library (:func:`~hrank_ssd.hrank.pruning.apply_kept`)."""
+    """The state of ``model`` pruned to ``kept``: backbone convs and BatchNorms cut by ``prune_pair`` (on copies), the
+    heads that read a pruned layer by the library (:func:`~hrank_ssd.hrank.pruning.apply_kept`)."""
     net = get_net(model.cfg.name)
     names, work = layer_names(net.name), copy.deepcopy(model)
     convs = [work.get_submodule(net.producer_key(i)) for i in range(len(names) + 1)]
@@ -71,11 +69,8 @@ class YourPruning:
     def summary(self) -> str:
         return "\n".join([f"{self.compress_rate}: {self.path.name}"] + self.made_by + self.notes)
 
-    def prefer(self, name: str, made: str, student: Optional[Callable], yours: Callable, library, difference):
-        """``yours()`` (what the student's function ``student`` makes) where ``difference`` finds none from
-        ``library``, and the student ``made`` that part; else ``library``, with a note why (none without a student)."""
-        if student is None:
-            return library
+    def prefer(self, name: str, made: str, yours: Callable, library, difference):
+        """``yours()`` where it runs and agrees with ``library`` (recorded as ``made``); else ``library`` and why."""
         got, why = attempt(yours)
         why = why or difference(got, library)
         if why:
@@ -85,18 +80,17 @@ class YourPruning:
         return got
 
 
-def prune_yours(course, rate, top_filters: Optional[Callable] = None, prune_pair: Optional[Callable] = None
-                ) -> YourPruning:
+def prune_yours(course, rate, top_filters: Callable, prune_pair: Callable) -> YourPruning:
     """The baseline pruned at ``rate`` by the student's ``top_filters`` and ``prune_pair`` where they agree with the
     library, saved as ``models/vgg16-ssd-pruned-<rate>-yours.pth`` and recorded as notebook 03's choice."""
     rates, rank_dir = rates_of(course, rate), course.rank_dir()
     base = load_model(course.baseline("vgg16-ssd"))
     made = YourPruning(format_compress_rate(rates), course.path(f"vgg16-ssd-pruned-{rate_name(rates)}-yours"))
-    kept = made.prefer("top_filters", TOP_FILTERS, top_filters,
-                       lambda: kept_indices(base, rates, "hrank", rank_dir, select=top_filters),
+    kept = made.prefer("top_filters", TOP_FILTERS, lambda: kept_indices(base, rates, "hrank", rank_dir,
+                                                                        select=top_filters),
                        kept_indices(base, rates, "hrank", rank_dir), _kept_difference)
     pruned = apply_kept(base, kept)
-    pruned.load_state_dict(made.prefer("prune_pair", PRUNE_PAIR, prune_pair, lambda: surgery_by(base, kept, prune_pair),
+    pruned.load_state_dict(made.prefer("prune_pair", PRUNE_PAIR, lambda: surgery_by(base, kept, prune_pair),
                                        pruned.state_dict(), _state_difference))
     save_pruned(pruned, made.path, rates, "hrank", kept, made_by=made.made_by)
     record_choice(course, rates, made.path)
@@ -106,7 +100,7 @@ def prune_yours(course, rate, top_filters: Optional[Callable] = None, prune_pair
 def scan_sensitivity(course, scan: Optional[Callable] = None) -> pd.DataFrame:
     """The sensitivity table (results/sensitivity.csv) from ``scan(layers, rates, prune_one, evaluate)``, the
     student's loop, over the profile's layers and rates; without a scan, or when it fails, the library's."""
-    table, why = attempt(lambda: course.sensitivity(scan=scan)) if scan else (None, None)
+    table, why = attempt(course.sensitivity, scan) if scan else (None, None)
     if why:
         print(f"your scan {why}; the library's is used")
     return course.sensitivity() if table is None else table
@@ -126,21 +120,20 @@ def target(course, trial) -> str:
             f"finetuning (target at most {p.target_map_drop:.2f})")
 
 
-def _try_rate(course, fn):
-    chosen = fn()
-    rates = get_net("vgg16-ssd").stage_rates(chosen) if isinstance(chosen, dict) else rates_of(course, chosen)
-    return rates, course.try_compress_rate(rates)
-
-
 def check_target(course, fn) -> Optional[List[float]]:
     """Notebook 02: ``fn()`` returns the student's rate (one per VGG stage as a dict, or per layer); it is tried
     (``course.try_compress_rate``) and the verdict printed. Returns the per-layer rate, or None when it did not run."""
-    tried, why = attempt(_try_rate, course, fn)
+    def tried():
+        chosen = fn()
+        rates = get_net("vgg16-ssd").stage_rates(chosen) if isinstance(chosen, dict) else rates_of(course, chosen)
+        return rates, course.try_compress_rate(rates)
+
+    got, why = attempt(tried)
     if why:
         say(False, f"your_stage_rates {why}: return one rate per stage (e.g. {{'conv1': 0.1, ...}}), run that cell, "
                    "then this one")
         return None
-    rates, trial = tried
+    rates, trial = got
     verdict = target(course, trial)
     say(verdict.startswith("met"), f"{trial.summary()}\n  {verdict}")
     return rates
@@ -173,9 +166,7 @@ def check_prune_pair(fn) -> bool:
     cases = []
     for seed, keep, with_bn in ((0, [0, 2, 3, 7], True), (1, [1, 4, 5], False), (2, [6], True)):
         conv, bn, nxt, x = _block(seed)
-        bn = bn if with_bn else None
-        mask = torch.zeros(BLOCK_MID)
-        mask[keep] = 1.0
+        bn, mask = bn if with_bn else None, torch.zeros(BLOCK_MID).index_fill_(0, torch.tensor(keep), 1.0)
         cases.append(Case((conv, bn, nxt, torch.tensor(keep)), f"keep={keep}, {'with' if with_bn else 'without'} a "
                           "BatchNorm", (x, _forward(conv, bn, nxt, x, mask)), "the masked original's output"))
 
