@@ -77,6 +77,14 @@ def test_kept_filters_are_exactly_the_top_ranked(tmp_path):
     assert torch.equal(pruned.state_dict()["base_net.0.weight"], w[kept["conv1_1"]])
 
 
+def test_a_given_select_chooses_the_kept_filters(tmp_path):
+    model = build_model("vgg16-ssd", 6, width=0.125)
+    save_ranks(random_ranks(model, seed=5), tmp_path)
+    first = kept_indices(model, [0.5] * 14, "hrank", rank_dir=tmp_path, select=lambda scores, keep: list(range(keep)))
+    assert first == {n: list(range(int(c * 0.5))) for n, c in zip(layer_names("vgg16-ssd"), model.plan.prunable)}
+    assert first != kept_indices(model, [0.5] * 14, "hrank", rank_dir=tmp_path)  # the ranks choose others
+
+
 def test_kept_agreement_counts_the_filters_both_rank_files_keep(tmp_path):
     model = build_model("vgg16-ssd", 6, width=0.125)
     ranks = random_ranks(model, seed=2)
@@ -278,7 +286,9 @@ def test_save_pruned_sidecar_round_trip(tmp_path):
     save_pruned(pruned, tmp_path / "rate.pth", [0.5] * 16, "l1", kept)
     meta = read_sidecar(tmp_path / "rate.pth")
     assert meta["compress_rate"] == [0.5] * 14 and meta["widths"] is None and meta["criterion"] == "l1"
-    assert meta["kept_indices"] == kept and meta["budget"] is None
+    assert meta["kept_indices"] == kept and meta["budget"] is None and "made_by" not in meta
+    save_pruned(pruned, tmp_path / "yours.pth", [0.5] * 16, "l1", kept, made_by=["top_filters: yours"])
+    assert read_sidecar(tmp_path / "yours.pth")["made_by"] == ["top_filters: yours"]
     widths = [2] * 14
     pruned, kept = prune_to_widths(model, widths, "l1")
     save_pruned(pruned, tmp_path / "w.pth", None, "l1", kept, budget={"kind": "macs", "value": 0.5})

@@ -77,6 +77,17 @@ def test_ranks_are_those_of_every_prunable_relu_output():
     assert agreement["equal"] >= agreement["channels"] - agreement["borderline"]
 
 
+def test_ranks_of_a_training_model_leave_it_as_it_was():
+    torch.manual_seed(0)
+    model = build_model("vgg16-ssd", 6, width=0.125).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.randn(2, 3, 300, 300)
+    ranks = compute_ranks(model, [x], progress=False)
+    assert model.training and all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # BN stats too
+    again = compute_ranks(model.eval(), [x], progress=False)  # the ranks are those of the model in eval mode
+    assert all(np.array_equal(a, b) for a, b in zip(ranks, again))
+
+
 def test_rank_bounds_bracket_the_tolerance():
     """lo counts singular values above factor * tol, hi those above tol / factor (tol: matrix_rank's)."""
     eps = torch.finfo(torch.float32).eps
