@@ -59,7 +59,8 @@ def test_mutmut_report_counts_and_explains_survivors():
     assert check.module_of("hrank_ssd.hrank.ranks.x_has_ranks__mutmut_2") == "ranks"
     diffs = {
         "hrank_ssd.measure.evaluation.x_compute_ap__mutmut_25":
-            "--- a\n+++ b\n-        for t in np.arange(0.0, 1.1, 0.1):\n+        for t in np.arange(0.0, 2.1, 0.1):\n",
+            "--- a\n+++ b\n-                         for t in np.arange(0.0, 1.1, 0.1)))\n"
+            "+                         for t in np.arange(0.0, 2.1, 0.1)))\n",
         "hrank_ssd.measure.evaluation.x_predict_dataset__mutmut_26":
             "-    for i in tqdm(range(n), desc=desc):\n+    for i in tqdm(range(n), desc=None):\n",
         "hrank_ssd.hrank.pruning.x_round_keep__mutmut_4": "-    if round_to <= 1:\n+    if round_to <= 2:\n",
