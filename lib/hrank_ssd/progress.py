@@ -95,9 +95,11 @@ class Watch:
 
     def __enter__(self):
         self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        if self.path is not None:  # no status file: no thread
+            self._thread.start()
         return self
 
     def __exit__(self, *exc):
         self._stop.set()
-        self._thread.join()
+        if self._thread.is_alive():
+            self._thread.join()
