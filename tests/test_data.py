@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -225,6 +226,18 @@ def test_make_dataset_concat(synthetic_voc):
 
     with pytest.raises(HRankError, match="no training dataset"):  # its caller refuses an empty list
         as_config(TrainConfig(datasets=[], validation_dataset=str(synthetic_voc)))
+
+
+def test_make_dataset_refuses_different_class_lists_unless_one_is_given(synthetic_voc, tmp_path):
+    other = tmp_path / "VOC2007"
+    shutil.copytree(synthetic_voc, other)
+    write_labels(other / "labels.txt", ["cat", "dog"])
+    with pytest.raises(HRankError, match="different class lists.*--label_file") as e:
+        make_dataset([synthetic_voc, other], "test")
+    assert "\n" not in str(e.value)
+    names = ("BACKGROUND", *SHAPES)  # --label_file: both roots read with these names
+    ds = make_dataset([synthetic_voc, other], "test", class_names=names)
+    assert len(ds) == 24 and all(d.class_names == names for d in ds.datasets)
 
 
 # ---------------------------------------------------------------------------------------------- errors

@@ -146,7 +146,7 @@ def make_dataset(roots: Sequence[Path | str], split: Optional[str], transform=No
     """One :class:`VOCDataset` per root (``--datasets A B``), concatenated when there are several."""
     sets = [VOCDataset(r, split, transform, target_transform, keep_difficult, class_names) for r in roots]
     if len({ds.class_names for ds in sets}) > 1:
-        raise HRankError("the datasets have different class lists: give them the same labels.txt or pass --labels")
+        raise HRankError("the datasets have different class lists: give them the same labels.txt or pass --label_file")
     return sets[0] if len(sets) == 1 else ConcatDataset(sets)
 
 
