@@ -313,8 +313,8 @@ for key in ("vgg16-ssd", "mb1-ssd"):
 # ```
 # python -m hrank_ssd train --datasets work/offline/data/VOCdevkit/VOC2007 \
 #     --validation_dataset work/offline/data/VOCdevkit/VOC2007 --net vgg16-ssd --width 0.125 \
-#     --batch_size 8 --num_epochs 16 --lr 2e-3 --optimizer adam --augment light --init lsuv --scheduler cosine \
-#     --seed 0 --checkpoint_folder work/offline/checkpoints/vgg16-ssd --resume auto
+#     --batch_size 4 --num_epochs 16 --lr 1e-3 --optimizer adam --augment light --init lsuv --scheduler cosine \
+#     --seed 0 --channels_last --checkpoint_folder work/offline/checkpoints/vgg16-ssd --resume auto
 # ```
 
 # %% [markdown]

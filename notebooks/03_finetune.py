@@ -8,10 +8,10 @@
 # learning rate) recovers most of the accuracy. The original project finetuned its pruned VGG16-SSD on VOC2012
 # for many GPU epochs; its settings and its published mAP are printed below (`hrank_ssd.course.published`).
 #
-# How small a learning rate? The offline baseline trains for minutes and has not converged: a finetune at a high
-# rate would go on training it and lift the pruned model *above* the baseline, for the wrong reason. So the offline
-# finetune starts at about the rate the baseline's schedule ended at (`finetune_lr`): it repairs what pruning
-# removed and little more, and the gap to the baseline is what the pruned filters cost.
+# How small a learning rate? Below the baseline's starting rate, so the finetune keeps what the baseline learned,
+# and high enough that a few epochs take the pruned model most of the way back (`finetune_lr`). At a tenth of it,
+# how far two offline epochs get depends on the data seed, and comparing two pruned models would compare the seeds
+# more than the pruning. The gap left to the baseline is what the pruned filters cost.
 
 # %%
 # @title Setup: get the course's code (click to show it; Colab runs it as it is)

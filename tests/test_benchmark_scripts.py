@@ -99,3 +99,23 @@ def test_offline_seeds_page_names_its_date_and_the_readme_block_does_not():
     table = pd.DataFrame([row])
     assert "measured on Some CPU (AVX2), 2 threads, torch 2.14.1, 2026-12-07 by" in seeds.render(table)
     assert "measured on Some CPU (AVX2), 2 threads, torch 2.14.1 by" in seeds.render(table, dated=False)
+
+
+def test_offline_seeds_page_names_the_pairs_that_swap_places():
+    import pandas as pd
+
+    seeds = load_benchmark("offline_seeds")
+    first = dict(zip(seeds.MODEL_KEYS, (0.8, 0.7, 0.69, 0.5, 0.3, 0.2)))
+    table = pd.DataFrame([first, first])
+    assert seeds.swaps(table) == []
+    assert seeds.order_sentence(table) == "The six models' order by mAP is the same in every seed."
+    second = dict(first, **{"vgg16-ssd-pruned": 0.66})  # the paper-rate model falls below the latency-pruned one
+    table = pd.DataFrame([first, second])
+    assert [(a, b) for a, b, _ in seeds.swaps(table)] == [("vgg16-ssd-pruned", "vgg16-ssd-lat-paper-macs")]
+    assert seeds.swaps(table)[0][2] == pytest.approx(0.03)
+    sentence = seeds.order_sentence(table)
+    assert "but for pairs that swap places: VGG16-SSD pruned (HRank) and VGG16-SSD latency-pruned (paper rate's " \
+           "MACs) (apart by at most 0.0300)." in sentence
+    tied = dict(first, **{"vgg16-ssd-pruned": 0.69})  # a tie in one seed, an order in the other: not held
+    assert [(a, b) for a, b, _ in seeds.swaps(pd.DataFrame([first, tied]))] == [
+        ("vgg16-ssd-pruned", "vgg16-ssd-lat-paper-macs")]
