@@ -63,8 +63,8 @@ def order_sentence(table: pd.DataFrame) -> str:
     pairs = swaps(table)
     if not pairs:
         return "The six models' order by mAP is the same in every seed."
-    named = "; ".join(f"{TITLES[a]} and {TITLES[b]} (apart by at most {gap:.4f})" for a, b, gap in pairs)
-    return f"The six models' order by mAP is the same in every seed but for pairs that swap places: {named}."
+    named = "; ".join(f"{TITLES[a]} and {TITLES[b]} (at most {gap:.4f} apart)" for a, b, gap in pairs)
+    return f"The six models' order by mAP is the same in every seed but for these, which swap places: {named}."
 
 
 def render(table: pd.DataFrame, dated: bool = True) -> str:

@@ -114,8 +114,8 @@ def test_offline_seeds_page_names_the_pairs_that_swap_places():
     assert [(a, b) for a, b, _ in seeds.swaps(table)] == [("vgg16-ssd-pruned", "vgg16-ssd-lat-paper-macs")]
     assert seeds.swaps(table)[0][2] == pytest.approx(0.03)
     sentence = seeds.order_sentence(table)
-    assert "but for pairs that swap places: VGG16-SSD pruned (HRank) and VGG16-SSD latency-pruned (paper rate's " \
-           "MACs) (apart by at most 0.0300)." in sentence
+    assert "but for these, which swap places: VGG16-SSD pruned (HRank) and VGG16-SSD latency-pruned (paper rate's " \
+           "MACs) (at most 0.0300 apart)." in sentence
     tied = dict(first, **{"vgg16-ssd-pruned": 0.69})  # a tie in one seed, an order in the other: not held
     assert [(a, b) for a, b, _ in seeds.swaps(pd.DataFrame([first, tied]))] == [
         ("vgg16-ssd-pruned", "vgg16-ssd-lat-paper-macs")]
