@@ -1,9 +1,8 @@
 """Inference options, each timed against the plain model, all interleaved in one run (CPU).
 
-Full-width VGG16-SSD (21 classes, 300x300, batch 1, random weights) unpruned and pruned at the paper rate: plain,
-channels_last, widths rounded to 8, BatchNorm folded, torch.compile, ONNX Runtime, int8; MobileNetV1-SSD plain vs
-BatchNorm folded. Then time and MACs by pruning group (why latency falls less than MACs), and with ``--trained``
-the int8 mAP check.
+Full-width VGG16-SSD (21 classes, 300x300, batch 1, random weights), unpruned and at the paper rate, under each
+option (inference_options.py); MobileNetV1-SSD plain vs BatchNorm folded; time and MACs by pruning group (why
+latency falls less than MACs); with ``--trained`` the int8 mAP check.
 
     python benchmarks/bench_inference_options.py [--threads 1] [--runs 15] [--trained SMALL.pth --dataset VOC] \
         [--out benchmarks/bench_inference_options.md]

@@ -16,8 +16,8 @@ def machine(threads=None) -> str:
     """``CPU (AVX-512), N threads, torch X, DATE``."""
     env, flags = environment("cpu", threads), cpu_flags()
     simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2 seen"
-    plural = "" if env["threads"] == 1 else "s"
-    return f"{env['cpu']} ({simd}), {env['threads']} thread{plural}, torch {env['torch']}, {env['date'][:10]}"
+    threads = f"{env['threads']} thread" + "s" * (env["threads"] != 1)
+    return f"{env['cpu']} ({simd}), {threads}, torch {env['torch']}, {env['date'][:10]}"
 
 
 def log(message: str) -> None:

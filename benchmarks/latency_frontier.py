@@ -136,8 +136,7 @@ def widths_text(widths) -> str:
 
 
 def frontier_rows(models: dict, table: LatencyTable, passes, base, checked) -> pd.DataFrame:
-    """One row per model: widths, MACs, predicted and measured ms (median of two passes, ``repeat_%`` apart) and,
-    with a check table, its prediction against the model's forwards among it."""
+    """A row per model: widths, MACs, predicted and measured ms (two passes' median) and the check table's figures."""
     full_macs, checks = macs(base), {c["name"]: c for c in (checked.checks if checked is not None else [])}
     measured = {n: float(np.median([p[n] for p in passes])) for n in models}
     rows = []
@@ -157,8 +156,7 @@ def frontier_rows(models: dict, table: LatencyTable, passes, base, checked) -> p
 
 
 def timed_options(args, table, base, models, notes, tmp) -> pd.DataFrame:
-    """The paper-MACs model against the unpruned one under each inference option, interleaved; an option missing
-    here is a note."""
+    """The paper-MACs model against the unpruned one under each option, interleaved (a missing option: a note)."""
     if MATCHED not in models:
         return pd.DataFrame()
     full, pruned = (m.to(memory_format=torch.contiguous_format) for m in (base, models[MATCHED][2]))
@@ -228,8 +226,7 @@ def error_targets(rows: pd.DataFrame) -> list:
 
 
 def map_target(course_results) -> dict:
-    """Target (d) from a course run's ``map.csv``: the latency-pruned model at the paper rate's MACs against the
-    paper rate, both finetuned alike by the course."""
+    """Target (d) from a course run's ``map.csv``: the latency model at the paper rate's MACs against the paper rate."""
     row = {"target": f"(d) mAP, `{COURSE_MATCHED}` minus `{COURSE_PAPER}` (course, same finetune)",
            "required": f">= -{MAP_TARGET:g}"}
     path = Path(course_results or "") / "map.csv"

@@ -1,9 +1,8 @@
 """A mutation check (mutmut) of the four modules the results rest on: evaluation, pruning, ranks, compress.
 
-mutmut runs, for every small change it makes to them, the tests that call the mutated function, in a scratch copy
-of the project (with ``lib/`` renamed ``src/``, as mutmut needs). Each survivor is explained below or counted as
-*unexplained*; the exit status is that count. ``--tests_rev REV`` also runs the mutants against that commit's
-tests (the page's "before" column).
+For every small change mutmut makes to them it runs the tests that call the mutated function, in a scratch copy
+(``lib/`` renamed ``src/``, as mutmut needs). Each survivor is explained or counted as *unexplained*, the exit
+status; ``--tests_rev REV`` also runs the mutants against that commit's tests (the page's "before" column).
 
     pip install -e .[mutation]; python benchmarks/mutmut_check.py [--tests_rev REV] [--workers 2] [--out PAGE]
 """

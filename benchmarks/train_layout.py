@@ -1,9 +1,8 @@
 """Training step time in the two memory layouts: NCHW (PyTorch's default) against channels-last (``--channels_last``).
 
-Each case trains one short epoch with ``hrank_ssd.train.trainer.train`` (the course's code path: data loading,
-loss, backward, optimizer step) in each layout, layouts alternating round by round, on synthetic VOC data. A step's
-time is the interval between two consecutive steps (the first step, with its warm-up, is never counted); each
-layout's figure is the median over all rounds.
+Each case trains one short epoch on synthetic VOC data with the course's ``train`` in each layout, alternating
+round by round. A step's time is the interval between two consecutive steps (the first, with its warm-up, is never
+counted); each layout's figure is the median over all rounds.
 
     python benchmarks/train_layout.py [--threads 2] [--rounds 3] [--quick] [--out benchmarks/train_layout.md]
 """
@@ -34,8 +33,7 @@ LAYOUTS = {"NCHW": False, "channels-last": True}
 
 
 def cases(quick: bool):
-    """(label, net, width, batch size, steps per run, pruned at the paper rate?): the offline course's three
-    trained shapes, and the full-width VGG16-SSD users train on Colab."""
+    """(label, net, width, batch, steps, paper rate?): the offline course's 3 trained shapes and full-width VGG."""
     p = get_profile("offline")
     if quick:
         return [("VGG16-SSD, course width (baseline training)", "vgg16-ssd", p.vgg_width, 2, 3, False)]

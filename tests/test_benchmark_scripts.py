@@ -105,17 +105,18 @@ def test_offline_seeds_page_names_the_pairs_that_swap_places():
     import pandas as pd
 
     seeds = load_benchmark("offline_seeds")
-    first = dict(zip(seeds.MODEL_KEYS, (0.8, 0.7, 0.69, 0.5, 0.3, 0.2)))
+    first = {**dict(zip(seeds.MODEL_KEYS, (0.8, 0.7, 0.69, 0.5, 0.3, 0.2))), seeds.BEFORE: 0.4}
+    first.update(seeds.checks(first), seed=0, machine="Some CPU (AVX2), 1 thread, torch 2.14.1, 2026-12-07")
     table = pd.DataFrame([first, first])
     assert seeds.swaps(table) == []
-    assert seeds.order_sentence(table) == "The six models' order by mAP is the same in every seed."
+    assert "The six models' order by mAP is the same in every seed.\n" in seeds.render(table)
     second = dict(first, **{"vgg16-ssd-pruned": 0.66})  # the paper-rate model falls below the latency-pruned one
     table = pd.DataFrame([first, second])
     assert [(a, b) for a, b, _ in seeds.swaps(table)] == [("vgg16-ssd-pruned", "vgg16-ssd-lat-paper-macs")]
     assert seeds.swaps(table)[0][2] == pytest.approx(0.03)
-    sentence = seeds.order_sentence(table)
-    assert "but for these, which swap places: VGG16-SSD pruned (HRank) and VGG16-SSD latency-pruned (paper rate's " \
-           "MACs) (at most 0.0300 apart)." in sentence
+    assert ("The six models' order by mAP is the same in every seed but for these, which swap places: VGG16-SSD "
+            "pruned (HRank) and VGG16-SSD latency-pruned (paper rate's MACs) (at most 0.0300 apart).\n"
+            ) in seeds.render(table)
     tied = dict(first, **{"vgg16-ssd-pruned": 0.69})  # a tie in one seed, an order in the other: not held
     assert [(a, b) for a, b, _ in seeds.swaps(pd.DataFrame([first, tied]))] == [
         ("vgg16-ssd-pruned", "vgg16-ssd-lat-paper-macs")]
