@@ -153,7 +153,7 @@ def test_the_target_says_met_or_what_misses(tiny_course):
     from hrank_ssd.course.profiles import get_profile
 
     course, _ = tiny_course
-    assert (get_profile("offline").target_mac_cut, get_profile("offline").target_map_drop) == (0.6, 0.2)
+    assert (get_profile("offline").target_mac_cut, get_profile("offline").target_map_drop) == (0.5, 0.25)
     course.profile = replace(course.profile, target_mac_cut=0.6, target_map_drop=0.06)
     assert student.target(course, _Trial(40, 0.86)) == ("met: 60.0% fewer MACs (target at least 60%), 0.0400 quick "
                                                         "mAP lost before finetuning (target at most 0.06)")
