@@ -94,12 +94,13 @@ class Watch:
             self.poll()
 
     def __enter__(self):
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        if self.path is not None:  # no status file: no thread
+        self._thread = None  # no status file: nothing to watch, no thread
+        if self.path is not None:
+            self._thread = threading.Thread(target=self._run, daemon=True)
             self._thread.start()
         return self
 
     def __exit__(self, *exc):
         self._stop.set()
-        if self._thread.is_alive():
+        if self._thread is not None:
             self._thread.join()

@@ -154,7 +154,8 @@ def _why(res: PublishedCount, df: pd.DataFrame) -> str:
         return (f"the ImageNet classifier ({MB1_CLASSES} classes, no SSD extras or heads) at {res.image_size}x"
                 f"{res.image_size}, thop 0.0.x rules (BatchNorm: 2 ops per element)")
     convs = [ln for ln in res.lines if ln.rate is not None]
-    own_macs, fc6_name = df[df["name"].isin({ln.name for ln in convs})]["MACs"].sum(), f"base_net.{vgg16_ssd.CONV_INDEXES[13]}"
+    own_macs = df[df["name"].isin({ln.name for ln in convs})]["MACs"].sum()
+    fc6_name = f"base_net.{vgg16_ssd.CONV_INDEXES[13]}"
     theirs = next(ln.their_out_size for ln in convs if ln.name == fc6_name)
     fc6 = df[df["name"] == fc6_name].iloc[0]
     return (f"only the {len(convs)} convs with a compress rate ({1 - own_macs / df['MACs'].sum():.0%} of the MACs "
