@@ -50,7 +50,7 @@ def run_seed(seed: int, work: Path, runs: Path) -> dict:
 def swaps(table: pd.DataFrame) -> list:
     """``(model, model, largest gap)`` for each pair of compared models whose order by mAP differs between seeds."""
     gaps = {(a, b): table[a] - table[b] for a, b in itertools.combinations(MODEL_KEYS, 2)}
-    return [(a, b, float(g.abs().max())) for (a, b), g in gaps.items() if g.apply(np.sign).nunique() > 1]
+    return [(a, b, float(g.abs().max())) for (a, b), g in gaps.items() if np.sign(g).nunique() > 1]
 
 
 def render(table: pd.DataFrame, dated: bool = True) -> str:
