@@ -1,5 +1,4 @@
-"""How a check runs a student's function: any error or wrong answer is one ``not yet:`` line with a conceptual hint
-(and, for an exercise, how to ask for the solution); the library's own answer, passed or called, is not the student's."""
+"""How a check runs a student's function: any error or wrong answer is one ``not yet:`` line with a hint."""
 
 from __future__ import annotations
 
@@ -46,7 +45,6 @@ def short(value, limit: int = 120) -> str:
 
 
 def _plain(value):
-    """Tensors, arrays and NumPy numbers as lists and numbers (a large one as its shape), floats to 7 digits."""
     if isinstance(value, (torch.Tensor, np.ndarray, np.generic)):
         if math.prod(value.shape) > 32:
             return f"{'tensor' if isinstance(value, torch.Tensor) else 'array'} of shape {list(value.shape)}"
@@ -76,7 +74,6 @@ def attempt(fn: Callable, *args):
 
 
 def array_of(value) -> np.ndarray:
-    """A float64 array of a tensor, an array, a list or a number."""
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu().double().numpy()
     return np.asarray(value, dtype=np.float64)
@@ -128,8 +125,8 @@ def _hint(hint: Callable[[Case, Any], Optional[str]], case: Case, got) -> Option
 def run_check(name: str, fn, cases: Sequence[Case], same: Callable[[Any, Any], bool], what: str,
               hint: Callable[[Case, Any], Optional[str]], default_hint: str, library: Sequence[Callable] = (),
               question: bool = False) -> bool:
-    """Call ``fn`` on every case; print ``correct: ... agrees with <what>`` or the first problem, a hint and how to
-    ask for the solution. ``fn`` may not be, nor call, one of ``library``; a ``question`` never shows its answer."""
+    """Call ``fn`` on every case; print ``correct:`` or the first problem and a hint. ``fn`` may not be, nor call,
+    one of ``library``; a ``question`` never shows its answer."""
     stuck = None if question else STUCK.format(name=name)
     if not callable(fn):
         return say(False, f"{name} is not a function (got {short(fn)}): run its cell above, then this one", stuck=stuck)
@@ -159,14 +156,12 @@ def run_check(name: str, fn, cases: Sequence[Case], same: Callable[[Any, Any], b
 
 def ask(name: str, fn, want, same: Callable[[Any, Any], bool], why: str,
         hint: Callable[[Any], Optional[str]], default_hint: str) -> bool:
-    """A question read from a plot: ``fn()`` returns the student's reading, ``want`` is this run's answer. A right
-    one prints the explanation (``why``); a wrong one says what is wrong, never the answer. Never raises."""
+    """A question read from a plot: a right ``fn()`` prints ``why``; a wrong one what is wrong, never the answer."""
     return run_check(name, fn, [Case((), "", want)], same, why, lambda case, got: hint(got), default_hint,
                      question=True)
 
 
 def _origin(fn):
-    """The function behind a partial, a bound method or a decorated function."""
     for _ in range(16):
         inner = fn.func if isinstance(fn, functools.partial) else (getattr(fn, "__func__", None)
                                                                    or getattr(fn, "__wrapped__", None))
@@ -194,7 +189,7 @@ def _watching(library: Sequence[Callable]):
 
 
 def solution_text(name: str) -> str:
-    """One answer to exercise ``name``: its function in the solved notebooks (notebooks/solutions), unmarked."""
+    """One answer to exercise ``name``: its function in the solved notebooks."""
     folder = repo_root() / "notebooks" / SOLUTIONS
     for path in sorted(folder.glob("[0-9][0-9]_*.ipynb")):
         for cell in json.loads(path.read_text(encoding="utf-8")).get("cells", []):

@@ -1,5 +1,4 @@
-"""The course's exercises: each ``check_*`` runs a student's function on a few cases against the library's answer
-(:func:`~hrank_ssd.course.checking.run_check`), its ``hint`` naming the mistakes it recognises; ``solution(name)``."""
+"""The exercises: each ``check_*`` runs a student's function on a few cases against the library's answer."""
 
 from __future__ import annotations
 
@@ -26,7 +25,7 @@ def solution(name: str) -> None:
 
 
 def _maps(b: int, c: int, h: int, w: int, seed: int) -> torch.Tensor:
-    """(b, c, h, w) non-negative maps of random ranks 0 ... min(h, w): products of (h, r) and (r, w) random factors."""
+    """(b, c, h, w) non-negative maps of random ranks 0 ... min(h, w)."""
     g, maps = torch.Generator().manual_seed(seed), torch.zeros(b, c, h, w)
     for i in range(b):
         for j in range(c):
@@ -80,8 +79,7 @@ class _Stream:
 
 
 def check_average_rank(fn) -> bool:
-    """Notebook 01: ``fn(batches) -> C values``, each filter's rank averaged over every image of a stream of
-    (B, C, H, W) batches (HRank's score); ``fn`` ranks with the student's ``map_ranks``."""
+    """Notebook 01: ``fn(batches) -> C values``, each filter's rank averaged over every image of the stream."""
     streams = [[_maps(3, 4, 8, 8, seed=4), _maps(3, 4, 8, 8, seed=5), _maps(1, 4, 8, 8, seed=6)],
                [_maps(2, 5, 6, 6, seed=7)], [_maps(2, 4, 5, 7, seed=8), _maps(1, 4, 5, 7, seed=9)]]
     streams[1][0][:, 0] = 0.0  # a dead filter: rank 0 on every image
@@ -112,9 +110,8 @@ def check_average_rank(fn) -> bool:
 
 
 def compare_rank_file(fn, batches, library_file, name: str) -> Tuple[np.ndarray, str]:
-    """Notebook 01: (the ranks to use, whose): the student's ``fn`` (``average_rank``) over ``batches`` (one layer's
-    maps) where every filter is within half of 1/images of the library's rank file (one map's rank off by one moves a
-    mean by 1/images, float rounding far less), else the library's file and one line why."""
+    """Notebook 01: (ranks, whose): the student's ``fn`` over ``batches`` where every filter is within half of
+    1/images of the library's rank file (one map's rank off by one moves it 1/images), else the library's."""
     library, stream, file = np.load(library_file), _Stream(batches), Path(library_file).name
     yours, why = attempt(lambda: array_of(fn(stream)).astype(np.float32))
     tol = 0.5 / max(1, stream.images)
@@ -135,7 +132,6 @@ def compare_rank_file(fn, batches, library_file, name: str) -> Tuple[np.ndarray,
 
 
 def _indices(value) -> Optional[list]:
-    """``value`` as a sorted list of ints when it is a sequence of integral numbers; None otherwise."""
     arr = array_of(value).ravel()
     if arr.size and not (np.isfinite(arr).all() and (arr == np.round(arr)).all()):
         return None
@@ -143,8 +139,7 @@ def _indices(value) -> Optional[list]:
 
 
 def check_top_filters(fn) -> bool:
-    """Notebook 02: ``fn(scores, keep) -> indices`` of the highest scores, against ``select_filters``: among equal
-    scores the higher index is kept (a stable sort, cut from the low end)."""
+    """Notebook 02: ``fn(scores, keep) -> indices`` of the highest scores (ties: the higher index kept)."""
     rng = np.random.default_rng(0)
     inputs = [(np.array([0.5, 3.0, 1.0, 2.5, 0.1]), 2), (rng.permutation(16).astype(np.float64) * 0.7 + 0.3, 10),
               (np.array([2.0, 1.0, 3.0]), 3), (np.array([4.0, 9.0, 1.0, 7.0]), 1),

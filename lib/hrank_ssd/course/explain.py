@@ -1,5 +1,4 @@
-"""Sentences on a run's surprising numbers (a pruned model no faster or better than its parent, a large mAP drop,
-predicted vs measured latency, full size vs the course's width), written from its results files."""
+"""Sentences on a run's surprising numbers, written from its results files."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
-"""What pruning forgets (the question of Hooker et al., 2019): a pruned model's AP per class and per object size
-against its unpruned parent, and objects the parent finds that it misses, all read from the detection files the
-evaluation kept (``run_dir/eval/<model>``); and a student's AP function fed the same precision/recall curves."""
+"""What pruning forgets (Hooker et al., 2019): AP per class and object size against the unpruned parent, and the
+objects the parent finds that the pruned model misses, read from the evaluation's detection files."""
 
 from __future__ import annotations
 
@@ -9,6 +8,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 import pandas as pd
 
+from hrank_ssd.course.checking import attempt
 from hrank_ssd.course.models import BY_KEY
 from hrank_ssd.course.report_tables import YOURS, title
 from hrank_ssd.measure import evaluation as ev
@@ -57,8 +57,7 @@ def size_bounds(dataset) -> Tuple[float, float]:
 
 
 def ap_by_size(dataset, eval_dirs: Dict[str, object], bounds: Tuple[float, float]) -> pd.DataFrame:
-    """mAP of each model on each size's objects, VOC's matching (IoU > 0.5, difficult ignored); objects of the
-    other sizes are ignored as difficult ones are, and so are unmatched detections of another size (as COCO)."""
+    """mAP of each model on each size's objects; other sizes are ignored as difficult ones are (as COCO)."""
     _, gts, difficult = ev.group_annotations(dataset)
     rows = []
     for key, folder in eval_dirs.items():
@@ -106,8 +105,8 @@ def _found(ann, dets, score: float) -> Dict[tuple, tuple]:
 
 
 def forgotten(dataset, parent_dir, pruned_dir, n: int = 4, score: float = SCORE) -> pd.DataFrame:
-    """Up to ``n`` images where the parent finds an object (at ``score``) that the pruned model misses, surest first:
-    image, class, the object's box, the parent's score and box, the pruned model's detections there (at ``score``)."""
+    """Up to ``n`` images where the parent finds an object (at ``score``) that the pruned model misses, surest
+    first, with the parent's score and box and the pruned model's detections there."""
     ann, names = ev.group_annotations(dataset), dataset.class_names
     pruned = ev.read_detections(pruned_dir, names)
     theirs, ours = _found(ann, ev.read_detections(parent_dir, names), score), _found(ann, pruned, score)
@@ -123,8 +122,7 @@ def forgotten(dataset, parent_dir, pruned_dir, n: int = 4, score: float = SCORE)
 
 
 def class_curves(dataset, det_dir) -> Dict[str, tuple]:
-    """Per class with objects: ``(objects, precision, recall)`` lists of its ranked detections (where the
-    precision is defined: a first detection on a difficult object has none)."""
+    """Per class with objects: ``(objects, precision, recall)`` of its ranked detections (where defined)."""
     npos, gts, difficult = ev.group_annotations(dataset)
     out = {}
     for c, (ids, scores, boxes) in ev.read_detections(det_dir, dataset.class_names).items():
@@ -137,15 +135,12 @@ def class_curves(dataset, det_dir) -> Dict[str, tuple]:
 
 
 def student_ap_table(fn, curves: Dict[str, tuple], library: pd.DataFrame) -> pd.DataFrame:
-    """Per class: ``fn(precision, recall)`` beside the library's AP (``library``: the model's per-class table), and
-    one line: whether they agree (:func:`agreement`), or that a blank or failing ``fn`` left the library's AP."""
+    """Per class: ``fn(precision, recall)`` beside the library's AP (``library``: the per-class table), and one
+    line: whether they agree (:func:`agreement`), or why the library's AP stands in."""
     lib = {name: float(ap) for name, ap in zip(library["class"], library["ap"])}
-    try:
-        yours = {name: float(fn(list(p), list(r))) for name, (_, p, r) in curves.items()}
-    except Exception as e:  # the student's code: one line, and the notebook goes on
-        why = "is still blank" if isinstance(e, NotImplementedError) else f"raised {type(e).__name__}: {e}"[:160]
+    yours, why = attempt(lambda: {name: float(fn(list(p), list(r))) for name, (_, p, r) in curves.items()})
+    if why:
         print(f"your voc07_ap {why}; this table uses the library's AP (evaluation.compute_ap)")
-        yours = None
     table = pd.DataFrame([{"class": name, "objects": n, "AP (yours)": (yours or lib)[name], "AP (library)": lib[name]}
                           for name, (n, _, _) in curves.items()])
     table["difference"] = table["AP (yours)"] - table["AP (library)"]
@@ -155,8 +150,8 @@ def student_ap_table(fn, curves: Dict[str, tuple], library: pd.DataFrame) -> pd.
 
 
 def agreement(table: pd.DataFrame, curves: Dict[str, tuple]) -> str:
-    """Whether the two AP columns agree within :data:`AGREE`; where not, a recall exactly on 0.3, 0.6 or 0.7, which
-    ``np.arange(0, 1.1, 0.1)`` (the library's recall points) writes a little above i / 10."""
+    """Whether the AP columns agree within :data:`AGREE`; where not, a recall exactly on a point the library's
+    ``np.arange(0, 1.1, 0.1)`` writes a little above i / 10."""
     off = table.loc[~(table["difference"].abs() <= AGREE), "class"]
     if not len(off):
         return f"your AP equals the library's in all {len(table)} classes (within {AGREE:g})"

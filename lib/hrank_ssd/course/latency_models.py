@@ -1,6 +1,5 @@
-"""The comparison's latency-pruned VGG16-SSDs (``vgg16-ssd-lat-paper-macs``: the fastest widths within the paper
-rate's MACs; ``vgg16-ssd-lat-small``: widths under ``latency_budget``) and the latency table they are chosen on:
-this machine's, ``latency/vgg16-ssd-<key>.json``, or once chosen the one their sidecars name."""
+"""The latency-pruned VGG16-SSDs (the fastest widths within the paper rate's MACs; widths under ``latency_budget``)
+and the latency table they are chosen on: this machine's, or once chosen the one their sidecars name."""
 
 from __future__ import annotations
 
@@ -49,8 +48,7 @@ def chosen_table_path(course) -> Optional[Path]:
 
 
 def latency_table(course) -> LatencyTable:
-    """The table that chose the latency-pruned widths, else this machine's (measured once), its file
-    ``course.table_file``; also ``results/latency_table.json``."""
+    """The table that chose the latency-pruned widths, else this machine's; its file ``course.table_file``."""
     if course.table is None:
         chosen = chosen_table_path(course)
         course.table = _chosen_table(chosen) if chosen else None

@@ -1,5 +1,4 @@
-"""Notebook 05's exercise ``count_macs(model, image_size)`` (forward hooks), checked against ``flops.count_exact`` with a
-hint for each usual mistake; :func:`your_counts` puts the student's counter to work on the course's detectors."""
+"""Notebook 05's exercise ``count_macs(model, image_size)``: its check, hints and :func:`your_counts`."""
 
 from __future__ import annotations
 
@@ -107,8 +106,7 @@ def check_count_macs(fn) -> bool:
 
 
 def your_counts(fn, table: pd.DataFrame, num_classes: int = 21, image_size: int = 300) -> pd.DataFrame:
-    """``table`` (``published_flops.flops_table``) as counted by ``fn`` where it agrees with the library on every row;
-    else the table's own numbers, and one line why."""
+    """``table`` (``flops_table``) as counted by ``fn`` where it agrees on every row; else the library's, and why."""
     by = "count_macs"
     for row in table.itertuples():
         model = flops.build_for_counting(row.net, num_classes, compress_rate=parse_compress_rate(row.compress_rate),

@@ -1,5 +1,4 @@
-"""The course's verbs that make models (``prune``, ``finetune``, ``model``, the student's choice), each saved once
-under ``work/<profile>/models/`` by a readable name (docs/architecture.md)."""
+"""The verbs that make models, each saved once under ``work/<profile>/models/`` by a readable name."""
 
 from __future__ import annotations
 

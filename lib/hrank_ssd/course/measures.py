@@ -1,5 +1,4 @@
-"""The course's measurements of the compared models and its lessons beside the main pipeline (notebooks 01-03);
-each writes its results files and returns the table."""
+"""The course's measurements and lessons: each writes its results files and returns the table."""
 
 from __future__ import annotations
 
@@ -36,8 +35,7 @@ SHARED_VIDEO = ("..", "shared", "data", "video", "vtest.mp4")  # relative to the
 
 
 def yours(course) -> dict:
-    """The student's model in the comparison (``results/yours.json``): its rate and, when it is finetuned and not
-    the compared paper-rate model itself, its key (``model``); ``same_as`` names that model when it is."""
+    """``yours.json``: the student's rate, and its key (``model``) or the paper-rate model it equals (``same_as``)."""
     (rates, source), path = course.chosen_compress_rate(), course.your_model()
     same = path is not None and path.resolve() == Path(course.model(PAPER)).resolve()
     return {"compress_rate": format_compress_rate(rates), "source": source, "file": path.name if path else None,
@@ -53,8 +51,7 @@ def compared(course, keys=MODEL_KEYS) -> Tuple[Dict[str, Path], dict]:
 
 
 def evaluate(course, keys=MODEL_KEYS) -> Tuple[pd.DataFrame, pd.DataFrame]:
-    """mAP and per-class AP of each model (:func:`compared`): (summary, per-class long table), ``map.csv`` and
-    ``per_class_ap.csv``; the detections stay in ``run_dir/eval/<key>``; where yours is, ``yours.json``."""
+    """``map.csv`` and ``per_class_ap.csv`` of each :func:`compared` model (detections in ``run_dir/eval/<key>``)."""
     (paths, mine), ds, summary, per_class = compared(course, keys), course.test_dataset(), [], []
     for key, path in paths.items():
         model, epochs = load_model(path), course.model_epochs(key)

@@ -49,8 +49,7 @@ def own_epochs(profile) -> int:
 
 
 def fair_epochs(profile) -> float:
-    """The paper-rate model's finetune, which makes an offline comparison fair; NaN on VOC, where the published
-    finetune is the yardstick (``report_tables.finetune_note``)."""
+    """The paper-rate model's finetune, the offline yardstick; NaN on VOC, where the published one is."""
     return float(profile.finetune_epochs) if profile.synthetic else float("nan")
 
 

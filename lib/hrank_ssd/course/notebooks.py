@@ -1,5 +1,4 @@
-"""A whole course run: the notebooks executed with papermill (solved copies; every check cell must say
-``correct``), or the same ``Course`` calls without them, then the report."""
+"""A whole course run: the solved notebooks executed with papermill, or their ``Course`` calls, then the report."""
 
 from __future__ import annotations
 
@@ -89,8 +88,7 @@ def _papermill():
 
 def execute_one(path: Path, out_dir: Path, params: dict, cwd=None, kernel_name: str = "python3",
                 progress: bool = False, log=print, shared=None, cell_timeout: float | None = None) -> Path:
-    """Execute one notebook into ``out_dir`` with papermill ``params``; a failure is one :class:`HRankError` line.
-    ``shared``: one kernel for all (``km`` and ``input_copy(path)``, as tests/support/shared_kernel.py has)."""
+    """Execute one notebook into ``out_dir``; a failure is one line. ``shared``: one kernel for all (``km``)."""
     pm, out = _papermill(), out_dir / path.name
     source, extra = (shared.input_copy(path), {"km": shared.km}) if shared else (path, {})
     try:  # the kernel's own warnings (e.g. "running over TCP without encryption") stay out of the terminal

@@ -1,5 +1,4 @@
-"""The report's own plots; our models (:func:`plot_frontier`) and the published figures (:func:`plot_published`)
-never share an axis."""
+"""The report's own plots; our models and the published figures never share an axis."""
 
 from __future__ import annotations
 
@@ -36,8 +35,7 @@ def plot_ap_change(change: pd.DataFrame):
 
 
 def plot_gallery(images, gallery: pd.DataFrame, parent: str, pruned: str):
-    """Each row of :func:`forgetting.forgotten` on its image: the object (green), the parent's hit (blue, dashed,
-    its score under it), the pruned model's detections at the operating point (red, dotted)."""
+    """Each row of :func:`forgetting.forgotten` on its image: the object, the parent's hit, the pruned model's."""
     from matplotlib.patches import Rectangle
 
     fig, axes = pyplot().subplots(1, len(gallery), figsize=(3.3 * len(gallery), 3.8), squeeze=False)

@@ -1,5 +1,4 @@
-"""The course's profiles: ``offline`` (synthetic, local default), ``full`` (real VOC, the published weights),
-``tiny`` (for tests) and ``full-rehearsal`` (``full`` at CPU sizes, for ``tools/rehearse.py``)."""
+"""The profiles: ``offline`` (synthetic), ``full`` (VOC), ``tiny`` (tests), ``full-rehearsal`` (``full``, CPU sizes)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The original project's published results (VOC2007 test APs, T4 predict times, their finetune), read from their
-one copy, ``published.json``; every table that shows them labels them as theirs."""
+"""The original project's published results, read from their one copy, ``published.json``."""
 
 from __future__ import annotations
 

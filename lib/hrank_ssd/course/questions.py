@@ -1,5 +1,4 @@
-"""Questions read from a plot: the answer is computed from this run's numbers; a right reading prints why, a wrong
-one what is wrong, never the answer (:func:`hrank_ssd.course.checking.ask`)."""
+"""Questions read from a plot, answered from this run's numbers (:func:`hrank_ssd.course.checking.ask`)."""
 
 from __future__ import annotations
 

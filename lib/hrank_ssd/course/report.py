@@ -1,5 +1,4 @@
-"""The course report: a run's results files turned into report.md, report.html and the README's generated blocks.
-Every number is read or computed from those files except the original project's published figures, labelled theirs."""
+"""The course report: a run's results files turned into report.md, report.html and the README's blocks."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The report's tables, computed from a run's results files; the original project's published figures are
-read from their one copy (:mod:`hrank_ssd.course.published`, ``measure.published_flops``), labelled as theirs."""
+"""The report's tables, from a run's results files; the original project's published figures labelled as theirs."""
 
 from __future__ import annotations
 
@@ -18,7 +17,6 @@ from hrank_ssd.nets.registry import num_prunable
 # flops.csv's rows (flops_table's default rows) -> model keys
 FLOPS_LABELS = {label: net + ("-pruned" if rate else "") for label, net, rate in DEFAULT_ROWS}
 
-# The original HRank-SSD project's published mAP and T4 predict time (read from published.json, never computed).
 PUBLISHED_MAP = published_map()
 PUBLISHED_PREDICT_MS = published_predict_ms()
 PUBLISHED_LABEL = "published by the original HRank-SSD project (theirs, VOC2007 test)"
@@ -53,7 +51,6 @@ def label(key: str) -> str:
 
 
 def flops_by_key(flops: Optional[pd.DataFrame]) -> Dict[str, dict]:
-    """``flops.csv``'s rows by model key."""
     rows = [] if flops is None else flops.to_dict("records")
     return {FLOPS_LABELS[r["model"]]: r for r in rows if r["model"] in FLOPS_LABELS}
 
@@ -67,12 +64,10 @@ def machine_line(machine: Optional[dict]) -> str:
 
 
 def rows_by_model(frame: Optional[pd.DataFrame]) -> Dict[str, pd.Series]:
-    """A results table's rows by their ``model`` key (empty without the table)."""
     return {} if frame is None else {r["model"]: r for _, r in frame.iterrows()}
 
 
 def _comparison_row(key: str, m: Optional[pd.Series], b: Optional[pd.Series], f: Optional[dict]) -> dict:
-    """One model's row of :func:`comparison_table` from its rows of map.csv, bench.csv and flops.csv."""
     row = {"model": title(key)}
     if m is not None:
         row["mAP (ours)"] = float(m["mAP"])
@@ -134,8 +129,7 @@ def frontier_table(res: Dict[str, object]) -> pd.DataFrame:
 
 
 def short_finetune(epochs, fair=math.nan) -> Optional[float]:
-    """The finetune (epochs) that one of ``epochs`` falls short of, None when it does not: ``fair`` (offline, the
-    paper-rate model's: not a fair comparison), else the published one when under :data:`SHORT_FINETUNE` of it."""
+    """The epochs ``epochs`` falls short of: ``fair`` (offline), else :data:`SHORT_FINETUNE` of the published."""
     epochs, fair = float(epochs), float(fair)
     if not epochs > 0:  # not finetuned, or not recorded
         return None
@@ -211,7 +205,6 @@ def per_model_summary(per_class: pd.DataFrame) -> pd.DataFrame:
 
 
 def _with_mean(table: pd.DataFrame) -> pd.DataFrame:
-    """``table`` with its column means as the last row (``mAP (mean)``) and its class index as a column."""
     out = pd.concat([table, table.mean(numeric_only=True).to_frame("mAP (mean)").T])
     out.index.name = "class"
     return out.reset_index()

@@ -1,5 +1,4 @@
-"""Where course runs live (the checkout, ``runs/<timestamp>/``, ``runs/latest``) and their results files:
-:data:`RESULTS` says what writes each; the report reads them back (:func:`load_results`)."""
+"""Where course runs live (``runs/<timestamp>/``, ``runs/latest``) and their results files (:data:`RESULTS`)."""
 
 from __future__ import annotations
 
@@ -29,8 +28,7 @@ TOTAL_TIME = "course, all steps"  # timings.json's entry for a whole `course` ru
 
 
 class Producer(NamedTuple):
-    """What writes a results file: the ``Course`` call, its notebooks and its ``--steps`` name ("all": every one;
-    None: a lesson's file, which the report does not read)."""
+    """What writes a results file: the call, its notebooks, its ``--steps`` name (None: the report skips it)."""
 
     call: str
     notebooks: Tuple[str, ...]

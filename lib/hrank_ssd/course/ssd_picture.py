@@ -1,5 +1,4 @@
-"""What an SSD is, as a table and a picture: the source feature maps, their priors (default boxes), and what the
-headers predict for each prior (class scores and box offsets)."""
+"""What an SSD is, as a table and a picture: the source maps, their priors and what the headers predict."""
 
 from __future__ import annotations
 

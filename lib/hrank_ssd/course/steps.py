@@ -1,5 +1,4 @@
-"""The course in one object, ``Course(profile, run_dir, work_dir)``: the workspace (data, baselines, ranks,
-training) and the verbs notebooks call, each writing its files and reusing what an earlier run made."""
+"""``Course(profile, run_dir, work_dir)``: the workspace (data, baselines, ranks) and the notebooks' verbs."""
 
 from __future__ import annotations
 
@@ -29,8 +28,7 @@ from hrank_ssd.train.trainer import train as run_training
 
 
 class Course:
-    """Paths, data, trained baselines and ranks of one course run, and the course's verbs (:data:`VERBS`);
-    ``data_dir`` (default ``work_dir``) holds ``<profile>/data``; ``device`` None: cuda when visible."""
+    """One course run and its verbs (:data:`VERBS`); ``data_dir`` (default ``work_dir``) holds ``<profile>/data``."""
 
     def __init__(self, profile="offline", run_dir=f"runs/{LATEST_LINK}", work_dir="work", device=None,
                  progress=True, data_dir=None):
@@ -52,20 +50,20 @@ class Course:
         return self.work / "models" / f"{key}.pth"
 
     def result(self, name: str) -> Path:
-        """``run_dir/results/<name>`` for a results file of :data:`hrank_ssd.course.results.RESULTS`."""
+        """``run_dir/results/<name>``."""
         return results_files.results_file(self.results, name)
 
     def save_json(self, name: str, obj) -> Path:
-        """Write the results file ``name`` (JSON) of this run."""
+        """Write the results file ``name`` (JSON)."""
         return results_files.write_json(self.results, name, obj)
 
     def save_csv(self, name: str, table: pd.DataFrame) -> pd.DataFrame:
-        """Write the results file ``name`` (CSV, without the index) of this run; returns ``table``."""
+        """Write the results file ``name`` (no index); returns ``table``."""
         table.to_csv(self.result(name), index=False)
         return table
 
     def load_json(self, name: str):
-        """The results file ``name`` of this run, parsed (None when absent)."""
+        """The results file ``name``, parsed (None when absent)."""
         return results_files.read_result(self.results, name)
 
     def downloaded(self, name: str) -> bool:
@@ -100,7 +98,6 @@ class Course:
 
     @contextmanager
     def timed(self, step: str):
-        """Time the block into ``results/timings.json`` under ``step``."""
         start = time.perf_counter()
         yield
         results_files.add_timing(self.results, step, time.perf_counter() - start)
@@ -121,7 +118,7 @@ class Course:
         return self.dataset_root() if self.profile.synthetic else self._voc("2007-test", "VOC2007-test")
 
     def _voc(self, voc_set: str, folder: str) -> Path:
-        """``<data>/VOCdevkit/<folder>``, with ``voc_set`` (VOC2007 trainval or test) downloaded once per kernel."""
+        """``<data>/VOCdevkit/<folder>``, ``voc_set`` downloaded once per kernel."""
         if voc_set not in self._voc_sets:
             with self.timed(f"dataset {voc_set}"):
                 voc_download.download_voc(self.data, sets=(voc_set,), keep_tars=False, progress=self.progress)
@@ -160,7 +157,7 @@ class Course:
         return VOCDataset(self.dataset_root(), split="trainval", transform=transform, class_names=self.class_names())
 
     def train_config(self, net: str, epochs: int, lr: float, width: float, folder: Path, **extra) -> TrainConfig:
-        """How the course trains ``net`` on the profile's data; ``extra``: more ``TrainConfig`` fields."""
+        """How the course trains ``net``; ``extra``: more ``TrainConfig`` fields."""
         p = self.profile
         fields = dict(datasets=[str(self.dataset_root())], validation_dataset=str(self.test_root()),
                       label_file=str(self.label_file()), net=net, batch_size=p.batch_size, num_epochs=epochs, lr=lr,

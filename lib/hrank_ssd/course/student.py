@@ -1,5 +1,4 @@
-"""Notebook 02's student functions: the checks of their surgery, scan and rate's target, then the same functions as the
-pipeline (kept filters, pruned model, scan table: the library's, with one line why, where theirs fails or differs)."""
+"""Notebook 02's student functions: their checks, then the pipeline built from them where they agree."""
 
 from __future__ import annotations
 
@@ -26,8 +25,7 @@ BLOCK_IN, BLOCK_MID, BLOCK_OUT = 3, 8, 10  # conv (3 -> 8 filters), its BatchNor
 
 
 def surgery_by(model: SSD, kept: Dict[str, List[int]], prune_pair: Callable) -> Dict[str, torch.Tensor]:
-    """The state of ``model`` pruned to ``kept``: backbone convs and BatchNorms cut by ``prune_pair`` (on copies), the
-    heads that read a pruned layer by the library (:func:`~hrank_ssd.hrank.pruning.apply_kept`)."""
+    """``model``'s state pruned to ``kept``: convs and BatchNorms by ``prune_pair``, the heads by the library."""
     net = get_net(model.cfg.name)
     names, work = layer_names(net.name), copy.deepcopy(model)
     convs = [work.get_submodule(net.producer_key(i)) for i in range(len(names) + 1)]
@@ -43,7 +41,6 @@ def surgery_by(model: SSD, kept: Dict[str, List[int]], prune_pair: Callable) -> 
 
 
 def _state_difference(yours: Dict[str, torch.Tensor], library: Dict[str, torch.Tensor]) -> Optional[str]:
-    """How the student's pruned state first differs from the library's (None: every tensor equal)."""
     for key, want in library.items():
         if yours[key].shape != want.shape:
             return f"made {key} of shape {list(yours[key].shape)}; the pruned model needs {list(want.shape)}"
@@ -59,7 +56,7 @@ def _kept_difference(yours: Dict[str, List[int]], library: Dict[str, List[int]])
 
 @dataclass
 class YourPruning:
-    """What :func:`prune_yours` made: the pruned file, what of it the student's functions made, and why not the rest."""
+    """What :func:`prune_yours` made: the file, what of it the student's functions made, and why not the rest."""
 
     compress_rate: str
     path: Path
@@ -81,8 +78,7 @@ class YourPruning:
 
 
 def prune_yours(course, rate, top_filters: Callable, prune_pair: Callable) -> YourPruning:
-    """The baseline pruned at ``rate`` by the student's ``top_filters`` and ``prune_pair`` where they agree with the
-    library, saved as ``models/vgg16-ssd-pruned-<rate>-yours.pth`` and recorded as notebook 03's choice."""
+    """The baseline pruned at ``rate`` by the student's functions where they agree with the library; the choice."""
     rates, rank_dir = rates_of(course, rate), course.rank_dir()
     base = load_model(course.baseline("vgg16-ssd"))
     made = YourPruning(format_compress_rate(rates), course.path(f"vgg16-ssd-pruned-{rate_name(rates)}-yours"))
@@ -98,8 +94,7 @@ def prune_yours(course, rate, top_filters: Callable, prune_pair: Callable) -> Yo
 
 
 def scan_sensitivity(course, scan: Optional[Callable] = None) -> pd.DataFrame:
-    """The sensitivity table (results/sensitivity.csv) from ``scan(layers, rates, prune_one, evaluate)``, the
-    student's loop, over the profile's layers and rates; without a scan, or when it fails, the library's."""
+    """``sensitivity.csv`` by the student's ``scan(layers, rates, prune_one, evaluate)``; the library's if it fails."""
     table, why = attempt(course.sensitivity, scan) if scan else (None, None)
     if why:
         print(f"your scan {why}; the library's is used")
@@ -121,8 +116,7 @@ def target(course, trial) -> str:
 
 
 def check_target(course, fn) -> Optional[List[float]]:
-    """Notebook 02: ``fn()`` returns the student's rate (one per VGG stage as a dict, or per layer); it is tried
-    (``course.try_compress_rate``) and the verdict printed. Returns the per-layer rate, or None when it did not run."""
+    """Notebook 02: ``fn()``'s rate (per stage or per layer) tried and judged; the per-layer rate, or None."""
     def tried():
         chosen = fn()
         rates = get_net("vgg16-ssd").stage_rates(chosen) if isinstance(chosen, dict) else rates_of(course, chosen)
@@ -140,7 +134,7 @@ def check_target(course, fn) -> Optional[List[float]]:
 
 
 def _block(seed: int):
-    """A conv, its BatchNorm (trained-looking statistics, eval mode) and the next conv, with an input batch."""
+    """A conv, its BatchNorm (trained-looking, eval mode) and the next conv, with an input batch."""
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     conv, bn, nxt = nn.Conv2d(BLOCK_IN, BLOCK_MID, 3, padding=1), nn.BatchNorm2d(BLOCK_MID), \
@@ -161,8 +155,7 @@ def _forward(conv, bn, nxt, x, mask=None) -> torch.Tensor:
 
 
 def check_prune_pair(fn) -> bool:
-    """Notebook 02: ``fn(conv, bn, next_conv, keep) -> (conv, bn, next_conv)``, the layers cut to the filters
-    ``keep``; the pruned block must compute what the original computes with the other filters zeroed."""
+    """Notebook 02: ``fn(conv, bn, next_conv, keep)`` must compute the original with the other filters zeroed."""
     cases = []
     for seed, keep, with_bn in ((0, [0, 2, 3, 7], True), (1, [1, 4, 5], False), (2, [6], True)):
         conv, bn, nxt, x = _block(seed)
@@ -210,8 +203,7 @@ def _table(rows) -> pd.DataFrame:
 
 
 def check_sensitivity_scan(fn) -> bool:
-    """Notebook 02: ``fn(layers, rates, prune_one, evaluate)`` -> rows (layer, rate, map), one per layer and rate,
-    run here with a stand-in ``prune_one`` and ``evaluate`` whose mAP is a known formula of (layer, rate)."""
+    """Notebook 02: ``fn(layers, rates, prune_one, evaluate)`` -> rows (layer, rate, map), on stand-in models."""
     def prune_one(layer, rate):
         return ("pruned", int(layer), float(rate))
 

@@ -1,5 +1,4 @@
-"""Video in, annotated video out (pytorch-ssd's ``run_ssd_video_demo.py``), plus a synthetic demo clip; the output
-keeps the input's frame rate and frame count and appears only when every frame is written."""
+"""Video in, annotated video out (pytorch-ssd's ``run_ssd_video_demo.py``), plus a synthetic demo clip."""
 
 from __future__ import annotations
 
@@ -102,8 +101,7 @@ def open_video(in_path: PathLike):
 
 @contextlib.contextmanager
 def _atomic_video_writer(out_path: PathLike, fps: float, size: Tuple[int, int]):
-    """Yield ``write(frame)`` into a temp file beside ``out_path``: renamed to it when the block ends cleanly,
-    else deleted."""
+    """Yield ``write(frame)`` into a temp file, renamed to ``out_path`` when the block ends cleanly."""
     out_path = Path(out_path)
     if out_path.suffix.lower() not in VIDEO_SUFFIXES:
         raise HRankError(f"output {out_path} needs a video suffix ({', '.join(VIDEO_SUFFIXES)}); e.g. "
@@ -188,8 +186,7 @@ def sample_frames(out_path: PathLike, n: int = 3) -> List[np.ndarray]:
 
 def make_synthetic_video(out_path: PathLike, dataset_root: PathLike, seconds: float = 3, fps: float = 10,
                          size: Tuple[int, int] = (480, 360)) -> Path:
-    """A deterministic clip panning a ``size`` window across the images of the VOC folder ``dataset_root``
-    (its test split when it has one), half the frame height per second."""
+    """A clip panning a ``size`` window across the images of the VOC folder ``dataset_root``."""
     n_frames, (w, h) = int(round(seconds * fps)), size
     if n_frames < 1:
         raise HRankError(f"seconds * fps must give at least one frame (seconds={seconds}, fps={fps})")

@@ -42,8 +42,7 @@ def _one_frame(predictor, frame, class_names, writer, threshold: float, top_k: i
 
 def frame_stage_times(predictor, class_names: Sequence[str], clip, frames: int = 20, warmup: int = 2,
                       threshold: float = 0.4, top_k: int = 10) -> pd.DataFrame:
-    """Median ms per frame of every stage of the video demo (:data:`STAGES`) over ``frames`` frames of ``clip``
-    after ``warmup`` frames."""
+    """Median ms per frame of every stage of the video demo (:data:`STAGES`) over ``frames`` frames of ``clip``."""
     cap, fps, _, frame = open_video(clip)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
