@@ -8,7 +8,7 @@ from typing import Dict, List, Optional
 import pandas as pd
 
 from hrank_ssd.course import forgetting
-from hrank_ssd.course.models import BY_KEY
+from hrank_ssd.course.models import BY_KEY, PAPER
 from hrank_ssd.course.report_tables import PUBLISHED_PREDICT_MS, rows_by_model, short_finetune, title
 from hrank_ssd.nets.registry import get_net
 
@@ -16,7 +16,6 @@ from hrank_ssd.nets.registry import get_net
 NO_FASTER = 1.05  # a pruned model under this speed-up over its parent is "no faster"
 LARGE_DROP = 0.05  # an mAP drop over this, against the parent, is large
 OFF_BY = 10  # a prediction or a second timing more than this many percent from the measured one is worth a word
-PAPER = "vgg16-ssd-pruned"  # the model pruned at the paper rate: the one the original project timed
 
 
 def _percent_off(ratio: float) -> int:

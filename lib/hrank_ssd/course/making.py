@@ -11,7 +11,7 @@ from typing import List, Optional, Tuple
 import pandas as pd
 
 from hrank_ssd.course.latency_models import latency_pruned
-from hrank_ssd.course.models import BY_KEY, finetune_epochs, own_epochs, rate_name
+from hrank_ssd.course.models import BY_KEY, PAPER, finetune_epochs, own_epochs, rate_name
 from hrank_ssd.errors import HRankError
 from hrank_ssd.hrank.pruning import prune_model, save_pruned
 from hrank_ssd.io.files import atomic_write_text
@@ -22,7 +22,6 @@ from hrank_ssd.nets.models import count_parameters, layer_names, load_model
 from hrank_ssd.nets.registry import num_prunable
 
 CHOICE_FILE = "choice.json"
-PAPER = "vgg16-ssd-pruned"  # the compared model at the paper rate
 
 
 def rates_of(course, rate=None, net: str = "vgg16-ssd") -> List[float]:

@@ -10,8 +10,8 @@ from typing import Callable, Dict, Optional, Tuple
 import pandas as pd
 
 from hrank_ssd.course import video as video_demo
-from hrank_ssd.course.making import PAPER, rates_of
-from hrank_ssd.course.models import MODEL_KEYS, fair_epochs
+from hrank_ssd.course.making import rates_of
+from hrank_ssd.course.models import MODEL_KEYS, PAPER, fair_epochs
 from hrank_ssd.course.report_tables import finetune_note, title, your_key
 from hrank_ssd.course.results import repo_root
 from hrank_ssd.errors import HRankError
@@ -148,7 +148,7 @@ def video(course, clip=None) -> dict:
     if clip is None:
         source = "synthetic clip"
         clip = video_demo.make_synthetic_video(out_dir / "synthetic.mp4", course.test_root(), seconds=2, fps=10)
-    predictor = Predictor(load_model(course.model("vgg16-ssd-pruned")), course.device)
+    predictor = Predictor(load_model(course.model(PAPER)), course.device)
     info = video_demo.process_video(predictor, course.class_names(), clip, out_dir / "demo_pruned.mp4",
                                     max_frames=course.profile.video_max_frames, progress=course.progress)
     info = {"input": str(clip), "source": source, **info}

@@ -22,10 +22,11 @@ class CompareModel:
     epochs: Optional[str] = None
 
 
+PAPER = "vgg16-ssd-pruned"  # pruned at the paper rate: the model the original project published and timed
 PAPER_MACS, SMALL, MB1_PRUNED = "vgg16-ssd-lat-paper-macs", "vgg16-ssd-lat-small", "mb1-ssd-pruned"
 MODELS = (
     CompareModel("vgg16-ssd", "VGG16-SSD", "VGG", "vgg16-ssd", "trained"),
-    CompareModel("vgg16-ssd-pruned", "VGG16-SSD pruned (HRank)", "VGG paper rate", "vgg16-ssd", "rate",
+    CompareModel(PAPER, "VGG16-SSD pruned (HRank)", "VGG paper rate", "vgg16-ssd", "rate",
                  "compress_rate", "finetune_epochs"),
     CompareModel(PAPER_MACS, "VGG16-SSD latency-pruned (paper rate's MACs)", "VGG latency @ paper MACs",
                  "vgg16-ssd", "latency", "paper_macs_keep", "finetune_epochs"),
@@ -58,7 +59,7 @@ def finetune_epochs(profile, key: str, substituted: bool = False) -> int:
     field = BY_KEY[key].epochs
     if field is None:
         return 0
-    if key == "vgg16-ssd-pruned" and profile.published and not substituted:
+    if key == PAPER and profile.published and not substituted:
         return profile.finetune_epochs
     return own_epochs(profile) if field == "finetune_epochs" else getattr(profile, field)
 
