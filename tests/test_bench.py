@@ -13,6 +13,7 @@ from support import reference_nms  # pytorch-ssd's per-class NMS, the baseline
 
 from hrank_ssd.cli import main
 from hrank_ssd.measure import bench, flops, layer_times, tables
+from hrank_ssd.nets.compress import PRUNED_RATE
 from hrank_ssd.nets.models import build_model
 from hrank_ssd.nets.predictor import postprocess
 
@@ -217,7 +218,7 @@ def test_layer_times_and_macs_of_a_wrapped_model():
     channels_last = load_benchmark("inference_options").ChannelsLast
 
     full = build_model("vgg16-ssd", 21, width=0.125).eval()
-    pruned = build_model("vgg16-ssd", 21, width=0.125, compress_rate=bench.PRUNED_RATE).eval()
+    pruned = build_model("vgg16-ssd", 21, width=0.125, compress_rate=PRUNED_RATE).eval()
     layers = layer_times.layer_times_and_macs({"full": channels_last(full), "pruned": pruned}, runs=1, warmup=0)
     assert layers["name"].iloc[0] == "base_net.0"  # the wrapper's "model." prefix is gone
     for key, model in (("full", full), ("pruned", pruned)):

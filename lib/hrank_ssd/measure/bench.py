@@ -22,7 +22,6 @@ from torch import nn
 from hrank_ssd.devices import evaluating, model_on, resolve_device, sync
 from hrank_ssd.errors import HRankError
 from hrank_ssd.measure.flops import macs
-from hrank_ssd.nets.compress import PRUNED_RATE
 from hrank_ssd.nets.models import build_model, count_parameters, load_model
 from hrank_ssd.nets.predictor import Predictor
 from hrank_ssd.nets.registry import net_names
@@ -114,11 +113,9 @@ def environment(device="cpu", threads: Optional[int] = None) -> dict:
             "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds")}
 
 
-def build_bench_models(nets: Sequence[str], compress_rate: Sequence[float] = PRUNED_RATE, weights: Optional[Mapping[str, str]] = None,
-                       num_classes: int = 21, width: float = 1.0, image_size: Optional[int] = None,
-                       seed: int = 0) -> Dict[str, nn.Module]:
+def build_bench_models(nets: Sequence[str], compress_rate: Sequence[float], weights: Mapping[str, str],
+                       num_classes: int, width: float, image_size: Optional[int]) -> Dict[str, nn.Module]:
     """``vgg16-ssd``, ``mb1-ssd`` and their ``-pruned`` variants, random weights unless ``weights[name]`` is given."""
-    weights = dict(weights or {})
     unknown = set(weights) - set(nets)
     if unknown:
         raise HRankError(f"--weights names {sorted(unknown)} are not in --nets {list(nets)}: use name=PTH with "
@@ -131,7 +128,7 @@ def build_bench_models(nets: Sequence[str], compress_rate: Sequence[float] = PRU
         if name in weights:
             out[name] = load_model(weights[name], net=net, image_size=image_size).eval()
             continue
-        torch.manual_seed(seed)
+        torch.manual_seed(0)
         rate = compress_rate if name.endswith("-pruned") else None
         out[name] = build_model(net, num_classes, compress_rate=rate, width=width, image_size=image_size).eval()
     return out
