@@ -28,8 +28,6 @@ from hrank_ssd.nets.registry import net_names
 from hrank_ssd.nets.ssd import SSD
 from hrank_ssd.progress import tqdm
 
-TABLE_COLUMNS = ["model", "params", "GMACs", "forward_median_ms", "forward_p90_ms", "forward_fps",
-                 "predict_median_ms", "predict_p90_ms", "predict_fps", "forward_speedup", "mac_ratio"]
 SSD_FACTS = ("cfg", "image_size", "num_classes", "plan")  # what Predictor, bench and flops read off a model
 
 
@@ -197,9 +195,8 @@ def benchmark_models(models: Mapping[str, nn.Module], device="cpu", batch_size: 
         raise HRankError("no models to benchmark: pass --nets")
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     with num_threads(threads) as used_threads, torch.inference_mode():
-        ssds = {n: unwrap(m) for n, m in models.items()}
-        facts = {n: {"params": count_parameters(m), "MACs": macs(m, image_size=image_size or m.image_size)}
-                 for n, m in ssds.items()}
+        facts = {n: {"params": count_parameters(unwrap(m)), "MACs": macs(unwrap(m), image_size=image_size)}
+                 for n, m in models.items()}
         # the caller's model stays where it was: itself when already there, else a copy
         prepared = {n: model_on(m, device, channels_last=channels_last and isinstance(m, nn.Module))
                     for n, m in models.items()}
@@ -225,8 +222,7 @@ def benchmark_models(models: Mapping[str, nn.Module], device="cpu", batch_size: 
                           for n, m in prepared.items()}
             pred = timings_interleaved({n: (lambda p=p: p.predict_batch(images)) for n, p in predictors.items()},
                                        warmup, runs, device, progress, "bench predict")
-    columns = [c for c in TABLE_COLUMNS if predict or not c.startswith("predict")]
-    table = _table(facts, fwd, pred, batch_size)[columns]
+    table = _table(facts, fwd, pred, batch_size)
     table.attrs.update(environment(device, used_threads), batch_size=batch_size, warmup=warmup, runs=runs,
                        amp=amp, channels_last=channels_last)
     if raw is not None:
