@@ -181,10 +181,9 @@ class CappedChoice(NamedTuple):
 
 
 def choose_counts_capped(counts, gains, unary, pairwise, budget: float, second: ChainCosts, cap: float,
-                         steps: int = STEPS, rest: float = 0.0, unit: str = "", rounds: int = 40,
-                         cap_name: str = "the second cost") -> CappedChoice:
-    """:func:`choose_counts` with a second cost (e.g. MACs) at most ``cap``, priced into the importance at the
-    smallest (bisected) price whose choice fits."""
+                         steps: int = STEPS, rest: float = 0.0, unit: str = "") -> CappedChoice:
+    """:func:`choose_counts` with MACs (``second``) at most ``cap``, priced into the importance at the smallest
+    (bisected in 40 rounds) price whose choice fits."""
     terms = layer_terms(second.unary, second.pairwise)
 
     def attempt(weight: float) -> CappedChoice:
@@ -202,10 +201,10 @@ def choose_counts_capped(counts, gains, unary, pairwise, budget: float, second: 
             break
         top = attempt(top.weight * 2)
     if top.second > cap:
-        raise HRankError(f"no choice within the budget {budget:.6g}{unit} keeps {cap_name} within {cap:.6g} (the "
+        raise HRankError(f"no choice within the budget {budget:.6g}{unit} keeps the MACs within {cap:.6g} (the "
                          f"least found: {top.second:.6g}): raise the cap or the budget")
     lo, hi, best = 0.0, top.weight, top
-    for _ in range(rounds):
+    for _ in range(40):
         got = attempt((lo + hi) / 2)
         if got.second <= cap:
             hi, best = got.weight, max(best, got, key=lambda c: (c.choice.importance, -c.second))
