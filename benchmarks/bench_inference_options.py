@@ -160,7 +160,7 @@ def page(result: dict, command: str) -> str:
         groups = layer_times.group_speedups(pd.DataFrame(result[key]), GROUP)
         c = layer_times.mac_ceiling(groups)
         lines += [f"Time and MACs by pruning group, {label} (per-layer hooks):", "",
-                  tables.markdown_table(groups, index=True), "",
+                  tables.markdown_table(groups.reset_index()), "",
                   f"If every group's time fell exactly with its MACs ({label}), the pruned model's layers would take "
                   f"{c['mac_proportional_ms']:.1f} ms instead of {c['pruned_ms']:.1f} ms: "
                   f"{c['mac_proportional_speedup']:.2f}x over the unpruned {c['full_ms']:.1f} ms, against the "

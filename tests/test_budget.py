@@ -48,11 +48,12 @@ def random_instance(rng):
 
 def brute_force(counts, gains, unary, pairwise, budget, steps, rest):
     """Best importance over every assignment whose cost, rounded as the DP rounds it, fits (None: none fits)."""
-    rounded = round_costs(unary, pairwise, budget, steps, rest)
+    rounded, capacity = round_costs(unary, pairwise, budget, steps, rest)
+    floor = rest + sum(float(t.min()) for t in layer_terms(unary, pairwise))
     best = None
     for ix in itertools.product(*[range(len(c)) for c in counts]):
-        units = sum(int(rounded.units[i][0 if i == 0 else ix[i - 1], a]) for i, a in enumerate(ix))
-        if budget >= rounded.floor and units <= rounded.capacity:
+        units = sum(int(rounded[i][0 if i == 0 else ix[i - 1], a]) for i, a in enumerate(ix))
+        if budget >= floor and units <= capacity:
             value = sum(float(g[a]) for g, a in zip(gains, ix))
             best = value if best is None else max(best, value)
     return best
@@ -98,9 +99,9 @@ def test_capped_choice_is_exact_for_its_second_cost_and_within_the_cap(seed):
         every = list(itertools.product(*[range(g) for g in sizes]))
         budget = float(np.quantile([chain_cost(terms, ix, rest) for ix in every], rng.uniform(0.3, 1.0)))
         steps = int(rng.choice([10, 50, 400]))
-        rounded = round_costs(unary, pairwise, budget, steps, rest)
-        fits = [ix for ix in every if sum(int(rounded.units[i][0 if i == 0 else ix[i - 1], a])
-                                          for i, a in enumerate(ix)) <= rounded.capacity]
+        rounded, capacity = round_costs(unary, pairwise, budget, steps, rest)
+        fits = [ix for ix in every if sum(int(rounded[i][0 if i == 0 else ix[i - 1], a])
+                                          for i, a in enumerate(ix)) <= capacity]
         seconds = [chain_cost(second, ix) for ix in fits]
         cap = float(rng.uniform(min(seconds) - 0.5, max(seconds)))
         if cap < min(seconds):
@@ -316,7 +317,7 @@ def test_fastest_widths_at_mac_cap(tmp_path):
     most = widths_for_latency_budget(model, table, Budget(1.0, True), ranks, mac_cap=cap)  # the cap's importance
     assert most.macs == macs(model, most.widths) <= cap and most.sidecar()["mac_cap"] == cap
     for keep in (1.0, 0.9):
-        got = fastest_widths_at_mac_cap(model, table, cap, ranks, tol=1e-3, keep=keep)
+        got = fastest_widths_at_mac_cap(model, table, cap, ranks, keep=keep)
         assert got.kind == "latency" and got.macs == macs(model, got.widths) <= cap
         assert got.importance >= keep * most.importance - 1e-9 and got.predicted <= most.predicted + 1e-9
         assert got.choice.cost <= got.budget and got.predicted == pytest.approx(table.predict(got.widths))

@@ -67,7 +67,7 @@ def test_thop_and_analytic_agree(net, rate):
     table = flops.compare_with_thop(model)
     convs = table[table["type"] == "Conv2d"]
     assert (convs["MACs"] == convs["thop_ops"]).all()
-    a = flops.thop_agreement(model, table=table)
+    a = flops.thop_agreement(table)
     assert a["conv_linear_equal"] and a["thop_other_ops"] == 0
     assert a["thop_bn_ops"] == 4 * a["bn_elements"]  # ultralytics-thop 2.x rule: normalise (2) x affine (2)
     assert a["thop_total"] == a["analytic_MACs"] + 3 * a["bn_elements"]

@@ -170,7 +170,7 @@ def run_flops(args: argparse.Namespace) -> int:
     else:
         model = flops.build_for_counting(args.net, args.num_classes, rates, image_size=args.image_size)
         table = flops.compare_with_thop(model)
-        agree = flops.thop_agreement(model, table=table)
+        agree = flops.thop_agreement(table)
         tot = flops.totals(table)
         show = table.assign(out=table["out_h"].astype(str) + "x" + table["out_w"].astype(str))
         cols = ["label", "type", "in_channels", "out_channels", "kernel", "stride", "dilation", "groups", "out",

@@ -95,8 +95,7 @@ class _Problem(NamedTuple):
         args = (self.counts, self.gains, self.costs.unary, self.costs.pairwise, budget)
         if mac_cap is None:
             return knapsack.choose_counts(*args, steps, self.costs.constant, unit)
-        return knapsack.choose_counts_capped(*args, self.macs, mac_cap, steps, self.costs.constant, unit,
-                                             cap_name="the MACs").choice
+        return knapsack.choose_counts_capped(*args, self.macs, mac_cap, steps, self.costs.constant, unit).choice
 
     def cheapest(self) -> float:
         return knapsack.min_cost(knapsack.layer_terms(self.costs.unary, self.costs.pairwise), self.costs.constant)
@@ -142,10 +141,9 @@ def latency_range(model: SSD, table: LatencyTable, rank_dir, min_keep: float = 0
     return _latency_problem(model, table, rank_dir, min_keep).cheapest(), float(table.full_ms)
 
 
-def fastest_widths_at_mac_cap(model: SSD, table: LatencyTable, mac_cap: float, rank_dir, tol: float = 1e-3,
-                              steps: int = STEPS, min_keep: float = 0.0,
-                              keep: float = knapsack.KEEP_IMPORTANCE) -> BudgetWidths:
-    """The smallest latency budget (bisected to ``tol`` of ``full_ms``) whose widths within ``mac_cap`` keep
+def fastest_widths_at_mac_cap(model: SSD, table: LatencyTable, mac_cap: float, rank_dir, steps: int = STEPS,
+                              min_keep: float = 0.0, keep: float = knapsack.KEEP_IMPORTANCE) -> BudgetWidths:
+    """The smallest latency budget (bisected to 0.1% of ``full_ms``) whose widths within ``mac_cap`` keep
     ``keep`` of the importance the cap allows at the unpruned latency."""
     problem = _latency_problem(model, table, rank_dir, min_keep)
 
@@ -161,7 +159,7 @@ def fastest_widths_at_mac_cap(model: SSD, table: LatencyTable, mac_cap: float, r
                          f"predicted {hi:.4g} ms (min_keep {min_keep:g}): raise the cap or lower --min_keep (or, if "
                          f"fewer filters cost more time in the table, measure it again on a quiet machine)")
     target, lo = best.importance * keep, problem.cheapest()
-    while hi - lo > tol * abs(table.full_ms):
+    while hi - lo > 1e-3 * abs(table.full_ms):
         choice = attempt((lo + hi) / 2)
         if choice is not None and choice.importance >= target:
             hi, best = (lo + hi) / 2, choice

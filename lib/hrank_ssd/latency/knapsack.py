@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import List, NamedTuple, Optional, Sequence
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -95,24 +95,17 @@ def layer_terms(unary, pairwise) -> List[np.ndarray]:
     return terms
 
 
-class Rounded(NamedTuple):
-    """Per layer, whole steps of ``terms[i] - min(terms[i])``; ``capacity`` steps left over the exact ``floor``."""
-
-    units: List[np.ndarray]
-    capacity: int
-    floor: float
-
-
-def round_costs(unary, pairwise, budget: float, steps: int = STEPS, rest: float = 0.0) -> Rounded:
-    """Costs rounded up to ``steps`` steps of the budget: a choice that fits ``capacity`` fits the budget."""
+def round_costs(unary, pairwise, budget: float, steps: int = STEPS,
+                rest: float = 0.0) -> Tuple[List[np.ndarray], int]:
+    """Per layer, ``terms[i] - min(terms[i])`` rounded up to whole steps of what the budget leaves over the exact
+    floor (``rest`` + the minima), and the steps it leaves: a choice that fits them fits the budget."""
     if steps < 1:
         raise HRankError(f"--budget_steps must be at least 1, got {steps}")
     terms = layer_terms(unary, pairwise)
     mins = [float(t.min()) for t in terms]
     floor = float(rest) + math.fsum(mins)
     step = (float(budget) - floor) / steps if budget > floor else 1.0
-    return Rounded([np.ceil((t - m) / step).astype(np.int64) for t, m in zip(terms, mins)],
-                   steps if budget > floor else 0, floor)
+    return [np.ceil((t - m) / step).astype(np.int64) for t, m in zip(terms, mins)], steps if budget > floor else 0
 
 
 def chain_cost(terms: Sequence[np.ndarray], indices: Sequence[int], rest: float = 0.0) -> float:
@@ -167,14 +160,14 @@ def choose_counts(counts, gains, unary, pairwise, budget: float, steps: int = ST
     if cheapest > budget:
         raise HRankError(f"the budget {budget:.6g}{unit} is below the smallest possible cost {cheapest:.6g}{unit} "
                          f"(every layer at its fewest filters): raise the budget")
-    rounded = round_costs(unary, pairwise, budget, steps, rest)
+    units, capacity = round_costs(unary, pairwise, budget, steps, rest)
     values = [np.broadcast_to(g[None, :] - (0.0 if penalty is None else penalty[i]), t.shape)
               for i, (g, t) in enumerate(zip(gains, terms))]
-    best, parents = _dp(rounded.units, values, rounded.capacity)
+    best, parents = _dp(units, values, capacity)
     if not np.isfinite(best).any():
         raise HRankError(f"the budget {budget:.6g}{unit} exceeds the smallest cost {cheapest:.6g}{unit} by less "
                          f"than the rounding of {steps} budget steps: raise the budget or the steps")
-    ix = _backtrack(best, parents, rounded.units)
+    ix = _backtrack(best, parents, units)
     return BudgetChoice(ix, [int(c[a]) for c, a in zip(counts, ix)], chain_cost(terms, ix, rest),
                         math.fsum(float(g[a]) for g, a in zip(gains, ix)), float(budget), steps)
 
@@ -188,10 +181,9 @@ class CappedChoice(NamedTuple):
 
 
 def choose_counts_capped(counts, gains, unary, pairwise, budget: float, second: ChainCosts, cap: float,
-                         steps: int = STEPS, rest: float = 0.0, unit: str = "", rounds: int = 40,
-                         cap_name: str = "the second cost") -> CappedChoice:
-    """:func:`choose_counts` with a second cost (e.g. MACs) at most ``cap``, priced into the importance at the
-    smallest (bisected) price whose choice fits."""
+                         steps: int = STEPS, rest: float = 0.0, unit: str = "") -> CappedChoice:
+    """:func:`choose_counts` with MACs (``second``) at most ``cap``, priced into the importance at the smallest
+    (bisected in 40 rounds) price whose choice fits."""
     terms = layer_terms(second.unary, second.pairwise)
 
     def attempt(weight: float) -> CappedChoice:
@@ -209,10 +201,10 @@ def choose_counts_capped(counts, gains, unary, pairwise, budget: float, second: 
             break
         top = attempt(top.weight * 2)
     if top.second > cap:
-        raise HRankError(f"no choice within the budget {budget:.6g}{unit} keeps {cap_name} within {cap:.6g} (the "
+        raise HRankError(f"no choice within the budget {budget:.6g}{unit} keeps the MACs within {cap:.6g} (the "
                          f"least found: {top.second:.6g}): raise the cap or the budget")
     lo, hi, best = 0.0, top.weight, top
-    for _ in range(rounds):
+    for _ in range(40):
         got = attempt((lo + hi) / 2)
         if got.second <= cap:
             hi, best = got.weight, max(best, got, key=lambda c: (c.choice.importance, -c.second))

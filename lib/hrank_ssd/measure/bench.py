@@ -22,15 +22,12 @@ from torch import nn
 from hrank_ssd.devices import evaluating, model_on, resolve_device, sync
 from hrank_ssd.errors import HRankError
 from hrank_ssd.measure.flops import macs
-from hrank_ssd.nets.compress import PRUNED_RATE
 from hrank_ssd.nets.models import build_model, count_parameters, load_model
 from hrank_ssd.nets.predictor import Predictor
 from hrank_ssd.nets.registry import net_names
 from hrank_ssd.nets.ssd import SSD
 from hrank_ssd.progress import tqdm
 
-TABLE_COLUMNS = ["model", "params", "GMACs", "forward_median_ms", "forward_p90_ms", "forward_fps",
-                 "predict_median_ms", "predict_p90_ms", "predict_fps", "forward_speedup", "mac_ratio"]
 SSD_FACTS = ("cfg", "image_size", "num_classes", "plan")  # what Predictor, bench and flops read off a model
 
 
@@ -114,11 +111,9 @@ def environment(device="cpu", threads: Optional[int] = None) -> dict:
             "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds")}
 
 
-def build_bench_models(nets: Sequence[str], compress_rate: Sequence[float] = PRUNED_RATE, weights: Optional[Mapping[str, str]] = None,
-                       num_classes: int = 21, width: float = 1.0, image_size: Optional[int] = None,
-                       seed: int = 0) -> Dict[str, nn.Module]:
+def build_bench_models(nets: Sequence[str], compress_rate: Sequence[float], weights: Mapping[str, str],
+                       num_classes: int, width: float, image_size: Optional[int]) -> Dict[str, nn.Module]:
     """``vgg16-ssd``, ``mb1-ssd`` and their ``-pruned`` variants, random weights unless ``weights[name]`` is given."""
-    weights = dict(weights or {})
     unknown = set(weights) - set(nets)
     if unknown:
         raise HRankError(f"--weights names {sorted(unknown)} are not in --nets {list(nets)}: use name=PTH with "
@@ -131,7 +126,7 @@ def build_bench_models(nets: Sequence[str], compress_rate: Sequence[float] = PRU
         if name in weights:
             out[name] = load_model(weights[name], net=net, image_size=image_size).eval()
             continue
-        torch.manual_seed(seed)
+        torch.manual_seed(0)
         rate = compress_rate if name.endswith("-pruned") else None
         out[name] = build_model(net, num_classes, compress_rate=rate, width=width, image_size=image_size).eval()
     return out
@@ -200,9 +195,8 @@ def benchmark_models(models: Mapping[str, nn.Module], device="cpu", batch_size: 
         raise HRankError("no models to benchmark: pass --nets")
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     with num_threads(threads) as used_threads, torch.inference_mode():
-        ssds = {n: unwrap(m) for n, m in models.items()}
-        facts = {n: {"params": count_parameters(m), "MACs": macs(m, image_size=image_size or m.image_size)}
-                 for n, m in ssds.items()}
+        facts = {n: {"params": count_parameters(unwrap(m)), "MACs": macs(unwrap(m), image_size=image_size)}
+                 for n, m in models.items()}
         # the caller's model stays where it was: itself when already there, else a copy
         prepared = {n: model_on(m, device, channels_last=channels_last and isinstance(m, nn.Module))
                     for n, m in models.items()}
@@ -228,8 +222,7 @@ def benchmark_models(models: Mapping[str, nn.Module], device="cpu", batch_size: 
                           for n, m in prepared.items()}
             pred = timings_interleaved({n: (lambda p=p: p.predict_batch(images)) for n, p in predictors.items()},
                                        warmup, runs, device, progress, "bench predict")
-    columns = [c for c in TABLE_COLUMNS if predict or not c.startswith("predict")]
-    table = _table(facts, fwd, pred, batch_size)[columns]
+    table = _table(facts, fwd, pred, batch_size)
     table.attrs.update(environment(device, used_threads), batch_size=batch_size, warmup=warmup, runs=runs,
                        amp=amp, channels_last=channels_last)
     if raw is not None:

@@ -156,11 +156,9 @@ def precision_recall(tp, fp, npos: int) -> Tuple[np.ndarray, np.ndarray]:
 
 
 def evaluate_class(npos: int, gt_boxes: Dict[str, np.ndarray], difficult: Dict[str, np.ndarray],
-                   detections, iou_threshold: float = 0.5, use_2007_metric: bool = True) -> ClassResult:
-    """AP of one class. ``detections`` is a det file path or ``(image_ids, scores, 0-based boxes)``."""
-    if isinstance(detections, (str, Path)):
-        detections = read_detection_file(detections)
-    image_ids, scores, boxes = detections
+                   path, iou_threshold: float = 0.5, use_2007_metric: bool = True) -> ClassResult:
+    """AP of one class from its detection file."""
+    image_ids, scores, boxes = read_detection_file(path)
     _, tp, fp, _ = match_ranked(image_ids, scores, boxes, gt_boxes, difficult, iou_threshold)
     precision, recall = precision_recall(tp, fp, npos)
     n_tp, n_fp = int(tp.sum()), int(fp.sum())

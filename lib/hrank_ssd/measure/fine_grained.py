@@ -10,9 +10,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from hrank_ssd.devices import evaluating, model_on
-from hrank_ssd.measure.bench import timings_interleaved
-from hrank_ssd.measure.flops import macs
+from hrank_ssd.devices import model_on
+from hrank_ssd.measure.bench import benchmark_models
 from hrank_ssd.measure.sensitivity import quick_map
 from hrank_ssd.progress import tqdm
 
@@ -59,21 +58,11 @@ def compare_fine_grained(model: nn.Module, pruned: nn.Module, dataset, device="c
     for name, m in tqdm(models.items(), desc="fine vs filter", unit="model", disable=not progress):
         nonzero = sum(int((w != 0).sum()) for w in weight_tensors(m).values())
         rows.append({"model": name, "sparsity": 1 - nonzero / full, "pruned_weights": taken[name],
-                     "nonzero_weights": nonzero, "GMACs": macs(m) / 1e9, "mAP": quick_map(m, dataset, device)})
-    x = torch.randn(1, 3, model.image_size, model.image_size, device=device)
-
-    def forward(m):
-        def run():
-            with torch.inference_mode(), evaluating(m):
-                m(x)
-        return run
-
-    times = timings_interleaved({n: forward(m) for n, m in models.items()}, warmup=warmup, runs=runs, device=device,
-                                progress=progress, desc="fine vs filter timing")
+                     "nonzero_weights": nonzero, "mAP": quick_map(m, dataset, device)})
+    timed = benchmark_models(models, device, warmup=warmup, runs=runs, predict=False, progress=progress)
     table = pd.DataFrame(rows)
-    table["forward_median_ms"] = [times[n]["median_ms"] for n in models]
-    table["speedup"] = table["forward_median_ms"].iloc[0] / table["forward_median_ms"]
-    return table
+    table.insert(4, "GMACs", timed["GMACs"])
+    return table.assign(forward_median_ms=timed["forward_median_ms"], speedup=timed["forward_speedup"])
 
 
 def plot_fine_grained(table: pd.DataFrame):

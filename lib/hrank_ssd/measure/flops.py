@@ -158,10 +158,8 @@ def compare_with_thop(model: nn.Module, image_size: Optional[int] = None) -> pd.
     return df
 
 
-def thop_agreement(model: nn.Module, image_size: Optional[int] = None,
-                   table: Optional[pd.DataFrame] = None) -> Dict[str, object]:
-    """How the analytic count and thop compare (``table``: a :func:`compare_with_thop` result to reuse)."""
-    df = table if table is not None else compare_with_thop(model, image_size)
+def thop_agreement(df: pd.DataFrame) -> Dict[str, object]:
+    """How the analytic count and thop compare in a :func:`compare_with_thop` table."""
     lin, bn = df[df["type"] != "BatchNorm2d"], df[df["type"] == "BatchNorm2d"]
     bn_elems, bn_thop = int(bn["elements"].sum()), int(bn["thop_ops"].sum()) if len(bn) else 0
     return {"analytic_MACs": int(df["MACs"].sum()), "analytic_conv_linear_MACs": int(lin["MACs"].sum()),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import statistics
@@ -73,14 +74,11 @@ def layer_times_and_macs(models: Mapping[str, nn.Module], runs: int = 10, warmup
 def pruning_groups(compress_rate: Sequence[float] = PRUNED_RATE, net: str = "vgg16-ssd") -> Callable[[str], str]:
     """Module name -> its group of consecutive layers of one rate, e.g. ``conv1_1..conv3_3 (rate 0.1)``."""
     spec = get_net(net)
-    names, n = spec.layer_names, spec.num_prunable
-    rates = layer_rates(compress_rate, n)
-    label, start = [""] * n, 0
-    for i in range(1, n + 1):
-        if i == n or rates[i] != rates[start]:
-            text = f"{names[start]}..{names[i - 1]}" if i - 1 > start else names[start]
-            label[start:i] = [f"{text} (rate {rates[start]:g})"] * (i - start)
-            start = i
+    names, rates, label = spec.layer_names, layer_rates(compress_rate, spec.num_prunable), []
+    for rate, run in itertools.groupby(range(len(rates)), key=rates.__getitem__):
+        run = list(run)
+        text = f"{names[run[0]]}..{names[run[-1]]}" if len(run) > 1 else names[run[0]]
+        label += [f"{text} (rate {rate:g})"] * len(run)
     unpruned = f"{spec.unpruned_parts} (unpruned)"
 
     def group(name: str) -> str:

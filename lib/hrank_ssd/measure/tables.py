@@ -21,15 +21,12 @@ def _fmt(v, floatfmt: str) -> str:
     return str(v).replace("|", "\\|").replace("\n", " ")
 
 
-def markdown_table(df: pd.DataFrame, floatfmt: str = ".2f", index: bool = False,
-                   formats: Optional[Dict[str, str]] = None) -> str:
+def markdown_table(df: pd.DataFrame, floatfmt: str = ".2f", formats: Optional[Dict[str, str]] = None) -> str:
     """A GitHub markdown table of a DataFrame; ``formats``: a column's float format (default ``floatfmt``)."""
     formats = formats or {}
-    frame = df.reset_index() if index else df
-    cols = [str(c) for c in frame.columns]
-    body = [[_fmt(v, formats.get(c, floatfmt)) for c, v in zip(cols, row)] for row in frame.itertuples(index=False)]
-    numeric = [pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])
-               for c in frame.columns]
+    cols = [str(c) for c in df.columns]
+    body = [[_fmt(v, formats.get(c, floatfmt)) for c, v in zip(cols, row)] for row in df.itertuples(index=False)]
+    numeric = [pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c]) for c in df.columns]
     lines = ["| " + " | ".join(cols) + " |",
              "|" + "|".join("---:" if num else "---" for num in numeric) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in body]
