@@ -83,7 +83,7 @@ def load_manifest(path=None) -> Manifest:
 
 
 def check_source(src, name, where) -> None:
-    """A manifest entry's source must be a dict with a known type, the key that type needs and usable globs."""
+    """A source must be a dict of a known type, with the key that type needs and usable member globs."""
     if not isinstance(src, dict) or src.get("type") not in SOURCE_TYPES:
         raise HRankError(f"{where}: artifact {name!r} has source {src!r}; each source needs a type among "
                          f"{', '.join(SOURCE_TYPES)}")
@@ -129,7 +129,8 @@ def hand_download_hint(manifest: Manifest, art: dict, target: Path, dest: Path) 
     for s in art["sources"]:
         if s["type"] == "bundle":
             bundle = manifest.artifacts.get(s["bundle"]) or {"sources": []}
-            options += [(source_link(b), dest / bundle["file"], "") for b in bundle["sources"] if b["type"] != "bundle"]
+            options += [(source_link(b), dest / bundle["file"], "") for b in bundle["sources"]
+                        if b["type"] != "bundle"]
         elif s["type"] == "gdrive_folder" and s.get("member"):
             options.append((source_link(s), target, f"the file {member_patterns(s)[0]} of "))
         else:
