@@ -48,8 +48,8 @@ def http_download(url: str, part, *, expected_size: Optional[int] = None, progre
         length = resp.headers.get("Content-Length")
         total = start + int(length) if length is not None else expected_size
         done = start
-        with open(part, mode) as f, tqdm(total=total, initial=start, unit="B", unit_scale=True,
-                                         unit_divisor=1024, desc=part.name, disable=not progress, leave=False) as bar:
+        with open(part, mode) as f, tqdm(total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024,
+                                         desc=part.name, disable=not progress, leave=False) as bar:
             try:
                 for block in iter(lambda: resp.read(CHUNK), b""):
                     f.write(block)
