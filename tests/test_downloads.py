@@ -262,7 +262,8 @@ def test_bundle_unpacked_and_member_found_by_glob(server, tmp_path):
     man = _manifest(tmp_path, [
         _art("bundle", "models/b.zip", [{"type": "gdrive", "id": "ZIPID"}], kind="bundle", unpack_to="models/b"),
         _art("orig", "models/orig.pth", [{"type": "http", "url": server.url + "/nope.pth"},
-                                         "bundle:bundle/*vgg16-ssd*0_7726*.pth"]),
+                                         {"type": "bundle", "bundle": "bundle",
+                                          "member": "*vgg16-ssd*0_7726*.pth"}]),
         _art("pruned", "models/pruned.pth", [{"type": "bundle", "bundle": "bundle", "choose": "lowest-loss",
                                               "member": ["*prun*.pth", "*vgg16-ssd-Epoch-*-Loss-*.pth"]}]),
         _art("ambiguous", "models/amb.pth", [{"type": "bundle", "bundle": "bundle", "member": "*Epoch*.pth"}]),
@@ -280,7 +281,7 @@ def test_bundle_extraction_has_a_bar_with_progress(tmp_path, capsys):
     zbytes = _zip_bytes({"models/a.pth": PAYLOAD})
     man = _manifest(tmp_path, [
         _art("bundle", "models/b.zip", [{"type": "gdrive", "id": "ZIPID"}], kind="bundle", unpack_to="models/b"),
-        _art("orig", "models/orig.pth", ["bundle:bundle/*a.pth"])])
+        _art("orig", "models/orig.pth", [{"type": "bundle", "bundle": "bundle", "member": "*a.pth"}])])
     t = {"gdrive": lambda src, tmp: Path(tmp).write_bytes(zbytes)}
     assert fetch("orig", tmp_path, man, transports=t, progress=True).read_bytes() == PAYLOAD
     assert "extract b.zip" in capsys.readouterr().err
@@ -289,7 +290,7 @@ def test_bundle_extraction_has_a_bar_with_progress(tmp_path, capsys):
 def test_bundle_that_is_an_html_page_is_rejected(tmp_path):
     man = _manifest(tmp_path, [
         _art("bundle", "models/b.zip", [{"type": "gdrive", "id": "ZIPID"}], kind="bundle"),
-        _art("orig", "models/orig.pth", ["bundle:bundle/*.pth"])])
+        _art("orig", "models/orig.pth", [{"type": "bundle", "bundle": "bundle", "member": "*.pth"}])])
     with pytest.raises(HRankError) as e:
         fetch("orig", tmp_path, man, transports={"gdrive": lambda s, t: Path(t).write_bytes(QUOTA_PAGE)},
               progress=False)

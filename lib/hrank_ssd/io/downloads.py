@@ -12,11 +12,10 @@ from hrank_ssd.errors import HRankError
 from hrank_ssd.io.archives import find_member, unpack_bundle
 from hrank_ssd.io.files import install_staged, remove_path
 from hrank_ssd.io.manifest import (
-    as_manifest,
     describe_source,
     hand_download_hint,
+    load_manifest,
     member_patterns,
-    normalise_source,
     source_link,
 )
 from hrank_ssd.io.transports import default_transport
@@ -45,13 +44,17 @@ def fetch(name: str, dest_dir=".", manifest=None, record: bool = False,
 def fetch_many(names: Sequence[str] = (), dest_dir=".", manifest=None, record: bool = False,
                transports=None, progress: bool = True, check: Optional[Check] = None) -> List[Path]:
     """:func:`fetch` each name (default: every weights and labels artifact); one error line at the end."""
-    man = as_manifest(manifest)
+    man = load_manifest(manifest)
     arts = [man.get(n) for n in names or man.names()]  # unknown names fail before anything is downloaded
     fetcher = Fetcher(man, Path(dest_dir), record, transports or {}, progress, check)
     paths, errors = [], []
     for art in arts:
         try:
-            paths.append(fetcher.fetch_one(art))
+            try:
+                paths.append(fetcher.fetch(art))
+            except AllSourcesFailed as e:
+                raise HRankError(f"could not download {art['name']!r} ({fetcher.dest / art['file']}): tried "
+                                 f"{'; '.join(e.failures)}; {e.hint}") from None
         except HRankError as e:
             if len(arts) == 1:
                 raise
@@ -76,14 +79,6 @@ class Fetcher:
     def problem(self, path: Path, art: dict) -> Optional[str]:
         """Why ``path`` is not a usable copy of ``art``: the manifest's checks, then the caller's ``check``."""
         return file_problem(path, art) or (self.check(path, art) if self.check else None)
-
-    def fetch_one(self, art: dict) -> Path:
-        """:meth:`fetch`, every source's failure and what to do in one :class:`HRankError` line."""
-        try:
-            return self.fetch(art)
-        except AllSourcesFailed as e:
-            raise HRankError(f"could not download {art['name']!r} ({self.dest / art['file']}): tried "
-                             f"{'; '.join(e.failures)}; {e.hint}") from None
 
     def fetch(self, art: dict) -> Path:
         """``art`` present and verified under ``dest``: kept when already good, else downloaded."""
@@ -114,8 +109,7 @@ class Fetcher:
 
     def download(self, art: dict, target: Path) -> None:
         """Install at ``target`` the first source's copy of ``art`` that passes the checks; else AllSourcesFailed."""
-        name, failures = art["name"], []
-        sources = [normalise_source(s, name) for s in art["sources"]]
+        name, failures, sources = art["name"], [], art["sources"]
         for i, src in enumerate(sources):
             label = describe_source(src)
             log(f"{name}: downloading from {label}")

@@ -42,7 +42,7 @@ class Manifest:
             if name in self.artifacts:
                 raise HRankError(f"{where}: artifact name {name!r} appears twice; names must be unique")
             for src in art["sources"]:
-                normalise_source(src, name, where)
+                check_source(src, name, where)
             self.artifacts[name] = art
 
     def get(self, name: str) -> dict:
@@ -65,7 +65,10 @@ class Manifest:
 
 
 def load_manifest(path=None) -> Manifest:
-    """Read ``path``, else ``$HRANK_SSD_MANIFEST``, else the repository's ``weights_manifest.json``."""
+    """A :class:`Manifest` as given, else read ``path``, else ``$HRANK_SSD_MANIFEST``, else the repository's
+    ``weights_manifest.json``."""
+    if isinstance(path, Manifest):
+        return path
     env = os.environ.get(MANIFEST_ENV)
     path = Path(path) if path is not None else Path(env) if env else DEFAULT_MANIFEST
     if not path.is_file():
@@ -79,16 +82,8 @@ def load_manifest(path=None) -> Manifest:
     return Manifest(data, path)
 
 
-def as_manifest(manifest) -> Manifest:
-    """A :class:`Manifest` as given, else read from a path (None: ``$HRANK_SSD_MANIFEST`` or the repository's)."""
-    return manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
-
-
-def normalise_source(src, name=None, where="manifest") -> dict:
-    """Source dict from a manifest entry; ``"bundle:<bundle>/<glob>"`` strings are accepted too."""
-    if isinstance(src, str) and src.startswith("bundle:"):
-        bundle, _, member = src[len("bundle:"):].partition("/")
-        src = {"type": "bundle", "bundle": bundle, "member": member or "*"}
+def check_source(src, name, where) -> None:
+    """A source must be a dict of a known type, with the key that type needs and usable member globs."""
     if not isinstance(src, dict) or src.get("type") not in SOURCE_TYPES:
         raise HRankError(f"{where}: artifact {name!r} has source {src!r}; each source needs a type among "
                          f"{', '.join(SOURCE_TYPES)}")
@@ -99,7 +94,6 @@ def normalise_source(src, name=None, where="manifest") -> dict:
     if not member or not all(isinstance(m, str) and m for m in ([member] if isinstance(member, str) else member)):
         raise HRankError(f"{where}: artifact {name!r} has a {src['type']} source whose member is {member!r}; "
                          "give a glob or a list of globs")
-    return src
 
 
 def describe_source(src: dict) -> str:
@@ -132,10 +126,10 @@ def hand_download_hint(manifest: Manifest, art: dict, target: Path, dest: Path) 
     """What to do by hand: the first source's link (and a Drive link) and where each file goes."""
     rerun = f"then rerun `python -m hrank_ssd download {art['name']} --record`"
     options = []
-    for s in (normalise_source(s) for s in art["sources"]):
+    for s in art["sources"]:
         if s["type"] == "bundle":
             bundle = manifest.artifacts.get(s["bundle"]) or {"sources": []}
-            options += [(source_link(b), dest / bundle["file"], "") for b in map(normalise_source, bundle["sources"])
+            options += [(source_link(b), dest / bundle["file"], "") for b in bundle["sources"]
                         if b["type"] != "bundle"]
         elif s["type"] == "gdrive_folder" and s.get("member"):
             options.append((source_link(s), target, f"the file {member_patterns(s)[0]} of "))

@@ -47,7 +47,17 @@ def http_download(url: str, part, *, expected_size: Optional[int] = None, progre
             log(f"  {url} ignores HTTP Range: restarting {part.name} from the beginning")
         length = resp.headers.get("Content-Length")
         total = start + int(length) if length is not None else expected_size
-        done = _copy(resp, part, mode, start, total, progress)
+        done = start
+        with open(part, mode) as f, tqdm(total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024,
+                                         desc=part.name, disable=not progress, leave=False) as bar:
+            try:
+                for block in iter(lambda: resp.read(CHUNK), b""):
+                    f.write(block)
+                    done += len(block)
+                    bar.update(len(block))
+            except (OSError, ValueError) as e:
+                raise SourceFailed(f"connection dropped after {done} bytes ({one_line(e)}); "
+                                   f"{part} is kept and the next run resumes it") from None
     if length is not None and done != start + int(length):
         raise SourceFailed(f"connection dropped after {done} of {start + int(length)} bytes; "
                            f"{part} is kept and the next run resumes it")
@@ -68,22 +78,6 @@ def _open(url: str, have: int):
         raise SourceFailed(f"HTTP {e.code} {e.reason}") from None
     except (urllib.error.URLError, OSError) as e:
         raise SourceFailed(f"unreachable ({one_line(getattr(e, 'reason', e))})") from None
-
-
-def _copy(resp, part: Path, mode: str, start: int, total: Optional[int], progress: bool) -> int:
-    """Write the body of ``resp`` into ``part``; return the bytes ``part`` then holds."""
-    done = start
-    with open(part, mode) as f, tqdm(total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024,
-                                     desc=part.name, disable=not progress, leave=False) as bar:
-        try:
-            for block in iter(lambda: resp.read(CHUNK), b""):
-                f.write(block)
-                done += len(block)
-                bar.update(len(block))
-        except (OSError, ValueError) as e:
-            raise SourceFailed(f"connection dropped after {done} bytes ({one_line(e)}); "
-                               f"{part} is kept and the next run resumes it") from None
-    return done
 
 
 def default_transport(kind: str, size: Optional[int], progress: bool) -> Callable[[dict, Path], None]:

@@ -11,7 +11,7 @@ from hrank_ssd.errors import HRankError
 from hrank_ssd.io.archives import extract_archive
 from hrank_ssd.io.downloads import AllSourcesFailed, Fetcher
 from hrank_ssd.io.files import remove_path
-from hrank_ssd.io.manifest import as_manifest
+from hrank_ssd.io.manifest import load_manifest
 from hrank_ssd.io.verify import file_problem, log, note_source
 
 VOC_SETS = {  # name: (year, tar, folder inside VOCdevkit it becomes); sources and md5 in the manifest (voc-<name>)
@@ -48,7 +48,7 @@ def download_voc(dest="data", sets: Sequence[str] = ("2007-trainval", "2007-test
         raise HRankError(f"unknown VOC set {', '.join(unknown)}; choose among {', '.join(VOC_SETS)}")
     if not test_dir or "/" in test_dir or test_dir in (".", ".."):
         raise HRankError(f"--test_dir {test_dir!r} must be a plain folder name such as VOC2007-test")
-    man = as_manifest(manifest)
+    man = load_manifest(manifest)
     own = voc_source(source)
     for name in sets:
         year, tar, folder = VOC_SETS[name]

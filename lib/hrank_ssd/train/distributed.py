@@ -84,10 +84,7 @@ def mean_over_processes(t: torch.Tensor, world: int) -> torch.Tensor:
 
 def broadcast_int(value: int, world: int) -> int:
     """Process 0's ``value`` in every process."""
-    if world <= 1:
-        return value
-    # NCCL only moves CUDA tensors: the number travels on this process's GPU there
-    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
-    t = torch.tensor([value], device=device)
-    dist.broadcast(t, 0)
-    return int(t)
+    box = [value]
+    if world > 1:
+        dist.broadcast_object_list(box, 0)  # on NCCL through this process's current GPU
+    return int(box[0])
