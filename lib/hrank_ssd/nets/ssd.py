@@ -49,7 +49,7 @@ class SSD(nn.Module):
         self.cfg, self.num_classes, self.plan, self.image_size = cfg, num_classes, plan, image_size
         self.base_net = base_net
         self.source_layer_indexes = list(source_layer_indexes)
-        self._add_on_at = {idx: k for k, idx in enumerate(source_layer_add_ons)}
+        self.add_on_at = {idx: k for k, idx in enumerate(source_layer_add_ons)}  # source index -> add-on
         self.source_layer_add_ons = nn.ModuleList(source_layer_add_ons.values())
         self.extras = extras
         self.classification_headers = classification_headers
@@ -66,17 +66,13 @@ class SSD(nn.Module):
         for end in self.source_layer_indexes:
             for i in range(start, end):
                 x = self.base_net[i](x)
-            add_on = self._add_on_at.get(end)
+            add_on = self.add_on_at.get(end)
             feats.append(self.source_layer_add_ons[add_on](x) if add_on is not None else x)
             start = end
         for block in self.extras:
             x = block(x)
             feats.append(x)
         return feats
-
-    def add_on_headers(self) -> Dict[int, int]:
-        """Add-on index -> the header index that reads its output."""
-        return {k: self.source_layer_indexes.index(idx) for idx, k in self._add_on_at.items()}
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         confs, locs = [], []
