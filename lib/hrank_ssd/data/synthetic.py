@@ -178,5 +178,5 @@ def make_synthetic_voc(out_dir, num_train: int = 600, num_test: int = 150, image
                                                               encoding="utf-8")
     (root / "ImageSets" / "Main" / "trainval.txt").write_text("\n".join(ids[:num_train]) + "\n", encoding="utf-8")
     (root / "ImageSets" / "Main" / "test.txt").write_text("\n".join(ids[num_train:]) + "\n", encoding="utf-8")
-    write_labels(root / "labels.txt", SHAPES)  # BACKGROUND first, then the shapes
+    write_labels(root / "labels.txt", SHAPES)
     return root

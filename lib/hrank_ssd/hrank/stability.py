@@ -21,14 +21,9 @@ from hrank_ssd.nets.ssd import SSD, kept_channels
 DEAD_RANK = 1.0  # an average rank below 1: the filter's maps are all zero on most images ("near-dead")
 
 
-def average_ranks(x) -> np.ndarray:
-    """The rank (1 = smallest) of every value of ``x``; tied values share the mean of their ranks."""
-    return pd.Series(np.asarray(x, dtype=np.float64).ravel()).rank(method="average").to_numpy()
-
-
 def spearman(a, b) -> float:
     """Spearman's rank correlation of two equally long lists (ties averaged); NaN when either is constant."""
-    ra, rb = average_ranks(a), average_ranks(b)
+    ra, rb = (pd.Series(np.asarray(x, dtype=np.float64).ravel()).rank(method="average").to_numpy() for x in (a, b))
     ra, rb = ra - ra.mean(), rb - rb.mean()
     denom = np.sqrt((ra * ra).sum() * (rb * rb).sum())
     return float((ra * rb).sum() / denom) if denom > 0 else float("nan")
