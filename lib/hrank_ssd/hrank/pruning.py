@@ -150,15 +150,12 @@ def prune_to_widths(model: SSD, widths, criterion: str = "hrank", rank_dir=None,
 
 
 def save_pruned(model: SSD, path, compress_rate: Optional[Sequence[float]], criterion: str,
-                kept: Dict[str, List[int]], widths=None, budget: Optional[dict] = None,
-                made_by: Optional[List[str]] = None) -> None:
-    """The pruned model as a plain state dict plus its sidecar (:func:`~hrank_ssd.nets.models.save_model`)."""
+                kept: Dict[str, List[int]], budget: Optional[dict] = None, made_by: Optional[List[str]] = None) -> None:
+    """The pruned model as a plain state dict plus its sidecar (:func:`~hrank_ssd.nets.models.save_model`); without
+    rates, the sidecar's widths are the kept filters' counts."""
     names = layer_names(model.cfg.name)
     rates = None if compress_rate is None else layer_rates(compress_rate, len(names))
-    if widths is None and compress_rate is None:
-        widths = [len(kept[n]) for n in names]
-    if widths is not None and not isinstance(widths, dict):
-        widths = dict(zip(names, (int(k) for k in widths)))
+    widths = {n: len(kept[n]) for n in names} if compress_rate is None else None
     save_model(model, path, compress_rate=rates, criterion=criterion, kept_indices=kept, widths=widths, budget=budget,
                made_by=made_by)
 

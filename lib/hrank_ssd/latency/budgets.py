@@ -173,6 +173,5 @@ def fastest_widths_at_mac_cap(model: SSD, table: LatencyTable, mac_cap: float, r
 def prune_to_budget(model: SSD, chosen: BudgetWidths, rank_dir, output, min_keep: float = 0.0, **record) -> SSD:
     """Prune ``model`` to ``chosen.widths`` and save it at ``output``, the widths and budget in its sidecar."""
     pruned, kept = prune_to_widths(model, chosen.widths, "hrank", rank_dir)
-    save_pruned(pruned, output, None, "hrank", kept, widths=chosen.widths,
-                budget=dict(chosen.sidecar(), min_keep=min_keep, **record))
+    save_pruned(pruned, output, None, "hrank", kept, budget=dict(chosen.sidecar(), min_keep=min_keep, **record))
     return pruned
