@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
-from hrank_ssd.nets.models import build_model, producer_key
+from hrank_ssd.nets.models import build_model
+from hrank_ssd.nets.registry import get_net
 
 CLASSES = ["BACKGROUND", "circle", "square", "triangle", "cross", "ring"]
 
@@ -185,9 +186,10 @@ def test_dead_filter_table_counts_hand_made_dead_filters():
     ranks = [np.full(c, 10.0) for c in channels]
     ranks[0][[0, 1, 2]] = [0.0, 0.0, 0.5]  # layer 1: three near-dead filters ...
     ranks[1][:6] = 0.2  # layer 2: six of eight near-dead
+    conv = get_net("vgg16-ssd").producer_key
     with torch.no_grad():
-        model.get_submodule(producer_key("vgg16-ssd", 0)).weight[[0, 1, 2]] *= 100  # ... with the largest weights
-        model.get_submodule(producer_key("vgg16-ssd", 1)).weight[6:] *= 1e-3  # the two live ones the smallest
+        model.get_submodule(conv(0)).weight[[0, 1, 2]] *= 100  # ... with the largest weights
+        model.get_submodule(conv(1)).weight[6:] *= 1e-3  # the two live ones the smallest
     table = dead_filter_table(model, [0.5] * 14, ranks).set_index("layer")
     assert channels[:2] == [8, 8] and table.loc[1, "kept"] == table.loc[2, "kept"] == 4
     assert table.loc[1, ["near_dead", "l1_keeps_dead", "hrank_keeps_dead"]].tolist() == [3, 3, 0]

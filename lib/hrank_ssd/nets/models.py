@@ -93,16 +93,6 @@ def layer_names(net: str) -> List[str]:
     return list(get_net(net).layer_names)
 
 
-def producer_key(net: str, layer: int) -> str:
-    """State-dict prefix of backbone conv ``layer`` (0-based)."""
-    return get_net(net).producer_key(layer)
-
-
-def activation_key(net: str, layer: int) -> str:
-    """Module whose output is the layer's feature map after ReLU (hooked by rank generation)."""
-    return get_net(net).activation_key(layer)
-
-
 def plan_from_state_dict(state: Dict[str, torch.Tensor], net: str) -> ChannelPlan:
     """Channel widths read off the checkpoint's weight shapes (works for pruned checkpoints)."""
     spec = get_net(net)
