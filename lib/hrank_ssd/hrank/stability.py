@@ -97,9 +97,8 @@ def plot_rank_stability(table: pd.DataFrame):
     return fig
 
 
-def dead_filter_table(model: SSD, compress_rate: Sequence[float], ranks: Sequence[np.ndarray],
-                      dead_rank: float = DEAD_RANK) -> pd.DataFrame:
-    """Per prunable layer: ``near_dead`` filters (average rank below ``dead_rank``), how many L1 and HRank keep at
+def dead_filter_table(model: SSD, compress_rate: Sequence[float], ranks: Sequence[np.ndarray]) -> pd.DataFrame:
+    """Per prunable layer: ``near_dead`` filters (average rank below DEAD_RANK), how many L1 and HRank keep at
     ``compress_rate``, and ``dead_l1_ratio``, their mean L1 norm over the others' (NaN without near-dead ones)."""
     net = model.cfg.name
     l1 = l1_scores(model)
@@ -108,7 +107,7 @@ def dead_filter_table(model: SSD, compress_rate: Sequence[float], ranks: Sequenc
                                            start=1):
         r = np.asarray(r, dtype=np.float64)
         keep = kept_channels(len(r), rate)
-        dead = r < dead_rank
+        dead = r < DEAD_RANK
         by_l1, by_hrank = select_filters(w, keep), select_filters(r, keep)
         ratio = float(w[dead].mean() / w[~dead].mean()) if dead.any() and (~dead).any() else float("nan")
         rows.append({"layer": i, "name": name, "filters": len(r), "kept": keep, "near_dead": int(dead.sum()),
