@@ -65,8 +65,7 @@ def _colour(rng: np.random.Generator, dark_background: bool) -> Tuple[int, int, 
     sat = int(rng.integers(40, 256))
     val = int(rng.integers(110, 256)) if dark_background else int(rng.integers(10, 150))
     hsv = np.array([[[hue, sat, val]]], dtype=np.uint8)
-    b, g, r = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0]
-    return int(b), int(g), int(r)
+    return tuple(int(c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0])
 
 
 def _draw(img: np.ndarray, kind: str, box: Tuple[float, float, float, float], colour, rng) -> Tuple[int, ...]:
