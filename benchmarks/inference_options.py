@@ -94,7 +94,7 @@ def fold_batchnorm(model, border_exact: bool = True):
                 if isinstance(block[i], nn.Conv2d) and isinstance(block[i + 1], nn.BatchNorm2d):
                     block[i], block[i + 1] = fold_conv_bn(block[i], block[i + 1]), nn.Identity()
     sizes = model.feature_map_sizes(model.image_size)
-    for k, header in model.add_on_headers().items():
+    for header, k in model.header_add_ons.items():
         bn = model.source_layer_add_ons[k]
         if not isinstance(bn, nn.BatchNorm2d):
             raise HRankError(f"fold_batchnorm folds BatchNorm add-ons only; {model.cfg.name}'s add-on {k} is a "

@@ -198,12 +198,13 @@ print(R.batched_ranks(maps))
 import matplotlib.pyplot as plt
 
 from hrank_ssd.data.voc import TestTransform
-from hrank_ssd.nets.models import activation_key, layer_names, load_model
+from hrank_ssd.nets.models import layer_names, load_model
+from hrank_ssd.nets.registry import get_net
 
 model = load_model(course.baseline("vgg16-ssd")).eval()
 LAYER = 4  # 0-based prunable layer: conv3_1
 caught = {}
-module = dict(model.named_modules())[activation_key("vgg16-ssd", LAYER)]
+module = dict(model.named_modules())[get_net("vgg16-ssd").activation_key(LAYER)]
 handle = module.register_forward_hook(lambda m, i, out: caught.update(maps=out.detach()))
 transform = TestTransform(model.image_size, model.cfg.image_mean, model.cfg.image_std)
 image = transform(course.test_dataset().get_image(0))[0]
@@ -285,7 +286,7 @@ from hrank_ssd.hrank.ranks import image_batches
 def layer_maps(model, layer, batches):
     """The (B, C, H, W) maps (after ReLU) of prunable layer ``layer`` (0-based), one batch of images at a time."""
     caught = []
-    module = dict(model.named_modules())[activation_key(model.cfg.name, layer)]
+    module = dict(model.named_modules())[get_net(model.cfg.name).activation_key(layer)]
     handle = module.register_forward_hook(lambda m, i, out: caught.append(out.detach()))
     try:
         for images in batches:

@@ -177,7 +177,7 @@ def test_widths_give_the_rates_kept_filters(tmp_path):
     with pytest.raises(HRankError, match="can keep 1 to 8, not 9"):
         kept_indices_for_widths(model, [9] + widths[1:], "l1")
     pruned, kept = prune_to_widths(model, widths, "l1")
-    save_pruned(pruned, tmp_path / "p.pth", None, "l1", kept, widths=widths, budget={"kind": "macs"})
+    save_pruned(pruned, tmp_path / "p.pth", None, "l1", kept, budget={"kind": "macs"})
     meta = read_sidecar(tmp_path / "p.pth")
     assert meta["widths"] == by_name and meta["compress_rate"] is None and meta["budget"] == {"kind": "macs"}
     side = tmp_path / "p.pth.json"  # a sidecar written before widths existed still loads

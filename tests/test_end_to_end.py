@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from torchvision.ops import box_iou
+from torchvision.ops import box_convert, box_iou
 
 from hrank_ssd.data.voc import VOCDataset, to_input
 from hrank_ssd.measure.evaluation import evaluate_model, mean_ap
 from hrank_ssd.nets.models import build_model
-from hrank_ssd.nets.priors import center_to_corner, corner_to_center, encode
+from hrank_ssd.nets.priors import encode
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 VOC2007 = SHARED / "voc2007_sample" / "VOC2007"
@@ -36,7 +36,7 @@ class Oracle(nn.Module):
         shape = build_model("mb1-ssd", num_classes, width=0.05)
         self.cfg, self.image_size, self.num_classes = shape.cfg, shape.image_size, num_classes
         self.register_buffer("priors", shape.priors.clone())
-        corner_priors = center_to_corner(self.priors)
+        corner_priors = box_convert(self.priors, "cxcywh", "xyxy")
         self.answers = {}
         for i in range(len(dataset)):
             image = dataset.get_image(i)
@@ -50,7 +50,7 @@ class Oracle(nn.Module):
                 k = int(overlap[j].argmax())
                 overlap[:, k] = -1  # taken
                 prior_boxes[k], prior_labels[k] = gt[j], int(labels[j])
-            locations = encode(corner_to_center(prior_boxes), self.priors, self.cfg.center_variance,
+            locations = encode(box_convert(prior_boxes, "xyxy", "cxcywh"), self.priors, self.cfg.center_variance,
                                self.cfg.size_variance)
             key = self._key(to_input(image, self.image_size, self.cfg.image_mean, self.cfg.image_std))
             self.answers[key] = (locations, prior_labels)

@@ -4,12 +4,13 @@ import math
 
 import pytest
 import torch
+from torchvision.ops import box_convert
 
 from hrank_ssd.errors import HRankError
 from hrank_ssd.nets.compress import PRUNED_RATE
 from hrank_ssd.nets.mb1_ssd import CONFIG as MB1_SSD
 from hrank_ssd.nets.models import build_model, count_parameters, load_model, save_model
-from hrank_ssd.nets.priors import center_to_corner, corner_to_center, decode, encode, generate_priors
+from hrank_ssd.nets.priors import decode, encode, generate_priors
 from hrank_ssd.nets.vgg16_ssd import CONFIG as VGG16_SSD
 
 
@@ -96,8 +97,8 @@ def test_box_coding_round_trip():
     torch.manual_seed(0)
     boxes = torch.rand(8732, 2) * 0.5
     corner = torch.cat([boxes, boxes + 0.05 + torch.rand(8732, 2) * 0.4], 1)
-    locs = encode(corner_to_center(corner), priors, 0.1, 0.2)
-    back = center_to_corner(decode(locs, priors, 0.1, 0.2))
+    locs = encode(box_convert(corner, "xyxy", "cxcywh"), priors, 0.1, 0.2)
+    back = box_convert(decode(locs, priors, 0.1, 0.2), "cxcywh", "xyxy")
     assert torch.allclose(back, corner, atol=1e-5)
 
 

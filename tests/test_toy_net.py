@@ -65,10 +65,9 @@ def expected_macs(c0, c1, c2, num_classes):
 
 
 @pytest.fixture
-def toy_net():
-    registry.register(SPEC)
-    yield SPEC
-    registry.unregister(SPEC.name)
+def toy_net(monkeypatch):
+    monkeypatch.setitem(registry._NETS, SPEC.name, SPEC)  # registered for this test only
+    return SPEC
 
 
 def test_a_toy_net_goes_through_every_command(toy_net, tmp_path, capsys):
@@ -113,7 +112,7 @@ def test_registry_knows_the_toy_only_while_registered(toy_net, tmp_path):
     state = build_model("toy-ssd", 3).state_dict()
     assert detect_net(state) == "toy-ssd"
     assert detect_net(build_model("vgg16-ssd", 3, width=0.05).state_dict()) == "vgg16-ssd"
-    registry.unregister("toy-ssd")
+    del registry._NETS["toy-ssd"]
     with pytest.raises(Exception, match="matches none of vgg16-ssd, mb1-ssd"):
         detect_net(state)
     registry.register(SPEC)

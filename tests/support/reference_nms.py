@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
+from torchvision.ops import box_convert
 
-from hrank_ssd.nets.priors import center_to_corner, decode
+from hrank_ssd.nets.priors import decode
 
 
 def _iou_one(box: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
@@ -47,7 +48,8 @@ def reference_postprocess(confidences: torch.Tensor, locations: torch.Tensor, pr
     :func:`hrank_ssd.nets.predictor.postprocess` (boxes in [0, 1] xyxy, labels, scores), grouped by class."""
     iou_threshold = cfg.iou_threshold if iou_threshold is None else iou_threshold
     probs = torch.softmax(confidences.float(), dim=2)
-    boxes = center_to_corner(decode(locations.float(), priors, cfg.center_variance, cfg.size_variance))
+    centers = decode(locations.float(), priors, cfg.center_variance, cfg.size_variance)
+    boxes = box_convert(centers, "cxcywh", "xyxy")
     out = []
     for p, b in zip(probs, boxes):
         picked_boxes, picked_labels, picked_scores = [], [], []

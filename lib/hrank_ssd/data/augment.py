@@ -6,18 +6,12 @@ from typing import Sequence
 
 import cv2
 import numpy as np
+import torch
+from torchvision.ops import box_iou
 
 from hrank_ssd.data.voc import TestTransform, to_input
 
 CROP_MODES = (None, 0.1, 0.3, 0.5, 0.7, 0.9, -1.0)  # minimum IoU of a crop with some box; None: keep; -1: any
-
-
-def _iou_with(boxes: np.ndarray, rect: np.ndarray) -> np.ndarray:
-    lt, rb = np.maximum(boxes[:, :2], rect[:2]), np.minimum(boxes[:, 2:], rect[2:])
-    inter = np.clip(rb - lt, 0, None).prod(1)
-    area_b = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    area_r = (rect[2] - rect[0]) * (rect[3] - rect[1])
-    return inter / np.maximum(area_b + area_r - inter, 1e-9)
 
 
 def photometric_distort(image: np.ndarray) -> np.ndarray:
@@ -69,7 +63,8 @@ def random_crop(image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, trials
                 continue
             left, top = np.random.uniform(0, w - cw), np.random.uniform(0, h - ch)
             rect = np.array([int(left), int(top), int(left + cw), int(top + ch)], dtype=np.float32)
-            if rect[2] <= rect[0] or rect[3] <= rect[1] or _iou_with(boxes, rect).max() < mode:
+            overlap = box_iou(torch.from_numpy(boxes), torch.from_numpy(rect[None])).max()  # the best box's IoU
+            if rect[2] <= rect[0] or rect[3] <= rect[1] or overlap < mode:
                 continue
             centers = (boxes[:, :2] + boxes[:, 2:]) / 2
             inside = ((centers > rect[:2]) & (centers < rect[2:])).all(1)

@@ -65,8 +65,7 @@ def _colour(rng: np.random.Generator, dark_background: bool) -> Tuple[int, int, 
     sat = int(rng.integers(40, 256))
     val = int(rng.integers(110, 256)) if dark_background else int(rng.integers(10, 150))
     hsv = np.array([[[hue, sat, val]]], dtype=np.uint8)
-    b, g, r = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0]
-    return int(b), int(g), int(r)
+    return tuple(int(c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0])
 
 
 def _draw(img: np.ndarray, kind: str, box: Tuple[float, float, float, float], colour, rng) -> Tuple[int, ...]:
@@ -178,5 +177,5 @@ def make_synthetic_voc(out_dir, num_train: int = 600, num_test: int = 150, image
                                                               encoding="utf-8")
     (root / "ImageSets" / "Main" / "trainval.txt").write_text("\n".join(ids[:num_train]) + "\n", encoding="utf-8")
     (root / "ImageSets" / "Main" / "test.txt").write_text("\n".join(ids[num_train:]) + "\n", encoding="utf-8")
-    write_labels(root / "labels.txt", SHAPES)  # BACKGROUND first, then the shapes
+    write_labels(root / "labels.txt", SHAPES)
     return root

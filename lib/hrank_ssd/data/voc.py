@@ -47,11 +47,8 @@ def read_labels(path: Path | str) -> List[str]:
 
 
 def write_labels(path: Path | str, names: Sequence[str]) -> None:
-    """Write one name per line, ``BACKGROUND`` first (added when ``names`` lacks it)."""
-    names = list(names)
-    if not names or names[0] != "BACKGROUND":
-        names.insert(0, "BACKGROUND")
-    atomic_write_text(path, "\n".join(names) + "\n")
+    """Write ``BACKGROUND``, then the class ``names``, one per line."""
+    atomic_write_text(path, "\n".join(["BACKGROUND", *names]) + "\n")
 
 
 def dataset_labels(root: Path | str) -> Tuple[str, ...]:

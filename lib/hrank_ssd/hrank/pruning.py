@@ -11,7 +11,7 @@ import torch
 from hrank_ssd.errors import HRankError
 from hrank_ssd.hrank.ranks import load_ranks
 from hrank_ssd.nets.compress import layer_rates
-from hrank_ssd.nets.models import build_model, layer_names, producer_key, save_model
+from hrank_ssd.nets.models import build_model, layer_names, save_model
 from hrank_ssd.nets.registry import get_net, num_prunable
 from hrank_ssd.nets.spec import Rule
 from hrank_ssd.nets.ssd import SSD, ChannelPlan, kept_channels
@@ -27,9 +27,9 @@ def _rules(net: str) -> Callable[[str], Rule]:
 
 def l1_scores(model: SSD) -> List[np.ndarray]:
     """Filter L1 norms (Li et al. 2017), one array per prunable layer."""
-    net, state = model.cfg.name, model.state_dict()
-    return [state[producer_key(net, i) + ".weight"].detach().abs().flatten(1).sum(1).double().cpu().numpy()
-            for i in range(num_prunable(net))]
+    spec, state = get_net(model.cfg.name), model.state_dict()
+    return [state[spec.producer_key(i) + ".weight"].detach().abs().flatten(1).sum(1).double().cpu().numpy()
+            for i in range(spec.num_prunable)]
 
 
 def select_filters(scores: np.ndarray, keep: int) -> List[int]:
@@ -150,15 +150,12 @@ def prune_to_widths(model: SSD, widths, criterion: str = "hrank", rank_dir=None,
 
 
 def save_pruned(model: SSD, path, compress_rate: Optional[Sequence[float]], criterion: str,
-                kept: Dict[str, List[int]], widths=None, budget: Optional[dict] = None,
-                made_by: Optional[List[str]] = None) -> None:
-    """The pruned model as a plain state dict plus its sidecar (:func:`~hrank_ssd.nets.models.save_model`)."""
+                kept: Dict[str, List[int]], budget: Optional[dict] = None, made_by: Optional[List[str]] = None) -> None:
+    """The pruned model as a plain state dict plus its sidecar (:func:`~hrank_ssd.nets.models.save_model`); without
+    rates, the sidecar's widths are the kept filters' counts."""
     names = layer_names(model.cfg.name)
     rates = None if compress_rate is None else layer_rates(compress_rate, len(names))
-    if widths is None and compress_rate is None:
-        widths = [len(kept[n]) for n in names]
-    if widths is not None and not isinstance(widths, dict):
-        widths = dict(zip(names, (int(k) for k in widths)))
+    widths = {n: len(kept[n]) for n in names} if compress_rate is None else None
     save_model(model, path, compress_rate=rates, criterion=criterion, kept_indices=kept, widths=widths, budget=budget,
                made_by=made_by)
 

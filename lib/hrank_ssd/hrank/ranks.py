@@ -12,8 +12,8 @@ import torch
 from hrank_ssd.devices import evaluating, model_on
 from hrank_ssd.errors import HRankError
 from hrank_ssd.io.files import atomic_save_npy
-from hrank_ssd.nets.models import activation_key, layer_names
-from hrank_ssd.nets.registry import num_prunable
+from hrank_ssd.nets.models import layer_names
+from hrank_ssd.nets.registry import get_net, num_prunable
 from hrank_ssd.nets.ssd import SSD
 from hrank_ssd.progress import tqdm
 
@@ -80,7 +80,7 @@ def compute_ranks(model: SSD, batches: Iterable[torch.Tensor], device="cpu", tot
         return add
 
     modules = dict(model.named_modules())
-    handles = [modules[activation_key(net, i)].register_forward_hook(hook(i)) for i in range(n)]
+    handles = [modules[get_net(net).activation_key(i)].register_forward_hook(hook(i)) for i in range(n)]
     try:
         with evaluating(model), torch.no_grad():
             for batch in tqdm(batches, total=total, desc="ranks", unit="batch", disable=not progress):

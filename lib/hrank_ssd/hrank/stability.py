@@ -21,14 +21,9 @@ from hrank_ssd.nets.ssd import SSD, kept_channels
 DEAD_RANK = 1.0  # an average rank below 1: the filter's maps are all zero on most images ("near-dead")
 
 
-def average_ranks(x) -> np.ndarray:
-    """The rank (1 = smallest) of every value of ``x``; tied values share the mean of their ranks."""
-    return pd.Series(np.asarray(x, dtype=np.float64).ravel()).rank(method="average").to_numpy()
-
-
 def spearman(a, b) -> float:
     """Spearman's rank correlation of two equally long lists (ties averaged); NaN when either is constant."""
-    ra, rb = average_ranks(a), average_ranks(b)
+    ra, rb = (pd.Series(np.asarray(x, dtype=np.float64).ravel()).rank(method="average").to_numpy() for x in (a, b))
     ra, rb = ra - ra.mean(), rb - rb.mean()
     denom = np.sqrt((ra * ra).sum() * (rb * rb).sum())
     return float((ra * rb).sum() / denom) if denom > 0 else float("nan")
@@ -102,9 +97,8 @@ def plot_rank_stability(table: pd.DataFrame):
     return fig
 
 
-def dead_filter_table(model: SSD, compress_rate: Sequence[float], ranks: Sequence[np.ndarray],
-                      dead_rank: float = DEAD_RANK) -> pd.DataFrame:
-    """Per prunable layer: ``near_dead`` filters (average rank below ``dead_rank``), how many L1 and HRank keep at
+def dead_filter_table(model: SSD, compress_rate: Sequence[float], ranks: Sequence[np.ndarray]) -> pd.DataFrame:
+    """Per prunable layer: ``near_dead`` filters (average rank below DEAD_RANK), how many L1 and HRank keep at
     ``compress_rate``, and ``dead_l1_ratio``, their mean L1 norm over the others' (NaN without near-dead ones)."""
     net = model.cfg.name
     l1 = l1_scores(model)
@@ -113,7 +107,7 @@ def dead_filter_table(model: SSD, compress_rate: Sequence[float], ranks: Sequenc
                                            start=1):
         r = np.asarray(r, dtype=np.float64)
         keep = kept_channels(len(r), rate)
-        dead = r < dead_rank
+        dead = r < DEAD_RANK
         by_l1, by_hrank = select_filters(w, keep), select_filters(r, keep)
         ratio = float(w[dead].mean() / w[~dead].mean()) if dead.any() and (~dead).any() else float("nan")
         rows.append({"layer": i, "name": name, "filters": len(r), "kept": keep, "near_dead": int(dead.sum()),

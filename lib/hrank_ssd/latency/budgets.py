@@ -15,7 +15,7 @@ from hrank_ssd.latency.knapsack import STEPS, Budget, BudgetChoice, ChainCosts
 from hrank_ssd.latency.table import LatencyTable, grid_counts
 from hrank_ssd.measure import flops
 from hrank_ssd.measure.flops import count_exact
-from hrank_ssd.nets.models import layer_names, producer_key
+from hrank_ssd.nets.models import layer_names
 from hrank_ssd.nets.registry import get_net
 from hrank_ssd.nets.ssd import SSD
 
@@ -23,7 +23,7 @@ from hrank_ssd.nets.ssd import SSD
 def map_sizes(model: SSD, table=None) -> List[int]:
     """``min(out_h, out_w)`` of each prunable layer's maps (``table``: its :func:`count_exact`, if known)."""
     rows = (count_exact(model) if table is None else table).set_index("name")
-    return [int(min(rows.loc[producer_key(model.cfg.name, i), ["out_h", "out_w"]]))
+    return [int(min(rows.loc[get_net(model.cfg.name).producer_key(i), ["out_h", "out_w"]]))
             for i in range(model.plan.num_prunable)]
 
 
@@ -171,6 +171,5 @@ def fastest_widths_at_mac_cap(model: SSD, table: LatencyTable, mac_cap: float, r
 def prune_to_budget(model: SSD, chosen: BudgetWidths, rank_dir, output, min_keep: float = 0.0, **record) -> SSD:
     """Prune ``model`` to ``chosen.widths`` and save it at ``output``, the widths and budget in its sidecar."""
     pruned, kept = prune_to_widths(model, chosen.widths, "hrank", rank_dir)
-    save_pruned(pruned, output, None, "hrank", kept, widths=chosen.widths,
-                budget=dict(chosen.sidecar(), min_keep=min_keep, **record))
+    save_pruned(pruned, output, None, "hrank", kept, budget=dict(chosen.sidecar(), min_keep=min_keep, **record))
     return pruned

@@ -93,16 +93,6 @@ def layer_names(net: str) -> List[str]:
     return list(get_net(net).layer_names)
 
 
-def producer_key(net: str, layer: int) -> str:
-    """State-dict prefix of backbone conv ``layer`` (0-based)."""
-    return get_net(net).producer_key(layer)
-
-
-def activation_key(net: str, layer: int) -> str:
-    """Module whose output is the layer's feature map after ReLU (hooked by rank generation)."""
-    return get_net(net).activation_key(layer)
-
-
 def plan_from_state_dict(state: Dict[str, torch.Tensor], net: str) -> ChannelPlan:
     """Channel widths read off the checkpoint's weight shapes (works for pruned checkpoints)."""
     spec = get_net(net)
@@ -158,17 +148,12 @@ def num_classes_of(state: Dict[str, torch.Tensor], net: str, path="checkpoint") 
 
 
 def load_model(path, net: Optional[str] = None, num_classes: Optional[int] = None,
-               compress_rate: Optional[Sequence[float]] = None,
-               image_size: Optional[int] = None) -> SSD:
-    """Load a checkpoint, net, classes and widths read off its shapes; ``net``, ``num_classes`` and
-    ``compress_rate`` are checks; the input size: ``image_size``, else the sidecar's, else the net's."""
-    return model_from_state_dict(read_state_dict(path), path, net, num_classes, compress_rate, image_size)
-
-
-def model_from_state_dict(state: Dict[str, torch.Tensor], path="checkpoint", net: Optional[str] = None,
-                          num_classes: Optional[int] = None, compress_rate: Optional[Sequence[float]] = None,
-                          image_size: Optional[int] = None) -> SSD:
-    """:func:`load_model` on a state dict already read from ``path`` (named in errors; its sidecar gives the size)."""
+               compress_rate: Optional[Sequence[float]] = None, image_size: Optional[int] = None,
+               state: Optional[Dict[str, torch.Tensor]] = None) -> SSD:
+    """Load a checkpoint (``state``: its state dict, already read), net, classes and widths read off its shapes;
+    ``net``, ``num_classes`` and ``compress_rate`` are checks; the input size: ``image_size``, else the sidecar's,
+    else the net's."""
+    state = read_state_dict(path) if state is None else state
     found = detect_net(state)
     if net is not None and net != found:
         raise HRankError(f"{path} is a {found} checkpoint, not {net}: pass --net {found} or another checkpoint")

@@ -6,10 +6,11 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from torchvision.ops import box_convert
 
 from hrank_ssd.data.voc import to_input
 from hrank_ssd.devices import evaluating, model_on
-from hrank_ssd.nets.priors import center_to_corner, decode
+from hrank_ssd.nets.priors import decode
 
 Detections = Tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # boxes (pixels, xyxy), labels, scores
 
@@ -44,7 +45,8 @@ def postprocess(confidences: torch.Tensor, locations: torch.Tensor, priors: torc
     """Raw head outputs of a batch -> per image (boxes in [0,1] xyxy, labels >= 1, scores), best first."""
     iou_threshold = cfg.iou_threshold if iou_threshold is None else iou_threshold
     probs = torch.softmax(confidences.float(), dim=2)[:, :, 1:]
-    boxes = center_to_corner(decode(locations.float(), priors, cfg.center_variance, cfg.size_variance))
+    centers = decode(locations.float(), priors, cfg.center_variance, cfg.size_variance)
+    boxes = box_convert(centers, "cxcywh", "xyxy")
     out = []
     k = min(candidate_size, probs.size(1))
     for p, b in zip(probs, boxes):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Sequence, Tuple
+from typing import Sequence
 
 import torch
 from torchvision.ops import box_convert, box_iou
@@ -35,14 +35,6 @@ def generate_priors(cfg: NetConfig, feature_map_sizes: Sequence[int] | None = No
     return torch.tensor(priors, dtype=torch.float32).clamp_(0.0, 1.0)
 
 
-def center_to_corner(boxes: torch.Tensor) -> torch.Tensor:
-    return box_convert(boxes, "cxcywh", "xyxy")
-
-
-def corner_to_center(boxes: torch.Tensor) -> torch.Tensor:
-    return box_convert(boxes, "xyxy", "cxcywh")
-
-
 def decode(locations: torch.Tensor, priors: torch.Tensor, center_variance: float,
            size_variance: float) -> torch.Tensor:
     """Regression outputs -> center-form boxes (any leading batch dims)."""
@@ -61,36 +53,28 @@ def encode(center_boxes: torch.Tensor, priors: torch.Tensor, center_variance: fl
     ], dim=-1)
 
 
-def assign_priors(gt_boxes: torch.Tensor, gt_labels: torch.Tensor, corner_priors: torch.Tensor,
-                  iou_threshold: float) -> Tuple[torch.Tensor, torch.Tensor]:
-    """SSD matching: each prior takes its best box, each box its best prior; below ``iou_threshold``: label 0."""
-    if gt_boxes.numel() == 0:
-        n = corner_priors.size(0)
-        return corner_priors.new_zeros((n, 4)), torch.zeros(n, dtype=torch.long)
-    ious = box_iou(corner_priors, gt_boxes)  # (priors, targets)
-    best_target_iou, best_target = ious.max(1)
-    best_prior = ious.argmax(0)
-    best_target[best_prior] = torch.arange(gt_boxes.size(0))
-    best_target_iou[best_prior] = 2.0
-    labels = gt_labels[best_target].clone()
-    labels[best_target_iou < iou_threshold] = 0
-    return gt_boxes[best_target], labels
-
-
 class MatchPrior:
-    """Target transform: corner boxes in [0, 1] and labels -> per-prior regression targets and labels."""
+    """Target transform: corner boxes in [0, 1] and labels -> per-prior regression targets and labels. SSD matching:
+    each prior takes its best box, each box its best prior; below the config's ``match_threshold``: label 0."""
 
     def __init__(self, priors: torch.Tensor, cfg: NetConfig):
         self.center_priors = priors
-        self.corner_priors = center_to_corner(priors)
+        self.corner_priors = box_convert(priors, "cxcywh", "xyxy")
         self.cfg = cfg
 
     def __call__(self, gt_boxes, gt_labels):
         gt_boxes = torch.as_tensor(gt_boxes, dtype=torch.float32).reshape(-1, 4)
         gt_labels = torch.as_tensor(gt_labels, dtype=torch.long).reshape(-1)
-        boxes, labels = assign_priors(gt_boxes, gt_labels, self.corner_priors, self.cfg.match_threshold)
-        locations = encode(corner_to_center(boxes), self.center_priors,
-                           self.cfg.center_variance, self.cfg.size_variance)
+        n = self.center_priors.size(0)
         if gt_boxes.numel() == 0:
-            locations = torch.zeros_like(locations)
+            return self.center_priors.new_zeros((n, 4)), torch.zeros(n, dtype=torch.long)
+        ious = box_iou(self.corner_priors, gt_boxes)  # (priors, targets)
+        best_target_iou, best_target = ious.max(1)
+        best_prior = ious.argmax(0)
+        best_target[best_prior] = torch.arange(gt_boxes.size(0))
+        best_target_iou[best_prior] = 2.0
+        labels = gt_labels[best_target].clone()
+        labels[best_target_iou < self.cfg.match_threshold] = 0
+        locations = encode(box_convert(gt_boxes[best_target], "xyxy", "cxcywh"), self.center_priors,
+                           self.cfg.center_variance, self.cfg.size_variance)
         return locations, labels

@@ -17,10 +17,6 @@ def register(spec: NetSpec) -> NetSpec:
     return spec
 
 
-def unregister(name: str) -> None:
-    _NETS.pop(name, None)
-
-
 def get_net(name: str) -> NetSpec:
     """The net called ``name``, or a one-line error listing the known ones."""
     try:

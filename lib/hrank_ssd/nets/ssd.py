@@ -49,7 +49,8 @@ class SSD(nn.Module):
         self.cfg, self.num_classes, self.plan, self.image_size = cfg, num_classes, plan, image_size
         self.base_net = base_net
         self.source_layer_indexes = list(source_layer_indexes)
-        self._add_on_at = {idx: k for k, idx in enumerate(source_layer_add_ons)}
+        # header -> the add-on (its index) on that header's source map
+        self.header_add_ons = {self.source_layer_indexes.index(i): k for k, i in enumerate(source_layer_add_ons)}
         self.source_layer_add_ons = nn.ModuleList(source_layer_add_ons.values())
         self.extras = extras
         self.classification_headers = classification_headers
@@ -63,20 +64,16 @@ class SSD(nn.Module):
     def sources(self, x: torch.Tensor) -> List[torch.Tensor]:
         """The feature maps the headers see, in header order."""
         feats, start = [], 0
-        for end in self.source_layer_indexes:
+        for header, end in enumerate(self.source_layer_indexes):
             for i in range(start, end):
                 x = self.base_net[i](x)
-            add_on = self._add_on_at.get(end)
+            add_on = self.header_add_ons.get(header)
             feats.append(self.source_layer_add_ons[add_on](x) if add_on is not None else x)
             start = end
         for block in self.extras:
             x = block(x)
             feats.append(x)
         return feats
-
-    def add_on_headers(self) -> Dict[int, int]:
-        """Add-on index -> the header index that reads its output."""
-        return {k: self.source_layer_indexes.index(idx) for idx, k in self._add_on_at.items()}
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         confs, locs = [], []

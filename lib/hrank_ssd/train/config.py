@@ -151,7 +151,7 @@ def _detector_as_base_net(state: Dict[str, torch.Tensor], path, net: str, num_cl
     size = image_size or models.read_sidecar(path).get("image_size")
     classes = models.num_classes_of(state, net, path)
     if classes == num_classes:
-        return models.model_from_state_dict(state, path, net=net, image_size=size)
+        return models.load_model(path, net=net, image_size=size, state=state)
     model = models.build_model(net, num_classes, plan=models.plan_from_state_dict(state, net), image_size=size)
     keep = {k: v for k, v in state.items() if not k.startswith("classification_headers.")}
     model.load_state_dict(keep, strict=False)

@@ -92,8 +92,8 @@ class TrainerSetup:
         if state is not None:  # its image size becomes cfg.image_size unless one was given
             size = state["args"].get("image_size") or models.read_sidecar(self.resume_path).get("image_size")
             cfg.image_size = cfg.image_size or size
-            model = models.model_from_state_dict(state["model"], self.resume_path, net=cfg.net,
-                                                 num_classes=num_classes, image_size=cfg.image_size)
+            model = models.load_model(self.resume_path, net=cfg.net, num_classes=num_classes,
+                                      image_size=cfg.image_size, state=state["model"])
             self.kept, self.rates = state.get("kept_indices"), state.get("compress_rate")
         elif not cfg.base_net:
             model = models.build_model(cfg.net, num_classes, width=cfg.width, image_size=cfg.image_size)
