@@ -121,6 +121,18 @@ summary.assign(published_mAP_theirs=summary["model"].map(report_tables.PUBLISHED
 # its mAP would rise with the same finetune) or, on VOC, much less than the original project (a short stand-in).
 
 # %% [markdown]
+# **What these numbers say.** Where a number above is surprising (a pruned model above its parent, a large drop,
+# a MobileNetV1-SSD much further behind VGG16-SSD than in the published figures), a sentence below, written from
+# this run's numbers (`hrank_ssd.course.explain`), says why; notebook 08 adds the ones about speed.
+
+# %%
+from hrank_ssd.course import results
+from hrank_ssd.course.explain import explanations
+
+for note in explanations(results.load_results(course.run_dir)):
+    print("-", note, end="\n\n")
+
+# %% [markdown]
 # **Yours.** The rate you chose in notebook 02 (`work/<profile>/choice.json`), finetuned in notebook 03
 # (`course.your_model()`), is evaluated above beside the paper-rate model, as `yours (<rate>)`, and stays in every
 # table and plot of this notebook. At the profile's rate (offline) your model *is* the paper-rate model: the line

@@ -7,7 +7,7 @@ from typing import Dict, List, Optional
 
 import pandas as pd
 
-from hrank_ssd.course import forgetting
+from hrank_ssd.course import forgetting, report_tables
 from hrank_ssd.course.models import BY_KEY, PAPER
 from hrank_ssd.course.report_tables import PUBLISHED_PREDICT_MS, rows_by_model, short_finetune, title
 from hrank_ssd.nets.registry import get_net
@@ -97,6 +97,36 @@ def full_size(frontier: Dict[str, pd.Series], bench: Dict[str, pd.Series]) -> Op
             "the time goes to what pruning does not remove.")
 
 
+def weaker_net(maps: Dict[str, pd.Series], frontier: Dict[str, pd.Series], res: Dict[str, object]) -> Optional[str]:
+    """MobileNetV1-SSD much further below VGG16-SSD than in the published figures: its size and its training."""
+    small, big, published = "mb1-ssd", "vgg16-ssd", report_tables.PUBLISHED_MAP
+    if not (small in maps and big in maps):
+        return None
+    mine, theirs = float(maps[small]["mAP"]), float(maps[big]["mAP"])
+    gap = published[big] - published[small]
+    if round(theirs - mine, 4) <= round(gap + LARGE_DROP, 4):
+        return None
+    text = (f"{title(small)} scores {mine:.4f}, {theirs - mine:.4f} below {title(big)} ({theirs:.4f}), where the "
+            f"published VOC figures are {published[small]:.4f} and {published[big]:.4f} ({gap:.4f} apart).")
+    if small in frontier and big in frontier:
+        width = (res.get("settings.json") or {}).get("mb1_width")
+        text += (f" Here it does {frontier[big]['GMACs'] / frontier[small]['GMACs']:.1f}x fewer MACs than "
+                 f"{title(big)}" + (f" (width {width:g})." if width else "."))
+    logs = res.get("logs") or {}
+    log, parent_log = logs.get(small), logs.get(big)
+    if log is not None and len(log) >= 2:
+        fell = 1 - log["train_loss"].iloc[-1] / log["train_loss"].iloc[-2]
+        epochs = f"{len(log)} epochs"
+        if parent_log is not None:
+            epochs += f", where {title(big)} had {len(parent_log)}"
+        text += (f" It was trained from scratch for {epochs}, and its training loss still fell {fell:.0%} in the "
+                 "last one: the course's time budget stops it far from converged, so its mAP says how far it got, "
+                 "not what the architecture can do." if round(fell, 2) >= 0.02 else
+                 f" It was trained from scratch for {epochs}, until its training loss levelled off (it moved "
+                 f"{abs(fell):.0%} in the last one): at this width it holds less of the task than {title(big)}.")
+    return text
+
+
 def explanations(res: Dict[str, object]) -> List[str]:
     """Every sentence that applies to the run whose results files ``res`` holds (``results.load_results``)."""
     frontier, bench, maps = (rows_by_model(res.get(name)) for name in ("frontier.csv", "bench.csv", "map.csv"))
@@ -109,5 +139,5 @@ def explanations(res: Dict[str, object]) -> List[str]:
             mine, theirs = float(maps[key]["mAP"]), float(maps[parent]["mAP"])
             out.append(above_parent(key, parent, mine, theirs, synthetic))
             out.append(large_drop(key, parent, mine, theirs, frontier[key], frontier[parent], frontier.get(PAPER)))
-    out += [prediction(frontier), full_size(frontier, bench)]
+    out += [weaker_net(maps, frontier, res), prediction(frontier), full_size(frontier, bench)]
     return [s for s in out if s]
