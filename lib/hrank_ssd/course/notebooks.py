@@ -82,7 +82,7 @@ def _papermill():
     try:
         import papermill
     except ImportError:
-        raise HRankError('papermill is not installed: pip install -e ".[course]" (or use --no_notebooks)') from None
+        raise HRankError('papermill is not installed: pip install -e ".[colab]" (or use --no_notebooks)') from None
     return papermill
 
 
@@ -158,9 +158,9 @@ def run_course(profile: str, runs="runs", work="work", run_dir: Optional[Path] =
     """Run the course (``notebooks``' notebooks, else the Course ``steps``) into ``run_dir`` and write the report."""
     resolve_device(device)  # a clear error for a bad device before anything runs
     try:  # the report needs markdown: fail before the course runs, not after it
-        import markdown  # noqa: F401 - the course extra's; only its presence is checked here
+        import markdown  # noqa: F401 - the colab extra's; only its presence is checked here
     except ImportError:
-        raise HRankError('markdown is not installed: pip install -e ".[course]"') from None
+        raise HRankError('markdown is not installed: pip install -e ".[colab]"') from None
     start = time.perf_counter()
     run_dir = open_run_dir(runs, run_dir)
     log(f"[course] profile {profile}, run folder {run_dir}")
