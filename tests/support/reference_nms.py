@@ -1,7 +1,7 @@
 """pytorch-ssd's post-processing, kept as a baseline: a per-class Python NMS loop as in its predictor.
 
-The library's :func:`hrank_ssd.nets.predictor.postprocess` replaces it with torchvision's batched NMS;
-``tests/test_bench.py`` checks both give the same detections. Not part of the library.
+The library's :func:`hrank_ssd.nets.predictor.postprocess` replaces it with one batched greedy NMS for every
+class at once (``greedy_nms``); ``tests/test_bench.py`` checks both give the same detections. Not part of the library.
 """
 
 from __future__ import annotations
