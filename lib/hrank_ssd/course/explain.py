@@ -114,17 +114,18 @@ def weaker_net(maps: Dict[str, pd.Series], frontier: Dict[str, pd.Series], res: 
                  f"{title(big)}" + (f" (width {width:g})." if width else "."))
     logs = res.get("logs") or {}
     log, parent_log = logs.get(small), logs.get(big)
-    if log is not None and len(log) >= 2:
-        fell = 1 - log["train_loss"].iloc[-1] / log["train_loss"].iloc[-2]
-        epochs = f"{len(log)} epochs"
-        if parent_log is not None:
-            epochs += f", where {title(big)} had {len(parent_log)}"
-        text += (f" It was trained from scratch for {epochs}, and its training loss still fell {fell:.0%} in the "
-                 "last one: the course's time budget stops it far from converged, so its mAP says how far it got, "
-                 "not what the architecture can do." if round(fell, 2) >= 0.02 else
-                 f" It was trained from scratch for {epochs}, until its training loss levelled off (it moved "
-                 f"{abs(fell):.0%} in the last one): at this width it holds less of the task than {title(big)}.")
-    return text
+    seen = [round(float(m), 3) for m in log["mAP"].dropna()] if log is not None and "mAP" in log else []
+    if len(seen) < 2:
+        return text
+    epochs = f" It was trained from scratch for {len(log)} epochs" + (
+        f" ({title(big)}: {len(parent_log)})" if parent_log is not None else "")
+    shown = ", ".join(f"{m:.3f}" for m in seen)
+    if seen[-1] > seen[-2]:
+        return text + (f"{epochs}, and its mAP was still rising at its last validation ({shown}): the course's "
+                       "time budget stops it far from converged, so its mAP says how far it got, not what the "
+                       "architecture can do.")
+    return text + (f"{epochs}, and its mAP had stopped rising ({shown}): at this width it holds less of the "
+                   f"task than {title(big)}.")
 
 
 def explanations(res: Dict[str, object]) -> List[str]:
