@@ -50,16 +50,17 @@ def fetch_many(names: Sequence[str] = (), dest_dir=".", manifest=None, record: b
     paths, errors = [], []
     for art in arts:
         try:
-            try:
-                paths.append(fetcher.fetch(art))
-            except AllSourcesFailed as e:
-                raise HRankError(f"could not download {art['name']!r} ({fetcher.dest / art['file']}): tried "
-                                 f"{'; '.join(e.failures)}; {e.hint}") from None
+            paths.append(fetcher.fetch(art))
+            continue
+        except AllSourcesFailed as e:  # every source's failure and what to do, in one line
+            error = HRankError(f"could not download {art['name']!r} ({fetcher.dest / art['file']}): tried "
+                               f"{'; '.join(e.failures)}; {e.hint}")
         except HRankError as e:
-            if len(arts) == 1:
-                raise
-            log(f"error: {e}")
-            errors.append(art["name"])
+            error = e
+        if len(arts) == 1:
+            raise error from None
+        log(f"error: {error}")
+        errors.append(art["name"])
     if errors:
         raise HRankError(f"{len(errors)} of {len(arts)} downloads failed ({', '.join(errors)}); "
                          "see the lines above for each source tried and what to do")
