@@ -53,6 +53,7 @@ def compared(course, keys=MODEL_KEYS) -> Tuple[Dict[str, Path], dict]:
 def evaluate(course, keys=MODEL_KEYS) -> Tuple[pd.DataFrame, pd.DataFrame]:
     """``map.csv`` and ``per_class_ap.csv`` of each :func:`compared` model (detections in ``run_dir/eval/<key>``)."""
     (paths, mine), ds, summary, per_class = compared(course, keys), course.test_dataset(), [], []
+    fair = fair_epochs(course.profile)
     for key, path in paths.items():
         model, epochs = load_model(path), course.model_epochs(key)
         with course.timed(f"eval {key}"):
@@ -61,7 +62,7 @@ def evaluate(course, keys=MODEL_KEYS) -> Tuple[pd.DataFrame, pd.DataFrame]:
         name = title(key) + (" (yours: published unavailable)" if key in course.substitutes else "")
         summary.append({"model": key, "title": name, "mAP": mean_ap(table), "avg_predict_s": avg,
                         "params": count_parameters(model), "finetune_epochs": epochs,
-                        "note": finetune_note(epochs, fair_epochs(course.profile))})
+                        "fair_epochs": fair, "note": finetune_note(epochs, fair)})
         per_class.append(table.assign(model=key))
     course.save_json("yours.json", mine)
     return (course.save_csv("map.csv", pd.DataFrame(summary)),
