@@ -1,7 +1,7 @@
 """The offline task across data seeds: each seed (images, initialisation, batch order) runs the course's steps in
 its own folder and evaluates the paper-rate model before its finetune. The page gives the mAPs, whether the task
 does what the course needs (:data:`CHECKS`), the pairs of models whose order changes with the seed, and the spread.
-The two models pruned to the same MACs (``SAME_MACS``) take one place in the order where they are within the margin
+The two models pruned within one MAC budget (``ONE_BUDGET``) take one place in the order where they are within the margin
 the course takes as a clear difference.
 
     python benchmarks/offline_seeds.py [--seeds 0,1,2] [--work W] [--runs R] [--update_readme] [--from_csv]
@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from hrank_ssd.course.explain import LARGE_DROP
-from hrank_ssd.course.models import MODEL_KEYS, MODEL_TITLES, SAME_MACS
+from hrank_ssd.course.models import MODEL_KEYS, MODEL_TITLES, ONE_BUDGET
 from hrank_ssd.course.notebooks import run_steps
 from hrank_ssd.course.profiles import get_profile
 from hrank_ssd.course.report import replace_marked_block
@@ -57,13 +57,13 @@ def swaps(table: pd.DataFrame) -> list:
 
 
 def order(table: pd.DataFrame) -> str:
-    """Whether the six models' order by mAP holds over the seeds, the pair in ``SAME_MACS`` as one place when tied."""
+    """Whether the six models' order by mAP holds over the seeds, the pair in ``ONE_BUDGET`` as one place when tied."""
     found = swaps(table)
-    tied = [s for s in found if set(s[:2]) == set(SAME_MACS) and round(s[2], 4) <= LARGE_DROP]
+    tied = [s for s in found if set(s[:2]) == set(ONE_BUDGET) and round(s[2], 4) <= LARGE_DROP]
     named = "; ".join(f"{TITLES[a]} and {TITLES[b]} (at most {gap:.4f} apart)" for a, b, gap in found if
                       (a, b, gap) not in tied)
     text = "The six models' order by mAP is the same in every seed" + (
-        ", the two pruned to the same MACs taken as one place" if tied else "") + (
+        ", the two pruned within one MAC budget taken as one place" if tied else "") + (
         f"{',' if tied else ''} but for these, which swap places: {named}." if named else ".")
     for a, b, gap in tied:
         text += (f" {TITLES[a]} and {TITLES[b]} swap places, at most {gap:.4f} apart: within the {LARGE_DROP} mAP "

@@ -123,8 +123,8 @@ summary.drop(columns="fair_epochs").assign(
 
 # %% [markdown]
 # **What these numbers say.** Where a number above is surprising (a pruned model above its parent, a large drop,
-# two models pruned to the same MACs in an order the data seed decides, a MobileNetV1-SSD much further behind
-# VGG16-SSD than in the published figures), a sentence below, written from this run's numbers
+# two models pruned within one MAC budget in an order the data seed decides, a MobileNetV1-SSD much further
+# behind VGG16-SSD than in the published figures), a sentence below, written from this run's numbers
 # (`hrank_ssd.course.explain`), says why; notebook 08 adds the ones about speed.
 
 # %%

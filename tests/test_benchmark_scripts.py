@@ -114,16 +114,16 @@ def test_offline_seeds_page_names_the_pairs_that_swap_places():
     table = pd.DataFrame([first, second])
     assert [(a, b) for a, b, _ in seeds.swaps(table)] == [("vgg16-ssd-pruned", "vgg16-ssd-lat-paper-macs")]
     assert seeds.swaps(table)[0][2] == pytest.approx(0.03)
-    assert ("The six models' order by mAP is the same in every seed, the two pruned to the same MACs taken as one "
-            "place. VGG16-SSD pruned (HRank) and VGG16-SSD latency-pruned (paper rate's MACs) swap places, at most "
+    assert ("The six models' order by mAP is the same in every seed, the two pruned within one MAC budget taken "
+            "as one place. VGG16-SSD pruned (HRank) and VGG16-SSD latency-pruned (paper rate's MACs) swap places, at most "
             "0.0300 apart: within the 0.05 mAP the course takes as a clear difference, a tie (the course says so "
             "beside their mAPs).\n") in seeds.render(table)
-    apart = dict(first, **{"vgg16-ssd-pruned": 0.6299})  # past the margin: the same MACs, yet not a tie
+    apart = dict(first, **{"vgg16-ssd-pruned": 0.6299})  # past the margin: one budget, yet not a tie
     assert ("same in every seed but for these, which swap places: VGG16-SSD pruned (HRank) and VGG16-SSD "
             "latency-pruned (paper rate's MACs) (at most 0.0601 apart).\n") in seeds.render(pd.DataFrame([first, apart]))
     other = dict(second, **{"vgg16-ssd-lat-small": 0.25})  # two models of different cost swap: named, tie apart
-    assert ("same in every seed, the two pruned to the same MACs taken as one place, but for these, which swap "
-            "places: VGG16-SSD latency-pruned (small budget) and MobileNetV1-SSD (at most 0.2000 apart). VGG16-SSD "
+    assert ("same in every seed, the two pruned within one MAC budget taken as one place, but for these, which "
+            "swap places: VGG16-SSD latency-pruned (small budget) and MobileNetV1-SSD (at most 0.2000 apart). VGG16-SSD "
             "pruned (HRank) and") in seeds.render(pd.DataFrame([first, other]))
     tied = dict(first, **{"vgg16-ssd-pruned": 0.69})  # a tie in one seed, an order in the other: not held
     assert [(a, b) for a, b, _ in seeds.swaps(pd.DataFrame([first, tied]))] == [

@@ -24,7 +24,7 @@ class CompareModel:
 
 PAPER = "vgg16-ssd-pruned"  # pruned at the paper rate: the model the original project published and timed
 PAPER_MACS, SMALL, MB1_PRUNED = "vgg16-ssd-lat-paper-macs", "vgg16-ssd-lat-small", "mb1-ssd-pruned"
-SAME_MACS = (PAPER, PAPER_MACS)  # pruned to the same MACs and finetuned alike: a gap under the margin is a tie
+ONE_BUDGET = (PAPER, PAPER_MACS)  # pruned within one MAC budget, finetuned alike: a gap under the margin is a tie
 MODELS = (
     CompareModel("vgg16-ssd", "VGG16-SSD", "VGG", "vgg16-ssd", "trained"),
     CompareModel(PAPER, "VGG16-SSD pruned (HRank)", "VGG paper rate", "vgg16-ssd", "rate",
