@@ -26,9 +26,10 @@ from hrank_ssd.data.voc import TestTransform, VOCDataset
 from hrank_ssd.hrank.pruning import prune_model
 from hrank_ssd.measure import bench, layer_times, tables
 from hrank_ssd.measure.evaluation import evaluate_model, mean_ap
+from hrank_ssd.nets.compress import PRUNED_RATE
 from hrank_ssd.nets.models import build_model, load_model
 
-RATE = bench.PRUNED_RATE
+RATE = PRUNED_RATE
 GROUP = layer_times.pruning_groups(RATE)
 
 
@@ -53,24 +54,18 @@ def variants(tmp: Path, threads: int, calib_images: int):
     checks = {k: options.output_agreement(pruned, m, x) for k, m in checks.items()}
     pairs = (("vgg16-ssd", full), ("vgg16-ssd-pruned", pruned))
     calib = [torch.randn(1, 3, 300, 300) for _ in range(calib_images)]
-    onnx = {"onnxruntime": lambda name, m: options.OnnxModel(options.export_onnx(m, tmp / f"{name}.onnx"), m, threads),
+    made = {"torch.compile": lambda name, m: options.compile_model(m),
+            "onnxruntime": lambda name, m: options.OnnxModel(options.export_onnx(m, tmp / f"{name}.onnx"), m, threads),
             "onnxruntime int8": lambda name, m: options.quantize_int8(m, calib, tmp / f"{name}.int8.onnx", threads)}
     with bench.num_threads(threads):
-        for name, base in pairs:
-            t0 = time.perf_counter()
-            compiled, why = options.compile_model(base)
-            if compiled is None:
-                notes.append(f"torch.compile skipped for {name}: {why}")
-            else:
-                out[f"{name} torch.compile"] = compiled
-                benchkit.log(f"compiled {name} in {time.perf_counter() - t0:.0f} s")
-        for option, make in onnx.items():
+        for option, make in made.items():
             for name, base in pairs:
                 try:
-                    out[f"{name} {option}"] = make(name, base)
+                    t0, out[f"{name} {option}"] = time.perf_counter(), make(name, base)
+                    benchkit.log(f"{option} of {name} ready in {time.perf_counter() - t0:.0f} s")
                     checks[f"{name} {option}"] = options.output_agreement(base, out[f"{name} {option}"], x)
                 except Exception as e:  # noqa: BLE001 - report and go on
-                    notes.append(f"{option} skipped for {name}: {type(e).__name__}: {str(e)[:160]}")
+                    notes.append(f"{option} skipped for {name}: {options.first_line(e, 160)}")
     out.update({"mb1-ssd": mb1, "mb1-ssd bn_folded": options.fold_batchnorm(mb1)})
     checks["mb1-ssd bn_folded"] = options.output_agreement(mb1, out["mb1-ssd bn_folded"], x)
     return out, notes, checks

@@ -115,22 +115,23 @@ class ChannelsLast(Wrapped):
         return self.model(x.contiguous(memory_format=torch.channels_last))
 
 
-def _first_line(e: Exception, n: int) -> str:
+def first_line(e: Exception, n: int) -> str:
+    """``Type: the first line of the message``, at most ``n`` characters of it."""
     return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:n]}"
 
 
 def compile_model(model, example: Optional[torch.Tensor] = None, **kwargs):
-    """``torch.compile(model)``, run once on ``example``: ``(compiled, None)`` or ``(None, reason)``."""
+    """``torch.compile(model)``, run once on ``example``; where it cannot run here, a one-line ``HRankError``."""
     if not hasattr(torch, "compile"):
-        return None, f"torch {torch.__version__} has no torch.compile"
+        raise HRankError(f"torch {torch.__version__} has no torch.compile")
     example = torch.randn(1, 3, model.image_size, model.image_size) if example is None else example
     try:
         compiled = torch.compile(copy.deepcopy(model).eval(), **kwargs)
         with torch.inference_mode():
             compiled(example)
     except Exception as e:  # no C compiler, unsupported platform, inductor bugs...
-        return None, f"torch.compile failed here: {_first_line(e, 200)}"
-    return Wrapped(compiled), None
+        raise HRankError(f"torch.compile failed here: {first_line(e, 200)}") from e
+    return Wrapped(compiled)
 
 
 def export_onnx(model, path, batch_size: int = 1, image_size: Optional[int] = None, opset: int = 18) -> Path:
@@ -150,7 +151,7 @@ def export_onnx(model, path, batch_size: int = 1, image_size: Optional[int] = No
                 torch.onnx.export(work, (x,), str(path), dynamo=dynamo, **kw, **extra)
             return path
         except Exception as e:  # fall back to the other exporter
-            errors.append(_first_line(e, 160))
+            errors.append(first_line(e, 160))
     raise HRankError(f"ONNX export failed ({'; '.join(errors)}); check the onnx/onnxscript install")
 
 

@@ -161,22 +161,15 @@ def timed_options(args, table, base, models, notes, tmp) -> pd.DataFrame:
         return pd.DataFrame()
     full, pruned = (m.to(memory_format=torch.contiguous_format) for m in (base, models[MATCHED][2]))
     pairs, opt, threads, batch = {"plain eager": (full, pruned)}, inference_options, table.threads, table.batch_size
-    example = torch.randn(batch, 3, full.image_size, full.image_size)
-
-    def compiled(m, i):
-        out, why = opt.compile_model(m, example)
-        if why:
-            raise HRankError(why)
-        return out
-
-    make = {"channels_last": lambda m, i: opt.ChannelsLast(m), "torch.compile": compiled,
+    x = torch.randn(batch, 3, full.image_size, full.image_size)
+    make = {"channels_last": lambda m, i: opt.ChannelsLast(m), "torch.compile": lambda m, i: opt.compile_model(m, x),
             "onnxruntime": lambda m, i: opt.OnnxModel(opt.export_onnx(m, tmp / f"{i}.onnx", batch), m, threads)}
     with num_threads(threads):
         for o in args.options:
             try:
                 pairs[o] = tuple(make[o](m, i) for i, m in enumerate((full, pruned)))
             except Exception as e:  # noqa: BLE001 - an option missing here is reported, not fatal
-                notes.append(f"{o} skipped: {type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}")
+                notes.append(f"{o} skipped: {opt.first_line(e, 160)}")
     flat = {f"{o} | {k}": m for o, pair in pairs.items() for k, m in zip(("unpruned", "pruned"), pair)}
     benchkit.log(f"timing {len(pairs)} inference options")
     t = time_models(flat, table.threads, torch.contiguous_format, table.batch_size, table.image_size,

@@ -112,19 +112,40 @@ def test_offline_seeds_page_names_the_pairs_that_swap_places():
     assert "The six models' order by mAP is the same in every seed.\n" in seeds.render(table)
     second = dict(first, **{"vgg16-ssd-pruned": 0.66})  # the paper-rate model falls below the latency-pruned one
     table = pd.DataFrame([first, second])
-    assert [(a, b) for a, b, _ in seeds.swaps(table)] == [("vgg16-ssd-pruned", "vgg16-ssd-lat-paper-macs")]
-    assert seeds.swaps(table)[0][2] == pytest.approx(0.03)
-    assert ("The six models' order by mAP is the same in every seed, the two pruned within one MAC budget taken "
-            "as one place. VGG16-SSD pruned (HRank) and VGG16-SSD latency-pruned (paper rate's MACs) swap places, at most "
-            "0.0300 apart: within the 0.05 mAP the course takes as a clear difference, a tie (the course says so "
-            "beside their mAPs).\n") in seeds.render(table)
+    [(a, b, gap, tie)] = seeds.swaps(table)
+    assert (a, b, tie) == ("vgg16-ssd-pruned", "vgg16-ssd-lat-paper-macs", True) and gap == pytest.approx(0.03)
+    assert ("The six models' order by mAP is the same in every seed (VGG16-SSD pruned (HRank) and VGG16-SSD "
+            "latency-pruned (paper rate's MACs), pruned within one MAC budget, take one place: at most 0.0300 apart, "
+            "within the 0.05 mAP the course takes as a clear difference, a tie).\n") in seeds.render(table)
     apart = dict(first, **{"vgg16-ssd-pruned": 0.6299})  # past the margin: one budget, yet not a tie
+    assert [t for *_, t in seeds.swaps(pd.DataFrame([first, apart]))] == [False]
     assert ("same in every seed but for these, which swap places: VGG16-SSD pruned (HRank) and VGG16-SSD "
             "latency-pruned (paper rate's MACs) (at most 0.0601 apart).\n") in seeds.render(pd.DataFrame([first, apart]))
-    other = dict(second, **{"vgg16-ssd-lat-small": 0.25})  # two models of different cost swap: named, tie apart
-    assert ("same in every seed, the two pruned within one MAC budget taken as one place, but for these, which "
-            "swap places: VGG16-SSD latency-pruned (small budget) and MobileNetV1-SSD (at most 0.2000 apart). VGG16-SSD "
-            "pruned (HRank) and") in seeds.render(pd.DataFrame([first, other]))
+    other = dict(second, **{"vgg16-ssd-lat-small": 0.25})  # two models of different cost swap: never a tie
+    assert [(a, t) for a, _, _, t in seeds.swaps(pd.DataFrame([first, other]))] == [
+        ("vgg16-ssd-pruned", True), ("vgg16-ssd-lat-small", False)]
+    assert ("a clear difference, a tie) but for these, which swap places: VGG16-SSD latency-pruned (small budget) "
+            "and MobileNetV1-SSD (at most 0.2000 apart).\n") in seeds.render(pd.DataFrame([first, other]))
     tied = dict(first, **{"vgg16-ssd-pruned": 0.69})  # a tie in one seed, an order in the other: not held
-    assert [(a, b) for a, b, _ in seeds.swaps(pd.DataFrame([first, tied]))] == [
+    assert [(a, b) for a, b, *_ in seeds.swaps(pd.DataFrame([first, tied]))] == [
         ("vgg16-ssd-pruned", "vgg16-ssd-lat-paper-macs")]
+
+
+def test_inference_options_page_pairs_each_pruned_variant_with_the_unpruned_model_in_its_format():
+    """A pruned variant is timed against the unpruned model in the same format; round_to=8 has no unpruned twin,
+    so the format's plain unpruned model stands in."""
+    import pandas as pd
+
+    bio = load_benchmark("bench_inference_options")
+    table = pd.DataFrame({"model": ["vgg16-ssd", "vgg16-ssd channels_last", "vgg16-ssd-pruned",
+                                    "vgg16-ssd-pruned channels_last", "vgg16-ssd-pruned round_to=8 channels_last",
+                                    "mb1-ssd"],
+                          "forward_median_ms": [400.0, 300.0, 200.0, 100.0, 80.0, 50.0],
+                          "predict_median_ms": [500.0, 400.0, 250.0, 200.0, 160.0, 60.0]})
+    assert bio.speedups(table) == [
+        {"pruned variant": "vgg16-ssd-pruned", "vs": "vgg16-ssd", "forward_speedup": 2.0, "predict_speedup": 2.0,
+         "vs_plain_unpruned_forward": 2.0},
+        {"pruned variant": "vgg16-ssd-pruned channels_last", "vs": "vgg16-ssd channels_last", "forward_speedup": 3.0,
+         "predict_speedup": 2.0, "vs_plain_unpruned_forward": 4.0},
+        {"pruned variant": "vgg16-ssd-pruned round_to=8 channels_last", "vs": "vgg16-ssd channels_last",
+         "forward_speedup": 3.75, "predict_speedup": 2.5, "vs_plain_unpruned_forward": 5.0}]

@@ -7,6 +7,7 @@ import pytest
 import torch
 from conftest import load_benchmark
 
+from hrank_ssd.errors import HRankError
 from hrank_ssd.hrank.pruning import prune_model
 from hrank_ssd.nets.compress import PRUNED_RATE
 from hrank_ssd.nets.models import build_model
@@ -107,15 +108,15 @@ def test_int8_runs_and_correlates(tmp_path, x):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["q.onnx"]
 
 
-def test_compile_matches_eager_and_a_failure_is_a_reason():
+def test_compile_matches_eager_and_a_failure_is_one_line():
     m = build_model("mb1-ssd", 3, width=0.05).eval()
     x = torch.randn(2, 3, 300, 300, generator=torch.Generator().manual_seed(0))
     # the eager backend needs no C compiler: it must work wherever torch.compile exists
-    compiled, why = options.compile_model(m, example=x[:1], backend="eager")
-    assert why is None and compiled.cfg == m.cfg and torch.equal(compiled.priors, m.priors)
+    compiled = options.compile_model(m, example=x[:1], backend="eager")
+    assert compiled.cfg == m.cfg and torch.equal(compiled.priors, m.priors)
     with torch.inference_mode():
         for got, want in zip(compiled(x), m(x)):
             # the same aten ops in the same order; 1e-5 only absorbs a kernel choosing another summation order
             torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
-    broken, why = options.compile_model(m, example=x[:1], backend="no_such_backend")
-    assert broken is None and why.startswith("torch.compile failed here:") and "\n" not in why
+    with pytest.raises(HRankError, match=r"^torch\.compile failed here: [^\n]*$"):
+        options.compile_model(m, example=x[:1], backend="no_such_backend")
