@@ -61,7 +61,8 @@ def variants(tmp: Path, threads: int, calib_images: int):
         for option, make in made.items():
             for name, base in pairs:
                 try:
-                    t0, out[f"{name} {option}"] = time.perf_counter(), make(name, base)
+                    t0 = time.perf_counter()
+                    out[f"{name} {option}"] = make(name, base)
                     benchkit.log(f"{option} of {name} ready in {time.perf_counter() - t0:.0f} s")
                     checks[f"{name} {option}"] = options.output_agreement(base, out[f"{name} {option}"], x)
                 except Exception as e:  # noqa: BLE001 - report and go on

@@ -112,7 +112,7 @@ def one_budget(maps: Dict[str, pd.Series], frontier: Dict[str, pd.Series], synth
             f"alike, and score {ma:.4f} and {mb:.4f}, {abs(ma - mb):.4f} apart: within the {LARGE_DROP} the course "
             f"takes as a clear difference; {why}.")
     if a in frontier and b in frontier:
-        ra, rb = (frontier[k] for k in ONE_BUDGET)
+        ra, rb = frontier[a], frontier[b]
         text += (f" What the latency-pruned model is built to win is time: {rb['forward_median_ms']:.2f} ms against "
                  f"{ra['forward_median_ms']:.2f} ms here, at {rb['GMACs']:.3f} GMACs against {ra['GMACs']:.3f} (the "
                  "fastest widths its knapsack found within the budget).")
